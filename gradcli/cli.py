@@ -1,0 +1,293 @@
+"""The command line: parse, call the core, render. The one place errors become exit codes.
+
+Heavy modules (numpy, rich, the layers) are imported inside the commands so that
+``gradcli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import traceback as tb
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from gradcli.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_MISMATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    GradcliError,
+)
+
+
+class GradcliGroup(TyperGroup):
+    """Runs every command with gradcli's error policy: one line on stderr and an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        code = _exit_code(
+            lambda: super(GradcliGroup, self).main(
+                args=argv,
+                prog_name=prog_name or "gradcli",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            ),
+            show_traceback="--traceback" in argv,
+        )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _error(message: str) -> None:
+    print(f"gradcli: {message}", file=sys.stderr)
+
+
+def _exit_code(run: Any, *, show_traceback: bool) -> int:
+    try:
+        rv = run()
+        return rv if isinstance(rv, int) else EXIT_OK
+    except typer.Exit as e:
+        if e.exit_code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this
+            _error("interrupted")
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except GradcliError as e:
+        _error(f"error: {e}")
+        return e.exit_code
+    except OSError as e:
+        if e.errno == errno.EPIPE:  # `gradcli ... | head`: the reader left, nothing to say
+            return EXIT_OK
+        return _internal(e, show_traceback)
+    except Exception as e:
+        if _is_usage_error(e):
+            return _usage(e)
+        return _internal(e, show_traceback)  # a bug: say so in one line
+
+
+def _is_usage_error(e: Exception) -> bool:
+    # click's exceptions (typer may vendor its own copy of click, so match by shape)
+    return hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)
+
+
+def _usage(e: Any) -> int:
+    ctx = getattr(e, "ctx", None)
+    if type(e).__name__ == "NoArgsIsHelpError":
+        print(ctx.get_help() if ctx else e.format_message(), file=sys.stderr)
+        return EXIT_USAGE
+    hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+    _error(f"error: {e.format_message()}{hint}")
+    return EXIT_USAGE
+
+
+def _internal(e: BaseException, show_traceback: bool) -> int:
+    if show_traceback:
+        tb.print_exception(e)
+    else:
+        _error(
+            f"internal error: {type(e).__name__}: {e} "
+            "(this is a bug in gradcli; rerun with --traceback for details)"
+        )
+    return EXIT_INTERNAL
+
+
+app = typer.Typer(
+    cls=GradcliGroup,
+    name="gradcli",
+    help="Compute and check the gradients of neural-network layers (see 'gradcli layers').",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+LayerArg = Annotated[str, typer.Argument(help="Layer name (see 'gradcli layers').")]
+SpecArg = Annotated[
+    str | None,
+    typer.Argument(help="YAML spec file; '-' reads stdin; omitted: the layer's default spec."),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
+    ),
+]
+DTypeOpt = Annotated[DType | None, typer.Option(help="Override the spec's dtype.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Override the spec's seed.")]
+TracebackOpt = Annotated[
+    bool, typer.Option("--traceback", help="Show the traceback of an internal error.")
+]
+
+
+def _load(layer: str, spec: str | None, dtype: DType | None, seed: int | None) -> Any:
+    from gradcli.errors import OptionError
+    from gradcli.spec import MAX_SEED, load_spec
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
+    return load_spec(layer, spec, dtype=dtype.value if dtype else None, seed=seed)
+
+
+def _emit(
+    output: Path | None,
+    inputs: tuple[Path, ...],
+    *,
+    text: Any = None,
+    npz: Any = None,
+) -> None:
+    """Write the result: stdout, or FILE atomically. ``text(console)`` renders a table;
+    ``text`` may also be a ready string; ``npz()`` gives the bytes of an .npz archive."""
+    from gradcli.io import write_atomic
+
+    if output is None:
+        if callable(text):
+            text(_console(sys.stdout))
+        else:
+            sys.stdout.write(text)
+        return
+    target = output.resolve()
+    for f in inputs:
+        if f.resolve() == target:
+            raise GradcliError(f"{output} is one of this run's inputs; refusing to overwrite it",
+                               source="--output")
+    if output.suffix == ".npz":
+        if npz is None:
+            raise GradcliError("this command has no arrays to write as .npz", source="--output")
+        data = npz()
+    elif callable(text):
+        import io
+
+        buf = io.StringIO()
+        text(_console(buf, plain=True))
+        data = buf.getvalue().encode()
+    else:
+        data = text.encode()
+    write_atomic(output, data)
+
+
+def _console(file: Any, plain: bool = False) -> Any:
+    from rich.console import Console
+
+    if plain:
+        return Console(file=file, width=120, no_color=True, force_terminal=False, highlight=False)
+    width = None if file.isatty() else 120
+    return Console(file=file, width=width, highlight=False)
+
+
+def _inputs(spec: Any) -> tuple[Path, ...]:
+    own = (Path(spec.source),) if not spec.source.startswith("<") else ()
+    return own + spec.files
+
+
+@app.command()
+def compute(
+    layer: LayerArg,
+    spec: SpecArg = None,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+    dtype: DTypeOpt = None,
+    seed: SeedOpt = None,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Forward pass and analytical backward pass: shapes, values, gradients."""
+    from gradcli import render
+    from gradcli.check import compute as run_compute
+
+    s = _load(layer, spec, dtype, seed)
+    comp = run_compute(s)
+    _emit(
+        output,
+        _inputs(s),
+        text=render.to_json(render.compute_doc(s, comp))
+        if fmt is Format.json
+        else lambda c: render.render_compute(c, s, comp),
+        npz=lambda: render.npz_bytes(s, comp),
+    )
+
+
+@app.command()
+def check(
+    layer: LayerArg,
+    spec: SpecArg = None,
+    eps: Annotated[
+        float | None, typer.Option(help="Finite-difference step, relative to max(1, |x|).")
+    ] = None,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance.")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance.")] = None,
+    values: Annotated[
+        bool, typer.Option("--values", help="JSON: include tensors, gradients, numeric values.")
+    ] = False,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+    dtype: DTypeOpt = None,
+    seed: SeedOpt = None,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Compare the analytical gradients with numerical ones. Exit 1 on a mismatch."""
+    from gradcli import render
+    from gradcli.check import check as run_check
+
+    s = _load(layer, spec, dtype, seed)
+    comp, numeric, report = run_check(s, eps=eps, atol=atol, rtol=rtol)
+    if fmt is Format.json:
+        doc = render.check_doc(s, report, comp, numeric) if values else render.check_doc(s, report)
+        text: Any = render.to_json(doc)
+    else:
+        text = lambda c: render.render_check(c, s, comp, numeric, report)  # noqa: E731
+    _emit(output, _inputs(s), text=text, npz=lambda: render.npz_bytes(s, comp, numeric))
+    if not report.passed:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+@app.command()
+def layers(fmt: FormatOpt = Format.table, traceback: TracebackOpt = False) -> None:
+    """List the built-in layers: tensors, shape conventions, output, options."""
+    from gradcli import render
+
+    if fmt is Format.json:
+        sys.stdout.write(render.to_json(render.layers_doc()))
+    else:
+        render.render_layers(_console(sys.stdout))
+
+
+@app.command()
+def init(layer: LayerArg, output: OutputOpt = None, traceback: TracebackOpt = False) -> None:
+    """Print a commented template spec for LAYER (or write it with -o FILE)."""
+    from gradcli import render
+    from gradcli.layers import get_layer
+
+    _emit(output, (), text=render.init_template(get_layer(layer)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``gradcli`` and ``python -m gradcli``; returns the exit code."""
+    command = typer.main.get_command(app)
+    return command.main(args=argv, prog_name="gradcli", standalone_mode=False)

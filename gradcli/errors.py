@@ -1,0 +1,54 @@
+"""The one error family of gradcli, and the process exit codes.
+
+Exceptions are for broken preconditions only (bad input, bad usage). A gradient that
+does not match is a *result* (see :mod:`gradcli.check`), never an exception.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+class GradcliError(Exception):
+    """Bad input or bad usage; becomes one line on stderr and exit code 2.
+
+    ``source`` is the file (or ``<stdin>``, ``<default>``, ``--option``) and ``key`` the
+    dotted key inside it, so the message reads ``spec.yaml: tensors.W: expected ...``.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.source = source
+        self.key = key
+
+    def at(self, *, source: str | None = None, key: str | None = None) -> GradcliError:
+        """The same error with a source/key filled in where it had none."""
+        err = type(self)(self.message, source=self.source or source, key=self.key or key)
+        err.__cause__ = self.__cause__
+        return err
+
+    def __str__(self) -> str:
+        return ": ".join(p for p in (self.source, self.key, self.message) if p)
+
+
+class SpecError(GradcliError):
+    """The spec document is malformed (YAML, keys, types, values)."""
+
+
+class TensorFileError(GradcliError):
+    """A tensor file cannot be read safely (.npy/.npz/YAML)."""
+
+
+class ShapeError(GradcliError):
+    """Tensor shapes do not fit the layer."""
+
+
+class OptionError(GradcliError):
+    """A layer option or a command-line option is invalid."""

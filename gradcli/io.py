@@ -1,0 +1,109 @@
+"""Files: safe YAML, .npy/.npz without pickles, atomic writes. No numerics here."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from gradcli.errors import GradcliError, SpecError, TensorFileError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
+    """The bytes of ``path``; a missing, directory or unreadable file is a TensorFileError."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TensorFileError(f"file not found: {path}", source=source, key=key) from None
+    except IsADirectoryError:
+        raise TensorFileError(f"{path} is a directory, expected a file", source=source, key=key) from None
+    except OSError as e:
+        raise TensorFileError(f"cannot read {path}: {e.strerror}", source=source, key=key) from None
+
+
+def read_spec_text(spec: str) -> tuple[str, str, Path]:
+    """(text, source name, folder that relative tensor paths start from) for a spec argument."""
+    if spec == "-":
+        return sys.stdin.read(), "<stdin>", Path.cwd()
+    path = Path(spec)
+    data = read_bytes(path, source=spec)
+    try:
+        return data.decode("utf-8"), spec, path.parent
+    except UnicodeDecodeError:
+        raise SpecError("not a UTF-8 text file, expected a YAML spec", source=spec) from None
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """Safe YAML (no python tags, nothing constructed); errors name the line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is a SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"invalid YAML: {where}{e.problem or e}", source=source) from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"invalid YAML: {e}", source=source) from None
+
+
+def load_array(path: Path, npz_key: str | None, *, source: str, key: str) -> np.ndarray:
+    """An array from .npy (or .npz with ``npz_key``); never unpickles."""
+    data = read_bytes(path, source=source, key=key)
+    buf = io.BytesIO(data)
+    try:
+        if npz_key is None:
+            if path.suffix == ".npz" or data[:2] == b"PK":
+                raise TensorFileError(
+                    f"{path} is an .npz archive: name the array as '{path}:KEY' or "
+                    "{file: ..., key: ...}",
+                    source=source,
+                    key=key,
+                )
+            return np.load(buf, allow_pickle=False)
+        with np.load(buf, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise TensorFileError(f"{path} is not an .npz archive", source=source, key=key)
+            if npz_key not in archive.files:
+                known = ", ".join(archive.files) or "none"
+                raise TensorFileError(
+                    f"{path} has no array {npz_key!r} (arrays: {known})", source=source, key=key
+                )
+            return archive[npz_key]
+    except GradcliError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            msg = f"{path} holds pickled (object) data, which gradcli never loads"
+        else:
+            msg = f"{path} is not a valid .npy/.npz file ({e})"
+        raise TensorFileError(msg, source=source, key=key) from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise TensorFileError(
+            f"{path} is not a valid .npy/.npz file ({e})", source=source, key=key
+        ) from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write all of ``data`` or nothing: a temporary file in the same folder, then a rename."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise GradcliError(f"cannot write to {folder}: {e.strerror}", source="--output") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise GradcliError(f"cannot write {path}: {e.strerror}", source="--output") from None
+        raise

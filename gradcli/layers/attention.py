@@ -1,0 +1,107 @@
+"""Scaled dot-product self-attention, seed notation.
+
+Shapes: X (..., T, d), W_Q (d, d_k), W_K (d, d_k), W_V (d, d_v), out (..., T, d_v);
+intermediates Q, K (..., T, d_k), V (..., T, d_v), S, A (..., T, T).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+
+
+def softmax(S: np.ndarray) -> np.ndarray:
+    """Row softmax of S (..., T, T), stable; the max is taken on the real part so that a
+    complex-step perturbation passes through untouched."""
+    e = np.exp(S - S.real.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# Q = X W_Q   K = X W_K   V = X W_V   S = Q K^T / sqrt(d_k)   A = softmax(S)   out = A V
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """X (..., T, d), W_Q (..., d, d_k), W_K (..., d, d_k), W_V (..., d, d_v) -> out (..., T, d_v)."""
+    X, W_Q, W_K, W_V = t["X"], t["W_Q"], t["W_K"], t["W_V"]
+    Q, K, V = X @ W_Q, X @ W_K, X @ W_V
+    scale = 1.0 / math.sqrt(W_Q.shape[-1])  # a Python float keeps float32 in float32
+    S = (Q @ K.swapaxes(-1, -2)) * scale
+    A = softmax(S)
+    cache = {"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V, "Q": Q, "K": K, "V": V, "S": S, "A": A}
+    return A @ V, {**cache, "scale": scale}
+
+
+# dV = A^T dout     dA = dout V^T     dS = A * (dA - rowsum(dA * A))
+# dQ = dS K / sqrt(d_k)     dK = dS^T Q / sqrt(d_k)
+# dW_Q = X^T dQ   dW_K = X^T dK   dW_V = X^T dV   dX = dQ W_Q^T + dK W_K^T + dV W_V^T
+def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dout (..., T, d_v) -> gradients of X, W_Q, W_K, W_V and of the intermediates Q, K, V, S, A."""
+    X, W_Q, W_K, W_V = cache["X"], cache["W_Q"], cache["W_K"], cache["W_V"]
+    Q, K, V, A, scale = cache["Q"], cache["K"], cache["V"], cache["A"], cache["scale"]
+    dV = A.swapaxes(-1, -2) @ dout
+    dA = dout @ V.swapaxes(-1, -2)
+    dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))  # the softmax Jacobian, row by row
+    dQ = (dS @ K) * scale
+    dK = (dS.swapaxes(-1, -2) @ Q) * scale
+    X2 = X.reshape(-1, X.shape[-1])  # parameter gradients are summed over the batch axes
+
+    def flat(g: np.ndarray) -> np.ndarray:
+        return g.reshape(-1, g.shape[-1])
+
+    return {
+        "X": dQ @ W_Q.T + dK @ W_K.T + dV @ W_V.T,  # the seed leaves this path out
+        "W_Q": X2.T @ flat(dQ),
+        "W_K": X2.T @ flat(dK),
+        "W_V": X2.T @ flat(dV),
+        "Q": dQ,
+        "K": dK,
+        "V": dV,
+        "S": dS,
+        "A": dA,
+    }
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    X = s["X"]
+    if len(X) < 2:
+        raise ShapeError(f"attention: X must be (..., T, d), got shape {list(X)}", key="X")
+    for name in ("W_Q", "W_K", "W_V"):
+        w = s[name]
+        if len(w) != 2:
+            raise ShapeError(f"attention: {name} must be 2-D (d, d_out), got {list(w)}", key=name)
+        if w[0] != X[-1]:
+            raise ShapeError(
+                f"attention: {name} has d={w[0]} rows (axis 0) but X has d={X[-1]} (last axis)",
+                key=name,
+            )
+        if w[1] < 1:
+            raise ShapeError(f"attention: {name} must have at least 1 column", key=name)
+    if s["W_K"][1] != s["W_Q"][1]:
+        raise ShapeError(
+            f"attention: W_K has d_k={s['W_K'][1]} columns but W_Q has d_k={s['W_Q'][1]}",
+            key="W_K",
+        )
+    if X[-2] < 1:
+        raise ShapeError("attention: X needs at least one position (T >= 1)", key="X")
+    return (*X[:-1], s["W_V"][1])
+
+
+LAYER = Layer(
+    name="attention",
+    summary="out = softmax(Q K^T / sqrt(d_k)) V,  Q = X W_Q, K = X W_K, V = X W_V",
+    tensors=(
+        TensorInfo("X", ("T", "d"), ("t", "e"), "input", "input sequence"),
+        TensorInfo("W_Q", ("d", "d_k"), ("e", "k"), "weight", "query projection"),
+        TensorInfo("W_K", ("d", "d_k"), ("e", "k"), "weight", "key projection"),
+        TensorInfo("W_V", ("d", "d_v"), ("e", "v"), "weight", "value projection"),
+    ),
+    output=TensorInfo("out", ("T", "d_v"), ("t", "v"), "output", "attention output"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"X": (4, 6), "W_Q": (6, 4), "W_K": (6, 4), "W_V": (6, 3)},
+    intermediates=("Q", "K", "V", "S", "A"),
+)

@@ -1,0 +1,85 @@
+"""The ``Layer`` record: a layer is data plus two pure functions.
+
+``forward(tensors, options) -> (output, cache)`` and ``backward(grad_output, cache) -> grads``.
+Neither keeps state nor mutates its inputs, so the numerical checker can call ``forward``
+thousands of times on private copies.
+
+Leading axes. Every tensor may carry extra leading axes in front of its core axes; they
+broadcast together (right-aligned) and the output carries the broadcast result in front of
+its own core axes. The input's leading axes are its batch; the numerical engine prepends a
+"probe" axis to stack perturbed copies. ``backward`` only has to handle parameters without
+leading axes (parameter gradients are summed over the batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import OptionError
+
+Arrays = Mapping[str, np.ndarray]
+Shapes = Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One named tensor of a layer, in the seed's notation."""
+
+    name: str
+    axes: tuple[str, ...]  # dimension names, e.g. ("kh", "kw", "C_in", "C_out")
+    index: tuple[str, ...]  # index letters of the seed formulas, e.g. ("m", "n", "d", "c")
+    role: str  # "input" (may carry batch axes), "weight" or "bias"
+    doc: str
+    optional: bool = False  # may be omitted from a spec: zeros
+
+    @property
+    def shape_str(self) -> str:
+        return "(" + ", ".join(self.axes) + ("," if len(self.axes) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The seed layers take no hyper-parameters."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    summary: str  # the forward formula, one line
+    tensors: tuple[TensorInfo, ...]
+    output: TensorInfo
+    forward: Callable[[Arrays, Any], tuple[np.ndarray, dict[str, Any]]]
+    backward: Callable[[np.ndarray, dict[str, Any]], dict[str, np.ndarray]]
+    output_shape: Callable[[Shapes, Any], tuple[int, ...]]  # validates; raises ShapeError
+    default_shapes: Mapping[str, tuple[int, ...]]
+    options: type = NoOptions
+    intermediates: tuple[str, ...] = ()  # cache entries worth showing (e.g. Q, K, V, S, A)
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tensors)
+
+    def tensor(self, name: str) -> TensorInfo:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def make_options(self, raw: Mapping[str, Any] | None) -> Any:
+        """Build the frozen options dataclass; unknown keys are errors naming the known ones."""
+        raw = dict(raw or {})
+        fields = {f.name for f in dataclasses.fields(self.options)}
+        unknown = sorted(set(raw) - fields)
+        if unknown:
+            known = ", ".join(sorted(fields)) or "none"
+            raise OptionError(
+                f"unknown option {unknown[0]!r} for {self.name} (known options: {known})",
+                key=f"options.{unknown[0]}",
+            )
+        return self.options(**raw)
+

@@ -1,0 +1,67 @@
+"""Linear (fully connected) layer, seed notation.
+
+Shapes: x (..., in), W (out, in), b (out,), z (..., out); ``...`` are batch axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+
+
+# z = W x + b
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., in), W (out, in), b (out,) -> z (..., out)."""
+    x, W, b = t["x"], t["W"], t["b"]
+    if W.ndim == 2:
+        z = x @ W.T + b  # one GEMM over the whole batch
+    else:  # W carries leading (probe) axes: broadcast them against x's batch axes
+        z = (W @ x[..., None])[..., 0] + b
+    return z, {"x": x, "W": W}
+
+
+# dL/dW = dL/dz x^T     dL/db = dL/dz     dL/dx = W^T dL/dz   (summed over batch axes)
+def backward(dz: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dz (..., out) -> {"x": (..., in), "W": (out, in), "b": (out,)}."""
+    x, W = cache["x"], cache["W"]
+    dz2 = dz.reshape(-1, dz.shape[-1])
+    return {
+        "x": dz @ W,
+        "W": dz2.T @ x.reshape(-1, x.shape[-1]),
+        "b": dz2.sum(axis=0),
+    }
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    x, W, b = s["x"], s["W"], s["b"]
+    if len(W) != 2:
+        raise ShapeError(f"linear: W must be 2-D (out, in), got shape {list(W)}", key="W")
+    if len(x) < 1:
+        raise ShapeError("linear: x must have at least 1 axis (..., in), got a scalar", key="x")
+    if x[-1] != W[1]:
+        raise ShapeError(
+            f"linear: W has in={W[1]} (axis 1) but x has {x[-1]} features (last axis)", key="W"
+        )
+    if tuple(b) != (W[0],):
+        raise ShapeError(f"linear: b must have shape [{W[0]}] (out,), got {list(b)}", key="b")
+    return (*x[:-1], W[0])
+
+
+LAYER = Layer(
+    name="linear",
+    summary="z = W x + b",
+    tensors=(
+        TensorInfo("x", ("in",), ("i",), "input", "input vector"),
+        TensorInfo("W", ("out", "in"), ("o", "i"), "weight", "weight matrix"),
+        TensorInfo("b", ("out",), ("o",), "bias", "bias", optional=True),
+    ),
+    output=TensorInfo("z", ("out",), ("o",), "output", "pre-activation output"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"x": (4,), "W": (3, 4), "b": (3,)},
+)

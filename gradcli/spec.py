@@ -1,0 +1,307 @@
+"""Parse and validate a spec mapping into a frozen ``Spec``.
+
+A spec names the layer, dtype, seed, options, every tensor and the upstream gradient.
+Tensor sources: a path to ``.npy``, ``file.npz:key``, ``{file: ..., key: ...}``, an inline
+number or nested list, or ``{shape: [...], init: normal|uniform|zeros|ones|arange, scale: s}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import GradcliError, ShapeError, SpecError
+from gradcli.io import load_array, parse_yaml, read_spec_text
+from gradcli.layers import Layer, get_layer
+
+DTYPES = ("float64", "float32")
+INITS = ("normal", "uniform", "zeros", "ones", "arange")
+TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a run needs. Arrays are read-only, in ``dtype``, keyed in layer order."""
+
+    layer: Layer
+    dtype: str
+    seed: int
+    options: Any
+    tensors: Mapping[str, np.ndarray]
+    grad_output: np.ndarray
+    source: str
+    files: tuple[Path, ...] = ()  # every file read, so an --output can never overwrite one
+
+
+def default_document(layer: Layer) -> dict[str, Any]:
+    """The embedded default spec: small random tensors, seed 0."""
+    return {
+        "layer": layer.name,
+        "dtype": "float64",
+        "seed": 0,
+        "options": {},
+        "tensors": {n: {"shape": list(s), "init": "normal"} for n, s in layer.default_shapes.items()},
+        "grad_output": {"init": "normal"},
+    }
+
+
+def load_spec(
+    layer_name: str, spec: str | None, *, dtype: str | None = None, seed: int | None = None
+) -> Spec:
+    """Load SPEC (a path, ``-`` for stdin, or None for the embedded default) for LAYER."""
+    layer = get_layer(layer_name)
+    if spec is None:
+        doc, source, base = default_document(layer), "<default>", Path.cwd()
+    else:
+        text, source, base = read_spec_text(spec)
+        doc = parse_yaml(text, source=source)
+    try:
+        return build_spec(layer, doc, base=base, source=source, dtype=dtype, seed=seed)
+    except GradcliError as e:
+        raise e.at(source=source) from None
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def build_spec(
+    layer: Layer,
+    doc: Any,
+    *,
+    base: Path,
+    source: str,
+    dtype: str | None = None,
+    seed: int | None = None,
+) -> Spec:
+    if doc is None:
+        raise SpecError("the spec is empty; expected a mapping with a 'tensors' key")
+    if not isinstance(doc, dict):
+        raise SpecError(f"expected a mapping at the top level, got {_kind(doc)}")
+    for k in doc:
+        if k not in TOP_KEYS:
+            raise SpecError(
+                f"unknown key{_suggest(str(k), TOP_KEYS)}; expected one of {', '.join(TOP_KEYS)}",
+                key=str(k),
+            )
+    if "layer" in doc and doc["layer"] != layer.name:
+        raise SpecError(
+            f"the spec is for layer {doc['layer']!r} but the command asked for {layer.name!r}",
+            key="layer",
+        )
+    dtype = _dtype(doc.get("dtype", "float64") if dtype is None else dtype)
+    seed = _seed(doc.get("seed", 0) if seed is None else seed)
+    raw_options = doc.get("options")
+    if raw_options is not None and not isinstance(raw_options, dict):
+        raise SpecError(f"expected a mapping of options, got {_kind(raw_options)}", key="options")
+    options = layer.make_options(raw_options)
+
+    tensors_doc = doc.get("tensors")
+    if not isinstance(tensors_doc, dict):
+        what = "missing" if tensors_doc is None else f"got {_kind(tensors_doc)}"
+        raise SpecError(
+            f"expected a mapping of tensors {', '.join(layer.tensor_names)} ({what})",
+            key="tensors",
+        )
+    for name in tensors_doc:
+        if name not in layer.tensor_names:
+            raise SpecError(
+                f"{layer.name} has no tensor {name!r}{_suggest(str(name), layer.tensor_names)}; "
+                f"its tensors are {', '.join(layer.tensor_names)}",
+                key=f"tensors.{name}",
+            )
+    loader = _Loader(base, source, seed, dtype)
+    arrays: dict[str, np.ndarray] = {}
+    for info in layer.tensors:
+        if info.name in tensors_doc:
+            arrays[info.name] = loader.load(tensors_doc[info.name], f"tensors.{info.name}", info.name)
+        elif not info.optional:
+            raise SpecError(
+                f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
+            )
+    for info in layer.tensors:  # an omitted bias is zeros, sized from the other tensors' axes
+        if info.name not in arrays:
+            arrays[info.name] = np.zeros(_infer_shape(layer, info.axes, arrays), dtype=dtype)
+    try:
+        out_shape = layer.output_shape({n: a.shape for n, a in arrays.items()}, options)
+    except ShapeError as e:
+        raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
+
+    g_doc = doc.get("grad_output", {"init": "normal"})
+    if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
+        g_doc = {**g_doc, "shape": list(out_shape)}
+    grad_output = loader.load(g_doc, "grad_output", "grad_output")
+    if grad_output.shape != out_shape:
+        raise SpecError(
+            f"the upstream gradient must have the output's shape {list(out_shape)}, "
+            f"got {list(grad_output.shape)}",
+            key="grad_output",
+        )
+    for a in (*arrays.values(), grad_output):
+        a.flags.writeable = False
+    return Spec(
+        layer=layer,
+        dtype=dtype,
+        seed=seed,
+        options=options,
+        tensors=MappingProxyType(arrays),
+        grad_output=grad_output,
+        source=source,
+        files=tuple(loader.files),
+    )
+
+
+def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> tuple:
+    sizes: dict[str, int] = {}
+    for info in layer.tensors:
+        if info.name in arrays and info.axes:
+            core = arrays[info.name].shape[-len(info.axes) :]
+            sizes.update(zip(info.axes, core))
+    missing = [a for a in axes if a not in sizes]
+    if missing:  # cannot happen for the built-in layers; a clear error all the same
+        raise SpecError(f"cannot infer the size {missing[0]!r} of an omitted tensor", key="tensors")
+    return tuple(sizes[a] for a in axes)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _dtype(value: Any) -> str:
+    if value not in DTYPES:
+        raise SpecError(f"expected one of {', '.join(DTYPES)}, got {value!r}", key="dtype")
+    return value
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise SpecError(f"expected an integer from 0 to 2**63-1, got {value!r}", key="seed")
+    return value
+
+
+class _Loader:
+    """Turns one tensor source into a read-only array of the spec's dtype."""
+
+    def __init__(self, base: Path, source: str, seed: int, dtype: str):
+        self.base, self.source, self.seed, self.dtype = base, source, seed, dtype
+        self.files: list[Path] = []
+
+    def load(self, value: Any, key: str, name: str) -> np.ndarray:
+        arr = self._raw(value, key, name)
+        if arr.dtype.kind != "f":
+            raise SpecError(f"expected floating-point values, got a {arr.dtype} array", key=key)
+        if not np.isfinite(arr).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise SpecError(
+                f"non-finite value {arr[bad]!r} at index {list(bad)}; expected finite numbers",
+                key=key,
+            )
+        return np.array(arr, dtype=self.dtype)
+
+    def _raw(self, value: Any, key: str, name: str) -> np.ndarray:
+        if isinstance(value, str):
+            path, _, npz_key = value.rpartition(":") if ".npz:" in value else (value, "", "")
+            return self._file(path, npz_key or None, key)
+        if isinstance(value, dict):
+            if "file" in value:
+                extra = set(value) - {"file", "key"}
+                if extra:
+                    raise SpecError(f"unknown key {sorted(extra)[0]!r} beside 'file'", key=key)
+                if not isinstance(value["file"], str):
+                    raise SpecError("'file' must be a path", key=f"{key}.file")
+                npz_key = value.get("key")
+                if npz_key is not None and not isinstance(npz_key, str):
+                    raise SpecError("'key' must be a string", key=f"{key}.key")
+                return self._file(value["file"], npz_key, key)
+            return self._generate(value, key, name)
+        if isinstance(value, (int, float, list)) and not isinstance(value, bool):
+            return _inline(value, key)
+        raise SpecError(
+            f"expected a file path, a number, a nested list or a mapping, got {_kind(value)}",
+            key=key,
+        )
+
+    def _file(self, path: str, npz_key: str | None, key: str) -> np.ndarray:
+        full = Path(path).expanduser()
+        full = full if full.is_absolute() else self.base / full
+        self.files.append(full)
+        return load_array(full, npz_key, source=self.source, key=key)
+
+    def _generate(self, value: dict, key: str, name: str) -> np.ndarray:
+        extra = set(value) - {"shape", "init", "scale"}
+        if extra:
+            bad = sorted(map(str, extra))[0]
+            raise SpecError(
+                f"unknown key {bad!r}{_suggest(bad, ('shape', 'init', 'scale', 'file'))}; "
+                "expected shape, init, scale (or file, key)",
+                key=key,
+            )
+        shape = value.get("shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+        ):
+            raise SpecError(
+                f"expected a list of positive integers, got {shape!r}", key=f"{key}.shape"
+            )
+        if math.prod(shape) > 10**9:
+            raise SpecError(f"shape {shape} is too large", key=f"{key}.shape")
+        init = value.get("init", "normal")
+        if init not in INITS:
+            raise SpecError(
+                f"expected one of {', '.join(INITS)}, got {init!r}", key=f"{key}.init"
+            )
+        scale = value.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise SpecError(f"expected a finite number, got {scale!r}", key=f"{key}.scale")
+        # one independent stream per tensor name: adding a tensor never changes the others
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+        shape_t = tuple(shape)
+        if init == "normal":
+            arr = rng.standard_normal(shape_t)
+        elif init == "uniform":
+            arr = rng.uniform(-1.0, 1.0, shape_t)
+        elif init == "zeros":
+            arr = np.zeros(shape_t)
+        elif init == "ones":
+            arr = np.ones(shape_t)
+        else:
+            arr = np.arange(math.prod(shape_t), dtype=np.float64).reshape(shape_t)
+        return arr * float(scale)
+
+
+def _inline(value: Any, key: str) -> np.ndarray:
+    """A number or a rectangular nested list of numbers (checked before any conversion)."""
+
+    def shape_of(v: Any, path: list[int]) -> tuple[int, ...]:
+        if isinstance(v, list):
+            if not v:
+                raise SpecError(f"empty list at {path or 'top'}; expected numbers", key=key)
+            shapes = [shape_of(item, [*path, i]) for i, item in enumerate(v)]
+            for i, s in enumerate(shapes):
+                if s != shapes[0]:
+                    raise SpecError(
+                        f"ragged nested list: item {[*path, i]} has shape {list(s)}, "
+                        f"item {[*path, 0]} has {list(shapes[0])}",
+                        key=key,
+                    )
+            return (len(v), *shapes[0])
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SpecError(f"expected a number at index {path}, got {_kind(v)}", key=key)
+        return ()
+
+    shape_of(value, [])
+    return np.array(value, dtype=np.float64)
