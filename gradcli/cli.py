@@ -176,8 +176,9 @@ def _emit(
     target = output.resolve()
     for f in inputs:
         if f.resolve() == target:
-            raise GradcliError(f"{output} is one of this run's inputs; refusing to overwrite it",
-                               source="--output")
+            raise GradcliError(
+                f"{output} is one of this run's inputs; refusing to overwrite it", source="--output"
+            )
     if output.suffix == ".npz":
         if npz is None:
             raise GradcliError("this command has no arrays to write as .npz", source="--output")
@@ -197,9 +198,11 @@ def _console(file: Any, plain: bool = False) -> Any:
     from rich.console import Console
 
     if plain:
-        return Console(file=file, width=120, no_color=True, force_terminal=False, highlight=False)
+        return Console(
+            file=file, width=120, no_color=True, force_terminal=False, highlight=False, markup=False
+        )
     width = None if file.isatty() else 120
-    return Console(file=file, width=width, highlight=False)
+    return Console(file=file, width=width, highlight=False, markup=False)
 
 
 def _inputs(spec: Any) -> tuple[Path, ...]:

@@ -25,7 +25,9 @@ def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
     except FileNotFoundError:
         raise TensorFileError(f"file not found: {path}", source=source, key=key) from None
     except IsADirectoryError:
-        raise TensorFileError(f"{path} is a directory, expected a file", source=source, key=key) from None
+        raise TensorFileError(
+            f"{path} is a directory, expected a file", source=source, key=key
+        ) from None
     except OSError as e:
         raise TensorFileError(f"cannot read {path}: {e.strerror}", source=source, key=key) from None
 

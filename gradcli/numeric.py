@@ -68,9 +68,7 @@ def numerical_gradients(
     grads = {}
     for name in names or layer.tensor_names:
         base = t64[name]
-        lifted = {
-            n: _lift(a, 1, n_batch - batch[n]) for n, a in t64.items() if n != name
-        }
+        lifted = {n: _lift(a, 1, n_batch - batch[n]) for n, a in t64.items() if n != name}
         x = base.ravel()
         hp, hm = steps(x, eps)
         grad = np.empty(x.size)

@@ -107,9 +107,7 @@ def to_json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
 
 
-def npz_bytes(
-    spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None
-) -> bytes:
+def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:
     """output, grad_output, every input tensor, d<name> per gradient, numeric_d<name> for check."""
     arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
     arrays.update({"d" + n: g for n, g in comp.gradients.items()})
@@ -136,10 +134,10 @@ def _colored(v: float, scale: float) -> Text:
 
 def natural_index(info: TensorInfo | None, idx: tuple[int, ...]) -> str:
     """``[m=1, n=2, d=0, c=2]`` in the seed's index letters (batch axes as b0, b1, ...)."""
-    letters = list(info.index) if info else []
-    if len(letters) != len(idx):
-        letters = [f"b{k}" for k in range(len(idx) - len(letters))] + letters
-    return "[" + ", ".join(f"{name}={i}" for name, i in zip(letters, idx)) + "]"
+    if not idx:
+        return ""
+    letters = _letters(info, len(idx))
+    return "[" + ", ".join(f"{name}={i}" for name, i in zip(letters, idx, strict=True)) + "]"
 
 
 def _letters(info: TensorInfo | None, ndim: int) -> list[str]:
@@ -149,9 +147,7 @@ def _letters(info: TensorInfo | None, ndim: int) -> list[str]:
     return [f"b{k}" for k in range(ndim - len(letters))] + letters
 
 
-def _slices(
-    a: np.ndarray, info: TensorInfo | None
-) -> Iterator[tuple[dict[int, int], np.ndarray]]:
+def _slices(a: np.ndarray, info: TensorInfo | None) -> Iterator[tuple[dict[int, int], np.ndarray]]:
     """2-D slices over the first two core axes (channel-last: H and W), the rest fixed."""
     if a.ndim <= 2:
         yield {}, a.reshape(1, -1) if a.ndim < 2 else a
@@ -160,7 +156,7 @@ def _slices(
     row = a.ndim - core if core >= 2 else a.ndim - 2
     others = [k for k in range(a.ndim) if k not in (row, row + 1)]
     for combo in itertools.product(*(range(a.shape[k]) for k in others)):
-        fixed = dict(zip(others, combo))
+        fixed = dict(zip(others, combo, strict=True))
         yield fixed, a[tuple(fixed.get(k, slice(None)) for k in range(a.ndim))]
 
 
@@ -217,7 +213,10 @@ def _shapes_table(spec: Spec, rows: list) -> Table:
         a = np.asarray(a)
         stats = (a.min(), a.max(), a.mean(), np.linalg.norm(a.ravel())) if a.size else ()
         table.add_row(
-            Text(name, style="bold"), role, str(list(a.shape)), str(a.dtype),
+            Text(name, style="bold"),
+            role,
+            str(list(a.shape)),
+            str(a.dtype),
             *(_num(float(v)) for v in stats),
         )
     return table
@@ -258,7 +257,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
     table.add_column("shape")
     for col in ("max abs err", "max rel err"):
         table.add_column(col, justify="right")
-    table.add_column("worst element")
+    table.add_column("worst element", no_wrap=True)
     for col in ("analytic", "numeric"):
         table.add_column(col, justify="right")
     table.add_column("result")
@@ -266,9 +265,14 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
         info = spec.layer.tensor(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
         table.add_row(
-            Text("d" + name, style="bold"), str(list(r.shape)), f"{r.max_abs_error:.3g}",
-            f"{r.max_rel_error:.3g}", "d" + name + natural_index(info, r.worst_index),
-            f"{r.analytic:.10g}", f"{r.numeric:.10g}", verdict,
+            Text("d" + name, style="bold"),
+            str(list(r.shape)),
+            f"{r.max_abs_error:.3g}",
+            f"{r.max_rel_error:.3g}",
+            "d" + name + natural_index(info, r.worst_index),
+            f"{r.analytic:.10g}",
+            f"{r.numeric:.10g}",
+            verdict,
         )
     return table
 

@@ -49,7 +49,9 @@ def default_document(layer: Layer) -> dict[str, Any]:
         "dtype": "float64",
         "seed": 0,
         "options": {},
-        "tensors": {n: {"shape": list(s), "init": "normal"} for n, s in layer.default_shapes.items()},
+        "tensors": {
+            n: {"shape": list(s), "init": "normal"} for n, s in layer.default_shapes.items()
+        },
         "grad_output": {"init": "normal"},
     }
 
@@ -124,7 +126,9 @@ def build_spec(
     arrays: dict[str, np.ndarray] = {}
     for info in layer.tensors:
         if info.name in tensors_doc:
-            arrays[info.name] = loader.load(tensors_doc[info.name], f"tensors.{info.name}", info.name)
+            arrays[info.name] = loader.load(
+                tensors_doc[info.name], f"tensors.{info.name}", info.name
+            )
         elif not info.optional:
             raise SpecError(
                 f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
@@ -166,7 +170,7 @@ def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarr
     for info in layer.tensors:
         if info.name in arrays and info.axes:
             core = arrays[info.name].shape[-len(info.axes) :]
-            sizes.update(zip(info.axes, core))
+            sizes.update(zip(info.axes, core, strict=True))
     missing = [a for a in axes if a not in sizes]
     if missing:  # cannot happen for the built-in layers; a clear error all the same
         raise SpecError(f"cannot infer the size {missing[0]!r} of an omitted tensor", key="tensors")
@@ -261,14 +265,18 @@ class _Loader:
             raise SpecError(f"shape {shape} is too large", key=f"{key}.shape")
         init = value.get("init", "normal")
         if init not in INITS:
-            raise SpecError(
-                f"expected one of {', '.join(INITS)}, got {init!r}", key=f"{key}.init"
-            )
+            raise SpecError(f"expected one of {', '.join(INITS)}, got {init!r}", key=f"{key}.init")
         scale = value.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not math.isfinite(scale)
+        ):
             raise SpecError(f"expected a finite number, got {scale!r}", key=f"{key}.scale")
         # one independent stream per tensor name: adding a tensor never changes the others
-        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+        rng = np.random.default_rng(
+            np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))
+        )
         shape_t = tuple(shape)
         if init == "normal":
             arr = rng.standard_normal(shape_t)

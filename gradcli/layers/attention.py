@@ -24,7 +24,8 @@ def softmax(S: np.ndarray) -> np.ndarray:
 
 # Q = X W_Q   K = X W_K   V = X W_V   S = Q K^T / sqrt(d_k)   A = softmax(S)   out = A V
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """X (..., T, d), W_Q (..., d, d_k), W_K (..., d, d_k), W_V (..., d, d_v) -> out (..., T, d_v)."""
+    """X (..., T, d), W_Q (..., d, d_k), W_K (..., d, d_k), W_V (..., d, d_v)
+    -> out (..., T, d_v)."""
     X, W_Q, W_K, W_V = t["X"], t["W_Q"], t["W_K"], t["W_V"]
     Q, K, V = X @ W_Q, X @ W_K, X @ W_V
     scale = 1.0 / math.sqrt(W_Q.shape[-1])  # a Python float keeps float32 in float32
@@ -38,7 +39,8 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
 # dQ = dS K / sqrt(d_k)     dK = dS^T Q / sqrt(d_k)
 # dW_Q = X^T dQ   dW_K = X^T dK   dW_V = X^T dV   dX = dQ W_Q^T + dK W_K^T + dV W_V^T
 def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
-    """dout (..., T, d_v) -> gradients of X, W_Q, W_K, W_V and of the intermediates Q, K, V, S, A."""
+    """dout (..., T, d_v) -> {"X": (..., T, d), "W_Q": (d, d_k), "W_K": (d, d_k),
+    "W_V": (d, d_v)} and the intermediates' gradients "Q", "K", "V", "S", "A"."""
     X, W_Q, W_K, W_V = cache["X"], cache["W_Q"], cache["W_K"], cache["W_V"]
     Q, K, V, A, scale = cache["Q"], cache["K"], cache["V"], cache["A"], cache["scale"]
     dV = A.swapaxes(-1, -2) @ dout

@@ -82,4 +82,3 @@ class Layer:
                 key=f"options.{unknown[0]}",
             )
         return self.options(**raw)
-

@@ -16,7 +16,8 @@ from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
 
 # Z[i, j, c] = sum_{m, n, d} W[m, n, d, c] X[i+m, j+n, d] + b[c]
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """X (..., H, W, C_in), W (..., kh, kw, C_in, C_out), b (..., C_out) -> Z (..., Ho, Wo, C_out)."""
+    """X (..., H, W, C_in), W (..., kh, kw, C_in, C_out), b (..., C_out)
+    -> Z (..., Ho, Wo, C_out)."""
     X, W, b = t["X"], t["W"], t["b"]
     kh, kw = W.shape[-4], W.shape[-3]
     Ho, Wo = X.shape[-3] - kh + 1, X.shape[-2] - kw + 1
@@ -34,7 +35,8 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
 # dL/dX[i,j,d]   = sum_{m,n,c} dZ[i-m, j-n, c] W[m,n,d,c]   (full conv with the rotated kernel)
 # dL/db[c]       = sum_{i,j} dZ[i,j,c]
 def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
-    """dZ (..., Ho, Wo, C_out) -> {"X": (..., H, W, C_in), "W": (kh, kw, C_in, C_out), "b": (C_out,)}."""
+    """dZ (..., Ho, Wo, C_out)
+    -> {"X": (..., H, W, C_in), "W": (kh, kw, C_in, C_out), "b": (C_out,)}."""
     X, W = cache["X"], cache["W"]
     kh, kw, c_in, c_out = W.shape
     Ho, Wo = dZ.shape[-3], dZ.shape[-2]

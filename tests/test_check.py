@@ -1,0 +1,153 @@
+"""The numerical engine and the checker: agreement with the loop references, and twins that
+show the checker catching an injected bug at the right tensor and index."""
+
+import dataclasses
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from gradcli.check import DEFAULT_TOLERANCES, check, compare, compute
+from gradcli.layers import REGISTRY
+from gradcli.numeric import numerical_gradients, steps
+from gradcli.spec import load_spec
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from reference import REFERENCES  # noqa: E402
+
+LAYERS = list(REGISTRY)
+CASES = [(name, t) for name, layer in REGISTRY.items() for t in layer.tensor_names]
+
+
+def with_backward(spec, bugged_backward):
+    """The same spec, run through a copy of its layer whose backward is ``bugged_backward``."""
+    return dataclasses.replace(spec, layer=dataclasses.replace(spec.layer, backward=bugged_backward))
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("seed", [0, 3])
+def test_numeric_matches_loop_reference(name, seed):
+    """The numerical gradient (an independent finite difference) agrees with the seed's
+    index formulas written as plain loops."""
+    spec = load_spec(name, None, seed=seed)
+    numeric = numerical_gradients(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    ref = REFERENCES[name][1](np.asarray(spec.grad_output), dict(spec.tensors))
+    for t in spec.layer.tensor_names:
+        np.testing.assert_allclose(numeric[t], ref[t], rtol=1e-7, atol=1e-8, err_msg=t)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_default_specs_pass(name):
+    _, _, report = check(load_spec(name, None))
+    assert report.passed
+    assert set(report.results) == set(REGISTRY[name].tensor_names)
+    assert all(r.max_rel_error < 1e-6 for r in report.results.values())
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_float32_specs_pass_float32_tolerances(name):
+    spec = load_spec(name, None, dtype="float32")
+    comp, numeric, report = check(spec)
+    assert all(g.dtype == np.float32 for g in comp.gradients.values())
+    assert all(g.dtype == np.float64 for g in numeric.values())  # reference is always float64
+    assert report.passed and (report.atol, report.rtol) == DEFAULT_TOLERANCES["float32"]
+
+
+@pytest.mark.parametrize(("name", "tensor"), CASES)
+def test_checker_catches_one_wrong_element(name, tensor):
+    """Twin of the passing tests: one gradient element off by 1e-4 relative fails, and the
+    report names that tensor and that index; every other tensor still passes."""
+    spec = load_spec(name, None)
+    good = spec.layer.backward
+    target = np.unravel_index(3 % spec.tensors[tensor].size, spec.tensors[tensor].shape)
+
+    def bugged(dout, cache):
+        grads = dict(good(dout, cache))
+        g = np.array(grads[tensor], dtype=np.float64)
+        g[target] *= 1 + 1e-4
+        g[target] += 0 if g[target] else 1e-4  # an exact zero still moves
+        grads[tensor] = g
+        return grads
+
+    _, _, report = check(with_backward(spec, bugged))
+    assert not report.passed
+    r = report.results[tensor]
+    assert not r.passed and r.worst_index == tuple(int(i) for i in target)
+    assert all(o.passed for n, o in report.results.items() if n != tensor)
+
+
+def test_checker_catches_missing_attention_scale():
+    spec = load_spec("attention", None)
+    good = spec.layer.backward
+
+    def bugged(dout, cache):  # forgets the 1/sqrt(d_k) on the Q and K paths
+        grads = dict(good(dout, cache))
+        s = 1 / cache["scale"]
+        for n in ("W_Q", "W_K"):
+            grads[n] = grads[n] * s
+        return grads
+
+    report = check(with_backward(spec, bugged))[2]
+    assert not report.results["W_Q"].passed and not report.results["W_K"].passed
+    assert report.results["W_V"].passed
+
+
+def test_checker_catches_transposed_conv2d_kernel_gradient():
+    spec = load_spec("conv2d", None)
+    good = spec.layer.backward
+
+    def bugged(dout, cache):  # spatially flipped dW: a classic "forgot it's correlation"
+        grads = dict(good(dout, cache))
+        grads["W"] = grads["W"][::-1, ::-1]
+        return grads
+
+    report = check(with_backward(spec, bugged))[2]
+    assert not report.results["W"].passed and report.results["X"].passed
+
+
+def test_numeric_does_not_touch_inputs_and_chunking_is_exact():
+    spec = load_spec("conv2d", None)
+    tensors = {n: np.array(a) for n, a in spec.tensors.items()}
+    before = {n: a.copy() for n, a in tensors.items()}
+    big = numerical_gradients(spec.layer, tensors, spec.options, spec.grad_output)
+    tiny = numerical_gradients(spec.layer, tensors, spec.options, spec.grad_output, max_memory=1)
+    for n in tensors:
+        np.testing.assert_array_equal(tensors[n], before[n])
+        np.testing.assert_allclose(tiny[n], big[n], rtol=0, atol=1e-12)
+
+
+def test_numeric_linear_closed_form():
+    """L = g . (W x + b): dL/dW = g x^T, dL/db = g, dL/dx = W^T g, and L is linear, so
+    central differences are exact up to round-off."""
+    spec = load_spec("linear", None)
+    x, W = spec.tensors["x"], spec.tensors["W"]
+    g = spec.grad_output
+    num = numerical_gradients(spec.layer, spec.tensors, spec.options, g)
+    np.testing.assert_allclose(num["W"], np.outer(g, x), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(num["b"], g, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(num["x"], W.T @ g, rtol=1e-9, atol=1e-10)
+
+
+def test_steps_are_exactly_representable():
+    x = np.array([0.0, 1e-3, 1.0, 3.3, -7.1e5, 1e300])
+    hp, hm = steps(x, 1e-6)
+    np.testing.assert_array_equal((x + hp) - x, hp)
+    np.testing.assert_array_equal(x - (x - hm), hm)
+    assert np.all(hp > 0) and np.all(hm > 0)
+
+
+def test_compare_pass_rule_boundary():
+    n = np.array([1.0, 2.0, 0.0])
+    ok = compare("w", n + np.array([1e-6, 0, 1e-7]), n, atol=1e-7, rtol=1e-6)
+    assert ok.passed
+    bad = compare("w", n + np.array([0, 0, 1.01e-7]), n, atol=1e-7, rtol=1e-6)
+    assert not bad.passed and bad.worst_index == (2,)
+    assert bad.max_rel_error == pytest.approx(1.0)  # |a - n| / max(|a|, |n|) with n = 0
+
+
+def test_compute_gives_every_gradient_and_attention_intermediates():
+    comp = compute(load_spec("attention", None))
+    assert set(comp.gradients) == {"X", "W_Q", "W_K", "W_V"}
+    assert {"Q", "K", "V", "S", "A", "dA", "dS", "dQ", "dK", "dV"} <= set(comp.intermediates)
+    np.testing.assert_allclose(comp.intermediates["A"].sum(axis=-1), 1.0, rtol=1e-14)
