@@ -7,20 +7,38 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import OptionError
-from gradcli.numeric import DEFAULT_MAX_MEMORY, default_eps, numerical_gradients
+from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, TensorNumerics, get_method
+from gradcli.sampling import SWEEP_STEPS, rademacher, sample_coordinates
 from gradcli.spec import Spec
 
-# (atol, rtol) per dtype of the analytical computation; the numerical side is float64.
-# float64: central differences with the default step agree to ~1e-9 relative, so one element
-# off by 1e-4 relative fails. float32: the analytical side itself is only good to ~1e-6.
-DEFAULT_TOLERANCES = {"float64": (1e-7, 1e-6), "float32": (1e-4, 1e-3)}
+# (atol, rtol) per dtype of the analytical side and numerical method. float64 central: one
+# element off by 1e-4 (relative) fails; complex step: off by 1e-9 fails. float32: the
+# analytical side itself is only good to ~1e-6 relative, whatever the method.
+TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
+    ("float64", "central"): (1e-7, 1e-6),
+    ("float64", "forward"): (1e-5, 1e-4),
+    ("float64", "backward"): (1e-5, 1e-4),
+    ("float64", "central4"): (1e-9, 1e-8),
+    ("float64", "complex"): (1e-11, 1e-10),
+}
+FLOAT32_TOLERANCES = (1e-4, 1e-3)
+# probe mode compares directional derivatives: |num - ana| <= rtol * sum_j |a_j p_j|
+PROBE_RTOL = {"central": 1e-9, "forward": 1e-6, "backward": 1e-6, "central4": 1e-10,
+              "complex": 1e-13}  # fmt: skip
+MODES = ("auto", "full", "sample", "probe")
+DEFAULT_BUDGET_SECONDS = 60.0
+DEFAULT_SAMPLES = 64
+
+
+def default_tolerances(dtype: str, method: str) -> tuple[float, float]:
+    return FLOAT32_TOLERANCES if dtype == "float32" else TOLERANCES[("float64", method)]
 
 
 @dataclass(frozen=True)
@@ -42,10 +60,14 @@ class TensorResult:
     shape: tuple[int, ...]
     max_abs_error: float
     max_rel_error: float  # max |a - n| / max(|a|, |n|), the CS231n relative error
-    worst_index: tuple[int, ...]  # the element furthest beyond its tolerance
+    worst_index: tuple[int, ...]  # the element furthest beyond its tolerance ([] for a probe)
     analytic: float
     numeric: float
     passed: bool
+    mode: str = "full"  # full | sample | probe
+    checked: int = 0  # coordinates compared (a probe compares directions)
+    numerics: TensorNumerics | None = None
+    roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
 
 
 @dataclass(frozen=True)
@@ -57,7 +79,9 @@ class CheckReport:
     eps: float
     atol: float
     rtol: float
+    mode: str
     results: Mapping[str, TensorResult]
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -75,15 +99,17 @@ def compute(spec: Spec) -> Computation:
 
 
 def compare(
-    name: str, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float
+    name: str, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float, **extra: Any
 ) -> TensorResult:
-    """Element-wise pass rule |a - n| <= atol + rtol * |n|."""
+    """Element-wise pass rule |a - n| <= atol + rtol * |n|; NaN numeric entries are skipped."""
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
-    err = np.abs(a - n)
-    denom = np.maximum(np.abs(a), np.abs(n))
+    seen = ~np.isnan(n)
+    n0 = np.where(seen, n, 0.0)
+    err = np.where(seen, np.abs(a - n0), 0.0)
+    denom = np.maximum(np.abs(a), np.abs(n0))
     rel = np.divide(err, denom, out=np.zeros_like(err), where=denom > 0)
-    excess = err / (atol + rtol * np.abs(n))
+    excess = np.where(seen, err / (atol + rtol * np.abs(n0)), -1.0)
     worst = np.unravel_index(int(np.argmax(excess)), a.shape) if a.size else ()
     return TensorResult(
         name=name,
@@ -92,47 +118,169 @@ def compare(
         max_rel_error=float(rel.max(initial=0.0)),
         worst_index=tuple(int(i) for i in worst),
         analytic=float(a[worst]),
-        numeric=float(n[worst]),
-        passed=bool(np.all(err <= atol + rtol * np.abs(n))),
+        numeric=float(n0[worst]),
+        passed=bool(np.all(err <= atol + rtol * np.abs(n0))),
+        checked=int(seen.sum()),
+        **extra,
     )
+
+
+@dataclass
+class CheckOptions:
+    method: str = "central"
+    eps: float | None = None  # None: the method's automatic step
+    atol: float | None = None
+    rtol: float | None = None
+    mode: str = "auto"
+    samples: int = DEFAULT_SAMPLES
+    coloring: bool = True
+    max_memory: int = DEFAULT_MAX_MEMORY
+    budget: float = DEFAULT_BUDGET_SECONDS  # seconds a full check may take before "auto" samples
+    notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
+    progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
+
+    def validate(self) -> None:
+        get_method(self.method)
+        if self.mode not in MODES:
+            raise OptionError(
+                f"expected one of {', '.join(MODES)}, got {self.mode!r}", source="--mode"
+            )
+        for opt, v in (("--eps", self.eps), ("--atol", self.atol), ("--rtol", self.rtol)):
+            if v is not None and (not math.isfinite(v) or v < 0 or (opt == "--eps" and v == 0)):
+                sign = "positive" if opt == "--eps" else "non-negative"
+                raise OptionError(f"expected a finite {sign} number, got {v}", source=opt)
+        if self.samples < 1:
+            raise OptionError(
+                f"expected a positive integer, got {self.samples}", source="--samples"
+            )
+        if self.max_memory < 2**20:
+            raise OptionError("expected at least 1 MB", source="--max-memory")
 
 
 def check(
-    spec: Spec,
-    *,
-    eps: float | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    max_memory: int = DEFAULT_MAX_MEMORY,
+    spec: Spec, opts: CheckOptions | None = None, **kw: Any
 ) -> tuple[Computation, dict[str, np.ndarray], CheckReport]:
-    """(analytical computation, numerical gradients, report) for every tensor of the spec."""
-    d_atol, d_rtol = DEFAULT_TOLERANCES[spec.dtype]
-    atol = d_atol if atol is None else atol
-    rtol = d_rtol if rtol is None else rtol
-    eps = default_eps() if eps is None else eps
-    for opt, value in (("--eps", eps), ("--atol", atol), ("--rtol", rtol)):
-        if not math.isfinite(value) or value < 0 or (opt == "--eps" and value == 0):
-            sign = "positive" if opt == "--eps" else "non-negative"
-            raise OptionError(f"expected a finite {sign} number, got {value}", source=opt)
+    """(analytical computation, numerical gradients (NaN where not evaluated), report)."""
+    opts = dataclasses.replace(opts or CheckOptions(), **kw)
+    opts.validate()
+    atol, rtol = default_tolerances(spec.dtype, opts.method)
+    atol = atol if opts.atol is None else opts.atol
+    rtol = rtol if opts.rtol is None else opts.rtol
     comp = compute(spec)
-    numeric = numerical_gradients(
-        spec.layer, spec.tensors, spec.options, spec.grad_output, eps=eps, max_memory=max_memory
-    )
-    results = {
-        name: compare(name, comp.gradients[name], numeric[name], atol, rtol)
-        for name in spec.layer.tensor_names
-    }
+    engine = Engine(
+        spec.layer, spec.tensors, spec.options, spec.grad_output,
+        method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
+    )  # fmt: skip
+    names = spec.layer.tensor_names
+    notes: list[str] = []
+    mode = opts.mode
+    groups = {n: engine.groups_needed(n, opts.coloring) for n in names}
+    seconds = engine.seconds_per_row() * sum(engine.rows(g) for g in groups.values())
+    if mode == "auto":
+        mode = "full"
+        if seconds > opts.budget:
+            mode = "sample"
+            notes.append(
+                f"a full check would take about {seconds:.0f} s (budget {opts.budget:g} s): "
+                f"checked {opts.samples} sampled coordinates per tensor (--mode full forces it)"
+            )
+            opts.notify(notes[-1])
+    if mode == "full" and seconds > 2:
+        opts.notify(f"estimated {seconds:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
+    rng = np.random.default_rng(spec.seed)
+    total = sum(groups.values()) if mode == "full" else len(names) * opts.samples
+    engine.progress = opts.progress(total) if opts.progress and mode != "probe" else None
+    roundoff = _float32_roundoff(spec, comp)
+    numeric: dict[str, np.ndarray] = {}
+    results: dict[str, TensorResult] = {}
+    for name in names:
+        analytic = comp.gradients[name]
+        extra = {"roundoff": roundoff.get(name)}
+        if mode == "probe":
+            result = _probe(engine, name, analytic, spec.dtype, opts, rng, extra)
+            if result is not None:
+                numeric[name] = np.full(analytic.shape, np.nan)
+                results[name] = result
+                continue
+            notes.append(f"probe failed for d{name}: ran the full per-element check")
+            mode_used = "full"
+        else:
+            mode_used = mode
+        coords = None
+        if mode_used == "sample":
+            coords = sample_coordinates(analytic.shape, opts.samples, analytic, rng)
+        grad, info = engine.gradient(name, coloring=opts.coloring, coords=coords, rng=rng)
+        if info.note:
+            notes.append(info.note)
+            opts.notify(info.note)
+        numeric[name] = grad
+        results[name] = compare(name, analytic, grad, atol, rtol, mode=mode_used,
+                                numerics=info, **extra)  # fmt: skip
     report = CheckReport(
-        layer=spec.layer.name,
-        dtype=spec.dtype,
-        seed=spec.seed,
-        method="central",
-        eps=eps,
-        atol=atol,
-        rtol=rtol,
-        results=results,
-    )
+        layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
+        eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
+    )  # fmt: skip
     return comp, numeric, report
+
+
+def _probe(
+    engine: Engine, name: str, analytic: np.ndarray, dtype: str, opts: CheckOptions,
+    rng: np.random.Generator, extra: dict[str, Any],
+) -> TensorResult | None:  # fmt: skip
+    """Two random directional derivatives; None when one disagrees (then check every element)."""
+    a = np.asarray(analytic, dtype=np.float64)
+    rtol = 1e-5 if dtype == "float32" else PROBE_RTOL[opts.method]
+    worst = (0.0, 0.0, 0.0)
+    for _ in range(2):
+        num, p = engine.directional(name, rademacher(a.shape, rng))
+        ana = float(np.sum(a * p))
+        err = abs(num - ana)
+        if err > rtol * float(np.sum(np.abs(a * p))) + 1e-300:
+            return None
+        worst = max(worst, (err, ana, num))
+    err, ana, num = worst
+    return TensorResult(
+        name=name, shape=a.shape, max_abs_error=err,
+        max_rel_error=err / max(abs(ana), abs(num)) if err else 0.0, worst_index=(),
+        analytic=ana, numeric=num, passed=True, mode="probe", checked=2, **extra,
+    )  # fmt: skip
+
+
+def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:
+    """float32 only: how far the float32 analytical gradients are from the same backward run in
+    float64 on the same (float32-rounded) inputs: the round-off level a float32 check expects."""
+    if spec.dtype != "float32":
+        return {}
+    t64 = {n: np.asarray(a, dtype=np.float64) for n, a in spec.tensors.items()}
+    _, cache = spec.layer.forward(t64, spec.options)
+    g64 = spec.layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
+    out = {}
+    for n, a in comp.gradients.items():
+        scale = float(np.max(np.abs(g64[n]), initial=0.0)) or 1.0
+        out[n] = float(np.max(np.abs(a - g64[n]), initial=0.0)) / scale
+    return out
+
+
+def run_sweep(
+    spec: Spec, method: str = "central", coloring: bool = True
+) -> tuple[list[dict[str, Any]], float]:
+    """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], best step.
+    error = max over tensors of max |a - n| / max |a| (a normalized error, robust to zeros)."""
+    comp = compute(spec)
+    rows = []
+    for eps in SWEEP_STEPS:
+        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method,
+                        eps=eps)  # fmt: skip
+        errors = {}
+        for name in spec.layer.tensor_names:
+            a = np.asarray(comp.gradients[name], dtype=np.float64)
+            n = engine.gradient(name, coloring=coloring)[0]
+            errors[name] = float(np.max(np.abs(a - n))) / (float(np.max(np.abs(a))) or 1.0)
+        rows.append({"eps": eps, "error": max(errors.values()), "errors": errors})
+    best = min(range(len(rows)), key=lambda i: rows[i]["error"])
+    for i, row in enumerate(rows):
+        row["regime"] = "best" if i == best else "truncation" if i < best else "round-off"
+    return rows, rows[best]["eps"]
 
 
 def options_dict(options: Any) -> dict[str, Any]:

@@ -165,11 +165,12 @@ def _emit(
 ) -> None:
     """Write the result: stdout, or FILE atomically. ``text(console)`` renders a table;
     ``text`` may also be a ready string; ``npz()`` gives the bytes of an .npz archive."""
+    from gradcli import render
     from gradcli.io import write_atomic
 
     if output is None:
         if callable(text):
-            text(_console(sys.stdout))
+            text(render.console(sys.stdout))
         else:
             sys.stdout.write(text)
         return
@@ -187,22 +188,11 @@ def _emit(
         import io
 
         buf = io.StringIO()
-        text(_console(buf, plain=True))
+        text(render.console(buf, plain=True))
         data = buf.getvalue().encode()
     else:
         data = text.encode()
     write_atomic(output, data)
-
-
-def _console(file: Any, plain: bool = False) -> Any:
-    from rich.console import Console
-
-    if plain:
-        return Console(
-            file=file, width=120, no_color=True, force_terminal=False, highlight=False, markup=False
-        )
-    width = None if file.isatty() else 120
-    return Console(file=file, width=width, highlight=False, markup=False)
 
 
 def _inputs(spec: Any) -> tuple[Path, ...]:
@@ -221,7 +211,7 @@ def compute(
     traceback: TracebackOpt = False,
 ) -> None:
     """Forward pass and analytical backward pass: shapes, values, gradients."""
-    from gradcli import render
+    from gradcli import jsondoc, render
     from gradcli.check import compute as run_compute
 
     s = _load(layer, spec, dtype, seed)
@@ -229,22 +219,54 @@ def compute(
     _emit(
         output,
         _inputs(s),
-        text=render.to_json(render.compute_doc(s, comp))
+        text=jsondoc.to_json(jsondoc.compute_doc(s, comp))
         if fmt is Format.json
         else lambda c: render.render_compute(c, s, comp),
-        npz=lambda: render.npz_bytes(s, comp),
+        npz=lambda: jsondoc.npz_bytes(s, comp),
     )
+
+
+class MethodChoice(str, Enum):
+    central = "central"
+    forward = "forward"
+    backward = "backward"
+    central4 = "central4"
+    complex = "complex"
+
+
+class ModeChoice(str, Enum):
+    full = "full"
+    sample = "sample"
+    probe = "probe"
 
 
 @app.command()
 def check(
     layer: LayerArg,
     spec: SpecArg = None,
+    method: Annotated[MethodChoice, typer.Option(help="Finite-difference method.")] = (
+        MethodChoice.central
+    ),
     eps: Annotated[
-        float | None, typer.Option(help="Finite-difference step, relative to max(1, |x|).")
-    ] = None,
+        str, typer.Option(help="Step relative to max(1, |x|), or 'auto' (per method).")
+    ] = "auto",
     atol: Annotated[float | None, typer.Option(help="Absolute tolerance.")] = None,
     rtol: Annotated[float | None, typer.Option(help="Relative tolerance.")] = None,
+    mode: Annotated[
+        ModeChoice | None,
+        typer.Option(help="full (default below --budget, else sample), sample or probe."),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Coordinates per tensor in sample mode.")] = 64,
+    coloring: Annotated[
+        bool, typer.Option("--coloring/--no-coloring", help="Perturb disjoint footprints together.")
+    ] = True,
+    max_memory: Annotated[int, typer.Option(help="Memory budget of the numerics, in MB.")] = 512,
+    budget: Annotated[
+        float, typer.Option(help="Seconds a full check may take before sampling instead.")
+    ] = 60.0,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Error against step for steps 1e-1 ... 1e-12.")
+    ] = False,
     values: Annotated[
         bool, typer.Option("--values", help="JSON: include tensors, gradients, numeric values.")
     ] = False,
@@ -255,39 +277,71 @@ def check(
     traceback: TracebackOpt = False,
 ) -> None:
     """Compare the analytical gradients with numerical ones. Exit 1 on a mismatch."""
-    from gradcli import render
+    from gradcli import jsondoc, render
+    from gradcli.check import CheckOptions, run_sweep
     from gradcli.check import check as run_check
 
+    opts = CheckOptions(
+        method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,
+        mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
+        max_memory=max_memory * 2**20, budget=budget, notify=_notify,
+    )  # fmt: skip
+    opts.validate()
     s = _load(layer, spec, dtype, seed)
-    comp, numeric, report = run_check(s, eps=eps, atol=atol, rtol=rtol)
+    if sweep:
+        rows, best = run_sweep(s, opts.method, coloring)
+        doc = jsondoc.sweep_doc(s, opts.method, rows, best)
+        _emit(output, _inputs(s), text=jsondoc.to_json(doc) if fmt is Format.json
+              else lambda c: render.render_sweep(c, s, opts.method, rows, best))  # fmt: skip
+        return
+    with render.ProgressBar(sys.stderr) as bar:
+        opts.progress = bar
+        comp, numeric, report = run_check(s, opts)
     if fmt is Format.json:
-        doc = render.check_doc(s, report, comp, numeric) if values else render.check_doc(s, report)
-        text: Any = render.to_json(doc)
+        doc = (
+            jsondoc.check_doc(s, report, comp, numeric) if values else jsondoc.check_doc(s, report)
+        )
+        text: Any = jsondoc.to_json(doc)
     else:
         text = lambda c: render.render_check(c, s, comp, numeric, report)  # noqa: E731
-    _emit(output, _inputs(s), text=text, npz=lambda: render.npz_bytes(s, comp, numeric))
+    _emit(output, _inputs(s), text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
     if not report.passed:
         raise typer.Exit(EXIT_MISMATCH)
+
+
+def _eps(text: str) -> float | None:
+    from gradcli.errors import OptionError
+
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"expected 'auto' or a number, got {text!r}", source="--eps") from None
+
+
+def _notify(message: str) -> None:
+    print(f"gradcli: {message}", file=sys.stderr)
 
 
 @app.command()
 def layers(fmt: FormatOpt = Format.table, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
-    from gradcli import render
+    from gradcli import jsondoc, render
 
     if fmt is Format.json:
-        sys.stdout.write(render.to_json(render.layers_doc()))
+        sys.stdout.write(jsondoc.to_json(jsondoc.layers_doc()))
     else:
-        render.render_layers(_console(sys.stdout))
+        render.render_layers(render.console(sys.stdout))
 
 
 @app.command()
 def init(layer: LayerArg, output: OutputOpt = None, traceback: TracebackOpt = False) -> None:
     """Print a commented template spec for LAYER (or write it with -o FILE)."""
-    from gradcli import render
+    from gradcli import jsondoc
     from gradcli.layers import get_layer
 
-    _emit(output, (), text=render.init_template(get_layer(layer)))
+    _emit(output, (), text=jsondoc.init_template(get_layer(layer)))
 
 
 def main(argv: list[str] | None = None) -> int:

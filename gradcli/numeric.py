@@ -1,42 +1,359 @@
 """Numerical gradients by finite differences, and nothing else.
 
 The gradient of the scalar ``L = sum(grad_output * forward(tensors))`` with respect to every
-coordinate of a tensor, from private float64 copies (the caller's arrays are never touched).
-Perturbed copies are stacked on a leading "probe" axis so one batched forward call evaluates
-many of them; the chunk size keeps memory under a budget.
+coordinate of a tensor, from private float64 (or complex128) copies; the caller's arrays are
+never touched. Three ideas make it fast while staying an honest finite difference:
+
+- stacking: perturbed copies go on a leading "probe" axis, one batched forward call per chunk;
+- coloring (Curtis-Powell-Reid): coordinates whose output footprints (declared by the layer,
+  verified here) do not overlap are perturbed together, and every output difference is
+  attributed to the one coordinate that owns it; conv2d's X needs kh*kw*C_in colors, not H*W*C_in;
+- differencing outputs before reducing, so untouched outputs cancel exactly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gradcli.errors import OptionError
 from gradcli.layers import Layer
 
-METHODS = ("central",)
 DEFAULT_MAX_MEMORY = 512 * 2**20
+_EPS = float(np.finfo(np.float64).eps)
 
 
-def default_eps(method: str = "central") -> float:
-    """Step relative to max(1, |x|): cbrt(machine epsilon) balances truncation (h^2) against
-    round-off (eps/h) for central differences."""
-    return float(np.cbrt(np.finfo(np.float64).eps))
+@dataclass(frozen=True)
+class Method:
+    """A stencil: L'(x) ~ sum_s weight_s * L(x + offset_s * h) / (scale * h)."""
+
+    name: str
+    offsets: tuple[int, ...]
+    weights: tuple[float, ...]
+    scale: float
+    order: int  # truncation error ~ h**order
+    auto_eps: float  # the default step relative to max(1, |x|)
 
 
-def steps(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-coordinate steps (h_plus, h_minus) such that x + h_plus and x - h_minus are exactly
-    the points evaluated (x + h rounds; the rounded difference is the true step)."""
-    h = eps * np.maximum(1.0, np.abs(x))
-    return (x + h) - x, x - (x - h)
+METHODS: dict[str, Method] = {
+    # step ~ eps**(1/(order+1)) balances truncation (h**order) against round-off (eps/h)
+    "central": Method("central", (1, -1), (1.0, -1.0), 2.0, 2, _EPS ** (1 / 3)),
+    "forward": Method("forward", (1, 0), (1.0, -1.0), 1.0, 1, _EPS**0.5),
+    "backward": Method("backward", (0, -1), (1.0, -1.0), 1.0, 1, _EPS**0.5),
+    "central4": Method("central4", (1, -1, 2, -2), (8.0, -8.0, -1.0, 1.0), 12.0, 4, _EPS**0.2),
+    # Im L(x + ih) / h: no subtraction at all, so the step can be tiny
+    "complex": Method("complex", (1,), (1.0,), 1.0, 2, 1e-20),
+}
 
 
-def _lift(a: np.ndarray, lead: int, batch_axes: int) -> np.ndarray:
-    """Give ``a`` a leading probe axis of size ``lead`` ... (see layers/base.py) and singleton
-    axes for the batch axes it lacks, so every tensor broadcasts against the input's batch."""
-    return a.reshape((lead,) + (1,) * batch_axes + a.shape)
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise OptionError(
+            f"unknown method {name!r}; expected one of {', '.join(METHODS)}", source="--method"
+        ) from None
+
+
+def steps(x: np.ndarray, eps: float) -> np.ndarray:
+    """Per-coordinate steps: the power of two nearest below eps * max(1, |x|), so x + s*h is
+    exact for the stencil's small integers s (barring a binade crossing)."""
+    return np.exp2(np.floor(np.log2(eps * np.maximum(1.0, np.abs(x)))))
+
+
+@dataclass
+class TensorNumerics:
+    """How one tensor's numerical gradient was obtained."""
+
+    coordinates: int
+    colors: int  # coordinates perturbed per forward pass ~ coordinates / colors
+    forward_passes: int
+    coloring: bool
+    note: str = ""  # e.g. why coloring was abandoned
+
+
+@dataclass
+class NumericResult:
+    gradients: dict[str, np.ndarray]  # float64, NaN where a coordinate was not evaluated
+    info: dict[str, TensorNumerics] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Coloring:
+    periods: tuple[int, ...]
+    owners: tuple[np.ndarray | None, ...]  # per axis: (period, out_len) owning index, or -1
+    out_axes: tuple[int | None, ...]
+
+
+class Engine:
+    """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
+
+    def __init__(
+        self,
+        layer: Layer,
+        tensors: Mapping[str, np.ndarray],
+        options: Any,
+        grad_output: np.ndarray,
+        *,
+        method: str = "central",
+        eps: float | None = None,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        progress: Callable[[int], None] | None = None,
+    ):
+        self.layer, self.options = layer, options
+        self.method = get_method(method)
+        self.eps = self.method.auto_eps if eps is None else float(eps)
+        self.t64 = {n: np.array(a, dtype=np.float64) for n, a in tensors.items()}
+        self.g = np.asarray(grad_output, dtype=np.float64)
+        self.max_memory = max_memory
+        self.progress = progress
+        self.batch = {
+            i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role == "input" else 0
+            for i in layer.tensors
+        }
+        self.n_batch = max(self.batch.values(), default=0)
+        out, cache = layer.forward(self.t64, options)
+        self.out_shape = out.shape
+        cached = sum(v.nbytes for v in cache.values() if isinstance(v, np.ndarray))
+        self.forward_bytes = 3 * (out.nbytes + cached)  # one probe copy, with temporaries
+
+    # ------------------------------------------------------------ evaluation
+    def _forward_stack(self, name: str, probes: np.ndarray) -> np.ndarray:
+        """Outputs (P, *out_shape) for P values (P, *shape) of tensor ``name``."""
+        shape = self.t64[name].shape
+        others = {
+            n: a.reshape((1,) * (1 + self.n_batch - self.batch[n]) + a.shape)
+            for n, a in self.t64.items()
+            if n != name
+        }
+        lifted = probes.reshape((len(probes),) + (1,) * (self.n_batch - self.batch[name]) + shape)
+        y, _ = self.layer.forward({**others, name: lifted}, self.options)
+        y = np.asarray(y)
+        if np.iscomplexobj(probes) and not np.iscomplexobj(y):
+            raise OptionError(
+                f"{self.layer.name}'s forward is not complex-safe (it returned real values for "
+                "complex inputs); use another --method",
+                source="--method",
+            )
+        return y.reshape((len(probes),) + self.out_shape)
+
+    def _chunk(self, name: str, n_groups: int) -> int:
+        rows = len(self.method.offsets)
+        per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 24 * self.g.size
+        return int(max(1, min(n_groups, self.max_memory // max(1, per_group))))
+
+    def seconds_per_row(self) -> float:
+        """Measured cost of one perturbed copy in a stacked forward call (for estimates)."""
+        name = max(self.t64, key=lambda n: self.t64[n].size)
+        rows = np.repeat(self.t64[name][None], 4, axis=0)
+        start = time.perf_counter()
+        self._forward_stack(name, rows)
+        return (time.perf_counter() - start) / 4
+
+    def rows(self, c: int) -> int:
+        """Forward evaluations for c groups: one per group and nonzero offset, plus the base."""
+        m = self.method
+        return c * sum(1 for s in m.offsets if s != 0) + (1 if 0 in m.offsets else 0)
+
+    def _differences(self, name: str, groups: Any, h: np.ndarray) -> np.ndarray:
+        """D (C, *out_shape): the stencil applied to C groups of coordinates perturbed together
+        (``groups``: C index arrays, or a (C, 1) array); coordinate j moves by h[j]."""
+        x = self.t64[name].ravel()
+        m = self.method
+        c = len(groups)
+        offsets = [s for s in m.offsets if s != 0]
+        base = 1 if 0 in m.offsets else 0
+        dtype = np.complex128 if m.name == "complex" else np.float64
+        rows = np.repeat(x[None, :].astype(dtype), base + c * len(offsets), axis=0)
+        for k, s in enumerate(offsets):
+            step = 1j * h if m.name == "complex" else s * h
+            first = base + k * c
+            if isinstance(groups, np.ndarray):  # one coordinate per group: one fancy assignment
+                idx = groups[:, 0]
+                rows[first + np.arange(c), idx] = x[idx] + step[idx]
+            else:
+                for i, idx in enumerate(groups):
+                    rows[first + i, idx] = x[idx] + step[idx]
+        y = self._forward_stack(name, rows.reshape((len(rows),) + self.t64[name].shape))
+        at = {s: y[base + k * c : base + (k + 1) * c] for k, s in enumerate(offsets)}
+        if base:
+            at[0] = y[:1]
+        if m.name == "complex":
+            return at[1].imag
+        # pair up +s/-s (or s/0) first: an untouched output cancels to an exact zero
+        pairs = zip(m.offsets[0::2], m.offsets[1::2], m.weights[0::2], strict=True)
+        d = sum(w * (at[a] - at[b]) for a, b, w in pairs)
+        return d / m.scale
+
+    # ------------------------------------------------------------ coloring
+    def _coloring(self, name: str) -> _Coloring | None:
+        if self.layer.footprint is None:
+            return None
+        shapes = {n: a.shape for n, a in self.t64.items()}
+        fp = self.layer.footprint(name, shapes, self.options)
+        shape = self.t64[name].shape
+        if len(fp) != len(shape):
+            return None
+        periods, owners, out_axes = [], [], []
+        for n, amap in zip(shape, fp, strict=True):
+            if amap is None:
+                periods.append(n)
+                owners.append(None)
+                out_axes.append(None)
+                continue
+            o, lo, hi = amap
+            out_len = self.out_shape[o]
+            lo, hi = np.clip(lo, 0, out_len), np.clip(hi, 0, out_len)
+            p = _period(lo, hi)
+            own = np.full((p, out_len), -1, dtype=np.int64)
+            for t in range(n):
+                own[t % p, lo[t] : hi[t]] = t
+            periods.append(p)
+            owners.append(own)
+            out_axes.append(o)
+        return _Coloring(tuple(periods), tuple(owners), tuple(out_axes))
+
+    def _colors(self, name: str, col: _Coloring) -> Iterator[tuple[int, ...]]:
+        return np.ndindex(*col.periods)
+
+    def _coords(self, name: str, col: _Coloring, residues: tuple[int, ...]) -> np.ndarray:
+        """Flat indices of the coordinates of one color."""
+        shape = self.t64[name].shape
+        if not shape:
+            return np.array([0])
+        axes = [np.arange(r, n, p) for r, n, p in zip(residues, shape, col.periods, strict=True)]
+        return np.ravel_multi_index(np.ix_(*axes), shape).ravel()
+
+    def _owner(self, name: str, col: _Coloring, residues: tuple[int, ...]) -> np.ndarray:
+        """For one color: each output's owning coordinate (flat index), or -1 (out_size,)."""
+        shape = self.t64[name].shape
+        owner = np.zeros(self.out_shape, dtype=np.int64)
+        valid = np.ones(self.out_shape, dtype=bool)
+        for a, r in enumerate(residues):
+            stride = math.prod(shape[a + 1 :])
+            if col.owners[a] is None:
+                owner += stride * r
+                continue
+            line = col.owners[a][r]
+            view = [1] * len(self.out_shape)
+            view[col.out_axes[a]] = -1
+            owner = owner + stride * line.reshape(view)
+            valid = valid & (line >= 0).reshape(view)
+        return np.where(valid, owner, -1).ravel()
+
+    def verify_footprint(self, name: str, col: _Coloring, rng: np.random.Generator) -> str:
+        """Move a few random coordinates one at a time; anything that moves outside the declared
+        footprint is a mismatch. Returns '' when the declaration held."""
+        x = self.t64[name].ravel()
+        shape = self.t64[name].shape
+        picks = rng.choice(x.size, size=min(3, x.size), replace=False)
+        rows = np.repeat(x[None, :], 1 + len(picks), axis=0)
+        for i, j in enumerate(picks):
+            rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
+        saved, self.method = self.method, METHODS["central"]  # a real-valued probe
+        try:
+            y = self._forward_stack(name, rows.reshape((len(rows),) + shape))
+        finally:
+            self.method = saved
+        tol = 64 * _EPS * float(np.max(np.abs(y[0]), initial=0.0))
+        for i, j in enumerate(picks):
+            t = np.unravel_index(int(j), shape)
+            residues = tuple(int(ti) % p for ti, p in zip(t, col.periods, strict=True))
+            moved = np.abs(y[1 + i] - y[0]).ravel() > tol
+            outside = moved & (self._owner(name, col, residues) != j)
+            if outside.any():
+                where = np.unravel_index(int(np.argmax(outside)), self.out_shape)
+                return (
+                    f"the declared footprint of {name} is wrong: {name}{list(map(int, t))} moves "
+                    f"output {list(map(int, where))} outside it; used one coordinate per pass"
+                )
+        return ""
+
+    # ------------------------------------------------------------ gradients
+    def gradient(
+        self,
+        name: str,
+        *,
+        coloring: bool = True,
+        coords: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, TensorNumerics]:
+        """dL/d``name`` (float64, the tensor's shape), NaN outside ``coords`` when given."""
+        x = self.t64[name].ravel()
+        h = steps(x, self.eps)
+        col = self._coloring(name) if coloring and coords is None else None
+        note = ""
+        if col is not None and math.prod(col.periods) >= x.size:
+            col = None  # dense: one coordinate per pass anyway
+        if col is not None:
+            note = self.verify_footprint(name, col, rng or np.random.default_rng(0))
+            if note:
+                col = None
+        sums = np.zeros(x.size)
+        if col is not None:
+            colors: list[Any] = list(self._colors(name, col))
+        else:
+            colors = list(np.arange(x.size) if coords is None else np.asarray(coords, np.int64))
+        chunk = self._chunk(name, len(colors))
+        passes = 0
+        for start in range(0, len(colors), chunk):
+            part = colors[start : start + chunk]
+            if col is None:
+                d = self._differences(name, np.array(part)[:, None], h)
+                sums[part] += d.reshape(len(part), -1) @ self.g.ravel()
+            else:
+                d = self._differences(name, [self._coords(name, col, r) for r in part], h)
+                owners = np.stack([self._owner(name, col, r) for r in part])
+                keep = owners >= 0
+                weighted = (d * self.g).reshape(len(part), -1)
+                sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
+            passes += self.rows(len(part))
+            if self.progress:
+                self.progress(len(part))
+        grad = sums / h
+        if coords is not None:
+            mask = np.zeros(x.size, dtype=bool)
+            mask[np.asarray(coords, dtype=np.int64)] = True
+            grad[~mask] = np.nan
+        info = TensorNumerics(
+            coordinates=x.size if coords is None else len(coords),
+            colors=len(colors),
+            forward_passes=passes,
+            coloring=col is not None,
+            note=note,
+        )
+        return grad.reshape(self.t64[name].shape), info
+
+    def groups_needed(self, name: str, coloring: bool = True) -> int:
+        """Forward-pass groups a full evaluation of ``name`` takes (for estimates)."""
+        col = self._coloring(name) if coloring else None
+        n = self.t64[name].size
+        return min(n, math.prod(col.periods)) if col is not None else n
+
+    def directional(self, name: str, direction: np.ndarray) -> tuple[float, np.ndarray]:
+        """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation."""
+        x = self.t64[name].ravel()
+        h = steps(x, self.eps) * direction.ravel()
+        all_idx = np.arange(x.size)
+        d = self._differences(name, [all_idx], h)  # one group: every coordinate
+        return float(np.sum(d[0] * self.g)), h.reshape(self.t64[name].shape)
+
+
+def _period(lo: np.ndarray, hi: np.ndarray) -> int:
+    """Smallest shift p such that the windows of t and t + k*p never overlap (k >= 1)."""
+    n = len(lo)
+    monotone = n < 2 or (np.all(np.diff(lo) >= 0) and np.all(np.diff(hi) >= 0))
+    if not monotone:
+        return n
+    for p in range(1, n):
+        if np.all(hi[:-p] <= lo[p:]):
+            return p
+    return max(n, 1)
 
 
 def numerical_gradients(
@@ -45,49 +362,14 @@ def numerical_gradients(
     options: Any,
     grad_output: np.ndarray,
     *,
+    method: str = "central",
     eps: float | None = None,
     names: tuple[str, ...] | None = None,
+    coloring: bool = True,
     max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> dict[str, np.ndarray]:
-    """Central-difference gradient of L for each tensor in ``names`` (default: all).
-
-    tensors: {name: array}, any float dtype (evaluated in float64); grad_output: the output's
-    shape. Returns {name: float64 array of the tensor's shape}.
-    """
-    eps = default_eps() if eps is None else eps
-    t64 = {n: np.array(a, dtype=np.float64) for n, a in tensors.items()}
-    g = np.asarray(grad_output, dtype=np.float64).ravel()
-    batch = {
-        i.name: (t64[i.name].ndim - len(i.axes)) if i.role == "input" else 0 for i in layer.tensors
-    }
-    n_batch = max(batch.values())
-    out, cache = layer.forward(t64, options)
-    # bytes one probe copy costs: every cached intermediate and the output, with temporaries
-    per_copy = 3 * (out.nbytes + sum(v.nbytes for v in cache.values() if isinstance(v, np.ndarray)))
-
-    grads = {}
-    for name in names or layer.tensor_names:
-        base = t64[name]
-        lifted = {n: _lift(a, 1, n_batch - batch[n]) for n, a in t64.items() if n != name}
-        x = base.ravel()
-        hp, hm = steps(x, eps)
-        grad = np.empty(x.size)
-        chunk = int(max(1, min(x.size, max_memory // max(1, per_copy + 2 * base.nbytes))))
-        for start in range(0, x.size, chunk):
-            idx = np.arange(start, min(start + chunk, x.size))
-            c = idx.size
-            probes = np.repeat(x[None, :], 2 * c, axis=0)
-            probes[np.arange(c), idx] = x[idx] + hp[idx]
-            probes[c + np.arange(c), idx] = x[idx] - hm[idx]
-            probes = probes.reshape((2 * c,) + (1,) * (n_batch - batch[name]) + base.shape)
-            y, _ = layer.forward({**lifted, name: probes}, options)
-            # difference the outputs before reducing: untouched outputs cancel exactly
-            diff = (y[:c] - y[c:]).reshape(c, -1)
-            grad[idx] = (diff @ g) / (hp[idx] + hm[idx])
-        grads[name] = grad.reshape(base.shape)
-    return grads
-
-
-def probe_cost(layer: Layer, tensors: Mapping[str, np.ndarray]) -> int:
-    """Forward evaluations a full central-difference check needs (2 per coordinate)."""
-    return 2 * sum(math.prod(tensors[n].shape) for n in layer.tensor_names)
+    """dL/dname for each tensor in ``names`` (default: all), float64, full check."""
+    engine = Engine(
+        layer, tensors, options, grad_output, method=method, eps=eps, max_memory=max_memory
+    )
+    return {n: engine.gradient(n, coloring=coloring)[0] for n in names or layer.tensor_names}

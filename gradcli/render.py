@@ -1,10 +1,9 @@
-"""Rendering: JSON documents, rich tables, .npz archives. No numerics beyond summaries."""
+"""Rendering for people: rich tables of shapes, colored values, errors; the console; progress.
+Only this module and cli.py import rich."""
 
 from __future__ import annotations
 
-import io
 import itertools
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,108 +12,11 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from gradcli.check import CheckReport, Computation, TensorResult, options_dict
-from gradcli.layers import REGISTRY, Layer, TensorInfo
+from gradcli.check import CheckReport, Computation, options_dict
+from gradcli.layers import REGISTRY, TensorInfo
 from gradcli.spec import Spec
 
 MAX_SHOWN = 100  # tensors with at most this many elements get their values printed
-
-
-# ---------------------------------------------------------------- JSON
-def _values(a: np.ndarray) -> Any:
-    """Nested lists of Python floats (exact: json writes repr); non-finite values become null."""
-    a = np.asarray(a, dtype=np.float64)
-    if np.isfinite(a).all():
-        return a.tolist()
-    return np.where(np.isfinite(a), a, None).tolist()
-
-
-def _array(a: np.ndarray) -> dict[str, Any]:
-    return {"shape": list(np.shape(a)), "values": _values(a)}
-
-
-def _header(spec: Spec) -> dict[str, Any]:
-    return {
-        "layer": spec.layer.name,
-        "dtype": spec.dtype,
-        "seed": spec.seed,
-        "options": options_dict(spec.options),
-    }
-
-
-def compute_doc(spec: Spec, comp: Computation) -> dict[str, Any]:
-    return {
-        **_header(spec),
-        "tensors": {n: _array(a) for n, a in spec.tensors.items()},
-        "output": {"name": spec.layer.output.name, **_array(comp.output)},
-        "grad_output": _array(spec.grad_output),
-        "gradients": {n: _array(g) for n, g in comp.gradients.items()},
-        "intermediates": {n: _array(a) for n, a in comp.intermediates.items()},
-    }
-
-
-def _result_doc(r: TensorResult) -> dict[str, Any]:
-    return {
-        "shape": list(r.shape),
-        "max_abs_error": r.max_abs_error,
-        "max_rel_error": r.max_rel_error,
-        "worst_index": list(r.worst_index),
-        "analytic": r.analytic,
-        "numeric": r.numeric,
-        "passed": r.passed,
-    }
-
-
-def check_doc(
-    spec: Spec,
-    report: CheckReport,
-    comp: Computation | None = None,
-    numeric: dict[str, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """The check document; with ``comp`` and ``numeric`` (``--values``) the compute keys too."""
-    doc = {
-        **_header(spec),
-        "passed": report.passed,
-        "method": report.method,
-        "eps": report.eps,
-        "atol": report.atol,
-        "rtol": report.rtol,
-        "results": {n: _result_doc(r) for n, r in report.results.items()},
-    }
-    if comp is not None and numeric is not None:
-        doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
-        doc["numeric"] = {n: _array(g) for n, g in numeric.items()}
-    return doc
-
-
-def layers_doc() -> dict[str, Any]:
-    def tensor(t: TensorInfo) -> dict[str, Any]:
-        return {"name": t.name, "shape": list(t.axes), "role": t.role, "doc": t.doc}
-
-    return {
-        name: {
-            "formula": layer.summary,
-            "tensors": [tensor(t) for t in layer.tensors],
-            "output": tensor(layer.output),
-            "options": options_dict(layer.options()),
-            "intermediates": list(layer.intermediates),
-        }
-        for name, layer in REGISTRY.items()
-    }
-
-
-def to_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
-
-
-def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:
-    """output, grad_output, every input tensor, d<name> per gradient, numeric_d<name> for check."""
-    arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
-    arrays.update({"d" + n: g for n, g in comp.gradients.items()})
-    arrays.update({"numeric_d" + n: g for n, g in (numeric or {}).items()})
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- tables
@@ -249,40 +151,41 @@ def render_compute(console: Console, spec: Spec, comp: Computation) -> None:
 
 def _check_table(spec: Spec, report: CheckReport) -> Table:
     table = Table(
-        title=f"gradient check: analytic vs numeric ({report.method} differences, "
-        f"eps {report.eps:.3g}; pass if |a-n| <= {report.atol:g} + {report.rtol:g}|n|)",
+        title=Text(
+            f"gradient check: analytic vs numeric ({report.method} differences, "
+            f"eps {report.eps:.3g}; pass if |a-n| <= {report.atol:g} + {report.rtol:g}|n|)"
+        ),
         title_justify="left",
     )
     table.add_column("gradient")
-    table.add_column("shape")
+    table.add_column("checked", justify="right")
     for col in ("max abs err", "max rel err"):
         table.add_column(col, justify="right")
     table.add_column("worst element", no_wrap=True)
     for col in ("analytic", "numeric"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
     table.add_column("result")
     for name, r in report.results.items():
         info = spec.layer.tensor(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
+        size = int(np.prod(r.shape, dtype=np.int64))
+        checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
+        where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
         table.add_row(
-            Text("d" + name, style="bold"),
-            str(list(r.shape)),
-            f"{r.max_abs_error:.3g}",
-            f"{r.max_rel_error:.3g}",
-            "d" + name + natural_index(info, r.worst_index),
-            f"{r.analytic:.10g}",
-            f"{r.numeric:.10g}",
-            verdict,
-        )
+            Text("d" + name, style="bold"), checked, f"{r.max_abs_error:.3g}",
+            f"{r.max_rel_error:.3g}", where, f"{r.analytic:.8g}", f"{r.numeric:.8g}", verdict,
+        )  # fmt: skip
     return table
 
 
 def summary_line(spec: Spec, report: CheckReport) -> Text:
     n = len(report.results)
     failed = [r for r in report.results.values() if not r.passed]
+    how = "" if report.mode == "full" else f" ({report.mode} mode)"
     if not failed:
         return Text.assemble(
-            ("PASS", "bold green"), f"  {report.layer}: all {n} gradients match the numerical ones"
+            ("PASS", "bold green"),
+            f"  {report.layer}: all {n} gradients match the numerical ones{how}",
         )
     worst = max(failed, key=lambda r: r.max_rel_error)
     where = "d" + worst.name + natural_index(spec.layer.tensor(worst.name), worst.worst_index)
@@ -290,8 +193,22 @@ def summary_line(spec: Spec, report: CheckReport) -> Text:
     return Text.assemble(
         ("FAIL", "bold red"),
         f"  {report.layer}: {len(failed)} of {n} gradients do not match ({names}); "
-        f"worst {where}: analytic {worst.analytic:.6g}, numeric {worst.numeric:.6g}",
+        f"worst {where}: analytic {worst.analytic:.6g}, numeric {worst.numeric:.6g}{how}",
     )
+
+
+def _notes(report: CheckReport) -> list[Text]:
+    lines = [Text(f"note: {n}", style="yellow") for n in report.notes]
+    for r in report.results.values():
+        if r.roundoff is not None:
+            lines.append(
+                Text(
+                    f"d{r.name}: float32 round-off of the analytical gradient is "
+                    f"{r.roundoff:.2g} of its largest entry (float64 backward on the same inputs)",
+                    style="dim",
+                )
+            )
+    return lines
 
 
 def render_check(
@@ -308,7 +225,53 @@ def render_check(
     _print_values(console, rows)
     console.print()
     console.print(_check_table(spec, report))
+    for line in _notes(report):
+        console.print(line)
     console.print(summary_line(spec, report))
+
+
+def render_sweep(
+    console: Console, spec: Spec, method: str, rows: list[dict[str, Any]], best: float
+) -> None:
+    """The error-vs-step table and a log-log terminal plot with the regimes marked."""
+    names = list(rows[0]["errors"])
+    table = Table(
+        title=Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|"),
+        title_justify="left",
+    )
+    table.add_column("eps", justify="right")
+    for n in names:
+        table.add_column("d" + n, justify="right")
+    table.add_column("regime")
+    for row in rows:
+        style = "bold green" if row["regime"] == "best" else ""
+        table.add_row(
+            f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
+            Text(row["regime"], style=style),
+        )  # fmt: skip
+    console.print(table)
+    console.print(Text(_plot(rows)))
+    console.print(Text(f"best step: {best:.0e}", style="bold"))
+
+
+def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
+    """log10(error) against log10(eps), one column per step, big steps on the left."""
+    logs = [np.log10(max(r["error"], 1e-300)) for r in rows]
+    lo, hi = min(logs), max(logs)
+    span = (hi - lo) or 1.0
+    grid = [[" "] * len(rows) for _ in range(height)]
+    for j, (v, r) in enumerate(zip(logs, rows, strict=True)):
+        mark = {"best": "*", "truncation": "t", "round-off": "r"}[r["regime"]]
+        grid[int(round((hi - v) / span * (height - 1)))][j] = mark
+    lines = []
+    for i, row in enumerate(grid):
+        label = f"{10 ** (hi - i * span / (height - 1)):8.0e} |" if i % 3 == 0 else " " * 9 + "|"
+        lines.append(label + "".join(f" {c} " for c in row))
+    lines.append(" " * 9 + "+" + "---" * len(rows))
+    exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
+    lines.append(" eps 1e-  " + exps)
+    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step")
+    return "\n".join(lines)
 
 
 def render_layers(console: Console) -> None:
@@ -326,26 +289,42 @@ def render_layers(console: Console) -> None:
         console.print()
 
 
-def init_template(layer: Layer) -> str:
-    """A commented YAML spec for ``layer``, equal to its embedded default."""
-    lines = [
-        f"# gradcli spec for {layer.name}: {layer.summary}",
-        f"# run: gradcli check {layer.name} THIS_FILE.yaml",
-        f"layer: {layer.name}",
-        "dtype: float64          # float64 or float32",
-        "seed: 0                 # seeds every generated tensor and the default grad_output",
-        "options: {}             # layer hyper-parameters (none for this layer)",
-        "tensors:",
-        "  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number",
-        "  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
-    ]
-    for t in layer.tensors:
-        shape = list(layer.default_shapes[t.name])
-        note = f"{t.shape_str} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
-        lines.append(f"  {t.name}: {{shape: {shape}, init: normal}}  # {note}")
-    lines += [
-        f"# upstream gradient dL/d{layer.output.name}, shape {layer.output.shape_str};",
-        "# without a shape it takes the output's",
-        "grad_output: {init: normal}",
-    ]
-    return "\n".join(lines) + "\n"
+def console(file: Any, plain: bool = False) -> Console:
+    """A console for ``file``: colored on a terminal (unless NO_COLOR), plain otherwise; markup
+    off, since tensor indices like [m=1] are data, not styles."""
+    if plain:
+        return Console(
+            file=file, width=120, no_color=True, force_terminal=False, highlight=False, markup=False
+        )
+    width = None if file.isatty() else 120
+    return Console(file=file, width=width, highlight=False, markup=False)
+
+
+class ProgressBar:
+    """A transient rich progress bar on stderr, only when stderr is a terminal.
+    ``with ProgressBar() as bar: run(progress=bar)``; ``bar(total)`` returns ``advance(n)``."""
+
+    def __init__(self, file: Any):
+        self.enabled = file.isatty()
+        self.file = file
+        self._progress: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __call__(self, total: int) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}", BarColumn(), TimeRemainingColumn(),
+            console=Console(file=self.file), transient=True,
+        )  # fmt: skip
+        self._progress.start()
+        task = self._progress.add_task("numerical gradients", total=total)
+        return lambda n: self._progress.advance(task, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from gradcli.check import DEFAULT_TOLERANCES, check, compare, compute
+from gradcli.check import FLOAT32_TOLERANCES, check, compare, compute
 from gradcli.layers import REGISTRY
 from gradcli.numeric import numerical_gradients, steps
 from gradcli.spec import load_spec
@@ -22,7 +22,9 @@ CASES = [(name, t) for name, layer in REGISTRY.items() for t in layer.tensor_nam
 
 def with_backward(spec, bugged_backward):
     """The same spec, run through a copy of its layer whose backward is ``bugged_backward``."""
-    return dataclasses.replace(spec, layer=dataclasses.replace(spec.layer, backward=bugged_backward))
+    return dataclasses.replace(
+        spec, layer=dataclasses.replace(spec.layer, backward=bugged_backward)
+    )
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -51,7 +53,7 @@ def test_float32_specs_pass_float32_tolerances(name):
     comp, numeric, report = check(spec)
     assert all(g.dtype == np.float32 for g in comp.gradients.values())
     assert all(g.dtype == np.float64 for g in numeric.values())  # reference is always float64
-    assert report.passed and (report.atol, report.rtol) == DEFAULT_TOLERANCES["float32"]
+    assert report.passed and (report.atol, report.rtol) == FLOAT32_TOLERANCES
 
 
 @pytest.mark.parametrize(("name", "tensor"), CASES)
@@ -129,12 +131,15 @@ def test_numeric_linear_closed_form():
     np.testing.assert_allclose(num["x"], W.T @ g, rtol=1e-9, atol=1e-10)
 
 
-def test_steps_are_exactly_representable():
+def test_steps_are_powers_of_two_and_exact():
     x = np.array([0.0, 1e-3, 1.0, 3.3, -7.1e5, 1e300])
-    hp, hm = steps(x, 1e-6)
-    np.testing.assert_array_equal((x + hp) - x, hp)
-    np.testing.assert_array_equal(x - (x - hm), hm)
-    assert np.all(hp > 0) and np.all(hm > 0)
+    h = steps(x, 1e-6)
+    np.testing.assert_array_equal(np.exp2(np.round(np.log2(h))), h)
+    assert np.all(h <= 1e-6 * np.maximum(1, np.abs(x))) and np.all(
+        h > 0.5e-6 * np.maximum(1, np.abs(x))
+    )
+    for s in (1, -1, 2, -2):  # the stencil's nodes are exactly the points evaluated
+        np.testing.assert_array_equal((x + s * h) - x, s * h)
 
 
 def test_compare_pass_rule_boundary():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps
 
 
 def softmax(S: np.ndarray) -> np.ndarray:
@@ -91,6 +91,13 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*X[:-1], s["W_V"][1])
 
 
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """Every coordinate moves all of its example's output (softmax couples all positions)."""
+    if name == "X":
+        return (*batch_maps(s["X"][:-2]), None, None)
+    return (None, None)
+
+
 LAYER = Layer(
     name="attention",
     summary="out = softmax(Q K^T / sqrt(d_k)) V,  Q = X W_Q, K = X W_K, V = X W_V",
@@ -106,4 +113,5 @@ LAYER = Layer(
     output_shape=output_shape,
     default_shapes={"X": (4, 6), "W_Q": (6, 4), "W_K": (6, 4), "W_V": (6, 3)},
     intermediates=("Q", "K", "V", "S", "A"),
+    footprint=footprint,
 )

@@ -25,6 +25,31 @@ from gradcli.errors import OptionError
 Arrays = Mapping[str, np.ndarray]
 Shapes = Mapping[str, tuple[int, ...]]
 
+# A footprint says which outputs a coordinate of a tensor can move; the numerical engine uses
+# it to perturb many coordinates in one forward pass. One entry per tensor axis (the input's
+# batch axes included): None (dense: every index along it may move the same outputs) or
+# (out_axis, lo, hi): index t moves only outputs whose index along out_axis lies in
+# [lo[t], hi[t]) (clipped to the output). A superset is safe; a subset is caught at run time.
+AxisMap = tuple[int, np.ndarray, np.ndarray] | None
+Footprint = tuple[AxisMap, ...]
+
+
+def same(out_axis: int, n: int) -> AxisMap:
+    """Index t along this axis moves only output index t along ``out_axis``."""
+    t = np.arange(n)
+    return (out_axis, t, t + 1)
+
+
+def window(out_axis: int, n: int, lo: int, hi: int) -> AxisMap:
+    """Index t moves output indices t + lo ... t + hi - 1 along ``out_axis``."""
+    t = np.arange(n)
+    return (out_axis, t + lo, t + hi)
+
+
+def batch_maps(batch: tuple[int, ...]) -> tuple[AxisMap, ...]:
+    """Batch axes map one-to-one onto the output's batch axes."""
+    return tuple(same(k, n) for k, n in enumerate(batch))
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -59,6 +84,7 @@ class Layer:
     default_shapes: Mapping[str, tuple[int, ...]]
     options: type = NoOptions
     intermediates: tuple[str, ...] = ()  # cache entries worth showing (e.g. Q, K, V, S, A)
+    footprint: Callable[[str, Shapes, Any], Footprint] | None = None  # None: all dense
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

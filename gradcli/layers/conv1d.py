@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, window
 
 
 # z_i = sum_j w_j x_{i+j} + b
@@ -58,6 +58,16 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*x[:-1], n - k + 1)
 
 
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[..., p] moves z[..., p-k+1 .. p]; every w_j moves all of z; b moves all of z."""
+    batch, n, k = s["x"][:-1], s["x"][-1], s["w"][0]
+    return {
+        "x": (*batch_maps(batch), window(len(batch), n, -(k - 1), 1)),
+        "w": (None,),
+        "b": (),
+    }[name]
+
+
 LAYER = Layer(
     name="conv1d",
     summary="z_i = sum_j w_j x_{i+j-1} + b",
@@ -71,4 +81,5 @@ LAYER = Layer(
     backward=backward,
     output_shape=output_shape,
     default_shapes={"x": (8,), "w": (3,), "b": ()},
+    footprint=footprint,
 )

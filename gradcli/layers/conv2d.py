@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    batch_maps,
+    same,
+    window,
+)
 
 
 # Z[i, j, c] = sum_{m, n, d} W[m, n, d, c] X[i+m, j+n, d] + b[c]
@@ -79,6 +88,23 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*X[:-3], Ho, Wo, c_out)
 
 
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """X[..., i, j, d] moves Z[..., i-kh+1 .. i, j-kw+1 .. j, :] of its own example;
+    W[m, n, d, c] and b[c] move Z[..., c]."""
+    batch, (H, W, _), (kh, kw, _, c_out) = s["X"][:-3], s["X"][-3:], s["W"]
+    nb = len(batch)
+    return {
+        "X": (
+            *batch_maps(batch),
+            window(nb, H, -(kh - 1), 1),
+            window(nb + 1, W, -(kw - 1), 1),
+            None,
+        ),
+        "W": (None, None, None, same(nb + 2, c_out)),
+        "b": (same(nb + 2, c_out),),
+    }[name]
+
+
 LAYER = Layer(
     name="conv2d",
     summary="Z[i,j,c] = sum_{m,n,d} W[m,n,d,c] X[i+m,j+n,d] + b[c]",
@@ -94,4 +120,5 @@ LAYER = Layer(
     backward=backward,
     output_shape=output_shape,
     default_shapes={"X": (5, 5, 2), "W": (3, 3, 2, 3), "b": (3,)},
+    footprint=footprint,
 )

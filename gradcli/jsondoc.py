@@ -1,0 +1,148 @@
+"""Results as data for scripts: JSON documents, .npz archives, the YAML template. No rich."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from gradcli.check import CheckReport, Computation, TensorResult, options_dict
+from gradcli.layers import REGISTRY, Layer, TensorInfo
+from gradcli.spec import Spec
+
+
+def _values(a: np.ndarray) -> Any:
+    """Nested lists of Python floats (exact: json writes repr); non-finite values become null."""
+    a = np.asarray(a, dtype=np.float64)
+    if np.isfinite(a).all():
+        return a.tolist()
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+def _array(a: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(np.shape(a)), "values": _values(a)}
+
+
+def _header(spec: Spec) -> dict[str, Any]:
+    return {
+        "layer": spec.layer.name,
+        "dtype": spec.dtype,
+        "seed": spec.seed,
+        "options": options_dict(spec.options),
+    }
+
+
+def compute_doc(spec: Spec, comp: Computation) -> dict[str, Any]:
+    return {
+        **_header(spec),
+        "tensors": {n: _array(a) for n, a in spec.tensors.items()},
+        "output": {"name": spec.layer.output.name, **_array(comp.output)},
+        "grad_output": _array(spec.grad_output),
+        "gradients": {n: _array(g) for n, g in comp.gradients.items()},
+        "intermediates": {n: _array(a) for n, a in comp.intermediates.items()},
+    }
+
+
+def _result_doc(r: TensorResult) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "shape": list(r.shape),
+        "max_abs_error": r.max_abs_error,
+        "max_rel_error": r.max_rel_error,
+        "worst_index": list(r.worst_index),
+        "analytic": r.analytic,
+        "numeric": r.numeric,
+        "passed": r.passed,
+        "mode": r.mode,
+        "checked": r.checked,
+    }
+    if r.numerics is not None:
+        info = r.numerics
+        doc.update(colors=info.colors, forward_passes=info.forward_passes, coloring=info.coloring)
+    if r.roundoff is not None:
+        doc["float32_roundoff"] = r.roundoff
+    return doc
+
+
+def check_doc(
+    spec: Spec,
+    report: CheckReport,
+    comp: Computation | None = None,
+    numeric: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The check document; with ``comp`` and ``numeric`` (``--values``) the compute keys too."""
+    doc = {
+        **_header(spec),
+        "passed": report.passed,
+        "method": report.method,
+        "eps": report.eps,
+        "atol": report.atol,
+        "rtol": report.rtol,
+        "mode": report.mode,
+        "notes": list(report.notes),
+        "results": {n: _result_doc(r) for n, r in report.results.items()},
+    }
+    if comp is not None and numeric is not None:
+        doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
+        doc["numeric"] = {n: _array(g) for n, g in numeric.items()}
+    return doc
+
+
+def sweep_doc(spec: Spec, method: str, rows: list[dict[str, Any]], best: float) -> dict[str, Any]:
+    return {**_header(spec), "method": method, "best_eps": best, "sweep": rows}
+
+
+def layers_doc() -> dict[str, Any]:
+    def tensor(t: TensorInfo) -> dict[str, Any]:
+        return {"name": t.name, "shape": list(t.axes), "role": t.role, "doc": t.doc}
+
+    return {
+        name: {
+            "formula": layer.summary,
+            "tensors": [tensor(t) for t in layer.tensors],
+            "output": tensor(layer.output),
+            "options": options_dict(layer.options()),
+            "intermediates": list(layer.intermediates),
+        }
+        for name, layer in REGISTRY.items()
+    }
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:
+    """output, grad_output, every input tensor, d<name> per gradient, numeric_d<name> for check."""
+    arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
+    arrays.update({"d" + n: g for n, g in comp.gradients.items()})
+    arrays.update({"numeric_d" + n: g for n, g in (numeric or {}).items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def init_template(layer: Layer) -> str:
+    """A commented YAML spec for ``layer``, equal to its embedded default."""
+    lines = [
+        f"# gradcli spec for {layer.name}: {layer.summary}",
+        f"# run: gradcli check {layer.name} THIS_FILE.yaml",
+        f"layer: {layer.name}",
+        "dtype: float64          # float64 or float32",
+        "seed: 0                 # seeds every generated tensor and the default grad_output",
+        "options: {}             # layer hyper-parameters (none for this layer)",
+        "tensors:",
+        "  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number",
+        "  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
+    ]
+    for t in layer.tensors:
+        shape = list(layer.default_shapes[t.name])
+        note = f"{t.shape_str} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
+        lines.append(f"  {t.name}: {{shape: {shape}, init: normal}}  # {note}")
+    lines += [
+        f"# upstream gradient dL/d{layer.output.name}, shape {layer.output.shape_str};",
+        "# without a shape it takes the output's",
+        "grad_output: {init: normal}",
+    ]
+    return "\n".join(lines) + "\n"

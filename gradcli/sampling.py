@@ -1,0 +1,41 @@
+"""Which coordinates and directions a cheaper-than-full check looks at (no finite differences
+here: the engine in numeric.py evaluates them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample_coordinates(
+    shape: tuple[int, ...], k: int, analytic: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """About ``k`` flat indices, stratified: corners, border coordinates, the largest-magnitude
+    analytical gradient entries, and random ones. Sorted, unique; all of them if k >= size."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if k >= size:
+        return np.arange(size)
+    picked: list[int] = []
+    quarter = max(1, k // 4)
+    if shape:
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij"))
+        corners = corners.reshape(len(shape), -1).T[:quarter]
+        picked += list(np.ravel_multi_index(corners.T, shape))
+        for _ in range(quarter):  # a random coordinate pinned to an edge of one random axis
+            idx = [int(rng.integers(n)) for n in shape]
+            axis = int(rng.integers(len(shape)))
+            idx[axis] = int(rng.choice([0, shape[axis] - 1]))
+            picked.append(int(np.ravel_multi_index(idx, shape)))
+    largest = np.argsort(-np.abs(np.asarray(analytic, dtype=np.float64).ravel()), kind="stable")
+    picked += list(largest[:quarter])
+    chosen = np.unique(np.array(picked, dtype=np.int64))
+    rest = np.setdiff1d(np.arange(size), chosen)
+    extra = rng.choice(rest, size=min(len(rest), max(0, k - len(chosen))), replace=False)
+    return np.unique(np.concatenate([chosen, extra]))[: max(k, 1)]
+
+
+def rademacher(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A random direction of +-1 entries: one wrong element can never cancel out of it."""
+    return rng.choice(np.array([-1.0, 1.0]), size=shape)
+
+
+SWEEP_STEPS = tuple(10.0**-k for k in range(1, 13))
