@@ -109,7 +109,10 @@ def compare(
     err = np.where(seen, np.abs(a - n0), 0.0)
     denom = np.maximum(np.abs(a), np.abs(n0))
     rel = np.divide(err, denom, out=np.zeros_like(err), where=denom > 0)
-    excess = np.where(seen, err / (atol + rtol * np.abs(n0)), -1.0)
+    tol = atol + rtol * np.abs(n0)
+    # how far beyond its tolerance each element is; with a zero tolerance any error is infinite
+    excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
+    excess = np.where(seen, excess, -1.0)
     worst = np.unravel_index(int(np.argmax(excess)), a.shape) if a.size else ()
     return TensorResult(
         name=name,
@@ -119,7 +122,7 @@ def compare(
         worst_index=tuple(int(i) for i in worst),
         analytic=float(a[worst]),
         numeric=float(n0[worst]),
-        passed=bool(np.all(err <= atol + rtol * np.abs(n0))),
+        passed=bool(np.all(err <= tol)),
         checked=int(seen.sum()),
         **extra,
     )

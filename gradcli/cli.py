@@ -60,6 +60,8 @@ def _error(message: str) -> None:
 def _exit_code(run: Any, *, show_traceback: bool) -> int:
     try:
         rv = run()
+        if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this code
+            _error("interrupted")
         return rv if isinstance(rv, int) else EXIT_OK
     except typer.Exit as e:
         if e.exit_code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this

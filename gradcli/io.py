@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import tempfile
 import zipfile
@@ -15,7 +16,16 @@ import yaml
 
 from gradcli.errors import GradcliError, SpecError, TensorFileError
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe YAML that also reads YAML 1.2 floats such as 1e-3 (YAML 1.1 wants 1.0e-3)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
@@ -60,19 +70,28 @@ def load_array(path: Path, npz_key: str | None, *, source: str, key: str) -> np.
     """An array from .npy (or .npz with ``npz_key``); never unpickles."""
     data = read_bytes(path, source=source, key=key)
     buf = io.BytesIO(data)
+    is_npz = data[:2] == b"PK"
     try:
         if npz_key is None:
-            if path.suffix == ".npz" or data[:2] == b"PK":
+            if is_npz:
                 raise TensorFileError(
                     f"{path} is an .npz archive: name the array as '{path}:KEY' or "
                     "{file: ..., key: ...}",
                     source=source,
                     key=key,
                 )
+            if data[:6] != b"\x93NUMPY":  # else numpy would try to read it as a pickle
+                raise TensorFileError(
+                    f"{path} is not a .npy file (no NUMPY header)", source=source, key=key
+                )
             return np.load(buf, allow_pickle=False)
+        if not is_npz:
+            raise TensorFileError(
+                f"{path} is not an .npz archive, so it has no array {npz_key!r}",
+                source=source,
+                key=key,
+            )
         with np.load(buf, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise TensorFileError(f"{path} is not an .npz archive", source=source, key=key)
             if npz_key not in archive.files:
                 known = ", ".join(archive.files) or "none"
                 raise TensorFileError(
@@ -101,6 +120,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     except OSError as e:
         raise GradcliError(f"cannot write to {folder}: {e.strerror}", source="--output") from None
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -109,3 +129,14 @@ def write_atomic(path: Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise GradcliError(f"cannot write {path}: {e.strerror}", source="--output") from None
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """An existing file keeps its permissions; a new one gets the usual 0o666 minus umask
+    (mkstemp would leave 0o600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -4,6 +4,7 @@ Only this module and cli.py import rich."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -226,8 +227,8 @@ def render_check(
     console.print()
     console.print(_check_table(spec, report))
     for line in _notes(report):
-        console.print(line)
-    console.print(summary_line(spec, report))
+        console.print(line, soft_wrap=True)
+    console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
 
 
 def render_sweep(
@@ -290,14 +291,14 @@ def render_layers(console: Console) -> None:
 
 
 def console(file: Any, plain: bool = False) -> Console:
-    """A console for ``file``: colored on a terminal (unless NO_COLOR), plain otherwise; markup
-    off, since tensor indices like [m=1] are data, not styles."""
-    if plain:
+    """A console for ``file``: styled on a terminal, with no ANSI codes at all when writing to
+    a file, a pipe, or with NO_COLOR set; markup off, since indices like [m=1] are data."""
+    if plain or not file.isatty() or os.environ.get("NO_COLOR"):
         return Console(
-            file=file, width=120, no_color=True, force_terminal=False, highlight=False, markup=False
-        )
-    width = None if file.isatty() else 120
-    return Console(file=file, width=width, highlight=False, markup=False)
+            file=file, width=120, color_system=None, force_terminal=False, highlight=False,
+            markup=False,
+        )  # fmt: skip
+    return Console(file=file, highlight=False, markup=False)
 
 
 class ProgressBar:

@@ -168,12 +168,12 @@ def build_spec(
 def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> tuple:
     sizes: dict[str, int] = {}
     for info in layer.tensors:
-        if info.name in arrays and info.axes:
+        if info.name in arrays and info.axes and arrays[info.name].ndim >= len(info.axes):
             core = arrays[info.name].shape[-len(info.axes) :]
             sizes.update(zip(info.axes, core, strict=True))
     missing = [a for a in axes if a not in sizes]
-    if missing:  # cannot happen for the built-in layers; a clear error all the same
-        raise SpecError(f"cannot infer the size {missing[0]!r} of an omitted tensor", key="tensors")
+    if missing:  # a tensor of the wrong rank: let the layer's shape check say so
+        return ()
     return tuple(sizes[a] for a in axes)
 
 

@@ -108,7 +108,7 @@ def test_checker_catches_transposed_conv2d_kernel_gradient():
     assert not report.results["W"].passed and report.results["X"].passed
 
 
-def test_numeric_does_not_touch_inputs_and_chunking_is_exact():
+def test_numeric_does_not_touch_inputs_and_chunking_agrees_to_round_off():
     spec = load_spec("conv2d", None)
     tensors = {n: np.array(a) for n, a in spec.tensors.items()}
     before = {n: a.copy() for n, a in tensors.items()}
@@ -116,7 +116,8 @@ def test_numeric_does_not_touch_inputs_and_chunking_is_exact():
     tiny = numerical_gradients(spec.layer, tensors, spec.options, spec.grad_output, max_memory=1)
     for n in tensors:
         np.testing.assert_array_equal(tensors[n], before[n])
-        np.testing.assert_allclose(tiny[n], big[n], rtol=0, atol=1e-12)
+        # BLAS may sum in another order for another number of stacked rows
+        np.testing.assert_allclose(tiny[n], big[n], rtol=1e-8, atol=1e-9)
 
 
 def test_numeric_linear_closed_form():

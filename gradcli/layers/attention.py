@@ -18,8 +18,14 @@ from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, ba
 def softmax(S: np.ndarray) -> np.ndarray:
     """Row softmax of S (..., T, T), stable; the max is taken on the real part so that a
     complex-step perturbation passes through untouched."""
-    e = np.exp(S - S.real.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    Z = S - S.real.max(axis=-1, keepdims=True)
+    if not np.iscomplexobj(Z):
+        # exp of anything below -700 is < 1e-304 next to the row's 1; flooring it there keeps
+        # np.exp off its slow subnormal path (3x on long rows) without changing any sum
+        np.maximum(Z, -700.0, out=Z)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=-1, keepdims=True)
+    return Z
 
 
 # Q = X W_Q   K = X W_K   V = X W_V   S = Q K^T / sqrt(d_k)   A = softmax(S)   out = A V
@@ -46,18 +52,19 @@ def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     dV = A.swapaxes(-1, -2) @ dout
     dA = dout @ V.swapaxes(-1, -2)
     dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))  # the softmax Jacobian, row by row
-    dQ = (dS @ K) * scale
-    dK = (dS.swapaxes(-1, -2) @ Q) * scale
-    X2 = X.reshape(-1, X.shape[-1])  # parameter gradients are summed over the batch axes
-
-    def flat(g: np.ndarray) -> np.ndarray:
-        return g.reshape(-1, g.shape[-1])
-
+    dQ = dS @ (K * scale)
+    dK = dS.swapaxes(-1, -2) @ (Q * scale)
+    # the three projections' gradients as one GEMM each way (dX sums the Q, K and V paths,
+    # which the seed leaves out); parameter gradients are summed over the batch axes
+    dQKV = np.concatenate([dQ, dK, dV], axis=-1)
+    W_QKV = np.concatenate([W_Q, W_K, W_V], axis=-1)
+    dW = X.reshape(-1, X.shape[-1]).T @ dQKV.reshape(-1, dQKV.shape[-1])
+    k, kk = W_Q.shape[-1], W_Q.shape[-1] + W_K.shape[-1]
     return {
-        "X": dQ @ W_Q.T + dK @ W_K.T + dV @ W_V.T,  # the seed leaves this path out
-        "W_Q": X2.T @ flat(dQ),
-        "W_K": X2.T @ flat(dK),
-        "W_V": X2.T @ flat(dV),
+        "X": dQKV @ W_QKV.T,
+        "W_Q": dW[:, :k],
+        "W_K": dW[:, k:kk],
+        "W_V": dW[:, kk:],
         "Q": dQ,
         "K": dK,
         "V": dV,

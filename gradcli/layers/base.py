@@ -14,6 +14,7 @@ leading axes (parameter gradients are summed over the batch).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,20 @@ def window(out_axis: int, n: int, lo: int, hi: int) -> AxisMap:
 def batch_maps(batch: tuple[int, ...]) -> tuple[AxisMap, ...]:
     """Batch axes map one-to-one onto the output's batch axes."""
     return tuple(same(k, n) for k, n in enumerate(batch))
+
+
+def rows_matmul(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """x (..., in) times W (..., out, in)^T with leading axes broadcast, as few GEMMs as
+    possible: the trailing leading axes along which W does not vary become rows of one GEMM."""
+    n = max(x.ndim - 1, W.ndim - 2)
+    lead_x = (1,) * (n - x.ndim + 1) + x.shape[:-1]
+    lead_w = (1,) * (n - W.ndim + 2) + W.shape[:-2]
+    k = n
+    while k > 0 and lead_w[k - 1] == 1:
+        k -= 1
+    rows = x.reshape(lead_x[:k] + (math.prod(lead_x[k:]), x.shape[-1]))
+    z = rows @ W.reshape(lead_w[:k] + W.shape[-2:]).swapaxes(-1, -2)
+    return z.reshape(np.broadcast_shapes(lead_x[:k], lead_w[:k]) + lead_x[k:] + z.shape[-1:])
 
 
 @dataclass(frozen=True)

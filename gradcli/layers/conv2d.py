@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from gradcli.errors import ShapeError
 from gradcli.layers.base import (
@@ -18,9 +19,18 @@ from gradcli.layers.base import (
     Shapes,
     TensorInfo,
     batch_maps,
+    rows_matmul,
     same,
     window,
 )
+
+
+def _im2col(X: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """X (..., H, W, C_in) -> every window as a row (..., Ho, Wo, kh*kw*C_in), ordered (m, n, d)
+    like W.reshape(kh*kw*C_in, C_out), so the convolution is one GEMM."""
+    win = sliding_window_view(X, (kh, kw), axis=(-3, -2))  # (..., Ho, Wo, C_in, kh, kw)
+    win = np.moveaxis(win, -3, -1)
+    return win.reshape(win.shape[:-3] + (kh * kw * X.shape[-1],))
 
 
 # Z[i, j, c] = sum_{m, n, d} W[m, n, d, c] X[i+m, j+n, d] + b[c]
@@ -28,16 +38,12 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     """X (..., H, W, C_in), W (..., kh, kw, C_in, C_out), b (..., C_out)
     -> Z (..., Ho, Wo, C_out)."""
     X, W, b = t["X"], t["W"], t["b"]
-    kh, kw = W.shape[-4], W.shape[-3]
-    Ho, Wo = X.shape[-3] - kh + 1, X.shape[-2] - kw + 1
-    # one matmul per kernel tap (kh*kw is small); the None lets W's leading axes broadcast
-    # against X's leading axes plus the output-row axis
-    Z = X[..., 0:Ho, 0:Wo, :] @ W[..., 0, 0, None, :, :]
-    for m in range(kh):
-        for n in range(kw):
-            if m or n:
-                Z = Z + X[..., m : m + Ho, n : n + Wo, :] @ W[..., m, n, None, :, :]
-    return Z + b[..., None, None, :], {"X": X, "W": W}
+    kh, kw, c_in, c_out = W.shape[-4:]
+    cols = _im2col(X, kh, kw)
+    # W as (..., 1, 1, C_out, K): its leading axes line up with X's, then the output rows
+    Wt = W.reshape(W.shape[:-4] + (1, 1, kh * kw * c_in, c_out)).swapaxes(-1, -2)
+    Z = rows_matmul(cols, Wt) + b[..., None, None, :]
+    return Z, {"cols": cols, "X_shape": X.shape, "W": W}
 
 
 # dL/dW[m,n,d,c] = sum_{i,j} dZ[i,j,c] X[i+m, j+n, d]
@@ -46,17 +52,17 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
 def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dZ (..., Ho, Wo, C_out)
     -> {"X": (..., H, W, C_in), "W": (kh, kw, C_in, C_out), "b": (C_out,)}."""
-    X, W = cache["X"], cache["W"]
+    cols, W = cache["cols"], cache["W"]
     kh, kw, c_in, c_out = W.shape
     Ho, Wo = dZ.shape[-3], dZ.shape[-2]
     dZ2 = dZ.reshape(-1, c_out)
-    dW = np.empty(W.shape, dtype=np.result_type(dZ, X))
-    dX = np.zeros(X.shape, dtype=np.result_type(dZ, W))
+    dW = (cols.reshape(-1, cols.shape[-1]).T @ dZ2).reshape(W.shape)
+    # the sum over c as one GEMM, then each tap's share shifted back into place (sum over m, n)
+    dcols = (dZ2 @ W.reshape(-1, c_out).T).reshape(dZ.shape[:-1] + (kh, kw, c_in))
+    dX = np.zeros(cache["X_shape"], dtype=dcols.dtype)
     for m in range(kh):
         for n in range(kw):
-            window = X[..., m : m + Ho, n : n + Wo, :].reshape(-1, c_in)
-            dW[m, n] = window.T @ dZ2
-            dX[..., m : m + Ho, n : n + Wo, :] += dZ @ W[m, n].T
+            dX[..., m : m + Ho, n : n + Wo, :] += dcols[..., m, n, :]
     return {"X": dX, "W": dW, "b": dZ2.sum(axis=0)}
 
 

@@ -5,34 +5,28 @@ Shapes: x (..., in), W (out, in), b (out,), z (..., out); ``...`` are batch axes
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, same
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    batch_maps,
+    rows_matmul,
+    same,
+)
 
 
 # z = W x + b
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., in), W (out, in), b (out,) -> z (..., out)."""
     x, W, b = t["x"], t["W"], t["b"]
-    return _rows_matmul(x, W) + b, {"x": x, "W": W}
-
-
-def _rows_matmul(x: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """x (..., in) times W (..., out, in)^T with leading axes broadcast, as few GEMMs as
-    possible: the trailing leading axes along which W does not vary become rows of one GEMM."""
-    n = max(x.ndim - 1, W.ndim - 2)
-    lead_x = (1,) * (n - x.ndim + 1) + x.shape[:-1]
-    lead_w = (1,) * (n - W.ndim + 2) + W.shape[:-2]
-    k = n
-    while k > 0 and lead_w[k - 1] == 1:
-        k -= 1
-    rows = x.reshape(lead_x[:k] + (math.prod(lead_x[k:]), x.shape[-1]))
-    z = rows @ W.reshape(lead_w[:k] + W.shape[-2:]).swapaxes(-1, -2)
-    return z.reshape(np.broadcast_shapes(lead_x[:k], lead_w[:k]) + lead_x[k:] + z.shape[-1:])
+    return rows_matmul(x, W) + b, {"x": x, "W": W}
 
 
 # dL/dW = dL/dz x^T     dL/db = dL/dz     dL/dx = W^T dL/dz   (summed over batch axes)

@@ -1,0 +1,288 @@
+"""Exit codes 2, 3, 130 and their one-line messages; exit-1 edge cases; real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcli.check
+
+REPO = Path(__file__).resolve().parent.parent
+W2 = "  W: [[1.0, 2.0]]\n"
+SPEC_CASES = [
+    pytest.param("linear", "layer: conv2d\ntensors: {}\n", ["layer", "'conv2d'"], id="layer"),
+    pytest.param("linear", "tensors: [\n", ["invalid YAML", "line 2"], id="yaml-syntax"),
+    pytest.param("linear", "tensor: {}\n", ["tensor:", "'tensors'"], id="unknown-key"),
+    pytest.param(
+        "linear", "tensors:\n  x: [1.0, 2.0]\n" + W2 + "  q: 1.0\n", ["tensors.q"], id="unknown-t"
+    ),
+    pytest.param("linear", "tensors:\n  x: [1.0]\n", ["tensors", "W"], id="missing-tensor"),
+    pytest.param(
+        "linear", "tensors:\n  x: [1.0, 2.0, 3.0]\n" + W2, ["tensors.W", "in=2"], id="shape"
+    ),
+    pytest.param(
+        "conv2d",
+        "tensors:\n  X: {shape: [4, 4, 2]}\n  W: {shape: [2, 2, 3, 1]}\n",
+        ["tensors.W", "C_in"],
+        id="conv2d-C_in",
+    ),
+    pytest.param("linear", "tensors:\n  x: [1.0, .nan]\n" + W2, ["tensors.x", "finite"], id="nan"),
+    pytest.param(
+        "linear", "tensors:\n  x: obj.npy\n" + W2, ["tensors.x", "obj.npy", "pickle"], id="pickle"
+    ),
+    pytest.param(
+        "linear",
+        "tensors:\n  x: arrays.npz:nope\n" + W2,
+        ["tensors.x", "arrays.npz", "'nope'"],
+        id="npz-key",
+    ),
+    pytest.param(
+        "linear",
+        "tensors:\n  x: {file: x.npy, key: x}\n" + W2,
+        ["tensors.x", "x.npy"],
+        id="npy-with-key",
+    ),
+    pytest.param(
+        "linear",
+        "tensors:\n  x: [1.0, 2.0]\n  W: [1.0, 2.0]\n",
+        ["tensors.W"],
+        id="1-D-W",
+    ),
+    pytest.param(
+        "conv2d",
+        "tensors:\n  X: {shape: [4, 4]}\n  W: {shape: [2, 2, 1, 1]}\n",
+        ["tensors.X"],
+        id="2-D-X",
+    ),
+]
+
+
+@pytest.fixture
+def data_files(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "x.npy", np.array([1.0, 2.0]))
+    np.savez(tmp_path / "arrays.npz", x=np.array([1.0, 2.0]))
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", ["compute", "check"])
+@pytest.mark.parametrize(("layer", "text", "needles"), SPEC_CASES)
+def test_bad_spec_exits_2(
+    cli, write_spec, assert_usage_error, data_files, command, layer, text, needles
+):
+    spec = write_spec(text)
+    assert_usage_error(cli(command, layer, spec), spec.name, *needles)
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["check", "no_such_layer"], ["'no_such_layer'", "linear, conv1d, conv2d, attention"]),
+        (["init", "no_such_layer"], ["'no_such_layer'"]),
+        (["check"], ["Missing argument", "layer"]),
+        (["init"], ["Missing argument", "layer"]),
+        (["compute", "linear", "--format", "xml"], ["--format", "xml"]),
+        (["layers", "--format", "xml"], ["--format", "xml"]),
+        (["check", "linear", "--dtype", "float16"], ["--dtype", "float16"]),
+        (["compute", "linear", "--seed", "-1"], ["--seed"]),
+        (["check", "linear", "--seed", str(2**63)], ["--seed"]),
+        (["check", "linear", "--eps", "0"], ["--eps"]),
+        (["check", "linear", "--atol", "-1"], ["--atol"]),
+        (["check", "linear", "--rtol", "nan"], ["--rtol"]),
+        (["init", "linear", "-o", "template.npz"], ["--output"]),
+        (["compute", "linear", "--no-such-option"], ["--no-such-option"]),
+    ],
+)
+def test_bad_usage_exits_2(cli, assert_usage_error, tmp_path, monkeypatch, args, needles):
+    monkeypatch.chdir(tmp_path)
+    assert_usage_error(cli(*args), *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_spec_file_exits_2(cli, tmp_path, assert_usage_error):
+    assert_usage_error(cli("check", "linear", tmp_path / "missing.yaml"), "missing.yaml")
+
+
+@pytest.mark.parametrize("command", ["compute", "check"])
+@pytest.mark.parametrize("target", ["spec.yaml", "./spec.yaml", "x.npy"])
+def test_output_never_overwrites_an_input(
+    cli, tmp_path, monkeypatch, assert_usage_error, command, target
+):
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", np.array([1.0, 2.0]))
+    Path("spec.yaml").write_text("tensors:\n  x: x.npy\n" + W2)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert_usage_error(cli(command, "linear", "spec.yaml", "-o", target), "--output")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("command", ["compute", "check"])
+def test_internal_error_exits_3(cli, monkeypatch, command):
+    monkeypatch.setattr(gradcli.check, "compute", _boom)
+    result = cli(command, "conv1d")
+    assert (result.exit_code, result.stdout) == (3, "")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradcli: internal error:")
+    assert "--traceback" in lines[0] and "RuntimeError: boom" in lines[0]
+    assert "Traceback" not in result.stderr
+    shown = cli(command, "conv1d", "--traceback")
+    assert (shown.exit_code, shown.stdout) == (3, "")
+    assert "Traceback (most recent call last)" in shown.stderr
+    assert "RuntimeError: boom" in shown.stderr and "_boom" in shown.stderr
+
+
+def test_internal_error_in_rendering_exits_3(cli, monkeypatch):
+    import json as json_module
+
+    monkeypatch.setattr(json_module, "dumps", _boom)
+    result = cli("check", "linear", "--format", "json")
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert len(result.stderr.splitlines()) == 1 and "--traceback" in result.stderr
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_interrupt_exits_130(cli, monkeypatch):
+    monkeypatch.setattr(gradcli.check, "compute", _interrupted)
+    result = cli("check", "linear")
+    assert (result.exit_code, result.stdout) == (130, "")
+    assert "Traceback" not in result.stderr
+
+
+def test_interrupt_says_so(cli, monkeypatch):
+    monkeypatch.setattr(gradcli.check, "compute", _interrupted)
+    assert cli("check", "linear").stderr.strip() == "gradcli: interrupted"
+
+
+ZERO_TOL_SPEC = (  # x[0] = 0: dW[0, 0] is exactly 0 both ways, the other elements are not
+    "tensors:\n  x: [0.0, 0.3141592653, 0.7182818284]\n"
+    "  W: [[0.123456789, -1.987654321, 0.55555555]]\n  b: [0.1]\ngrad_output: [0.987654321]\n"
+)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_zero_tolerances_report_a_failing_worst_element(cli, write_spec):
+    spec = write_spec(ZERO_TOL_SPEC)
+    result = cli("check", "linear", spec, "--atol", "0", "--rtol", "0", "--format", "json")
+    r = json.loads(result.stdout)["results"]["W"]
+    if r["max_abs_error"] == 0:
+        pytest.skip("the numerical gradient happens to be exact here")
+    assert result.exit_code == 1 and r["passed"] is False
+    assert r["analytic"] != r["numeric"], r  # the reported worst element must itself fail
+
+
+def test_zero_tolerances_emit_no_warnings(cli, write_spec):
+    spec = write_spec(ZERO_TOL_SPEC)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = cli("check", "linear", spec, "--atol", "0", "--rtol", "0")
+    assert result.exit_code == 1
+    assert [str(w.message) for w in caught] == []
+
+
+# ------------------------------------------------------------- real processes (5 runs)
+ANSI = re.compile(rb"\x1b\[([0-9;]*)m")
+
+
+def _env(**extra):
+    drop = {"NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return {**env, **extra}
+
+
+def _run(*args, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "gradcli", *args],
+        capture_output=True,
+        env=_env(**env),
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def _run_on_tty(*args, **env):
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradcli", *args],
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=_env(TERM="xterm-256color", **env),
+        cwd=REPO,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0, err
+    return out
+
+
+def _is_color(params: bytes) -> bool:
+    codes = [int(c) for c in params.split(b";") if c]
+    return any(30 <= c <= 49 or 90 <= c <= 107 for c in codes)
+
+
+def test_subprocess_help():
+    proc = _run("--help")
+    assert proc.returncode == 0 and proc.stderr == b""
+    for command in (b"compute", b"check", b"layers", b"init"):
+        assert command in proc.stdout
+
+
+def test_subprocess_not_a_tty_has_no_ansi():
+    proc = _run("check", "attention")
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert b"PASS" in proc.stdout and b"\x1b[" not in proc.stdout
+
+
+def test_subprocess_error_is_one_line():
+    proc = _run("check", "linear", "no/such/spec.yaml")
+    assert (proc.returncode, proc.stdout) == (2, b"")
+    assert proc.stderr.startswith(b"gradcli: error:") and proc.stderr.count(b"\n") == 1
+    assert b"spec.yaml" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_subprocess_tty_is_colored():
+    out = _run_on_tty("check", "linear")
+    assert any(_is_color(p) for p in ANSI.findall(out)), out[:200]
+
+
+@pytest.fixture(scope="module")
+def tty_no_color():
+    return _run_on_tty("check", "linear", NO_COLOR="1")
+
+
+def test_no_color_on_a_tty_has_no_colors(tty_no_color):
+    assert b"PASS" in tty_no_color
+    assert not any(_is_color(p) for p in ANSI.findall(tty_no_color))
+
+
+def test_no_color_on_a_tty_has_no_ansi_at_all(tty_no_color):
+    assert b"\x1b[" not in tty_no_color
