@@ -33,7 +33,7 @@ def make_tensors(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str,
 def torch_forward(layer: str):
     """A function of torch tensors in gradcli's layouts (channel-last), same math."""
     import torch
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # noqa: N812
 
     if layer == "linear":
         return lambda x, W, b: F.linear(x, W, b)
@@ -41,9 +41,9 @@ def torch_forward(layer: str):
         return lambda x, w, b: F.conv1d(x[None, None], w[None, None])[0, 0] + b
     if layer == "conv2d":
         # NCHW inside, channel-last outside, like gradcli
-        return lambda X, W, b: F.conv2d(
-            X.permute(2, 0, 1)[None], W.permute(3, 2, 0, 1), b
-        )[0].permute(1, 2, 0)
+        return lambda X, W, b: F.conv2d(X.permute(2, 0, 1)[None], W.permute(3, 2, 0, 1), b)[
+            0
+        ].permute(1, 2, 0)
     if layer == "attention":
 
         def attention(X, W_Q, W_K, W_V):

@@ -6,6 +6,7 @@ Heavy modules (numpy, rich, the layers) are imported inside the commands so that
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import sys
 import traceback as tb
@@ -38,6 +39,7 @@ class GradcliGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        tune_allocator()
         code = _exit_code(
             lambda: super(GradcliGroup, self).main(
                 args=argv,
@@ -51,6 +53,18 @@ class GradcliGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in the process (glibc only; a no-op elsewhere). Stacked forward passes
+    allocate the same large temporaries again and again; fresh mmap'd pages fault on every
+    call, which measured 1.5-2x slower on attention here."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 2**25)  # M_MMAP_THRESHOLD: 32 MB, glibc's maximum
+        libc.mallopt(-1, 2**30)  # M_TRIM_THRESHOLD: do not hand the heap back after each call
+    except (OSError, AttributeError):
+        pass
 
 
 def _error(message: str) -> None:

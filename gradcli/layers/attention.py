@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, same
 
 
 def softmax(S: np.ndarray) -> np.ndarray:
@@ -24,8 +24,18 @@ def softmax(S: np.ndarray) -> np.ndarray:
         # np.exp off its slow subnormal path (3x on long rows) without changing any sum
         np.maximum(Z, -700.0, out=Z)
     np.exp(Z, out=Z)
-    Z /= Z.sum(axis=-1, keepdims=True)
+    Z *= 1.0 / Z.sum(axis=-1, keepdims=True)  # one reciprocal per row: multiply, not divide
     return Z
+
+
+def _project(X: np.ndarray, *Ws: np.ndarray) -> list[np.ndarray]:
+    """X W for each W; as one GEMM over every row of X when no W varies along a leading axis."""
+    if any(W.size != W.shape[-2] * W.shape[-1] or W.ndim > X.ndim for W in Ws):
+        return [X @ W for W in Ws]
+    Ws = tuple(W.reshape(W.shape[-2:]) for W in Ws)
+    rows = X.reshape(-1, X.shape[-1]) @ np.concatenate(Ws, axis=1)
+    splits = np.cumsum([W.shape[1] for W in Ws])[:-1]
+    return [p.reshape(X.shape[:-1] + p.shape[-1:]) for p in np.split(rows, splits, axis=1)]
 
 
 # Q = X W_Q   K = X W_K   V = X W_V   S = Q K^T / sqrt(d_k)   A = softmax(S)   out = A V
@@ -33,9 +43,10 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     """X (..., T, d), W_Q (..., d, d_k), W_K (..., d, d_k), W_V (..., d, d_v)
     -> out (..., T, d_v)."""
     X, W_Q, W_K, W_V = t["X"], t["W_Q"], t["W_K"], t["W_V"]
-    Q, K, V = X @ W_Q, X @ W_K, X @ W_V
+    Q, K, V = _project(X, W_Q, W_K, W_V)
     scale = 1.0 / math.sqrt(W_Q.shape[-1])  # a Python float keeps float32 in float32
-    S = (Q @ K.swapaxes(-1, -2)) * scale
+    S = Q @ K.swapaxes(-1, -2)
+    S *= scale
     A = softmax(S)
     cache = {"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V, "Q": Q, "K": K, "V": V, "S": S, "A": A}
     return A @ V, {**cache, "scale": scale}
@@ -51,7 +62,10 @@ def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     Q, K, V, A, scale = cache["Q"], cache["K"], cache["V"], cache["A"], cache["scale"]
     dV = A.swapaxes(-1, -2) @ dout
     dA = dout @ V.swapaxes(-1, -2)
-    dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))  # the softmax Jacobian, row by row
+    # the softmax Jacobian row by row, dS = A * (dA - rowsum(dA * A)), in one scratch array
+    dS = dA * A
+    np.subtract(dA, dS.sum(axis=-1, keepdims=True), out=dS)
+    dS *= A
     dQ = dS @ (K * scale)
     dK = dS.swapaxes(-1, -2) @ (Q * scale)
     # the three projections' gradients as one GEMM each way (dX sums the Q, K and V paths,
@@ -99,9 +113,13 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
-    """Every coordinate moves all of its example's output (softmax couples all positions)."""
+    """W_V[e, v] moves only column v of the output (out = A X W_V); every other coordinate
+    moves all of its example's output (the softmax couples all positions)."""
+    batch = s["X"][:-2]
     if name == "X":
-        return (*batch_maps(s["X"][:-2]), None, None)
+        return (*batch_maps(batch), None, None)
+    if name == "W_V":
+        return (None, same(len(batch) + 1, s["W_V"][1]))
     return (None, None)
 
 

@@ -54,16 +54,20 @@ def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     -> {"X": (..., H, W, C_in), "W": (kh, kw, C_in, C_out), "b": (C_out,)}."""
     cols, W = cache["cols"], cache["W"]
     kh, kw, c_in, c_out = W.shape
-    Ho, Wo = dZ.shape[-3], dZ.shape[-2]
     dZ2 = dZ.reshape(-1, c_out)
     dW = (cols.reshape(-1, cols.shape[-1]).T @ dZ2).reshape(W.shape)
-    # the sum over c as one GEMM, then each tap's share shifted back into place (sum over m, n)
-    dcols = (dZ2 @ W.reshape(-1, c_out).T).reshape(dZ.shape[:-1] + (kh, kw, c_in))
-    dX = np.zeros(cache["X_shape"], dtype=dcols.dtype)
-    for m in range(kh):
-        for n in range(kw):
-            dX[..., m : m + Ho, n : n + Wo, :] += dcols[..., m, n, :]
-    return {"X": dX, "W": dW, "b": dZ2.sum(axis=0)}
+    # dX is a full convolution of dZ with the 180-degree-rotated kernel: pad dZ by k-1 on each
+    # side, then the same im2col GEMM as the forward, with W[kh-1-m, kw-1-n, d, c] as [m, n, c, d]
+    Hp, Wp = dZ.shape[-3] + 2 * (kh - 1), dZ.shape[-2] + 2 * (kw - 1)
+    padded = np.zeros(dZ.shape[:-3] + (Hp, Wp, c_out), dtype=dZ.dtype)
+    padded[..., kh - 1 : Hp - kh + 1, kw - 1 : Wp - kw + 1, :] = dZ
+    rotated = W[::-1, ::-1].swapaxes(2, 3).reshape(kh * kw * c_out, c_in)
+    dX = _im2col(padded, kh, kw) @ rotated
+    return {
+        "X": dX.reshape(cache["X_shape"]),
+        "W": dW,
+        "b": np.ones(len(dZ2), dtype=dZ2.dtype) @ dZ2,
+    }
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:

@@ -1,0 +1,206 @@
+"""Side-by-side timings of gradcli and PyTorch, in one run (the machines are shared and noisy:
+compare numbers from the same run only).
+
+    python benchmarks/run.py                 # sizes S and M, plus L
+    python benchmarks/run.py --sizes S,M --repeat 3 --json /tmp/bench.json
+
+For every size and layer: (a) gradcli's full check of every coordinate, central and complex
+step, with its accuracy (max |analytic - numeric| / max |analytic|) and peak memory;
+(b) gradcli's analytical forward+backward; (c) when torch is installed, torch.autograd.gradcheck
+(slow mode, float64) on the same scalar loss sum(G * out) and torch's forward+backward on the same
+tensors. A gradcheck that would take longer than --torch-limit seconds is estimated as
+2 N x (one torch forward) instead, and marked '~'. Prints medians and ratios; writes a JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from cases import SIZES, make_tensors, torch_forward  # noqa: E402
+
+from gradcli.check import CheckOptions, check  # noqa: E402
+from gradcli.cli import tune_allocator  # noqa: E402
+from gradcli.layers import REGISTRY  # noqa: E402
+from gradcli.spec import Spec  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # torch is optional: gradcli's own numbers still print
+    torch = None
+
+
+def median_time(fn, repeat: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_spec(layer: str, tensors: dict[str, np.ndarray], g: np.ndarray) -> Spec:
+    lay = REGISTRY[layer]
+    return Spec(lay, "float64", 0, lay.make_options({}), tensors, g, "<bench>")
+
+
+def gradcli_check(spec: Spec, method: str, repeat: int) -> dict:
+    opts = CheckOptions(method=method, mode="full")
+    result = {}
+
+    def run():
+        result["out"] = check(spec, opts)
+
+    seconds = median_time(run, repeat, warmup=0)
+    comp, numeric, report = result["out"]
+    err = max(
+        float(np.max(np.abs(comp.gradients[n] - numeric[n])))
+        / (float(np.max(np.abs(comp.gradients[n]))) or 1.0)
+        for n in numeric
+    )
+    return {"seconds": seconds, "max_error": err, "passed": report.passed}
+
+
+def peak_memory_mb(spec: Spec) -> float:
+    tracemalloc.start()
+    check(spec, CheckOptions(mode="full"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def torch_numbers(layer: str, tensors, g, repeat: int, limit: float) -> dict:
+    f = torch_forward(layer)
+    tt = {n: torch.tensor(a, requires_grad=True) for n, a in tensors.items()}
+    gt = torch.tensor(g)
+
+    def fwd_bwd():
+        for v in tt.values():
+            v.grad = None
+        f(**tt).backward(gt)
+
+    out = {"fwd_bwd": median_time(fwd_bwd, max(repeat, 20), warmup=3)}
+    with torch.no_grad():
+        one_forward = median_time(lambda: f(**tt), max(repeat, 20), warmup=3)
+    n = sum(a.size for a in tensors.values())
+    estimate = 2 * n * one_forward
+    if estimate > limit:
+        out.update(gradcheck=estimate, gradcheck_estimated=True)
+        return out
+    names = list(tt)
+
+    def loss(*args):
+        return (gt * f(**dict(zip(names, args, strict=True)))).sum()
+
+    inputs = tuple(tt[n] for n in names)
+    out["gradcheck"] = median_time(
+        lambda: torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3),
+        min(repeat, 3),
+        warmup=0,
+    )
+    out["gradcheck_estimated"] = False
+    return out
+
+
+def help_seconds() -> float:
+    cmd = [sys.executable, "-m", "gradcli", "--help"]
+    return median_time(
+        lambda: subprocess.run(cmd, capture_output=True, check=True, cwd=HERE.parent), 5
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="S,M,L")
+    ap.add_argument("--layers", default=",".join(REGISTRY))
+    ap.add_argument("--repeat", type=int, default=5, help="runs per median (L: at most 3)")
+    ap.add_argument("--torch-limit", type=float, default=30.0, help="seconds; else estimate")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    ap.add_argument("--json", default=str(HERE / "results" / "latest.json"))
+    args = ap.parse_args()
+    tune_allocator()  # as the gradcli command does at start-up
+
+    rows = []
+    header = (
+        f"{'size':4} {'layer':9} {'coords':>7} {'central s':>9} {'complex s':>9} "
+        f"{'gradcheck s':>11} {'x faster':>8} {'ana ms':>7} {'torch ms':>8} {'ratio':>5} "
+        f"{'peak MB':>7} {'err central':>11} {'err complex':>11}"
+    )
+    print(header, flush=True)
+    for size in args.sizes.split(","):
+        repeat = min(args.repeat, 3) if size == "L" else args.repeat
+        for layer in args.layers.split(","):
+            if layer not in SIZES[size]:
+                continue
+            lay = REGISTRY[layer]
+            tensors = make_tensors(SIZES[size][layer])
+            out, _ = lay.forward(tensors, None)
+            g = np.random.default_rng(1).standard_normal(out.shape)
+            spec = make_spec(layer, tensors, g)
+            row = {
+                "size": size,
+                "layer": layer,
+                "coordinates": sum(a.size for a in tensors.values()),
+            }
+            row["central"] = gradcli_check(spec, "central", repeat)
+            row["complex"] = gradcli_check(spec, "complex", repeat)
+            row["analytic_fwd_bwd"] = median_time(
+                lambda lay=lay, tensors=tensors, g=g: lay.backward(
+                    g, lay.forward(tensors, None)[1]
+                ),
+                max(repeat, 20),
+                warmup=3,
+            )
+            row["peak_mb"] = None if args.no_memory else peak_memory_mb(spec)
+            if torch is not None:
+                row["torch"] = torch_numbers(layer, tensors, g, repeat, args.torch_limit)
+            rows.append(row)
+            print(format_row(row), flush=True)
+    record = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"python": platform.python_version(), "numpy": np.__version__,
+                    "torch": getattr(torch, "__version__", None), "cpu": platform.processor()},
+        "help_seconds": help_seconds(),
+        "rows": rows,
+    }  # fmt: skip
+    print(f"gradcli --help: {record['help_seconds']:.3f} s")
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def format_row(r: dict) -> str:
+    t = r.get("torch") or {}
+    gc = t.get("gradcheck")
+    gc_s = "-" if gc is None else ("~" if t.get("gradcheck_estimated") else "") + f"{gc:.2f}"
+    faster = "-" if gc is None else f"{gc / r['central']['seconds']:.1f}"
+    tfb = t.get("fwd_bwd")
+    ratio = "-" if tfb is None else f"{r['analytic_fwd_bwd'] / tfb:.2f}"
+    peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+    return (
+        f"{r['size']:4} {r['layer']:9} {r['coordinates']:>7} {r['central']['seconds']:>9.3f} "
+        f"{r['complex']['seconds']:>9.3f} {gc_s:>11} {faster:>8} "
+        f"{r['analytic_fwd_bwd'] * 1e3:>7.2f} {'-' if tfb is None else f'{tfb * 1e3:.2f}':>8} "
+        f"{ratio:>5} {peak:>7} {r['central']['max_error']:>11.1e} "
+        f"{r['complex']['max_error']:>11.1e}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The numerical engine: every method against the loop references and each other, coloring
+against the plain path, footprint verification, sample/probe modes, sweep, tolerances."""
+
+import dataclasses
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from gradcli.check import CheckOptions, check, run_sweep
+from gradcli.errors import OptionError
+from gradcli.layers import REGISTRY
+from gradcli.layers.base import same
+from gradcli.numeric import METHODS, Engine, numerical_gradients
+from gradcli.spec import Spec, load_spec
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from reference import REFERENCES  # noqa: E402
+
+LAYERS = list(REGISTRY)
+# how close each method gets to the exact gradient on the small default specs (normalized)
+ACCURACY = {"central": 1e-8, "forward": 1e-5, "backward": 1e-5, "central4": 1e-10, "complex": 1e-13}
+
+
+def normalized_error(a, b):
+    return float(np.max(np.abs(a - b))) / (float(np.max(np.abs(b))) or 1.0)
+
+
+def with_layer(spec, **changes):
+    return dataclasses.replace(spec, layer=dataclasses.replace(spec.layer, **changes))
+
+
+def batched_spec(name, seed=0):
+    """The default spec with a batch of 2 on the input (leading axes on the input)."""
+    layer = REGISTRY[name]
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for t in layer.tensors:
+        shape = layer.default_shapes[t.name]
+        tensors[t.name] = rng.standard_normal((2, *shape) if t.role == "input" else shape)
+    out, _ = layer.forward(tensors, None)
+    g = rng.standard_normal(out.shape)
+    return Spec(layer, "float64", seed, layer.make_options({}), tensors, g, "<test>")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("name", LAYERS)
+def test_every_method_matches_loop_reference(name, method):
+    spec = load_spec(name, None, seed=1)
+    ref = REFERENCES[name][1](np.asarray(spec.grad_output), dict(spec.tensors))
+    num = numerical_gradients(
+        spec.layer, spec.tensors, spec.options, spec.grad_output, method=method
+    )
+    for t in spec.layer.tensor_names:
+        assert normalized_error(num[t], ref[t]) < ACCURACY[method], (t, method)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("batched", [False, True])
+def test_coloring_equals_plain_path(name, batched):
+    spec = batched_spec(name) if batched else load_spec(name, None)
+    engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    for t in spec.layer.tensor_names:
+        colored, info = engine.gradient(t, coloring=True)
+        plain, plain_info = engine.gradient(t, coloring=False)
+        assert not info.note and not plain_info.coloring
+        np.testing.assert_allclose(colored, plain, rtol=1e-9, atol=1e-10)
+        if info.coloring:  # fewer forward passes is the point
+            assert info.forward_passes < plain_info.forward_passes
+
+
+def test_coloring_counts_for_conv2d():
+    """X needs kh*kw*C_in colors, W needs kh*kw*C_in (C_out never overlaps), b needs one."""
+    spec = load_spec("conv2d", None)  # X 5x5x2, W 3x3x2x3
+    engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    assert engine.groups_needed("X") == 3 * 3 * 2
+    assert engine.groups_needed("W") == 3 * 3 * 2
+    assert engine.groups_needed("b") == 1
+
+
+def test_wrong_footprint_is_caught_and_falls_back():
+    """A declaration that says X[i, j, d] only moves Z[i, j, :] is too small; the run-time
+    verification must catch it, fall back to one coordinate per pass, and stay exact."""
+    spec = load_spec("conv2d", None)
+    good = spec.layer.footprint
+
+    def too_small(name, shapes, options):
+        if name != "X":
+            return good(name, shapes, options)
+        H, W, _ = shapes["X"]
+        return (same(0, H), same(1, W), None)
+
+    bad = with_layer(spec, footprint=too_small)
+    engine = Engine(bad.layer, bad.tensors, bad.options, bad.grad_output)
+    grad, info = engine.gradient("X")
+    assert "footprint of X is wrong" in info.note and not info.coloring
+    ref = REFERENCES["conv2d"][1](np.asarray(spec.grad_output), dict(spec.tensors))
+    assert normalized_error(grad, ref["X"]) < 1e-8
+    _, _, report = check(bad)
+    assert any("footprint of X" in n for n in report.notes) and report.passed
+
+
+def test_complex_step_refuses_a_forward_that_drops_the_imaginary_part():
+    spec = load_spec("linear", None)
+    good = spec.layer.forward
+
+    def real_only(tensors, options):
+        out, cache = good({n: np.real(a) for n, a in tensors.items()}, options)
+        return out, cache
+
+    with pytest.raises(OptionError, match="not complex-safe"):
+        check(with_layer(spec, forward=real_only), method="complex")
+
+
+def _off_by(spec, tensor, rel, where=None):
+    """The spec with one analytical gradient element of ``tensor`` scaled by 1 + rel."""
+    good = spec.layer.backward
+
+    def bugged(dout, cache):
+        grads = dict(good(dout, cache))
+        g = np.array(grads[tensor], dtype=np.float64)
+        idx = where if where is not None else np.unravel_index(np.argmax(np.abs(g)), g.shape)
+        g[idx] *= 1 + rel
+        grads[tensor] = g
+        return grads
+
+    return with_layer(spec, backward=bugged)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_complex_default_tolerance_catches_1e_9(name):
+    spec = load_spec(name, None)
+    tensor = spec.layer.tensor_names[0]
+    assert check(spec, method="complex")[2].passed
+    report = check(_off_by(spec, tensor, 1e-9), method="complex")[2]
+    assert not report.results[tensor].passed
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_sample_mode_passes_and_catches_a_bug_at_a_sampled_element(name):
+    spec = load_spec(name, None)
+    report = check(spec, mode="sample", samples=4)[2]
+    assert report.passed and report.mode == "sample"
+    assert all(r.checked <= 4 for r in report.results.values())
+    tensor = spec.layer.tensor_names[1]  # the largest-magnitude entries are always sampled
+    report = check(_off_by(spec, tensor, 1e-4), mode="sample", samples=4)[2]
+    assert not report.results[tensor].passed
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_probe_mode_passes_and_names_the_wrong_element(name):
+    spec = load_spec(name, None)
+    report = check(spec, mode="probe")[2]
+    assert report.passed and all(r.mode == "probe" for r in report.results.values())
+    tensor = spec.layer.tensor_names[0]
+    size = spec.tensors[tensor].size
+    where = np.unravel_index(size // 2, spec.tensors[tensor].shape)
+    report = check(_off_by(spec, tensor, 1e-3, where), mode="probe")[2]
+    r = report.results[tensor]
+    assert not r.passed and r.mode == "full" and r.worst_index == tuple(map(int, where))
+    assert any("probe failed" in n for n in report.notes)
+
+
+def test_auto_mode_samples_above_the_budget():
+    spec = load_spec("conv2d", None)
+    said = []
+    report = check(spec, CheckOptions(budget=0.0, samples=5, notify=said.append))[2]
+    assert report.mode == "sample" and report.passed
+    assert said and "budget" in said[0] and report.notes[0] == said[0]
+    assert check(spec)[2].mode == "full"
+
+
+def test_float32_reports_its_round_off():
+    report = check(load_spec("attention", None, dtype="float32"))[2]
+    assert report.passed
+    for r in report.results.values():
+        assert r.roundoff is not None and 0 < r.roundoff < 1e-5
+
+
+def test_eps_auto_is_per_method_and_explicit_eps_is_used():
+    spec = load_spec("linear", None)
+    for m in METHODS:
+        assert check(spec, method=m)[2].eps == METHODS[m].auto_eps
+    assert check(spec, eps=1e-4)[2].eps == 1e-4
+    with pytest.raises(OptionError):
+        check(spec, eps=0.0)
+
+
+def test_sweep_finds_the_regimes():
+    rows, best = run_sweep(load_spec("attention", None))
+    assert 1e-7 <= best <= 1e-3
+    regimes = [r["regime"] for r in rows]
+    k = regimes.index("best")
+    assert set(regimes[:k]) <= {"truncation"} and set(regimes[k + 1 :]) <= {"round-off"}
+    assert rows[0]["error"] > 1e3 * rows[k]["error"] < rows[-1]["error"]
+
+
+def test_memory_budget_chunks_without_changing_results():
+    spec = load_spec("attention", None)
+    big = check(spec)[1]
+    small = check(spec, max_memory=2**20)[1]
+    for n in big:
+        np.testing.assert_allclose(small[n], big[n], rtol=1e-8, atol=1e-10)
