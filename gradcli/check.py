@@ -68,6 +68,7 @@ class TensorResult:
     checked: int = 0  # coordinates compared (a probe compares directions)
     numerics: TensorNumerics | None = None
     roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
+    atol: float = 0.0  # the absolute tolerance this tensor was held to
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def compare(
         numeric=float(n0[worst]),
         passed=bool(np.all(err <= tol)),
         checked=int(seen.sum()),
+        atol=atol,
         **extra,
     )
 
@@ -217,7 +219,10 @@ def check(
             notes.append(info.note)
             opts.notify(info.note)
         numeric[name] = grad
-        results[name] = compare(name, analytic, grad, atol, rtol, mode=mode_used,
+        tensor_atol = atol
+        if opts.atol is None:  # the default atol never sits below what the numbers can resolve
+            tensor_atol = _resolvable(atol, info.noise, analytic, grad, roundoff.get(name))
+        results[name] = compare(name, analytic, grad, tensor_atol, rtol, mode=mode_used,
                                 numerics=info, **extra)  # fmt: skip
     report = CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
@@ -238,7 +243,8 @@ def _probe(
         num, p = engine.directional(name, rademacher(a.shape, rng))
         ana = float(np.sum(a * p))
         err = abs(num - ana)
-        if err > rtol * float(np.sum(np.abs(a * p))) + 1e-300:
+        noise = engine.noise_factor() * float(engine.gy.sum())
+        if err > rtol * float(np.sum(np.abs(a * p))) + noise + 1e-300:
             return None
         worst = max(worst, (err, ana, num))
     err, ana, num = worst
@@ -247,6 +253,20 @@ def _probe(
         max_rel_error=err / max(abs(ana), abs(num)) if err else 0.0, worst_index=(),
         analytic=ana, numeric=num, passed=True, mode="probe", checked=2, **extra,
     )  # fmt: skip
+
+
+def _resolvable(
+    atol: float, noise: float, analytic: np.ndarray, numeric: np.ndarray, roundoff: float | None
+) -> float:
+    """The absolute tolerance of one tensor: the default, raised to the estimated round-off of
+    its finite differences (a few eps * sum |g * y| / h over a footprint, which grows with the
+    layer's size), to float64 round-off in its analytical gradient (64 eps * max |gradient|),
+    and, for float32, to 4x the measured float32 round-off of the analytical gradient."""
+    scale = float(np.nanmax(np.abs(numeric), initial=0.0))
+    floor = max(atol, noise, 64 * np.finfo(np.float64).eps * scale)
+    if roundoff is not None:
+        floor = max(floor, 4 * roundoff * float(np.max(np.abs(analytic), initial=0.0)))
+    return floor
 
 
 def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:

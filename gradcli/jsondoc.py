@@ -56,6 +56,7 @@ def _result_doc(r: TensorResult) -> dict[str, Any]:
         "passed": r.passed,
         "mode": r.mode,
         "checked": r.checked,
+        "atol": r.atol,
     }
     if r.numerics is not None:
         info = r.numerics

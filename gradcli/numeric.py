@@ -76,6 +76,7 @@ class TensorNumerics:
     forward_passes: int
     coloring: bool
     note: str = ""  # e.g. why coloring was abandoned
+    noise: float = 0.0  # estimated round-off of the worst element of this numerical gradient
 
 
 @dataclass
@@ -120,6 +121,8 @@ class Engine:
         self.n_batch = max(self.batch.values(), default=0)
         out, cache = layer.forward(self.t64, options)
         self.out_shape = out.shape
+        # |g * y| per output: the scale of the round-off in each output difference
+        self.gy = np.abs(self.g * np.real(out)).ravel()
         arrays = [out] + [v for v in cache.values() if isinstance(v, np.ndarray)]
         self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
         self.largest_bytes = max(a.nbytes for a in arrays)
@@ -301,6 +304,7 @@ class Engine:
             if note:
                 col = None
         sums = np.zeros(x.size)
+        scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
         if col is not None:
             colors: list[Any] = list(self._colors(name, col))
         else:
@@ -312,16 +316,20 @@ class Engine:
             if col is None:
                 d = self._differences(name, np.array(part)[:, None], h)
                 sums[part] += d.reshape(len(part), -1) @ self.g.ravel()
+                scale[part] = self.gy.sum()
             else:
                 d = self._differences(name, [self._coords(name, col, r) for r in part], h)
                 owners = np.stack([self._owner(name, col, r) for r in part])
                 keep = owners >= 0
                 weighted = (d * self.g).reshape(len(part), -1)
                 sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
+                gy = np.broadcast_to(self.gy, owners.shape)[keep]
+                scale += np.bincount(owners[keep], weights=gy, minlength=x.size)
             passes += self.rows(len(part))
             if self.progress:
                 self.progress(len(part))
         grad = sums / h
+        noise = self.noise_factor() * scale / h
         if coords is not None:
             mask = np.zeros(x.size, dtype=bool)
             mask[np.asarray(coords, dtype=np.int64)] = True
@@ -332,6 +340,7 @@ class Engine:
             forward_passes=passes,
             coloring=col is not None,
             note=note,
+            noise=float(noise.max(initial=0.0)),
         )
         return grad.reshape(self.t64[name].shape), info
 
@@ -340,6 +349,14 @@ class Engine:
         col = self._coloring(name) if coloring else None
         n = self.t64[name].size
         return min(n, math.prod(col.periods)) if col is not None else n
+
+    def noise_factor(self) -> float:
+        """Round-off of a stencil per unit of sum |g * y| / h: every output carries an error of
+        a few eps * |y|, and the stencil weights add up. The complex step subtracts nothing."""
+        m = self.method
+        if m.name == "complex":
+            return 0.0
+        return 4 * _EPS * sum(abs(w) for w in m.weights) / m.scale
 
     def directional(self, name: str, direction: np.ndarray) -> tuple[float, np.ndarray]:
         """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation."""

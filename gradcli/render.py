@@ -154,7 +154,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
     table = Table(
         title=Text(
             f"gradient check: analytic vs numeric ({report.method} differences, "
-            f"eps {report.eps:.3g}; pass if |a-n| <= {report.atol:g} + {report.rtol:g}|n|)"
+            f"eps {report.eps:.3g}; pass if |a-n| <= atol + {report.rtol:g}|n|)"
         ),
         title_justify="left",
     )
@@ -165,6 +165,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
     table.add_column("worst element", no_wrap=True)
     for col in ("analytic", "numeric"):
         table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("atol", justify="right")
     table.add_column("result")
     for name, r in report.results.items():
         info = spec.layer.tensor(name)
@@ -174,7 +175,8 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
         where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
         table.add_row(
             Text("d" + name, style="bold"), checked, f"{r.max_abs_error:.3g}",
-            f"{r.max_rel_error:.3g}", where, f"{r.analytic:.8g}", f"{r.numeric:.8g}", verdict,
+            f"{r.max_rel_error:.3g}", where, f"{r.analytic:.8g}", f"{r.numeric:.8g}",
+            f"{r.atol:.2g}", verdict,
         )  # fmt: skip
     return table
 
