@@ -95,7 +95,7 @@ def compute(spec: Spec) -> Computation:
     grads = layer.backward(spec.grad_output, cache)
     inter = {name: cache[name] for name in layer.intermediates}
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
-    gradients = {n: np.asarray(grads[n]) for n in layer.tensor_names}
+    gradients = {n: np.asarray(grads[n]) for n in spec.tensors}
     return Computation(output=output, gradients=gradients, intermediates=inter)
 
 
@@ -176,7 +176,7 @@ def check(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
     )  # fmt: skip
-    names = spec.layer.tensor_names
+    names = tuple(spec.tensors)
     notes: list[str] = []
     mode = opts.mode
     groups = {n: engine.groups_needed(n, opts.coloring) for n in names}
@@ -295,7 +295,7 @@ def run_sweep(
         engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method,
                         eps=eps)  # fmt: skip
         errors = {}
-        for name in spec.layer.tensor_names:
+        for name in spec.tensors:
             a = np.asarray(comp.gradients[name], dtype=np.float64)
             n = engine.gradient(name, coloring=coloring)[0]
             errors[name] = float(np.max(np.abs(a - n))) / (float(np.max(np.abs(a))) or 1.0)
@@ -307,4 +307,11 @@ def run_sweep(
 
 
 def options_dict(options: Any) -> dict[str, Any]:
-    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+    """The options that differ from their defaults (the seed's case shows {})."""
+    if not dataclasses.is_dataclass(options):
+        return {}
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != f.default
+    }

@@ -10,6 +10,7 @@ import numpy as np
 
 from gradcli.check import CheckReport, Computation, TensorResult, options_dict
 from gradcli.layers import REGISTRY, Layer, TensorInfo
+from gradcli.layers.base import option_table
 from gradcli.spec import Spec
 
 
@@ -38,7 +39,7 @@ def compute_doc(spec: Spec, comp: Computation) -> dict[str, Any]:
     return {
         **_header(spec),
         "tensors": {n: _array(a) for n, a in spec.tensors.items()},
-        "output": {"name": spec.layer.output.name, **_array(comp.output)},
+        "output": {"name": spec.output_info.name, **_array(comp.output)},
         "grad_output": _array(spec.grad_output),
         "gradients": {n: _array(g) for n, g in comp.gradients.items()},
         "intermediates": {n: _array(a) for n, a in comp.intermediates.items()},
@@ -96,14 +97,16 @@ def sweep_doc(spec: Spec, method: str, rows: list[dict[str, Any]], best: float) 
 
 def layers_doc() -> dict[str, Any]:
     def tensor(t: TensorInfo) -> dict[str, Any]:
-        return {"name": t.name, "shape": list(t.axes), "role": t.role, "doc": t.doc}
+        omitted = "zeros" if t.optional else "left out" if t.absent_ok else None
+        return {"name": t.name, "shape": list(t.axes), "role": t.role, "doc": t.doc,
+                "omitted": omitted}  # fmt: skip
 
     return {
         name: {
             "formula": layer.summary,
             "tensors": [tensor(t) for t in layer.tensors],
             "output": tensor(layer.output),
-            "options": options_dict(layer.options()),
+            "options": {n: {"default": d, "help": h} for n, d, h in option_table(layer.options)},
             "intermediates": list(layer.intermediates),
         }
         for name, layer in REGISTRY.items()
@@ -125,25 +128,42 @@ def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | No
 
 
 def init_template(layer: Layer) -> str:
-    """A commented YAML spec for ``layer``, equal to its embedded default."""
+    """A commented YAML spec for ``layer``, equal to its embedded default; every option is
+    listed (commented out) with its default and meaning."""
     lines = [
         f"# gradcli spec for {layer.name}: {layer.summary}",
         f"# run: gradcli check {layer.name} THIS_FILE.yaml",
         f"layer: {layer.name}",
         "dtype: float64          # float64 or float32",
         "seed: 0                 # seeds every generated tensor and the default grad_output",
-        "options: {}             # layer hyper-parameters (none for this layer)",
+    ]
+    table = option_table(layer.options)
+    if table:
+        lines.append("options:                # layer hyper-parameters; the defaults are shown")
+        lines += [f"  # {n}: {_yaml(d)}  # {h}" for n, d, h in table]
+    else:
+        lines.append("options: {}             # this layer has no hyper-parameters")
+    lines += [
         "tensors:",
         "  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number",
         "  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
     ]
     for t in layer.tensors:
-        shape = list(layer.default_shapes[t.name])
         note = f"{t.shape_str} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
-        lines.append(f"  {t.name}: {{shape: {shape}, init: normal}}  # {note}")
+        if t.name in layer.default_shapes:
+            shape = list(layer.default_shapes[t.name])
+            lines.append(f"  {t.name}: {{shape: {shape}, init: normal}}  # {note}")
+        else:
+            lines.append(f"  # {t.name}: {{shape: [...], init: normal}}  # {note}")
     lines += [
         f"# upstream gradient dL/d{layer.output.name}, shape {layer.output.shape_str};",
         "# without a shape it takes the output's",
         "grad_output: {init: normal}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _yaml(value: Any) -> str:
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )

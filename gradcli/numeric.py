@@ -116,7 +116,8 @@ class Engine:
         self.progress = progress
         self.batch = {
             i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role == "input" else 0
-            for i in layer.tensors
+            for i in layer.infos({n: a.shape for n, a in self.t64.items()})
+            if i.name in self.t64
         }
         self.n_batch = max(self.batch.values(), default=0)
         out, cache = layer.forward(self.t64, options)
@@ -395,4 +396,4 @@ def numerical_gradients(
     engine = Engine(
         layer, tensors, options, grad_output, method=method, eps=eps, max_memory=max_memory
     )
-    return {n: engine.gradient(n, coloring=coloring)[0] for n in names or layer.tensor_names}
+    return {n: engine.gradient(n, coloring=coloring)[0] for n in names or tuple(tensors)}

@@ -13,8 +13,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from gradcli.check import CheckReport, Computation, options_dict
+from gradcli.check import CheckReport, Computation
 from gradcli.layers import REGISTRY, TensorInfo
+from gradcli.layers.base import option_table
 from gradcli.spec import Spec
 
 MAX_SHOWN = 100  # tensors with at most this many elements get their values printed
@@ -94,15 +95,14 @@ def _value_tables(label: str, a: np.ndarray, info: TensorInfo | None) -> list[Ta
 
 
 def _rows(spec: Spec, comp: Computation) -> list[tuple[str, str, np.ndarray, TensorInfo | None]]:
-    layer = spec.layer
-    out = layer.output
+    out = spec.output_info
     rows: list[tuple[str, str, np.ndarray, TensorInfo | None]] = [
-        (t.name, t.role, spec.tensors[t.name], t) for t in layer.tensors
+        (n, spec.info(n).role, a, spec.info(n)) for n, a in spec.tensors.items()
     ]
     rows.append((out.name, "output", comp.output, out))
     rows.append(("d" + out.name, "upstream", spec.grad_output, out))
     rows += [(n, "intermediate", a, None) for n, a in comp.intermediates.items()]
-    rows += [("d" + t.name, "gradient", comp.gradients[t.name], t) for t in layer.tensors]
+    rows += [("d" + n, "gradient", g, spec.info(n)) for n, g in comp.gradients.items()]
     return rows
 
 
@@ -168,7 +168,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
     table.add_column("atol", justify="right")
     table.add_column("result")
     for name, r in report.results.items():
-        info = spec.layer.tensor(name)
+        info = spec.info(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
         size = int(np.prod(r.shape, dtype=np.int64))
         checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
@@ -191,7 +191,7 @@ def summary_line(spec: Spec, report: CheckReport) -> Text:
             f"  {report.layer}: all {n} gradients match the numerical ones{how}",
         )
     worst = max(failed, key=lambda r: r.max_rel_error)
-    where = "d" + worst.name + natural_index(spec.layer.tensor(worst.name), worst.worst_index)
+    where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
     names = ", ".join("d" + r.name for r in failed)
     return Text.assemble(
         ("FAIL", "bold red"),
@@ -222,7 +222,7 @@ def render_check(
     report: CheckReport,
 ) -> None:
     rows = _rows(spec, comp)
-    rows += [(f"d{n} (numeric)", "numeric", g, spec.layer.tensor(n)) for n, g in numeric.items()]
+    rows += [(f"d{n} (numeric)", "numeric", g, spec.info(n)) for n, g in numeric.items()]
     console.print(_shapes_table(spec, rows))
     console.print()
     _print_values(console, rows)
@@ -283,12 +283,21 @@ def render_layers(console: Console) -> None:
         for col in ("tensor", "shape", "role", "meaning"):
             table.add_column(col)
         for t in (*layer.tensors, layer.output):
-            role = t.role + (" (optional: zeros)" if t.optional else "")
-            table.add_row(Text(t.name, style="bold"), t.shape_str, role, t.doc)
+            omitted = " (optional: zeros)" if t.optional else " (optional)" if t.absent_ok else ""
+            table.add_row(Text(t.name, style="bold"), t.shape_str, t.role + omitted, t.doc)
         console.print(table)
-        opts = options_dict(layer.options()) or "none"
-        extra = f"; intermediates: {', '.join(layer.intermediates)}" if layer.intermediates else ""
-        console.print(Text(f"options: {opts}{extra}", style="dim"))
+        options = option_table(layer.options)
+        if options:
+            opts = Table(box=None, show_header=True, padding=(0, 2))
+            for col in ("option", "default", "meaning"):
+                opts.add_column(col, style="dim")
+            for n, d, h in options:
+                opts.add_row(n, "null" if d is None else str(d), h)
+            console.print(opts)
+        else:
+            console.print(Text("options: none", style="dim"))
+        if layer.intermediates:
+            console.print(Text(f"intermediates: {', '.join(layer.intermediates)}", style="dim"))
         console.print()
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from gradcli.errors import GradcliError, ShapeError, SpecError
 from gradcli.io import load_array, parse_yaml, read_spec_text
-from gradcli.layers import Layer, get_layer
+from gradcli.layers import Layer, TensorInfo, get_layer
 
 DTYPES = ("float64", "float32")
 INITS = ("normal", "uniform", "zeros", "ones", "arange")
@@ -40,6 +40,18 @@ class Spec:
     grad_output: np.ndarray
     source: str
     files: tuple[Path, ...] = ()  # every file read, so an --output can never overwrite one
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: a.shape for n, a in self.tensors.items()}
+
+    def info(self, name: str) -> TensorInfo:
+        """The description of tensor ``name`` for this spec's shapes."""
+        return self.layer.tensor(name, self.shapes)
+
+    @property
+    def output_info(self) -> TensorInfo:
+        return self.layer.output_info(self.shapes)
 
 
 def default_document(layer: Layer) -> dict[str, Any]:
@@ -116,10 +128,11 @@ def build_spec(
             key="tensors",
         )
     for name in tensors_doc:
-        if name not in layer.tensor_names:
+        if name not in layer.all_tensor_names:
+            known = layer.all_tensor_names
             raise SpecError(
-                f"{layer.name} has no tensor {name!r}{_suggest(str(name), layer.tensor_names)}; "
-                f"its tensors are {', '.join(layer.tensor_names)}",
+                f"{layer.name} has no tensor {name!r}{_suggest(str(name), known)}; "
+                f"its tensors are {', '.join(known)}",
                 key=f"tensors.{name}",
             )
     loader = _Loader(base, source, seed, dtype)
@@ -129,13 +142,16 @@ def build_spec(
             arrays[info.name] = loader.load(
                 tensors_doc[info.name], f"tensors.{info.name}", info.name
             )
-        elif not info.optional:
+        elif not info.optional and not info.absent_ok:
             raise SpecError(
                 f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
             )
-    for info in layer.tensors:  # an omitted bias is zeros, sized from the other tensors' axes
-        if info.name not in arrays:
+    given = {n: a.shape for n, a in arrays.items()}
+    for info in layer.infos(given):  # an omitted bias is zeros, sized from the other tensors
+        if info.name not in arrays and info.optional:
             arrays[info.name] = np.zeros(_infer_shape(layer, info.axes, arrays), dtype=dtype)
+    arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
+    options = layer.resolve_options(options, {n: a.shape for n, a in arrays.items()})
     try:
         out_shape = layer.output_shape({n: a.shape for n, a in arrays.items()}, options)
     except ShapeError as e:
@@ -167,7 +183,7 @@ def build_spec(
 
 def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> tuple:
     sizes: dict[str, int] = {}
-    for info in layer.tensors:
+    for info in layer.infos({n: a.shape for n, a in arrays.items()}):
         if info.name in arrays and info.axes and arrays[info.name].ndim >= len(info.axes):
             core = arrays[info.name].shape[-len(info.axes) :]
             sizes.update(zip(info.axes, core, strict=True))

@@ -267,6 +267,175 @@ def attention_backward(dout, X, W_Q, W_K, W_V):
     }
 
 
+# ----------------------------------------------------------------------------- options (issue 4)
+# Convolution options per axis: stride s >= 1, dilation d >= 1, zero padding (p_lo, p_hi):
+# an int p is (p, p), "valid" is (0, 0), "same" (stride 1 only) pads total = d*(k-1) as
+# (total // 2, total - total // 2). Output size: floor((n + p_lo + p_hi - d*(k-1) - 1) / s) + 1.
+def conv_geometry(sizes, kernel, stride=1, padding=0, dilation=1):
+    """Per axis (s, p_lo, p_hi, d, out_size); each option an int, a per-axis pair or string."""
+
+    def per_axis(v):
+        return tuple(v) if isinstance(v, (list, tuple)) else (v,) * len(kernel)
+
+    geo = []
+    for n, k, s, d, p in zip(
+        sizes, kernel, per_axis(stride), per_axis(dilation), per_axis(padding), strict=True
+    ):
+        if p == "valid":
+            lo = hi = 0
+        elif p == "same":
+            if s != 1:
+                raise ValueError("padding 'same' needs stride 1")
+            lo, hi = d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2
+        else:
+            lo = hi = p
+        size = (n + lo + hi - d * (k - 1) - 1) // s + 1
+        if size < 1:
+            raise ValueError(f"non-positive output size {size}")
+        geo.append((s, lo, hi, d, size))
+    return geo
+
+
+# conv1d with options is conv2d over a height-1 image: x (n, C_in) -> X (1, n, C_in), w (k, C_in,
+# C_out) -> W (1, k, C_in, C_out), whose formula then reads z[i, c] = sum_{j, e} w[j, e, c]
+# xp[i*s + j*d, e] + b[c]. The seed form (w 1-D) is the channel form with one channel in and out.
+def _conv1d_as_2d(x, w, b, stride, padding, dilation):
+    seed = w.ndim == 1
+    if seed:
+        x, w, b = x[:, None], w[:, None, None], np.reshape(b, (1,))
+    pad = padding if isinstance(padding, str) else [0, padding]
+    return seed, (x[None], w[None], b, [1, stride], pad, [1, dilation])
+
+
+def conv1d_forward_opts(x, w, b, stride=1, padding=0, dilation=1):
+    seed, args = _conv1d_as_2d(x, w, b, stride, padding, dilation)
+    z = conv2d_forward_opts(*args)[0]
+    return z[:, 0] if seed else z
+
+
+def conv1d_backward_opts(dz, x, w, b, stride=1, padding=0, dilation=1):
+    seed, args = _conv1d_as_2d(x, w, b, stride, padding, dilation)
+    g = conv2d_backward_opts(dz[None, :, None] if seed else dz[None], *args)
+    if seed:
+        return {"x": g["X"][0, :, 0], "w": g["W"][0, :, 0, 0], "b": np.asarray(g["b"][0])}
+    return {"x": g["X"][0], "w": g["W"][0], "b": g["b"]}
+
+
+def _padded(X, geo):
+    (_, top, bottom, _, _), (_, left, right, _, _) = geo
+    H, Wd, C = X.shape
+    Xp = _zeros(H + top + bottom, Wd + left + right, C)
+    for i in range(H):
+        for j in range(Wd):
+            for d in range(C):
+                Xp[top + i, left + j, d] = X[i, j, d]
+    return Xp
+
+
+# Z[i,j,c] = sum_{m,n,d} W[m,n,d,c] Xp[i*sh + m*dh, j*sw + n*dw, d] + b[c]
+def conv2d_forward_opts(X, W, b, stride=1, padding=0, dilation=1):
+    kh, kw, C_in, C_out = W.shape
+    geo = conv_geometry(X.shape[:2], (kh, kw), stride, padding, dilation)
+    (sh, _, _, dh, Ho), (sw, _, _, dw, Wo) = geo
+    Xp = _padded(X, geo)
+    Z = _zeros(Ho, Wo, C_out)
+    for i in range(Ho):
+        for j in range(Wo):
+            for c in range(C_out):
+                acc = 0.0
+                for m in range(kh):
+                    for n in range(kw):
+                        for d in range(C_in):
+                            acc += W[m, n, d, c] * Xp[i * sh + m * dh, j * sw + n * dw, d]
+                Z[i, j, c] = acc + b[c]
+    return Z
+
+
+# dW[m,n,d,c] = sum_{i,j} dZ[i,j,c] Xp[r, q, d]   dXp[r, q, d] += dZ[i,j,c] W[m,n,d,c]
+# (r = i*sh + m*dh, q = j*sw + n*dw)   db[c] = sum_{i,j} dZ[i,j,c]   dX = dXp cropped
+def conv2d_backward_opts(dZ, X, W, b, stride=1, padding=0, dilation=1):
+    (H, Wd, _), (kh, kw, C_in, C_out) = X.shape, W.shape
+    geo = conv_geometry((H, Wd), (kh, kw), stride, padding, dilation)
+    (sh, top, _, dh, Ho), (sw, left, _, dw, Wo) = geo
+    Xp = _padded(X, geo)
+    dWt, db, dXp = _zeros(kh, kw, C_in, C_out), _zeros(C_out), _zeros(*Xp.shape)
+    for i in range(Ho):
+        for j in range(Wo):
+            for c in range(C_out):
+                db[c] += dZ[i, j, c]
+                for m in range(kh):
+                    for n in range(kw):
+                        r, q = i * sh + m * dh, j * sw + n * dw
+                        for d in range(C_in):
+                            dWt[m, n, d, c] += dZ[i, j, c] * Xp[r, q, d]
+                            dXp[r, q, d] += dZ[i, j, c] * W[m, n, d, c]
+    dX = _zeros(H, Wd, C_in)
+    for i in range(H):
+        for j in range(Wd):
+            for d in range(C_in):
+                dX[i, j, d] = dXp[top + i, left + j, d]
+    return {"X": dX, "W": dWt, "b": db}
+
+
+# Per head a: S_a = Q_a K_a^T / sqrt(dk_h) (-inf at j > i if causal), A_a = softmax(S_a),
+# H_a = A_a V_a; H = concat_a H_a; out = H W_O (or H). S and A are (heads, T, T).
+def attention_intermediates_opts(X, W_Q, W_K, W_V, W_O=None, causal=False, heads=1):
+    T = X.shape[0]
+    dk, dv = W_Q.shape[1] // heads, W_V.shape[1] // heads
+    Q, K, V = _matmul(X, W_Q), _matmul(X, W_K), _matmul(X, W_V)
+    S, A, H = np.full((heads, T, T), -math.inf), _zeros(heads, T, T), _zeros(T, heads * dv)
+    for a in range(heads):
+        for i in range(T):
+            for j in range(i + 1 if causal else T):
+                acc = 0.0
+                for k in range(dk):
+                    acc += Q[i, a * dk + k] * K[j, a * dk + k]
+                S[a, i, j] = acc / math.sqrt(dk)
+        A[a] = softmax_rows(S[a])  # math.exp(-inf) is exactly 0.0
+        for i in range(T):
+            for v in range(dv):
+                acc = 0.0
+                for j in range(T):
+                    acc += A[a, i, j] * V[j, a * dv + v]
+                H[i, a * dv + v] = acc
+    out = H if W_O is None else _matmul(H, W_O)
+    return {"Q": Q, "K": K, "V": V, "S": S, "A": A, "H": H, "out": out}
+
+
+# dW_O = H^T dout   dH = dout W_O^T (or dout); per head dV_a = A_a^T dH_a, dA_a = dH_a V_a^T,
+# dS_a = A_a * (dA_a - rowsum(dA_a * A_a)), dQ_a = dS_a K_a / sqrt(dk_h),
+# dK_a = dS_a^T Q_a / sqrt(dk_h); dW_* = X^T d*; dX = dQ W_Q^T + dK W_K^T + dV W_V^T
+def attention_backward_opts(dout, X, W_Q, W_K, W_V, W_O=None, causal=False, heads=1):
+    it = attention_intermediates_opts(X, W_Q, W_K, W_V, W_O, causal, heads)
+    Q, K, V, A = it["Q"], it["K"], it["V"], it["A"]
+    T = X.shape[0]
+    dk, dv = W_Q.shape[1] // heads, W_V.shape[1] // heads
+    dH = dout if W_O is None else _matmul(dout, _transpose(W_O))
+    dQ, dK, dV = _zeros(*Q.shape), _zeros(*K.shape), _zeros(*V.shape)
+    for a in range(heads):
+        for i in range(T):
+            dA = _zeros(T)
+            for j in range(T):
+                for v in range(dv):
+                    dA[j] += dH[i, a * dv + v] * V[j, a * dv + v]
+            rowsum = 0.0
+            for j in range(T):
+                rowsum += dA[j] * A[a, i, j]
+            for j in range(T):
+                dS = A[a, i, j] * (dA[j] - rowsum)  # 0 where masked: A is 0 there
+                for k in range(dk):
+                    dQ[i, a * dk + k] += dS * K[j, a * dk + k] / math.sqrt(dk)
+                    dK[j, a * dk + k] += dS * Q[i, a * dk + k] / math.sqrt(dk)
+                for v in range(dv):
+                    dV[j, a * dv + v] += A[a, i, j] * dH[i, a * dv + v]
+    Xt = _transpose(X)
+    dX = _matmul(dQ, _transpose(W_Q)) + _matmul(dK, _transpose(W_K)) + _matmul(dV, _transpose(W_V))
+    grads = {"X": dX, "W_Q": _matmul(Xt, dQ), "W_K": _matmul(Xt, dK), "W_V": _matmul(Xt, dV)}
+    if W_O is not None:
+        grads["W_O"] = _matmul(_transpose(it["H"]), dout)
+    return grads
+
+
 # ----------------------------------------------------------------------------- registry
 REFERENCES = {
     "linear": (
@@ -284,5 +453,26 @@ REFERENCES = {
     "attention": (
         lambda t: attention_forward(t["X"], t["W_Q"], t["W_K"], t["W_V"]),
         lambda g, t: attention_backward(g, t["X"], t["W_Q"], t["W_K"], t["W_V"]),
+    ),
+}
+
+# OPTION_REFERENCES[name] = (forward(tensors, **options), backward(grad, tensors, **options)),
+# one example, options as keyword arguments (attention takes W_O from the tensors if present)
+OPTION_REFERENCES = {
+    "conv1d": (
+        lambda t, **o: conv1d_forward_opts(t["x"], t["w"], t["b"], **o),
+        lambda g, t, **o: conv1d_backward_opts(g, t["x"], t["w"], t["b"], **o),
+    ),
+    "conv2d": (
+        lambda t, **o: conv2d_forward_opts(t["X"], t["W"], t["b"], **o),
+        lambda g, t, **o: conv2d_backward_opts(g, t["X"], t["W"], t["b"], **o),
+    ),
+    "attention": (
+        lambda t, **o: attention_intermediates_opts(
+            t["X"], t["W_Q"], t["W_K"], t["W_V"], t.get("W_O"), **o
+        )["out"],
+        lambda g, t, **o: attention_backward_opts(
+            g, t["X"], t["W_Q"], t["W_K"], t["W_V"], t.get("W_O"), **o
+        ),
     ),
 }

@@ -318,6 +318,6 @@ def test_layers_command(cli, cli_json):
     doc = cli_json("layers")
     assert list(doc) == LAYERS
     for name, entry in doc.items():
-        assert [t["name"] for t in entry["tensors"]] == list(REGISTRY[name].tensor_names)
+        assert [t["name"] for t in entry["tensors"]] == list(REGISTRY[name].all_tensor_names)
         assert entry["output"]["name"] == REGISTRY[name].output.name
     assert doc["attention"]["intermediates"][:5] == ["Q", "K", "V", "S", "A"]

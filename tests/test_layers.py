@@ -51,7 +51,7 @@ def shape_cases():
 def make(layer, shapes, rng, batch=(), dtype=np.float64):
     """Random tensors; the input gets the batch axes in front."""
     t = {}
-    for info in layer.tensors:
+    for info in (i for i in layer.tensors if i.name in layer.default_shapes):
         shape = (*batch, *shapes[info.name]) if info.role == "input" else shapes[info.name]
         t[info.name] = np.asarray(rng.standard_normal(shape), dtype=dtype)
     return t
@@ -178,7 +178,7 @@ def test_stacked_copies_broadcast(name, tname, batch):
     copies = [np.asarray(rng.standard_normal(base[tname].shape)) for _ in range(P)]
     lead = (1,) * (1 + len(batch))  # probe axis + the input's batch axes
     stacked = {}
-    for info in layer.tensors:
+    for info in (i for i in layer.tensors if i.name in layer.default_shapes):
         if info.role == "input":
             a = np.stack(copies) if info.name == tname else base[info.name][None]
         elif info.name == tname:

@@ -88,7 +88,7 @@ def test_generated_inits(load):
 @pytest.mark.parametrize("layer", list(REGISTRY))
 def test_omitted_bias_is_zeros(layer):
     info = REGISTRY[layer]
-    doc = {"tensors": {t.name: {"shape": list(info.default_shapes[t.name])} for t in info.tensors}}
+    doc = {"tensors": {n: {"shape": list(info.default_shapes[n])} for n in info.tensor_names}}
     full = build_spec(info, doc, base=Path.cwd(), source="<test>")
     optional = [t.name for t in info.tensors if t.optional]
     for name in optional:

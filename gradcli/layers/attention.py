@@ -1,29 +1,61 @@
-"""Scaled dot-product self-attention, seed notation.
+"""Scaled dot-product self-attention, seed notation, with causal masking, heads and W_O.
 
-Shapes: X (..., T, d), W_Q (d, d_k), W_K (d, d_k), W_V (d, d_v), out (..., T, d_v);
-intermediates Q, K (..., T, d_k), V (..., T, d_v), S, A (..., T, T).
+Shapes: X (..., T, d), W_Q (d, d_k), W_K (d, d_k), W_V (d, d_v), optional W_O (d_v, d_out);
+out (..., T, d_v), or (..., T, d_out) with W_O. Intermediates Q, K (..., T, d_k), V (..., T, d_v),
+S, A (..., T, T); with h > 1 heads they carry a head axis: Q (..., h, T, d_k/h), S (..., h, T, T).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, same
+from gradcli.errors import OptionError, ShapeError
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    batch_maps,
+    option,
+    same,
+)
 
 
-def softmax(S: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class Options:
+    causal: bool = option(False, "mask position j > i before the softmax (S = -inf, A = 0 there)")
+    heads: int = option(1, "split d_k and d_v into this many heads, each scaled by 1/sqrt(d_k/h)")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.causal, bool):
+            raise OptionError(
+                f"causal must be true or false, got {self.causal!r}", key="options.causal"
+            )
+        if isinstance(self.heads, bool) or not isinstance(self.heads, int) or self.heads < 1:
+            raise OptionError(
+                f"heads must be an integer >= 1, got {self.heads!r}", key="options.heads"
+            )
+
+
+def softmax(S: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """Row softmax of S (..., T, T), stable; the max is taken on the real part so that a
-    complex-step perturbation passes through untouched."""
+    complex-step perturbation passes through untouched. ``keep`` (T, T) zeroes masked entries
+    exactly (their scores are -inf)."""
     Z = S - S.real.max(axis=-1, keepdims=True)
     if not np.iscomplexobj(Z):
         # exp of anything below -700 is < 1e-304 next to the row's 1; flooring it there keeps
         # np.exp off its slow subnormal path (3x on long rows) without changing any sum
         np.maximum(Z, -700.0, out=Z)
+    elif keep is not None:
+        Z = np.where(keep, Z, 0)  # exp(-inf + nan j) would be nan
     np.exp(Z, out=Z)
+    if keep is not None:
+        Z *= keep
     Z *= 1.0 / Z.sum(axis=-1, keepdims=True)  # one reciprocal per row: multiply, not divide
     return Z
 
@@ -38,30 +70,63 @@ def _project(X: np.ndarray, *Ws: np.ndarray) -> list[np.ndarray]:
     return [p.reshape(X.shape[:-1] + p.shape[-1:]) for p in np.split(rows, splits, axis=1)]
 
 
-# Q = X W_Q   K = X W_K   V = X W_V   S = Q K^T / sqrt(d_k)   A = softmax(S)   out = A V
+def _split(M: np.ndarray, h: int) -> np.ndarray:
+    """(..., T, h*c) -> (..., h, T, c): head a takes columns a*c ... (a+1)*c - 1."""
+    if h == 1:
+        return M
+    return M.reshape(M.shape[:-1] + (h, M.shape[-1] // h)).swapaxes(-3, -2)
+
+
+def _merge(M: np.ndarray, h: int) -> np.ndarray:
+    """(..., h, T, c) -> (..., T, h*c), the heads side by side."""
+    if h == 1:
+        return M
+    M = M.swapaxes(-3, -2)
+    return M.reshape(M.shape[:-2] + (-1,))
+
+
+# Q = X W_Q   K = X W_K   V = X W_V   per head: S = Q K^T / sqrt(d_k/h), S[i, j] = -inf for j > i
+# when causal, A = softmax(S), H = A V;   out = concat(heads) W_O  (or the concatenation itself)
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """X (..., T, d), W_Q (..., d, d_k), W_K (..., d, d_k), W_V (..., d, d_v)
-    -> out (..., T, d_v)."""
-    X, W_Q, W_K, W_V = t["X"], t["W_Q"], t["W_K"], t["W_V"]
-    Q, K, V = _project(X, W_Q, W_K, W_V)
-    scale = 1.0 / math.sqrt(W_Q.shape[-1])  # a Python float keeps float32 in float32
+    """X (..., T, d), W_Q (..., d, d_k), W_K (..., d, d_k), W_V (..., d, d_v),
+    optional W_O (..., d_v, d_out) -> out (..., T, d_v or d_out)."""
+    options = options or Options()
+    h = options.heads
+    X, W_Q, W_K, W_V, W_O = t["X"], t["W_Q"], t["W_K"], t["W_V"], t.get("W_O")
+    Q, K, V = (_split(M, h) for M in _project(X, W_Q, W_K, W_V))
+    scale = 1.0 / math.sqrt(Q.shape[-1])  # a Python float keeps float32 in float32
     S = Q @ K.swapaxes(-1, -2)
     S *= scale
-    A = softmax(S)
+    keep = None
+    if options.causal:
+        T = S.shape[-1]
+        keep = np.tri(T, dtype=bool)  # j <= i
+        S[..., ~keep] = -np.inf
+    A = softmax(S, keep)
+    H = _merge(A @ V, h)
     cache = {"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V, "Q": Q, "K": K, "V": V, "S": S, "A": A}
-    return A @ V, {**cache, "scale": scale}
+    cache.update(scale=scale, heads=h, H=H, W_O=W_O)
+    return (H if W_O is None else H @ W_O), cache
 
 
-# dV = A^T dout     dA = dout V^T     dS = A * (dA - rowsum(dA * A))
-# dQ = dS K / sqrt(d_k)     dK = dS^T Q / sqrt(d_k)
+# dW_O = H^T dout   dH = dout W_O^T (or dout)   per head: dV = A^T dH   dA = dH V^T
+# dS = A * (dA - rowsum(dA * A))   (0 where masked, since A is)
+# dQ = dS K / sqrt(d_k/h)   dK = dS^T Q / sqrt(d_k/h)
 # dW_Q = X^T dQ   dW_K = X^T dK   dW_V = X^T dV   dX = dQ W_Q^T + dK W_K^T + dV W_V^T
 def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
-    """dout (..., T, d_v) -> {"X": (..., T, d), "W_Q": (d, d_k), "W_K": (d, d_k),
-    "W_V": (d, d_v)} and the intermediates' gradients "Q", "K", "V", "S", "A"."""
-    X, W_Q, W_K, W_V = cache["X"], cache["W_Q"], cache["W_K"], cache["W_V"]
-    Q, K, V, A, scale = cache["Q"], cache["K"], cache["V"], cache["A"], cache["scale"]
-    dV = A.swapaxes(-1, -2) @ dout
-    dA = dout @ V.swapaxes(-1, -2)
+    """dout (..., T, d_v or d_out) -> {"X": (..., T, d), "W_Q": (d, d_k), "W_K": (d, d_k),
+    "W_V": (d, d_v)[, "W_O": (d_v, d_out)]} and the intermediates' gradients "Q", "K", "V",
+    "S", "A" (per head, like the intermediates)."""
+    X, W_Q, W_K, W_V, W_O = (cache[n] for n in ("X", "W_Q", "W_K", "W_V", "W_O"))
+    Q, K, V, A, scale, h = (cache[n] for n in ("Q", "K", "V", "A", "scale", "heads"))
+    grads = {}
+    if W_O is not None:
+        H = cache["H"]
+        grads["W_O"] = H.reshape(-1, H.shape[-1]).T @ dout.reshape(-1, dout.shape[-1])
+        dout = dout @ W_O.T
+    dH = _split(dout, h)
+    dV = A.swapaxes(-1, -2) @ dH
+    dA = dH @ V.swapaxes(-1, -2)
     # the softmax Jacobian row by row, dS = A * (dA - rowsum(dA * A)), in one scratch array
     dS = dA * A
     np.subtract(dA, dS.sum(axis=-1, keepdims=True), out=dS)
@@ -70,21 +135,13 @@ def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     dK = dS.swapaxes(-1, -2) @ (Q * scale)
     # the three projections' gradients as one GEMM each way (dX sums the Q, K and V paths,
     # which the seed leaves out); parameter gradients are summed over the batch axes
-    dQKV = np.concatenate([dQ, dK, dV], axis=-1)
+    dQKV = np.concatenate([_merge(dQ, h), _merge(dK, h), _merge(dV, h)], axis=-1)
     W_QKV = np.concatenate([W_Q, W_K, W_V], axis=-1)
     dW = X.reshape(-1, X.shape[-1]).T @ dQKV.reshape(-1, dQKV.shape[-1])
     k, kk = W_Q.shape[-1], W_Q.shape[-1] + W_K.shape[-1]
-    return {
-        "X": dQKV @ W_QKV.T,
-        "W_Q": dW[:, :k],
-        "W_K": dW[:, k:kk],
-        "W_V": dW[:, kk:],
-        "Q": dQ,
-        "K": dK,
-        "V": dV,
-        "S": dS,
-        "A": dA,
-    }
+    grads.update(X=dQKV @ W_QKV.T, W_Q=dW[:, :k], W_K=dW[:, k:kk], W_V=dW[:, kk:])
+    grads.update(Q=dQ, K=dK, V=dV, S=dS, A=dA)
+    return grads
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -109,17 +166,35 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         )
     if X[-2] < 1:
         raise ShapeError("attention: X needs at least one position (T >= 1)", key="X")
-    return (*X[:-1], s["W_V"][1])
+    h = (options or Options()).heads
+    for name, axis in (("W_Q", "d_k"), ("W_V", "d_v")):
+        if s[name][1] % h:
+            raise OptionError(
+                f"attention: heads={h} does not divide {axis}={s[name][1]} ({name} columns)",
+                key="options.heads",
+            )
+    d_v = s["W_V"][1]
+    if "W_O" not in s:
+        return (*X[:-1], d_v)
+    W_O = s["W_O"]
+    if len(W_O) != 2 or W_O[0] != d_v:
+        raise ShapeError(
+            f"attention: W_O must be (d_v, d_out) = ({d_v}, d_out), got shape {list(W_O)}",
+            key="W_O",
+        )
+    return (*X[:-1], W_O[1])
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
-    """W_V[e, v] moves only column v of the output (out = A X W_V); every other coordinate
-    moves all of its example's output (the softmax couples all positions)."""
+    """The last projection's column v moves only output column v: W_V[e, v] without W_O,
+    W_O[v, o] with it. Every other coordinate moves all of its example's output (the softmax
+    couples all positions)."""
     batch = s["X"][:-2]
+    last = "W_O" if "W_O" in s else "W_V"
     if name == "X":
         return (*batch_maps(batch), None, None)
-    if name == "W_V":
-        return (None, same(len(batch) + 1, s["W_V"][1]))
+    if name == last:
+        return (None, same(len(batch) + 1, s[last][1]))
     return (None, None)
 
 
@@ -131,12 +206,21 @@ LAYER = Layer(
         TensorInfo("W_Q", ("d", "d_k"), ("e", "k"), "weight", "query projection"),
         TensorInfo("W_K", ("d", "d_k"), ("e", "k"), "weight", "key projection"),
         TensorInfo("W_V", ("d", "d_v"), ("e", "v"), "weight", "value projection"),
+        TensorInfo(
+            "W_O",
+            ("d_v", "d_out"),
+            ("v", "o"),
+            "weight",
+            "output projection (omitted: out is the heads' concatenation)",
+            absent_ok=True,
+        ),  # fmt: skip
     ),
     output=TensorInfo("out", ("T", "d_v"), ("t", "v"), "output", "attention output"),
     forward=forward,
     backward=backward,
     output_shape=output_shape,
     default_shapes={"X": (4, 6), "W_Q": (6, 4), "W_K": (6, 4), "W_V": (6, 3)},
+    options=Options,
     intermediates=("Q", "K", "V", "S", "A"),
     footprint=footprint,
 )

@@ -76,6 +76,7 @@ class TensorInfo:
     role: str  # "input" (may carry batch axes), "weight" or "bias"
     doc: str
     optional: bool = False  # may be omitted from a spec: zeros
+    absent_ok: bool = False  # may be omitted from a spec: the layer then does without it
 
     @property
     def shape_str(self) -> str:
@@ -84,7 +85,17 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class NoOptions:
-    """The seed layers take no hyper-parameters."""
+    """This layer takes no hyper-parameters."""
+
+
+def option(default: Any, help: str) -> Any:
+    """A field of a layer's frozen options dataclass, with the help `gradcli layers` shows."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def option_table(options: type) -> list[tuple[str, Any, str]]:
+    """(name, default, help) for every option of a layer."""
+    return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(options)]
 
 
 @dataclass(frozen=True)
@@ -100,16 +111,36 @@ class Layer:
     options: type = NoOptions
     intermediates: tuple[str, ...] = ()  # cache entries worth showing (e.g. Q, K, V, S, A)
     footprint: Callable[[str, Shapes, Any], Footprint] | None = None  # None: all dense
+    # for a layer whose tensors' axes depend on the shapes given (conv1d with channels):
+    # (tensors, output) for those shapes
+    layout: Callable[[Shapes], tuple[tuple[TensorInfo, ...], TensorInfo]] | None = None
+    # options settled from the shapes (conv1d's channels); the result is what runs
+    resolve: Callable[[Any, Shapes], Any] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
+        """The tensors of the default spec (not those a spec may leave out entirely)."""
+        return tuple(t.name for t in self.tensors if not t.absent_ok)
+
+    @property
+    def all_tensor_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tensors)
 
-    def tensor(self, name: str) -> TensorInfo:
-        for t in self.tensors:
+    def infos(self, shapes: Shapes | None = None) -> tuple[TensorInfo, ...]:
+        """The tensors' descriptions for these shapes (axes may depend on them)."""
+        return self.layout(shapes)[0] if self.layout and shapes is not None else self.tensors
+
+    def output_info(self, shapes: Shapes | None = None) -> TensorInfo:
+        return self.layout(shapes)[1] if self.layout and shapes is not None else self.output
+
+    def tensor(self, name: str, shapes: Shapes | None = None) -> TensorInfo:
+        for t in self.infos(shapes):
             if t.name == name:
                 return t
         raise KeyError(name)
+
+    def resolve_options(self, options: Any, shapes: Shapes) -> Any:
+        return self.resolve(options, shapes) if self.resolve else options
 
     def make_options(self, raw: Mapping[str, Any] | None) -> Any:
         """Build the frozen options dataclass; unknown keys are errors naming the known ones."""

@@ -1,19 +1,65 @@
 """1-D convolution (cross-correlation, as in the seed and every DL framework).
 
-Shapes: x (..., n), w (k,), b (), z (..., m) with m = n - k + 1; ``...`` are batch axes.
-Indices are 0-based here; the seed's are 1-based (z_i = sum_j w_j x_{i+j-1} + b).
+Seed form: x (..., n), w (k,), b (), z (..., m). Channel form (w 3-D): x (..., n, C_in),
+w (k, C_in, C_out), b (C_out,), z (..., m, C_out). m = floor((n + 2p - d(k-1) - 1) / s) + 1; the
+seed's case (stride 1, padding 0, dilation 1) is m = n - k + 1. ``...`` are batch axes. Indices
+are 0-based here; the seed's are 1-based (z_i = sum_j w_j x_{i+j-1} + b).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, window
+from gradcli.errors import OptionError, ShapeError
+from gradcli.layers import _conv
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    batch_maps,
+    option,
+    same,
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    stride: int = option(1, "step between windows: int >= 1")
+    padding: int | str = option(0, "zeros on both ends of x: int >= 0, 'valid' or 'same'")
+    dilation: int = option(1, "spacing of the kernel taps: int >= 1")
+    channels: bool | None = option(
+        None, "set from w's rank: 3-D w (k, C_in, C_out) has channels, 1-D w is the seed's form"
+    )
+
+    def __post_init__(self) -> None:
+        _conv.validate(self.stride, self.padding, self.dilation, 1)
+        if self.channels not in (None, True, False):
+            raise OptionError(
+                f"channels must be true or false, got {self.channels!r}", key="options.channels"
+            )
+
+
+def resolve(options: Options, s: Shapes) -> Options:
+    channels = len(s["w"]) == 3
+    if options.channels is not None and options.channels != channels:
+        raise OptionError(
+            f"channels is {str(options.channels).lower()} but w has {len(s['w'])} axes "
+            "(3-D w (k, C_in, C_out) means channels, 1-D w (k,) means none)",
+            key="options.channels",
+        )
+    # None, not False, for the seed's form: the JSON shows only options that differ from default
+    return dataclasses.replace(options, channels=True if channels else None)
+
+
+def _geometry(n: int, k: int, options: Options) -> list[_conv.Axis]:
+    return _conv.geometry(options, (n,), (k,))
 
 
 def _rowwise(a: np.ndarray, v: np.ndarray, op: str, taps: int) -> np.ndarray | None:
@@ -34,80 +80,128 @@ def _rowwise(a: np.ndarray, v: np.ndarray, op: str, taps: int) -> np.ndarray | N
     return np.array(out).reshape(lead + (-1,))
 
 
-# z_i = sum_j w_j x_{i+j} + b
+# z[i] = sum_j w[j] xp[i*s + j*d] + b            (channels: z[i, c] = sum_{j, e} w[j, e, c] ...)
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., n), w (..., k), b (...) -> z (..., m)."""
-    x, w, b = t["x"], t["w"], t["b"]
-    k = w.shape[-1]
-    m = x.shape[-1] - k + 1
-    z = _rowwise(x, w, "correlate", k)
-    if z is None:  # many short rows: one vectorized pass per kernel tap, w's leading axes broadcast
-        z = w[..., 0, None] * x[..., 0:m]
-        for j in range(1, k):
-            z = z + w[..., j, None] * x[..., j : j + m]
-    return z + np.asarray(b)[..., None], {"x": x, "w": w}
+    """x (..., n) or (..., n, C_in), w (..., k) or (..., k, C_in, C_out), b
+    -> z (..., m) or (..., m, C_out)."""
+    options = options or Options()
+    x, w, b = t["x"], t["w"], np.asarray(t["b"])
+    channels = options.channels
+    if channels is None:  # not resolved from a spec: w (k, C_in, C_out) reads x's channels
+        channels = w.ndim >= 3 and w.shape[-2] == x.shape[-1] and x.ndim >= 2
+    if channels:
+        return _conv.forward(x, w, b, _geometry(x.shape[-2], w.shape[-3], options))
+    geo = _geometry(x.shape[-1], w.shape[-1], options)
+    g = geo[0]
+    if g.s == 1 and g.d == 1:  # numpy's correlate row by row: 8x faster at n=4096, k=64
+        xp = _conv.pad(x[..., None], geo)[..., 0]
+        z = _rowwise(xp, w, "correlate", g.k)
+        if z is not None:
+            return z + b[..., None], {"xp": xp, "w": w, "geo": geo, "x_shape": x.shape}
+    Z, cache = _conv.forward(x[..., None], w[..., :, None, None], b[..., None], geo)
+    return Z[..., 0], {**cache, "seed": True}
 
 
-# dL/db = sum_i d_i     dL/dw_j = sum_i d_i x_{i+j}     dL/dx_p = sum_i d_i w_{p-i}
+# dL/db = sum_i d_i     dL/dw_j = sum_i d_i xp_{i*s + j*d}     dL/dxp_{i*s + j*d} += d_i w_j
+# (stride 1, no padding: dL/dx_p = sum_i d_i w_{p-i}, the full convolution of d with w)
 def backward(dz: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
-    """dz (..., m) -> {"x": (..., n), "w": (k,), "b": ()}."""
-    x, w = cache["x"], cache["w"]
-    k, m = w.shape[-1], dz.shape[-1]
-    # dw is the correlation of x with the upstream gradient, summed over the batch
-    dw = _rowwise(x, dz, "correlate", k)
-    if dw is None:
-        windows = sliding_window_view(x.reshape(-1, x.shape[-1]), m, axis=-1)  # (B, k, m)
-        dw = np.einsum("bjm,bm->j", windows, dz.reshape(-1, m))
-    else:
-        dw = dw.reshape(-1, k).sum(axis=0)
-    # dx is the full convolution of the upstream gradient with the kernel
-    dx = _rowwise(dz, w, "convolve", k)
-    if dx is None:
-        dx = np.zeros(x.shape, dtype=np.result_type(dz, w))
-        for j in range(k):  # each tap scatters the upstream gradient back
-            dx[..., j : j + m] += dz * w[j]
-    return {"x": dx, "w": dw, "b": np.asarray(dz.sum())}
+    """dz (..., m[, C_out]) -> {"x": x's shape, "w": w's shape, "b": () or (C_out,)}."""
+    if "xp" in cache:  # the seed's form, stride 1, dilation 1, few rows: correlate/convolve
+        xp, w, g = cache["xp"], cache["w"], cache["geo"][0]
+        dw = _rowwise(xp, dz, "correlate", g.k).reshape(-1, g.k).sum(axis=0)
+        dxp = _rowwise(dz, w, "convolve", g.k)
+        dx = np.ascontiguousarray(dxp[..., g.lo : g.lo + g.n]).reshape(cache["x_shape"])
+        return {"x": dx, "w": dw, "b": np.asarray(dz.sum())}
+    if cache.get("seed"):
+        grads = _conv.backward(dz[..., None], cache)
+        return {"x": grads["X"][..., 0], "w": grads["W"][:, 0, 0], "b": grads["b"][0]}
+    grads = _conv.backward(dz, cache)
+    return {"x": grads["X"], "w": grads["W"], "b": grads["b"]}
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     x, w, b = s["x"], s["w"], s["b"]
+    options = options or Options()
+    if len(w) == 3:
+        k, c_in, c_out = w
+        if len(x) < 2 or x[-1] != c_in:
+            got = f"shape {list(x)}" if len(x) < 2 else f"{x[-1]} channels (last axis)"
+            raise ShapeError(
+                f"conv1d: w has C_in={c_in} (axis 1), so x must be (..., n, {c_in}); x has {got}",
+                key="x",
+            )
+        if tuple(b) != (c_out,):
+            raise ShapeError(
+                f"conv1d: with channels b must have shape [{c_out}] (C_out,), got {list(b)}",
+                key="b",
+            )
+        geo = _geometry(x[-2], k, options)
+        _conv.check_sizes("conv1d", geo, ("length m",))
+        return (*x[:-2], geo[0].out, c_out)
     if len(w) != 1:
-        raise ShapeError(f"conv1d: w must be 1-D (k,), got shape {list(w)}", key="w")
+        raise ShapeError(
+            f"conv1d: w must be 1-D (k,) or 3-D (k, C_in, C_out), got shape {list(w)}", key="w"
+        )
     if len(x) < 1:
         raise ShapeError("conv1d: x must have at least 1 axis (..., n), got a scalar", key="x")
     if len(b) != 0:
         raise ShapeError(f"conv1d: b must be a scalar, got shape {list(b)}", key="b")
-    n, k = x[-1], w[0]
-    if k < 1 or n - k + 1 < 1:
-        raise ShapeError(
-            f"conv1d: output length m = n - k + 1 = {n} - {k} + 1 = {n - k + 1} must be >= 1",
-            key="w",
-        )
-    return (*x[:-1], n - k + 1)
+    geo = _geometry(x[-1], w[0], options)
+    _conv.check_sizes("conv1d", geo, ("length m",))
+    return (*x[:-1], geo[0].out)
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
-    """x[..., p] moves z[..., p-k+1 .. p]; every w_j moves all of z; b moves all of z."""
-    batch, n, k = s["x"][:-1], s["x"][-1], s["w"][0]
+    """x[..., p] moves the outputs whose windows read it, of its own example; every w_j moves
+    all of z (every z[..., c] with channels); b likewise."""
+    options = options or Options()
+    channels = len(s["w"]) == 3
+    batch = s["x"][: -2 if channels else -1]
+    nb = len(batch)
+    geo = _geometry(s["x"][nb], s["w"][0], options)
+    if not channels:
+        return {"x": (*batch_maps(batch), _conv.window(nb, geo[0])), "w": (None,), "b": ()}[name]
+    c_out = s["w"][2]
     return {
-        "x": (*batch_maps(batch), window(len(batch), n, -(k - 1), 1)),
-        "w": (None,),
-        "b": (),
+        "x": (*batch_maps(batch), _conv.window(nb, geo[0]), None),
+        "w": (None, None, same(nb + 1, c_out)),
+        "b": (same(nb + 1, c_out),),
     }[name]
+
+
+SEED_TENSORS = (
+    TensorInfo("x", ("n",), ("p",), "input", "input signal"),
+    TensorInfo("w", ("k",), ("j",), "weight", "kernel (3-D (k, C_in, C_out) for channels)"),
+    TensorInfo("b", (), (), "bias", "scalar bias ((C_out,) with channels)", optional=True),
+)
+CHANNEL_TENSORS = (
+    TensorInfo("x", ("n", "C_in"), ("p", "e"), "input", "input signal, channel-last"),
+    TensorInfo("w", ("k", "C_in", "C_out"), ("j", "e", "c"), "weight", "kernels"),
+    TensorInfo("b", ("C_out",), ("c",), "bias", "bias per output channel", optional=True),
+)
+
+
+SEED_OUTPUT = TensorInfo("z", ("m",), ("i",), "output", "output signal ((m, C_out) with channels)")
+CHANNEL_OUTPUT = TensorInfo("z", ("m", "C_out"), ("i", "c"), "output", "output signal")
+
+
+def layout(s: Shapes) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
+    if len(s.get("w", ())) == 3:
+        return CHANNEL_TENSORS, CHANNEL_OUTPUT
+    return SEED_TENSORS, SEED_OUTPUT
 
 
 LAYER = Layer(
     name="conv1d",
     summary="z_i = sum_j w_j x_{i+j-1} + b",
-    tensors=(
-        TensorInfo("x", ("n",), ("p",), "input", "input signal"),
-        TensorInfo("w", ("k",), ("j",), "weight", "kernel"),
-        TensorInfo("b", (), (), "bias", "scalar bias", optional=True),
-    ),
-    output=TensorInfo("z", ("m",), ("i",), "output", "output signal, m = n - k + 1"),
+    tensors=SEED_TENSORS,
+    output=SEED_OUTPUT,
     forward=forward,
     backward=backward,
     output_shape=output_shape,
     default_shapes={"x": (8,), "w": (3,), "b": ()},
+    options=Options,
     footprint=footprint,
+    layout=layout,
+    resolve=resolve,
 )
