@@ -25,15 +25,42 @@ SIZES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
 }
 
 
+# issue 4's options, at M-like sizes: (layer, shapes, options)
+OPTION_CASES: dict[str, tuple[str, dict[str, tuple[int, ...]], dict]] = {
+    "conv2d-batched-strided": (
+        "conv2d",
+        {"X": (8, 32, 32, 8), "W": (3, 3, 8, 16), "b": (16,)},
+        {"stride": 2, "padding": 1},
+    ),
+    "attention-causal-mha": (
+        "attention",
+        {"X": (4, 64, 64), "W_Q": (64, 32), "W_K": (64, 32), "W_V": (64, 32), "W_O": (32, 64)},
+        {"causal": True, "heads": 4},
+    ),
+}
+
+
+def cases(size: str):
+    """(case name, layer, shapes, options) for a size S, M, L, or O (the option cases)."""
+    if size == "O":
+        for name, (layer, shapes, options) in OPTION_CASES.items():
+            yield name, layer, shapes, options
+        return
+    for layer, shapes in SIZES[size].items():
+        yield layer, layer, shapes, {}
+
+
 def make_tensors(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {n: rng.standard_normal(s) for n, s in shapes.items()}
 
 
-def torch_forward(layer: str):
+def torch_forward(layer: str, options: dict | None = None):
     """A function of torch tensors in gradcli's layouts (channel-last), same math."""
     import torch
     import torch.nn.functional as F  # noqa: N812
+
+    options = options or {}
 
     if layer == "linear":
         return lambda x, W, b: F.linear(x, W, b)
@@ -45,11 +72,20 @@ def torch_forward(layer: str):
             0
         ].permute(1, 2, 0)
     if layer == "attention":
+        h, causal = options.get("heads", 1), options.get("causal", False)
 
-        def attention(X, W_Q, W_K, W_V):
-            Q, K, V = X @ W_Q, X @ W_K, X @ W_V
-            A = torch.softmax(Q @ K.T / Q.shape[-1] ** 0.5, dim=-1)
-            return A @ V
+        def split(M):
+            return M.reshape(*M.shape[:-1], h, M.shape[-1] // h).transpose(-3, -2)
+
+        def attention(X, W_Q, W_K, W_V, W_O=None):
+            Q, K, V = split(X @ W_Q), split(X @ W_K), split(X @ W_V)
+            S = Q @ K.transpose(-1, -2) / Q.shape[-1] ** 0.5
+            if causal:
+                T = S.shape[-1]
+                S = S.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+            H = (torch.softmax(S, dim=-1) @ V).transpose(-3, -2)
+            H = H.reshape(*H.shape[:-2], -1)
+            return H if W_O is None else H @ W_O
 
         return attention
     raise KeyError(layer)

@@ -23,6 +23,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from cases import SIZES, make_tensors, torch_forward  # noqa: E402
+from cases import cases, make_tensors, torch_forward  # noqa: E402
 
 from gradcli.check import CheckOptions, check  # noqa: E402
 from gradcli.cli import tune_allocator  # noqa: E402
@@ -54,9 +55,8 @@ def median_time(fn, repeat: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def make_spec(layer: str, tensors: dict[str, np.ndarray], g: np.ndarray) -> Spec:
-    lay = REGISTRY[layer]
-    return Spec(lay, "float64", 0, lay.make_options({}), tensors, g, "<bench>")
+def make_spec(layer: str, tensors: dict, g: np.ndarray, options: Any) -> Spec:
+    return Spec(REGISTRY[layer], "float64", 0, options, tensors, g, "<bench>")
 
 
 def gradcli_check(spec: Spec, method: str, repeat: int) -> dict:
@@ -84,8 +84,8 @@ def peak_memory_mb(spec: Spec) -> float:
     return peak / 2**20
 
 
-def torch_numbers(layer: str, tensors, g, repeat: int, limit: float) -> dict:
-    f = torch_forward(layer)
+def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: float) -> dict:
+    f = torch_forward(layer, options)
     tt = {n: torch.tensor(a, requires_grad=True) for n, a in tensors.items()}
     gt = torch.tensor(g)
 
@@ -126,7 +126,7 @@ def help_seconds() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="S,M,L")
+    ap.add_argument("--sizes", default="S,M,L,O", help="O: issue 4's option cases")
     ap.add_argument("--layers", default=",".join(REGISTRY))
     ap.add_argument("--repeat", type=int, default=5, help="runs per median (L: at most 3)")
     ap.add_argument("--torch-limit", type=float, default=30.0, help="seconds; else estimate")
@@ -137,38 +137,34 @@ def main() -> None:
 
     rows = []
     header = (
-        f"{'size':4} {'layer':9} {'coords':>7} {'central s':>9} {'complex s':>9} "
+        f"{'size':4} {'layer':22} {'coords':>7} {'central s':>9} {'complex s':>9} "
         f"{'gradcheck s':>11} {'x faster':>8} {'ana ms':>7} {'torch ms':>8} {'ratio':>5} "
         f"{'peak MB':>7} {'err central':>11} {'err complex':>11}"
     )
     print(header, flush=True)
     for size in args.sizes.split(","):
         repeat = min(args.repeat, 3) if size == "L" else args.repeat
-        for layer in args.layers.split(","):
-            if layer not in SIZES[size]:
+        for case, layer, shapes, raw in cases(size):
+            if layer not in args.layers.split(","):
                 continue
             lay = REGISTRY[layer]
-            tensors = make_tensors(SIZES[size][layer])
-            out, _ = lay.forward(tensors, None)
+            tensors = make_tensors(shapes)
+            options = lay.resolve_options(lay.make_options(raw), shapes)
+            out, _ = lay.forward(tensors, options)
             g = np.random.default_rng(1).standard_normal(out.shape)
-            spec = make_spec(layer, tensors, g)
-            row = {
-                "size": size,
-                "layer": layer,
-                "coordinates": sum(a.size for a in tensors.values()),
-            }
+            spec = make_spec(layer, tensors, g, options)
+            n = sum(a.size for a in tensors.values())
+            row = {"size": size, "layer": case, "options": raw, "coordinates": n}
             row["central"] = gradcli_check(spec, "central", repeat)
             row["complex"] = gradcli_check(spec, "complex", repeat)
             row["analytic_fwd_bwd"] = median_time(
-                lambda lay=lay, tensors=tensors, g=g: lay.backward(
-                    g, lay.forward(tensors, None)[1]
-                ),
+                lambda lay=lay, t=tensors, g=g, o=options: lay.backward(g, lay.forward(t, o)[1]),
                 max(repeat, 20),
                 warmup=3,
             )
             row["peak_mb"] = None if args.no_memory else peak_memory_mb(spec)
             if torch is not None:
-                row["torch"] = torch_numbers(layer, tensors, g, repeat, args.torch_limit)
+                row["torch"] = torch_numbers(layer, raw, tensors, g, repeat, args.torch_limit)
             rows.append(row)
             print(format_row(row), flush=True)
     record = {
@@ -194,7 +190,7 @@ def format_row(r: dict) -> str:
     ratio = "-" if tfb is None else f"{r['analytic_fwd_bwd'] / tfb:.2f}"
     peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
     return (
-        f"{r['size']:4} {r['layer']:9} {r['coordinates']:>7} {r['central']['seconds']:>9.3f} "
+        f"{r['size']:4} {r['layer']:22} {r['coordinates']:>7} {r['central']['seconds']:>9.3f} "
         f"{r['complex']['seconds']:>9.3f} {gc_s:>11} {faster:>8} "
         f"{r['analytic_fwd_bwd'] * 1e3:>7.2f} {'-' if tfb is None else f'{tfb * 1e3:.2f}':>8} "
         f"{ratio:>5} {peak:>7} {r['central']['max_error']:>11.1e} "

@@ -11,6 +11,7 @@ Xp the zero-padded input and, per spatial axis, out = floor((n + 2p - d(k-1) - 1
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,8 @@ def ints(name: str, value: Any, dims: int, minimum: int) -> tuple[int, ...]:
         isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values
     ):
         raise OptionError(
-            f"{name} must be an integer >= {minimum}{pair}, got {value!r}", key=f"options.{name}"
+            f"{name} must be an integer >= {minimum}{pair}, got {json.dumps(value)}",
+            key=f"options.{name}",
         )
     return tuple(values)
 
@@ -68,7 +70,7 @@ def validate(stride: Any, padding: Any, dilation: Any, dims: int) -> None:
         return
     if isinstance(padding, str):
         raise OptionError(
-            f"padding must be 'valid', 'same' or an integer >= 0, got {padding!r}",
+            f"padding must be 'valid', 'same' or an integer >= 0, got {json.dumps(padding)}",
             key="options.padding",
         )
     ints("padding", padding, dims, 0)
