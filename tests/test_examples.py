@@ -15,6 +15,7 @@ def test_example_spec_passes(cli, path):
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["passed"] and doc["layer"] == layer
+    assert doc["notes"] == []  # every declared footprint held under the spec's options
 
 
 def test_every_feature_has_an_example():

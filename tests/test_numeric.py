@@ -202,3 +202,39 @@ def test_memory_budget_chunks_without_changing_results():
     small = check(spec, max_memory=2**20)[1]
     for n in big:
         np.testing.assert_allclose(small[n], big[n], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "shapes"),
+    [
+        (
+            "conv2d",
+            {"stride": 2, "padding": 1, "dilation": [1, 2]},
+            {"X": (2, 7, 8, 2), "W": (3, 2, 2, 3), "b": (3,)},
+        ),
+        ("conv2d", {"padding": "same"}, {"X": (6, 5, 2), "W": (3, 3, 2, 2), "b": (2,)}),
+        (
+            "conv1d",
+            {"stride": 3, "padding": 2, "dilation": 2},
+            {"x": (2, 11, 2), "w": (3, 2, 3), "b": (3,)},
+        ),
+        ("conv1d", {"stride": 2}, {"x": (9,), "w": (2,), "b": ()}),
+        (
+            "attention",
+            {"causal": True, "heads": 2},
+            {"X": (2, 4, 6), "W_Q": (6, 4), "W_K": (6, 4), "W_V": (6, 4), "W_O": (4, 3)},
+        ),
+    ],
+)
+def test_coloring_under_options_matches_plain_and_verifies(name, options, shapes):
+    layer = REGISTRY[name]
+    rng = np.random.default_rng(5)
+    tensors = {n: rng.standard_normal(s) for n, s in shapes.items()}
+    opts = layer.resolve_options(layer.make_options(options), shapes)
+    out, _ = layer.forward(tensors, opts)
+    engine = Engine(layer, tensors, opts, rng.standard_normal(out.shape))
+    for t in tensors:
+        colored, info = engine.gradient(t)
+        plain, _ = engine.gradient(t, coloring=False)
+        assert info.note == ""
+        np.testing.assert_allclose(colored, plain, rtol=1e-9, atol=1e-10)
