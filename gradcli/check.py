@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli import diagnose
 from gradcli.errors import OptionError
 from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, TensorNumerics, get_method
 from gradcli.sampling import SWEEP_STEPS, rademacher, sample_coordinates
@@ -69,6 +70,9 @@ class TensorResult:
     numerics: TensorNumerics | None = None
     roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
     atol: float = 0.0  # the absolute tolerance this tensor was held to
+    worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
+    band: str = ""  # CS231n's reading of the relative error of the significant elements
+    hints: tuple[str, ...] = ()  # why it may be wrong (failing tensors only)
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,14 @@ class CheckReport:
     mode: str
     results: Mapping[str, TensorResult]
     notes: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()  # --grads: tensors the answers left out
+    builtin: Mapping[str, TensorResult] = field(default_factory=dict)  # beside --grads answers
+    forward: TensorResult | None = None  # --impl of a built-in layer: its forward vs ours
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results.values())
+        forward_ok = self.forward is None or self.forward.passed
+        return forward_ok and all(r.passed for r in self.results.values())
 
 
 def compute(spec: Spec) -> Computation:
@@ -100,7 +108,16 @@ def compute(spec: Spec) -> Computation:
 
 
 def compare(
-    name: str, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float, **extra: Any
+    name: str,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    atol: float,
+    rtol: float,
+    *,
+    top: int = 5,
+    letters: list[str] | None = None,
+    context: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> TensorResult:
     """Element-wise pass rule |a - n| <= atol + rtol * |n|; NaN numeric entries are skipped."""
     a = np.asarray(analytic, dtype=np.float64)
@@ -114,7 +131,23 @@ def compare(
     # how far beyond its tolerance each element is; with a zero tolerance any error is infinite
     excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
     excess = np.where(seen, excess, -1.0)
-    worst = np.unravel_index(int(np.argmax(excess)), a.shape) if a.size else ()
+    order = np.argsort(-excess, axis=None, kind="stable")[: max(top, 1)]
+    worst_k = tuple(
+        {
+            "index": [int(i) for i in np.unravel_index(int(k), a.shape)],
+            "analytic": float(a.flat[k]),
+            "numeric": float(n0.flat[k]),
+            "abs_error": float(err.flat[k]),
+            "rel_error": float(rel.flat[k]),
+        }
+        for k in order
+        if a.size and excess.flat[k] >= 0
+    )
+    worst = np.unravel_index(int(order[0]), a.shape) if a.size else ()
+    fail = seen & (err > tol)
+    significant = seen & (denom > 10 * atol)
+    found = diagnose.hints(name, a, np.where(seen, n, np.nan), fail, tol, letters or [],
+                           context or {}) if fail.any() else []  # fmt: skip
     return TensorResult(
         name=name,
         shape=tuple(a.shape),
@@ -123,9 +156,12 @@ def compare(
         worst_index=tuple(int(i) for i in worst),
         analytic=float(a[worst]),
         numeric=float(n0[worst]),
-        passed=bool(np.all(err <= tol)),
+        passed=not bool(fail.any()),
         checked=int(seen.sum()),
         atol=atol,
+        worst=worst_k,
+        band=diagnose.band(float(rel[significant].max(initial=0.0))),
+        hints=tuple(found),
         **extra,
     )
 
@@ -141,6 +177,8 @@ class CheckOptions:
     coloring: bool = True
     max_memory: int = DEFAULT_MAX_MEMORY
     budget: float = DEFAULT_BUDGET_SECONDS  # seconds a full check may take before "auto" samples
+    top: int = 5  # elements in each tensor's worst-k list
+    grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
     notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
     progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
 
@@ -160,6 +198,8 @@ class CheckOptions:
             )
         if self.max_memory < 2**20:
             raise OptionError("expected at least 1 MB", source="--max-memory")
+        if self.top < 1:
+            raise OptionError(f"expected a positive integer, got {self.top}", source="--top")
 
 
 def check(
@@ -176,7 +216,10 @@ def check(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
     )  # fmt: skip
-    names = tuple(spec.tensors)
+    if not spec.layer.broadcasts and opts.method == "complex":
+        _complex_safe(spec, engine)
+    under_test = dict(comp.gradients) if opts.grads is None else dict(opts.grads)
+    names = tuple(n for n in spec.tensors if n in under_test)
     notes: list[str] = []
     mode = opts.mode
     groups = {n: engine.groups_needed(n, opts.coloring) for n in names}
@@ -198,8 +241,10 @@ def check(
     roundoff = _float32_roundoff(spec, comp)
     numeric: dict[str, np.ndarray] = {}
     results: dict[str, TensorResult] = {}
+    builtin: dict[str, TensorResult] = {}
+    classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
     for name in names:
-        analytic = comp.gradients[name]
+        analytic = under_test[name]
         extra = {"roundoff": roundoff.get(name)}
         if mode == "probe":
             result = _probe(engine, name, analytic, spec.dtype, opts, rng, extra)
@@ -222,13 +267,59 @@ def check(
         tensor_atol = atol
         if opts.atol is None:  # the default atol never sits below what the numbers can resolve
             tensor_atol = _resolvable(atol, info.noise, analytic, grad, roundoff.get(name))
+        letters = list(spec.info(name).index)
+        ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
+        ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
         results[name] = compare(name, analytic, grad, tensor_atol, rtol, mode=mode_used,
-                                numerics=info, **extra)  # fmt: skip
+                                numerics=info, top=opts.top, letters=letters, context=ctx,
+                                **extra)  # fmt: skip
+        if opts.grads is not None:
+            builtin[name] = compare(name, comp.gradients[name], grad, tensor_atol, rtol, top=1)
     report = CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
+        not_checked=tuple(n for n in spec.tensors if n not in under_test), builtin=builtin,
+        forward=_forward_against_builtin(spec, comp),
     )  # fmt: skip
     return comp, numeric, report
+
+
+def _forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | None:
+    """--impl of a built-in layer: the user's forward against ours on the same tensors."""
+    from gradcli.layers import REGISTRY
+
+    builtin = REGISTRY.get(spec.layer.name)
+    if spec.layer.broadcasts or builtin is None:
+        return None
+    ours, _ = builtin.forward(spec.tensors, spec.options)
+    if np.shape(ours) != np.shape(comp.output):
+        raise OptionError(
+            f"your forward returns shape {list(np.shape(comp.output))}, the built-in "
+            f"{builtin.name} returns {list(np.shape(ours))}",
+            source="--impl",
+        )
+    scale = float(np.max(np.abs(ours), initial=0.0)) or 1.0
+    eps = np.finfo(spec.dtype).eps
+    return compare(spec.output_info.name, comp.output, ours, 64 * eps * scale, 64 * eps)
+
+
+def _complex_safe(spec: Spec, engine: Engine) -> None:
+    """A user's forward may drop or mangle the imaginary part (abs, max, real casts): compare
+    the complex step with central differences on a few coordinates before trusting it."""
+    central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    rng = np.random.default_rng(0)
+    for name, a in spec.tensors.items():
+        picks = rng.choice(a.size, size=min(3, a.size), replace=False)
+        c = engine.gradient(name, coords=picks)[0].ravel()[picks]
+        r = central.gradient(name, coords=picks)[0].ravel()[picks]
+        if np.any(np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), 1.0)):
+            j = int(np.argmax(np.abs(c - r)))
+            raise OptionError(
+                f"your forward is not complex-safe: the complex step and central differences "
+                f"disagree on d{name} (flat index {int(picks[j])}: {c[j]:.6g} vs {r[j]:.6g}); "
+                "use another --method",
+                source="--method",
+            )
 
 
 def _probe(
@@ -308,6 +399,8 @@ def run_sweep(
 
 def options_dict(options: Any) -> dict[str, Any]:
     """The options that differ from their defaults (the seed's case shows {})."""
+    if isinstance(options, Mapping):  # a custom layer's keywords
+        return dict(options)
     if not dataclasses.is_dataclass(options):
         return {}
     return {

@@ -158,18 +158,29 @@ OutputOpt = Annotated[
 ]
 DTypeOpt = Annotated[DType | None, typer.Option(help="Override the spec's dtype.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Override the spec's seed.")]
+ImplOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--impl",
+        help="Your implementation: FILE.py (or FILE.py:NAME) with forward() and backward().",
+    ),
+]
 TracebackOpt = Annotated[
     bool, typer.Option("--traceback", help="Show the traceback of an internal error.")
 ]
 
 
-def _load(layer: str, spec: str | None, dtype: DType | None, seed: int | None) -> Any:
+def _load(
+    layer: str, spec: str | None, dtype: DType | None, seed: int | None, impl: str | None = None
+) -> Any:
     from gradcli.errors import OptionError
     from gradcli.spec import MAX_SEED, load_spec
+    from gradcli.user import load_impl
 
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
-    return load_spec(layer, spec, dtype=dtype.value if dtype else None, seed=seed)
+    code = load_impl(impl) if impl else None
+    return load_spec(layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code)
 
 
 def _emit(
@@ -224,13 +235,14 @@ def compute(
     output: OutputOpt = None,
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
+    impl: ImplOpt = None,
     traceback: TracebackOpt = False,
 ) -> None:
     """Forward pass and analytical backward pass: shapes, values, gradients."""
     from gradcli import jsondoc, render
     from gradcli.check import compute as run_compute
 
-    s = _load(layer, spec, dtype, seed)
+    s = _load(layer, spec, dtype, seed, impl)
     comp = run_compute(s)
     _emit(
         output,
@@ -286,13 +298,21 @@ def check(
     values: Annotated[
         bool, typer.Option("--values", help="JSON: include tensors, gradients, numeric values.")
     ] = False,
+    grads: Annotated[
+        str | None,
+        typer.Option(help="Your gradients to check: .npz keyed by tensor, .npy (--wrt), YAML."),
+    ] = None,
+    wrt: Annotated[str | None, typer.Option(help="The tensor a .npy --grads file is for.")] = None,
+    top: Annotated[int, typer.Option(help="Elements in each tensor's worst-k table.")] = 5,
+    impl: ImplOpt = None,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
     traceback: TracebackOpt = False,
 ) -> None:
-    """Compare the analytical gradients with numerical ones. Exit 1 on a mismatch."""
+    """Compare the analytical gradients (or yours: --grads, --impl) with numerical ones.
+    Exit 1 on a mismatch."""
     from gradcli import jsondoc, render
     from gradcli.check import CheckOptions, run_sweep
     from gradcli.check import check as run_check
@@ -300,10 +320,16 @@ def check(
     opts = CheckOptions(
         method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,
         mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
-        max_memory=max_memory * 2**20, budget=budget, notify=_notify,
+        max_memory=max_memory * 2**20, budget=budget, notify=_notify, top=top,
     )  # fmt: skip
     opts.validate()
-    s = _load(layer, spec, dtype, seed)
+    s = _load(layer, spec, dtype, seed, impl)
+    if grads is not None:
+        from gradcli.user import load_answers
+
+        opts.grads = load_answers(grads, wrt, s.shapes)
+    elif wrt is not None:
+        raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
     if sweep:
         rows, best = run_sweep(s, opts.method, coloring)
         doc = jsondoc.sweep_doc(s, opts.method, rows, best)
@@ -319,7 +345,7 @@ def check(
         )
         text: Any = jsondoc.to_json(doc)
     else:
-        text = lambda c: render.render_check(c, s, comp, numeric, report)  # noqa: E731
+        text = lambda c: render.render_check(c, s, comp, numeric, report, opts.grads)  # noqa: E731
     _emit(output, _inputs(s), text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
     if not report.passed:
         raise typer.Exit(EXIT_MISMATCH)
@@ -352,12 +378,41 @@ def layers(fmt: FormatOpt = Format.table, traceback: TracebackOpt = False) -> No
 
 
 @app.command()
-def init(layer: LayerArg, output: OutputOpt = None, traceback: TracebackOpt = False) -> None:
-    """Print a commented template spec for LAYER (or write it with -o FILE)."""
+def explain(
+    layer: LayerArg,
+    spec: SpecArg = None,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+    traceback: TracebackOpt = False,
+) -> None:
+    """The layer's forward and gradient formulas, with the spec's shapes and options."""
+    from gradcli import explain as explain_mod
     from gradcli import jsondoc
+    from gradcli.render_diag import render_explain
+
+    s = _load(layer, spec, None, None)
+    if fmt is Format.json:
+        _emit(output, _inputs(s), text=jsondoc.to_json(explain_mod.explain_doc(s)))
+    else:
+        _emit(output, _inputs(s), text=lambda c: render_explain(c, explain_mod.explain(s)))
+
+
+@app.command()
+def init(
+    layer: LayerArg,
+    output: OutputOpt = None,
+    impl: Annotated[
+        bool, typer.Option("--impl", help="A skeleton module to implement LAYER yourself.")
+    ] = False,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Print a commented template spec for LAYER (or write it with -o FILE); with --impl a
+    skeleton module with the seed's formulas in comments."""
+    from gradcli import jsondoc, skeleton
     from gradcli.layers import get_layer
 
-    _emit(output, (), text=jsondoc.init_template(get_layer(layer)))
+    text = skeleton.module(layer) if impl else jsondoc.init_template(get_layer(layer))
+    _emit(output, (), text=text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,9 @@ def _result_doc(r: TensorResult) -> dict[str, Any]:
         "mode": r.mode,
         "checked": r.checked,
         "atol": r.atol,
+        "band": r.band,
+        "hints": list(r.hints),
+        "worst": list(r.worst),
     }
     if r.numerics is not None:
         info = r.numerics
@@ -85,6 +88,16 @@ def check_doc(
         "notes": list(report.notes),
         "results": {n: _result_doc(r) for n, r in report.results.items()},
     }
+    if report.not_checked:
+        doc["not_checked"] = list(report.not_checked)
+    if report.builtin:
+        doc["builtin"] = {
+            n: {"max_abs_error": r.max_abs_error, "max_rel_error": r.max_rel_error,
+                "passed": r.passed}
+            for n, r in report.builtin.items()
+        }  # fmt: skip
+    if report.forward is not None:
+        doc["forward"] = _result_doc(report.forward)
     if comp is not None and numeric is not None:
         doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
         doc["numeric"] = {n: _array(g) for n, g in numeric.items()}
@@ -114,7 +127,7 @@ def layers_doc() -> dict[str, Any]:
 
 
 def to_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    return json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:

@@ -132,14 +132,18 @@ class Engine:
     def _forward_stack(self, name: str, probes: np.ndarray) -> np.ndarray:
         """Outputs (P, *out_shape) for P values (P, *shape) of tensor ``name``."""
         shape = self.t64[name].shape
-        others = {
-            n: a.reshape((1,) * (1 + self.n_batch - self.batch[n]) + a.shape)
-            for n, a in self.t64.items()
-            if n != name
-        }
-        lifted = probes.reshape((len(probes),) + (1,) * (self.n_batch - self.batch[name]) + shape)
-        y, _ = self.layer.forward({**others, name: lifted}, self.options)
-        y = np.asarray(y)
+        if not self.layer.broadcasts:  # one forward call per copy
+            ys = [self.layer.forward({**self.t64, name: p}, self.options)[0] for p in probes]
+            y = np.stack([np.asarray(v) for v in ys])
+        else:
+            others = {
+                n: a.reshape((1,) * (1 + self.n_batch - self.batch[n]) + a.shape)
+                for n, a in self.t64.items()
+                if n != name
+            }
+            lead = (len(probes),) + (1,) * (self.n_batch - self.batch[name])
+            y, _ = self.layer.forward({**others, name: probes.reshape(lead + shape)}, self.options)
+            y = np.asarray(y)
         if np.iscomplexobj(probes) and not np.iscomplexobj(y):
             raise OptionError(
                 f"{self.layer.name}'s forward is not complex-safe (it returned real values for "

@@ -167,6 +167,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("atol", justify="right")
     table.add_column("result")
+    table.add_column("reading (CS231n)")
     for name, r in report.results.items():
         info = spec.info(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
@@ -176,7 +177,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
         table.add_row(
             Text("d" + name, style="bold"), checked, f"{r.max_abs_error:.3g}",
             f"{r.max_rel_error:.3g}", where, f"{r.analytic:.8g}", f"{r.numeric:.8g}",
-            f"{r.atol:.2g}", verdict,
+            f"{r.atol:.2g}", verdict, r.band,
         )  # fmt: skip
     return table
 
@@ -220,7 +221,13 @@ def render_check(
     comp: Computation,
     numeric: dict[str, np.ndarray],
     report: CheckReport,
+    analytic: Any = None,
 ) -> None:
+    """Everything compute shows, the numerical gradients, the check table, the diagnosis of
+    any failure, notes and the summary line. ``analytic``: the gradients under test (the
+    user's answers with --grads; the layer's own by default)."""
+    from gradcli.render_diag import render_diagnosis
+
     rows = _rows(spec, comp)
     rows += [(f"d{n} (numeric)", "numeric", g, spec.info(n)) for n, g in numeric.items()]
     console.print(_shapes_table(spec, rows))
@@ -228,6 +235,8 @@ def render_check(
     _print_values(console, rows)
     console.print()
     console.print(_check_table(spec, report))
+    console.print()
+    render_diagnosis(console, spec, report, analytic or comp.gradients, numeric)
     for line in _notes(report):
         console.print(line, soft_wrap=True)
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail

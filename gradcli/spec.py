@@ -69,19 +69,51 @@ def default_document(layer: Layer) -> dict[str, Any]:
 
 
 def load_spec(
-    layer_name: str, spec: str | None, *, dtype: str | None = None, seed: int | None = None
+    layer_name: str,
+    spec: str | None,
+    *,
+    dtype: str | None = None,
+    seed: int | None = None,
+    impl: Any = None,
 ) -> Spec:
-    """Load SPEC (a path, ``-`` for stdin, or None for the embedded default) for LAYER."""
-    layer = get_layer(layer_name)
+    """Load SPEC (a path, ``-`` for stdin, or None for the embedded default) for LAYER. With
+    ``impl`` (gradcli.user.Impl) the layer runs the user's forward and backward; LAYER may then
+    be ``custom``, whose tensors and options are whatever the spec says."""
+    custom = layer_name == "custom"
+    if custom and impl is None:
+        raise GradcliError("the layer 'custom' needs --impl FILE.py (your forward and backward)")
+    builtin = None if custom else get_layer(layer_name)
     if spec is None:
-        doc, source, base = default_document(layer), "<default>", Path.cwd()
+        if custom:
+            raise GradcliError("the layer 'custom' needs a SPEC naming its tensors")
+        doc, source, base = default_document(builtin), "<default>", Path.cwd()
     else:
         text, source, base = read_spec_text(spec)
         doc = parse_yaml(text, source=source)
     try:
+        layer = builtin
+        if impl is not None:
+            from gradcli.user import user_layer
+
+            layer = user_layer(impl, builtin, _custom_names(doc) if custom else ())
         return build_spec(layer, doc, base=base, source=source, dtype=dtype, seed=seed)
     except GradcliError as e:
         raise e.at(source=source) from None
+
+
+def _custom_names(doc: Any) -> tuple[str, ...]:
+    """A custom layer's tensors: the spec's own names, each a Python identifier (keywords)."""
+    tensors = doc.get("tensors") if isinstance(doc, dict) else None
+    if not isinstance(tensors, dict) or not tensors:
+        raise SpecError("a custom layer's spec needs a mapping of tensors", key="tensors")
+    for name in tensors:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(
+                f"tensor names must be Python identifiers (they are your function's keywords), "
+                f"got {name!r}",
+                key=f"tensors.{name}",
+            )
+    return tuple(tensors)
 
 
 def _suggest(word: str, choices: Any) -> str:
@@ -329,3 +361,13 @@ def _inline(value: Any, key: str) -> np.ndarray:
 
     shape_of(value, [])
     return np.array(value, dtype=np.float64)
+
+
+def load_source(value: Any, key: str, *, base: Path, source: str) -> np.ndarray:
+    """One tensor source (inline, .npy, file.npz:key, {file, key}) outside a spec, in float64:
+    how YAML answer files name their arrays."""
+    loader = _Loader(base, source, 0, "float64")
+    try:
+        return loader.load(value, key, key)
+    except GradcliError as e:
+        raise e.at(source=source) from None

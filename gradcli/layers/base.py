@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,8 @@ class Layer:
     layout: Callable[[Shapes], tuple[tuple[TensorInfo, ...], TensorInfo]] | None = None
     # options settled from the shapes (conv1d's channels); the result is what runs
     resolve: Callable[[Any, Shapes], Any] | None = None
+    # whether forward accepts leading axes on every tensor (a user's layer need not)
+    broadcasts: bool = True
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
@@ -145,6 +148,8 @@ class Layer:
     def make_options(self, raw: Mapping[str, Any] | None) -> Any:
         """Build the frozen options dataclass; unknown keys are errors naming the known ones."""
         raw = dict(raw or {})
+        if self.options is dict:  # a custom layer: the user's own keywords, unchecked
+            return MappingProxyType(raw)
         fields = {f.name for f in dataclasses.fields(self.options)}
         unknown = sorted(set(raw) - fields)
         if unknown:

@@ -1,0 +1,230 @@
+"""The user's own work: answer files (--grads) and implementations (--impl FILE.py[:NAME]).
+
+A user implementation is a module (or an object in it) with
+``forward(**tensors, **options) -> output`` and ``backward(grad_output, **tensors, **options) ->
+{name: gradient}``. It becomes a ``Layer`` whose forward is called once per perturbed copy (a
+user's code need not broadcast leading axes), so the same engine checks it. Anything the user's
+code raises is an input error carrying the user's own traceback lines, never a gradcli crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import GradcliError
+from gradcli.layers.base import Layer, Shapes, TensorInfo
+
+
+class UserCodeError(GradcliError):
+    """The user's module failed; the message carries its own traceback lines."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    path: Path
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+
+
+def load_impl(target: str) -> Impl:
+    """Import FILE.py (or FILE.py:NAME, an object holding forward and backward)."""
+    file, _, name = target.partition(":") if ".py:" in target else (target, "", "")
+    path = Path(file)
+    if not path.is_file():
+        raise GradcliError(f"file not found: {path}", source="--impl")
+    spec = importlib.util.spec_from_file_location(f"gradcli_user_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise GradcliError(f"{path} is not a Python module", source="--impl")
+    module = importlib.util.module_from_spec(spec)
+    _call(path, "import", lambda: spec.loader.exec_module(module))  # type: ignore[union-attr]
+    holder: Any = module
+    if name:
+        if not hasattr(module, name):
+            raise UserCodeError(f"{path} defines no {name!r}", source="--impl")
+        holder = getattr(module, name)
+    fns = {}
+    for fn in ("forward", "backward"):
+        f = getattr(holder, fn, None)
+        if not callable(f):
+            where = f"{path}:{name}" if name else str(path)
+            raise UserCodeError(f"{where} has no function {fn}(...)", source="--impl")
+        fns[fn] = f
+    return Impl(path, fns["forward"], fns["backward"])
+
+
+def _call(path: Path, what: str, fn: Callable[[], Any]) -> Any:
+    """Run user code; any exception becomes a UserCodeError with the user's frames."""
+    try:
+        return fn()
+    except GradcliError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's code raises
+        frames = [
+            f"  {Path(f.filename).name}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+            for f in traceback.extract_tb(e.__traceback__)
+            if Path(f.filename).resolve() == path.resolve()
+        ]
+        lines = "\n".join(frames)
+        raise UserCodeError(
+            f"{what} raised {type(e).__name__}: {e}" + (f"\n{lines}" if lines else ""),
+            source=str(path),
+        ) from None
+
+
+def _array(value: Any, path: Path, what: str) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except Exception:  # noqa: BLE001 - ragged lists and the like
+        a = np.asarray(None, dtype=object)
+    if a.dtype.kind not in "fciu" or a.dtype.kind == "c" and what != "forward":
+        raise UserCodeError(
+            f"{what} must return numbers (an array), got {type(value).__name__}",
+            source=str(path),
+        )
+    return a
+
+
+def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
+    """A Layer around the user's functions; ``base`` (a built-in layer) lends its tensor
+    descriptions and options, ``names`` are the spec's tensors (for a custom layer)."""
+
+    def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
+        kwargs = _options_kwargs(options)
+        out = _call(impl.path, "forward", lambda: impl.forward(**t, **kwargs))
+        return _array(out, impl.path, "forward"), {"tensors": dict(t), "kwargs": kwargs}
+
+    def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+        t, kwargs = cache["tensors"], cache["kwargs"]
+        grads = _call(impl.path, "backward", lambda: impl.backward(g, **t, **kwargs))
+        if not isinstance(grads, Mapping):
+            raise UserCodeError(
+                f"backward must return a dict of gradients keyed by tensor name, got "
+                f"{type(grads).__name__}",
+                source=str(impl.path),
+            )
+        missing = [n for n in t if n not in grads]
+        if missing:
+            raise UserCodeError(
+                f"backward returned no gradient for {', '.join(missing)} (it returned "
+                f"{', '.join(map(str, grads)) or 'an empty dict'})",
+                source=str(impl.path),
+            )
+        out = {}
+        for n in t:
+            a = _array(grads[n], impl.path, f"backward's {n!r}")
+            if a.shape != np.shape(t[n]):
+                raise UserCodeError(
+                    f"backward's gradient {n!r} has shape {list(a.shape)}, but {n} has shape "
+                    f"{list(np.shape(t[n]))}",
+                    source=str(impl.path),
+                )
+            out[n] = a
+        return out
+
+    def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+        if base is not None:
+            base.output_shape(s, options)  # the built-in's shape rules and messages first
+        return tuple(forward({n: np.zeros(shape) for n, shape in s.items()}, options)[0].shape)
+
+    infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
+    return Layer(
+        name=base.name if base else "custom",
+        summary=f"your implementation in {impl.path.name}",
+        tensors=infos,
+        output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
+        forward=forward,
+        backward=backward,
+        output_shape=output_shape,
+        default_shapes=dict(base.default_shapes) if base else {},
+        options=base.options if base else dict,
+        layout=base.layout if base else None,
+        resolve=base.resolve if base else None,
+        broadcasts=False,
+    )
+
+
+def _options_kwargs(options: Any) -> dict[str, Any]:
+    """Options the user's functions receive as keywords: only those that differ from their
+    defaults, so seed-only code never sees unexpected keywords."""
+    from gradcli.check import options_dict
+
+    return dict(options) if isinstance(options, Mapping) else options_dict(options)
+
+
+def load_answers(
+    target: str, wrt: str | None, shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME), an
+    .npy with --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...)."""
+    from gradcli.io import load_array, parse_yaml, read_spec_text
+    from gradcli.spec import load_source
+
+    path = Path(target)
+    if wrt is not None and wrt not in shapes:
+        raise GradcliError(
+            f"{wrt!r} is not a tensor of this spec (tensors: {', '.join(shapes)})", source="--wrt"
+        )
+    if path.suffix in (".yaml", ".yml"):
+        text, source, base = read_spec_text(target)
+        doc = parse_yaml(text, source=source)
+        if not isinstance(doc, dict):
+            raise GradcliError("expected a mapping of tensor names to gradients", source=target)
+        raw = {str(k): load_source(v, str(k), base=base, source=source) for k, v in doc.items()}
+    elif path.suffix == ".npy" or wrt is not None:
+        if wrt is None:
+            raise GradcliError(
+                f"{target} holds one array: say which tensor's gradient it is with --wrt NAME",
+                source="--grads",
+            )
+        raw = {wrt: load_array(path, None, source=target, key=wrt)}
+    else:
+        raw = _npz(path, target)
+    answers = {}
+    for key, a in raw.items():
+        name = (
+            key if key in shapes else key[1:] if key.startswith("d") and key[1:] in shapes else None
+        )
+        if name is None:
+            raise GradcliError(
+                f"{key!r} is not a tensor of this spec (tensors: {', '.join(shapes)})",
+                source=target, key=key,
+            )  # fmt: skip
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+            raise GradcliError("expected finite numbers", source=target, key=key)
+        if a.shape != tuple(shapes[name]):
+            raise GradcliError(
+                f"the gradient has shape {list(a.shape)} but {name} has shape "
+                f"{list(shapes[name])}",
+                source=target, key=key,
+            )  # fmt: skip
+        answers[name] = a.astype(np.float64)
+    return answers
+
+
+def _npz(path: Path, target: str) -> dict[str, np.ndarray]:
+    import io
+    import zipfile
+
+    from gradcli.io import read_bytes
+
+    data = read_bytes(path, source=target)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise GradcliError(
+                    "a single array: name it with --wrt NAME, or save an .npz keyed by tensor",
+                    source=target,
+                )
+            return {k: archive[k] for k in archive.files}
+    except GradcliError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise GradcliError(f"not a valid .npz/.npy file ({e})", source=target) from None

@@ -1,0 +1,264 @@
+"""``gradcli.explain``: formulas, option variants, shapes and intuition per layer."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcli import explain as explain_module
+from gradcli.explain import Section, explain, explain_doc
+from gradcli.layers import REGISTRY, get_layer
+from gradcli.spec import Spec, build_spec, load_spec
+
+
+def spec_for(layer: str, doc: dict[str, Any]) -> Spec:
+    return build_spec(get_layer(layer), doc, base=Path.cwd(), source="<test>")
+
+
+def sections(spec: Spec) -> dict[str, list[str]]:
+    return {s.title: s.lines for s in explain(spec)}
+
+
+def text(spec: Spec) -> str:
+    return "\n".join(line for s in explain(spec) for line in [s.title, *s.lines])
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    return str(tuple(shape))
+
+
+CONV2D_STRIDED = {
+    "options": {"stride": 2, "padding": 1},
+    "tensors": {"X": {"shape": [6, 6, 2]}, "W": {"shape": [3, 3, 2, 4]}, "b": {"shape": [4]}},
+}
+CONV2D_DILATED_SAME = {
+    "options": {"dilation": 2, "padding": "same"},
+    "tensors": {"X": {"shape": [2, 7, 7, 2]}, "W": {"shape": [3, 3, 2, 3]}},
+}
+CONV1D_CHANNELS = {
+    "options": {"stride": 2, "padding": 1},
+    "tensors": {"x": {"shape": [2, 9, 3]}, "w": {"shape": [3, 3, 4]}, "b": {"shape": [4]}},
+}
+ATTENTION_FULL = {
+    "options": {"causal": True, "heads": 2},
+    "tensors": {
+        "X": {"shape": [2, 5, 8]},
+        "W_Q": {"shape": [8, 4]},
+        "W_K": {"shape": [8, 4]},
+        "W_V": {"shape": [8, 6]},
+        "W_O": {"shape": [6, 7]},
+    },
+}
+LINEAR_BATCHED = {
+    "tensors": {"x": {"shape": [6, 5]}, "W": {"shape": [3, 5]}, "b": {"shape": [3]}},
+}
+OPTION_SPECS = {
+    "conv2d-strided": ("conv2d", CONV2D_STRIDED),
+    "conv2d-dilated-same": ("conv2d", CONV2D_DILATED_SAME),
+    "conv1d-channels": ("conv1d", CONV1D_CHANNELS),
+    "attention-full": ("attention", ATTENTION_FULL),
+    "linear-batched": ("linear", LINEAR_BATCHED),
+}
+
+
+def all_specs() -> list[Any]:
+    defaults = [pytest.param(name, None, id=f"{name}-default") for name in REGISTRY]
+    options = [pytest.param(layer, doc, id=key) for key, (layer, doc) in OPTION_SPECS.items()]
+    return defaults + options
+
+
+def make(layer: str, doc: dict[str, Any] | None) -> Spec:
+    return load_spec(layer, None) if doc is None else spec_for(layer, doc)
+
+
+@pytest.mark.parametrize(("layer", "doc"), all_specs())
+def test_sections_for_forward_every_gradient_and_shapes(layer: str, doc: Any) -> None:
+    spec = make(layer, doc)
+    result = explain(spec)
+    assert all(isinstance(s, Section) for s in result)
+    titles = [s.title for s in result]
+    assert titles[0] == "forward" and titles[-1] == "shapes"
+    for name in spec.tensors:
+        assert f"dL/d{name}" in titles
+    for s in result:
+        assert s.lines and all(isinstance(line, str) and line for line in s.lines)
+        if s.title.startswith("dL/d"):  # one line of intuition per gradient
+            assert sum(line.startswith("intuition: ") for line in s.lines) == 1, s
+
+
+@pytest.mark.parametrize(("layer", "doc"), all_specs())
+def test_the_spec_shapes_appear(layer: str, doc: Any) -> None:
+    spec = make(layer, doc)
+    secs = sections(spec)
+    for name, shape in spec.shapes.items():
+        assert f"∂L/∂{name} {shape_str(shape)}" in "\n".join(secs[f"dL/d{name}"])
+        assert f"{name}: {shape_str(shape)}" in secs["shapes"][0]
+    assert shape_str(spec.grad_output.shape) in "\n".join(secs["shapes"])
+
+
+@pytest.mark.parametrize(("layer", "doc"), all_specs())
+def test_explain_doc_is_json(layer: str, doc: Any) -> None:
+    spec = make(layer, doc)
+    out = explain_doc(spec)
+    assert set(out) == {"layer", "options", "sections"} and out["layer"] == layer
+    back = json.loads(json.dumps(out, ensure_ascii=False))
+    assert back["sections"] == [{"title": s.title, "lines": s.lines} for s in explain(spec)]
+
+
+def test_explain_doc_options() -> None:
+    assert explain_doc(load_spec("conv2d", None))["options"] == {}
+    assert explain_doc(spec_for("conv2d", CONV2D_STRIDED))["options"] == {
+        "stride": 2,
+        "padding": 1,
+    }
+    assert explain_doc(spec_for("attention", ATTENTION_FULL))["options"] == {
+        "causal": True,
+        "heads": 2,
+    }
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_seed_case_has_no_option_variants(name: str) -> None:
+    t = text(load_spec(name, None))
+    for word in ("stride", "s_h", "dilation", "padding", "Xp", "xp", "-∞", "W_O", "d_k/h"):
+        assert word not in t, word
+    assert "batch" not in t
+
+
+def test_conv2d_seed_formulas() -> None:
+    secs = sections(load_spec("conv2d", None))
+    assert "Z[i,j,c] = Σ_{m,n,d} W[m,n,d,c] · X[i+m, j+n, d] + b[c]" in secs["forward"]
+    assert any("cross-correlation" in line for line in secs["forward"])
+    assert "∂L/∂W[m,n,d,c] = Σ_{i,j} ∂L/∂Z[i,j,c] · X[i+m, j+n, d]" in secs["dL/dW"]
+    assert any("∂L/∂Z[i-m, j-n, c] · W[m,n,d,c]" in line for line in secs["dL/dX"])
+    assert "∂L/∂b[c] = Σ_{i,j} ∂L/∂Z[i,j,c]" in secs["dL/db"]
+    assert "X: (5, 5, 2)  W: (3, 3, 2, 3)  b: (3,)  Z: (3, 3, 3)" in secs["shapes"]
+    assert "Ho = H - kh + 1 = 5 - 3 + 1 = 3" in secs["shapes"]
+
+
+def test_conv2d_intuitions() -> None:
+    for spec in (load_spec("conv2d", None), spec_for("conv2d", CONV2D_STRIDED)):
+        secs = sections(spec)
+        (why,) = [line for line in secs["dL/dX"] if line.startswith("intuition")]
+        assert "rotated" in why
+        assert any("correlates the input" in line for line in secs["dL/dW"])
+        assert any("sums the upstream gradient over every position" in x for x in secs["dL/db"])
+
+
+def test_conv2d_stride_and_padding() -> None:
+    secs = sections(spec_for("conv2d", CONV2D_STRIDED))
+    fwd = "\n".join(secs["forward"])
+    assert "Xp[i·s_h + m, j·s_w + n, d]" in fwd
+    assert "stride s_h = 2, s_w = 2" in fwd and "padding p_h = 1, p_w = 1" in fwd
+    assert "dilation" not in fwd and "d_h" not in fwd
+    dx = "\n".join(secs["dL/dX"])
+    assert "∂L/∂X (6, 6, 2)" in dx and "+=" in dx
+    assert "∂L/∂X = ∂L/∂Xp[1:7, 1:7, :]" in dx  # the padded gradient cut back
+    assert any("⌊(6 + 2 - 1·(3 - 1) - 1) / 2⌋ + 1 = 3" in line for line in secs["shapes"])
+    assert "Z: (3, 3, 4)" in secs["shapes"][0]
+
+
+def test_conv2d_dilation_same_padding_and_batch() -> None:
+    secs = sections(spec_for("conv2d", CONV2D_DILATED_SAME))
+    fwd = "\n".join(secs["forward"])
+    assert "Xp[i + m·d_h, j + n·d_w, d]" in fwd and "d_h = 2, d_w = 2" in fwd
+    assert "'same'" in fwd and "stride" not in fwd
+    assert "∂L/∂X = ∂L/∂Xp[2:9, 2:9, :]" in "\n".join(secs["dL/dX"])
+    for name in ("W", "b"):
+        assert any("summed over the batch" in line for line in secs[f"dL/d{name}"])
+    assert not any("summed over the batch" in line for line in secs["dL/dX"])
+    assert any("batch axes (2,)" in line for line in secs["shapes"])
+    assert "X (2, 7, 7, 2) = (batch, H, W, C_in)" in secs["shapes"]
+
+
+def test_conv1d_seed_keeps_the_notes_notation() -> None:
+    secs = sections(load_spec("conv1d", None))
+    assert "z_i = Σ_{j=1}^{k} w_j · x_{i+j-1} + b,   i ∈ {1, …, m}" in secs["forward"]
+    assert any("δ_i · w_{p-i+1}" in line for line in secs["dL/dx"])
+    assert any("rotated" in line for line in secs["dL/dx"])
+    assert "m = n - k + 1 = 8 - 3 + 1 = 6" in secs["shapes"]
+
+
+def test_conv1d_channels_stride_padding() -> None:
+    secs = sections(spec_for("conv1d", CONV1D_CHANNELS))
+    fwd = "\n".join(secs["forward"])
+    assert "z[i,c] = Σ_{j,e} w[j,e,c] · xp[i·s + j, e] + b[c]" in fwd
+    assert "stride s = 2" in fwd and "padding p = 1" in fwd and "0-based" in fwd
+    assert "∂L/∂x = ∂L/∂xp[1:10, :]" in "\n".join(secs["dL/dx"])
+    assert "x: (2, 9, 3)  w: (3, 3, 4)  b: (4,)  z: (2, 5, 4)" in secs["shapes"]
+
+
+def test_attention_seed() -> None:
+    secs = sections(load_spec("attention", None))
+    fwd = "\n".join(secs["forward"])
+    assert "softmax(Q · Kᵀ / √d_k)" in fwd and "√d_k = √4 = 2" in fwd
+    assert "∂L/∂S (4, 4) = A ⊙ (∂L/∂A - rowsum(∂L/∂A ⊙ A))" in secs["dL/dS"]
+    assert any("each row of dS is A ⊙" in line for line in secs["dL/dS"])
+    assert "∂L/∂Q (4, 4) = (1/√d_k) · ∂L/∂S · K" in secs["dL/dQ"]
+    dx = "\n".join(secs["dL/dX"])  # the X gradient the seed leaves out: all three paths
+    assert "∂L/∂Q · W_Qᵀ + ∂L/∂K · W_Kᵀ + ∂L/∂V · W_Vᵀ" in dx
+    assert "heads" not in fwd and "masked" not in "\n".join(secs["dL/dS"])
+
+
+def test_attention_causal_heads_and_output_projection() -> None:
+    secs = sections(spec_for("attention", ATTENTION_FULL))
+    fwd = "\n".join(secs["forward"])
+    assert "S[i,j] = -∞ for j > i" in fwd
+    assert "√(d_k/h)" in fwd and "h = 2" in fwd
+    assert "out (2, 5, 7) = concat(heads) · W_O" in fwd
+    assert "∂L/∂W_O (6, 7) = Hᵀ · ∂L/∂out" in secs["dL/dW_O"]
+    assert any("masked" in line for line in secs["dL/dS"])
+    assert "∂L/∂Q_a (2, 2, 5, 2) = (1/√(d_k/h)) · ∂L/∂S_a · K_a" in secs["dL/dQ"]
+    assert any("concat(∂L/∂Q_a)" in line for line in secs["dL/dW_Q"])
+    assert "out (2, 5, 7) = (batch, T, d_out)" in secs["shapes"]
+
+
+@pytest.mark.parametrize(
+    ("options", "present", "absent"),
+    [
+        ({"causal": True}, ["-∞"], ["W_O", "d_k/h"]),
+        ({"heads": 2}, ["d_k/h"], ["-∞", "W_O"]),
+    ],
+)
+def test_attention_options_one_at_a_time(options: dict, present: list, absent: list) -> None:
+    shapes = {"X": [4, 6], "W_Q": [6, 4], "W_K": [6, 4], "W_V": [6, 4]}
+    doc = {"options": options, "tensors": {n: {"shape": s} for n, s in shapes.items()}}
+    t = text(spec_for("attention", doc))
+    assert all(p in t for p in present) and not any(a in t for a in absent)
+
+
+def test_linear_formulas_and_batch() -> None:
+    secs = sections(load_spec("linear", None))
+    assert "∂L/∂W (3, 4) = ∂L/∂z · xᵀ" in secs["dL/dW"]
+    assert "∂L/∂x (4,) = Wᵀ · ∂L/∂z" in secs["dL/dx"]
+    assert any("outer product of the upstream gradient and the input" in x for x in secs["dL/dW"])
+    batched = sections(spec_for("linear", LINEAR_BATCHED))
+    assert "∂L/∂W (3, 5) = Σ_batch ∂L/∂z · xᵀ" in batched["dL/dW"]
+    assert any("parameter gradients are summed over the batch" in x for x in batched["dL/db"])
+    assert "x (6, 5) = (batch, in)" in batched["shapes"]
+
+
+def test_unknown_layer_falls_back_to_shapes() -> None:
+    layer = dataclasses.replace(get_layer("linear"), name="mystery")
+    spec = build_spec(layer, {"tensors": LINEAR_BATCHED["tensors"]}, base=Path.cwd(), source="t")
+    secs = sections(spec)
+    assert secs["forward"] == [layer.summary]
+    assert "∂L/∂W (3, 5)" in secs["dL/dW"]
+
+
+def test_section_is_frozen_and_the_module_does_not_import_rich() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Section("t", []).title = "u"  # type: ignore[misc]
+    tree = ast.parse(Path(explain_module.__file__).read_text(encoding="utf-8"))
+    imported = [
+        n.module if isinstance(n, ast.ImportFrom) else a.name
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    ]
+    assert not any(str(m).split(".")[0] == "rich" for m in imported)

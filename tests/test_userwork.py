@@ -1,0 +1,244 @@
+"""Checking the user's own work: answer files (--grads), implementations (--impl), custom
+layers, diagnosis hints, worst-k lists, and user code that raises or returns garbage."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from gradcli.check import check, compute
+from gradcli.spec import load_spec
+
+
+def _module(tmp_path, body, name="mine.py"):
+    path = tmp_path / name
+    path.write_text("import numpy as np\n\n" + textwrap.dedent(body))
+    return path
+
+
+def _answers(tmp_path, layer, bad=None, drop=()):
+    """The built-in gradients of the default spec saved as answers, one element off by 1e-3."""
+    spec = load_spec(layer, None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items() if n not in drop}
+    if bad:
+        name, idx = bad
+        grads[name][idx] += 1e-3 * (1 + abs(grads[name][idx]))
+    path = tmp_path / "answers.npz"
+    np.savez(path, **grads)
+    return path, grads
+
+
+@pytest.mark.parametrize(
+    ("layer", "tensor", "idx"), [("conv2d", "W", (1, 2, 0, 2)), ("attention", "X", (2, 3))]
+)
+def test_answer_file_with_one_wrong_element(cli, tmp_path, layer, tensor, idx):
+    path, _ = _answers(tmp_path, layer, bad=(tensor, idx))
+    result = cli("check", layer, "--grads", path, "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    r = doc["results"][tensor]
+    assert not r["passed"] and r["worst_index"] == list(idx) and r["worst"][0]["index"] == list(idx)
+    assert all(v["passed"] for n, v in doc["results"].items() if n != tensor)
+    assert all(b["passed"] for b in doc["builtin"].values())  # ours, beside the answers
+
+
+def test_right_answers_pass_and_missing_ones_are_not_checked(cli, tmp_path):
+    path, _ = _answers(tmp_path, "conv2d", drop=("b",))
+    doc = json.loads(cli("check", "conv2d", "--grads", path, "--format", "json").stdout)
+    assert doc["passed"] and doc["not_checked"] == ["b"] and set(doc["results"]) == {"X", "W"}
+
+
+def test_npy_answer_with_wrt_and_yaml_answers(cli, tmp_path):
+    _, grads = _answers(tmp_path, "linear")
+    np.save(tmp_path / "dW.npy", grads["W"])
+    result = cli("check", "linear", "--grads", tmp_path / "dW.npy", "--wrt", "W")
+    assert result.exit_code == 0, result.stderr
+    yaml_path = tmp_path / "answers.yaml"
+    yaml_path.write_text(f"dW: {grads['W'].tolist()}\nx: dx.npy\n")
+    np.save(tmp_path / "dx.npy", grads["x"] * 2)
+    doc = json.loads(cli("check", "linear", "--grads", yaml_path, "--format", "json").stdout)
+    assert doc["results"]["W"]["passed"] and not doc["results"]["x"]["passed"]
+    assert "x = 2 x numeric" in doc["results"]["x"]["hints"][0]
+
+
+def test_answer_errors(cli, tmp_path):
+    _, grads = _answers(tmp_path, "linear")
+    np.savez(tmp_path / "bad.npz", W=grads["W"].T)
+    result = cli("check", "linear", "--grads", tmp_path / "bad.npz")
+    assert result.exit_code == 2 and "[4, 3]" in result.stderr and "[3, 4]" in result.stderr
+    np.save(tmp_path / "one.npy", grads["W"])
+    assert "--wrt" in cli("check", "linear", "--grads", tmp_path / "one.npy").stderr
+    np.savez(tmp_path / "odd.npz", Z=grads["W"])
+    assert "'Z' is not a tensor" in cli("check", "linear", "--grads", tmp_path / "odd.npz").stderr
+
+
+LINEAR_OK = """
+def forward(x, W, b):
+    return W @ x + b
+
+def backward(grad_output, x, W, b):
+    return {"x": W.T @ grad_output, "W": np.outer(grad_output, x), "b": grad_output}
+"""
+
+
+def test_correct_implementation_passes(cli, tmp_path):
+    path = _module(tmp_path, LINEAR_OK)
+    doc = json.loads(cli("check", "linear", "--impl", path, "--format", "json").stdout)
+    assert doc["passed"] and doc["forward"]["passed"]
+
+
+CLASSIC_BUGS = [
+    (
+        "linear",
+        LINEAR_OK.replace("np.outer(grad_output, x)", "np.outer(x, grad_output)"),
+        {"x": [3], "W": [3, 3], "b": [3]},
+        "W",
+        "transposed",
+    ),
+    (
+        "attention",
+        """
+def forward(X, W_Q, W_K, W_V):
+    S = (X @ W_Q) @ (X @ W_K).T / np.sqrt(W_Q.shape[1])
+    A = np.exp(S - S.max(axis=1, keepdims=True)); A /= A.sum(axis=1, keepdims=True)
+    return A @ (X @ W_V)
+
+def backward(grad_output, X, W_Q, W_K, W_V):
+    Q, K, V = X @ W_Q, X @ W_K, X @ W_V
+    S = Q @ K.T / np.sqrt(W_Q.shape[1])
+    A = np.exp(S - S.max(axis=1, keepdims=True)); A /= A.sum(axis=1, keepdims=True)
+    dV = A.T @ grad_output; dA = grad_output @ V.T
+    dS = A * dA
+    dQ = dS @ K / np.sqrt(W_Q.shape[1]); dK = dS.T @ Q / np.sqrt(W_Q.shape[1])
+    return {"X": dQ @ W_Q.T + dK @ W_K.T + dV @ W_V.T, "W_Q": X.T @ dQ, "W_K": X.T @ dK,
+            "W_V": X.T @ dV}
+""",
+        None,
+        "W_Q",
+        "rowsum term of the softmax Jacobian",
+    ),
+]
+
+
+@pytest.mark.parametrize(("layer", "body", "shapes", "tensor", "hint"), CLASSIC_BUGS)
+def test_classic_bugs_get_the_right_hint(cli, tmp_path, layer, body, shapes, tensor, hint):
+    path = _module(tmp_path, body)
+    args = ["check", layer, "--impl", path, "--format", "json"]
+    if shapes:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(
+            "tensors:\n" + "".join(f"  {n}: {{shape: {s}}}\n" for n, s in shapes.items())
+        )
+        args.insert(2, spec)
+    result = cli(*args)
+    assert result.exit_code == 1, result.stderr
+    r = json.loads(result.stdout)["results"][tensor]
+    assert not r["passed"] and any(hint in h for h in r["hints"]), r["hints"]
+
+
+def test_missing_scale_and_missing_path_hints():
+    spec = load_spec("attention", None)
+    from gradcli import diagnose
+
+    wrong = diagnose.mistakes("attention", dict(spec.tensors), spec.options, spec.grad_output)
+    key = next(k for k in wrong if "1/sqrt" in k)
+    report = check(spec, grads=wrong[key])[2]
+    assert any("1/sqrt(d_k)" in h for h in report.results["W_Q"].hints)
+    zero = {n: np.zeros_like(g) if n == "X" else g for n, g in compute(spec).gradients.items()}
+    report = check(spec, grads=zero)[2]
+    assert "missing term or path" in report.results["X"].hints[0]
+
+
+def test_custom_layer_right_and_wrong(cli, tmp_path):
+    spec = tmp_path / "tanh.yaml"
+    spec.write_text("options: {scale: 2.0}\ntensors:\n  x: {shape: [3, 4]}\n")
+    ok = _module(
+        tmp_path,
+        """
+def forward(x, scale=1.0):
+    return np.tanh(scale * x)
+
+def backward(grad_output, x, scale=1.0):
+    return {"x": grad_output * scale * (1 - np.tanh(scale * x) ** 2)}
+""",
+        "ok.py",
+    )
+    assert cli("check", "custom", spec, "--impl", ok).exit_code == 0
+    assert cli("check", "custom", spec, "--impl", ok, "--method", "complex").exit_code == 0
+    bad = tmp_path / "bad.py"
+    bad.write_text(ok.read_text().replace("grad_output * scale *", "grad_output *"))
+    result = cli("check", "custom", spec, "--impl", bad, "--format", "json")
+    assert result.exit_code == 1
+    assert "0.5 x numeric" in json.loads(result.stdout)["results"]["x"]["hints"][0]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("def forward(x, W, b:\n    pass\n", "SyntaxError"),
+        (
+            "def forward(x, W, b):\n    return 1 / 0\n\ndef backward(grad_output, x, W, b):\n    return {}\n",
+            "ZeroDivisionError",
+        ),
+        (
+            "def forward(x, W, b):\n    return W @ x + b\n\ndef backward(grad_output, x, W, b):\n    return [1, 2]\n",
+            "dict",
+        ),
+        (
+            "def forward(x, W, b):\n    return W @ x + b\n\ndef backward(grad_output, x, W, b):\n    return {'x': x, 'W': x, 'b': b}\n",
+            "shape",
+        ),
+        (
+            "def forward(x, W, b):\n    return 'hello'\n\ndef backward(grad_output, x, W, b):\n    return {}\n",
+            "numbers",
+        ),
+        ("def forward(x, W, b):\n    return W @ x + b\n", "backward"),
+    ],
+)
+def test_user_code_that_raises_or_returns_garbage(cli, tmp_path, body, message):
+    path = tmp_path / "broken.py"
+    path.write_text(body)
+    result = cli("check", "linear", "--impl", path)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "broken.py" in result.stderr
+
+
+def test_complex_step_refuses_a_forward_using_abs(cli, tmp_path):
+    spec = tmp_path / "abs.yaml"
+    spec.write_text("tensors:\n  x: [1.5, -2.0, 0.5]\n")
+    path = _module(
+        tmp_path,
+        """
+def forward(x):
+    return np.abs(x) ** 2
+
+def backward(grad_output, x):
+    return {"x": grad_output * 2 * x}
+""",
+    )
+    result = cli("check", "custom", spec, "--impl", path, "--method", "complex")
+    assert result.exit_code == 2 and "not complex-safe" in result.stderr
+
+
+def test_init_impl_skeleton_is_a_module(cli, tmp_path):
+    for layer in ("linear", "conv1d", "conv2d", "attention", "custom"):
+        text = cli("init", layer, "--impl").stdout
+        compile(text, f"{layer}.py", "exec")
+        assert "def forward" in text and "def backward" in text
+
+
+def test_table_shows_worst_k_heatmap_hints_and_band(cli, tmp_path):
+    path, _ = _answers(tmp_path, "conv2d", bad=("X", (0, 0, 1)))
+    out = cli("check", "conv2d", "--grads", path, "--top", "3").stdout
+    assert "the 3 worst elements" in out and "error / tolerance" in out and "██" in out
+    assert "good" in out and "dX[i=0, j=0, d=1]" in out
+
+
+def test_explain_command(cli):
+    out = cli("explain", "conv2d")
+    assert out.exit_code == 0 and "rotated" in out.stdout and "(5, 5, 2)" in out.stdout
+    doc = json.loads(cli("explain", "attention", "--format", "json").stdout)
+    assert doc["layer"] == "attention" and any(s["title"] == "dL/dX" for s in doc["sections"])
+    assert cli("explain", "nosuch").exit_code == 2
