@@ -75,7 +75,9 @@ def _heatmap(spec: Spec, r: TensorResult, a: np.ndarray, n: np.ndarray, rtol: fl
     orange, red by decade beyond it; a pattern (borders, one channel, a diagonal) shows."""
     a = np.asarray(a, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
-    excess = np.abs(a - n) / (r.atol + rtol * np.abs(n))
+    err, tol = np.abs(a - n), r.atol + rtol * np.abs(n)
+    excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
+    excess[np.isnan(n)] = np.nan
     info = spec.info(r.name)
     letters = _letters(info, a.ndim)
     out: list = [Text(f"d{r.name}: error / tolerance", style="bold")]

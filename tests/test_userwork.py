@@ -173,26 +173,18 @@ def backward(grad_output, x, scale=1.0):
     assert "0.5 x numeric" in json.loads(result.stdout)["results"]["x"]["hints"][0]
 
 
+FWD = "def forward(x, W, b):\n    return {}\n\n"
+BWD = "def backward(grad_output, x, W, b):\n    return {}\n"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ("def forward(x, W, b:\n    pass\n", "SyntaxError"),
-        (
-            "def forward(x, W, b):\n    return 1 / 0\n\ndef backward(grad_output, x, W, b):\n    return {}\n",
-            "ZeroDivisionError",
-        ),
-        (
-            "def forward(x, W, b):\n    return W @ x + b\n\ndef backward(grad_output, x, W, b):\n    return [1, 2]\n",
-            "dict",
-        ),
-        (
-            "def forward(x, W, b):\n    return W @ x + b\n\ndef backward(grad_output, x, W, b):\n    return {'x': x, 'W': x, 'b': b}\n",
-            "shape",
-        ),
-        (
-            "def forward(x, W, b):\n    return 'hello'\n\ndef backward(grad_output, x, W, b):\n    return {}\n",
-            "numbers",
-        ),
+        (FWD.format("1 / 0") + BWD.format("{}"), "ZeroDivisionError"),
+        (FWD.format("W @ x + b") + BWD.format("[1, 2]"), "dict"),
+        (FWD.format("W @ x + b") + BWD.format("{'x': x, 'W': x, 'b': b}"), "shape"),
+        (FWD.format("'hello'") + BWD.format("{}"), "numbers"),
         ("def forward(x, W, b):\n    return W @ x + b\n", "backward"),
     ],
 )
