@@ -234,3 +234,46 @@ def test_explain_command(cli):
     doc = json.loads(cli("explain", "attention", "--format", "json").stdout)
     assert doc["layer"] == "attention" and any(s["title"] == "dL/dX" for s in doc["sections"])
     assert cli("explain", "nosuch").exit_code == 2
+
+
+def _conv2d_answers(padding):
+    spec = load_spec("conv2d", None) if not padding else None
+    if padding:
+        from pathlib import Path
+
+        from gradcli.layers import REGISTRY
+        from gradcli.spec import build_spec
+
+        doc = {"options": {"padding": padding},
+               "tensors": {"X": {"shape": [6, 6, 2]}, "W": {"shape": [3, 3, 2, 3]}}}  # fmt: skip
+        spec = build_spec(REGISTRY["conv2d"], doc, base=Path.cwd(), source="<test>")
+    return spec, {n: np.array(g) for n, g in compute(spec).gradients.items()}
+
+
+def test_padding_border_bug_gets_the_border_hint():
+    spec, grads = _conv2d_answers(padding=1)
+    grads["X"][0, :, :] *= 0.5  # the first row, which the padding touches, comes out wrong
+    r = check(spec, grads=grads)[2].results["X"]
+    assert not r.passed and any("borders" in h and "padding" in h for h in r.hints), r.hints
+
+
+def test_overwritten_instead_of_summed_gets_the_overlap_hint():
+    spec, grads = _conv2d_answers(padding=0)
+    W, dZ = spec.tensors["W"], spec.grad_output
+    Ho, Wo = dZ.shape[:2]
+    dX = np.zeros(spec.tensors["X"].shape)
+    for m in range(3):
+        for n in range(3):  # the classic slip: = where += belongs
+            dX[m : m + Ho, n : n + Wo] = dZ @ W[m, n].T
+    grads["X"] = dX
+    r = check(spec, grads=grads)[2].results["X"]
+    assert not r.passed and any("overlap" in h for h in r.hints), r.hints
+
+
+def test_impl_object_selected_by_name(cli, tmp_path):
+    path = _module(tmp_path, "class Mine:\n" + textwrap.indent(
+        LINEAR_OK.replace("def forward(", "@staticmethod\ndef forward(").replace(
+            "def backward(", "@staticmethod\ndef backward("), "    "))  # fmt: skip
+    assert cli("check", "linear", "--impl", f"{path}:Mine").exit_code == 0
+    result = cli("check", "linear", "--impl", f"{path}:Nope")
+    assert result.exit_code == 2 and "Nope" in result.stderr
