@@ -165,13 +165,22 @@ ImplOpt = Annotated[
         help="Your implementation: FILE.py (or FILE.py:NAME) with forward() and backward().",
     ),
 ]
+MaxElementsOpt = Annotated[
+    int,
+    typer.Option(help="Refuse a spec whose arrays and output exceed this many elements."),
+]
 TracebackOpt = Annotated[
     bool, typer.Option("--traceback", help="Show the traceback of an internal error.")
 ]
 
 
 def _load(
-    layer: str, spec: str | None, dtype: DType | None, seed: int | None, impl: str | None = None
+    layer: str,
+    spec: str | None,
+    dtype: DType | None,
+    seed: int | None,
+    impl: str | None = None,
+    max_elements: int = 0,
 ) -> Any:
     from gradcli.errors import OptionError
     from gradcli.spec import MAX_SEED, load_spec
@@ -179,8 +188,15 @@ def _load(
 
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
+    if max_elements < 0:
+        raise OptionError(
+            f"expected a positive integer, got {max_elements}", source="--max-elements"
+        )
     code = load_impl(impl) if impl else None
-    return load_spec(layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code)
+    return load_spec(
+        layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
+        max_elements=max_elements,
+    )  # fmt: skip
 
 
 def _emit(
@@ -236,13 +252,14 @@ def compute(
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
     impl: ImplOpt = None,
+    max_elements: MaxElementsOpt = 50_000_000,
     traceback: TracebackOpt = False,
 ) -> None:
     """Forward pass and analytical backward pass: shapes, values, gradients."""
     from gradcli import jsondoc, render
     from gradcli.check import compute as run_compute
 
-    s = _load(layer, spec, dtype, seed, impl)
+    s = _load(layer, spec, dtype, seed, impl, max_elements)
     comp = run_compute(s)
     _emit(
         output,
@@ -309,6 +326,7 @@ def check(
     output: OutputOpt = None,
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
+    max_elements: MaxElementsOpt = 50_000_000,
     traceback: TracebackOpt = False,
 ) -> None:
     """Compare the analytical gradients (or yours: --grads, --impl) with numerical ones.
@@ -323,7 +341,7 @@ def check(
         max_memory=max_memory * 2**20, budget=budget, notify=_notify, top=top,
     )  # fmt: skip
     opts.validate()
-    s = _load(layer, spec, dtype, seed, impl)
+    s = _load(layer, spec, dtype, seed, impl, max_elements)
     if grads is not None:
         from gradcli.user import load_answers
 

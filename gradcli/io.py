@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,22 @@ def parse_yaml(text: str, *, source: str) -> Any:
         raise SpecError(f"invalid YAML: {e}", source=source) from None
 
 
-def load_array(path: Path, npz_key: str | None, *, source: str, key: str) -> np.ndarray:
-    """An array from .npy (or .npz with ``npz_key``); never unpickles."""
+def load_array(
+    path: Path,
+    npz_key: str | None,
+    *,
+    source: str,
+    key: str,
+    reserve: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """An array from .npy (or .npz with ``npz_key``); never unpickles. ``reserve(n)`` is told the
+    element count from the header before any data is read into an array (it may refuse)."""
+    reserve = reserve or (lambda n: None)
+    try:
+        if path.is_file() and path.stat().st_size > 8 * 2**30:
+            raise TensorFileError(f"{path} is larger than 8 GB", source=source, key=key)
+    except OSError:
+        pass  # read_bytes says what is wrong
     data = read_bytes(path, source=source, key=key)
     buf = io.BytesIO(data)
     is_npz = data[:2] == b"PK"
@@ -84,6 +100,7 @@ def load_array(path: Path, npz_key: str | None, *, source: str, key: str) -> np.
                 raise TensorFileError(
                     f"{path} is not a .npy file (no NUMPY header)", source=source, key=key
                 )
+            reserve(_header_size(buf))
             return np.load(buf, allow_pickle=False)
         if not is_npz:
             raise TensorFileError(
@@ -97,6 +114,8 @@ def load_array(path: Path, npz_key: str | None, *, source: str, key: str) -> np.
                 raise TensorFileError(
                     f"{path} has no array {npz_key!r} (arrays: {known})", source=source, key=key
                 )
+            with archive.zip.open(npz_key + ".npy") as member:
+                reserve(_header_size(member))  # before decompressing: zip bombs stop here
             return archive[npz_key]
     except GradcliError:
         raise
@@ -110,6 +129,19 @@ def load_array(path: Path, npz_key: str | None, *, source: str, key: str) -> np.
         raise TensorFileError(
             f"{path} is not a valid .npy/.npz file ({e})", source=source, key=key
         ) from None
+
+
+def _header_size(stream: Any) -> int:
+    """Elements an .npy stream declares in its header (the stream is rewound if it can be)."""
+    start = stream.tell() if stream.seekable() else None
+    major, _ = np.lib.format.read_magic(stream)
+    read = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
+    shape, _, _ = read(stream)
+    if start is not None:
+        stream.seek(start)
+    return math.prod(shape)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

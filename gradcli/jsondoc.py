@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import platform
 from typing import Any
 
 import numpy as np
 
+from gradcli import __version__
 from gradcli.check import CheckReport, Computation, TensorResult, options_dict
 from gradcli.layers import REGISTRY, Layer, TensorInfo
 from gradcli.layers.base import option_table
@@ -26,12 +28,20 @@ def _array(a: np.ndarray) -> dict[str, Any]:
     return {"shape": list(np.shape(a)), "values": _values(a)}
 
 
+VERSIONS = {
+    "gradcli": __version__,
+    "numpy": np.__version__,
+    "python": platform.python_version(),
+}
+
+
 def _header(spec: Spec) -> dict[str, Any]:
     return {
         "layer": spec.layer.name,
         "dtype": spec.dtype,
         "seed": spec.seed,
         "options": options_dict(spec.options),
+        "versions": VERSIONS,  # same spec, seed and versions: byte-identical JSON
     }
 
 

@@ -26,6 +26,7 @@ DTYPES = ("float64", "float32")
 INITS = ("normal", "uniform", "zeros", "ones", "arange")
 TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
 MAX_SEED = 2**63 - 1
+DEFAULT_MAX_ELEMENTS = 50_000_000  # every tensor, the upstream gradient and the output: 400 MB
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def load_spec(
     dtype: str | None = None,
     seed: int | None = None,
     impl: Any = None,
+    max_elements: int = 0,
 ) -> Spec:
     """Load SPEC (a path, ``-`` for stdin, or None for the embedded default) for LAYER. With
     ``impl`` (gradcli.user.Impl) the layer runs the user's forward and backward; LAYER may then
@@ -96,7 +98,10 @@ def load_spec(
             from gradcli.user import user_layer
 
             layer = user_layer(impl, builtin, _custom_names(doc) if custom else ())
-        return build_spec(layer, doc, base=base, source=source, dtype=dtype, seed=seed)
+        return build_spec(
+            layer, doc, base=base, source=source, dtype=dtype, seed=seed,
+            max_elements=max_elements,
+        )  # fmt: skip
     except GradcliError as e:
         raise e.at(source=source) from None
 
@@ -129,6 +134,7 @@ def build_spec(
     source: str,
     dtype: str | None = None,
     seed: int | None = None,
+    max_elements: int = 0,
 ) -> Spec:
     if doc is None:
         raise SpecError("the spec is empty; expected a mapping with a 'tensors' key")
@@ -167,7 +173,7 @@ def build_spec(
                 f"its tensors are {', '.join(known)}",
                 key=f"tensors.{name}",
             )
-    loader = _Loader(base, source, seed, dtype)
+    loader = _Loader(base, source, seed, dtype, max_elements)
     arrays: dict[str, np.ndarray] = {}
     for info in layer.tensors:
         if info.name in tensors_doc:
@@ -188,6 +194,7 @@ def build_spec(
         out_shape = layer.output_shape({n: a.shape for n, a in arrays.items()}, options)
     except ShapeError as e:
         raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
+    loader.reserve(math.prod(out_shape), "tensors", "the arrays and the output")
 
     g_doc = doc.get("grad_output", {"init": "normal"})
     if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
@@ -248,9 +255,23 @@ def _seed(value: Any) -> int:
 class _Loader:
     """Turns one tensor source into a read-only array of the spec's dtype."""
 
-    def __init__(self, base: Path, source: str, seed: int, dtype: str):
+    def __init__(
+        self, base: Path, source: str, seed: int, dtype: str, max_elements: int = 0
+    ) -> None:
         self.base, self.source, self.seed, self.dtype = base, source, seed, dtype
         self.files: list[Path] = []
+        self.max_elements = max_elements or DEFAULT_MAX_ELEMENTS
+        self.used = 0
+
+    def reserve(self, n: int, key: str, what: str = "the spec's arrays") -> None:
+        """Count elements before anything is allocated; over the budget is an input error."""
+        self.used += n
+        if self.used > self.max_elements:
+            raise SpecError(
+                f"{what} would need {self.used:,} elements ({self.used * 8 / 2**20:,.0f} MB in "
+                f"float64), more than --max-elements {self.max_elements:,}",
+                key=key,
+            )
 
     def load(self, value: Any, key: str, name: str) -> np.ndarray:
         arr = self._raw(value, key, name)
@@ -281,7 +302,7 @@ class _Loader:
                 return self._file(value["file"], npz_key, key)
             return self._generate(value, key, name)
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
-            return _inline(value, key)
+            return _inline(value, key, self)
         raise SpecError(
             f"expected a file path, a number, a nested list or a mapping, got {_kind(value)}",
             key=key,
@@ -291,7 +312,9 @@ class _Loader:
         full = Path(path).expanduser()
         full = full if full.is_absolute() else self.base / full
         self.files.append(full)
-        return load_array(full, npz_key, source=self.source, key=key)
+        return load_array(
+            full, npz_key, source=self.source, key=key, reserve=lambda n: self.reserve(n, key)
+        )
 
     def _generate(self, value: dict, key: str, name: str) -> np.ndarray:
         extra = set(value) - {"shape", "init", "scale"}
@@ -309,8 +332,7 @@ class _Loader:
             raise SpecError(
                 f"expected a list of positive integers, got {shape!r}", key=f"{key}.shape"
             )
-        if math.prod(shape) > 10**9:
-            raise SpecError(f"shape {shape} is too large", key=f"{key}.shape")
+        self.reserve(math.prod(shape), f"{key}.shape")
         init = value.get("init", "normal")
         if init not in INITS:
             raise SpecError(f"expected one of {', '.join(INITS)}, got {init!r}", key=f"{key}.init")
@@ -339,28 +361,49 @@ class _Loader:
         return arr * float(scale)
 
 
-def _inline(value: Any, key: str) -> np.ndarray:
-    """A number or a rectangular nested list of numbers (checked before any conversion)."""
+def _inline(value: Any, key: str, loader: _Loader) -> np.ndarray:
+    """A number or a rectangular nested list of numbers, counted and checked before any
+    conversion. YAML aliases can repeat one list many times over ("billion laughs"): each
+    distinct list is visited once, so counting stays linear in the document."""
+    counts: dict[int, int] = {}
+
+    def count(v: Any) -> int:
+        if not isinstance(v, list):
+            return 1
+        if id(v) not in counts:
+            counts[id(v)] = 0  # a self-referencing list counts as empty, then is refused
+            counts[id(v)] = sum(count(item) for item in v)
+        return counts[id(v)]
+
+    loader.reserve(count(value), key)
+    shapes: dict[int, tuple[int, ...]] = {}
 
     def shape_of(v: Any, path: list[int]) -> tuple[int, ...]:
         if isinstance(v, list):
+            if id(v) in shapes:
+                return shapes[id(v)]
             if not v:
                 raise SpecError(f"empty list at {path or 'top'}; expected numbers", key=key)
-            shapes = [shape_of(item, [*path, i]) for i, item in enumerate(v)]
-            for i, s in enumerate(shapes):
-                if s != shapes[0]:
+            shapes[id(v)] = (-1,)  # being visited: a list inside itself is ragged forever
+            found = [shape_of(item, [*path, i]) for i, item in enumerate(v)]
+            for i, s in enumerate(found):
+                if s != found[0] or s == (-1,):
                     raise SpecError(
                         f"ragged nested list: item {[*path, i]} has shape {list(s)}, "
-                        f"item {[*path, 0]} has {list(shapes[0])}",
+                        f"item {[*path, 0]} has {list(found[0])}",
                         key=key,
                     )
-            return (len(v), *shapes[0])
+            shapes[id(v)] = (len(v), *found[0])
+            return shapes[id(v)]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise SpecError(f"expected a number at index {path}, got {_kind(v)}", key=key)
         return ()
 
     shape_of(value, [])
-    return np.array(value, dtype=np.float64)
+    try:
+        return np.array(value, dtype=np.float64)
+    except OverflowError:
+        raise SpecError("a number is too large for float64", key=key) from None
 
 
 def load_source(value: Any, key: str, *, base: Path, source: str) -> np.ndarray:

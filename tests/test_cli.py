@@ -15,12 +15,12 @@ from gradcli.spec import load_spec
 
 LAYERS = list(REGISTRY)
 ANSI = "\x1b["
-HEADER = {"layer", "dtype", "seed", "options"}
+HEADER = {"layer", "dtype", "seed", "options", "versions"}  # versions: issue 6
 COMPUTE_KEYS = HEADER | {"tensors", "output", "grad_output", "gradients", "intermediates"}
 CHECK_KEYS = HEADER | {"passed", "method", "eps", "atol", "rtol", "results"}
 # issue 3 (numerical engine: "the report says which mode ran") adds these to the check
 # document; they may be present, nothing else may
-CHECK_EXTENSIONS = {"mode", "notes"}
+CHECK_EXTENSIONS = {"mode", "notes", "not_checked", "builtin", "forward"}
 RESULT_KEYS = {"shape", "max_abs_error", "max_rel_error", "worst_index", "analytic", "numeric"}
 RESULT_KEYS = RESULT_KEYS | {"passed"}
 IMPOSSIBLE = ("--atol", "0", "--rtol", "1e-16")
