@@ -16,8 +16,9 @@ import numpy as np
 from gradcli import diagnose
 from gradcli.errors import OptionError
 from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, TensorNumerics, get_method
-from gradcli.sampling import SWEEP_STEPS, rademacher, sample_coordinates
+from gradcli.sampling import rademacher, sample_coordinates
 from gradcli.spec import Spec
+from gradcli.user import complex_safe, forward_against_builtin
 
 # (atol, rtol) per dtype of the analytical side and numerical method. float64 central: one
 # element off by 1e-4 (relative) fails; complex step: off by 1e-9 fails. float32: the
@@ -217,7 +218,7 @@ def check(
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
     )  # fmt: skip
     if not spec.layer.broadcasts and opts.method == "complex":
-        _complex_safe(spec, engine)
+        complex_safe(spec, engine)
     under_test = dict(comp.gradients) if opts.grads is None else dict(opts.grads)
     names = tuple(n for n in spec.tensors if n in under_test)
     notes: list[str] = []
@@ -279,47 +280,9 @@ def check(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
         not_checked=tuple(n for n in spec.tensors if n not in under_test), builtin=builtin,
-        forward=_forward_against_builtin(spec, comp),
+        forward=forward_against_builtin(spec, comp),
     )  # fmt: skip
     return comp, numeric, report
-
-
-def _forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | None:
-    """--impl of a built-in layer: the user's forward against ours on the same tensors."""
-    from gradcli.layers import REGISTRY
-
-    builtin = REGISTRY.get(spec.layer.name)
-    if spec.layer.broadcasts or builtin is None:
-        return None
-    ours, _ = builtin.forward(spec.tensors, spec.options)
-    if np.shape(ours) != np.shape(comp.output):
-        raise OptionError(
-            f"your forward returns shape {list(np.shape(comp.output))}, the built-in "
-            f"{builtin.name} returns {list(np.shape(ours))}",
-            source="--impl",
-        )
-    scale = float(np.max(np.abs(ours), initial=0.0)) or 1.0
-    eps = np.finfo(spec.dtype).eps
-    return compare(spec.output_info.name, comp.output, ours, 64 * eps * scale, 64 * eps)
-
-
-def _complex_safe(spec: Spec, engine: Engine) -> None:
-    """A user's forward may drop or mangle the imaginary part (abs, max, real casts): compare
-    the complex step with central differences on a few coordinates before trusting it."""
-    central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
-    rng = np.random.default_rng(0)
-    for name, a in spec.tensors.items():
-        picks = rng.choice(a.size, size=min(3, a.size), replace=False)
-        c = engine.gradient(name, coords=picks)[0].ravel()[picks]
-        r = central.gradient(name, coords=picks)[0].ravel()[picks]
-        if np.any(np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), 1.0)):
-            j = int(np.argmax(np.abs(c - r)))
-            raise OptionError(
-                f"your forward is not complex-safe: the complex step and central differences "
-                f"disagree on d{name} (flat index {int(picks[j])}: {c[j]:.6g} vs {r[j]:.6g}); "
-                "use another --method",
-                source="--method",
-            )
 
 
 def _probe(
@@ -373,28 +336,6 @@ def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:
         scale = float(np.max(np.abs(g64[n]), initial=0.0)) or 1.0
         out[n] = float(np.max(np.abs(a - g64[n]), initial=0.0)) / scale
     return out
-
-
-def run_sweep(
-    spec: Spec, method: str = "central", coloring: bool = True
-) -> tuple[list[dict[str, Any]], float]:
-    """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], best step.
-    error = max over tensors of max |a - n| / max |a| (a normalized error, robust to zeros)."""
-    comp = compute(spec)
-    rows = []
-    for eps in SWEEP_STEPS:
-        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method,
-                        eps=eps)  # fmt: skip
-        errors = {}
-        for name in spec.tensors:
-            a = np.asarray(comp.gradients[name], dtype=np.float64)
-            n = engine.gradient(name, coloring=coloring)[0]
-            errors[name] = float(np.max(np.abs(a - n))) / (float(np.max(np.abs(a))) or 1.0)
-        rows.append({"eps": eps, "error": max(errors.values()), "errors": errors})
-    best = min(range(len(rows)), key=lambda i: rows[i]["error"])
-    for i, row in enumerate(rows):
-        row["regime"] = "best" if i == best else "truncation" if i < best else "round-off"
-    return rows, rows[best]["eps"]
 
 
 def options_dict(options: Any) -> dict[str, Any]:

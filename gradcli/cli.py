@@ -332,8 +332,9 @@ def check(
     """Compare the analytical gradients (or yours: --grads, --impl) with numerical ones.
     Exit 1 on a mismatch."""
     from gradcli import jsondoc, render
-    from gradcli.check import CheckOptions, run_sweep
+    from gradcli.check import CheckOptions
     from gradcli.check import check as run_check
+    from gradcli.sweep import run_sweep
 
     opts = CheckOptions(
         method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,

@@ -14,12 +14,17 @@ import importlib.util
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradcli.errors import GradcliError
 from gradcli.layers.base import Layer, Shapes, TensorInfo
+
+if TYPE_CHECKING:  # the checker imports this module; these are for annotations only
+    from gradcli.check import Computation, TensorResult
+    from gradcli.numeric import Engine
+    from gradcli.spec import Spec
 
 
 class UserCodeError(GradcliError):
@@ -228,3 +233,46 @@ def _npz(path: Path, target: str) -> dict[str, np.ndarray]:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise GradcliError(f"not a valid .npz/.npy file ({e})", source=target) from None
+
+
+def forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | None:
+    """--impl of a built-in layer: the user's forward against ours on the same tensors."""
+    from gradcli.check import compare
+    from gradcli.errors import OptionError
+    from gradcli.layers import REGISTRY
+
+    builtin = REGISTRY.get(spec.layer.name)
+    if spec.layer.broadcasts or builtin is None:
+        return None
+    ours, _ = builtin.forward(spec.tensors, spec.options)
+    if np.shape(ours) != np.shape(comp.output):
+        raise OptionError(
+            f"your forward returns shape {list(np.shape(comp.output))}, the built-in "
+            f"{builtin.name} returns {list(np.shape(ours))}",
+            source="--impl",
+        )
+    scale = float(np.max(np.abs(ours), initial=0.0)) or 1.0
+    eps = np.finfo(spec.dtype).eps
+    return compare(spec.output_info.name, comp.output, ours, 64 * eps * scale, 64 * eps)
+
+
+def complex_safe(spec: Spec, engine: Engine) -> None:
+    """A user's forward may drop or mangle the imaginary part (abs, max, real casts): compare
+    the complex step with central differences on a few coordinates before trusting it."""
+    from gradcli.errors import OptionError
+    from gradcli.numeric import Engine
+
+    central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    rng = np.random.default_rng(0)
+    for name, a in spec.tensors.items():
+        picks = rng.choice(a.size, size=min(3, a.size), replace=False)
+        c = engine.gradient(name, coords=picks)[0].ravel()[picks]
+        r = central.gradient(name, coords=picks)[0].ravel()[picks]
+        if np.any(np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), 1.0)):
+            j = int(np.argmax(np.abs(c - r)))
+            raise OptionError(
+                f"your forward is not complex-safe: the complex step and central differences "
+                f"disagree on d{name} (flat index {int(picks[j])}: {c[j]:.6g} vs {r[j]:.6g}); "
+                "use another --method",
+                source="--method",
+            )

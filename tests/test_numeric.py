@@ -8,12 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from gradcli.check import CheckOptions, check, run_sweep
+from gradcli.check import CheckOptions, check
 from gradcli.errors import OptionError
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import same
 from gradcli.numeric import METHODS, Engine, numerical_gradients
 from gradcli.spec import Spec, load_spec
+from gradcli.sweep import run_sweep
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from reference import REFERENCES  # noqa: E402
