@@ -277,3 +277,38 @@ def test_impl_object_selected_by_name(cli, tmp_path):
     assert cli("check", "linear", "--impl", f"{path}:Mine").exit_code == 0
     result = cli("check", "linear", "--impl", f"{path}:Nope")
     assert result.exit_code == 2 and "Nope" in result.stderr
+
+
+def test_causal_mask_after_the_softmax_is_caught(cli, tmp_path):
+    """The classic slip: masking A after the softmax (rows no longer sum to 1). The built-in
+    backward (right for the masked softmax) then disagrees with the numerical gradient of this
+    forward, and the forward disagrees with ours."""
+    path = _module(tmp_path, """
+from gradcli.layers import REGISTRY
+
+LAYER = REGISTRY["attention"]
+OPTS = LAYER.make_options({"causal": True})
+
+def forward(X, W_Q, W_K, W_V, causal=False):
+    Q, K, V = X @ W_Q, X @ W_K, X @ W_V
+    S = Q @ K.T / np.sqrt(Q.shape[1])
+    A = np.exp(S - S.max(axis=1, keepdims=True))
+    A /= A.sum(axis=1, keepdims=True)
+    A = A * np.tri(len(A))          # masked after the softmax
+    return A @ V
+
+def backward(grad_output, X, W_Q, W_K, W_V, causal=False):
+    _, cache = LAYER.forward({"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V}, OPTS)
+    g = LAYER.backward(grad_output, cache)
+    return {n: g[n] for n in ("X", "W_Q", "W_K", "W_V")}
+""")
+    spec = tmp_path / "causal.yaml"
+    spec.write_text(
+        "options: {causal: true}\ntensors:\n  X: {shape: [4, 3]}\n  W_Q: {shape: [3, 2]}\n"
+        "  W_K: {shape: [3, 2]}\n  W_V: {shape: [3, 2]}\n"
+    )
+    result = cli("check", "attention", spec, "--impl", path, "--format", "json")
+    assert result.exit_code == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert not doc["forward"]["passed"] and not doc["passed"]
+    assert not all(r["passed"] for r in doc["results"].values())
