@@ -84,7 +84,22 @@ def peak_memory_mb(spec: Spec) -> float:
     return peak / 2**20
 
 
-def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: float) -> dict:
+def paired(ours, theirs, repeat: int) -> tuple[float, float]:
+    """Medians of two functions timed alternately, so drift on a shared machine hits both."""
+    for _ in range(3):
+        ours(), theirs()
+    a, b = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        ours()
+        a.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        theirs()
+        b.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
+def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: float, ours) -> dict:
     f = torch_forward(layer, options)
     tt = {n: torch.tensor(a, requires_grad=True) for n, a in tensors.items()}
     gt = torch.tensor(g)
@@ -94,7 +109,8 @@ def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: flo
             v.grad = None
         f(**tt).backward(gt)
 
-    out = {"fwd_bwd": median_time(fwd_bwd, max(repeat, 20), warmup=3)}
+    mine, theirs = paired(ours, fwd_bwd, max(repeat, 30))
+    out = {"fwd_bwd": theirs, "paired_analytic_fwd_bwd": mine}
     with torch.no_grad():
         one_forward = median_time(lambda: f(**tt), max(repeat, 20), warmup=3)
     n = sum(a.size for a in tensors.values())
@@ -157,14 +173,15 @@ def main() -> None:
             row = {"size": size, "layer": case, "options": raw, "coordinates": n}
             row["central"] = gradcli_check(spec, "central", repeat)
             row["complex"] = gradcli_check(spec, "complex", repeat)
-            row["analytic_fwd_bwd"] = median_time(
-                lambda lay=lay, t=tensors, g=g, o=options: lay.backward(g, lay.forward(t, o)[1]),
-                max(repeat, 20),
-                warmup=3,
-            )
+
+            def ours(lay=lay, t=tensors, g=g, o=options):
+                return lay.backward(g, lay.forward(t, o)[1])
+
+            row["analytic_fwd_bwd"] = median_time(ours, max(repeat, 20), warmup=3)
             row["peak_mb"] = None if args.no_memory else peak_memory_mb(spec)
             if torch is not None:
-                row["torch"] = torch_numbers(layer, raw, tensors, g, repeat, args.torch_limit)
+                row["torch"] = torch_numbers(layer, raw, tensors, g, repeat, args.torch_limit, ours)
+                row["analytic_fwd_bwd"] = row["torch"]["paired_analytic_fwd_bwd"]
             rows.append(row)
             print(format_row(row), flush=True)
     record = {

@@ -348,4 +348,5 @@ def options_dict(options: Any) -> dict[str, Any]:
         f.name: getattr(options, f.name)
         for f in dataclasses.fields(options)
         if getattr(options, f.name) != f.default
+        and not (f.default is None and getattr(options, f.name) is False)  # settled, not set
     }

@@ -13,6 +13,26 @@ EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 
 
+def brief(value: object, limit: int = 60) -> str:
+    """A short description of a value for an error message: never the repr of a huge (or
+    alias-bombed) structure, never more than ``limit`` characters."""
+    scalar = (int, float, str, bool, type(None))
+    if isinstance(value, (list, tuple)):
+        if len(value) <= 8 and all(isinstance(v, scalar) for v in value):
+            text = "[" + ", ".join(brief(v, 16) for v in value) + "]"
+            if len(text) <= limit:
+                return text
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} keys"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int) and abs(value) > 10**15:
+        return "a very large integer"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class GradcliError(Exception):
     """Bad input or bad usage; becomes one line on stderr and exit code 2.
 
@@ -35,7 +55,7 @@ class GradcliError(Exception):
         return err
 
     def __str__(self) -> str:
-        return ": ".join(p for p in (self.source, self.key, self.message) if p)
+        return ": ".join(str(p) for p in (self.source, self.key, self.message) if p)
 
 
 class SpecError(GradcliError):

@@ -6,9 +6,9 @@ import io
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from gradcli.errors import GradcliError, SpecError, TensorFileError
+from gradcli.errors import GradcliError, SpecError, TensorFileError, brief
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -31,8 +31,11 @@ _Loader.add_implicit_resolver(
 
 
 def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
-    """The bytes of ``path``; a missing, directory or unreadable file is a TensorFileError."""
+    """The bytes of ``path``; a missing, directory, special or unreadable file is a
+    TensorFileError (a FIFO or /dev/zero would block or never end)."""
     try:
+        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise TensorFileError(f"{path} is not a regular file", source=source, key=key)
         return path.read_bytes()
     except FileNotFoundError:
         raise TensorFileError(f"file not found: {path}", source=source, key=key) from None
@@ -42,6 +45,10 @@ def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
         ) from None
     except OSError as e:
         raise TensorFileError(f"cannot read {path}: {e.strerror}", source=source, key=key) from None
+    except ValueError:  # a NUL byte in the path
+        raise TensorFileError(
+            f"invalid file name {brief(str(path))}", source=source, key=key
+        ) from None
 
 
 def read_spec_text(spec: str) -> tuple[str, str, Path]:
@@ -58,14 +65,26 @@ def read_spec_text(spec: str) -> tuple[str, str, Path]:
 
 def parse_yaml(text: str, *, source: str) -> Any:
     """Safe YAML (no python tags, nothing constructed); errors name the line and column."""
+    huge = re.search(r"\d{4000,}", text)
+    if huge:  # Python refuses to parse such integers, deep inside the YAML constructor
+        line = text.count("\n", 0, huge.start()) + 1
+        raise SpecError(
+            f"invalid YAML: line {line}: a number with more than 4000 digits", source=source
+        )
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is a SafeLoader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(f"invalid YAML: {where}{e.problem or e}", source=source) from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid YAML: {e}", source=source) from None
+        raise SpecError(
+            _one_line(f"invalid YAML: {where}{e.problem or e}"), source=source
+        ) from None
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of > 4300 digits
+        raise SpecError(_one_line(f"invalid YAML: {e}"), source=source) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def load_array(
@@ -123,11 +142,13 @@ def load_array(
         if "pickle" in str(e):
             msg = f"{path} holds pickled (object) data, which gradcli never loads"
         else:
-            msg = f"{path} is not a valid .npy/.npz file ({e})"
+            msg = f"{path} is not a valid .npy/.npz file ({_one_line(str(e))[:80]})"
         raise TensorFileError(msg, source=source, key=key) from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - numpy's parsers raise all kinds on garbage
         raise TensorFileError(
-            f"{path} is not a valid .npy/.npz file ({e})", source=source, key=key
+            f"{path} is not a valid .npy/.npz file ({_one_line(str(e))[:80]})",
+            source=source,
+            key=key,
         ) from None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, ShapeError, SpecError
+from gradcli.errors import GradcliError, ShapeError, SpecError, brief
 from gradcli.io import load_array, parse_yaml, read_spec_text
 from gradcli.layers import Layer, TensorInfo, get_layer
 
@@ -148,7 +148,7 @@ def build_spec(
             )
     if "layer" in doc and doc["layer"] != layer.name:
         raise SpecError(
-            f"the spec is for layer {doc['layer']!r} but the command asked for {layer.name!r}",
+            f"the spec is for layer {brief(doc['layer'])} but the command asked for {layer.name!r}",
             key="layer",
         )
     dtype = _dtype(doc.get("dtype", "float64") if dtype is None else dtype)
@@ -169,7 +169,7 @@ def build_spec(
         if name not in layer.all_tensor_names:
             known = layer.all_tensor_names
             raise SpecError(
-                f"{layer.name} has no tensor {name!r}{_suggest(str(name), known)}; "
+                f"{layer.name} has no tensor {brief(name)}{_suggest(str(name), known)}; "
                 f"its tensors are {', '.join(known)}",
                 key=f"tensors.{name}",
             )
@@ -187,7 +187,9 @@ def build_spec(
     given = {n: a.shape for n, a in arrays.items()}
     for info in layer.infos(given):  # an omitted bias is zeros, sized from the other tensors
         if info.name not in arrays and info.optional:
-            arrays[info.name] = np.zeros(_infer_shape(layer, info.axes, arrays), dtype=dtype)
+            shape = _infer_shape(layer, info.axes, arrays)
+            loader.reserve(math.prod(shape), f"tensors.{info.name}")
+            arrays[info.name] = np.zeros(shape, dtype=dtype)
     arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
     options = layer.resolve_options(options, {n: a.shape for n, a in arrays.items()})
     try:
@@ -242,13 +244,13 @@ def _kind(value: Any) -> str:
 
 def _dtype(value: Any) -> str:
     if value not in DTYPES:
-        raise SpecError(f"expected one of {', '.join(DTYPES)}, got {value!r}", key="dtype")
+        raise SpecError(f"expected one of {', '.join(DTYPES)}, got {brief(value)}", key="dtype")
     return value
 
 
 def _seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise SpecError(f"expected an integer from 0 to 2**63-1, got {value!r}", key="seed")
+        raise SpecError(f"expected an integer from 0 to 2**63-1, got {brief(value)}", key="seed")
     return value
 
 
@@ -274,16 +276,18 @@ class _Loader:
             )
 
     def load(self, value: Any, key: str, name: str) -> np.ndarray:
-        arr = self._raw(value, key, name)
-        if arr.dtype.kind != "f":
-            raise SpecError(f"expected floating-point values, got a {arr.dtype} array", key=key)
+        raw = self._raw(value, key, name)
+        if raw.dtype.kind != "f":
+            raise SpecError(f"expected floating-point values, got a {raw.dtype} array", key=key)
+        if raw.size == 0:
+            raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
+        with np.errstate(over="ignore"):  # an overflow to inf in the cast is refused below
+            arr = np.array(raw, dtype=self.dtype)
         if not np.isfinite(arr).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            raise SpecError(
-                f"non-finite value {arr[bad]!r} at index {list(bad)}; expected finite numbers",
-                key=key,
-            )
-        return np.array(arr, dtype=self.dtype)
+            what = "non-finite" if not np.isfinite(raw[bad]) else f"too large for {self.dtype}"
+            raise SpecError(f"{what} value at index {list(bad)}; expected finite numbers", key=key)
+        return arr
 
     def _raw(self, value: Any, key: str, name: str) -> np.ndarray:
         if isinstance(value, str):
@@ -293,7 +297,8 @@ class _Loader:
             if "file" in value:
                 extra = set(value) - {"file", "key"}
                 if extra:
-                    raise SpecError(f"unknown key {sorted(extra)[0]!r} beside 'file'", key=key)
+                    bad = sorted(map(str, extra))[0]
+                    raise SpecError(f"unknown key {brief(bad)} beside 'file'", key=key)
                 if not isinstance(value["file"], str):
                     raise SpecError("'file' must be a path", key=f"{key}.file")
                 npz_key = value.get("key")
@@ -309,7 +314,10 @@ class _Loader:
         )
 
     def _file(self, path: str, npz_key: str | None, key: str) -> np.ndarray:
-        full = Path(path).expanduser()
+        try:
+            full = Path(path).expanduser()
+        except RuntimeError:  # ~nosuchuser
+            raise SpecError(f"cannot expand the home folder in {brief(path)}", key=key) from None
         full = full if full.is_absolute() else self.base / full
         self.files.append(full)
         return load_array(
@@ -330,19 +338,21 @@ class _Loader:
             isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
         ):
             raise SpecError(
-                f"expected a list of positive integers, got {shape!r}", key=f"{key}.shape"
+                f"expected a list of positive integers, got {brief(shape)}", key=f"{key}.shape"
             )
         self.reserve(math.prod(shape), f"{key}.shape")
         init = value.get("init", "normal")
         if init not in INITS:
-            raise SpecError(f"expected one of {', '.join(INITS)}, got {init!r}", key=f"{key}.init")
+            raise SpecError(
+                f"expected one of {', '.join(INITS)}, got {brief(init)}", key=f"{key}.init"
+            )
         scale = value.get("scale", 1.0)
-        if (
-            isinstance(scale, bool)
-            or not isinstance(scale, (int, float))
-            or not math.isfinite(scale)
-        ):
-            raise SpecError(f"expected a finite number, got {scale!r}", key=f"{key}.scale")
+        try:
+            finite = not isinstance(scale, bool) and math.isfinite(float(scale))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite or not isinstance(scale, (int, float)):
+            raise SpecError(f"expected a finite number, got {brief(scale)}", key=f"{key}.scale")
         # one independent stream per tensor name: adding a tensor never changes the others
         rng = np.random.default_rng(
             np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))

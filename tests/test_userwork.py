@@ -283,7 +283,9 @@ def test_causal_mask_after_the_softmax_is_caught(cli, tmp_path):
     """The classic slip: masking A after the softmax (rows no longer sum to 1). The built-in
     backward (right for the masked softmax) then disagrees with the numerical gradient of this
     forward, and the forward disagrees with ours."""
-    path = _module(tmp_path, """
+    path = _module(
+        tmp_path,
+        """
 from gradcli.layers import REGISTRY
 
 LAYER = REGISTRY["attention"]
@@ -301,7 +303,8 @@ def backward(grad_output, X, W_Q, W_K, W_V, causal=False):
     _, cache = LAYER.forward({"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V}, OPTS)
     g = LAYER.backward(grad_output, cache)
     return {n: g[n] for n in ("X", "W_Q", "W_K", "W_V")}
-""")
+""",
+    )
     spec = tmp_path / "causal.yaml"
     spec.write_text(
         "options: {causal: true}\ntensors:\n  X: {shape: [4, 3]}\n  W_Q: {shape: [3, 2]}\n"

@@ -11,14 +11,13 @@ Xp the zero-padded input and, per spatial axis, out = floor((n + 2p - d(k-1) - 1
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gradcli.errors import OptionError, ShapeError
+from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers.base import AxisMap, rows_matmul
 
 
@@ -52,7 +51,7 @@ def ints(name: str, value: Any, dims: int, minimum: int) -> tuple[int, ...]:
         isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values
     ):
         raise OptionError(
-            f"{name} must be an integer >= {minimum}{pair}, got {json.dumps(value)}",
+            f"{name} must be an integer >= {minimum}{pair}, got {brief(value)}",
             key=f"options.{name}",
         )
     return tuple(values)
@@ -70,7 +69,7 @@ def validate(stride: Any, padding: Any, dilation: Any, dims: int) -> None:
         return
     if isinstance(padding, str):
         raise OptionError(
-            f"padding must be 'valid', 'same' or an integer >= 0, got {json.dumps(padding)}",
+            f"padding must be 'valid', 'same' or an integer >= 0, got {brief(padding)}",
             key="options.padding",
         )
     ints("padding", padding, dims, 0)

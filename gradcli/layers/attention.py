@@ -7,14 +7,13 @@ S, A (..., T, T); with h > 1 heads they carry a head axis: Q (..., h, T, d_k/h),
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradcli.errors import OptionError, ShapeError
+from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -35,11 +34,11 @@ class Options:
     def __post_init__(self) -> None:
         if not isinstance(self.causal, bool):
             raise OptionError(
-                f"causal must be true or false, got {json.dumps(self.causal)}", key="options.causal"
+                f"causal must be true or false, got {brief(self.causal)}", key="options.causal"
             )
         if isinstance(self.heads, bool) or not isinstance(self.heads, int) or self.heads < 1:
             raise OptionError(
-                f"heads must be an integer >= 1, got {json.dumps(self.heads)}", key="options.heads"
+                f"heads must be an integer >= 1, got {brief(self.heads)}", key="options.heads"
             )
 
 

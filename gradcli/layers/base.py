@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import OptionError
+from gradcli.errors import OptionError, brief
 
 Arrays = Mapping[str, np.ndarray]
 Shapes = Mapping[str, tuple[int, ...]]
@@ -151,11 +151,11 @@ class Layer:
         if self.options is dict:  # a custom layer: the user's own keywords, unchecked
             return MappingProxyType(raw)
         fields = {f.name for f in dataclasses.fields(self.options)}
-        unknown = sorted(set(raw) - fields)
+        unknown = sorted(str(k) for k in set(raw) - fields)
         if unknown:
             known = ", ".join(sorted(fields)) or "none"
             raise OptionError(
-                f"unknown option {unknown[0]!r} for {self.name} (known options: {known})",
-                key=f"options.{unknown[0]}",
+                f"unknown option {brief(unknown[0])} for {self.name} (known options: {known})",
+                key=f"options.{unknown[0][:40]}",
             )
         return self.options(**raw)

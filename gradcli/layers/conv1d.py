@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import OptionError, ShapeError
+from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers import _conv
 from gradcli.layers.base import (
     Arrays,
@@ -42,7 +42,8 @@ class Options:
         _conv.validate(self.stride, self.padding, self.dilation, 1)
         if self.channels not in (None, True, False):
             raise OptionError(
-                f"channels must be true or false, got {self.channels!r}", key="options.channels"
+                f"channels must be true or false, got {brief(self.channels)}",
+                key="options.channels",
             )
 
 
@@ -54,8 +55,7 @@ def resolve(options: Options, s: Shapes) -> Options:
             "(3-D w (k, C_in, C_out) means channels, 1-D w (k,) means none)",
             key="options.channels",
         )
-    # None, not False, for the seed's form: the JSON shows only options that differ from default
-    return dataclasses.replace(options, channels=True if channels else None)
+    return dataclasses.replace(options, channels=channels)
 
 
 def _geometry(n: int, k: int, options: Options) -> list[_conv.Axis]:
