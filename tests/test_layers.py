@@ -95,7 +95,7 @@ def test_every_layer_has_a_reference():
     assert set(REGISTRY) <= set(REFERENCES)
 
 
-@pytest.mark.parametrize("name, shapes, seed", shape_cases())
+@pytest.mark.parametrize("name, shapes, seed", list(shape_cases()))
 def test_matches_loop_reference(name, shapes, seed):
     layer, rng = REGISTRY[name], np.random.default_rng(seed)
     t = make(layer, shapes, rng)
