@@ -68,9 +68,15 @@ def torch_forward(layer: str, options: dict | None = None):
         return lambda x, w, b: F.conv1d(x[None, None], w[None, None])[0, 0] + b
     if layer == "conv2d":
         # NCHW inside, channel-last outside, like gradcli
-        return lambda X, W, b: F.conv2d(X.permute(2, 0, 1)[None], W.permute(3, 2, 0, 1), b)[
-            0
-        ].permute(1, 2, 0)
+        s, p = options.get("stride", 1), options.get("padding", 0)
+
+        def conv2d(X, W, b):
+            batched = X if X.ndim == 4 else X[None]
+            Z = F.conv2d(batched.permute(0, 3, 1, 2), W.permute(3, 2, 0, 1), b, stride=s, padding=p)
+            Z = Z.permute(0, 2, 3, 1)
+            return Z if X.ndim == 4 else Z[0]
+
+        return conv2d
     if layer == "attention":
         h, causal = options.get("heads", 1), options.get("causal", False)
 
