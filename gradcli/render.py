@@ -160,14 +160,14 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
     )
     table.add_column("gradient")
     table.add_column("checked", justify="right")
-    for col in ("max abs err", "max rel err"):
-        table.add_column(col, justify="right")
+    for col in ("abs err", "rel err"):
+        table.add_column(col, justify="right", no_wrap=True)
     table.add_column("worst element", no_wrap=True)
     for col in ("analytic", "numeric"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("atol", justify="right")
     table.add_column("result")
-    table.add_column("reading (CS231n)")
+    table.add_column("reading", no_wrap=True)
     for name, r in report.results.items():
         info = spec.info(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
@@ -176,7 +176,7 @@ def _check_table(spec: Spec, report: CheckReport) -> Table:
         where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
         table.add_row(
             Text("d" + name, style="bold"), checked, f"{r.max_abs_error:.3g}",
-            f"{r.max_rel_error:.3g}", where, f"{r.analytic:.8g}", f"{r.numeric:.8g}",
+            f"{r.max_rel_error:.3g}", where, f"{r.analytic:.7g}", f"{r.numeric:.7g}",
             f"{r.atol:.2g}", verdict, r.band,
         )  # fmt: skip
     return table
@@ -315,7 +315,7 @@ def console(file: Any, plain: bool = False) -> Console:
     a file, a pipe, or with NO_COLOR set; markup off, since indices like [m=1] are data."""
     if plain or not file.isatty() or os.environ.get("NO_COLOR"):
         return Console(
-            file=file, width=120, color_system=None, force_terminal=False, highlight=False,
+            file=file, width=140, color_system=None, force_terminal=False, highlight=False,
             markup=False,
         )  # fmt: skip
     return Console(file=file, highlight=False, markup=False)
