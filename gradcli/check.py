@@ -217,6 +217,13 @@ def check(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
     )  # fmt: skip
+    smallest = engine.forward_bytes + 2 * max(a.nbytes for a in engine.t64.values())
+    if smallest > opts.max_memory:  # even one perturbed copy at a time would not fit
+        raise OptionError(
+            f"the numerical check needs about {smallest / 2**20:,.0f} MB for one perturbed "
+            f"forward pass, more than --max-memory {opts.max_memory / 2**20:,.0f} MB",
+            source="--max-memory",
+        )
     if not spec.layer.broadcasts and opts.method == "complex":
         complex_safe(spec, engine)
     under_test = dict(comp.gradients) if opts.grads is None else dict(opts.grads)

@@ -75,3 +75,10 @@ def test_sweep_table_and_json(cli, cli_json):
 def test_float32_table_shows_round_off(cli):
     result = cli("check", "conv2d", "--dtype", "float32")
     assert result.exit_code == 0 and "float32 round-off" in result.stdout
+
+
+def test_max_memory_too_small_for_one_forward_is_refused(cli, write_spec):
+    spec = write_spec("tensors:\n  X: {shape: [64, 64, 16]}\n  W: {shape: [3, 3, 16, 32]}\n")
+    result = cli("check", "conv2d", spec, "--max-memory", "1")
+    assert result.exit_code == 2 and "--max-memory" in result.stderr and "MB" in result.stderr
+    assert result.stdout == ""
