@@ -339,7 +339,7 @@ def check(
     opts = CheckOptions(
         method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,
         mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
-        max_memory=max_memory * 2**20, budget=budget, notify=_notify, top=top,
+        max_memory=max_memory * 2**20, budget=budget, notify=_error, top=top,
     )  # fmt: skip
     opts.validate()
     s = _load(layer, spec, dtype, seed, impl, max_elements)
@@ -379,10 +379,6 @@ def _eps(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise OptionError(f"expected 'auto' or a number, got {text!r}", source="--eps") from None
-
-
-def _notify(message: str) -> None:
-    print(f"gradcli: {message}", file=sys.stderr)
 
 
 @app.command()
