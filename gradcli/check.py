@@ -199,6 +199,10 @@ class CheckOptions:
             )
         if self.max_memory < 2**20:
             raise OptionError("expected at least 1 MB", source="--max-memory")
+        if not math.isfinite(self.budget) or self.budget < 0:
+            raise OptionError(
+                f"expected a number of seconds >= 0, got {self.budget}", source="--budget"
+            )
         if self.top < 1:
             raise OptionError(f"expected a positive integer, got {self.top}", source="--top")
 

@@ -180,7 +180,7 @@ def _load(
     dtype: DType | None,
     seed: int | None,
     impl: str | None = None,
-    max_elements: int = 0,
+    max_elements: int = 50_000_000,
 ) -> Any:
     from gradcli.errors import OptionError
     from gradcli.spec import MAX_SEED, load_spec
@@ -188,7 +188,7 @@ def _load(
 
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
-    if max_elements < 0:
+    if max_elements < 1:
         raise OptionError(
             f"expected a positive integer, got {max_elements}", source="--max-elements"
         )

@@ -82,3 +82,16 @@ def test_max_memory_too_small_for_one_forward_is_refused(cli, write_spec):
     result = cli("check", "conv2d", spec, "--max-memory", "1")
     assert result.exit_code == 2 and "--max-memory" in result.stderr and "MB" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["--budget", "-1"], "--budget"),
+        (["--max-elements", "0"], "--max-elements"),
+        (["--top", "0"], "--top"),
+    ],  # fmt: skip
+)
+def test_bad_budget_and_limits_exit_2(cli, args, where):
+    result = cli("check", "linear", *args)
+    assert result.exit_code == 2 and result.stderr.startswith(f"gradcli: error: {where}")
