@@ -117,7 +117,7 @@ def compare(
     *,
     top: int = 5,
     letters: list[str] | None = None,
-    context: dict[str, Any] | None = None,
+    context: Callable[[], dict[str, Any]] | None = None,
     **extra: Any,
 ) -> TensorResult:
     """Element-wise pass rule |a - n| <= atol + rtol * |n|; NaN numeric entries are skipped."""
@@ -147,8 +147,10 @@ def compare(
     worst = np.unravel_index(int(order[0]), a.shape) if a.size else ()
     fail = seen & (err > tol)
     significant = seen & (denom > 10 * atol)
-    found = diagnose.hints(name, a, np.where(seen, n, np.nan), fail, tol, letters or [],
-                           context or {}) if fail.any() else []  # fmt: skip
+    found = []
+    if fail.any():  # the layer facts the hints look at cost work: only for a failing tensor
+        found = diagnose.hints(name, a, np.where(seen, n, np.nan), fail, tol, letters or [],
+                               context() if context else {})  # fmt: skip
     return TensorResult(
         name=name,
         shape=tuple(a.shape),
@@ -254,7 +256,6 @@ def check(
     numeric: dict[str, np.ndarray] = {}
     results: dict[str, TensorResult] = {}
     builtin: dict[str, TensorResult] = {}
-    classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
     for name in names:
         analytic = under_test[name]
         extra = {"roundoff": roundoff.get(name)}
@@ -279,12 +280,10 @@ def check(
         tensor_atol = atol
         if opts.atol is None:  # the default atol never sits below what the numbers can resolve
             tensor_atol = _resolvable(atol, info.noise, analytic, grad, roundoff.get(name))
-        letters = list(spec.info(name).index)
-        ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
-        ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
-        results[name] = compare(name, analytic, grad, tensor_atol, rtol, mode=mode_used,
-                                numerics=info, top=opts.top, letters=letters, context=ctx,
-                                **extra)  # fmt: skip
+        results[name] = compare(
+            name, analytic, grad, tensor_atol, rtol, mode=mode_used, numerics=info, top=opts.top,
+            letters=list(spec.info(name).index), context=lambda n=name: _context(spec, n), **extra,
+        )  # fmt: skip
         if opts.grads is not None:
             builtin[name] = compare(name, comp.gradients[name], grad, tensor_atol, rtol, top=1)
     report = CheckReport(
@@ -296,6 +295,14 @@ def check(
     return comp, numeric, report
 
 
+def _context(spec: Spec, name: str) -> dict[str, Any]:
+    """What the hints may use about tensor ``name`` (built only for a failing tensor)."""
+    ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
+    classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
+    ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
+    return ctx
+
+
 def _probe(
     engine: Engine, name: str, analytic: np.ndarray, dtype: str, opts: CheckOptions,
     rng: np.random.Generator, extra: dict[str, Any],
@@ -304,11 +311,11 @@ def _probe(
     a = np.asarray(analytic, dtype=np.float64)
     rtol = 1e-5 if dtype == "float32" else PROBE_RTOL[opts.method]
     worst = (0.0, 0.0, 0.0)
+    noise = engine.noise_factor() * float(engine.gy.sum())
     for _ in range(2):
         num, p = engine.directional(name, rademacher(a.shape, rng))
         ana = float(np.sum(a * p))
         err = abs(num - ana)
-        noise = engine.noise_factor() * float(engine.gy.sum())
         if err > rtol * float(np.sum(np.abs(a * p))) + noise + 1e-300:
             return None
         worst = max(worst, (err, ana, num))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +127,7 @@ class Engine:
         arrays = [out] + [v for v in cache.values() if isinstance(v, np.ndarray)]
         self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
         self.largest_bytes = max(a.nbytes for a in arrays)
+        self._colorings: dict[str, _Coloring | None] = {}  # estimates and checks share them
 
     # ------------------------------------------------------------ evaluation
     def _forward_stack(self, name: str, probes: np.ndarray) -> np.ndarray:
@@ -206,6 +207,11 @@ class Engine:
 
     # ------------------------------------------------------------ coloring
     def _coloring(self, name: str) -> _Coloring | None:
+        if name not in self._colorings:
+            self._colorings[name] = self._build_coloring(name)
+        return self._colorings[name]
+
+    def _build_coloring(self, name: str) -> _Coloring | None:
         if self.layer.footprint is None:
             return None
         shapes = {n: a.shape for n, a in self.t64.items()}
@@ -231,9 +237,6 @@ class Engine:
             owners.append(own)
             out_axes.append(o)
         return _Coloring(tuple(periods), tuple(owners), tuple(out_axes))
-
-    def _colors(self, name: str, col: _Coloring) -> Iterator[tuple[int, ...]]:
-        return np.ndindex(*col.periods)
 
     def _coords(self, name: str, col: _Coloring, residues: tuple[int, ...]) -> np.ndarray:
         """Flat indices of the coordinates of one color."""
@@ -311,7 +314,7 @@ class Engine:
         sums = np.zeros(x.size)
         scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
         if col is not None:
-            colors: list[Any] = list(self._colors(name, col))
+            colors: list[Any] = list(np.ndindex(*col.periods))
         else:
             colors = list(np.arange(x.size) if coords is None else np.asarray(coords, np.int64))
         chunk = self._chunk(name, len(colors))

@@ -191,9 +191,10 @@ def build_spec(
             loader.reserve(math.prod(shape), f"tensors.{info.name}")
             arrays[info.name] = np.zeros(shape, dtype=dtype)
     arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
-    options = layer.resolve_options(options, {n: a.shape for n, a in arrays.items()})
+    shapes = {n: a.shape for n, a in arrays.items()}
+    options = layer.resolve_options(options, shapes)
     try:
-        out_shape = layer.output_shape({n: a.shape for n, a in arrays.items()}, options)
+        out_shape = layer.output_shape(shapes, options)
     except ShapeError as e:
         raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
     loader.reserve(math.prod(out_shape), "tensors", "the arrays and the output")
