@@ -9,6 +9,7 @@ import re
 import stat
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,22 @@ def load_array(
             f"{path} is not a valid .npy/.npz file ({_one_line(str(e))[:80]})",
             source=source,
             key=key,
+        ) from None
+
+
+def npz_names(path: Path, *, source: str) -> list[str]:
+    """The array names in an .npz (read each with ``load_array``, which guards the contents)."""
+    data = read_bytes(path, source=source)
+    if data[:2] != b"PK":
+        raise TensorFileError(
+            "not an .npz archive: for one array name its tensor with --wrt NAME", source=source
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise TensorFileError(
+            f"not a valid .npz file ({_one_line(str(e))[:80]})", source=source
         ) from None
 
 

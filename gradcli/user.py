@@ -168,7 +168,7 @@ def load_answers(
 ) -> dict[str, np.ndarray]:
     """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME), an
     .npy with --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...)."""
-    from gradcli.io import load_array, parse_yaml, read_spec_text
+    from gradcli.io import load_array, npz_names, parse_yaml, read_spec_text
     from gradcli.spec import load_source
 
     path = Path(target)
@@ -190,7 +190,7 @@ def load_answers(
             )
         raw = {wrt: load_array(path, None, source=target, key=wrt)}
     else:
-        raw = _npz(path, target)
+        raw = {k: load_array(path, k, source=target, key=k) for k in npz_names(path, source=target)}
     answers = {}
     for key, a in raw.items():
         name = (
@@ -212,27 +212,6 @@ def load_answers(
             )  # fmt: skip
         answers[name] = a.astype(np.float64)
     return answers
-
-
-def _npz(path: Path, target: str) -> dict[str, np.ndarray]:
-    import io
-    import zipfile
-
-    from gradcli.io import read_bytes
-
-    data = read_bytes(path, source=target)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise GradcliError(
-                    "a single array: name it with --wrt NAME, or save an .npz keyed by tensor",
-                    source=target,
-                )
-            return {k: archive[k] for k in archive.files}
-    except GradcliError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise GradcliError(f"not a valid .npz/.npy file ({e})", source=target) from None
 
 
 def forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | None:

@@ -315,3 +315,13 @@ def backward(grad_output, X, W_Q, W_K, W_V, causal=False):
     doc = json.loads(result.stdout)
     assert not doc["forward"]["passed"] and not doc["passed"]
     assert not all(r["passed"] for r in doc["results"].values())
+
+
+def test_answer_npz_member_with_a_garbage_header_exits_2(cli, tmp_path):
+    import zipfile
+
+    (tmp_path / "W.npy").write_bytes(b"\x93NUMPY\x01\x00\x01\x00{")
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as z:
+        z.write(tmp_path / "W.npy", "W.npy")
+    result = cli("check", "linear", "--grads", tmp_path / "bad.npz")
+    assert result.exit_code == 2 and "bad.npz" in result.stderr and "Traceback" not in result.stderr
