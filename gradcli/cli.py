@@ -165,6 +165,8 @@ ImplOpt = Annotated[
         help="Your implementation: FILE.py (or FILE.py:NAME) with forward() and backward().",
     ),
 ]
+# spec.DEFAULT_MAX_ELEMENTS, repeated here so that `gradcli --help` imports no numpy
+MAX_ELEMENTS = 50_000_000
 MaxElementsOpt = Annotated[
     int,
     typer.Option(help="Refuse a spec whose arrays and output exceed this many elements."),
@@ -180,7 +182,7 @@ def _load(
     dtype: DType | None,
     seed: int | None,
     impl: str | None = None,
-    max_elements: int = 50_000_000,
+    max_elements: int = MAX_ELEMENTS,
 ) -> Any:
     from gradcli.errors import OptionError
     from gradcli.spec import MAX_SEED, load_spec
@@ -238,9 +240,11 @@ def _emit(
     write_atomic(output, data)
 
 
-def _inputs(spec: Any) -> tuple[Path, ...]:
+def _inputs(spec: Any, *others: str | None) -> tuple[Path, ...]:
+    """Every file the run reads (spec, tensors, --impl, --grads): --output may be none of them."""
     own = (Path(spec.source),) if not spec.source.startswith("<") else ()
-    return own + spec.files
+    extra = tuple(Path(p.rpartition(":")[0] if ".py:" in p else p) for p in others if p)
+    return own + spec.files + extra
 
 
 @app.command()
@@ -252,7 +256,7 @@ def compute(
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
     impl: ImplOpt = None,
-    max_elements: MaxElementsOpt = 50_000_000,
+    max_elements: MaxElementsOpt = MAX_ELEMENTS,
     traceback: TracebackOpt = False,
 ) -> None:
     """Forward pass and analytical backward pass: shapes, values, gradients."""
@@ -263,7 +267,7 @@ def compute(
     comp = run_compute(s)
     _emit(
         output,
-        _inputs(s),
+        _inputs(s, impl),
         text=jsondoc.to_json(jsondoc.compute_doc(s, comp))
         if fmt is Format.json
         else lambda c: render.render_compute(c, s, comp),
@@ -326,7 +330,7 @@ def check(
     output: OutputOpt = None,
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
-    max_elements: MaxElementsOpt = 50_000_000,
+    max_elements: MaxElementsOpt = MAX_ELEMENTS,
     traceback: TracebackOpt = False,
 ) -> None:
     """Compare the analytical gradients (or yours: --grads, --impl) with numerical ones.
@@ -352,7 +356,7 @@ def check(
     if sweep:
         rows, best = run_sweep(s, opts.method, coloring)
         doc = jsondoc.sweep_doc(s, opts.method, rows, best)
-        _emit(output, _inputs(s), text=jsondoc.to_json(doc) if fmt is Format.json
+        _emit(output, _inputs(s, impl), text=jsondoc.to_json(doc) if fmt is Format.json
               else lambda c: render.render_sweep(c, s, opts.method, rows, best))  # fmt: skip
         return
     with render.ProgressBar(sys.stderr) as bar:
@@ -365,7 +369,8 @@ def check(
         text: Any = jsondoc.to_json(doc)
     else:
         text = lambda c: render.render_check(c, s, comp, numeric, report, opts.grads)  # noqa: E731
-    _emit(output, _inputs(s), text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
+    inputs = _inputs(s, impl, grads)
+    _emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
     if not report.passed:
         raise typer.Exit(EXIT_MISMATCH)
 

@@ -325,3 +325,16 @@ def test_answer_npz_member_with_a_garbage_header_exits_2(cli, tmp_path):
         z.write(tmp_path / "W.npy", "W.npy")
     result = cli("check", "linear", "--grads", tmp_path / "bad.npz")
     assert result.exit_code == 2 and "bad.npz" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["", ":Mine"])
+def test_output_never_overwrites_the_impl_or_the_answers(cli, tmp_path, suffix):
+    path = _module(
+        tmp_path, LINEAR_OK + "\nclass Mine:\n    forward = forward\n    backward = backward\n"
+    )
+    before = path.read_text()
+    result = cli("check", "linear", "--impl", f"{path}{suffix}", "-o", path)
+    assert result.exit_code == 2 and "--output" in result.stderr and path.read_text() == before
+    answers, _ = _answers(tmp_path, "linear")
+    result = cli("check", "linear", "--grads", answers, "-o", answers)
+    assert result.exit_code == 2 and "--output" in result.stderr
