@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli import diagnose
+from gradcli import diagnose, intermediates
 from gradcli.errors import OptionError
 from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, TensorNumerics, get_method
 from gradcli.sampling import rademacher, sample_coordinates
@@ -74,6 +74,7 @@ class TensorResult:
     worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
     band: str = ""  # CS231n's reading of the relative error of the significant elements
     hints: tuple[str, ...] = ()  # why it may be wrong (failing tensors only)
+    intermediate: bool = False  # an intermediate's gradient (attention's dS ...), not a tensor's
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def compute(spec: Spec) -> Computation:
     layer = spec.layer
     output, cache = layer.forward(spec.tensors, spec.options)
     grads = layer.backward(spec.grad_output, cache)
-    inter = {name: cache[name] for name in layer.intermediates}
+    inter = {name: cache[name] for name in layer.intermediates if name in cache}  # --impl: none
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
     gradients = {n: np.asarray(grads[n]) for n in spec.tensors}
     return Computation(output=output, gradients=gradients, intermediates=inter)
@@ -232,12 +233,21 @@ def check(
         )
     if not spec.layer.broadcasts and opts.method == "complex":
         complex_safe(spec, engine)
-    under_test = dict(comp.gradients) if opts.grads is None else dict(opts.grads)
+    if opts.grads is None:
+        under_test = {**comp.gradients, **intermediates.from_impl(spec, comp)}
+    else:
+        under_test = dict(opts.grads)
     names = tuple(n for n in spec.tensors if n in under_test)
+    inter = tuple(n for n in spec.layer.intermediates if n in under_test)
+    engines = dict.fromkeys(names, engine) | intermediates.engines(
+        spec, inter, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
+    )
+    names += inter
     notes: list[str] = []
     mode = opts.mode
-    groups = {n: engine.groups_needed(n, opts.coloring) for n in names}
-    seconds = engine.seconds_per_row() * sum(engine.rows(g) for g in groups.values())
+    groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
+    per_row = {id(e): e.seconds_per_row() for e in engines.values()}
+    seconds = sum(per_row[id(engines[n])] * engines[n].rows(g) for n, g in groups.items())
     if mode == "auto":
         mode = "full"
         if seconds > opts.budget:
@@ -251,16 +261,18 @@ def check(
         opts.notify(f"estimated {seconds:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
     rng = np.random.default_rng(spec.seed)
     total = sum(groups.values()) if mode == "full" else len(names) * opts.samples
-    engine.progress = opts.progress(total) if opts.progress and mode != "probe" else None
+    advance = opts.progress(total) if opts.progress and mode != "probe" else None
+    for e in engines.values():
+        e.progress = advance
     roundoff = _float32_roundoff(spec, comp)
     numeric: dict[str, np.ndarray] = {}
     results: dict[str, TensorResult] = {}
     builtin: dict[str, TensorResult] = {}
     for name in names:
-        analytic = under_test[name]
-        extra = {"roundoff": roundoff.get(name)}
+        analytic, eng = under_test[name], engines[name]
+        extra = {"roundoff": roundoff.get(name), "intermediate": name in inter}
         if mode == "probe":
-            result = _probe(engine, name, analytic, spec.dtype, opts, rng, extra)
+            result = _probe(eng, name, analytic, spec.dtype, opts, rng, extra)
             if result is not None:
                 numeric[name] = np.full(analytic.shape, np.nan)
                 results[name] = result
@@ -272,7 +284,7 @@ def check(
         coords = None
         if mode_used == "sample":
             coords = sample_coordinates(analytic.shape, opts.samples, analytic, rng)
-        grad, info = engine.gradient(name, coloring=opts.coloring, coords=coords, rng=rng)
+        grad, info = eng.gradient(name, coloring=opts.coloring, coords=coords, rng=rng)
         if info.note:
             notes.append(info.note)
             opts.notify(info.note)
@@ -285,7 +297,8 @@ def check(
             letters=list(spec.info(name).index), context=lambda n=name: _context(spec, n), **extra,
         )  # fmt: skip
         if opts.grads is not None:
-            builtin[name] = compare(name, comp.gradients[name], grad, tensor_atol, rtol, top=1)
+            ours = intermediates.builtin(comp, name)
+            builtin[name] = compare(name, ours, grad, tensor_atol, rtol, top=1)
     report = CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
@@ -297,6 +310,8 @@ def check(
 
 def _context(spec: Spec, name: str) -> dict[str, Any]:
     """What the hints may use about tensor ``name`` (built only for a failing tensor)."""
+    if name in spec.layer.intermediates:
+        return intermediates.context(spec, name)
     ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
     classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
     ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}

@@ -307,7 +307,12 @@ def check(
     ] = None,
     samples: Annotated[int, typer.Option(help="Coordinates per tensor in sample mode.")] = 64,
     coloring: Annotated[
-        bool, typer.Option("--coloring/--no-coloring", help="Perturb disjoint footprints together.")
+        bool,
+        typer.Option(
+            "--coloring/--no-coloring",
+            help="Perturb disjoint footprints together and evaluate dense tensors "
+            "incrementally; off: one forward pass per coordinate.",
+        ),
     ] = True,
     max_memory: Annotated[int, typer.Option(help="Memory budget of the numerics, in MB.")] = 512,
     budget: Annotated[
@@ -348,9 +353,10 @@ def check(
     opts.validate()
     s = _load(layer, spec, dtype, seed, impl, max_elements)
     if grads is not None:
+        from gradcli import intermediates
         from gradcli.user import load_answers
 
-        opts.grads = load_answers(grads, wrt, s.shapes)
+        opts.grads = load_answers(grads, wrt, s.shapes, intermediates.shapes(s))
     elif wrt is not None:
         raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
     if sweep:

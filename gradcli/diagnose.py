@@ -13,6 +13,15 @@ from typing import Any
 
 import numpy as np
 
+# errors only where attention's causal mask hides j > i: what a dS or dA there should be
+MASKED = {
+    "S": "errors only on masked positions (j > i): dS must be 0 there, since S is -inf and "
+    "the softmax ignores it; your dS is not",
+    "A": "errors only on masked positions (j > i): gradcli takes dA = dH V^T everywhere "
+    "(dH = dout, or dout W_O^T), since the mask acts on S, not A, so dA is not 0 there; "
+    "only dS is",
+}
+
 # CS231n's reading of the relative error |a - n| / max(|a|, |n|)
 BANDS = ((1e-7, "good"), (1e-4, "ok only if the function has kinks"), (1e-2, "suspicious"))
 
@@ -35,11 +44,14 @@ def hints(
 ) -> list[str]:
     """Sentences for a failing tensor: a (analytic), n (numeric), fail (bool mask), tol (the
     per-element tolerance), letters (index letter per axis), context (layer facts: "kind" of
-    tensor, "scale" candidates, "coverage" array, "border" width)."""
+    tensor, "scale" candidates, "coverage" array, "border" width, "masked" positions)."""
     out: list[str] = []
     if not fail.any():
         return out
     ok = np.isfinite(n)
+    masked = context.get("masked")
+    if name in MASKED and masked is not None and masked.shape == a.shape and masked[fail].all():
+        return [MASKED[name]]  # before "zero where the numeric is not": a zeroed dA is this
     if np.all(a[fail] == 0) and np.any(np.abs(n[fail]) > tol[fail]):
         whole = "everywhere" if np.all(a[ok] == 0) else "at every failing element"
         out.append(

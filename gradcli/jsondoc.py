@@ -77,6 +77,8 @@ def _result_doc(r: TensorResult) -> dict[str, Any]:
         doc.update(colors=info.colors, forward_passes=info.forward_passes, coloring=info.coloring)
     if r.roundoff is not None:
         doc["float32_roundoff"] = r.roundoff
+    if r.intermediate:
+        doc["intermediate"] = True
     return doc
 
 

@@ -13,6 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from gradcli import intermediates
 from gradcli.check import CheckReport, Computation
 from gradcli.layers import REGISTRY, TensorInfo
 from gradcli.layers.base import option_table
@@ -58,6 +59,8 @@ def _slices(a: np.ndarray, info: TensorInfo | None) -> Iterator[tuple[dict[int, 
         return
     core = len(info.index) if info and len(info.index) <= a.ndim else 2
     row = a.ndim - core if core >= 2 else a.ndim - 2
+    if info is not None and info.role == "intermediate":
+        row = a.ndim - 2  # a T x T score matrix per head (or rows x features)
     others = [k for k in range(a.ndim) if k not in (row, row + 1)]
     for combo in itertools.product(*(range(a.shape[k]) for k in others)):
         fixed = dict(zip(others, combo, strict=True))
@@ -236,7 +239,8 @@ def render_check(
     console.print()
     console.print(_check_table(spec, report))
     console.print()
-    render_diagnosis(console, spec, report, analytic or comp.gradients, numeric)
+    tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
+    render_diagnosis(console, spec, report, analytic or tested, numeric)
     for line in _notes(report):
         console.print(line, soft_wrap=True)
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail

@@ -74,6 +74,7 @@ def backward(grad_output, X, W_Q, W_K, W_V):
     # dX = dQ W_Q^T + dK W_K^T + dV W_V^T      (the seed leaves this one out)
     dout = grad_output
     raise NotImplementedError
+    # optional: add "Q", "K", "V", "S", "A" (dQ ... dA) to have those checked too
     return {"X": ..., "W_Q": ..., "W_K": ..., "W_V": ...}
 """,
     "custom": """

@@ -47,7 +47,9 @@ class Spec:
         return {n: a.shape for n, a in self.tensors.items()}
 
     def info(self, name: str) -> TensorInfo:
-        """The description of tensor ``name`` for this spec's shapes."""
+        """The description of tensor (or checkable intermediate) ``name`` for these shapes."""
+        if self.layer.tail_info is not None and name in self.layer.intermediates:
+            return self.layer.tail_info(name, self.shapes, self.options)[0]
         return self.layer.tensor(name, self.shapes)
 
     @property

@@ -103,7 +103,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
         kwargs = _options_kwargs(options)
         out = _call(impl.path, "forward", lambda: impl.forward(**t, **kwargs))
-        return _array(out, impl.path, "forward"), {"tensors": dict(t), "kwargs": kwargs}
+        cache = {"tensors": dict(t), "kwargs": kwargs, "options": options}
+        return _array(out, impl.path, "forward"), cache
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
         t, kwargs = cache["tensors"], cache["kwargs"]
@@ -131,6 +132,25 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
                     source=str(impl.path),
                 )
             out[n] = a
+        return out | _intermediates(grads, t, cache["options"])
+
+    def _intermediates(grads: Mapping, t: Mapping, options: Any) -> dict[str, np.ndarray]:
+        """The gradients of the built-in's intermediates (dS, ...) the backward also returned:
+        checked too, against the built-in's tail (the forward was checked against ours)."""
+        given = [n for n in (base.intermediates if base else ()) if n in grads]
+        if not given or base is None:
+            return {}
+        ref = base.forward(t, options)[1]
+        out = {}
+        for n in given:
+            a = _array(grads[n], impl.path, f"backward's {n!r}")
+            if a.shape != np.shape(ref[n]):
+                raise UserCodeError(
+                    f"backward's gradient {n!r} has shape {list(a.shape)}, but the intermediate "
+                    f"{n} has shape {list(np.shape(ref[n]))}",
+                    source=str(impl.path),
+                )
+            out[n] = a
         return out
 
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -152,6 +172,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         layout=base.layout if base else None,
         resolve=base.resolve if base else None,
         broadcasts=False,
+        intermediates=base.intermediates if base else (),
+        tail_info=base.tail_info if base else None,  # names the intermediates' axes
     )
 
 
@@ -164,18 +186,24 @@ def _options_kwargs(options: Any) -> dict[str, Any]:
 
 
 def load_answers(
-    target: str, wrt: str | None, shapes: Mapping[str, tuple[int, ...]]
+    target: str,
+    wrt: str | None,
+    shapes: Mapping[str, tuple[int, ...]],
+    intermediates: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME), an
-    .npy with --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...)."""
+    .npy with --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
+    ``intermediates`` (name: shape) may be answered too (attention's S, A, ...)."""
     from gradcli.io import load_array, npz_names, parse_yaml, read_spec_text
     from gradcli.spec import load_source
 
     path = Path(target)
+    inter = dict(intermediates or {})
+    known = f"tensors: {', '.join(shapes)}"
+    known += f"; intermediates: {', '.join(inter)}" if inter else ""
+    shapes = {**inter, **shapes}
     if wrt is not None and wrt not in shapes:
-        raise GradcliError(
-            f"{wrt!r} is not a tensor of this spec (tensors: {', '.join(shapes)})", source="--wrt"
-        )
+        raise GradcliError(f"{wrt!r} is not a tensor of this spec ({known})", source="--wrt")
     if path.suffix in (".yaml", ".yml"):
         text, source, base = read_spec_text(target)
         doc = parse_yaml(text, source=source)
@@ -198,15 +226,16 @@ def load_answers(
         )
         if name is None:
             raise GradcliError(
-                f"{key!r} is not a tensor of this spec (tensors: {', '.join(shapes)})",
+                f"{key!r} is not a tensor of this spec ({known})",
                 source=target, key=key,
             )  # fmt: skip
         a = np.asarray(a)
         if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
             raise GradcliError("expected finite numbers", source=target, key=key)
         if a.shape != tuple(shapes[name]):
+            what = "the intermediate " + name if name in inter else name
             raise GradcliError(
-                f"the gradient has shape {list(a.shape)} but {name} has shape "
+                f"the gradient has shape {list(a.shape)} but {what} has shape "
                 f"{list(shapes[name])}",
                 source=target, key=key,
             )  # fmt: skip

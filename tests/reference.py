@@ -436,6 +436,47 @@ def attention_backward_opts(dout, X, W_Q, W_K, W_V, W_O=None, causal=False, head
     return grads
 
 
+# The intermediates' gradients per head a (heads, T, ...), in the backward's convention:
+# dH = dout W_O^T (or dout); dA_a[i, j] = sum_v dH[i, a*dv+v] V[j, a*dv+v], dense (the mask acts
+# on S, not A); dS_a[i, j] = A_a[i, j] (dA_a[i, j] - sum_u dA_a[i, u] A_a[i, u]), 0 where
+# masked since A is; dQ_a = dS_a K_a / sqrt(dk_h), dK_a = dS_a^T Q_a / sqrt(dk_h),
+# dV_a = A_a^T dH_a
+def attention_intermediate_grads_opts(dout, X, W_Q, W_K, W_V, W_O=None, causal=False, heads=1):
+    it = attention_intermediates_opts(X, W_Q, W_K, W_V, W_O, causal, heads)
+    Q, K, V, A = it["Q"], it["K"], it["V"], it["A"]
+    T = X.shape[0]
+    dk, dv = W_Q.shape[1] // heads, W_V.shape[1] // heads
+    dH = dout if W_O is None else _matmul(dout, _transpose(W_O))
+    dQ, dK, dV = _zeros(heads, T, dk), _zeros(heads, T, dk), _zeros(heads, T, dv)
+    dS, dA = _zeros(heads, T, T), _zeros(heads, T, T)
+    for a in range(heads):
+        for i in range(T):
+            for j in range(T):
+                acc = 0.0
+                for v in range(dv):
+                    acc += dH[i, a * dv + v] * V[j, a * dv + v]
+                dA[a, i, j] = acc
+            rowsum = 0.0
+            for u in range(T):
+                rowsum += dA[a, i, u] * A[a, i, u]
+            for j in range(T):
+                dS[a, i, j] = A[a, i, j] * (dA[a, i, j] - rowsum)
+        for t in range(T):
+            for k in range(dk):
+                acc_q, acc_k = 0.0, 0.0
+                for u in range(T):
+                    acc_q += dS[a, t, u] * K[u, a * dk + k]
+                    acc_k += dS[a, u, t] * Q[u, a * dk + k]
+                dQ[a, t, k] = acc_q / math.sqrt(dk)
+                dK[a, t, k] = acc_k / math.sqrt(dk)
+            for v in range(dv):
+                acc = 0.0
+                for u in range(T):
+                    acc += A[a, u, t] * dH[u, a * dv + v]
+                dV[a, t, v] = acc
+    return {"Q": dQ, "K": dK, "V": dV, "S": dS, "A": dA}
+
+
 # ----------------------------------------------------------------------------- registry
 REFERENCES = {
     "linear": (

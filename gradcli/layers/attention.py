@@ -198,6 +198,55 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return (None, None)
 
 
+# ---------------------------------------------------------------- tails (intermediates' checks)
+# The forward from each intermediate on, everything upstream (the cache) held fixed, so that a
+# hand-derived dQ ... dA can be checked numerically like a tensor's gradient. Each follows the
+# backward's convention: from S the mask is re-applied (a masked score moves nothing, dS = 0
+# there), from A it is not (dA = dH V^T is dense, the mask acts on S, not A).
+#   from Q: S = Q K^T / sqrt(d_k/h) (masked), A = softmax(S), H = A V, out = H W_O (or H)
+#   from K: the same with K;   from S: A = softmax(S) on;   from A, from V: H = A V on
+def tail(name: str, value: np.ndarray, cache: dict[str, Any], options: Any = None) -> np.ndarray:
+    """The output for intermediate ``name`` = ``value`` (which may carry leading probe axes)."""
+    options = options or Options()
+    Q, K, V, A = (value if name == n else cache[n] for n in ("Q", "K", "V", "A"))
+    if name in ("Q", "K", "S"):
+        S = value if name == "S" else Q @ K.swapaxes(-1, -2) * cache["scale"]
+        keep = np.tri(S.shape[-1], dtype=bool) if options.causal else None
+        if keep is not None:
+            S = np.where(keep, S, -np.inf)
+        A = softmax(S, keep)
+    H = _merge(A @ V, cache["heads"])
+    return H if cache["W_O"] is None else H @ cache["W_O"]
+
+
+_TAIL_INFO = {  # name: (axes, index letters, what it is); with heads a leading ("h", "a")
+    "Q": (("T", "d_k/h"), ("t", "k"), "queries"),
+    "K": (("T", "d_k/h"), ("t", "k"), "keys"),
+    "V": (("T", "d_v/h"), ("t", "v"), "values"),
+    "S": (("T", "T"), ("i", "j"), "scores, -inf where masked"),
+    "A": (("T", "T"), ("i", "j"), "attention weights"),
+}
+
+
+def tail_info(name: str, s: Shapes, options: Any = None) -> tuple[TensorInfo, Footprint]:
+    """The intermediate's description and footprint in the output: row i of Q, S or A moves
+    only output row i; with several heads and no W_O, head a moves only its own columns."""
+    h = (options or Options()).heads
+    batch = s["X"][:-2]
+    axes, index, doc = _TAIL_INFO[name]
+    if h == 1:
+        axes = tuple(a.replace("/h", "") for a in axes)
+    head: tuple[Any, ...] = ()
+    if h > 1:
+        axes, index = ("h", *axes), ("a", *index)
+        w = s["W_V"][1] // h
+        head = ((len(batch) + 1, np.arange(h) * w, np.arange(1, h + 1) * w),)
+        head = head if "W_O" not in s else (None,)
+    rows = same(len(batch), s["X"][-2]) if name in ("Q", "S", "A") else None
+    info = TensorInfo(name, axes, index, "intermediate", doc)
+    return info, (*batch_maps(batch), *head, rows, None)
+
+
 LAYER = Layer(
     name="attention",
     summary="out = softmax(Q K^T / sqrt(d_k)) V,  Q = X W_Q, K = X W_K, V = X W_V",
@@ -223,4 +272,6 @@ LAYER = Layer(
     options=Options,
     intermediates=("Q", "K", "V", "S", "A"),
     footprint=footprint,
+    tail=tail,
+    tail_info=tail_info,
 )

@@ -119,6 +119,12 @@ class Layer:
     resolve: Callable[[Any, Shapes], Any] | None = None
     # whether forward accepts leading axes on every tensor (a user's layer need not)
     broadcasts: bool = True
+    # checking an intermediate's gradient (a hand-derived dS, say) needs the forward from that
+    # intermediate on, everything upstream held fixed: tail(name, value, cache, options) ->
+    # output, value may carry leading probe axes; tail_info(name, shapes, options) -> (its
+    # TensorInfo, role "intermediate", and its Footprint in the output). None: not checkable.
+    tail: Callable[[str, np.ndarray, Mapping[str, Any], Any], np.ndarray] | None = None
+    tail_info: Callable[[str, Shapes, Any], tuple[TensorInfo, Footprint]] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
