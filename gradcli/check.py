@@ -246,8 +246,7 @@ def check(
     notes: list[str] = []
     mode = opts.mode
     groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
-    per_row = {id(e): e.seconds_per_row() for e in engines.values()}
-    seconds = sum(per_row[id(engines[n])] * engines[n].rows(g) for n, g in groups.items())
+    seconds = sum(engines[n].seconds(n, g, opts.coloring) for n, g in groups.items())
     if mode == "auto":
         mode = "full"
         if seconds > opts.budget:

@@ -74,7 +74,10 @@ def _result_doc(r: TensorResult) -> dict[str, Any]:
     }
     if r.numerics is not None:
         info = r.numerics
-        doc.update(colors=info.colors, forward_passes=info.forward_passes, coloring=info.coloring)
+        doc.update(
+            colors=info.colors, forward_passes=info.forward_passes, coloring=info.coloring,
+            incremental=info.incremental,
+        )  # fmt: skip
     if r.roundoff is not None:
         doc["float32_roundoff"] = r.roundoff
     if r.intermediate:

@@ -8,7 +8,11 @@ never touched. Three ideas make it fast while staying an honest finite differenc
 - coloring (Curtis-Powell-Reid): coordinates whose output footprints (declared by the layer,
   verified here) do not overlap are perturbed together, and every output difference is
   attributed to the one coordinate that owns it; conv2d's X needs kh*kw*C_in colors, not H*W*C_in;
-- differencing outputs before reducing, so untouched outputs cancel exactly.
+- differencing outputs before reducing, so untouched outputs cancel exactly;
+- incremental evaluation: where coloring cannot help (attention's dense tensors), a layer may
+  evaluate the loss at a moved coordinate recomputing only what that coordinate moves
+  (``Layer.perturbed``); it is checked against the plain forward first, and dropped if it
+  disagrees.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gradcli.layers import Layer
 DEFAULT_MAX_MEMORY = 512 * 2**20
 _HEAP_BLOCK = 2**22
 _EPS = float(np.finfo(np.float64).eps)
+_INCREMENTAL_CHUNK = 2048  # coordinates per call of Layer.perturbed (it chunks further itself)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class TensorNumerics:
     coloring: bool
     note: str = ""  # e.g. why coloring was abandoned
     noise: float = 0.0  # estimated round-off of the worst element of this numerical gradient
+    incremental: bool = False  # evaluated by the layer's incremental path (Layer.perturbed)
 
 
 @dataclass
@@ -121,6 +127,7 @@ class Engine:
         }
         self.n_batch = max(self.batch.values(), default=0)
         out, cache = layer.forward(self.t64, options)
+        self.cache = cache
         self.out_shape = out.shape
         # |g * y| per output: the scale of the round-off in each output difference
         self.gy = np.abs(self.g * np.real(out)).ravel()
@@ -128,6 +135,8 @@ class Engine:
         self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
         self.largest_bytes = max(a.nbytes for a in arrays)
         self._colorings: dict[str, _Coloring | None] = {}  # estimates and checks share them
+        self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
+        self._row_seconds: float | None = None
 
     # ------------------------------------------------------------ evaluation
     def _forward_stack(self, name: str, probes: np.ndarray) -> np.ndarray:
@@ -166,6 +175,7 @@ class Engine:
         """Measured cost of one perturbed copy in a stacked forward call (for estimates)."""
         name = max(self.t64, key=lambda n: self.t64[n].size)
         rows = np.repeat(self.t64[name][None], 4, axis=0)
+        self._forward_stack(name, rows[:1])  # first calls pay for imports and page faults
         start = time.perf_counter()
         self._forward_stack(name, rows)
         return (time.perf_counter() - start) / 4
@@ -204,6 +214,69 @@ class Engine:
         pairs = zip(m.offsets[0::2], m.offsets[1::2], m.weights[0::2], strict=True)
         d = sum(w * (at[a] - at[b]) for a, b, w in pairs)
         return d / m.scale
+
+    # ------------------------------------------------------------ incremental evaluation
+    def incremental(self, name: str) -> str | None:
+        """Whether ``name`` has a trustworthy incremental path: "" when the layer's
+        ``perturbed`` agreed with ``forward`` on a few random coordinates, a note saying why it
+        is not used when it disagreed, None when there is no such path."""
+        if name not in self._incremental:
+            self._incremental[name] = self._verify_incremental(name, np.random.default_rng(0))
+        return self._incremental[name]
+
+    def _verify_incremental(self, name: str, rng: np.random.Generator) -> str | None:
+        if self.layer.perturbed is None:
+            return None
+        x = self.t64[name].ravel()
+        shape = self.t64[name].shape
+        picks = rng.choice(x.size, size=min(3, x.size), replace=False)
+        values = x[picks] + 1e-2 * np.maximum(1.0, np.abs(x[picks]))
+        fast = self.layer.perturbed(name, self.cache, self.g, picks, values)
+        if fast is None:
+            return None
+        rows = np.repeat(x[None, :], len(picks), axis=0)
+        rows[np.arange(len(picks)), picks] = values
+        y = self._forward_stack(name, rows.reshape((len(rows),) + shape))
+        plain = y.reshape(len(picks), -1) @ self.g.ravel()
+        # both are sums over the outputs, rounded differently: a few eps of sum |g * y| apart
+        # at most; a wrong path is off by ~1e-2 * |dL/dx|
+        tol = 1e-10 * float(np.sum(np.abs(self.g * y[0]))) + 1e-300
+        bad = np.abs(np.asarray(fast) - plain) > tol
+        if np.all(np.isfinite(fast)) and not bad.any():
+            return ""
+        j = int(picks[int(np.argmax(bad))]) if bad.any() else int(picks[0])
+        t = list(map(int, np.unravel_index(j, shape)))
+        return (
+            f"the incremental evaluation of {name} disagrees with the forward at {name}{t}; "
+            "used full forward passes"
+        )
+
+    def _loss_differences(self, name: str, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """The stencil applied to the loss, one coordinate idx[i] per copy (C,), through the
+        layer's incremental path."""
+        x = self.t64[name].ravel()
+        m = self.method
+        if m.name == "complex":
+            loss = self.layer.perturbed(name, self.cache, self.g, idx, x[idx] + 1j * h[idx])
+            return np.asarray(loss).imag
+        at = {
+            s: self.layer.perturbed(name, self.cache, self.g, idx, x[idx] + s * h[idx])
+            for s in m.offsets
+        }
+        pairs = zip(m.offsets[0::2], m.offsets[1::2], m.weights[0::2], strict=True)
+        return sum(w * (at[a] - at[b]) for a, b, w in pairs) / m.scale
+
+    def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
+        """Estimated time for ``groups`` groups of ``name`` (measured on a few of them)."""
+        if coloring and self.incremental(name) == "":
+            x = self.t64[name].ravel()
+            idx = np.random.default_rng(0).choice(x.size, size=min(256, x.size), replace=False)
+            start = time.perf_counter()
+            self.layer.perturbed(name, self.cache, self.g, idx, x[idx])
+            return (time.perf_counter() - start) / len(idx) * groups * len(self.method.offsets)
+        if self._row_seconds is None:
+            self._row_seconds = self.seconds_per_row()
+        return self._row_seconds * self.rows(groups)
 
     # ------------------------------------------------------------ coloring
     def _coloring(self, name: str) -> _Coloring | None:
@@ -303,8 +376,11 @@ class Engine:
         """dL/d``name`` (float64, the tensor's shape), NaN outside ``coords`` when given."""
         x = self.t64[name].ravel()
         h = steps(x, self.eps)
-        col = self._coloring(name) if coloring and coords is None else None
-        note = ""
+        # a layer offers an incremental path only where it beats coloring, so it goes first
+        verdict = self.incremental(name) if coloring else None
+        incremental = verdict == ""
+        note = verdict or ""
+        col = self._coloring(name) if coloring and coords is None and not incremental else None
         if col is not None and math.prod(col.periods) >= x.size:
             col = None  # dense: one coordinate per pass anyway
         if col is not None:
@@ -317,11 +393,14 @@ class Engine:
             colors: list[Any] = list(np.ndindex(*col.periods))
         else:
             colors = list(np.arange(x.size) if coords is None else np.asarray(coords, np.int64))
-        chunk = self._chunk(name, len(colors))
+        chunk = _INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
         passes = 0
         for start in range(0, len(colors), chunk):
             part = colors[start : start + chunk]
-            if col is None:
+            if col is None and incremental:
+                sums[part] += self._loss_differences(name, np.asarray(part, dtype=np.int64), h)
+                scale[part] = self.gy.sum()
+            elif col is None:
                 d = self._differences(name, np.array(part)[:, None], h)
                 sums[part] += d.reshape(len(part), -1) @ self.g.ravel()
                 scale[part] = self.gy.sum()
@@ -347,6 +426,7 @@ class Engine:
             colors=len(colors),
             forward_passes=passes,
             coloring=col is not None,
+            incremental=incremental,
             note=note,
             noise=float(noise.max(initial=0.0)),
         )
@@ -354,8 +434,10 @@ class Engine:
 
     def groups_needed(self, name: str, coloring: bool = True) -> int:
         """Forward-pass groups a full evaluation of ``name`` takes (for estimates)."""
-        col = self._coloring(name) if coloring else None
         n = self.t64[name].size
+        if coloring and self.incremental(name) == "":
+            return n
+        col = self._coloring(name) if coloring else None
         return min(n, math.prod(col.periods)) if col is not None else n
 
     def noise_factor(self) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
+from gradcli.layers._attention_delta import perturbed
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -272,6 +273,7 @@ LAYER = Layer(
     options=Options,
     intermediates=("Q", "K", "V", "S", "A"),
     footprint=footprint,
+    perturbed=perturbed,
     tail=tail,
     tail_info=tail_info,
 )

@@ -119,6 +119,11 @@ class Layer:
     resolve: Callable[[Any, Shapes], Any] | None = None
     # whether forward accepts leading axes on every tensor (a user's layer need not)
     broadcasts: bool = True
+    # perturbed(name, cache, g, idx, values) -> L (P,): the loss sum(g * out) at P copies of
+    # the cached point, copy p with flat coordinate idx[p] of tensor ``name`` set to values[p],
+    # evaluated incrementally (only what that coordinate moves is recomputed); None for a tensor
+    # without such a path. The engine checks it against ``forward`` before trusting it.
+    perturbed: Callable[..., np.ndarray | None] | None = None
     # checking an intermediate's gradient (a hand-derived dS, say) needs the forward from that
     # intermediate on, everything upstream held fixed: tail(name, value, cache, options) ->
     # output, value may carry leading probe axes; tail_info(name, shapes, options) -> (its
