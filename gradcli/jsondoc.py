@@ -146,9 +146,11 @@ def to_json(doc: dict[str, Any]) -> str:
 
 
 def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:
-    """output, grad_output, every input tensor, d<name> per gradient, numeric_d<name> for check."""
+    """output, grad_output, every input tensor, d<name> per gradient, the intermediates and
+    theirs (attention's Q ... A, dQ ... dA), numeric_d<name> for check."""
     arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
     arrays.update({"d" + n: g for n, g in comp.gradients.items()})
+    arrays.update(comp.intermediates)
     arrays.update({"numeric_d" + n: g for n, g in (numeric or {}).items()})
     buf = io.BytesIO()
     np.savez(buf, **arrays)

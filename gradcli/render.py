@@ -104,9 +104,17 @@ def _rows(spec: Spec, comp: Computation) -> list[tuple[str, str, np.ndarray, Ten
     ]
     rows.append((out.name, "output", comp.output, out))
     rows.append(("d" + out.name, "upstream", spec.grad_output, out))
-    rows += [(n, "intermediate", a, None) for n, a in comp.intermediates.items()]
+    rows += [(n, "intermediate", a, _intermediate(spec, n)) for n, a in comp.intermediates.items()]
     rows += [("d" + n, "gradient", g, spec.info(n)) for n, g in comp.gradients.items()]
     return rows
+
+
+def _intermediate(spec: Spec, name: str) -> TensorInfo | None:
+    """Index letters for an intermediate ("S") or its gradient ("dS"), when the layer has them."""
+    base = name[1:] if name.startswith("d") and name not in spec.layer.intermediates else name
+    if spec.layer.tail_info is None or base not in spec.layer.intermediates:
+        return None
+    return spec.info(base)
 
 
 def _shapes_table(spec: Spec, rows: list) -> Table:
