@@ -248,6 +248,7 @@ def test_random_valid_specs_pass_and_round_trip(layer, data):
         assert np.array_equal(np.array(back["numeric"][n]["values"]), numeric[n])
     arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
     arrays.update({f"d{n}": g for n, g in comp.gradients.items()})
+    arrays.update(comp.intermediates)  # attention's Q ... A and dQ ... dA
     arrays.update({f"numeric_d{n}": g for n, g in numeric.items()})
     with np.load(io.BytesIO(jsondoc.npz_bytes(spec, comp, numeric)), allow_pickle=False) as z:
         assert sorted(z.files) == sorted(arrays)
