@@ -71,14 +71,14 @@ def _point(cache: Mapping[str, Any], g: np.ndarray) -> _Point:
     X, h, S = cache["X"], cache["heads"], cache["S"]
     T, d = X.shape[-2:]
     B = int(np.prod(X.shape[:-2], dtype=np.int64))
-    X = np.broadcast_to(X, X.shape).reshape(B, T, d)
+    X = X.reshape(B, T, d)
     Q, K, V = (cache[n].reshape(B, h, T, -1) for n in ("Q", "K", "V"))
     S = S.reshape(B, h, T, T)
     G = g.reshape(B, T, -1)
     if cache["W_O"] is not None:
         G = G @ cache["W_O"].T
     GH = G.reshape(B, T, h, -1).swapaxes(1, 2)
-    keep = np.tri(T, dtype=bool) if np.isneginf(S).any() else None
+    keep = cache["keep"]
     shift = S.max(axis=-1)
     Sm = S - shift[..., None]
     low = float(np.where(np.isneginf(Sm), 0.0, Sm).min(initial=0.0))
@@ -119,6 +119,8 @@ def perturbed(
 
 
 def _moved_x(name: str, p: _Point, idx: np.ndarray, values: np.ndarray, total: float):
+    """L (n,) with X[b, t, e] = value for each (flat idx, value): grouped by example b, each
+    head's share from _x_head, the other examples' shares unchanged."""
     B, h, T, ck = p.Q.shape
     d = p.X.shape[-1]
     b, t, e = np.unravel_index(idx, (B, T, d))
@@ -198,6 +200,8 @@ def _moved_qk(name: str, p: _Point, idx: np.ndarray, values: np.ndarray, total: 
 
 
 def _qk_head(name, p: _Point, a: int, idx, values, total, Z) -> np.ndarray:
+    """L (n,) with W_Q[e, k] (or W_K[e, k]) = value, every k in head a; Z (n, B, T, T) is
+    scratch for the moved scores."""
     W = p.cache[name]
     B, h, T, ck = p.Q.shape
     e, k = np.unravel_index(idx, W.shape)
@@ -227,6 +231,7 @@ def _qk_head(name, p: _Point, a: int, idx, values, total, Z) -> np.ndarray:
 
 
 def _moved_v(name: str, p: _Point, idx: np.ndarray, values: np.ndarray, total: float):
+    """L (n,) with W_V[e, v] = value: column v of V (B, T) and so of H moves, in one head."""
     W = p.cache["W_V"]
     B, h, T, cv = p.V.shape
     e, v = np.unravel_index(idx, W.shape)

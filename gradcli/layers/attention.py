@@ -106,7 +106,7 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     A = softmax(S, keep)
     H = _merge(A @ V, h)
     cache = {"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V, "Q": Q, "K": K, "V": V, "S": S, "A": A}
-    cache.update(scale=scale, heads=h, H=H, W_O=W_O)
+    cache.update(scale=scale, heads=h, H=H, W_O=W_O, keep=keep)
     return (H if W_O is None else H @ W_O), cache
 
 
