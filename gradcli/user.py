@@ -122,17 +122,18 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
                 f"{', '.join(map(str, grads)) or 'an empty dict'})",
                 source=str(impl.path),
             )
-        out = {}
-        for n in t:
-            a = _array(grads[n], impl.path, f"backward's {n!r}")
-            if a.shape != np.shape(t[n]):
-                raise UserCodeError(
-                    f"backward's gradient {n!r} has shape {list(a.shape)}, but {n} has shape "
-                    f"{list(np.shape(t[n]))}",
-                    source=str(impl.path),
-                )
-            out[n] = a
+        out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t}
         return out | _intermediates(grads, t, cache["options"])
+
+    def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+        a = _array(grads[n], impl.path, f"backward's {n!r}")
+        if a.shape != shape:
+            raise UserCodeError(
+                f"backward's gradient {n!r} has shape {list(a.shape)}, but {what} has shape "
+                f"{list(shape)}",
+                source=str(impl.path),
+            )
+        return a
 
     def _intermediates(grads: Mapping, t: Mapping, options: Any) -> dict[str, np.ndarray]:
         """The gradients of the built-in's intermediates (dS, ...) the backward also returned:
@@ -141,17 +142,7 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         if not given or base is None:
             return {}
         ref = base.forward(t, options)[1]
-        out = {}
-        for n in given:
-            a = _array(grads[n], impl.path, f"backward's {n!r}")
-            if a.shape != np.shape(ref[n]):
-                raise UserCodeError(
-                    f"backward's gradient {n!r} has shape {list(a.shape)}, but the intermediate "
-                    f"{n} has shape {list(np.shape(ref[n]))}",
-                    source=str(impl.path),
-                )
-            out[n] = a
-        return out
+        return {n: _shaped(grads, n, np.shape(ref[n]), f"the intermediate {n}") for n in given}
 
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         if base is not None:
