@@ -11,14 +11,18 @@ Xp the zero-padded input and, per spatial axis, out = floor((n + 2p - d(k-1) - 1
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers.base import AxisMap, rows_matmul
+from gradcli.layers.base import AxisMap
+
+FLAT_MIN = 2**18  # grid positions x K from which one image takes the flat layout (tests: 0)
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,11 @@ class Axis:
     lo: int
     hi: int
 
-    @property
+    @cached_property
     def span(self) -> int:
         return self.d * (self.k - 1) + 1
 
-    @property
+    @cached_property
     def out(self) -> int:
         return (self.n + self.lo + self.hi - self.span) // self.s + 1
 
@@ -112,51 +116,196 @@ def pad(X: np.ndarray, geo: list[Axis]) -> np.ndarray:
     return Xp
 
 
-def im2col(Xp: np.ndarray, geo: list[Axis]) -> np.ndarray:
-    """Xp (..., *padded, C) -> every window as a row (..., *out, prod(k) * C), ordered
-    (taps..., channel) like W.reshape(-1, C_out), so the convolution is one GEMM."""
-    ns = len(geo)
-    win = sliding_window_view(Xp, tuple(g.span for g in geo), axis=tuple(range(-ns - 1, -1)))
-    steps = (slice(None, None, g.s) for g in geo)
-    taps = (slice(None, None, g.d) for g in geo)
-    win = win[(Ellipsis, *steps, slice(None), *taps)]  # (..., *out, C, *k)
-    win = np.moveaxis(win, -ns - 1, -1)
-    return win.reshape(win.shape[: -ns - 1] + (-1,))
+def _operands(X: np.ndarray, W: np.ndarray, b: np.ndarray, ns: int) -> tuple[Any, ...]:
+    """Leading axes padded to one length; X's split into A (where W varies too: batched GEMMs)
+    and B (rows of one GEMM). W as (*A, K, C_out), with b as row K when b varies only along A:
+    it rides in the GEMM against a row of ones, and db comes out of dW's GEMM."""
+    lx, lw, lb = X.shape[: -ns - 1], W.shape[: -ns - 2], b.shape[:-1]
+    nl = max(len(lx), len(lw), len(lb))
+    lx, lw, lb = ((1,) * (nl - len(t)) + t for t in (lx, lw, lb))
+    j = nl
+    while j > 0 and lw[j - 1] == 1:
+        j -= 1
+    c_out, fold = W.shape[-1], all(v == 1 for v in lb[j:])
+    Wt = W.reshape(lw[:j] + (W.size // (math.prod(lw) * c_out), c_out))
+    if fold:
+        K = Wt.shape[-2]
+        Wb = np.empty(np.broadcast_shapes(lw[:j], lb[:j]) + (K + 1, c_out), np.result_type(W, b))
+        Wb[..., :K, :], Wb[..., K, :] = Wt, b.reshape(lb[:j] + (c_out,))
+        Wt = Wb
+    return lx[:j], lx[j:], Wt, fold, math.prod(lx + lw + lb) == 1
+
+
+def _taps(geo: list[Axis], grid: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """Per tap, in W's row-major order, on a row-major grid whose cells hold s positions per axis
+    (position p in cell p // s, phase p % s): the plane (the phases of all axes but the last),
+    the cell's flat offset, and the slot (the last axis's phase)."""
+    taps = [(0, 0, 0)]
+    for a, g in enumerate(geo):
+        step, last = math.prod(grid[a + 1 :]), a == len(geo) - 1
+        taps = [
+            (p if last else p * g.s + t * g.d % g.s, o + t * g.d // g.s * step, t * g.d % g.s)
+            for p, o, _ in taps
+            for t in range(g.k)
+        ]
+    return taps
 
 
 def forward(X: np.ndarray, W: np.ndarray, b: np.ndarray, geo: list[Axis]) -> tuple[Any, Any]:
     """X (..., *spatial, C_in), W (..., *k, C_in, C_out), b (..., C_out) -> Z, cache.
     Leading axes of W and b broadcast against X's (the numerical engine's probe axis)."""
     ns = len(geo)
-    cols = im2col(pad(X, geo), geo)
-    K, c_out = cols.shape[-1], W.shape[-1]
-    Wt = W.reshape(W.shape[: -ns - 2] + (1,) * ns + (K, c_out)).swapaxes(-1, -2)
-    Z = rows_matmul(cols, Wt) + b.reshape(b.shape[:-1] + (1,) * ns + b.shape[-1:])
-    return Z, {"cols": cols, "X_shape": X.shape, "W": W, "geo": geo}
+    A, B, Wt, fold, single = _operands(X, W, b, ns)
+    grid, out = tuple(g.n + g.lo + g.hi for g in geo), tuple(g.out for g in geo)
+    # the flat layout's transposes pay off through the backward's faster GEMMs on one large
+    # real image (L: 8% faster fwd+bwd); probe stacks (leading axes) and complex inputs are
+    # forward-only and run 5-25% faster as rows, and so do small images
+    flat = (
+        all(g.s == 1 for g in geo)
+        and single
+        and not any(np.iscomplexobj(a) for a in (X, W, b))
+        and math.prod(grid) <= 2 * math.prod(out)
+        and math.prod(grid) * len(Wt) >= FLAT_MIN
+    )
+    Z, cols = _forward_flat(X, Wt, geo, grid) if flat else _forward_rows(X, Wt, geo, A, B)
+    if not fold:
+        Z = Z + b.reshape(b.shape[:-1] + (1,) * ns + b.shape[-1:])
+    cache = {"cols": cols, "flat": flat, "fold": fold, "W": W, "geo": geo}
+    return Z.reshape(A + B + out + Z.shape[-1:]) if flat else Z, {**cache, "X_shape": X.shape}
+
+
+def _forward_flat(X: np.ndarray, Wt: np.ndarray, geo: list[Axis], grid: tuple) -> tuple:
+    """Stride 1, one image: the padded input channel-first, flattened to (C_in, N); tap m reads
+    the contiguous columns [off_m, off_m + R), so im2col is one block copy per tap, and the
+    GEMM computes every grid position (those past the output's edge are dropped)."""
+    ns, c_in, c_out = len(geo), X.shape[-1], Wt.shape[-1]
+    offs, N = [o for _, o, _ in _taps(geo, grid)], math.prod(grid)
+    R, K = N - offs[-1], len(offs) * c_in
+    # rows 8 values longer (here and below): a row length of a multiple of 4 KB makes the
+    # transposing copies 3x slower (every channel of a position maps to the same cache set)
+    cols = np.empty((len(Wt), N + 8), X.dtype)
+    Xt = cols[:c_in, :N]  # tap 0 reads from offset 0: the transposed input is its block
+    if N > math.prod(X.shape[-ns - 1 : -1]):
+        Xt[...] = 0
+    inner = (slice(None), *(slice(g.lo, g.lo + g.n) for g in geo))
+    Xt.reshape((c_in,) + grid)[inner] = np.moveaxis(X.reshape(X.shape[-ns - 1 :]), -1, 0)
+    for i, off in enumerate(offs[1:], 1):
+        cols[i * c_in : (i + 1) * c_in, :R] = Xt[:, off : off + R]
+    cols = cols[:, :R]
+    cols[K:] = 1  # b's row
+    ZT = np.empty((c_out, N + 8), np.result_type(X, Wt))
+    np.matmul(Wt.T, cols, out=ZT[:, :R])  # this orientation: 1.4x faster than cols.T @ Wt
+    Z = np.empty(tuple(g.out for g in geo) + (c_out,), ZT.dtype)
+    view = ZT[:, :N].reshape((c_out,) + grid)[(slice(None), *(slice(g.out) for g in geo))]
+    np.copyto(Z, np.moveaxis(view, 0, -1))
+    return Z, cols
+
+
+def _forward_rows(X: np.ndarray, Wt: np.ndarray, geo: list[Axis], A: tuple, B: tuple) -> tuple:
+    """Any stride: every window as a row (..., *out, K) of one GEMM; with dilation 1 along the
+    last axis each window row is a contiguous run of k * C_in values, copied in one go."""
+    ns, c_in, c_out = len(geo), X.shape[-1], Wt.shape[-1]
+    Xp = pad(X, geo)
+    st, lead = Xp.strides, Xp.shape[: -ns - 1]
+    k, out = tuple(g.k for g in geo), tuple(g.out for g in geo)
+    steps = tuple(s * g.s for s, g in zip(st[-ns - 1 : -1], geo, strict=True))
+    taps = tuple(s * g.d for s, g in zip(st[-ns - 1 : -1], geo, strict=True))
+    win = as_strided(Xp, lead + out + k + (c_in,), st[: -ns - 1] + steps + taps + st[-1:])
+    K = math.prod(k) * c_in
+    cols = np.empty(lead + out + Wt.shape[-2:-1], X.dtype)
+    np.copyto(cols[..., :K].reshape(win.shape), win)
+    cols[..., K:] = 1  # b's column, when folded
+    Z = np.matmul(cols.reshape(A + (-1, cols.shape[-1])), Wt)
+    return Z.reshape(Z.shape[:-2] + B + out + (c_out,)), cols
 
 
 def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dZ (..., *out, C_out)
     -> {"X": (..., *spatial, C_in), "W": (*k, C_in, C_out), "b": (C_out,)}."""
     cols, W, geo = cache["cols"], cache["W"], cache["geo"]
-    ns, c_in, c_out = len(geo), W.shape[-2], W.shape[-1]
-    dZ2 = dZ.reshape(-1, c_out)
-    dW = (cols.reshape(-1, cols.shape[-1]).T @ dZ2).reshape(W.shape)
-    lead, out = dZ.shape[: -ns - 1], dZ.shape[-ns - 1 : -1]
-    # each tap's share dZ W[m]^T goes back to the input positions that tap read: one small GEMM
-    # and one add per tap (with stride 1 and no dilation this is the full convolution of dZ
-    # with the 180-degree-rotated kernel); contiguous per-tap results keep the adds fast
-    dXp = np.zeros(lead + tuple(g.n + g.lo + g.hi for g in geo) + (c_in,), dtype=dZ.dtype)
-    for taps in np.ndindex(*(g.k for g in geo)):
-        reads = (
-            slice(t * g.d, t * g.d + g.s * (g.out - 1) + 1, g.s)
-            for t, g in zip(taps, geo, strict=True)
-        )
-        share = (dZ2 @ W[taps].T).reshape(lead + out + (c_in,))
-        dXp[(Ellipsis, *reads, slice(None))] += share
-    dX = dXp[(Ellipsis, *(slice(g.lo, g.lo + g.n) for g in geo), slice(None))]
-    ones = np.ones(len(dZ2), dtype=dZ2.dtype)  # a GEMV: 5x faster than sum(axis=0)
-    return {"X": np.ascontiguousarray(dX).reshape(cache["X_shape"]), "W": dW, "b": ones @ dZ2}
+    ns, c_out = len(geo), W.shape[-1]
+    K = W.size // c_out
+    batch = cache["X_shape"][: -ns - 1]
+    # dZ on _dx's grid (for stride 1 _forward_flat's too), zero off the output
+    grid = tuple(-(-(g.n + g.lo + g.hi) // g.s) for g in geo)
+    dZg = np.zeros((math.prod(batch) * math.prod(grid), c_out), dZ.dtype)
+    dZg.reshape(batch + grid + (c_out,))[(Ellipsis, *(slice(g.out) for g in geo), slice(None))] = (
+        dZ.reshape(batch + dZ.shape[-ns - 1 :])
+    )
+    if cache["flat"]:
+        dWb = cols @ dZg[: cols.shape[1]]
+        dX = _dx_flat(dZg, W, geo, grid)
+    else:
+        dWb = cols.reshape(-1, cols.shape[-1]).T @ dZ.reshape(-1, c_out)
+        dX = _dx(dZg, W, geo, grid, batch)
+    if cache["fold"]:  # the row of ones gives db = sum_i dZ[i] for free
+        db = dWb[K]
+    else:
+        dZ2 = dZ.reshape(-1, c_out)
+        db = np.ones(len(dZ2), dZ2.dtype) @ dZ2  # a GEMV: 5x faster than sum(axis=0)
+    return {"X": dX.reshape(cache["X_shape"]), "W": dWb[:K].reshape(W.shape), "b": db}
+
+
+def _dx_flat(dZg: np.ndarray, W: np.ndarray, geo: list[Axis], grid: tuple) -> np.ndarray:
+    """_forward_flat's transpose: one GEMM W dZ^T (taps * C_in, N) and one add of a contiguous
+    (C_in, R) block per tap (4% faster fwd+bwd at L than _dx, 20% slower at M)."""
+    c_in, c_out, N = W.shape[-2], W.shape[-1], len(dZg)
+    offs = [o for _, o, _ in _taps(geo, grid)]
+    R = N - offs[-1]
+    G = np.empty((len(offs) * c_in, N + 8), np.result_type(W, dZg))  # + 8: as in the forward
+    np.matmul(W.reshape(-1, c_out), dZg[:R].T, out=G[:, :R])
+    dXt = G[:c_in, :N]  # tap 0 adds at offset 0: its block starts the sum
+    dXt[:, R:] = 0
+    for i, off in enumerate(offs[1:], 1):  # same row stride on both sides: numpy's fast add
+        dXt[:, off : off + R] += G[i * c_in : (i + 1) * c_in, :R]
+    inner = (slice(None), *(slice(g.lo, g.lo + g.n) for g in geo))
+    view = dXt[:, :N].reshape((c_in,) + grid)[inner]
+    dX = np.empty(view.shape[1:] + (c_in,), G.dtype)
+    np.copyto(dX, np.moveaxis(view, 0, -1))
+    return dX
+
+
+def _dx(dZg: np.ndarray, W: np.ndarray, geo: list[Axis], grid: tuple, batch: tuple) -> Any:
+    """dXp[i*s + m*d] += dZ[i] W[m]^T on a flat grid: padded position p of an axis with stride s
+    is phase p % s in cell p // s. Along the last axis the s phases of a cell sit side by side
+    (channel-last keeps them adjacent): the taps landing in one cell make one GEMM whose rows,
+    s * C_in wide, are added as one contiguous block; along the other axes each phase is a
+    separate plane. Every add is 1-D and contiguous (numpy's fast loop: 3x a strided add)."""
+    *hs, gw = geo
+    c_in, c_out, s = W.shape[-2], W.shape[-1], gw.s
+    blocks: dict[tuple, list] = {}  # (plane, offset) -> [(tap, slot)]: the taps of a cell
+    for i, (p, o, q) in enumerate(_taps(geo, grid)):
+        blocks.setdefault((p, o), []).append((i, q))
+    Wf = W.reshape(-1, c_in, c_out)
+    if s == 1:  # one tap per block, in W's order
+        Wg = np.ascontiguousarray(Wf.swapaxes(1, 2))
+    else:
+        Wg = np.zeros((len(blocks), c_out, s * c_in), np.result_type(W, dZg))
+        for i, members in enumerate(blocks.values()):
+            for t, q in members:
+                Wg[i, :, q * c_in : (q + 1) * c_in] = Wf[t].T
+    R = len(dZg) - max(off for _, off in blocks)
+    U = np.matmul(dZg[:R], Wg)  # (blocks, R, s * C_in)
+    planes, row = math.prod(g.s for g in hs), s * c_in
+    dXg = np.zeros((planes, len(dZg) * row), U.dtype)
+    for i, (plane, off) in enumerate(blocks):
+        dXg[plane, off * row : (off + R) * row] += U[i].reshape(-1)
+    dXg = dXg.reshape((planes,) + batch + grid[:-1] + (grid[-1] * s, c_in))
+    shape = batch + tuple(g.n for g in geo) + (c_in,)
+    if planes == 1 and dXg.shape[1:] == shape and gw.lo == 0:
+        return dXg
+    dX = np.empty(shape, U.dtype)
+    cols = slice(gw.lo, gw.lo + gw.n)
+    for plane, e in enumerate(np.ndindex(*(g.s for g in hs))):  # p = cell * s + e = index + lo
+        src, cut = [], []
+        for ei, g in zip(e, hs, strict=True):
+            h0 = (ei - g.lo) % g.s
+            src.append(slice(h0, g.n, g.s))
+            cut.append(slice((h0 + g.lo) // g.s, (h0 + g.lo) // g.s + len(range(h0, g.n, g.s))))
+        dX[(Ellipsis, *src, slice(None), slice(None))] = dXg[
+            (plane, Ellipsis, *cut, cols, slice(None))
+        ]
+    return dX
 
 
 def window(out_axis: int, g: Axis) -> AxisMap:
