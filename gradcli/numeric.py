@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.coloring import Coloring, build_coloring
 from gradcli.errors import OptionError
 from gradcli.layers import Layer
 
@@ -91,13 +92,6 @@ class NumericResult:
     info: dict[str, TensorNumerics] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Coloring:
-    periods: tuple[int, ...]
-    owners: tuple[np.ndarray | None, ...]  # per axis: (period, out_len) owning index, or -1
-    out_axes: tuple[int | None, ...]
-
-
 class Engine:
     """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
 
@@ -134,7 +128,7 @@ class Engine:
         arrays = [out] + [v for v in cache.values() if isinstance(v, np.ndarray)]
         self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
         self.largest_bytes = max(a.nbytes for a in arrays)
-        self._colorings: dict[str, _Coloring | None] = {}  # estimates and checks share them
+        self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
         self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
         self._row_seconds: float | None = None
 
@@ -279,64 +273,17 @@ class Engine:
         return self._row_seconds * self.rows(groups)
 
     # ------------------------------------------------------------ coloring
-    def _coloring(self, name: str) -> _Coloring | None:
+    def _coloring(self, name: str) -> Coloring | None:
         if name not in self._colorings:
-            self._colorings[name] = self._build_coloring(name)
+            col = None
+            if self.layer.footprint is not None:
+                shapes = {n: a.shape for n, a in self.t64.items()}
+                fp = self.layer.footprint(name, shapes, self.options)
+                col = build_coloring(fp, self.t64[name].shape, self.out_shape)
+            self._colorings[name] = col
         return self._colorings[name]
 
-    def _build_coloring(self, name: str) -> _Coloring | None:
-        if self.layer.footprint is None:
-            return None
-        shapes = {n: a.shape for n, a in self.t64.items()}
-        fp = self.layer.footprint(name, shapes, self.options)
-        shape = self.t64[name].shape
-        if len(fp) != len(shape):
-            return None
-        periods, owners, out_axes = [], [], []
-        for n, amap in zip(shape, fp, strict=True):
-            if amap is None:
-                periods.append(n)
-                owners.append(None)
-                out_axes.append(None)
-                continue
-            o, lo, hi = amap
-            out_len = self.out_shape[o]
-            lo, hi = np.clip(lo, 0, out_len), np.clip(hi, 0, out_len)
-            p = _period(lo, hi)
-            own = np.full((p, out_len), -1, dtype=np.int64)
-            for t in range(n):
-                own[t % p, lo[t] : hi[t]] = t
-            periods.append(p)
-            owners.append(own)
-            out_axes.append(o)
-        return _Coloring(tuple(periods), tuple(owners), tuple(out_axes))
-
-    def _coords(self, name: str, col: _Coloring, residues: tuple[int, ...]) -> np.ndarray:
-        """Flat indices of the coordinates of one color."""
-        shape = self.t64[name].shape
-        if not shape:
-            return np.array([0])
-        axes = [np.arange(r, n, p) for r, n, p in zip(residues, shape, col.periods, strict=True)]
-        return np.ravel_multi_index(np.ix_(*axes), shape).ravel()
-
-    def _owner(self, name: str, col: _Coloring, residues: tuple[int, ...]) -> np.ndarray:
-        """For one color: each output's owning coordinate (flat index), or -1 (out_size,)."""
-        shape = self.t64[name].shape
-        owner = np.zeros(self.out_shape, dtype=np.int64)
-        valid = np.ones(self.out_shape, dtype=bool)
-        for a, r in enumerate(residues):
-            stride = math.prod(shape[a + 1 :])
-            if col.owners[a] is None:
-                owner += stride * r
-                continue
-            line = col.owners[a][r]
-            view = [1] * len(self.out_shape)
-            view[col.out_axes[a]] = -1
-            owner = owner + stride * line.reshape(view)
-            valid = valid & (line >= 0).reshape(view)
-        return np.where(valid, owner, -1).ravel()
-
-    def verify_footprint(self, name: str, col: _Coloring, rng: np.random.Generator) -> str:
+    def verify_footprint(self, name: str, col: Coloring, rng: np.random.Generator) -> str:
         """Move a few random coordinates one at a time; anything that moves outside the declared
         footprint is a mismatch. Returns '' when the declaration held."""
         x = self.t64[name].ravel()
@@ -355,7 +302,7 @@ class Engine:
             t = np.unravel_index(int(j), shape)
             residues = tuple(int(ti) % p for ti, p in zip(t, col.periods, strict=True))
             moved = np.abs(y[1 + i] - y[0]).ravel() > tol
-            outside = moved & (self._owner(name, col, residues) != j)
+            outside = moved & (col.owner(residues) != j)
             if outside.any():
                 where = np.unravel_index(int(np.argmax(outside)), self.out_shape)
                 return (
@@ -405,8 +352,8 @@ class Engine:
                 sums[part] += d.reshape(len(part), -1) @ self.g.ravel()
                 scale[part] = self.gy.sum()
             else:
-                d = self._differences(name, [self._coords(name, col, r) for r in part], h)
-                owners = np.stack([self._owner(name, col, r) for r in part])
+                d = self._differences(name, [col.coords(r) for r in part], h)
+                owners = np.stack([col.owner(r) for r in part])
                 keep = owners >= 0
                 weighted = (d * self.g).reshape(len(part), -1)
                 sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
@@ -455,18 +402,6 @@ class Engine:
         all_idx = np.arange(x.size)
         d = self._differences(name, [all_idx], h)  # one group: every coordinate
         return float(np.sum(d[0] * self.g)), h.reshape(self.t64[name].shape)
-
-
-def _period(lo: np.ndarray, hi: np.ndarray) -> int:
-    """Smallest shift p such that the windows of t and t + k*p never overlap (k >= 1)."""
-    n = len(lo)
-    monotone = n < 2 or (np.all(np.diff(lo) >= 0) and np.all(np.diff(hi) >= 0))
-    if not monotone:
-        return n
-    for p in range(1, n):
-        if np.all(hi[:-p] <= lo[p:]):
-            return p
-    return max(n, 1)
 
 
 def numerical_gradients(

@@ -1,0 +1,91 @@
+"""Curtis-Powell-Reid coloring from a layer's declared footprints.
+
+A footprint (``layers.base.Footprint``) says, per axis of a tensor, which outputs an index along
+it can move. Coordinates whose footprints never overlap get one color: the numerical engine moves
+all of them in one forward pass and attributes each output difference to the coordinate that owns
+it. Along an axis whose windows slide monotonically, index t and t + k*p never overlap once p is
+the window's period, so the colors are the residues modulo the periods of all axes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcli.layers.base import Footprint
+
+
+@dataclass(frozen=True)
+class Coloring:
+    """The colors of one tensor of shape ``shape`` against an output of shape ``out_shape``."""
+
+    shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    periods: tuple[int, ...]  # per axis: indices t and t + k*period share a color
+    owners: tuple[np.ndarray | None, ...]  # per axis: (period, out_len) owning index, or -1
+    out_axes: tuple[int | None, ...]  # per axis: the output axis it maps onto (None: dense)
+
+    def coords(self, residues: tuple[int, ...]) -> np.ndarray:
+        """Flat indices of the coordinates of one color."""
+        if not self.shape:
+            return np.array([0])
+        axes = [
+            np.arange(r, n, p) for r, n, p in zip(residues, self.shape, self.periods, strict=True)
+        ]
+        return np.ravel_multi_index(np.ix_(*axes), self.shape).ravel()
+
+    def owner(self, residues: tuple[int, ...]) -> np.ndarray:
+        """For one color: each output's owning coordinate (flat index), or -1 (out_size,)."""
+        owner = np.zeros(self.out_shape, dtype=np.int64)
+        valid = np.ones(self.out_shape, dtype=bool)
+        for a, r in enumerate(residues):
+            stride = math.prod(self.shape[a + 1 :])
+            if self.owners[a] is None:
+                owner += stride * r
+                continue
+            line = self.owners[a][r]
+            view = [1] * len(self.out_shape)
+            view[self.out_axes[a]] = -1
+            owner = owner + stride * line.reshape(view)
+            valid = valid & (line >= 0).reshape(view)
+        return np.where(valid, owner, -1).ravel()
+
+
+def build_coloring(
+    fp: Footprint, shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> Coloring | None:
+    """The coloring a footprint allows, or None when it does not fit the tensor."""
+    if len(fp) != len(shape):
+        return None
+    periods, owners, out_axes = [], [], []
+    for n, amap in zip(shape, fp, strict=True):
+        if amap is None:
+            periods.append(n)
+            owners.append(None)
+            out_axes.append(None)
+            continue
+        o, lo, hi = amap
+        out_len = out_shape[o]
+        lo, hi = np.clip(lo, 0, out_len), np.clip(hi, 0, out_len)
+        p = _period(lo, hi)
+        own = np.full((p, out_len), -1, dtype=np.int64)
+        for t in range(n):
+            own[t % p, lo[t] : hi[t]] = t
+        periods.append(p)
+        owners.append(own)
+        out_axes.append(o)
+    return Coloring(tuple(shape), tuple(out_shape), tuple(periods), tuple(owners), tuple(out_axes))
+
+
+def _period(lo: np.ndarray, hi: np.ndarray) -> int:
+    """Smallest shift p such that the windows of t and t + k*p never overlap (k >= 1)."""
+    n = len(lo)
+    monotone = n < 2 or (np.all(np.diff(lo) >= 0) and np.all(np.diff(hi) >= 0))
+    if not monotone:
+        return n
+    for p in range(1, n):
+        if np.all(hi[:-p] <= lo[p:]):
+            return p
+    return max(n, 1)
