@@ -46,6 +46,15 @@ class Method:
     order: int  # truncation error ~ h**order
     auto_eps: float  # the default step relative to max(1, |x|)
 
+    def apply(self, at: Mapping[int, Any]) -> Any:
+        """The stencil's sum (not yet divided by h) from L at each offset (at[1] is L at
+        x + ih for the complex step)."""
+        if self.name == "complex":
+            return at[1].imag
+        # pair up +s/-s (or s/0) first: an untouched output cancels to an exact zero
+        pairs = zip(self.offsets[0::2], self.offsets[1::2], self.weights[0::2], strict=True)
+        return sum(w * (at[a] - at[b]) for a, b, w in pairs) / self.scale
+
 
 METHODS: dict[str, Method] = {
     # step ~ eps**(1/(order+1)) balances truncation (h**order) against round-off (eps/h)
@@ -202,12 +211,7 @@ class Engine:
         at = {s: y[base + k * c : base + (k + 1) * c] for k, s in enumerate(offsets)}
         if base:
             at[0] = y[:1]
-        if m.name == "complex":
-            return at[1].imag
-        # pair up +s/-s (or s/0) first: an untouched output cancels to an exact zero
-        pairs = zip(m.offsets[0::2], m.offsets[1::2], m.weights[0::2], strict=True)
-        d = sum(w * (at[a] - at[b]) for a, b, w in pairs)
-        return d / m.scale
+        return m.apply(at)
 
     # ------------------------------------------------------------ incremental evaluation
     def incremental(self, name: str) -> str | None:
@@ -250,15 +254,12 @@ class Engine:
         layer's incremental path."""
         x = self.t64[name].ravel()
         m = self.method
-        if m.name == "complex":
-            loss = self.layer.perturbed(name, self.cache, self.g, idx, x[idx] + 1j * h[idx])
-            return np.asarray(loss).imag
+        step = (lambda s: 1j * h[idx]) if m.name == "complex" else (lambda s: s * h[idx])
         at = {
-            s: self.layer.perturbed(name, self.cache, self.g, idx, x[idx] + s * h[idx])
+            s: self.layer.perturbed(name, self.cache, self.g, idx, x[idx] + step(s))
             for s in m.offsets
         }
-        pairs = zip(m.offsets[0::2], m.offsets[1::2], m.weights[0::2], strict=True)
-        return sum(w * (at[a] - at[b]) for a, b, w in pairs) / m.scale
+        return m.apply(at)
 
     def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
         """Estimated time for ``groups`` groups of ``name`` (measured on a few of them)."""
