@@ -360,10 +360,12 @@ def check(
     elif wrt is not None:
         raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
     if sweep:
-        rows, best = run_sweep(s, opts.method, coloring)
-        doc = jsondoc.sweep_doc(s, opts.method, rows, best)
-        _emit(output, _inputs(s, impl), text=jsondoc.to_json(doc) if fmt is Format.json
-              else lambda c: render.render_sweep(c, s, opts.method, rows, best))  # fmt: skip
+        rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads)
+        doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
+        _emit(output, _inputs(s, impl, grads), text=jsondoc.to_json(doc) if fmt is Format.json
+              else lambda c: render.render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip
+        if wrong:
+            raise typer.Exit(EXIT_MISMATCH)
         return
     with render.ProgressBar(sys.stderr) as bar:
         opts.progress = bar

@@ -119,8 +119,11 @@ def check_doc(
     return doc
 
 
-def sweep_doc(spec: Spec, method: str, rows: list[dict[str, Any]], best: float) -> dict[str, Any]:
-    return {**_header(spec), "method": method, "best_eps": best, "sweep": rows}
+def sweep_doc(
+    spec: Spec, method: str, rows: list[dict[str, Any]], best: float, wrong: list[str]
+) -> dict[str, Any]:
+    return {**_header(spec), "passed": not wrong, "method": method, "best_eps": best,
+            "wrong_at_every_step": wrong, "sweep": rows}  # fmt: skip
 
 
 def layers_doc() -> dict[str, Any]:

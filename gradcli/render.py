@@ -255,9 +255,15 @@ def render_check(
 
 
 def render_sweep(
-    console: Console, spec: Spec, method: str, rows: list[dict[str, Any]], best: float
+    console: Console,
+    spec: Spec,
+    method: str,
+    rows: list[dict[str, Any]],
+    best: float,
+    wrong: list[str],
 ) -> None:
-    """The error-vs-step table and a log-log terminal plot with the regimes marked."""
+    """The error-vs-step table, a log-log terminal plot with the regimes marked, and the
+    tensors no step reconciles."""
     names = list(rows[0]["errors"])
     table = Table(
         title=Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|"),
@@ -276,6 +282,13 @@ def render_sweep(
     console.print(table)
     console.print(Text(_plot(rows)))
     console.print(Text(f"best step: {best:.0e}", style="bold"))
+    for n in wrong:
+        low = min(r["errors"][n] for r in rows)
+        console.print(Text(
+            f"d{n}: no step brings the error within the check's tolerance (at best {low:.1e}): "
+            "the gradient is off, not the step; 'gradcli check' without --sweep shows where",
+            style="bold red",
+        ), soft_wrap=True)  # fmt: skip
 
 
 def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:

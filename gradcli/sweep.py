@@ -3,33 +3,59 @@ regimes and the best step for a spec."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from gradcli.check import compute
+from gradcli import intermediates
+from gradcli.check import compute, default_tolerances
 from gradcli.numeric import Engine
 from gradcli.sampling import SWEEP_STEPS
 from gradcli.spec import Spec
 
 
 def run_sweep(
-    spec: Spec, method: str = "central", coloring: bool = True
-) -> tuple[list[dict[str, Any]], float]:
-    """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], best step.
-    error = max over tensors of max |a - n| / max |a| (a normalized error, robust to zeros)."""
+    spec: Spec,
+    method: str = "central",
+    coloring: bool = True,
+    grads: Mapping[str, np.ndarray] | None = None,
+) -> tuple[list[dict[str, Any]], float, list[str]]:
+    """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], the best step,
+    and the tensors whose error stays above the check's default rtol at every step (no step
+    explains that: the gradient itself is off).
+    errors[name] = max |a - n| / max |a| (normalized, robust to zeros); error = their max over
+    the tensors some step reconciles (over all when none is).
+
+    ``a`` is what ``check`` would test: the user's answers (``grads``, which may name
+    intermediates such as attention's S), else the spec's layer's backward (a user's with
+    --impl). A wrong answer then shows as an error that no step brings down."""
     comp = compute(spec)
+    if grads is None:
+        under_test = {**comp.gradients, **intermediates.from_impl(spec, comp)}
+    else:
+        under_test = dict(grads)
+    names = tuple(n for n in spec.tensors if n in under_test)
+    inter = tuple(n for n in spec.layer.intermediates if n in under_test)
     rows = []
     for eps in SWEEP_STEPS:
         engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method,
                         eps=eps)  # fmt: skip
+        engines = dict.fromkeys(names, engine) | intermediates.engines(
+            spec, inter, method=method, eps=eps
+        )
         errors = {}
-        for name in spec.tensors:
-            a = np.asarray(comp.gradients[name], dtype=np.float64)
-            n = engine.gradient(name, coloring=coloring)[0]
+        for name, eng in engines.items():
+            a = np.asarray(under_test[name], dtype=np.float64)
+            n = eng.gradient(name, coloring=coloring)[0]
             errors[name] = float(np.max(np.abs(a - n))) / (float(np.max(np.abs(a))) or 1.0)
-        rows.append({"eps": eps, "error": max(errors.values()), "errors": errors})
+        rows.append({"eps": eps, "errors": errors})
+    # a tensor off at every step would flatten the curve: the regimes come from the others
+    rtol = default_tolerances(spec.dtype, method)[1]
+    wrong = [n for n in rows[0]["errors"] if min(r["errors"][n] for r in rows) > rtol]
+    shown = [n for n in rows[0]["errors"] if n not in wrong] or wrong
+    rows = [{"eps": r["eps"], "error": max(r["errors"][n] for n in shown), **r} for r in rows]
     best = min(range(len(rows)), key=lambda i: rows[i]["error"])
     for i, row in enumerate(rows):
         row["regime"] = "best" if i == best else "truncation" if i < best else "round-off"
-    return rows, rows[best]["eps"]
+    return rows, rows[best]["eps"], wrong

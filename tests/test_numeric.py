@@ -191,7 +191,7 @@ def test_eps_auto_is_per_method_and_explicit_eps_is_used():
 
 
 def test_sweep_finds_the_regimes():
-    rows, best = run_sweep(load_spec("attention", None))
+    rows, best, _ = run_sweep(load_spec("attention", None))
     assert 1e-7 <= best <= 1e-3
     regimes = [r["regime"] for r in rows]
     k = regimes.index("best")

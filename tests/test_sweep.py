@@ -1,0 +1,93 @@
+"""`check --sweep` on the gradients under test: the user's answers (--grads, including
+attention's intermediates) and a user's backward (--impl), each with a twin carrying a bug that
+no step can explain."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from gradcli.check import compute
+from gradcli.layers import REGISTRY
+from gradcli.spec import load_spec
+from gradcli.sweep import run_sweep
+
+
+def _answers(tmp_path, layer, bad=None, keep=None):
+    """The built-in gradients (tensors and intermediates) of the default spec as an answer
+    file, optionally restricted to ``keep`` and with one element off by 1e-3 relative."""
+    comp = compute(load_spec(layer, None))
+    grads = {n: np.array(g) for n, g in comp.gradients.items()}
+    grads |= {n[1:]: np.array(comp.intermediates[n]) for n in comp.intermediates if n[0] == "d"}
+    if keep is not None:
+        grads = {n: grads[n] for n in keep}
+    if bad is not None:
+        name, idx = bad
+        grads[name][idx] += 1e-3 * (1 + abs(grads[name][idx]))
+    path = tmp_path / "answers.npz"
+    np.savez(path, **{"d" + n: g for n, g in grads.items()})
+    return path
+
+
+def _sweep(cli, *args, code):
+    result = cli("check", *args, "--sweep", "--format", "json")
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("layer", list(REGISTRY))
+def test_builtin_gradients_are_reconciled_by_some_step(layer):
+    rows, best, wrong = run_sweep(load_spec(layer, None))
+    assert wrong == [] and best in [r["eps"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("layer", "tensor", "idx"),
+    [("linear", "W", (1, 2)), ("conv2d", "W", (1, 2, 0, 2)), ("attention", "X", (2, 3))],
+)
+def test_sweep_tests_the_answer_file(cli, tmp_path, layer, tensor, idx):
+    right = _sweep(cli, layer, "--grads", _answers(tmp_path, layer), code=0)
+    assert right["passed"] and right["wrong_at_every_step"] == []
+    doc = _sweep(cli, layer, "--grads", _answers(tmp_path, layer, bad=(tensor, idx)), code=1)
+    assert not doc["passed"] and doc["wrong_at_every_step"] == [tensor]
+    assert all(r["errors"][tensor] > 1e-5 for r in doc["sweep"])
+    # the regimes come from the tensors a step does reconcile, as if the wrong one were absent
+    others = [max(e for n, e in r["errors"].items() if n != tensor) for r in right["sweep"]]
+    assert [r["error"] for r in doc["sweep"]] == others
+    assert doc["best_eps"] == right["sweep"][int(np.argmin(others))]["eps"]
+
+
+def test_sweep_of_an_intermediate_answer(cli, tmp_path):
+    path = _answers(tmp_path, "attention", keep=("S", "A"))
+    doc = _sweep(cli, "attention", "--grads", path, code=0)
+    assert set(doc["sweep"][0]["errors"]) == {"S", "A"} and doc["passed"]
+    bad = _answers(tmp_path, "attention", bad=("S", (1, 2)), keep=("S", "A"))
+    doc = _sweep(cli, "attention", "--grads", bad, code=1)
+    assert doc["wrong_at_every_step"] == ["S"]
+
+
+def test_sweep_table_names_the_wrong_tensor(cli, tmp_path):
+    path = _answers(tmp_path, "linear", bad=("W", (0, 1)))
+    result = cli("check", "linear", "--grads", path, "--sweep")
+    assert result.exit_code == 1 and result.stderr == ""
+    assert "dW: no step brings the error within the check's tolerance" in result.stdout
+    right = cli("check", "linear", "--grads", _answers(tmp_path, "linear"), "--sweep")
+    assert right.exit_code == 0 and "no step brings" not in right.stdout
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.001])
+def test_sweep_tests_an_impl_backward(cli, tmp_path, factor):
+    impl = tmp_path / "mine.py"
+    impl.write_text(textwrap.dedent(f"""
+        import numpy as np
+
+        def forward(x, W, b):
+            return W @ x + b
+
+        def backward(grad_output, x, W, b):
+            return {{"x": W.T @ grad_output, "W": np.outer(grad_output, x) * {factor},
+                    "b": grad_output}}
+    """))
+    doc = _sweep(cli, "linear", "--impl", impl, code=0 if factor == 1.0 else 1)
+    assert doc["wrong_at_every_step"] == ([] if factor == 1.0 else ["W"])
