@@ -1,15 +1,12 @@
 """Parse and validate a spec mapping into a frozen ``Spec``.
 
 A spec names the layer, dtype, seed, options, every tensor and the upstream gradient.
-Tensor sources: a path to ``.npy``, ``file.npz:key``, ``{file: ..., key: ...}``, an inline
-number or nested list, or ``{shape: [...], init: normal|uniform|zeros|ones|arange, scale: s}``.
+Each tensor is a source that gradcli.sources turns into an array; the element budget is set here.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import GradcliError, ShapeError, SpecError, brief
-from gradcli.io import load_array, parse_yaml, read_spec_text
+from gradcli.io import parse_yaml, read_spec_text
 from gradcli.layers import Layer, TensorInfo, get_layer
+from gradcli.sources import Loader, kind, suggest
 
 DTYPES = ("float64", "float32")
-INITS = ("normal", "uniform", "zeros", "ones", "arange")
 TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
 MAX_SEED = 2**63 - 1
 DEFAULT_MAX_ELEMENTS = 50_000_000  # every tensor, the upstream gradient and the output: 400 MB
@@ -123,11 +120,6 @@ def _custom_names(doc: Any) -> tuple[str, ...]:
     return tuple(tensors)
 
 
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def build_spec(
     layer: Layer,
     doc: Any,
@@ -141,11 +133,11 @@ def build_spec(
     if doc is None:
         raise SpecError("the spec is empty; expected a mapping with a 'tensors' key")
     if not isinstance(doc, dict):
-        raise SpecError(f"expected a mapping at the top level, got {_kind(doc)}")
+        raise SpecError(f"expected a mapping at the top level, got {kind(doc)}")
     for k in doc:
         if k not in TOP_KEYS:
             raise SpecError(
-                f"unknown key{_suggest(str(k), TOP_KEYS)}; expected one of {', '.join(TOP_KEYS)}",
+                f"unknown key{suggest(str(k), TOP_KEYS)}; expected one of {', '.join(TOP_KEYS)}",
                 key=str(k),
             )
     if "layer" in doc and doc["layer"] != layer.name:
@@ -157,12 +149,12 @@ def build_spec(
     seed = _seed(doc.get("seed", 0) if seed is None else seed)
     raw_options = doc.get("options")
     if raw_options is not None and not isinstance(raw_options, dict):
-        raise SpecError(f"expected a mapping of options, got {_kind(raw_options)}", key="options")
+        raise SpecError(f"expected a mapping of options, got {kind(raw_options)}", key="options")
     options = layer.make_options(raw_options)
 
     tensors_doc = doc.get("tensors")
     if not isinstance(tensors_doc, dict):
-        what = "missing" if tensors_doc is None else f"got {_kind(tensors_doc)}"
+        what = "missing" if tensors_doc is None else f"got {kind(tensors_doc)}"
         raise SpecError(
             f"expected a mapping of tensors {', '.join(layer.tensor_names)} ({what})",
             key="tensors",
@@ -171,11 +163,11 @@ def build_spec(
         if name not in layer.all_tensor_names:
             known = layer.all_tensor_names
             raise SpecError(
-                f"{layer.name} has no tensor {brief(name)}{_suggest(str(name), known)}; "
+                f"{layer.name} has no tensor {brief(name)}{suggest(str(name), known)}; "
                 f"its tensors are {', '.join(known)}",
                 key=f"tensors.{name}",
             )
-    loader = _Loader(base, source, seed, dtype, max_elements)
+    loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS)
     arrays: dict[str, np.ndarray] = {}
     for info in layer.tensors:
         if info.name in tensors_doc:
@@ -237,14 +229,6 @@ def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarr
     return tuple(sizes[a] for a in axes)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
-
-
 def _dtype(value: Any) -> str:
     if value not in DTYPES:
         raise SpecError(f"expected one of {', '.join(DTYPES)}, got {brief(value)}", key="dtype")
@@ -257,172 +241,10 @@ def _seed(value: Any) -> int:
     return value
 
 
-class _Loader:
-    """Turns one tensor source into a read-only array of the spec's dtype."""
-
-    def __init__(
-        self, base: Path, source: str, seed: int, dtype: str, max_elements: int = 0
-    ) -> None:
-        self.base, self.source, self.seed, self.dtype = base, source, seed, dtype
-        self.files: list[Path] = []
-        self.max_elements = max_elements or DEFAULT_MAX_ELEMENTS
-        self.used = 0
-
-    def reserve(self, n: int, key: str, what: str = "the spec's arrays") -> None:
-        """Count elements before anything is allocated; over the budget is an input error."""
-        self.used += n
-        if self.used > self.max_elements:
-            raise SpecError(
-                f"{what} would need {self.used:,} elements ({self.used * 8 / 2**20:,.0f} MB in "
-                f"float64), more than --max-elements {self.max_elements:,}",
-                key=key,
-            )
-
-    def load(self, value: Any, key: str, name: str) -> np.ndarray:
-        raw = self._raw(value, key, name)
-        if raw.dtype.kind != "f":
-            raise SpecError(f"expected floating-point values, got a {raw.dtype} array", key=key)
-        if raw.size == 0:
-            raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
-        with np.errstate(over="ignore"):  # an overflow to inf in the cast is refused below
-            arr = np.array(raw, dtype=self.dtype)
-        if not np.isfinite(arr).all():
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            what = "non-finite" if not np.isfinite(raw[bad]) else f"too large for {self.dtype}"
-            raise SpecError(f"{what} value at index {list(bad)}; expected finite numbers", key=key)
-        return arr
-
-    def _raw(self, value: Any, key: str, name: str) -> np.ndarray:
-        if isinstance(value, str):
-            path, _, npz_key = value.rpartition(":") if ".npz:" in value else (value, "", "")
-            return self._file(path, npz_key or None, key)
-        if isinstance(value, dict):
-            if "file" in value:
-                extra = set(value) - {"file", "key"}
-                if extra:
-                    bad = sorted(map(str, extra))[0]
-                    raise SpecError(f"unknown key {brief(bad)} beside 'file'", key=key)
-                if not isinstance(value["file"], str):
-                    raise SpecError("'file' must be a path", key=f"{key}.file")
-                npz_key = value.get("key")
-                if npz_key is not None and not isinstance(npz_key, str):
-                    raise SpecError("'key' must be a string", key=f"{key}.key")
-                return self._file(value["file"], npz_key, key)
-            return self._generate(value, key, name)
-        if isinstance(value, (int, float, list)) and not isinstance(value, bool):
-            return _inline(value, key, self)
-        raise SpecError(
-            f"expected a file path, a number, a nested list or a mapping, got {_kind(value)}",
-            key=key,
-        )
-
-    def _file(self, path: str, npz_key: str | None, key: str) -> np.ndarray:
-        try:
-            full = Path(path).expanduser()
-        except RuntimeError:  # ~nosuchuser
-            raise SpecError(f"cannot expand the home folder in {brief(path)}", key=key) from None
-        full = full if full.is_absolute() else self.base / full
-        self.files.append(full)
-        return load_array(
-            full, npz_key, source=self.source, key=key, reserve=lambda n: self.reserve(n, key)
-        )
-
-    def _generate(self, value: dict, key: str, name: str) -> np.ndarray:
-        extra = set(value) - {"shape", "init", "scale"}
-        if extra:
-            bad = sorted(map(str, extra))[0]
-            raise SpecError(
-                f"unknown key {bad!r}{_suggest(bad, ('shape', 'init', 'scale', 'file'))}; "
-                "expected shape, init, scale (or file, key)",
-                key=key,
-            )
-        shape = value.get("shape")
-        if not isinstance(shape, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
-        ):
-            raise SpecError(
-                f"expected a list of positive integers, got {brief(shape)}", key=f"{key}.shape"
-            )
-        self.reserve(math.prod(shape), f"{key}.shape")
-        init = value.get("init", "normal")
-        if init not in INITS:
-            raise SpecError(
-                f"expected one of {', '.join(INITS)}, got {brief(init)}", key=f"{key}.init"
-            )
-        scale = value.get("scale", 1.0)
-        try:
-            finite = not isinstance(scale, bool) and math.isfinite(float(scale))
-        except (TypeError, ValueError, OverflowError):
-            finite = False
-        if not finite or not isinstance(scale, (int, float)):
-            raise SpecError(f"expected a finite number, got {brief(scale)}", key=f"{key}.scale")
-        # one independent stream per tensor name: adding a tensor never changes the others
-        rng = np.random.default_rng(
-            np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))
-        )
-        shape_t = tuple(shape)
-        if init == "normal":
-            arr = rng.standard_normal(shape_t)
-        elif init == "uniform":
-            arr = rng.uniform(-1.0, 1.0, shape_t)
-        elif init == "zeros":
-            arr = np.zeros(shape_t)
-        elif init == "ones":
-            arr = np.ones(shape_t)
-        else:
-            arr = np.arange(math.prod(shape_t), dtype=np.float64).reshape(shape_t)
-        return arr * float(scale)
-
-
-def _inline(value: Any, key: str, loader: _Loader) -> np.ndarray:
-    """A number or a rectangular nested list of numbers, counted and checked before any
-    conversion. YAML aliases can repeat one list many times over ("billion laughs"): each
-    distinct list is visited once, so counting stays linear in the document."""
-    counts: dict[int, int] = {}
-
-    def count(v: Any) -> int:
-        if not isinstance(v, list):
-            return 1
-        if id(v) not in counts:
-            counts[id(v)] = 0  # a self-referencing list counts as empty, then is refused
-            counts[id(v)] = sum(count(item) for item in v)
-        return counts[id(v)]
-
-    loader.reserve(count(value), key)
-    shapes: dict[int, tuple[int, ...]] = {}
-
-    def shape_of(v: Any, path: list[int]) -> tuple[int, ...]:
-        if isinstance(v, list):
-            if id(v) in shapes:
-                return shapes[id(v)]
-            if not v:
-                raise SpecError(f"empty list at {path or 'top'}; expected numbers", key=key)
-            shapes[id(v)] = (-1,)  # being visited: a list inside itself is ragged forever
-            found = [shape_of(item, [*path, i]) for i, item in enumerate(v)]
-            for i, s in enumerate(found):
-                if s != found[0] or s == (-1,):
-                    raise SpecError(
-                        f"ragged nested list: item {[*path, i]} has shape {list(s)}, "
-                        f"item {[*path, 0]} has {list(found[0])}",
-                        key=key,
-                    )
-            shapes[id(v)] = (len(v), *found[0])
-            return shapes[id(v)]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise SpecError(f"expected a number at index {path}, got {_kind(v)}", key=key)
-        return ()
-
-    shape_of(value, [])
-    try:
-        return np.array(value, dtype=np.float64)
-    except OverflowError:
-        raise SpecError("a number is too large for float64", key=key) from None
-
-
 def load_source(value: Any, key: str, *, base: Path, source: str) -> np.ndarray:
     """One tensor source (inline, .npy, file.npz:key, {file, key}) outside a spec, in float64:
     how YAML answer files name their arrays."""
-    loader = _Loader(base, source, 0, "float64")
+    loader = Loader(base, source, 0, "float64", DEFAULT_MAX_ELEMENTS)
     try:
         return loader.load(value, key, key)
     except GradcliError as e:
