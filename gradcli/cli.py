@@ -343,6 +343,7 @@ def check(
     from gradcli import jsondoc, render
     from gradcli.check import CheckOptions
     from gradcli.check import check as run_check
+    from gradcli.render_sweep import render_sweep
     from gradcli.sweep import run_sweep
 
     opts = CheckOptions(
@@ -363,7 +364,7 @@ def check(
         rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads)
         doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
         _emit(output, _inputs(s, impl, grads), text=jsondoc.to_json(doc) if fmt is Format.json
-              else lambda c: render.render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip
+              else lambda c: render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip
         if wrong:
             raise typer.Exit(EXIT_MISMATCH)
         return
@@ -398,11 +399,12 @@ def _eps(text: str) -> float | None:
 def layers(fmt: FormatOpt = Format.table, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
     from gradcli import jsondoc, render
+    from gradcli.render_docs import render_layers
 
     if fmt is Format.json:
         sys.stdout.write(jsondoc.to_json(jsondoc.layers_doc()))
     else:
-        render.render_layers(render.console(sys.stdout))
+        render_layers(render.console(sys.stdout))
 
 
 @app.command()
@@ -416,7 +418,7 @@ def explain(
     """The layer's forward and gradient formulas, with the spec's shapes and options."""
     from gradcli import explain as explain_mod
     from gradcli import jsondoc
-    from gradcli.render_diag import render_explain
+    from gradcli.render_docs import render_explain
 
     s = _load(layer, spec, None, None)
     if fmt is Format.json:

@@ -15,8 +15,7 @@ from rich.text import Text
 
 from gradcli import intermediates
 from gradcli.check import CheckReport, Computation
-from gradcli.layers import REGISTRY, TensorInfo
-from gradcli.layers.base import option_table
+from gradcli.layers import TensorInfo
 from gradcli.spec import Spec
 
 MAX_SHOWN = 100  # tensors with at most this many elements get their values printed
@@ -252,87 +251,6 @@ def render_check(
     for line in _notes(report):
         console.print(line, soft_wrap=True)
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
-
-
-def render_sweep(
-    console: Console,
-    spec: Spec,
-    method: str,
-    rows: list[dict[str, Any]],
-    best: float,
-    wrong: list[str],
-) -> None:
-    """The error-vs-step table, a log-log terminal plot with the regimes marked, and the
-    tensors no step reconciles."""
-    names = list(rows[0]["errors"])
-    table = Table(
-        title=Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|"),
-        title_justify="left",
-    )
-    table.add_column("eps", justify="right")
-    for n in names:
-        table.add_column("d" + n, justify="right")
-    table.add_column("regime")
-    for row in rows:
-        style = "bold green" if row["regime"] == "best" else ""
-        table.add_row(
-            f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
-            Text(row["regime"], style=style),
-        )  # fmt: skip
-    console.print(table)
-    console.print(Text(_plot(rows)))
-    console.print(Text(f"best step: {best:.0e}", style="bold"))
-    for n in wrong:
-        low = min(r["errors"][n] for r in rows)
-        console.print(Text(
-            f"d{n}: no step brings the error within the check's tolerance (at best {low:.1e}): "
-            "the gradient is off, not the step; 'gradcli check' without --sweep shows where",
-            style="bold red",
-        ), soft_wrap=True)  # fmt: skip
-
-
-def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
-    """log10(error) against log10(eps), one column per step, big steps on the left."""
-    logs = [np.log10(max(r["error"], 1e-300)) for r in rows]
-    lo, hi = min(logs), max(logs)
-    span = (hi - lo) or 1.0
-    grid = [[" "] * len(rows) for _ in range(height)]
-    for j, (v, r) in enumerate(zip(logs, rows, strict=True)):
-        mark = {"best": "*", "truncation": "t", "round-off": "r"}[r["regime"]]
-        grid[int(round((hi - v) / span * (height - 1)))][j] = mark
-    lines = []
-    for i, row in enumerate(grid):
-        label = f"{10 ** (hi - i * span / (height - 1)):8.0e} |" if i % 3 == 0 else " " * 9 + "|"
-        lines.append(label + "".join(f" {c} " for c in row))
-    lines.append(" " * 9 + "+" + "---" * len(rows))
-    exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
-    lines.append(" eps 1e-  " + exps)
-    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step")
-    return "\n".join(lines)
-
-
-def render_layers(console: Console) -> None:
-    for name, layer in REGISTRY.items():
-        table = Table(title=f"{name}: {layer.summary}", title_justify="left")
-        for col in ("tensor", "shape", "role", "meaning"):
-            table.add_column(col)
-        for t in (*layer.tensors, layer.output):
-            omitted = " (optional: zeros)" if t.optional else " (optional)" if t.absent_ok else ""
-            table.add_row(Text(t.name, style="bold"), t.shape_str, t.role + omitted, t.doc)
-        console.print(table)
-        options = option_table(layer.options)
-        if options:
-            opts = Table(box=None, show_header=True, padding=(0, 2))
-            for col in ("option", "default", "meaning"):
-                opts.add_column(col, style="dim")
-            for n, d, h in options:
-                opts.add_row(n, "null" if d is None else str(d), h)
-            console.print(opts)
-        else:
-            console.print(Text("options: none", style="dim"))
-        if layer.intermediates:
-            console.print(Text(f"intermediates: {', '.join(layer.intermediates)}", style="dim"))
-        console.print()
 
 
 def console(file: Any, plain: bool = False) -> Console:

@@ -101,15 +101,3 @@ def _heatmap(spec: Spec, r: TensorResult, a: np.ndarray, n: np.ndarray, rtol: fl
         Text("green: within tolerance; yellow, orange, red: 1, 10, 100x beyond", style="dim")
     )
     return out
-
-
-def render_explain(console: Console, sections: list) -> None:
-    """`gradcli explain`: each section's title, its formulas, its intuition in italics."""
-    for section in sections:
-        console.print(Text(section.title, style="bold"))
-        for line in section.lines:
-            intuition = line.startswith("intuition: ")
-            console.print(
-                Text("  " + line, style="italic dim" if intuition else ""), soft_wrap=True
-            )
-        console.print()

@@ -1,0 +1,47 @@
+"""Rendering the reference commands: ``gradcli layers`` and ``gradcli explain``."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gradcli.layers import REGISTRY
+from gradcli.layers.base import option_table
+
+
+def render_layers(console: Console) -> None:
+    for name, layer in REGISTRY.items():
+        table = Table(title=f"{name}: {layer.summary}", title_justify="left")
+        for col in ("tensor", "shape", "role", "meaning"):
+            table.add_column(col)
+        for t in (*layer.tensors, layer.output):
+            omitted = " (optional: zeros)" if t.optional else " (optional)" if t.absent_ok else ""
+            table.add_row(Text(t.name, style="bold"), t.shape_str, t.role + omitted, t.doc)
+        console.print(table)
+        options = option_table(layer.options)
+        if options:
+            opts = Table(box=None, show_header=True, padding=(0, 2))
+            for col in ("option", "default", "meaning"):
+                opts.add_column(col, style="dim")
+            for n, d, h in options:
+                opts.add_row(n, "null" if d is None else str(d), h)
+            console.print(opts)
+        else:
+            console.print(Text("options: none", style="dim"))
+        if layer.intermediates:
+            console.print(Text(f"intermediates: {', '.join(layer.intermediates)}", style="dim"))
+        console.print()
+
+
+
+def render_explain(console: Console, sections: list) -> None:
+    """`gradcli explain`: each section's title, its formulas, its intuition in italics."""
+    for section in sections:
+        console.print(Text(section.title, style="bold"))
+        for line in section.lines:
+            intuition = line.startswith("intuition: ")
+            console.print(
+                Text("  " + line, style="italic dim" if intuition else ""), soft_wrap=True
+            )
+        console.print()

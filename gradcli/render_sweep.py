@@ -1,0 +1,69 @@
+"""Rendering ``check --sweep``: the error-vs-step table and a log-log terminal plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gradcli.spec import Spec
+
+
+def render_sweep(
+    console: Console,
+    spec: Spec,
+    method: str,
+    rows: list[dict[str, Any]],
+    best: float,
+    wrong: list[str],
+) -> None:
+    """The error-vs-step table, a log-log terminal plot with the regimes marked, and the
+    tensors no step reconciles."""
+    names = list(rows[0]["errors"])
+    table = Table(
+        title=Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|"),
+        title_justify="left",
+    )
+    table.add_column("eps", justify="right")
+    for n in names:
+        table.add_column("d" + n, justify="right")
+    table.add_column("regime")
+    for row in rows:
+        style = "bold green" if row["regime"] == "best" else ""
+        table.add_row(
+            f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
+            Text(row["regime"], style=style),
+        )  # fmt: skip
+    console.print(table)
+    console.print(Text(_plot(rows)))
+    console.print(Text(f"best step: {best:.0e}", style="bold"))
+    for n in wrong:
+        low = min(r["errors"][n] for r in rows)
+        console.print(Text(
+            f"d{n}: no step brings the error within the check's tolerance (at best {low:.1e}): "
+            "the gradient is off, not the step; 'gradcli check' without --sweep shows where",
+            style="bold red",
+        ), soft_wrap=True)  # fmt: skip
+
+
+def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
+    """log10(error) against log10(eps), one column per step, big steps on the left."""
+    logs = [np.log10(max(r["error"], 1e-300)) for r in rows]
+    lo, hi = min(logs), max(logs)
+    span = (hi - lo) or 1.0
+    grid = [[" "] * len(rows) for _ in range(height)]
+    for j, (v, r) in enumerate(zip(logs, rows, strict=True)):
+        mark = {"best": "*", "truncation": "t", "round-off": "r"}[r["regime"]]
+        grid[int(round((hi - v) / span * (height - 1)))][j] = mark
+    lines = []
+    for i, row in enumerate(grid):
+        label = f"{10 ** (hi - i * span / (height - 1)):8.0e} |" if i % 3 == 0 else " " * 9 + "|"
+        lines.append(label + "".join(f" {c} " for c in row))
+    lines.append(" " * 9 + "+" + "---" * len(rows))
+    exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
+    lines.append(" eps 1e-  " + exps)
+    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step")
+    return "\n".join(lines)
