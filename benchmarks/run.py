@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 from cases import cases, make_tensors, torch_forward  # noqa: E402
 
 from gradcli.check import CheckOptions, check  # noqa: E402
-from gradcli.cli import tune_allocator  # noqa: E402
+from gradcli.exits import tune_allocator  # noqa: E402
 from gradcli.layers import REGISTRY  # noqa: E402
 from gradcli.spec import Spec  # noqa: E402
 

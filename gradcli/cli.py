@@ -6,122 +6,16 @@ Heavy modules (numpy, rich, the layers) are imported inside the commands so that
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import sys
-import traceback as tb
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
-from gradcli.errors import (
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_MISMATCH,
-    EXIT_OK,
-    EXIT_USAGE,
-    GradcliError,
-)
-
-
-class GradcliGroup(TyperGroup):
-    """Runs every command with gradcli's error policy: one line on stderr and an exit code."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: list[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        argv = list(sys.argv[1:] if args is None else args)
-        tune_allocator()
-        code = _exit_code(
-            lambda: super(GradcliGroup, self).main(
-                args=argv,
-                prog_name=prog_name or "gradcli",
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            ),
-            show_traceback="--traceback" in argv,
-        )
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-
-def tune_allocator() -> None:
-    """Keep freed memory in the process (glibc only; a no-op elsewhere). Stacked forward passes
-    allocate the same large temporaries again and again; fresh mmap'd pages fault on every
-    call, which measured 1.5-2x slower on attention here."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 2**25)  # M_MMAP_THRESHOLD: 32 MB, glibc's maximum
-        libc.mallopt(-1, 2**30)  # M_TRIM_THRESHOLD: do not hand the heap back after each call
-    except (OSError, AttributeError):
-        pass
-
-
-def _error(message: str) -> None:
-    print(f"gradcli: {message}", file=sys.stderr)
-
-
-def _exit_code(run: Any, *, show_traceback: bool) -> int:
-    try:
-        rv = run()
-        if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this code
-            _error("interrupted")
-        return rv if isinstance(rv, int) else EXIT_OK
-    except typer.Exit as e:
-        if e.exit_code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this
-            _error("interrupted")
-        return e.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        _error("interrupted")
-        return EXIT_INTERRUPTED
-    except GradcliError as e:
-        _error(f"error: {e}")
-        return e.exit_code
-    except OSError as e:
-        if e.errno == errno.EPIPE:  # `gradcli ... | head`: the reader left, nothing to say
-            return EXIT_OK
-        return _internal(e, show_traceback)
-    except Exception as e:
-        if _is_usage_error(e):
-            return _usage(e)
-        return _internal(e, show_traceback)  # a bug: say so in one line
-
-
-def _is_usage_error(e: Exception) -> bool:
-    # click's exceptions (typer may vendor its own copy of click, so match by shape)
-    return hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)
-
-
-def _usage(e: Any) -> int:
-    ctx = getattr(e, "ctx", None)
-    if type(e).__name__ == "NoArgsIsHelpError":
-        print(ctx.get_help() if ctx else e.format_message(), file=sys.stderr)
-        return EXIT_USAGE
-    hint = f" (see '{ctx.command_path} --help')" if ctx else ""
-    _error(f"error: {e.format_message()}{hint}")
-    return EXIT_USAGE
-
-
-def _internal(e: BaseException, show_traceback: bool) -> int:
-    if show_traceback:
-        tb.print_exception(e)
-    else:
-        _error(
-            f"internal error: {type(e).__name__}: {e} "
-            "(this is a bug in gradcli; rerun with --traceback for details)"
-        )
-    return EXIT_INTERNAL
-
+from gradcli.emit import emit, input_files
+from gradcli.errors import EXIT_MISMATCH, GradcliError
+from gradcli.exits import GradcliGroup, diagnostic
 
 app = typer.Typer(
     cls=GradcliGroup,
@@ -201,52 +95,6 @@ def _load(
     )  # fmt: skip
 
 
-def _emit(
-    output: Path | None,
-    inputs: tuple[Path, ...],
-    *,
-    text: Any = None,
-    npz: Any = None,
-) -> None:
-    """Write the result: stdout, or FILE atomically. ``text(console)`` renders a table;
-    ``text`` may also be a ready string; ``npz()`` gives the bytes of an .npz archive."""
-    from gradcli import render
-    from gradcli.io import write_atomic
-
-    if output is None:
-        if callable(text):
-            text(render.console(sys.stdout))
-        else:
-            sys.stdout.write(text)
-        return
-    target = output.resolve()
-    for f in inputs:
-        if f.resolve() == target:
-            raise GradcliError(
-                f"{output} is one of this run's inputs; refusing to overwrite it", source="--output"
-            )
-    if output.suffix == ".npz":
-        if npz is None:
-            raise GradcliError("this command has no arrays to write as .npz", source="--output")
-        data = npz()
-    elif callable(text):
-        import io
-
-        buf = io.StringIO()
-        text(render.console(buf, plain=True))
-        data = buf.getvalue().encode()
-    else:
-        data = text.encode()
-    write_atomic(output, data)
-
-
-def _inputs(spec: Any, *others: str | None) -> tuple[Path, ...]:
-    """Every file the run reads (spec, tensors, --impl, --grads): --output may be none of them."""
-    own = (Path(spec.source),) if not spec.source.startswith("<") else ()
-    extra = tuple(Path(p.rpartition(":")[0] if ".py:" in p else p) for p in others if p)
-    return own + spec.files + extra
-
-
 @app.command()
 def compute(
     layer: LayerArg,
@@ -265,9 +113,9 @@ def compute(
 
     s = _load(layer, spec, dtype, seed, impl, max_elements)
     comp = run_compute(s)
-    _emit(
+    emit(
         output,
-        _inputs(s, impl),
+        input_files(s, impl),
         text=jsondoc.to_json(jsondoc.compute_doc(s, comp))
         if fmt is Format.json
         else lambda c: render.render_compute(c, s, comp),
@@ -349,7 +197,7 @@ def check(
     opts = CheckOptions(
         method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,
         mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
-        max_memory=max_memory * 2**20, budget=budget, notify=_error, top=top,
+        max_memory=max_memory * 2**20, budget=budget, notify=diagnostic, top=top,
     )  # fmt: skip
     opts.validate()
     s = _load(layer, spec, dtype, seed, impl, max_elements)
@@ -363,7 +211,7 @@ def check(
     if sweep:
         rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads)
         doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
-        _emit(output, _inputs(s, impl, grads), text=jsondoc.to_json(doc) if fmt is Format.json
+        emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if fmt is Format.json
               else lambda c: render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip
         if wrong:
             raise typer.Exit(EXIT_MISMATCH)
@@ -378,8 +226,8 @@ def check(
         text: Any = jsondoc.to_json(doc)
     else:
         text = lambda c: render.render_check(c, s, comp, numeric, report, opts.grads)  # noqa: E731
-    inputs = _inputs(s, impl, grads)
-    _emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
+    inputs = input_files(s, impl, grads)
+    emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
     if not report.passed:
         raise typer.Exit(EXIT_MISMATCH)
 
@@ -422,9 +270,9 @@ def explain(
 
     s = _load(layer, spec, None, None)
     if fmt is Format.json:
-        _emit(output, _inputs(s), text=jsondoc.to_json(explain_mod.explain_doc(s)))
+        emit(output, input_files(s), text=jsondoc.to_json(explain_mod.explain_doc(s)))
     else:
-        _emit(output, _inputs(s), text=lambda c: render_explain(c, explain_mod.explain(s)))
+        emit(output, input_files(s), text=lambda c: render_explain(c, explain_mod.explain(s)))
 
 
 @app.command()
@@ -442,7 +290,7 @@ def init(
     from gradcli.layers import get_layer
 
     text = skeleton.module(layer) if impl else jsondoc.init_template(get_layer(layer))
-    _emit(output, (), text=text)
+    emit(output, (), text=text)
 
 
 def main(argv: list[str] | None = None) -> int:
