@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from gradcli import diagnose, intermediates
+from gradcli.compare import TensorResult, compare
 from gradcli.errors import OptionError
-from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, TensorNumerics, get_method
-from gradcli.sampling import rademacher, sample_coordinates
+from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, get_method
+from gradcli.probe import probe
+from gradcli.sampling import sample_coordinates
 from gradcli.spec import Spec
 from gradcli.user import complex_safe, forward_against_builtin
 
@@ -31,9 +33,6 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("float64", "complex"): (1e-11, 1e-10),
 }
 FLOAT32_TOLERANCES = (1e-4, 1e-3)
-# probe mode compares directional derivatives: |num - ana| <= rtol * sum_j |a_j p_j|
-PROBE_RTOL = {"central": 1e-9, "forward": 1e-6, "backward": 1e-6, "central4": 1e-10,
-              "complex": 1e-13}  # fmt: skip
 MODES = ("auto", "full", "sample", "probe")
 DEFAULT_BUDGET_SECONDS = 60.0
 DEFAULT_SAMPLES = 64
@@ -54,27 +53,6 @@ class Computation:
     output: np.ndarray
     gradients: Mapping[str, np.ndarray]
     intermediates: Mapping[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class TensorResult:
-    name: str
-    shape: tuple[int, ...]
-    max_abs_error: float
-    max_rel_error: float  # max |a - n| / max(|a|, |n|), the CS231n relative error
-    worst_index: tuple[int, ...]  # the element furthest beyond its tolerance ([] for a probe)
-    analytic: float
-    numeric: float
-    passed: bool
-    mode: str = "full"  # full | sample | probe
-    checked: int = 0  # coordinates compared (a probe compares directions)
-    numerics: TensorNumerics | None = None
-    roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
-    atol: float = 0.0  # the absolute tolerance this tensor was held to
-    worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
-    band: str = ""  # CS231n's reading of the relative error of the significant elements
-    hints: tuple[str, ...] = ()  # why it may be wrong (failing tensors only)
-    intermediate: bool = False  # an intermediate's gradient (attention's dS ...), not a tensor's
 
 
 @dataclass(frozen=True)
@@ -107,67 +85,6 @@ def compute(spec: Spec) -> Computation:
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
     gradients = {n: np.asarray(grads[n]) for n in spec.tensors}
     return Computation(output=output, gradients=gradients, intermediates=inter)
-
-
-def compare(
-    name: str,
-    analytic: np.ndarray,
-    numeric: np.ndarray,
-    atol: float,
-    rtol: float,
-    *,
-    top: int = 5,
-    letters: list[str] | None = None,
-    context: Callable[[], dict[str, Any]] | None = None,
-    **extra: Any,
-) -> TensorResult:
-    """Element-wise pass rule |a - n| <= atol + rtol * |n|; NaN numeric entries are skipped."""
-    a = np.asarray(analytic, dtype=np.float64)
-    n = np.asarray(numeric, dtype=np.float64)
-    seen = ~np.isnan(n)
-    n0 = np.where(seen, n, 0.0)
-    err = np.where(seen, np.abs(a - n0), 0.0)
-    denom = np.maximum(np.abs(a), np.abs(n0))
-    rel = np.divide(err, denom, out=np.zeros_like(err), where=denom > 0)
-    tol = atol + rtol * np.abs(n0)
-    # how far beyond its tolerance each element is; with a zero tolerance any error is infinite
-    excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
-    excess = np.where(seen, excess, -1.0)
-    order = np.argsort(-excess, axis=None, kind="stable")[: max(top, 1)]
-    worst_k = tuple(
-        {
-            "index": [int(i) for i in np.unravel_index(int(k), a.shape)],
-            "analytic": float(a.flat[k]),
-            "numeric": float(n0.flat[k]),
-            "abs_error": float(err.flat[k]),
-            "rel_error": float(rel.flat[k]),
-        }
-        for k in order
-        if a.size and excess.flat[k] >= 0
-    )
-    worst = np.unravel_index(int(order[0]), a.shape) if a.size else ()
-    fail = seen & (err > tol)
-    significant = seen & (denom > 10 * atol)
-    found = []
-    if fail.any():  # the layer facts the hints look at cost work: only for a failing tensor
-        found = diagnose.hints(name, a, np.where(seen, n, np.nan), fail, tol, letters or [],
-                               context() if context else {})  # fmt: skip
-    return TensorResult(
-        name=name,
-        shape=tuple(a.shape),
-        max_abs_error=float(err.max(initial=0.0)),
-        max_rel_error=float(rel.max(initial=0.0)),
-        worst_index=tuple(int(i) for i in worst),
-        analytic=float(a[worst]),
-        numeric=float(n0[worst]),
-        passed=not bool(fail.any()),
-        checked=int(seen.sum()),
-        atol=atol,
-        worst=worst_k,
-        band=diagnose.band(float(rel[significant].max(initial=0.0))),
-        hints=tuple(found),
-        **extra,
-    )
 
 
 @dataclass
@@ -271,7 +188,7 @@ def check(
         analytic, eng = under_test[name], engines[name]
         extra = {"roundoff": roundoff.get(name), "intermediate": name in inter}
         if mode == "probe":
-            result = _probe(eng, name, analytic, spec.dtype, opts, rng, extra)
+            result = probe(eng, name, analytic, spec.dtype, opts.method, rng, extra)
             if result is not None:
                 numeric[name] = np.full(analytic.shape, np.nan)
                 results[name] = result
@@ -315,30 +232,6 @@ def _context(spec: Spec, name: str) -> dict[str, Any]:
     classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
     ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
     return ctx
-
-
-def _probe(
-    engine: Engine, name: str, analytic: np.ndarray, dtype: str, opts: CheckOptions,
-    rng: np.random.Generator, extra: dict[str, Any],
-) -> TensorResult | None:  # fmt: skip
-    """Two random directional derivatives; None when one disagrees (then check every element)."""
-    a = np.asarray(analytic, dtype=np.float64)
-    rtol = 1e-5 if dtype == "float32" else PROBE_RTOL[opts.method]
-    worst = (0.0, 0.0, 0.0)
-    noise = engine.noise_factor() * float(engine.gy.sum())
-    for _ in range(2):
-        num, p = engine.directional(name, rademacher(a.shape, rng))
-        ana = float(np.sum(a * p))
-        err = abs(num - ana)
-        if err > rtol * float(np.sum(np.abs(a * p))) + noise + 1e-300:
-            return None
-        worst = max(worst, (err, ana, num))
-    err, ana, num = worst
-    return TensorResult(
-        name=name, shape=a.shape, max_abs_error=err,
-        max_rel_error=err / max(abs(ana), abs(num)) if err else 0.0, worst_index=(),
-        analytic=ana, numeric=num, passed=True, mode="probe", checked=2, **extra,
-    )  # fmt: skip
 
 
 def _resolvable(

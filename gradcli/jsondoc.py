@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from gradcli import __version__
-from gradcli.check import CheckReport, Computation, TensorResult, options_dict
+from gradcli.check import CheckReport, Computation, options_dict
+from gradcli.compare import TensorResult
 from gradcli.layers import REGISTRY, Layer, TensorInfo
 from gradcli.layers.base import option_table
 from gradcli.spec import Spec

@@ -18,7 +18,6 @@ never touched. Three ideas make it fast while staying an honest finite differenc
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +26,17 @@ import numpy as np
 
 from gradcli.coloring import Coloring, build_coloring
 from gradcli.errors import OptionError
+from gradcli.incremental import (
+    INCREMENTAL_CHUNK,
+    incremental_seconds,
+    loss_differences,
+    verify_incremental,
+)
 from gradcli.layers import Layer
+from gradcli.stacking import StackedForward
 
 DEFAULT_MAX_MEMORY = 512 * 2**20
-_HEAP_BLOCK = 2**22
 _EPS = float(np.finfo(np.float64).eps)
-_INCREMENTAL_CHUNK = 2048  # coordinates per call of Layer.perturbed (it chunks further itself)
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class NumericResult:
     info: dict[str, TensorNumerics] = field(default_factory=dict)
 
 
-class Engine:
+class Engine(StackedForward):
     """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
 
     def __init__(
@@ -116,102 +120,15 @@ class Engine:
         max_memory: int = DEFAULT_MAX_MEMORY,
         progress: Callable[[int], None] | None = None,
     ):
-        self.layer, self.options = layer, options
-        self.method = get_method(method)
-        self.eps = self.method.auto_eps if eps is None else float(eps)
-        self.t64 = {n: np.array(a, dtype=np.float64) for n, a in tensors.items()}
-        self.g = np.asarray(grad_output, dtype=np.float64)
-        self.max_memory = max_memory
-        self.progress = progress
-        self.batch = {
-            i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role == "input" else 0
-            for i in layer.infos({n: a.shape for n, a in self.t64.items()})
-            if i.name in self.t64
-        }
-        self.n_batch = max(self.batch.values(), default=0)
-        out, cache = layer.forward(self.t64, options)
-        self.cache = cache
-        self.out_shape = out.shape
-        # |g * y| per output: the scale of the round-off in each output difference
-        self.gy = np.abs(self.g * np.real(out)).ravel()
-        arrays = [out] + [v for v in cache.values() if isinstance(v, np.ndarray)]
-        self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
-        self.largest_bytes = max(a.nbytes for a in arrays)
+        m = get_method(method)
+        super().__init__(
+            layer, tensors, options, grad_output, method=m,
+            eps=m.auto_eps if eps is None else float(eps), max_memory=max_memory,
+            progress=progress,
+        )  # fmt: skip
         self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
         self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
         self._row_seconds: float | None = None
-
-    # ------------------------------------------------------------ evaluation
-    def _forward_stack(self, name: str, probes: np.ndarray) -> np.ndarray:
-        """Outputs (P, *out_shape) for P values (P, *shape) of tensor ``name``."""
-        shape = self.t64[name].shape
-        if not self.layer.broadcasts:  # one forward call per copy
-            ys = [self.layer.forward({**self.t64, name: p}, self.options)[0] for p in probes]
-            y = np.stack([np.asarray(v) for v in ys])
-        else:
-            others = {
-                n: a.reshape((1,) * (1 + self.n_batch - self.batch[n]) + a.shape)
-                for n, a in self.t64.items()
-                if n != name
-            }
-            lead = (len(probes),) + (1,) * (self.n_batch - self.batch[name])
-            y, _ = self.layer.forward({**others, name: probes.reshape(lead + shape)}, self.options)
-            y = np.asarray(y)
-        if np.iscomplexobj(probes) and not np.iscomplexobj(y):
-            raise OptionError(
-                f"{self.layer.name}'s forward is not complex-safe (it returned real values for "
-                "complex inputs); use another --method",
-                source="--method",
-            )
-        return y.reshape((len(probes),) + self.out_shape)
-
-    def _chunk(self, name: str, n_groups: int) -> int:
-        rows = len(self.method.offsets)
-        per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 24 * self.g.size
-        # keep each stacked temporary near 4 MB: it stays in cache across the forward's passes,
-        # and below glibc's mmap threshold (cli.tune_allocator) freed blocks are reused instead
-        # of page-faulting afresh on every call (measured: 1.5x on attention here)
-        cap = _HEAP_BLOCK // max(1, rows * self.largest_bytes)
-        return int(max(1, min(n_groups, cap, self.max_memory // max(1, per_group))))
-
-    def seconds_per_row(self) -> float:
-        """Measured cost of one perturbed copy in a stacked forward call (for estimates)."""
-        name = max(self.t64, key=lambda n: self.t64[n].size)
-        rows = np.repeat(self.t64[name][None], 4, axis=0)
-        self._forward_stack(name, rows[:1])  # first calls pay for imports and page faults
-        start = time.perf_counter()
-        self._forward_stack(name, rows)
-        return (time.perf_counter() - start) / 4
-
-    def rows(self, c: int) -> int:
-        """Forward evaluations for c groups: one per group and nonzero offset, plus the base."""
-        m = self.method
-        return c * sum(1 for s in m.offsets if s != 0) + (1 if 0 in m.offsets else 0)
-
-    def _differences(self, name: str, groups: Any, h: np.ndarray) -> np.ndarray:
-        """D (C, *out_shape): the stencil applied to C groups of coordinates perturbed together
-        (``groups``: C index arrays, or a (C, 1) array); coordinate j moves by h[j]."""
-        x = self.t64[name].ravel()
-        m = self.method
-        c = len(groups)
-        offsets = [s for s in m.offsets if s != 0]
-        base = 1 if 0 in m.offsets else 0
-        dtype = np.complex128 if m.name == "complex" else np.float64
-        rows = np.repeat(x[None, :].astype(dtype), base + c * len(offsets), axis=0)
-        for k, s in enumerate(offsets):
-            step = 1j * h if m.name == "complex" else s * h
-            first = base + k * c
-            if isinstance(groups, np.ndarray):  # one coordinate per group: one fancy assignment
-                idx = groups[:, 0]
-                rows[first + np.arange(c), idx] = x[idx] + step[idx]
-            else:
-                for i, idx in enumerate(groups):
-                    rows[first + i, idx] = x[idx] + step[idx]
-        y = self._forward_stack(name, rows.reshape((len(rows),) + self.t64[name].shape))
-        at = {s: y[base + k * c : base + (k + 1) * c] for k, s in enumerate(offsets)}
-        if base:
-            at[0] = y[:1]
-        return m.apply(at)
 
     # ------------------------------------------------------------ incremental evaluation
     def incremental(self, name: str) -> str | None:
@@ -219,56 +136,13 @@ class Engine:
         ``perturbed`` agreed with ``forward`` on a few random coordinates, a note saying why it
         is not used when it disagreed, None when there is no such path."""
         if name not in self._incremental:
-            self._incremental[name] = self._verify_incremental(name, np.random.default_rng(0))
+            self._incremental[name] = verify_incremental(self, name, np.random.default_rng(0))
         return self._incremental[name]
-
-    def _verify_incremental(self, name: str, rng: np.random.Generator) -> str | None:
-        if self.layer.perturbed is None:
-            return None
-        x = self.t64[name].ravel()
-        shape = self.t64[name].shape
-        picks = rng.choice(x.size, size=min(3, x.size), replace=False)
-        values = x[picks] + 1e-2 * np.maximum(1.0, np.abs(x[picks]))
-        fast = self.layer.perturbed(name, self.cache, self.g, picks, values)
-        if fast is None:
-            return None
-        rows = np.repeat(x[None, :], len(picks), axis=0)
-        rows[np.arange(len(picks)), picks] = values
-        y = self._forward_stack(name, rows.reshape((len(rows),) + shape))
-        plain = y.reshape(len(picks), -1) @ self.g.ravel()
-        # both are sums over the outputs, rounded differently: a few eps of sum |g * y| apart
-        # at most; a wrong path is off by ~1e-2 * |dL/dx|
-        tol = 1e-10 * float(np.sum(np.abs(self.g * y[0]))) + 1e-300
-        bad = np.abs(np.asarray(fast) - plain) > tol
-        if np.all(np.isfinite(fast)) and not bad.any():
-            return ""
-        j = int(picks[int(np.argmax(bad))]) if bad.any() else int(picks[0])
-        t = list(map(int, np.unravel_index(j, shape)))
-        return (
-            f"the incremental evaluation of {name} disagrees with the forward at {name}{t}; "
-            "used full forward passes"
-        )
-
-    def _loss_differences(self, name: str, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """The stencil applied to the loss, one coordinate idx[i] per copy (C,), through the
-        layer's incremental path."""
-        x = self.t64[name].ravel()
-        m = self.method
-        step = (lambda s: 1j * h[idx]) if m.name == "complex" else (lambda s: s * h[idx])
-        at = {
-            s: self.layer.perturbed(name, self.cache, self.g, idx, x[idx] + step(s))
-            for s in m.offsets
-        }
-        return m.apply(at)
 
     def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
         """Estimated time for ``groups`` groups of ``name`` (measured on a few of them)."""
         if coloring and self.incremental(name) == "":
-            x = self.t64[name].ravel()
-            idx = np.random.default_rng(0).choice(x.size, size=min(256, x.size), replace=False)
-            start = time.perf_counter()
-            self.layer.perturbed(name, self.cache, self.g, idx, x[idx])
-            return (time.perf_counter() - start) / len(idx) * groups * len(self.method.offsets)
+            return incremental_seconds(self, name, groups)
         if self._row_seconds is None:
             self._row_seconds = self.seconds_per_row()
         return self._row_seconds * self.rows(groups)
@@ -295,7 +169,7 @@ class Engine:
             rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
         saved, self.method = self.method, METHODS["central"]  # a real-valued probe
         try:
-            y = self._forward_stack(name, rows.reshape((len(rows),) + shape))
+            y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
         finally:
             self.method = saved
         tol = 64 * _EPS * float(np.max(np.abs(y[0]), initial=0.0))
@@ -341,12 +215,12 @@ class Engine:
             colors: list[Any] = list(np.ndindex(*col.periods))
         else:
             colors = list(np.arange(x.size) if coords is None else np.asarray(coords, np.int64))
-        chunk = _INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
+        chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
         passes = 0
         for start in range(0, len(colors), chunk):
             part = colors[start : start + chunk]
             if col is None and incremental:
-                sums[part] += self._loss_differences(name, np.asarray(part, dtype=np.int64), h)
+                sums[part] += loss_differences(self, name, np.asarray(part, dtype=np.int64), h)
                 scale[part] = self.gy.sum()
             elif col is None:
                 d = self._differences(name, np.array(part)[:, None], h)

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradcli.check import CheckReport, TensorResult
+from gradcli.check import CheckReport
+from gradcli.compare import TensorResult
 from gradcli.render import _letters, _slices, natural_index
 from gradcli.spec import Spec
 

@@ -22,7 +22,8 @@ from gradcli.errors import GradcliError
 from gradcli.layers.base import Layer, Shapes, TensorInfo
 
 if TYPE_CHECKING:  # the checker imports this module; these are for annotations only
-    from gradcli.check import Computation, TensorResult
+    from gradcli.check import Computation
+    from gradcli.compare import TensorResult
     from gradcli.numeric import Engine
     from gradcli.spec import Spec
 
@@ -236,7 +237,7 @@ def load_answers(
 
 def forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | None:
     """--impl of a built-in layer: the user's forward against ours on the same tensors."""
-    from gradcli.check import compare
+    from gradcli.compare import compare
     from gradcli.errors import OptionError
     from gradcli.layers import REGISTRY
 

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from gradcli.check import FLOAT32_TOLERANCES, check, compare, compute
+from gradcli.check import FLOAT32_TOLERANCES, check, compute
+from gradcli.compare import compare
 from gradcli.layers import REGISTRY
 from gradcli.numeric import numerical_gradients, steps
 from gradcli.spec import load_spec
