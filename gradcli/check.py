@@ -249,15 +249,19 @@ def _resolvable(
 
 
 def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:
-    """float32 only: how far the float32 analytical gradients are from the same backward run in
+    """float32 only: how far the float32 analytical gradients (the tensors', and the
+    intermediates' the backward returns: attention's dS ...) are from the same backward run in
     float64 on the same (float32-rounded) inputs: the round-off level a float32 check expects."""
     if spec.dtype != "float32":
         return {}
     t64 = {n: np.asarray(a, dtype=np.float64) for n, a in spec.tensors.items()}
     _, cache = spec.layer.forward(t64, spec.options)
     g64 = spec.layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
+    inter = [n for n in spec.layer.intermediates if n in g64 and "d" + n in comp.intermediates]
     out = {}
-    for n, a in comp.gradients.items():
+    for n in [*comp.gradients, *inter]:
+        # an answer (--grads) is held to our own backward's round-off, as a tensor's is
+        a = intermediates.builtin(comp, n)
         scale = float(np.max(np.abs(g64[n]), initial=0.0)) or 1.0
         out[n] = float(np.max(np.abs(a - g64[n]), initial=0.0)) / scale
     return out

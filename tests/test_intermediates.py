@@ -148,6 +148,32 @@ def test_answer_files_with_intermediates(cli, tmp_path, fmt, bad):
         assert s["shape"] == [2, 2, 5, 5] and not any("masked" in h for h in s["hints"])
 
 
+def _float32_dS(bad=False):
+    """The built-in float32 dS of the multi-head causal example; ``bad``: one element off by 1e-3
+    of dS's largest entry."""
+    dS = np.array(compute(load_spec("attention", str(MULTI), dtype="float32")).intermediates["dS"])
+    if bad:
+        dS[1, 0, 2, 1] += 1e-3 * np.abs(dS).max()
+    return dS
+
+
+@pytest.mark.parametrize("bad", [False, True], ids=["right", "one-wrong-dS"])
+def test_float32_answer_gets_its_round_off_level(cli, tmp_path, bad):
+    """A float32 dS answer is reported with dS's float32 round-off (our float32 backward against
+    float64 on the same inputs), as a tensor is; it only raises the default atol to what float32
+    resolves, so one element off by 1e-3 of dS's scale still fails."""
+    np.save(tmp_path / "dS.npy", _float32_dS(bad))
+    args = ("check", "attention", MULTI, "--dtype", "float32", "--grads", tmp_path / "dS.npy",
+            "--wrt", "S")  # fmt: skip
+    result = cli(*args, "--format", "json")
+    assert result.exit_code == (1 if bad else 0), result.stderr
+    s = json.loads(result.stdout)["results"]["S"]
+    assert s["passed"] == (not bad) and 0 < s["float32_roundoff"] < 1e-5
+    if bad:
+        assert s["worst_index"] == [1, 0, 2, 1]
+    assert "dS: float32 round-off" in cli(*args).stdout
+
+
 def _s_at_masked(out):
     out["S"][0, 1, 1, 3] = 0.25
     out["S"][1, 0, 0, 4] = -0.5
