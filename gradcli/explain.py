@@ -2,8 +2,8 @@
 
 The seed notes' formulas in unicode math (their notation: x, W, b, z; X, W, b, Z channel-last;
 Q, K, V, S, A), the variants the spec's options select, the spec's shapes substituted and one
-line of intuition per gradient. Pure data: no rich and no printing here (only render.py and
-cli.py style output), so the same sections serve the terminal and JSON.
+line of intuition per gradient. Pure data: no rich and no printing here (only the render
+modules style output), so the same sections serve the terminal and JSON.
 """
 
 from __future__ import annotations
@@ -301,7 +301,19 @@ _BUILDERS = {"linear": _linear, "conv1d": _conv1d, "conv2d": _conv2d, "attention
 
 def explain(spec: Spec) -> list[Section]:
     """The forward, one section per gradient and the shapes of ``spec``'s layer, as text."""
-    return _BUILDERS.get(spec.layer.name, _generic)(spec)
+    sections = _BUILDERS.get(spec.layer.name, _generic)(spec)
+    inter, name = spec.layer.intermediates, spec.layer.name
+    if inter:  # a student's derivation goes through them: say they can be checked one by one
+        d = ", ".join("d" + n for n in inter)
+        sections.append(Section("checking your intermediates", [
+            f"your {d} can be checked too, each against finite differences of the forward "
+            "from that intermediate on (upstream held fixed)",
+            f"gradcli compute {name} -o mine.npz   writes ours, with the tensors' gradients, "
+            "to start an answer file from",
+            f"gradcli check {name} --grads mine.npz   (.npz or YAML keyed {d}; one .npy with "
+            f"--wrt {inter[-2]}); an --impl backward may return them too",
+        ]))  # fmt: skip
+    return sections
 
 
 def explain_doc(spec: Spec) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -99,12 +99,6 @@ class TensorNumerics:
     incremental: bool = False  # evaluated by the layer's incremental path (Layer.perturbed)
 
 
-@dataclass
-class NumericResult:
-    gradients: dict[str, np.ndarray]  # float64, NaN where a coordinate was not evaluated
-    info: dict[str, TensorNumerics] = field(default_factory=dict)
-
-
 class Engine(StackedForward):
     """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
 
@@ -167,11 +161,7 @@ class Engine(StackedForward):
         rows = np.repeat(x[None, :], 1 + len(picks), axis=0)
         for i, j in enumerate(picks):
             rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
-        saved, self.method = self.method, METHODS["central"]  # a real-valued probe
-        try:
-            y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
-        finally:
-            self.method = saved
+        y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
         tol = 64 * _EPS * float(np.max(np.abs(y[0]), initial=0.0))
         for i, j in enumerate(picks):
             t = np.unravel_index(int(j), shape)

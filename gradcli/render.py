@@ -1,5 +1,5 @@
 """Rendering for people: rich tables of shapes, colored values, errors; the console; progress.
-Only this module and cli.py import rich."""
+Only the render modules import rich; only cli.py and exits.py import typer."""
 
 from __future__ import annotations
 

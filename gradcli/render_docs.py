@@ -34,7 +34,6 @@ def render_layers(console: Console) -> None:
         console.print()
 
 
-
 def render_explain(console: Console, sections: list) -> None:
     """`gradcli explain`: each section's title, its formulas, its intuition in italics."""
     for section in sections:

@@ -88,7 +88,7 @@ class StackedForward:
         rows = len(self.method.offsets)
         per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 24 * self.g.size
         # keep each stacked temporary near 4 MB: it stays in cache across the forward's passes,
-        # and below glibc's mmap threshold (cli.tune_allocator) freed blocks are reused instead
+        # and below glibc's mmap threshold (exits.tune_allocator) freed blocks are reused instead
         # of page-faulting afresh on every call (measured: 1.5x on attention here)
         cap = _HEAP_BLOCK // max(1, rows * self.largest_bytes)
         return int(max(1, min(n_groups, cap, self.max_memory // max(1, per_group))))

@@ -183,8 +183,9 @@ def load_answers(
     shapes: Mapping[str, tuple[int, ...]],
     intermediates: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME), an
-    .npy with --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
+    """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME; in an
+    archive written by ``compute -o``, edited or not, only its dNAME arrays), an .npy with
+    --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
     ``intermediates`` (name: shape) may be answered too (attention's S, A, ...)."""
     from gradcli.io import load_array, npz_names, parse_yaml, read_spec_text
     from gradcli.spec import load_source
@@ -210,7 +211,10 @@ def load_answers(
             )
         raw = {wrt: load_array(path, None, source=target, key=wrt)}
     else:
-        raw = {k: load_array(path, k, source=target, key=k) for k in npz_names(path, source=target)}
+        keys = npz_names(path, source=target)
+        if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
+            keys = [k for k in keys if k[:1] == "d" and k[1:] in shapes]
+        raw = {k: load_array(path, k, source=target, key=k) for k in keys}
     answers = {}
     for key, a in raw.items():
         name = (

@@ -82,7 +82,8 @@ def test_sections_for_forward_every_gradient_and_shapes(layer: str, doc: Any) ->
     result = explain(spec)
     assert all(isinstance(s, Section) for s in result)
     titles = [s.title for s in result]
-    assert titles[0] == "forward" and titles[-1] == "shapes"
+    tail = ["shapes", "checking your intermediates"] if spec.layer.intermediates else ["shapes"]
+    assert titles[0] == "forward" and titles[-len(tail) :] == tail
     for name in spec.tensors:
         assert f"dL/d{name}" in titles
     for s in result:
@@ -262,3 +263,14 @@ def test_section_is_frozen_and_the_module_does_not_import_rich() -> None:
         for a in n.names
     ]
     assert not any(str(m).split(".")[0] == "rich" for m in imported)
+
+
+@pytest.mark.parametrize("layer", ["linear", "attention"])
+def test_explain_says_how_to_check_intermediates(layer: str) -> None:
+    secs = sections(load_spec(layer, None))
+    lines = "\n".join(secs.get("checking your intermediates", []))
+    if layer == "linear":  # nothing between x and z to check
+        assert lines == ""
+    else:
+        assert "dQ, dK, dV, dS, dA" in lines and "--grads mine.npz" in lines
+        assert "gradcli compute attention -o mine.npz" in lines

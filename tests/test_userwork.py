@@ -338,3 +338,20 @@ def test_output_never_overwrites_the_impl_or_the_answers(cli, tmp_path, suffix):
     answers, _ = _answers(tmp_path, "linear")
     result = cli("check", "linear", "--grads", answers, "-o", answers)
     assert result.exit_code == 2 and "--output" in result.stderr
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-3])
+def test_a_compute_archive_is_an_answer_file(cli, tmp_path, offset):
+    """`compute -o mine.npz`, edit dS, `check --grads mine.npz`: the archive's values (X, Q,
+    output ...) are not taken for answers, its d<NAME> arrays are."""
+    path = tmp_path / "mine.npz"
+    assert cli("compute", "attention", "-o", path).exit_code == 0
+    arrays = dict(np.load(path))
+    arrays["dS"][1, 0] += offset * np.abs(arrays["dS"]).max()
+    np.savez(path, **arrays)
+    result = cli("check", "attention", "--grads", path, "--format", "json")
+    assert result.exit_code == (1 if offset else 0), result.stderr
+    doc = json.loads(result.stdout)
+    assert set(doc["results"]) == {"X", "W_Q", "W_K", "W_V", "Q", "K", "V", "S", "A"}
+    failing = [n for n, r in doc["results"].items() if not r["passed"]]
+    assert failing == (["S"] if offset else [])
