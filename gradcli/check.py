@@ -16,7 +16,8 @@ import numpy as np
 from gradcli import diagnose, intermediates
 from gradcli.compare import TensorResult, compare
 from gradcli.errors import OptionError
-from gradcli.numeric import DEFAULT_MAX_MEMORY, Engine, get_method
+from gradcli.methods import DEFAULT_MAX_MEMORY, get_method
+from gradcli.numeric import Engine
 from gradcli.probe import probe
 from gradcli.sampling import sample_coordinates
 from gradcli.spec import Spec

@@ -18,14 +18,13 @@ never touched. Three ideas make it fast while staying an honest finite differenc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradcli.coloring import Coloring, build_coloring
-from gradcli.errors import OptionError
 from gradcli.incremental import (
     INCREMENTAL_CHUNK,
     incremental_seconds,
@@ -33,57 +32,8 @@ from gradcli.incremental import (
     verify_incremental,
 )
 from gradcli.layers import Layer
+from gradcli.methods import DEFAULT_MAX_MEMORY, EPS, steps
 from gradcli.stacking import StackedForward
-
-DEFAULT_MAX_MEMORY = 512 * 2**20
-_EPS = float(np.finfo(np.float64).eps)
-
-
-@dataclass(frozen=True)
-class Method:
-    """A stencil: L'(x) ~ sum_s weight_s * L(x + offset_s * h) / (scale * h)."""
-
-    name: str
-    offsets: tuple[int, ...]
-    weights: tuple[float, ...]
-    scale: float
-    order: int  # truncation error ~ h**order
-    auto_eps: float  # the default step relative to max(1, |x|)
-
-    def apply(self, at: Mapping[int, Any]) -> Any:
-        """The stencil's sum (not yet divided by h) from L at each offset (at[1] is L at
-        x + ih for the complex step)."""
-        if self.name == "complex":
-            return at[1].imag
-        # pair up +s/-s (or s/0) first: an untouched output cancels to an exact zero
-        pairs = zip(self.offsets[0::2], self.offsets[1::2], self.weights[0::2], strict=True)
-        return sum(w * (at[a] - at[b]) for a, b, w in pairs) / self.scale
-
-
-METHODS: dict[str, Method] = {
-    # step ~ eps**(1/(order+1)) balances truncation (h**order) against round-off (eps/h)
-    "central": Method("central", (1, -1), (1.0, -1.0), 2.0, 2, _EPS ** (1 / 3)),
-    "forward": Method("forward", (1, 0), (1.0, -1.0), 1.0, 1, _EPS**0.5),
-    "backward": Method("backward", (0, -1), (1.0, -1.0), 1.0, 1, _EPS**0.5),
-    "central4": Method("central4", (1, -1, 2, -2), (8.0, -8.0, -1.0, 1.0), 12.0, 4, _EPS**0.2),
-    # Im L(x + ih) / h: no subtraction at all, so the step can be tiny
-    "complex": Method("complex", (1,), (1.0,), 1.0, 2, 1e-20),
-}
-
-
-def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise OptionError(
-            f"unknown method {name!r}; expected one of {', '.join(METHODS)}", source="--method"
-        ) from None
-
-
-def steps(x: np.ndarray, eps: float) -> np.ndarray:
-    """Per-coordinate steps: the power of two nearest below eps * max(1, |x|), so x + s*h is
-    exact for the stencil's small integers s (barring a binade crossing)."""
-    return np.exp2(np.floor(np.log2(eps * np.maximum(1.0, np.abs(x)))))
 
 
 @dataclass
@@ -102,24 +52,8 @@ class TensorNumerics:
 class Engine(StackedForward):
     """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
 
-    def __init__(
-        self,
-        layer: Layer,
-        tensors: Mapping[str, np.ndarray],
-        options: Any,
-        grad_output: np.ndarray,
-        *,
-        method: str = "central",
-        eps: float | None = None,
-        max_memory: int = DEFAULT_MAX_MEMORY,
-        progress: Callable[[int], None] | None = None,
-    ):
-        m = get_method(method)
-        super().__init__(
-            layer, tensors, options, grad_output, method=m,
-            eps=m.auto_eps if eps is None else float(eps), max_memory=max_memory,
-            progress=progress,
-        )  # fmt: skip
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as StackedForward's
+        super().__init__(*args, **kwargs)
         self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
         self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
         self._row_seconds: float | None = None
@@ -162,7 +96,7 @@ class Engine(StackedForward):
         for i, j in enumerate(picks):
             rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
         y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
-        tol = 64 * _EPS * float(np.max(np.abs(y[0]), initial=0.0))
+        tol = 64 * EPS * float(np.max(np.abs(y[0]), initial=0.0))
         for i, j in enumerate(picks):
             t = np.unravel_index(int(j), shape)
             residues = tuple(int(ti) % p for ti, p in zip(t, col.periods, strict=True))
@@ -258,7 +192,7 @@ class Engine(StackedForward):
         m = self.method
         if m.name == "complex":
             return 0.0
-        return 4 * _EPS * sum(abs(w) for w in m.weights) / m.scale
+        return 4 * EPS * sum(abs(w) for w in m.weights) / m.scale
 
     def directional(self, name: str, direction: np.ndarray) -> tuple[float, np.ndarray]:
         """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation."""

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gradcli.errors import OptionError
 from gradcli.layers import Layer
-
-if TYPE_CHECKING:  # the engine (a StackedForward) imports this module; annotations only
-    from gradcli.numeric import Method
+from gradcli.methods import DEFAULT_MAX_MEMORY, get_method
 
 _HEAP_BLOCK = 2**22
 
@@ -34,14 +32,14 @@ class StackedForward:
         options: Any,
         grad_output: np.ndarray,
         *,
-        method: Method,
-        eps: float,
-        max_memory: int,
-        progress: Callable[[int], None] | None,
+        method: str = "central",
+        eps: float | None = None,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        progress: Callable[[int], None] | None = None,
     ):
         self.layer, self.options = layer, options
-        self.method = method
-        self.eps = eps
+        self.method = get_method(method)
+        self.eps = self.method.auto_eps if eps is None else float(eps)
         self.t64 = {n: np.array(a, dtype=np.float64) for n, a in tensors.items()}
         self.g = np.asarray(grad_output, dtype=np.float64)
         self.max_memory = max_memory

@@ -11,7 +11,8 @@ import pytest
 from gradcli.check import FLOAT32_TOLERANCES, check, compute
 from gradcli.compare import compare
 from gradcli.layers import REGISTRY
-from gradcli.numeric import numerical_gradients, steps
+from gradcli.methods import steps
+from gradcli.numeric import numerical_gradients
 from gradcli.spec import load_spec
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -12,7 +12,8 @@ from gradcli.check import CheckOptions, check
 from gradcli.errors import OptionError
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import same
-from gradcli.numeric import METHODS, Engine, numerical_gradients
+from gradcli.methods import METHODS
+from gradcli.numeric import Engine, numerical_gradients
 from gradcli.spec import Spec, load_spec
 from gradcli.sweep import run_sweep
 
