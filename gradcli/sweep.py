@@ -13,6 +13,7 @@ from gradcli.check import compute, default_tolerances
 from gradcli.numeric import Engine
 from gradcli.sampling import SWEEP_STEPS
 from gradcli.spec import Spec
+from gradcli.user import complex_safe
 
 
 def run_sweep(
@@ -31,6 +32,9 @@ def run_sweep(
     intermediates such as attention's S), else the spec's layer's backward (a user's with
     --impl). A wrong answer then shows as an error that no step brings down."""
     comp = compute(spec)
+    if not spec.layer.broadcasts and method == "complex":  # a user's forward, as check does
+        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method)
+        complex_safe(spec, engine)
     if grads is None:
         under_test = {**comp.gradients, **intermediates.from_impl(spec, comp)}
     else:

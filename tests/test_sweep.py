@@ -91,3 +91,22 @@ def test_sweep_tests_an_impl_backward(cli, tmp_path, factor):
     """))
     doc = _sweep(cli, "linear", "--impl", impl, code=0 if factor == 1.0 else 1)
     assert doc["wrong_at_every_step"] == ([] if factor == 1.0 else ["W"])
+
+
+def test_sweep_refuses_the_complex_step_on_a_forward_that_is_not_complex_safe(cli, tmp_path):
+    """conj is the identity on real inputs, so forward and backward are right; only the complex
+    step breaks (Im conj(z + ih) = -h). A sweep must say so, not blame the gradients."""
+    impl = tmp_path / "mine.py"
+    impl.write_text(textwrap.dedent("""
+        import numpy as np
+
+        def forward(x, W, b):
+            return np.conj(W @ x + b)
+
+        def backward(grad_output, x, W, b):
+            return {"x": W.T @ grad_output, "W": np.outer(grad_output, x), "b": grad_output}
+    """))
+    result = cli("check", "linear", "--impl", impl, "--method", "complex", "--sweep")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "not complex-safe" in result.stderr
+    assert _sweep(cli, "linear", "--impl", impl, code=0)["passed"]  # central differences: fine
