@@ -32,7 +32,7 @@ from gradcli.incremental import (
     verify_incremental,
 )
 from gradcli.layers import Layer
-from gradcli.methods import DEFAULT_MAX_MEMORY, EPS, steps
+from gradcli.methods import EPS, steps
 from gradcli.stacking import StackedForward
 
 
@@ -209,14 +209,11 @@ def numerical_gradients(
     options: Any,
     grad_output: np.ndarray,
     *,
-    method: str = "central",
-    eps: float | None = None,
     names: tuple[str, ...] | None = None,
     coloring: bool = True,
-    max_memory: int = DEFAULT_MAX_MEMORY,
+    **engine_kw: Any,
 ) -> dict[str, np.ndarray]:
-    """dL/dname for each tensor in ``names`` (default: all), float64, full check."""
-    engine = Engine(
-        layer, tensors, options, grad_output, method=method, eps=eps, max_memory=max_memory
-    )
+    """dL/dname for each tensor in ``names`` (default: all), float64, full check; ``engine_kw``
+    as for Engine (method, eps, max_memory)."""
+    engine = Engine(layer, tensors, options, grad_output, **engine_kw)
     return {n: engine.gradient(n, coloring=coloring)[0] for n in names or tuple(tensors)}
