@@ -149,18 +149,13 @@ def check(
             f"forward pass, more than --max-memory {opts.max_memory / 2**20:,.0f} MB",
             source="--max-memory",
         )
-    if not spec.layer.broadcasts and opts.method == "complex":
-        complex_safe(spec, engine)
-    if opts.grads is None:
-        under_test = {**comp.gradients, **intermediates.from_impl(spec, comp)}
-    else:
-        under_test = dict(opts.grads)
-    names = tuple(n for n in spec.tensors if n in under_test)
-    inter = tuple(n for n in spec.layer.intermediates if n in under_test)
-    engines = dict.fromkeys(names, engine) | intermediates.engines(
-        spec, inter, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
+    complex_safe(spec, opts.method, engine)
+    under_test = tested(spec, comp, opts.grads)
+    names = tuple(under_test)
+    inter = tuple(n for n in names if n not in spec.tensors)
+    engines = engines_for(
+        spec, names, engine, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
     )
-    names += inter
     notes: list[str] = []
     mode = opts.mode
     groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
@@ -223,6 +218,25 @@ def check(
         forward=forward_against_builtin(spec, comp),
     )  # fmt: skip
     return comp, numeric, report
+
+
+def tested(
+    spec: Spec, comp: Computation, grads: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """What a check tests, tensors first, then intermediates: the user's answers (--grads),
+    else the backward's gradients (with --impl, any intermediates' it returned too)."""
+    given = {**comp.gradients, **intermediates.from_impl(spec, comp)} if grads is None else grads
+    return {n: given[n] for n in (*spec.tensors, *spec.layer.intermediates) if n in given}
+
+
+def engines_for(
+    spec: Spec, names: tuple[str, ...], engine: Engine, **engine_kw: Any
+) -> dict[str, Engine]:
+    """The engine for each name: ``engine`` (the layer's) for a tensor, one on the layer's
+    tail for an intermediate."""
+    inter = tuple(n for n in names if n not in spec.tensors)
+    own = {n: engine for n in names if n in spec.tensors}
+    return own | intermediates.engines(spec, inter, **engine_kw)
 
 
 def _context(spec: Spec, name: str) -> dict[str, Any]:

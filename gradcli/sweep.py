@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli import intermediates
-from gradcli.check import compute, default_tolerances
+from gradcli.check import compute, default_tolerances, engines_for, tested
 from gradcli.numeric import Engine
 from gradcli.sampling import SWEEP_STEPS
 from gradcli.spec import Spec
@@ -31,23 +30,14 @@ def run_sweep(
     ``a`` is what ``check`` would test: the user's answers (``grads``, which may name
     intermediates such as attention's S), else the spec's layer's backward (a user's with
     --impl). A wrong answer then shows as an error that no step brings down."""
-    comp = compute(spec)
-    if not spec.layer.broadcasts and method == "complex":  # a user's forward, as check does
-        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method)
-        complex_safe(spec, engine)
-    if grads is None:
-        under_test = {**comp.gradients, **intermediates.from_impl(spec, comp)}
-    else:
-        under_test = dict(grads)
-    names = tuple(n for n in spec.tensors if n in under_test)
-    inter = tuple(n for n in spec.layer.intermediates if n in under_test)
+    complex_safe(spec, method)
+    under_test = tested(spec, compute(spec), grads)
+    names = tuple(under_test)
     rows = []
     for eps in SWEEP_STEPS:
         engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method,
                         eps=eps)  # fmt: skip
-        engines = dict.fromkeys(names, engine) | intermediates.engines(
-            spec, inter, method=method, eps=eps
-        )
+        engines = engines_for(spec, names, engine, method=method, eps=eps)
         errors = {}
         for name, eng in engines.items():
             a = np.asarray(under_test[name], dtype=np.float64)

@@ -260,12 +260,18 @@ def forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | Non
     return compare(spec.output_info.name, comp.output, ours, 64 * eps * scale, 64 * eps)
 
 
-def complex_safe(spec: Spec, engine: Engine) -> None:
-    """A user's forward may drop or mangle the imaginary part (abs, max, real casts): compare
-    the complex step with central differences on a few coordinates before trusting it."""
+def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
+    """A user's forward may drop or mangle the imaginary part (abs, max, real casts): before
+    the complex step is trusted on one, compare it with central differences on a few
+    coordinates (``engine``: a complex-step engine already built, else one is). Built-in
+    layers and other methods pass."""
     from gradcli.errors import OptionError
     from gradcli.numeric import Engine
 
+    if spec.layer.broadcasts or method != "complex":
+        return
+    if engine is None:
+        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method)
     central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
     rng = np.random.default_rng(0)
     for name, a in spec.tensors.items():
