@@ -74,7 +74,8 @@ def _project(X: np.ndarray, *Ws: np.ndarray) -> list[np.ndarray]:
 
 def _rows(M: np.ndarray, W: np.ndarray) -> np.ndarray:
     """M (..., k) @ W (k, n) as one GEMM over every row of M (a stacked matmul would run one
-    small GEMM per leading index: 2x slower at T=64); W with probe axes broadcasts."""
+    small GEMM per leading index: 2x slower at T=64); W with probe axes broadcasts as in a
+    matmul, against M's axes before T (base.rows_matmul would align them with T too)."""
     if W.ndim > 2:
         return M @ W
     return (M.reshape(-1, M.shape[-1]) @ W).reshape(M.shape[:-1] + W.shape[-1:])
