@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers._attention_delta import perturbed
+from gradcli.layers._attention_delta import exp_shifted, perturbed
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -48,16 +48,7 @@ def softmax(S: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     complex-step perturbation passes through untouched. ``keep`` (T, T) zeroes masked entries
     exactly (their scores are -inf)."""
     # fmax, not max: 1.5x faster along short rows, and a NaN row stays NaN through exp anyway
-    Z = S - np.fmax.reduce(S.real, axis=-1, keepdims=True)
-    if not np.iscomplexobj(Z):
-        # exp of anything below -700 is < 1e-304 next to the row's 1; flooring it there keeps
-        # np.exp off its slow subnormal path (3x on long rows) without changing any sum
-        np.maximum(Z, -700.0, out=Z)
-    elif keep is not None:
-        Z = np.where(keep, Z, 0)  # exp(-inf + nan j) would be nan
-    np.exp(Z, out=Z)
-    if keep is not None:
-        Z *= keep
+    Z = exp_shifted(S - np.fmax.reduce(S.real, axis=-1, keepdims=True), keep)
     Z *= 1.0 / Z.sum(axis=-1, keepdims=True)  # one reciprocal per row: multiply, not divide
     return Z
 
