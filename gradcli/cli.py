@@ -1,4 +1,4 @@
-"""The command line: parse, call the core, render. The one place errors become exit codes.
+"""The command line: parse, call the core, render (exits.py turns errors into exit codes).
 
 Heavy modules (numpy, rich, the layers) are imported inside the commands so that
 ``gradcli --help`` stays fast.
