@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradcli.emit import emit, input_files
+from gradcli.emit import emit, input_files, wants_json
 from gradcli.errors import EXIT_MISMATCH, GradcliError
 from gradcli.exits import GradcliGroup, diagnostic
 
@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -43,14 +44,24 @@ SpecArg = Annotated[
     str | None,
     typer.Argument(help="YAML spec file; '-' reads stdin; omitted: the layer's default spec."),
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="table or json; default: json for an --output FILE.json, else table.",
+    ),
+]
 OutputOpt = Annotated[
     Path | None,
     typer.Option(
         "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
     ),
 ]
-DTypeOpt = Annotated[DType | None, typer.Option(help="Override the spec's dtype.")]
+DTypeOpt = Annotated[
+    DType | None, typer.Option(case_sensitive=False, help="Override the spec's dtype.")
+]
 SeedOpt = Annotated[int | None, typer.Option(help="Override the spec's seed.")]
 ImplOpt = Annotated[
     str | None,
@@ -95,11 +106,29 @@ def _load(
     )  # fmt: skip
 
 
+def _version(value: bool) -> None:
+    if value:
+        from gradcli import __version__
+
+        sys.stdout.write(f"gradcli {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    pass
+
+
 @app.command()
 def compute(
     layer: LayerArg,
     spec: SpecArg = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
@@ -111,13 +140,14 @@ def compute(
     from gradcli import jsondoc, render
     from gradcli.check import compute as run_compute
 
+    as_json = wants_json(fmt, output)
     s = _load(layer, spec, dtype, seed, impl, max_elements)
     comp = run_compute(s)
     emit(
         output,
         input_files(s, impl),
         text=jsondoc.to_json(jsondoc.compute_doc(s, comp))
-        if fmt is Format.json
+        if as_json
         else lambda c: render.render_compute(c, s, comp),
         npz=lambda: jsondoc.npz_bytes(s, comp),
     )
@@ -141,9 +171,9 @@ class ModeChoice(str, Enum):
 def check(
     layer: LayerArg,
     spec: SpecArg = None,
-    method: Annotated[MethodChoice, typer.Option(help="Finite-difference method.")] = (
-        MethodChoice.central
-    ),
+    method: Annotated[
+        MethodChoice, typer.Option(case_sensitive=False, help="Finite-difference method.")
+    ] = (MethodChoice.central),
     eps: Annotated[
         str, typer.Option(help="Step relative to max(1, |x|), or 'auto' (per method).")
     ] = "auto",
@@ -151,7 +181,10 @@ def check(
     rtol: Annotated[float | None, typer.Option(help="Relative tolerance.")] = None,
     mode: Annotated[
         ModeChoice | None,
-        typer.Option(help="full (default below --budget, else sample), sample or probe."),
+        typer.Option(
+            case_sensitive=False,
+            help="full (default below --budget, else sample), sample or probe.",
+        ),
     ] = None,
     samples: Annotated[int, typer.Option(help="Coordinates per tensor in sample mode.")] = 64,
     coloring: Annotated[
@@ -179,7 +212,7 @@ def check(
     wrt: Annotated[str | None, typer.Option(help="The tensor a .npy --grads file is for.")] = None,
     top: Annotated[int, typer.Option(help="Elements in each tensor's worst-k table.")] = 5,
     impl: ImplOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
     dtype: DTypeOpt = None,
     seed: SeedOpt = None,
@@ -200,6 +233,13 @@ def check(
         max_memory=max_memory * 2**20, budget=budget, notify=diagnostic, top=top,
     )  # fmt: skip
     opts.validate()
+    as_json = wants_json(fmt, output)
+    if grads is not None and impl is not None:
+        raise GradcliError(
+            "goes without --grads: --grads checks your gradients for our layer, --impl your "
+            "own forward and backward; give one of them",
+            source="--impl",
+        )
     s = _load(layer, spec, dtype, seed, impl, max_elements)
     if grads is not None:
         from gradcli import intermediates
@@ -211,7 +251,7 @@ def check(
     if sweep:
         rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads)
         doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
-        emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if fmt is Format.json
+        emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if as_json
               else lambda c: render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip
         if wrong:
             raise typer.Exit(EXIT_MISMATCH)
@@ -219,7 +259,7 @@ def check(
     with render.ProgressBar(sys.stderr) as bar:
         opts.progress = bar
         comp, numeric, report = run_check(s, opts)
-    if fmt is Format.json:
+    if as_json:
         doc = (
             jsondoc.check_doc(s, report, comp, numeric) if values else jsondoc.check_doc(s, report)
         )
@@ -244,7 +284,7 @@ def _eps(text: str) -> float | None:
 
 
 @app.command()
-def layers(fmt: FormatOpt = Format.table, traceback: TracebackOpt = False) -> None:
+def layers(fmt: FormatOpt = None, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
     from gradcli import jsondoc, render
     from gradcli.render_docs import render_layers
@@ -259,7 +299,7 @@ def layers(fmt: FormatOpt = Format.table, traceback: TracebackOpt = False) -> No
 def explain(
     layer: LayerArg,
     spec: SpecArg = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
     traceback: TracebackOpt = False,
 ) -> None:
@@ -268,8 +308,9 @@ def explain(
     from gradcli import jsondoc
     from gradcli.render_docs import render_explain
 
+    as_json = wants_json(fmt, output)
     s = _load(layer, spec, None, None)
-    if fmt is Format.json:
+    if as_json:
         emit(output, input_files(s), text=jsondoc.to_json(explain_mod.explain_doc(s)))
     else:
         emit(output, input_files(s), text=lambda c: render_explain(c, explain_mod.explain(s)))
@@ -282,6 +323,7 @@ def init(
     impl: Annotated[
         bool, typer.Option("--impl", help="A skeleton module to implement LAYER yourself.")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing -o FILE.")] = False,
     traceback: TracebackOpt = False,
 ) -> None:
     """Print a commented template spec for LAYER (or write it with -o FILE); with --impl a
@@ -290,6 +332,8 @@ def init(
     from gradcli.layers import get_layer
 
     text = skeleton.module(layer) if impl else jsondoc.init_template(get_layer(layer))
+    if output is not None and not force and (output.exists() or output.is_symlink()):
+        raise GradcliError(f"{output} already exists; --force overwrites it", source="--output")
     emit(output, (), text=text)
 
 

@@ -49,6 +49,19 @@ def emit(
     write_atomic(output, data)
 
 
+def wants_json(fmt: str | None, output: Path | None) -> bool:
+    """Whether the result is JSON: ``--format json``, or no --format and an --output FILE.json.
+    A table in a .json file would break whatever reads it, so ``--format table`` is refused
+    there; any other FILE (but .npz, always arrays) gets the --format, a table by default."""
+    json_file = output is not None and output.suffix.lower() == ".json"
+    if fmt == "table" and json_file:
+        raise GradcliError(
+            f"{output} ends in .json but --format is table; drop --format or use another name",
+            source="--output",
+        )
+    return fmt == "json" or (fmt is None and json_file)
+
+
 def input_files(spec: Any, *others: str | None) -> tuple[Path, ...]:
     """Every file the run reads (spec, tensors, --impl, --grads): --output may be none of them."""
     own = (Path(spec.source),) if not spec.source.startswith("<") else ()

@@ -97,7 +97,9 @@ def _usage(e: Any) -> int:
         print(ctx.get_help() if ctx else e.format_message(), file=sys.stderr)
         return EXIT_USAGE
     hint = f" (see '{ctx.command_path} --help')" if ctx else ""
-    diagnostic(f"error: {e.format_message()}{hint}")
+    # typer validates choices through pydantic, whose messages start "Value error, "
+    message = e.format_message().replace(": Value error, ", ": ")
+    diagnostic(f"error: {message}{hint}")
     return EXIT_USAGE
 
 

@@ -1,0 +1,123 @@
+"""Issue 11's small things a user hit: --version, -h, init -o over a file, the format of an
+--output FILE from its extension, case-insensitive choices, --grads with --impl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gradcli
+
+REPO = Path(__file__).resolve().parent.parent
+
+COMMANDS = ("compute", "check", "layers", "explain", "init")
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert (r.exit_code, r.stdout, r.stderr) == (0, f"gradcli {gradcli.__version__}\n", "")
+
+
+def test_version_subprocess():
+    r = subprocess.run(
+        [sys.executable, "-m", "gradcli", "--version"], capture_output=True, cwd=REPO, timeout=60
+    )
+    version = f"gradcli {gradcli.__version__}\n".encode()
+    assert (r.returncode, r.stdout, r.stderr) == (0, version, b"")
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_h_is_help(cli, command):
+    args = [command] if command else []
+    short, long = cli(*args, "-h"), cli(*args, "--help")
+    assert (short.exit_code, short.stderr) == (0, "")
+    assert short.stdout == long.stdout and short.stdout.startswith("Usage: gradcli")
+    assert "-h, --help" in short.stdout
+
+
+@pytest.mark.parametrize("impl", [False, True])
+def test_init_does_not_overwrite_without_force(cli, assert_usage_error, tmp_path, impl):
+    target = tmp_path / ("mine.py" if impl else "mine.yaml")
+    target.write_text("my edits\n")
+    extra = ["--impl"] if impl else []
+    assert_usage_error(cli("init", "linear", *extra, "-o", target), str(target), "--force")
+    assert target.read_text() == "my edits\n"
+    r = cli("init", "linear", *extra, "-o", target, "--force")
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "", "")
+    assert target.read_text() == cli("init", "linear", *extra).stdout
+
+
+def test_init_refuses_a_dangling_symlink(cli, assert_usage_error, tmp_path):
+    link = tmp_path / "spec.yaml"
+    link.symlink_to(tmp_path / "elsewhere.yaml")
+    assert_usage_error(cli("init", "linear", "-o", link), "--force")
+    assert not (tmp_path / "elsewhere.yaml").exists()
+
+
+@pytest.mark.parametrize("command", ["compute", "check", "explain"])
+@pytest.mark.parametrize("name", ["out.json", "OUT.JSON"])
+def test_output_json_file_gets_json(cli, tmp_path, command, name):
+    out = tmp_path / name
+    r = cli(command, "linear", "-o", out)
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "", "")
+    assert json.loads(out.read_text())["layer"] == "linear"
+
+
+@pytest.mark.parametrize("command", ["compute", "check", "explain"])
+def test_output_json_file_with_format_table_is_refused(cli, assert_usage_error, tmp_path, command):
+    out = tmp_path / "out.json"
+    assert_usage_error(cli(command, "linear", "-f", "table", "-o", out), "--output", "out.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_other_files_follow_format(cli, tmp_path):
+    r = cli("check", "linear", "-o", tmp_path / "out.log")
+    assert r.exit_code == 0 and (tmp_path / "out.log").read_text().startswith("linear:")
+    r = cli("check", "linear", "-f", "json", "-o", tmp_path / "out.log")
+    assert r.exit_code == 0 and json.loads((tmp_path / "out.log").read_text())["passed"]
+
+
+@pytest.mark.parametrize(
+    ("option", "given", "value"),
+    [("--method", "Central", "central"), ("--method", "COMPLEX", "complex"),
+     ("--mode", "Sample", "sample"), ("--dtype", "Float32", "float32")],
+)  # fmt: skip
+def test_choices_are_case_insensitive(cli_json, option, given, value):
+    doc = cli_json("check", "linear", option, given)
+    key = option.lstrip("-")
+    assert doc[key] == value
+    assert doc == cli_json("check", "linear", option, value)
+
+
+def test_format_is_case_insensitive(cli):
+    r = cli("compute", "linear", "--format", "JSON")
+    assert r.exit_code == 0 and json.loads(r.stdout)["layer"] == "linear"
+
+
+@pytest.mark.parametrize(
+    ("args", "choices"),
+    [(["check", "linear", "--method", "cenral"], "'central', 'forward'"),
+     (["check", "linear", "--mode", "all"], "'full', 'sample', 'probe'"),
+     (["compute", "linear", "--format", "xml"], "'table', 'json'")],
+)  # fmt: skip
+def test_bad_choice_lists_the_choices_plainly(cli, assert_usage_error, args, choices):
+    r = cli(*args)
+    assert_usage_error(r, args[-2], repr(args[-1]), choices)
+    assert "Value error" not in r.stderr
+
+
+@pytest.mark.parametrize("sweep", [[], ["--sweep"]])
+def test_grads_with_impl_is_refused(cli, assert_usage_error, tmp_path, sweep):
+    impl = tmp_path / "mine.py"
+    impl.write_text(cli("init", "linear", "--impl").stdout)
+    answers = tmp_path / "answers.npz"
+    assert cli("compute", "linear", "-o", answers).exit_code == 0
+    r = cli("check", "linear", "--grads", answers, "--impl", impl, *sweep)
+    assert_usage_error(r, "--grads", "--impl")
+    # each alone is accepted (the skeleton's backward raises NotImplementedError: exit 2)
+    assert cli("check", "linear", "--grads", answers).exit_code == 0
+    assert "NotImplementedError" in cli("check", "linear", "--impl", impl).stderr
