@@ -71,11 +71,25 @@ class CheckReport:
     not_checked: tuple[str, ...] = ()  # --grads: tensors the answers left out
     builtin: Mapping[str, TensorResult] = field(default_factory=dict)  # beside --grads answers
     forward: TensorResult | None = None  # --impl of a built-in layer: its forward vs ours
+    answers: bool = False  # --grads: the gradients under test are the user's answers
+
+    @property
+    def failures(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Every reason the check fails, as (kind, names): "gradients" (the tensors that do not
+        match), "forward" (a user's forward that disagrees with ours). The verdict, the exit
+        code and the summary line all derive from this one list; a new kind of finding adds
+        its entry here."""
+        out = []
+        failed = tuple(n for n, r in self.results.items() if not r.passed)
+        if failed:
+            out.append(("gradients", failed))
+        if self.forward is not None and not self.forward.passed:
+            out.append(("forward", (self.forward.name,)))
+        return tuple(out)
 
     @property
     def passed(self) -> bool:
-        forward_ok = self.forward is None or self.forward.passed
-        return forward_ok and all(r.passed for r in self.results.values())
+        return not self.failures
 
 
 def compute(spec: Spec) -> Computation:
@@ -215,7 +229,7 @@ def check(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
         not_checked=tuple(n for n in spec.tensors if n not in under_test), builtin=builtin,
-        forward=forward_against_builtin(spec, comp),
+        forward=forward_against_builtin(spec, comp), answers=opts.grads is not None,
     )  # fmt: skip
     return comp, numeric, report
 

@@ -203,7 +203,11 @@ def check(
         bool, typer.Option("--sweep", help="Error against step for steps 1e-1 ... 1e-12.")
     ] = False,
     values: Annotated[
-        bool, typer.Option("--values", help="JSON: include tensors, gradients, numeric values.")
+        bool,
+        typer.Option("--values", help="Also show every array's values (analytic and numeric)."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Tables: print the summary line alone.")
     ] = False,
     grads: Annotated[
         str | None,
@@ -265,7 +269,9 @@ def check(
         )
         text: Any = jsondoc.to_json(doc)
     else:
-        text = lambda c: render.render_check(c, s, comp, numeric, report, opts.grads)  # noqa: E731
+        text = lambda c: render.render_check(  # noqa: E731
+            c, s, comp, numeric, report, opts.grads, values=values, quiet=quiet
+        )
     inputs = input_files(s, impl, grads)
     emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
     if not report.passed:

@@ -31,7 +31,7 @@ class TensorResult:
     roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
     atol: float = 0.0  # the absolute tolerance this tensor was held to
     worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
-    band: str = ""  # CS231n's reading of the relative error of the significant elements
+    band: str = ""  # CS231n's reading of the relative error of the elements that count
     hints: tuple[str, ...] = ()  # why it may be wrong (failing tensors only)
     intermediate: bool = False  # an intermediate's gradient (attention's dS ...), not a tensor's
 
@@ -74,7 +74,9 @@ def compare(
     )
     worst = np.unravel_index(int(order[0]), a.shape) if a.size else ()
     fail = seen & (err > tol)
-    significant = seen & (denom > 10 * atol)
+    # the reading (diagnose.band) counts the failing elements, or for a pass those well above
+    # the noise (|a| or |n| over 10 atol), where a relative error means something
+    counted = fail if fail.any() else seen & (denom > 10 * atol)
     found = []
     if fail.any():  # the layer facts the hints look at cost work: only for a failing tensor
         found = diagnose.hints(name, a, np.where(seen, n, np.nan), fail, tol, letters or [],
@@ -91,7 +93,7 @@ def compare(
         checked=int(seen.sum()),
         atol=atol,
         worst=worst_k,
-        band=diagnose.band(float(rel[significant].max(initial=0.0))),
+        band=diagnose.band(float(rel[counted].max(initial=0.0)), passed=not fail.any()),
         hints=tuple(found),
         **extra,
     )

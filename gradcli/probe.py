@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli import diagnose
 from gradcli.compare import TensorResult
 from gradcli.numeric import Engine
 from gradcli.sampling import rademacher
@@ -36,8 +37,9 @@ def probe(
             return None
         worst = max(worst, (err, ana, num))
     err, ana, num = worst
+    rel = err / max(abs(ana), abs(num)) if err else 0.0
     return TensorResult(
-        name=name, shape=a.shape, max_abs_error=err,
-        max_rel_error=err / max(abs(ana), abs(num)) if err else 0.0, worst_index=(),
-        analytic=ana, numeric=num, passed=True, mode="probe", checked=2, **extra,
+        name=name, shape=a.shape, max_abs_error=err, max_rel_error=rel, worst_index=(),
+        analytic=ana, numeric=num, passed=True, mode="probe", checked=2,
+        band=diagnose.band(rel, passed=True), **extra,
     )  # fmt: skip

@@ -3,100 +3,28 @@ Only the render modules import rich; only cli.py and exits.py import typer."""
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gradcli import intermediates
 from gradcli.check import CheckReport, Computation
 from gradcli.layers import TensorInfo
+from gradcli.render_fit import Col, fitted
+from gradcli.render_values import natural_index, num, print_values
 from gradcli.spec import Spec
 
-MAX_SHOWN = 100  # tensors with at most this many elements get their values printed
 
-
-# ---------------------------------------------------------------- tables
-def _num(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def _colored(v: float, scale: float) -> Text:
-    """Red for positive, blue for negative; brighter the closer |v| is to the tensor's max."""
-    if v == 0 or scale == 0:
-        return Text(_num(v), style="dim")
-    ratio = abs(v) / scale
-    hue = "red" if v > 0 else "blue"
-    style = f"bold bright_{hue}" if ratio > 0.5 else hue if ratio > 0.1 else f"dim {hue}"
-    return Text(_num(v), style=style)
-
-
-def natural_index(info: TensorInfo | None, idx: tuple[int, ...]) -> str:
-    """``[m=1, n=2, d=0, c=2]`` in the seed's index letters (batch axes as b0, b1, ...)."""
-    if not idx:
-        return ""
-    letters = _letters(info, len(idx))
-    return "[" + ", ".join(f"{name}={i}" for name, i in zip(letters, idx, strict=True)) + "]"
-
-
-def _letters(info: TensorInfo | None, ndim: int) -> list[str]:
-    letters = list(info.index) if info else []
-    if len(letters) > ndim:
-        letters = []
-    return [f"b{k}" for k in range(ndim - len(letters))] + letters
-
-
-def _slices(a: np.ndarray, info: TensorInfo | None) -> Iterator[tuple[dict[int, int], np.ndarray]]:
-    """2-D slices over the first two core axes (channel-last: H and W), the rest fixed."""
-    if a.ndim <= 2:
-        yield {}, a.reshape(1, -1) if a.ndim < 2 else a
-        return
-    core = len(info.index) if info and len(info.index) <= a.ndim else 2
-    row = a.ndim - core if core >= 2 else a.ndim - 2
-    if info is not None and info.role == "intermediate":
-        row = a.ndim - 2  # a T x T score matrix per head (or rows x features)
-    others = [k for k in range(a.ndim) if k not in (row, row + 1)]
-    for combo in itertools.product(*(range(a.shape[k]) for k in others)):
-        fixed = dict(zip(others, combo, strict=True))
-        yield fixed, a[tuple(fixed.get(k, slice(None)) for k in range(a.ndim))]
-
-
-def _values_table(title: str, a: np.ndarray, info: TensorInfo | None) -> Table:
-    scale = float(np.max(np.abs(a))) if a.size else 0.0
-    table = Table(title=title, title_justify="left", show_header=a.ndim >= 1, box=None)
-    if a.ndim == 0:
-        table.add_column("")
-        table.add_row(_colored(float(a), scale))
-        return table
-    table.add_column("", style="dim", justify="right")
-    for j in range(a.shape[1]):
-        table.add_column(str(j), justify="right", style="dim")
-    for i, row in enumerate(a):
-        table.add_row(str(i) if a.shape[0] > 1 else "", *(_colored(float(v), scale) for v in row))
-    return table
-
-
-def _value_tables(label: str, a: np.ndarray, info: TensorInfo | None) -> list[Table]:
-    a = np.asarray(a)
-    if a.ndim == 0:
-        return [_values_table(f"{label}  (scalar)", a, info)]
-    letters = _letters(info, a.ndim)
-    tables = []
-    for fixed, sl in _slices(a, info):
-        title = f"{label}  {list(a.shape)}"
-        if fixed:
-            parts = (f"{letters[k]}={fixed[k]}" if k in fixed else ":" for k in range(a.ndim))
-            title = f"{label}[{', '.join(parts)}]"
-        tables.append(_values_table(title, sl, info))
-    return tables
-
-
-def _rows(spec: Spec, comp: Computation) -> list[tuple[str, str, np.ndarray, TensorInfo | None]]:
+def _rows(
+    spec: Spec, comp: Computation, answers: Mapping[str, np.ndarray] | None = None
+) -> list[tuple[str, str, np.ndarray, TensorInfo | None]]:
+    """What compute shows; with ``answers`` (--grads) the gradients are the user's, "yours"."""
     out = spec.output_info
     rows: list[tuple[str, str, np.ndarray, TensorInfo | None]] = [
         (n, spec.info(n).role, a, spec.info(n)) for n, a in spec.tensors.items()
@@ -104,7 +32,10 @@ def _rows(spec: Spec, comp: Computation) -> list[tuple[str, str, np.ndarray, Ten
     rows.append((out.name, "output", comp.output, out))
     rows.append(("d" + out.name, "upstream", spec.grad_output, out))
     rows += [(n, "intermediate", a, _intermediate(spec, n)) for n, a in comp.intermediates.items()]
-    rows += [("d" + n, "gradient", g, spec.info(n)) for n, g in comp.gradients.items()]
+    if answers is None:
+        rows += [("d" + n, "gradient", g, spec.info(n)) for n, g in comp.gradients.items()]
+    else:
+        rows += [(f"d{n} (yours)", "yours", g, spec.info(n)) for n, g in answers.items()]
     return rows
 
 
@@ -116,99 +47,121 @@ def _intermediate(spec: Spec, name: str) -> TensorInfo | None:
     return spec.info(base)
 
 
-def _shapes_table(spec: Spec, rows: list) -> Table:
-    table = Table(title=f"{spec.layer.name}: {spec.layer.summary}", title_justify="left")
-    for col in ("tensor", "role", "shape", "dtype"):
-        table.add_column(col)
-    for col in ("min", "max", "mean", "norm"):
-        table.add_column(col, justify="right")
+# the shapes table's column policy: name and shape always; then role, dtype, norm, the range
+SHAPE_COLUMNS = (
+    Col("tensor"), Col("role", priority=6, fold=True, min_width=8), Col("shape"),
+    Col("dtype", priority=5), Col("min", priority=3, justify="right"),
+    Col("max", priority=3, justify="right"), Col("mean", priority=2, justify="right"),
+    Col("norm", priority=4, justify="right"),
+)  # fmt: skip
+
+
+def _shapes_table(spec: Spec, rows: list, width: int) -> Table:
+    cells = []
     for name, role, a, _ in rows:
         a = np.asarray(a)
         stats = (a.min(), a.max(), a.mean(), np.linalg.norm(a.ravel())) if a.size else ()
-        table.add_row(
-            Text(name, style="bold"),
-            role,
-            str(list(a.shape)),
-            str(a.dtype),
-            *(_num(float(v)) for v in stats),
-        )
-    return table
-
-
-def _print_values(console: Console, rows: list) -> None:
-    hidden = []
-    for name, _, a, info in rows:
-        if np.size(a) > MAX_SHOWN:
-            hidden.append(f"{name} ({np.size(a)} elements)")
-            continue
-        console.print(Group(*_value_tables(name, a, info)))
-        console.print()
-    if hidden:
-        console.print(
-            Text(
-                f"values not shown for {', '.join(hidden)}: more than {MAX_SHOWN} elements; "
-                "use --format json or --output FILE.npz",
-                style="dim",
-            )
-        )
+        cells.append([
+            Text(name, style="bold"), role, str(list(a.shape)), str(a.dtype),
+            *(num(float(v)) for v in stats), *[""] * (4 - len(stats)),
+        ])  # fmt: skip
+    title = f"{spec.layer.name}: {spec.layer.summary}"
+    return fitted(SHAPE_COLUMNS, cells, width, title=title, title_justify="left")
 
 
 def render_compute(console: Console, spec: Spec, comp: Computation) -> None:
     rows = _rows(spec, comp)
-    console.print(_shapes_table(spec, rows))
+    console.print(_shapes_table(spec, rows, console.width))
     console.print()
-    _print_values(console, rows)
+    print_values(console, rows)
 
 
-def _check_table(spec: Spec, report: CheckReport) -> Table:
-    table = Table(
-        title=Text(
-            f"gradient check: analytic vs numeric ({report.method} differences, "
-            f"eps {report.eps:.3g}; pass if |a-n| <= atol + {report.rtol:g}|n|)"
-        ),
-        title_justify="left",
-    )
-    table.add_column("gradient")
-    table.add_column("checked", justify="right")
-    for col in ("abs err", "rel err"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("worst element", no_wrap=True)
-    for col in ("analytic", "numeric"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("atol", justify="right")
-    table.add_column("result")
-    table.add_column("reading", no_wrap=True)
+# The check table's column policy (render_fit): name, count and verdict always stay whole; at
+# narrower widths the atol goes first, then the abs err, the analytic/numeric pair, the rel
+# err, and last the worst element and the reading, which fold onto more lines before going.
+CHECK_COLUMNS = (
+    Col("gradient"), Col("checked", justify="right"),
+    Col("worst element", priority=5, fold=True, min_width=10),
+    Col("analytic", priority=3, justify="right"), Col("numeric", priority=3, justify="right"),
+    Col("abs err", priority=2, justify="right"), Col("rel err", priority=4, justify="right"),
+    Col("atol", priority=1, justify="right"), Col("result"),
+    Col("reading", priority=6, fold=True, min_width=10),
+)  # fmt: skip
+
+
+def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
+    """One row per gradient under test; abs err and rel err are those of the worst element (the
+    one furthest beyond its tolerance) shown beside them, not maxima over other elements."""
+    label = _label(report)
+    columns = [
+        dataclasses.replace(c, header=label) if c.header == "analytic" else c
+        for c in CHECK_COLUMNS
+    ]
+    rows = []
     for name, r in report.results.items():
         info = spec.info(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
         size = int(np.prod(r.shape, dtype=np.int64))
         checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
         where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
-        table.add_row(
-            Text("d" + name, style="bold"), checked, f"{r.max_abs_error:.3g}",
-            f"{r.max_rel_error:.3g}", where, f"{r.analytic:.7g}", f"{r.numeric:.7g}",
+        own = r.worst[0] if r.worst else {"abs_error": r.max_abs_error,
+                                          "rel_error": r.max_rel_error}  # a probe's own
+        rows.append((
+            Text("d" + name, style="bold"), checked, where, f"{r.analytic:.7g}",
+            f"{r.numeric:.7g}", f"{own['abs_error']:.3g}", f"{own['rel_error']:.3g}",
             f"{r.atol:.2g}", verdict, r.band,
-        )  # fmt: skip
-    return table
+        ))  # fmt: skip
+    title = Text(
+        f"gradient check: {label} vs numeric ({report.method} differences, "
+        f"eps {report.eps:.3g}; pass if |a-n| <= atol + {report.rtol:g}|n|)"
+    )
+    return fitted(columns, rows, width, title=title, title_justify="left")
 
 
 def summary_line(spec: Spec, report: CheckReport) -> Text:
+    """PASS or FAIL from ``report.passed`` (what the exit code uses), naming every failure."""
     n = len(report.results)
-    failed = [r for r in report.results.values() if not r.passed]
     how = "" if report.mode == "full" else f" ({report.mode} mode)"
-    if not failed:
-        return Text.assemble(
-            ("PASS", "bold green"),
-            f"  {report.layer}: all {n} gradients match the numerical ones{how}",
+    if report.passed:
+        return Text.assemble(("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{how}")
+    reasons = [_reason(spec, report, kind, names) for kind, names in report.failures]
+    if not any(kind == "gradients" for kind, _ in report.failures) and n:
+        reasons.append(_all_match(n))
+    return Text.assemble(("FAIL", "bold red"), f"  {report.layer}: {'; '.join(reasons)}{how}")
+
+
+def _all_match(n: int) -> str:
+    if n == 1:
+        return "the gradient matches the numerical one"
+    return f"all {n} gradients match the numerical ones"
+
+
+def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) -> str:
+    """One failure of the summary line; a kind this does not know is still named."""
+    if kind == "gradients":
+        failed = [report.results[name] for name in names]
+        worst = max(failed, key=lambda r: r.max_rel_error)
+        where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
+        n = len(report.results)
+        count = (
+            "the gradient does not" if n == 1
+            else f"{len(failed)} of {n} gradients {'does' if len(failed) == 1 else 'do'} not"
+        )  # fmt: skip
+        return (
+            f"{count} match ({', '.join('d' + r.name for r in failed)}); worst {where}: "
+            f"{_label(report).lower()} {worst.analytic:.6g}, numeric {worst.numeric:.6g}"
         )
-    worst = max(failed, key=lambda r: r.max_rel_error)
-    where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
-    names = ", ".join("d" + r.name for r in failed)
-    return Text.assemble(
-        ("FAIL", "bold red"),
-        f"  {report.layer}: {len(failed)} of {n} gradients do not match ({names}); "
-        f"worst {where}: analytic {worst.analytic:.6g}, numeric {worst.numeric:.6g}{how}",
-    )
+    if kind == "forward" and report.forward is not None:
+        return (
+            f"your forward does not match the built-in forward (max abs error "
+            f"{report.forward.max_abs_error:.3g} in {', '.join(names)})"
+        )
+    return f"{kind}: {', '.join(names)}"
+
+
+def _label(report: CheckReport) -> str:
+    """What the gradients under test are called: the user's answers (--grads) are "yours"."""
+    return "yours" if report.answers else "analytic"
 
 
 def _notes(report: CheckReport) -> list[Text]:
@@ -232,34 +185,47 @@ def render_check(
     numeric: dict[str, np.ndarray],
     report: CheckReport,
     analytic: Any = None,
+    *,
+    values: bool = False,
+    quiet: bool = False,
 ) -> None:
-    """Everything compute shows, the numerical gradients, the check table, the diagnosis of
-    any failure, notes and the summary line. ``analytic``: the gradients under test (the
-    user's answers with --grads; the layer's own by default)."""
+    """The verdict: the shapes table, the check table, the diagnosis of any failure, notes and
+    the summary line; ``values``: also every array's values, analytic and numeric; ``quiet``:
+    the summary line alone. ``analytic``: the user's answers with --grads, else None."""
     from gradcli.render_diag import render_diagnosis
 
-    rows = _rows(spec, comp)
-    rows += [(f"d{n} (numeric)", "numeric", g, spec.info(n)) for n, g in numeric.items()]
-    console.print(_shapes_table(spec, rows))
-    console.print()
-    _print_values(console, rows)
-    console.print()
-    console.print(_check_table(spec, report))
-    console.print()
-    tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
-    render_diagnosis(console, spec, report, analytic or tested, numeric)
-    for line in _notes(report):
-        console.print(line, soft_wrap=True)
+    if not quiet:
+        rows = _rows(spec, comp, analytic)
+        if values:
+            rows += [(f"d{n} (numeric)", "numeric", g, spec.info(n)) for n, g in numeric.items()]
+        console.print(_shapes_table(spec, rows, console.width))
+        console.print()
+        if values:
+            print_values(console, rows)
+            console.print()
+        console.print(_check_table(spec, report, console.width))
+        console.print()
+        tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
+        render_diagnosis(console, spec, report, analytic or tested, numeric)
+        for line in _notes(report):
+            console.print(line, soft_wrap=True)
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
+
+
+PLAIN_WIDTH = 80  # a pipe, a file or a CI log without COLUMNS: what any viewer shows unwrapped
 
 
 def console(file: Any, plain: bool = False) -> Console:
     """A console for ``file``: styled on a terminal, with no ANSI codes at all when writing to
-    a file, a pipe, or with NO_COLOR set; markup off, since indices like [m=1] are data."""
+    a file, a pipe, or with NO_COLOR set; markup off, since indices like [m=1] are data. A
+    pipe or file is COLUMNS wide when that is set, else 80."""
     if plain or not file.isatty() or os.environ.get("NO_COLOR"):
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
+        tty = not plain and file.isatty()
         return Console(
-            file=file, width=140, color_system=None, force_terminal=False, highlight=False,
-            markup=False,
+            file=file, width=None if tty else width, color_system=None, force_terminal=False,
+            highlight=False, markup=False,
         )  # fmt: skip
     return Console(file=file, highlight=False, markup=False)
 

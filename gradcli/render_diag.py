@@ -12,10 +12,17 @@ from rich.text import Text
 
 from gradcli.check import CheckReport
 from gradcli.compare import TensorResult
-from gradcli.render import _letters, _slices, natural_index
+from gradcli.render_fit import Col, fitted
+from gradcli.render_values import letters, natural_index, slices
 from gradcli.spec import Spec
 
-HEAT = ((1.0, "green"), (10.0, "yellow"), (100.0, "dark_orange"), (np.inf, "red"))
+# error / tolerance -> a character (legible without colour: pipes, NO_COLOR, CI logs) and its
+# colour on a terminal; "-" marks a coordinate a sampled check did not evaluate
+HEAT = (
+    (1.0, ".", "green"), (10.0, "+", "yellow"), (100.0, "*", "dark_orange"), (np.inf, "#", "red"),
+)  # fmt: skip
+UNSEEN = "-"
+HEAT_LEGEND = ". within tolerance, + up to 10x beyond, * up to 100x, # more, - not evaluated"
 MAX_SLICES, MAX_COLUMNS = 8, 64
 
 
@@ -29,9 +36,11 @@ def render_diagnosis(
     for name, r in report.results.items():
         if r.passed or r.mode == "probe":
             continue
-        console.print(_worst_table(spec, r))
-        for renderable in _heatmap(spec, r, analytic[name], numeric[name], report.rtol):
-            console.print(renderable)
+        label = "yours" if report.answers else "analytic"
+        console.print(_worst_table(spec, r, label, console.width))
+        heat = _heatmap(spec, r, analytic[name], numeric[name], report.rtol, console.width)
+        for renderable in heat:
+            console.print(renderable, soft_wrap=True)
         for hint in r.hints:
             console.print(Text(f"hint: {hint}", style="yellow"), soft_wrap=True)
         console.print()
@@ -57,48 +66,57 @@ def render_diagnosis(
         console.print(Text(f"not checked (no answer given): {names}", style="dim"), soft_wrap=True)
 
 
-def _worst_table(spec: Spec, r: TensorResult) -> Table:
+def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
     info = spec.info(r.name)
-    table = Table(title=Text(f"d{r.name}: the {len(r.worst)} worst elements"), title_justify="left")
-    table.add_column("element", no_wrap=True)
-    for col in ("analytic", "numeric", "abs err", "rel err"):
-        table.add_column(col, justify="right")
-    for w in r.worst:
-        table.add_row(
-            "d" + r.name + natural_index(info, tuple(w["index"])), f"{w['analytic']:.8g}",
-            f"{w['numeric']:.8g}", f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}",
-        )  # fmt: skip
-    return table
+    columns = (
+        Col("element", fold=True, min_width=10), Col(label, justify="right"),
+        Col("numeric", justify="right"), Col("abs err", priority=1, justify="right"),
+        Col("rel err", priority=2, justify="right"),
+    )  # fmt: skip
+    rows = [
+        ("d" + r.name + natural_index(info, tuple(w["index"])), f"{w['analytic']:.8g}",
+         f"{w['numeric']:.8g}", f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}")
+        for w in r.worst
+    ]  # fmt: skip
+    title = Text(f"d{r.name}: the {len(r.worst)} worst elements")
+    return fitted(columns, rows, width, title=title, title_justify="left")
 
 
-def _heatmap(spec: Spec, r: TensorResult, a: np.ndarray, n: np.ndarray, rtol: float) -> list:
-    """|a - n| / tolerance as colored blocks per 2-D slice: green within tolerance, then yellow,
-    orange, red by decade beyond it; a pattern (borders, one channel, a diagonal) shows."""
+def _heatmap(
+    spec: Spec, r: TensorResult, a: np.ndarray, n: np.ndarray, rtol: float, width: int
+) -> list:
+    """|a - n| / tolerance per 2-D slice, one character an element (HEAT), coloured on a
+    terminal; a pattern (borders, one channel, a diagonal) shows."""
     a = np.asarray(a, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     err, tol = np.abs(a - n), r.atol + rtol * np.abs(n)
     excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
+    excess[np.isnan(excess)] = np.inf  # a NaN in the gradient under test is as far off as it gets
     excess[np.isnan(n)] = np.nan
     info = spec.info(r.name)
-    letters = _letters(info, a.ndim)
+    names = letters(info, a.ndim)
     out: list = [Text(f"d{r.name}: error / tolerance", style="bold")]
     shown = 0
-    for fixed, sl in _slices(excess, info):
-        if sl.shape[1] > MAX_COLUMNS or shown == MAX_SLICES:
+    for fixed, sl in slices(excess, info):
+        if 2 * sl.shape[1] - 1 > min(width, 2 * MAX_COLUMNS) or shown == MAX_SLICES:
             out.append(Text("(heatmap cut short: too large to draw)", style="dim"))
             break
         if fixed and not np.any(sl > 1):
             continue  # slices without failures say nothing
-        label = ", ".join(f"{letters[k]}={v}" for k, v in fixed.items())
+        label = ", ".join(f"{names[k]}={v}" for k, v in fixed.items())
         text = Text(f"[{label}]\n" if label else "")
         for row in np.atleast_2d(sl):
-            for v in row:
-                style = "dim" if np.isnan(v) else next(c for lim, c in HEAT if v <= lim)
-                text.append("··" if np.isnan(v) else "██", style=style)
+            for j, v in enumerate(row):
+                char, style = _heat(float(v))
+                text.append((" " if j else "") + char, style=style)
             text.append("\n")
         out.append(text)
         shown += 1
-    out.append(
-        Text("green: within tolerance; yellow, orange, red: 1, 10, 100x beyond", style="dim")
-    )
+    out.append(Text(HEAT_LEGEND, style="dim"))
     return out
+
+
+def _heat(excess: float) -> tuple[str, str]:
+    if np.isnan(excess):
+        return UNSEEN, "dim"
+    return next((char, colour) for limit, char, colour in HEAT if excess <= limit)

@@ -1,0 +1,76 @@
+"""Tables that fit the console: a column policy instead of rich squeezing every column.
+
+Left to itself, rich shrinks all columns of a table wider than the console, down to width 0
+(the tensor names and PASS/FAIL vanish at 80 columns). Here each column says how it gives way:
+the ones without a priority always stay whole (never wrapped, never cut); a foldable one may
+wrap onto more lines, down to its ``min_width``; then whole columns are dropped, the lowest
+priority first (columns of equal priority go together: analytic with numeric).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.table import Table
+from rich.text import Text
+
+# what a heavy-headed rich table adds: one border on the left, then padding 2 + border 1 a column
+EDGE, PER_COLUMN = 1, 3
+
+
+@dataclass(frozen=True)
+class Col:
+    header: str
+    priority: int | None = None  # None: always shown; otherwise dropped, lowest first
+    justify: str = "left"
+    fold: bool = False  # may wrap onto several lines (at spaces) instead of being dropped
+    min_width: int = 12  # a foldable column's narrowest width
+
+
+def fitted(
+    columns: Sequence[Col],
+    rows: Sequence[Sequence[str | Text]],
+    width: int,
+    **table_kw: object,
+) -> Table:
+    """A rich Table of ``rows`` under ``columns`` whose width is at most ``width`` whenever the
+    columns that always stay fit; ``table_kw`` goes to Table (title, ...)."""
+    natural = [
+        max([Text(c.header).cell_len] + [_cell(r[i]).cell_len for r in rows])
+        for i, c in enumerate(columns)
+    ]
+    narrowest = [min(w, c.min_width) if c.fold else w
+                 for w, c in zip(natural, columns, strict=True)]
+    shown = list(range(len(columns)))
+    by_priority = sorted({c.priority for c in columns if c.priority is not None})
+
+    def need(keep: list[int], widths: list[int]) -> int:
+        return EDGE + sum(widths[i] + PER_COLUMN for i in keep)
+
+    for p in by_priority:
+        if need(shown, narrowest) <= width:
+            break
+        shown = [i for i in shown if columns[i].priority != p]
+    widths = {i: narrowest[i] for i in shown}
+    spare = width - need(shown, narrowest)
+    # give the room left back to the foldable columns, the highest priority first
+    for i in sorted(shown, key=lambda i: -(columns[i].priority or 0)):
+        if spare <= 0:
+            break
+        grow = min(spare, natural[i] - widths[i])
+        widths[i] += grow
+        spare -= grow
+    table = Table(**table_kw)  # type: ignore[arg-type]
+    for i in shown:
+        c = columns[i]
+        table.add_column(
+            c.header, justify=c.justify, no_wrap=not c.fold, overflow="fold", width=widths[i]
+        )  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(*(r[i] for i in shown))
+    return table
+
+
+def _cell(value: str | Text) -> Text:
+    return value if isinstance(value, Text) else Text(value)

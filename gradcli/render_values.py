@@ -1,0 +1,128 @@
+"""Rendering the values of arrays: colored by sign and magnitude, one table per 2-D slice,
+wide rows split into blocks of columns that fit the console."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gradcli.layers import TensorInfo
+
+MAX_SHOWN = 100  # tensors with at most this many elements get their values printed
+
+
+def natural_index(info: TensorInfo | None, idx: tuple[int, ...]) -> str:
+    """``[m=1, n=2, d=0, c=2]`` in the seed's index letters (batch axes as b0, b1, ...)."""
+    if not idx:
+        return ""
+    names = letters(info, len(idx))
+    return "[" + ", ".join(f"{name}={i}" for name, i in zip(names, idx, strict=True)) + "]"
+
+
+def letters(info: TensorInfo | None, ndim: int) -> list[str]:
+    own = list(info.index) if info else []
+    if len(own) > ndim:
+        own = []
+    return [f"b{k}" for k in range(ndim - len(own))] + own
+
+
+def num(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _colored(v: float, scale: float) -> Text:
+    """Red for positive, blue for negative; brighter the closer |v| is to the tensor's max."""
+    if v == 0 or scale == 0:
+        return Text(num(v), style="dim")
+    ratio = abs(v) / scale
+    hue = "red" if v > 0 else "blue"
+    style = f"bold bright_{hue}" if ratio > 0.5 else hue if ratio > 0.1 else f"dim {hue}"
+    return Text(num(v), style=style)
+
+
+def slices(a: np.ndarray, info: TensorInfo | None) -> Iterator[tuple[dict[int, int], np.ndarray]]:
+    """2-D slices over the first two core axes (channel-last: H and W), the rest fixed."""
+    if a.ndim <= 2:
+        yield {}, a.reshape(1, -1) if a.ndim < 2 else a
+        return
+    core = len(info.index) if info and len(info.index) <= a.ndim else 2
+    row = a.ndim - core if core >= 2 else a.ndim - 2
+    if info is not None and info.role == "intermediate":
+        row = a.ndim - 2  # a T x T score matrix per head (or rows x features)
+    others = [k for k in range(a.ndim) if k not in (row, row + 1)]
+    for combo in itertools.product(*(range(a.shape[k]) for k in others)):
+        fixed = dict(zip(others, combo, strict=True))
+        yield fixed, a[tuple(fixed.get(k, slice(None)) for k in range(a.ndim))]
+
+
+def _value_blocks(a: np.ndarray, width: int) -> list[Table]:
+    """The values of a 2-D slice (or a scalar) as tables of at most ``width`` columns of text:
+    the columns of a wide slice go into consecutive blocks (numpy style), each headed by its
+    column indices, so a narrow pipe shows numbers, never a row of ellipses."""
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    if a.ndim == 0:
+        table = Table(show_header=False, box=None)
+        table.add_column("")
+        table.add_row(_colored(float(a), scale))
+        return [table]
+    cells = [[_colored(float(v), scale) for v in row] for row in a]
+    labels = [str(i) if a.shape[0] > 1 else "" for i in range(a.shape[0])]
+    label_width = max(len(s) for s in labels) + 2  # box=None: one space of padding a side
+    widths = [max(len(str(j)), *(c[j].cell_len for c in cells)) + 2 for j in range(a.shape[1])]
+    blocks, start = [], 0
+    while start < a.shape[1]:
+        stop, used = start + 1, label_width + widths[start]
+        while stop < a.shape[1] and used + widths[stop] <= width:
+            used += widths[stop]
+            stop += 1
+        table = Table(box=None)
+        table.add_column("", style="dim", justify="right", no_wrap=True)
+        for j in range(start, stop):
+            table.add_column(str(j), justify="right", style="dim", no_wrap=True)
+        for label, row in zip(labels, cells, strict=True):
+            table.add_row(label, *row[start:stop])
+        blocks.append(table)
+        start = stop
+    return blocks
+
+
+def _value_tables(label: str, a: np.ndarray, info: TensorInfo | None, width: int) -> list:
+    """A title line and the values of every 2-D slice of ``a``; titles are never wrapped, so an
+    index such as ``[:, :, d=0, c=0]`` stays on one line."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return [Text(f"{label}  (scalar)", style="italic"), *_value_blocks(a, width)]
+    names = letters(info, a.ndim)
+    out: list = []
+    for fixed, sl in slices(a, info):
+        title = f"{label}  {list(a.shape)}"
+        if fixed:
+            parts = (f"{names[k]}={fixed[k]}" if k in fixed else ":" for k in range(a.ndim))
+            title = f"{label}[{', '.join(parts)}]"
+        out += [Text(title, style="italic", no_wrap=True, overflow="ignore"),
+                *_value_blocks(sl, width)]  # fmt: skip
+    return out
+
+
+def print_values(console: Console, rows: list) -> None:
+    hidden = []
+    for name, _, a, info in rows:
+        if np.size(a) > MAX_SHOWN:
+            hidden.append(f"{name} ({np.size(a)} elements)")
+            continue
+        for part in _value_tables(name, a, info, console.width):
+            console.print(part, soft_wrap=isinstance(part, Text))
+        console.print()
+    if hidden:
+        console.print(
+            Text(
+                f"values not shown for {', '.join(hidden)}: more than {MAX_SHOWN} elements; "
+                "use --format json or --output FILE.npz",
+                style="dim",
+            )
+        )

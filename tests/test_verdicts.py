@@ -1,0 +1,318 @@
+"""Every verdict agrees (summary line, exit code, JSON, reading, rel err column, labels) and every
+terminal can read it (widths, pipes, titles, heatmap without colour, --values, -q)."""
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from gradcli import render
+from gradcli.check import check, compute
+from gradcli.diagnose import BANDS, band
+from gradcli.spec import load_spec
+
+REPO = Path(__file__).resolve().parent.parent
+LINEAR_IMPL = """
+import numpy as np
+
+def forward(x, W, b):
+    return {scale} * (W @ x + b)
+
+def backward(grad_output, x, W, b):
+    g = {scale} * grad_output
+    dW = np.outer(g, x)
+    dW[1, 2] *= {bug}
+    return {{"x": W.T @ g, "W": dW, "b": g}}
+"""
+
+
+def _impl(tmp_path, scale=1.0, bug=1.0):
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent(LINEAR_IMPL.format(scale=scale, bug=bug)))
+    return path
+
+
+def _last(text):
+    return text.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- the summary line and the exit
+@pytest.mark.parametrize(
+    ("scale", "bug", "code", "says"),
+    [
+        (1.0, 1.0, 0, "PASS  linear: all 3 gradients match the numerical ones"),
+        (2.0, 1.0, 1, "FAIL  linear: your forward does not match the built-in forward"),
+        (1.0, 1.5, 1, "FAIL  linear: 1 of 3 gradients does not match (dW)"),
+        (2.0, 1.5, 1, "FAIL  linear: 1 of 3 gradients does not match (dW)"),
+    ],
+    ids=["right", "forward-off", "one-gradient-off", "both"],
+)
+def test_summary_line_agrees_with_exit_code_and_json(cli, tmp_path, scale, bug, code, says):
+    impl = _impl(tmp_path, scale, bug)
+    table = cli("check", "linear", "--impl", impl)
+    doc = json.loads(cli("check", "linear", "--impl", impl, "--format", "json").stdout)
+    assert table.exit_code == code and doc["passed"] is (code == 0)
+    assert _last(table.stdout).startswith(says), _last(table.stdout)
+    assert _last(table.stdout).startswith("PASS") is (code == 0)
+    if scale != 1.0:  # the forward is named whatever else fails
+        assert "your forward does not match the built-in forward" in _last(table.stdout)
+    if bug == 1.0 and scale != 1.0:  # and the gradients that did match say so
+        assert _last(table.stdout).endswith("all 3 gradients match the numerical ones")
+
+
+def test_summary_names_a_failure_kind_it_does_not_know(monkeypatch):
+    """The hook for other findings (contract, unresolved): a kind the renderer has no words
+    for still makes a FAIL line naming it."""
+    spec = load_spec("linear", None)
+    _, _, report = check(spec)
+    monkeypatch.setattr(type(report), "failures", property(lambda r: (("contract", ("W",)),)))
+    line = render.summary_line(spec, report).plain
+    assert not report.passed and line.startswith("FAIL  linear: contract: W")
+    assert "all 3 gradients match" in line
+
+
+def test_grammar_of_one_gradient(cli, tmp_path):
+    spec = load_spec("linear", None)
+    dW = np.array(compute(spec).gradients["W"])
+    np.save(tmp_path / "dW.npy", dW)
+    right = cli("check", "linear", "--grads", tmp_path / "dW.npy", "--wrt", "W", "-q")
+    assert right.stdout == "PASS  linear: the gradient matches the numerical one\n"
+    dW[0, 0] += 0.1
+    np.save(tmp_path / "dW.npy", dW)
+    wrong = cli("check", "linear", "--grads", tmp_path / "dW.npy", "--wrt", "W", "-q")
+    assert wrong.exit_code == 1
+    assert wrong.stdout.startswith("FAIL  linear: the gradient does not match (dW); worst dW")
+    assert "all 1" not in right.stdout + wrong.stdout
+
+
+# ---------------------------------------------------------------- the reading (band)
+def test_band_rule():
+    assert band(1e-9, passed=True) == "good" and band(1e-5, passed=True) == "within noise"
+    assert band(0.9, passed=True) == "within noise"  # a pass never reads worse
+    assert band(1e-9, passed=False) == "ok only if the function has kinks"  # never "good"
+    assert band(1e-3, passed=False) == "suspicious" and band(0.3, passed=False) == "wrong"
+    assert band(float("nan"), passed=False) == "wrong"
+    assert [b for _, b in BANDS][0] == "good"
+
+
+@pytest.mark.parametrize("layer", ["linear", "conv1d", "conv2d", "attention"])
+def test_float32_passes_read_good_or_within_noise(layer):
+    _, _, report = check(load_spec(layer, None, dtype="float32"))
+    assert report.passed
+    assert {r.band for r in report.results.values()} <= {"good", "within noise"}
+    # the twin: one element of the float32 gradient off by 1% reads as it should
+    spec = load_spec(layer, None, dtype="float32")
+    grads = {n: np.array(g, dtype=np.float64) for n, g in compute(spec).gradients.items()}
+    name = next(iter(grads))
+    k = int(np.argmax(np.abs(grads[name])))
+    grads[name].flat[k] *= 1.01
+    r = check(spec, grads=grads)[2].results[name]
+    assert not r.passed and r.band == "suspicious"
+
+
+def test_attention_long_sequence_pass_reads_within_noise(write_spec):
+    """T=256: central differences leave ~1e-6 relative error on dX, CS231n's "ok only if the
+    function has kinks" band; the check's tolerance knows it is noise."""
+    path = write_spec(
+        "tensors:\n  X: {shape: [256, 8], init: normal}\n  W_Q: {shape: [8, 4], init: normal}\n"
+        "  W_K: {shape: [8, 4], init: normal}\n  W_V: {shape: [8, 4], init: normal}\n"
+    )
+    spec = load_spec("attention", str(path))
+    _, _, report = check(spec)
+    assert report.passed and report.results["X"].max_rel_error > BANDS[0][0]
+    assert {r.band for r in report.results.values()} <= {"good", "within noise"}
+    assert report.results["X"].band == "within noise"
+
+
+KINKS = "ok only if the function has kinks"
+
+
+@pytest.mark.parametrize(
+    ("factor", "reading"), [(1 + 3e-5, KINKS), (1.003, "suspicious"), (1.5, "wrong")]
+)
+def test_failing_readings_follow_the_failing_elements(factor, reading):
+    spec = load_spec("conv2d", None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    grads["W"][1, 1, 0, 2] *= factor
+    r = check(spec, grads=grads)[2].results["W"]
+    assert not r.passed and r.band == reading
+
+
+# ---------------------------------------------------------------- the check table
+def _render(spec, report, comp, numeric, width, answers=None, **kw):
+    buf = io.StringIO()
+    con = Console(file=buf, width=width, color_system=None, highlight=False, markup=False)
+    render.render_check(con, spec, comp, numeric, report, answers, **kw)
+    return buf.getvalue()
+
+
+def _row(out, gradient):
+    """The check table's row of ``gradient`` (the shapes table comes before it)."""
+    table = out.split("gradient check: ")[1]
+    return next(line for line in table.splitlines() if line.startswith(f"│ {gradient} "))
+
+
+def test_rel_err_column_is_the_worst_elements_own(tmp_path):
+    """The row's rel err is the element's beside it, not the tensor's maximum: here the
+    largest relative error sits on a tiny element, the worst (beyond tolerance) elsewhere."""
+    spec = load_spec("linear", None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    grads["W"][0, 2] += 5e-8  # |dW[0, 2]| ~ 0.01: relative 5e-6, within atol 1e-7
+    grads["W"][2, 0] *= 1 + 5e-7  # relative 5e-7 but 7e-7 absolute: the worst by tolerance
+    comp, numeric, report = check(spec, grads=grads)
+    r = report.results["W"]
+    assert r.worst_index == (2, 0) and r.max_rel_error > 2 * r.worst[0]["rel_error"]
+    row = _row(_render(spec, report, comp, numeric, 200, grads), "dW")
+    assert "dW[o=2, i=0]" in row and f"{r.worst[0]['rel_error']:.3g}" in row
+    assert f"{r.max_rel_error:.3g}" not in row
+
+
+def _cases():
+    """Specs whose tables are wide: long names, batch axes, heads, a failure."""
+    multi = load_spec("attention", str(REPO / "specs/attention_causal_multihead.yaml"))
+    conv = load_spec("conv2d", str(REPO / "specs/conv2d_padded_dilated.yaml"))
+    grads = {n: np.array(g) for n, g in compute(conv).gradients.items()}
+    grads["W"][0, 1, 0, 2] += 0.05
+    return [(multi, None), (conv, None), (conv, grads), (load_spec("linear", None), None)]
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 200])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_check_table_fits_and_keeps_name_count_and_verdict(width, case):
+    spec, grads = CASES[case]
+    comp, numeric, report = check(spec, grads=grads)
+    out = _render(spec, report, comp, numeric, width, grads)
+    for line in out.splitlines():
+        if line[:1] in "┏┃┡│└":  # every table line fits; prose lines are one line by design
+            assert len(line) <= width, (width, line)
+    for name, r in report.results.items():
+        row = _row(out, "d" + name)
+        size = int(np.prod(r.shape))
+        assert f"{r.checked}/{size}" in row and ("PASS" if r.passed else "FAIL") in row, row
+    if width >= 200:  # wide enough: nothing dropped
+        header = next(line for line in out.splitlines() if "gradient" in line and "┃" in line)
+        for col in ("worst element", "numeric", "abs err", "rel err", "atol", "reading"):
+            assert col in header
+
+
+def test_narrow_table_drops_low_priority_columns_first():
+    spec = load_spec("conv2d", None)
+    comp, numeric, report = check(spec)
+    header = [
+        line for line in _render(spec, report, comp, numeric, 80).splitlines()
+        if line.startswith("┃ gradient")
+    ][0]  # fmt: skip
+    assert "atol" not in header and "abs err" not in header  # the first to go
+    assert "worst element" in header and "reading" in header and "rel err" in header
+
+
+def _subprocess_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+def _table_rows_whole(out, width, layer="conv2d"):
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in out.splitlines()]
+    assert all(len(line) <= width for line in lines if line[:1] in "┏┃┡│└"), out
+    rows = [line for line in lines if line.startswith("│ d") and ("PASS" in line)]
+    assert len(rows) == 3, out
+    assert _last("\n".join(lines)).startswith(f"PASS  {layer}: all 3 gradients match")
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_real_terminal_width(width):
+    if shutil.which("script") is None:
+        pytest.skip("no script(1) for a pseudo-terminal")
+    cmd = f"stty cols {width}; {sys.executable} -m gradcli check conv2d"
+    out = subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True, text=True,
+                         env=_subprocess_env(), timeout=120).stdout  # fmt: skip
+    _table_rows_whole(out.replace("\r", ""), width)
+
+
+def test_piped_output_follows_columns_else_80():
+    for env, width in (({"COLUMNS": "60"}, 60), ({}, 80)):
+        out = subprocess.run(
+            [sys.executable, "-m", "gradcli", "check", "conv2d"], capture_output=True,
+            text=True, env=_subprocess_env(**env), timeout=120,
+        ).stdout  # fmt: skip
+        assert "\x1b[" not in out
+        _table_rows_whole(out, width)
+
+
+# ---------------------------------------------------------------- values, titles, -q
+def test_check_shows_values_only_with_values_and_quiet_prints_the_summary(cli):
+    plain = cli("check", "conv2d").stdout
+    assert "(numeric)" not in plain and "dW  [3, 3, 2, 4]" not in plain
+    assert "gradient check" in plain and _last(plain).startswith("PASS  conv2d")
+    full = cli("check", "conv2d", "--values").stdout
+    assert "dW (numeric)[:, :, d=0, c=0]" in full and "dW[:, :, d=0, c=0]" in full
+    quiet = cli("check", "conv2d", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == plain.splitlines()[-1] + "\n"
+    assert cli("check", "conv2d", "--quiet").stdout == quiet.stdout
+    failing = cli("check", "conv2d", "--rtol", "0", "--atol", "0", "-q")
+    assert failing.exit_code == 1 and len(failing.stdout.splitlines()) == 1
+    assert failing.stdout.startswith("FAIL  conv2d:")
+    assert "dW  [3, 3, 2, 4]" in cli("compute", "conv2d").stdout or "dW[:, :, d=0, c=0]" in (
+        cli("compute", "conv2d").stdout
+    )  # compute keeps its values
+
+
+def test_piped_32_value_vector_shows_numbers_and_titles_stay_whole(cli, write_spec):
+    path = write_spec(
+        "tensors:\n  x: {shape: [32], init: normal}\n  W: {shape: [2, 32], init: normal}\n"
+    )
+    out = cli("check", "linear", path, "--values", env={"COLUMNS": "80"}).stdout
+    assert "…" not in out
+    x = load_spec("linear", str(path)).tensors["x"]
+    shown = re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", out.split("x  [32]")[1].split("W  [2, 32]")[0])
+    assert len(shown) == 32 and np.allclose([float(v) for v in shown], x, rtol=1e-3)
+    prose = ("PASS", "FAIL")  # the summary line is one line however long
+    assert all(len(line) <= 80 for line in out.splitlines() if not line.startswith(prose))
+    narrow = cli("check", "conv2d", "--values", env={"COLUMNS": "24"}).stdout
+    assert "dW (numeric)[:, :, d=0, c=0]" in narrow.splitlines()  # one line, however narrow
+
+
+# ---------------------------------------------------------------- heatmap without colour
+def test_heatmap_grades_by_characters_with_a_legend(cli, tmp_path):
+    spec = load_spec("linear", None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    tol = 1e-7 + 1e-6 * np.abs(grads["W"])
+    for (i, j), times in {(0, 0): 5, (1, 1): 50, (2, 2): 5000}.items():
+        grads["W"][i, j] += times * tol[i, j]
+    np.savez(tmp_path / "g.npz", **grads)
+    out = cli("check", "linear", "--grads", tmp_path / "g.npz", env={"NO_COLOR": "1"}).stdout
+    heat = out.split("dW: error / tolerance\n")[1].splitlines()
+    assert heat[:3] == ["+ . . .", ". * . .", ". . # ."], heat
+    assert ". within tolerance, + up to 10x beyond, * up to 100x, # more" in heat[4]
+
+
+# ---------------------------------------------------------------- --grads: the arrays are yours
+def test_grads_mode_labels_the_users_arrays_as_yours(cli, tmp_path):
+    spec = load_spec("linear", None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    grads["W"][0, 0] += 0.1
+    np.savez(tmp_path / "g.npz", **grads)
+    out = cli("check", "linear", "--grads", tmp_path / "g.npz", "--values",
+              env={"COLUMNS": "200"}).stdout  # fmt: skip
+    assert "gradient check: yours vs numeric" in out
+    header = next(line for line in out.splitlines() if line.startswith("┃ gradient"))
+    assert "yours" in header and "analytic" not in header
+    assert re.search(r"│ dW \(yours\) +│ yours ", out)
+    worst = next(line for line in out.splitlines() if line.startswith("┃ element"))
+    assert "yours" in worst and "analytic" not in worst
+    assert "worst dW[o=0, i=0]: yours" in _last(out)
+    assert f"{grads['W'][0, 0]:.4g}" in out.split("dW (yours)  [3, 4]")[1]  # their values
+    ours = cli("check", "linear", "--values", env={"COLUMNS": "200"}).stdout  # the twin
+    assert "yours" not in ours and "analytic vs numeric" in ours
