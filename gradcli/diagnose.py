@@ -142,6 +142,8 @@ def _one_slice(name: str, fail: np.ndarray, letters: list[str]) -> list[str]:
     if fail.ndim < 2 or fail.sum() < 2:
         return []
     where = np.argwhere(fail)
+    if len(letters) <= fail.ndim:  # the layer's letters name the last axes; batch axes lead
+        letters = [f"b{k}" for k in range(fail.ndim - len(letters))] + list(letters)
     for axis in range(fail.ndim):
         values = np.unique(where[:, axis])
         if len(values) == 1 and fail.shape[axis] > 1:

@@ -316,3 +316,17 @@ def test_grads_mode_labels_the_users_arrays_as_yours(cli, tmp_path):
     assert f"{grads['W'][0, 0]:.4g}" in out.split("dW (yours)  [3, 4]")[1]  # their values
     ours = cli("check", "linear", "--values", env={"COLUMNS": "200"}).stdout  # the twin
     assert "yours" not in ours and "analytic vs numeric" in ours
+
+
+def test_one_slice_hint_names_the_axis_of_a_batched_tensor():
+    """The hint agrees with the heatmap: a batched X (b0, t, e) wrong at t=1 is named t=1."""
+    spec = load_spec("attention", str(REPO / "specs/attention_causal_multihead.yaml"))
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    grads["X"][:, 1, :] *= 2
+    hints = check(spec, grads=grads)[2].results["X"].hints
+    assert any("wrong only at t=1" in h for h in hints), hints
+    unbatched = load_spec("conv2d", None)  # the twin: no batch axis, X (i, j, d)
+    grads = {n: np.array(g) for n, g in compute(unbatched).gradients.items()}
+    grads["X"][:, :, 1] += 1.0
+    hints = check(unbatched, grads=grads)[2].results["X"].hints
+    assert any("wrong only at d=1" in h for h in hints), hints
