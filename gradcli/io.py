@@ -1,43 +1,41 @@
-"""Files: safe YAML, .npy/.npz without pickles, atomic writes. No numerics here."""
+"""Files: every file gradcli reads is opened here (without blocking, regular files only) and
+read for what it declares, no more; safe bounded YAML (gradcli.yamlparse), .npy/.npz without
+pickles (gradcli.npyformat), atomic writes. No numerics here."""
 
 from __future__ import annotations
 
 import io
-import math
+import linecache
 import os
-import re
 import stat
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-import yaml
 
+from gradcli import npyformat
 from gradcli.errors import GradcliError, SpecError, TensorFileError, brief
+from gradcli.npyformat import MAX_AXES
+from gradcli.yamlparse import parse_yaml
+
+__all__ = ["MAX_AXES", "load_array", "npz_names", "open_input", "parse_yaml", "read_spec_text"]
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML that also reads YAML 1.2 floats such as 1e-3 (YAML 1.1 wants 1.0e-3)."""
+SPEC_BYTES = 16 * 2**20  # a spec or YAML answer file: inline YAML is for small arrays
+MAX_MEMBERS = 100_000  # members of an .npz (numpy's reader lists them all first)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
-    """The bytes of ``path``; a missing, directory, special or unreadable file is a
-    TensorFileError (a FIFO or /dev/zero would block or never end)."""
+def open_input(path: Path, *, source: str, key: str | None = None) -> BinaryIO:
+    """The one way gradcli opens a file it reads: without blocking (a FIFO swapped in after
+    any earlier check would hang a blocking open), then what was opened must be a regular
+    file (not a FIFO, device, socket or folder); reads then block as usual."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
-            raise TensorFileError(f"{path} is not a regular file", source=source, key=key)
-        return path.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise TensorFileError(f"file not found: {path}", source=source, key=key) from None
     except IsADirectoryError:
@@ -50,42 +48,67 @@ def read_bytes(path: Path, *, source: str, key: str | None = None) -> bytes:
         raise TensorFileError(
             f"invalid file name {brief(str(path))}", source=source, key=key
         ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise TensorFileError(f"{path} is a directory, expected a file", source=source, key=key)
+        if not stat.S_ISREG(mode):
+            raise TensorFileError(
+                f"{path} is not a regular file (a FIFO, device or socket)", source=source, key=key
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_YAML_HINT = "; inline YAML is for small arrays, larger ones belong in .npy files"
+
+
+def read_bytes(path: Path, *, source: str, limit: int = SPEC_BYTES, hint: str = "") -> bytes:
+    """The bytes of ``path``, refused beyond ``limit`` (only ``limit + 1`` bytes are read)."""
+    with open_input(path, source=source) as f:
+        return _bounded(f, limit, str(path), source=source, hint=hint)
+
+
+def _bounded(f: Any, limit: int, name: str, *, source: str, hint: str = "") -> bytes:
+    try:
+        data = f.read(limit + 1)
+    except OSError as e:
+        raise TensorFileError(f"cannot read {name}: {e.strerror}", source=source) from None
+    if len(data) > limit:
+        raise SpecError(f"{name} is larger than {limit // 2**20} MB{hint}", source=source)
+    return data
 
 
 def read_spec_text(spec: str) -> tuple[str, str, Path]:
-    """(text, source name, folder that relative tensor paths start from) for a spec argument."""
+    """(text, source name, folder that relative tensor paths start from) for a spec argument
+    (a file or ``-``: stdin, which may be a terminal or a pipe; its bytes are bounded too)."""
     if spec == "-":
-        return sys.stdin.read(), "<stdin>", Path.cwd()
-    path = Path(spec)
-    data = read_bytes(path, source=spec)
+        if sys.stdin is None:  # started with stdin closed
+            raise SpecError("stdin is closed; give the spec as a file", source="<stdin>")
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text stream without bytes beneath (tests): bound the characters
+            stdin = io.BytesIO(sys.stdin.read(SPEC_BYTES + 1).encode("utf-8", "surrogateescape"))
+        data = _bounded(stdin, SPEC_BYTES, "stdin", source="<stdin>", hint=_YAML_HINT)
+        source, base = "<stdin>", Path.cwd()
+    else:
+        path = Path(spec)
+        data, source, base = read_bytes(path, source=spec, hint=_YAML_HINT), spec, path.parent
     try:
-        return data.decode("utf-8"), spec, path.parent
+        return data.decode("utf-8"), source, base
     except UnicodeDecodeError:
-        raise SpecError("not a UTF-8 text file, expected a YAML spec", source=spec) from None
+        raise SpecError("not a UTF-8 text file, expected a YAML spec", source=source) from None
 
 
-def parse_yaml(text: str, *, source: str) -> Any:
-    """Safe YAML (no python tags, nothing constructed); errors name the line and column."""
-    huge = re.search(r"\d{4000,}", text)
-    if huge:  # Python refuses to parse such integers, deep inside the YAML constructor
-        line = text.count("\n", 0, huge.start()) + 1
-        raise SpecError(
-            f"invalid YAML: line {line}: a number with more than 4000 digits", source=source
-        )
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is a SafeLoader
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(
-            _one_line(f"invalid YAML: {where}{e.problem or e}"), source=source
-        ) from None
-    except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of > 4300 digits
-        raise SpecError(_one_line(f"invalid YAML: {e}"), source=source) from None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def read_module(path: Path, *, source: str) -> bytes:
+    """A Python module's source, read through the one opener; its lines are kept for the
+    user's tracebacks (linecache would open the path again, and it may no longer be a file)."""
+    data = read_bytes(path, source=source)
+    text = data.decode("utf-8", "replace")
+    linecache.cache[str(path)] = (len(data), None, text.splitlines(keepends=True), str(path))
+    return data
 
 
 def load_array(
@@ -95,91 +118,107 @@ def load_array(
     source: str,
     key: str,
     reserve: Callable[[int], None] | None = None,
+    kinds: str = npyformat.NUMBERS,
 ) -> np.ndarray:
-    """An array from .npy (or .npz with ``npz_key``); never unpickles. ``reserve(n)`` is told the
-    element count from the header before any data is read into an array (it may refuse)."""
+    """An array from .npy (or .npz with ``npz_key``); never unpickles. The header is read and
+    checked first (dtype kinds ``kinds``, at most MAX_AXES axes); ``reserve(n)`` is told its
+    element count before the data is read (it may refuse); then exactly the declared bytes are
+    read, from the file or the zip member's bounded stream. A file or member whose size is not
+    the header's (truncated, or data after the array) is refused before the data is read."""
     reserve = reserve or (lambda n: None)
-    try:
-        if path.is_file() and path.stat().st_size > 8 * 2**30:
-            raise TensorFileError(f"{path} is larger than 8 GB", source=source, key=key)
-    except OSError:
-        pass  # read_bytes says what is wrong
-    data = read_bytes(path, source=source, key=key)
-    buf = io.BytesIO(data)
-    is_npz = data[:2] == b"PK"
-    try:
-        if npz_key is None:
-            if is_npz:
-                raise TensorFileError(
-                    f"{path} is an .npz archive: name the array as '{path}:KEY' or "
-                    "{file: ..., key: ...}",
-                    source=source,
-                    key=key,
-                )
-            if data[:6] != b"\x93NUMPY":  # else numpy would try to read it as a pickle
-                raise TensorFileError(
-                    f"{path} is not a .npy file (no NUMPY header)", source=source, key=key
-                )
-            reserve(_header_size(buf))
-            return np.load(buf, allow_pickle=False)
-        if not is_npz:
-            raise TensorFileError(
-                f"{path} is not an .npz archive, so it has no array {npz_key!r}",
-                source=source,
-                key=key,
-            )
-        with np.load(buf, allow_pickle=False) as archive:
-            if npz_key not in archive.files:
-                known = ", ".join(archive.files) or "none"
-                raise TensorFileError(
-                    f"{path} has no array {npz_key!r} (arrays: {known})", source=source, key=key
-                )
-            with archive.zip.open(npz_key + ".npy") as member:
-                reserve(_header_size(member))  # before decompressing: zip bombs stop here
-            return archive[npz_key]
-    except GradcliError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e):
-            msg = f"{path} holds pickled (object) data, which gradcli never loads"
-        else:
-            msg = f"{path} is not a valid .npy/.npz file ({_one_line(str(e))[:80]})"
-        raise TensorFileError(msg, source=source, key=key) from None
-    except Exception as e:  # noqa: BLE001 - numpy's parsers raise all kinds on garbage
-        raise TensorFileError(
-            f"{path} is not a valid .npy/.npz file ({_one_line(str(e))[:80]})",
-            source=source,
-            key=key,
-        ) from None
+
+    def fail(msg: str) -> TensorFileError:
+        return TensorFileError(f"{path} {msg}", source=source, key=key)
+
+    with open_input(path, source=source, key=key) as f:
+        try:
+            is_npz = f.read(2) == b"PK"
+            f.seek(0)
+            if npz_key is None:
+                if is_npz:
+                    raise fail(
+                        f"is an .npz archive: name the array as '{path}:KEY' or "
+                        "{file: ..., key: ...}"
+                    )
+                return _read_npy(f, os.fstat(f.fileno()).st_size, kinds, reserve)
+            if not is_npz:
+                raise fail(f"is not an .npz archive, so it has no array {npz_key!r}")
+            with _zip(f) as archive:
+                try:
+                    info = archive.getinfo(npz_key + ".npy")
+                except KeyError:
+                    names = _npy_names(archive)
+                    known = ", ".join(names[:5]) + (
+                        f" and {len(names) - 5:,} more" if len(names) > 5 else ""
+                    )
+                    raise fail(f"has no array {npz_key!r} (arrays: {known or 'none'})") from None
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise fail(
+                        f"compresses {npz_key!r} in a way numpy never writes (only stored or "
+                        "deflated members are read)"
+                    )
+                with archive.open(info) as member:
+                    return _read_npy(member, info.file_size, kinds, reserve)
+        except npyformat.NpyError as e:
+            raise fail(str(e)) from None
+        except GradcliError:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
+            raise fail(f"is not a valid .npz file ({_one_line(str(e))[:80]})") from None
+        except Exception as e:  # noqa: BLE001 - zipfile raises all kinds on garbage
+            raise fail(f"is not a valid .npy/.npz file ({_one_line(str(e))[:80]})") from None
+
+
+def _read_npy(
+    stream: BinaryIO, size: int, kinds: str, reserve: Callable[[int], None]
+) -> np.ndarray:
+    """Header, then the check of the stream's ``size`` against it, then exactly its data."""
+    header = npyformat.read_header(stream, kinds)
+    reserve(header.count)
+    if size != header.end:
+        what = "is truncated" if size < header.end else "has data after its array"
+        raise npyformat.NpyError(f"{what}: its header makes {header.end:,} bytes, it has {size:,}")
+    return npyformat.read_data(stream, header)
 
 
 def npz_names(path: Path, *, source: str) -> list[str]:
     """The array names in an .npz (read each with ``load_array``, which guards the contents)."""
-    data = read_bytes(path, source=source)
-    if data[:2] != b"PK":
-        raise TensorFileError(
-            "not an .npz archive: for one array name its tensor with --wrt NAME", source=source
+    with open_input(path, source=source) as f:
+        if f.read(2) != b"PK":
+            raise TensorFileError(
+                "not an .npz archive: for one array name its tensor with --wrt NAME", source=source
+            )
+        try:
+            with _zip(f) as archive:
+                return _npy_names(archive)
+        except npyformat.NpyError as e:
+            raise TensorFileError(f"{path} {e}", source=source) from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
+            raise TensorFileError(
+                f"not a valid .npz file ({_one_line(str(e))[:80]})", source=source
+            ) from None
+
+
+def _zip(f: BinaryIO) -> zipfile.ZipFile:
+    """The archive, after its end record says it lists at most MAX_MEMBERS members (zipfile
+    builds an object for each before anything else)."""
+    f.seek(0)
+    end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
+    members = end[zipfile._ECD_ENTRIES_TOTAL] if end else 0  # type: ignore[attr-defined]
+    if members > MAX_MEMBERS:
+        raise npyformat.NpyError(
+            f"is an .npz of {members:,} members; gradcli reads archives of at most {MAX_MEMBERS:,}"
         )
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise TensorFileError(
-            f"not a valid .npz file ({_one_line(str(e))[:80]})", source=source
-        ) from None
+    f.seek(0)
+    return zipfile.ZipFile(f)
 
 
-def _header_size(stream: Any) -> int:
-    """Elements an .npy stream declares in its header (the stream is rewound if it can be)."""
-    start = stream.tell() if stream.seekable() else None
-    major, _ = np.lib.format.read_magic(stream)
-    read = (
-        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    )
-    shape, _, _ = read(stream)
-    if start is not None:
-        stream.seek(start)
-    return math.prod(shape)
+def _npy_names(archive: zipfile.ZipFile) -> list[str]:
+    return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import SpecError, brief
-from gradcli.io import load_array
+from gradcli.io import MAX_AXES, load_array
 
 INITS = ("normal", "uniform", "zeros", "ones", "arange")
 
@@ -100,7 +100,12 @@ class Loader:
         full = full if full.is_absolute() else self.base / full
         self.files.append(full)
         return load_array(
-            full, npz_key, source=self.source, key=key, reserve=lambda n: self.reserve(n, key)
+            full,
+            npz_key,
+            source=self.source,
+            key=key,
+            reserve=lambda n: self.reserve(n, key),
+            kinds="f",  # other dtypes are refused from the header, before the data is read
         )
 
     def _generate(self, value: dict, key: str, name: str) -> np.ndarray:
@@ -118,6 +123,10 @@ class Loader:
         ):
             raise SpecError(
                 f"expected a list of positive integers, got {brief(shape)}", key=f"{key}.shape"
+            )
+        if len(shape) > MAX_AXES:
+            raise SpecError(
+                f"expected at most {MAX_AXES} axes, got {len(shape)}", key=f"{key}.shape"
             )
         self.reserve(math.prod(shape), f"{key}.shape")
         init = value.get("init", "normal")
@@ -169,6 +178,11 @@ def _inline(value: Any, key: str, loader: Loader) -> np.ndarray:
 
     def shape_of(v: Any, path: list[int]) -> tuple[int, ...]:
         if isinstance(v, list):
+            if len(path) >= MAX_AXES:
+                raise SpecError(
+                    f"lists nested more than {MAX_AXES} deep; an array has at most {MAX_AXES} axes",
+                    key=key,
+                )
             if id(v) in shapes:
                 return shapes[id(v)]
             if not v:

@@ -90,7 +90,7 @@ def load_spec(
         doc, source, base = default_document(builtin), "<default>", Path.cwd()
     else:
         text, source, base = read_spec_text(spec)
-        doc = parse_yaml(text, source=source)
+        doc = parse_yaml(text, source=source, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
     try:
         layer = builtin
         if impl is not None:

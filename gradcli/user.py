@@ -10,8 +10,8 @@ code raises is an input error carrying the user's own traceback lines, never a g
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcli.errors import GradcliError
+from gradcli.io import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo
 
 if TYPE_CHECKING:  # the checker imports this module; these are for annotations only
@@ -43,13 +44,10 @@ def load_impl(target: str) -> Impl:
     """Import FILE.py (or FILE.py:NAME, an object holding forward and backward)."""
     file, _, name = target.partition(":") if ".py:" in target else (target, "", "")
     path = Path(file)
-    if not path.is_file():
-        raise GradcliError(f"file not found: {path}", source="--impl")
-    spec = importlib.util.spec_from_file_location(f"gradcli_user_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise GradcliError(f"{path} is not a Python module", source="--impl")
-    module = importlib.util.module_from_spec(spec)
-    _call(path, "import", lambda: spec.loader.exec_module(module))  # type: ignore[union-attr]
+    module = types.ModuleType(f"gradcli_user_{path.stem}")
+    module.__file__ = str(path)
+    code = read_module(path, source="--impl")  # opened as every input is (never blocks)
+    _call(path, "import", lambda: exec(compile(code, str(path), "exec"), module.__dict__))
     holder: Any = module
     if name:
         if not hasattr(module, name):

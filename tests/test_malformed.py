@@ -51,9 +51,16 @@ VARS = {
     "BILLION": bomb(9),  # 10**9 floats in ~600 bytes
     "MILLION": bomb(6),  # 10**6: a ~5 MB line if a message expands it, yet quick to fail
     "BOMB3": bomb(3),
+    "BOMB4": bomb(4),  # 11,111 values: under the limit once, not ten times
     "DIGITS400": "1" + "0" * 400,
     "DIGITS5000": "1" + "0" * 5000,  # beyond Python's int <-> str limit (4300 digits)
     "LONGNAME": "a" * 5000,
+    "FLOATS2000": ", ".join(["1.5"] * 2000),
+    "NEST33": "[" * 33 + "1.0" + "]" * 33,
+    "NEST65": "[" * 65 + "1.0" + "]" * 65,  # deeper than numpy can make an array of
+    "NEST300": "[" * 300 + "1.0" + "]" * 300,
+    "MAPS300": "{a: " * 300 + "1" + "}" * 300,
+    "ONES33": ", ".join(["1"] * 33),
 }
 ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root can read a chmod 000 file")
 
@@ -97,15 +104,15 @@ def _npy_bytes(arr: np.ndarray, **kw) -> bytes:
     return buf.getvalue()
 
 
-def _header_only(shape: tuple[int, ...]) -> bytes:
+def _header_only(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
     buf = io.BytesIO()
-    meta = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    meta = {"descr": descr, "fortran_order": False, "shape": shape}
     np.lib.format.write_array_header_1_0(buf, meta)
     return buf.getvalue()
 
 
-def _zip(path: Path, members: dict[str, bytes]) -> None:
-    with zipfile.ZipFile(path, "w") as z:
+def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> None:
+    with zipfile.ZipFile(path, "w", compression) as z:
         for name, data in members.items():
             z.writestr(name, data)
 
@@ -140,6 +147,17 @@ def _data_files(d: Path, marker: Path) -> None:
         "plain.npz": _npy_bytes(np.array([1.0, 2.0])),
         "garbage.npz": b"PK\x03\x04" + rng.bytes(300),
         "unreadable.npy": _npy_bytes(np.array([1.0, 2.0])),
+        # read for what the header declares (issue 12): checked before any data is read
+        "trailing.npy": _npy_bytes(np.array([1.0, 2.0])) + b"\0" * 64,
+        "void-gib.npy": _header_only((2,), "|V1073741824"),
+        "unicode.npy": _npy_bytes(np.array(["1.0", "2.0"])),
+        "datetime.npy": _npy_bytes(np.array(["2026-01-01"], dtype="datetime64[D]")),
+        "header-4gb.npy": b"\x93NUMPY\x02\x00\xff\xff\xff\xff{'descr': '<f8', ",
+        "version9.npy": b"\x93NUMPY\x09\x00" + _npy_bytes(np.zeros(2))[8:],
+        "declares-1e7.npy": _header_only((10_000_000,)) + b"\0" * 16,
+        "axes33.npy": _header_only((1,) * 33) + b"\0" * 8,
+        "impl.py": b"def forward(x, **o):\n    return 2 * x\n\n\n"
+        b"def backward(g, x, **o):\n    return {'x': 2 * g}\n",
     }
     for name, data in files.items():
         (d / name).write_bytes(data)
@@ -152,6 +170,12 @@ def _data_files(d: Path, marker: Path) -> None:
     _zip(d / "huge.npz", {"x.npy": _header_only((100_000, 100_000))})
     _zip(d / "junkmember.npz", {"x.npy": b"\x93NUMPY\x01\x00garbage"})
     _zip(d / "unclosed.npz", {"x.npy": (d / "unclosed.npy").read_bytes()})
+    _zip(d / "void.npz", {"x.npy": files["void-gib.npy"]}, zipfile.ZIP_DEFLATED)
+    _zip(d / "trailing.npz", {"x.npy": files["trailing.npy"]}, zipfile.ZIP_DEFLATED)
+    _zip(d / "declares.npz", {"x.npy": files["declares-1e7.npy"]}, zipfile.ZIP_DEFLATED)
+    _zip(d / "axes33.npz", {"x.npy": files["axes33.npy"]})
+    _zip(d / "bzip2.npz", {"x.npy": files["x.npy"]}, zipfile.ZIP_BZIP2)
+    _zip(d / "header-4gb.npz", {"x.npy": files["header-4gb.npy"]})
 
 
 def test_the_corpus_is_large_and_its_ids_unique():

@@ -1,0 +1,179 @@
+"""Safe YAML with bounds: every document gradcli reads (specs, --grads answers, options) is
+parsed here, so the limits on nodes, aliases and depth hold on every path.
+
+PyYAML composes the whole node graph before anything is constructed, and an alias reuses a
+node that every later reader (the element count, a JSON writer, the user's code) walks again:
+a few hundred bytes of anchors can stand for 10**9 values. The composer below counts each
+alias as the values of its anchor, each time it is used, and stops at a limit derived from
+--max-elements, before anything is built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent, MappingEndEvent, ScalarEvent
+from yaml.nodes import MappingNode, ScalarNode
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
+
+from gradcli.errors import SpecError
+
+INLINE_NUMBERS = 100_000  # values a YAML document may hold at most (~3 s to parse here)
+OTHER_VALUES = 1_000  # keys, options, shapes: room beside the numbers --max-elements allows
+MAX_DEPTH = 100  # nesting levels; an array has at most 32 axes (gradcli.npyformat.MAX_AXES)
+
+try:
+    from yaml.cyaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    _CParser = None
+if _CParser is not None:  # libyaml scans and parses; composing (where the bounds are) is ours
+    _PARSING: tuple[type, ...] = (_CParser,)
+
+    def _init_parser(loader: Any, text: str) -> None:
+        _CParser.__init__(loader, text)
+
+else:  # pragma: no cover - PyYAML without libyaml
+    _PARSING = (Reader, Scanner, Parser)
+
+    def _init_parser(loader: Any, text: str) -> None:
+        Reader.__init__(loader, text)
+        Scanner.__init__(loader)
+        Parser.__init__(loader)
+
+
+def node_limit(max_elements: int | None) -> int:
+    """The values (scalars, lists, mappings; an alias as its anchor's) a document may hold."""
+    return min(max_elements or INLINE_NUMBERS, INLINE_NUMBERS) + OTHER_VALUES
+
+
+class _BoundedComposer(Composer):
+    """PyYAML's composer, counting values (aliases expanded), depth and the key path."""
+
+    def __init__(self, limit: int, max_elements: int | None) -> None:
+        super().__init__()
+        self.limit, self.max_elements = limit, max_elements or INLINE_NUMBERS
+        self.count = self.depth = 0
+        self.sizes: dict[str, int] = {}  # anchor -> values it stands for
+        self.path: list[str] = []
+
+    def _refuse(self, event: Any, what: str) -> None:
+        line = f"line {event.start_mark.line + 1}: " if event.start_mark else ""
+        raise SpecError(line + what, key=".".join(self.path) or None)
+
+    def _add(self, n: int, event: Any) -> None:
+        self.count += n
+        if self.count > self.limit:
+            if self.max_elements < INLINE_NUMBERS:
+                why = f"--max-elements {self.max_elements:,} allows them plus {OTHER_VALUES:,}"
+            else:
+                why = (
+                    f"inline YAML holds at most {INLINE_NUMBERS:,} numbers (and --max-elements);"
+                    " larger arrays belong in .npy files"
+                )
+            self._refuse(
+                event, f"more than {self.limit:,} YAML values (an alias counts each use): {why}"
+            )
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, ScalarEvent) and event.anchor is None:  # most values: quickly
+            self.get_event()
+            self._add(1, event)
+            self._digits(event)
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolve(ScalarNode, event.value, event.implicit)
+            return ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        if isinstance(event, AliasEvent):
+            self._add(self.sizes.get(event.anchor, 1), event)  # in progress: a self-reference
+            return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            self._refuse(event, f"nested more than {MAX_DEPTH} levels deep")
+        before = self.count
+        self._add(1, event)
+        self._digits(event)
+        self.depth += 1
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if event.anchor is not None:
+            self.sizes[event.anchor] = self.count - before
+        return node
+
+    def _digits(self, event: Any) -> None:
+        """Python refuses to parse integers of more than 4300 digits (deep in the constructor)."""
+        value = getattr(event, "value", None)
+        if value is not None and len(value) > 4000 and re.search(r"\d{4000,}", value):
+            self._refuse(event, "a number with more than 4000 digits")
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        start = self.get_event()
+        tag = start.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(MappingNode, None, start.implicit)
+        node = MappingNode(tag, [], start.start_mark, None, flow_style=start.flow_style)
+        if anchor is not None:
+            self.anchors[anchor] = node
+        while not self.check_event(MappingEndEvent):
+            key = self.compose_node(node, None)
+            name = key.value if isinstance(key, ScalarNode) else "?"
+            self.path.append(name if len(name) <= 40 else name[:37] + "...")
+            value = self.compose_node(node, key)
+            self.path.pop()
+            node.value.append((key, value))
+        node.end_mark = self.get_event().end_mark
+        return node
+
+
+class _Loader(*_PARSING, _BoundedComposer, SafeConstructor, Resolver):  # type: ignore[misc]
+    """Safe YAML (no python tags) that also reads YAML 1.2 floats such as 1e-3."""
+
+    def __init__(self, text: str, limit: int, max_elements: int | None) -> None:
+        _init_parser(self, text)
+        _BoundedComposer.__init__(self, limit, max_elements)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+    # libyaml's own composer (CParser) would bypass the counting one
+    check_node = _BoundedComposer.check_node
+    get_node = _BoundedComposer.get_node
+    get_single_node = _BoundedComposer.get_single_node
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str, *, source: str, max_elements: int | None = None) -> Any:
+    """Safe YAML (no python tags, nothing constructed); errors name the line and column.
+    At most ``node_limit(max_elements)`` values, aliases counted at each use."""
+    loader = None
+    try:
+        loader = _Loader(text, node_limit(max_elements), max_elements)  # libyaml reads here
+        return loader.get_single_data()
+    except SpecError as e:
+        raise e.at(source=source) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(
+            _one_line(f"invalid YAML: {where}{e.problem or e}"), source=source
+        ) from None
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of > 4300 digits
+        raise SpecError(_one_line(f"invalid YAML: {e}"), source=source) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
