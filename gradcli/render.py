@@ -71,7 +71,7 @@ def _shapes_table(spec: Spec, rows: list, width: int) -> Table:
 
 def render_compute(console: Console, spec: Spec, comp: Computation) -> None:
     rows = _rows(spec, comp)
-    console.print(_shapes_table(spec, rows, console.width))
+    console.print(_shapes_table(spec, rows, console.width), crop=False)
     console.print()
     print_values(console, rows)
 
@@ -198,12 +198,12 @@ def render_check(
         rows = _rows(spec, comp, analytic)
         if values:
             rows += [(f"d{n} (numeric)", "numeric", g, spec.info(n)) for n, g in numeric.items()]
-        console.print(_shapes_table(spec, rows, console.width))
+        console.print(_shapes_table(spec, rows, console.width), crop=False)
         console.print()
         if values:
             print_values(console, rows)
             console.print()
-        console.print(_check_table(spec, report, console.width))
+        console.print(_check_table(spec, report, console.width), crop=False)
         console.print()
         tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
         render_diagnosis(console, spec, report, analytic or tested, numeric)

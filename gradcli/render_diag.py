@@ -37,7 +37,7 @@ def render_diagnosis(
         if r.passed or r.mode == "probe":
             continue
         label = "yours" if report.answers else "analytic"
-        console.print(_worst_table(spec, r, label, console.width))
+        console.print(_worst_table(spec, r, label, console.width), crop=False)
         heat = _heatmap(spec, r, analytic[name], numeric[name], report.rtol, console.width)
         for renderable in heat:
             console.print(renderable, soft_wrap=True)

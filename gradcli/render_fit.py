@@ -35,7 +35,9 @@ def fitted(
     **table_kw: object,
 ) -> Table:
     """A rich Table of ``rows`` under ``columns`` whose width is at most ``width`` whenever the
-    columns that always stay fit; ``table_kw`` goes to Table (title, ...)."""
+    columns that always stay fit (else just as wide as they need: print it with crop=False so
+    the terminal wraps its lines rather than rich squeezing them to nothing); ``table_kw`` goes
+    to Table (title, ...)."""
     natural = [
         max([Text(c.header).cell_len] + [_cell(r[i]).cell_len for r in rows])
         for i, c in enumerate(columns)
@@ -61,6 +63,8 @@ def fitted(
         grow = min(spare, natural[i] - widths[i])
         widths[i] += grow
         spare -= grow
+    if need(shown, widths) > width:  # the columns that always stay are wider than the console:
+        table_kw["width"] = need(shown, widths)  # keep them whole (print with crop=False)
     table = Table(**table_kw)  # type: ignore[arg-type]
     for i in shown:
         c = columns[i]

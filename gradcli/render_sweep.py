@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from gradcli.render_fit import Col, fitted
 from gradcli.spec import Spec
 
 
@@ -23,21 +23,18 @@ def render_sweep(
     """The error-vs-step table, a log-log terminal plot with the regimes marked, and the
     tensors no step reconciles."""
     names = list(rows[0]["errors"])
-    table = Table(
-        title=Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|"),
-        title_justify="left",
-    )
-    table.add_column("eps", justify="right")
-    for n in names:
-        table.add_column("d" + n, justify="right")
-    table.add_column("regime")
-    for row in rows:
-        style = "bold green" if row["regime"] == "best" else ""
-        table.add_row(
-            f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
-            Text(row["regime"], style=style),
-        )  # fmt: skip
-    console.print(table)
+    # every column stays whole (render_fit): a table wider than the console wraps on the
+    # terminal instead of rich squeezing its numbers to nothing
+    columns = [Col("eps", justify="right"), *(Col("d" + n, justify="right") for n in names),
+               Col("regime")]  # fmt: skip
+    cells = [
+        [f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
+         Text(row["regime"], style="bold green" if row["regime"] == "best" else "")]
+        for row in rows
+    ]  # fmt: skip
+    title = Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|")
+    console.print(fitted(columns, cells, console.width, title=title, title_justify="left"),
+                  crop=False)  # fmt: skip
     console.print(Text(_plot(rows)))
     console.print(Text(f"best step: {best:.0e}", style="bold"))
     for n in wrong:

@@ -72,7 +72,8 @@ def _value_blocks(a: np.ndarray, width: int) -> list[Table]:
         return [table]
     cells = [[_colored(float(v), scale) for v in row] for row in a]
     labels = [str(i) if a.shape[0] > 1 else "" for i in range(a.shape[0])]
-    label_width = max(len(s) for s in labels) + 2  # box=None: one space of padding a side
+    # box=None: one space of padding either side of every column
+    label_width = max((len(s) for s in labels), default=0) + 2
     widths = [max(len(str(j)), *(c[j].cell_len for c in cells)) + 2 for j in range(a.shape[1])]
     blocks, start = [], 0
     while start < a.shape[1]:
@@ -80,7 +81,7 @@ def _value_blocks(a: np.ndarray, width: int) -> list[Table]:
         while stop < a.shape[1] and used + widths[stop] <= width:
             used += widths[stop]
             stop += 1
-        table = Table(box=None)
+        table = Table(box=None, width=used if used > width else None)  # one column too wide
         table.add_column("", style="dim", justify="right", no_wrap=True)
         for j in range(start, stop):
             table.add_column(str(j), justify="right", style="dim", no_wrap=True)
@@ -116,7 +117,7 @@ def print_values(console: Console, rows: list) -> None:
             hidden.append(f"{name} ({np.size(a)} elements)")
             continue
         for part in _value_tables(name, a, info, console.width):
-            console.print(part, soft_wrap=isinstance(part, Text))
+            console.print(part, soft_wrap=isinstance(part, Text), crop=False)
         console.print()
     if hidden:
         console.print(
