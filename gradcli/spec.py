@@ -17,13 +17,15 @@ import numpy as np
 
 from gradcli.errors import GradcliError, ShapeError, SpecError, brief
 from gradcli.io import parse_yaml, read_spec_text
-from gradcli.layers import Layer, TensorInfo, get_layer
+from gradcli.layers import REGISTRY, Layer, TensorInfo, get_layer
 from gradcli.sources import Loader, kind, suggest
 
 DTYPES = ("float64", "float32")
 TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
 MAX_SEED = 2**63 - 1
-DEFAULT_MAX_ELEMENTS = 50_000_000  # every tensor, the upstream gradient and the output: 400 MB
+# every tensor, the upstream gradient, the output, the gradients and the layer's working arrays
+DEFAULT_MAX_ELEMENTS = 50_000_000  # 400 MB
+_ARRAYS = "the arrays and the output"
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,19 @@ def build_spec(
     arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
     shapes = {n: a.shape for n, a in arrays.items()}
     options = layer.resolve_options(options, shapes)
+    # a user's layer runs the user's forward to learn its output's shape: the built-in's shape
+    # rules and working arrays are counted first (ours runs beside it)
+    ours = layer if layer.broadcasts else REGISTRY.get(layer.name)
     try:
+        if ours is not None and ours is not layer:
+            loader.reserve(math.prod(ours.output_shape(shapes, options)), "tensors", _ARRAYS)
+            _reserve_working(loader, ours, shapes, options, raw_options)
         out_shape = layer.output_shape(shapes, options)
     except ShapeError as e:
         raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
-    loader.reserve(math.prod(out_shape), "tensors", "the arrays and the output")
+    if ours is layer or ours is None:
+        loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
+        _reserve_working(loader, layer, shapes, options, raw_options)
 
     g_doc = doc.get("grad_output", {"init": "normal"})
     if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
@@ -215,6 +225,19 @@ def build_spec(
         source=source,
         files=tuple(loader.files),
     )
+
+
+def _reserve_working(
+    loader: Loader, layer: Layer, shapes: dict[str, tuple[int, ...]], options: Any, raw: Any
+) -> None:
+    """The gradients (one per tensor) and the layer's declared working arrays, counted against
+    the budget before the first forward: a 4-element conv1d with stride 1e10 or a T = 6000
+    attention is refused here, naming the options that make it large."""
+    working = layer.working(shapes, options) if layer.working is not None else 0
+    grads = sum(math.prod(s) for s in shapes.values())
+    given = ", ".join(f"{k}: {brief(v, 24)}" for k, v in list((raw or {}).items())[:4])
+    what = f"{layer.name}'s working arrays and gradients" + (f" with {given}" if given else "")
+    loader.reserve(grads + working, "options" if given else "tensors", what)
 
 
 def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> tuple:

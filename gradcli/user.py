@@ -161,6 +161,7 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         options=base.options if base else dict,
         layout=base.layout if base else None,
         resolve=base.resolve if base else None,
+        working=base.working if base else None,  # our forward runs on the spec too
         broadcasts=False,
         intermediates=base.intermediates if base else (),
         tail_info=base.tail_info if base else None,  # names the intermediates' axes

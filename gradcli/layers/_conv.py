@@ -315,5 +315,21 @@ def window(out_axis: int, g: Axis) -> AxisMap:
     return (out_axis, lo, t // g.s + 1)
 
 
+def working(geo: list[Axis], batch: int, c_in: int, c_out: int) -> int:
+    """Elements of the arrays forward and backward allocate beyond the tensors, the output and
+    the gradients, an upper bound from the shapes alone (Python ints: no overflow): the padded
+    input, the im2col windows (up to twice the output's positions in the flat layout) and the
+    output's transposed copy; the backward's dZ on the phase grid, one product per tap and
+    phase (or the flat layout's per-tap GEMM) and the phase planes it adds them into."""
+    padded = math.prod(g.n + g.lo + g.hi for g in geo)
+    out = batch * math.prod(g.out for g in geo)
+    cells = batch * math.prod(-(-(g.n + g.lo + g.hi) // g.s) for g in geo)
+    phases = cells * math.prod(g.s for g in geo)  # every padded position, rounded up
+    taps, K = math.prod(g.k for g in geo), math.prod(g.k for g in geo) * c_in + 1
+    forward = batch * padded * c_in + 2 * out * K + 8 * K + 2 * out * c_out
+    per_tap = taps * (cells + 8) * geo[-1].s * c_in + taps * geo[-1].s * c_in * c_out
+    return forward + cells * c_out + per_tap + phases * c_in
+
+
 def output_shape(X: tuple[int, ...], geo: list[Axis], c_out: int) -> tuple[int, ...]:
     return (*X[: -len(geo) - 1], *(g.out for g in geo), c_out)

@@ -188,6 +188,18 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*X[:-1], W_O[1])
 
 
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """Beyond the tensors, output and gradients: per example and head the T x T scores S, the
+    softmax's shifted copy A, the backward's dA and dS and the causal mask; Q, K, V, H and
+    their gradients, each also as one concatenation."""
+    X = s["X"]
+    B, (T, d), h = math.prod(X[:-2]), X[-2:], (options or Options()).heads
+    d_k, d_v = s["W_Q"][1], s["W_V"][1]
+    d_out = s["W_O"][1] if "W_O" in s else d_v
+    rows = B * T * (4 * (2 * d_k + d_v) + 3 * d_v + 2 * d_out)
+    return 5 * B * h * T * T + 2 * T * T + rows + 2 * d * (2 * d_k + d_v)
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """The last projection's column v moves only output column v: W_V[e, v] without W_O,
     W_O[v, o] with it. Every other coordinate moves all of its example's output (the softmax
@@ -275,6 +287,7 @@ LAYER = Layer(
     options=Options,
     intermediates=("Q", "K", "V", "S", "A"),
     footprint=footprint,
+    working=working_elements,
     perturbed=perturbed,
     tail=tail,
     tail_info=tail_info,

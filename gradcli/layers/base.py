@@ -112,6 +112,10 @@ class Layer:
     options: type = NoOptions
     intermediates: tuple[str, ...] = ()  # cache entries worth showing (e.g. Q, K, V, S, A)
     footprint: Callable[[str, Shapes, Any], Footprint] | None = None  # None: all dense
+    # working(shapes, options) -> elements the forward and backward allocate beyond the
+    # tensors, the output and the gradients (im2col windows, padded inputs, T x T scores),
+    # from the shapes alone: the element budget counts them before the first forward
+    working: Callable[[Shapes, Any], int] | None = None
     # for a layer whose tensors' axes depend on the shapes given (conv1d with channels):
     # (tensors, output) for those shapes
     layout: Callable[[Shapes], tuple[tuple[TensorInfo, ...], TensorInfo]] | None = None

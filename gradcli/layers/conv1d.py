@@ -151,6 +151,20 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*x[:-1], geo[0].out)
 
 
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The largest working arrays of forward and backward (see _conv.working); the seed's
+    form runs as one channel in and out."""
+    x, w = s["x"], s["w"]
+    channels = len(w) == 3
+    c_in, c_out = (w[1], w[2]) if channels else (1, 1)
+    batch = x[: -2 if channels else -1]
+    geo = _geometry(x[len(batch)], w[0], options or Options())
+    g, rows = geo[0], math.prod(batch)
+    if not channels and g.s == 1 and g.d == 1 and rows <= 4 * g.k:  # forward's _rowwise path
+        return rows * (3 * (g.n + g.lo + g.hi) + 2 * g.k)  # xp, z, dxp; dw's rows
+    return _conv.working(geo, rows, c_in, c_out)
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """x[..., p] moves the outputs whose windows read it, of its own example; every w_j moves
     all of z (every z[..., c] with channels); b likewise."""
@@ -202,6 +216,7 @@ LAYER = Layer(
     default_shapes={"x": (8,), "w": (3,), "b": ()},
     options=Options,
     footprint=footprint,
+    working=working_elements,
     layout=layout,
     resolve=resolve,
 )

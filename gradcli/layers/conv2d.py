@@ -7,6 +7,7 @@ is stride 1, padding 0, dilation 1: Ho = H - kh + 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,13 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return _conv.output_shape(X, geo, c_out)
 
 
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The largest working arrays of forward and backward (see _conv.working)."""
+    X, W = s["X"], s["W"]
+    geo = _geometry(X, W, options or Options())
+    return _conv.working(geo, math.prod(X[:-3]), W[2], W[3])
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """X[..., i, j, d] moves the output rows and columns whose windows read it, of its own
     example; W[m, n, d, c] and b[c] move Z[..., c]."""
@@ -111,4 +119,5 @@ LAYER = Layer(
     default_shapes={"X": (5, 5, 2), "W": (3, 3, 2, 3), "b": (3,)},
     options=Options,
     footprint=footprint,
+    working=working_elements,
 )

@@ -5,6 +5,7 @@ Shapes: x (..., in), W (out, in), b (out,), z (..., out); ``...`` are batch axes
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,12 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*x[:-1], W[0])
 
 
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """Beyond the tensors, output and gradients: one output-sized sum (z + b) and dW's
+    transposed product."""
+    return math.prod(s["x"][:-1]) * s["W"][0] + math.prod(s["W"])
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """x[..., i] moves z[..., :] of its own example; W[o, i] and b[o] move z[..., o]."""
     batch, out = s["x"][:-1], s["W"][0]
@@ -86,4 +93,5 @@ LAYER = Layer(
     output_shape=output_shape,
     default_shapes={"x": (4,), "W": (3, 4), "b": (3,)},
     footprint=footprint,
+    working=working_elements,
 )

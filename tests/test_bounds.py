@@ -1,0 +1,156 @@
+"""Issue 12: memory and time are bounded by what the user asked for, on every path.
+
+Each layer declares the size of its working arrays (``Layer.working``); the declaration is held
+to the allocations tracemalloc measures (the oracle), and the runs that asked for gigabytes are
+refused in a subprocess whose peak memory and time are measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcli.check import compute
+from gradcli.layers import get_layer
+from gradcli.spec import build_spec
+
+REPO = Path(__file__).resolve().parent.parent
+SLACK = 16_384  # elements: Python objects and numpy's small allocations, 128 KB
+
+DECLARED = [
+    ("linear", {"x": (64, 512), "W": (256, 512)}, {}),
+    ("conv1d", {"x": (4096,), "w": (64,)}, {}),
+    ("conv1d", {"x": (300, 4096), "w": (64,)}, {}),  # too many rows for np.correlate
+    ("conv1d", {"x": (4, 500, 3), "w": (5, 3, 4)}, {"stride": 3, "padding": 2, "dilation": 2}),
+    ("conv1d", {"x": (2, 40), "w": (3,)}, {"stride": 1000}),
+    ("conv2d", {"X": (64, 64, 16), "W": (3, 3, 16, 32)}, {}),  # the flat layout
+    ("conv2d", {"X": (8, 32, 32, 8), "W": (3, 3, 8, 16)}, {"stride": 2, "padding": 1}),
+    ("conv2d", {"X": (100, 100, 1), "W": (50, 50, 1, 1)}, {}),
+    (
+        "conv2d",
+        {"X": (60, 60, 2), "W": (5, 5, 2, 3)},
+        {"stride": [3, 7], "padding": [4, 1], "dilation": [2, 3]},
+    ),  # fmt: skip
+    ("conv2d", {"X": (6, 6, 2), "W": (2, 2, 2, 1)}, {"stride": [300, 2000]}),
+    ("conv2d", {"X": (30, 30, 1), "W": (3, 3, 1, 1)}, {"padding": "same", "dilation": 4}),
+    ("attention", {"X": (256, 128), "W_Q": (128, 64), "W_K": (128, 64), "W_V": (128, 64)}, {}),
+    ("attention", {"X": (1000, 1), "W_Q": (1, 1), "W_K": (1, 1), "W_V": (1, 1)}, {}),
+    (
+        "attention",
+        {"X": (4, 64, 64), "W_Q": (64, 32), "W_K": (64, 32), "W_V": (64, 32), "W_O": (32, 64)},
+        {"causal": True, "heads": 4},
+    ),  # fmt: skip
+    (
+        "attention",
+        {"X": (2, 300, 8), "W_Q": (8, 8), "W_K": (8, 8), "W_V": (8, 8)},
+        {"causal": True, "heads": 8},
+    ),  # fmt: skip
+]
+
+
+def _measured(layer: Any, shapes: dict, options: dict) -> tuple[float, int]:
+    """(elements compute() allocated at its peak beyond the output, elements the budget
+    counts beyond the tensors and output: the gradients and the declared working arrays)."""
+    doc = {"tensors": {n: {"shape": list(s)} for n, s in shapes.items()}, "options": options}
+    spec = build_spec(layer, doc, base=Path("."), source="<test>", max_elements=10**12)
+    declared = layer.working(spec.shapes, spec.options) + sum(map(math.prod, spec.shapes.values()))
+    tracemalloc.start()
+    try:
+        comp = compute(spec)
+        peak = tracemalloc.get_traced_memory()[1] / 8
+    finally:
+        tracemalloc.stop()
+    return peak - comp.output.size, declared
+
+
+@pytest.mark.parametrize(("name", "shapes", "options"), DECLARED)
+def test_declared_working_arrays_bound_what_compute_allocates(name, shapes, options):
+    measured, declared = _measured(get_layer(name), shapes, options)
+    assert measured <= declared + SLACK, (measured, declared)
+    assert declared <= 4 * measured + SLACK, (measured, declared)  # an estimate, not a ban
+
+
+def test_a_declaration_that_forgets_the_windows_is_caught():
+    """The twin: conv2d's declaration without its im2col windows and per-tap products."""
+    conv2d = get_layer("conv2d")
+    forgetful = dataclasses.replace(conv2d, working=lambda s, o: math.prod(s["X"]))
+    measured, declared = _measured(forgetful, *DECLARED[7][1:])
+    assert measured > declared + SLACK
+
+
+# ------------------------------------------------------------- whole runs, in a subprocess
+def _peak(args: list[str], cwd: Path, stdin: str | None = None) -> tuple[int, str, float, int]:
+    """(exit code, stderr, seconds, peak RSS in MB) of one gradcli run in a fresh parent (so
+    that RUSAGE_CHILDREN sees only it), under a 2 GB address-space limit and a timeout."""
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "def limit(): resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run([sys.executable, '-m', 'gradcli', *sys.argv[1:]], "
+        "capture_output=True, preexec_fn=limit, timeout=60, stdin=subprocess.DEVNULL)\n"
+        "t = time.perf_counter() - t\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024\n"
+        "print(repr((p.returncode, p.stderr.decode(), t, peak)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *args], cwd=cwd, env=env, capture_output=True, check=True
+    )
+    return eval(out.stdout)  # noqa: S307 - our own repr of a tuple
+
+
+HUGE = {
+    "conv1d-stride": ("compute", "conv1d", "options: {stride: 10000000000}\ntensors:\n"
+                      "  x: [1.0, 2.0, 3.0, 4.0]\n  w: [1.0, 0.5]\n"),  # was 75 GiB, exit 3
+    "conv1d-dilation": ("check", "conv1d", "options: {dilation: 10000000000, padding: same}\n"
+                        "tensors:\n  x: [1.0, 2.0, 3.0, 4.0]\n  w: [1.0, 0.5]\n"),
+    "conv2d-stride": ("check", "conv2d", "options: {stride: [1, 100000000]}\ntensors:\n"
+                      "  X: {shape: [3, 3, 1]}\n  W: {shape: [2, 2, 1, 1]}\n"),  # was 5.5 GB
+    "conv2d-kernel": ("check", "conv2d", "tensors:\n  X: {shape: [200, 200, 1]}\n"
+                      "  W: {shape: [100, 100, 1, 1]}\n"),  # was 2.4 GB
+    "attention-T6000": ("check", "attention", "tensors:\n  X: {shape: [6000, 1]}\n"
+                        + "".join(f"  {w}: {{shape: [1, 1]}}\n" for w in ("W_Q", "W_K", "W_V"))),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(HUGE))
+def test_huge_working_arrays_are_refused_in_one_line_fast_and_small(tmp_path, case):
+    cmd, layer, text = HUGE[case]
+    (tmp_path / "spec.yaml").write_text(text)
+    code, err, seconds, mb = _peak([cmd, layer, "spec.yaml"], tmp_path)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and "--max-elements" in lines[0], err[-500:]
+    assert seconds < 10 and mb < 300, (seconds, mb)
+
+
+def test_impl_of_a_builtin_layer_counts_our_working_arrays(cli, tmp_path, monkeypatch):
+    """--impl runs our forward beside the user's: the same refusal, before either runs."""
+    monkeypatch.chdir(tmp_path)
+    Path("mine.py").write_text(
+        "def forward(x, w, b, **o):\n    raise RuntimeError('never called')\n"
+        "def backward(g, x, w, b, **o):\n    raise RuntimeError('never called')\n"
+    )
+    Path("spec.yaml").write_text("options: {stride: 10000000000}\ntensors:\n  x: [1.0, 2.0]\n"
+                                 "  w: [1.0]\n")  # fmt: skip
+    start = time.perf_counter()
+    result = cli("check", "conv1d", "spec.yaml", "--impl", "mine.py")
+    assert result.exit_code == 2 and "never called" not in result.stderr, result.stderr
+    assert "options" in result.stderr and "--max-elements" in result.stderr
+    assert time.perf_counter() - start < 2
+
+
+def test_a_large_stride_that_fits_still_runs(cli_json, write_spec):
+    """Counting is not a ban: a stride far past the input is fine while its arrays fit."""
+    spec = write_spec("options: {stride: 1000}\ntensors:\n  x: [1.0, 2.0, 3.0]\n  w: [1.0]\n")
+    doc = cli_json("check", "conv1d", spec)
+    assert doc["passed"] and json.dumps(doc["options"]) == '{"stride": 1000}'
