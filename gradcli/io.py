@@ -29,33 +29,38 @@ SPEC_BYTES = 16 * 2**20  # a spec or YAML answer file: inline YAML is for small 
 MAX_MEMBERS = 100_000  # members of an .npz (numpy's reader lists them all first)
 
 
+def shown(path: Path | str, limit: int = 120) -> str:
+    """A path as messages show it: a long one keeps its start and its end (the file's name)."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 2) :]}"
+
+
 def open_input(path: Path, *, source: str, key: str | None = None) -> BinaryIO:
     """The one way gradcli opens a file it reads: without blocking (a FIFO swapped in after
     any earlier check would hang a blocking open), then what was opened must be a regular
     file (not a FIFO, device, socket or folder); reads then block as usual."""
+    name = shown(path)
+
+    def refuse(message: str) -> TensorFileError:
+        return TensorFileError(message, source=source, key=key)
+
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise TensorFileError(f"file not found: {path}", source=source, key=key) from None
+        raise refuse(f"file not found: {name}") from None
     except IsADirectoryError:
-        raise TensorFileError(
-            f"{path} is a directory, expected a file", source=source, key=key
-        ) from None
+        raise refuse(f"{name} is a directory, expected a file") from None
     except OSError as e:
-        raise TensorFileError(f"cannot read {path}: {e.strerror}", source=source, key=key) from None
+        raise refuse(f"cannot read {name}: {e.strerror}") from None
     except ValueError:  # a NUL byte in the path
-        raise TensorFileError(
-            f"invalid file name {brief(str(path))}", source=source, key=key
-        ) from None
+        raise refuse(f"invalid file name {brief(str(path))}") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise TensorFileError(f"{path} is a directory, expected a file", source=source, key=key)
+            raise refuse(f"{name} is a directory, expected a file")
         if not stat.S_ISREG(mode):
-            raise TensorFileError(
-                f"{path} is not a regular file (a FIFO, device or socket)", source=source, key=key
-            )
+            raise refuse(f"{name} is not a regular file (a FIFO, device or socket)")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -69,7 +74,7 @@ _YAML_HINT = "; inline YAML is for small arrays, larger ones belong in .npy file
 def read_bytes(path: Path, *, source: str, limit: int = SPEC_BYTES, hint: str = "") -> bytes:
     """The bytes of ``path``, refused beyond ``limit`` (only ``limit + 1`` bytes are read)."""
     with open_input(path, source=source) as f:
-        return _bounded(f, limit, str(path), source=source, hint=hint)
+        return _bounded(f, limit, shown(path), source=source, hint=hint)
 
 
 def _bounded(f: Any, limit: int, name: str, *, source: str, hint: str = "") -> bytes:
@@ -128,7 +133,7 @@ def load_array(
     reserve = reserve or (lambda n: None)
 
     def fail(msg: str) -> TensorFileError:
-        return TensorFileError(f"{path} {msg}", source=source, key=key)
+        return TensorFileError(f"{shown(path)} {msg}", source=source, key=key)
 
     with open_input(path, source=source, key=key) as f:
         try:
@@ -137,7 +142,7 @@ def load_array(
             if npz_key is None:
                 if is_npz:
                     raise fail(
-                        f"is an .npz archive: name the array as '{path}:KEY' or "
+                        f"is an .npz archive: name the array as '{shown(path)}:KEY' or "
                         "{file: ..., key: ...}"
                     )
                 return _read_npy(f, os.fstat(f.fileno()).st_size, kinds, reserve)
@@ -148,10 +153,12 @@ def load_array(
                     info = archive.getinfo(npz_key + ".npy")
                 except KeyError:
                     names = _npy_names(archive)
-                    known = ", ".join(names[:5]) + (
+                    known = ", ".join(shown(n, 40) for n in names[:5]) + (
                         f" and {len(names) - 5:,} more" if len(names) > 5 else ""
                     )
-                    raise fail(f"has no array {npz_key!r} (arrays: {known or 'none'})") from None
+                    raise fail(
+                        f"has no array {shown(repr(npz_key), 60)} (arrays: {known or 'none'})"
+                    ) from None
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                     raise fail(
                         f"compresses {npz_key!r} in a way numpy never writes (only stored or "
@@ -192,7 +199,7 @@ def npz_names(path: Path, *, source: str) -> list[str]:
             with _zip(f) as archive:
                 return _npy_names(archive)
         except npyformat.NpyError as e:
-            raise TensorFileError(f"{path} {e}", source=source) from None
+            raise TensorFileError(f"{shown(path)} {e}", source=source) from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
             raise TensorFileError(
                 f"not a valid .npz file ({_one_line(str(e))[:80]})", source=source

@@ -75,6 +75,8 @@ def read_header(stream: BinaryIO, kinds: str = NUMBERS) -> Header:
     if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
         what = "floating-point" if kinds == "f" else "numeric"
         raise NpyError(f"holds a {_dtype_name(dtype)} array; expected {what} values")
+    if any(n < 0 for n in shape):
+        raise NpyError(f"has an invalid .npy header (a negative size in its shape {shape})")
     if len(shape) > MAX_AXES:
         raise NpyError(f"holds an array of {len(shape)} axes, more than {MAX_AXES}")
     return Header(dtype, tuple(shape), bool(fortran), 8 + len(raw_len) + length)

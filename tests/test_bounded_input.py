@@ -219,9 +219,10 @@ def test_stdin_may_be_a_pipe(tmp_path):
 
 
 def test_a_path_turning_into_a_fifo_never_blocks(tmp_path):
-    """The path flips between a .npy and a FIFO as fast as it can while specs are loaded: with
-    any check-then-open the open would, now and then, wait forever for a writer. In a child
-    process, so a hang fails the test instead of stopping the suite."""
+    """The path flips between a .npy and a FIFO as fast as it can while specs are loaded, and
+    any stat of it (a check before the open) turns it into a FIFO at once: with any
+    check-then-open, the open would wait forever for a writer. In a child process, so a hang
+    fails the test instead of stopping the suite."""
     script = f"""
 import os, threading, numpy as np
 from pathlib import Path
@@ -230,15 +231,23 @@ from gradcli.spec import load_spec
 d = Path({str(tmp_path)!r})
 np.save(d / "file.npy", np.array([1.0, 2.0]))
 os.mkfifo(d / "fifo")
-os.link(d / "file.npy", d / "x.npy")
+os.symlink("file.npy", d / "x.npy")  # links: rename() between hard links is a no-op
 (d / "s.yaml").write_text("tensors:\\n  x: x.npy\\n  W: [[1.0, 2.0]]\\n")
 stop = False
 def flip():
     while not stop:
         for src in ("fifo", "file.npy"):
-            os.link(d / src, d / "tmp")
+            os.symlink(src, d / "tmp")
             os.replace(d / "tmp", d / "x.npy")
 threading.Thread(target=flip, daemon=True).start()
+real_stat = os.stat
+def stat(path, *args, **kwargs):  # whoever checks first loses the race
+    result = real_stat(path, *args, **kwargs)
+    if str(path).endswith("x.npy"):
+        os.symlink("fifo", d / "swap")
+        os.replace(d / "swap", d / "x.npy")
+    return result
+os.stat = stat
 counts = {{"ok": 0, "refused": 0}}
 for _ in range(300):
     try:

@@ -156,6 +156,7 @@ def _data_files(d: Path, marker: Path) -> None:
         "version9.npy": b"\x93NUMPY\x09\x00" + _npy_bytes(np.zeros(2))[8:],
         "declares-1e7.npy": _header_only((10_000_000,)) + b"\0" * 16,
         "axes33.npy": _header_only((1,) * 33) + b"\0" * 8,
+        "negative.npy": _header_only((-1, 2)) + b"\0" * 16,
         "impl.py": b"def forward(x, **o):\n    return 2 * x\n\n\n"
         b"def backward(g, x, **o):\n    return {'x': 2 * g}\n",
     }
@@ -176,6 +177,7 @@ def _data_files(d: Path, marker: Path) -> None:
     _zip(d / "axes33.npz", {"x.npy": files["axes33.npy"]})
     _zip(d / "bzip2.npz", {"x.npy": files["x.npy"]}, zipfile.ZIP_BZIP2)
     _zip(d / "header-4gb.npz", {"x.npy": files["header-4gb.npy"]})
+    _zip(d / "many.npz", {f"{'n' * 300}{i}.npy": files["x.npy"] for i in range(30)})
 
 
 def test_the_corpus_is_large_and_its_ids_unique():
