@@ -15,6 +15,7 @@ from gradcli.compare import TensorResult
 from gradcli.layers import REGISTRY, Layer, TensorInfo
 from gradcli.layers.base import option_table
 from gradcli.spec import Spec
+from gradcli.useroptions import as_json
 
 
 def _values(a: np.ndarray) -> Any:
@@ -41,7 +42,7 @@ def _header(spec: Spec) -> dict[str, Any]:
         "layer": spec.layer.name,
         "dtype": spec.dtype,
         "seed": spec.seed,
-        "options": options_dict(spec.options),
+        "options": as_json(options_dict(spec.options)),  # a custom layer's dates, sets ...
         "versions": VERSIONS,  # same spec, seed and versions: byte-identical JSON
     }
 

@@ -3,14 +3,16 @@
 A user implementation is a module (or an object in it) with
 ``forward(**tensors, **options) -> output`` and ``backward(grad_output, **tensors, **options) ->
 {name: gradient}``. It becomes a ``Layer`` whose forward is called once per perturbed copy (a
-user's code need not broadcast leading axes), so the same engine checks it. Anything the user's
-code raises is an input error carrying the user's own traceback lines, never a gradcli crash.
+user's code need not broadcast leading axes), so the same engine checks it. Every call into the
+user's code goes through :func:`gradcli.usercall.call`: whatever it raises (exits included) or
+returns in the wrong type, shape or kind is one input-error line naming the user's function,
+never a gradcli crash.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import traceback
+import sys
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradcli import userresult as result
 from gradcli.errors import GradcliError
 from gradcli.io import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo
+from gradcli.usercall import UserCodeError, call
 
 if TYPE_CHECKING:  # the checker imports this module; these are for annotations only
     from gradcli.check import Computation
@@ -29,91 +33,94 @@ if TYPE_CHECKING:  # the checker imports this module; these are for annotations 
     from gradcli.spec import Spec
 
 
-class UserCodeError(GradcliError):
-    """The user's module failed; the message carries its own traceback lines."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Impl:
     path: Path
     forward: Callable[..., Any]
     backward: Callable[..., Any]
+    holder: str = ""  # FILE.py:NAME's NAME: messages then say "NAME.forward"
+
+    def what(self, fn: str) -> str:
+        return f"{self.holder}.{fn}" if self.holder else fn
+
+
+_MISSING = object()
 
 
 def load_impl(target: str) -> Impl:
-    """Import FILE.py (or FILE.py:NAME, an object holding forward and backward)."""
+    """Import FILE.py (or FILE.py:NAME, an object holding forward and backward), as Python
+    imports a module: registered in sys.modules while it runs (dataclasses and typing look
+    their module up there), its folder searchable for its own helper modules."""
     file, _, name = target.partition(":") if ".py:" in target else (target, "", "")
     path = Path(file)
     module = types.ModuleType(f"gradcli_user_{path.stem}")
     module.__file__ = str(path)
     code = read_module(path, source="--impl")  # opened as every input is (never blocks)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # after the installed packages: the user's files shadow none
+    sys.modules[module.__name__] = module
     _call(path, "import", lambda: exec(compile(code, str(path), "exec"), module.__dict__))
     holder: Any = module
     if name:
-        if not hasattr(module, name):
+        holder = _call(path, "import", lambda: getattr(module, name, _MISSING))
+        if holder is _MISSING:
             raise UserCodeError(f"{path} defines no {name!r}", source="--impl")
-        holder = getattr(module, name)
     fns = {}
     for fn in ("forward", "backward"):
-        f = getattr(holder, fn, None)
+        f = _call(path, "import", lambda fn=fn: getattr(holder, fn, None))
         if not callable(f):
             where = f"{path}:{name}" if name else str(path)
             raise UserCodeError(f"{where} has no function {fn}(...)", source="--impl")
         fns[fn] = f
-    return Impl(path, fns["forward"], fns["backward"])
+    return Impl(path, fns["forward"], fns["backward"], name)
 
 
-def _call(path: Path, what: str, fn: Callable[[], Any]) -> Any:
-    """Run user code; any exception becomes a UserCodeError with the user's frames."""
-    try:
-        return fn()
-    except GradcliError:
-        raise
-    except Exception as e:  # noqa: BLE001 - whatever the user's code raises
-        frames = [
-            f"  {Path(f.filename).name}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
-            for f in traceback.extract_tb(e.__traceback__)
-            if Path(f.filename).resolve() == path.resolve()
-        ]
-        lines = "\n".join(frames)
-        raise UserCodeError(
-            f"{what} raised {type(e).__name__}: {e}" + (f"\n{lines}" if lines else ""),
-            source=str(path),
-        ) from None
-
-
-def _array(value: Any, path: Path, what: str) -> np.ndarray:
-    try:
-        a = np.asarray(value)
-    except Exception:  # noqa: BLE001 - ragged lists and the like
-        a = np.asarray(None, dtype=object)
-    if a.dtype.kind not in "fciu" or a.dtype.kind == "c" and what != "forward":
-        raise UserCodeError(
-            f"{what} must return numbers (an array), got {type(value).__name__}",
-            source=str(path),
-        )
-    return a
+_call = call  # every call into the user's code: see gradcli.usercall
+_array = result.array
 
 
 def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     """A Layer around the user's functions; ``base`` (a built-in layer) lends its tensor
     descriptions and options, ``names`` are the spec's tensors (for a custom layer)."""
 
-    def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
+    fwd, bwd = impl.what("forward"), impl.what("backward")
+    steady = result.Steady(impl.path, fwd)
+
+    def run(t: Mapping[str, np.ndarray], options: Any, probe: bool) -> tuple[np.ndarray, dict]:
         kwargs = _options_kwargs(options)
-        out = _call(impl.path, "forward", lambda: impl.forward(**t, **kwargs))
-        cache = {"tensors": dict(t), "kwargs": kwargs, "options": options}
-        return _array(out, impl.path, "forward"), cache
+        real = not any(np.iscomplexobj(a) for a in t.values())
+
+        def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
+            a = _array(
+                impl.forward(**t, **kwargs), impl.path, f"{fwd}'s result", complex_ok=not real
+            )
+            steady.check(t, a)
+            if not probe:
+                result.finite(a, impl.path, fwd)
+            return a
+
+        a = _call(impl.path, fwd, checked, quiet=probe)
+        return a, {"tensors": dict(t), "kwargs": kwargs, "options": options}
+
+    def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
+        return run(t, options, probe=False)
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
-        t, kwargs = cache["tensors"], cache["kwargs"]
-        grads = _call(impl.path, "backward", lambda: impl.backward(g, **t, **kwargs))
-        if not isinstance(grads, Mapping):
+        t, kwargs, options = cache["tensors"], cache["kwargs"], cache["options"]
+        return _call(
+            impl.path, bwd, lambda: _gradients(impl.backward(g, **t, **kwargs), t, options)
+        )
+
+    def _gradients(value: Any, t: Mapping, options: Any) -> dict[str, np.ndarray]:
+        grads = result.as_dict(value)
+        if grads is None:
             raise UserCodeError(
-                f"backward must return a dict of gradients keyed by tensor name, got "
-                f"{type(grads).__name__}",
+                f"{bwd} must return a dict of gradients keyed by tensor name, got "
+                f"{type(value).__name__}",
                 source=str(impl.path),
             )
+        result.known_keys(grads, tuple(t), base.intermediates if base else (), impl.path, bwd)
         missing = [n for n in t if n not in grads]
         if missing:
             raise UserCodeError(
@@ -122,7 +129,7 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
                 source=str(impl.path),
             )
         out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t}
-        return out | _intermediates(grads, t, cache["options"])
+        return out | _intermediates(grads, t, options)
 
     def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str) -> np.ndarray:
         a = _array(grads[n], impl.path, f"backward's {n!r}")
@@ -146,7 +153,7 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         if base is not None:
             base.output_shape(s, options)  # the built-in's shape rules and messages first
-        return tuple(forward({n: np.zeros(shape) for n, shape in s.items()}, options)[0].shape)
+        return tuple(run(result.probe_tensors(s), options, probe=True)[0].shape)
 
     infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
     return Layer(

@@ -163,8 +163,10 @@ class Layer:
     def make_options(self, raw: Mapping[str, Any] | None) -> Any:
         """Build the frozen options dataclass; unknown keys are errors naming the known ones."""
         raw = dict(raw or {})
-        if self.options is dict:  # a custom layer: the user's own keywords, unchecked
-            return MappingProxyType(raw)
+        if self.options is dict:  # a custom layer: the user's own keywords, any YAML value
+            from gradcli.useroptions import custom_options
+
+            return MappingProxyType(custom_options(raw, self.tensor_names))
         fields = {f.name for f in dataclasses.fields(self.options)}
         unknown = sorted(str(k) for k in set(raw) - fields)
         if unknown:
