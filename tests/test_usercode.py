@@ -473,5 +473,17 @@ def test_an_alias_bomb_in_custom_options_is_refused_quickly(cli, tmp_path):
     from test_malformed import bomb
 
     spec_path, module = _files(tmp_path, GOOD, f"options: {{b: {bomb(7)}}}\n" + SPEC)
-    result = cli("check", "custom", spec_path, "--impl", module)
-    assert result.exit_code == 2 and "more than 100,000 values" in result.stderr
+    result = cli("check", "custom", spec_path, "--impl", module, "--format", "json")
+    assert result.exit_code == 2 and result.stdout == "", result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "options.b" in line and "100,000" in line, line  # YAML's own bound, or the options'
+
+
+def test_options_over_the_bound_are_refused_even_when_yaml_allows_them():
+    from gradcli.errors import SpecError
+    from gradcli.useroptions import custom_options
+
+    shared = [1.0] * 1000
+    custom_options({"ok": [shared] * 99}, ("x",))
+    with pytest.raises(SpecError, match="more than 100,000 values"):
+        custom_options({"big": [shared] * 101}, ("x",))
