@@ -20,6 +20,7 @@ from gradcli.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric import Engine
 from gradcli.probe import probe
 from gradcli.sampling import sample_coordinates
+from gradcli.soundness import refuse_overflow, resolvable, step_underflows
 from gradcli.spec import Spec
 from gradcli.user import complex_safe, forward_against_builtin
 
@@ -148,10 +149,20 @@ def check(
     """(analytical computation, numerical gradients (NaN where not evaluated), report)."""
     opts = dataclasses.replace(opts or CheckOptions(), **kw)
     opts.validate()
-    atol, rtol = default_tolerances(spec.dtype, opts.method)
-    atol = atol if opts.atol is None else opts.atol
+    # an overflow or a NaN is a finding (a result that fails, or a refusal), counted where the
+    # values are compared: numpy's warnings about it would only add lines to stderr
+    with np.errstate(all="ignore"):
+        return _check(spec, opts)
+
+
+def _check(
+    spec: Spec, opts: CheckOptions
+) -> tuple[Computation, dict[str, np.ndarray], CheckReport]:
+    default_atol, rtol = default_tolerances(spec.dtype, opts.method)
+    atol = default_atol if opts.atol is None else opts.atol
     rtol = rtol if opts.rtol is None else opts.rtol
     comp = compute(spec)
+    refuse_overflow(spec, comp)
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
@@ -166,6 +177,11 @@ def check(
     complex_safe(spec, opts.method, engine)
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
+    if not names:  # a check of nothing must not pass
+        raise OptionError(
+            f"the answers hold no gradient of this spec's tensors ({', '.join(spec.tensors)})",
+            source="--grads",
+        )
     inter = tuple(n for n in names if n not in spec.tensors)
     engines = engines_for(
         spec, names, engine, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
@@ -208,23 +224,33 @@ def check(
         else:
             mode_used = mode
         coords = None
+        promised = analytic.size
         if mode_used == "sample":
             coords = sample_coordinates(analytic.shape, opts.samples, analytic, rng)
+            promised = min(opts.samples, analytic.size)
         grad, info = eng.gradient(name, coloring=opts.coloring, coords=coords, rng=rng)
         if info.note:
             notes.append(info.note)
             opts.notify(info.note)
         numeric[name] = grad
-        tensor_atol = atol
-        if opts.atol is None:  # the default atol never sits below what the numbers can resolve
-            tensor_atol = _resolvable(atol, info.noise, analytic, grad, roundoff.get(name))
+        # whether the step resolves the tensor is the numbers' business, whatever --atol says
+        tensor_atol, unresolved = resolvable(
+            default_atol, info.noise, analytic, grad, roundoff.get(name)
+        )
+        tensor_atol = tensor_atol if opts.atol is None else opts.atol
+        unresolved = step_underflows(eng, name, opts.method) or unresolved
+        if unresolved:
+            unresolved = f"cannot resolve d{name} at this step: {unresolved}"
         results[name] = compare(
-            name, analytic, grad, tensor_atol, rtol, mode=mode_used, numerics=info, top=opts.top,
+            name, analytic, grad, tensor_atol, rtol, coords=coords, promised=promised,
+            unresolved=unresolved, mode=mode_used, numerics=info, top=opts.top,
             letters=list(spec.info(name).index), context=lambda n=name: _context(spec, n), **extra,
         )  # fmt: skip
         if opts.grads is not None:
             ours = intermediates.builtin(comp, name)
-            builtin[name] = compare(name, ours, grad, tensor_atol, rtol, top=1)
+            builtin[name] = compare(
+                name, ours, grad, tensor_atol, rtol, coords=coords, unresolved=unresolved, top=1
+            )
     report = CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
@@ -261,20 +287,6 @@ def _context(spec: Spec, name: str) -> dict[str, Any]:
     classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
     ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
     return ctx
-
-
-def _resolvable(
-    atol: float, noise: float, analytic: np.ndarray, numeric: np.ndarray, roundoff: float | None
-) -> float:
-    """The absolute tolerance of one tensor: the default, raised to the estimated round-off of
-    its finite differences (a few eps * sum |g * y| / h over a footprint, which grows with the
-    layer's size), to float64 round-off in its analytical gradient (64 eps * max |gradient|),
-    and, for float32, to 4x the measured float32 round-off of the analytical gradient."""
-    scale = float(np.nanmax(np.abs(numeric), initial=0.0))
-    floor = max(atol, noise, 64 * np.finfo(np.float64).eps * scale)
-    if roundoff is not None:
-        floor = max(floor, 4 * roundoff * float(np.max(np.abs(analytic), initial=0.0)))
-    return floor
 
 
 def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:

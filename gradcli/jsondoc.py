@@ -58,22 +58,34 @@ def compute_doc(spec: Spec, comp: Computation) -> dict[str, Any]:
     }
 
 
+def _num(x: float) -> float | None:
+    """A float for JSON: NaN and inf (a non-finite gradient, an unresolvable error) are null."""
+    return x if np.isfinite(x) else None
+
+
 def _result_doc(r: TensorResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "shape": list(r.shape),
-        "max_abs_error": r.max_abs_error,
-        "max_rel_error": r.max_rel_error,
+        "max_abs_error": _num(r.max_abs_error),
+        "max_rel_error": _num(r.max_rel_error),
         "worst_index": list(r.worst_index),
-        "analytic": r.analytic,
-        "numeric": r.numeric,
+        "analytic": _num(r.analytic),
+        "numeric": _num(r.numeric),
         "passed": r.passed,
         "mode": r.mode,
         "checked": r.checked,
-        "atol": r.atol,
+        "atol": _num(r.atol),
         "band": r.band,
         "hints": list(r.hints),
-        "worst": list(r.worst),
+        "worst": [
+            {k: _num(v) if isinstance(v, float) else v for k, v in w.items()} for w in r.worst
+        ],
+        "unresolved": bool(r.unresolved),
     }
+    if r.reason:
+        doc["reason"] = r.reason
+    if r.nonfinite:
+        doc["nonfinite"] = r.nonfinite
     if r.numerics is not None:
         info = r.numerics
         doc.update(
@@ -109,7 +121,7 @@ def check_doc(
         doc["not_checked"] = list(report.not_checked)
     if report.builtin:
         doc["builtin"] = {
-            n: {"max_abs_error": r.max_abs_error, "max_rel_error": r.max_rel_error,
+            n: {"max_abs_error": _num(r.max_abs_error), "max_rel_error": _num(r.max_rel_error),
                 "passed": r.passed}
             for n, r in report.builtin.items()
         }  # fmt: skip
@@ -125,7 +137,13 @@ def sweep_doc(
     spec: Spec, method: str, rows: list[dict[str, Any]], best: float, wrong: list[str]
 ) -> dict[str, Any]:
     return {**_header(spec), "passed": not wrong, "method": method, "best_eps": best,
-            "wrong_at_every_step": wrong, "sweep": rows}  # fmt: skip
+            "wrong_at_every_step": wrong, "sweep": [_finite_row(r) for r in rows]}  # fmt: skip
+
+
+def _finite_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A sweep row for JSON: an infinite error (a NaN or inf gradient) is null."""
+    errors = {n: _num(e) for n, e in row["errors"].items()}
+    return {**row, "error": _num(row["error"]), "errors": errors}
 
 
 def layers_doc() -> dict[str, Any]:

@@ -36,6 +36,10 @@ def render_diagnosis(
     for name, r in report.results.items():
         if r.passed or r.mode == "probe":
             continue
+        if r.unresolved and not r.nonfinite:  # its errors are round-off: say why, show none
+            console.print(Text(r.reason, style="yellow"), soft_wrap=True)
+            console.print()
+            continue
         label = "yours" if report.answers else "analytic"
         console.print(_worst_table(spec, r, label, console.width), crop=False)
         heat = _heatmap(spec, r, analytic[name], numeric[name], report.rtol, console.width)

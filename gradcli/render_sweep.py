@@ -48,7 +48,7 @@ def render_sweep(
 
 def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     """log10(error) against log10(eps), one column per step, big steps on the left."""
-    logs = [np.log10(max(r["error"], 1e-300)) for r in rows]
+    logs = [np.log10(min(max(r["error"], 1e-300), 1e300)) for r in rows]  # inf: off the top
     lo, hi = min(logs), max(logs)
     span = (hi - lo) or 1.0
     grid = [[" "] * len(rows) for _ in range(height)]

@@ -3,6 +3,7 @@ regimes and the best step for a spec."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from gradcli.check import compute, default_tolerances, engines_for, tested
 from gradcli.numeric import Engine
 from gradcli.sampling import SWEEP_STEPS
+from gradcli.soundness import refuse_overflow
 from gradcli.spec import Spec
 from gradcli.user import complex_safe
 
@@ -30,8 +32,17 @@ def run_sweep(
     ``a`` is what ``check`` would test: the user's answers (``grads``, which may name
     intermediates such as attention's S), else the spec's layer's backward (a user's with
     --impl). A wrong answer then shows as an error that no step brings down."""
+    with np.errstate(all="ignore"):  # a non-finite error is counted below, not warned about
+        return _sweep(spec, method, coloring, grads)
+
+
+def _sweep(
+    spec: Spec, method: str, coloring: bool, grads: Mapping[str, np.ndarray] | None
+) -> tuple[list[dict[str, Any]], float, list[str]]:
     complex_safe(spec, method)
-    under_test = tested(spec, compute(spec), grads)
+    comp = compute(spec)
+    refuse_overflow(spec, comp)
+    under_test = tested(spec, comp, grads)
     names = tuple(under_test)
     rows = []
     for eps in SWEEP_STEPS:
@@ -42,7 +53,11 @@ def run_sweep(
         for name, eng in engines.items():
             a = np.asarray(under_test[name], dtype=np.float64)
             n = eng.gradient(name, coloring=coloring)[0]
-            errors[name] = float(np.max(np.abs(a - n))) / (float(np.max(np.abs(a))) or 1.0)
+            d = np.abs(a - n)
+            # NaN compares False: a non-finite gradient's error is inf, off at every step
+            err = float(np.max(d, initial=0.0)) if np.isfinite(d).all() else math.inf
+            scale = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) or 1.0
+            errors[name] = err / scale
         rows.append({"eps": eps, "errors": errors})
     # a tensor off at every step would flatten the curve: the regimes come from the others
     rtol = default_tolerances(spec.dtype, method)[1]

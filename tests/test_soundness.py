@@ -1,0 +1,223 @@
+"""A PASS is never wrong: exit 0 means every gradient under test was compared at every
+coordinate the mode promises, all finite, all within tolerance. Each way a check used to pass
+without that (NaN and inf, an overflowing forward, nothing compared, a step too small to
+resolve anything) is here with its twin: the correct case still passes."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from gradcli.check import check, compute
+from gradcli.compare import compare
+from gradcli.spec import load_spec
+
+LINEAR_IMPL = """\
+import numpy as np
+
+def forward(x, W, b):
+    return W @ x + b
+
+def backward(grad_output, x, W, b):
+    dx = W.T @ grad_output
+    {bug}
+    return {{"x": dx, "W": np.outer(grad_output, x), "b": grad_output.copy()}}
+"""
+
+
+def _impl(tmp_path, bug="pass"):
+    path = tmp_path / "mine.py"
+    path.write_text(LINEAR_IMPL.format(bug=bug))
+    return path
+
+
+# ------------------------------------------------------------ the rule, in one place
+
+
+def test_compare_counts_nan_and_inf_on_either_side_as_failures():
+    n = np.array([1.0, -2.0, 0.5])
+    assert compare("w", n.copy(), n, atol=1e-7, rtol=1e-6).passed  # the twin
+    for side in ("analytic", "numeric"):
+        for bad in (np.nan, np.inf, -np.inf):
+            a, m = n.copy(), n.copy()
+            (a if side == "analytic" else m)[1] = bad
+            r = compare("w", a, m, atol=1e-7, rtol=1e-6, letters=["i"])
+            assert not r.passed and r.nonfinite == 1 and r.checked == 3, (side, bad)
+            assert r.worst_index == (1,) and "dw[i=1]" in r.reason and r.band == "not finite"
+            assert r.hints[0] == r.reason
+
+
+def test_compare_with_a_huge_tolerance_still_fails_a_nan():
+    a = np.array([np.nan, 1.0])
+    assert not compare("w", a, np.array([0.0, 1.0]), atol=1e300, rtol=1.0).passed
+
+
+def test_nothing_compared_or_fewer_than_promised_never_passes():
+    n = np.array([1.0, 2.0, 3.0])
+    assert compare("w", n, n, 1e-7, 1e-6, coords=np.array([0, 2])).passed  # a sample
+    empty = compare("w", np.zeros((0, 3)), np.zeros((0, 3)), 1e-7, 1e-6)
+    assert not empty.passed and empty.checked == 0 and "nothing was checked" in empty.reason
+    short = compare("w", n, n, 1e-7, 1e-6, coords=np.array([0, 2]), promised=3)
+    assert not short.passed and "2 of the 3" in short.reason
+
+
+def test_sampled_coordinate_that_is_nan_fails_and_unsampled_nan_marks_are_not_compared():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    n = np.array([1.0, np.nan, np.nan, 4.0])  # the engine's mark for "not evaluated"
+    assert compare("w", a, n, 1e-7, 1e-6, coords=np.array([0, 3])).passed
+    assert not compare("w", a, n, 1e-7, 1e-6, coords=np.array([0, 1])).passed
+
+
+# ------------------------------------------------------------ NaN and inf under test
+
+
+@pytest.mark.parametrize("bad", ["np.nan", "np.inf", "-np.inf"])
+@pytest.mark.parametrize("mode", ["full", "sample", "probe"])
+def test_impl_backward_returning_nan_or_inf_fails(cli, tmp_path, bad, mode):
+    path = _impl(tmp_path, bug=f"dx = dx.copy(); dx[1] = {bad}")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("tensors:\n  x: [1.0, 2.0, 3.0]\n  W: [[1.0, 0.5, 2.0], [0.0, 1.0, -1.0]]\n")
+    result = cli("check", "linear", spec, "--impl", path, "--mode", mode, "--format", "json")
+    assert result.exit_code == 1, (result.exit_code, result.stderr)
+    doc = json.loads(result.stdout)  # valid JSON: NaN and inf are null
+    r = doc["results"]["x"]
+    assert not doc["passed"] and not r["passed"] and r["nonfinite"] == 1
+    assert "not finite" in r["reason"] and r["worst_index"] == [1] and r["analytic"] is None
+    assert doc["results"]["W"]["passed"] and doc["results"]["b"]["passed"]
+    table = cli("check", "linear", spec, "--impl", path, "--mode", mode)
+    assert table.exit_code == 1 and "not finite" in table.stdout
+    assert "FAIL" in table.stdout.splitlines()[-1] and "dx" in table.stdout.splitlines()[-1]
+
+
+def test_impl_twin_correct_backward_passes(cli, tmp_path):
+    for mode in ("full", "sample", "probe"):
+        result = cli("check", "linear", "--impl", _impl(tmp_path), "--mode", mode)
+        assert result.exit_code == 0, (mode, result.stdout)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_sweep_of_a_nan_gradient_fails(cli, tmp_path, fmt):
+    bad = cli("check", "linear", "--impl", _impl(tmp_path, "dx = dx * np.nan"), "--sweep",
+              "--format", fmt)  # fmt: skip
+    assert bad.exit_code == 1, (bad.exit_code, bad.stderr)
+    if fmt == "json":
+        doc = json.loads(bad.stdout)
+        assert not doc["passed"] and doc["wrong_at_every_step"] == ["x"]
+    ok = cli("check", "linear", "--impl", _impl(tmp_path), "--sweep", "--format", fmt)
+    assert ok.exit_code == 0, ok.stdout
+
+
+def test_answers_with_nan_or_inf_are_refused(cli, tmp_path, assert_usage_error):
+    spec = load_spec("linear", None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    grads["W"][0, 1] = np.nan
+    np.savez(tmp_path / "a.npz", **grads)
+    assert_usage_error(cli("check", "linear", "--grads", tmp_path / "a.npz"), "W", "finite")
+    np.save(tmp_path / "x.npy", np.where(np.arange(4) == 2, np.inf, grads["x"]))
+    result = cli("check", "linear", "--grads", tmp_path / "x.npy", "--wrt", "x")
+    assert_usage_error(result, "x", "finite")
+    (tmp_path / "a.yaml").write_text("b: [0.1, .inf, 0.2]\n")
+    assert_usage_error(cli("check", "linear", "--grads", tmp_path / "a.yaml"), "b", "finite")
+
+
+def test_answers_holding_no_gradient_of_the_spec_are_refused(cli, tmp_path, assert_usage_error):
+    np.savez(tmp_path / "empty.npz")
+    result = cli("check", "linear", "--grads", tmp_path / "empty.npz")
+    assert_usage_error(result, "--grads", "no gradient")
+
+
+# ------------------------------------------------------------ overflow
+
+
+OVERFLOW = "tensors:\n  x: [1e200, 2e200]\n  W: [[1e200, 1e200]]\n  b: [0.0]\n"
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_builtin_forward_that_overflows_is_refused(cli, write_spec, assert_usage_error, fmt):
+    result = cli("check", "linear", write_spec(OVERFLOW), "--format", fmt)
+    assert_usage_error(result, "forward of linear overflows", "not finite at [0]", "float64")
+
+
+def test_overflow_twin_large_but_finite_values_pass(cli, write_spec):
+    result = cli("check", "linear", write_spec(OVERFLOW.replace("e200", "e2")))
+    assert result.exit_code == 0, result.stdout
+
+
+def test_float32_forward_that_overflows_names_float32(cli, write_spec, assert_usage_error):
+    spec = write_spec("dtype: float32\n" + OVERFLOW.replace("e200", "e20"))
+    result = cli("check", "linear", spec)
+    assert_usage_error(result, "forward of linear overflows", "float32")
+    # in float64 the forward is finite, but b (0) moves z (3e40) by less than its last bit:
+    # no step resolves db, and the check says so instead of raising atol over it
+    doc = json.loads(cli("check", "linear", spec, "--dtype", "float64", "--format", "json").stdout)
+    assert doc["results"]["x"]["passed"] and doc["results"]["W"]["passed"]
+    assert doc["results"]["b"]["unresolved"] and not doc["passed"]
+
+
+def test_builtin_backward_that_overflows_is_refused(cli, write_spec, assert_usage_error):
+    # the output (1e-10 * 1e308) is finite; dW = g x^T = 10 * 1e308 is not
+    text = "tensors:\n  x: [1e308]\n  W: [[1e-10]]\n  b: [0.0]\ngrad_output: [10.0]\n"
+    assert_usage_error(cli("check", "linear", write_spec(text)), "backward of linear", "dW")
+
+
+def test_perturbed_forward_that_overflows_fails_the_tensor(tmp_path, write_spec):
+    # z = W x sits just below the largest float64: moving x or W by its step overflows, so
+    # their numerical gradients are inf (and b, 0 beside 1.8e308, moves nothing: unresolved)
+    text = "tensors:\n  x: [1.0]\n  W: [[1.79769e308]]\n  b: [0.0]\ngrad_output: [1.0]\n"
+    report = check(load_spec("linear", str(write_spec(text))))[2]
+    assert not report.passed
+    for name in ("x", "W"):
+        r = report.results[name]
+        assert not r.passed and r.nonfinite == 1 and "numeric inf" in r.reason, name
+    assert report.results["b"].unresolved and not report.results["b"].passed
+
+
+def test_perturbed_overflow_twin_passes(write_spec):
+    text = "tensors:\n  x: [1.0]\n  W: [[1.7e300]]\n  b: [0.0]\ngrad_output: [1.0]\n"
+    report = check(load_spec("linear", str(write_spec(text))))[2]
+    assert report.results["x"].passed and report.results["W"].passed
+
+
+# ------------------------------------------------------------ unresolvable steps
+
+
+@pytest.mark.parametrize("eps", ["1e-320", "1e-17"])
+@pytest.mark.parametrize("mode", ["full", "probe"])
+def test_a_step_too_small_to_resolve_anything_does_not_pass(cli_json, eps, mode):
+    doc = cli_json("check", "linear", "--eps", eps, "--mode", mode, code=1)
+    assert not doc["passed"]
+    for name, r in doc["results"].items():
+        assert not r["passed"] and r["unresolved"] is True, name
+        assert "cannot resolve" in r["reason"] and "--eps" in r["reason"]
+        assert r["band"] == "cannot resolve"
+
+
+def test_unresolved_table_says_why_and_what_to_change(cli):
+    result = cli("check", "conv2d", "--eps", "1e-320")
+    assert result.exit_code == 1
+    assert "cannot resolve dX at this step" in result.stdout and "larger --eps" in result.stdout
+
+
+def test_complex_step_with_a_subnormal_step_does_not_pass(cli_json):
+    doc = cli_json("check", "linear", "--method", "complex", "--eps", "1e-320", code=1)
+    assert all(r["unresolved"] for r in doc["results"].values())
+
+
+@pytest.mark.parametrize("eps", ["1e-4", "1e-6", "1e-9"])
+def test_unresolved_twin_ordinary_steps_pass(cli_json, eps):
+    doc = cli_json("check", "attention", "--eps", eps)
+    assert not any(r["unresolved"] for r in doc["results"].values())
+    assert cli_json("check", "linear", "--method", "complex", "--eps", "1e-300")["passed"]
+
+
+def test_user_atol_does_not_hide_an_unresolvable_step(cli_json):
+    doc = cli_json("check", "linear", "--eps", "1e-17", "--atol", "1e3", code=1)
+    assert all(r["unresolved"] for r in doc["results"].values())
+
+
+def test_a_truly_zero_gradient_is_resolved(cli_json, write_spec):
+    # a zero upstream gradient: every gradient is exactly 0, and so is every difference
+    text = "tensors:\n  x: [1.0, 2.0]\n  W: [[1.0, 2.0]]\ngrad_output: [0.0]\n"
+    doc = cli_json("check", "linear", write_spec(textwrap.dedent(text)))
+    assert doc["passed"] and not any(r["unresolved"] for r in doc["results"].values())
