@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli import diagnose, intermediates
+from gradcli import diagnose, intermediates, memory
 from gradcli.compare import TensorResult, compare
 from gradcli.errors import OptionError
 from gradcli.methods import DEFAULT_MAX_MEMORY, get_method
@@ -161,6 +161,7 @@ def _check(
     default_atol, rtol = default_tolerances(spec.dtype, opts.method)
     atol = default_atol if opts.atol is None else opts.atol
     rtol = rtol if opts.rtol is None else opts.rtol
+    memory.require(spec, opts.method, opts.max_memory)  # before the first forward
     comp = compute(spec)
     refuse_overflow(spec, comp)
     engine = Engine(

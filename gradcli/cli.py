@@ -225,7 +225,7 @@ def check(
 ) -> None:
     """Compare the analytical gradients (or yours: --grads, --impl) with numerical ones.
     Exit 1 on a mismatch."""
-    from gradcli import jsondoc, render
+    from gradcli import jsondoc, memory, render
     from gradcli.check import CheckOptions
     from gradcli.check import check as run_check
     from gradcli.render_sweep import render_sweep
@@ -245,15 +245,19 @@ def check(
             source="--impl",
         )
     s = _load(layer, spec, dtype, seed, impl, max_elements)
+    memory.require(s, opts.method, opts.max_memory)  # before the first forward
     if grads is not None:
         from gradcli import intermediates
         from gradcli.user import load_answers
 
-        opts.grads = load_answers(grads, wrt, s.shapes, intermediates.shapes(s))
+        opts.grads = load_answers(
+            grads, wrt, s.shapes, intermediates.shapes(s), counted=s.elements,
+            max_elements=s.max_elements,
+        )  # fmt: skip
     elif wrt is not None:
         raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
     if sweep:
-        rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads)
+        rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads, opts.max_memory)
         doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
         emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if as_json
               else lambda c: render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip

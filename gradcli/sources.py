@@ -43,9 +43,11 @@ class Loader:
         self.files: list[Path] = []
         self.max_elements = max_elements
         self.used = 0
+        self.what = "the spec's arrays"  # what the count is of, for the message
 
-    def reserve(self, n: int, key: str, what: str = "the spec's arrays") -> None:
+    def reserve(self, n: int, key: str, what: str | None = None) -> None:
         """Count elements before anything is allocated; over the budget is an input error."""
+        what = what or self.what
         self.used += n
         if self.used > self.max_elements:
             raise SpecError(

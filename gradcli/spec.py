@@ -40,6 +40,8 @@ class Spec:
     grad_output: np.ndarray
     source: str
     files: tuple[Path, ...] = ()  # every file read, so an --output can never overwrite one
+    elements: int = 0  # counted against --max-elements (answers to check count on from here)
+    max_elements: int = DEFAULT_MAX_ELEMENTS
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -224,6 +226,8 @@ def build_spec(
         grad_output=grad_output,
         source=source,
         files=tuple(loader.files),
+        elements=loader.used,
+        max_elements=loader.max_elements,
     )
 
 
@@ -264,11 +268,19 @@ def _seed(value: Any) -> int:
     return value
 
 
-def load_source(value: Any, key: str, *, base: Path, source: str) -> np.ndarray:
+def load_source(
+    value: Any, key: str, *, base: Path, source: str, budget: Loader | None = None
+) -> np.ndarray:
     """One tensor source (inline, .npy, file.npz:key, {file, key}) outside a spec, in float64:
-    how YAML answer files name their arrays."""
-    loader = Loader(base, source, 0, "float64", DEFAULT_MAX_ELEMENTS)
+    how YAML answer files name their arrays; counted on ``budget`` (a Loader) when given."""
+    limit = DEFAULT_MAX_ELEMENTS if budget is None else budget.max_elements
+    loader = Loader(base, source, 0, "float64", limit)
+    if budget is not None:
+        loader.used, loader.what = budget.used, budget.what
     try:
-        return loader.load(value, key, key)
+        arr = loader.load(value, key, key)
     except GradcliError as e:
         raise e.at(source=source) from None
+    if budget is not None:
+        budget.used = loader.used
+    return arr

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from gradcli import memory
 from gradcli.check import compute, default_tolerances, engines_for, tested
+from gradcli.methods import DEFAULT_MAX_MEMORY
 from gradcli.numeric import Engine
 from gradcli.sampling import SWEEP_STEPS
 from gradcli.soundness import refuse_overflow
@@ -22,6 +24,7 @@ def run_sweep(
     method: str = "central",
     coloring: bool = True,
     grads: Mapping[str, np.ndarray] | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> tuple[list[dict[str, Any]], float, list[str]]:
     """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], the best step,
     and the tensors whose error stays above the check's default rtol at every step (no step
@@ -32,12 +35,17 @@ def run_sweep(
     ``a`` is what ``check`` would test: the user's answers (``grads``, which may name
     intermediates such as attention's S), else the spec's layer's backward (a user's with
     --impl). A wrong answer then shows as an error that no step brings down."""
+    memory.require(spec, method, max_memory)  # before the first forward
     with np.errstate(all="ignore"):  # a non-finite error is counted below, not warned about
-        return _sweep(spec, method, coloring, grads)
+        return _sweep(spec, method, coloring, grads, max_memory)
 
 
 def _sweep(
-    spec: Spec, method: str, coloring: bool, grads: Mapping[str, np.ndarray] | None
+    spec: Spec,
+    method: str,
+    coloring: bool,
+    grads: Mapping[str, np.ndarray] | None,
+    max_memory: int,
 ) -> tuple[list[dict[str, Any]], float, list[str]]:
     complex_safe(spec, method)
     comp = compute(spec)
@@ -46,9 +54,9 @@ def _sweep(
     names = tuple(under_test)
     rows = []
     for eps in SWEEP_STEPS:
-        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method,
-                        eps=eps)  # fmt: skip
-        engines = engines_for(spec, names, engine, method=method, eps=eps)
+        kw = {"method": method, "eps": eps, "max_memory": max_memory}
+        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, **kw)
+        engines = engines_for(spec, names, engine, **kw)
         errors = {}
         for name, eng in engines.items():
             a = np.asarray(under_test[name], dtype=np.float64)

@@ -188,13 +188,25 @@ def load_answers(
     wrt: str | None,
     shapes: Mapping[str, tuple[int, ...]],
     intermediates: Mapping[str, tuple[int, ...]] | None = None,
+    *,
+    counted: int = 0,
+    max_elements: int = 0,
 ) -> dict[str, np.ndarray]:
     """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME; in an
     archive written by ``compute -o``, edited or not, only its dNAME arrays), an .npy with
     --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
-    ``intermediates`` (name: shape) may be answered too (attention's S, A, ...)."""
+    ``intermediates`` (name: shape) may be answered too (attention's S, A, ...). Every array
+    counts against ``max_elements`` exactly as a spec's tensors do, on from the spec's
+    ``counted`` elements, from headers and YAML before it is read."""
     from gradcli.io import load_array, npz_names, parse_yaml, read_spec_text
-    from gradcli.spec import load_source
+    from gradcli.sources import Loader
+    from gradcli.spec import DEFAULT_MAX_ELEMENTS, load_source
+
+    budget = Loader(Path.cwd(), target, 0, "float64", max_elements or DEFAULT_MAX_ELEMENTS)
+    budget.used, budget.what = counted, "the answers and the spec's arrays"
+
+    def reserve(key: str) -> Callable[[int], None]:
+        return lambda n: budget.reserve(n, key)
 
     path = Path(target)
     inter = dict(intermediates or {})
@@ -205,22 +217,25 @@ def load_answers(
         raise GradcliError(f"{wrt!r} is not a tensor of this spec ({known})", source="--wrt")
     if path.suffix in (".yaml", ".yml"):
         text, source, base = read_spec_text(target)
-        doc = parse_yaml(text, source=source)
+        doc = parse_yaml(text, source=source, max_elements=budget.max_elements)
         if not isinstance(doc, dict):
             raise GradcliError("expected a mapping of tensor names to gradients", source=target)
-        raw = {str(k): load_source(v, str(k), base=base, source=source) for k, v in doc.items()}
+        raw = {
+            str(k): load_source(v, str(k), base=base, source=source, budget=budget)
+            for k, v in doc.items()
+        }
     elif path.suffix == ".npy" or wrt is not None:
         if wrt is None:
             raise GradcliError(
                 f"{target} holds one array: say which tensor's gradient it is with --wrt NAME",
                 source="--grads",
             )
-        raw = {wrt: load_array(path, None, source=target, key=wrt)}
+        raw = {wrt: load_array(path, None, source=target, key=wrt, reserve=reserve(wrt))}
     else:
         keys = npz_names(path, source=target)
         if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
             keys = [k for k in keys if k[:1] == "d" and k[1:] in shapes]
-        raw = {k: load_array(path, k, source=target, key=k) for k in keys}
+        raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
     answers = {}
     for key, a in raw.items():
         name = (

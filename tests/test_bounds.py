@@ -154,3 +154,100 @@ def test_a_large_stride_that_fits_still_runs(cli_json, write_spec):
     spec = write_spec("options: {stride: 1000}\ntensors:\n  x: [1.0, 2.0, 3.0]\n  w: [1.0]\n")
     doc = cli_json("check", "conv1d", spec)
     assert doc["passed"] and json.dumps(doc["options"]) == '{"stride": 1000}'
+
+
+# ------------------------------------------------------------- --max-memory, before any forward
+def _no_forward(monkeypatch: Any) -> None:
+    """Every way a check reaches a forward first: compute, the intermediates' shapes (--grads),
+    the sweep's own compute."""
+    import gradcli.check
+    import gradcli.intermediates
+    import gradcli.sweep
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a forward ran before --max-memory was checked")
+
+    for module, name in ((gradcli.check, "compute"), (gradcli.intermediates, "shapes"),
+                         (gradcli.sweep, "compute")):  # fmt: skip
+        monkeypatch.setattr(module, name, boom)
+
+
+ATTENTION_T2000 = "tensors:\n  X: {shape: [2000, 1]}\n" + "".join(
+    f"  {w}: {{shape: [1, 1]}}\n" for w in ("W_Q", "W_K", "W_V")
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--method", "complex"],  # complex128: twice the bytes of the central step's 450 MB
+        ["--max-memory", "100"],
+        ["--max-memory", "100", "--sweep"],
+        ["--max-memory", "100", "--grads", "answers.npz"],
+        ["--max-memory", "100", "--mode", "probe"],
+    ],
+)
+def test_max_memory_is_checked_before_the_first_forward(cli, tmp_path, monkeypatch, args):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    Path("spec.yaml").write_text(ATTENTION_T2000)
+    np.savez("answers.npz", dX=np.zeros((2000, 1)))
+    _no_forward(monkeypatch)
+    result = cli("check", "attention", "spec.yaml", *args)
+    assert result.exit_code == 2, result.stderr[-300:]
+    assert result.stderr.startswith("gradcli: error: --max-memory: the numerical check needs")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_check_that_fits_does_reach_the_forward(cli, tmp_path, monkeypatch):
+    """The twin: the patched forward is on the path, so the refusals above came before it."""
+    monkeypatch.chdir(tmp_path)
+    Path("spec.yaml").write_text(ATTENTION_T2000)
+    _no_forward(monkeypatch)
+    result = cli("check", "attention", "spec.yaml", "--traceback")
+    assert result.exit_code == 3 and "a forward ran" in result.stderr
+
+
+# ------------------------------------------------------------- --grads answers are counted
+def _answers(kind: str, n: int) -> tuple[str, list[str]]:
+    """Answers dx (n,) and dW (1, n) for linear, as a file of ``kind``, and the --grads args."""
+    import numpy as np
+
+    dx, dW = np.zeros(n), np.zeros((1, n))
+    if kind == "npz":
+        np.savez_compressed("answers.npz", dx=dx, dW=dW)
+        return "dx: ", ["--grads", "answers.npz"]
+    if kind == "npy":
+        np.save("dW.npy", dW)
+        return "W: ", ["--grads", "dW.npy", "--wrt", "W"]
+    np.save("dx.npy", dx)
+    Path("answers.yaml").write_text(f"x: dx.npy\nW: [{[0.0] * n}]\n")
+    return "x: ", ["--grads", "answers.yaml"]
+
+
+@pytest.mark.parametrize("kind", ["npz", "npy", "yaml"])
+def test_grads_answers_count_against_max_elements(cli, tmp_path, monkeypatch, kind):
+    """The spec (x (1000,), W (1, 1000)) needs about 5,000 elements; the answers 1,000-2,000
+    more: within 6,000 the spec runs alone and the answers are refused from their headers."""
+    monkeypatch.chdir(tmp_path)
+    Path("spec.yaml").write_text("tensors:\n  x: {shape: [1000]}\n  W: {shape: [1, 1000]}\n")
+    key, args = _answers(kind, 1000)
+    assert cli("check", "linear", "spec.yaml", "--max-elements", "6000").exit_code == 0
+    result = cli("check", "linear", "spec.yaml", "--max-elements", "6000", *args)
+    assert result.exit_code == 2, result.stderr[-300:]
+    line = result.stderr.strip()
+    assert "answers" in line and "--max-elements 6,000" in line and key in line, line
+    assert cli("check", "linear", "spec.yaml", *args).exit_code == 1  # the twin: checked (wrong)
+
+
+def test_a_compressed_answer_is_refused_before_it_expands(tmp_path):
+    """25 million zeros (200 MB) compress to 200 KB; under --max-elements 1,000,000 they are
+    refused from the member's header, by a process that never holds them."""
+    import numpy as np
+
+    np.savez_compressed(tmp_path / "answers.npz", dx=np.zeros((25_000, 1000)))
+    args = ["check", "linear", "--grads", "answers.npz", "--max-elements", "1000000"]
+    code, err, seconds, mb = _peak(args, tmp_path)
+    assert code == 2 and "--max-elements" in err and len(err.splitlines()) == 1, err[-300:]
+    assert seconds < 10 and mb < 150, (seconds, mb)
