@@ -11,7 +11,8 @@ crash gradcli, end it, or write into its result:
 - while it runs, the user's stdout (``print``, and a C extension's writes to fd 1) goes to
   stderr, so stdout carries only the result (JSON stays valid);
 - the process state the user's code may change for its own purposes (numpy's error handling,
-  warning filters, sys.stdout/sys.stderr, the recursion limit) is restored after every call;
+  warning filters, sys.stdout/sys.stderr, the recursion limit, the working folder, the handlers
+  of SIGINT, SIGTERM and SIGPIPE) is restored after every call;
 - numpy (or other) warnings it raises are shown once each, one line on stderr; when the call
   fails they become part of its error line instead.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -186,6 +188,8 @@ class _Guard:
     def __init__(self) -> None:
         self.err = np.geterr()
         self.limit = sys.getrecursionlimit()
+        self.cwd = _cwd()
+        self.handlers = {n: signal.getsignal(n) for n in _SIGNALS}
         self.stdout, self.stderr = sys.stdout, sys.stderr
         self.exit, self.pid = os._exit, os.getpid()
         os._exit = self._exit  # type: ignore[assignment]
@@ -219,6 +223,23 @@ class _Guard:
             sys.setrecursionlimit(self.limit)
         if np.geterr() != self.err:
             np.seterr(**self.err)
+        if self.cwd is not None and _cwd() != self.cwd:  # relative paths (-o, the spec) hold
+            with contextlib.suppress(OSError):
+                os.chdir(self.cwd)
+        for n, handler in self.handlers.items():  # Ctrl-C, SIGTERM, a closed pipe: gradcli's
+            if signal.getsignal(n) is not handler and handler is not None:
+                with contextlib.suppress(ValueError, OSError):  # not the main thread
+                    signal.signal(n, handler)
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, n))
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed
+        return None
 
 
 def _fd1_to_stderr() -> int | None:

@@ -346,18 +346,27 @@ STATE = {  # module-level code that changes the process for its own purposes
     "recursion limit": "sys.setrecursionlimit(120)",
     "stdout replaced": "sys.stdout = None",
     "stderr replaced": "sys.stderr = open(os.devnull, 'w')",
+    "working folder": "os.chdir('/')",
+    "Ctrl-C ignored": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)",
 }
 
 
 @pytest.mark.parametrize("case", list(STATE))
-def test_state_the_user_changes_is_put_back(cli, tmp_path, case):
+def test_state_the_user_changes_is_put_back(cli, tmp_path, monkeypatch, case):
     """gradcli's own numerics (overflow in its round-off estimates, 0/0 in relative errors)
     and its output do not run under the user's settings."""
-    spec = "tensors:\n  x: [0.0, 1e-300, 2.0]\n"
-    result = _run(cli, tmp_path, STATE[case] + "\n" + GOOD, spec=spec)
+    import signal
+
+    spec_path, module = _files(
+        tmp_path, STATE[case] + "\n" + GOOD, "tensors:\n  x: [0.0, 1e-300, 2.0]\n"
+    )
+    monkeypatch.chdir(tmp_path)  # the spec and -o relative to the working folder
+    handler = signal.getsignal(signal.SIGINT)
+    result = cli("check", "custom", spec_path.name, "--impl", module, "-o", "out.json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["passed"] is True
+    assert json.loads((tmp_path / "out.json").read_text())["passed"] is True
     assert np.geterr()["divide"] == "warn" and sys.getrecursionlimit() >= 1000
+    assert Path.cwd() == tmp_path and signal.getsignal(signal.SIGINT) is handler
 
 
 def test_a_module_imports_like_a_script(cli, tmp_path):
