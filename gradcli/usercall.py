@@ -13,8 +13,9 @@ crash gradcli, end it, or write into its result:
 - the process state the user's code may change for its own purposes (numpy's error handling,
   warning filters, sys.stdout/sys.stderr, the recursion limit, the working folder, the handlers
   of SIGINT, SIGTERM and SIGPIPE) is restored after every call;
-- numpy (or other) warnings it raises are shown once each, one line on stderr; when the call
-  fails they become part of its error line instead.
+- numpy (or other) warnings it raises are shown once each, one line on stderr (unless gradcli
+  silenced numpy's warnings around the call, as check does); when the call fails the first
+  becomes part of its error line.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from gradcli.errors import GradcliError
 
 T = TypeVar("T")
 
+NUMPY_DEFAULTS = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
 MESSAGE = 200  # characters of the user's exception message kept in the error line
 WARNINGS_SHOWN = 5  # distinct warnings shown per run, then one line saying more were hidden
 
@@ -84,7 +86,7 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
     finally:
         guard.close()
         _depth -= 1
-    if not quiet:
+    if not quiet and not guard.silenced:
         _show(guard.caught, path, what)
     return result
 
@@ -187,6 +189,12 @@ class _Guard:
 
     def __init__(self) -> None:
         self.err = np.geterr()
+        # the user's code warns as numpy does by default, whatever gradcli silenced for itself
+        # (check ignores its own overflows): a refused result then names the warning; the
+        # warnings of a call that succeeded are shown only where gradcli shows its own
+        self.silenced = self.err != NUMPY_DEFAULTS
+        if self.silenced:
+            np.seterr(**NUMPY_DEFAULTS)
         self.limit = sys.getrecursionlimit()
         self.cwd = _cwd()
         self.handlers = {n: signal.getsignal(n) for n in _SIGNALS}
