@@ -216,6 +216,8 @@ def test_narrow_table_drops_low_priority_columns_first():
     ][0]  # fmt: skip
     assert "atol" not in header and "abs err" not in header  # the first to go
     assert "worst element" in header and "reading" in header and "rel err" in header
+    title = render._check_table(spec, report, 200).title.plain
+    assert "pass if |a-n| <= 1e-07 + 1e-06|n|" in title  # one atol for all: in the title
 
 
 def _subprocess_env(**extra):
