@@ -95,6 +95,7 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
             a = _array(
                 impl.forward(**t, **kwargs), impl.path, f"{fwd}'s result", complex_ok=not real
             )
+            result.checkable(a, impl.path, fwd)
             steady.check(t, a)
             if not probe:
                 result.finite(a, impl.path, fwd)

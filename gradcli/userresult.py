@@ -52,6 +52,24 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
     return a
 
 
+MAX_AXES = 32  # as for every input array
+
+
+def checkable(a: np.ndarray, path: Path, what: str) -> None:
+    """A forward's output has something to check and axes to name: not empty, at most
+    MAX_AXES axes (else the upstream gradient drawn from its shape would be refused, blaming
+    the spec)."""
+    if a.size == 0:
+        raise UserCodeError(
+            f"{what} returned an empty array (shape {list(a.shape)}): nothing to check",
+            source=str(path),
+        )
+    if a.ndim > MAX_AXES:
+        raise UserCodeError(
+            f"{what} returned an array of {a.ndim} axes; at most {MAX_AXES}", source=str(path)
+        )
+
+
 def finite(a: np.ndarray, path: Path, what: str) -> None:
     """A forward's output must be finite: no finite difference can be taken across a NaN or
     an inf, so the check could say nothing true about that tensor."""

@@ -150,6 +150,8 @@ FORWARD_RESULTS = {  # forward's return expression -> the refusal's words (None:
     "dict": ("{'out': x}", "got dict"),
     "bool": ("x > 0", "bool"),
     "masked": ("np.ma.masked_array(2 * x, mask=[0, 1, 0])", "masked array with 1 masked value"),
+    "empty": ("x[:0]", "returned an empty array (shape [0])"),
+    "40 axes": ("np.zeros((1,) * 40) + x.sum()", "returned an array of 40 axes; at most 32"),
     "__array__ raises": ("Weird()", "forward raised ZeroDivisionError"),
     "list": ("list(2 * x)", None),
     "unmasked": ("np.ma.masked_array(2 * x)", None),
@@ -181,6 +183,13 @@ def test_forward_results(cli, tmp_path, case):
         assert json.loads(result.stdout)["passed"] is True
     else:
         _refused(result, "forward", needle)
+
+
+def test_an_output_of_32_axes_is_the_twin_of_40(cli, tmp_path):
+    body = "def forward(x):\n    return (2 * x).reshape((1,) * 31 + (3,))\n"
+    body += "def backward(grad_output, x):\n    return {'x': 2 * grad_output.reshape(3)}\n"
+    result = _run(cli, tmp_path, body)
+    assert result.exit_code == 0, result.stderr
 
 
 def test_coroutine_forward_is_refused_without_a_second_line(cli, tmp_path):
