@@ -18,7 +18,7 @@ from gradcli.compare import TensorResult, compare
 from gradcli.errors import OptionError
 from gradcli.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric import Engine
-from gradcli.probe import probe
+from gradcli.probe import fallback, probe, unlocated
 from gradcli.sampling import sample_coordinates
 from gradcli.soundness import refuse_overflow, resolvable, step_underflows
 from gradcli.spec import Spec
@@ -190,7 +190,8 @@ def _check(
     notes: list[str] = []
     mode = opts.mode
     groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
-    seconds = sum(engines[n].seconds(n, g, opts.coloring) for n, g in groups.items())
+    estimates = {n: engines[n].seconds(n, g, opts.coloring) for n, g in groups.items()}
+    seconds = sum(estimates.values())  # predicted from sizes (cost.py), never timed
     if mode == "auto":
         mode = "full"
         if seconds > opts.budget:
@@ -208,6 +209,7 @@ def _check(
     for e in engines.values():
         e.progress = advance
     roundoff = _float32_roundoff(spec, comp)
+    spent = 0.0  # predicted seconds of the full checks run after a failed probe
     numeric: dict[str, np.ndarray] = {}
     results: dict[str, TensorResult] = {}
     builtin: dict[str, TensorResult] = {}
@@ -220,8 +222,10 @@ def _check(
                 numeric[name] = np.full(analytic.shape, np.nan)
                 results[name] = result
                 continue
-            notes.append(f"probe failed for d{name}: ran the full per-element check")
-            mode_used = "full"
+            mode_used, note = fallback(name, estimates[name], spent, opts.budget, opts.samples)
+            spent += estimates[name] if mode_used == "full" else 0.0
+            notes.append(note)
+            opts.notify(note)
         else:
             mode_used = mode
         coords = None
@@ -247,6 +251,8 @@ def _check(
             unresolved=unresolved, mode=mode_used, numerics=info, top=opts.top,
             letters=list(spec.info(name).index), context=lambda n=name: _context(spec, n), **extra,
         )  # fmt: skip
+        if mode == "probe":
+            results[name] = unlocated(results[name])
         if opts.grads is not None:
             ours = intermediates.builtin(comp, name)
             builtin[name] = compare(

@@ -8,7 +8,6 @@ that path only once it agrees with the plain forward on a few random coordinates
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,13 +61,3 @@ def loss_differences(engine: Engine, name: str, idx: np.ndarray, h: np.ndarray) 
         for s in m.offsets
     }
     return m.apply(at)
-
-
-def incremental_seconds(engine: Engine, name: str, groups: int) -> float:
-    """Estimated time for ``groups`` coordinates of ``name`` through the incremental path
-    (measured on a few of them)."""
-    x = engine.t64[name].ravel()
-    idx = np.random.default_rng(0).choice(x.size, size=min(256, x.size), replace=False)
-    start = time.perf_counter()
-    engine.layer.perturbed(name, engine.cache, engine.g, idx, x[idx])
-    return (time.perf_counter() - start) / len(idx) * groups * len(engine.method.offsets)

@@ -24,13 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from gradcli import cost
 from gradcli.coloring import Coloring, build_coloring
-from gradcli.incremental import (
-    INCREMENTAL_CHUNK,
-    incremental_seconds,
-    loss_differences,
-    verify_incremental,
-)
+from gradcli.incremental import INCREMENTAL_CHUNK, loss_differences, verify_incremental
 from gradcli.layers import Layer
 from gradcli.methods import EPS, steps
 from gradcli.stacking import StackedForward
@@ -56,7 +52,6 @@ class Engine(StackedForward):
         super().__init__(*args, **kwargs)
         self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
         self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
-        self._row_seconds: float | None = None
 
     # ------------------------------------------------------------ incremental evaluation
     def incremental(self, name: str) -> str | None:
@@ -68,12 +63,8 @@ class Engine(StackedForward):
         return self._incremental[name]
 
     def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
-        """Estimated time for ``groups`` groups of ``name`` (measured on a few of them)."""
-        if coloring and self.incremental(name) == "":
-            return incremental_seconds(self, name, groups)
-        if self._row_seconds is None:
-            self._row_seconds = self.seconds_per_row()
-        return self._row_seconds * self.rows(groups)
+        """Predicted time for ``groups`` groups of ``name`` (cost.py: counted, not timed)."""
+        return cost.seconds(self, name, groups, coloring)
 
     # ------------------------------------------------------------ coloring
     def _coloring(self, name: str) -> Coloring | None:

@@ -1,11 +1,13 @@
 """Probe mode: two random directional derivatives per tensor instead of every element.
 
 Along a Rademacher direction p, the numerical sum_j dL/dx_j p_j is one stencil evaluation; it
-must match sum_j a_j p_j. When either direction disagrees, the caller checks every element.
+must match sum_j a_j p_j. When either direction disagrees, the caller checks every element, or,
+when that would not fit in --budget, a sample of them (``fallback``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -51,3 +53,31 @@ def probe(
         analytic=ana, numeric=num, within=True, mode="probe", checked=2, promised=2,
         band=diagnose.band(rel, passed=True), **extra,
     )  # fmt: skip
+
+
+def fallback(
+    name: str, seconds: float, spent: float, budget: float, samples: int
+) -> tuple[str, str]:
+    """(mode, note) for a tensor whose probe disagreed: every element, unless that (predicted
+    ``seconds``, on top of the fallbacks already run, ``spent``) would exceed --budget: then a
+    sample, as an automatic full check would."""
+    if spent + seconds <= budget:
+        about = f" (estimated {seconds:.1f} s)" if seconds > 2 else ""
+        return "full", f"probe failed for d{name}: ran the full per-element check{about}"
+    return "sample", (
+        f"probe failed for d{name}: a full check of it would take about {seconds:.0f} s "
+        f"(budget {budget:g} s): checked {samples} sampled coordinates (--mode full checks "
+        "every one)"
+    )
+
+
+def unlocated(result: TensorResult) -> TensorResult:
+    """A sampled fallback that found no wrong element still fails: the probe saw a disagreement
+    the sample did not reach, and a PASS is never given on less than the mode promised."""
+    if not result.passed or result.mode != "sample":
+        return result
+    hint = (
+        "a random direction disagreed, but none of the sampled coordinates did: "
+        "--mode full (or more --samples) finds the wrong elements"
+    )
+    return dataclasses.replace(result, within=False, hints=(*result.hints, hint))

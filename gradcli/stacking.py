@@ -8,7 +8,6 @@ does not move cancel exactly.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -90,15 +89,6 @@ class StackedForward:
         # of page-faulting afresh on every call (measured: 1.5x on attention here)
         cap = _HEAP_BLOCK // max(1, rows * self.largest_bytes)
         return int(max(1, min(n_groups, cap, self.max_memory // max(1, per_group))))
-
-    def seconds_per_row(self) -> float:
-        """Measured cost of one perturbed copy in a stacked forward call (for estimates)."""
-        name = max(self.t64, key=lambda n: self.t64[n].size)
-        rows = np.repeat(self.t64[name][None], 4, axis=0)
-        self.forward_stack(name, rows[:1])  # first calls pay for imports and page faults
-        start = time.perf_counter()
-        self.forward_stack(name, rows)
-        return (time.perf_counter() - start) / 4
 
     def rows(self, c: int) -> int:
         """Forward evaluations for c groups: one per group and nonzero offset, plus the base."""

@@ -1,0 +1,180 @@
+"""Issue 11: full or sample is decided by a cost model (gradcli/cost.py), never by a timer, and
+a failed probe's fallback to every element stays within --budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gradcli import cost
+from gradcli.check import CheckOptions, check
+from gradcli.layers import REGISTRY
+from gradcli.numeric import Engine
+from gradcli.spec import Spec, load_spec
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+from cases import cases, make_tensors  # noqa: E402
+
+
+def _bench_engine(layer: str, shapes: dict, options: dict, method: str) -> Engine:
+    L = REGISTRY[layer]
+    t = make_tensors(shapes)
+    opts = L.make_options(options)
+    out, _ = L.forward(t, opts)
+    g = np.random.default_rng(1).standard_normal(out.shape)
+    return Engine(L, t, opts, g, method=method)
+
+
+def _estimate(engine: Engine, coloring: bool = True) -> float:
+    return sum(
+        engine.seconds(n, engine.groups_needed(n, coloring), coloring) for n in engine.t64
+    )
+
+
+@pytest.mark.parametrize("method", ["central", "complex"])
+@pytest.mark.parametrize("size", ["S", "M", "L"])
+def test_benchmark_sizes_stay_full_under_the_default_budget(size, method):
+    """The record of 2026-11-25 (README): every S, M, L full check took at most 23 s here, so
+    each stays a full check under --budget 60; without coloring, L is hours: sampled."""
+    for _, layer, shapes, options in cases(size):
+        engine = _bench_engine(layer, shapes, options, method)
+        assert _estimate(engine) < 60, (size, layer)
+        if size == "L":
+            assert _estimate(engine, coloring=False) > 60, (size, layer)
+
+
+def test_estimates_are_within_a_few_times_the_recorded_runs():
+    """The measured full checks of the benchmark record (central, README's table) against the
+    model: within 0.3x ... 4x, so the printed estimate means something."""
+    recorded = {
+        ("M", "linear"): 0.099, ("M", "conv2d"): 0.055, ("M", "attention"): 0.130,
+        ("L", "linear"): 10.283, ("L", "conv2d"): 0.985, ("L", "attention"): 6.865,
+    }  # fmt: skip
+    for size in ("M", "L"):
+        for _, layer, shapes, options in cases(size):
+            if (size, layer) in recorded:
+                est = _estimate(_bench_engine(layer, shapes, options, "central"))
+                assert 0.3 < est / recorded[size, layer] < 4, (size, layer, est)
+
+
+def test_cost_counts_passes_and_elements():
+    """Twice the stencil points, twice the time; the complex step's complex arithmetic costs
+    more per element; a forward that does not stack copies pays one call per copy."""
+    spec = load_spec("conv2d", None)
+    e = {m: Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=m)
+         for m in ("central", "central4", "forward", "complex")}  # fmt: skip
+    g = e["central"].groups_needed("X")
+    assert e["central4"].seconds("X", g) == pytest.approx(2 * e["central"].seconds("X", g))
+    # forward differences: one perturbed copy per group plus the unperturbed one
+    assert e["forward"].seconds("X", g) == pytest.approx(
+        e["central"].seconds("X", g) * (g + 1) / (2 * g)
+    )
+    assert e["complex"].seconds("X", g) > e["central"].seconds("X", g) / 2
+    assert e["central"].seconds("X", 2 * g) == pytest.approx(2 * e["central"].seconds("X", g))
+    plain = e["central"]
+    per_copy = cost.pass_elements(plain) * cost.SECONDS_PER_ELEMENT
+    assert plain.seconds("X", g) == pytest.approx(2 * g * per_copy)
+    looped = Engine(dataclasses.replace(spec.layer, broadcasts=False), spec.tensors,
+                    spec.options, spec.grad_output)  # fmt: skip
+    assert looped.seconds("X", g) == pytest.approx(2 * g * (per_copy + cost.SECONDS_PER_CALL))
+
+
+def _busy_clock(monkeypatch):
+    """A machine so busy that every timed interval looks like 1000 s."""
+    ticks = iter(range(0, 10**9, 1000))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(ticks)))
+
+
+@pytest.mark.parametrize("layer", ["conv2d", "attention"])
+def test_a_busy_machine_changes_nothing(cli, monkeypatch, layer):
+    quiet = cli("check", layer, "--format", "json")
+    _busy_clock(monkeypatch)
+    busy = cli("check", layer, "--format", "json")
+    assert (quiet.exit_code, busy.exit_code) == (0, 0)
+    assert busy.stdout == quiet.stdout and busy.stderr == quiet.stderr == ""
+    assert json.loads(busy.stdout)["mode"] == "full"
+
+
+def test_over_budget_is_sampled_with_the_predicted_time(cli):
+    """No coloring on 72k coordinates: about 2 x 72k forward passes, over --budget 1."""
+    r = cli("check", "linear", "--no-coloring", "--budget", "1", "--samples", "8", "-f", "json",
+            "--seed", "3", "-", input="tensors: {x: {shape: [64, 256]}, W: {shape: [256, 256]}, "
+            "b: {shape: [256]}}\n")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["mode"] == "sample" and all(v["checked"] == 8 for v in doc["results"].values())
+    assert "budget 1 s" in doc["notes"][0] and r.stderr.strip() == f"gradcli: {doc['notes'][0]}"
+
+
+# ---------------------------------------------------------------- a failed probe's fallback
+
+
+def _answers_off_at_the_end(spec: Spec, tensor: str, by: float) -> dict[str, np.ndarray]:
+    """Our gradients, with the last element of ``tensor`` off by ``by``: never among one
+    sampled coordinate (a corner: flat index 0), always in a Rademacher direction."""
+    comp = check(spec, mode="probe")[0]
+    answers = {n: np.array(g, dtype=np.float64) for n, g in comp.gradients.items()}
+    answers[tensor].flat[-1] += by
+    return answers
+
+
+def test_failed_probe_runs_every_element_within_the_budget():
+    spec = load_spec("linear", None)
+    answers = _answers_off_at_the_end(spec, "W", 1e-3)
+    report = check(spec, CheckOptions(mode="probe", grads=answers))[2]
+    w = report.results["W"]
+    assert not report.passed and w.mode == "full" and w.checked == spec.tensors["W"].size
+    assert w.worst_index == tuple(int(i) - 1 for i in spec.tensors["W"].shape)
+    assert report.results["x"].mode == "probe" and report.results["x"].passed
+
+
+def test_failed_probe_over_the_budget_samples_and_says_so():
+    spec = load_spec("linear", None)
+    answers = _answers_off_at_the_end(spec, "W", 1e-3)
+    said: list[str] = []
+    opts = CheckOptions(mode="probe", grads=answers, budget=0.0, samples=1, notify=said.append)
+    report = check(spec, opts)[2]
+    w = report.results["W"]
+    assert w.mode == "sample" and w.checked == 1  # not every element: the budget holds
+    # the sample missed the wrong element, the probe did not: still a FAIL, saying what to do
+    assert not w.passed and not report.passed and "--mode full" in w.hints[-1]
+    assert report.mode == "probe" and report.results["x"].passed
+    note = next(n for n in report.notes if "probe failed for dW" in n)
+    assert "budget 0 s" in note and "sampled" in note and said == [note]
+
+
+def test_failed_probe_sampled_fallback_that_finds_the_element_names_it():
+    spec = load_spec("linear", None)
+    answers = _answers_off_at_the_end(spec, "W", 1e-3)
+    size = spec.tensors["W"].size
+    report = check(spec, CheckOptions(mode="probe", grads=answers, budget=0.0, samples=size))[2]
+    w = report.results["W"]
+    assert not w.passed and w.mode == "sample" and w.checked == size
+    assert w.worst_index == tuple(int(i) - 1 for i in spec.tensors["W"].shape)
+    assert not any("--mode full" in h for h in w.hints)
+
+
+def test_correct_gradients_pass_probe_mode_with_a_zero_budget():
+    spec = load_spec("linear", None)
+    report = check(spec, CheckOptions(mode="probe", budget=0.0))[2]
+    assert report.passed and not report.notes
+    assert all(r.mode == "probe" for r in report.results.values())
+
+
+def test_failed_probe_cli_exit_1_and_stderr(cli, tmp_path):
+    spec = load_spec("linear", None)
+    answers = tmp_path / "answers.npz"
+    np.savez(answers, **_answers_off_at_the_end(spec, "W", 1e-3))
+    r = cli("check", "linear", "--grads", answers, "--mode", "probe", "--budget", "0",
+            "--samples", "1", "-f", "json")  # fmt: skip
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["results"]["W"]["mode"] == "sample" and not doc["results"]["W"]["passed"]
+    assert r.stderr.count("\n") == 1 and "probe failed for dW" in r.stderr
