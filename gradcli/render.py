@@ -60,7 +60,8 @@ def _shapes_table(spec: Spec, rows: list, width: int) -> Table:
     cells = []
     for name, role, a, _ in rows:
         a = np.asarray(a)
-        stats = (a.min(), a.max(), a.mean(), np.linalg.norm(a.ravel())) if a.size else ()
+        with np.errstate(all="ignore"):  # an overflowing norm shows as inf, no warning
+            stats = (a.min(), a.max(), a.mean(), np.linalg.norm(a.ravel())) if a.size else ()
         cells.append([
             Text(name, style="bold"), role, str(list(a.shape)), str(a.dtype),
             *(num(float(v)) for v in stats), *[""] * (4 - len(stats)),
@@ -142,23 +143,35 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
     """One failure of the summary line; a kind this does not know is still named."""
     if kind == "gradients":
         failed = [report.results[name] for name in names]
-        worst = max(failed, key=lambda r: r.max_rel_error)
-        where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
-        n = len(report.results)
-        count = (
-            "the gradient does not" if n == 1
-            else f"{len(failed)} of {n} gradients {'does' if len(failed) == 1 else 'do'} not"
-        )  # fmt: skip
-        return (
-            f"{count} match ({', '.join('d' + r.name for r in failed)}); worst {where}: "
-            f"{_label(report).lower()} {worst.analytic:.6g}, numeric {worst.numeric:.6g}"
-        )
+        # a tensor that fails for a reason other than its error (not finite, not resolvable,
+        # not fully compared) says so instead of "does not match"
+        parts = [_short(r.name, r.reason) for r in failed if r.reason]
+        off = [r for r in failed if not r.reason]
+        if off:
+            worst = max(off, key=lambda r: r.max_rel_error)
+            where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
+            n = len(report.results)
+            count = (
+                "the gradient does not" if n == 1
+                else f"{len(off)} of {n} gradients {'does' if len(off) == 1 else 'do'} not"
+            )  # fmt: skip
+            parts.insert(0, (
+                f"{count} match ({', '.join('d' + r.name for r in off)}); worst {where}: "
+                f"{_label(report).lower()} {worst.analytic:.6g}, numeric {worst.numeric:.6g}"
+            ))  # fmt: skip
+        return "; ".join(parts)
     if kind == "forward" and report.forward is not None:
         return (
             f"your forward does not match the built-in forward (max abs error "
             f"{report.forward.max_abs_error:.3g} in {', '.join(names)})"
         )
     return f"{kind}: {', '.join(names)}"
+
+
+def _short(name: str, reason: str) -> str:
+    """The first clause of a result's reason, naming its tensor: the details are above."""
+    short = reason.split(":")[0].split(" (")[0]
+    return short if f"d{name}" in short else f"d{name}: {short}"
 
 
 def _label(report: CheckReport) -> str:

@@ -339,3 +339,10 @@ def test_narrower_than_the_essential_columns_keeps_them_whole():
     for name, r in report.results.items():
         row = _row(out, "d" + name)
         assert f"{r.checked}/{int(np.prod(r.shape))}" in row and "PASS" in row, out
+
+
+def test_summary_says_why_a_gradient_fails_when_it_is_not_its_error(cli):
+    """A tensor the step cannot resolve is named as such, not as a mismatch of its values."""
+    out = cli("check", "linear", "--eps", "1e-320", "-q")
+    assert out.exit_code == 1 and out.stdout.startswith("FAIL  linear: cannot resolve dx")
+    assert "do not match" not in out.stdout and len(out.stdout.splitlines()) == 1
