@@ -87,8 +87,19 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     fwd, bwd = impl.what("forward"), impl.what("backward")
     steady = result.Steady(impl.path, fwd)
 
+    # resolved options -> (them, the options the spec set): a built-in's resolve settles
+    # options from the tensors (conv1d's channels from w's rank), but the user's functions get
+    # only those the spec set, as the README promises
+    spec_set: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def resolve(options: Any, shapes: Shapes) -> Any:
+        resolved = base.resolve(options, shapes)  # type: ignore[union-attr, misc]
+        spec_set[id(resolved)] = (resolved, _options_kwargs(options))
+        return resolved
+
     def run(t: Mapping[str, np.ndarray], options: Any, probe: bool) -> tuple[np.ndarray, dict]:
-        kwargs = _options_kwargs(options)
+        held = spec_set.get(id(options))
+        kwargs = held[1] if held and held[0] is options else _options_kwargs(options)
         real = not any(np.iscomplexobj(a) for a in t.values())
 
         def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
@@ -122,6 +133,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
                 source=str(impl.path),
             )
         result.known_keys(grads, tuple(t), base.intermediates if base else (), impl.path, bwd)
+        inter = base.intermediates if base else ()
+        grads = _by_name(grads, (*t, *inter), impl.path, bwd)
         missing = [n for n in t if n not in grads]
         if missing:
             raise UserCodeError(
@@ -168,12 +181,29 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         default_shapes=dict(base.default_shapes) if base else {},
         options=base.options if base else dict,
         layout=base.layout if base else None,
-        resolve=base.resolve if base else None,
+        resolve=resolve if base and base.resolve else None,
         working=base.working if base else None,  # our forward runs on the spec too
         broadcasts=False,
         intermediates=base.intermediates if base else (),
         tail_info=base.tail_info if base else None,  # names the intermediates' axes
     )
+
+
+def _by_name(
+    grads: Mapping[Any, Any], known: tuple[str, ...], path: Path, what: str
+) -> dict[str, Any]:
+    """The gradients keyed by name: ``dW`` is ``W``, as in answer files; both at once is
+    ambiguous and refused. (known_keys has checked that every key names something.)"""
+    out: dict[str, Any] = {}
+    for key, value in grads.items():
+        name = key if key in known else key[1:]
+        if name in out:
+            raise UserCodeError(
+                f"{what} returned both {name!r} and {'d' + name!r}; return one of them",
+                source=str(path),
+            )
+        out[name] = value
+    return out
 
 
 def _options_kwargs(options: Any) -> dict[str, Any]:
@@ -214,6 +244,8 @@ def load_answers(
     known = f"tensors: {', '.join(shapes)}"
     known += f"; intermediates: {', '.join(inter)}" if inter else ""
     shapes = {**inter, **shapes}
+    if wrt is not None and wrt not in shapes and wrt[:1] == "d" and wrt[1:] in shapes:
+        wrt = wrt[1:]  # --wrt dW is W, as an answer file's keys are
     if wrt is not None and wrt not in shapes:
         raise GradcliError(f"{wrt!r} is not a tensor of this spec ({known})", source="--wrt")
     if path.suffix in (".yaml", ".yml"):
@@ -255,6 +287,11 @@ def load_answers(
             raise GradcliError(
                 f"the gradient has shape {list(a.shape)} but {what} has shape "
                 f"{list(shapes[name])}",
+                source=target, key=key,
+            )  # fmt: skip
+        if name in answers:
+            raise GradcliError(
+                f"both {name!r} and {'d' + name!r} answer the gradient of {name}; keep one",
                 source=target, key=key,
             )  # fmt: skip
         answers[name] = a.astype(np.float64)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gradcli
@@ -121,3 +122,91 @@ def test_grads_with_impl_is_refused(cli, assert_usage_error, tmp_path, sweep):
     # each alone is accepted (the skeleton's backward raises NotImplementedError: exit 2)
     assert cli("check", "linear", "--grads", answers).exit_code == 0
     assert "NotImplementedError" in cli("check", "linear", "--impl", impl).stderr
+
+
+# ---------------------------------------------------------------- W and dW, everywhere
+
+_LINEAR = """
+import numpy as np
+def forward(x, W, b):
+    return W @ x + b
+def backward(grad_output, x, W, b):
+    return {KEYS}
+"""
+
+
+@pytest.mark.parametrize(
+    ("keys", "code"),
+    [('{"dx": W.T @ grad_output, "dW": np.outer(grad_output, x), "db": grad_output}', 0),
+     ('{"x": W.T @ grad_output, "dW": np.outer(grad_output, x), "b": grad_output}', 0),
+     ('{"x": W.T @ grad_output, "dW": 2 * np.outer(grad_output, x), "b": grad_output}', 1)],
+)  # fmt: skip
+def test_impl_backward_may_key_dw(cli_json, tmp_path, keys, code):
+    impl = tmp_path / "mine.py"
+    impl.write_text(_LINEAR.replace("{KEYS}", keys))
+    doc = cli_json("check", "linear", "--impl", impl, code=code)
+    assert set(doc["results"]) == {"x", "W", "b"}
+    assert doc["results"]["W"]["passed"] is (code == 0) and doc["results"]["x"]["passed"]
+
+
+def test_impl_backward_with_w_and_dw_is_refused(cli, assert_usage_error, tmp_path):
+    impl = tmp_path / "mine.py"
+    both = '{"x": W.T @ grad_output, "W": np.outer(grad_output, x), "dW": 0, "b": grad_output}'
+    impl.write_text(_LINEAR.replace("{KEYS}", both))
+    assert_usage_error(cli("check", "linear", "--impl", impl), "'W'", "'dW'", "mine.py")
+
+
+@pytest.mark.parametrize("wrt", ["W", "dW"])
+def test_wrt_takes_w_or_dw(cli_json, tmp_path, wrt):
+    from gradcli.check import compute
+    from gradcli.spec import load_spec
+
+    good = compute(load_spec("linear", None)).gradients["W"]
+    np.save(tmp_path / "w.npy", good)
+    doc = cli_json("check", "linear", "--grads", tmp_path / "w.npy", "--wrt", wrt)
+    assert doc["results"]["W"]["passed"] and set(doc["results"]) == {"W"}
+    np.save(tmp_path / "w.npy", 2 * good)  # the twin: a wrong answer fails
+    doc = cli_json("check", "linear", "--grads", tmp_path / "w.npy", "--wrt", wrt, code=1)
+    assert not doc["results"]["W"]["passed"]
+
+
+@pytest.mark.parametrize("kind", ["npz", "yaml"])
+def test_answers_with_w_and_dw_are_refused(cli, assert_usage_error, tmp_path, kind):
+    if kind == "npz":
+        answers = tmp_path / "answers.npz"
+        np.savez(answers, W=np.zeros((3, 4)), dW=np.zeros((3, 4)))
+    else:
+        answers = tmp_path / "answers.yaml"
+        answers.write_text("dx: [0, 0, 0, 0]\nx: [0, 0, 0, 0]\n")
+    r = cli("check", "linear", "--grads", answers)
+    assert_usage_error(r, answers.name, "both")
+    assert ("'W' and 'dW'" if kind == "npz" else "'x' and 'dx'") in r.stderr
+
+
+# ---------------------------------------------------------------- options the spec set
+
+_CONV1D = """
+import numpy as np
+def forward(x, w, b):
+    k = w.shape[0]; m = x.shape[0] - k + 1
+    win = np.stack([x[i:i + k] for i in range(m)])
+    return np.einsum("mkc,kcd->md", win, w) + b
+def backward(grad_output, x, w, b):
+    k = w.shape[0]; m = x.shape[0] - k + 1
+    win = np.stack([x[i:i + k] for i in range(m)])
+    dx = np.zeros_like(x)
+    for i in range(m):
+        dx[i:i + k] += np.einsum("d,kcd->kc", grad_output[i], w)
+    return {"x": dx, "w": np.einsum("mkc,md->kcd", win, grad_output), "b": grad_output.sum(0)}
+"""
+
+
+def test_impl_gets_only_the_options_the_spec_set(cli, cli_json, write_spec, tmp_path):
+    impl = tmp_path / "conv.py"
+    impl.write_text(_CONV1D)
+    tensors = "tensors:\n  x: {shape: [8, 2]}\n  w: {shape: [3, 2, 4]}\n  b: {shape: [4]}\n"
+    doc = cli_json("check", "conv1d", write_spec(tensors), "--impl", impl)
+    assert doc["passed"] and doc["forward"]["passed"]
+    # set by the spec: passed, and this forward takes no `channels`
+    r = cli("check", "conv1d", write_spec("options: {channels: true}\n" + tensors), "--impl", impl)
+    assert r.exit_code == 2 and "channels" in r.stderr
