@@ -257,7 +257,10 @@ def check(
     elif wrt is not None:
         raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
     if sweep:
-        rows, best, wrong = run_sweep(s, opts.method, coloring, opts.grads, opts.max_memory)
+        rows, best, wrong = run_sweep(
+            s, opts.method, coloring, opts.grads, opts.max_memory,
+            budget=opts.budget, samples=opts.samples, notify=diagnostic,
+        )  # fmt: skip
         doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
         emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if as_json
               else lambda c: render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip

@@ -251,3 +251,12 @@ def test_a_compressed_answer_is_refused_before_it_expands(tmp_path):
     code, err, seconds, mb = _peak(args, tmp_path)
     assert code == 2 and "--max-elements" in err and len(err.splitlines()) == 1, err[-300:]
     assert seconds < 10 and mb < 150, (seconds, mb)
+
+
+def test_a_sweep_over_budget_sweeps_sampled_coordinates(cli):
+    """--sweep costs a full check per step: over --budget it samples, as check does."""
+    result = cli("check", "conv2d", "--sweep", "--budget", "0", "--samples", "5")
+    assert result.exit_code == 0, result.stderr
+    assert "swept 5 sampled coordinates per tensor" in result.stderr
+    result = cli("check", "conv2d", "--sweep", "--budget", "1000")  # the twin: every one
+    assert result.exit_code == 0 and "sampled" not in result.stderr
