@@ -24,7 +24,10 @@ class Coloring:
     shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     periods: tuple[int, ...]  # per axis: indices t and t + k*period share a color
-    owners: tuple[np.ndarray | None, ...]  # per axis: (period, out_len) owning index, or -1
+    # per axis: the clipped windows (lo, hi) of its indices, or None (dense); a residue's
+    # owning line is built when asked for: a (period, out_len) table of every line can be
+    # gigabytes (a dilated conv1d of 20,000 samples: 760 MB)
+    windows: tuple[tuple[np.ndarray, np.ndarray] | None, ...]
     out_axes: tuple[int | None, ...]  # per axis: the output axis it maps onto (None: dense)
 
     def coords(self, residues: tuple[int, ...]) -> np.ndarray:
@@ -42,15 +45,26 @@ class Coloring:
         valid = np.ones(self.out_shape, dtype=bool)
         for a, r in enumerate(residues):
             stride = math.prod(self.shape[a + 1 :])
-            if self.owners[a] is None:
+            if self.windows[a] is None:
                 owner += stride * r
                 continue
-            line = self.owners[a][r]
+            line = self._line(a, r)
             view = [1] * len(self.out_shape)
             view[self.out_axes[a]] = -1
             owner = owner + stride * line.reshape(view)
             valid = valid & (line >= 0).reshape(view)
         return np.where(valid, owner, -1).ravel()
+
+    def _line(self, a: int, r: int) -> np.ndarray:
+        """Along axis a, for residue r: each output index's owning index t = r (mod period),
+        or -1. Its windows are disjoint (that is what the period means)."""
+        lo, hi = self.windows[a]  # type: ignore[misc]
+        ts = np.arange(r, len(lo), self.periods[a])
+        m = np.maximum(hi[ts] - lo[ts], 0)
+        line = np.full(self.out_shape[self.out_axes[a]], -1, dtype=np.int64)  # type: ignore[index]
+        starts = lo[ts] - (np.cumsum(m) - m)  # window i's first position, less its offset
+        line[np.repeat(starts, m) + np.arange(int(m.sum()))] = np.repeat(ts, m)
+        return line
 
 
 def build_coloring(
@@ -59,24 +73,20 @@ def build_coloring(
     """The coloring a footprint allows, or None when it does not fit the tensor."""
     if len(fp) != len(shape):
         return None
-    periods, owners, out_axes = [], [], []
+    periods, windows, out_axes = [], [], []
     for n, amap in zip(shape, fp, strict=True):
         if amap is None:
             periods.append(n)
-            owners.append(None)
+            windows.append(None)
             out_axes.append(None)
             continue
         o, lo, hi = amap
         out_len = out_shape[o]
         lo, hi = np.clip(lo, 0, out_len), np.clip(hi, 0, out_len)
-        p = _period(lo, hi)
-        own = np.full((p, out_len), -1, dtype=np.int64)
-        for t in range(n):
-            own[t % p, lo[t] : hi[t]] = t
-        periods.append(p)
-        owners.append(own)
+        periods.append(_period(lo, hi))
+        windows.append((lo, hi))
         out_axes.append(o)
-    return Coloring(tuple(shape), tuple(out_shape), tuple(periods), tuple(owners), tuple(out_axes))
+    return Coloring(tuple(shape), tuple(out_shape), tuple(periods), tuple(windows), tuple(out_axes))
 
 
 def _period(lo: np.ndarray, hi: np.ndarray) -> int:
@@ -85,7 +95,13 @@ def _period(lo: np.ndarray, hi: np.ndarray) -> int:
     monotone = n < 2 or (np.all(np.diff(lo) >= 0) and np.all(np.diff(hi) >= 0))
     if not monotone:
         return n
-    for p in range(1, n):
+    # with monotone windows, once t and t + p never overlap neither do t and t + p + 1:
+    # bisect (a linear scan took 14 s for a dilated conv1d of 20,000 samples)
+    low, high = 1, max(n, 1)  # the answer lies in [low, high]; p = n always works
+    while low < high:
+        p = (low + high) // 2
         if np.all(hi[:-p] <= lo[p:]):
-            return p
-    return max(n, 1)
+            high = p
+        else:
+            low = p + 1
+    return high
