@@ -260,3 +260,42 @@ def test_a_sweep_over_budget_sweeps_sampled_coordinates(cli):
     assert "swept 5 sampled coordinates per tensor" in result.stderr
     result = cli("check", "conv2d", "--sweep", "--budget", "1000")  # the twin: every one
     assert result.exit_code == 0 and "sampled" not in result.stderr
+
+
+# ------------------------------------------------------------- the engine's coloring tables
+def test_coloring_owners_match_a_plain_table_and_stay_small():
+    """Each residue's owning line, built on demand, equals the plain (period, out_len) table
+    (the oracle, small sizes); a dilated conv1d of 20,000 samples (a 760 MB table) stays small."""
+    import numpy as np
+
+    from gradcli.coloring import build_coloring
+
+    conv1d = get_layer("conv1d")
+    for n, k, options in [
+        (9, 2, {}),
+        (30, 3, {"stride": 2, "dilation": 3}),
+        (25, 4, {"padding": 3}),
+    ]:
+        opts = conv1d.make_options(options)
+        shapes = {"x": (n,), "w": (k,), "b": ()}
+        out_len = conv1d.output_shape(shapes, opts)[0]
+        col = build_coloring(conv1d.footprint("x", shapes, opts), (n,), (out_len,))
+        _, lo, hi = conv1d.footprint("x", shapes, opts)[0]
+        lo, hi = np.clip(lo, 0, out_len), np.clip(hi, 0, out_len)
+        p = col.periods[0]
+        table = np.full((p, out_len), -1)
+        for t in range(n):
+            table[t % p, lo[t] : hi[t]] = t
+        for r in range(p):
+            assert np.array_equal(col.owner((r,)), table[r]), (options, r)
+    opts = conv1d.make_options({"dilation": 10_000})
+    shapes = {"x": (20_000,), "w": (2,), "b": ()}
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        col = build_coloring(conv1d.footprint("x", shapes, opts), (20_000,), (10_000,))
+        col.owner((3,))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 2 and peak < 10 * 2**20, peak
