@@ -344,7 +344,12 @@ def init(
     from gradcli import jsondoc, skeleton
     from gradcli.layers import get_layer
 
-    text = skeleton.module(layer) if impl else jsondoc.init_template(get_layer(layer))
+    if impl:
+        text = skeleton.module(layer)
+    elif layer == "custom":  # no built-in to describe: a spec that runs with the custom skeleton
+        text = skeleton.CUSTOM_SPEC
+    else:
+        text = jsondoc.init_template(get_layer(layer))
     if output is not None and not force and (output.exists() or output.is_symlink()):
         raise GradcliError(f"{output} already exists; --force overwrites it", source="--output")
     emit(output, (), text=text)

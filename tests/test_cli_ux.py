@@ -210,3 +210,14 @@ def test_impl_gets_only_the_options_the_spec_set(cli, cli_json, write_spec, tmp_
     # set by the spec: passed, and this forward takes no `channels`
     r = cli("check", "conv1d", write_spec("options: {channels: true}\n" + tensors), "--impl", impl)
     assert r.exit_code == 2 and "channels" in r.stderr
+
+
+def test_init_custom_spec_runs_with_the_custom_skeleton(cli, cli_json, tmp_path):
+    spec, impl = tmp_path / "custom.yaml", tmp_path / "my_custom.py"
+    assert cli("init", "custom", "-o", spec).exit_code == 0
+    assert cli("init", "custom", "--impl", "-o", impl).exit_code == 0
+    doc = cli_json("check", "custom", spec, "--impl", impl)
+    assert doc["passed"] and doc["options"] == {"scale": 2.0} and set(doc["results"]) == {"x"}
+    # the twin: a wrong backward in the same setup fails
+    impl.write_text(impl.read_text().replace("grad_output * scale", "grad_output"))
+    assert not cli_json("check", "custom", spec, "--impl", impl, code=1)["passed"]
