@@ -15,6 +15,7 @@ import numpy as np
 
 from gradcli import diagnose, intermediates, memory
 from gradcli.compare import TensorResult, compare
+from gradcli.contract import Finding, check_contract, lower_precision
 from gradcli.errors import OptionError
 from gradcli.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric import Engine
@@ -73,11 +74,13 @@ class CheckReport:
     builtin: Mapping[str, TensorResult] = field(default_factory=dict)  # beside --grads answers
     forward: TensorResult | None = None  # --impl of a built-in layer: its forward vs ours
     answers: bool = False  # --grads: the gradients under test are the user's answers
+    contract: tuple[Finding, ...] = ()  # the backward's contract (none checked with --grads)
 
     @property
     def failures(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Every reason the check fails, as (kind, names): "gradients" (the tensors that do not
-        match), "forward" (a user's forward that disagrees with ours). The verdict, the exit
+        match), "forward" (a user's forward that disagrees with ours), "contract" (the
+        backward's broken contracts, gradcli.contract). The verdict, the exit
         code and the summary line all derive from this one list; a new kind of finding adds
         its entry here."""
         out = []
@@ -86,6 +89,9 @@ class CheckReport:
             out.append(("gradients", failed))
         if self.forward is not None and not self.forward.passed:
             out.append(("forward", (self.forward.name,)))
+        broken = tuple(dict.fromkeys(f.name for f in self.contract if not f.passed))
+        if broken:  # "contract": the names of the broken contracts
+            out.append(("contract", broken))
         return tuple(out)
 
     @property
@@ -164,6 +170,8 @@ def _check(
     memory.require(spec, opts.method, opts.max_memory)  # before the first forward
     comp = compute(spec)
     refuse_overflow(spec, comp)
+    roundoff = _float32_roundoff(spec, comp)
+    contract = check_contract(spec, atol, rtol, roundoff) if opts.grads is None else ()
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
@@ -208,7 +216,6 @@ def _check(
     advance = opts.progress(total) if opts.progress and mode != "probe" else None
     for e in engines.values():
         e.progress = advance
-    roundoff = _float32_roundoff(spec, comp)
     spent = 0.0  # predicted seconds of the full checks run after a failed probe
     numeric: dict[str, np.ndarray] = {}
     results: dict[str, TensorResult] = {}
@@ -217,7 +224,8 @@ def _check(
         analytic, eng = under_test[name], engines[name]
         extra = {"roundoff": roundoff.get(name), "intermediate": name in inter}
         if mode == "probe":
-            result = probe(eng, name, analytic, spec.dtype, opts.method, rng, extra)
+            dtype = "float32" if lower_precision(spec.dtype, analytic) else spec.dtype
+            result = probe(eng, name, analytic, dtype, opts.method, rng, extra)
             if result is not None:
                 numeric[name] = np.full(analytic.shape, np.nan)
                 results[name] = result
@@ -238,16 +246,18 @@ def _check(
             notes.append(info.note)
             opts.notify(info.note)
         numeric[name] = grad
-        # whether the step resolves the tensor is the numbers' business, whatever --atol says
-        tensor_atol, unresolved = resolvable(
-            default_atol, info.noise, analytic, grad, roundoff.get(name)
-        )
+        # whether the step resolves the tensor is the numbers' business, whatever --atol says;
+        # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
+        low = lower_precision(spec.dtype, analytic)
+        floor = max(default_atol, FLOAT32_TOLERANCES[0]) if low else default_atol
+        tensor_atol, unresolved = resolvable(floor, info.noise, analytic, grad, roundoff.get(name))
         tensor_atol = tensor_atol if opts.atol is None else opts.atol
+        tensor_rtol = max(rtol, FLOAT32_TOLERANCES[1]) if low and opts.rtol is None else rtol
         unresolved = step_underflows(eng, name, opts.method) or unresolved
         if unresolved:
             unresolved = f"cannot resolve d{name} at this step: {unresolved}"
         results[name] = compare(
-            name, analytic, grad, tensor_atol, rtol, coords=coords, promised=promised,
+            name, analytic, grad, tensor_atol, tensor_rtol, coords=coords, promised=promised,
             unresolved=unresolved, mode=mode_used, numerics=info, top=opts.top,
             letters=list(spec.info(name).index), context=lambda n=name: _context(spec, n), **extra,
         )  # fmt: skip
@@ -263,6 +273,7 @@ def _check(
         eps=engine.eps, atol=atol, rtol=rtol, mode=mode, results=results, notes=tuple(notes),
         not_checked=tuple(n for n in spec.tensors if n not in under_test), builtin=builtin,
         forward=forward_against_builtin(spec, comp), answers=opts.grads is not None,
+        contract=contract,
     )  # fmt: skip
     return comp, numeric, report
 

@@ -72,3 +72,7 @@ class ShapeError(GradcliError):
 
 class OptionError(GradcliError):
     """A layer option or a command-line option is invalid."""
+
+
+class InPlaceWriteError(GradcliError):
+    """User code wrote into an array gradcli passed it (read-only: tensors, grad_output)."""

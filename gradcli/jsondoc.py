@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import platform
@@ -116,6 +117,7 @@ def check_doc(
         "mode": report.mode,
         "notes": list(report.notes),
         "results": {n: _result_doc(r) for n, r in report.results.items()},
+        "contract": [dataclasses.asdict(f) for f in report.contract],
     }
     if report.not_checked:
         doc["not_checked"] = list(report.not_checked)

@@ -165,6 +165,10 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
             f"your forward does not match the built-in forward (max abs error "
             f"{report.forward.max_abs_error:.3g} in {', '.join(names)})"
         )
+    if kind == "contract":
+        from gradcli.render_diag import broken_contracts
+
+        return f"the backward breaks its contract: {broken_contracts(spec, report)}"
     return f"{kind}: {', '.join(names)}"
 
 
@@ -207,7 +211,7 @@ def render_check(
     """The verdict: the shapes table, the check table, the diagnosis of any failure, notes and
     the summary line; ``values``: also every array's values, analytic and numeric; ``quiet``:
     the summary line alone. ``analytic``: the user's answers with --grads, else None."""
-    from gradcli.render_diag import render_diagnosis
+    from gradcli.render_diag import contract_section, render_diagnosis
 
     if not quiet:
         rows = _rows(spec, comp, analytic)
@@ -219,6 +223,8 @@ def render_check(
             print_values(console, rows)
             console.print()
         console.print(_check_table(spec, report, console.width), crop=False)
+        for renderable in contract_section(spec, report, console.width):
+            console.print(renderable, soft_wrap=isinstance(renderable, Text))
         console.print()
         tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
         render_diagnosis(console, spec, report, analytic or tested, numeric)

@@ -1,9 +1,11 @@
-"""Rendering the diagnosis of a failed check: worst-k tables, error heatmaps, hints, and the
-lines about the user's own work (answers not given, built-in beside, forward vs built-in)."""
+"""Rendering the diagnosis of a failed check: worst-k tables, error heatmaps, hints, the
+lines about the user's own work (answers not given, built-in beside, forward vs built-in) and
+the backward's contract."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -12,6 +14,7 @@ from rich.text import Text
 
 from gradcli.check import CheckReport
 from gradcli.compare import TensorResult
+from gradcli.contract import Finding
 from gradcli.render_fit import Col, fitted
 from gradcli.render_values import letters, natural_index, slices
 from gradcli.spec import Spec
@@ -68,6 +71,45 @@ def render_diagnosis(
     if report.not_checked:
         names = ", ".join("d" + n for n in report.not_checked)
         console.print(Text(f"not checked (no answer given): {names}", style="dim"), soft_wrap=True)
+
+
+def _gradient_label(spec: Spec, f: Finding) -> str:
+    if f.tensor is None:
+        return "all"
+    return "d" + f.tensor if f.tensor in (*spec.tensors, *spec.layer.intermediates) else f.tensor
+
+
+def contract_section(spec: Spec, report: CheckReport, width: int) -> list[Any]:
+    """One dim line when the backward keeps its contract; else a table of what it breaks."""
+    if not report.contract:
+        return []
+    broken = [f for f in report.contract if not f.passed]
+    if not broken:
+        names = ", ".join(dict.fromkeys(f.name for f in report.contract))
+        return [Text(f"backward contract: {names}: kept by every gradient", style="dim")]
+    groups: dict[str, list[Finding]] = {}
+    for f in broken:  # one row per contract: the same slip usually breaks it for every gradient
+        groups.setdefault(f.name, []).append(f)
+    rows = []
+    for name, fs in groups.items():
+        worst = max(fs, key=lambda f: (f.error or 0.0) / (f.tolerance or 1.0))
+        labels = ", ".join(_gradient_label(spec, f) for f in fs)
+        rows.append((Text(name, style="bold red"), labels, worst.detail))
+    columns = (
+        Col("contract"), Col("gradient", fold=True, min_width=8),
+        Col("finding (the worst gradient's)", fold=True, min_width=20),
+    )  # fmt: skip
+    title = Text("backward contract: broken")
+    return [fitted(columns, rows, width, title=title, title_justify="left")]
+
+
+def broken_contracts(spec: Spec, report: CheckReport) -> str:
+    """``linearity (dW, db), dtype (dx)``: the broken contracts, each with its gradients."""
+    broken: dict[str, list[str]] = {}
+    for f in report.contract:
+        if not f.passed:
+            broken.setdefault(f.name, []).append(_gradient_label(spec, f))
+    return ", ".join(f"{name} ({', '.join(labels)})" for name, labels in broken.items())
 
 
 def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:

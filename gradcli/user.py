@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcli import userresult as result
+from gradcli.contract import read_only_backward, read_only_forward
 from gradcli.errors import GradcliError
 from gradcli.io import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo
@@ -103,9 +104,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         real = not any(np.iscomplexobj(a) for a in t.values())
 
         def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
-            a = _array(
-                impl.forward(**t, **kwargs), impl.path, f"{fwd}'s result", complex_ok=not real
-            )
+            out = read_only_forward(impl, t, kwargs)
+            a = _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
             result.checkable(a, impl.path, fwd)
             steady.check(t, a)
             if not probe:
@@ -121,7 +121,7 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
         t, kwargs, options = cache["tensors"], cache["kwargs"], cache["options"]
         return _call(
-            impl.path, bwd, lambda: _gradients(impl.backward(g, **t, **kwargs), t, options)
+            impl.path, bwd, lambda: _gradients(read_only_backward(impl, g, t, kwargs), t, options)
         )
 
     def _gradients(value: Any, t: Mapping, options: Any) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ CHECK_KEYS = HEADER | {"passed", "method", "eps", "atol", "rtol", "results"}
 # issue 3 (numerical engine: "the report says which mode ran") adds these to the check
 # document; they may be present, nothing else may
 CHECK_EXTENSIONS = {"mode", "notes", "not_checked", "builtin", "forward"}
+CHECK_EXTENSIONS |= {"contract"}  # issue 11: the backward's contract
 RESULT_KEYS = {"shape", "max_abs_error", "max_rel_error", "worst_index", "analytic", "numeric"}
 RESULT_KEYS = RESULT_KEYS | {"passed"}
 IMPOSSIBLE = ("--atol", "0", "--rtol", "1e-16")

@@ -1,0 +1,296 @@
+"""The backward's contract: zero upstream -> zero gradients, determinism, linearity in
+grad_output, the spec's dtype, and no writes into the arrays gradcli passes. Each contract has a
+broken implementation that breaks it and is named; the twins (correct implementations, every
+built-in layer, both dtypes) keep every contract."""
+
+import dataclasses
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradcli.check import check
+from gradcli.contract import CONTRACTS, check_contract
+from gradcli.layers import REGISTRY
+from gradcli.spec import build_spec, load_spec
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+LINEAR_SPEC = "tensors:\n  x: {shape: [3]}\n  W: {shape: [2, 3]}\n  b: {shape: [2]}\n"
+LINEAR_OK = """
+def forward(x, W, b):
+    return W @ x + b
+
+def backward(grad_output, x, W, b):
+    return {"x": W.T @ grad_output, "W": np.outer(grad_output, x), "b": grad_output}
+"""
+
+
+def _module(tmp_path, body, name="mine.py"):
+    path = tmp_path / name
+    path.write_text("import numpy as np\n\n" + textwrap.dedent(body))
+    return path
+
+
+def _broken(findings):
+    return {(f.name, f.tensor) for f in findings if not f.passed}
+
+
+# ---------------------------------------------------------------- twins: nothing is broken
+LARGE = {
+    "linear": {"tensors": {"x": {"shape": [64, 48]}, "W": {"shape": [32, 48]}}},
+    "conv1d": {"tensors": {"x": {"shape": [4, 40, 3]}, "w": {"shape": [5, 3, 6]}},
+               "options": {"stride": 2, "padding": "valid"}},
+    "conv2d": {"tensors": {"X": {"shape": [2, 9, 9, 3]}, "W": {"shape": [3, 3, 3, 4]}},
+               "options": {"padding": 1, "dilation": 2}},
+    "attention": {"tensors": {"X": {"shape": [2, 24, 8]}, "W_Q": {"shape": [8, 8]},
+                              "W_K": {"shape": [8, 8]}, "W_V": {"shape": [8, 8]},
+                              "W_O": {"shape": [8, 5]}},
+                  "options": {"causal": True, "heads": 2}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layer", list(REGISTRY))
+def test_every_builtin_layer_keeps_every_contract(layer, dtype):
+    specs = [
+        load_spec(layer, None, dtype=dtype),
+        build_spec(REGISTRY[layer], {**LARGE[layer], "dtype": dtype}, base=Path.cwd(),
+                   source="<test>"),
+    ]  # fmt: skip
+    specs += [load_spec(layer, str(p), dtype=dtype) for p in SPECS.glob(f"{layer}*.yaml")]
+    for spec in specs:
+        for seed in range(3):  # other upstream directions g2: no false failure on any
+            findings = check_contract(spec, seed=seed)
+            assert _broken(findings) == set(), [f.detail for f in findings if not f.passed]
+            assert {f.name for f in findings} == set(CONTRACTS)
+    # attention's intermediates the backward returns are held to the same contracts
+    covered = {f.tensor for f in findings if f.name == "linearity"}
+    assert covered == {*spec.tensors, *spec.layer.intermediates}
+
+
+def test_check_json_lists_every_passing_contract(cli_json):
+    doc = cli_json("check", "linear")
+    assert doc["passed"]
+    rows = doc["contract"]
+    assert all(set(r) == {"name", "tensor", "passed", "detail", "error", "tolerance"} for r in rows)
+    assert {(r["name"], r["tensor"]) for r in rows} >= {
+        (c, t) for c in ("zero_upstream", "determinism", "linearity", "dtype") for t in "xWb"
+    }
+    assert ("dtype", "z") in {(r["name"], r["tensor"]) for r in rows}  # the forward's output
+    assert all(r["passed"] for r in rows)
+
+
+def test_answers_are_not_a_backward_no_contract(cli, tmp_path):
+    spec = load_spec("linear", None)
+    from gradcli.check import compute
+
+    np.savez(tmp_path / "a.npz", **compute(spec).gradients)
+    doc = json.loads(cli("check", "linear", "--grads", tmp_path / "a.npz", "-f", "json").stdout)
+    assert doc["passed"] and doc["contract"] == []
+
+
+def test_correct_implementation_keeps_every_contract(cli, tmp_path, write_spec):
+    path = _module(tmp_path, LINEAR_OK)
+    for dtype in ("float64", "float32"):
+        spec = write_spec(f"dtype: {dtype}\n" + LINEAR_SPEC)
+        result = cli("check", "linear", spec, "--impl", path, "--format", "json")
+        assert result.exit_code == 0, result.stdout
+        assert all(r["passed"] for r in json.loads(result.stdout)["contract"])
+    out = cli("check", "linear", write_spec(LINEAR_SPEC), "--impl", path).stdout
+    assert "backward contract: zero_upstream, determinism, linearity, dtype, no_writes: kept" in out
+
+
+# ---------------------------------------------------------------- each contract broken
+BACKWARD = "def backward(grad_output, x, W, b):\n    g = grad_output\n{}\n"
+FORWARD = "def forward(x, W, b):\n    return W @ x + b\n\n"
+BROKEN = {
+    # forgot grad_output: right only where the upstream gradient is all ones (then every
+    # gradient matches the numerical one, and only the contract catches it)
+    "ignores grad_output": (
+        '    g = np.ones(len(W))\n    return {"x": W.T @ g, "W": np.outer(g, x), "b": g}',
+        {("zero_upstream", t) for t in "xWb"} | {("linearity", t) for t in "xWb"},
+    ),
+    "random noise": (
+        '    return {"x": W.T @ g, "W": np.outer(g, x) + 1e-9 * np.random.randn(*W.shape), "b": g}',
+        {("determinism", "W")},
+    ),
+    "a constant added": (
+        '    return {"x": W.T @ g, "W": np.outer(g, x), "b": g + 1e-3}',
+        {("zero_upstream", "b"), ("linearity", "b")},
+    ),
+    "nonlinear in grad_output": (
+        '    return {"x": W.T @ (g * np.abs(g)), "W": np.outer(g, x), "b": g}',
+        {("linearity", "x")},
+    ),
+    "returns float32": (
+        '    return {"x": (W.T @ g).astype(np.float32), "W": np.outer(g, x), "b": g}',
+        {("dtype", "x")},
+    ),
+    "returns float16": (
+        '    return {"x": W.T @ g, "W": np.outer(g, x), "b": g.astype(np.float16)}',
+        {("dtype", "b")},
+    ),
+    "returns rounded integers": (  # rounding is not linear either
+        '    return {"x": W.T @ g, "W": np.outer(g, x), "b": np.rint(g).astype(int)}',
+        {("dtype", "b"), ("linearity", "b")},
+    ),
+}
+
+
+@pytest.mark.parametrize("bug", list(BROKEN))
+def test_each_broken_contract_is_caught_and_named(cli, tmp_path, write_spec, bug):
+    body, expected = BROKEN[bug]
+    path = _module(tmp_path, FORWARD + BACKWARD.format(body))
+    ones = "grad_output: {init: ones}\n" if bug == "ignores grad_output" else ""
+    spec = write_spec(LINEAR_SPEC + ones)
+    result = cli("check", "linear", spec, "--impl", path, "--format", "json")
+    assert result.exit_code == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert not doc["passed"]
+    broken = {(r["name"], r["tensor"]) for r in doc["contract"] if not r["passed"]}
+    assert broken == expected
+    if bug in ("ignores grad_output", "returns float32", "random noise"):
+        # the values are right (to float32 for a float32 answer): only the contract fails
+        assert all(r["passed"] for r in doc["results"].values()), doc["results"]
+    table = cli("check", "linear", spec, "--impl", path)
+    assert table.exit_code == 1
+    summary = table.stdout.strip().splitlines()[-1]
+    assert summary.startswith("FAIL") and "contract" in summary
+    for name, tensor in expected:
+        assert name in summary and f"d{tensor}" in summary
+
+
+def test_a_stateful_backward_is_not_deterministic(tmp_path, write_spec):
+    path = _module(
+        tmp_path,
+        FORWARD
+        + "calls = []\n\n"
+        + BACKWARD.format(
+            "    calls.append(1)\n"
+            '    return {"x": W.T @ g * (1 + 1e-6 * len(calls)), "W": np.outer(g, x), "b": g}'
+        ),
+    )
+    spec = load_spec("linear", str(write_spec(LINEAR_SPEC)), impl=_impl(path))
+    assert _broken(check_contract(spec)) >= {("determinism", "x")}
+
+
+def test_a_float32_forward_under_float64_is_a_dtype_finding(tmp_path, write_spec):
+    path = _module(
+        tmp_path,
+        "def forward(x, W, b):\n    return (W @ x + b).astype(np.float32)\n\n"
+        + BACKWARD.format('    return {"x": W.T @ g, "W": np.outer(g, x), "b": g}'),
+    )
+    spec = load_spec("linear", str(write_spec(LINEAR_SPEC)), impl=_impl(path))
+    assert _broken(check_contract(spec)) == {("dtype", "z")}
+
+
+def _impl(path):
+    from gradcli.user import load_impl
+
+    return load_impl(str(path))
+
+
+def test_attention_intermediates_from_an_impl_are_held_to_the_contract(tmp_path):
+    """An --impl backward that returns dS with a constant added: named on S."""
+    path = _module(
+        tmp_path,
+        """
+        from gradcli.layers import REGISTRY
+
+        LAYER = REGISTRY["attention"]
+
+        def forward(X, W_Q, W_K, W_V):
+            return LAYER.forward({"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V}, None)[0]
+
+        def backward(grad_output, X, W_Q, W_K, W_V):
+            t = {"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V}
+            g = LAYER.backward(grad_output, LAYER.forward(t, LAYER.make_options({}))[1])
+            return {**{n: g[n] for n in t}, "S": g["S"] + 0.01}
+        """,
+    )
+    spec = load_spec("attention", None, impl=_impl(path))
+    assert _broken(check_contract(spec)) == {("zero_upstream", "S"), ("linearity", "S")}
+    report = check(spec)[2]
+    assert not report.passed and report.results["S"].passed is False  # and its values too
+
+
+# ---------------------------------------------------------------- injected bugs, built-in
+@pytest.mark.parametrize(
+    ("bug", "expected"),
+    [
+        (lambda g, grads: {n: v + 1e-6 for n, v in grads.items()}, "zero_upstream"),
+        (lambda g, grads: {n: v * (1 + np.abs(g).max()) for n, v in grads.items()}, "linearity"),
+        (lambda g, grads: {n: v.astype(np.float32) for n, v in grads.items()}, "dtype"),
+        (
+            lambda g, grads: {n: v + 1e-8 * np.random.standard_normal(np.shape(v))
+                              for n, v in grads.items()},
+            "determinism",
+        ),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("layer", list(REGISTRY))
+def test_the_contract_catches_a_bug_injected_into_a_builtin_backward(layer, bug, expected):
+    base = REGISTRY[layer]
+    broken = dataclasses.replace(base, backward=lambda g, c: bug(g, base.backward(g, c)))
+    spec = dataclasses.replace(load_spec(layer, None), layer=broken)
+    names = {f.name for f in check_contract(spec) if not f.passed}
+    assert expected in names
+
+
+# ---------------------------------------------------------------- writes into the inputs
+@pytest.mark.parametrize(
+    ("layer", "forward", "tensor"),
+    [
+        ("linear", "def forward(x, W, b):\n    x *= 2\n    return W @ x + b\n", "x"),
+        (
+            "conv2d",
+            "def forward(X, W, b):\n    X[0] = 0\n    return np.zeros((4, 3, 4))\n",
+            "X",
+        ),
+        (
+            "linear",
+            "def forward(x, W, b):\n    np.multiply(W, 2, out=W)\n    return W @ x + b\n",
+            "W",
+        ),
+    ],
+)
+def test_a_forward_writing_into_its_input_is_one_line(
+    cli, tmp_path, assert_usage_error, layer, forward, tensor
+):
+    path = _module(tmp_path, forward + "\ndef backward(grad_output, **t):\n    return {}\n")
+    for command in ("check", "compute"):
+        result = cli(command, layer, "--impl", path)
+        assert_usage_error(result, "mine.py", "forward writes in place into " + tensor,
+                           f"{tensor} = {tensor}.copy()")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('    dz *= 1\n    return {"x": W.T @ dz, "W": np.outer(dz, x), "b": dz}',
+         "grad_output (dz)"),
+        ('    W[:] = 0\n    return {"x": W.T @ dz, "W": np.outer(dz, x), "b": dz}', "W"),
+        ('    b.fill(0); x += 1\n    return {"x": W.T @ dz, "W": np.outer(dz, x), "b": dz}',
+         "x and b"),
+    ],
+)  # fmt: skip
+def test_a_backward_writing_into_grad_output_or_a_tensor_is_one_line(
+    cli, tmp_path, assert_usage_error, body, named
+):
+    path = _module(tmp_path, FORWARD + "def backward(dz, x, W, b):\n" + body + "\n")
+    result = cli("check", "linear", "--impl", path)
+    assert_usage_error(result, "backward writes in place into " + named, "mine.py:")
+
+
+def test_a_read_only_array_of_the_users_own_is_not_blamed_on_an_input(cli, tmp_path):
+    path = _module(
+        tmp_path,
+        "def forward(x, W, b):\n    z = np.broadcast_to(b, b.shape)\n    z += W @ x\n"
+        "    return z\n\n" + BACKWARD.format('    return {"x": W.T @ g, "W": W, "b": g}'),
+    )
+    result = cli("check", "linear", "--impl", path)
+    assert result.exit_code == 2 and "writes in place" not in result.stderr
+    assert "read-only" in result.stderr
