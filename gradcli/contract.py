@@ -190,8 +190,8 @@ def _linearity(n: str, lin: float, tol: float, offset: bool, constant: bool) -> 
         else "a nonlinear function of grad_output"
     )
     detail = (
-        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {lin:.3g} (round-off "
-        f"allows {tol:.2g}): not linear in grad_output; {why}"
+        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {lin:.3g} (tolerance "
+        f"{tol:.2g}): not linear in grad_output; {why}"
     )
     return Finding("linearity", n, False, detail, lin, tol)
 

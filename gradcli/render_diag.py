@@ -86,7 +86,7 @@ def contract_section(spec: Spec, report: CheckReport, width: int) -> list[Any]:
     broken = [f for f in report.contract if not f.passed]
     if not broken:
         names = ", ".join(dict.fromkeys(f.name for f in report.contract))
-        return [Text(f"backward contract: {names}: kept by every gradient", style="dim")]
+        return [Text(f"backward contract kept: {names}", style="dim")]
     groups: dict[str, list[Finding]] = {}
     for f in broken:  # one row per contract: the same slip usually breaks it for every gradient
         groups.setdefault(f.name, []).append(f)

@@ -100,7 +100,7 @@ def test_correct_implementation_keeps_every_contract(cli, tmp_path, write_spec):
         assert result.exit_code == 0, result.stdout
         assert all(r["passed"] for r in json.loads(result.stdout)["contract"])
     out = cli("check", "linear", write_spec(LINEAR_SPEC), "--impl", path).stdout
-    assert "backward contract: zero_upstream, determinism, linearity, dtype, no_writes: kept" in out
+    assert "backward contract kept: zero_upstream, determinism, linearity, dtype, no_writes" in out
 
 
 # ---------------------------------------------------------------- each contract broken

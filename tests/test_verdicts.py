@@ -74,9 +74,9 @@ def test_summary_names_a_failure_kind_it_does_not_know(monkeypatch):
     for still makes a FAIL line naming it."""
     spec = load_spec("linear", None)
     _, _, report = check(spec)
-    monkeypatch.setattr(type(report), "failures", property(lambda r: (("contract", ("W",)),)))
+    monkeypatch.setattr(type(report), "failures", property(lambda r: (("newkind", ("W",)),)))
     line = render.summary_line(spec, report).plain
-    assert not report.passed and line.startswith("FAIL  linear: contract: W")
+    assert not report.passed and line.startswith("FAIL  linear: newkind: W")
     assert "all 3 gradients match" in line
 
 
