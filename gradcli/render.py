@@ -224,7 +224,7 @@ def render_check(
             console.print()
         console.print(_check_table(spec, report, console.width), crop=False)
         for renderable in contract_section(spec, report, console.width):
-            console.print(renderable)
+            console.print(renderable, crop=False)  # a fitted table: whole columns
         console.print()
         tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
         render_diagnosis(console, spec, report, analytic or tested, numeric)
