@@ -37,8 +37,15 @@ class Finding:
     tensor: str | None
     passed: bool
     detail: str
-    error: float | None = None  # the largest deviation measured
-    tolerance: float | None = None  # what round-off allows for it
+    error: float | None = None  # the largest deviation measured (None: not finite)
+    tolerance: float | None = None  # what it was held to
+
+    def __post_init__(self) -> None:
+        # a non-finite deviation (a NaN where the other call has none) is null in JSON
+        for name in ("error", "tolerance"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                object.__setattr__(self, name, None)
 
 
 def roundoff_tolerance(eps: float, scale: float, size: int) -> float:
@@ -155,6 +162,10 @@ def _deviation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
 
 
+def _amount(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else "a non-finite value (NaN or inf)"
+
+
 def _determinism(n: str, det: float, tol: float) -> Finding:
     if det == 0:
         return Finding("determinism", n, True, "two calls return the same d" + n, 0.0, tol)
@@ -162,7 +173,7 @@ def _determinism(n: str, det: float, tol: float) -> Finding:
         detail = f"two calls agree to round-off ({det:.2g})"
         return Finding("determinism", n, True, detail, det, tol)
     detail = (
-        f"two calls with the same grad_output return d{n} differing by up to {det:.3g} "
+        f"two calls with the same grad_output return d{n} differing by up to {_amount(det)} "
         f"(round-off allows {tol:.2g}): randomness or state in the backward"
     )
     return Finding("determinism", n, False, detail, det, tol)
@@ -172,7 +183,7 @@ def _zero_upstream(n: str, z: float, tol: float, scale: float) -> Finding:
     if z <= tol:
         return Finding("zero_upstream", n, True, f"grad_output = 0 gives d{n} = 0", z, tol)
     detail = (
-        f"grad_output = 0 gives d{n} up to {z:.3g} (its entries reach {scale:.3g} otherwise), "
+        f"grad_output = 0 gives d{n} up to {_amount(z)} (its entries reach {scale:.3g} otherwise), "
         "not 0: a term not multiplied by grad_output"
     )
     return Finding("zero_upstream", n, False, detail, z, tol)
@@ -190,7 +201,7 @@ def _linearity(n: str, lin: float, tol: float, offset: bool, constant: bool) -> 
         else "a nonlinear function of grad_output"
     )
     detail = (
-        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {lin:.3g} (tolerance "
+        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {_amount(lin)} (tolerance "
         f"{tol:.2g}): not linear in grad_output; {why}"
     )
     return Finding("linearity", n, False, detail, lin, tol)

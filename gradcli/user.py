@@ -315,7 +315,7 @@ def forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | Non
             source="--impl",
         )
     scale = float(np.max(np.abs(ours), initial=0.0)) or 1.0
-    eps = np.finfo(spec.dtype).eps
+    eps = float(np.finfo(spec.dtype).eps)  # a numpy float32 would not serialize to JSON
     return compare(spec.output_info.name, comp.output, ours, 64 * eps * scale, 64 * eps)
 
 
