@@ -96,7 +96,7 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        return bool(self.results) and not self.failures  # a check of nothing never passes
 
 
 def compute(spec: Spec) -> Computation:

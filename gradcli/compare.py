@@ -84,16 +84,17 @@ def compare(
 ) -> TensorResult:
     """Element-wise pass rule |a - n| <= atol + rtol * |n| at the flat indices ``coords`` (the
     numeric side evaluated there; default: every element), of the ``promised`` many the mode
-    promised (default: as many as ``coords`` names). A NaN or inf on either side of a
-    compared element is counted, never skipped: NaN compares False, so a test like
-    ``err > tol`` alone would let it pass."""
+    promised (default: as many as ``coords`` names). A NaN or inf in the analytic gradient
+    (anywhere) or the numeric one (where compared) is counted, never skipped: NaN compares
+    False, so a test like ``err > tol`` alone would let it pass."""
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
     seen = np.ones(a.shape, dtype=bool)
     if coords is not None:
         seen = np.zeros(a.shape, dtype=bool)
         seen.flat[np.asarray(coords, dtype=np.int64)] = True
-    bad = seen & ~(np.isfinite(a) & np.isfinite(n))
+    # the gradient under test is finite everywhere, compared or not: that costs no forward pass
+    bad = ~np.isfinite(a) | (seen & ~np.isfinite(n))
     ok = seen & ~bad
     a0, n0 = np.where(ok, a, 0.0), np.where(ok, n, 0.0)
     err = np.where(bad, np.inf, np.abs(a0 - n0))
@@ -105,7 +106,7 @@ def compare(
         excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
     excess = np.where(bad, np.inf, np.where(seen, excess, -1.0))
     order = np.argsort(-excess, axis=None, kind="stable")[: max(top, 1)]
-    shown = np.where(seen, n, 0.0)  # the raw values, NaN and inf included, where compared
+    shown = np.where(seen, n, np.nan)  # the raw values where compared, NaN and inf included
     worst_k = tuple(
         {
             "index": [int(i) for i in np.unravel_index(int(k), a.shape)],
@@ -125,7 +126,8 @@ def compare(
     nonfinite_at = ""
     if bad.any():
         k = np.unravel_index(int(np.argmax(bad)), a.shape)
-        nonfinite_at = f"d{name}{_index(letters or [], k)}: analytic {a[k]:.6g}, numeric {n[k]:.6g}"
+        num = f"{n[k]:.6g}" if seen[k] else "not evaluated"
+        nonfinite_at = f"d{name}{_index(letters or [], k)}: analytic {a[k]:.6g}, numeric {num}"
     found: list[str] = []
     if fail.any() and not unresolved:  # the layer facts cost work: only for a failing tensor
         found = diagnose.hints(name, a0, np.where(ok, n, np.nan), fail, tol, letters or [],

@@ -5,12 +5,14 @@ resolve anything) is here with its twin: the correct case still passes."""
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gradcli.check import check, compute
 from gradcli.compare import compare
+from gradcli.methods import METHODS, RESOLVE_MARGIN
 from gradcli.spec import load_spec
 
 LINEAR_IMPL = """\
@@ -197,6 +199,8 @@ def test_unresolved_table_says_why_and_what_to_change(cli):
     result = cli("check", "conv2d", "--eps", "1e-320")
     assert result.exit_code == 1
     assert "cannot resolve dX at this step" in result.stdout and "larger --eps" in result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("FAIL") and "cannot resolve dX at this step" in last
 
 
 def test_complex_step_with_a_subnormal_step_does_not_pass(cli_json):
@@ -221,3 +225,20 @@ def test_a_truly_zero_gradient_is_resolved(cli_json, write_spec):
     text = "tensors:\n  x: [1.0, 2.0]\n  W: [[1.0, 2.0]]\ngrad_output: [0.0]\n"
     doc = cli_json("check", "linear", write_spec(textwrap.dedent(text)))
     assert doc["passed"] and not any(r["unresolved"] for r in doc["results"].values())
+
+
+SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_no_false_unresolved_on_example_specs(path, dtype):
+    """Every method on every example spec, in both dtypes: resolved with room to spare (the
+    estimated round-off at most 1/5 of the margin) and passing."""
+    spec = load_spec(path.stem.split("_")[0], str(path), dtype=dtype)
+    for method in METHODS:
+        _, numeric, report = check(spec, method=method)
+        assert report.passed, (method, {n: r.reason for n, r in report.results.items()})
+        for name, r in report.results.items():
+            scale = float(np.max(np.abs(numeric[name])))
+            assert r.numerics.noise * RESOLVE_MARGIN * 5 <= scale, (method, name)
