@@ -299,13 +299,13 @@ def _eps(text: str) -> float | None:
 @app.command()
 def layers(fmt: FormatOpt = None, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
-    from gradcli import jsondoc, render
+    from gradcli import jsondoc
     from gradcli.render_docs import render_layers
 
     if fmt is Format.json:
-        sys.stdout.write(jsondoc.to_json(jsondoc.layers_doc()))
+        emit(None, (), text=jsondoc.to_json(jsondoc.layers_doc()))
     else:
-        render_layers(render.console(sys.stdout))
+        emit(None, (), text=render_layers)
 
 
 @app.command()

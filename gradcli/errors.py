@@ -6,11 +6,17 @@ does not match is a *result* (see :mod:`gradcli.check`), never an exception.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away, as Unix tools report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+MAX_MESSAGE = 500  # characters of one message line; inputs can make a message any length
 
 
 def brief(value: object, limit: int = 60) -> str:
@@ -31,6 +37,39 @@ def brief(value: object, limit: int = 60) -> str:
         return "a very large integer"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on shown as an escape (``\\n``,
+    ``\\x1b``, ``\\u202e``): a path or key from the input can then neither start a new line
+    that looks like gradcli's own, nor move the cursor, clear the screen or reverse the text."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """At most ``limit`` characters, saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit - 40
+    return f"{text[:keep]}... ({len(text) - keep:,} more characters)"
+
+
+def one_of(names: Iterable[object], limit: int = 8) -> str:
+    """``a, b, c`` for an "expected one of" list: a few names, then how many more, so a file
+    with 20,000 members does not make a 1 MB message."""
+    shown: list[str] = []
+    more = 0
+    for name in names:
+        if len(shown) < limit:
+            text = str(name)
+            shown.append(text if len(text) <= 40 else text[:37] + "...")
+        else:
+            more += 1
+    if not shown:
+        return "none"
+    return ", ".join(shown) + (f" and {more:,} more" if more else "")
 
 
 class GradcliError(Exception):
@@ -76,3 +115,10 @@ class OptionError(GradcliError):
 
 class InPlaceWriteError(GradcliError):
     """User code wrote into an array gradcli passed it (read-only: tensors, grad_output)."""
+
+
+class ClosedPipeError(GradcliError):
+    """The reader of stdout went away (``gradcli check ... | head -1``): not an error of the
+    input, nothing to say; the exit status tells a closed pipe, as Unix tools do."""
+
+    exit_code = EXIT_PIPE

@@ -1,11 +1,14 @@
 """gradcli's error policy, the one place errors become exit codes: a bad input is one line on
 stderr and exit 2, an internal error one line that says to rerun with --traceback and exit 3,
-Ctrl-C exit 130, and a reader that left the pipe a quiet exit 0."""
+Ctrl-C exit 130, SIGTERM 143, and a reader that left the pipe a quiet 141. Every line written
+to stderr goes through ``diagnostic``: escaped, capped, and never onto stdout."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import signal
 import sys
 import traceback as tb
 from typing import Any
@@ -13,7 +16,18 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from gradcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, GradcliError
+from gradcli import interrupt
+from gradcli.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PIPE,
+    EXIT_USAGE,
+    ClosedPipeError,
+    GradcliError,
+    printable,
+    shorten,
+)
 
 
 class GradcliGroup(TyperGroup):
@@ -29,16 +43,26 @@ class GradcliGroup(TyperGroup):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         tune_allocator()
-        code = _exit_code(
-            lambda: super(GradcliGroup, self).main(
-                args=argv,
-                prog_name=prog_name or "gradcli",
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            ),
-            show_traceback="--traceback" in argv,
-        )
+        standard_streams()
+        from gradcli import emit
+
+        emit.new_run()
+        restore = interrupt.during_run()
+        try:
+            code = _exit_code(
+                lambda: super(GradcliGroup, self).main(
+                    args=argv,
+                    prog_name=prog_name or "gradcli",
+                    complete_var=complete_var,
+                    standalone_mode=False,
+                    **extra,
+                ),
+                show_traceback="--traceback" in argv,
+            )
+        except KeyboardInterrupt:  # a second signal, while the policy itself was running
+            code = 128 + (interrupt.received() or signal.SIGINT)
+        finally:
+            restore()
         if standalone_mode:
             sys.exit(code)
         return code
@@ -56,34 +80,81 @@ def tune_allocator() -> None:
         pass
 
 
+def standard_streams() -> None:
+    """A closed stdin, stdout or stderr (``2>&-``) gets /dev/null under its number, so no file
+    gradcli opens later (an output's temporary) can take it and receive stray writes. A closed
+    stderr stays silent; a closed stdout or stdin is refused where it is used."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
 def diagnostic(message: str) -> None:
-    print(f"gradcli: {message}", file=sys.stderr)
+    """One line on stderr: control characters from the input escaped (a path holding
+    "\\ngradcli: error: ..." cannot forge a second line, ESC cannot clear the terminal), at
+    most MAX_MESSAGE characters; never on stdout, whatever state stderr is in."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    line = f"gradcli: {shorten(printable(message))}\n"
+    try:
+        try:
+            stream.write(line)
+        except UnicodeEncodeError:  # PYTHONIOENCODING=ascii:strict
+            stream.write(line.encode("ascii", "backslashreplace").decode("ascii"))
+        stream.flush()
+    except (OSError, ValueError):  # a closed or full stderr: nowhere left to say it
+        pass
 
 
 def _exit_code(run: Any, *, show_traceback: bool) -> int:
+    code = _outcome(run, show_traceback=show_traceback)
+    signum = interrupt.received()
+    if signum is not None:  # even where a library or the user's code swallowed the exception
+        if code not in (EXIT_INTERRUPTED, 128 + signum):
+            diagnostic(interrupt.WORDS[signum])
+        return 128 + signum
+    return code
+
+
+def _outcome(run: Any, *, show_traceback: bool) -> int:
     try:
         rv = run()
         if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this code
-            diagnostic("interrupted")
+            return _interrupted()
         return rv if isinstance(rv, int) else EXIT_OK
     except typer.Exit as e:
         if e.exit_code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this
-            diagnostic("interrupted")
+            return _interrupted()
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        diagnostic("interrupted")
-        return EXIT_INTERRUPTED
+        return _interrupted()
+    except ClosedPipeError:
+        return EXIT_PIPE
     except GradcliError as e:
         diagnostic(f"error: {e}")
         return e.exit_code
     except OSError as e:
         if e.errno == errno.EPIPE:  # `gradcli ... | head`: the reader left, nothing to say
-            return EXIT_OK
+            return EXIT_PIPE
         return _internal(e, show_traceback)
     except Exception as e:
         if _is_usagediagnostic(e):
             return _usage(e)
         return _internal(e, show_traceback)  # a bug: say so in one line
+
+
+def _interrupted() -> int:
+    signum = interrupt.received() or signal.SIGINT
+    diagnostic(interrupt.WORDS[signum])
+    return 128 + signum
 
 
 def _is_usagediagnostic(e: Exception) -> bool:
@@ -99,7 +170,7 @@ def _usage(e: Any) -> int:
     hint = f" (see '{ctx.command_path} --help')" if ctx else ""
     # typer validates choices through pydantic, whose messages start "Value error, "
     message = e.format_message().replace(": Value error, ", ": ")
-    diagnostic(f"error: {message}{hint}")
+    diagnostic(f"error: {shorten(message, 300)}{hint}")
     return EXIT_USAGE
 
 
@@ -108,7 +179,14 @@ def _internal(e: BaseException, show_traceback: bool) -> int:
         tb.print_exception(e)
     else:
         diagnostic(
-            f"internal error: {type(e).__name__}: {e} "
+            f"internal error: {type(e).__name__}: {shorten(_text(e), 300)} "
             "(this is a bug in gradcli; rerun with --traceback for details)"
         )
     return EXIT_INTERNAL
+
+
+def _text(e: BaseException) -> str:
+    try:
+        return str(e)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises in turn
+        return "(its message cannot be shown)"

@@ -1,6 +1,7 @@
 """Files: every file gradcli reads is opened here (without blocking, regular files only) and
 read for what it declares, no more; safe bounded YAML (gradcli.yamlparse), .npy/.npz without
-pickles (gradcli.npyformat), atomic writes. No numerics here."""
+pickles (gradcli.npyformat); each is noted, so that --output never replaces one (gradcli.emit
+writes outputs). No numerics here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import linecache
 import os
 import stat
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from gradcli import npyformat
-from gradcli.errors import GradcliError, SpecError, TensorFileError, brief
+from gradcli.emit import note_read
+from gradcli.errors import GradcliError, SpecError, TensorFileError, brief, one_of
 from gradcli.npyformat import MAX_AXES
 from gradcli.yamlparse import parse_yaml
 
@@ -45,6 +46,7 @@ def open_input(path: Path, *, source: str, key: str | None = None) -> BinaryIO:
         return TensorFileError(message, source=source, key=key)
 
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    note_read(path)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -152,13 +154,9 @@ def load_array(
                 try:
                     info = archive.getinfo(npz_key + ".npy")
                 except KeyError:
-                    names = _npy_names(archive)
-                    known = ", ".join(shown(n, 40) for n in names[:5]) + (
-                        f" and {len(names) - 5:,} more" if len(names) > 5 else ""
-                    )
-                    raise fail(
-                        f"has no array {shown(repr(npz_key), 60)} (arrays: {known or 'none'})"
-                    ) from None
+                    known = one_of((shown(n, 40) for n in _npy_names(archive)), limit=5)
+                    what = shown(repr(npz_key), 60)
+                    raise fail(f"has no array {what} (arrays: {known})") from None
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                     raise fail(
                         f"compresses {npz_key!r} in a way numpy never writes (only stored or "
@@ -226,33 +224,3 @@ def _npy_names(archive: zipfile.ZipFile) -> list[str]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write all of ``data`` or nothing: a temporary file in the same folder, then a rename."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise GradcliError(f"cannot write to {folder}: {e.strerror}", source="--output") from None
-    try:
-        os.fchmod(fd, _mode_for(path))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise GradcliError(f"cannot write {path}: {e.strerror}", source="--output") from None
-        raise
-
-
-def _mode_for(path: Path) -> int:
-    """An existing file keeps its permissions; a new one gets the usual 0o666 minus umask
-    (mkstemp would leave 0o600)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask

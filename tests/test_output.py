@@ -1,0 +1,366 @@
+"""Issue 12 "Nothing is damaged" and the streams (issue 11's closed pipe): stdout closed, full,
+ASCII-only or gone; stderr closed; Ctrl-C and SIGTERM; what -o may replace. Real subprocesses,
+since file descriptors, signals and encodings are the process's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"}
+ENV.pop("NO_COLOR", None)
+CMD = [sys.executable, "-m", "gradcli"]
+LINEAR = "tensors:\n  x: [1.0, 2.0]\n  W: [[1.0, 2.0]]\n"
+# a check that runs for a few seconds: time for signals to arrive mid-run
+SLOW = "tensors:\n  X: {shape: [24, 16]}\n" + "".join(
+    f"  {w}: {{shape: [16, 16]}}\n" for w in ("W_Q", "W_K", "W_V")
+)
+
+
+def run(*args: str, cwd: Path | None = None, env: dict | None = None, **kw):
+    return subprocess.run(
+        [*CMD, *map(str, args)], cwd=cwd, env=env or ENV, capture_output=True, timeout=60, **kw
+    )
+
+
+def shell(script: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``script`` in sh with $G the gradcli command (for >&-, 2>&-, /dev/full)."""
+    g = " ".join(f"'{a}'" for a in CMD)
+    return subprocess.run(
+        ["sh", "-c", script.replace("$G", g)],
+        cwd=cwd, env=env or ENV, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def one_error_line(stderr: bytes, *needles: str) -> str:
+    text = stderr.decode()
+    lines = text.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradcli: error:"), text[-500:]
+    assert "Traceback" not in text and "Exception ignored" not in text
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+# --- stdout -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_reader_that_went_away_is_exit_141_and_quiet(fmt):
+    """`gradcli check linear | head -1` was exit 1, the code of a mismatch."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before gradcli writes a byte
+    proc = subprocess.run(
+        [*CMD, "check", "linear", "--format", fmt], stdout=w, stderr=subprocess.PIPE,
+        env=ENV, timeout=60,
+    )  # fmt: skip
+    os.close(w)
+    assert (proc.returncode, proc.stderr) == (141, b"")
+
+
+def test_a_reader_that_stays_gets_exit_0():
+    proc = shell("$G check linear | head -1", Path.cwd())
+    assert proc.returncode == 0 and proc.stdout.startswith(b"linear"), proc.stderr
+
+
+def test_a_mismatch_to_a_gone_reader_is_still_141(tmp_path):
+    (tmp_path / "g.yaml").write_text("W: [[5.0, 5.0]]\n")
+    (tmp_path / "s.yaml").write_text(LINEAR)
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run(
+        [*CMD, "check", "linear", "s.yaml", "--grads", "g.yaml"], cwd=tmp_path, stdout=w,
+        stderr=subprocess.PIPE, env=ENV, timeout=60,
+    )  # fmt: skip
+    os.close(w)
+    assert (proc.returncode, proc.stderr) == (141, b"")
+    assert run("check", "linear", "s.yaml", "--grads", "g.yaml", cwd=tmp_path).returncode == 1
+
+
+@pytest.mark.parametrize("command", ["check linear", "compute conv2d --format json", "layers"])
+def test_a_closed_stdout_is_one_line_exit_2(tmp_path, command):
+    proc = shell(f"$G {command} >&-", tmp_path)
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, "stdout", "closed")
+
+
+def test_a_closed_stdout_does_not_matter_with_output(tmp_path):
+    proc = shell("$G check linear --format json -o out.json >&-", tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert json.loads((tmp_path / "out.json").read_text())["passed"] is True
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("command", ["check linear", "explain attention --format json"])
+def test_a_full_stdout_is_one_line_exit_2(tmp_path, command):
+    proc = shell(f"$G {command} > /dev/full", tmp_path)
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, "No space left")
+
+
+@pytest.mark.parametrize("command", ["check conv2d", "explain conv2d", "compute attention"])
+def test_an_ascii_stdout_gets_an_ascii_table(command):
+    env = {**ENV, "PYTHONIOENCODING": "ascii"}
+    proc = run(*command.split(), env=env)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    proc.stdout.decode("ascii")  # every byte ASCII: boxes, ellipses, formulas
+    assert b"+---" in proc.stdout or b"dL/d" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["explain attention", "explain conv2d"])
+def test_an_ascii_stdout_gets_the_same_json(command):
+    """Characters ASCII cannot show become \\u escapes: the same JSON document."""
+    utf8 = run(*command.split(), "--format", "json")
+    ascii_ = run(*command.split(), "--format", "json", env={**ENV, "PYTHONIOENCODING": "ascii"})
+    assert ascii_.returncode == 0 and ascii_.stderr == b""
+    assert json.loads(ascii_.stdout.decode("ascii")) == json.loads(utf8.stdout)
+    assert utf8.stdout != ascii_.stdout  # the twin: there was something to escape
+
+
+def test_a_latin1_stdout_gets_a_readable_table():
+    proc = run("explain", "linear", env={**ENV, "PYTHONIOENCODING": "latin-1"})
+    assert proc.returncode == 0 and proc.stderr == b""
+    assert b"?" not in proc.stdout.replace(b"?)", b"")  # stand-ins, not question marks
+
+
+# --- stderr -----------------------------------------------------------------------------------
+
+
+def test_a_closed_stderr_never_moves_the_error_onto_stdout(tmp_path):
+    proc = shell("$G check linear nope.yaml 2>&-", tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, b"")
+
+
+def test_a_closed_stderr_leaves_the_result_alone(tmp_path):
+    (tmp_path / "s.yaml").write_text(LINEAR)
+    proc = shell("$G check linear s.yaml --format json -o out.json 2>&-", tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, b"")
+    assert json.loads((tmp_path / "out.json").read_text())["passed"] is True
+
+
+def test_an_ascii_strict_stderr_still_says_it(tmp_path):
+    env = {**ENV, "PYTHONIOENCODING": "ascii:strict"}
+    proc = run("compute", "linear", "spé\u2202.yaml", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and proc.stdout == b""
+    one_error_line(proc.stderr, "sp")
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def test_an_npz_with_20000_members_is_not_listed_in_full(tmp_path):
+    np.savez(tmp_path / "many.npz", **{f"a{i}": np.zeros(1) for i in range(20_000)})
+    (tmp_path / "s.yaml").write_text("tensors:\n  x: many.npz:x\n  W: [[1.0]]\n")
+    proc = run("compute", "linear", "s.yaml", cwd=tmp_path)
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr, "many.npz", "'x'", "a0, a1", "19,992 more")
+    assert len(line) < 300, line
+
+
+def test_every_message_is_capped(tmp_path):
+    name = "d/" * 2000 + "x.npy"
+    (tmp_path / "s.yaml").write_text(f"tensors:\n  x: {name}\n  W: [[1.0]]\n")
+    proc = run("compute", "linear", "s.yaml", cwd=tmp_path)
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr, "tensors.x", "more characters")
+    assert len(line) <= 520
+
+
+def test_an_impl_file_name_in_a_table_cannot_reach_the_terminal(tmp_path):
+    impl = tmp_path / "a\x1b[2Jb\x9bc.py"
+    impl.write_text(
+        "def forward(x, W, b):\n    return W @ x + b\n\n"
+        "def backward(grad_output, x, W, b):\n"
+        "    return {'x': W.T @ grad_output, 'W': __import__('numpy').outer(grad_output, x),"
+        " 'b': grad_output}\n"
+    )
+    proc = run("check", "linear", "--impl", impl, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert b"\x1b" not in proc.stdout and "\x9b".encode() not in proc.stdout
+    assert b"a\\x1b[2Jb\\x9bc.py" in proc.stdout
+
+
+# --- Ctrl-C and SIGTERM -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def python_start() -> float:
+    """Seconds until the interpreter runs gradcli's first line, with room to spare: a signal
+    before that meets Python's own start-up, which no program can handle."""
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import gradcli.interrupt"], env=ENV, check=True)
+        times.append(time.perf_counter() - t)
+    return 1.5 * sorted(times)[1]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
+def test_ctrl_c_during_start_up_is_130_without_a_traceback(tmp_path, python_start, delay):
+    (tmp_path / "s.yaml").write_text(SLOW)
+    proc = subprocess.Popen(
+        [*CMD, "check", "attention", "s.yaml", "--mode", "full"], cwd=tmp_path, env=ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(python_start + delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-800:]
+    assert out == b"" and err.decode().splitlines() == ["gradcli: interrupted"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5, 1.0, 1.5, 2.5])
+def test_sigterm_leaves_the_target_untouched_and_no_temporary(tmp_path, python_start, delay):
+    (tmp_path / "s.yaml").write_text(SLOW)
+    target = tmp_path / "out.npz"
+    target.write_bytes(b"precious")
+    proc = subprocess.Popen(
+        [*CMD, "check", "attention", "s.yaml", "--mode", "full", "-o", "out.npz"],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(python_start + delay)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz", "s.yaml"]
+    assert "Traceback" not in err.decode() and out == b""
+    if proc.returncode == 143:
+        assert target.read_bytes() == b"precious"
+        assert err.decode().splitlines() == ["gradcli: terminated"]
+    else:  # the signal came after the result was in place
+        assert proc.returncode == 0, err.decode()
+        assert set(np.load(target)) >= {"output", "dX"}
+
+
+def test_a_signal_while_writing_keeps_the_target(cli, tmp_path, monkeypatch):
+    """SIGTERM between the temporary's write and its rename (in-process, exactly there)."""
+    from gradcli import emit
+
+    target = tmp_path / "out.json"
+    target.write_text("precious")
+    real_sync = emit._sync
+
+    def sync_then_signal(fd: int) -> None:
+        real_sync(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs at the next bytecode; it must only take note
+
+    monkeypatch.setattr(emit, "_sync", sync_then_signal)
+    result = cli("check", "linear", "--format", "json", "-o", target)
+    assert result.exit_code == 143 and result.stdout == ""
+    assert target.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    monkeypatch.setattr(emit, "_sync", real_sync)  # the twin: the same run writes it
+    assert cli("check", "linear", "--format", "json", "-o", target).exit_code == 0
+    assert json.loads(target.read_text())["passed"] is True
+
+
+# --- what -o may replace ------------------------------------------------------------------------
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "link-to-null":
+        path.symlink_to("/dev/null")
+    elif kind == "link-to-fifo":
+        os.mkfifo(tmp_path / "fifo2")
+        path.symlink_to(tmp_path / "fifo2")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "dir", "link-to-null", "link-to-fifo"])
+def test_output_refuses_anything_but_a_regular_file(cli, assert_usage_error, tmp_path, kind):
+    path = _special(tmp_path, kind)
+    if kind == "link-to-null" and not stat.S_ISCHR(os.stat(path).st_mode):
+        pytest.skip("/dev/null is not a device on this machine (something replaced it)")
+    before = os.lstat(path)
+    assert_usage_error(cli("check", "linear", "-o", path), "--output", str(path))
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert not list(tmp_path.glob(".gradcli-*"))
+
+
+@pytest.mark.parametrize("path", ["/dev/null", "/proc/self/fd/1", "/dev/stdout"])
+def test_output_refuses_the_process_own_devices(tmp_path, path):
+    """As root, `-o /dev/null` replaced the system's /dev/null; /proc/self/fd/1 is the pipe
+    of this subprocess's stdout."""
+    if not os.path.exists(path) or (
+        path == "/dev/null" and not stat.S_ISCHR(os.stat(path).st_mode)
+    ):
+        pytest.skip(f"no device {path} here")
+    proc = run("check", "linear", "-o", path, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == b""
+    one_error_line(proc.stderr, "--output", path)
+    assert path != "/dev/null" or stat.S_ISCHR(os.stat(path).st_mode)
+
+
+def _answer_files(tmp_path: Path) -> None:
+    np.save(tmp_path / "gW.npy", np.array([[1.0, 2.0]]))
+    np.savez(tmp_path / "arch.npz", x=np.array([1.0, 2.0]), W=np.array([[1.0, 2.0]]))
+    (tmp_path / "g.yaml").write_text("W: gW.npy\nx: arch.npz:x\n")
+    (tmp_path / "s.yaml").write_text("tensors:\n  x: arch.npz:x\n  W: arch.npz:W\n")
+    (tmp_path / "link.npy").symlink_to("gW.npy")
+    os.link(tmp_path / "arch.npz", tmp_path / "hard.npz")
+
+
+@pytest.mark.parametrize(
+    "target", ["gW.npy", "./gW.npy", "link.npy", "arch.npz", "hard.npz", "g.yaml", "s.yaml"]
+)
+def test_output_never_replaces_a_file_the_run_read(
+    cli, assert_usage_error, tmp_path, monkeypatch, target
+):
+    """gW.npy is named only inside the --grads YAML; arch.npz is the archive of members;
+    link.npy a symlink and hard.npz a hard link to them."""
+    monkeypatch.chdir(tmp_path)
+    _answer_files(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = cli("check", "linear", "s.yaml", "--grads", "g.yaml", "-o", target)
+    assert_usage_error(result, "--output", "inputs")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_output_may_replace_a_file_the_run_did_not_read(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _answer_files(tmp_path)
+    (tmp_path / "other.npy").write_bytes(b"old")
+    result = cli("check", "linear", "s.yaml", "--grads", "g.yaml", "-o", "other.npy")
+    assert result.exit_code == 1, result.stderr  # g.yaml's answers are wrong: still written
+    assert (tmp_path / "other.npy").read_bytes() != b"old"
+
+
+def test_output_through_a_symlink_writes_its_target(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    assert cli("check", "linear", "--format", "json", "-o", "link.json").exit_code == 0
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads((tmp_path / "real.json").read_text())["passed"] is True
+
+
+def test_output_with_a_255_byte_name(tmp_path):
+    name = "a" * 250 + ".json"
+    proc = run("check", "linear", "--format", "json", "-o", name, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    too_long = run("check", "linear", "-o", "a" * 256, cwd=tmp_path)
+    assert too_long.returncode == 2
+    one_error_line(too_long.stderr, "--output")
+    assert [p.name for p in tmp_path.iterdir()] == [name]
