@@ -110,7 +110,7 @@ def _version(value: bool) -> None:
     if value:
         from gradcli import __version__
 
-        sys.stdout.write(f"gradcli {__version__}\n")
+        emit(None, (), text=f"gradcli {__version__}\n")
         raise typer.Exit()
 
 
