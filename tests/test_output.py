@@ -196,50 +196,64 @@ def test_an_impl_file_name_in_a_table_cannot_reach_the_terminal(tmp_path):
 
 @pytest.fixture(scope="module")
 def python_start() -> float:
-    """Seconds until the interpreter runs gradcli's first line, with room to spare: a signal
-    before that meets Python's own start-up, which no program can handle."""
+    """Seconds until the interpreter reaches gradcli's first line (the median of 3)."""
     times = []
     for _ in range(3):
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import gradcli.interrupt"], env=ENV, check=True)
         times.append(time.perf_counter() - t)
-    return 1.5 * sorted(times)[1]
+    return sorted(times)[1]
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
-def test_ctrl_c_during_start_up_is_130_without_a_traceback(tmp_path, python_start, delay):
-    (tmp_path / "s.yaml").write_text(SLOW)
+def _signalled(tmp_path: Path, signum: int, after: float, *args: str):
     proc = subprocess.Popen(
-        [*CMD, "check", "attention", "s.yaml", "--mode", "full"], cwd=tmp_path, env=ENV,
+        [*CMD, "check", "attention", "s.yaml", "--mode", "full", *args], cwd=tmp_path, env=ENV,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    time.sleep(python_start + delay)
-    proc.send_signal(signal.SIGINT)
+    time.sleep(after)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()[-800:]
-    assert out == b"" and err.decode().splitlines() == ["gradcli: interrupted"]
+    return proc.returncode, out, err.decode()
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.5, 1.0, 1.5, 2.5])
-def test_sigterm_leaves_the_target_untouched_and_no_temporary(tmp_path, python_start, delay):
+def _before_gradcli(code: int, signum: int, err: str) -> bool:
+    """Python's own start-up took the signal, before gradcli's first line: no program can
+    handle that (on a loaded machine the interpreter alone can take longer than planned)."""
+    return code == -signum and "gradcli" not in err.replace("-m', 'gradcli", "")
+
+
+def test_ctrl_c_during_start_up_is_130_without_a_traceback(tmp_path, python_start):
+    (tmp_path / "s.yaml").write_text(SLOW)
+    handled = 0
+    for after in (1.2, 1.5, 2.0, 3.0):  # from gradcli's first line through its imports
+        code, out, err = _signalled(tmp_path, signal.SIGINT, after * python_start)
+        if _before_gradcli(code, signal.SIGINT, err):
+            continue
+        assert code == 130, err[-800:]
+        assert out == b"" and err.splitlines() == ["gradcli: interrupted"]
+        handled += 1
+    assert handled >= 2
+
+
+def test_sigterm_leaves_the_target_untouched_and_no_temporary(tmp_path, python_start):
     (tmp_path / "s.yaml").write_text(SLOW)
     target = tmp_path / "out.npz"
-    target.write_bytes(b"precious")
-    proc = subprocess.Popen(
-        [*CMD, "check", "attention", "s.yaml", "--mode", "full", "-o", "out.npz"],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    time.sleep(python_start + delay)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz", "s.yaml"]
-    assert "Traceback" not in err.decode() and out == b""
-    if proc.returncode == 143:
-        assert target.read_bytes() == b"precious"
-        assert err.decode().splitlines() == ["gradcli: terminated"]
-    else:  # the signal came after the result was in place
-        assert proc.returncode == 0, err.decode()
-        assert set(np.load(target)) >= {"output", "dX"}
+    codes = []
+    for after in (1.5, 3.0, 6.0, 10.0, 15.0, 25.0):
+        target.write_bytes(b"precious")
+        code, out, err = _signalled(
+            tmp_path, signal.SIGTERM, after * python_start, "-o", "out.npz"
+        )
+        codes.append(code)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz", "s.yaml"]
+        assert "Traceback" not in err and out == b""
+        if code in (143, -signal.SIGTERM):  # -15: before gradcli's first line
+            assert target.read_bytes() == b"precious"
+            assert code == -signal.SIGTERM or err.splitlines() == ["gradcli: terminated"]
+        else:  # the signal came after the result was in place
+            assert code == 0, err
+            assert set(np.load(target)) >= {"output", "dX"}
+    assert codes.count(143) >= 2, codes
 
 
 def test_a_signal_while_writing_keeps_the_target(cli, tmp_path, monkeypatch):
