@@ -11,7 +11,11 @@ def main() -> int:
     interrupt.during_startup()
     from gradcli.cli import main as run
 
-    return run()
+    code = run()
+    # the outcome is decided: a late signal must not kill the exit, or its code would say
+    # "terminated" over a finished result (Python's shutdown puts the default handlers back)
+    interrupt.ignore()
+    return code
 
 
 if __name__ == "__main__":

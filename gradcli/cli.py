@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradcli.emit import emit, input_files, wants_json
+from gradcli.emit import emit, input_files, ready, wants_json
 from gradcli.errors import EXIT_MISMATCH, GradcliError
 from gradcli.exits import GradcliGroup, diagnostic
 
@@ -142,6 +142,7 @@ def compute(
 
     as_json = wants_json(fmt, output)
     s = _load(layer, spec, dtype, seed, impl, max_elements)
+    ready(output, input_files(s, impl))
     comp = run_compute(s)
     emit(
         output,
@@ -256,6 +257,7 @@ def check(
         )  # fmt: skip
     elif wrt is not None:
         raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
+    ready(output, input_files(s, impl, grads))
     if sweep:
         rows, best, wrong = run_sweep(
             s, opts.method, coloring, opts.grads, opts.max_memory,

@@ -54,10 +54,20 @@ def emit(
 
         buf = io.StringIO()
         text(render.console(buf, plain=True))
-        data = buf.getvalue().encode()
+        data = _terminal_safe(buf.getvalue()).encode()
     else:
-        data = text.encode()
+        data = _text_safe(text).encode()
     write_atomic(target, data, shown=output)
+
+
+def ready(output: Path | None, inputs: tuple[Path, ...]) -> None:
+    """Refuse now, before the work, what ``emit`` would refuse after it (a closed stdout, an
+    output that is a device or one of the inputs); ``emit`` checks again."""
+    if output is None:
+        if sys.stdout is None:
+            raise _closed_stdout()
+    else:
+        _target(output, inputs)
 
 
 def wants_json(fmt: str | None, output: Path | None) -> bool:
@@ -89,10 +99,7 @@ def input_files(spec: Any, *others: str | None) -> tuple[Path, ...]:
 def _to_stdout(text: Any) -> None:
     stream = sys.stdout
     if stream is None:  # started with stdout closed (`>&-`)
-        raise GradcliError(
-            "stdout is closed, so the result has nowhere to go (write it with -o FILE)",
-            source="<stdout>",
-        )
+        raise _closed_stdout()
     if callable(text):
         from gradcli import render
 
@@ -144,6 +151,13 @@ class _Rendering(io.StringIO):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._stream, "encoding", None) or "utf-8"
+
+
+def _closed_stdout() -> GradcliError:
+    return GradcliError(
+        "stdout is closed, so the result has nowhere to go (write it with -o FILE)",
+        source="<stdout>",
+    )
 
 
 def _write_fd(fd: int, data: bytes) -> None:

@@ -60,7 +60,7 @@ def _at_startup(signum: int, frame: Any) -> None:
     os._exit(128 + signum)
 
 
-def _install(handler: Callable[[int, Any], None]) -> Callable[[], None]:
+def _install(handler: Any) -> Callable[[], None]:
     """Set ``handler`` for both signals; returns what puts the previous handlers back. Only
     the main thread may set handlers: elsewhere (an embedding program) this does nothing."""
     try:
@@ -84,6 +84,11 @@ def during_run() -> Callable[[], None]:
     global _state
     _state = _State()
     return _install(_on_signal)
+
+
+def ignore() -> None:
+    """From now on both signals are ignored: for the process's last moments."""
+    _install(signal.SIG_IGN)  # type: ignore[arg-type]
 
 
 def received() -> int | None:

@@ -241,9 +241,7 @@ def test_sigterm_leaves_the_target_untouched_and_no_temporary(tmp_path, python_s
     codes = []
     for after in (1.5, 3.0, 6.0, 10.0, 15.0, 25.0):
         target.write_bytes(b"precious")
-        code, out, err = _signalled(
-            tmp_path, signal.SIGTERM, after * python_start, "-o", "out.npz"
-        )
+        code, out, err = _signalled(tmp_path, signal.SIGTERM, after * python_start, "-o", "out.npz")
         codes.append(code)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz", "s.yaml"]
         assert "Traceback" not in err and out == b""
@@ -378,3 +376,34 @@ def test_output_with_a_255_byte_name(tmp_path):
     assert too_long.returncode == 2
     one_error_line(too_long.stderr, "--output")
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_refused_output_is_refused_before_the_work(cli, assert_usage_error, tmp_path):
+    """No minutes of numerics for a result that cannot be written."""
+    import gradcli.check
+
+    def never(*args, **kwargs):
+        raise AssertionError("the check ran")
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(gradcli.check, "check", never)
+        m.setattr(gradcli.check, "compute", never)
+        for command in ("check", "compute"):
+            assert_usage_error(cli(command, "linear", "-o", tmp_path / "fifo"), "FIFO")
+    assert cli("check", "linear", "-o", tmp_path / "new.txt").exit_code == 0  # the twin
+
+
+def test_a_table_written_to_a_file_escapes_control_characters(cli, tmp_path):
+    impl = tmp_path / "a\x1b[2Jb.py"
+    impl.write_text(
+        "def forward(x, W, b):\n    return W @ x + b\n\n"
+        "def backward(grad_output, x, W, b):\n"
+        "    return {'x': W.T @ grad_output, 'W': __import__('numpy').outer(grad_output, x),"
+        " 'b': grad_output}\n"
+    )
+    out = tmp_path / "out.txt"
+    result = cli("check", "linear", "--impl", impl, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert "\x1b" not in text and "a\\x1b[2Jb.py" in text
