@@ -367,3 +367,54 @@ def test_reserve_is_told_before_the_data_is_read(tmp_path):
     with pytest.raises(SpecError, match="over budget"):
         gio.load_array(tmp_path / "x.npy", None, source="s", key="x", reserve=reserve)
     assert told == [100]
+
+
+def _expanded(obj) -> int:
+    """Values in a constructed document, every alias expanded: the composer's count, from the
+    result instead of the events (an independent oracle)."""
+    if isinstance(obj, dict):
+        return 1 + sum(_expanded(k) + _expanded(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return 1 + sum(_expanded(v) for v in obj)
+    return 1
+
+
+def _random_doc(rng: np.random.Generator) -> str:
+    """A YAML text of nested flow lists and mappings with anchors and aliases to them."""
+    anchors: list[str] = []
+
+    def value(depth: int) -> str:
+        r = rng.random()
+        if anchors and r < 0.2:
+            return "*" + anchors[int(rng.integers(len(anchors)))]
+        if depth > 3 or r < 0.5:
+            return str(int(rng.integers(100))) if r < 0.35 else f"{rng.random():.3f}"
+        items = [value(depth + 1) for _ in range(int(rng.integers(0, 5)))]
+        if rng.random() < 0.5:
+            text = "[" + ", ".join(items) + "]"
+        else:
+            text = "{" + ", ".join(f"k{i}: {v}" for i, v in enumerate(items)) + "}"
+        if rng.random() < 0.4:
+            anchors.append(f"a{len(anchors)}")
+            return f"&{anchors[-1]} {text}"
+        return text
+
+    return "{" + ", ".join(f"t{i}: {value(0)}" for i in range(4)) + "}"
+
+
+def test_the_yaml_limit_is_the_expanded_size_of_the_document():
+    """On random documents with aliases: the bounded loader builds what PyYAML's safe loader
+    builds, and refuses exactly those whose expanded size exceeds the limit."""
+    import yaml
+
+    from gradcli import yamlparse
+
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        text = _random_doc(rng)
+        want = yaml.safe_load(text)
+        n = _expanded(want)
+        got = yamlparse._Loader(text, n, n).get_single_data()
+        assert got == want, text
+        with pytest.raises(SpecError, match=f"more than {n - 1:,} YAML values"):
+            yamlparse._Loader(text, n - 1, n - 1).get_single_data()
