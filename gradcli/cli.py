@@ -316,19 +316,25 @@ def explain(
     spec: SpecArg = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
+    impl: ImplOpt = None,
     traceback: TracebackOpt = False,
 ) -> None:
-    """The layer's forward and gradient formulas, with the spec's shapes and options."""
+    """The layer's forward and gradient formulas, with the spec's shapes and options; for
+    `custom` without --impl, how a layer of your own is written and checked."""
     from gradcli import explain as explain_mod
     from gradcli import jsondoc
     from gradcli.render_docs import render_explain
 
     as_json = wants_json(fmt, output)
-    s = _load(layer, spec, None, None)
-    if as_json:
-        emit(output, input_files(s), text=jsondoc.to_json(explain_mod.explain_doc(s)))
+    if layer == "custom" and impl is None and spec is None:
+        doc, sections, inputs = explain_mod.custom_doc(), explain_mod.custom(), ()
     else:
-        emit(output, input_files(s), text=lambda c: render_explain(c, explain_mod.explain(s)))
+        s = _load(layer, spec, None, None, impl)
+        doc, sections, inputs = None, None, input_files(s, impl)
+    if as_json:
+        emit(output, inputs, text=jsondoc.to_json(doc or explain_mod.explain_doc(s)))
+    else:
+        emit(output, inputs, text=lambda c: render_explain(c, sections or explain_mod.explain(s)))
 
 
 @app.command()

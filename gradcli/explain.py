@@ -99,10 +99,11 @@ def _assemble(
         secs.append(Section(f"dL/d{name}", [*lines, f"intuition: {why}"]))
     shapes = ["  ".join(f"{n}: {_s(s)}" for n, s in {**spec.shapes, out: out_shape}.items())]
     for info in spec.layer.infos(spec.shapes):
-        if info.name in spec.shapes:
+        if info.name in spec.shapes and info.axes:  # a user's layer names no axes
             axes = ("batch",) * (len(spec.shapes[info.name]) - len(info.axes)) + info.axes
             shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = ({', '.join(axes)})")
-    shapes.append(f"{out} {_s(out_shape)} = ({', '.join(('batch',) * len(batch) + out_axes)})")
+    if out_axes:
+        shapes.append(f"{out} {_s(out_shape)} = ({', '.join(('batch',) * len(batch) + out_axes)})")
     shapes.append(f"∂L/∂{out} {_s(out_shape)} is the upstream gradient; each ∂L/∂T has T's shape")
     if batch:
         shapes.append(f"batch axes {_s(batch)}, the leading axes of the input: every formula "
@@ -314,6 +315,35 @@ def explain(spec: Spec) -> list[Section]:
             f"--wrt {inter[-2]}); an --impl backward may return them too",
         ]))  # fmt: skip
     return sections
+
+
+def custom() -> list[Section]:
+    """``explain custom`` with no module yet: what a layer of your own is and how it is checked."""
+    return [
+        Section("a layer of your own", [
+            "a module with forward(**tensors, **options) -> output and "
+            "backward(grad_output, **tensors, **options) -> {tensor name: gradient}",
+            "the tensors and options are the ones your spec names under tensors: and options:",
+            "intuition: gradcli differentiates your forward numerically and holds your backward "
+            "to it, element by element, plus the backward's contract (zero upstream, "
+            "determinism, linearity, dtype, no writes)",
+        ]),
+        Section("start", [
+            "gradcli init custom -o my.yaml            a spec that runs with the skeleton below",
+            "gradcli init custom --impl -o my_custom.py   a skeleton module to fill in",
+            "gradcli check custom my.yaml --impl my_custom.py",
+            "gradcli explain custom my.yaml --impl my_custom.py   your layer's tensors and "
+            "gradient shapes",
+        ]),
+    ]  # fmt: skip
+
+
+def custom_doc() -> dict[str, Any]:
+    return {
+        "layer": "custom",
+        "options": {},
+        "sections": [{"title": s.title, "lines": list(s.lines)} for s in custom()],
+    }
 
 
 def explain_doc(spec: Spec) -> dict[str, Any]:

@@ -274,3 +274,27 @@ def test_explain_says_how_to_check_intermediates(layer: str) -> None:
     else:
         assert "dQ, dK, dV, dS, dA" in lines and "--grads mine.npz" in lines
         assert "gradcli compute attention -o mine.npz" in lines
+
+
+def test_explain_custom_without_a_module_says_how_to_start(cli: Any) -> None:
+    result = cli("explain", "custom")
+    assert result.exit_code == 0, result.stderr
+    assert "gradcli init custom --impl" in result.stdout
+    assert "gradcli check custom" in result.stdout
+    doc = json.loads(cli("explain", "custom", "--format", "json").stdout)
+    assert doc["layer"] == "custom" and [s["title"] for s in doc["sections"]] == [
+        "a layer of your own",
+        "start",
+    ]
+
+
+def test_explain_custom_with_a_module_shows_its_tensors(cli: Any, tmp_path: Any) -> None:
+    spec, module = tmp_path / "my.yaml", tmp_path / "my_custom.py"
+    assert cli("init", "custom", "-o", spec).exit_code == 0
+    assert cli("init", "custom", "--impl", "-o", module).exit_code == 0
+    result = cli("explain", "custom", spec, "--impl", module)
+    assert result.exit_code == 0, result.stderr
+    assert "dL/dx" in result.stdout and "(batch" not in result.stdout  # no invented axis names
+    # a spec without its module is still the one-line error that names --impl
+    missing = cli("explain", "custom", spec)
+    assert missing.exit_code == 2 and "--impl" in missing.stderr
