@@ -4,6 +4,9 @@ traceback."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 def main() -> int:
     from gradcli import interrupt
@@ -15,7 +18,20 @@ def main() -> int:
     # the outcome is decided: a late signal must not kill the exit, or its code would say
     # "terminated" over a finished result (Python's shutdown puts the default handlers back)
     interrupt.ignore()
+    if any(name.startswith("gradcli_user_") for name in sys.modules):
+        _leave(code)
     return code
+
+
+def _leave(code: int) -> None:
+    """Exit now, once the result is out: a user's module may have left a non-daemon thread
+    (the interpreter would wait for it forever) or an atexit hook that prints after the JSON."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -509,3 +509,26 @@ def test_options_over_the_bound_are_refused_even_when_yaml_allows_them():
     custom_options({"ok": [shared] * 99}, ("x",))
     with pytest.raises(SpecError, match="more than 100,000 values"):
         custom_options({"big": [shared] * 101}, ("x",))
+
+
+def test_a_users_thread_or_atexit_hook_neither_hangs_nor_writes_after_the_result(tmp_path):
+    """A module that leaves a non-daemon thread running would keep the interpreter waiting at
+    exit; an atexit hook that prints would land after the JSON. gradcli leaves once its
+    result is out."""
+    body = GOOD_BWD + textwrap.dedent("""
+        import atexit, threading, time
+        threading.Thread(target=lambda: time.sleep(3600)).start()
+        atexit.register(lambda: print('bye from atexit'))
+        def forward(x):
+            return 2 * x
+        """)
+    spec, module = _files(tmp_path, body)
+    proc = _subprocess(
+        ["check", "custom", str(spec), "--impl", str(module), "-f", "json"], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert json.loads(proc.stdout)["passed"] is True  # nothing after the document
+    broken = body.replace("return 2 * x", "return 3 * x")  # twin: the exit code still holds
+    spec, module = _files(tmp_path, broken)
+    proc = _subprocess(["check", "custom", str(spec), "--impl", str(module)], tmp_path)
+    assert proc.returncode == 1, proc.stderr[-500:]
