@@ -1,3 +1,57 @@
-"""gradcli: compute and check the gradients of neural-network layers."""
+"""gradcli: compute and check the gradients of neural-network layers.
+
+The Python API (gradcli.api), imported on first use so that ``import gradcli`` and the CLI's
+``--help`` stay cheap::
+
+    report = gradcli.check("conv2d", {"X": X, "W": W, "b": b}, options={"stride": 2})
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_API = ("check", "check_spec", "compute", "assert_gradients", "Report")
+__all__ = [*_API, "GradcliError", "__version__"]
+
+if TYPE_CHECKING:
+    from gradcli.api import Report as Report
+    from gradcli.api import assert_gradients as assert_gradients
+    from gradcli.api import check as check
+    from gradcli.api import check_spec as check_spec
+    from gradcli.api import compute as compute
+    from gradcli.errors import GradcliError as GradcliError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from gradcli import api
+
+        return getattr(api, name)
+    if name == "GradcliError":
+        from gradcli.errors import GradcliError
+
+        return GradcliError
+    raise AttributeError(f"module 'gradcli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """``gradcli.check`` is the API's function, but the checker's core module is
+    gradcli/check.py, and importing a submodule binds it on its package: that binding is
+    skipped, so ``gradcli.check`` stays the function (``sys.modules["gradcli.check"]`` and
+    ``from gradcli.check import ...`` still reach the module)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -89,6 +89,11 @@ class Loader:
             return self._generate(value, key, name)
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
             return _inline(value, key, self)
+        if isinstance(value, np.ndarray):  # the Python API's tensors: counted, then copied
+            if value.ndim > MAX_AXES:
+                raise SpecError(f"expected at most {MAX_AXES} axes, got {value.ndim}", key=key)
+            self.reserve(value.size, key)
+            return value.astype(np.float64) if value.dtype.kind in "iu" else value
         raise SpecError(
             f"expected a file path, a number, a nested list or a mapping, got {kind(value)}",
             key=key,

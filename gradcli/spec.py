@@ -73,7 +73,7 @@ def default_document(layer: Layer) -> dict[str, Any]:
 
 
 def load_spec(
-    layer_name: str,
+    layer_name: str | None,
     spec: str | None,
     *,
     dtype: str | None = None,
@@ -83,18 +83,32 @@ def load_spec(
 ) -> Spec:
     """Load SPEC (a path, ``-`` for stdin, or None for the embedded default) for LAYER. With
     ``impl`` (gradcli.user.Impl) the layer runs the user's forward and backward; LAYER may then
-    be ``custom``, whose tensors and options are whatever the spec says."""
-    custom = layer_name == "custom"
-    if custom and impl is None:
-        raise GradcliError("the layer 'custom' needs --impl FILE.py (your forward and backward)")
-    builtin = None if custom else get_layer(layer_name)
+    be ``custom``, whose tensors and options are whatever the spec says. LAYER None: the
+    spec's own ``layer`` key (the Python API's ``check_spec``)."""
     if spec is None:
-        if custom:
+        if layer_name is None or layer_name == "custom":
+            if impl is None and layer_name == "custom":
+                raise GradcliError(
+                    "the layer 'custom' needs --impl FILE.py (your forward and backward)"
+                )
             raise GradcliError("the layer 'custom' needs a SPEC naming its tensors")
-        doc, source, base = default_document(builtin), "<default>", Path.cwd()
+        doc, source, base = default_document(get_layer(layer_name)), "<default>", Path.cwd()
     else:
+        if layer_name == "custom" and impl is None:
+            raise GradcliError(
+                "the layer 'custom' needs --impl FILE.py (your forward and backward)"
+            )
         text, source, base = read_spec_text(spec)
         doc = parse_yaml(text, source=source, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+    if layer_name is None:  # check_spec: the spec says which layer it is for
+        layer_name = doc.get("layer") if isinstance(doc, dict) else None
+        if not isinstance(layer_name, str):
+            raise SpecError("expected the name of a layer", key="layer", source=source)
+        if layer_name == "custom" and impl is None:
+            raise SpecError("the layer 'custom' needs your forward and backward (impl=)",
+                            key="layer", source=source)  # fmt: skip
+    custom = layer_name == "custom"
+    builtin = None if custom else get_layer(layer_name)
     try:
         layer = builtin
         if impl is not None:

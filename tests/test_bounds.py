@@ -160,14 +160,17 @@ def test_a_large_stride_that_fits_still_runs(cli_json, write_spec):
 def _no_forward(monkeypatch: Any) -> None:
     """Every way a check reaches a forward first: compute, the intermediates' shapes (--grads),
     the sweep's own compute."""
-    import gradcli.check
+    import sys
+
+    import gradcli.check  # noqa: F401 (gradcli.check is the API function; the core module:)
     import gradcli.intermediates
     import gradcli.sweep
 
     def boom(*a: Any, **k: Any) -> Any:
         raise AssertionError("a forward ran before --max-memory was checked")
 
-    for module, name in ((gradcli.check, "compute"), (gradcli.intermediates, "shapes"),
+    core = sys.modules["gradcli.check"]
+    for module, name in ((core, "compute"), (gradcli.intermediates, "shapes"),
                          (gradcli.sweep, "compute")):  # fmt: skip
         monkeypatch.setattr(module, name, boom)
 
