@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing's: `import gradcli` stays cheap
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,8 @@ _API = ("check", "check_spec", "compute", "assert_gradients", "Report")
 __all__ = [*_API, "GradcliError", "__version__"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from gradcli.api import Report as Report
     from gradcli.api import assert_gradients as assert_gradients
     from gradcli.api import check as check

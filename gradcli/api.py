@@ -93,7 +93,7 @@ class Report:
 def _impl(layer: Any, forward: Any, backward: Any) -> Impl | None:
     """The user's functions: ``forward=``/``backward=`` callables, or an object or module
     holding both (what ``--impl FILE.py[:NAME]`` accepts), or a path to such a file."""
-    if isinstance(layer, (str, Path)) and str(layer).endswith((".py",)) or ".py:" in str(layer):
+    if isinstance(layer, (str, Path)) and (str(layer).endswith(".py") or ".py:" in str(layer)):
         return load_impl(str(layer))
     if forward is None and backward is None:
         if isinstance(layer, str) or layer is None:

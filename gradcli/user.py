@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradcli import cs231n
 from gradcli import userresult as result
-from gradcli.contract import read_only_backward, read_only_forward
+from gradcli.contract import read_only_backward, read_only_call, read_only_forward
 from gradcli.errors import GradcliError
 from gradcli.io import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo
@@ -87,6 +88,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
 
     fwd, bwd = impl.what("forward"), impl.what("backward")
     steady = result.Steady(impl.path, fwd)
+    own = base.tensor_names if base else names
+    positional = cs231n.detect(impl.backward, own)  # forward(x, w) -> (out, cache)
 
     # resolved options -> (them, the options the spec set): a built-in's resolve settles
     # options from the tensors (conv1d's channels from w's rank), but the user's functions get
@@ -102,9 +105,19 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         held = spec_set.get(id(options))
         kwargs = held[1] if held and held[0] is options else _options_kwargs(options)
         real = not any(np.iscomplexobj(a) for a in t.values())
+        kept: dict[str, Any] = {}  # the CS231n convention's cache
 
         def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
-            out = read_only_forward(impl, t, kwargs)
+            if positional:
+                names = cs231n.order(t, own)
+                out, kept["cache"] = cs231n.split(
+                    read_only_call(
+                        impl.path, fwd, lambda a: impl.forward(*(a[n] for n in names), **kwargs), t
+                    ),
+                    impl.path, fwd,
+                )  # fmt: skip
+            else:
+                out = read_only_forward(impl, t, kwargs)
             a = _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
             result.checkable(a, impl.path, fwd)
             steady.check(t, a)
@@ -113,13 +126,25 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
             return a
 
         a = _call(impl.path, fwd, checked, quiet=probe)
-        return a, {"tensors": dict(t), "kwargs": kwargs, "options": options}
+        return a, {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
 
     def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
         return run(t, options, probe=False)
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
         t, kwargs, options = cache["tensors"], cache["kwargs"], cache["options"]
+        if positional:
+            names = cs231n.order(t, own)
+            user = cache["cache"]
+
+            def positional_backward() -> dict[str, np.ndarray]:
+                value = read_only_call(
+                    impl.path, bwd, lambda a: impl.backward(a["grad_output"], user),
+                    {"grad_output": g},
+                )  # fmt: skip
+                return _gradients(cs231n.gradients(value, names, impl.path, bwd), t, options)
+
+            return _call(impl.path, bwd, positional_backward)
         return _call(
             impl.path, bwd, lambda: _gradients(read_only_backward(impl, g, t, kwargs), t, options)
         )

@@ -209,3 +209,70 @@ def test_import_is_lazy_and_check_stays_the_function():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
     )
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def affine_forward(x, w, b):
+    """CS231n's affine layer, as students write it: (out, cache)."""
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ dout
+    return dx, dw, dout.sum(axis=0)
+
+
+def affine_backward_bug(dout, cache):
+    dx, dw, db = affine_backward(dout, cache)
+    return dx, dw, dout.mean(axis=0)  # the classic: mean instead of sum over the batch
+
+
+AFFINE = {"x": np.linspace(-1, 1, 12).reshape(2, 2, 3), "w": np.linspace(1, 2, 30).reshape(6, 5),
+          "b": np.linspace(-0.5, 0.5, 5)}  # fmt: skip
+
+
+def test_cs231n_convention_student_code_and_its_bug():
+    good = gradcli.check(forward=affine_forward, backward=affine_backward, tensors=AFFINE)
+    assert good.passed and set(good.results) == {"x", "w", "b"}
+    bad = gradcli.check(forward=affine_forward, backward=affine_backward_bug, tensors=AFFINE)
+    assert not bad.passed
+    assert [n for n, r in bad.results.items() if not r.passed] == ["b"]
+    # matched by position (the tensors mapping's order), checked against a hand oracle
+    G = np.ones((2, 5))
+    comp = gradcli.compute(
+        forward=affine_forward, backward=affine_backward, tensors=AFFINE, grad_output=G
+    )
+    np.testing.assert_allclose(comp.gradients["w"], AFFINE["x"].reshape(2, -1).T @ G)
+    np.testing.assert_allclose(comp.gradients["b"], [2.0] * 5)
+
+
+def test_cs231n_misreadings_are_refused_naming_the_convention():
+    def forward_no_cache(x, w, b):
+        return affine_forward(x, w, b)[0]
+
+    with pytest.raises(gradcli.GradcliError, match=r"\(out, cache\)"):
+        gradcli.check(forward=forward_no_cache, backward=affine_backward, tensors=AFFINE)
+
+    def backward_two(dout, cache):
+        return affine_backward(dout, cache)[:2]
+
+    with pytest.raises(gradcli.GradcliError, match="one gradient per tensor"):
+        gradcli.check(forward=affine_forward, backward=backward_two, tensors=AFFINE)
+
+
+def test_cs231n_module_through_impl(cli, tmp_path):
+    mine = tmp_path / "layers.py"
+    mine.write_text(
+        "def forward(x, w):\n    return x * w, (x, w)\n"
+        "def backward(dout, cache):\n    x, w = cache\n    return dout * w, dout * x\n"
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("tensors:\n  x: [0.5, -1.5, 2.0]\n  w: [1.0, 2.0, 3.0]\n")
+    result = cli("check", "custom", spec, "--impl", mine, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert set(json.loads(result.stdout)["results"]) == {"x", "w"}
+    mine.write_text(mine.read_text().replace("dout * w, dout * x", "dout * x, dout * w"))
+    result = cli("check", "custom", spec, "--impl", mine, "--format", "json")
+    assert result.exit_code == 1, result.stderr
