@@ -263,10 +263,15 @@ def check(
             s, opts.method, coloring, opts.grads, opts.max_memory,
             budget=opts.budget, samples=opts.samples, notify=diagnostic,
         )  # fmt: skip
-        doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong)
+        # the verdict is the check's own (every element, the contract) and the sweep's: the
+        # sweep's normalized error alone would drown one wrong element in the largest one
+        report = run_check(s, opts)[2]
+        passed = report.passed and not wrong
+        doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong, report)
         emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if as_json
-              else lambda c: render_sweep(c, s, opts.method, rows, best, wrong))  # fmt: skip
-        if wrong:
+              else lambda c: render_sweep(c, s, opts.method, rows, best, wrong, report,
+                                          quiet=quiet))  # fmt: skip
+        if not passed:
             raise typer.Exit(EXIT_MISMATCH)
         return
     with render.ProgressBar(sys.stderr) as bar:

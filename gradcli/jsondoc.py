@@ -136,10 +136,14 @@ def check_doc(
 
 
 def sweep_doc(
-    spec: Spec, method: str, rows: list[dict[str, Any]], best: float, wrong: list[str]
+    spec: Spec, method: str, rows: list[dict[str, Any]], best: float, wrong: list[str],
+    report: CheckReport,
 ) -> dict[str, Any]:
-    return {**_header(spec), "passed": not wrong, "method": method, "best_eps": best,
-            "wrong_at_every_step": wrong, "sweep": [_finite_row(r) for r in rows]}  # fmt: skip
+    """The sweep, and the check at the default step beside it: ``passed`` needs both."""
+    passed = report.passed and not wrong
+    return {**_header(spec), "passed": passed, "method": method, "best_eps": best,
+            "wrong_at_every_step": wrong, "check": check_doc(spec, report),
+            "sweep": [_finite_row(r) for r in rows]}  # fmt: skip
 
 
 def _finite_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
+from gradcli.check import CheckReport
+from gradcli.render import summary_line
 from gradcli.render_fit import Col, fitted
 from gradcli.spec import Spec
 
@@ -19,9 +21,31 @@ def render_sweep(
     rows: list[dict[str, Any]],
     best: float,
     wrong: list[str],
+    report: CheckReport,
+    *,
+    quiet: bool = False,
 ) -> None:
-    """The error-vs-step table, a log-log terminal plot with the regimes marked, and the
-    tensors no step reconciles."""
+    """The error-vs-step table, a log-log terminal plot with the regimes marked, the tensors
+    no step reconciles, and the summary line of the check at the default step (the verdict);
+    ``quiet``: the summary line alone."""
+    if not quiet:
+        _sweep_body(console, spec, method, rows, best, wrong)
+    if report.passed and wrong:  # every element passed at the default step, yet no step fits
+        off = ", ".join("d" + n for n in wrong)
+        console.print(Text.assemble(("FAIL", "bold red"), f"  {report.layer}: {off} off at "
+                                    "every step of the sweep"), soft_wrap=True)  # fmt: skip
+    else:
+        console.print(summary_line(spec, report), soft_wrap=True)
+
+
+def _sweep_body(
+    console: Console,
+    spec: Spec,
+    method: str,
+    rows: list[dict[str, Any]],
+    best: float,
+    wrong: list[str],
+) -> None:
     names = list(rows[0]["errors"])
     # every column stays whole (render_fit): a table wider than the console wraps on the
     # terminal instead of rich squeezing its numbers to nothing

@@ -110,3 +110,43 @@ def test_sweep_refuses_the_complex_step_on_a_forward_that_is_not_complex_safe(cl
     assert result.exit_code == 2 and result.stdout == ""
     assert "not complex-safe" in result.stderr
     assert _sweep(cli, "linear", "--impl", impl, code=0)["passed"]  # central differences: fine
+
+
+def _impl(tmp_path, extra):
+    impl = tmp_path / "mine.py"
+    impl.write_text(textwrap.dedent(f"""
+        import numpy as np
+
+        def forward(x, W, b):
+            return W @ x + b
+
+        def backward(grad_output, x, W, b):
+            dW = np.outer(grad_output, x)
+            {extra}
+            return {{"x": W.T @ grad_output, "W": dW, "b": grad_output}}
+    """))
+    return impl
+
+
+@pytest.mark.parametrize(
+    "extra, name",
+    [
+        ("dW.flat[np.argmin(abs(dW))] += 5e-7", "one element"),  # drowned by max|a| in the error
+        ("dW = dW + np.random.rand() * 1e-9", "nondeterministic"),
+        ("dW = dW.astype(np.float32)", "float32"),
+    ],
+)
+def test_sweep_verdict_is_the_checks_too(cli, tmp_path, extra, name):
+    """The sweep's error is normalized by the largest gradient, so one wrong element or a
+    broken contract hides in it: the verdict is the check's at the default step as well."""
+    impl = _impl(tmp_path, extra)
+    doc = _sweep(cli, "linear", "--impl", impl, code=1)
+    assert doc["passed"] is False and doc["check"]["passed"] is False, name
+    if name == "one element":  # the sweep alone sees nothing: only the check catches it
+        assert doc["wrong_at_every_step"] == []
+    quiet = cli("check", "linear", "--impl", impl, "--sweep", "-q")
+    assert quiet.exit_code == 1 and quiet.stdout.startswith("FAIL") and len(
+        quiet.stdout.splitlines()
+    ) == 1
+    right = cli("check", "linear", "--impl", _impl(tmp_path, "pass"), "--sweep")
+    assert right.exit_code == 0 and right.stdout.splitlines()[-1].startswith("PASS")
