@@ -120,9 +120,17 @@ class _BoundedComposer(Composer):
         node = MappingNode(tag, [], start.start_mark, None, flow_style=start.flow_style)
         if anchor is not None:
             self.anchors[anchor] = node
+        seen: set[tuple[str, str]] = set()
         while not self.check_event(MappingEndEvent):
+            event = self.peek_event()
             key = self.compose_node(node, None)
             name = key.value if isinstance(key, ScalarNode) else "?"
+            if isinstance(key, ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                # YAML would keep the last value silently: a first answer lost without a word
+                if (key.tag, key.value) in seen:
+                    shown = name if len(name) <= 40 else name[:37] + "..."
+                    self._refuse(event, f"the key {shown!r} is given twice; give it once")
+                seen.add((key.tag, key.value))
             self.path.append(name if len(name) <= 40 else name[:37] + "...")
             value = self.compose_node(node, key)
             self.path.pop()
