@@ -213,7 +213,8 @@ def _check(
         opts.notify(f"estimated {seconds:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
     rng = np.random.default_rng(spec.seed)
     total = sum(groups.values()) if mode == "full" else len(names) * opts.samples
-    advance = opts.progress(total) if opts.progress and mode != "probe" else None
+    slow = mode == "full" and seconds > 2  # the README's promise: a bar only for a long run
+    advance = opts.progress(total) if opts.progress and mode != "probe" and slow else None
     for e in engines.values():
         e.progress = advance
     spent = 0.0  # predicted seconds of the full checks run after a failed probe

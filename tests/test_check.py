@@ -159,3 +159,23 @@ def test_compute_gives_every_gradient_and_attention_intermediates():
     assert set(comp.gradients) == {"X", "W_Q", "W_K", "W_V"}
     assert {"Q", "K", "V", "S", "A", "dA", "dS", "dQ", "dK", "dV"} <= set(comp.intermediates)
     np.testing.assert_allclose(comp.intermediates["A"].sum(axis=-1), 1.0, rtol=1e-14)
+
+
+
+def test_progress_bar_only_for_a_run_estimated_over_2_s(monkeypatch):
+    """A check predicted to take well under 2 s shows no bar (it flashed on every run); one
+    predicted to take longer does."""
+    from gradcli.check import CheckOptions
+    from gradcli.numeric import Engine
+
+    asked: list[int] = []
+
+    def bar(total: int):
+        asked.append(total)
+        return lambda n: None
+
+    check(load_spec("linear", None), CheckOptions(progress=bar))
+    assert asked == []
+    monkeypatch.setattr(Engine, "seconds", lambda self, name, groups, coloring: 5.0)
+    check(load_spec("linear", None), CheckOptions(progress=bar))
+    assert asked and asked[0] > 0
