@@ -71,6 +71,7 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
         return fn()
     guard = _Guard()
     _depth += 1
+    pid = os.getpid()
     try:
         result = fn()
     except UserCodeError as e:  # a result refused: the call's first warning often says why
@@ -86,6 +87,8 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
     finally:
         guard.close()
         _depth -= 1
+        if os.getpid() != pid:  # a child the user's code forked came back here: it must not
+            os._exit(0)  # run the rest of gradcli (a second verdict on stdout); no flush
     if not quiet and not guard.silenced:
         _show(guard.caught, path, what)
     return result

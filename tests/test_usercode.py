@@ -532,3 +532,22 @@ def test_a_users_thread_or_atexit_hook_neither_hangs_nor_writes_after_the_result
     spec, module = _files(tmp_path, broken)
     proc = _subprocess(["check", "custom", str(spec), "--impl", str(module)], tmp_path)
     assert proc.returncode == 1, proc.stderr[-500:]
+
+
+def test_a_child_forked_by_user_code_never_runs_the_rest_of_gradcli(tmp_path):
+    """The child of an os.fork() in the backward came back into gradcli and printed a second
+    verdict on stdout; it now ends where the user's call returns."""
+    body = textwrap.dedent("""
+        def forward(x):
+            return 2 * x
+        def backward(grad_output, x):
+            if os.fork() == 0:
+                print('child')
+            return {'x': 2 * grad_output}
+        """)
+    spec, module = _files(tmp_path, body)
+    proc = _subprocess(["check", "custom", str(spec), "--impl", str(module), "-q"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.decode().splitlines() == [
+        "PASS  custom: the gradient matches the numerical one"
+    ]
