@@ -39,6 +39,11 @@ def brief(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def one_line(text: str) -> str:
+    """``text`` with its newlines, tabs and runs of spaces as single spaces."""
+    return " ".join(text.split())
+
+
 def printable(text: str) -> str:
     """``text`` with every character a terminal would act on shown as an escape (``\\n``,
     ``\\x1b``, ``\\u202e``): a path or key from the input can then neither start a new line

@@ -19,7 +19,7 @@ import numpy as np
 
 from gradcli import npyformat
 from gradcli.emit import note_read
-from gradcli.errors import GradcliError, SpecError, TensorFileError, brief, one_of
+from gradcli.errors import GradcliError, SpecError, TensorFileError, brief, one_line, one_of
 from gradcli.npyformat import MAX_AXES
 from gradcli.yamlparse import parse_yaml
 
@@ -169,9 +169,9 @@ def load_array(
         except GradcliError:
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
-            raise fail(f"is not a valid .npz file ({_one_line(str(e))[:80]})") from None
+            raise fail(f"is not a valid .npz file ({one_line(str(e))[:80]})") from None
         except Exception as e:  # noqa: BLE001 - zipfile raises all kinds on garbage
-            raise fail(f"is not a valid .npy/.npz file ({_one_line(str(e))[:80]})") from None
+            raise fail(f"is not a valid .npy/.npz file ({one_line(str(e))[:80]})") from None
 
 
 def _read_npy(
@@ -200,7 +200,7 @@ def npz_names(path: Path, *, source: str) -> list[str]:
             raise TensorFileError(f"{shown(path)} {e}", source=source) from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
             raise TensorFileError(
-                f"not a valid .npz file ({_one_line(str(e))[:80]})", source=source
+                f"not a valid .npz file ({one_line(str(e))[:80]})", source=source
             ) from None
 
 
@@ -221,6 +221,3 @@ def _zip(f: BinaryIO) -> zipfile.ZipFile:
 def _npy_names(archive: zipfile.ZipFile) -> list[str]:
     return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
 
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

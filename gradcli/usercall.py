@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gradcli.errors import GradcliError
+from gradcli.errors import GradcliError, one_line, printable
 
 T = TypeVar("T")
 
@@ -133,8 +133,7 @@ def _text(get: Callable[[], str], limit: int) -> str:
         if isinstance(err, KeyboardInterrupt):
             raise
         return f"<its message cannot be shown: {type(err).__name__}>"
-    text = " ".join(text.split())  # newlines, tabs and carriage returns: one line
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    text = printable(one_line(text))
     if len(text) > limit:
         text = f"{text[: limit - 30]}... ({len(text):,} characters)"
     return text

@@ -23,7 +23,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from gradcli.errors import SpecError
+from gradcli.errors import SpecError, one_line
 
 INLINE_NUMBERS = 100_000  # values a YAML document may hold at most (~3 s to parse here)
 OTHER_VALUES = 1_000  # keys, options, shapes: room beside the numbers --max-elements allows
@@ -174,14 +174,11 @@ def parse_yaml(text: str, *, source: str, max_elements: int | None = None) -> An
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise SpecError(
-            _one_line(f"invalid YAML: {where}{e.problem or e}"), source=source
+            one_line(f"invalid YAML: {where}{e.problem or e}"), source=source
         ) from None
     except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of > 4300 digits
-        raise SpecError(_one_line(f"invalid YAML: {e}"), source=source) from None
+        raise SpecError(one_line(f"invalid YAML: {e}"), source=source) from None
     finally:
         if loader is not None:
             loader.dispose()
 
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
