@@ -33,10 +33,10 @@ sys.path.insert(0, str(HERE))
 
 from cases import cases, make_tensors, torch_forward  # noqa: E402
 
-from gradcli.check import CheckOptions, check  # noqa: E402
-from gradcli.exits import tune_allocator  # noqa: E402
+from gradcli.checking.check import CheckOptions, check  # noqa: E402
+from gradcli.cli.exits import tune_allocator  # noqa: E402
+from gradcli.inputs.spec import Spec  # noqa: E402
 from gradcli.layers import REGISTRY  # noqa: E402
-from gradcli.spec import Spec  # noqa: E402
 
 try:
     import torch

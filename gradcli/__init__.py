@@ -8,9 +8,6 @@ The Python API (gradcli.api), imported on first use so that ``import gradcli`` a
 
 from __future__ import annotations
 
-import sys
-import types
-
 TYPE_CHECKING = False  # not typing's: `import gradcli` stays cheap
 
 __version__ = "0.1.0"
@@ -43,18 +40,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _Package(types.ModuleType):
-    """``gradcli.check`` is the API's function, but the checker's core module is
-    gradcli/check.py, and importing a submodule binds it on its package: that binding is
-    skipped, so ``gradcli.check`` stays the function (``sys.modules["gradcli.check"]`` and
-    ``from gradcli.check import ...`` still reach the module)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -9,10 +9,10 @@ import sys
 
 
 def main() -> int:
-    from gradcli import interrupt
+    from gradcli.cli import interrupt
 
     interrupt.during_startup()
-    from gradcli.cli import main as run
+    from gradcli.cli.app import main as run
 
     code = run()
     # the outcome is decided: a late signal must not kill the exit, or its code would say

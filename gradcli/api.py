@@ -19,15 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from gradcli import jsondoc, render
-from gradcli.check import CheckOptions, CheckReport, Computation
-from gradcli.check import check as _run_check
-from gradcli.check import compute as _run_compute
-from gradcli.compare import TensorResult
+from gradcli.checking.check import CheckOptions
+from gradcli.checking.check import check as _run_check
+from gradcli.checking.compare import TensorResult
+from gradcli.checking.compute import Computation
+from gradcli.checking.compute import compute as _run_compute
+from gradcli.checking.report import CheckReport
 from gradcli.errors import GradcliError, OptionError
+from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, Spec, build_spec, load_spec
 from gradcli.layers import get_layer
-from gradcli.spec import DEFAULT_MAX_ELEMENTS, Spec, build_spec, load_spec
-from gradcli.user import Impl, load_impl, user_layer
+from gradcli.render import jsondoc
+from gradcli.render import text as render
+from gradcli.user.impl import Impl, load_impl, user_layer
 
 __all__ = ["Report", "assert_gradients", "check", "check_spec", "compute"]
 
@@ -125,7 +128,7 @@ def _spec(
     if tensors is None:
         if builtin is None:
             raise OptionError("your own layer needs its tensors", source="tensors")
-        from gradcli.spec import default_document
+        from gradcli.inputs.spec import default_document
 
         tensors = default_document(builtin)["tensors"]
     if not isinstance(tensors, Mapping):
@@ -141,9 +144,9 @@ def _spec(
     if grad_output is not None:
         doc["grad_output"] = grad_output
     if impl is not None:
-        from gradcli.spec import _custom_names
+        from gradcli.inputs.spec import custom_names
 
-        layer_obj = user_layer(impl, builtin, _custom_names(doc) if builtin is None else ())
+        layer_obj = user_layer(impl, builtin, custom_names(doc) if builtin is None else ())
     else:
         layer_obj = builtin
     return build_spec(layer_obj, doc, base=Path.cwd(), source="", max_elements=max_elements)
@@ -168,7 +171,7 @@ def _options(
 
 def _answers(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
     """The caller's gradients to check (as ``--grads``), keyed NAME or dNAME."""
-    from gradcli import intermediates
+    from gradcli.checking import intermediates
 
     shapes = {**intermediates.shapes(spec), **spec.shapes}
     out = {}
@@ -236,8 +239,8 @@ def check(
 
 def _check(spec: Spec, *args: Any) -> Report:
     opts = _options(*args, spec)
-    comp, numeric, report = _run_check(spec, opts)
-    return Report(spec, comp, numeric, report, opts.grads)
+    report = _run_check(spec, opts)
+    return Report(spec, report.computation, report.numeric, report, opts.grads)
 
 
 def check_spec(

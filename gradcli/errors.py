@@ -6,7 +6,7 @@ does not match is a *result* (see :mod:`gradcli.check`), never an exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -80,26 +80,42 @@ def one_of(names: Iterable[object], limit: int = 8) -> str:
 class GradcliError(Exception):
     """Bad input or bad usage; becomes one line on stderr and exit code 2.
 
-    ``source`` is the file (or ``<stdin>``, ``<default>``, ``--option``) and ``key`` the
-    dotted key inside it, so the message reads ``spec.yaml: tensors.W: expected ...``.
+    ``source`` is the file (or ``<stdin>``, ``<default>``) and ``key`` the dotted key inside
+    it, so the message reads ``spec.yaml: tensors.W: expected ...``. ``param`` names the
+    library's parameter at fault (``max_memory``, ``method``); the CLI shows its flag instead.
     """
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        key: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.source = source
         self.key = key
+        self.param = param
 
     def at(self, *, source: str | None = None, key: str | None = None) -> GradcliError:
         """The same error with a source/key filled in where it had none."""
-        err = type(self)(self.message, source=self.source or source, key=self.key or key)
+        err = type(self)(
+            self.message, source=self.source or source, key=self.key or key, param=self.param
+        )
         err.__cause__ = self.__cause__
         return err
 
+    def describe(self, param_name: Callable[[str], str] = str) -> str:
+        """``source: key: message``, the parameter (if any) shown as ``param_name`` names it."""
+        param = param_name(self.param) if self.param else None
+        return ": ".join(str(p) for p in (self.source or param, self.key, self.message) if p)
+
     def __str__(self) -> str:
-        return ": ".join(str(p) for p in (self.source, self.key, self.message) if p)
+        return self.describe()
 
 
 class SpecError(GradcliError):

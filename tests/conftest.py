@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gradcli.cli import app
+from gradcli.cli.app import app
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"

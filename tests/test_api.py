@@ -202,7 +202,7 @@ def test_a_raising_user_forward_is_an_error_not_a_crash():
 def test_import_is_lazy_and_check_stays_the_function():
     code = (
         "import sys, gradcli; assert 'numpy' not in sys.modules, 'numpy imported';"
-        "import gradcli.check; assert callable(gradcli.check) and not isinstance("
+        "import gradcli.checking.check; assert callable(gradcli.check) and not isinstance("
         "gradcli.check, type(sys)); print('ok')"
     )
     out = subprocess.run(

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcli import io as gio
 from gradcli.errors import GradcliError, SpecError
+from gradcli.files import reading as gio
 
 REPO = Path(__file__).resolve().parent.parent
 SECONDS = 10
@@ -227,7 +227,7 @@ def test_a_path_turning_into_a_fifo_never_blocks(tmp_path):
 import os, threading, numpy as np
 from pathlib import Path
 from gradcli.errors import GradcliError, SpecError
-from gradcli.spec import load_spec
+from gradcli.inputs.spec import load_spec
 d = Path({str(tmp_path)!r})
 np.save(d / "file.npy", np.array([1.0, 2.0]))
 os.mkfifo(d / "fifo")
@@ -407,7 +407,7 @@ def test_the_yaml_limit_is_the_expanded_size_of_the_document():
     builds, and refuses exactly those whose expanded size exceeds the limit."""
     import yaml
 
-    from gradcli import yamlparse
+    from gradcli.files import yamlparse
 
     rng = np.random.default_rng(12)
     for _ in range(200):

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from gradcli.check import compute
+from gradcli.checking.check import compute
+from gradcli.inputs.spec import build_spec
 from gradcli.layers import get_layer
-from gradcli.spec import build_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SLACK = 16_384  # elements: Python objects and numpy's small allocations, 128 KB
@@ -160,18 +160,16 @@ def test_a_large_stride_that_fits_still_runs(cli_json, write_spec):
 def _no_forward(monkeypatch: Any) -> None:
     """Every way a check reaches a forward first: compute, the intermediates' shapes (--grads),
     the sweep's own compute."""
-    import sys
 
-    import gradcli.check  # noqa: F401 (gradcli.check is the API function; the core module:)
-    import gradcli.intermediates
-    import gradcli.sweep
+    import gradcli.checking.intermediates
+    import gradcli.checking.sweep
 
     def boom(*a: Any, **k: Any) -> Any:
         raise AssertionError("a forward ran before --max-memory was checked")
 
-    core = sys.modules["gradcli.check"]
-    for module, name in ((core, "compute"), (gradcli.intermediates, "shapes"),
-                         (gradcli.sweep, "compute")):  # fmt: skip
+    from gradcli.checking import check as core
+    for module, name in ((core, "compute"), (gradcli.checking.intermediates, "shapes"),
+                         (gradcli.checking.sweep, "compute")):  # fmt: skip
         monkeypatch.setattr(module, name, boom)
 
 
@@ -271,7 +269,7 @@ def test_coloring_owners_match_a_plain_table_and_stay_small():
     (the oracle, small sizes); a dilated conv1d of 20,000 samples (a 760 MB table) stays small."""
     import numpy as np
 
-    from gradcli.coloring import build_coloring
+    from gradcli.numeric.coloring import build_coloring
 
     conv1d = get_layer("conv1d")
     for n, k, options in [

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from gradcli.check import FLOAT32_TOLERANCES, check, compute
-from gradcli.compare import compare
+from gradcli.checking.check import FLOAT32_TOLERANCES, check, compute
+from gradcli.checking.compare import compare
+from gradcli.inputs.spec import load_spec
 from gradcli.layers import REGISTRY
-from gradcli.methods import steps
-from gradcli.numeric import numerical_gradients
-from gradcli.spec import load_spec
+from gradcli.numeric.engine import numerical_gradients
+from gradcli.numeric.methods import steps
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from reference import REFERENCES  # noqa: E402
@@ -43,7 +43,7 @@ def test_numeric_matches_loop_reference(name, seed):
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_default_specs_pass(name):
-    _, _, report = check(load_spec(name, None))
+    report = check(load_spec(name, None))
     assert report.passed
     assert set(report.results) == set(REGISTRY[name].tensor_names)
     assert all(r.max_rel_error < 1e-6 for r in report.results.values())
@@ -52,7 +52,8 @@ def test_default_specs_pass(name):
 @pytest.mark.parametrize("name", LAYERS)
 def test_float32_specs_pass_float32_tolerances(name):
     spec = load_spec(name, None, dtype="float32")
-    comp, numeric, report = check(spec)
+    report = check(spec)
+    comp, numeric = report.computation, report.numeric
     assert all(g.dtype == np.float32 for g in comp.gradients.values())
     assert all(g.dtype == np.float64 for g in numeric.values())  # reference is always float64
     assert report.passed and (report.atol, report.rtol) == FLOAT32_TOLERANCES
@@ -74,7 +75,7 @@ def test_checker_catches_one_wrong_element(name, tensor):
         grads[tensor] = g
         return grads
 
-    _, _, report = check(with_backward(spec, bugged))
+    report = check(with_backward(spec, bugged))
     assert not report.passed
     r = report.results[tensor]
     assert not r.passed and r.worst_index == tuple(int(i) for i in target)
@@ -92,7 +93,7 @@ def test_checker_catches_missing_attention_scale():
             grads[n] = grads[n] * s
         return grads
 
-    report = check(with_backward(spec, bugged))[2]
+    report = check(with_backward(spec, bugged))
     assert not report.results["W_Q"].passed and not report.results["W_K"].passed
     assert report.results["W_V"].passed
 
@@ -106,7 +107,7 @@ def test_checker_catches_transposed_conv2d_kernel_gradient():
         grads["W"] = grads["W"][::-1, ::-1]
         return grads
 
-    report = check(with_backward(spec, bugged))[2]
+    report = check(with_backward(spec, bugged))
     assert not report.results["W"].passed and report.results["X"].passed
 
 
@@ -165,8 +166,8 @@ def test_compute_gives_every_gradient_and_attention_intermediates():
 def test_progress_bar_only_for_a_run_estimated_over_2_s(monkeypatch):
     """A check predicted to take well under 2 s shows no bar (it flashed on every run); one
     predicted to take longer does."""
-    from gradcli.check import CheckOptions
-    from gradcli.numeric import Engine
+    from gradcli.checking.check import CheckOptions
+    from gradcli.numeric.engine import Engine
 
     asked: list[int] = []
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
-import gradcli.check  # noqa: F401 (the core module, below)
+from gradcli.checking import check as core
+from gradcli.inputs.spec import load_spec
 from gradcli.layers import REGISTRY
-from gradcli.spec import load_spec
 
 LAYERS = list(REGISTRY)
 ANSI = "\x1b["
@@ -27,8 +26,6 @@ RESULT_KEYS = {"shape", "max_abs_error", "max_rel_error", "worst_index", "analyt
 RESULT_KEYS = RESULT_KEYS | {"passed"}
 IMPOSSIBLE = ("--atol", "0", "--rtol", "1e-16")
 
-# gradcli.check is the API function; the checker core is the module gradcli/check.py
-CORE = sys.modules["gradcli.check"]
 
 
 def _spec_args(layer, source, example_spec):
@@ -122,7 +119,7 @@ def test_scalar_tensor_values_are_numbers(cli_json, example_spec):
 def test_json_floats_round_trip_exactly(cli_json, layer, dtype):
     doc = cli_json("compute", layer, "--dtype", dtype)
     spec = load_spec(layer, None, dtype=dtype)
-    comp = CORE.compute(spec)
+    comp = core.compute(spec)
 
     def same(entry, array):
         assert entry["shape"] == list(array.shape)
@@ -153,11 +150,11 @@ def test_impossible_tolerance_exits_1(cli, layer):
 
 @pytest.mark.parametrize("to_file", [False, True])
 def test_summary_is_one_line_however_long(cli, monkeypatch, tmp_path, to_file):
-    import gradcli.render
+    import gradcli.render.text
 
-    real = gradcli.render.summary_line
+    real = gradcli.render.text.summary_line
     long_tail = " (worst dW_K" + "[e=4, k=1]" * 15 + ") END"  # as long as a real batched index
-    monkeypatch.setattr(gradcli.render, "summary_line", lambda *a: real(*a) + long_tail)
+    monkeypatch.setattr(gradcli.render.text, "summary_line", lambda *a: real(*a) + long_tail)
     out = tmp_path / "check.txt"
     r = cli("check", "attention", *IMPOSSIBLE, *(["-o", out] if to_file else []))
     text = out.read_text() if to_file else r.stdout
@@ -170,7 +167,7 @@ def test_summary_is_one_line_however_long(cli, monkeypatch, tmp_path, to_file):
     ("layer", "tensor"), [(n, t) for n, lay in REGISTRY.items() for t in lay.tensor_names]
 )
 def test_one_element_off_by_1e4_fails_that_tensor_only(cli, monkeypatch, layer, tensor):
-    real = CORE.compute
+    real = core.compute
 
     def buggy(spec):
         comp = real(spec)
@@ -180,7 +177,7 @@ def test_one_element_off_by_1e4_fails_that_tensor_only(cli, monkeypatch, layer, 
         grads = {**comp.gradients, tensor: g}
         return dataclasses.replace(comp, gradients=grads)
 
-    monkeypatch.setattr(CORE, "compute", buggy)
+    monkeypatch.setattr(core, "compute", buggy)
     result = cli("check", layer, "--format", "json")
     assert (result.exit_code, result.stderr) == (1, "")
     results = json.loads(result.stdout)["results"]
@@ -205,7 +202,7 @@ def test_output_json_txt_npz(cli, tmp_path, command):
     with np.load(out["npz"], allow_pickle=False) as z:
         keys = set(z.files)
         spec = load_spec(layer, None)
-        comp = CORE.compute(spec)
+        comp = core.compute(spec)
         assert np.array_equal(z["output"], comp.output)
         assert np.array_equal(z["grad_output"], spec.grad_output)
         for n in names:

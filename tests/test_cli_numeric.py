@@ -4,7 +4,7 @@
 import pytest
 
 from gradcli.layers import REGISTRY
-from gradcli.methods import METHODS
+from gradcli.numeric.methods import METHODS
 
 
 @pytest.mark.parametrize("method", list(METHODS))

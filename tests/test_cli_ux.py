@@ -158,8 +158,8 @@ def test_impl_backward_with_w_and_dw_is_refused(cli, assert_usage_error, tmp_pat
 
 @pytest.mark.parametrize("wrt", ["W", "dW"])
 def test_wrt_takes_w_or_dw(cli_json, tmp_path, wrt):
-    from gradcli.check import compute
-    from gradcli.spec import load_spec
+    from gradcli.checking.check import compute
+    from gradcli.inputs.spec import load_spec
 
     good = compute(load_spec("linear", None)).gradients["W"]
     np.save(tmp_path / "w.npy", good)

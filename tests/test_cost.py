@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from gradcli import cost
-from gradcli.check import CheckOptions, check
+from gradcli.checking.check import CheckOptions, check
+from gradcli.inputs.spec import Spec, load_spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import Engine
-from gradcli.spec import Spec, load_spec
+from gradcli.numeric import cost
+from gradcli.numeric.engine import Engine
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
 from cases import cases, make_tensors  # noqa: E402
@@ -119,7 +119,7 @@ def test_over_budget_is_sampled_with_the_predicted_time(cli):
 def _answers_off_at_the_end(spec: Spec, tensor: str, by: float) -> dict[str, np.ndarray]:
     """Our gradients, with the last element of ``tensor`` off by ``by``: never among one
     sampled coordinate (a corner: flat index 0), always in a Rademacher direction."""
-    comp = check(spec, mode="probe")[0]
+    comp = check(spec, mode="probe").computation
     answers = {n: np.array(g, dtype=np.float64) for n, g in comp.gradients.items()}
     answers[tensor].flat[-1] += by
     return answers
@@ -128,7 +128,7 @@ def _answers_off_at_the_end(spec: Spec, tensor: str, by: float) -> dict[str, np.
 def test_failed_probe_runs_every_element_within_the_budget():
     spec = load_spec("linear", None)
     answers = _answers_off_at_the_end(spec, "W", 1e-3)
-    report = check(spec, CheckOptions(mode="probe", grads=answers))[2]
+    report = check(spec, CheckOptions(mode="probe", grads=answers))
     w = report.results["W"]
     assert not report.passed and w.mode == "full" and w.checked == spec.tensors["W"].size
     assert w.worst_index == tuple(int(i) - 1 for i in spec.tensors["W"].shape)
@@ -140,7 +140,7 @@ def test_failed_probe_over_the_budget_samples_and_says_so():
     answers = _answers_off_at_the_end(spec, "W", 1e-3)
     said: list[str] = []
     opts = CheckOptions(mode="probe", grads=answers, budget=0.0, samples=1, notify=said.append)
-    report = check(spec, opts)[2]
+    report = check(spec, opts)
     w = report.results["W"]
     assert w.mode == "sample" and w.checked == 1  # not every element: the budget holds
     # the sample missed the wrong element, the probe did not: still a FAIL, saying what to do
@@ -154,7 +154,7 @@ def test_failed_probe_sampled_fallback_that_finds_the_element_names_it():
     spec = load_spec("linear", None)
     answers = _answers_off_at_the_end(spec, "W", 1e-3)
     size = spec.tensors["W"].size
-    report = check(spec, CheckOptions(mode="probe", grads=answers, budget=0.0, samples=size))[2]
+    report = check(spec, CheckOptions(mode="probe", grads=answers, budget=0.0, samples=size))
     w = report.results["W"]
     assert not w.passed and w.mode == "sample" and w.checked == size
     assert w.worst_index == tuple(int(i) - 1 for i in spec.tensors["W"].shape)
@@ -163,7 +163,7 @@ def test_failed_probe_sampled_fallback_that_finds_the_element_names_it():
 
 def test_correct_gradients_pass_probe_mode_with_a_zero_budget():
     spec = load_spec("linear", None)
-    report = check(spec, CheckOptions(mode="probe", budget=0.0))[2]
+    report = check(spec, CheckOptions(mode="probe", budget=0.0))
     assert report.passed and not report.notes
     assert all(r.mode == "probe" for r in report.results.values())
 

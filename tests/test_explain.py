@@ -1,4 +1,4 @@
-"""``gradcli.explain``: formulas, option variants, shapes and intuition per layer."""
+"""``gradcli explain``: formulas, option variants, shapes and intuition per layer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from gradcli import explain as explain_module
-from gradcli.explain import Section, explain, explain_doc
+from gradcli.inputs.spec import Spec, build_spec, load_spec
 from gradcli.layers import REGISTRY, get_layer
-from gradcli.spec import Spec, build_spec, load_spec
+from gradcli.render import explain as explain_module
+from gradcli.render.explain import Section, explain, explain_doc
 
 
 def spec_for(layer: str, doc: dict[str, Any]) -> Spec:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from gradcli import intermediates
-from gradcli.check import check, compute
+from gradcli.checking import intermediates
+from gradcli.checking.check import check, compute
+from gradcli.inputs.spec import load_spec
 from gradcli.layers import attention
 from gradcli.layers.base import same
-from gradcli.spec import load_spec
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import reference as ref  # noqa: E402
@@ -209,7 +209,7 @@ def test_no_masked_hint_without_the_causal_mask(tmp_path):
     spec = load_spec("attention", str(_spec(tmp_path, causal=False)))
     dS = np.array(compute(spec).intermediates["dS"])
     dS[_masked(dS.shape)] += 0.1  # j > i, but nothing is masked there
-    r = check(spec, grads={"S": dS})[2].results["S"]
+    r = check(spec, grads={"S": dS}).results["S"]
     assert not r.passed and not any("masked" in h for h in r.hints)
 
 
@@ -227,7 +227,7 @@ def test_table_names_intermediate_elements_and_draws_their_T_by_T_heatmap(cli, t
 @pytest.mark.parametrize("bad", [None, _one_off], ids=["right", "one-wrong-dS"])
 def test_sample_and_probe_modes(tmp_path, mode, bad):
     spec = load_spec("attention", str(MULTI))
-    report = check(spec, grads=_answers(bad), mode=mode, samples=200)[2]
+    report = check(spec, grads=_answers(bad), mode=mode, samples=200)
     assert report.passed == (bad is None)
     if bad:
         assert report.results["S"].worst_index == (1, 0, 2, 1)

@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from gradcli.check import CheckOptions, check
+from gradcli.checking.check import CheckOptions, check
+from gradcli.checking.sweep import run_sweep
 from gradcli.errors import OptionError
+from gradcli.inputs.spec import Spec, load_spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import same
-from gradcli.methods import METHODS
-from gradcli.numeric import Engine, numerical_gradients
-from gradcli.spec import Spec, load_spec
-from gradcli.sweep import run_sweep
+from gradcli.numeric.engine import Engine, numerical_gradients
+from gradcli.numeric.methods import METHODS
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from reference import REFERENCES  # noqa: E402
@@ -101,7 +101,7 @@ def test_wrong_footprint_is_caught_and_falls_back():
     assert "footprint of X is wrong" in info.note and not info.coloring
     ref = REFERENCES["conv2d"][1](np.asarray(spec.grad_output), dict(spec.tensors))
     assert normalized_error(grad, ref["X"]) < 1e-8
-    _, _, report = check(bad)
+    report = check(bad)
     assert any("footprint of X" in n for n in report.notes) and report.passed
 
 
@@ -136,31 +136,31 @@ def _off_by(spec, tensor, rel, where=None):
 def test_complex_default_tolerance_catches_1e_9(name):
     spec = load_spec(name, None)
     tensor = spec.layer.tensor_names[0]
-    assert check(spec, method="complex")[2].passed
-    report = check(_off_by(spec, tensor, 1e-9), method="complex")[2]
+    assert check(spec, method="complex").passed
+    report = check(_off_by(spec, tensor, 1e-9), method="complex")
     assert not report.results[tensor].passed
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_sample_mode_passes_and_catches_a_bug_at_a_sampled_element(name):
     spec = load_spec(name, None)
-    report = check(spec, mode="sample", samples=4)[2]
+    report = check(spec, mode="sample", samples=4)
     assert report.passed and report.mode == "sample"
     assert all(r.checked <= 4 for r in report.results.values())
     tensor = spec.layer.tensor_names[1]  # the largest-magnitude entries are always sampled
-    report = check(_off_by(spec, tensor, 1e-4), mode="sample", samples=4)[2]
+    report = check(_off_by(spec, tensor, 1e-4), mode="sample", samples=4)
     assert not report.results[tensor].passed
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_probe_mode_passes_and_names_the_wrong_element(name):
     spec = load_spec(name, None)
-    report = check(spec, mode="probe")[2]
+    report = check(spec, mode="probe")
     assert report.passed and all(r.mode == "probe" for r in report.results.values())
     tensor = spec.layer.tensor_names[0]
     size = spec.tensors[tensor].size
     where = np.unravel_index(size // 2, spec.tensors[tensor].shape)
-    report = check(_off_by(spec, tensor, 1e-3, where), mode="probe")[2]
+    report = check(_off_by(spec, tensor, 1e-3, where), mode="probe")
     r = report.results[tensor]
     assert not r.passed and r.mode == "full" and r.worst_index == tuple(map(int, where))
     assert any("probe failed" in n for n in report.notes)
@@ -169,14 +169,14 @@ def test_probe_mode_passes_and_names_the_wrong_element(name):
 def test_auto_mode_samples_above_the_budget():
     spec = load_spec("conv2d", None)
     said = []
-    report = check(spec, CheckOptions(budget=0.0, samples=5, notify=said.append))[2]
+    report = check(spec, CheckOptions(budget=0.0, samples=5, notify=said.append))
     assert report.mode == "sample" and report.passed
     assert said and "budget" in said[0] and report.notes[0] == said[0]
-    assert check(spec)[2].mode == "full"
+    assert check(spec).mode == "full"
 
 
 def test_float32_reports_its_round_off():
-    report = check(load_spec("attention", None, dtype="float32"))[2]
+    report = check(load_spec("attention", None, dtype="float32"))
     assert report.passed
     for r in report.results.values():
         assert r.roundoff is not None and 0 < r.roundoff < 1e-5
@@ -185,8 +185,8 @@ def test_float32_reports_its_round_off():
 def test_eps_auto_is_per_method_and_explicit_eps_is_used():
     spec = load_spec("linear", None)
     for m in METHODS:
-        assert check(spec, method=m)[2].eps == METHODS[m].auto_eps
-    assert check(spec, eps=1e-4)[2].eps == 1e-4
+        assert check(spec, method=m).eps == METHODS[m].auto_eps
+    assert check(spec, eps=1e-4).eps == 1e-4
     with pytest.raises(OptionError):
         check(spec, eps=0.0)
 

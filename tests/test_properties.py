@@ -17,11 +17,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradcli import jsondoc
-from gradcli.check import check
+from gradcli.checking.check import check
 from gradcli.errors import GradcliError
+from gradcli.inputs.spec import build_spec, load_spec
 from gradcli.layers import get_layer
-from gradcli.spec import build_spec, load_spec
+from gradcli.render import jsondoc
 
 LAYERS = ("linear", "conv1d", "conv2d", "attention")
 SETTINGS = settings(
@@ -237,7 +237,8 @@ def _plain(value: Any) -> Any:
 def test_random_valid_specs_pass_and_round_trip(layer, data):
     doc = data.draw(valid_specs(layer))
     spec = build_spec(get_layer(layer), doc, base=Path.cwd(), source="<hypothesis>")
-    comp, numeric, report = check(spec)
+    report = check(spec)
+    comp, numeric = report.computation, report.numeric
     failed = {n: (r.max_abs_error, r.atol) for n, r in report.results.items() if not r.passed}
     assert report.passed, (doc, failed)
     out = jsondoc.check_doc(spec, report, comp, numeric)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcli.check import check, compute
-from gradcli.compare import compare
-from gradcli.methods import METHODS, RESOLVE_MARGIN
-from gradcli.spec import load_spec
+from gradcli.checking.check import check, compute
+from gradcli.checking.compare import compare
+from gradcli.inputs.spec import load_spec
+from gradcli.numeric.methods import METHODS, RESOLVE_MARGIN
 
 LINEAR_IMPL = """\
 import numpy as np
@@ -237,7 +237,8 @@ def test_no_false_unresolved_on_example_specs(path, dtype):
     estimated round-off at most 1/5 of the margin) and passing."""
     spec = load_spec(path.stem.split("_")[0], str(path), dtype=dtype)
     for method in METHODS:
-        _, numeric, report = check(spec, method=method)
+        report = check(spec, method=method)
+        _, numeric = report.computation, report.numeric
         assert report.passed, (method, {n: r.reason for n, r in report.results.items()})
         for name, r in report.results.items():
             scale = float(np.max(np.abs(numeric[name])))

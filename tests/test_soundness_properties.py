@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gradcli.check import check, compute, default_tolerances
+from gradcli.checking.check import check, compute, default_tolerances
+from gradcli.inputs.spec import load_spec
 from gradcli.layers import REGISTRY
-from gradcli.spec import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 CASES = [(layer, None) for layer in REGISTRY] + [
@@ -35,7 +35,8 @@ def _correct(case: tuple[str, str | None]):
     """The spec, its correct gradients, the numerical ones and each tensor's tolerance."""
     spec = load_spec(*case)
     grads = {n: np.array(g, dtype=np.float64) for n, g in compute(spec).gradients.items()}
-    _, numeric, report = check(spec, grads=grads)
+    report = check(spec, grads=grads)
+    _, numeric = report.computation, report.numeric
     assert report.passed, case  # the twin: the correct answers pass
     return spec, grads, numeric, {n: r.atol for n, r in report.results.items()}
 
@@ -77,7 +78,7 @@ def test_random_wrong_gradients_never_pass(data):
         rtol = default_tolerances(spec.dtype, "central")[1]
         n = numeric[name]
         assume(np.any(np.abs(wrong - n) > 2 * (atols[name] + rtol * np.abs(n))))
-    report = check(spec, grads={**grads, name: wrong})[2]
+    report = check(spec, grads={**grads, name: wrong})
     assert not report.passed
     assert not report.results[name].passed
     assert all(r.passed for n, r in report.results.items() if n != name)
@@ -93,7 +94,7 @@ def test_nan_or_inf_anywhere_never_passes_in_any_mode(data):
     name = data.draw(st.sampled_from(sorted(grads)), label="tensor")
     wrong = _wrong(data, "nonfinite", grads[name])
     mode = data.draw(st.sampled_from(["sample", "probe"]), label="mode")
-    report = check(spec, grads={**grads, name: wrong}, mode=mode, samples=2)[2]
+    report = check(spec, grads={**grads, name: wrong}, mode=mode, samples=2)
     assert not report.passed and not report.results[name].passed
     assert report.results[name].nonfinite >= 1
 
@@ -102,4 +103,4 @@ def test_nan_or_inf_anywhere_never_passes_in_any_mode(data):
 @pytest.mark.parametrize("mode", ["sample", "probe"])
 def test_correct_answers_pass_in_every_mode(case, mode):
     spec, grads, _, _ = _correct(case)
-    assert check(spec, grads=grads, mode=mode, samples=2)[2].passed
+    assert check(spec, grads=grads, mode=mode, samples=2).passed

@@ -1,4 +1,4 @@
-"""gradcli.spec.load_spec / build_spec: tensor sources, generation, defaults and errors."""
+"""gradcli.inputs.spec.load_spec / build_spec: tensor sources, generation, defaults and errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gradcli.errors import GradcliError
+from gradcli.inputs.spec import build_spec, load_spec
 from gradcli.layers import REGISTRY
-from gradcli.spec import build_spec, load_spec
 
 LINEAR_XW = "tensors:\n  x: [1.0, 2.0]\n  W: [[1.0, 2.0]]\n"
 

@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from gradcli.check import compute
+from gradcli.checking.check import compute
+from gradcli.checking.sweep import run_sweep
+from gradcli.inputs.spec import load_spec
 from gradcli.layers import REGISTRY
-from gradcli.spec import load_spec
-from gradcli.sweep import run_sweep
 
 
 def _answers(tmp_path, layer, bad=None, keep=None):

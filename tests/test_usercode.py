@@ -503,7 +503,7 @@ def test_an_alias_bomb_in_custom_options_is_refused_quickly(cli, tmp_path):
 
 def test_options_over_the_bound_are_refused_even_when_yaml_allows_them():
     from gradcli.errors import SpecError
-    from gradcli.useroptions import custom_options
+    from gradcli.user.options import custom_options
 
     shared = [1.0] * 1000
     custom_options({"ok": [shared] * 99}, ("x",))

@@ -7,8 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from gradcli.check import check, compute
-from gradcli.spec import load_spec
+from gradcli.checking.check import check, compute
+from gradcli.inputs.spec import load_spec
 
 
 def _module(tmp_path, body, name="mine.py"):
@@ -139,14 +139,14 @@ def test_classic_bugs_get_the_right_hint(cli, tmp_path, layer, body, shapes, ten
 
 def test_missing_scale_and_missing_path_hints():
     spec = load_spec("attention", None)
-    from gradcli import diagnose
+    from gradcli.checking import diagnose
 
     wrong = diagnose.mistakes("attention", dict(spec.tensors), spec.options, spec.grad_output)
     key = next(k for k in wrong if "1/sqrt" in k)
-    report = check(spec, grads=wrong[key])[2]
+    report = check(spec, grads=wrong[key])
     assert any("1/sqrt(d_k)" in h for h in report.results["W_Q"].hints)
     zero = {n: np.zeros_like(g) if n == "X" else g for n, g in compute(spec).gradients.items()}
-    report = check(spec, grads=zero)[2]
+    report = check(spec, grads=zero)
     assert "missing term or path" in report.results["X"].hints[0]
 
 
@@ -241,8 +241,8 @@ def _conv2d_answers(padding):
     if padding:
         from pathlib import Path
 
+        from gradcli.inputs.spec import build_spec
         from gradcli.layers import REGISTRY
-        from gradcli.spec import build_spec
 
         doc = {"options": {"padding": padding},
                "tensors": {"X": {"shape": [6, 6, 2]}, "W": {"shape": [3, 3, 2, 3]}}}  # fmt: skip
@@ -253,7 +253,7 @@ def _conv2d_answers(padding):
 def test_padding_border_bug_gets_the_border_hint():
     spec, grads = _conv2d_answers(padding=1)
     grads["X"][0, :, :] *= 0.5  # the first row, which the padding touches, comes out wrong
-    r = check(spec, grads=grads)[2].results["X"]
+    r = check(spec, grads=grads).results["X"]
     assert not r.passed and any("borders" in h and "padding" in h for h in r.hints), r.hints
 
 
@@ -266,7 +266,7 @@ def test_overwritten_instead_of_summed_gets_the_overlap_hint():
         for n in range(3):  # the classic slip: = where += belongs
             dX[m : m + Ho, n : n + Wo] = dZ @ W[m, n].T
     grads["X"] = dX
-    r = check(spec, grads=grads)[2].results["X"]
+    r = check(spec, grads=grads).results["X"]
     assert not r.passed and any("overlap" in h for h in r.hints), r.hints
 
 

@@ -17,7 +17,6 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -94,6 +93,20 @@ def option(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def options_dict(options: Any) -> dict[str, Any]:
+    """The options that differ from their defaults (the seed's case shows {})."""
+    if isinstance(options, Mapping):  # a custom layer's keywords
+        return dict(options)
+    if not dataclasses.is_dataclass(options):
+        return {}
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != f.default
+        and not (f.default is None and getattr(options, f.name) is False)  # settled, not set
+    }
+
+
 def option_table(options: type) -> list[tuple[str, Any, str]]:
     """(name, default, help) for every option of a layer."""
     return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(options)]
@@ -134,6 +147,9 @@ class Layer:
     # TensorInfo, role "intermediate", and its Footprint in the output). None: not checkable.
     tail: Callable[[str, np.ndarray, Mapping[str, Any], Any], np.ndarray] | None = None
     tail_info: Callable[[str, Shapes, Any], tuple[TensorInfo, Footprint]] | None = None
+    # options not held in a dataclass (a custom layer's own keywords, any YAML value): the
+    # spec's mapping -> the options forward receives
+    parse_options: Callable[[Mapping[str, Any]], Any] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
@@ -163,10 +179,8 @@ class Layer:
     def make_options(self, raw: Mapping[str, Any] | None) -> Any:
         """Build the frozen options dataclass; unknown keys are errors naming the known ones."""
         raw = dict(raw or {})
-        if self.options is dict:  # a custom layer: the user's own keywords, any YAML value
-            from gradcli.useroptions import custom_options
-
-            return MappingProxyType(custom_options(raw, self.tensor_names))
+        if self.parse_options is not None:  # a custom layer: the user's own keywords
+            return self.parse_options(raw)
         fields = {f.name for f in dataclasses.fields(self.options)}
         unknown = sorted(str(k) for k in set(raw) - fields)
         if unknown:

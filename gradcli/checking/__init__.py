@@ -1,0 +1,2 @@
+"""The check: analytical against numerical gradients, the backward's contract,
+soundness rules, diagnosis, and the report as data."""

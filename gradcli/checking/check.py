@@ -1,0 +1,317 @@
+"""The check, in named stages, producing one report (data, never printed here):
+
+    prepare    -> the analytical side, the contract, the engines, the mode and the tolerances
+    numerical  -> one tensor's numerical gradient (all coordinates, a sample, or a probe)
+    compare    -> its elements against the analytical ones, under the pass rule
+    diagnose   -> for a failing tensor, what the hints may use (built only when asked)
+
+A mismatch is a result, not an exception; exceptions are broken preconditions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradcli.checking import diagnose, intermediates
+from gradcli.checking.compare import TensorResult, compare
+from gradcli.checking.compute import Computation, compute
+from gradcli.checking.contract import Finding, check_contract, lower_precision
+from gradcli.checking.probe import fallback, probe, unlocated
+from gradcli.checking.report import FLOAT32_TOLERANCES, CheckReport, default_tolerances
+from gradcli.checking.soundness import refuse_overflow, resolvable, step_underflows
+from gradcli.checking.userwork import complex_safe, forward_against_builtin
+from gradcli.errors import OptionError
+from gradcli.inputs.spec import Spec
+from gradcli.numeric import memory
+from gradcli.numeric.engine import Engine, TensorNumerics
+from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
+from gradcli.numeric.sampling import sample_coordinates
+
+MODES = ("auto", "full", "sample", "probe")
+DEFAULT_BUDGET_SECONDS = 60.0
+DEFAULT_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How to check; immutable once built (``dataclasses.replace`` makes another)."""
+
+    method: str = "central"
+    eps: float | None = None  # None: the method's automatic step
+    atol: float | None = None
+    rtol: float | None = None
+    mode: str = "auto"
+    samples: int = DEFAULT_SAMPLES
+    coloring: bool = True
+    max_memory: int = DEFAULT_MAX_MEMORY
+    budget: float = DEFAULT_BUDGET_SECONDS  # seconds a full check may take before "auto" samples
+    top: int = 5  # elements in each tensor's worst-k list
+    grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
+    notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
+    progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        get_method(self.method)
+        if self.mode not in MODES:
+            raise OptionError(
+                f"expected one of {', '.join(MODES)}, got {self.mode!r}", param="mode"
+            )
+        for opt, v in (("eps", self.eps), ("atol", self.atol), ("rtol", self.rtol)):
+            if v is not None and (not math.isfinite(v) or v < 0 or (opt == "eps" and v == 0)):
+                sign = "positive" if opt == "eps" else "non-negative"
+                raise OptionError(f"expected a finite {sign} number, got {v}", param=opt)
+        if self.samples < 1:
+            raise OptionError(
+                f"expected a positive integer, got {self.samples}", param="samples"
+            )
+        if self.max_memory < 2**20:
+            raise OptionError("expected at least 1 MB", param="max_memory")
+        if not math.isfinite(self.budget) or self.budget < 0:
+            raise OptionError(
+                f"expected a number of seconds >= 0, got {self.budget}", param="budget"
+            )
+        if self.top < 1:
+            raise OptionError(f"expected a positive integer, got {self.top}", param="top")
+
+
+@dataclass
+class Prepared:
+    """What the first stage settles before any numerical gradient is taken."""
+
+    spec: Spec
+    opts: CheckOptions
+    comp: Computation
+    under_test: dict[str, np.ndarray]  # name -> the gradient under test, tensors first
+    engine: Engine  # the layer's
+    engines: dict[str, Engine]  # per name: the layer's, or an intermediate's tail
+    groups: dict[str, int]  # forward passes a full check of each name takes
+    estimates: dict[str, float]  # their predicted seconds (numeric/cost.py), never timed
+    mode: str  # auto settled: full, sample or probe
+    default_atol: float
+    atol: float
+    rtol: float
+    roundoff: dict[str, float]  # float32: the backward's own round-off, per name
+    contract: tuple[Finding, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.opts.notify(text)
+
+
+def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckReport:
+    """Check ``spec``'s gradients (or ``opts.grads``, the user's answers): the report holds
+    the verdict, each name's result, the analytical computation and the numerical gradients."""
+    opts = dataclasses.replace(opts or CheckOptions(), **kw)
+    # an overflow or a NaN is a finding (a result that fails, or a refusal), counted where the
+    # values are compared: numpy's warnings about it would only add lines to stderr
+    with np.errstate(all="ignore"):
+        p = prepare(spec, opts)
+        rng = np.random.default_rng(spec.seed)
+        numeric: dict[str, np.ndarray] = {}
+        results: dict[str, TensorResult] = {}
+        builtin: dict[str, TensorResult] = {}
+        spent = 0.0  # predicted seconds of the full checks run after a failed probe
+        for name in p.under_test:
+            mode = p.mode
+            if mode == "probe":
+                found = probe(p.engines[name], name, p.under_test[name],
+                              _dtype_of(p, name), opts.method, rng, _extra(p, name))  # fmt: skip
+                if found is not None:
+                    numeric[name] = np.full(p.under_test[name].shape, np.nan)
+                    results[name] = found
+                    continue
+                mode, note = fallback(name, p.estimates[name], spent, opts.budget, opts.samples)
+                spent += p.estimates[name] if mode == "full" else 0.0
+                p.note(note)
+            coords, grad, info = numerical(p, name, mode, rng)
+            numeric[name] = grad
+            results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info)
+            if builtin_result is not None:
+                builtin[name] = builtin_result
+    return CheckReport(
+        layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
+        eps=p.engine.eps, atol=p.atol, rtol=p.rtol, mode=p.mode, results=results,
+        notes=tuple(p.notes), not_checked=tuple(n for n in spec.tensors if n not in p.under_test),
+        builtin=builtin, forward=forward_against_builtin(spec, p.comp),
+        answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- prepare
+def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
+    """The analytical side, its contract, the engines, the mode within the budget and the
+    tolerances; refusals (memory, overflow, a check of nothing) happen here, before any
+    numerical gradient is taken."""
+    default_atol, rtol = default_tolerances(spec.dtype, opts.method)
+    atol = default_atol if opts.atol is None else opts.atol
+    rtol = rtol if opts.rtol is None else opts.rtol
+    memory.require(spec, opts.method, opts.max_memory)  # before the first forward
+    comp = compute(spec)
+    refuse_overflow(spec, comp)
+    roundoff = _float32_roundoff(spec, comp)
+    contract = check_contract(spec, atol, rtol, roundoff) if opts.grads is None else ()
+    engine = Engine(
+        spec.layer, spec.tensors, spec.options, spec.grad_output,
+        method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
+    )  # fmt: skip
+    smallest = engine.forward_bytes + 2 * max(a.nbytes for a in engine.t64.values())
+    if smallest > opts.max_memory:  # even one perturbed copy at a time would not fit
+        raise OptionError(
+            f"the numerical check needs about {smallest / 2**20:,.0f} MB for one perturbed "
+            f"forward pass, more than the limit of {opts.max_memory / 2**20:,.0f} MB",
+            param="max_memory",
+        )
+    complex_safe(spec, opts.method, engine)
+    under_test = tested(spec, comp, opts.grads)
+    names = tuple(under_test)
+    if not names:  # a check of nothing must not pass
+        raise OptionError(
+            f"the answers hold no gradient of this spec's tensors ({', '.join(spec.tensors)})",
+            param="grads",
+        )
+    engines = engines_for(
+        spec, names, engine, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
+    )
+    groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
+    estimates = {n: engines[n].seconds(n, g, opts.coloring) for n, g in groups.items()}
+    p = Prepared(
+        spec, opts, comp, under_test, engine, engines, groups, estimates, opts.mode,
+        default_atol, atol, rtol, roundoff, contract,
+    )  # fmt: skip
+    seconds = sum(estimates.values())
+    if p.mode == "auto":
+        p.mode = "full"
+        if seconds > opts.budget:
+            p.mode = "sample"
+            p.note(
+                f"a full check would take about {seconds:.0f} s (budget {opts.budget:g} s): "
+                f"checked {opts.samples} sampled coordinates per tensor (--mode full forces it)"
+            )
+    slow = p.mode == "full" and seconds > 2  # the README's promise: a bar only for a long run
+    if slow:
+        opts.notify(f"estimated {seconds:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
+    total = sum(groups.values()) if p.mode == "full" else len(names) * opts.samples
+    advance = opts.progress(total) if opts.progress and p.mode != "probe" and slow else None
+    for e in engines.values():
+        e.progress = advance
+    return p
+
+
+def tested(
+    spec: Spec, comp: Computation, grads: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """What a check tests, tensors first, then intermediates: the user's answers (--grads),
+    else the backward's gradients (with --impl, any intermediates' it returned too)."""
+    given = {**comp.gradients, **intermediates.from_impl(spec, comp)} if grads is None else grads
+    return {n: given[n] for n in (*spec.tensors, *spec.layer.intermediates) if n in given}
+
+
+def engines_for(
+    spec: Spec, names: tuple[str, ...], engine: Engine, **engine_kw: Any
+) -> dict[str, Engine]:
+    """The engine for each name: ``engine`` (the layer's) for a tensor, one on the layer's
+    tail for an intermediate."""
+    inter = tuple(n for n in names if n not in spec.tensors)
+    own = {n: engine for n in names if n in spec.tensors}
+    return own | intermediates.engines(spec, inter, **engine_kw)
+
+
+def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:
+    """float32 only: how far the float32 analytical gradients (the tensors', and the
+    intermediates' the backward returns: attention's dS ...) are from the same backward run in
+    float64 on the same (float32-rounded) inputs: the round-off level a float32 check expects."""
+    if spec.dtype != "float32":
+        return {}
+    t64 = {n: np.asarray(a, dtype=np.float64) for n, a in spec.tensors.items()}
+    _, cache = spec.layer.forward(t64, spec.options)
+    g64 = spec.layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
+    inter = [n for n in spec.layer.intermediates if n in g64 and "d" + n in comp.intermediates]
+    out = {}
+    for n in [*comp.gradients, *inter]:
+        # an answer (--grads) is held to our own backward's round-off, as a tensor's is
+        a = intermediates.builtin(comp, n)
+        scale = float(np.max(np.abs(g64[n]), initial=0.0)) or 1.0
+        out[n] = float(np.max(np.abs(a - g64[n]), initial=0.0)) / scale
+    return out
+
+
+# ---------------------------------------------------------------------------- numerical
+def numerical(
+    p: Prepared, name: str, mode: str, rng: np.random.Generator
+) -> tuple[np.ndarray | None, np.ndarray, TensorNumerics]:
+    """(the coordinates compared (None: all), the numerical gradient, how it was taken)."""
+    coords = None
+    if mode == "sample":
+        coords = sample_coordinates(p.under_test[name].shape, p.opts.samples,
+                                    p.under_test[name], rng)  # fmt: skip
+    grad, info = p.engines[name].gradient(name, coloring=p.opts.coloring, coords=coords, rng=rng)
+    if info.note:
+        p.note(info.note)
+    return coords, grad, info
+
+
+# ---------------------------------------------------------------------------- compare
+def compare_tensor(
+    p: Prepared,
+    name: str,
+    mode: str,
+    coords: np.ndarray | None,
+    grad: np.ndarray,
+    info: TensorNumerics,
+) -> tuple[TensorResult, TensorResult | None]:
+    """(the result under the pass rule, and with --grads our own backward's against the same
+    numerical gradient)."""
+    spec, opts, analytic = p.spec, p.opts, p.under_test[name]
+    # whether the step resolves the tensor is the numbers' business, whatever --atol says;
+    # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
+    low = lower_precision(spec.dtype, analytic)
+    floor = max(p.default_atol, FLOAT32_TOLERANCES[0]) if low else p.default_atol
+    atol, unresolved = resolvable(floor, info.noise, analytic, grad, p.roundoff.get(name))
+    atol = atol if opts.atol is None else opts.atol
+    rtol = max(p.rtol, FLOAT32_TOLERANCES[1]) if low and opts.rtol is None else p.rtol
+    unresolved = step_underflows(p.engines[name], name, opts.method) or unresolved
+    if unresolved:
+        unresolved = f"cannot resolve d{name} at this step: {unresolved}"
+    promised = analytic.size if coords is None else min(opts.samples, analytic.size)
+    result = compare(
+        name, analytic, grad, atol, rtol, coords=coords, promised=promised,
+        unresolved=unresolved, mode=mode, numerics=info, top=opts.top,
+        letters=list(spec.info(name).index), context=lambda: diagnosis(spec, name),
+        **_extra(p, name),
+    )  # fmt: skip
+    if p.mode == "probe":
+        result = unlocated(result)
+    ours = None
+    if opts.grads is not None:
+        ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,
+                       coords=coords, unresolved=unresolved, top=1)  # fmt: skip
+    return result, ours
+
+
+def _dtype_of(p: Prepared, name: str) -> str:
+    return "float32" if lower_precision(p.spec.dtype, p.under_test[name]) else p.spec.dtype
+
+
+def _extra(p: Prepared, name: str) -> dict[str, Any]:
+    return {"roundoff": p.roundoff.get(name), "intermediate": name not in p.spec.tensors}
+
+
+# ---------------------------------------------------------------------------- diagnose
+def diagnosis(spec: Spec, name: str) -> dict[str, Any]:
+    """What the hints may use about tensor ``name`` (built only for a failing tensor)."""
+    if name in spec.layer.intermediates:
+        return intermediates.context(spec, name)
+    ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
+    classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
+    ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
+    return ctx

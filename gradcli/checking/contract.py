@@ -1,0 +1,211 @@
+"""The backward's contract, checked beside the gradients' values (torch's gradcheck checks the
+same): a zero upstream gradient gives zero gradients, two calls on the same input agree, the
+backward is linear in grad_output, and every array comes back in the spec's dtype. It costs one
+forward and five backward calls; a broken contract is a finding (a result), not an exception.
+
+The fifth contract, that no function writes into the arrays it is given, is enforced instead:
+gradcli hands out read-only arrays, and a write is an input error naming the function and the
+array (gradcli/user/readonly.py), since a forward that overwrites its input cannot be differenced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # the checker imports this module
+    from gradcli.inputs.spec import Spec
+
+CONTRACTS = ("zero_upstream", "determinism", "linearity", "dtype", "no_writes")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One contract for one gradient (``tensor``: its name, NAME for dNAME; the output's name
+    for the forward's dtype; None for no_writes, which covers every array)."""
+
+    name: str
+    tensor: str | None
+    passed: bool
+    detail: str
+    error: float | None = None  # the largest deviation measured (None: not finite)
+    tolerance: float | None = None  # what it was held to
+
+    def __post_init__(self) -> None:
+        # a non-finite deviation (a NaN where the other call has none) is null in JSON
+        for name in ("error", "tolerance"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                object.__setattr__(self, name, None)
+
+
+def roundoff_tolerance(eps: float, scale: float, size: int) -> float:
+    """What floating point alone may move a correct backward's result by: ``eps`` of the dtype
+    it computed in, times the largest entry of any gradient it returns, times 256 (measured
+    on every built-in layer up to 2**17-element upstream gradients: at most 13), growing as
+    the square root of the upstream size for long reductions."""
+    return eps * scale * max(256.0, 4.0 * math.sqrt(size))
+
+
+def lower_precision(spec_dtype: str, a: np.ndarray) -> bool:
+    """Whether ``a`` is floating point of less precision than the spec's dtype (a float32
+    gradient under a float64 spec): it is then held to its own dtype's tolerances."""
+    a = np.asarray(a)
+    return a.dtype.kind == "f" and np.finfo(a.dtype).eps > np.finfo(spec_dtype).eps
+
+
+def check_contract(
+    spec: Spec,
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    roundoff: Mapping[str, float] | None = None,
+    seed: int | None = None,
+) -> tuple[Finding, ...]:
+    """Every contract for every gradient the backward returns (attention's dQ ... dA too).
+    ``atol``, ``rtol``: the value check's tolerances, and ``roundoff`` (float32: each
+    gradient's measured round-off, relative to its largest entry): linearity is held to no
+    less than a tenth of those and 16 times this. ``seed``: of the second upstream gradient."""
+    layer = spec.layer
+    dtype = np.dtype(spec.dtype)
+    out, cache = layer.forward(spec.tensors, spec.options)
+
+    wanted = (*spec.tensors, *layer.intermediates)
+
+    def backward(g: np.ndarray) -> dict[str, np.ndarray]:
+        g.flags.writeable = False  # a backward writing into grad_output fails, as in the check
+        grads = layer.backward(g, cache)
+        return {n: np.asarray(grads[n]) for n in wanted if n in grads}
+
+    g1 = spec.grad_output
+    rng = np.random.default_rng([spec.seed if seed is None else seed, 0x636F6E74])
+    rms = float(np.sqrt(np.mean(np.square(g1, dtype=np.float64)))) if g1.size else 0.0
+    g2 = (rng.standard_normal(g1.shape) * (rms or 1.0)).astype(dtype)
+    b1 = backward(np.array(g1))
+    names = list(b1)  # the gradients this backward returns, in layer order
+    again = backward(np.array(g1))
+    b2 = backward(g2)
+    b3 = backward((g1.astype(np.float64) + 2 * g2).astype(dtype))
+    zero = backward(np.zeros_like(g1))
+    size = max(g1.size, 1)
+    # round-off follows the size of the terms a backward sums, not of its result: a gradient
+    # that cancels to almost nothing (attention's dW_Q when A is nearly one-hot) is still
+    # computed from terms as large as the others, so every gradient shares the largest scale
+    scale = max(
+        (_largest(b[n]) for b in (b1, b2, b3) for n in names if _finite(_f64(b[n]))),
+        default=0.0,
+    )
+    findings: dict[str, list[Finding]] = {c: [] for c in CONTRACTS}
+    for n in names:
+        a1, a2, a3 = (_f64(b[n]) for b in (b1, b2, b3))
+        eps = float(np.finfo(spec.dtype).eps)
+        if b1[n].dtype.kind == "f":
+            eps = max(eps, float(np.finfo(b1[n].dtype).eps))
+        tol = roundoff_tolerance(eps, scale, size)
+        det = _deviation(a1, _f64(again[n]))
+        findings["determinism"].append(_determinism(n, det, tol))
+        slack = tol + 4 * (det if math.isfinite(det) else 0.0)  # noise blurs the others
+        z = _deviation(_f64(zero[n]), np.zeros_like(a1))
+        findings["zero_upstream"].append(_zero_upstream(n, z, slack, _largest(a1)))
+        lin = _deviation(a3, a1 + 2 * a2)
+        # an ill-conditioned backward (a saturated softmax) cancels terms far larger than its
+        # result, so round-off of its result's size is not enough there; a deviation a tenth
+        # of what the value check tolerates cannot change a verdict
+        largest = max(_largest(a) for a in (a1, a2, a3))
+        lin_tol = max(
+            slack, 0.1 * (atol + rtol * largest), 16 * (roundoff or {}).get(n, 0) * largest
+        )
+        constant = _deviation(a1, a2) <= slack < _largest(a1)
+        findings["linearity"].append(_linearity(n, lin, lin_tol, z > slack, constant))
+        findings["dtype"].append(_dtype(n, "backward", b1[n].dtype, dtype))
+    out_dtype = np.asarray(out).dtype
+    findings["dtype"].append(_dtype(spec.output_info.name, "forward", out_dtype, dtype))
+    findings["no_writes"].append(
+        Finding(
+            "no_writes",
+            None,
+            True,
+            "forward and backward ran on read-only tensors and grad_output without writing "
+            "into them",
+        )  # fmt: skip
+    )
+    return tuple(f for c in CONTRACTS for f in findings[c])
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind in "fiub" else a
+
+
+def _largest(a: np.ndarray) -> float:
+    return float(np.max(np.abs(_f64(a)), initial=0.0))
+
+
+def _finite(a: np.ndarray) -> bool:
+    return bool(np.isfinite(a).all())
+
+
+def _deviation(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b|: inf where one side is not finite, 0 where both are the same non-finite
+    value (the gradient check reports non-finite gradients themselves)."""
+    if a.shape != b.shape:
+        return math.inf
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    diff = np.where(same, 0.0, np.abs(a - b))
+    return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
+
+
+def _amount(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else "a non-finite value (NaN or inf)"
+
+
+def _determinism(n: str, det: float, tol: float) -> Finding:
+    if det == 0:
+        return Finding("determinism", n, True, "two calls return the same d" + n, 0.0, tol)
+    if det <= tol:
+        detail = f"two calls agree to round-off ({det:.2g})"
+        return Finding("determinism", n, True, detail, det, tol)
+    detail = (
+        f"two calls with the same grad_output return d{n} differing by up to {_amount(det)} "
+        f"(round-off allows {tol:.2g}): randomness or state in the backward"
+    )
+    return Finding("determinism", n, False, detail, det, tol)
+
+
+def _zero_upstream(n: str, z: float, tol: float, scale: float) -> Finding:
+    if z <= tol:
+        return Finding("zero_upstream", n, True, f"grad_output = 0 gives d{n} = 0", z, tol)
+    detail = (
+        f"grad_output = 0 gives d{n} up to {_amount(z)} (its entries reach {scale:.3g} otherwise), "
+        "not 0: a term not multiplied by grad_output"
+    )
+    return Finding("zero_upstream", n, False, detail, z, tol)
+
+
+def _linearity(n: str, lin: float, tol: float, offset: bool, constant: bool) -> Finding:
+    if lin <= tol:
+        detail = f"d{n}(g1 + 2 g2) = d{n}(g1) + 2 d{n}(g2) to round-off"
+        return Finding("linearity", n, True, detail, lin, tol)
+    why = (
+        "it does not depend on grad_output at all"
+        if constant
+        else "it has a term not multiplied by grad_output (see zero_upstream)"
+        if offset
+        else "a nonlinear function of grad_output"
+    )
+    detail = (
+        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {_amount(lin)} (tolerance "
+        f"{tol:.2g}): not linear in grad_output; {why}"
+    )
+    return Finding("linearity", n, False, detail, lin, tol)
+
+
+def _dtype(n: str, fn: str, got: np.dtype, want: np.dtype) -> Finding:
+    what = f"d{n}" if fn == "backward" else f"its output {n}"
+    if got == want:
+        return Finding("dtype", n, True, f"{fn} returns {what} in {want}")
+    note = " (its values are held to float32 tolerances)" if got == np.float32 else ""
+    detail = f"{fn} returns {what} in {got} under a {want} spec{note}"
+    return Finding("dtype", n, False, detail)

@@ -1,0 +1,71 @@
+"""What a check finds, as data: the report, and the tolerances its verdicts use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcli.checking.compare import TensorResult
+from gradcli.checking.compute import Computation
+from gradcli.checking.contract import Finding
+
+# (atol, rtol) per dtype of the analytical side and numerical method. float64 central: one
+# element off by 1e-4 (relative) fails; complex step: off by 1e-9 fails. float32: the
+# analytical side itself is only good to ~1e-6 relative, whatever the method.
+TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
+    ("float64", "central"): (1e-7, 1e-6),
+    ("float64", "forward"): (1e-5, 1e-4),
+    ("float64", "backward"): (1e-5, 1e-4),
+    ("float64", "central4"): (1e-9, 1e-8),
+    ("float64", "complex"): (1e-11, 1e-10),
+}
+FLOAT32_TOLERANCES = (1e-4, 1e-3)
+
+def default_tolerances(dtype: str, method: str) -> tuple[float, float]:
+    return FLOAT32_TOLERANCES if dtype == "float32" else TOLERANCES[("float64", method)]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    layer: str
+    dtype: str
+    seed: int
+    method: str
+    eps: float
+    atol: float
+    rtol: float
+    mode: str
+    results: Mapping[str, TensorResult]
+    notes: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()  # --grads: tensors the answers left out
+    builtin: Mapping[str, TensorResult] = field(default_factory=dict)  # beside --grads answers
+    forward: TensorResult | None = None  # --impl of a built-in layer: its forward vs ours
+    answers: bool = False  # --grads: the gradients under test are the user's answers
+    contract: tuple[Finding, ...] = ()  # the backward's contract (none checked with --grads)
+    computation: Computation | None = None  # the analytical side: output, gradients, cache
+    # the numerical gradients, one per name under test (NaN where not evaluated)
+    numeric: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Every reason the check fails, as (kind, names): "gradients" (the tensors that do not
+        match), "forward" (a user's forward that disagrees with ours), "contract" (the
+        backward's broken contracts, checking/contract.py). The verdict, the exit
+        code and the summary line all derive from this one list; a new kind of finding adds
+        its entry here."""
+        out = []
+        failed = tuple(n for n, r in self.results.items() if not r.passed)
+        if failed:
+            out.append(("gradients", failed))
+        if self.forward is not None and not self.forward.passed:
+            out.append(("forward", (self.forward.name,)))
+        broken = tuple(dict.fromkeys(f.name for f in self.contract if not f.passed))
+        if broken:  # "contract": the names of the broken contracts
+            out.append(("contract", broken))
+        return tuple(out)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and not self.failures  # a check of nothing never passes

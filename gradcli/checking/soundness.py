@@ -1,0 +1,85 @@
+"""What a check may claim: a tolerance that never swallows the gradient it judges, steps that
+float64 can resolve, and a refusal for a built-in layer whose own forward or backward overflows.
+The pass rule itself (every promised coordinate compared, all finite, all within tolerance) is
+``TensorResult.passed`` in compare.py."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gradcli.errors import SpecError
+from gradcli.layers import REGISTRY
+from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, get_method, steps
+
+if TYPE_CHECKING:  # check imports this module
+    from gradcli.checking.compute import Computation
+    from gradcli.inputs.spec import Spec
+    from gradcli.numeric.engine import Engine
+
+
+def resolvable(
+    atol: float,
+    noise: float,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    roundoff: float | None,
+) -> tuple[float, str]:
+    """(the automatic absolute tolerance of one tensor, why this step cannot resolve it or "").
+
+    The tolerance: the method's default ``atol`` raised to the estimated round-off of its
+    finite differences (a few eps * sum |g * y| / h over a footprint, which grows with the
+    layer's size), to float64 round-off in its analytical gradient (64 eps * max |gradient|),
+    and, for float32, to 4x the measured float32 round-off of the analytical gradient.
+    The estimated round-off must stay RESOLVE_MARGIN below the numerical gradient's scale:
+    above that the numbers say nothing, and a tolerance raised to them would pass any answer
+    (``--eps 1e-320`` raised it to 1e306). Beneath ``atol`` round-off never matters, so a
+    gradient that is exactly 0 (a zero upstream gradient) stays resolved."""
+    seen = np.abs(numeric[np.isfinite(numeric)])
+    scale = float(seen.max(initial=0.0))
+    raised = max(noise, 64 * np.finfo(np.float64).eps * scale)
+    if roundoff is not None:
+        finite = np.abs(analytic[np.isfinite(analytic)])
+        raised = max(raised, 4 * roundoff * float(finite.max(initial=0.0)))
+    why = ""
+    if not math.isfinite(noise) or (noise > atol and noise * RESOLVE_MARGIN > scale):
+        why = (
+            f"the round-off of its finite differences (about {noise:.2g}) is not far below the "
+            f"largest numerical gradient ({scale:.2g}); use a larger --eps, or --method complex "
+            "(no round-off)"
+        )
+    return max(atol, raised) if math.isfinite(raised) else atol, why
+
+
+def step_underflows(engine: Engine, name: str, method: str) -> str:
+    """Why the steps of ``name`` are too small for float64 to difference ("" when they are
+    not): a subnormal step has lost its leading digits, so no stencil is exact."""
+    h = float(steps(engine.t64[name].ravel(), engine.eps).min(initial=np.inf))
+    if h >= TINY:
+        return ""
+    auto = get_method(method).auto_eps
+    return (
+        f"its step {h:.2g} is below the smallest normal float64 ({TINY:.2g}); use a larger "
+        f"--eps (auto: {auto:.2g})"
+    )
+
+
+def refuse_overflow(spec: Spec, comp: Computation) -> None:
+    """A built-in layer whose forward or backward is not finite at the spec's own point was
+    given values too large for its dtype: refused, since no check can say anything there
+    (a user's code returning NaN or inf is a finding, not the input's fault)."""
+    if REGISTRY.get(spec.layer.name) is not spec.layer:
+        return
+    arrays = [("forward", f"output {spec.output_info.name}", comp.output)]
+    arrays += [("backward", f"d{n}", g) for n, g in comp.gradients.items()]
+    for part, what, a in arrays:
+        a = np.asarray(a)
+        if not np.isfinite(a).all():
+            at = [int(i) for i in np.argwhere(~np.isfinite(a))[0]]
+            raise SpecError(
+                f"the {part} of {spec.layer.name} overflows: {what} is not finite at {at} "
+                f"(values too large for {spec.dtype})",
+                source=spec.source,
+            )

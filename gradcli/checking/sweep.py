@@ -1,0 +1,114 @@
+"""`check --sweep`: the numerical error against the step, to see the truncation and round-off
+regimes and the best step for a spec."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from gradcli.checking.check import engines_for, tested
+from gradcli.checking.compute import compute
+from gradcli.checking.report import default_tolerances
+from gradcli.checking.soundness import refuse_overflow
+from gradcli.checking.userwork import complex_safe
+from gradcli.inputs.spec import Spec
+from gradcli.numeric import memory
+from gradcli.numeric.engine import Engine
+from gradcli.numeric.methods import DEFAULT_MAX_MEMORY
+from gradcli.numeric.sampling import SWEEP_STEPS, sample_coordinates
+
+
+def run_sweep(
+    spec: Spec,
+    method: str = "central",
+    coloring: bool = True,
+    grads: Mapping[str, np.ndarray] | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    *,
+    budget: float = math.inf,
+    samples: int = 64,
+    notify: Callable[[str], None] = lambda message: None,
+) -> tuple[list[dict[str, Any]], float, list[str]]:
+    """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], the best step,
+    and the tensors whose error stays above the check's default rtol at every step (no step
+    explains that: the gradient itself is off).
+    errors[name] = max |a - n| / max |a| (normalized, robust to zeros); error = their max over
+    the tensors some step reconciles (over all when none is).
+
+    ``a`` is what ``check`` would test: the user's answers (``grads``, which may name
+    intermediates such as attention's S), else the spec's layer's backward (a user's with
+    --impl). A wrong answer then shows as an error that no step brings down.
+    A sweep estimated to take longer than ``budget`` seconds sweeps ``samples`` sampled
+    coordinates per tensor (as check does) and says so through ``notify``."""
+    memory.require(spec, method, max_memory)  # before the first forward
+    with np.errstate(all="ignore"):  # a non-finite error is counted below, not warned about
+        return _sweep(spec, method, coloring, grads, max_memory, budget, samples, notify)
+
+
+def _sweep(
+    spec: Spec,
+    method: str,
+    coloring: bool,
+    grads: Mapping[str, np.ndarray] | None,
+    max_memory: int,
+    budget: float,
+    samples: int,
+    notify: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], float, list[str]]:
+    complex_safe(spec, method)
+    comp = compute(spec)
+    refuse_overflow(spec, comp)
+    under_test = tested(spec, comp, grads)
+    names = tuple(under_test)
+    kw = {"method": method, "max_memory": max_memory}
+    engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, **kw)
+    engines = engines_for(spec, names, engine, **kw)
+    coords = _coordinates(engines, under_test, coloring, budget, samples, notify, spec.seed)
+    rows = []
+    for eps in SWEEP_STEPS:
+        errors = {}
+        for name, eng in engines.items():
+            # one engine per tensor for every step: its point, colorings and verified paths do
+            # not depend on the step (an engine per step ran 12x the forwards: 36 s at T=2000)
+            eng.eps = eps
+            c = coords.get(name)
+            a = np.asarray(under_test[name], dtype=np.float64)
+            n = eng.gradient(name, coloring=coloring, coords=c)[0]
+            a, n = (a, n) if c is None else (a.ravel()[c], n.ravel()[c])
+            d = np.abs(a - n)
+            # NaN compares False: a non-finite gradient's error is inf, off at every step
+            err = float(np.max(d, initial=0.0)) if np.isfinite(d).all() else math.inf
+            scale = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) or 1.0
+            errors[name] = err / scale
+        rows.append({"eps": eps, "errors": errors})
+    # a tensor off at every step would flatten the curve: the regimes come from the others
+    rtol = default_tolerances(spec.dtype, method)[1]
+    wrong = [n for n in rows[0]["errors"] if min(r["errors"][n] for r in rows) > rtol]
+    shown = [n for n in rows[0]["errors"] if n not in wrong] or wrong
+    rows = [{"eps": r["eps"], "error": max(r["errors"][n] for n in shown), **r} for r in rows]
+    best = min(range(len(rows)), key=lambda i: rows[i]["error"])
+    for i, row in enumerate(rows):
+        row["regime"] = "best" if i == best else "truncation" if i < best else "round-off"
+    return rows, rows[best]["eps"], wrong
+
+
+def _coordinates(
+    engines: Mapping[str, Engine], under_test: Mapping[str, np.ndarray], coloring: bool,
+    budget: float, samples: int, notify: Callable[[str], None], seed: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Sampled coordinates per tensor when sweeping all of them would take longer than
+    ``budget`` seconds (every step costs a full check), else none: every coordinate."""
+    seconds = len(SWEEP_STEPS) * sum(
+        e.seconds(n, e.groups_needed(n, coloring), coloring) for n, e in engines.items()
+    )
+    if seconds <= budget:
+        return {}
+    notify(
+        f"a full sweep would take about {seconds:.0f} s (budget {budget:g} s): swept "
+        f"{samples} sampled coordinates per tensor"
+    )
+    rng = np.random.default_rng(seed)
+    return {n: sample_coordinates(a.shape, samples, a, rng) for n, a in under_test.items()}

@@ -1,0 +1,1 @@
+"""The Typer command line: parse, call the core, render; exit codes in one place."""

@@ -1,0 +1,379 @@
+"""The command line: parse, call the core, render (exits.py turns errors into exit codes).
+
+Heavy modules (numpy, rich, the layers) are imported inside the commands so that
+``gradcli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gradcli.cli.emit import emit, input_files, ready, wants_json
+from gradcli.cli.exits import GradcliGroup, diagnostic
+from gradcli.errors import EXIT_MISMATCH, GradcliError
+
+app = typer.Typer(
+    cls=GradcliGroup,
+    name="gradcli",
+    help="Compute and check the gradients of neural-network layers (see 'gradcli layers').",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+LayerArg = Annotated[str, typer.Argument(help="Layer name (see 'gradcli layers').")]
+SpecArg = Annotated[
+    str | None,
+    typer.Argument(help="YAML spec file; '-' reads stdin; omitted: the layer's default spec."),
+]
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="table or json; default: json for an --output FILE.json, else table.",
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
+    ),
+]
+DTypeOpt = Annotated[
+    DType | None, typer.Option(case_sensitive=False, help="Override the spec's dtype.")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Override the spec's seed.")]
+ImplOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--impl",
+        help="Your implementation: FILE.py (or FILE.py:NAME) with forward() and backward().",
+    ),
+]
+# spec.DEFAULT_MAX_ELEMENTS, repeated here so that `gradcli --help` imports no numpy
+MAX_ELEMENTS = 50_000_000
+MaxElementsOpt = Annotated[
+    int,
+    typer.Option(help="Refuse a spec whose arrays and output exceed this many elements."),
+]
+TracebackOpt = Annotated[
+    bool, typer.Option("--traceback", help="Show the traceback of an internal error.")
+]
+
+
+def _load(
+    layer: str,
+    spec: str | None,
+    dtype: DType | None,
+    seed: int | None,
+    impl: str | None = None,
+    max_elements: int = MAX_ELEMENTS,
+) -> Any:
+    from gradcli.errors import OptionError
+    from gradcli.inputs.spec import MAX_SEED, load_spec
+    from gradcli.user.impl import load_impl
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
+    if max_elements < 1:
+        raise OptionError(
+            f"expected a positive integer, got {max_elements}", source="--max-elements"
+        )
+    code = load_impl(impl) if impl else None
+    return load_spec(
+        layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
+        max_elements=max_elements,
+    )  # fmt: skip
+
+
+def _version(value: bool) -> None:
+    if value:
+        from gradcli import __version__
+
+        emit(None, (), text=f"gradcli {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def compute(
+    layer: LayerArg,
+    spec: SpecArg = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    dtype: DTypeOpt = None,
+    seed: SeedOpt = None,
+    impl: ImplOpt = None,
+    max_elements: MaxElementsOpt = MAX_ELEMENTS,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Forward pass and analytical backward pass: shapes, values, gradients."""
+    from gradcli.checking.compute import compute as run_compute
+    from gradcli.render import jsondoc
+    from gradcli.render import text as render
+
+    as_json = wants_json(fmt, output)
+    s = _load(layer, spec, dtype, seed, impl, max_elements)
+    ready(output, input_files(s, impl))
+    comp = run_compute(s)
+    emit(
+        output,
+        input_files(s, impl),
+        text=jsondoc.to_json(jsondoc.compute_doc(s, comp))
+        if as_json
+        else lambda c: render.render_compute(c, s, comp),
+        npz=lambda: jsondoc.npz_bytes(s, comp),
+    )
+
+
+class MethodChoice(str, Enum):
+    central = "central"
+    forward = "forward"
+    backward = "backward"
+    central4 = "central4"
+    complex = "complex"
+
+
+class ModeChoice(str, Enum):
+    full = "full"
+    sample = "sample"
+    probe = "probe"
+
+
+@app.command()
+def check(
+    layer: LayerArg,
+    spec: SpecArg = None,
+    method: Annotated[
+        MethodChoice, typer.Option(case_sensitive=False, help="Finite-difference method.")
+    ] = (MethodChoice.central),
+    eps: Annotated[
+        str, typer.Option(help="Step relative to max(1, |x|), or 'auto' (per method).")
+    ] = "auto",
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance.")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance.")] = None,
+    mode: Annotated[
+        ModeChoice | None,
+        typer.Option(
+            case_sensitive=False,
+            help="full (default below --budget, else sample), sample or probe.",
+        ),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Coordinates per tensor in sample mode.")] = 64,
+    coloring: Annotated[
+        bool,
+        typer.Option(
+            "--coloring/--no-coloring",
+            help="Perturb disjoint footprints together and evaluate dense tensors "
+            "incrementally; off: one forward pass per coordinate.",
+        ),
+    ] = True,
+    max_memory: Annotated[int, typer.Option(help="Memory budget of the numerics, in MB.")] = 512,
+    budget: Annotated[
+        float, typer.Option(help="Seconds a full check may take before sampling instead.")
+    ] = 60.0,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Error against step for steps 1e-1 ... 1e-12.")
+    ] = False,
+    values: Annotated[
+        bool,
+        typer.Option("--values", help="Also show every array's values (analytic and numeric)."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Tables: print the summary line alone.")
+    ] = False,
+    grads: Annotated[
+        str | None,
+        typer.Option(help="Your gradients to check: .npz keyed by tensor, .npy (--wrt), YAML."),
+    ] = None,
+    wrt: Annotated[str | None, typer.Option(help="The tensor a .npy --grads file is for.")] = None,
+    top: Annotated[int, typer.Option(help="Elements in each tensor's worst-k table.")] = 5,
+    impl: ImplOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    dtype: DTypeOpt = None,
+    seed: SeedOpt = None,
+    max_elements: MaxElementsOpt = MAX_ELEMENTS,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Compare the analytical gradients (or yours: --grads, --impl) with numerical ones.
+    Exit 1 on a mismatch."""
+    from gradcli.checking.check import CheckOptions
+    from gradcli.checking.check import check as run_check
+    from gradcli.checking.sweep import run_sweep
+    from gradcli.numeric import memory
+    from gradcli.render import jsondoc
+    from gradcli.render import text as render
+    from gradcli.render.sweep import render_sweep
+
+    opts = CheckOptions(
+        method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,
+        mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
+        max_memory=max_memory * 2**20, budget=budget, notify=diagnostic, top=top,
+    )  # fmt: skip
+    opts.validate()
+    as_json = wants_json(fmt, output)
+    if grads is not None and impl is not None:
+        raise GradcliError(
+            "goes without --grads: --grads checks your gradients for our layer, --impl your "
+            "own forward and backward; give one of them",
+            source="--impl",
+        )
+    s = _load(layer, spec, dtype, seed, impl, max_elements)
+    memory.require(s, opts.method, opts.max_memory)  # before the first forward
+    if grads is not None:
+        from gradcli.checking import intermediates
+        from gradcli.inputs.answers import load_answers
+
+        answers = load_answers(
+            grads, wrt, s.shapes, intermediates.shapes(s), counted=s.elements,
+            max_elements=s.max_elements,
+        )  # fmt: skip
+        opts = dataclasses.replace(opts, grads=answers)
+    elif wrt is not None:
+        raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
+    ready(output, input_files(s, impl, grads))
+    if sweep:
+        rows, best, wrong = run_sweep(
+            s, opts.method, coloring, opts.grads, opts.max_memory,
+            budget=opts.budget, samples=opts.samples, notify=diagnostic,
+        )  # fmt: skip
+        # the verdict is the check's own (every element, the contract) and the sweep's: the
+        # sweep's normalized error alone would drown one wrong element in the largest one
+        report = run_check(s, opts)
+        passed = report.passed and not wrong
+        doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong, report)
+        emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if as_json
+              else lambda c: render_sweep(c, s, opts.method, rows, best, wrong, report,
+                                          quiet=quiet))  # fmt: skip
+        if not passed:
+            raise typer.Exit(EXIT_MISMATCH)
+        return
+    with render.ProgressBar(sys.stderr) as bar:
+        report = run_check(s, dataclasses.replace(opts, progress=bar))
+    comp, numeric = report.computation, report.numeric
+    if as_json:
+        doc = (
+            jsondoc.check_doc(s, report, comp, numeric) if values else jsondoc.check_doc(s, report)
+        )
+        text: Any = jsondoc.to_json(doc)
+    else:
+        text = lambda c: render.render_check(  # noqa: E731
+            c, s, comp, numeric, report, opts.grads, values=values, quiet=quiet
+        )
+    inputs = input_files(s, impl, grads)
+    emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
+    if not report.passed:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def _eps(text: str) -> float | None:
+    from gradcli.errors import OptionError
+
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"expected 'auto' or a number, got {text!r}", source="--eps") from None
+
+
+@app.command()
+def layers(fmt: FormatOpt = None, traceback: TracebackOpt = False) -> None:
+    """List the built-in layers: tensors, shape conventions, output, options."""
+    from gradcli.render import jsondoc
+    from gradcli.render.docs import render_layers
+
+    if fmt is Format.json:
+        emit(None, (), text=jsondoc.to_json(jsondoc.layers_doc()))
+    else:
+        emit(None, (), text=render_layers)
+
+
+@app.command()
+def explain(
+    layer: LayerArg,
+    spec: SpecArg = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    impl: ImplOpt = None,
+    traceback: TracebackOpt = False,
+) -> None:
+    """The layer's forward and gradient formulas, with the spec's shapes and options; for
+    `custom` without --impl, how a layer of your own is written and checked."""
+    from gradcli.render import explain as explain_mod
+    from gradcli.render import jsondoc
+    from gradcli.render.docs import render_explain
+
+    as_json = wants_json(fmt, output)
+    if layer == "custom" and impl is None and spec is None:
+        doc, sections, inputs = explain_mod.custom_doc(), explain_mod.custom(), ()
+    else:
+        s = _load(layer, spec, None, None, impl)
+        doc, sections, inputs = None, None, input_files(s, impl)
+    if as_json:
+        emit(output, inputs, text=jsondoc.to_json(doc or explain_mod.explain_doc(s)))
+    else:
+        emit(output, inputs, text=lambda c: render_explain(c, sections or explain_mod.explain(s)))
+
+
+@app.command()
+def init(
+    layer: LayerArg,
+    output: OutputOpt = None,
+    impl: Annotated[
+        bool, typer.Option("--impl", help="A skeleton module to implement LAYER yourself.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing -o FILE.")] = False,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Print a commented template spec for LAYER (or write it with -o FILE); with --impl a
+    skeleton module with the seed's formulas in comments."""
+    from gradcli.layers import get_layer
+    from gradcli.render import jsondoc, skeleton
+
+    if impl:
+        text = skeleton.module(layer)
+    elif layer == "custom":  # no built-in to describe: a spec that runs with the custom skeleton
+        text = skeleton.CUSTOM_SPEC
+    else:
+        text = jsondoc.init_template(get_layer(layer))
+    if output is not None and not force and (output.exists() or output.is_symlink()):
+        raise GradcliError(f"{output} already exists; --force overwrites it", source="--output")
+    emit(output, (), text=text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``gradcli`` and ``python -m gradcli``; returns the exit code."""
+    command = typer.main.get_command(app)
+    return command.main(args=argv, prog_name="gradcli", standalone_mode=False)

@@ -1,0 +1,1 @@
+"""Reading what the user gives, bounded: files, stdin, .npy/.npz headers, YAML."""

@@ -1,0 +1,93 @@
+"""The user's own gradients to check (``--grads``): an .npz, one .npy, or a YAML mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from gradcli.errors import GradcliError
+from gradcli.files.reading import load_array, npz_names, parse_yaml, read_spec_text
+from gradcli.inputs.sources import Loader
+from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, load_source
+
+
+def load_answers(
+    target: str,
+    wrt: str | None,
+    shapes: Mapping[str, tuple[int, ...]],
+    intermediates: Mapping[str, tuple[int, ...]] | None = None,
+    *,
+    counted: int = 0,
+    max_elements: int = 0,
+) -> dict[str, np.ndarray]:
+    """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME; in an
+    archive written by ``compute -o``, edited or not, only its dNAME arrays), an .npy with
+    --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
+    ``intermediates`` (name: shape) may be answered too (attention's S, A, ...). Every array
+    counts against ``max_elements`` exactly as a spec's tensors do, on from the spec's
+    ``counted`` elements, from headers and YAML before it is read."""
+    budget = Loader(Path.cwd(), target, 0, "float64", max_elements or DEFAULT_MAX_ELEMENTS)
+    budget.used, budget.what = counted, "the answers and the spec's arrays"
+
+    def reserve(key: str) -> Callable[[int], None]:
+        return lambda n: budget.reserve(n, key)
+
+    path = Path(target)
+    inter = dict(intermediates or {})
+    known = f"tensors: {', '.join(shapes)}"
+    known += f"; intermediates: {', '.join(inter)}" if inter else ""
+    shapes = {**inter, **shapes}
+    if wrt is not None and wrt not in shapes and wrt[:1] == "d" and wrt[1:] in shapes:
+        wrt = wrt[1:]  # --wrt dW is W, as an answer file's keys are
+    if wrt is not None and wrt not in shapes:
+        raise GradcliError(f"{wrt!r} is not a tensor of this spec ({known})", param="wrt")
+    if path.suffix in (".yaml", ".yml"):
+        text, source, base = read_spec_text(target)
+        doc = parse_yaml(text, source=source, max_elements=budget.max_elements)
+        if not isinstance(doc, dict):
+            raise GradcliError("expected a mapping of tensor names to gradients", source=target)
+        raw = {
+            str(k): load_source(v, str(k), base=base, source=source, budget=budget)
+            for k, v in doc.items()
+        }
+    elif path.suffix == ".npy" or wrt is not None:
+        if wrt is None:
+            raise GradcliError(
+                f"{target} holds one array: say which tensor's gradient it is with --wrt NAME",
+                param="grads",
+            )
+        raw = {wrt: load_array(path, None, source=target, key=wrt, reserve=reserve(wrt))}
+    else:
+        keys = npz_names(path, source=target)
+        if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
+            keys = [k for k in keys if k[:1] == "d" and k[1:] in shapes]
+        raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
+    answers = {}
+    for key, a in raw.items():
+        name = (
+            key if key in shapes else key[1:] if key.startswith("d") and key[1:] in shapes else None
+        )
+        if name is None:
+            raise GradcliError(
+                f"{key!r} is not a tensor of this spec ({known})",
+                source=target, key=key,
+            )  # fmt: skip
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+            raise GradcliError("expected finite numbers", source=target, key=key)
+        if a.shape != tuple(shapes[name]):
+            what = "the intermediate " + name if name in inter else name
+            raise GradcliError(
+                f"the gradient has shape {list(a.shape)} but {what} has shape "
+                f"{list(shapes[name])}",
+                source=target, key=key,
+            )  # fmt: skip
+        if name in answers:
+            raise GradcliError(
+                f"both {name!r} and {'d' + name!r} answer the gradient of {name}; keep one",
+                source=target, key=key,
+            )  # fmt: skip
+        answers[name] = a.astype(np.float64)
+    return answers

@@ -1,0 +1,300 @@
+"""Parse and validate a spec mapping into a frozen ``Spec``.
+
+A spec names the layer, dtype, seed, options, every tensor and the upstream gradient.
+Each tensor is a source that gradcli.sources turns into an array; the element budget is set here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import GradcliError, ShapeError, SpecError, brief
+from gradcli.files.reading import parse_yaml, read_spec_text
+from gradcli.inputs.sources import Loader, kind, suggest
+from gradcli.layers import REGISTRY, Layer, TensorInfo, get_layer
+
+DTYPES = ("float64", "float32")
+TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
+MAX_SEED = 2**63 - 1
+# every tensor, the upstream gradient, the output, the gradients and the layer's working arrays
+DEFAULT_MAX_ELEMENTS = 50_000_000  # 400 MB
+_ARRAYS = "the arrays and the output"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a run needs. Arrays are read-only, in ``dtype``, keyed in layer order."""
+
+    layer: Layer
+    dtype: str
+    seed: int
+    options: Any
+    tensors: Mapping[str, np.ndarray]
+    grad_output: np.ndarray
+    source: str
+    files: tuple[Path, ...] = ()  # every file read, so an --output can never overwrite one
+    elements: int = 0  # counted against --max-elements (answers to check count on from here)
+    max_elements: int = DEFAULT_MAX_ELEMENTS
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: a.shape for n, a in self.tensors.items()}
+
+    def info(self, name: str) -> TensorInfo:
+        """The description of tensor (or checkable intermediate) ``name`` for these shapes."""
+        if self.layer.tail_info is not None and name in self.layer.intermediates:
+            return self.layer.tail_info(name, self.shapes, self.options)[0]
+        return self.layer.tensor(name, self.shapes)
+
+    @property
+    def output_info(self) -> TensorInfo:
+        return self.layer.output_info(self.shapes)
+
+
+def default_document(layer: Layer) -> dict[str, Any]:
+    """The embedded default spec: small random tensors, seed 0."""
+    return {
+        "layer": layer.name,
+        "dtype": "float64",
+        "seed": 0,
+        "options": {},
+        "tensors": {
+            n: {"shape": list(s), "init": "normal"} for n, s in layer.default_shapes.items()
+        },
+        "grad_output": {"init": "normal"},
+    }
+
+
+def load_spec(
+    layer_name: str | None,
+    spec: str | None,
+    *,
+    dtype: str | None = None,
+    seed: int | None = None,
+    impl: Any = None,
+    max_elements: int = 0,
+) -> Spec:
+    """Load SPEC (a path, ``-`` for stdin, or None for the embedded default) for LAYER. With
+    ``impl`` (gradcli.user.Impl) the layer runs the user's forward and backward; LAYER may then
+    be ``custom``, whose tensors and options are whatever the spec says. LAYER None: the
+    spec's own ``layer`` key (the Python API's ``check_spec``)."""
+    if spec is None:
+        if layer_name is None or layer_name == "custom":
+            if impl is None and layer_name == "custom":
+                raise GradcliError(
+                    "the layer 'custom' needs --impl FILE.py (your forward and backward)"
+                )
+            raise GradcliError("the layer 'custom' needs a SPEC naming its tensors")
+        doc, source, base = default_document(get_layer(layer_name)), "<default>", Path.cwd()
+    else:
+        if layer_name == "custom" and impl is None:
+            raise GradcliError(
+                "the layer 'custom' needs --impl FILE.py (your forward and backward)"
+            )
+        text, source, base = read_spec_text(spec)
+        doc = parse_yaml(text, source=source, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+    if layer_name is None:  # check_spec: the spec says which layer it is for
+        layer_name = doc.get("layer") if isinstance(doc, dict) else None
+        if not isinstance(layer_name, str):
+            raise SpecError("expected the name of a layer", key="layer", source=source)
+        if layer_name == "custom" and impl is None:
+            raise SpecError("the layer 'custom' needs your forward and backward (impl=)",
+                            key="layer", source=source)  # fmt: skip
+    custom = layer_name == "custom"
+    builtin = None if custom else get_layer(layer_name)
+    try:
+        layer = builtin
+        if impl is not None:
+            from gradcli.user.impl import user_layer
+
+            layer = user_layer(impl, builtin, custom_names(doc) if custom else ())
+        return build_spec(
+            layer, doc, base=base, source=source, dtype=dtype, seed=seed,
+            max_elements=max_elements,
+        )  # fmt: skip
+    except GradcliError as e:
+        raise e.at(source=source) from None
+
+
+def custom_names(doc: Any) -> tuple[str, ...]:
+    """A custom layer's tensors: the spec's own names, each a Python identifier (keywords)."""
+    tensors = doc.get("tensors") if isinstance(doc, dict) else None
+    if not isinstance(tensors, dict) or not tensors:
+        raise SpecError("a custom layer's spec needs a mapping of tensors", key="tensors")
+    for name in tensors:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(
+                f"tensor names must be Python identifiers (they are your function's keywords), "
+                f"got {name!r}",
+                key=f"tensors.{name}",
+            )
+    return tuple(tensors)
+
+
+def build_spec(
+    layer: Layer,
+    doc: Any,
+    *,
+    base: Path,
+    source: str,
+    dtype: str | None = None,
+    seed: int | None = None,
+    max_elements: int = 0,
+) -> Spec:
+    if doc is None:
+        raise SpecError("the spec is empty; expected a mapping with a 'tensors' key")
+    if not isinstance(doc, dict):
+        raise SpecError(f"expected a mapping at the top level, got {kind(doc)}")
+    for k in doc:
+        if k not in TOP_KEYS:
+            raise SpecError(
+                f"unknown key{suggest(str(k), TOP_KEYS)}; expected one of {', '.join(TOP_KEYS)}",
+                key=str(k),
+            )
+    if "layer" in doc and doc["layer"] != layer.name:
+        raise SpecError(
+            f"the spec is for layer {brief(doc['layer'])} but the command asked for {layer.name!r}",
+            key="layer",
+        )
+    dtype = _dtype(doc.get("dtype", "float64") if dtype is None else dtype)
+    seed = _seed(doc.get("seed", 0) if seed is None else seed)
+    raw_options = doc.get("options")
+    if raw_options is not None and not isinstance(raw_options, dict):
+        raise SpecError(f"expected a mapping of options, got {kind(raw_options)}", key="options")
+    options = layer.make_options(raw_options)
+
+    tensors_doc = doc.get("tensors")
+    if not isinstance(tensors_doc, dict):
+        what = "missing" if tensors_doc is None else f"got {kind(tensors_doc)}"
+        raise SpecError(
+            f"expected a mapping of tensors {', '.join(layer.tensor_names)} ({what})",
+            key="tensors",
+        )
+    for name in tensors_doc:
+        if name not in layer.all_tensor_names:
+            known = layer.all_tensor_names
+            raise SpecError(
+                f"{layer.name} has no tensor {brief(name)}{suggest(str(name), known)}; "
+                f"its tensors are {', '.join(known)}",
+                key=f"tensors.{name}",
+            )
+    loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS)
+    arrays: dict[str, np.ndarray] = {}
+    for info in layer.tensors:
+        if info.name in tensors_doc:
+            arrays[info.name] = loader.load(
+                tensors_doc[info.name], f"tensors.{info.name}", info.name
+            )
+        elif not info.optional and not info.absent_ok:
+            raise SpecError(
+                f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
+            )
+    given = {n: a.shape for n, a in arrays.items()}
+    for info in layer.infos(given):  # an omitted bias is zeros, sized from the other tensors
+        if info.name not in arrays and info.optional:
+            shape = _infer_shape(layer, info.axes, arrays)
+            loader.reserve(math.prod(shape), f"tensors.{info.name}")
+            arrays[info.name] = np.zeros(shape, dtype=dtype)
+    arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
+    shapes = {n: a.shape for n, a in arrays.items()}
+    options = layer.resolve_options(options, shapes)
+    # a user's layer runs the user's forward to learn its output's shape: the built-in's shape
+    # rules and working arrays are counted first (ours runs beside it)
+    ours = layer if layer.broadcasts else REGISTRY.get(layer.name)
+    try:
+        if ours is not None and ours is not layer:
+            loader.reserve(math.prod(ours.output_shape(shapes, options)), "tensors", _ARRAYS)
+            _reserve_working(loader, ours, shapes, options, raw_options)
+        out_shape = layer.output_shape(shapes, options)
+    except ShapeError as e:
+        raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
+    if ours is layer or ours is None:
+        loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
+        _reserve_working(loader, layer, shapes, options, raw_options)
+
+    g_doc = doc.get("grad_output", {"init": "normal"})
+    if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
+        g_doc = {**g_doc, "shape": list(out_shape)}
+    grad_output = loader.load(g_doc, "grad_output", "grad_output")
+    if grad_output.shape != out_shape:
+        raise SpecError(
+            f"the upstream gradient must have the output's shape {list(out_shape)}, "
+            f"got {list(grad_output.shape)}",
+            key="grad_output",
+        )
+    for a in (*arrays.values(), grad_output):
+        a.flags.writeable = False
+    return Spec(
+        layer=layer,
+        dtype=dtype,
+        seed=seed,
+        options=options,
+        tensors=MappingProxyType(arrays),
+        grad_output=grad_output,
+        source=source,
+        files=tuple(loader.files),
+        elements=loader.used,
+        max_elements=loader.max_elements,
+    )
+
+
+def _reserve_working(
+    loader: Loader, layer: Layer, shapes: dict[str, tuple[int, ...]], options: Any, raw: Any
+) -> None:
+    """The gradients (one per tensor) and the layer's declared working arrays, counted against
+    the budget before the first forward: a 4-element conv1d with stride 1e10 or a T = 6000
+    attention is refused here, naming the options that make it large."""
+    working = layer.working(shapes, options) if layer.working is not None else 0
+    grads = sum(math.prod(s) for s in shapes.values())
+    given = ", ".join(f"{k}: {brief(v, 24)}" for k, v in list((raw or {}).items())[:4])
+    what = f"{layer.name}'s working arrays and gradients" + (f" with {given}" if given else "")
+    loader.reserve(grads + working, "options" if given else "tensors", what)
+
+
+def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> tuple:
+    sizes: dict[str, int] = {}
+    for info in layer.infos({n: a.shape for n, a in arrays.items()}):
+        if info.name in arrays and info.axes and arrays[info.name].ndim >= len(info.axes):
+            core = arrays[info.name].shape[-len(info.axes) :]
+            sizes.update(zip(info.axes, core, strict=True))
+    missing = [a for a in axes if a not in sizes]
+    if missing:  # a tensor of the wrong rank: let the layer's shape check say so
+        return ()
+    return tuple(sizes[a] for a in axes)
+
+
+def _dtype(value: Any) -> str:
+    if value not in DTYPES:
+        raise SpecError(f"expected one of {', '.join(DTYPES)}, got {brief(value)}", key="dtype")
+    return value
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise SpecError(f"expected an integer from 0 to 2**63-1, got {brief(value)}", key="seed")
+    return value
+
+
+def load_source(
+    value: Any, key: str, *, base: Path, source: str, budget: Loader | None = None
+) -> np.ndarray:
+    """One tensor source (inline, .npy, file.npz:key, {file, key}) outside a spec, in float64:
+    how YAML answer files name their arrays; counted on ``budget`` (a Loader) when given."""
+    limit = DEFAULT_MAX_ELEMENTS if budget is None else budget.max_elements
+    loader = Loader(base, source, 0, "float64", limit)
+    if budget is not None:
+        loader.used, loader.what = budget.used, budget.what
+    try:
+        arr = loader.load(value, key, key)
+    except GradcliError as e:
+        raise e.at(source=source) from None
+    if budget is not None:
+        budget.used = loader.used
+    return arr

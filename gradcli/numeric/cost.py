@@ -1,0 +1,66 @@
+"""What a full check costs, predicted from sizes, never timed.
+
+Whether ``check`` runs every coordinate or a sample must not depend on how busy the machine is:
+the same spec and options give the same decision, the same notes, byte-identical JSON. So the
+estimate counts work instead of measuring it: forward passes (per method, coloring and
+incremental path, as the engine will run them) times the elements one pass touches, times a
+fixed number of seconds per element.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradcli.numeric.stacking import StackedForward
+
+# Seconds per float64 element of one perturbed copy (its inputs, its output and the working
+# arrays its forward keeps), calibrated on benchmarks/cases.py against the record of 2026-11-25
+# on this 2-core machine: stacked central passes at M, L and O took 1.1e-9 ... 2.2e-9 s per
+# element (linear, conv1d, conv2d). Rounded up: an estimate may be pessimistic, but should not
+# promise a check that then runs far longer.
+SECONDS_PER_ELEMENT = 3e-9
+# one call of a forward that does not stack copies (a user's --impl): Python's call, the
+# wrapper around the user's function, numpy's per-call overhead
+SECONDS_PER_CALL = 3e-5
+# an incremental evaluation (Layer.perturbed) moves one coordinate through, at most, the largest
+# array the forward keeps (attention's scores): seconds per element of it, per coordinate and
+# stencil point; measured 0.45e-9 ... 1.9e-9 on attention at M, L and the causal multi-head case
+SECONDS_PER_INCREMENTAL_ELEMENT = 1.2e-9
+# complex128 arithmetic against float64, for the complex step: measured 1.8x ... 3.2x per
+# stacked pass, 4.8x ... 6.7x per incremental evaluation (at M and L)
+COMPLEX_FACTOR = {"stacked": 3.0, "incremental": 6.0}
+
+
+def _kept(engine: StackedForward) -> list[int]:
+    """The sizes of the arrays the forward keeps (the unperturbed cache stands for every
+    copy's)."""
+    return [a.size for a in engine.cache.values() if isinstance(a, np.ndarray)]
+
+
+def pass_elements(engine: StackedForward) -> int:
+    """Elements one perturbed copy touches: its inputs, its output, the arrays its forward
+    keeps."""
+    inputs = sum(a.size for a in engine.t64.values())
+    return inputs + math.prod(engine.out_shape) + sum(_kept(engine))
+
+
+def seconds(engine: StackedForward, groups: int, incremental: bool) -> float:
+    """Predicted time of ``groups`` perturbation groups of one tensor (from
+    ``Engine.groups_needed``), evaluated incrementally or as stacked copies."""
+    complex_step = engine.method.name == "complex"
+    if incremental:
+        largest = max(
+            (a.size for a in engine.cache.values() if isinstance(a, np.ndarray)), default=1
+        )
+        per_evaluation = largest * SECONDS_PER_INCREMENTAL_ELEMENT
+        if complex_step:
+            per_evaluation *= COMPLEX_FACTOR["incremental"]
+        return groups * len(engine.method.offsets) * per_evaluation
+    per_copy = pass_elements(engine) * SECONDS_PER_ELEMENT
+    if complex_step:
+        per_copy *= COMPLEX_FACTOR["stacked"]
+    if not engine.layer.broadcasts:
+        per_copy += SECONDS_PER_CALL
+    return engine.rows(groups) * per_copy

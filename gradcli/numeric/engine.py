@@ -1,0 +1,210 @@
+"""Numerical gradients by finite differences, and nothing else.
+
+The gradient of the scalar ``L = sum(grad_output * forward(tensors))`` with respect to every
+coordinate of a tensor, from private float64 (or complex128) copies; the caller's arrays are
+never touched. Three ideas make it fast while staying an honest finite difference:
+
+- stacking: perturbed copies go on a leading "probe" axis, one batched forward call per chunk;
+- coloring (Curtis-Powell-Reid): coordinates whose output footprints (declared by the layer,
+  verified here) do not overlap are perturbed together, and every output difference is
+  attributed to the one coordinate that owns it; conv2d's X needs kh*kw*C_in colors, not H*W*C_in;
+- differencing outputs before reducing, so untouched outputs cancel exactly;
+- incremental evaluation: where coloring cannot help (attention's dense tensors), a layer may
+  evaluate the loss at a moved coordinate recomputing only what that coordinate moves
+  (``Layer.perturbed``); it is checked against the plain forward first, and dropped if it
+  disagrees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.layers import Layer
+from gradcli.numeric import cost
+from gradcli.numeric.coloring import Coloring, build_coloring
+from gradcli.numeric.incremental import INCREMENTAL_CHUNK, loss_differences, verify_incremental
+from gradcli.numeric.methods import EPS, steps
+from gradcli.numeric.stacking import StackedForward
+
+
+@dataclass
+class TensorNumerics:
+    """How one tensor's numerical gradient was obtained."""
+
+    coordinates: int
+    colors: int  # coordinates perturbed per forward pass ~ coordinates / colors
+    forward_passes: int
+    coloring: bool
+    note: str = ""  # e.g. why coloring was abandoned
+    noise: float = 0.0  # estimated round-off of the worst element of this numerical gradient
+    incremental: bool = False  # evaluated by the layer's incremental path (Layer.perturbed)
+
+
+class Engine(StackedForward):
+    """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as StackedForward's
+        super().__init__(*args, **kwargs)
+        self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
+        self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
+
+    # ------------------------------------------------------------ incremental evaluation
+    def incremental(self, name: str) -> str | None:
+        """Whether ``name`` has a trustworthy incremental path: "" when the layer's
+        ``perturbed`` agreed with ``forward`` on a few random coordinates, a note saying why it
+        is not used when it disagreed, None when there is no such path."""
+        if name not in self._incremental:
+            self._incremental[name] = verify_incremental(self, name, np.random.default_rng(0))
+        return self._incremental[name]
+
+    def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
+        """Predicted time for ``groups`` groups of ``name`` (cost.py: counted, not timed)."""
+        return cost.seconds(self, groups, coloring and self.incremental(name) == "")
+
+    # ------------------------------------------------------------ coloring
+    def _coloring(self, name: str) -> Coloring | None:
+        if name not in self._colorings:
+            col = None
+            if self.layer.footprint is not None:
+                shapes = {n: a.shape for n, a in self.t64.items()}
+                fp = self.layer.footprint(name, shapes, self.options)
+                col = build_coloring(fp, self.t64[name].shape, self.out_shape)
+            self._colorings[name] = col
+        return self._colorings[name]
+
+    def verify_footprint(self, name: str, col: Coloring, rng: np.random.Generator) -> str:
+        """Move a few random coordinates one at a time; anything that moves outside the declared
+        footprint is a mismatch. Returns '' when the declaration held."""
+        x = self.t64[name].ravel()
+        shape = self.t64[name].shape
+        picks = rng.choice(x.size, size=min(3, x.size), replace=False)
+        rows = np.repeat(x[None, :], 1 + len(picks), axis=0)
+        for i, j in enumerate(picks):
+            rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
+        y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
+        tol = 64 * EPS * float(np.max(np.abs(y[0]), initial=0.0))
+        for i, j in enumerate(picks):
+            t = np.unravel_index(int(j), shape)
+            residues = tuple(int(ti) % p for ti, p in zip(t, col.periods, strict=True))
+            moved = np.abs(y[1 + i] - y[0]).ravel() > tol
+            outside = moved & (col.owner(residues) != j)
+            if outside.any():
+                where = np.unravel_index(int(np.argmax(outside)), self.out_shape)
+                return (
+                    f"the declared footprint of {name} is wrong: {name}{list(map(int, t))} moves "
+                    f"output {list(map(int, where))} outside it; used one coordinate per pass"
+                )
+        return ""
+
+    # ------------------------------------------------------------ gradients
+    def gradient(
+        self,
+        name: str,
+        *,
+        coloring: bool = True,
+        coords: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, TensorNumerics]:
+        """dL/d``name`` (float64, the tensor's shape), NaN outside ``coords`` when given."""
+        x = self.t64[name].ravel()
+        h = steps(x, self.eps)
+        # a layer offers an incremental path only where it beats coloring, so it goes first
+        verdict = self.incremental(name) if coloring else None
+        incremental = verdict == ""
+        note = verdict or ""
+        col = self._coloring(name) if coloring and coords is None and not incremental else None
+        if col is not None and math.prod(col.periods) >= x.size:
+            col = None  # dense: one coordinate per pass anyway
+        if col is not None:
+            note = self.verify_footprint(name, col, rng or np.random.default_rng(0))
+            if note:
+                col = None
+        sums = np.zeros(x.size)
+        scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
+        if col is not None:
+            colors: list[Any] = list(np.ndindex(*col.periods))
+        else:
+            colors = list(np.arange(x.size) if coords is None else np.asarray(coords, np.int64))
+        chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
+        passes = 0
+        for start in range(0, len(colors), chunk):
+            part = colors[start : start + chunk]
+            if col is None and incremental:
+                sums[part] += loss_differences(self, name, np.asarray(part, dtype=np.int64), h)
+                scale[part] = self.gy.sum()
+            elif col is None:
+                d = self._differences(name, np.array(part)[:, None], h)
+                sums[part] += d.reshape(len(part), -1) @ self.g.ravel()
+                scale[part] = self.gy.sum()
+            else:
+                d = self._differences(name, [col.coords(r) for r in part], h)
+                owners = np.stack([col.owner(r) for r in part])
+                keep = owners >= 0
+                weighted = (d * self.g).reshape(len(part), -1)
+                sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
+                gy = np.broadcast_to(self.gy, owners.shape)[keep]
+                scale += np.bincount(owners[keep], weights=gy, minlength=x.size)
+            passes += self.rows(len(part))
+            if self.progress:
+                self.progress(len(part))
+        grad = sums / h
+        noise = self.noise_factor() * scale / h
+        if coords is not None:
+            mask = np.zeros(x.size, dtype=bool)
+            mask[np.asarray(coords, dtype=np.int64)] = True
+            grad[~mask] = np.nan
+        info = TensorNumerics(
+            coordinates=x.size if coords is None else len(coords),
+            colors=len(colors),
+            forward_passes=passes,
+            coloring=col is not None,
+            incremental=incremental,
+            note=note,
+            noise=float(noise.max(initial=0.0)),
+        )
+        return grad.reshape(self.t64[name].shape), info
+
+    def groups_needed(self, name: str, coloring: bool = True) -> int:
+        """Forward-pass groups a full evaluation of ``name`` takes (for estimates)."""
+        n = self.t64[name].size
+        if coloring and self.incremental(name) == "":
+            return n
+        col = self._coloring(name) if coloring else None
+        return min(n, math.prod(col.periods)) if col is not None else n
+
+    def noise_factor(self) -> float:
+        """Round-off of a stencil per unit of sum |g * y| / h: every output carries an error of
+        a few eps * |y|, and the stencil weights add up. The complex step subtracts nothing."""
+        m = self.method
+        if m.name == "complex":
+            return 0.0
+        return 4 * EPS * sum(abs(w) for w in m.weights) / m.scale
+
+    def directional(self, name: str, direction: np.ndarray) -> tuple[float, np.ndarray]:
+        """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation."""
+        x = self.t64[name].ravel()
+        h = steps(x, self.eps) * direction.ravel()
+        all_idx = np.arange(x.size)
+        d = self._differences(name, [all_idx], h)  # one group: every coordinate
+        return float(np.sum(d[0] * self.g)), h.reshape(self.t64[name].shape)
+
+
+def numerical_gradients(
+    layer: Layer,
+    tensors: Mapping[str, np.ndarray],
+    options: Any,
+    grad_output: np.ndarray,
+    *,
+    names: tuple[str, ...] | None = None,
+    coloring: bool = True,
+    **engine_kw: Any,
+) -> dict[str, np.ndarray]:
+    """dL/dname for each tensor in ``names`` (default: all), float64, full check; ``engine_kw``
+    as for Engine (method, eps, max_memory)."""
+    engine = Engine(layer, tensors, options, grad_output, **engine_kw)
+    return {n: engine.gradient(n, coloring=coloring)[0] for n in names or tuple(tensors)}

@@ -1,0 +1,2 @@
+"""What users read: rich tables, JSON documents, explanations and skeletons.
+Only this package and cli/ import rich."""

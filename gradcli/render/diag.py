@@ -1,0 +1,168 @@
+"""Rendering the diagnosis of a failed check: worst-k tables, error heatmaps, hints, the
+lines about the user's own work (answers not given, built-in beside, forward vs built-in) and
+the backward's contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gradcli.checking.compare import TensorResult
+from gradcli.checking.contract import Finding
+from gradcli.checking.report import CheckReport
+from gradcli.inputs.spec import Spec
+from gradcli.render.fit import Col, fitted
+from gradcli.render.values import letters, natural_index, slices
+
+# error / tolerance -> a character (legible without colour: pipes, NO_COLOR, CI logs) and its
+# colour on a terminal; "-" marks a coordinate a sampled check did not evaluate
+HEAT = (
+    (1.0, ".", "green"), (10.0, "+", "yellow"), (100.0, "*", "dark_orange"), (np.inf, "#", "red"),
+)  # fmt: skip
+UNSEEN = "-"
+HEAT_LEGEND = ". within tolerance, + up to 10x beyond, * up to 100x, # more, - not evaluated"
+MAX_SLICES, MAX_COLUMNS = 8, 64
+
+
+def render_diagnosis(
+    console: Console,
+    spec: Spec,
+    report: CheckReport,
+    analytic: Mapping[str, np.ndarray],
+    numeric: Mapping[str, np.ndarray],
+) -> None:
+    for name, r in report.results.items():
+        if r.passed or r.mode == "probe":
+            continue
+        if r.unresolved and not r.nonfinite:  # its errors are round-off: say why, show none
+            console.print(Text(r.reason, style="yellow"), soft_wrap=True)
+            console.print()
+            continue
+        label = "yours" if report.answers else "analytic"
+        console.print(_worst_table(spec, r, label, console.width), crop=False)
+        heat = _heatmap(spec, r, analytic[name], numeric[name], report.rtol, console.width)
+        for renderable in heat:
+            console.print(renderable, soft_wrap=True)
+        for hint in r.hints:
+            console.print(Text(f"hint: {hint}", style="yellow"), soft_wrap=True)
+        console.print()
+    if report.forward is not None:
+        f = report.forward
+        verdict = ("PASS", "bold green") if f.passed else ("FAIL", "bold red")
+        console.print(
+            Text.assemble(
+                "your forward vs the built-in forward: ",
+                verdict,
+                f" (max abs error {f.max_abs_error:.3g} at {list(f.worst_index)})",
+            ),  # fmt: skip
+            soft_wrap=True,
+        )
+    for name, b in report.builtin.items():
+        verdict = ("matches", "green") if b.passed else ("does not match", "red")
+        console.print(
+            Text.assemble(f"built-in d{name} ", verdict, f" (max rel error {b.max_rel_error:.3g})"),
+            soft_wrap=True,
+        )
+    if report.not_checked:
+        names = ", ".join("d" + n for n in report.not_checked)
+        console.print(Text(f"not checked (no answer given): {names}", style="dim"), soft_wrap=True)
+
+
+def _gradient_label(spec: Spec, f: Finding) -> str:
+    if f.tensor is None:
+        return "all"
+    return "d" + f.tensor if f.tensor in (*spec.tensors, *spec.layer.intermediates) else f.tensor
+
+
+def contract_section(spec: Spec, report: CheckReport, width: int) -> list[Any]:
+    """One dim line when the backward keeps its contract; else a table of what it breaks."""
+    if not report.contract:
+        return []
+    broken = [f for f in report.contract if not f.passed]
+    if not broken:
+        names = ", ".join(dict.fromkeys(f.name for f in report.contract))
+        return [Text(f"backward contract kept: {names}", style="dim")]
+    groups: dict[str, list[Finding]] = {}
+    for f in broken:  # one row per contract: the same slip usually breaks it for every gradient
+        groups.setdefault(f.name, []).append(f)
+    rows = []
+    for name, fs in groups.items():
+        worst = max(fs, key=lambda f: (f.error or 0.0) / (f.tolerance or 1.0))
+        labels = ", ".join(_gradient_label(spec, f) for f in fs)
+        rows.append((Text(name, style="bold red"), labels, worst.detail))
+    columns = (
+        Col("contract"), Col("gradient", fold=True, min_width=8),
+        Col("finding (the worst gradient's)", fold=True, min_width=20),
+    )  # fmt: skip
+    title = Text("backward contract: broken")
+    return [fitted(columns, rows, width, title=title, title_justify="left")]
+
+
+def broken_contracts(spec: Spec, report: CheckReport) -> str:
+    """``linearity (dW, db), dtype (dx)``: the broken contracts, each with its gradients."""
+    broken: dict[str, list[str]] = {}
+    for f in report.contract:
+        if not f.passed:
+            broken.setdefault(f.name, []).append(_gradient_label(spec, f))
+    return ", ".join(f"{name} ({', '.join(labels)})" for name, labels in broken.items())
+
+
+def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
+    info = spec.info(r.name)
+    columns = (
+        Col("element", fold=True, min_width=10), Col(label, justify="right"),
+        Col("numeric", justify="right"), Col("abs err", priority=1, justify="right"),
+        Col("rel err", priority=2, justify="right"),
+    )  # fmt: skip
+    rows = [
+        ("d" + r.name + natural_index(info, tuple(w["index"])), f"{w['analytic']:.8g}",
+         f"{w['numeric']:.8g}", f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}")
+        for w in r.worst
+    ]  # fmt: skip
+    title = Text(f"d{r.name}: the {len(r.worst)} worst elements")
+    return fitted(columns, rows, width, title=title, title_justify="left")
+
+
+def _heatmap(
+    spec: Spec, r: TensorResult, a: np.ndarray, n: np.ndarray, rtol: float, width: int
+) -> list:
+    """|a - n| / tolerance per 2-D slice, one character an element (HEAT), coloured on a
+    terminal; a pattern (borders, one channel, a diagonal) shows."""
+    a = np.asarray(a, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    err, tol = np.abs(a - n), r.atol + rtol * np.abs(n)
+    excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
+    excess[np.isnan(excess)] = np.inf  # a NaN in the gradient under test is as far off as it gets
+    excess[np.isnan(n)] = np.nan
+    info = spec.info(r.name)
+    names = letters(info, a.ndim)
+    out: list = [Text(f"d{r.name}: error / tolerance", style="bold")]
+    shown = 0
+    for fixed, sl in slices(excess, info):
+        if 2 * sl.shape[1] - 1 > min(width, 2 * MAX_COLUMNS) or shown == MAX_SLICES:
+            out.append(Text("(heatmap cut short: too large to draw)", style="dim"))
+            break
+        if fixed and not np.any(sl > 1):
+            continue  # slices without failures say nothing
+        label = ", ".join(f"{names[k]}={v}" for k, v in fixed.items())
+        text = Text(f"[{label}]\n" if label else "")
+        for row in np.atleast_2d(sl):
+            for j, v in enumerate(row):
+                char, style = _heat(float(v))
+                text.append((" " if j else "") + char, style=style)
+            text.append("\n")
+        out.append(text)
+        shown += 1
+    out.append(Text(HEAT_LEGEND, style="dim"))
+    return out
+
+
+def _heat(excess: float) -> tuple[str, str]:
+    if np.isnan(excess):
+        return UNSEEN, "dim"
+    return next((char, colour) for limit, char, colour in HEAT if excess <= limit)

@@ -1,0 +1,229 @@
+"""Results as data for scripts: JSON documents, .npz archives, the YAML template. No rich."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import platform
+from typing import Any
+
+import numpy as np
+
+from gradcli import __version__
+from gradcli.checking.compare import TensorResult
+from gradcli.checking.compute import Computation
+from gradcli.checking.report import CheckReport
+from gradcli.inputs.spec import Spec
+from gradcli.layers import REGISTRY, Layer, TensorInfo
+from gradcli.layers.base import option_table, options_dict
+from gradcli.user.options import as_json
+
+
+def _values(a: np.ndarray) -> Any:
+    """Nested lists of Python floats (exact: json writes repr); non-finite values become null."""
+    a = np.asarray(a, dtype=np.float64)
+    if np.isfinite(a).all():
+        return a.tolist()
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+def _array(a: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(np.shape(a)), "values": _values(a)}
+
+
+VERSIONS = {
+    "gradcli": __version__,
+    "numpy": np.__version__,
+    "python": platform.python_version(),
+}
+
+
+def _header(spec: Spec) -> dict[str, Any]:
+    return {
+        "layer": spec.layer.name,
+        "dtype": spec.dtype,
+        "seed": spec.seed,
+        "options": as_json(options_dict(spec.options)),  # a custom layer's dates, sets ...
+        "versions": VERSIONS,  # same spec, seed and versions: byte-identical JSON
+    }
+
+
+def compute_doc(spec: Spec, comp: Computation) -> dict[str, Any]:
+    return {
+        **_header(spec),
+        "tensors": {n: _array(a) for n, a in spec.tensors.items()},
+        "output": {"name": spec.output_info.name, **_array(comp.output)},
+        "grad_output": _array(spec.grad_output),
+        "gradients": {n: _array(g) for n, g in comp.gradients.items()},
+        "intermediates": {n: _array(a) for n, a in comp.intermediates.items()},
+    }
+
+
+def _num(x: float) -> float | None:
+    """A float for JSON: NaN and inf (a non-finite gradient, an unresolvable error) are null."""
+    return x if np.isfinite(x) else None
+
+
+def _result_doc(r: TensorResult) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "shape": list(r.shape),
+        "max_abs_error": _num(r.max_abs_error),
+        "max_rel_error": _num(r.max_rel_error),
+        "worst_index": list(r.worst_index),
+        "analytic": _num(r.analytic),
+        "numeric": _num(r.numeric),
+        "passed": r.passed,
+        "mode": r.mode,
+        "checked": r.checked,
+        "atol": _num(r.atol),
+        "band": r.band,
+        "hints": list(r.hints),
+        "worst": [
+            {k: _num(v) if isinstance(v, float) else v for k, v in w.items()} for w in r.worst
+        ],
+        "unresolved": bool(r.unresolved),
+    }
+    if r.reason:
+        doc["reason"] = r.reason
+    if r.nonfinite:
+        doc["nonfinite"] = r.nonfinite
+    if r.numerics is not None:
+        info = r.numerics
+        doc.update(
+            colors=info.colors, forward_passes=info.forward_passes, coloring=info.coloring,
+            incremental=info.incremental,
+        )  # fmt: skip
+    if r.roundoff is not None:
+        doc["float32_roundoff"] = r.roundoff
+    if r.intermediate:
+        doc["intermediate"] = True
+    return doc
+
+
+def check_doc(
+    spec: Spec,
+    report: CheckReport,
+    comp: Computation | None = None,
+    numeric: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The check document; with ``comp`` and ``numeric`` (``--values``) the compute keys too."""
+    doc = {
+        **_header(spec),
+        "passed": report.passed,
+        "method": report.method,
+        "eps": report.eps,
+        "atol": report.atol,
+        "rtol": report.rtol,
+        "mode": report.mode,
+        "notes": list(report.notes),
+        "results": {n: _result_doc(r) for n, r in report.results.items()},
+        "contract": [dataclasses.asdict(f) for f in report.contract],
+    }
+    if report.not_checked:
+        doc["not_checked"] = list(report.not_checked)
+    if report.builtin:
+        doc["builtin"] = {
+            n: {"max_abs_error": _num(r.max_abs_error), "max_rel_error": _num(r.max_rel_error),
+                "passed": r.passed}
+            for n, r in report.builtin.items()
+        }  # fmt: skip
+    if report.forward is not None:
+        doc["forward"] = _result_doc(report.forward)
+    if comp is not None and numeric is not None:
+        doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
+        doc["numeric"] = {n: _array(g) for n, g in numeric.items()}
+    return doc
+
+
+def sweep_doc(
+    spec: Spec, method: str, rows: list[dict[str, Any]], best: float, wrong: list[str],
+    report: CheckReport,
+) -> dict[str, Any]:
+    """The sweep, and the check at the default step beside it: ``passed`` needs both."""
+    passed = report.passed and not wrong
+    return {**_header(spec), "passed": passed, "method": method, "best_eps": best,
+            "wrong_at_every_step": wrong, "check": check_doc(spec, report),
+            "sweep": [_finite_row(r) for r in rows]}  # fmt: skip
+
+
+def _finite_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A sweep row for JSON: an infinite error (a NaN or inf gradient) is null."""
+    errors = {n: _num(e) for n, e in row["errors"].items()}
+    return {**row, "error": _num(row["error"]), "errors": errors}
+
+
+def layers_doc() -> dict[str, Any]:
+    def tensor(t: TensorInfo) -> dict[str, Any]:
+        omitted = "zeros" if t.optional else "left out" if t.absent_ok else None
+        return {"name": t.name, "shape": list(t.axes), "role": t.role, "doc": t.doc,
+                "omitted": omitted}  # fmt: skip
+
+    return {
+        name: {
+            "formula": layer.summary,
+            "tensors": [tensor(t) for t in layer.tensors],
+            "output": tensor(layer.output),
+            "options": {n: {"default": d, "help": h} for n, d, h in option_table(layer.options)},
+            "intermediates": list(layer.intermediates),
+        }
+        for name, layer in REGISTRY.items()
+    }
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:
+    """output, grad_output, every input tensor, d<name> per gradient, the intermediates and
+    theirs (attention's Q ... A, dQ ... dA), numeric_d<name> for check."""
+    arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
+    arrays.update({"d" + n: g for n, g in comp.gradients.items()})
+    arrays.update(comp.intermediates)
+    arrays.update({"numeric_d" + n: g for n, g in (numeric or {}).items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def init_template(layer: Layer) -> str:
+    """A commented YAML spec for ``layer``, equal to its embedded default; every option is
+    listed (commented out) with its default and meaning."""
+    lines = [
+        f"# gradcli spec for {layer.name}: {layer.summary}",
+        f"# run: gradcli check {layer.name} THIS_FILE.yaml",
+        f"layer: {layer.name}",
+        "dtype: float64          # float64 or float32",
+        "seed: 0                 # seeds every generated tensor and the default grad_output",
+    ]
+    table = option_table(layer.options)
+    if table:
+        lines.append("options:                # layer hyper-parameters; the defaults are shown")
+        lines += [f"  # {n}: {_yaml(d)}  # {h}" for n, d, h in table]
+    else:
+        lines.append("options: {}             # this layer has no hyper-parameters")
+    lines += [
+        "tensors:",
+        "  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number",
+        "  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
+    ]
+    for t in layer.tensors:
+        note = f"{t.shape_str} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
+        if t.name in layer.default_shapes:
+            shape = list(layer.default_shapes[t.name])
+            lines.append(f"  {t.name}: {{shape: {shape}, init: normal}}  # {note}")
+        else:
+            lines.append(f"  # {t.name}: {{shape: [...], init: normal}}  # {note}")
+    lines += [
+        f"# upstream gradient dL/d{layer.output.name}, shape {layer.output.shape_str};",
+        "# without a shape it takes the output's",
+        "grad_output: {init: normal}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml(value: Any) -> str:
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )

@@ -1,0 +1,90 @@
+"""Rendering ``check --sweep``: the error-vs-step table and a log-log terminal plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.text import Text
+
+from gradcli.checking.report import CheckReport
+from gradcli.inputs.spec import Spec
+from gradcli.render.fit import Col, fitted
+from gradcli.render.text import summary_line
+
+
+def render_sweep(
+    console: Console,
+    spec: Spec,
+    method: str,
+    rows: list[dict[str, Any]],
+    best: float,
+    wrong: list[str],
+    report: CheckReport,
+    *,
+    quiet: bool = False,
+) -> None:
+    """The error-vs-step table, a log-log terminal plot with the regimes marked, the tensors
+    no step reconciles, and the summary line of the check at the default step (the verdict);
+    ``quiet``: the summary line alone."""
+    if not quiet:
+        _sweep_body(console, spec, method, rows, best, wrong)
+    if report.passed and wrong:  # every element passed at the default step, yet no step fits
+        off = ", ".join("d" + n for n in wrong)
+        console.print(Text.assemble(("FAIL", "bold red"), f"  {report.layer}: {off} off at "
+                                    "every step of the sweep"), soft_wrap=True)  # fmt: skip
+    else:
+        console.print(summary_line(spec, report), soft_wrap=True)
+
+
+def _sweep_body(
+    console: Console,
+    spec: Spec,
+    method: str,
+    rows: list[dict[str, Any]],
+    best: float,
+    wrong: list[str],
+) -> None:
+    names = list(rows[0]["errors"])
+    # every column stays whole (render_fit): a table wider than the console wraps on the
+    # terminal instead of rich squeezing its numbers to nothing
+    columns = [Col("eps", justify="right"), *(Col("d" + n, justify="right") for n in names),
+               Col("regime")]  # fmt: skip
+    cells = [
+        [f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
+         Text(row["regime"], style="bold green" if row["regime"] == "best" else "")]
+        for row in rows
+    ]  # fmt: skip
+    title = Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|")
+    console.print(fitted(columns, cells, console.width, title=title, title_justify="left"),
+                  crop=False)  # fmt: skip
+    console.print(Text(_plot(rows)))
+    console.print(Text(f"best step: {best:.0e}", style="bold"))
+    for n in wrong:
+        low = min(r["errors"][n] for r in rows)
+        console.print(Text(
+            f"d{n}: no step brings the error within the check's tolerance (at best {low:.1e}): "
+            "the gradient is off, not the step; 'gradcli check' without --sweep shows where",
+            style="bold red",
+        ), soft_wrap=True)  # fmt: skip
+
+
+def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
+    """log10(error) against log10(eps), one column per step, big steps on the left."""
+    logs = [np.log10(min(max(r["error"], 1e-300), 1e300)) for r in rows]  # inf: off the top
+    lo, hi = min(logs), max(logs)
+    span = (hi - lo) or 1.0
+    grid = [[" "] * len(rows) for _ in range(height)]
+    for j, (v, r) in enumerate(zip(logs, rows, strict=True)):
+        mark = {"best": "*", "truncation": "t", "round-off": "r"}[r["regime"]]
+        grid[int(round((hi - v) / span * (height - 1)))][j] = mark
+    lines = []
+    for i, row in enumerate(grid):
+        label = f"{10 ** (hi - i * span / (height - 1)):8.0e} |" if i % 3 == 0 else " " * 9 + "|"
+        lines.append(label + "".join(f" {c} " for c in row))
+    lines.append(" " * 9 + "+" + "---" * len(rows))
+    exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
+    lines.append(" eps 1e-  " + exps)
+    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step")
+    return "\n".join(lines)

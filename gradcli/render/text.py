@@ -1,0 +1,282 @@
+"""Rendering for people: rich tables of shapes, colored values, errors; the console; progress.
+Only the render modules import rich; only cli.py and exits.py import typer."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gradcli.checking import intermediates
+from gradcli.checking.compute import Computation
+from gradcli.checking.report import CheckReport
+from gradcli.inputs.spec import Spec
+from gradcli.layers import TensorInfo
+from gradcli.render.fit import Col, fitted
+from gradcli.render.values import natural_index, num, print_values
+
+
+def _rows(
+    spec: Spec, comp: Computation, answers: Mapping[str, np.ndarray] | None = None
+) -> list[tuple[str, str, np.ndarray, TensorInfo | None]]:
+    """What compute shows; with ``answers`` (--grads) the gradients are the user's, "yours"."""
+    out = spec.output_info
+    rows: list[tuple[str, str, np.ndarray, TensorInfo | None]] = [
+        (n, spec.info(n).role, a, spec.info(n)) for n, a in spec.tensors.items()
+    ]
+    rows.append((out.name, "output", comp.output, out))
+    rows.append(("d" + out.name, "upstream", spec.grad_output, out))
+    rows += [(n, "intermediate", a, _intermediate(spec, n)) for n, a in comp.intermediates.items()]
+    if answers is None:
+        rows += [("d" + n, "gradient", g, spec.info(n)) for n, g in comp.gradients.items()]
+    else:
+        rows += [(f"d{n} (yours)", "yours", g, spec.info(n)) for n, g in answers.items()]
+    return rows
+
+
+def _intermediate(spec: Spec, name: str) -> TensorInfo | None:
+    """Index letters for an intermediate ("S") or its gradient ("dS"), when the layer has them."""
+    base = name[1:] if name.startswith("d") and name not in spec.layer.intermediates else name
+    if spec.layer.tail_info is None or base not in spec.layer.intermediates:
+        return None
+    return spec.info(base)
+
+
+# the shapes table's column policy: name and shape always; then role, dtype, norm, the range
+SHAPE_COLUMNS = (
+    Col("tensor"), Col("role", priority=6, fold=True, min_width=8), Col("shape"),
+    Col("dtype", priority=5), Col("min", priority=3, justify="right"),
+    Col("max", priority=3, justify="right"), Col("mean", priority=2, justify="right"),
+    Col("norm", priority=4, justify="right"),
+)  # fmt: skip
+
+
+def _shapes_table(spec: Spec, rows: list, width: int) -> Table:
+    cells = []
+    for name, role, a, _ in rows:
+        a = np.asarray(a)
+        with np.errstate(all="ignore"):  # an overflowing norm shows as inf, no warning
+            stats = (a.min(), a.max(), a.mean(), np.linalg.norm(a.ravel())) if a.size else ()
+        cells.append([
+            Text(name, style="bold"), role, str(list(a.shape)), str(a.dtype),
+            *(num(float(v)) for v in stats), *[""] * (4 - len(stats)),
+        ])  # fmt: skip
+    title = f"{spec.layer.name}: {spec.layer.summary}"
+    return fitted(SHAPE_COLUMNS, cells, width, title=title, title_justify="left")
+
+
+def render_compute(console: Console, spec: Spec, comp: Computation) -> None:
+    rows = _rows(spec, comp)
+    console.print(_shapes_table(spec, rows, console.width), crop=False)
+    console.print()
+    print_values(console, rows)
+
+
+# The check table's column policy (render_fit): name, count and verdict always stay whole; at
+# narrower widths the atol goes first, then the abs err, the analytic/numeric pair, the rel
+# err, and last the worst element and the reading, which fold onto more lines before going.
+CHECK_COLUMNS = (
+    Col("gradient"), Col("checked", justify="right"),
+    Col("worst element", priority=5, fold=True, min_width=10),
+    Col("analytic", priority=3, justify="right"), Col("numeric", priority=3, justify="right"),
+    Col("abs err", priority=2, justify="right"), Col("rel err", priority=4, justify="right"),
+    Col("atol", priority=1, justify="right"), Col("result"),
+    Col("reading", priority=6, fold=True, min_width=10),
+)  # fmt: skip
+
+
+def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
+    """One row per gradient under test; abs err and rel err are those of the worst element (the
+    one furthest beyond its tolerance) shown beside them, not maxima over other elements."""
+    label = _label(report)
+    columns = [
+        dataclasses.replace(c, header=label) if c.header == "analytic" else c
+        for c in CHECK_COLUMNS
+    ]
+    rows = []
+    for name, r in report.results.items():
+        info = spec.info(name)
+        verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
+        size = int(np.prod(r.shape, dtype=np.int64))
+        checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
+        where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
+        own = r.worst[0] if r.worst else {"abs_error": r.max_abs_error,
+                                          "rel_error": r.max_rel_error}  # a probe's own
+        rows.append((
+            Text("d" + name, style="bold"), checked, where, f"{r.analytic:.7g}",
+            f"{r.numeric:.7g}", f"{own['abs_error']:.3g}", f"{own['rel_error']:.3g}",
+            f"{r.atol:.2g}", verdict, r.band,
+        ))  # fmt: skip
+    atols = {r.atol for r in report.results.values()}
+    atol = f"{atols.pop():.2g}" if len(atols) == 1 else "atol"  # shared: legible without its column
+    title = Text(
+        f"gradient check: {label} vs numeric ({report.method} differences, "
+        f"eps {report.eps:.3g}; pass if |a-n| <= {atol} + {report.rtol:g}|n|)"
+    )
+    return fitted(columns, rows, width, title=title, title_justify="left")
+
+
+def summary_line(spec: Spec, report: CheckReport) -> Text:
+    """PASS or FAIL from ``report.passed`` (what the exit code uses), naming every failure."""
+    n = len(report.results)
+    how = "" if report.mode == "full" else f" ({report.mode} mode)"
+    if report.passed:
+        return Text.assemble(("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{how}")
+    reasons = [_reason(spec, report, kind, names) for kind, names in report.failures]
+    if not any(kind == "gradients" for kind, _ in report.failures) and n:
+        reasons.append(_all_match(n))
+    return Text.assemble(("FAIL", "bold red"), f"  {report.layer}: {'; '.join(reasons)}{how}")
+
+
+def _all_match(n: int) -> str:
+    if n == 1:
+        return "the gradient matches the numerical one"
+    return f"all {n} gradients match the numerical ones"
+
+
+def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) -> str:
+    """One failure of the summary line; a kind this does not know is still named."""
+    if kind == "gradients":
+        failed = [report.results[name] for name in names]
+        # a tensor that fails for a reason other than its error (not finite, not resolvable,
+        # not fully compared) says so instead of "does not match"
+        parts = [_short(r.name, r.reason) for r in failed if r.reason]
+        off = [r for r in failed if not r.reason]
+        if off:
+            worst = max(off, key=lambda r: r.max_rel_error)
+            where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
+            n = len(report.results)
+            count = (
+                "the gradient does not" if n == 1
+                else f"{len(off)} of {n} gradients {'does' if len(off) == 1 else 'do'} not"
+            )  # fmt: skip
+            parts.insert(0, (
+                f"{count} match ({', '.join('d' + r.name for r in off)}); worst {where}: "
+                f"{_label(report).lower()} {worst.analytic:.6g}, numeric {worst.numeric:.6g}"
+            ))  # fmt: skip
+        return "; ".join(parts)
+    if kind == "forward" and report.forward is not None:
+        return (
+            f"your forward does not match the built-in forward (max abs error "
+            f"{report.forward.max_abs_error:.3g} in {', '.join(names)})"
+        )
+    if kind == "contract":
+        from gradcli.render.diag import broken_contracts
+
+        return f"the backward breaks its contract: {broken_contracts(spec, report)}"
+    return f"{kind}: {', '.join(names)}"
+
+
+def _short(name: str, reason: str) -> str:
+    """The first clause of a result's reason, naming its tensor: the details are above."""
+    short = reason.split(":")[0].split(" (")[0]
+    return short if f"d{name}" in short else f"d{name}: {short}"
+
+
+def _label(report: CheckReport) -> str:
+    """What the gradients under test are called: the user's answers (--grads) are "yours"."""
+    return "yours" if report.answers else "analytic"
+
+
+def _notes(report: CheckReport) -> list[Text]:
+    lines = [Text(f"note: {n}", style="yellow") for n in report.notes]
+    for r in report.results.values():
+        if r.roundoff is not None:
+            lines.append(
+                Text(
+                    f"d{r.name}: float32 round-off of the analytical gradient is "
+                    f"{r.roundoff:.2g} of its largest entry (float64 backward on the same inputs)",
+                    style="dim",
+                )
+            )
+    return lines
+
+
+def render_check(
+    console: Console,
+    spec: Spec,
+    comp: Computation,
+    numeric: dict[str, np.ndarray],
+    report: CheckReport,
+    analytic: Any = None,
+    *,
+    values: bool = False,
+    quiet: bool = False,
+) -> None:
+    """The verdict: the shapes table, the check table, the diagnosis of any failure, notes and
+    the summary line; ``values``: also every array's values, analytic and numeric; ``quiet``:
+    the summary line alone. ``analytic``: the user's answers with --grads, else None."""
+    from gradcli.render.diag import contract_section, render_diagnosis
+
+    if not quiet:
+        rows = _rows(spec, comp, analytic)
+        if values:
+            rows += [(f"d{n} (numeric)", "numeric", g, spec.info(n)) for n, g in numeric.items()]
+        console.print(_shapes_table(spec, rows, console.width), crop=False)
+        console.print()
+        if values:
+            print_values(console, rows)
+            console.print()
+        console.print(_check_table(spec, report, console.width), crop=False)
+        for renderable in contract_section(spec, report, console.width):
+            console.print(renderable, crop=False)  # a fitted table: whole columns
+        console.print()
+        tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
+        render_diagnosis(console, spec, report, analytic or tested, numeric)
+        for line in _notes(report):
+            console.print(line, soft_wrap=True)
+    console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
+
+
+PLAIN_WIDTH = 80  # a pipe, a file or a CI log without COLUMNS: what any viewer shows unwrapped
+
+
+def console(file: Any, plain: bool = False) -> Console:
+    """A console for ``file``: styled on a terminal, with no ANSI codes at all when writing to
+    a file, a pipe, or with NO_COLOR set; markup off, since indices like [m=1] are data. A
+    pipe or file is COLUMNS wide when that is set, else 80."""
+    if plain or not file.isatty() or os.environ.get("NO_COLOR"):
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
+        tty = not plain and file.isatty()
+        return Console(
+            file=file, width=None if tty else width, color_system=None, force_terminal=False,
+            highlight=False, markup=False,
+        )  # fmt: skip
+    return Console(file=file, highlight=False, markup=False)
+
+
+class ProgressBar:
+    """A transient rich progress bar on stderr, only when stderr is a terminal.
+    ``with ProgressBar() as bar: run(progress=bar)``; ``bar(total)`` returns ``advance(n)``."""
+
+    def __init__(self, file: Any):
+        self.enabled = file.isatty()
+        self.file = file
+        self._progress: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __call__(self, total: int) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}", BarColumn(), TimeRemainingColumn(),
+            console=Console(file=self.file), transient=True,
+        )  # fmt: skip
+        self._progress.start()
+        task = self._progress.add_task("numerical gradients", total=total)
+        return lambda n: self._progress.advance(task, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()

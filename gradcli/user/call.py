@@ -1,0 +1,280 @@
+"""Every call into the user's code (an --impl module: its import, forward and backward, and the
+conversion of what they return) goes through ``call``, so nothing the user's code does can
+crash gradcli, end it, or write into its result:
+
+- any exception, ``SystemExit`` (``sys.exit(0)``), ``GeneratorExit``, ``os._exit`` or another
+  ``BaseException`` becomes one input-error line naming the user's function and the innermost
+  line of their file (exit 2); only ``KeyboardInterrupt`` passes, since a user's raise cannot be
+  told from Ctrl-C (exit 130);
+- an exception whose ``str`` or ``repr`` raises, or is huge or spans lines, is shown short and
+  on one line;
+- while it runs, the user's stdout (``print``, and a C extension's writes to fd 1) goes to
+  stderr, so stdout carries only the result (JSON stays valid);
+- the process state the user's code may change for its own purposes (numpy's error handling,
+  warning filters, sys.stdout/sys.stderr, the recursion limit, the working folder, the handlers
+  of SIGINT, SIGTERM and SIGPIPE) is restored after every call;
+- numpy (or other) warnings it raises are shown once each, one line on stderr (unless gradcli
+  silenced numpy's warnings around the call, as check does); when the call fails the first
+  becomes part of its error line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gradcli.errors import GradcliError, one_line, printable
+
+T = TypeVar("T")
+
+NUMPY_DEFAULTS = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
+MESSAGE = 200  # characters of the user's exception message kept in the error line
+WARNINGS_SHOWN = 5  # distinct warnings shown per run, then one line saying more were hidden
+
+
+class UserCodeError(GradcliError):
+    """The user's module failed; the message names the function and the user's own line."""
+
+
+class _Exited(BaseException):
+    """``os._exit`` called by the user's code (in gradcli's own process, not a child)."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+_shown: dict[tuple[str, ...], None] = {}  # the warnings already shown, in order
+_depth = 0  # nested calls (a conversion inside a call) are covered by the outer one
+try:
+    _libc: Any = ctypes.CDLL(None)
+except OSError:  # pragma: no cover - no C library to flush
+    _libc = None
+
+
+def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> T:
+    """``fn()`` (which runs the user's code) under the guard described in the module doc;
+    ``what`` names the user's function in messages ("forward", "Mine.backward", "import");
+    ``quiet``: its warnings are not shown (a call on gradcli's own probe values)."""
+    global _depth
+    if _depth:
+        return fn()
+    guard = _Guard()
+    _depth += 1
+    pid = os.getpid()
+    try:
+        result = fn()
+    except UserCodeError as e:  # a result refused: the call's first warning often says why
+        if not guard.caught:
+            raise
+        first = _warning_text(guard.caught[0])
+        raise UserCodeError(
+            f"{e.message}; it warned: {first}", source=e.source, param=e.param
+        ) from None
+    except (GradcliError, KeyboardInterrupt):  # gradcli's own checks inside fn; Ctrl-C
+        raise
+    except BaseException as e:  # noqa: BLE001 - whatever the user's code raises, even exits
+        # described inside the guard: the exception's __str__ is the user's code too
+        raise UserCodeError(describe(e, path, what, guard.caught), source=str(path)) from None
+    finally:
+        guard.close()
+        _depth -= 1
+        if os.getpid() != pid:  # a child the user's code forked came back here: it must not
+            os._exit(0)  # run the rest of gradcli (a second verdict on stdout); no flush
+    if not quiet and not guard.silenced:
+        _show(guard.caught, path, what)
+    return result
+
+
+def describe(e: BaseException, path: Path, what: str, warned: list | None = None) -> str:
+    """One line: what raised which exception, its message (short), where in the user's file,
+    and the first warning the call gave (often the cause: a log of a negative number ...)."""
+    name = type(e).__name__
+    if isinstance(e, _Exited):
+        head = f"{what} called os._exit({_text(lambda: repr(e.code), 40)})"
+    elif isinstance(e, SystemExit):
+        head = f"{what} raised SystemExit({_text(lambda: repr(e.code), 40)}) (sys.exit?)"
+    else:
+        message = _text(lambda: str(e), MESSAGE)
+        head = f"{what} raised {name}" + (f": {message}" if message else "")
+    if isinstance(e, (SystemExit, _Exited)):
+        fn = what.rsplit(".", 1)[-1]
+        head += (
+            "; a module must not end the process when imported"
+            if what == "import"
+            else f"; {fn} must return, not end the process"
+        )
+    where = _where(e, path)
+    first = _warning_text(warned[0]) if warned else ""
+    return head + (f" ({where})" if where else "") + (f"; it warned: {first}" if first else "")
+
+
+def describe_value(value: Any) -> str:
+    """A short, one-line repr of a value the user's code made (its ``__repr__`` may raise)."""
+    return _text(lambda: repr(value), 40)
+
+
+def _text(get: Callable[[], str], limit: int) -> str:
+    """``get()`` on one line of at most ``limit`` characters; a ``__str__``/``__repr__`` that
+    raises (anything) is said, not propagated."""
+    try:
+        text = get()
+        if not isinstance(text, str):
+            raise TypeError("not a string")
+    except BaseException as err:  # noqa: BLE001 - the user's __str__ may raise anything
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        return f"<its message cannot be shown: {type(err).__name__}>"
+    text = printable(one_line(text))
+    if len(text) > limit:
+        text = f"{text[: limit - 30]}... ({len(text):,} characters)"
+    return text
+
+
+def _where(e: BaseException, path: Path) -> str:
+    """The innermost line of the user's file in the traceback, and how many of its frames
+    there were (a runaway recursion shows one line, not a thousand)."""
+    try:
+        target = path.resolve()
+        frames = [
+            f
+            for f in traceback.extract_tb(e.__traceback__)
+            if f.filename == str(path) or Path(f.filename).resolve() == target
+        ]
+    except Exception:  # noqa: BLE001 - an odd traceback: no location rather than a crash
+        return ""
+    if not frames:
+        return ""
+    f = frames[-1]
+    line = _text(lambda: f.line or "", 80)
+    text = f"at {path.name}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
+    if len(frames) > 20:
+        text += f"; {len(frames):,} frames of {path.name} deep"
+    return text
+
+
+def _warning_text(w: warnings.WarningMessage) -> str:
+    where = f"{Path(str(w.filename)).name}:{w.lineno}"
+    return f"{w.category.__name__}: {_text(lambda: str(w.message), MESSAGE)} ({where})"
+
+
+def _show(caught: list[warnings.WarningMessage], path: Path, what: str) -> None:
+    """Each distinct warning once, one line on stderr; after WARNINGS_SHOWN, one last line."""
+    for w in caught:
+        key = (str(path), what, w.category.__name__, str(w.message), str(w.filename), str(w.lineno))
+        if key in _shown:
+            continue
+        _shown[key] = None
+        if len(_shown) <= WARNINGS_SHOWN:
+            line = f"{path.name}: {what} warned: {_warning_text(w)}"
+        elif len(_shown) == WARNINGS_SHOWN + 1:
+            line = f"{path.name}: {what} warned more; further warnings are not shown"
+        else:
+            continue
+        if sys.stderr is not None:
+            with contextlib.suppress(Exception):
+                print(f"gradcli: warning: {line}", file=sys.stderr)
+
+
+class _Guard:
+    """Entered on creation, left by ``close`` (idempotent): the process state the user's code
+    may change for itself put back, its stdout sent to stderr, its warnings recorded. Plain
+    attribute swaps, no context managers: the forward runs once per perturbed copy."""
+
+    def __init__(self) -> None:
+        self.err = np.geterr()
+        # the user's code warns as numpy does by default, whatever gradcli silenced for itself
+        # (check ignores its own overflows): a refused result then names the warning; the
+        # warnings of a call that succeeded are shown only where gradcli shows its own
+        self.silenced = self.err != NUMPY_DEFAULTS
+        if self.silenced:
+            np.seterr(**NUMPY_DEFAULTS)
+        self.limit = sys.getrecursionlimit()
+        self.cwd = _cwd()
+        self.handlers = {n: signal.getsignal(n) for n in _SIGNALS}
+        self.stdout, self.stderr = sys.stdout, sys.stderr
+        self.exit, self.pid = os._exit, os.getpid()
+        os._exit = self._exit  # type: ignore[assignment]
+        self.fd = _fd1_to_stderr()
+        sys.stdout = sys.stderr if sys.stderr is not None else _Null()
+        self.log = warnings.catch_warnings(record=True)
+        self.caught: list[warnings.WarningMessage] = self.log.__enter__()
+        warnings.simplefilter("always")
+        self.open = True
+
+    def _exit(self, code: int = 0) -> None:
+        if os.getpid() != self.pid:  # a child the user's code forked (multiprocessing)
+            self.exit(code)
+        raise _Exited(code)
+
+    def close(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self.log.__exit__(None, None, None)
+        if self.fd is not None:  # C code's buffered writes go to stderr before fd 1 is back
+            if _libc is not None:
+                with contextlib.suppress(Exception):
+                    _libc.fflush(None)
+            with contextlib.suppress(OSError):
+                os.dup2(self.fd, 1)
+                os.close(self.fd)
+        os._exit = self.exit
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        if sys.getrecursionlimit() != self.limit:
+            sys.setrecursionlimit(self.limit)
+        if np.geterr() != self.err:
+            np.seterr(**self.err)
+        if self.cwd is not None and _cwd() != self.cwd:  # relative paths (-o, the spec) hold
+            with contextlib.suppress(OSError):
+                os.chdir(self.cwd)
+        for n, handler in self.handlers.items():  # Ctrl-C, SIGTERM, a closed pipe: gradcli's
+            if signal.getsignal(n) is not handler and handler is not None:
+                with contextlib.suppress(ValueError, OSError):  # not the main thread
+                    signal.signal(n, handler)
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, n))
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed
+        return None
+
+
+def _fd1_to_stderr() -> int | None:
+    """Point file descriptor 1 at stderr (or nowhere, without one) for the user's C code;
+    returns a copy of the real stdout to put back, or None when there is none to protect."""
+    try:
+        saved = os.dup(1)
+    except OSError:  # fd 1 closed: nothing to protect
+        return None
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr: the user's output goes nowhere rather than to stdout
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    return saved
+
+
+class _Null:
+    """Where the user's print goes when there is no stderr at all."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass

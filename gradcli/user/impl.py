@@ -1,0 +1,232 @@
+"""The user's own work: answer files (--grads) and implementations (--impl FILE.py[:NAME]).
+
+A user implementation is a module (or an object in it) with
+``forward(**tensors, **options) -> output`` and ``backward(grad_output, **tensors, **options) ->
+{name: gradient}``. It becomes a ``Layer`` whose forward is called once per perturbed copy (a
+user's code need not broadcast leading axes), so the same engine checks it. Every call into the
+user's code goes through :func:`gradcli.usercall.call`: whatever it raises (exits included) or
+returns in the wrong type, shape or kind is one input-error line naming the user's function,
+never a gradcli crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from gradcli.files.reading import read_module
+from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
+from gradcli.user import cs231n, result
+from gradcli.user.call import UserCodeError, call
+from gradcli.user.options import custom_options
+from gradcli.user.readonly import read_only_backward, read_only_call, read_only_forward
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    path: Path
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    holder: str = ""  # FILE.py:NAME's NAME: messages then say "NAME.forward"
+
+    def what(self, fn: str) -> str:
+        return f"{self.holder}.{fn}" if self.holder else fn
+
+
+_MISSING = object()
+
+
+def load_impl(target: str) -> Impl:
+    """Import FILE.py (or FILE.py:NAME, an object holding forward and backward), as Python
+    imports a module: registered in sys.modules while it runs (dataclasses and typing look
+    their module up there), its folder searchable for its own helper modules."""
+    file, _, name = target.partition(":") if ".py:" in target else (target, "", "")
+    path = Path(file)
+    module = types.ModuleType(f"gradcli_user_{path.stem}")
+    module.__file__ = str(path)
+    code = read_module(path, source=str(path))  # opened as every input is (never blocks)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # after the installed packages: the user's files shadow none
+    sys.modules[module.__name__] = module
+    _call(path, "import", lambda: exec(compile(code, str(path), "exec"), module.__dict__))
+    holder: Any = module
+    if name:
+        holder = _call(path, "import", lambda: getattr(module, name, _MISSING))
+        if holder is _MISSING:
+            raise UserCodeError(f"{path} defines no {name!r}", param="impl")
+    fns = {}
+    for fn in ("forward", "backward"):
+        f = _call(path, "import", lambda fn=fn: getattr(holder, fn, None))
+        if not callable(f):
+            where = f"{path}:{name}" if name else str(path)
+            raise UserCodeError(f"{where} has no function {fn}(...)", param="impl")
+        fns[fn] = f
+    return Impl(path, fns["forward"], fns["backward"], name)
+
+
+_call = call  # every call into the user's code: see gradcli.usercall
+_array = result.array
+
+
+def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
+    """A Layer around the user's functions; ``base`` (a built-in layer) lends its tensor
+    descriptions and options, ``names`` are the spec's tensors (for a custom layer)."""
+
+    fwd, bwd = impl.what("forward"), impl.what("backward")
+    steady = result.Steady(impl.path, fwd)
+    own = base.tensor_names if base else names
+    positional = cs231n.detect(impl.backward, own)  # forward(x, w) -> (out, cache)
+
+    # resolved options -> (them, the options the spec set): a built-in's resolve settles
+    # options from the tensors (conv1d's channels from w's rank), but the user's functions get
+    # only those the spec set, as the README promises
+    spec_set: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def resolve(options: Any, shapes: Shapes) -> Any:
+        resolved = base.resolve(options, shapes)  # type: ignore[union-attr, misc]
+        spec_set[id(resolved)] = (resolved, _options_kwargs(options))
+        return resolved
+
+    def run(t: Mapping[str, np.ndarray], options: Any, probe: bool) -> tuple[np.ndarray, dict]:
+        held = spec_set.get(id(options))
+        kwargs = held[1] if held and held[0] is options else _options_kwargs(options)
+        real = not any(np.iscomplexobj(a) for a in t.values())
+        kept: dict[str, Any] = {}  # the CS231n convention's cache
+
+        def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
+            if positional:
+                names = cs231n.order(t, own)
+                out, kept["cache"] = cs231n.split(
+                    read_only_call(
+                        impl.path, fwd, lambda a: impl.forward(*(a[n] for n in names), **kwargs), t
+                    ),
+                    impl.path, fwd,
+                )  # fmt: skip
+            else:
+                out = read_only_forward(impl, t, kwargs)
+            a = _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
+            result.checkable(a, impl.path, fwd)
+            steady.check(t, a)
+            if not probe:
+                result.finite(a, impl.path, fwd)
+            return a
+
+        a = _call(impl.path, fwd, checked, quiet=probe)
+        return a, {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
+
+    def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
+        return run(t, options, probe=False)
+
+    def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+        t, kwargs, options = cache["tensors"], cache["kwargs"], cache["options"]
+        if positional:
+            names = cs231n.order(t, own)
+            user = cache["cache"]
+
+            def positional_backward() -> dict[str, np.ndarray]:
+                value = read_only_call(
+                    impl.path, bwd, lambda a: impl.backward(a["grad_output"], user),
+                    {"grad_output": g},
+                )  # fmt: skip
+                return _gradients(cs231n.gradients(value, names, impl.path, bwd), t, options)
+
+            return _call(impl.path, bwd, positional_backward)
+        return _call(
+            impl.path, bwd, lambda: _gradients(read_only_backward(impl, g, t, kwargs), t, options)
+        )
+
+    def _gradients(value: Any, t: Mapping, options: Any) -> dict[str, np.ndarray]:
+        grads = result.as_dict(value)
+        if grads is None:
+            raise UserCodeError(
+                f"{bwd} must return a dict of gradients keyed by tensor name, got "
+                f"{type(value).__name__}",
+                source=str(impl.path),
+            )
+        result.known_keys(grads, tuple(t), base.intermediates if base else (), impl.path, bwd)
+        inter = base.intermediates if base else ()
+        grads = _by_name(grads, (*t, *inter), impl.path, bwd)
+        missing = [n for n in t if n not in grads]
+        if missing:
+            raise UserCodeError(
+                f"backward returned no gradient for {', '.join(missing)} (it returned "
+                f"{', '.join(map(str, grads)) or 'an empty dict'})",
+                source=str(impl.path),
+            )
+        out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t}
+        return out | _intermediates(grads, t, options)
+
+    def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+        a = _array(grads[n], impl.path, f"backward's {n!r}")
+        if a.shape != shape:
+            raise UserCodeError(
+                f"backward's gradient {n!r} has shape {list(a.shape)}, but {what} has shape "
+                f"{list(shape)}",
+                source=str(impl.path),
+            )
+        return a
+
+    def _intermediates(grads: Mapping, t: Mapping, options: Any) -> dict[str, np.ndarray]:
+        """The gradients of the built-in's intermediates (dS, ...) the backward also returned:
+        checked too, against the built-in's tail (the forward was checked against ours)."""
+        given = [n for n in (base.intermediates if base else ()) if n in grads]
+        if not given or base is None:
+            return {}
+        ref = base.forward(t, options)[1]
+        return {n: _shaped(grads, n, np.shape(ref[n]), f"the intermediate {n}") for n in given}
+
+    def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+        if base is not None:
+            base.output_shape(s, options)  # the built-in's shape rules and messages first
+        return tuple(run(result.probe_tensors(s), options, probe=True)[0].shape)
+
+    infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
+    return Layer(
+        name=base.name if base else "custom",
+        summary=f"your implementation in {impl.path.name}",
+        tensors=infos,
+        output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
+        forward=forward,
+        backward=backward,
+        output_shape=output_shape,
+        default_shapes=dict(base.default_shapes) if base else {},
+        options=base.options if base else dict,
+        layout=base.layout if base else None,
+        resolve=resolve if base and base.resolve else None,
+        working=base.working if base else None,  # our forward runs on the spec too
+        broadcasts=False,
+        intermediates=base.intermediates if base else (),
+        tail_info=base.tail_info if base else None,  # names the intermediates' axes
+        parse_options=None if base else lambda raw: MappingProxyType(custom_options(raw, names)),
+    )
+
+
+def _by_name(
+    grads: Mapping[Any, Any], known: tuple[str, ...], path: Path, what: str
+) -> dict[str, Any]:
+    """The gradients keyed by name: ``dW`` is ``W``, as in answer files; both at once is
+    ambiguous and refused. (known_keys has checked that every key names something.)"""
+    out: dict[str, Any] = {}
+    for key, value in grads.items():
+        name = key if key in known else key[1:]
+        if name in out:
+            raise UserCodeError(
+                f"{what} returned both {name!r} and {'d' + name!r}; return one of them",
+                source=str(path),
+            )
+        out[name] = value
+    return out
+
+
+def _options_kwargs(options: Any) -> dict[str, Any]:
+    """Options the user's functions receive as keywords: only those that differ from their
+    defaults, so seed-only code never sees unexpected keywords."""
+    return dict(options) if isinstance(options, Mapping) else options_dict(options)

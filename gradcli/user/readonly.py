@@ -1,0 +1,113 @@
+"""The user's functions get read-only arrays: a forward that overwrites its input cannot be
+differenced, so a write is an input error naming the function, the array and the line."""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import InPlaceWriteError
+
+_READ_ONLY = ("read-only", "not writeable")
+
+
+def _read_only(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for n, a in arrays.items():
+        if isinstance(a, np.ndarray):
+            a = a.view()  # the caller's array keeps its own flags
+            a.flags.writeable = False
+        out[n] = a
+    return out
+
+
+def read_only_forward(impl: Any, t: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
+    """The user's ``impl.forward(**t, **kwargs)`` on read-only tensors."""
+    return read_only_call(impl.path, impl.what("forward"), lambda a: impl.forward(**a, **kwargs), t)
+
+
+def read_only_backward(
+    impl: Any, g: np.ndarray, t: Mapping[str, Any], kwargs: Mapping[str, Any]
+) -> Any:
+    """The user's ``impl.backward(g, **t, **kwargs)`` on read-only grad_output and tensors."""
+
+    def call(a: dict[str, Any]) -> Any:
+        return impl.backward(a.pop("grad_output"), **a, **kwargs)
+
+    labels = {"grad_output": _first_parameter(impl.backward)}
+    arrays = {"grad_output": g, **t}
+    return read_only_call(impl.path, impl.what("backward"), call, arrays, labels)
+
+
+def _first_parameter(fn: Callable[..., Any]) -> str:
+    """The name the user's backward gives grad_output (its first parameter), for messages."""
+    try:
+        return next(iter(inspect.signature(fn).parameters), "grad_output")
+    except (TypeError, ValueError):  # a builtin or an object without a signature
+        return "grad_output"
+
+
+def read_only_call(
+    path: Path,
+    fn_name: str,
+    call: Callable[[dict[str, Any]], Any],
+    arrays: Mapping[str, Any],
+    labels: Mapping[str, str] | None = None,
+) -> Any:
+    """``call(arrays)`` with every array read-only. A write into one of them is an
+    InPlaceWriteError naming the function, the array(s) and the line; each array is then tried
+    writable alone (a few more calls, on the error path only) to learn which it was.
+    ``labels``: the user's own names for arrays passed positionally (grad_output: dz)."""
+    try:
+        return call(_read_only(arrays))
+    except ValueError as e:
+        if not any(s in str(e) for s in _READ_ONLY):
+            raise
+        # on writable copies it must run: else the read-only array is the user's own
+        # (np.broadcast_to ...), not one of ours
+        if _hits_read_only(call, arrays, ()):
+            raise
+        written = [n for n in arrays if _hits_read_only(call, arrays, (n,))]
+        if not written:
+            raise
+        where = _user_line(e, path)
+        labels = labels or {}
+        shown = [n if labels.get(n, n) == n else f"{n} ({labels[n]})" for n in written]
+        first = labels.get(written[0], written[0])
+        raise InPlaceWriteError(
+            f"{fn_name} writes in place into {' and '.join(shown)}{where}; copy first "
+            f"({first} = {first}.copy()): the arrays gradcli passes are read-only",
+            source=str(path),
+        ) from None
+
+
+def _hits_read_only(
+    call: Callable[[dict[str, Any]], Any], arrays: Mapping[str, Any], names: tuple[str, ...]
+) -> bool:
+    """Whether the call hits a read-only array when only ``names`` are read-only (the other
+    arrays: writable copies)."""
+    trial = {k: np.array(a) if isinstance(a, np.ndarray) else a for k, a in arrays.items()}
+    trial.update(_read_only({n: arrays[n] for n in names}))
+    try:
+        call(trial)
+    except ValueError as e:
+        return any(s in str(e) for s in _READ_ONLY)
+    except Exception:  # noqa: BLE001 - the user's code failing otherwise: not this array
+        return False
+    return False
+
+
+def _user_line(e: BaseException, path: Path) -> str:
+    frames = [
+        f for f in traceback.extract_tb(e.__traceback__)
+        if Path(f.filename).resolve() == path.resolve()
+    ]  # fmt: skip
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" ({Path(f.filename).name}:{f.lineno}: {(f.line or '').strip()})"

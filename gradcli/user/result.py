@@ -1,0 +1,145 @@
+"""What the user's functions return, checked before gradcli uses it: numbers in a plain array
+(a copy), real for real inputs, finite, of one shape and dtype for inputs of one shape, and a
+backward's gradients keyed by the layer's own names. Each refusal is one input-error line naming
+the user's function (exit 2)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradcli.layers.base import Shapes
+from gradcli.user.call import UserCodeError, call, describe_value
+
+
+def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.ndarray:
+    """``value`` as a plain array of numbers, a copy (the user's code keeps no handle on it);
+    ``what`` names it ("forward's result", "backward's 'W'"). Converting may run the user's
+    code (``__array__``, a sequence's items, a generator), so it runs under the guard."""
+
+    def convert() -> np.ndarray:
+        if inspect.isgenerator(value) or inspect.iscoroutine(value):
+            value.close()  # no "never awaited" warning later; its finally blocks run here
+            return np.asarray(None, dtype=object)
+        try:
+            return np.array(value, copy=True)
+        except ValueError:  # ragged lists and the like
+            return np.asarray(None, dtype=object)
+
+    # a plain ndarray runs none of the user's code: copied without the guard (the hot path)
+    a = value.copy() if type(value) is np.ndarray else call(path, what, convert)
+    if a.dtype.kind == "c" and not complex_ok:
+        raise UserCodeError(
+            f"{what} is complex ({a.dtype}) for real inputs; return a real array (its real "
+            "part, if that is what you mean)",
+            source=str(path),
+        )
+    if a.dtype.kind not in "fciu":
+        got = f"an array of {a.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise UserCodeError(f"{what} must be numbers (an array), got {got}", source=str(path))
+    if isinstance(value, np.ma.MaskedArray):
+        masked = int(np.count_nonzero(np.ma.getmaskarray(value)))
+        if masked:
+            raise UserCodeError(
+                f"{what} is a masked array with {masked} masked value{'s' * (masked > 1)}; "
+                "gradcli differences every value: return a plain array (np.ma.filled)",
+                source=str(path),
+            )
+    return a
+
+
+MAX_AXES = 32  # as for every input array
+
+
+def checkable(a: np.ndarray, path: Path, what: str) -> None:
+    """A forward's output has something to check and axes to name: not empty, at most
+    MAX_AXES axes (else the upstream gradient drawn from its shape would be refused, blaming
+    the spec)."""
+    if a.size == 0:
+        raise UserCodeError(
+            f"{what} returned an empty array (shape {list(a.shape)}): nothing to check",
+            source=str(path),
+        )
+    if a.ndim > MAX_AXES:
+        raise UserCodeError(
+            f"{what} returned an array of {a.ndim} axes; at most {MAX_AXES}", source=str(path)
+        )
+
+
+def finite(a: np.ndarray, path: Path, what: str) -> None:
+    """A forward's output must be finite: no finite difference can be taken across a NaN or
+    an inf, so the check could say nothing true about that tensor."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        at = [int(i) for i in np.argwhere(bad)[0]]
+        value = a[tuple(at)]
+        raise UserCodeError(
+            f"{what} returned {value} at index {at} ({int(bad.sum()):,} of {a.size:,} values "
+            "not finite), at the spec's tensors or a finite-difference step from them; gradcli "
+            "needs a finite output there",
+            source=str(path),
+        )
+
+
+class Steady:
+    """The forward's output shape and dtype for inputs of given shapes and dtypes: the same on
+    every call, or the user's forward depends on something it should not (the values, a
+    counter, a global), and the perturbed calls would not be comparable."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = path, what
+        self.seen: dict[tuple, tuple[tuple[int, ...], str]] = {}
+
+    def check(self, tensors: Mapping[str, Any], out: np.ndarray) -> None:
+        key = tuple((n, np.shape(a), np.asarray(a).dtype.str) for n, a in tensors.items())
+        first = self.seen.setdefault(key, (out.shape, out.dtype.str))
+        if first != (out.shape, out.dtype.str):
+            (shape, dtype), now = first, (list(out.shape), str(out.dtype))
+            raise UserCodeError(
+                f"{self.what} returned shape {now[0]} ({now[1]}) where an earlier call on "
+                f"inputs of the same shapes returned {list(shape)} ({np.dtype(dtype)}); its "
+                "output's shape and dtype may depend only on the inputs' shapes and dtypes",
+                source=str(self.path),
+            )
+
+
+def probe_tensors(shapes: Shapes) -> dict[str, np.ndarray]:
+    """Inputs of the spec's shapes to learn the output's shape from, before the spec's arrays
+    are all read: values in [0.5, 1.5), in the domain of a log, a sqrt or a division, and
+    generic (no singular matrix), so a correct forward runs on them."""
+    rng = np.random.default_rng(0)
+    return {n: rng.uniform(0.5, 1.5, size=shape) for n, shape in shapes.items()}
+
+
+def as_dict(value: Any) -> dict[Any, Any] | None:
+    """A backward's mapping as a plain dict (its items may be computed by the user's code, so
+    this runs under the guard); None when it is no mapping."""
+    if not isinstance(value, Mapping):
+        return None
+    return dict(value.items())
+
+
+def known_keys(
+    grads: Mapping[Any, Any],
+    tensors: tuple[str, ...],
+    intermediates: tuple[str, ...],
+    path: Path,
+    what: str,
+) -> None:
+    """Every key the backward returned names a tensor (or an intermediate), as NAME or dNAME:
+    a typo or an extra entry is refused rather than silently left unchecked."""
+    known = set(tensors) | set(intermediates)
+    for key in grads:
+        if isinstance(key, str) and (key in known or key[:1] == "d" and key[1:] in known):
+            continue
+        names = f"tensors: {', '.join(tensors)}"
+        names += f"; intermediates: {', '.join(intermediates)}" if intermediates else ""
+        raise UserCodeError(
+            f"{what} returned a gradient for {describe_value(key)}, which is not a tensor of "
+            f"this layer ({names})",
+            source=str(path),
+        )
