@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gradcli.checking import check as core
+from gradcli.checking import compute as compute_module
 from gradcli.inputs.spec import load_spec
 from gradcli.layers import REGISTRY
 
@@ -178,6 +179,8 @@ def test_one_element_off_by_1e4_fails_that_tensor_only(cli, monkeypatch, layer, 
         return dataclasses.replace(comp, gradients=grads)
 
     monkeypatch.setattr(core, "compute", buggy)
+
+    monkeypatch.setattr(compute_module, "compute", buggy)
     result = cli("check", layer, "--format", "json")
     assert (result.exit_code, result.stderr) == (1, "")
     results = json.loads(result.stdout)["results"]

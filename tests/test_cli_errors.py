@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gradcli.checking import check as core
+from gradcli.checking import compute as compute_module
 
 REPO = Path(__file__).resolve().parent.parent
 W2 = "  W: [[1.0, 2.0]]\n"
@@ -132,6 +133,7 @@ def _boom(*args, **kwargs):
 @pytest.mark.parametrize("command", ["compute", "check"])
 def test_internal_error_exits_3(cli, monkeypatch, command):
     monkeypatch.setattr(core, "compute", _boom)
+    monkeypatch.setattr(compute_module, "compute", _boom)
     result = cli(command, "conv1d")
     assert (result.exit_code, result.stdout) == (3, "")
     lines = result.stderr.splitlines()
@@ -159,6 +161,7 @@ def _interrupted(*args, **kwargs):
 
 def test_interrupt_exits_130(cli, monkeypatch):
     monkeypatch.setattr(core, "compute", _interrupted)
+    monkeypatch.setattr(compute_module, "compute", _interrupted)
     result = cli("check", "linear")
     assert (result.exit_code, result.stdout) == (130, "")
     assert "Traceback" not in result.stderr
@@ -166,6 +169,7 @@ def test_interrupt_exits_130(cli, monkeypatch):
 
 def test_interrupt_says_so(cli, monkeypatch):
     monkeypatch.setattr(core, "compute", _interrupted)
+    monkeypatch.setattr(compute_module, "compute", _interrupted)
     assert cli("check", "linear").stderr.strip() == "gradcli: interrupted"
 
 

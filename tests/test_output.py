@@ -383,8 +383,8 @@ def test_output_with_a_255_byte_name(tmp_path):
 
 def test_a_refused_output_is_refused_before_the_work(cli, assert_usage_error, tmp_path):
     """No minutes of numerics for a result that cannot be written."""
-
     from gradcli.checking import check as core
+    from gradcli.checking import compute as compute_module
 
     def never(*args, **kwargs):
         raise AssertionError("the check ran")
@@ -393,6 +393,7 @@ def test_a_refused_output_is_refused_before_the_work(cli, assert_usage_error, tm
     with pytest.MonkeyPatch.context() as m:
         m.setattr(core, "check", never)
         m.setattr(core, "compute", never)
+        m.setattr(compute_module, "compute", never)
         for command in ("check", "compute"):
             assert_usage_error(cli(command, "linear", "-o", tmp_path / "fifo"), "FIFO")
     assert cli("check", "linear", "-o", tmp_path / "new.txt").exit_code == 0  # the twin
