@@ -245,7 +245,7 @@ def test_linear_formulas_and_batch() -> None:
 
 
 def test_unknown_layer_falls_back_to_shapes() -> None:
-    layer = dataclasses.replace(get_layer("linear"), name="mystery")
+    layer = dataclasses.replace(get_layer("linear"), name="mystery", explain=None)
     spec = build_spec(layer, {"tensors": LINEAR_BATCHED["tensors"]}, base=Path.cwd(), source="t")
     secs = sections(spec)
     assert secs["forward"] == [layer.summary]

@@ -19,7 +19,7 @@ from typing import Any
 
 from gradcli.cli import interrupt
 from gradcli.errors import ClosedPipeError, GradcliError, printable
-from gradcli.files.reading import files_read
+from gradcli.files import files_read
 
 
 def emit(

@@ -44,9 +44,9 @@ class GradcliGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         tune_allocator()
         standard_streams()
-        from gradcli.files import reading
+        from gradcli.files import forget_reads
 
-        reading.forget_reads()
+        forget_reads()
         restore = interrupt.during_run()
         try:
             code = _exit_code(

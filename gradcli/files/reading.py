@@ -18,23 +18,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from gradcli.errors import GradcliError, SpecError, TensorFileError, brief, one_line, one_of
-from gradcli.files import npyformat
+from gradcli.files import note_read, npyformat
 from gradcli.files.npyformat import MAX_AXES
 from gradcli.files.yamlparse import parse_yaml
 
 __all__ = ["MAX_AXES", "load_array", "npz_names", "open_input", "parse_yaml", "read_spec_text"]
-
-# Every file this run opened for reading: an output file may never be one of them.
-_read: list[Path] = []
-
-
-def forget_reads() -> None:
-    """A new run starts (the CLI's test runner calls main many times in one process)."""
-    _read.clear()
-
-
-def files_read() -> tuple[Path, ...]:
-    return tuple(_read)
 
 
 SPEC_BYTES = 16 * 2**20  # a spec or YAML answer file: inline YAML is for small arrays
@@ -57,7 +45,7 @@ def open_input(path: Path, *, source: str, key: str | None = None) -> BinaryIO:
         return TensorFileError(message, source=source, key=key)
 
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-    _read.append(path)
+    note_read(path)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:

@@ -150,6 +150,11 @@ class Layer:
     # options not held in a dataclass (a custom layer's own keywords, any YAML value): the
     # spec's mapping -> the options forward receives
     parse_options: Callable[[Mapping[str, Any]], Any] | None = None
+    # words (layers/words.py): explain(Shown) -> Formulas for `gradcli explain`, and the body
+    # of the `init --impl` module (forward and backward to fill in, formulas in comments);
+    # None: a generic section per gradient, a skeleton from the tensor names
+    explain: Callable[..., Any] | None = None
+    skeleton: str | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

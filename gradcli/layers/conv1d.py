@@ -17,6 +17,8 @@ import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers import _conv
+from gradcli.layers._conv import geometry
+from gradcli.layers._conv_words import WHY, ConvNames, convolution
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -27,6 +29,7 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.words import XCORR, Formulas, Shown, shape
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,53 @@ def layout(s: Shapes) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
     return SEED_TENSORS, SEED_OUTPUT
 
 
+def _explain_seed(v: Shown) -> Formulas:
+    """The notes' own 1-based formulas, for the seed's case (no channels, no options)."""
+    sh, m = v.shapes, v.out_shape[-1]
+    n, k = sh["x"][-1], sh["w"][0]
+    fwd = ["z_i = Σ_{j=1}^{k} w_j · x_{i+j-1} + b,   i ∈ {1, …, m}", XCORR,
+           "indices are 1-based as in the notes (gradcli's tables are 0-based)"]  # fmt: skip
+    grads = {
+        "b": ([f"∂L/∂b {shape(sh['b'])} = Σ_{{i=1}}^{{m}} δ_i,   δ = ∂L/∂z"], WHY["b"]),
+        "w": ([f"∂L/∂w {shape(sh['w'])} = x ⋆ δ   (a valid cross-correlation)",
+               "∂L/∂w_j = Σ_{i=1}^{m} δ_i · x_{i+j-1},   j ∈ {1, …, k}"], WHY["w"]),
+        "x": ([f"∂L/∂x {shape(sh['x'])} = δ ∗ rot180(w)   (a full convolution)",
+               "∂L/∂x_p = Σ_{i=max(1, p-k+1)}^{min(m, p)} δ_i · w_{p-i+1},   p ∈ {1, …, n}"],
+              WHY["x"]),
+    }  # fmt: skip
+    return Formulas(fwd, grads, ("m",), [f"m = n - k + 1 = {n} - {k} + 1 = {m}"])
+
+
+
+def explain(v: Shown) -> Formulas:
+    sh, o = v.shapes, v.options
+    ch = len(sh["w"]) == 3
+    if not ch and o.stride == 1 and o.padding in (0, "valid") and o.dilation == 1:
+        return _explain_seed(v)
+    nm = ConvNames("x", "w", "z", "δ", ("i",), ("j",), ("p",), "e" if ch else None,
+                "c" if ch else None, ("",), (("n", "k", "m"),))  # fmt: skip
+    n = sh["x"][-2] if ch else sh["x"][-1]
+    geo = geometry(o, (n,), (sh["w"][0],))
+    return convolution(v, nm, geo, layout(v.shapes)[1].axes, seed_1based=True)
+
+
+SKELETON = """
+def forward(x, w, b):
+    # z_i = sum_{j=1..k} w_j x_{i+j-1} + b,  i = 1..m,  m = n - k + 1   (1-based, as the seed)
+    # x (n,), w (k,), b scalar -> z (m,)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, w, b):
+    # dL/db = sum_i d_i
+    # dL/dw_j = sum_i d_i x_{i+j-1}
+    # dL/dx_p = sum_{i=max(1, p-k+1)..min(m, p)} d_i w_{p-i+1}
+    d = grad_output
+    raise NotImplementedError
+    return {"x": ..., "w": ..., "b": ...}
+"""
+
+
 LAYER = Layer(
     name="conv1d",
     summary="z_i = sum_j w_j x_{i+j-1} + b",
@@ -219,4 +269,6 @@ LAYER = Layer(
     working=working_elements,
     layout=layout,
     resolve=resolve,
+    explain=explain,
+    skeleton=SKELETON,
 )

@@ -15,6 +15,8 @@ import numpy as np
 
 from gradcli.errors import ShapeError
 from gradcli.layers import _conv
+from gradcli.layers._conv import geometry
+from gradcli.layers._conv_words import ConvNames, convolution
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -25,6 +27,7 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.words import Formulas, Shown
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,34 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     }[name]
 
 
+OUTPUT = TensorInfo("Z", ("Ho", "Wo", "C_out"), ("i", "j", "c"), "output", "output feature map")
+
+
+def explain(v: Shown) -> Formulas:
+    X, W = v.shapes["X"], v.shapes["W"]
+    nm = ConvNames("X", "W", "Z", "∂L/∂Z", ("i", "j"), ("m", "n"), ("i", "j"), "d", "c",
+                ("_h", "_w"), (("H", "kh", "Ho"), ("W", "kw", "Wo")))  # fmt: skip
+    geo = geometry(v.options, tuple(X[-3:-1]), tuple(W[:2]))
+    return convolution(v, nm, geo, OUTPUT.axes, seed_1based=False)
+
+
+SKELETON = """
+def forward(X, W, b):
+    # Z[i, j, c] = sum_{m, n, d} W[m, n, d, c] X[i+m, j+n, d] + b[c]      (channel-last)
+    # X (H, W, C_in), W (kh, kw, C_in, C_out), b (C_out,) -> Z (H-kh+1, W-kw+1, C_out)
+    raise NotImplementedError
+
+
+def backward(grad_output, X, W, b):
+    # dL/dW[m, n, d, c] = sum_{i, j} dZ[i, j, c] X[i+m, j+n, d]   (correlate X with dZ)
+    # dL/dX[i, j, d] = sum_{m, n, c} dZ[i-m, j-n, c] W[m, n, d, c]  (full conv, rotated kernel)
+    # dL/db[c] = sum_{i, j} dZ[i, j, c]
+    dZ = grad_output
+    raise NotImplementedError
+    return {"X": ..., "W": ..., "b": ...}
+"""
+
+
 LAYER = Layer(
     name="conv2d",
     summary="Z[i,j,c] = sum_{m,n,d} W[m,n,d,c] X[i+m,j+n,d] + b[c]",
@@ -112,7 +143,7 @@ LAYER = Layer(
         TensorInfo("W", ("kh", "kw", "C_in", "C_out"), ("m", "n", "d", "c"), "weight", "kernels"),
         TensorInfo("b", ("C_out",), ("c",), "bias", "bias per output channel", optional=True),
     ),
-    output=TensorInfo("Z", ("Ho", "Wo", "C_out"), ("i", "j", "c"), "output", "output feature map"),
+    output=OUTPUT,
     forward=forward,
     backward=backward,
     output_shape=output_shape,
@@ -120,4 +151,6 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )

@@ -21,6 +21,8 @@ from gradcli.layers.base import (
     rows_matmul,
     same,
 )
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 # z = W x + b
@@ -79,6 +81,38 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     }[name]
 
 
+def explain(v: Shown) -> Formulas:
+    sh, over = v.shapes, "Σ_batch " if v.batch else ""
+    fwd = [
+        "z = W · x + b",
+        f"z {_s(v.out_shape)} = W {_s(sh['W'])} · x {_s(sh['x'])} + b {_s(sh['b'])}",
+    ]
+    if over:  # a batch is stored as rows, so the matrix product runs the other way round
+        fwd.append("for a batch of rows x: z = x · Wᵀ + b, one row per example")
+    return Formulas(fwd, {
+        "W": ([f"∂L/∂W {_s(sh['W'])} = {over}∂L/∂z · xᵀ"],
+              "dW is the outer product of the upstream gradient and the input"),
+        "b": ([f"∂L/∂b {_s(sh['b'])} = {over}∂L/∂z"],
+              "the bias adds straight into z, so its gradient is the upstream gradient itself"),
+        "x": ([f"∂L/∂x {_s(sh['x'])} = Wᵀ · ∂L/∂z"],
+              "the upstream gradient flows back through the transposed weights"),
+    }, ("out",))  # fmt: skip
+
+
+SKELETON = """
+def forward(x, W, b):
+    # z = W x + b                       x (in,), W (out, in), b (out,) -> z (out,)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, W, b):
+    # dL/dW = dL/dz . x^T    dL/db = dL/dz    dL/dx = W^T . dL/dz
+    dz = grad_output
+    raise NotImplementedError
+    return {"x": ..., "W": ..., "b": ...}
+"""
+
+
 LAYER = Layer(
     name="linear",
     summary="z = W x + b",
@@ -94,4 +128,6 @@ LAYER = Layer(
     default_shapes={"x": (4,), "W": (3, 4), "b": (3,)},
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gradcli.errors import GradcliError
+from gradcli.layers import get_layer
+from gradcli.layers.words import skeleton_for
 
 _HEADER = '''"""My {layer} layer, checked by: gradcli check {layer} SPEC --impl {file}
 
@@ -16,68 +17,7 @@ import numpy as np
 
 '''
 
-_BODIES = {
-    "linear": """
-def forward(x, W, b):
-    # z = W x + b                       x (in,), W (out, in), b (out,) -> z (out,)
-    raise NotImplementedError
-
-
-def backward(grad_output, x, W, b):
-    # dL/dW = dL/dz . x^T    dL/db = dL/dz    dL/dx = W^T . dL/dz
-    dz = grad_output
-    raise NotImplementedError
-    return {"x": ..., "W": ..., "b": ...}
-""",
-    "conv1d": """
-def forward(x, w, b):
-    # z_i = sum_{j=1..k} w_j x_{i+j-1} + b,  i = 1..m,  m = n - k + 1   (1-based, as the seed)
-    # x (n,), w (k,), b scalar -> z (m,)
-    raise NotImplementedError
-
-
-def backward(grad_output, x, w, b):
-    # dL/db = sum_i d_i
-    # dL/dw_j = sum_i d_i x_{i+j-1}
-    # dL/dx_p = sum_{i=max(1, p-k+1)..min(m, p)} d_i w_{p-i+1}
-    d = grad_output
-    raise NotImplementedError
-    return {"x": ..., "w": ..., "b": ...}
-""",
-    "conv2d": """
-def forward(X, W, b):
-    # Z[i, j, c] = sum_{m, n, d} W[m, n, d, c] X[i+m, j+n, d] + b[c]      (channel-last)
-    # X (H, W, C_in), W (kh, kw, C_in, C_out), b (C_out,) -> Z (H-kh+1, W-kw+1, C_out)
-    raise NotImplementedError
-
-
-def backward(grad_output, X, W, b):
-    # dL/dW[m, n, d, c] = sum_{i, j} dZ[i, j, c] X[i+m, j+n, d]   (correlate X with dZ)
-    # dL/dX[i, j, d] = sum_{m, n, c} dZ[i-m, j-n, c] W[m, n, d, c]  (full conv, rotated kernel)
-    # dL/db[c] = sum_{i, j} dZ[i, j, c]
-    dZ = grad_output
-    raise NotImplementedError
-    return {"X": ..., "W": ..., "b": ...}
-""",
-    "attention": """
-def forward(X, W_Q, W_K, W_V):
-    # Q = X W_Q, K = X W_K, V = X W_V, S = Q K^T / sqrt(d_k), A = softmax(S) (rows), out = A V
-    # X (T, d), W_Q (d, d_k), W_K (d, d_k), W_V (d, d_v) -> out (T, d_v)
-    raise NotImplementedError
-
-
-def backward(grad_output, X, W_Q, W_K, W_V):
-    # dV = A^T dout          dA = dout V^T
-    # dS = A * (dA - rowsum(dA * A))           (the softmax Jacobian)
-    # dQ = dS K / sqrt(d_k)  dK = dS^T Q / sqrt(d_k)
-    # dW_Q = X^T dQ   dW_K = X^T dK   dW_V = X^T dV
-    # dX = dQ W_Q^T + dK W_K^T + dV W_V^T      (the seed leaves this one out)
-    dout = grad_output
-    raise NotImplementedError
-    # optional: add "Q", "K", "V", "S", "A" (dQ ... dA) to have those checked too
-    return {"X": ..., "W_Q": ..., "W_K": ..., "W_V": ...}
-""",
-    "custom": """
+CUSTOM = """
 # Any layer: the tensors are the ones your spec names under `tensors:` (layer: custom), and
 # options: {...} arrive as keywords. Example: y = tanh(scale * x).
 def forward(x, scale=1.0):
@@ -86,14 +26,23 @@ def forward(x, scale=1.0):
 
 def backward(grad_output, x, scale=1.0):
     return {"x": grad_output * scale * (1 - np.tanh(scale * x) ** 2)}
-""",
-}
+"""
 
 
 def module(layer: str) -> str:
-    if layer not in _BODIES:
-        raise GradcliError(f"unknown layer {layer!r} (known layers: {', '.join(_BODIES)})")
-    return _HEADER.format(layer=layer, file=f"my_{layer}.py") + _BODIES[layer].lstrip("\n")
+    """The `init --impl` module of a registered layer (its own skeleton, else one from its
+    tensor names), or of ``custom``."""
+    if layer == "custom":
+        body = CUSTOM
+    else:
+        lay = get_layer(layer)
+        body = lay.skeleton or skeleton_for(
+            lay.tensor_names,
+            lay.summary,
+            ", ".join(f"{t.name} {t.shape_str}" for t in lay.tensors if not t.absent_ok),
+            f"{lay.output.name} {lay.output.shape_str}",
+        )
+    return _HEADER.format(layer=layer, file=f"my_{layer}.py") + body.lstrip("\n")
 
 
 # `gradcli init custom`: a spec for the custom skeleton above, so the two run as they are

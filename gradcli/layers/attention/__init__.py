@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers._attention_delta import exp_shifted, perturbed
+from gradcli.layers.attention import words
+from gradcli.layers.attention.delta import exp_shifted, perturbed
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -291,4 +292,6 @@ LAYER = Layer(
     perturbed=perturbed,
     tail=tail,
     tail_info=tail_info,
+    explain=words.explain,
+    skeleton=words.SKELETON,
 )
