@@ -107,6 +107,32 @@ def _load(
     )  # fmt: skip
 
 
+def _load_net(
+    spec: str | None, dtype: DType | None, seed: int | None, max_elements: int, **refused: Any
+) -> Any:
+    """A model file for the ``net`` commands; options that apply to one layer are refused."""
+    from gradcli.errors import OptionError
+    from gradcli.inputs.network import load_network
+    from gradcli.inputs.spec import MAX_SEED
+
+    for flag, given in refused.items():
+        if given:
+            where = "entries of the model file (impl: FILE.py)" if flag == "impl" else "one layer"
+            raise OptionError(f"goes with {where}, not with a network",
+                              source="--" + flag.replace("_", "-"))  # fmt: skip
+    if spec is None:
+        raise GradcliError("a network needs its model file: gradcli init net -o model.yaml "
+                           "writes one")  # fmt: skip
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
+    if max_elements < 1:
+        raise OptionError(
+            f"expected a positive integer, got {max_elements}", source="--max-elements"
+        )
+    return load_network(spec, dtype=dtype.value if dtype else None, seed=seed,
+                        max_elements=max_elements)  # fmt: skip
+
+
 def _version(value: bool) -> None:
     if value:
         from gradcli import __version__
@@ -143,6 +169,19 @@ def compute(
     from gradcli.render import text as render
 
     as_json = wants_json(fmt, output)
+    if layer == "net":
+        from gradcli.render import netdoc, network
+
+        net = _load_net(spec, dtype, seed, max_elements, impl=impl)
+        ready(output, input_files(net.spec))
+        comp = run_compute(net.spec)
+        emit(
+            output, input_files(net.spec),
+            text=jsondoc.to_json(netdoc.compute_doc(net, comp)) if as_json
+            else lambda c: network.render_compute(c, net, comp),
+            npz=lambda: jsondoc.npz_bytes(net.spec, comp),
+        )  # fmt: skip
+        return
     s = _load(layer, spec, dtype, seed, impl, max_elements)
     ready(output, input_files(s, impl))
     comp = run_compute(s)
@@ -249,6 +288,10 @@ def check(
             "own forward and backward; give one of them",
             source="--impl",
         )
+    if layer == "net":
+        _check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
+                   impl=impl, sweep=sweep, values=values)  # fmt: skip
+        return
     s = _load(layer, spec, dtype, seed, impl, max_elements)
     memory.require(s, opts.method, opts.max_memory)  # before the first forward
     if grads is not None:
@@ -293,6 +336,42 @@ def check(
         )
     inputs = input_files(s, impl, grads)
     emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
+    if not report.passed:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def _check_net(
+    spec: str | None, opts: Any, dtype: DType | None, seed: int | None, max_elements: int,
+    grads: str | None, wrt: str | None, fmt: Format | None, output: Path | None, quiet: bool,
+    **refused: Any,
+) -> None:  # fmt: skip
+    from gradcli.checking import intermediates
+    from gradcli.checking.network import check_network
+    from gradcli.inputs.answers import load_answers
+    from gradcli.numeric import memory
+    from gradcli.render import jsondoc, netdoc, network
+    from gradcli.render import text as render
+
+    net = _load_net(spec, dtype, seed, max_elements, **refused)
+    memory.require(net.spec, opts.method, opts.max_memory)
+    if grads is not None:
+        answers = load_answers(
+            grads, wrt, net.spec.shapes, intermediates.shapes(net.spec),
+            counted=net.spec.elements, max_elements=net.spec.max_elements,
+        )  # fmt: skip
+        opts = dataclasses.replace(opts, grads=answers)
+    elif wrt is not None:
+        raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
+    inputs = input_files(net.spec, grads)
+    ready(output, inputs)
+    with render.ProgressBar(sys.stderr) as bar:
+        report = check_network(net, dataclasses.replace(opts, progress=bar))
+    as_json = wants_json(fmt, output)
+    emit(output, inputs,
+         text=jsondoc.to_json(netdoc.check_doc(net, report)) if as_json
+         else lambda c: network.render_check(c, net, report, quiet=quiet),
+         npz=lambda: jsondoc.npz_bytes(net.spec, report.computation,
+                                       dict(report.end_to_end.numeric)))  # fmt: skip
     if not report.passed:
         raise typer.Exit(EXIT_MISMATCH)
 

@@ -163,8 +163,8 @@ def build_spec(
             f"the spec is for layer {brief(doc['layer'])} but the command asked for {layer.name!r}",
             key="layer",
         )
-    dtype = _dtype(doc.get("dtype", "float64") if dtype is None else dtype)
-    seed = _seed(doc.get("seed", 0) if seed is None else seed)
+    dtype = parse_dtype(doc.get("dtype", "float64") if dtype is None else dtype)
+    seed = parse_seed(doc.get("seed", 0) if seed is None else seed)
     raw_options = doc.get("options")
     if raw_options is not None and not isinstance(raw_options, dict):
         raise SpecError(f"expected a mapping of options, got {kind(raw_options)}", key="options")
@@ -270,13 +270,13 @@ def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarr
     return tuple(sizes[a] for a in axes)
 
 
-def _dtype(value: Any) -> str:
+def parse_dtype(value: Any) -> str:
     if value not in DTYPES:
         raise SpecError(f"expected one of {', '.join(DTYPES)}, got {brief(value)}", key="dtype")
     return value
 
 
-def _seed(value: Any) -> int:
+def parse_seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise SpecError(f"expected an integer from 0 to 2**63-1, got {brief(value)}", key="seed")
     return value

@@ -28,7 +28,7 @@ def _values(a: np.ndarray) -> Any:
     return np.where(np.isfinite(a), a, None).tolist()
 
 
-def _array(a: np.ndarray) -> dict[str, Any]:
+def array_doc(a: np.ndarray) -> dict[str, Any]:
     return {"shape": list(np.shape(a)), "values": _values(a)}
 
 
@@ -39,7 +39,7 @@ VERSIONS = {
 }
 
 
-def _header(spec: Spec) -> dict[str, Any]:
+def header(spec: Spec) -> dict[str, Any]:
     return {
         "layer": spec.layer.name,
         "dtype": spec.dtype,
@@ -51,12 +51,12 @@ def _header(spec: Spec) -> dict[str, Any]:
 
 def compute_doc(spec: Spec, comp: Computation) -> dict[str, Any]:
     return {
-        **_header(spec),
-        "tensors": {n: _array(a) for n, a in spec.tensors.items()},
-        "output": {"name": spec.output_info.name, **_array(comp.output)},
-        "grad_output": _array(spec.grad_output),
-        "gradients": {n: _array(g) for n, g in comp.gradients.items()},
-        "intermediates": {n: _array(a) for n, a in comp.intermediates.items()},
+        **header(spec),
+        "tensors": {n: array_doc(a) for n, a in spec.tensors.items()},
+        "output": {"name": spec.output_info.name, **array_doc(comp.output)},
+        "grad_output": array_doc(spec.grad_output),
+        "gradients": {n: array_doc(g) for n, g in comp.gradients.items()},
+        "intermediates": {n: array_doc(a) for n, a in comp.intermediates.items()},
     }
 
 
@@ -65,7 +65,7 @@ def _num(x: float) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _result_doc(r: TensorResult) -> dict[str, Any]:
+def result_doc(r: TensorResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "shape": list(r.shape),
         "max_abs_error": _num(r.max_abs_error),
@@ -109,7 +109,7 @@ def check_doc(
 ) -> dict[str, Any]:
     """The check document; with ``comp`` and ``numeric`` (``--values``) the compute keys too."""
     doc = {
-        **_header(spec),
+        **header(spec),
         "passed": report.passed,
         "method": report.method,
         "eps": report.eps,
@@ -117,7 +117,7 @@ def check_doc(
         "rtol": report.rtol,
         "mode": report.mode,
         "notes": list(report.notes),
-        "results": {n: _result_doc(r) for n, r in report.results.items()},
+        "results": {n: result_doc(r) for n, r in report.results.items()},
         "contract": [dataclasses.asdict(f) for f in report.contract],
     }
     if report.not_checked:
@@ -129,10 +129,10 @@ def check_doc(
             for n, r in report.builtin.items()
         }  # fmt: skip
     if report.forward is not None:
-        doc["forward"] = _result_doc(report.forward)
+        doc["forward"] = result_doc(report.forward)
     if comp is not None and numeric is not None:
         doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
-        doc["numeric"] = {n: _array(g) for n, g in numeric.items()}
+        doc["numeric"] = {n: array_doc(g) for n, g in numeric.items()}
     return doc
 
 
@@ -142,7 +142,7 @@ def sweep_doc(
 ) -> dict[str, Any]:
     """The sweep, and the check at the default step beside it: ``passed`` needs both."""
     passed = report.passed and not wrong
-    return {**_header(spec), "passed": passed, "method": method, "best_eps": best,
+    return {**header(spec), "passed": passed, "method": method, "best_eps": best,
             "wrong_at_every_step": wrong, "check": check_doc(spec, report),
             "sweep": [_finite_row(r) for r in rows]}  # fmt: skip
 

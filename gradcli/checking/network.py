@@ -1,0 +1,124 @@
+"""The check of a network: every layer's backward at its place, the whole chain end to end, and
+the verdict naming the first wrong backward.
+
+1. Local checks: each layer's backward at its real input with the real upstream gradient, as a
+   single-layer check (coloring, incremental evaluation, contract and all).
+2. End to end: the chained gradients of the input and every parameter against finite
+   differences of the whole network (full within the budget, else sampled: the report says).
+3. Walking from the output towards the input, the first layer whose local check fails is the
+   culprit; the layers below it receive a wrong upstream gradient but are not blamed, because a
+   backward is checked for the upstream gradient it is given, right or wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from gradcli.checking.check import CheckOptions, check
+from gradcli.checking.compute import Computation, compute
+from gradcli.checking.report import CheckReport
+from gradcli.inputs.network import NetSpec
+from gradcli.inputs.spec import Spec
+from gradcli.layers.chain import Node
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    node: Node
+    spec: Spec  # the layer alone at its place: its real input and upstream gradient
+    report: CheckReport
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+
+@dataclass(frozen=True)
+class FirstWrong:
+    index: int
+    name: str
+    layer: str
+    tensor: str  # the first failing name of its check (its input's, if that failed)
+
+
+@dataclass(frozen=True)
+class NetReport:
+    layers: tuple[LayerCheck, ...]  # empty when --grads answers are checked end to end only
+    end_to_end: CheckReport
+    first_wrong: FirstWrong | None
+    computation: Computation
+
+    @property
+    def passed(self) -> bool:
+        return self.end_to_end.passed and all(lc.passed for lc in self.layers)
+
+
+def local_specs(net: NetSpec) -> list[tuple[Node, Spec]]:
+    """Each layer's own spec at its place in the network: its input as the forward computes
+    it, its parameters, and the gradient its backward receives from the layer above."""
+    spec = net.spec
+    t = dict(spec.tensors)
+    with np.errstate(all="ignore"):
+        _, cache = spec.layer.forward(t, spec.options)
+        grads = spec.layer.backward(spec.grad_output, cache)
+    out = []
+    for node in net.nodes:
+        tensors, _ = cache["layers"][node.name]
+        arrays = {}
+        for info in node.layer.tensors:
+            if info.name in tensors and info.name not in node.fixed:
+                a = np.array(tensors[info.name], dtype=spec.dtype)
+                a.flags.writeable = False
+                arrays[info.name] = a
+        g = np.array(net.net.upstream(grads, node), dtype=spec.dtype)
+        g.flags.writeable = False
+        out.append((node, Spec(
+            layer=node.layer, dtype=spec.dtype, seed=spec.seed, options=node.options,
+            tensors=MappingProxyType(arrays), grad_output=g,
+            source=f"{spec.source}: layer {node.index} {node.name!r}", files=spec.files,
+            elements=0, max_elements=spec.max_elements,
+        )))  # fmt: skip
+    return out
+
+
+def check_network(net: NetSpec, opts: CheckOptions | None = None, **kw: Any) -> NetReport:
+    """Local checks, end to end, and the first wrong backward. With ``opts.grads`` (the user's
+    answers for parameters and boundaries) only the end-to-end check runs, on those answers."""
+    opts = dataclasses.replace(opts or CheckOptions(), **kw)
+    layers: list[LayerCheck] = []
+    if opts.grads is None:
+        for node, spec in local_specs(net):
+            local = dataclasses.replace(opts, notify=_prefixed(opts, node))
+            layers.append(LayerCheck(node, spec, check(spec, local)))
+    e2e = check(net.spec, opts)
+    return NetReport(tuple(layers), e2e, first_wrong(layers),
+                     e2e.computation or compute(net.spec))  # fmt: skip
+
+
+def first_wrong(layers: list[LayerCheck]) -> FirstWrong | None:
+    for lc in reversed(layers):
+        if not lc.passed:
+            names = [n for _, ns in lc.report.failures for n in ns]
+            failed = [n for n, r in lc.report.results.items() if not r.passed]
+            tensor = lc.node.input if lc.node.input in failed else (failed or names or [""])[0]
+            return FirstWrong(lc.node.index, lc.node.name, lc.node.layer.name, tensor)
+    return None
+
+
+def _prefixed(opts: CheckOptions, node: Node) -> Any:
+    return lambda message: opts.notify(f"layer {node.index} {node.name!r}: {message}")
+
+
+def flow(net: NetSpec, comp: Computation) -> Mapping[str, Any]:
+    """What compute shows: each boundary's activation and the gradient passed back across it."""
+    acts = {n: comp.intermediates[n] for n in net.spec.layer.intermediates}
+    acts[net.net.boundaries()[-1]] = comp.output
+    back = {n: comp.intermediates["d" + n] for n in net.spec.layer.intermediates}
+    back[net.net.boundaries()[-1]] = net.spec.grad_output
+    return {"forward": acts, "backward": back}

@@ -1,0 +1,348 @@
+"""A model file (``network:`` and an optional ``loss:``) -> a ``NetSpec``: the network as one
+layer's ``Spec`` (its tensors: the input and every parameter, ``conv1.W``), and its layers.
+
+Shapes are walked before anything runs: a layer that cannot take what the one before gives is
+one error naming both layers and both shapes. A parameter given by its shape alone is drawn
+with He's scale sqrt(2 / fan_in) from the seed; an omitted bias is zeros.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import GradcliError, ShapeError, SpecError, brief
+from gradcli.files.reading import parse_yaml, read_spec_text
+from gradcli.inputs.sources import Loader, kind, suggest
+from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, Spec, parse_dtype, parse_seed
+from gradcli.layers import Layer, get_layer
+from gradcli.layers.base import NoOptions
+from gradcli.layers.chain import Block, Network, Node
+
+NET_KEYS = ("dtype", "seed", "inputs", "network", "loss", "grad_output")
+ENTRY_KEYS = ("layer", "name", "tensors", "options", "impl", "input", "target")
+PARAM_ROLES = ("weight", "bias")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A network ready to run: ``spec`` is the whole network as one layer (end to end),
+    ``net`` its layers."""
+
+    spec: Spec
+    net: Network
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.net.nodes
+
+
+def load_network(
+    path: str, *, dtype: str | None = None, seed: int | None = None, max_elements: int = 0
+) -> NetSpec:
+    """Read the model file at ``path`` (``-``: stdin)."""
+    text, source, base = read_spec_text(path)
+    doc = parse_yaml(text, source=source, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+    try:
+        return build_network(doc, base=base, source=source, dtype=dtype, seed=seed,
+                             max_elements=max_elements)  # fmt: skip
+    except GradcliError as e:
+        raise e.at(source=source) from None
+
+
+def build_network(
+    doc: Any, *, base: Path, source: str, dtype: str | None = None, seed: int | None = None,
+    max_elements: int = 0,
+) -> NetSpec:  # fmt: skip
+    if not isinstance(doc, dict):
+        raise SpecError(f"expected a mapping with 'inputs' and 'network', got {kind(doc)}")
+    for k in doc:
+        if k not in NET_KEYS:
+            raise SpecError(
+                f"unknown key{suggest(str(k), NET_KEYS)}; expected one of {', '.join(NET_KEYS)}",
+                key=str(k),
+            )
+    dtype = parse_dtype(doc.get("dtype", "float64") if dtype is None else dtype)
+    seed = parse_seed(doc.get("seed", 0) if seed is None else seed)
+    loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS)
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, dict) or not inputs:
+        raise SpecError("expected a mapping of the network's inputs, e.g. X: {shape: [8, 4]}",
+                        key="inputs")  # fmt: skip
+    entries = doc.get("network")
+    if not isinstance(entries, list) or not entries:
+        raise SpecError("expected a list of layers, e.g. - {layer: linear, ...}", key="network")
+    loss = doc.get("loss")
+    if loss is not None and not isinstance(loss, dict):
+        raise SpecError(f"expected a mapping {{layer: ..., target: ...}}, got {kind(loss)}",
+                        key="loss")  # fmt: skip
+    targets = _targets(entries, loss)
+    free = [n for n in inputs if n not in targets]
+    if len(free) != 1:
+        raise SpecError(
+            "expected exactly one input the network is differentiated at (the others are "
+            f"targets a loss names), got {', '.join(map(str, free)) or 'none'}",
+            key="inputs",
+        )
+    x_name = str(free[0])
+    arrays: dict[str, np.ndarray] = {x_name: loader.load(inputs[x_name], f"inputs.{x_name}",
+                                                         x_name)}  # fmt: skip
+    fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n)) for n in targets
+             if n in inputs}  # fmt: skip
+    for n in targets:
+        if n not in inputs:
+            raise SpecError(f"the loss's target {brief(n)} is not one of the inputs "
+                            f"({', '.join(map(str, inputs))})", key="loss.target")  # fmt: skip
+    b = _Builder(loader, arrays, fixed, base, x_name)
+    ops = b.entries(entries, "network")
+    if loss is not None:
+        ops.append(b.entry(loss, "loss"))
+    net = Network(tuple(ops), x_name, MappingProxyType({n: a.shape for n, a in arrays.items()}),
+                  MappingProxyType(fixed))  # fmt: skip
+    try:
+        acts = net.walk(net.shapes)
+    except ShapeError as e:
+        raise SpecError(e.message, key=b.where.get(e.key or "", "network")) from None
+    out_shape = acts[net.boundaries()[-1]]
+    for n, a in acts.items():
+        loader.reserve(2 * math.prod(a), b.where.get(n[:-4], "network"),
+                       "the network's activations and their gradients")  # fmt: skip
+    layer = net.layer()
+    if layer.working is not None:
+        loader.reserve(layer.working(net.shapes, None), "network", "the layers' working arrays")
+    loader.reserve(sum(a.size for a in arrays.values()), "network", "the gradients")
+    if loss is not None:
+        if "grad_output" in doc:
+            raise SpecError("a network with a loss has no grad_output: the loss is the output",
+                            key="grad_output")  # fmt: skip
+        if out_shape != ():
+            raise SpecError(f"the loss must give a scalar, got shape {list(out_shape)}",
+                            key="loss")  # fmt: skip
+        grad_output = np.ones((), dtype=dtype)
+    else:
+        g_doc = doc.get("grad_output", {"init": "normal"})
+        if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
+            g_doc = {**g_doc, "shape": list(out_shape)}
+        grad_output = loader.load(g_doc, "grad_output", "grad_output")
+        if grad_output.shape != out_shape:
+            raise SpecError(
+                f"the upstream gradient must have the network output's shape "
+                f"{list(out_shape)}, got {list(grad_output.shape)}",
+                key="grad_output",
+            )
+    for a in (*arrays.values(), *fixed.values(), grad_output):
+        a.flags.writeable = False
+    spec = Spec(
+        layer=layer, dtype=dtype, seed=seed, options=NoOptions(),
+        tensors=MappingProxyType(dict(arrays)), grad_output=grad_output, source=source,
+        files=tuple(loader.files), elements=loader.used, max_elements=loader.max_elements,
+    )  # fmt: skip
+    return NetSpec(spec, net)
+
+
+def _targets(entries: Any, loss: Any) -> list[Any]:
+    out = []
+    for e in [*(entries if isinstance(entries, list) else []), loss]:
+        if isinstance(e, dict) and "target" in e:
+            out.append(e["target"])
+    return out
+
+
+def _fixed(loader: Loader, value: Any, key: str, name: str) -> np.ndarray:
+    """A target: loaded as any tensor (class labels are whole numbers in the float dtype
+    unless a loss's own loader says otherwise)."""
+    return loader.load(value, key, name)
+
+
+class _Builder:
+    """Entries -> Nodes and Blocks, loading each parameter as it goes."""
+
+    def __init__(
+        self, loader: Loader, arrays: dict[str, np.ndarray], fixed: dict[str, np.ndarray],
+        base: Path, x_name: str,
+    ) -> None:  # fmt: skip
+        self.loader, self.arrays, self.fixed, self.base = loader, arrays, fixed, base
+        self.index = 0  # layers seen: the 1-based index of a layer and its default name
+        self.blocks = 0  # residual blocks seen
+        self.names: set[str] = {x_name}
+        self.where: dict[str, str] = {}  # a layer's or block's name -> its key in the file
+        self.shape: tuple[int, ...] = arrays[x_name].shape  # the activation so far
+        self.x_name = x_name
+
+    def entries(self, entries: Any, key: str) -> list[Any]:
+        if not isinstance(entries, list) or not entries:
+            raise SpecError("expected a non-empty list of layers", key=key)
+        return [self.entry(e, f"{key}[{i}]") for i, e in enumerate(entries)]
+
+    def _name(self, given: Any, default: str, key: str) -> str:
+        if default == "residual":
+            self.blocks += 1
+            name = f"res{self.blocks}" if given is None else given
+        else:
+            self.index += 1
+            name = f"{default}{self.index}" if given is None else given
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c == "_" for c in name):
+            raise SpecError(f"expected a name of letters, digits and _, got {brief(name)}",
+                            key=f"{key}.name")  # fmt: skip
+        if name in self.names:
+            raise SpecError(f"the name {name!r} is used twice", key=f"{key}.name")
+        self.names.add(name)
+        self.where[name] = key
+        return name
+
+    def entry(self, e: Any, key: str) -> Any:
+        if isinstance(e, dict) and "residual" in e:
+            extra = sorted(str(k) for k in set(e) - {"residual", "name"})
+            if extra:
+                raise SpecError(f"unknown key {extra[0]!r}; a residual block has residual, name",
+                                key=f"{key}.{extra[0]}")  # fmt: skip
+            name = self._name(e.get("name"), "residual", key)
+            start = self.shape
+            block = Block(name, tuple(self.entries(e["residual"], f"{key}.residual")))
+            self.shape = start  # the walk checks the sum; the block's output is its input's
+            return block
+        if not isinstance(e, dict) or "layer" not in e:
+            raise SpecError(f"expected a mapping {{layer: ..., ...}} or {{residual: [...]}}, "
+                            f"got {kind(e)}", key=key)  # fmt: skip
+        for k in e:
+            if k not in ENTRY_KEYS:
+                raise SpecError(f"unknown key{suggest(str(k), ENTRY_KEYS)}; expected one of "
+                                f"{', '.join(ENTRY_KEYS)}", key=f"{key}.{k}")  # fmt: skip
+        kind_ = e["layer"]
+        if not isinstance(kind_, str):
+            raise SpecError(f"expected a layer name, got {brief(kind_)}", key=f"{key}.layer")
+        try:
+            layer, input_name = self._layer(e, kind_, key)
+        except GradcliError as err:
+            raise err.at(key=err.key or f"{key}.layer") if err.key is None else err from None
+        name = self._name(e.get("name"), kind_, key)
+        tensors = e.get("tensors") or {}
+        if not isinstance(tensors, dict):
+            raise SpecError(f"expected a mapping of tensors, got {kind(tensors)}",
+                            key=f"{key}.tensors")  # fmt: skip
+        roles = {i.name: i for i in layer.tensors}
+        if input_name not in roles and kind_ != "custom":
+            raise SpecError(f"{kind_} has no input tensor", key=f"{key}.layer")
+        fixed_names = [n for n, i in roles.items() if n != input_name
+                       and i.role not in PARAM_ROLES and kind_ != "custom"]  # fmt: skip
+        target = e.get("target")
+        fixed: dict[str, str] = {}
+        if fixed_names:
+            if target is None:
+                raise SpecError(f"{kind_} needs target: the input holding its "
+                                f"{fixed_names[0]}", key=key)  # fmt: skip
+            fixed = {fixed_names[0]: str(target)}
+        elif target is not None:
+            raise SpecError(f"{kind_} takes no target", key=f"{key}.target")
+        params = [n for n in (tensors if kind_ == "custom" else roles)
+                  if n != input_name and n not in fixed]  # fmt: skip
+        for t in tensors:
+            if t not in params:
+                known = ", ".join(params) or "none"
+                raise SpecError(
+                    f"{kind_} has no parameter {brief(t)}{suggest(str(t), params)}; its "
+                    f"parameters are {known}",
+                    key=f"{key}.tensors.{t}",
+                )
+        loaded: dict[str, np.ndarray] = {}
+        for t in params:
+            info = roles.get(t)
+            pkey = f"{key}.tensors.{t}"
+            if t in tensors:
+                loaded[t] = self.loader.load(self._he(tensors[t]), pkey, f"{name}.{t}")
+            elif info is not None and (info.optional or info.absent_ok):
+                continue
+            else:
+                axes = f" {info.shape_str}" if info is not None else ""
+                raise SpecError(f"give the shape of {kind_}'s {t}{axes}, e.g. "
+                                f"{t}: {{shape: [...]}}", key=f"{key}.tensors")  # fmt: skip
+        sh = {input_name: self.shape} | {t: a.shape for t, a in loaded.items()}
+        sh |= {t: self.fixed[i].shape for t, i in fixed.items() if i in self.fixed}
+        for info in layer.infos(sh):  # an omitted bias: zeros sized from the other tensors
+            if info.name not in loaded and info.optional and info.name in params:
+                shape = _infer(layer, info.axes, sh)
+                if shape:
+                    self.loader.reserve(math.prod(shape), f"{key}.tensors.{info.name}")
+                    loaded[info.name] = np.zeros(shape, dtype=self.loader.dtype)
+                    sh[info.name] = shape
+        params = [t for t in params if t in loaded]
+        options = layer.make_options(e.get("options"))
+        try:
+            options = layer.resolve_options(options, sh)
+            in_core = len(next((i.axes for i in layer.infos(sh) if i.name == input_name), ()))
+        except GradcliError as err:
+            raise err.at(key=f"{key}.{err.key}" if err.key else key) from None
+        batch = max(0, len(self.shape) - in_core) if in_core else 0
+        node = Node(self.index, name, layer, options, input_name, tuple(params),
+                    MappingProxyType(fixed), batch)
+        for t, a in loaded.items():
+            self.arrays[f"{name}.{t}"] = a
+        try:  # the shape this layer gives, for the next one's bias and batch axes
+            self.shape = tuple(layer.output_shape(sh, options))
+        except GradcliError:
+            pass  # the walk says it with both layers' names
+        return node
+
+    def _layer(self, e: dict, kind_: str, key: str) -> tuple[Layer, str]:
+        builtin = None if kind_ == "custom" else get_layer(kind_)
+        impl = e.get("impl")
+        if kind_ == "custom" and impl is None:
+            raise SpecError("a custom layer needs impl: FILE.py (your forward and backward)",
+                            key=f"{key}.impl")  # fmt: skip
+        input_name = e.get("input")
+        if builtin is not None:
+            if input_name is not None:
+                raise SpecError("input: names a custom layer's input; a built-in layer's is "
+                                "known", key=f"{key}.input")  # fmt: skip
+            input_name = next((i.name for i in builtin.tensors if i.role == "input"), "")
+        elif input_name is None:
+            input_name = "x"
+        if not isinstance(input_name, str) or not input_name.isidentifier():
+            raise SpecError(f"expected a Python identifier, got {brief(input_name)}",
+                            key=f"{key}.input")  # fmt: skip
+        if impl is None:
+            return builtin, input_name  # type: ignore[return-value]
+        if not isinstance(impl, str):
+            raise SpecError(f"expected a path FILE.py, got {brief(impl)}", key=f"{key}.impl")
+        from gradcli.user.impl import load_impl, user_layer
+
+        target = impl if Path(impl.split(":")[0]).is_absolute() else str(self.base / impl)
+        code = load_impl(target)
+        names: tuple[str, ...] = ()
+        if builtin is None:
+            tensors = e.get("tensors") or {}
+            names = (input_name, *(str(t) for t in tensors if t != input_name))
+        return user_layer(code, builtin, names), input_name
+
+    def _he(self, value: Any) -> Any:
+        """A shape alone: He's initialization, sqrt(2 / fan_in), fan_in = all but the last
+        axis for a 2-D+ weight in (kh, kw, C_in, C_out) order, the second axis for (out, in)."""
+        if isinstance(value, dict) and "shape" in value and "init" not in value \
+                and "scale" not in value and isinstance(value["shape"], list) \
+                and len(value["shape"]) >= 2:  # fmt: skip
+            shape = value["shape"]
+            if not all(isinstance(s, int) and s > 0 for s in shape):
+                return value
+            fan_in = shape[1] if len(shape) == 2 else math.prod(shape[:-1])
+            return {**value, "scale": math.sqrt(2.0 / max(1, fan_in))}
+        return value
+
+
+def _infer(layer: Layer, axes: tuple[str, ...], sh: Mapping[str, Any]) -> tuple[int, ...]:
+    sizes: dict[str, int] = {}
+    for info in layer.infos(sh):
+        s = sh.get(info.name)
+        if s is not None and info.axes and len(s) >= len(info.axes):
+            sizes.update(zip(info.axes, s[len(s) - len(info.axes):], strict=True))
+    if any(a not in sizes for a in axes):
+        return ()
+    return tuple(sizes[a] for a in axes)
+
+
+__all__ = ["NetSpec", "build_network", "load_network"]

@@ -1,0 +1,160 @@
+"""What people read about a network: the forward and backward flow (compute), the local checks
+layer by layer, the end-to-end check and the first wrong backward (check)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.text import Text
+
+from gradcli.checking import intermediates
+from gradcli.checking.compute import Computation
+from gradcli.checking.network import NetReport, flow
+from gradcli.inputs.network import NetSpec
+from gradcli.render.fit import Col, fitted
+from gradcli.render.text import summary_line
+from gradcli.render.values import natural_index, num
+
+FLOW_COLUMNS = (
+    Col("boundary"), Col("layer", priority=5), Col("shape"),
+    Col("min", priority=2, justify="right"), Col("max", priority=2, justify="right"),
+    Col("mean", priority=1, justify="right"), Col("norm", justify="right"),
+)  # fmt: skip
+BACK_COLUMNS = (
+    Col("gradient"), Col("shape", priority=2), Col("norm", justify="right"),
+    Col("x previous", priority=3, justify="right"),
+)
+LOCAL_COLUMNS = (
+    Col("#", justify="right"), Col("layer"), Col("name"), Col("checked", priority=3, fold=True),
+    Col("worst element", priority=2, fold=True, min_width=10),
+    Col("rel err", priority=4, justify="right"), Col("result"),
+)  # fmt: skip
+E2E_COLUMNS = (
+    Col("gradient"), Col("checked", justify="right"),
+    Col("worst element", priority=2, fold=True, min_width=10),
+    Col("rel err", priority=4, justify="right"), Col("result"),
+)  # fmt: skip
+
+
+def _stats(a: np.ndarray) -> list[str]:
+    a = np.asarray(a)
+    with np.errstate(all="ignore"):
+        return [num(float(a.min())), num(float(a.max())), num(float(a.mean())),
+                num(float(np.linalg.norm(a.ravel())))]  # fmt: skip
+
+
+def _producer(net: NetSpec) -> dict[str, str]:
+    out = {n.out: f"{n.index} {n.layer.name}" for n in net.nodes}
+    for kind, op in net.net.program:
+        if kind == "add":
+            out[op.out] = "residual add"
+    return out
+
+
+def render_compute(console: Console, net: NetSpec, comp: Computation) -> None:
+    spec = net.spec
+    f = flow(net, comp)
+    by = _producer(net)
+    x = spec.tensors[net.net.input]
+    rows = [[Text(net.net.input, style="bold"), "input", str(list(x.shape)), *_stats(x)]]
+    rows += [[Text(n, style="bold"), by[n], str(list(np.shape(a))), *_stats(a)]
+             for n, a in f["forward"].items()]  # fmt: skip
+    title = f"forward: {spec.layer.summary}"
+    console.print(fitted(FLOW_COLUMNS, rows, console.width, title=title, title_justify="left"),
+                  crop=False)  # fmt: skip
+    console.print()
+    back = []
+    prev = None
+    grads = [*reversed(list(f["backward"].items())), (net.net.input, comp.gradients[net.net.input])]
+    for n, g in grads:
+        norm = float(np.linalg.norm(np.asarray(g).ravel()))
+        ratio = "" if prev in (None, 0.0) else f"{norm / prev:.3g}"
+        back.append([Text("d" + n, style="bold"), str(list(np.shape(g))), num(norm), ratio])
+        prev = norm
+    console.print(fitted(BACK_COLUMNS, back, console.width, title_justify="left",
+                         title="backward: the gradient passed back at every boundary"),
+                  crop=False)  # fmt: skip
+    console.print()
+    params = [[Text("d" + n, style="bold"), str(list(np.shape(g))), num(float(
+        np.linalg.norm(np.asarray(g).ravel()))), ""]
+        for n, g in comp.gradients.items() if n != net.net.input]  # fmt: skip
+    if params:
+        console.print(fitted(BACK_COLUMNS[:3], params, console.width, title_justify="left",
+                             title="parameter gradients"), crop=False)  # fmt: skip
+
+
+def _worst(spec: Any, r: Any) -> str:
+    if r.mode == "probe":
+        return "(probe)"
+    return "d" + r.name + natural_index(spec.info(r.name), r.worst_index)
+
+
+def _verdict(r: Any) -> Text:
+    return Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
+
+
+def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bool = False) -> None:
+    from gradcli.render.diag import render_diagnosis
+
+    spec, e2e = net.spec, report.end_to_end
+    if not quiet:
+        if report.layers:
+            rows = []
+            for lc in report.layers:
+                failing = [r for r in lc.report.results.values() if not r.passed]
+                r = max(failing or lc.report.results.values(), key=lambda r: r.max_rel_error)
+                checked = " ".join("d" + n for n in lc.report.results)
+                rows.append([str(lc.node.index), lc.node.layer.name, lc.node.name, checked,
+                             _worst(lc.spec, r), f"{r.max_rel_error:.3g}", _verdict(lc)])
+            console.print(fitted(LOCAL_COLUMNS, rows, console.width, title_justify="left",
+                                 title="local checks: each backward at its input, with its "
+                                       "upstream gradient"), crop=False)  # fmt: skip
+            console.print()
+        rows = []
+        for n, r in e2e.results.items():
+            size = int(np.prod(r.shape, dtype=np.int64))
+            checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
+            rows.append([Text("d" + n, style="bold"), checked, _worst(spec, r),
+                         f"{r.max_rel_error:.3g}", _verdict(r)])  # fmt: skip
+        label = "your gradients" if e2e.answers else "the chained backward"
+        how = "" if e2e.mode == "full" else f", {e2e.mode} mode"
+        console.print(fitted(E2E_COLUMNS, rows, console.width, title_justify="left",
+                             title=f"end to end: {label} against differences of the whole "
+                                   f"network ({e2e.method}{how})"), crop=False)  # fmt: skip
+        console.print()
+        wrong = report.first_wrong
+        if wrong is not None:
+            lc = next(lc for lc in report.layers if lc.node.index == wrong.index)
+            comp = lc.report.computation
+            tested = {n: intermediates.builtin(comp, n) for n in lc.report.results}
+            render_diagnosis(console, lc.spec, lc.report, tested, lc.report.numeric)
+        for note in e2e.notes:
+            console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
+    console.print(verdict_line(net, report), soft_wrap=True)
+
+
+def verdict_line(net: NetSpec, report: NetReport) -> Text:
+    e2e, n = report.end_to_end, len(report.layers)
+    how = "" if e2e.mode == "full" else f" ({e2e.mode} mode)"
+    if report.passed:
+        local = f"all {n} layers' backward match locally; " if n else ""
+        return Text.assemble(("PASS", "bold green"),
+                             f"  net: {local}end to end all {len(e2e.results)} gradients match"
+                             f"{how}")  # fmt: skip
+    wrong = report.first_wrong
+    if wrong is None:
+        line = summary_line(net.spec, e2e)
+        return Text.assemble(("FAIL", "bold red"), "  end to end:" + line.plain[9:])
+    lc = next(lc for lc in report.layers if lc.node.index == wrong.index)
+    r = lc.report.results.get(wrong.tensor)
+    detail = ""
+    if r is not None and not r.passed:
+        detail = f" (worst element {_worst(lc.spec, r)}: analytic {r.analytic:.6g}, numeric " \
+                 f"{r.numeric:.6g})"  # fmt: skip
+    elif r is None:
+        detail = f" ({summary_line(lc.spec, lc.report).plain[6:]})"
+    return Text.assemble(("FAIL", "bold red"),
+                         f"  net: first wrong backward: layer {wrong.index}, {wrong.layer} "
+                         f"{wrong.name!r}, d{wrong.tensor}{detail}")  # fmt: skip

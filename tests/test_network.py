@@ -1,0 +1,224 @@
+"""Networks: local checks layer by layer, end to end, and the first wrong backward named.
+
+Every layer of the registry is put between two linear layers (which adapt any last axis), its
+backward broken, and the verdict must name exactly it; the same network unbroken passes. The
+end-to-end gradients are compared with a plain loop of central differences of the whole
+network's loss (an oracle that shares nothing with the engine but the forward)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from gradcli.checking.check import CheckOptions
+from gradcli.checking.network import check_network
+from gradcli.errors import GradcliError
+from gradcli.inputs.network import NetSpec, build_network
+from gradcli.inputs.spec import load_spec
+from gradcli.layers import REGISTRY, get_layer
+
+QUICK = CheckOptions(budget=5.0)
+
+
+def _input_name(layer: Any) -> str:
+    return next(i.name for i in layer.tensors if i.role == "input")
+
+
+def sandwich(name: str) -> dict[str, Any]:
+    """linear -> ``name`` (its default spec's tensors) -> linear, as a model document."""
+    layer = get_layer(name)
+    s = load_spec(name, None)
+    x = _input_name(layer)
+    x_shape = list(s.tensors[x].shape)
+    params = {n: np.asarray(a).tolist() for n, a in s.tensors.items()
+              if n != x and layer.tensor(n).role in ("weight", "bias")}  # fmt: skip
+    out = list(layer.output_shape(s.shapes, s.options))
+    entry = {"layer": name, "name": "culprit", "tensors": params}
+    raw = {f.name: getattr(s.options, f.name) for f in dataclasses.fields(s.options)} \
+        if dataclasses.is_dataclass(s.options) else {}  # fmt: skip
+    if raw:
+        entry["options"] = raw
+    net = [{"layer": "linear", "name": "before", "tensors": {"W": {"shape": [x_shape[-1], 5]}}},
+           entry]  # fmt: skip
+    if out:
+        net.append({"layer": "linear", "name": "after", "tensors": {"W": {"shape": [2, out[-1]]}}})
+    return {"seed": 1, "inputs": {"X": {"shape": [*x_shape[:-1], 5]}}, "network": net}
+
+
+def build(doc: dict[str, Any], tmp_path: Path) -> Any:
+    return build_network(doc, base=tmp_path, source="model.yaml")
+
+
+def broken(layer: Any) -> Any:
+    """The same layer whose backward returns a wrong input gradient (never invisible: an
+    offset, not a scale, so an all-zero gradient is wrong too)."""
+    x = _input_name(layer)
+
+    def backward(g: np.ndarray, cache: Any) -> dict[str, np.ndarray]:
+        grads = dict(layer.backward(g, cache))
+        grads[x] = grads[x] + 1e-2 * (1 + np.abs(grads[x]))
+        return grads
+
+    return dataclasses.replace(layer, backward=backward)
+
+
+def replace_layer(net: NetSpec, name: str, layer: Any) -> NetSpec:
+    """The network with layer ``name`` (top level) running ``layer`` instead."""
+    ops = tuple(dataclasses.replace(op, layer=layer) if getattr(op, "name", "") == name
+                and hasattr(op, "layer") else op for op in net.net.ops)  # fmt: skip
+    new = dataclasses.replace(net.net, ops=ops)
+    return NetSpec(dataclasses.replace(net.spec, layer=new.layer()), new)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_correct_network_passes(name: str, tmp_path: Path) -> None:
+    report = check_network(build(sandwich(name), tmp_path), QUICK)
+    assert report.passed, [(lc.node.name, lc.report.failures) for lc in report.layers]
+    assert report.first_wrong is None
+    assert [lc.node.name for lc in report.layers][:2] == ["before", "culprit"]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_broken_backward_is_named(name: str, tmp_path: Path) -> None:
+    bad = broken(get_layer(name))
+    report = check_network(replace_layer(build(sandwich(name), tmp_path), "culprit", bad), QUICK)
+    assert not report.passed
+    wrong = report.first_wrong
+    assert wrong is not None and (wrong.index, wrong.name, wrong.layer) == (2, "culprit", name)
+    assert wrong.tensor == _input_name(bad)
+    # the layer before receives the wrong upstream gradient but is not blamed
+    assert report.layers[0].passed
+    assert not report.end_to_end.passed  # and the chain's gradients are wrong end to end
+
+
+def _loop_gradient(net: Any, name: str, h: float = 1e-6) -> np.ndarray:
+    spec = net.spec
+    t = {n: np.array(a, dtype=np.float64) for n, a in spec.tensors.items()}
+    g = np.asarray(spec.grad_output, dtype=np.float64)
+    out = np.zeros_like(t[name])
+    for i in np.ndindex(t[name].shape):
+        vals = []
+        for s in (1, -1):
+            u = {**t, name: t[name].copy()}
+            u[name][i] += s * h
+            vals.append(float(np.sum(g * spec.layer.forward(u, None)[0])))
+        out[i] = (vals[0] - vals[1]) / (2 * h)
+    return out
+
+
+MODEL = """
+seed: 3
+inputs:
+  X: {shape: [4, 6]}
+network:
+  - {layer: linear, name: fc1, tensors: {W: {shape: [5, 6]}, b: {shape: [5]}}}
+  - residual:
+    - {layer: linear, name: inner, tensors: {W: {shape: [5, 5]}}}
+  - {layer: linear, name: fc2, tensors: {W: {shape: [3, 5]}}}
+"""
+
+
+def test_chained_gradients_match_a_loop_oracle(tmp_path: Path) -> None:
+    net = build(yaml.safe_load(MODEL), tmp_path)
+    from gradcli.checking.compute import compute
+
+    comp = compute(net.spec)
+    assert set(comp.gradients) == {"X", "fc1.W", "fc1.b", "inner.W", "inner.b", "fc2.W", "fc2.b"}
+    for n, g in comp.gradients.items():
+        np.testing.assert_allclose(g, _loop_gradient(net, n), rtol=1e-6, atol=1e-8)
+    # the residual's skip: dX through the block is (1 + W_inner^T) applied, not W_inner^T alone
+    t = net.spec.tensors
+    d_out2 = np.asarray(net.spec.grad_output) @ t["fc2.W"]
+    np.testing.assert_allclose(comp.intermediates["dres1.out"], d_out2)
+    np.testing.assert_allclose(comp.intermediates["dfc1.out"], d_out2 + d_out2 @ t["inner.W"])
+
+
+def test_a_wrong_skip_is_caught_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The twin: a chain whose backward forgets the skip connection fails end to end, though
+    every layer's own backward is right (no layer to blame)."""
+    from gradcli.layers import chain
+
+    def no_skip(self: Any, g: np.ndarray, cache: Any) -> dict[str, np.ndarray]:
+        grads: dict[str, np.ndarray] = {}
+        for kind, op in reversed(self.program):
+            if kind == "layer":
+                grads[op.out] = g
+                lg = op.layer.backward(g, cache["layers"][op.name][1])
+                grads |= {op.param(p): lg[p] for p in op.params}
+                g = lg[op.input]
+            elif kind == "add":
+                grads[op.out] = g
+        grads[self.input] = g
+        return grads
+
+    monkeypatch.setattr(chain.Network, "backward", no_skip)
+    report = check_network(build(yaml.safe_load(MODEL), tmp_path), QUICK)
+    assert report.first_wrong is None and all(lc.passed for lc in report.layers)
+    assert not report.end_to_end.passed
+    assert not report.end_to_end.results["fc1.W"].passed
+
+
+def test_shapes_that_do_not_chain(cli: Any, write_spec: Any) -> None:
+    path = write_spec("""
+inputs: {X: {shape: [4, 6]}}
+network:
+  - {layer: linear, name: fc1, tensors: {W: {shape: [5, 6]}}}
+  - {layer: linear, name: fc2, tensors: {W: {shape: [3, 7]}}}
+""")
+    for cmd in ("compute", "check"):
+        r = cli(cmd, "net", path)
+        assert r.exit_code == 2 and r.stdout == ""
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, r.stderr
+        assert "fc1" in lines[0] and "fc2" in lines[0] and "[4, 5]" in lines[0]
+        assert "[3, 7]" in lines[0] and "network[1]" in lines[0]
+
+
+def test_residual_shape_mismatch_names_the_block(tmp_path: Path) -> None:
+    doc = yaml.safe_load(MODEL)
+    doc["network"][1]["residual"][0]["tensors"]["W"]["shape"] = [4, 5]
+    with pytest.raises(GradcliError, match=r"res1.*\[4, 5\].*\[4, 4\]"):
+        build(doc, tmp_path)
+
+
+def test_cli_check_and_json(cli: Any, write_spec: Any) -> None:
+    path = write_spec(MODEL)
+    r = cli("check", "net", path)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith("PASS  net:")
+    doc = json.loads(cli("check", "net", path, "-f", "json").stdout)
+    assert doc["passed"] and doc["first_wrong"] is None
+    assert [(x["index"], x["name"], x["layer"]) for x in doc["layers"]] == [
+        (1, "fc1", "linear"), (2, "inner", "linear"), (3, "fc2", "linear")]
+    assert set(doc["end_to_end"]["results"]) >= {"X", "fc1.W", "inner.W", "fc2.W"}
+    comp = json.loads(cli("compute", "net", path, "-f", "json").stdout)
+    assert set(comp["forward"]) == {"fc1.out", "inner.out", "res1.out", "fc2.out"}
+    assert "dinner.out" in comp["backward"] and "fc1.W" in comp["gradients"]
+
+
+def test_grads_keyed_by_parameter_and_boundary(cli: Any, write_spec: Any, tmp_path: Path) -> None:
+    path = write_spec(MODEL)
+    out = tmp_path / "c.npz"
+    assert cli("compute", "net", path, "-o", out).exit_code == 0
+    arrays = dict(np.load(out))
+    good = {"conv": 0, "fc1.W": arrays["dfc1.W"], "dinner.out": arrays["dinner.out"]}
+    del good["conv"]
+    np.savez(tmp_path / "good.npz", **good)
+    doc = json.loads(cli("check", "net", path, "--grads", tmp_path / "good.npz",
+                         "-f", "json").stdout)  # fmt: skip
+    assert doc["passed"] and set(doc["end_to_end"]["results"]) == {"fc1.W", "inner.out"}
+    bad = dict(good)
+    bad["dinner.out"] = good["dinner.out"].copy()
+    bad["dinner.out"][1, 2] += 0.01
+    np.savez(tmp_path / "bad.npz", **bad)
+    r = cli("check", "net", path, "--grads", tmp_path / "bad.npz", "-f", "json")
+    assert r.exit_code == 1
+    res = json.loads(r.stdout)["end_to_end"]["results"]
+    assert res["fc1.W"]["passed"] and not res["inner.out"]["passed"]
+    assert res["inner.out"]["worst_index"] == [1, 2]
