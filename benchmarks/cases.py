@@ -16,6 +16,10 @@ SIZES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
         "conv1d": {"x": (4096,), "w": (64,), "b": ()},
         "conv2d": {"X": (32, 32, 8), "W": (3, 3, 8, 16), "b": (16,)},
         "attention": {"X": (64, 64), "W_Q": (64, 32), "W_K": (64, 32), "W_V": (64, 32)},
+        "rnn_step": {"x": (32, 64), "prev_h": (32, 64), "Wx": (64, 64), "Wh": (64, 64),
+                     "b": (64,)},
+        "lstm_step": {"x": (32, 64), "prev_h": (32, 32), "prev_c": (32, 32),
+                      "Wx": (64, 128), "Wh": (32, 128), "b": (128,)},
     },
     "L": {
         "linear": {"x": (128, 1024), "W": (512, 1024), "b": (512,)},
@@ -94,4 +98,14 @@ def torch_forward(layer: str, options: dict | None = None):
             return H if W_O is None else H @ W_O
 
         return attention
+    if layer == "rnn_step":
+        return lambda x, prev_h, Wx, Wh, b: torch.tanh(x @ Wx + prev_h @ Wh + b)
+    if layer == "lstm_step":
+
+        def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
+            i, f, o, g = (x @ Wx + prev_h @ Wh + b).chunk(4, dim=-1)  # CS231n's gate order
+            c = torch.sigmoid(f) * prev_c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.stack([torch.sigmoid(o) * torch.tanh(c), c], dim=-2)
+
+        return lstm_step
     raise KeyError(layer)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from gradcli.checking.check import check
 from gradcli.checking.contract import CONTRACTS, check_contract
@@ -49,6 +50,11 @@ LARGE = {
                               "W_K": {"shape": [8, 8]}, "W_V": {"shape": [8, 8]},
                               "W_O": {"shape": [8, 5]}},
                   "options": {"causal": True, "heads": 2}},
+    "rnn_step": {"tensors": {"x": {"shape": [6, 5]}, "prev_h": {"shape": [8]},
+                             "Wx": {"shape": [5, 8]}, "Wh": {"shape": [8, 8]}}},
+    "lstm_step": {"tensors": {"x": {"shape": [2, 3, 5]}, "prev_h": {"shape": [3, 4]},
+                              "prev_c": {"shape": [2, 1, 4]}, "Wx": {"shape": [5, 16]},
+                              "Wh": {"shape": [4, 16]}}},
 }  # fmt: skip
 
 
@@ -60,7 +66,11 @@ def test_every_builtin_layer_keeps_every_contract(layer, dtype):
         build_spec(REGISTRY[layer], {**LARGE[layer], "dtype": dtype}, base=Path.cwd(),
                    source="<test>"),
     ]  # fmt: skip
-    specs += [load_spec(layer, str(p), dtype=dtype) for p in SPECS.glob(f"{layer}*.yaml")]
+    specs += [
+        load_spec(layer, str(p), dtype=dtype)
+        for p in SPECS.glob(f"{layer}*.yaml")
+        if yaml.safe_load(p.read_text())["layer"] == layer  # softmax*.yaml: not only softmax's
+    ]
     for spec in specs:
         for seed in range(3):  # other upstream directions g2: no false failure on any
             findings = check_contract(spec, seed=seed)

@@ -57,10 +57,6 @@ def make(layer, shapes, rng, batch=(), dtype=np.float64):
     return t
 
 
-def input_name(layer):
-    return next(info.name for info in layer.tensors if info.role == "input")
-
-
 def upstream(layer, t, rng, dtype=np.float64):
     shape = layer.output_shape({k: v.shape for k, v in t.items()}, layer.make_options({}))
     return np.asarray(rng.standard_normal(shape), dtype=dtype)
@@ -143,10 +139,10 @@ def test_batch_axes(name, batch):
     t = make(layer, layer.default_shapes, rng, batch)
     dout = upstream(layer, t, rng)
     out, grads = run(layer, t, dout)
-    xname = input_name(layer)
+    inputs = [i.name for i in layer.tensors if i.role == "input" and i.name in t]
     per_example = {}
     for idx in np.ndindex(*batch):
-        one = {**t, xname: t[xname][idx]}
+        one = {**t, **{n: t[n][idx] for n in inputs}}  # every input carries the batch axes
         o, g = run(layer, one, dout[idx])
         assert_close(out[idx], o, f"{name} forward at {idx}")
         per_example[idx] = g
@@ -176,7 +172,9 @@ def test_stacked_copies_broadcast(name, tname, batch):
     options = layer.make_options({})
     base = make(layer, layer.default_shapes, rng, batch)
     copies = [np.asarray(rng.standard_normal(base[tname].shape)) for _ in range(P)]
-    lead = (1,) * (1 + len(batch))  # probe axis + the input's batch axes
+    # probe axis + the inputs' batch axes (a default shape may hold some: rnn_step's (N, D))
+    n_batch = max(base[i.name].ndim - len(i.axes) for i in layer.tensors if i.role == "input")
+    lead = (1,) * (1 + n_batch)
     stacked = {}
     for info in (i for i in layer.tensors if i.name in layer.default_shapes):
         if info.role == "input":
@@ -188,7 +186,7 @@ def test_stacked_copies_broadcast(name, tname, batch):
         stacked[info.name] = a
     out, _ = layer.forward(stacked, options)
     core = layer.output_shape(dict(layer.default_shapes), options)
-    assert out.shape == (P, *batch, *core)
+    assert out.shape == (P, *batch, *core)  # core: the default's output, batch axes and all
     for p in range(P):
         expected, _ = layer.forward({**base, tname: copies[p]}, options)
         assert_close(out[p], expected, f"{name}: stacked {tname}, copy {p}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from gradcli.layers import REGISTRY
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 CASES = [(layer, None) for layer in REGISTRY] + [
-    (path.stem.split("_")[0], str(path)) for path in sorted(SPECS.glob("*.yaml"))
+    (yaml.safe_load(path.read_text())["layer"], str(path)) for path in sorted(SPECS.glob("*.yaml"))
 ]
 SETTINGS = settings(
     deadline=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from gradcli.errors import GradcliError
-from gradcli.layers import attention, conv1d, conv2d, linear
+from gradcli.layers import attention, conv1d, conv2d, linear, lstm_step, rnn_step
 from gradcli.layers.base import Layer, TensorInfo
 
 REGISTRY: MappingProxyType[str, Layer] = MappingProxyType(
@@ -14,6 +14,8 @@ REGISTRY: MappingProxyType[str, Layer] = MappingProxyType(
         "conv1d": conv1d.LAYER,
         "conv2d": conv2d.LAYER,
         "attention": attention.LAYER,
+        "rnn_step": rnn_step.LAYER,
+        "lstm_step": lstm_step.LAYER,
     }
 )
 

@@ -1,0 +1,147 @@
+"""One step of an LSTM, CS231n's lstm_step_forward (gate order i, f, o, g).
+
+Shapes: x (..., D), prev_h (..., H), prev_c (..., H), Wx (D, 4H), Wh (H, 4H), b (4H,); ``...``
+are batch axes (the three inputs' broadcast together). The step has two results, next_h and
+next_c; a layer has one output, so they are stacked on a new axis before the last:
+out (..., 2, H) with out[..., 0, :] = next_h and out[..., 1, :] = next_c. Its upstream gradient
+is likewise [dnext_h, dnext_c], exactly what CS231n's lstm_step_backward takes, so both paths
+into the cell state are checked (next_h alone would leave dnext_c's path unchecked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers import _recurrent
+from gradcli.layers.base import Arrays, AxisMap, Footprint, Layer, Shapes, TensorInfo, same
+
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-a)) written through tanh: no overflow for large |a|, complex-safe."""
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
+
+# a = x Wx + prev_h Wh + b = [a_i, a_f, a_o, a_g] (H each)
+# i = sigmoid(a_i)  f = sigmoid(a_f)  o = sigmoid(a_o)  g = tanh(a_g)
+# next_c = f * prev_c + i * g   next_h = o * tanh(next_c)   out = [next_h, next_c]
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., D), prev_h (..., H), prev_c (..., H), Wx (..., D, 4H), Wh (..., H, 4H),
+    b (..., 4H) -> out (..., 2, H)."""
+    x, h, c, Wx, Wh = t["x"], t["prev_h"], t["prev_c"], t["Wx"], t["Wh"]
+    a = _recurrent.affine(x, h, Wx, Wh, t["b"])
+    H = a.shape[-1] // 4
+    i, f, o = (sigmoid(a[..., k * H : (k + 1) * H]) for k in range(3))
+    g = np.tanh(a[..., 3 * H :])
+    next_c = f * c + i * g
+    tc = np.tanh(next_c)
+    out = np.stack(np.broadcast_arrays(o * tc, next_c), axis=-2)
+    cache = {"x": x, "prev_h": h, "prev_c": c, "Wx": Wx, "Wh": Wh}
+    cache.update(i=i, f=f, o=o, g=g, tc=tc)
+    return out, cache
+
+
+# dnext_h = dout[..., 0, :]   dnext_c = dout[..., 1, :]
+# do = dnext_h * tanh(next_c)   dc = dnext_c + dnext_h * o * (1 - tanh(next_c)^2)
+# df = dc * prev_c   di = dc * g   dg = dc * i   dprev_c = dc * f
+# da = [di i (1 - i), df f (1 - f), do o (1 - o), dg (1 - g^2)]
+# dWx = x^T da   dWh = prev_h^T da   db = sum da   dx = da Wx^T   dprev_h = da Wh^T
+def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dout (..., 2, H) -> {"x": (..., D), "prev_h": (..., H), "prev_c": (..., H),
+    "Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)}."""
+    i, f, o, g, tc, c = (cache[k] for k in ("i", "f", "o", "g", "tc", "prev_c"))
+    dh, dnc = dout[..., 0, :], dout[..., 1, :]
+    dc = dnc + dh * o * (1 - tc**2)
+    da = np.concatenate(
+        np.broadcast_arrays(
+            dc * g * i * (1 - i), dc * c * f * (1 - f), dh * tc * o * (1 - o), dc * i * (1 - g**2)
+        ),
+        axis=-1,
+    )
+    grads = _recurrent.affine_backward(da, cache["x"], cache["prev_h"], cache["Wx"], cache["Wh"])
+    return {
+        "x": grads["x"],
+        "prev_h": grads["h"],
+        "prev_c": _recurrent.unbroadcast(dc * f, c.shape),
+        "Wx": grads["Wx"],
+        "Wh": grads["Wh"],
+        "b": grads["b"],
+    }
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    batch = _recurrent.check_shapes("lstm_step", s, "x", "prev_h", gates=4)
+    c, H = s["prev_c"], s["prev_h"][-1]
+    if len(c) < 1 or c[-1] != H:
+        raise ShapeError(
+            f"lstm_step: prev_c must have shape [..., {H}] like prev_h, got {list(c)}",
+            key="prev_c",
+        )
+    try:
+        batch = np.broadcast_shapes(batch, c[:-1])
+    except ValueError:
+        raise ShapeError(
+            f"lstm_step: the batch axes of prev_c {list(c[:-1])} do not broadcast with those "
+            f"of x and prev_h {list(batch)}",
+            key="prev_c",
+        ) from None
+    return (*batch, 2, H)
+
+
+def _batch(s: Shapes) -> tuple[int, ...]:
+    return np.broadcast_shapes(s["x"][:-1], s["prev_h"][:-1], s["prev_c"][:-1])
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The pre-activations and their gradient (4H each), the gates and tanh(next_c)."""
+    batch, H = _batch(s), s["prev_h"][-1]
+    return _recurrent.working(batch, 4 * H) + 5 * int(np.prod(batch)) * H
+
+
+def _unit(axis: int, n: int, H: int) -> AxisMap:
+    """Column j of a (., 4H) gate block moves unit j mod H of next_h and next_c."""
+    u = np.arange(n) % H
+    return (axis, u, u + 1)
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[..., d] and prev_h[..., k] move every unit of their own example; prev_c[..., k] moves
+    unit k of next_h and next_c; a weight's or bias's column j moves unit j mod H."""
+    batch, H = _batch(s), s["prev_h"][-1]
+    nb = len(batch)
+    if name in ("x", "prev_h"):
+        return (*_recurrent.input_maps(s[name][:-1], batch), None)
+    if name == "prev_c":
+        return (*_recurrent.input_maps(s[name][:-1], batch), same(nb + 1, H))
+    return {
+        "Wx": (None, _unit(nb + 1, 4 * H, H)),
+        "Wh": (None, _unit(nb + 1, 4 * H, H)),
+        "b": (_unit(nb + 1, 4 * H, H),),
+    }[name]
+
+
+LAYER = Layer(
+    name="lstm_step",
+    summary="out = [next_h, next_c]: next_c = f*prev_c + i*g, next_h = o*tanh(next_c)",
+    tensors=(
+        TensorInfo("x", ("D",), ("d",), "input", "input at this time step"),
+        TensorInfo("prev_h", ("H",), ("k",), "input", "hidden state of the previous step"),
+        TensorInfo("prev_c", ("H",), ("u",), "input", "cell state of the previous step"),
+        TensorInfo("Wx", ("D", "4H"), ("d", "j"), "weight", "input-to-gates weights (i, f, o, g)"),
+        TensorInfo("Wh", ("H", "4H"), ("k", "j"), "weight", "hidden-to-gates weights (i, f, o, g)"),
+        TensorInfo("b", ("4H",), ("j",), "bias", "gate biases (i, f, o, g)", optional=True),
+    ),
+    output=TensorInfo(
+        "out", ("2", "H"), ("s", "u"), "output", "next_h (out[..., 0, :]), next_c (out[..., 1, :])"
+    ),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={
+        "x": (2, 3), "prev_h": (2, 2), "prev_c": (2, 2), "Wx": (3, 8), "Wh": (2, 8), "b": (8,),
+    },  # fmt: skip
+    footprint=footprint,
+    working=working_elements,
+)

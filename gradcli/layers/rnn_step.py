@@ -1,0 +1,78 @@
+"""One step of a vanilla (Elman) RNN, CS231n's rnn_step_forward.
+
+Shapes: x (..., D), prev_h (..., H), Wx (D, H), Wh (H, H), b (H,), next_h (..., H); ``...`` are
+batch axes (x's and prev_h's broadcast together: one initial state can serve every example).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradcli.layers import _recurrent
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, same
+
+
+# next_h = tanh(x Wx + prev_h Wh + b)
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., D), prev_h (..., H), Wx (..., D, H), Wh (..., H, H), b (..., H)
+    -> next_h (..., H)."""
+    x, h, Wx, Wh = t["x"], t["prev_h"], t["Wx"], t["Wh"]
+    next_h = np.tanh(_recurrent.affine(x, h, Wx, Wh, t["b"]))  # complex-safe
+    return next_h, {"x": x, "prev_h": h, "Wx": Wx, "Wh": Wh, "next_h": next_h}
+
+
+# da = dnext_h * (1 - next_h^2)
+# dWx = x^T da   dWh = prev_h^T da   db = sum da   dx = da Wx^T   dprev_h = da Wh^T
+# (weights summed over the batch axes)
+def backward(dnext_h: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dnext_h (..., H) -> {"x": (..., D), "prev_h": (..., H), "Wx": (D, H), "Wh": (H, H),
+    "b": (H,)}."""
+    da = dnext_h * (1 - cache["next_h"] ** 2)
+    g = _recurrent.affine_backward(da, cache["x"], cache["prev_h"], cache["Wx"], cache["Wh"])
+    return {"x": g["x"], "prev_h": g["h"], "Wx": g["Wx"], "Wh": g["Wh"], "b": g["b"]}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    batch = _recurrent.check_shapes("rnn_step", s, "x", "prev_h", gates=1)
+    return (*batch, s["prev_h"][-1])
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The pre-activation a and its gradient da, both output-sized."""
+    return _recurrent.working(np.broadcast_shapes(s["x"][:-1], s["prev_h"][:-1]), s["Wh"][1])
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[..., d] and prev_h[..., k] move next_h[..., :] of their own example; Wx[d, j],
+    Wh[k, j] and b[j] move next_h[..., j]."""
+    batch = np.broadcast_shapes(s["x"][:-1], s["prev_h"][:-1])
+    H, nb = s["prev_h"][-1], len(batch)
+    if name in ("x", "prev_h"):
+        return (*_recurrent.input_maps(s[name][:-1], batch), None)
+    return {
+        "Wx": (None, same(nb, H)),
+        "Wh": (None, same(nb, H)),
+        "b": (same(nb, H),),
+    }[name]
+
+
+LAYER = Layer(
+    name="rnn_step",
+    summary="next_h = tanh(x Wx + prev_h Wh + b)",
+    tensors=(
+        TensorInfo("x", ("D",), ("d",), "input", "input at this time step"),
+        TensorInfo("prev_h", ("H",), ("k",), "input", "hidden state of the previous step"),
+        TensorInfo("Wx", ("D", "H"), ("d", "j"), "weight", "input-to-hidden weights"),
+        TensorInfo("Wh", ("H", "H"), ("k", "j"), "weight", "hidden-to-hidden weights"),
+        TensorInfo("b", ("H",), ("j",), "bias", "bias", optional=True),
+    ),
+    output=TensorInfo("next_h", ("H",), ("j",), "output", "next hidden state"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"x": (2, 4), "prev_h": (2, 3), "Wx": (4, 3), "Wh": (3, 3), "b": (3,)},
+    footprint=footprint,
+    working=working_elements,
+)
