@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import gradcli
-from gradcli.coloring import _period, build_coloring
 from gradcli.layers import REGISTRY
-from gradcli.methods import METHODS
+from gradcli.numeric.coloring import _period, build_coloring
+from gradcli.numeric.methods import METHODS
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from reference import REFERENCES  # noqa: E402

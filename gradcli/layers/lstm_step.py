@@ -17,6 +17,8 @@ import numpy as np
 from gradcli.errors import ShapeError
 from gradcli.layers import _recurrent
 from gradcli.layers.base import Arrays, AxisMap, Footprint, Layer, Shapes, TensorInfo, same
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -122,6 +124,54 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     }[name]
 
 
+def explain(v: Shown) -> Formulas:
+    sh, over = v.shapes, "Σ_batch " if v.batch else ""
+    fwd = [
+        "a = x · Wx + prev_h · Wh + b = [a_i, a_f, a_o, a_g]   (H columns each)",
+        "i = σ(a_i)   f = σ(a_f)   o = σ(a_o)   g = tanh(a_g)",
+        "next_c = f ⊙ prev_c + i ⊙ g,   next_h = o ⊙ tanh(next_c)",
+        f"out {_s(v.out_shape)}: out[..., 0, :] = next_h,  out[..., 1, :] = next_c",
+        "∂L/∂next_h = ∂L/∂out[..., 0, :],   ∂L/∂next_c = ∂L/∂out[..., 1, :]",
+        "dc = ∂L/∂next_c + ∂L/∂next_h ⊙ o ⊙ (1 - tanh²(next_c))   (both paths)",
+        "∂L/∂a = [dc ⊙ g ⊙ i(1-i),  dc ⊙ prev_c ⊙ f(1-f),",
+        "         ∂L/∂next_h ⊙ tanh(next_c) ⊙ o(1-o),  dc ⊙ i ⊙ (1-g²)]",
+    ]
+    return Formulas(fwd, {
+        "x": ([f"∂L/∂x {_s(sh['x'])} = ∂L/∂a · Wxᵀ"],
+              "all four gates' pre-activation gradients flow back through the input weights"),
+        "prev_h": ([f"∂L/∂prev_h {_s(sh['prev_h'])} = ∂L/∂a · Whᵀ"],
+                   "likewise through the recurrent weights, to the previous step"),
+        "prev_c": ([f"∂L/∂prev_c {_s(sh['prev_c'])} = dc ⊙ f"],
+                   "the cell's gradient passes back scaled by the forget gate alone, no matrix"),
+        "Wx": ([f"∂L/∂Wx {_s(sh['Wx'])} = {over}xᵀ · ∂L/∂a"],
+               "one input feature against each gate column's pre-activation gradient"),
+        "Wh": ([f"∂L/∂Wh {_s(sh['Wh'])} = {over}prev_hᵀ · ∂L/∂a"],
+               "as for Wx, with the previous hidden state"),
+        "b": ([f"∂L/∂b {_s(sh['b'])} = {over}∂L/∂a"],
+              "the biases add straight into a"),
+    }, ("2", "H"))  # fmt: skip
+
+
+SKELETON = """
+def forward(x, prev_h, prev_c, Wx, Wh, b):
+    # a = x Wx + prev_h Wh + b = [a_i, a_f, a_o, a_g]          (CS231n's gate order)
+    # i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o)   g = tanh(a_g)
+    # next_c = f * prev_c + i * g   next_h = o * tanh(next_c)
+    # x (N, D), prev_h (N, H), prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,)
+    # -> np.stack([next_h, next_c], axis=-2), (N, 2, H)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, prev_h, prev_c, Wx, Wh, b):
+    # dnext_h, dnext_c = grad_output[..., 0, :], grad_output[..., 1, :]
+    # dc = dnext_c + dnext_h * o * (1 - tanh(next_c)**2)    dprev_c = dc * f
+    # da = [dc g i(1-i), dc prev_c f(1-f), dnext_h tanh(next_c) o(1-o), dc i (1-g^2)]
+    # dx = da Wx^T   dprev_h = da Wh^T   dWx = x^T da   dWh = prev_h^T da   db = sum_N da
+    raise NotImplementedError
+    return {"x": ..., "prev_h": ..., "prev_c": ..., "Wx": ..., "Wh": ..., "b": ...}
+"""
+
+
 LAYER = Layer(
     name="lstm_step",
     summary="out = [next_h, next_c]: next_c = f*prev_c + i*g, next_h = o*tanh(next_c)",
@@ -144,4 +194,6 @@ LAYER = Layer(
     },  # fmt: skip
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )

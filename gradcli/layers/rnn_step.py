@@ -12,6 +12,8 @@ import numpy as np
 
 from gradcli.layers import _recurrent
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, same
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 # next_h = tanh(x Wx + prev_h Wh + b)
@@ -58,6 +60,44 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     }[name]
 
 
+def explain(v: Shown) -> Formulas:
+    sh, over = v.shapes, "Σ_batch " if v.batch else ""
+    fwd = [
+        "a = x · Wx + prev_h · Wh + b,   next_h = tanh(a)",
+        f"next_h {_s(v.out_shape)} = tanh(x {_s(sh['x'])} · Wx {_s(sh['Wx'])} + prev_h "
+        f"{_s(sh['prev_h'])} · Wh {_s(sh['Wh'])} + b {_s(sh['b'])})",
+        "∂L/∂a = ∂L/∂next_h ⊙ (1 - next_h²)   (tanh' = 1 - tanh², from the output)",
+    ]
+    return Formulas(fwd, {
+        "x": ([f"∂L/∂x {_s(sh['x'])} = ∂L/∂a · Wxᵀ"],
+              "the gradient of the pre-activation flows back through the input weights"),
+        "prev_h": ([f"∂L/∂prev_h {_s(sh['prev_h'])} = ∂L/∂a · Whᵀ"],
+                   "the path to earlier time steps: backprop through time repeats it"),
+        "Wx": ([f"∂L/∂Wx {_s(sh['Wx'])} = {over}xᵀ · ∂L/∂a"],
+               "each weight pairs one input feature with one unit's pre-activation gradient"),
+        "Wh": ([f"∂L/∂Wh {_s(sh['Wh'])} = {over}prev_hᵀ · ∂L/∂a"],
+               "as for Wx, with the previous state in place of the input"),
+        "b": ([f"∂L/∂b {_s(sh['b'])} = {over}∂L/∂a"],
+              "the bias adds straight into a, so its gradient is a's"),
+    }, ("H",))  # fmt: skip
+
+
+SKELETON = """
+def forward(x, prev_h, Wx, Wh, b):
+    # next_h = tanh(x Wx + prev_h Wh + b)
+    # x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,) -> next_h (N, H)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, prev_h, Wx, Wh, b):
+    # da = dnext_h * (1 - next_h**2)
+    # dx = da Wx^T   dprev_h = da Wh^T   dWx = x^T da   dWh = prev_h^T da   db = sum_N da
+    dnext_h = grad_output
+    raise NotImplementedError
+    return {"x": ..., "prev_h": ..., "Wx": ..., "Wh": ..., "b": ...}
+"""
+
+
 LAYER = Layer(
     name="rnn_step",
     summary="next_h = tanh(x Wx + prev_h Wh + b)",
@@ -75,4 +115,6 @@ LAYER = Layer(
     default_shapes={"x": (2, 4), "prev_h": (2, 3), "Wx": (4, 3), "Wh": (3, 3), "b": (3,)},
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )
