@@ -5,7 +5,9 @@ compare numbers from the same run only).
     python benchmarks/run.py --sizes S,M --repeat 3 --json /tmp/bench.json
 
 For every size and layer: (a) gradcli's full check of every coordinate, central and complex
-step, with its accuracy (max |analytic - numeric| / max |analytic|) and peak memory;
+step, timed in-process through the public API (``gradcli.check``), with its accuracy
+(max |analytic - numeric| / max |analytic|) and peak memory, and the whole ``gradcli check``
+process on the same tensors (start-up, file reading and rendering included);
 (b) gradcli's analytical forward+backward; (c) when torch is installed, torch.autograd.gradcheck
 (slow mode, float64) on the same scalar loss sum(G * out) and torch's forward+backward on the same
 tensors. A gradcheck that would take longer than --torch-limit seconds is estimated as
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -33,6 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from cases import cases, make_tensors, torch_forward  # noqa: E402
 
+import gradcli  # noqa: E402
 from gradcli.checking.check import CheckOptions, check  # noqa: E402
 from gradcli.cli.exits import tune_allocator  # noqa: E402
 from gradcli.inputs.spec import Spec  # noqa: E402
@@ -64,15 +69,19 @@ def make_spec(layer: str, tensors: dict, g: np.ndarray, options: Any) -> Spec:
     return Spec(REGISTRY[layer], "float64", 0, options, tensors, g, "<bench>")
 
 
-def gradcli_check(spec: Spec, method: str, repeat: int) -> dict:
-    opts = CheckOptions(method=method, mode="full")
+def gradcli_check(layer: str, tensors: dict, g: np.ndarray, raw: dict, method: str,
+                  repeat: int) -> dict:  # fmt: skip
+    """``gradcli.check`` in-process, as an engineer's test calls it."""
     result = {}
 
     def run():
-        result["out"] = check(spec, opts)
+        result["out"] = gradcli.check(
+            layer, tensors, options=raw, grad_output=g, method=method, mode="full"
+        )
 
-    seconds = median_time(run, repeat, warmup=0)
-    comp, numeric, report = result["out"]
+    seconds = median_time(run, repeat, warmup=1)  # the first call imports the checker
+    report = result["out"]
+    comp, numeric = report.computation, report.numeric
     err = max(
         float(np.max(np.abs(comp.gradients[n] - numeric[n])))
         / (float(np.max(np.abs(comp.gradients[n]))) or 1.0)
@@ -133,6 +142,28 @@ def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: flo
     return out
 
 
+def cli_seconds(layer: str, tensors: dict, g: np.ndarray, raw: dict, repeat: int) -> float:
+    """The whole ``gradcli check LAYER spec.yaml --mode full`` process on the same tensors."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "t.npz", **tensors, G__=g)
+        spec = {"layer": layer, "options": raw, "grad_output": "t.npz:G__",
+                "tensors": {n: f"t.npz:{n}" for n in tensors}}  # fmt: skip
+        (Path(tmp) / "spec.yaml").write_text(json.dumps(spec))  # JSON is YAML
+        cmd = [sys.executable, "-m", "gradcli", "check", layer, "spec.yaml", "--mode", "full",
+               "--format", "json"]  # fmt: skip
+
+        # this checkout's gradcli, whether or not it is installed
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
+            str(HERE.parent), os.environ.get("PYTHONPATH"))))}  # fmt: skip
+
+        def run():
+            out = subprocess.run(cmd, capture_output=True, cwd=tmp, env=env, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"gradcli check failed: {out.stderr.decode()[-300:]}")
+
+        return median_time(run, repeat, warmup=1)
+
+
 def help_seconds() -> float:
     cmd = [sys.executable, "-m", "gradcli", "--help"]
     return median_time(
@@ -154,8 +185,8 @@ def main() -> None:
     rows = []
     header = (
         f"{'size':4} {'layer':22} {'coords':>7} {'central s':>9} {'complex s':>9} "
-        f"{'gradcheck s':>11} {'x faster':>8} {'ana ms':>7} {'torch ms':>8} {'ratio':>5} "
-        f"{'peak MB':>7} {'err central':>11} {'err complex':>11}"
+        f"{'gradcheck s':>11} {'x faster':>8} {'cli s':>6} {'ana ms':>7} {'torch ms':>8} "
+        f"{'ratio':>5} {'peak MB':>7} {'err central':>11} {'err complex':>11}"
     )
     print(header, flush=True)
     for size in args.sizes.split(","):
@@ -171,8 +202,9 @@ def main() -> None:
             spec = make_spec(layer, tensors, g, options)
             n = sum(a.size for a in tensors.values())
             row = {"size": size, "layer": case, "options": raw, "coordinates": n}
-            row["central"] = gradcli_check(spec, "central", repeat)
-            row["complex"] = gradcli_check(spec, "complex", repeat)
+            row["central"] = gradcli_check(layer, tensors, g, raw, "central", repeat)
+            row["complex"] = gradcli_check(layer, tensors, g, raw, "complex", repeat)
+            row["cli_seconds"] = cli_seconds(layer, tensors, g, raw, min(repeat, 3))
 
             def ours(lay=lay, t=tensors, g=g, o=options):
                 return lay.backward(g, lay.forward(t, o)[1])
@@ -208,7 +240,7 @@ def format_row(r: dict) -> str:
     peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
     return (
         f"{r['size']:4} {r['layer']:22} {r['coordinates']:>7} {r['central']['seconds']:>9.3f} "
-        f"{r['complex']['seconds']:>9.3f} {gc_s:>11} {faster:>8} "
+        f"{r['complex']['seconds']:>9.3f} {gc_s:>11} {faster:>8} {r['cli_seconds']:>6.2f} "
         f"{r['analytic_fwd_bwd'] * 1e3:>7.2f} {'-' if tfb is None else f'{tfb * 1e3:.2f}':>8} "
         f"{ratio:>5} {peak:>7} {r['central']['max_error']:>11.1e} "
         f"{r['complex']['max_error']:>11.1e}"

@@ -12,6 +12,10 @@ def main() -> int:
     from gradcli.cli import interrupt
 
     interrupt.during_startup()
+    from gradcli.cli import quickhelp
+
+    if quickhelp.answer(sys.argv[1:]):
+        return 0
     from gradcli.cli.app import main as run
 
     code = run()

@@ -107,7 +107,7 @@ def _impl(layer: Any, forward: Any, backward: Any) -> Impl | None:
         holder = ""
     for what, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
-            raise OptionError(f"expected a callable, got {type(fn).__name__}", source=what)
+            raise OptionError(f"expected a callable, got {type(fn).__name__}", param=what)
     try:
         path = Path(inspect.getsourcefile(forward) or f"<{holder or 'forward'}>")
     except TypeError:  # a builtin or a C function
@@ -123,18 +123,18 @@ def _spec(
     impl = _impl(layer, forward, backward)
     name = layer if isinstance(layer, str) and not layer.endswith(".py") else "custom"
     if impl is None and name == "custom":
-        raise OptionError("expected a layer name, or your forward and backward", source="layer")
+        raise OptionError("expected a layer name, or your forward and backward", param="layer")
     builtin = None if name == "custom" else get_layer(name)
     if tensors is None:
         if builtin is None:
-            raise OptionError("your own layer needs its tensors", source="tensors")
+            raise OptionError("your own layer needs its tensors", param="tensors")
         from gradcli.inputs.spec import default_document
 
         tensors = default_document(builtin)["tensors"]
     if not isinstance(tensors, Mapping):
         raise OptionError(
             f"expected a mapping of tensor names to arrays, got {type(tensors).__name__}",
-            source="tensors",
+            param="tensors",
         )
     doc: dict[str, Any] = {"tensors": dict(tensors), "options": dict(options or {})}
     if seed is not None:
@@ -159,13 +159,15 @@ def _options(
 ) -> CheckOptions:  # fmt: skip
     if eps == "auto":
         eps = None
+    # "Central", "COMPLEX": a method or mode is a name, not a spelling
+    method = method.lower() if isinstance(method, str) else method
+    mode = mode.lower() if isinstance(mode, str) else mode
     opts = CheckOptions(
         method=method, eps=None if eps is None else float(eps), atol=atol, rtol=rtol,
         mode=mode or "auto", samples=samples, coloring=coloring,
         max_memory=int(max_memory * 2**20), budget=budget, top=top,
         grads=None if grads is None else _answers(grads, spec),
     )  # fmt: skip
-    opts.validate()
     return opts
 
 
@@ -179,13 +181,13 @@ def _answers(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
         name = key if key in shapes else key[1:] if key[1:] in shapes else None
         if name is None:
             raise OptionError(
-                f"{key!r} is not a tensor of this spec ({', '.join(shapes)})", source="grads"
+                f"{key!r} is not a tensor of this spec ({', '.join(shapes)})", param="grads"
             )
         a = np.asarray(value, dtype=np.float64)
         if a.shape != tuple(shapes[name]) or not np.isfinite(a).all():
             raise OptionError(
                 f"expected finite numbers of shape {list(shapes[name])}, got shape {list(a.shape)}",
-                source=f"grads[{key!r}]",
+                param=f"grads[{key!r}]",
             )
         out[name] = a
     return out

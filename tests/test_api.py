@@ -276,3 +276,22 @@ def test_cs231n_module_through_impl(cli, tmp_path):
     mine.write_text(mine.read_text().replace("dout * w, dout * x", "dout * x, dout * w"))
     result = cli("check", "custom", spec, "--impl", mine, "--format", "json")
     assert result.exit_code == 1, result.stderr
+
+
+def test_method_and_mode_are_names_not_spellings():
+    report = gradcli.check("linear", method="Complex", mode="FULL")
+    assert report.passed and report.check.method == "complex" and report.check.mode == "full"
+
+
+def test_errors_name_the_parameter_not_a_flag():
+    with pytest.raises(gradcli.GradcliError) as err:
+        gradcli.check("linear", max_memory=0.5)
+    assert str(err.value).startswith("max_memory: ") and "--" not in str(err.value).split(":")[0]
+    with pytest.raises(gradcli.GradcliError, match=r"^method: unknown method 'newton'"):
+        gradcli.check("linear", method="newton")
+
+
+def test_the_cli_shows_the_same_error_with_its_flag(cli):
+    result = cli("check", "linear", "--max-memory", "0")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("gradcli: error: --max-memory: ")

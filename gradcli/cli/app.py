@@ -280,7 +280,6 @@ def check(
         mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
         max_memory=max_memory * 2**20, budget=budget, notify=diagnostic, top=top,
     )  # fmt: skip
-    opts.validate()
     as_json = wants_json(fmt, output)
     if grads is not None and impl is not None:
         raise GradcliError(

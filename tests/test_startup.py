@@ -1,0 +1,54 @@
+"""Start-up: ``gradcli --help`` and ``import gradcli`` import nothing heavy, and the quick help
+page is the one Typer renders (so it cannot drift from the commands)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gradcli.cli import quickhelp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(*args: str, env: dict[str, str] | None = None) -> tuple[str, set[str]]:
+    """(stdout, the top-level modules imported) of ``python -X importtime ARGS``."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT, check=True,
+    )  # fmt: skip
+    mods = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
+    return out.stdout, mods
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_imports_neither_typer_nor_numpy(flag):
+    stdout, mods = _imports("-m", "gradcli", flag, env={"COLUMNS": "120"})
+    assert stdout == quickhelp.TOP_HELP
+    assert not mods & {"typer", "click", "rich", "numpy", "yaml"}, mods
+
+
+def test_import_gradcli_is_light():
+    _, mods = _imports("-c", "import gradcli; gradcli.__version__")
+    assert not mods & {"typer", "click", "rich", "numpy", "yaml"}, mods
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_the_quick_page_is_typers_own(cli, columns):
+    """Typer renders the page at min(columns, 80) - 2: from 80 columns on, it is this text."""
+    result = cli("--help", env={"COLUMNS": columns})
+    assert result.exit_code == 0
+    assert result.stdout == quickhelp.TOP_HELP
+
+
+def test_narrow_terminals_get_typers_wrapping():
+    out = subprocess.run(
+        [sys.executable, "-m", "gradcli", "--help"], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "60"}, cwd=ROOT, check=True,
+    )  # fmt: skip
+    assert out.stdout != quickhelp.TOP_HELP
+    assert max(map(len, out.stdout.splitlines())) <= 60
