@@ -1,23 +1,51 @@
-"""The layer registry: explicit, ordered, read-only. Adding a layer is one file plus one line."""
+"""The layer registry: explicit, ordered, read-only. Adding a layer is one file plus one line.
+
+A line names the layer and where it lives: ``"relu": "activations:RELU"`` is the attribute
+RELU of gradcli/layers/activations.py; ``"linear": "linear"`` is that module's LAYER. A layer's
+module is imported the first time the layer is asked for, so a command pays only for the
+layers it runs, however many the registry lists.
+"""
 
 from __future__ import annotations
 
-from types import MappingProxyType
+import importlib
+from collections.abc import Iterator, Mapping
 
 from gradcli.errors import GradcliError
-from gradcli.layers import attention, conv1d, conv2d, linear, lstm_step, rnn_step
 from gradcli.layers.base import Layer, TensorInfo
 
-REGISTRY: MappingProxyType[str, Layer] = MappingProxyType(
-    {
-        "linear": linear.LAYER,
-        "conv1d": conv1d.LAYER,
-        "conv2d": conv2d.LAYER,
-        "attention": attention.LAYER,
-        "rnn_step": rnn_step.LAYER,
-        "lstm_step": lstm_step.LAYER,
-    }
-)
+_ENTRIES: dict[str, str] = {
+    "linear": "linear",
+    "conv1d": "conv1d",
+    "conv2d": "conv2d",
+    "attention": "attention",
+    "rnn_step": "rnn_step",
+    "lstm_step": "lstm_step",
+}
+
+
+class _Registry(Mapping[str, Layer]):
+    """Read-only and ordered; ``name in REGISTRY`` and iteration import nothing."""
+
+    def __getitem__(self, name: str) -> Layer:
+        where = _ENTRIES[name]  # KeyError for an unknown name, as a dict
+        module, _, attr = where.partition(":")
+        return getattr(importlib.import_module(f"gradcli.layers.{module}"), attr or "LAYER")
+
+    def __contains__(self, name: object) -> bool:
+        return name in _ENTRIES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ENTRIES)
+
+    def __len__(self) -> int:
+        return len(_ENTRIES)
+
+    def __repr__(self) -> str:
+        return f"REGISTRY({', '.join(_ENTRIES)})"
+
+
+REGISTRY: Mapping[str, Layer] = _Registry()
 
 
 def get_layer(name: str) -> Layer:
