@@ -20,6 +20,11 @@ SIZES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
                      "b": (64,)},
         "lstm_step": {"x": (32, 64), "prev_h": (32, 32), "prev_c": (32, 32),
                       "Wx": (64, 128), "Wh": (32, 128), "b": (128,)},
+        "layernorm": {"x": (64, 256), "gamma": (256,), "beta": (256,)},
+        "batchnorm": {"x": (64, 128), "gamma": (128,), "beta": (128,)},
+        "groupnorm": {"X": (16, 16, 32), "gamma": (32,), "beta": (32,)},
+        "maxpool2d": {"X": (32, 32, 16)},
+        "avgpool2d": {"X": (32, 32, 16)},
     },
     "L": {
         "linear": {"x": (128, 1024), "W": (512, 1024), "b": (512,)},
@@ -108,4 +113,19 @@ def torch_forward(layer: str, options: dict | None = None):
             return torch.stack([torch.sigmoid(o) * torch.tanh(c), c], dim=-2)
 
         return lstm_step
+    eps = options.get("eps", 1e-5)
+    if layer == "layernorm":
+        return lambda x, gamma, beta: F.layer_norm(x, x.shape[-1:], gamma, beta, eps)
+    if layer == "batchnorm":  # training mode: the batch's own statistics
+        return lambda x, gamma, beta: F.batch_norm(x, None, None, gamma, beta, True, 0.0, eps)
+    if layer == "groupnorm":
+        groups = options.get("groups", 2)
+        return lambda X, gamma, beta: F.group_norm(
+            X.permute(2, 0, 1)[None], groups, gamma, beta, eps
+        )[0].permute(1, 2, 0)
+    if layer in ("maxpool2d", "avgpool2d"):
+        k, p = options.get("size", 2), options.get("padding", 0)
+        s = options.get("stride") or k
+        pool = F.max_pool2d if layer == "maxpool2d" else F.avg_pool2d
+        return lambda X: pool(X.permute(2, 0, 1)[None], k, s, p)[0].permute(1, 2, 0)
     raise KeyError(layer)

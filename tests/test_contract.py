@@ -55,6 +55,19 @@ LARGE = {
     "lstm_step": {"tensors": {"x": {"shape": [2, 3, 5]}, "prev_h": {"shape": [3, 4]},
                               "prev_c": {"shape": [2, 1, 4]}, "Wx": {"shape": [5, 16]},
                               "Wh": {"shape": [4, 16]}}},
+    "layernorm": {"tensors": {"x": {"shape": [6, 5, 16]}, "gamma": {"shape": [16]}},
+                  "options": {"eps": 1e-3}},
+    "batchnorm": {"tensors": {"x": {"shape": [4, 5, 5, 6]}, "gamma": {"shape": [6]},
+                              "beta": {"shape": [6]}},
+                  "options": {"spatial": 2}},
+    "groupnorm": {"tensors": {"X": {"shape": [2, 5, 6, 8]}, "gamma": {"shape": [8]},
+                              "beta": {"shape": [8]}},
+                  "options": {"groups": 4}},
+    "maxpool2d": {"tensors": {"X": {"shape": [2, 9, 9, 3]}},
+                  "options": {"size": 3, "stride": 2, "padding": 1}},
+    "avgpool2d": {"tensors": {"X": {"shape": [2, 9, 8, 3]}},
+                  "options": {"size": [3, 2], "stride": [2, 1], "padding": [1, 0],
+                              "count_include_pad": False}},
 }  # fmt: skip
 
 

@@ -168,7 +168,7 @@ def scales(layer: str, shapes: dict, options: Any) -> dict[str, float]:
 def context(layer: Any, shapes: dict, options: Any, name: str) -> dict[str, Any]:
     """What the hints may use about tensor ``name`` of this layer at these shapes."""
     ctx: dict[str, Any] = {"scales": scales(layer.name, shapes, options)}
-    info = layer.tensor(name, shapes)
+    info = layer.tensor(name, shapes, options)
     conv = layer.name in ("conv1d", "conv2d")
     if conv and info.role == "weight":
         ctx["spatial"] = 2 if layer.name == "conv2d" else 1

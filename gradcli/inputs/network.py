@@ -275,7 +275,8 @@ class _Builder:
         options = layer.make_options(e.get("options"))
         try:
             options = layer.resolve_options(options, sh)
-            in_core = len(next((i.axes for i in layer.infos(sh) if i.name == input_name), ()))
+            infos = layer.infos(sh, options)
+            in_core = len(next((i.axes for i in infos if i.name == input_name), ()))
         except GradcliError as err:
             raise err.at(key=f"{key}.{err.key}" if err.key else key) from None
         batch = max(0, len(self.shape) - in_core) if in_core else 0

@@ -51,11 +51,11 @@ class Spec:
         """The description of tensor (or checkable intermediate) ``name`` for these shapes."""
         if self.layer.tail_info is not None and name in self.layer.intermediates:
             return self.layer.tail_info(name, self.shapes, self.options)[0]
-        return self.layer.tensor(name, self.shapes)
+        return self.layer.tensor(name, self.shapes, self.options)
 
     @property
     def output_info(self) -> TensorInfo:
-        return self.layer.output_info(self.shapes)
+        return self.layer.output_info(self.shapes, self.options)
 
 
 def default_document(layer: Layer) -> dict[str, Any]:
@@ -197,9 +197,10 @@ def build_spec(
                 f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
             )
     given = {n: a.shape for n, a in arrays.items()}
-    for info in layer.infos(given):  # an omitted bias is zeros, sized from the other tensors
+    # an omitted bias is zeros, sized from the other tensors
+    for info in layer.infos(given, options):
         if info.name not in arrays and info.optional:
-            shape = _infer_shape(layer, info.axes, arrays)
+            shape = _infer_shape(layer, info.axes, arrays, options)
             loader.reserve(math.prod(shape), f"tensors.{info.name}")
             arrays[info.name] = np.zeros(shape, dtype=dtype)
     arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
@@ -258,9 +259,11 @@ def _reserve_working(
     loader.reserve(grads + working, "options" if given else "tensors", what)
 
 
-def _infer_shape(layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> tuple:
+def _infer_shape(
+    layer: Layer, axes: tuple[str, ...], arrays: dict[str, np.ndarray], options: Any
+) -> tuple:
     sizes: dict[str, int] = {}
-    for info in layer.infos({n: a.shape for n, a in arrays.items()}):
+    for info in layer.infos({n: a.shape for n, a in arrays.items()}, options):
         if info.name in arrays and info.axes and arrays[info.name].ndim >= len(info.axes):
             core = arrays[info.name].shape[-len(info.axes) :]
             sizes.update(zip(info.axes, core, strict=True))

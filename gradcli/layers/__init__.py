@@ -21,6 +21,11 @@ _ENTRIES: dict[str, str] = {
     "attention": "attention",
     "rnn_step": "rnn_step",
     "lstm_step": "lstm_step",
+    "layernorm": "layernorm",
+    "batchnorm": "batchnorm",
+    "groupnorm": "groupnorm",
+    "maxpool2d": "maxpool2d",
+    "avgpool2d": "avgpool2d",
 }
 
 

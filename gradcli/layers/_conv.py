@@ -106,12 +106,12 @@ def check_sizes(layer: str, geo: list[Axis], names: tuple[str, ...]) -> None:
             )
 
 
-def pad(X: np.ndarray, geo: list[Axis]) -> np.ndarray:
-    """Zero padding of the spatial axes of X (..., *spatial, C)."""
+def pad(X: np.ndarray, geo: list[Axis], value: float = 0.0) -> np.ndarray:
+    """Padding of the spatial axes of X (..., *spatial, C): zeros, or -inf for max-pooling."""
     if all(g.lo == 0 and g.hi == 0 for g in geo):
         return X
     shape = X.shape[: -len(geo) - 1] + tuple(g.n + g.lo + g.hi for g in geo) + X.shape[-1:]
-    Xp = np.zeros(shape, dtype=X.dtype)
+    Xp = np.zeros(shape, dtype=X.dtype) if value == 0 else np.full(shape, value, dtype=X.dtype)
     Xp[(Ellipsis, *(slice(g.lo, g.lo + g.n) for g in geo), slice(None))] = X
     return Xp
 

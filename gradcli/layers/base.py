@@ -129,9 +129,9 @@ class Layer:
     # tensors, the output and the gradients (im2col windows, padded inputs, T x T scores),
     # from the shapes alone: the element budget counts them before the first forward
     working: Callable[[Shapes, Any], int] | None = None
-    # for a layer whose tensors' axes depend on the shapes given (conv1d with channels):
-    # (tensors, output) for those shapes
-    layout: Callable[[Shapes], tuple[tuple[TensorInfo, ...], TensorInfo]] | None = None
+    # for a layer whose tensors' axes depend on the shapes given (conv1d with channels) or on
+    # its options (groupnorm's spatial axes): (tensors, output) for those shapes and options
+    layout: Callable[[Shapes, Any], tuple[tuple[TensorInfo, ...], TensorInfo]] | None = None
     # options settled from the shapes (conv1d's channels); the result is what runs
     resolve: Callable[[Any, Shapes], Any] | None = None
     # whether forward accepts leading axes on every tensor (a user's layer need not)
@@ -165,15 +165,19 @@ class Layer:
     def all_tensor_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tensors)
 
-    def infos(self, shapes: Shapes | None = None) -> tuple[TensorInfo, ...]:
-        """The tensors' descriptions for these shapes (axes may depend on them)."""
-        return self.layout(shapes)[0] if self.layout and shapes is not None else self.tensors
+    def infos(self, shapes: Shapes | None = None, options: Any = None) -> tuple[TensorInfo, ...]:
+        """The tensors' descriptions for these shapes and options (axes may depend on them)."""
+        if self.layout and shapes is not None:
+            return self.layout(shapes, options)[0]
+        return self.tensors
 
-    def output_info(self, shapes: Shapes | None = None) -> TensorInfo:
-        return self.layout(shapes)[1] if self.layout and shapes is not None else self.output
+    def output_info(self, shapes: Shapes | None = None, options: Any = None) -> TensorInfo:
+        if self.layout and shapes is not None:
+            return self.layout(shapes, options)[1]
+        return self.output
 
-    def tensor(self, name: str, shapes: Shapes | None = None) -> TensorInfo:
-        for t in self.infos(shapes):
+    def tensor(self, name: str, shapes: Shapes | None = None, options: Any = None) -> TensorInfo:
+        for t in self.infos(shapes, options):
             if t.name == name:
                 return t
         raise KeyError(name)

@@ -212,7 +212,7 @@ class Network:
                               "the network's input")]  # fmt: skip
         for n in self.nodes:
             sh = self.node_shapes(n, (1,) * len(self.shapes[self.input]), self.shapes)
-            infos = {i.name: i for i in n.layer.infos(sh)}
+            infos = {i.name: i for i in n.layer.infos(sh, n.options)}
             for p in n.params:
                 i = infos.get(p)
                 shape = self.shapes[n.param(p)]

@@ -202,7 +202,7 @@ SEED_OUTPUT = TensorInfo("z", ("m",), ("i",), "output", "output signal ((m, C_ou
 CHANNEL_OUTPUT = TensorInfo("z", ("m", "C_out"), ("i", "c"), "output", "output signal")
 
 
-def layout(s: Shapes) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
+def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
     if len(s.get("w", ())) == 3:
         return CHANNEL_TENSORS, CHANNEL_OUTPUT
     return SEED_TENSORS, SEED_OUTPUT

@@ -45,7 +45,7 @@ class StackedForward:
         self.progress = progress
         self.batch = {
             i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role == "input" else 0
-            for i in layer.infos({n: a.shape for n, a in self.t64.items()})
+            for i in layer.infos({n: a.shape for n, a in self.t64.items()}, options)
             if i.name in self.t64
         }
         self.n_batch = max(self.batch.values(), default=0)

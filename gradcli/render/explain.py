@@ -30,7 +30,7 @@ class Section:
 
 def _batch(spec: Spec) -> tuple[int, ...]:
     """The input's leading axes beyond its core axes: the batch."""
-    for info in spec.layer.infos(spec.shapes):
+    for info in spec.layer.infos(spec.shapes, spec.options):
         if info.role == "input" and info.name in spec.shapes:
             shape = spec.shapes[info.name]
             return tuple(shape[: len(shape) - len(info.axes)])
@@ -52,7 +52,7 @@ def _assemble(
             lines = [*lines, f"summed over the batch axes {_s(batch)}: {BATCH_SUM}"]
         secs.append(Section(f"dL/d{name}", [*lines, f"intuition: {why}"]))
     shapes = ["  ".join(f"{n}: {_s(s)}" for n, s in {**spec.shapes, out: out_shape}.items())]
-    for info in spec.layer.infos(spec.shapes):
+    for info in spec.layer.infos(spec.shapes, spec.options):
         if info.name in spec.shapes and info.axes:  # a user's layer names no axes
             axes = ("batch",) * (len(spec.shapes[info.name]) - len(info.axes)) + info.axes
             shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = ({', '.join(axes)})")

@@ -1,0 +1,99 @@
+"""What layernorm, batchnorm and groupnorm share: one normalization over a set of axes.
+
+Over the set S of values that share statistics (a row, a feature column of the batch, a group):
+
+    mu = mean_S x     var = mean_S (x - mu)^2     r = 1 / sqrt(var + eps)     xhat = (x - mu) r
+    y  = gamma xhat + beta                        (gamma, beta per channel: the last axis)
+    dxhat = dy gamma
+    dx = r (dxhat - mean_S dxhat - xhat mean_S(dxhat xhat))
+    dgamma = sum dy xhat     dbeta = sum dy        (over every axis but the channel)
+
+The variance is biased (divided by |S|), as in torch's training mode. No abs or conjugate
+anywhere: the formulas continue analytically, so the complex step runs through them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import OptionError, ShapeError, brief
+from gradcli.layers.base import AxisMap, same
+
+SPATIAL_AXES = {0: (), 1: ("L",), 2: ("H", "W")}
+SPATIAL_INDEX = {0: (), 1: ("l",), 2: ("i", "j")}
+
+
+def check_eps(eps: Any) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+        raise OptionError(
+            f"eps must be a number > 0 (added to the variance), got {brief(eps)}",
+            key="options.eps",
+        )
+
+
+def check_spatial(spatial: Any) -> None:
+    if isinstance(spatial, bool) or spatial not in SPATIAL_AXES:
+        raise OptionError(
+            "spatial must be 0 (features), 1 (sequences, L) or 2 (images, H and W), "
+            f"got {brief(spatial)}",
+            key="options.spatial",
+        )
+
+
+def expand(p: np.ndarray, k: int) -> np.ndarray:
+    """A per-channel parameter (..., C) with k unit axes before C, so that its leading (probe)
+    axes line up with those of an input whose core is k + 1 axes long."""
+    return p.reshape(p.shape[:-1] + (1,) * k + p.shape[-1:])
+
+
+def normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """xhat and r = 1 / sqrt(var + eps) (keepdims) over ``axes``."""
+    xc = x - x.mean(axis=axes, keepdims=True)
+    var = np.mean(xc * xc, axis=axes, keepdims=True)  # xc * xc, not |xc|^2: complex-safe
+    r = 1.0 / np.sqrt(var + float(eps))  # a Python float keeps float32 in float32
+    xc *= r
+    return xc, r
+
+
+def dnormalize(dxhat: np.ndarray, xhat: np.ndarray, r: np.ndarray, axes: tuple[int, ...]) -> Any:
+    """dx from dxhat: the Jacobian of normalize, transposed."""
+    m1 = dxhat.mean(axis=axes, keepdims=True)
+    m2 = np.mean(dxhat * xhat, axis=axes, keepdims=True)
+    return r * (dxhat - m1 - xhat * m2)
+
+
+def affine(xhat: np.ndarray, gamma: np.ndarray, beta: np.ndarray, k: int) -> np.ndarray:
+    return xhat * expand(gamma, k) + expand(beta, k)
+
+
+def param_grads(dy: np.ndarray, xhat: np.ndarray) -> dict[str, np.ndarray]:
+    """dgamma, dbeta: sums over every axis but the channel (the last)."""
+    c = dy.shape[-1]
+    dy2 = dy.reshape(-1, c)
+    ones = np.ones(len(dy2), dy2.dtype)
+    return {"gamma": ones @ (dy2 * xhat.reshape(-1, c)), "beta": ones @ dy2}
+
+
+def check_params(layer: str, s: Any, c: int, what: str) -> None:
+    for name in ("gamma", "beta"):
+        if name in s and tuple(s[name]) != (c,):
+            raise ShapeError(
+                f"{layer}: {name} must have shape [{c}] ({what},), got {list(s[name])}", key=name
+            )
+
+
+def param_footprint(out_axis: int, c: int) -> tuple[AxisMap, ...]:
+    """gamma[c] and beta[c] move only the outputs of channel c."""
+    return (same(out_axis, c),)
+
+
+def working(size: int, stats: int) -> int:
+    """Elements allocated beyond the tensors, output and gradients, for an input of ``size``
+    elements with ``stats`` sets of statistics: forward x - mu (becoming xhat), its square,
+    the scaled copy and the output's sum; backward dxhat, dxhat xhat, the difference and its
+    scaled copy, and the parameter sums' product; plus mean, variance, r and two backward
+    means per set."""
+    return 9 * size + 5 * stats

@@ -1,0 +1,97 @@
+"""2-D average pooling (torch.nn.AvgPool2d), channel-last.
+
+Shapes: X (..., H, W, C), Z (..., Ho, Wo, C), Ho = floor((H + 2p - k) / s) + 1; ``...`` are batch
+axes. The padding is zeros. With ``count_include_pad`` (the default, torch's too) every window
+divides by k_h k_w; without it, by the number of X's own elements in the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import OptionError, brief
+from gradcli.layers import _conv, _pool
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option
+
+
+@dataclass(frozen=True)
+class Options(_pool.Options):
+    count_include_pad: bool = option(
+        True, "divide by the whole window (true) or by X's elements in it only (false)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.count_include_pad, bool):
+            raise OptionError(
+                f"count_include_pad must be true or false, got {brief(self.count_include_pad)}",
+                key="options.count_include_pad",
+            )
+
+
+def _scale(geo: list[_conv.Axis], options: Options, dtype: Any) -> Any:
+    """1 / the divisor of each window: a number, or (Ho, Wo, 1) without count_include_pad."""
+    if options.count_include_pad:
+        return 1.0 / (geo[0].k * geo[1].k)
+    counts = []
+    for g in geo:  # X's own positions in window i: [i*s - lo, i*s - lo + k) clipped to [0, n)
+        start = np.arange(g.out) * g.s - g.lo
+        counts.append(np.minimum(start + g.k, g.n) - np.maximum(start, 0))
+    return (1.0 / np.multiply.outer(*counts))[..., None].astype(np.finfo(dtype).dtype)
+
+
+# Z[i, j, c] = sum_{m, n} Xp[i*s_h + m, j*s_w + n, c] / count[i, j]     (Xp: X padded with zeros)
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """X (..., H, W, C) -> Z (..., Ho, Wo, C)."""
+    options = options or Options()
+    X = t["X"]
+    geo = _pool.geometry(X.shape, options)
+    Xp = _conv.pad(X, geo)
+    Z = None
+    for _, window in _pool.taps(geo):
+        Z = Xp[window].copy() if Z is None else np.add(Z, Xp[window], out=Z)
+    scale = _scale(geo, options, X.dtype)
+    Z *= scale
+    return Z, {"geo": geo, "scale": scale, "X_shape": X.shape}
+
+
+# dX[i*s_h + m, j*s_w + n, c] += dZ[i, j, c] / count[i, j]     for every tap (m, n)
+def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dZ (..., Ho, Wo, C) -> {"X": (..., H, W, C)}."""
+    geo = cache["geo"]
+    shape = cache["X_shape"][:-3] + tuple(g.n + g.lo + g.hi for g in geo) + dZ.shape[-1:]
+    dXp = np.zeros(shape, dZ.dtype)
+    share = dZ * cache["scale"]
+    for _, window in _pool.taps(geo):
+        dXp[window] += share
+    return {"X": np.ascontiguousarray(_pool.unpad(dXp, geo))}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    return _pool.output_shape("avgpool2d", s, options or Options())
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    return _pool.working(s, options or Options())
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    return _pool.footprint(name, s, options or Options())
+
+
+LAYER = Layer(
+    name="avgpool2d",
+    summary="Z[i,j,c] = mean_{m,n} X[i*s+m, j*s+n, c]",
+    tensors=_pool.TENSORS,
+    output=TensorInfo("Z", ("Ho", "Wo", "C"), ("i", "j", "c"), "output", "window averages"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"X": (4, 4, 2)},
+    options=Options,
+    footprint=footprint,
+    working=working_elements,
+)

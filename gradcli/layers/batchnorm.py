@@ -1,0 +1,132 @@
+"""Batch normalization, training mode: the statistics are the batch's own (torch.nn.BatchNorm1d/2d
+in train(), CS231n's batchnorm_forward and spatial_batchnorm_forward, channel-last).
+
+Shapes: x (..., N, D), gamma (D,), beta (D,), y (..., N, D). With ``spatial: 2`` x is a batch of
+images (..., N, H, W, C) normalized per channel over N, H and W (``spatial: 1``: (..., N, L, C)).
+The batch axis N is a core axis, not a batch axis: every example moves every other example's
+output through the mean and variance. Leading axes ``...`` are independent batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers import _norm
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    batch_maps,
+    option,
+    same,
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    eps: float = option(1e-5, "added to the variance: a number > 0")
+    spatial: int = option(
+        0, "axes between N and the channels: 0 for x (N, D), 1 for (N, L, C), 2 for (N, H, W, C)"
+    )
+
+    def __post_init__(self) -> None:
+        _norm.check_eps(self.eps)
+        _norm.check_spatial(self.spatial)
+
+
+def _axes(spatial: int) -> tuple[int, ...]:
+    """N and the spatial axes: everything the statistics of one channel run over."""
+    return tuple(range(-spatial - 2, -1))
+
+
+# mu[d] = mean_n x[n, d]   var[d] = mean_n (x[n, d] - mu[d])^2   (also over H, W with spatial)
+# xhat[n, d] = (x[n, d] - mu[d]) / sqrt(var[d] + eps)     y[n, d] = gamma[d] xhat[n, d] + beta[d]
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, [H, W,] D), gamma (..., D), beta (..., D) -> y (..., N, [H, W,] D)."""
+    options = options or Options()
+    x, gamma, beta, k = t["x"], t["gamma"], t["beta"], options.spatial + 1
+    xhat, r = _norm.normalize(x, _axes(options.spatial), options.eps)
+    cache = {"xhat": xhat, "r": r, "gamma": gamma, "spatial": options.spatial}
+    return _norm.affine(xhat, gamma, beta, k), cache
+
+
+# dxhat = dy gamma
+# dx[n, d] = r[d] (dxhat[n, d] - mean_n dxhat[n, d] - xhat[n, d] mean_n dxhat[n, d] xhat[n, d])
+# dgamma[d] = sum_n dy[n, d] xhat[n, d]    dbeta[d] = sum_n dy[n, d]
+def backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dy (..., N, [H, W,] D) -> {"x": x's shape, "gamma": (D,), "beta": (D,)}."""
+    xhat, r, axes = cache["xhat"], cache["r"], _axes(cache["spatial"])
+    dx = _norm.dnormalize(dy * cache["gamma"], xhat, r, axes)
+    return {"x": dx, **_norm.param_grads(dy, xhat)}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    x, sp = s["x"], (options or Options()).spatial
+    core = ("N", *_norm.SPATIAL_AXES[sp], "C" if sp else "D")
+    if len(x) < len(core) or any(n < 1 for n in x[-len(core) :]):
+        hint = "" if sp else " (images: options.spatial 2)"
+        raise ShapeError(
+            f"batchnorm: x must be (..., {', '.join(core)}) with every one of them >= 1, "
+            f"got shape {list(x)}{hint}",
+            key="x",
+        )
+    _norm.check_params("batchnorm", s, x[-1], core[-1])
+    return tuple(x)
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    x = s["x"]
+    return _norm.working(math.prod(x), math.prod(x[: -(options or Options()).spatial - 2]) * x[-1])
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[..., n, d] moves the whole column y[..., :, d] of its own batch (every example, through
+    the mean and variance); gamma[d] and beta[d] move y[..., d]."""
+    sp = (options or Options()).spatial
+    batch, c = s["x"][: -sp - 2], s["x"][-1]
+    out = len(batch) + sp + 1
+    if name == "x":
+        return (*batch_maps(batch), *(None,) * (sp + 1), same(out, c))
+    return _norm.param_footprint(out, c)
+
+
+def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
+    sp = (options or Options()).spatial
+    if not sp:
+        return LAYER.tensors, LAYER.output
+    axes, index = ("N", *_norm.SPATIAL_AXES[sp], "C"), ("n", *_norm.SPATIAL_INDEX[sp], "c")
+    return (
+        (
+            TensorInfo("x", axes, index, "input", "a batch of images, channel-last"),
+            TensorInfo("gamma", ("C",), ("c",), "weight", "scale per channel"),
+            TensorInfo("beta", ("C",), ("c",), "bias", "shift per channel", optional=True),
+        ),
+        TensorInfo("y", axes, index, "output", "normalized per channel over the batch"),
+    )
+
+
+LAYER = Layer(
+    name="batchnorm",
+    summary="y = gamma (x - mean_n x) / sqrt(var_n x + eps) + beta,  mean, var over the N examples",
+    tensors=(
+        TensorInfo("x", ("N", "D"), ("n", "d"), "input", "a batch: N examples (core axis)"),
+        TensorInfo("gamma", ("D",), ("d",), "weight", "scale per feature"),
+        TensorInfo("beta", ("D",), ("d",), "bias", "shift per feature", optional=True),
+    ),
+    output=TensorInfo("y", ("N", "D"), ("n", "d"), "output", "normalized over the batch"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"x": (4, 3), "gamma": (3,), "beta": (3,)},
+    options=Options,
+    footprint=footprint,
+    working=working_elements,
+    layout=layout,
+)

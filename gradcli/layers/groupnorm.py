@@ -1,0 +1,143 @@
+"""Group normalization (torch.nn.GroupNorm(groups, C), channel-last).
+
+Shapes: X (..., H, W, C), gamma (C,), beta (C,), Y (..., H, W, C); ``...`` are batch axes. The C
+channels split into ``groups`` runs of C/groups consecutive channels; each example's group is
+normalized over its channels and every position. ``spatial: 1`` takes sequences X (..., L, C),
+``spatial: 0`` feature vectors X (..., C) (each group then spans only its channels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import OptionError, ShapeError, brief
+from gradcli.layers import _norm
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
+
+
+@dataclass(frozen=True)
+class Options:
+    groups: int = option(2, "channel groups, each normalized on its own: must divide C")
+    eps: float = option(1e-5, "added to the variance: a number > 0")
+    spatial: int = option(
+        2, "axes before the channels: 2 for images X (H, W, C), 1 for (L, C), 0 for (C,)"
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
+            raise OptionError(
+                f"groups must be an integer >= 1 that divides C, got {brief(self.groups)}",
+                key="options.groups",
+            )
+        _norm.check_eps(self.eps)
+        _norm.check_spatial(self.spatial)
+
+
+def _grouped(X: np.ndarray, groups: int) -> np.ndarray:
+    """(..., C) -> (..., groups, C/groups): group a holds channels a*C/groups onwards."""
+    return X.reshape(X.shape[:-1] + (groups, X.shape[-1] // groups))
+
+
+def _axes(spatial: int) -> tuple[int, ...]:
+    """On the grouped array: the spatial axes and the channels within a group."""
+    return (*range(-spatial - 2, -2), -1)
+
+
+# per example and group a (channels c in a):  mu_a = mean_{i,j,c} X[i,j,c]
+# var_a = mean_{i,j,c} (X[i,j,c] - mu_a)^2    Xhat[i,j,c] = (X[i,j,c] - mu_a) / sqrt(var_a + eps)
+# Y[i,j,c] = gamma[c] Xhat[i,j,c] + beta[c]
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """X (..., [H, W,] C), gamma (..., C), beta (..., C) -> Y (..., [H, W,] C)."""
+    options = options or Options()
+    X, gamma, beta, sp = t["X"], t["gamma"], t["beta"], options.spatial
+    xhat, r = _norm.normalize(_grouped(X, options.groups), _axes(sp), options.eps)
+    xhat = xhat.reshape(X.shape)
+    cache = {"xhat": xhat, "r": r, "gamma": gamma, "spatial": sp, "groups": options.groups}
+    return _norm.affine(xhat, gamma, beta, sp), cache
+
+
+# dXhat = dY gamma    per group a: dX = r_a (dXhat - mean_a dXhat - Xhat mean_a(dXhat Xhat))
+# dgamma[c] = sum_{..., i, j} dY[i,j,c] Xhat[i,j,c]    dbeta[c] = sum_{..., i, j} dY[i,j,c]
+def backward(dY: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dY (..., [H, W,] C) -> {"X": X's shape, "gamma": (C,), "beta": (C,)}."""
+    xhat, g = cache["xhat"], cache["groups"]
+    dxhat = _grouped(dY * cache["gamma"], g)
+    dX = _norm.dnormalize(dxhat, _grouped(xhat, g), cache["r"], _axes(cache["spatial"]))
+    return {"X": dX.reshape(dY.shape), **_norm.param_grads(dY, xhat)}
+
+
+def _core(sp: int) -> tuple[str, ...]:
+    return (*_norm.SPATIAL_AXES[sp], "C")
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    options = options or Options()
+    X, core = s["X"], _core(options.spatial)
+    if len(X) < len(core) or any(n < 1 for n in X[-len(core) :]):
+        raise ShapeError(
+            f"groupnorm: X must be (..., {', '.join(core)}) with every one of them >= 1 "
+            f"(options.spatial {options.spatial}), got shape {list(X)}",
+            key="X",
+        )
+    if X[-1] % options.groups:
+        raise OptionError(
+            f"groupnorm: groups={options.groups} does not divide C={X[-1]} (X's last axis)",
+            key="options.groups",
+        )
+    _norm.check_params("groupnorm", s, X[-1], "C")
+    return tuple(X)
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    options = options or Options()
+    X = s["X"]
+    return _norm.working(math.prod(X), math.prod(X[: -options.spatial - 1]) * options.groups)
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """X[..., i, j, c] moves its own example's group: Y[..., :, :, c'] for c' in c's group;
+    gamma[c] and beta[c] move Y[..., c]."""
+    options = options or Options()
+    sp, c = options.spatial, s["X"][-1]
+    batch = s["X"][: -sp - 1]
+    out = len(batch) + sp
+    if name != "X":
+        return _norm.param_footprint(out, c)
+    width = c // options.groups
+    lo = np.arange(c) // width * width
+    return (*batch_maps(batch), *(None,) * sp, (out, lo, lo + width))
+
+
+def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
+    sp = (options or Options()).spatial
+    if sp == 2:
+        return LAYER.tensors, LAYER.output
+    axes, index = _core(sp), (*_norm.SPATIAL_INDEX[sp], "c")
+    return (
+        (TensorInfo("X", axes, index, "input", "input, channel-last"), *LAYER.tensors[1:]),
+        TensorInfo("Y", axes, index, "output", LAYER.output.doc),
+    )
+
+
+LAYER = Layer(
+    name="groupnorm",
+    summary="Y = gamma (X - mean_g X) / sqrt(var_g X + eps) + beta,  per example and group g",
+    tensors=(
+        TensorInfo("X", ("H", "W", "C"), ("i", "j", "c"), "input", "input image, channel-last"),
+        TensorInfo("gamma", ("C",), ("c",), "weight", "scale per channel"),
+        TensorInfo("beta", ("C",), ("c",), "bias", "shift per channel", optional=True),
+    ),
+    output=TensorInfo("Y", ("H", "W", "C"), ("i", "j", "c"), "output", "normalized per group"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"X": (3, 3, 4), "gamma": (4,), "beta": (4,)},
+    options=Options,
+    footprint=footprint,
+    working=working_elements,
+    layout=layout,
+)

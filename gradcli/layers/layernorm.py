@@ -1,0 +1,88 @@
+"""Layer normalization over the last axis (torch.nn.LayerNorm(D) with its affine parameters).
+
+Shapes: x (..., D), gamma (D,), beta (D,), y (..., D); ``...`` are batch axes. Each row x[..., :]
+is normalized with its own mean and (biased) variance; rows never mix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers import _norm
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
+
+
+@dataclass(frozen=True)
+class Options:
+    eps: float = option(1e-5, "added to the variance: a number > 0")
+
+    def __post_init__(self) -> None:
+        _norm.check_eps(self.eps)
+
+
+# mu = mean_d x[d]   var = mean_d (x[d] - mu)^2   xhat[d] = (x[d] - mu) / sqrt(var + eps)
+# y[d] = gamma[d] xhat[d] + beta[d]
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., D), gamma (..., D), beta (..., D) -> y (..., D)."""
+    options = options or Options()
+    x, gamma, beta = t["x"], t["gamma"], t["beta"]
+    xhat, r = _norm.normalize(x, (-1,), options.eps)
+    return _norm.affine(xhat, gamma, beta, 0), {"xhat": xhat, "r": r, "gamma": gamma}
+
+
+# dxhat = dy gamma    dx = r (dxhat - mean_d dxhat - xhat mean_d(dxhat xhat))
+# dgamma[d] = sum_rows dy[d] xhat[d]    dbeta[d] = sum_rows dy[d]
+def backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dy (..., D) -> {"x": (..., D), "gamma": (D,), "beta": (D,)}."""
+    xhat, r = cache["xhat"], cache["r"]
+    dx = _norm.dnormalize(dy * cache["gamma"], xhat, r, (-1,))
+    return {"x": dx, **_norm.param_grads(dy, xhat)}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    x = s["x"]
+    if len(x) < 1 or x[-1] < 1:
+        got = "a scalar" if len(x) < 1 else f"shape {list(x)}"
+        raise ShapeError(
+            f"layernorm: x must be (..., D) with D >= 1 features to normalize, got {got}",
+            key="x",
+        )
+    _norm.check_params("layernorm", s, x[-1], "D")
+    return tuple(x)
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    x = s["x"]
+    return _norm.working(math.prod(x), math.prod(x[:-1]))
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[..., d] moves only its own row y[..., :]; gamma[d] and beta[d] move y[..., d]."""
+    batch = s["x"][:-1]
+    if name == "x":
+        return (*batch_maps(batch), None)
+    return _norm.param_footprint(len(batch), s["x"][-1])
+
+
+LAYER = Layer(
+    name="layernorm",
+    summary="y = gamma (x - mean(x)) / sqrt(var(x) + eps) + beta,  over the last axis",
+    tensors=(
+        TensorInfo("x", ("D",), ("d",), "input", "input rows, normalized one by one"),
+        TensorInfo("gamma", ("D",), ("d",), "weight", "scale per feature"),
+        TensorInfo("beta", ("D",), ("d",), "bias", "shift per feature", optional=True),
+    ),
+    output=TensorInfo("y", ("D",), ("d",), "output", "normalized, scaled and shifted rows"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"x": (5,), "gamma": (5,), "beta": (5,)},
+    options=Options,
+    footprint=footprint,
+    working=working_elements,
+)

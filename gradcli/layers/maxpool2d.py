@@ -1,0 +1,74 @@
+"""2-D max pooling (torch.nn.MaxPool2d), channel-last.
+
+Shapes: X (..., H, W, C), Z (..., Ho, Wo, C), Ho = floor((H + 2p - k) / s) + 1; ``...`` are batch
+axes. The padding is -inf, as in torch: it never wins a window. A tie goes to the first
+maximal element of the window in row-major order (torch's choice too), and a NaN wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradcli.layers import _conv, _pool
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo
+
+Options = _pool.Options
+
+
+# Z[i, j, c] = max_{m, n} Xp[i*s_h + m, j*s_w + n, c]      (Xp: X padded with -inf)
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """X (..., H, W, C) -> Z (..., Ho, Wo, C)."""
+    X = t["X"]
+    geo = _pool.geometry(X.shape, options or Options())
+    Xp = _conv.pad(X, geo, -np.inf)
+    Z = arg = None
+    for tap, window in _pool.taps(geo):
+        v = Xp[window]
+        if Z is None:
+            Z, arg = v.copy(), np.zeros(v.shape, np.intp)
+            continue
+        # on the real part: a complex-step perturbation rides along without moving the argmax
+        wins = (v.real > Z.real) | np.isnan(v.real)
+        np.copyto(Z, v, where=wins)
+        np.copyto(arg, tap, where=wins)
+    return Z, {"arg": arg, "geo": geo, "X_shape": X.shape}
+
+
+# dX[i*s_h + m, j*s_w + n, c] += dZ[i, j, c]   for the (m, n) that won window (i, j)
+def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dZ (..., Ho, Wo, C) -> {"X": (..., H, W, C)}."""
+    arg, geo = cache["arg"], cache["geo"]
+    shape = cache["X_shape"][:-3] + tuple(g.n + g.lo + g.hi for g in geo) + dZ.shape[-1:]
+    dXp = np.zeros(shape, dZ.dtype)
+    for tap, window in _pool.taps(geo):
+        dXp[window] += np.where(arg == tap, dZ, 0)
+    return {"X": np.ascontiguousarray(_pool.unpad(dXp, geo))}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    return _pool.output_shape("maxpool2d", s, options or Options())
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    return _pool.working(s, options or Options())
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    return _pool.footprint(name, s, options or Options())
+
+
+LAYER = Layer(
+    name="maxpool2d",
+    summary="Z[i,j,c] = max_{m,n} X[i*s+m, j*s+n, c]",
+    tensors=_pool.TENSORS,
+    output=TensorInfo("Z", ("Ho", "Wo", "C"), ("i", "j", "c"), "output", "window maxima"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"X": (4, 4, 2)},
+    options=Options,
+    footprint=footprint,
+    working=working_elements,
+)
