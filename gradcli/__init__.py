@@ -12,17 +12,21 @@ TYPE_CHECKING = False  # not typing's: `import gradcli` stays cheap
 
 __version__ = "0.1.0"
 
-_API = ("check", "check_spec", "compute", "assert_gradients", "Report")
+_API = ("check", "check_spec", "compute", "assert_gradients", "Report", "check_network",
+        "compute_network", "NetworkReport")
 __all__ = [*_API, "GradcliError", "__version__"]
 
 if TYPE_CHECKING:
     from typing import Any
 
+    from gradcli.api import NetworkReport as NetworkReport
     from gradcli.api import Report as Report
     from gradcli.api import assert_gradients as assert_gradients
     from gradcli.api import check as check
+    from gradcli.api import check_network as check_network
     from gradcli.api import check_spec as check_spec
     from gradcli.api import compute as compute
+    from gradcli.api import compute_network as compute_network
     from gradcli.errors import GradcliError as GradcliError
 
 

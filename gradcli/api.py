@@ -32,7 +32,10 @@ from gradcli.render import jsondoc
 from gradcli.render import text as render
 from gradcli.user.impl import Impl, load_impl, user_layer
 
-__all__ = ["Report", "assert_gradients", "check", "check_spec", "compute"]
+__all__ = [
+    "NetworkReport", "Report", "assert_gradients", "check", "check_network", "check_spec",
+    "compute", "compute_network",
+]
 
 
 class Report:
@@ -245,6 +248,136 @@ def _check(spec: Spec, *args: Any) -> Report:
     return Report(spec, report.computation, report.numeric, report, opts.grads)
 
 
+class NetworkReport:
+    """The result of a network's check: the same verdict, JSON and text as ``gradcli check
+    net``. ``layers``: each layer's local check (``.node.name``, ``.report.results``);
+    ``first_wrong``: (index, name, layer, tensor) of the first wrong backward or None;
+    ``end_to_end``: the whole network's results by tensor (``"fc1.W"``)."""
+
+    def __init__(self, net: Any, report: Any) -> None:
+        self.net, self.check = net, report
+
+    @property
+    def passed(self) -> bool:
+        return self.check.passed
+
+    @property
+    def layers(self) -> tuple[Any, ...]:
+        return self.check.layers
+
+    @property
+    def first_wrong(self) -> Any:
+        return self.check.first_wrong
+
+    @property
+    def end_to_end(self) -> Mapping[str, TensorResult]:
+        return self.check.end_to_end.results
+
+    def to_json(self) -> str:
+        from gradcli.render import netdoc
+
+        return jsondoc.to_json(netdoc.check_doc(self.net, self.check))
+
+    def table(self, *, width: int | None = None) -> str:
+        from gradcli.render import network
+
+        buf = io.StringIO()
+        con = render.console(buf, plain=True)
+        if width is not None:
+            con.width = width
+        network.render_check(con, self.net, self.check)
+        return buf.getvalue()
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return f"<gradcli.NetworkReport {len(self.layers)} layers: {verdict}>"
+
+
+def _network(model: Any, seed: int | None, dtype: str | None, max_elements: int) -> Any:
+    """A model: a path to a model file, or the same mapping in code (arrays as tensors, and
+    ``impl:`` may be a module or object with forward and backward)."""
+    from gradcli.inputs.network import build_network, load_network
+
+    if isinstance(model, (str, Path)):
+        return load_network(str(model), dtype=dtype, seed=seed, max_elements=max_elements)
+    if not isinstance(model, Mapping):
+        raise OptionError(f"expected a model file or mapping, got {type(model).__name__}",
+                          source="model")  # fmt: skip
+    doc = dict(model)
+
+    def own(entry: Any) -> Any:
+        if isinstance(entry, Mapping) and "residual" in entry:
+            return {**entry, "residual": [own(e) for e in entry["residual"]]}
+        if isinstance(entry, Mapping) and "impl" in entry \
+                and not isinstance(entry["impl"], (str, Path)):  # fmt: skip
+            return {**entry, "impl": _impl(entry["impl"], None, None)}
+        return dict(entry) if isinstance(entry, Mapping) else entry
+
+    if isinstance(doc.get("network"), list):
+        doc["network"] = [own(e) for e in doc["network"]]
+    if isinstance(doc.get("loss"), Mapping):
+        doc["loss"] = own(doc["loss"])
+    return build_network(doc, base=Path.cwd(), source="<model>", dtype=dtype, seed=seed,
+                         max_elements=max_elements)  # fmt: skip
+
+
+def check_network(
+    model: Any,
+    *,
+    method: str = "central",
+    eps: float | str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    mode: str | None = None,
+    samples: int = 64,
+    coloring: bool = True,
+    max_memory: float = 512,
+    budget: float = 60.0,
+    top: int = 5,
+    grads: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    dtype: str | None = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> NetworkReport:
+    """What ``gradcli check net MODEL`` runs: ``model`` is a model file's path or the same
+    mapping built in code, e.g. ``{"inputs": {"X": X}, "network": [{"layer": "linear",
+    "name": "fc1", "tensors": {"W": W1}}, ...]}``. ``grads``: your gradients keyed by
+    parameter (``"fc1.W"``) or boundary (``"dfc1.out"``), checked end to end."""
+    from gradcli.checking.network import check_network as run
+
+    with _silent():
+        net = _network(model, seed, dtype, max_elements)
+        opts = _options(method, eps, atol, rtol, mode, samples, coloring, max_memory, budget,
+                        top, grads, net.spec)  # fmt: skip
+        return NetworkReport(net, run(net, opts))
+
+
+def compute_network(
+    model: Any, *, seed: int | None = None, dtype: str | None = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> Computation:  # fmt: skip
+    """``gradcli compute net``: ``.output``, ``.gradients`` (``"X"``, ``"fc1.W"`` ...) and
+    ``.intermediates`` (every boundary ``"fc1.out"`` and its gradient ``"dfc1.out"``)."""
+    with _silent():
+        return _run_compute(_network(model, seed, dtype, max_elements).spec)
+
+
+def _is_network(spec: str | Path, layer: str | None) -> bool:
+    if layer is not None or str(spec) == "-":
+        return layer == "net"
+    from gradcli.files.reading import parse_yaml, read_spec_text
+
+    try:
+        text, source, _ = read_spec_text(str(spec))
+        doc = parse_yaml(text, source=source, max_elements=DEFAULT_MAX_ELEMENTS)
+    except GradcliError:
+        return False  # load_spec says what is wrong with it
+    return isinstance(doc, dict) and "network" in doc
+
+
 def check_spec(
     spec: str | Path,
     layer: str | None = None,
@@ -269,7 +402,17 @@ def check_spec(
 ) -> Report:
     """What ``gradcli check LAYER SPEC`` runs, as a Report (``to_json()`` is its JSON
     byte for byte). ``layer`` defaults to the spec's ``layer`` key; ``impl``: your layer, as
-    ``check``'s first argument accepts it (or ``forward=``/``backward=``)."""
+    ``check``'s first argument accepts it (or ``forward=``/``backward=``). A model file (a
+    ``network:`` key, or ``layer="net"``) is checked as ``check_network`` checks it."""
+    if _is_network(spec, layer):
+        if impl is not None or forward is not None or backward is not None:
+            raise OptionError("a network's own layers go in its entries (impl: FILE.py)",
+                              source="impl")  # fmt: skip
+        return check_network(  # type: ignore[return-value]
+            spec, method=method, eps=eps, atol=atol, rtol=rtol, mode=mode, samples=samples,
+            coloring=coloring, max_memory=max_memory, budget=budget, top=top, grads=grads,
+            seed=seed, dtype=dtype, max_elements=max_elements,
+        )
     with _silent():
         code = _impl(impl, forward, backward)
         s = load_spec(

@@ -222,3 +222,102 @@ def test_grads_keyed_by_parameter_and_boundary(cli: Any, write_spec: Any, tmp_pa
     res = json.loads(r.stdout)["end_to_end"]["results"]
     assert res["fc1.W"]["passed"] and not res["inner.out"]["passed"]
     assert res["inner.out"]["worst_index"] == [1, 2]
+
+
+MY_LINEAR = '''
+import numpy as np
+
+def forward(x, W, b):
+    return x @ W.T + b
+
+def backward(grad_output, x, W, b):
+    return {"x": grad_output @ W, "W": grad_output.T @ x, "b": grad_output.sum(axis=0)%s}
+'''
+
+MY_SCALE = '''
+def forward(x, s):
+    return x * s
+
+def backward(grad_output, x, s):
+    return {"x": grad_output * s, "s": (grad_output * x).sum(axis=0)%s}
+'''
+
+
+def _impl_model(tmp_path: Path, lin_bug: str = "", scale_bug: str = "") -> Path:
+    (tmp_path / "mylinear.py").write_text(MY_LINEAR % lin_bug)
+    (tmp_path / "myscale.py").write_text(MY_SCALE % scale_bug)
+    path = tmp_path / "model.yaml"
+    path.write_text("""
+seed: 2
+inputs: {X: {shape: [4, 6]}}
+network:
+  - {layer: linear, name: fc1, tensors: {W: {shape: [5, 6]}}}
+  - {layer: linear, name: mine, impl: mylinear.py, tensors: {W: {shape: [5, 5]}}}
+  - {layer: custom, name: gain, impl: myscale.py, tensors: {s: {shape: [5]}}}
+  - {layer: linear, name: fc3, tensors: {W: {shape: [2, 5]}}}
+""")
+    return path
+
+
+@pytest.mark.parametrize(("lin_bug", "scale_bug", "culprit", "tensor"), [
+    ("", "", None, None),
+    (" * 0 + 1", "", "mine", "b"),  # db of the user's linear
+    ("", " * 2", "gain", "s"),  # ds of the custom layer
+])  # fmt: skip
+def test_impl_and_custom_entries(
+    cli: Any, tmp_path: Path, lin_bug: str, scale_bug: str, culprit: Any, tensor: Any
+) -> None:
+    path = _impl_model(tmp_path, lin_bug, scale_bug)
+    r = cli("check", "net", path, "-f", "json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == (0 if culprit is None else 1), r.stderr
+    if culprit is None:
+        assert doc["first_wrong"] is None
+    else:
+        assert (doc["first_wrong"]["name"], doc["first_wrong"]["tensor"]) == (culprit, tensor)
+
+
+def test_api_check_spec_and_network_in_code(tmp_path: Path) -> None:
+    import gradcli
+
+    path = tmp_path / "model.yaml"
+    path.write_text(MODEL)
+    report = gradcli.check_spec(path)
+    assert isinstance(report, gradcli.NetworkReport) and report.passed
+    doc = json.loads(report.to_json())
+    assert doc["first_wrong"] is None and "fc1.W" in doc["end_to_end"]["results"]
+    assert "PASS  net:" in str(report)
+
+    rng = np.random.default_rng(0)
+    X, W1, W2 = (rng.standard_normal(s) for s in ((3, 4), (5, 4), (2, 5)))
+
+    class Wrong:  # a linear whose dW is twice what it should be
+        @staticmethod
+        def forward(x, W, b):
+            return x @ W.T + b
+
+        @staticmethod
+        def backward(grad_output, x, W, b):
+            return {"x": grad_output @ W, "W": 2 * grad_output.T @ x, "b": grad_output.sum(0)}
+
+    model = {"inputs": {"X": X}, "network": [
+        {"layer": "linear", "name": "fc1", "tensors": {"W": W1}},
+        {"layer": "linear", "name": "fc2", "tensors": {"W": W2}, "impl": Wrong},
+    ]}  # fmt: skip
+    report = gradcli.check_network(model)
+    assert not report.passed
+    assert (report.first_wrong.name, report.first_wrong.tensor) == ("fc2", "W")
+    model["network"][1].pop("impl")
+    assert gradcli.check_network(model).passed
+    comp = gradcli.compute_network(model)
+    np.testing.assert_allclose(comp.intermediates["fc1.out"], X @ W1.T)
+
+
+def test_explain_net(cli: Any, write_spec: Any) -> None:
+    path = write_spec(MODEL)
+    r = cli("explain", "net", path)
+    assert r.exit_code == 0, r.stderr
+    assert "layer 2 linear 'inner' -> inner.out (4, 5)" in r.stdout
+    assert "layer 3 linear 'fc2': dL/dW" in r.stdout and "∂L/∂W (3, 5)" in r.stdout
+    doc = json.loads(cli("explain", "net", path, "-f", "json").stdout)
+    assert [x["name"] for x in doc["layers"]] == ["fc1", "inner", "fc2"]

@@ -52,6 +52,7 @@ class CheckOptions:
     max_memory: int = DEFAULT_MAX_MEMORY
     budget: float = DEFAULT_BUDGET_SECONDS  # seconds a full check may take before "auto" samples
     top: int = 5  # elements in each tensor's worst-k list
+    contract: bool = True  # the backward's contract (a network's end to end: its layers' own)
     grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
     notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
     progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
@@ -159,7 +160,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     comp = compute(spec)
     refuse_overflow(spec, comp)
     roundoff = _float32_roundoff(spec, comp)
-    contract = check_contract(spec, atol, rtol, roundoff) if opts.grads is None else ()
+    run_contract = opts.grads is None and opts.contract
+    contract = check_contract(spec, atol, rtol, roundoff) if run_contract else ()
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,

@@ -26,6 +26,10 @@ from gradcli.checking.report import CheckReport
 from gradcli.inputs.network import NetSpec
 from gradcli.inputs.spec import Spec
 from gradcli.layers.chain import Node
+from gradcli.numeric.engine import Engine
+
+E2E_SHARE = 0.25  # of --budget: the end-to-end check of a network adds to its local checks
+E2E_MIN_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,38 @@ def check_network(net: NetSpec, opts: CheckOptions | None = None, **kw: Any) -> 
         for node, spec in local_specs(net):
             local = dataclasses.replace(opts, notify=_prefixed(opts, node))
             layers.append(LayerCheck(node, spec, check(spec, local)))
-    e2e = check(net.spec, opts)
+    e2e_opts, note = end_to_end_options(net, opts)
+    e2e = check(net.spec, e2e_opts)
+    if note:
+        e2e = dataclasses.replace(e2e, notes=(note, *e2e.notes))
     return NetReport(tuple(layers), e2e, first_wrong(layers),
                      e2e.computation or compute(net.spec))  # fmt: skip
+
+
+def end_to_end_options(net: NetSpec, opts: CheckOptions) -> tuple[CheckOptions, str]:
+    """The end-to-end check's options: every layer's contract is checked locally, so not again
+    for the chain; in auto mode a full check within ``E2E_SHARE`` of the budget, else as many
+    sampled coordinates per tensor as fit in it (at least ``E2E_MIN_SAMPLES``), saying so."""
+    opts = dataclasses.replace(opts, contract=False)
+    if opts.mode != "auto" or opts.grads is not None:
+        return opts, ""
+    spec = net.spec
+    engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
+                    method=opts.method, eps=opts.eps, max_memory=opts.max_memory)  # fmt: skip
+    groups = {n: engine.groups_needed(n, opts.coloring) for n in spec.tensors}
+    seconds = {n: engine.seconds(n, g, opts.coloring) for n, g in groups.items()}
+    share = opts.budget * E2E_SHARE
+    if sum(seconds.values()) <= share:
+        return dataclasses.replace(opts, mode="full"), ""
+    per_coordinate = sum(seconds[n] / max(1, groups[n]) for n in groups)
+    k = max(E2E_MIN_SAMPLES, min(opts.samples, int(share / max(per_coordinate, 1e-9))))
+    note = (
+        f"end to end: a full check would take about {sum(seconds.values()):.0f} s (over "
+        f"{E2E_SHARE:g} of the budget, {share:g} s): {k} sampled coordinates per tensor; every "
+        "coordinate is checked by the layers' local checks (--mode full forces it)"
+    )
+    opts.notify(note)
+    return dataclasses.replace(opts, mode="sample", samples=k), note
 
 
 def first_wrong(layers: list[LayerCheck]) -> FirstWrong | None:

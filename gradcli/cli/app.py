@@ -414,6 +414,12 @@ def explain(
     from gradcli.render.docs import render_explain
 
     as_json = wants_json(fmt, output)
+    if layer == "net":
+        net = _load_net(spec, None, None, MAX_ELEMENTS, impl=impl)
+        inputs = input_files(net.spec)
+        emit(output, inputs, text=jsondoc.to_json(explain_mod.explain_net_doc(net)) if as_json
+             else lambda c: render_explain(c, explain_mod.explain_net(net)))  # fmt: skip
+        return
     if layer == "custom" and impl is None and spec is None:
         doc, sections, inputs = explain_mod.custom_doc(), explain_mod.custom(), ()
     else:

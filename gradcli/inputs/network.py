@@ -309,12 +309,15 @@ class _Builder:
                             key=f"{key}.input")  # fmt: skip
         if impl is None:
             return builtin, input_name  # type: ignore[return-value]
-        if not isinstance(impl, str):
-            raise SpecError(f"expected a path FILE.py, got {brief(impl)}", key=f"{key}.impl")
-        from gradcli.user.impl import load_impl, user_layer
+        from gradcli.user.impl import Impl, load_impl, user_layer
 
-        target = impl if Path(impl.split(":")[0]).is_absolute() else str(self.base / impl)
-        code = load_impl(target)
+        if isinstance(impl, Impl):  # the Python API's: a module or object in code
+            code = impl
+        elif not isinstance(impl, str):
+            raise SpecError(f"expected a path FILE.py, got {brief(impl)}", key=f"{key}.impl")
+        else:
+            target = impl if Path(impl.split(":")[0]).is_absolute() else str(self.base / impl)
+            code = load_impl(target)
         names: tuple[str, ...] = ()
         if builtin is None:
             tensors = e.get("tensors") or {}

@@ -129,3 +129,53 @@ def explain_doc(spec: Spec) -> dict[str, Any]:
         "options": options_dict(spec.options),
         "sections": [{"title": s.title, "lines": list(s.lines)} for s in explain(spec)],
     }
+
+
+def explain_net(net: Any) -> list[Section]:
+    """``explain net``: the chain (shapes at every boundary) and the chain rule that runs it
+    backwards, then each layer's own sections with the shapes at its place."""
+    from gradcli.checking.network import local_specs
+
+    acts = net.net.walk(net.net.shapes)
+    x = net.net.input
+    flow = [f"{x} {_s(net.net.shapes[x])}"]
+    for kind, op in net.net.program:
+        if kind == "push":
+            flow.append(f"residual block {op.name!r} begins: keep its input")
+        elif kind == "add":
+            flow.append(f"+ the block's input = {op.out} {_s(acts[op.out])}")
+        else:
+            flow.append(f"layer {op.index} {op.layer.name} {op.name!r} -> {op.out} "
+                        f"{_s(acts[op.out])}")  # fmt: skip
+    out = net.net.boundaries()[-1]
+    rule = [
+        f"∂L/∂{out} {_s(acts[out])} is the upstream gradient"
+        + (" (a loss: 1)" if acts[out] == () else ""),
+        "backwards, each layer's backward turns ∂L/∂(its output) into ∂L/∂(its input), which "
+        "is ∂L/∂(the output of the layer before)",
+        "a parameter's gradient is its layer's, at its input and with its upstream gradient: "
+        "∂L/∂<name>.W comes from ∂L/∂<name>.out",
+        "a residual block y = x + f(x): ∂L/∂x = ∂L/∂y + f's backward of ∂L/∂y",
+        "intuition: one wrong backward corrupts every gradient below it, so gradcli checks "
+        "each layer at its place and blames the first one (from the output) that fails",
+    ]
+    secs = [Section("network", flow), Section("backward (chain rule)", rule)]
+    for node, spec in local_specs(net):
+        for s in explain(spec):
+            if s.title != "checking your intermediates":
+                secs.append(Section(f"layer {node.index} {node.layer.name} {node.name!r}: "
+                                    f"{s.title}", s.lines))  # fmt: skip
+    names = ", ".join([*list(net.spec.tensors)[1:3], f"d{net.net.boundaries()[0]}"])
+    secs.append(Section("checking your own gradients", [
+        "gradcli compute net MODEL -o mine.npz   writes every gradient, at every boundary too",
+        f"gradcli check net MODEL --grads mine.npz   (.npz or YAML keyed {names} ...)",
+    ]))  # fmt: skip
+    return secs
+
+
+def explain_net_doc(net: Any) -> dict[str, Any]:
+    return {
+        "layer": "net",
+        "layers": [{"index": n.index, "name": n.name, "layer": n.layer.name} for n in net.nodes],
+        "sections": [{"title": s.title, "lines": list(s.lines)} for s in explain_net(net)],
+    }
