@@ -37,7 +37,7 @@ def sandwich(name: str) -> dict[str, Any]:
     x = _input_name(layer)
     x_shape = list(s.tensors[x].shape)
     params = {n: np.asarray(a).tolist() for n, a in s.tensors.items()
-              if n != x and layer.tensor(n).role in ("weight", "bias")}  # fmt: skip
+              if n != x and layer.tensor(n).role in ("input", "weight", "bias")}  # fmt: skip
     out = list(layer.output_shape(s.shapes, s.options))
     entry = {"layer": name, "name": "culprit", "tensors": params}
     raw = {f.name: getattr(s.options, f.name) for f in dataclasses.fields(s.options)} \

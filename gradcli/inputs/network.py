@@ -27,7 +27,10 @@ from gradcli.layers.chain import Block, Network, Node
 
 NET_KEYS = ("dtype", "seed", "inputs", "network", "loss", "grad_output")
 ENTRY_KEYS = ("layer", "name", "tensors", "options", "impl", "input", "target")
-PARAM_ROLES = ("weight", "bias")
+# differentiated: a layer's first input takes the activation, its other inputs (an RNN step's
+# prev_h) are parameters of the network as its weights are; any other role (a loss's target,
+# labels, indices) is fixed, fed from one of the network's inputs
+PARAM_ROLES = ("input", "weight", "bias")
 
 
 @dataclass(frozen=True)
@@ -280,8 +283,11 @@ class _Builder:
         except GradcliError as err:
             raise err.at(key=f"{key}.{err.key}" if err.key else key) from None
         batch = max(0, len(self.shape) - in_core) if in_core else 0
+        own = {i.name: len(sh[i.name]) - len(i.axes) for i in layer.infos(sh)
+               if i.name in params and i.axes and i.name in sh}  # fmt: skip
+        pads = {p: max(0, batch - own.get(p, 0)) for p in params}
         node = Node(self.index, name, layer, options, input_name, tuple(params),
-                    MappingProxyType(fixed), batch)
+                    MappingProxyType(fixed), batch, MappingProxyType(pads))
         for t, a in loaded.items():
             self.arrays[f"{name}.{t}"] = a
         try:  # the shape this layer gives, for the next one's bias and batch axes

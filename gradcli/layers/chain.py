@@ -36,6 +36,9 @@ class Node:
     params: tuple[str, ...]  # its tensors that are network parameters
     fixed: Mapping[str, str] = field(default_factory=dict)  # its tensor -> a network input
     batch: int = 0  # leading axes of its input in front of the layer's core axes
+    # per parameter: the batch axes (as ones) its probe axes need behind them; an input-role
+    # parameter (an RNN step's prev_h) has its own batch axes
+    pads: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def out(self) -> str:
@@ -165,9 +168,10 @@ class Network:
         v = params[node.param(p)]
         core = self.shapes[node.param(p)]
         extra = v.ndim - len(core)
-        if extra <= 0 or not node.batch:
+        pad = node.pads.get(p, node.batch)
+        if extra <= 0 or not pad:
             return v
-        return v.reshape(v.shape[:extra] + (1,) * node.batch + tuple(core))
+        return v.reshape(v.shape[:extra] + (1,) * pad + tuple(core))
 
     def forward(self, t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
         cache: dict[str, Any] = {"layers": {}, "acts": {}, "skips": {}, "params": dict(t)}
