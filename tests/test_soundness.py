@@ -244,3 +244,59 @@ def test_no_false_unresolved_on_example_specs(path, dtype):
         for name, r in report.results.items():
             scale = float(np.max(np.abs(numeric[name])))
             assert r.numerics.noise * RESOLVE_MARGIN * 5 <= scale, (method, name)
+
+
+# ------------------------------------------------------- each element's own round-off
+SCALES = np.array([1e8, 1.0, 1.0, 1.0])
+
+
+class _Scaled:
+    """y = S * x with one output 1e8 times the others (a dense user layer: no footprint)."""
+
+    def __init__(self, off: float = 0.0):
+        self.off = off
+
+    def forward(self, x):
+        return SCALES * x
+
+    def backward(self, grad_output, x):
+        d = grad_output * SCALES
+        d[1:] *= 1 + self.off  # the small elements' gradient off by ``off``
+        return {"x": d}
+
+
+@pytest.mark.parametrize("method", ["central", "forward", "central4"])
+def test_a_huge_output_does_not_lift_the_other_elements_tolerance(method):
+    """The round-off of x[0]'s finite differences (1e8 * eps / h) is x[0]'s alone: x[1] moves
+    only y[1], whose difference carries no share of it. A 0.1% error there must fail."""
+    import gradcli
+
+    x, g = np.array([0.3, 0.7, -0.2, 0.5]), np.ones(4)
+    wrong = gradcli.check(_Scaled(1e-3), {"x": x}, grad_output=g, method=method)
+    assert not wrong.passed
+    assert {tuple(w["index"]) for w in wrong.results["x"].worst if w["abs_error"] > 1e-4} == {
+        (1,), (2,), (3,)
+    }
+    # the twin: the right backward passes, the huge element at its own round-off included
+    assert gradcli.check(_Scaled(), {"x": x}, grad_output=g, method=method).passed
+
+
+class _SumOfSquares:
+    """A loss: a scalar output, its upstream gradient a 0-d array."""
+
+    def __init__(self, factor: float = 2.0):
+        self.factor = factor
+
+    def forward(self, x):
+        return (x**2).sum()
+
+    def backward(self, grad_output, x):
+        return {"x": self.factor * x * grad_output}
+
+
+def test_a_scalar_output_is_checked_and_a_wrong_one_fails():
+    import gradcli
+
+    x = {"x": np.array([1.0, 2.0, 3.0])}
+    assert gradcli.check(_SumOfSquares(), x).passed
+    assert not gradcli.check(_SumOfSquares(3.0), x).passed

@@ -279,6 +279,8 @@ def compare_tensor(
     low = lower_precision(spec.dtype, analytic)
     floor = max(p.default_atol, FLOAT32_TOLERANCES[0]) if low else p.default_atol
     atol, unresolved = resolvable(floor, info.noise, analytic, grad, p.roundoff.get(name))
+    # each element is also held to its own round-off, unless the user set --atol
+    noise = info.noise_at if opts.atol is None else None
     atol = atol if opts.atol is None else opts.atol
     rtol = max(p.rtol, FLOAT32_TOLERANCES[1]) if low and opts.rtol is None else p.rtol
     unresolved = step_underflows(p.engines[name], name, opts.method) or unresolved
@@ -286,7 +288,7 @@ def compare_tensor(
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
     promised = analytic.size if coords is None else min(opts.samples, analytic.size)
     result = compare(
-        name, analytic, grad, atol, rtol, coords=coords, promised=promised,
+        name, analytic, grad, atol, rtol, coords=coords, promised=promised, noise=noise,
         unresolved=unresolved, mode=mode, numerics=info, top=opts.top,
         letters=list(spec.info(name).index), context=lambda: diagnosis(spec, name),
         **_extra(p, name),
@@ -296,7 +298,7 @@ def compare_tensor(
     ours = None
     if opts.grads is not None:
         ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,
-                       coords=coords, unresolved=unresolved, top=1)  # fmt: skip
+                       coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
 
 

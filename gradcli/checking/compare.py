@@ -77,6 +77,7 @@ def compare(
     coords: np.ndarray | None = None,
     promised: int | None = None,
     unresolved: str = "",
+    noise: np.ndarray | None = None,
     top: int = 5,
     letters: list[str] | None = None,
     context: Callable[[], dict[str, Any]] | None = None,
@@ -84,9 +85,10 @@ def compare(
 ) -> TensorResult:
     """Element-wise pass rule |a - n| <= atol + rtol * |n| at the flat indices ``coords`` (the
     numeric side evaluated there; default: every element), of the ``promised`` many the mode
-    promised (default: as many as ``coords`` names). A NaN or inf in the analytic gradient
-    (anywhere) or the numeric one (where compared) is counted, never skipped: NaN compares
-    False, so a test like ``err > tol`` alone would let it pass."""
+    promised (default: as many as ``coords`` names); ``noise`` (the tensor's shape): each
+    element's own round-off of its finite differences, which raises its atol. A NaN or inf in
+    the analytic gradient (anywhere) or the numeric one (where compared) is counted, never
+    skipped: NaN compares False, so a test like ``err > tol`` alone would let it pass."""
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
     seen = np.ones(a.shape, dtype=bool)
@@ -100,7 +102,8 @@ def compare(
     err = np.where(bad, np.inf, np.abs(a0 - n0))
     denom = np.maximum(np.abs(a0), np.abs(n0))
     rel = np.divide(err, denom, out=np.where(bad, np.inf, 0.0), where=ok & (denom > 0))
-    tol = atol + rtol * np.abs(n0)
+    floor = atol if noise is None else np.maximum(atol, np.where(ok, noise, 0.0))
+    tol = floor + rtol * np.abs(n0)
     # how far beyond its tolerance each element is; with a zero tolerance any error is infinite
     with np.errstate(invalid="ignore"):
         excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)

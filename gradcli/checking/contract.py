@@ -76,6 +76,7 @@ def check_contract(
     wanted = (*spec.tensors, *layer.intermediates)
 
     def backward(g: np.ndarray) -> dict[str, np.ndarray]:
+        g = np.array(g)  # a loss's upstream gradient is a 0-d array, not a numpy scalar
         g.flags.writeable = False  # a backward writing into grad_output fails, as in the check
         grads = layer.backward(g, cache)
         return {n: np.asarray(grads[n]) for n in wanted if n in grads}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,9 @@ class TensorNumerics:
     coloring: bool
     note: str = ""  # e.g. why coloring was abandoned
     noise: float = 0.0  # estimated round-off of the worst element of this numerical gradient
+    # the estimate per element (the tensor's shape): an element is held to its own round-off,
+    # not to the worst element's (a huge output moved by one coordinate raises only its own)
+    noise_at: np.ndarray | None = field(default=None, repr=False)
     incremental: bool = False  # evaluated by the layer's incremental path (Layer.perturbed)
 
 
@@ -126,6 +129,7 @@ class Engine(StackedForward):
                 col = None
         sums = np.zeros(x.size)
         scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
+        moved = np.zeros(x.size)  # ... over the outputs whose difference is not exactly 0
         if col is not None:
             colors: list[Any] = list(np.ndindex(*col.periods))
         else:
@@ -136,24 +140,31 @@ class Engine(StackedForward):
             part = colors[start : start + chunk]
             if col is None and incremental:
                 sums[part] += loss_differences(self, name, np.asarray(part, dtype=np.int64), h)
-                scale[part] = self.gy.sum()
+                scale[part] = moved[part] = self.gy.sum()  # differences of whole losses
             elif col is None:
-                d = self._differences(name, np.array(part)[:, None], h)
-                sums[part] += d.reshape(len(part), -1) @ self.g.ravel()
+                d = self._differences(name, np.array(part)[:, None], h).reshape(len(part), -1)
+                sums[part] += d @ self.g.ravel()
                 scale[part] = self.gy.sum()
+                moved[part] = _moved(d) @ self.gy
             else:
                 d = self._differences(name, [col.coords(r) for r in part], h)
                 owners = np.stack([col.owner(r) for r in part])
                 keep = owners >= 0
                 weighted = (d * self.g).reshape(len(part), -1)
                 sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
-                gy = np.broadcast_to(self.gy, owners.shape)[keep]
-                scale += np.bincount(owners[keep], weights=gy, minlength=x.size)
+                gy = np.broadcast_to(self.gy, owners.shape)
+                scale += np.bincount(owners[keep], weights=gy[keep], minlength=x.size)
+                gy = gy * _moved(d.reshape(owners.shape))
+                moved += np.bincount(owners[keep], weights=gy[keep], minlength=x.size)
             passes += self.rows(len(part))
             if self.progress:
                 self.progress(len(part))
         grad = sums / h
         noise = self.noise_factor() * scale / h
+        # an element's tolerance takes the round-off of the outputs it moved; whether the step
+        # resolves the tensor at all asks about every output it may move (one it moved by less
+        # than a last bit reads exactly 0: its share of the gradient is invisible)
+        noise_at = self.noise_factor() * moved / h
         if coords is not None:
             mask = np.zeros(x.size, dtype=bool)
             mask[np.asarray(coords, dtype=np.int64)] = True
@@ -166,6 +177,7 @@ class Engine(StackedForward):
             incremental=incremental,
             note=note,
             noise=float(noise.max(initial=0.0)),
+            noise_at=noise_at.reshape(self.t64[name].shape),
         )
         return grad.reshape(self.t64[name].shape), info
 
@@ -192,6 +204,14 @@ class Engine(StackedForward):
         all_idx = np.arange(x.size)
         d = self._differences(name, [all_idx], h)  # one group: every coordinate
         return float(np.sum(d[0] * self.g)), h.reshape(self.t64[name].shape)
+
+
+def _moved(d: np.ndarray) -> np.ndarray:
+    """1 where an output's finite difference is not exactly zero, else 0. Round-off enters only
+    where an output's value changes: an output the coordinate does not move is computed with
+    the same operations on the same values in every copy, so its difference is exactly 0 and
+    adds no error (a 1e8 output beside a coordinate that moves only a 1 adds none)."""
+    return (d != 0).astype(np.float64)
 
 
 def numerical_gradients(
