@@ -333,3 +333,24 @@ def gradcli_options(spec):
     from gradcli.layers.base import options_dict
 
     return options_dict(spec.options)
+
+
+@pytest.mark.parametrize("name", list(NORM_REFERENCES))
+def test_init_impl_skeleton_takes_the_tensors_and_every_option_at_its_default(cli, name):
+    """gradcli passes the tensors by name and only the options a spec sets: the skeleton's
+    defaults must be the layer's, or an unset option would silently differ."""
+    import inspect
+
+    from gradcli.layers.base import option_table
+
+    text = cli("init", name, "--impl").stdout
+    ns: dict = {}
+    exec(compile(text, f"{name}.py", "exec"), ns)  # noqa: S102 - our own template
+    layer = REGISTRY[name]
+    tensors = list(layer.tensor_names)
+    defaults = {n: d for n, d, _ in option_table(layer.options)}
+    for fn, lead in (("forward", []), ("backward", ["grad_output"])):
+        params = inspect.signature(ns[fn]).parameters
+        assert list(params)[: len(lead) + len(tensors)] == lead + tensors, fn
+        opts = {k: p.default for k, p in list(params.items())[len(lead) + len(tensors) :]}
+        assert opts == defaults, fn

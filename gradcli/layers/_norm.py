@@ -97,3 +97,29 @@ def working(size: int, stats: int) -> int:
     scaled copy, and the parameter sums' product; plus mean, variance, r and two backward
     means per set."""
     return 9 * size + 5 * stats
+
+
+def words(v: Any, x: str, y: str, each: str, over: tuple[str, ...], sums: tuple[str, ...]) -> Any:
+    """The explain formulas of a normalization: ``each`` says what shares statistics, ``over``
+    the mean's indices, ``sums`` those of the parameter gradients' sums (the batch first)."""
+    from gradcli.layers.words import Formulas, shape, sigma
+
+    sx, sg, eps = shape(v.shapes[x]), shape(v.shapes["gamma"]), v.options.eps
+    m = sigma(*over).replace("Σ", "mean")
+    total = sigma(*(("batch",) if v.batch else ()), *sums) + " " if v.batch or sums else ""
+    fwd = [
+        f"μ = {m} {x},   σ² = {m} ({x} - μ)²   (biased, as torch's training mode)",
+        f"r = 1/√(σ² + ε),   x̂ = ({x} - μ) r,   ε = {eps:g};   {each}",
+        f"{y} {sx} = gamma {sg} ⊙ x̂ + beta {sg}",
+    ]
+    return Formulas(fwd, {
+        x: ([f"∂L/∂x̂ = ∂L/∂{y} ⊙ gamma",
+             f"∂L/∂{x} {sx} = r (∂L/∂x̂ - {m} ∂L/∂x̂ - x̂ {m}(∂L/∂x̂ ⊙ x̂))"],
+            "μ and σ² move with every element they average: the two means take back the "
+            "shift and the stretch they absorb, so ∂L/∂x sums to 0 over each set"),
+        "gamma": ([f"∂L/∂gamma {sg} = {total}∂L/∂{y} ⊙ x̂"],
+                  "each scale multiplies its channel's normalized values"),
+        "beta": ([f"∂L/∂beta {sg} = {total}∂L/∂{y}"],
+                 "the shift adds straight into the output, so its gradient is the output's, "
+                 "summed"),
+    })  # fmt: skip

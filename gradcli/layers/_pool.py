@@ -106,3 +106,22 @@ def footprint(name: str, s: Shapes, options: Any) -> Footprint:
 
 
 TENSORS = (TensorInfo("X", ("H", "W", "C"), ("i", "j", "c"), "input", "input image, channel-last"),)
+
+
+def words(v: Any, op: str, back: list[str], why: str, per: str = "") -> Any:
+    """The explain formulas of a pooling: the window, its geometry and the input gradient."""
+    from gradcli.layers.words import Formulas, shape
+
+    gh, gw = geometry(v.shapes["X"], v.options)
+    pads = gh.lo or gw.lo
+    xp = "Xp" if pads else "X"
+    fwd = [f"Z[i,j,c] = {op}_{{m<{gh.k}, n<{gw.k}}} {xp}[i*{gh.s}+m, j*{gw.s}+n, c]{per}"]
+    if pads:
+        pad = "-∞ (never the maximum)" if op == "max" else "zeros"
+        fwd.append(f"Xp: X padded with {pad}, {gh.lo} rows and {gw.lo} columns on each side")
+    extra = [
+        f"Ho = floor((H + 2p - k) / s) + 1 = floor(({gh.n} + {2 * gh.lo} - {gh.k}) / {gh.s}) + 1 "
+        f"= {gh.out},   Wo = {gw.out}"
+    ]
+    grads = {"X": ([f"∂L/∂X {shape(v.shapes['X'])}: " + back[0], *back[1:]], why)}
+    return Formulas(fwd, grads, ("Ho", "Wo", "C"), extra)

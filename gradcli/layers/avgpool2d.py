@@ -82,6 +82,36 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return _pool.footprint(name, s, options or Options())
 
 
+def explain(v: Any) -> Any:
+    whole = v.options.count_include_pad
+    gh, gw = _pool.geometry(v.shapes["X"], v.options)
+    count = f"{gh.k * gw.k}" if whole else "count[i,j]"
+    lines = [f"∂L/∂X[i*s+m, j*s+n, c] += ∂L/∂Z[i,j,c] / {count} for every tap (m, n)"]
+    if not whole:
+        lines.append("count[i,j]: X's own elements in window (i, j), the padding left out")
+    why = "every element of a window gets an equal share of its gradient"
+    if whole or not (gh.lo or gw.lo):
+        return _pool.words(v, "mean", lines, why)
+    return _pool.words(v, "Σ", lines, why, " / count[i,j]")
+
+
+SKELETON = """
+def forward(X, size=2, stride=None, padding=0, count_include_pad=True):
+    # Z[i, j, c] = mean over the window (m, n) of X[i*stride + m, j*stride + n, c]
+    # stride None means stride = size; padding adds zeros around X, counted in the mean unless
+    # count_include_pad is False (then each window divides by X's own elements in it)
+    # X (N, H, W, C) -> Z (N, Ho, Wo, C),  Ho = (H + 2*padding - size) // stride + 1
+    raise NotImplementedError
+
+
+def backward(grad_output, X, size=2, stride=None, padding=0, count_include_pad=True):
+    # each window shares dZ[i, j, c] equally among the positions it averaged
+    dZ = grad_output
+    raise NotImplementedError
+    return {"X": ...}
+"""
+
+
 LAYER = Layer(
     name="avgpool2d",
     summary="Z[i,j,c] = mean_{m,n} X[i*s+m, j*s+n, c]",
@@ -94,4 +124,6 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )

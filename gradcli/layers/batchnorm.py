@@ -97,6 +97,31 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return _norm.param_footprint(out, c)
 
 
+def explain(v: Any) -> Any:
+    sp = v.options.spatial
+    over = ("n", *_norm.SPATIAL_INDEX[sp])
+    each = "each channel over N and every position" if sp else "each feature over the N examples"
+    return _norm.words(v, "x", "y", each, over, over)
+
+
+SKELETON = """
+def forward(x, gamma, beta, eps=1e-5, spatial=0):
+    # training mode: mu = mean over the batch (axis 0) of each feature, var = mean((x - mu)**2)
+    # xhat = (x - mu) / sqrt(var + eps);   y = gamma * xhat + beta
+    # x (N, D), gamma (D,), beta (D,) -> y (N, D)   (spatial 2: x (N, H, W, C), over N, H, W)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, gamma, beta, eps=1e-5, spatial=0):
+    # every example moves the mean and variance: dxhat = dy * gamma, r = 1 / sqrt(var + eps)
+    # dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))    (means over the batch)
+    # dgamma = sum over the batch of dy * xhat;   dbeta = sum over the batch of dy
+    dy = grad_output
+    raise NotImplementedError
+    return {"x": ..., "gamma": ..., "beta": ...}
+"""
+
+
 def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
     sp = (options or Options()).spatial
     if not sp:
@@ -129,4 +154,6 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     layout=layout,
+    explain=explain,
+    skeleton=SKELETON,
 )

@@ -112,6 +112,32 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return (*batch_maps(batch), *(None,) * sp, (out, lo, lo + width))
 
 
+def explain(v: Any) -> Any:
+    sp, g = v.options.spatial, v.options.groups
+    pos = _norm.SPATIAL_INDEX[sp]
+    each = f"per example and group g of C/groups = {v.shapes['X'][-1] // g} channels"
+    return _norm.words(v, "X", "Y", each, (*pos, "c∈g"), pos)
+
+
+SKELETON = """
+def forward(X, gamma, beta, groups=2, eps=1e-5, spatial=2):
+    # channels split into `groups` runs of C/groups; per example and group g:
+    # mu = mean of X over the group's channels and every position, var = mean((X - mu)**2)
+    # Xhat = (X - mu) / sqrt(var + eps);   Y = gamma * Xhat + beta   (gamma, beta per channel)
+    # X (N, H, W, C), gamma (C,), beta (C,) -> Y (N, H, W, C)
+    raise NotImplementedError
+
+
+def backward(grad_output, X, gamma, beta, groups=2, eps=1e-5, spatial=2):
+    # dXhat = dY * gamma;   r = 1 / sqrt(var + eps) of the element's group
+    # dX = r * (dXhat - mean(dXhat) - Xhat * mean(dXhat * Xhat))    (means per example and group)
+    # dgamma = sum over examples and positions of dY * Xhat;   dbeta = the same sum of dY
+    dY = grad_output
+    raise NotImplementedError
+    return {"X": ..., "gamma": ..., "beta": ...}
+"""
+
+
 def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], TensorInfo]:
     sp = (options or Options()).spatial
     if sp == 2:
@@ -140,4 +166,6 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     layout=layout,
+    explain=explain,
+    skeleton=SKELETON,
 )

@@ -69,6 +69,28 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return _norm.param_footprint(len(batch), s["x"][-1])
 
 
+def explain(v: Any) -> Any:
+    return _norm.words(v, "x", "y", "each row on its own", ("d",), ())
+
+
+SKELETON = """
+def forward(x, gamma, beta, eps=1e-5):
+    # mu = mean of each row of x (over the last axis), var = mean((x - mu)**2) (biased)
+    # xhat = (x - mu) / sqrt(var + eps);   y = gamma * xhat + beta
+    # x (N, D), gamma (D,), beta (D,) -> y (N, D)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, gamma, beta, eps=1e-5):
+    # dxhat = dy * gamma;   r = 1 / sqrt(var + eps)
+    # dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))    (means per row)
+    # dgamma = sum over the rows of dy * xhat;   dbeta = sum over the rows of dy
+    dy = grad_output
+    raise NotImplementedError
+    return {"x": ..., "gamma": ..., "beta": ...}
+"""
+
+
 LAYER = Layer(
     name="layernorm",
     summary="y = gamma (x - mean(x)) / sqrt(var(x) + eps) + beta,  over the last axis",
@@ -85,4 +107,6 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )

@@ -59,6 +59,34 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return _pool.footprint(name, s, options or Options())
 
 
+def explain(v: Any) -> Any:
+    return _pool.words(
+        v, "max",
+        ["∂L/∂X[i*s+m*, j*s+n*, c] += ∂L/∂Z[i,j,c] for the window's winner (m*, n*)",
+         "every other element of the window gets nothing from it; a tie goes to the first "
+         "maximum in row-major order"],
+        "the maximum is a switch: the winner passes the gradient through, the rest are cut off "
+        "(a finite difference whose step makes another element win crosses a kink)",
+    )  # fmt: skip
+
+
+SKELETON = """
+def forward(X, size=2, stride=None, padding=0):
+    # Z[i, j, c] = max over the window (m, n) of X[i*stride + m, j*stride + n, c]
+    # stride None means stride = size; padding adds -inf around X (it never wins)
+    # X (N, H, W, C) -> Z (N, Ho, Wo, C),  Ho = (H + 2*padding - size) // stride + 1
+    raise NotImplementedError
+
+
+def backward(grad_output, X, size=2, stride=None, padding=0):
+    # each window sends dZ[i, j, c] to its maximum only (the first one when several tie);
+    # an element that wins several windows collects all of their gradients
+    dZ = grad_output
+    raise NotImplementedError
+    return {"X": ...}
+"""
+
+
 LAYER = Layer(
     name="maxpool2d",
     summary="Z[i,j,c] = max_{m,n} X[i*s+m, j*s+n, c]",
@@ -71,4 +99,6 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )
