@@ -29,7 +29,7 @@ import gradcli  # noqa: E402
 class Outcome:
     bug: Bug
     failed: frozenset[str]
-    causes: dict[str, list[str]]  # per failing tensor: the causes its hints name
+    causes: dict[str, list[str]]  # per failing tensor: the causes its hints name ("A or B")
     texts: dict[str, list[str]]
 
     @property
@@ -38,7 +38,7 @@ class Outcome:
 
     def named(self, name: str) -> bool:
         want = self.bug.expected(name)
-        return want is not None and any(c.startswith(want) for c in self.causes.get(name, []))
+        return want is not None and any(_names(c, want) for c in self.causes.get(name, []))
 
     @property
     def all_named(self) -> bool:
@@ -49,13 +49,19 @@ class Outcome:
         out = []
         for name, causes in self.causes.items():
             want = self.bug.expected(name) if name in self.bug.wrong else None
-            out += [f"d{name}: {c}" for c in causes if want is None or not c.startswith(want)]
+            out += [f"d{name}: {c}" for c in causes if want is None or not _names(c, want)]
         return out
+
+
+def _names(cause: str, want: str) -> bool:
+    """A hint names the expected cause when one of its equal alternatives ("A or B", both
+    reproducing the values) is it."""
+    return any(c.startswith(want) for c in cause.split(" or "))
 
 
 def _causes(hint: Any) -> list[str]:
     cause = getattr(hint, "cause", None)
-    return [c for c in str(cause).split(" or ")] if cause else []
+    return [str(cause)] if cause else []
 
 
 def run(bug: Bug, answers: bool = False) -> Outcome:

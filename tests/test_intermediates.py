@@ -145,7 +145,7 @@ def test_answer_files_with_intermediates(cli, tmp_path, fmt, bad):
     if bad:
         s = doc["results"]["S"]
         assert s["worst_index"] == [1, 0, 2, 1] and s["worst"][0]["index"] == [1, 0, 2, 1]
-        assert s["shape"] == [2, 2, 5, 5] and not any("masked" in h for h in s["hints"])
+        assert s["shape"] == [2, 2, 5, 5] and not any("masked" in h["text"] for h in s["hints"])
 
 
 def _float32_dS(bad=False):
@@ -198,9 +198,9 @@ def test_masked_position_hints(cli, tmp_path, bad, name, hint):
     assert not doc["passed"] and [n for n, r in doc["results"].items() if not r["passed"]] == [name]
     hints = doc["results"][name]["hints"]
     if hint is None:  # the twin: errors off the mask never get the masked hint
-        assert not any("masked" in h for h in hints)
+        assert not any("masked" in h["text"] for h in hints)
     else:
-        assert len(hints) == 1 and hints[0].startswith(hint)
+        assert len(hints) == 1 and hints[0]["text"].startswith(hint)
         table = cli("check", "attention", MULTI, "--grads", *args)
         assert table.exit_code == 1 and f"hint: {hint}" in table.stdout
 
@@ -302,7 +302,7 @@ def test_impl_backward_returning_intermediates(cli, tmp_path, write_spec, edits)
     else:  # dA is the only wrong one: dS = A * (...) is 0 at the masked positions anyway
         assert result.exit_code == 1
         assert [n for n, r in doc["results"].items() if not r["passed"]] == ["A"]
-        assert doc["results"]["A"]["hints"][0].startswith(HINT_A)
+        assert doc["results"]["A"]["hints"][0]["text"].startswith(HINT_A)
 
 
 def test_impl_intermediate_of_the_wrong_shape(cli, tmp_path, example_spec, assert_usage_error):

@@ -59,7 +59,9 @@ def test_npy_answer_with_wrt_and_yaml_answers(cli, tmp_path):
     np.save(tmp_path / "dx.npy", grads["x"] * 2)
     doc = json.loads(cli("check", "linear", "--grads", yaml_path, "--format", "json").stdout)
     assert doc["results"]["W"]["passed"] and not doc["results"]["x"]["passed"]
-    assert "x = 2 x numeric" in doc["results"]["x"]["hints"][0]
+    hint = doc["results"]["x"]["hints"][0]
+    assert "dx = 2 x the right gradient" in hint["text"] and hint["cause"] == "scale:2"
+    assert hint["verified"] is True
 
 
 def test_answer_errors(cli, tmp_path):
@@ -134,20 +136,23 @@ def test_classic_bugs_get_the_right_hint(cli, tmp_path, layer, body, shapes, ten
     result = cli(*args)
     assert result.exit_code == 1, result.stderr
     r = json.loads(result.stdout)["results"][tensor]
-    assert not r["passed"] and any(hint in h for h in r["hints"]), r["hints"]
+    assert not r["passed"] and any(hint in h["text"] for h in r["hints"]), r["hints"]
+    assert all(h["verified"] and h["cause"] for h in r["hints"]), r["hints"]
 
 
 def test_missing_scale_and_missing_path_hints():
     spec = load_spec("attention", None)
-    from gradcli.checking import diagnose
+    from gradcli.layers.attention import LAYER
 
-    wrong = diagnose.mistakes("attention", dict(spec.tensors), spec.options, spec.grad_output)
-    key = next(k for k in wrong if "1/sqrt" in k)
-    report = check(spec, grads=wrong[key])
-    assert any("1/sqrt(d_k)" in h for h in report.results["W_Q"].hints)
+    wrong = LAYER.variants(dict(spec.tensors), spec.options, spec.grad_output)
+    _, grads = wrong["scale:no-1/sqrt(d_k)"]
+    report = check(spec, grads=grads)
+    hint = report.results["W_Q"].hints[0]
+    assert "1/sqrt(d_k)" in hint and hint.cause == "scale:no-1/sqrt(d_k)" and hint.verified
     zero = {n: np.zeros_like(g) if n == "X" else g for n, g in compute(spec).gradients.items()}
     report = check(spec, grads=zero)
-    assert "missing term or path" in report.results["X"].hints[0]
+    hint = report.results["X"].hints[0]
+    assert "missing term or path" in hint and getattr(hint, "cause", None) is None
 
 
 def test_custom_layer_right_and_wrong(cli, tmp_path):
@@ -170,7 +175,8 @@ def backward(grad_output, x, scale=1.0):
     bad.write_text(ok.read_text().replace("grad_output * scale *", "grad_output *"))
     result = cli("check", "custom", spec, "--impl", bad, "--format", "json")
     assert result.exit_code == 1
-    assert "0.5 x numeric" in json.loads(result.stdout)["results"]["x"]["hints"][0]
+    hint = json.loads(result.stdout)["results"]["x"]["hints"][0]  # no built-in: the numeric
+    assert "0.5 x numeric" in hint["text"] and hint["cause"] == "scale:1/2"
 
 
 FWD = "def forward(x, W, b):\n    return {}\n\n"

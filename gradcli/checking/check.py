@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import diagnose, intermediates
+from gradcli.checking import diagnose, hypotheses, intermediates
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.contract import Finding, check_contract, lower_precision
@@ -103,6 +103,7 @@ class Prepared:
     roundoff: dict[str, float]  # float32: the backward's own round-off, per name
     contract: tuple[Finding, ...]
     notes: list[str] = field(default_factory=list)
+    session: hypotheses.Session | None = None  # the causes tried, at a first failure
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -190,6 +191,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         spec, opts, comp, under_test, engine, engines, groups, estimates, opts.mode,
         default_atol, atol, rtol, roundoff, contract,
     )  # fmt: skip
+    p.session = hypotheses.Session(spec, under_test, comp.output)
     seconds = sum(estimates.values())
     if p.mode == "auto":
         p.mode = "full"
@@ -290,7 +292,7 @@ def compare_tensor(
     result = compare(
         name, analytic, grad, atol, rtol, coords=coords, promised=promised, noise=noise,
         unresolved=unresolved, mode=mode, numerics=info, top=opts.top,
-        letters=list(spec.info(name).index), context=lambda: diagnosis(spec, name),
+        letters=list(spec.info(name).index), context=lambda: diagnosis(p, name),
         **_extra(p, name),
     )  # fmt: skip
     if p.mode == "probe":
@@ -311,11 +313,14 @@ def _extra(p: Prepared, name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- diagnose
-def diagnosis(spec: Spec, name: str) -> dict[str, Any]:
-    """What the hints may use about tensor ``name`` (built only for a failing tensor)."""
+def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
+    """What the hints may use about tensor ``name`` (built only for a failing tensor): the
+    causes a recomputation reproduced (checking/hypotheses.py), the layer's geometry."""
+    spec = p.spec
     if name in spec.layer.intermediates:
         return intermediates.context(spec, name)
     ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
-    classic = diagnose.mistakes(spec.layer.name, dict(spec.tensors), spec.options, spec.grad_output)
-    ctx["mistakes"] = {k: v[name] for k, v in classic.items() if name in v}
+    if p.session is not None:
+        ctx["verified"] = p.session.explain(name)
+        ctx["recomputed"] = p.session.builtin_ok
     return ctx

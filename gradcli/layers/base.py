@@ -155,6 +155,10 @@ class Layer:
     # None: a generic section per gradient, a skeleton from the tensor names
     explain: Callable[..., Any] | None = None
     skeleton: str | None = None
+    # diagnosis: classic wrong backward passes of this layer, recomputed so that a gradient
+    # under test can be recognized by its values: variants(tensors, options, grad_output) ->
+    # {cause: (what the backward did, {tensor: wrong gradient})} (gradcli.hypotheses)
+    variants: Callable[[Arrays, Any, np.ndarray], dict[str, tuple[str, dict]]] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

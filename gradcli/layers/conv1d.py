@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers import _conv
+from gradcli.layers import _conv, _conv_variants
 from gradcli.layers._conv import geometry
 from gradcli.layers._conv_words import WHY, ConvNames, convolution
 from gradcli.layers.base import (
@@ -120,6 +120,19 @@ def backward(dz: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
         return {"x": grads["X"][..., 0], "w": grads["W"][:, 0, 0], "b": grads["b"][0]}
     grads = _conv.backward(dz, cache)
     return {"x": grads["X"], "w": grads["W"], "b": grads["b"]}
+
+
+def variants(t: Arrays, options: Any, dz: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """Classic wrong dx (gradcli.layers._conv_variants), for the diagnosis; the seed's form
+    as one channel in and out."""
+    x, w = t["x"], t["w"]
+    options = options or Options()
+    if w.ndim == 3:
+        found = _conv_variants.variants_nd(x, w, dz, _geometry(x.shape[-2], w.shape[0], options))
+        return {c: (text, {"x": dx}) for c, (text, dx) in found.items()}
+    geo = _geometry(x.shape[-1], w.shape[0], options)
+    found = _conv_variants.variants_nd(x[..., None], w[:, None, None], dz[..., None], geo)
+    return {c: (text, {"x": dx[..., 0]}) for c, (text, dx) in found.items()}
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -271,4 +284,5 @@ LAYER = Layer(
     resolve=resolve,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
 )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers import _conv
+from gradcli.layers import _conv, _conv_variants
 from gradcli.layers._conv import geometry
 from gradcli.layers._conv_words import ConvNames, convolution
 from gradcli.layers.base import (
@@ -63,6 +63,14 @@ def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dZ (..., Ho, Wo, C_out)
     -> {"X": (..., H, W, C_in), "W": (kh, kw, C_in, C_out), "b": (C_out,)}."""
     return _conv.backward(dZ, cache)
+
+
+def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """Classic wrong dX (gradcli.layers._conv_variants), for the diagnosis."""
+    X, W = t["X"], t["W"]
+    geo = _geometry(X.shape, W.shape, options or Options())
+    found = _conv_variants.variants_nd(X, W, dZ, geo)
+    return {c: (text, {"X": dX}) for c, (text, dX) in found.items()}
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -153,4 +161,5 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
 )

@@ -13,6 +13,7 @@ import numpy as np
 from gradcli import __version__
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
+from gradcli.checking.hypotheses import hint_doc
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY, Layer, TensorInfo
@@ -78,7 +79,7 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         "checked": r.checked,
         "atol": _num(r.atol),
         "band": r.band,
-        "hints": list(r.hints),
+        "hints": [hint_doc(h) for h in r.hints],
         "worst": [
             {k: _num(v) if isinstance(v, float) else v for k, v in w.items()} for w in r.worst
         ],

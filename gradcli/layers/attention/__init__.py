@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers.attention import words
+from gradcli.layers.attention import classic, words
 from gradcli.layers.attention.delta import exp_shifted, perturbed
 from gradcli.layers.base import (
     Arrays,
@@ -146,6 +146,12 @@ def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     grads.update(X=_rows(dQKV, W_QKV.T), W_Q=dW[:, :k], W_K=dW[:, k:kk], W_V=dW[:, kk:])
     grads.update(Q=dQ, K=dK, V=dV, S=dS, A=dA)
     return grads
+
+
+def variants(t: Arrays, options: Any, g: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """Classic wrong backward passes, named (attention/classic.py), for the diagnosis."""
+    cache = forward(t, options or Options())[1]
+    return classic.variants(cache, g, _split, _merge, _rows)
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -294,4 +300,5 @@ LAYER = Layer(
     tail_info=tail_info,
     explain=words.explain,
     skeleton=words.SKELETON,
+    variants=variants,
 )

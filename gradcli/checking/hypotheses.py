@@ -1,0 +1,444 @@
+"""Why a gradient is wrong, verified: a hint names a cause only when a wrong backward built from
+that cause reproduces the values under test to round-off.
+
+The right gradient comes from the built-in layer's backward (for ``--grads`` answers, and for an
+``--impl`` whose forward agrees with ours). The candidates are wrong backward passes, each a
+mechanism rather than a case:
+
+- the right backward fed a structured upstream gradient: one output index alone along an axis
+  (``db = dz[0]``), or one left out (a loop one short);
+- the right backward with an option at its default (stride, dilation, padding, causal, heads
+  ignored by the backward), the upstream gradient fitted to that output's shape;
+- the right backward with a tensor transposed or its kernel flipped (``W`` for ``W^T``, a
+  convolution where the layer correlates);
+- the layer's own named variants (``Layer.variants``: attention's softmax Jacobian without its
+  rowsum term, a path of dX left out; conv's ``=`` where ``+=`` belongs ...);
+- the right gradient itself transposed, flipped, shifted by one, or times a constant the layer
+  names (1/batch, a mean over the output positions, 2, -1), and any candidate times such a
+  constant (a cheap pair).
+
+A cause that explains more of the failing tensors wins over one that explains fewer (the same
+bug shows in dX, dW_Q and dW_K); causes that reproduce the values equally are all named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.layers import REGISTRY, Layer
+
+MAX_ELEMENTS = 2_000_000  # beyond this many elements in all, no hypotheses: the hints stay cheap
+
+
+class Hint(str):
+    """One sentence for people (it is the ``str``), and its evidence: the cause it names (None
+    for an observation that names none) and whether a recomputation reproduced it."""
+
+    cause: str | None
+    verified: bool
+
+    def __new__(cls, text: str, cause: str | None = None, verified: bool = False) -> Hint:
+        hint = super().__new__(cls, text)
+        hint.cause, hint.verified = cause, verified
+        return hint
+
+
+def hint_doc(hint: str) -> dict[str, Any]:
+    """A hint as JSON: {"text", "cause", "verified"} (a plain string names no cause)."""
+    return {
+        "text": str(hint),
+        "cause": getattr(hint, "cause", None),
+        "verified": bool(getattr(hint, "verified", False)),
+    }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    cause: str
+    text: str  # completes "dW is exactly what the backward gives ..."
+    grads: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Match:
+    cause: str
+    text: str  # the whole sentence after "dW "
+
+
+def _factors(out_shape: tuple[int, ...], letters: list[str], nbatch: int) -> list[tuple]:
+    """(value, cause, words) of the constants a classic mistake multiplies a gradient by:
+    1/(product of sizes) for every set of output axes (a mean where the loss sums), the batch
+    size, 2 and 1/2, each also negated; -1 is the sign."""
+    out = [(-1.0, "sign", "the sign is flipped")]
+    axes = [k for k, n in enumerate(out_shape) if n > 1]
+    batch = [k for k in axes if k < nbatch]
+    for r in range(1, len(axes) + 1):
+        for subset in itertools.combinations(axes, r):
+            n = math.prod(out_shape[k] for k in subset)
+            names = ", ".join(letters[k] for k in subset)
+            if list(subset) == batch:
+                cause, words = (
+                    "scale:1/batch",
+                    f"divided by the batch size {n} (a mean over the batch where the loss sums)",
+                )
+            elif len(subset) == len(axes) or list(subset) == axes[:-1]:
+                cause, words = (
+                    "scale:mean",
+                    f"divided by {n}, the number of outputs over {names} "
+                    "(a mean where the loss sums)",
+                )
+            else:
+                cause, words = (
+                    f"scale:1/({names})",
+                    f"divided by {n}, the size of {names} "
+                    f"(a mean over {names} where the loss sums)",
+                )
+            out.append((1.0 / n, cause, words))
+    if batch:
+        n = math.prod(out_shape[k] for k in batch)
+        out.append((float(n), "scale:batch", f"multiplied by the batch size {n}"))
+    out += [(2.0, "scale:2", "an extra factor 2"), (0.5, "scale:1/2", "a missing factor 2")]
+    out += [(-v, f"{c} and sign", f"{w}, and the sign flipped") for v, c, w in out[1:]]
+    return out
+
+
+class Session:
+    """The hypotheses of one check, computed once for all its tensors (lazily: only when one
+    fails). ``given``: the gradients under test, by tensor name."""
+
+    def __init__(self, spec: Any, given: Mapping[str, np.ndarray], output: np.ndarray) -> None:
+        self.spec = spec
+        self.given = {
+            n: np.asarray(a, dtype=np.float64) for n, a in given.items() if n in spec.tensors
+        }
+        self.output = output
+        self._matches: dict[str, list[Match]] | None = None
+        self._layer: list[Layer | None] = []  # [the right backward's layer], once computed
+
+    @property
+    def builtin_ok(self) -> bool:
+        """Whether the values under test were held against the right backward itself: then a
+        cause that no recomputation reproduced is not named by a looser pattern either."""
+        return self.right_layer() is not None
+
+    def right_layer(self) -> Layer | None:
+        if not self._layer:
+            try:
+                self._layer.append(self.builtin())
+            except Exception:  # noqa: BLE001 - a hint is best effort; the verdict stands
+                self._layer.append(None)
+        return self._layer[0]
+
+    # ------------------------------------------------------------------ the right backward
+    def builtin(self) -> Layer | None:
+        """Our layer, when its backward is the right one for the values under test: the spec's
+        own layer, or for --impl the built-in of that name when the user's forward agrees."""
+        layer = self.spec.layer
+        if layer.broadcasts:
+            return layer if layer.name in REGISTRY else None
+        ours = REGISTRY.get(layer.name)
+        if ours is None:
+            return None
+        out, _ = ours.forward(self._t64(), self.spec.options)
+        mine = np.asarray(self.output, dtype=np.float64)
+        if out.shape != mine.shape:
+            return None
+        scale = float(np.max(np.abs(out), initial=0.0)) or 1.0
+        tol = 1e-5 if self.spec.dtype == "float32" else 1e-10
+        return ours if float(np.max(np.abs(out - mine), initial=0.0)) <= tol * scale else None
+
+    def _t64(self) -> dict[str, np.ndarray]:
+        return {n: np.asarray(a, dtype=np.float64) for n, a in self.spec.tensors.items()}
+
+    def explain(self, name: str) -> list[Hint]:
+        """The verified hints for tensor ``name`` (empty when nothing reproduces it)."""
+        if self._matches is None:
+            try:
+                self._matches = self._match_all()
+            except Exception:  # noqa: BLE001 - a hint is best effort; the verdict stands
+                self._matches = {}
+        found = self._matches.get(name, [])
+        if not found:
+            return []
+        if len(found) == 1:
+            return [Hint(f"d{name} {found[0].text}", found[0].cause, True)]
+        text = f"d{name} {found[0].text}; or equally {'; or '.join(m.text for m in found[1:])}"
+        return [Hint(text, " or ".join(m.cause for m in found), True)]
+
+    # ------------------------------------------------------------------ matching
+    def _match_all(self) -> dict[str, list[Match]]:
+        layer = self.right_layer()
+        if layer is None or sum(a.size for a in self._t64().values()) > MAX_ELEMENTS:
+            return {}
+        t = self._t64()
+        g = np.asarray(self.spec.grad_output, dtype=np.float64)
+        right = layer.backward(g, layer.forward(t, self.spec.options)[1])
+        rt = 1e-4 if self.spec.dtype == "float32" else 1e-8
+        wrong = {}
+        for n, a in self.given.items():
+            R = np.asarray(right[n], dtype=np.float64)
+            scale = max(float(np.max(np.abs(R), initial=0)), float(np.max(np.abs(a), initial=0)))
+            if a.shape == R.shape and scale > 0 and np.max(np.abs(a - R)) > 1e3 * rt * scale:
+                wrong[n] = (a, R, rt * scale)
+        if not wrong:
+            return {}
+        cands = self._candidates(layer, t, g)
+        out_shape = tuple(np.shape(self.output))
+        letters = self._out_letters(layer, out_shape)
+        nbatch = len(out_shape) - len(layer.output_info(self.spec.shapes).axes)
+        factors = _factors(out_shape, letters, nbatch)
+        matches = {n: self._match(n, a, R, tol, cands, factors) for n, (a, R, tol) in wrong.items()}
+        # one cause that explains more of the failing tensors beats several that explain one
+        count: dict[str, int] = {}
+        for found in matches.values():
+            for c in {m.cause for m in found}:
+                count[c] = count.get(c, 0) + 1
+        best = {}
+        for n, found in matches.items():
+            top = max((count[m.cause] for m in found), default=0)
+            best[n] = list({m.cause: m for m in found if count[m.cause] == top}.values())
+        return best
+
+    def _match(
+        self,
+        name: str,
+        a: np.ndarray,
+        R: np.ndarray,
+        tol: float,
+        cands: list[Candidate],
+        factors: list[tuple],
+    ) -> list[Match]:
+        exact: list[Match] = []
+        paired: list[Match] = []
+        info = self.spec.layer.tensor(name, self.spec.shapes)
+        for c in [*cands, *self._transforms(name, R, list(info.index), info.axes)]:
+            v = c.grads.get(name)
+            if v is None or v.shape != a.shape or not np.all(np.isfinite(v)):
+                continue
+            if not np.any(np.abs(v) > tol) or np.max(np.abs(v - R)) <= 10 * tol:
+                continue  # a zero or a right candidate explains no failure
+            if np.max(np.abs(a - v)) <= tol:
+                exact.append(Match(c.cause, f"is exactly what the backward gives {c.text}"))
+                continue
+            k = float(np.vdot(v, a) / np.vdot(v, v))
+            if not np.isfinite(k) or np.max(np.abs(a - k * v)) > tol:
+                continue
+            for value, cause, words in factors:
+                if abs(k / value - 1) < 1e-6:
+                    paired.append(
+                        Match(
+                            f"{c.cause} + {cause}",
+                            f"is what the backward gives {c.text}, {words} ({k:.6g} x it)",
+                        )
+                    )
+        if exact:
+            return exact
+        k = float(np.vdot(R, a) / np.vdot(R, R))
+        if (
+            np.isfinite(k)
+            and abs(k - 1) > 1e-6
+            and abs(k) > 1e-6
+            and np.max(np.abs(a - k * R)) <= tol
+        ):
+            named = [
+                Match(cause, f"= {k:.6g} x the right gradient everywhere: {words}")
+                for value, cause, words in factors
+                if abs(k / value - 1) < 1e-6
+            ]
+            if named or np.count_nonzero(np.abs(R) > 10 * tol) < 2:
+                return named  # one number is a multiple of any other: no evidence of a factor
+            return [
+                Match(
+                    f"scale:{k:.6g}",
+                    f"= {k:.6g} x the right gradient "
+                    "everywhere: a constant factor this layer does not name",
+                )
+            ]
+        return paired
+
+    def _out_letters(self, layer: Layer, out_shape: tuple[int, ...]) -> list[str]:
+        index = list(layer.output_info(self.spec.shapes).index)
+        return [f"b{k}" for k in range(len(out_shape) - len(index))] + index
+
+    # ------------------------------------------------------------------ candidates
+    def _candidates(self, layer: Layer, t: dict[str, np.ndarray], g: np.ndarray) -> list[Candidate]:
+        options = self.spec.options
+        cache = layer.forward(t, options)[1]
+        out: list[Candidate] = []
+
+        def add(cause: str, text: str, make: Callable[[], Mapping[str, np.ndarray]]) -> None:
+            try:
+                grads = make()
+            except Exception:  # noqa: BLE001 - a variant that does not apply here is no hint
+                return
+            out.append(
+                Candidate(cause, text, {n: np.asarray(v, np.float64) for n, v in grads.items()})
+            )
+
+        letters = self._out_letters(layer, g.shape)
+        for axis, size in enumerate(g.shape):
+            if size < 2:
+                continue
+            ltr = letters[axis]
+            for where, idx, text in (
+                (
+                    "first",
+                    0,
+                    f"when only output {ltr}=0 contributes (a sum over {ltr} that keeps "
+                    f"its first term, e.g. dz[0] where dz.sum(axis) belongs)",
+                ),
+                (
+                    "last",
+                    size - 1,
+                    f"when only the last output {ltr}={size - 1} contributes (a "
+                    f"sum over {ltr} that keeps its last term: = where += belongs)",
+                ),
+            ):
+                keep = _along(g.ndim, axis, idx, size)
+                add(
+                    f"upstream-only:{where}:{ltr}",
+                    text,
+                    lambda k=keep: layer.backward(np.where(k, g, 0.0), cache),
+                )
+            for where, idx, text in (
+                (
+                    "first",
+                    0,
+                    f"without the contributions of output {ltr}=0 (a loop over {ltr} "
+                    "that starts at 1)",
+                ),
+                (
+                    "last",
+                    size - 1,
+                    f"without the contributions of the last output "
+                    f"{ltr}={size - 1} (a loop over {ltr} one short)",
+                ),
+            ):
+                keep = _along(g.ndim, axis, idx, size)
+                add(
+                    f"upstream-without:{where}:{ltr}",
+                    text,
+                    lambda k=keep: layer.backward(np.where(k, 0.0, g), cache),
+                )
+        if dataclasses.is_dataclass(options):
+            for f in dataclasses.fields(options):
+                value = getattr(options, f.name)
+                if f.name == "channels" or value == f.default:
+                    continue
+                plain = dataclasses.replace(options, **{f.name: f.default})
+                add(
+                    f"option:{f.name}",
+                    f"with {f.name} {f.default!r} (the forward uses {value!r}): the backward "
+                    f"ignores {f.name}",
+                    lambda p=plain: _with_options(layer, t, p, g, self.spec.shapes),
+                )
+        for name, a in t.items():
+            info = layer.tensor(name, self.spec.shapes)
+            axes = [f"b{k}" for k in range(a.ndim - len(info.axes))] + list(info.axes)
+            for i, j in itertools.combinations(range(a.ndim), 2):
+                if a.shape[i] == a.shape[j] and a.shape[i] > 1:
+                    swapped = {**t, name: np.swapaxes(a, i, j)}
+                    what = (
+                        f"{name} transposed"
+                        if a.ndim == 2
+                        else (f"{name}'s axes {axes[i]} and {axes[j]} swapped")
+                    )
+                    add(
+                        f"tensor-transposed:{name}",
+                        f"with {what} in the backward ({name}^T where {name} belongs, or the "
+                        "other way round)",
+                        lambda s=swapped: layer.backward(g, layer.forward(s, options)[1]),
+                    )
+            kernel = tuple(k for k, ax in enumerate(axes) if ax.startswith("k"))
+            if kernel and info.role == "weight":
+                flipped = {**t, name: np.flip(a, kernel)}
+                add(
+                    f"tensor-flipped:{name}",
+                    f"with {name} flipped along its kernel axes in the backward (a convolution "
+                    "where the layer correlates: its dX needs the kernel as it is, unrotated, "
+                    "or the other way round)",
+                    lambda f=flipped: layer.backward(g, layer.forward(f, options)[1]),
+                )
+        if layer.variants is not None:
+            for cause, (text, grads) in layer.variants(t, options, g).items():
+                add(cause, text, lambda v=grads: v)
+        return out
+
+    def _transforms(
+        self, name: str, R: np.ndarray, index: list[str], axes: tuple[str, ...]
+    ) -> list[Candidate]:
+        """The right gradient transposed, flipped or shifted by one: index mix-ups."""
+        letters = [f"b{k}" for k in range(R.ndim - len(index))] + index
+        out = []
+        for i, j in itertools.combinations(range(R.ndim), 2):
+            if R.shape[i] == R.shape[j] > 1:
+                out.append(
+                    Candidate(
+                        "transposed",
+                        f"if its axes {letters[i]} and {letters[j]} were swapped: it is the right "
+                        "gradient transposed (an index order mixed up, e.g. x^T dz for dz^T x)",
+                        {name: np.swapaxes(R, i, j)},
+                    )
+                )
+        kernel = tuple(k + R.ndim - len(axes) for k, ax in enumerate(axes) if ax.startswith("k"))
+        flips = {(k,) for k in range(R.ndim) if R.shape[k] > 1} | ({kernel} if kernel else set())
+        for f in sorted(flips):
+            where = ", ".join(letters[k] for k in f)
+            out.append(
+                Candidate(
+                    "flipped",
+                    f"if it were flipped along {where}: it is the right gradient reversed there (a "
+                    "convolution where the layer correlates, or an index counted from the end)",
+                    {name: np.flip(R, f)},
+                )
+            )
+        for k in range(R.ndim):
+            for step in (1, -1):
+                if R.shape[k] > 2:
+                    out.append(
+                        Candidate(
+                            "shifted",
+                            f"if it were shifted by {step:+d} along {letters[k]}: it is the right "
+                            f"gradient one index off along {letters[k]} (an offset off by one)",
+                            {name: _shift(R, k, step)},
+                        )
+                    )
+        return out
+
+
+def _along(ndim: int, axis: int, idx: int, size: int) -> np.ndarray:
+    """A boolean mask, broadcastable to ndim axes, true at index idx along axis."""
+    mask = np.zeros(size, dtype=bool)
+    mask[idx] = True
+    return mask.reshape([size if k == axis else 1 for k in range(ndim)])
+
+
+def _shift(R: np.ndarray, axis: int, step: int) -> np.ndarray:
+    """R moved by step along axis, zeros where nothing moves in."""
+    out = np.zeros_like(R)
+    n = R.shape[axis]
+    src = [slice(None)] * R.ndim
+    dst = [slice(None)] * R.ndim
+    src[axis] = slice(0, n - step) if step > 0 else slice(-step, n)
+    dst[axis] = slice(step, n) if step > 0 else slice(0, n + step)
+    out[tuple(dst)] = R[tuple(src)]
+    return out
+
+
+def _with_options(layer: Layer, t: dict, options: Any, g: np.ndarray, shapes: Any) -> dict:
+    """The backward at other options, the upstream gradient fitted to that output's shape: cut
+    at, or padded with zeros past, the high end of each axis (the first outputs keep their
+    place, as a backward that ignores the option places them)."""
+    options = layer.resolve_options(options, shapes)
+    out, cache = layer.forward(t, options)
+    fitted = np.zeros(out.shape)
+    common = tuple(slice(0, min(a, b)) for a, b in zip(out.shape, g.shape, strict=True))
+    fitted[common] = g[common]
+    return layer.backward(fitted, cache)
