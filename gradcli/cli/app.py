@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from gradcli.cli.args import (
+    MAX_ELEMENTS,
+    DTypeOpt,
+    Format,
+    FormatOpt,
+    ImplOpt,
+    LayerArg,
+    MaxElementsOpt,
+    MethodChoice,
+    ModeChoice,
+    OutputOpt,
+    SeedOpt,
+    SpecArg,
+    TracebackOpt,
+    load,
+    load_net,
+    parse_eps,
+)
 from gradcli.cli.emit import emit, input_files, ready, wants_json
 from gradcli.cli.exits import GradcliGroup, diagnostic
+from gradcli.cli.network import check_net
 from gradcli.errors import EXIT_MISMATCH, GradcliError
 
 app = typer.Typer(
@@ -28,109 +45,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-
-
-class DType(str, Enum):
-    float64 = "float64"
-    float32 = "float32"
-
-
-LayerArg = Annotated[str, typer.Argument(help="Layer name (see 'gradcli layers').")]
-SpecArg = Annotated[
-    str | None,
-    typer.Argument(help="YAML spec file; '-' reads stdin; omitted: the layer's default spec."),
-]
-FormatOpt = Annotated[
-    Format | None,
-    typer.Option(
-        "--format",
-        "-f",
-        case_sensitive=False,
-        help="table or json; default: json for an --output FILE.json, else table.",
-    ),
-]
-OutputOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
-    ),
-]
-DTypeOpt = Annotated[
-    DType | None, typer.Option(case_sensitive=False, help="Override the spec's dtype.")
-]
-SeedOpt = Annotated[int | None, typer.Option(help="Override the spec's seed.")]
-ImplOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--impl",
-        help="Your implementation: FILE.py (or FILE.py:NAME) with forward() and backward().",
-    ),
-]
-# spec.DEFAULT_MAX_ELEMENTS, repeated here so that `gradcli --help` imports no numpy
-MAX_ELEMENTS = 50_000_000
-MaxElementsOpt = Annotated[
-    int,
-    typer.Option(help="Refuse a spec whose arrays and output exceed this many elements."),
-]
-TracebackOpt = Annotated[
-    bool, typer.Option("--traceback", help="Show the traceback of an internal error.")
-]
-
-
-def _load(
-    layer: str,
-    spec: str | None,
-    dtype: DType | None,
-    seed: int | None,
-    impl: str | None = None,
-    max_elements: int = MAX_ELEMENTS,
-) -> Any:
-    from gradcli.errors import OptionError
-    from gradcli.inputs.spec import MAX_SEED, load_spec
-    from gradcli.user.impl import load_impl
-
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
-    if max_elements < 1:
-        raise OptionError(
-            f"expected a positive integer, got {max_elements}", source="--max-elements"
-        )
-    code = load_impl(impl) if impl else None
-    return load_spec(
-        layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
-        max_elements=max_elements,
-    )  # fmt: skip
-
-
-def _load_net(
-    spec: str | None, dtype: DType | None, seed: int | None, max_elements: int, **refused: Any
-) -> Any:
-    """A model file for the ``net`` commands; options that apply to one layer are refused."""
-    from gradcli.errors import OptionError
-    from gradcli.inputs.network import load_network
-    from gradcli.inputs.spec import MAX_SEED
-
-    for flag, given in refused.items():
-        if given:
-            where = "entries of the model file (impl: FILE.py)" if flag == "impl" else "one layer"
-            raise OptionError(f"goes with {where}, not with a network",
-                              source="--" + flag.replace("_", "-"))  # fmt: skip
-    if spec is None:
-        raise GradcliError("a network needs its model file: gradcli init net -o model.yaml "
-                           "writes one")  # fmt: skip
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
-    if max_elements < 1:
-        raise OptionError(
-            f"expected a positive integer, got {max_elements}", source="--max-elements"
-        )
-    return load_network(spec, dtype=dtype.value if dtype else None, seed=seed,
-                        max_elements=max_elements)  # fmt: skip
 
 
 def _version(value: bool) -> None:
@@ -172,7 +86,7 @@ def compute(
     if layer == "net":
         from gradcli.render import netdoc, network
 
-        net = _load_net(spec, dtype, seed, max_elements, impl=impl)
+        net = load_net(spec, dtype, seed, max_elements, impl=impl)
         ready(output, input_files(net.spec))
         comp = run_compute(net.spec)
         emit(
@@ -182,7 +96,7 @@ def compute(
             npz=lambda: jsondoc.npz_bytes(net.spec, comp),
         )  # fmt: skip
         return
-    s = _load(layer, spec, dtype, seed, impl, max_elements)
+    s = load(layer, spec, dtype, seed, impl, max_elements)
     ready(output, input_files(s, impl))
     comp = run_compute(s)
     emit(
@@ -193,20 +107,6 @@ def compute(
         else lambda c: render.render_compute(c, s, comp),
         npz=lambda: jsondoc.npz_bytes(s, comp),
     )
-
-
-class MethodChoice(str, Enum):
-    central = "central"
-    forward = "forward"
-    backward = "backward"
-    central4 = "central4"
-    complex = "complex"
-
-
-class ModeChoice(str, Enum):
-    full = "full"
-    sample = "sample"
-    probe = "probe"
 
 
 @app.command()
@@ -276,7 +176,7 @@ def check(
     from gradcli.render.sweep import render_sweep
 
     opts = CheckOptions(
-        method=method.value, eps=_eps(eps), atol=atol, rtol=rtol,
+        method=method.value, eps=parse_eps(eps), atol=atol, rtol=rtol,
         mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
         max_memory=max_memory * 2**20, budget=budget, notify=diagnostic, top=top,
     )  # fmt: skip
@@ -288,10 +188,10 @@ def check(
             source="--impl",
         )
     if layer == "net":
-        _check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
+        check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
                    impl=impl, sweep=sweep, values=values)  # fmt: skip
         return
-    s = _load(layer, spec, dtype, seed, impl, max_elements)
+    s = load(layer, spec, dtype, seed, impl, max_elements)
     memory.require(s, opts.method, opts.max_memory)  # before the first forward
     if grads is not None:
         from gradcli.checking import intermediates
@@ -339,53 +239,6 @@ def check(
         raise typer.Exit(EXIT_MISMATCH)
 
 
-def _check_net(
-    spec: str | None, opts: Any, dtype: DType | None, seed: int | None, max_elements: int,
-    grads: str | None, wrt: str | None, fmt: Format | None, output: Path | None, quiet: bool,
-    **refused: Any,
-) -> None:  # fmt: skip
-    from gradcli.checking import intermediates
-    from gradcli.checking.network import check_network
-    from gradcli.inputs.answers import load_answers
-    from gradcli.numeric import memory
-    from gradcli.render import jsondoc, netdoc, network
-    from gradcli.render import text as render
-
-    net = _load_net(spec, dtype, seed, max_elements, **refused)
-    memory.require(net.spec, opts.method, opts.max_memory)
-    if grads is not None:
-        answers = load_answers(
-            grads, wrt, net.spec.shapes, intermediates.shapes(net.spec),
-            counted=net.spec.elements, max_elements=net.spec.max_elements,
-        )  # fmt: skip
-        opts = dataclasses.replace(opts, grads=answers)
-    elif wrt is not None:
-        raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
-    inputs = input_files(net.spec, grads)
-    ready(output, inputs)
-    with render.ProgressBar(sys.stderr) as bar:
-        report = check_network(net, dataclasses.replace(opts, progress=bar))
-    as_json = wants_json(fmt, output)
-    emit(output, inputs,
-         text=jsondoc.to_json(netdoc.check_doc(net, report)) if as_json
-         else lambda c: network.render_check(c, net, report, quiet=quiet),
-         npz=lambda: jsondoc.npz_bytes(net.spec, report.computation,
-                                       dict(report.end_to_end.numeric)))  # fmt: skip
-    if not report.passed:
-        raise typer.Exit(EXIT_MISMATCH)
-
-
-def _eps(text: str) -> float | None:
-    from gradcli.errors import OptionError
-
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise OptionError(f"expected 'auto' or a number, got {text!r}", source="--eps") from None
-
-
 @app.command()
 def layers(fmt: FormatOpt = None, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
@@ -415,7 +268,7 @@ def explain(
 
     as_json = wants_json(fmt, output)
     if layer == "net":
-        net = _load_net(spec, None, None, MAX_ELEMENTS, impl=impl)
+        net = load_net(spec, None, None, MAX_ELEMENTS, impl=impl)
         inputs = input_files(net.spec)
         emit(output, inputs, text=jsondoc.to_json(explain_mod.explain_net_doc(net)) if as_json
              else lambda c: render_explain(c, explain_mod.explain_net(net)))  # fmt: skip
@@ -423,7 +276,7 @@ def explain(
     if layer == "custom" and impl is None and spec is None:
         doc, sections, inputs = explain_mod.custom_doc(), explain_mod.custom(), ()
     else:
-        s = _load(layer, spec, None, None, impl)
+        s = load(layer, spec, None, None, impl)
         doc, sections, inputs = None, None, input_files(s, impl)
     if as_json:
         emit(output, inputs, text=jsondoc.to_json(doc or explain_mod.explain_doc(s)))

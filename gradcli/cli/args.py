@@ -1,0 +1,140 @@
+"""The command line's vocabulary: its option types and choices, and the loading of what they
+name (a spec, a model file), with the checks only the command line needs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gradcli.errors import GradcliError
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+LayerArg = Annotated[str, typer.Argument(help="Layer name (see 'gradcli layers').")]
+SpecArg = Annotated[
+    str | None,
+    typer.Argument(help="YAML spec file; '-' reads stdin; omitted: the layer's default spec."),
+]
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="table or json; default: json for an --output FILE.json, else table.",
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
+    ),
+]
+DTypeOpt = Annotated[
+    DType | None, typer.Option(case_sensitive=False, help="Override the spec's dtype.")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Override the spec's seed.")]
+ImplOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--impl",
+        help="Your implementation: FILE.py (or FILE.py:NAME) with forward() and backward().",
+    ),
+]
+# spec.DEFAULT_MAX_ELEMENTS, repeated here so that `gradcli --help` imports no numpy
+MAX_ELEMENTS = 50_000_000
+MaxElementsOpt = Annotated[
+    int,
+    typer.Option(help="Refuse a spec whose arrays and output exceed this many elements."),
+]
+TracebackOpt = Annotated[
+    bool, typer.Option("--traceback", help="Show the traceback of an internal error.")
+]
+
+
+class MethodChoice(str, Enum):
+    central = "central"
+    forward = "forward"
+    backward = "backward"
+    central4 = "central4"
+    complex = "complex"
+
+
+class ModeChoice(str, Enum):
+    full = "full"
+    sample = "sample"
+    probe = "probe"
+
+
+def load(
+    layer: str,
+    spec: str | None,
+    dtype: DType | None,
+    seed: int | None,
+    impl: str | None = None,
+    max_elements: int = MAX_ELEMENTS,
+) -> Any:
+    from gradcli.errors import OptionError
+    from gradcli.inputs.spec import MAX_SEED, load_spec
+    from gradcli.user.impl import load_impl
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
+    if max_elements < 1:
+        raise OptionError(
+            f"expected a positive integer, got {max_elements}", source="--max-elements"
+        )
+    code = load_impl(impl) if impl else None
+    return load_spec(
+        layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
+        max_elements=max_elements,
+    )  # fmt: skip
+
+
+def load_net(
+    spec: str | None, dtype: DType | None, seed: int | None, max_elements: int, **refused: Any
+) -> Any:
+    """A model file for the ``net`` commands; options that apply to one layer are refused."""
+    from gradcli.errors import OptionError
+    from gradcli.inputs.network import load_network
+    from gradcli.inputs.spec import MAX_SEED
+
+    for flag, given in refused.items():
+        if given:
+            where = "entries of the model file (impl: FILE.py)" if flag == "impl" else "one layer"
+            raise OptionError(f"goes with {where}, not with a network",
+                              source="--" + flag.replace("_", "-"))  # fmt: skip
+    if spec is None:
+        raise GradcliError("a network needs its model file: gradcli init net -o model.yaml "
+                           "writes one")  # fmt: skip
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
+    if max_elements < 1:
+        raise OptionError(
+            f"expected a positive integer, got {max_elements}", source="--max-elements"
+        )
+    return load_network(spec, dtype=dtype.value if dtype else None, seed=seed,
+                        max_elements=max_elements)  # fmt: skip
+
+
+def parse_eps(text: str) -> float | None:
+    from gradcli.errors import OptionError
+
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"expected 'auto' or a number, got {text!r}", source="--eps") from None
