@@ -25,6 +25,11 @@ SIZES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
         "groupnorm": {"X": (16, 16, 32), "gamma": (32,), "beta": (32,)},
         "maxpool2d": {"X": (32, 32, 16)},
         "avgpool2d": {"X": (32, 32, 16)},
+        # issue 14: a batch of 32 feature maps 16 x 16 x 8 (elementwise: one color)
+        **{a: {"x": (32, 16, 16, 8)} for a in ("relu", "leaky_relu", "sigmoid", "tanh", "gelu")},
+        "softmax": {"x": (256, 128)},
+        "flatten": {"x": (32, 16, 16, 8)},
+        "dropout": {"x": (32, 16, 16, 8)},
     },
     "L": {
         "linear": {"x": (128, 1024), "W": (512, 1024), "b": (512,)},
@@ -128,4 +133,26 @@ def torch_forward(layer: str, options: dict | None = None):
         s = options.get("stride") or k
         pool = F.max_pool2d if layer == "maxpool2d" else F.avg_pool2d
         return lambda X: pool(X.permute(2, 0, 1)[None], k, s, p)[0].permute(1, 2, 0)
+    if layer == "relu":
+        return lambda x: F.relu(x)
+    if layer == "leaky_relu":
+        return lambda x: F.leaky_relu(x, options.get("alpha", 0.01))
+    if layer == "sigmoid":
+        return lambda x: torch.sigmoid(x)
+    if layer == "tanh":
+        return lambda x: torch.tanh(x)
+    if layer == "gelu":
+        return lambda x: F.gelu(x, approximate="tanh")
+    if layer == "softmax":
+        return lambda x: torch.softmax(x, dim=-1)
+    if layer == "flatten":
+        return lambda x: torch.flatten(x, start_dim=options.get("start", 1))
+    if layer == "dropout":  # gradcli's fixed mask (torch's own is random per call)
+        p, seed = options.get("p", 0.5), options.get("seed", 0)
+
+        def dropout(x):
+            keep = np.random.default_rng(seed).random(tuple(x.shape)) >= p
+            return x * torch.from_numpy(keep / (1 - p))
+
+        return dropout
     raise KeyError(layer)

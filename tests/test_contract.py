@@ -68,6 +68,11 @@ LARGE = {
     "avgpool2d": {"tensors": {"X": {"shape": [2, 9, 8, 3]}},
                   "options": {"size": [3, 2], "stride": [2, 1], "padding": [1, 0],
                               "count_include_pad": False}},
+    **{name: {"tensors": {"x": {"shape": [6, 7, 5]}}}
+       for name in ("relu", "sigmoid", "tanh", "gelu", "softmax")},
+    "leaky_relu": {"tensors": {"x": {"shape": [6, 7, 5]}}, "options": {"alpha": 0.2}},
+    "flatten": {"tensors": {"x": {"shape": [3, 4, 5, 2]}}, "options": {"start": 2}},
+    "dropout": {"tensors": {"x": {"shape": [6, 7, 5]}}, "options": {"p": 0.25, "seed": 3}},
 }  # fmt: skip
 
 

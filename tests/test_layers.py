@@ -57,13 +57,22 @@ def make(layer, shapes, rng, batch=(), dtype=np.float64):
     return t
 
 
-def upstream(layer, t, rng, dtype=np.float64):
-    shape = layer.output_shape({k: v.shape for k, v in t.items()}, layer.make_options({}))
+def default_options(layer, t, shapes=None):
+    """The default options settled from the spec's shapes (flatten's and dropout's axes count
+    from the end once settled, so extra leading axes are copies, as the engine's probes are)."""
+    shapes = shapes or {k: v.shape for k, v in t.items()}
+    return layer.resolve_options(layer.make_options({}), shapes)
+
+
+def upstream(layer, t, rng, dtype=np.float64, shapes=None):
+    shape = layer.output_shape(
+        {k: v.shape for k, v in t.items()}, default_options(layer, t, shapes)
+    )
     return np.asarray(rng.standard_normal(shape), dtype=dtype)
 
 
-def run(layer, t, dout, forward=None, backward=None):
-    out, cache = (forward or layer.forward)(t, layer.make_options({}))
+def run(layer, t, dout, forward=None, backward=None, shapes=None):
+    out, cache = (forward or layer.forward)(t, default_options(layer, t, shapes))
     return out, (backward or layer.backward)(dout, cache)
 
 
@@ -137,13 +146,13 @@ def test_twin_perturbed_result_is_caught(name, key):
 def test_batch_axes(name, batch):
     layer, rng = REGISTRY[name], np.random.default_rng(7)
     t = make(layer, layer.default_shapes, rng, batch)
-    dout = upstream(layer, t, rng)
-    out, grads = run(layer, t, dout)
+    dout = upstream(layer, t, rng, shapes=layer.default_shapes)
+    out, grads = run(layer, t, dout, shapes=layer.default_shapes)
     inputs = [i.name for i in layer.tensors if i.role == "input" and i.name in t]
     per_example = {}
     for idx in np.ndindex(*batch):
         one = {**t, **{n: t[n][idx] for n in inputs}}  # every input carries the batch axes
-        o, g = run(layer, one, dout[idx])
+        o, g = run(layer, one, dout[idx], shapes=layer.default_shapes)
         assert_close(out[idx], o, f"{name} forward at {idx}")
         per_example[idx] = g
     for key, g in grads.items():
@@ -169,7 +178,7 @@ STACK_CASES = [
 def test_stacked_copies_broadcast(name, tname, batch):
     """P copies of one tensor on a new leading axis == P separate forward calls."""
     layer, rng = REGISTRY[name], np.random.default_rng(11)
-    options = layer.make_options({})
+    options = layer.resolve_options(layer.make_options({}), layer.default_shapes)
     base = make(layer, layer.default_shapes, rng, batch)
     copies = [np.asarray(rng.standard_normal(base[tname].shape)) for _ in range(P)]
     # probe axis + the inputs' batch axes (a default shape may hold some: rnn_step's (N, D))

@@ -41,9 +41,13 @@ def batched_spec(name, seed=0):
     for t in (i for i in layer.tensors if i.name in layer.default_shapes):
         shape = layer.default_shapes[t.name]
         tensors[t.name] = rng.standard_normal((2, *shape) if t.role == "input" else shape)
-    out, _ = layer.forward(tensors, None)
+    # settled from the spec's shapes, as build_spec does (dropout's mask covers the batch)
+    options = layer.resolve_options(
+        layer.make_options({}), {n: a.shape for n, a in tensors.items()}
+    )
+    out, _ = layer.forward(tensors, options)
     g = rng.standard_normal(out.shape)
-    return Spec(layer, "float64", seed, layer.make_options({}), tensors, g, "<test>")
+    return Spec(layer, "float64", seed, options, tensors, g, "<test>")
 
 
 @pytest.mark.parametrize("method", list(METHODS))

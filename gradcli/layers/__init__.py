@@ -26,6 +26,14 @@ _ENTRIES: dict[str, str] = {
     "groupnorm": "groupnorm",
     "maxpool2d": "maxpool2d",
     "avgpool2d": "avgpool2d",
+    "relu": "activations:RELU",
+    "leaky_relu": "activations:LEAKY_RELU",
+    "sigmoid": "activations:SIGMOID",
+    "tanh": "activations:TANH",
+    "gelu": "activations:GELU",
+    "softmax": "softmax",
+    "flatten": "flatten",
+    "dropout": "dropout",
 }
 
 

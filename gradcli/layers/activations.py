@@ -1,0 +1,171 @@
+"""Elementwise activations: relu, leaky_relu, sigmoid, tanh, gelu (tanh approximation).
+
+Shapes: x (...), y (...) of the same shape; every axis is a batch axis (an element's output
+depends on that element alone), so each coordinate moves exactly its own output: one color.
+
+Forwards are complex-safe (``--method complex``): a branch is chosen on the real part, so a
+complex-step perturbation passes through the branch's own analytic formula.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import OptionError, brief
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    NoOptions,
+    Shapes,
+    TensorInfo,
+    option,
+    same,
+)
+
+
+@dataclass(frozen=True)
+class LeakyOptions:
+    alpha: float = option(0.01, "slope for x <= 0: a finite number (torch's negative_slope)")
+
+    def __post_init__(self) -> None:
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a):
+            raise OptionError(f"alpha must be a finite number, got {brief(a)}", key="options.alpha")
+
+
+# y = max(x, 0)
+def relu_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    x = t["x"]
+    on = x.real > 0
+    return x * on, {"on": on}
+
+
+# dL/dx = dL/dy * [x > 0]   (0 at x = 0 exactly, as in torch)
+def relu_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"x": dy * cache["on"]}
+
+
+# y = x (x > 0), alpha x (x <= 0)
+def leaky_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    x, alpha = t["x"], (options or LeakyOptions()).alpha
+    slope = np.where(x.real > 0, 1.0, alpha).astype(x.real.dtype)
+    return x * slope, {"slope": slope}
+
+
+# dL/dx = dL/dy * (1 if x > 0 else alpha)
+def leaky_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"x": dy * cache["slope"]}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) without overflow: for x < 0 the same value as e^x / (1 + e^x)."""
+    s = np.where(x.real >= 0, 1.0, -1.0).astype(x.real.dtype)  # constant near x: analytic
+    e = np.exp(-s * x)  # at most 1 in modulus of its real part: never overflows
+    return np.where(s > 0, 1.0, e) / (1.0 + e)
+
+
+# y = 1 / (1 + exp(-x))
+def sigmoid_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    y = _sigmoid(t["x"])
+    return y, {"y": y}
+
+
+# dL/dx = dL/dy * y (1 - y)
+def sigmoid_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    y = cache["y"]
+    return {"x": dy * (y * (1 - y))}
+
+
+# y = tanh(x)
+def tanh_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    y = np.tanh(t["x"])
+    return y, {"y": y}
+
+
+# dL/dx = dL/dy * (1 - y^2)
+def tanh_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    y = cache["y"]
+    return {"x": dy * (1 - y * y)}
+
+
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
+
+
+# y = x/2 (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)   (the tanh approximation),
+# evaluated as x sigmoid(2u): the same function, without 1 + tanh(u) cancelling for x << 0
+def gelu_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    x = t["x"]
+    s = _sigmoid(2 * GELU_C * (x + GELU_A * x * x * x))
+    return x * s, {"x": x, "s": s}
+
+
+# dL/dx = dL/dy * (1/2 (1 + tanh u) + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2))
+#       = dL/dy * (s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2)),  s = sigmoid(2u)
+def gelu_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    x, s = cache["x"], cache["s"]
+    du = GELU_C * (1 + 3 * GELU_A * x * x)
+    return {"x": dy * (s + 2 * x * s * (1 - s) * du)}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    return tuple(s["x"])
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[i] moves y[i] alone: a diagonal footprint, so every coordinate shares one color."""
+    return tuple(same(k, n) for k, n in enumerate(s["x"]))
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """A mask or a second x-sized array in the cache, and one temporary in the backward."""
+    return 2 * math.prod(s["x"])
+
+
+def _layer(
+    name: str,
+    summary: str,
+    forward: Callable[..., tuple[np.ndarray, dict[str, Any]]],
+    backward: Callable[..., dict[str, np.ndarray]],
+    options: type = NoOptions,
+) -> Layer:
+    def arrays_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+        y, cache = forward(t, options)
+        return np.asarray(y), cache  # a 0-d x gives a numpy scalar, and the engine wants arrays
+
+    def arrays_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in backward(dy, cache).items()}
+
+    return Layer(
+        name=name,
+        summary=summary,
+        tensors=(TensorInfo("x", ("n",), ("i",), "input", "input, any shape (elementwise)"),),
+        output=TensorInfo("y", ("n",), ("i",), "output", f"{name}(x), the shape of x"),
+        forward=arrays_forward,
+        backward=arrays_backward,
+        output_shape=output_shape,
+        default_shapes={"x": (6,)},
+        options=options,
+        footprint=footprint,
+        working=working_elements,
+    )
+
+
+RELU = _layer("relu", "y = max(x, 0)", relu_forward, relu_backward)
+LEAKY_RELU = _layer(
+    "leaky_relu", "y = x if x > 0 else alpha x", leaky_forward, leaky_backward, LeakyOptions
+)
+SIGMOID = _layer("sigmoid", "y = 1 / (1 + exp(-x))", sigmoid_forward, sigmoid_backward)
+TANH = _layer("tanh", "y = tanh(x)", tanh_forward, tanh_backward)
+GELU = _layer(
+    "gelu",
+    "y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (tanh approximation)",
+    gelu_forward,
+    gelu_backward,
+)

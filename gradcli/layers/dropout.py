@@ -1,0 +1,97 @@
+"""Inverted dropout with a fixed mask, so the forward is a deterministic function of x.
+
+Shapes: x (...), y (...) of the same shape. The mask is drawn once from the option ``seed`` over
+the whole x the spec gives (every element of every example its own draw):
+``keep = np.random.default_rng(seed).random(x.shape) >= p``, ``y = x * keep / (1 - p)``.
+A layer of your own reproduces it with those two lines. The numerical engine's extra leading
+axes share the mask, because its axes are settled from the spec as a count from the end.
+p = 0 is the identity; p = 1 is refused (everything dropped: the scale 1/(1-p) is infinite and
+there is no gradient left to check).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import OptionError, brief
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option, same
+
+
+@dataclass(frozen=True)
+class Options:
+    p: float = option(0.5, "probability of dropping an element: 0 <= p < 1 (torch's p)")
+    seed: int = option(0, "seed of the fixed mask: an integer >= 0")
+
+    def __post_init__(self) -> None:
+        p = self.p
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+            raise OptionError(
+                f"p must be a number with 0 <= p < 1 (1 would drop every element), got {brief(p)}",
+                key="options.p",
+            )
+        s = self.seed
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise OptionError(f"seed must be an integer >= 0, got {brief(s)}", key="options.seed")
+
+
+def resolve(options: Options, s: Shapes) -> Options:
+    resolved = dataclasses.replace(options)
+    # the mask's rank lives beside the fields, not as one: a user's --impl dropout receives
+    # the options as keywords and must see only p and seed
+    object.__setattr__(resolved, "rank", len(s["x"]))
+    return resolved
+
+
+def scaled_mask(shape: tuple[int, ...], options: Any) -> np.ndarray:
+    """keep / (1 - p) over ``shape``, in float64."""
+    o = options or Options()
+    keep = np.random.default_rng(o.seed).random(shape) >= o.p
+    return keep * (1.0 / (1.0 - o.p))
+
+
+# y = x * keep / (1 - p),   keep = default_rng(seed).random(x.shape) >= p
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    x = t["x"]
+    rank = getattr(options, "rank", x.ndim)
+    mask = scaled_mask(x.shape[x.ndim - rank :], options).astype(x.real.dtype)
+    return np.asarray(x * mask), {"mask": mask}  # a 0-d x: an array, not a numpy scalar
+
+
+# dL/dx = dL/dy * keep / (1 - p)
+def backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"x": np.asarray(dy * cache["mask"])}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    return tuple(s["x"])
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """x[i] moves y[i] alone: a diagonal footprint, one color."""
+    return tuple(same(k, n) for k, n in enumerate(s["x"]))
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The mask (drawn in float64, kept in x's dtype) and the backward's product."""
+    return 3 * math.prod(s["x"])
+
+
+LAYER = Layer(
+    name="dropout",
+    summary="y = x * keep / (1 - p), keep = default_rng(seed).random(x.shape) >= p (fixed mask)",
+    tensors=(TensorInfo("x", ("n",), ("i",), "input", "input, any shape; the mask covers all"),),
+    output=TensorInfo("y", ("n",), ("i",), "output", "x with dropped elements zero"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"x": (6,)},
+    options=Options,
+    footprint=footprint,
+    working=working_elements,
+    resolve=resolve,
+)
