@@ -283,7 +283,7 @@ class _Builder:
         except GradcliError as err:
             raise err.at(key=f"{key}.{err.key}" if err.key else key) from None
         batch = max(0, len(self.shape) - in_core) if in_core else 0
-        own = {i.name: len(sh[i.name]) - len(i.axes) for i in layer.infos(sh)
+        own = {i.name: len(sh[i.name]) - len(i.axes) for i in infos
                if i.name in params and i.axes and i.name in sh}  # fmt: skip
         pads = {p: max(0, batch - own.get(p, 0)) for p in params}
         node = Node(self.index, name, layer, options, input_name, tuple(params),
