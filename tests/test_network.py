@@ -321,3 +321,16 @@ def test_explain_net(cli: Any, write_spec: Any) -> None:
     assert "layer 3 linear 'fc2': dL/dW" in r.stdout and "∂L/∂W (3, 5)" in r.stdout
     doc = json.loads(cli("explain", "net", path, "-f", "json").stdout)
     assert [x["name"] for x in doc["layers"]] == ["fc1", "inner", "fc2"]
+
+
+def test_omitted_parameters_are_drawn_or_named(tmp_path: Path) -> None:
+    doc = {"inputs": {"X": {"shape": [6, 4]}}, "network": [
+        {"layer": "linear", "name": "fc", "tensors": {"W": {"shape": [50, 4]}}},
+        {"layer": "batchnorm", "name": "bn"},
+    ]}  # fmt: skip
+    t = build(doc, tmp_path).spec.tensors
+    assert np.all(t["fc.b"] == 0) and np.all(t["bn.gamma"] == 1) and np.all(t["bn.beta"] == 0)
+    assert abs(np.std(t["fc.W"]) - np.sqrt(2 / 4)) < 0.2  # He's scale, fan_in 4
+    doc["network"][0]["tensors"] = {}
+    with pytest.raises(GradcliError, match=r"network\[0\].*shape of linear's W \(out, in\)"):
+        build(doc, tmp_path)

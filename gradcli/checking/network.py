@@ -91,16 +91,19 @@ def local_specs(net: NetSpec) -> list[tuple[Node, Spec]]:
     return out
 
 
-def check_network(net: NetSpec, opts: CheckOptions | None = None, **kw: Any) -> NetReport:
+def check_network(
+    net: NetSpec, opts: CheckOptions | None = None, *, e2e_budget: float | None = None, **kw: Any
+) -> NetReport:
     """Local checks, end to end, and the first wrong backward. With ``opts.grads`` (the user's
-    answers for parameters and boundaries) only the end-to-end check runs, on those answers."""
+    answers for parameters and boundaries) only the end-to-end check runs, on those answers.
+    ``e2e_budget``: the budget the end-to-end check's share is of (default ``opts.budget``)."""
     opts = dataclasses.replace(opts or CheckOptions(), **kw)
     layers: list[LayerCheck] = []
     if opts.grads is None:
         for node, spec in local_specs(net):
             local = dataclasses.replace(opts, notify=_prefixed(opts, node))
             layers.append(LayerCheck(node, spec, check(spec, local)))
-    e2e_opts, note = end_to_end_options(net, opts)
+    e2e_opts, note = end_to_end_options(net, opts, e2e_budget)
     e2e = check(net.spec, e2e_opts)
     if note:
         e2e = dataclasses.replace(e2e, notes=(note, *e2e.notes))
@@ -108,7 +111,9 @@ def check_network(net: NetSpec, opts: CheckOptions | None = None, **kw: Any) -> 
                      e2e.computation or compute(net.spec))  # fmt: skip
 
 
-def end_to_end_options(net: NetSpec, opts: CheckOptions) -> tuple[CheckOptions, str]:
+def end_to_end_options(
+    net: NetSpec, opts: CheckOptions, budget: float | None = None
+) -> tuple[CheckOptions, str]:
     """The end-to-end check's options: every layer's contract is checked locally, so not again
     for the chain; in auto mode a full check within ``E2E_SHARE`` of the budget, else as many
     sampled coordinates per tensor as fit in it (at least ``E2E_MIN_SAMPLES``), saying so."""
@@ -120,7 +125,7 @@ def end_to_end_options(net: NetSpec, opts: CheckOptions) -> tuple[CheckOptions, 
                     method=opts.method, eps=opts.eps, max_memory=opts.max_memory)  # fmt: skip
     groups = {n: engine.groups_needed(n, opts.coloring) for n in spec.tensors}
     seconds = {n: engine.seconds(n, g, opts.coloring) for n, g in groups.items()}
-    share = opts.budget * E2E_SHARE
+    share = (opts.budget if budget is None else budget) * E2E_SHARE
     if sum(seconds.values()) <= share:
         return dataclasses.replace(opts, mode="full"), ""
     per_coordinate = sum(seconds[n] / max(1, groups[n]) for n in groups)

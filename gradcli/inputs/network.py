@@ -255,25 +255,37 @@ class _Builder:
                 )
         loaded: dict[str, np.ndarray] = {}
         for t in params:
-            info = roles.get(t)
             pkey = f"{key}.tensors.{t}"
             if t in tensors:
                 loaded[t] = self.loader.load(self._he(tensors[t]), pkey, f"{name}.{t}")
-            elif info is not None and (info.optional or info.absent_ok):
-                continue
-            else:
-                axes = f" {info.shape_str}" if info is not None else ""
-                raise SpecError(f"give the shape of {kind_}'s {t}{axes}, e.g. "
-                                f"{t}: {{shape: [...]}}", key=f"{key}.tensors")  # fmt: skip
         sh = {input_name: self.shape} | {t: a.shape for t, a in loaded.items()}
         sh |= {t: self.fixed[i].shape for t, i in fixed.items() if i in self.fixed}
-        for info in layer.infos(sh):  # an omitted bias: zeros sized from the other tensors
-            if info.name not in loaded and info.optional and info.name in params:
-                shape = _infer(layer, info.axes, sh)
-                if shape:
-                    self.loader.reserve(math.prod(shape), f"{key}.tensors.{info.name}")
-                    loaded[info.name] = np.zeros(shape, dtype=self.loader.dtype)
-                    sh[info.name] = shape
+        # an omitted parameter whose axes the other tensors size: a bias zeros, a scale
+        # (batchnorm's gamma) ones, a matrix He's; one they cannot size must be given
+        for info in layer.infos(sh):
+            if info.name in loaded or info.name not in params or info.absent_ok:
+                continue
+            # an input's (an RNN step's prev_h) batch axes are nobody else's to size
+            shape = _infer(layer, info.axes, sh) if info.axes and info.role != "input" else ()
+            if not shape and not info.optional:
+                raise SpecError(f"give the shape of {kind_}'s {info.name} {info.shape_str}, "
+                                f"e.g. {info.name}: {{shape: [...]}}",
+                                key=f"{key}.tensors")  # fmt: skip
+            if not shape:
+                continue
+            pkey = f"{key}.tensors.{info.name}"
+            if info.optional or info.role == "bias":
+                value: Any = {"shape": list(shape), "init": "zeros"}
+            elif len(shape) == 1:
+                value = {"shape": list(shape), "init": "ones"}
+            else:
+                value = self._he({"shape": list(shape)})
+            loaded[info.name] = self.loader.load(value, pkey, f"{name}.{info.name}")
+            sh[info.name] = shape
+        for t in params:
+            if t not in loaded and t not in roles:  # a custom layer's: nothing to size it by
+                raise SpecError(f"give the shape of {kind_}'s {t}, e.g. {t}: {{shape: [...]}}",
+                                key=f"{key}.tensors")  # fmt: skip
         params = [t for t in params if t in loaded]
         options = layer.make_options(e.get("options"))
         try:
