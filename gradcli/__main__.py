@@ -22,7 +22,8 @@ def main() -> int:
     # the outcome is decided: a late signal must not kill the exit, or its code would say
     # "terminated" over a finished result (Python's shutdown puts the default handlers back)
     interrupt.ignore()
-    if any(name.startswith("gradcli_user_") for name in sys.modules):
+    impl = sys.modules.get("gradcli.user.impl")  # imported only where user code was asked for
+    if impl is not None and impl.loads:
         _leave(code)
     return code
 

@@ -7,6 +7,7 @@ does not match is a *result* (see :mod:`gradcli.check`), never an exception.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -77,6 +78,35 @@ def one_of(names: Iterable[object], limit: int = 8) -> str:
     return ", ".join(shown) + (f" and {more:,} more" if more else "")
 
 
+NO_VALUE = object()  # mention(param) without a value
+
+
+def _as_parameter(param: str, value: object = NO_VALUE) -> str:
+    if value is NO_VALUE:
+        return param
+    return f"{param}={value!r}" if isinstance(value, str) else f"{param}={value}"
+
+
+_naming: ContextVar[Callable[[str, object], str]] = ContextVar(
+    "gradcli_naming", default=_as_parameter
+)
+
+
+def mention(param: str, value: object = NO_VALUE) -> str:
+    """A message's words for one of the library's parameters (and a value it may take): the
+    Python API reads ``max_memory`` / ``mode='full'``; the CLI, once its entry point has
+    installed its flags with :func:`set_naming`, ``--max-memory`` / ``--mode full``. Code below
+    the CLI never writes a flag itself: it mentions the parameter."""
+    return _naming.get()(param, value)
+
+
+def set_naming(naming: Callable[[str, object], str]) -> Callable[[], None]:
+    """Install how :func:`mention` names parameters (in this context: a thread running the API
+    beside the CLI keeps parameter names); returns the function that puts the last one back."""
+    token = _naming.set(naming)
+    return lambda: _naming.reset(token)
+
+
 class GradcliError(Exception):
     """Bad input or bad usage; becomes one line on stderr and exit code 2.
 
@@ -95,23 +125,32 @@ class GradcliError(Exception):
         key: str | None = None,
         param: str | None = None,
     ):
+        # a key or path from the input (a tensor file named "a\nb", an option key holding ESC)
+        # reaches every message through these three: escaped here once, whoever shows it
+        message = printable(message)
         super().__init__(message)
         self.message = message
-        self.source = source
-        self.key = key
-        self.param = param
+        self.source = None if source is None else printable(source)
+        self.key = None if key is None else printable(key)
+        self.param = None if param is None else printable(param)
 
-    def at(self, *, source: str | None = None, key: str | None = None) -> GradcliError:
-        """The same error with a source/key filled in where it had none."""
+    def at(
+        self, *, source: str | None = None, key: str | None = None, param: str | None = None
+    ) -> GradcliError:
+        """The same error with a source/key/param filled in where it had none."""
         err = type(self)(
-            self.message, source=self.source or source, key=self.key or key, param=self.param
-        )
+            self.message, source=self.source or source, key=self.key or key,
+            param=self.param or param,
+        )  # fmt: skip
         err.__cause__ = self.__cause__
         return err
 
     def describe(self, param_name: Callable[[str], str] = str) -> str:
-        """``source: key: message``, the parameter (if any) shown as ``param_name`` names it."""
+        """``source: key: message``, the parameter (if any) shown as ``param_name`` names it
+        (not where the key already starts with it: ``options.stride: ...``)."""
         param = param_name(self.param) if self.param else None
+        if param and self.key and self.key.split(".")[0].split("[")[0] == self.param:
+            param = None
         return ": ".join(str(p) for p in (self.source or param, self.key, self.message) if p)
 
     def __str__(self) -> str:
@@ -132,6 +171,11 @@ class ShapeError(GradcliError):
 
 class OptionError(GradcliError):
     """A layer option or a command-line option is invalid."""
+
+
+class UserCodeError(GradcliError):
+    """The user's code failed (raised, exited, returned the wrong thing); the message names
+    the function and the user's own line."""
 
 
 class InPlaceWriteError(GradcliError):

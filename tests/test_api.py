@@ -79,7 +79,7 @@ def test_forward_and_backward_keywords(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_user_code_that_prints_prints_nothing(capsys):
+def test_gradcli_prints_nothing_and_user_code_prints_on_stderr(capsys):
     def forward(x):
         print("forward called")
         return 3 * x
@@ -90,7 +90,10 @@ def test_user_code_that_prints_prints_nothing(capsys):
 
     assert gradcli.check(forward=forward, backward=backward, tensors={"x": [1.0, 2.0]}).passed
     out = capsys.readouterr()
-    assert out.out == "" and out.err == ""
+    assert out.out == ""  # stdout is the caller's: as the CLI keeps it for the result
+    assert "forward called" in out.err and "backward called" in out.err
+    assert gradcli.check("linear").passed  # twin: gradcli itself says nothing on either
+    assert capsys.readouterr() == ("", "")
 
 
 def test_assert_gradients_raises_with_the_table_text():
@@ -99,9 +102,14 @@ def test_assert_gradients_raises_with_the_table_text():
     with pytest.raises(AssertionError) as info:
         gradcli.assert_gradients(Scale(bug=True), SCALE)
     text = str(info.value)
-    assert text == str(gradcli.check(Scale(bug=True), SCALE))
-    assert "dw" in text and "\x1b[" not in text
-    assert text.rstrip().splitlines()[-1].startswith("FAIL")
+    table = str(gradcli.check(Scale(bug=True), SCALE))
+    # pytest shows the first line of an assertion's message: the verdict, naming the tensor
+    first, blank, rest = text.split("\n", 2)
+    assert first == table.rstrip().splitlines()[-1] and first.startswith("FAIL") and "dw" in first
+    assert blank == "" and rest.splitlines() == [line.rstrip() for line in table.splitlines()]
+    assert "\x1b[" not in text and not any(line != line.rstrip() for line in text.splitlines())
+    # its twin: the table as the CLI writes it is padded, which the message must strip
+    assert any(line != line.rstrip() for line in table.splitlines())
 
 
 @pytest.mark.parametrize("name", ["conv2d", "linear"])

@@ -144,7 +144,7 @@ def test_failed_probe_over_the_budget_samples_and_says_so():
     w = report.results["W"]
     assert w.mode == "sample" and w.checked == 1  # not every element: the budget holds
     # the sample missed the wrong element, the probe did not: still a FAIL, saying what to do
-    assert not w.passed and not report.passed and "--mode full" in w.hints[-1]
+    assert not w.passed and not report.passed and "mode='full'" in w.hints[-1]
     assert report.mode == "probe" and report.results["x"].passed
     note = next(n for n in report.notes if "probe failed for dW" in n)
     assert "budget 0 s" in note and "sampled" in note and said == [note]
@@ -158,7 +158,7 @@ def test_failed_probe_sampled_fallback_that_finds_the_element_names_it():
     w = report.results["W"]
     assert not w.passed and w.mode == "sample" and w.checked == size
     assert w.worst_index == tuple(int(i) - 1 for i in spec.tensors["W"].shape)
-    assert not any("--mode full" in h for h in w.hints)
+    assert not any("mode='full'" in h for h in w.hints)
 
 
 def test_correct_gradients_pass_probe_mode_with_a_zero_budget():

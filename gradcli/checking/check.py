@@ -26,7 +26,7 @@ from gradcli.checking.probe import fallback, probe, unlocated
 from gradcli.checking.report import FLOAT32_TOLERANCES, CheckReport, default_tolerances
 from gradcli.checking.soundness import refuse_overflow, resolvable, step_underflows
 from gradcli.checking.userwork import complex_safe, forward_against_builtin
-from gradcli.errors import OptionError
+from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.numeric import memory
 from gradcli.numeric.engine import Engine, TensorNumerics
@@ -162,7 +162,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     refuse_overflow(spec, comp)
     roundoff = _float32_roundoff(spec, comp)
     run_contract = opts.grads is None and opts.contract
-    contract = check_contract(spec, atol, rtol, roundoff) if run_contract else ()
+    first = {**comp.gradients, **{n: comp.intermediates["d" + n] for n in spec.layer.intermediates
+                                  if "d" + n in comp.intermediates}}  # fmt: skip
+    contract = check_contract(spec, atol, rtol, roundoff, first=first) if run_contract else ()
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
@@ -199,7 +201,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             p.mode = "sample"
             p.note(
                 f"a full check would take about {seconds:.0f} s (budget {opts.budget:g} s): "
-                f"checked {opts.samples} sampled coordinates per tensor (--mode full forces it)"
+                f"checked {opts.samples} sampled coordinates per tensor "
+                f"({mention('mode', 'full')} forces it)"
             )
     slow = p.mode == "full" and seconds > 2  # the README's promise: a bar only for a long run
     if slow:

@@ -23,6 +23,7 @@ import numpy as np
 from gradcli.checking.check import CheckOptions, check
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.report import CheckReport
+from gradcli.errors import mention
 from gradcli.inputs.network import NetSpec
 from gradcli.inputs.spec import Spec
 from gradcli.layers.chain import Node
@@ -133,7 +134,7 @@ def end_to_end_options(
     note = (
         f"end to end: a full check would take about {sum(seconds.values()):.0f} s (over "
         f"{E2E_SHARE:g} of the budget, {share:g} s): {k} sampled coordinates per tensor; every "
-        "coordinate is checked by the layers' local checks (--mode full forces it)"
+        f"coordinate is checked by the layers' local checks ({mention('mode', 'full')} forces it)"
     )
     opts.notify(note)
     return dataclasses.replace(opts, mode="sample", samples=k), note

@@ -14,6 +14,7 @@ import numpy as np
 
 from gradcli.checking import diagnose
 from gradcli.checking.compare import TensorResult
+from gradcli.errors import mention
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, steps
 from gradcli.numeric.sampling import rademacher
@@ -66,8 +67,8 @@ def fallback(
         return "full", f"probe failed for d{name}: ran the full per-element check{about}"
     return "sample", (
         f"probe failed for d{name}: a full check of it would take about {seconds:.0f} s "
-        f"(budget {budget:g} s): checked {samples} sampled coordinates (--mode full checks "
-        "every one)"
+        f"(budget {budget:g} s): checked {samples} sampled coordinates ({mention('mode', 'full')} "
+        "checks every one)"
     )
 
 
@@ -78,6 +79,6 @@ def unlocated(result: TensorResult) -> TensorResult:
         return result
     hint = (
         "a random direction disagreed, but none of the sampled coordinates did: "
-        "--mode full (or more --samples) finds the wrong elements"
+        f"{mention('mode', 'full')} (or more {mention('samples')}) finds the wrong elements"
     )
     return dataclasses.replace(result, within=False, hints=(*result.hints, hint))

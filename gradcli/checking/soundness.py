@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradcli.errors import SpecError
+from gradcli.errors import SpecError, mention
 from gradcli.layers import REGISTRY
 from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, get_method, steps
 
@@ -49,8 +49,8 @@ def resolvable(
     if not math.isfinite(noise) or (noise > atol and noise * RESOLVE_MARGIN > scale):
         why = (
             f"the round-off of its finite differences (about {noise:.2g}) is not far below the "
-            f"largest numerical gradient ({scale:.2g}); use a larger --eps, or --method complex "
-            "(no round-off)"
+            f"largest numerical gradient ({scale:.2g}); use a larger {mention('eps')}, or "
+            f"{mention('method', 'complex')} (no round-off)"
         )
     return max(atol, raised) if math.isfinite(raised) else atol, why
 
@@ -64,7 +64,7 @@ def step_underflows(engine: Engine, name: str, method: str) -> str:
     auto = get_method(method).auto_eps
     return (
         f"its step {h:.2g} is below the smallest normal float64 ({TINY:.2g}); use a larger "
-        f"--eps (auto: {auto:.2g})"
+        f"{mention('eps')} (auto: {auto:.2g})"
     )
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation
-from gradcli.errors import OptionError
+from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.numeric.engine import Engine
@@ -50,6 +50,6 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
             raise OptionError(
                 f"your forward is not complex-safe: the complex step and central differences "
                 f"disagree on d{name} (flat index {int(picks[j])}: {c[j]:.6g} vs {r[j]:.6g}); "
-                "use another --method",
+                f"use another {mention('method')}",
                 param="method",
             )

@@ -185,7 +185,7 @@ def check(
         raise GradcliError(
             "goes without --grads: --grads checks your gradients for our layer, --impl your "
             "own forward and backward; give one of them",
-            source="--impl",
+            param="impl",
         )
     if layer == "net":
         check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
@@ -203,7 +203,7 @@ def check(
         )  # fmt: skip
         opts = dataclasses.replace(opts, grads=answers)
     elif wrt is not None:
-        raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
+        raise GradcliError("--wrt goes with a .npy --grads file", param="wrt")
     ready(output, input_files(s, impl, grads))
     if sweep:
         rows, best, wrong = run_sweep(
@@ -306,7 +306,7 @@ def init(
     else:
         text = jsondoc.init_template(get_layer(layer))
     if output is not None and not force and (output.exists() or output.is_symlink()):
-        raise GradcliError(f"{output} already exists; --force overwrites it", source="--output")
+        raise GradcliError(f"{output} already exists; --force overwrites it", param="output")
     emit(output, (), text=text)
 
 

@@ -86,16 +86,13 @@ def load(
     impl: str | None = None,
     max_elements: int = MAX_ELEMENTS,
 ) -> Any:
-    from gradcli.errors import OptionError
+    from gradcli.inputs import arguments
     from gradcli.inputs.spec import MAX_SEED, load_spec
     from gradcli.user.impl import load_impl
 
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
-    if max_elements < 1:
-        raise OptionError(
-            f"expected a positive integer, got {max_elements}", source="--max-elements"
-        )
+    if seed is not None:  # the library's own checks and messages
+        arguments.integer(seed, "seed", 0, MAX_SEED)
+    arguments.integer(max_elements, "max_elements", 1)
     code = load_impl(impl) if impl else None
     return load_spec(
         layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
@@ -108,23 +105,20 @@ def load_net(
 ) -> Any:
     """A model file for the ``net`` commands; options that apply to one layer are refused."""
     from gradcli.errors import OptionError
+    from gradcli.inputs import arguments
     from gradcli.inputs.network import load_network
     from gradcli.inputs.spec import MAX_SEED
 
-    for flag, given in refused.items():
+    for param, given in refused.items():
         if given:
-            where = "entries of the model file (impl: FILE.py)" if flag == "impl" else "one layer"
-            raise OptionError(f"goes with {where}, not with a network",
-                              source="--" + flag.replace("_", "-"))  # fmt: skip
+            where = "entries of the model file (impl: FILE.py)" if param == "impl" else "one layer"
+            raise OptionError(f"goes with {where}, not with a network", param=param)
     if spec is None:
         raise GradcliError("a network needs its model file: gradcli init net -o model.yaml "
                            "writes one")  # fmt: skip
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise OptionError(f"expected an integer from 0 to 2**63-1, got {seed}", source="--seed")
-    if max_elements < 1:
-        raise OptionError(
-            f"expected a positive integer, got {max_elements}", source="--max-elements"
-        )
+    if seed is not None:
+        arguments.integer(seed, "seed", 0, MAX_SEED)
+    arguments.integer(max_elements, "max_elements", 1)
     return load_network(spec, dtype=dtype.value if dtype else None, seed=seed,
                         max_elements=max_elements)  # fmt: skip
 
@@ -132,9 +126,9 @@ def load_net(
 def parse_eps(text: str) -> float | None:
     from gradcli.errors import OptionError
 
-    if text == "auto":
+    if text.lower() == "auto":  # a name, not a spelling, as --method's choices are
         return None
     try:
         return float(text)
     except ValueError:
-        raise OptionError(f"expected 'auto' or a number, got {text!r}", source="--eps") from None
+        raise OptionError(f"expected 'auto' or a number, got {text!r}", param="eps") from None

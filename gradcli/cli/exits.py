@@ -23,9 +23,11 @@ from gradcli.errors import (
     EXIT_OK,
     EXIT_PIPE,
     EXIT_USAGE,
+    NO_VALUE,
     ClosedPipeError,
     GradcliError,
     printable,
+    set_naming,
     shorten,
 )
 
@@ -48,6 +50,7 @@ class GradcliGroup(TyperGroup):
 
         forget_reads()
         restore = interrupt.during_run()
+        named = set_naming(flag)  # messages made below mention flags, not parameter names
         try:
             code = _exit_code(
                 lambda: super(GradcliGroup, self).main(
@@ -62,6 +65,7 @@ class GradcliGroup(TyperGroup):
         except KeyboardInterrupt:  # a second signal, while the policy itself was running
             code = 128 + (interrupt.received() or signal.SIGINT)
         finally:
+            named()
             restore()
         if standalone_mode:
             sys.exit(code)
@@ -151,9 +155,15 @@ def _outcome(run: Any, *, show_traceback: bool) -> int:
         return _internal(e, show_traceback)  # a bug: say so in one line
 
 
-def flag(param: str) -> str:
-    """The command-line flag of a library parameter: the one place the CLI renames them."""
-    return "--" + param.replace("_", "-")
+def flag(param: str, value: object = NO_VALUE) -> str:
+    """The command-line flag of a library parameter (with a value: as typed, ``--mode full``,
+    ``--max-elements 100,000``): the one place the CLI renames them, for errors and, installed
+    by ``main`` through errors.set_naming, for every mention in messages and notes."""
+    name = "--" + param.replace("_", "-")
+    if value is NO_VALUE:
+        return name
+    shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+    return f"{name} {shown}"
 
 
 def _interrupted() -> int:

@@ -35,7 +35,7 @@ def check_net(
         )  # fmt: skip
         opts = dataclasses.replace(opts, grads=answers)
     elif wrt is not None:
-        raise GradcliError("--wrt goes with a .npy --grads file", source="--wrt")
+        raise GradcliError("--wrt goes with a .npy --grads file", param="wrt")
     inputs = input_files(net.spec, grads)
     ready(output, inputs)
     with render.ProgressBar(sys.stderr) as bar:

@@ -17,7 +17,15 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gradcli.errors import GradcliError, SpecError, TensorFileError, brief, one_line, one_of
+from gradcli.errors import (
+    GradcliError,
+    SpecError,
+    TensorFileError,
+    brief,
+    mention,
+    one_line,
+    one_of,
+)  # fmt: skip
 from gradcli.files import note_read, npyformat
 from gradcli.files.npyformat import MAX_AXES
 from gradcli.files.yamlparse import parse_yaml
@@ -190,7 +198,8 @@ def npz_names(path: Path, *, source: str) -> list[str]:
     with open_input(path, source=source) as f:
         if f.read(2) != b"PK":
             raise TensorFileError(
-                "not an .npz archive: for one array name its tensor with --wrt NAME", source=source
+                f"not an .npz archive: for one array name its tensor with {mention('wrt')} NAME",
+                source=source,
             )
         try:
             with _zip(f) as archive:
@@ -219,4 +228,3 @@ def _zip(f: BinaryIO) -> zipfile.ZipFile:
 
 def _npy_names(archive: zipfile.ZipFile) -> list[str]:
     return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-

@@ -23,7 +23,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from gradcli.errors import SpecError, one_line
+from gradcli.errors import SpecError, mention, one_line
 
 INLINE_NUMBERS = 100_000  # values a YAML document may hold at most (~3 s to parse here)
 OTHER_VALUES = 1_000  # keys, options, shapes: room beside the numbers --max-elements allows
@@ -71,10 +71,12 @@ class _BoundedComposer(Composer):
         self.count += n
         if self.count > self.limit:
             if self.max_elements < INLINE_NUMBERS:
-                why = f"--max-elements {self.max_elements:,} allows them plus {OTHER_VALUES:,}"
+                allowed = mention("max_elements", self.max_elements)
+                why = f"{allowed} allows them plus {OTHER_VALUES:,}"
             else:
                 why = (
-                    f"inline YAML holds at most {INLINE_NUMBERS:,} numbers (and --max-elements);"
+                    f"inline YAML holds at most {INLINE_NUMBERS:,} numbers (and "
+                    f"{mention('max_elements')});"
                     " larger arrays belong in .npy files"
                 )
             self._refuse(
@@ -173,12 +175,9 @@ def parse_yaml(text: str, *, source: str, max_elements: int | None = None) -> An
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(
-            one_line(f"invalid YAML: {where}{e.problem or e}"), source=source
-        ) from None
+        raise SpecError(one_line(f"invalid YAML: {where}{e.problem or e}"), source=source) from None
     except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of > 4300 digits
         raise SpecError(one_line(f"invalid YAML: {e}"), source=source) from None
     finally:
         if loader is not None:
             loader.dispose()
-

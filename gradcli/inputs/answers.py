@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcli.errors import GradcliError
+from gradcli.errors import GradcliError, mention
 from gradcli.files.reading import load_array, npz_names, parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader
 from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, load_source
@@ -55,7 +55,8 @@ def load_answers(
     elif path.suffix == ".npy" or wrt is not None:
         if wrt is None:
             raise GradcliError(
-                f"{target} holds one array: say which tensor's gradient it is with --wrt NAME",
+                f"{target} holds one array: say which tensor's gradient it is with "
+                f"{mention('wrt')} NAME",
                 param="grads",
             )
         raw = {wrt: load_array(path, None, source=target, key=wrt, reserve=reserve(wrt))}

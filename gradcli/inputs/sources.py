@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import SpecError, brief
+from gradcli.errors import SpecError, brief, mention
 from gradcli.files.reading import MAX_AXES, load_array
 
 INITS = ("normal", "uniform", "zeros", "ones", "arange")
@@ -52,8 +52,9 @@ class Loader:
         if self.used > self.max_elements:
             raise SpecError(
                 f"{what} would need {self.used:,} elements ({self.used * 8 / 2**20:,.0f} MB in "
-                f"float64), more than --max-elements {self.max_elements:,}",
+                f"float64), more than {mention('max_elements', self.max_elements)}",
                 key=key,
+                param="max_elements",
             )
 
     def load(self, value: Any, key: str, name: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, ShapeError, SpecError, brief
+from gradcli.errors import GradcliError, ShapeError, SpecError, brief, mention
 from gradcli.files.reading import parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, kind, suggest
 from gradcli.layers import REGISTRY, Layer, TensorInfo, get_layer
@@ -89,14 +89,17 @@ def load_spec(
         if layer_name is None or layer_name == "custom":
             if impl is None and layer_name == "custom":
                 raise GradcliError(
-                    "the layer 'custom' needs --impl FILE.py (your forward and backward)"
+                    f"the layer 'custom' needs your forward and backward: "
+                    f"{mention('impl')} FILE.py",
+                    param="impl",
                 )
             raise GradcliError("the layer 'custom' needs a SPEC naming its tensors")
         doc, source, base = default_document(get_layer(layer_name)), "<default>", Path.cwd()
     else:
         if layer_name == "custom" and impl is None:
             raise GradcliError(
-                "the layer 'custom' needs --impl FILE.py (your forward and backward)"
+                f"the layer 'custom' needs your forward and backward: {mention('impl')} FILE.py",
+                param="impl",
             )
         text, source, base = read_spec_text(spec)
         doc = parse_yaml(text, source=source, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
@@ -105,8 +108,10 @@ def load_spec(
         if not isinstance(layer_name, str):
             raise SpecError("expected the name of a layer", key="layer", source=source)
         if layer_name == "custom" and impl is None:
-            raise SpecError("the layer 'custom' needs your forward and backward (impl=)",
-                            key="layer", source=source)  # fmt: skip
+            raise SpecError(
+                f"the layer 'custom' needs your forward and backward: {mention('impl')} FILE.py",
+                key="layer", source=source,
+            )  # fmt: skip
     custom = layer_name == "custom"
     builtin = None if custom else get_layer(layer_name)
     try:
@@ -160,7 +165,7 @@ def build_spec(
             )
     if "layer" in doc and doc["layer"] != layer.name:
         raise SpecError(
-            f"the spec is for layer {brief(doc['layer'])} but the command asked for {layer.name!r}",
+            f"the spec is for layer {brief(doc['layer'])}, not {layer.name!r}",
             key="layer",
         )
     dtype = parse_dtype(doc.get("dtype", "float64") if dtype is None else dtype)

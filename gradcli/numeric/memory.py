@@ -3,7 +3,7 @@ first forward of a check (the engine's own measurement comes only after one has 
 
 from __future__ import annotations
 
-from gradcli.errors import OptionError
+from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 
@@ -27,6 +27,7 @@ def require(spec: Spec, method: str, max_memory: int) -> None:
     if need > max_memory:
         raise OptionError(
             f"the numerical check needs about {need / 2**20:,.0f} MB for one perturbed forward "
-            f"pass ({method} step), more than --max-memory {max_memory / 2**20:,.0f} MB",
+            f"pass ({method} step), more than {mention('max_memory', round(max_memory / 2**20))} "
+            "MB",
             param="max_memory",
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import OptionError
+from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 
@@ -76,7 +76,7 @@ class StackedForward:
         if np.iscomplexobj(probes) and not np.iscomplexobj(y):
             raise OptionError(
                 f"{self.layer.name}'s forward is not complex-safe (it returned real values for "
-                "complex inputs); use another --method",
+                f"complex inputs); use another {mention('method')}",
                 param="method",
             )
         return y.reshape((len(probes),) + self.out_shape)

@@ -13,9 +13,9 @@ crash gradcli, end it, or write into its result:
 - the process state the user's code may change for its own purposes (numpy's error handling,
   warning filters, sys.stdout/sys.stderr, the recursion limit, the working folder, the handlers
   of SIGINT, SIGTERM and SIGPIPE) is restored after every call;
-- numpy (or other) warnings it raises are shown once each, one line on stderr (unless gradcli
-  silenced numpy's warnings around the call, as check does); when the call fails the first
-  becomes part of its error line.
+- the warnings it raises are shown once each (per run, or per API call), one line on stderr
+  (numpy's floating-point RuntimeWarnings not where gradcli silenced them around the call,
+  as the numerics do); when the call fails the first becomes part of its error line.
 """
 
 from __future__ import annotations
@@ -33,17 +33,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gradcli.errors import GradcliError, one_line, printable
+from gradcli.errors import GradcliError, UserCodeError, one_line, printable
 
 T = TypeVar("T")
 
 NUMPY_DEFAULTS = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
 MESSAGE = 200  # characters of the user's exception message kept in the error line
 WARNINGS_SHOWN = 5  # distinct warnings shown per run, then one line saying more were hidden
-
-
-class UserCodeError(GradcliError):
-    """The user's module failed; the message names the function and the user's own line."""
 
 
 class _Exited(BaseException):
@@ -55,6 +51,11 @@ class _Exited(BaseException):
 
 
 _shown: dict[tuple[str, ...], None] = {}  # the warnings already shown, in order
+
+
+def forget_warnings() -> None:
+    """A new run (one API call) shows its own warnings again, up to WARNINGS_SHOWN."""
+    _shown.clear()
 _depth = 0  # nested calls (a conversion inside a call) are covered by the outer one
 try:
     _libc: Any = ctypes.CDLL(None)
@@ -91,9 +92,14 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
         _depth -= 1
         if os.getpid() != pid:  # a child the user's code forked came back here: it must not
             os._exit(0)  # run the rest of gradcli (a second verdict on stdout); no flush
-    if not quiet and not guard.silenced:
-        _show(guard.caught, path, what)
+    if not quiet:  # where gradcli silenced numpy (the numerics' perturbed inputs overflow on
+        # purpose), the floating-point warnings say nothing; the user's own warnings still do
+        _show([w for w in guard.caught if not (guard.silenced and _numeric(w))], path, what)
     return result
+
+
+def _numeric(w: warnings.WarningMessage) -> bool:
+    return issubclass(w.category, RuntimeWarning)
 
 
 def describe(e: BaseException, path: Path, what: str, warned: list | None = None) -> str:

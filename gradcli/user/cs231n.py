@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.user.call import UserCodeError
+from gradcli.errors import UserCodeError
 
 CONVENTION = "the CS231n convention: forward(x, w, ...) -> (out, cache), backward(dout, cache)"
 

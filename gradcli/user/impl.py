@@ -12,7 +12,7 @@ never a gradcli crash.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import inspect
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.errors import UserCodeError, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.user import cs231n, result
-from gradcli.user.call import UserCodeError, call
+from gradcli.user.call import call
+from gradcli.user.local import Folder
 from gradcli.user.options import custom_options
 from gradcli.user.readonly import read_only_backward, read_only_call, read_only_forward
 
@@ -43,33 +45,82 @@ class Impl:
 _MISSING = object()
 
 
-def load_impl(target: str) -> Impl:
-    """Import FILE.py (or FILE.py:NAME, an object holding forward and backward), as Python
-    imports a module: registered in sys.modules while it runs (dataclasses and typing look
-    their module up there), its folder searchable for its own helper modules."""
+def load_impl(target: str, param: str = "impl") -> Impl:
+    """Import FILE.py (or FILE.py:NAME, an object holding forward and backward, or a class
+    made with no arguments), as Python imports a module: registered in sys.modules while it runs
+    (dataclasses and typing look their module up there), its folder searchable for its own
+    helper modules; but only while its code runs (gradcli/user/local.py), so one file's helpers
+    never serve another's."""
     file, _, name = target.partition(":") if ".py:" in target else (target, "", "")
     path = Path(file)
-    module = types.ModuleType(f"gradcli_user_{path.stem}")
-    module.__file__ = str(path)
     code = read_module(path, source=str(path))  # opened as every input is (never blocks)
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.append(folder)  # after the installed packages: the user's files shadow none
-    sys.modules[module.__name__] = module
+    global loads
+    loads += 1
+    module = types.ModuleType(f"gradcli_user_{loads}_{path.stem}")
+    module.__file__ = str(path)
+    folder = Folder(path)
+    folder.modules[module.__name__] = module
+    folder.enter()
+    try:
+        return _load(path, code, module, name, folder, param)
+    finally:
+        folder.exit()
+
+
+# files of user code loaded in this process: each its own module name (two files called
+# layer.py are two modules); the CLI leaves without waiting for what they may have started
+loads = 0
+
+
+def _load(
+    path: Path, code: Any, module: types.ModuleType, name: str, folder: Folder, param: str
+) -> Impl:
     _call(path, "import", lambda: exec(compile(code, str(path), "exec"), module.__dict__))
     holder: Any = module
     if name:
         holder = _call(path, "import", lambda: getattr(module, name, _MISSING))
         if holder is _MISSING:
-            raise UserCodeError(f"{path} defines no {name!r}", param="impl")
+            raise UserCodeError(f"{printable(str(path))} defines no {name!r}", param=param)
+        holder = instance(holder, path, f"{path}:{name}", param)
     fns = {}
     for fn in ("forward", "backward"):
         f = _call(path, "import", lambda fn=fn: getattr(holder, fn, None))
         if not callable(f):
             where = f"{path}:{name}" if name else str(path)
-            raise UserCodeError(f"{where} has no function {fn}(...)", param="impl")
-        fns[fn] = f
+            raise UserCodeError(f"{printable(where)} has no function {fn}(...)", param=param)
+        fns[fn] = folder.scoped(f)
     return Impl(path, fns["forward"], fns["backward"], name)
+
+
+def instance(holder: Any, path: Path, name: str, param: str = "impl") -> Any:
+    """A class named as the user's layer is made with no arguments (its forward and backward
+    are methods); one that needs arguments is refused, saying how to give an object instead.
+    A class that only holds functions defined outside it (``forward = forward``) or static
+    methods is a namespace, used as it is."""
+    if not inspect.isclass(holder) or not _has_methods(holder):
+        return holder
+    try:
+        inspect.signature(holder).bind()
+    except TypeError:
+        raise UserCodeError(
+            f"{printable(name)} is a class whose constructor needs arguments; gradcli makes it "
+            f"as {printable(name)}() (give them defaults, or pass an object made from it)",
+            param=param,
+        ) from None
+    except ValueError:  # no signature to read: try it
+        pass
+    return _call(path, f"{name}()", holder)
+
+
+def _has_methods(cls: type) -> bool:
+    """Whether ``cls`` defines forward or backward as methods: functions written in the body
+    of it or of a base class (an instance's call then binds self)."""
+    owners = {k.__qualname__ for k in cls.__mro__}
+    for fn in ("forward", "backward"):
+        f = inspect.getattr_static(cls, fn, None)
+        if inspect.isfunction(f) and f.__qualname__.rpartition(".")[0] in owners:
+            return True
+    return False
 
 
 _call = call  # every call into the user's code: see gradcli.usercall

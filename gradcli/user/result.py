@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.errors import UserCodeError
 from gradcli.layers.base import Shapes
-from gradcli.user.call import UserCodeError, call, describe_value
+from gradcli.user.call import call, describe_value
 
 
 def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.ndarray:

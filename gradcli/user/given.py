@@ -1,0 +1,70 @@
+"""The user's layer as the Python API is given it: a path ``"mylayer.py[:NAME]"`` (what
+``--impl`` takes), a module, an object or a class holding ``forward`` and ``backward``, or the
+``forward=``/``backward=`` callables; each becomes one :class:`Impl`, and a call that gives it
+twice over (an object and ``forward=``) is refused rather than one half silently ignored."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from gradcli.errors import OptionError
+from gradcli.user.impl import Impl, instance, load_impl
+
+
+def is_path(layer: Any) -> bool:
+    return isinstance(layer, Path) or (
+        isinstance(layer, str) and (layer.endswith(".py") or ".py:" in layer)
+    )
+
+
+def is_name(layer: Any) -> bool:
+    return isinstance(layer, str) and not is_path(layer)
+
+
+def runs_user_code(layer: Any, forward: Any, backward: Any) -> bool:
+    """Whether the check runs the caller's code (as ``--impl``) rather than a built-in's."""
+    return forward is not None or backward is not None or not (layer is None or is_name(layer))
+
+
+def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Impl | None:
+    """The user's functions: ``forward=``/``backward=`` callables, or an object or module
+    holding both (what ``--impl FILE.py[:NAME]`` accepts; a class is made with no arguments),
+    or a path to such a file."""
+    given = forward is not None or backward is not None
+    if given and not (layer is None or is_name(layer)):
+        raise OptionError(
+            "give your layer once: an object (or file) holding forward and backward, or the "
+            "forward= and backward= keywords, not both",
+            param=param,
+        )
+    if is_path(layer):
+        return load_impl(str(layer), param=param)
+    if not given:
+        if layer is None or isinstance(layer, str):
+            return None
+        if inspect.isclass(layer):
+            holder = layer.__name__
+            layer = instance(layer, Path(f"<{holder}>"), holder, param)
+        forward, backward = getattr(layer, "forward", None), getattr(layer, "backward", None)
+        holder = getattr(layer, "__name__", type(layer).__name__)
+        if not callable(forward) and not callable(backward):
+            raise OptionError(
+                f"expected a layer name, a path FILE.py[:NAME], or an object with forward and "
+                f"backward, got {type(layer).__name__}",
+                param=param,
+            )
+    else:
+        holder = ""
+    for what, fn in (("forward", forward), ("backward", backward)):
+        if not callable(fn):
+            raise OptionError(
+                f"expected a callable, got {type(fn).__name__}",
+                param=what if given else f"{param}.{what}",
+            )
+    try:
+        path = Path(inspect.getsourcefile(forward) or f"<{holder or 'forward'}>")
+    except TypeError:  # a builtin or a C function
+        path = Path(f"<{holder or 'forward'}>")
+    return Impl(path, forward, backward, "" if inspect.ismodule(layer) else holder)

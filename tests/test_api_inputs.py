@@ -1,0 +1,358 @@
+"""Issue 13: what the Python API is given. Every keyword is checked for its type and range before
+anything runs; a user's layer is given once; a file's helper modules serve that file alone; the
+documented error family is public. Each refusal has a twin: the accepted value runs."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.errors import GradcliError, OptionError, UserCodeError
+
+X = {"x": np.array([1.0, 2.0, 3.0])}
+
+
+class Square:
+    def __init__(self, factor: float = 2.0) -> None:
+        self.factor = factor
+
+    def forward(self, x):
+        return x**2
+
+    def backward(self, grad_output, x):
+        return {"x": self.factor * x * grad_output}
+
+
+# ---------------------------------------------------------------- a file's own helpers
+def _student(root: Path, name: str, factor: int, lazy: bool = False) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "helpers.py").write_text(f"def dsq(x, g):\n    return {factor} * x * g\n")
+    top = "" if lazy else "from helpers import dsq\n"
+    inner = "    from helpers import dsq\n" if lazy else ""
+    (folder / "layer.py").write_text(
+        top + "def forward(x):\n    return x**2\n"
+        "def backward(grad_output, x):\n" + inner + '    return {"x": dsq(x, grad_output)}\n'
+    )
+    return folder / "layer.py"
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["import at the top", "import in backward"])
+def test_each_file_gets_its_own_helpers_and_sys_path_is_left_as_it_was(tmp_path, lazy):
+    right = _student(tmp_path, "a", 2, lazy)
+    wrong = _student(tmp_path, "b", 3, lazy)  # the same module name, a wrong gradient
+    path, modules = list(sys.path), set(sys.modules)
+    assert gradcli.check(str(right), X).passed
+    assert not gradcli.check(str(wrong), X).passed  # b's helpers, not a's cached ones
+    assert gradcli.check(str(right), X).passed  # and a's again after b's
+    assert sys.path == path
+    assert "helpers" not in sys.modules and not any(
+        m.startswith("gradcli_user_") for m in set(sys.modules) - modules
+    )
+
+
+def test_the_callers_own_module_of_that_name_does_not_serve_the_file(tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "helpers.py").write_text("def dsq(x, g):\n    return 2 * x * g\n")
+    monkeypatch.syspath_prepend(str(mine))
+    import helpers  # the caller's (a test suite's) own helpers, right for this layer
+
+    try:
+        wrong = _student(tmp_path, "b", 3)
+        assert not gradcli.check(str(wrong), X).passed
+        assert sys.modules["helpers"] is helpers  # and the caller's stays theirs
+    finally:
+        sys.modules.pop("helpers", None)
+
+
+# ---------------------------------------------------------------- FILE.py:NAME, classes
+MODULE = textwrap.dedent("""
+    class Impl:
+        def forward(self, x):
+            return x**2
+        def backward(self, grad_output, x):
+            return {"x": FACTOR * x * grad_output}
+
+    class NeedsArgs(Impl):
+        def __init__(self, scale):
+            self.scale = scale
+
+    impl = Impl()
+    """)
+
+
+@pytest.mark.parametrize("name", ["impl", "Impl"])
+def test_path_and_name_in_check_and_a_class_is_made(tmp_path, name, cli, write_spec):
+    path = tmp_path / "mine.py"
+    path.write_text("FACTOR = 2\n" + MODULE)
+    assert gradcli.check(f"{path}:{name}", X).passed
+    spec = write_spec("tensors:\n  x: [1.0, 2.0, 3.0]\n")
+    assert gradcli.check_spec(spec, "custom", impl=f"{path}:{name}").passed
+    assert cli("check", "custom", spec, "--impl", f"{path}:{name}").exit_code == 0
+    path.write_text("FACTOR = 3\n" + MODULE)  # twin: a wrong backward fails through each
+    assert not gradcli.check(f"{path}:{name}", X).passed
+    assert cli("check", "custom", spec, "--impl", f"{path}:{name}").exit_code == 1
+
+
+def test_a_class_needing_arguments_is_refused_and_a_class_object_is_made():
+    assert gradcli.check(Square, X).passed
+    assert not gradcli.check(Square(3.0), X).passed
+
+    class Needs(Square):
+        def __init__(self, factor):
+            super().__init__(factor)
+
+    with pytest.raises(UserCodeError, match=r"needs arguments") as err:
+        gradcli.check(Needs, X)
+    assert err.value.param == "layer"
+
+
+# ---------------------------------------------------------------- a layer given once
+def test_a_layer_object_and_forward_backward_keywords_are_refused():
+    with pytest.raises(OptionError, match="not both") as err:
+        gradcli.check(Square(5.0), X, forward=lambda x: x**2,
+                      backward=lambda grad_output, x: {"x": 2 * x * grad_output})  # fmt: skip
+    assert err.value.param == "layer"
+    assert gradcli.check(forward=lambda x: x**2,
+                         backward=lambda grad_output, x: {"x": 2 * x * grad_output},
+                         tensors=X).passed  # fmt: skip
+
+
+def test_grads_with_your_own_layer_or_twice_over_are_refused():
+    G = gradcli.compute("linear").gradients
+    with pytest.raises(OptionError, match="give one of them") as err:
+        gradcli.check("linear", grads={"W": G["W"], "dW": G["W"]})
+    assert err.value.param == "grads"
+    assert gradcli.check("linear", grads={"dW": G["W"]}).passed
+    assert not gradcli.check("linear", grads={"dW": 1.01 * G["W"]}).passed
+    for layer, kw in ((Square(), {}), ("linear", {"forward": Square().forward,
+                                                  "backward": Square().backward})):  # fmt: skip
+        with pytest.raises(OptionError, match="give one of them") as err:
+            gradcli.check(layer, X, grads={"x": np.ones(3)}, **kw)
+        assert err.value.param == "grads"
+
+
+def test_a_non_finite_or_misshapen_answer_says_which():
+    W = gradcli.compute("linear").gradients["W"]
+    bad = W.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(OptionError) as err:
+        gradcli.check("linear", grads={"W": bad})
+    assert err.value.param == "grads['W']"
+    assert "not finite" in str(err.value) and "[1, 2]" in str(err.value)
+    assert "shape" not in str(err.value)
+    with pytest.raises(OptionError, match=r"expected shape \[3, 4\].*got shape \[4, 3\]"):
+        gradcli.check("linear", grads={"W": W.T})
+
+
+# ---------------------------------------------------------------- keyword types and ranges
+BAD = [
+    ("eps", [1e-5]), ("eps", True), ("eps", "1e-5"), ("atol", "1e-3"),
+    ("rtol", "x"), ("samples", 2.5), ("samples", "3"), ("samples", True), ("samples", 0),
+    ("top", 1.5), ("top", 0), ("max_memory", "512"), ("max_memory", float("nan")),
+    ("max_memory", 0.5), ("budget", "60"), ("budget", float("inf")), ("coloring", "false"),
+    ("coloring", 0), ("method", 3), ("method", "newton"), ("mode", "fast"), ("mode", 1),
+    ("options", "stride"), ("options", 5), ("options", {1: 2}), ("grads", [1, 2]),
+    ("seed", -1), ("seed", 1.0), ("seed", 2**63), ("dtype", "float16"), ("dtype", 64),
+    ("max_elements", 0), ("max_elements", "100"), ("max_elements", 10), ("tensors", [1.0]),
+    ("grad_output", "nope"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("param", "value"), BAD, ids=[f"{p}={v!r}" for p, v in BAD])
+def test_a_bad_keyword_is_an_option_error_naming_it(param, value):
+    with pytest.raises(GradcliError) as err:
+        gradcli.check("linear", **{param: value})
+    assert err.value.param == param, err.value
+    assert str(err.value).startswith(f"{param}: "), err.value
+
+
+GOOD = [
+    ("eps", "AUTO"), ("eps", 1e-5), ("eps", np.float32(1e-4)), ("samples", np.int64(3)),
+    ("mode", "Sample"), ("method", "CENTRAL"), ("coloring", np.bool_(False)), ("dtype", "Float32"),
+    ("max_memory", 64.5), ("seed", np.int64(7)), ("budget", 0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("param", "value"), GOOD, ids=[f"{p}={v!r}" for p, v in GOOD])
+def test_the_accepted_values_run(param, value):
+    assert gradcli.check("linear", **{param: value}).passed
+
+
+def test_coloring_false_turns_coloring_off():
+    on = gradcli.check("conv2d").results["X"].numerics.coloring
+    off = gradcli.check("conv2d", coloring=False).results["X"].numerics.coloring
+    assert on and not off
+
+
+def test_check_spec_names_its_own_parameters(tmp_path):
+    for bad in (None, {"layer": "linear"}):
+        with pytest.raises(OptionError) as err:
+            gradcli.check_spec(bad)
+        assert err.value.param == "spec"
+    with pytest.raises(GradcliError) as err:
+        gradcli.check_spec(tmp_path / "missing.yaml")
+    assert err.value.param == "spec" and "missing.yaml" in str(err.value)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("layer: linear\ntensors:\n  x: [1.0, 2.0]\n  W: [[1.0, -1.0]]\n")
+    with pytest.raises(GradcliError) as err:
+        gradcli.check_spec(spec, "conv3d")
+    assert err.value.param == "layer"
+    assert gradcli.check_spec(spec).passed
+
+
+# ---------------------------------------------------------------- the public names
+def test_the_error_family_and_result_types_are_public():
+    from gradcli import errors
+    from gradcli.checking.compare import TensorResult
+    from gradcli.checking.compute import Computation
+
+    for name in ("GradcliError", "SpecError", "ShapeError", "OptionError", "TensorFileError",
+                 "UserCodeError", "InPlaceWriteError"):  # fmt: skip
+        assert getattr(gradcli, name) is getattr(errors, name) and name in gradcli.__all__
+        assert issubclass(getattr(gradcli, name), gradcli.GradcliError)
+    assert gradcli.TensorResult is TensorResult and gradcli.Computation is Computation
+
+    class Raises(Square):
+        def backward(self, grad_output, x):
+            raise RuntimeError("boom")
+
+    with pytest.raises(gradcli.UserCodeError, match="boom"):
+        gradcli.check(Raises(), X)
+    assert isinstance(gradcli.check("linear").results["W"], gradcli.TensorResult)
+    assert isinstance(gradcli.compute("linear"), gradcli.Computation)
+
+
+def test_the_package_is_typed():
+    root = Path(gradcli.__file__).parent
+    assert (root / "py.typed").is_file()
+    pyproject = (root.parent / "pyproject.toml").read_text()
+    assert "py.typed" in pyproject
+
+
+# ---------------------------------------------------------------- determinism
+class Drifts(Square):
+    """Right on its first call, 0.1% off from its second on: the check compares the first."""
+
+    def __init__(self, drift: float) -> None:
+        super().__init__()
+        self.calls, self.drift = 0, drift
+
+    def backward(self, grad_output, x):
+        self.calls += 1
+        g = super().backward(grad_output, x)["x"]
+        return {"x": g * (1 + self.drift) if self.calls > 1 else g}
+
+
+def test_a_backward_that_changes_after_its_first_call_breaks_determinism():
+    report = gradcli.check(Drifts(1e-3), X)
+    assert not report.passed
+    broken = [f for f in report.check.contract if not f.passed]
+    assert [(f.name, f.tensor) for f in broken] == [("determinism", "x")]
+    assert gradcli.check(Drifts(0.0), X).passed  # twin: the same class without the drift
+
+
+# ---------------------------------------------------------------- parameters, not flags
+def test_messages_and_notes_name_parameters_and_the_cli_its_flags(cli):
+    with pytest.raises(GradcliError) as err:
+        gradcli.check("conv2d", max_elements=10)
+    assert err.value.param == "max_elements"
+    assert "more than max_elements=10" in str(err.value) and "--" not in str(err.value)
+    result = cli("check", "conv2d", "--max-elements", "10")
+    assert "more than --max-elements 10" in result.stderr, result.stderr
+    # after the CLI ran in this process, the library speaks parameter names again
+    note = gradcli.check("linear", budget=0).notes[0]
+    assert "(mode='full' forces it)" in note and "--" not in note
+    result = cli("check", "linear", "--budget", "0")
+    assert "(--mode full forces it)" in result.stdout
+    with pytest.raises(GradcliError, match=r"more than max_memory=1 MB"):
+        gradcli.check("conv2d", {"X": {"shape": [64, 64, 8]}, "W": {"shape": [3, 3, 8, 8]}},
+                      max_memory=1)  # fmt: skip
+
+
+def test_the_naming_is_the_callers_context_alone():
+    """The CLI installs its flags in its own context: a thread beside it keeps the names."""
+    import threading
+
+    from gradcli.errors import mention, set_naming
+
+    restore = set_naming(lambda p, v=None: "--" + p.replace("_", "-"))
+    try:
+        assert mention("max_memory") == "--max-memory"
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(mention("max_memory")))
+        t.start()
+        t.join()
+        assert seen == ["max_memory"]
+    finally:
+        restore()
+    assert mention("max_memory") == "max_memory" and mention("mode", "full") == "mode='full'"
+
+
+# ---------------------------------------------------------------- what the API changes
+class Chatty(Square):
+    def forward(self, x):
+        import os
+        import warnings
+
+        os.write(1, b"fd1 from forward\n")
+        print("print from forward")
+        warnings.warn("careful, from forward", stacklevel=1)
+        return super().forward(x)
+
+
+def test_user_output_goes_to_stderr_only_during_the_call_and_other_threads_lose_nothing(capfd):
+    import threading
+    import time
+
+    stop, printed = threading.Event(), []
+
+    def ticker() -> None:
+        while not stop.is_set():
+            print(f"tick {len(printed)}", flush=True)
+            printed.append(1)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        report = gradcli.check(Chatty(), {"x": np.ones(40)}, coloring=False)
+    finally:
+        stop.set()
+        t.join()
+    assert report.passed
+    out, err = capfd.readouterr()
+    assert "fd1 from forward" not in out and "print from forward" not in out
+    assert "fd1 from forward" in err and "print from forward" in err
+    assert err.count("careful, from forward") == 1  # a user warning, shown once per call
+    ticks = (out + err).count("tick ")
+    assert ticks == len(printed) and ticks > 0  # the other thread's lines all arrived
+    gradcli.check(Chatty(), {"x": np.ones(3)})  # the next call shows its warning again
+    assert capfd.readouterr().err.count("careful, from forward") == 1
+
+
+# ---------------------------------------------------------------- control characters
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"options": {"str\x1bide": 1}},
+        {"tensors": {"X": "dir\nfake.npy", "W": {"shape": [3, 3, 3, 4]}}},
+        {"tensors": {"X\u202e": [1.0], "W": {"shape": [3, 3, 3, 4]}}},
+        {"grads": {"W\x07": [1.0]}},
+    ],
+    ids=["option key", "tensor path", "tensor name", "grads key"],
+)
+def test_no_control_character_reaches_a_message(kwargs):
+    with pytest.raises(GradcliError) as err:
+        gradcli.check("conv2d", **kwargs)
+    text = str(err.value)
+    assert text.isprintable(), repr(text)
+    for part in (err.value.message, err.value.key or "", err.value.source or ""):
+        assert part.isprintable(), repr(part)
+    assert "\\x1b" in text or "\\n" in text or "\\u202e" in text or "\\x07" in text
