@@ -488,6 +488,12 @@ def check_spec(
     seed, dtype, max_elements = _spec_args(seed, dtype, max_elements)
     if grads is not None and runs_user_code(impl, forward, backward):
         raise OptionError(_GRADS_AND_IMPL, param="grads")
+    if layer == "custom" and not runs_user_code(impl, forward, backward):
+        raise OptionError(
+            "the layer 'custom' needs your forward and backward (impl=, or forward= and "
+            "backward=)",
+            param="impl",
+        )
     with _run():
         code = impl_of(impl, forward, backward, param="impl")
         if layer not in (None, "custom"):

@@ -90,16 +90,14 @@ def load_spec(
             if impl is None and layer_name == "custom":
                 raise GradcliError(
                     f"the layer 'custom' needs your forward and backward: "
-                    f"{mention('impl')} FILE.py",
-                    param="impl",
+                    f"{mention('impl')} FILE.py"
                 )
             raise GradcliError("the layer 'custom' needs a SPEC naming its tensors")
         doc, source, base = default_document(get_layer(layer_name)), "<default>", Path.cwd()
     else:
         if layer_name == "custom" and impl is None:
             raise GradcliError(
-                f"the layer 'custom' needs your forward and backward: {mention('impl')} FILE.py",
-                param="impl",
+                f"the layer 'custom' needs your forward and backward: {mention('impl')} FILE.py"
             )
         text, source, base = read_spec_text(spec)
         doc = parse_yaml(text, source=source, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
