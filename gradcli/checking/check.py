@@ -28,7 +28,8 @@ from gradcli.checking.soundness import refuse_overflow, resolvable, step_underfl
 from gradcli.checking.userwork import complex_safe, forward_against_builtin
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
-from gradcli.numeric import memory
+from gradcli.layers import REGISTRY
+from gradcli.numeric import kinks, memory
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric.sampling import sample_coordinates
@@ -136,8 +137,9 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 spent += p.estimates[name] if mode == "full" else 0.0
                 p.note(note)
             coords, grad, info = numerical(p, name, mode, rng)
+            grad, info, fix = kinks_stage(p, name, coords, grad, info)
             numeric[name] = grad
-            results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info)
+            results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix)
             if builtin_result is not None:
                 builtin[name] = builtin_result
     return CheckReport(
@@ -267,17 +269,47 @@ def numerical(
     return coords, grad, info
 
 
+# ---------------------------------------------------------------------------- kinks
+def kinks_stage(
+    p: Prepared, name: str, coords: np.ndarray | None, grad: np.ndarray, info: TensorNumerics
+) -> tuple[np.ndarray, TensorNumerics, kinks.KinkFix | None]:
+    """Coordinates whose stencil met a kink get a one-sided difference on a clean side: where
+    a built-in layer says (``Layer.kinks``), or, for any other layer (and a built-in that
+    declares none), where the detector finds one among the coordinates that fail
+    (numeric/kinks.py)."""
+    engine, analytic = p.engines[name], p.under_test[name]
+    builtin = REGISTRY.get(engine.layer.name) is engine.layer
+    if builtin and engine.layer.kinks is not None:
+        fix = kinks.declared(engine, name, analytic, coords)
+    else:  # a user's layer, or a built-in that declares none (its kinks are still found)
+        atol, rtol, _, noise = tolerances(p, name, grad, info)
+        seen = np.isfinite(grad).ravel()
+        a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
+        floor = atol if noise is None else np.maximum(atol, noise.ravel())
+        failing = np.flatnonzero(seen & ~(np.abs(a - n) <= floor + rtol * np.abs(n)))
+
+        def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
+            return np.maximum(atol, noise) + rtol * np.abs(ref)
+
+        fix = kinks.detected(engine, name, analytic, grad, failing, tol) if failing.size else None
+    if fix is None or not fix.coords.size:
+        return grad, info, fix
+    grad = grad.copy()
+    grad.flat[fix.coords] = fix.values
+    noise_at = None
+    if info.noise_at is not None:  # the one-sided stencils' own round-off, element by element
+        noise_at = info.noise_at.copy()
+        noise_at.flat[fix.coords] = np.maximum(noise_at.flat[fix.coords], fix.noise_at)
+    info = dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
+    return grad, info, fix
+
+
 # ---------------------------------------------------------------------------- compare
-def compare_tensor(
-    p: Prepared,
-    name: str,
-    mode: str,
-    coords: np.ndarray | None,
-    grad: np.ndarray,
-    info: TensorNumerics,
-) -> tuple[TensorResult, TensorResult | None]:
-    """(the result under the pass rule, and with --grads our own backward's against the same
-    numerical gradient)."""
+def tolerances(
+    p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics
+) -> tuple[float, float, str, np.ndarray | None]:
+    """(atol, rtol, why the step cannot resolve the tensor or "", each element's own round-off
+    or None) for ``name``."""
     spec, opts, analytic = p.spec, p.opts, p.under_test[name]
     # whether the step resolves the tensor is the numbers' business, whatever --atol says;
     # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
@@ -288,6 +320,22 @@ def compare_tensor(
     noise = info.noise_at if opts.atol is None else None
     atol = atol if opts.atol is None else opts.atol
     rtol = max(p.rtol, FLOAT32_TOLERANCES[1]) if low and opts.rtol is None else p.rtol
+    return atol, rtol, unresolved, noise
+
+
+def compare_tensor(
+    p: Prepared,
+    name: str,
+    mode: str,
+    coords: np.ndarray | None,
+    grad: np.ndarray,
+    info: TensorNumerics,
+    fix: kinks.KinkFix | None = None,
+) -> tuple[TensorResult, TensorResult | None]:
+    """(the result under the pass rule, and with --grads our own backward's against the same
+    numerical gradient)."""
+    spec, opts, analytic = p.spec, p.opts, p.under_test[name]
+    atol, rtol, unresolved, noise = tolerances(p, name, grad, info)
     unresolved = step_underflows(p.engines[name], name, opts.method) or unresolved
     if unresolved:
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
@@ -296,7 +344,9 @@ def compare_tensor(
         name, analytic, grad, atol, rtol, coords=coords, promised=promised, noise=noise,
         unresolved=unresolved, mode=mode, numerics=info, top=opts.top,
         letters=list(spec.info(name).index), context=lambda: diagnosis(p, name),
-        **_extra(p, name),
+        kinks=0 if fix is None else int(fix.coords.size),
+        kinks_unchecked=0 if fix is None else fix.unchecked,
+        kink_at=() if fix is None else tuple(int(k) for k in fix.coords), **_extra(p, name),
     )  # fmt: skip
     if p.mode == "probe":
         result = unlocated(result)

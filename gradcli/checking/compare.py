@@ -39,6 +39,9 @@ class TensorResult:
     band: str = ""  # CS231n's reading of the relative error of the elements that count
     hints: tuple[str, ...] = ()  # why it may be wrong (failing tensors only)
     intermediate: bool = False  # an intermediate's gradient (attention's dS ...), not a tensor's
+    kinks: int = 0  # coordinates whose stencil met a kink: checked one-sidedly (numeric/kinks.py)
+    kinks_unchecked: int = 0  # of them, with kinks on both sides at every step: the stencil's
+    kink_at: tuple[int, ...] = ()  # their flat indices (at a kink itself an interval is right)
 
     @property
     def passed(self) -> bool:

@@ -15,7 +15,7 @@ from gradcli.checking.report import default_tolerances
 from gradcli.checking.soundness import refuse_overflow
 from gradcli.checking.userwork import complex_safe
 from gradcli.inputs.spec import Spec
-from gradcli.numeric import memory
+from gradcli.numeric import kinks, memory
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY
 from gradcli.numeric.sampling import SWEEP_STEPS, sample_coordinates
@@ -31,6 +31,7 @@ def run_sweep(
     budget: float = math.inf,
     samples: int = 64,
     notify: Callable[[str], None] = lambda message: None,
+    skip: Mapping[str, tuple[int, ...]] | None = None,
 ) -> tuple[list[dict[str, Any]], float, list[str]]:
     """Error against step: [{"eps", "error", "errors": {name: err}, "regime"}], the best step,
     and the tensors whose error stays above the check's default rtol at every step (no step
@@ -42,10 +43,13 @@ def run_sweep(
     intermediates such as attention's S), else the spec's layer's backward (a user's with
     --impl). A wrong answer then shows as an error that no step brings down.
     A sweep estimated to take longer than ``budget`` seconds sweeps ``samples`` sampled
-    coordinates per tensor (as check does) and says so through ``notify``."""
+    coordinates per tensor (as check does) and says so through ``notify``. ``skip``: flat
+    indices per name left out at every step (the check's kinks, tested one-sidedly there),
+    besides those whose stencil meets a kink the layer declares at that step."""
     memory.require(spec, method, max_memory)  # before the first forward
     with np.errstate(all="ignore"):  # a non-finite error is counted below, not warned about
-        return _sweep(spec, method, coloring, grads, max_memory, budget, samples, notify)
+        return _sweep(spec, method, coloring, grads, max_memory, budget, samples, notify,
+                      skip or {})  # fmt: skip
 
 
 def _sweep(
@@ -57,6 +61,7 @@ def _sweep(
     budget: float,
     samples: int,
     notify: Callable[[str], None],
+    skip: Mapping[str, tuple[int, ...]],
 ) -> tuple[list[dict[str, Any]], float, list[str]]:
     complex_safe(spec, method)
     comp = compute(spec)
@@ -77,6 +82,12 @@ def _sweep(
             c = coords.get(name)
             a = np.asarray(under_test[name], dtype=np.float64)
             n = eng.gradient(name, coloring=coloring, coords=c)[0]
+            # a stencil across a kink (relu at 0) reads no derivative at any step: the curve is
+            # the others' (the check at the default step tests those one-sidedly)
+            kinked = kinks.met(eng, name)
+            kinked = np.zeros(a.size, dtype=bool) if kinked is None else kinked
+            kinked[np.asarray(skip.get(name, ()), dtype=np.int64)] = True
+            n = np.where(kinked.reshape(a.shape), a, n)
             a, n = (a, n) if c is None else (a.ravel()[c], n.ravel()[c])
             d = np.abs(a - n)
             # NaN compares False: a non-finite gradient's error is inf, off at every step

@@ -206,13 +206,15 @@ def check(
         raise GradcliError("--wrt goes with a .npy --grads file", param="wrt")
     ready(output, input_files(s, impl, grads))
     if sweep:
+        # the verdict is the check's own (every element, the contract) and the sweep's: the
+        # sweep's normalized error alone would drown one wrong element in the largest one;
+        # the coordinates the check found at kinks read no derivative at any step
+        report = run_check(s, opts)
         rows, best, wrong = run_sweep(
             s, opts.method, coloring, opts.grads, opts.max_memory,
             budget=opts.budget, samples=opts.samples, notify=diagnostic,
+            skip={n: r.kink_at for n, r in report.results.items()},
         )  # fmt: skip
-        # the verdict is the check's own (every element, the contract) and the sweep's: the
-        # sweep's normalized error alone would drown one wrong element in the largest one
-        report = run_check(s, opts)
         passed = report.passed and not wrong
         doc = jsondoc.sweep_doc(s, opts.method, rows, best, wrong, report)
         emit(output, input_files(s, impl, grads), text=jsondoc.to_json(doc) if as_json

@@ -51,6 +51,18 @@ def relu_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray
     return {"x": dy * cache["on"]}
 
 
+def sign_kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | None:
+    """Where x's sign pattern (x > 0, the forwards' branch) changes along the segment from x
+    by ``step``, or x sits at 0: relu's and leaky_relu's kink."""
+    if isinstance(options, LeakyOptions) and options.alpha == 1:
+        return None  # y = x: no kink at all
+    x = t["x"]
+    end = x + step
+    return ((step > 0) & (x < 0) & (end >= 0)) | ((step < 0) & (end <= 0) & (x > 0)) | (
+        (step == 0) & (x == 0)
+    )
+
+
 # y = x (x > 0), alpha x (x <= 0)
 def leaky_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     x, alpha = t["x"], (options or LeakyOptions()).alpha
@@ -134,6 +146,7 @@ def _layer(
     forward: Callable[..., tuple[np.ndarray, dict[str, Any]]],
     backward: Callable[..., dict[str, np.ndarray]],
     options: type = NoOptions,
+    kinks: Callable[..., np.ndarray | None] | None = None,
 ) -> Layer:
     def arrays_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         y, cache = forward(t, options)
@@ -154,12 +167,18 @@ def _layer(
         options=options,
         footprint=footprint,
         working=working_elements,
+        kinks=kinks,
     )
 
 
-RELU = _layer("relu", "y = max(x, 0)", relu_forward, relu_backward)
+RELU = _layer("relu", "y = max(x, 0)", relu_forward, relu_backward, kinks=sign_kinks)
 LEAKY_RELU = _layer(
-    "leaky_relu", "y = x if x > 0 else alpha x", leaky_forward, leaky_backward, LeakyOptions
+    "leaky_relu",
+    "y = x if x > 0 else alpha x",
+    leaky_forward,
+    leaky_backward,
+    LeakyOptions,
+    kinks=sign_kinks,
 )
 SIGMOID = _layer("sigmoid", "y = 1 / (1 + exp(-x))", sigmoid_forward, sigmoid_backward)
 TANH = _layer("tanh", "y = tanh(x)", tanh_forward, tanh_backward)

@@ -150,6 +150,16 @@ class Layer:
     # options not held in a dataclass (a custom layer's own keywords, any YAML value): the
     # spec's mapping -> the options forward receives
     parse_options: Callable[[Mapping[str, Any]], Any] | None = None
+    # kinks(name, tensors, options, step) -> bool array of tensor ``name``'s shape, or None
+    # when that tensor has none: True where moving coordinate t of ``name`` alone through the
+    # segment (x_t, x_t + step_t] (step_t > 0), [x_t + step_t, x_t) (step_t < 0), or sitting at
+    # x_t (step_t == 0) meets a point where the forward is not differentiable: relu's input
+    # reaching 0 (its sign pattern changes), a max-pool window's argmax switching, the hinge's
+    # active set changing. ``tensors`` are the float64 point checked, ``step`` a float64 array
+    # of the tensor's shape. A superset is safe (those coordinates are checked one-sidedly,
+    # numeric/kinks.py); a missed kink is a false failure there, never a false pass. None: the
+    # layer has no kinks (a user's layer gets the generic detector instead).
+    kinks: Callable[[str, Arrays, Any, np.ndarray], np.ndarray | None] | None = None
     # words (layers/words.py): explain(Shown) -> Formulas for `gradcli explain`, and the body
     # of the `init --impl` module (forward and backward to fill in, formulas in comments);
     # None: a generic section per gradient, a skeleton from the tensor names

@@ -84,11 +84,14 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
             {k: _num(v) if isinstance(v, float) else v for k, v in w.items()} for w in r.worst
         ],
         "unresolved": bool(r.unresolved),
+        "kinks": r.kinks,
     }
     if r.reason:
         doc["reason"] = r.reason
     if r.nonfinite:
         doc["nonfinite"] = r.nonfinite
+    if r.kinks_unchecked:
+        doc["kinks_unchecked"] = r.kinks_unchecked
     if r.numerics is not None:
         info = r.numerics
         doc.update(

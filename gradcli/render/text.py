@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradcli.checking import intermediates
+from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
@@ -127,11 +128,31 @@ def summary_line(spec: Spec, report: CheckReport) -> Text:
     n = len(report.results)
     how = "" if report.mode == "full" else f" ({report.mode} mode)"
     if report.passed:
-        return Text.assemble(("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{how}")
+        return Text.assemble(
+            ("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{_kinks(report)}{how}"
+        )
     reasons = [_reason(spec, report, kind, names) for kind, names in report.failures]
     if not any(kind == "gradients" for kind, _ in report.failures) and n:
         reasons.append(_all_match(n))
     return Text.assemble(("FAIL", "bold red"), f"  {report.layer}: {'; '.join(reasons)}{how}")
+
+
+def kinks_line(r: TensorResult) -> str:
+    """What a result's kinks were: the stencil met a point where the forward has no
+    derivative, so those coordinates were compared with a one-sided difference."""
+    n = r.kinks
+    line = (
+        f"d{r.name}: {n} coordinate{'s' if n > 1 else ''} at a kink (the stencil met a point "
+        "where the forward has no derivative): checked one-sidedly, on a side that meets none"
+    )
+    if r.kinks_unchecked:
+        line += f"; {r.kinks_unchecked} with kinks on both sides kept the stencil's value"
+    return line
+
+
+def _kinks(report: CheckReport) -> str:
+    n = sum(r.kinks for r in report.results.values())
+    return f"; {n} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
 
 
 def _all_match(n: int) -> str:
@@ -187,6 +208,8 @@ def _label(report: CheckReport) -> str:
 def _notes(report: CheckReport) -> list[Text]:
     lines = [Text(f"note: {n}", style="yellow") for n in report.notes]
     for r in report.results.values():
+        if r.kinks:
+            lines.append(Text(kinks_line(r), style="dim"))
         if r.roundoff is not None:
             lines.append(
                 Text(

@@ -1,0 +1,209 @@
+"""Kinks: a finite difference across a point where the forward is not differentiable is no
+derivative (relu at 0: the central difference reads 0.5 where the slope is 0 or 1, pytorch#114234).
+
+A coordinate whose stencil meets a kink is checked one-sidedly, on a side whose points meet
+none, by a second-order one-sided difference (exact on the linear pieces of relu, max-pool and
+the hinge). At a kink itself both sides are clean and their slopes differ: the backward may
+take any slope between them (torch's relu takes 0 at 0, an x >= 0 mask 1, abs 0), so the point
+of that interval nearest the analytical value is the one compared. Nothing here can hide a
+wrong gradient away from kinks: every value put in place is an honest finite difference of the
+forward (or, at a kink itself, lies between two), and the other coordinates keep theirs.
+
+Who says where the kinks are:
+- a built-in layer, through ``Layer.kinks`` (exact, cheap: its input's sign pattern, a window's
+  argmax, the hinge's active set), for every coordinate whose stencil meets one;
+- for any other layer (``--impl``, ``custom``) a detector, asked only about coordinates that
+  fail: each side's one-sided difference at H/2 and H/4; a side is stable when the two agree
+  within the tolerance. Both stable and disagreeing: a kink at x (any slope between passes).
+  Both stable and agreeing where the central difference did not: the stencil crossed a kink
+  nearby. One stable: a kink on the other side. Neither: no verdict, the failure stands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcli.numeric.methods import METHODS, steps
+
+GENERIC_LIMIT = 4096  # failing coordinates the detector examines (8 forward copies each)
+HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
+
+
+@dataclass(frozen=True)
+class KinkFix:
+    """The one-sided values put in place of the stencil's at coordinates meeting a kink."""
+
+    coords: np.ndarray  # flat indices whose stencil met a kink (checked one-sidedly)
+    values: np.ndarray  # their one-sided derivatives
+    noise_at: np.ndarray  # the round-off of each of those differences
+    unchecked: int = 0  # kinks on both sides at every step tried: left to the stencil's value
+
+    @property
+    def noise(self) -> float:
+        """The largest of them (raises the tensor's atol like the rest of its round-off)."""
+        return float(self.noise_at.max(initial=0.0))
+
+
+def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...]):
+    """(D, scale): D[k, j] = sum g * (y(x + offsets[k] h_j e_j) - y(x)) for each coordinate j
+    of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved."""
+    x = engine.t64[name].ravel()
+    shape = engine.t64[name].shape
+    n = len(idx)
+    D = np.zeros((len(offsets), n))
+    scale = np.zeros(n)
+    per = max(1, engine._chunk(name, n) // max(1, len(offsets)))
+    for lo in range(0, n, per):
+        part = idx[lo : lo + per]
+        c = len(part)
+        rows = np.repeat(x[None, :], 1 + len(offsets) * c, axis=0)
+        for k, s in enumerate(offsets):
+            rows[1 + k * c + np.arange(c), part] = x[part] + s * h[lo : lo + c]
+        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
+        y = y.reshape(len(rows), -1)
+        d = y[1:] - y[:1]
+        D[:, lo : lo + c] = (d @ engine.g.ravel()).reshape(len(offsets), c)
+        moved = (d != 0).reshape(len(offsets), c, -1).any(axis=0)
+        scale[lo : lo + c] = (moved * engine.gy[None, :]).sum(axis=1)
+    return D, scale
+
+
+def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int):
+    """(slope, noise) on ``side`` (+1 or -1) at each coordinate of ``idx`` alone:
+    (4 (L(x + h) - L(x)) - (L(x + 2h) - L(x))) / 2h, mirrored for the left side."""
+    D, scale = _moves(engine, name, idx, h, (side, 2 * side))
+    slope = side * (4 * D[0] - D[1]) / (2 * h)
+    noise = 4 * np.finfo(np.float64).eps * 2.5 * scale / h  # the stencil's weights: (4 + 1) / 2
+    return slope, noise
+
+
+def _step(engine, name: str) -> np.ndarray:
+    """The one-sided stencils' step: central differences' (the complex step's 1e-20 has no
+    real digits to difference)."""
+    eps = engine.eps if engine.method.name in ("central", "forward", "backward") else None
+    return steps(engine.t64[name].ravel(), eps or METHODS["central"].auto_eps)
+
+
+def _reach(engine, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """How far the method's stencil moves each coordinate to the right and to the left."""
+    m, x = engine.method, engine.t64[name].ravel()
+    h = steps(x, engine.eps)
+    if m.name == "complex":  # x + ih: no real point but x; a kink matters only at x itself
+        return np.zeros_like(h), np.zeros_like(h)
+    return max(max(m.offsets), 0) * h, min(min(m.offsets), 0) * h
+
+
+def between(a: np.ndarray, right: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """At a kink every slope between the two one-sided ones is a (Clarke) subgradient: torch's
+    relu takes 0 at 0, an x >= 0 mask 1, abs takes 0 between -1 and 1. The value compared is
+    the point of that interval nearest the analytical one (itself when it lies inside)."""
+    return np.clip(a, np.minimum(right, left), np.maximum(right, left))
+
+
+def met(engine, name: str) -> np.ndarray | None:
+    """Flat mask of the coordinates whose stencil, at the engine's step, meets a kink the
+    built-in layer declares (None: it declares none for ``name``)."""
+    layer, x = engine.layer, engine.t64.get(name)
+    if layer.kinks is None or x is None:
+        return None
+    right, left = _reach(engine, name)
+    hit = None
+    for step in (np.zeros(x.size), right, left):
+        m = layer.kinks(name, engine.t64, engine.options, step.reshape(x.shape))
+        if m is None:
+            return None
+        m = np.asarray(m, dtype=bool).ravel()
+        hit = m if hit is None else hit | m
+    return hit
+
+
+def declared(engine, name: str, analytic: np.ndarray, coords: np.ndarray | None) -> KinkFix | None:
+    """A built-in layer's own kinks for tensor ``name``: every coordinate (of ``coords``, when
+    sampled) whose stencil meets one, checked one-sidedly on a clean side."""
+    layer = engine.layer
+    if layer.kinks is None or name not in engine.t64:
+        return None
+    x = engine.t64[name]
+
+    def meets(step: np.ndarray) -> np.ndarray | None:
+        m = layer.kinks(name, engine.t64, engine.options, step.reshape(x.shape))
+        return None if m is None else np.asarray(m, dtype=bool).ravel()
+
+    at = meets(np.zeros(x.size))
+    if at is None:
+        return None
+    right, left = _reach(engine, name)
+    hit = at | meets(right) | meets(left)
+    if coords is not None:
+        keep = np.zeros(x.size, dtype=bool)
+        keep[np.asarray(coords, dtype=np.int64)] = True
+        hit &= keep
+    idx = np.flatnonzero(hit)
+    if not idx.size:
+        return KinkFix(idx, np.zeros(0), np.zeros(0))
+    h = _step(engine, name)[idx]
+    a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
+    values = np.full(idx.size, np.nan)
+    noise = np.zeros(idx.size)
+    todo = np.ones(idx.size, dtype=bool)
+    for _ in range(HALVINGS):
+        if not todo.any():
+            break
+        full = np.zeros(x.size)
+        full[idx] = 2 * h
+        plus = ~meets(full)[idx] & todo
+        full[idx] = -2 * h
+        minus = ~meets(full)[idx] & todo
+        slopes = {}
+        for side, clean in ((1, plus), (-1, minus)):
+            if clean.any():
+                s, nz = one_sided(engine, name, idx[clean], h[clean], side)
+                slopes[side] = np.full(idx.size, np.nan)
+                slopes[side][clean] = s
+                noise[clean] = np.maximum(noise[clean], nz)
+        for side, clean in ((1, plus & ~minus), (-1, minus & ~plus)):
+            values[clean] = slopes[side][clean] if clean.any() else values[clean]
+        both = plus & minus  # at the kink itself: any slope between the two sides'
+        if both.any():
+            values[both] = between(a[both], slopes[1][both], slopes[-1][both])
+        todo &= ~(plus | minus)
+        h = np.where(todo, h / 2, h)
+    return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()))
+
+
+def detected(
+    engine, name: str, analytic: np.ndarray, numeric: np.ndarray, failing: np.ndarray, tol
+) -> KinkFix:
+    """The detector for a layer that declares no kinks, at the ``failing`` flat indices."""
+    idx = np.asarray(failing, dtype=np.int64)[:GENERIC_LIMIT]
+    if not idx.size:
+        return KinkFix(idx, np.zeros(0), np.zeros(0))
+    a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
+    n = np.asarray(numeric, dtype=np.float64).ravel()[idx]
+    H = _step(engine, name)[idx]
+    slope, noise = {}, np.zeros(idx.size)
+    for side in (1, -1):
+        half, nz = one_sided(engine, name, idx, H / 2, side)
+        quarter, nz4 = one_sided(engine, name, idx, H / 4, side)
+        slope[side] = (half, quarter)
+        noise = np.maximum(noise, np.maximum(nz, nz4))
+    t = tol(noise, slope[1][1])  # the tensor's tolerance, raised by these stencils' round-off
+
+    def stable(side: int) -> np.ndarray:
+        half, quarter = slope[side]
+        return np.abs(half - quarter) <= t  # moving beyond the noise as the step halves: not
+
+    right, left = slope[1][1], slope[-1][1]
+    sr, sl = stable(1), stable(-1)
+    both = sr & sl
+    apart = np.abs(right - left) > t
+    at_kink = both & apart  # the slopes differ on the two sides: either may be the gradient
+    crossed = both & ~apart & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
+    one = sr ^ sl  # a kink within H/2 on the unstable side
+    pick = between(a, right, left)
+    value = np.where(sr, right, left)
+    value = np.where(at_kink, pick, np.where(crossed, (right + left) / 2, value))
+    kink = at_kink | crossed | one
+    return KinkFix(idx[kink], value[kink], noise[kink])
