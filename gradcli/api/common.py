@@ -1,0 +1,155 @@
+"""What every API call shares: a spec built from Python values, checked options, the caller's
+answers, and the frame of one call."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradcli.checking.check import CheckOptions
+from gradcli.errors import GradcliError, OptionError, brief, one_of
+from gradcli.inputs import arguments as arg
+from gradcli.inputs.spec import (
+    DTYPES,
+    MAX_SEED,
+    Spec,
+    build_spec,
+)  # fmt: skip
+from gradcli.layers import get_layer
+from gradcli.user.call import forget_warnings
+from gradcli.user.given import impl_of, is_name
+from gradcli.user.impl import user_layer
+
+
+def spec_from(
+    layer: Any, tensors: Mapping[str, Any] | None, *, options: Mapping[str, Any] | None,
+    grad_output: Any, forward: Any, backward: Any, seed: int | None, dtype: str | None,
+    max_elements: int,
+) -> Spec:  # fmt: skip
+    seed, dtype, max_elements = spec_args(seed, dtype, max_elements)
+    if options is not None:
+        arg.mapping(options, "options")
+    if tensors is not None:
+        arg.mapping(tensors, "tensors")
+    impl = impl_of(layer, forward, backward)
+    name = layer if is_name(layer) else "custom"
+    if impl is None and name == "custom":
+        raise OptionError(
+            f"expected a layer name, or your forward and backward, got {arg.got(layer)}",
+            param="layer",
+        )
+    try:
+        builtin = None if name == "custom" else get_layer(name)
+    except GradcliError as e:
+        raise e.at(param="layer") from None
+    if tensors is None:
+        if builtin is None:
+            raise OptionError("your own layer needs its tensors", param="tensors")
+        from gradcli.inputs.spec import default_document
+
+        tensors = default_document(builtin)["tensors"]
+    doc: dict[str, Any] = {"tensors": dict(tensors), "options": dict(options or {})}
+    if grad_output is not None:
+        doc["grad_output"] = grad_output
+    try:
+        if impl is not None:
+            from gradcli.inputs.spec import custom_names
+
+            layer_obj = user_layer(impl, builtin, custom_names(doc) if builtin is None else ())
+        else:
+            layer_obj = builtin
+        return build_spec(
+            layer_obj, doc, base=Path.cwd(), source="", dtype=dtype, seed=seed,
+            max_elements=max_elements,
+        )  # fmt: skip
+    except GradcliError as e:  # the document is made of the keywords: name the one at fault
+        raise e.at(param=(e.key or "").split(".")[0] or None) from None
+
+
+def spec_args(seed: Any, dtype: Any, max_elements: Any) -> tuple[int | None, str | None, int]:
+    if seed is not None:
+        seed = arg.integer(seed, "seed", 0, MAX_SEED)
+    if dtype is not None:
+        dtype = arg.choice(dtype, "dtype", DTYPES)
+    return seed, dtype, arg.integer(max_elements, "max_elements", 1)
+
+
+def check_options(
+    method: Any, eps: Any, atol: Any, rtol: Any, mode: Any, samples: Any, coloring: Any,
+    max_memory: Any, budget: Any, top: Any, grads: Any,
+) -> CheckOptions:  # fmt: skip
+    """The check's keywords, each checked for its type (the CLI's parser does that there) and
+    then its range (CheckOptions), before anything runs."""
+    if isinstance(eps, str) and eps.lower() == "auto":
+        eps = None
+    elif isinstance(eps, str):
+        raise OptionError(f"expected 'auto' or a number, got {brief(eps)}", param="eps")
+    # "Central", "COMPLEX": a method or mode is a name, not a spelling
+    method = arg.text(method, "method").lower()
+    mode = "auto" if mode is None else arg.text(mode, "mode").lower()
+    if grads is not None:
+        arg.mapping(grads, "grads")
+    return CheckOptions(
+        method=method,
+        eps=None if eps is None else arg.number(eps, "eps"),
+        atol=None if atol is None else arg.number(atol, "atol"),
+        rtol=None if rtol is None else arg.number(rtol, "rtol"),
+        mode=mode, samples=arg.integer(samples, "samples"),
+        coloring=arg.boolean(coloring, "coloring"),
+        max_memory=round(arg.number(max_memory, "max_memory") * 2**20),
+        budget=arg.number(budget, "budget"), top=arg.integer(top, "top"),
+    )  # fmt: skip
+
+
+def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
+    """The caller's gradients to check (as ``--grads``), keyed NAME or dNAME."""
+    from gradcli.checking import intermediates
+
+    shapes = {**intermediates.shapes(spec), **spec.shapes}
+    out: dict[str, np.ndarray] = {}
+    for key, value in grads.items():
+        name = key if key in shapes else key[1:] if key[1:] in shapes else None
+        if name is None:
+            raise OptionError(
+                f"{brief(key)} is not a tensor of this spec ({one_of(shapes)})", param="grads"
+            )
+        if name in out:  # as in an answer file: W and dW are one gradient, given twice
+            raise OptionError(
+                f"both {name!r} and {'d' + name!r} given; give one of them", param="grads"
+            )
+        where = f"grads[{key!r}]"
+        try:
+            a = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise OptionError(
+                f"expected an array of numbers, got {type(value).__name__}", param=where
+            ) from None
+        if a.shape != tuple(shapes[name]):
+            raise OptionError(
+                f"expected shape {list(shapes[name])} (that of {name}), got shape {list(a.shape)}",
+                param=where,
+            )
+        bad = ~np.isfinite(a)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise OptionError(
+                f"expected finite numbers, got {int(bad.sum()):,} not finite (the first, "
+                f"{a[first]}, at index {list(first)})",
+                param=where,
+            )
+        out[name] = a
+    return out
+
+
+@contextlib.contextmanager
+def api_call() -> Iterator[None]:
+    """One API call. gradcli itself prints nothing and changes no process state; the user's
+    own code prints and warns on stderr, as in the CLI: only while it runs do sys.stdout and
+    file descriptor 1 point there (gradcli/user/call.py), and its warnings are shown once
+    each per call."""
+    forget_warnings()
+    yield

@@ -1,0 +1,129 @@
+"""What the API returns: a check's report and a network check's report, as data with the
+CLI's own text and JSON."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from gradcli.checking.compare import TensorResult
+from gradcli.checking.compute import Computation
+from gradcli.checking.report import CheckReport
+from gradcli.inputs.spec import (
+    Spec,
+)  # fmt: skip
+from gradcli.render import jsondoc
+from gradcli.render import text as render
+
+
+class Report:
+    """The result of a check: the same verdict, numbers and text as ``gradcli check``."""
+
+    def __init__(
+        self, spec: Spec, computation: Computation, numeric: dict[str, np.ndarray],
+        report: CheckReport, grads: Mapping[str, np.ndarray] | None = None,
+    ) -> None:  # fmt: skip
+        self.spec = spec
+        self.computation = computation
+        self.numeric = numeric  # numerical gradients, NaN where not evaluated
+        self.check = report
+        self._grads = grads
+
+    @property
+    def passed(self) -> bool:
+        """True exactly when ``gradcli check`` would exit 0."""
+        return self.check.passed
+
+    @property
+    def results(self) -> Mapping[str, TensorResult]:
+        """Per tensor (and checked intermediate): errors, worst elements, hints, atol, mode."""
+        return self.check.results
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.check.notes
+
+    def to_json(self, *, values: bool = False) -> str:
+        """The document ``gradcli check --format json`` prints (``values``: ``--values``)."""
+        r = self.check
+        doc = (
+            jsondoc.check_doc(self.spec, r, self.computation, self.numeric)
+            if values
+            else jsondoc.check_doc(self.spec, r)
+        )
+        return jsondoc.to_json(doc)
+
+    def table(self, *, width: int | None = None, values: bool = False) -> str:
+        """The plain-text report ``gradcli check`` writes to a pipe (no ANSI codes): as wide as
+        ``COLUMNS``, else 80 columns, unless ``width`` is given."""
+        buf = io.StringIO()
+        con = render.console(buf, plain=True)
+        if width is not None:
+            con.width = width
+        render.render_check(
+            con, self.spec, self.computation, self.numeric, self.check, self._grads,
+            values=values,
+        )  # fmt: skip
+        return buf.getvalue()
+
+    def verdict(self) -> str:
+        """The summary line: PASS or FAIL naming every failure, as the CLI's last line."""
+        return render.summary_line(self.spec, self.check).plain
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return f"<gradcli.Report {self.spec.layer.name}: {verdict}, {', '.join(self.results)}>"
+
+
+class NetworkReport:
+    """The result of a network's check: the same verdict, JSON and text as ``gradcli check
+    net``. ``layers``: each layer's local check (``.node.name``, ``.report.results``);
+    ``first_wrong``: (index, name, layer, tensor) of the first wrong backward or None;
+    ``end_to_end``: the whole network's results by tensor (``"fc1.W"``)."""
+
+    def __init__(self, net: Any, report: Any) -> None:
+        self.net, self.check = net, report
+
+    @property
+    def passed(self) -> bool:
+        return self.check.passed
+
+    @property
+    def layers(self) -> tuple[Any, ...]:
+        return self.check.layers
+
+    @property
+    def first_wrong(self) -> Any:
+        return self.check.first_wrong
+
+    @property
+    def end_to_end(self) -> Mapping[str, TensorResult]:
+        return self.check.end_to_end.results
+
+    def to_json(self) -> str:
+        from gradcli.render import netdoc
+
+        return jsondoc.to_json(netdoc.check_doc(self.net, self.check))
+
+    def table(self, *, width: int | None = None) -> str:
+        from gradcli.render import network
+
+        buf = io.StringIO()
+        con = render.console(buf, plain=True)
+        if width is not None:
+            con.width = width
+        network.render_check(con, self.net, self.check)
+        return buf.getvalue()
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return f"<gradcli.NetworkReport {len(self.layers)} layers: {verdict}>"
