@@ -30,6 +30,10 @@ SIZES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
         "softmax": {"x": (256, 128)},
         "flatten": {"x": (32, 16, 16, 8)},
         "dropout": {"x": (32, 16, 16, 8)},
+        "embedding": {"idx": (32, 16), "W": (1000, 64)},
+        "mse": {"pred": (64, 32), "target": (64, 32)},
+        "softmax_cross_entropy": {"x": (64, 100), "y": (64,)},
+        "svm": {"x": (64, 100), "y": (64,)},
     },
     "L": {
         "linear": {"x": (128, 1024), "W": (512, 1024), "b": (512,)},
@@ -64,9 +68,20 @@ def cases(size: str):
         yield layer, layer, shapes, {}
 
 
+# labels and indices: integers below the size of this tensor's last axis (classes, rows)
+INDEX_BOUNDS = {"y": ("x", -1), "idx": ("W", 0)}
+
+
 def make_tensors(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {n: rng.standard_normal(s) for n, s in shapes.items()}
+    out = {}
+    for n, s in shapes.items():
+        if n in INDEX_BOUNDS:
+            of, axis = INDEX_BOUNDS[n]
+            out[n] = rng.integers(0, shapes[of][axis], s)
+        else:
+            out[n] = rng.standard_normal(s)
+    return out
 
 
 def torch_forward(layer: str, options: dict | None = None):
@@ -155,4 +170,12 @@ def torch_forward(layer: str, options: dict | None = None):
             return x * torch.from_numpy(keep / (1 - p))
 
         return dropout
+    if layer == "embedding":
+        return lambda idx, W: F.embedding(idx, W)
+    if layer == "mse":
+        return lambda pred, target: F.mse_loss(pred, target)
+    if layer == "softmax_cross_entropy":
+        return lambda x, y: F.cross_entropy(x, y)
+    if layer == "svm":  # torch also averages over the C classes
+        return lambda x, y: x.shape[-1] * F.multi_margin_loss(x, y, p=1, margin=1.0)
     raise KeyError(layer)

@@ -110,7 +110,8 @@ def paired(ours, theirs, repeat: int) -> tuple[float, float]:
 
 def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: float, ours) -> dict:
     f = torch_forward(layer, options)
-    tt = {n: torch.tensor(a, requires_grad=True) for n, a in tensors.items()}
+    # labels and indices are integers: no gradient, and torch refuses one for them
+    tt = {n: torch.tensor(a, requires_grad=a.dtype.kind == "f") for n, a in tensors.items()}
     gt = torch.tensor(g)
 
     def fwd_bwd():
@@ -122,7 +123,7 @@ def torch_numbers(layer: str, options: dict, tensors, g, repeat: int, limit: flo
     out = {"fwd_bwd": theirs, "paired_analytic_fwd_bwd": mine}
     with torch.no_grad():
         one_forward = median_time(lambda: f(**tt), max(repeat, 20), warmup=3)
-    n = sum(a.size for a in tensors.values())
+    n = sum(a.size for a in tensors.values() if a.dtype.kind == "f")  # not the labels
     estimate = 2 * n * one_forward
     if estimate > limit or n > MAX_GRADCHECK_COORDS:  # its memory grows with N: see below
         out.update(gradcheck=estimate, gradcheck_estimated=True)
@@ -200,7 +201,7 @@ def main() -> None:
             out, _ = lay.forward(tensors, options)
             g = np.random.default_rng(1).standard_normal(out.shape)
             spec = make_spec(layer, tensors, g, options)
-            n = sum(a.size for a in tensors.values())
+            n = sum(a.size for a in tensors.values() if a.dtype.kind == "f")  # not the labels
             row = {"size": size, "layer": case, "options": raw, "coordinates": n}
             row["central"] = gradcli_check(layer, tensors, g, raw, "central", repeat)
             row["complex"] = gradcli_check(layer, tensors, g, raw, "complex", repeat)

@@ -520,9 +520,11 @@ OPTION_REFERENCES = {
 
 # the library's layers (issue 14) keep their loops in files of their own
 from reference_activations import REFERENCES as _ACTIVATIONS  # noqa: E402
+from reference_losses import REFERENCES as _LOSSES  # noqa: E402
 from reference_norm import NORM_REFERENCES  # noqa: E402
 from reference_seq import REFERENCES as _SEQUENCE  # noqa: E402
 
 REFERENCES.update(_SEQUENCE)
 REFERENCES.update(NORM_REFERENCES)
 REFERENCES.update(_ACTIVATIONS)
+REFERENCES.update(_LOSSES)

@@ -1,4 +1,4 @@
-"""Loop references for the sequence layers (issue 14): rnn_step, lstm_step, one example each.
+"""Loop references for the sequence layers (issue 14): embedding, rnn_step, lstm_step.
 
 Same rules as reference.py: one explicit Python loop per index, scalar math from ``math``,
 nothing vectorized, nothing imported from gradcli. Formulas from CS231n's rnn_step_forward /
@@ -110,6 +110,29 @@ def lstm_step_backward(dout, x, prev_h, prev_c, Wx, Wh, b):
     return {"x": dx, "prev_h": dh, "prev_c": dprev_c, "Wx": dWx, "Wh": dWh, "b": db}
 
 
+# ----------------------------------------------------------------------------- embedding
+# out[p, d] = W[idx[p], d]   for every position p of idx (any shape)
+def embedding_forward(idx, W):
+    V, D = W.shape
+    out = _zeros(*idx.shape, D)
+    for p in np.ndindex(*idx.shape):
+        v = int(idx[p])
+        assert 0 <= v < V
+        for d in range(D):
+            out[p + (d,)] = W[v, d]
+    return out
+
+
+# dW[v, d] = sum_{p : idx[p] = v} dout[p, d]
+def embedding_backward(dout, idx, W):
+    V, D = W.shape
+    dW = _zeros(V, D)
+    for p in np.ndindex(*idx.shape):
+        for d in range(D):
+            dW[int(idx[p]), d] += dout[p + (d,)]
+    return {"W": dW}
+
+
 def _batched(forward, backward, inputs):
     """A one-example reference run example by example over the inputs' leading axes (broadcast
     together, right-aligned); weight gradients summed over the examples, input gradients
@@ -156,6 +179,10 @@ def _batched(forward, backward, inputs):
 
 
 REFERENCES = {
+    "embedding": (
+        lambda t: embedding_forward(t["idx"], t["W"]),
+        lambda g, t: embedding_backward(g, t["idx"], t["W"]),
+    ),
     "rnn_step": _batched(
         lambda t: rnn_step_forward(t["x"], t["prev_h"], t["Wx"], t["Wh"], t["b"]),
         lambda g, t: rnn_step_backward(g, t["x"], t["prev_h"], t["Wx"], t["Wh"], t["b"]),

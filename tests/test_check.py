@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from reference import REFERENCES  # noqa: E402
 
 LAYERS = list(REGISTRY)
-CASES = [(name, t) for name, layer in REGISTRY.items() for t in layer.tensor_names]
+CASES = [(name, t) for name, layer in REGISTRY.items() for t in layer.grad_names]
 
 
 def with_backward(spec, bugged_backward):
@@ -37,7 +37,7 @@ def test_numeric_matches_loop_reference(name, seed):
     spec = load_spec(name, None, seed=seed)
     numeric = numerical_gradients(spec.layer, spec.tensors, spec.options, spec.grad_output)
     ref = REFERENCES[name][1](np.asarray(spec.grad_output), dict(spec.tensors))
-    for t in spec.layer.tensor_names:
+    for t in spec.layer.grad_names:
         np.testing.assert_allclose(numeric[t], ref[t], rtol=1e-7, atol=1e-8, err_msg=t)
 
 
@@ -45,7 +45,7 @@ def test_numeric_matches_loop_reference(name, seed):
 def test_default_specs_pass(name):
     report = check(load_spec(name, None))
     assert report.passed
-    assert set(report.results) == set(REGISTRY[name].tensor_names)
+    assert set(report.results) == set(REGISTRY[name].grad_names)
     assert all(r.max_rel_error < 1e-6 for r in report.results.values())
 
 

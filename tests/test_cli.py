@@ -46,8 +46,10 @@ def test_compute_and_check_tables(cli, example_spec, layer, source):
     comp = cli("compute", layer, *args)
     assert (comp.exit_code, comp.stderr) == (0, "")
     assert comp.stdout.startswith(f"{layer}:") and ANSI not in comp.stdout
-    for t in REGISTRY[layer].tensor_names:
+    for t in REGISTRY[layer].grad_names:
         assert "d" + t in comp.stdout
+    for t in REGISTRY[layer].constants():  # labels, indices, targets: no gradient shown
+        assert f" d{t} " not in comp.stdout
     chk = cli("check", layer, *args)
     assert (chk.exit_code, chk.stderr) == (0, "")
     assert ANSI not in chk.stdout
@@ -66,10 +68,11 @@ def test_compute_json_document(cli_json, example_spec, layer, source):
     changed = {k: v for k, v in (given.get("options") or {}).items() if defaults[k] != v}
     assert (doc["layer"], doc["dtype"], doc["options"]) == (layer, "float64", changed)
     assert list(doc["tensors"]) == list(info.tensor_names)
-    assert list(doc["gradients"]) == list(info.tensor_names)
+    assert list(doc["gradients"]) == list(info.grad_names)  # labels have none
     for name, t in doc["tensors"].items():
         assert set(t) == {"shape", "values"}
-        assert doc["gradients"][name]["shape"] == t["shape"]
+        if name in info.grad_names:
+            assert doc["gradients"][name]["shape"] == t["shape"]
         assert list(np.shape(t["values"])) == t["shape"]
     assert set(doc["output"]) == {"name", "shape", "values"}
     assert doc["output"]["name"] == info.output.name
@@ -85,14 +88,14 @@ def test_check_json_document(cli_json, layer, values):
     assert doc["passed"] is True and doc["method"] == "central"
     assert all(isinstance(doc[k], float) and doc[k] >= 0 for k in ("eps", "atol", "rtol"))
     assert doc["eps"] > 0
-    assert list(doc["results"]) == list(REGISTRY[layer].tensor_names)
+    assert list(doc["results"]) == list(REGISTRY[layer].grad_names)
     for name, r in doc["results"].items():
         assert RESULT_KEYS <= set(r) and r["passed"] is True  # issue 3 adds per-result keys
         assert r["shape"] == list(REGISTRY[layer].default_shapes[name])
         assert len(r["worst_index"]) == len(r["shape"])
         assert isinstance(r["analytic"], float) and isinstance(r["numeric"], float)
     if values:
-        assert list(doc["numeric"]) == list(REGISTRY[layer].tensor_names)
+        assert list(doc["numeric"]) == list(REGISTRY[layer].grad_names)
         for name, g in doc["numeric"].items():
             assert g["shape"] == doc["gradients"][name]["shape"]
             np.testing.assert_allclose(g["values"], doc["gradients"][name]["values"], rtol=1e-5)
@@ -134,6 +137,7 @@ def test_json_floats_round_trip_exactly(cli_json, layer, dtype):
     same(doc["grad_output"], spec.grad_output)
     for name in spec.layer.tensor_names:
         same(doc["tensors"][name], spec.tensors[name])
+    for name in spec.layer.grad_names:
         same(doc["gradients"][name], comp.gradients[name])
     for name, a in comp.intermediates.items():
         same(doc["intermediates"][name], a)
@@ -174,7 +178,7 @@ def test_summary_is_one_line_however_long(cli, monkeypatch, tmp_path, to_file):
 
 
 @pytest.mark.parametrize(
-    ("layer", "tensor"), [(n, t) for n, lay in REGISTRY.items() for t in lay.tensor_names]
+    ("layer", "tensor"), [(n, t) for n, lay in REGISTRY.items() for t in lay.grad_names]
 )
 def test_one_element_off_by_1e4_fails_that_tensor_only(cli, tmp_path, layer, tensor):
     """A student's answers (ours, through the public API) with one element off by 1e-4."""

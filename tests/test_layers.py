@@ -14,6 +14,7 @@ from reference import REFERENCES, softmax_rows
 
 SEEDS = (0, 1, 2)
 P = 3  # number of stacked copies in the broadcasting tests
+EXAMPLES = ("input", "target", "index")  # the roles that carry the batch axes
 
 # extra shapes per layer, on top of each layer's default_shapes
 EDGE_SHAPES = {
@@ -49,11 +50,15 @@ def shape_cases():
 
 
 def make(layer, shapes, rng, batch=(), dtype=np.float64):
-    """Random tensors; the input gets the batch axes in front."""
+    """Random tensors; the inputs and their labels or targets get the batch axes in front;
+    labels and indices (role index) are integers in their range."""
     t = {}
     for info in (i for i in layer.tensors if i.name in layer.default_shapes):
-        shape = (*batch, *shapes[info.name]) if info.role == "input" else shapes[info.name]
-        t[info.name] = np.asarray(rng.standard_normal(shape), dtype=dtype)
+        shape = (*batch, *shapes[info.name]) if info.role in EXAMPLES else shapes[info.name]
+        if info.role == "index":
+            t[info.name] = rng.integers(0, bound(layer, shapes, info.classes), shape)
+        else:
+            t[info.name] = np.asarray(rng.standard_normal(shape), dtype=dtype)
     return t
 
 
@@ -69,6 +74,15 @@ def upstream(layer, t, rng, dtype=np.float64, shapes=None):
         {k: v.shape for k, v in t.items()}, default_options(layer, t, shapes)
     )
     return np.asarray(rng.standard_normal(shape), dtype=dtype)
+
+
+def bound(layer, shapes, axis):
+    """The size of the axis named ``axis`` (an index tensor's range) in these shapes."""
+    for info in layer.tensors:
+        if axis in info.axes and info.name in shapes:
+            shape = shapes[info.name]
+            return shape[len(shape) - len(info.axes) + info.axes.index(axis)]
+    raise KeyError(axis)
 
 
 def run(layer, t, dout, forward=None, backward=None, shapes=None):
@@ -90,7 +104,7 @@ def check_against_reference(name, t, dout, forward=None, backward=None):
     out, grads = run(layer, t, dout, forward, backward)
     assert_close(out, ref_forward(t), f"{name} forward")
     ref = ref_backward(dout, t)
-    assert set(ref) == {*layer.tensor_names, *layer.intermediates}, "reference is incomplete"
+    assert set(ref) == {*layer.grad_names, *layer.intermediates}, "reference is incomplete"
     assert set(grads) == set(ref), f"{name}: gradient keys {sorted(grads)} != {sorted(ref)}"
     for key in ref:
         assert_close(grads[key], ref[key], f"{name} d{key}")
@@ -110,7 +124,7 @@ def test_matches_loop_reference(name, shapes, seed):
 TWIN_KEYS = [
     (name, key)
     for name, layer in REGISTRY.items()
-    for key in ("out", *layer.tensor_names, *layer.intermediates)
+    for key in ("out", *layer.grad_names, *layer.intermediates)
 ]
 
 
@@ -148,7 +162,7 @@ def test_batch_axes(name, batch):
     t = make(layer, layer.default_shapes, rng, batch)
     dout = upstream(layer, t, rng, shapes=layer.default_shapes)
     out, grads = run(layer, t, dout, shapes=layer.default_shapes)
-    inputs = [i.name for i in layer.tensors if i.role == "input" and i.name in t]
+    inputs = [i.name for i in layer.tensors if i.role in EXAMPLES and i.name in t]
     per_example = {}
     for idx in np.ndindex(*batch):
         one = {**t, **{n: t[n][idx] for n in inputs}}  # every input carries the batch axes
@@ -156,7 +170,7 @@ def test_batch_axes(name, batch):
         assert_close(out[idx], o, f"{name} forward at {idx}")
         per_example[idx] = g
     for key, g in grads.items():
-        if key in layer.tensor_names and layer.tensor(key).role != "input":
+        if key in layer.tensor_names and layer.tensor(key).role not in EXAMPLES:
             total = sum(per_example[idx][key] for idx in np.ndindex(*batch))
             assert_close(g, total, f"{name} d{key} summed over the batch")
         else:  # the input and the intermediates keep their batch axes
@@ -167,7 +181,7 @@ def test_batch_axes(name, batch):
 STACK_CASES = [
     (name, tname, batch)
     for name, layer in REGISTRY.items()
-    for tname in layer.tensor_names
+    for tname in layer.grad_names  # labels and indices are never perturbed
     for batch in ((), (2,))
 ]
 
@@ -182,11 +196,11 @@ def test_stacked_copies_broadcast(name, tname, batch):
     base = make(layer, layer.default_shapes, rng, batch)
     copies = [np.asarray(rng.standard_normal(base[tname].shape)) for _ in range(P)]
     # probe axis + the inputs' batch axes (a default shape may hold some: rnn_step's (N, D))
-    n_batch = max(base[i.name].ndim - len(i.axes) for i in layer.tensors if i.role == "input")
+    n_batch = max(base[i.name].ndim - len(i.axes) for i in layer.tensors if i.role in EXAMPLES)
     lead = (1,) * (1 + n_batch)
     stacked = {}
     for info in (i for i in layer.tensors if i.name in layer.default_shapes):
-        if info.role == "input":
+        if info.role in EXAMPLES:
             a = np.stack(copies) if info.name == tname else base[info.name][None]
         elif info.name == tname:
             a = np.stack(copies).reshape(P, *lead[1:], *base[tname].shape)

@@ -40,7 +40,10 @@ def batched_spec(name, seed=0):
     tensors = {}
     for t in (i for i in layer.tensors if i.name in layer.default_shapes):
         shape = layer.default_shapes[t.name]
-        tensors[t.name] = rng.standard_normal((2, *shape) if t.role == "input" else shape)
+        shape = (2, *shape) if t.role in ("input", "target", "index") else shape
+        # labels and indices: integers, in range for every default (C, V >= 2)
+        index = t.role == "index"
+        tensors[t.name] = rng.integers(0, 2, shape) if index else rng.standard_normal(shape)
     # settled from the spec's shapes, as build_spec does (dropout's mask covers the batch)
     options = layer.resolve_options(
         layer.make_options({}), {n: a.shape for n, a in tensors.items()}
@@ -58,7 +61,7 @@ def test_every_method_matches_loop_reference(name, method):
     num = numerical_gradients(
         spec.layer, spec.tensors, spec.options, spec.grad_output, method=method
     )
-    for t in spec.layer.tensor_names:
+    for t in spec.layer.grad_names:
         assert normalized_error(num[t], ref[t]) < ACCURACY[method], (t, method)
 
 
@@ -67,7 +70,7 @@ def test_every_method_matches_loop_reference(name, method):
 def test_coloring_equals_plain_path(name, batched):
     spec = batched_spec(name) if batched else load_spec(name, None)
     engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
-    for t in spec.layer.tensor_names:
+    for t in spec.layer.grad_names:
         colored, info = engine.gradient(t, coloring=True)
         plain, plain_info = engine.gradient(t, coloring=False)
         assert not info.note and not plain_info.coloring
@@ -129,7 +132,7 @@ def _off_by(spec, tensor, rel, where=None):
         grads = dict(good(dout, cache))
         g = np.array(grads[tensor], dtype=np.float64)
         idx = where if where is not None else np.unravel_index(np.argmax(np.abs(g)), g.shape)
-        g[idx] *= 1 + rel
+        g[idx] = g[idx] * (1 + rel) if g[idx] else rel  # an exact zero (an unused row) moves too
         grads[tensor] = g
         return grads
 
@@ -139,7 +142,7 @@ def _off_by(spec, tensor, rel, where=None):
 @pytest.mark.parametrize("name", LAYERS)
 def test_complex_default_tolerance_catches_1e_9(name):
     spec = load_spec(name, None)
-    tensor = spec.layer.tensor_names[0]
+    tensor = spec.layer.grad_names[0]
     assert check(spec, method="complex").passed
     report = check(_off_by(spec, tensor, 1e-9), method="complex")
     assert not report.results[tensor].passed
@@ -151,8 +154,8 @@ def test_sample_mode_passes_and_catches_a_bug_at_a_sampled_element(name):
     report = check(spec, mode="sample", samples=4)
     assert report.passed and report.mode == "sample"
     assert all(r.checked <= 4 for r in report.results.values())
-    names = spec.layer.tensor_names  # the largest-magnitude entries are always sampled
-    tensor = names[min(1, len(names) - 1)]
+    # the largest-magnitude entries are always sampled
+    tensor = spec.layer.grad_names[min(1, len(spec.layer.grad_names) - 1)]
     report = check(_off_by(spec, tensor, 1e-4), mode="sample", samples=4)
     assert not report.results[tensor].passed
 
@@ -162,7 +165,7 @@ def test_probe_mode_passes_and_names_the_wrong_element(name):
     spec = load_spec(name, None)
     report = check(spec, mode="probe")
     assert report.passed and all(r.mode == "probe" for r in report.results.values())
-    tensor = spec.layer.tensor_names[0]
+    tensor = spec.layer.grad_names[0]
     grad = spec.layer.backward(spec.grad_output, spec.layer.forward(spec.tensors, spec.options)[1])
     moving = np.flatnonzero(grad[tensor])  # scaling a zero (max-pooling's losers) changes nothing
     where = np.unravel_index(moving[len(moving) // 2], spec.tensors[tensor].shape)

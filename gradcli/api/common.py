@@ -109,10 +109,17 @@ def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
     """The caller's gradients to check (as ``--grads``), keyed NAME or dNAME."""
     from gradcli.checking import intermediates
 
-    shapes = {**intermediates.shapes(spec), **spec.shapes}
+    shapes = {**intermediates.shapes(spec), **spec.grad_shapes}
+    constants = spec.layer.constants(spec.shapes, spec.options)
     out: dict[str, np.ndarray] = {}
     for key, value in grads.items():
         name = key if key in shapes else key[1:] if key[1:] in shapes else None
+        if name is None and (key in constants or key[1:] in constants):
+            raise OptionError(
+                f"{key!r}: {key.removeprefix('d') if key not in constants else key} is not "
+                "differentiated (labels, indices and targets have no gradient)",
+                param="grads",
+            )
         if name is None:
             raise OptionError(
                 f"{brief(key)} is not a tensor of this spec ({one_of(shapes)})", param="grads"

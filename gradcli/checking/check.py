@@ -29,6 +29,7 @@ from gradcli.checking.userwork import complex_safe, forward_against_builtin
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
+from gradcli.layers.base import float64_copies
 from gradcli.numeric import kinks, memory
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
@@ -145,7 +146,8 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
     return CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=p.engine.eps, atol=p.atol, rtol=p.rtol, mode=p.mode, results=results,
-        notes=tuple(p.notes), not_checked=tuple(n for n in spec.tensors if n not in p.under_test),
+        notes=tuple(p.notes),
+        not_checked=tuple(n for n in spec.grad_shapes if n not in p.under_test),
         builtin=builtin, forward=forward_against_builtin(spec, p.comp),
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
     )  # fmt: skip
@@ -241,7 +243,7 @@ def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:
     float64 on the same (float32-rounded) inputs: the round-off level a float32 check expects."""
     if spec.dtype != "float32":
         return {}
-    t64 = {n: np.asarray(a, dtype=np.float64) for n, a in spec.tensors.items()}
+    t64 = float64_copies(spec.tensors)
     _, cache = spec.layer.forward(t64, spec.options)
     g64 = spec.layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
     inter = [n for n in spec.layer.intermediates if n in g64 and "d" + n in comp.intermediates]

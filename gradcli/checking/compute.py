@@ -29,5 +29,5 @@ def compute(spec: Spec) -> Computation:
     grads = layer.backward(spec.grad_output, cache)
     inter = {name: cache[name] for name in layer.intermediates if name in cache}  # --impl: none
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
-    gradients = {n: np.asarray(grads[n]) for n in spec.tensors}
+    gradients = {n: np.asarray(grads[n]) for n in spec.grad_shapes}  # labels have none
     return Computation(output=output, gradients=gradients, intermediates=inter)

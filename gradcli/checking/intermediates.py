@@ -18,6 +18,7 @@ import numpy as np
 from gradcli.checking import diagnose
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY, Layer
+from gradcli.layers.base import float64_copies
 from gradcli.numeric.engine import Engine
 
 
@@ -30,7 +31,7 @@ def source(spec: Spec) -> Layer | None:
 
 def _cache(layer: Layer, spec: Spec) -> dict[str, Any]:
     # float64, like the engine's copies of the tensors: the reference is always float64
-    t64 = {n: np.asarray(a, dtype=np.float64) for n, a in spec.tensors.items()}
+    t64 = float64_copies(spec.tensors)
     return layer.forward(t64, spec.options)[1]
 
 

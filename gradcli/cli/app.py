@@ -198,8 +198,8 @@ def check(
         from gradcli.inputs.answers import load_answers
 
         answers = load_answers(
-            grads, wrt, s.shapes, intermediates.shapes(s), counted=s.elements,
-            max_elements=s.max_elements,
+            grads, wrt, s.grad_shapes, intermediates.shapes(s), counted=s.elements,
+            max_elements=s.max_elements, constants=s.layer.constants(s.shapes, s.options),
         )  # fmt: skip
         opts = dataclasses.replace(opts, grads=answers)
     elif wrt is not None:

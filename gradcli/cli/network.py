@@ -30,7 +30,7 @@ def check_net(
     memory.require(net.spec, opts.method, opts.max_memory)
     if grads is not None:
         answers = load_answers(
-            grads, wrt, net.spec.shapes, intermediates.shapes(net.spec),
+            grads, wrt, net.spec.grad_shapes, intermediates.shapes(net.spec),
             counted=net.spec.elements, max_elements=net.spec.max_elements,
         )  # fmt: skip
         opts = dataclasses.replace(opts, grads=answers)

@@ -21,6 +21,7 @@ def load_answers(
     *,
     counted: int = 0,
     max_elements: int = 0,
+    constants: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:
     """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME; in an
     archive written by ``compute -o``, edited or not, only its dNAME arrays), an .npy with
@@ -41,6 +42,13 @@ def load_answers(
     shapes = {**inter, **shapes}
     if wrt is not None and wrt not in shapes and wrt[:1] == "d" and wrt[1:] in shapes:
         wrt = wrt[1:]  # --wrt dW is W, as an answer file's keys are
+    no_grad = {n: n for n in constants} | {"d" + n: n for n in constants}
+    if wrt is not None and wrt not in shapes and wrt in no_grad:
+        raise GradcliError(
+            f"{no_grad[wrt]!r} is not differentiated (labels, indices and targets have no "
+            f"gradient; {known})",
+            param="wrt",
+        )
     if wrt is not None and wrt not in shapes:
         raise GradcliError(f"{wrt!r} is not a tensor of this spec ({known})", param="wrt")
     if path.suffix in (".yaml", ".yml"):
@@ -70,6 +78,12 @@ def load_answers(
         name = (
             key if key in shapes else key[1:] if key.startswith("d") and key[1:] in shapes else None
         )
+        if name is None and key in no_grad:
+            raise GradcliError(
+                f"{no_grad[key]} is not differentiated (labels, indices and targets have no "
+                f"gradient; {known})",
+                source=target, key=key,
+            )  # fmt: skip
         if name is None:
             raise GradcliError(
                 f"{key!r} is not a tensor of this spec ({known})",

@@ -1,7 +1,8 @@
 """Tensor sources: one value of a spec turned into a float array, counted against a budget.
 
 A source is a path to ``.npy``, ``file.npz:key``, ``{file: ..., key: ...}``, an inline number
-or nested list, or ``{shape: [...], init: normal|uniform|zeros|ones|arange, scale: s}``.
+or nested list, or ``{shape: [...], init: normal|uniform|zeros|ones|arange, scale: s}``;
+labels and indices (integers, never differentiated) ``{shape: [...], init: labels, classes: K}``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class Loader:
                 param="max_elements",
             )
 
-    def load(self, value: Any, key: str, name: str) -> np.ndarray:
+    def load(self, value: Any, key: str, name: str, classes: int | None = None) -> np.ndarray:
+        """A float array of the spec's dtype; with ``classes`` (a tensor of role index: labels,
+        embedding indices) an int64 array, integers only, drawn in [0, classes) by default."""
+        if classes is not None:
+            return self._integers(value, key, name, classes)
         raw = self._raw(value, key, name)
         if raw.dtype.kind != "f":
             raise SpecError(f"expected floating-point values, got a {raw.dtype} array", key=key)
@@ -71,10 +76,27 @@ class Loader:
             raise SpecError(f"{what} value at index {list(bad)}; expected finite numbers", key=key)
         return arr
 
-    def _raw(self, value: Any, key: str, name: str) -> np.ndarray:
+    def _integers(self, value: Any, key: str, name: str, classes: int) -> np.ndarray:
+        if isinstance(value, dict) and "file" not in value:
+            value = {"init": "labels", **value}
+        raw = self._raw(value, key, name, integer=True, classes=classes)
+        if raw.dtype.kind == "b" or raw.dtype.kind not in "iu":
+            what = "floating-point" if raw.dtype.kind == "f" else str(raw.dtype)
+            raise SpecError(
+                f"expected integers (class indices 0 ... {classes - 1}), got {what} values",
+                key=key,
+            )
+        if raw.size == 0:
+            raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
+        if raw.dtype.kind == "u" and raw.dtype.itemsize == 8 and raw.max() > 2**63 - 1:
+            raise SpecError("an index is too large for int64", key=key)
+        return np.array(raw, dtype=np.int64)
+
+    def _raw(self, value: Any, key: str, name: str, *, integer: bool = False,
+             classes: int = 0) -> np.ndarray:  # fmt: skip
         if isinstance(value, str):
             path, _, npz_key = value.rpartition(":") if ".npz:" in value else (value, "", "")
-            return self._file(path, npz_key or None, key)
+            return self._file(path, npz_key or None, key, integer)
         if isinstance(value, dict):
             if "file" in value:
                 extra = set(value) - {"file", "key"}
@@ -86,21 +108,23 @@ class Loader:
                 npz_key = value.get("key")
                 if npz_key is not None and not isinstance(npz_key, str):
                     raise SpecError("'key' must be a string", key=f"{key}.key")
-                return self._file(value["file"], npz_key, key)
-            return self._generate(value, key, name)
+                return self._file(value["file"], npz_key, key, integer)
+            return self._generate(value, key, name, classes)
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
-            return _inline(value, key, self)
+            return _inline(value, key, self, integer)
         if isinstance(value, np.ndarray):  # the Python API's tensors: counted, then copied
             if value.ndim > MAX_AXES:
                 raise SpecError(f"expected at most {MAX_AXES} axes, got {value.ndim}", key=key)
             self.reserve(value.size, key)
+            if integer:
+                return value
             return value.astype(np.float64) if value.dtype.kind in "iu" else value
         raise SpecError(
             f"expected a file path, a number, a nested list or a mapping, got {kind(value)}",
             key=key,
         )
 
-    def _file(self, path: str, npz_key: str | None, key: str) -> np.ndarray:
+    def _file(self, path: str, npz_key: str | None, key: str, integer: bool) -> np.ndarray:
         try:
             full = Path(path).expanduser()
         except RuntimeError:  # ~nosuchuser
@@ -113,16 +137,19 @@ class Loader:
             source=self.source,
             key=key,
             reserve=lambda n: self.reserve(n, key),
-            kinds="f",  # other dtypes are refused from the header, before the data is read
+            # other dtypes are refused from the header, before the data is read; integers
+            # only for labels and indices, which are never differentiated
+            kinds="iu" if integer else "f",
         )
 
-    def _generate(self, value: dict, key: str, name: str) -> np.ndarray:
-        extra = set(value) - {"shape", "init", "scale"}
+    def _generate(self, value: dict, key: str, name: str, classes: int = 0) -> np.ndarray:
+        allowed = ("shape", "init", "classes") if classes else ("shape", "init", "scale")
+        extra = set(value) - set(allowed)
         if extra:
             bad = sorted(map(str, extra))[0]
             raise SpecError(
-                f"unknown key {bad!r}{suggest(bad, ('shape', 'init', 'scale', 'file'))}; "
-                "expected shape, init, scale (or file, key)",
+                f"unknown key {bad!r}{suggest(bad, (*allowed, 'file'))}; "
+                f"expected {', '.join(allowed)} (or file, key)",
                 key=key,
             )
         shape = value.get("shape")
@@ -137,6 +164,11 @@ class Loader:
                 f"expected at most {MAX_AXES} axes, got {len(shape)}", key=f"{key}.shape"
             )
         self.reserve(math.prod(shape), f"{key}.shape")
+        rng = np.random.default_rng(  # one stream per name: adding a tensor changes no other
+            np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))
+        )
+        if classes:
+            return _labels(value, key, classes, rng, tuple(shape))
         init = value.get("init", "normal")
         if init not in INITS:
             raise SpecError(
@@ -149,10 +181,6 @@ class Loader:
             finite = False
         if not finite or not isinstance(scale, (int, float)):
             raise SpecError(f"expected a finite number, got {brief(scale)}", key=f"{key}.scale")
-        # one independent stream per tensor name: adding a tensor never changes the others
-        rng = np.random.default_rng(
-            np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))
-        )
         shape_t = tuple(shape)
         if init == "normal":
             arr = rng.standard_normal(shape_t)
@@ -167,7 +195,25 @@ class Loader:
         return arr * float(scale)
 
 
-def _inline(value: Any, key: str, loader: Loader) -> np.ndarray:
+def _labels(value: dict, key: str, classes: int, rng: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Integers drawn uniformly in [0, classes): ``{shape, init: labels, classes: K}``, K at
+    most the layer's own bound (the size of the axis the indices pick from)."""
+    if value.get("init", "labels") != "labels":
+        raise SpecError(
+            f"labels and indices are integers: expected init: labels, got {brief(value['init'])}",
+            key=f"{key}.init",
+        )
+    k = value.get("classes", classes)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= classes:
+        raise SpecError(
+            f"expected an integer from 1 to {classes} (the values index an axis of that size), "
+            f"got {brief(k)}",
+            key=f"{key}.classes",
+        )
+    return rng.integers(0, k, shape, dtype=np.int64)
+
+
+def _inline(value: Any, key: str, loader: Loader, integer: bool = False) -> np.ndarray:
     """A number or a rectangular nested list of numbers, counted and checked before any
     conversion. YAML aliases can repeat one list many times over ("billion laughs"): each
     distinct list is visited once, so counting stays linear in the document."""
@@ -212,6 +258,9 @@ def _inline(value: Any, key: str, loader: Loader) -> np.ndarray:
 
     shape_of(value, [])
     try:
+        if integer:  # YAML's 2 stays an integer, its 2.0 or 1.5 a float (refused by the caller)
+            a = np.array(value)
+            return a if a.dtype.kind in "iuf" else np.array(value, dtype=np.float64)
         return np.array(value, dtype=np.float64)
     except OverflowError:
         raise SpecError("a number is too large for float64", key=key) from None

@@ -54,22 +54,33 @@ class Spec:
         return self.layer.tensor(name, self.shapes, self.options)
 
     @property
+    def grad_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes of the tensors that have a gradient (not labels, indices, targets)."""
+        constants = self.layer.constants(self.shapes, self.options)
+        return {n: a.shape for n, a in self.tensors.items() if n not in constants}
+
+    @property
     def output_info(self) -> TensorInfo:
         return self.layer.output_info(self.shapes, self.options)
 
 
 def default_document(layer: Layer) -> dict[str, Any]:
-    """The embedded default spec: small random tensors, seed 0."""
-    return {
+    """The embedded default spec: small random tensors (labels and indices drawn in range),
+    seed 0; a loss's upstream gradient is 1, the others' random."""
+    index = {t.name for t in layer.tensors if t.role == "index"}
+    doc: dict[str, Any] = {
         "layer": layer.name,
         "dtype": "float64",
         "seed": 0,
         "options": {},
         "tensors": {
-            n: {"shape": list(s), "init": "normal"} for n, s in layer.default_shapes.items()
+            n: {"shape": list(s), "init": "labels" if n in index else "normal"}
+            for n, s in layer.default_shapes.items()
         },
-        "grad_output": {"init": "normal"},
     }
+    if not layer.output_shape(layer.default_shapes, layer.make_options({})) == ():
+        doc["grad_output"] = {"init": "normal"}
+    return doc
 
 
 def load_spec(
@@ -190,11 +201,13 @@ def build_spec(
             )
     loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS)
     arrays: dict[str, np.ndarray] = {}
-    for info in layer.tensors:
+    # labels and indices last: the range they are drawn in is the size of another tensor's axis
+    for info in sorted(layer.tensors, key=lambda i: i.role == "index"):
         if info.name in tensors_doc:
             arrays[info.name] = loader.load(
-                tensors_doc[info.name], f"tensors.{info.name}", info.name
-            )
+                tensors_doc[info.name], f"tensors.{info.name}", info.name,
+                classes=_classes(layer, info, arrays, options),
+            )  # fmt: skip
         elif not info.optional and not info.absent_ok:
             raise SpecError(
                 f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
@@ -217,13 +230,16 @@ def build_spec(
             loader.reserve(math.prod(ours.output_shape(shapes, options)), "tensors", _ARRAYS)
             _reserve_working(loader, ours, shapes, options, raw_options)
         out_shape = layer.output_shape(shapes, options)
+        if layer.check_values is not None:
+            layer.check_values(arrays, options)
     except ShapeError as e:
         raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
     if ours is layer or ours is None:
         loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
         _reserve_working(loader, layer, shapes, options, raw_options)
 
-    g_doc = doc.get("grad_output", {"init": "normal"})
+    # a loss (a scalar output) ends the chain: its upstream gradient is dL/dL = 1
+    g_doc = doc.get("grad_output", 1.0 if out_shape == () else {"init": "normal"})
     if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
         g_doc = {**g_doc, "shape": list(out_shape)}
     grad_output = loader.load(g_doc, "grad_output", "grad_output")
@@ -260,6 +276,17 @@ def _reserve_working(
     given = ", ".join(f"{k}: {brief(v, 24)}" for k, v in list((raw or {}).items())[:4])
     what = f"{layer.name}'s working arrays and gradients" + (f" with {given}" if given else "")
     loader.reserve(grads + working, "options" if given else "tensors", what)
+
+
+def _classes(
+    layer: Layer, info: TensorInfo, arrays: dict[str, np.ndarray], options: Any
+) -> int | None:
+    """For a tensor of role index: the bound of its values, from the axis it indexes (a
+    tensor of the wrong rank leaves it open: the layer's shape check then says so)."""
+    if info.role != "index":
+        return None
+    bound = _infer_shape(layer, (info.classes,), arrays, options) if info.classes else ()
+    return bound[0] if bound else 2**62
 
 
 def _infer_shape(

@@ -34,6 +34,10 @@ _ENTRIES: dict[str, str] = {
     "softmax": "softmax",
     "flatten": "flatten",
     "dropout": "dropout",
+    "embedding": "embedding",
+    "mse": "losses:MSE",
+    "softmax_cross_entropy": "losses:SOFTMAX_CROSS_ENTROPY",
+    "svm": "losses:SVM",
 }
 
 

@@ -66,6 +66,9 @@ def rows_matmul(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     return z.reshape(np.broadcast_shapes(lead_x[:k], lead_w[:k]) + lead_x[k:] + z.shape[-1:])
 
 
+CONSTANT_ROLES = frozenset({"target", "index"})
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One named tensor of a layer, in the seed's notation."""
@@ -73,10 +76,20 @@ class TensorInfo:
     name: str
     axes: tuple[str, ...]  # dimension names, e.g. ("kh", "kw", "C_in", "C_out")
     index: tuple[str, ...]  # index letters of the seed formulas, e.g. ("m", "n", "d", "c")
-    role: str  # "input" (may carry batch axes), "weight" or "bias"
+    # "input" (may carry batch axes), "weight" or "bias"; never differentiated: "target" (a
+    # float target, e.g. mse's) and "index" (integers: labels, embedding indices)
+    role: str
     doc: str
     optional: bool = False  # may be omitted from a spec: zeros
     absent_ok: bool = False  # may be omitted from a spec: the layer then does without it
+    # role "index": the axis (of another tensor) whose size bounds the values, 0 <= v < size;
+    # a spec draws them from its seed in that range (``init: labels``)
+    classes: str | None = None
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether the layer has a gradient for it: never perturbed, never checked if not."""
+        return self.role not in CONSTANT_ROLES
 
     @property
     def shape_str(self) -> str:
@@ -147,6 +160,9 @@ class Layer:
     # TensorInfo, role "intermediate", and its Footprint in the output). None: not checkable.
     tail: Callable[[str, np.ndarray, Mapping[str, Any], Any], np.ndarray] | None = None
     tail_info: Callable[[str, Shapes, Any], tuple[TensorInfo, Footprint]] | None = None
+    # check_values(tensors, options): the values' own preconditions (an index in range),
+    # raising ShapeError naming the tensor's key; shapes are output_shape's business
+    check_values: Callable[[Arrays, Any], None] | None = None
     # options not held in a dataclass (a custom layer's own keywords, any YAML value): the
     # spec's mapping -> the options forward receives
     parse_options: Callable[[Mapping[str, Any]], Any] | None = None
@@ -178,6 +194,15 @@ class Layer:
     @property
     def all_tensor_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tensors)
+
+    @property
+    def grad_names(self) -> tuple[str, ...]:
+        """The default spec's tensors that have a gradient (not labels, indices, targets)."""
+        return tuple(t.name for t in self.tensors if not t.absent_ok and t.differentiable)
+
+    def constants(self, shapes: Shapes | None = None, options: Any = None) -> tuple[str, ...]:
+        """The tensors never differentiated (roles target and index)."""
+        return tuple(t.name for t in self.infos(shapes, options) if not t.differentiable)
 
     def infos(self, shapes: Shapes | None = None, options: Any = None) -> tuple[TensorInfo, ...]:
         """The tensors' descriptions for these shapes and options (axes may depend on them)."""
@@ -213,3 +238,12 @@ class Layer:
                 key=f"options.{unknown[0][:40]}",
             )
         return self.options(**raw)
+
+
+def float64_copies(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """float64 copies of the floating tensors; integer ones (labels, indices) kept as they are:
+    they are never perturbed, and a float index cannot index."""
+    return {
+        n: a if np.asarray(a).dtype.kind in "iub" else np.array(a, dtype=np.float64)
+        for n, a in tensors.items()
+    }

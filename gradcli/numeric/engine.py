@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.errors import OptionError
 from gradcli.layers import Layer
 from gradcli.numeric import cost
 from gradcli.numeric.coloring import Coloring, build_coloring
@@ -114,6 +115,8 @@ class Engine(StackedForward):
         rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, TensorNumerics]:
         """dL/d``name`` (float64, the tensor's shape), NaN outside ``coords`` when given."""
+        if name in self.layer.constants(self.shapes, self.options):  # labels, indices, targets
+            raise OptionError(f"{name} is not differentiated; it has no gradient", param="wrt")
         x = self.t64[name].ravel()
         h = steps(x, self.eps)
         # a layer offers an incremental path only where it beats coloring, so it goes first
@@ -224,7 +227,9 @@ def numerical_gradients(
     coloring: bool = True,
     **engine_kw: Any,
 ) -> dict[str, np.ndarray]:
-    """dL/dname for each tensor in ``names`` (default: all), float64, full check; ``engine_kw``
-    as for Engine (method, eps, max_memory)."""
+    """dL/dname for each tensor in ``names`` (default: all that have a gradient), float64,
+    full check; ``engine_kw`` as for Engine (method, eps, max_memory)."""
     engine = Engine(layer, tensors, options, grad_output, **engine_kw)
-    return {n: engine.gradient(n, coloring=coloring)[0] for n in names or tuple(tensors)}
+    constants = layer.constants(engine.shapes, options)
+    names = names or tuple(n for n in tensors if n not in constants)
+    return {n: engine.gradient(n, coloring=coloring)[0] for n in names}

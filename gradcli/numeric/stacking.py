@@ -15,9 +15,12 @@ import numpy as np
 
 from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
+from gradcli.layers.base import float64_copies
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 
 _HEAP_BLOCK = 2**22
+# roles whose leading axes are the batch (inputs, and the labels and targets that go with them)
+_EXAMPLES = ("input", "target", "index")
 
 
 class StackedForward:
@@ -39,12 +42,13 @@ class StackedForward:
         self.layer, self.options = layer, options
         self.method = get_method(method)
         self.eps = self.method.auto_eps if eps is None else float(eps)
-        self.t64 = {n: np.array(a, dtype=np.float64) for n, a in tensors.items()}
+        self.t64 = float64_copies(tensors)  # labels and indices stay integers
+        self.shapes = {n: a.shape for n, a in self.t64.items()}
         self.g = np.asarray(grad_output, dtype=np.float64)
         self.max_memory = max_memory
         self.progress = progress
         self.batch = {
-            i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role == "input" else 0
+            i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role in _EXAMPLES else 0
             for i in layer.infos({n: a.shape for n, a in self.t64.items()}, options)
             if i.name in self.t64
         }

@@ -212,13 +212,24 @@ def init_template(layer: Layer) -> str:
         "  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number",
         "  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
     ]
+    if any(t.role == "index" for t in layer.tensors):
+        lines.append("  # labels and indices (integers, no gradient): {shape: [...], init: labels}")
     for t in layer.tensors:
         note = f"{t.shape_str} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
+        note += "; no gradient" if not t.differentiable else ""
+        init = "labels" if t.role == "index" else "normal"
         if t.name in layer.default_shapes:
             shape = list(layer.default_shapes[t.name])
-            lines.append(f"  {t.name}: {{shape: {shape}, init: normal}}  # {note}")
+            lines.append(f"  {t.name}: {{shape: {shape}, init: {init}}}  # {note}")
         else:
-            lines.append(f"  # {t.name}: {{shape: [...], init: normal}}  # {note}")
+            lines.append(f"  # {t.name}: {{shape: [...], init: {init}}}  # {note}")
+    if layer.output_shape(layer.default_shapes, layer.make_options({})) == ():
+        lines += [
+            f"# upstream gradient dL/d{layer.output.name}: the output is a loss (a scalar),",
+            "# so it is 1 unless given",
+            "grad_output: 1.0",
+        ]
+        return "\n".join(lines) + "\n"
     lines += [
         f"# upstream gradient dL/d{layer.output.name}, shape {layer.output.shape_str};",
         "# without a shape it takes the output's",

@@ -134,6 +134,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     fwd, bwd = impl.what("forward"), impl.what("backward")
     steady = result.Steady(impl.path, fwd)
     own = base.tensor_names if base else names
+    # labels, indices, targets: passed to the forward, never given (or asked for) a gradient
+    constants = base.constants() if base else ()
     positional = cs231n.detect(impl.backward, own)  # forward(x, w) -> (out, cache)
 
     # resolved options -> (them, the options the spec set): a built-in's resolve settles
@@ -187,7 +189,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
                     impl.path, bwd, lambda a: impl.backward(a["grad_output"], user),
                     {"grad_output": g},
                 )  # fmt: skip
-                return _gradients(cs231n.gradients(value, names, impl.path, bwd), t, options)
+                named = [n for n in names if n not in constants]
+                return _gradients(cs231n.gradients(value, named, impl.path, bwd), t, options)
 
             return _call(impl.path, bwd, positional_backward)
         return _call(
@@ -205,14 +208,14 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         result.known_keys(grads, tuple(t), base.intermediates if base else (), impl.path, bwd)
         inter = base.intermediates if base else ()
         grads = _by_name(grads, (*t, *inter), impl.path, bwd)
-        missing = [n for n in t if n not in grads]
+        missing = [n for n in t if n not in grads and n not in constants]
         if missing:
             raise UserCodeError(
                 f"backward returned no gradient for {', '.join(missing)} (it returned "
                 f"{', '.join(map(str, grads)) or 'an empty dict'})",
                 source=str(impl.path),
             )
-        out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t}
+        out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t if n not in constants}
         return out | _intermediates(grads, t, options)
 
     def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -237,7 +240,8 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         if base is not None:
             base.output_shape(s, options)  # the built-in's shape rules and messages first
-        return tuple(run(result.probe_tensors(s), options, probe=True)[0].shape)
+        indices = tuple(i.name for i in base.infos(s) if i.role == "index") if base else ()
+        return tuple(run(result.probe_tensors(s, indices), options, probe=True)[0].shape)
 
     infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
     return Layer(

@@ -108,12 +108,16 @@ class Steady:
             )
 
 
-def probe_tensors(shapes: Shapes) -> dict[str, np.ndarray]:
+def probe_tensors(shapes: Shapes, indices: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Inputs of the spec's shapes to learn the output's shape from, before the spec's arrays
     are all read: values in [0.5, 1.5), in the domain of a log, a sqrt or a division, and
-    generic (no singular matrix), so a correct forward runs on them."""
+    generic (no singular matrix), so a correct forward runs on them; ``indices`` (labels,
+    embedding indices) are integer zeros, an index every axis has."""
     rng = np.random.default_rng(0)
-    return {n: rng.uniform(0.5, 1.5, size=shape) for n, shape in shapes.items()}
+    return {
+        n: np.zeros(shape, dtype=np.int64) if n in indices else rng.uniform(0.5, 1.5, size=shape)
+        for n, shape in shapes.items()
+    }
 
 
 def as_dict(value: Any) -> dict[Any, Any] | None:

@@ -1,0 +1,116 @@
+"""Embedding lookup: row idx of a table W, for every index.
+
+Shapes: idx (...) integers 0 ... V-1 (role index: never perturbed, no gradient), W (V, D),
+out (..., D). Every axis of idx is a batch axis: its core is a single index.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, same
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
+
+
+# out[..., d] = W[idx[...], d]
+def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """idx (...) integers, W (..., V, D) -> out (..., D)."""
+    idx, W = np.asarray(t["idx"]), t["W"]
+    if W.ndim == 2:
+        out = W[idx]
+    else:  # W carries probe axes: they broadcast with idx's axes, right-aligned
+        lead = np.broadcast_shapes(idx.shape, W.shape[:-2])
+        rows = np.broadcast_to(idx, lead)[..., None, None]
+        out = np.take_along_axis(np.broadcast_to(W, lead + W.shape[-2:]), rows, axis=-2)[..., 0, :]
+    return out, {"idx": idx, "V": W.shape[-2]}
+
+
+# dL/dW[v, d] = sum over the positions p with idx[p] = v of dL/dout[p, d]   (0 for unused rows)
+def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dout (..., D) -> {"W": (V, D)}; idx has no gradient."""
+    D = dout.shape[-1]
+    dW = np.zeros((cache["V"], D), dtype=dout.dtype)
+    np.add.at(dW, cache["idx"].ravel(), dout.reshape(-1, D))  # repeated indices accumulate
+    return {"W": dW}
+
+
+def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    if len(s["W"]) != 2:
+        raise ShapeError(f"embedding: W must be 2-D (V, D), got shape {list(s['W'])}", key="W")
+    return (*s["idx"], s["W"][1])
+
+
+def check_values(t: Arrays, options: Any = None) -> None:
+    """Every index a row of W: 0 <= idx < V."""
+    idx, V = np.asarray(t["idx"]), t["W"].shape[0]
+    bad = np.argwhere((idx < 0) | (idx >= V))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        raise ShapeError(
+            f"index idx{list(at)} = {int(idx[at])} is not a row of W (expected 0 ... {V - 1})",
+            key="idx",
+        )
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The gathered rows (output-sized) and dW's accumulator."""
+    return math.prod(s["idx"]) * s["W"][1] + math.prod(s["W"])
+
+
+def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+    """W[v, d] moves out[..., d] at the positions that look row v up (any of them)."""
+    nb = len(s["idx"])
+    return {"W": (None, same(nb, s["W"][1])), "idx": batch_maps(tuple(s["idx"]))}[name]
+
+
+def explain(v: Shown) -> Formulas:
+    sh = v.shapes
+    V, D = sh["W"]
+    return Formulas(
+        ["out[p, d] = W[idx[p], d]   (a row lookup per position p)",
+         f"out {_s(v.out_shape)} = W {_s(sh['W'])}[idx {_s(sh['idx'])}]; "
+         f"idx holds integers 0 ... {V - 1}, not differentiated"],
+        {"W": ([f"∂L/∂W {_s(sh['W'])}: ∂L/∂W[v, d] = Σ_{{p : idx[p] = v}} ∂L/∂out[p, d]"],
+               "a scatter-add: each position adds its upstream row into the row it looked up; "
+               "a repeated index accumulates, an unused row stays 0")},
+        ("D",),
+    )  # fmt: skip
+
+
+SKELETON = """
+def forward(idx, W):
+    # out[..., :] = W[idx[...], :]       idx (...) integers in [0, V), W (V, D) -> (..., D)
+    raise NotImplementedError
+
+
+def backward(grad_output, idx, W):
+    # dW = zeros (V, D); dW[idx[p]] += grad_output[p] for every position p
+    # (np.add.at: a plain dW[idx] += ... loses repeated indices)       idx: no gradient
+    raise NotImplementedError
+    return {"W": ...}
+"""
+
+
+LAYER = Layer(
+    name="embedding",
+    summary="out = W[idx]",
+    tensors=(
+        TensorInfo("idx", (), (), "index", "integer indices 0 ... V-1", classes="V"),
+        TensorInfo("W", ("V", "D"), ("v", "d"), "weight", "embedding table, one row per index"),
+    ),
+    output=TensorInfo("out", ("D",), ("d",), "output", "the looked-up rows"),
+    forward=forward,
+    backward=backward,
+    output_shape=output_shape,
+    default_shapes={"idx": (4,), "W": (5, 3)},
+    footprint=footprint,
+    working=working_elements,
+    check_values=check_values,
+    explain=explain,
+    skeleton=SKELETON,
+)

@@ -1,0 +1,297 @@
+"""Losses: a scalar output, the end of a chain, so the upstream gradient is dL/dL = 1.
+
+Each averages over the batch, which mixes the examples: the batch axis N is a core axis here,
+never independent copies (x is (N, C), pred (N, D)). Axes in front of N are independent
+batches, one loss each, as leading axes are for every layer (the engine's probe axis is one).
+Labels (role index: integers, never differentiated) and mse's target (role target: floats,
+never differentiated) get no gradient.
+
+- mse:                   loss = mean_{n,d} (pred - target)^2        (torch's MSELoss, mean)
+- softmax_cross_entropy: loss = -mean_n log softmax(x_n)[y_n]       (CS231n's softmax_loss)
+- svm:                   loss = mean_n sum_{c != y_n} max(0, x_nc - x_n,y_n + 1)
+                                                                    (CS231n's svm_loss)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import ShapeError
+from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
+
+LOSS = TensorInfo("loss", (), (), "output", "the loss, a scalar (its upstream gradient is 1)")
+
+
+def _matrix(layer: str, s: Shapes, key: str, axes: str) -> tuple[int, int]:
+    if len(s[key]) < 2:
+        raise ShapeError(
+            f"{layer}: {key} must be (..., {axes}), at least 2-D: the mean over the batch mixes "
+            f"the examples, so N is a core axis, got shape {list(s[key])}",
+            key=key,
+        )
+    return s[key][-2], s[key][-1]
+
+
+def _lead(layer: str, s: Shapes, a: str, b: str, core: int) -> tuple[int, ...]:
+    """The broadcast leading axes (independent batches) of tensors a and b."""
+    try:
+        return np.broadcast_shapes(s[a][:-core] if core else s[a], s[b][: len(s[b]) - core])
+    except ValueError:
+        raise ShapeError(
+            f"{layer}: the axes in front of N of {a} {list(s[a][:-core])} and {b} "
+            f"{list(s[b][: len(s[b]) - core])} do not broadcast together",
+            key=b,
+        ) from None
+
+
+def _labels_shape(layer: str, s: Shapes, N: int) -> tuple[int, ...]:
+    if tuple(s["y"][-1:]) != (N,):
+        raise ShapeError(
+            f"{layer}: y must have shape [{N}] (N,), one label per row of x, got {list(s['y'])}",
+            key="y",
+        )
+    return _lead(layer, {"x": s["x"][:-1], "y": s["y"]}, "x", "y", 1)
+
+
+def check_labels(t: Arrays, options: Any = None) -> None:
+    """Every label a class: 0 <= y_n < C."""
+    y, C = np.asarray(t["y"]), t["x"].shape[-1]
+    bad = np.argwhere((y < 0) | (y >= C))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        raise ShapeError(
+            f"label y{list(at)} = {int(y[at])} is not a class of x (expected 0 ... {C - 1})",
+            key="y",
+        )
+
+
+def _pick(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """a[..., n, y_n] (..., N), the leading axes of a and y broadcast together."""
+    lead = np.broadcast_shapes(a.shape[:-1], y.shape)
+    a = np.broadcast_to(a, lead + a.shape[-1:])
+    return np.take_along_axis(a, np.broadcast_to(y, lead)[..., None], axis=-1)[..., 0]
+
+
+def _onehot(y: np.ndarray, C: int, dtype: Any) -> np.ndarray:
+    return (y[..., None] == np.arange(C)).astype(dtype)
+
+
+def _per_batch(dloss: np.ndarray) -> np.ndarray:
+    """dloss (...) against (..., N, C)."""
+    return np.asarray(dloss)[..., None, None]
+
+
+# ----------------------------------------------------------------------------- mse
+# loss = (1 / (N D)) sum_{n,d} (pred[n,d] - target[n,d])^2
+def mse_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """pred (..., N, D), target (..., N, D) -> loss (...)."""
+    diff = t["pred"] - t["target"]
+    loss = (diff * diff).mean(axis=(-2, -1))  # diff*diff, not abs: complex-safe
+    return loss, {"diff": diff, "shape": t["pred"].shape}
+
+
+# dL/dpred = dloss * 2 (pred - target) / (N D)    (target: no gradient, it is not a parameter)
+def mse_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dloss (...) -> {"pred": (..., N, D)}."""
+    diff = cache["diff"]
+    grad = _per_batch(dloss) * (2.0 / (diff.shape[-2] * diff.shape[-1])) * diff
+    return {"pred": _to_shape(grad, cache["shape"])}
+
+
+def _to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """g summed over the leading axes it was broadcast along (a target with more batches)."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    axes = tuple(k for k, n in enumerate(shape) if n == 1 and g.shape[k] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def mse_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+    N, D = _matrix("mse", s, "pred", "N, D")
+    if tuple(s["target"][-2:]) != (N, D):
+        raise ShapeError(
+            f"mse: target must have pred's shape [..., {N}, {D}], got {list(s['target'])}",
+            key="target",
+        )
+    return _lead("mse", s, "pred", "target", 2)
+
+
+def mse_explain(v: Shown) -> Formulas:
+    N, D = v.shapes["pred"][-2:]
+    return Formulas(
+        ["loss = (1 / (N·D)) Σ_{n,d} (pred[n,d] - target[n,d])²",
+         f"N·D = {N}·{D} = {N * D} elements; target is data, not differentiated"],
+        {"pred": ([f"∂L/∂pred {_s(v.shapes['pred'])} = ∂L/∂loss · 2 (pred - target) / (N·D)"],
+                  "the residual, scaled by 2 and the number of elements the mean divides by")},
+    )  # fmt: skip
+
+
+MSE_SKELETON = """
+def forward(pred, target):
+    # loss = mean((pred - target)**2) over all N*D elements      pred, target (N, D) -> ()
+    raise NotImplementedError
+
+
+def backward(grad_output, pred, target):
+    # dL/dpred = grad_output * 2 * (pred - target) / (N * D)     (target: no gradient)
+    raise NotImplementedError
+    return {"pred": ...}
+"""
+
+MSE = Layer(
+    name="mse",
+    summary="loss = mean((pred - target)^2)",
+    tensors=(
+        TensorInfo("pred", ("N", "D"), ("n", "d"), "input", "predictions"),
+        TensorInfo("target", ("N", "D"), ("n", "d"), "target", "targets (data: no gradient)"),
+    ),
+    output=LOSS,
+    forward=mse_forward,
+    backward=mse_backward,
+    output_shape=mse_shape,
+    default_shapes={"pred": (4, 3), "target": (4, 3)},
+    working=lambda s, o=None: 2 * int(np.prod(s["pred"])),
+    explain=mse_explain,
+    skeleton=MSE_SKELETON,
+)
+
+
+# ----------------------------------------------------------------------------- softmax
+# p[n, c] = exp(x[n, c]) / sum_k exp(x[n, k])    loss = -(1 / N) sum_n log p[n, y_n]
+def softmax_ce_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, C), y (N,) integer labels -> loss (...)."""
+    x, y = t["x"], np.asarray(t["y"])
+    shifted = x - np.max(x.real, axis=-1, keepdims=True)  # max of the real part: complex-safe
+    e = np.exp(shifted)
+    total = e.sum(axis=-1, keepdims=True)
+    logp_y = _pick(shifted, y) - np.log(total[..., 0])
+    return -logp_y.mean(axis=-1), {"p": e / total, "y": y, "shape": x.shape}
+
+
+# dL/dx[n, c] = dloss * (p[n, c] - [c == y_n]) / N
+def softmax_ce_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dloss (...) -> {"x": (..., N, C)}."""
+    p, y = cache["p"], cache["y"]
+    grad = _per_batch(dloss) * (p - _onehot(y, p.shape[-1], p.dtype)) / p.shape[-2]
+    return {"x": _to_shape(grad, cache["shape"])}
+
+
+def _classifier_shape(layer: str) -> Any:
+    def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
+        N, _ = _matrix(layer, s, "x", "N, C")
+        return _labels_shape(layer, s, N)
+
+    return output_shape
+
+
+def softmax_ce_explain(v: Shown) -> Formulas:
+    N, C = v.shapes["x"][-2:]
+    return Formulas(
+        ["p[n,c] = e^x[n,c] / Σ_k e^x[n,k]   (row softmax, shifted by the row max)",
+         "loss = -(1/N) Σ_n log p[n, y_n]",
+         f"N = {N} examples, C = {C} classes; y holds integer labels, not differentiated"],
+        {"x": ([f"∂L/∂x {_s(v.shapes['x'])}: ∂L/∂x[n,c] = ∂L/∂loss · (p[n,c] - 1[c = y_n]) / N"],
+               "the predicted probabilities minus the one-hot labels, averaged over the N rows")},
+    )  # fmt: skip
+
+
+SOFTMAX_CE_SKELETON = """
+def forward(x, y):
+    # p = softmax(x) row by row (subtract the row max first)     x (N, C), y (N,) ints -> ()
+    # loss = -mean_n log p[n, y[n]]
+    raise NotImplementedError
+
+
+def backward(grad_output, x, y):
+    # dL/dx = grad_output * (p - onehot(y)) / N                  (y: no gradient)
+    raise NotImplementedError
+    return {"x": ...}
+"""
+
+SOFTMAX_CROSS_ENTROPY = Layer(
+    name="softmax_cross_entropy",
+    summary="loss = -mean_n log softmax(x_n)[y_n]",
+    tensors=(
+        TensorInfo("x", ("N", "C"), ("n", "c"), "input", "class scores"),
+        TensorInfo("y", ("N",), ("n",), "index", "integer labels 0 ... C-1", classes="C"),
+    ),
+    output=LOSS,
+    forward=softmax_ce_forward,
+    backward=softmax_ce_backward,
+    output_shape=_classifier_shape("softmax_cross_entropy"),
+    default_shapes={"x": (5, 4), "y": (5,)},
+    working=lambda s, o=None: 3 * int(np.prod(s["x"])),
+    check_values=check_labels,
+    explain=softmax_ce_explain,
+    skeleton=SOFTMAX_CE_SKELETON,
+)
+
+
+# ----------------------------------------------------------------------------- svm
+# margin[n, c] = max(0, x[n, c] - x[n, y_n] + 1) for c != y_n, 0 at c = y_n
+# loss = (1 / N) sum_{n, c} margin[n, c]
+def svm_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, C), y (N,) integer labels -> loss (...)."""
+    x, y = t["x"], np.asarray(t["y"])
+    m = x - _pick(x, y)[..., None] + 1.0
+    m = m * (m.real > 0)  # the hinge, its mask from the real part: complex-safe
+    m = m * (np.arange(x.shape[-1]) != y[..., None])  # the correct class adds no margin
+    cache = {"active": m.real > 0, "y": y, "dtype": x.dtype, "shape": x.shape}
+    return m.sum(axis=(-2, -1)) / x.shape[-2], cache
+
+
+# active[n, c] = margin[n, c] > 0
+# dL/dx[n, c] = dloss * active[n, c] / N             (c != y_n)
+# dL/dx[n, y_n] = -dloss * sum_c active[n, c] / N
+def svm_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """dloss (...) -> {"x": (..., N, C)}."""
+    active, y = cache["active"].astype(cache["dtype"]), cache["y"]
+    dx = active - _onehot(y, active.shape[-1], active.dtype) * active.sum(axis=-1, keepdims=True)
+    return {"x": _to_shape(_per_batch(dloss) * dx / active.shape[-2], cache["shape"])}
+
+
+def svm_explain(v: Shown) -> Formulas:
+    N, C = v.shapes["x"][-2:]
+    return Formulas(
+        ["margin[n,c] = max(0, x[n,c] - x[n,y_n] + 1) for c ≠ y_n   (0 at c = y_n)",
+         "loss = (1/N) Σ_{n,c} margin[n,c]",
+         f"N = {N} examples, C = {C} classes; y holds integer labels, not differentiated"],
+        {"x": ([f"∂L/∂x {_s(v.shapes['x'])}: ∂L/∂x[n,c] = ∂L/∂loss · 1[margin[n,c] > 0] / N "
+                "(c ≠ y_n)",
+                "∂L/∂x[n,y_n] = -∂L/∂loss · #{c : margin[n,c] > 0} / N"],
+               "each violated margin pushes its class up and the correct class down")},
+    )  # fmt: skip
+
+
+SVM_SKELETON = """
+def forward(x, y):
+    # margins = max(0, x - x[n, y[n]] + 1), 0 at the correct class  x (N, C), y (N,) -> ()
+    # loss = margins.sum() / N
+    raise NotImplementedError
+
+
+def backward(grad_output, x, y):
+    # dL/dx[n, c] = grad_output * (margins[n, c] > 0) / N              (c != y[n])
+    # dL/dx[n, y[n]] = -grad_output * (number of c with margins[n, c] > 0) / N
+    raise NotImplementedError
+    return {"x": ...}
+"""
+
+SVM = Layer(
+    name="svm",
+    summary="loss = mean_n sum_{c != y_n} max(0, x_nc - x_ny_n + 1)",
+    tensors=SOFTMAX_CROSS_ENTROPY.tensors,
+    output=LOSS,
+    forward=svm_forward,
+    backward=svm_backward,
+    output_shape=_classifier_shape("svm"),
+    default_shapes={"x": (5, 4), "y": (5,)},
+    working=lambda s, o=None: 3 * int(np.prod(s["x"])),
+    check_values=check_labels,
+    explain=svm_explain,
+    skeleton=SVM_SKELETON,
+)
