@@ -77,8 +77,11 @@ def local_specs(net: NetSpec) -> list[tuple[Node, Spec]]:
         tensors, _ = cache["layers"][node.name]
         arrays = {}
         for info in node.layer.tensors:
-            if info.name in tensors and info.name not in node.fixed:
-                a = np.array(tensors[info.name], dtype=spec.dtype)
+            # a fixed tensor (a loss's labels or target) is data: in the local spec too (its
+            # role keeps it unperturbed), with its own dtype (labels stay integers)
+            if info.name in tensors and (info.name not in node.fixed or not info.differentiable):
+                kept = not info.differentiable
+                a = np.array(tensors[info.name], dtype=None if kept else spec.dtype)
                 a.flags.writeable = False
                 arrays[info.name] = a
         g = np.array(net.net.upstream(grads, node), dtype=spec.dtype)

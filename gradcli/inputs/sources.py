@@ -80,11 +80,12 @@ class Loader:
         if isinstance(value, dict) and "file" not in value:
             value = {"init": "labels", **value}
         raw = self._raw(value, key, name, integer=True, classes=classes)
+        if raw.dtype.kind == "O":  # YAML integers beyond int64
+            raise SpecError("an index is too large for int64", key=key)
         if raw.dtype.kind == "b" or raw.dtype.kind not in "iu":
             what = "floating-point" if raw.dtype.kind == "f" else str(raw.dtype)
             raise SpecError(
-                f"expected integers (class indices 0 ... {classes - 1}), got {what} values",
-                key=key,
+                f"expected integers (indices 0 ... {classes - 1}), got {what} values", key=key
             )
         if raw.size == 0:
             raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
@@ -259,8 +260,7 @@ def _inline(value: Any, key: str, loader: Loader, integer: bool = False) -> np.n
     shape_of(value, [])
     try:
         if integer:  # YAML's 2 stays an integer, its 2.0 or 1.5 a float (refused by the caller)
-            a = np.array(value)
-            return a if a.dtype.kind in "iuf" else np.array(value, dtype=np.float64)
+            return np.array(value)
         return np.array(value, dtype=np.float64)
     except OverflowError:
         raise SpecError("a number is too large for float64", key=key) from None

@@ -247,3 +247,10 @@ def float64_copies(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n: a if np.asarray(a).dtype.kind in "iub" else np.array(a, dtype=np.float64)
         for n, a in tensors.items()
     }
+
+
+def as_indices(a: Any) -> np.ndarray:
+    """Labels or indices as integers; whole numbers in a float array (a network's target
+    input, loaded in the network's dtype) are taken as the integers they are."""
+    a = np.asarray(a)
+    return a.astype(np.int64) if a.dtype.kind == "f" else a

@@ -12,7 +12,16 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, same
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    as_indices,
+    batch_maps,
+    same,
+)
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -20,7 +29,7 @@ from gradcli.layers.words import shape as _s
 # out[..., d] = W[idx[...], d]
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """idx (...) integers, W (..., V, D) -> out (..., D)."""
-    idx, W = np.asarray(t["idx"]), t["W"]
+    idx, W = as_indices(t["idx"]), t["W"]
     if W.ndim == 2:
         out = W[idx]
     else:  # W carries probe axes: they broadcast with idx's axes, right-aligned

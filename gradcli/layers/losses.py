@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo
+from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo, as_indices
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -60,6 +60,8 @@ def _labels_shape(layer: str, s: Shapes, N: int) -> tuple[int, ...]:
 def check_labels(t: Arrays, options: Any = None) -> None:
     """Every label a class: 0 <= y_n < C."""
     y, C = np.asarray(t["y"]), t["x"].shape[-1]
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        raise ShapeError("labels must be whole numbers (class indices)", key="y")
     bad = np.argwhere((y < 0) | (y >= C))
     if bad.size:
         at = tuple(int(i) for i in bad[0])
@@ -164,7 +166,7 @@ MSE = Layer(
 # p[n, c] = exp(x[n, c]) / sum_k exp(x[n, k])    loss = -(1 / N) sum_n log p[n, y_n]
 def softmax_ce_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., N, C), y (N,) integer labels -> loss (...)."""
-    x, y = t["x"], np.asarray(t["y"])
+    x, y = t["x"], as_indices(t["y"])
     shifted = x - np.max(x.real, axis=-1, keepdims=True)  # max of the real part: complex-safe
     e = np.exp(shifted)
     total = e.sum(axis=-1, keepdims=True)
@@ -236,7 +238,7 @@ SOFTMAX_CROSS_ENTROPY = Layer(
 # loss = (1 / N) sum_{n, c} margin[n, c]
 def svm_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., N, C), y (N,) integer labels -> loss (...)."""
-    x, y = t["x"], np.asarray(t["y"])
+    x, y = t["x"], as_indices(t["y"])
     m = x - _pick(x, y)[..., None] + 1.0
     m = m * (m.real > 0)  # the hinge, its mask from the real part: complex-safe
     m = m * (np.arange(x.shape[-1]) != y[..., None])  # the correct class adds no margin
