@@ -275,3 +275,59 @@ def test_loss_example_specs_in_json(cli_json):
         doc = cli_json("check", name, path)
         assert doc["passed"] and list(doc["results"]) == list(REGISTRY[name].grad_names)
         json.dumps(doc)
+
+
+# ---------------------------------------------------------------- svm's kinks (the hinge)
+def _brute_svm_kinks(x, y, step):
+    """Loop by loop: moving x[n, c] alone by step[n, c], does some margin of row n meet 0 in
+    the segment (start, end] (or sit at 0 for a zero step)?"""
+    out = np.zeros(x.shape, dtype=bool)
+    N, C = x.shape
+    for n in range(N):
+        for c in range(C):
+            moved = x[n].copy()
+            moved[c] += step[n, c]
+            for k in range(C):
+                if k == y[n]:
+                    continue
+                m0 = x[n, k] - x[n, y[n]] + 1.0
+                m1 = moved[k] - moved[y[n]] + 1.0
+                if m0 == m1:  # this margin does not move
+                    hit = step[n, c] == 0 and m0 == 0 and c in (k, y[n])
+                else:
+                    hit = (m0 < 0 <= m1) or (m0 > 0 >= m1)
+                out[n, c] |= bool(hit)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_svm_kinks_agree_with_a_brute_force_walk(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (5, 4)).astype(float)  # integer scores: margins tie at 0 often
+    y = rng.integers(0, 4, 5)
+    for step in (np.full(x.shape, 0.5), np.full(x.shape, -0.5), np.zeros(x.shape),
+                 rng.choice([-1.0, 0.0, 1.0], x.shape)):  # fmt: skip
+        got = REGISTRY["svm"].kinks("x", {"x": x, "y": y}, None, step)
+        np.testing.assert_array_equal(got, _brute_svm_kinks(x, y, step))
+    assert REGISTRY["svm"].kinks("y", {"x": x, "y": y}, None, np.zeros(5)) is None
+
+
+def test_svm_at_a_margin_tie_passes_counting_the_kinks(cli_json, write_spec):
+    """Row 0's margin for class 1 is exactly 0 (x[0,1] - x[0,0] + 1 = 0): a central difference
+    there crosses the hinge's corner; both scores it involves are kinks, nothing else."""
+    path = write_spec("layer: svm\ntensors:\n  x: [[1.0, 0.0], [0.0, 0.0]]\n  y: [0, 1]\n")
+    doc = cli_json("check", "svm", path)
+    assert doc["passed"] and doc["results"]["x"]["kinks"] == 2
+
+
+def test_svm_wrong_hinge_backward_still_fails_at_ties():
+    """The classic slip (no push down on the true class) fails on coordinates away from the
+    kinks, at exact ties too; the right backward passes on the same scores."""
+    x = np.array([[1.0, 0.0, 0.5], [0.0, 0.0, 2.0], [3.0, 2.0, -1.0]])  # row 0 and 2: ties
+    t = {"x": x, "y": np.array([0, 1, 0])}
+    fwd, good = _twin("svm", lambda g, kw: g)
+    report = gradcli.check("svm", t, forward=fwd, backward=good)
+    assert report.passed and report.results["x"].kinks > 0
+    fwd, bad = _twin("svm", TWINS["svm"])
+    report = gradcli.check("svm", t, forward=fwd, backward=bad)
+    assert not report.results["x"].passed
