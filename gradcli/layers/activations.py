@@ -27,6 +27,8 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,66 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return 2 * math.prod(s["x"])
 
 
+def _words(forward: str, grad: str, intuition: str) -> Callable[[Shown], Formulas]:
+    def explain(v: Shown) -> Formulas:
+        sh = _s(v.shapes["x"])
+        return Formulas(
+            [forward, f"y {sh} = f(x {sh}), element by element"],
+            {"x": ([f"∂L/∂x {sh} = {grad}"], intuition)},
+            ("n",),
+        )
+
+    return explain
+
+
+def _skeleton(signature: str, forward: str, backward: str) -> str:
+    return f"""
+def forward(x{signature}):
+    # {forward}                       x (...) -> y, the shape of x
+    raise NotImplementedError
+
+
+def backward(grad_output, x{signature}):
+    # {backward}
+    dy = grad_output
+    raise NotImplementedError
+    return {{"x": ...}}
+"""
+
+
+WORDS = {
+    "relu": (
+        _words("y = max(x, 0)", "∂L/∂y ⊙ [x > 0]",
+               "the gradient passes where the input was positive and stops elsewhere (0 at "
+               "x = 0, as torch; a kink there: checked one-sidedly)"),
+        _skeleton("", "y = max(x, 0)", "dx = dy * (x > 0)"),
+    ),
+    "leaky_relu": (
+        _words("y = x if x > 0 else α x", "∂L/∂y ⊙ (1 if x > 0 else α)",
+               "slope 1 on the positive side and alpha on the other (a kink at 0)"),
+        _skeleton(", alpha=0.01", "y = x if x > 0 else alpha * x",
+                  "dx = dy * (1 if x > 0 else alpha)"),
+    ),
+    "sigmoid": (
+        _words("y = 1 / (1 + e^(-x))", "∂L/∂y ⊙ y (1 - y)",
+               "the slope is largest (1/4) at 0 and vanishes for large |x|"),
+        _skeleton("", "y = 1 / (1 + exp(-x))", "dx = dy * y * (1 - y)"),
+    ),
+    "tanh": (
+        _words("y = tanh(x)", "∂L/∂y ⊙ (1 - y²)",
+               "the slope is 1 at 0 and vanishes as |x| grows"),
+        _skeleton("", "y = tanh(x)", "dx = dy * (1 - y**2)"),
+    ),
+    "gelu": (
+        _words("y = x/2 (1 + tanh(u)),  u = √(2/π) (x + 0.044715 x³)  (tanh approximation)",
+               "∂L/∂y ⊙ (½ (1 + tanh u) + ½ x (1 - tanh² u) √(2/π) (1 + 3·0.044715 x²))",
+               "the product rule on x times a smoothed step (torch's approximate='tanh')"),
+        _skeleton("", "y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
+                  "dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))"),
+    ),
+}  # fmt: skip
+
+
 def _layer(
     name: str,
     summary: str,
@@ -168,6 +230,8 @@ def _layer(
         footprint=footprint,
         working=working_elements,
         kinks=kinks,
+        explain=WORDS[name][0],
+        skeleton=WORDS[name][1],
     )
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from gradcli.errors import OptionError, brief
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option, same
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,31 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return 3 * math.prod(s["x"])
 
 
+def explain(v: Shown) -> Formulas:
+    sh, o = _s(v.shapes["x"]), v.options or Options()
+    return Formulas(
+        [f"y = x ⊙ keep / (1 - p),  keep = default_rng({o.seed}).random({sh}) >= {o.p}",
+         "a fixed mask: the forward is deterministic"],
+        {"x": ([f"∂L/∂x {sh} = ∂L/∂y ⊙ keep / (1 - p)"],
+               "the gradient flows through the kept elements, scaled like them")},
+        ("n",),
+    )  # fmt: skip
+
+
+SKELETON = """
+def forward(x, p=0.5, seed=0):
+    # keep = np.random.default_rng(seed).random(x.shape) >= p;   y = x * keep / (1 - p)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, p=0.5, seed=0):
+    # dx = dy * keep / (1 - p)   (the same mask)
+    dy = grad_output
+    raise NotImplementedError
+    return {"x": ...}
+"""
+
+
 LAYER = Layer(
     name="dropout",
     summary="y = x * keep / (1 - p), keep = default_rng(seed).random(x.shape) >= p (fixed mask)",
@@ -94,4 +121,6 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     resolve=resolve,
+    explain=explain,
+    skeleton=SKELETON,
 )

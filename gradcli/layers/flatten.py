@@ -27,6 +27,8 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,31 @@ def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], Tens
     return (x,), y
 
 
+def explain(v: Shown) -> Formulas:
+    sh, start = _s(v.shapes["x"]), (v.options or Options()).start
+    return Formulas(
+        [f"y = x with its axes from {start} on joined in C order (torch.flatten)",
+         f"y {_s(v.out_shape)} = x {sh}.reshape(...)"],
+        {"x": ([f"∂L/∂x {sh} = ∂L/∂y reshaped back to x's shape"],
+               "a reshape moves no value: the gradient is the same numbers, unflattened")},
+        layout(v.shapes, v.options)[1].axes,
+    )  # fmt: skip
+
+
+SKELETON = """
+def forward(x, start=1):
+    # y = x.reshape(x.shape[:start] + (-1,))   x (N, d1, ..., dk) -> y (N, d1*...*dk)
+    raise NotImplementedError
+
+
+def backward(grad_output, x, start=1):
+    # dx = dy.reshape(x.shape)
+    dy = grad_output
+    raise NotImplementedError
+    return {"x": ...}
+"""
+
+
 LAYER = Layer(
     name="flatten",
     summary="y[b, f] = x[b, i, j, ...], f = flat index of (i, j, ...) (torch's Flatten)",
@@ -151,4 +178,6 @@ LAYER = Layer(
     working=lambda s, options=None: 0,  # reshapes are views: nothing beyond x, y and dx
     resolve=resolve,
     layout=layout,
+    explain=explain,
+    skeleton=SKELETON,
 )

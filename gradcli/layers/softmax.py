@@ -12,6 +12,8 @@ import numpy as np
 
 from gradcli.errors import ShapeError
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, same
+from gradcli.layers.words import Formulas, Shown
+from gradcli.layers.words import shape as _s
 
 
 # y_i = exp(x_i - max_j x_j) / sum_j exp(x_j - max_j x_j)
@@ -49,6 +51,31 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return 2 * math.prod(s["x"])
 
 
+def explain(v: Shown) -> Formulas:
+    sh = _s(v.shapes["x"])
+    return Formulas(
+        ["y_i = e^(x_i - max x) / Σ_j e^(x_j - max x)   (over the last axis)",
+         f"y {sh} = softmax(x {sh}) row by row"],
+        {"x": ([f"∂L/∂x {sh}: ∂L/∂x_i = y_i (∂L/∂y_i - Σ_j ∂L/∂y_j y_j)"],
+               "the Jacobian diag(y) - y yᵀ of each row applied to the upstream gradient")},
+        ("n",),
+    )  # fmt: skip
+
+
+SKELETON = """
+def forward(x):
+    # y = exp(x - max(x)) / sum(exp(x - max(x)))   over the last axis;  x (..., n) -> y (..., n)
+    raise NotImplementedError
+
+
+def backward(grad_output, x):
+    # dx = y * (dy - sum(dy * y, axis=-1, keepdims=True))
+    dy = grad_output
+    raise NotImplementedError
+    return {"x": ...}
+"""
+
+
 LAYER = Layer(
     name="softmax",
     summary="y_i = exp(x_i) / sum_j exp(x_j)  (over the last axis)",
@@ -60,4 +87,6 @@ LAYER = Layer(
     default_shapes={"x": (5,)},
     footprint=footprint,
     working=working_elements,
+    explain=explain,
+    skeleton=SKELETON,
 )
