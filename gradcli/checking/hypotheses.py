@@ -190,6 +190,17 @@ class Session:
         if not wrong:
             return {}
         cands = self._candidates(layer, t, g)
+        cands += [
+            Candidate(
+                f"other-tensor:{u}",
+                f"for {u}: it is the right gradient of {u} (the two swapped, or a "
+                f"factor that makes them differ left out)",
+                {n: np.asarray(right[u], dtype=np.float64)},
+            )
+            for n in wrong
+            for u in right
+            if u != n and u in t and np.shape(right[u]) == self.given[n].shape
+        ]
         out_shape = tuple(np.shape(self.output))
         letters = self._out_letters(layer, out_shape)
         nbatch = len(out_shape) - len(layer.output_info(self.spec.shapes).axes)
@@ -335,8 +346,8 @@ class Session:
                 plain = dataclasses.replace(options, **{f.name: f.default})
                 add(
                     f"option:{f.name}",
-                    f"with {f.name} {f.default!r} (the forward uses {value!r}): the backward "
-                    f"ignores {f.name}",
+                    f"with {f.name} at its default, {f.default!r} (the forward uses "
+                    f"{value!r}): the backward ignores {f.name}",
                     lambda p=plain: _with_options(layer, t, p, g, self.spec.shapes),
                 )
         for name, a in t.items():

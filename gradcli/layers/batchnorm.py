@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers import _norm
+from gradcli.layers import _norm, _norm_variants
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -65,6 +65,13 @@ def backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     xhat, r, axes = cache["xhat"], cache["r"], _axes(cache["spatial"])
     dx = _norm.dnormalize(dy * cache["gamma"], xhat, r, axes)
     return {"x": dx, **_norm.param_grads(dy, xhat)}
+
+
+def variants(t: Arrays, options: Any, dy: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """Classic wrong dx (gradcli.layers._norm_variants), for the diagnosis."""
+    options = options or Options()
+    cache = forward(t, options)[1]
+    return _norm_variants.variants(cache, dy, _axes(options.spatial), options.spatial + 1)
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -156,4 +163,5 @@ LAYER = Layer(
     layout=layout,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
 )

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers import _norm
+from gradcli.layers import _norm, _norm_variants
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
 
 
@@ -42,6 +42,12 @@ def backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     xhat, r = cache["xhat"], cache["r"]
     dx = _norm.dnormalize(dy * cache["gamma"], xhat, r, (-1,))
     return {"x": dx, **_norm.param_grads(dy, xhat)}
+
+
+def variants(t: Arrays, options: Any, dy: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """Classic wrong dx (gradcli.layers._norm_variants), for the diagnosis."""
+    options = options or Options()
+    return _norm_variants.variants(forward(t, options)[1], dy, (-1,), 0)
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -109,4 +115,5 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
 )
