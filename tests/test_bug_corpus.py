@@ -72,3 +72,15 @@ def test_random_wrong_gradients_get_no_cause(layer, seed):
     for n, r in report.results.items():
         if np.abs(right[n]).max() > 1e-6:
             assert not r.passed and r.hints[0].cause == "sign", (n, [str(h) for h in r.hints])
+
+
+def test_probing_the_users_backward_localizes_a_bug_outside_the_hypotheses():
+    """The last window's contribution to dx counted twice: no cause reproduces it, but
+    calling the backward one output position at a time shows where it goes wrong; the same
+    gradient as an answer file (no backward to call) gets no such sentence."""
+    bug = next(b for b in BUGS if b.id == "conv1d/last-window-twice")
+    o = diagnosis.run(bug)
+    assert o.failed == {"x"} and not o.causes
+    (text,) = o.texts["x"]
+    assert "wrong only for the contributions of output i=6 (the last)" in text, text
+    assert not diagnosis.run(bug, answers=True).texts.get("x", [""])[0].startswith(text[:20])

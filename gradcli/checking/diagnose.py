@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking.hypotheses import Hint
+from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY
 
 # errors only where attention's causal mask hides j > i: what a dS or dA there should be

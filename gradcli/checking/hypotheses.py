@@ -32,31 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.checking import localize
+from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY, Layer
 
 MAX_ELEMENTS = 2_000_000  # beyond this many elements in all, no hypotheses: the hints stay cheap
-
-
-class Hint(str):
-    """One sentence for people (it is the ``str``), and its evidence: the cause it names (None
-    for an observation that names none) and whether a recomputation reproduced it."""
-
-    cause: str | None
-    verified: bool
-
-    def __new__(cls, text: str, cause: str | None = None, verified: bool = False) -> Hint:
-        hint = super().__new__(cls, text)
-        hint.cause, hint.verified = cause, verified
-        return hint
-
-
-def hint_doc(hint: str) -> dict[str, Any]:
-    """A hint as JSON: {"text", "cause", "verified"} (a plain string names no cause)."""
-    return {
-        "text": str(hint),
-        "cause": getattr(hint, "cause", None),
-        "verified": bool(getattr(hint, "verified", False)),
-    }
 
 
 @dataclass(frozen=True)
@@ -154,6 +134,12 @@ class Session:
         tol = 1e-5 if self.spec.dtype == "float32" else 1e-10
         return ours if float(np.max(np.abs(out - mine), initial=0.0)) <= tol * scale else None
 
+    def _localize(self, name: str) -> list[Hint]:
+        try:
+            return _localized(self, name)
+        except Exception:  # noqa: BLE001 - a hint is best effort; the verdict stands
+            return []
+
     def _t64(self) -> dict[str, np.ndarray]:
         return {n: np.asarray(a, dtype=np.float64) for n, a in self.spec.tensors.items()}
 
@@ -166,7 +152,7 @@ class Session:
                 self._matches = {}
         found = self._matches.get(name, [])
         if not found:
-            return []
+            return self._localize(name)
         if len(found) == 1:
             return [Hint(f"d{name} {found[0].text}", found[0].cause, True)]
         text = f"d{name} {found[0].text}; or equally {'; or '.join(m.text for m in found[1:])}"
@@ -453,3 +439,20 @@ def _with_options(layer: Layer, t: dict, options: Any, g: np.ndarray, shapes: An
     common = tuple(slice(0, min(a, b)) for a, b in zip(out.shape, g.shape, strict=True))
     fitted[common] = g[common]
     return layer.backward(fitted, cache)
+
+
+def _localized(session: Session, name: str) -> list[Hint]:
+    """--impl of a built-in layer: the user's backward called on structured upstream
+    gradients (checking/localize.py), against ours."""
+    spec, ours = session.spec, session.right_layer()
+    if ours is None or spec.layer.broadcasts or name not in session.given:
+        return []
+    t = session._t64()
+    g = np.asarray(spec.grad_output, dtype=np.float64)
+    user_cache = spec.layer.forward(spec.tensors, spec.options)[1]
+    our_cache = ours.forward(t, spec.options)[1]
+    letters = session._out_letters(ours, g.shape)
+    return localize.localize(
+        name, g, lambda u: spec.layer.backward(u, user_cache),
+        lambda u: ours.backward(u, our_cache), session.given[name], letters,
+    )  # fmt: skip

@@ -13,7 +13,7 @@ import numpy as np
 from gradcli import __version__
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
-from gradcli.checking.hypotheses import hint_doc
+from gradcli.checking.hint import hint_doc
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY, Layer, TensorInfo

@@ -68,6 +68,9 @@ def make(mistake: str = ""):
                     else:
                         dxp[..., t] += g * wj
                     dw[j] += np.sum(g * xp[..., t])
+        if mistake == "edge_twice" and not channels:  # the last window "handled" once more
+            for j in range(k):
+                dxp[..., (m - 1) * s + j * d] += dz[..., m - 1] * w[j]
         db = dz.reshape(-1, dz.shape[-1]).sum(axis=0) if channels else np.sum(dz)
         if mistake == "db_first":
             db = np.sum(dz[0])
@@ -186,5 +189,6 @@ def bugs():
             {"stride": 2},
             mistake="overwrite",
         ),
+        bug("conv1d/last-window-twice", "conv1d", make, BATCH, "x", None, mistake="edge_twice"),
         bug("conv1d/uses-output", "conv1d", make, BATCH, "x", None, mistake="uses_output"),
     ]
