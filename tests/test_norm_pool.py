@@ -354,3 +354,50 @@ def test_init_impl_skeleton_takes_the_tensors_and_every_option_at_its_default(cl
         assert list(params)[: len(lead) + len(tensors)] == lead + tensors, fn
         opts = {k: p.default for k, p in list(params.items())[len(lead) + len(tensors) :]}
         assert opts == defaults, fn
+
+
+@pytest.mark.parametrize("name, shapes, raw", list(_norm_cases()))
+def test_incremental_loss_equals_the_forward_at_every_coordinate(name, shapes, raw):
+    """Layer.perturbed's closed forms against the plain forward, at every input coordinate,
+    for a large move, a small one and a complex step; its twin (a wrong set size) is off."""
+    layer, rng = REGISTRY[name], np.random.default_rng(3)
+    t = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    t.setdefault("beta", np.zeros_like(t["gamma"]))
+    options = layer.make_options(raw)
+    out, cache = layer.forward(t, options)
+    g = rng.standard_normal(out.shape)
+    xname = "X" if "X" in t else "x"
+    x = t[xname].ravel()
+    idx = np.arange(x.size)
+    scale = np.sum(np.abs(g * out))
+    plain = {}
+    for move in (0.3, 1e-6, 1e-20j):
+        values = x + move * (1 + np.abs(x))
+        fast = layer.perturbed(xname, cache, g, idx, values)
+        losses = []
+        for k in idx:
+            moved = x.astype(np.result_type(x, values))
+            moved[k] = values[k]
+            y = layer.forward({**t, xname: moved.reshape(t[xname].shape)}, options)[0]
+            losses.append(np.sum(g * y))
+        plain[move] = np.array(losses)
+        np.testing.assert_allclose(fast.real, plain[move].real, rtol=0, atol=1e-13 * scale)
+        if isinstance(move, complex):  # the complex step's imaginary part: the derivative
+            np.testing.assert_allclose(fast.imag, plain[move].imag, rtol=1e-9, atol=1e-30)
+    assert layer.perturbed("gamma", cache, g, idx[:1], x[:1]) is None
+    if np.ptp(plain[0.3]) > 1e-9 * scale:  # (a set of one element moves nothing: D = 1)
+        wrong = dict(cache, r=cache["r"] * (1 + 1e-6))
+        off = layer.perturbed(xname, wrong, g, idx, x + 0.3 * (1 + np.abs(x)))
+        assert np.max(np.abs(off - plain[0.3])) > 1e-9 * scale
+
+
+def test_incremental_paths_are_trusted_and_used():
+    from gradcli.numeric.engine import Engine
+
+    for name, path in (("layernorm", "layernorm.yaml"), ("batchnorm", "batchnorm_spatial.yaml"),
+                       ("groupnorm", "groupnorm.yaml")):  # fmt: skip
+        spec = load_spec(name, str(SPECS / path))
+        engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+        xname = "X" if "X" in spec.tensors else "x"
+        assert engine.incremental(xname) == "", name
+        assert engine.incremental("gamma") is None

@@ -53,7 +53,7 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     options = options or Options()
     x, gamma, beta, k = t["x"], t["gamma"], t["beta"], options.spatial + 1
     xhat, r = _norm.normalize(x, _axes(options.spatial), options.eps)
-    cache = {"xhat": xhat, "r": r, "gamma": gamma, "spatial": options.spatial}
+    cache = {"xhat": xhat, "r": r, "gamma": gamma, "beta": beta, "x": x, "spatial": options.spatial}
     return _norm.affine(xhat, gamma, beta, k), cache
 
 
@@ -91,6 +91,17 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
 def working_elements(s: Shapes, options: Any = None) -> int:
     x = s["x"]
     return _norm.working(math.prod(x), math.prod(x[: -(options or Options()).spatial - 2]) * x[-1])
+
+
+def perturbed(name: str, cache: dict, g: np.ndarray, idx: np.ndarray, values: Any) -> Any:
+    """The loss with x[idx[p]] = values[p], column by column in closed form (_norm.perturbed):
+    a batch of N examples is dense in each feature, so coloring needs N passes per column."""
+    if name != "x":
+        return None
+    x = cache["x"]
+    core, c = math.prod(x.shape[-cache["spatial"] - 2 :]), x.shape[-1]
+    flat = np.arange(x.size)
+    return _norm.perturbed(cache, g, idx, values, flat // core * c + flat % c, core // c)
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
@@ -161,6 +172,7 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     layout=layout,
+    perturbed=perturbed,
     explain=explain,
     skeleton=SKELETON,
     variants=variants,

@@ -56,7 +56,8 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     X, gamma, beta, sp = t["X"], t["gamma"], t["beta"], options.spatial
     xhat, r = _norm.normalize(_grouped(X, options.groups), _axes(sp), options.eps)
     xhat = xhat.reshape(X.shape)
-    cache = {"xhat": xhat, "r": r, "gamma": gamma, "spatial": sp, "groups": options.groups}
+    cache = {"xhat": xhat, "r": r, "gamma": gamma, "beta": beta, "x": X, "spatial": sp}
+    cache["groups"] = options.groups
     return _norm.affine(xhat, gamma, beta, sp), cache
 
 
@@ -96,6 +97,19 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     options = options or Options()
     X = s["X"]
     return _norm.working(math.prod(X), math.prod(X[: -options.spatial - 1]) * options.groups)
+
+
+def perturbed(name: str, cache: dict, g: np.ndarray, idx: np.ndarray, values: Any) -> Any:
+    """The loss with X[idx[p]] = values[p], group by group in closed form (_norm.perturbed):
+    a group is dense over its positions and channels, so coloring would need one pass per
+    element of a group."""
+    if name != "X":
+        return None
+    X, groups = cache["x"], cache["groups"]
+    core, c = math.prod(X.shape[-cache["spatial"] - 1 :]), X.shape[-1]
+    flat = np.arange(X.size)
+    sets = flat // core * groups + flat % c // (c // groups)
+    return _norm.perturbed(cache, g, idx, values, sets, core // groups)
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
@@ -166,6 +180,7 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     layout=layout,
+    perturbed=perturbed,
     explain=explain,
     skeleton=SKELETON,
 )

@@ -32,7 +32,8 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     options = options or Options()
     x, gamma, beta = t["x"], t["gamma"], t["beta"]
     xhat, r = _norm.normalize(x, (-1,), options.eps)
-    return _norm.affine(xhat, gamma, beta, 0), {"xhat": xhat, "r": r, "gamma": gamma}
+    cache = {"xhat": xhat, "r": r, "gamma": gamma, "beta": beta, "x": x}
+    return _norm.affine(xhat, gamma, beta, 0), cache
 
 
 # dxhat = dy gamma    dx = r (dxhat - mean_d dxhat - xhat mean_d(dxhat xhat))
@@ -65,6 +66,14 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
 def working_elements(s: Shapes, options: Any = None) -> int:
     x = s["x"]
     return _norm.working(math.prod(x), math.prod(x[:-1]))
+
+
+def perturbed(name: str, cache: dict, g: np.ndarray, idx: np.ndarray, values: Any) -> Any:
+    """The loss with x[idx[p]] = values[p], row by row in closed form (see _norm.perturbed)."""
+    if name != "x":
+        return None  # gamma[d] and beta[d] move one column: coloring takes them in one pass
+    D = cache["x"].shape[-1]
+    return _norm.perturbed(cache, g, idx, values, np.arange(cache["x"].size) // D, D)
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
@@ -113,6 +122,7 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    perturbed=perturbed,
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
