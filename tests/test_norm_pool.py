@@ -182,8 +182,8 @@ def test_layouts_follow_the_spatial_option():
 
 
 def test_max_pool_specs_have_no_near_ties():
-    """Until the kink mechanism lands, the default and example specs of maxpool2d must keep
-    every window's maximum further from the runner-up than any method's widest stencil."""
+    """The default and example specs of maxpool2d keep every window's maximum further from the
+    runner-up than any method's widest stencil: they check every coordinate two-sidedly."""
     widest = max(get_method(m).auto_eps * max(map(abs, get_method(m).offsets))
                  for m in ("central", "forward", "backward", "central4"))  # fmt: skip
     paths = [None, *map(str, sorted(SPECS.glob("maxpool2d*.yaml")))]
@@ -401,3 +401,24 @@ def test_incremental_paths_are_trusted_and_used():
         xname = "X" if "X" in spec.tensors else "x"
         assert engine.incremental(xname) == "", name
         assert engine.incremental("gamma") is None
+
+
+def test_maxpool_ties_are_kinks_and_a_wrong_routing_still_fails():
+    """Exact ties (every window tied, or one tie among clean windows) pass, their coordinates
+    counted as kinks and checked one-sidedly; the gradient routed to the wrong element still
+    fails on the windows without a tie (within a tied window any of the tied elements is a
+    valid choice); the predicate flags exactly the tied elements."""
+    import json
+
+    layer = REGISTRY["maxpool2d"]
+    ties = gradcli.check("maxpool2d", {"X": np.ones((4, 4, 2))})
+    assert ties.passed and json.loads(ties.to_json())["results"]["X"]["kinks"] == 32
+    X = np.asarray(load_spec("maxpool2d", str(SPECS / "maxpool2d.yaml")).tensors["X"]).copy()
+    X[0, 0, 1, 0] = X[0, 0, 0, 0] = X[0, :2, :2, 0].max()  # one window of channel 0 tied
+    at = layer.kinks("X", {"X": X}, layer.make_options({}), np.zeros(X.shape))
+    tied = {(0, i, j, 0) for i in range(2) for j in range(2) if X[0, i, j, 0] == X[0, 0, 0, 0]}
+    assert {tuple(map(int, k)) for k in np.argwhere(at)} == tied and len(tied) >= 2
+    assert gradcli.check("maxpool2d", {"X": X}).passed
+    forward, _ = _ours("maxpool2d")
+    bad = gradcli.check("maxpool2d", {"X": X}, forward=forward, backward=_max_to_last)
+    assert not bad.passed and not bad.results["X"].passed  # wrong away from the tie

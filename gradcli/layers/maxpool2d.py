@@ -47,6 +47,33 @@ def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"X": np.ascontiguousarray(_pool.unpad(dXp, geo))}
 
 
+def kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | None:
+    """True where moving X's coordinate through (x, x + step] (or sitting at x, step 0)
+    switches a window's argmax: it meets the largest other element of a window holding it
+    (an exact tie is a kink)."""
+    X = np.asarray(t["X"], np.float64)
+    geo = _pool.geometry(X.shape, options or Options())
+    Xp, S = _conv.pad(X, geo, -np.inf), _conv.pad(np.asarray(step, np.float64), geo)
+    top = second = arg = None
+    for tap, window in _pool.taps(geo):
+        v = Xp[window]
+        if top is None:
+            top, second, arg = v.copy(), np.full(v.shape, -np.inf), np.zeros(v.shape, np.intp)
+            continue
+        wins = v > top
+        second = np.where(wins, top, np.maximum(second, v))
+        np.copyto(arg, tap, where=wins)
+        top = np.where(wins, v, top)
+    hit = np.zeros(Xp.shape, bool)
+    for tap, window in _pool.taps(geo):
+        other = np.where(arg == tap, second, top)  # the window's largest element but this one
+        x, h = Xp[window], S[window]
+        up = (h > 0) & (x < other) & (other <= x + h)
+        down = (h < 0) & (x + h <= other) & (other < x)
+        hit[window] |= up | down | ((h == 0) & (other == x))
+    return np.ascontiguousarray(_pool.unpad(hit, geo))
+
+
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return _pool.output_shape("maxpool2d", s, options or Options())
 
@@ -99,6 +126,7 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    kinks=kinks,
     explain=explain,
     skeleton=SKELETON,
 )
