@@ -342,3 +342,23 @@ def test_omitted_parameters_are_drawn_or_named(tmp_path: Path) -> None:
     doc["network"][0]["tensors"] = {}
     with pytest.raises(GradcliError, match=r"network\[0\].*shape of linear's W \(out, in\)"):
         build(doc, tmp_path)
+
+
+INIT_LAYERS = ("conv2d", "relu", "maxpool2d", "flatten", "linear", "softmax_cross_entropy")
+
+
+@pytest.mark.skipif(not all(n in REGISTRY for n in INIT_LAYERS), reason="issue 14's layers")
+def test_init_net_runs_as_written(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "model.yaml"
+    assert cli("init", "net", "-o", path).exit_code == 0
+    doc = yaml.safe_load(path.read_text())
+    assert [e["layer"] for e in doc["network"]] + [doc["loss"]["layer"]] == list(INIT_LAYERS)
+    r = cli("check", "net", path, "-f", "json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [x["name"] for x in out["layers"]] == ["conv1", "relu2", "pool1", "flatten4", "fc",
+                                                  "softmax_cross_entropy6"]  # fmt: skip
+    assert "y" not in out["end_to_end"]["results"]  # labels are data, never differentiated
+    assert cli("compute", "net", path).exit_code == 0
+    assert cli("explain", "net", path).exit_code == 0
+    assert cli("init", "net", "--impl").exit_code == 2

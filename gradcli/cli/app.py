@@ -301,7 +301,14 @@ def init(
     from gradcli.layers import get_layer
     from gradcli.render import jsondoc, skeleton
 
-    if impl:
+    if layer == "net":
+        from gradcli.render.netdoc import NET_TEMPLATE
+
+        if impl:
+            raise GradcliError("goes with one layer: a network's own layers are entries of its "
+                               "model file (impl: FILE.py)", source="--impl")  # fmt: skip
+        text = NET_TEMPLATE
+    elif impl:
         text = skeleton.module(layer)
     elif layer == "custom":  # no built-in to describe: a spec that runs with the custom skeleton
         text = skeleton.CUSTOM_SPEC
