@@ -158,8 +158,14 @@ def _targets(entries: Any, loss: Any) -> list[Any]:
 
 
 def _fixed(loader: Loader, value: Any, key: str, name: str) -> np.ndarray:
-    """A target: loaded as any tensor (class labels are whole numbers in the float dtype
-    unless a loss's own loader says otherwise)."""
+    """A target: loaded as any tensor; ``{shape, init: labels, classes: K}`` draws integer
+    labels in [0, K) (labels given as values are whole numbers, which the loss indexes by)."""
+    if isinstance(value, dict) and (value.get("init") == "labels" or "classes" in value):
+        k = value.get("classes")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise SpecError(f"expected the number of classes, an integer >= 1, got {brief(k)}",
+                            key=f"{key}.classes")  # fmt: skip
+        return loader.load(value, key, name, classes=k)
     return loader.load(value, key, name)
 
 
