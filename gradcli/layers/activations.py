@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, brief
+from gradcli.layers import _activation_variants as classic
 from gradcli.layers.base import (
     Arrays,
     Footprint,
@@ -209,6 +210,7 @@ def _layer(
     backward: Callable[..., dict[str, np.ndarray]],
     options: type = NoOptions,
     kinks: Callable[..., np.ndarray | None] | None = None,
+    variants: Callable[..., dict] | None = None,
 ) -> Layer:
     def arrays_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         y, cache = forward(t, options)
@@ -230,12 +232,15 @@ def _layer(
         footprint=footprint,
         working=working_elements,
         kinks=kinks,
+        variants=variants,
         explain=WORDS[name][0],
         skeleton=WORDS[name][1],
     )
 
 
-RELU = _layer("relu", "y = max(x, 0)", relu_forward, relu_backward, kinks=sign_kinks)
+RELU = _layer(
+    "relu", "y = max(x, 0)", relu_forward, relu_backward, kinks=sign_kinks, variants=classic.relu
+)
 LEAKY_RELU = _layer(
     "leaky_relu",
     "y = x if x > 0 else alpha x",
@@ -243,9 +248,13 @@ LEAKY_RELU = _layer(
     leaky_backward,
     LeakyOptions,
     kinks=sign_kinks,
+    variants=classic.leaky_relu,
 )
-SIGMOID = _layer("sigmoid", "y = 1 / (1 + exp(-x))", sigmoid_forward, sigmoid_backward)
-TANH = _layer("tanh", "y = tanh(x)", tanh_forward, tanh_backward)
+SIGMOID = _layer(
+    "sigmoid", "y = 1 / (1 + exp(-x))", sigmoid_forward, sigmoid_backward,
+    variants=classic.sigmoid,
+)  # fmt: skip
+TANH = _layer("tanh", "y = tanh(x)", tanh_forward, tanh_backward, variants=classic.tanh)
 GELU = _layer(
     "gelu",
     "y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (tanh approximation)",

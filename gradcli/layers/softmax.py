@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
+from gradcli.layers import _activation_variants as classic
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, same
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
@@ -89,4 +90,5 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    variants=classic.softmax,
 )

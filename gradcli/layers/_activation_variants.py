@@ -1,0 +1,78 @@
+"""The activations' classic wrong backward passes (for the diagnosis, gradcli.checking.
+hypotheses): each recomputed from the forward's input, so a gradient under test is named only
+when it is exactly what that mistake gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Variants = dict[str, tuple[str, dict[str, np.ndarray]]]
+
+
+def relu(t: Any, options: Any, dy: np.ndarray) -> Variants:
+    x = np.real(np.asarray(t["x"], dtype=np.float64))
+    return {
+        "relu:mask-inverted": ("with the mask inverted (dy where x <= 0, 0 where x > 0)",
+                               {"x": dy * (x <= 0)}),
+        "relu:no-mask": ("with no mask (dx = dy: the upstream gradient passed through as it is)",
+                         {"x": dy + 0.0 * x}),
+        "relu:mask-on-dy": ("with the mask taken from the upstream gradient (dy > 0), not from x",
+                            {"x": dy * (dy > 0) + 0.0 * x}),
+        "relu:forward-returned": ("returning the forward's output max(x, 0), not dy times the "
+                                  "mask", {"x": np.maximum(x, 0) + 0.0 * dy}),
+    }  # fmt: skip
+
+
+def leaky_relu(t: Any, options: Any, dy: np.ndarray) -> Variants:
+    x = np.real(np.asarray(t["x"], dtype=np.float64))
+    alpha = getattr(options, "alpha", 0.01)
+    return {
+        "leaky_relu:no-slope": ("with 0 instead of alpha where x <= 0 (a plain relu's mask)",
+                                {"x": dy * (x > 0)}),
+        "leaky_relu:slope-swapped": ("with alpha where x > 0 and 1 where x <= 0",
+                                     {"x": dy * np.where(x > 0, alpha, 1.0)}),
+    }  # fmt: skip
+
+
+def sigmoid(t: Any, options: Any, dy: np.ndarray) -> Variants:
+    x = np.real(np.asarray(t["x"], dtype=np.float64))
+    s = 1 / (1 + np.exp(-x))
+    return {
+        "sigmoid:x-for-output": ("with x where the output belongs: dy x (1 - x) instead of "
+                                 "dy y (1 - y)", {"x": dy * x * (1 - x)}),
+        "sigmoid:no-upstream": ("without the upstream gradient: y (1 - y) alone",
+                                {"x": s * (1 - s) + 0.0 * dy}),
+        "sigmoid:half-derivative": ("with dy y instead of dy y (1 - y)", {"x": dy * s}),
+    }  # fmt: skip
+
+
+def tanh(t: Any, options: Any, dy: np.ndarray) -> Variants:
+    x = np.real(np.asarray(t["x"], dtype=np.float64))
+    y = np.tanh(x)
+    return {
+        "tanh:x-for-output": ("with x where the output belongs: dy (1 - x^2) instead of "
+                              "dy (1 - y^2)", {"x": dy * (1 - x**2)}),
+        "tanh:not-squared": ("with dy (1 - y) instead of dy (1 - y^2)", {"x": dy * (1 - y)}),
+        "tanh:no-upstream": ("without the upstream gradient: 1 - y^2 alone",
+                             {"x": 1 - y**2 + 0.0 * dy}),
+    }  # fmt: skip
+
+
+def softmax(t: Any, options: Any, dy: np.ndarray) -> Variants:
+    x = np.real(np.asarray(t["x"], dtype=np.float64))
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    y = e / e.sum(axis=-1, keepdims=True)
+    how = "dx = y (dy - sum(dy y)) over each row"
+    out: Variants = {
+        "softmax:diagonal-only": (f"with only the Jacobian's diagonal: dy y (1 - y) ({how})",
+                                  {"x": dy * y * (1 - y)}),
+        "softmax:no-rowsum": (f"without the rowsum term: dx = y dy ({how})", {"x": y * dy}),
+    }  # fmt: skip
+    if x.ndim > 1:
+        out["softmax:sum-over-wrong-axis"] = (
+            f"with the sum over the first axis instead of each row ({how})",
+            {"x": y * (dy - np.sum(dy * y, axis=0, keepdims=True))},
+        )
+    return out
