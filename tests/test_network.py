@@ -362,3 +362,31 @@ def test_init_net_runs_as_written(cli: Any, tmp_path: Path) -> None:
     assert cli("compute", "net", path).exit_code == 0
     assert cli("explain", "net", path).exit_code == 0
     assert cli("init", "net", "--impl").exit_code == 2
+
+
+LABELS = """inputs:
+  X: {shape: [4, 5]}
+  y: LABELS
+network:
+  - {layer: linear, name: fc, tensors: {W: {shape: [3, 5]}}}
+loss: {layer: LOSS, target: y}
+"""
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "svm"])
+@pytest.mark.parametrize(
+    ("labels", "said"),
+    [("[0, 1, 2, 3]", "label y[3] = 3 is not a class"),
+     ("[0, 1, 2, -1]", "label y[3] = -1 is not a class"),
+     ("[0, 1, 2, 0.5]", "whole numbers"),
+     ("[0, 1, 2, 100000000000000000000]", "is not a class")],
+)  # fmt: skip
+def test_a_loss_s_labels_are_classes_of_its_input(cli, tmp_path, assert_usage_error, loss,
+                                                  labels, said):  # fmt: skip
+    """Labels out of range crashed (exit 3) or blamed the loss's backward; now one line."""
+    model = tmp_path / "model.yaml"
+    model.write_text(LABELS.replace("LABELS", labels).replace("LOSS", loss))
+    assert_usage_error(cli("check", "net", model), "inputs.y", said)
+    # the twin: labels in range run
+    model.write_text(LABELS.replace("LABELS", "[0, 1, 2, 1]").replace("LOSS", loss))
+    assert cli("check", "net", model, "-q").exit_code == 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import OptionError, ShapeError
+from gradcli.errors import GradcliError, OptionError, ShapeError, SpecError
 from gradcli.layers.base import Layer, Shapes, TensorInfo
 
 
@@ -101,6 +101,21 @@ class Network:
         """Every activation's name in running order (the last is the network's output)."""
         return [op.out for kind, op in self.program if kind in ("layer", "add")]
 
+    def _check_fixed(self, op: Node, sh: Shapes) -> None:
+        """The values a layer's fixed inputs must hold (a loss's labels: classes of its input),
+        checked before anything runs, as a single layer's spec checks them."""
+        given = {t: self.fixed[i] for t, i in op.fixed.items() if i in self.fixed}
+        if op.layer.check_values is None or not given:
+            return
+        tensors = {t: given.get(t, np.zeros(sh[t])) for t in sh}
+        try:
+            op.layer.check_values(tensors, op.options)
+        except GradcliError as e:
+            i = op.fixed[e.key] if e.key in op.fixed else next(iter(op.fixed.values()))
+            raise SpecError(
+                f"layer {op.index} {op.layer.name} {op.name!r}: {e.message}", key=f"inputs.{i}"
+            ) from None
+
     def walk(self, shapes: Shapes) -> dict[str, tuple[int, ...]]:
         """Every activation's shape; a layer that cannot take its input's shape is a
         ShapeError naming both layers and both shapes."""
@@ -121,6 +136,7 @@ class Network:
                 out[op.out], prev = a, f"residual block {op.name!r}"
                 continue
             sh = self.node_shapes(op, a, shapes)
+            self._check_fixed(op, sh)
             try:
                 a = tuple(op.layer.output_shape(sh, op.options))
             except (ShapeError, OptionError) as e:
