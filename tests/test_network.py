@@ -390,3 +390,16 @@ def test_a_loss_s_labels_are_classes_of_its_input(cli, tmp_path, assert_usage_er
     # the twin: labels in range run
     model.write_text(LABELS.replace("LABELS", "[0, 1, 2, 1]").replace("LOSS", loss))
     assert cli("check", "net", model, "-q").exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["fc.W", "dfc.out", "1x", "a b"])
+def test_an_input_may_not_take_a_parameter_s_dotted_name(cli, tmp_path, assert_usage_error,
+                                                         name):  # fmt: skip
+    """An input named fc.W collided with the parameter fc.W: a correct network FAILed."""
+    model = tmp_path / "model.yaml"
+    model.write_text(f'inputs: {{"{name}": {{shape: [3, 4]}}}}\n'
+                     "network:\n  - {layer: linear, name: fc, tensors: {W: {shape: [2, 4]}}}\n")
+    assert_usage_error(cli("check", "net", model), "inputs.", "identifier")
+    model.write_text("inputs: {X: {shape: [3, 4]}}\n"  # the twin
+                     "network:\n  - {layer: linear, name: fc, tensors: {W: {shape: [2, 4]}}}\n")
+    assert cli("check", "net", model, "-q").exit_code == 0

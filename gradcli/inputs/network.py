@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, ShapeError, SpecError, brief
+from gradcli.errors import GradcliError, ShapeError, SpecError, brief, printable
 from gradcli.files.reading import parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, kind, suggest
 from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, Spec, parse_dtype, parse_seed
@@ -78,6 +78,13 @@ def build_network(
     if not isinstance(inputs, dict) or not inputs:
         raise SpecError("expected a mapping of the network's inputs, e.g. X: {shape: [8, 4]}",
                         key="inputs")  # fmt: skip
+    for n in inputs:  # "<name>.<tensor>" names the parameters and boundaries
+        if not isinstance(n, str) or not n.isidentifier():
+            raise SpecError(
+                f"an input's name must be an identifier without dots (parameters are named "
+                f"<layer>.<tensor>), got {brief(n)}",
+                key=f"inputs.{printable(str(n))[:40]}",
+            )
     entries = doc.get("network")
     if not isinstance(entries, list) or not entries:
         raise SpecError("expected a list of layers, e.g. - {layer: linear, ...}", key="network")
