@@ -166,8 +166,13 @@ def test_a_wrong_skip_is_caught_end_to_end(tmp_path: Path, monkeypatch: pytest.M
         return grads
 
     monkeypatch.setattr(chain.Network, "backward", no_skip)
-    report = check_network(build(yaml.safe_load(MODEL), tmp_path), QUICK)
+    net = build(yaml.safe_load(MODEL), tmp_path)
+    report = check_network(net, QUICK)
     assert report.first_wrong is None and all(lc.passed for lc in report.layers)
+    from gradcli.render.network import verdict_line
+
+    line = verdict_line(net, report).plain  # it read "end to end:: 1 of ..."
+    assert line.startswith("FAIL  end to end: ") and "::" not in line
     assert not report.end_to_end.passed
     assert not report.end_to_end.results["fc1.W"].passed
 

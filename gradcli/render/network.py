@@ -146,7 +146,7 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
     wrong = report.first_wrong
     if wrong is None:
         line = summary_line(net.spec, e2e)
-        return Text.assemble(("FAIL", "bold red"), "  end to end:" + line.plain[9:])
+        return Text.assemble(("FAIL", "bold red"), "  end to end" + line.plain[9:])
     lc = next(lc for lc in report.layers if lc.node.index == wrong.index)
     r = lc.report.results.get(wrong.tensor)
     detail = ""
