@@ -20,7 +20,13 @@ import numpy as np
 from gradcli.errors import GradcliError, ShapeError, SpecError, brief, printable
 from gradcli.files.reading import parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, kind, suggest
-from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, Spec, parse_dtype, parse_seed
+from gradcli.inputs.spec import (
+    DEFAULT_MAX_ELEMENTS,
+    Spec,
+    load_grad_output,
+    parse_dtype,
+    parse_seed,
+)
 from gradcli.layers import Layer, get_layer
 from gradcli.layers.base import NoOptions
 from gradcli.layers.chain import Block, Network, Node
@@ -137,15 +143,7 @@ def build_network(
         grad_output = np.ones((), dtype=dtype)
     else:
         g_doc = doc.get("grad_output", {"init": "normal"})
-        if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
-            g_doc = {**g_doc, "shape": list(out_shape)}
-        grad_output = loader.load(g_doc, "grad_output", "grad_output")
-        if grad_output.shape != out_shape:
-            raise SpecError(
-                f"the upstream gradient must have the network output's shape "
-                f"{list(out_shape)}, got {list(grad_output.shape)}",
-                key="grad_output",
-            )
+        grad_output = load_grad_output(loader, g_doc, out_shape, "the network output's")
     for a in (*arrays.values(), *fixed.values(), grad_output):
         a.flags.writeable = False
     spec = Spec(

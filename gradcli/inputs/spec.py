@@ -240,15 +240,7 @@ def build_spec(
 
     # a loss (a scalar output) ends the chain: its upstream gradient is dL/dL = 1
     g_doc = doc.get("grad_output", 1.0 if out_shape == () else {"init": "normal"})
-    if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
-        g_doc = {**g_doc, "shape": list(out_shape)}
-    grad_output = loader.load(g_doc, "grad_output", "grad_output")
-    if grad_output.shape != out_shape:
-        raise SpecError(
-            f"the upstream gradient must have the output's shape {list(out_shape)}, "
-            f"got {list(grad_output.shape)}",
-            key="grad_output",
-        )
+    grad_output = load_grad_output(loader, g_doc, out_shape, "the output's")
     for a in (*arrays.values(), grad_output):
         a.flags.writeable = False
     return Spec(
@@ -313,6 +305,23 @@ def parse_seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise SpecError(f"expected an integer from 0 to 2**63-1, got {brief(value)}", key="seed")
     return value
+
+
+def load_grad_output(
+    loader: Loader, g_doc: Any, out_shape: tuple[int, ...], whose: str
+) -> np.ndarray:
+    """The upstream gradient: drawn with the output's shape unless the spec gives one, which
+    must have that shape."""
+    if isinstance(g_doc, dict) and "shape" not in g_doc and "file" not in g_doc:
+        g_doc = {**g_doc, "shape": list(out_shape)}
+    grad_output = loader.load(g_doc, "grad_output", "grad_output")
+    if grad_output.shape != out_shape:
+        raise SpecError(
+            f"the upstream gradient must have {whose} shape {list(out_shape)}, "
+            f"got {list(grad_output.shape)}",
+            key="grad_output",
+        )
+    return grad_output
 
 
 def load_source(
