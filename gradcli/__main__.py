@@ -9,9 +9,12 @@ import sys
 
 
 def main() -> int:
-    from gradcli.cli import interrupt
+    try:
+        from gradcli.cli import interrupt
 
-    interrupt.during_startup()
+        interrupt.during_startup()
+    except KeyboardInterrupt:  # Ctrl-C while the module that handles it was still loading
+        _leave_interrupted()
     from gradcli.cli import quickhelp
 
     if quickhelp.answer(sys.argv[1:]):
@@ -26,6 +29,14 @@ def main() -> int:
     if impl is not None and impl.loads:
         _leave(code)
     return code
+
+
+def _leave_interrupted() -> None:
+    try:
+        os.write(2, b"gradcli: interrupted\n")
+    except OSError:
+        pass
+    os._exit(130)
 
 
 def _leave(code: int) -> None:
