@@ -303,3 +303,16 @@ def test_the_cli_shows_the_same_error_with_its_flag(cli):
     result = cli("check", "linear", "--max-memory", "0")
     assert result.exit_code == 2
     assert result.stderr.startswith("gradcli: error: --max-memory: ")
+
+
+def test_values_too_large_to_show_point_each_user_to_their_own_way(cli, tmp_path):
+    """The API's table names to_json, never a CLI flag; the CLI names its flags."""
+    x, W, b = np.ones(20), np.ones((10, 20)), np.ones(10)
+    text = gradcli.check("linear", {"x": x, "W": W, "b": b}).table(values=True)
+    assert "W (200 elements)" in text and "to_json(values=True)" in text
+    assert "--" not in text.split("values not shown")[1]
+    spec = tmp_path / "s.yaml"
+    spec.write_text("layer: linear\ntensors: {x: {shape: [20]}, W: {shape: [10, 20]}}\n")
+    shown = cli("check", "linear", spec, "--values", env={"COLUMNS": "200"}).stdout
+    assert "use --format json --values or --output FILE.npz" in shown
+    assert "to_json" not in shown

@@ -65,7 +65,7 @@ class Report:
             con.width = width
         render.render_check(
             con, self.spec, self.computation, self.numeric, self.check, self._grads,
-            values=values,
+            values=values, elsewhere="report.to_json(values=True) has them",
         )  # fmt: skip
         return buf.getvalue()
 

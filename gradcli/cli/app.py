@@ -104,7 +104,9 @@ def compute(
         input_files(s, impl),
         text=jsondoc.to_json(jsondoc.compute_doc(s, comp))
         if as_json
-        else lambda c: render.render_compute(c, s, comp),
+        else lambda c: render.render_compute(
+            c, s, comp, elsewhere="use --format json or --output FILE.npz"
+        ),
         npz=lambda: jsondoc.npz_bytes(s, comp),
     )
 
@@ -233,8 +235,9 @@ def check(
         text: Any = jsondoc.to_json(doc)
     else:
         text = lambda c: render.render_check(  # noqa: E731
-            c, s, comp, numeric, report, opts.grads, values=values, quiet=quiet
-        )
+            c, s, comp, numeric, report, opts.grads, values=values, quiet=quiet,
+            elsewhere="use --format json --values or --output FILE.npz",
+        )  # fmt: skip
     inputs = input_files(s, impl, grads)
     emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
     if not report.passed:

@@ -72,11 +72,13 @@ def _shapes_table(spec: Spec, rows: list, width: int) -> Table:
     return fitted(SHAPE_COLUMNS, cells, width, title=title, title_justify="left")
 
 
-def render_compute(console: Console, spec: Spec, comp: Computation) -> None:
+def render_compute(
+    console: Console, spec: Spec, comp: Computation, *, elsewhere: str | None = None
+) -> None:
     rows = _rows(spec, comp)
     console.print(_shapes_table(spec, rows, console.width), crop=False)
     console.print()
-    print_values(console, rows)
+    print_values(console, rows, elsewhere)
 
 
 # The check table's column policy (render_fit): name, count and verdict always stay whole; at
@@ -231,10 +233,12 @@ def render_check(
     *,
     values: bool = False,
     quiet: bool = False,
+    elsewhere: str | None = None,
 ) -> None:
     """The verdict: the shapes table, the check table, the diagnosis of any failure, notes and
     the summary line; ``values``: also every array's values, analytic and numeric; ``quiet``:
-    the summary line alone. ``analytic``: the user's answers with --grads, else None."""
+    the summary line alone. ``analytic``: the user's answers with --grads, else None.
+    ``elsewhere``: where arrays too large to show are found whole."""
     from gradcli.render.diag import contract_section, render_diagnosis
 
     if not quiet:
@@ -244,7 +248,7 @@ def render_check(
         console.print(_shapes_table(spec, rows, console.width), crop=False)
         console.print()
         if values:
-            print_values(console, rows)
+            print_values(console, rows, elsewhere)
             console.print()
         console.print(_check_table(spec, report, console.width), crop=False)
         for renderable in contract_section(spec, report, console.width):

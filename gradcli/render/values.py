@@ -110,7 +110,9 @@ def _value_tables(label: str, a: np.ndarray, info: TensorInfo | None, width: int
     return out
 
 
-def print_values(console: Console, rows: list) -> None:
+def print_values(console: Console, rows: list, elsewhere: str | None = None) -> None:
+    """Every array's values; arrays too large to read are named instead, with ``elsewhere``:
+    where the caller's user finds them whole (the CLI names its flags, the API its methods)."""
     hidden = []
     for name, _, a, info in rows:
         if np.size(a) > MAX_SHOWN:
@@ -122,8 +124,8 @@ def print_values(console: Console, rows: list) -> None:
     if hidden:
         console.print(
             Text(
-                f"values not shown for {', '.join(hidden)}: more than {MAX_SHOWN} elements; "
-                "use --format json or --output FILE.npz",
+                f"values not shown for {', '.join(hidden)}: more than {MAX_SHOWN} elements"
+                + (f"; {elsewhere}" if elsewhere else ""),
                 style="dim",
             )
         )
