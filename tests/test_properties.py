@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -24,6 +25,11 @@ from gradcli.layers import get_layer
 from gradcli.render import jsondoc
 
 LAYERS = ("linear", "conv1d", "conv2d", "attention")
+def examples(n: int) -> int:
+    """``n`` examples, scaled by GRADCLI_EXAMPLES (e.g. 5 for a deeper run than CI's)."""
+    return max(1, round(n * float(os.environ.get("GRADCLI_EXAMPLES", "1"))))
+
+
 SETTINGS = settings(
     deadline=None,
     derandomize=True,  # the same examples on every run: a failure here is never a fluke
@@ -107,7 +113,7 @@ def _broken_spec(draw: Any, layer: str) -> dict[str, Any]:
     return doc
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=examples(120))
 @given(data=st.data())
 def test_random_yaml_raises_only_gradcli_errors(data):
     layer = data.draw(st.sampled_from(LAYERS))
@@ -153,7 +159,7 @@ RAW_BYTES = (
 )
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=examples(150))
 @given(data=RAW_BYTES, suffix=st.sampled_from(("x.npy", "x.npz:x", "x.npz:y", "x.npz")))
 def test_random_tensor_files_raise_only_gradcli_errors(data, suffix):
     name = suffix.split(":")[0]
@@ -231,7 +237,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=examples(40))
 @pytest.mark.parametrize("layer", LAYERS)
 @given(data=st.data())
 def test_random_valid_specs_pass_and_round_trip(layer, data):

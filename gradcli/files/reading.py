@@ -28,13 +28,20 @@ from gradcli.errors import (
 )  # fmt: skip
 from gradcli.files import note_read, npyformat
 from gradcli.files.npyformat import MAX_AXES
-from gradcli.files.yamlparse import parse_yaml
 
 __all__ = ["MAX_AXES", "load_array", "npz_names", "open_input", "parse_yaml", "read_spec_text"]
 
 
 SPEC_BYTES = 16 * 2**20  # a spec or YAML answer file: inline YAML is for small arrays
 MAX_MEMBERS = 100_000  # members of an .npz (numpy's reader lists them all first)
+
+
+def parse_yaml(text: str, *, source: str, max_elements: int | None = None) -> Any:
+    """gradcli.files.yamlparse's safe, bounded YAML. yaml is imported on the first file read:
+    a check of a layer's embedded default reads none."""
+    from gradcli.files import yamlparse
+
+    return yamlparse.parse_yaml(text, source=source, max_elements=max_elements)
 
 
 def shown(path: Path | str, limit: int = 120) -> str:
