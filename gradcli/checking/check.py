@@ -106,6 +106,7 @@ class Prepared:
     contract: tuple[Finding, ...]
     notes: list[str] = field(default_factory=list)
     session: hypotheses.Session | None = None  # the causes tried, at a first failure
+    spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -136,6 +137,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                     continue
                 mode, note = fallback(name, p.estimates[name], spent, opts.budget, opts.samples)
                 spent += p.estimates[name] if mode == "full" else 0.0
+                p.spent += p.estimates[name] if mode == "full" else 0.0
                 p.note(note)
             coords, grad, info = numerical(p, name, mode, rng)
             grad, info, fix = kinks_stage(p, name, coords, grad, info)
@@ -193,6 +195,12 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     )
     groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
     estimates = {n: engines[n].seconds(n, g, opts.coloring) for n, g in groups.items()}
+    # the one-sided rechecks of the coordinates whose stencil meets a declared kink are part
+    # of the check: a relu before a max-pool ties thousands of windows at 0
+    rechecks = {n: kinks.recheck_seconds(engines[n], n, coloring=opts.coloring)
+                for n in names if declares_kinks(engines[n])}  # fmt: skip
+    for n, (extra, _) in rechecks.items():
+        estimates[n] += extra
     p = Prepared(
         spec, opts, comp, under_test, engine, engines, groups, estimates, opts.mode,
         default_atol, atol, rtol, roundoff, contract,
@@ -204,10 +212,11 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         if seconds > opts.budget:
             p.mode = "sample"
             p.note(
-                f"a full check would take about {seconds:.0f} s (budget {opts.budget:g} s): "
-                f"checked {opts.samples} sampled coordinates per tensor "
+                f"a full check would take about {seconds:.0f} s{_of_kinks(rechecks)} (budget "
+                f"{opts.budget:g} s): checked {opts.samples} sampled coordinates per tensor "
                 f"({mention('mode', 'full')} forces it)"
             )
+    p.spent = seconds if p.mode == "full" else 0.0
     slow = p.mode == "full" and seconds > 2  # the README's promise: a bar only for a long run
     if slow:
         opts.notify(f"estimated {seconds:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
@@ -216,6 +225,18 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     for e in engines.values():
         e.progress = advance
     return p
+
+
+def _of_kinks(rechecks: Mapping[str, tuple[float, int]]) -> str:
+    """What the estimate owes to the kinks' rechecks, for the note that the check sampled."""
+    s, c = sum(v for v, _ in rechecks.values()), sum(k for _, k in rechecks.values())
+    return f", {s:.0f} s of it rechecking {c:,} coordinates at kinks one-sidedly" if c else ""
+
+
+def declares_kinks(engine: Engine) -> bool:
+    """Whether the engine's layer is a built-in that says where its kinks are (its own, not a
+    user's implementation under its name: that one gets the detector)."""
+    return REGISTRY.get(engine.layer.name) is engine.layer and engine.layer.kinks is not None
 
 
 def tested(
@@ -280,9 +301,8 @@ def kinks_stage(
     declares none), where the detector finds one among the coordinates that fail
     (numeric/kinks.py)."""
     engine, analytic = p.engines[name], p.under_test[name]
-    builtin = REGISTRY.get(engine.layer.name) is engine.layer
-    if builtin and engine.layer.kinks is not None:
-        fix = kinks.declared(engine, name, analytic, coords)
+    if declares_kinks(engine):  # its rechecks are in the estimate, within --budget
+        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring)
     else:  # a user's layer, or a built-in that declares none (its kinks are still found)
         atol, rtol, _, noise = tolerances(p, name, grad, info)
         seen = np.isfinite(grad).ravel()
@@ -293,7 +313,21 @@ def kinks_stage(
         def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
             return np.maximum(atol, noise) + rtol * np.abs(ref)
 
-        fix = kinks.detected(engine, name, analytic, grad, failing, tol) if failing.size else None
+        # unpredictable before the comparison, so bounded by what is left of --budget (a
+        # forced mode has none to keep)
+        left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+        fix = None
+        if failing.size:
+            fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
+                                 left)  # fmt: skip
+            p.spent += fix.seconds
+        if fix is not None and fix.unexamined:
+            why = "over " + mention("budget") if math.isfinite(left) else (
+                f"the detector examines at most {kinks.GENERIC_LIMIT:,}")  # fmt: skip
+            p.note(
+                f"d{name}: {fix.unexamined:,} failing coordinates were not examined for kinks "
+                f"({why}): they fail as computed"
+            )
     if fix is None or not fix.coords.size:
         return grad, info, fix
     grad = grad.copy()
@@ -348,7 +382,7 @@ def compare_tensor(
         letters=list(spec.info(name).index), context=lambda: diagnosis(p, name),
         kinks=0 if fix is None else int(fix.coords.size),
         kinks_unchecked=0 if fix is None else fix.unchecked,
-        kink_at=() if fix is None else tuple(int(k) for k in fix.coords), **_extra(p, name),
+        kink_at=() if fix is None else tuple(fix.coords.tolist()), **_extra(p, name),
     )  # fmt: skip
     if p.mode == "probe":
         result = unlocated(result)

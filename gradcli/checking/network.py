@@ -130,8 +130,8 @@ def end_to_end_options(
     groups = {n: engine.groups_needed(n, opts.coloring) for n in spec.tensors}
     seconds = {n: engine.seconds(n, g, opts.coloring) for n, g in groups.items()}
     share = (opts.budget if budget is None else budget) * E2E_SHARE
-    if sum(seconds.values()) <= share:
-        return dataclasses.replace(opts, mode="full"), ""
+    if sum(seconds.values()) <= share:  # full, and the detector's kinks within the share too
+        return dataclasses.replace(opts, budget=share), ""
     per_coordinate = sum(seconds[n] / max(1, groups[n]) for n in groups)
     k = max(E2E_MIN_SAMPLES, min(opts.samples, int(share / max(per_coordinate, 1e-9))))
     note = (

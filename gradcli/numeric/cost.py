@@ -49,18 +49,27 @@ def pass_elements(engine: StackedForward) -> int:
 def seconds(engine: StackedForward, groups: int, incremental: bool) -> float:
     """Predicted time of ``groups`` perturbation groups of one tensor (from
     ``Engine.groups_needed``), evaluated incrementally or as stacked copies."""
-    complex_step = engine.method.name == "complex"
     if incremental:
-        largest = max(
-            (a.size for a in engine.cache.values() if isinstance(a, np.ndarray)), default=1
-        )
-        per_evaluation = largest * SECONDS_PER_INCREMENTAL_ELEMENT
-        if complex_step:
-            per_evaluation *= COMPLEX_FACTOR["incremental"]
-        return groups * len(engine.method.offsets) * per_evaluation
+        return incremental_seconds(engine, groups * len(engine.method.offsets))
+    return copies_seconds(engine, engine.rows(groups))
+
+
+def incremental_seconds(engine: StackedForward, evaluations: int, real: bool = False) -> float:
+    """Predicted time of ``evaluations`` losses through the layer's incremental path (in the
+    method's arithmetic, or ``real``: a kink's one-sided points)."""
+    largest = max((a.size for a in engine.cache.values() if isinstance(a, np.ndarray)), default=1)
+    per_evaluation = largest * SECONDS_PER_INCREMENTAL_ELEMENT
+    if engine.method.name == "complex" and not real:
+        per_evaluation *= COMPLEX_FACTOR["incremental"]
+    return evaluations * per_evaluation
+
+
+def copies_seconds(engine: StackedForward, copies: int, real: bool = False) -> float:
+    """Predicted time of ``copies`` perturbed copies through the stacked forward (in the
+    method's arithmetic, or ``real``)."""
     per_copy = pass_elements(engine) * SECONDS_PER_ELEMENT
-    if complex_step:
+    if engine.method.name == "complex" and not real:
         per_copy *= COMPLEX_FACTOR["stacked"]
     if not engine.layer.broadcasts:
         per_copy += SECONDS_PER_CALL
-    return engine.rows(groups) * per_copy
+    return copies * per_copy

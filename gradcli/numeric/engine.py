@@ -56,6 +56,8 @@ class Engine(StackedForward):
         super().__init__(*args, **kwargs)
         self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
         self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
+        self._verified: dict[str, str] = {}  # the footprint check's verdict: "" held, or a note
+        self.kinks_met: dict[str, np.ndarray | None] = {}  # numeric/kinks.met's, per tensor
 
     # ------------------------------------------------------------ incremental evaluation
     def incremental(self, name: str) -> str | None:
@@ -80,6 +82,21 @@ class Engine(StackedForward):
                 col = build_coloring(fp, self.t64[name].shape, self.out_shape)
             self._colorings[name] = col
         return self._colorings[name]
+
+    def colored(
+        self, name: str, rng: np.random.Generator | None = None
+    ) -> tuple[Coloring | None, str]:
+        """(the coloring of ``name`` once its footprint held, or None; why it was dropped, or
+        ""). The footprint is verified once per tensor: the kinks' rechecks reuse the verdict."""
+        col = self._coloring(name)
+        if col is None or math.prod(col.periods) >= self.t64[name].size:
+            return None, ""  # none, or dense: one coordinate per pass anyway
+        if name not in self._verified:
+            self._verified[name] = self.verify_footprint(
+                name, col, rng or np.random.default_rng(0)
+            )
+        note = self._verified[name]
+        return (None if note else col), note
 
     def verify_footprint(self, name: str, col: Coloring, rng: np.random.Generator) -> str:
         """Move a few random coordinates one at a time; anything that moves outside the declared
@@ -123,13 +140,10 @@ class Engine(StackedForward):
         verdict = self.incremental(name) if coloring else None
         incremental = verdict == ""
         note = verdict or ""
-        col = self._coloring(name) if coloring and coords is None and not incremental else None
-        if col is not None and math.prod(col.periods) >= x.size:
-            col = None  # dense: one coordinate per pass anyway
-        if col is not None:
-            note = self.verify_footprint(name, col, rng or np.random.default_rng(0))
-            if note:
-                col = None
+        col = None
+        if coloring and coords is None and not incremental:
+            col, dropped = self.colored(name, rng)
+            note = dropped or note
         sums = np.zeros(x.size)
         scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
         moved = np.zeros(x.size)  # ... over the outputs whose difference is not exactly 0

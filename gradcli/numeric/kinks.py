@@ -21,13 +21,18 @@ Who says where the kinks are:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from gradcli.numeric import cost
+from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
 
-GENERIC_LIMIT = 4096  # failing coordinates the detector examines (8 forward copies each)
+GENERIC_LIMIT = 4096  # failing coordinates the detector examines at most
+DETECTOR_POINTS = 8  # its one-sided points per coordinate: two sides, two steps, two points
+DETECTOR_FLOOR = 64  # failing coordinates it examines whatever the budget (a sample's worth)
 HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
 
 
@@ -39,6 +44,8 @@ class KinkFix:
     values: np.ndarray  # their one-sided derivatives
     noise_at: np.ndarray  # the round-off of each of those differences
     unchecked: int = 0  # kinks on both sides at every step tried: left to the stencil's value
+    unexamined: int = 0  # failing coordinates the detector had no budget for: they still fail
+    seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
 
     @property
     def noise(self) -> float:
@@ -46,15 +53,25 @@ class KinkFix:
         return float(self.noise_at.max(initial=0.0))
 
 
-def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...]):
+def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...],
+           coloring: bool = True):  # fmt: skip
     """(D, scale): D[k, j] = sum g * (y(x + offsets[k] h_j e_j) - y(x)) for each coordinate j
-    of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved."""
+    of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved.
+
+    As cheap as the check itself: through the layer's incremental path where it has one, else
+    the coordinates of one color move together in one copy (their footprints are disjoint, so
+    each output difference is its owner's alone: exact, kinks or not), else one copy each."""
+    if coloring and engine.incremental(name) == "":
+        return _incremental_moves(engine, name, idx, h, offsets)
+    col = engine.colored(name)[0] if coloring else None
+    if col is not None:
+        return _colored_moves(engine, name, col, idx, h, offsets)
     x = engine.t64[name].ravel()
     shape = engine.t64[name].shape
     n = len(idx)
     D = np.zeros((len(offsets), n))
     scale = np.zeros(n)
-    per = max(1, engine._chunk(name, n) // max(1, len(offsets)))
+    per = _per_chunk(engine, name, n, offsets)
     for lo in range(0, n, per):
         part = idx[lo : lo + per]
         c = len(part)
@@ -70,10 +87,76 @@ def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int
     return D, scale
 
 
-def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int):
+def _per_chunk(engine, name: str, groups: int, offsets: tuple[int, ...]) -> int:
+    """Groups per stacked call: the engine's chunk, rescaled to this stencil's rows."""
+    rows = len(engine.method.offsets)
+    return max(1, engine._chunk(name, groups) * rows // max(1, len(offsets)))
+
+
+def color_groups(engine, name: str, idx: np.ndarray, col) -> list[np.ndarray]:
+    """Positions into ``idx`` grouped by color (one group: one perturbed copy per offset)."""
+    shape = engine.t64[name].shape
+    t = np.unravel_index(np.asarray(idx, dtype=np.int64), shape)
+    color = np.ravel_multi_index(
+        tuple(ti % p for ti, p in zip(t, col.periods, strict=True)), col.periods
+    )
+    order = np.argsort(color, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(color[order])) + 1) if len(idx) else []
+
+
+def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,
+                   offsets: tuple[int, ...]):  # fmt: skip
+    x = engine.t64[name].ravel()
+    shape = engine.t64[name].shape
+    n, g = len(idx), engine.g.ravel()
+    D = np.zeros((len(offsets), n))
+    scale = np.zeros(n)
+    position = np.full(x.size + 1, -1, dtype=np.int64)  # flat index -> place in idx; [-1]: none
+    position[idx] = np.arange(n)
+    groups = color_groups(engine, name, idx, col)
+    per = _per_chunk(engine, name, len(groups), offsets)
+    for lo in range(0, len(groups), per):
+        part = groups[lo : lo + per]
+        c = len(part)
+        rows = np.repeat(x[None, :], 1 + len(offsets) * c, axis=0)
+        for k, s in enumerate(offsets):
+            for i, where in enumerate(part):
+                rows[1 + k * c + i, idx[where]] = x[idx[where]] + s * h[where]
+        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
+        d = (y.reshape(len(rows), -1)[1:] - y.reshape(len(rows), -1)[:1]).reshape(
+            len(offsets), c, -1
+        )
+        for i, where in enumerate(part):
+            first = np.unravel_index(int(idx[where[0]]), shape)
+            residues = tuple(int(t) % p for t, p in zip(first, col.periods, strict=True))
+            own = position[col.owner(residues)]  # -1 (no owner) reads position[-1] = -1
+            keep = own >= 0
+            for k in range(len(offsets)):
+                D[k] += np.bincount(own[keep], weights=(d[k, i] * g)[keep], minlength=n)
+            moved = (d[:, i] != 0).any(axis=0) * engine.gy
+            scale += np.bincount(own[keep], weights=moved[keep], minlength=n)
+    return D, scale
+
+
+def _incremental_moves(engine, name: str, idx: np.ndarray, h: np.ndarray,
+                       offsets: tuple[int, ...]):  # fmt: skip
+    """The losses through ``Layer.perturbed``: the unmoved point too, through the same path,
+    so that both sides of each difference are rounded alike."""
+    x = engine.t64[name].ravel()
+    D = np.zeros((len(offsets), len(idx)))
+    for lo in range(0, len(idx), INCREMENTAL_CHUNK):
+        part, hp = idx[lo : lo + INCREMENTAL_CHUNK], h[lo : lo + INCREMENTAL_CHUNK]
+        base = engine.layer.perturbed(name, engine.cache, engine.g, part, x[part])
+        for k, s in enumerate(offsets):
+            at = engine.layer.perturbed(name, engine.cache, engine.g, part, x[part] + s * hp)
+            D[k, lo : lo + len(part)] = np.real(np.asarray(at) - base)
+    return D, np.full(len(idx), float(engine.gy.sum()))
+
+
+def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int, coloring=True):
     """(slope, noise) on ``side`` (+1 or -1) at each coordinate of ``idx`` alone:
     (4 (L(x + h) - L(x)) - (L(x + 2h) - L(x))) / 2h, mirrored for the left side."""
-    D, scale = _moves(engine, name, idx, h, (side, 2 * side))
+    D, scale = _moves(engine, name, idx, h, (side, 2 * side), coloring)
     slope = side * (4 * D[0] - D[1]) / (2 * h)
     noise = 4 * np.finfo(np.float64).eps * 2.5 * scale / h  # the stencil's weights: (4 + 1) / 2
     return slope, noise
@@ -104,7 +187,16 @@ def between(a: np.ndarray, right: np.ndarray, left: np.ndarray) -> np.ndarray:
 
 def met(engine, name: str) -> np.ndarray | None:
     """Flat mask of the coordinates whose stencil, at the engine's step, meets a kink the
-    built-in layer declares (None: it declares none for ``name``)."""
+    built-in layer declares (None: it declares none for ``name``). Asked by the estimate and
+    by the recheck: computed once per engine and step."""
+    key = f"{name}@{engine.eps!r}"  # a sweep moves the step of one engine
+    if key not in engine.kinks_met:
+        engine.kinks_met[key] = _met(engine, name)
+    hit = engine.kinks_met[key]
+    return None if hit is None else hit.copy()  # the caller's to change
+
+
+def _met(engine, name: str) -> np.ndarray | None:
     layer, x = engine.layer, engine.t64.get(name)
     if layer.kinks is None or x is None:
         return None
@@ -119,28 +211,22 @@ def met(engine, name: str) -> np.ndarray | None:
     return hit
 
 
-def declared(engine, name: str, analytic: np.ndarray, coords: np.ndarray | None) -> KinkFix | None:
+def declared(
+    engine, name: str, analytic: np.ndarray, coords: np.ndarray | None, coloring: bool = True
+) -> KinkFix | None:
     """A built-in layer's own kinks for tensor ``name``: every coordinate (of ``coords``, when
     sampled) whose stencil meets one, checked one-sidedly on a clean side."""
-    layer = engine.layer
-    if layer.kinks is None or name not in engine.t64:
+    hit = met(engine, name)
+    if hit is None:
         return None
     x = engine.t64[name]
+    layer = engine.layer
 
-    def meets(step: np.ndarray) -> np.ndarray | None:
+    def meets(step: np.ndarray) -> np.ndarray:
         m = layer.kinks(name, engine.t64, engine.options, step.reshape(x.shape))
-        return None if m is None else np.asarray(m, dtype=bool).ravel()
+        return np.asarray(m, dtype=bool).ravel()
 
-    at = meets(np.zeros(x.size))
-    if at is None:
-        return None
-    right, left = _reach(engine, name)
-    hit = at | meets(right) | meets(left)
-    if coords is not None:
-        keep = np.zeros(x.size, dtype=bool)
-        keep[np.asarray(coords, dtype=np.int64)] = True
-        hit &= keep
-    idx = np.flatnonzero(hit)
+    idx = np.flatnonzero(_within(hit, coords))
     if not idx.size:
         return KinkFix(idx, np.zeros(0), np.zeros(0))
     h = _step(engine, name)[idx]
@@ -159,7 +245,7 @@ def declared(engine, name: str, analytic: np.ndarray, coords: np.ndarray | None)
         slopes = {}
         for side, clean in ((1, plus), (-1, minus)):
             if clean.any():
-                s, nz = one_sided(engine, name, idx[clean], h[clean], side)
+                s, nz = one_sided(engine, name, idx[clean], h[clean], side, coloring)
                 slopes[side] = np.full(idx.size, np.nan)
                 slopes[side][clean] = s
                 noise[clean] = np.maximum(noise[clean], nz)
@@ -173,20 +259,59 @@ def declared(engine, name: str, analytic: np.ndarray, coords: np.ndarray | None)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()))
 
 
-def detected(
-    engine, name: str, analytic: np.ndarray, numeric: np.ndarray, failing: np.ndarray, tol
-) -> KinkFix:
-    """The detector for a layer that declares no kinks, at the ``failing`` flat indices."""
-    idx = np.asarray(failing, dtype=np.int64)[:GENERIC_LIMIT]
+def _within(hit: np.ndarray, coords: np.ndarray | None) -> np.ndarray:
+    if coords is None:
+        return hit
+    keep = np.zeros(hit.size, dtype=bool)
+    keep[np.asarray(coords, dtype=np.int64)] = True
+    return hit & keep
+
+
+def recheck_seconds(
+    engine, name: str, coords: np.ndarray | None = None, coloring: bool = True
+) -> tuple[float, int]:
+    """(predicted seconds, coordinates) of the one-sided rechecks a built-in layer's declared
+    kinks will take for ``name`` (counted as cost.py counts the check: never timed). Both
+    sides are counted, each two points per coordinate, as at a kink itself."""
+    hit = met(engine, name)
+    if hit is None:
+        return 0.0, 0
+    idx = np.flatnonzero(_within(hit, coords))
+    return moves_seconds(engine, name, idx, coloring, points=4), int(idx.size)
+
+
+def moves_seconds(engine, name: str, idx: np.ndarray, coloring: bool, points: int) -> float:
+    """Predicted seconds of ``points`` one-sided points at each coordinate of ``idx``, grouped
+    as ``_moves`` groups them."""
     if not idx.size:
-        return KinkFix(idx, np.zeros(0), np.zeros(0))
+        return 0.0
+    if coloring and engine.incremental(name) == "":
+        return cost.incremental_seconds(engine, idx.size * points * 3 // 2, real=True)  # + base
+    col = engine.colored(name)[0] if coloring else None
+    groups = len(color_groups(engine, name, idx, col)) if col is not None else idx.size
+    return cost.copies_seconds(engine, groups * points, real=True)
+
+
+def detected(
+    engine, name: str, analytic: np.ndarray, numeric: np.ndarray, failing: np.ndarray, tol,
+    coloring: bool = True, seconds: float = math.inf,
+) -> KinkFix:  # fmt: skip
+    """The detector for a layer that declares no kinks, at the ``failing`` flat indices: as
+    many of them as ``seconds`` allow (predicted), at least ``DETECTOR_FLOOR``; the others
+    keep their failure (``unexamined``)."""
+    failing = np.asarray(failing, dtype=np.int64)
+    idx = failing[: affordable(engine, name, failing, coloring, seconds)]
+    unexamined = int(failing.size - idx.size)
+    if not idx.size:
+        return KinkFix(idx, np.zeros(0), np.zeros(0), unexamined=unexamined)
+    spent = moves_seconds(engine, name, idx, coloring, points=DETECTOR_POINTS)
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     n = np.asarray(numeric, dtype=np.float64).ravel()[idx]
     H = _step(engine, name)[idx]
     slope, noise = {}, np.zeros(idx.size)
     for side in (1, -1):
-        half, nz = one_sided(engine, name, idx, H / 2, side)
-        quarter, nz4 = one_sided(engine, name, idx, H / 4, side)
+        half, nz = one_sided(engine, name, idx, H / 2, side, coloring)
+        quarter, nz4 = one_sided(engine, name, idx, H / 4, side, coloring)
         slope[side] = (half, quarter)
         noise = np.maximum(noise, np.maximum(nz, nz4))
     t = tol(noise, slope[1][1])  # the tensor's tolerance, raised by these stencils' round-off
@@ -206,4 +331,15 @@ def detected(
     value = np.where(sr, right, left)
     value = np.where(at_kink, pick, np.where(crossed, (right + left) / 2, value))
     kink = at_kink | crossed | one
-    return KinkFix(idx[kink], value[kink], noise[kink])
+    return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent)
+
+
+def affordable(engine, name: str, failing: np.ndarray, coloring: bool, seconds: float) -> int:
+    """How many of the ``failing`` coordinates the detector examines: all that its predicted
+    cost (eight one-sided points each) fits in ``seconds``, at least DETECTOR_FLOOR, at most
+    GENERIC_LIMIT."""
+    n = min(failing.size, GENERIC_LIMIT)
+    full = moves_seconds(engine, name, failing[:n], coloring, points=DETECTOR_POINTS)
+    if full <= seconds:
+        return n
+    return int(min(n, max(DETECTOR_FLOOR, n * max(seconds, 0.0) / full)))

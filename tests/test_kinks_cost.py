@@ -1,0 +1,137 @@
+"""The kinks' one-sided rechecks cost what the check costs and are part of its estimate: the
+coordinates of one color move together (a relu before a max-pool ties thousands of windows at
+0), the estimate counts them, and a budget that cannot cover them samples and says so. A
+kink never hides a bug under a tight budget either."""
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.layers import REGISTRY
+from gradcli.numeric import kinks
+from gradcli.numeric.engine import Engine
+
+
+def pool_ties(shape=(2, 8, 8, 3), seed=0):
+    """X of small integers: most 2x2 windows hold a tie, many at their maximum."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, shape).astype(np.float64)
+    g = rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+    return X, g
+
+
+def pool_engine(X, g):
+    layer = REGISTRY["maxpool2d"]
+    return Engine(layer, {"X": X}, layer.options(), g)
+
+
+class Counting(Engine):
+    """An engine that counts the perturbed copies it runs."""
+
+    copies = 0
+
+    def forward_stack(self, name, probes):
+        self.copies += len(probes)
+        return super().forward_stack(name, probes)
+
+
+def test_a_color_moves_together_and_reads_what_one_coordinate_alone_reads():
+    """The colored one-sided differences against one copy per coordinate (the oracle): equal
+    to round-off, on every tie of the spec, in 2 copies per color and side instead of 2 per
+    coordinate."""
+    X, g = pool_ties()
+    layer = REGISTRY["maxpool2d"]
+    engine = Counting(layer, {"X": X}, layer.options(), g)
+    idx = np.flatnonzero(kinks.met(engine, "X"))
+    assert idx.size > 50
+    h = np.full(idx.size, 2.0**-18)
+    assert engine.colored("X")[0] is not None  # its footprint verified (4 copies, once)
+    for side in (1, -1):
+        engine.copies = 0
+        fast, noise = kinks.one_sided(engine, "X", idx, h, side)
+        assert engine.copies <= 1 + 2 * 4  # maxpool 2x2: four colors
+        slow, slow_noise = kinks.one_sided(engine, "X", idx, h, side, coloring=False)
+        assert engine.copies > 2 * idx.size
+        np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(noise, slow_noise, rtol=1e-12)
+
+
+def test_relu_rechecks_its_zeros_in_a_few_copies():
+    x = np.random.default_rng(1).standard_normal(20000)
+    x[::2] = 0.0
+    layer = REGISTRY["relu"]
+    engine = Counting(layer, {"x": x}, layer.options(), np.ones_like(x))
+    engine.colored("x")
+    engine.copies = 0
+    fix = kinks.declared(engine, "x", x > 0, None)
+    assert fix.coords.size == 10000 and engine.copies <= 6  # two sides, two points, a base each
+
+
+def test_the_estimate_counts_the_rechecks():
+    X, g = pool_ties()
+    engine = pool_engine(X, g)
+    extra, count = kinks.recheck_seconds(engine, "X")
+    report = gradcli.check("maxpool2d", {"X": X}, grad_output=g)
+    assert report.passed and count == report.results["X"].kinks > 50
+    assert extra > 0
+    smooth = pool_engine(np.random.default_rng(2).standard_normal(X.shape), g)
+    assert kinks.recheck_seconds(smooth, "X") == (0.0, 0)
+
+
+def test_a_budget_that_cannot_cover_the_rechecks_samples_and_says_so():
+    X, g = pool_ties()
+    engine = pool_engine(X, g)
+    plain = engine.seconds("X", engine.groups_needed("X"))
+    extra, count = kinks.recheck_seconds(engine, "X")
+    fits = gradcli.check("maxpool2d", {"X": X}, grad_output=g, budget=plain + 1.01 * extra)
+    assert fits.passed and fits.results["X"].mode == "full"
+    report = gradcli.check("maxpool2d", {"X": X}, grad_output=g, budget=plain + 0.9 * extra,
+                           samples=40)  # fmt: skip
+    r = report.results["X"]
+    assert report.passed and r.mode == "sample" and r.checked == 40 and r.kinks > 0
+    (note,) = report.notes
+    assert f"rechecking {count:,} coordinates at kinks one-sidedly" in note
+    assert "sampled coordinates" in note
+
+
+@pytest.mark.parametrize("budget", [0.0, None])
+def test_a_wrong_routing_fails_at_ties_under_any_budget(budget):
+    """The twin: a gradient sent to the window's smallest element instead of its largest fails,
+    sampled (no budget) or full, though most windows tie."""
+    X, g = pool_ties(seed=3)
+    wins = X.reshape(2, 4, 2, 4, 2, 3).transpose(0, 1, 3, 5, 2, 4).reshape(2, 4, 4, 3, 4)
+    pick = np.argmin(wins, axis=-1)
+    d = np.zeros(wins.shape)
+    np.put_along_axis(d, pick[..., None], g[..., None], axis=-1)
+    dX = d.reshape(2, 4, 4, 3, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(X.shape)
+    kw = {} if budget is None else {"budget": budget}
+    report = gradcli.check("maxpool2d", {"X": X}, grad_output=g, grads={"X": dX}, **kw)
+    r = report.results["X"]
+    assert not report.passed and not r.passed and r.kinks > 0
+    assert r.mode == ("full" if budget is None else "sample")
+    right = gradcli.check("maxpool2d", {"X": X}, grad_output=g, **kw)
+    assert right.passed
+
+
+def test_the_detector_stops_at_the_budget_and_the_rest_fail(monkeypatch):
+    """A user's relu has no declared kinks: the detector examines its failing coordinates
+    (here every zero) only as far as the budget goes; the others fail, said in a note, never
+    pass unexamined."""
+    monkeypatch.setattr(kinks, "DETECTOR_FLOOR", 8)  # small sizes, a fast test
+    x = np.random.default_rng(4).standard_normal(60)
+    x[::2] = 0.0
+
+    def forward(x):
+        return np.maximum(x, 0)
+
+    def backward(grad_output, x):
+        return {"x": grad_output * (x > 0)}
+
+    roomy = gradcli.check("custom", {"x": x}, forward=forward, backward=backward)
+    assert roomy.passed and roomy.results["x"].kinks == 30
+    tight = gradcli.check("custom", {"x": x}, forward=forward, backward=backward, budget=0.005)
+    r = tight.results["x"]
+    assert r.mode == "full" and not tight.passed
+    assert 8 <= r.kinks < 30
+    assert any(f"{30 - r.kinks:,} failing coordinates were not examined for kinks" in n
+               for n in tight.notes)  # fmt: skip
