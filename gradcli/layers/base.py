@@ -126,6 +126,22 @@ def option_table(options: type) -> list[tuple[str, Any, str]]:
 
 
 @dataclass(frozen=True)
+class Terms:
+    """A layer's output as the sum of terms: ``forward(tensors, options) -> (T, cache)`` with T
+    of the output's shape plus ``axes`` trailing axes, and the layer's output T summed over
+    them (the layer's forward should be this one, summed: then the two cannot disagree; the
+    engine checks the sums against the forward anyway before using the terms). ``footprint``
+    maps each tensor onto T's axes, as ``Layer.footprint`` does onto the output's."""
+
+    forward: Callable[[Arrays, Any], tuple[np.ndarray, dict[str, Any]]]
+    axes: int
+    footprint: Callable[[str, Shapes, Any], Footprint]
+
+    def total(self, T: np.ndarray) -> np.ndarray:
+        return T.sum(axis=tuple(range(-self.axes, 0)))
+
+
+@dataclass(frozen=True)
 class Layer:
     name: str
     summary: str  # the forward formula, one line
@@ -138,6 +154,17 @@ class Layer:
     options: type = NoOptions
     intermediates: tuple[str, ...] = ()  # cache entries worth showing (e.g. Q, K, V, S, A)
     footprint: Callable[[str, Shapes, Any], Footprint] | None = None  # None: all dense
+    # sources(name, tensors, options) -> for a tensor of which each output element reads one
+    # coordinate at most (a lookup, a reshape), an int array of the output's shape: the flat
+    # index of that coordinate, -1 where none; None for a tensor without such a map. Every
+    # coordinate is then moved in one pass and each output difference attributed to its source
+    # (embedding's W, whose rows no axis map can separate: which outputs a row moves depends
+    # on idx's values). Verified at run time like a footprint.
+    sources: Callable[[str, Arrays, Any], np.ndarray | None] | None = None
+    # a scalar output that is a sum of terms (a loss summing per-example terms): the engine
+    # differences the terms, which a coordinate moves few of, instead of the one sum it
+    # always moves (so coloring works across rows). See Terms.
+    terms: Terms | None = None
     # working(shapes, options) -> elements the forward and backward allocate beyond the
     # tensors, the output and the gradients (im2col windows, padded inputs, T x T scores),
     # from the shapes alone: the element budget counts them before the first forward

@@ -77,6 +77,15 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return {"W": (None, same(nb, s["W"][1])), "idx": batch_maps(tuple(s["idx"]))}[name]
 
 
+def sources(name: str, t: Arrays, options: Any = None) -> np.ndarray | None:
+    """out[p, d] reads W[idx[p], d] alone: any rows may move in one pass, whichever positions
+    look them up (the footprint above cannot say which: that depends on idx's values)."""
+    if name != "W":
+        return None
+    D = t["W"].shape[-1]
+    return as_indices(t["idx"])[..., None] * D + np.arange(D)
+
+
 def explain(v: Shown) -> Formulas:
     sh = v.shapes
     V, D = sh["W"]
@@ -118,6 +127,7 @@ LAYER = Layer(
     output_shape=output_shape,
     default_shapes={"idx": (4,), "W": (5, 3)},
     footprint=footprint,
+    sources=sources,
     working=working_elements,
     check_values=check_values,
     explain=explain,

@@ -110,6 +110,12 @@ def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return (*(same(a, n) for a, n in enumerate(x[:nb])), first, *([None] * (k - 1)))
 
 
+def sources(name: str, t: Arrays, options: Any = None) -> np.ndarray:
+    """y's element at flat index i is x's at flat index i (C order on both sides): every
+    coordinate moves in one pass."""
+    return np.arange(t["x"].size).reshape(output_shape({"x": t["x"].shape}, options))
+
+
 LETTERS = "ijklmpqrstuvw"
 
 
@@ -175,6 +181,7 @@ LAYER = Layer(
     default_shapes={"x": (2, 3, 4)},
     options=Options,
     footprint=footprint,
+    sources=sources,
     working=lambda s, options=None: 0,  # reshapes are views: nothing beyond x, y and dx
     resolve=resolve,
     layout=layout,

@@ -6,6 +6,10 @@ batches, one loss each, as leading axes are for every layer (the engine's probe 
 Labels (role index: integers, never differentiated) and mse's target (role target: floats,
 never differentiated) get no gradient.
 
+Each loss is the sum of its terms (``Terms``: one per row, mse's one per element), and its
+forward is written as that sum, so the numerical engine can difference the terms a coordinate
+moves instead of the one loss every coordinate moves: coloring then works across rows.
+
 - mse:                   loss = mean_{n,d} (pred - target)^2        (torch's MSELoss, mean)
 - softmax_cross_entropy: loss = -mean_n log softmax(x_n)[y_n]       (CS231n's softmax_loss)
 - svm:                   loss = mean_n sum_{c != y_n} max(0, x_nc - x_n,y_n + 1)
@@ -19,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers.base import Arrays, Layer, Shapes, TensorInfo, as_indices
+from gradcli.layers.base import (
+    Arrays,
+    Footprint,
+    Layer,
+    Shapes,
+    TensorInfo,
+    Terms,
+    as_indices,
+    same,
+)
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -87,13 +100,38 @@ def _per_batch(dloss: np.ndarray) -> np.ndarray:
     return np.asarray(dloss)[..., None, None]
 
 
+def _rows_footprint(per_element: bool) -> Any:
+    """The footprint of a loss's input (x, or mse's pred: (..., N, K)) on its terms: row n
+    (with per_element, element n, k) moves only its own term. Its leading axes are dense (they
+    may broadcast against the labels' or the target's)."""
+
+    def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
+        N, K = s[name][-2:]
+        n = len(_lead_shape(s))  # the terms' leading axes come first
+        return (*([None] * (len(s[name]) - 2)), same(n, N), same(n + 1, K) if per_element else None)
+
+    return footprint
+
+
+def _lead_shape(s: Shapes) -> tuple[int, ...]:
+    """The leading axes of a loss's terms (and its output): its two tensors', broadcast."""
+    if "pred" in s:
+        return np.broadcast_shapes(s["pred"][:-2], s["target"][:-2])
+    return np.broadcast_shapes(s["x"][:-2], s["y"][:-1])
+
+
 # ----------------------------------------------------------------------------- mse
 # loss = (1 / (N D)) sum_{n,d} (pred[n,d] - target[n,d])^2
+def mse_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """pred (..., N, D), target (..., N, D) -> terms (..., N, D), one per element."""
+    diff = t["pred"] - t["target"]
+    return diff * diff / (diff.shape[-2] * diff.shape[-1]), {"diff": diff, "shape": t["pred"].shape}
+
+
 def mse_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """pred (..., N, D), target (..., N, D) -> loss (...)."""
-    diff = t["pred"] - t["target"]
-    loss = (diff * diff).mean(axis=(-2, -1))  # diff*diff, not abs: complex-safe
-    return loss, {"diff": diff, "shape": t["pred"].shape}
+    terms, cache = mse_terms(t, options)  # diff*diff, not abs: complex-safe
+    return MSE_TERMS.total(terms), cache
 
 
 # dL/dpred = dloss * 2 (pred - target) / (N D)    (target: no gradient, it is not a parameter)
@@ -120,6 +158,9 @@ def mse_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
             key="target",
         )
     return _lead("mse", s, "pred", "target", 2)
+
+
+MSE_TERMS = Terms(mse_terms, 2, _rows_footprint(per_element=True))
 
 
 def mse_explain(v: Shown) -> Formulas:
@@ -157,6 +198,7 @@ MSE = Layer(
     output_shape=mse_shape,
     default_shapes={"pred": (4, 3), "target": (4, 3)},
     working=lambda s, o=None: 2 * int(np.prod(s["pred"])),
+    terms=MSE_TERMS,
     explain=mse_explain,
     skeleton=MSE_SKELETON,
 )
@@ -164,14 +206,23 @@ MSE = Layer(
 
 # ----------------------------------------------------------------------------- softmax
 # p[n, c] = exp(x[n, c]) / sum_k exp(x[n, k])    loss = -(1 / N) sum_n log p[n, y_n]
-def softmax_ce_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., N, C), y (N,) integer labels -> loss (...)."""
+def softmax_ce_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row."""
     x, y = t["x"], as_indices(t["y"])
     shifted = x - np.max(x.real, axis=-1, keepdims=True)  # max of the real part: complex-safe
     e = np.exp(shifted)
     total = e.sum(axis=-1, keepdims=True)
     logp_y = _pick(shifted, y) - np.log(total[..., 0])
-    return -logp_y.mean(axis=-1), {"p": e / total, "y": y, "shape": x.shape}
+    return -logp_y / x.shape[-2], {"p": e / total, "y": y, "shape": x.shape}
+
+
+def softmax_ce_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, C), y (N,) integer labels -> loss (...)."""
+    terms, cache = softmax_ce_terms(t, options)
+    return SOFTMAX_CE_TERMS.total(terms), cache
+
+
+SOFTMAX_CE_TERMS = Terms(softmax_ce_terms, 1, _rows_footprint(per_element=False))
 
 
 # dL/dx[n, c] = dloss * (p[n, c] - [c == y_n]) / N
@@ -228,6 +279,7 @@ SOFTMAX_CROSS_ENTROPY = Layer(
     default_shapes={"x": (5, 4), "y": (5,)},
     working=lambda s, o=None: 3 * int(np.prod(s["x"])),
     check_values=check_labels,
+    terms=SOFTMAX_CE_TERMS,
     explain=softmax_ce_explain,
     skeleton=SOFTMAX_CE_SKELETON,
 )
@@ -236,14 +288,23 @@ SOFTMAX_CROSS_ENTROPY = Layer(
 # ----------------------------------------------------------------------------- svm
 # margin[n, c] = max(0, x[n, c] - x[n, y_n] + 1) for c != y_n, 0 at c = y_n
 # loss = (1 / N) sum_{n, c} margin[n, c]
-def svm_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., N, C), y (N,) integer labels -> loss (...)."""
+def svm_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row."""
     x, y = t["x"], as_indices(t["y"])
     m = x - _pick(x, y)[..., None] + 1.0
     m = m * (m.real > 0)  # the hinge, its mask from the real part: complex-safe
     m = m * (np.arange(x.shape[-1]) != y[..., None])  # the correct class adds no margin
     cache = {"active": m.real > 0, "y": y, "dtype": x.dtype, "shape": x.shape}
-    return m.sum(axis=(-2, -1)) / x.shape[-2], cache
+    return m.sum(axis=-1) / x.shape[-2], cache
+
+
+def svm_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (..., N, C), y (N,) integer labels -> loss (...)."""
+    terms, cache = svm_terms(t, options)
+    return SVM_TERMS.total(terms), cache
+
+
+SVM_TERMS = Terms(svm_terms, 1, _rows_footprint(per_element=False))
 
 
 # active[n, c] = margin[n, c] > 0
@@ -322,6 +383,7 @@ SVM = Layer(
     working=lambda s, o=None: 3 * int(np.prod(s["x"])),
     check_values=check_labels,
     kinks=svm_kinks,
+    terms=SVM_TERMS,
     explain=svm_explain,
     skeleton=SVM_SKELETON,
 )

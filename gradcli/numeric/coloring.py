@@ -125,3 +125,36 @@ def _period_any(lo: np.ndarray, hi: np.ndarray, tries: int = 64) -> int:
         if np.all((hi[order[:-1]] <= lo[order[1:]]) | ~same_class):
             return p
     return n
+
+
+@dataclass(frozen=True)
+class SourceColoring:
+    """One color for a tensor of which each output element reads one coordinate at most
+    (``Layer.sources``: a lookup, a reshape): every coordinate moves in the same pass, and
+    each output difference belongs to its source. Same interface as ``Coloring``."""
+
+    shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    source: np.ndarray  # (out_size,): each output's flat coordinate, -1 for none
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        return (1,) * len(self.shape)
+
+    def coords(self, residues: tuple[int, ...]) -> np.ndarray:
+        return np.arange(math.prod(self.shape))
+
+    def owner(self, residues: tuple[int, ...]) -> np.ndarray:
+        return self.source
+
+
+def source_coloring(
+    source: np.ndarray | None, shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> SourceColoring | None:
+    """The one color a source map allows, or None when it does not fit the tensor."""
+    if source is None or tuple(np.shape(source)) != tuple(out_shape):
+        return None
+    src = np.asarray(source).ravel()
+    if src.dtype.kind not in "iu" or src.size and (src.min() < -1 or src.max() >= math.prod(shape)):
+        return None
+    return SourceColoring(tuple(shape), tuple(out_shape), src.astype(np.int64))

@@ -17,6 +17,7 @@ never touched. Three ideas make it fast while staying an honest finite differenc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 from gradcli.errors import OptionError
 from gradcli.layers import Layer
 from gradcli.numeric import cost
-from gradcli.numeric.coloring import Coloring, build_coloring
+from gradcli.numeric.coloring import Coloring, SourceColoring, build_coloring, source_coloring
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK, loss_differences, verify_incremental
 from gradcli.numeric.methods import EPS, steps
 from gradcli.numeric.stacking import StackedForward
@@ -54,10 +55,50 @@ class Engine(StackedForward):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # as StackedForward's
         super().__init__(*args, **kwargs)
-        self._colorings: dict[str, Coloring | None] = {}  # estimates and checks share them
+        # estimates and checks share them
+        self._colorings: dict[str, Coloring | SourceColoring | None] = {}
         self._incremental: dict[str, str | None] = {}  # "" verified, a note, or None: no path
         self._verified: dict[str, str] = {}  # the footprint check's verdict: "" held, or a note
         self.kinks_met: dict[str, np.ndarray | None] = {}  # numeric/kinks.met's, per tensor
+        self._terms: dict[str, Engine | str | None] = {}  # verified, a note, or None: no terms
+        self._strays: dict[str, str] = {}  # why a coloring was dropped while in use
+
+    # ------------------------------------------------------------ terms
+    def terms(self, name: str) -> Engine | str | None:
+        """An engine on the layer's terms (``Layer.terms``) for moving ``name``: its output is
+        the terms T, its upstream gradient g repeated along their axes, so its loss sum(g' * T)
+        is this one's, term by term. A note instead when the terms did not add up to the
+        forward at this point and at a few moved coordinates; None when the layer has none."""
+        if name not in self._terms:
+            constant = name in self.layer.constants(self.shapes, self.options)
+            split = self.layer.terms and not constant
+            self._terms[name] = self._build_terms(name) if split else None
+        return self._terms[name]
+
+    def _build_terms(self, name: str) -> Engine | str:
+        terms = self.layer.terms
+        assert terms is not None
+        derived = dataclasses.replace(
+            self.layer, name=f"{self.layer.name} (terms)", forward=terms.forward,
+            footprint=terms.footprint, sources=None, terms=None, perturbed=None, kinks=None,
+        )  # fmt: skip
+        T = np.asarray(terms.forward(self.t64, self.options)[0])
+        lead = self.g.reshape(self.g.shape + (1,) * terms.axes)
+        sub = Engine(derived, self.t64, self.options, np.array(np.broadcast_to(lead, T.shape)),
+                     method=self.method.name, eps=self.eps, max_memory=self.max_memory,
+                     progress=self.progress)  # fmt: skip
+        x = self.t64[name].ravel()
+        picks = np.random.default_rng(0).choice(x.size, size=min(3, x.size), replace=False)
+        rows = np.repeat(x[None, :].astype(np.float64), 1 + len(picks), axis=0)
+        rows[1 + np.arange(len(picks)), picks] += 1e-3 * np.maximum(1.0, np.abs(x[picks]))
+        rows = rows.reshape((len(rows),) + self.t64[name].shape)
+        y = self.forward_stack(name, rows).reshape(len(rows), -1)
+        T = sub.forward_stack(name, rows)
+        summed = terms.total(T).reshape(len(rows), -1)
+        tol = 64 * EPS * np.abs(T).reshape(len(rows), -1).sum(axis=1, keepdims=True)
+        if y.shape == summed.shape and np.all(np.abs(summed - y) <= tol):
+            return sub
+        return f"the terms of {self.layer.name} do not add up to its output; used its output"
 
     # ------------------------------------------------------------ incremental evaluation
     def incremental(self, name: str) -> str | None:
@@ -70,13 +111,19 @@ class Engine(StackedForward):
 
     def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
         """Predicted time for ``groups`` groups of ``name`` (cost.py: counted, not timed)."""
+        split = self.terms(name) if coloring else None
+        if isinstance(split, Engine):
+            return split.seconds(name, groups)
         return cost.seconds(self, groups, coloring and self.incremental(name) == "")
 
     # ------------------------------------------------------------ coloring
-    def _coloring(self, name: str) -> Coloring | None:
+    def _coloring(self, name: str) -> Coloring | SourceColoring | None:
         if name not in self._colorings:
-            col = None
-            if self.layer.footprint is not None:
+            col: Coloring | SourceColoring | None = None
+            if self.layer.sources is not None:
+                src = self.layer.sources(name, self.t64, self.options)
+                col = source_coloring(src, self.t64[name].shape, self.out_shape)
+            if col is None and self.layer.footprint is not None:
                 shapes = {n: a.shape for n, a in self.t64.items()}
                 fp = self.layer.footprint(name, shapes, self.options)
                 col = build_coloring(fp, self.t64[name].shape, self.out_shape)
@@ -85,7 +132,7 @@ class Engine(StackedForward):
 
     def colored(
         self, name: str, rng: np.random.Generator | None = None
-    ) -> tuple[Coloring | None, str]:
+    ) -> tuple[Coloring | SourceColoring | None, str]:
         """(the coloring of ``name`` once its footprint held, or None; why it was dropped, or
         ""). The footprint is verified once per tensor: the kinks' rechecks reuse the verdict."""
         col = self._coloring(name)
@@ -98,12 +145,24 @@ class Engine(StackedForward):
         note = self._verified[name]
         return (None if note else col), note
 
-    def verify_footprint(self, name: str, col: Coloring, rng: np.random.Generator) -> str:
+    def verify_footprint(
+        self, name: str, col: Coloring | SourceColoring, rng: np.random.Generator
+    ) -> str:
         """Move a few random coordinates one at a time; anything that moves outside the declared
         footprint is a mismatch. Returns '' when the declaration held."""
         x = self.t64[name].ravel()
         shape = self.t64[name].shape
-        picks = rng.choice(x.size, size=min(3, x.size), replace=False)
+        if isinstance(col, SourceColoring):
+            # most of a table may be read nowhere: pick among the coordinates read, and one
+            # said to be read nowhere (moving it must move nothing)
+            read = np.zeros(x.size, dtype=bool)
+            read[col.source[col.source >= 0]] = True
+            picks = np.concatenate([
+                rng.choice(np.flatnonzero(read), size=min(3, int(read.sum())), replace=False),
+                rng.choice(np.flatnonzero(~read), size=min(1, int((~read).sum())), replace=False),
+            ]).astype(np.int64)  # fmt: skip
+        else:
+            picks = rng.choice(x.size, size=min(3, x.size), replace=False)
         rows = np.repeat(x[None, :], 1 + len(picks), axis=0)
         for i, j in enumerate(picks):
             rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
@@ -134,12 +193,15 @@ class Engine(StackedForward):
         """dL/d``name`` (float64, the tensor's shape), NaN outside ``coords`` when given."""
         if name in self.layer.constants(self.shapes, self.options):  # labels, indices, targets
             raise OptionError(f"{name} is not differentiated; it has no gradient", param="wrt")
+        split = self.terms(name) if coloring else None
+        if isinstance(split, Engine):
+            return split.gradient(name, coloring=True, coords=coords, rng=rng)
         x = self.t64[name].ravel()
         h = steps(x, self.eps)
         # a layer offers an incremental path only where it beats coloring, so it goes first
         verdict = self.incremental(name) if coloring else None
         incremental = verdict == ""
-        note = verdict or ""
+        note = verdict or split or self._strays.get(name, "")
         col = None
         if coloring and coords is None and not incremental:
             col, dropped = self.colored(name, rng)
@@ -167,6 +229,13 @@ class Engine(StackedForward):
                 d = self._differences(name, [col.coords(r) for r in part], h)
                 owners = np.stack([col.owner(r) for r in part])
                 keep = owners >= 0
+                if np.any(d.reshape(owners.shape)[~keep] != 0):  # moved, owned by no one
+                    self._colorings[name] = None
+                    self._strays[name] = (
+                        f"the declared footprint of {name} is wrong: an output it gives to no "
+                        "coordinate moved; used one coordinate per pass"
+                    )
+                    return self.gradient(name, coloring=coloring, coords=coords, rng=rng)
                 weighted = (d * self.g).reshape(len(part), -1)
                 sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
                 gy = np.broadcast_to(self.gy, owners.shape)
@@ -200,6 +269,9 @@ class Engine(StackedForward):
 
     def groups_needed(self, name: str, coloring: bool = True) -> int:
         """Forward-pass groups a full evaluation of ``name`` takes (for estimates)."""
+        split = self.terms(name) if coloring else None
+        if isinstance(split, Engine):
+            return split.groups_needed(name)
         n = self.t64[name].size
         if coloring and self.incremental(name) == "":
             return n
