@@ -59,7 +59,8 @@ def spec_from(
         if impl is not None:
             from gradcli.inputs.spec import custom_names
 
-            layer_obj = user_layer(impl, builtin, custom_names(doc) if builtin is None else ())
+            layer_obj = user_layer(impl, builtin, custom_names(doc) if builtin is None else (),
+                                   doc["options"])  # fmt: skip
         else:
             layer_obj = builtin
         return build_spec(

@@ -351,7 +351,8 @@ class _Builder:
         if builtin is None:
             tensors = e.get("tensors") or {}
             names = (input_name, *(str(t) for t in tensors if t != input_name))
-        return user_layer(code, builtin, names), input_name
+        raw = e.get("options")
+        return user_layer(code, builtin, names, raw if isinstance(raw, dict) else None), input_name
 
     def _he(self, value: Any) -> Any:
         """A shape alone: He's initialization, sqrt(2 / fan_in), fan_in = all but the last

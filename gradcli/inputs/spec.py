@@ -128,7 +128,9 @@ def load_spec(
         if impl is not None:
             from gradcli.user.impl import user_layer
 
-            layer = user_layer(impl, builtin, custom_names(doc) if custom else ())
+            raw = doc.get("options") if isinstance(doc, dict) else None
+            layer = user_layer(impl, builtin, custom_names(doc) if custom else (),
+                               raw if isinstance(raw, dict) else None)  # fmt: skip
         return build_spec(
             layer, doc, base=base, source=source, dtype=dtype, seed=seed,
             max_elements=max_elements,

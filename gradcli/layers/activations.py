@@ -28,6 +28,7 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.cs231n import Form
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -211,6 +212,7 @@ def _layer(
     options: type = NoOptions,
     kinks: Callable[..., np.ndarray | None] | None = None,
     variants: Callable[..., dict] | None = None,
+    cs231n: tuple[Form, ...] = (),
 ) -> Layer:
     def arrays_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         y, cache = forward(t, options)
@@ -235,12 +237,14 @@ def _layer(
         variants=variants,
         explain=WORDS[name][0],
         skeleton=WORDS[name][1],
+        cs231n=cs231n,
     )
 
 
 RELU = _layer(
-    "relu", "y = max(x, 0)", relu_forward, relu_backward, kinks=sign_kinks, variants=classic.relu
-)
+    "relu", "y = max(x, 0)", relu_forward, relu_backward, kinks=sign_kinks, variants=classic.relu,
+    cs231n=(Form("relu_forward", "relu_backward"),),
+)  # fmt: skip
 LEAKY_RELU = _layer(
     "leaky_relu",
     "y = x if x > 0 else alpha x",

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, brief
+from gradcli.layers.cs231n import Form
 
 Arrays = Mapping[str, np.ndarray]
 Shapes = Mapping[str, tuple[int, ...]]
@@ -212,6 +213,13 @@ class Layer:
     # under test can be recognized by its values: variants(tensors, options, grad_output) ->
     # {cause: (what the backward did, {tensor: wrong gradient})} (gradcli.hypotheses)
     variants: Callable[[Arrays, Any, np.ndarray], dict[str, tuple[str, dict]]] | None = None
+    # CS231n's ways of writing this layer (gradcli/layers/cs231n.py): the function names a
+    # student's file holds, their layout and param dicts; a user's file in one is called so
+    cs231n: tuple[Form, ...] = ()
+    # a user's implementation: the output its forward must give on the spec's tensors when
+    # that is not the built-in forward's (CS231n's dropout draws its own mask): (tensors,
+    # options, theirs) -> expected; None: the built-in forward's
+    reference: Callable[[Arrays, Any, np.ndarray], np.ndarray] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.cs231n import NCHW, Form, out
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,17 @@ def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], Tens
     )
 
 
+def bn_param(options: Any, s: Shapes) -> tuple[dict[str, Any]]:
+    return ({"mode": "train", "eps": (options or Options()).eps},)
+
+
+def _spatial(options: Any) -> int:
+    return getattr(options, "spatial", 0)
+
+
+HINT = "batchnorm_forward for x (N, D), spatial: 0; spatial_batchnorm_forward for (N, H, W, C)"
+
+
 LAYER = Layer(
     name="batchnorm",
     summary="y = gamma (x - mean_n x) / sqrt(var_n x + eps) + beta,  mean, var over the N examples",
@@ -176,4 +188,11 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
+    cs231n=(
+        Form("batchnorm_forward", "batchnorm_backward", params=bn_param, ndim={"x": 2},
+             applies=lambda o: _spatial(o) == 0, hint=HINT),
+        Form("spatial_batchnorm_forward", "spatial_batchnorm_backward", {"x": NCHW}, out(NCHW),
+             bn_param, ndim={"x": 4}, applies=lambda o: _spatial(o) == 2,
+             layout="x as (N, C, H, W)", hint=HINT),
+    ),  # fmt: skip
 )

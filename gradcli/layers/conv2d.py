@@ -27,6 +27,7 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.layers.cs231n import FILTERS, NCHW, Form, one, out, refuse
 from gradcli.layers.words import Formulas, Shown
 
 
@@ -143,6 +144,18 @@ def backward(grad_output, X, W, b):
 """
 
 
+def conv_param(options: Any, s: Shapes) -> tuple[dict[str, int]]:
+    """CS231n's conv_param: one stride and one symmetric zero padding, no dilation."""
+    fn = "conv_forward_naive"
+    geo = _geometry(s["X"], s["W"], options or Options())
+    if any(g.d != 1 for g in geo):
+        refuse("dilation", options.dilation, fn, "has no dilation")
+    if any(g.lo != g.hi for g in geo):
+        refuse("padding", options.padding, fn, "pads both sides alike")
+    stride = one("stride", tuple(g.s for g in geo), fn, "stride")
+    return ({"stride": stride, "pad": one("padding", tuple(g.lo for g in geo), fn, "pad")},)
+
+
 LAYER = Layer(
     name="conv2d",
     summary="Z[i,j,c] = sum_{m,n,d} W[m,n,d,c] X[i+m,j+n,d] + b[c]",
@@ -162,4 +175,8 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
+    cs231n=(
+        Form("conv_forward_naive", "conv_backward_naive", {"X": NCHW, "W": FILTERS}, out(NCHW),
+             conv_param, layout="X as (N, C, H, W), W as (F, C, HH, WW), conv_param"),
+    ),  # fmt: skip
 )

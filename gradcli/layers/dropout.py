@@ -20,6 +20,7 @@ import numpy as np
 
 from gradcli.errors import OptionError, brief
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option, same
+from gradcli.layers.cs231n import Form
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -108,6 +109,19 @@ def backward(grad_output, x, p=0.5, seed=0):
 """
 
 
+def dropout_param(options: Any, s: Shapes) -> tuple[dict[str, Any]]:
+    """CS231n's dropout_param: their p is the probability of keeping (since 2017)."""
+    o = options or Options()
+    return ({"p": 1.0 - o.p, "mode": "train", "seed": o.seed},)
+
+
+def expected(t: Arrays, options: Any, theirs: np.ndarray) -> np.ndarray:
+    """Their mask is their own generator's: where they keep x, inverted dropout's x / (1 - p)."""
+    o = options or Options()
+    x = np.asarray(t["x"])
+    return np.where(theirs != 0, x * (1.0 / (1.0 - o.p)), 0.0).astype(theirs.dtype)
+
+
 LAYER = Layer(
     name="dropout",
     summary="y = x * keep / (1 - p), keep = default_rng(seed).random(x.shape) >= p (fixed mask)",
@@ -123,4 +137,8 @@ LAYER = Layer(
     resolve=resolve,
     explain=explain,
     skeleton=SKELETON,
+    cs231n=(
+        Form("dropout_forward", "dropout_backward", params=dropout_param, expected=expected,
+             layout="dropout_param p = 1 - p, the keep probability; their own mask"),
+    ),  # fmt: skip
 )

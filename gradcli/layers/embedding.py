@@ -22,6 +22,7 @@ from gradcli.layers.base import (
     batch_maps,
     same,
 )
+from gradcli.layers.cs231n import Form
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -132,4 +133,5 @@ LAYER = Layer(
     check_values=check_values,
     explain=explain,
     skeleton=SKELETON,
+    cs231n=(Form("word_embedding_forward", "word_embedding_backward"),),
 )

@@ -15,6 +15,7 @@ import numpy as np
 from gradcli.errors import ShapeError
 from gradcli.layers import _norm, _norm_variants
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
+from gradcli.layers.cs231n import ROWS, Form, out
 
 
 @dataclass(frozen=True)
@@ -126,4 +127,8 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
+    cs231n=(
+        Form("layernorm_forward", "layernorm_backward", {"x": ROWS}, out(ROWS),
+             lambda o, s: ({"eps": (o or Options()).eps},)),
+    ),  # fmt: skip
 )

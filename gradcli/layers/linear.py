@@ -21,6 +21,7 @@ from gradcli.layers.base import (
     rows_matmul,
     same,
 )
+from gradcli.layers.cs231n import ROWS, Form, T, out
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -130,4 +131,8 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    cs231n=(
+        Form("affine_forward", "affine_backward", {"x": ROWS, "W": T}, out(ROWS),
+             layout="x as (N, D) rows, w = Wᵀ (D, M)"),
+    ),  # fmt: skip
 )

@@ -33,6 +33,7 @@ from gradcli.layers.base import (
     as_indices,
     same,
 )
+from gradcli.layers.cs231n import Form
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -201,6 +202,7 @@ MSE = Layer(
     terms=MSE_TERMS,
     explain=mse_explain,
     skeleton=MSE_SKELETON,
+    cs231n=(Form("mse_loss", ndim={"pred": 2}, hint="pred (N, D)"),),
 )
 
 
@@ -282,6 +284,7 @@ SOFTMAX_CROSS_ENTROPY = Layer(
     terms=SOFTMAX_CE_TERMS,
     explain=softmax_ce_explain,
     skeleton=SOFTMAX_CE_SKELETON,
+    cs231n=(Form("softmax_loss", ndim={"x": 2}, hint="x (N, C), y (N,)"),),
 )
 
 
@@ -386,4 +389,5 @@ SVM = Layer(
     terms=SVM_TERMS,
     explain=svm_explain,
     skeleton=SVM_SKELETON,
+    cs231n=(Form("svm_loss", ndim={"x": 2}, hint="x (N, C), y (N,)"),),
 )

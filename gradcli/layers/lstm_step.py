@@ -17,6 +17,7 @@ import numpy as np
 from gradcli.errors import ShapeError
 from gradcli.layers import _recurrent
 from gradcli.layers.base import Arrays, AxisMap, Footprint, Layer, Shapes, TensorInfo, same
+from gradcli.layers.cs231n import ROWS, Form, lstm_out
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -196,4 +197,9 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    cs231n=(
+        Form("lstm_step_forward", "lstm_step_backward",
+             {"x": ROWS, "prev_h": ROWS, "prev_c": ROWS}, lstm_out(), outputs=2,
+             layout="their next_h, next_c are out[..., 0, :], out[..., 1, :]"),
+    ),  # fmt: skip
 )

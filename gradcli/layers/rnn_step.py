@@ -12,6 +12,7 @@ import numpy as np
 
 from gradcli.layers import _recurrent
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, same
+from gradcli.layers.cs231n import ROWS, Form, out
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -117,4 +118,7 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    cs231n=(
+        Form("rnn_step_forward", "rnn_step_backward", {"x": ROWS, "prev_h": ROWS}, out(ROWS)),
+    ),
 )

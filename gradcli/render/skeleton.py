@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from gradcli.layers import get_layer
 from gradcli.layers.words import skeleton_for
 
@@ -42,22 +44,22 @@ def module(layer: str) -> str:
             ", ".join(f"{t.name} {t.shape_str}" for t in lay.tensors if not t.absent_ok),
             f"{lay.output.name} {lay.output.shape_str}",
         )
-    return _HEADER.format(layer=layer, file=f"my_{layer}.py") + body.lstrip("\n")
+    head = _HEADER.format(layer=layer, file=f"my_{layer}.py")
+    if layer != "custom" and get_layer(layer).cs231n:
+        head = head.replace('"""\n\nimport', _cs231n(layer) + '"""\n\nimport', 1)
+    return head + body.lstrip("\n")
 
 
-# `gradcli init custom`: a spec for the custom skeleton above, so the two run as they are
-CUSTOM_SPEC = """\
-# gradcli spec for a custom layer: your own forward and backward, in a module
-# run: gradcli init custom --impl -o my_custom.py
-#      gradcli check custom THIS_FILE.yaml --impl my_custom.py
-layer: custom
-dtype: float64          # float64 or float32
-seed: 0                 # seeds every generated tensor and the default grad_output
-options:                # any keywords; your functions receive exactly these
-  scale: 2.0
-tensors:                # any names (Python identifiers, your functions' keywords), any shapes
-  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number
-  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}
-  x: {shape: [3, 4], init: normal}
-# grad_output (the upstream gradient dL/d(output)): omitted, drawn with your output's shape
-"""
+def _cs231n(layer: str) -> str:
+    """The header's paragraph on CS231n's forms of this layer: a student's file as it is."""
+    found = []
+    for form in get_layer(layer).cs231n:
+        if form.backward is None:
+            text = f"{form.forward}(...) -> (loss, dx)"
+        else:
+            outs = "out, cache" if form.outputs == 1 else "next_h, next_c, cache"
+            text = f"{form.forward}(...) -> ({outs}) with {form.backward}"
+        found.append(text + (f" (CS231n's layout: {form.layout})" if form.layout else ""))
+    text = (f"A CS231n file works as it is (gradcli check {layer} SPEC --impl layers.py): "
+            f"gradcli finds {'; or '.join(found)}.")  # fmt: skip
+    return "\n" + textwrap.fill(text, 95) + "\n"

@@ -1,41 +1,114 @@
 """The CS231n convention most student code uses, accepted for a user's layer (``--impl``, the
-Python API) beside gradcli's own keywords-and-dict one:
+Python API, a network's ``impl:``) beside gradcli's own keywords-and-dict one:
 
-    def forward(x, w, b, **options): ...   # -> (out, cache)
-    def backward(dout, cache): ...         # -> (dx, dw, db), in the tensors' order
+    def affine_forward(x, w, b): ...          # -> (out, cache)
+    def affine_backward(dout, cache): ...     # -> (dx, dw, db), in the tensors' order
+    def softmax_loss(x, y): ...               # -> (loss, dx): one function, a loss
 
-It is recognised from the backward's signature alone, before anything runs: exactly two
-parameters (no ``**kwargs``), the second not named after a tensor (gradcli's backward takes
-``grad_output`` and the tensors by name). Either way a misreading cannot pass: read as CS231n,
-a forward that does not return ``(out, cache)`` and a backward that does not return one
-gradient per tensor are refused, naming the convention; read as gradcli's, a ``(dout,
-cache)`` backward cannot take the tensors as keywords and fails loudly.
+Which form a file is, is settled before anything runs, and never by trying:
+
+- a pair named ``forward``/``backward`` is CS231n's when the backward takes exactly one plain
+  parameter per output of theirs plus the cache, the cache's not named after a tensor
+  (``backward(dout, cache)``); gradcli's backward takes ``grad_output`` and the tensors by name;
+- a pair found by CS231n's names (each built-in layer declares them, gradcli/layers/cs231n.py:
+  ``affine_forward``, ``conv_forward_naive`` ...), or named ``FILE.py:NAME_forward`` (or
+  ``FILE.py:NAME``, for NAME_forward and NAME_backward), is CS231n's;
+- one function alone (``FILE.py:NAME``, or ``forward=`` without ``backward=``) is a loss.
+
+Read as CS231n, a forward that does not return ``(out, cache)`` and a backward that does not
+return one gradient per tensor are refused, naming the convention, so a misreading cannot pass.
+A built-in layer's declared form brings CS231n's layout (examples as rows of (N, D), ``w`` as
+(D, M), images as (N, C, H, W)) and param dicts (``conv_param``, ``bn_param``); the check's
+first line says so. Without one, tensors go by position in gradcli's layout, options as
+keywords.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gradcli.errors import UserCodeError
+from gradcli.errors import UserCodeError, printable
+from gradcli.layers.base import Layer
+from gradcli.layers.cs231n import Form
+from gradcli.user import result
+from gradcli.user.readonly import read_only_call
 
 CONVENTION = "the CS231n convention: forward(x, w, ...) -> (out, cache), backward(dout, cache)"
+ACCEPTED = (
+    "forward(**tensors) with backward(grad_output, **tensors); forward(x, w, ...) -> "
+    "(out, cache) with backward(dout, cache); or FILE.py:NAME for an object holding them, "
+    "NAME_forward with NAME_backward (CS231n's affine_forward ...), or one loss function "
+    "NAME(x, y) -> (loss, dx)"
+)
 
 
-def detect(backward: Callable[..., Any], tensors: tuple[str, ...]) -> bool:
-    """Whether ``backward`` is written as ``backward(dout, cache)``."""
+def detect(backward: Callable[..., Any], tensors: tuple[str, ...], outputs: int = 1) -> bool:
+    """Whether ``backward`` is written as ``backward(dout, cache)`` (``outputs`` douts)."""
     try:
         params = list(inspect.signature(backward).parameters.values())
     except (TypeError, ValueError):  # a C function: no signature to read
         return False
     plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return (
-        len(params) == 2 and all(p.kind in plain for p in params) and params[1].name not in tensors
+        len(params) == outputs + 1
+        and all(p.kind in plain for p in params)
+        and params[-1].name not in tensors
     )
+
+
+def pair_names(name: str, has: Callable[[str], bool]) -> tuple[str, str] | None:
+    """FILE.py:NAME as a pair: ``FWD,BWD`` spelled out, NAME a forward whose name with
+    ``backward`` for ``forward`` is there too (conv_forward_naive), or NAME_forward and
+    NAME_backward (affine)."""
+    if "," in name:
+        fwd, _, bwd = name.partition(",")
+        return fwd.strip(), bwd.strip()
+    if "forward" in name and has(name.replace("forward", "backward")):
+        return name, name.replace("forward", "backward")
+    if has(f"{name}_forward") and has(f"{name}_backward"):
+        return f"{name}_forward", f"{name}_backward"
+    return None
+
+
+def declared(
+    base: Layer | None, options: Any, has: Callable[[str], bool], path: Path
+) -> Form | None:
+    """The layer's CS231n form whose functions the file defines, for these options (a student's
+    layers.py holds batchnorm_forward and spatial_batchnorm_forward: the options choose)."""
+    forms = base.cs231n if base else ()
+    present = [f for f in forms if has(f.forward) and (f.backward is None or has(f.backward))]
+    fits = [f for f in present if f.applies(options)]
+    if len(fits) > 1:
+        raise UserCodeError(
+            f"{printable(path.name)} defines {' and '.join(f.names for f in fits)}, each "
+            f"CS231n's {base.name if base else ''}: name one ({printable(path.name)}:"
+            f"{fits[0].forward})",
+            source=str(path),
+        )
+    if fits:
+        return fits[0]
+    if present:  # the layer's forms are there, but not for these options
+        raise UserCodeError(
+            f"{present[0].names} in {printable(path.name)} is CS231n's {present[0].hint or ''}"
+            f"; this spec's options have no CS231n form",
+            source=str(path),
+        )
+    return None
+
+
+def for_options(base: Layer | None, options: Any, single: bool) -> Form | None:
+    """The layer's form for functions the user named (FILE.py:NAME, forward=): the first one of
+    that kind (a pair or one loss function) the options fit."""
+    for f in base.cs231n if base else ():
+        if (f.backward is None) == single and f.applies(options):
+            return f
+    return None
 
 
 def order(t: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[str]:
@@ -44,20 +117,121 @@ def order(t: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n in t] + [n for n in t if n not in names]
 
 
-def split(value: Any, path: Path, what: str) -> tuple[Any, Any]:
-    """A forward's ``(out, cache)``."""
-    if not (isinstance(value, tuple) and len(value) == 2):
-        got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
-        raise UserCodeError(
-            f"{what} must return (out, cache) under {CONVENTION} (backward takes two "
-            f"arguments); got {got}",
-            source=str(path),
-        )
-    return value
+@dataclass(frozen=True)
+class Call:
+    """The user's functions in one of CS231n's forms, called in their layout."""
+
+    path: Path
+    forward: Callable[..., Any]
+    backward: Callable[..., Any] | None  # None: one loss function, (loss, dx)
+    fwd: str  # their names, in messages
+    bwd: str
+    form: Form | None  # the layer's declared form; None: gradcli's layout, options as keywords
+    constants: tuple[str, ...]  # labels, indices, targets: passed, never given a gradient
+
+    def run(
+        self, t: Mapping[str, np.ndarray], names: list[str], kwargs: Mapping[str, Any],
+        options: Any, out_shape: tuple[int, ...] | None,
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """Their forward on ``t``: (gradcli's output, what backward needs)."""
+        form = self.form
+        shapes = {n: np.shape(a) for n, a in t.items()}
+        if form is not None:
+            self._ranks(form, t)
+
+        def go(a: dict[str, Any]) -> Any:
+            if form is None:
+                return self.forward(*(a[n] for n in names), **kwargs)
+            extra = form.params(options, shapes) if form.params else ()  # fresh dicts each call
+            return self.forward(*(form.arg(n).to(a[n]) for n in names), *extra)
+
+        value = read_only_call(self.path, self.fwd, go, t)
+        if self.backward is None:
+            return self._loss(value, names)
+        outputs = form.outputs if form else 1
+        if not (isinstance(value, tuple) and len(value) == outputs + 1):
+            got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+            want = ", ".join(f"out{k + 1}" for k in range(outputs)) if outputs > 1 else "out"
+            raise UserCodeError(
+                f"{self.fwd} must return ({want}, cache) under {CONVENTION} (its backward "
+                f"takes {outputs + 1} arguments); got {got}",
+                source=str(self.path),
+            )
+        outs, cache = value[:-1], value[-1]
+        if form is None:
+            return outs[0], cache
+        assert out_shape is not None
+        expected = [np.shape(o) for o in form.out.split(np.empty(out_shape))]
+        theirs = [self._array(o, f"{self.fwd}'s output {k + 1}") for k, o in enumerate(outs)]
+        for k, (a, want) in enumerate(zip(theirs, expected, strict=True)):
+            if a.shape != want:
+                what = f"output {k + 1} of {len(outs)}" if len(outs) > 1 else "output"
+                self._refuse(f"{self.fwd}'s {what} has shape {list(a.shape)}, expected "
+                             f"{list(want)}")  # fmt: skip
+        return form.out.join(tuple(theirs), out_shape), cache
+
+    def gradients(
+        self, g: np.ndarray, kept: Any, t: Mapping[str, np.ndarray], names: list[str]
+    ) -> dict[str, Any]:
+        """Their backward for upstream ``g``: gradcli's gradients, by name."""
+        named = [n for n in names if n not in self.constants]
+        if self.backward is None:  # (loss, dx): dx is d loss / dx, times the upstream
+            grads = [np.asarray(a) * g for a in kept]
+        else:
+            form, backward = self.form, self.backward
+            douts = form.out.split(g) if form else (g,)
+            # their own copies: CS231n's lstm_step_backward adds into dnext_c (`+=`)
+            value = backward(*(np.array(d) for d in douts), kept)
+            grads = gradients(value, named, self.path, self.bwd)
+        if self.form is None:
+            return dict(zip(named, grads, strict=True))
+        out = {}
+        for k, (n, a) in enumerate(zip(named, grads, strict=True)):
+            arg = self.form.arg(n)
+            want = np.shape(arg.to(np.empty(np.shape(t[n]))))
+            a = self._array(a, f"{self.bwd}'s d{n}")
+            if a.shape != want:
+                self._refuse(f"{self.bwd}'s gradient {k + 1} of {len(named)} (d{n}) has shape "
+                             f"{list(a.shape)}, expected {list(want)}")  # fmt: skip
+            out[n] = arg.back(a, np.shape(t[n]))
+        return out
+
+    def _loss(self, value: Any, names: list[str]) -> tuple[Any, Any]:
+        named = [n for n in names if n not in self.constants]
+        want = ", ".join(f"d{n}" for n in named)
+        if not (isinstance(value, tuple) and len(value) == len(named) + 1):
+            got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+            raise UserCodeError(
+                f"{self.fwd} is one function, read as a loss: it must return (loss, {want}); "
+                f"got {got}",
+                source=str(self.path),
+            )
+        loss = self._array(value[0], f"{self.fwd}'s loss")
+        if loss.size != 1:
+            raise UserCodeError(
+                f"{self.fwd} is one function, read as a loss: its loss must be a scalar, got "
+                f"shape {list(loss.shape)} (a layer with an output is a NAME_forward/"
+                f"NAME_backward pair)",
+                source=str(self.path),
+            )
+        return loss.reshape(()), value[1:]
+
+    def _ranks(self, form: Form, t: Mapping[str, np.ndarray]) -> None:
+        for n, k in form.ndim.items():
+            if n in t and np.ndim(t[n]) != k:
+                self._refuse(f"CS231n's {form.forward} takes {n} with {k} axes ({form.hint}); "
+                             f"this spec's {n} has shape {list(np.shape(t[n]))}")  # fmt: skip
+
+    def _array(self, value: Any, what: str) -> np.ndarray:
+        return result.array(value, self.path, what, complex_ok=True)
+
+    def _refuse(self, text: str) -> None:
+        layout = f" ({self.form.layout})" if self.form and self.form.layout else ""
+        raise UserCodeError(text + layout, source=str(self.path))
 
 
-def gradients(value: Any, names: list[str], path: Path, what: str) -> dict[str, Any]:
-    """A backward's tuple of gradients, keyed by position: one per tensor, in order."""
+def gradients(value: Any, names: list[str], path: Path, what: str) -> list[Any]:
+    """A backward's tuple of gradients: one per tensor, in order."""
     if len(names) == 1 and not isinstance(value, (tuple, list)):
         value = (value,)  # relu_backward returns dx alone
     if not isinstance(value, (tuple, list)) or len(value) != len(names):
@@ -67,4 +241,4 @@ def gradients(value: Any, names: list[str], path: Path, what: str) -> dict[str, 
             f"in this order) under {CONVENTION}; got {got}",
             source=str(path),
         )
-    return dict(zip(names, value, strict=True))
+    return list(value)

@@ -57,7 +57,10 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
             )
     else:
         holder = ""
+    single = given and backward is None  # forward= alone: one loss function, (loss, dx)
     for what, fn in (("forward", forward), ("backward", backward)):
+        if single and what == "backward":
+            continue
         if not callable(fn):
             raise OptionError(
                 f"expected a callable, got {type(fn).__name__}",
@@ -67,4 +70,7 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
         path = Path(inspect.getsourcefile(forward) or f"<{holder or 'forward'}>")
     except TypeError:  # a builtin or a C function
         path = Path(f"<{holder or 'forward'}>")
+    if single:
+        name = getattr(forward, "__name__", "forward")
+        return Impl(path, forward, None, labels=(name, name))
     return Impl(path, forward, backward, "" if inspect.ismodule(layer) else holder)

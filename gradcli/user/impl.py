@@ -21,24 +21,31 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import UserCodeError, printable
+from gradcli.errors import GradcliError, UserCodeError, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.user import cs231n, result
 from gradcli.user.call import call
 from gradcli.user.local import Folder
 from gradcli.user.options import custom_options
-from gradcli.user.readonly import read_only_backward, read_only_call, read_only_forward
+from gradcli.user.readonly import read_only_backward, read_only_forward
 
 
 @dataclasses.dataclass(frozen=True)
 class Impl:
     path: Path
-    forward: Callable[..., Any]
-    backward: Callable[..., Any]
+    forward: Callable[..., Any] | None  # None: found later by the layer's CS231n names
+    backward: Callable[..., Any] | None  # None with a forward: one loss function
     holder: str = ""  # FILE.py:NAME's NAME: messages then say "NAME.forward"
+    # the functions' own names when CS231n's names found them (affine_forward, softmax_loss)
+    labels: tuple[str, str] | None = None
+    # a module without forward and backward: its functions by name, for the layer's CS231n
+    # names (affine_forward ...) once the layer is known
+    lookup: Callable[[str], Any] | None = None
 
     def what(self, fn: str) -> str:
+        if self.labels:
+            return self.labels[fn == "backward"]
         return f"{self.holder}.{fn}" if self.holder else fn
 
 
@@ -76,20 +83,55 @@ def _load(
     path: Path, code: Any, module: types.ModuleType, name: str, folder: Folder, param: str
 ) -> Impl:
     _call(path, "import", lambda: exec(compile(code, str(path), "exec"), module.__dict__))
+
+    def get(attr: str, of: Any = module) -> Any:
+        return _call(path, "import", lambda: getattr(of, attr, None))
+
     holder: Any = module
     if name:
         holder = _call(path, "import", lambda: getattr(module, name, _MISSING))
-        if holder is _MISSING:
-            raise UserCodeError(f"{printable(str(path))} defines no {name!r}", param=param)
+        if holder is _MISSING or (callable(holder) and not _holds_functions(holder, get)):
+            return _named(path, name, holder, get, folder, param)
         holder = instance(holder, path, f"{path}:{name}", param)
-    fns = {}
-    for fn in ("forward", "backward"):
-        f = _call(path, "import", lambda fn=fn: getattr(holder, fn, None))
+    fns = {fn: get(fn, holder) for fn in ("forward", "backward")}
+    if not name and not any(callable(f) for f in fns.values()):  # CS231n's names, later
+        return Impl(path, None, None, lookup=lambda n: _callable(get(n), folder))
+    for fn, f in fns.items():
         if not callable(f):
             where = f"{path}:{name}" if name else str(path)
             raise UserCodeError(f"{printable(where)} has no function {fn}(...)", param=param)
-        fns[fn] = folder.scoped(f)
-    return Impl(path, fns["forward"], fns["backward"], name)
+    return Impl(path, folder.scoped(fns["forward"]), folder.scoped(fns["backward"]), name)
+
+
+def _holds_functions(holder: Any, get: Callable[..., Any]) -> bool:
+    """An object or class with forward and backward (FILE.py:NAME), not a function of its own."""
+    return inspect.isclass(holder) or callable(get("forward", holder))
+
+
+def _callable(f: Any, folder: Folder) -> Any:
+    return folder.scoped(f) if callable(f) else None
+
+
+def _named(
+    path: Path, name: str, holder: Any, get: Callable[..., Any], folder: Folder, param: str
+) -> Impl:
+    """FILE.py:NAME naming functions: a pair by CS231n's names (NAME_forward, NAME_backward),
+    or one function, a loss returning (loss, dx)."""
+    pair = cs231n.pair_names(name, lambda n: callable(get(n)))
+    if pair is not None:
+        fns = [get(n) for n in pair]
+        for n, f in zip(pair, fns, strict=True):
+            if not callable(f):
+                raise UserCodeError(f"{printable(str(path))} defines no function {n}(...)",
+                                    param=param)  # fmt: skip
+        return Impl(path, folder.scoped(fns[0]), folder.scoped(fns[1]), labels=pair)
+    if holder is _MISSING:
+        raise UserCodeError(
+            f"{printable(str(path))} defines no {name!r} (nor {name}_forward and "
+            f"{name}_backward)",
+            param=param,
+        )
+    return Impl(path, folder.scoped(holder), None, labels=(name, name))
 
 
 def instance(holder: Any, path: Path, name: str, param: str = "impl") -> Any:
@@ -127,16 +169,20 @@ _call = call  # every call into the user's code: see gradcli.usercall
 _array = result.array
 
 
-def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
+def user_layer(
+    impl: Impl, base: Layer | None, names: tuple[str, ...],
+    options: Mapping[str, Any] | None = None,
+) -> Layer:  # fmt: skip
     """A Layer around the user's functions; ``base`` (a built-in layer) lends its tensor
-    descriptions and options, ``names`` are the spec's tensors (for a custom layer)."""
+    descriptions and options, ``names`` are the spec's tensors (for a custom layer),
+    ``options`` the spec's (they choose among a layer's CS231n forms: batchnorm's spatial)."""
 
-    fwd, bwd = impl.what("forward"), impl.what("backward")
-    steady = result.Steady(impl.path, fwd)
+    steady = result.Steady(impl.path, impl.what("forward"))
     own = base.tensor_names if base else names
     # labels, indices, targets: passed to the forward, never given (or asked for) a gradient
     constants = base.constants() if base else ()
-    positional = cs231n.detect(impl.backward, own)  # forward(x, w) -> (out, cache)
+    how = _convention(impl, base, own, constants, options)  # None: gradcli's own
+    fwd, bwd = (how.fwd, how.bwd) if how else (impl.what("forward"), impl.what("backward"))
 
     # resolved options -> (them, the options the spec set): a built-in's resolve settles
     # options from the tensors (conv1d's channels from w's rank), but the user's functions get
@@ -155,14 +201,11 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         kept: dict[str, Any] = {}  # the CS231n convention's cache
 
         def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
-            if positional:
-                names = cs231n.order(t, own)
-                out, kept["cache"] = cs231n.split(
-                    read_only_call(
-                        impl.path, fwd, lambda a: impl.forward(*(a[n] for n in names), **kwargs), t
-                    ),
-                    impl.path, fwd,
-                )  # fmt: skip
+            if how is not None:
+                shape = None
+                if base is not None:
+                    shape = base.output_shape({n: np.shape(a) for n, a in t.items()}, options)
+                out, kept["cache"] = how.run(t, cs231n.order(t, own), kwargs, options, shape)
             else:
                 out = read_only_forward(impl, t, kwargs)
             a = _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
@@ -180,17 +223,12 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
         t, kwargs, options = cache["tensors"], cache["kwargs"], cache["options"]
-        if positional:
+        if how is not None:
             names = cs231n.order(t, own)
-            user = cache["cache"]
 
             def positional_backward() -> dict[str, np.ndarray]:
-                value = read_only_call(
-                    impl.path, bwd, lambda a: impl.backward(a["grad_output"], user),
-                    {"grad_output": g},
-                )  # fmt: skip
-                named = [n for n in names if n not in constants]
-                return _gradients(cs231n.gradients(value, named, impl.path, bwd), t, options)
+                grads = how.gradients(g, cache["cache"], t, names)
+                return _gradients(grads, t, options)
 
             return _call(impl.path, bwd, positional_backward)
         return _call(
@@ -244,9 +282,11 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         return tuple(run(result.probe_tensors(s, indices), options, probe=True)[0].shape)
 
     infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
+    form = how.form if how else None
     return Layer(
         name=base.name if base else "custom",
-        summary=f"your implementation in {impl.path.name}",
+        summary=_summary(impl, how),
+        reference=form.expected if form else None,
         tensors=infos,
         output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
         forward=forward,
@@ -262,6 +302,54 @@ def user_layer(impl: Impl, base: Layer | None, names: tuple[str, ...]) -> Layer:
         tail_info=base.tail_info if base else None,  # names the intermediates' axes
         parse_options=None if base else lambda raw: MappingProxyType(custom_options(raw, names)),
     )
+
+
+def _convention(
+    impl: Impl, base: Layer | None, own: tuple[str, ...], constants: tuple[str, ...],
+    raw: Mapping[str, Any] | None,
+) -> cs231n.Call | None:  # fmt: skip
+    """How the user's functions are called: one of CS231n's forms (a pair found by its names
+    or its backward's signature, one loss function), or None for gradcli's own keywords."""
+    options = None
+    if base is not None:
+        try:
+            options = base.make_options(raw)  # the spec's own checks come later, with its key
+        except (GradcliError, TypeError, ValueError):
+            options = None
+    if impl.forward is None:  # a module without forward/backward: the layer's CS231n names
+        assert impl.lookup is not None
+        lookup = impl.lookup
+        form = cs231n.declared(base, options, lambda n: lookup(n) is not None, impl.path)
+        if form is None:
+            wanted = " or ".join(f.names for f in base.cs231n) if base else ""
+            raise UserCodeError(
+                "defines no forward(...) and backward(...)"
+                + (f" nor CS231n's {wanted}" if wanted else "") + f"; accepted: {cs231n.ACCEPTED}",
+                source=str(impl.path),
+            )
+        backward = lookup(form.backward) if form.backward else None
+        return cs231n.Call(impl.path, lookup(form.forward), backward, form.forward,
+                           form.backward or form.forward, form, constants)  # fmt: skip
+    single = impl.backward is None
+    form = cs231n.for_options(base, options, single)
+    if not single and impl.labels is None:  # forward/backward: CS231n's by the signature
+        outputs = form.outputs if form else 1
+        if not cs231n.detect(impl.backward, own, outputs):  # type: ignore[arg-type]
+            return None
+    fwd, bwd = impl.what("forward"), impl.what("backward")
+    return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants)
+
+
+def _summary(impl: Impl, how: cs231n.Call | None) -> str:
+    """The check's first line: whose functions, and CS231n's layout when it is not gradcli's."""
+    if how is None or impl.labels is None and impl.lookup is None:
+        text = f"your implementation in {impl.path.name}"
+    else:
+        fns = how.fwd if how.backward is None else f"{how.fwd}, {how.bwd}"
+        text = f"your {fns} in {impl.path.name}"
+    if how is not None and how.form is not None and how.form.layout:
+        text += f"; CS231n's layout: {how.form.layout}"
+    return text
 
 
 def _by_name(

@@ -1,0 +1,151 @@
+"""Student files in CS231n's forms (tests/fixtures/cs231n): `gradcli check LAYER --impl
+layers.py` finds affine_forward/affine_backward, softmax_loss, rnn_step_forward ... by CS231n's
+names, calls them in CS231n's layout, passes the correct file and fails each classic mistake
+naming the wrong gradient; a file in no accepted form is one exit-2 line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcli
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cs231n"
+SPECS = Path(__file__).parent.parent / "specs"
+LAYERS, BUGGY = FIXTURES / "layers.py", FIXTURES / "layers_buggy.py"
+RNN, RNN_BUGGY = FIXTURES / "rnn_layers.py", FIXTURES / "rnn_layers_buggy.py"
+
+# layer, spec (None: the default), the buggy file's wrong gradient
+CASES = [
+    ("linear", SPECS / "linear_batched.yaml", "b", LAYERS, BUGGY),  # db: a mean, not a sum
+    ("relu", None, "x", LAYERS, BUGGY),
+    ("softmax_cross_entropy", None, "x", LAYERS, BUGGY),
+    ("svm", None, "x", LAYERS, BUGGY),
+    ("batchnorm", None, "x", LAYERS, BUGGY),
+    ("layernorm", None, "x", LAYERS, BUGGY),
+    ("dropout", None, "x", LAYERS, BUGGY),
+    ("conv2d", FIXTURES / "conv2d_small.yaml", "W", LAYERS, BUGGY),
+    ("maxpool2d", FIXTURES / "maxpool2d_small.yaml", "X", LAYERS, BUGGY),
+    ("rnn_step", None, "Wh", RNN, RNN_BUGGY),
+    ("lstm_step", None, "prev_c", RNN, RNN_BUGGY),
+    ("embedding", FIXTURES / "embedding_repeats.yaml", "W", RNN, RNN_BUGGY),
+]
+
+
+def _check(cli, layer, spec, impl, *more):
+    args = ["check", layer, *([spec] if spec else []), "--impl", impl, "--format", "json", *more]
+    result = cli(*args)
+    return result, json.loads(result.stdout) if result.exit_code in (0, 1) else None
+
+
+# the naive loops of conv and pooling cost milliseconds a call: a sample of coordinates
+SAMPLED = {"conv2d": ("--mode", "sample", "--samples", "12"),
+           "maxpool2d": ("--mode", "sample", "--samples", "12")}  # fmt: skip
+
+
+@pytest.mark.parametrize(("layer", "spec", "wrong", "good", "bad"), CASES,
+                         ids=[c[0] for c in CASES])  # fmt: skip
+def test_student_file_passes_and_its_classic_mistake_fails(cli, layer, spec, wrong, good, bad):
+    more = SAMPLED.get(layer, ())
+    result, doc = _check(cli, layer, spec, good, *more)
+    assert result.exit_code == 0, result.stderr
+    assert doc["passed"] and doc["forward"]["passed"]  # their forward, in their layout, is ours
+    result, doc = _check(cli, layer, spec, bad, *more)
+    assert result.exit_code == 1, result.stderr
+    assert [n for n, r in doc["results"].items() if not r["passed"]] == [wrong]
+    assert doc["forward"]["passed"]  # the forwards are right: only the backward is blamed
+
+
+def test_the_first_line_names_the_functions_and_their_layout(cli):
+    table = cli("check", "maxpool2d", FIXTURES / "maxpool2d_small.yaml", "--impl", LAYERS,
+                *SAMPLED["maxpool2d"]).stdout  # fmt: skip
+    assert table.startswith("maxpool2d: your max_pool_forward_naive, max_pool_backward_naive in ")
+    assert "CS231n's layout: X as (N, C, H, W), pool_param" in " ".join(table.split())
+    table = cli("check", "softmax_cross_entropy", "--impl", LAYERS).stdout
+    assert table.split("\n")[0].rstrip() == "softmax_cross_entropy: your softmax_loss in layers.py"
+
+
+def test_spatial_batchnorm_is_chosen_by_the_options(cli):
+    # layers.py holds batchnorm_forward and spatial_batchnorm_forward: spatial: 2 picks the second
+    result, doc = _check(cli, "batchnorm", SPECS / "batchnorm_spatial.yaml", LAYERS)
+    assert result.exit_code == 0, result.stderr
+    assert doc["forward"]["passed"]
+    table = cli("check", "batchnorm", SPECS / "batchnorm_spatial.yaml", "--impl", LAYERS).stdout
+    assert table.startswith("batchnorm: your spatial_batchnorm_forward, spatial_batchnorm_backward")
+
+
+def test_a_layout_misread_cannot_pass(cli, tmp_path):
+    """affine written in gradcli's layout (W (out, in)) under CS231n's names: with a square W
+    the shapes fit, and the forward compared with ours fails (never a silent pass)."""
+    mine = tmp_path / "layers.py"
+    mine.write_text(
+        "def affine_forward(x, w, b):\n    return x @ w.T + b, (x, w)\n"
+        "def affine_backward(dout, cache):\n    x, w = cache\n"
+        "    return dout @ w, dout.T @ x, dout.sum(0)\n"
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("tensors:\n  x: {shape: [3, 4]}\n  W: {shape: [4, 4]}\n  b: {shape: [4]}\n")
+    result, doc = _check(cli, "linear", spec, mine)
+    assert result.exit_code == 1
+    assert not doc["forward"]["passed"]
+    table = cli("check", "linear", spec, "--impl", mine).stdout
+    assert "CS231n's layout: x as (N, D) rows, w = Wᵀ (D, M)" in " ".join(table.split())
+
+
+def test_a_file_in_no_form_is_one_line_listing_the_forms(cli, tmp_path):
+    mine = tmp_path / "mine.py"
+    mine.write_text("def helper(x):\n    return x\n")
+    result = cli("check", "lstm_step", "--impl", mine)
+    assert result.exit_code == 2 and result.stdout == ""
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"gradcli: error: {mine}: defines no forward")
+    assert "lstm_step_forward and lstm_step_backward" in line
+    assert "backward(dout, cache)" in line and "NAME(x, y) -> (loss, dx)" in line
+
+
+def test_named_functions_a_prefix_an_explicit_pair_and_a_loss(cli):
+    assert _check(cli, "linear", SPECS / "linear_batched.yaml", f"{BUGGY}:affine")[0].exit_code == 1
+    ok = f"{LAYERS}:batchnorm_forward,batchnorm_backward"
+    assert _check(cli, "batchnorm", None, ok)[0].exit_code == 0
+    result, doc = _check(cli, "svm", None, f"{BUGGY}:softmax_loss")  # the wrong loss: forward
+    assert result.exit_code == 1 and not doc["forward"]["passed"]
+
+
+def test_a_loss_function_that_returns_something_else_is_refused(cli, tmp_path):
+    mine = tmp_path / "loss.py"
+    mine.write_text("import numpy as np\ndef my_loss(x, y):\n    return float(np.sum(x))\n")
+    result = cli("check", "softmax_cross_entropy", "--impl", f"{mine}:my_loss")
+    assert result.exit_code == 2
+    assert "my_loss is one function, read as a loss: it must return (loss, dx)" in result.stderr
+
+
+def test_options_their_code_cannot_take_are_refused_by_name(cli):
+    result = cli("check", "conv2d", SPECS / "conv2d_padded_dilated.yaml", "--impl", LAYERS)
+    assert result.exit_code == 2
+    assert "options.dilation: CS231n's conv_forward_naive has no dilation" in result.stderr
+    result = cli("check", "softmax_cross_entropy", "--impl", LAYERS, "--dtype", "float32")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_the_python_api_takes_the_same_forms():
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        import layers  # noqa: PLC0415 - the fixture, as a student imports it
+    finally:
+        sys.path.remove(str(FIXTURES))
+    loss = gradcli.check("softmax_cross_entropy", forward=layers.softmax_loss)
+    assert loss.passed
+    x, w, b = np.ones((2, 3)), np.arange(12.0).reshape(4, 3), np.zeros(4)
+    report = gradcli.check("linear", {"x": x, "W": w, "b": b}, forward=layers.affine_forward,
+                           backward=layers.affine_backward)  # fmt: skip
+    assert report.passed and report.check.forward.passed
+    comp = gradcli.compute(
+        "linear", {"x": x, "W": w, "b": b}, forward=layers.affine_forward,
+        backward=layers.affine_backward, grad_output=np.ones((2, 4)),
+    )  # fmt: skip
+    np.testing.assert_allclose(comp.gradients["W"], np.full((4, 3), 2.0))  # sum_n x[n] per row
+    np.testing.assert_allclose(comp.gradients["x"], np.tile(w.sum(axis=0), (2, 1)))
