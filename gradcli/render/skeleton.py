@@ -63,3 +63,21 @@ def _cs231n(layer: str) -> str:
     text = (f"A CS231n file works as it is (gradcli check {layer} SPEC --impl layers.py): "
             f"gradcli finds {'; or '.join(found)}.")  # fmt: skip
     return "\n" + textwrap.fill(text, 95) + "\n"
+
+
+# `gradcli init custom`: a spec for the custom skeleton above, so the two run as they are
+CUSTOM_SPEC = """\
+# gradcli spec for a custom layer: your own forward and backward, in a module
+# run: gradcli init custom --impl -o my_custom.py
+#      gradcli check custom THIS_FILE.yaml --impl my_custom.py
+layer: custom
+dtype: float64          # float64 or float32
+seed: 0                 # seeds every generated tensor and the default grad_output
+options:                # any keywords; your functions receive exactly these
+  scale: 2.0
+tensors:                # any names (Python identifiers, your functions' keywords), any shapes
+  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number
+  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}
+  x: {shape: [3, 4], init: normal}
+# grad_output (the upstream gradient dL/d(output)): omitted, drawn with your output's shape
+"""
