@@ -27,6 +27,7 @@ CASES = [
     ("svm", None, "x", LAYERS, BUGGY),
     ("batchnorm", None, "x", LAYERS, BUGGY),
     ("layernorm", None, "x", LAYERS, BUGGY),
+    ("groupnorm", None, "gamma", LAYERS, BUGGY),  # gamma (C,) as their (1, C, 1, 1)
     ("dropout", None, "x", LAYERS, BUGGY),
     ("conv2d", FIXTURES / "conv2d_small.yaml", "W", LAYERS, BUGGY),
     ("maxpool2d", FIXTURES / "maxpool2d_small.yaml", "X", LAYERS, BUGGY),
@@ -149,3 +150,31 @@ def test_the_python_api_takes_the_same_forms():
     )  # fmt: skip
     np.testing.assert_allclose(comp.gradients["W"], np.full((4, 3), 2.0))  # sum_n x[n] per row
     np.testing.assert_allclose(comp.gradients["x"], np.tile(w.sum(axis=0), (2, 1)))
+
+
+VANILLA = '''
+import numpy as np
+def dropout_forward(x, dropout_param):
+    np.random.seed(dropout_param["seed"])
+    mask = np.random.rand(*x.shape) < dropout_param["p"]
+    return x * mask{scale}, (mask, dropout_param)
+def dropout_backward(dout, cache):
+    mask, dropout_param = cache
+    return dout * mask{scale}
+'''
+
+
+@pytest.mark.parametrize(("scale", "spec", "passed"), [
+    (" / dropout_param['p']", None, True),  # inverted dropout, p keeps: right
+    ("", None, False),  # vanilla dropout: backward consistent with it, the forward is wrong
+    (" / (1 - dropout_param['p'])", SPECS / "dropout_p03.yaml", False),  # p read as dropping
+])  # fmt: skip
+def test_dropout_is_compared_where_their_own_mask_keeps(cli, tmp_path, scale, spec, passed):
+    """Their mask is their generator's, never ours: their forward must be x / (1 - p) where it
+    keeps an element. A wrong scale passes the gradient check (the backward agrees with the
+    forward) and is caught there."""
+    mine = tmp_path / "layers.py"
+    mine.write_text(VANILLA.replace("{scale}", scale.replace("'", '"')))
+    result, doc = _check(cli, "dropout", spec, mine)
+    assert result.exit_code == (0 if passed else 1), result.stderr
+    assert doc["results"]["x"]["passed"] and doc["forward"]["passed"] == passed

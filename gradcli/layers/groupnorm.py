@@ -17,6 +17,7 @@ import numpy as np
 from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers import _norm
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
+from gradcli.layers.cs231n import CHANNELS, NCHW, Form, out
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], Tens
     )
 
 
+def gn_param(options: Any, s: Shapes) -> tuple[int, dict[str, Any]]:
+    """CS231n's G and gn_param, after the tensors: (x, gamma, beta, G, gn_param)."""
+    o = options or Options()
+    return o.groups, {"eps": o.eps}
+
+
 LAYER = Layer(
     name="groupnorm",
     summary="Y = gamma (X - mean_g X) / sqrt(var_g X + eps) + beta,  per example and group g",
@@ -183,4 +190,11 @@ LAYER = Layer(
     perturbed=perturbed,
     explain=explain,
     skeleton=SKELETON,
+    cs231n=(
+        Form("spatial_groupnorm_forward", "spatial_groupnorm_backward",
+             {"X": NCHW, "gamma": CHANNELS, "beta": CHANNELS}, out(NCHW), gn_param,
+             applies=lambda o: getattr(o, "spatial", 2) == 2,
+             layout="X as (N, C, H, W), gamma and beta as (1, C, 1, 1)",
+             hint="spatial_groupnorm_forward, for images (spatial: 2)"),
+    ),  # fmt: skip
 )
