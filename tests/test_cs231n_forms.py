@@ -178,3 +178,14 @@ def test_dropout_is_compared_where_their_own_mask_keeps(cli, tmp_path, scale, sp
     result, doc = _check(cli, "dropout", spec, mine)
     assert result.exit_code == (0 if passed else 1), result.stderr
     assert doc["results"]["x"]["passed"] and doc["forward"]["passed"] == passed
+
+
+def test_options_no_cs231n_form_takes_are_one_line(cli, tmp_path):
+    spec = tmp_path / "bn.yaml"
+    spec.write_text("options: {spatial: 1}\ntensors:\n  x: {shape: [3, 4, 2]}\n"
+                    "  gamma: {shape: [2]}\n")  # fmt: skip
+    for impl in (LAYERS, f"{LAYERS}:batchnorm_forward"):  # found by its names, or named
+        result = cli("check", "batchnorm", spec, "--impl", impl)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert "spatial_batchnorm_forward (x (N, D) with spatial: 0, or images" in result.stderr
+        assert result.stderr.strip().endswith("take none of this spec's options (spatial: 1)")

@@ -164,7 +164,7 @@ def _spatial(options: Any) -> int:
     return getattr(options, "spatial", 0)
 
 
-HINT = "batchnorm_forward for x (N, D), spatial: 0; spatial_batchnorm_forward for (N, H, W, C)"
+HINT = "x (N, D) with spatial: 0, or images (N, H, W, C) with spatial: 2"
 
 
 LAYER = Layer(

@@ -195,6 +195,6 @@ LAYER = Layer(
              {"X": NCHW, "gamma": CHANNELS, "beta": CHANNELS}, out(NCHW), gn_param,
              applies=lambda o: getattr(o, "spatial", 2) == 2,
              layout="X as (N, C, H, W), gamma and beta as (1, C, 1, 1)",
-             hint="spatial_groupnorm_forward, for images (spatial: 2)"),
+             hint="images (N, H, W, C) with spatial: 2"),
     ),  # fmt: skip
 )

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import UserCodeError, printable
-from gradcli.layers.base import Layer
+from gradcli.layers.base import Layer, options_dict
 from gradcli.layers.cs231n import Form
 from gradcli.user import result
 from gradcli.user.readonly import read_only_call
@@ -86,29 +86,38 @@ def declared(
     fits = [f for f in present if f.applies(options)]
     if len(fits) > 1:
         raise UserCodeError(
-            f"{printable(path.name)} defines {' and '.join(f.names for f in fits)}, each "
-            f"CS231n's {base.name if base else ''}: name one ({printable(path.name)}:"
-            f"{fits[0].forward})",
+            f"defines {' and '.join(f.names for f in fits)}, each CS231n's "
+            f"{base.name if base else ''}: name one ({printable(path.name)}:{fits[0].forward})",
             source=str(path),
         )
     if fits:
         return fits[0]
     if present:  # the layer's forms are there, but not for these options
-        raise UserCodeError(
-            f"{present[0].names} in {printable(path.name)} is CS231n's {present[0].hint or ''}"
-            f"; this spec's options have no CS231n form",
-            source=str(path),
-        )
+        unfit(base, options, path)
     return None
 
 
-def for_options(base: Layer | None, options: Any, single: bool) -> Form | None:
+def for_options(base: Layer | None, options: Any, single: bool, path: Path) -> Form | None:
     """The layer's form for functions the user named (FILE.py:NAME, forward=): the first one of
     that kind (a pair or one loss function) the options fit."""
-    for f in base.cs231n if base else ():
-        if (f.backward is None) == single and f.applies(options):
+    kind = [f for f in (base.cs231n if base else ()) if (f.backward is None) == single]
+    for f in kind:
+        if f.applies(options):
             return f
+    if kind:
+        unfit(base, options, path)
     return None
+
+
+def unfit(base: Any, options: Any, path: Path) -> None:
+    """The layer has CS231n forms, but none for these options (batchnorm's spatial: 1)."""
+    forms = base.cs231n
+    raise UserCodeError(
+        f"CS231n's {' and '.join(f.forward for f in forms)} "
+        f"({forms[0].hint or 'its forms'}) take none of this spec's options "
+        f"({', '.join(f'{k}: {v}' for k, v in options_dict(options).items())})",
+        source=str(path),
+    )
 
 
 def order(t: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[str]:

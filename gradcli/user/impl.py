@@ -331,7 +331,7 @@ def _convention(
         return cs231n.Call(impl.path, lookup(form.forward), backward, form.forward,
                            form.backward or form.forward, form, constants)  # fmt: skip
     single = impl.backward is None
-    form = cs231n.for_options(base, options, single)
+    form = cs231n.for_options(base, options, single, impl.path)
     if not single and impl.labels is None:  # forward/backward: CS231n's by the signature
         outputs = form.outputs if form else 1
         if not cs231n.detect(impl.backward, own, outputs):  # type: ignore[arg-type]
