@@ -215,7 +215,8 @@ def softmax_ce_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[s
     e = np.exp(shifted)
     total = e.sum(axis=-1, keepdims=True)
     logp_y = _pick(shifted, y) - np.log(total[..., 0])
-    return -logp_y / x.shape[-2], {"p": e / total, "y": y, "shape": x.shape}
+    # p = e / total is the backward's: the numerical engine runs this once per perturbed copy
+    return -logp_y / x.shape[-2], {"e": e, "total": total, "y": y, "shape": x.shape}
 
 
 def softmax_ce_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -230,7 +231,7 @@ SOFTMAX_CE_TERMS = Terms(softmax_ce_terms, 1, _rows_footprint(per_element=False)
 # dL/dx[n, c] = dloss * (p[n, c] - [c == y_n]) / N
 def softmax_ce_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dloss (...) -> {"x": (..., N, C)}."""
-    p, y = cache["p"], cache["y"]
+    p, y = cache["e"] / cache["total"], cache["y"]
     grad = _per_batch(dloss) * (p - _onehot(y, p.shape[-1], p.dtype)) / p.shape[-2]
     return {"x": _to_shape(grad, cache["shape"])}
 
@@ -294,10 +295,13 @@ SOFTMAX_CROSS_ENTROPY = Layer(
 def svm_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row."""
     x, y = t["x"], as_indices(t["y"])
-    m = x - _pick(x, y)[..., None] + 1.0
-    m = m * (m.real > 0)  # the hinge, its mask from the real part: complex-safe
-    m = m * (np.arange(x.shape[-1]) != y[..., None])  # the correct class adds no margin
-    cache = {"active": m.real > 0, "y": y, "dtype": x.dtype, "shape": x.shape}
+    # in place, and the active set left to the backward: the numerical engine runs this once
+    # per perturbed copy
+    m = x - (_pick(x, y)[..., None] - 1.0)  # the 1 added to the small side
+    m *= m.real > 0  # the hinge, its mask from the real part: complex-safe
+    true = np.broadcast_to(y[..., None], m.shape[:-1] + (1,))
+    np.put_along_axis(m, true, 0.0, axis=-1)  # the correct class adds no margin
+    cache = {"margins": m, "y": y, "dtype": x.dtype, "shape": x.shape}
     return m.sum(axis=-1) / x.shape[-2], cache
 
 
@@ -315,7 +319,7 @@ SVM_TERMS = Terms(svm_terms, 1, _rows_footprint(per_element=False))
 # dL/dx[n, y_n] = -dloss * sum_c active[n, c] / N
 def svm_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dloss (...) -> {"x": (..., N, C)}."""
-    active, y = cache["active"].astype(cache["dtype"]), cache["y"]
+    active, y = (cache["margins"].real > 0).astype(cache["dtype"]), cache["y"]
     dx = active - _onehot(y, active.shape[-1], active.dtype) * active.sum(axis=-1, keepdims=True)
     return {"x": _to_shape(_per_batch(dloss) * dx / active.shape[-2], cache["shape"])}
 

@@ -10,11 +10,13 @@ the window's period, so the colors are the residues modulo the periods of all ax
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gradcli.layers.base import Footprint
+
+LINES_KEPT = 2**20  # elements of built lines a coloring keeps for its next colors
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class Coloring:
     # gigabytes (a dilated conv1d of 20,000 samples: 760 MB)
     windows: tuple[tuple[np.ndarray, np.ndarray] | None, ...]
     out_axes: tuple[int | None, ...]  # per axis: the output axis it maps onto (None: dense)
+    # lines already built, (axis, residue) -> line, while they stay small: a color's owners
+    # are built once per color and pass, and most colors share their lines (svm's x: every
+    # color has the one line of its N axis)
+    _lines: dict[tuple[int, int], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _kept: list[int] = field(default_factory=lambda: [0], repr=False, compare=False)  # elements
 
     def coords(self, residues: tuple[int, ...]) -> np.ndarray:
         """Flat indices of the coordinates of one color."""
@@ -58,12 +67,17 @@ class Coloring:
     def _line(self, a: int, r: int) -> np.ndarray:
         """Along axis a, for residue r: each output index's owning index t = r (mod period),
         or -1. Its windows are disjoint (that is what the period means)."""
+        if (a, r) in self._lines:
+            return self._lines[a, r]
         lo, hi = self.windows[a]  # type: ignore[misc]
         ts = np.arange(r, len(lo), self.periods[a])
         m = np.maximum(hi[ts] - lo[ts], 0)
         line = np.full(self.out_shape[self.out_axes[a]], -1, dtype=np.int64)  # type: ignore[index]
         starts = lo[ts] - (np.cumsum(m) - m)  # window i's first position, less its offset
         line[np.repeat(starts, m) + np.arange(int(m.sum()))] = np.repeat(ts, m)
+        if self._kept[0] + line.size <= LINES_KEPT:
+            self._lines[a, r] = line
+            self._kept[0] += line.size
         return line
 
 
