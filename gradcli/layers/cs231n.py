@@ -35,7 +35,6 @@ class Arg:
 
     to: Callable[[np.ndarray], np.ndarray]
     back: Callable[[np.ndarray, tuple[int, ...]], np.ndarray]
-    strict: bool = True  # False: a gradient of this size in any shape (CS231n's own code varies)
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -56,7 +55,10 @@ ROWS = Arg(_rows, lambda a, shape: a.reshape(shape))
 T = Arg(lambda a: a.T, lambda a, shape: a.T)
 NCHW = Arg(_nchw, _nhwc)  # images: (..., H, W, C) -> (N, C, H, W)
 # per channel, broadcast over images: (C,) -> (1, C, 1, 1) (CS231n's groupnorm's gamma, beta)
-CHANNELS = Arg(lambda a: a.reshape(1, -1, 1, 1), lambda a, shape: a.reshape(shape), strict=False)
+CHANNELS = Arg(lambda a: a.reshape(1, -1, 1, 1), lambda a, shape: a.reshape(shape))
+# word indices (..., T) as (N, T), and their vectors (..., T, D) as (N, T, D)
+SEQ = Arg(lambda a: a.reshape(-1, *a.shape[-2:]) if a.ndim > 1 else a.reshape(1, 1, -1),
+          lambda a, shape: a.reshape(shape))  # fmt: skip
 FILTERS = Arg(lambda a: a.transpose(3, 2, 0, 1), lambda a, shape: a.transpose(2, 3, 1, 0))
 
 

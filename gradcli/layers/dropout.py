@@ -20,7 +20,7 @@ import numpy as np
 
 from gradcli.errors import OptionError, brief
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option, same
-from gradcli.layers.cs231n import Form
+from gradcli.layers.cs231n import ROWS, Form, out
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -138,7 +138,8 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     cs231n=(
-        Form("dropout_forward", "dropout_backward", params=dropout_param, expected=expected,
+        Form("dropout_forward", "dropout_backward", {"x": ROWS}, out(ROWS), dropout_param,
+             expected=expected,
              layout="dropout_param p = 1 - p, the keep probability; their own mask"),
     ),  # fmt: skip
 )

@@ -22,7 +22,7 @@ from gradcli.layers.base import (
     batch_maps,
     same,
 )
-from gradcli.layers.cs231n import Form
+from gradcli.layers.cs231n import ROWS, SEQ, Form, out
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
 
@@ -133,5 +133,8 @@ LAYER = Layer(
     check_values=check_values,
     explain=explain,
     skeleton=SKELETON,
-    cs231n=(Form("word_embedding_forward", "word_embedding_backward"),),
+    cs231n=(
+        Form("word_embedding_forward", "word_embedding_backward", {"idx": ROWS}, out(SEQ),
+             layout="idx as x (N, T)"),
+    ),  # fmt: skip
 )
