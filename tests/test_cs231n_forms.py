@@ -189,3 +189,20 @@ def test_options_no_cs231n_form_takes_are_one_line(cli, tmp_path):
         assert result.exit_code == 2 and result.stdout == ""
         assert "spatial_batchnorm_forward (x (N, D) with spatial: 0, or images" in result.stderr
         assert result.stderr.strip().endswith("take none of this spec's options (spatial: 1)")
+
+
+def test_a_gradient_in_gradcli_layout_is_refused_naming_cs231n_layout(cli, tmp_path):
+    """dw returned as gradcli's (kh, kw, C_in, C_out) instead of CS231n's (F, C, HH, WW): the
+    sizes agree, the shapes do not, and the message says which layout was expected."""
+    (tmp_path / "layers.py").write_text(LAYERS.read_text())
+    mine = tmp_path / "mine.py"
+    mine.write_text(
+        "from layers import conv_backward_naive as right, conv_forward_naive  # noqa: F401\n"
+        "def conv_backward_naive(dout, cache):\n"
+        "    dx, dw, db = right(dout, cache)\n"
+        "    return dx, dw.transpose(2, 3, 1, 0), db\n"
+    )
+    result = cli("check", "conv2d", FIXTURES / "conv2d_small.yaml", "--impl", mine)
+    assert result.exit_code == 2, result.stderr
+    assert ("conv_backward_naive's gradient 2 of 3 (dW) has shape [3, 3, 2, 2], expected "
+            "[2, 2, 3, 3] (X as (N, C, H, W), W as (F, C, HH, WW)") in result.stderr  # fmt: skip
