@@ -206,3 +206,12 @@ def test_a_gradient_in_gradcli_layout_is_refused_naming_cs231n_layout(cli, tmp_p
     assert result.exit_code == 2, result.stderr
     assert ("conv_backward_naive's gradient 2 of 3 (dW) has shape [3, 3, 2, 2], expected "
             "[2, 2, 3, 3] (X as (N, C, H, W), W as (F, C, HH, WW)") in result.stderr  # fmt: skip
+
+
+def test_half_a_pair_is_named_not_read_as_a_loss(cli, tmp_path):
+    mine = tmp_path / "half.py"
+    mine.write_text("import numpy as np\ndef relu_forward(x):\n    return np.maximum(x, 0), x\n")
+    for impl, said in ((mine, f"{mine}: defines relu_forward but no relu_backward(...)"),
+                       (f"{mine}:relu_forward", "defines relu_forward but no relu_backward(...)")):
+        result = cli("check", "relu", "--impl", impl)
+        assert result.exit_code == 2 and said in result.stderr

@@ -94,6 +94,10 @@ def declared(
         return fits[0]
     if present:  # the layer's forms are there, but not for these options
         unfit(base, options, path)
+    half = [f for f in forms if has(f.forward) and f.backward and not has(f.backward)]
+    if half:
+        raise UserCodeError(f"defines {half[0].forward} but no {half[0].backward}(...)",
+                            source=str(path))  # fmt: skip
     return None
 
 

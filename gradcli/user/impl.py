@@ -131,6 +131,12 @@ def _named(
             f"{name}_backward)",
             param=param,
         )
+    if "forward" in name:  # half of a pair, never a loss function
+        raise UserCodeError(
+            f"{printable(str(path))} defines {name} but no "
+            f"{name.replace('forward', 'backward')}(...) to pair it with",
+            param=param,
+        )
     return Impl(path, folder.scoped(holder), None, labels=(name, name))
 
 
