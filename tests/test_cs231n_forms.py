@@ -215,3 +215,12 @@ def test_half_a_pair_is_named_not_read_as_a_loss(cli, tmp_path):
                        (f"{mine}:relu_forward", "defines relu_forward but no relu_backward(...)")):
         result = cli("check", "relu", "--impl", impl)
         assert result.exit_code == 2 and said in result.stderr
+
+
+def test_a_name_that_could_be_a_loss_or_a_pair_is_refused(cli, tmp_path):
+    mine = tmp_path / "amb.py"
+    mine.write_text("def affine(x, w, b):\n    return 0.0, x\n"
+                    "def affine_forward(x, w, b):\n    return x, None\n"
+                    "def affine_backward(dout, cache):\n    return dout, dout, dout\n")  # fmt: skip
+    result = cli("check", "linear", "--impl", f"{mine}:affine")
+    assert result.exit_code == 2 and "defines affine and also affine_forward with" in result.stderr

@@ -118,6 +118,12 @@ def _named(
     """FILE.py:NAME naming functions: a pair by CS231n's names (NAME_forward, NAME_backward),
     or one function, a loss returning (loss, dx)."""
     pair = cs231n.pair_names(name, lambda n: callable(get(n)))
+    if pair is not None and holder is not _MISSING and pair[0] != name:
+        raise UserCodeError(  # affine, and affine_forward with affine_backward: which one?
+            f"{printable(str(path))} defines {name} and also {pair[0]} with {pair[1]}: name "
+            f"one ({printable(str(path))}:{pair[0]} for the pair)",
+            param=param,
+        )
     if pair is not None:
         fns = [get(n) for n in pair]
         for n, f in zip(pair, fns, strict=True):
