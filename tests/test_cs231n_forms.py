@@ -224,3 +224,16 @@ def test_a_name_that_could_be_a_loss_or_a_pair_is_refused(cli, tmp_path):
                     "def affine_backward(dout, cache):\n    return dout, dout, dout\n")  # fmt: skip
     result = cli("check", "linear", "--impl", f"{mine}:affine")
     assert result.exit_code == 2 and "defines affine and also affine_forward with" in result.stderr
+
+
+def test_one_initial_state_for_a_batch_is_refused_for_cs231n_code(cli, tmp_path):
+    """gradcli broadcasts prev_h (H,) over x (N, D); CS231n's rnn_step takes one N for both."""
+    spec = tmp_path / "rnn.yaml"
+    spec.write_text(
+        "tensors:\n  x: {shape: [2, 4]}\n  prev_h: {shape: [3]}\n"
+        "  Wx: {shape: [4, 3]}\n  Wh: {shape: [3, 3]}\n  b: {shape: [3]}\n"
+    )
+    result = cli("check", "rnn_step", spec, "--impl", RNN)
+    assert result.exit_code == 2
+    assert "takes x and prev_h with the same batch axes" in result.stderr
+    assert "this spec has x [2, 4], prev_h [3]" in result.stderr

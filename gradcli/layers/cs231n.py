@@ -89,6 +89,9 @@ class Form:
     # tensors their code takes with exactly this many axes (a layer that mixes its batch: its
     # leading axes cannot be flattened into N)
     ndim: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # tensors their code takes with one N between them (an RNN step's x and prev_h): the same
+    # batch axes, where gradcli would broadcast one initial state over the batch
+    batch: tuple[str, ...] = ()
     applies: Callable[[Any], bool] = lambda options: True  # batchnorm: spatial 0 or 2
     layout: str = ""  # how their layout differs from gradcli's, in words ("" the same)
     # the output their forward is compared with, when ours cannot be reproduced exactly

@@ -200,6 +200,7 @@ LAYER = Layer(
     cs231n=(
         Form("lstm_step_forward", "lstm_step_backward",
              {"x": ROWS, "prev_h": ROWS, "prev_c": ROWS}, lstm_out(), outputs=2,
+             batch=("x", "prev_h", "prev_c"), hint="x (N, D), prev_h and prev_c (N, H)",
              layout="their next_h, next_c are out[..., 0, :], out[..., 1, :]"),
     ),  # fmt: skip
 )

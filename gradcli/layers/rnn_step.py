@@ -119,6 +119,7 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     cs231n=(
-        Form("rnn_step_forward", "rnn_step_backward", {"x": ROWS, "prev_h": ROWS}, out(ROWS)),
+        Form("rnn_step_forward", "rnn_step_backward", {"x": ROWS, "prev_h": ROWS}, out(ROWS),
+             batch=("x", "prev_h"), hint="x (N, D), prev_h (N, H)"),
     ),
 )

@@ -233,6 +233,11 @@ class Call:
         return loss.reshape(()), value[1:]
 
     def _ranks(self, form: Form, t: Mapping[str, np.ndarray]) -> None:
+        leads = {n: np.shape(t[n])[:-1] for n in form.batch if n in t}
+        if len(set(leads.values())) > 1:
+            shapes = ", ".join(f"{n} {list(np.shape(t[n]))}" for n in leads)
+            self._refuse(f"CS231n's {form.forward} takes {' and '.join(leads)} with the same "
+                         f"batch axes ({form.hint}); this spec has {shapes}")  # fmt: skip
         for n, k in form.ndim.items():
             if n in t and np.ndim(t[n]) != k:
                 self._refuse(f"CS231n's {form.forward} takes {n} with {k} axes ({form.hint}); "
