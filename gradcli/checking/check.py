@@ -107,6 +107,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     session: hypotheses.Session | None = None  # the causes tried, at a first failure
     spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
+    forward: TensorResult | None = None  # --impl of a built-in: its forward against ours
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -150,7 +151,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         eps=p.engine.eps, atol=p.atol, rtol=p.rtol, mode=p.mode, results=results,
         notes=tuple(p.notes),
         not_checked=tuple(n for n in spec.grad_shapes if n not in p.under_test),
-        builtin=builtin, forward=forward_against_builtin(spec, p.comp),
+        builtin=builtin, forward=p.forward,
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
     )  # fmt: skip
 
@@ -182,6 +183,12 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"forward pass, more than the limit of {opts.max_memory / 2**20:,.0f} MB",
             param="max_memory",
         )
+    forward = forward_against_builtin(spec, comp)
+    builtin = REGISTRY.get(spec.layer.name)
+    if forward is not None and forward.passed and builtin is not None and builtin.kinks:
+        # the user's forward is the built-in's here: its kinks are where the built-in says
+        # (a missed one could only fail; a declared one a smooth forward lacks reads its slope)
+        engine.declared_kinks = builtin.kinks
     complex_safe(spec, opts.method, engine)
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
@@ -201,10 +208,15 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 for n in names if declares_kinks(engines[n])}  # fmt: skip
     for n, (extra, _) in rechecks.items():
         estimates[n] += extra
+    if opts.method in MIRRORS:  # the other side's differences where no kink is declared
+        for n in names:
+            if not declares_kinks(engines[n]):
+                estimates[n] *= 2
     p = Prepared(
         spec, opts, comp, under_test, engine, engines, groups, estimates, opts.mode,
         default_atol, atol, rtol, roundoff, contract,
     )  # fmt: skip
+    p.forward = forward
     p.session = hypotheses.Session(spec, under_test, comp.output)
     seconds = sum(estimates.values())
     if p.mode == "auto":
@@ -234,9 +246,11 @@ def _of_kinks(rechecks: Mapping[str, tuple[float, int]]) -> str:
 
 
 def declares_kinks(engine: Engine) -> bool:
-    """Whether the engine's layer is a built-in that says where its kinks are (its own, not a
-    user's implementation under its name: that one gets the detector)."""
-    return REGISTRY.get(engine.layer.name) is engine.layer and engine.layer.kinks is not None
+    """Whether the engine's layer says where its kinks are: a built-in, or a user's
+    implementation of one whose forward agreed with it (else the detector)."""
+    if kinks.kink_map(engine) is None:
+        return False
+    return REGISTRY.get(engine.layer.name) is engine.layer or hasattr(engine, "declared_kinks")
 
 
 def tested(
@@ -308,7 +322,13 @@ def kinks_stage(
         seen = np.isfinite(grad).ravel()
         a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
         floor = atol if noise is None else np.maximum(atol, noise.ravel())
-        failing = np.flatnonzero(seen & ~(np.abs(a - n) <= floor + rtol * np.abs(n)))
+        failing = seen & ~(np.abs(a - n) <= floor + rtol * np.abs(n))
+        mirror = _mirror(p, name, coords)
+        if mirror is not None:  # a one-sided method reads one side of a kink, which a wrong
+            # backward may match exactly (all of a tie's gradient to each of its elements):
+            # where the other side's difference disagrees, the coordinate is examined too
+            failing |= seen & ~(np.abs(mirror.ravel() - n) <= floor + rtol * np.abs(n))
+        failing = np.flatnonzero(failing)
 
         def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
             return np.maximum(atol, noise) + rtol * np.abs(ref)
@@ -338,6 +358,21 @@ def kinks_stage(
         noise_at.flat[fix.coords] = np.maximum(noise_at.flat[fix.coords], fix.noise_at)
     info = dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
     return grad, info, fix
+
+
+MIRRORS = {"forward": "backward", "backward": "forward"}
+
+
+def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | None:
+    """For a one-sided method on a layer that declares no kinks: the other side's difference at
+    the same coordinates (what central differences cost in all), else None."""
+    other = MIRRORS.get(p.opts.method)
+    if other is None:
+        return None
+    e = p.engines[name]
+    mirror = Engine(e.layer, e.t64, e.options, e.g, method=other, eps=p.opts.eps,
+                    max_memory=p.opts.max_memory)  # fmt: skip
+    return mirror.gradient(name, coloring=p.opts.coloring, coords=coords)[0]
 
 
 # ---------------------------------------------------------------------------- compare

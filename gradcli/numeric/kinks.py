@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcli.numeric import cost
+from gradcli.numeric import cost, ties
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
 
@@ -196,14 +196,20 @@ def met(engine, name: str) -> np.ndarray | None:
     return None if hit is None else hit.copy()  # the caller's to change
 
 
+def kink_map(engine):
+    """Where the layer's kinks are: its own ``Layer.kinks``, or the built-in's it implements
+    (``engine.declared_kinks``, set by the check once the user's forward agreed with it)."""
+    return getattr(engine, "declared_kinks", None) or engine.layer.kinks
+
+
 def _met(engine, name: str) -> np.ndarray | None:
-    layer, x = engine.layer, engine.t64.get(name)
-    if layer.kinks is None or x is None:
+    kinks_of, x = kink_map(engine), engine.t64.get(name)
+    if kinks_of is None or x is None:
         return None
     right, left = _reach(engine, name)
     hit = None
     for step in (np.zeros(x.size), right, left):
-        m = layer.kinks(name, engine.t64, engine.options, step.reshape(x.shape))
+        m = kinks_of(name, engine.t64, engine.options, step.reshape(x.shape))
         if m is None:
             return None
         m = np.asarray(m, dtype=bool).ravel()
@@ -220,10 +226,10 @@ def declared(
     if hit is None:
         return None
     x = engine.t64[name]
-    layer = engine.layer
+    kinks_of = kink_map(engine)
 
     def meets(step: np.ndarray) -> np.ndarray:
-        m = layer.kinks(name, engine.t64, engine.options, step.reshape(x.shape))
+        m = kinks_of(name, engine.t64, engine.options, step.reshape(x.shape))
         return np.asarray(m, dtype=bool).ravel()
 
     idx = np.flatnonzero(_within(hit, coords))
@@ -234,6 +240,8 @@ def declared(
     values = np.full(idx.size, np.nan)
     noise = np.zeros(idx.size)
     todo = np.ones(idx.size, dtype=bool)
+    at = np.zeros(idx.size, dtype=bool)  # at the kink itself: both sides clean
+    right, left, hk = (np.zeros(idx.size) for _ in range(3))
     for _ in range(HALVINGS):
         if not todo.any():
             break
@@ -253,9 +261,14 @@ def declared(
             values[clean] = slopes[side][clean] if clean.any() else values[clean]
         both = plus & minus  # at the kink itself: any slope between the two sides'
         if both.any():
-            values[both] = between(a[both], slopes[1][both], slopes[-1][both])
+            at |= both
+            right[both], left[both], hk[both] = slopes[1][both], slopes[-1][both], h[both]
         todo &= ~(plus | minus)
         h = np.where(todo, h / 2, h)
+    if at.any():  # each coordinate within its interval, each tie group's sum within its own
+        values[at], nz, _ = ties.enforce(engine, name, idx[at], hk[at], a[at], right[at],
+                                         left[at], coloring)  # fmt: skip
+        noise[at] = np.maximum(noise[at], nz)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()))
 
 
@@ -328,6 +341,10 @@ def detected(
     crossed = both & ~apart & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
     one = sr ^ sl  # a kink within H/2 on the unstable side
     pick = between(a, right, left)
+    if at_kink.any():  # each tie group's sum within its own interval too
+        pick[at_kink], nz, _ = ties.enforce(engine, name, idx[at_kink], H[at_kink] / 4,
+                                            a[at_kink], right[at_kink], left[at_kink], coloring)
+        noise[at_kink] = np.maximum(noise[at_kink], nz)
     value = np.where(sr, right, left)
     value = np.where(at_kink, pick, np.where(crossed, (right + left) / 2, value))
     kink = at_kink | crossed | one

@@ -1,0 +1,191 @@
+"""Tie groups: the coordinates at a kink that share an output are checked together.
+
+At a tie (a max-pool window whose maximum is held by several elements, an svm score exactly at
+its margin, a user's maximum(a, b) at a == b) each coordinate alone may take any slope between
+its two one-sided ones, but not independently of the others: moving the whole group together
+is a direction of its own (for a max, a smooth one: max(x+t, ..., x+t) = max + t), and the
+gradient's sum over the group must lie between that direction's two one-sided slopes. A
+backward that gives the full gradient to every tied element (CS231n's ``win == win.max()``
+mask), or to none, meets each coordinate's interval and misses the group's.
+
+A group is found without knowing the layer: the coordinates at a kink whose moves reach a
+common output (through the layer's verified footprint where it has one, else by moving each
+alone), joined transitively. Its direction is evaluated with one copy per stencil point for
+all groups at once, each output difference attributed to the group that owns it (one copy per
+group when an output no group owns moved). The values compared are then the point nearest the
+analytical gradient that lies in every coordinate's interval and has the group's sum in the
+group's: unchanged when the backward is consistent, off by the excess otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = True):
+    """(positions into ``idx``, output flat indices): the outputs each coordinate moves."""
+    out_size = int(np.prod(engine.out_shape))
+    if out_size == 1 or (coloring and engine.incremental(name) == ""):
+        # a loss: every coordinate moves its one output (an incremental path is a loss's too)
+        return np.arange(idx.size), np.zeros(idx.size, dtype=np.int64)
+    col = engine.colored(name)[0] if coloring else None
+    if col is not None and hasattr(col, "windows"):
+        return _declared_support(engine, name, col, idx)
+    return _moved_support(engine, name, idx, h)
+
+
+def _declared_support(engine, name: str, col, idx: np.ndarray):
+    shape = engine.t64[name].shape
+    position = {int(j): k for k, j in enumerate(idx)}
+    t = np.unravel_index(idx, shape)
+    per = np.stack([ti % p for ti, p in zip(t, col.periods, strict=True)], axis=1)
+    residues = {tuple(int(v) for v in r) for r in per}
+    pos, out = [], []
+    for r in residues:
+        owner = col.owner(r)
+        hit = np.flatnonzero(np.isin(owner, idx))
+        pos.append(np.array([position[int(o)] for o in owner[hit]], dtype=np.int64))
+        out.append(hit)
+    return np.concatenate(pos), np.concatenate(out)
+
+
+def _moved_support(engine, name: str, idx: np.ndarray, h: np.ndarray):
+    """One copy per coordinate and side (stacked, chunked): the outputs that changed."""
+    x = engine.t64[name].ravel()
+    shape = engine.t64[name].shape
+    pos, out = [], []
+    per = max(1, engine._chunk(name, idx.size) // 2)
+    for lo in range(0, idx.size, per):
+        part = idx[lo : lo + per]
+        c = len(part)
+        rows = np.repeat(x[None, :], 1 + 2 * c, axis=0)
+        rows[1 + np.arange(c), part] = x[part] + h[lo : lo + c]
+        rows[1 + c + np.arange(c), part] = x[part] - h[lo : lo + c]
+        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
+        y = y.reshape(len(rows), -1)
+        moved = ((y[1 : 1 + c] != y[:1]) | (y[1 + c :] != y[:1])).nonzero()
+        pos.append(lo + moved[0])
+        out.append(moved[1])
+    return np.concatenate(pos), np.concatenate(out)
+
+
+def groups(n: int, pos: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """A label per coordinate (0 ... n-1): coordinates sharing an output, transitively, share
+    one (the smallest position among them)."""
+    label = np.arange(n)
+    if not pos.size:
+        return label
+    order = np.argsort(out, kind="stable")
+    pos, out = pos[order], out[order]
+    starts = np.flatnonzero(np.r_[True, out[1:] != out[:-1]])
+    while True:  # propagate the smallest label through shared outputs until nothing changes
+        least = np.minimum.reduceat(label[pos], starts)
+        per_pair = np.repeat(least, np.diff(np.r_[starts, pos.size]))
+        new = label.copy()
+        np.minimum.at(new, pos, per_pair)
+        new = new[new]  # follow the chain one more link each round
+        if np.array_equal(new, label):
+            return label
+        label = new
+
+
+def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
+           pos: np.ndarray, out: np.ndarray):  # fmt: skip
+    """For each group of at least two (its label): (right, left, noise) of the loss along the
+    group's sum direction, second-order one-sided differences with the group's smallest step."""
+    keys, inverse, count = np.unique(label, return_inverse=True, return_counts=True)
+    big = count >= 2
+    if not big.any():
+        return {}
+    gid = np.where(big[inverse], inverse, -1)  # group of each coordinate (-1: alone)
+    step = np.full(keys.size, np.inf)
+    np.minimum.at(step, inverse, h)
+    out_size = int(np.prod(engine.out_shape))
+    owner = np.full(out_size, -1, dtype=np.int64)  # the group each output belongs to
+    owner[out] = gid[pos]
+    x = engine.t64[name].ravel()
+    shape = engine.t64[name].shape
+    g = engine.g.ravel()
+    offsets = (1, 2, -1, -2)
+    many = np.flatnonzero(big)
+    D = np.zeros((len(offsets), keys.size))
+    scale = np.zeros(keys.size)
+    rows = np.repeat(x[None, :], 1 + len(offsets), axis=0)
+    moving = gid >= 0
+    for k, s in enumerate(offsets):
+        rows[1 + k, idx[moving]] += s * step[gid[moving]]
+    y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
+    d = y.reshape(len(rows), -1)[1:] - y.reshape(len(rows), -1)[:1]
+    if np.any(d[:, owner < 0] != 0):  # an output no group owns moved: one copy per group
+        return _separately(engine, name, idx, gid, many, step, offsets)
+    keep = owner >= 0
+    for k in range(len(offsets)):
+        D[k] = np.bincount(owner[keep], weights=(d[k] * g)[keep], minlength=keys.size)
+    moved = (d != 0).any(axis=0) * engine.gy
+    scale = np.bincount(owner[keep], weights=moved[keep], minlength=keys.size)
+    return _finish(keys, many, D, scale, step)
+
+
+def _separately(engine, name, idx, gid, many, step, offsets):
+    x = engine.t64[name].ravel()
+    shape = engine.t64[name].shape
+    D = np.zeros((len(offsets), gid.max() + 1 if gid.size else 0))
+    scale = np.zeros(D.shape[1])
+    for G in many:
+        rows = np.repeat(x[None, :], 1 + len(offsets), axis=0)
+        for k, s in enumerate(offsets):
+            rows[1 + k, idx[gid == G]] += s * step[G]
+        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
+        d = y.reshape(len(rows), -1)[1:] - y.reshape(len(rows), -1)[:1]
+        D[:, G] = d @ engine.g.ravel()
+        scale[G] = ((d != 0).any(axis=0) * engine.gy).sum()
+    keys = np.arange(D.shape[1])
+    return _finish(keys, many, D, scale, step)
+
+
+def _finish(keys, many, D, scale, step):
+    right = (4 * D[0] - D[1]) / (2 * step)
+    left = -(4 * D[2] - D[3]) / (2 * step)
+    noise = 4 * EPS * 2.5 * scale / step
+    return {int(G): (right[G], left[G], noise[G]) for G in many}
+
+
+def project(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: float, high: float):
+    """The point nearest ``a`` with every entry in [lo, hi] and its sum in [low, high]:
+    clip(a - lam, lo, hi) for the shift lam that brings the sum to the nearer end (bisection;
+    the sum falls as lam grows). Unchanged (clipped) when the clipped sum already lies inside."""
+    v = np.clip(a, lo, hi)
+    total = v.sum()
+    if low <= total <= high:
+        return v
+    target = high if total > high else low
+    a_lo, a_hi = float(np.min(a - hi)), float(np.max(a - lo))
+    for _ in range(100):
+        mid = (a_lo + a_hi) / 2
+        if np.clip(a - mid, lo, hi).sum() > target:
+            a_lo = mid
+        else:
+            a_hi = mid
+    return np.clip(a - (a_lo + a_hi) / 2, lo, hi)
+
+
+def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
+            right: np.ndarray, left: np.ndarray, coloring: bool = True):  # fmt: skip
+    """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
+    in its own interval [right, left], and each tie group's sum in the group's. Returns
+    (values, noise per coordinate, groups of two or more)."""
+    lo, hi = np.minimum(right, left), np.maximum(right, left)
+    values = np.clip(a, lo, hi)
+    noise = np.zeros(idx.size)
+    if idx.size < 2:
+        return values, noise, 0
+    pos, out = support(engine, name, idx, h, coloring)
+    label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
+    found = slopes(engine, name, idx, h, label, pos, out)
+    for G, (r, l, nz) in found.items():
+        members = label == G
+        values[members] = project(a[members], lo[members], hi[members], min(r, l), max(r, l))
+        noise[members] = np.maximum(noise[members], nz)
+    return values, noise, len(found)
