@@ -62,6 +62,15 @@ def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
     return f"{text[:keep]}... ({len(text) - keep:,} more characters)"
 
 
+def short_key(key: str, limit: int = 100) -> str:
+    """A key path of at most ``limit`` characters, its start and its end kept: a deeply nested
+    key must leave room in the one line for what is wrong there."""
+    if len(key) <= limit:
+        return key
+    half = (limit - 5) // 2
+    return f"{key[:half]} ... {key[-half:]}"
+
+
 def one_of(names: Iterable[object], limit: int = 8) -> str:
     """``a, b, c`` for an "expected one of" list: a few names, then how many more, so a file
     with 20,000 members does not make a 1 MB message."""
@@ -145,13 +154,24 @@ class GradcliError(Exception):
         err.__cause__ = self.__cause__
         return err
 
+    def under(self, prefix: str) -> GradcliError:
+        """The same error with its key read from ``prefix`` (a layer's own ``options.size``
+        becomes ``network[1].options.size``); no key: ``prefix`` itself."""
+        err = type(self)(
+            self.message, source=self.source,
+            key=f"{prefix}.{self.key}" if self.key else prefix, param=self.param,
+        )  # fmt: skip
+        err.__cause__ = self.__cause__
+        return err
+
     def describe(self, param_name: Callable[[str], str] = str) -> str:
         """``source: key: message``, the parameter (if any) shown as ``param_name`` names it
         (not where the key already starts with it: ``options.stride: ...``)."""
         param = param_name(self.param) if self.param else None
         if param and self.key and self.key.split(".")[0].split("[")[0] == self.param:
             param = None
-        return ": ".join(str(p) for p in (self.source or param, self.key, self.message) if p)
+        key = self.key and short_key(self.key)
+        return ": ".join(str(p) for p in (self.source or param, key, self.message) if p)
 
     def __str__(self) -> str:
         return self.describe()

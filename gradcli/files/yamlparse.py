@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent, MappingEndEvent, ScalarEvent
+from yaml.events import AliasEvent, MappingEndEvent, MappingStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, ScalarNode
 from yaml.parser import Parser
 from yaml.reader import Reader
@@ -65,7 +65,7 @@ class _BoundedComposer(Composer):
 
     def _refuse(self, event: Any, what: str) -> None:
         line = f"line {event.start_mark.line + 1}: " if event.start_mark else ""
-        raise SpecError(line + what, key=".".join(self.path) or None)
+        raise SpecError(line + what, key=key_path(self.path) or None)
 
     def _add(self, n: int, event: Any) -> None:
         self.count += n
@@ -84,6 +84,17 @@ class _BoundedComposer(Composer):
             )
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        # a list's item that is a mapping has keys of its own: network[3].options; numbers in
+        # (nested) lists are one array's values, named by its key
+        if not isinstance(index, int) or not isinstance(self.peek_event(), MappingStartEvent):
+            return self._compose_node(parent, index)
+        self.path.append(f"[{index}]")
+        try:
+            return self._compose_node(parent, index)
+        finally:
+            self.path.pop()
+
+    def _compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, ScalarEvent) and event.anchor is None:  # most values: quickly
             self.get_event()
@@ -139,6 +150,11 @@ class _BoundedComposer(Composer):
             node.value.append((key, value))
         node.end_mark = self.get_event().end_mark
         return node
+
+
+def key_path(parts: list[str]) -> str:
+    """``network[0].residual[2].layer``: the path of a value as errors name its key."""
+    return "".join(p if p.startswith("[") or i == 0 else "." + p for i, p in enumerate(parts))
 
 
 class _Loader(*_PARSING, _BoundedComposer, SafeConstructor, Resolver):  # type: ignore[misc]

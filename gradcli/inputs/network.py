@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, ShapeError, SpecError, brief, printable
+from gradcli.errors import (
+    GradcliError,
+    ShapeError,
+    SpecError,
+    TensorFileError,
+    brief,
+    printable,
+)
 from gradcli.files.reading import parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, kind, suggest
 from gradcli.inputs.spec import (
@@ -28,7 +35,7 @@ from gradcli.inputs.spec import (
     parse_seed,
 )
 from gradcli.layers import Layer, get_layer
-from gradcli.layers.base import NoOptions
+from gradcli.layers.base import NoOptions, TensorInfo
 from gradcli.layers.chain import Block, Network, Node
 
 NET_KEYS = ("dtype", "seed", "inputs", "network", "loss", "grad_output")
@@ -93,13 +100,15 @@ def build_network(
             )
     entries = doc.get("network")
     if not isinstance(entries, list) or not entries:
-        raise SpecError("expected a list of layers, e.g. - {layer: linear, ...}", key="network")
+        got = "an empty list" if isinstance(entries, list) else kind(entries)
+        raise SpecError(f"expected a list of at least one layer, e.g. - {{layer: linear, ...}}; "
+                        f"got {got}", key="network")  # fmt: skip
     loss = doc.get("loss")
     if loss is not None and not isinstance(loss, dict):
         raise SpecError(f"expected a mapping {{layer: ..., target: ...}}, got {kind(loss)}",
                         key="loss")  # fmt: skip
     targets = _targets(entries, loss)
-    free = [n for n in inputs if n not in targets]
+    free = [n for n in inputs if n not in targets.values()]
     if len(free) != 1:
         raise SpecError(
             "expected exactly one input the network is differentiated at (the others are "
@@ -109,12 +118,14 @@ def build_network(
     x_name = str(free[0])
     arrays: dict[str, np.ndarray] = {x_name: loader.load(inputs[x_name], f"inputs.{x_name}",
                                                          x_name)}  # fmt: skip
-    fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n)) for n in targets
-             if n in inputs}  # fmt: skip
-    for n in targets:
-        if n not in inputs:
-            raise SpecError(f"the loss's target {brief(n)} is not one of the inputs "
-                            f"({', '.join(map(str, inputs))})", key="loss.target")  # fmt: skip
+    for where, n in targets.items():
+        if not isinstance(n, str) or n not in inputs:
+            names = ", ".join(map(str, inputs))
+            raise SpecError(f"expected the name of one of the inputs ({names}) holding the "
+                            f"labels or targets, got {brief(n)}",
+                            key=f"{where}.target")  # fmt: skip
+    fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n))
+             for n in dict.fromkeys(targets.values())}  # fmt: skip
     b = _Builder(loader, arrays, fixed, base, x_name)
     ops = b.entries(entries, "network")
     if loss is not None:
@@ -154,11 +165,20 @@ def build_network(
     return NetSpec(spec, net)
 
 
-def _targets(entries: Any, loss: Any) -> list[Any]:
-    out = []
-    for e in [*(entries if isinstance(entries, list) else []), loss]:
-        if isinstance(e, dict) and "target" in e:
-            out.append(e["target"])
+def _targets(entries: Any, loss: Any) -> dict[str, Any]:
+    """Every ``target:`` of the model (residual blocks' entries included), by its entry's key."""
+    out: dict[str, Any] = {}
+
+    def visit(e: Any, key: str) -> None:
+        if isinstance(e, dict) and isinstance(e.get("residual"), list):
+            for i, inner in enumerate(e["residual"]):
+                visit(inner, f"{key}.residual[{i}]")
+        elif isinstance(e, dict) and "target" in e:
+            out[key] = e["target"]
+
+    for i, e in enumerate(entries if isinstance(entries, list) else []):
+        visit(e, f"network[{i}]")
+    visit(loss, "loss")
     return out
 
 
@@ -184,14 +204,15 @@ class _Builder:
         self.loader, self.arrays, self.fixed, self.base = loader, arrays, fixed, base
         self.index = 0  # layers seen: the 1-based index of a layer and its default name
         self.blocks = 0  # residual blocks seen
-        self.names: set[str] = {x_name}
+        self.names: set[str] = set()
         self.where: dict[str, str] = {}  # a layer's or block's name -> its key in the file
         self.shape: tuple[int, ...] = arrays[x_name].shape  # the activation so far
         self.x_name = x_name
 
     def entries(self, entries: Any, key: str) -> list[Any]:
         if not isinstance(entries, list) or not entries:
-            raise SpecError("expected a non-empty list of layers", key=key)
+            got = "an empty list" if isinstance(entries, list) else kind(entries)
+            raise SpecError(f"expected a list of at least one layer; got {got}", key=key)
         return [self.entry(e, f"{key}[{i}]") for i, e in enumerate(entries)]
 
     def _name(self, given: Any, default: str, key: str) -> str:
@@ -204,13 +225,28 @@ class _Builder:
         if not isinstance(name, str) or not name or not all(c.isalnum() or c == "_" for c in name):
             raise SpecError(f"expected a name of letters, digits and _, got {brief(name)}",
                             key=f"{key}.name")  # fmt: skip
+        if name == self.x_name:
+            raise SpecError(f"the name {name!r} is the network input's; expected another name",
+                            key=f"{key}.name")  # fmt: skip
         if name in self.names:
-            raise SpecError(f"the name {name!r} is used twice", key=f"{key}.name")
+            raise SpecError(f"the name {name!r} is already the name of {self.where[name]}; "
+                            "expected a name used once", key=f"{key}.name")  # fmt: skip
         self.names.add(name)
         self.where[name] = key
         return name
 
     def entry(self, e: Any, key: str) -> Any:
+        """One entry; an error about it names its key from the file's top (a layer's own
+        ``options.size`` reads ``network[1].options.size``)."""
+        try:
+            return self._entry(e, key)
+        except GradcliError as err:
+            if err.source is not None or (err.key or "").startswith(("network", "loss",
+                                                                     "inputs")):  # fmt: skip
+                raise
+            raise err.under(key) from None
+
+    def _entry(self, e: Any, key: str) -> Any:
         if isinstance(e, dict) and "residual" in e:
             extra = sorted(str(k) for k in set(e) - {"residual", "name"})
             if extra:
@@ -221,9 +257,12 @@ class _Builder:
             block = Block(name, tuple(self.entries(e["residual"], f"{key}.residual")))
             self.shape = start  # the walk checks the sum; the block's output is its input's
             return block
-        if not isinstance(e, dict) or "layer" not in e:
+        if not isinstance(e, dict):
             raise SpecError(f"expected a mapping {{layer: ..., ...}} or {{residual: [...]}}, "
                             f"got {kind(e)}", key=key)  # fmt: skip
+        if "layer" not in e:
+            raise SpecError("missing: expected the layer's name (a built-in layer, or custom "
+                            "with impl: FILE.py)", key=f"{key}.layer")  # fmt: skip
         for k in e:
             if k not in ENTRY_KEYS:
                 raise SpecError(f"unknown key{suggest(str(k), ENTRY_KEYS)}; expected one of "
@@ -231,10 +270,7 @@ class _Builder:
         kind_ = e["layer"]
         if not isinstance(kind_, str):
             raise SpecError(f"expected a layer name, got {brief(kind_)}", key=f"{key}.layer")
-        try:
-            layer, input_name = self._layer(e, kind_, key)
-        except GradcliError as err:
-            raise err.at(key=err.key or f"{key}.layer") if err.key is None else err from None
+        layer, input_name = self._layer(e, kind_, key)
         name = self._name(e.get("name"), kind_, key)
         tensors = e.get("tensors") or {}
         if not isinstance(tensors, dict):
@@ -249,8 +285,8 @@ class _Builder:
         fixed: dict[str, str] = {}
         if fixed_names:
             if target is None:
-                raise SpecError(f"{kind_} needs target: the input holding its "
-                                f"{fixed_names[0]}", key=key)  # fmt: skip
+                raise SpecError(f"missing: expected the name of the input holding {kind_}'s "
+                                f"{fixed_names[0]}", key=f"{key}.target")  # fmt: skip
             fixed = {fixed_names[0]: str(target)}
         elif target is not None:
             raise SpecError(f"{kind_} takes no target", key=f"{key}.target")
@@ -268,11 +304,14 @@ class _Builder:
         for t in params:
             pkey = f"{key}.tensors.{t}"
             if t in tensors:
-                loaded[t] = self.loader.load(self._he(tensors[t]), pkey, f"{name}.{t}")
+                value = tensors[t]
+                if t in roles and _shape_only(value):  # as if omitted, its shape given
+                    value = self._drawn(roles[t], value["shape"])
+                loaded[t] = self.loader.load(self._he(value), pkey, f"{name}.{t}")
         sh = {input_name: self.shape} | {t: a.shape for t, a in loaded.items()}
         sh |= {t: self.fixed[i].shape for t, i in fixed.items() if i in self.fixed}
-        # an omitted parameter whose axes the other tensors size: a bias zeros, a scale
-        # (batchnorm's gamma) ones, a matrix He's; one they cannot size must be given
+        # an omitted parameter whose axes the other tensors size is drawn (_drawn); one they
+        # cannot size must be given
         for info in layer.infos(sh):
             if info.name in loaded or info.name not in params or info.absent_ok:
                 continue
@@ -285,12 +324,7 @@ class _Builder:
             if not shape:
                 continue
             pkey = f"{key}.tensors.{info.name}"
-            if info.optional or info.role == "bias":
-                value: Any = {"shape": list(shape), "init": "zeros"}
-            elif len(shape) == 1:
-                value = {"shape": list(shape), "init": "ones"}
-            else:
-                value = self._he({"shape": list(shape)})
+            value = self._he(self._drawn(info, list(shape)))
             loaded[info.name] = self.loader.load(value, pkey, f"{name}.{info.name}")
             sh[info.name] = shape
         for t in params:
@@ -298,13 +332,20 @@ class _Builder:
                 raise SpecError(f"give the shape of {kind_}'s {t}, e.g. {t}: {{shape: [...]}}",
                                 key=f"{key}.tensors")  # fmt: skip
         params = [t for t in params if t in loaded]
-        options = layer.make_options(e.get("options"))
+        raw_options = e.get("options")
+        if raw_options is not None and not isinstance(raw_options, dict):
+            raise SpecError(f"expected a mapping of options, got {kind(raw_options)}",
+                            key=f"{key}.options")  # fmt: skip
         try:
+            options = layer.make_options(raw_options)
             options = layer.resolve_options(options, sh)
             infos = layer.infos(sh, options)
             in_core = len(next((i.axes for i in infos if i.name == input_name), ()))
-        except GradcliError as err:
-            raise err.at(key=f"{key}.{err.key}" if err.key else key) from None
+        except GradcliError as err:  # a parameter's key is the entry's tensors.W; the input's
+            t = (err.key or "").split(".")[0]  # is the entry's: the layer before gives it
+            if t in params:
+                raise err.under(f"{key}.tensors") from None
+            raise (err.under(key) if t == "options" else SpecError(err.message, key=key)) from None
         batch = max(0, len(self.shape) - in_core) if in_core else 0
         own = {i.name: len(sh[i.name]) - len(i.axes) for i in infos
                if i.name in params and i.axes and i.name in sh}  # fmt: skip
@@ -320,7 +361,10 @@ class _Builder:
         return node
 
     def _layer(self, e: dict, kind_: str, key: str) -> tuple[Layer, str]:
-        builtin = None if kind_ == "custom" else get_layer(kind_)
+        try:
+            builtin = None if kind_ == "custom" else get_layer(kind_)
+        except GradcliError as err:
+            raise err.at(key=f"{key}.layer") from None
         impl = e.get("impl")
         if kind_ == "custom" and impl is None:
             raise SpecError("a custom layer needs impl: FILE.py (your forward and backward)",
@@ -346,13 +390,26 @@ class _Builder:
             raise SpecError(f"expected a path FILE.py, got {brief(impl)}", key=f"{key}.impl")
         else:
             target = impl if Path(impl.split(":")[0]).is_absolute() else str(self.base / impl)
-            code = load_impl(target)
+            try:
+                code = load_impl(target)
+            except TensorFileError as err:  # the file cannot be opened: the model names it
+                raise SpecError(f"{err.message} (a path relative to the model file)",
+                                key=f"{key}.impl") from None
+            except GradcliError as err:  # its code has no backward, or fails on import
+                raise err.at(key=f"{key}.impl") from None
         names: tuple[str, ...] = ()
         if builtin is None:
             tensors = e.get("tensors") or {}
             names = (input_name, *(str(t) for t in tensors if t != input_name))
         raw = e.get("options")
         return user_layer(code, builtin, names, raw if isinstance(raw, dict) else None), input_name
+
+    @staticmethod
+    def _drawn(info: TensorInfo, shape: list[int]) -> Any:
+        """A parameter known by its shape alone, drawn as a framework initializes it: a scale
+        (a norm's gamma) ones, a bias zeros, an input standard normal, a weight He's."""
+        init = info.init or ("zeros" if info.optional or info.role == "bias" else "")
+        return {"shape": shape, "init": init} if init else {"shape": shape}
 
     def _he(self, value: Any) -> Any:
         """A shape alone: He's initialization, sqrt(2 / fan_in), fan_in = all but the last
@@ -366,6 +423,14 @@ class _Builder:
             fan_in = shape[1] if len(shape) == 2 else math.prod(shape[:-1])
             return {**value, "scale": math.sqrt(2.0 / max(1, fan_in))}
         return value
+
+
+def _shape_only(value: Any) -> bool:
+    if not isinstance(value, dict) or set(value) != {"shape"}:
+        return False
+    shape = value["shape"]
+    return isinstance(shape, list) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
 
 
 def _infer(layer: Layer, axes: tuple[str, ...], sh: Mapping[str, Any]) -> tuple[int, ...]:

@@ -31,7 +31,8 @@ def kind(value: Any) -> str:
     """A YAML value's type as error messages name it."""
     if value is None:
         return "null"
-    return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping"}.get(
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping",
+            int: "an integer", float: "a number"}.get(
         type(value), f"a {type(value).__name__}"
     )
 

@@ -86,6 +86,9 @@ class TensorInfo:
     # role "index": the axis (of another tensor) whose size bounds the values, 0 <= v < size;
     # a spec draws them from its seed in that range (``init: labels``)
     classes: str | None = None
+    # how a network draws it when only its shape is known: "ones" for a scale (a norm's
+    # gamma); "" by role: a bias zeros, a weight with He's scale, an input standard normal
+    init: str = ""
 
     @property
     def differentiable(self) -> bool:

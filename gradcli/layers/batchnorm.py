@@ -149,7 +149,7 @@ def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], Tens
     return (
         (
             TensorInfo("x", axes, index, "input", "a batch of images, channel-last"),
-            TensorInfo("gamma", ("C",), ("c",), "weight", "scale per channel"),
+            TensorInfo("gamma", ("C",), ("c",), "weight", "scale per channel", init="ones"),
             TensorInfo("beta", ("C",), ("c",), "bias", "shift per channel", optional=True),
         ),
         TensorInfo("y", axes, index, "output", "normalized per channel over the batch"),
@@ -172,7 +172,7 @@ LAYER = Layer(
     summary="y = gamma (x - mean_n x) / sqrt(var_n x + eps) + beta,  mean, var over the N examples",
     tensors=(
         TensorInfo("x", ("N", "D"), ("n", "d"), "input", "a batch: N examples (core axis)"),
-        TensorInfo("gamma", ("D",), ("d",), "weight", "scale per feature"),
+        TensorInfo("gamma", ("D",), ("d",), "weight", "scale per feature", init="ones"),
         TensorInfo("beta", ("D",), ("d",), "bias", "shift per feature", optional=True),
     ),
     output=TensorInfo("y", ("N", "D"), ("n", "d"), "output", "normalized over the batch"),

@@ -175,7 +175,7 @@ LAYER = Layer(
     summary="Y = gamma (X - mean_g X) / sqrt(var_g X + eps) + beta,  per example and group g",
     tensors=(
         TensorInfo("X", ("H", "W", "C"), ("i", "j", "c"), "input", "input image, channel-last"),
-        TensorInfo("gamma", ("C",), ("c",), "weight", "scale per channel"),
+        TensorInfo("gamma", ("C",), ("c",), "weight", "scale per channel", init="ones"),
         TensorInfo("beta", ("C",), ("c",), "bias", "shift per channel", optional=True),
     ),
     output=TensorInfo("Y", ("H", "W", "C"), ("i", "j", "c"), "output", "normalized per group"),

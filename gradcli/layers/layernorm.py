@@ -112,7 +112,7 @@ LAYER = Layer(
     summary="y = gamma (x - mean(x)) / sqrt(var(x) + eps) + beta,  over the last axis",
     tensors=(
         TensorInfo("x", ("D",), ("d",), "input", "input rows, normalized one by one"),
-        TensorInfo("gamma", ("D",), ("d",), "weight", "scale per feature"),
+        TensorInfo("gamma", ("D",), ("d",), "weight", "scale per feature", init="ones"),
         TensorInfo("beta", ("D",), ("d",), "bias", "shift per feature", optional=True),
     ),
     output=TensorInfo("y", ("D",), ("d",), "output", "normalized, scaled and shifted rows"),

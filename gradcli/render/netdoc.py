@@ -20,6 +20,7 @@ def compute_doc(net: NetSpec, comp: Computation) -> dict[str, Any]:
         **header(net.spec),
         "layers": _layers(net),
         "tensors": {n: array_doc(a) for n, a in net.spec.tensors.items()},
+        "fixed": {n: array_doc(a) for n, a in net.net.fixed.items()},
         "output": array_doc(comp.output),
         "grad_output": array_doc(net.spec.grad_output),
         "forward": {n: array_doc(a) for n, a in f["forward"].items()},

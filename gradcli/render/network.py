@@ -53,12 +53,24 @@ def _producer(net: NetSpec) -> dict[str, str]:
     return out
 
 
+def _fixed_role(net: NetSpec, name: str) -> str:
+    """What a fixed input is to the layer taking it: labels (indices) or a target."""
+    for node in net.nodes:
+        for t, i in node.fixed.items():
+            if i == name:
+                return "labels" if node.layer.tensor(t).role == "index" else "target"
+    return "data"
+
+
 def render_compute(console: Console, net: NetSpec, comp: Computation) -> None:
     spec = net.spec
     f = flow(net, comp)
     by = _producer(net)
     x = spec.tensors[net.net.input]
     rows = [[Text(net.net.input, style="bold"), "input", str(list(x.shape)), *_stats(x)]]
+    # the data a layer takes beside its input (a loss's labels), never differentiated
+    rows += [[Text(n, style="bold"), _fixed_role(net, n), str(list(a.shape)), *_stats(a)]
+             for n, a in net.net.fixed.items()]  # fmt: skip
     rows += [[Text(n, style="bold"), by[n], str(list(np.shape(a))), *_stats(a)]
              for n, a in f["forward"].items()]  # fmt: skip
     title = f"forward: {spec.layer.summary}"
@@ -139,7 +151,8 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
     e2e, n = report.end_to_end, len(report.layers)
     how = "" if e2e.mode == "full" else f" ({e2e.mode} mode)"
     if report.passed:
-        local = f"all {n} layers' backward match locally; " if n else ""
+        local = ("the layer's backward matches locally; " if n == 1 else
+                 f"all {n} layers' backwards match locally; " if n else "")  # fmt: skip
         return Text.assemble(("PASS", "bold green"),
                              f"  net: {local}end to end all {len(e2e.results)} gradients match"
                              f"{how}")  # fmt: skip

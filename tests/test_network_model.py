@@ -1,0 +1,119 @@
+"""A model file's errors name the full key from the file's top (``network[1].options.size``)
+and what was expected, in one line; parameters known by their shape alone are drawn as a
+framework initializes them. Each refusal has a twin: the mended model builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from gradcli.errors import GradcliError
+from gradcli.inputs.network import build_network
+
+
+def build(text: str, base: Path | None = None) -> Any:
+    return build_network(yaml.safe_load(text), base=base or Path.cwd(), source="m.yaml")
+
+
+def refused(text: str, base: Path | None = None) -> str:
+    with pytest.raises(GradcliError) as e:
+        build(text, base)
+    return str(e.value)
+
+
+X = "inputs: {X: {shape: [1, 8, 8, 2]}}\n"
+NET = "network:\n  - {layer: maxpool2d, name: p1, options: {size: 2}}\n"
+
+
+@pytest.mark.parametrize(
+    ("entry", "mended", "key", "said"),
+    [  # an option of the second layer, an entry without layer:, a target on an entry, an empty
+        # residual block, an option of a layer inside a block, options not a mapping
+        ("{layer: maxpool2d, name: p2, options: {size: 0}}",
+         "{layer: maxpool2d, name: p2, options: {size: 2}}", "network[1].options.size", "size"),
+        ("{impl: mine.py}", "{layer: relu}", "network[1].layer", "expected the layer's name"),
+        ("{layer: relu, target: y}", "{layer: relu}", "network[1].target", "one of the inputs (X)"),
+        ("{residual: []}", "{residual: [{layer: relu}]}", "network[1].residual",
+         "got an empty list"),
+        ("{residual: [{layer: relu}, {layer: maxpool2d, options: {size: -1}}]}",
+         "{residual: [{layer: relu}, {layer: maxpool2d, options: {size: 1}}]}",
+         "network[1].residual[1].options.size", "size"),
+        ("{layer: relu, options: [1]}", "{layer: relu, options: {}}", "network[1].options",
+         "expected a mapping of options, got a list"),
+        ("{layer: relu, name: p1}", "{layer: relu, name: p3}", "network[1].name",
+         "already the name of network[0]"),
+        ("{layer: relu, name: X}", "{layer: relu, name: x2}", "network[1].name",
+         "the network input's"),
+        ("{layer: relu, impl: nope.py}", "{layer: relu}", "network[1].impl", "file not found"),
+    ],
+)  # fmt: skip
+def test_an_error_names_its_entry_s_full_key(entry: str, mended: str, key: str, said: str,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    message = refused(f"{X}{NET}  - {entry}\n", tmp_path)
+    assert message.startswith(f"{key}: "), message
+    assert said in message, message
+    build(f"{X}{NET}  - {mended}\n", tmp_path)
+
+
+def test_an_empty_network_says_it_is_empty() -> None:
+    message = refused(f"{X}network: []\n")
+    assert message.startswith("network: ") and "got an empty list" in message, message
+    build(f"{X}{NET}")
+
+
+def test_a_deep_key_leaves_room_for_the_reason(cli: Any, write_spec: Any,
+                                               assert_usage_error: Any) -> None:  # fmt: skip
+    """A key path 100 levels deep once filled the line: the reason was cut off."""
+    deep = "network:\n" + "".join("  " * k + "- residual:\n" for k in range(101))
+    result = cli("check", "net", write_spec(X + deep + "  " * 101 + "- {layer: relu}\n"))
+    assert_usage_error(result, "network[0].residual[0].residual[0]", "nested more than 100")
+    line = result.stderr.strip()
+    assert len(line) < 300 and line.endswith("levels deep"), line
+    shallow = "network:\n" + "".join("  " * k + "- residual:\n" for k in range(3))
+    build(X + shallow + "      - {layer: relu}\n")
+
+
+def test_a_parameter_given_by_its_shape_alone_is_drawn_by_its_role() -> None:
+    """A norm's gamma given as {shape: [6]} was drawn normal (negative, near-zero scales)."""
+    net = build("inputs: {X: {shape: [4, 6]}}\nnetwork:\n"
+                "  - {layer: layernorm, name: ln,\n"
+                "     tensors: {gamma: {shape: [6]}, beta: {shape: [6]}}}\n"
+                "  - {layer: linear, name: fc, tensors: {W: {shape: [3, 6]}, b: {shape: [3]}}}\n")
+    t = net.spec.tensors
+    assert np.all(t["ln.gamma"] == 1) and np.all(t["ln.beta"] == 0) and np.all(t["fc.b"] == 0)
+    assert 0.2 < np.std(t["fc.W"]) < 1.5  # He's scale sqrt(2/6), not ones or zeros
+    # the twin: a source given beside the shape is the user's
+    net = build("inputs: {X: {shape: [4, 6]}}\nnetwork:\n"
+                "  - {layer: layernorm, name: ln, tensors: {gamma: {shape: [6], init: normal}}}\n")
+    assert not np.all(net.spec.tensors["ln.gamma"] == 1)
+
+
+LABELS = """inputs:
+  X: {shape: [3, 4]}
+  y: [2, 0, 1]
+network:
+  - {layer: linear, name: fc, tensors: {W: {shape: [3, 4]}}}
+loss: {layer: softmax_cross_entropy, target: y}
+"""
+
+
+def test_compute_shows_the_labels(cli: Any, write_spec: Any) -> None:
+    """compute net showed the input and the activations, never the labels the loss takes."""
+    result = cli("compute", "net", write_spec(LABELS), env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.stderr
+    row = next(r for r in result.stdout.splitlines()
+               if [c.strip() for c in r.split("│")[1:2]] == ["y"])
+    assert "labels" in row and "[3]" in row, row
+    doc = cli("compute", "net", write_spec(LABELS), "--format", "json")
+    assert json_of(doc)["fixed"]["y"]["values"] == [2, 0, 1]
+
+
+def json_of(result: Any) -> Any:
+    import json
+
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
