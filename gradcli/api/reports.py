@@ -84,7 +84,8 @@ class Report:
 class NetworkReport:
     """The result of a network's check: the same verdict, JSON and text as ``gradcli check
     net``. ``layers``: each layer's local check (``.node.name``, ``.report.results``);
-    ``first_wrong``: (index, name, layer, tensor) of the first wrong backward or None;
+    ``first_wrong``: (index, name, layer, tensor, wrong) of the first wrong backward (or
+    forward) or None; ``also_wrong``: the layers below it whose local checks fail too;
     ``end_to_end``: the whole network's results by tensor (``"fc1.W"``)."""
 
     def __init__(self, net: Any, report: Any) -> None:
@@ -101,6 +102,10 @@ class NetworkReport:
     @property
     def first_wrong(self) -> Any:
         return self.check.first_wrong
+
+    @property
+    def also_wrong(self) -> tuple[Any, ...]:
+        return self.check.also_wrong
 
     @property
     def end_to_end(self) -> Mapping[str, TensorResult]:

@@ -26,6 +26,7 @@ from gradcli.checking.report import CheckReport
 from gradcli.errors import mention
 from gradcli.inputs.network import NetSpec
 from gradcli.inputs.spec import Spec
+from gradcli.layers import REGISTRY
 from gradcli.layers.chain import Node
 from gradcli.numeric.engine import Engine
 
@@ -46,10 +47,16 @@ class LayerCheck:
 
 @dataclass(frozen=True)
 class FirstWrong:
+    """A layer whose local check fails: the first from the output (the culprit), or one
+    below it that is also wrong on its own."""
+
     index: int
     name: str
     layer: str
-    tensor: str  # the first failing name of its check (its input's, if that failed)
+    tensor: str | None  # its first failing gradient (its input's, if that failed); None: none
+    # what is wrong: "backward" (its gradients or their contract), "forward" (the user's
+    # forward disagrees with the built-in one, or returns the wrong dtype)
+    wrong: tuple[str, ...] = ("backward",)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,10 @@ class NetReport:
     end_to_end: CheckReport
     first_wrong: FirstWrong | None
     computation: Computation
+    # the layers below the culprit whose local checks fail too: a local check is held to the
+    # upstream gradient it is given, so each of these is wrong independently
+    also_wrong: tuple[FirstWrong, ...] = ()
+    answers: Mapping[str, np.ndarray] | None = None  # --grads: the user's, checked end to end
 
     @property
     def passed(self) -> bool:
@@ -111,8 +122,10 @@ def check_network(
     e2e = check(net.spec, e2e_opts)
     if note:
         e2e = dataclasses.replace(e2e, notes=(note, *e2e.notes))
-    return NetReport(tuple(layers), e2e, first_wrong(layers),
-                     e2e.computation or compute(net.spec))  # fmt: skip
+    wrong = wrong_layers(layers)
+    return NetReport(tuple(layers), e2e, wrong[0] if wrong else None,
+                     e2e.computation or compute(net.spec), tuple(wrong[1:]),
+                     opts.grads)  # fmt: skip
 
 
 def end_to_end_options(
@@ -143,14 +156,53 @@ def end_to_end_options(
     return dataclasses.replace(opts, mode="sample", samples=k), note
 
 
+def wrong_layers(layers: list[LayerCheck]) -> list[FirstWrong]:
+    """Every layer whose local check fails, from the output towards the input."""
+    return [_wrong(lc) for lc in reversed(layers) if not lc.passed]
+
+
 def first_wrong(layers: list[LayerCheck]) -> FirstWrong | None:
-    for lc in reversed(layers):
-        if not lc.passed:
-            names = [n for _, ns in lc.report.failures for n in ns]
-            failed = [n for n, r in lc.report.results.items() if not r.passed]
-            tensor = lc.node.input if lc.node.input in failed else (failed or names or [""])[0]
-            return FirstWrong(lc.node.index, lc.node.name, lc.node.layer.name, tensor)
-    return None
+    wrong = wrong_layers(layers)
+    return wrong[0] if wrong else None
+
+
+def _wrong(lc: LayerCheck) -> FirstWrong:
+    """What a failing local check blames: the forward when the user's disagrees with the
+    built-in one (or returns the wrong dtype); the backward when its gradients fail, unless
+    they are the built-in layer's own (right for the layer, not for the wrong forward they
+    were differenced against), or when it breaks its contract."""
+    report, out = lc.report, lc.spec.output_info.name
+    failed = [n for n, r in report.results.items() if not r.passed]
+    broken = [f for f in report.contract if not f.passed]
+    forward = (report.forward is not None and not report.forward.passed) or any(
+        f.name == "dtype" and f.tensor == out for f in broken)
+    backward = any(not (f.name == "dtype" and f.tensor == out) for f in broken)
+    backward = backward or bool(failed) and not (forward and _builtin_backward(lc, failed))
+    tensor = lc.node.input if lc.node.input in failed else (failed or [None])[0]
+    wrong = tuple(w for w, on in (("forward", forward), ("backward", backward)) if on)
+    return FirstWrong(lc.node.index, lc.node.name, lc.node.layer.name,
+                      tensor if backward else None, wrong or ("backward",))  # fmt: skip
+
+
+def _builtin_backward(lc: LayerCheck, failed: list[str]) -> bool:
+    """Whether the user's failing gradients are what the built-in layer's backward gives at
+    the same tensors and upstream gradient, to each result's tolerance."""
+    builtin = REGISTRY.get(lc.node.layer.name)
+    comp = lc.report.computation
+    if builtin is None or comp is None:
+        return False
+    spec = lc.spec
+    with np.errstate(all="ignore"):
+        _, cache = builtin.forward(spec.tensors, spec.options)
+        ours = builtin.backward(spec.grad_output, cache)
+    for n in failed:
+        r, mine = lc.report.results[n], comp.gradients.get(n)
+        if mine is None or n not in ours or np.shape(ours[n]) != np.shape(mine):
+            return False
+        tol = r.atol + lc.report.rtol * np.abs(ours[n])
+        if not np.all(np.abs(np.asarray(mine) - ours[n]) <= tol):
+            return False
+    return True
 
 
 def _prefixed(opts: CheckOptions, node: Node) -> Any:

@@ -226,7 +226,7 @@ class Network:
         """This network as a Layer."""
         acts = self.walk(self.shapes)
         bounds = self.boundaries()
-        inter = tuple(bounds[:-1])
+        inter = tuple(bounds)  # the output too: its gradient is the upstream one, answerable
         x_shape = self.shapes[self.input]
         tensors = [TensorInfo(self.input, _axes(x_shape), _letters(x_shape), "input",
                               "the network's input")]  # fmt: skip

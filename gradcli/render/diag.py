@@ -35,7 +35,10 @@ def render_diagnosis(
     report: CheckReport,
     analytic: Mapping[str, np.ndarray],
     numeric: Mapping[str, np.ndarray],
+    ours: str = "built-in",
 ) -> None:
+    """``ours``: what the gradients beside --grads answers are (a network's: its chained
+    backward's)."""
     for name, r in report.results.items():
         if r.passed or r.mode == "probe":
             continue
@@ -65,7 +68,7 @@ def render_diagnosis(
     for name, b in report.builtin.items():
         verdict = ("matches", "green") if b.passed else ("does not match", "red")
         console.print(
-            Text.assemble(f"built-in d{name} ", verdict, f" (max rel error {b.max_rel_error:.3g})"),
+            Text.assemble(f"{ours} d{name} ", verdict, f" (max rel error {b.max_rel_error:.3g})"),
             soft_wrap=True,
         )
     if report.not_checked:

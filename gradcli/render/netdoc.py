@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradcli.checking.compute import Computation
-from gradcli.checking.network import NetReport, flow
+from gradcli.checking.network import FirstWrong, NetReport, flow
 from gradcli.inputs.network import NetSpec
 from gradcli.render.jsondoc import array_doc, header, result_doc
 
@@ -29,6 +29,11 @@ def compute_doc(net: NetSpec, comp: Computation) -> dict[str, Any]:
     }
 
 
+def _wrong(w: FirstWrong) -> dict[str, Any]:
+    return {"index": w.index, "name": w.name, "layer": w.layer, "tensor": w.tensor,
+            "wrong": list(w.wrong)}
+
+
 def check_doc(net: NetSpec, report: NetReport) -> dict[str, Any]:
     e2e, wrong = report.end_to_end, report.first_wrong
     return {
@@ -43,12 +48,12 @@ def check_doc(net: NetSpec, report: NetReport) -> dict[str, Any]:
              "notes": list(lc.report.notes)}
             for lc in report.layers
         ],
-        "first_wrong": None if wrong is None else {
-            "index": wrong.index, "name": wrong.name, "layer": wrong.layer,
-            "tensor": wrong.tensor},
+        "first_wrong": None if wrong is None else _wrong(wrong),
+        "also_wrong": [_wrong(w) for w in report.also_wrong],
         "end_to_end": {
             "passed": e2e.passed, "mode": e2e.mode, "eps": e2e.eps, "atol": e2e.atol,
-            "rtol": e2e.rtol, "answers": e2e.answers, "notes": list(e2e.notes),
+            "rtol": e2e.rtol, "answers": e2e.answers, "not_checked": list(e2e.not_checked),
+            "notes": list(e2e.notes),
             "results": {n: result_doc(r) for n, r in e2e.results.items()},
         },
     }  # fmt: skip

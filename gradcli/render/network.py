@@ -11,10 +11,10 @@ from rich.text import Text
 
 from gradcli.checking import intermediates
 from gradcli.checking.compute import Computation
-from gradcli.checking.network import NetReport, flow
+from gradcli.checking.network import FirstWrong, NetReport, flow
 from gradcli.inputs.network import NetSpec
 from gradcli.render.fit import Col, fitted
-from gradcli.render.text import summary_line
+from gradcli.render.text import kinks_line, summary_line
 from gradcli.render.values import natural_index, num
 
 FLOW_COLUMNS = (
@@ -136,38 +136,105 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
                              title=f"end to end: {label} against differences of the whole "
                                    f"network ({e2e.method}{how})"), crop=False)  # fmt: skip
         console.print()
-        wrong = report.first_wrong
-        if wrong is not None:
-            lc = next(lc for lc in report.layers if lc.node.index == wrong.index)
+        if report.first_wrong is None and not e2e.passed:  # no layer to blame (--grads): the
+            # end-to-end failure's own diagnosis, as a single layer's
+            comp = report.computation
+            tested = report.answers or {n: intermediates.builtin(comp, n) for n in e2e.results}
+            render_diagnosis(console, spec, e2e, tested, e2e.numeric, "the chained backward's")
+        elif e2e.not_checked:
+            names = ", ".join("d" + n for n in e2e.not_checked)
+            console.print(Text(f"not checked (no answer given): {names}", style="dim"),
+                          soft_wrap=True)  # fmt: skip
+        for k, wrong in enumerate(_blamed(report)):
+            lc = _check_of(report, wrong.index)
+            head = "also wrong on its own" if k else f"first wrong {_what(wrong)}"
+            console.print(Text(f"{head}: {_who(wrong)}", style="bold"))
             comp = lc.report.computation
             tested = {n: intermediates.builtin(comp, n) for n in lc.report.results}
             render_diagnosis(console, lc.spec, lc.report, tested, lc.report.numeric)
         for note in e2e.notes:
             console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
+        for line in _kink_lines(report):
+            console.print(Text(line, style="dim"), soft_wrap=True)
     console.print(verdict_line(net, report), soft_wrap=True)
+
+
+def _blamed(report: NetReport) -> list[FirstWrong]:
+    first = report.first_wrong
+    return [] if first is None else [first, *report.also_wrong]
+
+
+def _check_of(report: NetReport, index: int) -> Any:
+    return next(lc for lc in report.layers if lc.node.index == index)
+
+
+def _what(w: FirstWrong) -> str:
+    return {("backward",): "backward", ("forward",): "forward"}.get(w.wrong, "layer")
+
+
+def _who(w: FirstWrong) -> str:
+    return f"layer {w.index}, {w.layer} {w.name!r}"
+
+
+def _kinks(report: NetReport) -> str:
+    """The summary's count of coordinates at kinks, local checks and end to end apart (the
+    same coordinate may meet a kink in both)."""
+    local = sum(r.kinks for lc in report.layers for r in lc.report.results.values())
+    e2e = sum(r.kinks for r in report.end_to_end.results.values())
+    parts = [f"{n} {where}" for n, where in ((local, "locally"), (e2e, "end to end")) if n]
+    return f"; coordinates at kinks checked one-sidedly: {', '.join(parts)}" if parts else ""
+
+
+def _kink_lines(report: NetReport) -> list[str]:
+    """Each result's kinks, as a single layer's check says them, prefixed by its layer."""
+    lines = [f"layer {lc.node.index} {lc.node.name!r}: {kinks_line(r)}" for lc in report.layers
+             for r in lc.report.results.values() if r.kinks]  # fmt: skip
+    lines += [f"end to end: {kinks_line(r)}" for r in report.end_to_end.results.values()
+              if r.kinks]  # fmt: skip
+    return lines
+
+
+def _blame(report: NetReport, w: FirstWrong) -> str:
+    """What is wrong with one failing layer: its worst gradient (a wrong backward), or what
+    its local check's summary says (a wrong forward, a broken contract)."""
+    lc = _check_of(report, w.index)
+    r = lc.report.results.get(w.tensor) if w.tensor is not None else None
+    if w.wrong == ("backward",) and r is not None and not r.passed:
+        return (f"{_who(w)}, d{w.tensor} (worst element {_worst(lc.spec, r)}: analytic "
+                f"{r.analytic:.6g}, numeric {r.numeric:.6g})")  # fmt: skip
+    said = summary_line(lc.spec, lc.report).plain.split(": ", 1)[-1]
+    f = lc.report.forward
+    if w.wrong == ("forward",) and f is not None and not f.passed:
+        said = (f"your forward does not match the built-in forward (max abs error "
+                f"{f.max_abs_error:.3g} in {f.name})")  # fmt: skip
+        failed = [n for n, x in lc.report.results.items() if not x.passed]
+        grads = ", ".join("d" + n for n in failed)
+        said += (f"; your backward is the built-in {w.layer}'s, so {grads} cannot match the "
+                 "differences of your forward" if failed else
+                 "; your backward matches the differences of your forward")  # fmt: skip
+    return f"{_who(w)} ({said})"
 
 
 def verdict_line(net: NetSpec, report: NetReport) -> Text:
     e2e, n = report.end_to_end, len(report.layers)
     how = "" if e2e.mode == "full" else f" ({e2e.mode} mode)"
+    at_kinks = _kinks(report)
     if report.passed:
         local = ("the layer's backward matches locally; " if n == 1 else
                  f"all {n} layers' backwards match locally; " if n else "")  # fmt: skip
+        m = len(e2e.results)
+        e2e_says = "the gradient matches" if m == 1 else f"all {m} gradients match"
         return Text.assemble(("PASS", "bold green"),
-                             f"  net: {local}end to end all {len(e2e.results)} gradients match"
-                             f"{how}")  # fmt: skip
+                             f"  net: {local}end to end {e2e_says}{at_kinks}{how}")  # fmt: skip
     wrong = report.first_wrong
     if wrong is None:
         line = summary_line(net.spec, e2e)
         return Text.assemble(("FAIL", "bold red"), "  end to end" + line.plain[9:])
-    lc = next(lc for lc in report.layers if lc.node.index == wrong.index)
-    r = lc.report.results.get(wrong.tensor)
-    detail = ""
-    if r is not None and not r.passed:
-        detail = f" (worst element {_worst(lc.spec, r)}: analytic {r.analytic:.6g}, numeric " \
-                 f"{r.numeric:.6g})"  # fmt: skip
-    elif r is None:
-        detail = f" ({summary_line(lc.spec, lc.report).plain[6:]})"
+    what = _what(wrong)
+    also = ""
+    if report.also_wrong:
+        also = "; also wrong on " + ("its own: " if len(report.also_wrong) == 1 else
+                                     "their own: ") + "; ".join(
+            _blame(report, w) for w in report.also_wrong)  # fmt: skip
     return Text.assemble(("FAIL", "bold red"),
-                         f"  net: first wrong backward: layer {wrong.index}, {wrong.layer} "
-                         f"{wrong.name!r}, d{wrong.tensor}{detail}")  # fmt: skip
+                         f"  net: first wrong {what}: {_blame(report, wrong)}{also}{at_kinks}")

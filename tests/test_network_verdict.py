@@ -1,0 +1,148 @@
+"""What a network's verdict blames: the first wrong backward from the output, every layer below
+it that is wrong on its own, a wrong forward as a forward; and the kinks met on the way.
+Each case has its twin: the same network without the injected bug blames nothing there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradcli.checking.check import CheckOptions
+from gradcli.checking.network import check_network
+from gradcli.inputs.network import load_network
+from gradcli.render.netdoc import check_doc
+from gradcli.render.network import verdict_line
+
+QUICK = CheckOptions(budget=5.0)
+
+LINEAR = """import numpy as np
+def forward(x, W, b):
+    return x @ W.T + b
+def backward(grad_output, x, W, b):
+    g = grad_output
+    dW = g.T @ x
+    dW[0, 0] += DW_BUG
+    return {"x": g @ W * DX_BUG, "W": dW, "b": g.sum(0)}
+"""
+
+RELU = """import numpy as np
+def forward(x):
+    return np.where(x > 0, x, FWD_SLOPE * x)
+def backward(grad_output, x):
+    return {"x": grad_output * np.where(x > 0, 1.0, BACK_SLOPE) * GAIN}
+"""
+
+
+def _impl(tmp_path: Path, name: str, text: str, **values: Any) -> str:
+    for k, v in values.items():
+        text = text.replace(k, repr(v))
+    (tmp_path / name).write_text(text)
+    return name
+
+
+def _run(tmp_path: Path, entries: str) -> Any:
+    model = tmp_path / "model.yaml"
+    model.write_text(f"seed: 1\ninputs:\n  X: {{shape: [4, 5]}}\nnetwork:\n{entries}")
+    net = load_network(str(model))
+    return net, check_network(net, QUICK)
+
+
+def _two(tmp_path: Path, low_bug: float) -> tuple[Any, Any]:
+    low = _impl(tmp_path, "low.py", LINEAR, DW_BUG=0.0, DX_BUG=low_bug)
+    top = _impl(tmp_path, "top.py", LINEAR, DW_BUG=0.01, DX_BUG=1.3)
+    return _run(tmp_path, f"""\
+  - {{layer: linear, name: fc1, impl: {low}, tensors: {{W: {{shape: [5, 5]}}}}}}
+  - {{layer: linear, name: fc2, impl: {top}, tensors: {{W: {{shape: [3, 5]}}}}}}
+""")
+
+
+@pytest.mark.parametrize("low_bug", [1.5, 1.0])
+def test_a_second_wrong_layer_below_the_first_is_named_too(tmp_path: Path, low_bug: float) -> None:
+    """fc2's backward is wrong (the culprit, first from the output); fc1's dx is wrong on its
+    own: named too. Its twin: fc1 right, receiving fc2's wrong upstream gradient, is not."""
+    net, report = _two(tmp_path, low_bug)
+    first = report.first_wrong
+    assert (first.name, first.tensor, first.wrong) == ("fc2", "x", ("backward",))
+    also = [(w.name, w.tensor) for w in report.also_wrong]
+    doc = check_doc(net, report)
+    line = verdict_line(net, report).plain
+    assert doc["first_wrong"]["name"] == "fc2"
+    if low_bug != 1.0:
+        assert also == [("fc1", "x")]
+        assert [w["name"] for w in doc["also_wrong"]] == ["fc1"]
+        assert "also wrong on its own: layer 1, linear 'fc1', dx" in line, line
+    else:
+        assert also == [] and doc["also_wrong"] == [] and "also wrong" not in line, line
+
+
+@pytest.mark.parametrize(
+    ("slope", "back_slope", "gain", "wrong", "said"),
+    [  # a leaky forward whose backward matches it; a leaky forward with relu's own backward;
+        # both wrong; the twin: relu right
+        (0.1, 0.1, 1.0, ("forward",), "your backward matches the differences of your forward"),
+        (0.1, 0.0, 1.0, ("forward",), "your backward is the built-in relu's"),
+        (0.1, 0.1, 2.0, ("forward", "backward"), "the gradient does not match (dx)"),
+        (0.0, 0.0, 1.0, None, ""),
+    ],
+)  # fmt: skip
+def test_a_wrong_forward_is_blamed_as_a_forward(
+    tmp_path: Path, slope: float, back_slope: float, gain: float, wrong: Any, said: str
+) -> None:
+    """A user's relu whose forward is leaky was reported as a wrong backward of 'dy'."""
+    relu = _impl(tmp_path, "r.py", RELU, FWD_SLOPE=slope, BACK_SLOPE=back_slope, GAIN=gain)
+    net, report = _run(tmp_path, f"""\
+  - {{layer: linear, name: fc1, tensors: {{W: {{shape: [5, 5]}}}}}}
+  - {{layer: relu, name: act, impl: {relu}}}
+  - {{layer: linear, name: fc2, tensors: {{W: {{shape: [3, 5]}}}}}}
+""")
+    line = verdict_line(net, report).plain
+    if wrong is None:
+        assert report.passed and report.first_wrong is None, line
+        return
+    first = report.first_wrong
+    assert (first.name, first.wrong) == ("act", wrong), line
+    assert first.tensor == ("x" if "backward" in wrong else None)
+    what = "forward" if wrong == ("forward",) else "layer"
+    assert f"first wrong {what}: layer 2, relu 'act'" in line and said in line, line
+    assert "dy" not in line and "your forward does not match the built-in forward" in line
+    assert json.loads(json.dumps(check_doc(net, report)))["first_wrong"]["wrong"] == list(wrong)
+
+
+@pytest.mark.parametrize("row", ["[2.0], [2.0], [1.0], [0.5]", "[2.0], [3.0], [1.0], [0.5]"])
+def test_kinks_are_said_in_a_network_s_verdict(tmp_path: Path, row: str, cli: Any) -> None:
+    """A max-pool tie (a kink) was counted in JSON but never shown; the twin has no tie."""
+    model = tmp_path / "model.yaml"
+    model.write_text(f"inputs:\n  X: [[[{row}]]]\nnetwork:\n"
+                     "  - {layer: maxpool2d, name: pool, options: {size: [1, 2]}}\n")  # fmt: skip
+    result = cli("check", "net", model, env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    tie = "[2.0], [2.0]" in row
+    assert ("at kinks checked one-sidedly" in result.stdout.splitlines()[-1]) == tie, result.stdout
+    assert ("layer 1 'pool': dX: " in result.stdout) == tie, result.stdout
+
+
+@pytest.mark.parametrize("bug", [None, "fc1.W", "fc2.out"])
+def test_grads_on_a_network_are_diagnosed_as_a_layer_s(
+    cli: Any, tmp_path: Path, bug: str | None
+) -> None:
+    """A failing --grads on a network showed no worst elements and left the unanswered
+    unnamed; the output's gradient (the last boundary, dfc2.out) was refused and not written."""
+    model = tmp_path / "model.yaml"
+    model.write_text("seed: 0\ninputs: {X: {shape: [3, 4]}}\nnetwork:\n"
+                     "  - {layer: linear, name: fc1, tensors: {W: {shape: [5, 4]}}}\n"
+                     "  - {layer: linear, name: fc2, tensors: {W: {shape: [2, 5]}}}\n")  # fmt: skip
+    assert cli("compute", "net", model, "-o", tmp_path / "c.npz").exit_code == 0
+    arrays = dict(np.load(tmp_path / "c.npz"))
+    answers = {"fc1.W": arrays["dfc1.W"], "dfc2.out": arrays["dfc2.out"]}
+    if bug is not None:
+        answers[next(k for k in answers if bug in k)][0, 1] += 0.5
+    np.savez(tmp_path / "g.npz", **answers)
+    result = cli("check", "net", model, "--grads", tmp_path / "g.npz", env={"COLUMNS": "100"})
+    assert result.exit_code == (0 if bug is None else 1), result.output
+    assert "not checked (no answer given): dX, dfc1.b, dfc2.W, dfc2.b" in result.stdout
+    worst = [line.strip() for line in result.stdout.splitlines() if "5 worst elements" in line]
+    assert worst == ([] if bug is None else [f"d{bug}: the 5 worst elements"]), result.stdout
