@@ -117,3 +117,50 @@ def json_of(result: Any) -> Any:
 
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
+
+
+EMB = """import numpy as np
+def forward(idx, W):
+    return W[idx]
+def backward(grad_output, idx, W):
+    dW = np.zeros_like(W)
+    dW[idx] += grad_output    # the classic slip: a repeated index is added once
+    return {"W": dW}
+"""
+
+
+@pytest.mark.parametrize("impl", [None, "emb.py"])
+def test_an_embedding_takes_the_network_s_integer_input(tmp_path: Path, impl: Any) -> None:
+    """An embedding could not be placed in a network (network[0].input: expected a Python
+    identifier, got ''). It takes the network's input as its indices; its wrong backward
+    (repeated indices added once) is named as any layer's."""
+    from gradcli.checking.check import CheckOptions
+    from gradcli.checking.network import check_network
+
+    (tmp_path / "emb.py").write_text(EMB)
+    own = f", impl: {impl}" if impl else ""
+    net = build("inputs:\n  tok: [[3, 0, 3, 5], [1, 3, 2, 0]]\nnetwork:\n"
+                f"  - {{layer: embedding, name: emb{own}, tensors: {{W: {{shape: [6, 4]}}}}}}\n"
+                "  - {layer: linear, name: fc, tensors: {W: {shape: [2, 4]}}}\n", tmp_path)
+    assert net.spec.tensors["tok"].dtype.kind == "i"
+    report = check_network(net, CheckOptions(budget=5.0))
+    if impl is None:
+        assert report.passed, report.first_wrong
+        assert set(report.end_to_end.results) == {"emb.W", "fc.W", "fc.b"}
+    else:
+        assert (report.first_wrong.name, report.first_wrong.tensor) == ("emb", "W")
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "said"),
+    [("  tok: [[3, 0, 3, 6]]\nnetwork:\n"
+      "  - {layer: embedding, name: emb, tensors: {W: {shape: [6, 4]}}}\n",
+      "inputs.tok", "tok[0, 3] = 6 is not a row of emb.W (expected 0 ... 5)"),
+     ("  X: {shape: [2, 6]}\nnetwork:\n  - {layer: tanh}\n"
+      "  - {layer: embedding, name: emb, tensors: {W: {shape: [6, 4]}}}\n",
+      "network[1].layer", "it can only be the first layer, taking the network's input X")],
+)  # fmt: skip
+def test_an_embedding_s_indices_are_the_network_s_input_alone(model: str, key: str,
+                                                             said: str) -> None:  # fmt: skip
+    message = refused("inputs:\n" + model)
+    assert message.startswith(f"{key}: ") and said in message, message

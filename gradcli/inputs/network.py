@@ -34,7 +34,7 @@ from gradcli.inputs.spec import (
     parse_dtype,
     parse_seed,
 )
-from gradcli.layers import Layer, get_layer
+from gradcli.layers import REGISTRY, Layer, get_layer
 from gradcli.layers.base import NoOptions, TensorInfo
 from gradcli.layers.chain import Block, Network, Node
 
@@ -116,8 +116,12 @@ def build_network(
             key="inputs",
         )
     x_name = str(free[0])
-    arrays: dict[str, np.ndarray] = {x_name: loader.load(inputs[x_name], f"inputs.{x_name}",
-                                                         x_name)}  # fmt: skip
+    arrays: dict[str, np.ndarray] = {}
+    # a first layer taking integer indices (embedding): the input is data, loaded once the
+    # layer's table says how many rows there are
+    indices = _takes_indices(entries[0])
+    if indices is None:
+        arrays[x_name] = loader.load(inputs[x_name], f"inputs.{x_name}", x_name)
     for where, n in targets.items():
         if not isinstance(n, str) or n not in inputs:
             names = ", ".join(map(str, inputs))
@@ -126,7 +130,7 @@ def build_network(
                             key=f"{where}.target")  # fmt: skip
     fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n))
              for n in dict.fromkeys(targets.values())}  # fmt: skip
-    b = _Builder(loader, arrays, fixed, base, x_name)
+    b = _Builder(loader, arrays, fixed, base, x_name, inputs[x_name] if indices else None)
     ops = b.entries(entries, "network")
     if loss is not None:
         ops.append(b.entry(loss, "loss"))
@@ -199,15 +203,16 @@ class _Builder:
 
     def __init__(
         self, loader: Loader, arrays: dict[str, np.ndarray], fixed: dict[str, np.ndarray],
-        base: Path, x_name: str,
+        base: Path, x_name: str, x_doc: Any = None,
     ) -> None:  # fmt: skip
         self.loader, self.arrays, self.fixed, self.base = loader, arrays, fixed, base
         self.index = 0  # layers seen: the 1-based index of a layer and its default name
         self.blocks = 0  # residual blocks seen
         self.names: set[str] = set()
         self.where: dict[str, str] = {}  # a layer's or block's name -> its key in the file
-        self.shape: tuple[int, ...] = arrays[x_name].shape  # the activation so far
-        self.x_name = x_name
+        # the activation so far (an index input's: once loaded)
+        self.shape: tuple[int, ...] = arrays[x_name].shape if x_name in arrays else ()
+        self.x_name, self.x_doc = x_name, x_doc  # x_doc: an index input, still to load
 
     def entries(self, entries: Any, key: str) -> list[Any]:
         if not isinstance(entries, list) or not entries:
@@ -308,6 +313,8 @@ class _Builder:
                 if t in roles and _shape_only(value):  # as if omitted, its shape given
                     value = self._drawn(roles[t], value["shape"])
                 loaded[t] = self.loader.load(self._he(value), pkey, f"{name}.{t}")
+        if self.x_doc is not None and self.x_name not in self.arrays:
+            self._load_indices(layer, input_name, loaded, e.get("options"), name)
         sh = {input_name: self.shape} | {t: a.shape for t, a in loaded.items()}
         sh |= {t: self.fixed[i].shape for t, i in fixed.items() if i in self.fixed}
         # an omitted parameter whose axes the other tensors size is drawn (_drawn); one they
@@ -346,7 +353,9 @@ class _Builder:
             if t in params:
                 raise err.under(f"{key}.tensors") from None
             raise (err.under(key) if t == "options" else SpecError(err.message, key=key)) from None
-        batch = max(0, len(self.shape) - in_core) if in_core else 0
+        # integer indices (embedding's idx) have no core axes: every axis of theirs is a batch
+        indices = input_name in roles and roles[input_name].role == "index"
+        batch = max(0, len(self.shape) - in_core) if in_core or indices else 0
         own = {i.name: len(sh[i.name]) - len(i.axes) for i in infos
                if i.name in params and i.axes and i.name in sh}  # fmt: skip
         pads = {p: max(0, batch - own.get(p, 0)) for p in params}
@@ -375,6 +384,17 @@ class _Builder:
                 raise SpecError("input: names a custom layer's input; a built-in layer's is "
                                 "known", key=f"{key}.input")  # fmt: skip
             input_name = next((i.name for i in builtin.tensors if i.role == "input"), "")
+            if not input_name:  # a layer taking integer indices: the network's input only
+                index = _takes_indices(e)
+                if index is None:
+                    raise SpecError(f"{kind_} takes no input a layer can pass it",
+                                    key=f"{key}.layer")  # fmt: skip
+                if key != "network[0]":
+                    raise SpecError(
+                        f"{kind_} takes integer indices ({index.name}), not the output of a "
+                        f"layer: it can only be the first layer, taking the network's input "
+                        f"{self.x_name}", key=f"{key}.layer")  # fmt: skip
+                input_name = index.name
         elif input_name is None:
             input_name = "x"
         if not isinstance(input_name, str) or not input_name.isidentifier():
@@ -404,6 +424,34 @@ class _Builder:
         raw = e.get("options")
         return user_layer(code, builtin, names, raw if isinstance(raw, dict) else None), input_name
 
+    def _load_indices(self, layer: Layer, input_name: str, loaded: dict[str, np.ndarray],
+                      raw_options: Any, name: str) -> None:  # fmt: skip
+        """The network's input as the first layer's integer indices, in [0, rows of its
+        table): drawn from the seed (a shape alone) or given, then checked as the layer
+        checks its own (every index a row)."""
+        info = layer.tensor(input_name)
+        rows = _infer(layer, (info.classes,), {t: a.shape for t, a in loaded.items()}) \
+            if info.classes else ()  # fmt: skip
+        if not rows:
+            table = next(i for i in layer.tensors if info.classes in i.axes)
+            raise SpecError(f"give the shape of {layer.name}'s {table.name} "
+                            f"{table.shape_str} (its {info.classes} rows bound the indices), "
+                            f"e.g. {table.name}: {{shape: [...]}}", key="tensors")  # fmt: skip
+        key = f"inputs.{self.x_name}"
+        x = self.loader.load(self.x_doc, key, self.x_name, classes=rows[0])
+        if layer.check_values is not None:
+            try:
+                options = layer.make_options(raw_options if isinstance(raw_options, dict) else {})
+                layer.check_values({input_name: x, **loaded}, options)
+            except GradcliError as e:  # said in the model's names: tok[0, 3], emb.W
+                said = e.message.replace(f"{input_name}[", f"{self.x_name}[")
+                for t in loaded:
+                    for end in " :":
+                        said = said.replace(f" {t}{end}", f" {name}.{t}{end}")
+                raise SpecError(f"layer 1 {layer.name} {name!r}: {said}", key=key) from None
+        self.arrays[self.x_name] = x
+        self.shape = x.shape
+
     @staticmethod
     def _drawn(info: TensorInfo, shape: list[int]) -> Any:
         """A parameter known by its shape alone, drawn as a framework initializes it: a scale
@@ -423,6 +471,18 @@ class _Builder:
             fan_in = shape[1] if len(shape) == 2 else math.prod(shape[:-1])
             return {**value, "scale": math.sqrt(2.0 / max(1, fan_in))}
         return value
+
+
+def _takes_indices(entry: Any) -> TensorInfo | None:
+    """The index tensor of a built-in layer that takes integer indices where another layer
+    takes an activation (embedding's idx), or None."""
+    kind_ = entry.get("layer") if isinstance(entry, dict) else None
+    if not isinstance(kind_, str) or kind_ not in REGISTRY:
+        return None
+    tensors = REGISTRY[kind_].tensors
+    if any(i.role == "input" for i in tensors):
+        return None
+    return next((i for i in tensors if i.role == "index"), None)
 
 
 def _shape_only(value: Any) -> bool:

@@ -209,6 +209,8 @@ class Network:
                 grads[op.out] = g
                 lg = op.layer.backward(g, cache["layers"][op.name][1])
                 grads |= {op.param(p): np.asarray(lg[p]) for p in op.params}
+                if op.input not in lg:  # integer indices (embedding's): the chain starts here
+                    return grads
                 g = np.asarray(lg[op.input])
         grads[self.input] = g
         return grads
@@ -228,8 +230,11 @@ class Network:
         bounds = self.boundaries()
         inter = tuple(bounds)  # the output too: its gradient is the upstream one, answerable
         x_shape = self.shapes[self.input]
-        tensors = [TensorInfo(self.input, _axes(x_shape), _letters(x_shape), "input",
-                              "the network's input")]  # fmt: skip
+        first = self.nodes[0] if self.nodes else None
+        indices = first is not None and not first.layer.tensor(first.input).differentiable
+        tensors = [TensorInfo(self.input, _axes(x_shape), _letters(x_shape),
+                              "index" if indices else "input",
+                              "the network's input" + (" (integer indices)" if indices else ""))]
         for n in self.nodes:
             sh = self.node_shapes(n, (1,) * len(self.shapes[self.input]), self.shapes)
             infos = {i.name: i for i in n.layer.infos(sh, n.options)}

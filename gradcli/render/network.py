@@ -67,7 +67,8 @@ def render_compute(console: Console, net: NetSpec, comp: Computation) -> None:
     f = flow(net, comp)
     by = _producer(net)
     x = spec.tensors[net.net.input]
-    rows = [[Text(net.net.input, style="bold"), "input", str(list(x.shape)), *_stats(x)]]
+    role = "input" if spec.info(net.net.input).differentiable else "input (indices)"
+    rows = [[Text(net.net.input, style="bold"), role, str(list(x.shape)), *_stats(x)]]
     # the data a layer takes beside its input (a loss's labels), never differentiated
     rows += [[Text(n, style="bold"), _fixed_role(net, n), str(list(a.shape)), *_stats(a)]
              for n, a in net.net.fixed.items()]  # fmt: skip
@@ -79,7 +80,9 @@ def render_compute(console: Console, net: NetSpec, comp: Computation) -> None:
     console.print()
     back = []
     prev = None
-    grads = [*reversed(list(f["backward"].items())), (net.net.input, comp.gradients[net.net.input])]
+    grads = list(reversed(list(f["backward"].items())))
+    if net.net.input in comp.gradients:  # integer indices (an embedding's) have none
+        grads.append((net.net.input, comp.gradients[net.net.input]))
     for n, g in grads:
         norm = float(np.linalg.norm(np.asarray(g).ravel()))
         ratio = "" if prev in (None, 0.0) else f"{norm / prev:.3g}"
