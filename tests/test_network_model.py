@@ -164,3 +164,13 @@ def test_an_embedding_s_indices_are_the_network_s_input_alone(model: str, key: s
                                                              said: str) -> None:  # fmt: skip
     message = refused("inputs:\n" + model)
     assert message.startswith(f"{key}: ") and said in message, message
+
+
+def test_a_model_file_where_the_layer_goes_names_the_command(
+    cli: Any, write_spec: Any, assert_usage_error: Any
+) -> None:
+    """gradcli check model.yaml said "unknown layer 'model.yaml'"."""
+    model = write_spec(f"{X}{NET}", "model.yaml")
+    said = f"is a model file (network:): gradcli check net {model}"
+    assert_usage_error(cli("check", model), said)
+    assert_usage_error(cli("compute", "lineer"), "unknown layer 'lineer'")  # the twin: a name

@@ -96,7 +96,7 @@ def compute(
             npz=lambda: jsondoc.npz_bytes(net.spec, comp),
         )  # fmt: skip
         return
-    s = load(layer, spec, dtype, seed, impl, max_elements)
+    s = load(layer, spec, dtype, seed, impl, max_elements, command="compute")
     ready(output, input_files(s, impl))
     comp = run_compute(s)
     emit(
@@ -193,7 +193,7 @@ def check(
         check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
                    impl=impl, sweep=sweep, values=values)  # fmt: skip
         return
-    s = load(layer, spec, dtype, seed, impl, max_elements)
+    s = load(layer, spec, dtype, seed, impl, max_elements, command="check")
     memory.require(s, opts.method, opts.max_memory)  # before the first forward
     if grads is not None:
         from gradcli.checking import intermediates
@@ -281,7 +281,7 @@ def explain(
     if layer == "custom" and impl is None and spec is None:
         doc, sections, inputs = explain_mod.custom_doc(), explain_mod.custom(), ()
     else:
-        s = load(layer, spec, None, None, impl)
+        s = load(layer, spec, None, None, impl, command="explain")
         doc, sections, inputs = None, None, input_files(s, impl)
     if as_json:
         emit(output, inputs, text=jsondoc.to_json(doc or explain_mod.explain_doc(s)))
