@@ -75,7 +75,9 @@ def quick(model: dict[str, Any]) -> dict[str, Any]:
 
 
 GRADCLI_CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")  # as the command line runs (gradcli/__main__.py)
 sys.path.insert(0, {root!r})
 from gradcli.checking.check import CheckOptions
 from gradcli.checking.network import check_network

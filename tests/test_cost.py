@@ -178,3 +178,34 @@ def test_failed_probe_cli_exit_1_and_stderr(cli, tmp_path):
     doc = json.loads(r.stdout)
     assert doc["results"]["W"]["mode"] == "sample" and not doc["results"]["W"]["passed"]
     assert r.stderr.count("\n") == 1 and "probe failed for dW" in r.stderr
+
+
+def test_a_network_counts_the_arrays_its_layers_keep(tmp_path):
+    """A chain's cache nests each layer's own (conv's im2col windows): the estimate counts
+    them, once each, so a network's passes are not predicted as if only its boundaries
+    were kept (the ThreeLayerConvNet's were 30x under)."""
+    from gradcli.inputs.network import build_network
+
+    doc = {"seed": 0, "inputs": {"X": {"shape": [2, 8, 8, 3]}},
+           "network": [{"layer": "conv2d", "name": "c", "tensors": {"W": {"shape": [3, 3, 3, 4]}},
+                        "options": {"padding": 1}}, {"layer": "relu"}],
+           "grad_output": {"init": "normal"}}  # fmt: skip
+    spec = build_network(doc, base=tmp_path, source="m.yaml").spec
+    chain = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    conv = REGISTRY["conv2d"]
+    t = {"X": spec.tensors["X"], "W": spec.tensors["c.W"], "b": spec.tensors["c.b"]}
+    _, own = conv.forward(t, conv.make_options({"padding": 1}))
+    cols = sum(a.size for a in own.values() if isinstance(a, np.ndarray) and a.size > 2 * 8 * 8 * 3)
+    assert cols > 0
+    assert cost.pass_elements(chain) >= cols + 2 * (2 * 8 * 8 * 4)  # + the conv's and relu's out
+
+
+def test_the_command_line_runs_blas_on_one_thread_unless_told(monkeypatch):
+    import gradcli.__main__ as entry
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    entry.single_threaded_blas()
+    assert entry.os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    entry.single_threaded_blas()
+    assert entry.os.environ["OPENBLAS_NUM_THREADS"] == "2"

@@ -10,6 +10,8 @@ fixed number of seconds per element.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +37,19 @@ COMPLEX_FACTOR = {"stacked": 3.0, "incremental": 6.0}
 
 def _kept(engine: StackedForward) -> list[int]:
     """The sizes of the arrays the forward keeps (the unperturbed cache stands for every
-    copy's)."""
-    return [a.size for a in engine.cache.values() if isinstance(a, np.ndarray)]
+    copy's), wherever it keeps them: a network's cache holds each layer's own (conv's im2col
+    windows) in nested mappings and tuples; an array kept in two places counts once."""
+    seen: dict[int, int] = {}
+    todo: list[Any] = [engine.cache]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, np.ndarray):
+            seen[id(v)] = v.size
+        elif isinstance(v, Mapping):
+            todo.extend(v.values())
+        elif isinstance(v, list | tuple):
+            todo.extend(v)
+    return list(seen.values())
 
 
 def pass_elements(engine: StackedForward) -> int:
