@@ -158,6 +158,9 @@ def torch_loss(model: dict[str, Any]) -> tuple[Any, list[Any], Any]:
 def run_torch(model: dict[str, Any], max_seconds: float) -> dict[str, Any]:
     import torch
 
+    # one thread: on this shared 2-core machine torch's gradcheck ran 65 ms per coordinate of
+    # the ThreeLayerConvNet with one, 80 ms with two (its default); torch gets its faster one
+    torch.set_num_threads(1)
     loss, params, names = torch_loss(model)
     total = sum(p.numel() for p in params)
     # a subset: the smallest parameter tensors first, until about max_seconds are spent

@@ -185,6 +185,9 @@ class Layer:
     # evaluated incrementally (only what that coordinate moves is recomputed); None for a tensor
     # without such a path. The engine checks it against ``forward`` before trusting it.
     perturbed: Callable[..., np.ndarray | None] | None = None
+    # perturbed_elements(name, shapes, options) -> the elements one such evaluation touches,
+    # for the time estimate (numeric/cost.py); None: the largest array the forward keeps
+    perturbed_elements: Callable[[str, Shapes, Any], int] | None = None
     # checking an intermediate's gradient (a hand-derived dS, say) needs the forward from that
     # intermediate on, everything upstream held fixed: tail(name, value, cache, options) ->
     # output, value may carry leading probe axes; tail_info(name, shapes, options) -> (its

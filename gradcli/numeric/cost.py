@@ -10,12 +10,10 @@ fixed number of seconds per element.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
-from gradcli.numeric.stacking import StackedForward
+from gradcli.numeric.stacking import StackedForward, kept_arrays
 
 # Seconds per float64 element of one perturbed copy (its inputs, its output and the working
 # arrays its forward keeps), calibrated on benchmarks/cases.py against the record of 2026-11-25
@@ -37,19 +35,8 @@ COMPLEX_FACTOR = {"stacked": 3.0, "incremental": 6.0}
 
 def _kept(engine: StackedForward) -> list[int]:
     """The sizes of the arrays the forward keeps (the unperturbed cache stands for every
-    copy's), wherever it keeps them: a network's cache holds each layer's own (conv's im2col
-    windows) in nested mappings and tuples; an array kept in two places counts once."""
-    seen: dict[int, int] = {}
-    todo: list[Any] = [engine.cache]
-    while todo:
-        v = todo.pop()
-        if isinstance(v, np.ndarray):
-            seen[id(v)] = v.size
-        elif isinstance(v, Mapping):
-            todo.extend(v.values())
-        elif isinstance(v, list | tuple):
-            todo.extend(v)
-    return list(seen.values())
+    copy's), wherever it keeps them (stacking.kept_arrays)."""
+    return [a.size for a in kept_arrays(engine.cache)]
 
 
 def pass_elements(engine: StackedForward) -> int:
@@ -59,18 +46,25 @@ def pass_elements(engine: StackedForward) -> int:
     return inputs + math.prod(engine.out_shape) + sum(_kept(engine))
 
 
-def seconds(engine: StackedForward, groups: int, incremental: bool) -> float:
+def seconds(
+    engine: StackedForward, groups: int, incremental: bool, name: str | None = None
+) -> float:
     """Predicted time of ``groups`` perturbation groups of one tensor (from
     ``Engine.groups_needed``), evaluated incrementally or as stacked copies."""
     if incremental:
-        return incremental_seconds(engine, groups * len(engine.method.offsets))
+        return incremental_seconds(engine, groups * len(engine.method.offsets), name=name)
     return copies_seconds(engine, engine.rows(groups))
 
 
-def incremental_seconds(engine: StackedForward, evaluations: int, real: bool = False) -> float:
+def incremental_seconds(
+    engine: StackedForward, evaluations: int, real: bool = False, name: str | None = None
+) -> float:
     """Predicted time of ``evaluations`` losses through the layer's incremental path (in the
     method's arithmetic, or ``real``: a kink's one-sided points)."""
     largest = max((a.size for a in engine.cache.values() if isinstance(a, np.ndarray)), default=1)
+    declared = engine.layer.perturbed_elements
+    if declared is not None and name is not None:
+        largest = max(1, declared(name, engine.shapes, engine.options))
     per_evaluation = largest * SECONDS_PER_INCREMENTAL_ELEMENT
     if engine.method.name == "complex" and not real:
         per_evaluation *= COMPLEX_FACTOR["incremental"]

@@ -114,7 +114,7 @@ class Engine(StackedForward):
         split = self.terms(name) if coloring else None
         if isinstance(split, Engine):
             return split.seconds(name, groups)
-        return cost.seconds(self, groups, coloring and self.incremental(name) == "")
+        return cost.seconds(self, groups, coloring and self.incremental(name) == "", name)
 
     # ------------------------------------------------------------ coloring
     def _coloring(self, name: str) -> Coloring | SourceColoring | None:
@@ -210,9 +210,11 @@ class Engine(StackedForward):
         scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
         moved = np.zeros(x.size)  # ... over the outputs whose difference is not exactly 0
         if col is not None:
-            colors: list[Any] = list(np.ndindex(*col.periods))
+            colors: Any = list(np.ndindex(*col.periods))
         else:
-            colors = list(np.arange(x.size) if coords is None else np.asarray(coords, np.int64))
+            # an array, not a list: a list of a million numpy integers was converted back on
+            # every chunk (a third of an incremental check of linear's W)
+            colors = np.arange(x.size) if coords is None else np.asarray(coords, np.int64)
         chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
         passes = 0
         for start in range(0, len(colors), chunk):

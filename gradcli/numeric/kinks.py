@@ -299,7 +299,7 @@ def moves_seconds(engine, name: str, idx: np.ndarray, coloring: bool, points: in
     if not idx.size:
         return 0.0
     if coloring and engine.incremental(name) == "":
-        return cost.incremental_seconds(engine, idx.size * points * 3 // 2, real=True)  # + base
+        return cost.incremental_seconds(engine, idx.size * points * 3 // 2, True, name)  # + base
     col = engine.colored(name)[0] if coloring else None
     groups = len(color_groups(engine, name, idx, col)) if col is not None else idx.size
     return cost.copies_seconds(engine, groups * points, real=True)

@@ -23,6 +23,22 @@ _HEAP_BLOCK = 2**22
 _EXAMPLES = ("input", "target", "index")
 
 
+def kept_arrays(cache: Any) -> list[np.ndarray]:
+    """The arrays a forward's cache keeps, wherever it keeps them (a network's cache nests each
+    layer's own, conv's im2col windows among them, in mappings and tuples), each once."""
+    seen: dict[int, np.ndarray] = {}
+    todo: list[Any] = [cache]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, np.ndarray):
+            seen[id(v)] = v
+        elif isinstance(v, Mapping):
+            todo.extend(v.values())
+        elif isinstance(v, list | tuple):
+            todo.extend(v)
+    return list(seen.values())
+
+
 class StackedForward:
     """One layer at one point (``tensors`` copied to float64), and its forward on stacks of
     perturbed copies of one tensor."""
@@ -58,7 +74,7 @@ class StackedForward:
         self.out_shape = out.shape
         # |g * y| per output: the scale of the round-off in each output difference
         self.gy = np.abs(self.g * np.real(out)).ravel()
-        arrays = [out] + [v for v in cache.values() if isinstance(v, np.ndarray)]
+        arrays = [np.asarray(out), *kept_arrays(cache)]
         self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
         self.largest_bytes = max(a.nbytes for a in arrays)
 
