@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+import gradcli
 from gradcli.checking.check import check
 from gradcli.inputs.spec import Spec, load_spec
 from gradcli.layers import REGISTRY
@@ -160,3 +161,44 @@ def test_check_reports_the_incremental_path_in_json():
     assert not report.results["W_V"].numerics.incremental  # colored instead
     doc = check_doc(spec, report)
     assert doc["results"]["X"]["incremental"] is True
+
+
+@pytest.mark.parametrize("xshape", [(5,), (2, 3, 5)])
+def test_linear_perturbed_loss_equals_the_forward_everywhere(xshape):
+    """linear's closed forms (a move of W[o, i], x[..., i] or b[o]) against its plain
+    forward at every coordinate, in runs and scattered, real and complex; its twin (W's
+    transpose taken for x's path) is off."""
+    layer, rng = REGISTRY["linear"], np.random.default_rng(5)
+    t = {"x": rng.standard_normal(xshape), "W": rng.standard_normal((4, 5)),
+         "b": rng.standard_normal(4)}  # fmt: skip
+    out, cache = layer.forward(t, None)
+    g = rng.standard_normal(out.shape)
+    scale = np.sum(np.abs(g * out))
+    for name in ("W", "x", "b"):
+        v = t[name].ravel()
+        for idx in (np.arange(v.size), rng.permutation(v.size)):
+            for move in (0.3, 1e-20j):
+                values = v[idx] + move * (1 + np.abs(v[idx]))
+                fast = layer.perturbed(name, cache, g, idx, values)
+                for k, j in enumerate(idx):
+                    moved = v.astype(np.result_type(v, values))
+                    moved[j] = values[k]
+                    y = layer.forward({**t, name: moved.reshape(t[name].shape)}, None)[0]
+                    assert abs(fast[k] - np.sum(g * y)) <= 1e-13 * scale, (name, j, move)
+    wrong = dict(cache, W=np.ascontiguousarray(cache["W"][::-1]))
+    idx = np.arange(t["x"].size)
+    off = layer.perturbed("x", wrong, g, idx, t["x"].ravel() + 0.3)
+    assert np.max(np.abs(off - layer.perturbed("x", cache, g, idx, t["x"].ravel() + 0.3))) > 1e-3
+
+
+def test_linear_uses_its_incremental_path_and_a_wrong_backward_still_fails():
+    rng = np.random.default_rng(6)
+    t = {"x": rng.standard_normal((3, 6)), "W": rng.standard_normal((4, 6)),
+         "b": rng.standard_normal(4)}  # fmt: skip
+    report = gradcli.check("linear", t)
+    assert report.passed
+    assert all(r.numerics.incremental for r in report.results.values())
+    g = rng.standard_normal((3, 4))
+    bad = {"x": g @ t["W"], "W": (g.T @ t["x"]) * 1.001, "b": g.sum(axis=0)}
+    r = gradcli.check("linear", t, grad_output=g, grads=bad)
+    assert not r.passed and not r.results["W"].passed and r.results["x"].passed
