@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gradcli.cli.app import app
+from gradcli.__main__ import single_threaded_blas
+
+single_threaded_blas()  # as the command line runs, before numpy loads (its import reads it once)
+
+from gradcli.cli.app import app  # noqa: E402  (after the BLAS setting)
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
