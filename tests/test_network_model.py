@@ -174,3 +174,16 @@ def test_a_model_file_where_the_layer_goes_names_the_command(
     said = f"is a model file (network:): gradcli check net {model}"
     assert_usage_error(cli("check", model), said)
     assert_usage_error(cli("compute", "lineer"), "unknown layer 'lineer'")  # the twin: a name
+
+
+def test_an_answer_key_nearly_right_is_suggested(cli: Any, tmp_path: Path,
+                                                 assert_usage_error: Any) -> None:  # fmt: skip
+    """An answer keyed dfc.w (for dfc.W) listed every name, and difflib offered dfc.b."""
+    model = tmp_path / "model.yaml"
+    model.write_text("inputs: {X: {shape: [3, 4]}}\nnetwork:\n"
+                     "  - {layer: linear, name: fc, tensors: {W: {shape: [2, 4]}}}\n")  # fmt: skip
+    np.savez(tmp_path / "g.npz", **{"dfc.w": np.zeros((2, 4))})
+    result = cli("check", "net", model, "--grads", tmp_path / "g.npz")
+    assert_usage_error(result, "dfc.w", "(did you mean 'dfc.W'?)")
+    np.savez(tmp_path / "g.npz", **{"dfc.W": np.zeros((2, 4))})  # the twin: spelled right
+    assert cli("check", "net", model, "--grads", tmp_path / "g.npz", "-q").exit_code == 1

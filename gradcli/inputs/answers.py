@@ -9,7 +9,7 @@ import numpy as np
 
 from gradcli.errors import GradcliError, mention
 from gradcli.files.reading import load_array, npz_names, parse_yaml, read_spec_text
-from gradcli.inputs.sources import Loader
+from gradcli.inputs.sources import Loader, suggest
 from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, load_source
 
 
@@ -50,7 +50,8 @@ def load_answers(
             param="wrt",
         )
     if wrt is not None and wrt not in shapes:
-        raise GradcliError(f"{wrt!r} is not a tensor of this spec ({known})", param="wrt")
+        raise GradcliError(f"{wrt!r} is not a tensor of this spec{_near(wrt, shapes)} ({known})",
+                           param="wrt")  # fmt: skip
     if path.suffix in (".yaml", ".yml"):
         text, source, base = read_spec_text(target)
         doc = parse_yaml(text, source=source, max_elements=budget.max_elements)
@@ -86,7 +87,7 @@ def load_answers(
             )  # fmt: skip
         if name is None:
             raise GradcliError(
-                f"{key!r} is not a tensor of this spec ({known})",
+                f"{key!r} is not a tensor of this spec{_near(key, shapes)} ({known})",
                 source=target, key=key,
             )  # fmt: skip
         a = np.asarray(a)
@@ -106,3 +107,11 @@ def load_answers(
             )  # fmt: skip
         answers[name] = a.astype(np.float64)
     return answers
+
+
+def _near(key: str, names: Mapping[str, object]) -> str:
+    """A "did you mean" in the spelling the key used (dfc.w: dfc.W)."""
+    d = key.startswith("d") and key[1:] not in names
+    spelled = ["d" + n if d else n for n in names]
+    same = [n for n in spelled if n.lower() == key.lower()]  # difflib weighs case as much
+    return f" (did you mean {same[0]!r}?)" if same else suggest(key, spelled)
