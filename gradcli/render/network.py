@@ -226,7 +226,10 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
         local = ("the layer's backward matches locally; " if n == 1 else
                  f"all {n} layers' backwards match locally; " if n else "")  # fmt: skip
         m = len(e2e.results)
-        e2e_says = "the gradient matches" if m == 1 else f"all {m} gradients match"
+        if e2e.answers:
+            e2e_says = "your gradient matches" if m == 1 else f"all {m} of your gradients match"
+        else:
+            e2e_says = "the gradient matches" if m == 1 else f"all {m} gradients match"
         return Text.assemble(("PASS", "bold green"),
                              f"  net: {local}end to end {e2e_says}{at_kinks}{how}")  # fmt: skip
     wrong = report.first_wrong
