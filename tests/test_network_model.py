@@ -187,3 +187,32 @@ def test_an_answer_key_nearly_right_is_suggested(cli: Any, tmp_path: Path,
     assert_usage_error(result, "dfc.w", "(did you mean 'dfc.W'?)")
     np.savez(tmp_path / "g.npz", **{"dfc.W": np.zeros((2, 4))})  # the twin: spelled right
     assert cli("check", "net", model, "--grads", tmp_path / "g.npz", "-q").exit_code == 1
+
+
+SCALE = """def forward(x, s):
+    return x * s
+def backward(grad_output, x, s):
+    return {"x": grad_output * s, "s": (grad_output * x).sum(axis=0)}
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "said"),
+    [("tensors: {}", "network[0].tensors", "your forward takes s"),
+     ("input: y, tensors: {s: {shape: [5]}}", "network[0].input", "(one of x, s), got 'y'"),
+     ("tensors: {s: {shape: [5]}, t: {shape: [5]}}", "network[0].tensors.t", "takes no t"),
+     ("tensors: {s: {shape: [5]}}", None, "")],  # the twin: as its forward takes them
+)  # fmt: skip
+def test_a_custom_layer_s_tensors_are_those_its_forward_takes(
+    tmp_path: Path, entry: str, key: Any, said: str
+) -> None:
+    """A custom layer without its forward's tensor s failed at the first call: "forward()
+    missing 1 required positional argument: 's'", naming no key."""
+    (tmp_path / "scale.py").write_text(SCALE)
+    model = (f"{{inputs: {{X: {{shape: [4, 5]}}}}, "
+             f"network: [{{layer: custom, impl: scale.py, {entry}}}]}}")
+    if key is None:
+        build(model, tmp_path)
+        return
+    message = refused(model, tmp_path)
+    assert message.startswith(f"{key}: ") and said in message, message

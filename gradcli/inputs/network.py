@@ -421,6 +421,7 @@ class _Builder:
         if builtin is None:
             tensors = e.get("tensors") or {}
             names = (input_name, *(str(t) for t in tensors if t != input_name))
+            _takes(code, names, key)
         raw = e.get("options")
         return user_layer(code, builtin, names, raw if isinstance(raw, dict) else None), input_name
 
@@ -471,6 +472,33 @@ class _Builder:
             fan_in = shape[1] if len(shape) == 2 else math.prod(shape[:-1])
             return {**value, "scale": math.sqrt(2.0 / max(1, fan_in))}
         return value
+
+
+def _takes(code: Any, names: tuple[str, ...], key: str) -> None:
+    """A custom layer's forward takes its input and its tensors by name: a required argument
+    the entry does not give, or a given one it does not take, is said at the entry's key
+    (rather than as the TypeError of the first call)."""
+    import inspect
+
+    try:
+        params = inspect.signature(code.forward).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an object inspect cannot read
+        return
+    if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params):
+        return
+    taken = [p.name for p in params]
+    required = [p.name for p in params if p.default is p.empty]
+    if names[0] not in taken:
+        raise SpecError(f"expected the name of the input your forward takes (one of "
+                        f"{', '.join(taken)}), got {names[0]!r}", key=f"{key}.input")  # fmt: skip
+    missing = [n for n in required if n not in names]
+    if missing:
+        raise SpecError(f"your forward takes {missing[0]}: give it, e.g. {missing[0]}: "
+                        "{shape: [...]}", key=f"{key}.tensors")  # fmt: skip
+    extra = [n for n in names[1:] if n not in taken]
+    if extra:
+        raise SpecError(f"your forward takes no {extra[0]} (it takes {', '.join(taken)})",
+                        key=f"{key}.tensors.{extra[0]}")  # fmt: skip
 
 
 def _takes_indices(entry: Any) -> TensorInfo | None:
