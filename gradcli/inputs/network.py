@@ -421,7 +421,8 @@ class _Builder:
         if builtin is None:
             tensors = e.get("tensors") or {}
             names = (input_name, *(str(t) for t in tensors if t != input_name))
-            _takes(code, names, key)
+            options = e.get("options")
+            _takes(code, names, tuple(options) if isinstance(options, dict) else (), key)
         raw = e.get("options")
         return user_layer(code, builtin, names, raw if isinstance(raw, dict) else None), input_name
 
@@ -474,7 +475,7 @@ class _Builder:
         return value
 
 
-def _takes(code: Any, names: tuple[str, ...], key: str) -> None:
+def _takes(code: Any, names: tuple[str, ...], options: tuple[str, ...], key: str) -> None:
     """A custom layer's forward takes its input and its tensors by name: a required argument
     the entry does not give, or a given one it does not take, is said at the entry's key
     (rather than as the TypeError of the first call)."""
@@ -491,7 +492,7 @@ def _takes(code: Any, names: tuple[str, ...], key: str) -> None:
     if names[0] not in taken:
         raise SpecError(f"expected the name of the input your forward takes (one of "
                         f"{', '.join(taken)}), got {names[0]!r}", key=f"{key}.input")  # fmt: skip
-    missing = [n for n in required if n not in names]
+    missing = [n for n in required if n not in names and n not in options]
     if missing:
         raise SpecError(f"your forward takes {missing[0]}: give it, e.g. {missing[0]}: "
                         "{shape: [...]}", key=f"{key}.tensors")  # fmt: skip
