@@ -3,6 +3,8 @@ coordinates of one color move together (a relu before a max-pool ties thousands 
 0), the estimate counts them, and a budget that cannot cover them samples and says so. A
 kink never hides a bug under a tight budget either."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -129,9 +131,39 @@ def test_the_detector_stops_at_the_budget_and_the_rest_fail(monkeypatch):
 
     roomy = gradcli.check("custom", {"x": x}, forward=forward, backward=backward)
     assert roomy.passed and roomy.results["x"].kinks == 30
-    tight = gradcli.check("custom", {"x": x}, forward=forward, backward=backward, budget=0.005)
+    tight = gradcli.check("custom", {"x": x}, forward=forward, backward=backward, budget=0.03)
     r = tight.results["x"]
     assert r.mode == "full" and not tight.passed
     assert 8 <= r.kinks < 30
-    assert any(f"{30 - r.kinks:,} failing coordinates were not examined for kinks" in n
-               for n in tight.notes)  # fmt: skip
+    assert any(f"{30 - r.kinks:,} of 30 failing coordinates were not examined for kinks" in n
+               and "left" in n for n in tight.notes)  # fmt: skip
+
+
+def test_the_detector_has_no_fixed_cap():
+    """Only the budget bounds the examination: 10,000 failing coordinates with time for all
+    are all examined (a fixed cap of 4,096 once failed a correct relu with 5,000 zeros)."""
+    from gradcli.layers import REGISTRY
+    from gradcli.numeric.engine import Engine
+
+    x = np.zeros(10_000)
+    e = Engine(REGISTRY["relu"], {"x": x}, None, np.ones_like(x))
+    assert kinks.affordable(e, "x", np.arange(x.size), True, math.inf) == x.size
+    assert kinks.affordable(e, "x", np.arange(x.size), True, 0.0) == kinks.DETECTOR_FLOOR
+
+
+def test_an_impl_of_relu_uses_its_declared_kinks_on_many_zeros():
+    """--impl relu whose forward agrees: 5,000 exact zeros are the built-in's declared kinks
+    (fast, nothing left unexamined); the twin, 2 at 0, fails there."""
+    x = np.zeros(5000)
+    x[::3] = 1.0
+
+    def forward(x):
+        return np.maximum(x, 0)
+
+    for slope_at_0, passes in ((0.0, True), (1.0, True), (2.0, False)):
+        def backward(grad_output, x, s=slope_at_0):
+            return {"x": grad_output * np.where(x > 0, 1.0, np.where(x == 0, s, 0.0))}
+
+        r = gradcli.check("relu", {"x": x}, forward=forward, backward=backward)
+        assert r.passed is passes, (slope_at_0, str(r))
+        assert r.results["x"].kinks == np.sum(x == 0)

@@ -189,6 +189,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         # the user's forward is the built-in's here: its kinks are where the built-in says
         # (a missed one could only fail; a declared one a smooth forward lacks reads its slope)
         engine.declared_kinks = builtin.kinks
+    agrees = forward is not None and forward.passed and builtin is not None
+    if agrees and not engine.layer.footprint:
+        engine.declared_footprint = builtin.footprint  # verified before use, as any footprint
     complex_safe(spec, opts.method, engine)
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
@@ -250,7 +253,7 @@ def declares_kinks(engine: Engine) -> bool:
     implementation of one whose forward agreed with it (else the detector)."""
     if kinks.kink_map(engine) is None:
         return False
-    return REGISTRY.get(engine.layer.name) is engine.layer or hasattr(engine, "declared_kinks")
+    return REGISTRY.get(engine.layer.name) is engine.layer or engine.declared_kinks is not None
 
 
 def tested(
@@ -341,12 +344,13 @@ def kinks_stage(
             fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
                                  left)  # fmt: skip
             p.spent += fix.seconds
-        if fix is not None and fix.unexamined:
-            why = "over " + mention("budget") if math.isfinite(left) else (
-                f"the detector examines at most {kinks.GENERIC_LIMIT:,}")  # fmt: skip
+        if fix is not None and fix.unexamined:  # only a budget leaves some out
+            whole = kinks.examine_seconds(engine, name, failing, p.opts.coloring)
             p.note(
-                f"d{name}: {fix.unexamined:,} failing coordinates were not examined for kinks "
-                f"({why}): they fail as computed"
+                f"d{name}: {fix.unexamined:,} of {failing.size:,} failing coordinates were not "
+                f"examined for kinks (examining all would take about {whole:.1f} s, "
+                f"{max(left, 0.0):.1f} s of {mention('budget')} was left): they fail as "
+                f"computed, unexamined ({mention('mode', 'full')} examines every one)"
             )
     if fix is None or not fix.coords.size:
         return grad, info, fix

@@ -22,8 +22,10 @@ from gradcli.numeric.stacking import StackedForward, kept_arrays
 # promise a check that then runs far longer.
 SECONDS_PER_ELEMENT = 3e-9
 # one call of a forward that does not stack copies (a user's --impl): Python's call, the
-# wrapper around the user's function, numpy's per-call overhead
-SECONDS_PER_CALL = 3e-5
+# guard around the user's function (signals, read-only inputs, the result's checks), numpy's
+# per-call overhead: measured 1.6e-4 s per call of a 5,000-element relu on this machine under
+# its usual load (3e-5 made the kink examination of such a relu take 8x its --budget)
+SECONDS_PER_CALL = 1.5e-4
 # an incremental evaluation (Layer.perturbed) moves one coordinate through, at most, the largest
 # array the forward keeps (attention's scores): seconds per element of it, per coordinate and
 # stencil point; measured 0.45e-9 ... 1.9e-9 on attention at M, L and the causal multi-head case

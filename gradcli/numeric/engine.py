@@ -62,6 +62,10 @@ class Engine(StackedForward):
         self.kinks_met: dict[str, np.ndarray | None] = {}  # numeric/kinks.met's, per tensor
         self._terms: dict[str, Engine | str | None] = {}  # verified, a note, or None: no terms
         self._strays: dict[str, str] = {}  # why a coloring was dropped while in use
+        # a user's implementation of a built-in whose forward agreed: the built-in's footprint
+        # (verified before use like any other) and kinks (numeric/kinks.kink_map)
+        self.declared_footprint: Any = None
+        self.declared_kinks: Any = None
 
     # ------------------------------------------------------------ terms
     def terms(self, name: str) -> Engine | str | None:
@@ -123,9 +127,10 @@ class Engine(StackedForward):
             if self.layer.sources is not None:
                 src = self.layer.sources(name, self.t64, self.options)
                 col = source_coloring(src, self.t64[name].shape, self.out_shape)
-            if col is None and self.layer.footprint is not None:
+            footprint = self.layer.footprint or self.declared_footprint
+            if col is None and footprint is not None:
                 shapes = {n: a.shape for n, a in self.t64.items()}
-                fp = self.layer.footprint(name, shapes, self.options)
+                fp = footprint(name, shapes, self.options)
                 col = build_coloring(fp, self.t64[name].shape, self.out_shape)
             self._colorings[name] = col
         return self._colorings[name]

@@ -30,8 +30,9 @@ from gradcli.numeric import cost, ties
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
 
-GENERIC_LIMIT = 4096  # failing coordinates the detector examines at most
-DETECTOR_POINTS = 8  # its one-sided points per coordinate: two sides, two steps, two points
+# its one-sided points per coordinate (two sides, two steps, two points), and the two copies
+# that find which outputs a coordinate at a kink moves (numeric/ties.py)
+DETECTOR_POINTS = 10
 DETECTOR_FLOOR = 64  # failing coordinates it examines whatever the budget (a sample's worth)
 HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
 
@@ -199,7 +200,7 @@ def met(engine, name: str) -> np.ndarray | None:
 def kink_map(engine):
     """Where the layer's kinks are: its own ``Layer.kinks``, or the built-in's it implements
     (``engine.declared_kinks``, set by the check once the user's forward agreed with it)."""
-    return getattr(engine, "declared_kinks", None) or engine.layer.kinks
+    return engine.declared_kinks or engine.layer.kinks
 
 
 def _met(engine, name: str) -> np.ndarray | None:
@@ -351,12 +352,16 @@ def detected(
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent)
 
 
+def examine_seconds(engine, name: str, failing: np.ndarray, coloring: bool) -> float:
+    """Predicted seconds of examining every one of ``failing``."""
+    return moves_seconds(engine, name, failing, coloring, points=DETECTOR_POINTS)
+
+
 def affordable(engine, name: str, failing: np.ndarray, coloring: bool, seconds: float) -> int:
     """How many of the ``failing`` coordinates the detector examines: all that its predicted
-    cost (eight one-sided points each) fits in ``seconds``, at least DETECTOR_FLOOR, at most
-    GENERIC_LIMIT."""
-    n = min(failing.size, GENERIC_LIMIT)
-    full = moves_seconds(engine, name, failing[:n], coloring, points=DETECTOR_POINTS)
+    cost fits in ``seconds``, at least DETECTOR_FLOOR (examined in chunks, like the check)."""
+    n = failing.size
+    full = examine_seconds(engine, name, failing, coloring)
     if full <= seconds:
         return n
     return int(min(n, max(DETECTOR_FLOOR, n * max(seconds, 0.0) / full)))
