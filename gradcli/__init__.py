@@ -6,8 +6,8 @@ The Python API (gradcli.api), imported on first use so that ``import gradcli`` a
     report = gradcli.check("conv2d", {"X": X, "W": W, "b": b}, options={"stride": 2})
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: a signal during gradcli's first import (before the
+# CLI's handler is in place) must meet as little as possible; __future__ is a module to load
 TYPE_CHECKING = False  # not typing's: `import gradcli` stays cheap
 
 __version__ = "0.1.0"
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from gradcli.errors import UserCodeError as UserCodeError
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name in _API:
         from gradcli import api
 

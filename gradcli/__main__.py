@@ -2,8 +2,6 @@
 modules (typer, click, rich) are imported, so Ctrl-C during start-up is exit 130, not a
 traceback."""
 
-from __future__ import annotations
-
 import os
 import sys
 

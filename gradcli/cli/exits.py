@@ -49,9 +49,10 @@ class GradcliGroup(TyperGroup):
         from gradcli.files import forget_reads
 
         forget_reads()
-        restore = interrupt.during_run()
+        restore = None
         named = set_naming(flag)  # messages made below mention flags, not parameter names
-        try:
+        try:  # from the handler's installation on: a signal raised at once is caught below
+            restore = interrupt.during_run()
             code = _exit_code(
                 lambda: super(GradcliGroup, self).main(
                     args=argv,
@@ -66,7 +67,8 @@ class GradcliGroup(TyperGroup):
             code = 128 + (interrupt.received() or signal.SIGINT)
         finally:
             named()
-            restore()
+            if restore is not None:
+                restore()
         if standalone_mode:
             sys.exit(code)
         return code
