@@ -148,3 +148,21 @@ def test_grads_on_a_network_are_diagnosed_as_a_layer_s(
     assert worst == ([] if bug is None else [f"d{bug}: the 5 worst elements"]), result.stdout
     last = result.stdout.splitlines()[-1]
     assert ("all 2 of your gradients match" in last) == (bug is None), last
+
+
+def test_a_sampled_local_check_is_said_and_never_claimed_full(tmp_path: Path) -> None:
+    """Under a budget too small for fc's local check, the verdict and the end-to-end note say
+    that fc was sampled and how much (they claimed every coordinate was checked locally);
+    twin: with room, no such words."""
+    model = tmp_path / "model.yaml"
+    fc = "  - {layer: linear, name: fc, tensors: {W: {shape: [20, 30]}}}\n"
+    model.write_text("seed: 1\ninputs:\n  X: {shape: [4, 30]}\nnetwork:\n" + fc)
+    net = load_network(str(model))
+    tight = check_network(net, CheckOptions(budget=0.0, samples=4))
+    assert any(r.mode == "sample" for r in tight.layers[0].report.results.values())
+    line = str(verdict_line(net, tight))
+    assert "sampled: 'fc' (" in line and "12 of 740 coordinates" in line, line
+    notes = " ".join(tight.end_to_end.notes)
+    assert "every coordinate is checked" not in notes and "'fc' (" in notes, notes
+    roomy = check_network(net, QUICK)
+    assert "sampled" not in str(verdict_line(net, roomy))

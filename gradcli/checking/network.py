@@ -118,7 +118,7 @@ def check_network(
         for node, spec in local_specs(net):
             local = dataclasses.replace(opts, notify=_prefixed(opts, node))
             layers.append(LayerCheck(node, spec, check(spec, local)))
-    e2e_opts, note = end_to_end_options(net, opts, e2e_budget)
+    e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
     e2e = check(net.spec, e2e_opts)
     if note:
         e2e = dataclasses.replace(e2e, notes=(note, *e2e.notes))
@@ -128,8 +128,20 @@ def check_network(
                      opts.grads)  # fmt: skip
 
 
+def sampled_locally(layers: list[LayerCheck]) -> str:
+    """The layers whose local check compared only some coordinates, with how many, or ""."""
+    said = []
+    for lc in layers:
+        part = [r for r in lc.report.results.values() if r.mode != "full"]
+        if part:
+            checked = sum(r.checked for r in part)
+            total = sum(int(np.prod(r.shape)) for r in part)
+            said.append(f"{lc.node.name!r} ({checked:,} of {total:,} coordinates)")
+    return ", ".join(said)
+
+
 def end_to_end_options(
-    net: NetSpec, opts: CheckOptions, budget: float | None = None
+    net: NetSpec, opts: CheckOptions, budget: float | None = None, sampled: str = ""
 ) -> tuple[CheckOptions, str]:
     """The end-to-end check's options: every layer's contract is checked locally, so not again
     for the chain; in auto mode a full check within ``E2E_SHARE`` of the budget, else as many
@@ -149,9 +161,12 @@ def end_to_end_options(
     k = max(E2E_MIN_SAMPLES, min(opts.samples, int(share / max(per_coordinate, 1e-9))))
     note = (
         f"end to end: a full check would take about {sum(seconds.values()):.0f} s (over "
-        f"{E2E_SHARE:g} of the budget, {share:g} s): {k} sampled coordinates per tensor; every "
-        f"coordinate is checked by the layers' local checks ({mention('mode', 'full')} forces it)"
-    )
+        f"{E2E_SHARE:g} of the budget, {share:g} s): {k} sampled coordinates per tensor; "
+        + (f"the local checks sampled too, of {sampled}: coordinates neither check compared "
+           "are unchecked" if sampled else
+           "every coordinate is checked by the layers' local checks")
+        + f" ({mention('mode', 'full')} forces it)"
+    )  # fmt: skip
     opts.notify(note)
     return dataclasses.replace(opts, mode="sample", samples=k), note
 

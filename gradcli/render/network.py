@@ -11,7 +11,7 @@ from rich.text import Text
 
 from gradcli.checking import intermediates
 from gradcli.checking.compute import Computation
-from gradcli.checking.network import FirstWrong, NetReport, flow
+from gradcli.checking.network import FirstWrong, NetReport, flow, sampled_locally
 from gradcli.inputs.network import NetSpec
 from gradcli.render.fit import Col, fitted
 from gradcli.render.text import kinks_line, summary_line
@@ -223,8 +223,10 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
     how = "" if e2e.mode == "full" else f" ({e2e.mode} mode)"
     at_kinks = _kinks(report)
     if report.passed:
-        local = ("the layer's backward matches locally; " if n == 1 else
-                 f"all {n} layers' backwards match locally; " if n else "")  # fmt: skip
+        sampled = sampled_locally(list(report.layers))
+        local = ("the layer's backward matches locally" if n == 1 else
+                 f"all {n} layers' backwards match locally" if n else "")  # fmt: skip
+        local += f" (sampled: {sampled}); " if n and sampled else "; " if n else ""
         m = len(e2e.results)
         if e2e.answers:
             e2e_says = "your gradient matches" if m == 1 else f"all {m} of your gradients match"
