@@ -30,7 +30,7 @@ from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import kinks, memory
+from gradcli.numeric import cost, kinks, memory
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric.sampling import sample_coordinates
@@ -227,9 +227,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         if seconds > opts.budget:
             p.mode = "sample"
             p.note(
-                f"a full check would take about {seconds:.0f} s{_of_kinks(rechecks)} (budget "
-                f"{opts.budget:g} s): checked {opts.samples} sampled coordinates per tensor "
-                f"({mention('mode', 'full')} forces it)"
+                f"a full check would take about {cost.shown(seconds)} s{_of_kinks(rechecks)} "
+                f"(budget {opts.budget:g} s): checked {opts.samples} sampled coordinates per "
+                f"tensor ({mention('mode', 'full')} forces it)"
             )
     p.spent = seconds if p.mode == "full" else 0.0
     slow = p.mode == "full" and seconds > 2  # the README's promise: a bar only for a long run
@@ -245,7 +245,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
 def _of_kinks(rechecks: Mapping[str, tuple[float, int]]) -> str:
     """What the estimate owes to the kinks' rechecks, for the note that the check sampled."""
     s, c = sum(v for v, _ in rechecks.values()), sum(k for _, k in rechecks.values())
-    return f", {s:.0f} s of it rechecking {c:,} coordinates at kinks one-sidedly" if c else ""
+    if not c:
+        return ""
+    return f", {cost.shown(s)} s of it rechecking {c:,} coordinates at kinks one-sidedly"
 
 
 def declares_kinks(engine: Engine) -> bool:

@@ -28,6 +28,7 @@ from gradcli.inputs.network import NetSpec
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.chain import Node
+from gradcli.numeric import cost
 from gradcli.numeric.engine import Engine
 
 E2E_SHARE = 0.25  # of --budget: the end-to-end check of a network adds to its local checks
@@ -160,8 +161,8 @@ def end_to_end_options(
     per_coordinate = sum(seconds[n] / max(1, groups[n]) for n in groups)
     k = max(E2E_MIN_SAMPLES, min(opts.samples, int(share / max(per_coordinate, 1e-9))))
     note = (
-        f"end to end: a full check would take about {sum(seconds.values()):.0f} s (over "
-        f"{E2E_SHARE:g} of the budget, {share:g} s): {k} sampled coordinates per tensor; "
+        f"end to end: a full check would take about {cost.shown(sum(seconds.values()))} s "
+        f"(over {E2E_SHARE:g} of the budget, {share:g} s): {k} sampled coordinates per tensor; "
         + (f"the local checks sampled too, of {sampled}: coordinates neither check compared "
            "are unchecked" if sampled else
            "every coordinate is checked by the layers' local checks")

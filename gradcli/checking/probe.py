@@ -15,6 +15,7 @@ import numpy as np
 from gradcli.checking import diagnose
 from gradcli.checking.compare import TensorResult
 from gradcli.errors import mention
+from gradcli.numeric import cost
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, steps
 from gradcli.numeric.sampling import rademacher
@@ -66,7 +67,7 @@ def fallback(
         about = f" (estimated {seconds:.1f} s)" if seconds > 2 else ""
         return "full", f"probe failed for d{name}: ran the full per-element check{about}"
     return "sample", (
-        f"probe failed for d{name}: a full check of it would take about {seconds:.0f} s "
+        f"probe failed for d{name}: a full check of it would take about {cost.shown(seconds)} s "
         f"(budget {budget:g} s): checked {samples} sampled coordinates ({mention('mode', 'full')} "
         "checks every one)"
     )

@@ -15,7 +15,7 @@ from gradcli.checking.report import default_tolerances
 from gradcli.checking.soundness import refuse_overflow
 from gradcli.checking.userwork import complex_safe
 from gradcli.inputs.spec import Spec
-from gradcli.numeric import kinks, memory
+from gradcli.numeric import cost, kinks, memory
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY
 from gradcli.numeric.sampling import SWEEP_STEPS, sample_coordinates
@@ -118,7 +118,7 @@ def _coordinates(
     if seconds <= budget:
         return {}
     notify(
-        f"a full sweep would take about {seconds:.0f} s (budget {budget:g} s): swept "
+        f"a full sweep would take about {cost.shown(seconds)} s (budget {budget:g} s): swept "
         f"{samples} sampled coordinates per tensor"
     )
     rng = np.random.default_rng(seed)

@@ -4,7 +4,8 @@ Whether ``check`` runs every coordinate or a sample must not depend on how busy 
 the same spec and options give the same decision, the same notes, byte-identical JSON. So the
 estimate counts work instead of measuring it: forward passes (per method, coloring and
 incremental path, as the engine will run them) times the elements one pass touches, times a
-fixed number of seconds per element.
+fixed number of seconds per element, plus the engine's own work on each copy (building it,
+the stencil, attributing its output differences), which on a cheap forward is most of it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from gradcli.numeric.stacking import StackedForward, kept_arrays
 # element (linear, conv1d, conv2d). Rounded up: an estimate may be pessimistic, but should not
 # promise a check that then runs far longer.
 SECONDS_PER_ELEMENT = 3e-9
+# the engine's own work per perturbed copy and element of the output: the stencil, the owners
+# of a color's outputs and the bincounts that attribute the differences, the round-off
+# bookkeeping. On a cheap forward (relu, max-pool, a one-channel conv2d) it is 3-10x the
+# forward's own cost: measured 2e-8 ... 3.4e-8 s (CPU time, one BLAS thread, a busy machine)
+# on relu, maxpool2d, conv2d and linear, from 6e4 to 1e6 outputs (conv2d's W: 3e-8, though
+# W is tiny). Left out, a conv2d of X (512, 512, 1) predicted 0.45 s took 14 s (outside test F6).
+SECONDS_PER_ATTRIBUTED_ELEMENT = 3e-8
+# a coloring's footprint is verified once per tensor: the point and three moved coordinates
+VERIFY_COPIES = 4
 # one call of a forward that does not stack copies (a user's --impl): Python's call, the
 # guard around the user's function (signals, read-only inputs, the result's checks), numpy's
 # per-call overhead: measured 1.6e-4 s per call of a 5,000-element relu on this machine under
@@ -46,6 +56,18 @@ def pass_elements(engine: StackedForward) -> int:
     keeps."""
     inputs = sum(a.size for a in engine.t64.values())
     return inputs + math.prod(engine.out_shape) + sum(_kept(engine))
+
+
+def shown(seconds: float) -> str:
+    """An estimate as a note says it: two significant digits below 10 s (a budget of 0.2 s
+    against 0.4 s must not read "about 0 s (budget 0.2 s)"), whole seconds above."""
+    return f"{seconds:.2g}" if seconds < 10 else f"{seconds:,.0f}"
+
+
+def attributed_elements(engine: StackedForward) -> int:
+    """Elements the engine itself handles per perturbed copy: the output differences it
+    attributes (the copy's own input rows are cheap beside them)."""
+    return math.prod(engine.out_shape)
 
 
 def seconds(
@@ -79,6 +101,7 @@ def copies_seconds(engine: StackedForward, copies: int, real: bool = False) -> f
     per_copy = pass_elements(engine) * SECONDS_PER_ELEMENT
     if engine.method.name == "complex" and not real:
         per_copy *= COMPLEX_FACTOR["stacked"]
+    per_copy += attributed_elements(engine) * SECONDS_PER_ATTRIBUTED_ELEMENT
     if not engine.layer.broadcasts:
         per_copy += SECONDS_PER_CALL
     return copies * per_copy

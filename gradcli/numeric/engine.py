@@ -118,7 +118,11 @@ class Engine(StackedForward):
         split = self.terms(name) if coloring else None
         if isinstance(split, Engine):
             return split.seconds(name, groups)
-        return cost.seconds(self, groups, coloring and self.incremental(name) == "", name)
+        incremental = coloring and self.incremental(name) == ""
+        col = self._coloring(name) if coloring and not incremental else None
+        verify = col is not None and math.prod(col.periods) < self.t64[name].size
+        extra = cost.copies_seconds(self, cost.VERIFY_COPIES, real=True) if verify else 0.0
+        return cost.seconds(self, groups, incremental, name) + extra
 
     # ------------------------------------------------------------ coloring
     def _coloring(self, name: str) -> Coloring | SourceColoring | None:
