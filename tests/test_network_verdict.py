@@ -166,3 +166,46 @@ def test_a_sampled_local_check_is_said_and_never_claimed_full(tmp_path: Path) ->
     assert "every coordinate is checked" not in notes and "'fc' (" in notes, notes
     roomy = check_network(net, QUICK)
     assert "sampled" not in str(verdict_line(net, roomy))
+
+
+NET_INT = Path(__file__).parent / "fixtures" / "net_int"  # integer-valued X and conv W
+ALL_TIES = '''import numpy as np
+def forward(X, size=2, stride=None, padding=0):
+    N, H, W, C = X.shape
+    return X.reshape(N, H // 2, 2, W // 2, 2, C).max(axis=(2, 4))
+def backward(grad_output, X, size=2, stride=None, padding=0):
+    N, H, W, C = X.shape
+    win = X.reshape(N, H // 2, 2, W // 2, 2, C)
+    top = win == win.max(axis=(2, 4), keepdims=True)  # every tied element gets it all
+    return {"X": (top * grad_output[:, :, None, :, None, :]).reshape(X.shape)}
+'''
+
+
+@pytest.mark.parametrize("pool", ["", ", impl: all_ties.py"], ids=["builtin", "all-ties"])
+def test_kinks_of_several_layers_meeting_end_to_end_are_not_a_failure(
+    tmp_path: Path, pool: str, cli: Any
+) -> None:
+    """relu at exactly 0 feeding tied pool windows: the chained backward (autodiff's value) is
+    not between the whole network's one-sided slopes there, and the layers' local checks
+    decide (FAILed 'end to end' with every layer passing); the twin: a pool giving every tied
+    element the whole gradient is still named."""
+    for f in NET_INT.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "all_ties.py").write_text(ALL_TIES)
+    (tmp_path / "m.yaml").write_text(
+        "inputs:\n  X: netX_int.npy\n  y: [3, 7]\nnetwork:\n"
+        "  - {layer: conv2d, name: conv1, tensors: {W: netW_int.npy}, options: {padding: 1}}\n"
+        "  - {layer: relu}\n"
+        f"  - {{layer: maxpool2d, name: pool1, options: {{size: 2}}{pool}}}\n"
+        "  - {layer: flatten}\n"
+        "  - {layer: linear, name: fc, tensors: {W: netfcW.npy}}\n"
+        "loss: {layer: softmax_cross_entropy, target: y}\n"
+    )
+    result = cli("check", "net", tmp_path / "m.yaml", "--format", "json")
+    doc = json.loads(result.stdout)
+    if not pool:
+        assert (result.exit_code, doc["passed"], doc["first_wrong"]) == (0, True, None)
+        assert sum(r["kinks"] for r in doc["end_to_end"]["results"].values()) > 0
+    else:
+        assert result.exit_code == 1
+        assert doc["first_wrong"]["name"] == "pool1" and doc["first_wrong"]["tensor"] == "X"

@@ -55,6 +55,10 @@ class CheckOptions:
     budget: float = DEFAULT_BUDGET_SECONDS  # seconds a full check may take before "auto" samples
     top: int = 5  # elements in each tensor's worst-k list
     contract: bool = True  # the backward's contract (a network's end to end: its layers' own)
+    # a network's end to end: where kinks of several layers meet, the chained backward is
+    # autodiff's value, not always between the two one-sided slopes; the layers' local checks
+    # decided those coordinates, so there they are counted as kinks, not compared
+    composite_kinks: bool = False
     grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
     notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
     progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
@@ -344,7 +348,7 @@ def kinks_stage(
         fix = None
         if failing.size:
             fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
-                                 left)  # fmt: skip
+                                 left, any_slope=p.opts.composite_kinks)  # fmt: skip
             p.spent += fix.seconds
         if fix is not None and fix.unexamined:  # only a budget leaves some out
             whole = kinks.examine_seconds(engine, name, failing, p.opts.coloring)

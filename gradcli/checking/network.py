@@ -147,7 +147,8 @@ def end_to_end_options(
     """The end-to-end check's options: every layer's contract is checked locally, so not again
     for the chain; in auto mode a full check within ``E2E_SHARE`` of the budget, else as many
     sampled coordinates per tensor as fit in it (at least ``E2E_MIN_SAMPLES``), saying so."""
-    opts = dataclasses.replace(opts, contract=False)
+    # a user's own answers (--grads) are compared even there: nothing local checked them
+    opts = dataclasses.replace(opts, contract=False, composite_kinks=opts.grads is None)
     if opts.mode != "auto" or opts.grads is not None:
         return opts, ""
     spec = net.spec

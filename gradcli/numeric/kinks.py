@@ -308,11 +308,13 @@ def moves_seconds(engine, name: str, idx: np.ndarray, coloring: bool, points: in
 
 def detected(
     engine, name: str, analytic: np.ndarray, numeric: np.ndarray, failing: np.ndarray, tol,
-    coloring: bool = True, seconds: float = math.inf,
+    coloring: bool = True, seconds: float = math.inf, any_slope: bool = False,
 ) -> KinkFix:  # fmt: skip
     """The detector for a layer that declares no kinks, at the ``failing`` flat indices: as
     many of them as ``seconds`` allow (predicted), at least ``DETECTOR_FLOOR``; the others
-    keep their failure (``unexamined``)."""
+    keep their failure (``unexamined``). ``any_slope``: at a kink (both sides stable, apart)
+    the analytic value stands, whatever it is (a network's end to end, where kinks of several
+    layers meet and the layers' local checks decide)."""
     failing = np.asarray(failing, dtype=np.int64)
     idx = failing[: affordable(engine, name, failing, coloring, seconds)]
     unexamined = int(failing.size - idx.size)
@@ -342,7 +344,9 @@ def detected(
     crossed = both & ~apart & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
     one = sr ^ sl  # a kink within H/2 on the unstable side
     pick = between(a, right, left)
-    if at_kink.any():  # each tie group's sum within its own interval too
+    if any_slope:
+        pick[at_kink] = a[at_kink]
+    elif at_kink.any():  # each tie group's sum within its own interval too
         pick[at_kink], nz, _ = ties.enforce(engine, name, idx[at_kink], H[at_kink] / 4,
                                             a[at_kink], right[at_kink], left[at_kink], coloring)
         noise[at_kink] = np.maximum(noise[at_kink], nz)
