@@ -275,3 +275,23 @@ def test_sweep_leaves_kinks_to_the_check(cli, tmp_path):
         )
         r = cli("check", "relu", spec, "--sweep", "-q", "--impl", impl)
         assert r.exit_code == code, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [("np.maximum(x, 0)", 0), ("(x + np.abs(x)) / 2", 2)],
+    ids=["safe", "abs-drops-the-imaginary-part"],
+)
+def test_complex_safety_is_not_misled_by_an_input_at_a_kink(cli, tmp_path, body, code):
+    """The probe of a user's forward for the complex step compared it with a central
+    difference across relu's kink (0.5 at x = 0) and refused a correct forward; the twin: a
+    forward that drops the imaginary part is still refused, away from the kink."""
+    (tmp_path / "mine.py").write_text(
+        f"import numpy as np\ndef forward(x):\n    return {body}\n"
+        "def backward(grad_output, x):\n    return {'x': grad_output * (x >= 0)}\n"
+    )
+    (tmp_path / "s.yaml").write_text("tensors:\n  x: [1.0, -1.0, 0.0, -2.0]\n")
+    result = cli("check", "relu", tmp_path / "s.yaml", "--impl", tmp_path / "mine.py",
+                 "--method", "complex")  # fmt: skip
+    assert result.exit_code == code, result.stderr
+    assert ("not complex-safe" in result.stderr) == (code == 2)
