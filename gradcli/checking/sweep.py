@@ -14,6 +14,7 @@ from gradcli.checking.compute import compute
 from gradcli.checking.report import default_tolerances
 from gradcli.checking.soundness import refuse_overflow
 from gradcli.checking.userwork import complex_safe
+from gradcli.errors import OptionError
 from gradcli.inputs.spec import Spec
 from gradcli.numeric import cost, kinks, memory
 from gradcli.numeric.engine import Engine
@@ -73,6 +74,7 @@ def _sweep(
     engines = engines_for(spec, names, engine, **kw)
     coords = _coordinates(engines, under_test, coloring, budget, samples, notify, spec.seed)
     rows = []
+    measured = dict.fromkeys(engines, False)  # some coordinate off every kink at some step
     for eps in SWEEP_STEPS:
         errors = {}
         for name, eng in engines.items():
@@ -88,6 +90,7 @@ def _sweep(
             kinked = np.zeros(a.size, dtype=bool) if kinked is None else kinked
             kinked[np.asarray(skip.get(name, ()), dtype=np.int64)] = True
             n = np.where(kinked.reshape(a.shape), a, n)
+            measured[name] |= not bool(np.all(kinked if c is None else kinked[c]))
             a, n = (a, n) if c is None else (a.ravel()[c], n.ravel()[c])
             d = np.abs(a - n)
             # NaN compares False: a non-finite gradient's error is inf, off at every step
@@ -95,10 +98,17 @@ def _sweep(
             scale = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) or 1.0
             errors[name] = err / scale
         rows.append({"eps": eps, "errors": errors})
+    if not any(measured.values()):
+        raise OptionError(
+            f"every coordinate of {', '.join('d' + n for n in engines)} meets a kink at every "
+            "step (relu at 0, tied maxima): a difference there says nothing of the step, so "
+            "there is no curve to sweep; check without it",
+            param="sweep",
+        )
     # a tensor off at every step would flatten the curve: the regimes come from the others
     rtol = default_tolerances(spec.dtype, method)[1]
     wrong = [n for n in rows[0]["errors"] if min(r["errors"][n] for r in rows) > rtol]
-    shown = [n for n in rows[0]["errors"] if n not in wrong] or wrong
+    shown = [n for n in rows[0]["errors"] if n not in wrong and measured[n]] or wrong
     rows = [{"eps": r["eps"], "error": max(r["errors"][n] for n in shown), **r} for r in rows]
     best = min(range(len(rows)), key=lambda i: rows[i]["error"])
     for i, row in enumerate(rows):
