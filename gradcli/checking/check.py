@@ -331,12 +331,16 @@ def kinks_stage(
         seen = np.isfinite(grad).ravel()
         a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
         floor = atol if noise is None else np.maximum(atol, noise.ravel())
-        failing = seen & ~(np.abs(a - n) <= floor + rtol * np.abs(n))
+
+        def apart(v: np.ndarray) -> np.ndarray:  # compare's pass rule, failed where seen
+            return seen & ~(np.abs(v - n) <= floor + rtol * np.abs(n))
+
+        failing = apart(a)
         mirror = _mirror(p, name, coords)
         if mirror is not None:  # a one-sided method reads one side of a kink, which a wrong
             # backward may match exactly (all of a tie's gradient to each of its elements):
             # where the other side's difference disagrees, the coordinate is examined too
-            failing |= seen & ~(np.abs(mirror.ravel() - n) <= floor + rtol * np.abs(n))
+            failing |= apart(mirror.ravel())
         failing = np.flatnonzero(failing)
 
         def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -178,11 +178,6 @@ def wrong_layers(layers: list[LayerCheck]) -> list[FirstWrong]:
     return [_wrong(lc) for lc in reversed(layers) if not lc.passed]
 
 
-def first_wrong(layers: list[LayerCheck]) -> FirstWrong | None:
-    wrong = wrong_layers(layers)
-    return wrong[0] if wrong else None
-
-
 def _wrong(lc: LayerCheck) -> FirstWrong:
     """What a failing local check blames: the forward when the user's disagrees with the
     built-in one (or returns the wrong dtype); the backward when its gradients fail, unless

@@ -144,6 +144,11 @@ class Terms:
     def total(self, T: np.ndarray) -> np.ndarray:
         return T.sum(axis=tuple(range(-self.axes, 0)))
 
+    def summed(self, t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The layer's forward as the terms' total: ``Layer(forward=TERMS.summed, ...)``."""
+        T, cache = self.forward(t, options)
+        return self.total(T), cache
+
 
 @dataclass(frozen=True)
 class Layer:

@@ -124,15 +124,10 @@ def _lead_shape(s: Shapes) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------- mse
 # loss = (1 / (N D)) sum_{n,d} (pred[n,d] - target[n,d])^2
 def mse_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """pred (..., N, D), target (..., N, D) -> terms (..., N, D), one per element."""
-    diff = t["pred"] - t["target"]
+    """pred (..., N, D), target (..., N, D) -> terms (..., N, D), one per element; the loss
+    (...) is their total (MSE_TERMS.summed)."""
+    diff = t["pred"] - t["target"]  # diff*diff, not abs: complex-safe
     return diff * diff / (diff.shape[-2] * diff.shape[-1]), {"diff": diff, "shape": t["pred"].shape}
-
-
-def mse_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """pred (..., N, D), target (..., N, D) -> loss (...)."""
-    terms, cache = mse_terms(t, options)  # diff*diff, not abs: complex-safe
-    return MSE_TERMS.total(terms), cache
 
 
 # dL/dpred = dloss * 2 (pred - target) / (N D)    (target: no gradient, it is not a parameter)
@@ -194,7 +189,7 @@ MSE = Layer(
         TensorInfo("target", ("N", "D"), ("n", "d"), "target", "targets (data: no gradient)"),
     ),
     output=LOSS,
-    forward=mse_forward,
+    forward=MSE_TERMS.summed,
     backward=mse_backward,
     output_shape=mse_shape,
     default_shapes={"pred": (4, 3), "target": (4, 3)},
@@ -209,7 +204,8 @@ MSE = Layer(
 # ----------------------------------------------------------------------------- softmax
 # p[n, c] = exp(x[n, c]) / sum_k exp(x[n, k])    loss = -(1 / N) sum_n log p[n, y_n]
 def softmax_ce_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row."""
+    """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row; the loss (...)
+    is their total (SOFTMAX_CE_TERMS.summed)."""
     x, y = t["x"], as_indices(t["y"])
     shifted = x - np.max(x.real, axis=-1, keepdims=True)  # max of the real part: complex-safe
     e = np.exp(shifted)
@@ -217,12 +213,6 @@ def softmax_ce_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[s
     logp_y = _pick(shifted, y) - np.log(total[..., 0])
     # p = e / total is the backward's: the numerical engine runs this once per perturbed copy
     return -logp_y / x.shape[-2], {"e": e, "total": total, "y": y, "shape": x.shape}
-
-
-def softmax_ce_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., N, C), y (N,) integer labels -> loss (...)."""
-    terms, cache = softmax_ce_terms(t, options)
-    return SOFTMAX_CE_TERMS.total(terms), cache
 
 
 SOFTMAX_CE_TERMS = Terms(softmax_ce_terms, 1, _rows_footprint(per_element=False))
@@ -276,7 +266,7 @@ SOFTMAX_CROSS_ENTROPY = Layer(
         TensorInfo("y", ("N",), ("n",), "index", "integer labels 0 ... C-1", classes="C"),
     ),
     output=LOSS,
-    forward=softmax_ce_forward,
+    forward=SOFTMAX_CE_TERMS.summed,
     backward=softmax_ce_backward,
     output_shape=_classifier_shape("softmax_cross_entropy"),
     default_shapes={"x": (5, 4), "y": (5,)},
@@ -293,7 +283,8 @@ SOFTMAX_CROSS_ENTROPY = Layer(
 # margin[n, c] = max(0, x[n, c] - x[n, y_n] + 1) for c != y_n, 0 at c = y_n
 # loss = (1 / N) sum_{n, c} margin[n, c]
 def svm_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row."""
+    """x (..., N, C), y (N,) integer labels -> terms (..., N), one per row; the loss (...)
+    is their total (SVM_TERMS.summed)."""
     x, y = t["x"], as_indices(t["y"])
     # in place, and the active set left to the backward: the numerical engine runs this once
     # per perturbed copy
@@ -303,12 +294,6 @@ def svm_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any
     np.put_along_axis(m, true, 0.0, axis=-1)  # the correct class adds no margin
     cache = {"margins": m, "y": y, "dtype": x.dtype, "shape": x.shape}
     return m.sum(axis=-1) / x.shape[-2], cache
-
-
-def svm_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (..., N, C), y (N,) integer labels -> loss (...)."""
-    terms, cache = svm_terms(t, options)
-    return SVM_TERMS.total(terms), cache
 
 
 SVM_TERMS = Terms(svm_terms, 1, _rows_footprint(per_element=False))
@@ -383,7 +368,7 @@ SVM = Layer(
     summary="loss = mean_n sum_{c != y_n} max(0, x_nc - x_ny_n + 1)",
     tensors=SOFTMAX_CROSS_ENTROPY.tensors,
     output=LOSS,
-    forward=svm_forward,
+    forward=SVM_TERMS.summed,
     backward=svm_backward,
     output_shape=_classifier_shape("svm"),
     default_shapes={"x": (5, 4), "y": (5,)},

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from gradcli.numeric.stacking import StackedForward, kept_arrays
 
 # Seconds per float64 element of one perturbed copy (its inputs, its output and the working
@@ -85,7 +83,7 @@ def incremental_seconds(
 ) -> float:
     """Predicted time of ``evaluations`` losses through the layer's incremental path (in the
     method's arithmetic, or ``real``: a kink's one-sided points)."""
-    largest = max((a.size for a in engine.cache.values() if isinstance(a, np.ndarray)), default=1)
+    largest = max(_kept(engine), default=1)
     declared = engine.layer.perturbed_elements
     if declared is not None and name is not None:
         largest = max(1, declared(name, engine.shapes, engine.options))

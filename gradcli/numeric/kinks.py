@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcli.numeric import cost, ties
+from gradcli.numeric import cost, methods, ties
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
 
@@ -68,7 +68,6 @@ def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int
     if col is not None:
         return _colored_moves(engine, name, col, idx, h, offsets)
     x = engine.t64[name].ravel()
-    shape = engine.t64[name].shape
     n = len(idx)
     D = np.zeros((len(offsets), n))
     scale = np.zeros(n)
@@ -79,9 +78,7 @@ def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int
         rows = np.repeat(x[None, :], 1 + len(offsets) * c, axis=0)
         for k, s in enumerate(offsets):
             rows[1 + k * c + np.arange(c), part] = x[part] + s * h[lo : lo + c]
-        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
-        y = y.reshape(len(rows), -1)
-        d = y[1:] - y[:1]
+        d = engine.moved(name, rows)
         D[:, lo : lo + c] = (d @ engine.g.ravel()).reshape(len(offsets), c)
         moved = (d != 0).reshape(len(offsets), c, -1).any(axis=0)
         scale[lo : lo + c] = (moved * engine.gy[None, :]).sum(axis=1)
@@ -123,10 +120,7 @@ def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,
         for k, s in enumerate(offsets):
             for i, where in enumerate(part):
                 rows[1 + k * c + i, idx[where]] = x[idx[where]] + s * h[where]
-        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
-        d = (y.reshape(len(rows), -1)[1:] - y.reshape(len(rows), -1)[:1]).reshape(
-            len(offsets), c, -1
-        )
+        d = engine.moved(name, rows).reshape(len(offsets), c, -1)
         for i, where in enumerate(part):
             first = np.unravel_index(int(idx[where[0]]), shape)
             residues = tuple(int(t) % p for t, p in zip(first, col.periods, strict=True))
@@ -158,9 +152,7 @@ def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int, colo
     """(slope, noise) on ``side`` (+1 or -1) at each coordinate of ``idx`` alone:
     (4 (L(x + h) - L(x)) - (L(x + 2h) - L(x))) / 2h, mirrored for the left side."""
     D, scale = _moves(engine, name, idx, h, (side, 2 * side), coloring)
-    slope = side * (4 * D[0] - D[1]) / (2 * h)
-    noise = 4 * np.finfo(np.float64).eps * 2.5 * scale / h  # the stencil's weights: (4 + 1) / 2
-    return slope, noise
+    return methods.one_sided(D[0], D[1], h, side), methods.one_sided_noise(scale, h)
 
 
 def _step(engine, name: str) -> np.ndarray:

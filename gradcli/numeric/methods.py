@@ -21,6 +21,18 @@ TINY = float(np.finfo(np.float64).tiny)  # a step below it is subnormal: its dig
 RESOLVE_MARGIN = 1e3
 
 
+def one_sided(near: Any, far: Any, h: Any, side: int) -> Any:
+    """The second-order one-sided slope from D(side h) and D(2 side h) (the loss moved minus
+    the loss): side (4 D(h) - D(2h)) / 2h, exact on a linear piece (relu's, the hinge's)."""
+    return side * (4 * near - far) / (2 * h)
+
+
+def one_sided_noise(scale: Any, h: Any) -> Any:
+    """The round-off of ``one_sided`` when ``scale`` = sum |g y| over the outputs moved: the
+    stencil's weights (4 + 1) / 2."""
+    return 4 * EPS * 2.5 * scale / h
+
+
 @dataclass(frozen=True)
 class Method:
     """A stencil: L'(x) ~ sum_s weight_s * L(x + offset_s * h) / (scale * h)."""

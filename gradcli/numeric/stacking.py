@@ -101,6 +101,13 @@ class StackedForward:
             )
         return y.reshape((len(probes),) + self.out_shape)
 
+    def moved(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """d (R, out_size): the (real) output at each of ``rows[1:]`` (R flat values of
+        ``name``) minus the output at ``rows[0]``, the unmoved point."""
+        y = self.forward_stack(name, rows.reshape((len(rows),) + self.t64[name].shape)).real
+        y = y.reshape(len(rows), -1)
+        return y[1:] - y[:1]
+
     def _chunk(self, name: str, n_groups: int) -> int:
         rows = len(self.method.offsets)
         per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 24 * self.g.size

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-EPS = float(np.finfo(np.float64).eps)
+from gradcli.numeric.methods import one_sided, one_sided_noise
 
 
 def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = True):
@@ -37,16 +37,17 @@ def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = 
 
 
 def _declared_support(engine, name: str, col, idx: np.ndarray):
-    shape = engine.t64[name].shape
-    position = {int(j): k for k, j in enumerate(idx)}
-    t = np.unravel_index(idx, shape)
+    """The outputs each coordinate owns under the verified footprint, one color at a time."""
+    x = engine.t64[name]
+    position = np.full(x.size + 1, -1, dtype=np.int64)  # flat index -> place in idx; [-1]: none
+    position[idx] = np.arange(idx.size)
+    t = np.unravel_index(idx, x.shape)
     per = np.stack([ti % p for ti, p in zip(t, col.periods, strict=True)], axis=1)
-    residues = {tuple(int(v) for v in r) for r in per}
     pos, out = [], []
-    for r in residues:
-        owner = col.owner(r)
-        hit = np.flatnonzero(np.isin(owner, idx))
-        pos.append(np.array([position[int(o)] for o in owner[hit]], dtype=np.int64))
+    for r in np.unique(per, axis=0):
+        own = position[col.owner(tuple(int(v) for v in r))]  # -1 (no owner) reads -1
+        hit = np.flatnonzero(own >= 0)
+        pos.append(own[hit])
         out.append(hit)
     return np.concatenate(pos), np.concatenate(out)
 
@@ -106,7 +107,6 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
     owner = np.full(out_size, -1, dtype=np.int64)  # the group each output belongs to
     owner[out] = gid[pos]
     x = engine.t64[name].ravel()
-    shape = engine.t64[name].shape
     g = engine.g.ravel()
     offsets = (1, 2, -1, -2)
     many = np.flatnonzero(big)
@@ -116,8 +116,7 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
     moving = gid >= 0
     for k, s in enumerate(offsets):
         rows[1 + k, idx[moving]] += s * step[gid[moving]]
-    y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
-    d = y.reshape(len(rows), -1)[1:] - y.reshape(len(rows), -1)[:1]
+    d = engine.moved(name, rows)
     if np.any(d[:, owner < 0] != 0):  # an output no group owns moved: one copy per group
         return _separately(engine, name, idx, gid, many, step, offsets)
     keep = owner >= 0
@@ -130,15 +129,13 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
 
 def _separately(engine, name, idx, gid, many, step, offsets):
     x = engine.t64[name].ravel()
-    shape = engine.t64[name].shape
     D = np.zeros((len(offsets), gid.max() + 1 if gid.size else 0))
     scale = np.zeros(D.shape[1])
     for G in many:
         rows = np.repeat(x[None, :], 1 + len(offsets), axis=0)
         for k, s in enumerate(offsets):
             rows[1 + k, idx[gid == G]] += s * step[G]
-        y = engine.forward_stack(name, rows.reshape((len(rows),) + shape)).real
-        d = y.reshape(len(rows), -1)[1:] - y.reshape(len(rows), -1)[:1]
+        d = engine.moved(name, rows)
         D[:, G] = d @ engine.g.ravel()
         scale[G] = ((d != 0).any(axis=0) * engine.gy).sum()
     keys = np.arange(D.shape[1])
@@ -146,9 +143,8 @@ def _separately(engine, name, idx, gid, many, step, offsets):
 
 
 def _finish(keys, many, D, scale, step):
-    right = (4 * D[0] - D[1]) / (2 * step)
-    left = -(4 * D[2] - D[3]) / (2 * step)
-    noise = 4 * EPS * 2.5 * scale / step
+    right, left = one_sided(D[0], D[1], step, 1), one_sided(D[2], D[3], step, -1)
+    noise = one_sided_noise(scale, step)
     return {int(G): (right[G], left[G], noise[G]) for G in many}
 
 
