@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import diagnose, hypotheses, intermediates
+from gradcli.checking import diagnose, intermediates
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.contract import Finding, check_contract, lower_precision
@@ -109,7 +109,7 @@ class Prepared:
     roundoff: dict[str, float]  # float32: the backward's own round-off, per name
     contract: tuple[Finding, ...]
     notes: list[str] = field(default_factory=list)
-    session: hypotheses.Session | None = None  # the causes tried, at a first failure
+    session: Any = None  # hypotheses.Session: the causes tried, made at a first failure
     spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
     forward: TensorResult | None = None  # --impl of a built-in: its forward against ours
 
@@ -224,7 +224,6 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         default_atol, atol, rtol, roundoff, contract,
     )  # fmt: skip
     p.forward = forward
-    p.session = hypotheses.Session(spec, under_test, comp.output)
     seconds = sum(estimates.values())
     if p.mode == "auto":
         p.mode = "full"
@@ -458,7 +457,10 @@ def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
     if name in spec.layer.intermediates:
         return intermediates.context(spec, name)
     ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
-    if p.session is not None:
-        ctx["verified"] = p.session.explain(name)
-        ctx["recomputed"] = p.session.builtin_ok
+    if p.session is None:  # imported here: a passing check never needs the hypotheses
+        from gradcli.checking.hypotheses import Session
+
+        p.session = Session(spec, p.under_test, p.comp.output)
+    ctx["verified"] = p.session.explain(name)
+    ctx["recomputed"] = p.session.builtin_ok
     return ctx

@@ -4,7 +4,6 @@ Heavy modules (numpy, rich, the layers) are imported inside the commands so that
 ``gradcli --help`` stays fast.
 """
 
-from __future__ import annotations
 
 import dataclasses
 import sys
@@ -171,11 +170,8 @@ def check(
     Exit 1 on a mismatch."""
     from gradcli.checking.check import CheckOptions
     from gradcli.checking.check import check as run_check
-    from gradcli.checking.sweep import run_sweep
     from gradcli.numeric import memory
-    from gradcli.render import jsondoc
     from gradcli.render import text as render
-    from gradcli.render.sweep import render_sweep
 
     opts = CheckOptions(
         method=method.value, eps=parse_eps(eps), atol=atol, rtol=rtol,
@@ -211,6 +207,10 @@ def check(
         # the verdict is the check's own (every element, the contract) and the sweep's: the
         # sweep's normalized error alone would drown one wrong element in the largest one;
         # the coordinates the check found at kinks read no derivative at any step
+        from gradcli.checking.sweep import run_sweep
+        from gradcli.render import jsondoc
+        from gradcli.render.sweep import render_sweep
+
         report = run_check(s, opts)
         rows, best, wrong = run_sweep(
             s, opts.method, coloring, opts.grads, opts.max_memory,
@@ -229,6 +229,8 @@ def check(
         report = run_check(s, dataclasses.replace(opts, progress=bar))
     comp, numeric = report.computation, report.numeric
     if as_json:
+        from gradcli.render import jsondoc
+
         doc = (
             jsondoc.check_doc(s, report, comp, numeric) if values else jsondoc.check_doc(s, report)
         )
@@ -239,9 +241,15 @@ def check(
             elsewhere="use --format json --values or --output FILE.npz",
         )  # fmt: skip
     inputs = input_files(s, impl, grads)
-    emit(output, inputs, text=text, npz=lambda: jsondoc.npz_bytes(s, comp, numeric))
+    emit(output, inputs, text=text, npz=lambda: _npz(s, comp, numeric))
     if not report.passed:
         raise typer.Exit(EXIT_MISMATCH)
+
+
+def _npz(*args: Any) -> bytes:
+    from gradcli.render import jsondoc  # only when --output is an .npz
+
+    return jsondoc.npz_bytes(*args)
 
 
 @app.command()

@@ -90,13 +90,16 @@ def load(
 ) -> Any:
     from gradcli.inputs import arguments
     from gradcli.inputs.spec import MAX_SEED, load_spec
-    from gradcli.user.impl import load_impl
 
     if seed is not None:  # the library's own checks and messages
         arguments.integer(seed, "seed", 0, MAX_SEED)
     arguments.integer(max_elements, "max_elements", 1)
     _not_a_file(layer, spec, command)
-    code = load_impl(impl) if impl else None
+    code = None
+    if impl:
+        from gradcli.user.impl import load_impl
+
+        code = load_impl(impl)
     return load_spec(
         layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
         max_elements=max_elements,
@@ -106,13 +109,12 @@ def load(
 def _not_a_file(layer: str, spec: str | None, command: str) -> None:
     """A file given where the layer's name goes (``gradcli check model.yaml``): say the
     command that reads it, rather than "unknown layer 'model.yaml'"."""
-    from pathlib import Path
-
-    from gradcli.api.network import is_model
     from gradcli.layers import REGISTRY
 
     if layer in REGISTRY or layer == "custom" or spec is not None:
         return
+    from gradcli.api.network import is_model
+
     if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") and not Path(layer).is_file():
         return
     if Path(layer).is_file() and is_model(layer, None):

@@ -12,7 +12,6 @@ import re
 import select
 import stat
 import sys
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -282,6 +281,8 @@ def write_atomic(path: Path, data: bytes, *, shown: Path | None = None) -> None:
     """Write all of ``data`` or nothing: a temporary file in the same folder, then a rename.
     The temporary's name is short (a 255-byte file name still works) and it is removed
     whatever stops the run, Ctrl-C and SIGTERM included (they wait for the rename or removal)."""
+    import tempfile  # only for an --output file
+
     shown = shown or path
     folder = path.parent if str(path.parent) else Path(".")
     with interrupt.held():

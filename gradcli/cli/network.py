@@ -1,6 +1,5 @@
 """The ``net`` commands' checks: a model file, its answers, the network check and its output."""
 
-from __future__ import annotations
 
 import dataclasses
 import sys

@@ -266,17 +266,17 @@ PLAIN_WIDTH = 80  # a pipe, a file or a CI log without COLUMNS: what any viewer 
 
 def console(file: Any, plain: bool = False) -> Console:
     """A console for ``file``: styled on a terminal, with no ANSI codes at all when writing to
-    a file, a pipe, or with NO_COLOR set; markup off, since indices like [m=1] are data. A
-    pipe or file is COLUMNS wide when that is set, else 80."""
+    a file, a pipe, or with NO_COLOR set; markup and emoji codes off, since indices like
+    [m=1] and names like :x: are data. A pipe or file is COLUMNS wide when set, else 80."""
     if plain or not file.isatty() or os.environ.get("NO_COLOR"):
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
         tty = not plain and file.isatty()
         return Console(
             file=file, width=None if tty else width, color_system=None, force_terminal=False,
-            highlight=False, markup=False,
+            highlight=False, markup=False, emoji=False,
         )  # fmt: skip
-    return Console(file=file, highlight=False, markup=False)
+    return Console(file=file, highlight=False, markup=False, emoji=False)
 
 
 class ProgressBar:
