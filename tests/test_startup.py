@@ -37,6 +37,22 @@ def test_import_gradcli_is_light():
     assert not mods & {"typer", "click", "rich", "numpy", "yaml"}, mods
 
 
+def test_a_passing_check_imports_only_what_it_uses():
+    # each of these costs milliseconds at every start: the JSON, the sweep, user code and the
+    # failure's hypotheses wait until a run needs them (json and tempfile are not listed: a
+    # newer typer imports them itself)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gradcli", "check", "linear"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.rstrip().endswith("match the numerical ones")
+    mods = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}
+    late = {"yaml", "rich._emoji_codes", "gradcli.checking.hypotheses",
+            "gradcli.checking.sweep", "gradcli.render.jsondoc", "gradcli.user.impl",
+            "gradcli.api"}  # fmt: skip
+    assert not mods & late, mods & late
+
+
 @pytest.mark.parametrize("columns", ["80", "200"])
 def test_the_quick_page_is_typers_own(cli, columns):
     """Typer renders the page at min(columns, 80) - 2: from 80 columns on, it is this text."""
