@@ -135,11 +135,19 @@ class Terms:
     of the output's shape plus ``axes`` trailing axes, and the layer's output T summed over
     them (the layer's forward should be this one, summed: then the two cannot disagree; the
     engine checks the sums against the forward anyway before using the terms). ``footprint``
-    maps each tensor onto T's axes, as ``Layer.footprint`` does onto the output's."""
+    maps each tensor onto T's axes, as ``Layer.footprint`` does onto the output's.
+
+    ``moved(name, tensors, cache, idx, values) -> (where, T)`` or None: for a tensor of which
+    each coordinate moves one term, the flat index into T of the term flat coordinate idx[p]
+    moves and that term at the point with the coordinate set to values[p], from the terms'
+    forward's cache, recomputing that term only (an svm score of another class than the
+    label's moves one margin: O(1), not the O(N C) of a whole forward). The engine checks it
+    against ``forward`` before trusting it."""
 
     forward: Callable[[Arrays, Any], tuple[np.ndarray, dict[str, Any]]]
     axes: int
     footprint: Callable[[str, Shapes, Any], Footprint]
+    moved: Callable[..., tuple[np.ndarray, np.ndarray] | None] | None = None
 
     def total(self, T: np.ndarray) -> np.ndarray:
         return T.sum(axis=tuple(range(-self.axes, 0)))

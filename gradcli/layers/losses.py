@@ -292,11 +292,40 @@ def svm_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any
     m *= m.real > 0  # the hinge, its mask from the real part: complex-safe
     true = np.broadcast_to(y[..., None], m.shape[:-1] + (1,))
     np.put_along_axis(m, true, 0.0, axis=-1)  # the correct class adds no margin
-    cache = {"margins": m, "y": y, "dtype": x.dtype, "shape": x.shape}
-    return m.sum(axis=-1) / x.shape[-2], cache
+    sums = m.sum(axis=-1)
+    cache = {"margins": m, "sums": sums, "y": y, "dtype": x.dtype, "shape": x.shape}
+    return sums / x.shape[-2], cache
 
 
-SVM_TERMS = Terms(svm_terms, 1, _rows_footprint(per_element=False))
+def svm_moved(
+    name: str, t: Arrays, cache: dict[str, Any], idx: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Row n's term with x[n, c] (flat idx) at ``values``, in svm_terms' arithmetic: a score
+    of another class than y_n moves its own margin only (the row's other margins kept: their
+    sum less the old one, plus the new one); the true class's moves every margin of its row
+    (recomputed whole, N rows of C in all). O(N C) for every coordinate of x, where stacked
+    copies take O(N C) each."""
+    x, m = t["x"], cache["margins"]
+    if name != "x" or m.shape != x.shape:  # x broadcast against more label batches: a
+        return None  # coordinate moves a term in each
+    N, C = x.shape[-2:]
+    idx = np.asarray(idx, dtype=np.int64)
+    row = idx // C
+    label = row * C + np.broadcast_to(cache["y"], x.shape[:-1]).ravel()[row]  # x[n, y_n], flat
+    x = x.ravel()
+    new = values - (x[label] - 1.0)  # the forward's rounding: x - (x_y - 1)
+    new = new * (new.real > 0)
+    T = ((cache["sums"].ravel()[row] - m.ravel()[idx]) + new) / N
+    true = np.flatnonzero(idx == label)
+    if true.size:
+        r = x.reshape(-1, C)[row[true]] - (values[true][:, None] - 1.0)
+        r = r * (r.real > 0)
+        r[np.arange(true.size), label[true] % C] = 0.0
+        T[true] = r.sum(axis=-1) / N
+    return row, T
+
+
+SVM_TERMS = Terms(svm_terms, 1, _rows_footprint(per_element=False), moved=svm_moved)
 
 
 # active[n, c] = margin[n, c] > 0

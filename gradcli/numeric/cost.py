@@ -38,6 +38,10 @@ SECONDS_PER_CALL = 1.5e-4
 # array the forward keeps (attention's scores): seconds per element of it, per coordinate and
 # stencil point; measured 0.45e-9 ... 1.9e-9 on attention at M, L and the causal multi-head case
 SECONDS_PER_INCREMENTAL_ELEMENT = 1.2e-9
+# a loss's term recomputed alone (Terms.moved: svm's margin), per coordinate and stencil
+# point, the engine's attribution included: measured 6e-8 ... 1.1e-7 s (CPU time, load 5) on
+# svm from x (64, 100) to (256, 1000) and (16, 4, 500)
+SECONDS_PER_TERM = 1e-7
 # complex128 arithmetic against float64, for the complex step: measured 1.8x ... 3.2x per
 # stacked pass, 4.8x ... 6.7x per incremental evaluation (at M and L)
 COMPLEX_FACTOR = {"stacked": 3.0, "incremental": 6.0}
@@ -103,3 +107,16 @@ def copies_seconds(engine: StackedForward, copies: int, real: bool = False) -> f
     if not engine.layer.broadcasts:
         per_copy += SECONDS_PER_CALL
     return copies * per_copy
+
+
+def termwise_seconds(
+    engine: StackedForward, coordinates: int, size: int, verify_copies: int
+) -> float:
+    """Predicted time of ``coordinates`` coordinates through a loss's term-by-term path
+    (numeric/termwise.py), and of its verification on a tensor of ``size``: stacked copies,
+    and the path at every coordinate."""
+    per = SECONDS_PER_TERM * len(engine.method.offsets)
+    if engine.method.name == "complex":
+        per *= COMPLEX_FACTOR["stacked"]
+    verify = copies_seconds(engine, 1 + verify_copies) + SECONDS_PER_TERM * size
+    return coordinates * per + verify

@@ -27,7 +27,7 @@ import numpy as np
 
 from gradcli.errors import OptionError
 from gradcli.layers import Layer
-from gradcli.numeric import cost
+from gradcli.numeric import cost, termwise
 from gradcli.numeric.coloring import Coloring, SourceColoring, build_coloring, source_coloring
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK, loss_differences, verify_incremental
 from gradcli.numeric.methods import EPS, steps
@@ -61,6 +61,7 @@ class Engine(StackedForward):
         self._verified: dict[str, str] = {}  # the footprint check's verdict: "" held, or a note
         self.kinks_met: dict[str, np.ndarray | None] = {}  # numeric/kinks.met's, per tensor
         self._terms: dict[str, Engine | str | None] = {}  # verified, a note, or None: no terms
+        self._termwise: dict[str, str | None] = {}  # as _incremental, for Terms.moved
         self._strays: dict[str, str] = {}  # why a coloring was dropped while in use
         # a user's implementation of a built-in whose forward agreed: the built-in's footprint
         # (verified before use like any other) and kinks (numeric/kinks.kink_map)
@@ -91,6 +92,7 @@ class Engine(StackedForward):
         sub = Engine(derived, self.t64, self.options, np.array(np.broadcast_to(lead, T.shape)),
                      method=self.method.name, eps=self.eps, max_memory=self.max_memory,
                      progress=self.progress)  # fmt: skip
+        sub.moved_term = terms.moved
         x = self.t64[name].ravel()
         picks = np.random.default_rng(0).choice(x.size, size=min(3, x.size), replace=False)
         rows = np.repeat(x[None, :].astype(np.float64), 1 + len(picks), axis=0)
@@ -113,12 +115,27 @@ class Engine(StackedForward):
             self._incremental[name] = verify_incremental(self, name, np.random.default_rng(0))
         return self._incremental[name]
 
+    def termwise(self, name: str) -> str | None:
+        """Whether ``name`` has a trustworthy term-by-term path (``Terms.moved``, on an engine
+        on a layer's terms), as ``incremental`` says it for ``Layer.perturbed``."""
+        if name not in self._termwise:
+            self._termwise[name] = termwise.verify(self, name, np.random.default_rng(0))
+        return self._termwise[name]
+
+    def _fast(self, name: str) -> tuple[bool, bool]:
+        """(incremental, termwise): which shortcut evaluates ``name``, if any."""
+        incremental = self.incremental(name) == ""
+        return incremental, not incremental and self.termwise(name) == ""
+
     def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
         """Predicted time for ``groups`` groups of ``name`` (cost.py: counted, not timed)."""
         split = self.terms(name) if coloring else None
         if isinstance(split, Engine):
             return split.seconds(name, groups)
-        incremental = coloring and self.incremental(name) == ""
+        incremental, by_term = self._fast(name) if coloring else (False, False)
+        if by_term:
+            size = self.t64[name].size
+            return cost.termwise_seconds(self, groups, size, termwise.VERIFY_COPIES)
         col = self._coloring(name) if coloring and not incremental else None
         verify = col is not None and math.prod(col.periods) < self.t64[name].size
         extra = cost.copies_seconds(self, cost.VERIFY_COPIES, real=True) if verify else 0.0
@@ -209,10 +226,11 @@ class Engine(StackedForward):
         h = steps(x, self.eps)
         # a layer offers an incremental path only where it beats coloring, so it goes first
         verdict = self.incremental(name) if coloring else None
-        incremental = verdict == ""
-        note = verdict or split or self._strays.get(name, "")
+        incremental, by_term = self._fast(name) if coloring else (False, False)
+        note = verdict or (self.termwise(name) if coloring else None) or split
+        note = note or self._strays.get(name, "")
         col = None
-        if coloring and coords is None and not incremental:
+        if coloring and coords is None and not (incremental or by_term):
             col, dropped = self.colored(name, rng)
             note = dropped or note
         sums = np.zeros(x.size)
@@ -225,10 +243,16 @@ class Engine(StackedForward):
             # every chunk (a third of an incremental check of linear's W)
             colors = np.arange(x.size) if coords is None else np.asarray(coords, np.int64)
         chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
+        chunk = termwise.TERMWISE_CHUNK if by_term else chunk
         passes = 0
         for start in range(0, len(colors), chunk):
             part = colors[start : start + chunk]
-            if col is None and incremental:
+            if by_term:  # each coordinate's one term
+                d, where = termwise.differences(self, name, part, h)
+                sums[part] += d * self.g.ravel()[where]
+                scale[part] = self.gy[where]
+                moved[part] = self.gy[where] * _moved(d)
+            elif col is None and incremental:
                 sums[part] += loss_differences(self, name, np.asarray(part, dtype=np.int64), h)
                 scale[part] = moved[part] = self.gy.sum()  # differences of whole losses
             elif col is None:
@@ -271,7 +295,7 @@ class Engine(StackedForward):
             colors=len(colors),
             forward_passes=passes,
             coloring=col is not None,
-            incremental=incremental,
+            incremental=incremental or by_term,
             note=note,
             noise=float(noise.max(initial=0.0)),
             noise_at=noise_at.reshape(self.t64[name].shape),
@@ -284,7 +308,7 @@ class Engine(StackedForward):
         if isinstance(split, Engine):
             return split.groups_needed(name)
         n = self.t64[name].size
-        if coloring and self.incremental(name) == "":
+        if coloring and any(self._fast(name)):
             return n
         col = self._coloring(name) if coloring else None
         return min(n, math.prod(col.periods)) if col is not None else n

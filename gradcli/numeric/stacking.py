@@ -63,6 +63,8 @@ class StackedForward:
         self.g = np.asarray(grad_output, dtype=np.float64)
         self.max_memory = max_memory
         self.progress = progress
+        # on a layer's terms (Engine.terms): their shortcut, Terms.moved (numeric/termwise.py)
+        self.moved_term: Callable[..., Any] | None = None
         self.batch = {
             i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role in _EXAMPLES else 0
             for i in layer.infos({n: a.shape for n, a in self.t64.items()}, options)
