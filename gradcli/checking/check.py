@@ -30,7 +30,7 @@ from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import cost, kinks, memory
+from gradcli.numeric import cost, joint, kinks, memory
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric.sampling import sample_coordinates
@@ -131,6 +131,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         results: dict[str, TensorResult] = {}
         builtin: dict[str, TensorResult] = {}
         spent = 0.0  # predicted seconds of the full checks run after a failed probe
+        taken: dict[str, tuple] = {}  # name -> (mode, coords, grad, info, fix), then compared
         for name in p.under_test:
             mode = p.mode
             if mode == "probe":
@@ -145,11 +146,15 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 p.spent += p.estimates[name] if mode == "full" else 0.0
                 p.note(note)
             coords, grad, info = numerical(p, name, mode, rng)
-            grad, info, fix = kinks_stage(p, name, coords, grad, info)
+            taken[name] = (mode, coords, *kinks_stage(p, name, coords, grad, info))
+        taken = ties_across(p, taken)
+        for name, (mode, coords, grad, info, fix) in taken.items():
             numeric[name] = grad
             results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix)
             if builtin_result is not None:
                 builtin[name] = builtin_result
+    results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
+    numeric = {n: numeric[n] for n in p.under_test if n in numeric}
     return CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,
         eps=p.engine.eps, atol=p.atol, rtol=p.rtol, mode=p.mode, results=results,
@@ -215,6 +220,10 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 for n in names if declares_kinks(engines[n])}  # fmt: skip
     for n, (extra, _) in rechecks.items():
         estimates[n] += extra
+    kinked = [n for n, (_, c) in rechecks.items() if c and n in spec.tensors]
+    if len(kinked) >= 2:  # ties across tensors: all moved together, and supports to find
+        copies = len(joint.OFFSETS) + joint.SUPPORT_POINTS * len(kinked)
+        estimates[kinked[-1]] += cost.copies_seconds(engine, copies, real=True)
     if opts.method in MIRRORS:  # the other side's differences where no kink is declared
         for n in names:
             if not declares_kinks(engines[n]):
@@ -371,6 +380,42 @@ def kinks_stage(
         noise_at.flat[fix.coords] = np.maximum(noise_at.flat[fix.coords], fix.noise_at)
     info = dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
     return grad, info, fix
+
+
+def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
+    """Ties across tensors (numeric/joint.py): coordinates of the layer's tensors at a kink
+    that share an output are moved together, and their gradients' sum held to that move's
+    one-sided slopes (``maximum(a, b)`` at ``a == b``: ``da + db`` must be 1). ``taken``:
+    name -> (mode, coords, grad, info, fix), returned with the values put in place."""
+    own = {n: t[4].at for n, t in taken.items()
+           if t[4] is not None and n in p.spec.tensors and p.engines[n] is p.engine}  # fmt: skip
+    if sum(r is not None and r.coords.size > 0 for r in own.values()) < 2:
+        return taken
+    left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+    found = joint.enforce(p.engine, own, p.under_test, p.opts.coloring, left)
+    if not any(declares_kinks(p.engines[n]) for n in own):  # else in the estimate already
+        p.spent += found.seconds
+    if found.unexamined:
+        p.note(
+            f"{found.unexamined:,} of {found.unexamined + found.groups:,} ties across tensors "
+            f"were not checked together (each one's moves reach outputs of others, so each "
+            f"takes copies of its own, and {max(left, 0.0):.1f} s of {mention('budget')} was "
+            f"left): each of their coordinates was checked alone ({mention('mode', 'full')} "
+            f"checks every one)"
+        )
+    out = dict(taken)
+    for n, (coords, values, noise) in found.values.items():
+        mode, c, grad, info, fix = taken[n]
+        grad = grad.copy()
+        grad.flat[coords] = values
+        noise_at = None
+        if info.noise_at is not None:
+            noise_at = info.noise_at.copy()
+            noise_at.flat[coords] = np.maximum(noise_at.flat[coords], noise)
+        top = float(noise.max(initial=0.0))
+        out[n] = (mode, c, grad, dataclasses.replace(info, noise=max(info.noise, top),
+                                                       noise_at=noise_at), fix)  # fmt: skip
+    return out
 
 
 MIRRORS = {"forward": "backward", "backward": "forward"}

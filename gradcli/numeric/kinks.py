@@ -47,6 +47,7 @@ class KinkFix:
     unchecked: int = 0  # kinks on both sides at every step tried: left to the stencil's value
     unexamined: int = 0  # failing coordinates the detector had no budget for: they still fail
     seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
+    at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors
 
     @property
     def noise(self) -> float:
@@ -258,11 +259,12 @@ def declared(
             right[both], left[both], hk[both] = slopes[1][both], slopes[-1][both], h[both]
         todo &= ~(plus | minus)
         h = np.where(todo, h / 2, h)
+    record = None
     if at.any():  # each coordinate within its interval, each tie group's sum within its own
-        values[at], nz, _ = ties.enforce(engine, name, idx[at], hk[at], a[at], right[at],
-                                         left[at], coloring)  # fmt: skip
+        values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], right[at],
+                                              left[at], coloring)  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
-    return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()))
+    return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record)
 
 
 def _within(hit: np.ndarray, coords: np.ndarray | None) -> np.ndarray:
@@ -336,16 +338,20 @@ def detected(
     crossed = both & ~apart & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
     one = sr ^ sl  # a kink within H/2 on the unstable side
     pick = between(a, right, left)
+    record = None
     if any_slope:
         pick[at_kink] = a[at_kink]
     elif at_kink.any():  # each tie group's sum within its own interval too
-        pick[at_kink], nz, _ = ties.enforce(engine, name, idx[at_kink], H[at_kink] / 4,
-                                            a[at_kink], right[at_kink], left[at_kink], coloring)
+        pick[at_kink], nz, record = ties.enforce(
+            engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], right[at_kink],
+            left[at_kink], coloring,
+        )  # fmt: skip
         noise[at_kink] = np.maximum(noise[at_kink], nz)
     value = np.where(sr, right, left)
     value = np.where(at_kink, pick, np.where(crossed, (right + left) / 2, value))
     kink = at_kink | crossed | one
-    return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent)
+    return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
+                   at=record)  # fmt: skip
 
 
 def examine_seconds(engine, name: str, failing: np.ndarray, coloring: bool) -> float:

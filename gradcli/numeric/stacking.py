@@ -110,6 +110,31 @@ class StackedForward:
         y = y.reshape(len(rows), -1)
         return y[1:] - y[:1]
 
+    def moved_jointly(self, rows: Mapping[str, np.ndarray]) -> np.ndarray:
+        """As ``moved``, with several tensors moved in the same copies: ``rows[n]`` (R, size)
+        for each moved tensor n, row 0 the unmoved point (a tie across tensors moves its
+        members together)."""
+        r = len(next(iter(rows.values())))
+        if not self.layer.broadcasts:  # one forward call per copy
+            ys = [
+                self.layer.forward(
+                    {**self.t64, **{n: v[i].reshape(self.t64[n].shape) for n, v in rows.items()}},
+                    self.options,
+                )[0]
+                for i in range(r)
+            ]
+            y = np.stack([np.asarray(v) for v in ys])
+        else:
+            stacked = {
+                n: (rows[n] if n in rows else a[None])
+                .reshape(((r,) if n in rows else (1,)) + (1,) * (self.n_batch - self.batch[n])
+                         + a.shape)  # fmt: skip
+                for n, a in self.t64.items()
+            }
+            y = np.asarray(self.layer.forward(stacked, self.options)[0])
+        y = np.real(y).reshape(r, -1)
+        return y[1:] - y[:1]
+
     def _chunk(self, name: str, n_groups: int) -> int:
         rows = len(self.method.offsets)
         per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 24 * self.g.size

@@ -19,6 +19,8 @@ group's: unchanged when the backward is consistent, off by the excess otherwise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from gradcli.numeric.methods import one_sided, one_sided_noise
@@ -167,21 +169,37 @@ def project(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: float, high: flo
     return np.clip(a - (a_lo + a_hi) / 2, lo, hi)
 
 
+@dataclass(frozen=True)
+class AtKink:
+    """One tensor's coordinates at a kink itself, as the check across tensors needs them
+    (numeric/joint.py): a tie may hold coordinates of several tensors (``maximum(a, b)``)."""
+
+    coords: np.ndarray  # flat indices
+    h: np.ndarray  # the step their two sides were taken with
+    lo: np.ndarray  # each one's interval
+    hi: np.ndarray
+    label: np.ndarray  # its tie group within the tensor
+    sums: dict[int, tuple[float, float]] = field(default_factory=dict)  # a group's interval
+    support: tuple[np.ndarray, np.ndarray] | None = None  # (positions, outputs), once found
+
+
 def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             right: np.ndarray, left: np.ndarray, coloring: bool = True):  # fmt: skip
     """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
     in its own interval [right, left], and each tie group's sum in the group's. Returns
-    (values, noise per coordinate, groups of two or more)."""
+    (values, noise per coordinate, the AtKink record)."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
     if idx.size < 2:
-        return values, noise, 0
+        return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size))
     pos, out = support(engine, name, idx, h, coloring)
     label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
     found = slopes(engine, name, idx, h, label, pos, out)
+    sums = {}
     for G, (r, l, nz) in found.items():
         members = label == G
-        values[members] = project(a[members], lo[members], hi[members], min(r, l), max(r, l))
+        sums[G] = (min(r, l), max(r, l))
+        values[members] = project(a[members], lo[members], hi[members], *sums[G])
         noise[members] = np.maximum(noise[members], nz)
-    return values, noise, len(found)
+    return values, noise, AtKink(idx, h, lo, hi, label, sums, (pos, out))

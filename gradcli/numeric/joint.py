@@ -1,0 +1,212 @@
+"""Ties across tensors: coordinates of several tensors at a kink that share an output.
+
+``maximum(a, b)`` at ``a == b``: each of ``a_i`` and ``b_i`` alone is a kink (one-sided slopes
+1 and 0) and any value between passes it, but moving both together moves ``z_i`` by exactly
+the step, on both sides: ``da_i + db_i`` must be 1. A backward giving both the full gradient
+(2), or neither (0), meets each coordinate's interval and misses the pair's. The same holds
+for ``minimum``, ``relu(a - b)`` (together: slope 0), ``clip(x, lo, hi)`` with tensor bounds.
+
+The groups are found as numeric/ties.py finds them within one tensor, over the coordinates at
+a kink of every tensor at once: those whose moves reach a common output, joined transitively
+(each tensor's support is the one its own tie groups used). A group holding coordinates of
+two tensors or more is moved as a whole, one copy per stencil point for all such groups (one
+copy per group when an output no such group owns moved), and its gradient's sum must lie
+between the two one-sided slopes of that move. The values compared are the point nearest the
+analytical gradient within every coordinate's interval, every tie group's sum within one
+tensor, and the group's sum across tensors: the analytical values themselves when they are
+consistent, so a correct backward is never moved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcli.numeric import cost, ties
+from gradcli.numeric.methods import one_sided, one_sided_noise
+
+OFFSETS = (1, 2, -1, -2)  # the second-order one-sided stencil, right then left
+SUPPORT_POINTS = 2  # a coordinate whose outputs are not known yet: moved each way once
+FLOOR = 64  # groups examined one at a time whatever the budget (the detector's floor)
+
+
+@dataclass(frozen=True)
+class Joint:
+    """What the check across tensors puts in place, per tensor: (coords, values, noise)."""
+
+    values: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    groups: int = 0  # ties across tensors checked
+    unexamined: int = 0  # ties across tensors the budget left unchecked (a note says so)
+    seconds: float = 0.0  # predicted cost
+
+
+def seconds(engine, at: Mapping[str, ties.AtKink | None]) -> float:
+    """Predicted seconds of the moves shared by every group (cost.py counts, never times):
+    the supports still to find and the four copies that move all groups at once."""
+    found = [r for r in at.values() if r is not None and r.coords.size]
+    if len(found) < 2:
+        return 0.0
+    todo = sum(r.coords.size for r in found if r.support is None)
+    return cost.copies_seconds(engine, SUPPORT_POINTS * todo + len(OFFSETS), real=True)
+
+
+def enforce(
+    engine, at: Mapping[str, ties.AtKink | None], analytic: Mapping[str, np.ndarray],
+    coloring: bool = True, budget: float = math.inf,
+) -> Joint:  # fmt: skip
+    """The values to compare at the coordinates of ties across tensors (``at``: each tensor's
+    coordinates at a kink, ``analytic``: its gradient under test). ``budget``: seconds left
+    for groups that must be moved one at a time (at least ``FLOOR`` of them are)."""
+    names = [n for n, r in at.items() if r is not None and r.coords.size]
+    if len(names) < 2:
+        return Joint()
+    spent = seconds(engine, at)
+    records = {n: _supported(engine, n, at[n], coloring) for n in names}
+    sizes = [records[n].coords.size for n in names]
+    start = np.r_[0, np.cumsum(sizes)]
+    tensor = np.repeat(np.arange(len(names)), sizes)
+    pos = np.concatenate([records[n].support[0] + s for n, s in zip(names, start, strict=False)])
+    out = np.concatenate([records[n].support[1] for n in names])
+    label = np.unique(ties.groups(int(start[-1]), pos, out), return_inverse=True)[1].ravel()
+    pairs = np.unique(np.stack([label, tensor]), axis=1)
+    across = np.flatnonzero(np.bincount(pairs[0], minlength=label.max() + 1) >= 2)
+    if not across.size:
+        return Joint(seconds=spent)
+    group = np.full(label.max() + 1, -1, dtype=np.int64)
+    group[across] = np.arange(across.size)
+    gid = group[label]  # each position's tie across tensors (-1: none)
+    h = np.concatenate([records[n].h for n in names])
+    step = np.full(across.size, np.inf)
+    moving = gid >= 0
+    np.minimum.at(step, gid[moving], h[moving])
+    mine = {n: (records[n].coords, gid[start[t] : start[t + 1]]) for t, n in enumerate(names)}
+    owner = np.full(int(np.prod(engine.out_shape)), -1, dtype=np.int64)
+    owner[out] = gid[pos]
+    D, scale, unexamined, extra = _moves(engine, mine, step, owner, budget - spent)
+    right = one_sided(D[0], D[1], step, 1)
+    left = one_sided(D[2], D[3], step, -1)
+    noise = one_sided_noise(scale, step)
+    a = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel()[records[n].coords]
+                        for n in names])  # fmt: skip
+    lo = np.concatenate([records[n].lo for n in names])
+    hi = np.concatenate([records[n].hi for n in names])
+    value = np.full(a.size, np.nan)
+    nz = np.zeros(a.size)
+    for G in range(across.size):
+        if not np.isfinite(right[G]) or not np.isfinite(left[G]):  # left out by the budget
+            continue
+        members = np.flatnonzero(gid == G)
+        inner = [
+            (np.flatnonzero(np.isin(members, ms)), lh)
+            for t in np.unique(tensor[members])
+            for ms, lh in _sums(records[names[t]], start[t])
+            if np.isin(ms, members).all()
+        ]
+        low, high = min(right[G], left[G]), max(right[G], left[G])
+        value[members] = nested(a[members], lo[members], hi[members], inner, low, high)
+        nz[members] = noise[G]
+    values = {}
+    for t, n in enumerate(names):
+        mine = slice(start[t], start[t + 1])
+        keep = np.isfinite(value[mine])
+        if keep.any():
+            values[n] = (records[n].coords[keep], value[mine][keep], nz[mine][keep])
+    checked = int(across.size - unexamined)
+    return Joint(values, checked, unexamined, spent + extra)
+
+
+def _supported(engine, name: str, record: ties.AtKink, coloring: bool) -> ties.AtKink:
+    """The record with the outputs each of its coordinates moves (a tensor with a single
+    coordinate at a kink had no tie group of its own to find them for)."""
+    if record.support is not None:
+        return record
+    sup = ties.support(engine, name, record.coords, record.h, coloring)
+    return ties.AtKink(record.coords, record.h, record.lo, record.hi, record.label,
+                       record.sums, sup)  # fmt: skip
+
+
+def _sums(record: ties.AtKink, start: int):
+    """Each tie group of one tensor: (its global positions, its sum's interval)."""
+    for G, lh in record.sums.items():
+        yield start + np.flatnonzero(record.label == G), lh
+
+
+def _rows(engine, mine, step, chosen: np.ndarray) -> dict[str, np.ndarray]:
+    """The unmoved point, then the chosen groups moved by each offset (``chosen``: one
+    group per copy; None: every group in the same copy): rows[n] (1 + 4 * copies, size).
+    ``mine``: each tensor's (coordinates, their group)."""
+    c = 1 if chosen is None else chosen.size
+    rows = {}
+    for n, (j, gid) in mine.items():
+        rows[n] = np.repeat(engine.t64[n].ravel()[None, :], 1 + len(OFFSETS) * c, axis=0)
+        if chosen is None:
+            sel, copy = gid >= 0, np.zeros(gid.size, dtype=np.int64)
+        else:
+            where = np.full(step.size, -1, dtype=np.int64)
+            where[chosen] = np.arange(c)
+            copy = np.where(gid >= 0, where[gid], -1)
+            sel = copy >= 0
+        for k, s in enumerate(OFFSETS):
+            rows[n][1 + k * c + copy[sel], j[sel]] += s * step[gid[sel]]
+    return rows
+
+
+def _moves(engine, mine, step, owner, left: float):
+    """(D (4, groups), scale, unexamined, extra seconds): the loss difference of each group's
+    move at each offset, all groups in the same copies when their outputs are their own."""
+    n = step.size
+    g = engine.g.ravel()
+    D = np.full((len(OFFSETS), n), np.nan)
+    scale = np.zeros(n)
+    d = engine.moved_jointly(_rows(engine, mine, step, None))
+    if not np.any(d[:, owner < 0] != 0):
+        keep = owner >= 0
+        for k in range(len(OFFSETS)):
+            D[k] = np.bincount(owner[keep], weights=(d[k] * g)[keep], minlength=n)
+        moved = (d != 0).any(axis=0) * engine.gy
+        scale = np.bincount(owner[keep], weights=moved[keep], minlength=n)
+        return D, scale, 0, 0.0
+    # an output no group owns moved: one copy per group and offset, as many as the budget
+    # allows (at least FLOOR groups)
+    each = cost.copies_seconds(engine, len(OFFSETS), real=True)
+    count = n if each * n <= left else int(min(n, max(FLOOR, max(left, 0.0) / each)))
+    per = max(1, engine._chunk(next(iter(mine)), count) // len(OFFSETS))
+    for lo in range(0, count, per):
+        chosen = np.arange(lo, min(count, lo + per))
+        d = engine.moved_jointly(_rows(engine, mine, step, chosen))
+        d = d.reshape(len(OFFSETS), chosen.size, -1)
+        D[:, chosen] = d @ g
+        scale[chosen] = ((d != 0).any(axis=0) * engine.gy).sum(axis=1)
+    return D, scale, n - count, each * count
+
+
+def nested(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, inner, low: float, high: float,
+           rounds: int = 200) -> np.ndarray:  # fmt: skip
+    """The point nearest ``a`` with every entry in [lo, hi], each ``inner`` group's sum (its
+    positions, (low, high)) in its interval and the whole sum in [low, high]: ties.project
+    when there is no inner group, else Dykstra's alternating projections between the two
+    sets (started at ``a``: ``a`` itself when it lies in both)."""
+    whole = lambda v: ties.project(v, lo, hi, low, high)  # noqa: E731
+    if not inner:
+        return whole(a)
+
+    def parts(v: np.ndarray) -> np.ndarray:
+        w = np.clip(v, lo, hi)
+        for m, (l, h) in inner:
+            w[m] = ties.project(v[m], lo[m], hi[m], l, h)
+        return w
+
+    x, p, q = a.astype(np.float64), np.zeros(a.size), np.zeros(a.size)
+    tiny = 1e-15 * max(1.0, float(np.abs(a).max(initial=0.0)))
+    for _ in range(rounds):
+        y = parts(x + p)
+        p = x + p - y
+        nxt = whole(y + q)
+        q = y + q - nxt
+        if np.all(np.abs(nxt - x) <= tiny):
+            return nxt
+        x = nxt
+    return x

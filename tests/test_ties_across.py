@@ -1,0 +1,162 @@
+"""Ties across tensors (numeric/joint.py): at ``maximum(a, b)``'s ``a == b`` each of ``a_i`` and
+``b_i`` alone is a kink whose interval [0, 1] holds any value, but moving both together moves
+the output by exactly the step: ``da_i + db_i`` must be the upstream gradient. A backward
+giving both the full gradient, or neither, must fail; the correct ones (either tensor takes
+it, or a half each) pass, at exact ties and near them, float64 and float32. Oracle: the joint
+slope written by hand (max, min, clip: g; relu(a - b): 0)."""
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.numeric import joint
+
+A = np.array([1.0, 2.0, -0.5, 3.0, 0.25, -1.5])
+B = np.array([1.0, 1.5, -0.5, 3.0, 1.0, -1.5])  # tied at 0, 2, 3, 5
+TIES = [0, 2, 3, 5]
+G = np.array([0.7, -1.3, 0.4, 2.0, 0.9, -0.6])
+
+
+def _both(rule):
+    def backward(grad_output, a, b):
+        da, db = rule(a, b)
+        return {"a": grad_output * da, "b": grad_output * db}
+
+    return backward
+
+
+# (forward, the joint slope at a tie per upstream g, correct backwards, wrong ones)
+LAYERS = {
+    "maximum": (lambda a, b: np.maximum(a, b), 1.0,
+                [lambda a, b: (a >= b, a < b), lambda a, b: (a > b, a <= b),
+                 lambda a, b: ((a > b) + 0.5 * (a == b), (a < b) + 0.5 * (a == b))],
+                [lambda a, b: (a >= b, b >= a), lambda a, b: (a > b, b > a)]),
+    "minimum": (lambda a, b: np.minimum(a, b), 1.0,
+                [lambda a, b: (a <= b, a > b)],
+                [lambda a, b: (a <= b, b <= a), lambda a, b: (a < b, b < a)]),
+    "relu_of_difference": (lambda a, b: np.maximum(a - b, 0), 0.0,
+                           [lambda a, b: (a > b, -1.0 * (a > b)),
+                            lambda a, b: (a >= b, -1.0 * (a >= b))],
+                           [lambda a, b: (a >= b, -1.0 * (a > b)),
+                            lambda a, b: (a > b, -1.0 * (a >= b))]),
+}  # fmt: skip
+
+
+def _check(forward, rule, dtype="float64", b=B, **kw):
+    return gradcli.check("custom", {"a": A.astype(dtype), "b": b.astype(dtype)},
+                         grad_output=G, forward=forward, backward=_both(rule), **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_tie_across_tensors_must_sum_to_the_joint_slope(layer, dtype):
+    forward, slope, right, wrong = LAYERS[layer]
+    for i, rule in enumerate(right):
+        r = _check(forward, rule, dtype)
+        assert r.passed, str(r)
+        # the half each agrees with the central difference: nothing to examine
+        assert r.results["a"].kinks == (len(TIES) if i < 2 else 0)
+    for rule in wrong:  # the twins: each coordinate within its own interval, the pair's sum not
+        r = _check(forward, rule, dtype)
+        assert not r.passed, layer
+        failing = {int(i) for n in "ab" for i in r.results[n].kink_at
+                   if not r.results[n].passed}  # fmt: skip
+        assert failing <= set(TIES)
+        # the values compared at the ties: the pair's sum is the joint slope (the oracle)
+        pair = r.numeric["a"][TIES] + r.numeric["b"][TIES]
+        np.testing.assert_allclose(pair, slope * G[TIES], atol=1e-6)
+
+
+def test_the_twins_pass_one_tensor_at_a_time():
+    """The twins' bugs are the joint move's alone: either tensor checked by itself (the other
+    held fixed) passes, each coordinate between its one-sided slopes."""
+    for rule in LAYERS["maximum"][3]:
+        alone_a = gradcli.check(
+            "custom", {"x": A}, grad_output=G, forward=lambda x: np.maximum(x, B),
+            backward=lambda grad_output, x, r=rule: {"x": grad_output * r(x, B)[0]},
+        )  # fmt: skip
+        alone_b = gradcli.check(
+            "custom", {"x": B}, grad_output=G, forward=lambda x: np.maximum(A, x),
+            backward=lambda grad_output, x, r=rule: {"x": grad_output * r(A, x)[1]},
+        )  # fmt: skip
+        assert alone_a.passed and alone_b.passed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_near_ties_pass_with_a_correct_backward(dtype):
+    """a and b a hair apart (well within the step): each stencil crosses the tie, the joint
+    move does not (it keeps a - b), and the strict order decides the gradient."""
+    near = B + np.array([1e-9, 0, -1e-9, 3e-9, 0, -2e-9]) * (dtype == "float64")
+    for layer, (forward, _, right, _) in LAYERS.items():
+        for rule in right[:1]:
+            r = _check(forward, rule, dtype, b=near)
+            assert r.passed, (layer, str(r))
+
+
+def _clip_backward(rule):
+    def backward(grad_output, x, lo, hi):
+        if rule == "torch":  # x where lo <= x <= hi, lo below it, hi above
+            up = np.maximum(x, lo) > hi
+            d = (~up & (x >= lo), ~up & (x < lo), up)
+        elif rule == "all":
+            d = ((x >= lo) & (x <= hi), x <= lo, x >= hi)
+        else:  # none
+            d = ((x > lo) & (x < hi), x < lo, x > hi)
+        return {n: grad_output * v for n, v in zip(("x", "lo", "hi"), d, strict=True)}
+
+    return backward
+
+
+@pytest.mark.parametrize("method", ["central", "forward"])
+def test_clip_with_tensor_bounds(method):
+    x = np.array([0.0, 1.0, -1.0, 0.5, 2.0, -0.3, 0.7, 0.2])
+    lo = np.array([0.0, 0.0, -1.5, -1.0, 0.0, -0.3, 0.7, 0.2])
+    hi = np.array([1.0, 1.0, 1.0, 0.5, 1.0, 0.3, 0.9, 0.9])
+
+    def forward(x, lo, hi):
+        return np.minimum(np.maximum(x, lo), hi)
+
+    t = {"x": x, "lo": lo, "hi": hi}
+    ok = gradcli.check("custom", t, forward=forward, backward=_clip_backward("torch"),
+                       method=method)  # fmt: skip
+    assert ok.passed, str(ok)
+    for rule in ("all", "none"):
+        r = gradcli.check("custom", t, forward=forward, backward=_clip_backward(rule),
+                          method=method)  # fmt: skip
+        assert not r.passed, rule
+
+
+def test_a_broadcast_bound_ties_with_many_elements():
+    """b of shape (3,) against a (2, 3): b_j ties with both a_0j and a_1j through different
+    outputs, one tie group of three; b's gradient sums over the rows."""
+    a = np.array([[1.0, 2.0, 0.0], [1.0, -1.0, 0.0]])
+    b = np.array([1.0, 0.5, 0.0])
+    g = np.array([[0.5, 1.0, -2.0], [1.5, 0.25, 0.75]])
+
+    def forward(a, b):
+        return np.maximum(a, b)
+
+    def backward(rule):
+        def bwd(grad_output, a, b):
+            da = a >= b
+            db = (a < b) if rule == "ok" else (a <= b)
+            return {"a": grad_output * da, "b": (grad_output * db).sum(axis=0)}
+
+        return bwd
+
+    ok = gradcli.check("custom", {"a": a, "b": b}, grad_output=g, forward=forward,
+                       backward=backward("ok"))  # fmt: skip
+    assert ok.passed, str(ok)
+    bad = gradcli.check("custom", {"a": a, "b": b}, grad_output=g, forward=forward,
+                        backward=backward("all"))  # fmt: skip
+    assert not bad.passed
+
+
+def test_nested_projection_keeps_a_consistent_point_and_meets_every_sum():
+    lo, hi = np.zeros(4), np.ones(4)
+    inner = [(np.array([0, 1]), (0.0, 1.0))]  # a tie within one tensor, inside the pair's tie
+    a = np.array([1.0, 0.0, 0.0, 0.0])
+    assert joint.nested(a, lo, hi, inner, 1.0, 1.0).tolist() == a.tolist()
+    v = joint.nested(np.array([1.0, 1.0, 1.0, 0.0]), lo, hi, inner, 1.0, 1.0)
+    assert v[:2].sum() <= 1.0 + 1e-9 and v.sum() == pytest.approx(1.0, abs=1e-9)
+    assert np.all(v >= -1e-12) and np.all(v <= 1 + 1e-12)
