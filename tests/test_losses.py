@@ -176,6 +176,13 @@ def test_labels_drawn_from_the_seed_in_range(cli_json, write_spec):
          "[..., 3, 4]"),
         ("mse", {"pred": "{shape: [2, 3, 4]}", "target": "{shape: [5, 3, 4]}"},
          "tensors.target", "broadcast"),
+        # a row of labels for two rows of x is a slip, not a batch of one loss
+        ("svm", {"x": "[[1, 2, 3], [0, 5, 1]]", "y": "[[0, 2]]"}, "tensors.y",
+         "y must have shape [2] (N,), got [1, 2]"),
+        ("softmax_cross_entropy", {"x": "{shape: [3, 4]}", "y": "[[0, 1, 2]]"}, "tensors.y",
+         "would be batches that x [3, 4] does not have"),
+        ("mse", {"pred": "{shape: [3, 4]}", "target": "{shape: [2, 3, 4]}"}, "tensors.target",
+         "would be batches"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_naming_the_key(cli, write_spec, assert_usage_error, layer,

@@ -50,14 +50,26 @@ def _matrix(layer: str, s: Shapes, key: str, axes: str) -> tuple[int, int]:
     return s[key][-2], s[key][-1]
 
 
-def _lead(layer: str, s: Shapes, a: str, b: str, core: int) -> tuple[int, ...]:
-    """The broadcast leading axes (independent batches) of tensors a and b."""
+def _lead(
+    layer: str, s: Shapes, a: str, b: str, core: int, want: str, a_shape: Any = None
+) -> tuple[int, ...]:
+    """The broadcast leading axes (independent batches) of tensors a and b. b (the labels, the
+    target) adds no axis a lacks: y [[0, 2]] for two rows of x is a slip for [0, 2], and taken
+    as a batch of one it would make the scalar loss a batch of losses. An axis of 1 that a has
+    broadcasts as numpy's do (one x, several label sets)."""
+    lead_a, lead_b = s[a][:-core] if core else s[a], s[b][: len(s[b]) - core]
+    if len(lead_b) > len(lead_a):
+        raise ShapeError(
+            f"{layer}: {b} must have shape {want}, got {list(s[b])}: its axes in front of N, "
+            f"{list(lead_b)}, would be batches that {a} {list(a_shape or s[a])} does not have",
+            key=b,
+        )
     try:
-        return np.broadcast_shapes(s[a][:-core] if core else s[a], s[b][: len(s[b]) - core])
+        return np.broadcast_shapes(lead_a, lead_b)
     except ValueError:
         raise ShapeError(
-            f"{layer}: the axes in front of N of {a} {list(s[a][:-core])} and {b} "
-            f"{list(s[b][: len(s[b]) - core])} do not broadcast together",
+            f"{layer}: the axes in front of N of {a} {list(lead_a)} and {b} {list(lead_b)} "
+            "do not broadcast together",
             key=b,
         ) from None
 
@@ -68,7 +80,8 @@ def _labels_shape(layer: str, s: Shapes, N: int) -> tuple[int, ...]:
             f"{layer}: y must have shape [{N}] (N,), one label per row of x, got {list(s['y'])}",
             key="y",
         )
-    return _lead(layer, {"x": s["x"][:-1], "y": s["y"]}, "x", "y", 1)
+    x_rows = {"x": s["x"][:-1], "y": s["y"]}
+    return _lead(layer, x_rows, "x", "y", 1, f"[{N}] (N,)", a_shape=s["x"])
 
 
 def check_labels(t: Arrays, options: Any = None) -> None:
@@ -153,7 +166,7 @@ def mse_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
             f"mse: target must have pred's shape [..., {N}, {D}], got {list(s['target'])}",
             key="target",
         )
-    return _lead("mse", s, "pred", "target", 2)
+    return _lead("mse", s, "pred", "target", 2, f"{list(s['pred'])}, pred's")
 
 
 MSE_TERMS = Terms(mse_terms, 2, _rows_footprint(per_element=True))
