@@ -90,6 +90,25 @@ def test_cost_counts_passes_and_elements():
     assert looped.seconds("X", g) == pytest.approx((2 * g + 4) * (per_copy + call))
 
 
+def test_a_pools_estimate_counts_its_window_loop():
+    """A max-pool's forward loops over its taps, five strided passes over the output each: 3x3
+    windows at stride 1 (nine taps, four times the outputs) cost about 9x a 2x2 pool's pass
+    (measured 7-8x), and a 2x2 max-pool about 8x an average pool's (one add a tap); its
+    arrays alone (input, output, argmax) differ by 2x."""
+    t = make_tensors({"X": (32, 32, 16)})
+    wide, narrow = {"size": 3, "stride": 1, "padding": 1}, {"size": 2}
+
+    def elements(layer, options):
+        L = layer if not isinstance(layer, str) else REGISTRY[layer]
+        opts = L.make_options(options)
+        return cost.pass_elements(Engine(L, t, opts, np.ones(L.forward(t, opts)[0].shape)))
+
+    assert 6 < elements("maxpool2d", wide) / elements("maxpool2d", narrow) < 12
+    assert elements("maxpool2d", narrow) > 5 * elements("avgpool2d", narrow)
+    undeclared = dataclasses.replace(REGISTRY["maxpool2d"], forward_elements=None)
+    assert elements(undeclared, wide) / elements(undeclared, narrow) < 3
+
+
 def _busy_clock(monkeypatch):
     """A machine so busy that every timed interval looks like 1000 s."""
     ticks = iter(range(0, 10**9, 1000))

@@ -97,6 +97,19 @@ def working(s: Shapes, options: Any) -> int:
     return 2 * padded + 5 * batch * math.prod(g.out for g in geo)
 
 
+def touched(s: Shapes, options: Any, per_tap: int) -> int:
+    """Elements one forward pass touches (Layer.forward_elements): the input, its padded copy
+    and, for each tap, ``per_tap`` elements per output (the window loop's passes over strided
+    output-sized grids): a 3x3 window at stride 1 costs nine passes over the whole output,
+    where the arrays alone (input, output) count two."""
+    X = s["X"]
+    geo = geometry(X, options)
+    batch = math.prod(X[:-3]) * X[-1]
+    padded = batch * math.prod(g.n + g.lo + g.hi for g in geo) if any(g.lo for g in geo) else 0
+    taps = math.prod(g.k for g in geo)
+    return math.prod(X) + padded + batch * math.prod(g.out for g in geo) * (1 + per_tap * taps)
+
+
 def footprint(name: str, s: Shapes, options: Any) -> Footprint:
     """X[..., i, j, c] moves the outputs whose windows hold it, in channel c of its example."""
     X = s["X"]

@@ -78,6 +78,11 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return _pool.working(s, options or Options())
 
 
+def forward_elements(s: Shapes, options: Any = None) -> int:
+    """One add per tap and output, on a strided grid."""
+    return _pool.touched(s, options or Options(), 1)
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return _pool.footprint(name, s, options or Options())
 
@@ -124,6 +129,7 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    forward_elements=forward_elements,
     explain=explain,
     skeleton=SKELETON,
 )

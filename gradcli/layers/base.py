@@ -201,6 +201,11 @@ class Layer:
     # perturbed_elements(name, shapes, options) -> the elements one such evaluation touches,
     # for the time estimate (numeric/cost.py); None: the largest array the forward keeps
     perturbed_elements: Callable[[str, Shapes, Any], int] | None = None
+    # forward_elements(shapes, options) -> the elements one forward pass touches, its inputs
+    # and output included, for the time estimate (numeric/cost.py) of a forward whose work is
+    # not its arrays' size (a max-pool's passes per tap); None: its inputs, its output and the
+    # arrays its forward keeps
+    forward_elements: Callable[[Shapes, Any], int] | None = None
     # checking an intermediate's gradient (a hand-derived dS, say) needs the forward from that
     # intermediate on, everything upstream held fixed: tail(name, value, cache, options) ->
     # output, value may carry leading probe axes; tail_info(name, shapes, options) -> (its

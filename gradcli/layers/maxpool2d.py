@@ -83,6 +83,15 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return _pool.working(s, options or Options())
 
 
+# per tap and output: the comparison, the NaN test, their union and two masked copies on
+# strided grids: measured 11-25 ns per tap and output (load 5), relu 4 ns per element
+PER_TAP = 12
+
+
+def forward_elements(s: Shapes, options: Any = None) -> int:
+    return _pool.touched(s, options or Options(), PER_TAP)
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     return _pool.footprint(name, s, options or Options())
 
@@ -137,6 +146,7 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    forward_elements=forward_elements,
     kinks=kinks,
     explain=explain,
     skeleton=SKELETON,

@@ -55,7 +55,10 @@ def _kept(engine: StackedForward) -> list[int]:
 
 def pass_elements(engine: StackedForward) -> int:
     """Elements one perturbed copy touches: its inputs, its output, the arrays its forward
-    keeps."""
+    keeps, or what the layer declares (``Layer.forward_elements``: a max-pool's window loop)."""
+    declared = engine.layer.forward_elements
+    if declared is not None:
+        return max(1, declared(engine.shapes, engine.options))
     inputs = sum(a.size for a in engine.t64.values())
     return inputs + math.prod(engine.out_shape) + sum(_kept(engine))
 
