@@ -70,11 +70,7 @@ def verify(engine: StackedForward, name: str, rng: np.random.Generator) -> str |
                                               x[chosen]), chosen)  # fmt: skip
     if base is None:
         return _note(engine, name, None)
-    rows = np.repeat(x[None, :].astype(values.dtype), 1 + len(picks), axis=0)
-    for k, p in enumerate(picks):
-        rows[1 + k, p] = values[p]
-    y = engine.forward_stack(name, rows.reshape((len(rows),) + engine.t64[name].shape))
-    y = y.reshape(len(rows), -1)
+    y = _copies(engine, name, [np.array([], np.int64), *picks], values).reshape(len(picks) + 1, -1)
     expected = np.repeat(y[:1], len(picks), axis=0)
     for k, p in enumerate(picks):
         expected[k, where[p]] = T[p]
@@ -92,6 +88,21 @@ def verify(engine: StackedForward, name: str, rng: np.random.Generator) -> str |
     else:
         j = int(chosen[int(np.argmax(unmoved))])
     return _note(engine, name, j)
+
+
+def _copies(engine: StackedForward, name: str, moves: list, values: np.ndarray) -> np.ndarray:
+    """The terms' forward on one copy per entry of ``moves`` (those coordinates at
+    ``values``), stacked in chunks within the engine's memory limit."""
+    x = engine.t64[name].ravel()
+    per = max(1, engine._chunk(name, len(moves)) * len(engine.method.offsets))
+    out = []
+    for lo in range(0, len(moves), per):
+        part = moves[lo : lo + per]
+        rows = np.repeat(x[None, :].astype(values.dtype), len(part), axis=0)
+        for k, p in enumerate(part):
+            rows[k, p] = values[p]
+        out.append(engine.forward_stack(name, rows.reshape((len(rows),) + engine.t64[name].shape)))
+    return np.concatenate(out)
 
 
 def _note(engine: StackedForward, name: str, j: int | None) -> str:
