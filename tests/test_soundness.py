@@ -300,3 +300,49 @@ def test_a_scalar_output_is_checked_and_a_wrong_one_fails():
     x = {"x": np.array([1.0, 2.0, 3.0])}
     assert gradcli.check(_SumOfSquares(), x).passed
     assert not gradcli.check(_SumOfSquares(3.0), x).passed
+
+
+# ------------------------------------------------------------ a zero upstream gradient
+SOFTMAX_WRONG_AXIS = """\
+import numpy as np
+
+def forward(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+def backward(grad_output, x):
+    y = forward(x)
+    return {"x": y * (grad_output - (grad_output * y).sum(0, keepdims=True))}  # axis 0: wrong
+"""
+
+
+@pytest.mark.parametrize("upstream", ["{init: zeros}", "0.0"])
+def test_an_all_zero_upstream_gradient_is_refused_not_passed(
+    cli, write_spec, assert_usage_error, upstream
+):
+    # every gradient is 0 whatever the backward: the wrong-axis softmax would pass
+    impl = write_spec(SOFTMAX_WRONG_AXIS, "mine.py")
+    text = f"tensors: {{x: {{shape: [4, 4]}}}}\ngrad_output: {upstream}\n"
+    spec = write_spec(text)
+    if upstream == "0.0":  # a number is a scalar upstream: a loss's
+        spec = write_spec("tensors: {x: {shape: [3, 4]}, y: [0, 1, 2]}\ngrad_output: 0.0\n")
+        assert_usage_error(cli("check", "svm", spec), "spec.yaml", "grad_output", "every")
+        return
+    assert_usage_error(cli("check", "softmax", spec, "--impl", impl), "grad_output", "is 0")
+    # the twin: with one non-zero upstream element the same backward fails
+    one = write_spec("tensors: {x: {shape: [4, 4]}}\ngrad_output: {init: zeros}\n", "one.yaml")
+    g = np.zeros((4, 4))
+    g[1, 2] = 1.0
+    np.save(one.parent / "g.npy", g)
+    one.write_text("tensors: {x: {shape: [4, 4]}}\ngrad_output: g.npy\n")
+    result = cli("check", "softmax", one, "--impl", impl, "-q")
+    assert result.exit_code == 1, result.stderr
+
+
+def test_the_api_refuses_an_all_zero_upstream_gradient():
+    import gradcli
+
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(gradcli.GradcliError, match="grad_output"):
+        gradcli.check("softmax", {"x": x}, grad_output=np.zeros((3, 4)))
+    assert gradcli.check("softmax", {"x": x}, grad_output=np.eye(3, 4)).passed

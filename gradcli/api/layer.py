@@ -14,6 +14,7 @@ from gradcli.checking.check import CheckOptions
 from gradcli.checking.check import check as _run_check
 from gradcli.checking.compute import Computation
 from gradcli.checking.compute import compute as _run_compute
+from gradcli.checking.soundness import refuse_zero_upstream
 from gradcli.errors import GradcliError, OptionError
 from gradcli.inputs import arguments as arg
 from gradcli.inputs.spec import (
@@ -74,6 +75,7 @@ GRADS_AND_IMPL = (
 
 
 def run_check(spec: Spec, opts: CheckOptions, grads: Mapping[str, Any] | None) -> Report:
+    refuse_zero_upstream(spec)
     if grads is not None:
         opts = dataclasses.replace(opts, grads=answers_of(grads, spec))
     report = _run_check(spec, opts)

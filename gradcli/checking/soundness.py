@@ -68,6 +68,20 @@ def step_underflows(engine: Engine, name: str, method: str) -> str:
     )
 
 
+def refuse_zero_upstream(spec: Spec) -> None:
+    """A check of one layer whose upstream gradient is all zeros is refused: every gradient
+    is then 0 whatever the backward does (it multiplies by grad_output), so any backward would
+    pass. A network's local checks take the upstream the network gives and are not refused."""
+    if spec.grad_output.size and not np.any(spec.grad_output):
+        raise SpecError(
+            "every element is 0, so every gradient is 0 whatever the backward does and nothing "
+            "would be checked; leave grad_output out (random, or 1 for a loss) or give values "
+            "that are not all 0",
+            source=spec.source,
+            key="grad_output",
+        )
+
+
 def refuse_overflow(spec: Spec, comp: Computation) -> None:
     """A built-in layer whose forward or backward is not finite at the spec's own point was
     given values too large for its dtype: refused, since no check can say anything there

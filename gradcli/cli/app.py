@@ -170,6 +170,7 @@ def check(
     Exit 1 on a mismatch."""
     from gradcli.checking.check import CheckOptions
     from gradcli.checking.check import check as run_check
+    from gradcli.checking.soundness import refuse_zero_upstream
     from gradcli.numeric import memory
     from gradcli.render import text as render
 
@@ -190,6 +191,7 @@ def check(
                    impl=impl, sweep=sweep, values=values)  # fmt: skip
         return
     s = load(layer, spec, dtype, seed, impl, max_elements, command="check")
+    refuse_zero_upstream(s)
     memory.require(s, opts.method, opts.max_memory)  # before the first forward
     if grads is not None:
         from gradcli.checking import intermediates
