@@ -356,3 +356,34 @@ def test_no_control_character_reaches_a_message(kwargs):
     for part in (err.value.message, err.value.key or "", err.value.source or ""):
         assert part.isprintable(), repr(part)
     assert "\\x1b" in text or "\\n" in text or "\\u202e" in text or "\\x07" in text
+
+
+# ------------------------------------------------------------ numpy values where numbers go
+@pytest.mark.parametrize(
+    "layer, tensors, options, bad",
+    [
+        ("groupnorm", {"X": np.ones((2, 2, 4)) + np.arange(16).reshape(2, 2, 4) ** 0.5,
+                       "gamma": np.ones(4)}, {"groups": np.int64(2)}, np.int64(3)),
+        ("dropout", {"x": np.arange(1.0, 9.0).reshape(2, 4)}, {"p": np.float32(0.25),
+                                                              "seed": np.int64(3)}, 1.5),
+        ("leaky_relu", {"x": np.array([1.0, -2.0])}, {"alpha": np.float32(0.1)}, np.nan),
+        ("flatten", {"x": np.ones((2, 3, 2))}, {"start": np.int32(1)}, np.int32(7)),
+        ("maxpool2d", {"X": np.arange(32.0).reshape(4, 4, 2)}, {"size": np.array([2, 2])},
+         np.array([0, 2])),
+    ],
+)  # fmt: skip
+def test_numpy_numbers_are_numbers_in_options(layer, tensors, options, bad):
+    assert gradcli.check(layer, tensors, options=options).passed
+    # the twin: a numpy value out of range is still refused, naming the option
+    key = next(iter(options))
+    with pytest.raises(OptionError, match=f"options.{key}"):
+        gradcli.check(layer, tensors, options={key: bad})
+
+
+def test_a_numpy_number_is_a_tensor_of_no_axes_and_a_masked_value_is_refused():
+    with pytest.raises(GradcliError, match=r"tensors.y: svm: y must have shape \[1\]"):
+        gradcli.check("svm", {"x": np.ones((1, 3)), "y": np.int32(1)})
+    assert gradcli.check("svm", {"x": np.ones((1, 3)), "y": np.array([np.int32(1)])}).passed
+    with pytest.raises(GradcliError, match="tensors.x: a masked array with masked values"):
+        gradcli.check("relu", {"x": np.ma.masked_array([1.0, -2.0], mask=[0, 1])})
+    assert gradcli.check("relu", {"x": np.ma.masked_array([1.0, -2.0], mask=[0, 0])}).passed

@@ -176,6 +176,9 @@ def test_labels_drawn_from_the_seed_in_range(cli_json, write_spec):
          "[..., 3, 4]"),
         ("mse", {"pred": "{shape: [2, 3, 4]}", "target": "{shape: [5, 3, 4]}"},
          "tensors.target", "broadcast"),
+        # no class count to name when x has no class axis (it was 0 ... 2**62 - 1)
+        ("softmax_cross_entropy", {"x": "[1.0, 2.0, 3.0]", "y": "[0.5, 1.0, 1.0]"}, "tensors.y",
+         "expected integers (class or row numbers), got floating-point"),
         # a row of labels for two rows of x is a slip, not a batch of one loss
         ("svm", {"x": "[[1, 2, 3], [0, 5, 1]]", "y": "[[0, 2]]"}, "tensors.y",
          "y must have shape [2] (N,), got [1, 2]"),

@@ -206,7 +206,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     names = tuple(under_test)
     if not names:  # a check of nothing must not pass
         raise OptionError(
-            f"the answers hold no gradient of this spec's tensors ({', '.join(spec.tensors)})",
+            "the answers hold no gradient of this spec's tensors "
+            f"({', '.join(spec.layer.grad_names or spec.tensors)})",
             param="grads",
         )
     engines = engines_for(

@@ -85,9 +85,8 @@ class Loader:
             raise SpecError("an index is too large for int64", key=key)
         if raw.dtype.kind == "b" or raw.dtype.kind not in "iu":
             what = "floating-point" if raw.dtype.kind == "f" else str(raw.dtype)
-            raise SpecError(
-                f"expected integers (indices 0 ... {classes - 1}), got {what} values", key=key
-            )
+            known = f"0 ... {classes - 1}" if 0 < classes < 2**62 else "class or row numbers"
+            raise SpecError(f"expected integers ({known}), got {what} values", key=key)
         if raw.size == 0:
             raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
         if raw.dtype.kind == "u" and raw.dtype.itemsize == 8 and raw.max() > 2**63 - 1:
@@ -114,6 +113,16 @@ class Loader:
             return self._generate(value, key, name, classes)
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
             return _inline(value, key, self, integer)
+        if isinstance(value, (np.integer, np.floating)):  # a numpy number is a number
+            value = np.asarray(value)
+        if isinstance(value, np.ma.MaskedArray):
+            if np.ma.is_masked(value):  # its hidden values would be used as if they were data
+                raise SpecError(
+                    "a masked array with masked values: give plain values (np.ma.filled, or "
+                    "the elements you mean)",
+                    key=key,
+                )
+            value = np.asarray(value.data)
         if isinstance(value, np.ndarray):  # the Python API's tensors: counted, then copied
             if value.ndim > MAX_AXES:
                 raise SpecError(f"expected at most {MAX_AXES} axes, got {value.ndim}", key=key)

@@ -296,7 +296,17 @@ class Layer:
                 f"unknown option {brief(unknown[0])} for {self.name} (known options: {known})",
                 key=f"options.{unknown[0][:40]}",
             )
-        return self.options(**raw)
+        return self.options(**{k: _plain(v) for k, v in raw.items()})
+
+
+def _plain(value: Any) -> Any:
+    """A numpy number or array of options (``groups=C // 4`` from a shape, ``alpha`` from a
+    float32 config, ``size=np.array([2, 2])``) as the Python number or list it stands for."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def float64_copies(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
