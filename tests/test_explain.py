@@ -304,3 +304,19 @@ def test_explain_custom_with_a_module_shows_its_tensors(cli: Any, tmp_path: Any)
     # a spec without its module is still the one-line error that names --impl
     missing = cli("explain", "custom", spec)
     assert missing.exit_code == 2 and "--impl" in missing.stderr
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_explain_fits_the_width_wrapping_between_terms(cli, columns):
+    # a formula wider than the terminal wraps at a space, its continuation indented under it;
+    # left to the terminal it was cut anywhere (lines of 87-155 columns at 80)
+    from rich.cells import cell_len
+
+    for name in REGISTRY:
+        out = cli("explain", name, env={"COLUMNS": str(columns)}).stdout
+        lines = out.splitlines()
+        assert max(cell_len(line) for line in lines) <= columns, name
+        words = " ".join(out.split())
+        assert "(biased, as torch's training mode)" in words or name != "groupnorm"
+    wide = cli("explain", "groupnorm", env={"COLUMNS": "200"}).stdout
+    assert any(cell_len(line) > columns for line in wide.splitlines())  # the twin: unwrapped

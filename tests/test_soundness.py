@@ -4,7 +4,6 @@ without that (NaN and inf, an overflowing forward, nothing compared, a step too 
 resolve anything) is here with its twin: the correct case still passes."""
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -35,12 +37,16 @@ def render_layers(console: Console) -> None:
 
 
 def render_explain(console: Console, sections: list) -> None:
-    """`gradcli explain`: each section's title, its formulas, its intuition in italics."""
+    """`gradcli explain`: each section's title, its formulas, its intuition in italics. A line
+    wider than the console wraps between terms, its continuation indented under it (the
+    terminal's own wrap would cut a formula anywhere, flush left)."""
+    width = max(console.width - 2, 40)
     for section in sections:
-        console.print(Text(section.title, style="bold"))
+        console.print(Text(section.title, style="bold"), soft_wrap=True)
         for line in section.lines:
-            intuition = line.startswith("intuition: ")
-            console.print(
-                Text("  " + line, style="italic dim" if intuition else ""), soft_wrap=True
-            )
+            style = "italic dim" if line.startswith("intuition: ") else ""
+            parts = textwrap.wrap(line, width, subsequent_indent="    ", break_long_words=False,
+                                  break_on_hyphens=False) or [""]  # fmt: skip
+            for part in parts:
+                console.print(Text("  " + part, style=style), soft_wrap=True)
         console.print()
