@@ -19,6 +19,7 @@ from gradcli.checking.check import check, compute
 from gradcli.checking.diagnose import BANDS, band
 from gradcli.inputs.spec import load_spec
 from gradcli.render import text as render
+from gradcli.render.values import natural_index
 
 REPO = Path(__file__).resolve().parent.parent
 LINEAR_IMPL = """
@@ -199,12 +200,15 @@ def test_check_table_fits_and_keeps_name_count_and_verdict(width, case):
     for line in out.splitlines():
         if line[:1] in "┏┃┡│└":  # every table line fits; prose lines are one line by design
             assert len(line) <= width, (width, line)
+    header = next(line for line in out.splitlines() if "gradient" in line and "┃" in line)
     for name, r in report.results.items():
         row = _row(out, "d" + name)
         size = int(np.prod(r.shape))
         assert f"{r.checked}/{size}" in row and ("PASS" if r.passed else "FAIL") in row, row
+        if "worst" in header:  # folded at its spaces only: dgamma[d=5] is never "dgamma[d=5" / "]"
+            label = "d" + name + natural_index(spec.info(name), r.worst_index)
+            assert all(word in out for word in label.split()), (label, out)
     if width >= 200:  # wide enough: nothing dropped
-        header = next(line for line in out.splitlines() if "gradient" in line and "┃" in line)
         for col in ("worst element", "numeric", "abs err", "rel err", "atol", "reading"):
             assert col in header
 
@@ -350,3 +354,18 @@ def test_summary_says_why_a_gradient_fails_when_it_is_not_its_error(cli):
     out = cli("check", "linear", "--eps", "1e-320", "-q")
     assert out.exit_code == 1 and out.stdout.startswith("FAIL  linear: cannot resolve dx")
     assert "do not match" not in out.stdout and len(out.stdout.splitlines()) == 1
+
+
+def test_a_folded_worst_element_breaks_at_its_spaces_only(cli, write_spec, tmp_path):
+    # a failing dx with a long reading took the room: dgamma[d=4] came out "dgamma[d=4" / "]"
+    spec = write_spec("tensors: {x: {shape: [3, 8]}, gamma: {shape: [8]}, beta: {shape: [8]}}\n")
+    assert cli("compute", "layernorm", spec, "-o", tmp_path / "c.npz").exit_code == 0
+    c = np.load(tmp_path / "c.npz")
+    dx = c["dx"].copy()
+    dx.flat[3] *= 1 + 3e-5
+    np.savez(tmp_path / "g.npz", x=dx, gamma=c["dgamma"], beta=c["dbeta"])
+    out = cli("check", "layernorm", spec, "--grads", tmp_path / "g.npz",
+              env={"COLUMNS": "80"}).stdout  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert any("dgamma[d=" in line and "] " in line for line in rows), out
+    assert not any(line.split("│")[3].strip() == "]" for line in rows), out

@@ -42,8 +42,14 @@ def fitted(
         max([Text(c.header).cell_len] + [_cell(r[i]).cell_len for r in rows])
         for i, c in enumerate(columns)
     ]
-    narrowest = [min(w, c.min_width) if c.fold else w
-                 for w, c in zip(natural, columns, strict=True)]
+    # a foldable column wraps at spaces: never narrower than its longest word (dgamma[d=5]
+    # folded as "dgamma[d=5" / "]" reads as two things)
+    words = [
+        max([_longest_word(c.header)] + [_longest_word(_cell(r[i]).plain) for r in rows])
+        for i, c in enumerate(columns)
+    ]
+    narrowest = [max(min(w, c.min_width), words[i]) if c.fold else w
+                 for i, (w, c) in enumerate(zip(natural, columns, strict=True))]
     shown = list(range(len(columns)))
     by_priority = sorted({c.priority for c in columns if c.priority is not None})
 
@@ -74,6 +80,10 @@ def fitted(
     for r in rows:
         table.add_row(*(r[i] for i in shown))
     return table
+
+
+def _longest_word(text: str) -> int:
+    return max((Text(word).cell_len for word in text.split()), default=0)
 
 
 def _cell(value: str | Text) -> Text:
