@@ -121,6 +121,18 @@ def _period(lo: np.ndarray, hi: np.ndarray) -> int:
     return high
 
 
+def color_groups(
+    periods: tuple[int, ...], shape: tuple[int, ...], idx: np.ndarray
+) -> list[np.ndarray]:
+    """Positions into ``idx`` (flat indices of a tensor of ``shape``) grouped by color, in the
+    colors' order: the coordinates of one group move together in one perturbed copy."""
+    if not len(idx):
+        return []
+    t = np.unravel_index(np.asarray(idx, dtype=np.int64), shape)
+    color = np.ravel_multi_index(tuple(ti % p for ti, p in zip(t, periods, strict=True)), periods)
+    order = np.argsort(color, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(color[order])) + 1)
+
 
 def _period_any(lo: np.ndarray, hi: np.ndarray, tries: int = 64) -> int:
     """The period of windows in no order (an LSTM's gate column j moves unit j mod H): the

@@ -28,7 +28,13 @@ import numpy as np
 from gradcli.errors import OptionError
 from gradcli.layers import Layer
 from gradcli.numeric import cost, termwise
-from gradcli.numeric.coloring import Coloring, SourceColoring, build_coloring, source_coloring
+from gradcli.numeric.coloring import (
+    Coloring,
+    SourceColoring,
+    build_coloring,
+    color_groups,
+    source_coloring,
+)
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK, loss_differences, verify_incremental
 from gradcli.numeric.methods import EPS, steps
 from gradcli.numeric.stacking import StackedForward
@@ -127,17 +133,22 @@ class Engine(StackedForward):
         incremental = self.incremental(name) == ""
         return incremental, not incremental and self.termwise(name) == ""
 
-    def seconds(self, name: str, groups: int, coloring: bool = True) -> float:
-        """Predicted time for ``groups`` groups of ``name`` (cost.py: counted, not timed)."""
+    def seconds(
+        self, name: str, groups: int, coloring: bool = True, coords: np.ndarray | None = None
+    ) -> float:
+        """Predicted time for ``groups`` groups of ``name`` (cost.py: counted, not timed), of
+        every coordinate or of ``coords`` (``groups_needed``'s count for them)."""
         split = self.terms(name) if coloring else None
         if isinstance(split, Engine):
-            return split.seconds(name, groups)
+            return split.seconds(name, groups, coords=coords)
         incremental, by_term = self._fast(name) if coloring else (False, False)
         if by_term:
             size = self.t64[name].size
             return cost.termwise_seconds(self, groups, size, termwise.VERIFY_COPIES)
         col = self._coloring(name) if coloring and not incremental else None
         verify = col is not None and math.prod(col.periods) < self.t64[name].size
+        if coords is not None:  # a sample verifies the footprint only where it groups
+            verify = verify and self.sampled_groups(name, coords) is not None
         extra = cost.copies_seconds(self, cost.VERIFY_COPIES, real=True) if verify else 0.0
         return cost.seconds(self, groups, incremental, name) + extra
 
@@ -155,6 +166,18 @@ class Engine(StackedForward):
                 col = build_coloring(fp, self.t64[name].shape, self.out_shape)
             self._colorings[name] = col
         return self._colorings[name]
+
+    def sampled_groups(self, name: str, coords: np.ndarray) -> list[np.ndarray] | None:
+        """``coords`` (flat indices) grouped by color, each group one perturbed copy (their
+        footprints are disjoint, as in a full check), when the tensor has a coloring and the
+        grouping saves copies; None: one coordinate per copy. From the declaration: the
+        footprint is verified when the groups are used."""
+        col = self._coloring(name)
+        coords = np.asarray(coords, dtype=np.int64)
+        if col is None or math.prod(col.periods) >= self.t64[name].size:
+            return None
+        groups = color_groups(col.periods, self.t64[name].shape, coords)
+        return [coords[g] for g in groups] if len(groups) < len(coords) else None
 
     def colored(
         self, name: str, rng: np.random.Generator | None = None
@@ -229,15 +252,28 @@ class Engine(StackedForward):
         incremental, by_term = self._fast(name) if coloring else (False, False)
         note = verdict or (self.termwise(name) if coloring else None) or split
         note = note or self._strays.get(name, "")
-        col = None
-        if coloring and coords is None and not (incremental or by_term):
+        per_coordinate = incremental or by_term  # a shortcut beats coloring, so it goes first
+        col, members = None, None
+        if coloring and not per_coordinate and coords is not None:
+            members = self.sampled_groups(name, coords)
+        if coloring and not per_coordinate and (coords is None or members is not None):
             col, dropped = self.colored(name, rng)
             note = dropped or note
         sums = np.zeros(x.size)
         scale = np.zeros(x.size)  # sum of |g * y| over each coordinate's footprint
         moved = np.zeros(x.size)  # ... over the outputs whose difference is not exactly 0
         if col is not None:
-            colors: Any = list(np.ndindex(*col.periods))
+            # the outputs whose differences are attributed: those owned by a moved coordinate
+            # ([-1], an output no one owns, never); a sample moves only its own of a color
+            moving = np.zeros(x.size + 1, dtype=bool)
+            moving[np.arange(x.size) if coords is None else coords] = True
+            if members is None:
+                colors: Any = list(np.ndindex(*col.periods))
+            else:
+                shape = self.t64[name].shape
+                colors = [tuple(int(t) % p for t, p in zip(np.unravel_index(int(m[0]), shape),
+                                                          col.periods, strict=True))
+                          for m in members]  # fmt: skip
         else:
             # an array, not a list: a list of a million numpy integers was converted back on
             # every chunk (a third of an incremental check of linear's W)
@@ -261,16 +297,19 @@ class Engine(StackedForward):
                 scale[part] = self.gy.sum()
                 moved[part] = _moved(d) @ self.gy
             else:
-                d = self._differences(name, [col.coords(r) for r in part], h)
+                together = members[start : start + chunk] if members else None
+                d = self._differences(name, together or [col.coords(r) for r in part], h)
                 owners = np.stack([col.owner(r) for r in part])
-                keep = owners >= 0
-                if np.any(d.reshape(owners.shape)[~keep] != 0):  # moved, owned by no one
+                if np.any(d.reshape(owners.shape)[owners < 0] != 0):  # moved, owned by no one
                     self._colorings[name] = None
                     self._strays[name] = (
                         f"the declared footprint of {name} is wrong: an output it gives to no "
                         "coordinate moved; used one coordinate per pass"
                     )
                     return self.gradient(name, coloring=coloring, coords=coords, rng=rng)
+                # an output of a coordinate the sample did not move reads 0, or the round-off
+                # of a product batched with the moved copies (BLAS): attributed to no one
+                keep = moving[owners]
                 weighted = (d * self.g).reshape(len(part), -1)
                 sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
                 gy = np.broadcast_to(self.gy, owners.shape)
@@ -302,14 +341,20 @@ class Engine(StackedForward):
         )
         return grad.reshape(self.t64[name].shape), info
 
-    def groups_needed(self, name: str, coloring: bool = True) -> int:
-        """Forward-pass groups a full evaluation of ``name`` takes (for estimates)."""
+    def groups_needed(
+        self, name: str, coloring: bool = True, coords: np.ndarray | None = None
+    ) -> int:
+        """Forward-pass groups an evaluation of ``name`` takes (for estimates): of every
+        coordinate, or of ``coords`` (a sample: the colors it touches)."""
         split = self.terms(name) if coloring else None
         if isinstance(split, Engine):
-            return split.groups_needed(name)
-        n = self.t64[name].size
+            return split.groups_needed(name, coords=coords)
+        n = self.t64[name].size if coords is None else len(coords)
         if coloring and any(self._fast(name)):
             return n
+        if coords is not None:
+            groups = self.sampled_groups(name, coords) if coloring else None
+            return n if groups is None else len(groups)
         col = self._coloring(name) if coloring else None
         return min(n, math.prod(col.periods)) if col is not None else n
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcli.numeric import cost, methods, ties
+from gradcli.numeric.coloring import color_groups as by_color
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
 
@@ -94,13 +95,7 @@ def _per_chunk(engine, name: str, groups: int, offsets: tuple[int, ...]) -> int:
 
 def color_groups(engine, name: str, idx: np.ndarray, col) -> list[np.ndarray]:
     """Positions into ``idx`` grouped by color (one group: one perturbed copy per offset)."""
-    shape = engine.t64[name].shape
-    t = np.unravel_index(np.asarray(idx, dtype=np.int64), shape)
-    color = np.ravel_multi_index(
-        tuple(ti % p for ti, p in zip(t, col.periods, strict=True)), col.periods
-    )
-    order = np.argsort(color, kind="stable")
-    return np.split(order, np.flatnonzero(np.diff(color[order])) + 1) if len(idx) else []
+    return by_color(col.periods, engine.t64[name].shape, idx)
 
 
 def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,

@@ -25,12 +25,29 @@ def sample_coordinates(
             axis = int(rng.integers(len(shape)))
             idx[axis] = int(rng.choice([0, shape[axis] - 1]))
             picked.append(int(np.ravel_multi_index(idx, shape)))
-    largest = np.argsort(-np.abs(np.asarray(analytic, dtype=np.float64).ravel()), kind="stable")
-    picked += list(largest[:quarter])
+    picked += list(_largest(analytic, quarter))
     chosen = np.unique(np.array(picked, dtype=np.int64))
-    rest = np.setdiff1d(np.arange(size), chosen)
-    extra = rng.choice(rest, size=min(len(rest), max(0, k - len(chosen))), replace=False)
+    # the positions of rng.choice(setdiff1d(arange(size), chosen), ...), drawn from their
+    # count (the same draws) and mapped to the coordinates they stand for, without building
+    # the complement of a tensor of millions
+    m = size - len(chosen)
+    at = rng.choice(m, size=min(m, max(0, k - len(chosen))), replace=False)
+    extra = at + np.searchsorted(chosen - np.arange(len(chosen)), at, side="right")
     return np.unique(np.concatenate([chosen, extra]))[: max(k, 1)]
+
+
+def _largest(analytic: np.ndarray, q: int) -> np.ndarray:
+    """The flat indices of the ``q`` largest-magnitude entries, ties to the lowest index, NaN
+    last: ``argsort(-|a|, kind="stable")[:q]`` without sorting the whole tensor."""
+    a = np.abs(np.asarray(analytic, dtype=np.float64).ravel())
+    a[np.isnan(a)] = -1.0  # below every magnitude, in index order (argsort's NaN)
+    if q >= a.size:
+        return np.argsort(-a, kind="stable")
+    cut = np.partition(a, a.size - q)[a.size - q]  # the q-th largest
+    above = np.flatnonzero(a > cut)
+    tied = np.flatnonzero(a == cut)[: q - above.size]
+    top = np.concatenate([above, tied])
+    return top[np.lexsort((top, -a[top]))]
 
 
 def rademacher(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
