@@ -87,26 +87,37 @@ def test_a_budget_that_cannot_cover_the_rechecks_samples_and_says_so():
     extra, count = kinks.recheck_seconds(engine, "X")
     fits = gradcli.check("maxpool2d", {"X": X}, grad_output=g, budget=plain + 1.01 * extra)
     assert fits.passed and fits.results["X"].mode == "full"
+    # 40 coordinates touch all four colors of a 2x2 max-pool: a sample costs what the full
+    # check costs, so the check stays full and says why
     report = gradcli.check("maxpool2d", {"X": X}, grad_output=g, budget=plain + 0.9 * extra,
                            samples=40)  # fmt: skip
+    r = report.results["X"]
+    assert report.passed and r.mode == "full" and r.checked == X.size and r.kinks == count
+    (note,) = report.notes
+    assert f"rechecking {count:,} coordinates at kinks one-sidedly" in note
+    assert "a sample of 40 coordinates per tensor as long: checked every coordinate" in note
+    # one copy per coordinate (no coloring): the sample is cheaper, and taken
+    report = gradcli.check("maxpool2d", {"X": X}, grad_output=g, budget=0.0, samples=40,
+                           coloring=False)  # fmt: skip
     r = report.results["X"]
     assert report.passed and r.mode == "sample" and r.checked == 40 and r.kinks > 0
     (note,) = report.notes
     assert f"rechecking {count:,} coordinates at kinks one-sidedly" in note
-    assert "sampled coordinates" in note
+    assert "checked 40 sampled coordinates per tensor, about" in note
 
 
 @pytest.mark.parametrize("budget", [0.0, None])
 def test_a_wrong_routing_fails_at_ties_under_any_budget(budget):
     """The twin: a gradient sent to the window's smallest element instead of its largest fails,
-    sampled (no budget) or full, though most windows tie."""
+    sampled (no budget: without coloring a sample is cheaper) or full, though most windows
+    tie."""
     X, g = pool_ties(seed=3)
     wins = X.reshape(2, 4, 2, 4, 2, 3).transpose(0, 1, 3, 5, 2, 4).reshape(2, 4, 4, 3, 4)
     pick = np.argmin(wins, axis=-1)
     d = np.zeros(wins.shape)
     np.put_along_axis(d, pick[..., None], g[..., None], axis=-1)
     dX = d.reshape(2, 4, 4, 3, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(X.shape)
-    kw = {} if budget is None else {"budget": budget}
+    kw = {} if budget is None else {"budget": budget, "coloring": False}
     report = gradcli.check("maxpool2d", {"X": X}, grad_output=g, grads={"X": dX}, **kw)
     r = report.results["X"]
     assert not report.passed and not r.passed and r.kinks > 0

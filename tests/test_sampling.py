@@ -131,3 +131,33 @@ def test_sample_coordinates_are_the_stratified_picks(seed):
     rest = np.setdiff1d(np.arange(a.size), chosen)
     extra = r.choice(rest, size=k - len(chosen), replace=False)
     assert np.array_equal(got, np.unique(np.concatenate([chosen, extra])))
+
+
+def test_over_the_budget_only_a_sample_that_is_cheaper_is_taken():
+    """64 coordinates of X touch all 9 colors: a sample costs the full check, which runs (and
+    the note says why). One coordinate per copy (no coloring), X's sample is cheaper; W's 9
+    and b's 1 coordinates would all be sampled: checked in full."""
+    full = gradcli.check("conv2d", tensors(), budget=0.0)
+    assert full.passed and full.check.mode == "full"
+    assert {n: (r.mode, r.checked) for n, r in full.results.items()} == {
+        "X": ("full", 576), "W": ("full", 9), "b": ("full", 1)}  # fmt: skip
+    (note,) = full.notes
+    assert "a sample of 64 coordinates per tensor as long: checked every coordinate" in note
+    part = gradcli.check("conv2d", tensors(), budget=0.0, coloring=False)
+    assert part.passed and part.check.mode == "sample"
+    assert {n: (r.mode, r.checked) for n, r in part.results.items()} == {
+        "X": ("sample", 64), "W": ("full", 9), "b": ("full", 1)}  # fmt: skip
+    (note,) = part.notes
+    assert "checked 64 sampled coordinates of dX and every coordinate of dW, db" in note
+    again = gradcli.check("conv2d", tensors(), budget=0.0, coloring=False)
+    assert again.to_json() == part.to_json()  # counted, never timed: the same decision
+
+
+def test_a_failed_probe_is_rechecked_in_full_where_a_sample_is_no_cheaper():
+    off = conv_backward(np.random.default_rng(5).normal(size=(22, 22, 1)), **tensors())
+    off["X"][-1, -1, 0] += 1e-3
+    r = gradcli.check("conv2d", tensors(), grad_output=np.random.default_rng(5).normal(
+        size=(22, 22, 1)), grads=off, mode="probe", budget=0.0)  # fmt: skip
+    x = r.results["X"]
+    assert not x.passed and x.mode == "full" and x.worst_index == (23, 23, 0)
+    assert any("probe failed for dX" in n and "as long: ran the full" in n for n in r.notes)

@@ -19,6 +19,14 @@ from typing import Any
 import numpy as np
 
 from gradcli.checking import diagnose, intermediates
+from gradcli.checking.budget import (
+    MIRRORS,
+    declares_kinks,
+    draw,
+    estimate,
+    over_budget,
+    ties_across_tensors,
+)
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.contract import Finding, check_contract, lower_precision
@@ -30,7 +38,7 @@ from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import cost, joint, kinks, memory
+from gradcli.numeric import joint, kinks, memory
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric.sampling import sample_coordinates
@@ -102,7 +110,7 @@ class Prepared:
     engines: dict[str, Engine]  # per name: the layer's, or an intermediate's tail
     groups: dict[str, int]  # forward passes a full check of each name takes
     estimates: dict[str, float]  # their predicted seconds (numeric/cost.py), never timed
-    mode: str  # auto settled: full, sample or probe
+    mode: str  # auto settled: full, sample (of some names at least) or probe
     default_atol: float
     atol: float
     rtol: float
@@ -112,6 +120,7 @@ class Prepared:
     session: Any = None  # hypotheses.Session: the causes tried, made at a first failure
     spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
     forward: TensorResult | None = None  # --impl of a built-in: its forward against ours
+    sampled: dict[str, np.ndarray] = field(default_factory=dict)  # name -> its coordinates
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -130,10 +139,10 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         numeric: dict[str, np.ndarray] = {}
         results: dict[str, TensorResult] = {}
         builtin: dict[str, TensorResult] = {}
-        spent = 0.0  # predicted seconds of the full checks run after a failed probe
+        spent = 0.0  # predicted seconds of the rechecks run after a failed probe
         taken: dict[str, tuple] = {}  # name -> (mode, coords, grad, info, fix), then compared
         for name in p.under_test:
-            mode = p.mode
+            mode = "sample" if name in p.sampled else p.mode if p.mode == "probe" else "full"
             if mode == "probe":
                 found = probe(p.engines[name], name, p.under_test[name],
                               _dtype_of(p, name), opts.method, rng, _extra(p, name))  # fmt: skip
@@ -141,10 +150,9 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                     numeric[name] = np.full(p.under_test[name].shape, np.nan)
                     results[name] = found
                     continue
-                mode, note = fallback(name, p.estimates[name], spent, opts.budget, opts.samples)
-                spent += p.estimates[name] if mode == "full" else 0.0
-                p.spent += p.estimates[name] if mode == "full" else 0.0
-                p.note(note)
+                mode, seconds = recheck(p, name, spent, rng)
+                spent += seconds
+                p.spent += seconds
             coords, grad, info = numerical(p, name, mode, rng)
             taken[name] = (mode, coords, *kinks_stage(p, name, coords, grad, info))
         taken = ties_across(p, taken)
@@ -213,62 +221,41 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     engines = engines_for(
         spec, names, engine, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
     )
-    groups = {n: engines[n].groups_needed(n, opts.coloring) for n in names}
-    estimates = {n: engines[n].seconds(n, g, opts.coloring) for n, g in groups.items()}
-    # the one-sided rechecks of the coordinates whose stencil meets a declared kink are part
-    # of the check: a relu before a max-pool ties thousands of windows at 0
-    rechecks = {n: kinks.recheck_seconds(engines[n], n, coloring=opts.coloring)
-                for n in names if declares_kinks(engines[n])}  # fmt: skip
-    for n, (extra, _) in rechecks.items():
-        estimates[n] += extra
-    kinked = [n for n, (_, c) in rechecks.items() if c and n in spec.tensors]
-    if len(kinked) >= 2:  # ties across tensors: all moved together, and supports to find
-        copies = len(joint.OFFSETS) + joint.SUPPORT_POINTS * len(kinked)
-        estimates[kinked[-1]] += cost.copies_seconds(engine, copies, real=True)
-    if opts.method in MIRRORS:  # the other side's differences where no kink is declared
-        for n in names:
-            if not declares_kinks(engines[n]):
-                estimates[n] *= 2
+    full = {n: estimate(engines[n], n, opts.method, opts.coloring) for n in names}
+    full = ties_across_tensors(full, engine, spec.tensors)
     p = Prepared(
-        spec, opts, comp, under_test, engine, engines, groups, estimates, opts.mode,
-        default_atol, atol, rtol, roundoff, contract,
+        spec, opts, comp, under_test, engine, engines, {n: e.groups for n, e in full.items()},
+        {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, roundoff,
+        contract,
     )  # fmt: skip
     p.forward = forward
-    seconds = sum(estimates.values())
-    if p.mode == "auto":
+    seconds = sum(p.estimates.values())
+    run = dict(full)  # what each name's check will cost, as decided
+    if p.mode == "sample" or (p.mode == "auto" and seconds > opts.budget):
+        # drawn before any check runs, in the tensors' order, from the spec's seed
+        coords = draw(under_test, opts.samples, np.random.default_rng(spec.seed))
+        sampled = {n: estimate(engines[n], n, opts.method, opts.coloring, coords[n])
+                   for n in names}  # fmt: skip
+        sampled = ties_across_tensors(sampled, engine, spec.tensors)
+        chosen = set(names)
+        if p.mode == "auto":
+            chosen, note = over_budget(full, sampled, opts.budget, opts.samples)
+            p.note(note)
+        p.mode = "sample" if chosen else "full"
+        p.sampled = {n: coords[n] for n in names if n in chosen}
+        run.update({n: sampled[n] for n in chosen})
+    elif p.mode == "auto":
         p.mode = "full"
-        if seconds > opts.budget:
-            p.mode = "sample"
-            p.note(
-                f"a full check would take about {cost.shown(seconds)} s{_of_kinks(rechecks)} "
-                f"(budget {opts.budget:g} s): checked {opts.samples} sampled coordinates per "
-                f"tensor ({mention('mode', 'full')} forces it)"
-            )
-    p.spent = seconds if p.mode == "full" else 0.0
-    slow = p.mode == "full" and seconds > 2  # the README's promise: a bar only for a long run
+    p.spent = sum(e.seconds for e in run.values()) if p.mode != "probe" else 0.0
+    # the README's promise: the estimate and a bar only for a long run
+    slow = p.mode != "probe" and p.spent > 2
     if slow:
-        opts.notify(f"estimated {seconds:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
-    total = sum(groups.values()) if p.mode == "full" else len(names) * opts.samples
-    advance = opts.progress(total) if opts.progress and p.mode != "probe" and slow else None
+        opts.notify(f"estimated {p.spent:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
+    total = sum(e.groups for e in run.values())
+    advance = opts.progress(total) if opts.progress and slow else None
     for e in engines.values():
         e.progress = advance
     return p
-
-
-def _of_kinks(rechecks: Mapping[str, tuple[float, int]]) -> str:
-    """What the estimate owes to the kinks' rechecks, for the note that the check sampled."""
-    s, c = sum(v for v, _ in rechecks.values()), sum(k for _, k in rechecks.values())
-    if not c:
-        return ""
-    return f", {cost.shown(s)} s of it rechecking {c:,} coordinates at kinks one-sidedly"
-
-
-def declares_kinks(engine: Engine) -> bool:
-    """Whether the engine's layer says where its kinks are: a built-in, or a user's
-    implementation of one whose forward agreed with it (else the detector)."""
-    if kinks.kink_map(engine) is None:
-        return False
-    return REGISTRY.get(engine.layer.name) is engine.layer or engine.declared_kinks is not None
 
 
 def tested(
@@ -314,14 +301,27 @@ def numerical(
     p: Prepared, name: str, mode: str, rng: np.random.Generator
 ) -> tuple[np.ndarray | None, np.ndarray, TensorNumerics]:
     """(the coordinates compared (None: all), the numerical gradient, how it was taken)."""
-    coords = None
-    if mode == "sample":
-        coords = sample_coordinates(p.under_test[name].shape, p.opts.samples,
-                                    p.under_test[name], rng)  # fmt: skip
+    coords = p.sampled.get(name) if mode == "sample" else None
     grad, info = p.engines[name].gradient(name, coloring=p.opts.coloring, coords=coords, rng=rng)
     if info.note:
         p.note(info.note)
     return coords, grad, info
+
+
+def recheck(p: Prepared, name: str, spent: float, rng: np.random.Generator) -> tuple[str, float]:
+    """A failed probe: (the mode its elements are checked in, its predicted seconds). Every
+    element, unless that would exceed what is left of --budget and a sample is cheaper."""
+    whole = p.estimates[name]
+    sample = None
+    if spent + whole > p.opts.budget:  # drawn only then, after the probes drew theirs
+        coords = sample_coordinates(p.under_test[name].shape, p.opts.samples,
+                                    p.under_test[name], rng)  # fmt: skip
+        cheaper = estimate(p.engines[name], name, p.opts.method, p.opts.coloring, coords).seconds
+        if cheaper < whole:
+            p.sampled[name], sample = coords, cheaper
+    mode, note = fallback(name, whole, spent, p.opts.budget, p.opts.samples, sample)
+    p.note(note)
+    return mode, whole if sample is None else sample
 
 
 # ---------------------------------------------------------------------------- kinks
@@ -417,9 +417,6 @@ def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
         out[n] = (mode, c, grad, dataclasses.replace(info, noise=max(info.noise, top),
                                                        noise_at=noise_at), fix)  # fmt: skip
     return out
-
-
-MIRRORS = {"forward": "backward", "backward": "forward"}
 
 
 def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | None:

@@ -58,18 +58,25 @@ def probe(
 
 
 def fallback(
-    name: str, seconds: float, spent: float, budget: float, samples: int
-) -> tuple[str, str]:
+    name: str, seconds: float, spent: float, budget: float, samples: int,
+    sampled: float | None = None,
+) -> tuple[str, str]:  # fmt: skip
     """(mode, note) for a tensor whose probe disagreed: every element, unless that (predicted
-    ``seconds``, on top of the fallbacks already run, ``spent``) would exceed --budget: then a
-    sample, as an automatic full check would."""
+    ``seconds``, on top of the rechecks already run, ``spent``) would exceed --budget and a
+    sample is cheaper (its predicted seconds ``sampled``; None: it is not): then a sample, as
+    an automatic full check would."""
     if spent + seconds <= budget:
         about = f" (estimated {seconds:.1f} s)" if seconds > 2 else ""
         return "full", f"probe failed for d{name}: ran the full per-element check{about}"
+    said = f"probe failed for d{name}: a full check of it would take about {cost.shown(seconds)} s"
+    if sampled is None:
+        return "full", (
+            f"{said} (budget {budget:g} s), and a sample of {samples} coordinates as long: ran "
+            "the full per-element check"
+        )
     return "sample", (
-        f"probe failed for d{name}: a full check of it would take about {cost.shown(seconds)} s "
-        f"(budget {budget:g} s): checked {samples} sampled coordinates ({mention('mode', 'full')} "
-        "checks every one)"
+        f"{said} (budget {budget:g} s): checked {samples} sampled coordinates, about "
+        f"{cost.shown(sampled)} s ({mention('mode', 'full')} checks every one)"
     )
 
 

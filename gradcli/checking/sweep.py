@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.checking.budget import Estimate, draw, over_budget
 from gradcli.checking.check import engines_for, tested
 from gradcli.checking.compute import compute
 from gradcli.checking.report import default_tolerances
@@ -16,10 +17,10 @@ from gradcli.checking.soundness import refuse_overflow
 from gradcli.checking.userwork import complex_safe
 from gradcli.errors import OptionError
 from gradcli.inputs.spec import Spec
-from gradcli.numeric import cost, kinks, memory
+from gradcli.numeric import kinks, memory
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY
-from gradcli.numeric.sampling import SWEEP_STEPS, sample_coordinates
+from gradcli.numeric.sampling import SWEEP_STEPS
 
 
 def run_sweep(
@@ -121,15 +122,21 @@ def _coordinates(
     budget: float, samples: int, notify: Callable[[str], None], seed: int,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Sampled coordinates per tensor when sweeping all of them would take longer than
-    ``budget`` seconds (every step costs a full check), else none: every coordinate."""
-    seconds = len(SWEEP_STEPS) * sum(
-        e.seconds(n, e.groups_needed(n, coloring), coloring) for n, e in engines.items()
-    )
-    if seconds <= budget:
+    ``budget`` seconds (every step costs a full check) and a sample of it is cheaper, else
+    none: every coordinate."""
+    steps = len(SWEEP_STEPS)
+
+    def cost_of(coords: dict[str, np.ndarray] | None) -> dict[str, Estimate]:
+        out = {}
+        for n, e in engines.items():
+            c = None if coords is None else coords[n]
+            out[n] = Estimate(steps * e.seconds(n, e.groups_needed(n, coloring, c), coloring, c), 0)
+        return out
+
+    full = cost_of(None)
+    if sum(e.seconds for e in full.values()) <= budget:
         return {}
-    notify(
-        f"a full sweep would take about {cost.shown(seconds)} s (budget {budget:g} s): swept "
-        f"{samples} sampled coordinates per tensor"
-    )
-    rng = np.random.default_rng(seed)
-    return {n: sample_coordinates(a.shape, samples, a, rng) for n, a in under_test.items()}
+    coords = draw(under_test, samples, np.random.default_rng(seed))
+    cheaper, note = over_budget(full, cost_of(coords), budget, samples, what="sweep")
+    notify(note)
+    return {n: c for n, c in coords.items() if n in cheaper}

@@ -1,0 +1,122 @@
+"""What a check will cost, and what --budget makes of it.
+
+Predicted from sizes (numeric/cost.py), never timed: the same spec and options give the same
+decision and byte-identical JSON. A tensor is sampled only where its sample is predicted to be
+cheaper than checking every coordinate: a sample moves the sampled coordinates of one color
+together, so it costs the colors it touches, and a sample of a conv2d's X that touches all
+of its colors costs what the full check costs (outside test F7: one forward per sampled
+coordinate took 42 s where the full check took 17 s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcli.errors import mention
+from gradcli.layers import REGISTRY
+from gradcli.numeric import cost, joint, kinks
+from gradcli.numeric.engine import Engine
+from gradcli.numeric.sampling import sample_coordinates
+
+# a one-sided method also takes the other side where no kink is declared (checking/check.py)
+MIRRORS = {"forward": "backward", "backward": "forward"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The predicted cost of one tensor's numerical gradient, of every coordinate or a sample."""
+
+    seconds: float  # all of it: the differences, the kinks' rechecks, the other side's
+    groups: int  # perturbation groups (the progress bar's steps)
+    kink_seconds: float = 0.0  # of ``seconds``: the one-sided rechecks of declared kinks
+    kinks: int = 0  # the coordinates rechecked
+
+
+def declares_kinks(engine: Engine) -> bool:
+    """Whether the engine's layer says where its kinks are: a built-in, or a user's
+    implementation of one whose forward agreed with it (else the detector)."""
+    if kinks.kink_map(engine) is None:
+        return False
+    return REGISTRY.get(engine.layer.name) is engine.layer or engine.declared_kinks is not None
+
+
+def estimate(
+    engine: Engine, name: str, method: str, coloring: bool, coords: np.ndarray | None = None
+) -> Estimate:
+    """The predicted cost of ``name``'s numerical gradient: of every coordinate, or of
+    ``coords`` (a sample), grouped as the engine groups them."""
+    groups = engine.groups_needed(name, coloring, coords)
+    seconds = engine.seconds(name, groups, coloring, coords)
+    declared = declares_kinks(engine)
+    # the one-sided rechecks of the coordinates whose stencil meets a declared kink are part
+    # of the check: a relu before a max-pool ties thousands of windows at 0
+    extra, met = kinks.recheck_seconds(engine, name, coords, coloring) if declared else (0, 0)
+    seconds += extra
+    if method in MIRRORS and not declared:  # the other side's differences
+        seconds *= 2
+    return Estimate(seconds, groups, extra, met)
+
+
+def ties_across_tensors(
+    estimates: Mapping[str, Estimate], engine: Engine, tensors: Mapping[str, np.ndarray]
+) -> dict[str, Estimate]:
+    """``estimates`` with the copies of the ties across tensors (numeric/joint.py) counted,
+    on the last of two or more of the layer's tensors that meet kinks: all of them moved
+    together, and their supports to find."""
+    kinked = [n for n, e in estimates.items() if e.kinks and n in tensors]
+    if len(kinked) < 2:
+        return dict(estimates)
+    copies = len(joint.OFFSETS) + joint.SUPPORT_POINTS * len(kinked)
+    last = estimates[kinked[-1]]
+    extra = cost.copies_seconds(engine, copies, real=True)
+    return {**estimates, kinked[-1]: dataclasses.replace(last, seconds=last.seconds + extra)}
+
+
+def draw(
+    under_test: Mapping[str, np.ndarray], samples: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """The sampled coordinates of each tensor, in order, from one generator (the spec's seed):
+    the same ones whether or not the check then samples them all."""
+    return {n: sample_coordinates(a.shape, samples, a, rng) for n, a in under_test.items()}
+
+
+def over_budget(
+    full: Mapping[str, Estimate], sampled: Mapping[str, Estimate], budget: float, samples: int,
+    what: str = "check",
+) -> tuple[set[str], str]:  # fmt: skip
+    """An automatic ``what`` (a check, a sweep) predicted over ``budget``: (the names to
+    sample: those whose sample is cheaper than every coordinate, the note saying what was
+    decided and what it costs)."""
+    whole = sum(e.seconds for e in full.values())
+    cheaper = {n for n in full if sampled[n].seconds < full[n].seconds}
+    run = sum((sampled if n in cheaper else full)[n].seconds for n in full)
+    met = sum(e.kinks for e in full.values())
+    of_kinks = (
+        f", {cost.shown(sum(e.kink_seconds for e in full.values()))} s of it rechecking "
+        f"{met:,} coordinates at kinks one-sidedly" if met else ""
+    )  # fmt: skip
+    said = f"a full {what} would take about {cost.shown(whole)} s{of_kinks} (budget {budget:g} s)"
+    done = "swept" if what == "sweep" else "checked"
+    if not cheaper:
+        return cheaper, (
+            f"{said}, and a sample of {samples} coordinates per tensor as long: {done} every "
+            f"coordinate ({mention('mode', 'sample')} forces a sample)" if what == "check" else
+            f"{said}, and a sample of {samples} coordinates per tensor as long: {done} every "
+            "coordinate"
+        )  # fmt: skip
+    if len(cheaper) == len(full):
+        how = f"{samples} sampled coordinates per tensor"
+    else:
+        how = (f"{samples} sampled coordinates of {_names(n for n in full if n in cheaper)} and "
+               f"every coordinate of {_names(n for n in full if n not in cheaper)}, which a "
+               "sample would not make cheaper")  # fmt: skip
+    forced = f" ({mention('mode', 'full')} forces it)" if what == "check" else ""
+    return cheaper, f"{said}: {done} {how}, about {cost.shown(run)} s{forced}"
+
+
+def _names(names) -> str:  # type: ignore[no-untyped-def]
+    return ", ".join("d" + n for n in names)
