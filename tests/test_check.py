@@ -188,6 +188,6 @@ def test_progress_bar_only_for_a_run_estimated_over_2_s(monkeypatch):
 
     check(load_spec("linear", None), CheckOptions(progress=bar))
     assert asked == []
-    monkeypatch.setattr(Engine, "seconds", lambda self, name, groups, coloring: 5.0)
+    monkeypatch.setattr(Engine, "seconds", lambda self, name, groups, coloring, coords: 5.0)
     check(load_spec("linear", None), CheckOptions(progress=bar))
     assert asked and asked[0] > 0
