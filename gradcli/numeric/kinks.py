@@ -14,7 +14,8 @@ Who says where the kinks are:
   argmax, the hinge's active set), for every coordinate whose stencil meets one;
 - for any other layer (``--impl``, ``custom``) a detector, asked only about coordinates that
   fail: each side's one-sided difference at H/2 and H/4; a side is stable when the two agree
-  within the tolerance. Both stable and disagreeing: a kink at x (any slope between passes).
+  within the tolerance. Both stable and disagreeing (the loss, or output by output): a kink at
+  x (any slope between passes).
   Both stable and agreeing where the central difference did not: the stencil crossed a kink
   nearby. One stable: a kink on the other side. Neither: no verdict, the failure stands.
 """
@@ -57,34 +58,65 @@ class KinkFix:
 
 
 def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...],
-           coloring: bool = True):  # fmt: skip
+           coloring: bool = True, hull: bool = False):  # fmt: skip
     """(D, scale): D[k, j] = sum g * (y(x + offsets[k] h_j e_j) - y(x)) for each coordinate j
-    of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved.
+    of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved. ``hull`` (offsets
+    ``BOTH_SIDES``): also (lo, hi), the sums over the outputs j moves of the smaller and the
+    larger of each output's two one-sided slopes (``_output_hull``).
 
     As cheap as the check itself: through the layer's incremental path where it has one, else
     the coordinates of one color move together in one copy (their footprints are disjoint, so
     each output difference is its owner's alone: exact, kinks or not), else one copy each."""
     if coloring and engine.incremental(name) == "":
-        return _incremental_moves(engine, name, idx, h, offsets)
+        D, scale = _incremental_moves(engine, name, idx, h, offsets)
+        return (D, scale, *_loss_hull(D, h)) if hull else (D, scale)
     col = engine.colored(name)[0] if coloring else None
     if col is not None:
-        return _colored_moves(engine, name, col, idx, h, offsets)
+        return _colored_moves(engine, name, col, idx, h, offsets, hull)
     x = engine.t64[name].ravel()
     n = len(idx)
     D = np.zeros((len(offsets), n))
     scale = np.zeros(n)
+    lo, hi = np.zeros(n), np.zeros(n)
     per = _per_chunk(engine, name, n, offsets)
-    for lo in range(0, n, per):
-        part = idx[lo : lo + per]
+    for start in range(0, n, per):
+        part = idx[start : start + per]
         c = len(part)
         rows = np.repeat(x[None, :], 1 + len(offsets) * c, axis=0)
         for k, s in enumerate(offsets):
-            rows[1 + k * c + np.arange(c), part] = x[part] + s * h[lo : lo + c]
+            rows[1 + k * c + np.arange(c), part] = x[part] + s * h[start : start + c]
         d = engine.moved(name, rows)
-        D[:, lo : lo + c] = (d @ engine.g.ravel()).reshape(len(offsets), c)
+        D[:, start : start + c] = (d @ engine.g.ravel()).reshape(len(offsets), c)
         moved = (d != 0).reshape(len(offsets), c, -1).any(axis=0)
-        scale[lo : lo + c] = (moved * engine.gy[None, :]).sum(axis=1)
-    return D, scale
+        scale[start : start + c] = (moved * engine.gy[None, :]).sum(axis=1)
+        if hull:
+            d = d.reshape(len(offsets), c, -1)
+            low, high = _output_hull(d * engine.g.ravel(), h[start : start + c, None])
+            lo[start : start + c], hi[start : start + c] = low.sum(axis=1), high.sum(axis=1)
+    return (D, scale, *_covering(D, h, lo, hi)) if hull else (D, scale)
+
+
+# the four points of both sides' second-order one-sided differences, as _moves takes them
+BOTH_SIDES = (1, 2, -1, -2)
+
+
+def _output_hull(c: np.ndarray, h):
+    """Per output: the smaller and the larger of its two one-sided slopes, from ``c`` (4, ...)
+    = g * (output moved by BOTH_SIDES' steps minus output)."""
+    right, left = methods.one_sided(c[0], c[1], h, 1), methods.one_sided(c[2], c[3], h, -1)
+    return np.minimum(right, left), np.maximum(right, left)
+
+
+def _loss_hull(D: np.ndarray, h: np.ndarray):
+    """One output (a loss): the interval between the loss's two one-sided slopes."""
+    return _output_hull(D, h)
+
+
+def _covering(D: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """(lo, hi) widened to the loss's own two slopes: the same interval up to the order of the
+    sums' round-off (the sum of the outputs' smaller slopes is at most the loss's smaller)."""
+    low, high = _loss_hull(D, h)
+    return np.minimum(lo, low), np.maximum(hi, high)
 
 
 def _per_chunk(engine, name: str, groups: int, offsets: tuple[int, ...]) -> int:
@@ -99,18 +131,19 @@ def color_groups(engine, name: str, idx: np.ndarray, col) -> list[np.ndarray]:
 
 
 def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,
-                   offsets: tuple[int, ...]):  # fmt: skip
+                   offsets: tuple[int, ...], hull: bool = False):  # fmt: skip
     x = engine.t64[name].ravel()
     shape = engine.t64[name].shape
     n, g = len(idx), engine.g.ravel()
     D = np.zeros((len(offsets), n))
     scale = np.zeros(n)
+    lo, hi = np.zeros(n), np.zeros(n)
     position = np.full(x.size + 1, -1, dtype=np.int64)  # flat index -> place in idx; [-1]: none
     position[idx] = np.arange(n)
     groups = color_groups(engine, name, idx, col)
     per = _per_chunk(engine, name, len(groups), offsets)
-    for lo in range(0, len(groups), per):
-        part = groups[lo : lo + per]
+    for start in range(0, len(groups), per):
+        part = groups[start : start + per]
         c = len(part)
         rows = np.repeat(x[None, :], 1 + len(offsets) * c, axis=0)
         for k, s in enumerate(offsets):
@@ -126,7 +159,11 @@ def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,
                 D[k] += np.bincount(own[keep], weights=(d[k, i] * g)[keep], minlength=n)
             moved = (d[:, i] != 0).any(axis=0) * engine.gy
             scale += np.bincount(own[keep], weights=moved[keep], minlength=n)
-    return D, scale
+            if hull:  # each output's slopes with its owner's step
+                low, high = _output_hull(d[:, i, keep] * g[keep], h[own[keep]])
+                lo += np.bincount(own[keep], weights=low, minlength=n)
+                hi += np.bincount(own[keep], weights=high, minlength=n)
+    return (D, scale, *_covering(D, h, lo, hi)) if hull else (D, scale)
 
 
 def _incremental_moves(engine, name: str, idx: np.ndarray, h: np.ndarray,
@@ -149,6 +186,20 @@ def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int, colo
     (4 (L(x + h) - L(x)) - (L(x + 2h) - L(x))) / 2h, mirrored for the left side."""
     D, scale = _moves(engine, name, idx, h, (side, 2 * side), coloring)
     return methods.one_sided(D[0], D[1], h, side), methods.one_sided_noise(scale, h)
+
+
+def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True):
+    """(right, left, lo, hi, noise) at each coordinate of ``idx`` alone, in the four copies
+    of the two sides' ``one_sided``: the loss's slopes on each side, and the interval of the
+    slopes the backward may take at a kink, output by output. Each output's piece may be
+    either side's, whatever the others take: a coordinate in two overlapping max-pool windows
+    of upstream gradients +1 and -1, tied in both, moves the loss by 0 (right: both windows
+    rise) or 0 (left: neither), while torch's first-element rule gives it one window's +1 or
+    -1; its interval is [-1, 1], the loss's [0, 0]. With one output per coordinate (relu, a
+    loss's terms) they are the same interval."""
+    D, scale, lo, hi = _moves(engine, name, idx, h, BOTH_SIDES, coloring, hull=True)
+    right, left = methods.one_sided(D[0], D[1], h, 1), methods.one_sided(D[2], D[3], h, -1)
+    return right, left, lo, hi, methods.one_sided_noise(scale, h)
 
 
 def _step(engine, name: str) -> np.ndarray:
@@ -230,8 +281,12 @@ def declared(
     noise = np.zeros(idx.size)
     todo = np.ones(idx.size, dtype=bool)
     at = np.zeros(idx.size, dtype=bool)  # at the kink itself: both sides clean
-    right, left, hk = (np.zeros(idx.size) for _ in range(3))
-    for _ in range(HALVINGS):
+    lo, hi, hk = (np.zeros(idx.size) for _ in range(3))
+    # at a kink itself (a tie) and near another on one side (a window's runner-up within the
+    # step: only overlapping windows hold both): the clean side alone is one end of its
+    # interval, so the step halves until both sides are clean (the last try takes one side)
+    itself = meets(np.zeros(x.size))[idx]
+    for attempt in range(HALVINGS):
         if not todo.any():
             break
         full = np.zeros(x.size)
@@ -239,25 +294,25 @@ def declared(
         plus = ~meets(full)[idx] & todo
         full[idx] = -2 * h
         minus = ~meets(full)[idx] & todo
-        slopes = {}
-        for side, clean in ((1, plus), (-1, minus)):
-            if clean.any():
-                s, nz = one_sided(engine, name, idx[clean], h[clean], side, coloring)
-                slopes[side] = np.full(idx.size, np.nan)
-                slopes[side][clean] = s
-                noise[clean] = np.maximum(noise[clean], nz)
+        if attempt < HALVINGS - 1:
+            single = itself & (plus ^ minus)
+            plus, minus = plus & ~single, minus & ~single
         for side, clean in ((1, plus & ~minus), (-1, minus & ~plus)):
-            values[clean] = slopes[side][clean] if clean.any() else values[clean]
-        both = plus & minus  # at the kink itself: any slope between the two sides'
+            if clean.any():
+                values[clean], nz = one_sided(engine, name, idx[clean], h[clean], side, coloring)
+                noise[clean] = np.maximum(noise[clean], nz)
+        both = plus & minus  # at the kink itself: any slope between the two sides', per output
         if both.any():
             at |= both
-            right[both], left[both], hk[both] = slopes[1][both], slopes[-1][both], h[both]
+            _, _, lo[both], hi[both], nz = both_sides(engine, name, idx[both], h[both], coloring)
+            noise[both], hk[both] = np.maximum(noise[both], nz), h[both]
         todo &= ~(plus | minus)
         h = np.where(todo, h / 2, h)
     record = None
     if at.any():  # each coordinate within its interval, each tie group's sum within its own
-        values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], right[at],
-                                              left[at], coloring)  # fmt: skip
+        # enforce takes an interval's two ends in either order: lo and hi are one
+        values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], lo[at],
+                                              hi[at], coloring)  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record)
 
@@ -313,33 +368,29 @@ def detected(
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     n = np.asarray(numeric, dtype=np.float64).ravel()[idx]
     H = _step(engine, name)[idx]
-    slope, noise = {}, np.zeros(idx.size)
+    right, left, lo, hi, noise = both_sides(engine, name, idx, H / 4, coloring)
+    half = {}
     for side in (1, -1):
-        half, nz = one_sided(engine, name, idx, H / 2, side, coloring)
-        quarter, nz4 = one_sided(engine, name, idx, H / 4, side, coloring)
-        slope[side] = (half, quarter)
-        noise = np.maximum(noise, np.maximum(nz, nz4))
-    t = tol(noise, slope[1][1])  # the tensor's tolerance, raised by these stencils' round-off
-
-    def stable(side: int) -> np.ndarray:
-        half, quarter = slope[side]
-        return np.abs(half - quarter) <= t  # moving beyond the noise as the step halves: not
-
-    right, left = slope[1][1], slope[-1][1]
-    sr, sl = stable(1), stable(-1)
+        half[side], nz = one_sided(engine, name, idx, H / 2, side, coloring)
+        noise = np.maximum(noise, nz)
+    t = tol(noise, right)  # the tensor's tolerance, raised by these stencils' round-off
+    # moving beyond the noise as the step halves: not stable
+    sr, sl = np.abs(half[1] - right) <= t, np.abs(half[-1] - left) <= t
     both = sr & sl
+    # the slopes differ on the two sides (or, output by output, the pieces do: a max-pool
+    # element in windows of opposite upstream gradients): any slope between may be the gradient
     apart = np.abs(right - left) > t
-    at_kink = both & apart  # the slopes differ on the two sides: either may be the gradient
-    crossed = both & ~apart & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
+    at_kink = both & (apart | (hi - lo > t))
+    crossed = both & ~at_kink & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
     one = sr ^ sl  # a kink within H/2 on the unstable side
-    pick = between(a, right, left)
+    pick = between(a, lo, hi)
     record = None
     if any_slope:
         pick[at_kink] = a[at_kink]
     elif at_kink.any():  # each tie group's sum within its own interval too
         pick[at_kink], nz, record = ties.enforce(
-            engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], right[at_kink],
-            left[at_kink], coloring,
+            engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], lo[at_kink], hi[at_kink],
+            coloring,
         )  # fmt: skip
         noise[at_kink] = np.maximum(noise[at_kink], nz)
     value = np.where(sr, right, left)
