@@ -46,6 +46,18 @@ class Report:
     def notes(self) -> tuple[str, ...]:
         return self.check.notes
 
+    @property
+    def forward(self) -> TensorResult | None:
+        """Your implementation of a built-in layer: your forward against ours (None otherwise),
+        at the spec's tensors, or at the drawn point where they disagree."""
+        return self.check.forward
+
+    @property
+    def forward_point(self) -> Mapping[str, np.ndarray] | None:
+        """The tensors of the drawn point where your forward disagrees with ours (None: it
+        agrees everywhere it was compared, or disagrees at the spec's tensors)."""
+        return self.check.forward_point
+
     def to_json(self, *, values: bool = False) -> str:
         """The document ``gradcli check --format json`` prints (``values``: ``--values``)."""
         r = self.check

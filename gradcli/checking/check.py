@@ -33,7 +33,7 @@ from gradcli.checking.contract import Finding, check_contract, lower_precision
 from gradcli.checking.probe import fallback, probe, unlocated
 from gradcli.checking.report import FLOAT32_TOLERANCES, CheckReport, default_tolerances
 from gradcli.checking.soundness import refuse_overflow, resolvable, step_underflows
-from gradcli.checking.userwork import complex_safe, forward_against_builtin
+from gradcli.checking.userwork import ForwardAgreement, complex_safe, forward_against_builtin
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
@@ -119,7 +119,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     session: Any = None  # hypotheses.Session: the causes tried, made at a first failure
     spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
-    forward: TensorResult | None = None  # --impl of a built-in: its forward against ours
+    forward: ForwardAgreement | None = None  # --impl of a built-in: its forward against ours
     sampled: dict[str, np.ndarray] = field(default_factory=dict)  # name -> its coordinates
 
     def note(self, text: str) -> None:
@@ -168,7 +168,9 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         eps=p.engine.eps, atol=p.atol, rtol=p.rtol, mode=p.mode, results=results,
         notes=tuple(p.notes),
         not_checked=tuple(n for n in spec.grad_shapes if n not in p.under_test),
-        builtin=builtin, forward=p.forward,
+        builtin=builtin, forward=p.forward and p.forward.result,
+        forward_drawn=p.forward.drawn if p.forward else (),
+        forward_point=p.forward.point if p.forward else None,
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
     )  # fmt: skip
 
@@ -200,7 +202,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"forward pass, more than the limit of {opts.max_memory / 2**20:,.0f} MB",
             param="max_memory",
         )
-    forward = forward_against_builtin(spec, comp)
+    agreement = forward_against_builtin(spec, comp)
+    forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
     if forward is not None and forward.passed and builtin is not None and builtin.kinks:
         # the user's forward is the built-in's here: its kinks are where the built-in says
@@ -228,7 +231,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, roundoff,
         contract,
     )  # fmt: skip
-    p.forward = forward
+    p.forward = agreement
     seconds = sum(p.estimates.values())
     run = dict(full)  # what each name's check will cost, as decided
     if p.mode == "sample" or (p.mode == "auto" and seconds > opts.budget):

@@ -42,6 +42,10 @@ class CheckReport:
     not_checked: tuple[str, ...] = ()  # --grads: tensors the answers left out
     builtin: Mapping[str, TensorResult] = field(default_factory=dict)  # beside --grads answers
     forward: TensorResult | None = None  # --impl of a built-in layer: its forward vs ours
+    # where ``forward`` was compared: () at the spec's tensors; else the tensors drawn anew for
+    # the point where it disagrees (checking/userwork.py), ``forward_point`` all of that point's
+    forward_drawn: tuple[str, ...] = ()
+    forward_point: Mapping[str, np.ndarray] | None = None
     answers: bool = False  # --grads: the gradients under test are the user's answers
     contract: tuple[Finding, ...] = ()  # the backward's contract (none checked with --grads)
     computation: Computation | None = None  # the analytical side: output, gradients, cache

@@ -1,36 +1,107 @@
-"""Checks that only a user's implementation needs: its forward against ours, and whether its
-forward survives the complex step."""
+"""Checks that only a user's implementation needs: its forward against ours (at the spec's
+tensors and at points drawn to break the spec's coincidences), and whether its forward survives
+the complex step."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation
+from gradcli.checking.contract import roundoff_tolerance
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
+from gradcli.layers.base import Layer
 from gradcli.numeric.engine import Engine
 
+# the points besides the spec's where a user's forward of a built-in layer must agree with ours
+DRAWN_POINTS = 2
 
-def forward_against_builtin(spec: Spec, comp: Computation) -> TensorResult | None:
-    """--impl of a built-in layer: the user's forward against ours on the same tensors."""
+
+@dataclass(frozen=True)
+class ForwardAgreement:
+    """The user's forward against ours: at the spec's tensors, then at points drawn to break
+    the coincidences the spec's values may hold. ``result`` is the first disagreement (else
+    the spec's comparison); ``drawn`` the tensors drawn anew for it (() at the spec's point),
+    ``point`` all of its tensors (None at the spec's)."""
+
+    result: TensorResult
+    drawn: tuple[str, ...] = ()
+    point: Mapping[str, np.ndarray] | None = None
+
+
+def forward_against_builtin(spec: Spec, comp: Computation) -> ForwardAgreement | None:
+    """--impl of a built-in layer: the user's forward against ours on the same tensors, and, as
+    the numerical gradient is taken of the user's forward, at DRAWN_POINTS generic points too:
+    a spec's values can hide a wrong forward whose backward is wrong the same way (a centered x
+    hides batchnorm without its mean, zeros hide dropout without 1/(1-p)), and the check at the
+    spec's point alone would pass them."""
     builtin = REGISTRY.get(spec.layer.name)
     if spec.layer.broadcasts or builtin is None:
         return None
+    eps = float(np.finfo(spec.dtype).eps)  # a numpy float32 would not serialize to JSON
+    first = _agreement(spec, builtin, spec.tensors, np.asarray(comp.output), 64 * eps)
+    if not first.passed:
+        return ForwardAgreement(first)
+    for point, drawn in drawn_points(spec):
+        theirs, _ = spec.layer.forward(point, spec.options)
+        size = max((np.size(a) for a in (*point.values(), theirs)), default=1)
+        # two formulas of one function differ by round-off growing with the reductions they
+        # run (contract.roundoff_tolerance); a coincidence of the spec's values hides far more
+        r = _agreement(spec, builtin, point, np.asarray(theirs), roundoff_tolerance(eps, 1, size))
+        if not r.passed:
+            return ForwardAgreement(r, drawn, point)
+    return ForwardAgreement(first)
+
+
+def _agreement(
+    spec: Spec, builtin: Layer, tensors: Mapping[str, np.ndarray], theirs: np.ndarray, tol: float
+) -> TensorResult:
+    """``theirs`` (the user's output on ``tensors``) against ours, held to ``tol`` of the
+    output's largest entry and 64 eps relative."""
     if spec.layer.reference is not None:  # theirs draws its own mask: its expected output
-        ours = spec.layer.reference(spec.tensors, spec.options, np.asarray(comp.output))
+        ours = spec.layer.reference(tensors, spec.options, theirs)
     else:
-        ours, _ = builtin.forward(spec.tensors, spec.options)
-    if np.shape(ours) != np.shape(comp.output):
+        ours, _ = builtin.forward(tensors, spec.options)
+    if np.shape(ours) != np.shape(theirs):
         raise OptionError(
-            f"your forward returns shape {list(np.shape(comp.output))}, the built-in "
+            f"your forward returns shape {list(np.shape(theirs))}, the built-in "
             f"{builtin.name} returns {list(np.shape(ours))}",
             param="impl",
         )
     scale = float(np.max(np.abs(ours), initial=0.0)) or 1.0
-    eps = float(np.finfo(spec.dtype).eps)  # a numpy float32 would not serialize to JSON
-    return compare(spec.output_info.name, comp.output, ours, 64 * eps * scale, 64 * eps)
+    eps = float(np.finfo(spec.dtype).eps)
+    return compare(spec.output_info.name, theirs, ours, tol * scale, 64 * eps)
+
+
+def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...]]]:
+    """DRAWN_POINTS generic points from the spec's seed: each differentiated tensor drawn anew
+    on its own scale (its root mean square, 1 for zeros) around an offset of half to one of
+    that scale, positive at the first point and negative at the second (a nonzero mean along
+    every axis, both signs of a scalar); ties and kinks have probability zero. Labels and
+    indices keep the spec's values, so they stay in range; dropout's mask is its seed's."""
+    constants = spec.layer.constants(spec.shapes, spec.options)
+    rng = np.random.default_rng([spec.seed, 0x64726177])
+    names = tuple(n for n, a in spec.tensors.items()
+                  if n not in constants and np.asarray(a).dtype.kind == "f")  # fmt: skip
+    points = []
+    for k in range(DRAWN_POINTS):
+        point = dict(spec.tensors)
+        for n in names:
+            a = np.asarray(spec.tensors[n])
+            rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
+            rms = rms if math.isfinite(rms) and rms > 0 else 1.0
+            shift = (1.0 if k % 2 == 0 else -1.0) * rng.uniform(0.5, 1.0)
+            v = np.array(rms * (rng.standard_normal(a.shape) + shift), dtype=a.dtype)
+            v.flags.writeable = False  # as the spec's: a forward writing into it is refused
+            point[n] = v
+        points.append((point, names))
+    return points
 
 
 def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:

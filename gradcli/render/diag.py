@@ -61,7 +61,8 @@ def render_diagnosis(
             Text.assemble(
                 "your forward vs the built-in forward: ",
                 verdict,
-                f" (max abs error {f.max_abs_error:.3g} at {list(f.worst_index)})",
+                f" (max abs error {f.max_abs_error:.3g} at {list(f.worst_index)}"
+                f"{forward_where(report, long=True)})",
             ),  # fmt: skip
             soft_wrap=True,
         )
@@ -74,6 +75,17 @@ def render_diagnosis(
     if report.not_checked:
         names = ", ".join("d" + n for n in report.not_checked)
         console.print(Text(f"not checked (no answer given): {names}", style="dim"), soft_wrap=True)
+
+
+def forward_where(report: CheckReport, long: bool = False) -> str:
+    """Where the user's forward disagreed with ours, when not at the spec's tensors."""
+    if not report.forward_drawn:
+        return ""
+    drawn = ", ".join(report.forward_drawn)
+    if long:
+        return (f" of a point gradcli drew: {drawn} at random from seed {report.seed}; at the "
+                "spec's tensors the two agree, so the spec's values hide the difference")
+    return f" at {drawn} drawn at random; the spec's tensors hide it"
 
 
 def _gradient_label(spec: Spec, f: Finding) -> str:

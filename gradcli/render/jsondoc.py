@@ -134,6 +134,9 @@ def check_doc(
         }  # fmt: skip
     if report.forward is not None:
         doc["forward"] = result_doc(report.forward)
+        doc["forward"]["at"] = "drawn" if report.forward_drawn else "spec"
+        if report.forward_drawn:
+            doc["forward"]["drawn"] = list(report.forward_drawn)
     if comp is not None and numeric is not None:
         doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
         doc["numeric"] = {n: array_doc(g) for n, g in numeric.items()}

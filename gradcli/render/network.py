@@ -13,6 +13,7 @@ from gradcli.checking import intermediates
 from gradcli.checking.compute import Computation
 from gradcli.checking.network import FirstWrong, NetReport, flow, sampled_locally
 from gradcli.inputs.network import NetSpec
+from gradcli.render.diag import forward_where
 from gradcli.render.fit import Col, fitted
 from gradcli.render.text import kinks_line, summary_line
 from gradcli.render.values import natural_index, num
@@ -209,7 +210,7 @@ def _blame(report: NetReport, w: FirstWrong) -> str:
     f = lc.report.forward
     if w.wrong == ("forward",) and f is not None and not f.passed:
         said = (f"your forward does not match the built-in forward (max abs error "
-                f"{f.max_abs_error:.3g} in {f.name})")  # fmt: skip
+                f"{f.max_abs_error:.3g} in {f.name}{forward_where(lc.report)})")  # fmt: skip
         failed = [n for n, x in lc.report.results.items() if not x.passed]
         grads = ", ".join("d" + n for n in failed)
         said += (f"; your backward is the built-in {w.layer}'s, so {grads} cannot match the "

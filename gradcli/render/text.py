@@ -185,9 +185,11 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
             ))  # fmt: skip
         return "; ".join(parts)
     if kind == "forward" and report.forward is not None:
+        from gradcli.render.diag import forward_where
+
         return (
             f"your forward does not match the built-in forward (max abs error "
-            f"{report.forward.max_abs_error:.3g} in {', '.join(names)})"
+            f"{report.forward.max_abs_error:.3g} in {', '.join(names)}{forward_where(report)})"
         )
     if kind == "contract":
         from gradcli.render.diag import broken_contracts
