@@ -38,7 +38,7 @@ from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import joint, kinks, memory
+from gradcli.numeric import joint, kinks, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric.sampling import sample_coordinates
@@ -140,7 +140,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         results: dict[str, TensorResult] = {}
         builtin: dict[str, TensorResult] = {}
         spent = 0.0  # predicted seconds of the rechecks run after a failed probe
-        taken: dict[str, tuple] = {}  # name -> (mode, coords, grad, info, fix), then compared
+        taken: dict[str, tuple] = {}  # name -> (mode, coords, grad, info, fix, refined)
         for name in p.under_test:
             mode = "sample" if name in p.sampled else p.mode if p.mode == "probe" else "full"
             if mode == "probe":
@@ -156,9 +156,10 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             coords, grad, info = numerical(p, name, mode, rng)
             taken[name] = (mode, coords, *kinks_stage(p, name, coords, grad, info))
         taken = ties_across(p, taken)
-        for name, (mode, coords, grad, info, fix) in taken.items():
+        for name, (mode, coords, grad, info, fix, refined) in taken.items():
             numeric[name] = grad
-            results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix)
+            results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix,
+                                                           refined)  # fmt: skip
             if builtin_result is not None:
                 builtin[name] = builtin_result
     results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
@@ -330,72 +331,123 @@ def recheck(p: Prepared, name: str, spent: float, rng: np.random.Generator) -> t
 # ---------------------------------------------------------------------------- kinks
 def kinks_stage(
     p: Prepared, name: str, coords: np.ndarray | None, grad: np.ndarray, info: TensorNumerics
-) -> tuple[np.ndarray, TensorNumerics, kinks.KinkFix | None]:
-    """Coordinates whose stencil met a kink get a one-sided difference on a clean side: where
-    a built-in layer says (``Layer.kinks``), or, for any other layer (and a built-in that
-    declares none), where the detector finds one among the coordinates that fail
+) -> tuple[np.ndarray, TensorNumerics, kinks.KinkFix | None, refine.Refined | None]:
+    """The coordinates the default stencil cannot decide. Those whose stencil met a kink get a
+    one-sided difference on a clean side, where a built-in layer says (``Layer.kinks``). Then
+    the coordinates that fail are differenced at smaller steps (numeric/refine.py): a
+    truncation error shrinks away as h^p, a bug's does not. For any other layer (and a
+    built-in that declares none), the detector examines those still failing for kinks
     (numeric/kinks.py)."""
     engine, analytic = p.engines[name], p.under_test[name]
-    if declares_kinks(engine):  # its rechecks are in the estimate, within --budget
+    fix = None
+    declared = declares_kinks(engine)
+    if declared:  # its rechecks are in the estimate, within --budget
         fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring)
-    else:  # a user's layer, or a built-in that declares none (its kinks are still found)
-        atol, rtol, _, noise = tolerances(p, name, grad, info)
-        seen = np.isfinite(grad).ravel()
-        a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
-        floor = atol if noise is None else np.maximum(atol, noise.ravel())
+        grad, info = _put(grad, info, fix)
+    atol, rtol, _, noise = tolerances(p, name, grad, info)
+    seen = np.isfinite(grad).ravel()
+    a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
+    floor = atol if noise is None else np.maximum(atol, noise.ravel())
 
-        def apart(v: np.ndarray) -> np.ndarray:  # compare's pass rule, failed where seen
-            return seen & ~(np.abs(v - n) <= floor + rtol * np.abs(n))
+    def apart(v: np.ndarray) -> np.ndarray:  # compare's pass rule, failed where seen
+        return seen & ~(np.abs(v - n) <= floor + rtol * np.abs(n))
 
-        failing = apart(a)
-        mirror = _mirror(p, name, coords)
-        if mirror is not None:  # a one-sided method reads one side of a kink, which a wrong
-            # backward may match exactly (all of a tie's gradient to each of its elements):
-            # where the other side's difference disagrees, the coordinate is examined too
-            failing |= apart(mirror.ravel())
-        failing = np.flatnonzero(failing)
+    def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return np.maximum(atol, noise) + rtol * np.abs(ref)
 
-        def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
-            return np.maximum(atol, noise) + rtol * np.abs(ref)
+    failing = apart(a)
+    if fix is not None:  # a declared kink's value is a one-sided difference: not refined
+        failing[fix.coords] = False
+    mirror = None if declared else _mirror(p, name, coords)
+    # a one-sided method reads one side of a kink, which a wrong backward may match exactly
+    # (all of a tie's gradient to each of its elements): where the other side's difference
+    # disagrees, the coordinate is examined too (and refined on that side)
+    other = np.zeros_like(failing) if mirror is None else seen & ~(
+        np.abs(a - mirror.ravel()) <= floor + rtol * np.abs(mirror.ravel()))  # fmt: skip
+    refined = _refine(p, name, np.flatnonzero(failing), np.flatnonzero(other), n, mirror, tol)
+    grad, info = _put(grad, info, refined)
+    failing |= other
+    failing[refined.cleared] = False
+    failing = np.flatnonzero(failing)
+    if declared or not failing.size:
+        return grad, info, fix, refined
+    # unpredictable before the comparison, so bounded by what is left of --budget (a forced
+    # mode has none to keep)
+    left = _left(p)
+    fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
+                         left, any_slope=p.opts.composite_kinks)  # fmt: skip
+    p.spent += fix.seconds
+    if fix.unexamined:  # only a budget leaves some out
+        whole = kinks.examine_seconds(engine, name, failing, p.opts.coloring)
+        p.note(
+            f"d{name}: {fix.unexamined:,} of {failing.size:,} failing coordinates were not "
+            f"examined for kinks (examining all would take about {whole:.1f} s, "
+            f"{max(left, 0.0):.1f} s of {mention('budget')} was left): they fail as "
+            f"computed, unexamined ({mention('mode', 'full')} examines every one)"
+        )
+    grad, info = _put(grad, info, fix)
+    return grad, info, fix, refined
 
-        # unpredictable before the comparison, so bounded by what is left of --budget (a
-        # forced mode has none to keep)
-        left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
-        fix = None
-        if failing.size:
-            fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
-                                 left, any_slope=p.opts.composite_kinks)  # fmt: skip
-            p.spent += fix.seconds
-        if fix is not None and fix.unexamined:  # only a budget leaves some out
-            whole = kinks.examine_seconds(engine, name, failing, p.opts.coloring)
-            p.note(
-                f"d{name}: {fix.unexamined:,} of {failing.size:,} failing coordinates were not "
-                f"examined for kinks (examining all would take about {whole:.1f} s, "
-                f"{max(left, 0.0):.1f} s of {mention('budget')} was left): they fail as "
-                f"computed, unexamined ({mention('mode', 'full')} examines every one)"
-            )
+
+def _left(p: Prepared) -> float:
+    """Seconds of --budget left for the work decided by the comparison (a forced mode: all)."""
+    return p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+
+
+def _refine(
+    p: Prepared, name: str, failing: np.ndarray, other: np.ndarray, n: np.ndarray,
+    mirror: np.ndarray | None, tol: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> refine.Refined:  # fmt: skip
+    """The failing coordinates confirmed at smaller steps, on the method's side and, for a
+    one-sided method, on the other side's where that disagreed; ``cleared``: every coordinate
+    confirmed on each side it failed on."""
+    engine, analytic, left = p.engines[name], p.under_test[name], _left(p)
+    mine = refine.refine(engine, name, failing, analytic, n, tol,
+                         coloring=p.opts.coloring, seconds=left)  # fmt: skip
+    theirs = refine.Refined(other[:0], np.zeros(0), np.zeros(0))
+    if mirror is not None and other.size:
+        theirs = refine.refine(engine, name, other, analytic, mirror.ravel(), tol,
+                               method=get_method(MIRRORS[p.opts.method]),
+                               coloring=p.opts.coloring, seconds=left - mine.seconds)  # fmt: skip
+    p.spent += mine.seconds + theirs.seconds
+    tried = np.union1d(failing, other)
+    ok = (~np.isin(tried, failing) | np.isin(tried, mine.coords)) & (
+        ~np.isin(tried, other) | np.isin(tried, theirs.coords))  # fmt: skip
+    unexamined = mine.unexamined + theirs.unexamined
+    if unexamined:
+        p.note(
+            f"d{name}: {unexamined:,} of {tried.size:,} failing coordinates were not "
+            f"differenced at smaller steps ({max(left, 0.0):.1f} s of {mention('budget')} was "
+            f"left): they fail as computed unless a kink explains them "
+            f"({mention('mode', 'full')} refines every one)"
+        )
+    return dataclasses.replace(mine, cleared=tried[ok],
+                               halvings=max(mine.halvings, theirs.halvings))  # fmt: skip
+
+
+def _put(grad: np.ndarray, info: TensorNumerics, fix: Any) -> tuple[np.ndarray, TensorNumerics]:
+    """``grad`` and ``info`` with the values (and their round-off) a recheck put in place."""
     if fix is None or not fix.coords.size:
-        return grad, info, fix
+        return grad, info
     grad = grad.copy()
     grad.flat[fix.coords] = fix.values
     noise_at = None
-    if info.noise_at is not None:  # the one-sided stencils' own round-off, element by element
+    if info.noise_at is not None:  # the rechecks' stencils' own round-off, element by element
         noise_at = info.noise_at.copy()
         noise_at.flat[fix.coords] = np.maximum(noise_at.flat[fix.coords], fix.noise_at)
-    info = dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
-    return grad, info, fix
+    return grad, dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
 
 
 def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
     """Ties across tensors (numeric/joint.py): coordinates of the layer's tensors at a kink
     that share an output are moved together, and their gradients' sum held to that move's
     one-sided slopes (``maximum(a, b)`` at ``a == b``: ``da + db`` must be 1). ``taken``:
-    name -> (mode, coords, grad, info, fix), returned with the values put in place."""
+    name -> (mode, coords, grad, info, fix, refined), returned with the values put in place."""
     own = {n: t[4].at for n, t in taken.items()
            if t[4] is not None and n in p.spec.tensors and p.engines[n] is p.engine}  # fmt: skip
     if sum(r is not None and r.coords.size > 0 for r in own.values()) < 2:
         return taken
-    left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+    left = _left(p)
     found = joint.enforce(p.engine, own, p.under_test, p.opts.coloring, left)
     if not any(declares_kinks(p.engines[n]) for n in own):  # else in the estimate already
         p.spent += found.seconds
@@ -409,7 +461,7 @@ def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
         )
     out = dict(taken)
     for n, (coords, values, noise) in found.values.items():
-        mode, c, grad, info, fix = taken[n]
+        mode, c, grad, info, fix, refined = taken[n]
         grad = grad.copy()
         grad.flat[coords] = values
         noise_at = None
@@ -417,8 +469,8 @@ def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
             noise_at = info.noise_at.copy()
             noise_at.flat[coords] = np.maximum(noise_at.flat[coords], noise)
         top = float(noise.max(initial=0.0))
-        out[n] = (mode, c, grad, dataclasses.replace(info, noise=max(info.noise, top),
-                                                       noise_at=noise_at), fix)  # fmt: skip
+        info = dataclasses.replace(info, noise=max(info.noise, top), noise_at=noise_at)
+        out[n] = (mode, c, grad, info, fix, refined)
     return out
 
 
@@ -461,6 +513,7 @@ def compare_tensor(
     grad: np.ndarray,
     info: TensorNumerics,
     fix: kinks.KinkFix | None = None,
+    refined: refine.Refined | None = None,
 ) -> tuple[TensorResult, TensorResult | None]:
     """(the result under the pass rule, and with --grads our own backward's against the same
     numerical gradient)."""
@@ -476,7 +529,9 @@ def compare_tensor(
         letters=list(spec.info(name).index), context=lambda: diagnosis(p, name),
         kinks=0 if fix is None else int(fix.coords.size),
         kinks_unchecked=0 if fix is None else fix.unchecked,
-        kink_at=() if fix is None else tuple(fix.coords.tolist()), **_extra(p, name),
+        kink_at=() if fix is None else tuple(fix.coords.tolist()),
+        refined=0 if refined is None else int(refined.cleared.size),
+        refined_halvings=0 if refined is None else refined.halvings, **_extra(p, name),
     )  # fmt: skip
     if p.mode == "probe":
         result = unlocated(result)

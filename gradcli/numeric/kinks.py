@@ -57,8 +57,8 @@ class KinkFix:
         return float(self.noise_at.max(initial=0.0))
 
 
-def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...],
-           coloring: bool = True, hull: bool = False):  # fmt: skip
+def moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...],
+          coloring: bool = True, hull: bool = False):  # fmt: skip
     """(D, scale): D[k, j] = sum g * (y(x + offsets[k] h_j e_j) - y(x)) for each coordinate j
     of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved. ``hull`` (offsets
     ``BOTH_SIDES``): also (lo, hi), the sums over the outputs j moves of the smaller and the
@@ -96,7 +96,7 @@ def _moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int
     return (D, scale, *_covering(D, h, lo, hi)) if hull else (D, scale)
 
 
-# the four points of both sides' second-order one-sided differences, as _moves takes them
+# the four points of both sides' second-order one-sided differences, as moves takes them
 BOTH_SIDES = (1, 2, -1, -2)
 
 
@@ -184,7 +184,7 @@ def _incremental_moves(engine, name: str, idx: np.ndarray, h: np.ndarray,
 def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int, coloring=True):
     """(slope, noise) on ``side`` (+1 or -1) at each coordinate of ``idx`` alone:
     (4 (L(x + h) - L(x)) - (L(x + 2h) - L(x))) / 2h, mirrored for the left side."""
-    D, scale = _moves(engine, name, idx, h, (side, 2 * side), coloring)
+    D, scale = moves(engine, name, idx, h, (side, 2 * side), coloring)
     return methods.one_sided(D[0], D[1], h, side), methods.one_sided_noise(scale, h)
 
 
@@ -197,7 +197,7 @@ def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True)
     rise) or 0 (left: neither), while torch's first-element rule gives it one window's +1 or
     -1; its interval is [-1, 1], the loss's [0, 0]. With one output per coordinate (relu, a
     loss's terms) they are the same interval."""
-    D, scale, lo, hi = _moves(engine, name, idx, h, BOTH_SIDES, coloring, hull=True)
+    D, scale, lo, hi = moves(engine, name, idx, h, BOTH_SIDES, coloring, hull=True)
     right, left = methods.one_sided(D[0], D[1], h, 1), methods.one_sided(D[2], D[3], h, -1)
     return right, left, lo, hi, methods.one_sided_noise(scale, h)
 
@@ -340,7 +340,7 @@ def recheck_seconds(
 
 def moves_seconds(engine, name: str, idx: np.ndarray, coloring: bool, points: int) -> float:
     """Predicted seconds of ``points`` one-sided points at each coordinate of ``idx``, grouped
-    as ``_moves`` groups them."""
+    as ``moves`` groups them."""
     if not idx.size:
         return 0.0
     if coloring and engine.incremental(name) == "":
@@ -366,7 +366,6 @@ def detected(
         return KinkFix(idx, np.zeros(0), np.zeros(0), unexamined=unexamined)
     spent = moves_seconds(engine, name, idx, coloring, points=DETECTOR_POINTS)
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
-    n = np.asarray(numeric, dtype=np.float64).ravel()[idx]
     H = _step(engine, name)[idx]
     right, left, lo, hi, noise = both_sides(engine, name, idx, H / 4, coloring)
     half = {}
@@ -376,13 +375,19 @@ def detected(
     t = tol(noise, right)  # the tensor's tolerance, raised by these stencils' round-off
     # moving beyond the noise as the step halves: not stable
     sr, sl = np.abs(half[1] - right) <= t, np.abs(half[-1] - left) <= t
-    both = sr & sl
-    # the slopes differ on the two sides (or, output by output, the pieces do: a max-pool
-    # element in windows of opposite upstream gradients): any slope between may be the gradient
-    apart = np.abs(right - left) > t
-    at_kink = both & (apart | (hi - lo > t))
-    crossed = both & ~at_kink & (np.abs(n - (right + left) / 2) > t)  # the stencil reached one
-    one = sr ^ sl  # a kink within H/2 on the unstable side
+    # a smooth function's two second-order one-sided slopes share their leading error
+    # (-h^2 f'''/3): they agree but for an h^3 term, and each side's change as the step halves
+    # is the other's. A kink is what breaks that symmetry beyond the tolerance: two stable
+    # sides whose gap does not shrink as the step halves (curvature's shrinks 8x), or whose
+    # pieces differ output by output (a max-pool element in windows of opposite upstream
+    # gradients): any slope between may be the gradient; or one unstable side whose change is
+    # not the other's (it crosses a kink the other does not). Curvature alone (both sides
+    # moving alike) is no kink: the failure stands
+    gap_half, gap = np.abs(half[1] - half[-1]), np.abs(right - left)
+    apart = (gap > t) & (2 * gap >= gap_half)
+    at_kink = sr & sl & (apart | (hi - lo > t))
+    changes = np.abs((half[1] - right) - (half[-1] - left))
+    one = (sr ^ sl) & (changes > t)  # a kink within H on the unstable side
     pick = between(a, lo, hi)
     record = None
     if any_slope:
@@ -393,9 +398,8 @@ def detected(
             coloring,
         )  # fmt: skip
         noise[at_kink] = np.maximum(noise[at_kink], nz)
-    value = np.where(sr, right, left)
-    value = np.where(at_kink, pick, np.where(crossed, (right + left) / 2, value))
-    kink = at_kink | crossed | one
+    value = np.where(at_kink, pick, np.where(sr, right, left))
+    kink = at_kink | one
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
                    at=record)  # fmt: skip
 

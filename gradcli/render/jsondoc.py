@@ -85,6 +85,7 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         ],
         "unresolved": bool(r.unresolved),
         "kinks": r.kinks,
+        "refined": r.refined,
     }
     if r.reason:
         doc["reason"] = r.reason
@@ -92,6 +93,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["nonfinite"] = r.nonfinite
     if r.kinks_unchecked:
         doc["kinks_unchecked"] = r.kinks_unchecked
+    if r.refined:
+        doc["refined_halvings"] = r.refined_halvings
     if r.numerics is not None:
         info = r.numerics
         doc.update(

@@ -152,9 +152,21 @@ def kinks_line(r: TensorResult) -> str:
     return line
 
 
+def refined_line(r: TensorResult) -> str:
+    """What the smaller steps confirmed: the discrepancy at the default step was truncation."""
+    n = r.refined
+    return (
+        f"d{r.name}: {n} coordinate{'s' if n > 1 else ''} confirmed at smaller steps (down to "
+        f"h/{2**r.refined_halvings}): the discrepancy at the default step shrank as truncation "
+        "error does, to within tolerance"
+    )
+
+
 def _kinks(report: CheckReport) -> str:
     n = sum(r.kinks for r in report.results.values())
-    return f"; {n} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
+    line = f"; {n} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
+    m = sum(r.refined for r in report.results.values())
+    return line + (f"; {m} confirmed at smaller steps" if m else "")
 
 
 def _all_match(n: int) -> str:
@@ -214,6 +226,8 @@ def _notes(report: CheckReport) -> list[Text]:
     for r in report.results.values():
         if r.kinks:
             lines.append(Text(kinks_line(r), style="dim"))
+        if r.refined:
+            lines.append(Text(refined_line(r), style="dim"))
         if r.roundoff is not None:
             lines.append(
                 Text(

@@ -1,0 +1,164 @@
+"""Truncation: a coordinate that fails at the default step is differenced again at smaller ones.
+
+The default step is ``eps * max(1, |x|)``: the |x| keeps ``x + h`` clear of x's last bits, but a
+layer that varies on a scale far below |x| (a layernorm of x = 1000 + N(0, 1) varies on the
+row's spread, 1, while h is 4e-3) carries a truncation error of (h / scale)^p, beyond rtol. A
+truncation error shrinks with the step as h^p (p the method's order: 2 central, 4 central4, 1
+forward and backward); a wrong gradient's discrepancy does not shrink at all.
+
+So, at the coordinates that fail (only those: the cost), the method's own stencil is taken
+again at h/2, h/4, ... and extrapolated (Richardson): from three successive values n0, n1, n2
+with differences d1 = n0 - n1 and d2 = n1 - n2, truncation predicts d2 = d1 / 2^p; the limit is
+R = n2 - d2 / (2^p - 1), and ``mu = |d2 - d1 / 2^p|``, how far the sequence is from the rate,
+bounds R's own error (the next term of the expansion: 4/45 mu for central, 1/60 mu for
+central4, 2/3 mu for forward). A coordinate is confirmed when ``|a - R| + mu`` is within its
+tolerance: the values shrank towards a at the rate truncation predicts. A wrong gradient's
+|a - R| is its error, whatever the step. Halving stops at a confirmation; when the values lead
+away from a (the rate held at two steps in a row, or they stopped moving: ``_decide``,
+``_settled``); when the next step's round-off (it grows as 1/h) would take an eighth of the
+tolerance; or after ``HALVINGS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcli.numeric import kinks
+from gradcli.numeric.engine import Engine
+from gradcli.numeric.methods import EPS, Method, steps
+
+HALVINGS = 12  # h / 4096: central4's default step at |x| = 1e4 is 8, on a spread of 1
+FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's worth)
+# the smallest step, relative to max(1, |x|): x + h keeps 10 bits of h
+SMALLEST = 2.0**10 * EPS
+
+
+@dataclass(frozen=True)
+class Refined:
+    """The coordinates confirmed at a smaller step, and what it took."""
+
+    coords: np.ndarray  # flat indices whose discrepancy shrank away as truncation does
+    values: np.ndarray  # their extrapolated derivatives (compared in place of the stencil's)
+    noise_at: np.ndarray  # the round-off of each
+    halvings: int = 0  # the most halvings a confirmation took (h / 2**halvings)
+    unexamined: int = 0  # failing coordinates the budget left out at some step: they still fail
+    seconds: float = 0.0  # predicted cost (what it took of --budget)
+    # the failing coordinates confirmed on every side they failed on (a one-sided method's
+    # other side too: checking/check.py), what the report counts
+    cleared: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def noise(self) -> float:
+        return float(self.noise_at.max(initial=0.0))
+
+
+def engine_for(engine: Engine, name: str, coloring: bool) -> Engine:
+    """The engine whose moves are cheapest and least rounded: a loss's terms (differenced term
+    by term, colored against them) where it has them, else ``engine``."""
+    split = engine.terms(name) if coloring else None
+    return split if isinstance(split, Engine) else engine
+
+
+def refine(
+    engine: Engine,
+    name: str,
+    idx: np.ndarray,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    tol: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    method: Method | None = None,
+    coloring: bool = True,
+    seconds: float = math.inf,
+) -> Refined:
+    """Confirm at smaller steps the failing flat indices ``idx`` of ``name``: ``numeric`` holds
+    the default step's values of ``method`` (default: the engine's) there, ``tol(noise, ref)``
+    each coordinate's tolerance given a stencil's round-off. Each halving refines the coordinates
+    still undecided that its predicted cost fits in what is left of ``seconds`` (at least
+    ``FLOOR``); the others stop there, unconfirmed (``unexamined``)."""
+    m = method or engine.method
+    e = engine_for(engine, name, coloring)
+    idx = np.asarray(idx, dtype=np.int64)
+    empty = Refined(idx[:0], np.zeros(0), np.zeros(0))
+    if m.name == "complex" or not idx.size:  # no subtraction: its truncation is h^2 at 1e-20
+        return empty
+    offsets = tuple(s for s in m.offsets if s)
+    r = 2.0**m.order
+    x = e.t64[name].ravel()[idx]
+    H = steps(x, e.eps)
+    a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
+    seq = [np.asarray(numeric, dtype=np.float64).ravel()[idx], np.full(idx.size, np.nan)]
+    roundoff = 4 * EPS * sum(abs(w) for w in m.weights) / m.scale
+    values, noise_at = np.full(idx.size, np.nan), np.zeros(idx.size)
+    done = np.zeros(idx.size, dtype=bool)  # confirmed, or stopped
+    confirmed = np.zeros(idx.size, dtype=bool)
+    cut = np.zeros(idx.size, dtype=bool)  # stopped by the budget
+    on_rate = np.zeros(idx.size, dtype=bool)  # the previous step's differences kept the rate
+    spent, most = 0.0, 0
+    for k in range(1, HALVINGS + 1):
+        h = H / 2.0**k
+        todo = np.flatnonzero(~done & (h >= SMALLEST * np.maximum(1.0, np.abs(x))))
+        if not todo.size:
+            break
+        cost = kinks.moves_seconds(e, name, idx[todo], coloring, points=len(offsets))
+        if cost > seconds - spent:  # the first ones, as the detector takes them
+            keep = int(min(todo.size, max(FLOOR, todo.size * max(seconds - spent, 0) / cost)))
+            cut[todo[keep:]] = done[todo[keep:]] = True
+            todo = todo[:keep]
+            cost = kinks.moves_seconds(e, name, idx[todo], coloring, points=len(offsets))
+        spent += cost
+        D, scale = kinks.moves(e, name, idx[todo], h[todo], offsets, coloring)
+        at = {s: D[i] for i, s in enumerate(offsets)}
+        at[0] = np.zeros(todo.size)
+        n = m.apply(at) / h[todo]
+        noise = roundoff * scale / h[todo]
+        n0, n1 = seq[0][todo], seq[1][todo]
+        if k == 1:
+            stop = _settled(a[todo], n0, n, tol(noise, n))
+        else:
+            ok, R, noise_r, stop, rated = _decide(a[todo], n0, n1, n, noise, r, tol,
+                                                  on_rate[todo])  # fmt: skip
+            hit = todo[ok]
+            values[hit], noise_at[hit] = R[ok], noise_r[ok]
+            confirmed[hit] = done[hit] = True
+            most = k if ok.any() else most
+            on_rate[todo] = rated
+        done[todo[stop]] = True
+        # the next step's round-off would take an eighth of the tolerance: no use halving on
+        spent_noise = 16 * noise > tol(np.zeros(todo.size), n)
+        done[todo[spent_noise]] = True
+        seq[0][todo], seq[1][todo] = n1 if k >= 2 else n0, n
+    return Refined(idx[confirmed], values[confirmed], noise_at[confirmed], most,
+                   int((cut & ~confirmed).sum()), spent)  # fmt: skip
+
+
+def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """After one halving: values it moved by a sixteenth of the tolerance, far from a (a
+    linear piece, or only round-off: a wrong gradient of linear or conv2d, the usual failing
+    check), which no smaller step brings to a; stopping there halves a failing check's cost."""
+    moved = np.abs(n0 - n1)
+    return (16 * moved <= t) & (t + 4 * moved < np.abs(a - n1))
+
+
+def _decide(a, n0, n1, n2, noise, r, tol, on_rate):  # fmt: skip
+    """(confirmed, R, R's round-off, stop, rated) from three successive values."""
+    d1, d2 = n0 - n1, n1 - n2
+    mu = np.abs(d2 - d1 / r)  # how far from the rate: bounds R's own error
+    R = n2 - d2 / (r - 1)
+    noise_r = noise * (r + 0.5) / (r - 1)  # R = (r n2 - n1) / (r - 1)
+    t = tol(noise_r, R)
+    off = np.abs(a - R)
+    ok = off + mu <= t
+    # the rate held at two steps in a row, or the values settled (two halvings moved them by
+    # less than half the tolerance: a linear piece, or round-off), and a is not where they
+    # lead: a wrong value (or a kink at x, for the detector), which no smaller step changes.
+    # Not on one step's rate: far from the asymptotic regime (central4's step 8 on a spread
+    # of 1) it may hold by chance, and a stop there would be a false failure
+    rated = mu <= np.abs(d2) / 4
+    settled = np.abs(d1) + np.abs(d2) <= t / 2
+    stop = ok | (((rated & on_rate) | settled) & (2 * mu + t < off))
+    return ok, R, noise_r, stop, rated
