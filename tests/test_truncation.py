@@ -199,3 +199,17 @@ def test_a_budget_bounds_the_refinement_and_the_rest_fail(monkeypatch):
     assert report.results["x"].mode == "sample" and not report.results["x"].passed
     assert any("not differenced at smaller steps" in n for n in report.notes)
     assert gradcli.check("layernorm", tensors, mode="sample", samples=64).passed
+
+
+def test_a_probe_refines_its_directions_and_a_bug_still_fails():
+    tensors, _ = norms()["layernorm"]
+    report = gradcli.check("layernorm", tensors, mode="probe")
+    assert report.passed and report.results["x"].refined == 2, str(report)
+    assert not any("probe failed" in n for n in report.notes)
+
+    def forward(x, gamma, beta, eps=1e-5):
+        return _ln(x, gamma, beta, eps)[0]
+
+    bad = gradcli.check("layernorm", tensors, mode="probe", forward=forward,
+                        backward=ln_backward("scaled"))  # fmt: skip
+    assert not bad.passed and any("probe failed" in n for n in bad.notes)

@@ -15,7 +15,7 @@ import numpy as np
 from gradcli.checking import diagnose
 from gradcli.checking.compare import TensorResult
 from gradcli.errors import mention
-from gradcli.numeric import cost
+from gradcli.numeric import cost, refine
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, steps
 from gradcli.numeric.sampling import rademacher
@@ -36,8 +36,10 @@ def probe(
     noise = engine.noise_factor() * float(engine.gy.sum())
     if float(steps(engine.t64[name].ravel(), engine.eps).min(initial=np.inf)) < TINY:
         return None  # a subnormal step: the element-wise check says why it cannot resolve
+    refined = halvings = 0
     for _ in range(2):
-        num, p = engine.directional(name, rademacher(a.shape, rng))
+        direction = rademacher(a.shape, rng)
+        num, p = engine.directional(name, direction)
         ana = float(np.sum(a * p))
         err = abs(num - ana)
         size = float(np.sum(np.abs(a * p)))
@@ -46,15 +48,52 @@ def probe(
         if not all(map(np.isfinite, (num, ana, size, noise))) or noise * RESOLVE_MARGIN > size:
             return None
         if err > rtol * size + noise + 1e-300:
-            return None
+            limit = _shrinks(engine, name, direction, ana, num, noise, rtol * size)
+            if limit is None:
+                return None
+            (num, k), refined = limit, refined + 1
+            err, halvings = abs(num - ana), max(halvings, k)
         worst = max(worst, (err, ana, num))
     err, ana, num = worst
     rel = err / max(abs(ana), abs(num)) if err else 0.0
     return TensorResult(
         name=name, shape=a.shape, max_abs_error=err, max_rel_error=rel, worst_index=(),
         analytic=ana, numeric=num, within=True, mode="probe", checked=2, promised=2,
-        band=diagnose.band(rel, passed=True), **extra,
+        band=diagnose.band(rel, passed=True), refined=refined, refined_halvings=halvings,
+        **extra,
     )  # fmt: skip
+
+
+def _shrinks(
+    engine: Engine, name: str, direction: np.ndarray, ana: float, num: float, noise: float,
+    allowed: float,
+) -> tuple[float, int] | None:  # fmt: skip
+    """A disagreeing direction's derivative at h/2, h/4, ... (one copy each): (its
+    extrapolated limit, the halvings it took) when it shrank towards ``ana`` at the rate
+    truncation predicts, to within ``allowed`` plus the smaller steps' round-off
+    (numeric/refine.py), else None (then element by element)."""
+    m = engine.method
+    if m.name == "complex":
+        return None
+    a, on_rate = np.array([ana]), np.zeros(1, dtype=bool)
+    seq = [np.array([num])]
+
+    def tol(nz: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return allowed + nz + 1e-300
+
+    for k in range(1, refine.HALVINGS + 1):
+        # the steps halved exactly (powers of two); the stencil's sum scales with them
+        seq.append(np.array([engine.directional(name, direction / 2.0**k)[0] * 2.0**k]))
+        nz = np.array([noise * 2.0**k])
+        if k >= 2:
+            ok, R, _, stop, on_rate = refine.decide(a, *seq[-3:], nz, 2.0**m.order, tol, on_rate)
+            if ok[0]:
+                return float(R[0]), k
+            if stop[0]:
+                return None
+        if 16 * nz[0] > allowed:  # the next step's round-off would take the tolerance
+            return None
+    return None
 
 
 def fallback(

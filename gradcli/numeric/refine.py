@@ -14,7 +14,7 @@ bounds R's own error (the next term of the expansion: 4/45 mu for central, 1/60 
 central4, 2/3 mu for forward). A coordinate is confirmed when ``|a - R| + mu`` is within its
 tolerance: the values shrank towards a at the rate truncation predicts. A wrong gradient's
 |a - R| is its error, whatever the step. Halving stops at a confirmation; when the values lead
-away from a (the rate held at two steps in a row, or they stopped moving: ``_decide``,
+away from a (the rate held at two steps in a row, or they stopped moving: ``decide``,
 ``_settled``); when the next step's round-off (it grows as 1/h) would take an eighth of the
 tolerance; or after ``HALVINGS``.
 """
@@ -120,7 +120,7 @@ def refine(
         if k == 1:
             stop = _settled(a[todo], n0, n, tol(noise, n))
         else:
-            ok, R, noise_r, stop, rated = _decide(a[todo], n0, n1, n, noise, r, tol,
+            ok, R, noise_r, stop, rated = decide(a[todo], n0, n1, n, noise, r, tol,
                                                   on_rate[todo])  # fmt: skip
             hit = todo[ok]
             values[hit], noise_at[hit] = R[ok], noise_r[ok]
@@ -137,14 +137,15 @@ def refine(
 
 
 def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """After one halving: values it moved by a sixteenth of the tolerance, far from a (a
-    linear piece, or only round-off: a wrong gradient of linear or conv2d, the usual failing
-    check), which no smaller step brings to a; stopping there halves a failing check's cost."""
+    """After one halving: values it moved by a sixteenth of the tolerance (and of a sixteenth
+    of themselves), far from a (a linear piece, or only round-off: a wrong gradient of linear
+    or conv2d, the usual failing check), which no smaller step brings to a; stopping there
+    halves a failing check's cost."""
     moved = np.abs(n0 - n1)
-    return (16 * moved <= t) & (t + 4 * moved < np.abs(a - n1))
+    return (16 * moved <= np.minimum(t, np.abs(n1) / 16)) & (t + 4 * moved < np.abs(a - n1))
 
 
-def _decide(a, n0, n1, n2, noise, r, tol, on_rate):  # fmt: skip
+def decide(a, n0, n1, n2, noise, r, tol, on_rate):  # fmt: skip
     """(confirmed, R, R's round-off, stop, rated) from three successive values."""
     d1, d2 = n0 - n1, n1 - n2
     mu = np.abs(d2 - d1 / r)  # how far from the rate: bounds R's own error
@@ -159,6 +160,8 @@ def _decide(a, n0, n1, n2, noise, r, tol, on_rate):  # fmt: skip
     # Not on one step's rate: far from the asymptotic regime (central4's step 8 on a spread
     # of 1) it may hold by chance, and a stop there would be a false failure
     rated = mu <= np.abs(d2) / 4
-    settled = np.abs(d1) + np.abs(d2) <= t / 2
+    # (settled relative to the values too: a step far beyond the function's scale saturates
+    # it, and its small values move as 1/h, by half of themselves per halving)
+    settled = np.abs(d1) + np.abs(d2) <= np.minimum(t / 2, np.abs(n2) / 64)
     stop = ok | (((rated & on_rate) | settled) & (2 * mu + t < off))
     return ok, R, noise_r, stop, rated
