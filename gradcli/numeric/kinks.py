@@ -13,11 +13,12 @@ Who says where the kinks are:
 - a built-in layer, through ``Layer.kinks`` (exact, cheap: its input's sign pattern, a window's
   argmax, the hinge's active set), for every coordinate whose stencil meets one;
 - for any other layer (``--impl``, ``custom``) a detector, asked only about coordinates that
-  fail: each side's one-sided difference at H/2 and H/4; a side is stable when the two agree
-  within the tolerance. Both stable and disagreeing (the loss, or output by output): a kink at
-  x (any slope between passes).
-  Both stable and agreeing where the central difference did not: the stencil crossed a kink
-  nearby. One stable: a kink on the other side. Neither: no verdict, the failure stands.
+  still fail once smaller steps have ruled out truncation (numeric/refine.py): each side's
+  one-sided difference at H/2 and H/4; a side is stable when the two agree within the
+  tolerance. Both stable and apart by a gap that does not shrink with the step (the loss's, or
+  output by output): a kink at x (any slope between passes). One stable, the other changing
+  unlike it: a kink on the other side. Otherwise (curvature moves both sides alike) no
+  verdict: the failure stands.
 """
 
 from __future__ import annotations
