@@ -15,7 +15,7 @@ from gradcli.checking.network import FirstWrong, NetReport, flow, sampled_locall
 from gradcli.inputs.network import NetSpec
 from gradcli.render.diag import forward_where
 from gradcli.render.fit import Col, fitted
-from gradcli.render.text import kinks_line, summary_line
+from gradcli.render.text import kinks_line, refined_line, summary_line
 from gradcli.render.values import natural_index, num
 
 FLOW_COLUMNS = (
@@ -190,11 +190,14 @@ def _kinks(report: NetReport) -> str:
 
 
 def _kink_lines(report: NetReport) -> list[str]:
-    """Each result's kinks, as a single layer's check says them, prefixed by its layer."""
-    lines = [f"layer {lc.node.index} {lc.node.name!r}: {kinks_line(r)}" for lc in report.layers
-             for r in lc.report.results.values() if r.kinks]  # fmt: skip
-    lines += [f"end to end: {kinks_line(r)}" for r in report.end_to_end.results.values()
-              if r.kinks]  # fmt: skip
+    """Each result's kinks and coordinates confirmed at smaller steps, as a single layer's
+    check says them, prefixed by its layer."""
+    lines = []
+    for line, count in ((kinks_line, "kinks"), (refined_line, "refined")):
+        lines += [f"layer {lc.node.index} {lc.node.name!r}: {line(r)}" for lc in report.layers
+                  for r in lc.report.results.values() if getattr(r, count)]  # fmt: skip
+        lines += [f"end to end: {line(r)}" for r in report.end_to_end.results.values()
+                  if getattr(r, count)]  # fmt: skip
     return lines
 
 
