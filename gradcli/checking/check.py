@@ -421,6 +421,16 @@ def _refine(
             f"left): they fail as computed unless a kink explains them "
             f"({mention('mode', 'full')} refines every one)"
         )
+    unsettled = mine.unsettled + theirs.unsettled
+    if unsettled:
+        p.note(
+            f"d{name}: the finite differences of {unsettled:,} failing coordinate"
+            f"{'s were' if unsettled > 1 else ' was'} still moving after {refine.HALVINGS} "
+            f"halvings of the step, neither settling nor at the rate of truncation (a layer "
+            f"varying on a scale far below the step, eps * max(1, |x|), or round-off): they "
+            f"fail as computed "
+            f"({mention('method', 'complex')} has no step to shrink)"
+        )
     return dataclasses.replace(mine, cleared=tried[ok],
                                halvings=max(mine.halvings, theirs.halvings))  # fmt: skip
 

@@ -31,7 +31,7 @@ from gradcli.numeric import kinks
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import EPS, Method, steps
 
-HALVINGS = 12  # h / 4096: central4's default step at |x| = 1e4 is 8, on a spread of 1
+HALVINGS = 20  # h / 1e6: central4's default step at |x| = 1e6 is 512, on a spread of 1
 FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's worth)
 # the smallest step, relative to max(1, |x|): x + h keeps 10 bits of h
 SMALLEST = 2.0**10 * EPS
@@ -50,6 +50,8 @@ class Refined:
     # the failing coordinates confirmed on every side they failed on (a one-sided method's
     # other side too: checking/check.py), what the report counts
     cleared: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # still moving, neither towards a at the rate nor away from it, at the smallest step tried
+    unsettled: int = 0
 
     @property
     def noise(self) -> float:
@@ -133,7 +135,7 @@ def refine(
         done[todo[spent_noise]] = True
         seq[0][todo], seq[1][todo] = n1 if k >= 2 else n0, n
     return Refined(idx[confirmed], values[confirmed], noise_at[confirmed], most,
-                   int((cut & ~confirmed).sum()), spent)  # fmt: skip
+                   int((cut & ~confirmed).sum()), spent, unsettled=int((~done).sum()))  # fmt: skip
 
 
 def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np.ndarray:
