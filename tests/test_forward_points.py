@@ -185,3 +185,39 @@ def test_labels_keep_their_values():
         assert "y" not in drawn and point["y"] is spec.tensors["y"]
         assert not np.allclose(point["x"], spec.tensors["x"])
         assert abs(point["x"].mean()) > 0.1 * np.sqrt(np.mean(point["x"] ** 2))
+
+
+# the forward right, the backward wrong only where the spec's values are not: gamma = 1 hides
+# batchnorm's dx without gamma, an x >= 0 hides a relu backward without its mask
+BN_NO_GAMMA_IN_DX = BN_OK.replace("dxh = grad_output * gamma", "dxh = grad_output")
+
+
+def test_a_backward_wrong_only_away_from_the_spec_fails():
+    ones = {"x": CENTERED, "gamma": np.ones(3), "beta": BETA}
+    report = _api("batchnorm", BN_NO_GAMMA_IN_DX, ones)
+    assert not report.passed and all(r.passed for r in report.results.values())
+    assert report.forward.passed and [k for k, _ in report.check.failures] == ["backward"]
+    b = report.backward
+    assert b.failed == ("x",) and b.point is not None and b.grad_output is not None
+    assert "your backward does not match the built-in backward" in report.verdict()
+    assert "the spec's tensors hide it" in report.verdict()
+    ok = _api("batchnorm", BN_OK, ones)  # the twin
+    assert ok.passed and ok.backward.passed and set(ok.backward.results) == {"x", "gamma", "beta"}
+    x = np.arange(6.0)
+    relu = gradcli.check("relu", {"x": x}, forward=lambda x: np.maximum(x, 0.0),
+                         backward=lambda grad_output, x: {"x": grad_output})  # fmt: skip
+    assert not relu.passed and relu.backward.failed == ("x",)
+
+
+def test_a_backward_failing_at_the_spec_is_not_reported_twice(cli, tmp_path):
+    (tmp_path / "bad.py").write_text(
+        "import numpy as np\n" + BN_OK.replace("dxh.mean(0) - ", "")
+    )  # fmt: skip
+    result = cli("check", "batchnorm", "--impl", tmp_path / "bad.py", "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert not doc["results"]["x"]["passed"] and not doc["backward"]["passed"]
+    assert doc["backward"]["drawn"] == ["x", "gamma", "beta", "grad_output"]
+    text = cli("check", "batchnorm", "--impl", tmp_path / "bad.py").stdout.splitlines()
+    assert "built-in backward" not in text[-1]  # the gradient's failure says it
+    assert any("your backward vs the built-in backward" in line for line in text)

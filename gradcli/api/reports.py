@@ -58,6 +58,13 @@ class Report:
         agrees everywhere it was compared, or disagrees at the spec's tensors)."""
         return self.check.forward_point
 
+    @property
+    def backward(self) -> Any:
+        """Your implementation of a built-in layer whose forward agrees with ours: your backward
+        against ours at the drawn points (``.passed``, ``.results`` per gradient, ``.drawn``,
+        and ``.point``, ``.grad_output`` of a disagreement); None otherwise."""
+        return self.check.backward
+
     def to_json(self, *, values: bool = False) -> str:
         """The document ``gradcli check --format json`` prints (``values``: ``--values``)."""
         r = self.check

@@ -31,9 +31,19 @@ from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.contract import Finding, check_contract, lower_precision
 from gradcli.checking.probe import fallback, probe, unlocated
-from gradcli.checking.report import FLOAT32_TOLERANCES, CheckReport, default_tolerances
+from gradcli.checking.report import (
+    FLOAT32_TOLERANCES,
+    BackwardAgreement,
+    CheckReport,
+    default_tolerances,
+)
 from gradcli.checking.soundness import refuse_overflow, resolvable, step_underflows
-from gradcli.checking.userwork import ForwardAgreement, complex_safe, forward_against_builtin
+from gradcli.checking.userwork import (
+    ForwardAgreement,
+    backward_against_builtin,
+    complex_safe,
+    forward_against_builtin,
+)
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
@@ -121,6 +131,7 @@ class Prepared:
     spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
     forward: ForwardAgreement | None = None  # --impl of a built-in: its forward against ours
     sampled: dict[str, np.ndarray] = field(default_factory=dict)  # name -> its coordinates
+    backward: BackwardAgreement | None = None  # and its backward, at the drawn points
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -171,7 +182,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         not_checked=tuple(n for n in spec.grad_shapes if n not in p.under_test),
         builtin=builtin, forward=p.forward and p.forward.result,
         forward_drawn=p.forward.drawn if p.forward else (),
-        forward_point=p.forward.point if p.forward else None,
+        forward_point=p.forward.point if p.forward else None, backward=p.backward,
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
     )  # fmt: skip
 
@@ -214,6 +225,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     if agrees and not engine.layer.footprint:
         engine.declared_footprint = builtin.footprint  # verified before use, as any footprint
     complex_safe(spec, opts.method, engine)
+    backward = backward_against_builtin(spec, agreement, atol, rtol) if run_contract else None
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
     if not names:  # a check of nothing must not pass
@@ -232,7 +244,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, roundoff,
         contract,
     )  # fmt: skip
-    p.forward = agreement
+    p.forward, p.backward = agreement, backward
     seconds = sum(p.estimates.values())
     run = dict(full)  # what each name's check will cost, as decided
     if p.mode == "sample" or (p.mode == "auto" and seconds > opts.budget):

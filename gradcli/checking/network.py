@@ -190,6 +190,8 @@ def _wrong(lc: LayerCheck) -> FirstWrong:
         f.name == "dtype" and f.tensor == out for f in broken)
     backward = any(not (f.name == "dtype" and f.tensor == out) for f in broken)
     backward = backward or bool(failed) and not (forward and _builtin_backward(lc, failed))
+    if report.backward is not None and not report.backward.passed:  # wrong where ours is not
+        backward, failed = True, failed or list(report.backward.failed)
     tensor = lc.node.input if lc.node.input in failed else (failed or [None])[0]
     wrong = tuple(w for w, on in (("forward", forward), ("backward", backward)) if on)
     return FirstWrong(lc.node.index, lc.node.name, lc.node.layer.name,

@@ -28,6 +28,28 @@ def default_tolerances(dtype: str, method: str) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class BackwardAgreement:
+    """--impl of a built-in layer whose forward agrees with ours: its backward against ours at
+    the points drawn from the seed (checking/userwork.py). ``results`` per gradient at the
+    first point where one disagrees, else at the last; ``drawn``: the tensors the points draw
+    (and grad_output, unless the output is a scalar); ``point`` and ``grad_output`` of the
+    disagreement (None when there is none)."""
+
+    results: Mapping[str, TensorResult]
+    drawn: tuple[str, ...]
+    point: Mapping[str, np.ndarray] | None = None
+    grad_output: np.ndarray | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results.values())
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        return tuple(n for n, r in self.results.items() if not r.passed)
+
+
+@dataclass(frozen=True)
 class CheckReport:
     layer: str
     dtype: str
@@ -46,6 +68,7 @@ class CheckReport:
     # the point where it disagrees (checking/userwork.py), ``forward_point`` all of that point's
     forward_drawn: tuple[str, ...] = ()
     forward_point: Mapping[str, np.ndarray] | None = None
+    backward: BackwardAgreement | None = None  # and, where the forwards agree, its backward
     answers: bool = False  # --grads: the gradients under test are the user's answers
     contract: tuple[Finding, ...] = ()  # the backward's contract (none checked with --grads)
     computation: Computation | None = None  # the analytical side: output, gradients, cache
@@ -55,7 +78,9 @@ class CheckReport:
     @property
     def failures(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Every reason the check fails, as (kind, names): "gradients" (the tensors that do not
-        match), "forward" (a user's forward that disagrees with ours), "contract" (the
+        match), "forward" (a user's forward that disagrees with ours), "backward" (the
+        gradients of a user's backward that match at the spec's point and disagree with ours at
+        the drawn points), "contract" (the
         backward's broken contracts, checking/contract.py). The verdict, the exit
         code and the summary line all derive from this one list; a new kind of finding adds
         its entry here."""
@@ -65,6 +90,11 @@ class CheckReport:
             out.append(("gradients", failed))
         if self.forward is not None and not self.forward.passed:
             out.append(("forward", (self.forward.name,)))
+        # a gradient already failing at the spec's point needs no second finding
+        elsewhere = () if self.backward is None else self.backward.failed
+        elsewhere = tuple(n for n in elsewhere if n not in failed)
+        if elsewhere:
+            out.append(("backward", elsewhere))
         broken = tuple(dict.fromkeys(f.name for f in self.contract if not f.passed))
         if broken:  # "contract": the names of the broken contracts
             out.append(("contract", broken))

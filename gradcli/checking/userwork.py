@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation
-from gradcli.checking.contract import roundoff_tolerance
+from gradcli.checking.contract import lower_precision, roundoff_tolerance
+from gradcli.checking.report import FLOAT32_TOLERANCES, BackwardAgreement
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
@@ -33,6 +35,10 @@ class ForwardAgreement:
     result: TensorResult
     drawn: tuple[str, ...] = ()
     point: Mapping[str, np.ndarray] | None = None
+    # where the forwards agreed at every drawn point: each point with the user's cache there,
+    # for the backward's comparison, and the tensors the points draw
+    caches: tuple[tuple[Mapping[str, np.ndarray], Any], ...] = field(default=(), repr=False)
+    names: tuple[str, ...] = ()
 
 
 def forward_against_builtin(spec: Spec, comp: Computation) -> ForwardAgreement | None:
@@ -48,15 +54,69 @@ def forward_against_builtin(spec: Spec, comp: Computation) -> ForwardAgreement |
     first = _agreement(spec, builtin, spec.tensors, np.asarray(comp.output), 64 * eps)
     if not first.passed:
         return ForwardAgreement(first)
+    caches = []
     for point, drawn in drawn_points(spec):
-        theirs, _ = spec.layer.forward(point, spec.options)
+        theirs, cache = spec.layer.forward(point, spec.options)
+        caches.append((point, cache))
         size = max((np.size(a) for a in (*point.values(), theirs)), default=1)
         # two formulas of one function differ by round-off growing with the reductions they
         # run (contract.roundoff_tolerance); a coincidence of the spec's values hides far more
         r = _agreement(spec, builtin, point, np.asarray(theirs), roundoff_tolerance(eps, 1, size))
         if not r.passed:
             return ForwardAgreement(r, drawn, point)
-    return ForwardAgreement(first)
+    names = drawn if caches else ()
+    return ForwardAgreement(first, caches=tuple(caches), names=names)
+
+
+def backward_against_builtin(
+    spec: Spec, agreement: ForwardAgreement | None, atol: float, rtol: float
+) -> BackwardAgreement | None:
+    """Where the forwards agree at the drawn points, the user's backward against ours there,
+    with an upstream gradient drawn on the spec's scale (a loss keeps its own): the numerical
+    check at the spec's point cannot see a backward wrong only where the spec's values are
+    not (gamma = 1 hides batchnorm's dx without gamma, an x >= 0 relu's missing mask). The
+    points are generic, so no kink or tie is met; ``atol``, ``rtol``: the check's tolerances,
+    at least the round-off of two formulas (contract.roundoff_tolerance)."""
+    if agreement is None or not agreement.result.passed or not agreement.caches:
+        return None
+    if spec.layer.reference is not None:  # theirs draws its own mask: our backward is not theirs
+        return None
+    builtin = REGISTRY[spec.layer.name]
+    constants = spec.layer.constants(spec.shapes, spec.options)
+    rng = np.random.default_rng([spec.seed, 0x64726177, 1])
+    g0 = np.asarray(spec.grad_output)
+    drawn = (*agreement.names, *(("grad_output",) if g0.size > 1 else ()))
+    results: dict[str, TensorResult] = {}
+    for point, cache in agreement.caches:
+        g = g0
+        if g0.size > 1:
+            rms = float(np.sqrt(np.mean(np.square(g0, dtype=np.float64))))
+            g = np.array((rms if math.isfinite(rms) and rms > 0 else 1.0)
+                         * rng.standard_normal(g0.shape), dtype=g0.dtype)  # fmt: skip
+        g = np.array(g)
+        g.flags.writeable = False
+        theirs = spec.layer.backward(g, cache)
+        ours = builtin.backward(g, builtin.forward(point, spec.options)[1])
+        names = [n for n in spec.tensors if n not in constants and n in ours and n in theirs]
+        scale = max((_largest(ours[n]) for n in names), default=0.0)
+        results = {}
+        for n in names:
+            a = np.asarray(theirs[n])
+            low = lower_precision(spec.dtype, a)
+            eps = float(np.finfo(a.dtype if low else spec.dtype).eps)
+            floor = roundoff_tolerance(eps, scale, max(g.size, 1))
+            a_tol, r_tol = atol, rtol
+            if low:  # a float32 gradient under a float64 spec: float32's tolerances, as checked
+                a_tol, r_tol = max(atol, FLOAT32_TOLERANCES[0]), max(rtol, FLOAT32_TOLERANCES[1])
+            results[n] = compare(n, a, np.asarray(ours[n]), max(a_tol, floor), r_tol)
+        if not all(r.passed for r in results.values()):
+            return BackwardAgreement(results, drawn, point, g)
+    return BackwardAgreement(results, drawn)
+
+
+def _largest(a: Any) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.max(np.abs(a), initial=0.0)) if np.isfinite(a).all() else 0.0
 
 
 def _agreement(

@@ -66,6 +66,14 @@ def render_diagnosis(
             ),  # fmt: skip
             soft_wrap=True,
         )
+    b = report.backward
+    if b is not None and report.forward is not None and report.forward.passed:
+        verdict = ("PASS", "bold green") if b.passed else ("FAIL", "bold red")
+        console.print(
+            Text.assemble("your backward vs the built-in backward at the points gradcli drew: ",
+                          verdict, backward_where(report, long=True)),
+            soft_wrap=True,
+        )  # fmt: skip
     for name, b in report.builtin.items():
         verdict = ("matches", "green") if b.passed else ("does not match", "red")
         console.print(
@@ -86,6 +94,29 @@ def forward_where(report: CheckReport, long: bool = False) -> str:
         return (f" of a point gradcli drew: {drawn} at random from seed {report.seed}; at the "
                 "spec's tensors the two agree, so the spec's values hide the difference")
     return f" at {drawn} drawn at random; the spec's tensors hide it"
+
+
+def backward_where(
+    report: CheckReport, names: tuple[str, ...] | None = None, long: bool = False
+) -> str:
+    """How the user's backward disagreed with ours at a drawn point, for its gradients
+    ``names`` (None: every failing one); "" when it did not."""
+    b = report.backward
+    if b is None or b.passed:
+        return ""
+    names = b.failed if names is None else names
+    worst = max((b.results[n] for n in names), key=lambda r: r.max_rel_error)
+    errs = ", ".join(f"d{n} {b.results[n].max_abs_error:.3g}" for n in names)
+    drawn = ", ".join(b.drawn)
+    if not long:
+        return f" (max abs error {errs}, at {drawn} drawn at random; the spec's tensors hide it)"
+    text = (f" (max abs error {errs}; worst d{worst.name}{list(worst.worst_index)}: yours "
+            f"{worst.analytic:.6g}, ours {worst.numeric:.6g}; at {drawn} drawn at random from "
+            f"seed {report.seed}")  # fmt: skip
+    if report.results and all(r.passed for r in report.results.values()):
+        text += ("; at the spec's tensors your backward matches the numerical gradient, so the "
+                 "spec's values hide the difference")  # fmt: skip
+    return text + ")"
 
 
 def _gradient_label(spec: Spec, f: Finding) -> str:

@@ -140,6 +140,15 @@ def check_doc(
         doc["forward"]["at"] = "drawn" if report.forward_drawn else "spec"
         if report.forward_drawn:
             doc["forward"]["drawn"] = list(report.forward_drawn)
+    if report.backward is not None:
+        doc["backward"] = {
+            "at": "drawn", "drawn": list(report.backward.drawn), "passed": report.backward.passed,
+            "results": {
+                n: {"max_abs_error": _num(r.max_abs_error), "max_rel_error": _num(r.max_rel_error),
+                    "worst_index": list(r.worst_index), "passed": r.passed}
+                for n, r in report.backward.results.items()
+            },
+        }  # fmt: skip
     if comp is not None and numeric is not None:
         doc.update({k: v for k, v in compute_doc(spec, comp).items() if k not in doc})
         doc["numeric"] = {n: array_doc(g) for n, g in numeric.items()}

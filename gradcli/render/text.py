@@ -203,6 +203,12 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
             f"your forward does not match the built-in forward (max abs error "
             f"{report.forward.max_abs_error:.3g} in {', '.join(names)}{forward_where(report)})"
         )
+    if kind == "backward":
+        from gradcli.render.diag import backward_where
+
+        return (
+            f"your backward does not match the built-in backward{backward_where(report, names)}"
+        )
     if kind == "contract":
         from gradcli.render.diag import broken_contracts
 
