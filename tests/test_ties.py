@@ -63,9 +63,11 @@ def test_maxpool_impl_giving_every_tied_element_the_gradient_fails_with_forward(
             n = X.shape[0] // 2
             w = X.reshape(n, 2, n, 2, -1)
             m = (w == w.max(axis=(1, 3), keepdims=True)).astype(float)
-            if rule == "first":
-                m[:] = 0
-                m[:, 0, :, 0] = 1
+            if rule == "first":  # the first maximum of each window (ties or not)
+                flat = w.transpose(0, 2, 4, 1, 3).reshape(n, n, -1, 4)
+                first = np.zeros_like(flat)
+                np.put_along_axis(first, flat.argmax(-1)[..., None], 1.0, -1)
+                m = first.reshape(n, n, -1, 2, 2).transpose(0, 3, 1, 4, 2)
             return {"X": (m * grad_output[:, None, :, None]).reshape(X.shape)}
 
         return bwd
