@@ -31,7 +31,7 @@ def routed(rule):
     return backward
 
 
-@pytest.mark.parametrize("method", ["central", "forward", "backward"])
+@pytest.mark.parametrize("method", ["central", "forward", "backward", "complex"])
 def test_a_tie_groups_sum_is_checked_for_a_users_layer(method):
     g = np.array([0.7, -1.3, 0.4, 2.0])
     ok = gradcli.check("custom", {"x": PAIRS}, grad_output=g, forward=pair_max,

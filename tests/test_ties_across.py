@@ -160,3 +160,25 @@ def test_nested_projection_keeps_a_consistent_point_and_meets_every_sum():
     v = joint.nested(np.array([1.0, 1.0, 1.0, 0.0]), lo, hi, inner, 1.0, 1.0)
     assert v[:2].sum() <= 1.0 + 1e-9 and v.sum() == pytest.approx(1.0, abs=1e-9)
     assert np.all(v >= -1e-12) and np.all(v <= 1 + 1e-12)
+
+
+def test_the_complex_step_is_mirrored_at_ties():
+    """np.maximum orders complex values by their real, then imaginary part: x + ih reads one
+    side of the tie (1 for both a and b), which the both-full backward matches exactly; the
+    mirror x - ih reads the other side, so those coordinates are examined like failing ones."""
+    forward, _, right, wrong = LAYERS["maximum"]
+    assert _check(forward, right[0], method="complex").passed
+    assert not _check(forward, wrong[0], method="complex").passed
+
+
+def test_the_conjugate_step_is_the_complex_step_on_an_analytic_forward():
+    from gradcli.layers import REGISTRY
+    from gradcli.numeric.engine import Engine
+    from gradcli.numeric.methods import CONJUGATE
+
+    x = np.random.default_rng(3).standard_normal((3, 4))
+    e = Engine(REGISTRY["tanh"], {"x": x}, None, np.ones((3, 4)), method="complex")
+    mirror = Engine(REGISTRY["tanh"], {"x": x}, None, np.ones((3, 4)), method="complex")
+    mirror.method = CONJUGATE
+    np.testing.assert_array_equal(mirror.gradient("x")[0], e.gradient("x")[0])
+    np.testing.assert_allclose(e.gradient("x")[0], 1 - np.tanh(x) ** 2, rtol=1e-12)

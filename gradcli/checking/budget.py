@@ -22,8 +22,9 @@ from gradcli.numeric import cost, joint, kinks
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.sampling import sample_coordinates
 
-# a one-sided method also takes the other side where no kink is declared (checking/check.py)
-MIRRORS = {"forward": "backward", "backward": "forward"}
+# a one-sided method also takes the other side where no kink is declared (checking/check.py),
+# the complex step included: Im L(x - ih) / -h (methods.CONJUGATE)
+MIRRORS = {"forward": "backward", "backward": "forward", "complex": "complex"}
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
 from gradcli.numeric import joint, kinks, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
-from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
+from gradcli.numeric.methods import CONJUGATE, DEFAULT_MAX_MEMORY, get_method
 from gradcli.numeric.sampling import sample_coordinates
 
 MODES = ("auto", "full", "sample", "probe")
@@ -498,13 +498,16 @@ def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
 
 def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | None:
     """For a one-sided method on a layer that declares no kinks: the other side's difference at
-    the same coordinates (what central differences cost in all), else None."""
+    the same coordinates (what central differences cost in all), else None. The complex step
+    is one-sided at a kink that compares complex values (np.maximum), so it has one too."""
     other = MIRRORS.get(p.opts.method)
     if other is None:
         return None
     e = p.engines[name]
     mirror = Engine(e.layer, e.t64, e.options, e.g, method=other, eps=p.opts.eps,
                     max_memory=p.opts.max_memory)  # fmt: skip
+    if other == "complex":
+        mirror.method = CONJUGATE
     return mirror.gradient(name, coloring=p.opts.coloring, coords=coords)[0]
 
 

@@ -98,6 +98,7 @@ class Engine(StackedForward):
         sub = Engine(derived, self.t64, self.options, np.array(np.broadcast_to(lead, T.shape)),
                      method=self.method.name, eps=self.eps, max_memory=self.max_memory,
                      progress=self.progress)  # fmt: skip
+        sub.method = self.method  # the complex step's mirror stays one (methods.CONJUGATE)
         sub.moved_term = terms.moved
         x = self.t64[name].ravel()
         picks = np.random.default_rng(0).choice(x.size, size=min(3, x.size), replace=False)

@@ -57,7 +57,7 @@ def loss_differences(
     layer's incremental path."""
     x = engine.t64[name].ravel()
     m = engine.method
-    step = (lambda s: 1j * h[idx]) if m.name == "complex" else (lambda s: s * h[idx])
+    step = (lambda s: s * 1j * h[idx]) if m.name == "complex" else (lambda s: s * h[idx])
     at = {
         s: engine.layer.perturbed(name, engine.cache, engine.g, idx, x[idx] + step(s))
         for s in m.offsets

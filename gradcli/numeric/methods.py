@@ -47,8 +47,9 @@ class Method:
     def apply(self, at: Mapping[int, Any]) -> Any:
         """The stencil's sum (not yet divided by h) from L at each offset (at[1] is L at
         x + ih for the complex step)."""
-        if self.name == "complex":
-            return at[1].imag
+        if self.name == "complex":  # x + ih, or x - ih (CONJUGATE)
+            s = self.offsets[0]
+            return s * at[s].imag
         # pair up +s/-s (or s/0) first: an untouched output cancels to an exact zero
         pairs = zip(self.offsets[0::2], self.offsets[1::2], self.weights[0::2], strict=True)
         return sum(w * (at[a] - at[b]) for a, b, w in pairs) / self.scale
@@ -63,6 +64,12 @@ METHODS: dict[str, Method] = {
     # Im L(x + ih) / h: no subtraction at all, so the step can be tiny
     "complex": Method("complex", (1,), (1.0,), 1.0, 2, 1e-20),
 }
+
+# the complex step's mirror, Im L(x - ih) / -h: the same number wherever the forward is
+# analytic (a real function's code commutes with conjugation), the other side of a kink where
+# it compares complex values (np.maximum orders them by real, then imaginary part: it reads
+# one side, which a backward wrong at a tie may match exactly); never a user's method
+CONJUGATE = Method("complex", (-1,), (1.0,), 1.0, 2, 1e-20)
 
 
 def get_method(name: str) -> Method:

@@ -160,7 +160,7 @@ class StackedForward:
         dtype = np.complex128 if m.name == "complex" else np.float64
         rows = np.repeat(x[None, :].astype(dtype), base + c * len(offsets), axis=0)
         for k, s in enumerate(offsets):
-            step = 1j * h if m.name == "complex" else s * h
+            step = s * 1j * h if m.name == "complex" else s * h
             first = base + k * c
             if isinstance(groups, np.ndarray):  # one coordinate per group: one fancy assignment
                 idx = groups[:, 0]

@@ -123,6 +123,6 @@ def differences(
     m = engine.method
     at, where = {}, None
     for s in m.offsets:
-        step = 1j * h[idx] if m.name == "complex" else s * h[idx]
+        step = s * 1j * h[idx] if m.name == "complex" else s * h[idx]
         where, at[s] = engine.moved_term(name, engine.t64, engine.cache, idx, x[idx] + step)
     return np.real(m.apply(at)), np.asarray(where, dtype=np.int64)
