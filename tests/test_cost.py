@@ -170,7 +170,7 @@ def test_failed_probe_over_the_budget_samples_and_says_so():
     # the sample missed the wrong element, the probe did not: still a FAIL, saying what to do
     assert not w.passed and not report.passed and "mode='full'" in w.hints[-1]
     assert report.mode == "probe" and report.results["x"].passed
-    note = next(n for n in report.notes if "probe failed for dW" in n)
+    note = next(n for n in report.notes if "probe of dW disagreed" in n)
     assert "budget 0 s" in note and "sampled" in note and said == [note]
 
 
@@ -186,11 +186,60 @@ def test_failed_probe_sampled_fallback_that_finds_the_element_names_it():
     assert not any("mode='full'" in h for h in w.hints)
 
 
+def _spec(layer: str, tensors: dict) -> Spec:
+    from gradcli.inputs.spec import build_spec
+
+    return build_spec(REGISTRY[layer], {"tensors": tensors}, base=pathlib.Path("."),
+                      source="<test>")  # fmt: skip
+
+
+@pytest.mark.parametrize("layer, x, saw", [
+    ("relu", [0.0, 1.0, -2.0, 0.0], "probe of dx disagreed (a wrong element, or a kink"),
+    ("sigmoid", [40.0, -40.0, 50.0], "probe of dx was inconclusive (round-off"),
+])  # fmt: skip
+def test_a_probe_that_hands_over_a_correct_gradient_says_what_it_saw(layer, x, saw):
+    """A correct relu whose probe crossed its kink at 0, a sigmoid whose derivative is below
+    the round-off: every element then matches, and the note says what the probe saw, never
+    that something failed beside a PASS."""
+    report = check(_spec(layer, {"x": x}), mode="probe")
+    assert report.passed and report.results["x"].mode == "full"
+    assert [n for n in report.notes if n.startswith(saw)] and "fail" not in " ".join(report.notes)
+
+
+def test_a_probe_that_hands_over_a_wrong_gradient_still_fails():
+    """The twin: the same relu passing the gradient through everywhere (slope 1 at x = -2)."""
+    spec = _spec("relu", {"x": [0.0, 1.0, -2.0, 0.0]})
+    wrong = dataclasses.replace(spec.layer, backward=lambda g, cache: {"x": g})
+    report = check(dataclasses.replace(spec, layer=wrong), mode="probe")
+    x = report.results["x"]
+    assert not x.passed and x.worst_index == (2,)
+    assert any(n.startswith("probe of dx disagreed") for n in report.notes)
+
+
+def test_an_inconclusive_probe_sampled_fails_as_not_fully_compared():
+    """Over --budget the sample that follows a probe matches: the tensor fails as not fully
+    compared, not as 'does not match' beside a worst element with no error."""
+    from gradcli.render.text import summary_line
+
+    spec = _spec("sigmoid", {"x": [40.0, -40.0, 50.0]})
+    report = check(spec, CheckOptions(mode="probe", budget=0.0, samples=1))
+    x = report.results["x"]
+    assert not report.passed and x.mode == "sample" and x.within
+    assert x.reason.startswith("only 1 of the 3 coordinates")
+    line = summary_line(spec, report).plain
+    assert "does not match" not in line and "only 1 of the 3" in line
+    assert "inconclusive" in x.hints[-1] and "mode='full'" in x.hints[-1]
+
+
 def test_correct_gradients_pass_probe_mode_with_a_zero_budget():
     spec = load_spec("linear", None)
     report = check(spec, CheckOptions(mode="probe", budget=0.0))
     assert report.passed and not report.notes
     assert all(r.mode == "probe" for r in report.results.values())
+    # shown along the +-1 direction (b's steps are all alike), not times the step (5e-06)
+    db = report.computation.gradients["b"]
+    signs = np.array(np.meshgrid(*[[-1, 1]] * db.size)).reshape(db.size, -1).T
+    assert np.isclose(signs @ db, report.results["b"].analytic, rtol=1e-12, atol=0).any()
 
 
 def test_failed_probe_cli_exit_1_and_stderr(cli, tmp_path):
@@ -202,7 +251,7 @@ def test_failed_probe_cli_exit_1_and_stderr(cli, tmp_path):
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
     assert doc["results"]["W"]["mode"] == "sample" and not doc["results"]["W"]["passed"]
-    assert r.stderr.count("\n") == 1 and "probe failed for dW" in r.stderr
+    assert r.stderr.count("\n") == 1 and "probe of dW disagreed" in r.stderr
 
 
 def test_a_network_counts_the_arrays_its_layers_keep(tmp_path):
@@ -266,3 +315,18 @@ def test_an_estimate_below_ten_seconds_keeps_two_digits():
     assert [cost.shown(s) for s in (0.0004, 0.43, 1.26, 9.4, 12.6, 4321.0)] == [
         "0.0004", "0.43", "1.3", "9.4", "13", "4,321"
     ]
+
+
+def test_probe_mode_states_the_probes_rule_not_an_atol_of_0():
+    """A probe row is held to rtol * sum |a p|: the title says so (it read 'pass if |a-n| <= 0
+    + 1e-06|n|', the probes' atol under the element-wise rule); a row that fell back to every
+    element keeps the element-wise rule beside it."""
+    from gradcli.render.text import _check_table
+
+    spec = load_spec("linear", None)
+    title = _check_table(spec, check(spec, mode="probe"), 200).title.plain
+    assert "probes: pass if a.p and n.p agree within 1e-09 sum|a p|" in title
+    assert "|a-n|" not in title
+    spec = _spec("relu", {"x": [0.0, 1.0, -2.0, 0.0]})
+    title = _check_table(spec, check(spec, mode="probe"), 200).title.plain
+    assert "pass if |a-n| <= 1e-07 + 1e-06|n|" in title and "probes" not in title

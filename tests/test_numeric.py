@@ -172,7 +172,7 @@ def test_probe_mode_passes_and_names_the_wrong_element(name):
     report = check(_off_by(spec, tensor, 1e-3, where), mode="probe")
     r = report.results[tensor]
     assert not r.passed and r.mode == "full" and r.worst_index == tuple(map(int, where))
-    assert any("probe failed" in n for n in report.notes)
+    assert any("probe of d" + tensor + " disagreed" in n for n in report.notes)
 
 
 def test_auto_mode_samples_above_the_budget():

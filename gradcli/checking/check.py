@@ -132,6 +132,7 @@ class Prepared:
     forward: ForwardAgreement | None = None  # --impl of a built-in: its forward against ours
     sampled: dict[str, np.ndarray] = field(default_factory=dict)  # name -> its coordinates
     backward: BackwardAgreement | None = None  # and its backward, at the drawn points
+    probed: dict[str, str] = field(default_factory=dict)  # probe mode: why a name fell back
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -157,11 +158,12 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             if mode == "probe":
                 found = probe(p.engines[name], name, p.under_test[name],
                               _dtype_of(p, name), opts.method, rng, _extra(p, name))  # fmt: skip
-                if found is not None:
+                if not isinstance(found, str):
                     numeric[name] = np.full(p.under_test[name].shape, np.nan)
                     results[name] = found
                     continue
-                mode, seconds = recheck(p, name, spent, rng)
+                p.probed[name] = found
+                mode, seconds = recheck(p, name, found, spent, rng)
                 spent += seconds
                 p.spent += seconds
             coords, grad, info = numerical(p, name, mode, rng)
@@ -324,9 +326,12 @@ def numerical(
     return coords, grad, info
 
 
-def recheck(p: Prepared, name: str, spent: float, rng: np.random.Generator) -> tuple[str, float]:
-    """A failed probe: (the mode its elements are checked in, its predicted seconds). Every
-    element, unless that would exceed what is left of --budget and a sample is cheaper."""
+def recheck(
+    p: Prepared, name: str, why: str, spent: float, rng: np.random.Generator
+) -> tuple[str, float]:
+    """A probe that did not pass its tensor (``why``): (the mode its elements are checked in,
+    its predicted seconds). Every element, unless that would exceed what is left of --budget
+    and a sample is cheaper."""
     whole = p.estimates[name]
     sample = None
     if spent + whole > p.opts.budget:  # drawn only then, after the probes drew theirs
@@ -335,7 +340,7 @@ def recheck(p: Prepared, name: str, spent: float, rng: np.random.Generator) -> t
         cheaper = estimate(p.engines[name], name, p.opts.method, p.opts.coloring, coords).seconds
         if cheaper < whole:
             p.sampled[name], sample = coords, cheaper
-    mode, note = fallback(name, whole, spent, p.opts.budget, p.opts.samples, sample)
+    mode, note = fallback(name, why, whole, spent, p.opts.budget, p.opts.samples, sample)
     p.note(note)
     return mode, whole if sample is None else sample
 
@@ -559,7 +564,7 @@ def compare_tensor(
         refined_halvings=0 if refined is None else refined.halvings, **_extra(p, name),
     )  # fmt: skip
     if p.mode == "probe":
-        result = unlocated(result)
+        result = unlocated(result, p.probed.get(name))
     ours = None
     if opts.grads is not None:
         ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,

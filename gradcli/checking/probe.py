@@ -1,8 +1,10 @@
 """Probe mode: two random directional derivatives per tensor instead of every element.
 
 Along a Rademacher direction p, the numerical sum_j dL/dx_j p_j is one stencil evaluation; it
-must match sum_j a_j p_j. When either direction disagrees, the caller checks every element, or,
-when that would not fit in --budget, a sample of them (``fallback``).
+must match sum_j a_j p_j. When either direction disagrees, or cannot decide (not finite, or
+round-off as large as the derivative), the caller checks every element, or, when that would not
+fit in --budget, a sample of them (``fallback``); the note says which of the two it was, since
+the element-wise check may well pass (a correct relu whose probe crossed its kink).
 """
 
 from __future__ import annotations
@@ -24,18 +26,29 @@ from gradcli.numeric.sampling import rademacher
 PROBE_RTOL = {"central": 1e-9, "forward": 1e-6, "backward": 1e-6, "central4": 1e-10,
               "complex": 1e-13}  # fmt: skip
 
+# why a probe hands its tensor to the element-wise check (the note's words): a disagreement, or
+# no decision either way; neither is the verdict, which the element-wise check gives
+DISAGREED = "disagreed (a wrong element, or a kink it crossed)"
+INCONCLUSIVE = "was inconclusive"
+
+
+def probe_rtol(dtype: str, method: str) -> float:
+    """A probe's tolerance, relative to sum_j |a_j p_j| (its round-off estimate is added)."""
+    return 1e-5 if dtype == "float32" else PROBE_RTOL[method]
+
 
 def probe(
     engine: Engine, name: str, analytic: np.ndarray, dtype: str, method: str,
     rng: np.random.Generator, extra: dict[str, Any],
-) -> TensorResult | None:  # fmt: skip
-    """Two random directional derivatives; None when one disagrees (then check every element)."""
+) -> TensorResult | str:  # fmt: skip
+    """Two random directional derivatives; when they cannot PASS the tensor, why not (the
+    words of ``fallback``'s note): then every element is checked."""
     a = np.asarray(analytic, dtype=np.float64)
-    rtol = 1e-5 if dtype == "float32" else PROBE_RTOL[method]
-    worst = (0.0, 0.0, 0.0)
+    rtol = probe_rtol(dtype, method)
+    shown: list[tuple[float, float, float]] = []
     noise = engine.noise_factor() * float(engine.gy.sum())
     if float(steps(engine.t64[name].ravel(), engine.eps).min(initial=np.inf)) < TINY:
-        return None  # a subnormal step: the element-wise check says why it cannot resolve
+        return INCONCLUSIVE + " (its step is below the smallest normal float)"
     refined = halvings = 0
     for _ in range(2):
         direction = rademacher(a.shape, rng)
@@ -45,16 +58,22 @@ def probe(
         size = float(np.sum(np.abs(a * p)))
         # NaN compares False and a round-off as large as the derivative passes anything: only
         # a finite, resolved and close probe is a PASS; anything else goes element by element
-        if not all(map(np.isfinite, (num, ana, size, noise))) or noise * RESOLVE_MARGIN > size:
-            return None
+        if not all(map(np.isfinite, (num, ana, size, noise))):
+            return INCONCLUSIVE + " (a directional derivative is not finite)"
+        if noise * RESOLVE_MARGIN > size:
+            return INCONCLUSIVE + " (round-off as large as its directional derivative)"
         if err > rtol * size + noise + 1e-300:
             limit = _shrinks(engine, name, direction, ana, num, noise, rtol * size)
             if limit is None:
-                return None
+                return DISAGREED
             (num, k), refined = limit, refined + 1
             err, halvings = abs(num - ana), max(halvings, k)
-        worst = max(worst, (err, ana, num))
-    err, ana, num = worst
+        # shown per unit step (p / min |p| is the +-1 direction where every step is the same),
+        # not per the step itself: a derivative of 5e-06 for a gradient of entries near 1 reads
+        # as a bug
+        unit = float(np.abs(p).min())
+        shown.append((err / unit, ana / unit, num / unit))
+    err, ana, num = max(shown, key=lambda e: e[0])  # the direction further off; ties: the first
     rel = err / max(abs(ana), abs(num)) if err else 0.0
     return TensorResult(
         name=name, shape=a.shape, max_abs_error=err, max_rel_error=rel, worst_index=(),
@@ -97,21 +116,22 @@ def _shrinks(
 
 
 def fallback(
-    name: str, seconds: float, spent: float, budget: float, samples: int,
+    name: str, why: str, seconds: float, spent: float, budget: float, samples: int,
     sampled: float | None = None,
 ) -> tuple[str, str]:  # fmt: skip
-    """(mode, note) for a tensor whose probe disagreed: every element, unless that (predicted
-    ``seconds``, on top of the rechecks already run, ``spent``) would exceed --budget and a
-    sample is cheaper (its predicted seconds ``sampled``; None: it is not): then a sample, as
-    an automatic full check would."""
+    """(mode, note) for a tensor whose probe did not pass it (``why``, from ``probe``): every
+    element, unless that (predicted ``seconds``, on top of the rechecks already run, ``spent``)
+    would exceed --budget and a sample is cheaper (its predicted seconds ``sampled``; None: it
+    is not): then a sample, as an automatic full check would. The note says what the probe
+    saw, not a verdict: the element-wise check that follows gives that."""
     if spent + seconds <= budget:
         about = f" (estimated {seconds:.1f} s)" if seconds > 2 else ""
-        return "full", f"probe failed for d{name}: ran the full per-element check{about}"
-    said = f"probe failed for d{name}: a full check of it would take about {cost.shown(seconds)} s"
+        return "full", f"probe of d{name} {why}: checked every element instead{about}"
+    said = f"probe of d{name} {why}: a full check of it would take about {cost.shown(seconds)} s"
     if sampled is None:
         return "full", (
-            f"{said} (budget {budget:g} s), and a sample of {samples} coordinates as long: ran "
-            "the full per-element check"
+            f"{said} (budget {budget:g} s), and a sample of {samples} coordinates as long: "
+            "checked every element instead"
         )
     return "sample", (
         f"{said} (budget {budget:g} s): checked {samples} sampled coordinates, about "
@@ -119,13 +139,23 @@ def fallback(
     )
 
 
-def unlocated(result: TensorResult) -> TensorResult:
+def unlocated(result: TensorResult, why: str | None) -> TensorResult:
     """A sampled fallback that found no wrong element still fails: the probe saw a disagreement
-    the sample did not reach, and a PASS is never given on less than the mode promised."""
-    if not result.passed or result.mode != "sample":
+    the sample did not reach (or could not decide), and a PASS is never given on less than the
+    mode promised."""
+    if not result.passed or result.mode != "sample" or why is None:  # None: never probed
         return result
-    hint = (
-        "a random direction disagreed, but none of the sampled coordinates did: "
-        f"{mention('mode', 'full')} (or more {mention('samples')}) finds the wrong elements"
-    )
-    return dataclasses.replace(result, within=False, hints=(*result.hints, hint))
+    if why == DISAGREED:
+        hint = (
+            "a random direction disagreed, but none of the sampled coordinates did: "
+            f"{mention('mode', 'full')} (or more {mention('samples')}) finds the wrong elements"
+        )
+    else:
+        hint = (
+            f"the probe {why} and only a sample of the coordinates was compared: "
+            f"{mention('mode', 'full')} compares every one"
+        )
+    # every coordinate is what a probe that did not pass owes: the result fails as not fully
+    # compared (its reason), not as a mismatch of a worst element that matched
+    size = int(np.prod(result.shape, dtype=np.int64))
+    return dataclasses.replace(result, promised=size, hints=(*result.hints, hint))

@@ -16,6 +16,7 @@ from rich.text import Text
 from gradcli.checking import intermediates
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
+from gradcli.checking.probe import probe_rtol
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
@@ -114,15 +115,29 @@ def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
         rows.append((
             Text("d" + name, style="bold"), checked, where, f"{r.analytic:.7g}",
             f"{r.numeric:.7g}", f"{own['abs_error']:.3g}", f"{own['rel_error']:.3g}",
-            f"{r.atol:.2g}", verdict, r.band,
+            f"{r.atol:.2g}" if r.mode != "probe" else "", verdict, r.band,  # the title's rule
         ))  # fmt: skip
-    atols = {r.atol for r in report.results.values()}
-    atol = f"{atols.pop():.2g}" if len(atols) == 1 else "atol"  # shared: legible without its column
     title = Text(
         f"gradient check: {label} vs numeric ({report.method} differences, "
-        f"eps {report.eps:.3g}; pass if |a-n| <= {atol} + {report.rtol:g}|n|)"
+        f"eps {report.eps:.3g}; {_rule(report)})"
     )
     return fitted(columns, rows, width, title=title, title_justify="left")
+
+
+def _rule(report: CheckReport) -> str:
+    """The pass rule of the table's rows: element-wise, and a probe's own where a row is one
+    (its atol column is not the rule there: a direction is held to rtol * sum |a p|)."""
+    probes = [r for r in report.results.values() if r.mode == "probe"]
+    atols = {r.atol for r in report.results.values() if r.mode != "probe"}
+    atol = f"{atols.pop():.2g}" if len(atols) == 1 else "atol"  # shared: legible without its column
+    rule = f"pass if |a-n| <= {atol} + {report.rtol:g}|n|"
+    if not probes:
+        return rule
+    directions = (
+        f"probes: pass if a.p and n.p agree within {probe_rtol(report.dtype, report.method):g} "
+        "sum|a p| + round-off, for 2 random +-1 directions p"
+    )
+    return directions if len(probes) == len(report.results) else f"{rule}; {directions}"
 
 
 def summary_line(spec: Spec, report: CheckReport) -> Text:
