@@ -2,6 +2,7 @@
 layers, diagnosis hints, worst-k lists, and user code that raises or returns garbage."""
 
 import json
+import shlex
 import textwrap
 
 import numpy as np
@@ -225,6 +226,28 @@ def test_init_impl_skeleton_is_a_module(cli, tmp_path):
         text = cli("init", layer, "--impl").stdout
         compile(text, f"{layer}.py", "exec")
         assert "def forward" in text and "def backward" in text
+
+
+def test_init_names_the_file_it_writes(cli, tmp_path):
+    """The run line of what init -o writes names that file (the skeleton said my_linear.py
+    whatever -o was), quoted for the shell; no file name can break the module or the YAML."""
+    import ast
+
+    import yaml
+
+    for name in ("mine.py", 'odd """name\\ it.py'):
+        path = tmp_path / name
+        assert cli("init", "linear", "--impl", "-o", path).exit_code == 0
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        assert doc.splitlines()[0].endswith(f"gradcli check linear --impl {shlex.quote(str(path))}")
+        assert "my_linear.py" not in doc
+    for layer in ("linear", "custom", "net"):
+        path = tmp_path / f"{layer} spec.yaml"
+        assert cli("init", layer, "-o", path).exit_code == 0
+        text = path.read_text()
+        assert f"gradcli check {layer} {shlex.quote(str(path))}" in text
+        assert "THIS_FILE" not in text and yaml.safe_load(text)
+    assert "my_linear.py" in cli("init", "linear", "--impl").stdout  # stdout: a name to use
 
 
 def test_table_shows_worst_k_heatmap_hints_and_band(cli, tmp_path):

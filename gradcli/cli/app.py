@@ -322,11 +322,13 @@ def init(
                                "model file (impl: FILE.py)", source="--impl")  # fmt: skip
         text = NET_TEMPLATE
     elif impl:
-        text = skeleton.module(layer)
+        text = skeleton.module(layer, None if output is None else str(output))
     elif layer == "custom":  # no built-in to describe: a spec that runs with the custom skeleton
         text = skeleton.CUSTOM_SPEC
     else:
         text = jsondoc.init_template(get_layer(layer))
+    if output is not None and not impl:  # the template's own run line names the file written
+        text = text.replace("THIS_FILE.yaml", skeleton.command_word(str(output)))
     if output is not None and not force and (output.exists() or output.is_symlink()):
         raise GradcliError(f"{output} already exists; --force overwrites it", param="output")
     emit(output, (), text=text)

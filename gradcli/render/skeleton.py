@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 
 from gradcli.layers import get_layer
 from gradcli.layers.words import skeleton_for
 
-_HEADER = '''"""My {layer} layer, checked by: gradcli check {layer} SPEC --impl {file}
-
+_HEADER = '''"""My {layer} layer, checked by: gradcli check {layer}{spec} --impl {file}
+{on}
 gradcli calls forward(**tensors, **options) and backward(grad_output, **tensors, **options),
 with the tensors by name (NumPy arrays) and only the options your spec sets. backward returns
 a dict of gradients keyed by tensor name, each of that tensor's shape.
@@ -31,9 +32,17 @@ def backward(grad_output, x, scale=1.0):
 """
 
 
-def module(layer: str) -> str:
+def command_word(path: str) -> str:
+    """``path`` as one word of a shell command in a comment: quoted when the shell needs it,
+    and on one line (a newline or an ESC in a file name is shown escaped, as in messages)."""
+    quoted = shlex.quote(path)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in quoted)
+
+
+def module(layer: str, file: str | None = None) -> str:
     """The `init --impl` module of a registered layer (its own skeleton, else one from its
-    tensor names), or of ``custom``."""
+    tensor names), or of ``custom``; ``file``: where it is written (its docstring's command
+    names it), by default the name it suggests, my_LAYER.py."""
     if layer == "custom":
         body = CUSTOM
     else:
@@ -44,7 +53,14 @@ def module(layer: str) -> str:
             ", ".join(f"{t.name} {t.shape_str}" for t in lay.tensors if not t.absent_ok),
             f"{lay.output.name} {lay.output.shape_str}",
         )
-    head = _HEADER.format(layer=layer, file=f"my_{layer}.py")
+    # the docstring holds the command's text: its backslashes and quotes are escaped, so that
+    # no file name can end the string early
+    word = command_word(file or f"my_{layer}.py").replace("\\", "\\\\").replace('"', '\\"')
+    if layer == "custom":
+        spec, on = " SPEC", "(SPEC: a spec naming your tensors; gradcli init custom writes one)\n"
+    else:
+        spec, on = "", f"(on {layer}'s default tensors; a SPEC file after {layer} gives your own)\n"
+    head = _HEADER.format(layer=layer, file=word, spec=spec, on=on)
     if layer != "custom" and get_layer(layer).cs231n:
         head = head.replace('"""\n\nimport', _cs231n(layer) + '"""\n\nimport', 1)
     return head + body.lstrip("\n")
