@@ -172,6 +172,15 @@ def test_labels_drawn_from_the_seed_in_range(cli_json, write_spec):
         ("svm", {"x": "{shape: [3, 4]}", "y": "[0, 4, 1]"}, "tensors.y", "y[1] = 4"),
         ("softmax_cross_entropy", {"x": "{shape: [3, 4]}", "y": "[0, 1]"}, "tensors.y", "[3]"),
         ("softmax_cross_entropy", {"x": "{shape: [4]}", "y": "[0]"}, "tensors.x", "core axis"),
+        ("softmax_cross_entropy", {"x": "{shape: [4]}", "y": "[0]"}, "tensors.x",
+         "N rows of C class scores with integer labels y (N,)"),
+        # 3-D scores are a batch of losses: the labels' shape names x's (it said [3] alone)
+        ("softmax_cross_entropy", {"x": "{shape: [2, 3, 4]}", "y": "[0, 1]"}, "tensors.y",
+         "y must have shape [2, 3] or [3] (..., N), one integer label per row of the scores x "
+         "[2, 3, 4]"),
+        ("svm", {"x": "{shape: [2, 3, 4]}", "y": "{shape: [2, 4], init: labels}"}, "tensors.y",
+         "y must have shape [2, 3] or [3] (..., N)"),
+        ("svm", {"x": "{shape: [3, 4]}", "y": "[0, 1]"}, "tensors.y", "y must have shape [3] (N,)"),
         ("mse", {"pred": "{shape: [3, 4]}", "target": "{shape: [3, 5]}"}, "tensors.target",
          "[..., 3, 4]"),
         ("mse", {"pred": "{shape: [2, 3, 4]}", "target": "{shape: [5, 3, 4]}"},
@@ -191,6 +200,15 @@ def test_labels_drawn_from_the_seed_in_range(cli_json, write_spec):
 def test_bad_input_is_one_line_naming_the_key(cli, write_spec, assert_usage_error, layer,
                                               tensors, key, needle):  # fmt: skip
     assert_usage_error(cli("check", layer, _spec(write_spec, layer, tensors)), key, needle)
+
+
+def test_cs231n_loss_refuses_batches_of_scores_naming_the_key(cli, write_spec, assert_usage_error):
+    spec = _spec(write_spec, "softmax_cross_entropy",
+                 {"x": "{shape: [2, 3, 4]}", "y": "{shape: [2, 3], init: labels}"})  # fmt: skip
+    layers = pathlib.Path(__file__).parent / "fixtures" / "cs231n" / "layers.py"
+    assert_usage_error(cli("check", "softmax_cross_entropy", spec, "--impl", layers),
+                       "softmax_loss takes x with 2 axes (x (N, C) scores, y (N,) integer labels)",
+                       "this spec's tensors.x has shape [2, 3, 4]")  # fmt: skip
 
 
 # ---------------------------------------------------------------- scalar outputs

@@ -40,11 +40,12 @@ from gradcli.layers.words import shape as _s
 LOSS = TensorInfo("loss", (), (), "output", "the loss, a scalar (its upstream gradient is 1)")
 
 
-def _matrix(layer: str, s: Shapes, key: str, axes: str) -> tuple[int, int]:
+def _matrix(layer: str, s: Shapes, key: str, axes: str, rows: str) -> tuple[int, int]:
+    """N and the row length of ``key`` (..., N, K), whose ``rows`` are what a message names."""
     if len(s[key]) < 2:
         raise ShapeError(
-            f"{layer}: {key} must be (..., {axes}), at least 2-D: the mean over the batch mixes "
-            f"the examples, so N is a core axis, got shape {list(s[key])}",
+            f"{layer}: {key} must be (..., {axes}), {rows}, at least 2-D: the mean over the "
+            f"batch mixes the examples, so N is a core axis, got shape {list(s[key])}",
             key=key,
         )
     return s[key][-2], s[key][-1]
@@ -75,13 +76,19 @@ def _lead(
 
 
 def _labels_shape(layer: str, s: Shapes, N: int) -> tuple[int, ...]:
-    if tuple(s["y"][-1:]) != (N,):
+    x, y = list(s["x"]), list(s["y"])
+    # what fits: x's rows with all, or some, of their batch axes (the others broadcast); with
+    # batches of scores, [N] alone would name the wrong shape
+    fits = [x[i:-1] for i in range(len(x) - 1)]
+    want = f"{fits[0]} (N,)" if len(fits) == 1 else f"{' or '.join(map(str, fits))} (..., N)"
+    if tuple(y[-1:]) != (N,):
         raise ShapeError(
-            f"{layer}: y must have shape [{N}] (N,), one label per row of x, got {list(s['y'])}",
+            f"{layer}: y must have shape {want}, one integer label per row of the scores x {x} "
+            f"(..., N, C), got {y}",
             key="y",
         )
     x_rows = {"x": s["x"][:-1], "y": s["y"]}
-    return _lead(layer, x_rows, "x", "y", 1, f"[{N}] (N,)", a_shape=s["x"])
+    return _lead(layer, x_rows, "x", "y", 1, want, a_shape=s["x"])
 
 
 def check_labels(t: Arrays, options: Any = None) -> None:
@@ -160,7 +167,7 @@ def _to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def mse_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
-    N, D = _matrix("mse", s, "pred", "N, D")
+    N, D = _matrix("mse", s, "pred", "N, D", "N rows of D predictions")
     if tuple(s["target"][-2:]) != (N, D):
         raise ShapeError(
             f"mse: target must have pred's shape [..., {N}, {D}], got {list(s['target'])}",
@@ -241,7 +248,7 @@ def softmax_ce_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, n
 
 def _classifier_shape(layer: str) -> Any:
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
-        N, _ = _matrix(layer, s, "x", "N, C")
+        N, _ = _matrix(layer, s, "x", "N, C", "N rows of C class scores with integer labels y (N,)")
         return _labels_shape(layer, s, N)
 
     return output_shape
@@ -288,7 +295,7 @@ SOFTMAX_CROSS_ENTROPY = Layer(
     terms=SOFTMAX_CE_TERMS,
     explain=softmax_ce_explain,
     skeleton=SOFTMAX_CE_SKELETON,
-    cs231n=(Form("softmax_loss", ndim={"x": 2}, hint="x (N, C), y (N,)"),),
+    cs231n=(Form("softmax_loss", ndim={"x": 2}, hint="x (N, C) scores, y (N,) integer labels"),),
 )
 
 
@@ -420,5 +427,5 @@ SVM = Layer(
     terms=SVM_TERMS,
     explain=svm_explain,
     skeleton=SVM_SKELETON,
-    cs231n=(Form("svm_loss", ndim={"x": 2}, hint="x (N, C), y (N,)"),),
+    cs231n=(Form("svm_loss", ndim={"x": 2}, hint="x (N, C) scores, y (N,) integer labels"),),
 )

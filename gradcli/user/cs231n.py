@@ -240,8 +240,9 @@ class Call:
                          f"batch axes ({form.hint}); this spec has {shapes}")  # fmt: skip
         for n, k in form.ndim.items():
             if n in t and np.ndim(t[n]) != k:
+                shape = list(np.shape(t[n]))
                 self._refuse(f"CS231n's {form.forward} takes {n} with {k} axes ({form.hint}); "
-                             f"this spec's {n} has shape {list(np.shape(t[n]))}")  # fmt: skip
+                             f"this spec's tensors.{n} has shape {shape}")  # fmt: skip
 
     def _array(self, value: Any, what: str) -> np.ndarray:
         return result.array(value, self.path, what, complex_ok=True)
