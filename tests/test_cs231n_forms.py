@@ -70,6 +70,48 @@ def test_the_first_line_names_the_functions_and_their_layout(cli):
     assert table.split("\n")[0].rstrip() == "softmax_cross_entropy: your softmax_loss in layers.py"
 
 
+def test_worst_elements_say_where_they_are_in_the_students_arrays():
+    """Every element of gradcli's gradients is named in the student's own array: conv2d's
+    dW[m, n, d, c] is their dw[c, d, m, n] (w as (F, C, HH, WW)), dX[b, i, j, d] their
+    dx[b, d, i, j], each under their forward's own parameter name."""
+    from gradcli.layers import REGISTRY
+    from gradcli.user.impl import load_impl, user_layer
+
+    layer = user_layer(load_impl(str(LAYERS)), REGISTRY["conv2d"], ())
+    shapes = {"X": (2, 4, 5, 3), "W": (3, 2, 3, 4), "b": (4,)}
+    for idx in np.ndindex(shapes["W"]):
+        m, n, d, c = idx
+        assert layer.yours("W", shapes, idx) == f"dw[{c},{d},{m},{n}]"
+    for idx in np.ndindex(shapes["X"]):
+        b, i, j, d = idx
+        assert layer.yours("X", shapes, idx) == f"dx[{b},{d},{i},{j}]"
+    assert layer.yours("b", shapes, (2,)) == "db[2]"
+
+
+def test_where_the_layout_is_gradclis_no_second_index_is_shown(cli, tmp_path):
+    """The twin: the same wrong dW[o=1, i=3] written in gradcli's own form (W (out, in)) is
+    named once; in CS231n's form (w = W^T) it is their dw[3,1]."""
+    ours = tmp_path / "ours.py"
+    ours.write_text(
+        "import numpy as np\n"
+        "def forward(x, W, b):\n    return W @ x + b\n"
+        "def backward(grad_output, x, W, b):\n"
+        "    dW = np.outer(grad_output, x)\n    dW[1, 3] += 1\n"
+        "    return {'x': W.T @ grad_output, 'W': dW, 'b': grad_output}\n"
+    )
+    theirs = tmp_path / "theirs.py"
+    theirs.write_text(
+        "def affine_forward(x, w, b):\n    return x @ w + b, (x, w)\n"
+        "def affine_backward(dout, cache):\n    x, w = cache\n    dw = x.T @ dout\n"
+        "    dw[3, 1] += 1\n    return dout @ w.T, dw, dout.sum(axis=0)\n"
+    )
+    wide = {"COLUMNS": "200"}
+    out = cli("check", "linear", "--impl", ours, env=wide).stdout
+    assert "worst dW[o=1, i=3]: analytic" in out and "your" not in out.splitlines()[-1]
+    out = cli("check", "linear", "--impl", theirs, env=wide).stdout
+    assert "worst dW[o=1, i=3] (your dw[3,1]): analytic" in out
+
+
 def test_spatial_batchnorm_is_chosen_by_the_options(cli):
     # layers.py holds batchnorm_forward and spatial_batchnorm_forward: spatial: 2 picks the second
     result, doc = _check(cli, "batchnorm", SPECS / "batchnorm_spatial.yaml", LAYERS)

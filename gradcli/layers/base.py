@@ -244,6 +244,11 @@ class Layer:
     # that is not the built-in forward's (CS231n's dropout draws its own mask): (tensors,
     # options, theirs) -> expected; None: the built-in forward's
     reference: Callable[[Arrays, Any, np.ndarray], np.ndarray] | None = None
+    # a user's implementation in CS231n's layout: yours(name, shapes, index) -> where element
+    # ``index`` of gradient d``name`` (gradcli's layout; ``shapes``: the spec's) is in the array
+    # the user's backward returned, under their own parameter's name: "dw[3,2]" for
+    # dW[o=2, i=3] (w = W transposed); None: the report's indices are already theirs
+    yours: Callable[[str, Shapes, tuple[int, ...]], str] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

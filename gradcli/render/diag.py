@@ -17,7 +17,7 @@ from gradcli.checking.contract import Finding
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.render.fit import Col, fitted
-from gradcli.render.values import letters, natural_index, slices
+from gradcli.render.values import letters, natural_index, slices, yours
 
 # error / tolerance -> a character (legible without colour: pipes, NO_COLOR, CI logs) and its
 # colour on a terminal; "-" marks a coordinate a sampled check did not evaluate
@@ -171,6 +171,13 @@ def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
         for w in r.worst
     ]  # fmt: skip
     title = Text(f"d{r.name}: the {len(r.worst)} worst elements")
+    theirs = [yours(spec, r.name, tuple(w["index"])) for w in r.worst]
+    if any(theirs):  # their code's layout (CS231n's): where each element is in their array
+        own = theirs[0].split("[")[0]
+        # both indices whole (a folded index is hard to read): the errors give way first
+        columns = (Col("element"), Col(f"in your {own}"), *columns[1:])
+        rows = [(row[0], where, *row[1:]) for row, where in zip(rows, theirs, strict=True)]
+        title.append(f", and where each is in your {own} (CS231n's layout)")
     return fitted(columns, rows, width, title=title, title_justify="left")
 
 

@@ -21,7 +21,7 @@ from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
 from gradcli.render.fit import Col, fitted
-from gradcli.render.values import natural_index, num, print_values
+from gradcli.render.values import natural_index, num, print_values, yours
 
 
 def _rows(
@@ -201,6 +201,8 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
         if off:
             worst = max(off, key=lambda r: r.max_rel_error)
             where = "d" + worst.name + natural_index(spec.info(worst.name), worst.worst_index)
+            theirs = yours(spec, worst.name, worst.worst_index)
+            where += f" (your {theirs})" if theirs else ""
             n = len(report.results)
             count = (
                 "the gradient does not" if n == 1

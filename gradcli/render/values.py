@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
 
 MAX_SHOWN = 100  # tensors with at most this many elements get their values printed
@@ -22,6 +23,16 @@ def natural_index(info: TensorInfo | None, idx: tuple[int, ...]) -> str:
         return ""
     names = letters(info, len(idx))
     return "[" + ", ".join(f"{name}={i}" for name, i in zip(names, idx, strict=True)) + "]"
+
+
+def yours(spec: Spec, name: str, idx: tuple[int, ...]) -> str:
+    """Where element ``idx`` of d``name`` is in the user's own array when their code has
+    another layout (CS231n's: ``dw[3,2]`` for dW[o=2, i=3]); "" when it is where the report's
+    index says."""
+    if spec.layer.yours is None:
+        return ""
+    theirs = spec.layer.yours(name, spec.shapes, tuple(idx))
+    return "" if theirs == f"d{name}[{','.join(map(str, idx))}]" else theirs
 
 
 def letters(info: TensorInfo | None, ndim: int) -> list[str]:

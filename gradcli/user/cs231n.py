@@ -124,7 +124,7 @@ def unfit(base: Any, options: Any, path: Path) -> None:
     )
 
 
-def order(t: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[str]:
+def order(t: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
     """The tensors in the order the functions take and return them: the layer's (a custom
     layer's: the spec's or the ``tensors`` mapping's)."""
     return [n for n in names if n in t] + [n for n in t if n not in names]
@@ -211,6 +211,29 @@ class Call:
                              f"{list(a.shape)}, expected {list(want)}")  # fmt: skip
             out[n] = arg.back(a, np.shape(t[n]))
         return out
+
+    def where(self, names: list[str], name: str, shape: tuple[int, ...],
+              index: tuple[int, ...]) -> str:  # fmt: skip
+        """Where element ``index`` of gradcli's gradient d``name`` (of ``shape``) is in the
+        array their backward returns: ``dw[3,2]`` for dW[o=2, i=3] (w = W transposed), named
+        after their forward's own parameter, so that a student finds it in their own code."""
+        arg = self.form.arg(name) if self.form else None
+        theirs = index
+        if arg is not None:  # their layout of an array of flat indices: where ours went
+            size = int(np.prod(shape, dtype=np.int64))
+            flat = int(np.ravel_multi_index(index, shape)) if shape else 0
+            moved = np.asarray(arg.to(np.arange(size).reshape(shape)))
+            theirs = tuple(int(i) for i in np.argwhere(moved == flat)[0])
+        return f"d{self._param(names, name)}[{','.join(map(str, theirs))}]"  # Python's own
+
+    def _param(self, names: list[str], name: str) -> str:
+        """Their forward's parameter that receives tensor ``name`` (by position), else ours."""
+        try:
+            params = list(inspect.signature(self.forward).parameters)
+        except (TypeError, ValueError):
+            return name
+        k = names.index(name) if name in names else len(params)
+        return params[k] if k < len(params) else name
 
     def _loss(self, value: Any, names: list[str]) -> tuple[Any, Any]:
         named = [n for n in names if n not in self.constants]

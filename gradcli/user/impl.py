@@ -295,10 +295,15 @@ def user_layer(
 
     infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
     form = how.form if how else None
+
+    def yours(name: str, shapes: Shapes, index: tuple[int, ...]) -> str:
+        assert how is not None
+        return how.where(cs231n.order(shapes, own), name, tuple(shapes[name]), index)
     return Layer(
         name=base.name if base else "custom",
         summary=_summary(impl, how),
         reference=form.expected if form else None,
+        yours=yours if form else None,
         tensors=infos,
         output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
         forward=forward,
