@@ -369,3 +369,15 @@ def test_a_folded_worst_element_breaks_at_its_spaces_only(cli, write_spec, tmp_p
     rows = [line for line in out.splitlines() if line.startswith("│")]
     assert any("dgamma[d=" in line and "] " in line for line in rows), out
     assert not any(line.split("│")[3].strip() == "]" for line in rows), out
+
+
+def test_table_titles_wrap_at_the_console_not_the_narrow_table():
+    """rich wrapped a title inside its table's width: lstm_step's formula broke at 73 columns
+    of an 80-column terminal, and the check's pass rule was cut in two."""
+    spec = load_spec("lstm_step", None)
+    report = check(spec)
+    lines = _render(spec, report, report.computation, report.numeric, 84).splitlines()
+    table_width = len(lines[1])  # the shapes table's top border, under a one-line title
+    assert lines[0].rstrip() == f"lstm_step: {spec.layer.summary}"
+    assert table_width < len(lines[0].rstrip()) <= 84
+    assert any(line.rstrip() == "pass if |a-n| <= 1e-07 + 1e-06|n|" for line in lines)

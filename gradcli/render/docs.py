@@ -10,11 +10,12 @@ from rich.text import Text
 
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import option_table
+from gradcli.render.fit import TitledTable
 
 
 def render_layers(console: Console) -> None:
     for name, layer in REGISTRY.items():
-        table = Table(title=f"{name}: {layer.summary}", title_justify="left")
+        table = TitledTable(title=f"{name}: {layer.summary}", title_justify="left")
         for col in ("tensor", "shape", "role", "meaning"):
             table.add_column(col)
         for t in (*layer.tensors, layer.output):

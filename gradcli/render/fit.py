@@ -9,9 +9,11 @@ priority first (columns of equal priority go together: analytic with numeric).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -71,7 +73,7 @@ def fitted(
         spare -= grow
     if need(shown, widths) > width:  # the columns that always stay are wider than the console:
         table_kw["width"] = need(shown, widths)  # keep them whole (print with crop=False)
-    table = Table(**table_kw)  # type: ignore[arg-type]
+    table = TitledTable(**table_kw)  # type: ignore[arg-type]
     for i in shown:
         c = columns[i]
         table.add_column(
@@ -84,6 +86,22 @@ def fitted(
 
 def _longest_word(text: str) -> int:
     return max((Text(word).cell_len for word in text.split()), default=0)
+
+
+class TitledTable(Table):
+    """A Table whose title is a line of its own, wrapped at the console's width: rich wraps a
+    title inside the table's width, so a narrow table cut its formula or pass rule mid-way
+    ("... next_h =" / "o*tanh(next_c)") at 80 columns with room to spare beside it."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.title is None:
+            yield from super().__rich_console__(console, options)
+            return
+        title = self.title if isinstance(self.title, Text) else Text(str(self.title))
+        yield Text.assemble(title, style="table.title", justify="left")
+        untitled = copy.copy(self)
+        untitled.title = None
+        yield from Table.__rich_console__(untitled, console, options)
 
 
 def _cell(value: str | Text) -> Text:

@@ -119,7 +119,7 @@ def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
         ))  # fmt: skip
     title = Text(
         f"gradient check: {label} vs numeric ({report.method} differences, "
-        f"eps {report.eps:.3g}; {_rule(report)})"
+        f"eps {report.eps:.3g})\n{_rule(report)}"  # the rule whole on a line of its own
     )
     return fitted(columns, rows, width, title=title, title_justify="left")
 
