@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import diagnose, intermediates
+from gradcli.checking import diagnose, intermediates, precision
 from gradcli.checking.budget import (
     MIRRORS,
     declares_kinks,
@@ -32,7 +32,9 @@ from gradcli.checking.compute import Computation, compute
 from gradcli.checking.contract import Finding, check_contract, lower_precision
 from gradcli.checking.probe import fallback, probe, unlocated
 from gradcli.checking.report import (
-    FLOAT32_TOLERANCES,
+    FLOAT32_FALLBACK,
+    FLOAT32_FORWARD,
+    FLOAT32_FORWARD_MARGIN,
     BackwardAgreement,
     CheckReport,
     default_tolerances,
@@ -47,10 +49,15 @@ from gradcli.checking.userwork import (
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.layers.base import float64_copies
 from gradcli.numeric import joint, kinks, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
-from gradcli.numeric.methods import CONJUGATE, DEFAULT_MAX_MEMORY, get_method
+from gradcli.numeric.methods import (
+    CONJUGATE,
+    DEFAULT_MAX_MEMORY,
+    EPS,
+    RESOLVE_MARGIN,
+    get_method,
+)
 from gradcli.numeric.sampling import sample_coordinates
 
 MODES = ("auto", "full", "sample", "probe")
@@ -124,7 +131,7 @@ class Prepared:
     default_atol: float
     atol: float
     rtol: float
-    roundoff: dict[str, float]  # float32: the backward's own round-off, per name
+    levels: dict[str, precision.Level]  # float32: each gradient's round-off, per name
     contract: tuple[Finding, ...]
     notes: list[str] = field(default_factory=list)
     session: Any = None  # hypotheses.Session: the causes tried, made at a first failure
@@ -156,8 +163,8 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         for name in p.under_test:
             mode = "sample" if name in p.sampled else p.mode if p.mode == "probe" else "full"
             if mode == "probe":
-                found = probe(p.engines[name], name, p.under_test[name],
-                              _dtype_of(p, name), opts.method, rng, _extra(p, name))  # fmt: skip
+                found = probe(p.engines[name], name, p.under_test[name], _dtype_of(p, name),
+                              opts.method, rng, _extra(p, name), _roundoff(p, name))  # fmt: skip
                 if not isinstance(found, str):
                     numeric[name] = np.full(p.under_test[name].shape, np.nan)
                     results[name] = found
@@ -200,7 +207,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     memory.require(spec, opts.method, opts.max_memory)  # before the first forward
     comp = compute(spec)
     refuse_overflow(spec, comp)
-    roundoff = _float32_roundoff(spec, comp)
+    levels = precision.levels(spec, comp, answers=opts.grads is not None)
+    roundoff = {n: v.relative for n, v in levels.items()}
     run_contract = opts.grads is None and opts.contract
     first = {**comp.gradients, **{n: comp.intermediates["d" + n] for n in spec.layer.intermediates
                                   if "d" + n in comp.intermediates}}  # fmt: skip
@@ -219,6 +227,29 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     agreement = forward_against_builtin(spec, comp)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
+    notes = []
+    if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
+        if forward is not None and forward.passed and builtin is not None:
+            # float32 differences would blur what a float32 backward is checked against: the
+            # built-in forward, which the user's agreed with at this point, is differenced
+            engine = Engine(
+                builtin, spec.tensors, spec.options, spec.grad_output,
+                method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
+            )  # fmt: skip
+            notes.append(
+                "your forward computes in float32 (float64 inputs give float32 numbers) and "
+                f"agrees with the built-in {builtin.name} here: the numerical gradients "
+                "difference the built-in forward, in float64"
+            )
+        else:
+            default_atol, own_rtol = FLOAT32_FORWARD[opts.method]
+            atol = default_atol if opts.atol is None else opts.atol
+            rtol = own_rtol if opts.rtol is None else opts.rtol
+            notes.append(
+                "your forward computes in float32 (float64 inputs give float32 numbers): its "
+                f"differences take float32 steps (eps {engine.eps:.2g}) and carry float32 "
+                f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}"
+            )
     if forward is not None and forward.passed and builtin is not None and builtin.kinks:
         # the user's forward is the built-in's here: its kinks are where the built-in says
         # (a missed one could only fail; a declared one a smooth forward lacks reads its slope)
@@ -226,7 +257,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     agrees = forward is not None and forward.passed and builtin is not None
     if agrees and not engine.layer.footprint:
         engine.declared_footprint = builtin.footprint  # verified before use, as any footprint
-    complex_safe(spec, opts.method, engine)
+    if engine.layer is spec.layer:  # not the built-in standing in for a float32 forward
+        complex_safe(spec, opts.method, engine)
     backward = backward_against_builtin(spec, agreement, atol, rtol) if run_contract else None
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
@@ -243,10 +275,12 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     full = ties_across_tensors(full, engine, spec.tensors)
     p = Prepared(
         spec, opts, comp, under_test, engine, engines, {n: e.groups for n, e in full.items()},
-        {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, roundoff,
+        {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, levels,
         contract,
     )  # fmt: skip
     p.forward, p.backward = agreement, backward
+    for text in notes:
+        p.note(text)
     seconds = sum(p.estimates.values())
     run = dict(full)  # what each name's check will cost, as decided
     if p.mode == "sample" or (p.mode == "auto" and seconds > opts.budget):
@@ -293,25 +327,6 @@ def engines_for(
     inter = tuple(n for n in names if n not in spec.tensors)
     own = {n: engine for n in names if n in spec.tensors}
     return own | intermediates.engines(spec, inter, **engine_kw)
-
-
-def _float32_roundoff(spec: Spec, comp: Computation) -> dict[str, float]:
-    """float32 only: how far the float32 analytical gradients (the tensors', and the
-    intermediates' the backward returns: attention's dS ...) are from the same backward run in
-    float64 on the same (float32-rounded) inputs: the round-off level a float32 check expects."""
-    if spec.dtype != "float32":
-        return {}
-    t64 = float64_copies(spec.tensors)
-    _, cache = spec.layer.forward(t64, spec.options)
-    g64 = spec.layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
-    inter = [n for n in spec.layer.intermediates if n in g64 and "d" + n in comp.intermediates]
-    out = {}
-    for n in [*comp.gradients, *inter]:
-        # an answer (--grads) is held to our own backward's round-off, as a tensor's is
-        a = intermediates.builtin(comp, n)
-        scale = float(np.max(np.abs(g64[n]), initial=0.0)) or 1.0
-        out[n] = float(np.max(np.abs(a - g64[n]), initial=0.0)) / scale
-    return out
 
 
 # ---------------------------------------------------------------------------- numerical
@@ -526,12 +541,16 @@ def tolerances(
     # whether the step resolves the tensor is the numbers' business, whatever --atol says;
     # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
     low = lower_precision(spec.dtype, analytic)
-    floor = max(p.default_atol, FLOAT32_TOLERANCES[0]) if low else p.default_atol
-    atol, unresolved = resolvable(floor, info.noise, analytic, grad, p.roundoff.get(name))
+    floor = max(p.default_atol, FLOAT32_FALLBACK[0]) if low else p.default_atol
+    floor += _roundoff(p, name) or 0.0  # float32: on top of the float64 side's own error
+    # a forward computing in float32 cannot do better than 1% of the largest entry where its
+    # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
+    margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
+    atol, unresolved = resolvable(floor, info.noise, grad, margin)
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
     atol = atol if opts.atol is None else opts.atol
-    rtol = max(p.rtol, FLOAT32_TOLERANCES[1]) if low and opts.rtol is None else p.rtol
+    rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
     return atol, rtol, unresolved, noise
 
 
@@ -572,12 +591,24 @@ def compare_tensor(
     return result, ours
 
 
+def _roundoff(p: Prepared, name: str) -> float | None:
+    """float32: the round-off ``name``'s gradient is allowed per element (precision.py)."""
+    level = p.levels.get(name)
+    if level is None:
+        return None
+    a = np.abs(np.asarray(p.under_test[name], dtype=np.float64))
+    return level.atol(float(a[np.isfinite(a)].max(initial=0.0)))
+
+
 def _dtype_of(p: Prepared, name: str) -> str:
     return "float32" if lower_precision(p.spec.dtype, p.under_test[name]) else p.spec.dtype
 
 
 def _extra(p: Prepared, name: str) -> dict[str, Any]:
-    return {"roundoff": p.roundoff.get(name), "intermediate": name not in p.spec.tensors}
+    level = p.levels.get(name)
+    return {"roundoff": None if level is None else level.relative,
+            "roundoff_source": "" if level is None else level.source,
+            "intermediate": name not in p.spec.tensors}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- diagnose

@@ -34,6 +34,7 @@ class TensorResult:
     unresolved: str = ""  # why this step cannot resolve the tensor ("" when it can)
     numerics: TensorNumerics | None = None
     roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
+    roundoff_source: str = ""  # float32: measured | built-in | estimated (checking/precision.py)
     atol: float = 0.0  # the absolute tolerance this tensor was held to
     worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
     band: str = ""  # CS231n's reading of the relative error of the elements that count

@@ -10,6 +10,7 @@ the element-wise check may well pass (a correct relu whose probe crossed its kin
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,16 @@ def probe_rtol(dtype: str, method: str) -> float:
 
 def probe(
     engine: Engine, name: str, analytic: np.ndarray, dtype: str, method: str,
-    rng: np.random.Generator, extra: dict[str, Any],
+    rng: np.random.Generator, extra: dict[str, Any], roundoff: float | None = None,
 ) -> TensorResult | str:  # fmt: skip
     """Two random directional derivatives; when they cannot PASS the tensor, why not (the
-    words of ``fallback``'s note): then every element is checked."""
+    words of ``fallback``'s note): then every element is checked. ``roundoff``: a float32
+    gradient's tolerated round-off per element (checking/precision.py): along a random +-1
+    direction the elements' round-offs add up as a random walk, sqrt(size) of it; a correct
+    gradient beyond that only costs the element-wise check."""
     a = np.asarray(analytic, dtype=np.float64)
-    rtol = probe_rtol(dtype, method)
+    slack = 0.0 if roundoff is None else roundoff * math.sqrt(a.size)
+    rtol = probe_rtol(dtype, method) if roundoff is None else PROBE_RTOL[method]
     shown: list[tuple[float, float, float]] = []
     noise = engine.noise_factor() * float(engine.gy.sum())
     if float(steps(engine.t64[name].ravel(), engine.eps).min(initial=np.inf)) < TINY:
@@ -62,8 +67,8 @@ def probe(
             return INCONCLUSIVE + " (a directional derivative is not finite)"
         if noise * RESOLVE_MARGIN > size:
             return INCONCLUSIVE + " (round-off as large as its directional derivative)"
-        if err > rtol * size + noise + 1e-300:
-            limit = _shrinks(engine, name, direction, ana, num, noise, rtol * size)
+        if err > rtol * size + noise + slack + 1e-300:
+            limit = _shrinks(engine, name, direction, ana, num, noise, rtol * size + slack)
             if limit is None:
                 return DISAGREED
             (num, k), refined = limit, refined + 1

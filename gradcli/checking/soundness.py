@@ -21,32 +21,26 @@ if TYPE_CHECKING:  # check imports this module
 
 
 def resolvable(
-    atol: float,
-    noise: float,
-    analytic: np.ndarray,
-    numeric: np.ndarray,
-    roundoff: float | None,
+    atol: float, noise: float, numeric: np.ndarray, margin: float = RESOLVE_MARGIN
 ) -> tuple[float, str]:
     """(the automatic absolute tolerance of one tensor, why this step cannot resolve it or "").
 
-    The tolerance: the method's default ``atol`` raised to float64 round-off in its analytical
-    gradient (64 eps * max |gradient|) and, for float32, to 4x the measured float32 round-off
-    of the analytical gradient. The round-off of the finite differences (a few eps * sum
+    The tolerance: ``atol`` (the method's default, plus for float32 the analytical gradient's
+    float32 round-off: checking/precision.py) raised to float64 round-off in its analytical
+    gradient (64 eps * max |gradient|). The round-off of the finite differences (a few eps * sum
     |g * y| / h over the outputs a coordinate moves) is each element's own: compare() holds an
     element to the larger of this tolerance and its own round-off (``noise`` here is the
     largest, which decides only whether the step can resolve the tensor at all).
-    The estimated round-off must stay RESOLVE_MARGIN below the numerical gradient's scale:
+    The estimated round-off must stay ``margin`` (RESOLVE_MARGIN) below the numerical
+    gradient's scale:
     above that the numbers say nothing, and a tolerance raised to them would pass any answer
     (``--eps 1e-320`` raised it to 1e306). Beneath ``atol`` round-off never matters, so a
     gradient that is exactly 0 (a zero upstream gradient) stays resolved."""
     seen = np.abs(numeric[np.isfinite(numeric)])
     scale = float(seen.max(initial=0.0))
     raised = 64 * np.finfo(np.float64).eps * scale
-    if roundoff is not None:
-        finite = np.abs(analytic[np.isfinite(analytic)])
-        raised = max(raised, 4 * roundoff * float(finite.max(initial=0.0)))
     why = ""
-    if not math.isfinite(noise) or (noise > atol and noise * RESOLVE_MARGIN > scale):
+    if not math.isfinite(noise) or (noise > atol and noise * margin > scale):
         why = (
             f"the round-off of its finite differences (about {noise:.2g}) is not far below the "
             f"largest numerical gradient ({scale:.2g}); use a larger {mention('eps')}, or "

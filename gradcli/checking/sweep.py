@@ -12,7 +12,7 @@ import numpy as np
 from gradcli.checking.budget import Estimate, draw, over_budget
 from gradcli.checking.check import engines_for, tested
 from gradcli.checking.compute import compute
-from gradcli.checking.report import default_tolerances
+from gradcli.checking.report import FLOAT32_FALLBACK, default_tolerances
 from gradcli.checking.soundness import refuse_overflow
 from gradcli.checking.userwork import complex_safe
 from gradcli.errors import OptionError
@@ -107,7 +107,9 @@ def _sweep(
             param="sweep",
         )
     # a tensor off at every step would flatten the curve: the regimes come from the others
+    # float32 gradients carry their own round-off: only an error far beyond it is "wrong" here
     rtol = default_tolerances(spec.dtype, method)[1]
+    rtol = FLOAT32_FALLBACK[1] if spec.dtype == "float32" else rtol
     wrong = [n for n in rows[0]["errors"] if min(r["errors"][n] for r in rows) > rtol]
     shown = [n for n in rows[0]["errors"] if n not in wrong and measured[n]] or wrong
     rows = [{"eps": r["eps"], "error": max(r["errors"][n] for n in shown), **r} for r in rows]

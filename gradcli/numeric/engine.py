@@ -361,11 +361,12 @@ class Engine(StackedForward):
 
     def noise_factor(self) -> float:
         """Round-off of a stencil per unit of sum |g * y| / h: every output carries an error of
-        a few eps * |y|, and the stencil weights add up. The complex step subtracts nothing."""
+        a few eps * |y| (``unit``: the eps the forward computes in), and the stencil weights add
+        up. The complex step subtracts nothing."""
         m = self.method
         if m.name == "complex":
             return 0.0
-        return 4 * EPS * sum(abs(w) for w in m.weights) / m.scale
+        return 4 * self.unit * sum(abs(w) for w in m.weights) / m.scale
 
     def directional(self, name: str, direction: np.ndarray) -> tuple[float, np.ndarray]:
         """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation."""

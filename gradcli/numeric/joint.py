@@ -88,7 +88,7 @@ def enforce(
     D, scale, unexamined, extra = _moves(engine, mine, step, owner, budget - spent)
     right = one_sided(D[0], D[1], step, 1)
     left = one_sided(D[2], D[3], step, -1)
-    noise = one_sided_noise(scale, step)
+    noise = one_sided_noise(scale, step, engine.unit)
     a = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel()[records[n].coords]
                         for n in names])  # fmt: skip
     lo = np.concatenate([records[n].lo for n in names])

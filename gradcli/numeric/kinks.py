@@ -186,7 +186,7 @@ def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int, colo
     """(slope, noise) on ``side`` (+1 or -1) at each coordinate of ``idx`` alone:
     (4 (L(x + h) - L(x)) - (L(x + 2h) - L(x))) / 2h, mirrored for the left side."""
     D, scale = moves(engine, name, idx, h, (side, 2 * side), coloring)
-    return methods.one_sided(D[0], D[1], h, side), methods.one_sided_noise(scale, h)
+    return methods.one_sided(D[0], D[1], h, side), methods.one_sided_noise(scale, h, engine.unit)
 
 
 def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True):

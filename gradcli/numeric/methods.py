@@ -27,10 +27,10 @@ def one_sided(near: Any, far: Any, h: Any, side: int) -> Any:
     return side * (4 * near - far) / (2 * h)
 
 
-def one_sided_noise(scale: Any, h: Any) -> Any:
+def one_sided_noise(scale: Any, h: Any, unit: float = EPS) -> Any:
     """The round-off of ``one_sided`` when ``scale`` = sum |g y| over the outputs moved: the
-    stencil's weights (4 + 1) / 2."""
-    return 4 * EPS * 2.5 * scale / h
+    stencil's weights (4 + 1) / 2; ``unit``: the epsilon the forward computes in."""
+    return 4 * unit * 2.5 * scale / h
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,15 @@ METHODS: dict[str, Method] = {
 # it compares complex values (np.maximum orders them by real, then imaginary part: it reads
 # one side, which a backward wrong at a tie may match exactly); never a user's method
 CONJUGATE = Method("complex", (-1,), (1.0,), 1.0, 2, 1e-20)
+
+
+def auto_eps(method: Method, unit: float) -> float:
+    """The default step for a forward computing with machine epsilon ``unit``: the method's
+    own for float64, else the same balance of truncation against round-off in ``unit`` (a
+    float32 forward: central cbrt(2^-23) ~ 4.9e-3). The complex step subtracts nothing."""
+    if unit <= EPS or method.name == "complex":
+        return method.auto_eps
+    return float(unit ** (1 / (method.order + 1)))
 
 
 def get_method(name: str) -> Method:

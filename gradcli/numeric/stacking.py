@@ -16,7 +16,7 @@ import numpy as np
 from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
 from gradcli.layers.base import float64_copies
-from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, get_method
+from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
 
 _HEAP_BLOCK = 2**22
 # roles whose leading axes are the batch (inputs, and the labels and targets that go with them)
@@ -37,6 +37,25 @@ def kept_arrays(cache: Any) -> list[np.ndarray]:
         elif isinstance(v, list | tuple):
             todo.extend(v)
     return list(seen.values())
+
+
+def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out: Any) -> float:
+    """The machine epsilon ``layer``'s forward computes in, given float64 tensors ``t64`` and
+    its output ``out`` there: float64's for gradcli's own layers; a user's forward that returns
+    float32 for them, or only float32 numbers at a point float32 cannot hold (every tensor
+    moved by 2^-30 of itself), computes in float32."""
+    out = np.asarray(out)
+    if out.dtype.kind in "fc" and np.finfo(out.dtype).eps > EPS:
+        return float(np.finfo(out.dtype).eps)
+    if layer.broadcasts:  # gradcli's own layers (and networks of them) compute in float64
+        return EPS
+    moved = {n: a * (1 + 2.0**-30) if a.dtype.kind == "f" else a for n, a in t64.items()}
+    y = np.asarray(layer.forward(moved, options)[0])
+    single = float(np.finfo(np.float32).eps)
+    if y.dtype.kind != "f" or not np.any(y[np.isfinite(y)] != 0):
+        return EPS
+    with np.errstate(all="ignore"):
+        return single if np.array_equal(y, y.astype(np.float32)) else EPS
 
 
 class StackedForward:
@@ -72,6 +91,11 @@ class StackedForward:
         }
         self.n_batch = max(self.batch.values(), default=0)
         out, cache = layer.forward(self.t64, options)
+        # the epsilon the forward computes in: a user's may compute in float32 whatever it is
+        # given; its differences then take float32 steps and carry float32 round-off
+        self.unit = forward_unit(layer, self.t64, options, out)
+        if eps is None:
+            self.eps = auto_eps(self.method, self.unit)
         self.cache = cache
         self.out_shape = out.shape
         # |g * y| per output: the scale of the round-off in each output difference

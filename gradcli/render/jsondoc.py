@@ -103,6 +103,7 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         )  # fmt: skip
     if r.roundoff is not None:
         doc["float32_roundoff"] = r.roundoff
+        doc["float32_roundoff_source"] = r.roundoff_source
     if r.intermediate:
         doc["intermediate"] = True
     return doc
