@@ -14,7 +14,7 @@ import numpy as np
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation
 from gradcli.checking.contract import lower_precision, roundoff_tolerance
-from gradcli.checking.report import FLOAT32_TOLERANCES, BackwardAgreement
+from gradcli.checking.report import FLOAT32_FALLBACK, BackwardAgreement
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
@@ -107,7 +107,7 @@ def backward_against_builtin(
             floor = roundoff_tolerance(eps, scale, max(g.size, 1))
             a_tol, r_tol = atol, rtol
             if low:  # a float32 gradient under a float64 spec: float32's tolerances, as checked
-                a_tol, r_tol = max(atol, FLOAT32_TOLERANCES[0]), max(rtol, FLOAT32_TOLERANCES[1])
+                a_tol, r_tol = max(atol, FLOAT32_FALLBACK[0]), max(rtol, FLOAT32_FALLBACK[1])
             results[n] = compare(n, a, np.asarray(ours[n]), max(a_tol, floor), r_tol)
         if not all(r.passed for r in results.values()):
             return BackwardAgreement(results, drawn, point, g)
