@@ -320,3 +320,8 @@ def test_explain_fits_the_width_wrapping_between_terms(cli, columns):
         assert "(biased, as torch's training mode)" in words or name != "groupnorm"
     wide = cli("explain", "groupnorm", env={"COLUMNS": "200"}).stdout
     assert any(cell_len(line) > columns for line in wide.splitlines())  # the twin: unwrapped
+
+
+def test_one_named_axis_is_written_as_its_shape_is(cli):
+    out = cli("explain", "svm").stdout
+    assert "y (5,) = (N,)" in out and "x (5, 4) = (N, C)" in out  # not "(5,) = (N)"

@@ -55,9 +55,9 @@ def _assemble(
     for info in spec.layer.infos(spec.shapes, spec.options):
         if info.name in spec.shapes and info.axes:  # a user's layer names no axes
             axes = ("batch",) * (len(spec.shapes[info.name]) - len(info.axes)) + info.axes
-            shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = ({', '.join(axes)})")
+            shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = {_named(axes)}")
     if out_axes:
-        shapes.append(f"{out} {_s(out_shape)} = ({', '.join(('batch',) * len(batch) + out_axes)})")
+        shapes.append(f"{out} {_s(out_shape)} = {_named(('batch',) * len(batch) + out_axes)}")
     shapes.append(f"∂L/∂{out} {_s(out_shape)} is the upstream gradient; each ∂L/∂T has T's shape")
     if batch:
         shapes.append(f"batch axes {_s(batch)}, the leading axes of the input: every formula "
@@ -179,3 +179,8 @@ def explain_net_doc(net: Any) -> dict[str, Any]:
         "layers": [{"index": n.index, "name": n.name, "layer": n.layer.name} for n in net.nodes],
         "sections": [{"title": s.title, "lines": list(s.lines)} for s in explain_net(net)],
     }
+
+
+def _named(axes: tuple[str, ...]) -> str:
+    """Axis names as the shape beside them is written: (N, C), and (N,) for one axis."""
+    return f"({', '.join(axes)}{',' if len(axes) == 1 else ''})"
