@@ -90,9 +90,7 @@ def backward_against_builtin(
     for point, cache in agreement.caches:
         g = g0
         if g0.size > 1:
-            rms = float(np.sqrt(np.mean(np.square(g0, dtype=np.float64))))
-            g = np.array((rms if math.isfinite(rms) and rms > 0 else 1.0)
-                         * rng.standard_normal(g0.shape), dtype=g0.dtype)  # fmt: skip
+            g = np.array(_scale(g0) * rng.standard_normal(g0.shape), dtype=g0.dtype)
         g = np.array(g)
         g.flags.writeable = False
         theirs = spec.layer.backward(g, cache)
@@ -112,6 +110,13 @@ def backward_against_builtin(
         if not all(r.passed for r in results.values()):
             return BackwardAgreement(results, drawn, point, g)
     return BackwardAgreement(results, drawn)
+
+
+def _scale(a: np.ndarray) -> float:
+    """An array's own scale, what drawn values are drawn on: its root mean square, 1 where that
+    is 0 (zeros, empty) or not finite."""
+    rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
+    return rms if math.isfinite(rms) and rms > 0 else 1.0
 
 
 def _largest(a: Any) -> float:
@@ -154,10 +159,8 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
         point = dict(spec.tensors)
         for n in names:
             a = np.asarray(spec.tensors[n])
-            rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
-            rms = rms if math.isfinite(rms) and rms > 0 else 1.0
             shift = (1.0 if k % 2 == 0 else -1.0) * rng.uniform(0.5, 1.0)
-            v = np.array(rms * (rng.standard_normal(a.shape) + shift), dtype=a.dtype)
+            v = np.array(_scale(a) * (rng.standard_normal(a.shape) + shift), dtype=a.dtype)
             v.flags.writeable = False  # as the spec's: a forward writing into it is refused
             point[n] = v
         points.append((point, names))
