@@ -182,3 +182,75 @@ def test_the_conjugate_step_is_the_complex_step_on_an_analytic_forward():
     mirror.method = CONJUGATE
     np.testing.assert_array_equal(mirror.gradient("x")[0], e.gradient("x")[0])
     np.testing.assert_allclose(e.gradient("x")[0], 1 - np.tanh(x) ** 2, rtol=1e-12)
+
+
+def _half_to_a(a, b):
+    """A tie's half to a (what its central difference reads) and all of it to b: 1.5 in all."""
+    return (a > b) + 0.5 * (a == b), b >= a
+
+
+def test_a_tie_member_that_passes_alone_is_found_and_checked_with_its_tie():
+    """a's coordinates at the ties agree with their central differences (0.5), so the
+    detector, which examines failing coordinates, never saw them: they are found as moving the
+    outputs of b's ties at a kink (numeric/partners.py), and the pair must sum to g."""
+    forward, _, right, _ = LAYERS["maximum"]
+    r = _check(forward, _half_to_a)
+    assert not r.passed
+    assert r.results["a"].kinks == len(TIES)  # found, examined, at a kink
+    np.testing.assert_allclose(r.numeric["a"][TIES] + r.numeric["b"][TIES], G[TIES], atol=1e-6)
+    assert _check(forward, right[2]).passed  # half each: nothing flagged, nothing to find
+
+
+def test_within_one_tensor_too():
+    """A max over pairs giving the first of a tie half and the second all of it."""
+    x = np.array([1.0, 1.0, 2.0, 0.5, -1.0, -1.0])
+    g = np.array([0.7, -1.3, 0.4])
+
+    def backward(grad_output, x):
+        p = x.reshape(-1, 2)
+        tie = p[:, 0] == p[:, 1]
+        d = np.stack([(p[:, 0] > p[:, 1]) + 0.5 * tie, p[:, 1] >= p[:, 0]], axis=1)
+        return {"x": (d * grad_output[:, None]).ravel()}
+
+    r = gradcli.check("custom", {"x": x}, grad_output=g, backward=backward,
+                      forward=lambda x: x.reshape(-1, 2).max(axis=1))  # fmt: skip
+    assert not r.passed
+    assert r.results["x"].worst_index[0] in (0, 1, 4, 5)
+
+
+def test_the_search_costs_one_set_on_a_smooth_tensor_and_stops_at_the_budget():
+    from gradcli.numeric import partners
+    from gradcli.numeric.engine import Engine
+    from gradcli.numeric.kinks import one_sided_step
+
+    class Maximum:  # the smallest layer the engine needs
+        name, broadcasts = "maximum", False
+
+        @staticmethod
+        def forward(t, options):
+            return np.maximum(t["a"], t["b"]) * t["w"], None
+
+        @staticmethod
+        def infos(shapes, options):
+            return []
+
+    rng = np.random.default_rng(0)
+    a = np.round(rng.standard_normal(300))
+    b = np.round(rng.standard_normal(300))
+    t = {"a": a, "b": b, "w": rng.standard_normal(300)}
+    e = Engine(Maximum, t, None, rng.standard_normal(300))
+    ties_at = np.flatnonzero(a == b)
+
+    def tol(noise, ref):
+        return np.maximum(1e-9, noise) + 1e-8 * np.abs(ref)
+
+    # w is smooth: one set of all its coordinates, found to hold no kink
+    h = one_sided_step(e, "w") / 4
+    found, seconds, done = partners.find(e, "w", np.arange(300), ties_at, h, tol)
+    assert found.size == 0 and done
+    # a's ties reach b's: every one found, and no other
+    h = one_sided_step(e, "a") / 4
+    found, seconds, done = partners.find(e, "a", np.arange(300), ties_at, h, tol)
+    assert found.tolist() == ties_at.tolist() and done and seconds > 0
+    cut = partners.find(e, "a", np.arange(300), ties_at, h, tol, budget=0.0)
+    assert not cut[2] and cut[0].size < ties_at.size

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import diagnose, intermediates, precision
+from gradcli.checking import across, diagnose, intermediates, precision
 from gradcli.checking.budget import (
     MIRRORS,
     declares_kinks,
@@ -49,7 +49,7 @@ from gradcli.checking.userwork import (
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import joint, kinks, memory, refine
+from gradcli.numeric import kinks, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
@@ -175,7 +175,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 p.spent += seconds
             coords, grad, info = numerical(p, name, mode, rng)
             taken[name] = (mode, coords, *kinks_stage(p, name, coords, grad, info))
-        taken = ties_across(p, taken)
+        taken = across.ties_across(p, taken, tolerance, declares_kinks)
         for name, (mode, coords, grad, info, fix, refined) in taken.items():
             numeric[name] = grad
             results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix,
@@ -384,9 +384,7 @@ def kinks_stage(
     def apart(v: np.ndarray) -> np.ndarray:  # compare's pass rule, failed where seen
         return seen & ~(np.abs(v - n) <= floor + rtol * np.abs(n))
 
-    def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        return np.maximum(atol, noise) + rtol * np.abs(ref)
-
+    tol = tolerance(p, name, grad, info)
     failing = apart(a)
     if fix is not None:  # a declared kink's value is a one-sided difference: not refined
         failing[fix.coords] = False
@@ -480,40 +478,15 @@ def _put(grad: np.ndarray, info: TensorNumerics, fix: Any) -> tuple[np.ndarray, 
     return grad, dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
 
 
-def ties_across(p: Prepared, taken: dict[str, tuple]) -> dict[str, tuple]:
-    """Ties across tensors (numeric/joint.py): coordinates of the layer's tensors at a kink
-    that share an output are moved together, and their gradients' sum held to that move's
-    one-sided slopes (``maximum(a, b)`` at ``a == b``: ``da + db`` must be 1). ``taken``:
-    name -> (mode, coords, grad, info, fix, refined), returned with the values put in place."""
-    own = {n: t[4].at for n, t in taken.items()
-           if t[4] is not None and n in p.spec.tensors and p.engines[n] is p.engine}  # fmt: skip
-    if sum(r is not None and r.coords.size > 0 for r in own.values()) < 2:
-        return taken
-    left = _left(p)
-    found = joint.enforce(p.engine, own, p.under_test, p.opts.coloring, left)
-    if not any(declares_kinks(p.engines[n]) for n in own):  # else in the estimate already
-        p.spent += found.seconds
-    if found.unexamined:
-        p.note(
-            f"{found.unexamined:,} of {found.unexamined + found.groups:,} ties across tensors "
-            f"were not checked together (each one's moves reach outputs of others, so each "
-            f"takes copies of its own, and {max(left, 0.0):.1f} s of {mention('budget')} was "
-            f"left): each of their coordinates was checked alone ({mention('mode', 'full')} "
-            f"checks every one)"
-        )
-    out = dict(taken)
-    for n, (coords, values, noise) in found.values.items():
-        mode, c, grad, info, fix, refined = taken[n]
-        grad = grad.copy()
-        grad.flat[coords] = values
-        noise_at = None
-        if info.noise_at is not None:
-            noise_at = info.noise_at.copy()
-            noise_at.flat[coords] = np.maximum(noise_at.flat[coords], noise)
-        top = float(noise.max(initial=0.0))
-        info = dataclasses.replace(info, noise=max(info.noise, top), noise_at=noise_at)
-        out[n] = (mode, c, grad, info, fix, refined)
-    return out
+def tolerance(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics):
+    """tol(noise, ref): the tensor's pass rule, raised by a stencil's own round-off ``noise``
+    (what the kinks' detector holds its one-sided slopes to)."""
+    atol, rtol, _, _ = tolerances(p, name, grad, info)
+
+    def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return np.maximum(atol, noise) + rtol * np.abs(ref)
+
+    return tol
 
 
 def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | None:

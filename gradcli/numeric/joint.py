@@ -64,7 +64,7 @@ def enforce(
     if len(names) < 2:
         return Joint()
     spent = seconds(engine, at)
-    records = {n: _supported(engine, n, at[n], coloring) for n in names}
+    records = {n: supported(engine, n, at[n], coloring) for n in names}
     sizes = [records[n].coords.size for n in names]
     start = np.r_[0, np.cumsum(sizes)]
     tensor = np.repeat(np.arange(len(names)), sizes)
@@ -118,7 +118,7 @@ def enforce(
     return Joint(values, checked, unexamined, spent + extra)
 
 
-def _supported(engine, name: str, record: ties.AtKink, coloring: bool) -> ties.AtKink:
+def supported(engine, name: str, record: ties.AtKink, coloring: bool) -> ties.AtKink:
     """The record with the outputs each of its coordinates moves (a tensor with a single
     coordinate at a kink had no tie group of its own to find them for)."""
     if record.support is not None:

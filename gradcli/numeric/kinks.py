@@ -203,7 +203,7 @@ def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True)
     return right, left, lo, hi, methods.one_sided_noise(scale, h)
 
 
-def _step(engine, name: str) -> np.ndarray:
+def one_sided_step(engine, name: str) -> np.ndarray:
     """The one-sided stencils' step: central differences' (the complex step's 1e-20 has no
     real digits to difference)."""
     eps = engine.eps if engine.method.name in ("central", "forward", "backward") else None
@@ -276,7 +276,7 @@ def declared(
     idx = np.flatnonzero(_within(hit, coords))
     if not idx.size:
         return KinkFix(idx, np.zeros(0), np.zeros(0))
-    h = _step(engine, name)[idx]
+    h = one_sided_step(engine, name)[idx]
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     values = np.full(idx.size, np.nan)
     noise = np.zeros(idx.size)
@@ -367,7 +367,7 @@ def detected(
         return KinkFix(idx, np.zeros(0), np.zeros(0), unexamined=unexamined)
     spent = moves_seconds(engine, name, idx, coloring, points=DETECTOR_POINTS)
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
-    H = _step(engine, name)[idx]
+    H = one_sided_step(engine, name)[idx]
     right, left, lo, hi, noise = both_sides(engine, name, idx, H / 4, coloring)
     half = {}
     for side in (1, -1):

@@ -1,0 +1,135 @@
+"""The check's stage after every tensor's kinks: ties that reach beyond one tensor's examination.
+
+- Partners nothing flagged (numeric/partners.py): the generic detector examines the coordinates
+  that fail, so a tie's member whose analytical value equals its central difference (half of
+  ``maximum``'s gradient at ``a == b``) was left out of its tie. The coordinates of a layer that
+  declares no kinks that sit at a kink reaching a known tie's outputs are found by group
+  testing and examined as failing ones are, and each tensor's tie groups rebuilt with them.
+- Ties across tensors (numeric/joint.py): coordinates of several tensors at a kink that share
+  an output are moved together, their gradients' sum held to that move's one-sided slopes.
+
+Both are bounded by what is left of ``--budget`` when their cost cannot be predicted (the
+generic examination's), and a note says what was left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import mention
+from gradcli.numeric import cost, joint, kinks, partners, ties
+
+
+def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable
+                ) -> dict[str, tuple]:  # fmt: skip
+    """``taken``: name -> (mode, coords, grad, info, fix, refined), returned with the values put in
+    place. ``p``: the check's Prepared; ``tolerance(p, name, grad, info)``: the tensor's
+    tol(noise, ref); ``declares(engine)``: whether its kinks are declared (else detected)."""
+    own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
+    records = {n: taken[n][4].at if taken[n][4] is not None else None for n in own}
+    if not any(r is not None and r.coords.size for r in records.values()):
+        return taken
+    out = dict(taken)
+    if not p.opts.composite_kinks:  # a network's end to end leaves its kinks to its layers
+        detected = [n for n in own if not declares(p.engines[n])]
+        _partners(p, out, records, detected, tolerance)
+    if sum(r is not None and r.coords.size > 0 for r in records.values()) < 2:
+        return out
+    left = _left(p)
+    found = joint.enforce(p.engine, records, p.under_test, p.opts.coloring, left)
+    if not any(declares(p.engines[n]) for n in own):  # else in the estimate already
+        p.spent += found.seconds
+    if found.unexamined:
+        p.note(
+            f"{found.unexamined:,} of {found.unexamined + found.groups:,} ties across tensors "
+            f"were not checked together (each one's moves reach outputs of others, so each "
+            f"takes copies of its own, and {max(left, 0.0):.1f} s of {mention('budget')} was "
+            f"left): each of their coordinates was checked alone ({mention('mode', 'full')} "
+            f"checks every one)"
+        )
+    for n, (coords, values, noise) in found.values.items():
+        _put(out, n, coords, values, noise)
+    return out
+
+
+def _left(p: Any) -> float:
+    return p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+
+
+def _put(out: dict[str, tuple], n: str, coords: np.ndarray, values: np.ndarray,
+         noise: np.ndarray, fix: kinks.KinkFix | None = None) -> None:  # fmt: skip
+    """Put ``values`` in place at ``coords`` of tensor ``n``, their round-off raising its own
+    (and ``fix``, when given, in place of the tensor's)."""
+    mode, c, grad, info, old, refined = out[n]
+    grad = grad.copy()
+    grad.flat[coords] = values
+    noise_at = None
+    if info.noise_at is not None:
+        noise_at = info.noise_at.copy()
+        noise_at.flat[coords] = np.maximum(noise_at.flat[coords], noise)
+    top = max(info.noise, float(np.max(noise, initial=0.0)))
+    info = dataclasses.replace(info, noise=top, noise_at=noise_at)
+    out[n] = (mode, c, grad, info, old if fix is None else fix, refined)
+
+
+def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
+              tolerance: Callable) -> None:  # fmt: skip
+    """Examine the coordinates of ``names`` at a kink whose moves reach the known ties'
+    outputs, and rebuild each tensor's record (and tie groups) with those found."""
+    engine, coloring = p.engine, p.opts.coloring
+    reach = []
+    for n, r in records.items():
+        if r is not None and r.coords.size:
+            records[n] = joint.supported(engine, n, r, coloring)
+            reach.append(records[n].support[1])
+    outputs = np.unique(np.concatenate(reach))
+    for n in names:
+        mode, coords, grad, info, fix, _ = out[n]
+        compared = np.arange(grad.size) if coords is None else np.asarray(coords, np.int64)
+        known = np.zeros(0, dtype=np.int64) if fix is None else fix.coords
+        candidates = np.setdiff1d(compared[np.isfinite(grad.ravel()[compared])], known)
+        tol = tolerance(p, n, grad, info)
+        h = kinks.one_sided_step(engine, n) / 4  # the detector's slopes' step at a kink
+        left = _left(p)
+        found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, left)
+        p.spent += spent
+        if not complete:
+            p.note(
+                f"d{n}: the search for coordinates tied with those at a kink stopped "
+                f"({max(left, 0.0):.1f} s of {mention('budget')} was left): the ties were "
+                f"checked with the members found ({mention('mode', 'full')} searches them all)"
+            )
+        if not found.size:
+            continue
+        analytic = p.under_test[n]
+        more = kinks.detected(engine, n, analytic, grad, found, tol, coloring, _left(p))
+        p.spent += more.seconds
+        if more.at is None or not more.at.coords.size:
+            continue
+        _merge(p, out, records, n, more.at)
+
+
+def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink) -> None:
+    """Tensor ``n``'s coordinates at a kink with ``new`` ones: tie groups found again over
+    all of them, their values put in place."""
+    engine = p.engine
+    old = records.get(n)
+    parts = [r for r in (old, new) if r is not None]
+    idx = np.concatenate([r.coords for r in parts])
+    h = np.concatenate([r.h for r in parts])
+    lo = np.concatenate([r.lo for r in parts])
+    hi = np.concatenate([r.hi for r in parts])
+    a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[idx]
+    p.spent += cost.copies_seconds(engine, 2 * idx.size + len(joint.OFFSETS), real=True)
+    values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring)
+    fix = out[n][4]
+    if fix is None:
+        fix = kinks.KinkFix(idx, values, noise, at=records[n])
+    else:
+        fix = dataclasses.replace(fix, coords=np.union1d(fix.coords, idx), at=records[n])
+    _put(out, n, idx, values, noise, fix)

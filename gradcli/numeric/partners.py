@@ -1,0 +1,87 @@
+"""The partners of a tie that nothing flagged.
+
+The generic kink detector examines only the coordinates that fail, so a tie's member whose
+analytical value happens to equal its central difference (half the gradient at ``maximum``'s
+``a == b``) is never examined, and its tie is checked without it: a backward giving ``a`` half
+and ``b`` all of a tie's gradient (1.5 in all) passed, each coordinate within its interval.
+
+Such a member is a coordinate at a kink whose move reaches an output of a known one. It is
+found by group testing, without a footprint: a set of candidates is moved together (each by
+the set's step, with a fixed random sign so that two members cannot cancel), and the loss
+restricted to the known ties' outputs is differenced one-sidedly on each side; a set whose
+two slopes differ beyond the tolerance holds a kink there and is halved, one that agrees is
+dropped whole (a dense smooth weight costs four copies). A set of one that still differs is
+returned, to be examined as a failing coordinate is (numeric/kinks.py). Each set costs four
+copies, all sets of one round in the same stacked calls: about 4 P log2 N copies for P
+partners among N candidates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradcli.numeric import cost
+from gradcli.numeric.methods import one_sided, one_sided_noise
+
+OFFSETS = (1, 2, -1, -2)
+FLOOR = 64  # sets tested whatever the budget
+
+
+def find(engine, name: str, candidates: np.ndarray, outputs: np.ndarray, h: np.ndarray, tol,
+         budget: float = math.inf) -> tuple[np.ndarray, float, bool]:  # fmt: skip
+    """(the ``candidates`` of ``name`` at a kink whose move reaches ``outputs`` (flat output
+    indices), predicted seconds, whether the search finished within ``budget``). ``h``: the
+    step of every coordinate of ``name``; ``tol(noise, slope)``: the tensor's tolerance."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if not candidates.size or not outputs.size:
+        return np.zeros(0, dtype=np.int64), 0.0, True
+    x = engine.t64[name].ravel()
+    sign = np.random.default_rng(0).choice([-1.0, 1.0], size=x.size)
+    mask = np.zeros(engine.g.size, dtype=bool)
+    mask[outputs] = True
+    g = np.where(mask, engine.g.ravel(), 0.0)
+    each = cost.copies_seconds(engine, len(OFFSETS), real=True)
+    level, found, tested = [candidates], [], 0
+    while level:
+        if tested >= FLOOR and (tested + len(level)) * each > budget:
+            return _joined(found), tested * each, False
+        tested += len(level)
+        nxt = []
+        for s, kinked in zip(level, _kinked(engine, name, level, h, sign, g, mask, tol),
+                             strict=True):  # fmt: skip
+            if kinked and s.size == 1:
+                found.append(s)
+            elif kinked:
+                nxt += np.array_split(s, 2)
+        level = nxt
+    return _joined(found), tested * each, True
+
+
+def _joined(found: list[np.ndarray]) -> np.ndarray:
+    return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+def _kinked(engine, name: str, sets: list[np.ndarray], h, sign, g, mask, tol) -> np.ndarray:
+    """Whether the loss restricted to the masked outputs has a kink along each set's move:
+    its two one-sided slopes (the set's smallest step) differ beyond the tolerance."""
+    x = engine.t64[name].ravel()
+    n = len(sets)
+    step = np.array([h[s].min() for s in sets])
+    right, left, noise = np.zeros(n), np.zeros(n), np.zeros(n)
+    per = max(1, engine._chunk(name, n) * len(engine.method.offsets) // len(OFFSETS))
+    gy = engine.gy * mask
+    for lo in range(0, n, per):
+        part, hp = sets[lo : lo + per], step[lo : lo + per]
+        c = len(part)
+        rows = np.repeat(x[None, :], 1 + len(OFFSETS) * c, axis=0)
+        for i, s in enumerate(part):
+            for k, o in enumerate(OFFSETS):
+                rows[1 + k * c + i, s] = x[s] + o * sign[s] * hp[i]
+        d = engine.moved(name, rows).reshape(len(OFFSETS), c, -1)
+        D = d @ g
+        right[lo : lo + c] = one_sided(D[0], D[1], hp, 1)
+        left[lo : lo + c] = one_sided(D[2], D[3], hp, -1)
+        noise[lo : lo + c] = one_sided_noise(((d != 0).any(axis=0) * gy).sum(axis=1), hp)
+    return np.abs(right - left) > tol(noise, right)
