@@ -107,8 +107,10 @@ def _clip_backward(rule):
     return backward
 
 
-@pytest.mark.parametrize("method", ["central", "forward"])
+@pytest.mark.parametrize("method", ["central", "forward", "central4"])
 def test_clip_with_tensor_bounds(method):
+    """central4: lo's gradient is 0 everywhere, and so is every value compared for it (its ties
+    take 0, between 0 and g): the one-sided slopes g, not the zeros, say the step resolves it."""
     x = np.array([0.0, 1.0, -1.0, 0.5, 2.0, -0.3, 0.7, 0.2])
     lo = np.array([0.0, 0.0, -1.5, -1.0, 0.0, -0.3, 0.7, 0.2])
     hi = np.array([1.0, 1.0, 1.0, 0.5, 1.0, 0.3, 0.9, 0.9])
@@ -254,3 +256,33 @@ def test_the_search_costs_one_set_on_a_smooth_tensor_and_stops_at_the_budget():
     assert found.tolist() == ties_at.tolist() and done and seconds > 0
     cut = partners.find(e, "a", np.arange(300), ties_at, h, tol, budget=0.0)
     assert not cut[2] and cut[0].size < ties_at.size
+
+
+def test_a_tie_within_a_tensor_inside_a_tie_across_tensors():
+    """z_i = max(a_2i, a_2i+1, b_i): a pair of a tied together and with b. The pair is a tie
+    group of a (its sum between 0 and g) inside the tie across a and b (its sum g)."""
+    a = np.array([1.0, 1.0, 2.0, 0.5, -1.0, -1.0, 0.0, 3.0])
+    b = np.array([1.0, 1.0, -1.0, 0.0])  # pairs 0 and 2 tied with b_0, b_2; b_1 apart
+    g = np.array([0.7, -1.3, 0.4, 2.0])
+
+    def forward(a, b):
+        return np.maximum(a.reshape(-1, 2).max(axis=1), b)
+
+    def backward(rule):
+        def bwd(grad_output, a, b):
+            p = a.reshape(-1, 2)
+            m = np.maximum(p.max(axis=1), b)
+            first = p[:, 0] == m
+            da = np.stack([first, (p[:, 1] == m) & ~first], axis=1)
+            db = (b == m) & ~da.any(axis=1) if rule == "ok" else b == m
+            return {"a": (da * grad_output[:, None]).ravel(), "b": grad_output * db}
+
+        return bwd
+
+    ok = gradcli.check("custom", {"a": a, "b": b}, grad_output=g, forward=forward,
+                       backward=backward("ok"))  # fmt: skip
+    assert ok.passed, str(ok)
+    bad = gradcli.check("custom", {"a": a, "b": b}, grad_output=g, forward=forward,
+                        backward=backward("both"))  # fmt: skip
+    assert not bad.passed
+    assert not bad.results["b"].passed or bad.results["a"].worst_index[0] in (0, 1)

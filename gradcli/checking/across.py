@@ -73,7 +73,8 @@ def _put(out: dict[str, tuple], n: str, coords: np.ndarray, values: np.ndarray,
         noise_at = info.noise_at.copy()
         noise_at.flat[coords] = np.maximum(noise_at.flat[coords], noise)
     top = max(info.noise, float(np.max(noise, initial=0.0)))
-    info = dataclasses.replace(info, noise=top, noise_at=noise_at)
+    slopes = info.kink_slopes if fix is None else max(info.kink_slopes, fix.slopes)
+    info = dataclasses.replace(info, noise=top, noise_at=noise_at, kink_slopes=slopes)
     out[n] = (mode, c, grad, info, old if fix is None else fix, refined)
 
 

@@ -475,7 +475,11 @@ def _put(grad: np.ndarray, info: TensorNumerics, fix: Any) -> tuple[np.ndarray, 
     if info.noise_at is not None:  # the rechecks' stencils' own round-off, element by element
         noise_at = info.noise_at.copy()
         noise_at.flat[fix.coords] = np.maximum(noise_at.flat[fix.coords], fix.noise_at)
-    return grad, dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at)
+    # a refinement reads no kink: only the kinks' fix raises the slopes the step resolved
+    slopes = max(info.kink_slopes, getattr(fix, "slopes", 0.0))
+    info = dataclasses.replace(info, noise=max(info.noise, fix.noise), noise_at=noise_at,
+                               kink_slopes=slopes)  # fmt: skip
+    return grad, info
 
 
 def tolerance(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics):
@@ -519,7 +523,7 @@ def tolerances(
     # a forward computing in float32 cannot do better than 1% of the largest entry where its
     # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
     margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
-    atol, unresolved = resolvable(floor, info.noise, grad, margin)
+    atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes)
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
     atol = atol if opts.atol is None else opts.atol

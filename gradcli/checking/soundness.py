@@ -21,7 +21,11 @@ if TYPE_CHECKING:  # check imports this module
 
 
 def resolvable(
-    atol: float, noise: float, numeric: np.ndarray, margin: float = RESOLVE_MARGIN
+    atol: float,
+    noise: float,
+    numeric: np.ndarray,
+    margin: float = RESOLVE_MARGIN,
+    kink_slopes: float = 0.0,
 ) -> tuple[float, str]:
     """(the automatic absolute tolerance of one tensor, why this step cannot resolve it or "").
 
@@ -35,9 +39,11 @@ def resolvable(
     gradient's scale:
     above that the numbers say nothing, and a tolerance raised to them would pass any answer
     (``--eps 1e-320`` raised it to 1e306). Beneath ``atol`` round-off never matters, so a
-    gradient that is exactly 0 (a zero upstream gradient) stays resolved."""
+    gradient that is exactly 0 (a zero upstream gradient) stays resolved. ``kink_slopes``: the
+    largest one-sided slope read at a kink itself, resolved by the same step although the value
+    compared there (any between two slopes) may be 0 (clip's bound tied with x: 0 or g)."""
     seen = np.abs(numeric[np.isfinite(numeric)])
-    scale = float(seen.max(initial=0.0))
+    scale = max(float(seen.max(initial=0.0)), kink_slopes)
     raised = 64 * np.finfo(np.float64).eps * scale
     why = ""
     if not math.isfinite(noise) or (noise > atol and noise * margin > scale):

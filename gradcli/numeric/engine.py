@@ -54,6 +54,10 @@ class TensorNumerics:
     # not to the worst element's (a huge output moved by one coordinate raises only its own)
     noise_at: np.ndarray | None = field(default=None, repr=False)
     incremental: bool = False  # evaluated by the layer's incremental path (Layer.perturbed)
+    # the largest one-sided slope read at a kink itself (numeric/kinks.py): the values
+    # compared there lie between two slopes, which the step resolved even where both values
+    # and the gradient are 0
+    kink_slopes: float = 0.0
 
 
 class Engine(StackedForward):

@@ -95,18 +95,21 @@ def enforce(
     hi = np.concatenate([records[n].hi for n in names])
     value = np.full(a.size, np.nan)
     nz = np.zeros(a.size)
+    order = np.argsort(gid, kind="stable")
+    cut = np.searchsorted(gid[order], np.arange(across.size + 1))
+    inner: dict[int, list] = {}  # each tie within one tensor, under the tie across that holds it
+    for t, n in enumerate(names):
+        for ms, lh in _sums(records[n], start[t]):
+            if gid[ms[0]] >= 0:
+                inner.setdefault(int(gid[ms[0]]), []).append((ms, lh))
     for G in range(across.size):
         if not np.isfinite(right[G]) or not np.isfinite(left[G]):  # left out by the budget
             continue
-        members = np.flatnonzero(gid == G)
-        inner = [
-            (np.flatnonzero(np.isin(members, ms)), lh)
-            for t in np.unique(tensor[members])
-            for ms, lh in _sums(records[names[t]], start[t])
-            if np.isin(ms, members).all()
-        ]
+        members = order[cut[G] : cut[G + 1]]
+        place = {int(m): i for i, m in enumerate(members)}
+        within = [(np.array([place[int(m)] for m in ms]), lh) for ms, lh in inner.get(G, [])]
         low, high = min(right[G], left[G]), max(right[G], left[G])
-        value[members] = nested(a[members], lo[members], hi[members], inner, low, high)
+        value[members] = nested(a[members], lo[members], hi[members], within, low, high)
         nz[members] = noise[G]
     values = {}
     for t, n in enumerate(names):
@@ -130,8 +133,13 @@ def supported(engine, name: str, record: ties.AtKink, coloring: bool) -> ties.At
 
 def _sums(record: ties.AtKink, start: int):
     """Each tie group of one tensor: (its global positions, its sum's interval)."""
-    for G, lh in record.sums.items():
-        yield start + np.flatnonzero(record.label == G), lh
+    if not record.sums:
+        return
+    order = np.argsort(record.label, kind="stable")
+    keys = np.array(sorted(record.sums))
+    cut = np.searchsorted(record.label[order], np.r_[keys, keys + 1])
+    for i, G in enumerate(keys):
+        yield start + order[cut[i] : cut[i + keys.size]], record.sums[int(G)]
 
 
 def _rows(engine, mine, step, chosen: np.ndarray) -> dict[str, np.ndarray]:

@@ -53,6 +53,13 @@ class KinkFix:
     at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors
 
     @property
+    def slopes(self) -> float:
+        """The largest one-sided slope read at a kink itself (what the step resolved)."""
+        if self.at is None or not self.at.coords.size:
+            return 0.0
+        return float(np.nanmax(np.abs(np.r_[self.at.lo, self.at.hi]), initial=0.0))
+
+    @property
     def noise(self) -> float:
         """The largest of them (raises the tensor's atol like the rest of its round-off)."""
         return float(self.noise_at.max(initial=0.0))
