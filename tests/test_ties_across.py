@@ -286,3 +286,13 @@ def test_a_tie_within_a_tensor_inside_a_tie_across_tensors():
                         backward=backward("both"))  # fmt: skip
     assert not bad.passed
     assert not bad.results["b"].passed or bad.results["a"].worst_index[0] in (0, 1)
+
+
+def test_the_hint_names_the_tie_not_a_scale():
+    """db is 1.333 x its values compared at every element where it is not 0 (all of them at
+    ties): no constant factor, a tie's members that do not add up."""
+    r = _check(LAYERS["maximum"][0], _half_to_a)
+    hints = r.results["b"].hints
+    assert hints and hints[0].cause == "ties" and "constant factor" not in hints[0], hints
+    wrong_away = _check(LAYERS["maximum"][0], lambda a, b: (a >= b, 2.0 * (b >= a)))
+    assert all(h.cause != "ties" for h in wrong_away.results["b"].hints)  # the twin

@@ -139,8 +139,9 @@ def compare(
         nonfinite_at = f"d{name}{_index(letters or [], k)}: analytic {a[k]:.6g}, numeric {num}"
     found: list[str] = []
     if fail.any() and not unresolved:  # the layer facts cost work: only for a failing tensor
+        facts = {**(context() if context else {}), "kink_at": extra.get("kink_at", ())}
         found = diagnose.hints(name, a0, np.where(ok, n, np.nan), fail, tol, letters or [],
-                               context() if context else {})  # fmt: skip
+                               facts)  # fmt: skip
     result = TensorResult(
         name=name,
         shape=tuple(a.shape),

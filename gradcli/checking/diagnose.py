@@ -66,6 +66,17 @@ def hints(
     verified = context.get("verified") or []
     if verified:  # causes reproduced by recomputation (gradcli.hypotheses)
         return list(verified)
+    kinked = np.zeros(a.size, dtype=bool)
+    kinked[np.asarray(context.get("kink_at", ()), dtype=np.int64)] = True
+    if kinked.reshape(a.shape)[fail].all():  # a ratio or a zero there is no scale or path
+        return [Hint(
+            f"d{name} fails only at kinks, where any value between the two one-sided slopes "
+            "passes but the members of a tie (in this tensor, or in another whose moves reach "
+            "the same outputs: maximum(a, b) at a == b) must add up to the slope of moving "
+            "them together: give a tie's gradient to one member, or share it out, not to each "
+            "or to none",
+            "ties",
+        )]  # fmt: skip
     if np.all(a[fail] == 0) and np.any(np.abs(n[fail]) > tol[fail]):
         whole = "everywhere" if np.all(a[ok] == 0) else "at every failing element"
         out.append(
