@@ -221,26 +221,28 @@ def test_within_one_tensor_too():
 
 
 def test_the_search_costs_one_set_on_a_smooth_tensor_and_stops_at_the_budget():
+    import dataclasses
+
+    from gradcli.layers import REGISTRY
     from gradcli.numeric import partners
     from gradcli.numeric.engine import Engine
     from gradcli.numeric.kinks import one_sided_step
 
-    class Maximum:  # the smallest layer the engine needs
-        name, broadcasts = "maximum", False
+    def forward(t, options):
+        return np.maximum(t["a"], t["b"]) * t["w"], {}
 
-        @staticmethod
-        def forward(t, options):
-            return np.maximum(t["a"], t["b"]) * t["w"], None
-
-        @staticmethod
-        def infos(shapes, options):
-            return []
+    # a layer of the engine's own (no footprint, kinks or shortcuts): one call per copy
+    layer = dataclasses.replace(
+        REGISTRY["relu"], name="maximum", forward=forward, tensors=(), broadcasts=False,
+        footprint=None, kinks=None, terms=None, perturbed=None, sources=None,
+        forward_elements=None, perturbed_elements=None,
+    )  # fmt: skip
 
     rng = np.random.default_rng(0)
     a = np.round(rng.standard_normal(300))
     b = np.round(rng.standard_normal(300))
     t = {"a": a, "b": b, "w": rng.standard_normal(300)}
-    e = Engine(Maximum, t, None, rng.standard_normal(300))
+    e = Engine(layer, t, None, rng.standard_normal(300))
     ties_at = np.flatnonzero(a == b)
 
     def tol(noise, ref):
