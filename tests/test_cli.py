@@ -339,3 +339,15 @@ def test_layers_command(cli, cli_json):
         assert [t["name"] for t in entry["tensors"]] == list(REGISTRY[name].all_tensor_names)
         assert entry["output"]["name"] == REGISTRY[name].output.name
     assert doc["attention"]["intermediates"][:5] == ["Q", "K", "V", "S", "A"]
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_layers_fits_the_width_and_keeps_shapes_whole_at_80(cli, columns):
+    out = cli("layers", env={"COLUMNS": str(columns)}).stdout
+    assert max(len(line) for line in out.splitlines()) <= columns
+    cells = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    shown = {cell[2].strip() for cell in cells if len(cell) > 2}
+    for layer in REGISTRY.values():
+        for t in (*layer.tensors, layer.output):
+            # (kh, kw, C_in, C_out) broken after C_in, at 80 columns, read as two shapes
+            assert columns < 80 or t.shape_str in shown, (layer.name, t.shape_str)

@@ -431,6 +431,8 @@ def _refine(
     """The failing coordinates confirmed at smaller steps, on the method's side and, for a
     one-sided method, on the other side's where that disagreed; ``cleared``: every coordinate
     confirmed on each side it failed on."""
+    if not (failing.size or other.size):  # the usual case; np.union1d imports numpy.ma (10 ms)
+        return refine.Refined(failing, np.zeros(0), np.zeros(0))
     engine, analytic, left = p.engines[name], p.under_test[name], _left(p)
     mine = refine.refine(engine, name, failing, analytic, n, tol,
                          coloring=p.opts.coloring, seconds=left)  # fmt: skip

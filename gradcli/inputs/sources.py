@@ -17,6 +17,7 @@ import numpy as np
 
 from gradcli.errors import SpecError, brief, mention
 from gradcli.files.reading import MAX_AXES, load_array
+from gradcli.layers.base import masked_count
 
 INITS = ("normal", "uniform", "zeros", "ones", "arange")
 
@@ -115,14 +116,14 @@ class Loader:
             return _inline(value, key, self, integer)
         if isinstance(value, (np.integer, np.floating)):  # a numpy number is a number
             value = np.asarray(value)
-        if isinstance(value, np.ma.MaskedArray):
-            if np.ma.is_masked(value):  # its hidden values would be used as if they were data
-                raise SpecError(
-                    "a masked array with masked values: give plain values (np.ma.filled, or "
-                    "the elements you mean)",
-                    key=key,
-                )
-            value = np.asarray(value.data)
+        if masked_count(value):  # its hidden values would be used as if they were data
+            raise SpecError(
+                "a masked array with masked values: give plain values (np.ma.filled, or "
+                "the elements you mean)",
+                key=key,
+            )
+        if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+            value = np.asarray(value)  # a subclass (an unmasked masked array): its plain values
         if isinstance(value, np.ndarray):  # the Python API's tensors: counted, then copied
             if value.ndim > MAX_AXES:
                 raise SpecError(f"expected at most {MAX_AXES} axes, got {value.ndim}", key=key)

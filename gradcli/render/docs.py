@@ -8,20 +8,25 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradcli.layers import REGISTRY
+from gradcli.layers import REGISTRY, TensorInfo
 from gradcli.layers.base import option_table
-from gradcli.render.fit import TitledTable
+from gradcli.render.fit import EDGE, PER_COLUMN, Col, fitted
 
 
 def render_layers(console: Console) -> None:
     for name, layer in REGISTRY.items():
-        table = TitledTable(title=f"{name}: {layer.summary}", title_justify="left")
-        for col in ("tensor", "shape", "role", "meaning"):
-            table.add_column(col)
-        for t in (*layer.tensors, layer.output):
-            omitted = " (optional: zeros)" if t.optional else " (optional)" if t.absent_ok else ""
-            table.add_row(Text(t.name, style="bold"), t.shape_str, t.role + omitted, t.doc)
-        console.print(table)
+        rows = [(Text(t.name, style="bold"), t.shape_str, t.role + _optional(t), t.doc)
+                for t in (*layer.tensors, layer.output)]  # fmt: skip
+        # a shape broken between its axes reads as two shapes: it stays whole while the prose
+        # columns keep 12 columns beside it, and only then wraps at its commas
+        widest = max(len(r[1]) for r in rows)
+        names = max(len("tensor"), *(len(r[0]) for r in rows))
+        whole = EDGE + 4 * PER_COLUMN + names + widest + 2 * 12 <= console.width
+        prose = (Col("role", fold=True, min_width=0), Col("meaning", fold=True, min_width=0))
+        cols = (Col("tensor"), Col("shape", fold=True, min_width=widest if whole else 0), *prose)
+        title = f"{name}: {layer.summary}"
+        table = fitted(cols, rows, console.width, title=title, title_justify="left")
+        console.print(table, crop=False)
         options = option_table(layer.options)
         if options:
             opts = Table(box=None, show_header=True, padding=(0, 2))
@@ -35,6 +40,10 @@ def render_layers(console: Console) -> None:
         if layer.intermediates:
             console.print(Text(f"intermediates: {', '.join(layer.intermediates)}", style="dim"))
         console.print()
+
+
+def _optional(t: TensorInfo) -> str:
+    return " (optional: zeros)" if t.optional else " (optional)" if t.absent_ok else ""
 
 
 def render_explain(console: Console, sections: list) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import UserCodeError
-from gradcli.layers.base import Shapes
+from gradcli.layers.base import Shapes, masked_count
 from gradcli.user.call import call, describe_value
 
 
@@ -42,14 +42,13 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
     if a.dtype.kind not in "fciu":
         got = f"an array of {a.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
         raise UserCodeError(f"{what} must be numbers (an array), got {got}", source=str(path))
-    if isinstance(value, np.ma.MaskedArray):
-        masked = int(np.count_nonzero(np.ma.getmaskarray(value)))
-        if masked:
-            raise UserCodeError(
-                f"{what} is a masked array with {masked} masked value{'s' * (masked > 1)}; "
-                "gradcli differences every value: return a plain array (np.ma.filled)",
-                source=str(path),
-            )
+    masked = masked_count(value)
+    if masked:
+        raise UserCodeError(
+            f"{what} is a masked array with {masked} masked value{'s' * (masked > 1)}; "
+            "gradcli differences every value: return a plain array (np.ma.filled)",
+            source=str(path),
+        )
     return a
 
 
