@@ -22,6 +22,7 @@ CHECK_KEYS = HEADER | {"passed", "method", "eps", "atol", "rtol", "results"}
 # document; they may be present, nothing else may
 CHECK_EXTENSIONS = {"mode", "notes", "not_checked", "builtin", "forward"}
 CHECK_EXTENSIONS |= {"contract"}  # issue 11: the backward's contract
+CHECK_EXTENSIONS |= {"cost"}  # the predicted time, as planned and as run
 RESULT_KEYS = {"shape", "max_abs_error", "max_rel_error", "worst_index", "analytic", "numeric"}
 RESULT_KEYS = RESULT_KEYS | {"passed"}
 IMPOSSIBLE = ("--atol", "0", "--rtol", "1e-16")

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcli.checking import contract, userwork
 from gradcli.errors import mention
+from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.numeric import cost, joint, kinks
 from gradcli.numeric.engine import Engine
@@ -62,6 +64,41 @@ def estimate(
     return Estimate(seconds, groups, extra, met)
 
 
+def calls_before(
+    spec: Spec, engine: Engine, method: str, run_contract: bool,
+    agreement: userwork.ForwardAgreement | None, backward: object,
+) -> float:  # fmt: skip
+    """Predicted seconds of the whole calls a check makes of the layer before its numerical
+    gradients, counted as the rest is: the analytical side (a forward and a backward), the
+    engine's forward at the point (a user's forward twice: the precision it computes in), the
+    backward's contract, and for ``--impl`` of a built-in the user's forward and backward at
+    the drawn points beside the built-in's (checking/userwork.py), and the complex step's
+    safety check of a user's forward. They run whatever the mode: a sample cannot save them,
+    but they are part of what --budget bounds. ``agreement``, ``backward``: what the drawn
+    points found (None where they were not taken)."""
+    user = not spec.layer.broadcasts
+    forwards, backwards = 2 + user, 1
+    if run_contract:
+        forwards, backwards = forwards + contract.CALLS[0], backwards + contract.CALLS[1]
+    ours = 0.0  # the built-in's own calls beside a user's: no guard around them
+    if agreement is not None:
+        # all of them, or up to the first that disagreed (at most all)
+        points = len(agreement.caches) or (0 if agreement.point is None else userwork.DRAWN_POINTS)
+        forwards += points
+        ours = cost.calls_seconds(engine, 1 + points, overhead=False)
+        if backward is not None:
+            backwards += points
+            ours += cost.calls_seconds(engine, points, points, overhead=False)
+    seconds = cost.calls_seconds(engine, forwards, backwards, overhead=user) + ours
+    if user and method == "complex":  # userwork.complex_safe: a few coordinates both ways
+        constants = spec.layer.constants(spec.shapes, spec.options)
+        picks = sum(min(userwork.SAFE_PICKS, a.size) for n, a in spec.tensors.items()
+                    if n not in constants)  # fmt: skip
+        seconds += cost.calls_seconds(engine, 2, overhead=True)  # its central engine's point
+        seconds += cost.copies_seconds(engine, 3 * picks)  # one complex, two central each
+    return seconds
+
+
 def ties_across_tensors(
     estimates: Mapping[str, Estimate], engine: Engine, tensors: Mapping[str, np.ndarray]
 ) -> dict[str, Estimate]:
@@ -87,14 +124,15 @@ def draw(
 
 def over_budget(
     full: Mapping[str, Estimate], sampled: Mapping[str, Estimate], budget: float, samples: int,
-    what: str = "check",
+    what: str = "check", before: float = 0.0,
 ) -> tuple[set[str], str]:  # fmt: skip
     """An automatic ``what`` (a check, a sweep) predicted over ``budget``: (the names to
     sample: those whose sample is cheaper than every coordinate, the note saying what was
-    decided and what it costs)."""
-    whole = sum(e.seconds for e in full.values())
+    decided and what it costs). ``before``: the calls made whatever is sampled
+    (``calls_before``)."""
+    whole = before + sum(e.seconds for e in full.values())
     cheaper = {n for n in full if sampled[n].seconds < full[n].seconds}
-    run = sum((sampled if n in cheaper else full)[n].seconds for n in full)
+    run = before + sum((sampled if n in cheaper else full)[n].seconds for n in full)
     met = sum(e.kinks for e in full.values())
     of_kinks = (
         f", {cost.shown(sum(e.kink_seconds for e in full.values()))} s of it rechecking "

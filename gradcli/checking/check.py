@@ -21,6 +21,7 @@ import numpy as np
 from gradcli.checking import across, diagnose, intermediates, precision
 from gradcli.checking.budget import (
     MIRRORS,
+    calls_before,
     declares_kinks,
     draw,
     estimate,
@@ -136,6 +137,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     session: Any = None  # hypotheses.Session: the causes tried, made at a first failure
     spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
+    estimated: float = 0.0  # of the check as planned: ``spent`` once the mode was settled
     forward: ForwardAgreement | None = None  # --impl of a built-in: its forward against ours
     sampled: dict[str, np.ndarray] = field(default_factory=dict)  # name -> its coordinates
     backward: BackwardAgreement | None = None  # and its backward, at the drawn points
@@ -158,7 +160,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         numeric: dict[str, np.ndarray] = {}
         results: dict[str, TensorResult] = {}
         builtin: dict[str, TensorResult] = {}
-        spent = 0.0  # predicted seconds of the rechecks run after a failed probe
+        spent = p.spent  # predicted seconds of the probes' calls and rechecks after a failed one
         taken: dict[str, tuple] = {}  # name -> (mode, coords, grad, info, fix, refined)
         for name in p.under_test:
             mode = "sample" if name in p.sampled else p.mode if p.mode == "probe" else "full"
@@ -193,6 +195,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         forward_drawn=p.forward.drawn if p.forward else (),
         forward_point=p.forward.point if p.forward else None, backward=p.backward,
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
+        estimated_seconds=p.estimated, counted_seconds=p.spent,
     )  # fmt: skip
 
 
@@ -273,6 +276,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     )
     full = {n: estimate(engines[n], n, opts.method, opts.coloring) for n in names}
     full = ties_across_tensors(full, engine, spec.tensors)
+    # the whole calls already made: part of the check whatever its mode
+    before = calls_before(spec, engine, opts.method, run_contract, agreement, backward)
     p = Prepared(
         spec, opts, comp, under_test, engine, engines, {n: e.groups for n, e in full.items()},
         {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, levels,
@@ -281,7 +286,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     p.forward, p.backward = agreement, backward
     for text in notes:
         p.note(text)
-    seconds = sum(p.estimates.values())
+    seconds = before + sum(p.estimates.values())
     run = dict(full)  # what each name's check will cost, as decided
     if p.mode == "sample" or (p.mode == "auto" and seconds > opts.budget):
         # drawn before any check runs, in the tensors' order, from the spec's seed
@@ -291,14 +296,15 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         sampled = ties_across_tensors(sampled, engine, spec.tensors)
         chosen = set(names)
         if p.mode == "auto":
-            chosen, note = over_budget(full, sampled, opts.budget, opts.samples)
+            chosen, note = over_budget(full, sampled, opts.budget, opts.samples, before=before)
             p.note(note)
         p.mode = "sample" if chosen else "full"
         p.sampled = {n: coords[n] for n in names if n in chosen}
         run.update({n: sampled[n] for n in chosen})
     elif p.mode == "auto":
         p.mode = "full"
-    p.spent = sum(e.seconds for e in run.values()) if p.mode != "probe" else 0.0
+    p.spent = before + (sum(e.seconds for e in run.values()) if p.mode != "probe" else 0.0)
+    p.estimated = p.spent
     # the README's promise: the estimate and a bar only for a long run
     slow = p.mode != "probe" and p.spent > 2
     if slow:

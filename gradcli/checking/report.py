@@ -90,6 +90,11 @@ class CheckReport:
     computation: Computation | None = None  # the analytical side: output, gradients, cache
     # the numerical gradients, one per name under test (NaN where not evaluated)
     numeric: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # predicted seconds (numeric/cost.py: counted, never timed) of the check as planned before
+    # its first numerical gradient, and of all the work it then ran (the rechecks decided by
+    # the comparison: smaller steps, the kink detector, ties across tensors, a probe's)
+    estimated_seconds: float = 0.0
+    counted_seconds: float = 0.0
 
     @property
     def failures(self) -> tuple[tuple[str, tuple[str, ...]], ...]:

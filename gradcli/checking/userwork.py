@@ -23,6 +23,7 @@ from gradcli.numeric.engine import Engine
 
 # the points besides the spec's where a user's forward of a built-in layer must agree with ours
 DRAWN_POINTS = 2
+SAFE_PICKS = 3  # coordinates of each tensor the complex step is compared on with central
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
     for name, a in spec.tensors.items():
         if name in spec.layer.constants(engine.shapes, spec.options):
             continue
-        picks = rng.choice(a.size, size=min(3, a.size), replace=False)
+        picks = rng.choice(a.size, size=min(SAFE_PICKS, a.size), replace=False)
         c = engine.gradient(name, coords=picks)[0].ravel()[picks]
         r = central.gradient(name, coords=picks)[0].ravel()[picks]
         bad = np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), 1.0)

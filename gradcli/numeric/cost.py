@@ -38,6 +38,9 @@ SECONDS_PER_CALL = 1.5e-4
 # array the forward keeps (attention's scores): seconds per element of it, per coordinate and
 # stencil point; measured 0.45e-9 ... 1.9e-9 on attention at M, L and the causal multi-head case
 SECONDS_PER_INCREMENTAL_ELEMENT = 1.2e-9
+# a backward touches about what two forward passes touch (the cache it reads, the upstream
+# gradient and the gradients it returns), so one call of it counts as two passes
+BACKWARD_PASSES = 2
 # a loss's term recomputed alone (Terms.moved: svm's margin), per coordinate and stencil
 # point, the engine's attribution included: measured 6e-8 ... 1.1e-7 s (CPU time, load 5) on
 # svm from x (64, 100) to (256, 1000) and (16, 4, 500)
@@ -110,6 +113,18 @@ def copies_seconds(engine: StackedForward, copies: int, real: bool = False) -> f
     if not engine.layer.broadcasts:
         per_copy += SECONDS_PER_CALL
     return copies * per_copy
+
+
+def calls_seconds(
+    engine: StackedForward, forwards: int, backwards: int = 0, overhead: bool = False
+) -> float:
+    """Predicted time of whole calls of the layer's forward and backward at the spec's point
+    (the analytical side, the backward's contract, a user's forward and backward at the drawn
+    points): each touches what one perturbed copy touches (a backward twice that), plus the
+    guard around each call of a user's function (``overhead``)."""
+    per = pass_elements(engine) * SECONDS_PER_ELEMENT
+    call = SECONDS_PER_CALL if overhead else 0.0
+    return forwards * (per + call) + backwards * (BACKWARD_PASSES * per + call)
 
 
 def termwise_seconds(

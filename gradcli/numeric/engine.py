@@ -35,7 +35,12 @@ from gradcli.numeric.coloring import (
     color_groups,
     source_coloring,
 )
-from gradcli.numeric.incremental import INCREMENTAL_CHUNK, loss_differences, verify_incremental
+from gradcli.numeric.incremental import (
+    INCREMENTAL_CHUNK,
+    VERIFY_PICKS,
+    loss_differences,
+    verify_incremental,
+)
 from gradcli.numeric.methods import EPS, steps
 from gradcli.numeric.stacking import StackedForward
 
@@ -155,6 +160,9 @@ class Engine(StackedForward):
         if coords is not None:  # a sample verifies the footprint only where it groups
             verify = verify and self.sampled_groups(name, coords) is not None
         extra = cost.copies_seconds(self, cost.VERIFY_COPIES, real=True) if verify else 0.0
+        if coloring and self.layer.perturbed is not None:  # the path's verification, held or not
+            extra += cost.copies_seconds(self, VERIFY_PICKS) + cost.incremental_seconds(
+                self, VERIFY_PICKS, name=name)  # fmt: skip
         return cost.seconds(self, groups, incremental, name) + extra
 
     # ------------------------------------------------------------ coloring

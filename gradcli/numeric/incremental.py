@@ -13,6 +13,7 @@ import numpy as np
 from gradcli.numeric.stacking import StackedForward
 
 INCREMENTAL_CHUNK = 2048  # coordinates per call of Layer.perturbed (it chunks further itself)
+VERIFY_PICKS = 3  # coordinates the path is verified on: as many copies through each way
 
 
 def verify_incremental(engine: StackedForward, name: str, rng: np.random.Generator) -> str | None:
@@ -24,7 +25,7 @@ def verify_incremental(engine: StackedForward, name: str, rng: np.random.Generat
         return None
     x = engine.t64[name].ravel()
     shape = engine.t64[name].shape
-    picks = rng.choice(x.size, size=min(3, x.size), replace=False)
+    picks = rng.choice(x.size, size=min(VERIFY_PICKS, x.size), replace=False)
     # in the arithmetic the path will serve: a complex step is verified with a complex move, so
     # a forward that drops the imaginary part is refused here as it would be without the path
     move = 1e-2 + (1e-3j if engine.method.name == "complex" else 0)

@@ -66,6 +66,11 @@ def _num(x: float) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _seconds(x: float) -> float:
+    """A predicted time to three significant digits: a model's count, not a measurement."""
+    return float(f"{x:.3g}")
+
+
 def result_doc(r: TensorResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "shape": list(r.shape),
@@ -127,7 +132,9 @@ def check_doc(
         "notes": list(report.notes),
         "results": {n: result_doc(r) for n, r in report.results.items()},
         "contract": [dataclasses.asdict(f) for f in report.contract],
-    }
+        "cost": {"estimated_seconds": _seconds(report.estimated_seconds),
+                 "counted_seconds": _seconds(report.counted_seconds)},
+    }  # fmt: skip
     if report.not_checked:
         doc["not_checked"] = list(report.not_checked)
     if report.builtin:
