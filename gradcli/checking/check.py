@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import across, diagnose, intermediates, precision
+from gradcli.checking import across, diagnose, intermediates, precision, routing
 from gradcli.checking.budget import (
     MIRRORS,
     calls_before,
@@ -257,6 +257,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         # the user's forward is the built-in's here: its kinks are where the built-in says
         # (a missed one could only fail; a declared one a smooth forward lacks reads its slope)
         engine.declared_kinks = builtin.kinks
+        engine.declared_maxima = builtin.maxima  # verified at the point (numeric/routes.py)
     agrees = forward is not None and forward.passed and builtin is not None
     if agrees and not engine.layer.footprint:
         engine.declared_footprint = builtin.footprint  # verified before use, as any footprint
@@ -383,9 +384,12 @@ def kinks_stage(
         fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring)
         grad, info = _put(grad, info, fix)
     atol, rtol, _, noise = tolerances(p, name, grad, info)
+    floor = atol if noise is None else np.maximum(atol, noise.ravel())
+    if fix is not None:  # at the ties of maxima: a routing, exactly (Layer.maxima)
+        grad, _ = routing.settle(engine, name, analytic, grad, fix.at, atol, rtol, floor,
+                                 p.note)  # fmt: skip
     seen = np.isfinite(grad).ravel()
     a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
-    floor = atol if noise is None else np.maximum(atol, noise.ravel())
 
     def apart(v: np.ndarray) -> np.ndarray:  # compare's pass rule, failed where seen
         return seen & ~(np.abs(v - n) <= floor + rtol * np.abs(n))

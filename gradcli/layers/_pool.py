@@ -69,6 +69,16 @@ def unpad(dXp: np.ndarray, geo: list[_conv.Axis]) -> np.ndarray:
     return dXp[..., gh.lo : gh.lo + gh.n, gw.lo : gw.lo + gw.n, :]
 
 
+def members(X: tuple[int, ...], options: Any) -> np.ndarray:
+    """Each output's window as flat indices into X (..., H, W, C): (outputs, k_h k_w) in the
+    output's row-major order, taps in the window's, -1 for padding."""
+    geo = geometry(X, options)
+    ids = _conv.pad(np.arange(math.prod(X)).reshape(X), geo, -1)
+    return np.stack([ids[window] for _, window in taps(geo)], axis=-1).reshape(
+        -1, geo[0].k * geo[1].k
+    )
+
+
 def output_shape(layer: str, s: Shapes, options: Any) -> tuple[int, ...]:
     X = s["X"]
     if len(X) < 3:

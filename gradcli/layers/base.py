@@ -229,6 +229,14 @@ class Layer:
     # numeric/kinks.py); a missed kink is a false failure there, never a false pass. None: the
     # layer has no kinks (a user's layer gets the generic detector instead).
     kinks: Callable[[str, Arrays, Any, np.ndarray], np.ndarray | None] | None = None
+    # maxima(name, shapes, options) -> for a tensor of which each output element is the
+    # largest of some of its coordinates (a max-pool's windows), an int array (output size, k):
+    # row o the flat indices of the coordinates flat output o is the maximum of, -1 for none
+    # (padding); None for a tensor without one. At ties of the forward's values the gradient
+    # is then held to the routings of each output's upstream gradient to its own tied maxima,
+    # exactly (numeric/routes.py), not to intervals; verified at the point (the forward must
+    # equal each row's maximum), and the numbers fall back to the intervals where not.
+    maxima: Callable[[str, Shapes, Any], np.ndarray | None] | None = None
     # words (layers/words.py): explain(Shown) -> Formulas for `gradcli explain`, and the body
     # of the `init --impl` module (forward and backward to fill in, formulas in comments);
     # None: a generic section per gradient, a skeleton from the tensor names

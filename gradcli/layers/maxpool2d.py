@@ -75,6 +75,11 @@ def kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | 
     return np.ascontiguousarray(_pool.unpad(hit, geo))
 
 
+def maxima(name: str, s: Shapes, options: Any = None) -> np.ndarray:
+    """Z's flat element o is the maximum of X's flat elements in row o (-1: padding)."""
+    return _pool.members(s["X"], options or Options())
+
+
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return _pool.output_shape("maxpool2d", s, options or Options())
 
@@ -148,6 +153,7 @@ LAYER = Layer(
     working=working_elements,
     forward_elements=forward_elements,
     kinks=kinks,
+    maxima=maxima,
     explain=explain,
     skeleton=SKELETON,
     cs231n=(

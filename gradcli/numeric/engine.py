@@ -79,9 +79,10 @@ class Engine(StackedForward):
         self._termwise: dict[str, str | None] = {}  # as _incremental, for Terms.moved
         self._strays: dict[str, str] = {}  # why a coloring was dropped while in use
         # a user's implementation of a built-in whose forward agreed: the built-in's footprint
-        # (verified before use like any other) and kinks (numeric/kinks.kink_map)
+        # (verified before use like any other), kinks (numeric/kinks.kink_map) and maxima
         self.declared_footprint: Any = None
         self.declared_kinks: Any = None
+        self.declared_maxima: Any = None  # and its windows of maxima (numeric/routes.py)
 
     # ------------------------------------------------------------ terms
     def terms(self, name: str) -> Engine | str | None:
