@@ -114,8 +114,10 @@ def test_through_impl_the_cli_says_where(cli, tmp_path, layer):
     assert not doc["passed"] and not doc["forward"]["passed"]
     assert doc["forward"]["at"] == "drawn" and doc["forward"]["drawn"] == list(tensors)
     assert all(r["passed"] for r in doc["results"].values())  # consistent with its forward
-    text = cli("check", layer, spec, "--impl", tmp_path / "wrong.py")
-    assert "of a point gradcli drew" in text.stdout and "hide the difference" in text.stdout
+    text = cli("check", layer, spec, "--impl", tmp_path / "wrong.py").stdout
+    assert all(len(line) <= 80 for line in text.splitlines()[:-1])  # prose wraps at the width
+    flat = " ".join(text.split())  # its lines joined again
+    assert "of a point gradcli drew" in flat and "hide the difference" in flat
     ok = cli("check", layer, spec, "--impl", tmp_path / "right.py", "--format", "json")
     assert ok.exit_code == 0, ok.stdout
     assert json.loads(ok.stdout)["forward"]["at"] == "spec"
@@ -221,3 +223,29 @@ def test_a_backward_failing_at_the_spec_is_not_reported_twice(cli, tmp_path):
     text = cli("check", "batchnorm", "--impl", tmp_path / "bad.py").stdout.splitlines()
     assert "built-in backward" not in text[-1]  # the gradient's failure says it
     assert any("your backward vs the built-in backward" in line for line in text)
+
+
+# a class-based layer keeping its forward's input for its backward (the outside tester's T1):
+# the drawn points' backward once ran with another point's state and failed a right layer
+STATEFUL = """
+state = {}
+
+def forward(x):
+    state["x"] = x.copy()
+    return np.maximum(x, 0.0)
+
+def backward(grad_output, x):
+    return {"x": grad_output * (state["x"] > MASK)}
+"""
+
+
+def test_a_layer_keeping_its_forwards_state_is_checked_at_each_points_own_forward(cli, tmp_path):
+    x = X  # no entry at 0 or 0.5: no tie
+    report = _api("relu", STATEFUL.replace("MASK", "0"), {"x": x})
+    assert report.passed and report.backward.passed, report.verdict()
+    (tmp_path / "relu.py").write_text("import numpy as np\n" + STATEFUL.replace("MASK", "0"))
+    assert cli("check", "relu", "--impl", tmp_path / "relu.py", "-q").exit_code == 0
+    # the twins: a mask on the wrong side of a tie-free threshold still fails, at the spec's
+    # point and at the drawn ones
+    wrong = _api("relu", STATEFUL.replace("MASK", "0.5"), {"x": x})
+    assert not wrong.passed and not report.backward.failed and wrong.backward.failed == ("x",)

@@ -381,3 +381,27 @@ def test_table_titles_wrap_at_the_console_not_the_narrow_table():
     assert lines[0].rstrip() == f"lstm_step: {spec.layer.summary}"
     assert table_width < len(lines[0].rstrip()) <= 84
     assert any(line.rstrip() == "pass if |a-n| <= 1e-07 + 1e-06|n|" for line in lines)
+
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_failing_prose_and_worst_tables_fit_the_width(cli, columns):
+    """Hints, notes and the verdicts on the user's code wrap between words at the width, their
+    continuations indented; the worst elements' indices fold only when nothing else gives way
+    (the outside tester's T2: a 68-column table and lines of 123 to 211 characters at 60)."""
+    cs = Path(__file__).parent / "fixtures" / "cs231n"
+    env = {"COLUMNS": str(columns)}
+    out = cli("check", "conv2d", cs / "conv2d_small.yaml", "--impl", cs / "layers_buggy.py",
+              env=env).stdout  # fmt: skip
+    out += cli("check", "batchnorm", "--impl", cs / "layers_buggy.py", env=env).stdout
+    lines = out.splitlines()
+    assert "worst elements" in out and "in your dw" in out and "hint:" in out
+    summaries = [line for line in lines if line.startswith("FAIL  ")]
+    assert len(summaries) == 2  # each stays one line, for grep and tail
+    assert max(len(line) for line in lines if line not in summaries) <= columns
+    flat = " ".join(out.split())
+    assert "your forward vs the built-in forward: PASS" in flat
+    assert "both terms through them left out" in flat
+    for k, line in enumerate(lines[:-1]):
+        if line.startswith(("hint:", "your backward vs")) and len(line) > columns - 25:
+            assert lines[k + 1].startswith("  ")  # its continuation, indented

@@ -36,9 +36,9 @@ class ForwardAgreement:
     result: TensorResult
     drawn: tuple[str, ...] = ()
     point: Mapping[str, np.ndarray] | None = None
-    # where the forwards agreed at every drawn point: each point with the user's cache there,
-    # for the backward's comparison, and the tensors the points draw
-    caches: tuple[tuple[Mapping[str, np.ndarray], Any], ...] = field(default=(), repr=False)
+    # where the forwards agreed at every drawn point: the points, for the backward's
+    # comparison, and the tensors they draw
+    points: tuple[Mapping[str, np.ndarray], ...] = field(default=(), repr=False)
     names: tuple[str, ...] = ()
 
 
@@ -55,18 +55,18 @@ def forward_against_builtin(spec: Spec, comp: Computation) -> ForwardAgreement |
     first = _agreement(spec, builtin, spec.tensors, np.asarray(comp.output), 64 * eps)
     if not first.passed:
         return ForwardAgreement(first)
-    caches = []
+    points = []
     for point, drawn in drawn_points(spec):
-        theirs, cache = spec.layer.forward(point, spec.options)
-        caches.append((point, cache))
+        theirs, _ = spec.layer.forward(point, spec.options)
+        points.append(point)
         size = max((np.size(a) for a in (*point.values(), theirs)), default=1)
         # two formulas of one function differ by round-off growing with the reductions they
         # run (contract.roundoff_tolerance); a coincidence of the spec's values hides far more
         r = _agreement(spec, builtin, point, np.asarray(theirs), roundoff_tolerance(eps, 1, size))
         if not r.passed:
             return ForwardAgreement(r, drawn, point)
-    names = drawn if caches else ()
-    return ForwardAgreement(first, caches=tuple(caches), names=names)
+    names = drawn if points else ()
+    return ForwardAgreement(first, points=tuple(points), names=names)
 
 
 def backward_against_builtin(
@@ -78,7 +78,7 @@ def backward_against_builtin(
     not (gamma = 1 hides batchnorm's dx without gamma, an x >= 0 relu's missing mask). The
     points are generic, so no kink or tie is met; ``atol``, ``rtol``: the check's tolerances,
     at least the round-off of two formulas (contract.roundoff_tolerance)."""
-    if agreement is None or not agreement.result.passed or not agreement.caches:
+    if agreement is None or not agreement.result.passed or not agreement.points:
         return None
     if spec.layer.reference is not None:  # theirs draws its own mask: our backward is not theirs
         return None
@@ -88,12 +88,16 @@ def backward_against_builtin(
     g0 = np.asarray(spec.grad_output)
     drawn = (*agreement.names, *(("grad_output",) if g0.size > 1 else ()))
     results: dict[str, TensorResult] = {}
-    for point, cache in agreement.caches:
+    for point in agreement.points:
         g = g0
         if g0.size > 1:
             g = np.array(_scale(g0) * rng.standard_normal(g0.shape), dtype=g0.dtype)
         g = np.array(g)
         g.flags.writeable = False
+        # a layer keeping its forward's state for its backward (self.cache, a module's dict)
+        # holds the last forward's, another point's or a complex probe's: each backward gets
+        # the forward of its own point right before it, as training runs them
+        _, cache = spec.layer.forward(point, spec.options)
         theirs = spec.layer.backward(g, cache)
         ours = builtin.backward(g, builtin.forward(point, spec.options)[1])
         names = [n for n in spec.tensors if n not in constants and n in ours and n in theirs]

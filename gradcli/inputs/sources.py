@@ -204,7 +204,16 @@ class Loader:
             arr = np.ones(shape_t)
         else:
             arr = np.arange(math.prod(shape_t), dtype=np.float64).reshape(shape_t)
-        return arr * float(scale)
+        with np.errstate(over="ignore"):  # refused here, with the key that made it
+            out = arr * float(scale)
+        if not np.isfinite(out).all():
+            top = float(np.max(np.abs(arr)))
+            raise SpecError(
+                f"{init} values up to {top:g} times {float(scale):g} overflow float64; expected "
+                f"a scale of at most {np.finfo(np.float64).max / top:.3g}",
+                key=f"{key}.scale",
+            )
+        return out
 
 
 def _labels(value: dict, key: str, classes: int, rng: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -4,6 +4,7 @@ the backward's contract."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from gradcli.checking.compare import TensorResult
 from gradcli.checking.contract import Finding
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
-from gradcli.render.fit import Col, fitted
+from gradcli.render.fit import Col, fitted, paragraph
 from gradcli.render.values import letters, natural_index, slices, yours
 
 # error / tolerance -> a character (legible without colour: pipes, NO_COLOR, CI logs) and its
@@ -43,46 +44,40 @@ def render_diagnosis(
         if r.passed or r.mode == "probe":
             continue
         if r.unresolved and not r.nonfinite:  # its errors are round-off: say why, show none
-            console.print(Text(r.reason, style="yellow"), soft_wrap=True)
+            paragraph(console, Text(r.reason, style="yellow"))
             console.print()
             continue
         label = "yours" if report.answers else "analytic"
         console.print(_worst_table(spec, r, label, console.width), crop=False)
         heat = _heatmap(spec, r, analytic[name], numeric[name], report.rtol, console.width)
-        for renderable in heat:
+        for renderable in heat[:-1]:  # the grids: one character an element, never wrapped
             console.print(renderable, soft_wrap=True)
+        paragraph(console, heat[-1])  # the legend
         for hint in r.hints:
-            console.print(Text(f"hint: {hint}", style="yellow"), soft_wrap=True)
+            paragraph(console, Text(f"hint: {hint}", style="yellow"))
         console.print()
     if report.forward is not None:
         f = report.forward
         verdict = ("PASS", "bold green") if f.passed else ("FAIL", "bold red")
-        console.print(
-            Text.assemble(
-                "your forward vs the built-in forward: ",
-                verdict,
-                f" (max abs error {f.max_abs_error:.3g} at {list(f.worst_index)}"
-                f"{forward_where(report, long=True)})",
-            ),  # fmt: skip
-            soft_wrap=True,
-        )
+        paragraph(console, Text.assemble(
+            "your forward vs the built-in forward: ", verdict,
+            f" (max abs error {f.max_abs_error:.3g} at {list(f.worst_index)}"
+            f"{forward_where(report, long=True)})",
+        ))  # fmt: skip
     b = report.backward
     if b is not None and report.forward is not None and report.forward.passed:
         verdict = ("PASS", "bold green") if b.passed else ("FAIL", "bold red")
-        console.print(
-            Text.assemble("your backward vs the built-in backward at the points gradcli drew: ",
-                          verdict, backward_where(report, long=True)),
-            soft_wrap=True,
-        )  # fmt: skip
+        paragraph(console, Text.assemble(
+            "your backward vs the built-in backward at the points gradcli drew: ", verdict,
+            backward_where(report, long=True),
+        ))  # fmt: skip
     for name, b in report.builtin.items():
         verdict = ("matches", "green") if b.passed else ("does not match", "red")
-        console.print(
-            Text.assemble(f"{ours} d{name} ", verdict, f" (max rel error {b.max_rel_error:.3g})"),
-            soft_wrap=True,
-        )
+        paragraph(console, Text.assemble(f"{ours} d{name} ", verdict,
+                                         f" (max rel error {b.max_rel_error:.3g})"))  # fmt: skip
     if report.not_checked:
         names = ", ".join("d" + n for n in report.not_checked)
-        console.print(Text(f"not checked (no answer given): {names}", style="dim"), soft_wrap=True)
+        paragraph(console, Text(f"not checked (no answer given): {names}", style="dim"))
 
 
 def forward_where(report: CheckReport, long: bool = False) -> str:
@@ -178,7 +173,12 @@ def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
         columns = (Col("element"), Col(f"in your {own}"), *columns[1:])
         rows = [(row[0], where, *row[1:]) for row, where in zip(rows, theirs, strict=True)]
         title.append(f", and where each is in your {own} (CS231n's layout)")
-    return fitted(columns, rows, width, title=title, title_justify="left")
+    table = fitted(columns, rows, width, title=title, title_justify="left")
+    if (table.width or 0) > width:  # even without the errors: the indices fold at their commas
+        columns = tuple(dataclasses.replace(c, fold=True, min_width=0) if k < len(columns) - 4
+                        else c for k, c in enumerate(columns))  # fmt: skip
+        table = fitted(columns, rows, width, title=title, title_justify="left")
+    return table
 
 
 def _heatmap(

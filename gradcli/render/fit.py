@@ -106,3 +106,17 @@ class TitledTable(Table):
 
 def _cell(value: str | Text) -> Text:
     return value if isinstance(value, Text) else Text(value)
+
+
+def paragraph(console: Console, text: Text, indent: int = 2) -> None:
+    """A line of prose (a hint, a note, a verdict on the user's code) wrapped between words at
+    the console's width, its continuation lines indented: the terminal's own wrap would cut
+    it mid-word, flush left. A word wider than a line is folded."""
+    width = console.width
+    if text.cell_len <= width:
+        console.print(text, soft_wrap=True)
+        return
+    lines = text.wrap(console, max(width - indent, 20), overflow="fold")
+    for k, line in enumerate(lines):
+        line.rstrip()
+        console.print(Text(" " * indent) + line if k else line, soft_wrap=True)

@@ -14,7 +14,7 @@ from gradcli.checking.compute import Computation
 from gradcli.checking.network import FirstWrong, NetReport, flow, sampled_locally
 from gradcli.inputs.network import NetSpec
 from gradcli.render.diag import forward_where
-from gradcli.render.fit import Col, fitted
+from gradcli.render.fit import Col, fitted, paragraph
 from gradcli.render.text import kinks_line, refined_line, summary_line
 from gradcli.render.values import natural_index, num
 
@@ -147,8 +147,7 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             render_diagnosis(console, spec, e2e, tested, e2e.numeric, "the chained backward's")
         elif e2e.not_checked:
             names = ", ".join("d" + n for n in e2e.not_checked)
-            console.print(Text(f"not checked (no answer given): {names}", style="dim"),
-                          soft_wrap=True)  # fmt: skip
+            paragraph(console, Text(f"not checked (no answer given): {names}", style="dim"))
         for k, wrong in enumerate(_blamed(report)):
             lc = _check_of(report, wrong.index)
             head = "also wrong on its own" if k else f"first wrong {_what(wrong)}"
@@ -157,9 +156,9 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             tested = {n: intermediates.builtin(comp, n) for n in lc.report.results}
             render_diagnosis(console, lc.spec, lc.report, tested, lc.report.numeric)
         for note in e2e.notes:
-            console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
+            paragraph(console, Text(f"note: {note}", style="yellow"))
         for line in _kink_lines(report):
-            console.print(Text(line, style="dim"), soft_wrap=True)
+            paragraph(console, Text(line, style="dim"))
     console.print(verdict_line(net, report), soft_wrap=True)
 
 

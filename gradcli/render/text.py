@@ -20,7 +20,7 @@ from gradcli.checking.probe import probe_rtol
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
-from gradcli.render.fit import Col, fitted
+from gradcli.render.fit import Col, fitted, paragraph
 from gradcli.render.values import natural_index, num, print_values, yours
 
 
@@ -306,7 +306,7 @@ def render_check(
         tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
         render_diagnosis(console, spec, report, analytic or tested, numeric)
         for line in _notes(report):
-            console.print(line, soft_wrap=True)
+            paragraph(console, line)
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from gradcli.errors import InPlaceWriteError
 
 _READ_ONLY = ("read-only", "not writeable")
+VERIFIED_BYTES = 1 << 24
 
 
 def _read_only(arrays: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,8 +64,12 @@ def read_only_call(
     InPlaceWriteError naming the function, the array(s) and the line; each array is then tried
     writable alone (a few more calls, on the error path only) to learn which it was.
     ``labels``: the user's own names for arrays passed positionally (grad_output: dz)."""
+    # numpy's read-only flag stops numpy, not code that takes the buffer itself
+    # (torch.from_numpy(x).relu_(), numba, ctypes): the arrays are compared after the call
+    # too, up to VERIFIED_BYTES in all (a call on more also meets them at the spec's point)
+    kept = _kept(arrays)
     try:
-        return call(_read_only(arrays))
+        out = call(_read_only(arrays))
     except ValueError as e:
         if not any(s in str(e) for s in _READ_ONLY):
             raise
@@ -84,6 +89,26 @@ def read_only_call(
             f"({first} = {first}.copy()): the arrays gradcli passes are read-only",
             source=str(path),
         ) from None
+    changed = [n for n, b in kept.items() if arrays[n].tobytes() != b]
+    if changed:
+        labels = labels or {}
+        shown = [n if labels.get(n, n) == n else f"{n} ({labels[n]})" for n in changed]
+        first = labels.get(changed[0], changed[0])
+        raise InPlaceWriteError(
+            f"{fn_name} changed {' and '.join(shown)} in place, past numpy's read-only flag "
+            f"(torch.from_numpy, numba or ctypes ignore it); copy first ({first} = "
+            f"{first}.copy()): gradcli differences the values it passed",
+            source=str(path),
+        )
+    return out
+
+
+def _kept(arrays: Mapping[str, Any]) -> dict[str, bytes]:
+    """The arrays' bytes, to compare after the call; none past VERIFIED_BYTES."""
+    arrs = {n: a for n, a in arrays.items() if isinstance(a, np.ndarray)}
+    if sum(a.nbytes for a in arrs.values()) > VERIFIED_BYTES:
+        return {}
+    return {n: a.tobytes() for n, a in arrs.items()}
 
 
 def _hits_read_only(
