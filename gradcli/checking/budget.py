@@ -83,11 +83,11 @@ def calls_before(
     ours = 0.0  # the built-in's own calls beside a user's: no guard around them
     if agreement is not None:
         # all of them, or up to the first that disagreed (at most all)
-        points = len(agreement.caches) or (0 if agreement.point is None else userwork.DRAWN_POINTS)
+        points = len(agreement.points) or (0 if agreement.point is None else userwork.DRAWN_POINTS)
         forwards += points
         ours = cost.calls_seconds(engine, 1 + points, overhead=False)
-        if backward is not None:
-            backwards += points
+        if backward is not None:  # each backward right after the user's forward at its point
+            forwards, backwards = forwards + points, backwards + points
             ours += cost.calls_seconds(engine, points, points, overhead=False)
     seconds = cost.calls_seconds(engine, forwards, backwards, overhead=user) + ours
     if user and method == "complex":  # userwork.complex_safe: a few coordinates both ways
