@@ -355,3 +355,36 @@ def test_a_write_past_the_read_only_flag_is_one_line(
     ok = _module(tmp_path, body.replace("raw(x)[x < 0] = 0", "assert raw(x).sum() == x.sum()")
                  .replace("raw(dz)[:] = 1", "assert raw(dz).sum() == dz.sum()"))  # fmt: skip
     assert cli("check", "linear", "--impl", ok, "-q").exit_code == 0
+
+
+# training code's dropout: a fresh mask at every call (the outside tester's T6), and its twin
+# drawing the mask from a fixed seed
+DROPOUT = """
+state = {}
+
+def forward(x):
+    state["mask"] = (GEN.random(x.shape) >= 0.5) / 0.5
+    return x * state["mask"]
+
+def backward(grad_output, x):
+    return {"x": grad_output * state["mask"]}
+"""
+
+
+@pytest.mark.parametrize("gen", ["GEN = np.random", "GEN = np.random.default_rng(0)"])
+def test_a_forward_drawing_anew_at_each_call_is_named_as_the_cause(cli, tmp_path, gen):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("layer: custom\ntensors:\n  x: {shape: [4, 3]}\n")
+    path = _module(tmp_path, gen + "\n" + DROPOUT)
+    result = cli("check", "custom", spec, "--impl", path, "--format", "json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1 and not doc["passed"]
+    found = [c for c in doc["contract"] if c["name"] == "determinism" and not c["passed"]]
+    assert [c["tensor"] for c in found] == ["out"]  # the forward's, not the backward's
+    last = cli("check", "custom", spec, "--impl", path).stdout.splitlines()[-1]
+    assert last.startswith("FAIL  custom: your forward is not deterministic: two calls at")
+    assert "halvings" not in result.stderr  # no step is refined for it
+    # the twin: the same mask drawn from a fixed seed at each call is a deterministic forward
+    seeded = DROPOUT.replace("GEN.random", "np.random.default_rng(0).random")
+    assert cli("check", "custom", spec, "--impl", _module(tmp_path, seeded, "seeded.py"),
+               "-q").exit_code == 0  # fmt: skip

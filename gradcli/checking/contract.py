@@ -70,6 +70,7 @@ def check_contract(
     roundoff: Mapping[str, float] | None = None,
     seed: int | None = None,
     first: Mapping[str, np.ndarray] | None = None,
+    output: np.ndarray | None = None,
 ) -> tuple[Finding, ...]:
     """Every contract for every gradient the backward returns (attention's dQ ... dA too).
     ``atol``, ``rtol``: the value check's tolerances, and ``roundoff`` (float32: each
@@ -77,10 +78,22 @@ def check_contract(
     less than a tenth of those and 16 times this. ``seed``: of the second upstream gradient.
     ``first``: the gradients of the backward's first call on the spec's grad_output (the ones
     the check compares with the numerical gradients): determinism holds the calls made here to
-    them, so a backward that changes after its first call cannot pass."""
+    them, so a backward that changes after its first call cannot pass. ``output``: the
+    forward's output at that first call: a forward that returns another one here is not
+    deterministic (a mask drawn anew per call), a determinism finding under the output's name,
+    and no finite difference of it means anything."""
     layer = spec.layer
     dtype = np.dtype(spec.dtype)
     out, cache = layer.forward(spec.tensors, spec.options)
+    forward_det = None
+    if output is not None:
+        o = _f64(np.asarray(out))
+        tol = roundoff_tolerance(float(np.finfo(dtype).eps), _largest(o), max(o.size, 1))
+        forward_det = _forward_determinism(
+            spec.output_info.name, _deviation(_f64(np.asarray(output)), o), tol
+        )
+        if not forward_det.passed:  # the first backward ran on another forward's state
+            first = None
 
     wanted = (*spec.tensors, *layer.intermediates)
 
@@ -133,6 +146,8 @@ def check_contract(
         constant = _deviation(a1, a2) <= slack < _largest(a1)
         findings["linearity"].append(_linearity(n, lin, lin_tol, z > slack, constant))
         findings["dtype"].append(_dtype(n, "backward", b1[n].dtype, dtype))
+    if forward_det is not None:
+        findings["determinism"].append(forward_det)
     out_dtype = np.asarray(out).dtype
     findings["dtype"].append(_dtype(spec.output_info.name, "forward", out_dtype, dtype))
     findings["no_writes"].append(
@@ -182,6 +197,17 @@ def _determinism(n: str, det: float, tol: float) -> Finding:
     detail = (
         f"calls with the same grad_output return d{n} differing by up to {_amount(det)} "
         f"(round-off allows {tol:.2g}): randomness or state in the backward"
+    )
+    return Finding("determinism", n, False, detail, det, tol)
+
+
+def _forward_determinism(n: str, det: float, tol: float) -> Finding:
+    if det <= tol:
+        return Finding("determinism", n, True, f"two forward calls return the same {n}", det, tol)
+    detail = (
+        f"two forward calls at the same tensors return {n} differing by up to {_amount(det)}: "
+        "randomness or state in the forward (a mask drawn anew at each call: draw it from a "
+        "fixed seed), which no finite difference can check"
     )
     return Finding("determinism", n, False, detail, det, tol)
 
