@@ -279,3 +279,57 @@ def test_one_initial_state_for_a_batch_is_refused_for_cs231n_code(cli, tmp_path)
     assert result.exit_code == 2
     assert "takes x and prev_h with the same batch axes" in result.stderr
     assert "this spec has x [2, 4], prev_h [3]" in result.stderr
+
+
+# batchnorm in gradcli's own form, every option as a keyword (the outside tester's T7): spatial 1
+# has no CS231n form, which must not refuse code that is not CS231n's
+OWN_BATCHNORM = """
+def forward(x, gamma, beta, spatial=0, eps=1e-5):
+    axes = tuple(range(x.ndim - spatial - 2, x.ndim - 1))
+    mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    return gamma * (x - mu) / np.sqrt(var + eps) + beta
+
+def backward(grad_output, x, gamma, beta, spatial=0, eps=1e-5):
+    axes = tuple(range(x.ndim - spatial - 2, x.ndim - 1))
+    m = np.prod([x.shape[a] for a in axes])
+    mu, std = x.mean(axis=axes, keepdims=True), np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    xhat, lead, d = (x - mu) / std, tuple(range(x.ndim - 1)), grad_output * gamma
+    dx = (m * d - d.sum(axis=axes, keepdims=True)
+          - xhat * (d * xhat).sum(axis=axes, keepdims=True)) / (m * std)
+    return {"x": dx * SCALE, "gamma": (grad_output * xhat).sum(axis=lead),
+            "beta": grad_output.sum(axis=lead)}
+"""
+
+
+def test_gradclis_own_form_takes_options_no_cs231n_form_has(cli, tmp_path):
+    spec = tmp_path / "bn.yaml"
+    spec.write_text("layer: batchnorm\noptions: {spatial: 1}\ntensors:\n  x: {shape: [4, 3, 5]}\n"
+                    "  gamma: {shape: [5]}\n  beta: {shape: [5]}\n")  # fmt: skip
+    for scale, code in (("1", 0), ("1.01", 1)):  # the twin: a wrong dx still fails
+        mine = tmp_path / f"bn{code}.py"
+        mine.write_text("import numpy as np\n" + OWN_BATCHNORM.replace("SCALE", scale))
+        result = cli("check", "batchnorm", spec, "--impl", mine, "-q")
+        assert result.exit_code == code, result.stderr
+    # CS231n's pair under the same options is still refused by name, one function "takes"
+    result = cli("check", "batchnorm", spec, "--impl", LAYERS)
+    assert result.exit_code == 2
+    assert "take none of this spec's options (spatial: 1)" in result.stderr
+
+
+def test_dropout_keeping_with_the_drop_rate_fails_by_its_count(cli, tmp_path):
+    """p read as the drop rate where CS231n's is the keep probability: mask = rand >= p kept
+    30% at p = 0.7 with the right values x / 0.7, so the comparison where it keeps passed
+    (the outside tester's T8); how many it keeps is a draw of its own and must be plausible."""
+    spec = tmp_path / "drop.yaml"
+    spec.write_text("layer: dropout\noptions: {p: 0.3}\ntensors:\n  x: {shape: [20, 20]}\n")
+    keeps = VANILLA.replace("{scale}", ' / dropout_param["p"]')
+    mine = tmp_path / "layers.py"
+    for mask, passed in (("< ", True), (">= ", False)):  # the twin first: it keeps with p
+        rand = "np.random.rand(*x.shape) "
+        mine.write_text(keeps.replace(rand + "< ", rand + mask))
+        result, doc = _check(cli, "dropout", spec, mine)
+        assert result.exit_code == (0 if passed else 1), result.stderr
+        assert doc["forward"]["passed"] == passed and doc["results"]["x"]["passed"]
+    last = cli("check", "dropout", spec, "--impl", mine).stdout.splitlines()[-1]
+    assert "your forward does not match the built-in forward (it keeps" in last
+    assert "probability 1 - p = 0.7 keeps 280 +- 9" in last

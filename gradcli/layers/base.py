@@ -252,7 +252,7 @@ class Layer:
     # a user's implementation: the output its forward must give on the spec's tensors when
     # that is not the built-in forward's (CS231n's dropout draws its own mask): (tensors,
     # options, theirs) -> expected; None: the built-in forward's
-    reference: Callable[[Arrays, Any, np.ndarray], np.ndarray] | None = None
+    reference: Callable[[Arrays, Any, np.ndarray], tuple[np.ndarray, str]] | None = None
     # a user's implementation in CS231n's layout: yours(name, shapes, index) -> where element
     # ``index`` of gradient d``name`` (gradcli's layout; ``shapes``: the spec's) is in the array
     # the user's backward returned, under their own parameter's name: "dw[3,2]" for

@@ -95,8 +95,9 @@ class Form:
     applies: Callable[[Any], bool] = lambda options: True  # batchnorm: spatial 0 or 2
     layout: str = ""  # how their layout differs from gradcli's, in words ("" the same)
     # the output their forward is compared with, when ours cannot be reproduced exactly
-    # (dropout's mask, drawn by their own generator): (tensors, options, theirs) -> expected
-    expected: Callable[[Arrays, Any, np.ndarray], np.ndarray] | None = None
+    # (dropout's mask, drawn by their own generator): (tensors, options, theirs) -> (expected,
+    # what makes theirs implausible beyond its values, or "")
+    expected: Callable[[Arrays, Any, np.ndarray], tuple[np.ndarray, str]] | None = None
     hint: str = ""  # what to check when their code does not fit (said in its error)
 
     outputs: int = 1  # lstm_step_forward: (next_h, next_c, cache)

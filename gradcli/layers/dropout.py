@@ -115,11 +115,23 @@ def dropout_param(options: Any, s: Shapes) -> tuple[dict[str, Any]]:
     return ({"p": 1.0 - o.p, "mode": "train", "seed": o.seed},)
 
 
-def expected(t: Arrays, options: Any, theirs: np.ndarray) -> np.ndarray:
-    """Their mask is their own generator's: where they keep x, inverted dropout's x / (1 - p)."""
+def expected(t: Arrays, options: Any, theirs: np.ndarray) -> tuple[np.ndarray, str]:
+    """Their mask is their own generator's: where they keep x, inverted dropout's x / (1 - p);
+    and how many they keep must be a plausible draw of keeping with probability 1 - p (p read
+    as the keep probability where it is the drop rate keeps the right values, too few or too
+    many of them): the problem, or ""."""
     o = options or Options()
     x = np.asarray(t["x"])
-    return np.where(theirs != 0, x * (1.0 / (1.0 - o.p)), 0.0).astype(theirs.dtype)
+    out = np.where(theirs != 0, x * (1.0 / (1.0 - o.p)), 0.0).astype(theirs.dtype)
+    n = int(np.count_nonzero(x))  # a zero of x is zero kept or not
+    kept = int(np.count_nonzero(np.asarray(theirs)[x != 0]))
+    spread = math.sqrt(n * o.p * (1.0 - o.p))
+    if abs(kept - n * (1.0 - o.p)) <= 6.0 * spread + 1.0:  # six standard deviations of a draw
+        return out, ""
+    return out, (
+        f"it keeps {kept} of {n} nonzero elements ({kept / n:.0%}); keeping each with "
+        f"probability 1 - p = {1.0 - o.p:g} keeps {n * (1.0 - o.p):.0f} +- {spread:.0f}"
+    )
 
 
 LAYER = Layer(

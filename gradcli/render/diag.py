@@ -61,7 +61,8 @@ def render_diagnosis(
         verdict = ("PASS", "bold green") if f.passed else ("FAIL", "bold red")
         paragraph(console, Text.assemble(
             "your forward vs the built-in forward: ", verdict,
-            f" (max abs error {f.max_abs_error:.3g} at {list(f.worst_index)}"
+            f" ({f.hints[0] if f.hints else f'max abs error {f.max_abs_error:.3g}'}"
+            f"{'' if f.hints else f' at {list(f.worst_index)}'}"
             f"{forward_where(report, long=True)})",
         ))  # fmt: skip
     b = report.backward

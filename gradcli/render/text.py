@@ -222,10 +222,10 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
     if kind == "forward" and report.forward is not None:
         from gradcli.render.diag import forward_where
 
-        return (
-            f"your forward does not match the built-in forward (max abs error "
-            f"{report.forward.max_abs_error:.3g} in {', '.join(names)}{forward_where(report)})"
-        )
+        f = report.forward
+        how = f"max abs error {f.max_abs_error:.3g} in {', '.join(names)}"
+        how = f.hints[0] if f.hints else how  # right values, a wrong number of them
+        return f"your forward does not match the built-in forward ({how}{forward_where(report)})"
     if kind == "backward":
         from gradcli.render.diag import backward_where
 

@@ -118,7 +118,8 @@ def unfit(base: Any, options: Any, path: Path) -> None:
     forms = base.cs231n
     raise UserCodeError(
         f"CS231n's {' and '.join(f.forward for f in forms)} "
-        f"({forms[0].hint or 'its forms'}) take none of this spec's options "
+        f"({forms[0].hint or 'its forms'}) {'take' if len(forms) > 1 else 'takes'} none of "
+        "this spec's options "
         f"({', '.join(f'{k}: {v}' for k, v in options_dict(options).items())})",
         source=str(path),
     )

@@ -348,11 +348,14 @@ def _convention(
         return cs231n.Call(impl.path, lookup(form.forward), backward, form.forward,
                            form.backward or form.forward, form, constants)  # fmt: skip
     single = impl.backward is None
-    form = cs231n.for_options(base, options, single, impl.path)
-    if not single and impl.labels is None:  # forward/backward: CS231n's by the signature
-        outputs = form.outputs if form else 1
-        if not cs231n.detect(impl.backward, own, outputs):  # type: ignore[arg-type]
+    if not single and impl.labels is None:  # forward/backward: CS231n's by the signature,
+        # before any form is asked to fit the options (gradcli's own form takes every option)
+        pairs = [f for f in (base.cs231n if base else ()) if f.backward is not None]
+        fitting = [f.outputs for f in pairs if f.applies(options)][:1]
+        outputs = fitting or sorted({f.outputs for f in pairs}) or [1]
+        if not any(cs231n.detect(impl.backward, own, n) for n in outputs):  # type: ignore[arg-type]
             return None
+    form = cs231n.for_options(base, options, single, impl.path)
     fwd, bwd = impl.what("forward"), impl.what("backward")
     return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants)
 
