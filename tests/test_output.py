@@ -129,6 +129,13 @@ def test_an_ascii_stdout_gets_the_same_json(command):
     assert utf8.stdout != ascii_.stdout  # the twin: there was something to escape
 
 
+def test_an_ascii_square_root_encloses_its_operand():
+    """sqrt(d_k), not sqrtd_k (the outside tester's T9)."""
+    text = run("explain", "attention", env={**ENV, "PYTHONIOENCODING": "ascii"}).stdout.decode()
+    assert "Q * K^T / sqrt(d_k)" in text and "sqrt(d_k) = sqrt(4) = 2" in text
+    assert "(1/sqrt(d_k))" in text and "sqrtd" not in text
+
+
 def test_a_latin1_stdout_gets_a_readable_table():
     proc = run("explain", "linear", env={**ENV, "PYTHONIOENCODING": "latin-1"})
     assert proc.returncode == 0 and proc.stderr == b""

@@ -225,7 +225,16 @@ def _table_fallback(e: UnicodeError) -> tuple[str, int]:
             plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
             sub = plain or "?"
         out.append(sub)
-    return "".join(out), e.end
+    end = e.end
+    # √d_k is sqrt(d_k), not sqrtd_k: the operand (a name or number after it) is enclosed
+    operand = _OPERAND.match(e.object, end) if e.object[end - 1] == "√" else None
+    if operand:
+        out.append(f"({operand.group()})")
+        end = operand.end()
+    return "".join(out), end
+
+
+_OPERAND = re.compile(r"[A-Za-z0-9_.]+")
 
 
 def _json_fallback(e: UnicodeError) -> tuple[str, int]:
