@@ -53,10 +53,11 @@ class Match:
 
 
 def _factors(out_shape: tuple[int, ...], letters: list[str], nbatch: int) -> list[tuple]:
-    """(value, cause, words) of the constants a classic mistake multiplies a gradient by:
-    1/(product of sizes) for every set of output axes (a mean where the loss sums), the batch
-    size, 2 and 1/2, each also negated; -1 is the sign."""
-    out = [(-1.0, "sign", "the sign is flipped")]
+    """(value, cause, words, letters) of the constants a classic mistake multiplies a gradient
+    by: 1/(product of sizes) for every set of output axes (a mean where the loss sums; letters:
+    those axes', for a mean over some of them only), the batch size, 2 and 1/2, each also
+    negated; -1 is the sign."""
+    out = [(-1.0, "sign", "the sign is flipped", frozenset())]
     axes = [k for k, n in enumerate(out_shape) if n > 1]
     batch = [k for k in axes if k < nbatch]
     for r in range(1, len(axes) + 1):
@@ -80,12 +81,16 @@ def _factors(out_shape: tuple[int, ...], letters: list[str], nbatch: int) -> lis
                     f"divided by {n}, the size of {names} "
                     f"(a mean over {names} where the loss sums)",
                 )
-            out.append((1.0 / n, cause, words))
+            # a mean over some axes only is a mean over axes the gradient sums (checked per
+            # gradient); the batch's or all outputs' is the loss's own scale, for every gradient
+            over = frozenset(letters[k] for k in subset) if cause.startswith("scale:1/(") else None
+            out.append((1.0 / n, cause, words, over or frozenset()))
     if batch:
         n = math.prod(out_shape[k] for k in batch)
-        out.append((float(n), "scale:batch", f"multiplied by the batch size {n}"))
-    out += [(2.0, "scale:2", "an extra factor 2"), (0.5, "scale:1/2", "a missing factor 2")]
-    out += [(-v, f"{c} and sign", f"{w}, and the sign flipped") for v, c, w in out[1:]]
+        out.append((float(n), "scale:batch", f"multiplied by the batch size {n}", frozenset()))
+    out += [(2.0, "scale:2", "an extra factor 2", frozenset()),
+            (0.5, "scale:1/2", "a missing factor 2", frozenset())]  # fmt: skip
+    out += [(-v, f"{c} and sign", f"{w}, and the sign flipped", s) for v, c, w, s in out[1:]]
     return out
 
 
@@ -215,6 +220,9 @@ class Session:
         exact: list[Match] = []
         paired: list[Match] = []
         info = self.spec.layer.tensor(name, self.spec.shapes)
+        # a mean over an axis the gradient keeps (db[c] over c) explains nothing: db[c] is a
+        # sum over the other axes only
+        factors = [f for f in factors if not f[3] & set(info.index)]
         for c in [*cands, *self._transforms(name, R, list(info.index), info.axes)]:
             v = c.grads.get(name)
             if v is None or v.shape != a.shape or not np.all(np.isfinite(v)):
@@ -227,7 +235,7 @@ class Session:
             k = float(np.vdot(v, a) / np.vdot(v, v))
             if not np.isfinite(k) or np.max(np.abs(a - k * v)) > tol:
                 continue
-            for value, cause, words in factors:
+            for value, cause, words, _ in factors:
                 if abs(k / value - 1) < 1e-6:
                     paired.append(
                         Match(
@@ -246,7 +254,7 @@ class Session:
         ):
             named = [
                 Match(cause, f"= {k:.6g} x the right gradient everywhere: {words}")
-                for value, cause, words in factors
+                for value, cause, words, _ in factors
                 if abs(k / value - 1) < 1e-6
             ]
             if named or np.count_nonzero(np.abs(R) > 10 * tol) < 2:

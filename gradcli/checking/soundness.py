@@ -79,6 +79,7 @@ def refuse_zero_upstream(spec: Spec) -> None:
             "that are not all 0",
             source=spec.source,
             key="grad_output",
+            param="grad_output",
         )
 
 

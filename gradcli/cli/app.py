@@ -329,7 +329,8 @@ def init(
         text = jsondoc.init_template(get_layer(layer))
     if output is not None and not impl:  # the template's own run line names the file written
         text = text.replace("THIS_FILE.yaml", skeleton.command_word(str(output)))
-    if output is not None and not force and (output.exists() or output.is_symlink()):
+    # a device or a folder is refused by emit, for what it is: --force would not help
+    if output is not None and not force and (output.is_file() or output.is_symlink()):
         raise GradcliError(f"{output} already exists; --force overwrites it", param="output")
     emit(output, (), text=text)
 

@@ -120,8 +120,11 @@ class StackedForward:
             y, _ = self.layer.forward({**others, name: probes.reshape(lead + shape)}, self.options)
             y = np.asarray(y)
         if np.iscomplexobj(probes) and not np.iscomplexobj(y):
+            # every built-in layer is complex-safe: this is a user's forward (which never
+            # broadcasts), even one standing for a built-in's name
+            whose = f"{self.layer.name}'s" if self.layer.broadcasts else "your"
             raise OptionError(
-                f"{self.layer.name}'s forward is not complex-safe (it returned real values for "
+                f"{whose} forward is not complex-safe (it returned real values for "
                 f"complex inputs); use another {mention('method')}",
                 param="method",
             )

@@ -146,12 +146,18 @@ def contract_section(spec: Spec, report: CheckReport, width: int) -> list[Any]:
 
 
 def broken_contracts(spec: Spec, report: CheckReport) -> str:
-    """``linearity (dW, db), dtype (dx)``: the broken contracts, each with its gradients."""
-    broken: dict[str, list[str]] = {}
-    for f in report.contract:
-        if not f.passed:
-            broken.setdefault(f.name, []).append(_gradient_label(spec, f))
-    return ", ".join(f"{name} ({', '.join(labels)})" for name, labels in broken.items())
+    """``the backward breaks its contract: linearity (dW, db), dtype (dx)``: the broken
+    contracts, each with its gradients, the forward's own (its output's dtype) apart."""
+    parts = []
+    for fn, mine in (("forward", True), ("backward", False)):
+        broken: dict[str, list[str]] = {}
+        for f in report.contract:
+            if not f.passed and (f.tensor == spec.output_info.name) == mine:
+                broken.setdefault(f.name, []).append(_gradient_label(spec, f))
+        if broken:
+            found = ", ".join(f"{name} ({', '.join(labels)})" for name, labels in broken.items())
+            parts.append(f"the {fn} breaks its contract: {found}")
+    return "; ".join(parts)
 
 
 def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:

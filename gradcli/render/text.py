@@ -235,7 +235,7 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
     if kind == "contract":
         from gradcli.render.diag import broken_contracts
 
-        return f"the backward breaks its contract: {broken_contracts(spec, report)}"
+        return broken_contracts(spec, report)
     return f"{kind}: {', '.join(names)}"
 
 
