@@ -387,3 +387,37 @@ def test_a_numpy_number_is_a_tensor_of_no_axes_and_a_masked_value_is_refused():
     with pytest.raises(GradcliError, match="tensors.x: a masked array with masked values"):
         gradcli.check("relu", {"x": np.ma.masked_array([1.0, -2.0], mask=[0, 1])})
     assert gradcli.check("relu", {"x": np.ma.masked_array([1.0, -2.0], mask=[0, 0])}).passed
+
+
+def test_calls_from_threads_keep_each_students_helpers_and_the_process_state(tmp_path):
+    """Two threads checking two students' layer.py, each importing its own helpers.py inside
+    backward (the outside tester's T15), and printing (T14): each gets its own helpers, and
+    afterwards sys.path, sys.modules and sys.stdout are as they were."""
+    import sys
+    import threading
+
+    for student, dtanh in (("a", "1 - y ** 2"), ("b", "1 - y")):  # b: the square left out
+        folder = tmp_path / student
+        folder.mkdir()
+        (folder / "helpers.py").write_text(f"def dtanh(y):\n    return {dtanh}\n")
+        (folder / "layer.py").write_text(
+            "import numpy as np\n\ndef forward(x):\n    print('forward')\n    return np.tanh(x)\n"
+            "\ndef backward(grad_output, x):\n    from helpers import dtanh\n"
+            "    return {'x': grad_output * dtanh(np.tanh(x))}\n"
+        )
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    path, stdout = list(sys.path), sys.stdout
+    verdicts: dict[str, list[bool]] = {"a": [], "b": []}
+
+    def work(student: str) -> None:
+        for _ in range(4):
+            report = gradcli.check(str(tmp_path / student / "layer.py"), {"x": x})
+            verdicts[student].append(report.passed)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verdicts == {"a": [True] * 4, "b": [False] * 4}  # the twin: b's wrong helper fails
+    assert sys.path == path and "helpers" not in sys.modules and sys.stdout is stdout

@@ -249,3 +249,25 @@ def test_a_layer_keeping_its_forwards_state_is_checked_at_each_points_own_forwar
     # point and at the drawn ones
     wrong = _api("relu", STATEFUL.replace("MASK", "0.5"), {"x": x})
     assert not wrong.passed and not report.backward.failed and wrong.backward.failed == ("x",)
+
+
+@pytest.mark.parametrize(("scale", "agrees"), [(1.0, True), (1.0001, False)])
+def test_a_forward_computing_in_float32_is_held_to_float32s_round_off(scale, agrees):
+    """Under a float64 spec a right forward computing in float32 differs from ours by float32
+    round-off: its own precision (a dtype finding), not another function (the outside
+    tester's T13); the twin: a forward off by 1e-4 still disagrees."""
+    f32 = np.float32
+
+    def forward(x, W, b):
+        return (W.astype(f32) @ x.astype(f32) + b.astype(f32)) * f32(scale)
+
+    def backward(grad_output, x, W, b):
+        g = grad_output.astype(f32) * f32(scale)
+        return {"x": W.astype(f32).T @ g, "W": np.outer(g, x.astype(f32)), "b": g}
+
+    rng = np.random.default_rng(3)
+    tensors = {"x": rng.normal(size=40), "W": rng.normal(size=(30, 40)), "b": rng.normal(size=30)}
+    report = gradcli.check("linear", tensors, forward=forward, backward=backward)
+    assert report.forward.passed == agrees
+    kinds = [k for k, _ in report.check.failures]
+    assert ("forward" in kinds) != agrees and "contract" in kinds  # float32 under float64

@@ -4,6 +4,7 @@ answers, and the frame of one call."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -153,11 +154,20 @@ def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
     return out
 
 
+# what the user's code runs under is process-wide (sys.stdout and fd 1 pointed at stderr,
+# its folder on sys.path, its helper modules in sys.modules, warning filters): saved and put
+# back per call, which two threads interleaving would undo for each other (one thread's
+# helpers.py serving the other's layer.py, stdout left on stderr for good), so calls from
+# several threads run one at a time; reentrant for a user's code that calls gradcli itself
+_ONE_AT_A_TIME = threading.RLock()
+
+
 @contextlib.contextmanager
 def api_call() -> Iterator[None]:
     """One API call. gradcli itself prints nothing and changes no process state; the user's
     own code prints and warns on stderr, as in the CLI: only while it runs do sys.stdout and
     file descriptor 1 point there (gradcli/user/call.py), and its warnings are shown once
-    each per call."""
-    forget_warnings()
-    yield
+    each per call. Calls from several threads run one after another."""
+    with _ONE_AT_A_TIME:
+        forget_warnings()
+        yield

@@ -236,7 +236,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"forward pass, more than the limit of {opts.max_memory / 2**20:,.0f} MB",
             param="max_memory",
         )
-    agreement = forward_against_builtin(spec, comp)
+    agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
     notes = []

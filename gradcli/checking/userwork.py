@@ -43,17 +43,22 @@ class ForwardAgreement:
     names: tuple[str, ...] = ()
 
 
-def forward_against_builtin(spec: Spec, comp: Computation) -> ForwardAgreement | None:
+def forward_against_builtin(
+    spec: Spec, comp: Computation, unit: float = 0.0
+) -> ForwardAgreement | None:
     """--impl of a built-in layer: the user's forward against ours on the same tensors, and, as
     the numerical gradient is taken of the user's forward, at DRAWN_POINTS generic points too:
     a spec's values can hide a wrong forward whose backward is wrong the same way (a centered x
     hides batchnorm without its mean, zeros hide dropout without 1/(1-p)), and the check at the
-    spec's point alone would pass them."""
+    spec's point alone would pass them. ``unit``: the epsilon the user's forward computes in
+    (numeric/stacking.forward_unit): a forward computing in float32 under a float64 spec is
+    held to float32's round-off, as its own precision, not blamed as another function."""
     builtin = REGISTRY.get(spec.layer.name)
     if spec.layer.broadcasts or builtin is None:
         return None
-    eps = float(np.finfo(spec.dtype).eps)  # a numpy float32 would not serialize to JSON
-    first = _agreement(spec, builtin, spec.tensors, np.asarray(comp.output), 64 * eps)
+    # a numpy float32 would not serialize to JSON
+    eps = max(float(np.finfo(spec.dtype).eps), float(unit))
+    first = _agreement(spec, builtin, spec.tensors, np.asarray(comp.output), 64 * eps, eps)
     if not first.passed:
         return ForwardAgreement(first)
     points = []
@@ -63,7 +68,8 @@ def forward_against_builtin(spec: Spec, comp: Computation) -> ForwardAgreement |
         size = max((np.size(a) for a in (*point.values(), theirs)), default=1)
         # two formulas of one function differ by round-off growing with the reductions they
         # run (contract.roundoff_tolerance); a coincidence of the spec's values hides far more
-        r = _agreement(spec, builtin, point, np.asarray(theirs), roundoff_tolerance(eps, 1, size))
+        r = _agreement(spec, builtin, point, np.asarray(theirs), roundoff_tolerance(eps, 1, size),
+                       eps)  # fmt: skip
         if not r.passed:
             return ForwardAgreement(r, drawn, point)
     names = drawn if points else ()
@@ -131,10 +137,11 @@ def _largest(a: Any) -> float:
 
 
 def _agreement(
-    spec: Spec, builtin: Layer, tensors: Mapping[str, np.ndarray], theirs: np.ndarray, tol: float
-) -> TensorResult:
+    spec: Spec, builtin: Layer, tensors: Mapping[str, np.ndarray], theirs: np.ndarray, tol: float,
+    eps: float,
+) -> TensorResult:  # fmt: skip
     """``theirs`` (the user's output on ``tensors``) against ours, held to ``tol`` of the
-    output's largest entry and 64 eps relative."""
+    output's largest entry and 64 ``eps`` relative."""
     problem = ""
     if spec.layer.reference is not None:  # theirs draws its own mask: its expected output
         ours, problem = spec.layer.reference(tensors, spec.options, theirs)
@@ -147,7 +154,6 @@ def _agreement(
             param="impl",
         )
     scale = float(np.max(np.abs(ours), initial=0.0)) or 1.0
-    eps = float(np.finfo(spec.dtype).eps)
     result = compare(spec.output_info.name, theirs, ours, tol * scale, 64 * eps)
     if problem:  # right values, a wrong number of them: a wrong forward all the same
         result = dataclasses.replace(result, within=False, hints=(problem,))
