@@ -388,3 +388,14 @@ def test_a_forward_drawing_anew_at_each_call_is_named_as_the_cause(cli, tmp_path
     seeded = DROPOUT.replace("GEN.random", "np.random.default_rng(0).random")
     assert cli("check", "custom", spec, "--impl", _module(tmp_path, seeded, "seeded.py"),
                "-q").exit_code == 0  # fmt: skip
+
+
+def test_a_write_past_the_flag_is_caught_on_arrays_of_any_size(cli, tmp_path, assert_usage_error):
+    """Past 16 MB the arrays are compared by CRC-32 instead of byte for byte (the outside
+    tester's T16: 18 MB went unchecked and a maskless relu passed)."""
+    spec = tmp_path / "big.yaml"
+    spec.write_text("layer: custom\ntensors:\n  x: {shape: [1500, 1500]}\n")  # 18 MB
+    body = RAW + ("def forward(x):\n    raw(x)[x < 0] = 0\n    return x * 1.0\n\n"
+                  "def backward(grad_output, x):\n    return {'x': grad_output}\n")  # fmt: skip
+    result = cli("check", "custom", spec, "--impl", _module(tmp_path, body), "--mode", "probe")
+    assert_usage_error(result, "forward changed x in place")
