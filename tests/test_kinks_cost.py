@@ -101,9 +101,11 @@ def test_a_budget_that_cannot_cover_the_rechecks_samples_and_says_so():
                            coloring=False)  # fmt: skip
     r = report.results["X"]
     assert report.passed and r.mode == "sample" and r.checked == 40 and r.kinks > 0
-    (note,) = report.notes
+    # the sampled ties' members outside the sample are searched for within what is left
+    note, search = report.notes
     assert f"rechecking {count:,} coordinates at kinks one-sidedly" in note
     assert "checked 40 sampled coordinates per tensor, about" in note
+    assert "the search for coordinates tied with those at a kink stopped" in search
 
 
 @pytest.mark.parametrize("budget", [0.0, None])

@@ -49,36 +49,51 @@ def test_a_tie_groups_sum_is_checked_for_a_users_layer(method):
         assert r.numeric["x"].reshape(-1, 2)[pair].sum() == pytest.approx(g[pair], rel=1e-6)
 
 
+def _pool_forward(X, size=2, stride=None, padding=0):
+    n = X.shape[0] // 2
+    return X.reshape(n, 2, n, 2, -1).max(axis=(1, 3))
+
+
+def _pool_backward(rule):
+    """maxpool2d's backward sending a window's gradient to its first maximum, or to all."""
+
+    def bwd(grad_output, X, size=2, stride=None, padding=0):
+        n = X.shape[0] // 2
+        w = X.reshape(n, 2, n, 2, -1)
+        m = (w == w.max(axis=(1, 3), keepdims=True)).astype(float)
+        if rule == "first":  # the first maximum of each window (ties or not)
+            flat = w.transpose(0, 2, 4, 1, 3).reshape(n, n, -1, 4)
+            first = np.zeros_like(flat)
+            np.put_along_axis(first, flat.argmax(-1)[..., None], 1.0, -1)
+            m = first.reshape(n, n, -1, 2, 2).transpose(0, 3, 1, 4, 2)
+        return {"X": (m * grad_output[:, None, :, None]).reshape(X.shape)}
+
+    return bwd
+
+
 def test_maxpool_impl_giving_every_tied_element_the_gradient_fails_with_forward():
     """--impl of a built-in whose forward agrees uses the built-in's declared kinks, every
     method included (forward differences read exactly what the all-ties mask returns)."""
     X = np.ones((4, 4, 1))
-
-    def forward(X, size=2, stride=None, padding=0):
-        n = X.shape[0] // 2
-        return X.reshape(n, 2, n, 2, -1).max(axis=(1, 3))
-
-    def backward(rule):
-        def bwd(grad_output, X, size=2, stride=None, padding=0):
-            n = X.shape[0] // 2
-            w = X.reshape(n, 2, n, 2, -1)
-            m = (w == w.max(axis=(1, 3), keepdims=True)).astype(float)
-            if rule == "first":  # the first maximum of each window (ties or not)
-                flat = w.transpose(0, 2, 4, 1, 3).reshape(n, n, -1, 4)
-                first = np.zeros_like(flat)
-                np.put_along_axis(first, flat.argmax(-1)[..., None], 1.0, -1)
-                m = first.reshape(n, n, -1, 2, 2).transpose(0, 3, 1, 4, 2)
-            return {"X": (m * grad_output[:, None, :, None]).reshape(X.shape)}
-
-        return bwd
-
     for method in ("forward", "central"):
-        ok = gradcli.check("maxpool2d", {"X": X}, forward=forward, backward=backward("first"),
-                           method=method)  # fmt: skip
+        ok = gradcli.check("maxpool2d", {"X": X}, forward=_pool_forward,
+                           backward=_pool_backward("first"), method=method)  # fmt: skip
         assert ok.passed and ok.results["X"].kinks == 16, (method, str(ok))
-        bad = gradcli.check("maxpool2d", {"X": X}, forward=forward, backward=backward("all"),
-                            method=method)  # fmt: skip
+        bad = gradcli.check("maxpool2d", {"X": X}, forward=_pool_forward,
+                            backward=_pool_backward("all"), method=method)  # fmt: skip
         assert not bad.passed, method
+
+
+def test_a_sampled_window_tie_is_checked_with_its_members_outside_the_sample():
+    """--mode sample on a built-in's declared kinks: a sampled tied maximum whose window
+    partners were not sampled is held to the window's sum with them (found by the search of
+    numeric/partners.py), so the all-ties mask fails; it passed at every seed."""
+    X = np.round(np.random.default_rng(0).standard_normal((8, 8, 1)))  # 6 tied windows
+    for rule, passes in (("all", False), ("first", True)):
+        r = gradcli.check("maxpool2d", {"X": X}, forward=_pool_forward, mode="sample",
+                          backward=_pool_backward(rule), samples=6, seed=0)  # fmt: skip
+        assert r.passed is passes, rule
+        assert np.isfinite(r.numeric["X"]).sum() == 6  # the sample, and no more
 
 
 def _svm_backward(ge_class, ge_true):

@@ -298,3 +298,18 @@ def test_the_hint_names_the_tie_not_a_scale():
     assert hints and hints[0].cause == "ties" and "constant factor" not in hints[0], hints
     wrong_away = _check(LAYERS["maximum"][0], lambda a, b: (a >= b, 2.0 * (b >= a)))
     assert all(h.cause != "ties" for h in wrong_away.results["b"].hints)  # the twin
+
+
+def test_a_sampled_tie_is_checked_with_its_members_outside_the_sample():
+    """--mode sample: a tie whose other member was not sampled is still held to its sum (the
+    member is found and shapes the tie's values, and is not compared itself). Seed 0 samples
+    ties whose partners are left out: both members' full gradient passed there."""
+    rng = np.random.default_rng(0)
+    t = {"a": np.round(rng.standard_normal(40)), "b": np.round(rng.standard_normal(40))}
+    forward, _, right, wrong = LAYERS["maximum"]
+    r = gradcli.check("custom", t, forward=forward, backward=_both(wrong[0]), mode="sample",
+                      samples=4, seed=0)  # fmt: skip
+    assert not r.passed
+    assert np.isfinite(r.numeric["a"]).sum() == 4  # the sample, and no more
+    assert gradcli.check("custom", t, forward=forward, backward=_both(right[0]), mode="sample",
+                         samples=4, seed=0).passed  # fmt: skip

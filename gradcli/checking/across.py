@@ -36,8 +36,12 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
         return taken
     out = dict(taken)
     if not p.opts.composite_kinks:  # a network's end to end leaves its kinks to its layers
-        detected = [n for n in own if not declares(p.engines[n])]
-        _partners(p, out, records, detected, tolerance)
+        # a built-in's declared kinks hold every tie's members, but a sample holds only some
+        search = [n for n in own if not declares(p.engines[n]) or taken[n][1] is not None]
+        _partners(p, out, records, search, tolerance)
+    whole = [(n, r.whole) for n, r in records.items() if r is not None and r.whole]
+    for n, count in whole:
+        _whole_note(p, f"d{n}: {count:,}")
     if sum(r is not None and r.coords.size > 0 for r in records.values()) < 2:
         return out
     left = _left(p)
@@ -52,9 +56,20 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
             f"left): each of their coordinates was checked alone ({mention('mode', 'full')} "
             f"checks every one)"
         )
+    if found.whole and not whole:  # else one tensor's one group holds them together already
+        _whole_note(p, f"{found.whole:,}")
     for n, (coords, values, noise) in found.values.items():
         _put(out, n, coords, values, noise)
     return out
+
+
+def _whole_note(p: Any, count: str) -> None:
+    p.note(
+        f"{count} coordinates at a kink of a single output were not told apart into separate "
+        f"ties ({max(_left(p), 0.0):.1f} s of {mention('budget')} was left): their ties were "
+        f"checked as one group, where wrong sums of opposite signs at two ties cancel "
+        f"({mention('mode', 'full')} tells them all apart)"
+    )
 
 
 def _left(p: Any) -> float:
@@ -64,8 +79,14 @@ def _left(p: Any) -> float:
 def _put(out: dict[str, tuple], n: str, coords: np.ndarray, values: np.ndarray,
          noise: np.ndarray, fix: kinks.KinkFix | None = None) -> None:  # fmt: skip
     """Put ``values`` in place at ``coords`` of tensor ``n``, their round-off raising its own
-    (and ``fix``, when given, in place of the tensor's)."""
+    (and ``fix``, when given, in place of the tensor's). A sampled tensor keeps its sample: a
+    tie's member outside it shaped its tie's values, and is not compared itself."""
     mode, c, grad, info, old, refined = out[n]
+    if c is not None:
+        keep = np.isin(coords, c)
+        coords, values, noise = coords[keep], values[keep], noise[keep]
+        if fix is not None:
+            fix = dataclasses.replace(fix, coords=fix.coords[np.isin(fix.coords, c)])
     grad = grad.copy()
     grad.flat[coords] = values
     noise_at = None
@@ -91,9 +112,11 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
     outputs = np.unique(np.concatenate(reach))
     for n in names:
         mode, coords, grad, info, fix, _ = out[n]
-        compared = np.arange(grad.size) if coords is None else np.asarray(coords, np.int64)
         known = np.zeros(0, dtype=np.int64) if fix is None else fix.coords
-        candidates = np.setdiff1d(compared[np.isfinite(grad.ravel()[compared])], known)
+        seen = np.isfinite(grad.ravel())
+        if coords is not None:  # a sampled tie's members left out of the sample belong to it
+            seen[np.setdiff1d(np.arange(grad.size), coords)] = True
+        candidates = np.setdiff1d(np.flatnonzero(seen), known)
         tol = tolerance(p, n, grad, info)
         h = kinks.one_sided_step(engine, n) / 4  # the detector's slopes' step at a kink
         left = _left(p)
@@ -127,7 +150,9 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     hi = np.concatenate([r.hi for r in parts])
     a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[idx]
     p.spent += cost.copies_seconds(engine, 2 * idx.size + len(joint.OFFSETS), real=True)
-    values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring)
+    values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring,
+                                             _left(p))  # fmt: skip
+    p.spent += records[n].seconds
     fix = out[n][4]
     if fix is None:
         fix = kinks.KinkFix(idx, values, noise, at=records[n])

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gradcli.numeric import cost, ties
+from gradcli.numeric import blocks, cost, ties
 from gradcli.numeric.methods import one_sided, one_sided_noise
 
 OFFSETS = (1, 2, -1, -2)  # the second-order one-sided stencil, right then left
@@ -41,6 +41,7 @@ class Joint:
     groups: int = 0  # ties across tensors checked
     unexamined: int = 0  # ties across tensors the budget left unchecked (a note says so)
     seconds: float = 0.0  # predicted cost
+    whole: int = 0  # coordinates of a loss's ties the budget left in one group (blocks.py)
 
 
 def seconds(engine, at: Mapping[str, ties.AtKink | None]) -> float:
@@ -71,10 +72,18 @@ def enforce(
     pos = np.concatenate([records[n].support[0] + s for n, s in zip(names, start, strict=False)])
     out = np.concatenate([records[n].support[1] for n in names])
     label = np.unique(ties.groups(int(start[-1]), pos, out), return_inverse=True)[1].ravel()
+    whole = 0
+    if any(ties.single_output(engine, n, coloring) for n in names):  # a loss's ties apart
+        h = np.concatenate([records[n].h for n in names])
+        coords = {n: records[n].coords for n in names}
+        label, split_seconds, whole = blocks.split(engine, coords, h, label, budget - spent)
+        spent += split_seconds
+        label = _whole(label, [ms for t, n in enumerate(names) for ms, _ in _sums(records[n],
+                                                                                start[t])])
     pairs = np.unique(np.stack([label, tensor]), axis=1)
     across = np.flatnonzero(np.bincount(pairs[0], minlength=label.max() + 1) >= 2)
     if not across.size:
-        return Joint(seconds=spent)
+        return Joint(seconds=spent, whole=whole)
     group = np.full(label.max() + 1, -1, dtype=np.int64)
     group[across] = np.arange(across.size)
     gid = group[label]  # each position's tie across tensors (-1: none)
@@ -83,8 +92,7 @@ def enforce(
     moving = gid >= 0
     np.minimum.at(step, gid[moving], h[moving])
     mine = {n: (records[n].coords, gid[start[t] : start[t + 1]]) for t, n in enumerate(names)}
-    owner = np.full(int(np.prod(engine.out_shape)), -1, dtype=np.int64)
-    owner[out] = gid[pos]
+    owner = ties.owners(int(np.prod(engine.out_shape)), pos, out, gid)
     D, scale, unexamined, extra = _moves(engine, mine, step, owner, budget - spent)
     right = one_sided(D[0], D[1], step, 1)
     left = one_sided(D[2], D[3], step, -1)
@@ -118,7 +126,19 @@ def enforce(
         if keep.any():
             values[n] = (records[n].coords[keep], value[mine][keep], nz[mine][keep])
     checked = int(across.size - unexamined)
-    return Joint(values, checked, unexamined, spent + extra)
+    return Joint(values, checked, unexamined, spent + extra, whole)
+
+
+def _whole(label: np.ndarray, inner: list[np.ndarray]) -> np.ndarray:
+    """``label`` with the groups that a tie within one tensor (its positions, ``inner``)
+    straddles joined: each tensor's ties were told apart on their own, and a tie across
+    tensors holds whole ties of each."""
+    label = label.copy()
+    for ms in inner:
+        held = np.unique(label[ms])
+        if held.size > 1:
+            label[np.isin(label, held)] = held[0]
+    return np.unique(label, return_inverse=True)[1].ravel()
 
 
 def supported(engine, name: str, record: ties.AtKink, coloring: bool) -> ties.AtKink:
@@ -126,9 +146,7 @@ def supported(engine, name: str, record: ties.AtKink, coloring: bool) -> ties.At
     coordinate at a kink had no tie group of its own to find them for)."""
     if record.support is not None:
         return record
-    sup = ties.support(engine, name, record.coords, record.h, coloring)
-    return ties.AtKink(record.coords, record.h, record.lo, record.hi, record.label,
-                       record.sums, sup)  # fmt: skip
+    return replace(record, support=ties.support(engine, name, record.coords, record.h, coloring))
 
 
 def _sums(record: ties.AtKink, start: int):

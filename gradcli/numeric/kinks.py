@@ -403,9 +403,10 @@ def detected(
     elif at_kink.any():  # each tie group's sum within its own interval too
         pick[at_kink], nz, record = ties.enforce(
             engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], lo[at_kink], hi[at_kink],
-            coloring,
+            coloring, seconds - spent,
         )  # fmt: skip
         noise[at_kink] = np.maximum(noise[at_kink], nz)
+        spent += record.seconds
     value = np.where(at_kink, pick, np.where(sr, right, left))
     kink = at_kink | one
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,

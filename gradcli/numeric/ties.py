@@ -19,18 +19,24 @@ group's: unchanged when the backward is consistent, off by the excess otherwise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradcli.numeric import blocks
 from gradcli.numeric.methods import one_sided, one_sided_noise
+
+
+def single_output(engine, name: str, coloring: bool = True) -> bool:
+    """A loss: every coordinate moves its one output (an incremental path is a loss's too), so
+    sharing it says nothing of which ties belong together (numeric/blocks.py tells them)."""
+    return int(np.prod(engine.out_shape)) == 1 or (coloring and engine.incremental(name) == "")
 
 
 def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = True):
     """(positions into ``idx``, output flat indices): the outputs each coordinate moves."""
-    out_size = int(np.prod(engine.out_shape))
-    if out_size == 1 or (coloring and engine.incremental(name) == ""):
-        # a loss: every coordinate moves its one output (an incremental path is a loss's too)
+    if single_output(engine, name, coloring):
         return np.arange(idx.size), np.zeros(idx.size, dtype=np.int64)
     col = engine.colored(name)[0] if coloring else None
     if col is not None and hasattr(col, "windows"):
@@ -94,6 +100,21 @@ def groups(n: int, pos: np.ndarray, out: np.ndarray) -> np.ndarray:
         label = new
 
 
+def owners(out_size: int, pos: np.ndarray, out: np.ndarray, gid: np.ndarray) -> np.ndarray:
+    """The group (``gid`` per position, -1: none) that owns each output, -1 where none does or
+    where two groups reach it (a loss's separate ties share its one output): such an output
+    moved sends the groups to copies of their own."""
+    owner = np.full(out_size, -1, dtype=np.int64)
+    owner[out] = gid[pos]
+    mine = gid[pos] >= 0
+    top = np.full(out_size, -1, dtype=np.int64)
+    np.maximum.at(top, out[mine], gid[pos][mine])
+    low = np.full(out_size, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(low, out[mine], gid[pos][mine])
+    owner[(top >= 0) & (low != top)] = -1
+    return owner
+
+
 def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
            pos: np.ndarray, out: np.ndarray):  # fmt: skip
     """For each group of at least two (its label): (right, left, noise) of the loss along the
@@ -105,9 +126,7 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
     gid = np.where(big[inverse], inverse, -1)  # group of each coordinate (-1: alone)
     step = np.full(keys.size, np.inf)
     np.minimum.at(step, inverse, h)
-    out_size = int(np.prod(engine.out_shape))
-    owner = np.full(out_size, -1, dtype=np.int64)  # the group each output belongs to
-    owner[out] = gid[pos]
+    owner = owners(int(np.prod(engine.out_shape)), pos, out, gid)  # the group of each output
     x = engine.t64[name].ravel()
     g = engine.g.ravel()
     offsets = (1, 2, -1, -2)
@@ -181,13 +200,17 @@ class AtKink:
     label: np.ndarray  # its tie group within the tensor
     sums: dict[int, tuple[float, float]] = field(default_factory=dict)  # a group's interval
     support: tuple[np.ndarray, np.ndarray] | None = None  # (positions, outputs), once found
+    seconds: float = 0.0  # predicted cost of telling a loss's ties apart (numeric/blocks.py)
+    whole: int = 0  # coordinates of a loss's ties the budget left in one group
 
 
 def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
-            right: np.ndarray, left: np.ndarray, coloring: bool = True):  # fmt: skip
+            right: np.ndarray, left: np.ndarray, coloring: bool = True,
+            budget: float = math.inf):  # fmt: skip
     """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
     in its own interval [right, left], and each tie group's sum in the group's. Returns
-    (values, noise per coordinate, the AtKink record)."""
+    (values, noise per coordinate, the AtKink record). ``budget``: seconds for telling a
+    loss's ties apart (numeric/blocks.py; a group it leaves unsplit is checked whole)."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
@@ -195,6 +218,9 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
         return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size))
     pos, out = support(engine, name, idx, h, coloring)
     label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
+    spent, whole = 0.0, 0
+    if single_output(engine, name, coloring):
+        label, spent, whole = blocks.split(engine, {name: idx}, h, label, budget)
     found = slopes(engine, name, idx, h, label, pos, out)
     sums = {}
     for G, (r, l, nz) in found.items():
@@ -202,4 +228,4 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
         sums[G] = (min(r, l), max(r, l))
         values[members] = project(a[members], lo[members], hi[members], *sums[G])
         noise[members] = np.maximum(noise[members], nz)
-    return values, noise, AtKink(idx, h, lo, hi, label, sums, (pos, out))
+    return values, noise, AtKink(idx, h, lo, hi, label, sums, (pos, out), spent, whole)

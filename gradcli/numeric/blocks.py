@@ -1,0 +1,215 @@
+"""Ties of a single output, split by which coordinates interact.
+
+Tie groups join the coordinates at a kink that reach a common output (numeric/ties.py). A layer
+with a single output (a loss) gives every coordinate that output, so all of its ties formed one
+group whose sum alone was held to a slope: ``sum(relu(a - b))`` with ``a == b`` at i and j, and
+a backward giving tie i one upstream gradient too many and tie j one too few, passed.
+
+Which coordinates belong together is read off the loss itself. Near a kink the loss is, to
+first order, a positively homogeneous function of the move; a part X of the coordinates is
+independent of a part Y when that function is additive across them: L'(s X + t Y) =
+L'(s X) + L'(t Y) for the four signs s, t (each set moved with a fixed random sign per
+coordinate, one-sided second-order slopes at a common step). ``maximum(a, b)`` at ``a == b``
+is not (1 moving both, 2 for the two alone), two separate ties are. Up to PAIRWISE members,
+every pair is tested; beyond, every member is tested against the rest of its group, and one
+that interacts finds a partner by halving the others (the half that interacts, else the
+other), every member's search in the same stacked calls, until no group found interacts with
+the rest. The groups are the members joined by the interactions found; a member whose partner
+could not be found joins every coupled member (a group too large only weakens its check).
+About m + P log2 m tests of 8 to 16 copies for P coupled members among m, bounded by
+``budget``: a group the budget leaves unsplit is checked whole.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from gradcli.numeric import cost
+from gradcli.numeric.methods import one_sided, one_sided_noise
+
+# a group of two split apart loses nothing its two intervals do not say, but one tensor's ties
+# must be told apart for the ties across tensors to hold them whole (numeric/joint.py)
+MIN_SIZE = 2
+FLOOR = 32  # tests run whatever the budget
+PAIRWISE = 6  # up to this many members every pair is tested (15 tests), the search beyond
+SIGNS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
+ROWS = 12  # per test: 4 joint directions, 2 of one set alone (the other's read once), 2 points
+
+
+def split(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, label: np.ndarray,
+          budget: float = math.inf) -> tuple[np.ndarray, float, int]:  # fmt: skip
+    """(labels, predicted seconds, coordinates of the groups ``budget`` left whole) for the
+    concatenation of ``coords`` (each tensor's flat indices, in the mapping's order; ``h`` their
+    steps; ``label`` their current groups): each group of at least MIN_SIZE split into the
+    parts that interact, labels renumbered 0 ... k-1."""
+    names = list(coords)
+    tensor = np.repeat(np.arange(len(names)), [coords[n].size for n in names])
+    idx = np.concatenate([np.asarray(coords[n], dtype=np.int64) for n in names])
+    sign = np.random.default_rng(0).choice([-1.0, 1.0], size=idx.size)
+    each = cost.copies_seconds(engine, ROWS, real=True)
+    out = np.asarray(label).copy()
+    spent, whole = 0.0, 0
+    keys, count = np.unique(label, return_counts=True)
+    for G in keys[count >= MIN_SIZE]:
+        members = np.flatnonzero(label == G)
+        t = float(h[members].min())
+        probe = _Probe(engine, names, tensor, idx, sign, t)
+        parts, tests = _components(members, probe, each, budget - spent)
+        spent += tests * each
+        if parts is None:
+            whole += members.size
+            continue
+        out[members] = out.max() + 1 + parts
+    return np.unique(out, return_inverse=True)[1].ravel(), spent, whole
+
+
+def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
+    """(a component number per member or None when the budget ran out, tests run)."""
+    m = members.size
+    parent = np.arange(m)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    tests = 0
+
+    def run(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+        nonlocal tests
+        if tests >= FLOOR and (tests + len(pairs)) * each > budget:
+            return None
+        tests += len(pairs)
+        return probe.interacts([(members[x], members[y]) for x, y in pairs])
+
+    everyone = np.arange(m)
+    if m <= PAIRWISE:  # every pair at once costs less than searching
+        pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+        hit = run([(everyone[[i]], everyone[[j]]) for i, j in pairs])
+        if hit is None:
+            return None, tests
+        for (i, j), yes in zip(pairs, hit, strict=True):
+            if yes:
+                a, b = find(i), find(j)
+                parent[max(a, b)] = min(a, b)
+        return np.unique([find(i) for i in range(m)], return_inverse=True)[1].ravel(), tests
+    hit = run([(everyone[[i]], np.delete(everyone, i)) for i in range(m)])
+    if hit is None:
+        return None, tests
+    coupled = everyone[hit]  # the others are ties of their own (a lone kink)
+    pending = [coupled[[i]] for i in range(coupled.size)]
+    while pending:
+        # each part still interacting with the other coupled members finds one partner there
+        # by halving their order (the halves of a fixed tree, each one's slopes read once): the
+        # half that interacts, else the other
+        span = [(0, coupled.size) for _ in pending]
+        while True:
+            asked, moves = [], []
+            for k, (c, (lo, hi)) in enumerate(zip(pending, span, strict=True)):
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    a, b = np.setdiff1d(coupled[lo:mid], c), np.setdiff1d(coupled[mid:hi], c)
+                    if a.size and b.size:
+                        break
+                    lo, hi = (mid, hi) if b.size else (lo, mid)
+                span[k] = (lo, hi)
+                if hi - lo > 1:
+                    whole_b = b.size == hi - mid  # a tree node itself: read once for all
+                    asked.append((c, b if whole_b else a))
+                    moves.append((k, (mid, hi) if whole_b else (lo, mid),
+                                  (lo, mid) if whole_b else (mid, hi)))  # fmt: skip
+            if not asked:
+                break
+            hit = run(asked)
+            if hit is None:
+                return None, tests
+            for (k, yes_span, no_span), yes in zip(moves, hit, strict=True):
+                span[k] = yes_span if yes else no_span
+        for c, (lo, _) in zip(pending, span, strict=True):
+            q = int(coupled[lo])
+            # q in c itself: no half answered (noise, cancelling interactions): all together
+            for r in ([q] if q not in c else coupled):
+                a, b = find(int(c[0])), find(int(r))
+                parent[max(a, b)] = min(a, b)
+        roots = np.array([find(int(i)) for i in coupled])
+        parts = [coupled[roots == r] for r in np.unique(roots)]
+        if len(parts) < 2:
+            break
+        hit = run([(c, np.setdiff1d(coupled, c)) for c in parts])
+        if hit is None:
+            return None, tests
+        pending = [c for c, yes in zip(parts, hit, strict=True) if yes]
+    return np.unique([find(i) for i in range(m)], return_inverse=True)[1].ravel(), tests
+
+
+class _Probe:
+    """The loss's one-sided slopes along moves of sets of coordinates, at one step."""
+
+    def __init__(self, engine, names, tensor, idx, sign, t):
+        self.engine, self.names, self.tensor, self.idx = engine, names, tensor, idx
+        self.sign, self.t = sign, t
+        self.alone: dict[tuple[bytes, int], tuple[float, float]] = {}  # (set, sign): slope
+
+    def interacts(self, tests: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Whether each (X, Y) of member positions is not additive for some pair of signs."""
+        dirs, want = [], {}
+        for x, y in tests:
+            dirs += [(x, y, s, u) for s, u in SIGNS]
+            for sel in (x, y):
+                for s in (1, -1):
+                    key = (np.sort(sel).tobytes(), s)
+                    if key not in self.alone and key not in want:
+                        want[key] = len(dirs)
+                        dirs.append((sel, None, s, 0))
+        right, noise = self._slopes(dirs)
+        for key, k in want.items():
+            self.alone[key] = (right[k], noise[k])
+        hit = np.zeros(len(tests), dtype=bool)
+        k = 0
+        for i, (x, y) in enumerate(tests):
+            kx, ky = np.sort(x).tobytes(), np.sort(y).tobytes()
+            for s, u in SIGNS:
+                rx, nx = self.alone[(kx, s)]
+                ry, ny = self.alone[(ky, u)]
+                gap = right[k] - rx - ry
+                ref = max(abs(right[k]), abs(rx), abs(ry))
+                hit[i] |= abs(gap) > 4 * (noise[k] + nx + ny) + 1e-8 * ref
+                k += 1
+            while k < len(dirs) and dirs[k][1] is None:  # the sets' own slopes, already read
+                k += 1
+        return hit
+
+    def _slopes(self, dirs) -> tuple[np.ndarray, np.ndarray]:
+        """The right slope along each direction and its round-off."""
+        engine = self.engine
+        per = max(1, engine._chunk(self.names[0], len(dirs)) * len(engine.method.offsets) // 2)
+        right, scale = np.zeros(len(dirs)), np.zeros(len(dirs))
+        g = engine.g.ravel()
+        for lo in range(0, len(dirs), per):
+            part = dirs[lo : lo + per]
+            d = engine.moved_jointly(self._rows(part)).reshape(2, len(part), -1)
+            D = d @ g
+            right[lo : lo + len(part)] = one_sided(D[0], D[1], self.t, 1)
+            scale[lo : lo + len(part)] = ((d != 0).any(axis=0) * engine.gy).sum(axis=1)
+        return right, one_sided_noise(scale, self.t, engine.unit)
+    def _rows(self, dirs) -> dict[str, np.ndarray]:
+        """The unmoved point, each direction at one step, then each at two."""
+        engine, c = self.engine, len(dirs)
+        rows = {n: np.repeat(engine.t64[n].ravel()[None, :], 1 + 2 * c, axis=0)
+                for n in self.names}  # fmt: skip
+        for i, (x, y, s, u) in enumerate(dirs):
+            for sel, sgn in ((x, s), (y, u)):
+                if sel is None or sgn == 0:
+                    continue
+                for t, n in enumerate(self.names):
+                    mine = sel[self.tensor[sel] == t]
+                    if not mine.size:
+                        continue
+                    move = sgn * self.sign[mine] * self.t
+                    rows[n][1 + i, self.idx[mine]] += move
+                    rows[n][1 + c + i, self.idx[mine]] += 2 * move
+        return rows

@@ -1,0 +1,162 @@
+"""A loss's ties apart (numeric/blocks.py): every coordinate of a scalar loss reaches its one
+output, so its ties formed one group whose sum alone was held to a slope, and wrong sums of
+opposite sign at two ties cancelled. Each tie is now its own group, found by which coordinates
+interact: a backward with one tie's sum too large and another's too small fails; the correct
+routings (either member, or a half each) pass, and a tie of three (a real group) stays whole.
+Oracle: the slopes written by hand (relu(a - b) moved along a tie: 0; a max moved whole: 1)."""
+
+import dataclasses
+
+import numpy as np
+
+import gradcli
+from gradcli.layers import REGISTRY
+from gradcli.numeric import blocks
+from gradcli.numeric.engine import Engine
+
+A = np.array([1.0, 2.0, -0.5, 3.0, 0.25])
+B = np.array([1.0, 1.5, -0.6, 3.0, 1.0])  # tied at 0 and 3
+TIES = [0, 3]
+
+
+def _relu_gap(a, b):
+    return np.maximum(a - b, 0).sum()
+
+
+def _routed(at_a, at_b, extra=0.0):
+    """relu(a - b)'s backward giving a tie's gradient by the masks ``at_a(a, b)`` and
+    ``at_b(a, b)``, with ``extra`` more at tie 0 and less at tie 3 (the loss's total unchanged)."""
+
+    def backward(grad_output, a, b):
+        da, db = at_a(a, b).astype(float), -at_b(a, b).astype(float)
+        da[0] += extra
+        db[3] -= extra
+        return {"a": grad_output * da, "b": grad_output * db}
+
+    return backward
+
+
+def test_wrong_sums_at_two_ties_of_a_loss_no_longer_cancel():
+    wrong = _routed(lambda a, b: a > b, lambda a, b: a > b, extra=1.0)
+    # the bug the single group could not see: the tie sums add up to the loss's slope (0)
+    d = wrong(1.0, A, B)
+    assert (d["a"] + d["b"])[TIES].tolist() == [1, -1]
+    r = gradcli.check("custom", {"a": A, "b": B}, forward=_relu_gap, backward=wrong)
+    assert not r.passed
+    assert {r.results["a"].worst_index, r.results["b"].worst_index} <= {(0,), (3,)}
+    for at_a, at_b in ((lambda a, b: a > b, lambda a, b: a > b),
+                       (lambda a, b: a >= b, lambda a, b: a >= b),
+                       (lambda a, b: (a > b) + 0.5 * (a == b), lambda a, b: (a > b) + 0.5 * (a == b))):  # fmt: skip # noqa: E501
+        r = gradcli.check("custom", {"a": A, "b": B}, forward=_relu_gap,
+                          backward=_routed(at_a, at_b))  # fmt: skip
+        assert r.passed, str(r)
+
+
+def _pairs(rule, wrong=False):
+    """A max over pairs summed: the first of a tie takes it (or a half each); ``wrong``: the
+    first pair's tie to both, the last's to neither (2 + 0: the total of two ties right)."""
+
+    def backward(grad_output, x):
+        p = x.reshape(-1, 2)
+        tie = p[:, 0] == p[:, 1]
+        if rule == "half":
+            d = np.stack([(p[:, 0] > p[:, 1]) + 0.5 * tie, (p[:, 1] > p[:, 0]) + 0.5 * tie], 1)
+        else:
+            d = np.stack([p[:, 0] >= p[:, 1], p[:, 1] > p[:, 0]], 1).astype(float)
+        if wrong:
+            d[0], d[-1] = 1.0, 0.0
+        return {"x": grad_output * d.ravel()}
+
+    return backward
+
+
+def test_within_one_tensor_too(monkeypatch):
+    x = np.array([1.0, 1.0, 2.0, 0.5, -1.0, -1.0])
+    forward = lambda x: x.reshape(-1, 2).max(axis=1).sum()  # noqa: E731
+    assert not gradcli.check("custom", {"x": x}, forward=forward,
+                             backward=_pairs("first", wrong=True)).passed  # fmt: skip
+    with monkeypatch.context() as m:  # the twin: ties left in one group, the bug passes
+        m.setattr(blocks, "MIN_SIZE", 10**9)
+        assert gradcli.check("custom", {"x": x}, forward=forward,
+                             backward=_pairs("first", wrong=True)).passed  # fmt: skip
+    for rule in ("first", "half"):
+        assert gradcli.check("custom", {"x": x}, forward=forward, backward=_pairs(rule)).passed
+
+
+def test_a_tie_of_three_stays_one_group():
+    """max over three tied elements, another tie of two, a smooth part: the three interact,
+    so any split of the max's gradient among them passes and only their sum is held."""
+    x = np.array([0.7, 0.7, 0.7, -0.2, 0.4, 0.4])
+
+    def forward(x):
+        return np.max(x[:3]) + np.max(x[4:]) + 0.5 * np.sum(x**2) + np.sin(x).sum()
+
+    def routed(three, two):
+        def backward(grad_output, x):
+            d = np.cos(x) + x
+            d[:3] += three
+            d[4:] += two
+            return {"x": grad_output * d}
+
+        return backward
+
+    for three, two in (([1, 0, 0], [1, 0]), ([1 / 3] * 3, [0.5, 0.5]), ([0, 0.5, 0.5], [0, 1])):
+        assert gradcli.check("custom", {"x": x}, forward=forward,
+                             backward=routed(three, two)).passed  # fmt: skip
+    for three, two in (([1, 1, 0], [0, 0]), ([1, 1, 1], [1, 0])):  # 2 + 0, 3 + 1
+        assert not gradcli.check("custom", {"x": x}, forward=forward,
+                                 backward=routed(three, two)).passed  # fmt: skip
+
+
+def _engine(forward, tensors):
+    """A layer of the engine's own (no footprint, kinks or shortcuts): one call per copy."""
+
+    def run(t, options):
+        return np.asarray(forward(**{n: t[n] for n in tensors})), {}
+
+    layer = dataclasses.replace(
+        REGISTRY["relu"], name="loss", forward=run, tensors=(), broadcasts=False,
+        footprint=None, kinks=None, terms=None, perturbed=None, sources=None,
+        forward_elements=None, perturbed_elements=None,
+    )  # fmt: skip
+    return Engine(layer, tensors, None, np.ones(()))
+
+
+def test_the_groups_found_are_the_ties():
+    """The split itself, against the ties written by hand: a's and b's members of each tie
+    together, the three-way max whole, a lone kink (relu at 0) alone."""
+    a = np.array([1.0, -0.5, 3.0, 0.0, 5.0, 5.0, 5.0])
+    b = np.array([1.0, -0.5, 3.0, 9.0, 9.0, 9.0, 9.0])
+
+    def forward(a, b):
+        return np.maximum(a[:3] - b[:3], 0).sum() + max(a[4], a[5], a[6]) + np.maximum(a[3], 0)
+
+    engine = _engine(forward, {"a": a, "b": b})
+    coords = {"a": np.array([0, 1, 2, 3, 4, 5, 6]), "b": np.array([0, 1, 2])}
+    h = np.full(10, 1e-6)
+    label, seconds, whole = blocks.split(engine, coords, h, np.zeros(10, dtype=int))
+    assert whole == 0 and seconds > 0
+    groups = {frozenset(np.flatnonzero(label == k).tolist()) for k in np.unique(label)}
+    # positions: a 0..6, then b 0..2 at 7..9
+    assert groups == {frozenset({0, 7}), frozenset({1, 8}), frozenset({2, 9}),
+                      frozenset({3}), frozenset({4, 5, 6})}  # fmt: skip
+
+
+def test_a_budget_that_ends_the_search_leaves_the_group_whole(monkeypatch):
+    a = np.array([1.0, -0.5, 3.0])
+    b = np.array([1.0, -0.5, 3.0])
+    engine = _engine(lambda a, b: np.maximum(a - b, 0).sum(), {"a": a, "b": b})
+    monkeypatch.setattr(blocks, "FLOOR", 0)
+    coords = {"a": np.arange(3), "b": np.arange(3)}
+    label, _, whole = blocks.split(engine, coords, np.full(6, 1e-6), np.zeros(6, dtype=int),
+                                      budget=0.0)  # fmt: skip
+    assert whole == 6 and label.tolist() == [0] * 6
+
+
+def test_a_check_whose_budget_leaves_them_whole_says_so(monkeypatch):
+    monkeypatch.setattr(blocks, "FLOOR", 0)
+    wrong = _routed(lambda a, b: a > b, lambda a, b: a > b, extra=1.0)
+    r = gradcli.check("custom", {"a": A, "b": B}, forward=_relu_gap, backward=wrong,
+                      budget=1e-6)  # fmt: skip
+    assert any("not told apart into separate ties" in n for n in r.notes)
+    assert "mode='full'" in next(n for n in r.notes if "told apart" in n)
