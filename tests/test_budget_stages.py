@@ -135,3 +135,65 @@ class Counting(Engine):
     def forward_stack(self, name, probes):
         self.copies += len(probes)
         return super().forward_stack(name, probes)
+
+
+def near_ties(seed=0):
+    """A 3x3 max-pool at stride 2 (overlapping windows) on small integers, half of them moved
+    down by 2^-14 ... 2^-39: ties at maxima with runner-ups within the step at many scales,
+    so the declared kinks' recheck halves its step again and again."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, (2, 9, 9, 3)).astype(np.float64)
+    near = rng.random(X.shape) < 0.5
+    X[near] -= 2.0 ** -rng.integers(14, 40, near.sum())
+    layer = REGISTRY["maxpool2d"]
+    options = layer.options(size=3, stride=2)
+    g = rng.standard_normal(layer.forward({"X": X}, options)[0].shape)
+    return layer, {"X": X}, options, g
+
+
+def test_the_halvings_at_ties_are_in_the_estimate():
+    """The declared kinks' rechecks, each halving of the step its own grouping, and the tie
+    groups' copies: the estimate (the schedule replayed on the kink map) against the copies
+    kinks.declared ran, within FACTOR (once counted as one grouping: 36 predicted, 169 ran)."""
+    from gradcli.numeric import kinkplan, kinks
+
+    layer, tensors, options, g = near_ties()
+    engine = Counting(layer, tensors, options, g)
+    engine.colored("X")  # the footprint's verification: counted with the check, not here
+    seconds, count = kinkplan.recheck_seconds(engine, "X")
+    predicted = seconds / cost.copies_seconds(engine, 1, real=True)
+    engine.copies = 0
+    analytic = layer.backward(g, layer.forward(tensors, options)[1])["X"]
+    fix = kinks.declared(engine, "X", analytic, None)
+    assert fix.coords.size == count > 100 and len(list(kinkplan.schedule(
+        engine, "X", np.flatnonzero(kinks.met(engine, "X"))))) > 3  # fmt: skip
+    assert engine.copies / FACTOR <= predicted <= engine.copies * FACTOR, (predicted, engine.copies)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 + 1e-6])
+def test_a_budget_too_small_for_the_smaller_steps_never_passes(monkeypatch, scale):
+    """central4 at x = 1000 + N(0, 1): a correct layernorm passes only once its failing
+    coordinates are confirmed at smaller steps. A budget that covers the plan but not them
+    leaves them failing as computed, with a note: a FAIL, never a PASS on coordinates that
+    were not verified; its twin, dx scaled by 1 + 1e-6 (beyond central4's rtol), fails with
+    any budget. The calls made stay within FACTOR of the count, roomy or tight."""
+    from gradcli.numeric import kinks, refine
+
+    monkeypatch.setattr(refine, "FLOOR", 4)  # small sizes, a fast test
+    monkeypatch.setattr(kinks, "DETECTOR_FLOOR", 4)
+    tensors = layernorm_far_from_zero(rows=8)
+    runs = {}
+    for budget in (60.0, None):
+        calls = Calls()
+        if budget is None:  # the plan and a hundredth of it
+            budget = 1.01 * runs[60.0][0].check.estimated_seconds
+        report = gradcli.check("layernorm", tensors, seed=0, method="central4", budget=budget,
+                               **calls.layernorm(scale))  # fmt: skip
+        runs[budget] = (report, calls.total)
+        counted = in_calls(report.check.counted_seconds)
+        assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)
+    (roomy, roomy_calls), (tight, tight_calls) = runs.values()
+    assert roomy.passed is (scale == 1.0)
+    assert not tight.passed and tight.check.results["x"].mode == "full"
+    assert tight.check.results["x"].refined <= 4 and tight_calls < roomy_calls
+    assert any("not differenced at smaller steps" in n for n in tight.check.notes)

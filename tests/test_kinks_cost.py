@@ -10,7 +10,7 @@ import pytest
 
 import gradcli
 from gradcli.layers import REGISTRY
-from gradcli.numeric import kinks
+from gradcli.numeric import kinkplan, kinks
 from gradcli.numeric.engine import Engine
 
 
@@ -72,19 +72,19 @@ def test_relu_rechecks_its_zeros_in_a_few_copies():
 def test_the_estimate_counts_the_rechecks():
     X, g = pool_ties()
     engine = pool_engine(X, g)
-    extra, count = kinks.recheck_seconds(engine, "X")
+    extra, count = kinkplan.recheck_seconds(engine, "X")
     report = gradcli.check("maxpool2d", {"X": X}, grad_output=g)
     assert report.passed and count == report.results["X"].kinks > 50
     assert extra > 0
     smooth = pool_engine(np.random.default_rng(2).standard_normal(X.shape), g)
-    assert kinks.recheck_seconds(smooth, "X") == (0.0, 0)
+    assert kinkplan.recheck_seconds(smooth, "X") == (0.0, 0)
 
 
 def test_a_budget_that_cannot_cover_the_rechecks_samples_and_says_so():
     X, g = pool_ties()
     engine = pool_engine(X, g)
     plain = engine.seconds("X", engine.groups_needed("X"))
-    extra, count = kinks.recheck_seconds(engine, "X")
+    extra, count = kinkplan.recheck_seconds(engine, "X")
     fits = gradcli.check("maxpool2d", {"X": X}, grad_output=g, budget=plain + 1.01 * extra)
     assert fits.passed and fits.results["X"].mode == "full"
     # 40 coordinates touch all four colors of a 2x2 max-pool: a sample costs what the full

@@ -20,7 +20,7 @@ from gradcli.checking import contract, userwork
 from gradcli.errors import mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import cost, joint, kinks
+from gradcli.numeric import cost, joint, kinkplan, kinks
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.sampling import sample_coordinates
 
@@ -57,7 +57,7 @@ def estimate(
     declared = declares_kinks(engine)
     # the one-sided rechecks of the coordinates whose stencil meets a declared kink are part
     # of the check: a relu before a max-pool ties thousands of windows at 0
-    extra, met = kinks.recheck_seconds(engine, name, coords, coloring) if declared else (0, 0)
+    extra, met = kinkplan.recheck_seconds(engine, name, coords, coloring) if declared else (0, 0)
     seconds += extra
     if method in MIRRORS and not declared:  # the other side's differences
         seconds *= 2

@@ -333,19 +333,6 @@ def _within(hit: np.ndarray, coords: np.ndarray | None) -> np.ndarray:
     return hit & keep
 
 
-def recheck_seconds(
-    engine, name: str, coords: np.ndarray | None = None, coloring: bool = True
-) -> tuple[float, int]:
-    """(predicted seconds, coordinates) of the one-sided rechecks a built-in layer's declared
-    kinks will take for ``name`` (counted as cost.py counts the check: never timed). Both
-    sides are counted, each two points per coordinate, as at a kink itself."""
-    hit = met(engine, name)
-    if hit is None:
-        return 0.0, 0
-    idx = np.flatnonzero(_within(hit, coords))
-    return moves_seconds(engine, name, idx, coloring, points=4), int(idx.size)
-
-
 def moves_seconds(engine, name: str, idx: np.ndarray, coloring: bool, points: int) -> float:
     """Predicted seconds of ``points`` one-sided points at each coordinate of ``idx``, grouped
     as ``moves`` groups them."""

@@ -1,0 +1,100 @@
+"""What a built-in layer's declared kinks will cost to recheck, predicted before any copy runs.
+
+``kinks.declared`` rechecks each coordinate whose stencil meets a kink once, on a clean side,
+but where a side is not clean it halves the step and tries again (a max-pool element tied in
+one window and within a step of its runner-up in an overlapping one), and each try moves its
+own coordinates: the right side's, the left side's and both sides' of one try are grouped by
+color apart, each group of calls with its unmoved copy. At a kink itself the tie groups then
+take their own copies (numeric/ties.py). The layer's kink map says which try settles each
+coordinate without running the forward, so the schedule is replayed here, map only, and each
+try counted as ``kinks.moves`` will group it: the estimate is what the rechecks run (on
+overlapping windows with runner-ups at many scales, counting every coordinate once in one
+grouping predicted 36 copies where 169 ran).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradcli.numeric import cost, kinks, ties
+
+# the copies ties.slopes takes for all of a tensor's tie groups at once: the point and the
+# two sides' two points of the groups' moves
+SLOPES_COPIES = 1 + len(kinks.BOTH_SIDES)
+
+
+def recheck_seconds(
+    engine, name: str, coords: np.ndarray | None = None, coloring: bool = True
+) -> tuple[float, int]:
+    """(predicted seconds, coordinates) of the one-sided rechecks of the coordinates (of
+    ``coords``, when sampled) whose stencil meets a kink the layer declares, as
+    ``kinks.declared`` will run them (counted as cost.py counts the check: never timed)."""
+    hit = kinks.met(engine, name)
+    if hit is None:
+        return 0.0, 0
+    if coords is not None:
+        keep = np.zeros(hit.size, dtype=bool)
+        keep[np.asarray(coords, dtype=np.int64)] = True
+        hit &= keep
+    idx = np.flatnonzero(hit)
+    if not idx.size:
+        return 0.0, 0
+    seconds, at = 0.0, np.zeros(idx.size, dtype=bool)
+    for right, left, both in schedule(engine, name, idx):
+        for mask, points in ((right, 2), (left, 2), (both, len(kinks.BOTH_SIDES))):
+            if mask.any():  # the points, and the unmoved copy of each call
+                seconds += kinks.moves_seconds(engine, name, idx[mask], coloring, points)
+                seconds += cost.copies_seconds(engine, 1, real=True)
+        at |= both
+    return seconds + _ties_seconds(engine, name, idx[at], coloring), int(idx.size)
+
+
+def schedule(engine, name: str, idx: np.ndarray):
+    """Each try of ``kinks.declared``'s halving: (right, left, both), masks over ``idx`` of
+    the coordinates it settles on the right side alone, the left alone, both sides."""
+    kinks_of = kinks.kink_map(engine)
+    x = engine.t64[name]
+
+    def meets(step: np.ndarray) -> np.ndarray:
+        m = kinks_of(name, engine.t64, engine.options, step.reshape(x.shape))
+        return np.asarray(m, dtype=bool).ravel()[idx]
+
+    h = kinks.one_sided_step(engine, name)[idx]
+    todo = np.ones(idx.size, dtype=bool)
+    itself = meets(np.zeros(x.size))
+    for attempt in range(kinks.HALVINGS):
+        if not todo.any():
+            return
+        full = np.zeros(x.size)
+        full[idx] = 2 * h
+        plus = ~meets(full) & todo
+        full[idx] = -2 * h
+        minus = ~meets(full) & todo
+        if attempt < kinks.HALVINGS - 1:
+            single = itself & (plus ^ minus)
+            plus, minus = plus & ~single, minus & ~single
+        yield plus & ~minus, minus & ~plus, plus & minus
+        todo &= ~(plus | minus)
+        h = np.where(todo, h / 2, h)
+
+
+def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
+    """The copies of the tie groups among the coordinates at a kink itself (ties.enforce): the
+    outputs each moves, read off a verified footprint for free or found by moving each (two
+    copies per coordinate), then one set of copies for all groups of two or more, when any."""
+    if idx.size < 2:
+        return 0.0
+    out_size = math.prod(engine.out_shape)
+    free = out_size == 1 or (coloring and engine.incremental(name) == "")
+    col = engine.colored(name)[0] if coloring and not free else None
+    if not free and not (col is not None and hasattr(col, "windows")):
+        # moved one by one: a bounded worst case, groups assumed
+        found = cost.copies_seconds(engine, 2 * idx.size + 1, real=True)
+        return found + cost.copies_seconds(engine, SLOPES_COPIES, real=True)
+    pos, out = ties.support(engine, name, idx, np.zeros(idx.size), coloring)
+    label = ties.groups(idx.size, pos, out)
+    if np.bincount(label, minlength=idx.size).max(initial=0) < 2:
+        return 0.0  # every coordinate alone (relu's zeros): no copies
+    return cost.copies_seconds(engine, SLOPES_COPIES, real=True)
