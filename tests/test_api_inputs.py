@@ -421,3 +421,32 @@ def test_calls_from_threads_keep_each_students_helpers_and_the_process_state(tmp
         t.join()
     assert verdicts == {"a": [True] * 4, "b": [False] * 4}  # the twin: b's wrong helper fails
     assert sys.path == path and "helpers" not in sys.modules and sys.stdout is stdout
+
+
+def test_a_backward_handing_builtin_work_to_threads_does_not_wait_for_its_own_check():
+    """Only calls that run a user's code take turns: a backward computing through
+    gradcli.compute("tanh") in worker threads finishes (the outside tester's T17 hung)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(2)
+
+    class Split:
+        def forward(self, x):
+            return np.tanh(x)
+
+        def backward(self, grad_output, x):
+            def half(s):
+                comp = gradcli.compute("tanh", {"x": x[s]}, grad_output=grad_output[s])
+                return comp.gradients["x"]
+
+            return {"x": np.concatenate(list(pool.map(half, [slice(0, 2), slice(2, None)])))}
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    verdict: list[bool] = []
+    t = threading.Thread(target=lambda: verdict.append(gradcli.check(Split(), {"x": x}).passed),
+                         daemon=True)  # fmt: skip
+    t.start()
+    t.join(120)
+    pool.shutdown(wait=False)
+    assert not t.is_alive() and verdict == [True]

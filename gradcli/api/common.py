@@ -157,17 +157,22 @@ def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
 # what the user's code runs under is process-wide (sys.stdout and fd 1 pointed at stderr,
 # its folder on sys.path, its helper modules in sys.modules, warning filters): saved and put
 # back per call, which two threads interleaving would undo for each other (one thread's
-# helpers.py serving the other's layer.py, stdout left on stderr for good), so calls from
-# several threads run one at a time; reentrant for a user's code that calls gradcli itself
-_ONE_AT_A_TIME = threading.RLock()
+# helpers.py serving the other's layer.py, stdout left on stderr for good), so calls that run
+# a user's code run one at a time; reentrant for a user's code that calls gradcli itself. A
+# call of built-in layers only changes nothing process-wide and takes no turn: a user's
+# backward may hand gradcli.compute("tanh", ...) to worker threads while its own check waits
+_USER_CODE = threading.RLock()
 
 
 @contextlib.contextmanager
-def api_call() -> Iterator[None]:
+def api_call(user_code: bool = True) -> Iterator[None]:
     """One API call. gradcli itself prints nothing and changes no process state; the user's
     own code prints and warns on stderr, as in the CLI: only while it runs do sys.stdout and
     file descriptor 1 point there (gradcli/user/call.py), and its warnings are shown once
-    each per call. Calls from several threads run one after another."""
-    with _ONE_AT_A_TIME:
+    each per call. Calls that run ``user_code`` from several threads run one after another."""
+    if not user_code:
+        yield
+        return
+    with _USER_CODE:
         forget_warnings()
         yield

@@ -60,7 +60,7 @@ def check(
                     grads)  # fmt: skip
     if grads is not None and runs_user_code(layer, forward, backward):
         raise OptionError(GRADS_AND_IMPL, param="grads")
-    with api_call():
+    with api_call(runs_user_code(layer, forward, backward)):
         spec = spec_from(
             layer, tensors, options=options, grad_output=grad_output, forward=forward,
             backward=backward, seed=seed, dtype=dtype, max_elements=max_elements,
@@ -203,7 +203,7 @@ def compute(
 ) -> Computation:
     """The forward and analytical backward (``gradcli compute``): ``.output``,
     ``.gradients`` (name -> array) and ``.intermediates`` (attention's Q, K, V, S, A ...)."""
-    with api_call():
+    with api_call(runs_user_code(layer, forward, backward)):
         spec = spec_from(
             layer, tensors, options=options, grad_output=grad_output, forward=forward,
             backward=backward, seed=seed, dtype=dtype, max_elements=max_elements,
