@@ -161,30 +161,33 @@ def broken_contracts(spec: Spec, report: CheckReport) -> str:
 
 
 def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
+    """The worst elements, each index whole (a folded index is hard to read): narrower than
+    the table, the errors' columns give way first, then the values keep 6 digits instead of
+    8, and only then do the indices fold at their commas."""
     info = spec.info(r.name)
-    columns = (
-        Col("element", fold=True, min_width=10), Col(label, justify="right"),
-        Col("numeric", justify="right"), Col("abs err", priority=1, justify="right"),
-        Col("rel err", priority=2, justify="right"),
-    )  # fmt: skip
-    rows = [
-        ("d" + r.name + natural_index(info, tuple(w["index"])), f"{w['analytic']:.8g}",
-         f"{w['numeric']:.8g}", f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}")
-        for w in r.worst
-    ]  # fmt: skip
-    title = Text(f"d{r.name}: the {len(r.worst)} worst elements")
     theirs = [yours(spec, r.name, tuple(w["index"])) for w in r.worst]
-    if any(theirs):  # their code's layout (CS231n's): where each element is in their array
-        own = theirs[0].split("[")[0]
-        # both indices whole (a folded index is hard to read): the errors give way first
-        columns = (Col("element"), Col(f"in your {own}"), *columns[1:])
-        rows = [(row[0], where, *row[1:]) for row, where in zip(rows, theirs, strict=True)]
+    own = next((t.split("[")[0] for t in theirs if t), None)  # their code's layout (CS231n's)
+    where = [Col(f"in your {own}")] if own else []
+    columns = (
+        Col("element"), *where, Col(label, justify="right"), Col("numeric", justify="right"),
+        Col("abs err", priority=1, justify="right"), Col("rel err", priority=2, justify="right"),
+    )  # fmt: skip
+    title = Text(f"d{r.name}: the {len(r.worst)} worst elements")
+    if own:
         title.append(f", and where each is in your {own} (CS231n's layout)")
-    table = fitted(columns, rows, width, title=title, title_justify="left")
-    if (table.width or 0) > width:  # even without the errors: the indices fold at their commas
-        columns = tuple(dataclasses.replace(c, fold=True, min_width=0) if k < len(columns) - 4
-                        else c for k, c in enumerate(columns))  # fmt: skip
+    for digits, fold in ((8, False), (6, False), (6, True)):
+        rows = [
+            ("d" + r.name + natural_index(info, tuple(w["index"])), *([t] if own else []),
+             f"{w['analytic']:.{digits}g}", f"{w['numeric']:.{digits}g}",
+             f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}")
+            for w, t in zip(r.worst, theirs, strict=True)
+        ]  # fmt: skip
+        if fold:
+            columns = tuple(dataclasses.replace(c, fold=True, min_width=0) if k < len(where) + 1
+                            else c for k, c in enumerate(columns))  # fmt: skip
         table = fitted(columns, rows, width, title=title, title_justify="left")
+        if (table.width or 0) <= width:
+            break
     return table
 
 
