@@ -333,3 +333,20 @@ def test_dropout_keeping_with_the_drop_rate_fails_by_its_count(cli, tmp_path):
     last = cli("check", "dropout", spec, "--impl", mine).stdout.splitlines()[-1]
     assert "your forward does not match the built-in forward (it keeps" in last
     assert "probability 1 - p = 0.7 keeps 280 +- 9" in last
+
+
+def test_a_custom_layers_tensors_named_after_its_parameters_go_by_name():
+    """affine_forward(x, w, b) given {"w": w, "x": x, "b": b}: by position x got w (the
+    outside tester's T12f); named after its parameters, each goes to its own. The twin:
+    other names still go by position."""
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        import layers  # noqa: PLC0415 - the fixture, as a student imports it
+    finally:
+        sys.path.remove(str(FIXTURES))
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=4)
+    pair = {"forward": layers.affine_forward, "backward": layers.affine_backward}
+    assert gradcli.check(tensors={"w": w, "x": x, "b": b}, **pair).passed
+    report = gradcli.check(tensors={"p": x, "q": w, "r": b}, **pair)  # by position: x, w, b
+    assert report.passed and list(report.results) == ["p", "q", "r"]

@@ -190,7 +190,7 @@ def user_layer(
     ``options`` the spec's (they choose among a layer's CS231n forms: batchnorm's spatial)."""
 
     steady = result.Steady(impl.path, impl.what("forward"))
-    own = base.tensor_names if base else names
+    own = base.tensor_names if base else _by_parameters(impl.forward, names)
     # labels, indices, targets: passed to the forward, never given (or asked for) a gradient
     constants = base.constants() if base else ()
     how = _convention(impl, base, own, constants, options)  # None: gradcli's own
@@ -358,6 +358,20 @@ def _convention(
     form = cs231n.for_options(base, options, single, impl.path)
     fwd, bwd = impl.what("forward"), impl.what("backward")
     return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants)
+
+
+def _by_parameters(forward: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """A custom layer's tensors in the order its functions take them: the forward's own
+    parameter order where every tensor is named after one of its parameters (a CS231n
+    ``affine_forward(x, w, b)`` given ``{"w": w, "x": x, "b": b}`` would get w as x by
+    position), else the order they were given in."""
+    try:
+        params = list(inspect.signature(forward).parameters)
+    except (TypeError, ValueError):  # a builtin, no forward (CS231n names): as given
+        return names
+    if not names or not set(names) <= set(params):
+        return names
+    return tuple(sorted(names, key=params.index))
 
 
 def _summary(impl: Impl, how: cs231n.Call | None) -> str:
