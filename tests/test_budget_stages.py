@@ -197,3 +197,33 @@ def test_a_budget_too_small_for_the_smaller_steps_never_passes(monkeypatch, scal
     assert not tight.passed and tight.check.results["x"].mode == "full"
     assert tight.check.results["x"].refined <= 4 and tight_calls < roomy_calls
     assert any("not differenced at smaller steps" in n for n in tight.check.notes)
+
+
+def test_a_losss_ties_told_apart_are_counted():
+    """A user's svm (a loss: its ties at the margin share its one output) whose forward agrees
+    with ours: the declared kinks' rechecks and the tests that tell its ties apart are planned
+    at the least and the partners' search counted once known, within FACTOR of the calls."""
+    calls = Calls()
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((12, 6)), rng.integers(0, 6, 12)
+    rows = np.arange(12)
+    x[rows, (y + 1) % 6] = x[rows, y] - 1  # every row has a score exactly at its margin
+
+    def forward(x, y):
+        calls.forward_calls += 1
+        m = np.maximum(0.0, x - np.take_along_axis(x, y[:, None], -1) + 1)
+        np.put_along_axis(m, y[:, None], 0.0, -1)
+        return m.sum() / x.shape[0]
+
+    def backward(grad_output, x, y):
+        calls.backward_calls += 1
+        active = (x - np.take_along_axis(x, y[:, None], -1) + 1 > 0).astype(float)
+        np.put_along_axis(active, y[:, None], 0.0, -1)
+        d = active.copy()
+        np.put_along_axis(d, y[:, None], -active.sum(-1, keepdims=True), -1)
+        return {"x": grad_output * d / x.shape[0]}
+
+    report = gradcli.check("svm", {"x": x, "y": y}, seed=0, forward=forward, backward=backward)
+    assert report.check.results["x"].kinks > 12
+    counted = in_calls(report.check.counted_seconds)
+    assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)

@@ -50,7 +50,7 @@ from gradcli.checking.userwork import (
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import kinks, memory, refine
+from gradcli.numeric import kinkplan, kinks, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
@@ -390,7 +390,9 @@ def kinks_stage(
     fix = None
     declared = declares_kinks(engine)
     if declared:  # its rechecks are in the estimate, within --budget
-        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring)
+        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring, _left(p))
+        # but for the search for a loss's ties' partners: counted once known
+        p.spent += kinkplan.unplanned(engine, name, fix and fix.at, p.opts.coloring)
         grad, info = _put(grad, info, fix)
     atol, rtol, _, noise = tolerances(p, name, grad, info)
     floor = atol if noise is None else np.maximum(atol, noise.ravel())

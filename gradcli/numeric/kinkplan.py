@@ -14,11 +14,9 @@ grouping predicted 36 copies where 169 ran).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from gradcli.numeric import cost, kinks, ties
+from gradcli.numeric import blocks, cost, kinks, ties
 
 # the copies ties.slopes takes for all of a tensor's tie groups at once: the point and the
 # two sides' two points of the groups' moves
@@ -86,10 +84,10 @@ def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
     copies per coordinate), then one set of copies for all groups of two or more, when any."""
     if idx.size < 2:
         return 0.0
-    out_size = math.prod(engine.out_shape)
-    free = out_size == 1 or (coloring and engine.incremental(name) == "")
-    col = engine.colored(name)[0] if coloring and not free else None
-    if not free and not (col is not None and hasattr(col, "windows")):
+    if ties.single_output(engine, name, coloring):  # a loss: its ties told apart first
+        return split_seconds(engine, idx.size) + cost.copies_seconds(engine, SLOPES_COPIES, True)
+    col = engine.colored(name)[0] if coloring else None
+    if not (col is not None and hasattr(col, "windows")):
         # moved one by one: a bounded worst case, groups assumed
         found = cost.copies_seconds(engine, 2 * idx.size + 1, real=True)
         return found + cost.copies_seconds(engine, SLOPES_COPIES, real=True)
@@ -98,3 +96,20 @@ def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
     if np.bincount(label, minlength=idx.size).max(initial=0) < 2:
         return 0.0  # every coordinate alone (relu's zeros): no copies
     return cost.copies_seconds(engine, SLOPES_COPIES, real=True)
+
+
+def split_seconds(engine, members: int) -> float:
+    """The tests that tell a loss's ``members`` ties apart (numeric/blocks.py) at the least:
+    every pair of a few, else each member against the rest; the partners' search beyond
+    depends on what the tests find (``unplanned``)."""
+    m = members
+    tests = m * (m - 1) // 2 if m <= blocks.PAIRWISE else m
+    return cost.copies_seconds(engine, tests * blocks.ROWS, real=True) if m >= 2 else 0.0
+
+
+def unplanned(engine, name: str, at: ties.AtKink | None, coloring: bool = True) -> float:
+    """Of the declared kinks' rechecks once run: the seconds of telling a loss's ties apart
+    beyond what ``recheck_seconds`` planned (its partners' search), counted once known."""
+    if at is None or at.coords.size < 2 or not ties.single_output(engine, name, coloring):
+        return 0.0
+    return max(0.0, at.seconds - split_seconds(engine, at.coords.size))

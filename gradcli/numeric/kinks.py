@@ -266,10 +266,13 @@ def _met(engine, name: str) -> np.ndarray | None:
 
 
 def declared(
-    engine, name: str, analytic: np.ndarray, coords: np.ndarray | None, coloring: bool = True
-) -> KinkFix | None:
+    engine, name: str, analytic: np.ndarray, coords: np.ndarray | None, coloring: bool = True,
+    seconds: float = math.inf,
+) -> KinkFix | None:  # fmt: skip
     """A built-in layer's own kinks for tensor ``name``: every coordinate (of ``coords``, when
-    sampled) whose stencil meets one, checked one-sidedly on a clean side."""
+    sampled) whose stencil meets one, checked one-sidedly on a clean side. ``seconds``: what
+    is left of the budget for telling a loss's ties apart (the rest is in the estimate:
+    numeric/kinkplan.py)."""
     hit = met(engine, name)
     if hit is None:
         return None
@@ -320,7 +323,7 @@ def declared(
     if at.any():  # each coordinate within its interval, each tie group's sum within its own
         # enforce takes an interval's two ends in either order: lo and hi are one
         values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], lo[at],
-                                              hi[at], coloring)  # fmt: skip
+                                              hi[at], coloring, seconds)  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record)
 
