@@ -25,6 +25,13 @@ def settle(engine, name: str, analytic: np.ndarray, grad: np.ndarray, at, atol: 
     if at is None or not at.coords.size:
         return grad, 0
     r = routes.route(engine, name, analytic, atol, rtol, at.coords)
+    if r is not None and r.unsettled:
+        note(
+            f"d{name}: {r.unsettled:,} tied coordinates lie in pieces of overlapping windows "
+            f"beyond the {routes.LIMIT:,} (window, maximum) pairs the flows solve: they were "
+            "checked against the intervals and group sums, not held to routings of each "
+            "window's gradient"
+        )
     if r is None or not r.coords.size:
         return grad, 0
     pos = np.searchsorted(at.coords, r.coords, sorter=np.argsort(at.coords))

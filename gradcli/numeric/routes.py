@@ -29,8 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcli.numeric.maxflow import Network, feasible
+from gradcli.numeric.ties import groups
 
 SHOWN = 3  # windows or coordinates a certificate names before "and k more"
+# tied pairs (window, maximum) the flows solve in all, the smallest pieces first (pure Python:
+# up to 3 s per 10,000 pairs when a routing must move far from first, last and even); the
+# elements of pieces beyond keep the intervals' values and a note says so
+LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class Routed:
     values: np.ndarray  # a valid gradient's entries there
     windows: int  # outputs whose maximum is tied (and upstream gradient nonzero)
     valid: bool  # the analytic gradient is a routing, within the tolerance
-    why: str = ""  # when not: a certificate (windows that cannot route what they must)
+    why: str = ""  # when not: a certificate (elements no routing gives what yours give)
+    unsettled: int = 0  # tied elements in pieces too large for the flow (LIMIT): not decided
 
 
 def maxima_of(engine, name: str) -> np.ndarray | None:
@@ -72,9 +78,8 @@ def route(engine, name: str, analytic: np.ndarray, atol: float, rtol: float,
           at: np.ndarray) -> Routed | None:  # fmt: skip
     """The values compared at the coordinates of ``at`` (flat indices at a kink itself) that
     are tied maxima of some output: a valid gradient within atol + rtol |a| of the analytic
-    one ``a`` where there is one, else the valid one a maximum flow finds nearest (each
-    output's gradient delivered to its maxima as far as ``a`` takes it, the rest to its first
-    maximum). None: no declared windows, or no tie among them."""
+    one ``a`` where there is one, else the valid one a maximum flow finds nearest. None: no
+    declared windows, or no tie among them."""
     M = maxima_of(engine, name)
     if M is None:
         return None
@@ -93,138 +98,171 @@ def route(engine, name: str, analytic: np.ndarray, atol: float, rtol: float,
     claim = (a[elements] - fixed[elements]) / scale  # what the ties must give each element
     slack = 0.9 * (atol + rtol * np.abs(a[elements])) / (1 + rtol) / scale
     used = multi[g[multi] != 0]
-    net, valid = _within(used, M, tied, g / scale, elements, claim, slack)
-    why = ""
-    if not valid:
-        net, why = _nearest(engine, name, used, M, tied, g / scale, elements, claim, scale)
+    rows, cols = np.nonzero(tied[used])
+    ties = Ties(used[rows], np.searchsorted(elements, M[used[rows], cols]), g / scale,
+                elements.size)  # fmt: skip
+    start = ties.canonical(claim, slack)
+    net, valid, unsettled, misses = ties.adjust(start, claim, slack)
+    why = "" if valid else ties.explain(misses, net, engine, name, elements, a, fixed, scale)
     values = fixed[elements] + net * scale
-    keep = np.isin(elements, at)
-    return Routed(elements[keep], values[keep], int(used.size), valid, why)
+    keep = np.isin(elements, at) & ~unsettled
+    return Routed(elements[keep], values[keep], int(used.size), valid, why,
+                  int(unsettled.sum()))  # fmt: skip
 
 
-def _edges(used, M, tied, elements):
-    """(window, position among ``elements``) for every tied maximum of the windows used."""
-    where = {int(e): k for k, e in enumerate(elements)}
-    return [(w, where[int(e)]) for w in used for e in M[w][tied[w]]]
+@dataclass
+class Ties:
+    """The tied pairs: window ``w[p]`` (upstream ``g[w[p]]``) may route to element ``e[p]``
+    (a position among the tied elements, ``n`` of them). A routing is a share per pair,
+    positive windows' shares >= 0, negative windows' <= 0, each window's adding up to its g."""
+
+    w: np.ndarray
+    e: np.ndarray
+    g: np.ndarray
+    n: int
+
+    def nets(self, share: np.ndarray) -> np.ndarray:
+        return np.bincount(self.e, share, minlength=self.n)
+
+    def canonical(self, claim: np.ndarray, slack: np.ndarray) -> np.ndarray:
+        """Of the routings to each window's first tied maximum (torch's), its last, or evenly
+        to all, the one whose nets are nearest the claims: the flow starts from it."""
+        first = np.r_[True, self.w[1:] != self.w[:-1]]
+        last = np.r_[self.w[1:] != self.w[:-1], True]
+        count = np.bincount(self.w)[self.w]
+        best, miss = None, math.inf
+        for pick in (first * 1.0, last * 1.0, 1.0 / count):
+            share = pick * self.g[self.w]
+            off = np.abs(self.nets(share) - claim) - slack
+            total = float(np.maximum(off, 0).sum())
+            if total < miss:
+                best, miss = share, total
+        return best
+
+    def adjust(self, share: np.ndarray, claim: np.ndarray, slack: np.ndarray):
+        """(nets, valid, open, misses): the routing ``share`` moved, as far as the windows
+        allow, toward nets within ``slack`` of ``claim``, piece by connected piece (elements
+        sharing windows, transitively), only the pieces holding an element off its claim.
+        Moving value from element e to e' inside a window: a positive window gives e' more and
+        e less (at most what e has of it); a negative one draws more from e and less from e'
+        (at most what it draws from e'). ``open``: per element, whether its piece was left
+        undecided (beyond LIMIT); ``misses``: per piece no routing fits, its certificate."""
+        n0 = self.nets(share)
+        off = n0 - claim  # what each element must shed (< 0: receive)
+        bad = np.abs(off) > slack
+        nets, misses = n0.copy(), []
+        unsettled = np.zeros(self.n, dtype=bool)
+        if not bad.any():
+            return nets, True, unsettled, misses
+        label = _pieces_of(self)
+        of_pair = label[self.e]
+        spent = 0  # pairs in the pieces solved by a flow so far
+        pieces = np.unique(label[bad])
+        for piece in pieces[np.argsort(np.bincount(of_pair)[pieces], kind="stable")]:
+            elems = np.flatnonzero(label == piece)
+            pairs = np.flatnonzero(of_pair == piece)
+            # moves keep each window's total: the piece's sum is fixed, whatever the routing
+            total = float(n0[elems].sum())
+            if abs(total - float(claim[elems].sum())) > float(slack[elems].sum()):
+                misses.append(("sum", elems, total))
+                continue
+            if spent + pairs.size > LIMIT:
+                unsettled[elems] = True
+                continue
+            spent += pairs.size
+            moved, cut = self._piece(share, pairs, elems, off, slack)
+            nets[elems] = moved[elems]
+            if cut is not None:
+                misses.append(("cut", elems, cut))
+        return nets, not misses, unsettled, misses
+
+    def _piece(self, share, pairs, elems, off, slack):
+        """One piece's moved nets, and None or the minimum cut's network when none fits."""
+        wins = np.unique(self.w[pairs])
+        nw = wins.size
+        node_w = {int(v): 2 + k for k, v in enumerate(wins)}
+        node_e = {int(v): 2 + nw + k for k, v in enumerate(elems)}
+        S, T = 0, 1
+        moves = []  # (edge in the list, pair, +1: the pair's share grows, -1: shrinks)
+        edges = []
+        for p in pairs:
+            o, e = node_w[int(self.w[p])], node_e[int(self.e[p])]
+            have = abs(share[p])
+            # a positive window: into e gives more, out of e gives less; a negative one: out
+            # of e draws more, into e draws less
+            grow, shrink = ((o, e), (e, o)) if self.g[self.w[p]] > 0 else ((e, o), (o, e))
+            edges.append((*grow, 0.0, math.inf))
+            moves.append((len(edges) - 1, p, 1))
+            if have > 0:
+                edges.append((*shrink, 0.0, have))
+                moves.append((len(edges) - 1, p, -1))
+        ends = []  # the element's own edges: shed (from S), receive (to T)
+        for e in elems:
+            v, lo, hi = node_e[int(e)], off[e] - slack[e], off[e] + slack[e]
+            if hi > 0:
+                edges.append((S, v, max(lo, 0.0), hi))
+                ends.append(max(off[e], 0.0))
+            if lo < 0:
+                edges.append((v, T, max(-hi, 0.0), -lo))
+                ends.append(max(-off[e], 0.0))
+        flows = feasible(2 + nw + elems.size, [*edges, (T, S, 0.0, math.inf)], tiny=1e-12)
+        if flows is not None:
+            return self._moved(share, moves, flows), None
+        # none fits: the routing moved as far as it goes toward the claims exactly
+        net = Network(2 + nw + elems.size)
+        inner = len(edges) - len(ends)
+        ids = [net.add(u, v, hi if k < inner else ends[k - inner])
+               for k, (u, v, _, hi) in enumerate(edges)]  # fmt: skip
+        net.maxflow(S, T, tiny=1e-12)
+        return self._moved(share, moves, [net.flow(i) for i in ids]), (net, node_e)
+
+    def _moved(self, share, moves, flows) -> np.ndarray:
+        share = share.copy()
+        for i, p, sign in moves:
+            share[p] += sign * np.sign(self.g[self.w[p]]) * flows[i]
+        return self.nets(share)
+
+    def explain(self, misses, nets, engine, name, elements, a, fixed, scale) -> str:
+        """The certificate of the piece that misses most: a piece's total is fixed by its
+        windows (each routes all of its gradient inside it); or, from a minimum cut, no move
+        inside a window leaves its source side (enters its sink side), so every routing gives
+        those elements at least (at most) what the moved routing ``nets`` gives them."""
+        bound_at = fixed[elements] + nets * scale
+        found = []
+        for kind, elems, extra in misses:
+            if kind == "sum":
+                sets = [(elems, "exactly", extra * scale + fixed[elements[elems]].sum())]
+            else:
+                net, node_e = extra
+                sets = []
+                for source in (True, False):
+                    side = net.reachable(0, 1e-12) if source else _reaching(net, 1, 1e-12)
+                    inside = np.array([e for e in elems if side[node_e[int(e)]]], np.int64)
+                    if inside.size:
+                        sets.append((inside, "at least" if source else "at most",
+                                     bound_at[inside].sum()))  # fmt: skip
+            for members, word, bound in sets:
+                miss = abs(float(a[elements[members]].sum() - bound))
+                found.append((members, word, float(bound), miss))
+        if not found:
+            return ""
+        # any set missing its bound is a certificate: the smallest that misses by half the most
+        most = max(f[3] for f in found)
+        members, how, bound, _ = min((f for f in found if f[3] >= most / 2),
+                                     key=lambda f: f[0].size)  # fmt: skip
+        held = float(a[elements[members]].sum())
+        ws = np.unique(self.w[np.isin(self.e, members)])
+        zs = _names(engine.layer.output.name,
+                    [np.unravel_index(int(w), engine.out_shape) for w in ws])  # fmt: skip
+        xs = _names(name, [np.unravel_index(int(elements[k]), engine.t64[name].shape)
+                           for k in members])  # fmt: skip
+        return (f"every routing gives {xs} {how} {bound:.4g} in all (the windows tied there: "
+                f"{zs}), yours give {held:.4g}")
 
 
-def _within(used, M, tied, g, elements, claim, slack):
-    """(each element's net from the windows, whether every net is within its slack of its
-    claim): a circulation S -> windows -> elements -> T with each window's supply (or
-    draw) exact and each element's net between claim - slack and claim + slack."""
-    nw, ne = used.size, elements.size
-    S, T = 0, 1
-    win = {int(w): 2 + k for k, w in enumerate(used)}
-    edges, inflow = [], []
-    for w, k in _edges(used, M, tied, elements):
-        if g[w] > 0:
-            edges.append((win[w], 2 + nw + k, 0.0, math.inf))
-            inflow.append((len(edges) - 1, k, 1))
-        else:
-            edges.append((2 + nw + k, win[w], 0.0, math.inf))
-            inflow.append((len(edges) - 1, k, -1))
-    for w in used:
-        edges.append((S, win[int(w)], g[w], g[w]) if g[w] > 0 else (win[int(w)], T, -g[w], -g[w]))
-    low, high = claim - slack, claim + slack
-    for k in range(ne):
-        e = 2 + nw + k
-        edges.append((e, T, max(low[k], 0.0), max(high[k], 0.0)))  # a net inflow
-        edges.append((S, e, max(-high[k], 0.0), max(-low[k], 0.0)))  # a net outflow
-    edges.append((T, S, 0.0, math.inf))
-    flows = feasible(2 + nw + ne, edges, tiny=1e-12)
-    net = np.zeros(ne)
-    if flows is None:
-        return net, False
-    for i, k, sign in inflow:
-        net[k] += sign * flows[i]
-    return net, True
-
-
-def _nearest(engine, name, used, M, tied, g, elements, claim, scale):
-    """A valid routing delivering each window's gradient where the claims take it (a maximum
-    flow), the rest to the window's first tied maximum; and the certificate of its failure:
-    a set of windows whose gradient must reach elements that, all told, claim less of it."""
-    nw, ne = used.size, elements.size
-    S, T = 0, 1
-    net = Network(2 + nw + ne)
-    win = {int(w): 2 + k for k, w in enumerate(used)}
-    supply, first, inflow = {}, {}, []
-    for w, k in _edges(used, M, tied, elements):
-        first.setdefault(w, k)
-        if g[w] > 0:
-            inflow.append((net.add(win[w], 2 + nw + k, math.inf), k, 1))
-        else:
-            inflow.append((net.add(2 + nw + k, win[w], math.inf), k, -1))
-    for w in used:
-        w = int(w)
-        supply[w] = net.add(S, win[w], g[w]) if g[w] > 0 else net.add(win[w], T, -g[w])
-    for k in range(ne):
-        e = 2 + nw + k
-        if claim[k] > 0:
-            net.add(e, T, claim[k])
-        elif claim[k] < 0:
-            net.add(S, e, -claim[k])
-    net.maxflow(S, T, tiny=1e-12)
-    values = np.zeros(ne)
-    for i, k, sign in inflow:
-        values[k] += sign * net.flow(i)
-    for w, e in supply.items():
-        values[first[w]] += np.sign(g[w]) * (abs(g[w]) - net.flow(e))
-    return values, _certificate(engine, name, net, win, used, M, tied, g, elements, claim, scale)
-
-
-def _certificate(engine, name, net, win, used, M, tied, g, elements, claim, scale) -> str:
-    """Why no routing gives the gradient, from the maximum flow's minimum cut: windows whose
-    upstream gradients can go only to elements that, all told, hold less of it (the source's
-    side), or elements holding more than the only windows that can give to them give (the
-    sink's side). Of the side's connected pieces, the one that misses most."""
-    nw = used.size
-    for source in (True, False):
-        side = net.reachable(0, 1e-12) if source else _reaching(net, 1, 1e-12)
-        wins = [int(w) for w in used if side[win[int(w)]]]
-        sets = [k for k in range(elements.size) if side[2 + nw + k]]
-        if wins:
-            break
-    else:
-        return ""
-    pairs = [(w, k) for w, k in _edges(wins, M, tied, elements) if side[2 + nw + k]]
-    best, miss = None, 0.0
-    for piece_w, piece_e in _pieces(wins, sets, pairs):
-        gap = float(sum(g[w] for w in piece_w) - claim[piece_e].sum())
-        gap = gap if source else -gap
-        if best is None or gap > miss:
-            best, miss = (piece_w, piece_e), gap
-    piece_w, piece_e = best
-    given = float(sum(g[w] for w in piece_w)) * scale
-    held = float(claim[piece_e].sum()) * scale
-    zs = _names(engine.layer.output.name, [np.unravel_index(w, engine.out_shape) for w in piece_w])
-    xs = _names(name, [np.unravel_index(int(elements[k]), engine.t64[name].shape)
-                       for k in piece_e])  # fmt: skip
-    if not piece_w:
-        return f"d{name} at {xs} adds up to {held:.4g}, which no window tied there can give"
-    if source:
-        return (f"the upstream gradients of {zs}, {given:.4g} in all, can go only to their tied "
-                f"maxima {xs}, whose d{name} add up to {held:.4g}")
-    return (f"d{name} at {xs}, {held:.4g} in all, can come only from the windows tied there, "
-            f"{zs}, whose upstream gradients add up to {given:.4g}")
-
-
-def _pieces(wins: list[int], sets: list[int], pairs: list[tuple[int, int]]):
-    """The connected pieces of windows and elements joined by ``pairs``: (windows, elements)."""
-    parent = {("w", w): ("w", w) for w in wins} | {("e", k): ("e", k) for k in sets}
-
-    def root(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for w, k in pairs:
-        parent[root(("w", w))] = root(("e", k))
-    pieces: dict = {}
-    for node in parent:
-        pieces.setdefault(root(node), ([], []))[node[0] == "e"].append(node[1])
-    return list(pieces.values())
+def _pieces_of(t: Ties) -> np.ndarray:
+    """A label per element: elements sharing a window, transitively, share one."""
+    return groups(t.n, t.e, t.w)
 
 
 def _names(tensor: str, where: list) -> str:
