@@ -12,7 +12,10 @@ never a gradcli crash.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.machinery
 import inspect
+import sys
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +29,7 @@ from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.user import cs231n, result
 from gradcli.user.call import call
-from gradcli.user.local import Folder
+from gradcli.user.local import Folder, package_of
 from gradcli.user.options import custom_options
 from gradcli.user.readonly import read_only_backward, read_only_forward
 
@@ -63,15 +66,40 @@ def load_impl(target: str, param: str = "impl") -> Impl:
     code = read_module(path, source=str(path))  # opened as every input is (never blocks)
     global loads
     loads += 1
-    module = types.ModuleType(f"gradcli_user_{loads}_{path.stem}")
+    package = package_of(path)  # a file inside a package: imported as part of it
+    module = types.ModuleType(package[1] if package else f"gradcli_user_{loads}_{path.stem}")
     module.__file__ = str(path)
-    folder = Folder(path)
-    folder.modules[module.__name__] = module
+    folder = Folder(path, package[0] if package else None)
+    if not package:
+        folder.modules[module.__name__] = module
     folder.enter()
     try:
+        if package:
+            _in_package(path, module, folder)
         return _load(path, code, module, name, folder, param)
     finally:
         folder.exit()
+
+
+def _in_package(path: Path, module: types.ModuleType, folder: Folder) -> None:
+    """``module`` as its package's member: the packages above it imported first (their
+    ``__init__.py`` run, as Python runs them), ``__package__`` and ``__spec__`` set so that its
+    relative imports (``from .layers import *``) resolve."""
+    name = module.__name__
+    init = path.name == "__init__.py"
+    parent = name if init else name.rpartition(".")[0]
+    spec = importlib.machinery.ModuleSpec(name, None, origin=str(path), is_package=init)
+    spec.has_location = True
+    module.__spec__, module.__package__ = spec, parent
+    if init:
+        module.__path__ = [str(path.resolve().parent)]
+    above, _, own = name.rpartition(".")
+    if above:
+        ours = above not in sys.modules
+        package = _call(path, "import", lambda: importlib.import_module(above))
+        if ours:  # as the import system does; never on a package the caller imported
+            setattr(package, own, module)
+    folder.adopt(name, module)
 
 
 # files of user code loaded in this process: each its own module name (two files called

@@ -9,6 +9,11 @@ while the user's code runs (the import, and every call of its functions, so an i
 function finds the same modules): its folder first on ``sys.path``, the modules it imported from
 there in ``sys.modules``, and no other folder's module under the name of one of its files. After
 each call ``sys.path`` and ``sys.modules`` are as they were.
+
+A file inside a package (its folder has ``__init__.py``: CS231n's ``cs231n/fast_layers.py``
+importing ``cs231n.im2col``, ``layer_utils.py`` importing ``.layers``) is not a script: it is
+imported as Python imports it as part of its package, as ``cs231n.fast_layers`` with the top
+package's parent folder searchable (:func:`package_of`), under the same lending rules.
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ class Folder:
     the backward): plain calls rather than a context manager, as a forward runs once per
     perturbed copy."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: str | None = None) -> None:
         self.folder = str(path.resolve().parent)
-        self.prefix = os.path.join(self.folder, "")
+        # searched in this order: a package file's root (its top package's parent), then its
+        # own folder (code that also runs as a script: ``from helpers import ...``)
+        self.searched = [root, self.folder] if root else [self.folder]
+        self.prefix = os.path.join(self.searched[0], "")
         self.modules: dict[str, ModuleType] = {}  # what the user's code imported from here
-        self.names = _local_names(self.folder)
+        self.names = frozenset().union(*map(_local_names, self.searched))
         self.depth = 0
         self.path: list[str] = []
         self.hidden: dict[str, ModuleType] = {}
@@ -55,7 +63,7 @@ class Folder:
         if self.depth > 1:
             return
         self.path = list(sys.path)
-        sys.path.insert(0, self.folder)
+        sys.path[:0] = self.searched
         self.hidden = {}
         for top in self.names:
             module = sys.modules.get(top)
@@ -86,6 +94,13 @@ class Folder:
         self.hidden = {}
         sys.path[:] = self.path
 
+    def adopt(self, name: str, module: ModuleType) -> None:
+        """Register ``module`` as ``name`` while this folder's code runs (inside ``enter``)."""
+        held = sys.modules.get(name)
+        if held is not None and held is not module and name not in self.hidden:
+            self.hidden[name] = held
+        self.modules[name] = sys.modules[name] = module
+
     def scoped(self, fn: F) -> F:
         """``fn`` running inside this folder's import state (its signature still readable)."""
 
@@ -98,6 +113,22 @@ class Folder:
                 self.exit()
 
         return run  # type: ignore[return-value]
+
+
+def package_of(path: Path) -> tuple[str, str] | None:
+    """(the folder to search, the module's dotted name) for a file inside a package, as Python
+    names it when that folder is on ``sys.path`` (``python -m cs231n.fast_layers`` run there):
+    the package is every enclosing folder with an ``__init__.py`` whose name Python can import;
+    None for a file outside any package (a script)."""
+    file = path.resolve()
+    parts = [] if file.stem == "__init__" else [file.stem]
+    folder = file.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if not parts or parts == [file.stem]:
+        return None
+    return str(folder), ".".join(parts)
 
 
 def _local_names(folder: str) -> frozenset[str]:
