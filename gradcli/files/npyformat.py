@@ -73,7 +73,9 @@ def read_header(stream: BinaryIO, kinds: str = NUMBERS) -> Header:
     if dtype.hasobject:
         raise NpyError("holds pickled (object) data, which gradcli never loads")
     if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
-        what = {"f": "floating-point", "iu": "integer"}.get(kinds, "numeric")
+        what = {"f": "floating-point", "iu": "integer", "iuf": "integer or floating-point"}.get(
+            kinds, "numeric"
+        )
         raise NpyError(f"holds a {_dtype_name(dtype)} array; expected {what} values")
     if any(n < 0 for n in shape):
         raise NpyError(f"has an invalid .npy header (a negative size in its shape {shape})")

@@ -60,12 +60,27 @@ class Loader:
                 param="max_elements",
             )
 
-    def load(self, value: Any, key: str, name: str, classes: int | None = None) -> np.ndarray:
+    def load(
+        self, value: Any, key: str, name: str, classes: int | None = None, given: bool = False
+    ) -> np.ndarray:
         """A float array of the spec's dtype; with ``classes`` (a tensor of role index: labels,
-        embedding indices) an int64 array, integers only, drawn in [0, classes) by default."""
+        embedding indices) an int64 array, integers only, drawn in [0, classes) by default.
+        ``given`` (a custom layer's tensors, whose roles are not known beforehand): an array
+        given as integers (an integer numpy array or ``.npy``/``.npz``, or ``init: labels``
+        with its ``classes``) is kept as int64, a label or index; YAML's inline integers are
+        numbers, as everywhere else (``x: [1, 2, 3]`` means floats)."""
         if classes is not None:
             return self._integers(value, key, name, classes)
-        raw = self._raw(value, key, name)
+        if given and isinstance(value, dict) and value.get("init") == "labels":
+            if "classes" not in value:
+                raise SpecError(
+                    "labels of a custom layer need classes: K (they are drawn in 0 ... K-1)",
+                    key=f"{key}.classes",
+                )
+            return self._integers(value, key, name, 2**62)
+        raw = self._raw(value, key, name, given=given)
+        if given and raw.dtype.kind in "iu":
+            return self._int64(raw, key)
         if raw.dtype.kind != "f":
             raise SpecError(f"expected floating-point values, got a {raw.dtype} array", key=key)
         if raw.size == 0:
@@ -88,6 +103,9 @@ class Loader:
             what = "floating-point" if raw.dtype.kind == "f" else str(raw.dtype)
             known = f"0 ... {classes - 1}" if 0 < classes < 2**62 else "class or row numbers"
             raise SpecError(f"expected integers ({known}), got {what} values", key=key)
+        return self._int64(raw, key)
+
+    def _int64(self, raw: np.ndarray, key: str) -> np.ndarray:
         if raw.size == 0:
             raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
         if raw.dtype.kind == "u" and raw.dtype.itemsize == 8 and raw.max() > 2**63 - 1:
@@ -95,10 +113,10 @@ class Loader:
         return np.array(raw, dtype=np.int64)
 
     def _raw(self, value: Any, key: str, name: str, *, integer: bool = False,
-             classes: int = 0) -> np.ndarray:  # fmt: skip
+             classes: int = 0, given: bool = False) -> np.ndarray:  # fmt: skip
         if isinstance(value, str):
             path, _, npz_key = value.rpartition(":") if ".npz:" in value else (value, "", "")
-            return self._file(path, npz_key or None, key, integer)
+            return self._file(path, npz_key or None, key, integer, given)
         if isinstance(value, dict):
             if "file" in value:
                 extra = set(value) - {"file", "key"}
@@ -110,7 +128,7 @@ class Loader:
                 npz_key = value.get("key")
                 if npz_key is not None and not isinstance(npz_key, str):
                     raise SpecError("'key' must be a string", key=f"{key}.key")
-                return self._file(value["file"], npz_key, key, integer)
+                return self._file(value["file"], npz_key, key, integer, given)
             return self._generate(value, key, name, classes)
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
             return _inline(value, key, self, integer)
@@ -128,7 +146,7 @@ class Loader:
             if value.ndim > MAX_AXES:
                 raise SpecError(f"expected at most {MAX_AXES} axes, got {value.ndim}", key=key)
             self.reserve(value.size, key)
-            if integer:
+            if integer or given and value.dtype.kind in "iu":
                 return value
             return value.astype(np.float64) if value.dtype.kind in "iu" else value
         raise SpecError(
@@ -136,7 +154,9 @@ class Loader:
             key=key,
         )
 
-    def _file(self, path: str, npz_key: str | None, key: str, integer: bool) -> np.ndarray:
+    def _file(
+        self, path: str, npz_key: str | None, key: str, integer: bool, given: bool = False
+    ) -> np.ndarray:
         try:
             full = Path(path).expanduser()
         except RuntimeError:  # ~nosuchuser
@@ -151,7 +171,7 @@ class Loader:
             reserve=lambda n: self.reserve(n, key),
             # other dtypes are refused from the header, before the data is read; integers
             # only for labels and indices, which are never differentiated
-            kinds="iu" if integer else "f",
+            kinds="iu" if integer else "iuf" if given else "f",
         )
 
     def _generate(self, value: dict, key: str, name: str, classes: int = 0) -> np.ndarray:

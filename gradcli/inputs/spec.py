@@ -208,12 +208,14 @@ def build_spec(
         if info.name in tensors_doc:
             arrays[info.name] = loader.load(
                 tensors_doc[info.name], f"tensors.{info.name}", info.name,
-                classes=_classes(layer, info, arrays, options),
+                classes=_classes(layer, info, arrays, options), given=layer.given is not None,
             )  # fmt: skip
         elif not info.optional and not info.absent_ok:
             raise SpecError(
                 f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
             )
+    if layer.given is not None:  # a custom layer: its integer arrays are its labels, indices
+        layer = layer.given(MappingProxyType(arrays))
     given = {n: a.shape for n, a in arrays.items()}
     # an omitted bias is zeros, sized from the other tensors
     for info in layer.infos(given, options):

@@ -219,6 +219,11 @@ class Layer:
     # options not held in a dataclass (a custom layer's own keywords, any YAML value): the
     # spec's mapping -> the options forward receives
     parse_options: Callable[[Mapping[str, Any]], Any] | None = None
+    # a layer whose tensors' roles are known only from the arrays given (a custom layer):
+    # given(arrays) -> the layer for the spec's arrays, those given as integers of role
+    # "index" (labels, indices: never perturbed, no gradient); a spec's tensors of this layer
+    # keep an integer array's integers (inputs/sources.Loader ``given``)
+    given: Callable[[Arrays], Layer] | None = None
     # kinks(name, tensors, options, step) -> bool array of tensor ``name``'s shape, or None
     # when that tensor has none: True where moving coordinate t of ``name`` alone through the
     # segment (x_t, x_t + step_t] (step_t > 0), [x_t + step_t, x_t) (step_t < 0), or sitting at

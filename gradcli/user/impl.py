@@ -27,7 +27,7 @@ import numpy as np
 from gradcli.errors import GradcliError, UserCodeError, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
-from gradcli.user import cs231n, result
+from gradcli.user import cs231n, labels, result
 from gradcli.user.call import call
 from gradcli.user.local import Folder, package_of
 from gradcli.user.options import custom_options
@@ -211,16 +211,20 @@ _array = result.array
 
 def user_layer(
     impl: Impl, base: Layer | None, names: tuple[str, ...],
-    options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None,
 ) -> Layer:  # fmt: skip
     """A Layer around the user's functions; ``base`` (a built-in layer) lends its tensor
     descriptions and options, ``names`` are the spec's tensors (for a custom layer),
-    ``options`` the spec's (they choose among a layer's CS231n forms: batchnorm's spatial)."""
+    ``options`` the spec's (they choose among a layer's CS231n forms: batchnorm's spatial).
+    A custom layer's ``arrays`` (the spec's, once loaded: ``Layer.given``) settle its roles:
+    those given as integers are its labels and indices."""
 
     steady = result.Steady(impl.path, impl.what("forward"))
     own = base.tensor_names if base else _by_parameters(impl.forward, names)
     # labels, indices, targets: passed to the forward, never given (or asked for) a gradient
-    constants = base.constants() if base else ()
+    constants = base.constants() if base else labels.integer_tensors(arrays or {})
+    # a custom layer's float tensors holding whole numbers: labels given as floats, perhaps
+    whole = () if base else labels.whole_floats(arrays or {})
     how = _convention(impl, base, own, constants, options)  # None: gradcli's own
     fwd, bwd = (how.fwd, how.bwd) if how else (impl.what("forward"), impl.what("backward"))
 
@@ -255,7 +259,10 @@ def user_layer(
                 result.finite(a, impl.path, fwd)
             return a
 
-        a = _call(impl.path, fwd, checked, quiet=probe)
+        try:
+            a = _call(impl.path, fwd, checked, quiet=probe)
+        except UserCodeError as e:
+            raise labels.floats_as_indices(e, whole) from None
         return a, {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
 
     def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
@@ -286,6 +293,8 @@ def user_layer(
         result.known_keys(grads, tuple(t), base.intermediates if base else (), impl.path, bwd)
         inter = base.intermediates if base else ()
         grads = _by_name(grads, (*t, *inter), impl.path, bwd)
+        if base is None:
+            labels.no_gradient(grads, constants, impl.path, bwd)
         missing = [n for n in t if n not in grads and n not in constants]
         if missing:
             raise UserCodeError(
@@ -318,10 +327,14 @@ def user_layer(
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         if base is not None:
             base.output_shape(s, options)  # the built-in's shape rules and messages first
-        indices = tuple(i.name for i in base.infos(s) if i.role == "index") if base else ()
+        indices = tuple(i.name for i in base.infos(s) if i.role == "index") if base else constants
         return tuple(run(result.probe_tensors(s, indices), options, probe=True)[0].shape)
 
-    infos = base.tensors if base else tuple(TensorInfo(n, (), (), "weight", "") for n in names)
+    infos = base.tensors if base else tuple(
+        TensorInfo(n, (), (), "index", "given as integers: never differentiated")
+        if n in constants else TensorInfo(n, (), (), "weight", "")
+        for n in names
+    )  # fmt: skip
     form = how.form if how else None
 
     def yours(name: str, shapes: Shapes, index: tuple[int, ...]) -> str:
@@ -346,6 +359,7 @@ def user_layer(
         intermediates=base.intermediates if base else (),
         tail_info=base.tail_info if base else None,  # names the intermediates' axes
         parse_options=None if base else lambda raw: MappingProxyType(custom_options(raw, names)),
+        given=None if base else lambda a: user_layer(impl, None, names, options, a),
     )
 
 

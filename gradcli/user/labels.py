@@ -1,0 +1,66 @@
+"""A custom layer's labels and indices: the tensors given as integer arrays (an integer numpy
+array, an integer .npy/.npz, ``init: labels``). Their role is "index", as a built-in layer's
+labels: never perturbed, never given a gradient. A custom layer's tensors have no declared
+roles, so the dtype is the user's explicit word; YAML's inline integers stay numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradcli.errors import SpecError, UserCodeError
+
+
+def integer_tensors(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """The tensors given as integers; all of them leaves nothing to check (refused)."""
+    found = tuple(n for n, a in arrays.items() if np.asarray(a).dtype.kind in "iu")
+    if found and len(found) == len(arrays):
+        raise SpecError(
+            f"every tensor was given as integers ({', '.join(found)}): a custom layer's "
+            f"integer tensors are labels or indices, never differentiated; give the ones to "
+            f"check as floats",
+            key="tensors",
+        )
+    return found
+
+
+def whole_floats(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """The float tensors holding whole numbers only: labels given as floats, perhaps."""
+    out = []
+    for n, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and bool(np.all(np.isfinite(a) & (a == np.round(a)))):
+            out.append(n)
+    return tuple(out)
+
+
+def floats_as_indices(e: UserCodeError, whole: tuple[str, ...]) -> UserCodeError:
+    """The user's code failed indexing while a float tensor holds whole numbers: the error
+    says how to give it as integers (gradcli made them floats, not the user's line)."""
+    kind = any(f" raised {k}" in e.message for k in ("IndexError", "TypeError"))
+    if not whole or not kind or "integer" not in e.message:
+        return e
+    names = " and ".join(whole)
+    return UserCodeError(
+        f"{e.message}; {names} {'holds' if len(whole) == 1 else 'hold'} whole numbers given as "
+        f"floats: to pass labels or indices, give them as integers (an integer numpy array, "
+        f"an integer .npy/.npz, or {{shape: [...], init: labels, classes: K}})",
+        source=e.source, key=e.key, param=e.param,
+    )  # fmt: skip
+
+
+def no_gradient(grads: Mapping[str, Any], constants: tuple[str, ...], path: Path,
+                what: str) -> None:  # fmt: skip
+    """A backward returning a gradient for an integer tensor meant it as floats: refused, as
+    dropping it would leave that gradient unchecked."""
+    for n in grads:
+        if n in constants:
+            raise UserCodeError(
+                f"{what} returned a gradient for {n}, which was given as integers: a custom "
+                f"layer's integer tensors are labels or indices, never differentiated (give "
+                f"{n} as floats to check its gradient)",
+                source=str(path),
+            )
