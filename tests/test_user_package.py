@@ -70,3 +70,31 @@ def test_a_package_file_still_finds_a_helper_beside_it_imported_as_a_script_woul
         )
     assert gradcli.check(str(pkg / "right.py"), X).passed
     assert not gradcli.check(str(pkg / "wrong.py"), X).passed
+
+
+def test_an_installed_package_in_a_projects_venv_is_imported_once(tmp_path, monkeypatch):
+    """A project's own .venv lies inside the folder of its files: what the user's code imports
+    from there (torch, which cannot be imported twice) is the process's, not lent and taken
+    back after each call as the project's own modules are."""
+    site = tmp_path / "proj" / ".venv" / "lib" / "python3.11" / "site-packages"
+    (site / "fakelib").mkdir(parents=True)
+    (site / "fakelib" / "__init__.py").write_text(
+        "import sys\nsys.modules[__name__].imports = getattr(sys, '_gradcli_test_imports', 0)\n"
+        "sys._gradcli_test_imports = sys.modules[__name__].imports + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(sys, "_gradcli_test_imports", 0, raising=False)
+    pkg = tmp_path / "proj" / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("a", "b"):
+        (pkg / f"{name}.py").write_text(
+            "import fakelib\ndef forward(x):\n    return x**2\n"
+            "def backward(grad_output, x):\n    return {'x': 2 * x * grad_output}\n"
+        )
+    try:
+        assert gradcli.check(str(pkg / "a.py"), X).passed
+        assert gradcli.check(str(pkg / "b.py"), X).passed
+        assert sys._gradcli_test_imports == 1 and "fakelib" in sys.modules
+    finally:
+        sys.modules.pop("fakelib", None)

@@ -51,10 +51,13 @@ class Folder:
     def owns(self, module: Any) -> bool:
         file = getattr(module, "__file__", None)
         if isinstance(file, str) and file.startswith(self.prefix):
-            return True
+            return not _installed(file[len(self.prefix):])
         paths = getattr(module, "__path__", None)  # a namespace package has no __file__
         try:
-            return file is None and any(str(p).startswith(self.prefix) for p in paths or ())
+            return file is None and any(
+                str(p).startswith(self.prefix) and not _installed(str(p)[len(self.prefix):])
+                for p in paths or ()
+            )
         except Exception:  # noqa: BLE001 - an odd __path__: not ours
             return False
 
@@ -143,6 +146,13 @@ def _local_names(folder: str) -> frozenset[str]:
         if dot and ext in ("py", "pyc") or not dot and os.path.isdir(os.path.join(folder, entry)):
             names.add(stem)
     return frozenset(n for n in names if n.isidentifier())
+
+
+def _installed(below: str) -> bool:
+    """Whether a file below a user's folder belongs to an installed package (a project's own
+    .venv): imported once for the process, never lent and taken back (torch cannot be imported
+    twice)."""
+    return "site-packages" in below or "dist-packages" in below
 
 
 def _shadowable(top: str, module: Any) -> bool:
