@@ -130,3 +130,6 @@ def test_labels_of_a_custom_layer_need_their_classes(tmp_path, cli):
     spec.write_text("tensors:\n  x: {shape: [5, 4]}\n  y: {shape: [5], init: labels}\n")
     result = cli("check", "custom", spec, "--impl", f"{tmp_path / 'loss.py'}:softmax_loss")
     assert result.exit_code == 2 and "tensors.y.classes" in result.stderr
+    spec.write_text("tensors:\n  x: {shape: [5, 4]}\n  y: {shape: [5], init: labels, classes: 0}\n")
+    result = cli("check", "custom", spec, "--impl", f"{tmp_path / 'loss.py'}:softmax_loss")
+    assert "tensors.y.classes: expected an integer of at least 1, got 0" in result.stderr

@@ -246,11 +246,9 @@ def _labels(value: dict, key: str, classes: int, rng: Any, shape: tuple[int, ...
         )
     k = value.get("classes", classes)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= classes:
-        raise SpecError(
-            f"expected an integer from 1 to {classes} (the values index an axis of that size), "
-            f"got {brief(k)}",
-            key=f"{key}.classes",
-        )
+        bound = (f"from 1 to {classes} (the values index an axis of that size)"
+                 if classes < 2**62 else "of at least 1")  # fmt: skip
+        raise SpecError(f"expected an integer {bound}, got {brief(k)}", key=f"{key}.classes")
     return rng.integers(0, k, shape, dtype=np.int64)
 
 
