@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "gradcli"
 
 # Lower stages first; a module may import its own stage and the stages before it.
-STAGES = ("errors", "files", "layers", "user", "inputs", "numeric", "checking", "render")
+STAGES = ("records", "errors", "files", "layers", "user", "inputs", "numeric", "checking", "render")
 TOP = ("api", "cli", "__init__", "__main__")  # entry points: may import any stage
 ONLY_RENDERING = ("rich", "typer")  # the libraries only render/ and cli/ may import
 

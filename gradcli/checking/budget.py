@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,13 +22,14 @@ from gradcli.layers import REGISTRY
 from gradcli.numeric import cost, joint, kinkplan, kinks
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.sampling import sample_coordinates
+from gradcli.records import record
 
 # a one-sided method also takes the other side where no kink is declared (checking/check.py),
 # the complex step included: Im L(x - ih) / -h (methods.CONJUGATE)
 MIRRORS = {"forward": "backward", "backward": "forward", "complex": "complex"}
 
 
-@dataclass(frozen=True)
+@record
 class Estimate:
     """The predicted cost of one tensor's numerical gradient, of every coordinate or a sample."""
 

@@ -60,13 +60,14 @@ from gradcli.numeric.methods import (
     get_method,
 )
 from gradcli.numeric.sampling import sample_coordinates
+from gradcli.records import record
 
 MODES = ("auto", "full", "sample", "probe")
 DEFAULT_BUDGET_SECONDS = 60.0
 DEFAULT_SAMPLES = 64
 
 
-@dataclass(frozen=True)
+@record
 class CheckOptions:
     """How to check; immutable once built (``dataclasses.replace`` makes another)."""
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradcli.checking import diagnose
 from gradcli.numeric.engine import TensorNumerics
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class TensorResult:
     name: str
     shape: tuple[int, ...]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from gradcli.inputs.spec import Spec
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Computation:
     """Forward and analytical backward of one spec.
 

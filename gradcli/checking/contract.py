@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from gradcli.records import record
 
 if TYPE_CHECKING:  # the checker imports this module
     from gradcli.inputs.spec import Spec
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # the checker imports this module
 CONTRACTS = ("zero_upstream", "determinism", "linearity", "dtype", "no_writes")
 
 
-@dataclass(frozen=True)
+@record
 class Finding:
     """One contract for one gradient (``tensor``: its name, NAME for dNAME; the output's name
     for the forward's dtype; None for no_writes, which covers every array)."""

@@ -27,7 +27,6 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,18 +34,19 @@ import numpy as np
 from gradcli.checking import localize
 from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY, Layer
+from gradcli.records import record
 
 MAX_ELEMENTS = 2_000_000  # beyond this many elements in all, no hypotheses: the hints stay cheap
 
 
-@dataclass(frozen=True)
+@record
 class Candidate:
     cause: str
     text: str  # completes "dW is exactly what the backward gives ..."
     grads: Mapping[str, np.ndarray]
 
 
-@dataclass(frozen=True)
+@record
 class Match:
     cause: str
     text: str  # the whole sentence after "dW "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -30,12 +29,13 @@ from gradcli.layers import REGISTRY
 from gradcli.layers.chain import Node
 from gradcli.numeric import cost
 from gradcli.numeric.engine import Engine
+from gradcli.records import record
 
 E2E_SHARE = 0.25  # of --budget: the end-to-end check of a network adds to its local checks
 E2E_MIN_SAMPLES = 8
 
 
-@dataclass(frozen=True)
+@record
 class LayerCheck:
     node: Node
     spec: Spec  # the layer alone at its place: its real input and upstream gradient
@@ -46,7 +46,7 @@ class LayerCheck:
         return self.report.passed
 
 
-@dataclass(frozen=True)
+@record
 class FirstWrong:
     """A layer whose local check fails: the first from the output (the culprit), or one
     below it that is also wrong on its own."""
@@ -60,7 +60,7 @@ class FirstWrong:
     wrong: tuple[str, ...] = ("backward",)
 
 
-@dataclass(frozen=True)
+@record
 class NetReport:
     layers: tuple[LayerCheck, ...]  # empty when --grads answers are checked end to end only
     end_to_end: CheckReport

@@ -17,7 +17,6 @@ the round-off is estimated from the gradient's size (contract.roundoff_tolerance
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from gradcli.checking.contract import roundoff_tolerance
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
+from gradcli.records import record
 
 if TYPE_CHECKING:  # check imports this module
     from gradcli.checking.compute import Computation
@@ -38,7 +38,7 @@ FACTORS = {"measured": 4.0, "built-in": 16.0, "estimated": 1.0}
 FLOOR_ULPS = 16  # never less than 16 float32 ulps of the largest entry (a round-off of 0)
 
 
-@dataclass(frozen=True)
+@record
 class Level:
     """The float32 round-off of one gradient: ``absolute`` (in the gradient's units: the
     largest |a32 - a64|, or what stands in for it), ``relative`` (that over the largest

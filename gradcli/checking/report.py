@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
 from gradcli.checking.contract import Finding
+from gradcli.records import record
 
 # (atol, rtol) of the numerical side, per method: float64 central: one element off by 1e-4
 # (relative) fails; complex step: off by 1e-9 fails. The numerical reference is float64 for a
@@ -43,7 +44,7 @@ def default_tolerances(dtype: str, method: str) -> tuple[float, float]:
     return TOLERANCES[("float64", method)]
 
 
-@dataclass(frozen=True)
+@record
 class BackwardAgreement:
     """--impl of a built-in layer whose forward agrees with ours: its backward against ours at
     the points drawn from the seed (checking/userwork.py). ``results`` per gradient at the
@@ -65,7 +66,7 @@ class BackwardAgreement:
         return tuple(n for n, r in self.results.items() if not r.passed)
 
 
-@dataclass(frozen=True)
+@record
 class CheckReport:
     layer: str
     dtype: str

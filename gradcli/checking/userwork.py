@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -21,13 +21,14 @@ from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import Layer
 from gradcli.numeric.engine import Engine
+from gradcli.records import record
 
 # the points besides the spec's where a user's forward of a built-in layer must agree with ours
 DRAWN_POINTS = 2
 SAFE_PICKS = 3  # coordinates of each tensor the complex step is compared on with central
 
 
-@dataclass(frozen=True)
+@record
 class ForwardAgreement:
     """The user's forward against ours: at the spec's tensors, then at points drawn to break
     the coincidences the spec's values may hold. ``result`` is the first disagreement (else

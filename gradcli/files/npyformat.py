@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import math
 import struct
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
+
+from gradcli.records import record
 
 MAX_AXES = 32  # numpy 1.x's limit; gradcli's for every array, whatever numpy allows
 MAX_HEADER = 10_000  # numpy's own default limit on the header's text
@@ -27,7 +28,7 @@ class NpyError(ValueError):
     """Not a .npy array gradcli reads; the message follows the file's name ("x.npy is ...")."""
 
 
-@dataclass(frozen=True)
+@record
 class Header:
     dtype: np.dtype
     shape: tuple[int, ...]

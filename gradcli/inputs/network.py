@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +36,7 @@ from gradcli.inputs.spec import (
 from gradcli.layers import REGISTRY, Layer, get_layer
 from gradcli.layers.base import NoOptions, TensorInfo
 from gradcli.layers.chain import Block, Network, Node
+from gradcli.records import record
 
 NET_KEYS = ("dtype", "seed", "inputs", "network", "loss", "grad_output")
 ENTRY_KEYS = ("layer", "name", "tensors", "options", "impl", "input", "target")
@@ -46,7 +46,7 @@ ENTRY_KEYS = ("layer", "name", "tensors", "options", "impl", "input", "target")
 PARAM_ROLES = ("input", "weight", "bias")
 
 
-@dataclass(frozen=True)
+@record
 class NetSpec:
     """A network ready to run: ``spec`` is the whole network as one layer (end to end),
     ``net`` its layers."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +18,7 @@ from gradcli.errors import GradcliError, ShapeError, SpecError, brief, mention
 from gradcli.files.reading import parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, kind, suggest
 from gradcli.layers import REGISTRY, Layer, TensorInfo, get_layer
+from gradcli.records import record
 
 DTYPES = ("float64", "float32")
 TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
@@ -28,7 +28,7 @@ DEFAULT_MAX_ELEMENTS = 50_000_000  # 400 MB
 _ARRAYS = "the arrays and the output"
 
 
-@dataclass(frozen=True)
+@record
 class Spec:
     """Everything a run needs. Arrays are read-only, in ``dtype``, keyed in layer order."""
 

@@ -12,7 +12,6 @@ Xp the zero-padded input and, per spatial axis, out = floor((n + 2p - d(k-1) - 1
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -21,11 +20,12 @@ from numpy.lib.stride_tricks import as_strided
 
 from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers.base import AxisMap
+from gradcli.records import record
 
 FLAT_MIN = 2**18  # grid positions x K from which one image takes the flat layout (tests: 0)
 
 
-@dataclass(frozen=True)
+@record
 class Axis:
     """One spatial axis: input size n, kernel k, stride s, dilation d, padding lo/hi."""
 

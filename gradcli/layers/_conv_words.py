@@ -3,11 +3,11 @@ with stride, padding and dilation, in the seed's symbols."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from gradcli.layers._conv import Axis
 from gradcli.layers.words import XCORR, Formulas, Shown, ix, shape, sigma
+from gradcli.records import record
 
 ROTATED = "the full convolution of the upstream gradient with the 180-degree-rotated kernel"
 WHY = {  # one line of intuition per gradient
@@ -20,7 +20,7 @@ WHY = {  # one line of intuition per gradient
 }
 
 
-@dataclass(frozen=True)
+@record
 class ConvNames:
     """The symbols and index letters of one convolution, as the seed writes them."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +17,10 @@ import numpy as np
 from gradcli.errors import OptionError, ShapeError
 from gradcli.layers import _conv
 from gradcli.layers.base import Footprint, Shapes, TensorInfo, batch_maps, option, same
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     size: int | list[int] = option(2, "window: int >= 1 or [k_h, k_w]")
     stride: int | list[int] | None = option(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,9 +30,10 @@ from gradcli.layers.base import (
 from gradcli.layers.cs231n import Form
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class LeakyOptions:
     alpha: float = option(0.01, "slope for x <= 0: a finite number (torch's negative_slope)")
 

@@ -7,7 +7,6 @@ divides by k_h k_w; without it, by the number of X's own elements in the window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,9 +14,10 @@ import numpy as np
 from gradcli.errors import OptionError, brief
 from gradcli.layers import _conv, _pool
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options(_pool.Options):
     count_include_pad: bool = option(
         True, "divide by the whole window (true) or by X's elements in it only (false)"

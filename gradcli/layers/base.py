@@ -17,13 +17,13 @@ import dataclasses
 import math
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import OptionError, brief
 from gradcli.layers.cs231n import Form
+from gradcli.records import record
 
 Arrays = Mapping[str, np.ndarray]
 Shapes = Mapping[str, tuple[int, ...]]
@@ -71,7 +71,7 @@ def rows_matmul(x: np.ndarray, W: np.ndarray) -> np.ndarray:
 CONSTANT_ROLES = frozenset({"target", "index"})
 
 
-@dataclass(frozen=True)
+@record
 class TensorInfo:
     """One named tensor of a layer, in the seed's notation."""
 
@@ -101,7 +101,7 @@ class TensorInfo:
         return "(" + ", ".join(self.axes) + ("," if len(self.axes) == 1 else "") + ")"
 
 
-@dataclass(frozen=True)
+@record
 class NoOptions:
     """This layer takes no hyper-parameters."""
 
@@ -130,7 +130,7 @@ def option_table(options: type) -> list[tuple[str, Any, str]]:
     return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(options)]
 
 
-@dataclass(frozen=True)
+@record
 class Terms:
     """A layer's output as the sum of terms: ``forward(tensors, options) -> (T, cache)`` with T
     of the output's shape plus ``axes`` trailing axes, and the layer's output T summed over
@@ -159,7 +159,7 @@ class Terms:
         return self.total(T), cache
 
 
-@dataclass(frozen=True)
+@record
 class Layer:
     name: str
     summary: str  # the forward formula, one line

@@ -10,7 +10,6 @@ output through the mean and variance. Leading axes ``...`` are independent batch
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,9 +27,10 @@ from gradcli.layers.base import (
     same,
 )
 from gradcli.layers.cs231n import NCHW, Form, out
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     eps: float = option(1e-5, "added to the variance: a number > 0")
     spatial: int = option(

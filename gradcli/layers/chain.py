@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import GradcliError, OptionError, ShapeError, SpecError
 from gradcli.layers.base import Layer, Shapes, TensorInfo
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Node:
     """One layer at its place in a network."""
 
@@ -48,7 +49,7 @@ class Node:
         return f"{self.name}.{tensor}"
 
 
-@dataclass(frozen=True)
+@record
 class Block:
     """A residual block: y = x + (its layers applied to x)."""
 
@@ -76,7 +77,7 @@ def nodes(ops: tuple[Any, ...]) -> list[Node]:
     return [n for kind, n in flat(ops) if kind == "layer"]
 
 
-@dataclass(frozen=True)
+@record
 class Network:
     """The layers of a model, the name of its differentiated input and its fixed inputs
     (targets, labels), with the shapes they were built for."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,9 +29,10 @@ from gradcli.layers.base import (
     same,
 )
 from gradcli.layers.words import XCORR, Formulas, Shown, shape
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     stride: int = option(1, "step between windows: int >= 1")
     padding: int | str = option(0, "zeros on both ends of x: int >= 0, 'valid' or 'same'")

@@ -8,7 +8,6 @@ is stride 1, padding 0, dilation 1: Ho = H - kh + 1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +28,10 @@ from gradcli.layers.base import (
 )
 from gradcli.layers.cs231n import FILTERS, NCHW, Form, one, out, refuse
 from gradcli.layers.words import Formulas, Shown
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     stride: int | list[int] = option(1, "step between windows: int >= 1 or [s_h, s_w]")
     padding: int | str | list[int] = option(

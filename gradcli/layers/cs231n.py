@@ -16,19 +16,20 @@ The user stage (gradcli/user/cs231n.py) calls the student's functions through th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import OptionError
+from gradcli.records import record
 
 Arrays = Mapping[str, np.ndarray]
 Shapes = Mapping[str, tuple[int, ...]]
 
 
-@dataclass(frozen=True)
+@record
 class Arg:
     """One tensor as their code takes it: ``to`` maps gradcli's array to theirs, ``back`` maps
     their array of that layout (a gradient) back to gradcli's, given gradcli's shape."""
@@ -62,7 +63,7 @@ SEQ = Arg(lambda a: a.reshape(-1, *a.shape[-2:]) if a.ndim > 1 else a.reshape(1,
 FILTERS = Arg(lambda a: a.transpose(3, 2, 0, 1), lambda a, shape: a.transpose(2, 3, 1, 0))
 
 
-@dataclass(frozen=True)
+@record
 class Out:
     """The output: ``split`` maps gradcli's upstream gradient to their ``dout`` arguments (one
     per output of theirs), ``join`` maps their outputs back to gradcli's one output."""
@@ -75,7 +76,7 @@ def out(arg: Arg) -> Out:
     return Out(lambda g: (arg.to(g),), lambda outs, shape: arg.back(outs[0], shape))
 
 
-@dataclass(frozen=True)
+@record
 class Form:
     """One way CS231n writes a layer."""
 

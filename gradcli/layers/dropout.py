@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,9 +22,10 @@ from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, op
 from gradcli.layers.cs231n import ROWS, Form, out
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     p: float = option(0.5, "probability of dropping an element: 0 <= p < 1 (torch's p)")
     seed: int = option(0, "seed of the fixed mask: an integer >= 0")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +28,10 @@ from gradcli.layers.base import (
 )
 from gradcli.layers.words import Formulas, Shown
 from gradcli.layers.words import shape as _s
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     start: int = option(
         1,

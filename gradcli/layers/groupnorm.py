@@ -9,7 +9,6 @@ normalized over its channels and every position. ``spatial: 1`` takes sequences 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +17,10 @@ from gradcli.errors import OptionError, ShapeError, brief
 from gradcli.layers import _norm
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
 from gradcli.layers.cs231n import CHANNELS, NCHW, Form, out
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     groups: int = option(2, "channel groups, each normalized on its own: must divide C")
     eps: float = option(1e-5, "added to the variance: a number > 0")

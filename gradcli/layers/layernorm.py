@@ -7,7 +7,6 @@ is normalized with its own mean and (biased) variance; rows never mix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,9 +15,10 @@ from gradcli.errors import ShapeError
 from gradcli.layers import _norm, _norm_variants
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
 from gradcli.layers.cs231n import ROWS, Form, out
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     eps: float = option(1e-5, "added to the variance: a number > 0")
 

@@ -7,8 +7,10 @@ A layer's file writes its formulas with these helpers (``Layer.explain``); the e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from gradcli.records import record
 
 XCORR = (
     "convolutions here are cross-correlations (the kernel slides unflipped), as in the seed "
@@ -16,7 +18,7 @@ XCORR = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class Shown:
     """What a layer's formulas are written for: the spec's shapes (batch axes included) and
     options, the output's shape, and the batch (the input's leading axes)."""
@@ -27,7 +29,7 @@ class Shown:
     batch: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Formulas:
     """A layer's forward lines, then per gradient (its lines, one line of intuition), the
     output's core axes and any lines for the shapes section (sizes derived from options)."""

@@ -10,16 +10,17 @@ the window's period, so the colors are the residues modulo the periods of all ax
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from gradcli.layers.base import Footprint
+from gradcli.records import record
 
 LINES_KEPT = 2**20  # elements of built lines a coloring keeps for its next colors
 
 
-@dataclass(frozen=True)
+@record
 class Coloring:
     """The colors of one tensor of shape ``shape`` against an output of shape ``out_shape``."""
 
@@ -153,7 +154,7 @@ def _period_any(lo: np.ndarray, hi: np.ndarray, tries: int = 64) -> int:
     return n
 
 
-@dataclass(frozen=True)
+@record
 class SourceColoring:
     """One color for a tensor of which each output element reads one coordinate at most
     (``Layer.sources``: a lookup, a reshape): every coordinate moves in the same pass, and

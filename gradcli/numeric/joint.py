@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 import numpy as np
 
 from gradcli.numeric import blocks, cost, ties
 from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.records import record
 
 OFFSETS = (1, 2, -1, -2)  # the second-order one-sided stencil, right then left
 SUPPORT_POINTS = 2  # a coordinate whose outputs are not known yet: moved each way once
 FLOOR = 64  # groups examined one at a time whatever the budget (the detector's floor)
 
 
-@dataclass(frozen=True)
+@record
 class Joint:
     """What the check across tensors puts in place, per tensor: (coords, values, noise)."""
 

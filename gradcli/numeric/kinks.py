@@ -24,7 +24,6 @@ Who says where the kinks are:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from gradcli.numeric import cost, methods, ties
 from gradcli.numeric.coloring import color_groups as by_color
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
+from gradcli.records import record
 
 # its one-sided points per coordinate (two sides, two steps, two points), and the two copies
 # that find which outputs a coordinate at a kink moves (numeric/ties.py)
@@ -40,7 +40,7 @@ DETECTOR_FLOOR = 64  # failing coordinates it examines whatever the budget (a sa
 HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
 
 
-@dataclass(frozen=True)
+@record
 class KinkFix:
     """The one-sided values put in place of the stencil's at coordinates meeting a kink."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import OptionError
+from gradcli.records import record
 
 DEFAULT_MAX_MEMORY = 512 * 2**20
 EPS = float(np.finfo(np.float64).eps)
@@ -33,7 +33,7 @@ def one_sided_noise(scale: Any, h: Any, unit: float = EPS) -> Any:
     return 4 * unit * 2.5 * scale / h
 
 
-@dataclass(frozen=True)
+@record
 class Method:
     """A stencil: L'(x) ~ sum_s weight_s * L(x + offset_s * h) / (scale * h)."""
 

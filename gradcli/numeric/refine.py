@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from gradcli.numeric import kinks
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import EPS, Method, steps
+from gradcli.records import record
 
 HALVINGS = 20  # h / 1e6: central4's default step at |x| = 1e6 is 512, on a spread of 1
 FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's worth)
@@ -37,7 +38,7 @@ FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's w
 SMALLEST = 2.0**10 * EPS
 
 
-@dataclass(frozen=True)
+@record
 class Refined:
     """The coordinates confirmed at a smaller step, and what it took."""
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from gradcli.numeric.maxflow import Network, feasible
 from gradcli.numeric.ties import groups
+from gradcli.records import record
 
 SHOWN = 3  # windows or coordinates a certificate names before "and k more"
 # tied pairs (window, maximum) the flows solve in all, the smallest pieces first (pure Python:
@@ -38,7 +39,7 @@ SHOWN = 3  # windows or coordinates a certificate names before "and k more"
 LIMIT = 20_000
 
 
-@dataclass(frozen=True)
+@record
 class Routed:
     """The values a routing puts in place at tied coordinates."""
 

@@ -20,12 +20,13 @@ group's: unchanged when the backward is consistent, off by the excess otherwise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from gradcli.numeric import blocks
 from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.records import record
 
 
 def single_output(engine, name: str, coloring: bool = True) -> bool:
@@ -188,7 +189,7 @@ def project(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: float, high: flo
     return np.clip(a - (a_lo + a_hi) / 2, lo, hi)
 
 
-@dataclass(frozen=True)
+@record
 class AtKink:
     """One tensor's coordinates at a kink itself, as the check across tensors needs them
     (numeric/joint.py): a tie may hold coordinates of several tensors (``maximum(a, b)``)."""

@@ -9,18 +9,18 @@ serve the terminal and JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from gradcli.inputs.spec import Spec
 from gradcli.layers.base import options_dict
 from gradcli.layers.words import Shown
 from gradcli.layers.words import shape as _s
+from gradcli.records import record
 
 BATCH_SUM = "parameter gradients are summed over the batch"
 
 
-@dataclass(frozen=True)
+@record
 class Section:
     """One titled block of explanation: ``forward``, ``dL/d<tensor>`` or ``shapes``."""
 

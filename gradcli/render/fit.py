@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from gradcli.records import record
+
 # what a heavy-headed rich table adds: one border on the left, then padding 2 + border 1 a column
 EDGE, PER_COLUMN = 1, 3
 
 
-@dataclass(frozen=True)
+@record
 class Col:
     header: str
     priority: int | None = None  # None: always shown; otherwise dropped, lowest first

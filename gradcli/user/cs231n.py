@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 from gradcli.errors import UserCodeError, printable
 from gradcli.layers.base import Layer, options_dict
 from gradcli.layers.cs231n import Form
+from gradcli.records import record
 from gradcli.user import result
 from gradcli.user.readonly import read_only_call
 
@@ -131,7 +131,7 @@ def order(t: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n in t] + [n for n in t if n not in names]
 
 
-@dataclass(frozen=True)
+@record
 class Call:
     """The user's functions in one of CS231n's forms, called in their layout."""
 

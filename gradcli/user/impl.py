@@ -11,7 +11,6 @@ never a gradcli crash.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.machinery
 import inspect
@@ -27,6 +26,7 @@ import numpy as np
 from gradcli.errors import GradcliError, UserCodeError, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
+from gradcli.records import record
 from gradcli.user import cs231n, labels, result
 from gradcli.user.call import call
 from gradcli.user.local import Folder, package_of
@@ -34,7 +34,7 @@ from gradcli.user.options import custom_options
 from gradcli.user.readonly import read_only_backward, read_only_forward
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class Impl:
     path: Path
     forward: Callable[..., Any] | None  # None: found later by the layer's CS231n names

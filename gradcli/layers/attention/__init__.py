@@ -8,7 +8,6 @@ S, A (..., T, T); with h > 1 heads they carry a head axis: Q (..., h, T, d_k/h),
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,9 +25,10 @@ from gradcli.layers.base import (
     option,
     same,
 )
+from gradcli.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     causal: bool = option(False, "mask position j > i before the softmax (S = -inf, A = 0 there)")
     heads: int = option(1, "split d_k and d_v into this many heads, each scaled by 1/sqrt(d_k/h)")
