@@ -227,3 +227,32 @@ def test_a_losss_ties_told_apart_are_counted():
     assert report.check.results["x"].kinks > 6
     counted = in_calls(report.check.counted_seconds)
     assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)
+
+
+BUSY = """
+import time
+
+def forward(x):
+    start = time.process_time()  # a student's loops: CPU time, as the measurement counts it
+    while time.process_time() - start < SECONDS:
+        pass
+    return np.maximum(x, 0.0)
+
+def backward(grad_output, x):
+    return {"x": grad_output * (x > 0)}
+"""
+
+
+@pytest.mark.parametrize(("seconds", "slow"), [(0.02, True), (0.0, False)])
+def test_a_user_forward_far_slower_than_the_model_is_costed_as_measured(tmp_path, seconds, slow):
+    """Loop code ran 0.66 s a call against the model's 2e-4 s, and a check estimated within
+    --budget ran 260 s in silence (the outside tester's T5); the twin: a fast forward keeps the
+    model's figure (and the JSON stays the same between runs)."""
+    mine = tmp_path / "mine.py"
+    mine.write_text("import numpy as np\n" + BUSY.replace("SECONDS", repr(seconds)))
+    x = np.array([[0.5, -1.0, 2.0], [1.5, -0.3, 0.7]])
+    doc = json.loads(gradcli.check(str(mine), {"x": x}).to_json())
+    calls = 2 * x.size  # central differences: two calls a coordinate, at least
+    said = any("your forward takes about 0.0312 s a call" in n for n in doc["notes"])
+    assert said == slow
+    assert (doc["cost"]["estimated_seconds"] > calls * 0.03125) == slow

@@ -50,7 +50,7 @@ from gradcli.checking.userwork import (
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import kinkplan, kinks, memory, refine
+from gradcli.numeric import cost, kinkplan, kinks, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
@@ -241,6 +241,13 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
     notes = []
+    slow = cost.user_call_seconds(engine)
+    if slow is not None:  # timed, the one part of the estimate that is: said so
+        notes.append(
+            f"your forward takes about {slow:.3g} s a call (measured at the spec's point), far "
+            f"more than the cost model's: the estimate and {mention('budget')} count every call "
+            "of it at that"
+        )
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
         if forward is not None and forward.passed and builtin is not None:
             # float32 differences would blur what a float32 backward is checked against: the

@@ -34,6 +34,11 @@ VERIFY_COPIES = 4
 # per-call overhead: measured 1.6e-4 s per call of a 5,000-element relu on this machine under
 # its usual load (3e-5 made the kink examination of such a relu take 8x its --budget)
 SECONDS_PER_CALL = 1.5e-4
+# a user's forward measured (CPU time, at the spec's point) slower than this many model calls
+# is costed at its measured time instead, rounded up to a power of 2 so that the estimate
+# seldom moves between runs: a student's loop conv ran 0.66 s a call against a predicted
+# 2e-4 s, and a check estimated under --budget 60 ran 260 s in silence (outside test T5)
+SLOW_CALL_FACTOR = 16
 # an incremental evaluation (Layer.perturbed) moves one coordinate through, at most, the largest
 # array the forward keeps (attention's scores): seconds per element of it, per coordinate and
 # stencil point; measured 0.45e-9 ... 1.9e-9 on attention at M, L and the causal multi-head case
@@ -103,9 +108,22 @@ def incremental_seconds(
     return evaluations * per_evaluation
 
 
+def user_call_seconds(engine: StackedForward) -> float | None:
+    """A user's forward far slower than the model's call (SLOW_CALL_FACTOR): its measured
+    seconds a call, rounded up to a power of 2; None for any other forward."""
+    measured = getattr(engine, "call_seconds", 0.0)
+    model = pass_elements(engine) * SECONDS_PER_ELEMENT + SECONDS_PER_CALL
+    if engine.layer.broadcasts or measured <= SLOW_CALL_FACTOR * model:
+        return None
+    return float(2.0 ** math.ceil(math.log2(measured)))
+
+
 def copies_seconds(engine: StackedForward, copies: int, real: bool = False) -> float:
     """Predicted time of ``copies`` perturbed copies through the stacked forward (in the
     method's arithmetic, or ``real``)."""
+    slow = user_call_seconds(engine)
+    if slow is not None:  # a user's forward is one call a copy, whatever it does inside
+        return copies * (slow + attributed_elements(engine) * SECONDS_PER_ATTRIBUTED_ELEMENT)
     per_copy = pass_elements(engine) * SECONDS_PER_ELEMENT
     if engine.method.name == "complex" and not real:
         per_copy *= COMPLEX_FACTOR["stacked"]
@@ -124,6 +142,9 @@ def calls_seconds(
     guard around each call of a user's function (``overhead``)."""
     per = pass_elements(engine) * SECONDS_PER_ELEMENT
     call = SECONDS_PER_CALL if overhead else 0.0
+    slow = user_call_seconds(engine) if overhead else None
+    if slow is not None:  # the user's own calls, measured: a backward as two forwards
+        return forwards * slow + backwards * BACKWARD_PASSES * slow
     return forwards * (per + call) + backwards * (BACKWARD_PASSES * per + call)
 
 

@@ -8,6 +8,7 @@ does not move cancel exactly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -90,7 +91,11 @@ class StackedForward:
             if i.name in self.t64
         }
         self.n_batch = max(self.batch.values(), default=0)
+        started = time.process_time()
         out, cache = layer.forward(self.t64, options)
+        # a user's forward may run far slower than the cost model's call (a student's loops:
+        # numeric/cost.py user_call_seconds); CPU time, which another process's load moves less
+        self.call_seconds = 0.0 if layer.broadcasts else time.process_time() - started
         # the epsilon the forward computes in: a user's may compute in float32 whatever it is
         # given; its differences then take float32 steps and carry float32 round-off
         self.unit = forward_unit(layer, self.t64, options, out)
