@@ -313,3 +313,25 @@ def test_a_sampled_tie_is_checked_with_its_members_outside_the_sample():
     assert np.isfinite(r.numeric["a"]).sum() == 4  # the sample, and no more
     assert gradcli.check("custom", t, forward=forward, backward=_both(right[0]), mode="sample",
                          samples=4, seed=0).passed  # fmt: skip
+
+
+@pytest.mark.parametrize(("share", "passed"), [(0.5, True), (1.0, False)])
+def test_probe_mode_checks_a_tie_across_tensors_together(share, passed):
+    """a's probe read a's half of maximum's tie as its central difference and passed; b's
+    elements alone lay within their kinks: a half to a and all to b (1.5 in all) passed in
+    probe mode only (the outside tester's K3). The twin: half and half passes."""
+    a = np.array([0.5, -1.0, 2.0, 0.3, 1.0])
+    b = np.array([0.5, -1.0, 2.0, -0.2, 1.5])
+    g = np.array([1.0, -0.7, 0.4, 1.3, -0.9])
+
+    def backward(grad_output, a, b):
+        t = a == b
+        return {"a": grad_output * ((a > b) + 0.5 * t),
+                "b": grad_output * ((b > a) + share * t)}  # fmt: skip
+
+    def forward(a, b):
+        return np.maximum(a, b)
+
+    report = gradcli.check(forward=forward, backward=backward, tensors={"a": a, "b": b},
+                           grad_output=g, mode="probe")  # fmt: skip
+    assert report.passed == passed and report.check.mode == "probe"
