@@ -160,3 +160,12 @@ def test_a_check_whose_budget_leaves_them_whole_says_so(monkeypatch):
                       budget=1e-6)  # fmt: skip
     assert any("not told apart into separate ties" in n for n in r.notes)
     assert "mode='full'" in next(n for n in r.notes if "told apart" in n)
+    # no PASS rests on ties left whole (the outside tester's K5: a wrong backward passed at a
+    # small budget): a right backward is not verified there either; mode full tells them apart
+    assert not r.passed and "is not verified at" in r.results["a"].reason
+    right = _routed(lambda a, b: a > b, lambda a, b: a > b)
+    r = gradcli.check("custom", {"a": A, "b": B}, forward=_relu_gap, backward=right,
+                      budget=1e-6)  # fmt: skip
+    assert not r.passed and "is not verified at" in r.verdict()
+    assert gradcli.check("custom", {"a": A, "b": B}, forward=_relu_gap, backward=right,
+                         budget=1e-6, mode="full").passed  # fmt: skip

@@ -42,6 +42,7 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     whole = [(n, r.whole) for n, r in records.items() if r is not None and r.whole]
     for n, count in whole:
         _whole_note(p, f"d{n}: {count:,}")
+        _unverified(p, n, count)
     if sum(r is not None and r.coords.size > 0 for r in records.values()) < 2:
         return out
     left = _left(p)
@@ -58,9 +59,20 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
         )
     if found.whole and not whole:  # else one tensor's one group holds them together already
         _whole_note(p, f"{found.whole:,}")
+        for n, r in records.items():  # the groups span the tensors at the kinks
+            if r is not None and r.coords.size:
+                _unverified(p, n, int(r.coords.size))
     for n, (coords, values, noise) in found.values.items():
         _put(out, n, coords, values, noise)
     return out
+
+
+def _unverified(p: Any, n: str, count: int) -> None:
+    p.unverified.setdefault(n, (
+        f"d{n} is not verified at {count:,} coordinates at a kink of a single output, whose "
+        f"ties were not told apart within {mention('budget')} ({mention('mode', 'full')} "
+        "tells them apart)"
+    ))  # fmt: skip
 
 
 def _whole_note(p: Any, count: str) -> None:
@@ -128,6 +140,10 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
                 f"({max(left, 0.0):.1f} s of {mention('budget')} was left): the ties were "
                 f"checked with the members found ({mention('mode', 'full')} searches them all)"
             )
+            p.unverified.setdefault(n, (
+                f"d{n} is not verified at its kinks, whose ties' members were not all searched "
+                f"for within {mention('budget')} ({mention('mode', 'full')} searches them all)"
+            ))  # fmt: skip
         if not found.size:
             continue
         analytic = p.under_test[n]
