@@ -5,7 +5,10 @@
 
 Each command runs ``--runs`` times, the interpreters interleaved so that a busy machine slows
 them alike; the table gives the median and the fastest run, and how many modules the command
-imports. Run it with gradcli installed (pip compiles its bytecode) or with a compiled tree on
+imports. The first row, ``floor``, imports what any gradcli check needs and gradcli cannot make
+faster (numpy, numpy.random, typer, rich's console and table): on a shared machine the absolute
+times move by 2x from hour to hour, and the floor's row says how fast the machine was then.
+Run it with gradcli installed (pip compiles its bytecode) or with a compiled tree on
 PYTHONPATH: with ``PYTHONDONTWRITEBYTECODE=1`` and no ``__pycache__`` every module is compiled
 from source at every start, which measures the compiler, not gradcli.
 """
@@ -19,7 +22,9 @@ import subprocess
 import sys
 import time
 
+FLOOR = "import numpy, numpy.random, typer, rich.console, rich.table"
 COMMANDS = {
+    "floor": [],
     "--help": ["--help"],
     "check linear": ["check", "linear"],
     "check linear --format json": ["check", "linear", "--format", "json"],
@@ -35,15 +40,15 @@ _COUNT = (
 
 
 def _time(python: str, args: list[str]) -> float:
+    command = [python, "-m", "gradcli", *args] if args else [python, "-c", FLOOR]
     t = time.perf_counter()
-    subprocess.run([python, "-m", "gradcli", *args], stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t
 
 
 def _modules(python: str, args: list[str]) -> int:
-    proc = subprocess.run(
-        [python, "-c", _COUNT, *args], capture_output=True, text=True, check=True
-    )
+    code = _COUNT if args else FLOOR + "\nimport sys\nprint(len(sys.modules), file=sys.stderr)"
+    proc = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, check=True)
     return int(proc.stderr.strip().splitlines()[-1])
 
 
