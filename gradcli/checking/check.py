@@ -30,7 +30,7 @@ from gradcli.checking.budget import (
 )
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
-from gradcli.checking.contract import Finding, check_contract, lower_precision
+from gradcli.checking.contract import Finding, check_contract, lower_precision, random_forward
 from gradcli.checking.probe import fallback, probe, unlocated
 from gradcli.checking.report import (
     FLOAT32_FALLBACK,
@@ -156,9 +156,7 @@ class Prepared:
     def random_forward(self) -> bool:
         """Whether the forward returned another output at a second call at the same tensors
         (checking/contract.py): its differences mean nothing, no step or kink explains them."""
-        out = self.spec.output_info.name
-        return any(f.name == "determinism" and f.tensor == out and not f.passed
-                   for f in self.contract)  # fmt: skip
+        return random_forward(self.contract, self.spec.output_info.name) is not None
 
 
 def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckReport:

@@ -202,11 +202,19 @@ def _determinism(n: str, det: float, tol: float) -> Finding:
     return Finding("determinism", n, False, detail, det, tol)
 
 
+def random_forward(findings: tuple[Finding, ...], output: str) -> Finding | None:
+    """The failed determinism finding of the forward's ``output``, if any: no finite
+    difference of such a forward means anything."""
+    return next((f for f in findings if f.name == "determinism" and f.tensor == output
+                 and not f.passed), None)  # fmt: skip
+
+
 def _forward_determinism(n: str, det: float, tol: float) -> Finding:
     if det <= tol:
         return Finding("determinism", n, True, f"two forward calls return the same {n}", det, tol)
     detail = (
-        f"two forward calls at the same tensors return {n} differing by up to {_amount(det)}: "
+        f"your forward is not deterministic: two calls at the same tensors return {n} "
+        f"differing by up to {_amount(det)}: "
         "randomness or state in the forward (a mask drawn anew at each call: draw it from a "
         "fixed seed), which no finite difference can check"
     )

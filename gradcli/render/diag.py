@@ -59,11 +59,11 @@ def render_diagnosis(
     if report.forward is not None:
         f = report.forward
         verdict = ("PASS", "bold green") if f.passed else ("FAIL", "bold red")
+        how = f.hints[0] if f.hints else (  # right values, a wrong number of them
+            f"max abs error {f.max_abs_error:.3g} at {list(f.worst_index)}")  # fmt: skip
         paragraph(console, Text.assemble(
             "your forward vs the built-in forward: ", verdict,
-            f" ({f.hints[0] if f.hints else f'max abs error {f.max_abs_error:.3g}'}"
-            f"{'' if f.hints else f' at {list(f.worst_index)}'}"
-            f"{forward_where(report, long=True)})",
+            f" ({how}{forward_where(report, long=True)})",
         ))  # fmt: skip
     b = report.backward
     if b is not None and report.forward is not None and report.forward.passed:

@@ -16,6 +16,7 @@ from rich.text import Text
 from gradcli.checking import intermediates
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
+from gradcli.checking.contract import random_forward
 from gradcli.checking.probe import probe_rtol
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
@@ -148,13 +149,12 @@ def summary_line(spec: Spec, report: CheckReport) -> Text:
         return Text.assemble(
             ("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{_kinks(report)}{how}"
         )
-    reasons = [_reason(spec, report, kind, names) for kind, names in report.failures]
-    random = _random_forward(spec, report)
-    if random is not None:  # the cause of every other finding: first
-        reasons = [random.detail.replace("two forward calls", "your forward is not "
-                                         "deterministic: two calls", 1)]  # fmt: skip
-        reasons += [r for r in (_reason(spec, report, k, n) for k, n in report.failures
-                                if k != "contract") if r]  # fmt: skip
+    # a forward that is not deterministic is the cause of every other finding: first, alone
+    # of the contract's
+    random = random_forward(report.contract, spec.output_info.name)
+    failures = [(k, n) for k, n in report.failures if random is None or k != "contract"]
+    reasons = [random.detail] if random is not None else []
+    reasons += [_reason(spec, report, kind, names) for kind, names in failures]
     if not any(kind == "gradients" for kind, _ in report.failures) and n:
         reasons.append(_all_match(n))
     return Text.assemble(("FAIL", "bold red"), f"  {report.layer}: {'; '.join(reasons)}{how}")
@@ -237,12 +237,6 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
 
         return broken_contracts(spec, report)
     return f"{kind}: {', '.join(names)}"
-
-
-def _random_forward(spec: Spec, report: CheckReport) -> Any:
-    """The failed determinism finding of the forward's output (checking/contract.py), if any."""
-    return next((f for f in report.contract if f.name == "determinism" and not f.passed
-                 and f.tensor == spec.output_info.name), None)  # fmt: skip
 
 
 def _short(name: str, reason: str) -> str:

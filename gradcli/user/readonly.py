@@ -82,26 +82,28 @@ def read_only_call(
         if not written:
             raise
         where = _user_line(e, path)
-        labels = labels or {}
-        shown = [n if labels.get(n, n) == n else f"{n} ({labels[n]})" for n in written]
-        first = labels.get(written[0], written[0])
+        shown, first = _named(written, labels or {})
         raise InPlaceWriteError(
-            f"{fn_name} writes in place into {' and '.join(shown)}{where}; copy first "
+            f"{fn_name} writes in place into {shown}{where}; copy first "
             f"({first} = {first}.copy()): the arrays gradcli passes are read-only",
             source=str(path),
         ) from None
     changed = [n for n, b in kept.items() if not _same(arrays[n], b)]
     if changed:
-        labels = labels or {}
-        shown = [n if labels.get(n, n) == n else f"{n} ({labels[n]})" for n in changed]
-        first = labels.get(changed[0], changed[0])
+        shown, first = _named(changed, labels or {})
         raise InPlaceWriteError(
-            f"{fn_name} changed {' and '.join(shown)} in place, past numpy's read-only flag "
+            f"{fn_name} changed {shown} in place, past numpy's read-only flag "
             f"(torch.from_numpy, numba or ctypes ignore it); copy first ({first} = "
             f"{first}.copy()): gradcli differences the values it passed",
             source=str(path),
         )
     return out
+
+
+def _named(written: list[str], labels: Mapping[str, str]) -> tuple[str, str]:
+    """The arrays written, with the user's own names (``grad_output (dz)``), and the first's."""
+    shown = [n if labels.get(n, n) == n else f"{n} ({labels[n]})" for n in written]
+    return " and ".join(shown), labels.get(written[0], written[0])
 
 
 def _kept(arrays: Mapping[str, Any]) -> dict[str, bytes | int]:
