@@ -346,3 +346,16 @@ def test_the_api_refuses_an_all_zero_upstream_gradient():
     with pytest.raises(gradcli.GradcliError, match="grad_output"):
         gradcli.check("softmax", {"x": x}, grad_output=np.zeros((3, 4)))
     assert gradcli.check("softmax", {"x": x}, grad_output=np.eye(3, 4)).passed
+
+
+def test_the_advice_never_names_the_method_in_use():
+    """The complex step's own difference has no round-off: what cannot be resolved there is a
+    one-sided recheck's, whose step follows --eps only under central differences."""
+    from gradcli.checking.soundness import resolvable
+
+    grad = np.array([1.0, 2.0])
+    for method, named, absent in (("central", "method='complex'", None),
+                                  ("complex", "method='central'", "method='complex'")):
+        _, why = resolvable(1e-7, 0.5, grad, RESOLVE_MARGIN, method=method)
+        assert named in why and "eps" in why, why
+        assert absent is None or absent not in why

@@ -574,7 +574,8 @@ def tolerances(
     # a forward computing in float32 cannot do better than 1% of the largest entry where its
     # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
     margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
-    atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes)
+    atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes,
+                                 opts.method)  # fmt: skip
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
     atol = atol if opts.atol is None else opts.atol

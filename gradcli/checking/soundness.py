@@ -26,6 +26,7 @@ def resolvable(
     numeric: np.ndarray,
     margin: float = RESOLVE_MARGIN,
     kink_slopes: float = 0.0,
+    method: str = "central",
 ) -> tuple[float, str]:
     """(the automatic absolute tolerance of one tensor, why this step cannot resolve it or "").
 
@@ -41,7 +42,8 @@ def resolvable(
     (``--eps 1e-320`` raised it to 1e306). Beneath ``atol`` round-off never matters, so a
     gradient that is exactly 0 (a zero upstream gradient) stays resolved. ``kink_slopes``: the
     largest one-sided slope read at a kink itself, resolved by the same step although the value
-    compared there (any between two slopes) may be 0 (clip's bound tied with x: 0 or g)."""
+    compared there (any between two slopes) may be 0 (clip's bound tied with x: 0 or g).
+    ``method``: the one in use, never the one the advice names."""
     seen = np.abs(numeric[np.isfinite(numeric)])
     scale = max(float(seen.max(initial=0.0)), kink_slopes)
     raised = 64 * np.finfo(np.float64).eps * scale
@@ -49,10 +51,18 @@ def resolvable(
     if not math.isfinite(noise) or (noise > atol and noise * margin > scale):
         why = (
             f"the round-off of its finite differences (about {noise:.2g}) is not far below the "
-            f"largest numerical gradient ({scale:.2g}); use a larger {mention('eps')}, or "
-            f"{mention('method', 'complex')} (no round-off)"
+            f"largest numerical gradient ({scale:.2g}); {_advice(method)}"
         )
     return max(atol, raised) if math.isfinite(raised) else atol, why
+
+
+def _advice(method: str) -> str:
+    """What may help, never the method in use: the complex step's own difference has no
+    round-off, so its noise is the one-sided rechecks' at kinks, whose step is central
+    differences' (numeric/kinks.one_sided_step) and follows --eps only under central ones."""
+    if method == "complex":
+        return f"use {mention('method', 'central')} with a larger {mention('eps')}"
+    return f"use a larger {mention('eps')}, or {mention('method', 'complex')} (no round-off)"
 
 
 def step_underflows(engine: Engine, name: str, method: str) -> str:

@@ -358,18 +358,17 @@ def svm_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarr
     return {"x": _to_shape(_per_batch(dloss) * dx / active.shape[-2], cache["shape"])}
 
 
-def _crosses(m: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Whether a margin m moved by ``step`` meets the hinge's corner at 0 (the forward's branch
-    is m > 0, as relu's is x > 0), or sits on it."""
-    end = m + step
-    return ((step > 0) & (m < 0) & (end >= 0)) | ((step < 0) & (end <= 0) & (m > 0)) | (
-        (step == 0) & (m == 0)
-    )
+def _crosses(m: np.ndarray, end: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Whether a margin m, at ``end`` once its score moved by ``step``, meets the hinge's
+    corner at 0 (the forward's branch is m > 0, as relu's is x > 0), or sits on it."""
+    return ((m < 0) & (end >= 0)) | ((m > 0) & (end <= 0)) | ((step == 0) & (m == 0))
 
 
 def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | None:
     """Where moving one score changes the hinge's active set: x[n, c] (c != y_n) moves its own
-    margin by the step; x[n, y_n] moves every margin of row n by minus the step."""
+    margin by the step; x[n, y_n] moves every margin of row n by minus the step. The margins
+    in svm_terms' own arithmetic, x - (x_y - 1): what the forward rounds to 0 is the corner
+    (at scores of 1e17 every margin is 0 there, and 1 in another order)."""
     if name != "x":
         return None
     x, y = t["x"], as_indices(t["y"])
@@ -377,10 +376,12 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarra
     x, y = np.broadcast_to(x, lead + x.shape[-1:]), np.broadcast_to(y, lead)
     step = np.broadcast_to(step, x.shape)
     true = np.arange(x.shape[-1]) == y[..., None]
-    m = x - _pick(x, y)[..., None] + 1.0
-    own = _crosses(m, step) & ~true
+    base = _pick(x, y)[..., None] - 1.0
+    m = x - base
+    own = _crosses(m, (x + step) - base, step) & ~true
     s_true = _pick(step, y)[..., None]  # the true class's step, against every margin
-    row = (_crosses(m, -s_true) & ~true).any(axis=-1)
+    moved = x - ((_pick(x, y)[..., None] + s_true) - 1.0)
+    row = (_crosses(m, moved, s_true) & ~true).any(axis=-1)
     out = own | (true & row[..., None])
     return _to_shape(out.astype(np.int64), t["x"].shape) > 0
 
