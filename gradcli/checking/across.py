@@ -22,14 +22,16 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import mention
-from gradcli.numeric import cost, joint, kinks, partners, ties
+from gradcli.numeric import cost, joint, kinkplan, kinks, partners, ties
 
 
-def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable
-                ) -> dict[str, tuple]:  # fmt: skip
+def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable,
+                settle: Callable | None = None) -> dict[str, tuple]:  # fmt: skip
     """``taken``: name -> (mode, coords, grad, info, fix, refined), returned with the values put in
     place. ``p``: the check's Prepared; ``tolerance(p, name, grad, info)``: the tensor's
-    tol(noise, ref); ``declares(engine)``: whether its kinks are declared (else detected)."""
+    tol(noise, ref); ``declares(engine)``: whether its kinks are declared (else detected);
+    ``settle(p, name, grad, info, at)``: grad with a routing at the ties of a layer's maxima
+    (checking/routing.py), once a tensor's ties were rebuilt with their partners."""
     own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
     records = {n: taken[n][4].at if taken[n][4] is not None else None for n in own}
     if not any(r is not None and r.coords.size for r in records.values()):
@@ -38,7 +40,7 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     if not p.opts.composite_kinks:  # a network's end to end leaves its kinks to its layers
         # a built-in's declared kinks hold every tie's members, but a sample holds only some
         search = [n for n in own if not declares(p.engines[n]) or taken[n][1] is not None]
-        _partners(p, out, records, search, tolerance)
+        _partners(p, out, records, search, tolerance, declares, settle)
     whole = [(n, r.whole) for n, r in records.items() if r is not None and r.whole]
     for n, count in whole:
         _whole_note(p, f"d{n}: {count:,}")
@@ -112,9 +114,12 @@ def _put(out: dict[str, tuple], n: str, coords: np.ndarray, values: np.ndarray,
 
 
 def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
-              tolerance: Callable) -> None:  # fmt: skip
+              tolerance: Callable, declares: Callable,
+              settle: Callable | None) -> None:  # fmt: skip
     """Examine the coordinates of ``names`` at a kink whose moves reach the known ties'
-    outputs, and rebuild each tensor's record (and tie groups) with those found."""
+    outputs, and rebuild each tensor's record (and tie groups) with those found: by the
+    layer's declared kinks where it has them (a sample's ties' members outside it, near-ties
+    read as ties), else by the detector."""
     engine, coloring = p.engine, p.opts.coloring
     reach = []
     for n, r in records.items():
@@ -147,14 +152,19 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         if not found.size:
             continue
         analytic = p.under_test[n]
-        more = kinks.detected(engine, n, analytic, grad, found, tol, coloring, _left(p))
-        p.spent += more.seconds
+        if declares(p.engines[n]):
+            more = kinks.declared(engine, n, analytic, found, coloring, _left(p), tol)
+            p.spent += kinkplan.recheck_seconds(engine, n, found, coloring)[0] + more.unplanned
+        else:
+            more = kinks.detected(engine, n, analytic, grad, found, tol, coloring, _left(p))
+            p.spent += more.seconds
         if more.at is None or not more.at.coords.size:
             continue
-        _merge(p, out, records, n, more.at)
+        _merge(p, out, records, n, more.at, settle)
 
 
-def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink) -> None:
+def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink,
+           settle: Callable | None = None) -> None:  # fmt: skip
     """Tensor ``n``'s coordinates at a kink with ``new`` ones: tie groups found again over
     all of them, their values put in place."""
     engine = p.engine
@@ -164,10 +174,12 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     h = np.concatenate([r.h for r in parts])
     lo = np.concatenate([r.lo for r in parts])
     hi = np.concatenate([r.hi for r in parts])
+    # near-ties (numeric/kinks.gapped) read beyond the kinks within their step
+    near = np.concatenate([np.zeros(r.coords.size) if r.near is None else r.near for r in parts])
     a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[idx]
     p.spent += cost.copies_seconds(engine, 2 * idx.size + len(joint.OFFSETS), real=True)
     values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring,
-                                             _left(p))  # fmt: skip
+                                             _left(p), near > 0)  # fmt: skip
     p.spent += records[n].seconds
     fix = out[n][4]
     if fix is None:
@@ -175,3 +187,7 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     else:
         fix = dataclasses.replace(fix, coords=np.union1d(fix.coords, idx), at=records[n])
     _put(out, n, idx, values, noise, fix)
+    if settle is not None:  # the rebuilt ties of a layer's maxima: a routing, exactly
+        mode, c, grad, info, fix, refined = out[n]
+        routed = settle(p, n, grad, info, records[n])
+        out[n] = (mode, c, np.where(np.isfinite(grad), routed, grad), info, fix, refined)

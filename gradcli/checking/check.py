@@ -201,7 +201,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 p.spent += seconds
                 coords, grad, info = numerical(p, name, mode, rng)
                 taken[name] = (mode, coords, *kinks_stage(p, name, coords, grad, info))
-        taken = across.ties_across(p, taken, tolerance, declares_kinks)
+        taken = across.ties_across(p, taken, tolerance, declares_kinks, settle)
         for name, (mode, coords, grad, info, fix, refined) in taken.items():
             numeric[name] = grad
             results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix,
@@ -418,15 +418,17 @@ def kinks_stage(
     fix = None
     declared = declares_kinks(engine)
     if declared:  # its rechecks are in the estimate, within --budget
-        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring, _left(p))
-        # but for the search for a loss's ties' partners: counted once known
+        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring, _left(p),
+                             tolerance(p, name, grad, info))  # fmt: skip
+        # but for the search for a loss's ties' partners, and near-ties the round-off of a
+        # clean side sent to be read as ties: counted once known
         p.spent += kinkplan.unplanned(engine, name, fix and fix.at, p.opts.coloring)
+        p.spent += fix.unplanned if fix is not None else 0.0
         grad, info = _put(grad, info, fix)
+    if fix is not None:  # at the ties of maxima: a routing, exactly (Layer.maxima)
+        grad = settle(p, name, grad, info, fix.at)
     atol, rtol, _, noise = tolerances(p, name, grad, info)
     floor = atol if noise is None else np.maximum(atol, noise.ravel())
-    if fix is not None:  # at the ties of maxima: a routing, exactly (Layer.maxima)
-        grad, _ = routing.settle(engine, name, analytic, grad, fix.at, atol, rtol, floor,
-                                 p.note)  # fmt: skip
     seen = np.isfinite(grad).ravel()
     a, n = np.asarray(analytic, dtype=np.float64).ravel(), grad.ravel()
 
@@ -466,6 +468,15 @@ def kinks_stage(
         )
     grad, info = _put(grad, info, fix)
     return grad, info, fix, refined
+
+
+def settle(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, at) -> np.ndarray:
+    """``grad`` with a routing's values at the ties of a layer's maxima (checking/routing.py)
+    among ``at`` (numeric/ties.AtKink), under the tensor's tolerances."""
+    atol, rtol, _, noise = tolerances(p, name, grad, info)
+    floor = atol if noise is None else np.maximum(atol, noise.ravel())
+    return routing.settle(p.engines[name], name, p.under_test[name], grad, at, atol, rtol,
+                          floor, p.note)[0]  # fmt: skip
 
 
 def _left(p: Prepared) -> float:

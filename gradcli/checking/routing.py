@@ -24,7 +24,7 @@ def settle(engine, name: str, analytic: np.ndarray, grad: np.ndarray, at, atol: 
     round-off included), flat, or one for all."""
     if at is None or not at.coords.size:
         return grad, 0
-    r = routes.route(engine, name, analytic, atol, rtol, at.coords)
+    r = routes.route(engine, name, analytic, atol, rtol, at.coords, at.near)
     if r is not None and r.unsettled:
         note(
             f"d{name}: {r.unsettled:,} tied coordinates lie in pieces of overlapping windows "

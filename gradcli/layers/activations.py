@@ -55,14 +55,15 @@ def relu_backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray
     return {"x": dy * cache["on"]}
 
 
-def sign_kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | None:
+def sign_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
+               start: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
     """Where x's sign pattern (x > 0, the forwards' branch) changes along the segment from x
-    by ``step``, or x sits at 0: relu's and leaky_relu's kink."""
+    (or x + start) by ``step``, or x sits at 0: relu's and leaky_relu's kink."""
     if isinstance(options, LeakyOptions) and options.alpha == 1:
         return None  # y = x: no kink at all
     x = t["x"]
-    end = x + step
-    return ((step > 0) & (x < 0) & (end >= 0)) | ((step < 0) & (end <= 0) & (x > 0)) | (
+    end, x0 = x + step, x if start is None else x + start
+    return ((step > 0) & (x0 < 0) & (end >= 0)) | ((step < 0) & (end <= 0) & (x0 > 0)) | (
         (step == 0) & (x == 0)
     )
 

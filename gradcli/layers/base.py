@@ -224,16 +224,19 @@ class Layer:
     # "index" (labels, indices: never perturbed, no gradient); a spec's tensors of this layer
     # keep an integer array's integers (inputs/sources.Loader ``given``)
     given: Callable[[Arrays], Layer] | None = None
-    # kinks(name, tensors, options, step) -> bool array of tensor ``name``'s shape, or None
-    # when that tensor has none: True where moving coordinate t of ``name`` alone through the
-    # segment (x_t, x_t + step_t] (step_t > 0), [x_t + step_t, x_t) (step_t < 0), or sitting at
-    # x_t (step_t == 0) meets a point where the forward is not differentiable: relu's input
+    # kinks(name, tensors, options, step, start=None) -> bool array of tensor ``name``'s shape,
+    # or None when that tensor has none: True where moving coordinate t of ``name`` alone
+    # through the segment (x_t, x_t + step_t] (step_t > 0), [x_t + step_t, x_t) (step_t < 0),
+    # or sitting at x_t (step_t == 0) meets a point where the forward is not differentiable
+    # (``start``, an array of the same signs and smaller sizes than ``step``, or None: the
+    # segment begins at x_t + start_t instead, its own end open; numeric/kinks.py asks whether
+    # a near-tie's kinks all lie within a step, none beyond it up to twice it): relu's input
     # reaching 0 (its sign pattern changes), a max-pool window's argmax switching, the hinge's
     # active set changing. ``tensors`` are the float64 point checked, ``step`` a float64 array
     # of the tensor's shape. A superset is safe (those coordinates are checked one-sidedly,
     # numeric/kinks.py); a missed kink is a false failure there, never a false pass. None: the
     # layer has no kinks (a user's layer gets the generic detector instead).
-    kinks: Callable[[str, Arrays, Any, np.ndarray], np.ndarray | None] | None = None
+    kinks: Callable[..., np.ndarray | None] | None = None
     # maxima(name, shapes, options) -> for a tensor of which each output element is the
     # largest of some of its coordinates (a max-pool's windows), an int array (output size, k):
     # row o the flat indices of the coordinates flat output o is the maximum of, -1 for none

@@ -358,13 +358,15 @@ def svm_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarr
     return {"x": _to_shape(_per_batch(dloss) * dx / active.shape[-2], cache["shape"])}
 
 
-def _crosses(m: np.ndarray, end: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Whether a margin m, at ``end`` once its score moved by ``step``, meets the hinge's
-    corner at 0 (the forward's branch is m > 0, as relu's is x > 0), or sits on it."""
-    return ((m < 0) & (end >= 0)) | ((m > 0) & (end <= 0)) | ((step == 0) & (m == 0))
+def _crosses(m: np.ndarray, end: np.ndarray, step: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Whether a margin going from m to ``end`` as its score moves by ``step`` meets the
+    hinge's corner at 0 (the forward's branch is m > 0, as relu's is x > 0), or sits on it
+    (``at``: the margin at the point, for a zero step)."""
+    return ((m < 0) & (end >= 0)) | ((m > 0) & (end <= 0)) | ((step == 0) & (at == 0))
 
 
-def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | None:
+def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
+              start: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
     """Where moving one score changes the hinge's active set: x[n, c] (c != y_n) moves its own
     margin by the step; x[n, y_n] moves every margin of row n by minus the step. The margins
     in svm_terms' own arithmetic, x - (x_y - 1): what the forward rounds to 0 is the corner
@@ -375,13 +377,15 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarra
     lead = np.broadcast_shapes(x.shape[:-1], y.shape)
     x, y = np.broadcast_to(x, lead + x.shape[-1:]), np.broadcast_to(y, lead)
     step = np.broadcast_to(step, x.shape)
+    start = np.zeros(x.shape) if start is None else np.broadcast_to(start, x.shape)
     true = np.arange(x.shape[-1]) == y[..., None]
     base = _pick(x, y)[..., None] - 1.0
-    m = x - base
-    own = _crosses(m, (x + step) - base, step) & ~true
+    own = _crosses((x + start) - base, (x + step) - base, step, x - base) & ~true
     s_true = _pick(step, y)[..., None]  # the true class's step, against every margin
-    moved = x - ((_pick(x, y)[..., None] + s_true) - 1.0)
-    row = (_crosses(m, moved, s_true) & ~true).any(axis=-1)
+    a_true = _pick(start, y)[..., None]
+    y_at = _pick(x, y)[..., None]
+    begin, moved = x - ((y_at + a_true) - 1.0), x - ((y_at + s_true) - 1.0)
+    row = (_crosses(begin, moved, s_true, x - base) & ~true).any(axis=-1)
     out = own | (true & row[..., None])
     return _to_shape(out.astype(np.int64), t["x"].shape) > 0
 

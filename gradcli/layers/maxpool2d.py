@@ -48,13 +48,15 @@ def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"X": np.ascontiguousarray(_pool.unpad(dXp, geo))}
 
 
-def kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | None:
-    """True where moving X's coordinate through (x, x + step] (or sitting at x, step 0)
-    switches a window's argmax: it meets the largest other element of a window holding it
-    (an exact tie is a kink)."""
+def kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
+          start: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
+    """True where moving X's coordinate through (x, x + step] (or (x + start, x + step], or
+    sitting at x, step 0) switches a window's argmax: it meets the largest other element of a
+    window holding it (an exact tie is a kink)."""
     X = np.asarray(t["X"], np.float64)
     geo = _pool.geometry(X.shape, options or Options())
     Xp, S = _conv.pad(X, geo, -np.inf), _conv.pad(np.asarray(step, np.float64), geo)
+    A = _conv.pad(np.zeros(X.shape) if start is None else np.asarray(start, np.float64), geo)
     top = second = arg = None
     for tap, window in _pool.taps(geo):
         v = Xp[window]
@@ -68,9 +70,9 @@ def kinks(name: str, t: Arrays, options: Any, step: np.ndarray) -> np.ndarray | 
     hit = np.zeros(Xp.shape, bool)
     for tap, window in _pool.taps(geo):
         other = np.where(arg == tap, second, top)  # the window's largest element but this one
-        x, h = Xp[window], S[window]
-        up = (h > 0) & (x < other) & (other <= x + h)
-        down = (h < 0) & (x + h <= other) & (other < x)
+        x, h, x0 = Xp[window], S[window], Xp[window] + A[window]
+        up = (h > 0) & (x0 < other) & (other <= x + h)
+        down = (h < 0) & (x + h <= other) & (other < x0)
         hit[window] |= up | down | ((h == 0) & (other == x))
     return np.ascontiguousarray(_pool.unpad(hit, geo))
 

@@ -51,31 +51,22 @@ def recheck_seconds(
 
 def schedule(engine, name: str, idx: np.ndarray):
     """Each try of ``kinks.declared``'s halving: (right, left, both), masks over ``idx`` of
-    the coordinates it settles on the right side alone, the left alone, both sides."""
-    kinks_of = kinks.kink_map(engine)
-    x = engine.t64[name]
-
-    def meets(step: np.ndarray) -> np.ndarray:
-        m = kinks_of(name, engine.t64, engine.options, step.reshape(x.shape))
-        return np.asarray(m, dtype=bool).ravel()[idx]
-
-    h = kinks.one_sided_step(engine, name)[idx]
-    todo = np.ones(idx.size, dtype=bool)
-    itself = meets(np.zeros(x.size))
-    for attempt in range(kinks.HALVINGS):
-        if not todo.any():
-            return
-        full = np.zeros(x.size)
-        full[idx] = 2 * h
-        plus = ~meets(full) & todo
-        full[idx] = -2 * h
-        minus = ~meets(full) & todo
-        if attempt < kinks.HALVINGS - 1:
-            single = itself & (plus ^ minus)
-            plus, minus = plus & ~single, minus & ~single
-        yield plus & ~minus, minus & ~plus, plus & minus
-        todo &= ~(plus | minus)
-        h = np.where(todo, h / 2, h)
+    the coordinates it settles on the right side alone, the left alone, both sides; then
+    those no try settled (or only one side of, at a kink itself), read as near-ties
+    (``kinks.gapped``) where they can be. (Those a
+    clean side read with too much round-off are read as near-ties too: counted once known.)"""
+    todo, at = np.ones(idx.size, dtype=bool), np.zeros(idx.size, dtype=bool)
+    for _, right, left, both in kinks.tries(engine, name, idx):
+        todo &= ~(right | left | both)
+        at |= both
+        yield right, left, both
+    left = kinks.lone(engine, name, idx, todo, at)
+    if left.any():
+        rows = np.flatnonzero(left)
+        near = np.zeros(idx.size, dtype=bool)
+        near[rows[kinks.gapped(engine, name, idx[rows])[1]]] = True
+        none = np.zeros(idx.size, dtype=bool)
+        yield none, none, near
 
 
 def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:

@@ -38,6 +38,7 @@ from gradcli.records import record
 DETECTOR_POINTS = 10
 DETECTOR_FLOOR = 64  # failing coordinates it examines whatever the budget (a sample's worth)
 HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
+SMALLEST_ULPS = 2.0**10  # nor below this many of x's last bits (x + h keeps 10 bits of h)
 
 
 @record
@@ -51,6 +52,7 @@ class KinkFix:
     unexamined: int = 0  # failing coordinates the detector had no budget for: they still fail
     seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
     at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors
+    unplanned: float = 0.0  # predicted seconds of near-ties the estimate could not foresee
 
     @property
     def slopes(self) -> float:
@@ -66,21 +68,22 @@ class KinkFix:
 
 
 def moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int, ...],
-          coloring: bool = True, hull: bool = False):  # fmt: skip
+          coloring: bool = True, hull: bool = False, past=False):  # fmt: skip
     """(D, scale): D[k, j] = sum g * (y(x + offsets[k] h_j e_j) - y(x)) for each coordinate j
     of ``idx`` alone, and scale[j] = sum |g * y| over the outputs it moved. ``hull`` (offsets
     ``BOTH_SIDES``): also (lo, hi), the sums over the outputs j moves of the smaller and the
-    larger of each output's two one-sided slopes (``_output_hull``).
+    larger of each output's two one-sided slopes (``_output_hull``; ``past``: the slopes
+    beyond kinks within h, ``methods.beyond``, for all or per coordinate).
 
     As cheap as the check itself: through the layer's incremental path where it has one, else
     the coordinates of one color move together in one copy (their footprints are disjoint, so
     each output difference is its owner's alone: exact, kinks or not), else one copy each."""
     if coloring and engine.incremental(name) == "":
         D, scale = _incremental_moves(engine, name, idx, h, offsets)
-        return (D, scale, *_loss_hull(D, h)) if hull else (D, scale)
+        return (D, scale, *_loss_hull(D, h, past)) if hull else (D, scale)
     col = engine.colored(name)[0] if coloring else None
     if col is not None:
-        return _colored_moves(engine, name, col, idx, h, offsets, hull)
+        return _colored_moves(engine, name, col, idx, h, offsets, hull, past)
     x = engine.t64[name].ravel()
     n = len(idx)
     D = np.zeros((len(offsets), n))
@@ -99,32 +102,40 @@ def moves(engine, name: str, idx: np.ndarray, h: np.ndarray, offsets: tuple[int,
         scale[start : start + c] = (moved * engine.gy[None, :]).sum(axis=1)
         if hull:
             d = d.reshape(len(offsets), c, -1)
-            low, high = _output_hull(d * engine.g.ravel(), h[start : start + c, None])
+            low, high = _output_hull(d * engine.g.ravel(), h[start : start + c, None],
+                                     _per(past, start, c))  # fmt: skip
             lo[start : start + c], hi[start : start + c] = low.sum(axis=1), high.sum(axis=1)
-    return (D, scale, *_covering(D, h, lo, hi)) if hull else (D, scale)
+    return (D, scale, *_covering(D, h, lo, hi, past)) if hull else (D, scale)
 
 
 # the four points of both sides' second-order one-sided differences, as moves takes them
 BOTH_SIDES = (1, 2, -1, -2)
 
 
-def _output_hull(c: np.ndarray, h):
+def _output_hull(c: np.ndarray, h, past=False):
     """Per output: the smaller and the larger of its two one-sided slopes, from ``c`` (4, ...)
     = g * (output moved by BOTH_SIDES' steps minus output)."""
-    right, left = methods.one_sided(c[0], c[1], h, 1), methods.one_sided(c[2], c[3], h, -1)
+    right = methods.side_slope(c[0], c[1], h, 1, past)
+    left = methods.side_slope(c[2], c[3], h, -1, past)
     return np.minimum(right, left), np.maximum(right, left)
 
 
-def _loss_hull(D: np.ndarray, h: np.ndarray):
+def _loss_hull(D: np.ndarray, h: np.ndarray, past=False):
     """One output (a loss): the interval between the loss's two one-sided slopes."""
-    return _output_hull(D, h)
+    return _output_hull(D, h, past)
 
 
-def _covering(D: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+def _covering(D: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray, past=False):
     """(lo, hi) widened to the loss's own two slopes: the same interval up to the order of the
     sums' round-off (the sum of the outputs' smaller slopes is at most the loss's smaller)."""
-    low, high = _loss_hull(D, h)
+    low, high = _loss_hull(D, h, past)
     return np.minimum(lo, low), np.maximum(hi, high)
+
+
+def _per(past, start: int, count: int):
+    """``past`` for coordinates start ... start + count (a bool stands for all), as a column
+    against the outputs of each."""
+    return past if np.ndim(past) == 0 else np.asarray(past)[start : start + count, None]
 
 
 def _per_chunk(engine, name: str, groups: int, offsets: tuple[int, ...]) -> int:
@@ -139,7 +150,7 @@ def color_groups(engine, name: str, idx: np.ndarray, col) -> list[np.ndarray]:
 
 
 def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,
-                   offsets: tuple[int, ...], hull: bool = False):  # fmt: skip
+                   offsets: tuple[int, ...], hull: bool = False, past=False):  # fmt: skip
     x = engine.t64[name].ravel()
     shape = engine.t64[name].shape
     n, g = len(idx), engine.g.ravel()
@@ -168,10 +179,12 @@ def _colored_moves(engine, name: str, col, idx: np.ndarray, h: np.ndarray,
             moved = (d[:, i] != 0).any(axis=0) * engine.gy
             scale += np.bincount(own[keep], weights=moved[keep], minlength=n)
             if hull:  # each output's slopes with its owner's step
-                low, high = _output_hull(d[:, i, keep] * g[keep], h[own[keep]])
+                mine = own[keep]
+                low, high = _output_hull(d[:, i, keep] * g[keep], h[mine],
+                                         past if np.ndim(past) == 0 else np.asarray(past)[mine])
                 lo += np.bincount(own[keep], weights=low, minlength=n)
                 hi += np.bincount(own[keep], weights=high, minlength=n)
-    return (D, scale, *_covering(D, h, lo, hi)) if hull else (D, scale)
+    return (D, scale, *_covering(D, h, lo, hi, past)) if hull else (D, scale)
 
 
 def _incremental_moves(engine, name: str, idx: np.ndarray, h: np.ndarray,
@@ -196,7 +209,7 @@ def one_sided(engine, name: str, idx: np.ndarray, h: np.ndarray, side: int, colo
     return methods.one_sided(D[0], D[1], h, side), methods.one_sided_noise(scale, h, engine.unit)
 
 
-def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True):
+def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True, past=False):
     """(right, left, lo, hi, noise) at each coordinate of ``idx`` alone, in the four copies
     of the two sides' ``one_sided``: the loss's slopes on each side, and the interval of the
     slopes the backward may take at a kink, output by output. Each output's piece may be
@@ -204,9 +217,11 @@ def both_sides(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring=True)
     of upstream gradients +1 and -1, tied in both, moves the loss by 0 (right: both windows
     rise) or 0 (left: neither), while torch's first-element rule gives it one window's +1 or
     -1; its interval is [-1, 1], the loss's [0, 0]. With one output per coordinate (relu, a
-    loss's terms) they are the same interval."""
-    D, scale, lo, hi = moves(engine, name, idx, h, BOTH_SIDES, coloring, hull=True)
-    right, left = methods.one_sided(D[0], D[1], h, 1), methods.one_sided(D[2], D[3], h, -1)
+    loss's terms) they are the same interval. ``past``: each side's slope beyond the kinks
+    within h (a near-tie's: ``methods.beyond``)."""
+    D, scale, lo, hi = moves(engine, name, idx, h, BOTH_SIDES, coloring, hull=True, past=past)
+    right = methods.side_slope(D[0], D[1], h, 1, past)
+    left = methods.side_slope(D[2], D[3], h, -1, past)
     return right, left, lo, hi, methods.one_sided_noise(scale, h)
 
 
@@ -265,67 +280,156 @@ def _met(engine, name: str) -> np.ndarray | None:
     return hit
 
 
+def _meets(engine, name: str):
+    """The layer's kink map for ``name`` as flat masks: meets(step, start=None)."""
+    kinks_of, x = kink_map(engine), engine.t64[name]
+
+    def meets(step: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+        begin = None if start is None else start.reshape(x.shape)
+        m = kinks_of(name, engine.t64, engine.options, step.reshape(x.shape), begin)
+        return np.asarray(m, dtype=bool).ravel()
+
+    return meets
+
+
+def tries(engine, name: str, idx: np.ndarray):
+    """Each try of the halving, map only (``declared`` runs it, numeric/kinkplan.py counts
+    it): (h, right, left, both), the step of each coordinate of ``idx`` and masks of those
+    it settles on the right side alone, the left alone, both sides (at a kink itself). The
+    step halves at most HALVINGS times and never below SMALLEST_ULPS of x's spacing: a
+    smaller one keeps too few digits of x + h (at a step below half of it x + h is x, and
+    its difference reads 0, a slope of no side)."""
+    meets, size = _meets(engine, name), engine.t64[name].size
+    h = one_sided_step(engine, name)[idx]
+    floor = SMALLEST_ULPS * np.spacing(np.abs(engine.t64[name].ravel()[idx]))
+    todo = np.ones(idx.size, dtype=bool)
+    # at a kink itself (a tie) and near another on one side (a window's runner-up within the
+    # step: only overlapping windows hold both): the clean side alone is one end of its
+    # interval, so the step halves until both sides are clean (the last try takes one side,
+    # which ``declared`` reads as a near-tie where it can: ``lone``)
+    itself = at_itself(engine, name, idx)
+    for attempt in range(HALVINGS):
+        if not todo.any():
+            return
+        full = np.zeros(size)
+        full[idx] = 2 * h
+        plus = ~meets(full)[idx] & todo
+        full[idx] = -2 * h
+        minus = ~meets(full)[idx] & todo
+        last = (h / 2 < floor) | (attempt == HALVINGS - 1)
+        single = itself & (plus ^ minus) & ~last
+        plus, minus = plus & ~single, minus & ~single
+        yield h.copy(), plus & ~minus, minus & ~plus, plus & minus
+        todo &= ~(plus | minus) & ~last  # a coordinate past its last try is left
+        h = np.where(todo, h / 2, h)
+
+
+def at_itself(engine, name: str, idx: np.ndarray) -> np.ndarray:
+    """Which coordinates of ``idx`` sit at a kink (a tie itself), map only."""
+    return _meets(engine, name)(np.zeros(engine.t64[name].size))[idx]
+
+
+def lone(engine, name: str, idx: np.ndarray, todo: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Of ``idx`` once the halving is done: those it left (``todo``), and those at a kink
+    itself it read on one side only (the last try's), one end of their interval: read as
+    near-ties where they can be (``gapped``)."""
+    return todo | (at_itself(engine, name, idx) & ~at)
+
+
+def gapped(engine, name: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(step, found) for coordinates of ``idx`` no clean side can check (a near-tie: kinks
+    closer than any step whose round-off the tolerance allows): the largest step s of the
+    halving with no kink in (s, 2s] on either side, map only. Beyond the kinks within s, each
+    side's points x + s and x + 2s lie on one linear piece (``methods.beyond``): the pieces
+    meeting at the near-tie, as at a tie."""
+    meets, size = _meets(engine, name), engine.t64[name].size
+    s = one_sided_step(engine, name)[idx]
+    floor = SMALLEST_ULPS * np.spacing(np.abs(engine.t64[name].ravel()[idx]))
+    found = np.zeros(idx.size, dtype=bool)
+    for _ in range(HALVINGS):
+        if (found | (s < floor)).all():
+            break
+        step, start = np.zeros(size), np.zeros(size)
+        ok = ~found
+        for side in (1, -1):
+            step[idx], start[idx] = 2 * side * s, side * s
+            ok &= ~meets(step, start)[idx]
+        found |= ok & (s >= floor)
+        s = np.where(found, s, s / 2)
+    return s, found
+
+
 def declared(
     engine, name: str, analytic: np.ndarray, coords: np.ndarray | None, coloring: bool = True,
-    seconds: float = math.inf,
+    seconds: float = math.inf, tol=None,
 ) -> KinkFix | None:  # fmt: skip
     """A built-in layer's own kinks for tensor ``name``: every coordinate (of ``coords``, when
     sampled) whose stencil meets one, checked one-sidedly on a clean side. ``seconds``: what
     is left of the budget for telling a loss's ties apart (the rest is in the estimate:
-    numeric/kinkplan.py)."""
+    numeric/kinkplan.py). ``tol(noise, ref)``: the tensor's pass rule; a clean side whose
+    step is so small that its round-off takes more than an eighth of it (a near-tie: values
+    equal in exact arithmetic, apart by round-off) is read as a tie instead (``gapped``)."""
     hit = met(engine, name)
     if hit is None:
         return None
-    x = engine.t64[name]
-    kinks_of = kink_map(engine)
-
-    def meets(step: np.ndarray) -> np.ndarray:
-        m = kinks_of(name, engine.t64, engine.options, step.reshape(x.shape))
-        return np.asarray(m, dtype=bool).ravel()
-
     idx = np.flatnonzero(_within(hit, coords))
     if not idx.size:
         return KinkFix(idx, np.zeros(0), np.zeros(0))
-    h = one_sided_step(engine, name)[idx]
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     values = np.full(idx.size, np.nan)
     noise = np.zeros(idx.size)
     todo = np.ones(idx.size, dtype=bool)
     at = np.zeros(idx.size, dtype=bool)  # at the kink itself: both sides clean
     lo, hi, hk = (np.zeros(idx.size) for _ in range(3))
-    # at a kink itself (a tie) and near another on one side (a window's runner-up within the
-    # step: only overlapping windows hold both): the clean side alone is one end of its
-    # interval, so the step halves until both sides are clean (the last try takes one side)
-    itself = meets(np.zeros(x.size))[idx]
-    for attempt in range(HALVINGS):
-        if not todo.any():
-            break
-        full = np.zeros(x.size)
-        full[idx] = 2 * h
-        plus = ~meets(full)[idx] & todo
-        full[idx] = -2 * h
-        minus = ~meets(full)[idx] & todo
-        if attempt < HALVINGS - 1:
-            single = itself & (plus ^ minus)
-            plus, minus = plus & ~single, minus & ~single
-        for side, clean in ((1, plus & ~minus), (-1, minus & ~plus)):
+    for h, right, left, both in tries(engine, name, idx):
+        for side, clean in ((1, right), (-1, left)):
             if clean.any():
-                values[clean], nz = one_sided(engine, name, idx[clean], h[clean], side, coloring)
-                noise[clean] = np.maximum(noise[clean], nz)
-        both = plus & minus  # at the kink itself: any slope between the two sides', per output
-        if both.any():
+                values[clean], noise[clean] = one_sided(engine, name, idx[clean], h[clean],
+                                                        side, coloring)  # fmt: skip
+        if both.any():  # at the kink itself: any slope between the two sides', per output
             at |= both
-            _, _, lo[both], hi[both], nz = both_sides(engine, name, idx[both], h[both], coloring)
-            noise[both], hk[both] = np.maximum(noise[both], nz), h[both]
-        todo &= ~(plus | minus)
-        h = np.where(todo, h / 2, h)
+            _, _, lo[both], hi[both], noise[both] = both_sides(engine, name, idx[both],
+                                                               h[both], coloring)  # fmt: skip
+            hk[both] = h[both]
+        todo &= ~(right | left | both)
+    past, unplanned = _near_ties(engine, name, idx, tol, coloring, todo, at, values, noise,
+                                 lo, hi, hk)  # fmt: skip
     record = None
     if at.any():  # each coordinate within its interval, each tie group's sum within its own
         # enforce takes an interval's two ends in either order: lo and hi are one
         values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], lo[at],
-                                              hi[at], coloring, seconds)  # fmt: skip
+                                              hi[at], coloring, seconds, past[at])  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
-    return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record)
+    return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record,
+                   unplanned=unplanned)  # fmt: skip
+
+
+def _near_ties(engine, name: str, idx: np.ndarray, tol, coloring: bool, todo: np.ndarray,
+               at: np.ndarray, values: np.ndarray, noise: np.ndarray, lo: np.ndarray,
+               hi: np.ndarray, hk: np.ndarray) -> tuple[np.ndarray, float]:  # fmt: skip
+    """The coordinates left unchecked by the halving, or read by it at a step whose round-off
+    takes more than an eighth of the tolerance, read as ties at the ``gapped`` step where
+    there is one (``at``, ``lo``, ``hi``, ``hk`` updated in place): (past, unplanned), which
+    are read beyond their near kinks, and the predicted seconds of those the estimate could
+    not foresee (the round-off is known only once read)."""
+    past = np.zeros(idx.size, dtype=bool)
+    ref = np.where(at, np.maximum(np.abs(lo), np.abs(hi)), np.abs(values))
+    noisy = np.zeros(idx.size, dtype=bool)
+    if tol is not None:
+        noisy = ~todo & (noise > tol(np.zeros(idx.size), ref) / 8)
+    planned = lone(engine, name, idx, todo, at)  # the estimate's (numeric/kinkplan.py)
+    retry = np.flatnonzero(planned | noisy)
+    if not retry.size:
+        return past, 0.0
+    s, found = gapped(engine, name, idx[retry])
+    rows, s = retry[found], s[found]
+    if not rows.size:
+        return past, 0.0
+    _, _, lo[rows], hi[rows], noise[rows] = both_sides(engine, name, idx[rows], s, coloring,
+                                                       past=True)  # fmt: skip
+    hk[rows], at[rows], past[rows], todo[rows] = s, True, True, False
+    unforeseen = rows[~planned[rows]]
+    return past, moves_seconds(engine, name, idx[unforeseen], coloring, len(BOTH_SIDES))
 
 
 def _within(hit: np.ndarray, coords: np.ndarray | None) -> np.ndarray:

@@ -27,6 +27,20 @@ def one_sided(near: Any, far: Any, h: Any, side: int) -> Any:
     return side * (4 * near - far) / (2 * h)
 
 
+def beyond(near: Any, far: Any, h: Any, side: int) -> Any:
+    """The slope between the side's two points, x + side h and x + 2 side h: (D(2h) - D(h)) /
+    h, exact on a linear piece whatever kinks lie within h of x (a near-tie's, numeric/
+    kinks.py), where ``one_sided`` reads them. ``one_sided_noise`` bounds its round-off."""
+    return side * (far - near) / h
+
+
+def side_slope(near: Any, far: Any, h: Any, side: int, past: Any = False) -> Any:
+    """``one_sided``, or ``beyond`` where ``past`` (a bool, or one per entry)."""
+    if np.ndim(past) == 0:
+        return beyond(near, far, h, side) if past else one_sided(near, far, h, side)
+    return np.where(past, beyond(near, far, h, side), one_sided(near, far, h, side))
+
+
 def one_sided_noise(scale: Any, h: Any, unit: float = EPS) -> Any:
     """The round-off of ``one_sided`` when ``scale`` = sum |g y| over the outputs moved: the
     stencil's weights (4 + 1) / 2; ``unit``: the epsilon the forward computes in."""

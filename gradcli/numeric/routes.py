@@ -76,17 +76,23 @@ def _tops(M: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def route(engine, name: str, analytic: np.ndarray, atol: float, rtol: float,
-          at: np.ndarray) -> Routed | None:  # fmt: skip
+          at: np.ndarray, near: np.ndarray | None = None) -> Routed | None:  # fmt: skip
     """The values compared at the coordinates of ``at`` (flat indices at a kink itself) that
     are tied maxima of some output: a valid gradient within atol + rtol |a| of the analytic
     one ``a`` where there is one, else the valid one a maximum flow finds nearest. None: no
-    declared windows, or no tie among them."""
+    declared windows, or no tie among them. ``near`` (per coordinate of ``at``): a near-tie's
+    step, within which below a window's maximum it counts as tied (its kinks lie within it:
+    numeric/kinks.gapped; the routings to the window's strict maximum among them)."""
     M = maxima_of(engine, name)
     if M is None:
         return None
     x, g = engine.t64[name].ravel(), engine.g.ravel()
     top = _tops(M, x)
-    tied = (M >= 0) & (np.where(M >= 0, x[M], -np.inf) == top[:, None])
+    radius = np.zeros(x.size + 1)  # [-1]: padding's, never tied
+    if near is not None:
+        radius[np.asarray(at, dtype=np.int64)] = near
+    v = np.where(M >= 0, x[M], -np.inf)
+    tied = (M >= 0) & ((v == top[:, None]) | (top[:, None] - v <= radius[M]))
     count = tied.sum(axis=1)
     alone = count == 1  # the output's one maximum takes all of g_o: no choice
     fixed = np.bincount(M[tied & alone[:, None]], g[alone], minlength=x.size)

@@ -25,7 +25,7 @@ from dataclasses import field
 import numpy as np
 
 from gradcli.numeric import blocks
-from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.numeric.methods import one_sided_noise, side_slope
 from gradcli.records import record
 
 
@@ -117,9 +117,11 @@ def owners(out_size: int, pos: np.ndarray, out: np.ndarray, gid: np.ndarray) -> 
 
 
 def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
-           pos: np.ndarray, out: np.ndarray):  # fmt: skip
+           pos: np.ndarray, out: np.ndarray, past=None):  # fmt: skip
     """For each group of at least two (its label): (right, left, noise) of the loss along the
-    group's sum direction, second-order one-sided differences with the group's smallest step."""
+    group's sum direction, second-order one-sided differences with the group's smallest step
+    (beyond the kinks within it, ``methods.beyond``, for a group holding a near-tie: ``past``
+    per coordinate)."""
     keys, inverse, count = np.unique(label, return_inverse=True, return_counts=True)
     big = count >= 2
     if not big.any():
@@ -127,6 +129,9 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
     gid = np.where(big[inverse], inverse, -1)  # group of each coordinate (-1: alone)
     step = np.full(keys.size, np.inf)
     np.minimum.at(step, inverse, h)
+    beyond = np.zeros(keys.size, dtype=bool)
+    if past is not None:
+        np.logical_or.at(beyond, inverse, np.asarray(past, dtype=bool))
     owner = owners(int(np.prod(engine.out_shape)), pos, out, gid)  # the group of each output
     x = engine.t64[name].ravel()
     g = engine.g.ravel()
@@ -140,16 +145,16 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
         rows[1 + k, idx[moving]] += s * step[gid[moving]]
     d = engine.moved(name, rows)
     if np.any(d[:, owner < 0] != 0):  # an output no group owns moved: one copy per group
-        return _separately(engine, name, idx, gid, many, step, offsets)
+        return _separately(engine, name, idx, gid, many, step, offsets, beyond)
     keep = owner >= 0
     for k in range(len(offsets)):
         D[k] = np.bincount(owner[keep], weights=(d[k] * g)[keep], minlength=keys.size)
     moved = (d != 0).any(axis=0) * engine.gy
     scale = np.bincount(owner[keep], weights=moved[keep], minlength=keys.size)
-    return _finish(keys, many, D, scale, step)
+    return _finish(keys, many, D, scale, step, beyond)
 
 
-def _separately(engine, name, idx, gid, many, step, offsets):
+def _separately(engine, name, idx, gid, many, step, offsets, beyond):
     x = engine.t64[name].ravel()
     D = np.zeros((len(offsets), gid.max() + 1 if gid.size else 0))
     scale = np.zeros(D.shape[1])
@@ -161,11 +166,12 @@ def _separately(engine, name, idx, gid, many, step, offsets):
         D[:, G] = d @ engine.g.ravel()
         scale[G] = ((d != 0).any(axis=0) * engine.gy).sum()
     keys = np.arange(D.shape[1])
-    return _finish(keys, many, D, scale, step)
+    return _finish(keys, many, D, scale, step, beyond[: D.shape[1]])
 
 
-def _finish(keys, many, D, scale, step):
-    right, left = one_sided(D[0], D[1], step, 1), one_sided(D[2], D[3], step, -1)
+def _finish(keys, many, D, scale, step, beyond):
+    right = side_slope(D[0], D[1], step, 1, beyond)
+    left = side_slope(D[2], D[3], step, -1, beyond)
     noise = one_sided_noise(scale, step)
     return {int(G): (right[G], left[G], noise[G]) for G in many}
 
@@ -203,30 +209,36 @@ class AtKink:
     support: tuple[np.ndarray, np.ndarray] | None = None  # (positions, outputs), once found
     seconds: float = 0.0  # predicted cost of telling a loss's ties apart (numeric/blocks.py)
     whole: int = 0  # coordinates of a loss's ties the budget left in one group
+    # a near-tie's step (its kinks within it, read beyond them: numeric/kinks.gapped), 0 for
+    # a tie itself: how far below a window's maximum an element counts as tied (routes.py)
+    near: np.ndarray | None = None
 
 
 def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             right: np.ndarray, left: np.ndarray, coloring: bool = True,
-            budget: float = math.inf):  # fmt: skip
+            budget: float = math.inf, past: np.ndarray | None = None):  # fmt: skip
     """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
     in its own interval [right, left], and each tie group's sum in the group's. Returns
     (values, noise per coordinate, the AtKink record). ``budget``: seconds for telling a
-    loss's ties apart (numeric/blocks.py; a group it leaves unsplit is checked whole)."""
+    loss's ties apart (numeric/blocks.py; a group it leaves unsplit is checked whole).
+    ``past``: the near-ties among them, read beyond the kinks within their step."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
+    near = None if past is None else np.where(past, h, 0.0)
     if idx.size < 2:
-        return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size))
+        return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size), near=near)
     pos, out = support(engine, name, idx, h, coloring)
     label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
     spent, whole = 0.0, 0
     if single_output(engine, name, coloring):
         label, spent, whole = blocks.split(engine, {name: idx}, h, label, budget)
-    found = slopes(engine, name, idx, h, label, pos, out)
+    found = slopes(engine, name, idx, h, label, pos, out, past)
     sums = {}
     for G, (r, l, nz) in found.items():
         members = label == G
         sums[G] = (min(r, l), max(r, l))
         values[members] = project(a[members], lo[members], hi[members], *sums[G])
         noise[members] = np.maximum(noise[members], nz)
-    return values, noise, AtKink(idx, h, lo, hi, label, sums, (pos, out), spent, whole)
+    return values, noise, AtKink(idx, h, lo, hi, label, sums, (pos, out), spent, whole,
+                                 near=near)  # fmt: skip
