@@ -211,3 +211,17 @@ def test_float32_near_ties():
     x = (1.0 + 1e-7 * PATTERN)[..., None].astype(np.float32)  # 1 float32 ulp is 1.2e-7
     r = gradcli.check("maxpool2d", {"X": x}, options=POOL, seed=1)
     assert r.passed, str(r)
+
+
+def test_a_sampled_svm_at_integer_scores_runs_its_ties_one_copy_each():
+    """Integer scores tie margins at 0; a sample's ties told apart into groups, one of them at
+    the end alone, sent the groups to copies of their own (an output, the loss, no group owns)
+    and crashed there on arrays of two sizes (exit 3). The built-in passes; the twin whose true
+    class counts margins of exactly 0 and whose columns do not fails."""
+    rng = np.random.default_rng(13)
+    x, y = rng.integers(0, 3, (8, 4)).astype(float), rng.integers(0, 4, 8)
+    r = gradcli.check("svm", {"x": x, "y": y}, mode="sample", samples=6, seed=13)
+    assert r.passed, str(r)
+    r = gradcli.check("svm", {"x": x, "y": y}, forward=_svm_forward, mode="sample", samples=6,
+                      backward=_svm_counting(False, True), seed=13)  # fmt: skip
+    assert not r.passed

@@ -156,7 +156,7 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
 
 def _separately(engine, name, idx, gid, many, step, offsets, beyond):
     x = engine.t64[name].ravel()
-    D = np.zeros((len(offsets), gid.max() + 1 if gid.size else 0))
+    D = np.zeros((len(offsets), step.size))  # one per group, as step (a group alone: unused)
     scale = np.zeros(D.shape[1])
     for G in many:
         rows = np.repeat(x[None, :], 1 + len(offsets), axis=0)
@@ -165,8 +165,7 @@ def _separately(engine, name, idx, gid, many, step, offsets, beyond):
         d = engine.moved(name, rows)
         D[:, G] = d @ engine.g.ravel()
         scale[G] = ((d != 0).any(axis=0) * engine.gy).sum()
-    keys = np.arange(D.shape[1])
-    return _finish(keys, many, D, scale, step, beyond[: D.shape[1]])
+    return _finish(np.arange(step.size), many, D, scale, step, beyond)
 
 
 def _finish(keys, many, D, scale, step, beyond):
