@@ -154,6 +154,8 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         analytic = p.under_test[n]
         if declares(p.engines[n]):
             more = kinks.declared(engine, n, analytic, found, coloring, _left(p), tol)
+            if more is None:  # no map for this tensor
+                continue
             p.spent += kinkplan.recheck_seconds(engine, n, found, coloring)[0] + more.unplanned
         else:
             more = kinks.detected(engine, n, analytic, grad, found, tol, coloring, _left(p))
