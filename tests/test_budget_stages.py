@@ -256,3 +256,32 @@ def test_a_user_forward_far_slower_than_the_model_is_costed_as_measured(tmp_path
     said = any("your forward takes about 0.0312 s a call" in n for n in doc["notes"])
     assert said == slow
     assert (doc["cost"]["estimated_seconds"] > calls * 0.03125) == slow
+
+
+def test_another_thread_of_the_process_does_not_make_a_fast_forward_slow(tmp_path):
+    """The forward was timed in the process's CPU time: four busy threads of the caller's made
+    a 10 us forward read 0.03-0.125 s, and a check of a wrong dw went from FAIL (full) to PASS
+    (sampled) depending on them (the outside tester's A1). The twin above: a slow forward of
+    its own still counts."""
+    import threading
+
+    mine = tmp_path / "mine.py"
+    mine.write_text("import numpy as np\n" + BUSY.replace("SECONDS", "0.0"))
+    x = np.array([[0.5, -1.0, 2.0], [1.5, -0.3, 0.7]])
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            sum(range(10_000))
+
+    threads = [threading.Thread(target=busy) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        doc = json.loads(gradcli.check(str(mine), {"x": x}).to_json())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not any("your forward takes about" in n for n in doc["notes"]), doc["notes"]
+    assert doc["mode"] == "full"

@@ -75,6 +75,7 @@ def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
     copies per coordinate), then one set of copies for all groups of two or more, when any."""
     if idx.size < 2:
         return 0.0
+    engine = ties.on_terms(engine, name, coloring)
     if ties.single_output(engine, name, coloring):  # a loss: its ties told apart first
         return split_seconds(engine, idx.size) + cost.copies_seconds(engine, SLOPES_COPIES, True)
     col = engine.colored(name)[0] if coloring else None
@@ -101,6 +102,9 @@ def split_seconds(engine, members: int) -> float:
 def unplanned(engine, name: str, at: ties.AtKink | None, coloring: bool = True) -> float:
     """Of the declared kinks' rechecks once run: the seconds of telling a loss's ties apart
     beyond what ``recheck_seconds`` planned (its partners' search), counted once known."""
-    if at is None or at.coords.size < 2 or not ties.single_output(engine, name, coloring):
+    if at is None or at.coords.size < 2:
+        return 0.0
+    engine = ties.on_terms(engine, name, coloring)
+    if not ties.single_output(engine, name, coloring):
         return 0.0
     return max(0.0, at.seconds - split_seconds(engine, at.coords.size))

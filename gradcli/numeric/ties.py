@@ -35,6 +35,14 @@ def single_output(engine, name: str, coloring: bool = True) -> bool:
     return int(np.prod(engine.out_shape)) == 1 or (coloring and engine.incremental(name) == "")
 
 
+def on_terms(engine, name: str, coloring: bool = True):
+    """The engine whose outputs tell ``name``'s ties apart: a loss that sums terms (svm's rows)
+    through its verified terms (Engine.terms), whose separate outputs hold separate ties, so
+    that its ties need not be told apart by search (numeric/blocks.py); else ``engine``."""
+    sub = engine.terms(name) if coloring else None
+    return engine if sub is None or isinstance(sub, str) else sub
+
+
 def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = True):
     """(positions into ``idx``, output flat indices): the outputs each coordinate moves."""
     if single_output(engine, name, coloring):
@@ -227,17 +235,20 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     near = None if past is None else np.where(past, h, 0.0)
     if idx.size < 2:
         return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size), near=near)
-    pos, out = support(engine, name, idx, h, coloring)
+    mine = on_terms(engine, name, coloring)
+    pos, out = support(mine, name, idx, h, coloring)
     label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
     spent, whole = 0.0, 0
-    if single_output(engine, name, coloring):
-        label, spent, whole = blocks.split(engine, {name: idx}, h, label, budget)
-    found = slopes(engine, name, idx, h, label, pos, out, past)
+    if single_output(mine, name, coloring):
+        label, spent, whole = blocks.split(mine, {name: idx}, h, label, budget)
+    found = slopes(mine, name, idx, h, label, pos, out, past)
     sums = {}
     for G, (r, l, nz) in found.items():
         members = label == G
         sums[G] = (min(r, l), max(r, l))
         values[members] = project(a[members], lo[members], hi[members], *sums[G])
         noise[members] = np.maximum(noise[members], nz)
-    return values, noise, AtKink(idx, h, lo, hi, label, sums, (pos, out), spent, whole,
+    # the terms' outputs are not the layer's: the ties across tensors find their own
+    found_support = (pos, out) if mine is engine else None
+    return values, noise, AtKink(idx, h, lo, hi, label, sums, found_support, spent, whole,
                                  near=near)  # fmt: skip
