@@ -8,11 +8,11 @@ built-in layers, answer files and user implementations.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import numpy as np
 
+from gradcli.checking import factors
 from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY
 
@@ -171,20 +171,22 @@ def _one_slice(name: str, fail: np.ndarray, letters: list[str]) -> list[str]:
     return []
 
 
-def scales(layer: str, shapes: dict, options: Any) -> dict[str, tuple[float, str]]:
-    """Constant factors a classic mistake introduces: {words: (factor, cause)}."""
-    out = {"an extra factor 2": (2.0, "scale:2"), "a missing factor 2": (0.5, "scale:1/2")}
-    if layer == "attention" and "W_Q" in shapes:
-        dk = shapes["W_Q"][-1] / max(1, getattr(options, "heads", 1) or 1)
-        root = math.sqrt(dk)
-        out[f"a missing 1/sqrt(d_k) = {1 / root:.4g}"] = (root, "scale:no-1/sqrt(d_k)")
-        out[f"1/sqrt(d_k) applied twice: {1 / root:.4g}"] = (1 / root, "scale:1/sqrt(d_k)-twice")
-    return out
+def scales(layer: Any, shapes: dict, options: Any, name: str | None) -> dict[str, tuple]:
+    """The constants the layer names (checking/factors.py), for a ratio to the numerical
+    gradient: {words: (factor, cause)}; the sign has a hint of its own."""
+    if not layer.broadcasts:  # a user's layer: the built-in of its name knows its constants
+        layer = REGISTRY.get(layer.name, layer)
+    try:
+        out_shape = tuple(layer.output_shape(shapes, options))
+        found = factors.named(layer, shapes, options, name, out_shape)
+    except Exception:  # noqa: BLE001 - hints are best effort; the check itself stands
+        found = []
+    return {words: (value, cause) for value, cause, words, _ in found if cause != "sign"}
 
 
 def context(layer: Any, shapes: dict, options: Any, name: str) -> dict[str, Any]:
     """What the hints may use about tensor ``name`` of this layer at these shapes."""
-    ctx: dict[str, Any] = {"scales": scales(layer.name, shapes, options)}
+    ctx: dict[str, Any] = {"scales": scales(layer, shapes, options, name)}
     info = layer.tensor(name, shapes, options)
     conv = layer.name in ("conv1d", "conv2d")
     if conv and info.role == "weight":

@@ -14,8 +14,8 @@ mechanism rather than a case:
 - the layer's own named variants (``Layer.variants``: attention's softmax Jacobian without its
   rowsum term, a path of dX left out; conv's ``=`` where ``+=`` belongs ...);
 - the right gradient itself transposed, flipped, shifted by one, or times a constant the layer
-  names (1/batch, a mean over the output positions, 2, -1), and any candidate times such a
-  constant (a cheap pair).
+  names (checking/factors.py: 1/batch, a mean over the output positions or over the axes a loss
+  reduces, an option's value, 2, -1), and any candidate times such a constant (a cheap pair).
 
 A cause that explains more of the failing tensors wins over one that explains fewer (the same
 bug shows in dX, dW_Q and dW_K); causes that reproduce the values equally are all named.
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from gradcli.checking import factors as _factors
 from gradcli.checking import localize
 from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY, Layer
@@ -50,48 +50,6 @@ class Candidate:
 class Match:
     cause: str
     text: str  # the whole sentence after "dW "
-
-
-def _factors(out_shape: tuple[int, ...], letters: list[str], nbatch: int) -> list[tuple]:
-    """(value, cause, words, letters) of the constants a classic mistake multiplies a gradient
-    by: 1/(product of sizes) for every set of output axes (a mean where the loss sums; letters:
-    those axes', for a mean over some of them only), the batch size, 2 and 1/2, each also
-    negated; -1 is the sign."""
-    out = [(-1.0, "sign", "the sign is flipped", frozenset())]
-    axes = [k for k, n in enumerate(out_shape) if n > 1]
-    batch = [k for k in axes if k < nbatch]
-    for r in range(1, len(axes) + 1):
-        for subset in itertools.combinations(axes, r):
-            n = math.prod(out_shape[k] for k in subset)
-            names = ", ".join(letters[k] for k in subset)
-            if list(subset) == batch:
-                cause, words = (
-                    "scale:1/batch",
-                    f"divided by the batch size {n} (a mean over the batch where the loss sums)",
-                )
-            elif len(subset) == len(axes) or list(subset) == axes[:-1]:
-                cause, words = (
-                    "scale:mean",
-                    f"divided by {n}, the number of outputs over {names} "
-                    "(a mean where the loss sums)",
-                )
-            else:
-                cause, words = (
-                    f"scale:1/({names})",
-                    f"divided by {n}, the size of {names} "
-                    f"(a mean over {names} where the loss sums)",
-                )
-            # a mean over some axes only is a mean over axes the gradient sums (checked per
-            # gradient); the batch's or all outputs' is the loss's own scale, for every gradient
-            over = frozenset(letters[k] for k in subset) if cause.startswith("scale:1/(") else None
-            out.append((1.0 / n, cause, words, over or frozenset()))
-    if batch:
-        n = math.prod(out_shape[k] for k in batch)
-        out.append((float(n), "scale:batch", f"multiplied by the batch size {n}", frozenset()))
-    out += [(2.0, "scale:2", "an extra factor 2", frozenset()),
-            (0.5, "scale:1/2", "a missing factor 2", frozenset())]  # fmt: skip
-    out += [(-v, f"{c} and sign", f"{w}, and the sign flipped", s) for v, c, w, s in out[1:]]
-    return out
 
 
 class Session:
@@ -193,10 +151,13 @@ class Session:
             if u != n and u in t and np.shape(right[u]) == self.given[n].shape
         ]
         out_shape = tuple(np.shape(self.output))
-        letters = self._out_letters(layer, out_shape)
-        nbatch = len(out_shape) - len(layer.output_info(self.spec.shapes).axes)
-        factors = _factors(out_shape, letters, nbatch)
-        matches = {n: self._match(n, a, R, tol, cands, factors) for n, (a, R, tol) in wrong.items()}
+        spec = self.spec
+        matches = {
+            n: self._match(
+                n, a, R, tol, cands, _factors.named(layer, spec.shapes, spec.options, n, out_shape)
+            )
+            for n, (a, R, tol) in wrong.items()
+        }
         # one cause that explains more of the failing tensors beats several that explain one
         count: dict[str, int] = {}
         for found in matches.values():
@@ -219,7 +180,7 @@ class Session:
     ) -> list[Match]:
         exact: list[Match] = []
         paired: list[Match] = []
-        info = self.spec.layer.tensor(name, self.spec.shapes)
+        info = self.spec.layer.tensor(name, self.spec.shapes, self.spec.options)
         # a mean over an axis the gradient keeps (db[c] over c) explains nothing: db[c] is a
         # sum over the other axes only
         factors = [f for f in factors if not f[3] & set(info.index)]
@@ -269,8 +230,9 @@ class Session:
         return paired
 
     def _out_letters(self, layer: Layer, out_shape: tuple[int, ...]) -> list[str]:
-        index = list(layer.output_info(self.spec.shapes).index)
-        return [f"b{k}" for k in range(len(out_shape) - len(index))] + index
+        """The report's letters (the layout's at these shapes and options, as the tables)."""
+        info = layer.output_info(self.spec.shapes, self.spec.options)
+        return _factors.letters(info.index, len(out_shape))
 
     # ------------------------------------------------------------------ candidates
     def _candidates(self, layer: Layer, t: dict[str, np.ndarray], g: np.ndarray) -> list[Candidate]:
@@ -345,7 +307,7 @@ class Session:
                     lambda p=plain: _with_options(layer, t, p, g, self.spec.shapes),
                 )
         for name, a in t.items():
-            info = layer.tensor(name, self.spec.shapes)
+            info = layer.tensor(name, self.spec.shapes, options)
             axes = [f"b{k}" for k in range(a.ndim - len(info.axes))] + list(info.axes)
             for i, j in itertools.combinations(range(a.ndim), 2):
                 if a.shape[i] == a.shape[j] and a.shape[i] > 1:
@@ -380,7 +342,7 @@ class Session:
         self, name: str, R: np.ndarray, index: list[str], axes: tuple[str, ...]
     ) -> list[Candidate]:
         """The right gradient transposed, flipped or shifted by one: index mix-ups."""
-        letters = [f"b{k}" for k in range(R.ndim - len(index))] + index
+        letters = _factors.letters(tuple(index), R.ndim)
         out = []
         for i, j in itertools.combinations(range(R.ndim), 2):
             if R.shape[i] == R.shape[j] > 1:

@@ -97,7 +97,7 @@ def builtin(comp: Any, name: str) -> np.ndarray:
 
 def context(spec: Spec, name: str) -> dict[str, Any]:
     """What the hints may use about intermediate ``name`` (only for a failing one)."""
-    ctx: dict[str, Any] = {"scales": diagnose.scales(spec.layer.name, spec.shapes, spec.options)}
+    ctx: dict[str, Any] = {"scales": diagnose.scales(spec.layer, spec.shapes, spec.options, None)}
     layer = source(spec)
     if layer is not None and name in ("S", "A"):
         # attention's causal mask, as the forward records it: S is -inf at the masked positions

@@ -117,8 +117,19 @@ def backward(grad_output, X, size=2, stride=None, padding=0, count_include_pad=T
 """
 
 
+def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
+    """The window's size, the average's count (Layer.factors)."""
+    size = (options or Options()).size
+    kh, kw = (size, size) if isinstance(size, int) else size
+    if kh * kw < 2:
+        return []
+    return [(float(kh * kw), "scale:window", f"multiplied by {kh * kw}, the window's size "
+             "(the average's 1/count left out)")]  # fmt: skip
+
+
 LAYER = Layer(
     name="avgpool2d",
+    factors=factors,
     summary="Z[i,j,c] = mean_{m,n} X[i*s+m, j*s+n, c]",
     tensors=_pool.TENSORS,
     output=TensorInfo("Z", ("Ho", "Wo", "C"), ("i", "j", "c"), "output", "window averages"),

@@ -254,6 +254,14 @@ class Layer:
     # under test can be recognized by its values: variants(tensors, options, grad_output) ->
     # {cause: (what the backward did, {tensor: wrong gradient})} (gradcli.hypotheses)
     variants: Callable[[Arrays, Any, np.ndarray], dict[str, tuple[str, dict]]] | None = None
+    # the index letters of the axes this layer averages over (a loss's mean over its examples,
+    # a normalization's statistics): a backward that leaves out the 1/size of any set of them
+    # is named from the gradient's shape (checking/factors.py)
+    means: tuple[str, ...] = ()
+    # factors(shapes, options) -> [(value, cause, words)]: constants of this layer a slip
+    # multiplies a gradient by that its means and options do not already name (checking/
+    # factors.py derives those): attention's 1/sqrt(d_k) per head, a pooling window's size
+    factors: Callable[[Shapes, Any], list[tuple[float, str, str]]] | None = None
     # CS231n's ways of writing this layer (gradcli/layers/cs231n.py): the function names a
     # student's file holds, their layout and param dicts; a user's file in one is called so
     cs231n: tuple[Form, ...] = ()

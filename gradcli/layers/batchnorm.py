@@ -169,6 +169,7 @@ HINT = "x (N, D) with spatial: 0, or images (N, H, W, C) with spatial: 2"
 
 LAYER = Layer(
     name="batchnorm",
+    means=("n", *_norm.SPATIAL_INDEX[1], *_norm.SPATIAL_INDEX[2]),  # the statistics' axes
     summary="y = gamma (x - mean_n x) / sqrt(var_n x + eps) + beta,  mean, var over the N examples",
     tensors=(
         TensorInfo("x", ("N", "D"), ("n", "d"), "input", "a batch: N examples (core axis)"),

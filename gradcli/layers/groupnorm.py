@@ -170,8 +170,28 @@ def gn_param(options: Any, s: Shapes) -> tuple[int, dict[str, Any]]:
     return o.groups, {"eps": o.eps}
 
 
+def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
+    """A group's channels C/groups and its elements, the count of its statistics' mean
+    (Layer.factors; its spatial axes are the layer's means)."""
+    options = options or Options()
+    core = _core(options.spatial)
+    c, g = s["X"][-1], options.groups
+    if c % g or c // g < 2:
+        return []
+    n = c // g * math.prod(s["X"][-len(core) : -1])
+    out = [
+        (c / g, "scale:C/groups", f"multiplied by C/groups = {c // g} (the channels of a group)")
+    ]
+    if n != c // g:
+        out.append((float(n), "scale:group", f"multiplied by {n}, the elements of a group (its "
+                    "mean's 1/count left out)"))  # fmt: skip
+    return out
+
+
 LAYER = Layer(
     name="groupnorm",
+    means=_norm.SPATIAL_INDEX[1] + _norm.SPATIAL_INDEX[2],
+    factors=factors,
     summary="Y = gamma (X - mean_g X) / sqrt(var_g X + eps) + beta,  per example and group g",
     tensors=(
         TensorInfo("X", ("H", "W", "C"), ("i", "j", "c"), "input", "input image, channel-last"),

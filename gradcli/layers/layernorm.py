@@ -109,6 +109,7 @@ def backward(grad_output, x, gamma, beta, eps=1e-5):
 
 LAYER = Layer(
     name="layernorm",
+    means=("d",),
     summary="y = gamma (x - mean(x)) / sqrt(var(x) + eps) + beta,  over the last axis",
     tensors=(
         TensorInfo("x", ("D",), ("d",), "input", "input rows, normalized one by one"),

@@ -203,6 +203,7 @@ def backward(grad_output, pred, target):
 
 MSE = Layer(
     name="mse",
+    means=("n", "d"),
     summary="loss = mean((pred - target)^2)",
     tensors=(
         TensorInfo("pred", ("N", "D"), ("n", "d"), "input", "predictions"),
@@ -280,6 +281,7 @@ def backward(grad_output, x, y):
 
 SOFTMAX_CROSS_ENTROPY = Layer(
     name="softmax_cross_entropy",
+    means=("n",),
     summary="loss = -mean_n log softmax(x_n)[y_n]",
     tensors=(
         TensorInfo("x", ("N", "C"), ("n", "c"), "input", "class scores"),
@@ -419,6 +421,7 @@ def backward(grad_output, x, y):
 
 SVM = Layer(
     name="svm",
+    means=("n",),
     summary="loss = mean_n sum_{c != y_n} max(0, x_nc - x_ny_n + 1)",
     tensors=SOFTMAX_CROSS_ENTROPY.tensors,
     output=LOSS,

@@ -269,6 +269,17 @@ def tail_info(name: str, s: Shapes, options: Any = None) -> tuple[TensorInfo, Fo
     return info, (*batch_maps(batch), *head, rows, None)
 
 
+def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
+    """The scale 1/sqrt(d_k) (per head) left out, or applied twice (Layer.factors)."""
+    if "W_Q" not in s:
+        return []
+    root = math.sqrt(s["W_Q"][-1] / max(1, getattr(options, "heads", 1) or 1))
+    return [
+        (root, "scale:no-1/sqrt(d_k)", f"a missing 1/sqrt(d_k) = {1 / root:.4g}"),
+        (1 / root, "scale:1/sqrt(d_k)-twice", f"1/sqrt(d_k) applied twice: {1 / root:.4g}"),
+    ]
+
+
 LAYER = Layer(
     name="attention",
     summary="out = softmax(Q K^T / sqrt(d_k)) V,  Q = X W_Q, K = X W_K, V = X W_V",
@@ -301,4 +312,5 @@ LAYER = Layer(
     explain=words.explain,
     skeleton=words.SKELETON,
     variants=variants,
+    factors=factors,
 )
