@@ -341,7 +341,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     # the README's promise: the estimate and a bar only for a long run
     slow = p.mode != "probe" and p.spent > 2
     if slow:
-        opts.notify(f"estimated {p.spent:.1f} s, at most {opts.max_memory / 2**20:.0f} MB")
+        # max_memory bounds the perturbed copies, not the run (README "Bounds"): say so
+        opts.notify(f"estimated {p.spent:.1f} s; perturbed copies within "
+                    f"{opts.max_memory / 2**20:.0f} MB ({mention('max_memory')})")  # fmt: skip
     total = sum(e.groups for e in run.values())
     advance = opts.progress(total) if opts.progress and slow else None
     for e in engines.values():
