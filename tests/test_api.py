@@ -96,6 +96,35 @@ def test_gradcli_prints_nothing_and_user_code_prints_on_stderr(capsys):
     assert capsys.readouterr() == ("", "")
 
 
+class OldArray:
+    """An array-like whose __array__ takes no copy keyword (torch's Tensor, numpy 1's style)."""
+
+    def __init__(self, a, warn: bool = False) -> None:
+        self.a, self.warn = np.asarray(a), warn
+
+    def __array__(self, dtype=None):
+        if self.warn:
+            import warnings
+
+            warnings.warn("the user's own warning", UserWarning, stacklevel=2)
+        return self.a
+
+
+def test_array_likes_without_a_copy_keyword_convert_without_a_warning(capsys):
+    def forward(x, warn=False):
+        return OldArray(3 * x, warn)
+
+    def backward(grad_output, x, warn=False):
+        return {"x": OldArray(3 * grad_output)}
+
+    t = {"x": np.array([1.0, -2.0])}
+    assert gradcli.check(forward=forward, backward=backward, tensors=t).passed
+    assert capsys.readouterr() == ("", "")  # numpy's copy= DeprecationWarning was gradcli's
+    # twin: a warning the user's __array__ raises itself is still theirs to see
+    assert gradcli.check(forward=forward, backward=backward, tensors=t, options={"warn": True})
+    assert "forward warned: UserWarning: the user's own warning" in capsys.readouterr().err
+
+
 def test_assert_gradients_raises_with_the_table_text():
     report = gradcli.assert_gradients(Scale(), SCALE)
     assert report.passed

@@ -27,7 +27,10 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
             value.close()  # no "never awaited" warning later; its finally blocks run here
             return np.asarray(None, dtype=object)
         try:
-            return np.array(value, copy=True)
+            # asarray, then a copy of the plain array: np.array(value, copy=True) passes copy=
+            # to the value's __array__, and one without that keyword (torch's Tensor) makes
+            # numpy warn, a warning of gradcli's that the guard would blame on the user's code
+            return np.asarray(value).copy()
         except ValueError:  # ragged lists and the like
             return np.asarray(None, dtype=object)
 
