@@ -135,10 +135,11 @@ def test_svm_at_the_margin_must_count_what_it_routes():
 
 def test_grouping_joins_coordinates_through_shared_outputs():
     from gradcli.numeric import ties
+    from gradcli.numeric.nearest import nearest
 
     label = ties.groups(5, np.array([0, 1, 1, 2, 4]), np.array([7, 7, 3, 3, 9]))
     assert label.tolist() == [0, 0, 0, 3, 4]  # 0-1 share 7, 1-2 share 3; 3 alone; 4 alone
-    v = ties.project(np.array([1.0, 1.0]), np.zeros(2), np.ones(2), 1.0, 1.0)
+    one = (np.zeros(2, dtype=np.int64), np.array([1.0]), np.array([1.0]))  # a sum of 1
+    v = nearest(np.array([1.0, 1.0]), np.zeros(2), np.ones(2), [one])
     np.testing.assert_allclose(v, [0.5, 0.5])
-    assert ties.project(np.array([1.0, 0.0]), np.zeros(2), np.ones(2), 1.0, 1.0).tolist() == [
-        1.0, 0.0]  # fmt: skip
+    assert nearest(np.array([1.0, 0.0]), np.zeros(2), np.ones(2), [one]).tolist() == [1.0, 0.0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gradcli
-from gradcli.numeric import joint
+from gradcli.numeric.nearest import nearest
 
 A = np.array([1.0, 2.0, -0.5, 3.0, 0.25, -1.5])
 B = np.array([1.0, 1.5, -0.5, 3.0, 1.0, -1.5])  # tied at 0, 2, 3, 5
@@ -156,10 +156,12 @@ def test_a_broadcast_bound_ties_with_many_elements():
 
 def test_nested_projection_keeps_a_consistent_point_and_meets_every_sum():
     lo, hi = np.zeros(4), np.ones(4)
-    inner = [(np.array([0, 1]), (0.0, 1.0))]  # a tie within one tensor, inside the pair's tie
+    # a tie within one tensor (0, 1), inside the tie across tensors (all four)
+    layers = [(np.array([0, 0, -1, -1]), np.array([0.0]), np.array([1.0])),
+              (np.zeros(4, dtype=np.int64), np.array([1.0]), np.array([1.0]))]  # fmt: skip
     a = np.array([1.0, 0.0, 0.0, 0.0])
-    assert joint.nested(a, lo, hi, inner, 1.0, 1.0).tolist() == a.tolist()
-    v = joint.nested(np.array([1.0, 1.0, 1.0, 0.0]), lo, hi, inner, 1.0, 1.0)
+    assert nearest(a, lo, hi, layers).tolist() == a.tolist()
+    v = nearest(np.array([1.0, 1.0, 1.0, 0.0]), lo, hi, layers)
     assert v[:2].sum() <= 1.0 + 1e-9 and v.sum() == pytest.approx(1.0, abs=1e-9)
     assert np.all(v >= -1e-12) and np.all(v <= 1 + 1e-12)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import mention
-from gradcli.numeric import cost, joint, kinkplan, kinks, partners, ties
+from gradcli.numeric import cost, joint, kinkplan, kinks, partners, routes, ties
 
 
 def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable,
@@ -45,6 +45,9 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     for n, count in whole:
         _whole_note(p, f"d{n}: {count:,}")
         _unverified(p, n, count)
+    for n, r in records.items():
+        if r is not None and r.links.left_out:
+            _unlinked(p, [n], r.links.left_out)
     if sum(r is not None and r.coords.size > 0 for r in records.values()) < 2:
         return out
     left = _left(p)
@@ -64,9 +67,29 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
         for n, r in records.items():  # the groups span the tensors at the kinks
             if r is not None and r.coords.size:
                 _unverified(p, n, int(r.coords.size))
+    if found.unlinked:
+        _unlinked(p, [n for n, r in records.items() if r is not None and r.coords.size],
+                  found.unlinked)  # fmt: skip
     for n, (coords, values, noise) in found.values.items():
         _put(out, n, coords, values, noise)
     return out
+
+
+def _unlinked(p: Any, names: list[str], count: int) -> None:
+    """Links between a tie's members (numeric/links.py) the budget left out: how the tie
+    shares out its gradient was not checked, so its tensors cannot pass."""
+    p.note(
+        f"{count:,} pairs of tied coordinates ({', '.join('d' + n for n in names)}) were not "
+        f"moved against each other ({max(_left(p), 0.0):.1f} s of {mention('budget')} was "
+        f"left): how their ties share out the gradient was not checked "
+        f"({mention('mode', 'full')} checks every one)"
+    )
+    for n in names:
+        p.unverified.setdefault(n, (
+            f"d{n} is not verified at {count:,} pairs of tied coordinates whose share of their "
+            f"tie's gradient was not checked within {mention('budget')} "
+            f"({mention('mode', 'full')} checks every one)"
+        ))  # fmt: skip
 
 
 def _unverified(p: Any, n: str, count: int) -> None:
@@ -181,7 +204,8 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[idx]
     p.spent += cost.copies_seconds(engine, 2 * idx.size + len(joint.OFFSETS), real=True)
     values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring,
-                                             _left(p), near > 0)  # fmt: skip
+                                             _left(p), near > 0,
+                                             not routes.routed(engine, n))  # fmt: skip
     p.spent += records[n].seconds
     fix = out[n][4]
     if fix is None:

@@ -13,8 +13,10 @@ two tensors or more is moved as a whole, one copy per stencil point for all such
 copy per group when an output no such group owns moved), and its gradient's sum must lie
 between the two one-sided slopes of that move. The values compared are the point nearest the
 analytical gradient within every coordinate's interval, every tie group's sum within one
-tensor, and the group's sum across tensors: the analytical values themselves when they are
-consistent, so a correct backward is never moved.
+tensor, the group's sum across tensors and the links between its members (numeric/links.py:
+each tensor's own, and a link joining each member to the tree where they do not): the
+analytical values themselves when they are consistent, so a correct backward is never moved
+(numeric/nearest.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import field, replace
 
 import numpy as np
 
-from gradcli.numeric import blocks, cost, ties
+from gradcli.numeric import blocks, cost, links, nearest, ties
 from gradcli.numeric.methods import one_sided, one_sided_noise
 from gradcli.records import record
 
@@ -43,6 +45,7 @@ class Joint:
     unexamined: int = 0  # ties across tensors the budget left unchecked (a note says so)
     seconds: float = 0.0  # predicted cost
     whole: int = 0  # coordinates of a loss's ties the budget left in one group (blocks.py)
+    unlinked: int = 0  # links of their members (numeric/links.py) the budget left out
 
 
 def seconds(engine, at: Mapping[str, ties.AtKink | None]) -> float:
@@ -102,24 +105,41 @@ def enforce(
                         for n in names])  # fmt: skip
     lo = np.concatenate([records[n].lo for n in names])
     hi = np.concatenate([records[n].hi for n in names])
-    value = np.full(a.size, np.nan)
-    nz = np.zeros(a.size)
-    order = np.argsort(gid, kind="stable")
-    cut = np.searchsorted(gid[order], np.arange(across.size + 1))
-    inner: dict[int, list] = {}  # each tie within one tensor, under the tie across that holds it
+    done = np.isfinite(right) & np.isfinite(left)  # else left out by the budget
+    ok = moving & done[np.maximum(gid, 0)]
+    inner = np.full(a.size, -1, dtype=np.int64)  # each tie within one tensor
+    bounds: list[tuple[float, float]] = []
     for t, n in enumerate(names):
         for ms, lh in _sums(records[n], start[t]):
-            if gid[ms[0]] >= 0:
-                inner.setdefault(int(gid[ms[0]]), []).append((ms, lh))
-    for G in range(across.size):
-        if not np.isfinite(right[G]) or not np.isfinite(left[G]):  # left out by the budget
-            continue
-        members = order[cut[G] : cut[G + 1]]
-        place = {int(m): i for i, m in enumerate(members)}
-        within = [(np.array([place[int(m)] for m in ms]), lh) for ms, lh in inner.get(G, [])]
-        low, high = min(right[G], left[G]), max(right[G], left[G])
-        value[members] = nested(a[members], lo[members], hi[members], within, low, high)
-        nz[members] = noise[G]
+            inner[ms] = len(bounds)
+            bounds.append(lh)
+    known = links.Links.joined([records[n].links.shifted(int(start[t]))
+                                for t, n in enumerate(names)])  # fmt: skip
+    i, j = links.chain(np.where(ok, gid, -1), links.first_outputs(a.size, pos, out), tensor,
+                       (known.i, known.j))  # fmt: skip
+    single = any(ties.single_output(engine, n, coloring) for n in names)
+    coords = {n: records[n].coords for n in names}
+    past = np.concatenate([np.zeros(records[n].coords.size, dtype=bool)
+                           if records[n].near is None else records[n].near > 0 for n in names])
+    linked = links.measure(engine, coords, h, i, j, pos, out, single, budget - spent - extra,
+                           past)  # fmt: skip
+    sub = np.flatnonzero(ok)
+    place = np.full(a.size, -1, dtype=np.int64)
+    place[sub] = np.arange(sub.size)
+    every = links.Links.joined([known, linked])
+    both = ok[every.i] & ok[every.j]
+    kept = links.Links(place[every.i[both]], place[every.j[both]], every.lo[both],
+                       every.hi[both], every.noise[both])  # fmt: skip
+    layers = [
+        (np.where(inner[sub] >= 0, inner[sub], -1), *np.array(bounds or [(0.0, 0.0)]).T),
+        (gid[sub], np.minimum(right, left), np.maximum(right, left)),
+    ]
+    value = np.full(a.size, np.nan)
+    value[sub] = nearest.nearest(a[sub], lo[sub], hi[sub], layers, kept)
+    nz = np.zeros(a.size)
+    nz[sub] = noise[gid[sub]]
+    np.maximum.at(nz, sub[kept.i], kept.noise)
+    np.maximum.at(nz, sub[kept.j], kept.noise)
     values = {}
     for t, n in enumerate(names):
         mine = slice(start[t], start[t + 1])
@@ -127,7 +147,8 @@ def enforce(
         if keep.any():
             values[n] = (records[n].coords[keep], value[mine][keep], nz[mine][keep])
     checked = int(across.size - unexamined)
-    return Joint(values, checked, unexamined, spent + extra, whole)
+    return Joint(values, checked, unexamined, spent + extra + linked.seconds, whole,
+                 linked.left_out)  # fmt: skip
 
 
 def _whole(label: np.ndarray, inner: list[np.ndarray]) -> np.ndarray:
@@ -208,32 +229,3 @@ def _moves(engine, mine, step, owner, left: float):
         D[:, chosen] = d @ g
         scale[chosen] = ((d != 0).any(axis=0) * engine.gy).sum(axis=1)
     return D, scale, n - count, each * count
-
-
-def nested(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, inner, low: float, high: float,
-           rounds: int = 200) -> np.ndarray:  # fmt: skip
-    """The point nearest ``a`` with every entry in [lo, hi], each ``inner`` group's sum (its
-    positions, (low, high)) in its interval and the whole sum in [low, high]: ties.project
-    when there is no inner group, else Dykstra's alternating projections between the two
-    sets (started at ``a``: ``a`` itself when it lies in both)."""
-    whole = lambda v: ties.project(v, lo, hi, low, high)  # noqa: E731
-    if not inner:
-        return whole(a)
-
-    def parts(v: np.ndarray) -> np.ndarray:
-        w = np.clip(v, lo, hi)
-        for m, (l, h) in inner:
-            w[m] = ties.project(v[m], lo[m], hi[m], l, h)
-        return w
-
-    x, p, q = a.astype(np.float64), np.zeros(a.size), np.zeros(a.size)
-    tiny = 1e-15 * max(1.0, float(np.abs(a).max(initial=0.0)))
-    for _ in range(rounds):
-        y = parts(x + p)
-        p = x + p - y
-        nxt = whole(y + q)
-        q = y + q - nxt
-        if np.all(np.abs(nxt - x) <= tiny):
-            return nxt
-        x = nxt
-    return x

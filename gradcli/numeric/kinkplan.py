@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcli.numeric import blocks, cost, kinks, ties
+from gradcli.numeric import blocks, cost, kinks, links, routes, ties
 
 # the copies ties.slopes takes for all of a tensor's tie groups at once: the point and the
 # two sides' two points of the groups' moves
@@ -72,7 +72,8 @@ def schedule(engine, name: str, idx: np.ndarray):
 def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
     """The copies of the tie groups among the coordinates at a kink itself (ties.enforce): the
     outputs each moves, read off a verified footprint for free or found by moving each (two
-    copies per coordinate), then one set of copies for all groups of two or more, when any."""
+    copies per coordinate), then one set of copies for all groups of two or more, when any,
+    and the sets of their members' links (numeric/links.py)."""
     if idx.size < 2:
         return 0.0
     engine = ties.on_terms(engine, name, coloring)
@@ -80,14 +81,20 @@ def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
         return split_seconds(engine, idx.size) + cost.copies_seconds(engine, SLOPES_COPIES, True)
     col = engine.colored(name)[0] if coloring else None
     if not (col is not None and hasattr(col, "windows")):
-        # moved one by one: a bounded worst case, groups assumed
+        # moved one by one: a bounded worst case, groups (and a link per member) assumed
         found = cost.copies_seconds(engine, 2 * idx.size + 1, real=True)
-        return found + cost.copies_seconds(engine, SLOPES_COPIES, real=True)
+        return (found + cost.copies_seconds(engine, SLOPES_COPIES, real=True)
+                + links.seconds(engine, idx.size - 1))  # fmt: skip
     pos, out = ties.support(engine, name, idx, np.zeros(idx.size), coloring)
     label = ties.groups(idx.size, pos, out)
     if np.bincount(label, minlength=idx.size).max(initial=0) < 2:
         return 0.0  # every coordinate alone (relu's zeros): no copies
-    return cost.copies_seconds(engine, SLOPES_COPIES, real=True)
+    if routes.routed(engine, name):
+        return cost.copies_seconds(engine, SLOPES_COPIES, real=True)
+    big = np.bincount(label, minlength=idx.size)[label] >= 2
+    i, j = links.chain(np.where(big, label, -1), links.first_outputs(idx.size, pos, out))
+    sets = len(links.packed(links.reach(i, j, pos, out), False))
+    return cost.copies_seconds(engine, SLOPES_COPIES, real=True) + links.seconds(engine, sets)
 
 
 def split_seconds(engine, members: int) -> float:

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from gradcli.numeric import cost, methods, ties
+from gradcli.numeric import cost, methods, routes, ties
 from gradcli.numeric.coloring import color_groups as by_color
 from gradcli.numeric.incremental import INCREMENTAL_CHUNK
 from gradcli.numeric.methods import METHODS, steps
@@ -398,7 +398,8 @@ def declared(
     if at.any():  # each coordinate within its interval, each tie group's sum within its own
         # enforce takes an interval's two ends in either order: lo and hi are one
         values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], lo[at],
-                                              hi[at], coloring, seconds, past[at])  # fmt: skip
+                                              hi[at], coloring, seconds, past[at],
+                                              not routes.routed(engine, name))  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record,
                    unplanned=unplanned)  # fmt: skip

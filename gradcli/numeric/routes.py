@@ -51,6 +51,13 @@ class Routed:
     unsettled: int = 0  # tied elements in pieces too large for the flow (LIMIT): not decided
 
 
+def routed(engine, name: str) -> bool:
+    """Whether the ties of ``name`` are held to routings of declared windows of maxima, each
+    of which meets every link between a tie's members (numeric/links.py): their links would
+    cost copies for nothing."""
+    return maxima_of(engine, name) is not None
+
+
 def maxima_of(engine, name: str) -> np.ndarray | None:
     """The layer's declared windows for ``name`` (or the built-in's its forward agreed with),
     when they reproduce the forward at the point; else None."""

@@ -13,8 +13,10 @@ common output (through the layer's verified footprint where it has one, else by 
 alone), joined transitively. Its direction is evaluated with one copy per stencil point for
 all groups at once, each output difference attributed to the group that owns it (one copy per
 group when an output no group owns moved). The values compared are then the point nearest the
-analytical gradient that lies in every coordinate's interval and has the group's sum in the
-group's: unchanged when the backward is consistent, off by the excess otherwise.
+analytical gradient that lies in every coordinate's interval, has the group's sum in the
+group's and each link between two members within its own (numeric/links.py: a sum does not say
+how a tie shares its gradient out), found by numeric/nearest.py: unchanged when the backward is
+consistent, off by the excess otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from dataclasses import field
 
 import numpy as np
 
-from gradcli.numeric import blocks
+from gradcli.numeric import blocks, links, nearest
+from gradcli.numeric.links import Links
 from gradcli.numeric.methods import one_sided_noise, side_slope
 from gradcli.records import record
 
@@ -183,25 +186,6 @@ def _finish(keys, many, D, scale, step, beyond):
     return {int(G): (right[G], left[G], noise[G]) for G in many}
 
 
-def project(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: float, high: float):
-    """The point nearest ``a`` with every entry in [lo, hi] and its sum in [low, high]:
-    clip(a - lam, lo, hi) for the shift lam that brings the sum to the nearer end (bisection;
-    the sum falls as lam grows). Unchanged (clipped) when the clipped sum already lies inside."""
-    v = np.clip(a, lo, hi)
-    total = v.sum()
-    if low <= total <= high:
-        return v
-    target = high if total > high else low
-    a_lo, a_hi = float(np.min(a - hi)), float(np.max(a - lo))
-    for _ in range(100):
-        mid = (a_lo + a_hi) / 2
-        if np.clip(a - mid, lo, hi).sum() > target:
-            a_lo = mid
-        else:
-            a_hi = mid
-    return np.clip(a - (a_lo + a_hi) / 2, lo, hi)
-
-
 @record
 class AtKink:
     """One tensor's coordinates at a kink itself, as the check across tensors needs them
@@ -214,21 +198,24 @@ class AtKink:
     label: np.ndarray  # its tie group within the tensor
     sums: dict[int, tuple[float, float]] = field(default_factory=dict)  # a group's interval
     support: tuple[np.ndarray, np.ndarray] | None = None  # (positions, outputs), once found
-    seconds: float = 0.0  # predicted cost of telling a loss's ties apart (numeric/blocks.py)
+    seconds: float = 0.0  # predicted cost of telling a loss's ties apart and of their links
     whole: int = 0  # coordinates of a loss's ties the budget left in one group
     # a near-tie's step (its kinks within it, read beyond them: numeric/kinks.gapped), 0 for
     # a tie itself: how far below a window's maximum an element counts as tied (routes.py)
     near: np.ndarray | None = None
+    links: Links = field(default_factory=Links.none)  # its members against each other
 
 
 def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             right: np.ndarray, left: np.ndarray, coloring: bool = True,
-            budget: float = math.inf, past: np.ndarray | None = None):  # fmt: skip
+            budget: float = math.inf, past: np.ndarray | None = None,
+            linked: bool = True):  # fmt: skip
     """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
-    in its own interval [right, left], and each tie group's sum in the group's. Returns
-    (values, noise per coordinate, the AtKink record). ``budget``: seconds for telling a
-    loss's ties apart (numeric/blocks.py; a group it leaves unsplit is checked whole).
-    ``past``: the near-ties among them, read beyond the kinks within their step."""
+    in its own interval [right, left], each tie group's sum in the group's and each link
+    between two members in its own. Returns (values, noise per coordinate, the AtKink record).
+    ``budget``: seconds for telling a loss's ties apart (numeric/blocks.py; a group it leaves
+    unsplit is checked whole) and for the links (numeric/links.py; ``linked``: whether they
+    are needed). ``past``: the near-ties among them, read beyond the kinks within their step."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
@@ -239,16 +226,33 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     pos, out = support(mine, name, idx, h, coloring)
     label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
     spent, whole = 0.0, 0
-    if single_output(mine, name, coloring):
+    single = single_output(mine, name, coloring)
+    if single:
         label, spent, whole = blocks.split(mine, {name: idx}, h, label, budget)
     found = slopes(mine, name, idx, h, label, pos, out, past)
-    sums = {}
-    for G, (r, l, nz) in found.items():
-        members = label == G
-        sums[G] = (min(r, l), max(r, l))
-        values[members] = project(a[members], lo[members], hi[members], *sums[G])
-        noise[members] = np.maximum(noise[members], nz)
+    sums = {G: (min(r, l), max(r, l)) for G, (r, l, _) in found.items()}
+    for G, (_, _, nz) in found.items():
+        noise[label == G] = np.maximum(noise[label == G], nz)
+    tied = np.isin(label, list(found)) & linked
+    i, j = links.chain(np.where(tied, label, -1), links.first_outputs(idx.size, pos, out))
+    pairs = links.measure(mine, {name: idx}, h, i, j, pos, out, single, budget - spent, past)
+    spent += pairs.seconds
+    np.maximum.at(noise, pairs.i, pairs.noise)
+    np.maximum.at(noise, pairs.j, pairs.noise)
+    values = nearest.nearest(a, lo, hi, [layer(label, sums)], pairs)
     # the terms' outputs are not the layer's: the ties across tensors find their own
     found_support = (pos, out) if mine is engine else None
     return values, noise, AtKink(idx, h, lo, hi, label, sums, found_support, spent, whole,
-                                 near=near)  # fmt: skip
+                                 near=near, links=pairs)  # fmt: skip
+
+
+def layer(label: np.ndarray, sums: dict[int, tuple[float, float]]):
+    """The tie groups with a sum's interval as nearest.nearest takes them: (a group per
+    position, -1: none; each group's low, high)."""
+    keys = np.array(sorted(sums), dtype=np.int64)
+    where = np.full(int(label.max(initial=-1)) + 1, -1, dtype=np.int64)
+    where[keys] = np.arange(keys.size)
+    gid = where[label] if label.size else label
+    low = np.array([sums[int(G)][0] for G in keys], dtype=np.float64)
+    high = np.array([sums[int(G)][1] for G in keys], dtype=np.float64)
+    return gid, low, high
