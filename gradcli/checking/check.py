@@ -255,7 +255,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
-    notes = []
+    notes = list(spec.notes)
     slow = cost.user_call_seconds(engine)
     if slow is not None:  # timed, the one part of the estimate that is: said so
         notes.append(

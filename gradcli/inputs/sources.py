@@ -47,6 +47,9 @@ class Loader:
         self.max_elements = max_elements
         self.used = 0
         self.what = "the spec's arrays"  # what the count is of, for the message
+        # tensor -> the floating-point dtype its array or file was given in, when not the
+        # spec's: cast, and said so (a float32 array checked in float64 is no float32 check)
+        self.cast: dict[str, str] = {}
 
     def reserve(self, n: int, key: str, what: str | None = None) -> None:
         """Count elements before anything is allocated; over the budget is an input error."""
@@ -82,7 +85,11 @@ class Loader:
         if given and raw.dtype.kind in "iu":
             return self._int64(raw, key)
         if raw.dtype.kind != "f":
-            raise SpecError(f"expected floating-point values, got a {raw.dtype} array", key=key)
+            # the CLI's .npy refusal, for an array given in Python: integers are for labels
+            # and indices only (never differentiated), not converted behind the caller's back
+            raise SpecError(f"holds a {raw.dtype} array; expected floating-point values", key=key)
+        if raw.dtype != self.dtype and _given_array(value):
+            self.cast[name] = str(raw.dtype)
         if raw.size == 0:
             raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
         with np.errstate(over="ignore"):  # an overflow to inf in the cast is refused below
@@ -146,9 +153,7 @@ class Loader:
             if value.ndim > MAX_AXES:
                 raise SpecError(f"expected at most {MAX_AXES} axes, got {value.ndim}", key=key)
             self.reserve(value.size, key)
-            if integer or given and value.dtype.kind in "iu":
-                return value
-            return value.astype(np.float64) if value.dtype.kind in "iu" else value
+            return value
         raise SpecError(
             f"expected a file path, a number, a nested list or a mapping, got {kind(value)}",
             key=key,
@@ -302,3 +307,11 @@ def _inline(value: Any, key: str, loader: Loader, integer: bool = False) -> np.n
         return np.array(value, dtype=np.float64)
     except OverflowError:
         raise SpecError("a number is too large for float64", key=key) from None
+
+
+def _given_array(value: Any) -> bool:
+    """Whether a tensor's value is an array given as it is (a file, a numpy array), whose
+    dtype the caller chose, rather than numbers or a generator the spec's dtype applies to."""
+    return isinstance(value, (str, np.ndarray, np.generic)) or (
+        isinstance(value, dict) and "file" in value
+    )

@@ -42,6 +42,7 @@ class Spec:
     files: tuple[Path, ...] = ()  # every file read, so an --output can never overwrite one
     elements: int = 0  # counted against --max-elements (answers to check count on from here)
     max_elements: int = DEFAULT_MAX_ELEMENTS
+    notes: tuple[str, ...] = ()  # said with the check's result (arrays cast to the dtype)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -258,6 +259,21 @@ def build_spec(
         files=tuple(loader.files),
         elements=loader.used,
         max_elements=loader.max_elements,
+        notes=_cast_notes(loader.cast, dtype),
+    )
+
+
+def _cast_notes(cast: dict[str, str], dtype: str) -> tuple[str, ...]:
+    """One note per dtype the arrays were given in that is not the spec's."""
+    by_dtype: dict[str, list[str]] = {}
+    for name, given in cast.items():
+        by_dtype.setdefault(given, []).append(name)
+    return tuple(
+        f"{', '.join(names)} given as {given}, checked in {dtype} (the spec's dtype; "
+        f"{mention('dtype', given)} checks in {given})"
+        if given in DTYPES
+        else f"{', '.join(names)} given as {given}, checked in {dtype} (the spec's dtype)"
+        for given, names in by_dtype.items()
     )
 
 
