@@ -30,7 +30,7 @@ from gradcli.records import record
 from gradcli.user import cs231n, labels, result
 from gradcli.user.call import call
 from gradcli.user.local import Folder, package_of
-from gradcli.user.options import custom_options
+from gradcli.user.options import custom_options, fresh
 from gradcli.user.readonly import read_only_backward, read_only_forward
 
 
@@ -241,6 +241,10 @@ def user_layer(
     def run(t: Mapping[str, np.ndarray], options: Any, probe: bool) -> tuple[np.ndarray, dict]:
         held = spec_set.get(id(options))
         kwargs = held[1] if held and held[0] is options else _options_kwargs(options)
+        # each call its own copy of the options' lists and dicts: a forward that writes into
+        # one (running statistics in bn_param) must not hand the next call other options, or
+        # the numbers would depend on the order of the calls
+        kwargs = {k: fresh(v) for k, v in kwargs.items()}
         real = not any(np.iscomplexobj(a) for a in t.values())
         kept: dict[str, Any] = {}  # the CS231n convention's cache
 
@@ -269,7 +273,8 @@ def user_layer(
         return run(t, options, probe=False)
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
-        t, kwargs, options = cache["tensors"], cache["kwargs"], cache["options"]
+        t, options = cache["tensors"], cache["options"]
+        kwargs = {k: fresh(v) for k, v in cache["kwargs"].items()}
         if how is not None:
             names = cs231n.order(t, own)
 

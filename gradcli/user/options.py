@@ -45,7 +45,19 @@ def custom_options(raw: Mapping[Any, Any], tensors: tuple[str, ...]) -> dict[str
                 key=key,
             )
         as_json(value, key, budget=budget)
-    return dict(raw)
+    # a copy of every list and mapping: the caller's objects are never the ones the user's
+    # code receives (CS231n's batchnorm_forward writes its running statistics into bn_param)
+    return {name: fresh(value) for name, value in raw.items()}
+
+
+def fresh(value: Any) -> Any:
+    """A copy of the lists and mappings in a (validated, JSON-like) option value; numbers,
+    text and None are immutable and shared."""
+    if isinstance(value, Mapping):
+        return {k: fresh(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [fresh(v) for v in value] if isinstance(value, list) else tuple(map(fresh, value))
+    return value
 
 
 def as_json(value: Any, key: str = "options", *, budget: list[int] | None = None) -> Any:
