@@ -137,8 +137,8 @@ def test_assert_gradients_raises_with_the_table_text():
     assert first == table.rstrip().splitlines()[-1] and first.startswith("FAIL") and "dw" in first
     assert blank == "" and rest.splitlines() == [line.rstrip() for line in table.splitlines()]
     assert "\x1b[" not in text and not any(line != line.rstrip() for line in text.splitlines())
-    # its twin: the table as the CLI writes it is padded, which the message must strip
-    assert any(line != line.rstrip() for line in table.splitlines())
+    # the table itself is no longer padded either (render/text.Trimmed): no line ends in spaces
+    assert not any(line != line.rstrip() for line in table.splitlines())
 
 
 @pytest.mark.parametrize("name", ["conv2d", "linear"])

@@ -177,6 +177,6 @@ LAYER = Layer(
     variants=variants,
     cs231n=(
         Form("conv_forward_naive", "conv_backward_naive", {"X": NCHW, "W": FILTERS}, out(NCHW),
-             conv_param, layout="X as (N, C, H, W), W as (F, C, HH, WW), conv_param"),
+             conv_param, layout="X as (N, C, H, W), W as (F, C, HH, WW), conv_param {stride, pad}"),
     ),  # fmt: skip
 )

@@ -160,6 +160,6 @@ LAYER = Layer(
     skeleton=SKELETON,
     cs231n=(
         Form("max_pool_forward_naive", "max_pool_backward_naive", {"X": NCHW}, out(NCHW),
-             pool_param, layout="X as (N, C, H, W), pool_param"),
+             pool_param, layout="X as (N, C, H, W), pool_param {pool_height, pool_width, stride}"),
     ),  # fmt: skip
 )

@@ -328,10 +328,33 @@ def console(file: Any, plain: bool = False) -> Console:
         width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
         tty = not plain and file.isatty()
         return Console(
-            file=file, width=None if tty else width, color_system=None, force_terminal=False,
-            highlight=False, markup=False, emoji=False,
+            file=file if tty else Trimmed(file), width=None if tty else width,
+            color_system=None, force_terminal=False, highlight=False, markup=False, emoji=False,
         )  # fmt: skip
     return Console(file=file, highlight=False, markup=False, emoji=False)
+
+
+class Trimmed:
+    """A file that drops the spaces ending each line: rich pads a left-justified title (and a
+    table's) to the console's width, which in a pipe or a file is trailing whitespace (a diff,
+    an editor and `grep ' $'` all see it). Spaces at the end of a write are held until the
+    line goes on or ends."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.held = file, ""
+
+    def write(self, text: str) -> int:
+        lines = (self.held + text).split("\n")
+        last = lines.pop()
+        body = "".join(line.rstrip(" ") + "\n" for line in lines)
+        kept = last.rstrip(" ")
+        self.held = last[len(kept) :]
+        if body or kept:
+            self.file.write(body + kept)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding ...
+        return getattr(self.file, name)
 
 
 class ProgressBar:
