@@ -8,7 +8,12 @@
 - Ties across tensors (numeric/joint.py): coordinates of several tensors at a kink that share
   an output are moved together, their gradients' sum held to that move's one-sided slopes.
 
-Both are bounded by what is left of ``--budget`` when their cost cannot be predicted (the
+- Pieces (numeric/pieces.py): a coordinate still failing whose value equals others' it
+  interacts with (``maximum(minimum(a, b), c)`` at ``a == b == c``, where no coordinate alone
+  reads a kink) passes when the group's gradient is a mix of the gradients of the pieces
+  touching the point, read at points nudged into each.
+
+All are bounded by what is left of ``--budget`` when their cost cannot be predicted (the
 generic examination's), and a note says what was left out.
 """
 
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import mention
-from gradcli.numeric import cost, joint, kinkplan, kinks, partners, routes, ties
+from gradcli.numeric import cost, joint, kinkplan, kinks, partners, pieces, routes, ties
 
 
 def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable,
@@ -90,6 +95,71 @@ def _unlinked(p: Any, names: list[str], count: int) -> None:
             f"tie's gradient was not checked within {mention('budget')} "
             f"({mention('mode', 'full')} checks every one)"
         ))  # fmt: skip
+
+
+def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable
+                   ) -> dict[str, tuple]:  # fmt: skip
+    """``taken`` with the values of numeric/pieces.py put in place at the groups of equal values
+    whose gradient is a mix of the pieces' (a layer that declares no kinks)."""
+    if p.random_forward or declares(p.engine):
+        return taken
+    own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
+    failing, kinked, floors, rtol = {}, {}, {}, math.inf
+    for n in own:
+        _, _, grad, info, fix, _ = taken[n]
+        if fix is not None and fix.at is not None:
+            kinked[n] = fix.at.coords
+        tol = tolerance(p, n, grad, info)
+        noise = info.noise_at if p.opts.atol is None and info.noise_at is not None else 0.0
+        floors[n] = tol(np.broadcast_to(noise, grad.shape), np.zeros(grad.shape))
+        rtol = min(rtol, float(tol(np.zeros(1), np.ones(1))[0] - tol(np.zeros(1), np.zeros(1))[0]))
+        a, v = np.asarray(p.under_test[n], dtype=np.float64), np.asarray(grad)
+        bad = np.isfinite(v) & ~(np.abs(a - v) <= tol(noise, v))
+        failing[n] = np.flatnonzero(bad)
+        # a coordinate whose central difference is exactly 0 may be the middle of three tied
+        # values, which moves nothing alone: its tie is examined with the kinks'
+        silent = ((v == 0) & ~bad).ravel()
+        silent[kinked.get(n, [])] = True
+        kinked[n] = np.flatnonzero(silent)
+    if not any(f.size for f in (*failing.values(), *kinked.values())):
+        return taken
+    left = _left(p)
+    found = pieces.verify(p.engine, failing, kinked, {n: p.under_test[n] for n in own}, floors,
+                          rtol, left)  # fmt: skip
+    p.spent += found.seconds
+    if found.unexamined:
+        p.note(
+            f"{found.unexamined:,} failing coordinates at ties of equal values were not "
+            f"checked against the pieces touching the point ({max(left, 0.0):.1f} s of "
+            f"{mention('budget')} was left): they fail as computed "
+            f"({mention('mode', 'full')} checks every one)"
+        )
+    if found.crowded:
+        p.note(
+            f"{found.crowded:,} failing coordinate{'s are' if found.crowded > 1 else ' is'} "
+            f"tied with more than {pieces.MAX_TIED} interacting equal values (or share "
+            f"{'their' if found.crowded > 1 else 'its'} value with more than "
+            f"{pieces.CANDIDATES}): not checked against the pieces touching the point, "
+            f"{'they fail' if found.crowded > 1 else 'it fails'} as computed"
+        )
+    if found.refuted:
+        p.note(
+            f"at {found.refuted:,} tie{'s' if found.refuted > 1 else ''} of equal values "
+            f"where an input moves nothing alone (the middle of three), the gradient is no "
+            f"mix of the gradients of the pieces touching the point (read just inside each): "
+            f"compared with the nearest mix"
+        )
+    out = dict(taken)
+    for n, (coords, values, noise) in found.values.items():
+        fix = out[n][4]
+        if fix is None:
+            fix = kinks.KinkFix(coords, values, noise)
+        else:
+            held = np.zeros(out[n][2].size, dtype=bool)
+            held[fix.coords] = held[coords] = True
+            fix = dataclasses.replace(fix, coords=np.flatnonzero(held))
+        _put(out, n, coords, values, noise, fix)
+    return out
 
 
 def _unverified(p: Any, n: str, count: int) -> None:

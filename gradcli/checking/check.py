@@ -202,6 +202,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 coords, grad, info = numerical(p, name, mode, rng)
                 taken[name] = (mode, coords, *kinks_stage(p, name, coords, grad, info))
         taken = across.ties_across(p, taken, tolerance, declares_kinks, settle)
+        taken = across.pieces_at_ties(p, taken, tolerance, declares_kinks)
         for name, (mode, coords, grad, info, fix, refined) in taken.items():
             numeric[name] = grad
             results[name], builtin_result = compare_tensor(p, name, mode, coords, grad, info, fix,

@@ -1,0 +1,422 @@
+"""Ties no coordinate's own move can see: a valid gradient is a piece's, or a mix of pieces'.
+
+``maximum(minimum(a, b), c)`` at ``a == b == c``: moving any one of the three alone leaves the
+output where it is on both sides (the middle of three tied values stays), so each coordinate's
+one-sided slopes agree, no kink is read, and the central difference, 0, stands for a
+derivative that does not exist. Near the point each input is the active piece on an open region
+(``c < a < b`` makes it ``a``), and the valid gradients (Clarke's) are the convex hull of those
+pieces' gradients: torch's ``(1/4, 1/4, 1/2) g``, the first tied ``(1, 0, 0) g``, the last
+``(0, 0, 1) g``. A loss of mixed-sign weights over overlapping maxima is not regular either: its
+gradient on the open region ``x0 > x1 > x2`` lies outside each coordinate's one-sided slopes.
+
+For a coordinate that still fails, the coordinates of equal value (exactly) that interact with
+it form a group: two interact when their joint move changes some output by other than the sum
+of their moves alone, for one of the four signs (``ties.py`` joins by shared outputs, which a
+coordinate that moves nothing alone does not show). Each strict order of the group's values
+(and of a constant at their common value among them, where moving the whole group up and down
+gives different slopes: ``relu(maximum(a, b))`` at 0) is a direction d; at ``x + tau d``
+(``tau`` = NUDGE steps, far enough that no stencil below reaches the point's ties) the loss is
+differentiable in a piece touching x. Its gradient there is read by second-order one-sided
+differences on both sides, which must agree (no kink within the stencil), with the loss's own
+change along the move agreeing with it (no jump), and is extrapolated to ``tau -> 0`` from
+``tau`` and ``2 tau`` (``4 tau`` too where they differ: they must then change at the rate of a
+smooth piece, else the direction gives nothing). The group's gradient passes when it lies in
+the convex hull of those gradients within the tensor's tolerance (a least-squares mix with
+weights >= 0 adding up to 1, checked element by element); the values compared are that mix. A
+gradient that no piece or mix of pieces gives (both tensors of ``maximum(a, b)`` the full
+upstream gradient, or neither; ``relu(x) - relu(-x)`` at 0 read as 0) fails as it did.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import field
+
+import numpy as np
+
+from gradcli.numeric import cost
+from gradcli.numeric.kinks import one_sided_step
+from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.records import record
+
+MAX_TIED = 4  # members of a group: its orders grow as k! (k + 1)
+CANDIDATES = 64  # equal values tested for interaction with a failing coordinate, at most
+NUDGE = 16  # tau in steps: the stencils (2 steps) stay clear of the point's ties
+FLOOR = 8  # groups examined whatever the budget
+OFFSETS = (1, 2, -1, -2)  # the one-sided stencils at a nudged point, right then left
+SIGNS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
+CHUNK = 64  # copies per forward call
+# random-sign moves of equal values that look for an interaction among them before a kink's
+# partners are searched: one of three tied inputs of max(min(a, b), c) shows it to half of them
+SCREEN = 16
+
+
+@record
+class Pieces:
+    """What the pieces put in place, per tensor: (coords, values, noise)."""
+
+    values: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    groups: int = 0  # groups whose gradient is a piece's or a mix of pieces'
+    unexamined: int = 0  # failing coordinates the budget left out (a note says so)
+    crowded: int = 0  # failing coordinates tied with too many equal values to examine
+    refuted: int = 0  # groups no mix of the pieces' gradients explains (they fail)
+    seconds: float = 0.0  # predicted cost
+
+
+class _Space:
+    """The coordinates of the tensors under test, concatenated."""
+
+    def __init__(self, engine, names: list[str]):
+        self.engine, self.names = engine, names
+        sizes = [engine.t64[n].size for n in names]
+        self.start = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.x = np.concatenate([np.real(engine.t64[n]).ravel() for n in names])
+        self.h = np.concatenate([one_sided_step(engine, n) for n in names])
+        self.tensor = np.repeat(np.arange(len(names)), sizes)
+        self.copies = 0
+
+    def flat(self, pos: np.ndarray) -> np.ndarray:
+        return pos - self.start[self.tensor[pos]]
+
+    def moved(self, members: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """d (R, out): the output at x moved by each row of ``delta`` (R, members) minus the
+        output at x."""
+        out = []
+        moved = sum(self.engine.t64[n].nbytes for t, n in enumerate(self.names)
+                    if np.any(self.tensor[members] == t))  # fmt: skip
+        chunk = int(max(1, min(CHUNK, self.engine.max_memory // (8 * max(1, moved)))))
+        for lo in range(0, len(delta), chunk):
+            part = delta[lo : lo + chunk]
+            rows = {}
+            for t, n in enumerate(self.names):
+                sel = self.tensor[members] == t
+                if sel.any():
+                    r = np.repeat(self.engine.t64[n].ravel()[None, :], 1 + len(part), axis=0)
+                    r[1:, self.flat(members[sel])] += part[:, sel]
+                    rows[n] = r
+            out.append(self.engine.moved_jointly(rows))
+            self.copies += len(part)
+        return np.concatenate(out)
+
+
+def verify(
+    engine, failing: Mapping[str, np.ndarray], kinked: Mapping[str, np.ndarray],
+    analytic: Mapping[str, np.ndarray], atol: Mapping[str, np.ndarray], rtol: float,
+    budget: float = math.inf,
+) -> Pieces:  # fmt: skip
+    """The values to compare at groups of equal values. A group holding ``failing``
+    coordinates (each tensor's flat indices) whose gradient (``analytic``) is a mix of the
+    gradients of the pieces touching the point, within each element's ``atol`` (the
+    tensor's, raised by its round-off) and ``rtol``: that mix (it passes). A group holding
+    ``kinked`` coordinates (at a kink the detector read) and one that moves nothing alone
+    (no kink of its own to read), whose gradient no mix gives while every direction entered
+    a smooth piece: the nearest mix (it fails). ``budget``: seconds (at least FLOOR groups
+    are examined); it stops at the first failing group whose gradient no mix gives (its
+    tensor fails anyway)."""
+    names = list(failing)
+    space = _Space(engine, names)
+    a = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
+    floor = np.concatenate([np.broadcast_to(atol[n], analytic[n].shape).ravel() for n in names])
+
+    def positions(coords: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([space.start[t] + np.asarray(coords.get(n, []), dtype=np.int64)
+                               for t, n in enumerate(names)])  # fmt: skip
+
+    todo, strict = positions(failing), positions(kinked)
+    ok = np.isfinite(space.x)
+    # runs of equal values, sorted (np.unique would import numpy.ma: 10 ms of every check)
+    order = np.argsort(space.x, kind="stable")
+    xs = space.x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    sizes = np.diff(np.r_[starts, xs.size])
+    run = np.empty(xs.size, dtype=np.int64)
+    run[order] = np.repeat(np.arange(starts.size), sizes)
+    is_todo = np.zeros(space.x.size, dtype=bool)
+    is_todo[todo] = True
+    each = cost.copies_seconds(engine, 1, real=True)
+    done = np.zeros(space.x.size, dtype=bool)
+    found: dict[int, tuple[float, float]] = {}  # position -> (value, noise)
+    singles: dict[float, tuple[np.ndarray, bool]] = {}  # each value's moves alone, interacting
+    groups = examined = unexamined = crowded = refuted = 0
+    spent = 0.0
+    for q, lenient in [(int(q), True) for q in todo] + [(int(q), False) for q in strict]:
+        if done[q] or not ok[q]:
+            continue
+        value = float(space.x[q])
+        r = run[q]
+        cands = np.sort(order[starts[r] : starts[r] + sizes[r]])
+        # the interactions keep each candidate's output differences, both sides
+        held = 2 * cands.size * 8 * int(np.prod(engine.out_shape))
+        if cands.size > CANDIDATES or held > engine.max_memory // 4:
+            crowded += int(lenient)
+            continue
+        if cands.size < 2:
+            continue
+        worst = (8 * cands.size + 4) * MAX_TIED + _worst_rows(MAX_TIED)
+        if examined >= FLOOR and spent + worst * each > budget:
+            unexamined += int((is_todo & ~done).sum())
+            break
+        examined += 1
+        before = space.copies
+        if value not in singles:
+            singles[value] = _singles(space, cands)
+        single, interacting = singles[value]
+        if not (lenient or interacting):  # no two of them interact: no group
+            spent += (space.copies - before) * each
+            continue
+        inner = _coupled(space, q, cands, single)
+        members = cands[inner]
+        done[members] = True
+        silent = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
+        if members.size > MAX_TIED:
+            crowded += int(is_todo[members].sum()) if lenient else 0
+        elif members.size >= 2 and (lenient or silent):
+            mix = _mix(space, members, a[members], floor[members], rtol, every=not lenient)
+            if mix is not None and (mix.inside if lenient else not mix.inside and mix.complete):
+                groups += int(lenient)
+                refuted += int(not lenient)
+                for m, v, z in zip(members, mix.values, mix.noise, strict=True):
+                    found[int(m)] = (float(v), float(z))
+            elif lenient:
+                spent += (space.copies - before) * each
+                break  # no piece's: its tensor fails whatever the others give
+        spent += (space.copies - before) * each
+    values = {}
+    if found:
+        pos = np.array(sorted(found), dtype=np.int64)
+        val = np.array([found[int(m)][0] for m in pos])
+        nz = np.array([found[int(m)][1] for m in pos])
+        for t, n in enumerate(names):
+            sel = space.tensor[pos] == t
+            if sel.any():
+                values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
+    return Pieces(values, groups, unexamined, crowded, refuted, spent)
+
+
+def _singles(space: _Space, cands: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(each candidate moved alone, both sides: [side, candidate, output] differences;
+    whether moving them all together, with random signs, changes some output by other than
+    the sum of their moves alone: some two interact)."""
+    h = float(space.h[cands].max())
+    m = cands.size
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(SCREEN, m))
+    d = space.moved(cands, np.concatenate([np.eye(m) * h, -np.eye(m) * h, signs * h]))
+    single = d[: 2 * m].reshape(2, m, -1)
+    y0 = np.abs(space.engine.gy / np.where(space.engine.g.ravel() == 0, 1.0,
+                                           np.abs(space.engine.g.ravel())))  # fmt: skip
+    for r, row in enumerate(signs):
+        parts = single[(1 - row.astype(np.int64)) // 2, np.arange(m)].sum(axis=0)
+        thr = 64 * space.engine.unit * (y0 + np.abs(d[2 * m + r]) + np.abs(single).sum(axis=(0, 1)))
+        if np.any(np.abs(d[2 * m + r] - parts) > thr):
+            return single, True
+    return single, False
+
+
+def _worst_rows(k: int) -> int:
+    """Copies of a group of k rejected: every order and constant, three nudges each."""
+    return math.factorial(k) * (k + 1) * 3 * (1 + len(OFFSETS) * k) + 2 * len(OFFSETS)
+
+
+def _coupled(space: _Space, q: int, cands: np.ndarray, single: np.ndarray) -> np.ndarray:
+    """The candidates joined to ``q`` by interactions (a joint move's output change other than
+    the sum of the two moves alone, for one of the four signs), transitively, at most MAX_TIED
+    + 1 (a group larger than MAX_TIED is not examined). ``single`` [side, candidate]: each
+    candidate's move alone."""
+    h = float(space.h[cands].max())
+    y0 = np.abs(space.engine.gy / np.where(space.engine.g.ravel() == 0, 1.0,
+                                           np.abs(space.engine.g.ravel())))  # fmt: skip
+    unit = space.engine.unit
+    place = {int(c): i for i, c in enumerate(cands)}
+    members, frontier = [place[int(q)]], [place[int(q)]]
+    while frontier and len(members) <= MAX_TIED:
+        u = frontier.pop(0)
+        rest = [j for j in range(cands.size) if j not in members]
+        if not rest:
+            break
+        delta = np.zeros((len(SIGNS) * len(rest), cands.size))
+        for r, j in enumerate(rest):
+            for k, (s, t) in enumerate(SIGNS):
+                delta[len(SIGNS) * r + k, [u, j]] = (s * h, t * h)
+        joint = space.moved(cands, delta).reshape(len(rest), len(SIGNS), -1)
+        for r, j in enumerate(rest):
+            for k, (s, t) in enumerate(SIGNS):
+                parts = single[(1 - s) // 2, u] + single[(1 - t) // 2, j]
+                thr = 64 * unit * (y0 + np.abs(joint[r, k]) + np.abs(parts))
+                if np.any(np.abs(joint[r, k] - parts) > thr):
+                    members.append(j)
+                    frontier.append(j)
+                    break
+    return np.array(members)
+
+
+@record
+class _Mix:
+    """The mix of the pieces' gradients nearest a gradient under test."""
+
+    values: np.ndarray
+    noise: np.ndarray
+    inside: bool  # within tolerance of it
+    complete: bool  # every direction entered a smooth piece (the orders of ties, only)
+
+
+def _mix(space: _Space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float,
+         every: bool = False) -> _Mix | None:  # fmt: skip
+    """The mix of the pieces' gradients nearest ``v``, output by output (each output of a
+    layer may take its own mix, as a backward's Jacobian rows do; a loss has one): as soon as
+    it lies within tolerance of ``v``, or, after every direction (``every``, or none within
+    tolerance), the nearest; None when no direction entered a smooth piece."""
+    k = members.size
+    h = float(space.h[members].max())
+    # the whole group up and down: slopes that differ say a constant sits at the tied value
+    along = space.moved(members, np.outer(OFFSETS, np.ones(k)) * h) @ space.engine.g.ravel()
+    up, down = one_sided(along[0], along[1], h, 1), one_sided(along[2], along[3], h, -1)
+    gaps = range(k + 1) if abs(up - down) > k * float(np.max(floor + rtol * np.abs(v))) else (
+        [k // 2])  # fmt: skip
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (outputs, gradients (k, outputs))
+    noise = np.zeros(k)
+    complete, last = True, None
+    for c in gaps:
+        for order in itertools.permutations(range(k)):
+            d = np.array(order, dtype=np.float64) + 0.5 - c
+            piece = _piece(space, members, d, h, floor, rtol)
+            if piece is None:
+                complete = False
+                continue
+            cols, grads, unc = piece
+            pieces.append((cols, grads))
+            noise = np.maximum(noise, unc)
+            last = _inside(pieces, noise, v, floor, rtol)
+            if last.inside and not every:
+                return last
+    return None if last is None else _Mix(last.values, last.noise, last.inside, complete)
+
+
+def _piece(space: _Space, members: np.ndarray, d: np.ndarray, h: float, floor: np.ndarray,
+           rtol: float):  # fmt: skip
+    """(outputs, each one's gradient (k, outputs), uncertainty (k,)) of the piece that x + tau d
+    enters, extrapolated to tau -> 0, or None when the nudged points are not inside one
+    smooth piece."""
+    tau = NUDGE * h
+    reads = []
+    for s in (1, 2, 4):
+        if s == 4 and np.all(np.abs(reads[1][2] - reads[0][2]) <= reads[0][4]):
+            break  # one linear piece (to tolerance) along the ray
+        read = _read(space, members, s * tau * d, h, floor, rtol)
+        if read is None:
+            return None
+        reads.append(read)
+    cols = np.unique(np.concatenate([r[0] for r in reads]))
+    per = [_aligned(r[0], r[1], cols) for r in reads]
+    (_, _, g1, tol, noise, ell), (_, _, g2, _, _, _) = reads[:2]
+    d1 = per[1] - per[0]
+    if len(reads) == 2:
+        grads, unc = per[0] - d1, noise + np.abs(g2 - g1)
+    else:
+        mu = np.abs(reads[2][2] - g2 - 2 * (g2 - g1))  # a smooth piece's: linear in tau
+        if np.any(mu > tol):
+            return None
+        grads, unc = per[0] - d1, noise + mu
+    # the loss from x to x + tau d: the trapezoid of the gradients at both ends (exact on a
+    # linear piece); a jump at x is no piece's
+    grad = grads.sum(axis=1)
+    if abs(ell - tau * float((grad + g1) @ d) / 2) > tau * float(np.abs(d) @ (tol + unc)):
+        return None
+    return cols, grads, unc
+
+
+def _aligned(cols: np.ndarray, per: np.ndarray, union: np.ndarray) -> np.ndarray:
+    out = np.zeros((per.shape[0], union.size))
+    out[:, np.searchsorted(union, cols)] = per
+    return out
+
+
+def _read(space: _Space, members: np.ndarray, shift: np.ndarray, h: float, floor: np.ndarray,
+          rtol: float):  # fmt: skip
+    """(outputs moved, each one's gradient times its upstream (k, outputs), the gradient, its
+    tolerance, the slopes' round-off, the loss's change from x) at x + ``shift``: both sides'
+    one-sided slopes, output by output, which must agree (else None: a kink within the
+    stencil)."""
+    k = members.size
+    delta = np.repeat(shift[None, :], 1 + len(OFFSETS) * k, axis=0)
+    for j in range(k):
+        delta[1 + len(OFFSETS) * j + np.arange(len(OFFSETS)), j] += np.array(OFFSETS) * h
+    d = space.moved(members, delta)
+    cols = np.flatnonzero((d != 0).any(axis=0))
+    dd = d[:, cols] * space.engine.g.ravel()[cols]
+    D = (dd[1:] - dd[0]).reshape(k, len(OFFSETS), cols.size)
+    right = one_sided(D[:, 0], D[:, 1], h, 1)
+    left = one_sided(D[:, 2], D[:, 3], h, -1)
+    unit = space.engine.unit
+    per = (right + left) / 2
+    each = np.maximum(floor[:, None], one_sided_noise(space.engine.gy[cols], h, unit))
+    if np.any(np.abs(right - left) > each + rtol * np.abs(per)):
+        return None
+    grad = per.sum(axis=1)
+    noise = one_sided_noise(float(space.engine.gy[cols].sum()), h, unit)
+    tol = np.maximum(floor, noise) + rtol * np.abs(grad)
+    return cols, per, grad, tol, noise, float(dd[0].sum())
+
+
+def _inside(pieces, Z: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float) -> _Mix:
+    """The mix nearest ``v`` of the pieces' gradients, each output's weights >= 0 adding up
+    to 1 (Z: the pieces' uncertainty, raising the tolerance), and whether it is within
+    tolerance of ``v`` element by element."""
+    union = np.unique(np.concatenate([c for c, _ in pieces]))
+    per = np.stack([_aligned(c, g, union) for c, g in pieces])  # (pieces, k, outputs)
+    columns, owner = [], []
+    for o in range(union.size):
+        seen: list[np.ndarray] = []
+        for w in per[:, :, o]:
+            if not any(np.all(np.abs(w - u) <= Z) for u in seen):
+                seen.append(w)
+        if len(seen) == 1 and not np.any(seen[0]):
+            continue  # always 0: nothing to mix
+        columns.extend(seen)
+        owner.extend([o] * len(seen))
+    k = v.size
+    if not columns:
+        V, owner_ = np.zeros((1, k)), np.zeros(1, dtype=np.int64)
+    else:
+        V, owner_ = np.array(columns), np.array(owner)
+    outputs = np.unique(owner_, return_inverse=True)[1].ravel()
+    scale = np.maximum(floor, Z) + rtol * np.abs(v)
+    sums = np.zeros((outputs.max() + 1, len(V)))
+    sums[outputs, np.arange(len(V))] = 1e3
+    A = np.vstack([(V / scale).T, sums])
+    b = np.r_[v / scale, np.full(len(sums), 1e3)]
+    w = _nnls(A, b)
+    total = np.bincount(outputs, weights=w, minlength=len(sums))
+    count = np.bincount(outputs, minlength=len(sums))
+    w = np.where(total[outputs] > 0, w / np.where(total[outputs] > 0, total[outputs], 1.0),
+                 1.0 / count[outputs])  # fmt: skip
+    p = w @ V
+    inside = bool(np.all(np.abs(v - p) <= np.maximum(floor, Z) + rtol * np.abs(p)))
+    return _Mix(p, Z.copy(), inside, True)
+
+
+def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin ||A x - b|| over x >= 0 (Lawson and Hanson's active set)."""
+    n = A.shape[1]
+    x = np.zeros(n)
+    free = np.zeros(n, dtype=bool)
+    tiny = 1e-12 * max(1.0, float(np.abs(A).max()))
+    for _ in range(3 * n + 3):
+        w = A.T @ (b - A @ x)
+        if free.all() or np.max(np.where(free, -np.inf, w)) <= tiny:
+            break
+        free[int(np.argmax(np.where(free, -np.inf, w)))] = True
+        for _ in range(3 * n + 3):
+            z = np.zeros(n)
+            z[free] = np.linalg.lstsq(A[:, free], b, rcond=None)[0]
+            if np.all(z[free] > 0):
+                x = z
+                break
+            neg = free & (z <= 0)
+            gap = x[neg] - z[neg]  # 0 for a variable just freed at 0: it leaves again
+            alpha = float(np.min(np.divide(x[neg], gap, out=np.zeros(gap.size), where=gap > 0)))
+            x = x + alpha * (z - x)
+            free &= x > tiny
+            x[~free] = 0.0
+    return x
