@@ -225,3 +225,17 @@ def test_a_sampled_svm_at_integer_scores_runs_its_ties_one_copy_each():
     r = gradcli.check("svm", {"x": x, "y": y}, forward=_svm_forward, mode="sample", samples=6,
                       backward=_svm_counting(False, True), seed=13)  # fmt: skip
     assert not r.passed
+
+
+def test_exact_ties_beside_near_ties_with_tight_tolerances():
+    """Integer values and some 4 ulps off (a tie beside a near-tie in an overlapping window),
+    under central4's and the complex step's tolerances (rtol 1e-8, 1e-10), where any
+    one-sided difference's round-off takes an eighth of the tolerance: only a step the
+    halving shrank is read as a near-tie (every exact tie was), and a maximum a few ulps
+    above its runner-up keeps its window's routing (the group sums alone, over windows of both
+    signs, moved its value)."""
+    rng = np.random.default_rng(22)
+    X = rng.integers(0, 3, (5, 5, 1)) + rng.choice([-1, 0, 1], (5, 5, 1)) * 2.0**-50
+    for method in ("central4", "complex"):
+        r = gradcli.check("maxpool2d", {"X": X}, options=POOL, method=method, seed=22)
+        assert r.passed, (method, str(r))

@@ -52,15 +52,17 @@ def recheck_seconds(
 def schedule(engine, name: str, idx: np.ndarray):
     """Each try of ``kinks.declared``'s halving: (right, left, both), masks over ``idx`` of
     the coordinates it settles on the right side alone, the left alone, both sides; then
-    those no try settled (or only one side of, at a kink itself), read as near-ties
-    (``kinks.gapped``) where they can be. (Those a
-    clean side read with too much round-off are read as near-ties too: counted once known.)"""
+    those no try settled (or only one side of, at a kink itself, or both only far down: see
+    ``kinks.lone``), read as near-ties (``kinks.gapped``) where they can be. (Those a clean
+    side read with too much round-off are read as near-ties too: counted once known.)"""
     todo, at = np.ones(idx.size, dtype=bool), np.zeros(idx.size, dtype=bool)
-    for _, right, left, both in kinks.tries(engine, name, idx):
+    hk = np.zeros(idx.size)
+    for h, right, left, both in kinks.tries(engine, name, idx):
         todo &= ~(right | left | both)
         at |= both
+        hk[both] = h[both]
         yield right, left, both
-    left = kinks.lone(engine, name, idx, todo, at)
+    left = kinks.lone(engine, name, idx, todo, at, hk)
     if left.any():
         rows = np.flatnonzero(left)
         near = np.zeros(idx.size, dtype=bool)

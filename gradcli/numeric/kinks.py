@@ -39,6 +39,7 @@ DETECTOR_POINTS = 10
 DETECTOR_FLOOR = 64  # failing coordinates it examines whatever the budget (a sample's worth)
 HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
 SMALLEST_ULPS = 2.0**10  # nor below this many of x's last bits (x + h keeps 10 bits of h)
+NEAR_HALVINGS = 10  # a tie's runner-up clean only this many halvings down: a near-tie
 
 
 @record
@@ -329,11 +330,16 @@ def at_itself(engine, name: str, idx: np.ndarray) -> np.ndarray:
     return _meets(engine, name)(np.zeros(engine.t64[name].size))[idx]
 
 
-def lone(engine, name: str, idx: np.ndarray, todo: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Of ``idx`` once the halving is done: those it left (``todo``), and those at a kink
-    itself it read on one side only (the last try's), one end of their interval: read as
-    near-ties where they can be (``gapped``)."""
-    return todo | (at_itself(engine, name, idx) & ~at)
+def lone(engine, name: str, idx: np.ndarray, todo: np.ndarray, at: np.ndarray,
+         hk: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Of ``idx`` once the halving is done: those it left (``todo``), those at a kink itself
+    it read on one side only (the last try's), one end of their interval, and those at a kink
+    itself whose two sides were clean only at a step ``hk`` NEAR_HALVINGS below the default
+    (a runner-up that close is a near-tie: moved with the coordinates it is tied with, that
+    step's round-off, as large as their outputs, swamped the tie's sum): read as near-ties
+    where they can be (``gapped``)."""
+    h0 = one_sided_step(engine, name)[idx]
+    return todo | (at_itself(engine, name, idx) & ~at) | (at & (hk < h0 / 2**NEAR_HALVINGS))
 
 
 def gapped(engine, name: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -380,12 +386,13 @@ def declared(
     noise = np.zeros(idx.size)
     todo = np.ones(idx.size, dtype=bool)
     at = np.zeros(idx.size, dtype=bool)  # at the kink itself: both sides clean
-    lo, hi, hk = (np.zeros(idx.size) for _ in range(3))
+    lo, hi, hk = (np.zeros(idx.size) for _ in range(3))  # hk: the step each was read at
     for h, right, left, both in tries(engine, name, idx):
         for side, clean in ((1, right), (-1, left)):
             if clean.any():
                 values[clean], noise[clean] = one_sided(engine, name, idx[clean], h[clean],
                                                         side, coloring)  # fmt: skip
+                hk[clean] = h[clean]
         if both.any():  # at the kink itself: any slope between the two sides', per output
             at |= both
             _, _, lo[both], hi[both], noise[both] = both_sides(engine, name, idx[both],
@@ -408,17 +415,19 @@ def declared(
 def _near_ties(engine, name: str, idx: np.ndarray, tol, coloring: bool, todo: np.ndarray,
                at: np.ndarray, values: np.ndarray, noise: np.ndarray, lo: np.ndarray,
                hi: np.ndarray, hk: np.ndarray) -> tuple[np.ndarray, float]:  # fmt: skip
-    """The coordinates left unchecked by the halving, or read by it at a step whose round-off
-    takes more than an eighth of the tolerance, read as ties at the ``gapped`` step where
-    there is one (``at``, ``lo``, ``hi``, ``hk`` updated in place): (past, unplanned), which
-    are read beyond their near kinks, and the predicted seconds of those the estimate could
-    not foresee (the round-off is known only once read)."""
+    """The coordinates left unchecked by the halving (``lone``), or read by it at a halved
+    step whose round-off takes more than an eighth of the tolerance (the default step's is
+    the check's own), read as ties at the ``gapped`` step where there is one (``at``, ``lo``,
+    ``hi``, ``hk`` updated in place): (past, unplanned), which are read beyond their near
+    kinks, and the predicted seconds of those the estimate could not foresee (the round-off
+    is known only once read)."""
     past = np.zeros(idx.size, dtype=bool)
     ref = np.where(at, np.maximum(np.abs(lo), np.abs(hi)), np.abs(values))
     noisy = np.zeros(idx.size, dtype=bool)
     if tol is not None:
-        noisy = ~todo & (noise > tol(np.zeros(idx.size), ref) / 8)
-    planned = lone(engine, name, idx, todo, at)  # the estimate's (numeric/kinkplan.py)
+        halved = ~todo & (hk < one_sided_step(engine, name)[idx])
+        noisy = halved & (noise > tol(np.zeros(idx.size), ref) / 8)
+    planned = lone(engine, name, idx, todo, at, hk)  # the estimate's (numeric/kinkplan.py)
     retry = np.flatnonzero(planned | noisy)
     if not retry.size:
         return past, 0.0

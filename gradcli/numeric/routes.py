@@ -88,8 +88,9 @@ def route(engine, name: str, analytic: np.ndarray, atol: float, rtol: float,
     are tied maxima of some output: a valid gradient within atol + rtol |a| of the analytic
     one ``a`` where there is one, else the valid one a maximum flow finds nearest. None: no
     declared windows, or no tie among them. ``near`` (per coordinate of ``at``): a near-tie's
-    step, within which below a window's maximum it counts as tied (its kinks lie within it:
-    numeric/kinks.gapped; the routings to the window's strict maximum among them)."""
+    step: an element within it below a window's maximum, or any within it below a maximum
+    that has one, counts as tied there (its kinks lie within it: numeric/kinks.gapped; the
+    routings to the window's strict maximum among them)."""
     M = maxima_of(engine, name)
     if M is None:
         return None
@@ -99,7 +100,9 @@ def route(engine, name: str, analytic: np.ndarray, atol: float, rtol: float,
     if near is not None:
         radius[np.asarray(at, dtype=np.int64)] = near
     v = np.where(M >= 0, x[M], -np.inf)
-    tied = (M >= 0) & ((v == top[:, None]) | (top[:, None] - v <= radius[M]))
+    # a near-tie's element within its step below the maximum, or the maximum's within its own
+    reach = np.maximum(radius[M], np.where(v == top[:, None], radius[M], 0).max(axis=1)[:, None])
+    tied = (M >= 0) & ((v == top[:, None]) | (top[:, None] - v <= reach))
     count = tied.sum(axis=1)
     alone = count == 1  # the output's one maximum takes all of g_o: no choice
     fixed = np.bincount(M[tied & alone[:, None]], g[alone], minlength=x.size)
