@@ -235,7 +235,9 @@ class Layer:
     # active set changing. ``tensors`` are the float64 point checked, ``step`` a float64 array
     # of the tensor's shape. A superset is safe (those coordinates are checked one-sidedly,
     # numeric/kinks.py); a missed kink is a false failure there, never a false pass. None: the
-    # layer has no kinks (a user's layer gets the generic detector instead).
+    # layer has no kinks (a user's layer gets the generic detector instead). A layer that
+    # declares kinks is piecewise linear along each coordinate (relu, leaky_relu, max-pool,
+    # the hinge): a near-tie is read beyond its kinks, between two points past them.
     kinks: Callable[..., np.ndarray | None] | None = None
     # maxima(name, shapes, options) -> for a tensor of which each output element is the
     # largest of some of its coordinates (a max-pool's windows), an int array (output size, k):

@@ -9,6 +9,11 @@ of that interval nearest the analytical value is the one compared. Nothing here 
 wrong gradient away from kinks: every value put in place is an honest finite difference of the
 forward (or, at a kink itself, lies between two), and the other coordinates keep theirs.
 
+A near-tie (values equal in exact arithmetic, apart by round-off: a kink 1 ulp ... 1e-10 away)
+has no usable clean side: every halving crosses it, or the step that clears it reads mostly
+round-off. It is read like a tie itself (``gapped``): at a step s with no kink between s and
+2s, each side's slope between x + s and x + 2s, beyond the near kinks, output by output.
+
 Who says where the kinks are:
 - a built-in layer, through ``Layer.kinks`` (exact, cheap: its input's sign pattern, a window's
   argmax, the hinge's active set), for every coordinate whose stencil meets one;
