@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import gradcli
 from gradcli.checking.check import CheckOptions, check
 from gradcli.inputs.spec import Spec, load_spec
 from gradcli.layers import REGISTRY
@@ -194,7 +195,7 @@ def _spec(layer: str, tensors: dict) -> Spec:
 
 
 @pytest.mark.parametrize("layer, x, saw", [
-    ("relu", [0.0, 1.0, -2.0, 0.0], "probe of dx disagreed (a wrong element, or a kink"),
+    ("relu", [0.0, 1.0, -2.0, 0.0], "probe of dx would cross kinks the layer declares"),
     ("sigmoid", [40.0, -40.0, 50.0], "probe of dx was inconclusive (round-off"),
 ])  # fmt: skip
 def test_a_probe_that_hands_over_a_correct_gradient_says_what_it_saw(layer, x, saw):
@@ -330,3 +331,48 @@ def test_probe_mode_states_the_probes_rule_not_an_atol_of_0():
     spec = _spec("relu", {"x": [0.0, 1.0, -2.0, 0.0]})
     title = _check_table(spec, check(spec, mode="probe"), 200).title.plain
     assert "pass if |a-n| <= 1e-07 + 1e-06|n|" in title and "probes" not in title
+
+
+ROW_MAX = """
+import numpy as np
+
+def forward(x):
+    return x.max(axis=1)
+
+def backward(grad_output, x):
+    # CS231n's all-ties mask: every tied maximum takes the row's whole gradient
+    return {"x": (x == x.max(axis=1, keepdims=True)) * grad_output[:, None]}
+"""
+
+FIRST = ROW_MAX.replace(
+    "(x == x.max(axis=1, keepdims=True))",
+    "(np.arange(x.shape[1]) == x.argmax(axis=1)[:, None])",
+)
+
+
+@pytest.mark.parametrize(("code", "passes"), [(ROW_MAX, False), (FIRST, True)])
+@pytest.mark.parametrize("seed", [1, 6, 8, 14])  # seeds whose probe passed it
+def test_a_probe_is_never_read_across_a_kink(tmp_path, code, passes, seed):
+    """A +-1 direction moving two tied maxima apart reads 0, as the all-ties mask gives: a
+    custom row max with one tied row passed in probe mode at 11 seeds in 40 (the outside
+    tester's P1); the direction's two sides now say it crossed a kink, and every element is
+    checked. The twin: the first-tied routing (numpy's argmax, torch's) passes."""
+    mine = tmp_path / "rowmax.py"
+    mine.write_text(code)
+    x = np.array([[1.0, 1.0, 0.5], [0.2, 0.9, 0.7], [2.0, -1.0, 1.0]])
+    g = np.random.default_rng(seed).normal(size=3)
+    report = gradcli.check(str(mine), {"x": x}, grad_output=g, mode="probe", seed=seed)
+    assert report.passed == passes, str(report)
+
+
+def test_a_probe_of_a_builtin_with_kinks_met_checks_every_element():
+    """The built-in's twin: maxpool2d's all-ties mask as answers, in probe mode."""
+    X = np.zeros((4, 4, 1))
+    X[0, 0, 0] = X[1, 1, 0] = 1.0  # one window tied at 1, three tied at 0
+    G = np.array([[[0.3], [-0.5]], [[0.7], [1.1]]])
+    w = X.reshape(2, 2, 2, 2, 1)
+    mask = (w == w.max(axis=(1, 3), keepdims=True)).reshape(4, 4, 1)
+    dX = mask * np.repeat(np.repeat(G, 2, axis=0), 2, axis=1)
+    report = gradcli.check("maxpool2d", {"X": X}, grad_output=G, mode="probe", grads={"X": dX})
+    assert not report.passed
+    assert any("would cross kinks the layer declares" in n for n in report.notes)

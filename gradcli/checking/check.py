@@ -176,8 +176,9 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         for name in p.under_test:
             mode = "sample" if name in p.sampled else p.mode if p.mode == "probe" else "full"
             if mode == "probe":
-                found = probe(p.engines[name], name, p.under_test[name], _dtype_of(p, name),
-                              opts.method, rng, _extra(p, name), _roundoff(p, name))  # fmt: skip
+                found = _crosses_kinks(p, name) or probe(
+                    p.engines[name], name, p.under_test[name], _dtype_of(p, name), opts.method,
+                    rng, _extra(p, name), _roundoff(p, name), _kinks_unknown(p, name))  # fmt: skip
                 if not isinstance(found, str):
                     numeric[name] = np.full(p.under_test[name].shape, np.nan)
                     results[name] = found
@@ -381,6 +382,26 @@ def numerical(
     if info.note:
         p.note(info.note)
     return coords, grad, info
+
+
+def _crosses_kinks(p: Prepared, name: str) -> str:
+    """Why a probe of ``name`` cannot be read, or "": its +-1 direction moves every
+    coordinate, so a stencil meeting a kink the layer declares is crossed, and a difference
+    across a tie reads what a wrong backward gives there (CS231n's all-ties max-pool mask, +1
+    and -1 on two tied maxima: 0 either way, which passed one window in four). Then every
+    element is checked, the kinks one-sidedly."""
+    engine = p.engines[name]
+    hit = kinks.met(engine, name) if declares_kinks(engine) else None
+    if hit is None or not hit.any():
+        return ""
+    return f"would cross kinks the layer declares ({int(hit.sum()):,} coordinates)"
+
+
+def _kinks_unknown(p: Prepared, name: str) -> bool:
+    """A user's layer that does not say where its kinks are (not one that agreed with a
+    built-in declaring them; a built-in says where its own are, or has none)."""
+    engine = p.engines[name]
+    return REGISTRY.get(engine.layer.name) is not engine.layer and not declares_kinks(engine)
 
 
 def _kinked(fix: Any) -> bool:

@@ -20,7 +20,7 @@ from gradcli.checking.compare import TensorResult
 from gradcli.errors import mention
 from gradcli.numeric import cost, refine
 from gradcli.numeric.engine import Engine
-from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, steps
+from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, one_sided, one_sided_noise, steps
 from gradcli.numeric.sampling import rademacher
 
 # probe mode compares directional derivatives: |num - ana| <= rtol * sum_j |a_j p_j|
@@ -41,12 +41,16 @@ def probe_rtol(dtype: str, method: str) -> float:
 def probe(
     engine: Engine, name: str, analytic: np.ndarray, dtype: str, method: str,
     rng: np.random.Generator, extra: dict[str, Any], roundoff: float | None = None,
+    unknown_kinks: bool = False,
 ) -> TensorResult | str:  # fmt: skip
     """Two random directional derivatives; when they cannot PASS the tensor, why not (the
     words of ``fallback``'s note): then every element is checked. ``roundoff``: a float32
     gradient's tolerated round-off per element (checking/precision.py): along a random +-1
     direction the elements' round-offs add up as a random walk, sqrt(size) of it; a correct
-    gradient beyond that only costs the element-wise check."""
+    gradient beyond that only costs the element-wise check. ``unknown_kinks``: a layer that
+    does not say where its kinks are (a user's): a direction that agreed is also read on its
+    two sides, and one that crossed a kink is no PASS (across a tie a difference reads what a
+    wrong backward gives: a row max's all-ties mask passed 2 seeds in 12)."""
     a = np.asarray(analytic, dtype=np.float64)
     slack = 0.0 if roundoff is None else roundoff * math.sqrt(a.size)
     rtol = probe_rtol(dtype, method) if roundoff is None else PROBE_RTOL[method]
@@ -73,6 +77,8 @@ def probe(
                 return DISAGREED
             (num, k), refined = limit, refined + 1
             err, halvings = abs(num - ana), max(halvings, k)
+        if unknown_kinks and _crossed(engine, name, p):
+            return INCONCLUSIVE + " (its direction crossed a kink)"
         # shown per unit step (p / min |p| is the +-1 direction where every step is the same),
         # not per the step itself: a derivative of 5e-06 for a gradient of entries near 1 reads
         # as a bug
@@ -86,6 +92,19 @@ def probe(
         band=diagnose.band(rel, passed=True), refined=refined, refined_halvings=halvings,
         **extra,
     )  # fmt: skip
+
+
+def _crossed(engine: Engine, name: str, p: np.ndarray) -> bool:
+    """Whether the loss along the line x + t p has a kink within the stencil: its second-order
+    one-sided slopes at t = 1 on the two sides disagree beyond their round-off (4 copies)."""
+    x, step = engine.t64[name].ravel(), p.ravel()
+    rows = {name: np.stack([x, x + step, x - step, x + 2 * step, x - 2 * step])}
+    d = np.real(engine.moved_jointly(rows)).reshape(4, -1)
+    D = d @ engine.g.ravel()
+    right, left = one_sided(D[0], D[2], 1.0, 1), one_sided(D[1], D[3], 1.0, -1)
+    scale = float(((d != 0).any(axis=0) * engine.gy).sum())
+    noise = 2 * one_sided_noise(scale, 1.0, engine.unit)
+    return bool(abs(right - left) > 4 * noise + 1e-6 * max(abs(right), abs(left)))
 
 
 def _shrinks(
