@@ -239,3 +239,32 @@ def test_exact_ties_beside_near_ties_with_tight_tolerances():
     for method in ("central4", "complex"):
         r = gradcli.check("maxpool2d", {"X": X}, options=POOL, method=method, seed=22)
         assert r.passed, (method, str(r))
+
+
+def _svm_dx(x, y, threshold):
+    """CS231n's svm dx whose masks count a margin only above ``threshold`` (0: the right one)."""
+    n = x.shape[0]
+    r = np.arange(n)
+    m = x - x[r, y][:, None] + 1
+    m[r, y] = -1
+    act = m > threshold
+    dx = act.astype(float)
+    dx[r, y] -= act.sum(axis=1)
+    return dx / n
+
+
+@pytest.mark.parametrize("method", ["central", "central4"])
+@pytest.mark.parametrize("d", [1e-9, 1e-6])
+def test_a_margin_far_beyond_round_off_is_no_near_tie(method, d):
+    """Masks that skip a margin of +d (threshold 2d) passed under central4, whose strict
+    tolerance made the clean side's round-off look large and the margin a near-tie whose
+    interval admitted 0 (the outside tester's W1): a side read that far from its kink tells.
+    The twin: the right masks pass at the same point."""
+    x = np.array([[2.0, 1 + d, 1 - d, 0.0], [1.0, 1.0, 2.0, 2.0], [3.0, 2.0, 2.0, 3.0],
+                  [0.3, 0.1, -2.9, 0.25]])  # fmt: skip
+    y = np.array([0, 2, 3, 0])
+    wrong = gradcli.check("svm", {"x": x, "y": y}, method=method,
+                          grads={"x": _svm_dx(x, y, 2 * d)})  # fmt: skip
+    right = gradcli.check("svm", {"x": x, "y": y}, method=method, grads={"x": _svm_dx(x, y, 0)})
+    assert not wrong.passed
+    assert right.passed, str(right)

@@ -43,6 +43,7 @@ from gradcli.records import record
 DETECTOR_POINTS = 10
 DETECTOR_FLOOR = 64  # failing coordinates it examines whatever the budget (a sample's worth)
 HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean side
+NEAR_ULPS = 2**20  # a side read beyond this many of x's last bits from x: no near-tie
 SMALLEST_ULPS = 2.0**10  # nor below this many of x's last bits (x + h keeps 10 bits of h)
 NEAR_HALVINGS = 10  # a tie's runner-up clean only this many halvings down: a near-tie
 
@@ -405,7 +406,7 @@ def declared(
             hk[both] = h[both]
         todo &= ~(right | left | both)
     past, unplanned = _near_ties(engine, name, idx, tol, coloring, todo, at, values, noise,
-                                 lo, hi, hk)  # fmt: skip
+                                 lo, hi, hk, a)  # fmt: skip
     record = None
     if at.any():  # each coordinate within its interval, each tie group's sum within its own
         # enforce takes an interval's two ends in either order: lo and hi are one
@@ -419,7 +420,8 @@ def declared(
 
 def _near_ties(engine, name: str, idx: np.ndarray, tol, coloring: bool, todo: np.ndarray,
                at: np.ndarray, values: np.ndarray, noise: np.ndarray, lo: np.ndarray,
-               hi: np.ndarray, hk: np.ndarray) -> tuple[np.ndarray, float]:  # fmt: skip
+               hi: np.ndarray, hk: np.ndarray,
+               a: np.ndarray) -> tuple[np.ndarray, float]:  # fmt: skip
     """The coordinates left unchecked by the halving (``lone``), or read by it at a halved
     step whose round-off takes more than an eighth of the tolerance (the default step's is
     the check's own), read as ties at the ``gapped`` step where there is one (``at``, ``lo``,
@@ -432,6 +434,12 @@ def _near_ties(engine, name: str, idx: np.ndarray, tol, coloring: bool, todo: np
     if tol is not None:
         halved = ~todo & (hk < one_sided_step(engine, name)[idx])
         noisy = halved & (noise > tol(np.zeros(idx.size), ref) / 8)
+        # a clean side that tells the gradient under test wrong by far more than its round-off
+        # is a finding, not a near-tie: an svm margin 1e-6 away, read at central4's tolerance,
+        # became a tie whose interval admitted a mask that ignored the margin (a side read
+        # that far from its kink is no round-off apart from it)
+        far = hk >= NEAR_ULPS * np.spacing(np.abs(engine.t64[name].ravel()[idx]))
+        noisy &= at | ~far | (np.abs(a - values) <= 4 * noise + tol(noise, ref))
     planned = lone(engine, name, idx, todo, at, hk)  # the estimate's (numeric/kinkplan.py)
     retry = np.flatnonzero(planned | noisy)
     if not retry.size:
