@@ -124,6 +124,35 @@ def test_complex_step_refuses_a_forward_that_drops_the_imaginary_part():
         check(with_layer(spec, forward=real_only), method="complex")
 
 
+RELU = """
+import numpy as np
+
+def forward(x):
+    return REAL(np.where(np.real(x) > 0, x, 0))
+
+def backward(grad_output, x):
+    return {"x": grad_output * (x > 0)}
+"""
+
+
+@pytest.mark.parametrize(("real", "refused"), [("", False), ("np.real", True)])
+def test_complex_safety_reads_a_kink_within_the_central_step(tmp_path, real, refused):
+    """A correct relu with x = +-1e-6, within the central difference's step of its kink, was
+    refused as not complex-safe: the one-sided differences that tell a kink took their own,
+    smaller steps and saw none (the outside tester's C1). The twin: a forward dropping the
+    imaginary part is still refused at the same point."""
+    import gradcli
+
+    mine = tmp_path / "relu.py"
+    mine.write_text(RELU.replace("REAL", real))
+    x = np.array([1e-6, -1e-6, 0.7, -0.4, 2e-6, -3e-6])
+    if refused:
+        with pytest.raises(OptionError, match="not complex-safe"):
+            gradcli.check(str(mine), {"x": x}, method="complex")
+    else:
+        assert gradcli.check(str(mine), {"x": x}, method="complex").passed
+
+
 def _off_by(spec, tensor, rel, where=None):
     """The spec with one analytical gradient element of ``tensor`` scaled by 1 + rel."""
     good = spec.layer.backward

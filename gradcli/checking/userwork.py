@@ -203,7 +203,7 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
         r = central.gradient(name, coords=picks)[0].ravel()[picks]
         bad = np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), 1.0)
         if bad.any():  # a central difference across a kink (relu at 0) is no evidence
-            bad &= ~_at_kink(spec, name, picks, c)
+            bad &= ~_at_kink(spec, name, picks, c, central.eps)
         if np.any(bad):
             j = int(np.argmax(np.where(bad, np.abs(c - r), -1.0)))
             raise OptionError(
@@ -214,13 +214,16 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
             )
 
 
-def _at_kink(spec: Spec, name: str, picks: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Which ``picks`` sit at a kink, with the complex step's ``c`` one of the slopes there:
-    the forward and backward differences disagree and ``c`` lies between them (relu's x = 0
-    reads 0.5 centrally, 1 or 0 on each side). A forward that drops the imaginary part reads
-    0 away from kinks, where the two sides agree."""
+def _at_kink(spec: Spec, name: str, picks: np.ndarray, c: np.ndarray,
+             eps: float) -> np.ndarray:  # fmt: skip
+    """Which ``picks`` have a kink within the central difference's step ``eps``, with the
+    complex step's ``c`` one of the slopes there: the forward and backward differences at that
+    step disagree and ``c`` lies between them (relu's x = 0 reads 0.5 centrally, 1 or 0 on
+    each side; at x = 1e-6 their own smaller steps read 1 on both sides, and a correct relu
+    was refused). A forward that drops the imaginary part reads 0 away from kinks, where the
+    two sides agree."""
     side = {
-        m: Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=m)
+        m: Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=m, eps=eps)
         .gradient(name, coords=picks)[0].ravel()[picks]
         for m in ("forward", "backward")
     }  # fmt: skip
