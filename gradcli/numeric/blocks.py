@@ -29,6 +29,7 @@ import numpy as np
 
 from gradcli.numeric import cost
 from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.numeric.union import Union
 
 # a group of two split apart loses nothing its two intervals do not say, but one tensor's ties
 # must be told apart for the ties across tensors to hold them whole (numeric/joint.py)
@@ -69,13 +70,7 @@ def split(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, label: np.nda
 def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
     """(a component number per member or None when the budget ran out, tests run)."""
     m = members.size
-    parent = np.arange(m)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return int(i)
+    sets = Union(m)
 
     tests = 0
 
@@ -94,9 +89,8 @@ def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
             return None, tests
         for (i, j), yes in zip(pairs, hit, strict=True):
             if yes:
-                a, b = find(i), find(j)
-                parent[max(a, b)] = min(a, b)
-        return np.unique([find(i) for i in range(m)], return_inverse=True)[1].ravel(), tests
+                sets.join(i, j)
+        return sets.labels(), tests
     hit = run([(everyone[[i]], np.delete(everyone, i)) for i in range(m)])
     if hit is None:
         return None, tests
@@ -133,9 +127,8 @@ def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
             q = int(coupled[lo])
             # q in c itself: no half answered (noise, cancelling interactions): all together
             for r in ([q] if q not in c else coupled):
-                a, b = find(int(c[0])), find(int(r))
-                parent[max(a, b)] = min(a, b)
-        roots = np.array([find(int(i)) for i in coupled])
+                sets.join(c[0], r)
+        roots = np.array([sets.find(int(i)) for i in coupled])
         parts = [coupled[roots == r] for r in np.unique(roots)]
         if len(parts) < 2:
             break
@@ -143,7 +136,7 @@ def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
         if hit is None:
             return None, tests
         pending = [c for c, yes in zip(parts, hit, strict=True) if yes]
-    return np.unique([find(i) for i in range(m)], return_inverse=True)[1].ravel(), tests
+    return sets.labels(), tests
 
 
 class _Probe:

@@ -28,6 +28,7 @@ import numpy as np
 
 from gradcli.numeric import cost
 from gradcli.numeric.methods import one_sided_noise, side_slope
+from gradcli.numeric.union import Union
 from gradcli.records import record
 
 OFFSETS = (1, 2, -1, -2)
@@ -79,27 +80,17 @@ def chain(label: np.ndarray, first: np.ndarray, tensor: np.ndarray | None = None
     of its first output (then its tensor, then its position), unless ``known`` links join the
     two already."""
     n = label.size
-    parent = np.arange(n)
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return int(k)
-
+    sets = Union(n)
     if known is not None:
         for a, b in zip(*known, strict=True):
-            ra, rb = find(int(a)), find(int(b))
-            parent[max(ra, rb)] = min(ra, rb)
+            sets.join(a, b)
     t = np.zeros(n, dtype=np.int64) if tensor is None else tensor
     order = np.lexsort((np.arange(n), t, first, label))
     order = order[label[order] >= 0]
     same = label[order[1:]] == label[order[:-1]]
     i, j = [], []
     for a, b in zip(order[:-1][same], order[1:][same], strict=True):
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        if sets.join(a, b):
             i.append(int(a))
             j.append(int(b))
     return np.array(i, dtype=np.int64), np.array(j, dtype=np.int64)
