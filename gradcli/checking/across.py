@@ -230,7 +230,11 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         tol = tolerance(p, n, grad, info)
         h = kinks.one_sided_step(engine, n) / 4  # the detector's slopes' step at a kink
         left = _left(p)
-        found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, left)
+        terms = ties.terms_of(engine, n, coloring) if declares(p.engines[n]) else None
+        if terms is not None and records[n] is not None:  # a loss's declared kinks: no search
+            found, spent, complete = _same_terms(terms, n, candidates, records[n]), 0.0, True
+        else:
+            found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, left)
         p.spent += spent
         if not complete:
             p.note(
@@ -256,6 +260,17 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         if more.at is None or not more.at.coords.size:
             continue
         _merge(p, out, records, n, more.at, settle)
+
+
+def _same_terms(terms, n: str, candidates: np.ndarray, known: ties.AtKink) -> np.ndarray:
+    """The ``candidates`` that move a term the known ties move (``terms``: an engine on a
+    loss's terms, ties.terms_of): a sample's ties' other members are among them, and the
+    declared kinks tell which are at a kink (kinks.declared examines those alone)."""
+    if not known.coords.size or not candidates.size:
+        return np.zeros(0, dtype=np.int64)
+    _, reached = ties.support(terms, n, known.coords, known.h)
+    pos, out = ties.support(terms, n, candidates, np.zeros(candidates.size))
+    return np.unique(candidates[pos[np.isin(out, reached)]])
 
 
 def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink,

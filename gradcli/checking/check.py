@@ -292,6 +292,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         # (a missed one could only fail; a declared one a smooth forward lacks reads its slope)
         engine.declared_kinks = builtin.kinks
         engine.declared_maxima = builtin.maxima  # verified at the point (numeric/routes.py)
+        # which of a loss's ties interact: its terms' footprint (numeric/ties.py)
+        engine.declared_terms = builtin.terms
     agrees = forward is not None and forward.passed and builtin is not None
     if agrees and not engine.layer.footprint:
         engine.declared_footprint = builtin.footprint  # verified before use, as any footprint

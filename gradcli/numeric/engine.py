@@ -83,6 +83,9 @@ class Engine(StackedForward):
         self.declared_footprint: Any = None
         self.declared_kinks: Any = None
         self.declared_maxima: Any = None  # and its windows of maxima (numeric/routes.py)
+        # and a loss's terms (Layer.terms), for which of its ties interact only (``structure``)
+        self.declared_terms: Any = None
+        self._structure: dict[str, Engine | None] = {}
 
     # ------------------------------------------------------------ terms
     def terms(self, name: str) -> Engine | str | None:
@@ -93,15 +96,29 @@ class Engine(StackedForward):
         if name not in self._terms:
             constant = name in self.layer.constants(self.shapes, self.options)
             split = self.layer.terms and not constant
-            self._terms[name] = self._build_terms(name) if split else None
+            self._terms[name] = self._build_terms(name, self.layer.terms) if split else None
         return self._terms[name]
 
-    def _build_terms(self, name: str) -> Engine | str:
-        terms = self.layer.terms
-        assert terms is not None
+    def structure(self, name: str) -> Engine | None:
+        """For a user's implementation of a built-in loss that sums terms (its forward agreed
+        with the built-in's: ``declared_terms``), an engine on the built-in's terms that says
+        which terms each coordinate of ``name`` moves, so which of its ties interact (svm's
+        rows: numeric/ties.py groups them by it). Structure only: what is compared is read
+        through the user's forward. None when there are none, or when the user's forward does
+        not add up to them at the point and at a few moved coordinates."""
+        if name not in self._structure:
+            sub = None
+            constant = name in self.layer.constants(self.shapes, self.options)
+            if self.declared_terms is not None and self.layer.terms is None and not constant:
+                sub = self._build_terms(name, self.declared_terms)
+            self._structure[name] = sub if isinstance(sub, Engine) else None
+        return self._structure[name]
+
+    def _build_terms(self, name: str, terms: Any) -> Engine | str:
         derived = dataclasses.replace(
             self.layer, name=f"{self.layer.name} (terms)", forward=terms.forward,
             footprint=terms.footprint, sources=None, terms=None, perturbed=None, kinks=None,
+            broadcasts=True,  # the terms are a built-in's (a user's own forward is summed)
         )  # fmt: skip
         T = np.asarray(terms.forward(self.t64, self.options)[0])
         lead = self.g.reshape(self.g.shape + (1,) * terms.axes)

@@ -21,6 +21,9 @@ from gradcli.numeric import blocks, cost, kinks, links, routes, ties
 # the copies ties.slopes takes for all of a tensor's tie groups at once: the point and the
 # two sides' two points of the groups' moves
 SLOPES_COPIES = 1 + len(kinks.BOTH_SIDES)
+# the user's forward at the point and three moved coordinates, against a loss's terms
+# (Engine.structure)
+TERMS_CHECK_COPIES = 4
 
 
 def recheck_seconds(
@@ -78,6 +81,9 @@ def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
     and the sets of their members' links (numeric/links.py)."""
     if idx.size < 2:
         return 0.0
+    terms = ties.structure(engine, name, coloring)
+    if terms is not None:  # a user's loss: grouped by its terms, each group and link apart
+        return structured_seconds(engine, terms, name, idx, coloring)
     engine = ties.on_terms(engine, name, coloring)
     if ties.single_output(engine, name, coloring):  # a loss: its ties told apart first
         return split_seconds(engine, idx.size) + cost.copies_seconds(engine, SLOPES_COPIES, True)
@@ -99,6 +105,21 @@ def _ties_seconds(engine, name: str, idx: np.ndarray, coloring: bool) -> float:
     return cost.copies_seconds(engine, SLOPES_COPIES, real=True) + links.seconds(engine, sets)
 
 
+def structured_seconds(engine, terms, name: str, idx: np.ndarray, coloring: bool) -> float:
+    """The copies of a user's loss's ties grouped by the terms they move (ties.structure):
+    the check that its forward adds up to the terms, then each group's four and each link's
+    four through the user's forward (its one output is every group's)."""
+    pos, out = ties.support(terms, name, idx, np.zeros(idx.size), coloring)
+    label = ties.groups(idx.size, pos, out)
+    count = np.bincount(label, minlength=idx.size)
+    big = count[label] >= 2
+    i, _ = links.chain(np.where(big, label, -1), links.first_outputs(idx.size, pos, out))
+    groups = int((count >= 2).sum())
+    built = cost.copies_seconds(engine, TERMS_CHECK_COPIES, real=True)
+    slopes = cost.copies_seconds(engine, 1 + len(kinks.BOTH_SIDES) * groups, real=True)
+    return built + (slopes + links.seconds(engine, i.size) if groups else 0.0)
+
+
 def split_seconds(engine, members: int) -> float:
     """The tests that tell a loss's ``members`` ties apart (numeric/blocks.py) at the least:
     every pair of a few, else each member against the rest; the partners' search beyond
@@ -111,7 +132,7 @@ def split_seconds(engine, members: int) -> float:
 def unplanned(engine, name: str, at: ties.AtKink | None, coloring: bool = True) -> float:
     """Of the declared kinks' rechecks once run: the seconds of telling a loss's ties apart
     beyond what ``recheck_seconds`` planned (its partners' search), counted once known."""
-    if at is None or at.coords.size < 2:
+    if at is None or at.coords.size < 2 or ties.structure(engine, name, coloring) is not None:
         return 0.0
     engine = ties.on_terms(engine, name, coloring)
     if not ties.single_output(engine, name, coloring):

@@ -46,6 +46,26 @@ def on_terms(engine, name: str, coloring: bool = True):
     return engine if sub is None or isinstance(sub, str) else sub
 
 
+def structure(engine, name: str, coloring: bool = True):
+    """For a user's loss whose forward agreed with a built-in's that sums terms: the engine on
+    the built-in's terms (Engine.structure), whose outputs say which of ``name``'s ties
+    interact, so that they need not be told apart by search (numeric/blocks.py); else None.
+    Structure only: each group's slopes are read through the user's forward, in copies of its
+    own (its one output is every group's), so the verdict rests on the user's forward."""
+    if not coloring or on_terms(engine, name, coloring) is not engine:
+        return None
+    if not single_output(engine, name, coloring):
+        return None
+    return engine.structure(name)
+
+
+def terms_of(engine, name: str, coloring: bool = True):
+    """The engine whose outputs are the terms of a loss that sums them, a built-in's verified
+    ones or those of the built-in a user's loss implements (``structure``); else None."""
+    mine = on_terms(engine, name, coloring)
+    return mine if mine is not engine else structure(engine, name, coloring)
+
+
 def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = True):
     """(positions into ``idx``, output flat indices): the outputs each coordinate moves."""
     if single_output(engine, name, coloring):
@@ -132,7 +152,9 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
     """For each group of at least two (its label): (right, left, noise) of the loss along the
     group's sum direction, second-order one-sided differences with the group's smallest step
     (beyond the kinks within it, ``methods.beyond``, for a group holding a near-tie: ``past``
-    per coordinate)."""
+    per coordinate). ``pos``, ``out``: the outputs each coordinate moves, None for groups
+    known apart whose moves share the outputs (a user's loss, whose ties ``structure`` told
+    apart): each group then takes copies of its own."""
     keys, inverse, count = np.unique(label, return_inverse=True, return_counts=True)
     big = count >= 2
     if not big.any():
@@ -143,11 +165,13 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
     beyond = np.zeros(keys.size, dtype=bool)
     if past is not None:
         np.logical_or.at(beyond, inverse, np.asarray(past, dtype=bool))
+    offsets = (1, 2, -1, -2)
+    many = np.flatnonzero(big)
+    if pos is None:
+        return _separately(engine, name, idx, gid, many, step, offsets, beyond)
     owner = owners(int(np.prod(engine.out_shape)), pos, out, gid)  # the group of each output
     x = engine.t64[name].ravel()
     g = engine.g.ravel()
-    offsets = (1, 2, -1, -2)
-    many = np.flatnonzero(big)
     D = np.zeros((len(offsets), keys.size))
     scale = np.zeros(keys.size)
     rows = np.repeat(x[None, :], 1 + len(offsets), axis=0)
@@ -166,16 +190,24 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
 
 
 def _separately(engine, name, idx, gid, many, step, offsets, beyond):
+    """Each group of ``many`` moved in copies of its own, the groups' copies stacked."""
     x = engine.t64[name].ravel()
     D = np.zeros((len(offsets), step.size))  # one per group, as step (a group alone: unused)
     scale = np.zeros(D.shape[1])
-    for G in many:
-        rows = np.repeat(x[None, :], 1 + len(offsets), axis=0)
-        for k, s in enumerate(offsets):
-            rows[1 + k, idx[gid == G]] += s * step[G]
-        d = engine.moved(name, rows)
-        D[:, G] = d @ engine.g.ravel()
-        scale[G] = ((d != 0).any(axis=0) * engine.gy).sum()
+    order = np.argsort(gid, kind="stable")
+    cut = np.searchsorted(gid[order], np.r_[many, many + 1])
+    per = max(1, engine._chunk(name, many.size) * len(engine.method.offsets) // len(offsets))
+    for lo in range(0, many.size, per):
+        part = many[lo : lo + per]
+        c = part.size
+        rows = np.repeat(x[None, :], 1 + len(offsets) * c, axis=0)
+        for q in range(c):
+            members = idx[order[cut[lo + q] : cut[lo + q + many.size]]]
+            for k, s in enumerate(offsets):
+                rows[1 + k * c + q, members] += s * step[part[q]]
+        d = engine.moved(name, rows).reshape(len(offsets), c, -1)
+        D[:, part] = d @ engine.g.ravel()
+        scale[part] = ((d != 0).any(axis=0) * engine.gy).sum(axis=1)
     return _finish(np.arange(step.size), many, D, scale, step, beyond)
 
 
@@ -223,18 +255,24 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     if idx.size < 2:
         return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size), near=near)
     mine = on_terms(engine, name, coloring)
-    pos, out = support(mine, name, idx, h, coloring)
+    shape = structure(engine, name, coloring)
+    pos, out = support(shape or mine, name, idx, h, coloring)
     label = np.unique(groups(idx.size, pos, out), return_inverse=True)[1].ravel()
     spent, whole = 0.0, 0
     single = single_output(mine, name, coloring)
-    if single:
+    if single and shape is None:
         label, spent, whole = blocks.split(mine, {name: idx}, h, label, budget)
-    found = slopes(mine, name, idx, h, label, pos, out, past)
+    if shape is None:
+        found = slopes(mine, name, idx, h, label, pos, out, past)
+    else:  # each group read through the user's forward, in copies of its own
+        found = slopes(mine, name, idx, h, label, None, None, past)
     sums = {G: (min(r, l), max(r, l)) for G, (r, l, _) in found.items()}
     for G, (_, _, nz) in found.items():
         noise[label == G] = np.maximum(noise[label == G], nz)
     tied = np.isin(label, list(found)) & linked
     i, j = links.chain(np.where(tied, label, -1), links.first_outputs(idx.size, pos, out))
+    if shape is not None:  # the links' moves reach the loss's one output
+        pos, out = support(mine, name, idx, h, coloring)
     pairs = links.measure(mine, {name: idx}, h, i, j, pos, out, single, budget - spent, past)
     spent += pairs.seconds
     np.maximum.at(noise, pairs.i, pairs.noise)
