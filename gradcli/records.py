@@ -80,6 +80,11 @@ def _hash(self: Any) -> int:
 
 
 def _record(cls: type[T]) -> type[T]:
+    if not cls.__dict__.get("__doc__"):
+        # dataclasses writes a missing docstring from inspect.signature, which for a class
+        # without __init__ yet parses object's text signature with tokenize: compiling
+        # tokenize's regular expressions cost 15 million instructions, a tenth of a check's
+        cls.__doc__ = cls.__name__
     cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False)  # compiles nothing
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     shared: dict[str, Any] = {

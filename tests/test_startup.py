@@ -48,10 +48,27 @@ def test_a_passing_check_imports_only_what_it_uses():
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.rstrip().endswith("match the numerical ones")
     mods = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}
+    # nor do the modules of kinks and ties, for a check that meets none
     late = {"yaml", "rich._emoji_codes", "gradcli.checking.hypotheses",
             "gradcli.checking.sweep", "gradcli.render.jsondoc", "gradcli.user.impl",
-            "gradcli.api", "numpy.ma"}  # fmt: skip
+            "gradcli.api", "numpy.ma", "gradcli.numeric.kinks", "gradcli.numeric.ties",
+            "gradcli.numeric.joint", "gradcli.numeric.pieces", "gradcli.numeric.partners",
+            "gradcli.numeric.kinkplan", "gradcli.checking.routing"}  # fmt: skip
     assert not mods & late, mods & late
+
+
+def test_typer_builds_only_the_command_invoked():
+    from gradcli.cli import app
+
+    def names(argv):
+        return [app._name(c) for c in app._invoked(argv).registered_commands]
+
+    every = names([])
+    assert {"check", "compute", "init", "explain", "layers"} <= set(every)
+    assert names(["check", "linear"]) == ["check"]
+    assert names(["init", "--help"]) == ["init"]
+    # the group's own options and an unknown name (to suggest one) need every command
+    assert names(["--version"]) == names(["chek"]) == every
 
 
 @pytest.mark.parametrize("columns", ["80", "200"])

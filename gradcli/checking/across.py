@@ -22,12 +22,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradcli.errors import mention
-from gradcli.numeric import cost, joint, kinkplan, kinks, partners, pieces, routes, ties
+from gradcli.numeric import cost
+
+if TYPE_CHECKING:
+    from gradcli.numeric import kinks, ties
 
 
 def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: Callable,
@@ -41,6 +44,8 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     records = {n: taken[n][4].at if taken[n][4] is not None else None for n in own}
     if not any(r is not None and r.coords.size for r in records.values()):
         return taken
+    from gradcli.numeric import joint  # LAZY: see ARCHITECTURE.md, "Start-up"
+
     out = dict(taken)
     if not p.opts.composite_kinks:  # a network's end to end leaves its kinks to its layers
         # a built-in's declared kinks hold every tie's members, but a sample holds only some
@@ -123,6 +128,8 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
         kinked[n] = np.flatnonzero(silent)
     if not any(f.size for f in (*failing.values(), *kinked.values())):
         return taken
+    from gradcli.numeric import kinks, pieces  # LAZY
+
     left = _left(p)
     found = pieces.verify(p.engine, failing, kinked, {n: p.under_test[n] for n in own}, floors,
                           rtol, left)  # fmt: skip
@@ -213,6 +220,8 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
     outputs, and rebuild each tensor's record (and tie groups) with those found: by the
     layer's declared kinks where it has them (a sample's ties' members outside it, near-ties
     read as ties), else by the detector."""
+    from gradcli.numeric import joint, kinkplan, kinks, partners  # LAZY
+
     engine, coloring = p.engine, p.opts.coloring
     reach = []
     for n, r in records.items():
@@ -277,6 +286,8 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
            settle: Callable | None = None) -> None:  # fmt: skip
     """Tensor ``n``'s coordinates at a kink with ``new`` ones: tie groups found again over
     all of them, their values put in place."""
+    from gradcli.numeric import joint, kinks, routes, ties  # LAZY
+
     engine = p.engine
     old = records.get(n)
     parts = [r for r in (old, new) if r is not None]

@@ -19,7 +19,7 @@ from gradcli.checking import contract, userwork
 from gradcli.errors import mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import cost, joint, kinkplan, kinks
+from gradcli.numeric import cost
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.sampling import sample_coordinates
 from gradcli.records import record
@@ -42,7 +42,7 @@ class Estimate:
 def declares_kinks(engine: Engine) -> bool:
     """Whether the engine's layer says where its kinks are: a built-in, or a user's
     implementation of one whose forward agreed with it (else the detector)."""
-    if kinks.kink_map(engine) is None:
+    if engine.kink_map() is None:
         return False
     return REGISTRY.get(engine.layer.name) is engine.layer or engine.declared_kinks is not None
 
@@ -57,7 +57,11 @@ def estimate(
     declared = declares_kinks(engine)
     # the one-sided rechecks of the coordinates whose stencil meets a declared kink are part
     # of the check: a relu before a max-pool ties thousands of windows at 0
-    extra, met = kinkplan.recheck_seconds(engine, name, coords, coloring) if declared else (0, 0)
+    extra, met = 0.0, 0
+    if declared:
+        from gradcli.numeric import kinkplan  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+        extra, met = kinkplan.recheck_seconds(engine, name, coords, coloring)
     seconds += extra
     if method in MIRRORS and not declared:  # the other side's differences
         seconds *= 2
@@ -108,6 +112,8 @@ def ties_across_tensors(
     kinked = [n for n, e in estimates.items() if e.kinks and n in tensors]
     if len(kinked) < 2:
         return dict(estimates)
+    from gradcli.numeric import joint  # LAZY
+
     copies = len(joint.OFFSETS) + joint.SUPPORT_POINTS * len(kinked)
     last = estimates[kinked[-1]]
     extra = cost.copies_seconds(engine, copies, real=True)

@@ -14,11 +14,11 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradcli.checking import across, diagnose, intermediates, precision, routing
+from gradcli.checking import across, diagnose, intermediates, precision
 from gradcli.checking.budget import (
     MIRRORS,
     calls_before,
@@ -50,7 +50,7 @@ from gradcli.checking.userwork import (
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import cost, kinkplan, kinks, memory, refine
+from gradcli.numeric import cost, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
@@ -61,6 +61,9 @@ from gradcli.numeric.methods import (
 )
 from gradcli.numeric.sampling import sample_coordinates
 from gradcli.records import record
+
+if TYPE_CHECKING:
+    from gradcli.numeric import kinks
 
 MODES = ("auto", "full", "sample", "probe")
 DEFAULT_BUDGET_SECONDS = 60.0
@@ -393,7 +396,11 @@ def _crosses_kinks(p: Prepared, name: str) -> str:
     and -1 on two tied maxima: 0 either way, which passed one window in four). Then every
     element is checked, the kinks one-sidedly."""
     engine = p.engines[name]
-    hit = kinks.met(engine, name) if declares_kinks(engine) else None
+    if not declares_kinks(engine):
+        return ""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    hit = kinks.met(engine, name)
     if hit is None or not hit.any():
         return ""
     return f"would cross kinks the layer declares ({int(hit.sum()):,} coordinates)"
@@ -444,6 +451,8 @@ def kinks_stage(
     fix = None
     declared = declares_kinks(engine)
     if declared:  # its rechecks are in the estimate, within --budget
+        from gradcli.numeric import kinkplan, kinks  # LAZY
+
         fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring, _left(p),
                              tolerance(p, name, grad, info))  # fmt: skip
         # but for the search for a loss's ties' partners, and near-ties the round-off of a
@@ -481,6 +490,8 @@ def kinks_stage(
     # unpredictable before the comparison, so bounded by what is left of --budget (a forced
     # mode has none to keep)
     left = _left(p)
+    from gradcli.numeric import kinks  # LAZY
+
     fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
                          left, any_slope=p.opts.composite_kinks)  # fmt: skip
     p.spent += fix.seconds
@@ -499,6 +510,8 @@ def kinks_stage(
 def settle(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, at) -> np.ndarray:
     """``grad`` with a routing's values at the ties of a layer's maxima (checking/routing.py)
     among ``at`` (numeric/ties.AtKink), under the tensor's tolerances."""
+    from gradcli.checking import routing  # LAZY: see ARCHITECTURE.md, "Start-up"
+
     atol, rtol, _, noise = tolerances(p, name, grad, info)
     floor = atol if noise is None else np.maximum(atol, noise.ravel())
     return routing.settle(p.engines[name], name, p.under_test[name], grad, at, atol, rtol,

@@ -5,6 +5,7 @@ Heavy modules (numpy, rich, the layers) are imported inside the commands so that
 """
 
 
+import copy
 import dataclasses
 import sys
 from typing import Annotated, Any
@@ -337,5 +338,22 @@ def init(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``gradcli`` and ``python -m gradcli``; returns the exit code."""
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(_invoked(sys.argv[1:] if argv is None else argv))
     return command.main(args=argv, prog_name="gradcli", standalone_mode=False)
+
+
+def _invoked(argv: list[str]) -> typer.Typer:
+    """The app with only the command ``argv`` names, when it names one: typer builds every
+    registered command's click parameters from its signature, 12 million instructions for the
+    five, of which a run uses one. Anything else (no command, --version, a typo to suggest a
+    name for) gets the whole app."""
+    chosen = [c for c in app.registered_commands if argv and _name(c) == argv[0]]
+    if not chosen:
+        return app
+    one = copy.copy(app)
+    one.registered_commands = chosen
+    return one
+
+
+def _name(command: Any) -> str:
+    return command.name or typer.main.get_command_name(command.callback.__name__)

@@ -10,10 +10,9 @@ import linecache
 import os
 import stat
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -28,6 +27,9 @@ from gradcli.errors import (
 )  # fmt: skip
 from gradcli.files import note_read, npyformat
 from gradcli.files.npyformat import MAX_AXES
+
+if TYPE_CHECKING:
+    import zipfile
 
 __all__ = ["MAX_AXES", "load_array", "npz_names", "open_input", "parse_yaml", "read_spec_text"]
 
@@ -146,6 +148,8 @@ def load_array(
     element count before the data is read (it may refuse); then exactly the declared bytes are
     read, from the file or the zip member's bounded stream. A file or member whose size is not
     the header's (truncated, or data after the array) is refused before the data is read."""
+    import zipfile  # LAZY: see ARCHITECTURE.md, "Start-up"
+
     reserve = reserve or (lambda n: None)
 
     def fail(msg: str) -> TensorFileError:
@@ -202,6 +206,8 @@ def _read_npy(
 
 def npz_names(path: Path, *, source: str) -> list[str]:
     """The array names in an .npz (read each with ``load_array``, which guards the contents)."""
+    import zipfile  # LAZY
+
     with open_input(path, source=source) as f:
         if f.read(2) != b"PK":
             raise TensorFileError(
@@ -222,6 +228,8 @@ def npz_names(path: Path, *, source: str) -> list[str]:
 def _zip(f: BinaryIO) -> zipfile.ZipFile:
     """The archive, after its end record says it lists at most MAX_MEMBERS members (zipfile
     builds an object for each before anything else)."""
+    import zipfile  # LAZY
+
     f.seek(0)
     end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
     members = end[zipfile._ECD_ENTRIES_TOTAL] if end else 0  # type: ignore[attr-defined]

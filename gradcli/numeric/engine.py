@@ -79,13 +79,18 @@ class Engine(StackedForward):
         self._termwise: dict[str, str | None] = {}  # as _incremental, for Terms.moved
         self._strays: dict[str, str] = {}  # why a coloring was dropped while in use
         # a user's implementation of a built-in whose forward agreed: the built-in's footprint
-        # (verified before use like any other), kinks (numeric/kinks.kink_map) and maxima
+        # (verified before use like any other), kinks (kink_map) and maxima
         self.declared_footprint: Any = None
         self.declared_kinks: Any = None
         self.declared_maxima: Any = None  # and its windows of maxima (numeric/routes.py)
         # and a loss's terms (Layer.terms), for which of its ties interact only (``structure``)
         self.declared_terms: Any = None
         self._structure: dict[str, Engine | None] = {}
+
+    def kink_map(self) -> Any:
+        """Where the layer's kinks are (``Layer.kinks``), or the built-in's it implements
+        (``declared_kinks``, set by the check once the user's forward agreed with it)."""
+        return self.declared_kinks or self.layer.kinks
 
     # ------------------------------------------------------------ terms
     def terms(self, name: str) -> Engine | str | None:

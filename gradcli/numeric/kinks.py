@@ -266,14 +266,8 @@ def met(engine, name: str) -> np.ndarray | None:
     return None if hit is None else hit.copy()  # the caller's to change
 
 
-def kink_map(engine):
-    """Where the layer's kinks are: its own ``Layer.kinks``, or the built-in's it implements
-    (``engine.declared_kinks``, set by the check once the user's forward agreed with it)."""
-    return engine.declared_kinks or engine.layer.kinks
-
-
 def _met(engine, name: str) -> np.ndarray | None:
-    kinks_of, x = kink_map(engine), engine.t64.get(name)
+    kinks_of, x = engine.kink_map(), engine.t64.get(name)
     if kinks_of is None or x is None:
         return None
     right, left = _reach(engine, name)
@@ -289,7 +283,7 @@ def _met(engine, name: str) -> np.ndarray | None:
 
 def _meets(engine, name: str):
     """The layer's kink map for ``name`` as flat masks: meets(step, start=None)."""
-    kinks_of, x = kink_map(engine), engine.t64[name]
+    kinks_of, x = engine.kink_map(), engine.t64[name]
 
     def meets(step: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         begin = None if start is None else start.reshape(x.shape)

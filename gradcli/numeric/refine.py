@@ -27,7 +27,6 @@ from dataclasses import field
 
 import numpy as np
 
-from gradcli.numeric import kinks
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import EPS, Method, steps
 from gradcli.records import record
@@ -89,6 +88,8 @@ def refine(
     empty = Refined(idx[:0], np.zeros(0), np.zeros(0))
     if m.name == "complex" or not idx.size:  # no subtraction: its truncation is h^2 at 1e-20
         return empty
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
     offsets = tuple(s for s in m.offsets if s)
     r = 2.0**m.order
     x = e.t64[name].ravel()[idx]
