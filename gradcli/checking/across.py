@@ -220,7 +220,7 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
     outputs, and rebuild each tensor's record (and tie groups) with those found: by the
     layer's declared kinks where it has them (a sample's ties' members outside it, near-ties
     read as ties), else by the detector."""
-    from gradcli.numeric import joint, kinkplan, kinks, partners  # LAZY
+    from gradcli.numeric import joint, kinkplan, kinks, partners, ties  # LAZY
 
     engine, coloring = p.engine, p.opts.coloring
     reach = []
@@ -275,6 +275,8 @@ def _same_terms(terms, n: str, candidates: np.ndarray, known: ties.AtKink) -> np
     """The ``candidates`` that move a term the known ties move (``terms``: an engine on a
     loss's terms, ties.terms_of): a sample's ties' other members are among them, and the
     declared kinks tell which are at a kink (kinks.declared examines those alone)."""
+    from gradcli.numeric import ties  # LAZY
+
     if not known.coords.size or not candidates.size:
         return np.zeros(0, dtype=np.int64)
     _, reached = ties.support(terms, n, known.coords, known.h)
