@@ -13,7 +13,7 @@ import pytest
 
 import gradcli
 from gradcli.layers import REGISTRY
-from gradcli.numeric import blocks
+from gradcli.numeric import blocks, ties
 from gradcli.numeric.engine import Engine
 
 A = np.array([1.0, 2.0, -0.5, 3.0, 0.25])
@@ -155,13 +155,32 @@ def test_a_budget_that_ends_the_search_leaves_the_group_whole(monkeypatch):
     assert whole == 6 and label.tolist() == [0] * 6
 
 
+def test_a_split_in_the_estimate_is_not_charged_to_what_is_left(monkeypatch):
+    """The first tests that tell a loss's ties apart are in the estimate of a declared kink's
+    recheck (numeric/kinkplan.py): charged again to what was left of --budget, the search
+    stopped at its planned share while the note said budget was left (the outside tester's
+    B1: '1.6 s of --budget was left'). It has both, and its record says so (for the note)."""
+    engine = _engine(_relu_gap, {"a": A, "b": B})
+    had = []
+    split = blocks.split
+    monkeypatch.setattr(blocks, "split", lambda *a, **k: had.append(a[4]) or split(*a, **k))
+    idx, h = np.array(TIES), np.full(2, 1e-6)
+    args = (engine, "a", idx, h, np.ones(2), np.ones(2), np.zeros(2))
+    planned = blocks.least_seconds(engine, 2)
+    assert planned > 0
+    *_, at = ties.enforce(*args, budget=0.5, planned=True)
+    assert had[-1] == pytest.approx(0.5 + planned) and at.given == had[-1]
+    *_, at = ties.enforce(*args, budget=0.5)  # the twin: a caller that planned none
+    assert had[-1] == 0.5 and at.given == 0.5
+
+
 def test_a_check_whose_budget_leaves_them_whole_says_so(monkeypatch):
     monkeypatch.setattr(blocks, "FLOOR", 0)
     wrong = _routed(lambda a, b: a > b, lambda a, b: a > b, extra=1.0)
     r = gradcli.check("custom", {"a": A, "b": B}, forward=_relu_gap, backward=wrong,
                       budget=1e-6)  # fmt: skip
-    assert any("not told apart into separate ties" in n for n in r.notes)
-    assert "mode='full'" in next(n for n in r.notes if "told apart" in n)
+    note = next(n for n in r.notes if "not told apart into separate ties" in n)
+    assert "mode='full'" in note and "needed more than the 0.0 s of budget it had" in note
     # no PASS rests on ties left whole (the outside tester's K5: a wrong backward passed at a
     # small budget): a right backward is not verified there either; mode full tells them apart
     assert not r.passed and "is not verified at" in r.results["a"].reason

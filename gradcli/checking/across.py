@@ -51,13 +51,13 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
         # a built-in's declared kinks hold every tie's members, but a sample holds only some
         search = [n for n in own if not declares(p.engines[n]) or taken[n][1] is not None]
         _partners(p, out, records, search, tolerance, declares, settle)
-    whole = [(n, r.whole) for n, r in records.items() if r is not None and r.whole]
-    for n, count in whole:
-        _whole_note(p, f"d{n}: {count:,}")
+    whole = [(n, r.whole, r.given) for n, r in records.items() if r is not None and r.whole]
+    for n, count, given in whole:
+        _whole_note(p, f"d{n}: {count:,}", given)
         _unverified(p, n, count)
     for n, r in records.items():
         if r is not None and r.links.left_out:
-            _unlinked(p, [n], r.links.left_out)
+            _unlinked(p, [n], r.links.left_out, r.links.given)
     if sum(r is not None and r.coords.size > 0 for r in records.values()) < 2:
         return out
     left = _left(p)
@@ -68,31 +68,32 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
         p.note(
             f"{found.unexamined:,} of {found.unexamined + found.groups:,} ties across tensors "
             f"were not checked together (each one's moves reach outputs of others, so each "
-            f"takes copies of its own, and {max(left, 0.0):.1f} s of {mention('budget')} was "
-            f"left): each of their coordinates was checked alone ({mention('mode', 'full')} "
-            f"checks every one)"
+            f"takes copies of its own, and all of them needed more than the "
+            f"{max(left, 0.0):.1f} s of {mention('budget')} they had): each of their "
+            f"coordinates was checked alone ({mention('mode', 'full')} checks every one)"
         )
     if found.whole and not whole:  # else one tensor's one group holds them together already
-        _whole_note(p, f"{found.whole:,}")
+        _whole_note(p, f"{found.whole:,}", left)
         for n, r in records.items():  # the groups span the tensors at the kinks
             if r is not None and r.coords.size:
                 _unverified(p, n, int(r.coords.size))
     if found.unlinked:
         _unlinked(p, [n for n, r in records.items() if r is not None and r.coords.size],
-                  found.unlinked)  # fmt: skip
+                  found.unlinked, left)  # fmt: skip
     for n, (coords, values, noise) in found.values.items():
         _put(out, n, coords, values, noise)
     return out
 
 
-def _unlinked(p: Any, names: list[str], count: int) -> None:
+def _unlinked(p: Any, names: list[str], count: int, given: float) -> None:
     """Links between a tie's members (numeric/links.py) the budget left out: how the tie
-    shares out its gradient was not checked, so its tensors cannot pass."""
+    shares out its gradient was not checked, so its tensors cannot pass. ``given``: the
+    seconds the links had (what is left once they stopped says nothing of why they did)."""
     p.note(
         f"{count:,} pairs of tied coordinates ({', '.join('d' + n for n in names)}) were not "
-        f"moved against each other ({max(_left(p), 0.0):.1f} s of {mention('budget')} was "
-        f"left): how their ties share out the gradient was not checked "
-        f"({mention('mode', 'full')} checks every one)"
+        f"moved against each other (moving them all needed more than the "
+        f"{max(given, 0.0):.1f} s of {mention('budget')} they had): how their ties share out "
+        f"the gradient was not checked ({mention('mode', 'full')} checks every one)"
     )
     for n in names:
         p.unverified.setdefault(n, (
@@ -177,12 +178,12 @@ def _unverified(p: Any, n: str, count: int) -> None:
     ))  # fmt: skip
 
 
-def _whole_note(p: Any, count: str) -> None:
+def _whole_note(p: Any, count: str, given: float) -> None:
     p.note(
         f"{count} coordinates at a kink of a single output were not told apart into separate "
-        f"ties ({max(_left(p), 0.0):.1f} s of {mention('budget')} was left): their ties were "
-        f"checked as one group, where wrong sums of opposite signs at two ties cancel "
-        f"({mention('mode', 'full')} tells them all apart)"
+        f"ties (telling them apart needed more than the {max(given, 0.0):.1f} s of "
+        f"{mention('budget')} it had): their ties were checked as one group, where wrong sums "
+        f"of opposite signs at two ties cancel ({mention('mode', 'full')} tells them all apart)"
     )
 
 
@@ -247,9 +248,10 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         p.spent += spent
         if not complete:
             p.note(
-                f"d{n}: the search for coordinates tied with those at a kink stopped "
-                f"({max(left, 0.0):.1f} s of {mention('budget')} was left): the ties were "
-                f"checked with the members found ({mention('mode', 'full')} searches them all)"
+                f"d{n}: the search for coordinates tied with those at a kink stopped (its next "
+                f"round needed more than was left of the {max(left, 0.0):.1f} s of "
+                f"{mention('budget')} it had): the ties were checked with the members found "
+                f"({mention('mode', 'full')} searches them all)"
             )
             p.unverified.setdefault(n, (
                 f"d{n} is not verified at its kinks, whose ties' members were not all searched "

@@ -40,6 +40,14 @@ SIGNS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 ROWS = 12  # per test: 4 joint directions, 2 of one set alone (the other's read once), 2 points
 
 
+def least_seconds(engine, members: int) -> float:
+    """The tests that tell ``members`` ties apart at the least: every pair of a few, else each
+    member against the rest (the partners' search beyond depends on what they find)."""
+    m = members
+    tests = m * (m - 1) // 2 if m <= PAIRWISE else m
+    return cost.copies_seconds(engine, tests * ROWS, real=True) if m >= 2 else 0.0
+
+
 def split(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, label: np.ndarray,
           budget: float = math.inf) -> tuple[np.ndarray, float, int]:  # fmt: skip
     """(labels, predicted seconds, coordinates of the groups ``budget`` left whole) for the

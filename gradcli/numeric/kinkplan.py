@@ -124,9 +124,7 @@ def split_seconds(engine, members: int) -> float:
     """The tests that tell a loss's ``members`` ties apart (numeric/blocks.py) at the least:
     every pair of a few, else each member against the rest; the partners' search beyond
     depends on what the tests find (``unplanned``)."""
-    m = members
-    tests = m * (m - 1) // 2 if m <= blocks.PAIRWISE else m
-    return cost.copies_seconds(engine, tests * blocks.ROWS, real=True) if m >= 2 else 0.0
+    return blocks.least_seconds(engine, members)
 
 
 def unplanned(engine, name: str, at: ties.AtKink | None, coloring: bool = True) -> float:

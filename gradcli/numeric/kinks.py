@@ -406,7 +406,8 @@ def declared(
         # enforce takes an interval's two ends in either order: lo and hi are one
         values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], lo[at],
                                               hi[at], coloring, seconds, past[at],
-                                              not routes.routed(engine, name))  # fmt: skip
+                                              not routes.routed(engine, name),
+                                              planned=True)  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record,
                    unplanned=unplanned)  # fmt: skip

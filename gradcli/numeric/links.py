@@ -47,6 +47,7 @@ class Links:
     noise: np.ndarray
     left_out: int = 0  # links the budget left unmeasured
     seconds: float = 0.0  # predicted cost
+    given: float = math.inf  # the seconds they had (a note says so when some were left out)
 
     @staticmethod
     def none() -> Links:
@@ -56,7 +57,7 @@ class Links:
     def shifted(self, by: int) -> Links:
         """The same links with their positions moved by ``by`` (into a longer list)."""
         return Links(self.i + by, self.j + by, self.lo, self.hi, self.noise, self.left_out,
-                     self.seconds)  # fmt: skip
+                     self.seconds, self.given)  # fmt: skip
 
     @staticmethod
     def joined(parts: list[Links]) -> Links:
@@ -64,7 +65,8 @@ class Links:
             return Links.none()
         cat = lambda f: np.concatenate([getattr(p, f) for p in parts])  # noqa: E731
         return Links(cat("i"), cat("j"), cat("lo"), cat("hi"), cat("noise"),
-                     sum(p.left_out for p in parts), sum(p.seconds for p in parts))  # fmt: skip
+                     sum(p.left_out for p in parts), sum(p.seconds for p in parts),
+                     min(p.given for p in parts))  # fmt: skip
 
 
 def first_outputs(n: int, pos: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -159,7 +161,7 @@ def measure(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, i: np.ndarr
     left_out = sum(s.size for s in sets[count:])
     spent = seconds(engine, count) + seconds(engine, sum(s.size for s in stray))
     keep = np.isfinite(lo)
-    return Links(i[keep], j[keep], lo[keep], hi[keep], noise[keep], left_out, spent)
+    return Links(i[keep], j[keep], lo[keep], hi[keep], noise[keep], left_out, spent, budget)
 
 
 def reach(i, j, pos, out) -> list[np.ndarray]:

@@ -236,18 +236,22 @@ class AtKink:
     # a tie itself: how far below a window's maximum an element counts as tied (routes.py)
     near: np.ndarray | None = None
     links: Links = field(default_factory=Links.none)  # its members against each other
+    given: float = math.inf  # the seconds telling a loss's ties apart had (the notes say it)
 
 
 def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             right: np.ndarray, left: np.ndarray, coloring: bool = True,
             budget: float = math.inf, past: np.ndarray | None = None,
-            linked: bool = True):  # fmt: skip
+            linked: bool = True, planned: bool = False):  # fmt: skip
     """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
     in its own interval [right, left], each tie group's sum in the group's and each link
     between two members in its own. Returns (values, noise per coordinate, the AtKink record).
     ``budget``: seconds for telling a loss's ties apart (numeric/blocks.py; a group it leaves
     unsplit is checked whole) and for the links (numeric/links.py; ``linked``: whether they
-    are needed). ``past``: the near-ties among them, read beyond the kinks within their step."""
+    are needed; ``planned``: the first tests that tell a loss's ties apart are in the caller's
+    estimate already, numeric/kinkplan.py, and are not charged to ``budget``: they stopped
+    the search at its planned share, with the whole of ``budget`` still left). ``past``: the
+    near-ties among them, read beyond the kinks within their step."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
@@ -261,6 +265,7 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     spent, whole = 0.0, 0
     single = single_output(mine, name, coloring)
     if single and shape is None:
+        budget += blocks.least_seconds(mine, idx.size) if planned else 0.0
         label, spent, whole = blocks.split(mine, {name: idx}, h, label, budget)
     if shape is None:
         found = slopes(mine, name, idx, h, label, pos, out, past)
@@ -281,7 +286,7 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     # the terms' outputs are not the layer's: the ties across tensors find their own
     found_support = (pos, out) if mine is engine else None
     return values, noise, AtKink(idx, h, lo, hi, label, sums, found_support, spent, whole,
-                                 near=near, links=pairs)  # fmt: skip
+                                 near=near, links=pairs, given=budget)  # fmt: skip
 
 
 def layer(label: np.ndarray, sums: dict[int, tuple[float, float]]):
