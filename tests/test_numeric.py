@@ -153,6 +153,63 @@ def test_complex_safety_reads_a_kink_within_the_central_step(tmp_path, real, ref
         assert gradcli.check(str(mine), {"x": x}, method="complex").passed
 
 
+MAXPOOL = """
+import numpy as np
+
+def forward(X, size=2, stride=None, padding=0):
+    s = stride or size
+    N, H, W, C = X.shape
+    Z = np.zeros((N, (H - size) // s + 1, (W - size) // s + 1, C), dtype=X.dtype)
+    for i in range(Z.shape[1]):
+        for j in range(Z.shape[2]):
+            win = X[:, i * s:i * s + size, j * s:j * s + size, :].reshape(N, -1, C)
+            k = np.argmax(win.real, axis=1)[:, None, :]
+            Z[:, i, j, :] = np.take_along_axis(PART, k, axis=1)[:, 0, :]
+    return Z
+
+def backward(grad_output, X, size=2, stride=None, padding=0):
+    s = stride or size
+    dX = np.zeros_like(X)
+    for i in range(grad_output.shape[1]):
+        for j in range(grad_output.shape[2]):
+            win = X[:, i * s:i * s + size, j * s:j * s + size, :]
+            first = win.reshape(len(X), -1, X.shape[3]).argmax(axis=1)
+            m, q = np.divmod(first, size)
+            for n, c in np.ndindex(len(X), X.shape[3]):
+                dX[n, i * s + m[n, c], j * s + q[n, c], c] += grad_output[n, i, j, c]
+    return {"X": dX}
+"""
+
+
+@pytest.mark.parametrize(("part", "ties", "refused"), [
+    ("win", True, False), ("win", False, False), ("win.real", False, True),
+])  # fmt: skip
+def test_complex_safety_of_a_max_pool(tmp_path, part, ties, refused):
+    """A correct complex-safe max-pool at ties in overlapping windows whose upstream gradients
+    have both signs was refused: its value lay outside the loss's two one-sided slopes, which
+    understate the valid gradients there; each window's own slopes now bound it. The twin: a
+    forward dropping the imaginary part (its output still complex) is refused, where its
+    three random coordinates all read 0 both ways (no window's winner) and it failed as if
+    the backward were wrong; a line through every element sees it."""
+    import gradcli
+
+    mine = tmp_path / "pool.py"
+    mine.write_text(MAXPOOL.replace("PART", part))
+    rng = np.random.default_rng(9)  # 0/1 values: ties in windows that overlap
+    X = rng.integers(0, 2, size=(1, 3, 4, 1)) * 1.0
+    G = rng.standard_normal((1, 2, 3, 1))  # of both signs
+    if not ties:
+        rng = np.random.default_rng(1)
+        X, G = rng.standard_normal((2, 5, 5, 2)), rng.standard_normal((2, 4, 4, 2))
+    args = (str(mine), {"X": X})
+    kw = {"grad_output": G, "options": {"size": 2, "stride": 1}, "method": "complex"}
+    if refused:
+        with pytest.raises(OptionError, match="not complex-safe"):
+            gradcli.check(*args, **kw)
+    else:
+        assert gradcli.check(*args, **kw).passed
+
+
 def _off_by(spec, tensor, rel, where=None):
     """The spec with one analytical gradient element of ``tensor`` scaled by 1 + rel."""
     good = spec.layer.backward

@@ -20,7 +20,7 @@ from gradcli.checking.compare import TensorResult
 from gradcli.errors import mention
 from gradcli.numeric import cost, refine
 from gradcli.numeric.engine import Engine
-from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, one_sided, one_sided_noise, steps
+from gradcli.numeric.methods import RESOLVE_MARGIN, TINY, steps
 from gradcli.numeric.sampling import rademacher
 
 # probe mode compares directional derivatives: |num - ana| <= rtol * sum_j |a_j p_j|
@@ -97,13 +97,7 @@ def probe(
 def _crossed(engine: Engine, name: str, p: np.ndarray) -> bool:
     """Whether the loss along the line x + t p has a kink within the stencil: its second-order
     one-sided slopes at t = 1 on the two sides disagree beyond their round-off (4 copies)."""
-    x, step = engine.t64[name].ravel(), p.ravel()
-    rows = {name: np.stack([x, x + step, x - step, x + 2 * step, x - 2 * step])}
-    d = np.real(engine.moved_jointly(rows)).reshape(4, -1)
-    D = d @ engine.g.ravel()
-    right, left = one_sided(D[0], D[2], 1.0, 1), one_sided(D[1], D[3], 1.0, -1)
-    scale = float(((d != 0).any(axis=0) * engine.gy).sum())
-    noise = 2 * one_sided_noise(scale, 1.0, engine.unit)
+    right, left, noise = engine.line_slopes(name, p)
     return bool(abs(right - left) > 4 * noise + 1e-6 * max(abs(right), abs(left)))
 
 

@@ -198,6 +198,7 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
     for name, a in spec.tensors.items():
         if name in spec.layer.constants(engine.shapes, spec.options):
             continue
+        _along_a_line(engine, central, name, rng)
         picks = rng.choice(a.size, size=min(SAFE_PICKS, a.size), replace=False)
         c = engine.gradient(name, coords=picks)[0].ravel()[picks]
         r = central.gradient(name, coords=picks)[0].ravel()[picks]
@@ -214,20 +215,50 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
             )
 
 
+def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Generator) -> None:
+    """Every coordinate of ``name`` moved at once along a random +-1 direction, by the central
+    difference's steps: where the loss is smooth along that line (its two one-sided slopes
+    agree), the complex step's slope must be theirs. A forward that drops the imaginary part
+    on some path reads 0 for every coordinate on it, and a few random coordinates can all miss
+    the path (a max-pool's elements that win no window read 0 both ways), which a line
+    through every coordinate does not (1 complex and 4 real copies)."""
+    from gradcli.numeric.methods import steps
+    from gradcli.numeric.sampling import rademacher
+
+    h = steps(central.t64[name].ravel(), central.eps)
+    direction = rademacher(central.t64[name].shape, rng)
+    c, step = engine.directional(name, direction, h)
+    right, left, noise = central.line_slopes(name, step)
+    if abs(right - left) > 4 * noise + 1e-6 * max(abs(right), abs(left)):
+        return  # a kink on the line: the coordinates' own readings decide
+    r = (right + left) / 2
+    if abs(c - r) > 1e-5 * max(abs(r), abs(c)) + 4 * noise + 1e-300:
+        raise OptionError(
+            f"your forward is not complex-safe: the complex step and real differences "
+            f"disagree on d{name} along a random direction through every element ({c:.6g} "
+            f"vs {r:.6g}); use another {mention('method')}",
+            param="method",
+        )
+
+
 def _at_kink(spec: Spec, name: str, picks: np.ndarray, c: np.ndarray,
              eps: float) -> np.ndarray:  # fmt: skip
     """Which ``picks`` have a kink within the central difference's step ``eps``, with the
-    complex step's ``c`` one of the slopes there: the forward and backward differences at that
-    step disagree and ``c`` lies between them (relu's x = 0 reads 0.5 centrally, 1 or 0 on
-    each side; at x = 1e-6 their own smaller steps read 1 on both sides, and a correct relu
-    was refused). A forward that drops the imaginary part reads 0 away from kinks, where the
-    two sides agree."""
-    side = {
-        m: Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=m, eps=eps)
-        .gradient(name, coords=picks)[0].ravel()[picks]
-        for m in ("forward", "backward")
-    }  # fmt: skip
-    lo = np.minimum(side["forward"], side["backward"])
-    hi = np.maximum(side["forward"], side["backward"])
-    tol = 1e-5 * np.maximum(np.abs(hi), 1.0)
+    complex step's ``c`` one of the slopes there: some output's two one-sided slopes at that
+    step disagree, and ``c`` lies within the sum over the outputs of each one's interval
+    (relu's x = 0 reads 0.5 centrally, 1 or 0 on each side; at x = 1e-6 smaller steps than
+    the central one's read 1 on both sides, and a correct relu was refused). Per output, not
+    the loss's two slopes: at a tie in overlapping max-pool windows whose upstream gradients
+    have both signs, a valid routing's value lies outside the loss's two slopes (they
+    understate the valid gradients there, README "Ties no coordinate sees"), and a correct
+    complex-safe max-pool was refused. A forward that drops the imaginary part reads 0 away
+    from kinks, where every output's two sides agree."""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+    from gradcli.numeric.methods import steps
+
+    engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, eps=eps)
+    h = steps(engine.t64[name].ravel()[picks], eps)
+    _, _, lo, hi = kinks.moves(engine, name, picks, h, kinks.BOTH_SIDES, coloring=False,
+                               hull=True)  # fmt: skip
+    tol = 1e-5 * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1.0)
     return (hi - lo > tol) & (c >= lo - tol) & (c <= hi + tol)

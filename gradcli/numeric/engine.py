@@ -41,7 +41,7 @@ from gradcli.numeric.incremental import (
     loss_differences,
     verify_incremental,
 )
-from gradcli.numeric.methods import EPS, steps
+from gradcli.numeric.methods import EPS, one_sided, one_sided_noise, steps
 from gradcli.numeric.stacking import StackedForward
 
 
@@ -403,13 +403,28 @@ class Engine(StackedForward):
             return 0.0
         return 4 * self.unit * sum(abs(w) for w in m.weights) / m.scale
 
-    def directional(self, name: str, direction: np.ndarray) -> tuple[float, np.ndarray]:
-        """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation."""
+    def directional(
+        self, name: str, direction: np.ndarray, h: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
+        """(sum_j grad_j * p_j, p) along p = direction * h, one stencil evaluation; ``h``: the
+        coordinates' steps (default: the engine's own)."""
         x = self.t64[name].ravel()
-        h = steps(x, self.eps) * direction.ravel()
+        h = (steps(x, self.eps) if h is None else h.ravel()) * direction.ravel()
         all_idx = np.arange(x.size)
         d = self._differences(name, [all_idx], h)  # one group: every coordinate
         return float(np.sum(d[0] * self.g)), h.reshape(self.t64[name].shape)
+
+    def line_slopes(self, name: str, step: np.ndarray) -> tuple[float, float, float]:
+        """(right, left, noise): the loss's second-order one-sided slopes along x + t step at
+        t = 0, in real arithmetic (4 copies), and the round-off of their difference. Where
+        they disagree beyond it, the line meets a kink within 2 steps."""
+        x, p = self.t64[name].ravel(), step.ravel()
+        rows = {name: np.stack([x, x + p, x - p, x + 2 * p, x - 2 * p])}
+        d = np.real(self.moved_jointly(rows)).reshape(4, -1)
+        D = d @ self.g.ravel()
+        right, left = one_sided(D[0], D[2], 1.0, 1), one_sided(D[1], D[3], 1.0, -1)
+        scale = float(((d != 0).any(axis=0) * self.gy).sum())
+        return float(right), float(left), 2 * one_sided_noise(scale, 1.0, self.unit)
 
 
 def _moved(d: np.ndarray) -> np.ndarray:
