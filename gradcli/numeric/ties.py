@@ -248,9 +248,10 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     between two members in its own. Returns (values, noise per coordinate, the AtKink record).
     ``budget``: seconds for telling a loss's ties apart (numeric/blocks.py; a group it leaves
     unsplit is checked whole) and for the links (numeric/links.py; ``linked``: whether they
-    are needed; ``planned``: the first tests that tell a loss's ties apart are in the caller's
-    estimate already, numeric/kinkplan.py, and are not charged to ``budget``: they stopped
-    the search at its planned share, with the whole of ``budget`` still left). ``past``: the
+    are needed; ``planned``: what the caller's estimate holds already, numeric/kinkplan.py,
+    the first tests that tell a loss's ties apart and the links it plans, is not charged to
+    ``budget``: the search stopped at its planned share, with the whole of ``budget`` still
+    left). ``past``: the
     near-ties among them, read beyond the kinks within their step."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
@@ -278,7 +279,10 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     i, j = links.chain(np.where(tied, label, -1), links.first_outputs(idx.size, pos, out))
     if shape is not None:  # the links' moves reach the loss's one output
         pos, out = support(mine, name, idx, h, coloring)
-    pairs = links.measure(mine, {name: idx}, h, i, j, pos, out, single, budget - spent, past)
+    # the links of a loss told apart by search are counted once run (kinkplan.unplanned)
+    ahead = planned and (shape is not None or not single)
+    pairs = links.measure(mine, {name: idx}, h, i, j, pos, out, single, budget - spent, past,
+                          ahead)  # fmt: skip
     spent += pairs.seconds
     np.maximum.at(noise, pairs.i, pairs.noise)
     np.maximum.at(noise, pairs.j, pairs.noise)
