@@ -251,8 +251,7 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     are needed; ``planned``: what the caller's estimate holds already, numeric/kinkplan.py,
     the first tests that tell a loss's ties apart and the links it plans, is not charged to
     ``budget``: the search stopped at its planned share, with the whole of ``budget`` still
-    left). ``past``: the
-    near-ties among them, read beyond the kinks within their step."""
+    left). ``past``: the near-ties among them, read beyond the kinks within their step."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
