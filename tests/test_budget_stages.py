@@ -201,8 +201,9 @@ def test_a_budget_too_small_for_the_smaller_steps_never_passes(monkeypatch, scal
 
 def test_a_losss_ties_told_apart_are_counted():
     """A user's svm (a loss: its ties at the margin share its one output) whose forward agrees
-    with ours: the declared kinks' rechecks and the tests that tell its ties apart are planned
-    at the least and the partners' search counted once known, within FACTOR of the calls."""
+    with ours: the declared kinks' rechecks, its ties' groups (by svm's rows) and their links,
+    each read through the user's forward in copies of its own, are counted within FACTOR of
+    the calls."""
     calls = Calls()
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
@@ -225,6 +226,8 @@ def test_a_losss_ties_told_apart_are_counted():
 
     report = gradcli.check("svm", {"x": x, "y": y}, seed=0, forward=forward, backward=backward)
     assert report.check.results["x"].kinks > 6
+    doc = json.loads(report.to_json())
+    assert doc["cost"]["counted_seconds"] == doc["cost"]["estimated_seconds"]  # all planned
     counted = in_calls(report.check.counted_seconds)
     assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)
 
