@@ -246,19 +246,24 @@ def backward(grad_output, x):
 """
 
 
-@pytest.mark.parametrize(("seconds", "slow"), [(0.02, True), (0.0, False)])
+@pytest.mark.parametrize(("seconds", "slow"), [(0.02, 2.0**-5), (6e-4, 2.0**-10), (0.0, None)])
 def test_a_user_forward_far_slower_than_the_model_is_costed_as_measured(tmp_path, seconds, slow):
     """Loop code ran 0.66 s a call against the model's 2e-4 s, and a check estimated within
-    --budget ran 260 s in silence (the outside tester's T5); the twin: a fast forward keeps the
-    model's figure (and the JSON stays the same between runs)."""
+    --budget ran 260 s in silence (the outside tester's T5); a loop max-pool of 0.5 ms a call
+    (3.3 times the model's) was counted at the model's, 10 s of CPU as 2.7. The twin: a fast
+    forward keeps the model's figure (and the JSON stays the same between runs)."""
     mine = tmp_path / "mine.py"
     mine.write_text("import numpy as np\n" + BUSY.replace("SECONDS", repr(seconds)))
     x = np.array([[0.5, -1.0, 2.0], [1.5, -0.3, 0.7]])
     doc = json.loads(gradcli.check(str(mine), {"x": x}).to_json())
     calls = 2 * x.size  # central differences: two calls a coordinate, at least
-    said = any("your forward takes about 0.0312 s a call" in n for n in doc["notes"])
-    assert said == slow
-    assert (doc["cost"]["estimated_seconds"] > calls * 0.03125) == slow
+    said = [n for n in doc["notes"] if "your forward takes about" in n]
+    assert bool(said) == (slow is not None), said
+    if slow is not None:
+        assert f"takes about {slow:.3g} s a call" in said[0], said
+        assert doc["cost"]["estimated_seconds"] > calls * slow
+    else:
+        assert doc["cost"]["estimated_seconds"] < calls * 1e-3
 
 
 def test_another_thread_of_the_process_does_not_make_a_fast_forward_slow(tmp_path):

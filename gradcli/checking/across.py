@@ -142,6 +142,13 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             f"{mention('budget')} was left): they fail as computed "
             f"({mention('mode', 'full')} checks every one)"
         )
+    if found.unsearched:
+        p.note(
+            f"{found.unsearched:,} coordinates that passed sit at ties of equal values not "
+            f"searched for a tie no coordinate sees (the middle of three tied values moves "
+            f"nothing alone): {max(left, 0.0):.1f} s of {mention('budget')} was left "
+            f"({mention('mode', 'full')} searches every one)"
+        )
     if found.crowded:
         p.note(
             f"{found.crowded:,} failing coordinate{'s are' if found.crowded > 1 else ' is'} "

@@ -264,9 +264,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     slow = cost.user_call_seconds(engine)
     if slow is not None:  # timed, the one part of the estimate that is: said so
         notes.append(
-            f"your forward takes about {slow:.3g} s a call (measured at the spec's point), far "
-            f"more than the cost model's: the estimate and {mention('budget')} count every call "
-            "of it at that"
+            f"your forward takes about {slow:.3g} s a call (measured at the spec's point), "
+            f"more than 3 times the cost model's: the estimate and {mention('budget')} count every "
+            "call of it at that"
         )
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
         if forward is not None and forward.passed and builtin is not None:

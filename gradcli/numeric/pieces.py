@@ -51,6 +51,10 @@ CHUNK = 64  # copies per forward call
 # random-sign moves of equal values that look for an interaction among them before a kink's
 # partners are searched: one of three tied inputs of max(min(a, b), c) shows it to half of them
 SCREEN = 16
+# a coordinate that passed is tested for interactions with each equal value (4 copies a pair)
+# only once flipping its sign in the screen's moves changed the outputs by other than its moves
+# alone: a value shared by more than this many coordinates is screened first
+PAIRWISE = 5
 
 
 @record
@@ -62,6 +66,9 @@ class Pieces:
     unexamined: int = 0  # failing coordinates the budget left out (a note says so)
     crowded: int = 0  # failing coordinates tied with too many equal values to examine
     refuted: int = 0  # groups no mix of the pieces' gradients explains (they fail)
+    # coordinates that passed (or sit at a kink) whose ties the budget left unsearched for a
+    # group no mix explains (a note says so)
+    unsearched: int = 0
     seconds: float = 0.0  # predicted cost
 
 
@@ -138,10 +145,12 @@ def verify(
     each = cost.copies_seconds(engine, 1, real=True)
     done = np.zeros(space.x.size, dtype=bool)
     found: dict[int, tuple[float, float]] = {}  # position -> (value, noise)
-    singles: dict[float, tuple[np.ndarray, bool]] = {}  # each value's moves alone, interacting
-    groups = examined = unexamined = crowded = refuted = 0
+    singles: dict[float, _Value] = {}  # each value's moves alone, interacting
+    active: dict[float, set[int]] = {}  # each value's passing coordinates that may interact
+    groups = examined = unexamined = crowded = refuted = unsearched = 0
     spent = 0.0
-    for q, lenient in [(int(q), True) for q in todo] + [(int(q), False) for q in strict]:
+    queue = [(int(q), True) for q in todo] + [(int(q), False) for q in strict]
+    for at, (q, lenient) in enumerate(queue):
         if done[q] or not ok[q]:
             continue
         value = float(space.x[q])
@@ -154,19 +163,30 @@ def verify(
             continue
         if cands.size < 2:
             continue
+        v = singles.get(value)
+        if not lenient and v is not None and _passed_over(v, q, active.get(value)):
+            continue
         worst = (8 * cands.size + 4) * MAX_TIED + _worst_rows(MAX_TIED)
+        if v is None:
+            worst += 2 * cands.size + SCREEN
+        if not lenient and value not in active:
+            worst += 2 * SCREEN * cands.size
         if examined >= FLOOR and spent + worst * each > budget:
             unexamined += int((is_todo & ~done).sum())
+            unsearched = _unsearched(space, [p for p, e in queue[at:] if not e], done, singles)
             break
         examined += 1
         before = space.copies
-        if value not in singles:
-            singles[value] = _singles(space, cands)
-        single, interacting = singles[value]
-        if not (lenient or interacting):  # no two of them interact: no group
+        if v is None:
+            v = singles[value] = _Value(space, cands)
+        if not lenient and cands.size > PAIRWISE and value not in active:
+            mine = np.flatnonzero(np.isin(cands, strict) & ~done[cands] & v.silent)
+            active[value] = {int(c) for c in cands[_active(space, v, mine)]}
+        if not lenient and _passed_over(v, q, active.get(value)):
             spent += (space.copies - before) * each
             continue
-        inner = _coupled(space, q, cands, single)
+        inner = _coupled(space, q, cands, v)
+        single = v.single
         members = cands[inner]
         done[members] = True
         silent = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
@@ -177,8 +197,8 @@ def verify(
             if mix is not None and (mix.inside if lenient else not mix.inside and mix.complete):
                 groups += int(lenient)
                 refuted += int(not lenient)
-                for m, v, z in zip(members, mix.values, mix.noise, strict=True):
-                    found[int(m)] = (float(v), float(z))
+                for m, w, z in zip(members, mix.values, mix.noise, strict=True):
+                    found[int(m)] = (float(w), float(z))
             elif lenient:
                 spent += (space.copies - before) * each
                 break  # no piece's: its tensor fails whatever the others give
@@ -192,26 +212,82 @@ def verify(
             sel = space.tensor[pos] == t
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
-    return Pieces(values, groups, unexamined, crowded, refuted, spent)
+    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, spent)
 
 
-def _singles(space: _Space, cands: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(each candidate moved alone, both sides: [side, candidate, output] differences;
-    whether moving them all together, with random signs, changes some output by other than
-    the sum of their moves alone: some two interact)."""
-    h = float(space.h[cands].max())
-    m = cands.size
-    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(SCREEN, m))
-    d = space.moved(cands, np.concatenate([np.eye(m) * h, -np.eye(m) * h, signs * h]))
-    single = d[: 2 * m].reshape(2, m, -1)
-    y0 = np.abs(space.engine.gy / np.where(space.engine.g.ravel() == 0, 1.0,
-                                           np.abs(space.engine.g.ravel())))  # fmt: skip
-    for r, row in enumerate(signs):
-        parts = single[(1 - row.astype(np.int64)) // 2, np.arange(m)].sum(axis=0)
-        thr = 64 * space.engine.unit * (y0 + np.abs(d[2 * m + r]) + np.abs(single).sum(axis=(0, 1)))
-        if np.any(np.abs(d[2 * m + r] - parts) > thr):
-            return single, True
-    return single, False
+class _Value:
+    """The moves of one value's coordinates (candidates): each alone, both sides (``single``:
+    [side, candidate, output] differences), and all together with SCREEN random sign patterns
+    (``signs``, ``rows``: their output differences), whose departure from the sum of the moves
+    alone (``excess``) says whether some two interact (``interacting``). ``pairs``: the pairs
+    of candidates already moved together, and whether they interact."""
+
+    def __init__(self, space: _Space, cands: np.ndarray):
+        self.cands, self.unit = cands, space.engine.unit
+        self.h = h = float(space.h[cands].max())
+        m = cands.size
+        self.signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(SCREEN, m))
+        d = space.moved(cands, np.concatenate([np.eye(m) * h, -np.eye(m) * h, self.signs * h]))
+        self.single = d[: 2 * m].reshape(2, m, -1)
+        self.rows = d[2 * m :]
+        self.y0 = np.abs(space.engine.gy / np.where(space.engine.g.ravel() == 0, 1.0,
+                                                    np.abs(space.engine.g.ravel())))  # fmt: skip
+        self.alone = np.abs(self.single).sum(axis=(0, 1))
+        self.silent = ~np.any(self.single != 0, axis=(0, 2))  # candidates that move nothing alone
+        self.excess = self.rows - self.parts(self.signs)
+        self.interacting = bool(np.any(np.abs(self.excess) > self.noise(self.rows)))
+        self.pairs: dict[tuple[int, int], bool] = {}
+
+    def parts(self, signs: np.ndarray) -> np.ndarray:
+        """The sums of the moves alone, for each row of ``signs``."""
+        side = (1 - signs.astype(np.int64)) // 2
+        return self.single[side, np.arange(signs.shape[1])].sum(axis=1)
+
+    def noise(self, *rows: np.ndarray) -> np.ndarray:
+        return 64 * self.unit * (self.y0 + sum(np.abs(r) for r in rows) + self.alone)
+
+
+def _passed_over(v: _Value, q: int, active: set[int] | None) -> bool:
+    """Whether a coordinate that passed (``q``, one of the value's) has no group to search
+    for: none of the value's interact, it moves something alone (a group is held to the mixes
+    only with a member that moves nothing alone, and is found from that member), or the screen
+    saw it interact with none (``active``: those it saw, None when not screened)."""
+    silent = bool(v.silent[np.searchsorted(v.cands, q)])
+    return not (v.interacting and silent) or (active is not None and q not in active)
+
+
+def _unsearched(space: _Space, rest: list[int], done: np.ndarray,
+                singles: dict[float, _Value]) -> int:  # fmt: skip
+    """The coordinates that passed left without a search for their groups (a value not moved
+    yet counts all of them)."""
+    left = {q for q in rest if not done[q] and np.isfinite(space.x[q])}
+    return sum(1 for q in left if (v := singles.get(float(space.x[q]))) is None
+               or not _passed_over(v, q, None))  # fmt: skip
+
+
+def _active(space: _Space, v: _Value, mine: np.ndarray) -> np.ndarray:
+    """The candidates among ``mine`` (indices into the value's) whose sign, flipped in the
+    screen's moves, changes the outputs by other than their moves alone do: a candidate that
+    interacts with none of the others leaves the excess over those sums where it was (they
+    interact with none of theirs at a max-pool's losing inputs, which cost 4 copies a pair
+    each). Group testing: a set is flipped at once, and split where it shows an interaction
+    (a set whose members interact with each other only may hide it; each of the SCREEN
+    patterns gives a three-way tie's middle its telling context with probability 1/4)."""
+    found: list[np.ndarray] = []
+    sets = [mine] if mine.size else []
+    while sets:
+        part = sets.pop()
+        flipped = v.signs.copy()
+        flipped[:, part] *= -1
+        rows = space.moved(v.cands, flipped * v.h)
+        excess = rows - v.parts(flipped)
+        if not np.any(np.abs(excess - v.excess) > v.noise(rows, v.rows)):
+            continue
+        if part.size == 1:
+            found.append(part)
+        else:
+            sets += [part[: part.size // 2], part[part.size // 2 :]]
+    return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
 
 def _worst_rows(k: int) -> int:
@@ -219,15 +295,12 @@ def _worst_rows(k: int) -> int:
     return math.factorial(k) * (k + 1) * 3 * (1 + len(OFFSETS) * k) + 2 * len(OFFSETS)
 
 
-def _coupled(space: _Space, q: int, cands: np.ndarray, single: np.ndarray) -> np.ndarray:
+def _coupled(space: _Space, q: int, cands: np.ndarray, v: _Value) -> np.ndarray:
     """The candidates joined to ``q`` by interactions (a joint move's output change other than
     the sum of the two moves alone, for one of the four signs), transitively, at most MAX_TIED
-    + 1 (a group larger than MAX_TIED is not examined). ``single`` [side, candidate]: each
-    candidate's move alone."""
-    h = float(space.h[cands].max())
-    y0 = np.abs(space.engine.gy / np.where(space.engine.g.ravel() == 0, 1.0,
-                                           np.abs(space.engine.g.ravel())))  # fmt: skip
-    unit = space.engine.unit
+    + 1 (a group larger than MAX_TIED is not examined). A pair moved together before (from
+    another coordinate of the value) is not moved again."""
+    h, single = v.h, v.single
     place = {int(c): i for i, c in enumerate(cands)}
     members, frontier = [place[int(q)]], [place[int(q)]]
     while frontier and len(members) <= MAX_TIED:
@@ -235,19 +308,25 @@ def _coupled(space: _Space, q: int, cands: np.ndarray, single: np.ndarray) -> np
         rest = [j for j in range(cands.size) if j not in members]
         if not rest:
             break
-        delta = np.zeros((len(SIGNS) * len(rest), cands.size))
-        for r, j in enumerate(rest):
+        new = [j for j in rest if (min(u, j), max(u, j)) not in v.pairs]
+        delta = np.zeros((len(SIGNS) * len(new), cands.size))
+        for r, j in enumerate(new):
             for k, (s, t) in enumerate(SIGNS):
                 delta[len(SIGNS) * r + k, [u, j]] = (s * h, t * h)
-        joint = space.moved(cands, delta).reshape(len(rest), len(SIGNS), -1)
-        for r, j in enumerate(rest):
+        joint = space.moved(cands, delta).reshape(len(new), len(SIGNS), -1) if new else None
+        for r, j in enumerate(new):
+            hit = False
             for k, (s, t) in enumerate(SIGNS):
                 parts = single[(1 - s) // 2, u] + single[(1 - t) // 2, j]
-                thr = 64 * unit * (y0 + np.abs(joint[r, k]) + np.abs(parts))
+                thr = 64 * v.unit * (v.y0 + np.abs(joint[r, k]) + np.abs(parts))
                 if np.any(np.abs(joint[r, k] - parts) > thr):
-                    members.append(j)
-                    frontier.append(j)
+                    hit = True
                     break
+            v.pairs[min(u, j), max(u, j)] = hit
+        for j in rest:
+            if v.pairs[min(u, j), max(u, j)]:
+                members.append(j)
+                frontier.append(j)
     return np.array(members)
 
 
