@@ -90,19 +90,15 @@ def _to_stdout(text: Any) -> None:
     stream = sys.stdout
     if stream is None:  # started with stdout closed (`>&-`)
         raise _closed_stdout()
+    encoding = getattr(stream, "encoding", None) or "utf-8"
     if callable(text):
-        from gradcli.render import text as render
-
-        buf = _Rendering(stream)
-        text(render.console(buf))
-        data, errors = _terminal_safe(buf.getvalue()), "gradcli-table"
+        data, errors = _drawn(text, stream, encoding), "gradcli-table"
     else:
         data, errors = _text_safe(text), "gradcli-json"
     try:
         fd = stream.fileno()
     except (OSError, ValueError, AttributeError):  # an in-memory stream (tests, embedding)
         fd = None
-    encoding = getattr(stream, "encoding", None) or "utf-8"
     try:
         raw = data.encode(encoding, errors)
     except LookupError:
@@ -122,6 +118,46 @@ def _to_stdout(text: Any) -> None:
         raise GradcliError(
             f"cannot write the result: {e.strerror or e}", source="<stdout>"
         ) from None
+
+
+def _drawn(draw: Any, stream: Any, encoding: str) -> str:
+    """What ``draw`` renders for ``stream``. Where the stream's encoding takes stand-ins for
+    some characters (`W^T` for `Wᵀ`, `sqrt(d_k)` for `√d_k`), they widen lines the console
+    laid out to its width: drawn again narrower by the widest excess (twice at most), so
+    that every line that fitted still fits."""
+    from gradcli.render import text as render
+
+    width = None
+    for _ in range(3):
+        buf = _Rendering(stream)
+        console = render.console(buf)
+        if width is not None:
+            console.width = width
+        draw(console)
+        data = _terminal_safe(buf.getvalue())
+        over = _widening(data, encoding, console.width)
+        if over <= 0 or console.width - over < 20:
+            return data
+        width = console.width - over
+    return data
+
+
+def _widening(data: str, encoding: str, width: int) -> int:
+    """How far the stand-ins of ``encoding`` push the lines of ``data`` that fit ``width``
+    beyond it (0: none do)."""
+    try:
+        data.encode(encoding)
+        return 0
+    except UnicodeEncodeError:
+        pass
+    except LookupError:
+        return 0
+    over = 0
+    for line in _SGR.sub("", data).split("\n"):
+        if len(line) <= width:
+            shown = line.encode(encoding, "gradcli-table").decode(encoding, "replace")
+            over = max(over, len(shown) - width)
+    return over
 
 
 class _Rendering(io.StringIO):
