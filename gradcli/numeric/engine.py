@@ -44,6 +44,10 @@ from gradcli.numeric.incremental import (
 from gradcli.numeric.methods import EPS, one_sided, one_sided_noise, steps
 from gradcli.numeric.stacking import StackedForward
 
+# how far beyond its step a coordinate is moved to tell the outputs it cannot move
+# (Engine.reach_noise): a share still invisible there is below 1/1024 of a last bit a step
+REACH_FACTOR = 1024.0
+
 
 @dataclass
 class TensorNumerics:
@@ -63,6 +67,9 @@ class TensorNumerics:
     # compared there lie between two slopes, which the step resolved even where both values
     # and the gradient are 0
     kink_slopes: float = 0.0
+    # ``noise`` counts every output, the coordinates' footprints being unknown (no coloring):
+    # Engine.reach_noise reads which outputs they can move at all when that decides
+    unseen: bool = False
 
 
 class Engine(StackedForward):
@@ -316,7 +323,7 @@ class Engine(StackedForward):
             colors = np.arange(x.size) if coords is None else np.asarray(coords, np.int64)
         chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
         chunk = termwise.TERMWISE_CHUNK if by_term else chunk
-        passes = 0
+        passes, unseen = 0, False
         for start in range(0, len(colors), chunk):
             part = colors[start : start + chunk]
             if by_term:  # each coordinate's one term
@@ -332,6 +339,7 @@ class Engine(StackedForward):
                 sums[part] += d @ self.g.ravel()
                 scale[part] = self.gy.sum()
                 moved[part] = _moved(d) @ self.gy
+                unseen = True
             else:
                 together = members[start : start + chunk] if members else None
                 d = self._differences(name, together or [col.coords(r) for r in part], h)
@@ -374,8 +382,35 @@ class Engine(StackedForward):
             note=note,
             noise=float(noise.max(initial=0.0)),
             noise_at=noise_at.reshape(self.t64[name].shape),
+            unseen=unseen,
         )
         return grad.reshape(self.t64[name].shape), info
+
+    def reach_noise(
+        self, name: str, coords: np.ndarray | None = None, factor: float = REACH_FACTOR
+    ) -> float:
+        """``TensorNumerics.noise`` over the outputs each coordinate of ``name`` (or of
+        ``coords``) can move, for a layer whose footprints are unknown, instead of over every
+        output: those it moves at ``factor`` times its step, plus 1/``factor`` of the others'.
+        An output moved by less than a last bit at the step reads exactly 0 there, its share
+        of the gradient invisible, so the outputs a coordinate moved say too little; one
+        unmoved even at ``factor`` steps is moved by less than a last bit / ``factor`` at one.
+        A float32 linear of 16 rows counted all 16 rows' outputs for each x coordinate, whose
+        row's are all it moves, and could not resolve a correct backward (one copy a
+        coordinate, stacked)."""
+        x = self.t64[name].ravel()
+        idx = np.arange(x.size) if coords is None else np.asarray(coords, dtype=np.int64)
+        h = steps(x, self.eps)
+        total, worst = float(self.gy.sum()), 0.0
+        per = max(1, self._chunk(name, idx.size))
+        for start in range(0, idx.size, per):
+            part = idx[start : start + per]
+            rows = np.repeat(x[None, :], 1 + part.size, axis=0)
+            rows[1 + np.arange(part.size), part] = x[part] + factor * h[part]
+            d = self.moved(name, rows)
+            reach = ((d != 0) | ~np.isfinite(d)) @ self.gy  # a NaN may hide a move: counted
+            worst = max(worst, float(((reach + (total - reach) / factor) / h[part]).max()))
+        return self.noise_factor() * worst
 
     def groups_needed(
         self, name: str, coloring: bool = True, coords: np.ndarray | None = None
