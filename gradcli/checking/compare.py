@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.checking import diagnose
+from gradcli.checking.hint import Hint
 from gradcli.numeric.engine import TensorNumerics
 from gradcli.records import record
 
@@ -38,13 +39,19 @@ class TensorResult:
     atol: float = 0.0  # the absolute tolerance this tensor was held to
     worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
     band: str = ""  # CS231n's reading of the relative error of the elements that count
-    hints: tuple[str, ...] = ()  # why it may be wrong (failing tensors only)
+    hints: tuple[Hint, ...] = ()  # why it may be wrong (failing tensors only)
     intermediate: bool = False  # an intermediate's gradient (attention's dS ...), not a tensor's
     kinks: int = 0  # coordinates whose stencil met a kink: checked one-sidedly (numeric/kinks.py)
     kinks_unchecked: int = 0  # of them, with kinks on both sides at every step: the stencil's
     kink_at: tuple[int, ...] = ()  # their flat indices (at a kink itself an interval is right)
     refined: int = 0  # failing at the default step, confirmed at smaller ones (numeric/refine.py)
     refined_halvings: int = 0  # the smallest step that took: h / 2**refined_halvings
+
+    def __post_init__(self) -> None:
+        # every hint a Hint (README: each with .cause and .verified), whichever stage wrote it
+        # as a plain sentence: an observation names no cause and was not recomputed
+        hints = tuple(h if isinstance(h, Hint) else Hint(h) for h in self.hints)
+        object.__setattr__(self, "hints", hints)
 
     @property
     def passed(self) -> bool:

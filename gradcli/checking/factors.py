@@ -106,28 +106,34 @@ def axis_sizes(shape: tuple[int, ...], info: Any, kept: set[str], means: set[str
     ltr = letters(info.index, len(shape))
     dims = ["" for _ in range(len(shape) - len(info.axes))] + list(info.axes)
     axes = [k for k, n in enumerate(shape) if n > 1][:MAX_AXES]
-    by_value: dict[tuple[int, bool], list[tuple[int, ...]]] = {}
+    by_value: dict[tuple[int, bool, bool], list[tuple[int, ...]]] = {}
     for r in range(1, len(axes) + 1):
         for subset in itertools.combinations(axes, r):
             n = math.prod(shape[k] for k in subset)
-            kinds = [False] if all(ltr[k] in means for k in subset) else []
+            averaged = all(ltr[k] in means for k in subset)
+            kinds = [False] if averaged else []
             kinds += [True] if not any(ltr[k] in kept for k in subset) else []
             for divided in kinds:
-                sets = by_value.setdefault((n, divided), [])
+                # divided by the size of axes the layer already averages over: its own 1/size
+                # once more, not a mean where it sums (softmax's loss is a mean over n)
+                sets = by_value.setdefault((n, divided, divided and averaged), [])
                 if not sets or len(sets[0]) == len(subset):
                     sets.append(subset)
     out = []
-    for (n, divided), sets in by_value.items():
+    for (n, divided, twice), sets in by_value.items():
         names = " or ".join(", ".join(ltr[k] for k in s) for s in sets)
         size = " or ".join(" ".join(dims[k] for k in s) for s in sets if all(dims[k] for k in s))
         size = f" = {size}" if size else ""
-        if divided:
+        if twice:
+            words = f"divided by {n}{size}, the size of {names}, once more than the layer's "
+            words += f"own mean over {names} (its 1/{n} applied twice)"
+        elif divided:
             words = f"divided by {n}{size}, the size of {names} (a mean over {names} where the "
             words += "layer sums)"
         else:
             words = f"multiplied by {n}{size}, the size of {names} (the layer's mean over "
             words += f"{names} taken as a sum: its 1/{n} left out)"
-        cause = f"scale:{'1/' if divided else ''}({names})"
+        cause = f"scale:{'1/' if divided else ''}({names}){':twice' if twice else ''}"
         out.append((1.0 / n if divided else float(n), cause, words, frozenset()))
     return out
 
