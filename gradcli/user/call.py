@@ -195,19 +195,21 @@ def _show(caught: list[warnings.WarningMessage], path: Path, what: str) -> None:
 class _Guard:
     """Entered on creation, left by ``close`` (idempotent): the process state the user's code
     may change for itself put back, its stdout sent to stderr, its warnings recorded. Plain
-    attribute swaps, no context managers: the forward runs once per perturbed copy."""
+    attribute swaps, no context managers: the forward runs once per perturbed copy, so the
+    guard's own cost is every copy's (170 us of a 20 us forward, before the signals were read
+    raw and numpy's error state restored by its context variable's token: 60 us)."""
 
     def __init__(self) -> None:
-        self.err = np.geterr()
         # the user's code warns as numpy does by default, whatever gradcli silenced for itself
         # (check ignores its own overflows): a refused result then names the warning; the
         # warnings of a call that succeeded are shown only where gradcli shows its own
-        self.silenced = self.err != NUMPY_DEFAULTS
-        if self.silenced:
-            np.seterr(**NUMPY_DEFAULTS)
+        self.silenced = np.geterr() != NUMPY_DEFAULTS
+        # restores the state before, whatever np.seterr the user's code called meanwhile
+        self.errstate = np.errstate(**NUMPY_DEFAULTS)
+        self.errstate.__enter__()
         self.limit = sys.getrecursionlimit()
         self.cwd = _cwd()
-        self.handlers = {n: signal.getsignal(n) for n in _SIGNALS}
+        self.handlers = {n: _handler(n) for n in _SIGNALS}
         self.stdout, self.stderr = sys.stdout, sys.stderr
         self.exit, self.pid = os._exit, os.getpid()
         os._exit = self._exit  # type: ignore[assignment]
@@ -239,18 +241,21 @@ class _Guard:
         sys.stdout, sys.stderr = self.stdout, self.stderr
         if sys.getrecursionlimit() != self.limit:
             sys.setrecursionlimit(self.limit)
-        if np.geterr() != self.err:
-            np.seterr(**self.err)
+        self.errstate.__exit__(None, None, None)
         if self.cwd is not None and _cwd() != self.cwd:  # relative paths (-o, the spec) hold
             with contextlib.suppress(OSError):
                 os.chdir(self.cwd)
         for n, handler in self.handlers.items():  # Ctrl-C, SIGTERM, a closed pipe: gradcli's
-            if signal.getsignal(n) is not handler and handler is not None:
+            if _handler(n) is not handler and handler is not None:
                 with contextlib.suppress(ValueError, OSError):  # not the main thread
                     signal.signal(n, handler)
 
 
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, n))
+try:  # the C function: signal.getsignal turns its result into an enum, 14 us a signal a call
+    from _signal import getsignal as _handler
+except ImportError:  # pragma: no cover - an interpreter without it
+    _handler = signal.getsignal
 
 
 def _cwd() -> str | None:
