@@ -389,8 +389,9 @@ def numerical(
         p.note(info.note)
     if info.unseen and tolerances(p, name, grad, info)[2]:
         # every output's round-off, counted where the footprints are unknown, would leave the
-        # tensor unresolved: read which outputs each coordinate can move at all
-        info.noise = engine.reach_noise(name, coords)
+        # tensor unresolved: read which outputs each coordinate can move at all (and never
+        # count fewer than it moved at its own step)
+        info.noise = max(engine.reach_noise(name, coords), float(np.max(info.noise_at)))
         size = engine.t64[name].size if coords is None else len(coords)
         p.spent += cost.copies_seconds(engine, size + 1, real=True)
     return coords, grad, info
