@@ -197,7 +197,7 @@ def test_max_memory_is_checked_before_the_first_forward(cli, tmp_path, monkeypat
     _no_forward(monkeypatch)
     result = cli("check", "attention", "spec.yaml", *args)
     assert result.exit_code == 2, result.stderr[-300:]
-    assert result.stderr.startswith("gradcli: error: --max-memory: the numerical check needs")
+    assert result.stderr.startswith("gradcli: error: --max-memory: the check needs")
     assert len(result.stderr.splitlines()) == 1
 
 

@@ -246,17 +246,14 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                                   if "d" + n in comp.intermediates}}  # fmt: skip
     contract = (check_contract(spec, atol, rtol, roundoff, first=first, output=comp.output)
                 if run_contract else ())  # fmt: skip
+    # the perturbed copies get what the check's fixed arrays leave of --max-memory
+    copies = memory.copies(spec, opts.max_memory)
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
-        method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
+        method=opts.method, eps=opts.eps, max_memory=copies,
     )  # fmt: skip
-    smallest = engine.forward_bytes + 2 * max(a.nbytes for a in engine.t64.values())
-    if smallest > opts.max_memory:  # even one perturbed copy at a time would not fit
-        raise OptionError(
-            f"the numerical check needs about {smallest / 2**20:,.0f} MB for one perturbed "
-            f"forward pass, more than the limit of {opts.max_memory / 2**20:,.0f} MB",
-            param="max_memory",
-        )
+    # even one perturbed copy at a time, as the forward at the point measured it, must fit
+    memory.require(spec, opts.method, opts.max_memory, one=engine.smallest_bytes)
     agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
@@ -274,7 +271,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             # built-in forward, which the user's agreed with at this point, is differenced
             engine = Engine(
                 builtin, spec.tensors, spec.options, spec.grad_output,
-                method=opts.method, eps=opts.eps, max_memory=opts.max_memory,
+                method=opts.method, eps=opts.eps, max_memory=copies,
             )  # fmt: skip
             notes.append(
                 "your forward computes in float32 (float64 inputs give float32 numbers) and "
@@ -311,9 +308,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"({', '.join(spec.layer.grad_names or spec.tensors)})",
             param="grads",
         )
-    engines = engines_for(
-        spec, names, engine, method=opts.method, eps=opts.eps, max_memory=opts.max_memory
-    )
+    engines = engines_for(spec, names, engine, method=opts.method, eps=opts.eps, max_memory=copies)
     full = {n: estimate(engines[n], n, opts.method, opts.coloring) for n in names}
     full = ties_across_tensors(full, engine, spec.tensors)
     # the whole calls already made: part of the check whatever its mode
@@ -348,8 +343,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     # the README's promise: the estimate and a bar only for a long run
     slow = p.mode != "probe" and p.spent > 2
     if slow:
-        # max_memory bounds the perturbed copies, not the run (README "Bounds"): say so
-        opts.notify(f"estimated {p.spent:.1f} s; perturbed copies within "
+        # max_memory bounds the check's arrays, not the interpreter (README "Bounds")
+        opts.notify(f"estimated {p.spent:.1f} s; arrays within "
                     f"{opts.max_memory / 2**20:.0f} MB ({mention('max_memory')})")  # fmt: skip
     total = sum(e.groups for e in run.values())
     advance = opts.progress(total) if opts.progress and slow else None
@@ -611,7 +606,7 @@ def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | N
         return None
     e = p.engines[name]
     mirror = Engine(e.layer, e.t64, e.options, e.g, method=other, eps=p.opts.eps,
-                    max_memory=p.opts.max_memory)  # fmt: skip
+                    max_memory=e.max_memory)  # fmt: skip
     if other == "complex":
         mirror.method = CONJUGATE
     return mirror.gradient(name, coloring=p.opts.coloring, coords=coords)[0]

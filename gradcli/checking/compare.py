@@ -6,6 +6,7 @@ A mismatch is a result (``passed`` false, with the worst elements and hints), no
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -102,12 +103,94 @@ def compare(
     element's own round-off of its finite differences, which raises its atol. A NaN or inf in
     the analytic gradient (anywhere) or the numeric one (where compared) is counted, never
     skipped: NaN compares False, so a test like ``err > tol`` alone would let it pass."""
-    a = np.asarray(analytic, dtype=np.float64)
-    n = np.asarray(numeric, dtype=np.float64)
-    seen = np.ones(a.shape, dtype=bool)
+    a, n = np.asarray(analytic), np.asarray(numeric)
+    shape = a.shape
+    n = n if n.shape == shape else np.broadcast_to(n, shape)
+    # flat once (a copy only of a non-contiguous array), then read in slices
+    a_flat, n_flat = a.reshape(-1), n.reshape(-1)
+    noise = None if noise is None else np.asarray(noise).reshape(-1)
+    seen = None
     if coords is not None:
-        seen = np.zeros(a.shape, dtype=bool)
-        seen.flat[np.asarray(coords, dtype=np.int64)] = True
+        seen = np.zeros(a.size, dtype=bool)
+        seen[np.asarray(coords, dtype=np.int64)] = True
+    k = max(top, 1)
+    # element by element in chunks of CHUNK: a tensor's dozen temporaries would otherwise be
+    # whole arrays, the largest part of a check's memory beside its perturbed copies
+    parts = [_chunk(a_flat, n_flat, seen, noise, atol, rtol, k, s)
+             for s in range(0, max(a.size, 1), CHUNK)]  # fmt: skip
+    cand = {key: np.concatenate([p[key] for p in parts]) for key in ("at", "excess", "err", "rel")}
+    # stable: the largest excess first, the lowest flat index among equals (argsort's order)
+    order = np.lexsort((cand["at"], -cand["excess"]))[:k]
+    fail_any = any(p["fail"] for p in parts)
+
+    def shown(i: int) -> float:  # the raw value where compared, NaN and inf included
+        return float(n_flat[i]) if seen is None or seen[i] else math.nan
+
+    worst_k = tuple(
+        {
+            "index": [int(i) for i in np.unravel_index(int(cand["at"][j]), shape)],
+            "analytic": float(a_flat[cand["at"][j]]),
+            "numeric": shown(int(cand["at"][j])),
+            "abs_error": float(cand["err"][j]),
+            "rel_error": float(cand["rel"][j]),
+        }
+        for j in order
+        if a.size and cand["excess"][j] >= 0
+    )
+    first = int(cand["at"][order[0]]) if a.size else 0
+    worst = np.unravel_index(first, shape) if a.size else ()
+    bad_at = next((p["bad_at"] for p in parts if p["bad_at"] >= 0), -1)
+    nonfinite_at = ""
+    if bad_at >= 0:
+        num = f"{n_flat[bad_at]:.6g}" if seen is None or seen[bad_at] else "not evaluated"
+        nonfinite_at = (f"d{name}{_index(letters or [], np.unravel_index(bad_at, shape))}: "
+                        f"analytic {a_flat[bad_at]:.6g}, numeric {num}")  # fmt: skip
+    found: list[str] = []
+    if fail_any and not unresolved:  # the layer facts cost work: only for a failing tensor
+        facts = {**(context() if context else {}), "kink_at": extra.get("kink_at", ())}
+        a0, n0, fail, tol = (v.reshape(shape) for v in _whole(a_flat, n_flat, seen, noise,
+                                                               atol, rtol))  # fmt: skip
+        found = diagnose.hints(name, a0, n0, fail, tol, letters or [], facts)
+    # the reading (diagnose.band) counts the failing elements, or for a pass those well above
+    # the noise (|a| or |n| over 10 atol), where a relative error means something
+    counted = max(p["rel_fail" if fail_any else "rel_large"] for p in parts)
+    checked = a.size if seen is None else int(seen.sum())
+    result = TensorResult(
+        name=name,
+        shape=tuple(shape),
+        max_abs_error=max(p["err_max"] for p in parts),
+        max_rel_error=max(p["rel_max"] for p in parts),
+        worst_index=tuple(int(i) for i in worst),
+        analytic=float(a_flat[first]) if a.size else 0.0,
+        numeric=shown(first) if a.size else 0.0,
+        within=not fail_any,
+        checked=checked,
+        promised=checked if promised is None else promised,
+        nonfinite=sum(p["bad"] for p in parts),
+        nonfinite_at=nonfinite_at,
+        unresolved=unresolved,
+        atol=atol,
+        worst=worst_k,
+        band=diagnose.band(counted, passed=not fail_any),
+        hints=tuple(found),
+        **extra,
+    )
+    if result.reason:  # the reading of the errors would mislead: say what went wrong instead
+        band = "not finite" if bad_at >= 0 else "cannot resolve" if unresolved else "not checked"
+        result = dataclasses.replace(result, band=band, hints=(result.reason, *found))
+    return result
+
+
+# elements compared at a time: 2 MB per float64 temporary
+CHUNK = 2**18
+
+
+def _elements(a, n, seen, noise, atol, rtol, sl=slice(None)):
+    """The pass rule's arrays over the slice ``sl`` of the flat ``a``, ``n`` (and ``seen``,
+    ``noise``): (seen, bad, ok, a0, n, err, denom, rel, tol)."""
+    a = np.asarray(a[sl], dtype=np.float64)
+    n = np.asarray(n[sl], dtype=np.float64)
+    seen = np.ones(a.shape, dtype=bool) if seen is None else seen[sl]
     # the gradient under test is finite everywhere, compared or not: that costs no forward pass
     bad = ~np.isfinite(a) | (seen & ~np.isfinite(n))
     ok = seen & ~bad
@@ -115,64 +198,42 @@ def compare(
     err = np.where(bad, np.inf, np.abs(a0 - n0))
     denom = np.maximum(np.abs(a0), np.abs(n0))
     rel = np.divide(err, denom, out=np.where(bad, np.inf, 0.0), where=ok & (denom > 0))
-    floor = atol if noise is None else np.maximum(atol, np.where(ok, noise, 0.0))
+    if noise is None:
+        floor: Any = atol
+    else:
+        floor = np.maximum(atol, np.where(ok, noise[sl], 0.0))
     tol = floor + rtol * np.abs(n0)
+    return seen, bad, ok, a0, n, err, denom, rel, tol
+
+
+def _chunk(a, n, seen, noise, atol, rtol, k: int, start: int) -> dict[str, Any]:
+    """What ``compare`` keeps of the elements from flat index ``start`` on: the maxima, the
+    counts, and the ``k`` elements furthest beyond their tolerance (candidates for the
+    tensor's worst)."""
+    sl = slice(start, start + CHUNK)
+    seen_, bad, ok, a0, n_, err, denom, rel, tol = _elements(a, n, seen, noise, atol, rtol, sl)
     # how far beyond its tolerance each element is; with a zero tolerance any error is infinite
     with np.errstate(invalid="ignore"):
         excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
-    excess = np.where(bad, np.inf, np.where(seen, excess, -1.0))
-    order = np.argsort(-excess, axis=None, kind="stable")[: max(top, 1)]
-    shown = np.where(seen, n, np.nan)  # the raw values where compared, NaN and inf included
-    worst_k = tuple(
-        {
-            "index": [int(i) for i in np.unravel_index(int(k), a.shape)],
-            "analytic": float(a.flat[k]),
-            "numeric": float(shown.flat[k]),
-            "abs_error": float(err.flat[k]),
-            "rel_error": float(rel.flat[k]),
-        }
-        for k in order
-        if a.size and excess.flat[k] >= 0
-    )
-    worst = np.unravel_index(int(order[0]), a.shape) if a.size else ()
+    excess = np.where(bad, np.inf, np.where(seen_, excess, -1.0))
+    pick = np.argsort(-excess, kind="stable")[:k]
     fail = ok & (err > tol)
-    # the reading (diagnose.band) counts the failing elements, or for a pass those well above
-    # the noise (|a| or |n| over 10 atol), where a relative error means something
-    counted = fail if fail.any() else ok & (denom > 10 * atol)
-    nonfinite_at = ""
-    if bad.any():
-        k = np.unravel_index(int(np.argmax(bad)), a.shape)
-        num = f"{n[k]:.6g}" if seen[k] else "not evaluated"
-        nonfinite_at = f"d{name}{_index(letters or [], k)}: analytic {a[k]:.6g}, numeric {num}"
-    found: list[str] = []
-    if fail.any() and not unresolved:  # the layer facts cost work: only for a failing tensor
-        facts = {**(context() if context else {}), "kink_at": extra.get("kink_at", ())}
-        found = diagnose.hints(name, a0, np.where(ok, n, np.nan), fail, tol, letters or [],
-                               facts)  # fmt: skip
-    result = TensorResult(
-        name=name,
-        shape=tuple(a.shape),
-        max_abs_error=float(err.max(initial=0.0)),
-        max_rel_error=float(rel.max(initial=0.0)),
-        worst_index=tuple(int(i) for i in worst),
-        analytic=float(a[worst]) if a.size else 0.0,
-        numeric=float(shown[worst]) if a.size else 0.0,
-        within=not bool(fail.any()),
-        checked=int(seen.sum()),
-        promised=int(seen.sum()) if promised is None else promised,
-        nonfinite=int(bad.sum()),
-        nonfinite_at=nonfinite_at,
-        unresolved=unresolved,
-        atol=atol,
-        worst=worst_k,
-        band=diagnose.band(float(rel[counted].max(initial=0.0)), passed=not fail.any()),
-        hints=tuple(found),
-        **extra,
-    )
-    if result.reason:  # the reading of the errors would mislead: say what went wrong instead
-        band = "not finite" if bad.any() else "cannot resolve" if unresolved else "not checked"
-        result = dataclasses.replace(result, band=band, hints=(result.reason, *found))
-    return result
+    large = ok & (denom > 10 * atol)
+    return {
+        "at": pick + start, "excess": excess[pick], "err": err[pick], "rel": rel[pick],
+        "fail": bool(fail.any()), "bad": int(bad.sum()),
+        "bad_at": start + int(np.argmax(bad)) if bad.any() else -1,
+        "err_max": float(err.max(initial=0.0)), "rel_max": float(rel.max(initial=0.0)),
+        "rel_fail": float(rel[fail].max(initial=0.0)),
+        "rel_large": float(rel[large].max(initial=0.0)),
+    }  # fmt: skip
+
+
+def _whole(a, n, seen, noise, atol, rtol):
+    """(a0, n where compared else NaN, fail, tol), flat, over the whole tensor: what the hints
+    read of a failing tensor."""
+    _, _, ok, a0, n_, err, _, _, tol = _elements(a, n, seen, noise, atol, rtol)
+    return a0, np.where(ok, n_, np.nan), ok & (err > tol), tol
 
 
 def _index(letters: list[str], idx: tuple[int, ...]) -> str:

@@ -108,13 +108,27 @@ def check_contract(
     rng = np.random.default_rng([spec.seed if seed is None else seed, 0x636F6E74])
     rms = float(np.sqrt(np.mean(np.square(g1, dtype=np.float64)))) if g1.size else 0.0
     g2 = (rng.standard_normal(g1.shape) * (rms or 1.0)).astype(dtype)
+    # each call's gradients are read into numbers as they come and let go (the calls in the
+    # same order): only b1, b2 and b3 are held at once, not five sets of gradients
     b1 = backward(np.array(g1))
     names = list(b1)  # the gradients this backward returns, in layer order
     again = backward(np.array(g1))
+    det: dict[str, float] = {}
+    for n in names:
+        det[n] = _deviation(_f64(b1[n]), _f64(again[n]))
+        if first is not None and n in first:
+            det[n] = max(det[n], _deviation(_f64(np.asarray(first[n])), _f64(b1[n])))
+    del again
     b2 = backward(g2)
     b3 = backward((g1.astype(np.float64) + 2 * g2).astype(dtype))
-    zero = backward(np.zeros_like(g1))
-    size = max(g1.size, 1)
+    del g2
+    lin, apart, largest, big1 = {}, {}, {}, {}
+    for n in names:
+        a1, a2, a3 = (_f64(b[n]) for b in (b1, b2, b3))
+        lin[n] = _deviation(a3, a1, a2)
+        apart[n] = _deviation(a1, a2)
+        big1[n] = _largest(a1)
+        largest[n] = max(big1[n], _largest(a2), _largest(a3))
     # round-off follows the size of the terms a backward sums, not of its result: a gradient
     # that cancels to almost nothing (attention's dW_Q when A is nearly one-hot) is still
     # computed from terms as large as the others, so every gradient shares the largest scale
@@ -122,31 +136,29 @@ def check_contract(
         (_largest(b[n]) for b in (b1, b2, b3) for n in names if _finite(_f64(b[n]))),
         default=0.0,
     )
+    dtypes, shapes = {n: b1[n].dtype for n in names}, {n: b1[n].shape for n in names}
+    del b1, b2, b3
+    zero = backward(np.zeros_like(g1))
+    size = max(g1.size, 1)
     findings: dict[str, list[Finding]] = {c: [] for c in CONTRACTS}
     for n in names:
-        a1, a2, a3 = (_f64(b[n]) for b in (b1, b2, b3))
         eps = float(np.finfo(spec.dtype).eps)
-        if b1[n].dtype.kind == "f":
-            eps = max(eps, float(np.finfo(b1[n].dtype).eps))
+        if dtypes[n].kind == "f":
+            eps = max(eps, float(np.finfo(dtypes[n]).eps))
         tol = roundoff_tolerance(eps, scale, size)
-        det = _deviation(a1, _f64(again[n]))
-        if first is not None and n in first:
-            det = max(det, _deviation(_f64(np.asarray(first[n])), a1))
-        findings["determinism"].append(_determinism(n, det, tol))
-        slack = tol + 4 * (det if math.isfinite(det) else 0.0)  # noise blurs the others
-        z = _deviation(_f64(zero[n]), np.zeros_like(a1))
-        findings["zero_upstream"].append(_zero_upstream(n, z, slack, _largest(a1)))
-        lin = _deviation(a3, a1 + 2 * a2)
+        findings["determinism"].append(_determinism(n, det[n], tol))
+        slack = tol + 4 * (det[n] if math.isfinite(det[n]) else 0.0)  # noise blurs the others
+        z = _deviation(_f64(zero[n]), None) if zero[n].shape == shapes[n] else math.inf
+        findings["zero_upstream"].append(_zero_upstream(n, z, slack, big1[n]))
         # an ill-conditioned backward (a saturated softmax) cancels terms far larger than its
         # result, so round-off of its result's size is not enough there; a deviation a tenth
         # of what the value check tolerates cannot change a verdict
-        largest = max(_largest(a) for a in (a1, a2, a3))
         lin_tol = max(
-            slack, 0.1 * (atol + rtol * largest), 16 * (roundoff or {}).get(n, 0) * largest
+            slack, 0.1 * (atol + rtol * largest[n]), 16 * (roundoff or {}).get(n, 0) * largest[n]
         )
-        constant = _deviation(a1, a2) <= slack < _largest(a1)
-        findings["linearity"].append(_linearity(n, lin, lin_tol, z > slack, constant))
-        findings["dtype"].append(_dtype(n, "backward", b1[n].dtype, dtype))
+        constant = apart[n] <= slack < big1[n]
+        findings["linearity"].append(_linearity(n, lin[n], lin_tol, z > slack, constant))
+        findings["dtype"].append(_dtype(n, "backward", dtypes[n], dtype))
     if forward_det is not None:
         findings["determinism"].append(forward_det)
     out_dtype = np.asarray(out).dtype
@@ -175,14 +187,29 @@ def _finite(a: np.ndarray) -> bool:
     return bool(np.isfinite(a).all())
 
 
-def _deviation(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b|: inf where one side is not finite, 0 where both are the same non-finite
-    value (the gradient check reports non-finite gradients themselves)."""
-    if a.shape != b.shape:
+def _deviation(a: np.ndarray, b: np.ndarray | None, c: np.ndarray | None = None) -> float:
+    """max |a - b| (b None: 0; with ``c``: max |a - (b + 2 c)|, linearity's): inf where one
+    side is not finite, 0 where both are the same non-finite value (the gradient check reports
+    non-finite gradients themselves). In chunks: whole temporaries of a large gradient would
+    be a good part of a check's memory."""
+    if b is not None and (a.shape != b.shape or (c is not None and c.shape != b.shape)):
         return math.inf
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    diff = np.where(same, 0.0, np.abs(a - b))
-    return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
+    a = a.reshape(-1)
+    b = None if b is None else b.reshape(-1)
+    c = None if c is None else c.reshape(-1)
+    worst = 0.0
+    for s in range(0, a.size, DEVIATION_CHUNK):
+        x = a[s : s + DEVIATION_CHUNK]
+        y = np.zeros_like(x) if b is None else b[s : s + DEVIATION_CHUNK]
+        if c is not None:
+            y = y + 2 * c[s : s + DEVIATION_CHUNK]
+        same = (x == y) | (np.isnan(x) & np.isnan(y))
+        diff = np.where(same, 0.0, np.abs(x - y))
+        worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
+    return worst
+
+
+DEVIATION_CHUNK = 2**18  # elements: 2 MB per float64 temporary
 
 
 def _amount(x: float) -> str:

@@ -27,7 +27,7 @@ from gradcli.inputs.network import NetSpec
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.chain import Node
-from gradcli.numeric import cost
+from gradcli.numeric import cost, memory
 from gradcli.numeric.engine import Engine
 from gradcli.records import record
 
@@ -153,7 +153,8 @@ def end_to_end_options(
         return opts, ""
     spec = net.spec
     engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
-                    method=opts.method, eps=opts.eps, max_memory=opts.max_memory)  # fmt: skip
+                    method=opts.method, eps=opts.eps,
+                    max_memory=memory.copies(spec, opts.max_memory))  # fmt: skip
     groups = {n: engine.groups_needed(n, opts.coloring) for n in spec.tensors}
     seconds = {n: engine.seconds(n, g, opts.coloring) for n, g in groups.items()}
     share = (opts.budget if budget is None else budget) * E2E_SHARE

@@ -353,11 +353,18 @@ def masked_count(value: Any) -> int:
 
 def float64_copies(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """float64 copies of the floating tensors; integer ones (labels, indices) kept as they are:
-    they are never perturbed, and a float index cannot index."""
+    they are never perturbed, and a float index cannot index. A read-only float64 array that
+    owns its data (a spec's tensor) is kept too: nothing can write into it, and a copy of every
+    tensor was a good part of a check's memory."""
     return {
-        n: a if np.asarray(a).dtype.kind in "iub" else np.array(a, dtype=np.float64)
+        n: a if np.asarray(a).dtype.kind in "iub" or _frozen64(a) else np.array(a, np.float64)
         for n, a in tensors.items()
     }
+
+
+def _frozen64(a: Any) -> bool:
+    return (isinstance(a, np.ndarray) and a.dtype == np.float64 and not a.flags.writeable
+            and a.flags.owndata)  # fmt: skip
 
 
 def as_indices(a: Any) -> np.ndarray:

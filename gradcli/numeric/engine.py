@@ -352,14 +352,16 @@ class Engine(StackedForward):
                     )
                     return self.gradient(name, coloring=coloring, coords=coords, rng=rng)
                 # an output of a coordinate the sample did not move reads 0, or the round-off
-                # of a product batched with the moved copies (BLAS): attributed to no one
-                keep = moving[owners]
-                weighted = (d * self.g).reshape(len(part), -1)
-                sums += np.bincount(owners[keep], weights=weighted[keep], minlength=x.size)
-                gy = np.broadcast_to(self.gy, owners.shape)
-                scale += np.bincount(owners[keep], weights=gy[keep], minlength=x.size)
-                gy = gy * _moved(d.reshape(owners.shape))
-                moved += np.bincount(owners[keep], weights=gy[keep], minlength=x.size)
+                # of a product batched with the moved copies (BLAS): attributed to no one, a
+                # last bin dropped (not masked out: three masked copies of the chunk's outputs)
+                owners = np.where(moving[owners], owners, x.size).ravel()
+                n = x.size + 1
+                sums += np.bincount(owners, weights=(d * self.g).ravel(), minlength=n)[:-1]
+                gy = np.broadcast_to(self.gy, (len(part), self.gy.size))
+                scale += np.bincount(owners, weights=gy.ravel(), minlength=n)[:-1]
+                # times a mask, not np.where: an infinite |g * y| unmoved stays NaN, as before
+                gy = gy * (d.reshape(gy.shape) != 0)
+                moved += np.bincount(owners, weights=gy.ravel(), minlength=n)[:-1]
             passes += self.rows(len(part))
             if self.progress:
                 self.progress(len(part))

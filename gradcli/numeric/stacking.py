@@ -127,6 +127,8 @@ class StackedForward:
         arrays = [np.asarray(out), *kept_arrays(cache)]
         self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
         self.largest_bytes = max(a.nbytes for a in arrays)
+        # one perturbed copy of the largest tensor, the least a chunk takes
+        self.smallest_bytes = self.forward_bytes + 2 * max(a.nbytes for a in self.t64.values())
 
     def forward_stack(self, name: str, probes: np.ndarray) -> np.ndarray:
         """Outputs (P, *out_shape) for P values (P, *shape) of tensor ``name``."""
@@ -188,7 +190,10 @@ class StackedForward:
 
     def _chunk(self, name: str, n_groups: int) -> int:
         rows = len(self.method.offsets)
-        per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 24 * self.g.size
+        # the stacked copies and their forward's arrays, then what the gradient's loop makes
+        # of a group's differences per output: d, d * g, the owners twice (int64), |g * y|
+        # and its moved part, in float64
+        per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 48 * self.g.size
         # keep each stacked temporary near 4 MB: it stays in cache across the forward's passes,
         # and below glibc's mmap threshold (exits.tune_allocator) freed blocks are reused instead
         # of page-faulting afresh on every call (measured: 1.5x on attention here)
@@ -209,7 +214,8 @@ class StackedForward:
         offsets = [s for s in m.offsets if s != 0]
         base = 1 if 0 in m.offsets else 0
         dtype = np.complex128 if m.name == "complex" else np.float64
-        rows = np.repeat(x[None, :].astype(dtype), base + c * len(offsets), axis=0)
+        rows = np.empty((base + c * len(offsets), x.size), dtype=dtype)
+        rows[:] = x  # not np.repeat of x.astype: that copies the tensor once more
         for k, s in enumerate(offsets):
             step = s * 1j * h if m.name == "complex" else s * h
             first = base + k * c
