@@ -89,3 +89,184 @@ def test_a_mean_where_the_layer_sums_keeps_its_words():
     grads["x"] = grads["x"] / grads["x"].shape[1]
     text = _hints("svm", grads, "x")
     assert "where the layer sums" in text and "twice" not in text, text
+
+
+# ---------------------------------------------------------------- F2: one element is no output's
+def _rnn_forward(x, prev_h, Wx, Wh, b):
+    h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    return h, (x, prev_h, Wx, Wh, h)
+
+
+def _rnn_backward(bug):
+    def backward(dnext_h, cache):
+        x, prev_h, Wx, Wh, h = cache
+        da = dnext_h * (1 - h**2)
+        dWh = prev_h.T @ da
+        if bug == "element":
+            dWh[1, 2] *= 1.01  # one element of dWh: every batch row's contribution there is off
+        if bug == "row":
+            dWh += 0.5 * np.outer(prev_h[2], da[2])  # batch row 2's contribution 1.5 x
+        return da @ Wx.T, da @ Wh.T, x.T @ da, dWh, da.sum(0)
+
+    return backward
+
+
+def _rnn_hints(bug: str) -> str:
+    rng = np.random.default_rng(1)
+    t = {"x": rng.standard_normal((4, 5)), "prev_h": rng.standard_normal((4, 6)) * 0.5,
+         "Wx": rng.standard_normal((5, 6)) * 0.3, "Wh": rng.standard_normal((6, 6)) * 0.3,
+         "b": rng.standard_normal(6) * 0.1}  # fmt: skip
+    report = gradcli.check("rnn_step", t, forward=_rnn_forward, backward=_rnn_backward(bug))
+    assert report.passed is (bug == "")
+    return " ".join(map(str, report.results["Wh"].hints))
+
+
+def test_one_wrong_element_is_named_not_the_outputs_that_reach_it():
+    text = _rnn_hints("element")
+    assert "wrong at one element only, dWh[k=1, j=2] (1.01 x" in text, text
+    assert "contributions of output" not in text, text
+
+
+def test_one_outputs_wrong_contribution_is_still_named_as_such():
+    # the twin: batch row 2's contribution wrong in every element it reaches, the others right
+    text = _rnn_hints("row")
+    assert "wrong only for the contributions of output b0=2" in text, text
+    assert "element" not in text, text
+    assert _rnn_hints("") == ""
+
+
+def _conv_forward(x, w, b, conv_param):
+    s, p = conv_param["stride"], conv_param["pad"]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    F, _, HH, WW = w.shape
+    Ho, Wo = 1 + (xp.shape[2] - HH) // s, 1 + (xp.shape[3] - WW) // s
+    out = np.zeros((x.shape[0], F, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            win = xp[:, :, i * s : i * s + HH, j * s : j * s + WW]
+            out[:, :, i, j] = np.tensordot(win, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out, (x, w, b, conv_param)
+
+
+def _conv_backward(bug):
+    def backward(dout, cache):
+        x, w, b, conv_param = cache
+        s, p = conv_param["stride"], conv_param["pad"]
+        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+        _, _, HH, WW = w.shape
+        Ho, Wo = dout.shape[2:]
+        for i in range(Ho):
+            for j in range(Wo):
+                win = xp[:, :, i * s : i * s + HH, j * s : j * s + WW]
+                dw += np.tensordot(dout[:, :, i, j], win, axes=([0], [0]))
+                twice = 2 if bug == "last-row" and i == Ho - 1 else 1  # the last row counted twice
+                dxp[:, :, i * s : i * s + HH, j * s : j * s + WW] += twice * np.tensordot(
+                    dout[:, :, i, j], w, axes=([1], [0]))  # fmt: skip
+        dx = dxp[:, :, p:-p, p:-p].copy()
+        if bug == "element":
+            dx[0, 0, 4, 0] *= 1.5  # input row 4: read by the last window row alone
+        return dx, dw, dout.sum(axis=(0, 2, 3))
+
+    return backward
+
+
+def _conv_hints(bug: str) -> str:
+    rng = np.random.default_rng(0)
+    # gradcli's layout: X (N, H, W, C), W (kh, kw, C, F); the functions get CS231n's
+    t = {"X": rng.standard_normal((1, 5, 5, 1)), "W": rng.standard_normal((3, 3, 1, 2)),
+         "b": rng.standard_normal(2)}  # fmt: skip
+    report = gradcli.check("conv2d", t, options={"stride": 2, "padding": 1},
+                           forward=_conv_forward, backward=_conv_backward(bug))  # fmt: skip
+    assert not report.passed
+    return " ".join(map(str, report.results["X"].hints))
+
+
+def test_an_input_element_one_window_reads_is_that_element():
+    text = _conv_hints("element")
+    assert "dX is wrong at one element only, dX[b0=0, i=4, j=0, d=0] (1.5 x" in text, text
+    assert "contributions of output" not in text, text
+    # the twin: the last window row's contributions twice, also where an earlier row's meet it
+    text = _conv_hints("last-row")
+    assert "wrong only for the contributions of output i=2 (the last)" in text, text
+    assert "element" not in text, text
+
+
+# ---------------------------------------------------------------- F12: a sample claims no "only"
+def _pattern_hints(fail_at, seen_at, shape=(4, 3, 8)):
+    """diagnose.hints on a gradient wrong (x 1.5) at ``fail_at``, compared at ``seen_at`` (the
+    numeric side NaN elsewhere, as a sampled check leaves it)."""
+    from gradcli.checking import diagnose
+
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal(shape) + 3.0
+    a = n.copy()
+    for k in fail_at:
+        a[k] *= 1.5
+    seen = np.zeros(shape, dtype=bool)
+    for k in seen_at:
+        seen[k] = True
+    tol = 1e-6 + 1e-4 * np.abs(n)
+    fail = seen & (np.abs(a - n) > tol)
+    return diagnose.hints("x", a, np.where(seen, n, np.nan), fail, tol, [], {"recomputed": True})
+
+
+def test_two_sampled_failures_in_one_channel_claim_no_slice():
+    # the bug: row 5 of every channel; the sample met it twice, both times in channel 1
+    wrong = [(i, c, 5) for i in range(4) for c in range(3)]
+    seen = [(0, 1, 5), (2, 1, 5), (1, 0, 2), (3, 2, 6), (0, 0, 0), (2, 2, 3)]
+    assert _pattern_hints(wrong, seen) == []
+
+
+def test_a_full_check_still_names_its_one_slice():
+    everywhere = [(i, c, k) for i in range(4) for c in range(3) for k in range(8)]
+    hints = _pattern_hints([(i, 1, 5) for i in range(4)], everywhere)
+    assert hints == ["dx is wrong only at b1=1 (one slice along that axis)"], hints
+
+
+def test_many_sampled_failures_in_one_slice_say_what_the_sample_shows():
+    # every element sampled but channel 2's rows 0-3: far too many failures in c=1 for chance
+    seen = [(i, c, k) for i in range(4) for c in range(2) for k in range(8)]
+    hints = _pattern_hints([(i, 1, k) for i in range(4) for k in range(8)], seen)
+    assert hints == [
+        "dx: among the 64 compared elements, the failing ones are all at b1=1 (one slice "
+        "along that axis)"
+    ], hints
+
+
+# ---------------------------------------------------------------- F4: a scatter drops repeats
+def _embedding_hints(bug: str, idx=((3, 0, 3, 5), (1, 3, 2, 0))) -> list:
+    idx = np.array(idx)
+    W = np.random.default_rng(0).standard_normal((6, 4))
+    repeats = len(np.unique(idx)) < idx.size
+
+    def backward(dout, cache):
+        dW = np.zeros_like(W)
+        if bug == "assign":
+            dW[idx] = dout  # a repeated row written once
+        elif bug == "add":
+            dW[idx] += dout  # the same: the fancy += reads, adds, writes back once
+        else:
+            np.add.at(dW, idx, dout)
+            if bug == "double":
+                dW *= 2
+        return dW
+
+    report = gradcli.check("embedding", {"idx": idx, "W": W},
+                           forward=lambda x, W: (W[x], None), backward=backward)  # fmt: skip
+    assert report.passed is (bug == "" or not repeats and bug != "double")
+    return list(report.results["W"].hints)
+
+
+def test_a_scatter_that_drops_repeated_indices_is_named():
+    for bug in ("assign", "add"):
+        (hint,) = _embedding_hints(bug)
+        assert hint.cause == "embedding:repeats-dropped" and "np.add.at" in hint, hint
+
+
+def test_repeats_are_not_named_for_another_bug_or_none():
+    (hint,) = _embedding_hints("double")
+    assert "repeat" not in hint and hint.cause.startswith("scale:2"), hint
+    assert _embedding_hints("") == []
+    # no index repeats: dW[idx] += dout is right, and passes
+    assert _embedding_hints("add", idx=((3, 0, 2), (1, 4, 5))) == []

@@ -77,8 +77,12 @@ def hints(
             "or to none",
             "ties",
         )]  # fmt: skip
+    # in a sample (or past a NaN) only the compared elements are seen: a claim about the rest
+    # of the tensor ("everywhere", "only at") is not theirs to make (sampled: how many were)
+    sampled = int(ok.sum()) if not ok.all() else 0
+    every = f"at all {sampled} compared elements" if sampled else "everywhere"
     if np.all(a[fail] == 0) and np.any(np.abs(n[fail]) > tol[fail]):
-        whole = "everywhere" if np.all(a[ok] == 0) else "at every failing element"
+        whole = every if np.all(a[ok] == 0) else "at every failing element"
         out.append(
             f"d{name} is zero {whole} where the numerical gradient is not: a missing term or "
             "path (attention's dX, for one, sums the Q, K and V paths)"
@@ -90,12 +94,12 @@ def hints(
     ratio = None if context.get("recomputed") else _constant_ratio(a, n, tol, ok)
     if ratio is not None:
         if abs(ratio + 1) < 1e-3:
-            return [Hint(f"d{name} = -1 x numeric everywhere: the sign is flipped", "sign", True)]
+            return [Hint(f"d{name} = -1 x numeric {every}: the sign is flipped", "sign", True)]
         known = {cause: label for label, (v, cause) in context.get("scales", {}).items()
                  if abs(ratio / v - 1) < 1e-3}  # fmt: skip
         why = f" ({' or '.join(known.values())})" if known else " (a missing or extra scale)"
         cause = " or ".join(known) if known else f"scale:{ratio:.6g}"
-        return [Hint(f"d{name} = {ratio:.6g} x numeric everywhere: a constant factor{why}",
+        return [Hint(f"d{name} = {ratio:.6g} x numeric {every}: a constant factor{why}",
                      cause, True)]  # fmt: skip
     moved = None if context.get("recomputed") else _rearranged(
         a, n, tol, ok, context.get("spatial", 0))  # fmt: skip
@@ -103,21 +107,40 @@ def hints(
         text, cause = moved
         return [Hint(f"d{name} matches the numerical gradient {text}", cause, True)]
     coverage = context.get("coverage")
-    if coverage is not None and coverage.shape == a.shape:
-        if np.any(coverage == 1) and np.all(coverage[fail] > 1) and not fail[coverage == 1].any():
-            out.append(
-                f"d{name} is wrong only where windows overlap: look at how the contributions "
-                "of overlapping windows are combined (they add up: += where = would overwrite)"
-            )
+    if coverage is not None and coverage.shape == a.shape and _confined(fail, coverage > 1, ok):
+        out.append(
+            f"{_only(name, 'where windows overlap', sampled)}: look at how the contributions "
+            "of overlapping windows are combined (they add up: += where = would overwrite)"
+        )
     border = context.get("border")
-    if border is not None and border.shape == a.shape and np.all(border[fail]):
-        if (~border & ok).any() and not fail[~border].any():
-            out.append(
-                f"d{name} is wrong only on the borders: look at the padding and at the "
-                "windows' first and last positions"
-            )
-    out += _one_slice(name, fail, letters)
+    if border is not None and border.shape == a.shape and _confined(fail, border, ok):
+        out.append(
+            f"{_only(name, 'on the borders', sampled)}: look at the padding and at the "
+            "windows' first and last positions"
+        )
+    out += _one_slice(name, fail, ok, letters, sampled)
     return out
+
+
+def _only(name: str, place: str, sampled: int) -> str:
+    """"dW is wrong only <place>", or in a sample what the compared elements show."""
+    if sampled:
+        return f"d{name}: among the {sampled} compared elements, the failing ones are all {place}"
+    return f"d{name} is wrong only {place}"
+
+
+def _confined(fail: np.ndarray, region: np.ndarray, ok: np.ndarray, choices: int = 1) -> bool:
+    """Whether the failures lying in ``region`` shows the errors are confined there: some
+    compared element outside it is right, and in a sample the failures are too many to have all
+    fallen in it by chance (were the errors anywhere, each failure lands in the region with the
+    region's share p of the compared elements: ``choices`` regions that could have been named
+    times p to the number of failures under 1%)."""
+    if not fail.any() or fail[~region].any() or not (~region & ok).any():
+        return False
+    if ok.all():
+        return True
+    share = float((region & ok).sum()) / float(ok.sum())
+    return choices * share ** int(fail.sum()) < 0.01
 
 
 def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray) -> Any:
@@ -154,8 +177,11 @@ def _rearranged(
     return None
 
 
-def _one_slice(name: str, fail: np.ndarray, letters: list[str]) -> list[str]:
-    """All the errors in one row / column / channel."""
+def _one_slice(
+    name: str, fail: np.ndarray, ok: np.ndarray, letters: list[str], sampled: int
+) -> list[str]:
+    """All the errors in one row / column / channel (in a sample: too many failures there to
+    be chance, and said of the compared elements only)."""
     if fail.ndim < 2 or fail.sum() < 2:
         return []
     where = np.argwhere(fail)
@@ -164,11 +190,20 @@ def _one_slice(name: str, fail: np.ndarray, letters: list[str]) -> list[str]:
     for axis in range(fail.ndim):
         values = np.unique(where[:, axis])
         if len(values) == 1 and fail.shape[axis] > 1:
+            at = _along(fail.shape, axis, int(values[0]))
+            if not _confined(fail, at, ok, fail.shape[axis]):
+                continue
             letter = letters[axis] if axis < len(letters) else f"axis {axis}"
-            return [
-                f"d{name} is wrong only at {letter}={int(values[0])} (one slice along that axis)"
-            ]
+            place = f"at {letter}={int(values[0])}"
+            return [f"{_only(name, place, sampled)} (one slice along that axis)"]
     return []
+
+
+def _along(shape: tuple[int, ...], axis: int, index: int) -> np.ndarray:
+    """The elements at ``index`` along ``axis``, as a mask of ``shape``."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[(slice(None),) * axis + (index,)] = True
+    return mask
 
 
 def scales(layer: Any, shapes: dict, options: Any, name: str | None) -> dict[str, tuple]:

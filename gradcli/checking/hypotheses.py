@@ -422,7 +422,9 @@ def _localized(session: Session, name: str) -> list[Hint]:
     user_cache = spec.layer.forward(spec.tensors, spec.options)[1]
     our_cache = ours.forward(t, spec.options)[1]
     letters = session._out_letters(ours, g.shape)
+    info = ours.tensor(name, spec.shapes, spec.options)
+    own = _factors.letters(info.index, session.given[name].ndim)
     return localize.localize(
         name, g, lambda u: spec.layer.backward(u, user_cache),
-        lambda u: ours.backward(u, our_cache), session.given[name], letters,
+        lambda u: ours.backward(u, our_cache), session.given[name], letters, own,
     )  # fmt: skip

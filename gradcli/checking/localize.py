@@ -6,6 +6,14 @@ each answer with the right backward's says which contributions are wrong: "only 
 0 contributes to db", "wrong only for the contributions of the last window". The calls go
 through the user-code guard like every other; an answer that is not linear (the pieces do not
 add up to the whole) gives no hint.
+
+Wrong contributions are a cause only when the errors are not a property of a few elements of
+the gradient: ``dW[5, 77] *= 1.0001`` makes the contribution of every output that reaches
+dW[5, 77] wrong (and of those whose share there is below the round-off, right), and an input
+element that one window alone reads is wrong in that window's contribution only. When every
+answer is the right one with the same factor at the same elements (whatever the upstream
+gradient), the slip is in those elements: the hint names them (a few), or leaves the pattern
+to the comparison's hints (a slice, the borders).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from gradcli.checking.hint import Hint
 
 MAX_CALLS = 48  # calls into the user's backward one diagnosis may make
 MAX_OUTPUT = 100_000  # output elements beyond which no probing is done
+MAX_NAMED = 3  # wrong elements a hint lists; more are a pattern (a slice), or none
 
 
 def localize(
@@ -28,13 +37,16 @@ def localize(
     right: Callable[[np.ndarray], Mapping[str, Any]],
     whole: np.ndarray,
     letters: list[str],
+    own: list[str] | None = None,
 ) -> list[Hint]:
     """One sentence on the output indices whose contributions to d``name`` are wrong, along
-    the axis that singles them out best; ``whole``: the user's d``name`` for all of ``g``."""
+    the axis that singles them out best; ``whole``: the user's d``name`` for all of ``g``;
+    ``letters``: the output's index letters, ``own``: d``name``'s."""
     if g.size > MAX_OUTPUT:
         return []
     best: tuple[float, str] | None = None
     calls = 0
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (mine, right) for each call
     for axis, size in enumerate(g.shape):
         if size < 2 or calls + size > MAX_CALLS:
             continue
@@ -47,6 +59,7 @@ def localize(
             a = np.asarray(mine(g_t)[name], dtype=np.float64)
             r = np.asarray(right(g_t)[name], dtype=np.float64)
             parts.append(a)
+            pieces.append((a, r))
             tol = 1e-7 * max(float(np.max(np.abs(r), initial=0.0)), 1e-300) + 1e-12
             if np.max(np.abs(a - r)) > tol:
                 wrong.append(t)
@@ -77,7 +90,58 @@ def localize(
         share = len(wrong) / size
         if best is None or share < best[0]:
             best = (share, text)
-    return [Hint(best[1], None, True)] if best else []
+    if best is None:
+        return []
+    at = _elements(whole, np.asarray(right(g)[name], dtype=np.float64), pieces)
+    if at is not None:  # the same slip at the same elements in every answer: not the outputs'
+        return _at_elements(name, at, whole.shape, own or [])
+    return [Hint(best[1], None, True)]
+
+
+def _elements(
+    whole: np.ndarray, right: np.ndarray, pieces: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(flat indices, factors) when every answer is the right one times a fixed factor at a
+    fixed set of elements (a slip in those elements, whatever the upstream gradient), else
+    None."""
+    if whole.shape != right.shape:
+        return None
+    tol = 1e-7 * max(float(np.max(np.abs(right), initial=0.0)), 1e-300) + 1e-12
+    bad = np.flatnonzero(np.abs(whole - right) > tol)
+    r = right.ravel()[bad]
+    if not bad.size or np.any(r == 0):
+        return None
+    factor = np.ones(right.size)
+    factor[bad] = whole.ravel()[bad] / r
+    for a, rt in pieces:
+        expected = rt.ravel() * factor
+        t = 1e-7 * max(float(np.max(np.abs(rt), initial=0.0)), 1e-300) + 1e-12
+        if np.max(np.abs(a.ravel() - expected), initial=0.0) > t:
+            return None  # some output's contribution is wrong where the others' are right
+    return bad, factor[bad]
+
+
+def _at_elements(
+    name: str, at: tuple[np.ndarray, np.ndarray], shape: tuple[int, ...], own: list[str]
+) -> list[Hint]:
+    """A few elements named; more are a pattern the comparison's hints read (a slice)."""
+    flat, factor = at
+    if flat.size > MAX_NAMED:
+        return []
+    names = own if len(own) <= len(shape) else []
+    names = [f"b{k}" for k in range(len(shape) - len(names))] + list(names)
+    where = ", ".join(
+        f"d{name}[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"
+        + f" ({factor[k]:.6g} x the right value)"
+        for k, idx in enumerate(zip(*np.unravel_index(flat, shape), strict=True))
+    )
+    many = "one element" if flat.size == 1 else f"{flat.size} elements"
+    return [Hint(
+        f"d{name} is wrong at {many} only, {where}, whichever output contributes (every other "
+        "element is right): look at a statement that writes that element alone (an index, a "
+        "slice), not at how the backward treats some outputs",
+        None, True,
+    )]  # fmt: skip
 
 
 def _indices(picked: list[int], size: int) -> str:

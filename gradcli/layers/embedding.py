@@ -49,6 +49,34 @@ def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"W": dW}
 
 
+def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """The classic scatter that drops repeats: ``dW[idx] += dout`` (or ``=``) on a fancy index
+    writes a repeated row once, so that row holds one position's upstream gradient, not their
+    sum (numpy writes the positions in order: the last one stays; a loop that skips rows it has
+    seen keeps the first)."""
+    idx = as_indices(t["idx"]).ravel()
+    D = dout.shape[-1]
+    rows = np.asarray(dout, dtype=np.float64).reshape(-1, D)
+    last = np.zeros((t["W"].shape[-2], D))
+    last[idx] = rows  # numpy's own fancy assignment: the slip itself
+    first = np.zeros_like(last)
+    first[idx[::-1]] = rows[::-1]
+    fix = "np.add.at(dW, idx, dout) adds them all"
+    return {
+        "embedding:repeats-dropped": (
+            "with dW[idx] = dout (or dW[idx] += dout on a fancy index): a row whose index "
+            f"repeats in idx holds the upstream gradient of its last position only, not the sum "
+            f"over its positions ({fix})",
+            {"W": last},
+        ),
+        "embedding:repeats-dropped:first": (
+            "with each row written once, from the first position that looks it up: a row whose "
+            f"index repeats in idx misses the upstream gradient of its later positions ({fix})",
+            {"W": first},
+        ),
+    }
+
+
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     if len(s["W"]) != 2:
         raise ShapeError(f"embedding: W must be 2-D (V, D), got shape {list(s['W'])}", key="W")
@@ -131,6 +159,7 @@ LAYER = Layer(
     sources=sources,
     working=working_elements,
     check_values=check_values,
+    variants=variants,
     explain=explain,
     skeleton=SKELETON,
     cs231n=(
