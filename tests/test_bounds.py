@@ -210,6 +210,74 @@ def test_a_check_that_fits_does_reach_the_forward(cli, tmp_path, monkeypatch):
     assert result.exit_code == 3 and "a forward ran" in result.stderr
 
 
+# ------------------------------------------------------------- --max-memory bounds the check
+BOUNDED = [
+    ("relu", {"x": (60_000,)}, {}),
+    ("maxpool2d", {"X": (64, 64, 16)}, {}),
+    ("linear", {"x": (100, 200), "W": (50, 200)}, {}),
+]
+
+
+def _check_peak(spec: Any, budget: int) -> int:
+    """Bytes tracemalloc saw a whole check of ``spec`` hold at its peak (the oracle)."""
+    from gradcli.checking.check import check
+
+    tracemalloc.start()
+    try:
+        check(spec, max_memory=budget)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _spec(name: str, shapes: dict, options: dict) -> Any:
+    doc = {"tensors": {n: {"shape": list(s)} for n, s in shapes.items()}, "options": options}
+    return build_spec(get_layer(name), doc, base=Path("."), source="<test>", max_elements=10**12)
+
+
+@pytest.mark.parametrize(("name", "shapes", "options"), BOUNDED)
+def test_a_check_stays_within_max_memory(name, shapes, options):
+    """At the least budget the check accepts (its fixed arrays counted from the shapes, and one
+    perturbed forward pass for the copies), the whole check's peak stays within it; and the
+    count is an estimate, not a ban: within a factor 3 of that peak."""
+    from gradcli.numeric import memory
+
+    spec = _spec(name, shapes, options)
+    budget = memory.fixed_bytes(spec) + memory.copy_bytes(spec, "central")
+    peak = _check_peak(spec, budget)
+    assert peak <= budget, (peak, budget)
+    assert memory.fixed_bytes(spec) <= 3 * peak, (peak, memory.fixed_bytes(spec))
+
+
+def test_a_count_that_forgets_the_fixed_arrays_is_caught(monkeypatch):
+    """The twin: a count of the tensors alone (what --max-memory bounded before: the copies)
+    leaves the check's own arrays out, and the peak exceeds the budget it made."""
+    from gradcli.numeric import memory
+
+    spec = _spec(*BOUNDED[0])
+    tensors = lambda s: 8 * sum(a.size for a in s.tensors.values())  # noqa: E731
+    monkeypatch.setattr(memory, "fixed_bytes", tensors)
+    budget = memory.fixed_bytes(spec) + memory.copy_bytes(spec, "central")
+    assert _check_peak(spec, budget) > budget
+
+
+def test_a_check_that_does_not_fit_is_refused_with_its_need(cli, tmp_path, monkeypatch):
+    """One line naming --max-memory, the need and the fix, before any forward; the budget it
+    names is enough, one MB less is not."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    Path("spec.yaml").write_text("tensors:\n  x: {shape: [100000]}\n")
+    with monkeypatch.context() as m:
+        _no_forward(m)
+        result = cli("check", "relu", "spec.yaml", "--max-memory", "4")
+    assert result.exit_code == 2 and result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("gradcli: error: --max-memory: the check needs about ")
+    need = int(re.search(r"raise --max-memory to (\d+) or more", result.stderr).group(1))
+    assert cli("check", "relu", "spec.yaml", "--max-memory", need - 1).exit_code == 2
+    assert cli("check", "relu", "spec.yaml", "--max-memory", need, "-q").exit_code == 0
+
+
 # ------------------------------------------------------------- --grads answers are counted
 def _answers(kind: str, n: int) -> tuple[str, list[str]]:
     """Answers dx (n,) and dW (1, n) for linear, as a file of ``kind``, and the --grads args."""

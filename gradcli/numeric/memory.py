@@ -16,11 +16,19 @@ import math
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
+from gradcli.numeric.methods import get_method
 
 # float64 arrays of a tensor's size that the numerical side holds for its largest tensor at
 # once beside the copies: the steps, the sums of the differences, their round-off twice, the
 # gradient, its round-off and the noise per element, a flat view's copy
 GRADIENT_ARRAYS = 8
+
+
+def declared(spec: Spec) -> bool:
+    """Whether the shapes tell a perturbed forward pass's bytes (the layer declares its working
+    arrays); else only the engine's forward at the point measures them."""
+    ours = spec.layer if spec.layer.broadcasts else REGISTRY.get(spec.layer.name)
+    return bool(ours and ours.working)
 
 
 def _sizes(spec: Spec) -> tuple[list[int], int, int, int]:
@@ -55,11 +63,14 @@ def fixed_bytes(spec: Spec) -> int:
 
 def copy_bytes(spec: Spec, method: str) -> int:
     """Bytes of one perturbed forward pass at the least, in the method's dtype (complex128
-    for the complex step: twice the bytes): the forward's working arrays and output (the
-    engine's point, kept, is a fixed array) and two copies of the largest tensor."""
+    for the complex step: twice the bytes): the forward's working arrays (the engine's point,
+    kept, is a fixed array), and for each row of the stencil (the unmoved point's too, where it
+    has one) an output and two copies of the largest tensor: a tensor of one color (relu's x)
+    is moved whole in every row."""
     floating, _, out, working = _sizes(spec)
-    item = 16 if method == "complex" else 8
-    return item * (working + out + 2 * max(floating))
+    m = get_method(method)
+    item = 16 if m.name == "complex" else 8
+    return item * (working + len(m.offsets) * (out + 2 * max(floating)))
 
 
 def copies(spec: Spec, max_memory: int) -> int:
