@@ -234,8 +234,11 @@ def build_spec(
         if ours is not None and ours is not layer:
             loader.reserve(math.prod(ours.output_shape(shapes, options)), "tensors", _ARRAYS)
             _reserve_working(loader, ours, shapes, options, raw_options)
+        # a user's forward (run by output_shape) never sees a label or index out of range
+        if ours is not layer and layer.check_values is not None:
+            layer.check_values(arrays, options)
         out_shape = layer.output_shape(shapes, options)
-        if layer.check_values is not None:
+        if ours is layer and layer.check_values is not None:
             layer.check_values(arrays, options)
     except ShapeError as e:
         raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None

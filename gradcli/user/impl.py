@@ -363,6 +363,9 @@ def user_layer(
         broadcasts=False,
         intermediates=base.intermediates if base else (),
         tail_info=base.tail_info if base else None,  # names the intermediates' axes
+        # the built-in's range of a label or index holds for the user's code of it too: numpy
+        # reads idx -1 as the last row, which a PASS would bless and torch refuses
+        check_values=base.check_values if base else None,
         parse_options=None if base else lambda raw: MappingProxyType(custom_options(raw, names)),
         given=None if base else lambda a: user_layer(impl, None, names, options, a),
     )
