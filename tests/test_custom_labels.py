@@ -133,3 +133,55 @@ def test_labels_of_a_custom_layer_need_their_classes(tmp_path, cli):
     spec.write_text("tensors:\n  x: {shape: [5, 4]}\n  y: {shape: [5], init: labels, classes: 0}\n")
     result = cli("check", "custom", spec, "--impl", f"{tmp_path / 'loss.py'}:softmax_loss")
     assert "tensors.y.classes: expected an integer of at least 1, got 0" in result.stderr
+
+
+def temporal_softmax_loss(x, y, mask):
+    """CS231n's, as in the assignment; the notebook's mask is boolean (captions != NULL)."""
+    N, T, V = x.shape
+    xf, yf, mf = x.reshape(N * T, V), y.reshape(N * T), mask.reshape(N * T)
+    p = np.exp(xf - xf.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    loss = -np.sum(mf * np.log(p[np.arange(N * T), yf])) / N
+    dx = p.copy()
+    dx[np.arange(N * T), yf] -= 1
+    return loss, (dx / N * mf[:, None]).reshape(N, T, V)
+
+
+def test_a_boolean_mask_is_a_constant_kept_boolean(tmp_path, cli):
+    """Outside test t12 (F3): a bool array was refused as 'expected floating-point values',
+    and following that made the mask a differentiated tensor."""
+    x, y = RNG.normal(size=(2, 3, 4)), RNG.integers(0, 4, (2, 3))
+    mask = np.array([[True, False, True], [True, True, False]])
+    report = gradcli.check(forward=temporal_softmax_loss, tensors={"x": x, "y": y, "mask": mask})
+    assert report.passed and list(report.results) == ["x"], str(report)
+
+    def masked_out(x, y, mask):  # twin: the mask left out of dx
+        loss, dx = temporal_softmax_loss(x, y, np.ones_like(mask))
+        return temporal_softmax_loss(x, y, mask)[0], dx
+
+    assert not gradcli.check(forward=masked_out, tensors={"x": x, "y": y, "mask": mask}).passed
+    # a mask that selects (x[m]): the output's shape is learnt from the mask given, not zeros
+    m = np.array([True, False, True, True, False])
+
+    def select_backward(grad_output, x, m):
+        dx = np.zeros_like(x)
+        dx[m] = 2 * x[m] * grad_output
+        return {"x": dx}
+
+    assert gradcli.check(forward=lambda x, m: x[m] ** 2, backward=select_backward,
+                         tensors={"x": X, "m": m}).passed  # fmt: skip
+    # from a .npy file too; a built-in layer's float tensor still refuses booleans
+    np.save(tmp_path / "m.npy", m)
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "sel.py").write_text(
+        "def forward(x, m):\n    return x[m] * 3.0\n"
+        "def backward(grad_output, x, m):\n    dx = 0 * x\n"
+        "    dx[m] = 3 * grad_output\n    return {'x': dx}\n"
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("tensors:\n  x: x.npy\n  m: m.npy\n")
+    assert cli("check", "custom", spec, "--impl", tmp_path / "sel.py").exit_code == 0
+    spec.write_text("tensors:\n  x: m.npy\n  W: {shape: [3, 4]}\n")
+    result = cli("check", "linear", spec)
+    assert result.exit_code == 2 and "holds a bool array; expected floating-point" in result.stderr
+

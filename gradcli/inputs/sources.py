@@ -84,6 +84,10 @@ class Loader:
         raw = self._raw(value, key, name, given=given)
         if given and raw.dtype.kind in "iu":
             return self._int64(raw, key)
+        if given and raw.dtype.kind == "b":
+            # a mask (CS231n's captions_out != NULL): a constant as integers are, kept boolean
+            # (as int64, the user's x[mask] would pick rows 0 and 1 instead of selecting)
+            return self._mask(raw, key)
         if raw.dtype.kind != "f":
             # the CLI's .npy refusal, for an array given in Python: integers are for labels
             # and indices only (never differentiated), not converted behind the caller's back
@@ -118,6 +122,11 @@ class Loader:
         if raw.dtype.kind == "u" and raw.dtype.itemsize == 8 and raw.max() > 2**63 - 1:
             raise SpecError("an index is too large for int64", key=key)
         return np.array(raw, dtype=np.int64)
+
+    def _mask(self, raw: np.ndarray, key: str) -> np.ndarray:
+        if raw.size == 0:
+            raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
+        return np.array(raw, dtype=bool)
 
     def _raw(self, value: Any, key: str, name: str, *, integer: bool = False,
              classes: int = 0, given: bool = False) -> np.ndarray:  # fmt: skip
@@ -176,7 +185,7 @@ class Loader:
             reserve=lambda n: self.reserve(n, key),
             # other dtypes are refused from the header, before the data is read; integers
             # only for labels and indices, which are never differentiated
-            kinds="iu" if integer else "iuf" if given else "f",
+            kinds="iu" if integer else "biuf" if given else "f",
         )
 
     def _generate(self, value: dict, key: str, name: str, classes: int = 0) -> np.ndarray:

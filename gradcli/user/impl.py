@@ -333,7 +333,12 @@ def user_layer(
         if base is not None:
             base.output_shape(s, options)  # the built-in's shape rules and messages first
         indices = tuple(i.name for i in base.infos(s) if i.role == "index") if base else constants
-        return tuple(run(result.probe_tensors(s, indices), options, probe=True)[0].shape)
+        probe = result.probe_tensors(s, indices)
+        # a custom layer's constants as given: a mask selects (x[mask]) by its values, and its
+        # labels are in the range the user's code expects
+        probe |= {n: arrays[n] for n in constants if base is None and arrays
+                  and n in arrays and np.shape(arrays[n]) == tuple(s[n])}  # fmt: skip
+        return tuple(run(probe, options, probe=True)[0].shape)
 
     infos = base.tensors if base else tuple(
         TensorInfo(n, (), (), "index", "given as integers: never differentiated")

@@ -15,13 +15,14 @@ from gradcli.errors import SpecError, UserCodeError
 
 
 def integer_tensors(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
-    """The tensors given as integers; all of them leaves nothing to check (refused)."""
-    found = tuple(n for n, a in arrays.items() if np.asarray(a).dtype.kind in "iu")
+    """The tensors given as integers or booleans (masks); all of them leaves nothing to check
+    (refused)."""
+    found = tuple(n for n, a in arrays.items() if np.asarray(a).dtype.kind in "biu")
     if found and len(found) == len(arrays):
         raise SpecError(
             f"every tensor was given as integers ({', '.join(found)}): a custom layer's "
-            f"integer tensors are labels or indices, never differentiated; give the ones to "
-            f"check as floats",
+            f"integer (and boolean) tensors are labels, indices or masks, never "
+            f"differentiated; give the ones to check as floats",
             key="tensors",
         )
     return found
