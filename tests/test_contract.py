@@ -206,7 +206,40 @@ def test_a_stateful_backward_is_not_deterministic(tmp_path, write_spec):
         ),
     )
     spec = load_spec("linear", str(write_spec(LINEAR_SPEC)), impl=_impl(path))
-    assert _broken(check_contract(spec)) >= {("determinism", "x")}
+    findings = check_contract(spec)
+    assert _broken(findings) >= {("determinism", "x")}
+    # state outside the cache: no cache is blamed (the twin of the cache written into, below)
+    (det,) = (f for f in findings if f.name == "determinism" and f.tensor == "x")
+    assert "randomness or state in the backward" in det.detail and "cache" not in det.detail
+
+
+INPLACE = """
+def tanh_forward(x):
+    out = np.tanh(x)
+    return out, (x, out)
+
+def tanh_backward(dout, cache):
+    x, out = cache
+    SQUARE
+    return dout * (1 - sq)
+"""
+
+
+@pytest.mark.parametrize("square", ["sq = np.multiply(out, out, out=out)", "sq = out * out"])
+def test_a_backward_writing_into_its_cache_is_named_as_the_cause(tmp_path, write_spec, square):
+    """Outside test t12 (F10): CS231n code reusing a cached buffer (np.tanh(c, out=c)) is
+    right on its first call; the later calls on that cache were read as 'not linear in
+    grad_output'. The cause is named, and linearity is judged on fresh caches."""
+    path = _module(tmp_path, INPLACE.replace("SQUARE", square))
+    spec = load_spec("custom", str(write_spec("tensors:\n  x: {shape: [3, 4]}\n")),
+                     impl=_impl(f"{path}:tanh"))  # fmt: skip
+    findings = check_contract(spec)
+    if "out=out" not in square:  # twin: the same backward computing into a new array
+        assert _broken(findings) == set()
+        return
+    assert _broken(findings) == {("determinism", "x")}
+    (det,) = (f for f in findings if not f.passed)
+    assert "writes into its cache (cache[1])" in det.detail and "randomness" not in det.detail
 
 
 def test_a_float32_forward_under_float64_is_a_dtype_finding(tmp_path, write_spec):

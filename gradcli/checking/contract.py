@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradcli.checking import written
 from gradcli.records import record
 
 if TYPE_CHECKING:  # the checker imports this module
@@ -110,6 +111,7 @@ def check_contract(
     g2 = (rng.standard_normal(g1.shape) * (rms or 1.0)).astype(dtype)
     # each call's gradients are read into numbers as they come and let go (the calls in the
     # same order): only b1, b2 and b3 are held at once, not five sets of gradients
+    before = written.fingerprints(cache)
     b1 = backward(np.array(g1))
     names = list(b1)  # the gradients this backward returns, in layer order
     again = backward(np.array(g1))
@@ -119,6 +121,16 @@ def check_contract(
         if first is not None and n in first:
             det[n] = max(det[n], _deviation(_f64(np.asarray(first[n])), _f64(b1[n])))
     del again
+    wrote = written.changed(before, cache)
+    if wrote:
+        # a backward that writes into its cache is judged for linearity and zero upstream on
+        # a fresh forward's cache at each call, as it was right on its first call (three
+        # forward calls beyond the estimate, in this failing case only)
+        def backward(g: np.ndarray, first_call: Any = backward) -> dict[str, np.ndarray]:
+            nonlocal cache
+            cache = layer.forward(spec.tensors, spec.options)[1]
+            return first_call(g)
+
     b2 = backward(g2)
     b3 = backward((g1.astype(np.float64) + 2 * g2).astype(dtype))
     del g2
@@ -146,7 +158,7 @@ def check_contract(
         if dtypes[n].kind == "f":
             eps = max(eps, float(np.finfo(dtypes[n]).eps))
         tol = roundoff_tolerance(eps, scale, size)
-        findings["determinism"].append(_determinism(n, det[n], tol))
+        findings["determinism"].append(_determinism(n, det[n], tol, wrote))
         slack = tol + 4 * (det[n] if math.isfinite(det[n]) else 0.0)  # noise blurs the others
         z = _deviation(_f64(zero[n]), None) if zero[n].shape == shapes[n] else math.inf
         findings["zero_upstream"].append(_zero_upstream(n, z, slack, big1[n]))
@@ -216,17 +228,31 @@ def _amount(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else "a non-finite value (NaN or inf)"
 
 
-def _determinism(n: str, det: float, tol: float) -> Finding:
+def _determinism(n: str, det: float, tol: float, wrote: list[str] | None = None) -> Finding:
     if det == 0:
         return Finding("determinism", n, True, "three calls return the same d" + n, 0.0, tol)
     if det <= tol:
         detail = f"three calls agree to round-off ({det:.2g})"
         return Finding("determinism", n, True, detail, det, tol)
+    why = "randomness or state in the backward"
+    if wrote:
+        where = ", ".join(_cache_path(p) for p in wrote[:3]) + (", ..." if len(wrote) > 3 else "")
+        why = (
+            f"your backward writes into its cache ({where}), so a second call on the same "
+            f"cache reads other values: compute into new arrays (np.tanh(c), not "
+            f"np.tanh(c, out=c); c = c * f, not c *= f)"
+        )
     detail = (
         f"calls with the same grad_output return d{n} differing by up to {_amount(det)} "
-        f"(round-off allows {tol:.2g}): randomness or state in the backward"
+        f"(round-off allows {tol:.2g}): {why}"
     )
     return Finding("determinism", n, False, detail, det, tol)
+
+
+def _cache_path(path: str) -> str:
+    """A path in the cache as the user's code names it: their CS231n-style cache is kept
+    under 'cache' in the user layer's own (gradcli/user/impl.py)."""
+    return "cache" + path.removeprefix("['cache']")
 
 
 def random_forward(findings: tuple[Finding, ...], output: str) -> Finding | None:
