@@ -31,7 +31,7 @@ from gradcli.checking.budget import (
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.contract import Finding, check_contract, lower_precision, random_forward
-from gradcli.checking.probe import fallback, probe, unlocated
+from gradcli.checking.probe import fallback, probe, sensitivity_note, unlocated
 from gradcli.checking.report import (
     FLOAT32_FALLBACK,
     FLOAT32_FORWARD,
@@ -214,6 +214,8 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             if builtin_result is not None:
                 builtin[name] = builtin_result
     results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
+    if (blind := sensitivity_note(results, p.under_test, p.atol, p.rtol)) is not None:
+        p.notes.append(blind)
     numeric = {n: numeric[n] for n in p.under_test if n in numeric}
     return CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,

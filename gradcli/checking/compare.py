@@ -47,6 +47,9 @@ class TensorResult:
     kink_at: tuple[int, ...] = ()  # their flat indices (at a kink itself an interval is right)
     refined: int = 0  # failing at the default step, confirmed at smaller ones (numeric/refine.py)
     refined_halvings: int = 0  # the smallest step that took: h / 2**refined_halvings
+    # a probe's: an error of one element larger than this would have failed a direction,
+    # which sums every element: smaller ones drown in its tolerance
+    probe_sees: float | None = None
 
     def __post_init__(self) -> None:
         # every hint a Hint (README: each with .cause and .verified), whichever stage wrote it

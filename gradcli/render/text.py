@@ -144,7 +144,7 @@ def _rule(report: CheckReport) -> str:
 def summary_line(spec: Spec, report: CheckReport) -> Text:
     """PASS or FAIL from ``report.passed`` (what the exit code uses), naming every failure."""
     n = len(report.results)
-    how = "" if report.mode == "full" else f" ({report.mode} mode)"
+    how = _how(report)
     if report.passed:
         return Text.assemble(
             ("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{_kinks(report)}{how}"
@@ -188,6 +188,32 @@ def _kinks(report: CheckReport) -> str:
     line = f"; {n} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
     m = sum(r.refined for r in report.results.values())
     return line + (f"; {m} confirmed at smaller steps" if m else "")
+
+
+def _how(report: CheckReport) -> str:
+    """What a check that was not full compared, by tensor: "all 3 gradients match" alone
+    reads as every element's claim, which a sample or a probe does not make (a probe's
+    direction sums every element, so one element a little off is drowned in it)."""
+    if report.mode == "full":
+        return ""
+    parts: dict[str, list[str]] = {}
+    for r in report.results.values():
+        size = int(np.prod(r.shape, dtype=np.int64))
+        if r.mode == "probe":
+            what = f"along {r.checked} random direction{'s' if r.checked != 1 else ''}"
+        elif r.mode == "sample" and r.checked < size:
+            what = "sampled"  # counted together below
+        else:
+            what = "at every coordinate"
+        parts.setdefault(what, []).append(r.name)
+    sampled = [r for r in report.results.values() if r.name in parts.get("sampled", ())]
+    words = []
+    for what, names in parts.items():
+        if what == "sampled":
+            of = sum(int(np.prod(r.shape, dtype=np.int64)) for r in sampled)
+            what = f"at {sum(r.checked for r in sampled):,} of {of:,} coordinates"
+        words.append(f"{', '.join('d' + m for m in names)} {what}")
+    return f" ({report.mode} mode: {'; '.join(words)})"
 
 
 def _all_match(n: int) -> str:
