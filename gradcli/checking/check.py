@@ -279,7 +279,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 method=opts.method, eps=opts.eps, max_memory=copies,
             )  # fmt: skip
             notes.append(
-                "your forward computes in float32 (float64 inputs give float32 numbers) and "
+                "your forward computes in float32 (float64 inputs give float32 round-off) and "
                 f"agrees with the built-in {builtin.name} here: the numerical gradients "
                 "difference the built-in forward, in float64"
             )
@@ -288,7 +288,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             atol = default_atol if opts.atol is None else opts.atol
             rtol = own_rtol if opts.rtol is None else opts.rtol
             notes.append(
-                "your forward computes in float32 (float64 inputs give float32 numbers): its "
+                "your forward computes in float32 (float64 inputs give float32 round-off): its "
                 f"differences take float32 steps (eps {engine.eps:.2g}) and carry float32 "
                 f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}"
             )

@@ -47,19 +47,63 @@ def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out:
     """The machine epsilon ``layer``'s forward computes in, given float64 tensors ``t64`` and
     its output ``out`` there: float64's for gradcli's own layers; a user's forward that returns
     float32 for them, or only float32 numbers at a point float32 cannot hold (every tensor
-    moved by 2^-30 of itself), computes in float32."""
+    moved by 2^-30 of itself), or whose float64 output moves in float32's steps there (a
+    matmul in float32 under a float64 bias: AMP, a cached float32 weight), computes in float32."""
     out = np.asarray(out)
     if out.dtype.kind in "fc" and np.finfo(out.dtype).eps > EPS:
         return float(np.finfo(out.dtype).eps)
     if layer.broadcasts:  # gradcli's own layers (and networks of them) compute in float64
         return EPS
-    moved = {n: a * (1 + 2.0**-30) if a.dtype.kind == "f" else a for n, a in t64.items()}
-    y = np.asarray(layer.forward(moved, options)[0])
+    y = _moved(layer, t64, options, 2.0**-30)
     single = float(np.finfo(np.float32).eps)
     if y.dtype.kind != "f" or not np.any(y[np.isfinite(y)] != 0):
         return EPS
     with np.errstate(all="ignore"):
-        return single if np.array_equal(y, y.astype(np.float32)) else EPS
+        if np.array_equal(y, y.astype(np.float32)):
+            return single
+        return single if _float32_steps(layer, t64, options, out) else EPS
+
+
+def _moved(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, by: Any) -> np.ndarray:
+    """The forward's output with every float tensor moved by ``by`` of itself (a number, or
+    {name: factor}: those tensors only)."""
+    factor = by if isinstance(by, dict) else dict.fromkeys(t64, by)
+    moved = {n: a * (1 + factor[n]) if a.dtype.kind == "f" and n in factor else a
+             for n, a in t64.items()}  # fmt: skip
+    return np.asarray(layer.forward(moved, options)[0])
+
+
+def _float32_steps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
+                   out: np.ndarray) -> bool:  # fmt: skip
+    """Whether the forward's float64 output follows moves of one tensor by 2^-26 and 2^-25 of
+    itself (below float32's resolution, 2^-24: a quarter and a half of a float32 step) in steps
+    rather than in proportion: float64 work moves each output twice as far at the second (to
+    a few of its own last bits), float32 work leaves some outputs where they were and jumps
+    others by float32 quanta, never twice as far but by coincidence. One tensor at a
+    time: a float64 bias added after a float32 matmul moves in proportion and would hide the
+    matmul's steps. Outputs that do not move (a relu's zeros) say nothing; most of those that
+    move being out of proportion is float32 (two forward calls per tensor)."""
+    if out.dtype != np.float64:
+        return False
+    rng = np.random.default_rng(0)
+    for name in [n for n, a in t64.items() if a.dtype.kind == "f"]:
+        # each element up or down: a move of the whole tensor by one factor leaves a
+        # normalization's output where it was (layernorm is scale-invariant), round-off only
+        signs = rng.choice([-1.0, 1.0], size=t64[name].shape)
+        once, twice = (_moved(layer, t64, options, {name: by * signs})
+                       for by in (2.0**-26, 2.0**-25))  # fmt: skip
+        if once.shape != out.shape or twice.shape != out.shape or twice.dtype.kind != "f":
+            return False
+        d1 = np.asarray(once, dtype=np.float64) - out
+        d2 = np.asarray(twice, dtype=np.float64) - out
+        moves = np.isfinite(d1) & np.isfinite(d2) & (d2 != 0)
+        if not moves.any():
+            continue
+        bits = 4 * np.spacing(np.abs(out[moves]))  # each difference holds a last bit of each side
+        apart = np.abs(d2[moves] - 2 * d1[moves]) > 0.01 * np.abs(d2[moves]) + bits
+        if np.mean(apart) > 0.5:
+            return True
+    return False
 
 
 def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
