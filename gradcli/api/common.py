@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.api import blas
 from gradcli.checking.check import CheckOptions
 from gradcli.errors import GradcliError, OptionError, brief, one_of
 from gradcli.inputs import arguments as arg
@@ -169,10 +170,12 @@ def api_call(user_code: bool = True) -> Iterator[None]:
     """One API call. gradcli itself prints nothing and changes no process state; the user's
     own code prints and warns on stderr, as in the CLI: only while it runs do sys.stdout and
     file descriptor 1 point there (gradcli/user/call.py), and its warnings are shown once
-    each per call. Calls that run ``user_code`` from several threads run one after another."""
+    each per call. Calls that run ``user_code`` from several threads run one after another.
+    numpy's OpenBLAS runs one thread during the call, as on the command line (api/blas.py)."""
     if not user_code:
-        yield
+        with blas.one_thread():
+            yield
         return
-    with _USER_CODE:
+    with _USER_CODE, blas.one_thread():
         forget_warnings()
         yield
