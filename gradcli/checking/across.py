@@ -110,11 +110,9 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     if p.random_forward or declares(p.engine):
         return taken
     own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
-    failing, kinked, floors, rtol = {}, {}, {}, math.inf
+    failing, silent, floors, rtol = {}, {}, {}, math.inf
     for n in own:
         _, _, grad, info, fix, _ = taken[n]
-        if fix is not None and fix.at is not None:
-            kinked[n] = fix.at.coords
         tol = tolerance(p, n, grad, info)
         noise = info.noise_at if p.opts.atol is None and info.noise_at is not None else 0.0
         floors[n] = tol(np.broadcast_to(noise, grad.shape), np.zeros(grad.shape))
@@ -123,16 +121,19 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
         bad = np.isfinite(v) & ~(np.abs(a - v) <= tol(noise, v))
         failing[n] = np.flatnonzero(bad)
         # a coordinate whose central difference is exactly 0 may be the middle of three tied
-        # values, which moves nothing alone: its tie is examined with the kinks'
-        silent = ((v == 0) & ~bad).ravel()
-        silent[kinked.get(n, [])] = True
-        kinked[n] = np.flatnonzero(silent)
-    if not any(f.size for f in (*failing.values(), *kinked.values())):
+        # values, which moves nothing alone: its tie is searched for a group no mix explains
+        # (one at a kink, whose 0 may be a tie's share put in place, moves something: its
+        # group is found from its silent member, if any)
+        quiet = ((v == 0) & ~bad).ravel()
+        if fix is not None:
+            quiet[fix.coords] = False
+        silent[n] = np.flatnonzero(quiet)
+    if not any(f.size for f in (*failing.values(), *silent.values())):
         return taken
     from gradcli.numeric import kinks, pieces  # LAZY
 
     left = _left(p)
-    found = pieces.verify(p.engine, failing, kinked, {n: p.under_test[n] for n in own}, floors,
+    found = pieces.verify(p.engine, failing, silent, {n: p.under_test[n] for n in own}, floors,
                           rtol, left)  # fmt: skip
     p.spent += found.seconds
     if found.unexamined:
@@ -148,6 +149,12 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             f"searched for a tie no coordinate sees (the middle of three tied values moves "
             f"nothing alone): {max(left, 0.0):.1f} s of {mention('budget')} was left "
             f"({mention('mode', 'full')} searches every one)"
+        )
+    if found.thronged:
+        p.note(
+            f"{found.thronged:,} coordinates that passed are tied with more than "
+            f"{pieces.CANDIDATES} equal values, some of which interact: not searched for a tie "
+            f"no coordinate sees (the middle of three tied values moves nothing alone)"
         )
     if found.crowded:
         p.note(

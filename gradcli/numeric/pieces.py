@@ -43,6 +43,10 @@ from gradcli.records import record
 
 MAX_TIED = 4  # members of a group: its orders grow as k! (k + 1)
 CANDIDATES = 64  # equal values tested for interaction with a failing coordinate, at most
+# ... screened (PAIRWISE) for a coordinate that passed: the 0/1 inputs of an 8x8x4 max-pool
+# share a value 128 times, and went unsearched; one the screen sees interact is still left
+# out past CANDIDATES (its pairs: 16,000 copies at 66 equal values, 3 s)
+SCREENED = 1024
 NUDGE = 16  # tau in steps: the stencils (2 steps) stay clear of the point's ties
 FLOOR = 8  # groups examined whatever the budget
 OFFSETS = (1, 2, -1, -2)  # the one-sided stencils at a nudged point, right then left
@@ -69,6 +73,9 @@ class Pieces:
     # coordinates that passed (or sit at a kink) whose ties the budget left unsearched for a
     # group no mix explains (a note says so)
     unsearched: int = 0
+    # ... that the search leaves out: tied with more than CANDIDATES equal values, some of which
+    # interact (the screen saw it), or more than SCREENED
+    thronged: int = 0
     seconds: float = 0.0  # predicted cost
 
 
@@ -109,7 +116,7 @@ class _Space:
 
 
 def verify(
-    engine, failing: Mapping[str, np.ndarray], kinked: Mapping[str, np.ndarray],
+    engine, failing: Mapping[str, np.ndarray], silent: Mapping[str, np.ndarray],
     analytic: Mapping[str, np.ndarray], atol: Mapping[str, np.ndarray], rtol: float,
     budget: float = math.inf,
 ) -> Pieces:  # fmt: skip
@@ -117,11 +124,11 @@ def verify(
     coordinates (each tensor's flat indices) whose gradient (``analytic``) is a mix of the
     gradients of the pieces touching the point, within each element's ``atol`` (the
     tensor's, raised by its round-off) and ``rtol``: that mix (it passes). A group holding
-    ``kinked`` coordinates (at a kink the detector read) and one that moves nothing alone
-    (no kink of its own to read), whose gradient no mix gives while every direction entered
-    a smooth piece: the nearest mix (it fails). ``budget``: seconds (at least FLOOR groups
-    are examined); it stops at the first failing group whose gradient no mix gives (its
-    tensor fails anyway)."""
+    ``silent`` coordinates (that passed with a central difference of 0) one of which moves
+    nothing alone (no kink of its own to read), whose gradient no mix gives while every
+    direction entered a smooth piece: the nearest mix (it fails). ``budget``: seconds (at
+    least FLOOR groups are examined); it stops at the first failing group whose gradient no
+    mix gives (its tensor fails anyway)."""
     names = list(failing)
     space = _Space(engine, names)
     a = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
@@ -131,7 +138,7 @@ def verify(
         return np.concatenate([space.start[t] + np.asarray(coords.get(n, []), dtype=np.int64)
                                for t, n in enumerate(names)])  # fmt: skip
 
-    todo, strict = positions(failing), positions(kinked)
+    todo, strict = positions(failing), positions(silent)
     ok = np.isfinite(space.x)
     # runs of equal values, sorted (np.unique would import numpy.ma: 10 ms of every check)
     order = np.argsort(space.x, kind="stable")
@@ -147,7 +154,7 @@ def verify(
     found: dict[int, tuple[float, float]] = {}  # position -> (value, noise)
     singles: dict[float, _Value] = {}  # each value's moves alone, interacting
     active: dict[float, set[int]] = {}  # each value's passing coordinates that may interact
-    groups = examined = unexamined = crowded = refuted = unsearched = 0
+    groups = examined = unexamined = crowded = refuted = unsearched = thronged = 0
     spent = 0.0
     queue = [(int(q), True) for q in todo] + [(int(q), False) for q in strict]
     for at, (q, lenient) in enumerate(queue):
@@ -158,8 +165,9 @@ def verify(
         cands = np.sort(order[starts[r] : starts[r] + sizes[r]])
         # the interactions keep each candidate's output differences, both sides
         held = 2 * cands.size * 8 * int(np.prod(engine.out_shape))
-        if cands.size > CANDIDATES or held > engine.max_memory // 4:
+        if cands.size > (CANDIDATES if lenient else SCREENED) or held > engine.max_memory // 4:
             crowded += int(lenient)
+            thronged += int(not lenient)
             continue
         if cands.size < 2:
             continue
@@ -171,17 +179,29 @@ def verify(
             worst += 2 * cands.size + SCREEN
         if not lenient and value not in active:
             worst += 2 * SCREEN * cands.size
-        if examined >= FLOOR and spent + worst * each > budget:
+        # FLOOR: the groups of up to CANDIDATES equal values, whatever the budget
+        if (examined >= FLOOR or cands.size > CANDIDATES) and spent + worst * each > budget:
             unexamined += int((is_todo & ~done).sum())
-            unsearched = _unsearched(space, [p for p, e in queue[at:] if not e], done, singles)
+            unsearched += _unsearched(space, [p for p, e in queue[at:] if not e], done, singles)
             break
         examined += 1
         before = space.copies
-        if v is None:
-            v = singles[value] = _Value(space, cands)
+        moves = None if v is None else v.moves
         if not lenient and cands.size > PAIRWISE and value not in active:
-            mine = np.flatnonzero(np.isin(cands, strict) & ~done[cands] & v.silent)
-            active[value] = {int(c) for c in cands[_active(space, v, mine)]}
+            # before any coordinate is moved alone: flipping coordinates that move nothing alone
+            # changes nothing where none of them interacts (a max-pool's losing inputs)
+            moves = moves or _Moves(space, cands)
+            mine = np.flatnonzero(np.isin(cands, strict) & ~done[cands])
+            active[value] = {int(c) for c in cands[_active(space, moves, mine, v)]}
+        if not lenient and cands.size > PAIRWISE and (q not in active[value]
+                                                      or cands.size > CANDIDATES):  # fmt: skip
+            # past CANDIDATES, moving a member against each of the others is the cost the
+            # screen spares: one it saw interact is left unsearched (a note says so)
+            thronged += int(q in active[value])
+            spent += (space.copies - before) * each
+            continue
+        if v is None:
+            v = singles[value] = _Value(space, cands, moves)
         if not lenient and _passed_over(v, q, active.get(value)):
             spent += (space.copies - before) * each
             continue
@@ -189,10 +209,10 @@ def verify(
         single = v.single
         members = cands[inner]
         done[members] = True
-        silent = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
+        mute = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
         if members.size > MAX_TIED:
             crowded += int(is_todo[members].sum()) if lenient else 0
-        elif members.size >= 2 and (lenient or silent):
+        elif members.size >= 2 and (lenient or mute):
             mix = _mix(space, members, a[members], floor[members], rtol, every=not lenient)
             if mix is not None and (mix.inside if lenient else not mix.inside and mix.complete):
                 groups += int(lenient)
@@ -212,30 +232,41 @@ def verify(
             sel = space.tensor[pos] == t
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
-    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, spent)
+    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent)
 
 
-class _Value:
-    """The moves of one value's coordinates (candidates): each alone, both sides (``single``:
-    [side, candidate, output] differences), and all together with SCREEN random sign patterns
-    (``signs``, ``rows``: their output differences), whose departure from the sum of the moves
-    alone (``excess``) says whether some two interact (``interacting``). ``pairs``: the pairs
-    of candidates already moved together, and whether they interact."""
+class _Moves:
+    """One value's coordinates (``cands``) moved all together, with SCREEN random sign
+    patterns (``signs``, by ``h``): ``rows``, their output differences."""
 
     def __init__(self, space: _Space, cands: np.ndarray):
         self.cands, self.unit = cands, space.engine.unit
-        self.h = h = float(space.h[cands].max())
-        m = cands.size
-        self.signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(SCREEN, m))
-        d = space.moved(cands, np.concatenate([np.eye(m) * h, -np.eye(m) * h, self.signs * h]))
-        self.single = d[: 2 * m].reshape(2, m, -1)
-        self.rows = d[2 * m :]
+        self.h = float(space.h[cands].max())
+        self.signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(SCREEN, cands.size))
+        self.rows = space.moved(cands, self.signs * self.h)
         self.y0 = np.abs(space.engine.gy / np.where(space.engine.g.ravel() == 0, 1.0,
                                                     np.abs(space.engine.g.ravel())))  # fmt: skip
+
+    def noise(self, *rows: np.ndarray, alone: np.ndarray | float = 0.0) -> np.ndarray:
+        return 64 * self.unit * (self.y0 + sum(np.abs(r) for r in rows) + alone)
+
+
+class _Value:
+    """A value's coordinates (candidates) each moved alone, both sides (``single``: [side,
+    candidate, output] differences), and all together (``moves``), whose departure from the
+    sum of the moves alone (``excess``) says whether some two interact (``interacting``).
+    ``pairs``: the pairs of candidates already moved together, and whether they interact."""
+
+    def __init__(self, space: _Space, cands: np.ndarray, moves: _Moves | None = None):
+        self.moves = moves = moves or _Moves(space, cands)
+        self.cands, self.unit, self.h, self.y0 = cands, moves.unit, moves.h, moves.y0
+        m = cands.size
+        d = space.moved(cands, np.concatenate([np.eye(m) * self.h, -np.eye(m) * self.h]))
+        self.single = d.reshape(2, m, -1)
         self.alone = np.abs(self.single).sum(axis=(0, 1))
         self.silent = ~np.any(self.single != 0, axis=(0, 2))  # candidates that move nothing alone
-        self.excess = self.rows - self.parts(self.signs)
-        self.interacting = bool(np.any(np.abs(self.excess) > self.noise(self.rows)))
+        self.excess = moves.rows - self.parts(moves.signs)
+        self.interacting = bool(np.any(np.abs(self.excess) > self.noise(moves.rows)))
         self.pairs: dict[tuple[int, int], bool] = {}
 
     def parts(self, signs: np.ndarray) -> np.ndarray:
@@ -244,7 +275,7 @@ class _Value:
         return self.single[side, np.arange(signs.shape[1])].sum(axis=1)
 
     def noise(self, *rows: np.ndarray) -> np.ndarray:
-        return 64 * self.unit * (self.y0 + sum(np.abs(r) for r in rows) + self.alone)
+        return self.moves.noise(*rows, alone=self.alone)
 
 
 def _passed_over(v: _Value, q: int, active: set[int] | None) -> bool:
@@ -265,23 +296,28 @@ def _unsearched(space: _Space, rest: list[int], done: np.ndarray,
                or not _passed_over(v, q, None))  # fmt: skip
 
 
-def _active(space: _Space, v: _Value, mine: np.ndarray) -> np.ndarray:
+def _active(space: _Space, moves: _Moves, mine: np.ndarray, v: _Value | None) -> np.ndarray:
     """The candidates among ``mine`` (indices into the value's) whose sign, flipped in the
-    screen's moves, changes the outputs by other than their moves alone do: a candidate that
-    interacts with none of the others leaves the excess over those sums where it was (they
-    interact with none of theirs at a max-pool's losing inputs, which cost 4 copies a pair
-    each). Group testing: a set is flipped at once, and split where it shows an interaction
-    (a set whose members interact with each other only may hide it; each of the SCREEN
-    patterns gives a three-way tie's middle its telling context with probability 1/4)."""
+    value's random-sign ``moves``, changes the outputs by other than their moves alone do
+    (``v``'s, or none: ``mine`` passed with a central difference of 0): a candidate that
+    interacts with none of the others leaves the rest where they were (a max-pool's losing
+    inputs, which cost 4 copies a pair each). Group testing: a set is flipped at once, and
+    split where it shows an interaction (a set whose members interact with each other only
+    may hide it; each of the SCREEN patterns gives a three-way tie's middle its telling
+    context with probability 1/4). With ``v``, only those that move nothing alone."""
+    if v is not None:
+        mine = mine[v.silent[mine]]
+    base = moves.rows if v is None else v.excess
     found: list[np.ndarray] = []
     sets = [mine] if mine.size else []
     while sets:
         part = sets.pop()
-        flipped = v.signs.copy()
+        flipped = moves.signs.copy()
         flipped[:, part] *= -1
-        rows = space.moved(v.cands, flipped * v.h)
-        excess = rows - v.parts(flipped)
-        if not np.any(np.abs(excess - v.excess) > v.noise(rows, v.rows)):
+        rows = space.moved(moves.cands, flipped * moves.h)
+        now = rows if v is None else rows - v.parts(flipped)
+        noise = moves.noise(rows, moves.rows) if v is None else v.noise(rows, moves.rows)
+        if not np.any(np.abs(now - base) > noise):
             continue
         if part.size == 1:
             found.append(part)
