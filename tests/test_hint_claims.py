@@ -102,8 +102,10 @@ def _rnn_backward(bug):
         x, prev_h, Wx, Wh, h = cache
         da = dnext_h * (1 - h**2)
         dWh = prev_h.T @ da
-        if bug == "element":
+        if bug in ("element", "two"):
             dWh[1, 2] *= 1.01  # one element of dWh: every batch row's contribution there is off
+        if bug == "two":
+            dWh[3, 0] *= 0.9
         if bug == "row":
             dWh += 0.5 * np.outer(prev_h[2], da[2])  # batch row 2's contribution 1.5 x
         return da @ Wx.T, da @ Wh.T, x.T @ da, dWh, da.sum(0)
@@ -125,6 +127,10 @@ def test_one_wrong_element_is_named_not_the_outputs_that_reach_it():
     text = _rnn_hints("element")
     assert "wrong at one element only, dWh[k=1, j=2] (1.01 x" in text, text
     assert "contributions of output" not in text, text
+    text = _rnn_hints("two")
+    two = "wrong at 2 elements only, dWh[k=1, j=2] (1.01 x the right value), dWh[k=3, j=0] (0.9 x"
+    assert two in text, text
+    assert "those elements alone" in text, text
 
 
 def test_one_outputs_wrong_contribution_is_still_named_as_such():

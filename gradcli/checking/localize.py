@@ -135,11 +135,12 @@ def _at_elements(
         + f" ({factor[k]:.6g} x the right value)"
         for k, idx in enumerate(zip(*np.unravel_index(flat, shape), strict=True))
     )
-    many = "one element" if flat.size == 1 else f"{flat.size} elements"
+    many, it = ("one element", "that element") if flat.size == 1 else (
+        f"{flat.size} elements", "those elements")  # fmt: skip
     return [Hint(
         f"d{name} is wrong at {many} only, {where}, whichever output contributes (every other "
-        "element is right): look at a statement that writes that element alone (an index, a "
-        "slice), not at how the backward treats some outputs",
+        f"element is right): look at a statement that writes {it} alone (an index, a slice), "
+        "not at how the backward treats some outputs",
         None, True,
     )]  # fmt: skip
 
