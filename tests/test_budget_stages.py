@@ -5,6 +5,7 @@ comparison decides (smaller steps), counted once known. Counted, never timed: th
 count a user layer's calls, the oracle the estimate is held to."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -58,9 +59,15 @@ class Calls:
         return {"forward": forward, "backward": backward}
 
 
-def in_calls(seconds):
-    """Predicted seconds in calls of a tiny user layer: its guard is nearly all of a call."""
-    return seconds / cost.SECONDS_PER_CALL
+def in_calls(seconds, report=None):
+    """Predicted seconds in calls of a tiny user layer: its guard is nearly all of a call. At
+    the figure the estimate used: the model's, or (``report``'s note says so) the forward's own
+    measured time, which a loaded machine can push past 3 times the model's."""
+    per = cost.SECONDS_PER_CALL
+    for note in report.check.notes if report is not None else ():
+        said = re.search(r"takes about ([0-9.e+-]+) s a call", note)
+        per = float(said.group(1)) if said else per
+    return seconds / per
 
 
 def relu_at_zeros():
@@ -91,7 +98,7 @@ def test_the_estimate_predicts_a_user_layers_calls(case):
     report = gradcli.check(layer, tensors, seed=0, **fns)
     assert report.passed
     assert report.check.backward is not None  # the drawn points were taken
-    predicted = in_calls(report.check.estimated_seconds)
+    predicted = in_calls(report.check.estimated_seconds, report)
     assert calls.total / FACTOR <= predicted <= calls.total * FACTOR, (predicted, calls.total)
 
 
@@ -103,9 +110,9 @@ def test_the_smaller_steps_are_counted_once_known():
     report = gradcli.check("layernorm", layernorm_far_from_zero(), seed=0, method="central4",
                            **calls.layernorm())  # fmt: skip
     assert report.passed and report.check.results["x"].refined > 0
-    counted = in_calls(report.check.counted_seconds)
+    counted = in_calls(report.check.counted_seconds, report)
     assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)
-    assert in_calls(report.check.estimated_seconds) < calls.total / FACTOR
+    assert in_calls(report.check.estimated_seconds, report) < calls.total / FACTOR
 
 
 def test_the_cost_is_in_json_and_byte_identical(cli):
@@ -190,7 +197,7 @@ def test_a_budget_too_small_for_the_smaller_steps_never_passes(monkeypatch, scal
         report = gradcli.check("layernorm", tensors, seed=0, method="central4", budget=budget,
                                **calls.layernorm(scale))  # fmt: skip
         runs[budget] = (report, calls.total)
-        counted = in_calls(report.check.counted_seconds)
+        counted = in_calls(report.check.counted_seconds, report)
         assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)
     (roomy, roomy_calls), (tight, tight_calls) = runs.values()
     assert roomy.passed is (scale == 1.0)
@@ -228,7 +235,7 @@ def test_a_losss_ties_told_apart_are_counted():
     assert report.check.results["x"].kinks > 6
     doc = json.loads(report.to_json())
     assert doc["cost"]["counted_seconds"] == doc["cost"]["estimated_seconds"]  # all planned
-    counted = in_calls(report.check.counted_seconds)
+    counted = in_calls(report.check.counted_seconds, report)
     assert calls.total / FACTOR <= counted <= calls.total * FACTOR, (counted, calls.total)
 
 
@@ -260,7 +267,8 @@ def test_a_user_forward_far_slower_than_the_model_is_costed_as_measured(tmp_path
     said = [n for n in doc["notes"] if "your forward takes about" in n]
     assert bool(said) == (slow is not None), said
     if slow is not None:
-        assert f"takes about {slow:.3g} s a call" in said[0], said
+        # rounded up to a power of 2: a loaded machine may read the next one
+        assert any(f"takes about {s:.3g} s a call" in said[0] for s in (slow, 2 * slow)), said
         assert doc["cost"]["estimated_seconds"] > calls * slow
     else:
         assert doc["cost"]["estimated_seconds"] < calls * 1e-3
