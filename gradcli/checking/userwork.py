@@ -21,6 +21,8 @@ from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import Layer
 from gradcli.numeric.engine import Engine
+from gradcli.numeric.methods import steps
+from gradcli.numeric.sampling import rademacher
 from gradcli.records import record
 
 # the points besides the spec's where a user's forward of a built-in layer must agree with ours
@@ -222,9 +224,6 @@ def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Gen
     on some path reads 0 for every coordinate on it, and a few random coordinates can all miss
     the path (a max-pool's elements that win no window read 0 both ways), which a line
     through every coordinate does not (1 complex and 4 real copies)."""
-    from gradcli.numeric.methods import steps
-    from gradcli.numeric.sampling import rademacher
-
     h = steps(central.t64[name].ravel(), central.eps)
     direction = rademacher(central.t64[name].shape, rng)
     c, step = engine.directional(name, direction, h)
@@ -254,7 +253,6 @@ def _at_kink(spec: Spec, name: str, picks: np.ndarray, c: np.ndarray,
     complex-safe max-pool was refused. A forward that drops the imaginary part reads 0 away
     from kinks, where every output's two sides agree."""
     from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
-    from gradcli.numeric.methods import steps
 
     engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, eps=eps)
     h = steps(engine.t64[name].ravel()[picks], eps)
