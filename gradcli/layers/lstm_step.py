@@ -10,12 +10,13 @@ into the cell state are checked (next_h alone would leave dnext_c's path uncheck
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import ShapeError
-from gradcli.layers import _recurrent
+from gradcli.layers import _recurrent, _slips
 from gradcli.layers.base import Arrays, AxisMap, Footprint, Layer, Shapes, TensorInfo, same
 from gradcli.layers.cs231n import ROWS, Form, lstm_out
 from gradcli.layers.words import Formulas, Shown
@@ -54,15 +55,27 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
 def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dout (..., 2, H) -> {"x": (..., D), "prev_h": (..., H), "prev_c": (..., H),
     "Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)}."""
+    return _grads(dout, cache)
+
+
+GATES = "ifog"  # CS231n's order of the blocks of a, da and the columns of Wx, Wh, b
+
+
+def _grads(
+    dout: np.ndarray, cache: dict[str, Any], slip: dict[str, Any] | None = None,
+    d_from: str = GATES, local_from: str = GATES,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The gradients with block k of da = d<d_from[k]> * <local_from[k]>'s derivative, and a
+    local derivative (``slip``: {gate or "c": factor}) put in place of the right one: the
+    right backward by default, the diagnosis's variants otherwise."""
     i, f, o, g, tc, c = (cache[k] for k in ("i", "f", "o", "g", "tc", "prev_c"))
     dh, dnc = dout[..., 0, :], dout[..., 1, :]
-    dc = dnc + dh * o * (1 - tc**2)
-    da = np.concatenate(
-        np.broadcast_arrays(
-            dc * g * i * (1 - i), dc * c * f * (1 - f), dh * tc * o * (1 - o), dc * i * (1 - g**2)
-        ),
-        axis=-1,
-    )
+    local = {"i": i * (1 - i), "f": f * (1 - f), "o": o * (1 - o), "g": 1 - g**2, "c": 1 - tc**2}
+    local.update(slip or {})
+    dc = dnc + dh * o * local["c"]
+    d = {"i": dc * g, "f": dc * c, "o": dh * tc, "g": dc * i}
+    blocks = [d[a] * local[b] for a, b in zip(d_from, local_from, strict=True)]
+    da = np.concatenate(np.broadcast_arrays(*blocks), axis=-1)
     grads = _recurrent.affine_backward(da, cache["x"], cache["prev_h"], cache["Wx"], cache["Wh"])
     return {
         "x": grads["x"],
@@ -72,6 +85,44 @@ def backward(dout: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
         "Wh": grads["Wh"],
         "b": grads["b"],
     }
+
+
+D_OF = {"i": "dc * g", "f": "dc * prev_c", "o": "dnext_h * tanh(next_c)", "g": "dc * i"}
+DC = "dc = dnext_c + dnext_h * o * (1 - tanh(next_c)^2)"
+
+
+def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """The classic slips, for the diagnosis: a gate's or the cell's tanh derivative slipped
+    (layers/_slips.py), two gates' gradients or two blocks of da exchanged, dc without its
+    path through next_h."""
+    cache = forward(t)[1]
+    out: dict[str, tuple[str, dict]] = {}
+
+    def add(cause: str, text: str, **how: Any) -> None:
+        out[f"lstm_step:{cause}"] = (text, _grads(dout, cache, **how))
+
+    for k in GATES:
+        slips = _slips.tanh(cache[k], k) if k == "g" else _slips.sigmoid(cache[k], k)
+        right = "(1 - g^2)" if k == "g" else f"{k} (1 - {k})"
+        for key, used, why, factor in slips:
+            add(f"{key}:{k}", f"with da_{k} = {_slips.times('d' + k, used)} where da_{k} = "
+                f"d{k} * {right} belongs: {why}", slip={k: factor})  # fmt: skip
+    tc, c = cache["tc"], cache["prev_c"]
+    nc = cache["f"] * c + cache["i"] * cache["g"]
+    for key, used, why, factor in _slips.tanh(tc, "tanh(next_c)", {"next_c": nc}):
+        add(f"{key}:tanh(next_c)", f"with dc = dnext_c + {_slips.times('dnext_h * o', used)} "
+            f"where {DC} belongs: {why}", slip={"c": factor})  # fmt: skip
+    add("dc-without-next_h", f"with dc = dnext_c where {DC} belongs: the path from next_h to "
+        "the cell left out", slip={"c": np.zeros_like(tc)})  # fmt: skip
+    for a, b in itertools.combinations(GATES, 2):
+        swapped = GATES.translate(str.maketrans(a + b, b + a))
+        add(f"gates-swapped:{a},{b}", f"with d{a} and d{b} exchanged (d{a} = {D_OF[b]} and "
+            f"d{b} = {D_OF[a]}, where d{a} = {D_OF[a]} and d{b} = {D_OF[b]} belong)",
+            d_from=swapped)  # fmt: skip
+        add(f"blocks-swapped:{a},{b}", f"with the blocks da_{a} and da_{b} exchanged in da = "
+            "[da_i, da_f, da_o, da_g] (the columns of Wx, Wh and b are in the gate order i, "
+            "f, o, g)", d_from=swapped, local_from=swapped)  # fmt: skip
+    return out
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -197,6 +248,7 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
     cs231n=(
         Form("lstm_step_forward", "lstm_step_backward",
              {"x": ROWS, "prev_h": ROWS, "prev_c": ROWS}, lstm_out(), outputs=2,

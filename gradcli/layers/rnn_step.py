@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.layers import _recurrent
+from gradcli.layers import _recurrent, _slips
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, same
 from gradcli.layers.cs231n import ROWS, Form, out
 from gradcli.layers.words import Formulas, Shown
@@ -32,9 +32,27 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
 def backward(dnext_h: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     """dnext_h (..., H) -> {"x": (..., D), "prev_h": (..., H), "Wx": (D, H), "Wh": (H, H),
     "b": (H,)}."""
-    da = dnext_h * (1 - cache["next_h"] ** 2)
+    return _from_da(dnext_h * (1 - cache["next_h"] ** 2), cache)
+
+
+def _from_da(da: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     g = _recurrent.affine_backward(da, cache["x"], cache["prev_h"], cache["Wx"], cache["Wh"])
     return {"x": g["x"], "prev_h": g["h"], "Wx": g["Wx"], "Wh": g["Wh"], "b": g["b"]}
+
+
+def variants(t: Arrays, options: Any, dnext_h: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """tanh's derivative slipped (layers/_slips.py), for the diagnosis: da feeds every
+    gradient, so one slip shows in all five."""
+    cache = forward(t)[1]
+    slips = _slips.tanh(cache["next_h"], "next_h", {"prev_h": cache["prev_h"]})
+    return {
+        f"rnn_step:{key}": (
+            f"with da = {_slips.times('dnext_h', used)} where da = dnext_h * (1 - next_h^2) "
+            f"belongs: {why} (da feeds dx, dprev_h, dWx, dWh and db)",
+            _from_da(dnext_h * factor, cache),
+        )
+        for key, used, why, factor in slips
+    }
 
 
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
@@ -118,6 +136,7 @@ LAYER = Layer(
     working=working_elements,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
     cs231n=(
         Form("rnn_step_forward", "rnn_step_backward", {"x": ROWS, "prev_h": ROWS}, out(ROWS),
              batch=("x", "prev_h"), hint="x (N, D), prev_h (N, H)"),

@@ -1,0 +1,169 @@
+"""Classic wrong backward passes written elsewhere (outside testers, as students write them)
+that used to get no hint: each is named by its cause in the user's notation, verified by
+recomputation, through --impl (CS231n's form) and through answer files; each hint's twin (the
+right backward, or another bug of the same layer) does not get it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.inputs.spec import load_spec
+
+
+def _sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+# ---------------------------------------------------------------- rnn_step, CS231n's form
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    return h, (x, prev_h, Wx, Wh, h)
+
+
+def _rnn_backward(bug):
+    def rnn_step_backward(dnext_h, cache):
+        x, prev_h, Wx, Wh, h = cache
+        da = {
+            "": dnext_h * (1 - h**2),
+            "no-dtanh": dnext_h,
+            "1-h": dnext_h * (1 - h),
+            "at-prev_h": dnext_h * (1 - prev_h**2),
+        }[bug if bug in ("no-dtanh", "1-h", "at-prev_h") else ""]
+        dWh = prev_h.T @ da * (1.5 if bug == "dWh-scaled-3/2" else 1.0)
+        return da @ Wx.T, da @ Wh.T, x.T @ da, dWh, da.sum(0)
+
+    return rnn_step_backward
+
+
+def _rnn_tensors():
+    rng = np.random.default_rng(1)
+    return {"x": rng.standard_normal((4, 5)), "prev_h": rng.standard_normal((4, 6)) * 0.5,
+            "Wx": rng.standard_normal((5, 6)) * 0.3, "Wh": rng.standard_normal((6, 6)) * 0.3,
+            "b": rng.standard_normal(6) * 0.1}  # fmt: skip
+
+
+def _causes(report, name):
+    return [h.cause for h in report.results[name].hints]
+
+
+@pytest.mark.parametrize(("bug", "cause", "words"), [
+    ("no-dtanh", "rnn_step:derivative-missing", "da = dnext_h where da = dnext_h * (1 - next_h^2)"),
+    ("1-h", "rnn_step:not-squared", "da = dnext_h * (1 - next_h) where"),
+    ("at-prev_h", "rnn_step:derivative-at:prev_h", "taken at prev_h"),
+])  # fmt: skip
+def test_rnn_tanh_derivative_slips_are_named_in_every_gradient(bug, cause, words):
+    if bug == "no-dtanh":  # through --impl; the others as answers (the same diagnosis, cheaper)
+        report = gradcli.check("rnn_step", _rnn_tensors(), forward=rnn_step_forward,
+                               backward=_rnn_backward(bug))  # fmt: skip
+    else:
+        t, g = _rnn_tensors(), np.random.default_rng(2).standard_normal((4, 6))
+        dx, dh, dWx, dWh, db = _rnn_backward(bug)(g, rnn_step_forward(**t)[1])
+        grads = {"x": dx, "prev_h": dh, "Wx": dWx, "Wh": dWh, "b": db}
+        report = gradcli.check("rnn_step", t, grad_output=g, grads=grads)
+    for name in ("x", "prev_h", "Wx", "Wh", "b"):
+        assert _causes(report, name) == [cause], (name, report.results[name].hints)
+        hint = report.results[name].hints[0]
+        assert hint.verified and words in hint, hint
+
+
+def test_rnn_twins_get_no_derivative_hint():
+    right = gradcli.check("rnn_step", _rnn_tensors(), forward=rnn_step_forward,
+                          backward=_rnn_backward(""))  # fmt: skip
+    assert right.passed and not any(r.hints for r in right.results.values())
+    # another bug of the same layer (dWh alone off by a factor): no tanh slip is claimed
+    other = gradcli.check("rnn_step", _rnn_tensors(), forward=rnn_step_forward,
+                          backward=_rnn_backward("dWh-scaled-3/2"))  # fmt: skip
+    assert [n for n, r in other.results.items() if not r.passed] == ["Wh"]
+    assert not any("derivative" in str(c) for c in _causes(other, "Wh")), other.results["Wh"].hints
+
+
+def test_rnn_slip_in_an_answer_file_is_named():
+    spec = load_spec(None, "specs/rnn_step.yaml")
+    t = {n: np.asarray(a, dtype=np.float64) for n, a in spec.tensors.items()}
+    g = np.asarray(spec.grad_output, dtype=np.float64)
+    dx, dh, dWx, dWh, db = _rnn_backward("1-h")(g, rnn_step_forward(**t)[1])
+    report = gradcli.check_spec("specs/rnn_step.yaml",
+                                grads={"x": dx, "prev_h": dh, "Wx": dWx, "Wh": dWh, "b": db})
+    assert _causes(report, "Wx") == ["rnn_step:not-squared"]
+
+
+# ---------------------------------------------------------------- lstm_step, CS231n's form
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H : 2 * H])
+    o, g = _sigmoid(a[:, 2 * H : 3 * H]), np.tanh(a[:, 3 * H :])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def _lstm_backward(bug):
+    def lstm_step_backward(dnext_h, dnext_c, cache):
+        x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+        tc = np.tanh(next_c)
+        dc = dnext_c + dnext_h * o * (1 if bug == "no-dtanh-c" else 1 - tc**2)
+        do, di, df, dg = dnext_h * tc, dc * g, dc * prev_c, dc * i
+        if bug == "di<->df":
+            di, df = df, di
+        if bug == "do<->dg":
+            do, dg = dg, do
+        blocks = [di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)]
+        if bug == "blocks-o<->g":
+            blocks[2], blocks[3] = blocks[3], blocks[2]
+        if bug == "no-dsigmoid-f":
+            blocks[1] = df
+        da = np.hstack(blocks)
+        dprev_c = dc * (1 if bug == "dprev_c-no-f" else f)
+        return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(0)
+
+    return lstm_step_backward
+
+
+def _lstm_tensors():
+    rng = np.random.default_rng(3)
+    return {"x": rng.standard_normal((3, 4)), "prev_h": rng.standard_normal((3, 5)) * 0.5,
+            "prev_c": rng.standard_normal((3, 5)) * 0.5, "Wx": rng.standard_normal((4, 20)) * 0.3,
+            "Wh": rng.standard_normal((5, 20)) * 0.3, "b": rng.standard_normal(20) * 0.1}
+
+
+@pytest.mark.parametrize(("bug", "cause", "words"), [
+    ("di<->df", "lstm_step:gates-swapped:i,f", "di and df exchanged (di = dc * prev_c"),
+    ("do<->dg", "lstm_step:gates-swapped:o,g", "do and dg exchanged"),
+    ("blocks-o<->g", "lstm_step:blocks-swapped:o,g", "blocks da_o and da_g exchanged"),
+    ("no-dtanh-c", "lstm_step:derivative-missing:tanh(next_c)",
+     "dc = dnext_c + dnext_h * o where"),
+    ("no-dsigmoid-f", "lstm_step:derivative-missing:f", "da_f = df where"),
+])  # fmt: skip
+def test_lstm_gate_swaps_and_derivative_slips_are_named(bug, cause, words):
+    # as answers (--grads): the same diagnosis as --impl, without the kink search a failing
+    # user forward gets (the one --impl case below covers that path)
+    t, g = _lstm_tensors(), np.random.default_rng(4).standard_normal((3, 2, 5))
+    _, _, cache = lstm_step_forward(**t)
+    dx, dh, dc, dWx, dWh, db = _lstm_backward(bug)(g[:, 0], g[:, 1], cache)
+    grads = {"x": dx, "prev_h": dh, "prev_c": dc, "Wx": dWx, "Wh": dWh, "b": db}
+    report = gradcli.check("lstm_step", t, grad_output=g, grads=grads)
+    failing = [n for n, r in report.results.items() if not r.passed]
+    assert {"x", "Wx", "b"} <= set(failing)
+    for name in failing:
+        assert _causes(report, name) == [cause], (name, report.results[name].hints)
+        assert words in report.results[name].hints[0]
+
+
+def test_lstm_swap_through_impl_is_named():
+    report = gradcli.check("lstm_step", _lstm_tensors(), forward=lstm_step_forward,
+                           backward=_lstm_backward("di<->df"))  # fmt: skip
+    assert _causes(report, "Wh") == ["lstm_step:gates-swapped:i,f"]
+
+
+def test_lstm_twins_get_no_swap_or_slip_hint():
+    right = gradcli.check("lstm_step", _lstm_tensors(), forward=lstm_step_forward,
+                          backward=_lstm_backward(""))  # fmt: skip
+    assert right.passed and not any(r.hints for r in right.results.values())
+    other = gradcli.check("lstm_step", _lstm_tensors(), forward=lstm_step_forward,
+                          backward=_lstm_backward("dprev_c-no-f"))  # fmt: skip
+    assert [n for n, r in other.results.items() if not r.passed] == ["prev_c"]
+    assert not any(str(c).startswith("lstm_step:") for c in _causes(other, "prev_c"))
