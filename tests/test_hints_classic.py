@@ -167,3 +167,104 @@ def test_lstm_twins_get_no_swap_or_slip_hint():
                           backward=_lstm_backward("dprev_c-no-f"))  # fmt: skip
     assert [n for n, r in other.results.items() if not r.passed] == ["prev_c"]
     assert not any(str(c).startswith("lstm_step:") for c in _causes(other, "prev_c"))
+
+
+# ---------------------------------------------------------------- generic: masks, sums, pools
+def _answers(layer, t, answer, options=None, seed=5):
+    """Check ``answer(g, **t)`` (the student's gradients) as answer files; returns the report."""
+    from gradcli.layers import REGISTRY
+
+    L = REGISTRY[layer]
+    opts = L.make_options(options)
+    shapes = {n: a.shape for n, a in t.items()}
+    g = np.random.default_rng(seed).standard_normal(L.output_shape(shapes, opts))
+    return gradcli.check(layer, t, options=options, grad_output=g,
+                         grads=answer(g, **t, **(options or {})))  # fmt: skip
+
+
+X = np.random.default_rng(6).standard_normal((5, 5))
+
+
+@pytest.mark.parametrize(("layer", "answer", "tensor", "cause"), [
+    ("linear", lambda g, x, W, b: {"x": g @ W, "W": g.T @ x, "b": g.sum(1)}, "b",
+     "summed-over:o:not:b0"),
+    ("layernorm", lambda g, x, gamma, beta: {"beta": g.sum(1)}, "beta", "summed-over:d:not:b0"),
+    ("batchnorm", lambda g, x, gamma, beta: {"beta": g.sum(1)}, "beta", "summed-over:d:not:n"),
+])  # fmt: skip
+def test_a_sum_over_the_wrong_axis_is_named(layer, answer, tensor, cause):
+    rng = np.random.default_rng(7)
+    t = {"x": X, "W": rng.standard_normal((5, 5)), "b": rng.standard_normal(5)} if (
+        layer == "linear") else {"x": X, "gamma": rng.standard_normal(5),
+                                 "beta": rng.standard_normal(5)}  # fmt: skip
+    report = _answers(layer, t, answer)
+    assert [n for n, r in report.results.items() if not r.passed] == [tensor]
+    assert _causes(report, tensor) == [cause]
+    assert ".sum(axis=1) where .sum(axis=0) belongs" in report.results[tensor].hints[0]
+    # the twin: the right sum, scaled (another bug): no axis is claimed
+    twin = _answers(layer, t, lambda g, **kw: {tensor: 2 * g.sum(0)})
+    assert not any("summed-over" in str(c) for c in _causes(twin, tensor))
+
+
+@pytest.mark.parametrize(("layer", "options", "answer", "cause"), [
+    ("dropout", {"p": 0.3}, lambda g, x, p, **_: {"x": g / (1 - p)}, "mask-left-out"),
+    ("dropout", {"p": 0.3}, lambda g, x, p, **_: {"x": g}, "mask-left-out:unscaled"),
+    ("leaky_relu", {}, lambda g, x: {"x": g}, "mask-left-out"),
+    ("relu", {}, lambda g, x: {"x": g}, "relu:no-mask"),  # its own variant, said once
+])  # fmt: skip
+def test_a_mask_left_out_is_named(layer, options, answer, cause):
+    report = _answers(layer, {"x": X}, answer, options)
+    assert _causes(report, "x") == [cause]
+
+
+def test_a_mask_is_not_claimed_for_another_bug():
+    keep = np.random.default_rng(0).random(X.shape) >= 0.3
+    # dropout without its 1/(1 - p): the scale is named, not a mask
+    report = _answers("dropout", {"x": X}, lambda g, x, p, **_: {"x": g * keep}, {"p": 0.3})
+    assert _causes(report, "x") == ["scale:1 - p"]
+    # the mask kept but one element wrong: no mask is claimed
+    slip = (np.arange(25) == 3).reshape(5, 5)
+    report = _answers("dropout", {"x": X}, lambda g, x, p, **_: {"x": g * keep / 0.7 + slip},
+                      {"p": 0.3})  # fmt: skip
+    assert not any("mask" in str(c) for c in _causes(report, "x"))
+
+
+POOL = np.random.default_rng(8).standard_normal((2, 4, 4, 2))
+
+
+def _spread(g, k):
+    return np.repeat(np.repeat(g, k, axis=1), k, axis=2)
+
+
+@pytest.mark.parametrize(("answer", "cause"), [
+    (lambda g, X, size: {"X": _spread(g, 2)}, "maxpool:no-argmax"),
+    (lambda g, X, size: {"X": _spread(g, 2) / 4}, "maxpool:no-argmax-averaged"),
+])  # fmt: skip
+def test_a_max_pool_spreading_to_its_whole_window_is_named(answer, cause):
+    report = _answers("maxpool2d", {"X": POOL}, answer, {"size": 2})
+    assert _causes(report, "X") == [cause]
+
+
+def test_a_max_pool_routing_to_the_wrong_element_is_not_a_spread():
+    def first(g, X, size):  # every window's gradient to its first element: routed, not spread
+        dX = np.zeros_like(X)
+        dX[:, ::2, ::2] = g
+        return {"X": dX}
+
+    report = _answers("maxpool2d", {"X": POOL}, first, {"size": 2})
+    assert not any("no-argmax" in str(c) for c in _causes(report, "X"))
+
+
+def test_an_average_pool_divided_by_its_side_is_named():
+    from gradcli.layers import REGISTRY
+
+    L, opts = REGISTRY["avgpool2d"], {"size": 3, "stride": 1}
+    X5 = np.random.default_rng(9).standard_normal((1, 5, 5, 2))
+
+    def by_side(g, X, size, stride):
+        o = L.resolve_options(L.make_options(opts), {"X": X.shape})
+        return {"X": 3 * L.backward(g, L.forward({"X": X}, o)[1])["X"]}
+
+    report = _answers("avgpool2d", {"X": X5}, by_side, opts)
+    assert _causes(report, "X") == ["scale:window/3"]
+    assert "divided by 3, one side of the window, where its 9 elements belong" in str(
+        report.results["X"].hints[0])

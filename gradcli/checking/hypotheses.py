@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.checking import factors as _factors
-from gradcli.checking import localize
+from gradcli.checking import localize, mechanisms
 from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY, Layer
 from gradcli.records import record
@@ -138,7 +138,7 @@ class Session:
                 wrong[n] = (a, R, rt * scale)
         if not wrong:
             return {}
-        cands = self._candidates(layer, t, g)
+        cands = self._candidates(layer, t, g, list(wrong))
         cands += [
             Candidate(
                 f"other-tensor:{u}",
@@ -235,7 +235,9 @@ class Session:
         return _factors.letters(info.index, len(out_shape))
 
     # ------------------------------------------------------------------ candidates
-    def _candidates(self, layer: Layer, t: dict[str, np.ndarray], g: np.ndarray) -> list[Candidate]:
+    def _candidates(
+        self, layer: Layer, t: dict[str, np.ndarray], g: np.ndarray, failing: list[str]
+    ) -> list[Candidate]:
         options = self.spec.options
         cache = layer.forward(t, options)[1]
         out: list[Candidate] = []
@@ -336,7 +338,40 @@ class Session:
         if layer.variants is not None:
             for cause, (text, grads) in layer.variants(t, options, g).items():
                 add(cause, text, lambda v=grads: v)
+        named = len(out)
+        for cause, text, grads in self._mechanisms(layer, t, g, cache, letters, failing):
+            if not any(_same(grads, c.grads) for c in out[:named]):  # a variant said it already
+                add(cause, text, lambda v=grads: v)
         return out
+
+    def _mechanisms(
+        self, layer: Layer, t: dict[str, np.ndarray], g: np.ndarray, cache: Any,
+        letters: list[str], failing: list[str],
+    ) -> list[mechanisms.Found]:  # fmt: skip
+        """The generic wrong backward passes (checking/mechanisms.py) of the failing tensors."""
+        names = [n for n in failing if n in t]
+        shapes = {n: tuple(self.given[n].shape) for n in names}
+        own = {
+            n: _factors.letters(layer.tensor(n, self.spec.shapes, self.spec.options).index,
+                                len(shapes[n]))
+            for n in names
+        }  # fmt: skip
+        out_name = layer.output_info(self.spec.shapes, self.spec.options).name
+
+        def backward(u: np.ndarray) -> Mapping[str, Any]:
+            return layer.backward(u, cache)
+
+        found: list[mechanisms.Found] = []
+        for make in (
+            lambda: mechanisms.mask_left_out(backward, g, names, out_name),
+            lambda: mechanisms.wrong_axis_sum(
+                backward, g, shapes, own, letters, sum(a.size for a in t.values()) + g.size),
+        ):
+            try:
+                found += make()
+            except Exception:  # noqa: BLE001 - a mechanism that does not apply is no hint
+                continue
+        return found
 
     def _transforms(
         self, name: str, R: np.ndarray, index: list[str], axes: tuple[str, ...]
@@ -378,6 +413,15 @@ class Session:
                         )
                     )
         return out
+
+
+def _same(grads: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> bool:
+    """Whether two candidates give the same values for every tensor the first one names."""
+    return all(
+        n in other and other[n].shape == v.shape
+        and np.allclose(other[n], v, rtol=1e-12, atol=1e-300)
+        for n, v in grads.items()
+    )  # fmt: skip
 
 
 def _along(ndim: int, axis: int, idx: int, size: int) -> np.ndarray:

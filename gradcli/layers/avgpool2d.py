@@ -118,13 +118,19 @@ def backward(grad_output, X, size=2, stride=None, padding=0, count_include_pad=T
 
 
 def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
-    """The window's size, the average's count (Layer.factors)."""
+    """The window's size, the average's count, and that count divided by one side (a mean
+    over the window's side, not its area) (Layer.factors)."""
     size = (options or Options()).size
     kh, kw = (size, size) if isinstance(size, int) else size
     if kh * kw < 2:
         return []
-    return [(float(kh * kw), "scale:window", f"multiplied by {kh * kw}, the window's size "
-             "(the average's 1/count left out)")]  # fmt: skip
+    found = [(float(kh * kw), "scale:window", f"multiplied by {kh * kw}, the window's size "
+              "(the average's 1/count left out)")]  # fmt: skip
+    for side in sorted({kh, kw} - {1, kh * kw}):
+        found.append((float(kh * kw / side), f"scale:window/{side}", f"multiplied by "
+                      f"{kh * kw // side}: divided by {side}, one side of the window, where its "
+                      f"{kh * kw} elements belong"))  # fmt: skip
+    return found
 
 
 LAYER = Layer(

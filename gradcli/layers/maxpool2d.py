@@ -48,6 +48,26 @@ def backward(dZ: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"X": np.ascontiguousarray(_pool.unpad(dXp, geo))}
 
 
+def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """The argmax's mask left out, for the diagnosis: every element of a window given the
+    window's gradient, or an equal share of it (an average pool's backward)."""
+    X = np.asarray(t["X"])
+    geo = _pool.geometry(X.shape, options or Options())
+    shape = X.shape[:-3] + tuple(g.n + g.lo + g.hi for g in geo) + dZ.shape[-1:]
+    dXp = np.zeros(shape)
+    for _, window in _pool.taps(geo):
+        dXp[window] += dZ
+    spread, k = _pool.unpad(dXp, geo), geo[0].k * geo[1].k
+    return {
+        "maxpool:no-argmax": ("with every element of a window given the window's gradient, "
+                              "not its maximum alone (the argmax's mask left out)",
+                              {"X": spread}),
+        "maxpool:no-argmax-averaged": (f"with every element of a window given dZ / {k}, an "
+                                       "average pool's backward, not the maximum dZ alone "
+                                       "(the argmax's mask left out)", {"X": spread / k}),
+    }  # fmt: skip
+
+
 def kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
           start: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
     """True where moving X's coordinate through (x, x + step] (or (x + start, x + step], or
@@ -156,6 +176,7 @@ LAYER = Layer(
     forward_elements=forward_elements,
     kinks=kinks,
     maxima=maxima,
+    variants=variants,
     explain=explain,
     skeleton=SKELETON,
     cs231n=(

@@ -193,7 +193,7 @@ def bugs():
             make_pool,
             POOL,
             "X",
-            None,
+            "maxpool:no-argmax-averaged",
             mistake="spread",
         ),
         bug(

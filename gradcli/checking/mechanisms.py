@@ -1,0 +1,116 @@
+"""Wrong backward passes built from the right backward by calling it, for any layer: what a
+mistake does to the gradient's structure, not to one layer's formula (gradcli.checking.
+hypotheses verifies each against the values under test, to round-off).
+
+- A mask left out: where the right backward is elementwise (d = backward(dy) / dy, checked on
+  two upstream gradients) and its local derivative takes two values (relu's 0 and 1, dropout's 0
+  and 1/(1 - p), leaky_relu's alpha and 1), the gradient with either value everywhere, or with
+  dy passed through as it is.
+- A sum over the wrong axis: a gradient that sums an output axis away (db over the batch) summed
+  instead over one of its own axes of the same size, from the contribution of each index along
+  the summed axis (one call of the backward each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+Found = tuple[str, str, dict[str, np.ndarray]]  # (cause, text, {tensor: wrong gradient})
+Backward = Callable[[np.ndarray], Mapping[str, Any]]
+
+MAX_SUMMED = 64  # indices of an output axis whose contributions one diagnosis may collect
+MAX_WORK = 4_000_000  # elements in all (tensors and upstream) times those calls of the backward
+
+
+def _near(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
+    return a.shape == b.shape and bool(np.max(np.abs(a - b), initial=0.0) <= 1e-9 * scale)
+
+
+def mask_left_out(
+    backward: Backward, g: np.ndarray, names: list[str], out: str
+) -> list[Found]:
+    """The right gradient of each elementwise tensor with its mask left out (``out``: the
+    output's name, as dout is written)."""
+    found: list[Found] = []
+    ones = backward(np.ones_like(g))
+    right = backward(g)
+    for name in names:
+        d = np.asarray(ones.get(name), dtype=np.float64)
+        r = np.asarray(right.get(name), dtype=np.float64)
+        if d.shape != g.shape or r.shape != g.shape:
+            continue
+        scale = max(float(np.max(np.abs(r), initial=0.0)), 1e-300)
+        if not _near(r, g * d, scale):
+            continue  # not elementwise: a mask is not what its values show
+        values = np.unique(np.round(d, 12))
+        if len(values) != 2:
+            continue
+        count = {float(v): int(np.sum(np.isclose(d, v, rtol=1e-9, atol=1e-12))) for v in values}
+        shown = " and ".join(f"{'0' if v == 0 else f'd{out} * {_num(v)}'} at {n} of {d.size} "
+                             "elements" for v, n in count.items())  # fmt: skip
+        top = max(count, key=abs)
+        for v in {*count, 1.0} - {0.0}:
+            what = f"d{name} = d{out}" if v == 1 else f"d{name} = d{out} * {_num(v)}"
+            if v == top:
+                cause, why = "mask-left-out", "the mask left out"
+            elif v == 1 and 1.0 not in count:
+                cause, why = "mask-left-out:unscaled", "the mask and its scale left out"
+            else:
+                cause, why = f"mask-left-out:{_num(v)}", "the mask left out"
+            found.append((
+                cause, f"with {what} everywhere, where the right d{name} is {shown}: {why}",
+                {name: g * v},
+            ))  # fmt: skip
+    return found
+
+
+def wrong_axis_sum(
+    backward: Backward,
+    g: np.ndarray,
+    shapes: Mapping[str, tuple[int, ...]],
+    own: Mapping[str, list[str]],
+    out_letters: list[str],
+    elements: int,
+) -> list[Found]:
+    """Each gradient that sums an output axis away (its letters, ``own``, lack the axis's),
+    summed instead over one of its own axes of the same size; ``elements``: the check's in all,
+    what one call of the backward reads."""
+    found: list[Found] = []
+    for axis, size in enumerate(g.shape):
+        letter = out_letters[axis]
+        users = {
+            n: [q for q, k in enumerate(shape) if k == size and letter not in own[n]]
+            for n, shape in shapes.items()
+        }
+        users = {n: qs for n, qs in users.items() if qs and letter not in own[n]}
+        if size < 2 or size > MAX_SUMMED or size * elements > MAX_WORK or not users:
+            continue
+        parts = []
+        for k in range(size):
+            keep = np.zeros(size, dtype=bool)
+            keep[k] = True
+            view = [-1 if j == axis else 1 for j in range(g.ndim)]
+            parts.append(backward(np.where(keep.reshape(view), g, 0.0)))
+        for n, qs in users.items():
+            P = np.stack([np.asarray(p[n], dtype=np.float64) for p in parts])
+            if P.shape[1:] != tuple(shapes[n]):
+                continue
+            for q in qs:
+                wrong = np.moveaxis(P.sum(axis=1 + q), 0, q)
+                mine = own[n][q]
+                where = (f" (e.g. .sum(axis={out_letters.index(mine)}) where "
+                         f".sum(axis={axis}) belongs)") if mine in out_letters else ""  # fmt: skip
+                found.append((
+                    f"summed-over:{mine}:not:{letter}",
+                    f"summed over {mine} where the sum over {letter} belongs: element {mine}=k "
+                    f"holds output {letter}=k's whole contribution{where}",
+                    {n: wrong},
+                ))  # fmt: skip
+    return found
+
+
+def _num(v: float) -> str:
+    return f"{v:.6g}"
