@@ -268,3 +268,36 @@ def test_an_average_pool_divided_by_its_side_is_named():
     assert _causes(report, "X") == ["scale:window/3"]
     assert "divided by 3, one side of the window, where its 9 elements belong" in str(
         report.results["X"].hints[0])
+
+
+# ---------------------------------------------------------------- one element off, as answers
+def _linear_answers(n_in, n_out, rows, slip):
+    rng = np.random.default_rng(10)
+    t = {"x": rng.standard_normal((rows, n_in)), "W": rng.standard_normal((n_out, n_in)),
+         "b": rng.standard_normal(n_out)}  # fmt: skip
+    g = rng.standard_normal((rows, n_out))
+    grads = {"x": g @ t["W"], "W": g.T @ t["x"], "b": g.sum(0)}
+    slip(grads)
+    return gradcli.check("linear", t, grad_output=g, grads=grads)
+
+
+def test_one_element_off_in_an_answer_file_is_named_at_any_size():
+    def one(grads):
+        grads["W"][3, 7] *= 1.001
+
+    for n_in, n_out, rows in ((8, 5, 4), (400, 300, 2)):  # 120,000 elements of dW
+        report = _linear_answers(n_in, n_out, rows, one)
+        assert [n for n, r in report.results.items() if not r.passed] == ["W"]
+        (hint,) = report.results["W"].hints
+        assert hint.verified and hint.cause is None
+        assert "wrong at one element only, dW[o=3, i=7] (1.001 x the right value)" in hint, hint
+
+
+def test_an_element_hint_is_not_claimed_for_a_row_or_a_right_answer():
+    def row(grads):
+        grads["W"][3] *= 1.001  # a whole row: a slice, not a few elements
+
+    report = _linear_answers(8, 5, 4, row)
+    assert not any("element" in h for h in report.results["W"].hints)
+    right = _linear_answers(8, 5, 4, lambda grads: None)
+    assert right.passed and not any(r.hints for r in right.results.values())

@@ -126,21 +126,31 @@ def _at_elements(
 ) -> list[Hint]:
     """A few elements named; more are a pattern the comparison's hints read (a slice)."""
     flat, factor = at
-    if flat.size > MAX_NAMED:
+    notes = [f"{f:.6g} x the right value" for f in factor]
+    return at_elements(name, flat, notes, shape, own, "whichever output contributes (every "
+                       "other element is right)", "not at how the backward treats some outputs")
+
+
+def at_elements(
+    name: str, flat: np.ndarray, notes: list[str], shape: tuple[int, ...], own: list[str],
+    seen: str, not_at: str = "",
+) -> list[Hint]:  # fmt: skip
+    """d``name`` wrong at the few elements ``flat`` (each with its note: how far off), ``seen``
+    saying what showed it; more than MAX_NAMED are a pattern, not named here."""
+    if not 0 < flat.size <= MAX_NAMED:
         return []
     names = own if len(own) <= len(shape) else []
     names = [f"b{k}" for k in range(len(shape) - len(names))] + list(names)
     where = ", ".join(
         f"d{name}[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"
-        + f" ({factor[k]:.6g} x the right value)"
+        + f" ({notes[k]})"
         for k, idx in enumerate(zip(*np.unravel_index(flat, shape), strict=True))
     )
     many, it = ("one element", "that element") if flat.size == 1 else (
         f"{flat.size} elements", "those elements")  # fmt: skip
     return [Hint(
-        f"d{name} is wrong at {many} only, {where}, whichever output contributes (every other "
-        f"element is right): look at a statement that writes {it} alone (an index, a slice), "
-        "not at how the backward treats some outputs",
+        f"d{name} is wrong at {many} only, {where}, {seen}: look at a statement that writes "
+        f"{it} alone (an index, a slice){', ' + not_at if not_at else ''}",
         None, True,
     )]  # fmt: skip
 
