@@ -232,12 +232,17 @@ class StackedForward:
         y = np.real(y).reshape(r, -1)
         return y[1:] - y[:1]
 
+    def copy_bytes(self, name: str) -> int:
+        """Bytes of one stacked copy of ``name``: the copy, its forward's arrays (measured at
+        the point, with temporaries) and its output."""
+        return self.forward_bytes + 2 * self.t64[name].nbytes
+
     def _chunk(self, name: str, n_groups: int) -> int:
         rows = len(self.method.offsets)
         # the stacked copies and their forward's arrays, then what the gradient's loop makes
         # of a group's differences per output: d, d * g, the owners twice (int64), |g * y|
         # and its moved part, in float64
-        per_group = rows * (self.forward_bytes + 2 * self.t64[name].nbytes) + 48 * self.g.size
+        per_group = rows * self.copy_bytes(name) + 48 * self.g.size
         # keep each stacked temporary near 4 MB: it stays in cache across the forward's passes,
         # and below glibc's mmap threshold (exits.tune_allocator) freed blocks are reused instead
         # of page-faulting afresh on every call (measured: 1.5x on attention here)
