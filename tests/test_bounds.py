@@ -239,14 +239,14 @@ def _spec(name: str, shapes: dict, options: dict) -> Any:
 def test_a_check_stays_within_max_memory(name, shapes, options):
     """At the least budget the check accepts (its fixed arrays counted from the shapes, and one
     perturbed forward pass for the copies), the whole check's peak stays within it; and the
-    count is an estimate, not a ban: within a factor 3 of that peak."""
+    count is an estimate, not a ban: within a factor 2.5 of that peak (relu 1.2, maxpool2d
+    1.6; conv2d 2: its declared working arrays are its backward's too)."""
     from gradcli.numeric import memory
 
     spec = _spec(name, shapes, options)
     budget = memory.fixed_bytes(spec) + memory.copy_bytes(spec, "central")
     peak = _check_peak(spec, budget)
-    assert peak <= budget, (peak, budget)
-    assert memory.fixed_bytes(spec) <= 3 * peak, (peak, memory.fixed_bytes(spec))
+    assert peak <= budget <= 2.5 * peak, (peak, budget)
 
 
 def test_a_count_that_forgets_the_fixed_arrays_is_caught(monkeypatch):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcli.errors import mention
+from gradcli.layers import REGISTRY
 from gradcli.numeric import cost
 
 if TYPE_CHECKING:
@@ -107,7 +108,10 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
                    ) -> dict[str, tuple]:  # fmt: skip
     """``taken`` with the values of numeric/pieces.py put in place at the groups of equal values
     whose gradient is a mix of the pieces' (a layer that declares no kinks)."""
-    if p.random_forward or declares(p.engine):
+    # a built-in says where its kinks are, or has none: smooth, its ties have one gradient
+    # (embedding's and conv's search held a dozen arrays of every coordinate, for nothing)
+    builtin = REGISTRY.get(p.engine.layer.name) is p.engine.layer
+    if p.random_forward or declares(p.engine) or builtin:
         return taken
     own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
     failing, silent, floors, rtol = {}, {}, {}, math.inf

@@ -255,22 +255,37 @@ class Engine(StackedForward):
             ]).astype(np.int64)  # fmt: skip
         else:
             picks = rng.choice(x.size, size=min(3, x.size), replace=False)
-        rows = np.repeat(x[None, :], 1 + len(picks), axis=0)
-        for i, j in enumerate(picks):
-            rows[1 + i, j] += 1e-3 * max(1.0, abs(x[j]))
-        y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
-        tol = 64 * EPS * float(np.max(np.abs(y[0]), initial=0.0))
-        for i, j in enumerate(picks):
-            t = np.unravel_index(int(j), shape)
-            residues = tuple(int(ti) % p for ti, p in zip(t, col.periods, strict=True))
-            moved = np.abs(y[1 + i] - y[0]).ravel() > tol
-            outside = moved & (col.owner(residues) != j)
-            if outside.any():
-                where = np.unravel_index(int(np.argmax(outside)), self.out_shape)
-                return (
-                    f"the declared footprint of {name} is wrong: {name}{list(map(int, t))} moves "
-                    f"output {list(map(int, where))} outside it; used one coordinate per pass"
-                )
+        # the point and the moved copies, stacked as many at a time as the copies' share of
+        # --max-memory holds (two at the least: one central pass, which the check counted);
+        # all four at once, with their forward's arrays (conv's windows), were a check's peak
+        moves = [-1, *(int(j) for j in picks)]
+        chunk = int(max(2, min(len(moves), self.max_memory // max(1, self.copy_bytes(name)))))
+        y0, tol = None, 0.0
+        for lo in range(0, len(moves), chunk):
+            part = moves[lo : lo + chunk]
+            rows = np.repeat(x[None, :], len(part), axis=0)
+            for i, j in enumerate(part):
+                if j >= 0:
+                    rows[i, j] += 1e-3 * max(1.0, abs(x[j]))
+            y = self.forward_stack(name, rows.reshape((len(rows),) + shape))
+            if y0 is None:
+                y0 = y[0].copy()  # not a view: it would keep the whole stack
+                tol = 64 * EPS * float(np.max(np.abs(y0), initial=0.0))
+            for i, j in enumerate(part):
+                if j < 0:
+                    continue
+                t = np.unravel_index(j, shape)
+                residues = tuple(int(ti) % p for ti, p in zip(t, col.periods, strict=True))
+                moved = np.abs(y[i] - y0).ravel() > tol
+                outside = moved & (col.owner(residues) != j)
+                if outside.any():
+                    where = np.unravel_index(int(np.argmax(outside)), self.out_shape)
+                    return (
+                        f"the declared footprint of {name} is wrong: {name}{list(map(int, t))} "
+                        f"moves output {list(map(int, where))} outside it; used one coordinate "
+                        "per pass"
+                    )
+            del y, rows
         return ""
 
     # ------------------------------------------------------------ gradients

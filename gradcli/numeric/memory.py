@@ -18,10 +18,27 @@ from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.numeric.methods import get_method
 
-# float64 arrays of a tensor's size that the numerical side holds for its largest tensor at
-# once beside the copies: the steps, the sums of the differences, their round-off twice, the
-# gradient, its round-off and the noise per element, a flat view's copy
-GRADIENT_ARRAYS = 8
+# float64 arrays of a tensor's size the gradient's loop holds beside its chunk of copies: the
+# steps, the sums of the differences, their round-off twice, a flat view's copy (the gradient
+# and its round-off per element are the results, counted apart: they were counted twice)
+GRADIENT_ARRAYS = 5
+# float64 (or int64) arrays of the output's size the gradient's loop makes of one perturbed
+# pass's differences: the difference, its product with g, its owners (a footprint's check
+# too: |y - y0|, the owners): a relu of 60,000 elements exceeded its bound by 2% without them
+ATTRIBUTION_ARRAYS = 4
+# ... the comparison's temporaries, in chunks of at most COMPARE_CHUNK elements (a dozen;
+# measured 8.4 on relu, conv2d and maxpool2d)
+COMPARE_ARRAYS = 9
+COMPARE_CHUNK = 2**18
+# ... the kink map of a layer that declares kinks makes of its largest tensor: the stencil's
+# steps, and the layer's own (maxpool2d's padded X, steps and starts, each window's top,
+# second and argmax, the mask: measured 6.2 arrays; relu's 3.6)
+KINK_ARRAYS = 7
+# arrays of every coordinate under test (float64 or int64) the search for ties no coordinate
+# sees holds (numeric/pieces.py), for a layer not built in: its values, steps, tensors,
+# analytical values and floors, their order and runs (measured 12 on a user's lstm_step and
+# embedding)
+PIECES_ARRAYS = 13
 
 
 def declared(spec: Spec) -> bool:
@@ -42,23 +59,37 @@ def _sizes(spec: Spec) -> tuple[list[int], int, int, int]:
 
 
 def fixed_bytes(spec: Spec) -> int:
-    """Bytes a check of ``spec`` holds beside the engine's perturbed copies, at its fullest.
+    """Bytes a check of ``spec`` holds beside the engine's perturbed copies, at its fullest:
+    the most its stages, which run one after another, hold at once (``stages``), the one
+    perturbed forward pass the copies take at the least (``copy_bytes``) set apart."""
+    loop, others = _stages(spec)
+    return max(loop, others - copy_bytes(spec, "central"))
 
-    Held through the check: the tensors and the upstream gradient as loaded (in the spec's
-    dtype; labels as int64), the analytical output and gradients, and per tensor its numerical
-    gradient and round-off. On top, the larger of the backward's contract (three sets of
-    gradients, the second upstream gradient and its sum with the first, a forward's output and
-    cache), which runs before the engine exists, and the engine (its float64 copies where the
-    spec's dtype is not float64, its |g * y| per output, the forward's cache: at most the
-    working arrays) with one tensor's numerical gradient (GRADIENT_ARRAYS of the largest)."""
-    floating, others, out, working = _sizes(spec)
-    t, item = sum(floating), spec.grad_output.dtype.itemsize
-    held = item * (t + out) + 8 * others  # as loaded
+
+def _stages(spec: Spec) -> tuple[int, int]:
+    """(the bytes a tensor's gradient loop holds beside its copies, the most any other stage
+    holds). Held through the check: the tensors and the upstream gradient as loaded (in the
+    spec's dtype; labels as int64), the analytical output and gradients. Before the engine
+    exists, the backward's contract (three sets of gradients, the second upstream gradient and
+    its sum with the first, a forward's output and cache). From the engine on, its float64
+    copies where the spec's dtype is not float64, its |g * y| per output and the forward's
+    cache (at most the working arrays), and then in turn: the kink map, each tensor's gradient
+    loop (the tensors before it holding their numerical gradient and round-off per element),
+    the comparison's chunks and the search for ties no coordinate sees, all results held."""
+    floating, labels, out, working = _sizes(spec)
+    t, item, largest = sum(floating), spec.grad_output.dtype.itemsize, max(floating)
+    held = item * (t + out) + 8 * labels  # as loaded
     held += 8 * (out + t)  # the analytical output and gradients
-    held += 16 * t  # each tensor's numerical gradient and its round-off per element
-    contract = 8 * (3 * t + 3 * out + working)  # before the engine exists
+    contract = 8 * (3 * t + 3 * out + working)
     engine = 8 * (out + working) + (0 if item == 8 else 8 * (t + out))
-    return held + max(contract, engine + 8 * GRADIENT_ARRAYS * max(floating))
+    loop = engine + 8 * max(2 * (t - f) + GRADIENT_ARRAYS * f for f in floating)
+    after = [2 * t + COMPARE_ARRAYS * min(largest, COMPARE_CHUNK)]
+    if REGISTRY.get(spec.layer.name) is not spec.layer:  # a built-in's ties are not searched
+        after.append(2 * t + PIECES_ARRAYS * t)
+    stages = [contract, engine + 8 * max(after)]
+    if spec.layer.kinks is not None:
+        stages.append(engine + 8 * KINK_ARRAYS * largest)
+    return held + loop, held + max(stages)
 
 
 def copy_bytes(spec: Spec, method: str) -> int:
@@ -66,11 +97,13 @@ def copy_bytes(spec: Spec, method: str) -> int:
     for the complex step: twice the bytes): the forward's working arrays (the engine's point,
     kept, is a fixed array), and for each row of the stencil (the unmoved point's too, where it
     has one) an output and two copies of the largest tensor: a tensor of one color (relu's x)
-    is moved whole in every row."""
+    is moved whole in every row; and what the gradient's loop makes of the pass's differences
+    per output (ATTRIBUTION_ARRAYS: the difference, its product with g, the owners)."""
     floating, _, out, working = _sizes(spec)
     m = get_method(method)
     item = 16 if m.name == "complex" else 8
-    return item * (working + len(m.offsets) * (out + 2 * max(floating)))
+    pass_ = item * (working + len(m.offsets) * (out + 2 * max(floating)))
+    return pass_ + 8 * ATTRIBUTION_ARRAYS * out
 
 
 def copies(spec: Spec, max_memory: int) -> int:

@@ -130,6 +130,12 @@ def verify(
     least FLOOR groups are examined); it stops at the first failing group whose gradient no
     mix gives (its tensor fails anyway)."""
     names = list(failing)
+    # no two coordinates of equal value, no tie: nothing to search, and none of the search's
+    # arrays of every coordinate (a dozen) made
+    xs = np.sort(np.concatenate([np.real(engine.t64[n]).ravel() for n in names]))
+    if not np.any(xs[1:] == xs[:-1]):
+        return Pieces()
+    del xs
     space = _Space(engine, names)
     a = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel() for n in names])
     floor = np.concatenate([np.broadcast_to(atol[n], analytic[n].shape).ravel() for n in names])
@@ -151,7 +157,17 @@ def verify(
     # work per coordinate the estimate does not count (embedding's 60,000 unread elements of
     # W, each silent and unequal: 0.6 s of CPU for a check estimated at 0.012 s)
     tied = sizes[run] > 1
-    todo, strict = todo[tied[todo]], strict[tied[strict]]
+    # ... and one held by more than are searched (or whose candidates' output differences,
+    # both sides, would not fit in a quarter of the copies' share) is counted so at once:
+    # taken up one by one, the 131,072 silent inputs of 64 values took 99 s of sorting
+    fits = engine.max_memory // 4 // (16 * max(1, int(np.prod(engine.out_shape))))
+    many = sizes[run] > min(CANDIDATES, fits)
+    crowded = int(np.count_nonzero(ok[todo] & tied[todo] & many[todo]))
+    todo = todo[tied[todo] & ~many[todo]]
+    many = sizes[run] > min(SCREENED, fits)
+    thronged = int(np.count_nonzero(ok[strict] & tied[strict] & many[strict]))
+    strict = strict[tied[strict] & ~many[strict]]
+    del many
     is_todo = np.zeros(space.x.size, dtype=bool)
     is_todo[todo] = True
     each = cost.copies_seconds(engine, 1, real=True)
@@ -159,7 +175,7 @@ def verify(
     found: dict[int, tuple[float, float]] = {}  # position -> (value, noise)
     singles: dict[float, _Value] = {}  # each value's moves alone, interacting
     active: dict[float, set[int]] = {}  # each value's passing coordinates that may interact
-    groups = examined = unexamined = crowded = refuted = unsearched = thronged = 0
+    groups = examined = unexamined = refuted = unsearched = 0
     spent = 0.0
     queue = [(int(q), True) for q in todo] + [(int(q), False) for q in strict]
     for at, (q, lenient) in enumerate(queue):
@@ -168,14 +184,6 @@ def verify(
         value = float(space.x[q])
         r = run[q]
         cands = np.sort(order[starts[r] : starts[r] + sizes[r]])
-        # the interactions keep each candidate's output differences, both sides
-        held = 2 * cands.size * 8 * int(np.prod(engine.out_shape))
-        if cands.size > (CANDIDATES if lenient else SCREENED) or held > engine.max_memory // 4:
-            crowded += int(lenient)
-            thronged += int(not lenient)
-            continue
-        if cands.size < 2:
-            continue
         v = singles.get(value)
         if not lenient and v is not None and _passed_over(v, q, active.get(value)):
             continue
