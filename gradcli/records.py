@@ -9,7 +9,8 @@ code (``fields``, ``replace``, ``asdict``, ``field(default_factory=..., repr=Fal
 ``__post_init__``, inheritance) and the same meaning for every method, written once here and
 shared: ``__init__`` binds arguments as the generated one would, equality compares the fields
 in order as a tuple does, the hash is that tuple's, and assigning or deleting a field raises
-``dataclasses.FrozenInstanceError``. Not supported (gradcli uses none): ``InitVar``,
+``dataclasses.FrozenInstanceError``. ``@mutable_record`` is ``@dataclass``: the same, with fields
+that may be assigned and no hash. Not supported (gradcli uses none): ``InitVar``,
 ``kw_only``, ``field(init=False)``.
 """
 
@@ -79,7 +80,7 @@ def _hash(self: Any) -> int:
     return hash(_values(self, self.__record_hash__))
 
 
-def _record(cls: type[T]) -> type[T]:
+def _record(cls: type[T], frozen: bool = True) -> type[T]:
     if not cls.__dict__.get("__doc__"):
         # dataclasses writes a missing docstring from inspect.signature, which for a class
         # without __init__ yet parses object's text signature with tokenize: compiling
@@ -94,9 +95,12 @@ def _record(cls: type[T]) -> type[T]:
         "__record_hash__": tuple(
             f.name for f in fields if (f.compare if f.hash is None else f.hash)
         ),
-        "__init__": _init, "__setattr__": _setattr, "__delattr__": _delattr,
-        "__repr__": _repr, "__eq__": _eq, "__hash__": _hash,
+        "__init__": _init, "__repr__": _repr, "__eq__": _eq,
+        # a mutable dataclass that compares is unhashable (its hash would change with it)
+        "__hash__": _hash if frozen else None,
     }  # fmt: skip
+    if frozen:
+        shared.update(__setattr__=_setattr, __delattr__=_delattr)
     for name, value in shared.items():
         type.__setattr__(cls, name, value)
     return cls
@@ -106,5 +110,10 @@ if TYPE_CHECKING:  # what type checkers know how to read
     from dataclasses import dataclass as _dataclass
 
     record = _dataclass(frozen=True)
+    mutable_record = _dataclass
 else:
     record = _record
+
+    def mutable_record(cls: type[T]) -> type[T]:
+        """``@dataclass`` (fields that may be assigned), built as a record is."""
+        return _record(cls, frozen=False)

@@ -94,3 +94,31 @@ def test_a_record_without_a_docstring_is_made_without_inspect(monkeypatch):
 
     assert Bare(1) == Bare(1, "x") and Bare.__doc__ == "Bare"
     assert [f.name for f in dataclasses.fields(Bare)] == ["a", "b"]
+
+
+def test_a_mutable_record_is_a_dataclass_with_assignable_fields():
+    from gradcli.records import mutable_record
+
+    def body():
+        class M:
+            """m"""
+
+            a: int
+            b: list = field(default_factory=list)
+
+            def __post_init__(self):
+                self.b = [*self.b, self.a]
+
+        return M
+
+    m, d = mutable_record(body())(1), dataclasses.dataclass(body())(1)
+    assert dataclasses.asdict(m) == dataclasses.asdict(d) == {"a": 1, "b": [1]}
+    assert repr(m).split("(", 1)[1] == repr(d).split("(", 1)[1]
+    m.a = 5  # assignable, as the dataclass's fields are
+    del m.b
+    assert m.a == 5 and not hasattr(m, "b")
+    with pytest.raises(TypeError):
+        hash(m)  # equality by value, so no hash, as for the dataclass
+    with pytest.raises(TypeError):
+        hash(d)
+    assert type(m)(2) == type(m)(2) and type(m)(2) != type(m)(3)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,7 +60,7 @@ from gradcli.numeric.methods import (
     get_method,
 )
 from gradcli.numeric.sampling import sample_coordinates
-from gradcli.records import record
+from gradcli.records import mutable_record, record
 
 if TYPE_CHECKING:
     from gradcli.numeric import kinks
@@ -120,7 +120,7 @@ class CheckOptions:
             raise OptionError(f"expected a positive integer, got {self.top}", param="top")
 
 
-@dataclass
+@mutable_record
 class Prepared:
     """What the first stage settles before any numerical gradient is taken."""
 

@@ -5,7 +5,6 @@ is neither randomness nor a nonlinear function of grad_output; this names it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,8 @@ def fingerprints(cache: Any) -> dict[str, bytes]:
     """A digest of every writable array reachable in ``cache`` through dicts, lists and
     tuples, by its path (``[2]``, ``['x']``); read-only arrays (gradcli's tensors) cannot change.
     Digests, not copies: a cache can be as large as the memory bound allows."""
+    import hashlib  # LAZY: OpenSSL's libcrypto loads with it, and built-in layers need no digest
+
     out: dict[str, bytes] = {}
 
     def walk(value: Any, path: str, depth: int) -> None:

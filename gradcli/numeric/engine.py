@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -43,13 +43,14 @@ from gradcli.numeric.incremental import (
 )
 from gradcli.numeric.methods import EPS, one_sided, one_sided_noise, steps
 from gradcli.numeric.stacking import StackedForward
+from gradcli.records import mutable_record
 
 # how far beyond its step a coordinate is moved to tell the outputs it cannot move
 # (Engine.reach_noise): a share still invisible there is below 1/1024 of a last bit a step
 REACH_FACTOR = 1024.0
 
 
-@dataclass
+@mutable_record
 class TensorNumerics:
     """How one tensor's numerical gradient was obtained."""
 

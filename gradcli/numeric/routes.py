@@ -24,13 +24,12 @@ intervals (a declaration the numbers do not bear out).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from gradcli.numeric.maxflow import Network, feasible
 from gradcli.numeric.ties import groups
-from gradcli.records import record
+from gradcli.records import mutable_record, record
 
 SHOWN = 3  # windows or coordinates a certificate names before "and k more"
 # tied pairs (window, maximum) the flows solve in all, the smallest pieces first (pure Python:
@@ -127,7 +126,7 @@ def route(engine, name: str, analytic: np.ndarray, atol: float, rtol: float,
                   int(unsettled.sum()))  # fmt: skip
 
 
-@dataclass
+@mutable_record
 class Ties:
     """The tied pairs: window ``w[p]`` (upstream ``g[w[p]]``) may route to element ``e[p]``
     (a position among the tied elements, ``n`` of them). A routing is a share per pair,

@@ -20,15 +20,16 @@ The engine checks these against ``forward`` at run time before using them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gradcli.records import mutable_record
+
 _BLOCK = 2**21  # bytes of the largest temporary per chunk of probes: stays in cache
 
 
-@dataclass
+@mutable_record
 class _Point:
     """The cached point, batch axes flattened: B examples, h heads, T positions."""
 

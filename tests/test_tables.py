@@ -1,0 +1,96 @@
+"""Tables drawn directly (render/fit.py's _direct, for start-up) against rich's own Table, the
+oracle: the same bytes, colours and box characters included, for tables of every kind of cell
+that the check's renderers put in them and for cells the direct path must hand back to rich."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+from gradcli.render import fit
+from gradcli.render.fit import Col, fitted
+
+STYLES = ["", "red", "bold green", "dim", "reverse", "on blue", "italic underline"]
+WORDS = [
+    "dx", "dW[o=0, i=2]", "PASS", "FAIL", "1.23e-10", "  pad ", "tail  ", "", "x" * 14,
+    "ünïcode", "全角", "e\u0301", "😀ok", "\u200b", "a b c d",  # widths other than len()
+    "[m=1]", "[bold]b[/bold]", ":smile:",  # markup, emoji: data unless the console reads them
+    "two\nlines", "tab\there", "a\rb", "\x1b[31mx",  # handed back to rich
+]  # fmt: skip
+CONSOLES = [
+    {"force_terminal": True, "color_system": "truecolor"},
+    {"color_system": None},
+    {"color_system": None, "safe_box": True, "legacy_windows": False},
+    {"force_terminal": True, "color_system": "256", "markup": True, "emoji": True},
+]
+
+
+def _table(rng: random.Random) -> tuple[list[Col], list[list[str | Text]], int, dict]:
+    columns = [
+        Col(rng.choice(["tensor", "h", "worst element", "全"]), priority=rng.choice([None, 1, 2]),
+            justify=rng.choice(["left", "right"]), fold=rng.random() < 0.4,
+            min_width=rng.randint(1, 14))
+        for _ in range(rng.randint(1, 6))
+    ]  # fmt: skip
+    rows: list[list[str | Text]] = []
+    for _ in range(rng.randint(0, 5)):
+        row: list[str | Text] = []
+        for _ in columns:
+            word = rng.choice(WORDS)
+            if rng.random() < 0.5:
+                row.append(word)
+                continue
+            text = Text(word, style=rng.choice(STYLES))
+            if word and rng.random() < 0.5:
+                a = rng.randint(0, len(word))
+                text.stylize(rng.choice(STYLES) or "bold", a, rng.randint(a, len(word)))
+            if rng.random() < 0.1:
+                text.justify = rng.choice(["left", "right", "center"])
+            row.append(text)
+        rows.append(row)
+    title = rng.choice([None, "gradient check", Text("t", style="red")])
+    return columns, rows, rng.randint(20, 120), {"title": title, "title_justify": "left"}
+
+
+def _drawn(columns, rows, width, kw, console_kw, direct) -> str:
+    buf = io.StringIO()
+    options = {"markup": False, "emoji": False, **console_kw}
+    console = Console(file=buf, width=width, highlight=False, **options)
+    console.print(fitted(columns, rows, width, **kw))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_direct_tables_are_rich_tables_byte_for_byte(monkeypatch, seed):
+    rng = random.Random(seed)
+    direct = fit._direct
+    used = []
+
+    def counted(*args):
+        drawn = direct(*args)
+        used.append(drawn is not None)
+        return drawn
+
+    for _ in range(24):
+        columns, rows, width, kw = _table(rng)
+        for console_kw in CONSOLES:
+            monkeypatch.setattr(fit, "_direct", counted)
+            ours = _drawn(columns, rows, width, kw, console_kw, direct=True)
+            monkeypatch.setattr(fit, "_direct", lambda *args: None)
+            assert ours == _drawn(columns, rows, width, kw, console_kw, direct=False), (
+                columns, rows, width, console_kw)  # fmt: skip
+    # both paths taken: a test where the direct path never ran would compare rich with itself
+    assert 0.2 < sum(used) / len(used) < 0.95
+
+
+def test_a_check_table_is_drawn_directly(cli, monkeypatch):
+    # the tables of a plain check are the case the direct path is for: it must not fall back
+    calls = []
+    direct = fit._direct
+    monkeypatch.setattr(fit, "_direct", lambda *a: calls.append(direct(*a)) or calls[-1])
+    result = cli("check", "linear")
+    assert result.exit_code == 0 and len(calls) == 2 and all(c is not None for c in calls)
