@@ -301,3 +301,24 @@ def test_an_element_hint_is_not_claimed_for_a_row_or_a_right_answer():
     assert not any("element" in h for h in report.results["W"].hints)
     right = _linear_answers(8, 5, 4, lambda grads: None)
     assert right.passed and not any(r.hints for r in right.results.values())
+
+
+# ---------------------------------------------------------------- without the right backward
+def _cs231n_dropout_forward(x, dropout_param):
+    """CS231n's dropout: its own mask (p keeps), so gradcli has no backward of its own for it."""
+    p = dropout_param["p"]
+    np.random.seed(dropout_param.get("seed", 0))
+    mask = (np.random.rand(*x.shape) < p) / p
+    return x * mask, (dropout_param, mask)
+
+
+@pytest.mark.parametrize(("backward", "cause"), [
+    (lambda dout, cache: dout, "mask-left-out + scale:1 - p"),  # the mask, with its 1/p
+    (lambda dout, cache: dout / cache[0]["p"], "mask-left-out"),
+    (lambda dout, cache: dout * (cache[1] > 0), "scale:1 - p"),  # the twin: the 1/p alone
+])  # fmt: skip
+def test_a_mask_left_out_is_named_against_the_numerical_gradient(backward, cause):
+    report = gradcli.check("dropout", {"x": X}, options={"p": 0.3},
+                           forward=_cs231n_dropout_forward, backward=backward)  # fmt: skip
+    assert not report.passed
+    assert _causes(report, "x") == [cause], report.results["x"].hints

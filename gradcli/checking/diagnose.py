@@ -101,6 +101,25 @@ def hints(
         cause = " or ".join(known) if known else f"scale:{ratio:.6g}"
         return [Hint(f"d{name} = {ratio:.6g} x numeric {every}: a constant factor{why}",
                      cause, True)]  # fmt: skip
+    # a gradient's comparison (it has the layer's facts; a forward's agreement with ours has
+    # none, and a leaky forward where relu's belongs is no mask left out of a gradient)
+    gradient = "scales" in context and not context.get("recomputed")
+    masked = _masked_ratio(a, n, tol, ok) if gradient else None
+    if masked is not None:
+        k, zeros = masked
+        known = {cause: label for label, (v, cause) in context.get("scales", {}).items()
+                 if abs(k / v - 1) < 1e-3}  # fmt: skip
+        times = "equals the numerical gradient" if abs(k - 1) < 1e-4 else (
+            f"= {k:.6g} x numeric")  # fmt: skip
+        why = (f"; the {k:.6g}: {' or '.join(known.values())}" if known else
+               f"; the {k:.6g}: a missing or extra scale") if abs(k - 1) >= 1e-4 else ""
+        cause = " + ".join(["mask-left-out", *(list(known)[:1] if abs(k - 1) >= 1e-4 else [])])
+        return [Hint(
+            f"d{name} {times} wherever the numerical gradient is not 0, and is not 0 at the "
+            f"{zeros} elements where it is: a mask left out of d{name} (the elements the "
+            f"forward zeroes, drops or does not pick must get 0){why}",
+            cause, True,
+        )]  # fmt: skip
     moved = None if context.get("recomputed") else _rearranged(
         a, n, tol, ok, context.get("spatial", 0))  # fmt: skip
     if moved:
@@ -151,7 +170,29 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarra
     mid = float(np.median(r))
     if mid == 0 or not np.all(np.abs(r / mid - 1) < 1e-4):
         return None
+    if np.any(np.abs(a - mid * n)[ok] > (1 + abs(mid)) * tol[ok]):
+        return None  # not everywhere: where the numerical gradient is small (0) it differs
     return mid if abs(mid - 1) > 1e-4 else None
+
+
+def _masked_ratio(
+    a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray
+) -> tuple[float, int] | None:
+    """(k, zeros) when a = k n at every compared element where n is not 0 and a is not 0 at
+    every one (``zeros`` of them) where it is: the mask of a relu, a dropout or a max-pool's
+    argmax left out (against the numerical gradient, within the check's tolerance)."""
+    zero = ok & (np.abs(n) <= tol)
+    big = ok & (np.abs(n) > 10 * tol)
+    if not zero.any() or big.sum() < 2 or not np.all(np.abs(a[zero]) > 10 * tol[zero]):
+        return None
+    r = a[big] / n[big]
+    mid = float(np.median(r))
+    if mid == 0 or not np.all(np.abs(r / mid - 1) < 1e-4):
+        return None
+    rest = ok & ~zero
+    if np.any(np.abs(a - mid * n)[rest] > (1 + abs(mid)) * tol[rest]):
+        return None
+    return mid, int(zero.sum())
 
 
 def _rearranged(
