@@ -31,7 +31,8 @@ def _rnn_backward(bug):
             "no-dtanh": dnext_h,
             "1-h": dnext_h * (1 - h),
             "at-prev_h": dnext_h * (1 - prev_h**2),
-        }[bug if bug in ("no-dtanh", "1-h", "at-prev_h") else ""]
+            "at-a": dnext_h * (1 - np.arctanh(h) ** 2),  # at the pre-activation a
+        }[bug if bug in ("no-dtanh", "1-h", "at-prev_h", "at-a") else ""]
         dWh = prev_h.T @ da * (1.5 if bug == "dWh-scaled-3/2" else 1.0)
         return da @ Wx.T, da @ Wh.T, x.T @ da, dWh, da.sum(0)
 
@@ -53,6 +54,7 @@ def _causes(report, name):
     ("no-dtanh", "rnn_step:derivative-missing", "da = dnext_h where da = dnext_h * (1 - next_h^2)"),
     ("1-h", "rnn_step:not-squared", "da = dnext_h * (1 - next_h) where"),
     ("at-prev_h", "rnn_step:derivative-at:prev_h", "taken at prev_h"),
+    ("at-a", "rnn_step:derivative-at:a", "da = dnext_h * (1 - a^2) where"),
 ])  # fmt: skip
 def test_rnn_tanh_derivative_slips_are_named_in_every_gradient(bug, cause, words):
     if bug == "no-dtanh":  # through --impl; the others as answers (the same diagnosis, cheaper)
@@ -116,6 +118,9 @@ def _lstm_backward(bug):
             blocks[2], blocks[3] = blocks[3], blocks[2]
         if bug == "no-dsigmoid-f":
             blocks[1] = df
+        if bug == "dsigmoid-at-a_o":
+            a_o = np.log(o / (1 - o))
+            blocks[2] = do * a_o * (1 - a_o)
         da = np.hstack(blocks)
         dprev_c = dc * (1 if bug == "dprev_c-no-f" else f)
         return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(0)
@@ -137,6 +142,7 @@ def _lstm_tensors():
     ("no-dtanh-c", "lstm_step:derivative-missing:tanh(next_c)",
      "dc = dnext_c + dnext_h * o where"),
     ("no-dsigmoid-f", "lstm_step:derivative-missing:f", "da_f = df where"),
+    ("dsigmoid-at-a_o", "lstm_step:derivative-at:a_o:o", "da_o = do * a_o (1 - a_o) where"),
 ])  # fmt: skip
 def test_lstm_gate_swaps_and_derivative_slips_are_named(bug, cause, words):
     # as answers (--grads): the same diagnosis as --impl, without the kink search a failing

@@ -29,14 +29,19 @@ def tanh(y: np.ndarray, name: str, others: dict[str, np.ndarray] | None = None) 
     return out
 
 
-def sigmoid(s: np.ndarray, name: str) -> list[Slip]:
-    """sigmoid's derivative s (1 - s) at output ``s``: left out, half of it, or tanh's."""
-    return [
+def sigmoid(s: np.ndarray, name: str, others: dict[str, np.ndarray] | None = None) -> list[Slip]:
+    """sigmoid's derivative s (1 - s) at output ``s``: left out, half of it, tanh's, or taken
+    at another array (``others``: {its name: its values}, e.g. the pre-activation)."""
+    out = [
         ("derivative-missing", "", "sigmoid's derivative left out", np.ones_like(s)),
         ("half-derivative", name, f"sigmoid's derivative without its (1 - {name})", s),
         ("other-half", f"(1 - {name})", f"sigmoid's derivative without its {name}", 1 - s),
         ("tanh-derivative", f"(1 - {name}^2)", "tanh's derivative, not sigmoid's", 1 - s**2),
     ]
+    for other, v in (others or {}).items():
+        out.append((f"derivative-at:{other}", f"{other} (1 - {other})",
+                    f"sigmoid's derivative taken at {other}, not at {name}", v * (1 - v)))
+    return out
 
 
 def times(upstream: str, used: str) -> str:

@@ -101,8 +101,11 @@ def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, 
     def add(cause: str, text: str, **how: Any) -> None:
         out[f"lstm_step:{cause}"] = (text, _grads(dout, cache, **how))
 
-    for k in GATES:
-        slips = _slips.tanh(cache[k], k) if k == "g" else _slips.sigmoid(cache[k], k)
+    a = _recurrent.affine(t["x"], t["prev_h"], t["Wx"], t["Wh"], t["b"])
+    H = a.shape[-1] // 4
+    for n, k in enumerate(GATES):
+        pre = {f"a_{k}": a[..., n * H : (n + 1) * H]}  # the derivative at the pre-activation
+        slips = _slips.tanh(cache[k], k, pre) if k == "g" else _slips.sigmoid(cache[k], k, pre)
         right = "(1 - g^2)" if k == "g" else f"{k} (1 - {k})"
         for key, used, why, factor in slips:
             add(f"{key}:{k}", f"with da_{k} = {_slips.times('d' + k, used)} where da_{k} = "

@@ -44,7 +44,8 @@ def variants(t: Arrays, options: Any, dnext_h: np.ndarray) -> dict[str, tuple[st
     """tanh's derivative slipped (layers/_slips.py), for the diagnosis: da feeds every
     gradient, so one slip shows in all five."""
     cache = forward(t)[1]
-    slips = _slips.tanh(cache["next_h"], "next_h", {"prev_h": cache["prev_h"]})
+    a = _recurrent.affine(t["x"], t["prev_h"], t["Wx"], t["Wh"], t["b"])
+    slips = _slips.tanh(cache["next_h"], "next_h", {"prev_h": cache["prev_h"], "a": a})
     return {
         f"rnn_step:{key}": (
             f"with da = {_slips.times('dnext_h', used)} where da = dnext_h * (1 - next_h^2) "
