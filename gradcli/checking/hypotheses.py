@@ -37,6 +37,9 @@ from gradcli.layers import REGISTRY, Layer
 from gradcli.records import record
 
 MAX_ELEMENTS = 2_000_000  # beyond this many elements in all, no hypotheses: the hints stay cheap
+# beyond this many, not even the right backward once more (a few elements off): its gradients
+# would sit beside the check's own arrays, outside the memory the check was sized for
+MAX_ELEMENTS_ONCE = 16_000_000
 
 
 @record
@@ -110,7 +113,8 @@ class Session:
         --impl whose backward the calls could not localize)."""
         try:
             layer, a = self.right_layer(), self.given.get(name)
-            if layer is None or a is None:
+            if layer is None or a is None or sum(
+                    np.size(v) for v in self.spec.tensors.values()) > MAX_ELEMENTS_ONCE:
                 return []
             R = np.asarray(self._right(layer)[name], dtype=np.float64)
             scale = max(float(np.max(np.abs(R), initial=0)), float(np.max(np.abs(a), initial=0)))
