@@ -40,12 +40,19 @@ from gradcli.checking.report import (
     CheckReport,
     default_tolerances,
 )
-from gradcli.checking.soundness import refuse_overflow, resolvable, step_underflows
+from gradcli.checking.soundness import (
+    SWALLOWED,
+    advice,
+    refuse_overflow,
+    resolvable,
+    step_underflows,
+)
 from gradcli.checking.userwork import (
     ForwardAgreement,
     backward_against_builtin,
     complex_safe,
     forward_against_builtin,
+    one_example,
 )
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
@@ -305,6 +312,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     if engine.layer is spec.layer:  # not the built-in standing in for a float32 forward
         complex_safe(spec, opts.method, engine)
     backward = backward_against_builtin(spec, agreement, atol, rtol) if run_contract else None
+    if (single := one_example(spec)) is not None:
+        notes.append(single)
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
     if not names:  # a check of nothing must not pass
@@ -494,7 +503,7 @@ def kinks_stage(
     failing[refined.cleared] = False
     failing = np.flatnonzero(failing)
     if declared or not failing.size or p.random_forward:
-        return grad, info, fix, refined
+        return _led(grad, refined, fix), info, fix, refined
     # unpredictable before the comparison, so bounded by what is left of --budget (a forced
     # mode has none to keep)
     left = _left(p)
@@ -512,7 +521,23 @@ def kinks_stage(
             f"computed, unexamined ({mention('mode', 'full')} examines every one)"
         )
     grad, info = _put(grad, info, fix)
-    return grad, info, fix, refined
+    return _led(grad, refined, fix), info, fix, refined
+
+
+def _led(grad: np.ndarray, refined: refine.Refined, fix: Any) -> np.ndarray:
+    """``grad`` with the values the smaller steps led to where they led away from the
+    analytical gradient (it fails there either way) and no kink's value stands."""
+    at = refined.led
+    if fix is not None and fix.coords.size:
+        keep = ~np.isin(at, fix.coords)
+        at, values = at[keep], refined.led_values[keep]
+    else:
+        values = refined.led_values
+    if not at.size:
+        return grad
+    grad = grad.copy()
+    grad.flat[at] = values
+    return grad
 
 
 def settle(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, at) -> np.ndarray:
@@ -628,17 +653,60 @@ def tolerances(
     # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
     low = lower_precision(spec.dtype, analytic)
     floor = max(p.default_atol, FLOAT32_FALLBACK[0]) if low else p.default_atol
-    floor += _roundoff(p, name) or 0.0  # float32: on top of the float64 side's own error
     # a forward computing in float32 cannot do better than 1% of the largest entry where its
     # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
     margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
+    floor += _roundoff(p, name) or 0.0  # float32: on top of the float64 side's own error
     atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes,
                                  opts.method)  # fmt: skip
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
-    atol = atol if opts.atol is None else opts.atol
     rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
+    scale = _scale(grad, info.kink_slopes)
+    capped = scale / margin + (_roundoff(p, name) or 0.0)
+    if opts.atol is None and not unresolved and 0 < capped < atol:
+        atol, noise, unresolved = _small(p, name, grad, info, atol, capped, rtol, scale)
+    atol = atol if opts.atol is None else opts.atol
     return atol, rtol, unresolved, noise
+
+
+MEASURED = 16  # coordinates whose round-off _small measures (8 moves each), per tensor
+
+
+def _small(
+    p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, atol: float,
+    capped: float, rtol: float, scale: float,
+) -> tuple[float, np.ndarray, str]:  # fmt: skip
+    """(atol, each element's floor, why the step cannot resolve the tensor or "") where the
+    table's atol is not far below the gradient it judges. It is a number in the gradient's own
+    units: a confident softmax's gradients are all below 1e-8, and at 1e-7 any answer passed,
+    zeros included. So it stays ``capped`` (a margin below the tensor's largest value, as its
+    round-off must: soundness.resolvable). An element that fails only under the lower atol may
+    be round-off the model does not see (an output computed from far larger numbers: the loss of
+    1e-8 is log(1 + 1e-8), rounded at the 1): its round-off is measured (Engine.
+    coordinate_noise), and it is held to that, never above the old atol. Where what is measured
+    reaches a tenth of the gradient, nothing can be judged at this step."""
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    base = np.zeros(n.size) if info.noise_at is None else info.noise_at.ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        err, slack = np.abs(a - n), rtol * np.abs(n)
+        newly = np.flatnonzero(np.isfinite(err) & (err > np.maximum(capped, base) + slack)
+                               & (err <= np.maximum(atol, base) + slack))  # fmt: skip
+    floor = np.full(n.size, capped)
+    floor[newly[MEASURED:]] = atol  # beyond what is measured: as before
+    why = ""
+    if newly.size:
+        engine = p.engines[name]
+        measured = np.minimum(engine.coordinate_noise(name, newly[:MEASURED], p.opts.coloring),
+                              atol)  # fmt: skip
+        floor[newly[:MEASURED]] = np.maximum(measured, capped)
+        worst = float(measured.max())
+        if worst * SWALLOWED > scale:
+            why = (f"the round-off of its finite differences (about {worst:.2g}, measured) is not "
+                   f"far below the largest numerical gradient ({scale:.2g}); "
+                   f"{advice(p.opts.method)}")
+    return capped, np.maximum(floor, base).reshape(grad.shape), why
 
 
 def compare_tensor(
@@ -678,6 +746,12 @@ def compare_tensor(
         ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,
                        coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
+
+
+def _scale(numeric: np.ndarray, kink_slopes: float) -> float:
+    """The largest finite numerical gradient, or one-sided slope read at a kink."""
+    seen = np.abs(numeric[np.isfinite(numeric)])
+    return max(float(seen.max(initial=0.0)), kink_slopes)
 
 
 def _roundoff(p: Prepared, name: str) -> float | None:

@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # check imports this module
     from gradcli.numeric.engine import Engine
 
 
+# a tolerance raised to measured round-off over a tenth of the largest gradient would pass an
+# answer off by that much (a zero answer for gradients of that size): nothing is judged
+SWALLOWED = 10.0
+
+
 def resolvable(
     atol: float,
     noise: float,
@@ -51,12 +56,12 @@ def resolvable(
     if not math.isfinite(noise) or (noise > atol and noise * margin > scale):
         why = (
             f"the round-off of its finite differences (about {noise:.2g}) is not far below the "
-            f"largest numerical gradient ({scale:.2g}); {_advice(method)}"
+            f"largest numerical gradient ({scale:.2g}); {advice(method)}"
         )
     return max(atol, raised) if math.isfinite(raised) else atol, why
 
 
-def _advice(method: str) -> str:
+def advice(method: str) -> str:
     """What may help, never the method in use: the complex step's own difference has no
     round-off, so its noise is the one-sided rechecks' at kinks, whose step is central
     differences' (numeric/kinks.one_sided_step) and follows --eps only under central ones."""

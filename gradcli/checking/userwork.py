@@ -163,6 +163,32 @@ def _agreement(
     return result
 
 
+def one_example(spec: Spec) -> str | None:
+    """A note for --impl of a built-in layer checked on one example (the default specs hold
+    one): a sum over the batch and a mean over it agree there, so a backward that averages its
+    parameters' gradients (CS231n's ``db = dout.mean(axis=0)``), or a loss that forgot its 1/N,
+    passes, and the points drawn to compare backwards keep the spec's shapes. None where the
+    layer has nothing summed over examples (no weight or bias, not a loss) or the spec has a
+    batch."""
+    if spec.layer.broadcasts or spec.layer.name not in REGISTRY:
+        return None
+    infos = spec.layer.infos(spec.shapes, spec.options)
+    inputs = [i for i in infos if i.role == "input" and i.name in spec.tensors]
+    summed = any(i.role in ("weight", "bias") for i in infos) or not spec.output_info.axes
+    if not inputs or not summed:
+        return None
+    for i in inputs:
+        shape = np.shape(spec.tensors[i.name])
+        if math.prod(shape[: len(shape) - len(i.axes)]) > 1:
+            return None
+    names = " and ".join(i.name for i in inputs)
+    return (
+        f"the spec holds one example: a sum over a batch and a mean over it agree on it, so a "
+        f"backward that averages where it should sum (db = dout.mean(axis=0), a loss's 1/N "
+        f"left out) passes here; give {names} a batch of several examples to tell them apart"
+    )
+
+
 def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...]]]:
     """DRAWN_POINTS generic points from the spec's seed: each differentiated tensor drawn anew
     on its own scale (its root mean square, 1 for zeros) around an offset of half to one of

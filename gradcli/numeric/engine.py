@@ -45,6 +45,8 @@ from gradcli.numeric.methods import EPS, one_sided, one_sided_noise, steps
 from gradcli.numeric.stacking import StackedForward
 from gradcli.records import mutable_record
 
+NOISE_POINTS = 9  # points on a coordinate_noise line: differences of orders 4 to 6
+
 # how far beyond its step a coordinate is moved to tell the outputs it cannot move
 # (Engine.reach_noise): a share still invisible there is below 1/1024 of a last bit a step
 REACH_FACTOR = 1024.0
@@ -94,6 +96,7 @@ class Engine(StackedForward):
         # and a loss's terms (Layer.terms), for which of its ties interact only (``structure``)
         self.declared_terms: Any = None
         self._structure: dict[str, Engine | None] = {}
+        self._coordinate_noise: dict[str, dict[int, float]] = {}  # per tensor, per index
 
     def kink_map(self) -> Any:
         """Where the layer's kinks are (``Layer.kinks``), or the built-in's it implements
@@ -446,6 +449,34 @@ class Engine(StackedForward):
             return n if groups is None else len(groups)
         col = self._coloring(name) if coloring else None
         return min(n, math.prod(col.periods)) if col is not None else n
+
+    def coordinate_noise(self, name: str, idx: np.ndarray, coloring: bool = True) -> np.ndarray:
+        """The round-off of the stencil at each flat index of ``idx``, measured rather than
+        modelled. The model (``noise_factor``) counts a few eps of each output a coordinate
+        moves, but an output computed from far larger numbers carries theirs: a confident
+        softmax's loss of 1e-8 is log(1 + 1e-8), rounded at the 1, which a step moves in jumps
+        of its last bit. Read off the differences of orders 4 to 6 of L along the coordinate's
+        own line, x + k h e_j for k = 0..8 (Moré and Wild's ECnoise: a smooth L's are far below
+        its rounding at these steps; a curved one's raise the estimate, never lower it). 8
+        moves a coordinate, once (cached); 0 for the complex step, which subtracts nothing."""
+        from gradcli.numeric import kinks  # LAZY: only where a tolerance meets tiny gradients
+
+        m, idx = self.method, np.asarray(idx, dtype=np.int64)
+        known = self._coordinate_noise.setdefault(name, {})
+        todo = np.array([i for i in idx.tolist() if i not in known], dtype=np.int64)
+        if todo.size and m.name != "complex":
+            h = steps(self.t64[name].ravel()[todo], self.eps)
+            D = kinks.moves(self, name, todo, h, tuple(range(1, NOISE_POINTS)), coloring)[0]
+            seq = np.vstack([np.zeros((1, todo.size)), D])
+            sigma = np.zeros(todo.size)
+            for k in range(1, NOISE_POINTS - 2):
+                seq = np.diff(seq, axis=0)
+                if k >= 4:  # each order estimates sigma: gamma_k = (k!)^2 / (2k)!
+                    gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
+                    sigma = np.maximum(sigma, np.sqrt(gamma * np.mean(seq**2, axis=0)))
+            weights = sum(abs(w) for w in m.weights) / m.scale
+            known.update(zip(todo.tolist(), (4 * sigma * weights / h).tolist(), strict=True))
+        return np.array([known.get(i, 0.0) for i in idx.tolist()])
 
     def noise_factor(self) -> float:
         """Round-off of a stencil per unit of sum |g * y| / h: every output carries an error of

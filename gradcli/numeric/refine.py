@@ -52,6 +52,11 @@ class Refined:
     cleared: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # still moving, neither towards a at the rate nor away from it, at the smallest step tried
     unsettled: int = 0
+    # failing coordinates whose values led away from a, and where they led (the extrapolated
+    # derivative): what a FAIL quotes as numeric, not the default step's truncation (0.40 for
+    # a slope of 1.57 at tanh(t - 1e6))
+    led: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    led_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def noise(self) -> float:
@@ -98,6 +103,7 @@ def refine(
     seq = [np.asarray(numeric, dtype=np.float64).ravel()[idx], np.full(idx.size, np.nan)]
     roundoff = 4 * EPS * sum(abs(w) for w in m.weights) / m.scale
     values, noise_at = np.full(idx.size, np.nan), np.zeros(idx.size)
+    led = np.full(idx.size, np.nan)
     done = np.zeros(idx.size, dtype=bool)  # confirmed, or stopped
     confirmed = np.zeros(idx.size, dtype=bool)
     cut = np.zeros(idx.size, dtype=bool)  # stopped by the budget
@@ -128,6 +134,8 @@ def refine(
                                                   on_rate[todo])  # fmt: skip
             hit = todo[ok]
             values[hit], noise_at[hit] = R[ok], noise_r[ok]
+            away = stop & ~ok
+            led[todo[away]] = R[away]
             confirmed[hit] = done[hit] = True
             most = k if ok.any() else most
             on_rate[todo] = rated
@@ -136,8 +144,10 @@ def refine(
         spent_noise = 16 * noise > tol(np.zeros(todo.size), n)
         done[todo[spent_noise]] = True
         seq[0][todo], seq[1][todo] = n1 if k >= 2 else n0, n
+    away = ~confirmed & np.isfinite(led)
     return Refined(idx[confirmed], values[confirmed], noise_at[confirmed], most,
-                   int((cut & ~confirmed).sum()), spent, unsettled=int((~done).sum()))  # fmt: skip
+                   int((cut & ~confirmed).sum()), spent, unsettled=int((~done).sum()),
+                   led=idx[away], led_values=led[away])  # fmt: skip
 
 
 def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""Outside test t14 (P1): `check linear --impl layers.py` on the default spec (one example)
+passed CS231n's affine_backward with ``db = dout.mean(axis=0)``: a sum and a mean over a batch of
+one agree. The check cannot tell them apart there, so it says so; on a batch it fails the slip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import gradcli
+
+AFFINE = '''
+import numpy as np
+
+def affine_forward(x, w, b):
+    return x.reshape(x.shape[0], -1) @ w + b, (x, w, b)
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    return (dout @ w.T).reshape(x.shape), x.reshape(x.shape[0], -1).T @ dout, dout.mean(axis=0)
+'''
+ONE = "the spec holds one example"
+
+
+def test_one_example_is_said_and_a_batch_fails_the_mean():
+    mine: dict = {}
+    exec(AFFINE, mine)
+    fns = {"forward": mine["affine_forward"], "backward": mine["affine_backward"]}
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(3, 4)), rng.normal(size=3)
+    one = gradcli.check("linear", {"x": rng.normal(size=4), "W": W, "b": b}, **fns)
+    assert one.passed and any(n.startswith(ONE) for n in one.notes), one.notes
+    batch = gradcli.check("linear", {"x": rng.normal(size=(6, 4)), "W": W, "b": b}, **fns)
+    assert not batch.results["b"].passed and not any(n.startswith(ONE) for n in batch.notes)
+
+
+def test_a_layer_with_nothing_summed_over_examples_says_nothing():
+    report = gradcli.check("relu", {"x": np.array([1.0, -2.0, 3.0])},
+                           forward=lambda x: np.maximum(x, 0),
+                           backward=lambda g, x: {"x": g * (x > 0)})  # fmt: skip
+    assert report.passed and not any(n.startswith(ONE) for n in report.notes)
