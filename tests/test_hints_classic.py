@@ -189,6 +189,7 @@ def _answers(layer, t, answer, options=None, seed=5):
 
 
 X = np.random.default_rng(6).standard_normal((5, 5))
+_DROPPED = np.random.default_rng(0).random((5, 5)) < 0.3  # dropout's mask at p 0.3, seed 0
 
 
 @pytest.mark.parametrize(("layer", "answer", "tensor", "cause"), [
@@ -216,6 +217,8 @@ def test_a_sum_over_the_wrong_axis_is_named(layer, answer, tensor, cause):
     ("dropout", {"p": 0.3}, lambda g, x, p, **_: {"x": g}, "mask-left-out:unscaled"),
     ("leaky_relu", {}, lambda g, x: {"x": g}, "mask-left-out"),
     ("relu", {}, lambda g, x: {"x": g}, "relu:no-mask"),  # its own variant, said once
+    ("dropout", {"p": 0.3}, lambda g, x, p, **_: {"x": g * (_DROPPED / (1 - p))}, "mask-inverted"),
+    ("relu", {}, lambda g, x: {"x": g * (x <= 0)}, "relu:mask-inverted"),  # likewise
 ])  # fmt: skip
 def test_a_mask_left_out_is_named(layer, options, answer, cause):
     report = _answers(layer, {"x": X}, answer, options)

@@ -2,10 +2,10 @@
 mistake does to the gradient's structure, not to one layer's formula (gradcli.checking.
 hypotheses verifies each against the values under test, to round-off).
 
-- A mask left out: where the right backward is elementwise (d = backward(dy) / dy, checked on
-  two upstream gradients) and its local derivative takes two values (relu's 0 and 1, dropout's 0
-  and 1/(1 - p), leaky_relu's alpha and 1), the gradient with either value everywhere, or with
-  dy passed through as it is.
+- A mask left out or inverted: where the right backward is elementwise (d = backward(dy) / dy,
+  checked on two upstream gradients) and its local derivative takes two values (relu's 0 and 1,
+  dropout's 0 and 1/(1 - p), leaky_relu's alpha and 1), the gradient with either value
+  everywhere, with dy passed through as it is, or with the two values exchanged.
 - A sum over the wrong axis: a gradient that sums an output axis away (db over the batch) summed
   instead over one of its own axes of the same size, from the contribution of each index along
   the summed axis (one call of the backward each).
@@ -32,8 +32,8 @@ def _near(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
 def mask_left_out(
     backward: Backward, g: np.ndarray, names: list[str], out: str
 ) -> list[Found]:
-    """The right gradient of each elementwise tensor with its mask left out (``out``: the
-    output's name, as dout is written)."""
+    """The right gradient of each elementwise tensor with its mask left out or inverted
+    (``out``: the output's name, as dout is written)."""
     found: list[Found] = []
     ones = backward(np.ones_like(g))
     right = backward(g)
@@ -64,6 +64,14 @@ def mask_left_out(
                 cause, f"with {what} everywhere, where the right d{name} is {shown}: {why}",
                 {name: g * v},
             ))  # fmt: skip
+        u, v = (float(x) for x in values)
+        said = {w: "0" if w == 0 else f"d{out} * {_num(w)}" for w in (u, v)}
+        found.append((
+            "mask-inverted",
+            f"with the mask inverted: d{name} is {said[v]} where the right one is {said[u]} and "
+            f"{said[u]} where it is {said[v]}",
+            {name: g * np.where(np.isclose(d, u, rtol=1e-9, atol=1e-12), v, u)},
+        ))  # fmt: skip
     return found
 
 
