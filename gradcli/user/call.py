@@ -13,6 +13,9 @@ crash gradcli, end it, or write into its result:
 - the process state the user's code may change for its own purposes (numpy's error handling,
   warning filters, sys.stdout/sys.stderr, the recursion limit, the working folder, the handlers
   of SIGINT, SIGTERM and SIGPIPE) is restored after every call;
+- numpy's own functions, which gradcli computes with too: a module that rebinds one
+  (``np.abs = ...``) keeps it in its own calls, while gradcli's code sees numpy's (a rebound
+  ``np.abs`` had made a 5x wrong backward pass); names it adds (``np.float = float``) stay;
 - the warnings it raises are shown once each (per run, or per API call), one line on stderr
   (numpy's floating-point RuntimeWarnings not where gradcli silenced them around the call,
   as the numerics do); when the call fails the first becomes part of its error line.
@@ -26,6 +29,7 @@ import os
 import signal
 import sys
 import traceback
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +58,10 @@ _shown: dict[tuple[str, ...], None] = {}  # the warnings already shown, in order
 
 
 def forget_warnings() -> None:
-    """A new run (one API call) shows its own warnings again, up to WARNINGS_SHOWN."""
+    """A new run (one API call) shows its own warnings again, up to WARNINGS_SHOWN, and its
+    user code starts from numpy's own functions (it imports the user's modules afresh)."""
     _shown.clear()
+    _numpy.forget()
 _depth = 0  # nested calls (a conversion inside a call) are covered by the outer one
 try:
     _libc: Any = ctypes.CDLL(None)
@@ -192,6 +198,75 @@ def _show(caught: list[warnings.WarningMessage], path: Path, what: str) -> None:
                 print(f"gradcli: warning: {line}", file=sys.stderr)
 
 
+_MISSING = object()
+
+
+class _Watched(types.ModuleType):
+    """numpy's modules while user code may run: an assignment to or deletion of one of their
+    names is noted (``np.abs = ...`` in a module of the user's; reading costs nothing more)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        types.ModuleType.__setattr__(self, name, value)
+        _numpy.touched(self, name)
+
+    def __delattr__(self, name: str) -> None:
+        types.ModuleType.__delattr__(self, name)
+        _numpy.touched(self, name)
+
+
+class _Numpy:
+    """numpy's modules as gradcli computes with them, and as the user's code left them: the
+    user's rebinding of a name numpy has is put in place for each of its calls and taken out
+    after (a rebound ``np.abs`` had made a 5x wrong backward pass). Names it adds stay. Set up
+    at the first call into user code, never at import."""
+
+    def __init__(self) -> None:
+        self.ours: dict[types.ModuleType, dict[str, Any]] = {}
+        self.theirs: dict[tuple[types.ModuleType, str], Any] = {}  # the user's rebinding
+        self.dirty: set[tuple[types.ModuleType, str]] = set()
+
+    def watch(self) -> None:
+        if self.ours:
+            return
+        import numpy.linalg
+        import numpy.random
+
+        for m in (np, numpy.linalg, numpy.random):
+            if type(m) is types.ModuleType:
+                self.ours[m] = dict(vars(m))
+                m.__class__ = _Watched
+
+    def touched(self, m: types.ModuleType, name: str) -> None:
+        if name in self.ours.get(m, ()):
+            self.dirty.add((m, name))
+
+    def forget(self) -> None:
+        self.theirs.clear()
+        self.dirty.clear()
+
+    def enter(self) -> None:
+        for (m, name), value in self.theirs.items():
+            _put(m, name, value)
+
+    def leave(self) -> None:
+        if self.dirty:
+            for m, name in self.dirty:
+                self.theirs[(m, name)] = vars(m).get(name, _MISSING)
+            self.dirty.clear()
+        for m, name in self.theirs:
+            _put(m, name, self.ours[m][name])
+
+
+def _put(m: types.ModuleType, name: str, value: Any) -> None:
+    if value is _MISSING:
+        vars(m).pop(name, None)
+    else:
+        types.ModuleType.__setattr__(m, name, value)
+
+
+_numpy = _Numpy()
+
+
 class _Guard:
     """Entered on creation, left by ``close`` (idempotent): the process state the user's code
     may change for itself put back, its stdout sent to stderr, its warnings recorded. Plain
@@ -218,6 +293,8 @@ class _Guard:
         self.log = warnings.catch_warnings(record=True)
         self.caught: list[warnings.WarningMessage] = self.log.__enter__()
         warnings.simplefilter("always")
+        _numpy.watch()
+        _numpy.enter()
         self.open = True
 
     def _exit(self, code: int = 0) -> None:
@@ -229,6 +306,7 @@ class _Guard:
         if not self.open:
             return
         self.open = False
+        _numpy.leave()
         self.log.__exit__(None, None, None)
         if self.fd is not None:  # C code's buffered writes go to stderr before fd 1 is back
             if _libc is not None:
