@@ -150,11 +150,26 @@ def _outcome(run: Any, *, show_traceback: bool) -> int:
     except OSError as e:
         if e.errno == errno.EPIPE:  # `gradcli ... | head`: the reader left, nothing to say
             return EXIT_PIPE
+        if _stdout_failed(e):  # click's help page into a full disk (`--help > /dev/full`)
+            diagnostic(f"error: <stdout>: cannot write the result: {e.strerror or e}")
+            return EXIT_USAGE
         return _internal(e, show_traceback)
     except Exception as e:
         if _is_usagediagnostic(e):
             return _usage(e)
         return _internal(e, show_traceback)  # a bug: say so in one line
+
+
+def _stdout_failed(e: OSError) -> bool:
+    """Whether ``e`` came from a write to stdout (click writing a help page into a full disk,
+    `--help > /dev/full`), not from a bug: the innermost frame was writing to it."""
+    tb_ = e.__traceback__
+    while tb_ is not None and tb_.tb_next is not None:
+        tb_ = tb_.tb_next
+    if tb_ is None:
+        return False
+    streams = (sys.stdout, sys.__stdout__)
+    return any(v is s for v in tb_.tb_frame.f_locals.values() for s in streams if s is not None)
 
 
 def flag(param: str, value: object = NO_VALUE) -> str:

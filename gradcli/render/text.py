@@ -342,6 +342,7 @@ def render_check(
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
 
 
+MAX_WIDTH = 10_000  # columns: COLUMNS beyond it is read as this many
 PLAIN_WIDTH = 80  # a pipe, a file or a CI log without COLUMNS: what any viewer shows unwrapped
 
 
@@ -349,15 +350,18 @@ def console(file: Any, plain: bool = False) -> Console:
     """A console for ``file``: styled on a terminal, with no ANSI codes at all when writing to
     a file, a pipe, or with NO_COLOR set; markup and emoji codes off, since indices like
     [m=1] and names like :x: are data. A pipe or file is COLUMNS wide when set, else 80."""
+    columns = os.environ.get("COLUMNS", "")
+    # rich reads COLUMNS too: one past an index-sized integer was an internal error
+    wide = MAX_WIDTH if columns.isdigit() and int(columns) > MAX_WIDTH else None
     if plain or not file.isatty() or os.environ.get("NO_COLOR"):
-        columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
+        given = columns.isdigit() and int(columns) > 0
+        width = min(int(columns), MAX_WIDTH) if given else PLAIN_WIDTH
         tty = not plain and file.isatty()
         return Console(
-            file=file if tty else Trimmed(file), width=None if tty else width,
+            file=file if tty else Trimmed(file), width=wide if tty else width,
             color_system=None, force_terminal=False, highlight=False, markup=False, emoji=False,
         )  # fmt: skip
-    return Console(file=file, highlight=False, markup=False, emoji=False)
+    return Console(file=file, width=wide, highlight=False, markup=False, emoji=False)
 
 
 class Trimmed:
