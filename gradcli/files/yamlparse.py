@@ -157,14 +157,40 @@ def key_path(parts: list[str]) -> str:
     return "".join(p if p.startswith("[") or i == 0 else "." + p for i, p in enumerate(parts))
 
 
-class _Loader(*_PARSING, _BoundedComposer, SafeConstructor, Resolver):  # type: ignore[misc]
-    """Safe YAML (no python tags) that also reads YAML 1.2 floats such as 1e-3."""
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class _Resolver(Resolver):
+    """YAML 1.2's numbers (its core schema) where PyYAML reads YAML 1.1's: ``1e-3`` and
+    ``-.5`` are floats (1.1: strings, so `-.5` was "expected a number, got a string"), ``010`` is
+    ten (1.1: octal 8) and ``1:30`` a string (1.1: base 60, 90), ``0o17`` and ``0x1f`` as
+    written. Booleans and nulls stay 1.1's."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    }
+
+
+_Resolver.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Resolver.add_implicit_resolver(
+    _FLOAT,
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),  # fmt: skip
+    list("-+0123456789."),
+)
+
+
+class _Loader(*_PARSING, _BoundedComposer, SafeConstructor, _Resolver):  # type: ignore[misc]
+    """Safe YAML (no python tags) with YAML 1.2's numbers (_Resolver)."""
 
     def __init__(self, text: str, limit: int, max_elements: int | None) -> None:
         _init_parser(self, text)
         _BoundedComposer.__init__(self, limit, max_elements)
         SafeConstructor.__init__(self)
-        Resolver.__init__(self)
+        _Resolver.__init__(self)
 
     # libyaml's own composer (CParser) would bypass the counting one
     check_node = _BoundedComposer.check_node
@@ -172,11 +198,14 @@ class _Loader(*_PARSING, _BoundedComposer, SafeConstructor, Resolver):  # type: 
     get_single_node = _BoundedComposer.get_single_node
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+def _construct_int(loader: SafeConstructor, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)  # type: ignore[arg-type]
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)  # a leading 0 is decimal (YAML 1.2)
+
+
+_Loader.add_constructor(_INT, _construct_int)
 
 
 def parse_yaml(text: str, *, source: str, max_elements: int | None = None) -> Any:
