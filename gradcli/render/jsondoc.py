@@ -15,6 +15,7 @@ from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation
 from gradcli.checking.hint import hint_doc
 from gradcli.checking.report import CheckReport
+from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY, Layer, TensorInfo
 from gradcli.layers.base import option_table, options_dict
@@ -205,10 +206,23 @@ def to_json(doc: dict[str, Any]) -> str:
 def npz_bytes(spec: Spec, comp: Computation, numeric: dict[str, np.ndarray] | None = None) -> bytes:
     """output, grad_output, every input tensor, d<name> per gradient, the intermediates and
     theirs (attention's Q ... A, dQ ... dA), numeric_d<name> for check."""
-    arrays = {"output": comp.output, "grad_output": spec.grad_output, **spec.tensors}
-    arrays.update({"d" + n: g for n, g in comp.gradients.items()})
-    arrays.update(comp.intermediates)
-    arrays.update({"numeric_d" + n: g for n, g in (numeric or {}).items()})
+    entries = [("output", comp.output, "the layer's output"),
+               ("grad_output", spec.grad_output, "the upstream gradient"),
+               *((n, a, f"the tensor {n}") for n, a in spec.tensors.items()),
+               *(("d" + n, g, f"the gradient of {n}") for n, g in comp.gradients.items()),
+               *((n, a, f"the intermediate {n}") for n, a in comp.intermediates.items()),
+               *(("numeric_d" + n, g, f"the numerical gradient of {n}")
+                 for n, g in (numeric or {}).items())]  # fmt: skip
+    arrays: dict[str, Any] = {}
+    what: dict[str, str] = {}
+    for name, array, said in entries:
+        if name in arrays:  # a custom layer's tensor dx beside x: one would replace the other
+            raise OptionError(
+                f"the archive would hold two arrays named {name} ({what[name]} and {said}); "
+                f"rename the tensor, or write {mention('format', 'json')}",
+                param="output",
+            )
+        arrays[name], what[name] = array, said
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
