@@ -94,3 +94,15 @@ def test_a_check_table_is_drawn_directly(cli, monkeypatch):
     monkeypatch.setattr(fit, "_direct", lambda *a: calls.append(direct(*a)) or calls[-1])
     result = cli("check", "linear")
     assert result.exit_code == 0 and len(calls) == 2 and all(c is not None for c in calls)
+
+
+def test_a_shape_of_32_axes_folds_within_80_columns(cli, tmp_path):
+    # outside test t15 (WIDTH1): the shape cell never wrapped, and the table was 109 wide
+    spec = tmp_path / "w.yaml"
+    spec.write_text("tensors:\n  x: {shape: [" + ", ".join(["1"] * 31 + ["2"]) + "]}\n")
+    result = cli("compute", "relu", spec, env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and "[1, 1, 1" in result.stdout
+    lines = result.stdout.splitlines()
+    table = lines[[i for i, line in enumerate(lines) if line.startswith("┏")][0]:]
+    table = table[: [i for i, line in enumerate(table) if line.startswith("└")][0] + 1]
+    assert max(len(line) for line in table) <= 80 and len(table) > 8  # the shape folded

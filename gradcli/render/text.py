@@ -53,7 +53,8 @@ def _intermediate(spec: Spec, name: str) -> TensorInfo | None:
 
 # the shapes table's column policy: name and shape always; then role, dtype, norm, the range
 SHAPE_COLUMNS = (
-    Col("tensor"), Col("role", priority=6, fold=True, min_width=8), Col("shape"),
+    Col("tensor"), Col("role", priority=6, fold=True, min_width=8),
+    Col("shape", fold=True, min_width=16),  # a tensor of 32 axes: 96 characters
     Col("dtype", priority=5), Col("min", priority=3, justify="right"),
     Col("max", priority=3, justify="right"), Col("mean", priority=2, justify="right"),
     Col("norm", priority=4, justify="right"),
