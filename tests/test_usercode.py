@@ -107,7 +107,8 @@ BAD_MESSAGES = {
         "class E(Exception):\n    def __str__(self):\n        return 42\n",
         "cannot be shown: TypeError",
     ),
-    "multi-line": ("E = lambda: ValueError('one\\ntwo\\r\\nthree')\n", "ValueError: one two three"),
+    "multi-line": ("E = lambda: ValueError('one\\ntwo\\r\\nthree')\n",
+                   "ValueError: one\\ntwo\\r\\nthree"),  # escaped, as the README says
     "escape codes": ("E = lambda: ValueError('a\\x1b[2Jb\\x00c')\n", "\\x1b[2Jb\\x00c"),
     "huge": ("E = lambda: ValueError('y' * 10**6)\n", "(1,000,000 characters)"),
 }

@@ -278,6 +278,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             "call of it at that"
         )
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
+        # or float16, whose results it returns: named as what it is
+        low = "float16" if engine.unit >= float(np.finfo(np.float16).eps) else "float32"
         if forward is not None and forward.passed and builtin is not None:
             # float32 differences would blur what a float32 backward is checked against: the
             # built-in forward, which the user's agreed with at this point, is differenced
@@ -286,7 +288,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 method=opts.method, eps=opts.eps, max_memory=copies,
             )  # fmt: skip
             notes.append(
-                "your forward computes in float32 (float64 inputs give float32 round-off) and "
+                f"your forward computes in {low} (float64 inputs give {low} round-off) and "
                 f"agrees with the built-in {builtin.name} here: the numerical gradients "
                 "difference the built-in forward, in float64"
             )
@@ -295,8 +297,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             atol = default_atol if opts.atol is None else opts.atol
             rtol = own_rtol if opts.rtol is None else opts.rtol
             notes.append(
-                "your forward computes in float32 (float64 inputs give float32 round-off): its "
-                f"differences take float32 steps (eps {engine.eps:.2g}) and carry float32 "
+                f"your forward computes in {low} (float64 inputs give {low} round-off): its "
+                f"differences take {low} steps (eps {engine.eps:.2g}) and carry {low} "
                 f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}"
             )
     if forward is not None and forward.passed and builtin is not None and builtin.kinks:

@@ -91,6 +91,9 @@ def load_answers(
                 source=target, key=key,
             )  # fmt: skip
         a = np.asarray(a)
+        if a.dtype.kind == "c":  # its values may well be finite: the kind is what is wrong
+            raise GradcliError(f"expected real numbers, got {a.dtype} (complex)", source=target,
+                               key=key)  # fmt: skip
         if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
             raise GradcliError("expected finite numbers", source=target, key=key)
         if a.shape != tuple(shapes[name]):

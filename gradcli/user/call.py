@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gradcli.errors import GradcliError, UserCodeError, one_line, printable
+from gradcli.errors import GradcliError, UserCodeError, printable
 
 T = TypeVar("T")
 
@@ -147,7 +147,8 @@ def _text(get: Callable[[], str], limit: int) -> str:
         if isinstance(err, KeyboardInterrupt):
             raise
         return f"<its message cannot be shown: {type(err).__name__}>"
-    text = printable(one_line(text))
+    # one line all the same: a newline of the message is shown escaped, as the README says
+    text = printable(text.strip())
     if len(text) > limit:
         text = f"{text[: limit - 30]}... ({len(text):,} characters)"
     return text

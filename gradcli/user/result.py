@@ -26,8 +26,13 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
         if inspect.isgenerator(value) or inspect.iscoroutine(value):
             value.close()  # no "never awaited" warning later; its finally blocks run here
             return np.asarray(None, dtype=object)
+        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach",
+                                                                              None)):
+            # a torch tensor still in autograd's graph refuses numpy(): its values are what
+            # was returned (torch's own message blamed the user's function for raising)
+            return np.asarray(value.detach().cpu()).copy()
         try:
-            # asarray, then a copy of the plain array: np.array(value, copy=True) passes copy=
+            # asarray, then a copy of the plain array: np.array(value, copy=
             # to the value's __array__, and one without that keyword (torch's Tensor) makes
             # numpy warn, a warning of gradcli's that the guard would blame on the user's code
             return np.asarray(value).copy()
