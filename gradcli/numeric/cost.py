@@ -34,7 +34,7 @@ VERIFY_COPIES = 4
 # per-call overhead: measured 1.6e-4 s per call of a 5,000-element relu on this machine under
 # its usual load (3e-5 made the kink examination of such a relu take 8x its --budget)
 SECONDS_PER_CALL = 1.5e-4
-# a user's forward measured (CPU time, at the spec's point) slower than this many model calls
+# a user's forward measured (its own time, at the spec's point) slower than this many model calls
 # is costed at its measured time instead, rounded up to a power of 2 so that the estimate
 # seldom moves between runs: a student's loop conv ran 0.66 s a call against a predicted
 # 2e-4 s, and a check estimated under --budget 60 ran 260 s in silence (outside test T5). At

@@ -8,7 +8,6 @@ does not move cancel exactly.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
 from gradcli.layers.base import float64_copies
+from gradcli.numeric import clock
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
 
 _HEAP_BLOCK = 2**22
@@ -110,16 +110,18 @@ def _float32_steps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
 
 def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
                   started: float) -> float:  # fmt: skip
-    """The CPU seconds of a user's forward at the point, first timed from ``started``. This
-    thread's own CPU time: the process's would count every other thread (a test runner's, a
-    data loader's, BLAS workers spinning) and make a check's mode depend on what else the
-    process runs. A call slow enough to matter is timed twice more, the least kept: a first
-    call pays for the user's imports and caches warming up."""
-    seconds = time.thread_time() - started
+    """The seconds of a user's forward at the point, first timed from ``started``, in this
+    thread's own time (numeric/clock.py: its CPU time and the time it waited on a GPU, I/O or
+    its worker threads, not the time it stood in the run queue of a busy machine). This
+    thread's: the process's CPU time would count every other thread (a test runner's, a data
+    loader's, BLAS workers spinning) and make a check's mode depend on what else the process
+    runs. A call slow enough to matter is timed twice more, the least kept: a first call pays
+    for the user's imports and caches warming up."""
+    seconds = clock.own_time() - started
     for _ in range(2 if seconds > RETIME_SECONDS else 0):
-        started = time.thread_time()
+        started = clock.own_time()
         layer.forward(t64, options)
-        seconds = min(seconds, time.thread_time() - started)
+        seconds = min(seconds, clock.own_time() - started)
     return seconds
 
 
@@ -155,7 +157,7 @@ class StackedForward:
             if i.name in self.t64
         }
         self.n_batch = max(self.batch.values(), default=0)
-        started = time.thread_time()
+        started = clock.own_time()
         out, cache = layer.forward(self.t64, options)
         # a user's forward may run far slower than the cost model's call (a student's loops:
         # numeric/cost.py user_call_seconds), and whether the check is sampled follows it
