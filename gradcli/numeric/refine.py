@@ -33,6 +33,8 @@ from gradcli.records import record
 
 HALVINGS = 20  # h / 1e6: central4's default step at |x| = 1e6 is 512, on a spread of 1
 FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's worth)
+# failing coordinates rechecked first (``screen``): the worst, and others spread over the tensor
+SCREEN = 64
 # the smallest step, relative to max(1, |x|): x + h keeps 10 bits of h
 SMALLEST = 2.0**10 * EPS
 
@@ -61,6 +63,19 @@ class Refined:
     @property
     def noise(self) -> float:
         return float(self.noise_at.max(initial=0.0))
+
+
+def screen(idx: np.ndarray, excess: np.ndarray) -> np.ndarray | None:
+    """Which of the failing flat indices ``idx`` to recheck first: the quarter of SCREEN that
+    fail by most (``excess``: how many tolerances off), whose values a report quotes, and
+    SCREEN spread evenly over the others, in order; None where there are too few for a screen
+    to save anything (at most twice SCREEN)."""
+    if idx.size <= 2 * SCREEN:
+        return None
+    by = np.nan_to_num(excess, nan=np.inf)  # a value that is not a number fails by most
+    worst = idx[np.argsort(-by, kind="stable")[: SCREEN // 4]]
+    spread = idx[np.linspace(0, idx.size - 1, SCREEN).astype(np.int64)]
+    return np.union1d(worst, spread)
 
 
 def engine_for(engine: Engine, name: str, coloring: bool) -> Engine:
