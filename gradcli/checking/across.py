@@ -137,8 +137,9 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     from gradcli.numeric import kinks, pieces  # LAZY
 
     left = _left(p)
+    # a network's end to end leaves its kinks to its layers' local checks: no large tie read
     found = pieces.verify(p.engine, failing, silent, {n: p.under_test[n] for n in own}, floors,
-                          rtol, left)  # fmt: skip
+                          rtol, left, large=not p.opts.composite_kinks)  # fmt: skip
     p.spent += found.seconds
     if found.unexamined:
         p.note(
@@ -165,9 +166,10 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             f"{found.crowded:,} failing coordinate{'s are' if found.crowded > 1 else ' is'} "
             f"tied with more than {pieces.MAX_TIED} interacting equal values (or share "
             f"{'their' if found.crowded > 1 else 'its'} value with more than "
-            f"{pieces.CANDIDATES}): not checked against the pieces touching the point, "
-            f"{'they fail' if found.crowded > 1 else 'it fails'} as computed"
+            f"{pieces.CANDIDATES}): not read end to end, where the layers' local checks decide "
+            f"kinks: {'they fail' if found.crowded > 1 else 'it fails'} as computed"
         )
+    _crowd_notes(p, found)
     if found.refuted:
         p.note(
             f"at {found.refuted:,} tie{'s' if found.refuted > 1 else ''} of equal values "
@@ -178,14 +180,54 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     out = dict(taken)
     for n, (coords, values, noise) in found.values.items():
         fix = out[n][4]
+        unverified = found.unverified.get(n, 0)
         if fix is None:
-            fix = kinks.KinkFix(coords, values, noise)
+            fix = kinks.KinkFix(coords, values, noise, unverified=unverified)
         else:
             held = np.zeros(out[n][2].size, dtype=bool)
             held[fix.coords] = held[coords] = True
-            fix = dataclasses.replace(fix, coords=np.flatnonzero(held))
+            fix = dataclasses.replace(fix, coords=np.flatnonzero(held),
+                                      unverified=fix.unverified + unverified)  # fmt: skip
         _put(out, n, coords, values, noise, fix)
     return out
+
+
+def _crowd_notes(p: Any, found: Any) -> None:
+    """What the directions read at ties too large for every order said (numeric/crowds.py)."""
+    from gradcli.numeric import pieces  # LAZY
+
+    large = (f"more than {pieces.MAX_TIED} interacting equal values (or more than "
+             f"{pieces.CANDIDATES})")  # fmt: skip
+    if found.crowds:
+        p.note(
+            f"at {found.crowds:,} tie{'s' if found.crowds > 1 else ''} of {large}, the "
+            f"gradient is a mix of the gradients of pieces touching the point, read along a "
+            f"few directions into them"
+        )
+    if found.contradicted:
+        p.note(
+            f"at {found.contradicted:,} tie{'s' if found.contradicted > 1 else ''} of {large}, "
+            f"the pieces read along a few directions contradict the gradient (beyond what "
+            f"every one gives at a coordinate, or off the one slope all give to moving the "
+            f"tied values together): compared with the nearest mix of those pieces"
+        )
+    for n, count in found.unverified.items():
+        p.note(
+            f"d{n}: {count:,} coordinate{'s' if count > 1 else ''} at ties of {large}: no mix "
+            f"of the pieces read along a few directions, and none of them contradicts "
+            f"{'them' if count > 1 else 'it'}: not verified, not failed "
+            '("ties_unverified")'
+        )
+    for n, count in found.blind.items():
+        p.note(
+            f"d{n}: {count:,} failing coordinate{'s' if count > 1 else ''} at ties of {large}: "
+            f"no piece touching the point was read (no direction entered one, or too many "
+            f"equal values), so nothing was compared there"
+        )
+        p.unverified.setdefault(n, (
+            f"d{n} is not verified at {count:,} coordinates at ties of {large}, where no "
+            f"piece touching the point was read (your tie rule was not judged)"
+        ))  # fmt: skip
 
 
 def _unverified(p: Any, n: str, count: int) -> None:

@@ -791,6 +791,7 @@ def compare_tensor(
         letters=list(spec.info(name).index), context=lambda: diagnosis(p, name),
         kinks=0 if fix is None else int(fix.coords.size),
         kinks_unchecked=0 if fix is None else fix.unchecked,
+        ties_unverified=0 if fix is None else fix.unverified,
         kink_at=() if fix is None else tuple(fix.coords.tolist()),
         refined=0 if refined is None else int(refined.cleared.size),
         refined_halvings=0 if refined is None else refined.halvings, **_extra(p, name),

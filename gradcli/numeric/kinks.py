@@ -56,6 +56,9 @@ class KinkFix:
     values: np.ndarray  # their one-sided derivatives
     noise_at: np.ndarray  # the round-off of each of those differences
     unchecked: int = 0  # kinks on both sides at every step tried: left to the stencil's value
+    # at ties too large for every order, nothing the pieces read contradicts: their own value
+    # (numeric/crowds.py)
+    unverified: int = 0
     unexamined: int = 0  # failing coordinates the detector had no budget for: they still fail
     seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
     at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors

@@ -47,6 +47,10 @@ CANDIDATES = 64  # equal values tested for interaction with a failing coordinate
 # share a value 128 times, and went unsearched; one the screen sees interact is still left
 # out past CANDIDATES (its pairs: 16,000 copies at 66 equal values, 3 s)
 SCREENED = 1024
+# a failing coordinate's value shared by more than this: not read at all (a direction's reads
+# move each of them, 4 copies each); up to it, a tie past MAX_TIED is read along a few
+# directions (numeric/crowds.py)
+LARGE = 256
 NUDGE = 16  # tau in steps: the stencils (2 steps) stay clear of the point's ties
 FLOOR = 8  # groups examined whatever the budget
 OFFSETS = (1, 2, -1, -2)  # the one-sided stencils at a nudged point, right then left
@@ -68,7 +72,9 @@ class Pieces:
     values: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     groups: int = 0  # groups whose gradient is a piece's or a mix of pieces'
     unexamined: int = 0  # failing coordinates the budget left out (a note says so)
-    crowded: int = 0  # failing coordinates tied with too many equal values to examine
+    # failing coordinates tied with too many equal values to read (more than LARGE): counted in
+    # blind too
+    crowded: int = 0
     refuted: int = 0  # groups no mix of the pieces' gradients explains (they fail)
     # coordinates that passed (or sit at a kink) whose ties the budget left unsearched for a
     # group no mix explains (a note says so)
@@ -77,6 +83,14 @@ class Pieces:
     # interact (the screen saw it), or more than SCREENED
     thronged: int = 0
     seconds: float = 0.0  # predicted cost
+    # groups too large for every order (numeric/crowds.py): explained by a mix of the pieces
+    # read, contradicted by them (they fail), and per tensor the failing coordinates nothing
+    # read contradicts (unverified: they do not fail) or at which no piece was read (blind:
+    # their tensor cannot pass)
+    crowds: int = 0
+    contradicted: int = 0
+    unverified: dict[str, int] = field(default_factory=dict)
+    blind: dict[str, int] = field(default_factory=dict)
 
 
 class _Space:
@@ -118,7 +132,7 @@ class _Space:
 def verify(
     engine, failing: Mapping[str, np.ndarray], silent: Mapping[str, np.ndarray],
     analytic: Mapping[str, np.ndarray], atol: Mapping[str, np.ndarray], rtol: float,
-    budget: float = math.inf,
+    budget: float = math.inf, large: bool = True,
 ) -> Pieces:  # fmt: skip
     """The values to compare at groups of equal values. A group holding ``failing``
     coordinates (each tensor's flat indices) whose gradient (``analytic``) is a mix of the
@@ -128,7 +142,8 @@ def verify(
     nothing alone (no kink of its own to read), whose gradient no mix gives while every
     direction entered a smooth piece: the nearest mix (it fails). ``budget``: seconds (at
     least FLOOR groups are examined); it stops at the first failing group whose gradient no
-    mix gives (its tensor fails anyway)."""
+    mix gives (its tensor fails anyway). ``large``: read the ties too large for every order
+    along a few directions (numeric/crowds.py); else they fail as computed (``crowded``)."""
     names = list(failing)
     # no two coordinates of equal value, no tie: nothing to search, and none of the search's
     # arrays of every coordinate (a dozen) made
@@ -161,8 +176,9 @@ def verify(
     # both sides, would not fit in a quarter of the copies' share) is counted so at once:
     # taken up one by one, the 131,072 silent inputs of 64 values took 99 s of sorting
     fits = engine.max_memory // 4 // (16 * max(1, int(np.prod(engine.out_shape))))
-    many = sizes[run] > min(CANDIDATES, fits)
-    crowded = int(np.count_nonzero(ok[todo] & tied[todo] & many[todo]))
+    many = sizes[run] > min(LARGE if large else CANDIDATES, fits)
+    huge = todo[ok[todo] & tied[todo] & many[todo]]
+    crowded = int(huge.size)
     todo = todo[tied[todo] & ~many[todo]]
     many = sizes[run] > min(SCREENED, fits)
     thronged = int(np.count_nonzero(ok[strict] & tied[strict] & many[strict]))
@@ -175,8 +191,45 @@ def verify(
     found: dict[int, tuple[float, float]] = {}  # position -> (value, noise)
     singles: dict[float, _Value] = {}  # each value's moves alone, interacting
     active: dict[float, set[int]] = {}  # each value's passing coordinates that may interact
-    groups = examined = unexamined = refuted = unsearched = 0
+    groups = examined = unexamined = refuted = unsearched = crowds = contradicted = 0
+    unverified: dict[str, int] = {}
+    blind: dict[str, int] = {}
     spent = 0.0
+
+    def unread(failed: np.ndarray) -> None:
+        """Failing coordinates whose ties no piece was read at: not verified, so their tensor
+        cannot pass, but not a mismatch either (nothing was compared): their own value."""
+        for m in failed:
+            found[int(m)] = (float(a[m]), 0.0)
+            blind[names[space.tensor[m]]] = blind.get(names[space.tensor[m]], 0) + 1
+
+    if large:
+        unread(huge)
+
+    def crowd(members: np.ndarray) -> float:
+        """A group too large for every order, read along a few directions (crowds.py): its
+        seconds."""
+        nonlocal crowds, contradicted
+        from gradcli.numeric import crowds as _crowds  # LAZY: only at a large tie
+
+        before = space.copies
+        done[members] = True
+        c = _crowds.examine(space, members, a[members], floor[members], rtol, budget - spent,
+                            each, _piece, _inside, len(OFFSETS))  # fmt: skip
+        failed = members[is_todo[members]]
+        if c.verdict in ("mix", "contradicted"):
+            crowds += int(c.verdict == "mix")
+            contradicted += int(c.verdict == "contradicted")
+            for m, w, z in zip(members, c.values, c.noise, strict=True):
+                found[int(m)] = (float(w), float(z))
+        elif c.verdict == "unverified":
+            for m in failed:
+                found[int(m)] = (float(a[m]), 0.0)
+                unverified[names[space.tensor[m]]] = unverified.get(names[space.tensor[m]], 0) + 1
+        else:
+            unread(failed)
+        return (space.copies - before) * each
+
     queue = [(int(q), True) for q in todo] + [(int(q), False) for q in strict]
     for at, (q, lenient) in enumerate(queue):
         if done[q] or not ok[q]:
@@ -186,6 +239,14 @@ def verify(
         cands = np.sort(order[starts[r] : starts[r] + sizes[r]])
         v = singles.get(value)
         if not lenient and v is not None and _passed_over(v, q, active.get(value)):
+            continue
+        if lenient and cands.size > CANDIDATES:  # too many to move one by one
+            if large:
+                examined += 1
+                spent += crowd(cands)
+            else:
+                crowded += int((is_todo[cands] & ~done[cands]).sum())
+                done[cands] = True
             continue
         worst = (8 * cands.size + 4) * MAX_TIED + _worst_rows(MAX_TIED)
         if v is None:
@@ -224,7 +285,11 @@ def verify(
         done[members] = True
         mute = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
         if members.size > MAX_TIED:
-            crowded += int(is_todo[members].sum()) if lenient else 0
+            if lenient and large:  # every equal value: partners beyond MAX_TIED are unknown
+                spent += (space.copies - before) * each + crowd(cands)
+                before = space.copies
+            elif lenient:
+                crowded += int(is_todo[members].sum())
         elif members.size >= 2 and (lenient or mute):
             mix = _mix(space, members, a[members], floor[members], rtol, every=not lenient)
             if mix is not None and (mix.inside if lenient else not mix.inside and mix.complete):
@@ -245,7 +310,8 @@ def verify(
             sel = space.tensor[pos] == t
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
-    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent)
+    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
+                  crowds, contradicted, unverified, blind)  # fmt: skip
 
 
 class _Moves:

@@ -99,6 +99,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["nonfinite"] = r.nonfinite
     if r.kinks_unchecked:
         doc["kinks_unchecked"] = r.kinks_unchecked
+    if r.ties_unverified:
+        doc["ties_unverified"] = r.ties_unverified
     if r.refined:
         doc["refined_halvings"] = r.refined_halvings
     if r.numerics is not None:

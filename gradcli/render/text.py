@@ -171,6 +171,9 @@ def kinks_line(r: TensorResult) -> str:
     )
     if r.kinks_unchecked:
         line += f"; {r.kinks_unchecked} with kinks on both sides kept the stencil's value"
+    if r.ties_unverified:
+        line += (f"; {r.ties_unverified} at ties too large to read every piece kept your value "
+                 "(not verified: no piece read contradicts it)")
     return line
 
 

@@ -1,0 +1,144 @@
+"""Ties too large for every order: pieces read along a few directions chosen to enter them.
+
+A group of more than ``pieces.MAX_TIED`` interacting equal values (or a value shared by more
+than ``pieces.CANDIDATES`` coordinates) has too many strict orders to read each piece touching
+the point (k! (k + 1)). Such ties are everyday inputs: a zero padding row fed to ``relu(X W1 +
+b1)`` with CS231n's zero-initialized ``b1`` puts every hidden unit of that row at relu's kink,
+and a digit on a zero background does the same to a conv's outputs. So a few directions are
+read instead, chosen to enter the pieces a backward's own tie rule picks:
+
+- each tensor's tied values moved down (then up), the others held at the tie, the tensor with
+  fewest first: the bias moved below the tie, the rest held, is relu's ``0`` at 0 (torch's, CS231n's
+  ``x > 0``) for every unit at once; up, its ``1`` (``x >= 0``);
+- all of them together, down and up, the first in row-major order moving least: the first of
+  tied maxima stays the maximum (torch's max-pool routing), or the last;
+- a random direction, then the gap between the gradient and the nearest mix found, both
+  ways (for a convex-like tie the direction of the gap enters the piece that closes it).
+
+Every distinct speed breaks the tie into one strict order, so ``x + tau d`` lies inside one
+piece when the reads on both sides agree (pieces.py's reading: else the direction gives nothing).
+The gradient under test passes as soon as it is a mix of the pieces read (the same sound test
+as a small group's). When it is no mix of them, the pieces read are not all there are, and two
+distinct ones at least must contradict it: a coordinate beyond what every piece read gives
+there (relu's slope 2 at 0, or -1), or a move along which every piece read has one slope that
+the gradient's sum misses (all tied values together: a max's tied inputs each given the whole
+gradient sum to k times its slope; or one tensor's). Then it fails, compared with the nearest
+mix. Otherwise it is plausible, a mix of pieces not read perhaps, and left unverified: a
+documented class that does not fail (JSON ``"ties_unverified"``). With no piece entered at all
+it cannot pass (not verified)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcli.records import record
+
+# speeds this far apart put tied values 4 steps apart at the nearest nudge (NUDGE steps), twice
+# a stencil's reach: no read crosses the order the direction set
+APART = 0.25
+RANDOM = 1  # random directions after the structured ones
+LEAST = 3  # directions read whatever the budget (the third: the bias below the tie of V1)
+
+
+@record
+class Crowd:
+    """What the directions found at one large group."""
+
+    verdict: str  # mix | contradicted | unverified | blind
+    values: np.ndarray  # per member: the mix (mix, contradicted) or the gradient's own
+    noise: np.ndarray
+    directions: int = 0  # read
+    pieces: int = 0  # distinct pieces entered
+
+
+def _directions(space, members: np.ndarray):
+    """The structured directions, then RANDOM random ones (the residual's come later)."""
+    k = members.size
+    speed = 1.0 + APART * np.arange(k)  # row-major first moves least
+    tensors = space.tensor[members]
+    kinds = np.unique(tensors)
+    # the fewest first: a bias's tied values are few, and move its units' whole tie
+    kinds = kinds[np.argsort([np.count_nonzero(tensors == t) for t in kinds], kind="stable")]
+    for sign in (-1.0, 1.0):
+        if kinds.size > 1:
+            for t in kinds:
+                mine = tensors == t
+                yield sign * np.where(mine, 1.0 + APART * (np.cumsum(mine) - 1), 0.0)
+        yield sign * speed
+    rng = np.random.default_rng(0)
+    for _ in range(RANDOM):
+        yield rng.standard_normal(k) * max(1.0, APART * k)
+
+
+def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float,
+            seconds: float, each: float, read_piece, inside, offsets: int) -> Crowd:  # fmt: skip
+    """The verdict on the gradient ``v`` at the tied ``members`` (positions in ``space``),
+    reading directions while ``seconds`` last (at least LEAST; ``each``: a copy's seconds).
+    ``read_piece``, ``inside``: numeric/pieces.py's reading of the piece a direction enters and
+    its nearest mix (passed in: pieces.py calls this); ``offsets``: its stencils' points."""
+    k = members.size
+    h = float(space.h[members].max())
+    worst = 3 * (1 + offsets * k)  # a direction's copies: three nudged reads
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    noise = np.zeros(k)
+    last = None
+    read = 0
+    start = space.copies
+    queue = list(_directions(space, members))
+    gap_tried = False
+    while queue:
+        if read >= LEAST and (space.copies - start + worst) * each > seconds:
+            break
+        d = queue.pop(0)
+        read += 1
+        piece = read_piece(space, members, d, h, floor, rtol)
+        if piece is not None:
+            found.append(piece[:2])
+            noise = np.maximum(noise, piece[2])
+            last = inside(found, noise, v, floor, rtol)
+            if last.inside:
+                return Crowd("mix", last.values, last.noise, read, _distinct(found, noise))
+        if not queue and last is not None and not gap_tried:
+            gap_tried = True
+            r = v - last.values
+            if np.any(r):
+                r = k * r / np.abs(r).max() + APART * np.arange(k)  # speeds apart
+                queue += [r, -r]
+    if last is None:
+        return Crowd("blind", v.copy(), np.zeros(k), read, 0)
+    distinct = _distinct(found, noise)
+    if distinct >= 2 and _contradicted(space, members, found, noise, v, floor, rtol):
+        return Crowd("contradicted", last.values, last.noise, read, distinct)
+    return Crowd("unverified", v.copy(), np.zeros(k), read, distinct)
+
+
+def _totals(found) -> np.ndarray:
+    """Each piece's gradient (summed over outputs), (pieces, k)."""
+    return np.array([g.sum(axis=1) for _, g in found])
+
+
+def _distinct(found, noise: np.ndarray) -> int:
+    seen: list[np.ndarray] = []
+    for g in _totals(found):
+        if not any(np.all(np.abs(g - u) <= noise + 1e-12 * (1 + np.abs(u))) for u in seen):
+            seen.append(g)
+    return len(seen)
+
+
+def _contradicted(space, members, found, noise, v, floor, rtol) -> bool:
+    """Whether the gradient lies beyond what every piece read gives at some coordinate (relu's
+    slope 2 at 0), or some move of all the tied values (or of one tensor's) has one slope in
+    every piece read that the gradient's sum misses, beyond the members' tolerances."""
+    tensors = space.tensor[members]
+    moves = [np.ones(members.size)] + [(tensors == t).astype(float) for t in np.unique(tensors)]
+    G = _totals(found)
+    tol = np.maximum(floor, noise) + rtol * np.abs(v)
+    if np.any((v < G.min(axis=0) - tol) | (v > G.max(axis=0) + tol)):
+        return True
+    for e in moves:
+        vals = G @ e
+        spread = float(vals.max() - vals.min())
+        te = float(e @ tol) + rtol * float(np.abs(vals).max())
+        if spread <= te and abs(float(v @ e) - float(vals.mean())) > te + spread:
+            return True
+    return False
