@@ -22,6 +22,7 @@ from gradcli.layers import REGISTRY
 from gradcli.numeric import cost
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.sampling import sample_coordinates
+from gradcli.numeric.stacking import point_calls
 from gradcli.records import record
 
 # a one-sided method also takes the other side where no kink is declared (checking/check.py),
@@ -74,16 +75,20 @@ def calls_before(
 ) -> float:  # fmt: skip
     """Predicted seconds of the whole calls a check makes of the layer before its numerical
     gradients, counted as the rest is: the analytical side (a forward and a backward), the
-    engine's forward at the point (a user's forward twice: the precision it computes in), the
-    backward's contract, and for ``--impl`` of a built-in the user's forward and backward at
+    engine's forward at the point (a user's up to 4 + 2 per floating tensor times: its timing
+    and the precision it computes in, stacking.point_calls), the backward's contract (and the
+    digests of a user's cache), and for ``--impl`` of a built-in the user's forward and backward at
     the drawn points beside the built-in's (checking/userwork.py), and the complex step's
     safety check of a user's forward. They run whatever the mode: a sample cannot save them,
     but they are part of what --budget bounds. ``agreement``, ``backward``: what the drawn
     points found (None where they were not taken)."""
     user = not spec.layer.broadcasts
-    forwards, backwards = 2 + user, 1
+    forwards, backwards = 1 + point_calls(spec.layer, engine.t64), 1
+    digests = 0.0
     if run_contract:
         forwards, backwards = forwards + contract.CALLS[0], backwards + contract.CALLS[1]
+        if REGISTRY.get(spec.layer.name) is not spec.layer:  # a user's cache, digested twice
+            digests = cost.digest_seconds(engine, contract.DIGESTS)
     ours = 0.0  # the built-in's own calls beside a user's: no guard around them
     if agreement is not None:
         # all of them, or up to the first that disagreed (at most all)
@@ -93,12 +98,13 @@ def calls_before(
         if backward is not None:  # each backward right after the user's forward at its point
             forwards, backwards = forwards + points, backwards + points
             ours += cost.calls_seconds(engine, points, points, overhead=False)
-    seconds = cost.calls_seconds(engine, forwards, backwards, overhead=user) + ours
+    seconds = cost.calls_seconds(engine, forwards, backwards, overhead=user) + ours + digests
     if user and method == "complex":  # userwork.complex_safe: a few coordinates both ways
         constants = spec.layer.constants(spec.shapes, spec.options)
         picks = sum(min(userwork.SAFE_PICKS, a.size) for n, a in spec.tensors.items()
                     if n not in constants)  # fmt: skip
-        seconds += cost.calls_seconds(engine, 2, overhead=True)  # its central engine's point
+        # its central engine's point
+        seconds += cost.calls_seconds(engine, point_calls(spec.layer, engine.t64), overhead=True)
         seconds += cost.copies_seconds(engine, 3 * picks)  # one complex, two central each
     return seconds
 

@@ -273,7 +273,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     slow = cost.user_call_seconds(engine)
     if slow is not None:  # timed, the one part of the estimate that is: said so
         notes.append(
-            f"your forward takes about {slow:.3g} s a call (measured at the spec's point), "
+            f"your forward takes about {slow:.3g} s a call (measured at the spec's point, the "
+            "machine's load taken out), "
             f"more than 3 times the cost model's: the estimate and {mention('budget')} count every "
             "call of it at that"
         )

@@ -49,6 +49,9 @@ SECONDS_PER_INCREMENTAL_ELEMENT = 1.2e-9
 # a backward touches about what two forward passes touch (the cache it reads, the upstream
 # gradient and the gradients it returns), so one call of it counts as two passes
 BACKWARD_PASSES = 2
+# a digest (blake2b) of a float64 element of a user's cache, which the backward's contract
+# takes before and after its calls (checking/written.py): measured 2.1e-8 s (load 5)
+SECONDS_PER_DIGESTED_ELEMENT = 2e-8
 # a loss's term recomputed alone (Terms.moved: svm's margin), per coordinate and stencil
 # point, the engine's attribution included: measured 6e-8 ... 1.1e-7 s (CPU time, load 5) on
 # svm from x (64, 100) to (256, 1000) and (16, 4, 500)
@@ -114,7 +117,9 @@ def incremental_seconds(
 def user_call_seconds(engine: StackedForward) -> float | None:
     """A user's forward far slower than the model's call (SLOW_CALL_FACTOR): its measured
     seconds a call, rounded up to a power of 2; None for any other forward."""
-    measured = getattr(engine, "call_seconds", 0.0)
+    # the machine's load taken out: a busy machine's guard measured 3 times the model's call
+    # for a tiny forward, and its estimate flipped between runs (stacking.load_factor)
+    measured = getattr(engine, "call_seconds", 0.0) / max(1.0, getattr(engine, "load", 1.0))
     model = pass_elements(engine) * SECONDS_PER_ELEMENT + SECONDS_PER_CALL
     if engine.layer.broadcasts or measured <= SLOW_CALL_FACTOR * model:
         return None
@@ -149,6 +154,13 @@ def calls_seconds(
     if slow is not None:  # the user's own calls, measured: a backward as two forwards
         return forwards * slow + backwards * BACKWARD_PASSES * slow
     return forwards * (per + call) + backwards * (BACKWARD_PASSES * per + call)
+
+
+def digest_seconds(engine: StackedForward, digests: int) -> float:
+    """Predicted time of ``digests`` digests of the forward's cache: the writable arrays it
+    keeps (read-only ones, gradcli's tensors, cannot change and are not digested)."""
+    kept = sum(a.size for a in kept_arrays(engine.cache) if a.flags.writeable)
+    return digests * kept * SECONDS_PER_DIGESTED_ELEMENT
 
 
 def termwise_seconds(

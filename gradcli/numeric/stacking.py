@@ -23,6 +23,11 @@ _HEAP_BLOCK = 2**22
 # a user's forward slower than this at the point is timed 3 times: a first call warms up its
 # caches (a loop max-pool: 0.83 ms, then 0.45)
 RETIME_SECONDS = 1e-4
+RETIMES = 2
+# a call of nothing through the guard around a user's function: measured 2.7e-5 ... 5e-5 s
+# (CPU time, this machine at its usual load of 4-5); the least of REFERENCE_CALLS is read
+GUARD_SECONDS = 4e-5
+REFERENCE_CALLS = 5
 # roles whose leading axes are the batch (inputs, and the labels and targets that go with them)
 _EXAMPLES = ("input", "target", "index")
 
@@ -62,6 +67,16 @@ def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out:
         if np.array_equal(y, y.astype(np.float32)):
             return single
         return single if _float32_steps(layer, t64, options, out) else EPS
+
+
+def point_calls(layer: Layer, t64: Mapping[str, np.ndarray]) -> int:
+    """The forward calls an engine makes at the point, at the most: the forward, and for a
+    user's forward its timing (RETIMES more) and the precision it computes in (every tensor
+    moved, then each floating tensor twice: ``forward_unit``). The estimate counts them (the
+    precision's calls were missing: 12 of an lstm_step's)."""
+    if layer.broadcasts:
+        return 1
+    return 1 + RETIMES + 1 + 2 * sum(1 for a in t64.values() if a.dtype.kind == "f")
 
 
 def _moved(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, by: Any) -> np.ndarray:
@@ -118,11 +133,30 @@ def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     runs. A call slow enough to matter is timed twice more, the least kept: a first call pays
     for the user's imports and caches warming up."""
     seconds = clock.own_time() - started
-    for _ in range(2 if seconds > RETIME_SECONDS else 0):
+    for _ in range(RETIMES if seconds > RETIME_SECONDS else 0):
         started = clock.own_time()
         layer.forward(t64, options)
         seconds = min(seconds, clock.own_time() - started)
     return seconds
+
+
+def load_factor() -> float:
+    """How much slower than usual the machine runs a user's call right now: a call of nothing
+    through the guard around a user's function (the least of REFERENCE_CALLS, in the
+    thread's own time as a forward is read), against GUARD_SECONDS; at least 1 (a faster
+    machine keeps the model's figures). A
+    loaded machine slows the guard as it slows the user's forward: a tiny forward measured at
+    3 times the model's call on a busy machine is the model's call on a quiet one."""
+    from pathlib import Path
+
+    from gradcli.user.call import call  # LAZY: only a user's forward is timed
+
+    least = float("inf")
+    for _ in range(REFERENCE_CALLS):
+        started = clock.own_time()
+        call(Path("gradcli"), "reference", lambda: None, quiet=True)
+        least = min(least, clock.own_time() - started)
+    return max(1.0, least / GUARD_SECONDS)
 
 
 class StackedForward:
@@ -163,6 +197,8 @@ class StackedForward:
         # numeric/cost.py user_call_seconds), and whether the check is sampled follows it
         self.call_seconds = 0.0 if layer.broadcasts else _call_seconds(layer, self.t64, options,
                                                                        started)  # fmt: skip
+        # ... against a call of nothing through the same guard, timed beside it
+        self.load = 1.0 if layer.broadcasts else load_factor()
         # the epsilon the forward computes in: a user's may compute in float32 whatever it is
         # given; its differences then take float32 steps and carry float32 round-off
         self.unit = forward_unit(layer, self.t64, options, out)
