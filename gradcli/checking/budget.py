@@ -77,10 +77,11 @@ def calls_before(
     gradients, counted as the rest is: the analytical side (a forward and a backward), the
     engine's forward at the point (a user's up to 4 + 2 per floating tensor times: its timing
     and the precision it computes in, stacking.point_calls), the backward's contract (and the
-    digests of a user's cache), and for ``--impl`` of a built-in the user's forward and backward at
-    the drawn points beside the built-in's (checking/userwork.py), and the complex step's
-    safety check of a user's forward. They run whatever the mode: a sample cannot save them,
-    but they are part of what --budget bounds. ``agreement``, ``backward``: what the drawn
+    digests of a user's cache), the check's own work on every element, for ``--impl`` of a
+    built-in the user's forward and backward at the drawn points beside the built-in's
+    (checking/userwork.py), and the complex step's safety check of a user's forward. They
+    run whatever the mode: a sample cannot save them, but they are part of what --budget
+    bounds. ``agreement``, ``backward``: what the drawn
     points found (None where they were not taken)."""
     user = not spec.layer.broadcasts
     forwards, backwards = 1 + point_calls(spec.layer, engine.t64), 1
@@ -99,6 +100,7 @@ def calls_before(
             forwards, backwards = forwards + points, backwards + points
             ours += cost.calls_seconds(engine, points, points, overhead=False)
     seconds = cost.calls_seconds(engine, forwards, backwards, overhead=user) + ours + digests
+    seconds += cost.checked_seconds(engine)  # the contract's deviations, the comparison
     if user and method == "complex":  # userwork.complex_safe: a few coordinates both ways
         constants = spec.layer.constants(spec.shapes, spec.options)
         picks = sum(min(userwork.SAFE_PICKS, a.size) for n, a in spec.tensors.items()
