@@ -186,6 +186,7 @@ LAYER = Layer(
     working=working_elements,
     layout=layout,
     perturbed=perturbed,
+    perturbed_elements=_norm.perturbed_elements,
     explain=explain,
     skeleton=SKELETON,
     variants=variants,

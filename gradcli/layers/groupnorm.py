@@ -208,6 +208,7 @@ LAYER = Layer(
     working=working_elements,
     layout=layout,
     perturbed=perturbed,
+    perturbed_elements=_norm.perturbed_elements,
     explain=explain,
     skeleton=SKELETON,
     cs231n=(

@@ -125,6 +125,7 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     perturbed=perturbed,
+    perturbed_elements=_norm.perturbed_elements,
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
