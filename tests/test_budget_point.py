@@ -4,7 +4,7 @@ Counted, never timed: the oracle counts the forward's calls, and the bytes diges
 
 import dataclasses
 import hashlib
-import types
+import sys
 
 import numpy as np
 import pytest
@@ -53,10 +53,11 @@ def test_a_user_caches_digests_are_in_the_estimate(monkeypatch):
     real = hashlib.blake2b
 
     def counting(data, **kw):
-        hashed.append(memoryview(data).nbytes)
+        if sys._getframe(1).f_globals["__name__"] == written.__name__:  # the contract's only
+            hashed.append(memoryview(data).nbytes)
         return real(data, **kw)
 
-    monkeypatch.setattr(written, "hashlib", types.SimpleNamespace(blake2b=counting))
+    monkeypatch.setattr(hashlib, "blake2b", counting)
     x = RNG.standard_normal((64, 32))
 
     def forward(x):  # CS231n's form: (out, cache), the cache its own writable array
