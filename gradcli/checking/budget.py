@@ -75,7 +75,7 @@ def calls_before(
 ) -> float:  # fmt: skip
     """Predicted seconds of the whole calls a check makes of the layer before its numerical
     gradients, counted as the rest is: the analytical side (a forward and a backward), the
-    engine's forward at the point (a user's up to 4 + 2 per floating tensor times: its timing
+    engine's forward at the point (a user's up to 4 + 3 per floating tensor times: its timing
     and the precision it computes in, stacking.point_calls), the backward's contract (and the
     digests of a user's cache), the check's own work on every element, for ``--impl`` of a
     built-in the user's forward and backward at the drawn points beside the built-in's

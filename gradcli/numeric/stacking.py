@@ -72,11 +72,15 @@ def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out:
 def point_calls(layer: Layer, t64: Mapping[str, np.ndarray]) -> int:
     """The forward calls an engine makes at the point, at the most: the forward, and for a
     user's forward its timing (RETIMES more) and the precision it computes in (every tensor
-    moved, then each floating tensor twice: ``forward_unit``). The estimate counts them (the
-    precision's calls were missing: 12 of an lstm_step's)."""
+    moved, then FLOAT32_CALLS for each floating tensor: ``forward_unit``). The estimate counts
+    them (the precision's calls were missing: 12 of an lstm_step's)."""
     if layer.broadcasts:
         return 1
-    return 1 + RETIMES + 1 + 2 * sum(1 for a in t64.values() if a.dtype.kind == "f")
+    floating = sum(1 for a in t64.values() if a.dtype.kind == "f")
+    return 1 + RETIMES + 1 + FLOAT32_CALLS * floating
+
+
+FLOAT32_CALLS = 3  # _float32_steps's forward calls per tensor: on float32's grid, and moved twice
 
 
 def _moved(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, by: Any) -> np.ndarray:
