@@ -122,9 +122,7 @@ def incremental_seconds(
 def user_call_seconds(engine: StackedForward) -> float | None:
     """A user's forward far slower than the model's call (SLOW_CALL_FACTOR): its measured
     seconds a call, rounded up to a power of 2; None for any other forward."""
-    # the machine's load taken out: a busy machine's guard measured 3 times the model's call
-    # for a tiny forward, and its estimate flipped between runs (stacking.load_factor)
-    measured = getattr(engine, "call_seconds", 0.0) / max(1.0, getattr(engine, "load", 1.0))
+    measured = getattr(engine, "call_seconds", 0.0)
     model = pass_elements(engine) * SECONDS_PER_ELEMENT + SECONDS_PER_CALL
     if engine.layer.broadcasts or measured <= SLOW_CALL_FACTOR * model:
         return None

@@ -24,10 +24,6 @@ _HEAP_BLOCK = 2**22
 # caches (a loop max-pool: 0.83 ms, then 0.45)
 RETIME_SECONDS = 1e-4
 RETIMES = 2
-# a call of nothing through the guard around a user's function: measured 2.7e-5 ... 5e-5 s
-# (CPU time, this machine at its usual load of 4-5); the least of REFERENCE_CALLS is read
-GUARD_SECONDS = 4e-5
-REFERENCE_CALLS = 5
 # roles whose leading axes are the batch (inputs, and the labels and targets that go with them)
 _EXAMPLES = ("input", "target", "index")
 
@@ -144,25 +140,6 @@ def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     return seconds
 
 
-def load_factor() -> float:
-    """How much slower than usual the machine runs a user's call right now: a call of nothing
-    through the guard around a user's function (the least of REFERENCE_CALLS, in the
-    thread's own time as a forward is read), against GUARD_SECONDS; at least 1 (a faster
-    machine keeps the model's figures). A
-    loaded machine slows the guard as it slows the user's forward: a tiny forward measured at
-    3 times the model's call on a busy machine is the model's call on a quiet one."""
-    from pathlib import Path
-
-    from gradcli.user.call import call  # LAZY: only a user's forward is timed
-
-    least = float("inf")
-    for _ in range(REFERENCE_CALLS):
-        started = clock.own_time()
-        call(Path("gradcli"), "reference", lambda: None, quiet=True)
-        least = min(least, clock.own_time() - started)
-    return max(1.0, least / GUARD_SECONDS)
-
-
 class StackedForward:
     """One layer at one point (``tensors`` copied to float64), and its forward on stacks of
     perturbed copies of one tensor."""
@@ -202,7 +179,6 @@ class StackedForward:
         self.call_seconds = 0.0 if layer.broadcasts else _call_seconds(layer, self.t64, options,
                                                                        started)  # fmt: skip
         # ... against a call of nothing through the same guard, timed beside it
-        self.load = 1.0 if layer.broadcasts else load_factor()
         # the epsilon the forward computes in: a user's may compute in float32 whatever it is
         # given; its differences then take float32 steps and carry float32 round-off
         self.unit = forward_unit(layer, self.t64, options, out)
