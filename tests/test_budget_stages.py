@@ -259,7 +259,7 @@ def test_a_user_forward_far_slower_than_the_model_is_costed_as_measured(tmp_path
     """Loop code ran 0.66 s a call against the model's 2e-4 s, and a check estimated within
     --budget ran 260 s in silence (the outside tester's T5); a loop max-pool of 0.5 ms a call
     (3.3 times the model's) was counted at the model's, 10 s of CPU as 2.7. The twin: a fast
-    forward keeps the model's figure (and the JSON stays the same between runs). """
+    forward keeps the model's figure (and the JSON stays the same between runs)."""
     mine = tmp_path / "mine.py"
     mine.write_text("import numpy as np\n" + BUSY.replace("SECONDS", repr(seconds)))
     x = np.array([[0.5, -1.0, 2.0], [1.5, -0.3, 0.7]])
