@@ -8,6 +8,8 @@ does not move cancel exactly.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,7 +126,7 @@ def _float32_steps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
 
 
 def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
-                  started: float) -> float:  # fmt: skip
+                  started: float, tick: Callable[[], float]) -> float:  # fmt: skip
     """The seconds of a user's forward at the point, first timed from ``started``, in this
     thread's own time (numeric/clock.py: its CPU time and the time it waited on a GPU, I/O or
     its worker threads, not the time it stood in the run queue of a busy machine). This
@@ -132,11 +134,11 @@ def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     loader's, BLAS workers spinning) and make a check's mode depend on what else the process
     runs. A call slow enough to matter is timed twice more, the least kept: a first call pays
     for the user's imports and caches warming up."""
-    seconds = clock.own_time() - started
+    seconds = tick() - started
     for _ in range(RETIMES if seconds > RETIME_SECONDS else 0):
-        started = clock.own_time()
+        started = tick()
         layer.forward(t64, options)
-        seconds = min(seconds, clock.own_time() - started)
+        seconds = min(seconds, tick() - started)
     return seconds
 
 
@@ -172,12 +174,16 @@ class StackedForward:
             if i.name in self.t64
         }
         self.n_batch = max(self.batch.values(), default=0)
-        started = clock.own_time()
+        # with other threads of the process running Python (a test runner's, a data loader's),
+        # the forward also waits for the GIL they hold, which is not its own time: two busy
+        # threads made a 10 us forward read 0.5 s (outside test A1); its CPU time then
+        tick = time.thread_time if threading.active_count() > 1 else clock.own_time
+        started = tick()
         out, cache = layer.forward(self.t64, options)
         # a user's forward may run far slower than the cost model's call (a student's loops:
         # numeric/cost.py user_call_seconds), and whether the check is sampled follows it
         self.call_seconds = 0.0 if layer.broadcasts else _call_seconds(layer, self.t64, options,
-                                                                       started)  # fmt: skip
+                                                                       started, tick)  # fmt: skip
         # ... against a call of nothing through the same guard, timed beside it
         # the epsilon the forward computes in: a user's may compute in float32 whatever it is
         # given; its differences then take float32 steps and carry float32 round-off
