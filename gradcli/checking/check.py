@@ -43,6 +43,7 @@ from gradcli.checking.report import (
 from gradcli.checking.soundness import (
     SWALLOWED,
     advice,
+    largest,
     refuse_overflow,
     resolvable,
     step_underflows,
@@ -721,7 +722,7 @@ def tolerances(
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
     rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
-    scale = _scale(grad, info.kink_slopes)
+    scale = largest(grad, info.kink_slopes)
     capped = scale / margin + (_roundoff(p, name) or 0.0)
     if opts.atol is None and not unresolved and 0 < capped < atol:
         atol, noise, unresolved = _small(p, name, grad, info, atol, capped, rtol, scale)
@@ -806,12 +807,6 @@ def compare_tensor(
         ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,
                        coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
-
-
-def _scale(numeric: np.ndarray, kink_slopes: float) -> float:
-    """The largest finite numerical gradient, or one-sided slope read at a kink."""
-    seen = np.abs(numeric[np.isfinite(numeric)])
-    return max(float(seen.max(initial=0.0)), kink_slopes)
 
 
 def _roundoff(p: Prepared, name: str) -> float | None:

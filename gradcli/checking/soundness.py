@@ -49,8 +49,7 @@ def resolvable(
     largest one-sided slope read at a kink itself, resolved by the same step although the value
     compared there (any between two slopes) may be 0 (clip's bound tied with x: 0 or g).
     ``method``: the one in use, never the one the advice names."""
-    seen = np.abs(numeric[np.isfinite(numeric)])
-    scale = max(float(seen.max(initial=0.0)), kink_slopes)
+    scale = largest(numeric, kink_slopes)
     raised = 64 * np.finfo(np.float64).eps * scale
     why = ""
     if not math.isfinite(noise) or (noise > atol and noise * margin > scale):
@@ -59,6 +58,13 @@ def resolvable(
             f"largest numerical gradient ({scale:.2g}); {advice(method)}"
         )
     return max(atol, raised) if math.isfinite(raised) else atol, why
+
+
+def largest(numeric: np.ndarray, kink_slopes: float = 0.0) -> float:
+    """The scale a tolerance and a round-off are held against: the largest finite numerical
+    gradient, or one-sided slope read at a kink."""
+    seen = np.abs(numeric[np.isfinite(numeric)])
+    return max(float(seen.max(initial=0.0)), kink_slopes)
 
 
 def advice(method: str) -> str:

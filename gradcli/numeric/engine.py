@@ -474,8 +474,7 @@ class Engine(StackedForward):
                 if k >= 4:  # each order estimates sigma: gamma_k = (k!)^2 / (2k)!
                     gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
                     sigma = np.maximum(sigma, np.sqrt(gamma * np.mean(seq**2, axis=0)))
-            weights = sum(abs(w) for w in m.weights) / m.scale
-            known.update(zip(todo.tolist(), (4 * sigma * weights / h).tolist(), strict=True))
+            known.update(zip(todo.tolist(), (4 * sigma * m.spread / h).tolist(), strict=True))
         return np.array([known.get(i, 0.0) for i in idx.tolist()])
 
     def noise_factor(self) -> float:
@@ -485,7 +484,7 @@ class Engine(StackedForward):
         m = self.method
         if m.name == "complex":
             return 0.0
-        return 4 * self.unit * sum(abs(w) for w in m.weights) / m.scale
+        return 4 * self.unit * m.spread
 
     def directional(
         self, name: str, direction: np.ndarray, h: np.ndarray | None = None

@@ -58,6 +58,12 @@ class Method:
     order: int  # truncation error ~ h**order
     auto_eps: float  # the default step relative to max(1, |x|)
 
+    @property
+    def spread(self) -> float:
+        """sum |weight| / scale: how the stencil adds up the errors of its points, per unit of
+        each (round-off: every point's error of a few eps, or a measured one)."""
+        return sum(abs(w) for w in self.weights) / self.scale
+
     def apply(self, at: Mapping[int, Any]) -> Any:
         """The stencil's sum (not yet divided by h) from L at each offset (at[1] is L at
         x + ih for the complex step)."""

@@ -116,7 +116,7 @@ def refine(
     H = steps(x, e.eps)
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     seq = [np.asarray(numeric, dtype=np.float64).ravel()[idx], np.full(idx.size, np.nan)]
-    roundoff = 4 * EPS * sum(abs(w) for w in m.weights) / m.scale
+    roundoff = 4 * EPS * m.spread
     values, noise_at = np.full(idx.size, np.nan), np.zeros(idx.size)
     led = np.full(idx.size, np.nan)
     done = np.zeros(idx.size, dtype=bool)  # confirmed, or stopped

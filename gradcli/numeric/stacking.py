@@ -81,12 +81,9 @@ def point_calls(layer: Layer, t64: Mapping[str, np.ndarray]) -> int:
 FLOAT32_CALLS = 3  # _float32_steps's forward calls per tensor: on float32's grid, and moved twice
 
 
-def _moved(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, by: Any) -> np.ndarray:
-    """The forward's output with every float tensor moved by ``by`` of itself (a number, or
-    {name: factor}: those tensors only)."""
-    factor = by if isinstance(by, dict) else dict.fromkeys(t64, by)
-    moved = {n: a * (1 + factor[n]) if a.dtype.kind == "f" and n in factor else a
-             for n, a in t64.items()}  # fmt: skip
+def _moved(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, by: float) -> np.ndarray:
+    """The forward's output with every float tensor moved by ``by`` of itself."""
+    moved = {n: a * (1 + by) if a.dtype.kind == "f" else a for n, a in t64.items()}
     return np.asarray(layer.forward(moved, options)[0])
 
 
@@ -184,7 +181,6 @@ class StackedForward:
         # numeric/cost.py user_call_seconds), and whether the check is sampled follows it
         self.call_seconds = 0.0 if layer.broadcasts else _call_seconds(layer, self.t64, options,
                                                                        started, tick)  # fmt: skip
-        # ... against a call of nothing through the same guard, timed beside it
         # the epsilon the forward computes in: a user's may compute in float32 whatever it is
         # given; its differences then take float32 steps and carry float32 round-off
         self.unit = forward_unit(layer, self.t64, options, out)
