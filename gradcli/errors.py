@@ -40,6 +40,12 @@ def brief(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def a_or_an(word: str) -> str:
+    """``word`` after its indefinite article, for names that vary (a dtype, a Python type):
+    "an int64", "a uint8" (said you-int), "an ndarray"."""
+    return f"an {word}" if word[:1].lower() in "aeio" or word.startswith("nd") else f"a {word}"
+
+
 def one_line(text: str) -> str:
     """``text`` with its newlines, tabs and runs of spaces as single spaces."""
     return " ".join(text.split())

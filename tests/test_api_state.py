@@ -24,19 +24,22 @@ def _linear(dtype=np.float64):
     return {n: rng.standard_normal(s).astype(dtype) for n, s in (("x", (2, 4)), ("W", (3, 4)))}
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_])
-def test_an_integer_array_for_a_float_tensor_is_refused_as_the_cli_does(dtype, cli, tmp_path):
+@pytest.mark.parametrize(("dtype", "holds"), [(np.int64, "holds an int64"),
+                                              (np.uint8, "holds a uint8"),
+                                              (np.bool_, "holds a bool")])  # fmt: skip
+def test_an_integer_array_for_a_float_tensor_is_refused_as_the_cli_does(dtype, holds, cli,
+                                                                      tmp_path):  # fmt: skip
     t = {**_linear(), "x": np.arange(8).reshape(2, 4).astype(dtype)}
     with pytest.raises(SpecError) as e:
         gradcli.check("linear", t)
-    assert f"holds a {np.dtype(dtype)} array; expected floating-point values" in str(e.value)
+    assert f"{holds} array; expected floating-point values" in str(e.value)
     assert e.value.param == "tensors"
     np.save(tmp_path / "x.npy", t["x"])
     np.save(tmp_path / "W.npy", t["W"])
     (tmp_path / "s.yaml").write_text("tensors:\n  x: x.npy\n  W: W.npy\n")
     result = cli("check", "linear", tmp_path / "s.yaml")
     assert result.exit_code == 2
-    assert f"holds a {np.dtype(dtype)} array; expected floating-point values" in result.stderr
+    assert f"{holds} array; expected floating-point values" in result.stderr
 
 
 def test_integers_stay_allowed_for_labels_and_a_custom_layers_indices():

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from gradcli.errors import a_or_an
 from gradcli.records import record
 
 MAX_AXES = 32  # numpy 1.x's limit; gradcli's for every array, whatever numpy allows
@@ -77,7 +78,7 @@ def read_header(stream: BinaryIO, kinds: str = NUMBERS) -> Header:
         what = {"f": "floating-point", "iu": "integer", "iuf": "integer or floating-point"}.get(
             kinds, "numeric"
         )
-        raise NpyError(f"holds a {_dtype_name(dtype)} array; expected {what} values")
+        raise NpyError(f"holds {a_or_an(_dtype_name(dtype))} array; expected {what} values")
     if any(n < 0 for n in shape):
         raise NpyError(f"has an invalid .npy header (a negative size in its shape {shape})")
     if len(shape) > MAX_AXES:

@@ -107,7 +107,7 @@ def build_network(
     if loss is not None and not isinstance(loss, dict):
         raise SpecError(f"expected a mapping {{layer: ..., target: ...}}, got {kind(loss)}",
                         key="loss")  # fmt: skip
-    targets = _targets(entries, loss)
+    targets, labels = _targets(entries, loss)
     free = [n for n in inputs if n not in targets.values()]
     if len(free) != 1:
         raise SpecError(
@@ -128,7 +128,7 @@ def build_network(
             raise SpecError(f"expected the name of one of the inputs ({names}) holding the "
                             f"labels or targets, got {brief(n)}",
                             key=f"{where}.target")  # fmt: skip
-    fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n))
+    fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n), n in labels)
              for n in dict.fromkeys(targets.values())}  # fmt: skip
     b = _Builder(loader, arrays, fixed, base, x_name, inputs[x_name] if indices else None)
     ops = b.entries(entries, "network")
@@ -169,9 +169,11 @@ def build_network(
     return NetSpec(spec, net)
 
 
-def _targets(entries: Any, loss: Any) -> dict[str, Any]:
-    """Every ``target:`` of the model (residual blocks' entries included), by its entry's key."""
+def _targets(entries: Any, loss: Any) -> tuple[dict[str, Any], set[Any]]:
+    """Every ``target:`` of the model (residual blocks' entries included), by its entry's key,
+    and the targets that feed a built-in layer's labels or indices (role index)."""
     out: dict[str, Any] = {}
+    labels: set[Any] = set()
 
     def visit(e: Any, key: str) -> None:
         if isinstance(e, dict) and isinstance(e.get("residual"), list):
@@ -179,23 +181,28 @@ def _targets(entries: Any, loss: Any) -> dict[str, Any]:
                 visit(inner, f"{key}.residual[{i}]")
         elif isinstance(e, dict) and "target" in e:
             out[key] = e["target"]
+            layer = REGISTRY.get(e.get("layer")) if isinstance(e.get("layer"), str) else None
+            if layer is not None and any(i.role == "index" for i in layer.tensors):
+                labels.add(e["target"] if isinstance(e["target"], str) else None)
 
     for i, e in enumerate(entries if isinstance(entries, list) else []):
         visit(e, f"network[{i}]")
     visit(loss, "loss")
-    return out
+    return out, labels
 
 
-def _fixed(loader: Loader, value: Any, key: str, name: str) -> np.ndarray:
+def _fixed(loader: Loader, value: Any, key: str, name: str, labels: bool) -> np.ndarray:
     """A target: loaded as any tensor; ``{shape, init: labels, classes: K}`` draws integer
-    labels in [0, K) (labels given as values are whole numbers, which the loss indexes by)."""
+    labels in [0, K). Labels given as values (``labels``: the input feeds a loss's labels) may
+    be integers, or whole numbers in floats, which the loss indexes by; a float target (mse's)
+    is floats only, as a spec's."""
     if isinstance(value, dict) and (value.get("init") == "labels" or "classes" in value):
         k = value.get("classes")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise SpecError(f"expected the number of classes, an integer >= 1, got {brief(k)}",
                             key=f"{key}.classes")  # fmt: skip
         return loader.load(value, key, name, classes=k)
-    return loader.load(value, key, name)
+    return loader.load(value, key, name, labels=labels)
 
 
 class _Builder:

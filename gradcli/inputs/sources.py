@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import SpecError, brief, mention
+from gradcli.errors import SpecError, a_or_an, brief, mention
 from gradcli.files.reading import MAX_AXES, load_array
 from gradcli.layers.base import masked_count
 
@@ -34,7 +34,7 @@ def kind(value: Any) -> str:
         return "null"
     return {bool: "a boolean", str: "a string", list: "a list", dict: "a mapping",
             int: "an integer", float: "a number"}.get(
-        type(value), f"a {type(value).__name__}"
+        type(value), a_or_an(type(value).__name__)
     )
 
 
@@ -64,14 +64,17 @@ class Loader:
             )
 
     def load(
-        self, value: Any, key: str, name: str, classes: int | None = None, given: bool = False
-    ) -> np.ndarray:
+        self, value: Any, key: str, name: str, classes: int | None = None, given: bool = False,
+        labels: bool = False,
+    ) -> np.ndarray:  # fmt: skip
         """A float array of the spec's dtype; with ``classes`` (a tensor of role index: labels,
         embedding indices) an int64 array, integers only, drawn in [0, classes) by default.
         ``given`` (a custom layer's tensors, whose roles are not known beforehand): an array
         given as integers (an integer numpy array or ``.npy``/``.npz``, or ``init: labels``
         with its ``classes``) is kept as int64, a label or index; YAML's inline integers are
-        numbers, as everywhere else (``x: [1, 2, 3]`` means floats)."""
+        numbers, as everywhere else (``x: [1, 2, 3]`` means floats). ``labels`` (a network's
+        input feeding a loss's labels, whose bound only the walk knows): integers kept as
+        int64, floats as floats (whole numbers; the loss checks its values)."""
         if classes is not None:
             return self._integers(value, key, name, classes)
         if given and isinstance(value, dict) and value.get("init") == "labels":
@@ -81,8 +84,8 @@ class Loader:
                     key=f"{key}.classes",
                 )
             return self._integers(value, key, name, 2**62)
-        raw = self._raw(value, key, name, given=given)
-        if given and raw.dtype.kind in "iu":
+        raw = self._raw(value, key, name, given=given, labels=labels)
+        if (given or labels) and raw.dtype.kind in "iu":
             return self._int64(raw, key)
         if given and raw.dtype.kind == "b":
             # a mask (CS231n's captions_out != NULL): a constant as integers are, kept boolean
@@ -91,7 +94,9 @@ class Loader:
         if raw.dtype.kind != "f":
             # the CLI's .npy refusal, for an array given in Python: integers are for labels
             # and indices only (never differentiated), not converted behind the caller's back
-            raise SpecError(f"holds a {raw.dtype} array; expected floating-point values", key=key)
+            what = "integer or floating-point" if labels else "floating-point"
+            raise SpecError(f"holds {a_or_an(str(raw.dtype))} array; expected {what} values",
+                            key=key)  # fmt: skip
         if raw.dtype != self.dtype and _given_array(value):
             self.cast[name] = str(raw.dtype)
         if raw.size == 0:
@@ -128,11 +133,12 @@ class Loader:
             raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
         return np.array(raw, dtype=bool)
 
-    def _raw(self, value: Any, key: str, name: str, *, integer: bool = False,
-             classes: int = 0, given: bool = False) -> np.ndarray:  # fmt: skip
+    def _raw(self, value: Any, key: str, name: str, *, integer: bool = False, classes: int = 0,
+             given: bool = False, labels: bool = False) -> np.ndarray:  # fmt: skip
+        kinds = "iu" if integer else "biuf" if given else "iuf" if labels else "f"
         if isinstance(value, str):
             path, _, npz_key = value.rpartition(":") if ".npz:" in value else (value, "", "")
-            return self._file(path, npz_key or None, key, integer, given)
+            return self._file(path, npz_key or None, key, kinds)
         if isinstance(value, dict):
             if "file" in value:
                 extra = set(value) - {"file", "key"}
@@ -144,7 +150,7 @@ class Loader:
                 npz_key = value.get("key")
                 if npz_key is not None and not isinstance(npz_key, str):
                     raise SpecError("'key' must be a string", key=f"{key}.key")
-                return self._file(value["file"], npz_key, key, integer, given)
+                return self._file(value["file"], npz_key, key, kinds)
             return self._generate(value, key, name, classes)
         if isinstance(value, (int, float, list)) and not isinstance(value, bool):
             return _inline(value, key, self, integer)
@@ -168,9 +174,7 @@ class Loader:
             key=key,
         )
 
-    def _file(
-        self, path: str, npz_key: str | None, key: str, integer: bool, given: bool = False
-    ) -> np.ndarray:
+    def _file(self, path: str, npz_key: str | None, key: str, kinds: str) -> np.ndarray:
         try:
             full = Path(path).expanduser()
         except RuntimeError:  # ~nosuchuser
@@ -185,7 +189,7 @@ class Loader:
             reserve=lambda n: self.reserve(n, key),
             # other dtypes are refused from the header, before the data is read; integers
             # only for labels and indices, which are never differentiated
-            kinds="iu" if integer else "biuf" if given else "f",
+            kinds=kinds,
         )
 
     def _generate(self, value: dict, key: str, name: str, classes: int = 0) -> np.ndarray:
