@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import inspect
+import keyword
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
 from gradcli.user import cs231n, labels, result
 from gradcli.user.call import call
-from gradcli.user.local import Folder, package_of
+from gradcli.user.local import Folder, package_of, shadowable
 from gradcli.user.options import custom_options, fresh
 from gradcli.user.readonly import read_only_backward, read_only_forward
 
@@ -67,7 +68,7 @@ def load_impl(target: str, param: str = "impl") -> Impl:
     global loads
     loads += 1
     package = package_of(path)  # a file inside a package: imported as part of it
-    module = types.ModuleType(package[1] if package else f"gradcli_user_{loads}_{path.stem}")
+    module = types.ModuleType(package[1] if package else _script_name(path, loads))
     module.__file__ = str(path)
     folder = Folder(path, package[0] if package else None)
     if not package:
@@ -102,9 +103,31 @@ def _in_package(path: Path, module: types.ModuleType, folder: Folder) -> None:
     folder.adopt(name, module)
 
 
-# files of user code loaded in this process: each its own module name (two files called
-# layer.py are two modules); the CLI leaves without waiting for what they may have started
+# files of user code loaded in this process: each its own module (two files called layer.py
+# are two modules); the CLI leaves without waiting for what they may have started
 loads = 0
+
+
+def _script_name(path: Path, n: int) -> str:
+    """The name a file outside any package is imported under: its stem, as Python imports a
+    script's neighbour, so that a child process can import it again (multiprocessing's "spawn"
+    pickles ``forward``'s helpers by module name: under a private name each worker died on
+    ModuleNotFoundError and the Pool waited forever). Lent only while its code runs
+    (``Folder``), so two files called layer.py never meet. A stem that is no module name, or
+    names the standard library's, gradcli's or an installed package's module, which that name
+    must keep meaning, gets a private name (such a file cannot be imported by a child)."""
+    stem = path.stem
+    held = sys.modules.get(stem)
+    if (
+        not stem.isidentifier()
+        or keyword.iskeyword(stem)
+        or stem in sys.stdlib_module_names
+        or stem == "gradcli"
+        or stem.startswith("gradcli_user_")
+        or (held is not None and not shadowable(stem, held))
+    ):
+        return f"gradcli_user_{n}_{stem}"
+    return stem
 
 
 def _load(

@@ -72,7 +72,7 @@ class Folder:
             module = sys.modules.get(top)
             if module is None or module is self.modules.get(top) or self.owns(module):
                 continue
-            if _shadowable(top, module):  # another folder's helpers, or the caller's own
+            if shadowable(top, module):  # another folder's helpers, or the caller's own
                 for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
                     self.hidden[name] = sys.modules.pop(name)
         for name, module in self.modules.items():  # whatever holds our names meanwhile
@@ -155,7 +155,7 @@ def _installed(below: str) -> bool:
     return "site-packages" in below or "dist-packages" in below
 
 
-def _shadowable(top: str, module: Any) -> bool:
+def shadowable(top: str, module: Any) -> bool:
     """Whether a cached module of a local file's name is hidden while the user's code runs: a
     helper from another folder is, but not the standard library or an installed package
     (a user's ``numpy.py`` does not replace the numpy gradcli itself runs on)."""
