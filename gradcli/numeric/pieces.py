@@ -72,9 +72,6 @@ class Pieces:
     values: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     groups: int = 0  # groups whose gradient is a piece's or a mix of pieces'
     unexamined: int = 0  # failing coordinates the budget left out (a note says so)
-    # failing coordinates tied with too many equal values to read (more than LARGE): counted in
-    # blind too
-    crowded: int = 0
     refuted: int = 0  # groups no mix of the pieces' gradients explains (they fail)
     # coordinates that passed (or sit at a kink) whose ties the budget left unsearched for a
     # group no mix explains (a note says so)
@@ -132,7 +129,7 @@ class _Space:
 def verify(
     engine, failing: Mapping[str, np.ndarray], silent: Mapping[str, np.ndarray],
     analytic: Mapping[str, np.ndarray], atol: Mapping[str, np.ndarray], rtol: float,
-    budget: float = math.inf, large: bool = True,
+    budget: float = math.inf,
 ) -> Pieces:  # fmt: skip
     """The values to compare at groups of equal values. A group holding ``failing``
     coordinates (each tensor's flat indices) whose gradient (``analytic``) is a mix of the
@@ -142,8 +139,9 @@ def verify(
     nothing alone (no kink of its own to read), whose gradient no mix gives while every
     direction entered a smooth piece: the nearest mix (it fails). ``budget``: seconds (at
     least FLOOR groups are examined); it stops at the first failing group whose gradient no
-    mix gives (its tensor fails anyway). ``large``: read the ties too large for every order
-    along a few directions (numeric/crowds.py); else they fail as computed (``crowded``)."""
+    mix gives (its tensor fails anyway). A group too large for every order is read along a few
+    directions (numeric/crowds.py), a network's end to end included: its chained backward is
+    a piece's gradient or a mix there as a single layer's is."""
     names = list(failing)
     # no two coordinates of equal value, no tie: nothing to search, and none of the search's
     # arrays of every coordinate (a dozen) made
@@ -176,9 +174,8 @@ def verify(
     # both sides, would not fit in a quarter of the copies' share) is counted so at once:
     # taken up one by one, the 131,072 silent inputs of 64 values took 99 s of sorting
     fits = engine.max_memory // 4 // (16 * max(1, int(np.prod(engine.out_shape))))
-    many = sizes[run] > min(LARGE if large else CANDIDATES, fits)
+    many = sizes[run] > min(LARGE, fits)
     huge = todo[ok[todo] & tied[todo] & many[todo]]
-    crowded = int(huge.size)
     todo = todo[tied[todo] & ~many[todo]]
     many = sizes[run] > min(SCREENED, fits)
     thronged = int(np.count_nonzero(ok[strict] & tied[strict] & many[strict]))
@@ -203,8 +200,7 @@ def verify(
             found[int(m)] = (float(a[m]), 0.0)
             blind[names[space.tensor[m]]] = blind.get(names[space.tensor[m]], 0) + 1
 
-    if large:
-        unread(huge)
+    unread(huge)
 
     def crowd(members: np.ndarray) -> float:
         """A group too large for every order, read along a few directions (crowds.py): its
@@ -241,12 +237,8 @@ def verify(
         if not lenient and v is not None and _passed_over(v, q, active.get(value)):
             continue
         if lenient and cands.size > CANDIDATES:  # too many to move one by one
-            if large:
-                examined += 1
-                spent += crowd(cands)
-            else:
-                crowded += int((is_todo[cands] & ~done[cands]).sum())
-                done[cands] = True
+            examined += 1
+            spent += crowd(cands)
             continue
         worst = (8 * cands.size + 4) * MAX_TIED + _worst_rows(MAX_TIED)
         if v is None:
@@ -285,11 +277,9 @@ def verify(
         done[members] = True
         mute = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
         if members.size > MAX_TIED:
-            if lenient and large:  # every equal value: partners beyond MAX_TIED are unknown
+            if lenient:  # every equal value: partners beyond MAX_TIED are unknown
                 spent += (space.copies - before) * each + crowd(cands)
                 before = space.copies
-            elif lenient:
-                crowded += int(is_todo[members].sum())
         elif members.size >= 2 and (lenient or mute):
             mix = _mix(space, members, a[members], floor[members], rtol, every=not lenient)
             if mix is not None and (mix.inside if lenient else not mix.inside and mix.complete):
@@ -310,7 +300,7 @@ def verify(
             sel = space.tensor[pos] == t
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
-    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
+    return Pieces(values, groups, unexamined, refuted, unsearched, thronged, spent,
                   crowds, contradicted, unverified, blind)  # fmt: skip
 
 
