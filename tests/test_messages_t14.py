@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+import gradcli
+
 MODEL = """inputs:
   X: X.npy
   y: {y}
@@ -55,3 +57,57 @@ def test_integers_are_still_refused_where_they_are_not_labels(
     cli: Any, tmp_path: Path, assert_usage_error: Any, y: np.ndarray, loss: str, said: str
 ) -> None:
     assert_usage_error(cli("compute", "net", _model(tmp_path, y, loss)), "inputs.y", said)
+
+
+def _l1(pred, target):
+    return np.abs(pred - target).mean()
+
+
+def _l1_backward(grad_output, pred, target):
+    return {"pred": grad_output * np.sign(pred - target) / pred.size}
+
+
+L1 = {"pred": np.linspace(-1.0, 1.0, 6).reshape(2, 3), "target": np.full((2, 3), 0.05)}
+
+
+def test_a_custom_loss_takes_a_float_target_as_data() -> None:
+    """N2: a float target was differentiated, so a loss whose backward rightly returns no
+    gradient for it was refused, and the message gave no way to say it is data."""
+    with pytest.raises(gradcli.GradcliError, match=r"no gradient for target .*list it in the "
+                       r"spec as data: \[target\] \(the API's data=\['target'\]\)"):  # fmt: skip
+        gradcli.check(forward=_l1, backward=_l1_backward, tensors=L1)
+    report = gradcli.check(forward=_l1, backward=_l1_backward, tensors=L1, data=["target"])
+    assert report.passed and list(report.results) == ["pred"], report.verdict()
+    # its twin: the data role does not bless a wrong gradient of the other tensors
+    wrong = gradcli.check(forward=_l1, backward=lambda g, pred, target: {"pred": g * np.sign(
+        pred - target)}, tensors=L1, data=["target"])  # fmt: skip
+    assert not wrong.passed
+    with pytest.raises(gradcli.GradcliError, match="gradient for target, which the spec lists "
+                       "under data:"):  # fmt: skip
+        gradcli.check(forward=_l1, backward=lambda g, pred, target: {
+            "pred": g * np.sign(pred - target) / pred.size, "target": 0 * target},
+            tensors=L1, data=["target"])  # fmt: skip
+
+
+def test_a_custom_layer_s_data_in_a_spec(cli: Any, tmp_path: Path, assert_usage_error: Any) -> None:
+    (tmp_path / "l1.py").write_text(
+        "import numpy as np\n"
+        "def forward(pred, target):\n    return np.abs(pred - target).mean()\n"
+        "def backward(grad_output, pred, target):\n"
+        "    return {'pred': grad_output * np.sign(pred - target) / pred.size}\n"
+    )
+    spec = tmp_path / "s.yaml"
+    body = "tensors:\n  pred: {shape: [3, 2]}\n  target: {shape: [3, 2]}\n"
+    impl = ("--impl", tmp_path / "l1.py")
+    spec.write_text(body + "data: [target]\n")
+    result = cli("check", "custom", spec, *impl, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert "dtarget" not in result.stdout
+    for data, said in [("[tagret]", "data: 'tagret' is not one of the tensors (pred, target) "
+                        "(did you mean 'target'?)"),
+                       ("[pred, target]", "every tensor is data"),
+                       ("3", "data: expected a list of tensor names")]:  # fmt: skip
+        spec.write_text(body + f"data: {data}\n")
+        assert_usage_error(cli("check", "custom", spec, *impl), said)
+    spec.write_text("tensors:\n  x: [1.0, 2.0]\ndata: [x]\n")
+    assert_usage_error(cli("check", "relu", spec), "data: lists a custom layer's tensors")

@@ -30,7 +30,7 @@ from gradcli.user.impl import user_layer
 def spec_from(
     layer: Any, tensors: Mapping[str, Any] | None, *, options: Mapping[str, Any] | None,
     grad_output: Any, forward: Any, backward: Any, seed: int | None, dtype: str | None,
-    max_elements: int,
+    max_elements: int, data: Any = None,
 ) -> Spec:  # fmt: skip
     seed, dtype, max_elements = spec_args(seed, dtype, max_elements)
     if options is not None:
@@ -57,12 +57,16 @@ def spec_from(
     doc: dict[str, Any] = {"tensors": dict(tensors), "options": dict(options or {})}
     if grad_output is not None:
         doc["grad_output"] = grad_output
+    if data is not None:
+        doc["data"] = list(data) if isinstance(data, (list, tuple)) else data
     try:
         if impl is not None:
-            from gradcli.inputs.spec import custom_names
+            from gradcli.inputs.spec import custom_data, custom_names
 
-            layer_obj = user_layer(impl, builtin, custom_names(doc) if builtin is None else (),
-                                   doc["options"])  # fmt: skip
+            custom = builtin is None
+            layer_obj = user_layer(impl, builtin, custom_names(doc) if custom else (),
+                                   doc["options"],
+                                   data=custom_data(doc) if custom else ())  # fmt: skip
         else:
             layer_obj = builtin
         return build_spec(

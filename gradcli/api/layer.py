@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gradcli.api.common import answers_of, api_call, check_options, spec_args, spec_from
@@ -34,6 +34,7 @@ def check(
     grad_output: Any = None,
     forward: Callable[..., Any] | None = None,
     backward: Callable[..., Any] | None = None,
+    data: Sequence[str] | None = None,
     method: str = "central",
     eps: float | str | None = None,
     atol: float | None = None,
@@ -54,8 +55,9 @@ def check(
     ``"mylayer.py[:NAME]"`` (as ``--impl``), or the ``forward=``/``backward=`` keywords (with a
     layer name: your implementation of that layer, whose forward is also compared with ours).
     ``tensors``: name -> array or nested list (omitted: the layer's default spec; an omitted
-    bias is zeros). The keywords are the CLI's options (``max_memory`` in MB); ``grad_output``
-    defaults to one drawn from ``seed``."""
+    bias is zeros). ``data``: your own layer's float tensors that are data, never
+    differentiated (a loss's target), as a spec's ``data:``. The keywords are the CLI's
+    options (``max_memory`` in MB); ``grad_output`` defaults to one drawn from ``seed``."""
     opts = check_options(method, eps, atol, rtol, mode, samples, coloring, max_memory, budget, top,
                     grads)  # fmt: skip
     if grads is not None and runs_user_code(layer, forward, backward):
@@ -63,7 +65,7 @@ def check(
     with api_call(runs_user_code(layer, forward, backward)):
         spec = spec_from(
             layer, tensors, options=options, grad_output=grad_output, forward=forward,
-            backward=backward, seed=seed, dtype=dtype, max_elements=max_elements,
+            backward=backward, seed=seed, dtype=dtype, max_elements=max_elements, data=data,
         )  # fmt: skip
         return run_check(spec, opts, grads)
 
@@ -160,6 +162,7 @@ def assert_gradients(
     grad_output: Any = None,
     forward: Callable[..., Any] | None = None,
     backward: Callable[..., Any] | None = None,
+    data: Sequence[str] | None = None,
     method: str = "central",
     eps: float | str | None = None,
     atol: float | None = None,
@@ -179,7 +182,7 @@ def assert_gradients(
     AssertionError whose first line is the verdict (the FAIL summary line), then the table."""
     report = check(
         layer, tensors, options=options, grad_output=grad_output, forward=forward,
-        backward=backward, method=method, eps=eps, atol=atol, rtol=rtol, mode=mode,
+        backward=backward, data=data, method=method, eps=eps, atol=atol, rtol=rtol, mode=mode,
         samples=samples, coloring=coloring, max_memory=max_memory, budget=budget, top=top,
         grads=grads, seed=seed, dtype=dtype, max_elements=max_elements,
     )  # fmt: skip
@@ -197,6 +200,7 @@ def compute(
     grad_output: Any = None,
     forward: Callable[..., Any] | None = None,
     backward: Callable[..., Any] | None = None,
+    data: Sequence[str] | None = None,
     seed: int | None = None,
     dtype: str | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
@@ -206,6 +210,6 @@ def compute(
     with api_call(runs_user_code(layer, forward, backward)):
         spec = spec_from(
             layer, tensors, options=options, grad_output=grad_output, forward=forward,
-            backward=backward, seed=seed, dtype=dtype, max_elements=max_elements,
+            backward=backward, seed=seed, dtype=dtype, max_elements=max_elements, data=data,
         )  # fmt: skip
         return _run_compute(spec)

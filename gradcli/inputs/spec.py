@@ -21,7 +21,7 @@ from gradcli.layers import REGISTRY, Layer, TensorInfo, get_layer
 from gradcli.records import record
 
 DTYPES = ("float64", "float32")
-TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output")
+TOP_KEYS = ("layer", "dtype", "seed", "options", "tensors", "grad_output", "data")
 MAX_SEED = 2**63 - 1
 # every tensor, the upstream gradient, the output, the gradients and the layer's working arrays
 DEFAULT_MAX_ELEMENTS = 50_000_000  # 400 MB
@@ -131,7 +131,8 @@ def load_spec(
 
             raw = doc.get("options") if isinstance(doc, dict) else None
             layer = user_layer(impl, builtin, custom_names(doc) if custom else (),
-                               raw if isinstance(raw, dict) else None)  # fmt: skip
+                               raw if isinstance(raw, dict) else None,
+                               data=custom_data(doc) if custom else ())  # fmt: skip
         return build_spec(
             layer, doc, base=base, source=source, dtype=dtype, seed=seed,
             max_elements=max_elements,
@@ -155,6 +156,23 @@ def custom_names(doc: Any) -> tuple[str, ...]:
     return tuple(tensors)
 
 
+def custom_data(doc: Any) -> tuple[str, ...]:
+    """A custom layer's float tensors that are data, never differentiated (a regression
+    loss's target): ``data: [target]``, names of the spec's tensors."""
+    data = doc.get("data", []) if isinstance(doc, dict) else []
+    if isinstance(data, str):
+        data = [data]
+    names = custom_names(doc)
+    if not isinstance(data, (list, tuple)) or not all(isinstance(n, str) for n in data):
+        raise SpecError(f"expected a list of tensor names, e.g. [target], got {brief(data)}",
+                        key="data")  # fmt: skip
+    for n in data:
+        if n not in names:
+            raise SpecError(f"{brief(n)} is not one of the tensors ({', '.join(names)})"
+                            f"{suggest(n, names)}", key="data")  # fmt: skip
+    return tuple(dict.fromkeys(data))
+
+
 def build_spec(
     layer: Layer,
     doc: Any,
@@ -175,6 +193,12 @@ def build_spec(
                 f"unknown key{suggest(str(k), TOP_KEYS)}; expected one of {', '.join(TOP_KEYS)}",
                 key=str(k),
             )
+    if "data" in doc and layer.given is None:
+        raise SpecError(
+            f"data: lists a custom layer's tensors that are never differentiated; "
+            f"{layer.name}'s are its own (labels, targets: see gradcli layers)",
+            key="data",
+        )
     if "layer" in doc and doc["layer"] != layer.name:
         raise SpecError(
             f"the spec is for layer {brief(doc['layer'])}, not {layer.name!r}",

@@ -95,5 +95,7 @@ tensors:                # any names (Python identifiers, your functions' keyword
   # each tensor: a .npy path (relative to this file), file.npz:key, an inline number
   # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}
   x: {shape: [3, 4], init: normal}
+  # an integer array (.npy, numpy) is labels or indices: passed, never differentiated
+# data: [target]        # float tensors never differentiated either (a loss's target)
 # grad_output (the upstream gradient dL/d(output)): omitted, drawn with your output's shape
 """

@@ -235,17 +235,19 @@ _array = result.array
 def user_layer(
     impl: Impl, base: Layer | None, names: tuple[str, ...],
     options: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None,
+    data: tuple[str, ...] = (),
 ) -> Layer:  # fmt: skip
     """A Layer around the user's functions; ``base`` (a built-in layer) lends its tensor
     descriptions and options, ``names`` are the spec's tensors (for a custom layer),
     ``options`` the spec's (they choose among a layer's CS231n forms: batchnorm's spatial).
     A custom layer's ``arrays`` (the spec's, once loaded: ``Layer.given``) settle its roles:
-    those given as integers are its labels and indices."""
+    those given as integers are its labels and indices, those in ``data`` (the spec's
+    ``data:``) float data such as a loss's target."""
 
     steady = result.Steady(impl.path, impl.what("forward"))
     own = base.tensor_names if base else _by_parameters(impl.forward, names)
     # labels, indices, targets: passed to the forward, never given (or asked for) a gradient
-    constants = base.constants() if base else labels.integer_tensors(arrays or {})
+    constants = base.constants() if base else labels.integer_tensors(arrays or {}, data)
     # a custom layer's float tensors holding whole numbers: labels given as floats, perhaps
     whole = () if base else labels.whole_floats(arrays or {})
     how = _convention(impl, base, own, constants, options)  # None: gradcli's own
@@ -322,12 +324,18 @@ def user_layer(
         inter = base.intermediates if base else ()
         grads = _by_name(grads, (*t, *inter), impl.path, bwd)
         if base is None:
-            labels.no_gradient(grads, constants, impl.path, bwd)
+            labels.no_gradient(grads, constants, impl.path, bwd, data)
         missing = [n for n in t if n not in grads and n not in constants]
         if missing:
+            # a custom layer's float tensor is differentiated unless the spec says otherwise
+            one = len(missing) == 1
+            way = "" if base else (
+                f"; if {' and '.join(missing)} {'is' if one else 'are'} data, never "
+                f"differentiated (a loss's target), list {'it' if one else 'them'} in the spec "
+                f"as data: [{', '.join(missing)}] (the API's data={list(missing)!r})")  # fmt: skip
             raise UserCodeError(
                 f"backward returned no gradient for {', '.join(missing)} (it returned "
-                f"{', '.join(map(str, grads)) or 'an empty dict'})",
+                f"{', '.join(map(str, grads)) or 'an empty dict'}){way}",
                 source=str(impl.path),
             )
         out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t if n not in constants}
@@ -355,7 +363,8 @@ def user_layer(
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         if base is not None:
             base.output_shape(s, options)  # the built-in's shape rules and messages first
-        indices = tuple(i.name for i in base.infos(s) if i.role == "index") if base else constants
+        indices = (tuple(i.name for i in base.infos(s) if i.role == "index") if base
+                   else tuple(n for n in constants if n not in data))  # fmt: skip
         probe = result.probe_tensors(s, indices)
         # a custom layer's constants as given: a mask selects (x[mask]) by its values, and its
         # labels are in the range the user's code expects
@@ -364,6 +373,8 @@ def user_layer(
         return tuple(run(probe, options, probe=True)[0].shape)
 
     infos = base.tensors if base else tuple(
+        TensorInfo(n, (), (), "target", "data (the spec's data:): never differentiated")
+        if n in data else
         TensorInfo(n, (), (), "index", "given as integers: never differentiated")
         if n in constants else TensorInfo(n, (), (), "weight", "")
         for n in names
@@ -395,7 +406,7 @@ def user_layer(
         # reads idx -1 as the last row, which a PASS would bless and torch refuses
         check_values=base.check_values if base else None,
         parse_options=None if base else lambda raw: MappingProxyType(custom_options(raw, names)),
-        given=None if base else lambda a: user_layer(impl, None, names, options, a),
+        given=None if base else lambda a: user_layer(impl, None, names, options, a, data),
     )
 
 

@@ -1,7 +1,9 @@
 """A custom layer's labels and indices: the tensors given as integer arrays (an integer numpy
 array, an integer .npy/.npz, ``init: labels``). Their role is "index", as a built-in layer's
 labels: never perturbed, never given a gradient. A custom layer's tensors have no declared
-roles, so the dtype is the user's explicit word; YAML's inline integers stay numbers."""
+roles, so the dtype is the user's explicit word; YAML's inline integers stay numbers. A float
+tensor that is data (a regression loss's target) is the spec's word: ``data: [target]``, role
+"target" as mse's."""
 
 from __future__ import annotations
 
@@ -14,17 +16,23 @@ import numpy as np
 from gradcli.errors import SpecError, UserCodeError
 
 
-def integer_tensors(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
-    """The tensors given as integers or booleans (masks); all of them leaves nothing to check
-    (refused)."""
-    found = tuple(n for n, a in arrays.items() if np.asarray(a).dtype.kind in "biu")
+def integer_tensors(
+    arrays: Mapping[str, np.ndarray], data: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The tensors given as integers or booleans (masks), and the float ones the spec lists as
+    ``data`` (a regression loss's target); all of them leaves nothing to check (refused)."""
+    found = tuple(n for n, a in arrays.items() if np.asarray(a).dtype.kind in "biu" or n in data)
     if found and len(found) == len(arrays):
+        listed = [n for n in found if n in data]
         raise SpecError(
-            f"every tensor was given as integers ({', '.join(found)}): a custom layer's "
-            f"integer (and boolean) tensors are labels, indices or masks, never "
-            f"differentiated; give the ones to check as floats",
-            key="tensors",
-        )
+            (f"every tensor is data ({', '.join(found)}; {', '.join(listed)} listed under "
+             f"data:): nothing is left to differentiate; list only the tensors never "
+             f"differentiated" if listed else
+             f"every tensor was given as integers ({', '.join(found)}): a custom layer's "
+             f"integer (and boolean) tensors are labels, indices or masks, never "
+             f"differentiated; give the ones to check as floats"),
+            key="data" if listed else "tensors",
+        )  # fmt: skip
     return found
 
 
@@ -54,10 +62,16 @@ def floats_as_indices(e: UserCodeError, whole: tuple[str, ...]) -> UserCodeError
 
 
 def no_gradient(grads: Mapping[str, Any], constants: tuple[str, ...], path: Path,
-                what: str) -> None:  # fmt: skip
-    """A backward returning a gradient for an integer tensor meant it as floats: refused, as
-    dropping it would leave that gradient unchecked."""
+                what: str, data: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """A backward returning a gradient for an integer tensor meant it as floats (one listed
+    as data, as differentiated): refused, as dropping it would leave that gradient unchecked."""
     for n in grads:
+        if n in data:
+            raise UserCodeError(
+                f"{what} returned a gradient for {n}, which the spec lists under data: (never "
+                f"differentiated); take {n} out of data: to check its gradient",
+                source=str(path),
+            )
         if n in constants:
             raise UserCodeError(
                 f"{what} returned a gradient for {n}, which was given as integers: a custom "
