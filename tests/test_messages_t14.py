@@ -111,3 +111,96 @@ def test_a_custom_layer_s_data_in_a_spec(cli: Any, tmp_path: Path, assert_usage_
         assert_usage_error(cli("check", "custom", spec, *impl), said)
     spec.write_text("tensors:\n  x: [1.0, 2.0]\ndata: [x]\n")
     assert_usage_error(cli("check", "relu", spec), "data: lists a custom layer's tensors")
+
+
+def _layernorm(eps_default: float, wrong: float = 0.0) -> tuple[Any, Any]:
+    def forward(x, gamma, beta=None, eps=eps_default):
+        xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+        return gamma * xhat + (0 if beta is None else beta) + wrong
+
+    def backward(grad_output, x, gamma, beta=None, eps=eps_default):
+        r = 1 / np.sqrt(x.var(-1, keepdims=True) + eps)
+        xhat = (x - x.mean(-1, keepdims=True)) * r
+        d = grad_output * gamma
+        dx = r * (d - d.mean(-1, keepdims=True) - xhat * (d * xhat).mean(-1, keepdims=True))
+        return {"x": dx, "gamma": (grad_output * xhat).sum(0), "beta": grad_output.sum(0)}
+
+    return forward, backward
+
+
+LN = {"x": np.random.default_rng(3).standard_normal((2, 5)), "gamma": np.linspace(0.5, 1.5, 5),
+      "beta": np.zeros(5)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("eps_default", "wrong", "options", "said"),
+    [(1e-6, 0.0, None, "your forward ran with its own default eps=1e-06, not layernorm's 1e-05"),
+     (1e-5, 1e-5, None, ""),  # the layer's default and a wrong forward: nothing to blame it on
+     (1e-6, 1e-5, {"eps": 1e-4}, "")],  # passed, its default is not used
+)  # fmt: skip
+def test_a_forward_s_own_option_default_is_named(eps_default: float, wrong: float,
+                                                 options: Any, said: str) -> None:  # fmt: skip
+    """M1: a forward whose signature default eps=1e-6 is not layernorm's 1e-5 (the spec sets no
+    eps, so gradcli passes none) failed with a bare "max abs error 4.38e-06"."""
+    forward, backward = _layernorm(eps_default, wrong)
+    report = gradcli.check("layernorm", LN, forward=forward, backward=backward, options=options)
+    assert report.forward is not None and not report.forward.passed
+    verdict = report.verdict()
+    assert ("ran with its own default" in verdict) == bool(said), verdict
+    assert said in verdict
+
+
+def conv_forward_naive(x, w, b, conv_param):  # never runs: the shapes are refused first
+    raise AssertionError("called")
+
+
+def conv_backward_naive(dout, cache):
+    raise AssertionError("called")
+
+
+def test_tensors_in_the_layout_of_cs231n_code_are_told_gradcli_s() -> None:
+    """M2: CS231n's conv functions with their own (N, C, H, W) tensors: the error spoke of
+    channel-last axes only, not that tensors= must be in gradcli's layout."""
+    rng = np.random.default_rng(0)
+    nchw = {"X": rng.standard_normal((2, 3, 5, 5)), "W": rng.standard_normal((4, 3, 3, 3))}
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check("conv2d", nchw, forward=conv_forward_naive, backward=conv_backward_naive)
+    assert ("W has C_in=3 (axis 2) but X has 5 channels (last axis); the tensors must be in "
+            "gradcli's layout (X (..., H, W, C_in), W (kh, kw, C_in, C_out), b (C_out,)) "
+            "whatever your code takes: gradcli passes them to your conv_forward_naive in "
+            "CS231n's layout (X as (N, C, H, W)") in str(e.value)  # fmt: skip
+    assert "as your conv_backward_naive takes (dout, cache)" in str(e.value)
+    # code in gradcli's own layout gets the layer's error alone
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check("conv2d", nchw, forward=lambda X, W: X, backward=lambda g, X, W: {})
+    assert str(e.value).endswith("but X has 5 channels (last axis)"), str(e.value)
+
+
+def forward(x, W, b):
+    return x @ W.T + b, (x, W)
+
+
+def backward(dout, cache):
+    x, W = cache
+    return dout @ W, dout.T @ x, dout.sum(0)
+
+
+def test_a_users_error_in_cs231n_s_layout_says_what_gradcli_passed() -> None:
+    """M3: an (out, cache) pair written in gradcli's own layout (W (out, in)) died with a
+    bare numpy matmul error: gradcli had chosen CS231n's layout, w = W transposed."""
+    rng = np.random.default_rng(1)
+    t = {"x": rng.standard_normal((6, 5)), "W": rng.standard_normal((3, 5)), "b": np.ones(3)}
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check("linear", t, forward=forward, backward=backward)
+    assert e.value.message.startswith(
+        "gradcli called forward in CS231n's layout (x as (N, D) rows, w = Wᵀ (D, M)) as your "
+        "backward takes (dout, cache): x (6, 5), W (5, 3) (gradcli's W (3, 5)), b (3,); "
+        "forward raised ValueError: matmul"), e.value.message  # fmt: skip
+
+    def cs231n_backward(dout, cache):  # its twin, the same pair in CS231n's layout
+        x, w = cache
+        return dout @ w.T, x.T @ dout, dout.sum(0)
+
+    report = gradcli.check("linear", t, forward=lambda x, w, b: (x @ w + b, (x, w)),
+                           backward=cs231n_backward)  # fmt: skip
+    assert report.passed, report.verdict()

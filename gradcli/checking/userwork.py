@@ -160,6 +160,15 @@ def _agreement(
     result = compare(spec.output_info.name, theirs, ours, tol * scale, 64 * eps)
     if problem:  # right values, a wrong number of them: a wrong forward all the same
         result = dataclasses.replace(result, within=False, hints=(problem,))
+    elif not result.passed and spec.layer.own_defaults is not None:
+        own = spec.layer.own_defaults(spec.options)
+        if own:
+            result = dataclasses.replace(result, hints=(
+                f"max abs error {result.max_abs_error:.3g} at {list(result.worst_index)}; your "
+                f"forward ran with its own default {own} (gradcli passes an option only where "
+                f"the spec sets another value than the default): change your default, or set "
+                f"the option in the spec to check at yours",
+            ))  # fmt: skip
     return result
 
 

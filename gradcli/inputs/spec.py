@@ -254,9 +254,11 @@ def build_spec(
     # a user's layer runs the user's forward to learn its output's shape: the built-in's shape
     # rules and working arrays are counted first (ours runs beside it)
     ours = layer if layer.broadcasts else REGISTRY.get(layer.name)
+    shaped = False  # the shapes fit the layer (what fails later is values, the user's code)
     try:
         if ours is not None and ours is not layer:
             loader.reserve(math.prod(ours.output_shape(shapes, options)), "tensors", _ARRAYS)
+            shaped = True
             _reserve_working(loader, ours, shapes, options, raw_options)
         # a user's forward (run by output_shape) never sees a label or index out of range
         if ours is not layer and layer.check_values is not None:
@@ -265,7 +267,11 @@ def build_spec(
         if ours is layer and layer.check_values is not None:
             layer.check_values(arrays, options)
     except ShapeError as e:
-        raise ShapeError(e.message, key=f"tensors.{e.key}" if e.key else "tensors") from None
+        message = e.message
+        if layer.called_as and not shaped:  # tensors in the layout of the user's code?
+            message += (f"; the tensors must be in gradcli's layout ({_layout(ours)}) whatever "
+                        f"your code takes: gradcli passes them to {layer.called_as}")  # fmt: skip
+        raise ShapeError(message, key=f"tensors.{e.key}" if e.key else "tensors") from None
     if ours is layer or ours is None:
         loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
         _reserve_working(loader, layer, shapes, options, raw_options)
@@ -287,6 +293,14 @@ def build_spec(
         elements=loader.used,
         max_elements=loader.max_elements,
         notes=_cast_notes(loader.cast, dtype),
+    )
+
+
+def _layout(layer: Layer) -> str:
+    """A layer's tensors in gradcli's layout: ``X (..., H, W, C_in), W (kh, kw, C_in, C_out)``."""
+    return ", ".join(
+        f"{i.name} (..., {', '.join(i.axes)})" if i.role == "input" else f"{i.name} {i.shape_str}"
+        for i in layer.tensors
     )
 
 

@@ -276,6 +276,14 @@ class Layer:
     # the user's backward returned, under their own parameter's name: "dw[3,2]" for
     # dW[o=2, i=3] (w = W transposed); None: the report's indices are already theirs
     yours: Callable[[str, Shapes, tuple[int, ...]], str] | None = None
+    # a user's implementation: own_defaults(options) -> its forward's signature defaults of
+    # options gradcli did not pass it that are not this layer's ("eps=1e-06, not layernorm's
+    # 1e-05"), "" for none, said where its forward disagrees with ours; None: nothing to read
+    own_defaults: Callable[[Any], str] | None = None
+    # a user's implementation called in CS231n's layout: how and why, in words ("your
+    # conv_forward_naive in CS231n's layout (X as (N, C, H, W), ...) as your file defines
+    # ..."), said where the spec's tensors do not fit the layer; "" in gradcli's own
+    called_as: str = ""
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

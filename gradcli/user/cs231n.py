@@ -142,6 +142,7 @@ class Call:
     bwd: str
     form: Form | None  # the layer's declared form; None: gradcli's layout, options as keywords
     constants: tuple[str, ...]  # labels, indices, targets: passed, never given a gradient
+    why: str = ""  # why gradcli calls them so, in words: "your backward takes (dout, cache)"
 
     def run(
         self, t: Mapping[str, np.ndarray], names: list[str], kwargs: Mapping[str, Any],
@@ -227,6 +228,38 @@ class Call:
             theirs = tuple(int(i) for i in np.argwhere(moved == flat)[0])
         return f"d{self._param(names, name)}[{','.join(map(str, theirs))}]"  # Python's own
 
+    def in_layout(self, e: UserCodeError, fn: str, passed: Callable[[], str]) -> UserCodeError:
+        """``fn`` raised while gradcli called it in CS231n's layout: its error says so, with what
+        gradcli passed (``passed()``) and why, first, where the user's own message cannot push
+        it off the line. Code written in gradcli's layout (W (out, in)) otherwise dies with a
+        bare numpy error about shapes it never chose."""
+        if self.form is None or not self.form.layout or not e.message.startswith(f"{fn} raised"):
+            return e
+        return UserCodeError(
+            f"gradcli called {fn} in CS231n's layout ({self.form.layout}) as {self.why}: "
+            f"{passed()}; {e.message}",
+            source=e.source, key=e.key, param=e.param,
+        )  # fmt: skip
+
+    @property
+    def called_as(self) -> str:
+        """How and why their functions are called, for an error about the tensors' shapes."""
+        if self.form is None or not self.form.layout:
+            return ""
+        fn = named(self.forward, self.fwd)
+        return f"your {fn} in CS231n's layout ({self.form.layout}) as {self.why}"
+
+    def passed(self, t: Mapping[str, Any], names: list[str]) -> str:
+        """The arrays their forward got: ``x (6, 5), W (5, 3) (gradcli's W (3, 5)), b (3,)``."""
+        assert self.form is not None
+        out = []
+        for n in names:
+            ours = tuple(np.shape(t[n]))
+            theirs = tuple(np.shape(self.form.arg(n).to(np.asarray(t[n]))))
+            mine = f" (gradcli's {n} {ours})" if theirs != ours else ""
+            out.append(f"{self._param(names, n)} {theirs}{mine}")
+        return ", ".join(out)
+
     def _param(self, names: list[str], name: str) -> str:
         """Their forward's parameter that receives tensor ``name`` (by position), else ours."""
         try:
@@ -274,6 +307,12 @@ class Call:
     def _refuse(self, text: str) -> None:
         layout = f" ({self.form.layout})" if self.form and self.form.layout else ""
         raise UserCodeError(text + layout, source=str(self.path))
+
+
+def named(fn: Any, fallback: str) -> str:
+    """A function's own name (the API's ``forward=conv_forward_naive``), else ``fallback``."""
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) and name.isidentifier() else fallback
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -30,6 +30,7 @@ from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
 from gradcli.user import cs231n, labels, result
 from gradcli.user.call import call
+from gradcli.user.defaults import own_defaults
 from gradcli.user.local import Folder, package_of, shadowable
 from gradcli.user.options import custom_options, fresh
 from gradcli.user.readonly import read_only_backward, read_only_forward
@@ -291,6 +292,8 @@ def user_layer(
         try:
             a = _call(impl.path, fwd, checked, quiet=probe)
         except UserCodeError as e:
+            if how is not None:
+                e = how.in_layout(e, fwd, lambda: how.passed(t, cs231n.order(t, own)))
             raise labels.floats_as_indices(e, whole) from None
         return a, {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
 
@@ -307,7 +310,14 @@ def user_layer(
                 grads = how.gradients(g, cache["cache"], t, names)
                 return _gradients(grads, t, options)
 
-            return _call(impl.path, bwd, positional_backward)
+            def douts() -> str:
+                split = how.form.out.split(g) if how.form else (g,)
+                return ", ".join(f"dout {tuple(np.shape(d))}" for d in split)
+
+            try:
+                return _call(impl.path, bwd, positional_backward)
+            except UserCodeError as e:
+                raise how.in_layout(e, bwd, douts) from None
         return _call(
             impl.path, bwd, lambda: _gradients(read_only_backward(impl, g, t, kwargs), t, options)
         )
@@ -389,6 +399,10 @@ def user_layer(
         summary=_summary(impl, how),
         reference=form.expected if form else None,
         yours=yours if form else None,
+        # CS231n's param dicts carry every option; gradcli's keywords only those set
+        called_as=how.called_as if how else "",
+        own_defaults=None if base is None or form else own_defaults(
+            how.forward if how else impl.forward, base, _options_kwargs),
         tensors=infos,
         output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
         forward=forward,
@@ -435,7 +449,8 @@ def _convention(
             )
         backward = lookup(form.backward) if form.backward else None
         return cs231n.Call(impl.path, lookup(form.forward), backward, form.forward,
-                           form.backward or form.forward, form, constants)  # fmt: skip
+                           form.backward or form.forward, form, constants,
+                           f"your file defines CS231n's {form.names}")  # fmt: skip
     single = impl.backward is None
     if not single and impl.labels is None:  # forward/backward: CS231n's by the signature,
         # before any form is asked to fit the options (gradcli's own form takes every option)
@@ -446,7 +461,21 @@ def _convention(
             return None
     form = cs231n.for_options(base, options, single, impl.path)
     fwd, bwd = impl.what("forward"), impl.what("backward")
-    return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants)
+    if single:
+        why = f"{fwd} is one function, read as CS231n's loss returning (loss, dx)"
+    elif impl.labels is not None:
+        why = f"{fwd} and {bwd} are CS231n's names"
+    else:
+        why = (f"your {cs231n.named(impl.backward, bwd)} takes "
+               f"({', '.join(_parameters(impl.backward))})")
+    return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants, why)
+
+
+def _parameters(fn: Any) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ["dout", "cache"]
 
 
 def _by_parameters(forward: Any, names: tuple[str, ...]) -> tuple[str, ...]:
