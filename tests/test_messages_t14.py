@@ -158,6 +158,15 @@ def conv_backward_naive(dout, cache):
     raise AssertionError("called")
 
 
+def test_an_option_the_spec_sets_at_its_default_reaches_the_forward() -> None:
+    """The remedy M1's message gives: eps: 1e-5 in the spec, the layer's default, was not
+    passed (only values other than the default were), and the forward kept its own 1e-6."""
+    forward, backward = _layernorm(1e-6)
+    report = gradcli.check("layernorm", LN, forward=forward, backward=backward,
+                           options={"eps": 1e-5})  # fmt: skip
+    assert report.passed, report.verdict()
+
+
 def test_tensors_in_the_layout_of_cs231n_code_are_told_gradcli_s() -> None:
     """M2: CS231n's conv functions with their own (N, C, H, W) tensors: the error spoke of
     channel-last axes only, not that tensors= must be in gradcli's layout."""

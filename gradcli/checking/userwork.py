@@ -165,9 +165,8 @@ def _agreement(
         if own:
             result = dataclasses.replace(result, hints=(
                 f"max abs error {result.max_abs_error:.3g} at {list(result.worst_index)}; your "
-                f"forward ran with its own default {own} (gradcli passes an option only where "
-                f"the spec sets another value than the default): change your default, or set "
-                f"the option in the spec to check at yours",
+                f"forward ran with its own default {own} (gradcli passes only the options the "
+                f"spec sets): change your default, or set the option in the spec",
             ))  # fmt: skip
     return result
 

@@ -28,7 +28,7 @@ def own_defaults(
         params = inspect.signature(forward).parameters
     except (TypeError, ValueError):  # a builtin, a C function: no signature to read
         return None
-    fields = {f.name for f in dataclasses.fields(base.options)}
+    fields = {f.name: f.default for f in dataclasses.fields(base.options)}
     theirs = {n: p.default for n, p in params.items()
               if n in fields and p.default is not inspect.Parameter.empty}  # fmt: skip
     if not theirs:
@@ -38,7 +38,9 @@ def own_defaults(
         given = passed(options)
         said = [f"{n}={d!r}, not {base.name}'s {getattr(options, n)!r}"
                 for n, d in theirs.items()
-                if n not in given and _differs(d, getattr(options, n, d))]  # fmt: skip
+                # the field's own default too: conv1d's channels=None is settled to False
+                if n not in given and _differs(d, getattr(options, n, d))
+                and _differs(d, fields[n])]  # fmt: skip
         return "; ".join(said)
 
     return words

@@ -258,15 +258,24 @@ def user_layer(
     # options from the tensors (conv1d's channels from w's rank), but the user's functions get
     # only those the spec set, as the README promises
     spec_set: dict[int, tuple[Any, dict[str, Any]]] = {}
+    # a built-in's options the spec names, passed even at their default: a spec's eps: 1e-5
+    # must reach a forward whose own default is 1e-6
+    named = tuple(k for k in options if isinstance(k, str)) if base and options else ()
+
+    def kwargs_of(options: Any) -> dict[str, Any]:
+        out = _options_kwargs(options)
+        if named and not isinstance(options, Mapping):
+            out |= {k: getattr(options, k) for k in named if k not in out and hasattr(options, k)}
+        return out
 
     def resolve(options: Any, shapes: Shapes) -> Any:
         resolved = base.resolve(options, shapes)  # type: ignore[union-attr, misc]
-        spec_set[id(resolved)] = (resolved, _options_kwargs(options))
+        spec_set[id(resolved)] = (resolved, kwargs_of(options))
         return resolved
 
     def run(t: Mapping[str, np.ndarray], options: Any, probe: bool) -> tuple[np.ndarray, dict]:
         held = spec_set.get(id(options))
-        kwargs = held[1] if held and held[0] is options else _options_kwargs(options)
+        kwargs = held[1] if held and held[0] is options else kwargs_of(options)
         # each call its own copy of the options' lists and dicts: a forward that writes into
         # one (running statistics in bn_param) must not hand the next call other options, or
         # the numbers would depend on the order of the calls
@@ -402,7 +411,7 @@ def user_layer(
         # CS231n's param dicts carry every option; gradcli's keywords only those set
         called_as=how.called_as if how else "",
         own_defaults=None if base is None or form else own_defaults(
-            how.forward if how else impl.forward, base, _options_kwargs),
+            how.forward if how else impl.forward, base, kwargs_of),
         tensors=infos,
         output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
         forward=forward,
@@ -522,6 +531,7 @@ def _by_name(
 
 
 def _options_kwargs(options: Any) -> dict[str, Any]:
-    """Options the user's functions receive as keywords: only those that differ from their
-    defaults, so seed-only code never sees unexpected keywords."""
+    """Options the user's functions receive as keywords: those that differ from their
+    defaults (and those the spec names: user_layer), so seed-only code never sees unexpected
+    keywords."""
     return dict(options) if isinstance(options, Mapping) else options_dict(options)
