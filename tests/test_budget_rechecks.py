@@ -69,3 +69,16 @@ def test_a_screen_that_explains_one_rechecks_every_one():
     worst = {tuple(w["index"]) for w in doc["results"]["x"]["worst"][: len(wrong)]}
     assert worst == {np.unravel_index(i, X.shape) for i in wrong}
     assert not any("not rechecked" in n for n in doc["notes"])
+
+
+def test_rechecks_counted_far_beyond_the_estimate_are_said(monkeypatch):
+    """sin(1000 x) at 25 coordinates: refining every one counts more than the check's estimate;
+    the note says by how much. The twin: a check whose rechecks stay within it says nothing."""
+    monkeypatch.setattr("gradcli.numeric.cost.SECONDS_PER_CALL", 0.05)  # every call costs 50 ms
+    _, doc, _ = _check(1000.0)
+    beyond = doc["cost"]["counted_seconds"] - doc["cost"]["estimated_seconds"]
+    said = [n for n in doc["notes"] if "beyond the estimate" in n]
+    assert beyond > doc["cost"]["estimated_seconds"] and len(said) == 1, doc["notes"]
+    assert "from what was left of" in said[0]
+    _, doc, _ = _check(1.0)
+    assert not any("beyond the estimate" in n for n in doc["notes"])

@@ -101,6 +101,7 @@ def calls_before(
             ours += cost.calls_seconds(engine, points, points, overhead=False)
     seconds = cost.calls_seconds(engine, forwards, backwards, overhead=user) + ours + digests
     seconds += cost.checked_seconds(engine)  # the contract's deviations, the comparison
+    seconds += cost.CHECK_SECONDS
     if user and method == "complex":  # userwork.complex_safe: a few coordinates both ways
         constants = spec.layer.constants(spec.shapes, spec.options)
         picks = sum(min(userwork.SAFE_PICKS, a.size) for n, a in spec.tensors.items()

@@ -222,6 +222,14 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             if builtin_result is not None:
                 builtin[name] = builtin_result
     results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
+    beyond = p.spent - p.estimated
+    if beyond > max(1.0, p.estimated):  # "estimated 4.9 s" must not become 33 s in silence
+        left = f", from what was left of {mention('budget')}" if _left(p) < math.inf else ""
+        p.note(
+            f"the work the comparison decided (failing coordinates rechecked at smaller steps "
+            f"and for kinks, ties, a failed probe's recheck) counted about "
+            f"{cost.shown(beyond)} s beyond the estimate of {cost.shown(p.estimated)} s{left}"
+        )
     if (blind := sensitivity_note(results, p.under_test, p.atol, p.rtol)) is not None:
         p.notes.append(blind)
     numeric = {n: numeric[n] for n in p.under_test if n in numeric}

@@ -54,6 +54,10 @@ BACKWARD_PASSES = 2
 # measured 2e-7 ... 3.6e-7 s (CPU time, load 4) on relu from 65,536 to 1e6 elements and
 # embedding's 2.56e6 (an embedding of 0.42 s predicted took 1.7 s, relu 0.024 s took 0.05)
 SECONDS_PER_CHECKED_ELEMENT = 2e-7
+# the check's own work whatever the sizes, in Python: its stages' set-up (the contract's cases,
+# the round-off levels, the kink maps, the report): measured 10 ... 25 ms of CPU on linear,
+# conv1d, conv2d and attention at S (benchmarks/estimates.py), whose estimates read 0.3 ... 1 ms
+CHECK_SECONDS = 0.015
 # a digest (blake2b) of a float64 element of a user's cache, which the backward's contract
 # takes before and after its calls (checking/written.py): measured 2.1e-8 s (load 5)
 SECONDS_PER_DIGESTED_ELEMENT = 2e-8

@@ -207,6 +207,19 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return 5 * B * h * T * T + 2 * T * T + rows + 2 * d * (2 * d_k + d_v)
 
 
+def perturbed_elements(name: str, s: Shapes, options: Any = None) -> int:
+    """What one incremental evaluation costs, in elements (Layer.perturbed_elements). A column
+    of W_Q or W_K moves one head's B x T x T scores by a rank-one term, which is then
+    exponentiated, summed and weighted: about four passes over them. Counted as the largest
+    array kept, W_Q and W_K at M read 3x under their run. A row of X moves every head's
+    scores' row and column (about one pass over them all), W_V's column one head's output."""
+    X = s["X"]
+    B, T, h = math.prod(X[:-2]), X[-2], (options or Options()).heads
+    if name in ("W_Q", "W_K"):
+        return 4 * B * T * T
+    return B * h * T * T if name == "X" else 2 * B * T * T
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """The last projection's column v moves only output column v: W_V[e, v] without W_O,
     W_O[v, o] with it. Every other coordinate moves all of its example's output (the softmax
@@ -307,6 +320,7 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     perturbed=perturbed,
+    perturbed_elements=perturbed_elements,
     tail=tail,
     tail_info=tail_info,
     explain=words.explain,
