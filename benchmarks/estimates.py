@@ -43,8 +43,8 @@ def user_functions(layer: str):
         f"    t = dict(locals_of({given}))\n"
         f"    return lay.backward(grad_output, lay.forward(t, lay.options(**options))[1])\n"
     )
-    scope = {"lay": lay, "locals_of": lambda *a: ((t.name, v) for t, v in zip(lay.tensors, a)
-                                                  if v is not None)}
+    pairs = lambda *a: ((t.name, v) for t, v in zip(lay.tensors, a, strict=True) if v is not None)  # noqa: E731
+    scope = {"lay": lay, "locals_of": pairs}
     exec(source, scope)
     return scope["forward"], scope["backward"]
 
