@@ -112,17 +112,22 @@ def copies(spec: Spec, max_memory: int) -> int:
     return max(1, max_memory - fixed_bytes(spec))
 
 
-def require(spec: Spec, method: str, max_memory: int, one: int | None = None) -> None:
+def require(spec: Spec, method: str, max_memory: int, one: int | None = None,
+            yours: int = 0) -> None:  # fmt: skip
     """Refuse, before anything runs, a check whose fixed arrays and one perturbed forward pass
     would not fit ``max_memory``; ``one``: that pass's bytes as the engine measured them at the
-    point (its first forward), else counted from the shapes (``copy_bytes``)."""
+    point (its first forward), else counted from the shapes (``copy_bytes``); ``yours``: what
+    a user's forward allocated in that call, said when it is most of the pass."""
     fixed = fixed_bytes(spec)
     one = copy_bytes(spec, method) if one is None else one
     need = fixed + one
     if need > max_memory:
+        theirs = (f", {_mb(yours)} MB of it allocated by your forward at the spec's point"
+                  if 2 * yours >= one else "")  # fmt: skip
         raise OptionError(
             f"the check needs about {_mb(need)} MB ({_mb(fixed)} MB of arrays beside the "
-            f"perturbed copies, {_mb(one)} MB for one perturbed forward pass, {method} step), "
+            f"perturbed copies, {_mb(one)} MB for one perturbed forward pass{theirs}, "
+            f"{method} step), "
             f"more than {mention('max_memory', round(max_memory / 2**20))} MB: raise "
             f"{mention('max_memory')} to {math.ceil(need / 2**20)} or more",
             param="max_memory",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import clock
+from gradcli.numeric import allocated, clock
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
 
 _HEAP_BLOCK = 2**22
@@ -123,15 +124,14 @@ def _float32_steps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
 
 
 def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
-                  started: float, tick: Callable[[], float]) -> float:  # fmt: skip
-    """The seconds of a user's forward at the point, first timed from ``started``, in this
+                  seconds: float, tick: Callable[[], float]) -> float:  # fmt: skip
+    """The seconds of a user's forward at the point, first timed at ``seconds``, in this
     thread's own time (numeric/clock.py: its CPU time and the time it waited on a GPU, I/O or
     its worker threads, not the time it stood in the run queue of a busy machine). This
     thread's: the process's CPU time would count every other thread (a test runner's, a data
     loader's, BLAS workers spinning) and make a check's mode depend on what else the process
     runs. A call slow enough to matter is timed twice more, the least kept: a first call pays
     for the user's imports and caches warming up."""
-    seconds = tick() - started
     for _ in range(RETIMES if seconds > RETIME_SECONDS else 0):
         started = tick()
         layer.forward(t64, options)
@@ -175,12 +175,17 @@ class StackedForward:
         # the forward also waits for the GIL they hold, which is not its own time: two busy
         # threads made a 10 us forward read 0.5 s (outside test A1); its CPU time then
         tick = time.thread_time if threading.active_count() > 1 else clock.own_time
-        started = tick()
-        out, cache = layer.forward(self.t64, options)
+        # a user's forward declares no working arrays: what its call allocates is measured
+        # (traced, the call runs slower: a slow one is timed again untraced, a fast one's
+        # reading stays far below what the estimate counts a user's call at)
+        with allocated.peak() if not layer.broadcasts else nullcontext([0]) as seen:
+            started = tick()
+            out, cache = layer.forward(self.t64, options)
+            first = tick() - started
         # a user's forward may run far slower than the cost model's call (a student's loops:
         # numeric/cost.py user_call_seconds), and whether the check is sampled follows it
         self.call_seconds = 0.0 if layer.broadcasts else _call_seconds(layer, self.t64, options,
-                                                                       started, tick)  # fmt: skip
+                                                                       first, tick)  # fmt: skip
         # the epsilon the forward computes in: a user's may compute in float32 whatever it is
         # given; its differences then take float32 steps and carry float32 round-off
         self.unit = forward_unit(layer, self.t64, options, out)
@@ -191,7 +196,9 @@ class StackedForward:
         # |g * y| per output: the scale of the round-off in each output difference
         self.gy = np.abs(self.g * np.real(out)).ravel()
         arrays = [np.asarray(out), *kept_arrays(cache)]
-        self.forward_bytes = 3 * sum(a.nbytes for a in arrays)  # one probe copy, with temporaries
+        # one probe copy, with temporaries; a user's forward: at least what its call took
+        self.forward_bytes = max(3 * sum(a.nbytes for a in arrays), seen[0])
+        self.user_bytes = seen[0]
         self.largest_bytes = max(a.nbytes for a in arrays)
         # one perturbed copy of the largest tensor, the least a chunk takes
         self.smallest_bytes = self.forward_bytes + 2 * max(a.nbytes for a in self.t64.values())
