@@ -142,12 +142,15 @@ def load_array(
     key: str,
     reserve: Callable[[int], None] | None = None,
     kinds: str = npyformat.NUMBERS,
+    header_only: bool = False,
 ) -> np.ndarray:
     """An array from .npy (or .npz with ``npz_key``); never unpickles. The header is read and
     checked first (dtype kinds ``kinds``, at most MAX_AXES axes); ``reserve(n)`` is told its
     element count before the data is read (it may refuse); then exactly the declared bytes are
     read, from the file or the zip member's bounded stream. A file or member whose size is not
-    the header's (truncated, or data after the array) is refused before the data is read."""
+    the header's (truncated, or data after the array) is refused before the data is read.
+    ``header_only``: the data is not read, and a stand-in of the header's shape and dtype that
+    holds one element is returned (the count of a whole spec before anything is read)."""
     import zipfile  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     reserve = reserve or (lambda n: None)
@@ -165,7 +168,7 @@ def load_array(
                         f"is an .npz archive: name the array as '{shown(path)}:KEY' or "
                         "{file: ..., key: ...}"
                     )
-                return _read_npy(f, os.fstat(f.fileno()).st_size, kinds, reserve)
+                return _read_npy(f, os.fstat(f.fileno()).st_size, kinds, reserve, header_only)
             if not is_npz:
                 raise fail(f"is not an .npz archive, so it has no array {npz_key!r}")
             with _zip(f) as archive:
@@ -181,7 +184,7 @@ def load_array(
                         "deflated members are read)"
                     )
                 with archive.open(info) as member:
-                    return _read_npy(member, info.file_size, kinds, reserve)
+                    return _read_npy(member, info.file_size, kinds, reserve, header_only)
         except npyformat.NpyError as e:
             raise fail(str(e)) from None
         except GradcliError:
@@ -193,14 +196,17 @@ def load_array(
 
 
 def _read_npy(
-    stream: BinaryIO, size: int, kinds: str, reserve: Callable[[int], None]
-) -> np.ndarray:
+    stream: BinaryIO, size: int, kinds: str, reserve: Callable[[int], None],
+    header_only: bool = False,
+) -> np.ndarray:  # fmt: skip
     """Header, then the check of the stream's ``size`` against it, then exactly its data."""
     header = npyformat.read_header(stream, kinds)
     reserve(header.count)
     if size != header.end:
         what = "is truncated" if size < header.end else "has data after its array"
         raise npyformat.NpyError(f"{what}: its header makes {header.end:,} bytes, it has {size:,}")
+    if header_only:
+        return np.broadcast_to(np.zeros((), dtype=header.dtype), header.shape)
     return npyformat.read_data(stream, header)
 
 

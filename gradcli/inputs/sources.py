@@ -41,8 +41,13 @@ def kind(value: Any) -> str:
 class Loader:
     """Turns one tensor source into a read-only array of the spec's dtype."""
 
-    def __init__(self, base: Path, source: str, seed: int, dtype: str, max_elements: int) -> None:
+    def __init__(self, base: Path, source: str, seed: int, dtype: str, max_elements: int,
+                 shapes_only: bool = False) -> None:  # fmt: skip
         self.base, self.source, self.seed, self.dtype = base, source, seed, dtype
+        # counts, and gives stand-ins of each array's shape and dtype that hold no data: a
+        # generator's shape and a file's header say what the whole spec needs before any
+        # array is generated or read (inputs/spec.py)
+        self.shapes_only = shapes_only
         self.files: list[Path] = []
         self.max_elements = max_elements
         self.used = 0
@@ -75,6 +80,8 @@ class Loader:
         numbers, as everywhere else (``x: [1, 2, 3]`` means floats). ``labels`` (a network's
         input feeding a loss's labels, whose bound only the walk knows): integers kept as
         int64, floats as floats (whole numbers; the loss checks its values)."""
+        if self.shapes_only:
+            return self._stand_in(value, key, name, classes, given)
         if classes is not None:
             return self._integers(value, key, name, classes)
         if given and isinstance(value, dict) and value.get("init") == "labels":
@@ -108,6 +115,27 @@ class Loader:
             what = "non-finite" if not np.isfinite(raw[bad]) else f"too large for {self.dtype}"
             raise SpecError(f"{what} value at index {list(bad)}; expected finite numbers", key=key)
         return arr
+
+    def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Zeros of the spec's dtype (counted by the caller); a stand-in for shapes only."""
+        if self.shapes_only:
+            return stand_in(shape, self.dtype)
+        return np.zeros(shape, dtype=self.dtype)
+
+    def _stand_in(
+        self, value: Any, key: str, name: str, classes: int | None, given: bool
+    ) -> np.ndarray:
+        """What ``load`` would give, as a stand-in: counted alike, its dtype chosen alike."""
+        labels = given and isinstance(value, dict) and value.get("init") == "labels"
+        integer = classes is not None or labels
+        if classes is not None and isinstance(value, dict) and "file" not in value:
+            value = {"init": "labels", **value}
+        raw = self._raw(value, key, name, integer=integer,
+                        classes=(classes or 2**62) if integer else 0, given=given)  # fmt: skip
+        kind = raw.dtype.kind
+        if integer or (given and kind in "iu"):
+            return stand_in(raw.shape, np.int64)
+        return stand_in(raw.shape, bool if given and kind == "b" else self.dtype)
 
     def _integers(self, value: Any, key: str, name: str, classes: int) -> np.ndarray:
         if isinstance(value, dict) and "file" not in value:
@@ -187,6 +215,7 @@ class Loader:
             source=self.source,
             key=key,
             reserve=lambda n: self.reserve(n, key),
+            header_only=self.shapes_only,
             # other dtypes are refused from the header, before the data is read; integers
             # only for labels and indices, which are never differentiated
             kinds=kinds,
@@ -214,6 +243,8 @@ class Loader:
                 f"expected at most {MAX_AXES} axes, got {len(shape)}", key=f"{key}.shape"
             )
         self.reserve(math.prod(shape), f"{key}.shape")
+        if self.shapes_only:
+            return stand_in(tuple(shape), np.int64 if classes else np.float64)
         rng = np.random.default_rng(  # one stream per name: adding a tensor changes no other
             np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))
         )
@@ -252,6 +283,11 @@ class Loader:
                 key=f"{key}.scale",
             )
         return out
+
+
+def stand_in(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` that holds one element: zeros, read-only."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
 
 
 def _labels(value: dict, key: str, classes: int, rng: Any, shape: tuple[int, ...]) -> np.ndarray:

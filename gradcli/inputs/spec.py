@@ -226,59 +226,21 @@ def build_spec(
                 f"its tensors are {', '.join(known)}",
                 key=f"tensors.{name}",
             )
-    loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS)
-    arrays: dict[str, np.ndarray] = {}
-    # labels and indices last: the range they are drawn in is the size of another tensor's axis
-    for info in sorted(layer.tensors, key=lambda i: i.role == "index"):
-        if info.name in tensors_doc:
-            arrays[info.name] = loader.load(
-                tensors_doc[info.name], f"tensors.{info.name}", info.name,
-                classes=_classes(layer, info, arrays, options), given=layer.given is not None,
-            )  # fmt: skip
-        elif not info.optional and not info.absent_ok:
-            raise SpecError(
-                f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
-            )
-    if layer.given is not None:  # a custom layer: its integer arrays are its labels, indices
-        layer = layer.given(MappingProxyType(arrays))
-    given = {n: a.shape for n, a in arrays.items()}
-    # an omitted bias is zeros, sized from the other tensors
-    for info in layer.infos(given, options):
-        if info.name not in arrays and info.optional:
-            shape = _infer_shape(layer, info.axes, arrays, options)
-            loader.reserve(math.prod(shape), f"tensors.{info.name}")
-            arrays[info.name] = np.zeros(shape, dtype=dtype)
-    arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
-    shapes = {n: a.shape for n, a in arrays.items()}
-    options = layer.resolve_options(options, shapes)
-    # a user's layer runs the user's forward to learn its output's shape: the built-in's shape
-    # rules and working arrays are counted first (ours runs beside it)
-    ours = layer if layer.broadcasts else REGISTRY.get(layer.name)
-    shaped = False  # the shapes fit the layer (what fails later is values, the user's code)
+    limit = max_elements or DEFAULT_MAX_ELEMENTS
+    # counted from the shapes first (generators' shapes, files' headers, and the output's and
+    # working arrays' that follow from them): a spec whose tensors fit but not with the output
+    # was generated and read in full before the refusal (outside test t15 MAXEL1: 650 MB)
     try:
-        if ours is not None and ours is not layer:
-            loader.reserve(math.prod(ours.output_shape(shapes, options)), "tensors", _ARRAYS)
-            shaped = True
-            _reserve_working(loader, ours, shapes, options, raw_options)
-        # a user's forward (run by output_shape) never sees a label or index out of range
-        if ours is not layer and layer.check_values is not None:
-            layer.check_values(arrays, options)
-        out_shape = layer.output_shape(shapes, options)
-        if ours is layer and layer.check_values is not None:
-            layer.check_values(arrays, options)
-    except ShapeError as e:
-        message = e.message
-        if layer.called_as and not shaped:  # tensors in the layout of the user's code?
-            message += (f"; the tensors must be in gradcli's layout ({_layout(ours)}) whatever "
-                        f"your code takes: gradcli passes them to {layer.called_as}")  # fmt: skip
-        raise ShapeError(message, key=f"tensors.{e.key}" if e.key else "tensors") from None
-    if ours is layer or ours is None:
-        loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
-        _reserve_working(loader, layer, shapes, options, raw_options)
-
-    # a loss (a scalar output) ends the chain: its upstream gradient is dL/dL = 1
-    g_doc = doc.get("grad_output", 1.0 if out_shape == () else {"init": "normal"})
-    grad_output = load_grad_output(loader, g_doc, out_shape, "the output's")
+        _load(layer, doc, tensors_doc, options, raw_options,
+              Loader(base, source, seed, dtype, limit, shapes_only=True))  # fmt: skip
+    except GradcliError as e:
+        if e.param == "max_elements":
+            raise
+        # anything else is said by the loading itself, in its own order
+    loader = Loader(base, source, seed, dtype, limit)
+    layer, arrays, options, out_shape, grad_output = _load(
+        layer, doc, tensors_doc, options, raw_options, loader
+    )
     for a in (*arrays.values(), grad_output):
         a.flags.writeable = False
     return Spec(
@@ -302,6 +264,76 @@ def _layout(layer: Layer) -> str:
         f"{i.name} (..., {', '.join(i.axes)})" if i.role == "input" else f"{i.name} {i.shape_str}"
         for i in layer.tensors
     )
+
+
+def _load(
+    layer: Layer, doc: dict, tensors_doc: dict, options: Any, raw_options: Any, loader: Loader
+) -> tuple[Layer, dict[str, np.ndarray], Any, tuple[int, ...], np.ndarray]:
+    """(the layer for these arrays, the tensors, the resolved options, the output's shape, the
+    upstream gradient), each counted on ``loader`` before it is allocated. A loader of shapes
+    only gives stand-ins that hold no data, and runs no code of the user's: a layer of yours
+    is counted up to its gradients (its output's shape is its forward's to tell)."""
+    dry = loader.shapes_only
+    arrays: dict[str, np.ndarray] = {}
+    # labels and indices last: the range they are drawn in is the size of another tensor's axis
+    for info in sorted(layer.tensors, key=lambda i: i.role == "index"):
+        if info.name in tensors_doc:
+            arrays[info.name] = loader.load(
+                tensors_doc[info.name], f"tensors.{info.name}", info.name,
+                classes=_classes(layer, info, arrays, options), given=layer.given is not None,
+            )  # fmt: skip
+        elif not info.optional and not info.absent_ok:
+            raise SpecError(
+                f"missing tensor {info.name} {info.shape_str} ({info.doc})", key="tensors"
+            )
+    given = {n: a.shape for n, a in arrays.items()}
+    if layer.given is not None and dry:  # a custom layer's roles are read from its values
+        _reserve_working(loader, layer, given, options, raw_options)
+        return layer, arrays, options, (), np.zeros(())
+    if layer.given is not None:  # a custom layer: its integer arrays are its labels, indices
+        layer = layer.given(MappingProxyType(arrays))
+    # an omitted bias is zeros, sized from the other tensors
+    for info in layer.infos(given, options):
+        if info.name not in arrays and info.optional:
+            shape = _infer_shape(layer, info.axes, arrays, options)
+            loader.reserve(math.prod(shape), f"tensors.{info.name}")
+            arrays[info.name] = loader.zeros(shape)
+    arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
+    shapes = {n: a.shape for n, a in arrays.items()}
+    options = layer.resolve_options(options, shapes)
+    # a user's layer runs the user's forward to learn its output's shape: the built-in's shape
+    # rules and working arrays are counted first (ours runs beside it)
+    ours = layer if layer.broadcasts else REGISTRY.get(layer.name)
+    shaped = False  # the shapes fit the layer (what fails later is values, the user's code)
+    try:
+        if ours is not None and ours is not layer:
+            out_shape = ours.output_shape(shapes, options)
+            loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
+            shaped = True
+            _reserve_working(loader, ours, shapes, options, raw_options)
+        if dry:  # no values to check, and the user's forward is held to ours's shape
+            out_shape = out_shape if ours is not layer else layer.output_shape(shapes, options)
+        else:
+            # a user's forward (run by output_shape) never sees a label or index out of range
+            if ours is not layer and layer.check_values is not None:
+                layer.check_values(arrays, options)
+            out_shape = layer.output_shape(shapes, options)
+            if ours is layer and layer.check_values is not None:
+                layer.check_values(arrays, options)
+    except ShapeError as e:
+        message = e.message
+        if layer.called_as and not shaped:  # tensors in the layout of the user's code?
+            message += (f"; the tensors must be in gradcli's layout ({_layout(ours)}) whatever "
+                        f"your code takes: gradcli passes them to {layer.called_as}")  # fmt: skip
+        raise ShapeError(message, key=f"tensors.{e.key}" if e.key else "tensors") from None
+    if ours is layer or ours is None:
+        loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
+        _reserve_working(loader, layer, shapes, options, raw_options)
+
+    # a loss (a scalar output) ends the chain: its upstream gradient is dL/dL = 1
+    g_doc = doc.get("grad_output", 1.0 if out_shape == () else {"init": "normal"})
+    grad_output = load_grad_output(loader, g_doc, out_shape, "the output's")
+    return layer, arrays, options, out_shape, grad_output
 
 
 def _cast_notes(cast: dict[str, str], dtype: str) -> tuple[str, ...]:
