@@ -81,7 +81,7 @@ class Loader:
         input feeding a loss's labels, whose bound only the walk knows): integers kept as
         int64, floats as floats (whole numbers; the loss checks its values)."""
         if self.shapes_only:
-            return self._stand_in(value, key, name, classes, given)
+            return self._stand_in(value, key, name, classes, given, labels)
         if classes is not None:
             return self._integers(value, key, name, classes)
         if given and isinstance(value, dict) and value.get("init") == "labels":
@@ -123,17 +123,18 @@ class Loader:
         return np.zeros(shape, dtype=self.dtype)
 
     def _stand_in(
-        self, value: Any, key: str, name: str, classes: int | None, given: bool
+        self, value: Any, key: str, name: str, classes: int | None, given: bool, labels: bool
     ) -> np.ndarray:
         """What ``load`` would give, as a stand-in: counted alike, its dtype chosen alike."""
-        labels = given and isinstance(value, dict) and value.get("init") == "labels"
-        integer = classes is not None or labels
+        drawn = given and isinstance(value, dict) and value.get("init") == "labels"
+        integer = classes is not None or drawn
         if classes is not None and isinstance(value, dict) and "file" not in value:
             value = {"init": "labels", **value}
         raw = self._raw(value, key, name, integer=integer,
-                        classes=(classes or 2**62) if integer else 0, given=given)  # fmt: skip
+                        classes=(classes or 2**62) if integer else 0, given=given,
+                        labels=labels)  # fmt: skip
         kind = raw.dtype.kind
-        if integer or (given and kind in "iu"):
+        if integer or ((given or labels) and kind in "iu"):
             return stand_in(raw.shape, np.int64)
         return stand_in(raw.shape, bool if given and kind == "b" else self.dtype)
 
