@@ -53,7 +53,10 @@ def test_a_forward_whose_own_arrays_do_not_fit_is_refused(cli, tmp_path, layer, 
 
 N = 2_000_000  # elements of x: 16 MB, which fits --max-elements alone, but not with its output
 LIMIT = "3000000"
-PLAIN = "def forward(x):\n    return x\n\ndef backward(grad_output, x):\n    return {'x': grad_output}\n"
+PLAIN = (
+    "def forward(x):\n    return x\n\n"
+    "def backward(grad_output, x):\n    return {'x': grad_output}\n"
+)
 
 
 def _peak_of(run, monkeypatch) -> tuple[Any, int]:
