@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gradcli.inputs import network as network_module
 from gradcli.inputs import sources
 from gradcli.inputs import spec as spec_module
 
@@ -59,11 +60,11 @@ PLAIN = (
 )
 
 
-def _peak_of(run, monkeypatch) -> tuple[Any, int]:
+def _peak_of(run, monkeypatch, module=spec_module, name="build_spec") -> tuple[Any, int]:
     """(run's result, tracemalloc's peak while the spec's arrays are built: reading a spec
     file of any size allocates its 16 MB limit in passing)."""
     peaks = [0]
-    real = spec_module.build_spec
+    real = getattr(module, name)
 
     def measured(*args, **kwargs):
         tracemalloc.start()
@@ -73,7 +74,7 @@ def _peak_of(run, monkeypatch) -> tuple[Any, int]:
             peaks[0] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
 
-    monkeypatch.setattr(spec_module, "build_spec", measured)
+    monkeypatch.setattr(module, name, measured)
     return run(), peaks[0]
 
 
@@ -106,6 +107,20 @@ def test_max_elements_refuses_before_a_tensor_is_generated_or_read(cli, tmp_path
     assert result.exit_code == 2 and result.stdout == "", result.stderr
     (line,) = result.stderr.splitlines()
     assert "4,000,000 elements" in line and "--max-elements 3,000,000" in line, line
+    assert 0 < peak < 8 * N / 4, peak
+
+
+def test_a_network_is_counted_before_its_input_is_made(cli, tmp_path, monkeypatch):
+    (tmp_path / "net.yaml").write_text(
+        "inputs:\n  X: {shape: [2000, 1000]}\nnetwork:\n  - {layer: relu}\n  - {layer: tanh}\n"
+    )
+    result, peak = _peak_of(
+        lambda: cli("check", "net", tmp_path / "net.yaml", "--max-elements", LIMIT),
+        monkeypatch, network_module, "build_network",
+    )  # fmt: skip
+    assert result.exit_code == 2 and result.stdout == "", result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "activations" in line and "--max-elements 3,000,000" in line, line
     assert 0 < peak < 8 * N / 4, peak
 
 

@@ -76,6 +76,28 @@ def build_network(
     doc: Any, *, base: Path, source: str, dtype: str | None = None, seed: int | None = None,
     max_elements: int = 0,
 ) -> NetSpec:  # fmt: skip
+    # counted from the shapes first (generators' shapes, files' headers, the walk's
+    # activations), as a layer's spec is (inputs/spec.py): up to the first layer of the
+    # user's, whose output shape only its forward tells
+    try:
+        _build(doc, base, source, dtype, seed, max_elements, shapes_only=True)
+    except _UsersLayer:
+        pass
+    except GradcliError as e:
+        if e.param == "max_elements":
+            raise
+        # anything else is said by the loading itself, in its own order
+    return _build(doc, base, source, dtype, seed, max_elements)
+
+
+class _UsersLayer(Exception):
+    """The count from the shapes alone reached a layer of the user's: it stops there."""
+
+
+def _build(
+    doc: Any, base: Path, source: str, dtype: str | None, seed: int | None, max_elements: int,
+    shapes_only: bool = False,
+) -> NetSpec:  # fmt: skip
     if not isinstance(doc, dict):
         raise SpecError(f"expected a mapping with 'inputs' and 'network', got {kind(doc)}")
     for k in doc:
@@ -86,7 +108,7 @@ def build_network(
             )
     dtype = parse_dtype(doc.get("dtype", "float64") if dtype is None else dtype)
     seed = parse_seed(doc.get("seed", 0) if seed is None else seed)
-    loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS)
+    loader = Loader(base, source, seed, dtype, max_elements or DEFAULT_MAX_ELEMENTS, shapes_only)
     inputs = doc.get("inputs")
     if not isinstance(inputs, dict) or not inputs:
         raise SpecError("expected a mapping of the network's inputs, e.g. X: {shape: [8, 4]}",
@@ -409,6 +431,8 @@ class _Builder:
                             key=f"{key}.input")  # fmt: skip
         if impl is None:
             return builtin, input_name  # type: ignore[return-value]
+        if self.loader.shapes_only:  # not imported twice
+            raise _UsersLayer()
         from gradcli.user.impl import Impl, load_impl, user_layer
 
         if isinstance(impl, Impl):  # the Python API's: a module or object in code
@@ -448,7 +472,7 @@ class _Builder:
                             f"e.g. {table.name}: {{shape: [...]}}", key="tensors")  # fmt: skip
         key = f"inputs.{self.x_name}"
         x = self.loader.load(self.x_doc, key, self.x_name, classes=rows[0])
-        if layer.check_values is not None:
+        if layer.check_values is not None and not self.loader.shapes_only:
             try:
                 options = layer.make_options(raw_options if isinstance(raw_options, dict) else {})
                 layer.check_values({input_name: x, **loaded}, options)
