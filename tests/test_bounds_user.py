@@ -139,3 +139,13 @@ def test_the_twin_loading_before_counting_is_caught(cli, tmp_path, monkeypatch):
     )
     assert result.exit_code == 2 and "4,000,000 elements" in result.stderr
     assert peak >= 8 * N
+
+
+def test_a_sweep_measures_the_forward_too(cli, tmp_path):
+    """The same refusal (its twin, the check that fits, is the test above's: a sweep that
+    fits costs 12 checks)."""
+    (tmp_path / "spec.yaml").write_text("tensors:\n  x: [0.5, -1.5, 2.0]\n")
+    (tmp_path / "mine.py").write_text(SCRATCH.format(make="ones"))
+    args = ("check", "custom", tmp_path / "spec.yaml", "--impl", tmp_path / "mine.py", "--sweep")
+    result = cli(*args, "--max-memory", "4")
+    assert result.exit_code == 2 and "allocated by your forward" in result.stderr, result.stderr

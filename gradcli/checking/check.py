@@ -270,13 +270,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=copies,
     )  # fmt: skip
-    # a forward of yours declares no working arrays: one perturbed copy at a time, as the
-    # forward at the point measured it (what its call allocated among them), must fit too
-    # (a built-in's were counted, and the budget the refusal named must be enough)
-    if not spec.layer.broadcasts:
-        counted = memory.copy_bytes(spec, opts.method) if memory.declared(spec) else 0
-        one = max(engine.smallest_bytes, counted)
-        memory.require(spec, opts.method, opts.max_memory, one=one, yours=engine.user_bytes)
+    memory.require_measured(spec, opts.method, opts.max_memory, engine)  # a forward of yours
     agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)

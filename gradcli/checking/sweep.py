@@ -72,6 +72,7 @@ def _sweep(
     names = tuple(under_test)
     kw = {"method": method, "max_memory": memory.copies(spec, max_memory)}
     engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, **kw)
+    memory.require_measured(spec, method, max_memory, engine)  # a forward of yours
     engines = engines_for(spec, names, engine, **kw)
     coords = _coordinates(engines, under_test, coloring, budget, samples, notify, spec.seed)
     rows = []

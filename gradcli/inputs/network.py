@@ -81,7 +81,7 @@ def build_network(
     # user's, whose output shape only its forward tells
     try:
         _build(doc, base, source, dtype, seed, max_elements, shapes_only=True)
-    except _UsersLayer:
+    except _UsersLayerReachedError:
         pass
     except GradcliError as e:
         if e.param == "max_elements":
@@ -90,7 +90,7 @@ def build_network(
     return _build(doc, base, source, dtype, seed, max_elements)
 
 
-class _UsersLayer(Exception):
+class _UsersLayerReachedError(Exception):
     """The count from the shapes alone reached a layer of the user's: it stops there."""
 
 
@@ -432,7 +432,7 @@ class _Builder:
         if impl is None:
             return builtin, input_name  # type: ignore[return-value]
         if self.loader.shapes_only:  # not imported twice
-            raise _UsersLayer()
+            raise _UsersLayerReachedError()
         from gradcli.user.impl import Impl, load_impl, user_layer
 
         if isinstance(impl, Impl):  # the Python API's: a module or object in code

@@ -12,6 +12,7 @@ them is refused before anything runs (``require``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
@@ -132,6 +133,18 @@ def require(spec: Spec, method: str, max_memory: int, one: int | None = None,
             f"{mention('max_memory')} to {math.ceil(need / 2**20)} or more",
             param="max_memory",
         )
+
+
+def require_measured(spec: Spec, method: str, max_memory: int, engine: Any) -> None:
+    """``require`` again once the engine's forward at the point has run, for a forward of the
+    user's, which declares no working arrays: one perturbed copy as that call measured it, what
+    the forward allocated in it among them (``engine``: a StackedForward), must fit too (a
+    built-in's were counted, and the budget the refusal named must be enough)."""
+    if spec.layer.broadcasts:
+        return
+    counted = copy_bytes(spec, method) if declared(spec) else 0
+    one = max(engine.smallest_bytes, counted)
+    require(spec, method, max_memory, one=one, yours=engine.user_bytes)
 
 
 def _mb(n: int) -> str:
