@@ -9,6 +9,7 @@ second of CI, so only the one test that needs it starts one."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -16,7 +17,6 @@ import sys
 import textwrap
 import time
 import types
-from pathlib import Path
 
 import pytest
 
@@ -61,15 +61,27 @@ def test_a_spawned_child_imports_the_users_module(cli, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("stem", "importable"),
+    ("stem", "own"),
     [("spawner", True), ("my_layer2", True), ("my-layer", False), ("class", False),
      ("random", False), ("numpy", False), ("gradcli", False)],
 )  # fmt: skip
-def test_a_file_is_imported_under_its_own_name_unless_that_name_means_another(stem, importable):
-    """The twin of the spawn test: a name a child could not import, or that must keep
-    meaning the standard library's or an installed module, stays private."""
-    name = _script_name(Path(f"/somewhere/{stem}.py"), 7)
-    assert name == (stem if importable else f"gradcli_user_7_{stem}")
+def test_a_file_is_imported_under_a_name_a_child_can_import(tmp_path, stem, own):
+    """Its stem, unless that is no module name or must keep meaning the standard library's or
+    an imported module: then a name of gradcli's that a fresh import finds the file by (as a
+    spawned child imports it), which the stem would not (the twin: my-layer is no module)."""
+    file = tmp_path / f"{stem}.py"
+    file.write_text("ANSWER = 42\n")
+    name = _script_name(file, 7)
+    assert (name == stem) == own
+    if own:
+        return
+    assert name.startswith("gradcli.user.children._7_")
+    try:
+        assert importlib.import_module(name).ANSWER == 42
+    finally:
+        sys.modules.pop(name, None)
+    with pytest.raises(ImportError):
+        importlib.import_module(name.replace("_7_", "_7_00"))  # another path: no such file
 
 
 def _in_a_fork(body) -> tuple[int, float]:

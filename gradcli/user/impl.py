@@ -28,7 +28,7 @@ from gradcli.errors import GradcliError, UserCodeError, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
-from gradcli.user import cs231n, labels, result
+from gradcli.user import children, cs231n, labels, result
 from gradcli.user.call import call
 from gradcli.user.defaults import own_defaults
 from gradcli.user.local import Folder, package_of, shadowable
@@ -116,7 +116,8 @@ def _script_name(path: Path, n: int) -> str:
     ModuleNotFoundError and the Pool waited forever). Lent only while its code runs
     (``Folder``), so two files called layer.py never meet. A stem that is no module name, or
     names the standard library's, gradcli's or an installed package's module, which that name
-    must keep meaning, gets a private name (such a file cannot be imported by a child)."""
+    must keep meaning, gets a name of gradcli's own that a child can import all the same
+    (gradcli/user/children.py)."""
     stem = path.stem
     held = sys.modules.get(stem)
     if (
@@ -124,10 +125,9 @@ def _script_name(path: Path, n: int) -> str:
         or keyword.iskeyword(stem)
         or stem in sys.stdlib_module_names
         or stem == "gradcli"
-        or stem.startswith("gradcli_user_")
         or (held is not None and not shadowable(stem, held))
     ):
-        return f"gradcli_user_{n}_{stem}"
+        return children.name_for(str(path), n)
     return stem
 
 
