@@ -18,14 +18,17 @@ read instead, chosen to enter the pieces a backward's own tie rule picks:
 Every distinct speed breaks the tie into one strict order, so ``x + tau d`` lies inside one
 piece when the reads on both sides agree (pieces.py's reading: else the direction gives nothing).
 The gradient under test passes as soon as it is a mix of the pieces read (the same sound test
-as a small group's). When it is no mix of them, the pieces read are not all there are, and two
-distinct ones at least must contradict it: a coordinate beyond what every piece read gives
-there (relu's slope 2 at 0, or -1), or a move along which every piece read has one slope that
-the gradient's sum misses (all tied values together: a max's tied inputs each given the whole
-gradient sum to k times its slope; or one tensor's). Then it fails, compared with the nearest
-mix. Otherwise it is plausible, a mix of pieces not read perhaps, and left unverified: a
-documented class that does not fail (JSON ``"ties_unverified"``). With no piece entered at all
-it cannot pass (not verified)."""
+as a small group's). When it is no mix of them, the pieces read contradict it: a coordinate
+beyond what every piece read gives there (relu's slope 2 at 0, or -1), or a move along which
+every piece read has one slope that the gradient's sum misses (all tied values together: a
+max's tied inputs each given the whole gradient sum to k times its slope; or one tensor's).
+One piece read suffices: every direction, down and up, entered it, so the values read as no
+tie at all (``0.5 (sum x)^2`` at zeros), and a gradient off it by 1.5x was kept. Then it
+fails, compared with the nearest mix. Otherwise it is plausible, a mix of pieces not read
+perhaps, and left unverified: a documented class that does not fail (JSON
+``"ties_unverified"``), and no proof either (a backward taking one tensor's gradient from one
+piece and another's from another is no mix, and may go uncontradicted). With no piece entered
+at all it cannot pass (not verified)."""
 
 from __future__ import annotations
 
@@ -107,7 +110,7 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
     if last is None:
         return Crowd("blind", v.copy(), np.zeros(k), read, 0)
     distinct = _distinct(found, noise)
-    if distinct >= 2 and _contradicted(space, members, found, noise, v, floor, rtol):
+    if _contradicted(space, members, found, noise, v, floor, rtol):
         return Crowd("contradicted", last.values, last.noise, read, distinct)
     return Crowd("unverified", v.copy(), np.zeros(k), read, distinct)
 

@@ -238,7 +238,18 @@ def verify(
             continue
         if lenient and cands.size > CANDIDATES:  # too many to move one by one
             examined += 1
-            spent += crowd(cands)
+            # equal values none of which interact are no tie: each one's own move is its
+            # derivative, and it fails as computed (a linear layer's zero bias, whose wrong db
+            # was read as a tie, kept unverified and passed, in 53 s). Moving them alone and
+            # together costs 2 k + SCREEN copies; a crowd's direction about 12 k
+            if v is None:
+                before = space.copies
+                v = singles[value] = _Value(space, cands)
+                spent += (space.copies - before) * each
+            if v.interacting:
+                spent += crowd(cands)
+            else:
+                done[cands] = True
             continue
         worst = (8 * cands.size + 4) * MAX_TIED + _worst_rows(MAX_TIED)
         if v is None:
