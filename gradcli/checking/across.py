@@ -138,7 +138,7 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
 
     left = _left(p)
     found = pieces.verify(p.engine, failing, silent, {n: p.under_test[n] for n in own}, floors,
-                          rtol, left)  # fmt: skip
+                          rtol, left, large=p.opts.large_ties)  # fmt: skip
     p.spent += found.seconds
     if found.unexamined:
         p.note(
@@ -159,6 +159,14 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             f"{found.thronged:,} coordinates that passed are tied with more than "
             f"{pieces.CANDIDATES} equal values, some of which interact: not searched for a tie "
             f"no coordinate sees (the middle of three tied values moves nothing alone)"
+        )
+    if found.crowded:
+        p.note(
+            f"{found.crowded:,} failing coordinate{'s are' if found.crowded > 1 else ' is'} "
+            f"tied with more than {pieces.MAX_TIED} interacting equal values (or share "
+            f"{'their' if found.crowded > 1 else 'its'} value with more than "
+            f"{pieces.CANDIDATES}): not read end to end, as a layer's local check fails "
+            f"already: {'they fail' if found.crowded > 1 else 'it fails'} as computed"
         )
     _crowd_notes(p, found)
     if found.refuted:

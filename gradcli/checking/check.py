@@ -97,6 +97,10 @@ class CheckOptions:
     # autodiff's value, not always between the two one-sided slopes; the layers' local checks
     # decided those coordinates, so there they are counted as kinks, not compared
     composite_kinks: bool = False
+    # ties too large for every order read along a few directions (numeric/crowds.py); off for
+    # a network's end to end once a layer's local check failed: the verdict is decided, and
+    # each direction costs thousands of the whole network's forwards
+    large_ties: bool = True
     grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
     notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
     progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)

@@ -120,6 +120,7 @@ def check_network(
             local = dataclasses.replace(opts, notify=_prefixed(opts, node))
             layers.append(LayerCheck(node, spec, check(spec, local)))
     e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
+    e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers))
     e2e = check(net.spec, e2e_opts)
     if note:
         e2e = dataclasses.replace(e2e, notes=(note, *e2e.notes))

@@ -72,6 +72,7 @@ class Pieces:
     values: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     groups: int = 0  # groups whose gradient is a piece's or a mix of pieces'
     unexamined: int = 0  # failing coordinates the budget left out (a note says so)
+    crowded: int = 0  # failing coordinates at large ties left unread (``large`` off): they fail
     refuted: int = 0  # groups no mix of the pieces' gradients explains (they fail)
     # coordinates that passed (or sit at a kink) whose ties the budget left unsearched for a
     # group no mix explains (a note says so)
@@ -129,7 +130,7 @@ class _Space:
 def verify(
     engine, failing: Mapping[str, np.ndarray], silent: Mapping[str, np.ndarray],
     analytic: Mapping[str, np.ndarray], atol: Mapping[str, np.ndarray], rtol: float,
-    budget: float = math.inf,
+    budget: float = math.inf, large: bool = True,
 ) -> Pieces:  # fmt: skip
     """The values to compare at groups of equal values. A group holding ``failing``
     coordinates (each tensor's flat indices) whose gradient (``analytic``) is a mix of the
@@ -141,7 +142,9 @@ def verify(
     least FLOOR groups are examined); it stops at the first failing group whose gradient no
     mix gives (its tensor fails anyway). A group too large for every order is read along a few
     directions (numeric/crowds.py), a network's end to end included: its chained backward is
-    a piece's gradient or a mix there as a single layer's is."""
+    a piece's gradient or a mix there as a single layer's is. ``large`` off: such groups' failing
+    coordinates fail as computed (``crowded``): a network one of whose layers' local checks
+    failed already, whose end to end read them at the whole network's cost for no verdict."""
     names = list(failing)
     # no two coordinates of equal value, no tie: nothing to search, and none of the search's
     # arrays of every coordinate (a dozen) made
@@ -174,8 +177,9 @@ def verify(
     # both sides, would not fit in a quarter of the copies' share) is counted so at once:
     # taken up one by one, the 131,072 silent inputs of 64 values took 99 s of sorting
     fits = engine.max_memory // 4 // (16 * max(1, int(np.prod(engine.out_shape))))
-    many = sizes[run] > min(LARGE, fits)
+    many = sizes[run] > min(LARGE if large else CANDIDATES, fits)
     huge = todo[ok[todo] & tied[todo] & many[todo]]
+    crowded = 0 if large else int(huge.size)
     todo = todo[tied[todo] & ~many[todo]]
     many = sizes[run] > min(SCREENED, fits)
     thronged = int(np.count_nonzero(ok[strict] & tied[strict] & many[strict]))
@@ -200,7 +204,8 @@ def verify(
             found[int(m)] = (float(a[m]), 0.0)
             blind[names[space.tensor[m]]] = blind.get(names[space.tensor[m]], 0) + 1
 
-    unread(huge)
+    if large:
+        unread(huge)
 
     def crowd(members: np.ndarray) -> float:
         """A group too large for every order, read along a few directions (crowds.py): its
@@ -235,6 +240,10 @@ def verify(
         cands = np.sort(order[starts[r] : starts[r] + sizes[r]])
         v = singles.get(value)
         if not lenient and v is not None and _passed_over(v, q, active.get(value)):
+            continue
+        if lenient and cands.size > CANDIDATES and not large:
+            crowded += int((is_todo[cands] & ~done[cands]).sum())
+            done[cands] = True
             continue
         if lenient and cands.size > CANDIDATES:  # too many to move one by one
             examined += 1
@@ -288,9 +297,11 @@ def verify(
         done[members] = True
         mute = not np.all(np.any(single[:, inner] != 0, axis=(0, 2)))
         if members.size > MAX_TIED:
-            if lenient:  # every equal value: partners beyond MAX_TIED are unknown
+            if lenient and large:  # every equal value: partners beyond MAX_TIED are unknown
                 spent += (space.copies - before) * each + crowd(cands)
                 before = space.copies
+            elif lenient:
+                crowded += int(is_todo[members].sum())
         elif members.size >= 2 and (lenient or mute):
             mix = _mix(space, members, a[members], floor[members], rtol, every=not lenient)
             if mix is not None and (mix.inside if lenient else not mix.inside and mix.complete):
@@ -311,7 +322,7 @@ def verify(
             sel = space.tensor[pos] == t
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
-    return Pieces(values, groups, unexamined, refuted, unsearched, thronged, spent,
+    return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
                   crowds, contradicted, unverified, blind)  # fmt: skip
 
 
