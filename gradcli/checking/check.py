@@ -798,7 +798,8 @@ def compare_tensor(
     result = compare(
         name, analytic, grad, atol, rtol, coords=coords, promised=promised, noise=noise,
         unresolved=unresolved, mode=mode, numerics=info, top=opts.top,
-        letters=list(spec.info(name).index), context=lambda: diagnosis(p, name),
+        letters=list(spec.info(name).index), context=lambda: {**diagnosis(p, name),
+                                                              **_kink_sides(fix)},
         kinks=0 if fix is None else int(fix.coords.size),
         kinks_unchecked=0 if fix is None else fix.unchecked,
         ties_unverified=0 if fix is None else fix.unverified,
@@ -838,6 +839,15 @@ def _extra(p: Prepared, name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- diagnose
+def _kink_sides(fix: kinks.KinkFix | None) -> dict[str, Any]:
+    """The coordinates at a kink itself, for a hint: their flat indices, the two one-sided
+    slopes read there and their tie groups."""
+    at = None if fix is None else fix.at
+    if at is None or not at.coords.size:
+        return {}
+    return {"kink_sides": (at.coords, at.lo, at.hi, at.label)}
+
+
 def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
     """What the hints may use about tensor ``name`` (built only for a failing tensor): the
     causes a recomputation reproduced (checking/hypotheses.py), the layer's geometry."""

@@ -64,28 +64,39 @@ def hints(
     if name in MASKED and masked is not None and masked.shape == a.shape and masked[fail].all():
         return [MASKED[name]]  # before "zero where the numeric is not": a zeroed dA is this
     verified = context.get("verified") or []
-    if verified:  # causes reproduced by recomputation (gradcli.hypotheses)
-        return list(verified)
     kinked = np.zeros(a.size, dtype=bool)
     kinked[np.asarray(context.get("kink_at", ()), dtype=np.int64)] = True
-    if kinked.reshape(a.shape)[fail].all():  # a ratio or a zero there is no scale or path
-        return [Hint(
-            f"d{name} fails only at kinks, where any value between the two one-sided slopes "
-            "passes but the members of a tie (in this tensor, or in another whose moves reach "
-            "the same outputs: maximum(a, b) at a == b) must add up to the slope of moving "
-            "them together: give a tie's gradient to one member, or share it out, not to each "
-            "or to none",
-            "ties",
-        )]  # fmt: skip
+    at_kinks = bool(kinked.reshape(a.shape)[fail].all())
+    # a cause reproduced by recomputation (gradcli.hypotheses) is said first; an observation
+    # of which outputs' contributions are wrong is not, where every failure sits at a kink:
+    # there the kink is what they share (relu's slope 2 at x == 0 is "outputs i=0, 2, 3")
+    if verified and not (at_kinks and not any(getattr(h, "cause", None) for h in verified)):
+        return list(verified)
+    if at_kinks:  # a ratio or a zero there is no scale or path
+        return [_at_kinks(name, a, fail, letters, context)]
     # in a sample (or past a NaN) only the compared elements are seen: a claim about the rest
     # of the tensor ("everywhere", "only at") is not theirs to make (sampled: how many were)
     sampled = int(ok.sum()) if not ok.all() else 0
     every = f"at all {sampled} compared elements" if sampled else "everywhere"
+    # a forward's output held against the built-in forward's is no gradient: neither dy nor
+    # "numeric" is involved, the words are the two outputs'
+    forward = bool(context.get("forward"))
+    mine = f"your {name}" if forward else f"d{name}"
+    ref = f"the built-in forward's {name}" if forward else "the numerical gradient"
+    short = f"the built-in {name}" if forward else "numeric"
     if np.all(a[fail] == 0) and np.any(np.abs(n[fail]) > tol[fail]):
         whole = every if np.all(a[ok] == 0) else "at every failing element"
+        # where the zeros are confined says where the term is missing (dX zero on its last row)
+        place = "" if whole == every else _place(fail, ok, letters, sampled, context)
+        # an example of the layer at hand, or none: a conv's hint citing attention misleads
+        path = (" (attention's dX, for one, sums the Q, K and V paths)"
+                if context.get("layer") == "attention" else "")  # fmt: skip
+        there = f", and those are all {place}" if place else ""
+        look = ": look at the loop bounds, the slice or the padding that reach them" if (
+            place) else ""  # fmt: skip
         out.append(
-            f"d{name} is zero {whole} where the numerical gradient is not: a missing term or "
-            "path (attention's dX, for one, sums the Q, K and V paths)"
+            f"{mine} is zero {whole} where {ref} is not{there}: a missing "
+            f"{'term' if forward else 'term or path'}{' there' if place else ''}{path}{look}"
         )
         return out
     # against the right backward, recomputation (above) already tried every scale and index
@@ -94,12 +105,12 @@ def hints(
     ratio = None if context.get("recomputed") else _constant_ratio(a, n, tol, ok)
     if ratio is not None:
         if abs(ratio + 1) < 1e-3:
-            return [Hint(f"d{name} = -1 x numeric {every}: the sign is flipped", "sign", True)]
+            return [Hint(f"{mine} = -1 x {short} {every}: the sign is flipped", "sign", True)]
         known = {cause: label for label, (v, cause) in context.get("scales", {}).items()
                  if abs(ratio / v - 1) < 1e-3}  # fmt: skip
         why = f" ({' or '.join(known.values())})" if known else " (a missing or extra scale)"
         cause = " or ".join(known) if known else f"scale:{ratio:.6g}"
-        return [Hint(f"d{name} = {ratio:.6g} x numeric {every}: a constant factor{why}",
+        return [Hint(f"{mine} = {ratio:.6g} x {short} {every}: a constant factor{why}",
                      cause, True)]  # fmt: skip
     # a gradient's comparison (it has the layer's facts; a forward's agreement with ours has
     # none, and a leaky forward where relu's belongs is no mask left out of a gradient)
@@ -124,28 +135,74 @@ def hints(
         a, n, tol, ok, context.get("spatial", 0))  # fmt: skip
     if moved:
         text, cause = moved
-        return [Hint(f"d{name} matches the numerical gradient {text}", cause, True)]
+        return [Hint(f"{mine} matches {ref} {text}", cause, True)]
     coverage = context.get("coverage")
     if coverage is not None and coverage.shape == a.shape and _confined(fail, coverage > 1, ok):
         out.append(
-            f"{_only(name, 'where windows overlap', sampled)}: look at how the contributions "
+            f"{_only(mine, 'where windows overlap', sampled)}: look at how the contributions "
             "of overlapping windows are combined (they add up: += where = would overwrite)"
         )
     border = context.get("border")
     if border is not None and border.shape == a.shape and _confined(fail, border, ok):
         out.append(
-            f"{_only(name, 'on the borders', sampled)}: look at the padding and at the "
+            f"{_only(mine, 'on the borders', sampled)}: look at the padding and at the "
             "windows' first and last positions"
         )
-    out += _one_slice(name, fail, ok, letters, sampled)
+    out += _one_slice(mine, fail, ok, letters, sampled)
     return out
 
 
-def _only(name: str, place: str, sampled: int) -> str:
+def _at_kinks(
+    name: str, a: np.ndarray, fail: np.ndarray, letters: list[str], context: dict[str, Any]
+) -> Hint:
+    """A gradient failing only at kinks: where its value at a kink itself lies outside the two
+    one-sided slopes read there, a slope the forward has on neither side (relu's 2 at x == 0);
+    where each value lies within its own, the members of a tie do not add up."""
+    words = context.get("kink_words") or ""
+    where = f" ({words})" if words else ""
+    coords, lo, hi, _ = context.get("kink_sides") or ((), (), (), ())
+    flat = a.reshape(-1)
+    failing = set(np.flatnonzero(fail.reshape(-1)).tolist())
+    outside = []
+    for k, c in enumerate(np.asarray(coords, dtype=np.int64).tolist()):
+        low, high = sorted((float(lo[k]), float(hi[k])))
+        if c in failing and np.isfinite(low) and np.isfinite(high) and not (
+                low - 1e-6 * (abs(low) + abs(high)) <= flat[c] <= high + 1e-6 * (
+                    abs(low) + abs(high))):  # fmt: skip
+            outside.append((c, low + 0.0, high + 0.0))  # + 0.0: no "-0" said
+    if outside:
+        c, low, high = outside[0]
+        at = _index(name, letters, np.unravel_index(c, a.shape))
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        return Hint(
+            f"d{name} fails only at kinks{where}: at {len(outside)} of them it lies outside "
+            f"the two one-sided slopes, {at} = {flat[c]:.6g} where the slopes are {low:.6g} "
+            f"and {high:.6g}{more}: at a kink the backward must take a slope between the "
+            "two sides (a subgradient), and yours takes one the forward has on neither side",
+            "kink-slope", True,
+        )  # fmt: skip
+    return Hint(
+        f"d{name} fails only at kinks{where}, where any value between the two one-sided slopes "
+        "passes but the members of a tie (in this tensor, or in another whose moves reach "
+        "the same outputs: maximum(a, b) at a == b) must add up to the slope of moving "
+        "them together: give a tie's gradient to one member, or share it out, not to each "
+        "or to none",
+        "ties",
+    )  # fmt: skip
+
+
+def _index(name: str, letters: list[str], idx: tuple) -> str:
+    """d``name``[b0=0, i=3]: an element in the report's letters."""
+    names = list(letters) if len(letters) <= len(idx) else []
+    names = [f"b{k}" for k in range(len(idx) - len(names))] + names
+    return f"d{name}[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"
+
+
+def _only(subject: str, place: str, sampled: int) -> str:
     """"dW is wrong only <place>", or in a sample what the compared elements show."""
     if sampled:
-        return f"d{name}: among the {sampled} compared elements, the failing ones are all {place}"
-    return f"d{name} is wrong only {place}"
+        return f"{subject}: among the {sampled} compared elements, the failing ones are all {place}"
+    return f"{subject} is wrong only {place}"
 
 
 def _confined(fail: np.ndarray, region: np.ndarray, ok: np.ndarray, choices: int = 1) -> bool:
@@ -218,13 +275,29 @@ def _rearranged(
     return None
 
 
-def _one_slice(
-    name: str, fail: np.ndarray, ok: np.ndarray, letters: list[str], sampled: int
-) -> list[str]:
-    """All the errors in one row / column / channel (in a sample: too many failures there to
-    be chance, and said of the compared elements only)."""
+def _place(
+    fail: np.ndarray, ok: np.ndarray, letters: list[str], sampled: int, context: dict[str, Any]
+) -> str:
+    """Where the failures are confined, as the patterns below read it ("at i=6 (one slice
+    along i)", "on the borders"), or "": said of the compared elements in a sample."""
+    among = " (of the compared elements)" if sampled else ""
+    at, axis, index = _slice(fail, ok, letters)
+    if at:  # one slice says more than the borders (a stride's map marks every other row)
+        end = {0: "the first", fail.shape[axis] - 1: "the last"}.get(index)
+        letter = at.split("=")[0].removeprefix("at ")
+        return f"{at}{among}" + (f", {end} along {letter}" if end else f" (one slice along "
+                                                                         f"{letter})")
+    border = context.get("border")
+    if border is not None and border.shape == fail.shape and _confined(fail, border, ok):
+        return f"on the borders{among}"
+    return ""
+
+
+def _slice(fail: np.ndarray, ok: np.ndarray, letters: list[str]) -> tuple[str, int, int]:
+    """("at i=6", axis, index) when every failure lies in that one row / column / channel (in
+    a sample: too many failures there to be chance), else ("", -1, -1)."""
     if fail.ndim < 2 or fail.sum() < 2:
-        return []
+        return "", -1, -1
     where = np.argwhere(fail)
     if len(letters) <= fail.ndim:  # the layer's letters name the last axes; batch axes lead
         letters = [f"b{k}" for k in range(fail.ndim - len(letters))] + list(letters)
@@ -235,9 +308,17 @@ def _one_slice(
             if not _confined(fail, at, ok, fail.shape[axis]):
                 continue
             letter = letters[axis] if axis < len(letters) else f"axis {axis}"
-            place = f"at {letter}={int(values[0])}"
-            return [f"{_only(name, place, sampled)} (one slice along that axis)"]
-    return []
+            return f"at {letter}={int(values[0])}", axis, int(values[0])
+    return "", -1, -1
+
+
+def _one_slice(
+    subject: str, fail: np.ndarray, ok: np.ndarray, letters: list[str], sampled: int
+) -> list[str]:
+    """All the errors in one row / column / channel (in a sample: too many failures there to
+    be chance, and said of the compared elements only)."""
+    place = _slice(fail, ok, letters)[0]
+    return [f"{_only(subject, place, sampled)} (one slice along that axis)"] if place else []
 
 
 def _along(shape: tuple[int, ...], axis: int, index: int) -> np.ndarray:
@@ -263,6 +344,8 @@ def scales(layer: Any, shapes: dict, options: Any, name: str | None) -> dict[str
 def context(layer: Any, shapes: dict, options: Any, name: str) -> dict[str, Any]:
     """What the hints may use about tensor ``name`` of this layer at these shapes."""
     ctx: dict[str, Any] = {"scales": scales(layer, shapes, options, name)}
+    own = layer if layer.broadcasts else REGISTRY.get(layer.name, layer)
+    ctx["kink_words"], ctx["layer"] = own.kink_words, own.name
     info = layer.tensor(name, shapes, options)
     conv = layer.name in ("conv1d", "conv2d")
     if conv and info.role == "weight":
@@ -289,12 +372,24 @@ def context(layer: Any, shapes: dict, options: Any, name: str) -> dict[str, Any]
         view = [1] * len(shape)
         view[axis] = -1
         coverage = coverage * width.reshape(view)
-        edge = np.zeros(shape[axis], dtype=bool)
-        full = width.max()
-        edge[width < full] = True  # positions fewer windows read: the borders
-        border |= edge.reshape(view)
+        border |= _edges(np.asarray(lo), width).reshape(view)
     if np.any(coverage != 1):
         ctx["coverage"] = coverage
     if conv and info.role == "input" and border.any():
         ctx["border"] = border
     return ctx
+
+
+def _edges(lo: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """The positions along an axis fewer windows read than read the others of their phase:
+    the borders. With a stride the count alternates inside too (stride 2, a 3-wide window:
+    1, 2, 1, 2, ...), so each position is held against those a stride away, the stride read
+    off the first window each position meets (it moves by one every stride positions)."""
+    runs = np.diff(np.flatnonzero(np.r_[True, np.diff(lo) != 0, True]))
+    stride = int(np.bincount(runs).argmax()) if runs.size else 1
+    edge = np.zeros(width.shape, dtype=bool)
+    for phase in range(max(stride, 1)):
+        w = width[phase::stride]
+        edge[phase::stride] = w < w.max()
+    return edge
+

@@ -214,6 +214,7 @@ def _layer(
     kinks: Callable[..., np.ndarray | None] | None = None,
     variants: Callable[..., dict] | None = None,
     cs231n: tuple[Form, ...] = (),
+    kink_words: str = "",
 ) -> Layer:
     def arrays_forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         y, cache = forward(t, options)
@@ -235,6 +236,7 @@ def _layer(
         footprint=footprint,
         working=working_elements,
         kinks=kinks,
+        kink_words=kink_words,
         variants=variants,
         explain=WORDS[name][0],
         skeleton=WORDS[name][1],
@@ -245,6 +247,7 @@ def _layer(
 RELU = _layer(
     "relu", "y = max(x, 0)", relu_forward, relu_backward, kinks=sign_kinks, variants=classic.relu,
     cs231n=(Form("relu_forward", "relu_backward"),),
+    kink_words="x == 0, where relu's slope may be any value in [0, 1]",
 )  # fmt: skip
 LEAKY_RELU = _layer(
     "leaky_relu",
@@ -254,6 +257,7 @@ LEAKY_RELU = _layer(
     LeakyOptions,
     kinks=sign_kinks,
     variants=classic.leaky_relu,
+    kink_words="x == 0, where leaky_relu's slope may be any value between alpha and 1",
 )
 SIGMOID = _layer(
     "sigmoid", "y = 1 / (1 + exp(-x))", sigmoid_forward, sigmoid_backward,

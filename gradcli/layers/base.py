@@ -239,6 +239,10 @@ class Layer:
     # declares kinks is piecewise linear along each coordinate (relu, leaky_relu, max-pool,
     # the hinge): a near-tie is read beyond its kinks, between two points past them.
     kinks: Callable[..., np.ndarray | None] | None = None
+    # where those kinks are and the slopes a backward may take at one, in the user's notation,
+    # for a hint on a gradient wrong only there ("x == 0, where relu's slope may be any value
+    # in [0, 1]"); "": the hint speaks of kinks and one-sided slopes in general
+    kink_words: str = ""
     # maxima(name, shapes, options) -> for a tensor of which each output element is the
     # largest of some of its coordinates (a max-pool's windows), an int array (output size, k):
     # row o the flat indices of the coordinates flat output o is the maximum of, -1 for none

@@ -126,12 +126,34 @@ def expected(t: Arrays, options: Any, theirs: np.ndarray) -> tuple[np.ndarray, s
     n = int(np.count_nonzero(x))  # a zero of x is zero kept or not
     kept = int(np.count_nonzero(np.asarray(theirs)[x != 0]))
     spread = math.sqrt(n * o.p * (1.0 - o.p))
-    if abs(kept - n * (1.0 - o.p)) <= 6.0 * spread + 1.0:  # six standard deviations of a draw
+    said = (f"it keeps {kept} of {n} nonzero elements ({kept / n:.0%}); keeping each with "
+            f"probability 1 - p = {1.0 - o.p:g} keeps {n * (1.0 - o.p):.0f} +- {spread:.0f}")
+    if abs(kept - n * (1.0 - o.p)) > 6.0 * spread + 1.0:  # six standard deviations of a draw
+        return out, said
+    # too few elements for the count alone: the kept ones' scale names the probability the
+    # forward keeps with (inverted dropout scales by 1 / it), when the count fits that one
+    keep = kept_with(np.asarray(x, dtype=np.float64), np.asarray(theirs, dtype=np.float64))
+    if keep is None or abs(keep - (1.0 - o.p)) < 1e-6 * (1.0 - o.p):
         return out, ""
-    return out, (
-        f"it keeps {kept} of {n} nonzero elements ({kept / n:.0%}); keeping each with "
-        f"probability 1 - p = {1.0 - o.p:g} keeps {n * (1.0 - o.p):.0f} +- {spread:.0f}"
-    )
+    if abs(kept - n * keep) > 3.0 * math.sqrt(n * keep * (1.0 - keep)) + 1.0:
+        return out, ""
+    return out, (f"it keeps {kept} of {n} nonzero elements ({kept / n:.0%}) and scales them "
+                 f"by 1 / {keep:.6g}: it keeps with probability {keep:.6g} where 1 - p = "
+                 f"{1.0 - o.p:g} belongs ({n * (1.0 - o.p):.0f} +- {spread:.0f} kept; "
+                 "dropout_param's p is the probability of keeping)")
+
+
+def kept_with(x: np.ndarray, theirs: np.ndarray) -> float | None:
+    """The probability an inverted dropout keeps with, read from the one scale 1 / q its kept
+    elements share (theirs = x / q wherever x is kept), if they share one in (1, inf)."""
+    kept = (x != 0) & (theirs != 0)
+    if not kept.any() or theirs.shape != x.shape:
+        return None
+    ratio = theirs[kept] / x[kept]
+    scale = float(np.median(ratio))
+    if not 1.0 < scale < math.inf or np.any(np.abs(ratio / scale - 1) > 1e-9):
+        return None
+    return 1.0 / scale
 
 
 LAYER = Layer(

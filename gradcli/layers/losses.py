@@ -432,6 +432,8 @@ SVM = Layer(
     working=lambda s, o=None: 3 * int(np.prod(s["x"])),
     check_values=check_labels,
     kinks=svm_kinks,
+    kink_words="a margin x[n, c] - x[n, y_n] + 1 == 0, where the hinge's slope may be any value "
+    "in [0, 1]",
     terms=SVM_TERMS,
     explain=svm_explain,
     skeleton=SVM_SKELETON,

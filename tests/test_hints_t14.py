@@ -1,0 +1,137 @@
+"""Hints an outside tester (t14) found misleading or missing, each fixed as a mechanism: a
+gradient wrong only at kinks says so and where its slope lies outside the one-sided ones; a
+forward held against ours speaks of outputs, not gradients; a missing term confined to one slice
+says where, with no other layer's example. Each hint has a twin that must not get it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import gradcli
+from gradcli.layers import REGISTRY
+
+
+def _causes(report, name):
+    return [h.cause for h in report.results[name].hints]
+
+
+# ---------------------------------------------------------------- H1: relu's slope at x == 0
+X_TIES = np.array([[0.0, 1.5, -2.0, 0.0], [0.4, -0.7, 0.0, 0.7]])
+
+
+def relu_forward(x):
+    return np.maximum(0, x), x
+
+
+def _relu_backward(at_zero, away=1.0):
+    def relu_backward(dout, cache):
+        x = cache
+        return dout * ((x > 0) * away + at_zero * (x == 0))
+
+    return relu_backward
+
+
+def test_a_slope_outside_the_one_sided_ones_at_a_kink_is_named_there():
+    report = gradcli.check("relu", {"x": X_TIES}, forward=relu_forward,
+                           backward=_relu_backward(2.0))  # fmt: skip
+    (hint,) = report.results["x"].hints
+    assert hint.cause == "kink-slope" and hint.verified, hint
+    assert "fails only at kinks (x == 0, where relu's slope may be any value in [0, 1])" in hint
+    assert "at 3 of them it lies outside the two one-sided slopes" in hint
+    assert "output" not in hint  # not "the contributions of output i=0, 2, 3"
+
+
+def test_a_kink_slope_hint_is_not_claimed_for_another_bug_or_a_valid_slope():
+    # a slope 1.5 away from the kink (and a valid 0 at it): the errors are not at kinks
+    other = gradcli.check("relu", {"x": X_TIES}, forward=relu_forward,
+                          backward=_relu_backward(0.0, away=1.5))  # fmt: skip
+    assert not other.passed and "kink-slope" not in _causes(other, "x")
+    assert not any("kink" in h for h in other.results["x"].hints)
+    right = gradcli.check("relu", {"x": X_TIES}, forward=relu_forward,
+                          backward=_relu_backward(0.5))  # fmt: skip
+    assert right.passed and not right.results["x"].hints
+
+
+def test_a_kink_slope_in_an_answer_file_is_named():
+    g = np.random.default_rng(1).standard_normal(X_TIES.shape)
+    report = gradcli.check("relu", {"x": X_TIES}, grad_output=g,
+                           grads={"x": g * ((X_TIES > 0) - 1.0 * (X_TIES == 0))})  # fmt: skip
+    assert _causes(report, "x") == ["kink-slope"]
+
+
+# ---------------------------------------------------------------- H2: a forward's words
+X40 = np.random.default_rng(2).standard_normal((4, 10))
+
+
+def _dropout_forward(keep_as_drop):
+    def dropout_forward(x, dropout_param):
+        p = dropout_param["p"]
+        np.random.seed(dropout_param["seed"])
+        if keep_as_drop:  # p read as the drop rate
+            mask = (np.random.rand(*x.shape) >= p) / (1 - p)
+        else:  # the right mask without its 1/p
+            mask = np.random.rand(*x.shape) < p
+        return x * mask, mask
+
+    return dropout_forward
+
+
+def test_a_dropout_reading_p_as_the_drop_rate_is_named_from_its_scale():
+    report = gradcli.check("dropout", {"x": X40}, options={"p": 0.3},
+                           forward=_dropout_forward(True),
+                           backward=lambda dout, cache: dout * cache)  # fmt: skip
+    (hint,) = report.forward.hints
+    assert "scales them by 1 / 0.3: it keeps with probability 0.3 where 1 - p = 0.7" in hint
+    assert "dy" not in hint and "numeric" not in hint
+
+
+def test_a_forward_held_against_ours_speaks_of_outputs():
+    # dropout's twin: the kept elements without their scale keep with 1 - p, no probability
+    report = gradcli.check("dropout", {"x": X40}, options={"p": 0.3},
+                           forward=_dropout_forward(False),
+                           backward=lambda dout, cache: dout * cache)  # fmt: skip
+    (hint,) = report.forward.hints
+    assert hint.startswith("your y = 0.7 x the built-in y everywhere"), hint
+    assert "probability" not in hint
+    rng = np.random.default_rng(3)
+    t = {"x": rng.standard_normal((3, 4)), "W": rng.standard_normal((2, 4)),
+         "b": rng.standard_normal(2)}  # fmt: skip
+    report = gradcli.check("linear", t, forward=lambda x, W, b: x[..., ::-1] @ W.T + b,
+                           backward=lambda g, x, W, b: {"x": g @ W, "W": g.T @ x,
+                                                        "b": g.sum(0)})  # fmt: skip
+    assert not report.forward.passed
+    assert not any("dz" in h or "numeric" in h for h in report.forward.hints)
+
+
+# ---------------------------------------------------------------- H4: where a term is missing
+def _conv_answers(lose):
+    L = REGISTRY["conv2d"]
+    rng = np.random.default_rng(4)
+    t = {"X": rng.standard_normal((2, 5, 5, 2)), "W": rng.standard_normal((3, 3, 2, 2)),
+         "b": rng.standard_normal(2)}  # fmt: skip
+    opts = {"stride": 2, "padding": 1}
+    o = L.resolve_options(L.make_options(opts), {n: a.shape for n, a in t.items()})
+    out, cache = L.forward(t, o)
+    g = rng.standard_normal(out.shape)
+    grads = {n: np.array(v) for n, v in L.backward(g, cache).items()}
+    lose(grads["X"])
+    return gradcli.check("conv2d", t, options=opts, grad_output=g, grads=grads)
+
+
+def test_a_zero_confined_to_one_slice_says_where_and_cites_no_other_layer():
+    def last_row(dX):
+        dX[:, -1] = 0
+
+    (hint,) = _conv_answers(last_row).results["X"].hints
+    assert "dX is zero at every failing element where the numerical gradient is not" in hint
+    assert "those are all at i=4, the last along i" in hint and "attention" not in hint
+
+
+def test_a_scattered_zero_gets_no_place():
+    def scattered(dX):
+        dX.reshape(-1)[[3, 40, 77, 95]] = 0
+
+    report = _conv_answers(scattered)
+    assert not report.passed
+    assert not any("those are all" in h or "attention" in h for h in report.results["X"].hints)
