@@ -135,3 +135,44 @@ def test_a_scattered_zero_gets_no_place():
     report = _conv_answers(scattered)
     assert not report.passed
     assert not any("those are all" in h or "attention" in h for h in report.results["X"].hints)
+
+
+# ---------------------------------------------------------------- H3: lstm_step's two results
+def _lstm(bug):
+    from test_hints_classic import _lstm_tensors, lstm_step_forward
+
+    t, g = _lstm_tensors(), np.random.default_rng(4).standard_normal((3, 2, 5))
+    x, prev_h, prev_c, Wx, Wh, i, f, o, gg, next_c = lstm_step_forward(**t)[2]
+    dnext_h, dnext_c = g[:, 0], g[:, 1]
+    tc = np.tanh(next_c)
+    dc = dnext_h * o * (1 - tc**2) + (0 if bug == "no-dnext_c" else dnext_c)
+    di, df = dc * gg, dc * prev_c
+    if bug == "di<->df":
+        di, df = df, di
+    da = np.hstack([di * i * (1 - i), df * f * (1 - f), dnext_h * tc * o * (1 - o),
+                    dc * i * (1 - gg**2)])  # fmt: skip
+    dprev_c = (dnext_c if bug == "dprev_c-from-dnext_c" else dc) * f
+    grads = {"x": da @ Wx.T, "prev_h": da @ Wh.T, "prev_c": dprev_c, "Wx": x.T @ da,
+             "Wh": prev_h.T @ da, "b": da.sum(0)}  # fmt: skip
+    return gradcli.check("lstm_step", t, grad_output=g, grads=grads)
+
+
+def test_an_lstm_ignoring_dnext_c_is_named_by_it_not_as_a_loop_over_s():
+    report = _lstm("no-dnext_c")
+    failing = [n for n, r in report.results.items() if not r.passed]
+    assert failing == ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
+    for name in failing:
+        (hint,) = report.results[name].hints
+        assert hint.cause == "upstream-ignored:next_c", hint
+        assert "dnext_c, the upstream gradient of next_c (s=1), ignored" in hint
+        assert "loop" not in hint and "sum over s" not in hint
+
+
+def test_a_layer_specific_cause_leads_where_a_generic_one_reproduces_the_same_values():
+    # dprev_c = dnext_c * f is dnext_h ignored there as much as dc without its next_h path
+    (hint,) = _lstm("dprev_c-from-dnext_c").results["prev_c"].hints
+    assert hint.cause == "lstm_step:dc-without-next_h", hint
+    # the twin: another slip of the same layer gets no stacked result's name
+    other = _lstm("di<->df")
+    assert not any(str(c).startswith("upstream") for r in other.results.values()
+                   for c in (h.cause for h in r.hints))  # fmt: skip

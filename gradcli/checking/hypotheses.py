@@ -206,7 +206,11 @@ class Session:
         best = {}
         for n, found in matches.items():
             top = max((count[m.cause] for m in found), default=0)
-            best[n] = list({m.cause: m for m in found if count[m.cause] == top}.values())
+            tied = [m for m in found if count[m.cause] == top]
+            # among causes that explain as much, the layer's own classic slip says it in the
+            # layer's words; a generic mechanism reproducing the same values adds nothing
+            own = [m for m in tied if m.cause.startswith(f"{layer.name}:")]
+            best[n] = list({m.cause: m for m in (own or tied)}.values())
         return best
 
     def _match(
@@ -292,10 +296,22 @@ class Session:
             )
 
         letters = self._out_letters(layer, g.shape)
+        stack, results = layer.stacked or ("", ())
         for axis, size in enumerate(g.shape):
             if size < 2:
                 continue
             ltr = letters[axis]
+            if ltr == stack and size == len(results):  # results side by side, no loop over them
+                for idx, result in enumerate(results):
+                    others = ", ".join(f"d{r}" for r in results if r != result)
+                    keep = _along(g.ndim, axis, idx, size)
+                    add(
+                        f"upstream-ignored:{result}",
+                        f"with d{result}, the upstream gradient of {result} ({ltr}={idx}), "
+                        f"ignored: only {others} taken in",
+                        lambda k=keep: layer.backward(np.where(k, 0.0, g), cache),
+                    )
+                continue
             for where, idx, text in (
                 (
                     "first",

@@ -260,6 +260,10 @@ class Layer:
     # under test can be recognized by its values: variants(tensors, options, grad_output) ->
     # {cause: (what the backward did, {tensor: wrong gradient})} (gradcli.hypotheses)
     variants: Callable[[Arrays, Any, np.ndarray], dict[str, tuple[str, dict]]] | None = None
+    # (letter, names): the output's axis of that letter stacks several results, one per index
+    # (lstm_step's s: next_h, next_c), so a backward that ignores one's upstream gradient is
+    # named by it (dnext_c ignored), not as a loop or a sum over that axis, which no code has
+    stacked: tuple[str, tuple[str, ...]] | None = None
     # the index letters of the axes this layer averages over (a loss's mean over its examples,
     # a normalization's statistics): a backward that leaves out the 1/size of any set of them
     # is named from the gradient's shape (checking/factors.py)

@@ -252,6 +252,7 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
+    stacked=("s", ("next_h", "next_c")),
     cs231n=(
         Form("lstm_step_forward", "lstm_step_backward",
              {"x": ROWS, "prev_h": ROWS, "prev_c": ROWS}, lstm_out(), outputs=2,
