@@ -149,8 +149,10 @@ def _lstm(bug):
     di, df = dc * gg, dc * prev_c
     if bug == "di<->df":
         di, df = df, di
-    da = np.hstack([di * i * (1 - i), df * f * (1 - f), dnext_h * tc * o * (1 - o),
-                    dc * i * (1 - gg**2)])  # fmt: skip
+    blocks = [di * i * (1 - i), df * f * (1 - f), dnext_h * tc * o * (1 - o), dc * i * (1 - gg**2)]
+    if bug == "blocks-cycle":  # three blocks written in another order: [da_f, da_o, da_i, da_g]
+        blocks = [blocks[1], blocks[2], blocks[0], blocks[3]]
+    da = np.hstack(blocks)
     dprev_c = (dnext_c if bug == "dprev_c-from-dnext_c" else dc) * f
     grads = {"x": da @ Wx.T, "prev_h": da @ Wh.T, "prev_c": dprev_c, "Wx": x.T @ da,
              "Wh": prev_h.T @ da, "b": da.sum(0)}  # fmt: skip
@@ -174,5 +176,102 @@ def test_a_layer_specific_cause_leads_where_a_generic_one_reproduces_the_same_va
     assert hint.cause == "lstm_step:dc-without-next_h", hint
     # the twin: another slip of the same layer gets no stacked result's name
     other = _lstm("di<->df")
-    assert not any(str(c).startswith("upstream") for r in other.results.values()
-                   for c in (h.cause for h in r.hints))  # fmt: skip
+    causes = {str(h.cause) for r in other.results.values() for h in r.hints}
+    assert causes == {"lstm_step:gates-swapped:i,f"}, causes
+
+
+def test_three_lstm_blocks_in_another_order_are_named():
+    report = _lstm("blocks-cycle")
+    for name in ("x", "Wx", "b"):
+        (hint,) = report.results[name].hints
+        assert hint.cause == "lstm_step:blocks-permuted:f,o,i,g", hint
+        assert "in the order [da_f, da_o, da_i, da_g]" in hint
+
+
+# ---------------------------------------------------------------- earlier testers' slips
+def _rnn(bug):
+    rng = np.random.default_rng(5)
+    t = {"x": rng.standard_normal((3, 4)), "prev_h": rng.standard_normal((3, 4)) * 0.5,
+         "Wx": rng.standard_normal((4, 4)) * 0.4, "Wh": rng.standard_normal((4, 4)) * 0.4,
+         "b": rng.standard_normal(4) * 0.1}  # fmt: skip
+    g = rng.standard_normal((3, 4))
+    h = np.tanh(t["x"] @ t["Wx"] + t["prev_h"] @ t["Wh"] + t["b"])
+    da = g * (1 - h**2)
+    grads = {"x": da @ (t["Wh"] if bug == "Wh-for-Wx" else t["Wx"]).T, "prev_h": da @ t["Wh"].T,
+             "Wx": t["x"].T @ da, "Wh": t["prev_h"].T @ da * (1.5 if bug == "dWh" else 1.0),
+             "b": da.sum(0)}  # fmt: skip
+    return gradcli.check("rnn_step", t, grad_output=g, grads=grads)
+
+
+def test_a_tensor_read_where_another_of_its_shape_belongs_is_named():
+    report = _rnn("Wh-for-Wx")
+    assert [n for n, r in report.results.items() if not r.passed] == ["x"]
+    (hint,) = report.results["x"].hints
+    # dx = da Wh^T is dprev_h's value too: both said, the code's slip first
+    assert hint.cause == "read-for:Wx:Wh or other-tensor:prev_h", hint
+    assert hint.startswith("dx is exactly what the backward gives with Wh read where Wx belongs")
+    other = _rnn("dWh")  # the twin: another slip of the layer
+    assert not any("read-for" in str(h.cause) for h in other.results["Wh"].hints)
+    assert _rnn("").passed
+
+
+def _avgpool(scale):
+    L = REGISTRY["avgpool2d"]
+    opts = {"size": 3, "stride": 2}
+    X = np.random.default_rng(6).standard_normal((1, 7, 7, 2))
+    o = L.resolve_options(L.make_options(opts), {"X": X.shape})
+    out, cache = L.forward({"X": X}, o)
+    g = np.random.default_rng(7).standard_normal(out.shape)
+    dX = scale * L.backward(g, cache)["X"]
+    return gradcli.check("avgpool2d", {"X": X}, options=opts, grad_output=g, grads={"X": dX})
+
+
+def test_an_average_pool_divided_by_its_strides_area_is_named():
+    (hint,) = _avgpool(9 / 4).results["X"].hints
+    assert hint.cause == "scale:window/stride", hint
+    assert "divided by 4, the stride's area 2 x 2, where the window's 9 elements belong" in hint
+    assert "window/stride" not in str(_avgpool(2.0).results["X"].hints[0].cause)
+
+
+# ---------------------------------------------------------------- H5: a forward drawn anew
+def test_a_forward_that_is_not_deterministic_gets_no_precision_or_footprint_note():
+    def dropout_forward(x, dropout_param):  # ignores dropout_param['seed']
+        mask = (np.random.rand(*x.shape) < dropout_param["p"]) / dropout_param["p"]
+        return x * mask, mask
+
+    report = gradcli.check("dropout", {"x": X40}, options={"p": 0.3}, forward=dropout_forward,
+                           backward=lambda dout, cache: dout * cache)  # fmt: skip
+    assert not report.passed
+    assert any(f.name == "determinism" and not f.passed for f in report.check.contract)
+    assert not any("float32" in n or "footprint" in n for n in report.notes), report.notes
+
+
+def _naive_softmax_loss(guard):
+    def softmax_loss(x, y):  # CS231n's common write-up: probabilities first, then -log
+        shifted = x - x.max(axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        N = x.shape[0]
+        loss = -np.sum(np.log(probs[np.arange(N), y] + guard)) / N
+        dx = probs.copy()
+        dx[np.arange(N), y] -= 1
+        return loss, dx / N
+
+    return softmax_loss
+
+
+def test_a_float64_forward_within_the_builtins_own_roundoff_agrees():
+    # a confident classifier: the loss is 1e-8, both formulas carry eps of probabilities near 1
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 5, 6)
+    x = rng.normal(size=(6, 5))
+    x[np.arange(6), y] += 22.0
+    report = gradcli.check("softmax_cross_entropy", {"x": x, "y": y},
+                           forward=_naive_softmax_loss(0.0))  # fmt: skip
+    assert report.passed, report.notes
+    said = [n for n in report.notes if "within the built-in's own round-off" in n]
+    assert said and not any("float32" in n for n in report.notes), report.notes
+    # the twin: a guarded log is another function, 1e-12 off: beyond any round-off
+    guarded = gradcli.check("softmax_cross_entropy", {"x": x, "y": y},
+                            forward=_naive_softmax_loss(1e-12))  # fmt: skip
+    assert not guarded.check.forward.passed
+    assert not any("round-off" in n for n in guarded.notes)

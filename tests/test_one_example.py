@@ -38,3 +38,19 @@ def test_a_layer_with_nothing_summed_over_examples_says_nothing():
                            forward=lambda x: np.maximum(x, 0),
                            backward=lambda g, x: {"x": g * (x > 0)})  # fmt: skip
     assert report.passed and not any(n.startswith(ONE) for n in report.notes)
+
+
+def test_a_loss_over_several_rows_is_not_one_example():
+    # a loss's x (N, C) holds its examples in a core axis: 5 rows are 5 examples, 1 row one
+    def softmax_loss(x, y):
+        p = np.exp(x - x.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        dx = p.copy()
+        dx[np.arange(len(y)), y] -= 1
+        return -np.log(p[np.arange(len(y)), y]).mean(), dx / len(y)
+
+    rng = np.random.default_rng(1)
+    for rows, said in ((5, False), (1, True)):
+        report = gradcli.check("softmax_cross_entropy", {"x": rng.normal(size=(rows, 3)),
+                               "y": rng.integers(0, 3, rows)}, forward=softmax_loss)  # fmt: skip
+        assert report.passed and any(n.startswith(ONE) for n in report.notes) is said, report.notes

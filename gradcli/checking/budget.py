@@ -95,7 +95,8 @@ def calls_before(
         # all of them, or up to the first that disagreed (at most all)
         points = len(agreement.points) or (0 if agreement.point is None else userwork.DRAWN_POINTS)
         forwards += points
-        ours = cost.calls_seconds(engine, 1 + points, overhead=False)
+        # and the built-in's own round-off, where measured (userwork.builtin_roundoff)
+        ours = cost.calls_seconds(engine, 1 + points + agreement.roundoff_calls, overhead=False)
         if backward is not None:  # each backward right after the user's forward at its point
             forwards, backwards = forwards + points, backwards + points
             ours += cost.calls_seconds(engine, points, points, overhead=False)

@@ -270,15 +270,23 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 if run_contract else ())  # fmt: skip
     # the perturbed copies get what the check's fixed arrays leave of --max-memory
     copies = memory.copies(spec, opts.max_memory)
+    random = random_forward(contract, spec.output_info.name) is not None
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
-        method=opts.method, eps=opts.eps, max_memory=copies,
+        method=opts.method, eps=opts.eps, max_memory=copies, deterministic=not random,
     )  # fmt: skip
     memory.require_measured(spec, opts.method, opts.max_memory, engine)  # a forward of yours
     agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
     notes = list(spec.notes)
+    if agreement is not None and agreement.roundoff:  # what was observed, not a precision
+        notes.append(
+            f"your forward and the built-in {spec.layer.name} differ here by more than 64 eps of "
+            f"{spec.output_info.name}, but within the built-in's own round-off at these values "
+            f"(about {agreement.roundoff / 8:.2g}, measured against extended precision): the "
+            f"two agree to it"
+        )
     slow = cost.user_call_seconds(engine)
     if slow is not None:  # timed, the one part of the estimate that is: said so
         notes.append(
@@ -406,7 +414,9 @@ def numerical(
     coords = p.sampled.get(name) if mode == "sample" else None
     engine = p.engines[name]
     grad, info = engine.gradient(name, coloring=p.opts.coloring, coords=coords, rng=rng)
-    if info.note:
+    # a forward's randomness moves outputs outside any footprint: its note would blame the
+    # footprint for what the determinism finding already names
+    if info.note and not p.random_forward:
         p.note(info.note)
     if info.unseen and tolerances(p, name, grad, info)[2]:
         # every output's round-off, counted where the footprints are unknown, would leave the

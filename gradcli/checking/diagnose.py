@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import factors
+from gradcli.checking import factors, places
 from gradcli.checking.hint import Hint
 from gradcli.layers import REGISTRY
 
@@ -87,7 +87,7 @@ def hints(
     if np.all(a[fail] == 0) and np.any(np.abs(n[fail]) > tol[fail]):
         whole = every if np.all(a[ok] == 0) else "at every failing element"
         # where the zeros are confined says where the term is missing (dX zero on its last row)
-        place = "" if whole == every else _place(fail, ok, letters, sampled, context)
+        place = "" if whole == every else places.place(fail, ok, letters, sampled, context)
         # an example of the layer at hand, or none: a conv's hint citing attention misleads
         path = (" (attention's dX, for one, sums the Q, K and V paths)"
                 if context.get("layer") == "attention" else "")  # fmt: skip
@@ -137,18 +137,20 @@ def hints(
         text, cause = moved
         return [Hint(f"{mine} matches {ref} {text}", cause, True)]
     coverage = context.get("coverage")
-    if coverage is not None and coverage.shape == a.shape and _confined(fail, coverage > 1, ok):
+    overlap = coverage is not None and coverage.shape == a.shape
+    if overlap and places.confined(fail, coverage > 1, ok):
         out.append(
-            f"{_only(mine, 'where windows overlap', sampled)}: look at how the contributions "
-            "of overlapping windows are combined (they add up: += where = would overwrite)"
+            f"{places.only(mine, 'where windows overlap', sampled)}: look at how the "
+            "contributions of overlapping windows are combined (they add up: += where = would "
+            "overwrite)"
         )
     border = context.get("border")
-    if border is not None and border.shape == a.shape and _confined(fail, border, ok):
+    if border is not None and border.shape == a.shape and places.confined(fail, border, ok):
         out.append(
-            f"{_only(mine, 'on the borders', sampled)}: look at the padding and at the "
+            f"{places.only(mine, 'on the borders', sampled)}: look at the padding and at the "
             "windows' first and last positions"
         )
-    out += _one_slice(mine, fail, ok, letters, sampled)
+    out += places.one_slice(mine, fail, ok, letters, sampled)
     return out
 
 
@@ -172,7 +174,7 @@ def _at_kinks(
             outside.append((c, low + 0.0, high + 0.0))  # + 0.0: no "-0" said
     if outside:
         c, low, high = outside[0]
-        at = _index(name, letters, np.unravel_index(c, a.shape))
+        at = places.element(name, letters, np.unravel_index(c, a.shape))
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         return Hint(
             f"d{name} fails only at kinks{where}: at {len(outside)} of them it lies outside "
@@ -189,34 +191,6 @@ def _at_kinks(
         "or to none",
         "ties",
     )  # fmt: skip
-
-
-def _index(name: str, letters: list[str], idx: tuple) -> str:
-    """d``name``[b0=0, i=3]: an element in the report's letters."""
-    names = list(letters) if len(letters) <= len(idx) else []
-    names = [f"b{k}" for k in range(len(idx) - len(names))] + names
-    return f"d{name}[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"
-
-
-def _only(subject: str, place: str, sampled: int) -> str:
-    """"dW is wrong only <place>", or in a sample what the compared elements show."""
-    if sampled:
-        return f"{subject}: among the {sampled} compared elements, the failing ones are all {place}"
-    return f"{subject} is wrong only {place}"
-
-
-def _confined(fail: np.ndarray, region: np.ndarray, ok: np.ndarray, choices: int = 1) -> bool:
-    """Whether the failures lying in ``region`` shows the errors are confined there: some
-    compared element outside it is right, and in a sample the failures are too many to have all
-    fallen in it by chance (were the errors anywhere, each failure lands in the region with the
-    region's share p of the compared elements: ``choices`` regions that could have been named
-    times p to the number of failures under 1%)."""
-    if not fail.any() or fail[~region].any() or not (~region & ok).any():
-        return False
-    if ok.all():
-        return True
-    share = float((region & ok).sum()) / float(ok.sum())
-    return choices * share ** int(fail.sum()) < 0.01
 
 
 def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray) -> Any:
@@ -275,58 +249,6 @@ def _rearranged(
     return None
 
 
-def _place(
-    fail: np.ndarray, ok: np.ndarray, letters: list[str], sampled: int, context: dict[str, Any]
-) -> str:
-    """Where the failures are confined, as the patterns below read it ("at i=6 (one slice
-    along i)", "on the borders"), or "": said of the compared elements in a sample."""
-    among = " (of the compared elements)" if sampled else ""
-    at, axis, index = _slice(fail, ok, letters)
-    if at:  # one slice says more than the borders (a stride's map marks every other row)
-        end = {0: "the first", fail.shape[axis] - 1: "the last"}.get(index)
-        letter = at.split("=")[0].removeprefix("at ")
-        return f"{at}{among}" + (f", {end} along {letter}" if end else f" (one slice along "
-                                                                         f"{letter})")
-    border = context.get("border")
-    if border is not None and border.shape == fail.shape and _confined(fail, border, ok):
-        return f"on the borders{among}"
-    return ""
-
-
-def _slice(fail: np.ndarray, ok: np.ndarray, letters: list[str]) -> tuple[str, int, int]:
-    """("at i=6", axis, index) when every failure lies in that one row / column / channel (in
-    a sample: too many failures there to be chance), else ("", -1, -1)."""
-    if fail.ndim < 2 or fail.sum() < 2:
-        return "", -1, -1
-    where = np.argwhere(fail)
-    if len(letters) <= fail.ndim:  # the layer's letters name the last axes; batch axes lead
-        letters = [f"b{k}" for k in range(fail.ndim - len(letters))] + list(letters)
-    for axis in range(fail.ndim):
-        values = np.unique(where[:, axis])
-        if len(values) == 1 and fail.shape[axis] > 1:
-            at = _along(fail.shape, axis, int(values[0]))
-            if not _confined(fail, at, ok, fail.shape[axis]):
-                continue
-            letter = letters[axis] if axis < len(letters) else f"axis {axis}"
-            return f"at {letter}={int(values[0])}", axis, int(values[0])
-    return "", -1, -1
-
-
-def _one_slice(
-    subject: str, fail: np.ndarray, ok: np.ndarray, letters: list[str], sampled: int
-) -> list[str]:
-    """All the errors in one row / column / channel (in a sample: too many failures there to
-    be chance, and said of the compared elements only)."""
-    place = _slice(fail, ok, letters)[0]
-    return [f"{_only(subject, place, sampled)} (one slice along that axis)"] if place else []
-
-
-def _along(shape: tuple[int, ...], axis: int, index: int) -> np.ndarray:
-    """The elements at ``index`` along ``axis``, as a mask of ``shape``."""
-    mask = np.zeros(shape, dtype=bool)
-    mask[(slice(None),) * axis + (index,)] = True
-    return mask
-
 
 def scales(layer: Any, shapes: dict, options: Any, name: str | None) -> dict[str, tuple]:
     """The constants the layer names (checking/factors.py), for a ratio to the numerical
@@ -372,24 +294,9 @@ def context(layer: Any, shapes: dict, options: Any, name: str) -> dict[str, Any]
         view = [1] * len(shape)
         view[axis] = -1
         coverage = coverage * width.reshape(view)
-        border |= _edges(np.asarray(lo), width).reshape(view)
+        border |= places.edges(np.asarray(lo), width).reshape(view)
     if np.any(coverage != 1):
         ctx["coverage"] = coverage
     if conv and info.role == "input" and border.any():
         ctx["border"] = border
     return ctx
-
-
-def _edges(lo: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """The positions along an axis fewer windows read than read the others of their phase:
-    the borders. With a stride the count alternates inside too (stride 2, a 3-wide window:
-    1, 2, 1, 2, ...), so each position is held against those a stride away, the stride read
-    off the first window each position meets (it moves by one every stride positions)."""
-    runs = np.diff(np.flatnonzero(np.r_[True, np.diff(lo) != 0, True]))
-    stride = int(np.bincount(runs).argmax()) if runs.size else 1
-    edge = np.zeros(width.shape, dtype=bool)
-    for phase in range(max(stride, 1)):
-        w = width[phase::stride]
-        edge[phase::stride] = w < w.max()
-    return edge
-

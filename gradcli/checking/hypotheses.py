@@ -422,6 +422,7 @@ class Session:
             lambda: mechanisms.mask_left_out(backward, g, names, out_name),
             lambda: mechanisms.wrong_axis_sum(
                 backward, g, shapes, own, letters, sum(a.size for a in t.values()) + g.size),
+            lambda: mechanisms.read_for_another(lambda c: layer.backward(g, c), cache, list(t)),
         ):
             try:
                 found += make()

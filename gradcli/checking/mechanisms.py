@@ -9,10 +9,14 @@ hypotheses verifies each against the values under test, to round-off).
 - A sum over the wrong axis: a gradient that sums an output axis away (db over the batch) summed
   instead over one of its own axes of the same size, from the contribution of each index along
   the summed axis (one call of the backward each).
+- One tensor read where another of the same shape belongs: the forward's cache, where it keeps
+  the tensors by name, given one in the other's place (rnn_step's dx = da Wh^T where da Wx^T
+  belongs, when D = H: nothing refuses the shapes).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -117,6 +121,27 @@ def wrong_axis_sum(
                     f"holds output {letter}=k's whole contribution{where}",
                     {n: wrong},
                 ))  # fmt: skip
+    return found
+
+
+def read_for_another(
+    backward: Callable[[Mapping[str, Any]], Mapping[str, Any]], cache: Any, names: list[str]
+) -> list[Found]:
+    """The right backward with tensor ``v`` kept in the cache where tensor ``u`` belongs, for
+    every two of ``names`` of one shape that the cache keeps by name (one call each)."""
+    if not isinstance(cache, Mapping):
+        return []
+    kept = [n for n in names if isinstance(cache.get(n), np.ndarray)]
+    found: list[Found] = []
+    for u, v in itertools.permutations(kept, 2):
+        if cache[u].shape != cache[v].shape or np.array_equal(cache[u], cache[v]):
+            continue
+        found.append((
+            f"read-for:{u}:{v}",
+            f"with {v} read where {u} belongs (the two have one shape, so nothing refused it: "
+            f"a product with {v} where the one with {u} belongs)",
+            dict(backward({**cache, u: cache[v]})),
+        ))  # fmt: skip
     return found
 
 

@@ -130,6 +130,14 @@ def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
         found.append((float(kh * kw / side), f"scale:window/{side}", f"multiplied by "
                       f"{kh * kw // side}: divided by {side}, one side of the window, where its "
                       f"{kh * kw} elements belong"))  # fmt: skip
+    # the stride's area where the window's belongs: the two agree in the default pool only
+    stride = (options or Options()).stride
+    sh, sw = (kh, kw) if stride is None else (stride, stride) if isinstance(stride, int) else (
+        stride)  # fmt: skip
+    if sh * sw not in (1, kh * kw):
+        found.append((kh * kw / (sh * sw), "scale:window/stride", f"multiplied by "
+                      f"{kh * kw / (sh * sw):g}: divided by {sh * sw}, the stride's area "
+                      f"{sh} x {sw}, where the window's {kh * kw} elements belong"))  # fmt: skip
     return found
 
 

@@ -125,6 +125,18 @@ def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, 
         add(f"blocks-swapped:{a},{b}", f"with the blocks da_{a} and da_{b} exchanged in da = "
             "[da_i, da_f, da_o, da_g] (the columns of Wx, Wh and b are in the gate order i, "
             "f, o, g)", d_from=swapped, local_from=swapped)  # fmt: skip
+    # three or four gates moved at once (a cycle, two pairs): another order written out
+    for order in itertools.permutations(GATES):
+        if sum(x != y for x, y in zip(order, GATES, strict=True)) < 3:
+            continue  # the order itself, or one pair exchanged (above)
+        moved = "".join(order)
+        said = ", ".join(f"da_{k}" for k in moved)
+        add(f"blocks-permuted:{','.join(moved)}", f"with the blocks of da in the order "
+            f"[{said}] where [da_i, da_f, da_o, da_g] belongs (the columns of Wx, Wh and b "
+            "are in the gate order i, f, o, g)", d_from=moved, local_from=moved)  # fmt: skip
+        add(f"gates-permuted:{','.join(moved)}", "with the gates' gradients moved: "
+            + ", ".join(f"d{k} = {D_OF[m]}" for k, m in zip(GATES, moved, strict=True))
+            + " (each where another gate's belongs)", d_from=moved)  # fmt: skip
     return out
 
 
