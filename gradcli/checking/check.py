@@ -298,6 +298,11 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
         # or float16, whose results it returns: named as what it is
         low = "float16" if engine.unit >= float(np.finfo(np.float16).eps) else "float32"
+        # what was observed: the dtype it returns, or a float64 output blind to small moves
+        kind = np.asarray(comp.output).dtype
+        seen = (f"it returns {kind} for float64 inputs" if kind != np.float64 else
+                f"it returns float64 but carries {low}-sized round-off here: its output is "
+                f"blind to moves of its tensors that {low} cannot hold")  # fmt: skip
         if forward is not None and forward.passed and builtin is not None:
             # float32 differences would blur what a float32 backward is checked against: the
             # built-in forward, which the user's agreed with at this point, is differenced
@@ -306,7 +311,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 method=opts.method, eps=opts.eps, max_memory=copies,
             )  # fmt: skip
             notes.append(
-                f"your forward computes in {low} (float64 inputs give {low} round-off) and "
+                f"your forward computes in {low} ({seen}) and "
                 f"agrees with the built-in {builtin.name} here: the numerical gradients "
                 "difference the built-in forward, in float64"
             )
@@ -315,7 +320,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             atol = default_atol if opts.atol is None else opts.atol
             rtol = own_rtol if opts.rtol is None else opts.rtol
             notes.append(
-                f"your forward computes in {low} (float64 inputs give {low} round-off): its "
+                f"your forward computes in {low} ({seen}): its "
                 f"differences take {low} steps (eps {engine.eps:.2g}) and carry {low} "
                 f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}"
             )
