@@ -275,3 +275,20 @@ def test_a_float64_forward_within_the_builtins_own_roundoff_agrees():
                             forward=_naive_softmax_loss(1e-12))  # fmt: skip
     assert not guarded.check.forward.passed
     assert not any("round-off" in n for n in guarded.notes)
+
+
+def test_an_lstm_contribution_localized_along_s_is_named_by_its_result():
+    from test_hints_classic import _lstm_tensors, lstm_step_forward
+
+    def lstm_step_backward(dnext_h, dnext_c, cache):  # half of dnext_c: no hypothesis has it
+        x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+        tc = np.tanh(next_c)
+        dc = 0.5 * dnext_c + dnext_h * o * (1 - tc**2)
+        do, di, df, dg = dnext_h * tc, dc * g, dc * prev_c, dc * i
+        da = np.hstack([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)])
+        return da @ Wx.T, da @ Wh.T, dc * f, x.T @ da, prev_h.T @ da, da.sum(0)
+
+    report = gradcli.check("lstm_step", _lstm_tensors(), forward=lstm_step_forward,
+                           backward=lstm_step_backward)  # fmt: skip
+    (hint,) = report.results["b"].hints
+    assert "wrong only for the contributions of output s=1 (next_c), the others are right" in hint

@@ -527,5 +527,5 @@ def _localized(session: Session, name: str) -> list[Hint]:
     own = _factors.letters(info.index, session.given[name].ndim)
     return localize.localize(
         name, g, lambda u: spec.layer.backward(u, user_cache),
-        lambda u: ours.backward(u, our_cache), session.given[name], letters, own,
+        lambda u: ours.backward(u, our_cache), session.given[name], letters, own, ours.stacked,
     )  # fmt: skip

@@ -38,10 +38,12 @@ def localize(
     whole: np.ndarray,
     letters: list[str],
     own: list[str] | None = None,
+    stacked: tuple[str, tuple[str, ...]] | None = None,
 ) -> list[Hint]:
     """One sentence on the output indices whose contributions to d``name`` are wrong, along
     the axis that singles them out best; ``whole``: the user's d``name`` for all of ``g``;
-    ``letters``: the output's index letters, ``own``: d``name``'s."""
+    ``letters``: the output's index letters, ``own``: d``name``'s; ``stacked``: the layer's
+    results side by side along one axis (Layer.stacked), named by their own names there."""
     if g.size > MAX_OUTPUT:
         return []
     best: tuple[float, str] | None = None
@@ -71,6 +73,8 @@ def localize(
             continue
         ltr = letters[axis] if axis < len(letters) else f"axis {axis}"
         where = _indices(wrong, size)
+        if stacked and stacked[0] == ltr and len(stacked[1]) == size:  # lstm_step's s=1: next_c
+            where = ", ".join(f"{t} ({stacked[1][t]})" for t in wrong)
         right_ones = [t for t in range(size) if t not in wrong]
         if all(missing) and len(right_ones) == 1:
             text = (
