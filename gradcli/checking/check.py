@@ -781,8 +781,12 @@ def _small(
     why = ""
     if newly.size:
         engine = p.engines[name]
-        measured = np.minimum(engine.coordinate_noise(name, newly[:MEASURED], p.opts.coloring),
-                              atol)  # fmt: skip
+        measured = engine.coordinate_noise(name, newly[:MEASURED], p.opts.coloring)
+        if info.noise_reach is not None:  # an output moved by less than its last bit reads 0
+            # at every point of the line: its share is lost in its rounding, which no
+            # measurement along the line can see (a confident softmax's top output, at 1)
+            measured = np.maximum(measured, info.noise_reach.ravel()[newly[:MEASURED]])
+        measured = np.minimum(measured, atol)
         floor[newly[:MEASURED]] = np.maximum(measured, capped)
         worst = float(measured.max())
         if worst * SWALLOWED > scale:
