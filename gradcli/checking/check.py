@@ -58,7 +58,7 @@ from gradcli.checking.userwork import (
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric import cost, memory, refine
+from gradcli.numeric import clock, cost, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
@@ -259,7 +259,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     atol = default_atol if opts.atol is None else opts.atol
     rtol = rtol if opts.rtol is None else opts.rtol
     memory.require(spec, opts.method, opts.max_memory)  # before the first forward
-    comp = compute(spec)
+    user = REGISTRY.get(spec.layer.name) is not spec.layer  # code of yours: its calls timed
+    comp = compute(spec, clock.for_calls() if user else None)
     refuse_overflow(spec, comp)
     levels = precision.levels(spec, comp, answers=opts.grads is not None)
     roundoff = {n: v.relative for n, v in levels.items()}
@@ -275,6 +276,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=copies, deterministic=not random,
     )  # fmt: skip
+    engine.backward_seconds = comp.backward_seconds
     memory.require_measured(spec, opts.method, opts.max_memory, engine)  # a forward of yours
     agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
@@ -292,6 +294,12 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         notes.append(
             f"your forward takes about {slow:.3g} s a call (measured at the spec's point, the "
             "machine's load taken out), "
+            f"more than 3 times the cost model's: the estimate and {mention('budget')} count every "
+            "call of it at that"
+        )
+    if (slow_back := cost.user_backward_seconds(engine)) is not None:
+        notes.append(
+            f"your backward takes about {slow_back:.3g} s a call (measured at the spec's point), "
             f"more than 3 times the cost model's: the estimate and {mention('budget')} count every "
             "call of it at that"
         )

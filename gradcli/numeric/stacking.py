@@ -8,8 +8,6 @@ does not move cancel exactly.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -172,10 +170,7 @@ class StackedForward:
             if i.name in self.t64
         }
         self.n_batch = max(self.batch.values(), default=0)
-        # with other threads of the process running Python (a test runner's, a data loader's),
-        # the forward also waits for the GIL they hold, which is not its own time: two busy
-        # threads made a 10 us forward read 0.5 s (outside test A1); its CPU time then
-        tick = time.thread_time if threading.active_count() > 1 else clock.own_time
+        tick = clock.for_calls()
         # a user's forward declares no working arrays: what its call allocates is measured
         # (traced, the call runs slower: a slow one is timed again untraced, a fast one's
         # reading stays far below what the estimate counts a user's call at)
