@@ -110,9 +110,12 @@ def test_max_elements_refuses_before_a_tensor_is_generated_or_read(cli, tmp_path
     assert 0 < peak < 8 * N / 4, peak
 
 
-def test_a_network_is_counted_before_its_input_is_made(cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("first", ["{layer: relu}", "{layer: relu, impl: mine.py}"])
+def test_a_network_is_counted_before_its_input_is_made(cli, tmp_path, monkeypatch, first):
+    """Your forward of a built-in layer is counted by the built-in's shape rules."""
+    (tmp_path / "mine.py").write_text(PLAIN)
     (tmp_path / "net.yaml").write_text(
-        "inputs:\n  X: {shape: [2000, 1000]}\nnetwork:\n  - {layer: relu}\n  - {layer: tanh}\n"
+        f"inputs:\n  X: {{shape: [2000, 1000]}}\nnetwork:\n  - {first}\n  - {{layer: tanh}}\n"
     )
     result, peak = _peak_of(
         lambda: cli("check", "net", tmp_path / "net.yaml", "--max-elements", LIMIT),

@@ -77,8 +77,8 @@ def build_network(
     max_elements: int = 0,
 ) -> NetSpec:  # fmt: skip
     # counted from the shapes first (generators' shapes, files' headers, the walk's
-    # activations), as a layer's spec is (inputs/spec.py): up to the first layer of the
-    # user's, whose output shape only its forward tells
+    # activations), as a layer's spec is (inputs/spec.py): up to the first custom layer,
+    # whose output shape only its forward tells
     try:
         _build(doc, base, source, dtype, seed, max_elements, shapes_only=True)
     except _UsersLayerReachedError:
@@ -431,8 +431,10 @@ class _Builder:
                             key=f"{key}.input")  # fmt: skip
         if impl is None:
             return builtin, input_name  # type: ignore[return-value]
-        if self.loader.shapes_only:  # not imported twice
-            raise _UsersLayerReachedError()
+        if self.loader.shapes_only:  # not imported twice: a built-in's shape rules count it
+            if builtin is None:
+                raise _UsersLayerReachedError()
+            return builtin, input_name
         from gradcli.user.impl import Impl, load_impl, user_layer
 
         if isinstance(impl, Impl):  # the Python API's: a module or object in code
