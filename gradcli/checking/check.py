@@ -834,6 +834,10 @@ def compare_tensor(
         refined=0 if refined is None else int(refined.cleared.size),
         refined_halvings=0 if refined is None else refined.halvings, **_extra(p, name),
     )  # fmt: skip
+    if not result.passed and not unresolved and refined is not None and refined.noisy.size:
+        why = _noisy(p, name, grad, refined, atol, rtol, noise, coords)
+        if why:
+            result = dataclasses.replace(result, unresolved=why)
     if p.mode == "probe":
         result = unlocated(result, p.probed.get(name))
     if name in p.unverified and result.passed:  # a PASS must not rest on what was not checked
@@ -843,6 +847,28 @@ def compare_tensor(
         ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,
                        coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
+
+
+def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, atol: float,
+           rtol: float, noise: np.ndarray | None, coords: np.ndarray | None) -> str:  # fmt: skip
+    """Why the step cannot resolve ``name`` ("" when it can): every element that fails is one
+    whose measured round-off kept the smaller steps from deciding it (refine.Refined.noisy),
+    so the failure says nothing of the gradient."""
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    floor = atol if noise is None else np.maximum(atol, noise.ravel())
+    bad = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
+    if coords is not None:
+        bad &= np.isin(np.arange(n.size), coords)
+    at = np.flatnonzero(bad)
+    if not at.size or not np.isin(at, refined.noisy).all():
+        return ""
+    return (
+        f"cannot resolve d{name} at any step: the round-off of {at.size:,} failing "
+        f"coordinate{'s' if at.size > 1 else ''}, measured, outweighs the truncation left at "
+        f"every smaller step (a forward whose outputs carry the rounding of far larger "
+        f"numbers: x - mean at |x| = 1e11); {advice(p.opts.method)}"
+    )
 
 
 def _roundoff(p: Prepared, name: str) -> float | None:

@@ -27,9 +27,9 @@ from dataclasses import field
 
 import numpy as np
 
-from gradcli.numeric.engine import Engine
+from gradcli.numeric.engine import Engine, line_noise
 from gradcli.numeric.methods import EPS, Method, steps
-from gradcli.records import record
+from gradcli.records import mutable_record, record
 
 HALVINGS = 20  # h / 1e6: central4's default step at |x| = 1e6 is 512, on a spread of 1
 FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's worth)
@@ -37,6 +37,7 @@ FLOOR = 64  # coordinates refined at each step whatever the budget (a sample's w
 SCREEN = 64
 # the smallest step, relative to max(1, |x|): x + h keeps 10 bits of h
 SMALLEST = 2.0**10 * EPS
+LINE_POINTS = 8  # points (beside x) on the line where a coordinate's round-off is measured
 
 
 @record
@@ -59,6 +60,9 @@ class Refined:
     # a slope of 1.57 at tanh(t - 1e6))
     led: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     led_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # failing coordinates whose measured round-off kept every step from deciding them: the
+    # step cannot resolve them (a verdict of "cannot resolve", never a FAIL of the gradient)
+    noisy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def noise(self) -> float:
@@ -110,21 +114,90 @@ def refine(
         return empty
     from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
 
+    x = e.t64[name].ravel()[idx]
+    a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
+    n = np.asarray(numeric, dtype=np.float64).ravel()[idx]
+    got = _halve(e, name, idx, x, a, n, m, tol, coloring, seconds, np.zeros(idx.size))
+    # the model's round-off (a few eps of each output moved) misses an output computed from
+    # far larger numbers (a layernorm of x = 1e8 + N(0, 1): x - mean carries 1e-8, which the
+    # model reads as 1e-16): its differences jitter as 1/h and neither settle nor keep a rate,
+    # so the coordinates left undecided, or led away, have their round-off measured, and
+    # where it is above the model's they are halved again against it
+    doubt = np.flatnonzero(~got.confirmed & ~got.cut & (~got.done | np.isfinite(got.led)))
+    noisy = np.zeros(idx.size, dtype=bool)
+    if doubt.size:
+        unit = measured(e, name, idx[doubt], x[doubt], m, coloring)
+        got.spent += kinks.moves_seconds(e, name, idx[doubt], coloring, LINE_POINTS)
+        louder = unit > 2 * got.model[doubt]
+        again = doubt[louder]
+        if again.size:
+            floor = np.zeros(idx.size)
+            floor[again] = unit[louder]
+            # down to the smallest step, whatever HALVINGS: at |x| = 1e11 the default step is
+            # 6e5, and a spread of 1 needs 2^-25 of it
+            redo = _halve(e, name, idx[again], x[again], a[again], n[again], m, tol, coloring,
+                          seconds - got.spent, floor[again], halvings=64)  # fmt: skip
+            got.spent += redo.spent
+            got.most = max(got.most, redo.most)
+            for f in ("values", "noise_at", "led", "done", "confirmed", "cut"):
+                getattr(got, f)[again] = getattr(redo, f)
+            # undecided at the measured round-off: no step resolves them at the tolerance
+            noisy[again] = ~redo.confirmed & ~redo.cut & ~np.isfinite(redo.led)
+            got.done[again[noisy[again]]] = True
+    confirmed, cut, led = got.confirmed, got.cut, got.led
+    away = ~confirmed & np.isfinite(led)
+    return Refined(idx[confirmed], got.values[confirmed], got.noise_at[confirmed], got.most,
+                   int((cut & ~confirmed).sum()), got.spent, unsettled=int((~got.done).sum()),
+                   led=idx[away], led_values=led[away], noisy=idx[noisy])  # fmt: skip
+
+
+def measured(e: Engine, name: str, idx: np.ndarray, x: np.ndarray, m: Method,
+             coloring: bool) -> np.ndarray:  # fmt: skip
+    """Each coordinate's stencil round-off times its step (the model's ``roundoff * scale``),
+    measured on its own line at the smallest step (engine.line_noise): so short a line that a
+    smooth L's differences of order 4 to 6 are far below its rounding."""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    h = steps(x, SMALLEST)
+    D = kinks.moves(e, name, idx, h, tuple(range(1, LINE_POINTS + 1)), coloring)[0]
+    return 4 * line_noise(D) * m.spread
+
+
+@mutable_record
+class _Halved:
+    """One run of halvings, per coordinate (see ``_halve``)."""
+
+    values: np.ndarray
+    noise_at: np.ndarray
+    led: np.ndarray
+    done: np.ndarray
+    confirmed: np.ndarray
+    cut: np.ndarray
+    model: np.ndarray  # the modelled round-off times the step, at the last step taken
+    spent: float = 0.0
+    most: int = 0
+
+
+def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
+           halvings: int = HALVINGS) -> _Halved:  # fmt: skip
+    """The halvings of ``refine`` at the flat indices ``idx`` (x, a, numeric: theirs), each
+    step's round-off the larger of the model's and ``floor`` / h (a measured one, or 0)."""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
     offsets = tuple(s for s in m.offsets if s)
     r = 2.0**m.order
-    x = e.t64[name].ravel()[idx]
     H = steps(x, e.eps)
-    a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
-    seq = [np.asarray(numeric, dtype=np.float64).ravel()[idx], np.full(idx.size, np.nan)]
+    seq = [np.array(numeric, dtype=np.float64), np.full(idx.size, np.nan)]
     roundoff = 4 * EPS * m.spread
     values, noise_at = np.full(idx.size, np.nan), np.zeros(idx.size)
     led = np.full(idx.size, np.nan)
+    model = np.zeros(idx.size)
     done = np.zeros(idx.size, dtype=bool)  # confirmed, or stopped
     confirmed = np.zeros(idx.size, dtype=bool)
     cut = np.zeros(idx.size, dtype=bool)  # stopped by the budget
     on_rate = np.zeros(idx.size, dtype=bool)  # the previous step's differences kept the rate
     spent, most = 0.0, 0
-    for k in range(1, HALVINGS + 1):
+    for k in range(1, halvings + 1):
         h = H / 2.0**k
         todo = np.flatnonzero(~done & (h >= SMALLEST * np.maximum(1.0, np.abs(x))))
         if not todo.size:
@@ -140,7 +213,8 @@ def refine(
         at = {s: D[i] for i, s in enumerate(offsets)}
         at[0] = np.zeros(todo.size)
         n = m.apply(at) / h[todo]
-        noise = roundoff * scale / h[todo]
+        model[todo] = roundoff * scale
+        noise = np.maximum(roundoff * scale, floor[todo]) / h[todo]
         n0, n1 = seq[0][todo], seq[1][todo]
         if k == 1:
             stop = _settled(a[todo], n0, n, tol(noise, n))
@@ -155,14 +229,15 @@ def refine(
             most = k if ok.any() else most
             on_rate[todo] = rated
         done[todo[stop]] = True
-        # the next step's round-off would take an eighth of the tolerance: no use halving on
+        # the next step's round-off would take an eighth of the tolerance: no use halving on,
+        # unless it is a measured round-off still below the last halving's change (truncation
+        # yet to shrink: the best step balances the two)
         spent_noise = 16 * noise > tol(np.zeros(todo.size), n)
+        spent_noise &= ~((floor[todo] > 0) & (2 * noise < np.abs(n - seq[1][todo] if k >= 2
+                                                                     else n - n0)))
         done[todo[spent_noise]] = True
         seq[0][todo], seq[1][todo] = n1 if k >= 2 else n0, n
-    away = ~confirmed & np.isfinite(led)
-    return Refined(idx[confirmed], values[confirmed], noise_at[confirmed], most,
-                   int((cut & ~confirmed).sum()), spent, unsettled=int((~done).sum()),
-                   led=idx[away], led_values=led[away])  # fmt: skip
+    return _Halved(values, noise_at, led, done, confirmed, cut, model, spent, most)
 
 
 def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np.ndarray:
