@@ -495,7 +495,44 @@ def detected(
     for side in (1, -1):
         half[side], nz = one_sided(engine, name, idx, H / 2, side, coloring)
         noise = np.maximum(noise, nz)
-    t = tol(noise, right)  # the tensor's tolerance, raised by these stencils' round-off
+    at_kink, one = _verdicts(right, left, half, lo, hi, tol(noise, right))
+    # the round-off model (a few eps of each output moved) misses outputs computed from far
+    # larger numbers: a confident classifier's loss of 1e-9 is log(1 + 1e-9), rounded at the
+    # 1, so its one-sided slopes jitter by far more than the model's noise and may read as two
+    # stable sides apart: a kink, where any value between passes (a wrong one too). So a
+    # coordinate read at a kink has its round-off measured along its line, and the kink must
+    # stand against that as well
+    cand = np.flatnonzero(at_kink | one)
+    if cand.size:
+        sigma = _measured(engine, name, idx[cand], H[cand] / 4, coloring)
+        spent += moves_seconds(engine, name, idx[cand], coloring, points=2 * LINE_POINTS)
+        noise[cand] = np.maximum(noise[cand], methods.one_sided_noise(sigma, H[cand] / 4, 1.0))
+        at_kink[cand], one[cand] = _verdicts(
+            right[cand], left[cand], {s: half[s][cand] for s in (1, -1)}, lo[cand], hi[cand],
+            tol(noise[cand], right[cand]),
+        )  # fmt: skip
+    pick = between(a, lo, hi)
+    record = None
+    if any_slope:
+        pick[at_kink] = a[at_kink]
+    elif at_kink.any():  # each tie group's sum within its own interval too
+        pick[at_kink], nz, record = ties.enforce(
+            engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], lo[at_kink], hi[at_kink],
+            coloring, seconds - spent,
+        )  # fmt: skip
+        noise[at_kink] = np.maximum(noise[at_kink], nz)
+        spent += record.seconds
+    sr = np.abs(half[1] - right) <= tol(noise, right)  # the side whose value one puts in
+    value = np.where(at_kink, pick, np.where(sr, right, left))
+    kink = at_kink | one
+    return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
+                   at=record)  # fmt: skip
+
+
+def _verdicts(right, left, half, lo, hi, t):  # fmt: skip
+    """(at a kink, a kink within H on one side) from the two sides' slopes at H/4 (``right``,
+    ``left``) and H/2 (``half``), the output-wise interval (lo, hi), and the tolerance ``t``
+    (the tensor's, raised by these stencils' round-off)."""
     # moving beyond the noise as the step halves: not stable
     sr, sl = np.abs(half[1] - right) <= t, np.abs(half[-1] - left) <= t
     # a smooth function's two second-order one-sided slopes share their leading error
@@ -511,21 +548,37 @@ def detected(
     at_kink = sr & sl & (apart | (hi - lo > t))
     changes = np.abs((half[1] - right) - (half[-1] - left))
     one = (sr ^ sl) & (changes > t)  # a kink within H on the unstable side
-    pick = between(a, lo, hi)
-    record = None
-    if any_slope:
-        pick[at_kink] = a[at_kink]
-    elif at_kink.any():  # each tie group's sum within its own interval too
-        pick[at_kink], nz, record = ties.enforce(
-            engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], lo[at_kink], hi[at_kink],
-            coloring, seconds - spent,
-        )  # fmt: skip
-        noise[at_kink] = np.maximum(noise[at_kink], nz)
-        spent += record.seconds
-    value = np.where(at_kink, pick, np.where(sr, right, left))
-    kink = at_kink | one
-    return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
-                   at=record)  # fmt: skip
+    return at_kink, one
+
+
+# points on each side's line where a candidate kink's round-off is measured
+LINE_POINTS = 8
+
+
+def _measured(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool) -> np.ndarray:
+    """The round-off of L near each coordinate, from its lines x + k h and x - k h, k = 0..8:
+    the larger of two readings. Its spread (one standard deviation, engine.line_noise), the
+    smaller of the two lines', since a kink crossed within 8 h raises one side's estimate (its
+    differences of order 4 to 6 jump) but not the clean side's, and a kink at x itself leaves
+    both lines on linear pieces. And the largest isolated jump on either line (flat, a jump,
+    flat again): L rounded at a far larger number (a confident classifier's loss of 1e-9 is
+    log(1 + 1e-9), rounded at the 1) is a staircase at these steps, flat where no spread shows,
+    and a kink's line never goes flat again once it has moved."""
+    from gradcli.numeric.engine import line_noise  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    ks = tuple(range(1, LINE_POINTS + 1))
+    D = moves(engine, name, idx, h, ks + tuple(-k for k in ks), coloring)[0]
+    right, left = D[:LINE_POINTS], D[LINE_POINTS:]
+    spread = np.minimum(line_noise(right), line_noise(left))
+    return np.maximum(spread, np.maximum(_isolated_jumps(right), _isolated_jumps(left)))
+
+
+def _isolated_jumps(D: np.ndarray) -> np.ndarray:
+    """The largest |L(x + k h) - L(x + (k - 1) h)| of each column that is flat on both sides
+    (the differences before and after it exactly 0), else 0; ``D[k - 1]`` = L(x + k h) - L(x)."""
+    s = np.diff(np.vstack([np.zeros((1, D.shape[1])), D]), axis=0)
+    alone = (s[1:-1] != 0) & (s[:-2] == 0) & (s[2:] == 0)
+    return np.where(alone, np.abs(s[1:-1]), 0.0).max(axis=0, initial=0.0)
 
 
 def examine_seconds(engine, name: str, failing: np.ndarray, coloring: bool) -> float:
