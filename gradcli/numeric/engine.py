@@ -527,20 +527,6 @@ class Engine(StackedForward):
         return float(right), float(left), 2 * one_sided_noise(scale, 1.0, self.unit)
 
 
-def line_noise(D: np.ndarray) -> np.ndarray:
-    """The round-off (one standard deviation) of L along each column's line from
-    ``D[k - 1] = L(x + k h e_j) - L(x)``, k = 1 .. 8: the largest estimate of
-    the differences of orders 4 to 6 (ECnoise; gamma_k = (k!)^2 / (2k)! scales each)."""
-    seq = np.vstack([np.zeros((1, D.shape[1])), D])
-    sigma = np.zeros(D.shape[1])
-    for k in range(1, min(7, D.shape[0] - 1)):
-        seq = np.diff(seq, axis=0)
-        if k >= 4:
-            gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
-            sigma = np.maximum(sigma, np.sqrt(gamma * np.mean(seq**2, axis=0)))
-    return sigma
-
-
 def _moved(d: np.ndarray) -> np.ndarray:
     """1 where an output's finite difference is not exactly zero, else 0. Round-off enters only
     where an output's value changes: an output the coordinate does not move is computed with

@@ -552,24 +552,22 @@ def _verdicts(right, left, half, lo, hi, t):  # fmt: skip
 
 
 # points on each side's line where a candidate kink's round-off is measured
-LINE_POINTS = 8
+LINE_POINTS = 6
 
 
 def _measured(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool) -> np.ndarray:
     """The round-off of L near each coordinate, from its lines x + k h and x - k h, k = 0..8:
-    the larger of two readings. Its spread (one standard deviation, engine.line_noise), the
-    smaller of the two lines', since a kink crossed within 8 h raises one side's estimate (its
-    differences of order 4 to 6 jump) but not the clean side's, and a kink at x itself leaves
+    the larger of two readings. Its spread (one standard deviation, methods.line_noise), the
+    smaller of the two lines', since a kink crossed within 6 h raises one side's estimate (its
+    differences of orders 4 and 5 jump) but not the clean side's, and a kink at x itself leaves
     both lines on linear pieces. And the largest isolated jump on either line (flat, a jump,
     flat again): L rounded at a far larger number (a confident classifier's loss of 1e-9 is
     log(1 + 1e-9), rounded at the 1) is a staircase at these steps, flat where no spread shows,
     and a kink's line never goes flat again once it has moved."""
-    from gradcli.numeric.engine import line_noise  # LAZY: see ARCHITECTURE.md, "Start-up"
-
     ks = tuple(range(1, LINE_POINTS + 1))
     D = moves(engine, name, idx, h, ks + tuple(-k for k in ks), coloring)[0]
     right, left = D[:LINE_POINTS], D[LINE_POINTS:]
-    spread = np.minimum(line_noise(right), line_noise(left))
+    spread = np.minimum(methods.line_noise(right), methods.line_noise(left))
     return np.maximum(spread, np.maximum(_isolated_jumps(right), _isolated_jumps(left)))
 
 

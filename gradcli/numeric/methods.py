@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,6 +91,21 @@ METHODS: dict[str, Method] = {
 # it compares complex values (np.maximum orders them by real, then imaginary part: it reads
 # one side, which a backward wrong at a tie may match exactly); never a user's method
 CONJUGATE = Method("complex", (-1,), (1.0,), 1.0, 2, 1e-20)
+
+
+def line_noise(D: np.ndarray) -> np.ndarray:
+    """The round-off (one standard deviation) of L along each column's line from
+    ``D[k - 1] = L(x + k h e_j) - L(x)``, k = 1 .. 8 (or fewer): the largest estimate of the
+    differences of orders 4 to 6 (Moré and Wild's ECnoise; gamma_k = (k!)^2 / (2k)! scales
+    each)."""
+    seq = np.vstack([np.zeros((1, D.shape[1])), D])
+    sigma = np.zeros(D.shape[1])
+    for k in range(1, min(7, D.shape[0] - 1)):
+        seq = np.diff(seq, axis=0)
+        if k >= 4:
+            gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
+            sigma = np.maximum(sigma, np.sqrt(gamma * np.mean(seq**2, axis=0)))
+    return sigma
 
 
 def auto_eps(method: Method, unit: float) -> float:

@@ -27,8 +27,8 @@ from dataclasses import field
 
 import numpy as np
 
-from gradcli.numeric.engine import Engine, line_noise
-from gradcli.numeric.methods import EPS, Method, steps
+from gradcli.numeric.engine import Engine
+from gradcli.numeric.methods import EPS, Method, line_noise, steps
 from gradcli.records import mutable_record, record
 
 HALVINGS = 20  # h / 1e6: central4's default step at |x| = 1e6 is 512, on a spread of 1
@@ -154,7 +154,7 @@ def refine(
 def measured(e: Engine, name: str, idx: np.ndarray, x: np.ndarray, m: Method,
              coloring: bool) -> np.ndarray:  # fmt: skip
     """Each coordinate's stencil round-off times its step (the model's ``roundoff * scale``),
-    measured on its own line at the smallest step (engine.line_noise): so short a line that a
+    measured on its own line at the smallest step (methods.line_noise): so short a line that a
     smooth L's differences of order 4 to 6 are far below its rounding."""
     from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
 
