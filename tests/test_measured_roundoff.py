@@ -109,7 +109,10 @@ def _softmax_loss(x, y, wrong_at=None):
 def test_round_off_alone_makes_no_kink_and_hides_no_bug():
     tensors = _confident()
     good = gradcli.check(forward=_softmax_loss, tensors=tensors, method="forward")
-    assert good.passed and good.results["x"].kinks == 0, good.verdict()
+    # a PASS, or "cannot resolve" (the round-off of gradients of 1e-11: test_confident.py),
+    # never a mismatch, and no kink
+    x = good.results["x"]
+    assert (good.passed or x.unresolved) and x.kinks == 0, good.verdict()
     # the coordinate the detector called a kink, its gradient 10x too large
     bad = gradcli.check(forward=lambda x, y: _softmax_loss(x, y, wrong_at=13), tensors=tensors,
                         method="forward")  # fmt: skip
