@@ -258,9 +258,13 @@ def _table_fallback(e: UnicodeError) -> tuple[str, int]:
     for c in e.object[e.start : e.end]:
         sub = _ASCII.get(c)
         if sub is None:
-            plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
-            sub = plain or "?"
+            sub = _stand_in(c)
+        # x²³ is x^23, not x^2^3: a superscript continues the exponent before it
+        if out and _SUPER.fullmatch(sub) and _SUPER.fullmatch(out[-1]):
+            sub = sub[1:]
         out.append(sub)
+    if out and e.start and out[0][:1].isdigit() and e.object[e.start - 1].isdigit():
+        out[0] = " " + out[0]  # 3½ is 3 1/2, not 31/2
     end = e.end
     # √d_k is sqrt(d_k), not sqrtd_k: the operand (a name or number after it) is enclosed
     operand = _OPERAND.match(e.object, end) if e.object[end - 1] == "√" else None
@@ -270,6 +274,37 @@ def _table_fallback(e: UnicodeError) -> tuple[str, int]:
     return "".join(out), end
 
 
+def _stand_in(c: str) -> str:
+    """A character outside _ASCII, by what Unicode says it is: a Greek letter by its name
+    (μ mu, σ sigma), an accent by its word (x̂ xhat), a superscript as an exponent (x³ x^3),
+    a fraction with its slash (½ 1/2); formulas in new layers need no entry of their own."""
+    name = unicodedata.name(c, "")
+    if name.startswith("GREEK "):
+        letter = name.partition(" LETTER ")[2].partition(" WITH ")[0].lower()
+        if letter:
+            letter = _GREEK.get(letter, letter)
+            return letter.capitalize() if " CAPITAL " in name else letter
+    if unicodedata.combining(c):
+        return next((w for k, w in _ACCENTS.items() if k in name), "")
+    parts = unicodedata.normalize("NFD", c)
+    if len(parts) > 1:  # ȳ is y with a macron: ybar
+        return "".join(p if p.isascii() else _stand_in(p) for p in parts)
+    kind, _, codes = unicodedata.decomposition(c).partition(" ")
+    if kind in ("<super>", "<sub>", "<fraction>"):
+        parts = "".join(_ASCII.get(p, p) for p in (chr(int(h, 16)) for h in codes.split()))
+        parts = parts.replace("\u2044", "/")
+        plain = parts.encode("ascii", "ignore").decode()
+        if plain:
+            return {"<super>": "^", "<sub>": "_"}.get(kind, "") + plain
+    plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
+    return plain or "?"
+
+
+_GREEK = {"epsilon": "eps", "lamda": "lambda", "final sigma": "sigma"}
+_ACCENTS = {
+    "CIRCUMFLEX": "hat", "MACRON": "bar", "TILDE": "tilde", "DIAERESIS": "ddot", "DOT ABOVE": "dot",
+}  # fmt: skip
+_SUPER = re.compile(r"\^[-0-9]+")
 _OPERAND = re.compile(r"[A-Za-z0-9_.]+")
 
 
