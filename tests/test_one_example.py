@@ -54,3 +54,26 @@ def test_a_loss_over_several_rows_is_not_one_example():
         report = gradcli.check("softmax_cross_entropy", {"x": rng.normal(size=(rows, 3)),
                                "y": rng.integers(0, 3, rows)}, forward=softmax_loss)  # fmt: skip
         assert report.passed and any(n.startswith(ONE) for n in report.notes) is said, report.notes
+
+
+def _mse_fns(n_scale: bool) -> dict:
+    """mse in gradcli's form; without ``n_scale`` the backward leaves the loss's 1/N out."""
+
+    def backward(g, pred, target):
+        d = 2 * (pred - target) / pred.shape[-1]
+        return {"pred": g * d / (pred.shape[0] if n_scale else 1)}
+
+    return {"forward": lambda pred, target: np.mean((pred - target) ** 2), "backward": backward}
+
+
+def test_examples_on_a_core_axis_are_examples():
+    """The outside tester's N1: a loss's N of 4 is four examples, where the 1/N left out FAILs;
+    the note is said only where N is one, where that slip passes."""
+    rng = np.random.default_rng(1)
+    four = {"pred": rng.normal(size=(4, 3)), "target": rng.normal(size=(4, 3))}
+    right = gradcli.check("mse", four, **_mse_fns(True))
+    assert right.passed and not any(n.startswith(ONE) for n in right.notes), right.notes
+    assert not gradcli.check("mse", four, **_mse_fns(False)).passed  # the twin: it is caught
+    one = {"pred": rng.normal(size=(1, 3)), "target": rng.normal(size=(1, 3))}
+    slip = gradcli.check("mse", one, **_mse_fns(False))
+    assert slip.passed and any(n.startswith(ONE) for n in slip.notes), slip.notes
