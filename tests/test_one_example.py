@@ -77,3 +77,30 @@ def test_examples_on_a_core_axis_are_examples():
     one = {"pred": rng.normal(size=(1, 3)), "target": rng.normal(size=(1, 3))}
     slip = gradcli.check("mse", one, **_mse_fns(False))
     assert slip.passed and any(n.startswith(ONE) for n in slip.notes), slip.notes
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _softmax_backward(axis: int):
+    def backward(grad_output, x):
+        y = _softmax(x)
+        return {"x": y * (grad_output - (grad_output * y).sum(axis=axis, keepdims=True))}
+
+    return backward
+
+
+def test_the_default_spec_catches_a_reduction_over_the_wrong_axis():
+    """The outside tester's S1: on softmax's default spec of one row, axis 0 is the last axis,
+    and a backward summing over the batch passed. The default holds several rows (layernorm's
+    too, the other layer reducing over its last axis)."""
+    assert gradcli.check("softmax", forward=_softmax, backward=_softmax_backward(-1)).passed
+    wrong = gradcli.check("softmax", forward=_softmax, backward=_softmax_backward(0))
+    assert not wrong.passed and not wrong.results["x"].passed
+    from gradcli.layers import REGISTRY
+
+    for name in ("softmax", "layernorm"):
+        shape = REGISTRY[name].default_shapes["x"]
+        assert len(shape) == 2 and min(shape) > 1, (name, shape)
