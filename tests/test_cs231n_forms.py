@@ -233,6 +233,23 @@ def test_options_no_cs231n_form_takes_are_one_line(cli, tmp_path):
         assert result.stderr.strip().endswith("take none of this spec's options (spatial: 1)")
 
 
+def test_a_form_the_file_lacks_is_named(cli, tmp_path):
+    """The outside tester's M1: a layers.py with batchnorm_forward/backward only, checked under
+    spatial: 2, was told the options are unsupported; it lacks spatial_batchnorm_*."""
+    mine = tmp_path / "bn_only.py"
+    mine.write_text("def batchnorm_forward(x, gamma, beta, bn_param): pass\n"
+                    "def batchnorm_backward(dout, cache): pass\n")  # fmt: skip
+    spec = tmp_path / "bn.yaml"
+    spec.write_text("options: {spatial: 2}\ntensors:\n  x: {shape: [2, 2, 2, 3]}\n"
+                    "  gamma: {shape: [3]}\n")  # fmt: skip
+    result = cli("check", "batchnorm", spec, "--impl", mine)
+    assert result.exit_code == 2 and result.stdout == "", result.stderr
+    assert "defines batchnorm_forward and batchnorm_backward but no spatial_batchnorm_forward(" \
+        in result.stderr and "take none" not in result.stderr
+    whole = cli("check", "batchnorm", spec, "--impl", LAYERS, "-q")  # the twin: it has them
+    assert whole.exit_code == 0, whole.stderr
+
+
 def test_a_gradient_in_gradcli_layout_is_refused_naming_cs231n_layout(cli, tmp_path):
     """dw returned as gradcli's (kh, kw, C_in, C_out) instead of CS231n's (F, C, HH, WW): the
     sizes agree, the shapes do not, and the message says which layout was expected."""

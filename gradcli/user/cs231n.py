@@ -93,6 +93,7 @@ def declared(
     if fits:
         return fits[0]
     if present:  # the layer's forms are there, but not for these options
+        missing(base, options, present, has, path)
         unfit(base, options, path)
     half = [f for f in forms if has(f.forward) and f.backward and not has(f.backward)]
     if half:
@@ -111,6 +112,26 @@ def for_options(base: Layer | None, options: Any, single: bool, path: Path) -> F
     if kind:
         unfit(base, options, path)
     return None
+
+
+def missing(
+    base: Any, options: Any, present: list[Form], has: Callable[[str], bool], path: Path
+) -> None:
+    """The form for these options exists but the file lacks its functions (a student's
+    layers.py before the spatial part: batchnorm_forward, no spatial_batchnorm_forward): say
+    which, not that the options are unsupported (the outside tester's M1)."""
+    wanted = [f for f in base.cs231n if f.applies(options)]
+    if not wanted:
+        return
+    f = wanted[0]
+    lacks = [n for n in (f.forward, f.backward) if n and not has(n)]
+    opts = ", ".join(f"{k}: {v}" for k, v in options_dict(options).items())
+    raise UserCodeError(
+        f"defines {' and '.join(p.names for p in present)} but no "
+        f"{' nor '.join(f'{n}(...)' for n in lacks)}, CS231n's {base.name} for this spec's "
+        f"options ({opts})",
+        source=str(path),
+    )
 
 
 def unfit(base: Any, options: Any, path: Path) -> None:
