@@ -28,6 +28,9 @@ SLIPS = [
     ("groupnorm", "X", 2, "C/groups = 2"),
     ("groupnorm", "X", 32, "32, the elements of a group"),
     ("avgpool2d", "X", 9, "9, the window's size"),
+    # the outside tester's H1: the backward's 1/(N - 1), an unbiased variance's
+    ("batchnorm", "x", 8 / 7, "8/7: the variance's 1/7 (N - 1: an unbiased estimate"),
+    ("layernorm", "x", 8 / 7, "8/7: the variance's 1/7 (N - 1"),
 ]
 
 
@@ -58,6 +61,8 @@ def test_a_factor_the_layer_does_not_have_is_not_named():
     assert "a constant factor this layer does not name" in _hint("linear", "W", 3)
     # dropout has no mean over its elements
     assert "does not name" in _hint("dropout_p03", "x", 4)
+    # an unbiased variance is a normalization's slip, not linear's
+    assert "does not name" in _hint("linear", "x", 8 / 7)
 
 
 def test_the_right_gradient_still_passes():

@@ -85,6 +85,18 @@ def check_params(layer: str, s: Any, c: int, what: str) -> None:
             )
 
 
+def unbiased(m: int) -> list[tuple[float, str, str]]:
+    """Layer.factors of a normalization over sets of ``m`` values: the variance's 1/(m - 1)
+    (an unbiased estimate, np.var(ddof=1), Bessel's correction) where the layer's is biased,
+    1/m: the classic slip of a backward that writes the 1/m out by hand (the outside tester's
+    H1)."""
+    if m < 3:  # m/(m - 1) = 2 is the plain factor 2's
+        return []
+    return [(m / (m - 1), "scale:unbiased", f"multiplied by {m}/{m - 1}: the variance's "
+             f"1/{m - 1} (N - 1: an unbiased estimate, Bessel's correction) where the layer's "
+             f"is biased, 1/{m}")]  # fmt: skip
+
+
 def param_footprint(out_axis: int, c: int) -> tuple[AxisMap, ...]:
     """gamma[c] and beta[c] move only the outputs of channel c."""
     return (same(out_axis, c),)

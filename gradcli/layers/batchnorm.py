@@ -156,6 +156,12 @@ def layout(s: Shapes, options: Any = None) -> tuple[tuple[TensorInfo, ...], Tens
     )
 
 
+def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
+    """Each channel's statistics run over N (and H, W): m = N H W values (Layer.factors)."""
+    sp = _spatial(options)
+    return _norm.unbiased(math.prod(s["x"][-sp - 2 : -1])) if len(s["x"]) >= sp + 2 else []
+
+
 def bn_param(options: Any, s: Shapes) -> tuple[dict[str, Any]]:
     return ({"mode": "train", "eps": (options or Options()).eps},)
 
@@ -170,6 +176,7 @@ HINT = "x (N, D) with spatial: 0, or images (N, H, W, C) with spatial: 2"
 LAYER = Layer(
     name="batchnorm",
     means=("n", *_norm.SPATIAL_INDEX[1], *_norm.SPATIAL_INDEX[2]),  # the statistics' axes
+    factors=factors,
     summary="y = gamma (x - mean_n x) / sqrt(var_n x + eps) + beta,  mean, var over the N examples",
     tensors=(
         TensorInfo("x", ("N", "D"), ("n", "d"), "input", "a batch: N examples (core axis)"),

@@ -181,7 +181,7 @@ def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
     n = c // g * math.prod(s["X"][-len(core) : -1])
     out = [
         (c / g, "scale:C/groups", f"multiplied by C/groups = {c // g} (the channels of a group)")
-    ]
+    ] + _norm.unbiased(n)
     if n != c // g:
         out.append((float(n), "scale:group", f"multiplied by {n}, the elements of a group (its "
                     "mean's 1/count left out)"))  # fmt: skip

@@ -107,9 +107,15 @@ def backward(grad_output, x, gamma, beta, eps=1e-5):
 """
 
 
+def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
+    """Each row's statistics run over its D values (Layer.factors)."""
+    return _norm.unbiased(s["x"][-1]) if s["x"] else []
+
+
 LAYER = Layer(
     name="layernorm",
     means=("d",),
+    factors=factors,
     summary="y = gamma (x - mean(x)) / sqrt(var(x) + eps) + beta,  over the last axis",
     tensors=(
         TensorInfo("x", ("D",), ("d",), "input", "input rows, normalized one by one"),
