@@ -359,3 +359,28 @@ def test_the_advice_never_names_the_method_in_use():
         _, why = resolvable(1e-7, 0.5, grad, RESOLVE_MARGIN, method=method)
         assert named in why and "eps" in why, why
         assert absent is None or absent not in why
+
+
+def test_a_layer_whose_output_is_zero_around_the_point_is_refused():
+    """The outside tester's D1: dropout at p 0.9 on 5 elements keeps none (seed 0), so every
+    gradient is 0 and a backward that forgot 1/(1 - p) passed. Refused as an all-zero
+    grad_output is; a kink (relu at 0) and a relu of negatives are checked as ever."""
+    from gradcli.checking.soundness import refuse_zero_output
+    from gradcli.errors import SpecError
+    from gradcli.inputs.spec import build_spec
+    from gradcli.layers import get_layer
+
+    def refused(layer, x, **options):
+        doc = {"options": options, "tensors": {"x": x}}
+        spec = build_spec(get_layer(layer), doc, base=Path.cwd(), source="<test>")
+        try:
+            refuse_zero_output(spec, compute(spec))
+        except SpecError as e:
+            assert "is 0 at every element here and around this point" in str(e)
+            return True
+        return False
+
+    x = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert refused("dropout", x, p=0.9)
+    assert not refused("dropout", x, p=0.5)  # the twin: it keeps some
+    assert not refused("relu", [0.0, 0.0, 0.0]) and not refused("relu", [-v for v in x])

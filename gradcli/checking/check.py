@@ -45,6 +45,7 @@ from gradcli.checking.soundness import (
     advice,
     largest,
     refuse_overflow,
+    refuse_zero_output,
     resolvable,
     step_underflows,
 )
@@ -101,6 +102,9 @@ class CheckOptions:
     # a network's end to end once a layer's local check failed: the verdict is decided, and
     # each direction costs thousands of the whole network's forwards
     large_ties: bool = True
+    # a layer whose output is 0 around the spec's point (dropout keeping none) checks nothing:
+    # refused; a network's layer takes the point the network gives
+    refuse_constant: bool = True
     grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
     notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
     progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
@@ -262,6 +266,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     user = REGISTRY.get(spec.layer.name) is not spec.layer  # code of yours: its calls timed
     comp = compute(spec, clock.for_calls() if user else None)
     refuse_overflow(spec, comp)
+    if opts.refuse_constant:
+        refuse_zero_output(spec, comp)
     levels = precision.levels(spec, comp, answers=opts.grads is not None)
     roundoff = {n: v.relative for n, v in levels.items()}
     run_contract = opts.grads is None and opts.contract

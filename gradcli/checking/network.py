@@ -117,7 +117,7 @@ def check_network(
     layers: list[LayerCheck] = []
     if opts.grads is None:
         for node, spec in local_specs(net):
-            local = dataclasses.replace(opts, notify=_prefixed(opts, node))
+            local = dataclasses.replace(opts, notify=_prefixed(opts, node), refuse_constant=False)
             layers.append(LayerCheck(node, spec, check(spec, local)))
     e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
     e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers))

@@ -104,6 +104,40 @@ def refuse_zero_upstream(spec: Spec) -> None:
         )
 
 
+def refuse_zero_output(spec: Spec, comp: Computation) -> None:
+    """A built-in layer whose output is 0 at the spec's point and around it (dropout's mask
+    keeping no element: the outside tester's D1) has every gradient 0 whatever its tensors:
+    a backward scaled wrong, or any that returns zeros, would pass, as with an all-zero
+    grad_output; refused. The neighbourhood tells it from a kink (relu at x = 0, whose
+    one-sided slopes are checked) and from a relu of negatives (whose wrong backward fails):
+    two points drawn about the spec's, each tensor moved by one to two times its largest
+    magnitude plus 1, all one way and then all the other."""
+    builtin = REGISTRY.get(spec.layer.name)
+    if builtin is None or np.any(comp.output):
+        return
+    constants = builtin.constants(spec.shapes, spec.options)
+    names = [n for n, a in spec.tensors.items()
+             if n not in constants and np.asarray(a).dtype.kind == "f"]  # fmt: skip
+    if not names:
+        return
+    rng = np.random.default_rng([spec.seed, 0x7A65726F])
+    for sign in (1.0, -1.0):
+        point = dict(spec.tensors)
+        for n in names:
+            a = np.asarray(spec.tensors[n])
+            size = float(np.abs(a).max(initial=0.0)) + 1.0
+            point[n] = a + sign * size * rng.uniform(1.0, 2.0, a.shape).astype(a.dtype)
+        if np.any(builtin.forward(point, spec.options)[0]):
+            return
+    raise SpecError(
+        f"the output of {spec.layer.name} is 0 at every element here and around this point, "
+        f"so every gradient is 0 whatever the values of {', '.join(names)} and nothing would be "
+        "checked (a dropout mask that keeps no element); give more elements or options that "
+        "keep some",
+        source=spec.source,
+    )
+
+
 def refuse_overflow(spec: Spec, comp: Computation) -> None:
     """A built-in layer whose forward or backward is not finite at the spec's own point was
     given values too large for its dtype: refused, since no check can say anything there
