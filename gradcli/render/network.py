@@ -205,6 +205,8 @@ def _blame(report: NetReport, w: FirstWrong) -> str:
     its local check's summary says (a wrong forward, a broken contract)."""
     lc = _check_of(report, w.index)
     r = lc.report.results.get(w.tensor) if w.tensor is not None else None
+    if w.wrong == ("backward",) and r is not None and r.unresolved and not r.nonfinite:
+        return f"{_who(w)}, {r.unresolved}"  # its errors are round-off: no worst element
     if w.wrong == ("backward",) and r is not None and not r.passed:
         return (f"{_who(w)}, d{w.tensor} (worst element {_worst(lc.spec, r)}: analytic "
                 f"{r.analytic:.6g}, numeric {r.numeric:.6g})")  # fmt: skip
@@ -241,11 +243,14 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
     if wrong is None:
         line = summary_line(net.spec, e2e)
         return Text.assemble(("FAIL", "bold red"), "  end to end" + line.plain[9:])
-    what = _what(wrong)
+    head = f"first wrong {_what(wrong)}"
+    r = _check_of(report, wrong.index).report.results.get(wrong.tensor) if wrong.tensor else None
+    if wrong.wrong == ("backward",) and r is not None and r.unresolved and not r.nonfinite:
+        head = "first layer whose backward its check cannot judge"  # round-off, not a value
     also = ""
     if report.also_wrong:
         also = "; also wrong on " + ("its own: " if len(report.also_wrong) == 1 else
                                      "their own: ") + "; ".join(
             _blame(report, w) for w in report.also_wrong)  # fmt: skip
     return Text.assemble(("FAIL", "bold red"),
-                         f"  net: first wrong {what}: {_blame(report, wrong)}{also}{at_kinks}")
+                         f"  net: {head}: {_blame(report, wrong)}{also}{at_kinks}")
