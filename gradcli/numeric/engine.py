@@ -41,15 +41,12 @@ from gradcli.numeric.incremental import (
     loss_differences,
     verify_incremental,
 )
-from gradcli.numeric.methods import EPS, one_sided, one_sided_noise, steps
+from gradcli.numeric.methods import EPS, offgrid_noise, one_sided, one_sided_noise, steps
 from gradcli.numeric.stacking import StackedForward
 from gradcli.records import mutable_record
 
 # the moves of a coordinate_noise line, in steps: 8 points, each a fraction of a step off the
-# grid (golden-ratio fractions, fixed: the same tolerances on every run). Equally spaced, a
-# confident cross-entropy's term (1e-9, computed at 1 + 1e-9) moved by 21.1 of its last bits a
-# step read 21 every time: its round-off drifted by a tenth of a bit a step, smooth to orders 4
-# to 6 of the differences (ECnoise's), and was measured at 1e-19 for an error of 1e-11
+# grid (golden-ratio fractions, fixed: the same tolerances on every run; methods.offgrid_noise)
 NOISE_OFFSETS = tuple(k + 0.5 * ((k * 0.6180339887498949) % 1.0) for k in range(1, 9))
 
 # how far beyond its step a coordinate is moved to tell the outputs it cannot move
@@ -484,13 +481,7 @@ class Engine(StackedForward):
         if todo.size and m.name != "complex":
             h = steps(self.t64[name].ravel()[todo], self.eps)
             D = kinks.moves(self, name, todo, h, NOISE_OFFSETS, coloring)[0]
-            # a cubic through the line's points: what it leaves is the round-off (a smooth L
-            # is a cubic to far below its rounding over 8 steps; a curved one's raise it)
-            t = np.array((0.0, *NOISE_OFFSETS))
-            V = np.vander(t, 4)
-            y = np.vstack([np.zeros((1, todo.size)), D])
-            fit, *_ = np.linalg.lstsq(V, y, rcond=None)
-            sigma = np.sqrt(np.sum((y - V @ fit) ** 2, axis=0) / (t.size - 4))
+            sigma = offgrid_noise(np.array(NOISE_OFFSETS), D)
             known.update(zip(todo.tolist(), (4 * sigma * m.spread / h).tolist(), strict=True))
         return np.array([known.get(i, 0.0) for i in idx.tolist()])
 
