@@ -109,8 +109,9 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     """``taken`` with the values of numeric/pieces.py put in place at the groups of equal values
     whose gradient is a mix of the pieces' (a layer that declares no kinks)."""
     # a built-in says where its kinks are, or has none: smooth, its ties have one gradient
-    # (embedding's and conv's search held a dozen arrays of every coordinate, for nothing)
-    builtin = REGISTRY.get(p.engine.layer.name) is p.engine.layer
+    # (embedding's and conv's search held a dozen arrays of every coordinate, for nothing);
+    # so has a network of built-ins none of which has kinks (Layer.smooth)
+    builtin = REGISTRY.get(p.engine.layer.name) is p.engine.layer or p.engine.layer.smooth
     if p.random_forward or declares(p.engine) or builtin:
         return taken
     own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]

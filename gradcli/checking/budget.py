@@ -48,6 +48,17 @@ def declares_kinks(engine: Engine) -> bool:
     return REGISTRY.get(engine.layer.name) is engine.layer or engine.declared_kinks is not None
 
 
+def smooth(engine: Engine) -> bool:
+    """Whether the engine's layer has no kink anywhere: a built-in declaring none (its forward
+    is ours: a kink read there is round-off, a confident loss's staircase), or a network of
+    them (Layer.smooth). No detector, no other side's differences."""
+    layer = engine.layer
+    if layer.smooth:
+        return True
+    return (REGISTRY.get(layer.name) is layer and layer.kinks is None
+            and layer.maxima is None)  # fmt: skip
+
+
 def estimate(
     engine: Engine, name: str, method: str, coloring: bool, coords: np.ndarray | None = None
 ) -> Estimate:
@@ -64,7 +75,7 @@ def estimate(
 
         extra, met = kinkplan.recheck_seconds(engine, name, coords, coloring)
     seconds += extra
-    if method in MIRRORS and not declared:  # the other side's differences
+    if method in MIRRORS and not declared and not smooth(engine):  # the other side's
         seconds *= 2
     return Estimate(seconds, groups, extra, met)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradcli.checking import across, diagnose, intermediates, precision
+from gradcli.checking import across, diagnose, intermediates, lastbit, precision
 from gradcli.checking.budget import (
     MIRRORS,
     calls_before,
@@ -26,6 +26,7 @@ from gradcli.checking.budget import (
     draw,
     estimate,
     over_budget,
+    smooth,
     ties_across_tensors,
 )
 from gradcli.checking.compare import TensorResult, compare
@@ -166,6 +167,9 @@ class Prepared:
     # left in one group, where a wrong backward's sums of opposite signs cancel; members of a
     # tie not searched for): such a tensor cannot PASS
     unverified: dict[str, str] = field(default_factory=dict)
+    # name -> each element's floor from the backward's own round-off (checking/lastbit.py),
+    # worked out at the first tensor failing without it
+    floors: dict[str, np.ndarray] | None = None
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -468,6 +472,8 @@ def _kinks_unknown(p: Prepared, name: str) -> bool:
     """A user's layer that does not say where its kinks are (not one that agreed with a
     built-in declaring them; a built-in says where its own are, or has none)."""
     engine = p.engines[name]
+    if smooth(engine):  # a network of built-in layers none of which has kinks
+        return False
     return REGISTRY.get(engine.layer.name) is not engine.layer and not declares_kinks(engine)
 
 
@@ -508,6 +514,7 @@ def kinks_stage(
     engine, analytic = p.engines[name], p.under_test[name]
     fix = None
     declared = declares_kinks(engine)
+    nowhere = smooth(engine)  # no kinks to look for
     if declared:  # its rechecks are in the estimate, within --budget
         from gradcli.numeric import kinkplan, kinks  # LAZY
 
@@ -532,7 +539,7 @@ def kinks_stage(
     failing = apart(a)
     if fix is not None:  # a declared kink's value is a one-sided difference: not refined
         failing[fix.coords] = False
-    mirror = None if declared else _mirror(p, name, coords)
+    mirror = None if declared or nowhere else _mirror(p, name, coords)
     # a one-sided method reads one side of a kink, which a wrong backward may match exactly
     # (all of a tie's gradient to each of its elements): where the other side's difference
     # disagrees, the coordinate is examined too (and refined on that side)
@@ -545,7 +552,7 @@ def kinks_stage(
     # a kink) the others fail as computed, as they would have
     union = np.flatnonzero(failing | other)
     ways = [w for w, runs in (("at a smaller step", p.opts.method != "complex"),
-                              ("at a kink", not declared)) if runs]  # fmt: skip
+                              ("at a kink", not (declared or nowhere))) if runs]  # fmt: skip
     forced = p.opts.mode not in ("auto", "probe")  # --mode full rechecks every one
     first = None
     if union.size > 2 * refine.SCREEN and ways and not (p.random_forward or forced):
@@ -557,7 +564,7 @@ def kinks_stage(
         only = np.zeros_like(failing)
         only[first] = True
         *got, explained = _rechecked(p, name, grad, info, fix, failing & only, other & only, n,
-                                     mirror, tol, declared, said)  # fmt: skip
+                                     mirror, tol, declared or nowhere, said)  # fmt: skip
         if not explained:
             for text in said:
                 p.note(text)
@@ -570,7 +577,8 @@ def kinks_stage(
             )
             return tuple(got)  # type: ignore[return-value]
     said = []
-    *got, _ = _rechecked(p, name, grad, info, fix, failing, other, n, mirror, tol, declared, said)
+    *got, _ = _rechecked(p, name, grad, info, fix, failing, other, n, mirror, tol,
+                         declared or nowhere, said)  # fmt: skip
     for text in said:
         p.note(text)
     return tuple(got)  # type: ignore[return-value]
@@ -760,19 +768,50 @@ def tolerances(
     noise = info.noise_at if opts.atol is None else None
     rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
     scale = largest(grad, info.kink_slopes)
+    if scale == 0:  # the differences saw nothing: the answer is judged at its own size (a
+        # confident classifier's bias gradient, 4e-10, negated, passed under the atol of 1e-7),
+        # unless that is round-off of the backward's other gradients (a bias before a
+        # batchnorm, whose gradient is 0 in theory, is a sum of them: 4e-16 next to 9)
+        own = largest(np.asarray(analytic, dtype=np.float64))
+        others = max((largest(np.asarray(v, dtype=np.float64)) for n, v in p.under_test.items()
+                      if n != name), default=0.0)  # fmt: skip
+        scale = own if own > 64 * EPS * others else 0.0
     capped = scale / margin + (_roundoff(p, name) or 0.0)
     if opts.atol is None and not unresolved and 0 < capped < atol:
-        atol, noise, unresolved = _small(p, name, grad, info, atol, capped, rtol, scale)
+        noise = _last_bits(p, name, grad, capped, rtol, noise)
+        atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)
+    elif opts.atol is None:
+        noise = _last_bits(p, name, grad, atol, rtol, noise)
     atol = atol if opts.atol is None else opts.atol
     return atol, rtol, unresolved, noise
 
 
-MEASURED = 16  # coordinates whose round-off _small measures (8 moves each), per tensor
+def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
+               noise: np.ndarray | None) -> np.ndarray | None:  # fmt: skip
+    """``noise`` raised, where an element fails without it, to the round-off the built-in
+    backward cannot avoid (checking/lastbit.py): worked out once, at the first such failure."""
+    a = np.asarray(p.under_test[name], dtype=np.float64)
+    floor = atol if noise is None else np.maximum(atol, noise)
+    with np.errstate(invalid="ignore", over="ignore"):
+        failing = np.abs(a - grad) > floor + rtol * np.abs(grad)
+    if not failing.any():
+        return noise
+    if p.floors is None:
+        builtin = p.spec.layer is REGISTRY.get(p.spec.layer.name) or (
+            p.forward is not None and p.forward.result.passed)  # fmt: skip
+        p.floors = lastbit.backward_floor(p.spec, tuple(p.under_test)) if builtin else {}
+    own = p.floors.get(name)
+    if own is None or own.shape != a.shape:
+        return noise
+    return own if noise is None else np.maximum(noise, own)
+
+
+MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), per tensor
 
 
 def _small(
-    p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, atol: float,
-    capped: float, rtol: float, scale: float,
+    p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, noise: np.ndarray | None,
+    atol: float, capped: float, rtol: float, scale: float,
 ) -> tuple[float, np.ndarray, str]:  # fmt: skip
     """(atol, each element's floor, why the step cannot resolve the tensor or "") where the
     table's atol is not far below the gradient it judges. It is a number in the gradient's own
@@ -782,10 +821,11 @@ def _small(
     be round-off the model does not see (an output computed from far larger numbers: the loss of
     1e-8 is log(1 + 1e-8), rounded at the 1): its round-off is measured (Engine.
     coordinate_noise), and it is held to that, never above the old atol. Where what is measured
-    reaches a tenth of the gradient, nothing can be judged at this step."""
+    reaches a tenth of the gradient, nothing can be judged at this step. ``noise``: each
+    element's round-off known so far (its stencil's modelled, its backward's last bits)."""
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
-    base = np.zeros(n.size) if info.noise_at is None else info.noise_at.ravel()
+    base = np.zeros(n.size) if noise is None else np.broadcast_to(noise, grad.shape).ravel()
     with np.errstate(invalid="ignore", over="ignore"):
         err, slack = np.abs(a - n), rtol * np.abs(n)
         newly = np.flatnonzero(np.isfinite(err) & (err > np.maximum(capped, base) + slack)
@@ -800,10 +840,16 @@ def _small(
             # at every point of the line: its share is lost in its rounding, which no
             # measurement along the line can see (a confident softmax's top output, at 1)
             measured = np.maximum(measured, info.noise_reach.ravel()[newly[:MEASURED]])
+        flat = newly[:MEASURED][~np.isfinite(measured)]
         measured = np.minimum(measured, atol)
         floor[newly[:MEASURED]] = np.maximum(measured, capped)
         worst = float(measured.max())
-        if worst * SWALLOWED > scale:
+        if flat.size:  # nothing read on their lines: the old atol, and no verdict on the tensor
+            why = (f"{flat.size} of its coordinates never move the output over 8 steps (it is "
+                   f"rounded at a larger number), so their gradient (up to "
+                   f"{np.abs(a[flat]).max():.2g}) is lost in its rounding; "
+                   f"{advice(p.opts.method)}")
+        elif worst * SWALLOWED > scale:
             why = (f"the round-off of its finite differences (about {worst:.2g}, measured) is not "
                    f"far below the largest numerical gradient ({scale:.2g}); "
                    f"{advice(p.opts.method)}")

@@ -194,6 +194,11 @@ class Layer:
     resolve: Callable[[Any, Shapes], Any] | None = None
     # whether forward accepts leading axes on every tensor (a user's layer need not)
     broadcasts: bool = True
+    # differentiable everywhere, though not a built-in (a network of built-in layers none of
+    # which has kinks): no kink is looked for. The detector for a user's layer reads a kink
+    # where the two one-sided differences disagree beyond their round-off, and a confident
+    # loss's, rounded at 1, is a staircase whose stairs it could take for kinks
+    smooth: bool = False
     # perturbed(name, cache, g, idx, values) -> L (P,): the loss sum(g * out) at P copies of
     # the cached point, copy p with flat coordinate idx[p] of tensor ``name`` set to values[p],
     # evaluated incrementally (only what that coordinate moves is recomputed); None for a tensor

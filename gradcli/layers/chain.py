@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import GradcliError, OptionError, ShapeError, SpecError
+from gradcli.layers import REGISTRY
 from gradcli.layers.base import Layer, Shapes, TensorInfo
 from gradcli.records import record
 
@@ -290,6 +291,8 @@ class Network:
             intermediates=inter,
             working=working,
             broadcasts=all(n.layer.broadcasts for n in self.nodes),
+            smooth=all(REGISTRY.get(n.layer.name) is n.layer and n.layer.kinks is None
+                       and n.layer.maxima is None for n in self.nodes),  # fmt: skip
             tail=self.tail,
             tail_info=tail_info,
         )

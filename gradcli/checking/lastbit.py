@@ -1,0 +1,81 @@
+"""The round-off a backward pass cannot avoid: what the last bits of its inputs move it by.
+
+A backward written the usual way computes from what the forward kept, rounded: tanh's
+1 - y^2 from y = tanh(22), which is 1.0 in float64, reads 0 for a derivative of 3e-19; a
+confident softmax's p - 1 at p = 1 - 4e-16 reads a multiple of 1.1e-16. The complex step has
+no round-off of its own and sees the 3e-19, so the pass rule, scaled to the gradient's own
+size, failed correct backward passes there (torch's among them). No float64 backward does
+better than its inputs' last bits allow, so each element is held at least to how far a
+change of a few last bits in each of the upstream gradient and the forward's saved arrays
+moves it (FACTOR times the largest of TRIALS such changes, random in size and sign: equal
+changes of e and of its sum leave p = e / sum as it was): the error analysis of a formula,
+run on the formula itself. It is the built-in layer's, and so a bound on a user's
+backward only where the user's layer is the built-in (its forward agreeing with ours).
+
+A layer with kinks or maxima is piecewise linear (relu, max-pool, the hinge): its backward
+routes the upstream gradient, nothing cancels, and a saved value nudged at an exact tie
+would route it elsewhere, so those layers get no floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from gradcli.inputs.spec import Spec
+from gradcli.layers import REGISTRY
+from gradcli.layers.base import float64_copies
+
+TRIALS = 4
+FACTOR = 4
+EPS = float(np.finfo(np.float64).eps)
+
+
+def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """{name: each element's floor, of the gradient's shape} for ``names`` among the built-in
+    layer's gradients; {} for a layer of the user's own or one with kinks."""
+    layer = REGISTRY.get(spec.layer.name)
+    if layer is None or layer.kinks is not None or layer.maxima is not None:
+        return {}
+    if spec.layer.reference is not None:  # theirs draws its own mask: not our formula
+        return {}
+    tensors = float64_copies(spec.tensors)
+    g = np.asarray(spec.grad_output, dtype=np.float64)
+    _, cache = layer.forward(tensors, spec.options)
+    base = layer.backward(g, cache)
+    wanted = [n for n in names if n in base]
+    if not wanted:
+        return {}
+    rng = np.random.default_rng(0x6C617374)
+    spread = {n: np.zeros(np.shape(base[n])) for n in wanted}
+    for _ in range(TRIALS):
+        got = layer.backward(_nudged(g, rng), _nudged(cache, rng))
+        for n in wanted:
+            with np.errstate(invalid="ignore", over="ignore"):
+                moved = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])
+            spread[n] = np.fmax(spread[n], moved)  # a NaN reading (inf - inf) is no reading
+    return {n: FACTOR * s for n, s in spread.items()}
+
+
+def _nudged(value: Any, rng: np.random.Generator) -> Any:
+    """``value`` with every float in it moved by 1 to 4 last bits, up or down at random; other
+    values (masks, labels, shapes) as they are. Relative: a 0 stays 0, no sign changes."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value * (1 + _bits(rng, value.shape))
+    if isinstance(value, float):
+        return value * (1 + float(_bits(rng, ())))
+    if isinstance(value, Mapping):
+        return {k: _nudged(v, rng) for k, v in value.items()}
+    if isinstance(value, tuple | list) and not _shape(value):
+        return type(value)(_nudged(v, rng) for v in value)
+    return value
+
+
+def _bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return EPS * rng.uniform(1.0, 4.0, size=shape) * rng.choice((-1.0, 1.0), size=shape)
+
+
+def _shape(value: tuple | list) -> bool:
+    return all(isinstance(v, int) for v in value)
