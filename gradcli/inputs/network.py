@@ -39,7 +39,7 @@ from gradcli.layers.chain import Block, Network, Node
 from gradcli.records import record
 
 NET_KEYS = ("dtype", "seed", "inputs", "network", "loss", "grad_output")
-ENTRY_KEYS = ("layer", "name", "tensors", "options", "impl", "input", "target")
+ENTRY_KEYS = ("layer", "name", "tensors", "options", "impl", "input", "target", "data")
 # differentiated: a layer's first input takes the activation, its other inputs (an RNN step's
 # prev_h) are parameters of the network as its weights are; any other role (a loss's target,
 # labels, indices) is fixed, fed from one of the network's inputs
@@ -304,12 +304,13 @@ class _Builder:
         kind_ = e["layer"]
         if not isinstance(kind_, str):
             raise SpecError(f"expected a layer name, got {brief(kind_)}", key=f"{key}.layer")
-        layer, input_name = self._layer(e, kind_, key)
-        name = self._name(e.get("name"), kind_, key)
         tensors = e.get("tensors") or {}
         if not isinstance(tensors, dict):
             raise SpecError(f"expected a mapping of tensors, got {kind(tensors)}",
                             key=f"{key}.tensors")  # fmt: skip
+        listed = _data(e, kind_, tensors, key)
+        layer, input_name = self._layer(e, kind_, key, listed)
+        name = self._name(e.get("name"), kind_, key)
         roles = {i.name: i for i in layer.tensors}
         if input_name not in roles and kind_ != "custom":
             raise SpecError(f"{kind_} has no input tensor", key=f"{key}.layer")
@@ -341,7 +342,12 @@ class _Builder:
                 value = tensors[t]
                 if t in roles and _shape_only(value):  # as if omitted, its shape given
                     value = self._drawn(roles[t], value["shape"])
-                loaded[t] = self.loader.load(self._he(value), pkey, f"{name}.{t}")
+                # a custom layer's tensors given as integers (booleans) are its labels, indices
+                # (masks), as in a custom layer's spec: kept so, never differentiated
+                loaded[t] = self.loader.load(self._he(value), pkey, f"{name}.{t}",
+                                             given=kind_ == "custom")  # fmt: skip
+        if kind_ == "custom":
+            layer, params = self._split_data(layer, input_name, name, loaded, listed, fixed, params)
         if self.x_doc is not None and self.x_name not in self.arrays:
             self._load_indices(layer, input_name, loaded, e.get("options"), name)
         sh = {input_name: self.shape} | {t: a.shape for t, a in loaded.items()}
@@ -398,7 +404,29 @@ class _Builder:
             pass  # the walk says it with both layers' names
         return node
 
-    def _layer(self, e: dict, kind_: str, key: str) -> tuple[Layer, str]:
+    def _split_data(
+        self, layer: Layer, input_name: str, name: str, loaded: dict[str, np.ndarray],
+        listed: tuple[str, ...], fixed: dict[str, str], params: list[str],
+    ) -> tuple[Layer, list[str]]:  # fmt: skip
+        """A custom layer's data (its integer and boolean tensors, and the float ones its entry
+        lists under ``data:``) leave its parameters for the network's fixed inputs, named
+        ``<name>.<tensor>``; its roles are settled from the values, as a spec's custom layer's
+        are (user/labels.py). Returns the layer with its roles and its parameters."""
+        if layer.given is None:  # shapes only: the count stopped before this layer
+            return layer, params
+        # the activation, known by its dtype alone: a float that is no whole number (whole
+        # floats beside a failing index are read as labels given as floats)
+        stand_in = np.array(0.5, dtype=self.loader.dtype)
+        layer = layer.given(MappingProxyType({input_name: stand_in, **loaded}))
+        for info in layer.tensors:
+            if info.name in loaded and not info.differentiable:
+                where = f"{name}.{info.name}"
+                self.fixed[where] = loaded.pop(info.name)
+                fixed[info.name] = where
+        return layer, [t for t in params if t not in fixed]
+
+    def _layer(self, e: dict, kind_: str, key: str,
+               data: tuple[str, ...] = ()) -> tuple[Layer, str]:  # fmt: skip
         try:
             builtin = None if kind_ == "custom" else get_layer(kind_)
         except GradcliError as err:
@@ -457,7 +485,9 @@ class _Builder:
             options = e.get("options")
             _takes(code, names, tuple(options) if isinstance(options, dict) else (), key)
         raw = e.get("options")
-        return user_layer(code, builtin, names, raw if isinstance(raw, dict) else None), input_name
+        layer = user_layer(code, builtin, names, raw if isinstance(raw, dict) else None,
+                           data=data)  # fmt: skip
+        return layer, input_name
 
     def _load_indices(self, layer: Layer, input_name: str, loaded: dict[str, np.ndarray],
                       raw_options: Any, name: str) -> None:  # fmt: skip
@@ -506,6 +536,33 @@ class _Builder:
             fan_in = shape[1] if len(shape) == 2 else math.prod(shape[:-1])
             return {**value, "scale": math.sqrt(2.0 / max(1, fan_in))}
         return value
+
+
+def _data(e: dict, kind_: str, tensors: dict, key: str) -> tuple[str, ...]:
+    """A custom layer's ``data: [target]``: the float tensors of its entry never
+    differentiated (a loss's target), as in a custom layer's spec."""
+    if "data" not in e:
+        return ()
+    if kind_ != "custom":
+        raise SpecError(f"data: lists a custom layer's tensors that are never differentiated; "
+                        f"{kind_}'s are its own (a loss's labels or target: target: names the "
+                        "input holding them)", key=f"{key}.data")  # fmt: skip
+    data = e["data"]
+    if isinstance(data, str):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(n, str) for n in data):
+        raise SpecError(f"expected a list of the entry's tensor names, e.g. [target], got "
+                        f"{brief(data)}", key=f"{key}.data")  # fmt: skip
+    names = [str(t) for t in tensors]
+    for n in data:
+        if n not in names:
+            if n == e.get("input", "x"):
+                said = "is the layer's input, the activation the layer before gives"
+            else:
+                said = f"is not one of the entry's tensors ({', '.join(names) or 'none'})"
+            raise SpecError(f"{brief(n)} {said}{suggest(n, names)}; data: lists tensors under "
+                            "tensors: that are never differentiated", key=f"{key}.data")
+    return tuple(dict.fromkeys(data))
 
 
 def _takes(code: Any, names: tuple[str, ...], options: tuple[str, ...], key: str) -> None:

@@ -76,7 +76,8 @@ network:
   #   parameters are named <name>.<tensor> (conv1.W); default names <layer><k> (relu2)
   #   a parameter given by its shape alone is drawn with He's scale; a bias may be omitted
   #   impl: mylayer.py runs your own forward and backward of that layer at its place
-  #   {layer: custom, impl: mine.py, tensors: {...}} puts a layer of your own there
+  #   {layer: custom, impl: mine.py, tensors: {...}} puts a layer of your own there;
+  #   its integer tensors are labels, data: [target] lists float ones never differentiated
   #   {residual: [entries]} adds the block's input to its output: y = x + f(x)
   - {layer: conv2d, name: conv1, tensors: {W: {shape: [3, 3, 3, 4]}}, options: {padding: 1}}
   - {layer: relu}

@@ -55,11 +55,14 @@ def _producer(net: NetSpec) -> dict[str, str]:
 
 
 def _fixed_role(net: NetSpec, name: str) -> str:
-    """What a fixed input is to the layer taking it: labels (indices) or a target."""
+    """What a fixed input is to the layer taking it: labels (indices), a mask (a custom
+    layer's booleans) or a target."""
     for node in net.nodes:
         for t, i in node.fixed.items():
             if i == name:
-                return "labels" if node.layer.tensor(t).role == "index" else "target"
+                if node.layer.tensor(t).role != "index":
+                    return "target"
+                return "mask" if net.net.fixed[name].dtype == bool else "labels"
     return "data"
 
 
