@@ -55,6 +55,7 @@ from gradcli.checking.userwork import (
     backward_against_builtin,
     complex_safe,
     forward_against_builtin,
+    forward_calls,
     one_example,
 )
 from gradcli.errors import OptionError, mention
@@ -270,18 +271,24 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     user = REGISTRY.get(spec.layer.name) is not spec.layer  # code of yours: its calls timed
     comp = compute(spec, clock.for_calls() if user else None)
     refuse_overflow(spec, comp)
-    if opts.refuse_constant:
+    # a forward of the user's drawing its own mask is refused for keeping none only once it
+    # is known to draw it once: drawn anew at each call, that is the verdict (the contract's)
+    own_mask = spec.layer.reference is not None
+    if opts.refuse_constant and not own_mask:
         refuse_zero_output(spec, comp)
     levels = precision.levels(spec, comp, answers=opts.grads is not None)
     roundoff = {n: v.relative for n, v in levels.items()}
     run_contract = opts.grads is None and opts.contract
     first = {**comp.gradients, **{n: comp.intermediates["d" + n] for n in spec.layer.intermediates
                                   if "d" + n in comp.intermediates}}  # fmt: skip
-    contract = (check_contract(spec, atol, rtol, roundoff, first=first, output=comp.output)
+    contract = (check_contract(spec, atol, rtol, roundoff, first=first, output=comp.output,
+                               calls=forward_calls(spec))
                 if run_contract else ())  # fmt: skip
     # the perturbed copies get what the check's fixed arrays leave of --max-memory
     copies = memory.copies(spec, opts.max_memory)
     random = random_forward(contract, spec.output_info.name) is not None
+    if opts.refuse_constant and own_mask and not random:
+        refuse_zero_output(spec, comp)
     engine = Engine(
         spec.layer, spec.tensors, spec.options, spec.grad_output,
         method=opts.method, eps=opts.eps, max_memory=copies, deterministic=not random,
@@ -890,6 +897,8 @@ def compare_tensor(
         why = _noisy(p, name, grad, refined, atol, rtol, noise, coords)
         if why:
             result = dataclasses.replace(result, unresolved=why)
+    if p.random_forward and result.hints:  # differences of noise: no hint reads a cause there
+        result = dataclasses.replace(result, hints=(result.reason,) if result.reason else ())
     if p.mode == "probe":
         result = unlocated(result, p.probed.get(name))
     if name in p.unverified and result.passed:  # a PASS must not rest on what was not checked

@@ -76,6 +76,7 @@ def check_contract(
     seed: int | None = None,
     first: Mapping[str, np.ndarray] | None = None,
     output: np.ndarray | None = None,
+    calls: int = 1,
 ) -> tuple[Finding, ...]:
     """Every contract for every gradient the backward returns (attention's dQ ... dA too).
     ``atol``, ``rtol``: the value check's tolerances, and ``roundoff`` (float32: each
@@ -86,7 +87,9 @@ def check_contract(
     them, so a backward that changes after its first call cannot pass. ``output``: the
     forward's output at that first call: a forward that returns another one here is not
     deterministic (a mask drawn anew per call), a determinism finding under the output's name,
-    and no finite difference of it means anything."""
+    and no finite difference of it means anything. ``calls``: the forward calls here that must
+    each return it, while they do (a mask that drops most elements is often drawn the same
+    twice: userwork.forward_calls)."""
     layer = spec.layer
     dtype = np.dtype(spec.dtype)
     out, cache = layer.forward(spec.tensors, spec.options)
@@ -94,9 +97,13 @@ def check_contract(
     if output is not None:
         o = _f64(np.asarray(out))
         tol = roundoff_tolerance(float(np.finfo(dtype).eps), _largest(o), max(o.size, 1))
-        forward_det = _forward_determinism(
-            spec.output_info.name, _deviation(_f64(np.asarray(output)), o), tol
-        )
+        dev = _deviation(_f64(np.asarray(output)), o)
+        for _ in range(calls - 1):
+            if dev > tol:
+                break
+            again = _f64(np.asarray(layer.forward(spec.tensors, spec.options)[0]))
+            dev = max(dev, _deviation(_f64(np.asarray(output)), again))
+        forward_det = _forward_determinism(spec.output_info.name, dev, tol)
         if not forward_det.passed:  # the first backward ran on another forward's state
             first = None
 

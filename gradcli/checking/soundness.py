@@ -115,6 +115,11 @@ def refuse_zero_output(spec: Spec, comp: Computation) -> None:
     builtin = REGISTRY.get(spec.layer.name)
     if builtin is None or np.any(comp.output):
         return
+    # a forward of the user's drawing its own mask (CS231n's dropout) is held to no forward of
+    # ours: whether it keeps any element is its own (ours kept 1 of 6 where a student's, seeded
+    # as CS231n's is, kept none: PASS, with nothing checked)
+    own = spec.layer.reference is not None
+    layer = spec.layer if own else builtin
     constants = builtin.constants(spec.shapes, spec.options)
     names = [n for n, a in spec.tensors.items()
              if n not in constants and np.asarray(a).dtype.kind == "f"]  # fmt: skip
@@ -127,13 +132,14 @@ def refuse_zero_output(spec: Spec, comp: Computation) -> None:
             a = np.asarray(spec.tensors[n])
             size = float(np.abs(a).max(initial=0.0)) + 1.0
             point[n] = a + sign * size * rng.uniform(1.0, 2.0, a.shape).astype(a.dtype)
-        if np.any(builtin.forward(point, spec.options)[0]):
+        if np.any(layer.forward(point, spec.options)[0]):
             return
+    whose = f"your {spec.layer.name}'s forward" if own else spec.layer.name
+    mask = "its own mask keeps no element" if own else "a dropout mask that keeps no element"
     raise SpecError(
-        f"the output of {spec.layer.name} is 0 at every element here and around this point, "
+        f"the output of {whose} is 0 at every element here and around this point, "
         f"so every gradient is 0 whatever the values of {', '.join(names)} and nothing would be "
-        "checked (a dropout mask that keeps no element); give more elements or options that "
-        "keep some",
+        f"checked ({mask}); give more elements or options that keep some",
         source=spec.source,
     )
 

@@ -28,6 +28,10 @@ from gradcli.records import record
 # the points besides the spec's where a user's forward of a built-in layer must agree with ours
 DRAWN_POINTS = 2
 SAFE_PICKS = 3  # coordinates of each tensor the complex step is compared on with central
+# a forward drawing its own mask: the calls at one point telling a mask drawn per call from a
+# fixed one, missing it at most once in REDRAW_MISSED draws, at most REDRAWS calls
+REDRAW_MISSED = 1e-6
+REDRAWS = 64
 
 
 @record
@@ -90,6 +94,25 @@ def forward_against_builtin(
             return ForwardAgreement(r, drawn, point, **measured)
     names = drawn if points else ()
     return ForwardAgreement(first, points=tuple(points), names=names, **measured)
+
+
+def forward_calls(spec: Spec) -> int:
+    """How many more calls of a user's forward at the spec's tensors must return what its
+    first call did before it is taken as deterministic (checking/contract.py): one, unless it
+    draws its own mask (the built-in's
+    ``redraw_agrees``: CS231n's dropout). Such a mask drawn anew at each call agrees with the
+    last one by chance often where it drops nearly everything (6 elements at p = 0.9: a third
+    of the time), and the check then differenced noise and blamed the backward (`dx is zero
+    everywhere where the numerical gradient is not`); enough calls that a mask drawn per call
+    goes unseen less than once in REDRAW_MISSED, at most REDRAWS (cheap where it matters: the
+    fewer the elements, the more the calls)."""
+    builtin = REGISTRY.get(spec.layer.name)
+    if spec.layer.reference is None or builtin is None or builtin.redraw_agrees is None:
+        return 1
+    agree = builtin.redraw_agrees(spec.tensors, spec.options)
+    if not 0.0 < agree < 1.0:
+        return 1
+    return min(REDRAWS, max(1, math.ceil(math.log(REDRAW_MISSED) / math.log(agree))))
 
 
 def builtin_roundoff(spec: Spec, builtin: Layer) -> float:

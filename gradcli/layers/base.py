@@ -284,6 +284,11 @@ class Layer:
     # that is not the built-in forward's (CS231n's dropout draws its own mask): (tensors,
     # options, theirs) -> expected; None: the built-in forward's
     reference: Callable[[Arrays, Any, np.ndarray], tuple[np.ndarray, str]] | None = None
+    # such a forward may draw its mask anew at each call: (tensors, options) -> the chance
+    # that two calls drawing it anew return the same output (dropout keeping each of n
+    # nonzero elements with probability q: (q^2 + (1 - q)^2)^n), so that enough calls at one
+    # point tell a mask drawn per call from a fixed one; None: two calls are enough
+    redraw_agrees: Callable[[Arrays, Any], float] | None = None
     # a user's implementation in CS231n's layout: yours(name, shapes, index) -> where element
     # ``index`` of gradient d``name`` (gradcli's layout; ``shapes``: the spec's) is in the array
     # the user's backward returned, under their own parameter's name: "dw[3,2]" for

@@ -143,6 +143,15 @@ def expected(t: Arrays, options: Any, theirs: np.ndarray) -> tuple[np.ndarray, s
                  "dropout_param's p is the probability of keeping)")
 
 
+def redraw_agrees(t: Arrays, options: Any) -> float:
+    """The chance that two masks drawn anew, each element kept with probability 1 - p (or p:
+    the chance is the same, whichever a student's code reads p as), agree on every nonzero
+    element of x: on 6 elements at p = 0.9 a third of such pairs do (most drop all of them)."""
+    o = options or Options()
+    n = int(np.count_nonzero(np.asarray(t["x"])))
+    return float((o.p**2 + (1.0 - o.p) ** 2) ** n)
+
+
 def kept_with(x: np.ndarray, theirs: np.ndarray) -> float | None:
     """The probability an inverted dropout keeps with, read from the one scale 1 / q its kept
     elements share (theirs = x / q wherever x is kept), if they share one in (1, inf)."""
@@ -169,6 +178,7 @@ LAYER = Layer(
     footprint=footprint,
     working=working_elements,
     resolve=resolve,
+    redraw_agrees=redraw_agrees,
     explain=explain,
     skeleton=SKELETON,
     cs231n=(
