@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+import gradcli
 from gradcli.checking.check import check, compute
 from gradcli.checking.compare import compare
 from gradcli.inputs.spec import load_spec
@@ -384,3 +385,21 @@ def test_a_layer_whose_output_is_zero_around_the_point_is_refused():
     assert refused("dropout", x, p=0.9)
     assert not refused("dropout", x, p=0.5)  # the twin: it keeps some
     assert not refused("relu", [0.0, 0.0, 0.0]) and not refused("relu", [-v for v in x])
+
+
+def test_a_loss_that_is_zero_only_here_is_checked_and_a_wrong_backward_fails():
+    """Outside test t17 F1: an svm whose every margin is met (the true class ahead by 40, the
+    end of training) was refused as if identically 0, so a student's backward giving every
+    class a gradient there (dx[margins >= 0] = 1 after clamping) was never failed. Its scores
+    moved each its own way break the margins: checked, and the correct 0 passes. An svm of
+    one class has no margin anywhere: refused, in words that are not a dropout's."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 4, 5)
+    x[np.arange(5), y] += 40
+    assert gradcli.check("svm", {"x": x, "y": y}).passed
+    wrong = np.where(np.arange(4) == y[:, None], -3.0, 1.0) / 5  # every class counted
+    assert not gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong}).passed
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check("svm", {"x": rng.standard_normal((5, 1)), "y": np.zeros(5, dtype=int)})
+    assert "is 0 at every element here and around this point" in str(e.value)
+    assert "dropout" not in str(e.value) and "mask" not in str(e.value)

@@ -110,8 +110,11 @@ def refuse_zero_output(spec: Spec, comp: Computation) -> None:
     a backward scaled wrong, or any that returns zeros, would pass, as with an all-zero
     grad_output; refused. The neighbourhood tells it from a kink (relu at x = 0, whose
     one-sided slopes are checked) and from a relu of negatives (whose wrong backward fails):
-    two points drawn about the spec's, each tensor moved by one to two times its largest
-    magnitude plus 1, all one way and then all the other."""
+    three points drawn about the spec's, each tensor moved by one to two times its largest
+    magnitude plus 1, all one way, all the other, and each element its own way. The last
+    tells it from a loss that is 0 only here (an svm whose every margin is met, the end of
+    training: all of its scores moved one way meet them still, and a student's backward giving
+    every class a gradient there was never failed)."""
     builtin = REGISTRY.get(spec.layer.name)
     if builtin is None or np.any(comp.output):
         return
@@ -126,20 +129,25 @@ def refuse_zero_output(spec: Spec, comp: Computation) -> None:
     if not names:
         return
     rng = np.random.default_rng([spec.seed, 0x7A65726F])
-    for sign in (1.0, -1.0):
+    for sign in (1.0, -1.0, 0.0):
         point = dict(spec.tensors)
         for n in names:
             a = np.asarray(spec.tensors[n])
             size = float(np.abs(a).max(initial=0.0)) + 1.0
-            point[n] = a + sign * size * rng.uniform(1.0, 2.0, a.shape).astype(a.dtype)
+            way = sign if sign else rng.choice((-1.0, 1.0), a.shape)
+            point[n] = a + way * size * rng.uniform(1.0, 2.0, a.shape).astype(a.dtype)
         if np.any(layer.forward(point, spec.options)[0]):
             return
     whose = f"your {spec.layer.name}'s forward" if own else spec.layer.name
-    mask = "its own mask keeps no element" if own else "a dropout mask that keeps no element"
+    if own or builtin.name == "dropout":
+        mask = "its own mask keeps" if own else "a dropout mask that keeps"
+        why = f" ({mask} no element); give more elements or options that keep some"
+    else:  # an svm of one class has no margin at all
+        why = "; give tensors or options under which it is not 0 everywhere"
     raise SpecError(
         f"the output of {whose} is 0 at every element here and around this point, "
         f"so every gradient is 0 whatever the values of {', '.join(names)} and nothing would be "
-        f"checked ({mask}); give more elements or options that keep some",
+        f"checked{why}",
         source=spec.source,
     )
 

@@ -327,6 +327,9 @@ def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Gen
     direction = rademacher(central.t64[name].shape, rng)
     c, step = engine.directional(name, direction, h)
     right, left, noise = central.line_slopes(name, step)
+    if right == left == 0:  # the loss never moved: a slope below its last bit (a confident
+        # classifier's loss, log(1 + 3e-18) = 0) that the complex step alone sees; no evidence
+        return
     if abs(right - left) > 4 * noise + 1e-6 * max(abs(right), abs(left)):
         return  # a kink on the line: the coordinates' own readings decide
     r = (right + left) / 2
