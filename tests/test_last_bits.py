@@ -258,3 +258,25 @@ def test_a_users_confident_cross_entropy_is_complex_safe_and_judged():
     wrong = gradcli.check("softmax_cross_entropy", t, forward=_ce_forward,
                           backward=_ce_backward_no_mean, method="complex")  # fmt: skip
     assert not wrong.passed
+
+
+def test_a_float64_forward_saturated_is_not_called_float32():
+    """Outside test t17 F3/F4: np.tanh at |x| >= 25 returns exactly +-1, which float32 holds,
+    and its outputs move at no step: the note said 'your forward computes in float32'. The
+    twin: a tanh computed in float32 and returned as float64 is still named so."""
+    def f64(x):
+        return np.tanh(x)
+
+    def f32(x):
+        return np.tanh(np.asarray(x, dtype=np.float32)).astype(np.float64)
+
+    def backward(grad_output, x):
+        return {"x": grad_output * (1 - np.tanh(x) ** 2)}
+
+    x = np.array([[30.0, -30.0, 25.0, -25.0], [29.5, -29.5, 35.0, -35.0]])
+    report = gradcli.check("tanh", {"x": x}, forward=f64, backward=backward, method="complex")
+    notes = [n for n in report.check.notes if "float32" in n]
+    assert report.passed and not notes, notes
+    mild = np.array([[0.3, -1.2, 2.5, -0.7], [1.1, -0.4, 0.9, -2.0]])
+    report = gradcli.check("tanh", {"x": mild}, forward=f32, backward=backward)
+    assert any("computes in float32" in n for n in report.check.notes), report.check.notes
