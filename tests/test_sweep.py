@@ -150,3 +150,18 @@ def test_sweep_verdict_is_the_checks_too(cli, tmp_path, extra, name):
     ) == 1
     right = cli("check", "linear", "--impl", _impl(tmp_path, "pass"), "--sweep")
     assert right.exit_code == 0 and right.stdout.splitlines()[-1].startswith("PASS")
+
+
+@pytest.mark.parametrize(("layer", "regime"), [("relu", "exact"), ("svm", "flat")])
+def test_a_piecewise_linear_layer_sweeps_as_exact_or_flat_not_round_off(layer, regime, cli):
+    """Outside test t17 F7: relu's differences are exact at every step (error 0), svm's error
+    is the same at every step; both were labelled 'round-off' at 11 of 12 steps, with a plot
+    of log(0) clamped to 1e-300. The twin: linear's sweep keeps its regimes and plot."""
+    r = cli("check", layer, "--sweep", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert {row["regime"] for row in json.loads(r.stdout)["sweep"]} == {regime}
+    text = " ".join(cli("check", layer, "--sweep").stdout.split())
+    assert "any step works" in text and "1e-300" not in text and "best step" not in text
+    r = cli("check", "linear", "--sweep", "--format", "json")
+    assert {"best", "round-off"} <= {row["regime"] for row in json.loads(r.stdout)["sweep"]}
+    assert "best step" in cli("check", "linear", "--sweep").stdout

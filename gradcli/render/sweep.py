@@ -59,8 +59,17 @@ def _sweep_body(
     title = Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|")
     console.print(fitted(columns, cells, console.width, title=title, title_justify="left"),
                   crop=False)  # fmt: skip
-    console.print(Text(_plot(rows)))
-    console.print(Text(f"best step: {best:.0e}", style="bold"))
+    if all(r["regime"] == "exact" for r in rows):
+        console.print(Text("exact at every step: the layer is linear between its kinks here, "
+                           "so any step works"))
+    elif all(r["regime"] == "flat" for r in rows):
+        console.print(Text(f"the same error at every step ({rows[0]['error']:.2e}): the "
+                           "differences are exact (the layer is linear between its kinks "
+                           "here), what is left is the analytical side's round-off; any step "
+                           "works"))
+    else:
+        console.print(Text(_plot(rows)))
+        console.print(Text(f"best step: {best:.0e}", style="bold"))
     for n in wrong:
         low = min(r["errors"][n] for r in rows)
         console.print(Text(
@@ -72,12 +81,15 @@ def _sweep_body(
 
 def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     """log10(error) against log10(eps), one column per step, big steps on the left."""
-    logs = [np.log10(min(max(r["error"], 1e-300), 1e300)) for r in rows]  # inf: off the top
+    # inf: off the top; an exact 0 at the bottom, marked apart
+    seen = [r["error"] for r in rows if 0 < r["error"]]
+    floor = min(seen, default=1.0)
+    logs = [np.log10(min(max(r["error"], floor), 1e300)) for r in rows]
     lo, hi = min(logs), max(logs)
     span = (hi - lo) or 1.0
     grid = [[" "] * len(rows) for _ in range(height)]
     for j, (v, r) in enumerate(zip(logs, rows, strict=True)):
-        mark = {"best": "*", "truncation": "t", "round-off": "r"}[r["regime"]]
+        mark = {"best": "*", "truncation": "t", "round-off": "r", "exact": "0"}[r["regime"]]
         grid[int(round((hi - v) / span * (height - 1)))][j] = mark
     lines = []
     for i, row in enumerate(grid):
@@ -86,5 +98,6 @@ def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     lines.append(" " * 9 + "+" + "---" * len(rows))
     exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
     lines.append(" eps 1e-  " + exps)
-    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step")
+    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step"
+                 + (", 0: exact" if any(r["regime"] == "exact" for r in rows) else ""))
     return "\n".join(lines)
