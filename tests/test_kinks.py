@@ -301,9 +301,9 @@ def test_complex_safety_is_not_misled_by_an_input_at_a_kink(cli, tmp_path, body,
                          ids=["all-at-the-kink", "some-off-it"])  # fmt: skip
 def test_a_sweep_with_every_coordinate_at_a_kink_says_there_is_no_curve(cli, tmp_path, x, code):
     """It printed an error of 0 at every step and 'best step: 1e-01'; the twin: one coordinate
-    off the kink gives a curve."""
+    off the kink gives a sweep (relu's: exact at every step, so any step works)."""
     (tmp_path / "s.yaml").write_text(f"tensors:\n  x: {x}\n")
     result = cli("check", "relu", tmp_path / "s.yaml", "--sweep")
     assert result.exit_code == code, result.stderr
     assert ("no curve to sweep" in result.stderr) == (code == 2)
-    assert ("best step" in result.stdout) == (code == 0)
+    assert ("any step works" in " ".join(result.stdout.split())) == (code == 0)

@@ -7,6 +7,7 @@ differences). The twins: the same points with wrong backward passes still fail."
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -280,3 +281,57 @@ def test_a_float64_forward_saturated_is_not_called_float32():
     mild = np.array([[0.3, -1.2, 2.5, -0.7], [1.1, -0.4, 0.9, -2.0]])
     report = gradcli.check("tanh", {"x": mild}, forward=f32, backward=backward)
     assert any("computes in float32" in n for n in report.check.notes), report.check.notes
+
+
+def symmetric_svm_network():
+    """One linear layer whose weight rows are all equal, then an svm: every score moves alike
+    with X, no margin changes, so dX is exactly 0 (outside test t17 F8)."""
+    rng = np.random.default_rng(2)
+    return {"inputs": {"X": np.abs(rng.standard_normal((2, 16))), "y": np.array([3, 7])},
+            "network": [{"layer": "linear", "name": "fc",
+                         "tensors": {"W": np.ones((10, 16)), "b": np.zeros(10)}}],
+            "loss": {"layer": "svm", "target": "y"}}  # fmt: skip
+
+
+def test_a_gradient_of_exactly_zero_is_judged_not_unresolvable():
+    """dX is exactly 0 and its differences read exactly 0; the rule that round-off must sit
+    far below the largest numerical gradient (0) called a right linear layer 'cannot
+    resolve', and JSON blamed its backward. The loss stays where it is 1 to 4096 steps out
+    along every coordinate: its derivative is 0, judged as such."""
+    model = symmetric_svm_network()
+    report = gradcli.check_network(model)
+    assert report.passed, str(report).splitlines()[-1]
+    # the twin: an answer for dX that is not 0 fails, as a mismatch
+    grads = dict(gradcli.compute_network(model).gradients)
+    grads["X"] = np.full(grads["X"].shape, 1e-3)
+    report = gradcli.check_network(model, grads=grads)
+    assert not report.passed
+    assert not report.end_to_end["X"].passed and not report.end_to_end["X"].unresolved
+
+
+def test_a_confident_loss_flat_at_the_step_is_not_taken_for_a_zero_derivative():
+    """The other side of the same rule: a line flat over 8 steps (a term 1e-10 rounded at 1)
+    moves further out, so it stays 'cannot resolve'."""
+    result = gradcli.check("softmax_cross_entropy", confident(125),
+                           method="forward").check.results["x"]  # fmt: skip
+    assert not result.passed and result.unresolved
+
+
+def test_a_layer_whose_check_cannot_judge_it_is_not_called_wrong():
+    """Outside test t17 F8: a layer whose local check failed only as 'cannot resolve' was
+    first_wrong with wrong ['backward'] in JSON and the API: a CI script blamed a right
+    layer. Now judged false, wrong []; the twin: a wrong backward is still ['backward']."""
+    rng = np.random.default_rng(0)
+    model = {"inputs": {"X": rng.standard_normal((4, 3)), "t": rng.standard_normal((4, 2))},
+             "network": [{"layer": "linear", "name": "fc",
+                          "tensors": {"W": rng.standard_normal((2, 3)), "b": np.zeros(2)}},
+                         {"layer": "sigmoid", "name": "act"}],
+             "loss": {"layer": "mse", "target": "t"}}  # fmt: skip
+    report = gradcli.check_network(model, eps=1e-13)  # a step round-off swallows
+    first = report.first_wrong
+    assert not report.passed and first is not None
+    assert first.judged is False and first.wrong == ()
+    assert "cannot judge" in str(report).splitlines()[-1]
+    assert "wrong on" not in str(report).splitlines()[-1]
+    doc = json.loads(report.to_json())["first_wrong"]
+    assert doc["judged"] is False and doc["wrong"] == []

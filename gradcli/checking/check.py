@@ -69,6 +69,7 @@ from gradcli.numeric.methods import (
     EPS,
     RESOLVE_MARGIN,
     get_method,
+    steps,
 )
 from gradcli.numeric.sampling import sample_coordinates
 from gradcli.records import mutable_record, record
@@ -171,6 +172,9 @@ class Prepared:
     # name -> each element's floor from the backward's own round-off (checking/lastbit.py),
     # worked out at the first tensor failing without it
     floors: dict[str, np.ndarray] | None = None
+    # name -> whether the loss stays exactly where it is along every coordinate compared
+    # (_invariant), asked where the differences read 0 everywhere and cannot be resolved
+    flat: dict[str, bool] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -771,6 +775,11 @@ def tolerances(
     floor += _roundoff(p, name) or 0.0  # float32: on top of the float64 side's own error
     atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes,
                                  opts.method)  # fmt: skip
+    # a loss that stays where it is out to 4096 steps has a slope below 1/4096 of the
+    # round-off a step could not see past: where that is below atol, its derivative is 0
+    far = info.noise / FLAT_MOVES[-2] <= atol
+    if unresolved and largest(grad, info.kink_slopes) == 0 and far and _invariant(p, name, grad):
+        unresolved = ""
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
     rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
@@ -813,6 +822,34 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
     return own if noise is None else np.maximum(noise, own)
 
 
+# the moves, in steps, of _invariant: from 1 to 4096 steps each way
+FLAT_MOVES = (1, -1, 3, -3, 16, -16, 256, -256, 4096, -4096)
+
+
+def _invariant(p: Prepared, name: str, grad: np.ndarray) -> bool:
+    """Whether the loss stays exactly where it is when any compared coordinate of ``name``
+    moves by 1 to 4096 steps either way (FLAT_MOVES): then its slope is below 1/4096 of what
+    the step's round-off hides, not merely below the differences' last bit (a bias beside
+    W x = 1.8e308 moves nothing at 4096 steps either: that round-off is 1e300). Identical
+    weight rows before an svm leave every margin where it was (dx exactly 0, read exactly 0,
+    and a correct layer 'could not be resolved');
+    a confident classifier's loss, which the default step moves by less than its last bit,
+    moves further out. Once per tensor, counted against --budget."""
+    if name not in p.flat:
+        from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+        engine = p.engines[name]
+        idx = np.flatnonzero(np.isfinite(grad.ravel()))
+        flat = False
+        if idx.size:
+            h = steps(engine.t64[name].ravel()[idx], engine.eps)
+            p.spent += kinks.moves_seconds(engine, name, idx, p.opts.coloring, len(FLAT_MOVES))
+            D = kinks.moves(engine, name, idx, h, FLAT_MOVES, p.opts.coloring)[0]
+            flat = bool(np.all(D == 0))
+        p.flat[name] = flat
+    return p.flat[name]
+
+
 MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), per tensor
 
 
@@ -843,6 +880,8 @@ def _small(
     if newly.size:
         engine = p.engines[name]
         measured = engine.coordinate_noise(name, newly[:MEASURED], p.opts.coloring)
+        if p.flat.get(name):  # flat at every scale: its 0 is the derivative, exactly
+            measured = np.zeros(measured.shape)
         if info.noise_reach is not None:  # an output moved by less than its last bit reads 0
             # at every point of the line: its share is lost in its rounding, which no
             # measurement along the line can see (a confident softmax's top output, at 1)

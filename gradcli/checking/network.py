@@ -56,8 +56,10 @@ class FirstWrong:
     layer: str
     tensor: str | None  # its first failing gradient (its input's, if that failed); None: none
     # what is wrong: "backward" (its gradients or their contract), "forward" (the user's
-    # forward disagrees with the built-in one, or returns the wrong dtype)
+    # forward disagrees with the built-in one, or returns the wrong dtype); () when its check
+    # cannot judge its backward (``judged`` false: round-off swallows its gradients there)
     wrong: tuple[str, ...] = ("backward",)
+    judged: bool = True
 
 
 @record
@@ -196,6 +198,15 @@ def _wrong(lc: LayerCheck) -> FirstWrong:
         backward, failed = True, failed or list(report.backward.failed)
     tensor = lc.node.input if lc.node.input in failed else (failed or [None])[0]
     wrong = tuple(w for w, on in (("forward", forward), ("backward", backward)) if on)
+    # every failure a step that cannot resolve the gradient: nothing is known to be wrong
+    # (a script reading "backward" blamed a right linear layer whose dx is exactly 0)
+    unjudged = (wrong == ("backward",) and not broken and bool(failed)
+                and (report.backward is None or report.backward.passed)
+                and all(report.results[n].unresolved and not report.results[n].nonfinite
+                        for n in failed))  # fmt: skip
+    if unjudged:
+        return FirstWrong(lc.node.index, lc.node.name, lc.node.layer.name, tensor, (),
+                          judged=False)  # fmt: skip
     return FirstWrong(lc.node.index, lc.node.name, lc.node.layer.name,
                       tensor if backward else None, wrong or ("backward",))  # fmt: skip
 

@@ -31,7 +31,7 @@ def compute_doc(net: NetSpec, comp: Computation) -> dict[str, Any]:
 
 def _wrong(w: FirstWrong) -> dict[str, Any]:
     return {"index": w.index, "name": w.name, "layer": w.layer, "tensor": w.tensor,
-            "wrong": list(w.wrong)}
+            "wrong": list(w.wrong), "judged": w.judged}
 
 
 def check_doc(net: NetSpec, report: NetReport) -> dict[str, Any]:

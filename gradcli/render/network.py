@@ -153,7 +153,8 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             paragraph(console, Text(f"not checked (no answer given): {names}", style="dim"))
         for k, wrong in enumerate(_blamed(report)):
             lc = _check_of(report, wrong.index)
-            head = "also wrong on its own" if k else f"first wrong {_what(wrong)}"
+            head = _first(wrong) if not k else (
+                "also wrong on its own" if wrong.judged else "not judged either")
             console.print(Text(f"{head}: {_who(wrong)}", style="bold"))
             comp = lc.report.computation
             tested = {n: intermediates.builtin(comp, n) for n in lc.report.results}
@@ -176,6 +177,13 @@ def _check_of(report: NetReport, index: int) -> Any:
 
 def _what(w: FirstWrong) -> str:
     return {("backward",): "backward", ("forward",): "forward"}.get(w.wrong, "layer")
+
+
+def _first(w: FirstWrong) -> str:
+    """How the first failing layer is named: wrong, or not judged (round-off)."""
+    if not w.judged:
+        return "first layer whose backward its check cannot judge"
+    return f"first wrong {_what(w)}"
 
 
 def _who(w: FirstWrong) -> str:
@@ -246,14 +254,15 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
     if wrong is None:
         line = summary_line(net.spec, e2e)
         return Text.assemble(("FAIL", "bold red"), "  end to end" + line.plain[9:])
-    head = f"first wrong {_what(wrong)}"
-    r = _check_of(report, wrong.index).report.results.get(wrong.tensor) if wrong.tensor else None
-    if wrong.wrong == ("backward",) and r is not None and r.unresolved and not r.nonfinite:
-        head = "first layer whose backward its check cannot judge"  # round-off, not a value
+    head = _first(wrong)
     also = ""
-    if report.also_wrong:
-        also = "; also wrong on " + ("its own: " if len(report.also_wrong) == 1 else
+    wrong_too = [w for w in report.also_wrong if w.judged]
+    unjudged = [w for w in report.also_wrong if not w.judged]
+    if wrong_too:
+        also = "; also wrong on " + ("its own: " if len(wrong_too) == 1 else
                                      "their own: ") + "; ".join(
-            _blame(report, w) for w in report.also_wrong)  # fmt: skip
+            _blame(report, w) for w in wrong_too)  # fmt: skip
+    if unjudged:
+        also += "; not judged either: " + "; ".join(_blame(report, w) for w in unjudged)
     return Text.assemble(("FAIL", "bold red"),
                          f"  net: {head}: {_blame(report, wrong)}{also}{at_kinks}")
