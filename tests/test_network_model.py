@@ -216,3 +216,38 @@ def test_a_custom_layer_s_tensors_are_those_its_forward_takes(
         return
     message = refused(model, tmp_path)
     assert message.startswith(f"{key}: ") and said in message, message
+
+
+def test_a_module_of_cs231n_functions_is_an_impl_in_code(tmp_path):
+    """Outside test t17 F9: check_network refused an imported student module (relu_forward,
+    relu_backward) as impl, naming 'model' and 'a layer name'; the same file as a path worked.
+    The twin: the module's wrong backward fails; an impl of the wrong type names its entry."""
+    import importlib.util
+
+    import gradcli
+
+    def module(backward: str):
+        f = tmp_path / f"student_{abs(hash(backward))}.py"
+        f.write_text("import numpy as np\n"
+                     "def relu_forward(x):\n    return np.maximum(0, x), x\n"
+                     f"def relu_backward(dout, cache):\n    return {backward}\n")  # fmt: skip
+        spec = importlib.util.spec_from_file_location(f.stem, f)
+        m = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(m)
+        return m
+
+    rng = np.random.default_rng(0)
+
+    def model(impl):
+        return {"inputs": {"X": rng.standard_normal((4, 3)), "t": rng.standard_normal((4, 2))},
+                "network": [{"layer": "linear", "name": "fc",
+                             "tensors": {"W": rng.standard_normal((2, 3)), "b": np.zeros(2)}},
+                            {"layer": "relu", "name": "act", "impl": impl}],
+                "loss": {"layer": "mse", "target": "t"}}  # fmt: skip
+
+    assert gradcli.check_network(model(module("dout * (cache > 0)"))).passed
+    wrong = gradcli.check_network(model(module("dout * (cache < 0)")))
+    assert not wrong.passed and wrong.first_wrong.name == "act"
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check_network(model(42))
+    assert "network[1].impl" in str(e.value) and "layer name" not in str(e.value)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"}
@@ -432,3 +433,19 @@ def test_a_table_written_to_a_file_escapes_control_characters(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     text = out.read_text()
     assert "\x1b" not in text and "a\\x1b[2Jb.py" in text
+
+
+def test_labels_and_indices_are_integers_in_json(cli, tmp_path):
+    """Outside test t17 F10: svm's labels and embedding's indices were written as 0.0, 2.0 ...
+    in JSON, though the table says int64 and a spec refuses floats there: a script feeding the
+    document back got 'expected integers'. They round-trip now; float tensors stay floats."""
+    r = cli("compute", "svm", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)["tensors"]
+    y, x = doc["y"]["values"], doc["x"]["values"]
+    assert all(type(v) is int for v in y) and all(type(v) is float for row in x for v in row)
+    spec = tmp_path / "again.yaml"
+    spec.write_text(yaml.safe_dump({"layer": "svm", "tensors": {"x": x, "y": y}}))
+    assert cli("check", "svm", str(spec), "-q").exit_code == 0
+    idx = json.loads(cli("compute", "embedding", "--format", "json").stdout)["tensors"]["idx"]
+    assert all(type(v) is int for v in np.ravel(idx["values"]).tolist())

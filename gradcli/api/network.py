@@ -38,18 +38,25 @@ def load_model(model: Any, seed: int | None, dtype: str | None, max_elements: in
         )
     doc = dict(model)
 
-    def own(entry: Any) -> Any:
+    def own(entry: Any, key: str) -> Any:
         if isinstance(entry, Mapping) and "residual" in entry:
-            return {**entry, "residual": [own(e) for e in entry["residual"]]}
+            return {**entry, "residual": [own(e, f"{key}.residual[{k}]")
+                                          for k, e in enumerate(entry["residual"])]}  # fmt: skip
         if isinstance(entry, Mapping) and "impl" in entry \
                 and not isinstance(entry["impl"], (str, Path)):  # fmt: skip
-            return {**entry, "impl": impl_of(entry["impl"], None, None, param="model")}
+            try:
+                return {**entry, "impl": impl_of(entry["impl"], None, None, param="model")}
+            except GradcliError:  # said of the entry, in what an impl takes
+                raise OptionError(
+                    f"{key}.impl: expected a path FILE.py, a module or object with forward "
+                    f"and backward, or a module of CS231n's functions (relu_forward, ...), "
+                    f"got {arg.got(entry['impl'])}", param="model") from None
         return dict(entry) if isinstance(entry, Mapping) else entry
 
     if isinstance(doc.get("network"), list):
-        doc["network"] = [own(e) for e in doc["network"]]
+        doc["network"] = [own(e, f"network[{k}]") for k, e in enumerate(doc["network"])]
     if isinstance(doc.get("loss"), Mapping):
-        doc["loss"] = own(doc["loss"])
+        doc["loss"] = own(doc["loss"], "loss")
     try:
         return build_network(doc, base=Path.cwd(), source="<model>", dtype=dtype, seed=seed,
                              max_elements=max_elements)  # fmt: skip

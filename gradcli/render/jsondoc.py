@@ -23,7 +23,12 @@ from gradcli.user.options import as_json
 
 
 def _values(a: np.ndarray) -> Any:
-    """Nested lists of Python floats (exact: json writes repr); non-finite values become null."""
+    """Nested lists of Python floats (exact: json writes repr); non-finite values become null.
+    Integers (labels, indices) and booleans (masks) stay what they are: a label written 3.0
+    is refused when the document is read back as a spec."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iub":
+        return a.tolist()
     a = np.asarray(a, dtype=np.float64)
     if np.isfinite(a).all():
         return a.tolist()

@@ -49,6 +49,17 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
             layer = instance(layer, Path(f"<{holder}>"), holder, param)
         forward, backward = getattr(layer, "forward", None), getattr(layer, "backward", None)
         holder = getattr(layer, "__name__", type(layer).__name__)
+        if inspect.ismodule(layer) and not callable(forward) and not callable(backward):
+            # a student's module of CS231n functions (relu_forward, relu_backward), found by
+            # the layer's CS231n names once it is known, as a file of them is
+            module = layer
+            where = Path(getattr(module, "__file__", None) or f"<{module.__name__}>")
+
+            def lookup(name: str) -> Any:
+                f = getattr(module, name, None)
+                return f if callable(f) else None
+
+            return Impl(where, None, None, lookup=lookup)
         if not callable(forward) and not callable(backward):
             raise OptionError(
                 f"expected a layer name, a path FILE.py[:NAME], or an object with forward and "
