@@ -28,7 +28,6 @@ import numpy as np
 
 from gradcli.errors import mention
 from gradcli.layers import REGISTRY
-from gradcli.numeric import cost
 
 if TYPE_CHECKING:
     from gradcli.numeric import kinks, ties
@@ -247,8 +246,11 @@ def _whole_note(p: Any, count: str, given: float) -> None:
     )
 
 
-def _left(p: Any) -> float:
-    return p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+def _left(p: Any, planned: float = 0.0) -> float:
+    """What is left of --budget, and of ``planned`` seconds the estimate holds already (the
+    planner chose them, over the budget or not: they run whole)."""
+    left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+    return left if planned <= 0 else max(left, 0.0) + planned
 
 
 def _put(out: dict[str, tuple], n: str, coords: np.ndarray, values: np.ndarray,
@@ -279,9 +281,12 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
               settle: Callable | None) -> None:  # fmt: skip
     """Examine the coordinates of ``names`` at a kink whose moves reach the known ties'
     outputs, and rebuild each tensor's record (and tie groups) with those found: by the
-    layer's declared kinks where it has them (a sample's ties' members outside it, near-ties
-    read as ties), else by the detector."""
-    from gradcli.numeric import joint, kinkplan, kinks, partners, ties  # LAZY
+    layer's declared kinks where it has them (a sample's ties' members outside it, read off
+    its footprint or a loss's terms where it has them, else searched for; near-ties read as
+    ties), else by the detector. A sample's share of this is in its estimate
+    (``p.partners``, numeric/kinkplan.py): not taken from what is left of --budget, and only
+    what exceeds it is counted beyond."""
+    from gradcli.numeric import joint, kinkplan, kinks, partners  # LAZY
 
     engine, coloring = p.engine, p.opts.coloring
     reach = []
@@ -292,6 +297,8 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
     outputs = np.unique(np.concatenate(reach))
     for n in names:
         mode, coords, grad, info, fix, _ = out[n]
+        planned = p.partners.get(n, 0.0) if coords is not None else 0.0
+        used = 0.0  # predicted seconds of what ran, against what was planned
         known = np.zeros(0, dtype=np.int64) if fix is None else fix.coords
         seen = np.isfinite(grad.ravel())
         if coords is not None:  # a sampled tie's members left out of the sample belong to it
@@ -299,17 +306,20 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         candidates = np.setdiff1d(np.flatnonzero(seen), known)
         tol = tolerance(p, n, grad, info)
         h = kinks.one_sided_step(engine, n) / 4  # the detector's slopes' step at a kink
-        left = _left(p)
-        terms = ties.terms_of(engine, n, coloring) if declares(p.engines[n]) else None
-        if terms is not None and records[n] is not None:  # a loss's declared kinks: no search
-            found, spent, complete = _same_terms(terms, n, candidates, records[n]), 0.0, True
+        given = _left(p, planned)
+        found = None
+        if declares(p.engines[n]):  # no search where the footprint or terms name them
+            at = np.zeros(0, dtype=np.int64) if records[n] is None else records[n].coords
+            found = kinkplan.members(engine, n, candidates, at, coloring, outputs)
+        if found is not None:
+            spent, complete = 0.0, True
         else:
-            found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, left)
-        p.spent += spent
+            found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, given)
+        used += spent
         if not complete:
             p.note(
                 f"d{n}: the search for coordinates tied with those at a kink stopped (its next "
-                f"round needed more than was left of the {max(left, 0.0):.1f} s of "
+                f"round needed more than was left of the {max(given, 0.0):.1f} s of "
                 f"{mention('budget')} it had): the ties were checked with the members found "
                 f"({mention('mode', 'full')} searches them all)"
             )
@@ -317,40 +327,28 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
                 f"d{n} is not verified at its kinks, whose ties' members were not all searched "
                 f"for within {mention('budget')} ({mention('mode', 'full')} searches them all)"
             ))  # fmt: skip
-        if not found.size:
-            continue
-        analytic = p.under_test[n]
-        if declares(p.engines[n]):
-            more = kinks.declared(engine, n, analytic, found, coloring, _left(p), tol)
-            if more is None:  # no map for this tensor
-                continue
-            p.spent += kinkplan.recheck_seconds(engine, n, found, coloring)[0] + more.unplanned
-        else:
-            more = kinks.detected(engine, n, analytic, grad, found, tol, coloring, _left(p))
-            p.spent += more.seconds
-        if more.at is None or not more.at.coords.size:
-            continue
-        _merge(p, out, records, n, more.at, settle)
-
-
-def _same_terms(terms, n: str, candidates: np.ndarray, known: ties.AtKink) -> np.ndarray:
-    """The ``candidates`` that move a term the known ties move (``terms``: an engine on a
-    loss's terms, ties.terms_of): a sample's ties' other members are among them, and the
-    declared kinks tell which are at a kink (kinks.declared examines those alone)."""
-    from gradcli.numeric import ties  # LAZY
-
-    if not known.coords.size or not candidates.size:
-        return np.zeros(0, dtype=np.int64)
-    _, reached = ties.support(terms, n, known.coords, known.h)
-    pos, out = ties.support(terms, n, candidates, np.zeros(candidates.size))
-    return np.unique(candidates[pos[np.isin(out, reached)]])
+        more = None
+        if found.size and declares(p.engines[n]):
+            more = kinks.declared(engine, n, p.under_test[n], found, coloring,
+                                  _left(p, planned - used), tol)  # fmt: skip
+            if more is not None:  # else no map for this tensor
+                used += kinkplan.recheck_seconds(engine, n, found, coloring)[0]
+                p.spent += more.unplanned
+        elif found.size:
+            more = kinks.detected(engine, n, p.under_test[n], grad, found, tol, coloring,
+                                  _left(p, planned - used))  # fmt: skip
+            used += more.seconds
+        if more is not None and more.at is not None and more.at.coords.size:
+            used += _merge(p, out, records, n, more.at, settle, _left(p, planned - used))
+        p.spent += max(0.0, used - planned)
 
 
 def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink,
-           settle: Callable | None = None) -> None:  # fmt: skip
+           settle: Callable | None = None, budget: float = math.inf) -> float:  # fmt: skip
     """Tensor ``n``'s coordinates at a kink with ``new`` ones: tie groups found again over
-    all of them, their values put in place."""
-    from gradcli.numeric import joint, kinks, routes, ties  # LAZY
+    all of them, their values put in place. ``budget``: the seconds its links may take.
+    Returns its predicted seconds."""
+    from gradcli.numeric import kinkplan, kinks, routes, ties  # LAZY
 
     engine = p.engine
     old = records.get(n)
@@ -362,11 +360,11 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     # near-ties (numeric/kinks.gapped) read beyond the kinks within their step
     near = np.concatenate([np.zeros(r.coords.size) if r.near is None else r.near for r in parts])
     a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[idx]
-    p.spent += cost.copies_seconds(engine, 2 * idx.size + len(joint.OFFSETS), real=True)
+    seconds = kinkplan.merge_seconds(engine, n, idx.size, p.opts.coloring)
     values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring,
-                                             _left(p), near > 0,
+                                             budget - seconds, near > 0,
                                              not routes.routed(engine, n))  # fmt: skip
-    p.spent += records[n].seconds
+    seconds += records[n].seconds
     fix = out[n][4]
     if fix is None:
         fix = kinks.KinkFix(idx, values, noise, at=records[n])
@@ -377,3 +375,4 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
         mode, c, grad, info, fix, refined = out[n]
         routed = settle(p, n, grad, info, records[n])
         out[n] = (mode, c, np.where(np.isfinite(grad), routed, grad), info, fix, refined)
+    return seconds

@@ -169,6 +169,10 @@ class Prepared:
     # left in one group, where a wrong backward's sums of opposite signs cancel; members of a
     # tie not searched for): such a tensor cannot PASS
     unverified: dict[str, str] = field(default_factory=dict)
+    # name -> the predicted seconds of its sample's ties' members outside it, held in the
+    # estimate (budget.Estimate.partners): checking/across.py runs them on that, not on what
+    # is left of --budget
+    partners: dict[str, float] = field(default_factory=dict)
     # name -> each element's floor from the backward's own round-off (checking/lastbit.py),
     # worked out at the first tensor failing without it
     floors: dict[str, np.ndarray] | None = None
@@ -403,6 +407,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             p.note(note)
         p.mode = "sample" if chosen else "full"
         p.sampled = {n: coords[n] for n in names if n in chosen}
+        p.partners = {n: sampled[n].partners for n in chosen}
         run.update({n: sampled[n] for n in chosen})
     elif p.mode == "auto":
         p.mode = "full"
@@ -504,9 +509,10 @@ def recheck(
     if spent + whole > p.opts.budget:  # drawn only then, after the probes drew theirs
         coords = sample_coordinates(p.under_test[name].shape, p.opts.samples,
                                     p.under_test[name], rng)  # fmt: skip
-        cheaper = estimate(p.engines[name], name, p.opts.method, p.opts.coloring, coords).seconds
-        if cheaper < whole:
-            p.sampled[name], sample = coords, cheaper
+        sampled = estimate(p.engines[name], name, p.opts.method, p.opts.coloring, coords)
+        if sampled.seconds < whole:
+            p.sampled[name], sample = coords, sampled.seconds
+            p.partners[name] = sampled.partners
     mode, note = fallback(name, why, whole, spent, p.opts.budget, p.opts.samples, sample)
     p.note(note)
     return mode, whole if sample is None else sample

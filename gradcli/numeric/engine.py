@@ -229,6 +229,11 @@ class Engine(StackedForward):
             self._colorings[name] = col
         return self._colorings[name]
 
+    def declared_coloring(self, name: str) -> Coloring | SourceColoring | None:
+        """The coloring ``name``'s declared footprint gives, not verified (``colored`` verifies
+        it): what an estimate may read without running a copy."""
+        return self._coloring(name)
+
     def sampled_groups(self, name: str, coords: np.ndarray) -> list[np.ndarray] | None:
         """``coords`` (flat indices) grouped by color, each group one perturbed copy (their
         footprints are disjoint, as in a full check), when the tensor has a coloring and the

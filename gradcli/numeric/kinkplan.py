@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcli.numeric import blocks, cost, kinks, links, routes, ties
+from gradcli.numeric import blocks, cost, joint, kinks, links, partners, routes, ties
 
 # the copies ties.slopes takes for all of a tensor's tie groups at once: the point and the
 # two sides' two points of the groups' moves
@@ -32,16 +32,26 @@ def recheck_seconds(
     """(predicted seconds, coordinates) of the one-sided rechecks of the coordinates (of
     ``coords``, when sampled) whose stencil meets a kink the layer declares, as
     ``kinks.declared`` will run them (counted as cost.py counts the check: never timed)."""
+    seconds, idx, at = _rechecks(engine, name, coords, coloring)
+    return seconds + _ties_seconds(engine, name, at, coloring), int(idx.size)
+
+
+def _rechecks(
+    engine, name: str, coords: np.ndarray | None, coloring: bool
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(seconds of the rechecks but for their ties' copies, the coordinates rechecked, those
+    of them at a kink itself), map only."""
     hit = kinks.met(engine, name)
+    none = np.zeros(0, dtype=np.int64)
     if hit is None:
-        return 0.0, 0
+        return 0.0, none, none
     if coords is not None:
         keep = np.zeros(hit.size, dtype=bool)
         keep[np.asarray(coords, dtype=np.int64)] = True
         hit &= keep
     idx = np.flatnonzero(hit)
     if not idx.size:
-        return 0.0, 0
+        return 0.0, none, none
     seconds, at = 0.0, np.zeros(idx.size, dtype=bool)
     for right, left, both in schedule(engine, name, idx):
         for mask, points in ((right, 2), (left, 2), (both, len(kinks.BOTH_SIDES))):
@@ -49,7 +59,95 @@ def recheck_seconds(
                 seconds += kinks.moves_seconds(engine, name, idx[mask], coloring, points)
                 seconds += cost.copies_seconds(engine, 1, real=True)
         at |= both
-    return seconds + _ties_seconds(engine, name, idx[at], coloring), int(idx.size)
+    return seconds, idx, idx[at]
+
+
+def members(engine, name: str, candidates: np.ndarray, known: np.ndarray, coloring: bool = True,
+            outputs: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
+    """The ``candidates`` at a declared kink that move an output the ties at ``known`` move
+    (or ``outputs``, flat output indices of the layer's): a sample's ties' members outside it,
+    read off the layer's verified footprint or a loss's terms (numeric/ties.py), without a
+    copy. None where neither says which outputs a coordinate moves: then they are searched
+    for (numeric/partners.py), a copy per set of candidates (outside test t17 F5: 65 s of
+    search at a max-pool's integer ties, where its footprint names each window's members)."""
+    shape = ties.terms_of(engine, name, coloring)
+    known = np.asarray(known, dtype=np.int64)
+    if shape is None and ties.single_output(engine, name, coloring):
+        return None
+    if shape is None:
+        shape = engine
+    elif not known.size:  # the terms say nothing of the layer's outputs
+        return None
+    col = shape.colored(name)[0] if coloring else None
+    if not hasattr(col, "windows"):
+        return None
+    none = np.zeros(0, dtype=np.int64)
+    hit = kinks.met(engine, name)
+    if hit is None:
+        return none
+    candidates = np.asarray(candidates, dtype=np.int64)
+    candidates = candidates[hit[candidates]]  # kinks.declared examines no other
+    if not candidates.size:
+        return none
+    reached = ties.declared_support(shape, name, col, known)[1]
+    if shape is engine and outputs is not None:
+        reached = np.union1d(reached, outputs)
+    pos, out = ties.declared_support(shape, name, col, candidates)
+    return np.unique(candidates[pos[np.isin(out, reached)]])
+
+
+def partners_seconds(engine, name: str, coords: np.ndarray, coloring: bool = True) -> float:
+    """Predicted seconds of what a sample's ties cost beyond its own coordinates (checking/
+    across.py): their members outside the sample found (off the footprint for free, else
+    searched), rechecked at their kinks, and the ties rebuilt with them. The sample is chosen
+    on it: a max-pool's sample at integer ties, counted 0.6 s without it, ran 16 s (and
+    stopped short of a budget the full check, 1.2 s, fitted)."""
+    hit = kinks.met(engine, name)
+    if hit is None:
+        return 0.0
+    _, idx, at = _rechecks(engine, name, coords, coloring)
+    if not at.size:
+        return 0.0
+    candidates = np.setdiff1d(np.arange(hit.size), idx)
+    found = members(engine, name, candidates, at, coloring)
+    search = 0.0
+    if found is None:  # searched: the sets holding a kink are halved, a copy per set
+        found = _positives(engine, name, candidates, at, coloring)
+        where = np.searchsorted(candidates, found)
+        search = partners.tested(candidates.size, where) * partners.set_seconds(engine)
+    more, _, also = _rechecks(engine, name, found, coloring)
+    merged = np.union1d(at, also)
+    rebuilt = merge_seconds(engine, name, merged.size, coloring)
+    rebuilt += _ties_seconds(engine, name, merged, coloring)
+    return search + more + _ties_seconds(engine, name, also, coloring) + rebuilt
+
+
+def merge_seconds(engine, name: str, count: int, coloring: bool = True) -> float:
+    """The copies of rebuilding a tensor's ties over ``count`` coordinates at a kink
+    (checking/across.py), but for the tie groups' own (``_ties_seconds``): the outputs each
+    moves, read off a verified footprint (or a loss's one output) for free, else found by
+    moving each (two copies a coordinate), and the copies of the ties across tensors."""
+    shape = ties.structure(engine, name, coloring) or ties.on_terms(engine, name, coloring)
+    col = shape.colored(name)[0] if coloring else None
+    free = ties.single_output(shape, name, coloring) or hasattr(col, "windows")
+    return cost.copies_seconds(engine, (0 if free else 2 * count) + len(joint.OFFSETS), real=True)
+
+
+def _positives(engine, name: str, candidates: np.ndarray, at: np.ndarray,
+               coloring: bool) -> np.ndarray:  # fmt: skip
+    """The candidates at a declared kink whose move the search will find (at most): those
+    whose declared footprint, verified or not, reaches an output of the ties at ``at``, all
+    of them where the layer declares none (or is a loss)."""
+    hit = kinks.met(engine, name)
+    found = candidates[hit[candidates]]
+    if ties.single_output(engine, name, coloring):
+        return found
+    col = engine.declared_coloring(name)
+    if not hasattr(col, "windows"):
+        return found
+    reached = ties.declared_support(engine, name, col, at)[1]
+    pos, out = ties.declared_support(engine, name, col, found)
+    return np.unique(found[pos[np.isin(out, reached)]])
 
 
 def schedule(engine, name: str, idx: np.ndarray):

@@ -42,7 +42,7 @@ def find(engine, name: str, candidates: np.ndarray, outputs: np.ndarray, h: np.n
     mask = np.zeros(engine.g.size, dtype=bool)
     mask[outputs] = True
     g = np.where(mask, engine.g.ravel(), 0.0)
-    each = cost.copies_seconds(engine, len(OFFSETS), real=True)
+    each = set_seconds(engine)
     level, found, tested = [candidates], [], 0
     while level:
         if tested >= FLOOR and (tested + len(level)) * each > budget:
@@ -57,6 +57,31 @@ def find(engine, name: str, candidates: np.ndarray, outputs: np.ndarray, h: np.n
                 nxt += np.array_split(s, 2)
         level = nxt
     return _joined(found), tested * each, True
+
+
+def set_seconds(engine) -> float:
+    """Predicted seconds of testing one set (its four copies)."""
+    return cost.copies_seconds(engine, len(OFFSETS), real=True)
+
+
+def tested(count: int, positive: np.ndarray) -> int:
+    """The sets ``find`` tests among ``count`` candidates when those at positions ``positive``
+    are the ones at a kink (a set holding one is halved, as ``find`` halves it), map only:
+    what the estimate counts (numeric/kinkplan.py)."""
+    if not count:
+        return 0
+    held = np.zeros(count + 1, dtype=np.int64)  # held[k]: positives among the first k
+    np.add.at(held, np.asarray(positive, dtype=np.int64) + 1, 1)
+    held = np.cumsum(held)
+    lo, hi = np.zeros(1, dtype=np.int64), np.full(1, count, dtype=np.int64)
+    total = 0
+    while lo.size:
+        total += lo.size
+        split = (held[hi] > held[lo]) & (hi - lo > 1)
+        lo, hi = lo[split], hi[split]
+        mid = lo + (hi - lo + 1) // 2  # np.array_split's halves: the first takes the odd one
+        lo, hi = np.r_[lo, mid], np.r_[mid, hi]
+    return int(total)
 
 
 def _joined(found: list[np.ndarray]) -> np.ndarray:

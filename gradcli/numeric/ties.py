@@ -72,12 +72,13 @@ def support(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool = 
         return np.arange(idx.size), np.zeros(idx.size, dtype=np.int64)
     col = engine.colored(name)[0] if coloring else None
     if col is not None and hasattr(col, "windows"):
-        return _declared_support(engine, name, col, idx)
+        return declared_support(engine, name, col, idx)
     return _moved_support(engine, name, idx, h)
 
 
-def _declared_support(engine, name: str, col, idx: np.ndarray):
-    """The outputs each coordinate owns under the verified footprint, one color at a time."""
+def declared_support(engine, name: str, col, idx: np.ndarray):
+    """The outputs each coordinate owns under the footprint ``col`` (a coloring with windows),
+    one color at a time: (positions into ``idx``, output flat indices)."""
     x = engine.t64[name]
     position = np.full(x.size + 1, -1, dtype=np.int64)  # flat index -> place in idx; [-1]: none
     position[idx] = np.arange(idx.size)
