@@ -31,3 +31,17 @@ def test_colliding_archive_names_are_refused_and_nothing_is_written(cli, tmp_pat
     assert cli("compute", "custom", spec, "--impl", tmp_path / "mine.py", "-o", out).exit_code == 0
     with np.load(out) as npz:
         assert {"x", "step", "dx", "dstep", "output"} <= set(npz.files)
+
+
+def test_a_label_gradient_in_a_compute_archive_is_refused_as_in_any_answer_file(cli, tmp_path):
+    """Outside test t17 F11: didx added to a `compute -o` archive was ignored (PASS) while
+    {dW, didx} was refused; both are refused now, and the archive alone still passes."""
+    archive = tmp_path / "a.npz"
+    assert cli("compute", "embedding", "-o", archive).exit_code == 0
+    arrays = dict(np.load(archive))
+    assert cli("check", "embedding", "--grads", archive, "-q").exit_code == 0
+    for name, keep in (("with_didx.npz", arrays), ("only.npz", {"dW": arrays["dW"]})):
+        bad = tmp_path / name
+        np.savez(bad, **keep, didx=np.zeros(arrays["idx"].shape))
+        r = cli("check", "embedding", "--grads", bad, "-q")
+        assert r.exit_code == 2 and "idx is not differentiated" in r.output, r.output

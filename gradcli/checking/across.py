@@ -142,21 +142,24 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     p.spent += found.seconds
     if found.unexamined:
         p.note(
-            f"{found.unexamined:,} failing coordinates at ties of equal values were not "
+            f"{_count(found.unexamined, 'failing coordinate')} at ties of equal values "
+            f"{'were' if found.unexamined > 1 else 'was'} not "
             f"checked against the pieces touching the point ({max(left, 0.0):.1f} s of "
             f"{mention('budget')} was left): they fail as computed "
             f"({mention('mode', 'full')} checks every one)"
         )
     if found.unsearched:
         p.note(
-            f"{found.unsearched:,} coordinates that passed sit at ties of equal values not "
+            f"{_count(found.unsearched, 'coordinate')} that passed "
+            f"{'sit' if found.unsearched > 1 else 'sits'} at ties of equal values not "
             f"searched for a tie no coordinate sees (the middle of three tied values moves "
             f"nothing alone): {max(left, 0.0):.1f} s of {mention('budget')} was left "
             f"({mention('mode', 'full')} searches every one)"
         )
     if found.thronged:
         p.note(
-            f"{found.thronged:,} coordinates that passed are tied with more than "
+            f"{_count(found.thronged, 'coordinate')} that passed "
+            f"{'are' if found.thronged > 1 else 'is'} tied with more than "
             f"{pieces.CANDIDATES} equal values, some of which interact: not searched for a tie "
             f"no coordinate sees (the middle of three tied values moves nothing alone)"
         )
@@ -224,14 +227,20 @@ def _crowd_notes(p: Any, found: Any) -> None:
             f"equal values), so nothing was compared there"
         )
         p.unverified.setdefault(n, (
-            f"d{n} is not verified at {count:,} coordinates at ties of {large}, where no "
+            f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, where no "
             f"piece touching the point was read (your tie rule was not judged)"
         ))  # fmt: skip
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 coordinate``, ``2 coordinates``."""
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
 def _unverified(p: Any, n: str, count: int) -> None:
     p.unverified.setdefault(n, (
-        f"d{n} is not verified at {count:,} coordinates at a kink of a single output, whose "
+        f"d{n} is not verified at {_count(count, 'coordinate')} at a kink of a single output, "
+        f"whose "
         f"ties were not told apart within {mention('budget')} ({mention('mode', 'full')} "
         "tells them apart)"
     ))  # fmt: skip

@@ -72,7 +72,8 @@ def load_answers(
     else:
         keys = npz_names(path, source=target)
         if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
-            keys = [k for k in keys if k[:1] == "d" and k[1:] in shapes]
+            # (a d<label> added to one is refused as in any answer file: compute writes none)
+            keys = [k for k in keys if k[:1] == "d" and (k[1:] in shapes or k[1:] in no_grad)]
         raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
     answers = {}
     for key, a in raw.items():
