@@ -432,3 +432,21 @@ def test_a_write_past_the_flag_is_caught_on_arrays_of_any_size(cli, tmp_path, as
                   "def backward(grad_output, x):\n    return {'x': grad_output}\n")  # fmt: skip
     result = cli("check", "custom", spec, "--impl", _module(tmp_path, body), "--mode", "probe")
     assert_usage_error(result, "forward changed x in place")
+
+
+def test_a_float64_gradient_under_float32_says_how_to_allocate(cli, tmp_path):
+    """Outside test t17 F12: a textbook backward allocating with np.zeros(shape) fails every
+    float32 check on the dtype contract; the finding says what to write instead. The twin: a
+    backward allocating like its input keeps the contract."""
+    for zeros, code in (("np.zeros(W.shape)", 1), ("np.zeros_like(W)", 0)):
+        mine = tmp_path / f"emb_{code}.py"
+        mine.write_text(
+            "import numpy as np\n"
+            "def forward(idx, W):\n    return W[idx]\n"
+            f"def backward(grad_output, idx, W):\n    dW = {zeros}\n"
+            "    np.add.at(dW, idx, grad_output)\n    return {'W': dW}\n")  # fmt: skip
+        r = cli("check", "embedding", "--impl", mine, "--dtype", "float32", "--format", "json")
+        assert r.exit_code == code, r.output
+        if code:
+            said = " ".join(r.stdout.split())
+            assert "np.zeros_like" in said and "np.zeros(shape) is float64" in said

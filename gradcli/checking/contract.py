@@ -319,5 +319,9 @@ def _dtype(n: str, fn: str, got: np.dtype, want: np.dtype) -> Finding:
     if got == want:
         return Finding("dtype", n, True, f"{fn} returns {what} in {want}")
     note = " (its values are held to float32 tolerances)" if got == np.float32 else ""
-    detail = f"{fn} returns {what} in {got} under a {want} spec{note}"
+    # the classic cause: np.zeros(shape) or a Python float making float64 of float32 inputs
+    wider = got.kind == "f" and want.kind == "f" and got.itemsize > want.itemsize
+    how = ("; allocate it like its inputs (np.zeros_like(x), or dtype=x.dtype: np.zeros(shape) "
+           "is float64)" if wider else "")
+    detail = f"{fn} returns {what} in {got} under a {want} spec{note}{how}"
     return Finding("dtype", n, False, detail)
