@@ -331,3 +331,34 @@ def test_a_mask_left_out_is_named_against_the_numerical_gradient(backward, cause
                            forward=_cs231n_dropout_forward, backward=backward)  # fmt: skip
     assert not report.passed
     assert _causes(report, "x") == [cause], report.results["x"].hints
+
+
+def test_a_max_pool_padded_with_zeros_is_told_so():
+    """Outside test t17 F12: a max-pool padding with 0 instead of -inf was told 'your Z is zero
+    at every failing element ...: a missing term'. The twin: padding with -inf agrees."""
+    rng = np.random.default_rng(0)
+    X = -np.abs(rng.standard_normal((2, 5, 5, 2))) - 0.01  # all negative: 0 beats them all
+    options = {"size": 3, "stride": 2, "padding": 1}
+
+    def forward_with(pad_value):
+        def forward(X, size=2, stride=None, padding=0):
+            s = stride or size
+            Xp = np.pad(X, ((0, 0), (padding,) * 2, (padding,) * 2, (0, 0)),
+                        constant_values=pad_value)  # fmt: skip
+            Ho, Wo = (Xp.shape[1] - size) // s + 1, (Xp.shape[2] - size) // s + 1
+            return np.stack([np.stack([Xp[:, i * s:i * s + size, j * s:j * s + size, :]
+                                       .max(axis=(1, 2)) for j in range(Wo)], axis=1)
+                             for i in range(Ho)], axis=1)  # fmt: skip
+        return forward
+
+    def backward(grad_output, X, size=2, stride=None, padding=0):  # the built-in's answer
+        return {"X": gradcli.compute("maxpool2d", {"X": X}, options=options,
+                                     grad_output=grad_output).gradients["X"]}  # fmt: skip
+
+    zero = gradcli.check("maxpool2d", {"X": X}, options=options, forward=forward_with(0.0),
+                         backward=backward)  # fmt: skip
+    said = " ".join(str(h) for h in zero.check.forward.hints)
+    assert not zero.passed and "padding takes part in the max as 0" in said, said
+    right = gradcli.check("maxpool2d", {"X": X}, options=options,
+                          forward=forward_with(-np.inf), backward=backward)  # fmt: skip
+    assert right.passed

@@ -84,6 +84,11 @@ def hints(
     mine = f"your {name}" if forward else f"d{name}"
     ref = f"the built-in forward's {name}" if forward else "the numerical gradient"
     short = f"the built-in {name}" if forward else "numeric"
+    if forward and context.get("padded_max") and np.all(a[fail] == 0) and np.all(n[fail] < 0):
+        # a max over windows reaching into the padding: 0 beats every negative input
+        return [f"your {name} is 0 where {ref} is negative, at every failing element: your "
+                f"padding takes part in the max as 0 (pad a max-pool with -inf, or leave the "
+                f"padding out of each window)"]
     if np.all(a[fail] == 0) and np.any(np.abs(n[fail]) > tol[fail]):
         whole = every if np.all(a[ok] == 0) else "at every failing element"
         # where the zeros are confined says where the term is missing (dX zero on its last row)

@@ -49,7 +49,8 @@ def variants(t: Arrays, options: Any, dnext_h: np.ndarray) -> dict[str, tuple[st
     return {
         f"rnn_step:{key}": (
             f"with da = {_slips.times('dnext_h', used)} where da = dnext_h * (1 - next_h^2) "
-            f"belongs: {why} (da feeds dx, dprev_h, dWx, dWh and db)",
+            f"belongs: {why} (da feeds dx, dprev_h, dWx, dWh and db: each gradient that "
+            f"took this da is off, and only those)",
             _from_da(dnext_h * factor, cache),
         )
         for key, used, why, factor in slips
