@@ -362,3 +362,49 @@ def test_a_max_pool_padded_with_zeros_is_told_so():
     right = gradcli.check("maxpool2d", {"X": X}, options=options,
                           forward=forward_with(-np.inf), backward=backward)  # fmt: skip
     assert right.passed
+
+
+def _staged_batchnorm(slip: str):
+    """CS231n's batchnorm_backward written stage by stage, with one classic slip (the oracle:
+    the student's own code, not the package's named terms)."""
+
+    def forward(x, gamma, beta):
+        mu = x.mean(axis=0)
+        return gamma * (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=0) + 1e-5) + beta
+
+    def backward(grad_output, x, gamma, beta):
+        N = x.shape[0]
+        xc = x - x.mean(axis=0)
+        std = np.sqrt((xc**2).mean(axis=0) + 1e-5)
+        xhat = xc / std
+        dxhat = grad_output * gamma
+        dvar = 0.5 * -(dxhat * xc / std**2).sum(axis=0) / std
+        dxc = dxhat / std + 2 * xc * dvar / (N - 1 if slip == "unbiased" else N)
+        dmu = -dxc.sum(axis=0)
+        dx = dxc + (dmu if slip == "sum" else dmu / N)
+        if slip == "axis":  # the means of dx over the features: a layernorm's
+            dx = (dxhat - dxhat.mean(axis=1, keepdims=True)
+                  - xhat * (dxhat * xhat).mean(axis=1, keepdims=True)) / std  # fmt: skip
+        return {"x": dx, "gamma": (grad_output * xhat).sum(axis=0),
+                "beta": grad_output.sum(axis=0)}  # fmt: skip
+
+    return forward, backward
+
+
+@pytest.mark.parametrize(("slip", "said"), [
+    ("sum", "the mean's path summed, not averaged"),
+    ("unbiased", "2 xc / (m - 1) where 2 xc / m belongs"),
+    ("axis", "the means of dx taken over the features"),
+    ("", None),
+])  # fmt: skip
+def test_a_staged_batchnorm_backward_slip_is_named(slip, said):
+    """Outside test t17 F12: these failed with no hint at all. The twin: no slip passes."""
+    rng = np.random.default_rng(1)
+    t = {"x": rng.standard_normal((6, 4)), "gamma": rng.standard_normal(4),
+         "beta": rng.standard_normal(4)}  # fmt: skip
+    forward, backward = _staged_batchnorm(slip)
+    report = gradcli.check("batchnorm", t, forward=forward, backward=backward)
+    assert report.passed is (said is None)
+    if said:
+        hints = " ".join(" ".join(str(h).split()) for h in report.check.results["x"].hints)
+        assert said in hints, hints
