@@ -16,7 +16,8 @@ tolerance: the values shrank towards a at the rate truncation predicts. A wrong 
 |a - R| is its error, whatever the step. Halving stops at a confirmation; when the values lead
 away from a (the rate held at two steps in a row, or they stopped moving: ``decide``,
 ``_settled``); when the next step's round-off (it grows as 1/h) would take an eighth of the
-tolerance; or after ``HALVINGS``.
+tolerance; when every difference reads exactly 0 (the step is below L's rounding: undecided);
+or after ``HALVINGS``.
 """
 
 from __future__ import annotations
@@ -124,7 +125,12 @@ def refine(
     # so the coordinates left undecided, or led away, have their round-off measured, and
     # where it is above the model's they are halved again against it
     doubt = np.flatnonzero(~got.confirmed & ~got.cut & (~got.done | np.isfinite(got.led)))
-    noisy = np.zeros(idx.size, dtype=bool)
+    # a step below L's rounding read nothing (every difference 0): where the round-off that
+    # implies at the default step covers the failure, no step resolves the coordinate; else
+    # the default step's value stands (a zero answer where the default step read 1e-9 with a
+    # round-off of 1e-11 fails)
+    implied = 4 * got.flat * m.spread / steps(x, e.eps)
+    noisy = (got.flat > 0) & (np.abs(a - n) <= tol(implied, n))
     if doubt.size:
         unit = measured(e, name, idx[doubt], x[doubt], m, coloring)
         got.spent += kinks.moves_seconds(e, name, idx[doubt], coloring, LINE_POINTS)
@@ -139,7 +145,7 @@ def refine(
                           seconds - got.spent, floor[again], halvings=64)  # fmt: skip
             got.spent += redo.spent
             got.most = max(got.most, redo.most)
-            for f in ("values", "noise_at", "led", "done", "confirmed", "cut"):
+            for f in ("values", "noise_at", "led", "done", "confirmed", "cut", "flat"):
                 getattr(got, f)[again] = getattr(redo, f)
             # undecided at the measured round-off: no step resolves them at the tolerance
             noisy[again] = ~redo.confirmed & ~redo.cut & ~np.isfinite(redo.led)
@@ -174,6 +180,9 @@ class _Halved:
     confirmed: np.ndarray
     cut: np.ndarray
     model: np.ndarray  # the modelled round-off times the step, at the last step taken
+    # stopped where every difference read exactly 0 (``_halve``): the least round-off of L
+    # that explains it, |the last value read| * that step, else 0
+    flat: np.ndarray
     spent: float = 0.0
     most: int = 0
 
@@ -192,6 +201,7 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
     values, noise_at = np.full(idx.size, np.nan), np.zeros(idx.size)
     led = np.full(idx.size, np.nan)
     model = np.zeros(idx.size)
+    flat_unit = np.zeros(idx.size)
     done = np.zeros(idx.size, dtype=bool)  # confirmed, or stopped
     confirmed = np.zeros(idx.size, dtype=bool)
     cut = np.zeros(idx.size, dtype=bool)  # stopped by the budget
@@ -210,6 +220,17 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
             cost = kinks.moves_seconds(e, name, idx[todo], coloring, points=len(offsets))
         spent += cost
         D, scale = kinks.moves(e, name, idx[todo], h[todo], offsets, coloring)
+        # every difference exactly 0 where the default step moved L: the step is below L's
+        # rounding (a confident classifier's loss, rounded at the 1, moves in jumps of the 1's
+        # last bit), and 0 is no reading of the slope (a zero answer was confirmed on it): the
+        # coordinate stops undecided, no smaller step reads more
+        flat = ~np.any(D, axis=0) & (numeric[todo] != 0)
+        last = seq[1][todo] if k >= 2 else seq[0][todo]
+        flat_unit[todo[flat]] = np.abs(last[flat]) * h[todo[flat]]
+        done[todo[flat]] = True
+        todo, D, scale = todo[~flat], D[:, ~flat], scale[~flat]
+        if not todo.size:
+            continue
         at = {s: D[i] for i, s in enumerate(offsets)}
         at[0] = np.zeros(todo.size)
         n = m.apply(at) / h[todo]
@@ -237,7 +258,7 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
                                                                      else n - n0)))
         done[todo[spent_noise]] = True
         seq[0][todo], seq[1][todo] = n1 if k >= 2 else n0, n
-    return _Halved(values, noise_at, led, done, confirmed, cut, model, spent, most)
+    return _Halved(values, noise_at, led, done, confirmed, cut, model, flat_unit, spent, most)
 
 
 def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np.ndarray:
