@@ -551,29 +551,50 @@ def _verdicts(right, left, half, lo, hi, t):  # fmt: skip
     return at_kink, one
 
 
-# points on each side's line where a candidate kink's round-off is measured
+# points on each side's line where a candidate kink's round-off is measured, off the step grid
+# and unlike each other (methods.offgrid_moves)
 LINE_POINTS = 6
+RIGHT_MOVES = methods.offgrid_moves((2, 3, 5, 7, 11, 13))
+LEFT_MOVES = tuple(-t for t in methods.offgrid_moves((17, 19, 23, 29, 31, 37)))
 
 
 def _measured(engine, name: str, idx: np.ndarray, h: np.ndarray, coloring: bool) -> np.ndarray:
-    """The round-off of L near each coordinate, from its lines x + k h and x - k h, k = 0..8:
-    the larger of two readings. Its spread (one standard deviation, methods.line_noise), the
-    smaller of the two lines', since a kink crossed within 6 h raises one side's estimate (its
-    differences of orders 4 and 5 jump) but not the clean side's, and a kink at x itself leaves
-    both lines on linear pieces. And the largest isolated jump on either line (flat, a jump,
-    flat again): L rounded at a far larger number (a confident classifier's loss of 1e-9 is
-    log(1 + 1e-9), rounded at the 1) is a staircase at these steps, flat where no spread shows,
-    and a kink's line never goes flat again once it has moved."""
-    ks = tuple(range(1, LINE_POINTS + 1))
-    D = moves(engine, name, idx, h, ks + tuple(-k for k in ks), coloring)[0]
+    """A bound on the round-off of L near each coordinate (as ``unit * scale`` bounds an
+    output's in methods.one_sided_noise), from its lines x + t h, t from 1 to 6 steps and
+    fractions (RIGHT_MOVES), and x - t h (LEFT_MOVES): the larger of two readings.
+
+    Their spread (one standard deviation, what a cubic leaves: methods.offgrid_noise), off
+    the grid: on the equally spaced x + k h (ECnoise, methods.line_noise) a confident
+    classifier's loss, rounded at the 1 and moving some of its last bits and a fraction at
+    every step, drifts evenly and reads as smooth (2e-22 where its spread is 4e-18), and two
+    sides apart by that round-off were a kink. A kink crossed within 6 h raises one line's spread
+    but not the clean line's, and a kink at x itself leaves both on linear pieces: the two
+    lines' spreads pooled where they agree within 4x (each line leaves 3 of its 7 points to
+    the rounding, and the smaller of two such estimates fell short by 2x and more once in
+    five: round-off read as kinks), else the smaller. Times sqrt(3), a bound as the model's is:
+    a rounding uniform over +-a has a standard deviation of a / sqrt(3).
+
+    And the largest isolated jump along the two lines joined through x (flat, a jump, flat
+    again): L rounded at a far larger number is a staircase at these steps, flat where no
+    spread shows (the stair beside x too: apart, each line read flat), and a kink's line
+    never goes flat again once it has moved. A line that never moves says nothing of its
+    round-off: inf."""
+    D = moves(engine, name, idx, h, RIGHT_MOVES + LEFT_MOVES, coloring)[0]
     right, left = D[:LINE_POINTS], D[LINE_POINTS:]
-    spread = np.minimum(methods.line_noise(right), methods.line_noise(left))
-    return np.maximum(spread, np.maximum(_isolated_jumps(right), _isolated_jumps(left)))
+    r = methods.offgrid_noise(np.array(RIGHT_MOVES), right)
+    lf = methods.offgrid_noise(np.array(LEFT_MOVES), left)
+    agree = np.maximum(r, lf) <= 4 * np.minimum(r, lf)
+    spread = np.where(agree, np.sqrt((r**2 + lf**2) / 2), np.minimum(r, lf))
+    line = np.vstack([left[::-1], np.zeros((1, idx.size)), right])  # from x - 6 h to x + 6 h
+    sigma = np.maximum(math.sqrt(3) * spread, _isolated_jumps(line[1:] - line[0]))
+    sigma[~np.any(D, axis=0)] = np.inf
+    return sigma
 
 
 def _isolated_jumps(D: np.ndarray) -> np.ndarray:
-    """The largest |L(x + k h) - L(x + (k - 1) h)| of each column that is flat on both sides
-    (the differences before and after it exactly 0), else 0; ``D[k - 1]`` = L(x + k h) - L(x)."""
+    """The largest change between successive points of each column's line that is flat on
+    both sides (the changes before and after it exactly 0), else 0; ``D[k - 1]``: L at the
+    k-th point of the line minus L at its start."""
     s = np.diff(np.vstack([np.zeros((1, D.shape[1])), D]), axis=0)
     alone = (s[1:-1] != 0) & (s[:-2] == 0) & (s[2:] == 0)
     return np.where(alone, np.abs(s[1:-1]), 0.0).max(axis=0, initial=0.0)

@@ -123,6 +123,16 @@ def offgrid_noise(t: np.ndarray, D: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum((y - V @ fit) ** 2, axis=0) / (t.size - 4))
 
 
+def offgrid_moves(primes: tuple[int, ...]) -> tuple[float, ...]:
+    """Moves along a line, in steps, for ``offgrid_noise``: k and half the fraction of sqrt(p)
+    for the k-th of ``primes``. No integers relate those fractions (engine.NOISE_OFFSETS says
+    why golden-ratio ones failed), and each is rounded to 2^-16 so that x + t h is exact as
+    x + k h is wherever h is 2^16 of x's last bits or more (a quarter of a default step is
+    2^23): a move rounded to x's last bit would add an error of its own."""
+    return tuple(k + round(2.0**15 * (math.sqrt(p) % 1.0)) / 2.0**16
+                 for k, p in enumerate(primes, start=1))  # fmt: skip
+
+
 def auto_eps(method: Method, unit: float) -> float:
     """The default step for a forward computing with machine epsilon ``unit``: the method's
     own for float64, else the same balance of truncation against round-off in ``unit`` (a
