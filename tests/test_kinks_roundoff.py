@@ -19,30 +19,17 @@ x = c) is still read as one: its subgradient passes, a slope beyond it fails.
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
 import gradcli
 from gradcli.numeric import kinks, methods
 
-
-def confident(seed: int, margin: float) -> dict[str, np.ndarray]:
-    """Scores N(0, 4) of 8 examples and 5 classes, each label ahead by ``margin``."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(8, 5)) * 2
-    y = rng.integers(0, 5, 8)
-    x[np.arange(8), y] += margin
-    return {"x": x, "y": y}
-
-
-def _probs(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def loss(x: np.ndarray, y: np.ndarray) -> float:
-    """A student's softmax cross-entropy, mean over the examples."""
-    return float(-np.log(_probs(x)[np.arange(len(y)), y]).mean())
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from test_refine_flat import _probs, confident, loss  # noqa: E402  (the same classifier)
 
 
 def gradient(x: np.ndarray, y: np.ndarray) -> np.ndarray:
