@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradcli.checking import intermediates
 from gradcli.errors import mention
 from gradcli.layers import REGISTRY
 
@@ -132,7 +133,8 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
         if fix is not None:
             quiet[fix.coords] = False
         silent[n] = np.flatnonzero(quiet)
-    if not any(f.size for f in (*failing.values(), *silent.values())):
+    accepted = _chained_ties(p, own, failing, floors, rtol) if p.opts.chained_kinks else {}
+    if not any(f.size for f in (*failing.values(), *silent.values(), *accepted.values())):
         return taken
     from gradcli.numeric import kinks, pieces  # LAZY
 
@@ -180,6 +182,15 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             f"compared with the nearest mix"
         )
     out = dict(taken)
+    for n, at in accepted.items():  # the answer's own value: it passes there
+        if at.size:
+            a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[at]
+            fix = out[n][4]
+            held = at if fix is None else np.union1d(fix.coords, at)
+            chained = (*(() if fix is None else fix.chained), *at.tolist())
+            fix = (kinks.KinkFix(at, a, np.zeros(at.size), chained=chained) if fix is None
+                   else dataclasses.replace(fix, coords=held, chained=chained))  # fmt: skip
+            _put(out, n, at, a, np.zeros(at.size), fix)
     for n, (coords, values, noise) in found.values.items():
         fix = out[n][4]
         unverified = found.unverified.get(n, 0)
@@ -191,6 +202,32 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             fix = dataclasses.replace(fix, coords=np.flatnonzero(held),
                                       unverified=fix.unverified + unverified)  # fmt: skip
         _put(out, n, coords, values, noise, fix)
+    return out
+
+
+def _chained_ties(p: Any, own: list[str], failing: dict[str, np.ndarray],
+                  floors: dict[str, np.ndarray], rtol: float) -> dict[str, np.ndarray]:
+    """CheckOptions.chained_kinks: the ``failing`` coordinates (taken out of it) whose value
+    another coordinate shares (a tie, as numeric/pieces.py reads them) and whose answer is the
+    chained backward's, each tensor's flat indices. The pieces read at a tie of a whole network
+    need not hold autodiff's value (a crowd of them, no piece read: 'not verified'), which
+    `check net` accepts of its chained backward as the layers' local checks decide."""
+    values = np.concatenate([np.real(p.engine.t64[n]).ravel() for n in own])
+    order = np.argsort(values, kind="stable")  # np.unique would import numpy.ma (start-up)
+    equal = values[order][1:] == values[order][:-1]
+    shared = np.zeros(values.size, dtype=bool)
+    shared[order[1:][equal]] = shared[order[:-1][equal]] = True
+    start, out = 0, {}
+    for n in own:
+        size = p.engine.t64[n].size
+        at = failing[n]
+        a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[at]
+        ours = np.asarray(intermediates.builtin(p.comp, n), dtype=np.float64).ravel()[at]
+        tied = shared[start + at]
+        start += size
+        with np.errstate(invalid="ignore", over="ignore"):
+            same = tied & (np.abs(a - ours) <= floors[n].ravel()[at] + rtol * np.abs(ours))
+        out[n], failing[n] = at[same], at[~same]
     return out
 
 

@@ -101,6 +101,13 @@ class CheckOptions:
     # autodiff's value, not always between the two one-sided slopes; the layers' local checks
     # decided those coordinates, so there they are counted as kinks, not compared
     composite_kinks: bool = False
+    # a network of built-in layers: at a coordinate whose stencil met a kink (or a tie the
+    # pieces read), an answer equal to the chained backward (the layers' own choices at their
+    # kinks, autodiff's value, which may lie outside the composite's one-sided slopes:
+    # relu(x) - relu(-x) at 0 reads 1 on each side, the chain rule gives 0) is accepted, the
+    # user's (--grads) as the chained backward itself; any other answer is held to the slopes
+    # and ties
+    chained_kinks: bool = False
     # ties too large for every order read along a few directions (numeric/crowds.py); off for
     # a network's end to end once a layer's local check failed: the verdict is decided, and
     # each direction costs thousands of the whole network's forwards
@@ -630,8 +637,11 @@ def _rechecked(
     left = _left(p)
     from gradcli.numeric import kinks  # LAZY
 
+    chained = None
+    if p.opts.chained_kinks:
+        chained = intermediates.builtin(p.comp, name)
     fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
-                         left, any_slope=p.opts.composite_kinks)  # fmt: skip
+                         left, any_slope=p.opts.composite_kinks, chained=chained)  # fmt: skip
     p.spent += fix.seconds
     if fix.unexamined:  # only a budget leaves some out
         whole = kinks.examine_seconds(engine, name, failing, p.opts.coloring)
@@ -933,6 +943,11 @@ def compare_tensor(
     if unresolved:
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
     promised = analytic.size if coords is None else min(opts.samples, analytic.size)
+    theirs, chained = grad, 0
+    if opts.chained_kinks and fix is not None and fix.coords.size:
+        grad, theirs, late = _chained(p, name, grad, fix.coords, atol, rtol, noise)
+        accepted = np.union1d(np.asarray(fix.chained, dtype=np.int64), late)
+        chained = int(np.isin(accepted, fix.coords if coords is None else coords).sum())
     result = compare(
         name, analytic, grad, atol, rtol, coords=coords, promised=promised, noise=noise,
         unresolved=unresolved, mode=mode, numerics=info, top=opts.top,
@@ -943,7 +958,8 @@ def compare_tensor(
         ties_unverified=0 if fix is None else fix.unverified,
         kink_at=() if fix is None else tuple(fix.coords.tolist()),
         refined=0 if refined is None else int(refined.cleared.size),
-        refined_halvings=0 if refined is None else refined.halvings, **_extra(p, name),
+        refined_halvings=0 if refined is None else refined.halvings, kinks_chained=chained,
+        **_extra(p, name),
     )  # fmt: skip
     if not result.passed and not unresolved and refined is not None and refined.noisy.size:
         why = _noisy(p, name, grad, refined, atol, rtol, noise, coords)
@@ -957,9 +973,38 @@ def compare_tensor(
         result = dataclasses.replace(result, unresolved=p.unverified[name])
     ours = None
     if opts.grads is not None:
-        ours = compare(name, intermediates.builtin(p.comp, name), grad, atol, p.rtol,
+        ours = compare(name, intermediates.builtin(p.comp, name), theirs, atol, p.rtol,
                        coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
+
+
+def _chained(
+    p: Prepared, name: str, grad: np.ndarray, at: np.ndarray, atol: float, rtol: float,
+    noise: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(``grad`` with the answer's own value where it fails at a coordinate ``at`` a kink but
+    is the chained backward's there, the same for the chained backward itself, the flat
+    indices so accepted): CheckOptions.chained_kinks. The detector accepted those it read at a
+    kink itself, but the ties across tensors and the pieces may have put in values since.
+    Where several layers' kinks meet, the chain rule's value may lie outside the whole
+    network's one-sided slopes, and `check net` accepts it of its own chained backward (the
+    layers' local checks decide those coordinates): the same numbers read from a file get the
+    same verdict."""
+    ours = np.asarray(intermediates.builtin(p.comp, name), dtype=np.float64).ravel()[at]
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()[at]
+    n = grad.ravel()[at]
+    floor = atol if noise is None else np.maximum(atol, np.asarray(noise).ravel()[at])
+    with np.errstate(invalid="ignore", over="ignore"):
+        same = np.abs(a - ours) <= floor + rtol * np.abs(ours)
+        failing = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
+    accepted = same & failing & np.isfinite(n)
+    mine = grad.copy()
+    mine.flat[at[accepted]] = a[accepted]
+    theirs = grad
+    if p.opts.grads is not None:  # our own backward's row, beside the user's answers
+        theirs = grad.copy()
+        theirs.flat[at] = np.where(np.isfinite(n), ours, n)
+    return mine, theirs, at[accepted]
 
 
 def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, atol: float,

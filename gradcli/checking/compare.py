@@ -45,6 +45,10 @@ class TensorResult:
     kinks: int = 0  # coordinates whose stencil met a kink: checked one-sidedly (numeric/kinks.py)
     kinks_unchecked: int = 0  # of them, with kinks on both sides at every step: the stencil's
     ties_unverified: int = 0  # of them, at ties too large to read every piece: not contradicted
+    # of them, where your answer (--grads, a network of built-in layers) is the chained
+    # backward's, outside the whole network's one-sided slopes: accepted, as `check net`
+    # accepts the chained backward there (CheckOptions.chained_kinks)
+    kinks_chained: int = 0
     kink_at: tuple[int, ...] = ()  # their flat indices (at a kink itself an interval is right)
     refined: int = 0  # failing at the default step, confirmed at smaller ones (numeric/refine.py)
     refined_halvings: int = 0  # the smallest step that took: h / 2**refined_halvings

@@ -150,8 +150,10 @@ def end_to_end_options(
     """The end-to-end check's options: every layer's contract is checked locally, so not again
     for the chain; in auto mode a full check within ``E2E_SHARE`` of the budget, else as many
     sampled coordinates per tensor as fit in it (at least ``E2E_MIN_SAMPLES``), saying so."""
-    # a user's own answers (--grads) are compared even there: nothing local checked them
-    opts = dataclasses.replace(opts, contract=False, composite_kinks=opts.grads is None)
+    # a user's own answers (--grads) are compared even there: nothing local checked them; one
+    # equal to the chained backward of built-in layers is what the layers' checks accept
+    opts = dataclasses.replace(opts, contract=False, composite_kinks=opts.grads is None,
+                               chained_kinks=builtin_chain(net))
     if opts.mode != "auto" or opts.grads is not None:
         return opts, ""
     spec = net.spec
@@ -175,6 +177,12 @@ def end_to_end_options(
     )  # fmt: skip
     opts.notify(note)
     return dataclasses.replace(opts, mode="sample", samples=k), note
+
+
+def builtin_chain(net: NetSpec) -> bool:
+    """Whether every layer of the network is a built-in one: its chained backward is then
+    the layers' own conventions at their kinks (with a layer of yours, it is your code)."""
+    return all(REGISTRY.get(n.layer.name) is n.layer for n in net.nodes)
 
 
 def wrong_layers(layers: list[LayerCheck]) -> list[FirstWrong]:

@@ -63,6 +63,9 @@ class KinkFix:
     seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
     at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors
     unplanned: float = 0.0  # predicted seconds of near-ties the estimate could not foresee
+    # flat indices at a kink itself whose value, off the one-sided slopes, is the chained
+    # backward's (``detected``'s ``chained``): kept as given
+    chained: tuple[int, ...] = ()
 
     @property
     def slopes(self) -> float:
@@ -476,12 +479,15 @@ def moves_seconds(engine, name: str, idx: np.ndarray, coloring: bool, points: in
 def detected(
     engine, name: str, analytic: np.ndarray, numeric: np.ndarray, failing: np.ndarray, tol,
     coloring: bool = True, seconds: float = math.inf, any_slope: bool = False,
+    chained: np.ndarray | None = None,
 ) -> KinkFix:  # fmt: skip
     """The detector for a layer that declares no kinks, at the ``failing`` flat indices: as
     many of them as ``seconds`` allow (predicted), at least ``DETECTOR_FLOOR``; the others
     keep their failure (``unexamined``). ``any_slope``: at a kink (both sides stable, apart)
     the analytic value stands, whatever it is (a network's end to end, where kinks of several
-    layers meet and the layers' local checks decide)."""
+    layers meet and the layers' local checks decide). ``chained``: the chained backward of a
+    network of built-in layers (the user's answers are checked): at a kink, an analytic value
+    equal to it stands, and only the others are held to the slopes and their ties."""
     failing = np.asarray(failing, dtype=np.int64)
     idx = failing[: affordable(engine, name, failing, coloring, seconds)]
     unexamined = int(failing.size - idx.size)
@@ -513,20 +519,26 @@ def detected(
         )  # fmt: skip
     pick = between(a, lo, hi)
     record = None
-    if any_slope:
-        pick[at_kink] = a[at_kink]
-    elif at_kink.any():  # each tie group's sum within its own interval too
-        pick[at_kink], nz, record = ties.enforce(
-            engine, name, idx[at_kink], H[at_kink] / 4, a[at_kink], lo[at_kink], hi[at_kink],
+    same = np.zeros_like(at_kink)
+    if chained is not None:  # autodiff's own value: no tie to share it out
+        ours = np.asarray(chained, dtype=np.float64).ravel()[idx]
+        same = at_kink & (np.abs(a - ours) <= tol(noise, ours))
+    kept = at_kink if any_slope else same  # where the analytic value stands
+    pick[kept] = a[kept]
+    held = at_kink & ~kept
+    accepted = idx[same & ~(np.abs(a - between(a, lo, hi)) <= tol(noise, a))]  # said so
+    if held.any():  # each tie group's sum within its own interval too
+        pick[held], nz, record = ties.enforce(
+            engine, name, idx[held], H[held] / 4, a[held], lo[held], hi[held],
             coloring, seconds - spent,
         )  # fmt: skip
-        noise[at_kink] = np.maximum(noise[at_kink], nz)
+        noise[held] = np.maximum(noise[held], nz)
         spent += record.seconds
     sr = np.abs(half[1] - right) <= tol(noise, right)  # the side whose value one puts in
     value = np.where(at_kink, pick, np.where(sr, right, left))
     kink = at_kink | one
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
-                   at=record)  # fmt: skip
+                   at=record, chained=tuple(accepted.tolist()))  # fmt: skip
 
 
 def _verdicts(right, left, half, lo, hi, t):  # fmt: skip

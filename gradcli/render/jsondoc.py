@@ -106,6 +106,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["kinks_unchecked"] = r.kinks_unchecked
     if r.ties_unverified:
         doc["ties_unverified"] = r.ties_unverified
+    if r.kinks_chained:
+        doc["kinks_chained"] = r.kinks_chained
     if r.refined:
         doc["refined_halvings"] = r.refined_halvings
     if r.numerics is not None:

@@ -171,6 +171,10 @@ def kinks_line(r: TensorResult) -> str:
     )
     if r.kinks_unchecked:
         line += f"; {r.kinks_unchecked} with kinks on both sides kept the stencil's value"
+    if r.kinks_chained:
+        line += (f"; {r.kinks_chained} {'lie' if r.kinks_chained > 1 else 'lies'} off those "
+                 "slopes (or their ties' sums) but equal the chained backward, autodiff's value "
+                 "through the built-in layers' own choices at their kinks: accepted")
     if r.ties_unverified:
         line += (f"; {r.ties_unverified} at ties too large to read every piece kept your value "
                  "(not verified: no piece read contradicts it)")
