@@ -124,7 +124,7 @@ def test_an_answer_neither_between_the_slopes_nor_the_chained_one_fails_at_its_k
     assert failed == [name], report.table(width=100)
     result = report.end_to_end[name]
     if name == "X":
-        assert "dX is not verified at 1 coordinates at ties" in result.unresolved, result.unresolved
+        assert "dX is not verified at 1 coordinate at ties" in result.unresolved, result.unresolved
         return
     assert not result.unresolved and result.worst_index == np.unravel_index(flat, result.shape)
     assert [getattr(h, "cause", None) for h in result.hints] == ["kink-slope"], result.hints
