@@ -327,7 +327,7 @@ def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Gen
     h = steps(central.t64[name].ravel(), central.eps)
     direction = rademacher(central.t64[name].shape, rng)
     c, step = engine.directional(name, direction, h)
-    right, left, noise = central.line_slopes(name, step)
+    right, left, noise = central.line_slopes(name, step, unmoved=True)
     if right == left == 0:  # the loss never moved: a slope below its last bit (a confident
         # classifier's loss, log(1 + 3e-18) = 0) that the complex step alone sees; no evidence
         return

@@ -524,16 +524,22 @@ class Engine(StackedForward):
         d = self._differences(name, [all_idx], h)  # one group: every coordinate
         return float(np.sum(d[0] * self.g)), h.reshape(self.t64[name].shape)
 
-    def line_slopes(self, name: str, step: np.ndarray) -> tuple[float, float, float]:
+    def line_slopes(
+        self, name: str, step: np.ndarray, unmoved: bool = False
+    ) -> tuple[float, float, float]:
         """(right, left, noise): the loss's second-order one-sided slopes along x + t step at
         t = 0, in real arithmetic (4 copies), and the round-off of their difference. Where
-        they disagree beyond it, the line meets a kink within 2 steps."""
+        they disagree beyond it, the line meets a kink within 2 steps. ``unmoved``: the
+        round-off counts the outputs the line left where they were too, whose share of the
+        slope their rounding may hide (a confident softmax's top output, at 1), as a slope
+        read another way (the complex step's) sees it."""
         x, p = self.t64[name].ravel(), step.ravel()
         rows = {name: np.stack([x, x + p, x - p, x + 2 * p, x - 2 * p])}
         d = np.real(self.moved_jointly(rows)).reshape(4, -1)
         D = d @ self.g.ravel()
         right, left = one_sided(D[0], D[2], 1.0, 1), one_sided(D[1], D[3], 1.0, -1)
-        scale = float(((d != 0).any(axis=0) * self.gy).sum())
+        moved = np.ones(d.shape[1], dtype=bool) if unmoved else (d != 0).any(axis=0)
+        scale = float((moved * self.gy).sum())
         return float(right), float(left), 2 * one_sided_noise(scale, 1.0, self.unit)
 
 
