@@ -165,3 +165,17 @@ def test_a_piecewise_linear_layer_sweeps_as_exact_or_flat_not_round_off(layer, r
     r = cli("check", "linear", "--sweep", "--format", "json")
     assert {"best", "round-off"} <= {row["regime"] for row in json.loads(r.stdout)["sweep"]}
     assert "best step" in cli("check", "linear", "--sweep").stdout
+
+
+def test_a_sweep_of_a_linear_layer_with_one_round_off_step_draws_zeros_at_the_bottom(cli):
+    """Outside test t18 R-F7: maxpool2d's sweep, exact but for 7e-16 at 1e-1, drew its zeros
+    on the top row level with 7e-16, called that 7e-16 'truncation', and wrapped its legend
+    mid-item at 80 columns."""
+    doc = json.loads(cli("check", "maxpool2d", "--sweep", "--format", "json").stdout)
+    regimes = {row["regime"] for row in doc["sweep"]}
+    assert "truncation" not in regimes and "exact" in regimes
+    text = cli("check", "maxpool2d", "--sweep").stdout
+    plot = [line for line in text.splitlines() if "|" in line and "│" not in line]
+    assert " 0 " in plot[-1] and " 0 " not in plot[0]  # zeros at the bottom, not the top
+    assert all(len(line) <= 80 for line in text.splitlines() if "truncation," in line)
+    assert "any of 1e-02 ... 1e-12" in text

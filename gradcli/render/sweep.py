@@ -69,7 +69,10 @@ def _sweep_body(
                            "works"))
     else:
         console.print(Text(_plot(rows)))
-        console.print(Text(f"best step: {best:.0e}", style="bold"))
+        exact = [r["eps"] for r in rows if r["regime"] == "exact"]
+        said = (f"best step: any of {max(exact):.0e} ... {min(exact):.0e} (exact there)"
+                if len(exact) > 1 else f"best step: {best:.0e}")  # fmt: skip
+        console.print(Text(said, style="bold"))
     for n in wrong:
         low = min(r["errors"][n] for r in rows)
         console.print(Text(
@@ -81,9 +84,9 @@ def _sweep_body(
 
 def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     """log10(error) against log10(eps), one column per step, big steps on the left."""
-    # inf: off the top; an exact 0 at the bottom, marked apart
+    # inf: off the top; an exact 0 a decade below the smallest error, on the bottom row
     seen = [r["error"] for r in rows if 0 < r["error"]]
-    floor = min(seen, default=1.0)
+    floor = min(seen, default=1.0) / (10 if len(seen) < len(rows) else 1)
     logs = [np.log10(min(max(r["error"], floor), 1e300)) for r in rows]
     lo, hi = min(logs), max(logs)
     span = (hi - lo) or 1.0
@@ -98,6 +101,7 @@ def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     lines.append(" " * 9 + "+" + "---" * len(rows))
     exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
     lines.append(" eps 1e-  " + exps)
-    lines.append(" " * 10 + "t: truncation-dominated, r: round-off-dominated, *: best step"
-                 + (", 0: exact" if any(r["regime"] == "exact" for r in rows) else ""))
+    exact = any(r["regime"] == "exact" for r in rows)  # the legend fits 80 columns either way
+    lines.append(" " * 10 + ("t: truncation, r: round-off, *: best step, 0: exact" if exact else
+                             "t: truncation-dominated, r: round-off-dominated, *: best step"))
     return "\n".join(lines)
