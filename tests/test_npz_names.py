@@ -45,3 +45,18 @@ def test_a_label_gradient_in_a_compute_archive_is_refused_as_in_any_answer_file(
         np.savez(bad, **keep, didx=np.zeros(arrays["idx"].shape))
         r = cli("check", "embedding", "--grads", bad, "-q")
         assert r.exit_code == 2 and "idx is not differentiated" in r.output, r.output
+
+
+def test_a_misspelled_gradient_in_a_compute_archive_is_refused(cli, tmp_path):
+    """Outside test t18 R-F11: a compute -o archive skipped every key it did not know, so dW
+    edited into dw passed (exit 0) with dW never compared. Now refused with a did-you-mean;
+    the archive as written still passes."""
+    archive = tmp_path / "a.npz"
+    assert cli("compute", "linear", "-o", archive).exit_code == 0
+    arrays = dict(np.load(archive))
+    arrays["dw"] = arrays.pop("dW")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    r = cli("check", "linear", "--grads", bad, "-q")
+    assert r.exit_code == 2 and "did you mean 'dW'" in r.output, r.output
+    assert cli("check", "linear", "--grads", archive, "-q").exit_code == 0

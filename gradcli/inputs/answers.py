@@ -72,8 +72,10 @@ def load_answers(
     else:
         keys = npz_names(path, source=target)
         if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
-            # (a d<label> added to one is refused as in any answer file: compute writes none)
-            keys = [k for k in keys if k[:1] == "d" and (k[1:] in shapes or k[1:] in no_grad)]
+            # and what compute never writes (a d<label>, a misspelled dw), refused as in any
+            # answer file; its tensors', output's and intermediates' values are no answers
+            keys = [k for k in keys if (k[:1] == "d" and (k[1:] in shapes or k[1:] in no_grad))
+                    or not (k in ("output", "grad_output") or k in shapes or k in no_grad)]
         raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
     answers = {}
     for key, a in raw.items():
