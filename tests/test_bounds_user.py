@@ -1,14 +1,16 @@
 """Outside tests t15 MEM1 and MAXEL1: the bounds hold for what gradcli cannot count from the
-shapes alone. A user's forward allocates what it likes: its call at the spec's point is
-measured (tracemalloc, the oracle test_bounds.py holds the layers' declarations to) and a
-check it does not fit is refused before any numerical gradient. The output of a built-in
+shapes alone. A user's forward allocates what it likes: its first call (at the spec's shapes)
+is measured (tracemalloc, the oracle test_bounds.py holds the layers' declarations to) and a
+check it does not fit is refused before a second call. The output of a built-in
 layer follows from the shapes: --max-elements counts it before a tensor is generated or read.
 
 Small sizes and tiny limits: the refusals are the same at any size."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from gradcli.inputs import network as network_module
 from gradcli.inputs import sources
 from gradcli.inputs import spec as spec_module
+from gradcli.user import impl as impl_module
 
 SCRATCH = """
 import numpy as np
@@ -48,6 +51,108 @@ def test_a_forward_whose_own_arrays_do_not_fit_is_refused(cli, tmp_path, layer, 
     result = cli(*args, "--max-memory", "16", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["passed"] is True
+
+
+COUNTED = """
+import numpy as np
+
+def _log(what):
+    with open({log!r}, "a") as f:
+        f.write(what + "\\n")
+
+def forward(x):
+    _log("forward")
+    scratch = np.ones(2**20)  # 8 MB of the forward's own
+    return np.tanh(x) + 0 * scratch.size
+
+def backward(grad_output, x):
+    _log("backward")
+    return {{"x": grad_output * (1 - np.tanh(x) ** 2)}}
+"""
+
+
+def _counted(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "spec.yaml").write_text("tensors:\n  x: [0.5, -1.5, 2.0]\n")
+    log = tmp_path / "calls.log"
+    (tmp_path / "mine.py").write_text(COUNTED.format(log=str(log)))
+    return tmp_path / "mine.py", log
+
+
+@pytest.mark.parametrize("layer", ["custom", "tanh"])
+@pytest.mark.parametrize("sweep", [(), ("--sweep",)])
+def test_a_forward_over_budget_is_refused_on_its_first_call(cli, tmp_path, layer, sweep):
+    """MEM1: the first call (learning the output's shape) decides; the contract's, the
+    analytical side's and the engine's calls never run (they were nine more forwards and
+    eight backwards: an (N, N, N) temporary ten times)."""
+    mine, log = _counted(tmp_path)
+    result = cli("check", layer, tmp_path / "spec.yaml", "--impl", mine, *sweep,
+                 "--max-memory", "4")  # fmt: skip
+    assert (result.exit_code, result.stdout) == (2, ""), result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("gradcli: error: --max-memory: the check needs about 8 MB"), line
+    assert "8 MB of it allocated by your forward in its first call" in line, line
+    assert "more than --max-memory 4 MB" in line, line
+    assert log.read_text().splitlines() == ["forward"]
+    # the twin: under budget, the same forward is checked as before, and passes
+    log.unlink()
+    result = cli("check", layer, tmp_path / "spec.yaml", "--impl", mine, "--max-memory", "16",
+                 "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["passed"] is True
+    assert log.read_text().count("forward") > 1
+
+
+def test_the_twin_a_first_call_unread_runs_the_forward_again(cli, tmp_path, monkeypatch):
+    """The bug put back (the first call's reading unused): the engine's call refuses the
+    same forward, after the analytical side's, the contract's and the engine's own calls."""
+    real = impl_module.user_layer
+
+    def unread(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), first_call=None)
+
+    monkeypatch.setattr(impl_module, "user_layer", unread)
+    mine, log = _counted(tmp_path)
+    result = cli("check", "tanh", tmp_path / "spec.yaml", "--impl", mine, "--max-memory", "4")
+    assert result.exit_code == 2 and "allocated by your forward at the spec's point" in (
+        result.stderr), result.stderr
+    assert log.read_text().count("forward") > 5
+
+
+LAZY = """
+import sys
+import types
+import numpy as np
+
+KEPT = types.ModuleType("_gradcli_lazy_heavy")
+
+def forward(x):
+    if not hasattr(KEPT, "table"):  # an import on the first call, its module's table kept
+        KEPT.table = np.ones(2**20)
+        {imports}
+    return np.tanh(x)
+
+def backward(grad_output, x):
+    return {{"x": grad_output * (1 - np.tanh(x) ** 2)}}
+"""
+
+
+@pytest.mark.parametrize("imports", [True, False])
+def test_a_first_call_that_imports_is_not_read_as_the_forwards_arrays(cli, tmp_path, imports):
+    """A lazy import (torch's libraries: 250 MB) is no array of the forward's: that call's
+    reading is left to the engine's at the spec's point. The twin: the same 8 MB made on
+    the first call without an import is the forward's, and refused."""
+    line = 'sys.modules["_gradcli_lazy_heavy"] = KEPT' if imports else "pass"
+    (tmp_path / "spec.yaml").write_text("tensors:\n  x: [0.5, -1.5, 2.0]\n")
+    (tmp_path / "mine.py").write_text(LAZY.format(imports=line))
+    try:
+        result = cli("check", "custom", tmp_path / "spec.yaml", "--impl", tmp_path / "mine.py",
+                     "--max-memory", "4")  # fmt: skip
+    finally:
+        sys.modules.pop("_gradcli_lazy_heavy", None)
+    if imports:
+        assert result.exit_code == 0, result.stderr
+    else:
+        assert result.exit_code == 2 and "in its first call" in result.stderr, result.stderr
 
 
 # --- MAXEL1: --max-elements counts the output before any tensor exists ------------------------

@@ -302,6 +302,12 @@ class Layer:
     # conv_forward_naive in CS231n's layout (X as (N, C, H, W), ...) as your file defines
     # ..."), said where the spec's tensors do not fit the layer; "" in gradcli's own
     called_as: str = ""
+    # a user's implementation: first_call() -> (the bytes its forward allocated in its first
+    # call, measured at the spec's shapes; the bytes its output and cache held after it), or
+    # None before that call or when it imported modules (user/allocated.py): --max-memory
+    # refuses a forward that does not fit before calling it again, and the engine sizes its
+    # copies by it; None: a built-in's working arrays are declared
+    first_call: Callable[[], tuple[int, int] | None] | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 
-from gradcli.numeric.stacking import StackedForward, kept_arrays
+from gradcli.numeric.stacking import StackedForward
+from gradcli.user.allocated import kept_arrays
 
 # Seconds per float64 element of one perturbed copy (its inputs, its output and the working
 # arrays its forward keeps), calibrated on benchmarks/cases.py against the record of 2026-11-25
@@ -72,7 +73,7 @@ COMPLEX_FACTOR = {"stacked": 3.0, "incremental": 6.0}
 
 def _kept(engine: StackedForward) -> list[int]:
     """The sizes of the arrays the forward keeps (the unperturbed cache stands for every
-    copy's), wherever it keeps them (stacking.kept_arrays)."""
+    copy's), wherever it keeps them (user/allocated.py kept_arrays)."""
     return [a.size for a in kept_arrays(engine.cache)]
 
 

@@ -18,6 +18,7 @@ from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.numeric.methods import get_method
+from gradcli.user import allocated
 
 # float64 arrays of a tensor's size the gradient's loop holds beside its chunk of copies: the
 # steps, the sums of the differences, their round-off twice, a flat view's copy (the gradient
@@ -115,16 +116,31 @@ def copies(spec: Spec, max_memory: int) -> int:
 
 def require(spec: Spec, method: str, max_memory: int, one: int | None = None,
             yours: int = 0) -> None:  # fmt: skip
-    """Refuse, before anything runs, a check whose fixed arrays and one perturbed forward pass
-    would not fit ``max_memory``; ``one``: that pass's bytes as the engine measured them at the
-    point (its first forward), else counted from the shapes (``copy_bytes``); ``yours``: what
-    a user's forward allocated in that call, said when it is most of the pass."""
+    """Refuse, before the check's first forward, a check whose fixed arrays and one perturbed
+    forward pass would not fit ``max_memory``; ``one``: that pass's bytes as the engine
+    measured them at the point (its first forward), else counted from the shapes
+    (``copy_bytes``) and, for a user's forward, from what its first call allocated (learning
+    its output's shape: ``Layer.first_call``), which then decides before a second call;
+    ``yours``: what a user's forward allocated in the call measured, said when it is most of
+    the pass."""
     fixed = fixed_bytes(spec)
-    one = copy_bytes(spec, method) if one is None else one
+    theirs = (f", {_mb(yours)} MB of it allocated by your forward at the spec's point"
+              if one is not None and 2 * yours >= one else "")  # fmt: skip
+    if one is None:
+        one = copy_bytes(spec, method)
+        reading = spec.layer.first_call() if spec.layer.first_call else None
+        seen, held = reading or (0, 0)
+        # StackedForward's smallest_bytes, from the first call's reading: the refusal the
+        # engine's call would make is made before a second call
+        first = allocated.pass_bytes(seen, held) + 2 * 8 * max(_sizes(spec)[0])
+        if reading is not None and first > one:
+            one = first
+            theirs = (f", {_mb(seen)} MB of it allocated by your forward in its first call "
+                      "(at the spec's shapes)")  # fmt: skip
+            if 2 * seen < one:  # most of the pass is three times what it keeps
+                theirs += f", which kept {_mb(held)} MB in its output and cache"
     need = fixed + one
     if need > max_memory:
-        theirs = (f", {_mb(yours)} MB of it allocated by your forward at the spec's point"
-                  if 2 * yours >= one else "")  # fmt: skip
         raise OptionError(
             f"the check needs about {_mb(need)} MB ({_mb(fixed)} MB of arrays beside the "
             f"perturbed copies, {_mb(one)} MB for one perturbed forward pass{theirs}, "

@@ -17,8 +17,10 @@ import numpy as np
 from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import allocated, clock
+from gradcli.numeric import clock
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
+from gradcli.user import allocated
+from gradcli.user.allocated import kept_arrays
 
 _HEAP_BLOCK = 2**22
 # a user's forward slower than this at the point is timed 3 times: a first call warms up its
@@ -27,22 +29,6 @@ RETIME_SECONDS = 1e-4
 RETIMES = 2
 # roles whose leading axes are the batch (inputs, and the labels and targets that go with them)
 _EXAMPLES = ("input", "target", "index")
-
-
-def kept_arrays(cache: Any) -> list[np.ndarray]:
-    """The arrays a forward's cache keeps, wherever it keeps them (a network's cache nests each
-    layer's own, conv's im2col windows among them, in mappings and tuples), each once."""
-    seen: dict[int, np.ndarray] = {}
-    todo: list[Any] = [cache]
-    while todo:
-        v = todo.pop()
-        if isinstance(v, np.ndarray):
-            seen[id(v)] = v
-        elif isinstance(v, Mapping):
-            todo.extend(v.values())
-        elif isinstance(v, list | tuple):
-            todo.extend(v)
-    return list(seen.values())
 
 
 def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out: Any) -> float:
@@ -178,10 +164,13 @@ class StackedForward:
         }
         self.n_batch = max(self.batch.values(), default=0)
         tick = clock.for_calls()
-        # a user's forward declares no working arrays: what its call allocates is measured
+        # a user's forward declares no working arrays: what its call allocates is measured,
+        # at its first call (Layer.first_call) or, when that one imported modules, here
         # (traced, the call runs slower: a slow one is timed again untraced, a fast one's
         # reading stays far below what the estimate counts a user's call at)
-        with allocated.peak() if not layer.broadcasts else nullcontext([0]) as seen:
+        reading = layer.first_call() if layer.first_call else None
+        traced = not layer.broadcasts and reading is None
+        with allocated.peak() if traced else nullcontext([reading[0] if reading else 0]) as seen:
             started = tick()
             out, cache = layer.forward(self.t64, options)
             first = tick() - started
@@ -203,7 +192,7 @@ class StackedForward:
         self.gy = np.abs(self.g * np.real(out)).ravel()
         arrays = [np.asarray(out), *kept_arrays(cache)]
         # one probe copy, with temporaries; a user's forward: at least what its call took
-        self.forward_bytes = max(3 * sum(a.nbytes for a in arrays), seen[0])
+        self.forward_bytes = allocated.pass_bytes(seen[0], sum(a.nbytes for a in arrays))
         self.user_bytes = seen[0]
         self.largest_bytes = max(a.nbytes for a in arrays)
         # one perturbed copy of the largest tensor, the least a chunk takes

@@ -18,6 +18,7 @@ import keyword
 import sys
 import types
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,7 +29,7 @@ from gradcli.errors import GradcliError, UserCodeError, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
-from gradcli.user import children, cs231n, labels, result
+from gradcli.user import allocated, children, cs231n, labels, result
 from gradcli.user.call import call
 from gradcli.user.defaults import own_defaults
 from gradcli.user.local import Folder, package_of, shadowable
@@ -273,6 +274,12 @@ def user_layer(
         spec_set[id(resolved)] = (resolved, kwargs_of(options))
         return resolved
 
+    # what the forward's first call allocated (its output's shape, at the spec's shapes): a
+    # forward far over --max-memory is refused on it, not after the contract and the
+    # engine's calls (outside test t15 MEM1: ten calls of an (N, N, N) temporary)
+    # (its peak allocation, what its output and cache hold), or None: unread (it imported)
+    first: list[tuple[int, int] | None] = []
+
     def run(t: Mapping[str, np.ndarray], options: Any, probe: bool) -> tuple[np.ndarray, dict]:
         held = spec_set.get(id(options))
         kwargs = held[1] if held and held[0] is options else kwargs_of(options)
@@ -284,13 +291,23 @@ def user_layer(
         kept: dict[str, Any] = {}  # the CS231n convention's cache
 
         def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
-            if how is not None:
-                shape = None
-                if base is not None:
-                    shape = base.output_shape({n: np.shape(a) for n, a in t.items()}, options)
-                out, kept["cache"] = how.run(t, cs231n.order(t, own), kwargs, options, shape)
-            else:
-                out = read_only_forward(impl, t, kwargs)
+            # the first call traced (tracemalloc slows every allocation it sees), inside the
+            # guard: its first setting up imports numpy.random
+            with nullcontext([0]) if first else allocated.peak() as seen:
+                modules = len(sys.modules)
+                if how is not None:
+                    shape = None
+                    if base is not None:
+                        shape = base.output_shape({n: np.shape(a) for n, a in t.items()},
+                                                  options)  # fmt: skip
+                    out, kept["cache"] = how.run(t, cs231n.order(t, own), kwargs, options, shape)
+                else:
+                    out = read_only_forward(impl, t, kwargs)
+                imported = len(sys.modules) > modules
+            # an import inside the forward is measured with it (torch's: 250 MB of libraries),
+            # which says nothing of its arrays: the engine's call at the spec's point, imports
+            # done, is the one measured
+            measured[0] = -1 if imported else seen[0]
             a = _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
             result.checkable(a, impl.path, fwd)
             steady.check(t, a)
@@ -298,13 +315,18 @@ def user_layer(
                 result.finite(a, impl.path, fwd)
             return a
 
+        measured = [0]
         try:
             a = _call(impl.path, fwd, checked, quiet=probe)
         except UserCodeError as e:
             if how is not None:
                 e = how.in_layout(e, fwd, lambda: how.passed(t, cs231n.order(t, own)))
             raise labels.floats_as_indices(e, whole) from None
-        return a, {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
+        cache = {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
+        if not first:
+            first.append((measured[0], allocated.held_bytes(a, cache)) if measured[0] >= 0
+                         else None)  # fmt: skip
+        return a, cache
 
     def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
         return run(t, options, probe=False)
@@ -410,6 +432,7 @@ def user_layer(
         yours=yours if form else None,
         # CS231n's param dicts carry every option; gradcli's keywords only those set
         called_as=how.called_as if how else "",
+        first_call=lambda: first[0] if first else None,
         own_defaults=None if base is None or form else own_defaults(
             how.forward if how else impl.forward, base, kwargs_of),
         tensors=infos,
