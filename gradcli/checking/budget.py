@@ -21,13 +21,10 @@ from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.numeric import cost
 from gradcli.numeric.engine import Engine
+from gradcli.numeric.methods import MIRRORS
 from gradcli.numeric.sampling import sample_coordinates
 from gradcli.numeric.stacking import point_calls
 from gradcli.records import record
-
-# a one-sided method also takes the other side where no kink is declared (checking/check.py),
-# the complex step included: Im L(x - ih) / -h (methods.CONJUGATE)
-MIRRORS = {"forward": "backward", "backward": "forward", "complex": "complex"}
 
 
 @record

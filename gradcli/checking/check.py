@@ -20,7 +20,6 @@ import numpy as np
 
 from gradcli.checking import across, diagnose, intermediates, lastbit, precision
 from gradcli.checking.budget import (
-    MIRRORS,
     calls_before,
     declares_kinks,
     draw,
@@ -67,6 +66,7 @@ from gradcli.numeric.methods import (
     CONJUGATE,
     DEFAULT_MAX_MEMORY,
     EPS,
+    MIRRORS,
     RESOLVE_MARGIN,
     get_method,
     steps,
@@ -300,7 +300,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                                calls=forward_calls(spec))
                 if run_contract else ())  # fmt: skip
     # the perturbed copies get what the check's fixed arrays leave of --max-memory
-    copies = memory.copies(spec, opts.max_memory)
+    copies = memory.copies(spec, opts.max_memory, opts.method)
     random = random_forward(contract, spec.output_info.name) is not None
     if opts.refuse_constant and own_mask and not random:
         refuse_zero_output(spec, comp)

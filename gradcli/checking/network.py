@@ -159,7 +159,7 @@ def end_to_end_options(
     spec = net.spec
     engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
                     method=opts.method, eps=opts.eps,
-                    max_memory=memory.copies(spec, opts.max_memory))  # fmt: skip
+                    max_memory=memory.copies(spec, opts.max_memory, opts.method))  # fmt: skip
     groups = {n: engine.groups_needed(n, opts.coloring) for n in spec.tensors}
     seconds = {n: engine.seconds(n, g, opts.coloring) for n, g in groups.items()}
     share = (opts.budget if budget is None else budget) * E2E_SHARE

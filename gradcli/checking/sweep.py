@@ -70,7 +70,7 @@ def _sweep(
     refuse_overflow(spec, comp)
     under_test = tested(spec, comp, grads)
     names = tuple(under_test)
-    kw = {"method": method, "max_memory": memory.copies(spec, max_memory)}
+    kw = {"method": method, "max_memory": memory.copies(spec, max_memory, method)}
     engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, **kw)
     memory.require_measured(spec, method, max_memory, engine)  # a forward of yours
     engines = engines_for(spec, names, engine, **kw)

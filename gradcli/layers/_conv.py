@@ -317,18 +317,49 @@ def window(out_axis: int, g: Axis) -> AxisMap:
 
 def working(geo: list[Axis], batch: int, c_in: int, c_out: int) -> int:
     """Elements of the arrays forward and backward allocate beyond the tensors, the output and
-    the gradients, an upper bound from the shapes alone (Python ints: no overflow): the padded
-    input, the im2col windows (up to twice the output's positions in the flat layout) and the
-    output's transposed copy; the backward's dZ on the phase grid, one product per tap and
-    phase (or the flat layout's per-tap GEMM) and the phase planes it adds them into."""
-    padded = math.prod(g.n + g.lo + g.hi for g in geo)
-    out = batch * math.prod(g.out for g in geo)
+    the gradients, at the most they hold at once, an upper bound from the shapes alone (Python
+    ints: no overflow): the forward's (``forward_working``), or the windows its cache keeps
+    and the backward's: dZ on the phase grid, W with b's row as the GEMM's operand, one
+    product per tap and phase (or the flat layout's per-tap GEMM) and the phase planes it adds
+    them into, and dW with db's row. The forward's padded input and transposed output are
+    freed before the backward runs (their sum with it counted conv2d at 1.8x its peak)."""
     cells = batch * math.prod(-(-(g.n + g.lo + g.hi) // g.s) for g in geo)
     phases = cells * math.prod(g.s for g in geo)  # every padded position, rounded up
     taps, K = math.prod(g.k for g in geo), math.prod(g.k for g in geo) * c_in + 1
-    forward = batch * padded * c_in + 2 * out * K + 8 * K + 2 * out * c_out
     per_tap = taps * (cells + 8) * geo[-1].s * c_in + taps * geo[-1].s * c_in * c_out
-    return forward + cells * c_out + per_tap + phases * c_in
+    backward = cells * c_out + per_tap + phases * c_in + K * c_out
+    return max(forward_working(geo, batch, c_in, c_out), _kept(geo, batch, c_in) + backward)
+
+
+def forward_working(geo: list[Axis], batch: int, c_in: int, c_out: int) -> int:
+    """Elements the forward allocates beyond its tensors and output, its cache's windows
+    among them, in either layout it may take: as rows (any stride, and every stacked probe),
+    the padded input, a window of K values per output position and, when b is not folded into
+    the GEMM (a stack of b's probes), Z before b is added; in the flat layout (one image at
+    stride 1), K rows over every padded position and the output's transposed copy. W with
+    b's row is the GEMM's operand in both."""
+    padded = math.prod(g.n + g.lo + g.hi for g in geo)
+    out = batch * math.prod(g.out for g in geo)
+    K = math.prod(g.k for g in geo) * c_in + 1
+    pads = any(g.lo or g.hi for g in geo)
+    rows = (batch * padded * c_in if pads else 0) + out * K + out * c_out
+    return max(rows, _flat(geo, batch) * (K + c_out)) + K * c_out
+
+
+def _kept(geo: list[Axis], batch: int, c_in: int) -> int:
+    """Elements of the windows the forward's cache keeps for the backward."""
+    out = batch * math.prod(g.out for g in geo)
+    K = math.prod(g.k for g in geo) * c_in + 1
+    return max(out * K, _flat(geo, batch) * K)
+
+
+def _flat(geo: list[Axis], batch: int) -> int:
+    """Columns of the flat layout's arrays (every padded position, and 8 more), 0 where the
+    forward cannot take it (a batch, a stride): its size threshold aside, as tests lower it."""
+    padded = math.prod(g.n + g.lo + g.hi for g in geo)
+    if batch != 1 or any(g.s != 1 for g in geo) or padded > 2 * math.prod(g.out for g in geo):
+        return 0
+    return padded + 8
 
 
 def output_shape(X: tuple[int, ...], geo: list[Axis], c_out: int) -> tuple[int, ...]:

@@ -187,6 +187,11 @@ class Layer:
     # tensors, the output and the gradients (im2col windows, padded inputs, T x T scores),
     # from the shapes alone: the element budget counts them before the first forward
     working: Callable[[Shapes, Any], int] | None = None
+    # forward_working(shapes, options) -> elements one forward call allocates beyond its
+    # tensors and output, its cache among them: --max-memory counts it for the engine's cache
+    # and for each copy of a perturbed pass, which runs the forward alone; None (the field or
+    # its value): ``working`` stands for both, counted once a pass
+    forward_working: Callable[[Shapes, Any], int | None] | None = None
     # for a layer whose tensors' axes depend on the shapes given (conv1d with channels) or on
     # its options (groupnorm's spatial axes): (tensors, output) for those shapes and options
     layout: Callable[[Shapes, Any], tuple[tuple[TensorInfo, ...], TensorInfo]] | None = None

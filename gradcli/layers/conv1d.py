@@ -181,6 +181,21 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return _conv.working(geo, rows, c_in, c_out)
 
 
+def forward_elements_held(s: Shapes, options: Any = None) -> int | None:
+    """The forward's own arrays (see _conv.forward_working); None for the seed's form row by
+    row, whose working arrays stand for its forward's (a stack of probes may hold more rows
+    than it takes, and the windows' count for every copy read 7x its check's peak)."""
+    x, w = s["x"], s["w"]
+    channels = len(w) == 3
+    c_in, c_out = (w[1], w[2]) if channels else (1, 1)
+    batch = x[: -2 if channels else -1]
+    geo = _geometry(x[len(batch)], w[0], options or Options())
+    g, rows = geo[0], math.prod(batch)
+    if not channels and g.s == 1 and g.d == 1 and rows <= 4 * g.k:  # forward's _rowwise path
+        return None
+    return _conv.forward_working(geo, rows, c_in, c_out)
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """x[..., p] moves the outputs whose windows read it, of its own example; every w_j moves
     all of z (every z[..., c] with channels); b likewise."""
@@ -280,6 +295,7 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    forward_working=forward_elements_held,
     layout=layout,
     resolve=resolve,
     explain=explain,

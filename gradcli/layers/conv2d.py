@@ -104,6 +104,13 @@ def working_elements(s: Shapes, options: Any = None) -> int:
     return _conv.working(geo, math.prod(X[:-3]), W[2], W[3])
 
 
+def forward_elements_held(s: Shapes, options: Any = None) -> int:
+    """The forward's own arrays (see _conv.forward_working)."""
+    X, W = s["X"], s["W"]
+    geo = _geometry(X, W, options or Options())
+    return _conv.forward_working(geo, math.prod(X[:-3]), W[2], W[3])
+
+
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
     """X[..., i, j, d] moves the output rows and columns whose windows read it, of its own
     example; W[m, n, d, c] and b[c] move Z[..., c]."""
@@ -172,6 +179,7 @@ LAYER = Layer(
     options=Options,
     footprint=footprint,
     working=working_elements,
+    forward_working=forward_elements_held,
     explain=explain,
     skeleton=SKELETON,
     variants=variants,

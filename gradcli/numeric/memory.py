@@ -17,7 +17,7 @@ from typing import Any
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
-from gradcli.numeric.methods import get_method
+from gradcli.numeric.methods import MIRRORS, get_method
 from gradcli.user import allocated
 
 # float64 arrays of a tensor's size the gradient's loop holds beside its chunk of copies: the
@@ -60,15 +60,25 @@ def _sizes(spec: Spec) -> tuple[list[int], int, int, int]:
     return floating or [0], others, spec.grad_output.size, working
 
 
-def fixed_bytes(spec: Spec) -> int:
-    """Bytes a check of ``spec`` holds beside the engine's perturbed copies, at its fullest:
-    the most its stages, which run one after another, hold at once (``stages``), the one
-    perturbed forward pass the copies take at the least (``copy_bytes``) set apart."""
-    loop, others = _stages(spec)
-    return max(loop, others - copy_bytes(spec, "central"))
+def _forward_working(spec: Spec) -> int | None:
+    """The elements one forward call of the layer allocates, where it declares them apart
+    from its backward's (conv's windows: its backward's per-tap products, counted in each
+    perturbed pass and as the engine's cache, had its check's need at 1.8x its peak)."""
+    ours = spec.layer if spec.layer.broadcasts else REGISTRY.get(spec.layer.name)
+    if ours is None or ours.forward_working is None:
+        return None
+    return ours.forward_working(spec.shapes, spec.options)
 
 
-def _stages(spec: Spec) -> tuple[int, int]:
+def fixed_bytes(spec: Spec, method: str = "central") -> int:
+    """Bytes a check of ``spec`` by ``method`` holds beside the engine's perturbed copies, at
+    its fullest: the most its stages, which run one after another, hold at once (``stages``),
+    the one perturbed forward pass the copies take at the least (``copy_bytes``) set apart."""
+    loop, others = _stages(spec, method)
+    return max(loop, others - copy_bytes(spec, method))
+
+
+def _stages(spec: Spec, method: str = "central") -> tuple[int, int]:
     """(the bytes a tensor's gradient loop holds beside its copies, the most any other stage
     holds). Held through the check: the tensors and the upstream gradient as loaded (in the
     spec's dtype; labels as int64), the analytical output and gradients. Before the engine
@@ -77,14 +87,20 @@ def _stages(spec: Spec) -> tuple[int, int]:
     copies where the spec's dtype is not float64, its |g * y| per output and the forward's
     cache (at most the working arrays), and then in turn: the kink map, each tensor's gradient
     loop (the tensors before it holding their numerical gradient and round-off per element),
-    the comparison's chunks and the search for ties no coordinate sees, all results held."""
+    the comparison's chunks and the search for ties no coordinate sees, all results held. A
+    one-sided method (and the complex step) on a layer that declares no kinks takes the other
+    side's gradient too, from an engine of its own beside the first (checking/check.py
+    _mirror): two points' caches and two gradient loops."""
     floating, labels, out, working = _sizes(spec)
+    forward = _forward_working(spec)
     t, item, largest = sum(floating), spec.grad_output.dtype.itemsize, max(floating)
     held = item * (t + out) + 8 * labels  # as loaded
     held += 8 * (out + t)  # the analytical output and gradients
     contract = 8 * (3 * t + 3 * out + working)
-    engine = 8 * (out + working) + (0 if item == 8 else 8 * (t + out))
-    loop = engine + 8 * max(2 * (t - f) + GRADIENT_ARRAYS * f for f in floating)
+    cache = working if forward is None else forward
+    engine = 8 * (out + cache) + (0 if item == 8 else 8 * (t + out))
+    engines = 2 if method in MIRRORS and spec.layer.kinks is None else 1
+    loop = engines * (engine + 8 * max(2 * (t - f) + GRADIENT_ARRAYS * f for f in floating))
     after = [2 * t + COMPARE_ARRAYS * min(largest, COMPARE_CHUNK)]
     if REGISTRY.get(spec.layer.name) is not spec.layer:  # a built-in's ties are not searched
         after.append(2 * t + PIECES_ARRAYS * t)
@@ -102,16 +118,21 @@ def copy_bytes(spec: Spec, method: str) -> int:
     is moved whole in every row; and what the gradient's loop makes of the pass's differences
     per output (ATTRIBUTION_ARRAYS: the difference, its product with g, the owners)."""
     floating, _, out, working = _sizes(spec)
+    forward = _forward_working(spec)
     m = get_method(method)
     item = 16 if m.name == "complex" else 8
-    pass_ = item * (working + len(m.offsets) * (out + 2 * max(floating)))
+    rows = len(m.offsets)
+    # each row's copy runs its own forward (a stacked call: its arrays per copy), where the
+    # layer declares its forward's arrays; never less than its working arrays once
+    forwards = working if forward is None else max(working, rows * forward)
+    pass_ = item * (forwards + rows * (out + 2 * max(floating)))
     return pass_ + 8 * ATTRIBUTION_ARRAYS * out
 
 
-def copies(spec: Spec, max_memory: int) -> int:
+def copies(spec: Spec, max_memory: int, method: str = "central") -> int:
     """What is left of ``max_memory`` for the engine's perturbed copies (at least 1 byte: a
     check that fits nothing was refused by ``require``)."""
-    return max(1, max_memory - fixed_bytes(spec))
+    return max(1, max_memory - fixed_bytes(spec, method))
 
 
 def require(spec: Spec, method: str, max_memory: int, one: int | None = None,
@@ -123,7 +144,7 @@ def require(spec: Spec, method: str, max_memory: int, one: int | None = None,
     its output's shape: ``Layer.first_call``), which then decides before a second call;
     ``yours``: what a user's forward allocated in the call measured, said when it is most of
     the pass."""
-    fixed = fixed_bytes(spec)
+    fixed = fixed_bytes(spec, method)
     theirs = (f", {_mb(yours)} MB of it allocated by your forward at the spec's point"
               if one is not None and 2 * yours >= one else "")  # fmt: skip
     if one is None:
