@@ -399,3 +399,39 @@ def test_a_users_confident_softmax_is_complex_safe():
                       forward=_softmax_forward_real, backward=_softmax_backward,
                       method="complex")  # fmt: skip
     assert "not complex-safe" in str(e.value)
+
+
+def _ln_forward(x, gamma, beta):
+    mu = x.mean(axis=-1, keepdims=True)
+    xc = x - mu
+    return gamma * xc / np.sqrt((xc**2).mean(axis=-1, keepdims=True) + 1e-5) + beta
+
+
+def _ln_backward(grad_output, x, gamma, beta):
+    xc = x - x.mean(axis=-1, keepdims=True)
+    r = 1 / np.sqrt((xc**2).mean(axis=-1, keepdims=True) + 1e-5)
+    xhat, dxhat = xc * r, grad_output * gamma
+    dx = r * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+              - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))  # fmt: skip
+    return {"x": dx, "gamma": (grad_output * xhat).sum(axis=0), "beta": grad_output.sum(axis=0)}
+
+
+def test_a_complex_safe_layernorm_far_from_zero_is_not_refused():
+    """Outside test t18 R-F2b: at x = 1e4 + N(0, 1) the central differences the complex step
+    is held to step by 0.06, whose truncation (1e-4) read as 'not complex-safe' (exit 2);
+    they are taken again at 1/64 of the step first. The twin: a forward dropping the
+    imaginary part at the same point is still refused."""
+    rng = np.random.default_rng(0)
+    t = {"x": 1e4 + rng.standard_normal((6, 8)), "gamma": rng.standard_normal(8),
+         "beta": rng.standard_normal(8)}  # fmt: skip
+    report = gradcli.check("layernorm", t, forward=_ln_forward, backward=_ln_backward,
+                           method="complex")  # fmt: skip
+    assert report.passed, report
+
+    def real_forward(x, gamma, beta):
+        return _ln_forward(np.real(x), gamma, beta)
+
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check("layernorm", t, forward=real_forward, backward=_ln_backward,
+                      method="complex")  # fmt: skip
+    assert "not complex-safe" in str(e.value)

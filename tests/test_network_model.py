@@ -4,6 +4,7 @@ framework initializes them. Each refusal has a twin: the mended model builds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,37 @@ def test_a_module_of_cs231n_functions_is_an_impl_in_code(tmp_path):
     with pytest.raises(gradcli.GradcliError) as e:
         gradcli.check_network(model(42))
     assert "network[1].impl" in str(e.value) and "layer name" not in str(e.value)
+
+
+SVM_LOSS = """import numpy as np
+def svm_loss(x, y):
+    N = x.shape[0]
+    margins = np.maximum(0, x - x[np.arange(N), y][:, None] + 1)
+    margins[np.arange(N), y] = 0
+    dx = (margins > 0).astype(x.dtype)
+    dx[np.arange(N), y] = -dx.sum(axis=1)
+    return margins.sum() / N, dx / N * SCALE
+"""
+
+
+def test_inline_labels_reach_a_users_loss_as_integers(tmp_path, cli):
+    """Outside test t18 N4: labels written inline in a model file loaded in the network's
+    dtype, so a user's CS231n svm_loss (impl:) indexed by floats and crashed (exit 2), where
+    the built-in loss and the single-layer check worked; JSON's fixed labels were floats.
+    The twin: the same loss without its 1/N fails."""
+    rng = np.random.default_rng(0)
+    for scale, code in (("1", 0), ("4", 1)):
+        (tmp_path / f"loss{scale}.py").write_text(SVM_LOSS.replace("SCALE", scale))
+        model = {"inputs": {"X": rng.standard_normal((4, 6)).round(3).tolist(),
+                            "y": [0, 3, 1, 4]},
+                 "network": [{"layer": "linear", "name": "fc",
+                              "tensors": {"W": rng.standard_normal((5, 6)).round(3).tolist()}}],
+                 "loss": {"layer": "svm", "target": "y", "impl": f"loss{scale}.py"}}  # fmt: skip
+        f = tmp_path / f"model{scale}.yaml"
+        f.write_text(yaml.safe_dump(model))
+        r = cli("check", "net", f, "-q")
+        assert r.exit_code == code, r.output
+    del model["loss"]["impl"]
+    f.write_text(yaml.safe_dump(model))
+    fixed = json.loads(cli("compute", "net", f, "--format", "json").stdout)["fixed"]["y"]
+    assert fixed["values"] == [0, 3, 1, 4]

@@ -224,7 +224,13 @@ def _fixed(loader: Loader, value: Any, key: str, name: str, labels: bool) -> np.
             raise SpecError(f"expected the number of classes, an integer >= 1, got {brief(k)}",
                             key=f"{key}.classes")  # fmt: skip
         return loader.load(value, key, name, classes=k)
-    return loader.load(value, key, name, labels=labels)
+    a = loader.load(value, key, name, labels=labels)
+    if labels and a.dtype.kind == "f" and np.array_equal(a, np.round(a)):
+        # labels are integers whatever runs the loss: a user's loss (impl:) indexes by them
+        # as the built-in does (inline YAML labels loaded in the network's dtype crashed a
+        # CS231n svm_loss with 'arrays used as indices must be of integer type')
+        a = a.astype(np.int64)
+    return a
 
 
 class _Builder:
