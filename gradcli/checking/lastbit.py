@@ -12,9 +12,9 @@ changes of e and of its sum leave p = e / sum as it was): the error analysis of 
 run on the formula itself. It is the built-in layer's, and so a bound on a user's
 backward only where the user's layer is the built-in (its forward agreeing with ours).
 
-A layer with kinks or maxima is piecewise linear (relu, max-pool, the hinge): its backward
-routes the upstream gradient, nothing cancels, and a saved value nudged at an exact tie
-would route it elsewhere, so those layers get no floor.
+A change relative to each value never flips a sign nor moves a 0, and the built-in layers
+with kinks keep their routes as masks and indices (relu's x > 0, a max-pool's argmax, the
+hinge's active margins compared with 0): nudged, they route the same way.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """{name: each element's floor, of the gradient's shape} for ``names`` among the built-in
     layer's gradients; {} for a layer of the user's own or one with kinks."""
     layer = REGISTRY.get(spec.layer.name)
-    if layer is None or layer.kinks is not None or layer.maxima is not None:
+    if spec.layer.builtins_only:  # a network of built-in layers: its cache is theirs, nested
+        layer = spec.layer
+    if layer is None:
         return {}
     if spec.layer.reference is not None:  # theirs draws its own mask: not our formula
         return {}

@@ -225,7 +225,8 @@ def _fixed(loader: Loader, value: Any, key: str, name: str, labels: bool) -> np.
                             key=f"{key}.classes")  # fmt: skip
         return loader.load(value, key, name, classes=k)
     a = loader.load(value, key, name, labels=labels)
-    if labels and a.dtype.kind == "f" and np.array_equal(a, np.round(a)):
+    if (labels and a.dtype.kind == "f" and np.array_equal(a, np.round(a))
+            and np.all(np.abs(a) < 2.0**53)):  # beyond: no class, said so where it is checked
         # labels are integers whatever runs the loss: a user's loss (impl:) indexes by them
         # as the built-in does (inline YAML labels loaded in the network's dtype crashed a
         # CS231n svm_loss with 'arrays used as indices must be of integer type')

@@ -204,6 +204,9 @@ class Layer:
     # where the two one-sided differences disagree beyond their round-off, and a confident
     # loss's, rounded at 1, is a staircase whose stairs it could take for kinks
     smooth: bool = False
+    # made of built-in layers only, though not one (a network of them): its cache is theirs,
+    # nested, and its backward their formulas (checking/lastbit.py reads it)
+    builtins_only: bool = False
     # perturbed(name, cache, g, idx, values) -> L (P,): the loss sum(g * out) at P copies of
     # the cached point, copy p with flat coordinate idx[p] of tensor ``name`` set to values[p],
     # evaluated incrementally (only what that coordinate moves is recomputed); None for a tensor

@@ -293,6 +293,7 @@ class Network:
             broadcasts=all(n.layer.broadcasts for n in self.nodes),
             smooth=all(REGISTRY.get(n.layer.name) is n.layer and n.layer.kinks is None
                        and n.layer.maxima is None for n in self.nodes),  # fmt: skip
+            builtins_only=all(REGISTRY.get(n.layer.name) is n.layer for n in self.nodes),
             tail=self.tail,
             tail_info=tail_info,
         )
