@@ -12,9 +12,10 @@ changes of e and of its sum leave p = e / sum as it was): the error analysis of 
 run on the formula itself. It is the built-in layer's, and so a bound on a user's
 backward only where the user's layer is the built-in (its forward agreeing with ours).
 
-A change relative to each value never flips a sign nor moves a 0, and the built-in layers
-with kinks keep their routes as masks and indices (relu's x > 0, a max-pool's argmax, the
-hinge's active margins compared with 0): nudged, they route the same way.
+A layer with kinks (relu, max-pool, the hinge) routes the upstream gradient and nothing in it
+cancels; its backward may read its routes off its saved values, where a tie nudged apart
+routes elsewhere: only its upstream gradient is nudged. A network's layers without kinks get
+their saved arrays nudged, the others keep theirs (Layer.nudged).
 """
 
 from __future__ import annotations
@@ -51,9 +52,16 @@ def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not wanted:
         return {}
     rng = np.random.default_rng(0x6C617374)
+    kinked = layer.kinks is not None or layer.maxima is not None
+
+    def nudge(c: Any) -> Any:
+        if layer.nudged is not None:
+            return layer.nudged(c, lambda v: _nudged(v, rng))
+        return c if kinked else _nudged(c, rng)
+
     spread = {n: np.zeros(np.shape(base[n])) for n in wanted}
     for _ in range(TRIALS):
-        got = layer.backward(_nudged(g, rng), _nudged(cache, rng))
+        got = layer.backward(_nudged(g, rng), nudge(cache))
         for n in wanted:
             with np.errstate(invalid="ignore", over="ignore"):
                 moved = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])

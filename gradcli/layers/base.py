@@ -207,6 +207,10 @@ class Layer:
     # made of built-in layers only, though not one (a network of them): its cache is theirs,
     # nested, and its backward their formulas (checking/lastbit.py reads it)
     builtins_only: bool = False
+    # nudged(cache, fn) -> the cache with fn applied to the saved arrays its backward reads as
+    # values, not as routes (a network's: those of its layers without kinks); None: all of
+    # them for a layer without kinks, none for one with (checking/lastbit.py)
+    nudged: Callable[[Any, Callable[[Any], Any]], Any] | None = None
     # perturbed(name, cache, g, idx, values) -> L (P,): the loss sum(g * out) at P copies of
     # the cached point, copy p with flat coordinate idx[p] of tensor ``name`` set to values[p],
     # evaluated incrementally (only what that coordinate moves is recomputed); None for a tensor

@@ -191,6 +191,15 @@ class Network:
             return v
         return v.reshape(v.shape[:extra] + (1,) * pad + tuple(core))
 
+    def nudged(self, cache: dict[str, Any], fn: Any) -> dict[str, Any]:
+        """``cache`` with ``fn`` applied to the caches of the layers without kinks, those
+        their backward reads as values; a layer with kinks keeps its own (a backward may read
+        its routes off its saved values: a tie nudged apart routes elsewhere)."""
+        smooth = {n.name for n in self.nodes if n.layer.kinks is None and n.layer.maxima is None}
+        layers = {name: (t, fn(c) if name in smooth else c)
+                  for name, (t, c) in cache["layers"].items()}  # fmt: skip
+        return {**cache, "layers": layers}
+
     def forward(self, t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
         cache: dict[str, Any] = {"layers": {}, "acts": {}, "skips": {}, "params": dict(t)}
         out = self.run(0, t[self.input], t, cache["skips"], cache)
@@ -294,6 +303,7 @@ class Network:
             smooth=all(REGISTRY.get(n.layer.name) is n.layer and n.layer.kinks is None
                        and n.layer.maxima is None for n in self.nodes),  # fmt: skip
             builtins_only=all(REGISTRY.get(n.layer.name) is n.layer for n in self.nodes),
+            nudged=self.nudged,
             tail=self.tail,
             tail_info=tail_info,
         )
