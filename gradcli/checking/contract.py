@@ -322,6 +322,8 @@ def _dtype(n: str, fn: str, got: np.dtype, want: np.dtype) -> Finding:
     # the classic cause: np.zeros(shape) or a Python float making float64 of float32 inputs
     wider = got.kind == "f" and want.kind == "f" and got.itemsize > want.itemsize
     how = ("; allocate it like its inputs (np.zeros_like(x), or dtype=x.dtype: np.zeros(shape) "
-           "is float64)" if wider else "")
+           "is float64), and keep NumPy float64 scalars out of its arithmetic (np.sqrt(d) is "
+           "one: NumPy 2 promotes float32 arrays by it; math.sqrt(d) does not)"
+           if wider else "")
     detail = f"{fn} returns {what} in {got} under a {want} spec{note}{how}"
     return Finding("dtype", n, False, detail)

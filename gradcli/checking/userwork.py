@@ -222,6 +222,12 @@ def _agreement(
                      context=lambda: {"forward": True, "padded_max": padded})
     if problem:  # right values, a wrong number of them: a wrong forward all the same
         result = dataclasses.replace(result, within=False, hints=(problem,))
+    elif not result.passed and builtin.forms is not None:  # another formula, by name
+        for words, y in builtin.forms(tensors, spec.options).values():
+            if np.shape(y) == np.shape(theirs) and np.allclose(theirs, y, rtol=1e-9,
+                                                                atol=1e-12 * scale):
+                result = dataclasses.replace(result, hints=(words,))
+                break
     elif not result.passed and spec.layer.own_defaults is not None:
         own = spec.layer.own_defaults(spec.options)
         if own:

@@ -9,6 +9,7 @@ complex-step perturbation passes through the branch's own analytic formula.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -264,9 +265,19 @@ SIGMOID = _layer(
     variants=classic.sigmoid,
 )  # fmt: skip
 TANH = _layer("tanh", "y = tanh(x)", tanh_forward, tanh_backward, variants=classic.tanh)
-GELU = _layer(
+def gelu_forms(t: Arrays, options: Any = None) -> dict[str, tuple[str, np.ndarray]]:
+    """The exact GELU, x/2 (1 + erf(x / sqrt 2)): torch's default, 2e-4 from the tanh form."""
+    x = np.asarray(t["x"]).real
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return {"erf": (
+        "your forward is the exact GELU, x/2 (1 + erf(x/sqrt 2)) (torch's default "
+        "nn.GELU()); the built-in gelu is the tanh approximation (torch's "
+        "approximate='tanh'): check yours as a custom layer", x / 2 * (1 + erf(x / math.sqrt(2))))}
+
+
+GELU = dataclasses.replace(_layer(
     "gelu",
     "y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (tanh approximation)",
     gelu_forward,
     gelu_backward,
-)
+), forms=gelu_forms)

@@ -306,6 +306,9 @@ class Layer:
     # the user's backward returned, under their own parameter's name: "dw[3,2]" for
     # dW[o=2, i=3] (w = W transposed); None: the report's indices are already theirs
     yours: Callable[[str, Shapes, tuple[int, ...]], str] | None = None
+    # forms(tensors, options) -> {form: (what it is, its output)}: other formulas users write
+    # for this forward (gelu's exact erf form), named where a user's forward is one of them
+    forms: Callable[[Arrays, Any], dict[str, tuple[str, np.ndarray]]] | None = None
     # a user's implementation: own_defaults(options) -> its forward's signature defaults of
     # options gradcli did not pass it that are not this layer's ("eps=1e-06, not layernorm's
     # 1e-05"), "" for none, said where its forward disagrees with ours; None: nothing to read

@@ -49,7 +49,13 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
         )
     if a.dtype.kind not in "fciu":
         got = f"an array of {a.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
-        raise UserCodeError(f"{what} must be numbers (an array), got {got}", source=str(path))
+        # a dict where one gradient was expected: CS231n's backward(dout, cache) returns its
+        # gradients by position; gradcli's backward(grad_output, x, ...) returns the dict
+        cs = (" (a backward(dout, cache) in CS231n's form returns its gradients by position, "
+              "dx, dw, ...; a dict is what a backward(grad_output, x, ...) returns)"
+              if isinstance(value, dict) else "")  # fmt: skip
+        raise UserCodeError(f"{what} must be numbers (an array), got {got}{cs}",
+                            source=str(path))  # fmt: skip
     masked = masked_count(value)
     if masked:
         raise UserCodeError(
