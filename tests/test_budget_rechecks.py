@@ -12,6 +12,7 @@ import pytest
 import gradcli
 from gradcli.numeric import refine
 from gradcli.numeric.kinks import DETECTOR_POINTS
+from gradcli.numeric.stacking import RETIMES
 
 X = np.random.default_rng(0).normal(size=(5, 5))
 SCREEN = 6  # of 25 coordinates: more than two screens (the default, 64, of 144 is as slow)
@@ -53,7 +54,8 @@ def test_a_wrong_backward_rechecks_a_screen_of_its_failing_coordinates():
     assert not any("not rechecked" in n for n in full_doc["notes"])
     # the twin examined each of the 25 for kinks; the screen at most 7 (6, and the worst)
     assert full_calls >= X.size * DETECTOR_POINTS
-    assert calls <= full_calls - (X.size - 7) * DETECTOR_POINTS, (calls, full_calls)
+    # (a first call slow enough under load is timed RETIMES more times, in either run)
+    assert calls <= full_calls - (X.size - 7) * DETECTOR_POINTS + RETIMES, (calls, full_calls)
     assert doc["cost"]["counted_seconds"] < full_doc["cost"]["counted_seconds"]
 
 
