@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradcli.checking import across, diagnose, intermediates, lastbit, precision
+from gradcli.checking import across, diagnose, intermediates, precision
 from gradcli.checking.budget import (
     calls_before,
     declares_kinks,
@@ -30,27 +29,22 @@ from gradcli.checking.budget import (
 )
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation, compute
-from gradcli.checking.contract import Finding, check_contract, lower_precision, random_forward
+from gradcli.checking.contract import check_contract, lower_precision, random_forward
+from gradcli.checking.prepared import CheckOptions, Prepared
 from gradcli.checking.probe import fallback, probe, sensitivity_note, unlocated
 from gradcli.checking.report import (
-    FLOAT32_FALLBACK,
     FLOAT32_FORWARD,
-    FLOAT32_FORWARD_MARGIN,
-    BackwardAgreement,
     CheckReport,
     default_tolerances,
 )
 from gradcli.checking.soundness import (
-    SWALLOWED,
     advice,
-    largest,
     refuse_overflow,
     refuse_zero_output,
-    resolvable,
     step_underflows,
 )
+from gradcli.checking.tolerances import roundoff, tolerance, tolerances
 from gradcli.checking.userwork import (
-    ForwardAgreement,
     backward_against_builtin,
     complex_safe,
     forward_against_builtin,
@@ -64,139 +58,14 @@ from gradcli.numeric import clock, cost, memory, refine
 from gradcli.numeric.engine import Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
-    DEFAULT_MAX_MEMORY,
     EPS,
     MIRRORS,
-    RESOLVE_MARGIN,
     get_method,
-    steps,
 )
 from gradcli.numeric.sampling import sample_coordinates
-from gradcli.records import mutable_record, record
 
 if TYPE_CHECKING:
     from gradcli.numeric import kinks
-
-MODES = ("auto", "full", "sample", "probe")
-DEFAULT_BUDGET_SECONDS = 60.0
-DEFAULT_SAMPLES = 64
-
-
-@record
-class CheckOptions:
-    """How to check; immutable once built (``dataclasses.replace`` makes another)."""
-
-    method: str = "central"
-    eps: float | None = None  # None: the method's automatic step
-    atol: float | None = None
-    rtol: float | None = None
-    mode: str = "auto"
-    samples: int = DEFAULT_SAMPLES
-    coloring: bool = True
-    max_memory: int = DEFAULT_MAX_MEMORY
-    budget: float = DEFAULT_BUDGET_SECONDS  # seconds a full check may take before "auto" samples
-    top: int = 5  # elements in each tensor's worst-k list
-    contract: bool = True  # the backward's contract (a network's end to end: its layers' own)
-    # a network's end to end: where kinks of several layers meet, the chained backward is
-    # autodiff's value, not always between the two one-sided slopes; the layers' local checks
-    # decided those coordinates, so there they are counted as kinks, not compared
-    composite_kinks: bool = False
-    # a network of built-in layers: at a coordinate whose stencil met a kink (or a tie the
-    # pieces read), an answer equal to the chained backward (the layers' own choices at their
-    # kinks, autodiff's value, which may lie outside the composite's one-sided slopes:
-    # relu(x) - relu(-x) at 0 reads 1 on each side, the chain rule gives 0) is accepted, the
-    # user's (--grads) as the chained backward itself; any other answer is held to the slopes
-    # and ties
-    chained_kinks: bool = False
-    # ties too large for every order read along a few directions (numeric/crowds.py); off for
-    # a network's end to end once a layer's local check failed: the verdict is decided, and
-    # each direction costs thousands of the whole network's forwards
-    large_ties: bool = True
-    # a layer whose output is 0 around the spec's point (dropout keeping none) checks nothing:
-    # refused; a network's layer takes the point the network gives
-    refuse_constant: bool = True
-    grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
-    notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
-    progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        get_method(self.method)
-        if self.mode not in MODES:
-            raise OptionError(
-                f"expected one of {', '.join(MODES)}, got {self.mode!r}", param="mode"
-            )
-        for opt, v in (("eps", self.eps), ("atol", self.atol), ("rtol", self.rtol)):
-            if v is not None and (not math.isfinite(v) or v < 0 or (opt == "eps" and v == 0)):
-                sign = "positive" if opt == "eps" else "non-negative"
-                raise OptionError(f"expected a finite {sign} number, got {v}", param=opt)
-        if self.samples < 1:
-            raise OptionError(
-                f"expected a positive integer, got {self.samples}", param="samples"
-            )
-        if self.max_memory < 2**20:
-            raise OptionError("expected at least 1 MB", param="max_memory")
-        if not math.isfinite(self.budget) or self.budget < 0:
-            raise OptionError(
-                f"expected a number of seconds >= 0, got {self.budget}", param="budget"
-            )
-        if self.top < 1:
-            raise OptionError(f"expected a positive integer, got {self.top}", param="top")
-
-
-@mutable_record
-class Prepared:
-    """What the first stage settles before any numerical gradient is taken."""
-
-    spec: Spec
-    opts: CheckOptions
-    comp: Computation
-    under_test: dict[str, np.ndarray]  # name -> the gradient under test, tensors first
-    engine: Engine  # the layer's
-    engines: dict[str, Engine]  # per name: the layer's, or an intermediate's tail
-    groups: dict[str, int]  # forward passes a full check of each name takes
-    estimates: dict[str, float]  # their predicted seconds (numeric/cost.py), never timed
-    mode: str  # auto settled: full, sample (of some names at least) or probe
-    default_atol: float
-    atol: float
-    rtol: float
-    levels: dict[str, precision.Level]  # float32: each gradient's round-off, per name
-    contract: tuple[Finding, ...]
-    notes: list[str] = field(default_factory=list)
-    session: Any = None  # hypotheses.Session: the causes tried, made at a first failure
-    spent: float = 0.0  # predicted seconds of the work decided so far (what --budget bounds)
-    estimated: float = 0.0  # of the check as planned: ``spent`` once the mode was settled
-    forward: ForwardAgreement | None = None  # --impl of a built-in: its forward against ours
-    sampled: dict[str, np.ndarray] = field(default_factory=dict)  # name -> its coordinates
-    backward: BackwardAgreement | None = None  # and its backward, at the drawn points
-    probed: dict[str, str] = field(default_factory=dict)  # probe mode: why a name fell back
-    # name -> why --budget left some of its ties unverified (checking/across.py: a loss's ties
-    # left in one group, where a wrong backward's sums of opposite signs cancel; members of a
-    # tie not searched for): such a tensor cannot PASS
-    unverified: dict[str, str] = field(default_factory=dict)
-    # name -> the predicted seconds of its sample's ties' members outside it, held in the
-    # estimate (budget.Estimate.partners): checking/across.py runs them on that, not on what
-    # is left of --budget
-    partners: dict[str, float] = field(default_factory=dict)
-    # name -> each element's floor from the backward's own round-off (checking/lastbit.py),
-    # worked out at the first tensor failing without it
-    floors: dict[str, np.ndarray] | None = None
-    # name -> whether the loss stays exactly where it is along every coordinate compared
-    # (_invariant), asked where the differences read 0 everywhere and cannot be resolved
-    flat: dict[str, bool] = field(default_factory=dict)
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-        self.opts.notify(text)
-
-    @property
-    def random_forward(self) -> bool:
-        """Whether the forward returned another output at a second call at the same tensors
-        (checking/contract.py): its differences mean nothing, no step or kink explains them."""
-        return random_forward(self.contract, self.spec.output_info.name) is not None
-
 
 def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckReport:
     """Check ``spec``'s gradients (or ``opts.grads``, the user's answers): the report holds
@@ -217,7 +86,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             if mode == "probe":
                 found = _crosses_kinks(p, name) or probe(
                     p.engines[name], name, p.under_test[name], _dtype_of(p, name), opts.method,
-                    rng, _extra(p, name), _roundoff(p, name), _kinks_unknown(p, name))  # fmt: skip
+                    rng, _extra(p, name), roundoff(p, name), _kinks_unknown(p, name))  # fmt: skip
                 if not isinstance(found, str):
                     numeric[name] = np.full(p.under_test[name].shape, np.nan)
                     results[name] = found
@@ -748,17 +617,6 @@ def _put(grad: np.ndarray, info: TensorNumerics, fix: Any) -> tuple[np.ndarray, 
     return grad, info
 
 
-def tolerance(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics):
-    """tol(noise, ref): the tensor's pass rule, raised by a stencil's own round-off ``noise``
-    (what the kinks' detector holds its one-sided slopes to)."""
-    atol, rtol, _, _ = tolerances(p, name, grad, info)
-
-    def tol(noise: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        return np.maximum(atol, noise) + rtol * np.abs(ref)
-
-    return tol
-
-
 def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | None:
     """For a one-sided method on a layer that declares no kinks: the other side's difference at
     the same coordinates (what central differences cost in all), else None. The complex step
@@ -775,158 +633,6 @@ def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | N
 
 
 # ---------------------------------------------------------------------------- compare
-def tolerances(
-    p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics
-) -> tuple[float, float, str, np.ndarray | None]:
-    """(atol, rtol, why the step cannot resolve the tensor or "", each element's own round-off
-    or None) for ``name``."""
-    spec, opts, analytic = p.spec, p.opts, p.under_test[name]
-    # whether the step resolves the tensor is the numbers' business, whatever --atol says;
-    # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
-    low = lower_precision(spec.dtype, analytic)
-    floor = max(p.default_atol, FLOAT32_FALLBACK[0]) if low else p.default_atol
-    # a forward computing in float32 cannot do better than 1% of the largest entry where its
-    # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
-    margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
-    floor += _roundoff(p, name) or 0.0  # float32: on top of the float64 side's own error
-    atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes,
-                                 opts.method)  # fmt: skip
-    # a loss that stays where it is out to 4096 steps has a slope below 1/4096 of the
-    # round-off a step could not see past: where that is below atol, its derivative is 0
-    far = info.noise / FLAT_MOVES[-2] <= atol
-    if unresolved and largest(grad, info.kink_slopes) == 0 and far and _invariant(p, name, grad):
-        unresolved = ""
-    # each element is also held to its own round-off, unless the user set --atol
-    noise = info.noise_at if opts.atol is None else None
-    rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
-    scale = largest(grad, info.kink_slopes)
-    # the round-off of the backward's other gradients, in the precision they were computed in
-    # (a bias before a batchnorm, whose gradient is 0 in theory, is a sum of them: 4e-16 next
-    # to 9 in float64, 1e-8 next to 0.3 in float32)
-    others = max((largest(np.asarray(v, dtype=np.float64)) for n, v in p.under_test.items()
-                  if n != name), default=0.0)  # fmt: skip
-    unit = float(np.finfo(np.float32).eps) if low or spec.dtype == "float32" else EPS
-    own = largest(np.asarray(analytic, dtype=np.float64))
-    if scale <= 64 * unit * others and own <= 64 * unit * others:
-        # both sides are that round-off (a linear's dx of 0 in theory, 2e-16 against 4e-16
-        # read, beside a dW of 1, 'could not be resolved'): held to it, not to their own size
-        scale, atol = 0.0, max(atol, 64 * unit * others)
-        unresolved = "" if info.noise <= atol else unresolved
-    elif scale == 0:  # the differences saw nothing: the answer is judged at its own size (a
-        # confident classifier's bias gradient, 4e-10, negated, passed under the atol of 1e-7)
-        scale = own
-    capped = scale / margin + (_roundoff(p, name) or 0.0)
-    # nothing to scale to (a float32 network's bias before a batchnorm: 0 read, 1e-8 of
-    # round-off answered), the float32 allowance of its own 1e-8 is no atol: the default is
-    if opts.atol is None and not unresolved and scale > 0 and capped < atol:
-        noise = _last_bits(p, name, grad, capped, rtol, noise)
-        atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)
-    elif opts.atol is None:
-        noise = _last_bits(p, name, grad, atol, rtol, noise)
-    atol = atol if opts.atol is None else opts.atol
-    return atol, rtol, unresolved, noise
-
-
-def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
-               noise: np.ndarray | None) -> np.ndarray | None:  # fmt: skip
-    """``noise`` raised, where an element fails without it, to the round-off the built-in
-    backward cannot avoid (checking/lastbit.py): worked out once, at the first such failure."""
-    a = np.asarray(p.under_test[name], dtype=np.float64)
-    floor = atol if noise is None else np.maximum(atol, noise)
-    with np.errstate(invalid="ignore", over="ignore"):
-        failing = np.abs(a - grad) > floor + rtol * np.abs(grad)
-    if not failing.any():
-        return noise
-    if p.floors is None:
-        builtin = p.spec.layer is REGISTRY.get(p.spec.layer.name) or p.spec.layer.builtins_only or (
-            p.forward is not None and p.forward.result.passed)  # fmt: skip
-        p.floors = lastbit.backward_floor(p.spec, tuple(p.under_test)) if builtin else {}
-    own = p.floors.get(name)
-    if own is None or own.shape != a.shape:
-        return noise
-    return own if noise is None else np.maximum(noise, own)
-
-
-# the moves, in steps, of _invariant: from 1 to 4096 steps each way
-FLAT_MOVES = (1, -1, 3, -3, 16, -16, 256, -256, 4096, -4096)
-
-
-def _invariant(p: Prepared, name: str, grad: np.ndarray) -> bool:
-    """Whether the loss stays exactly where it is when any compared coordinate of ``name``
-    moves by 1 to 4096 steps either way (FLAT_MOVES): then its slope is below 1/4096 of what
-    the step's round-off hides, not merely below the differences' last bit (a bias beside
-    W x = 1.8e308 moves nothing at 4096 steps either: that round-off is 1e300). Identical
-    weight rows before an svm leave every margin where it was (dx exactly 0, read exactly 0,
-    and a correct layer 'could not be resolved');
-    a confident classifier's loss, which the default step moves by less than its last bit,
-    moves further out. Once per tensor, counted against --budget."""
-    if name not in p.flat:
-        from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
-
-        engine = p.engines[name]
-        idx = np.flatnonzero(np.isfinite(grad.ravel()))
-        flat = False
-        if idx.size:
-            h = steps(engine.t64[name].ravel()[idx], engine.eps)
-            p.spent += kinks.moves_seconds(engine, name, idx, p.opts.coloring, len(FLAT_MOVES))
-            D = kinks.moves(engine, name, idx, h, FLAT_MOVES, p.opts.coloring)[0]
-            flat = bool(np.all(D == 0))
-        p.flat[name] = flat
-    return p.flat[name]
-
-
-MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), per tensor
-
-
-def _small(
-    p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, noise: np.ndarray | None,
-    atol: float, capped: float, rtol: float, scale: float,
-) -> tuple[float, np.ndarray, str]:  # fmt: skip
-    """(atol, each element's floor, why the step cannot resolve the tensor or "") where the
-    table's atol is not far below the gradient it judges. It is a number in the gradient's own
-    units: a confident softmax's gradients are all below 1e-8, and at 1e-7 any answer passed,
-    zeros included. So it stays ``capped`` (a margin below the tensor's largest value, as its
-    round-off must: soundness.resolvable). An element that fails only under the lower atol may
-    be round-off the model does not see (an output computed from far larger numbers: the loss of
-    1e-8 is log(1 + 1e-8), rounded at the 1): its round-off is measured (Engine.
-    coordinate_noise), and it is held to that, never above the old atol. Where what is measured
-    reaches a tenth of the gradient, nothing can be judged at this step. ``noise``: each
-    element's round-off known so far (its stencil's modelled, its backward's last bits)."""
-    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
-    n = grad.ravel()
-    base = np.zeros(n.size) if noise is None else np.broadcast_to(noise, grad.shape).ravel()
-    with np.errstate(invalid="ignore", over="ignore"):
-        err, slack = np.abs(a - n), rtol * np.abs(n)
-        newly = np.flatnonzero(np.isfinite(err) & (err > np.maximum(capped, base) + slack)
-                               & (err <= np.maximum(atol, base) + slack))  # fmt: skip
-    floor = np.full(n.size, capped)
-    floor[newly[MEASURED:]] = atol  # beyond what is measured: as before
-    why = ""
-    if newly.size:
-        engine = p.engines[name]
-        measured = engine.coordinate_noise(name, newly[:MEASURED], p.opts.coloring)
-        if p.flat.get(name):  # flat at every scale: its 0 is the derivative, exactly
-            measured = np.zeros(measured.shape)
-        if info.noise_reach is not None:  # an output moved by less than its last bit reads 0
-            # at every point of the line: its share is lost in its rounding, which no
-            # measurement along the line can see (a confident softmax's top output, at 1)
-            measured = np.maximum(measured, info.noise_reach.ravel()[newly[:MEASURED]])
-        flat = newly[:MEASURED][~np.isfinite(measured)]
-        measured = np.minimum(measured, atol)
-        floor[newly[:MEASURED]] = np.maximum(measured, capped)
-        worst = float(measured.max())
-        if flat.size:  # nothing read on their lines: the old atol, and no verdict on the tensor
-            why = (f"{flat.size} of its coordinates never move the output over 8 steps (it is "
-                   f"rounded at a larger number), so their gradient (up to "
-                   f"{np.abs(a[flat]).max():.2g}) is lost in its rounding; "
-                   f"{advice(p.opts.method)}")
-        elif worst * SWALLOWED > scale:
-            why = (f"the round-off of its finite differences (about {worst:.2g}, measured) is not "
-                   f"far below the largest numerical gradient ({scale:.2g}); "
-                   f"{advice(p.opts.method)}")
-    return capped, np.maximum(floor, base).reshape(grad.shape), why
-
-
 def compare_tensor(
     p: Prepared,
     name: str,
@@ -1029,15 +735,6 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
         f"every smaller step (a forward whose outputs carry the rounding of far larger "
         f"numbers: x - mean at |x| = 1e11); {advice(p.opts.method)}"
     )
-
-
-def _roundoff(p: Prepared, name: str) -> float | None:
-    """float32: the round-off ``name``'s gradient is allowed per element (precision.py)."""
-    level = p.levels.get(name)
-    if level is None:
-        return None
-    a = np.abs(np.asarray(p.under_test[name], dtype=np.float64))
-    return level.atol(float(a[np.isfinite(a)].max(initial=0.0)))
 
 
 def _dtype_of(p: Prepared, name: str) -> str:
