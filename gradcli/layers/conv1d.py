@@ -167,16 +167,24 @@ def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     return (*x[:-1], geo[0].out)
 
 
-def working_elements(s: Shapes, options: Any = None) -> int:
-    """The largest working arrays of forward and backward (see _conv.working); the seed's
-    form runs as one channel in and out."""
+def _sizes(s: Shapes, options: Any) -> tuple[Any, int, int, int, bool]:
+    """(geometry, rows, C_in, C_out, whether the forward runs row by row): the seed's form runs
+    as one channel in and out, row by row where its windows are short enough (_rowwise)."""
     x, w = s["x"], s["w"]
     channels = len(w) == 3
     c_in, c_out = (w[1], w[2]) if channels else (1, 1)
     batch = x[: -2 if channels else -1]
     geo = _geometry(x[len(batch)], w[0], options or Options())
     g, rows = geo[0], math.prod(batch)
-    if not channels and g.s == 1 and g.d == 1 and rows <= 4 * g.k:  # forward's _rowwise path
+    rowwise = not channels and g.s == 1 and g.d == 1 and rows <= 4 * g.k
+    return geo, rows, c_in, c_out, rowwise
+
+
+def working_elements(s: Shapes, options: Any = None) -> int:
+    """The largest working arrays of forward and backward (see _conv.working)."""
+    geo, rows, c_in, c_out, rowwise = _sizes(s, options)
+    g = geo[0]
+    if rowwise:
         return rows * (3 * (g.n + g.lo + g.hi) + 2 * g.k)  # xp, z, dxp; dw's rows
     return _conv.working(geo, rows, c_in, c_out)
 
@@ -185,15 +193,8 @@ def forward_elements_held(s: Shapes, options: Any = None) -> int | None:
     """The forward's own arrays (see _conv.forward_working); None for the seed's form row by
     row, whose working arrays stand for its forward's (a stack of probes may hold more rows
     than it takes, and the windows' count for every copy read 7x its check's peak)."""
-    x, w = s["x"], s["w"]
-    channels = len(w) == 3
-    c_in, c_out = (w[1], w[2]) if channels else (1, 1)
-    batch = x[: -2 if channels else -1]
-    geo = _geometry(x[len(batch)], w[0], options or Options())
-    g, rows = geo[0], math.prod(batch)
-    if not channels and g.s == 1 and g.d == 1 and rows <= 4 * g.k:  # forward's _rowwise path
-        return None
-    return _conv.forward_working(geo, rows, c_in, c_out)
+    geo, rows, c_in, c_out, rowwise = _sizes(s, options)
+    return None if rowwise else _conv.forward_working(geo, rows, c_in, c_out)
 
 
 def footprint(name: str, s: Shapes, options: Any = None) -> Footprint:
