@@ -133,7 +133,8 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
         if fix is not None:
             quiet[fix.coords] = False
         silent[n] = np.flatnonzero(quiet)
-    accepted = _chained_ties(p, own, failing, floors, rtol) if p.opts.chained_kinks else {}
+    whole = [n for n in own if chained_answer(p, n)]
+    accepted = _chained_ties(p, whole, failing, floors, rtol) if whole else {}
     if not any(f.size for f in (*failing.values(), *silent.values(), *accepted.values())):
         return taken
     from gradcli.numeric import kinks, pieces  # LAZY
@@ -203,6 +204,23 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
                                       unverified=fix.unverified + unverified)  # fmt: skip
         _put(out, n, coords, values, noise, fix)
     return out
+
+
+def chained_answer(p: Any, name: str) -> bool:
+    """CheckOptions.chained_kinks, for ``name``: whether its answer is the chained backward
+    of the network's built-in layers everywhere (to 1e-9 of itself), as `check net`'s own and
+    `compute net -o`'s are. Only then is autodiff's value accepted at a kink: an answer that
+    differs anywhere is held to the slopes and every tie's sum, since accepting a tie's
+    members that agree left the one that did not without its tie (a max-pool routing a tie to
+    neither element passed, its twin agreeing on the other)."""
+    if not p.opts.chained_kinks:
+        return False
+    a = np.asarray(p.under_test[name], dtype=np.float64)
+    ours = np.asarray(intermediates.builtin(p.comp, name), dtype=np.float64)
+    if a.shape != ours.shape or not (np.isfinite(a).all() and np.isfinite(ours).all()):
+        return False
+    scale = float(np.abs(ours).max(initial=0.0))
+    return bool(np.all(np.abs(a - ours) <= 1e-9 * (np.abs(ours) + scale)))
 
 
 def _chained_ties(p: Any, own: list[str], failing: dict[str, np.ndarray],

@@ -507,7 +507,7 @@ def _rechecked(
     from gradcli.numeric import kinks  # LAZY
 
     chained = None
-    if p.opts.chained_kinks:
+    if across.chained_answer(p, name):
         chained = intermediates.builtin(p.comp, name)
     fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
                          left, any_slope=p.opts.composite_kinks, chained=chained)  # fmt: skip
@@ -652,7 +652,7 @@ def compare_tensor(
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
     promised = analytic.size if coords is None else min(opts.samples, analytic.size)
     theirs, chained = grad, 0
-    if opts.chained_kinks and fix is not None and fix.coords.size:
+    if across.chained_answer(p, name) and fix is not None and fix.coords.size:
         grad, theirs, late = _chained(p, name, grad, fix.coords, atol, rtol, noise)
         accepted = np.union1d(np.asarray(fix.chained, dtype=np.int64), late)
         chained = int(np.isin(accepted, fix.coords if coords is None else coords).sum())
