@@ -60,14 +60,20 @@ def tolerances(
                   if n != name), default=0.0)  # fmt: skip
     unit = float(np.finfo(np.float32).eps) if low or spec.dtype == "float32" else EPS
     own = largest(np.asarray(analytic, dtype=np.float64))
-    if scale <= 64 * unit * others and own <= 64 * unit * others:
+    if others > 0 and scale <= 64 * unit * others and own <= 64 * unit * others:
         # both sides are that round-off (a linear's dx of 0 in theory, 2e-16 against 4e-16
         # read, beside a dW of 1, 'could not be resolved'): held to it, not to their own size
         scale, atol = 0.0, max(atol, 64 * unit * others)
         unresolved = "" if info.noise <= atol else unresolved
-    elif scale == 0:  # the differences saw nothing: the answer is judged at its own size (a
-        # confident classifier's bias gradient, 4e-10, negated, passed under the atol of 1e-7)
-        scale = own
+    elif scale == 0 and not unresolved and not (
+            info.noise / FLAT_MOVES[-2] <= atol and _invariant(p, name, grad)):
+        # the differences read 0 everywhere and the loss moves further out: a slope below
+        # what this step sees, whatever the answer (tanh at 15, 3.7e-13: an answer of zeros
+        # passed where the truth 'could not be resolved'; a confident classifier's bias
+        # gradient of 4e-10, negated, passed under the atol of 1e-7)
+        unresolved = (f"its differences read 0 at every coordinate, and the loss moves further "
+                      f"out: a gradient below what this step sees (up to {own:.2g} answered) "
+                      f"cannot be told from 0; {advice(opts.method)}")
     capped = scale / margin + (roundoff(p, name) or 0.0)
     # nothing to scale to (a float32 network's bias before a batchnorm: 0 read, 1e-8 of
     # round-off answered), the float32 allowance of its own 1e-8 is no atol: the default is
