@@ -485,3 +485,32 @@ def test_a_confident_network_with_kinks_passes_under_the_complex_step():
     grads = dict(gradcli.compute_network(model).gradients)
     grads["conv1.W"] = grads["conv1.W"] + 1e-12
     assert not gradcli.check_network(model, method="complex", grads=grads).passed
+
+
+def _bn_forward(x, gamma, beta):
+    xc = x - x.mean(axis=0)
+    return gamma * xc / np.sqrt((xc**2).mean(axis=0) + 1e-5) + beta
+
+
+def _bn_backward(grad_output, x, gamma, beta):
+    N = x.shape[0]
+    xc = x - x.mean(axis=0)
+    std = np.sqrt((xc**2).mean(axis=0) + 1e-5)
+    xhat, dxhat = xc / std, grad_output * gamma
+    dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (N * std)
+    return {"x": dx, "gamma": (grad_output * xhat).sum(axis=0), "beta": grad_output.sum(axis=0)}
+
+
+def test_a_complex_safe_batchnorm_at_1000_is_not_refused_along_its_line():
+    """Outside test t19 F6: along a random line through every element the real slopes at
+    x = 1000 + N(0, 1) step by 0.006 and are 1.2e-5 off: 'not complex-safe' (exit 2); they are
+    read again at 1/64 of the step first. The twin: a forward dropping the imaginary part."""
+    rng = np.random.default_rng(0)  # 0 and 6 of the first 12 seeds were refused
+    t = {"x": 1000 + rng.standard_normal((8, 3)), "gamma": rng.standard_normal(3),
+         "beta": rng.standard_normal(3)}  # fmt: skip
+    assert gradcli.check("batchnorm", t, forward=_bn_forward, backward=_bn_backward,
+                         method="complex").passed  # fmt: skip
+    with pytest.raises(gradcli.GradcliError) as e:
+        gradcli.check("batchnorm", t, forward=lambda x, gamma, beta: _bn_forward(
+            np.real(x), gamma, beta), backward=_bn_backward, method="complex")  # fmt: skip
+    assert "not complex-safe" in str(e.value)
