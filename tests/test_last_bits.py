@@ -562,3 +562,17 @@ def test_a_softmax_keeping_only_the_jacobians_diagonal_never_passes():
         assert bool(result.unresolved) is (margin > 0), result
         right = gradcli.check("softmax", {"x": x}, grad_output=g).check.results["x"]
         assert right.passed or (margin > 0 and right.unresolved), right
+
+
+def test_the_backward_floor_stays_a_few_times_the_formulas_own_rounding():
+    """Outside test t19 F5: at tanh(16), whose 1 - y^2 float64 rounds to within 0.44%, the
+    floor (4 x changes of 1-4 last bits) let an answer 10% off pass the complex step; twice 1-2
+    bits holds it to about 4x that rounding. The twins: the built-in's own and the exact
+    derivative pass."""
+    t = {"x": np.array([16.0])}
+    exact = exact_tanh_grad(t["x"], np.ones(1))
+    assert gradcli.check("tanh", t, grad_output=np.ones(1), method="complex").passed
+    assert gradcli.check("tanh", t, grad_output=np.ones(1), method="complex",
+                         grads={"x": exact}).passed  # fmt: skip
+    assert not gradcli.check("tanh", t, grad_output=np.ones(1), method="complex",
+                             grads={"x": 1.10 * exact}).passed  # fmt: skip
