@@ -12,6 +12,10 @@ changes of e and of its sum leave p = e / sum as it was): the error analysis of 
 run on the formula itself. It is the built-in layer's, and so a bound on a user's
 backward only where the user's layer is the built-in (its forward agreeing with ours).
 
+Memory: it runs only where an element fails without it, after the numerical gradients, and
+holds a forward's cache, a nudged copy of it and a few gradients at once: no more than the
+perturbed pass --max-memory keeps room for, which no copy holds by then.
+
 A layer with kinks (relu, max-pool, the hinge) routes the upstream gradient and nothing in it
 cancels; its backward may read its routes off its saved values, where a tie nudged apart
 routes elsewhere: only its upstream gradient is nudged. A network's layers without kinks get

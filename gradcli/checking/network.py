@@ -153,7 +153,7 @@ def end_to_end_options(
     # a user's own answers (--grads) are compared even there: nothing local checked them; one
     # equal to the chained backward of built-in layers is what the layers' checks accept
     opts = dataclasses.replace(opts, contract=False, composite_kinks=opts.grads is None,
-                               chained_kinks=builtin_chain(net))
+                               chained_kinks=net.spec.layer.builtins_only)
     if opts.mode != "auto" or opts.grads is not None:
         return opts, ""
     spec = net.spec
@@ -177,12 +177,6 @@ def end_to_end_options(
     )  # fmt: skip
     opts.notify(note)
     return dataclasses.replace(opts, mode="sample", samples=k), note
-
-
-def builtin_chain(net: NetSpec) -> bool:
-    """Whether every layer of the network is a built-in one: its chained backward is then
-    the layers' own conventions at their kinks (with a layer of yours, it is your code)."""
-    return all(REGISTRY.get(n.layer.name) is n.layer for n in net.nodes)
 
 
 def wrong_layers(layers: list[LayerCheck]) -> list[FirstWrong]:

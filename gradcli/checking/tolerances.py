@@ -80,22 +80,22 @@ def tolerances(
     capped = scale / (COMPLEX_MARGIN if exact else margin) + (roundoff(p, name) or 0.0)
     # nothing to scale to (a float32 network's bias before a batchnorm: 0 read, 1e-8 of
     # round-off answered), the float32 allowance of its own 1e-8 is no atol: the default is
-    reach = None
-    if info.noise_reach is not None:  # where both read 0 they agree, whatever is lost there
+    small = opts.atol is None and scale > 0 and capped < atol
+    if small and not unresolved and info.noise_reach is not None:
+        # whether the step resolves the tensor is asked whatever the answer: the round-off
+        # over every output a coordinate may move (a confident softmax's top output, at 1,
+        # moved by less than its last bit reads 0) against the gradient, where both sides do
+        # not read 0; asked only of failing elements, a backward dropping exactly that
+        # output's term (the Jacobian's diagonal alone) passed where the right one could not
+        # be resolved
         a = np.asarray(analytic, dtype=np.float64)
         read = ~((grad == 0) & (a == 0)) & np.isfinite(grad)
         reach = float(np.max(info.noise_reach[read], initial=0.0))
-    if (opts.atol is None and not unresolved and scale > 0 and capped < atol
-            and reach is not None and reach * SWALLOWED > scale):
-        # whether the step resolves the tensor is asked whatever the answer: the round-off
-        # over every output a coordinate may move (a confident softmax's top output, at 1,
-        # moved by less than its last bit reads 0) against the gradient; asked only of
-        # failing elements, a backward dropping exactly that output's term (the Jacobian's
-        # diagonal alone) passed where the right one could not be resolved
-        unresolved = (f"the round-off of its finite differences over every output a "
-                      f"coordinate moves (about {reach:.2g}) is not far below the largest "
-                      f"numerical gradient ({scale:.2g}); {advice(opts.method)}")
-    if opts.atol is None and not unresolved and scale > 0 and capped < atol:
+        if reach * SWALLOWED > scale:
+            unresolved = (f"the round-off of its finite differences over every output a "
+                          f"coordinate moves (about {reach:.2g}) is not far below the largest "
+                          f"numerical gradient ({scale:.2g}); {advice(opts.method)}")
+    if small and not unresolved:
         noise = _last_bits(p, name, grad, capped, rtol, noise)
         atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)
     elif opts.atol is None:
