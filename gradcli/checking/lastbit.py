@@ -43,6 +43,13 @@ EPS = float(np.finfo(np.float64).eps)
 def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """{name: each element's floor, of the gradient's shape} for ``names`` among the built-in
     layer's gradients; {} for a layer of the user's own or one with kinks."""
+    return {n: FACTOR * s for n, s in spread(spec, names, EPS).items()}
+
+
+def spread(spec: Spec, names: tuple[str, ...], unit: float) -> dict[str, np.ndarray]:
+    """{name: the largest change of each element over TRIALS nudges of 1-2 ``unit``s}
+    (float64's last bits for backward_floor; float32's for what a float32 backward computing
+    from the same saved arrays rounds to: checking/precision.py)."""
     layer = REGISTRY.get(spec.layer.name)
     if spec.layer.builtins_only:  # a network of built-in layers: its cache is theirs, nested
         layer = spec.layer
@@ -62,35 +69,35 @@ def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
 
     def nudge(c: Any) -> Any:
         if layer.nudged is not None:
-            return layer.nudged(c, lambda v: _nudged(v, rng))
-        return c if kinked else _nudged(c, rng)
+            return layer.nudged(c, lambda v: _nudged(v, rng, unit))
+        return c if kinked else _nudged(c, rng, unit)
 
-    spread = {n: np.zeros(np.shape(base[n])) for n in wanted}
+    moved = {n: np.zeros(np.shape(base[n])) for n in wanted}
     for _ in range(TRIALS):
-        got = layer.backward(_nudged(g, rng), nudge(cache))
+        got = layer.backward(_nudged(g, rng, unit), nudge(cache))
         for n in wanted:
             with np.errstate(invalid="ignore", over="ignore"):
-                moved = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])
-            spread[n] = np.fmax(spread[n], moved)  # a NaN reading (inf - inf) is no reading
-    return {n: FACTOR * s for n, s in spread.items()}
+                change = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])
+            moved[n] = np.fmax(moved[n], change)  # a NaN reading (inf - inf) is no reading
+    return moved
 
 
-def _nudged(value: Any, rng: np.random.Generator) -> Any:
+def _nudged(value: Any, rng: np.random.Generator, unit: float) -> Any:
     """``value`` with every float in it moved by 1 to 2 last bits, up or down at random; other
     values (masks, labels, shapes) as they are. Relative: a 0 stays 0, no sign changes."""
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        return value * (1 + _bits(rng, value.shape))
+        return value * (1 + _bits(rng, value.shape, unit))
     if isinstance(value, float):
-        return value * (1 + float(_bits(rng, ())))
+        return value * (1 + float(_bits(rng, (), unit)))
     if isinstance(value, Mapping):
-        return {k: _nudged(v, rng) for k, v in value.items()}
+        return {k: _nudged(v, rng, unit) for k, v in value.items()}
     if isinstance(value, tuple | list) and not _shape(value):
-        return type(value)(_nudged(v, rng) for v in value)
+        return type(value)(_nudged(v, rng, unit) for v in value)
     return value
 
 
-def _bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return EPS * rng.uniform(1.0, 2.0, size=shape) * rng.choice((-1.0, 1.0), size=shape)
+def _bits(rng: np.random.Generator, shape: tuple[int, ...], unit: float) -> np.ndarray:
+    return unit * rng.uniform(1.0, 2.0, size=shape) * rng.choice((-1.0, 1.0), size=shape)
 
 
 def _shape(value: tuple | list) -> bool:

@@ -43,16 +43,22 @@ def tolerances(
     # a forward computing in float32 cannot do better than 1% of the largest entry where its
     # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
     margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
-    floor += roundoff(p, name) or 0.0  # float32: on top of the float64 side's own error
-    atol, unresolved = resolvable(floor, info.noise, grad, margin, info.kink_slopes,
+    # float32: on top of the float64 side's own error; whether the step resolves the tensor is
+    # asked of the tensor-wide round-off, each element is compared under its own (below)
+    whole, each, shared = _float32(p, name)
+    atol, unresolved = resolvable(floor + whole, info.noise, grad, margin, info.kink_slopes,
                                  opts.method)  # fmt: skip
     # a loss that stays where it is out to 4096 steps has a slope below 1/4096 of the
     # round-off a step could not see past: where that is below atol, its derivative is 0
     far = info.noise / FLAT_MOVES[-2] <= atol
     if unresolved and largest(grad, info.kink_slopes) == 0 and far and _invariant(p, name, grad):
         unresolved = ""
+    if each is not None:
+        atol = resolvable(floor + shared, info.noise, grad, margin, info.kink_slopes)[0]
     # each element is also held to its own round-off, unless the user set --atol
     noise = info.noise_at if opts.atol is None else None
+    if each is not None and opts.atol is None:
+        noise = each if noise is None else noise + each
     rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
     scale = largest(grad, info.kink_slopes)
     # the round-off of the backward's other gradients, in the precision they were computed in
@@ -77,7 +83,7 @@ def tolerances(
     # billionth of the gradient (the analytical side's round-off is each element's floor):
     # 1/1000 passed an answer 0.1% off everywhere on a confident classifier's gradient
     exact = opts.method == "complex" and p.engines[name].unit <= EPS
-    capped = scale / (COMPLEX_MARGIN if exact else margin) + (roundoff(p, name) or 0.0)
+    capped = scale / (COMPLEX_MARGIN if exact else margin) + shared
     # nothing to scale to (a float32 network's bias before a batchnorm: 0 read, 1e-8 of
     # round-off answered), the float32 allowance of its own 1e-8 is no atol: the default is
     small = opts.atol is None and scale > 0 and capped < atol
@@ -200,6 +206,21 @@ def _small(
                    f"far below the largest numerical gradient ({scale:.2g}); "
                    f"{advice(p.opts.method)}")
     return capped, np.maximum(floor, base).reshape(grad.shape), why
+
+
+def _float32(p: Prepared, name: str) -> tuple[float, np.ndarray | None, float]:
+    """float32: (the tensor-wide round-off allowance, each element's or None, the part of it
+    every element gets); (0, None, 0) in float64."""
+    level = p.levels.get(name)
+    if level is None:
+        return 0.0, None, 0.0
+    a = np.abs(np.asarray(p.under_test[name], dtype=np.float64))
+    top = float(a[np.isfinite(a)].max(initial=0.0))
+    each = level.each(top)
+    if each is not None and each.shape != a.shape:
+        each = None
+    whole = level.atol(top)
+    return whole, each, whole if each is None else level.floor(top)
 
 
 def roundoff(p: Prepared, name: str) -> float | None:
