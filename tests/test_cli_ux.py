@@ -223,3 +223,31 @@ def test_init_custom_spec_runs_with_the_custom_skeleton(cli, cli_json, tmp_path)
     # the twin: a wrong backward in the same setup fails
     impl.write_text(impl.read_text().replace("grad_output * scale", "grad_output"))
     assert not cli_json("check", "custom", spec, "--impl", impl, code=1)["passed"]
+
+
+_GELU_ERF = """
+import math
+import numpy as np
+
+_erf = np.vectorize(math.erf)
+
+
+def forward(x):
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+def backward(grad_output, x):
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return {"x": grad_output * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * pdf)}
+"""
+
+
+def test_json_forward_names_the_two_outputs(cli_json, tmp_path):
+    # the exact (erf) GELU against the built-in tanh approximation: the forwards differ
+    impl = tmp_path / "gelu_erf.py"
+    impl.write_text(_GELU_ERF)
+    doc = cli_json("check", "gelu", "--impl", impl, code=1)
+    fwd = doc["forward"]
+    assert not fwd["passed"]
+    assert fwd["yours"] == fwd["analytic"] and fwd["builtin"] == fwd["numeric"]
+    assert fwd["yours"] != fwd["builtin"]
