@@ -172,7 +172,7 @@ def test_a_wrong_skip_is_caught_end_to_end(tmp_path: Path, monkeypatch: pytest.M
     from gradcli.render.network import verdict_line
 
     line = verdict_line(net, report).plain  # it read "end to end:: 1 of ..."
-    assert line.startswith("FAIL  end to end: ") and "::" not in line
+    assert line.startswith("FAIL  net: end to end: ") and "::" not in line
     assert not report.end_to_end.passed
     assert not report.end_to_end.results["fc1.W"].passed
 

@@ -253,7 +253,7 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
     wrong = report.first_wrong
     if wrong is None:
         line = summary_line(net.spec, e2e)
-        return Text.assemble(("FAIL", "bold red"), "  end to end" + line.plain[9:])
+        return Text.assemble(("FAIL", "bold red"), "  net: end to end" + line.plain[9:])
     head = _first(wrong)
     also = ""
     wrong_too = [w for w in report.also_wrong if w.judged]
