@@ -82,6 +82,38 @@ def spread(spec: Spec, names: tuple[str, ...], unit: float) -> dict[str, np.ndar
     return moved
 
 
+SIGNS = 4  # upstream gradients with random signs that natural_scale draws
+
+
+def natural_scale(spec: Spec, names: tuple[str, ...]) -> dict[str, float]:
+    """{name: the largest |gradient| the built-in backward gives over SIGNS upstream gradients
+    of the spec's sizes with random signs}: how large the gradient is where the upstream
+    gradient's terms do not cancel. A softmax or a normalization under an upstream gradient of
+    ones (``y.sum()``) has a gradient of 0, its terms cancelling, while each of them, and the
+    round-off of both sides, is of the size this measures; a confident softmax's gradient is
+    small because its Jacobian is, and this is small too. {} where no built-in backward is
+    ours to run (a layer of the user's own)."""
+    layer = REGISTRY.get(spec.layer.name)
+    if spec.layer.builtins_only:
+        layer = spec.layer
+    if layer is None or spec.layer.reference is not None:
+        return {}
+    g = np.asarray(spec.grad_output, dtype=np.float64)
+    if g.size <= 1:  # a loss: one upstream value, no terms to cancel
+        return {}
+    _, cache = layer.forward(float64_copies(spec.tensors), spec.options)
+    rng = np.random.default_rng(0x7369676E)
+    out: dict[str, float] = {}
+    for _ in range(SIGNS):
+        got = layer.backward(np.abs(g) * rng.choice((-1.0, 1.0), size=g.shape), cache)
+        for n in names:
+            if n in got:
+                a = np.abs(np.asarray(got[n], dtype=np.float64))
+                a = a[np.isfinite(a)]
+                out[n] = max(out.get(n, 0.0), float(a.max(initial=0.0)))
+    return out
+
+
 def _nudged(value: Any, rng: np.random.Generator, unit: float) -> Any:
     """``value`` with every float in it moved by 1 to 2 last bits, up or down at random; other
     values (masks, labels, shapes) as they are. Relative: a 0 stays 0, no sign changes."""

@@ -130,6 +130,9 @@ class Prepared:
     # name -> whether the loss stays exactly where it is along every coordinate compared
     # (tolerances.py), asked where the differences read 0 everywhere and cannot be resolved
     flat: dict[str, bool] = field(default_factory=dict)
+    # name -> the size its gradient has where the upstream gradient's terms do not cancel
+    # (checking/lastbit.py), asked where the gradient is small; None: no built-in backward
+    natural: dict[str, float] | None = None
 
     def note(self, text: str) -> None:
         self.notes.append(text)

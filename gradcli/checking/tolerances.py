@@ -53,6 +53,22 @@ def tolerances(
     far = info.noise / FLAT_MOVES[-2] <= atol
     if unresolved and largest(grad, info.kink_slopes) == 0 and far and _invariant(p, name, grad):
         unresolved = ""
+    # the scale the gradient is held against: its own, or where that is too small to resolve,
+    # the size of its terms (a softmax under an upstream gradient of ones, y.sum(): 0 in
+    # theory, 3e-11 read, its terms and their round-off of 0.1): resolved against those, it is
+    # judged there; a confident softmax's terms are as small as its gradient and stay unresolved
+    slopes = info.kink_slopes
+    top = largest(grad, slopes)
+    if opts.atol is None and np.isfinite(info.noise) and info.noise * margin > top:
+        natural = _natural(p, name)
+        reach = 0.0 if info.noise_reach is None else float(np.max(info.noise_reach, initial=0))
+        if natural > top and max(info.noise * margin, reach * SWALLOWED) <= natural:
+            unresolved, slopes = "", natural
+            said = (f"d{name}: its terms cancel here (at most {top:.2g} read, beside terms of "
+                    f"about {natural:.2g}: an upstream gradient of ones through a softmax or "
+                    f"a normalization gives 0); it is judged at the size of its terms")
+            if said not in p.notes:
+                p.note(said)
     if each is not None:
         atol = resolvable(floor + shared, info.noise, grad, margin, info.kink_slopes)[0]
     # each element is also held to its own round-off, unless the user set --atol
@@ -60,7 +76,7 @@ def tolerances(
     if each is not None and opts.atol is None:
         noise = each if noise is None else noise + each
     rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
-    scale = largest(grad, info.kink_slopes)
+    scale = largest(grad, slopes)
     # the round-off of the backward's other gradients, in the precision they were computed in
     # (a bias before a batchnorm, whose gradient is 0 in theory, is a sum of them: 4e-16 next
     # to 9 in float64, 1e-8 next to 0.3 in float32)
@@ -112,10 +128,29 @@ def tolerances(
     return atol, rtol, unresolved, noise
 
 
+def _natural(p: Prepared, name: str) -> float:
+    """The size of ``name``'s gradient where its upstream gradient's terms do not cancel
+    (checking/lastbit.natural_scale), from the built-in backward only (a user's, wrong, could
+    make it anything); 0 where there is none."""
+    if p.natural is None:
+        p.natural = lastbit.natural_scale(p.spec, tuple(p.under_test)) if _ours(p) else {}
+    return p.natural.get(name, 0.0)
+
+
+def _ours(p: Prepared) -> bool:
+    """Whether the built-in backward computes what is under test: the built-in layer, a
+    network of them, a user's implementation of one whose forward agrees with ours."""
+    return (p.spec.layer is REGISTRY.get(p.spec.layer.name) or p.spec.layer.builtins_only
+            or (p.forward is not None and p.forward.result.passed))  # fmt: skip
+
+
 def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
                noise: np.ndarray | None) -> np.ndarray | None:  # fmt: skip
     """``noise`` raised, where an element fails without it, to the round-off the built-in
-    backward cannot avoid (checking/lastbit.py): worked out once, at the first such failure."""
+    backward cannot avoid (checking/lastbit.py): worked out once, at the first such failure;
+    and to 64 eps of the size of the gradient's terms (_natural): where they cancel, both
+    sides round at that size (a softmax under an upstream gradient of ones, 0 in theory: the
+    complex step read 6e-17 where the backward gave -6e-17, beside terms of 0.1)."""
     a = np.asarray(p.under_test[name], dtype=np.float64)
     floor = atol if noise is None else np.maximum(atol, noise)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -123,12 +158,14 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
     if not failing.any():
         return noise
     if p.floors is None:
-        builtin = p.spec.layer is REGISTRY.get(p.spec.layer.name) or p.spec.layer.builtins_only or (
-            p.forward is not None and p.forward.result.passed)  # fmt: skip
-        p.floors = lastbit.backward_floor(p.spec, tuple(p.under_test)) if builtin else {}
+        p.floors = lastbit.backward_floor(p.spec, tuple(p.under_test)) if _ours(p) else {}
     own = p.floors.get(name)
+    terms = 64 * EPS * _natural(p, name)
     if own is None or own.shape != a.shape:
-        return noise
+        if not terms:
+            return noise
+        own = np.zeros(a.shape)
+    own = np.maximum(own, terms)
     return own if noise is None else np.maximum(noise, own)
 
 
