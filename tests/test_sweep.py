@@ -179,3 +179,31 @@ def test_a_sweep_of_a_linear_layer_with_one_round_off_step_draws_zeros_at_the_bo
     assert " 0 " in plot[-1] and " 0 " not in plot[0]  # zeros at the bottom, not the top
     assert all(len(line) <= 80 for line in text.splitlines() if "truncation," in line)
     assert "any of 1e-02 ... 1e-12" in text
+
+
+_TANH = """
+import numpy as np
+
+
+def forward(x):
+    return np.tanh(x)
+
+
+def backward(grad_output, x):
+    return {"x": grad_output * (1 - np.tanh(x)%s)}
+"""
+
+
+@pytest.mark.parametrize(("power", "off"), [("", True), ("** 2", False)])
+def test_a_gradient_off_at_every_step_sweeps_as_off_not_round_off(cli, tmp_path, power, off):
+    """Outside test t20 F2: a tanh backward without its square swept as 'flat' with 'the
+    differences are exact ... round-off; any step works', above 'the gradient is off'. Twin:
+    the right backward keeps its regimes."""
+    impl = tmp_path / "tanh.py"
+    impl.write_text(_TANH % power)
+    doc = _sweep(cli, "tanh", "--impl", impl, code=1 if off else 0)
+    regimes = {row["regime"] for row in doc["sweep"]}
+    assert (regimes == {"off"}) is off
+    text = " ".join(cli("check", "tanh", "--impl", impl, "--sweep").stdout.split())
+    assert ("any step works" in text) is False
+    assert ("the error is the gradient's, not the step's" in text) is off

@@ -193,16 +193,16 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     slow = cost.user_call_seconds(engine)
     if slow is not None:  # timed, the one part of the estimate that is: said so
         notes.append(
-            f"your forward takes about {slow:.3g} s a call (measured at the spec's point, the "
-            "machine's load taken out), "
-            f"more than 3 times the cost model's: the estimate and {mention('budget')} count every "
-            "call of it at that"
+            f"your forward takes about {slow:.3g} s a call, more than 3 times what gradcli "
+            f"predicts for numpy at these sizes (loops in Python?): time estimates and "
+            f"{mention('budget')} use the time measured"
         )
-    if (slow_back := cost.user_backward_seconds(engine)) is not None:
+    slow_back = cost.user_backward_seconds(engine)
+    if slow_back is not None:
         notes.append(
-            f"your backward takes about {slow_back:.3g} s a call (measured at the spec's point), "
-            f"more than 3 times the cost model's: the estimate and {mention('budget')} count every "
-            "call of it at that"
+            f"your backward takes about {slow_back:.3g} s a call, more than 3 times what "
+            f"gradcli predicts for numpy at these sizes: time estimates and {mention('budget')} "
+            f"use the time measured"
         )
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
         # or float16, whose results it returns: named as what it is

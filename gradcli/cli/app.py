@@ -30,7 +30,7 @@ from gradcli.cli.args import (
     load_net,
     parse_eps,
 )
-from gradcli.cli.emit import emit, input_files, ready, wants_json
+from gradcli.cli.emit import emit, input_files, ready, same_terminal, wants_json
 from gradcli.cli.exits import GradcliGroup, diagnostic
 from gradcli.cli.network import check_net
 from gradcli.errors import EXIT_MISMATCH, GradcliError
@@ -242,6 +242,7 @@ def check(
         text = lambda c: render.render_check(  # noqa: E731
             c, s, comp, numeric, report, opts.grads, values=values, quiet=quiet,
             elsewhere="use --format json --values or --output FILE.npz",
+            streamed=output is None and same_terminal(),
         )  # fmt: skip
     inputs = input_files(s, impl, grads)
     emit(output, inputs, text=text, npz=lambda: _npz(s, comp, numeric))

@@ -21,6 +21,16 @@ from gradcli.errors import ClosedPipeError, GradcliError, printable
 from gradcli.files import files_read
 
 
+def same_terminal() -> bool:
+    """Whether stdout and stderr are one terminal: the notes said on stderr as the check went
+    are then not said again in the report (t20 F8: a 334-character line, then the same note
+    wrapped); a file, a pipe or a separate stderr keeps both."""
+    try:
+        return os.isatty(1) and os.isatty(2) and os.ttyname(1) == os.ttyname(2)
+    except OSError:
+        return False
+
+
 def emit(
     output: Path | None,
     inputs: tuple[Path, ...],

@@ -40,6 +40,7 @@ def render_diagnosis(
 ) -> None:
     """``ours``: what the gradients beside --grads answers are (a network's: its chained
     backward's)."""
+    said = _shared_hints(report)
     for name, r in report.results.items():
         if r.passed or r.mode == "probe":
             continue
@@ -54,7 +55,9 @@ def render_diagnosis(
             console.print(renderable, soft_wrap=True)
         paragraph(console, heat[-1])  # the legend
         for hint in r.hints:
-            paragraph(console, Text(f"hint: {hint}", style="yellow"))
+            shared = said.get((name, hint))
+            if shared != "":  # "": said once, after the last tensor it is true of
+                paragraph(console, Text(f"hint: {shared or hint}", style="yellow"))
         console.print()
     if report.forward is not None:
         f = report.forward
@@ -79,6 +82,30 @@ def render_diagnosis(
     if report.not_checked:
         names = ", ".join("d" + n for n in report.not_checked)
         paragraph(console, Text(f"not checked (no answer given): {names}", style="dim"))
+
+
+def _shared_hints(report: CheckReport) -> dict[tuple[str, str], str]:
+    """(name, hint) -> the hint said once for every failing tensor it is true of ("dx, dWx
+    and db are exactly what the backward gives with ..."), "" where it is said at a later
+    tensor instead: an rnn_step whose da drops a square printed one 4-line hint five times."""
+    tensors: dict[str, list[str]] = {}
+    for name, r in report.results.items():
+        if r.passed or r.mode == "probe" or (r.unresolved and not r.nonfinite):
+            continue
+        for hint in r.hints:
+            head = f"d{name} is "
+            if hint.startswith(head):
+                tensors.setdefault(hint[len(head):], []).append(name)
+    out: dict[tuple[str, str], str] = {}
+    for rest, names in tensors.items():
+        if len(names) < 2:
+            continue
+        labels = [f"d{n}" for n in names]
+        joined = ", ".join(labels[:-1]) + f" and {labels[-1]}"
+        for n in names[:-1]:
+            out[(n, f"d{n} is {rest}")] = ""
+        out[(names[-1], f"d{names[-1]} is {rest}")] = f"{joined} are {rest}"
+    return out
 
 
 def forward_where(report: CheckReport, long: bool = False) -> str:

@@ -52,12 +52,19 @@ def _assemble(
             lines = [*lines, f"summed over the batch axes {_s(batch)}: {BATCH_SUM}"]
         secs.append(Section(f"dL/d{name}", [*lines, f"intuition: {why}"]))
     shapes = ["  ".join(f"{n}: {_s(s)}" for n, s in {**spec.shapes, out: out_shape}.items())]
+    # indices whose every axis is a position (an embedding's idx): the output has them too
+    positions = 0
     for info in spec.layer.infos(spec.shapes, spec.options):
+        if info.role == "index" and not info.axes and not batch and spec.shapes.get(info.name):
+            positions = len(spec.shapes[info.name])
+            shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = "
+                          f"{_named(('positions',) * positions)}")  # fmt: skip
         if info.name in spec.shapes and info.axes:  # a user's layer names no axes
             axes = ("batch",) * (len(spec.shapes[info.name]) - len(info.axes)) + info.axes
             shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = {_named(axes)}")
     if out_axes:
-        shapes.append(f"{out} {_s(out_shape)} = {_named(('batch',) * len(batch) + out_axes)}")
+        lead = ("batch",) * len(batch) + ("positions",) * positions
+        shapes.append(f"{out} {_s(out_shape)} = {_named(lead + out_axes)}")
     shapes.append(f"∂L/∂{out} {_s(out_shape)} is the upstream gradient; each ∂L/∂T has T's shape")
     if batch:
         shapes.append(f"batch axes {_s(batch)}, the leading axes of the input: every formula "

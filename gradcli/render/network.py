@@ -114,7 +114,8 @@ def _verdict(r: Any) -> Text:
     return Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
 
 
-def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bool = False) -> None:
+def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bool = False,
+                 streamed: bool = False) -> None:  # fmt: skip
     from gradcli.render.diag import render_diagnosis
 
     spec, e2e = net.spec, report.end_to_end
@@ -159,7 +160,7 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             comp = lc.report.computation
             tested = {n: intermediates.builtin(comp, n) for n in lc.report.results}
             render_diagnosis(console, lc.spec, lc.report, tested, lc.report.numeric)
-        for note in e2e.notes:
+        for note in () if streamed else e2e.notes:  # said on this terminal as it went
             paragraph(console, Text(f"note: {note}", style="yellow"))
         for line in _kink_lines(report):
             paragraph(console, Text(line, style="dim"))

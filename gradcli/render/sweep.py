@@ -59,7 +59,11 @@ def _sweep_body(
     title = Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|")
     console.print(fitted(columns, cells, console.width, title=title, title_justify="left"),
                   crop=False)  # fmt: skip
-    if all(r["regime"] == "exact" for r in rows):
+    if all(r["regime"] == "off" for r in rows):
+        console.print(Text("no step brings any gradient within the check's tolerance: the "
+                           "error is the gradient's, not the step's, and the curve says "
+                           "nothing of truncation or round-off"))
+    elif all(r["regime"] == "exact" for r in rows):
         console.print(Text("exact at every step: the layer is linear between its kinks here, "
                            "so any step works"))
     elif all(r["regime"] == "flat" for r in rows):
@@ -96,7 +100,10 @@ def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
         grid[int(round((hi - v) / span * (height - 1)))][j] = mark
     lines = []
     for i, row in enumerate(grid):
-        label = f"{10 ** (hi - i * span / (height - 1)):8.0e} |" if i % 3 == 0 else " " * 9 + "|"
+        value = 10 ** (hi - i * span / (height - 1))
+        # under a decade from top to bottom, one digit labels every row alike (1e+00 x 4)
+        shown = f"{value:8.1e}" if hi - lo < 1 else f"{value:8.0e}"
+        label = f"{shown} |" if i % 3 == 0 else " " * 9 + "|"
         lines.append(label + "".join(f" {c} " for c in row))
     lines.append(" " * 9 + "+" + "---" * len(rows))
     exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)

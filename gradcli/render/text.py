@@ -301,8 +301,8 @@ def _roundoff_line(r: TensorResult) -> str:
     )
 
 
-def _notes(report: CheckReport) -> list[Text]:
-    lines = [Text(f"note: {n}", style="yellow") for n in report.notes]
+def _notes(report: CheckReport, streamed: bool = False) -> list[Text]:
+    lines = [] if streamed else [Text(f"note: {n}", style="yellow") for n in report.notes]
     for r in report.results.values():
         if r.kinks:
             lines.append(Text(kinks_line(r), style="dim"))
@@ -324,11 +324,13 @@ def render_check(
     values: bool = False,
     quiet: bool = False,
     elsewhere: str | None = None,
+    streamed: bool = False,
 ) -> None:
     """The verdict: the shapes table, the check table, the diagnosis of any failure, notes and
     the summary line; ``values``: also every array's values, analytic and numeric; ``quiet``:
     the summary line alone. ``analytic``: the user's answers with --grads, else None.
-    ``elsewhere``: where arrays too large to show are found whole."""
+    ``elsewhere``: where arrays too large to show are found whole. ``streamed``: the notes
+    were said on the same terminal as the check went."""
     from gradcli.render.diag import contract_section, render_diagnosis
 
     if not quiet:
@@ -346,7 +348,7 @@ def render_check(
         console.print()
         tested = {n: intermediates.builtin(comp, n) for n in report.results}  # --impl: the user's
         render_diagnosis(console, spec, report, analytic or tested, numeric)
-        for line in _notes(report):
+        for line in _notes(report, streamed):
             paragraph(console, line)
     console.print(summary_line(spec, report), soft_wrap=True)  # one line, for grep and tail
 

@@ -1,0 +1,74 @@
+"""Outside test t20's message findings: one hint said once for every tensor it is true of (F8),
+notes not said twice on one terminal (F8), explain's legend for an embedding (F10)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcli.inputs.spec import load_spec
+from gradcli.render.explain import explain
+
+_RNN = """
+import numpy as np
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    next_h = np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h%s)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+"""
+
+
+@pytest.mark.parametrize(("power", "bug"), [("", True), ("**2", False)])
+def test_a_hint_true_of_five_tensors_is_said_once(cli, tmp_path, power, bug):
+    impl = tmp_path / "rnn.py"
+    impl.write_text(_RNN % power)
+    r = cli("check", "rnn_step", "--impl", impl)
+    assert r.exit_code == (1 if bug else 0), r.stderr
+    text = " ".join(r.stdout.split())
+    hints = [h for h in text.split("hint: ")[1:] if "not squared" in h]
+    if bug:
+        assert len(hints) == 1, hints
+        assert hints[0].startswith("dx, dprev_h, dWx, dWh and db are exactly what the backward")
+    else:
+        assert not hints
+
+
+def test_a_hint_of_one_tensor_keeps_its_own_words(cli, tmp_path):
+    # the twin: a slip in one gradient alone is said of it, in the singular
+    impl = tmp_path / "rnn.py"
+    impl.write_text((_RNN % "**2").replace("da.sum(axis=0)", "da.sum(axis=0) * 2"))
+    text = " ".join(cli("check", "rnn_step", "--impl", impl).stdout.split())
+    assert " are exactly what" not in text
+
+
+def test_notes_are_rendered_unless_streamed_on_the_same_terminal():
+    import io
+
+    import gradcli
+    from gradcli.render import text as render
+
+    rng = np.random.default_rng(0)
+    report = gradcli.check("softmax", {"x": rng.standard_normal((4, 6))},
+                           grad_output=np.ones((4, 6)))  # fmt: skip
+    assert report.check.notes  # its terms cancel: a note
+    shown = {}
+    for streamed in (False, True):
+        buf = io.StringIO()
+        render.render_check(render.console(buf, plain=True), report.spec, report.computation,
+                            report.numeric, report.check, streamed=streamed)  # fmt: skip
+        shown[streamed] = "note: " in buf.getvalue()
+    assert shown == {False: True, True: False}
+
+
+def test_explain_embedding_legend_has_the_output_rank():
+    secs = {s.title: s.lines for s in explain(load_spec("embedding", None))}
+    out = next(line for line in secs["shapes"] if line.startswith("out ("))
+    assert out.endswith("= (positions, D)"), out
+    assert any(line.startswith("idx (") and "positions" in line for line in secs["shapes"])
