@@ -106,3 +106,26 @@ def test_a_shape_of_32_axes_folds_within_80_columns(cli, tmp_path):
     table = lines[[i for i, line in enumerate(lines) if line.startswith("┏")][0]:]
     table = table[: [i for i, line in enumerate(table) if line.startswith("└")][0] + 1]
     assert max(len(line) for line in table) <= 80 and len(table) > 8  # the shape folded
+
+
+def _headers(table_columns, rows, width):
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(
+        fitted(table_columns, rows, width), crop=False)
+    return buf.getvalue()
+
+
+def test_a_column_too_wide_to_ever_fit_does_not_take_the_next_with_it():
+    """Outside test t20 F15: tensor names of 30 characters make a worst element that cannot
+    fold and cannot fit at 80-110 columns; it went last, taking rel err with it, which fits.
+    The twin: where the worst element fits, the order holds (rel err goes before it)."""
+    cols = [Col("gradient"), Col("checked"),
+            Col("worst element", priority=5, fold=True, min_width=10),
+            Col("rel err", priority=4, justify="right"), Col("atol", priority=1),
+            Col("result")]  # fmt: skip
+    name = "dprevious_hidden_state_vector"
+    rows = [[name, "12/12", f"{name}[n=0, h=1]", "0.973", "1e-07", "FAIL"]]
+    at80 = _headers(cols, rows, 80)
+    assert "rel err" in at80 and "worst element" not in at80
+    at100 = _headers(cols, rows, 100)  # the worst element fits: atol goes first, as ever
+    assert "worst element" in at100 and "rel err" in at100 and "atol" not in at100

@@ -63,6 +63,13 @@ def fitted(
     def need(keep: list[int], widths: list[int]) -> int:
         return EDGE + sum(widths[i] + PER_COLUMN for i in keep)
 
+    # a priority that cannot fit even beside the columns that always stay goes first: a long
+    # tensor name's worst element cannot fold, and its going last took rel err with it
+    always = [i for i in shown if columns[i].priority is None]
+    for p in by_priority:
+        group = [i for i in shown if columns[i].priority == p]
+        if need(sorted([*always, *group]), narrowest) > width:
+            shown = [i for i in shown if columns[i].priority != p]
     for p in by_priority:
         if need(shown, narrowest) <= width:
             break
