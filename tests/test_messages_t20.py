@@ -72,3 +72,19 @@ def test_explain_embedding_legend_has_the_output_rank():
     out = next(line for line in secs["shapes"] if line.startswith("out ("))
     assert out.endswith("= (positions, D)"), out
     assert any(line.startswith("idx (") and "positions" in line for line in secs["shapes"])
+
+
+def test_a_passing_row_with_a_large_rel_err_says_why(cli, tmp_path):
+    """t20 F5: 'rel err 0.212 PASS good' for an element of 7e-11 against 6e-11 (logits of
+    400: the loss's gradient underflows there). Twin: an ordinary pass says nothing of it."""
+    import json
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("layer: softmax_cross_entropy\ntensors:\n"
+                    "  x: {shape: [4, 5], init: normal, scale: 400}\n  y: [0, 1, 2, 3]\n")
+    doc = json.loads(cli("check", "softmax_cross_entropy", spec, "--format", "json").stdout)
+    assert doc["passed"] and doc["results"]["x"]["worst"][0]["rel_error"] > 1e-2
+    text = " ".join(cli("check", "softmax_cross_entropy", spec).stdout.split())
+    assert "a relative error of values this small says nothing" in text
+    plain = " ".join(cli("check", "softmax_cross_entropy").stdout.split())
+    assert "says nothing" not in plain
