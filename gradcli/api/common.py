@@ -21,7 +21,7 @@ from gradcli.inputs.spec import (
     Spec,
     build_spec,
 )  # fmt: skip
-from gradcli.layers import get_layer
+from gradcli.layers import cs231n, get_layer
 from gradcli.user.call import forget_warnings
 from gradcli.user.given import impl_of, is_name
 from gradcli.user.impl import user_layer
@@ -143,8 +143,12 @@ def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
                 f"expected an array of numbers, got {type(value).__name__}", param=where
             ) from None
         if a.shape != tuple(shapes[name]):
+            theirs = "" if name not in spec.grad_shapes else cs231n.answer_words(
+                spec.layer, spec.options, name, shapes[name], a.shape, key, verb="pass"
+            )
             raise OptionError(
-                f"expected shape {list(shapes[name])} (that of {name}), got shape {list(a.shape)}",
+                f"expected shape {list(shapes[name])} (that of {name}), got shape "
+                f"{list(a.shape)}{': ' + theirs if theirs else ''}",
                 param=where,
             )
         bad = ~np.isfinite(a)

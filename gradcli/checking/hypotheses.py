@@ -33,7 +33,7 @@ import numpy as np
 from gradcli.checking import factors as _factors
 from gradcli.checking import localize, mechanisms
 from gradcli.checking.hint import Hint
-from gradcli.layers import REGISTRY, Layer
+from gradcli.layers import REGISTRY, Layer, cs231n
 from gradcli.records import record
 
 MAX_ELEMENTS = 2_000_000  # beyond this many elements in all, no hypotheses: the hints stay cheap
@@ -47,6 +47,7 @@ class Candidate:
     cause: str
     text: str  # completes "dW is exactly what the backward gives ..."
     grads: Mapping[str, np.ndarray]
+    said: str = ""  # else the whole sentence after "dW " when it reproduces the values exactly
 
 
 @record
@@ -228,14 +229,18 @@ class Session:
         # a mean over an axis the gradient keeps (db[c] over c) explains nothing: db[c] is a
         # sum over the other axes only
         factors = [f for f in factors if not f[3] & set(info.index)]
-        for c in [*cands, *self._transforms(name, R, list(info.index), info.axes)]:
+        layouts = self._layouts(name, R)
+        for c in [*cands, *layouts, *self._transforms(name, R, list(info.index), info.axes)]:
             v = c.grads.get(name)
             if v is None or v.shape != a.shape or not np.all(np.isfinite(v)):
                 continue
             if not np.any(np.abs(v) > tol) or np.max(np.abs(v - R)) <= 10 * tol:
                 continue  # a zero or a right candidate explains no failure
             if np.max(np.abs(a - v)) <= tol:
-                exact.append(Match(c.cause, f"is exactly what the backward gives {c.text}"))
+                said = c.said or f"is exactly what the backward gives {c.text}"
+                exact.append(Match(c.cause, said))
+                continue
+            if c.said:  # the right gradient in another layout, or not that at all
                 continue
             k = float(np.vdot(v, a) / np.vdot(v, v))
             if not np.isfinite(k) or np.max(np.abs(a - k * v)) > tol:
@@ -429,6 +434,24 @@ class Session:
             except Exception:  # noqa: BLE001 - a mechanism that does not apply is no hint
                 continue
         return found
+
+    def _layouts(self, name: str, R: np.ndarray) -> list[Candidate]:
+        """The right gradient in CS231n's layout of it (the layer's forms, gradcli/layers/
+        cs231n.py), where that has gradcli's shape (a square conv: C == H == W): an answer
+        file saved as their backward returns it. Answers only: an --impl in their form is
+        called through that layout already, so its gradients come back in gradcli's."""
+        layer = self.spec.layer
+        if self.right_layer() is not layer:
+            return []
+        out = []
+        for form, arg in cs231n.transposed_forms(layer, self.spec.options, name):
+            v = np.asarray(arg.to(R), dtype=np.float64)
+            if v.shape == R.shape:
+                said = "is the right gradient " + cs231n.in_their_layout(
+                    layer, self.spec.options, name, R.shape, f"d{name}", form, arg,
+                    shapes=self.spec.shapes, verb="give")  # fmt: skip
+                out.append(Candidate("cs231n-layout", "", {name: v}, said))
+        return out
 
     def _transforms(
         self, name: str, R: np.ndarray, index: list[str], axes: tuple[str, ...]

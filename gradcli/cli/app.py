@@ -201,6 +201,7 @@ def check(
         answers = load_answers(
             grads, wrt, s.grad_shapes, intermediates.shapes(s), counted=s.elements,
             max_elements=s.max_elements, constants=s.layer.constants(s.shapes, s.options),
+            layer=s.layer, options=s.options,
         )  # fmt: skip
         opts = dataclasses.replace(opts, grads=answers)
     elif wrt is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from gradcli.errors import GradcliError, mention
 from gradcli.files.reading import load_array, npz_names, parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, suggest
 from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, load_source
+from gradcli.layers import cs231n
 
 
 def load_answers(
@@ -22,13 +24,17 @@ def load_answers(
     counted: int = 0,
     max_elements: int = 0,
     constants: tuple[str, ...] = (),
+    layer: Any = None,
+    options: Any = None,
 ) -> dict[str, np.ndarray]:
     """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME; in an
     archive written by ``compute -o``, edited or not, only its dNAME arrays), an .npy with
     --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
     ``intermediates`` (name: shape) may be answered too (attention's S, A, ...). Every array
     counts against ``max_elements`` exactly as a spec's tensors do, on from the spec's
-    ``counted`` elements, from headers and YAML before it is read."""
+    ``counted`` elements, from headers and YAML before it is read. An array of the wrong shape
+    that is its tensor in CS231n's layout (``layer``'s forms at ``options``) is refused saying
+    so, with the numpy call that turns it into gradcli's."""
     budget = Loader(Path.cwd(), target, 0, "float64", max_elements or DEFAULT_MAX_ELEMENTS)
     budget.used, budget.what = counted, "the answers and the spec's arrays"
 
@@ -103,7 +109,7 @@ def load_answers(
             what = "the intermediate " + name if name in inter else name
             raise GradcliError(
                 f"the gradient has shape {list(a.shape)} but {what} has shape "
-                f"{list(shapes[name])}",
+                f"{list(shapes[name])}{_theirs(layer, options, shapes, inter, raw, key)}",
                 source=target, key=key,
             )  # fmt: skip
         if name in answers:
@@ -113,6 +119,34 @@ def load_answers(
             )  # fmt: skip
         answers[name] = a.astype(np.float64)
     return answers
+
+
+def _theirs(
+    layer: Any, options: Any, shapes: Mapping[str, tuple[int, ...]], inter: Mapping[str, Any],
+    raw: Mapping[str, Any], key: str,
+) -> str:  # fmt: skip
+    """The tail of a shape error where the answer is CS231n's layout of its tensor (and the
+    calls for the file's other answers in that layout, so that one run names every fix)."""
+    if layer is None:
+        return ""
+
+    def named(k: str) -> str | None:
+        n = k if k in shapes else k[1:] if k.startswith("d") and k[1:] in shapes else None
+        return None if n is None or n in inter else n
+
+    name = named(key)
+    if name is None:
+        return ""
+    try:
+        words = cs231n.answer_words(layer, options, name, shapes[name], np.shape(raw[key]), key)
+        if not words:
+            return ""
+        more = [cs231n.answer_call(layer, options, n, shapes[n], np.shape(raw[k]), k)
+                for k in raw if k != key and (n := named(k)) is not None]  # fmt: skip
+    except Exception:  # noqa: BLE001 - a layer's form that cannot read these shapes says nothing
+        return ""
+    more = [m for m in more if m]
+    return f": {words}" + (f" (and {', '.join(more)})" if more else "")
 
 
 def _near(key: str, names: Mapping[str, object]) -> str:

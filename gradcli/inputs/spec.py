@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, ShapeError, SpecError, brief, mention
+from gradcli.errors import GradcliError, OptionError, ShapeError, SpecError, brief, mention
 from gradcli.files.reading import parse_yaml, read_spec_text
 from gradcli.inputs.sources import Loader, kind, suggest
-from gradcli.layers import REGISTRY, Layer, TensorInfo, get_layer
+from gradcli.layers import REGISTRY, Layer, TensorInfo, cs231n, get_layer
 from gradcli.records import record
 
 DTYPES = ("float64", "float32")
@@ -266,6 +266,16 @@ def _layout(layer: Layer) -> str:
     )
 
 
+def _theirs(ours: Layer | None, shapes: Mapping[str, tuple[int, ...]], options: Any) -> str:
+    """The tail of a shape error where the spec's tensors are CS231n's shapes (a student's
+    X (N, C, H, W)): what they are, gradcli's layout and the calls that give it ("" else)."""
+    theirs = None if ours is None else cs231n.spec_layout(ours, shapes, options)
+    if theirs is None:
+        return ""
+    return (f"; these are CS231n's shapes ({theirs[0]}), where gradcli's layout is {theirs[1]} "
+            f"and gradcli converts nothing: give {theirs[2]}")
+
+
 def _load(
     layer: Layer, doc: dict, tensors_doc: dict, options: Any, raw_options: Any, loader: Loader
 ) -> tuple[Layer, dict[str, np.ndarray], Any, tuple[int, ...], np.ndarray]:
@@ -300,7 +310,7 @@ def _load(
             arrays[info.name] = loader.zeros(shape)
     arrays = {i.name: arrays[i.name] for i in layer.tensors if i.name in arrays}  # layer order
     shapes = {n: a.shape for n, a in arrays.items()}
-    options = layer.resolve_options(options, shapes)
+    unresolved, options = options, layer.resolve_options(options, shapes)
     # a user's layer runs the user's forward to learn its output's shape: the built-in's shape
     # rules and working arrays are counted first (ours runs beside it)
     ours = layer if layer.broadcasts else REGISTRY.get(layer.name)
@@ -325,7 +335,14 @@ def _load(
         if layer.called_as and not shaped:  # tensors in the layout of the user's code?
             message += (f"; the tensors must be in gradcli's layout ({_layout(ours)}) whatever "
                         f"your code takes: gradcli passes them to {layer.called_as}")  # fmt: skip
+        elif not shaped:
+            message += _theirs(ours, shapes, unresolved)
         raise ShapeError(message, key=f"tensors.{e.key}" if e.key else "tensors") from None
+    except OptionError as e:  # an option the shapes contradict (groupnorm's groups vs C)
+        tail = "" if shaped or layer.called_as else _theirs(ours, shapes, unresolved)
+        if not tail:
+            raise
+        raise OptionError(e.message + tail, source=e.source, key=e.key, param=e.param) from None
     if ours is layer or ours is None:
         loader.reserve(math.prod(out_shape), "tensors", _ARRAYS)
         _reserve_working(loader, layer, shapes, options, raw_options)

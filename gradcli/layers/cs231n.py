@@ -32,10 +32,44 @@ Shapes = Mapping[str, tuple[int, ...]]
 @record
 class Arg:
     """One tensor as their code takes it: ``to`` maps gradcli's array to theirs, ``back`` maps
-    their array of that layout (a gradient) back to gradcli's, given gradcli's shape."""
+    their array of that layout (a gradient) back to gradcli's, given gradcli's shape.
+
+    ``axes`` is the transpose ``back`` applies to their array before any reshape to gradcli's
+    shape (None: a reshape alone), so that a message can spell the numpy call that fixes an
+    array saved in their layout (``call``); ``label`` is their layout in CS231n's letters."""
 
     to: Callable[[np.ndarray], np.ndarray]
     back: Callable[[np.ndarray, tuple[int, ...]], np.ndarray]
+    axes: tuple[int, ...] | None = None
+    label: str = ""
+
+    def called(self, label: str) -> Arg:
+        """The same Arg in a layer's own letters (linear's w = Wᵀ as "(D, M)")."""
+        return Arg(self.to, self.back, self.axes, label)
+
+    def theirs(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape their code gives an array of gradcli's ``shape``."""
+        return tuple(np.shape(self.to(np.empty(shape))))
+
+    def call(self, shape: tuple[int, ...]) -> str:
+        """The numpy call that turns an array in their layout into gradcli's of ``shape``:
+        ``.transpose(0, 2, 3, 1)``, ``.T``, ``.reshape(4)`` ("" where both are the same)."""
+        now, text = self.theirs(shape), ""
+        if self.axes is not None and len(self.axes) == len(now):
+            text = (".T" if self.axes == (1, 0) else
+                    f".transpose({', '.join(map(str, self.axes))})")  # fmt: skip
+            now = tuple(now[k] for k in self.axes)
+        if now != tuple(shape):
+            text += f".reshape({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
+        return text
+
+    def ours(self, theirs: tuple[int, ...]) -> tuple[int, ...] | None:
+        """gradcli's shape of an array their code takes as ``theirs``, where their layout is a
+        transpose of gradcli's (None: no transpose, or not of this rank)."""
+        if self.axes is None or len(self.axes) != len(theirs):
+            return None
+        shape = tuple(theirs[k] for k in self.axes)
+        return shape if self.theirs(shape) == tuple(theirs) else None
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -52,15 +86,18 @@ def _nhwc(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 SAME = Arg(lambda a: a, lambda a, shape: a)
 # every example a row: (..., D) -> (N, D), the batch axes flattened into N
-ROWS = Arg(_rows, lambda a, shape: a.reshape(shape))
-T = Arg(lambda a: a.T, lambda a, shape: a.T)
-NCHW = Arg(_nchw, _nhwc)  # images: (..., H, W, C) -> (N, C, H, W)
+ROWS = Arg(_rows, lambda a, shape: a.reshape(shape), label="(N, ...), one row per example")
+T = Arg(lambda a: a.T, lambda a, shape: a.T, (1, 0), "transposed")
+# images: (..., H, W, C) -> (N, C, H, W)
+NCHW = Arg(_nchw, _nhwc, (0, 2, 3, 1), "(N, C, H, W)")
 # per channel, broadcast over images: (C,) -> (1, C, 1, 1) (CS231n's groupnorm's gamma, beta)
-CHANNELS = Arg(lambda a: a.reshape(1, -1, 1, 1), lambda a, shape: a.reshape(shape))
+CHANNELS = Arg(lambda a: a.reshape(1, -1, 1, 1), lambda a, shape: a.reshape(shape),
+               label="(1, C, 1, 1)")  # fmt: skip
 # word indices (..., T) as (N, T), and their vectors (..., T, D) as (N, T, D)
 SEQ = Arg(lambda a: a.reshape(-1, *a.shape[-2:]) if a.ndim > 1 else a.reshape(1, 1, -1),
-          lambda a, shape: a.reshape(shape))  # fmt: skip
-FILTERS = Arg(lambda a: a.transpose(3, 2, 0, 1), lambda a, shape: a.transpose(2, 3, 1, 0))
+          lambda a, shape: a.reshape(shape), label="(N, T, ...)")  # fmt: skip
+FILTERS = Arg(lambda a: a.transpose(3, 2, 0, 1), lambda a, shape: a.transpose(2, 3, 1, 0),
+              (2, 3, 1, 0), "(F, C, HH, WW)")  # fmt: skip
 
 
 @record
@@ -136,3 +173,117 @@ def one(option: str, values: tuple[int, ...], fn: str, param: str) -> int:
 def refuse(option: str, value: Any, fn: str, why: str) -> None:
     raise OptionError(f"CS231n's {fn} {why}; this spec's {option} is {value!r}",
                       key=f"options.{option}")  # fmt: skip
+
+
+# ---------------------------------------------------------------- their layout, recognised
+# An array or a spec in CS231n's layout where gradcli's belongs is named as such, with the numpy
+# call that turns it into gradcli's; gradcli never converts it silently (the user fixes it).
+
+
+def _ours_words(layer: Any, name: str, shapes: Shapes | None, options: Any) -> str:
+    """gradcli's layout of tensor ``name`` in its own letters: ``X (..., H, W, C_in)``."""
+    info = layer.tensor(name, shapes, options)
+    return f"{name} (..., {', '.join(info.axes)})" if info.role == "input" else (
+        f"{name} {info.shape_str}")  # fmt: skip
+
+
+def _theirs(arg: Arg, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    try:
+        return arg.theirs(shape)
+    except (ValueError, IndexError):  # a shape their code could not take at all
+        return None
+
+
+def answer_layout(
+    layer: Any, options: Any, name: str, ours: tuple[int, ...], given: tuple[int, ...]
+) -> tuple[Form, Arg] | None:
+    """The form whose layout gives tensor ``name`` (gradcli's shape ``ours``) the shape
+    ``given`` of an answer, where the two differ."""
+    ours, given = tuple(ours), tuple(given)
+    if given == ours:
+        return None
+    for form in getattr(layer, "cs231n", ()):
+        arg = form.arg(name)
+        if arg.label and form.applies(options) and _theirs(arg, ours) == given:
+            return form, arg
+    return None
+
+
+def answer_words(
+    layer: Any, options: Any, name: str, ours: tuple[int, ...], given: tuple[int, ...],
+    key: str, shapes: Shapes | None = None, verb: str = "save",
+) -> str:  # fmt: skip
+    """Why an answer for ``name`` has shape ``given``, where that is CS231n's layout of it
+    ("" where it is not): ``[2, 3, 5, 5] is dX in CS231n's layout (N, C, H, W), as
+    conv_backward_naive returns it, where gradcli's is X (..., H, W, C_in); gradcli converts
+    nothing: save dX.transpose(0, 2, 3, 1)``."""
+    found = answer_layout(layer, options, name, ours, given)
+    if found is None:
+        return ""
+    return f"{list(given)} is {key} " + in_their_layout(
+        layer, options, name, tuple(ours), key, *found, shapes=shapes, verb=verb)
+
+
+def in_their_layout(
+    layer: Any, options: Any, name: str, ours: tuple[int, ...], key: str, form: Form, arg: Arg,
+    *, shapes: Shapes | None = None, verb: str = "save",
+) -> str:  # fmt: skip
+    """``in CS231n's layout (N, C, H, W), as conv_backward_naive returns it, where gradcli's is
+    X (..., H, W, C_in); gradcli converts nothing: save dX.transpose(0, 2, 3, 1)``."""
+    by = f", as {form.backward} returns it" if form.backward else ""
+    return (f"in CS231n's layout {arg.label}{by}, where gradcli's is "
+            f"{_ours_words(layer, name, shapes, options)}; gradcli converts nothing: {verb} "
+            f"{key}{arg.call(ours)}")  # fmt: skip
+
+
+def transposed_forms(layer: Any, options: Any, name: str) -> list[tuple[Form, Arg]]:
+    """The forms (at ``options``) whose layout of tensor ``name`` is a transpose of gradcli's:
+    where the shapes agree (a square conv), an answer in their layout is still told apart by
+    its values."""
+    out = []
+    for form in getattr(layer, "cs231n", ()):
+        arg = form.arg(name)
+        if arg.axes is not None and arg.label and form.applies(options):
+            out.append((form, arg))
+    return out
+
+
+def answer_call(layer: Any, options: Any, name: str, ours: tuple[int, ...],
+                given: tuple[int, ...], key: str) -> str:  # fmt: skip
+    """Only the numpy call for an answer in CS231n's layout (``dW.transpose(2, 3, 1, 0)``)."""
+    found = answer_layout(layer, options, name, ours, given)
+    return f"{key}{found[1].call(tuple(ours))}" if found else ""
+
+
+def spec_layout(layer: Any, shapes: Shapes, options: Any) -> tuple[str, str, str] | None:
+    """Spec shapes that fail the layer's shape check but pass it read back through one of
+    its forms (every tensor their layout transposes, moved together): (what they are in
+    CS231n's words, gradcli's layout in its own, the numpy calls with the shapes they give),
+    e.g. ``("X as (N, C, H, W), W as (F, C, HH, WW)", "X (..., H, W, C_in), W (kh, kw, C_in,
+    C_out)", "X.transpose(0, 2, 3, 1) of shape [2, 8, 8, 3], W.transpose(2, 3, 1, 0) of shape
+    [3, 3, 3, 4]")``.
+    None where no form reads them so."""
+    for form in getattr(layer, "cs231n", ()):
+        try:
+            if not form.applies(options):
+                continue
+        except Exception:  # noqa: BLE001 - options this form cannot read: not its layout
+            continue
+        moved = {}
+        for n, s in shapes.items():
+            back = form.arg(n).ours(tuple(s))
+            if back is not None and back != tuple(s):
+                moved[n] = back
+        if not moved:
+            continue
+        candidate = {**shapes, **moved}
+        try:
+            layer.output_shape(candidate, layer.resolve_options(options, candidate))
+        except Exception:  # noqa: BLE001 - read so, the shapes fit no better: not their layout
+            continue
+        theirs = ", ".join(f"{n} as {form.arg(n).label}" for n in moved)
+        ours = ", ".join(_ours_words(layer, n, candidate, options) for n in moved)
+        calls = ", ".join(f"{n}{form.arg(n).call(moved[n])} of shape {list(moved[n])}"
+                          for n in moved)  # fmt: skip
+        return theirs, ours, calls
+    return None

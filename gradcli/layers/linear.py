@@ -181,7 +181,7 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     cs231n=(
-        Form("affine_forward", "affine_backward", {"x": ROWS, "W": T}, out(ROWS),
+        Form("affine_forward", "affine_backward", {"x": ROWS, "W": T.called("(D, M)")}, out(ROWS),
              layout="x as (N, D) rows, w = Wᵀ (D, M)"),
     ),  # fmt: skip
 )
