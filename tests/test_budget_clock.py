@@ -5,6 +5,7 @@ timed in CPU time at about nothing: --budget 2 ran 13 s unsampled, and the full/
 t14 B1, t15 BUDGET1). The clock is faked here: no test asserts on how long anything took."""
 
 import json
+import re
 import time
 import types
 from pathlib import Path
@@ -129,3 +130,16 @@ def test_the_twin_a_forward_timed_at_nothing_is_checked_in_full(monkeypatch):
     doc = _check(monkeypatch, 0.0)
     assert doc["mode"] == "full"
     assert not any("your forward takes about" in n for n in doc["notes"])
+
+
+def test_a_sample_still_over_the_budget_says_how_many_would_fit(monkeypatch):
+    """Outside test t20 F3: a naive-loop forward of 0.5 s a call sampled 64 coordinates under
+    --budget 5 and ran 77 s, saying nothing of --samples. The twin: a sample within the
+    budget says nothing of it."""
+    notes = " ".join(_check(monkeypatch, 0.05, budget=2.0)["notes"])  # 64 x 2 x 0.0625 s
+    said = re.search(r"samples=(\d+) would take about ([0-9.]+) s", notes)
+    assert said, notes
+    k = int(said.group(1))
+    assert 1 <= k < 64 and float(said.group(2)) <= 2.0 + 1e-9
+    within = " ".join(_check(monkeypatch, 0.05, budget=30.0)["notes"])
+    assert "still" not in within
