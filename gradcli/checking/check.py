@@ -182,7 +182,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     agreement = forward_against_builtin(spec, comp, engine.unit)
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
-    notes = list(spec.notes)
+    notes = list(spec.notes) + [lv.note for lv in levels.values() if lv.note]
     if agreement is not None and agreement.roundoff:  # what was observed, not a precision
         notes.append(
             f"your forward and the built-in {spec.layer.name} differ here by more than 64 eps of "

@@ -135,11 +135,12 @@ def _tiny_relative(report: CheckReport) -> list[str]:
         own = r.worst[0] if r.worst else None
         if not r.passed or r.mode == "probe" or own is None or own["rel_error"] <= 1e-2:
             continue
-        if own["abs_error"] <= report.rtol * abs(own["numeric"]):  # rtol alone passed it
+        if max(abs(own["analytic"]), abs(own["numeric"])) > r.atol:  # no tiny element's
             continue
         out.append(f"d{name}: its rel err {own['rel_error']:.3g} is an element of "
-                   f"{abs(own['analytic']):.2g} (numeric {own['numeric']:.2g}), within the "
-                   f"absolute tolerance: a relative error of values this small says nothing")
+                   f"{abs(own['analytic']):.2g} (numeric {own['numeric']:.2g}), below the "
+                   f"absolute tolerance ({r.atol:.2g}): a relative error of values this small "
+                   f"says nothing")
     return out
 
 
