@@ -123,7 +123,7 @@ class Session:
                 return []
             rt = 1e-4 if self.spec.dtype == "float32" else 1e-8
             bad = np.flatnonzero(np.abs(a - R) > rt * scale)
-            if bad.size > localize.MAX_NAMED:
+            if bad.size > localize.MAX_NAMED:  # (and most of the tensor: at_elements)
                 return []
             mine, right = a.ravel()[bad], R.ravel()[bad]
             notes = [f"{m / r:.6g} x the right value" if r else
@@ -473,11 +473,14 @@ class Session:
         flips = {(k,) for k in range(R.ndim) if R.shape[k] > 1} | ({kernel} if kernel else set())
         for f in sorted(flips):
             where = ", ".join(letters[k] for k in f)
+            # a convolution for a correlation only where the flip is along a kernel's axes
+            why = ("a convolution where the layer correlates, or an index counted from the end"
+                   if kernel and set(f) <= set(kernel) else "an index counted from the end")
             out.append(
                 Candidate(
                     "flipped",
-                    f"if it were flipped along {where}: it is the right gradient reversed there (a "
-                    "convolution where the layer correlates, or an index counted from the end)",
+                    f"if it were flipped along {where}: it is the right gradient reversed there "
+                    f"({why})",
                     {name: np.flip(R, f)},
                 )
             )

@@ -140,8 +140,10 @@ def at_elements(
     seen: str, not_at: str = "",
 ) -> list[Hint]:  # fmt: skip
     """d``name`` wrong at the few elements ``flat`` (each with its note: how far off), ``seen``
-    saying what showed it; more than MAX_NAMED are a pattern, not named here."""
-    if not 0 < flat.size <= MAX_NAMED:
+    saying what showed it; more than MAX_NAMED are a pattern, not named here, and so is most
+    of the tensor (a dgamma of 3 elements, all of them wrong: the formula, not a statement
+    writing those elements alone)."""
+    if not 0 < flat.size <= MAX_NAMED or 2 * flat.size > int(np.prod(shape)):
         return []
     names = own if len(own) <= len(shape) else []
     names = [f"b{k}" for k in range(len(shape) - len(names))] + list(names)

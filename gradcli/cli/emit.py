@@ -45,7 +45,7 @@ def emit(
         interrupt.finished()
         return
     target = _target(output, inputs)
-    if output.suffix == ".npz":
+    if output.suffix.lower() == ".npz":  # out.NPZ wrote a table
         if npz is None:
             raise GradcliError("this command has no arrays to write as .npz", source="--output")
         data = npz()
@@ -75,6 +75,12 @@ def wants_json(fmt: str | None, output: Path | None) -> bool:
     A table in a .json file would break whatever reads it, so ``--format table`` is refused
     there; any other FILE (but .npz, always arrays) gets the --format, a table by default."""
     json_file = output is not None and output.suffix.lower() == ".json"
+    if fmt is not None and output is not None and output.suffix.lower() == ".npz":
+        raise GradcliError(
+            f"{output} ends in .npz, which holds arrays whatever --format says, but --format is "
+            f"{fmt}; drop --format or use another name",
+            source="--output",
+        )
     if fmt == "table" and json_file:
         raise GradcliError(
             f"{output} ends in .json but --format is table; drop --format or use another name",

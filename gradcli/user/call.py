@@ -290,7 +290,10 @@ class _Guard:
         self.exit, self.pid = os._exit, os.getpid()
         os._exit = self._exit  # type: ignore[assignment]
         self.fd = _fd1_to_stderr()
-        sys.stdout = sys.stderr if sys.stderr is not None else _Null()
+        # their print goes to stderr; neither stream can be closed from their code (a
+        # forward's sys.stdout.close() closed the caller's stderr: exit 3 with nothing said)
+        err = _Kept(sys.stderr) if sys.stderr is not None else _Null()
+        sys.stdout, sys.stderr = err, err if sys.stderr is not None else None
         self.log = warnings.catch_warnings(record=True)
         self.caught: list[warnings.WarningMessage] = self.log.__enter__()
         warnings.simplefilter("always")
@@ -358,6 +361,21 @@ def _fd1_to_stderr() -> int | None:
         os.dup2(null, 1)
         os.close(null)
     return saved
+
+
+class _Kept:
+    """A stream as the user's code sees it: everything it does, but closing (a no-op)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _Null:
