@@ -72,15 +72,20 @@ class NetReport:
     # upstream gradient it is given, so each of these is wrong independently
     also_wrong: tuple[FirstWrong, ...] = ()
     answers: Mapping[str, np.ndarray] | None = None  # --grads: the user's, checked end to end
+    # layers whose local check compared 0 with 0 at every element (a dropout keeping nothing):
+    # their PASS shows their backward lets nothing through, no more
+    vacuous: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return self.end_to_end.passed and all(lc.passed for lc in self.layers)
 
 
-def local_specs(net: NetSpec) -> list[tuple[Node, Spec]]:
+def local_specs(net: NetSpec, drawn: list[Node] | None = None) -> list[tuple[Node, Spec]]:
     """Each layer's own spec at its place in the network: its input as the forward computes
-    it, its parameters, and the gradient its backward receives from the layer above."""
+    it, its parameters, and the gradient its backward receives from the layer above (one drawn
+    at random where that is 0 everywhere, the node appended to ``drawn``)."""
+    drawn = [] if drawn is None else drawn
     spec = net.spec
     t = dict(spec.tensors)
     with np.errstate(all="ignore"):
@@ -99,6 +104,12 @@ def local_specs(net: NetSpec) -> list[tuple[Node, Spec]]:
                 a.flags.writeable = False
                 arrays[info.name] = a
         g = np.array(net.net.upstream(grads, node), dtype=spec.dtype)
+        if g.size > 1 and not np.any(g):
+            # a dead relu or a dropout keeping nothing above it: 0 everywhere would compare 0
+            # with 0 whatever its backward; any upstream gradient shows a VJP (t21 F6)
+            rng = np.random.default_rng([spec.seed or 0, node.index])
+            g = rng.standard_normal(g.shape).astype(spec.dtype)
+            drawn.append(node)
         g.flags.writeable = False
         out.append((node, Spec(
             layer=node.layer, dtype=spec.dtype, seed=spec.seed, options=node.options,
@@ -117,19 +128,47 @@ def check_network(
     ``e2e_budget``: the budget the end-to-end check's share is of (default ``opts.budget``)."""
     opts = dataclasses.replace(opts or CheckOptions(), **kw)
     layers: list[LayerCheck] = []
+    drawn: list[Node] = []
+    said: list[str] = []
     if opts.grads is None:
-        for node, spec in local_specs(net):
+        for node, spec in local_specs(net, drawn):
             local = dataclasses.replace(opts, notify=_prefixed(opts, node), refuse_constant=False)
             layers.append(LayerCheck(node, spec, check(spec, local)))
+        for node in drawn:
+            said.append(f"layer {node.index} {node.name!r}: its upstream gradient in the "
+                        f"chain is 0 everywhere (a dead relu or a dropout keeping nothing above "
+                        f"it): its backward is checked locally under one drawn at random")
+    vacuous = tuple(lc.node.name for lc in layers if _zeros_only(lc))
+    for lc in layers:
+        if lc.node.name in vacuous:
+            said.append(f"layer {lc.node.index} {lc.node.name!r}: its gradients are 0 at every "
+                        f"element here, its own and the numerical ones (a dead relu, a dropout "
+                        f"keeping nothing): its check compared 0 with 0, which shows its backward "
+                        f"lets nothing through here, not how it scales what it lets through")
+    for text in said:
+        opts.notify(text)
     e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
     e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers))
     e2e = check(net.spec, e2e_opts)
-    if note:
-        e2e = dataclasses.replace(e2e, notes=(note, *e2e.notes))
+    if note or said:
+        e2e = dataclasses.replace(e2e, notes=(*((note,) if note else ()), *said, *e2e.notes))
     wrong = wrong_layers(layers)
     return NetReport(tuple(layers), e2e, wrong[0] if wrong else None,
                      e2e.computation or compute(net.spec), tuple(wrong[1:]),
-                     opts.grads)  # fmt: skip
+                     opts.grads, vacuous)  # fmt: skip
+
+
+def _zeros_only(lc: LayerCheck) -> bool:
+    """Whether a layer's local check compared 0 with 0 at every element of every gradient."""
+    report = lc.report
+    if not report.results or report.computation is None:
+        return False
+    for name in report.results:
+        num = report.numeric.get(name) if report.numeric else None
+        mine = report.computation.gradients.get(name)
+        if num is None or mine is None or np.any(np.asarray(num)) or np.any(np.asarray(mine)):
+            return False
+    return True
 
 
 def sampled_locally(layers: list[LayerCheck]) -> str:

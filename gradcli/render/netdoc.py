@@ -48,6 +48,7 @@ def check_doc(net: NetSpec, report: NetReport) -> dict[str, Any]:
              "notes": list(lc.report.notes)}
             for lc in report.layers
         ],
+        "zeros_only": list(report.vacuous),
         "first_wrong": None if wrong is None else _wrong(wrong),
         "also_wrong": [_wrong(w) for w in report.also_wrong],
         "end_to_end": {

@@ -249,8 +249,12 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
             e2e_says = "your gradient matches" if m == 1 else f"all {m} of your gradients match"
         else:
             e2e_says = "the gradient matches" if m == 1 else f"all {m} gradients match"
-        return Text.assemble(("PASS", "bold green"),
-                             f"  net: {local}end to end {e2e_says}{at_kinks}{how}")  # fmt: skip
+        zeros = ""
+        if report.vacuous:  # a PASS that says nothing of those layers says so
+            names = ", ".join(repr(n) for n in report.vacuous)
+            zeros = f"; {names} compared only zeros (see the note)"
+        said = f"  net: {local}end to end {e2e_says}{at_kinks}{how}{zeros}"
+        return Text.assemble(("PASS", "bold green"), said)
     wrong = report.first_wrong
     if wrong is None:
         line = summary_line(net.spec, e2e)
