@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers import _norm
+from gradcli.layers import _norm, _norm_variants
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, batch_maps, option
 from gradcli.layers.cs231n import CHANNELS, NCHW, Form, out
 from gradcli.records import record
@@ -70,6 +70,19 @@ def backward(dY: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     dxhat = _grouped(dY * cache["gamma"], g)
     dX = _norm.dnormalize(dxhat, _grouped(xhat, g), cache["r"], _axes(cache["spatial"]))
     return {"X": dX.reshape(dY.shape), **_norm.param_grads(dY, xhat)}
+
+
+def variants(t: Arrays, options: Any, dY: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """Classic wrong dX (gradcli.layers._norm_variants), for the diagnosis: each group is a
+    normalization of its own, so batchnorm's and layernorm's slips are a group's too."""
+    options = options or Options()
+    cache, g = forward(t, options)[1], options.groups
+    found = _norm_variants.slips(
+        _grouped(cache["xhat"], g), cache["r"], _grouped(dY, g),
+        _grouped(dY * cache["gamma"], g), _axes(options.spatial), "X", "Y",
+        ", the means per example and group", other=False,
+    )  # fmt: skip
+    return {cause: (text, {"X": dX.reshape(dY.shape)}) for cause, (text, dX) in found.items()}
 
 
 def _core(sp: int) -> tuple[str, ...]:
@@ -201,6 +214,7 @@ LAYER = Layer(
     output=TensorInfo("Y", ("H", "W", "C"), ("i", "j", "c"), "output", "normalized per group"),
     forward=forward,
     backward=backward,
+    variants=variants,
     output_shape=output_shape,
     default_shapes={"X": (3, 3, 4), "gamma": (4,), "beta": (4,)},
     options=Options,

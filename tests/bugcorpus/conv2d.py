@@ -53,6 +53,14 @@ def make(mistake: str = ""):
                     dXp[:, rows, cols, :] = np.einsum("mndc,bc->bmnd", Wb, g)
                 else:
                     dXp[:, rows, cols, :] += np.einsum("mndc,bc->bmnd", Wb, g)
+        if mistake == "overwrite_filters":  # CS231n's order: for f: for i: for j: dxp[...] = ...
+            dXp = np.zeros_like(Xp)
+            for f in range(W.shape[3]):
+                for i in range(dZ.shape[1]):
+                    for j in range(dZ.shape[2]):
+                        rows = slice(i * s, i * s + dl * (kh - 1) + 1, dl)
+                        cols = slice(j * s, j * s + dl * (kw - 1) + 1, dl)
+                        dXp[:, rows, cols, :] = np.einsum("mnd,b->bmnd", W[..., f], dZ[:, i, j, f])
         db = dZ.sum(axis=(0, 1, 2))
         if mistake == "db_mean":
             db = dZ.mean(axis=(0, 1, 2))
@@ -86,6 +94,25 @@ def bugs():
             {"stride": 2, "padding": 1, "dilation": 2},
         ),
         bug("conv2d/overwrite", "conv2d", make, S, "X", "overwrite", mistake="overwrite"),
+        bug(
+            "conv2d/overwrite-filters-outer",
+            "conv2d",
+            make,
+            S,
+            "X",
+            "overwrite:filters",
+            mistake="overwrite_filters",
+        ),
+        bug(
+            "conv2d/overwrite-filters-outer-strided",
+            "conv2d",
+            make,
+            L,
+            "X",
+            "overwrite:filters",
+            {"stride": 2, "padding": 1},
+            mistake="overwrite_filters",
+        ),
         bug("conv2d/dW-flipped", "conv2d", make, S, "W", "flipped", mistake="dW_flipped"),
         bug(
             "conv2d/rot180-in-dX",

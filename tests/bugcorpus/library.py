@@ -48,6 +48,37 @@ def make_norm(mistake: str = "", over: str = "features"):
     return forward, backward
 
 
+def make_groupnorm(mistake: str = ""):
+    """groupnorm, X (B, H, W, C) channel-last, CS231n's spatial_groupnorm_backward per group."""
+
+    def forward(X, gamma, beta, groups=2, eps=1e-5, spatial=2):
+        B, H, W, C = X.shape
+        Xg = X.reshape(B, H, W, groups, C // groups)
+        mu = Xg.mean(axis=(1, 2, 4), keepdims=True)
+        var = Xg.var(axis=(1, 2, 4), keepdims=True)
+        return gamma * ((Xg - mu) / np.sqrt(var + eps)).reshape(X.shape) + beta
+
+    def backward(grad_output, X, gamma, beta, groups=2, eps=1e-5, spatial=2):
+        B, H, W, C = X.shape
+        Xg = X.reshape(B, H, W, groups, C // groups)
+        mu = Xg.mean(axis=(1, 2, 4), keepdims=True)
+        std = np.sqrt(Xg.var(axis=(1, 2, 4), keepdims=True) + eps)
+        xhat = (Xg - mu) / std
+        dxhat = (grad_output * gamma).reshape(Xg.shape)
+        m = H * W * C // groups
+        s1 = dxhat.sum(axis=(1, 2, 4), keepdims=True)
+        s2 = (dxhat * xhat).sum(axis=(1, 2, 4), keepdims=True)
+        if mistake == "no_mean_term":
+            s1 = 0
+        dX = (m * dxhat - s1 - xhat * s2) / (m * std)
+        if mistake == "constants":
+            dX = dxhat / std
+        dgamma = (grad_output * xhat.reshape(X.shape)).sum(axis=(0, 1, 2))
+        return {"X": dX.reshape(X.shape), "gamma": dgamma, "beta": grad_output.sum(axis=(0, 1, 2))}
+
+    return forward, backward
+
+
 def make_pool(mistake: str = ""):
     """maxpool2d, X (B, H, W, C), windows k x k with stride s (no padding)."""
 
@@ -88,6 +119,7 @@ def make_pool(mistake: str = ""):
 LN = {"x": (4, 6), "gamma": (6,), "beta": (6,)}
 BN = {"x": (5, 4), "gamma": (4,), "beta": (4,)}
 POOL = {"X": (2, 6, 6, 2)}
+GN = {"X": (2, 3, 4, 6), "gamma": (6,), "beta": (6,)}
 
 
 def bugs():
@@ -158,6 +190,27 @@ def bugs():
             cause="scale:mean",
             mistake="dbeta_mean",
             **bn,
+        ),
+        bug("groupnorm/correct", "groupnorm", make_groupnorm, GN, "", None, {"groups": 3}),
+        bug(
+            "groupnorm/no-mean-term",
+            "groupnorm",
+            make_groupnorm,
+            GN,
+            "X",
+            "norm:no-mean-term",
+            {"groups": 3},
+            mistake="no_mean_term",
+        ),
+        bug(
+            "groupnorm/statistics-constant",
+            "groupnorm",
+            make_groupnorm,
+            GN,
+            "X",
+            "norm:statistics-constant",
+            {"groups": 3},
+            mistake="constants",
         ),
         bug(
             "batchnorm/dx-noise",
