@@ -47,7 +47,9 @@ def test_default_specs_pass(name):
     report = check(load_spec(name, None))
     assert report.passed
     assert set(report.results) == set(REGISTRY[name].grad_names)
-    assert all(r.max_rel_error < 1e-6 for r in report.results.values())
+    # an element a millionth of the largest (lstm_step's dWh[2, 15], 1.25e-6) reads the
+    # differences' round-off as a relative error of 7e-6: the absolute error says it is none
+    assert all(r.max_rel_error < 1e-6 or r.max_abs_error < 1e-9 for r in report.results.values())
 
 
 @pytest.mark.parametrize("name", LAYERS)

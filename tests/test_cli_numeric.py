@@ -19,10 +19,10 @@ def test_check_json_reports_mode_coverage_and_coloring(cli_json):
     doc = cli_json("check", "conv2d")
     assert doc["mode"] == "full" and doc["notes"] == []
     x = doc["results"]["X"]
-    assert x["mode"] == "full" and x["checked"] == 50 and x["coloring"] is True
-    assert x["colors"] == 18 and x["forward_passes"] < 2 * 50
+    assert x["mode"] == "full" and x["checked"] == 60 and x["coloring"] is True
+    assert x["colors"] == 18 and x["forward_passes"] < 2 * 60
     plain = cli_json("check", "conv2d", "--no-coloring")["results"]["X"]
-    assert plain["coloring"] is False and plain["colors"] == 50
+    assert plain["coloring"] is False and plain["colors"] == 60
 
 
 @pytest.mark.parametrize("mode", ["sample", "probe"])

@@ -144,8 +144,8 @@ def test_conv2d_seed_formulas() -> None:
     assert "∂L/∂W[m,n,d,c] = Σ_{i,j} ∂L/∂Z[i,j,c] · X[i+m, j+n, d]" in secs["dL/dW"]
     assert any("∂L/∂Z[i-m, j-n, c] · W[m,n,d,c]" in line for line in secs["dL/dX"])
     assert "∂L/∂b[c] = Σ_{i,j} ∂L/∂Z[i,j,c]" in secs["dL/db"]
-    assert "X: (5, 5, 2)  W: (3, 3, 2, 3)  b: (3,)  Z: (3, 3, 3)" in secs["shapes"]
-    assert "Ho = H - kh + 1 = 5 - 3 + 1 = 3" in secs["shapes"]
+    assert "X: (6, 5, 2)  W: (3, 3, 2, 5)  b: (5,)  Z: (4, 3, 5)" in secs["shapes"]
+    assert "Ho = H - kh + 1 = 6 - 3 + 1 = 4" in secs["shapes"]
 
 
 def test_conv2d_intuitions() -> None:
@@ -204,9 +204,9 @@ def test_attention_seed() -> None:
     secs = sections(load_spec("attention", None))
     fwd = "\n".join(secs["forward"])
     assert "softmax(Q · Kᵀ / √d_k)" in fwd and "√d_k = √4 = 2" in fwd
-    assert "∂L/∂S (4, 4) = A ⊙ (∂L/∂A - rowsum(∂L/∂A ⊙ A))" in secs["dL/dS"]
+    assert "∂L/∂S (5, 5) = A ⊙ (∂L/∂A - rowsum(∂L/∂A ⊙ A))" in secs["dL/dS"]
     assert any("each row of dS is A ⊙" in line for line in secs["dL/dS"])
-    assert "∂L/∂Q (4, 4) = (1/√d_k) · ∂L/∂S · K" in secs["dL/dQ"]
+    assert "∂L/∂Q (5, 4) = (1/√d_k) · ∂L/∂S · K" in secs["dL/dQ"]
     dx = "\n".join(secs["dL/dX"])  # the X gradient the seed leaves out: all three paths
     assert "∂L/∂Q · W_Qᵀ + ∂L/∂K · W_Kᵀ + ∂L/∂V · W_Vᵀ" in dx
     assert "heads" not in fwd and "masked" not in "\n".join(secs["dL/dS"])

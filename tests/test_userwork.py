@@ -259,7 +259,7 @@ def test_table_shows_worst_k_heatmap_hints_and_band(cli, tmp_path):
 
 def test_explain_command(cli):
     out = cli("explain", "conv2d")
-    assert out.exit_code == 0 and "rotated" in out.stdout and "(5, 5, 2)" in out.stdout
+    assert out.exit_code == 0 and "rotated" in out.stdout and "(6, 5, 2)" in out.stdout
     doc = json.loads(cli("explain", "attention", "--format", "json").stdout)
     assert doc["layer"] == "attention" and any(s["title"] == "dL/dX" for s in doc["sections"])
     assert cli("explain", "nosuch").exit_code == 2

@@ -371,10 +371,15 @@ def test_a_folded_worst_element_breaks_at_its_spaces_only(cli, write_spec, tmp_p
     assert not any(line.split("│")[3].strip() == "]" for line in rows), out
 
 
-def test_table_titles_wrap_at_the_console_not_the_narrow_table():
+def test_table_titles_wrap_at_the_console_not_the_narrow_table(tmp_path):
     """rich wrapped a title inside its table's width: lstm_step's formula broke at 73 columns
-    of an 80-column terminal, and the check's pass rule was cut in two."""
-    spec = load_spec("lstm_step", None)
+    of an 80-column terminal, and the check's pass rule was cut in two (its default spec then:
+    N = H = 2, a shapes table narrower than the formula)."""
+    path = tmp_path / "lstm.yaml"
+    path.write_text("layer: lstm_step\ntensors:\n  x: {shape: [2, 3]}\n  prev_h: {shape: [2, 2]}\n"
+                    "  prev_c: {shape: [2, 2]}\n  Wx: {shape: [3, 8]}\n  Wh: {shape: [2, 8]}\n"
+                    "  b: {shape: [8]}\n")  # fmt: skip
+    spec = load_spec("lstm_step", str(path))
     report = check(spec)
     lines = _render(spec, report, report.computation, report.numeric, 84).splitlines()
     table_width = len(lines[1])  # the shapes table's top border, under a one-line title

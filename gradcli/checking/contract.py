@@ -23,6 +23,7 @@ from gradcli.records import record
 if TYPE_CHECKING:  # the checker imports this module
     from gradcli.inputs.spec import Spec
 
+EPS32 = float(np.finfo(np.float32).eps)
 CONTRACTS = ("zero_upstream", "determinism", "linearity", "dtype", "no_writes")
 
 
@@ -181,7 +182,10 @@ def check_contract(
             slack, 0.1 * (atol + rtol * largest[n]), 16 * (roundoff or {}).get(n, 0) * largest[n]
         )
         constant = apart[n] <= slack < big1[n]
-        findings["linearity"].append(_linearity(n, lin[n], lin_tol, z > slack, constant))
+        # a float64 backward linear to float32's round-off only rounds to float32 somewhere
+        rounded = dtype == np.float64 and lin[n] <= roundoff_tolerance(EPS32, scale, size)
+        findings["linearity"].append(
+            _linearity(n, lin[n], lin_tol, z > slack, constant, rounded))
         findings["dtype"].append(_dtype(n, "backward", dtypes[n], dtype))
     if forward_det is not None:
         findings["determinism"].append(forward_det)
@@ -296,7 +300,9 @@ def _zero_upstream(n: str, z: float, tol: float, scale: float) -> Finding:
     return Finding("zero_upstream", n, False, detail, z, tol)
 
 
-def _linearity(n: str, lin: float, tol: float, offset: bool, constant: bool) -> Finding:
+def _linearity(
+    n: str, lin: float, tol: float, offset: bool, constant: bool, rounded: bool = False
+) -> Finding:
     if lin <= tol:
         detail = f"d{n}(g1 + 2 g2) = d{n}(g1) + 2 d{n}(g2) to round-off"
         return Finding("linearity", n, True, detail, lin, tol)
@@ -305,6 +311,9 @@ def _linearity(n: str, lin: float, tol: float, offset: bool, constant: bool) -> 
         if constant
         else "it has a term not multiplied by grad_output (see zero_upstream)"
         if offset
+        else "linear to float32's round-off only: a step of it rounds to float32 (an "
+        ".astype(np.float32), a float32 array or constant) in this float64 check"
+        if rounded
         else "a nonlinear function of grad_output"
     )
     detail = (

@@ -40,6 +40,7 @@ MAX_ELEMENTS = 2_000_000  # beyond this many elements in all, no hypotheses: the
 # beyond this many, not even the right backward once more (a few elements off): its gradients
 # would sit beside the check's own arrays, outside the memory the check was sized for
 MAX_ELEMENTS_ONCE = 16_000_000
+EPS32 = float(np.finfo(np.float32).eps)
 
 
 @record
@@ -69,6 +70,7 @@ class Session:
         self._matches: dict[str, list[Match]] | None = None
         self._layer: list[Layer | None] = []  # [the right backward's layer], once computed
         self._right_grads: dict[str, Any] | None = None
+        self._near: dict[str, tuple[float, float, float] | None] = {}  # _near32's, per tensor
 
     @property
     def builtin_ok(self) -> bool:
@@ -102,6 +104,81 @@ class Session:
         tol = 1e-5 if self.spec.dtype == "float32" else 1e-10
         return ours if float(np.max(np.abs(out - mine), initial=0.0)) <= tol * scale else None
 
+    def _precision(self, name: str) -> list[Hint]:
+        """A float64 check's gradient right to float32's precision only, said only where
+        rounding is shown: every element of it a float32 number, or the backward under test
+        linear in its upstream gradient to that precision only (a float64 backward is linear
+        to its own round-off, whatever its slip)."""
+        try:
+            level = self._near32(name)
+            if level is None:
+                return []
+            off, largest, own = level
+            a = self.given[name]
+            stored = bool(np.all(a == a.astype(np.float32)))
+            rounds = self._rounds(name, own * largest)
+            if not (stored or rounds):
+                return []
+            why = ("your backward is linear in its upstream gradient to that precision only: "
+                   "a step of it rounds to float32" if rounds else
+                   f"every element of your d{name} is a float32 number: it was computed or "
+                   "stored in float32")  # fmt: skip
+            return [Hint(
+                f"d{name} is right to float32's precision only (off by up to {off / largest:.2g} "
+                f"of its largest value; the built-in backward run in float32 is off by "
+                f"{own:.2g}) and {why} (an .astype(np.float32), a float32 array or constant) in "
+                "this float64 check: compute it in float64, or check float32 code under dtype: "
+                "float32",
+                "precision:float32", True,
+            )]  # fmt: skip
+        except Exception:  # noqa: BLE001 - a hint is best effort; the verdict stands
+            return []
+
+    def _near32(self, name: str) -> tuple[float, float, float] | None:
+        """(largest |a - right|, largest |right|, the built-in's float32 round-off relative to
+        it) when the gradient under test is within 16 times that round-off (at least float32's
+        last bit) of the right one in a float64 check, else None."""
+        if name not in self._near:
+            self._near[name] = self._near32_of(name)
+        return self._near[name]
+
+    def _near32_of(self, name: str) -> tuple[float, float, float] | None:
+        layer, a = self.right_layer(), self.given.get(name)
+        if (self.spec.dtype != "float64" or layer is None or a is None
+                or sum(np.size(v) for v in self.spec.tensors.values()) > MAX_ELEMENTS_ONCE):
+            return None  # fmt: skip
+        R = np.asarray(self._right(layer)[name], dtype=np.float64)
+        largest = float(np.max(np.abs(R), initial=0.0))
+        if R.shape != a.shape or not largest or not np.all(np.isfinite(a)):
+            return None
+        t32 = {n: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else v
+               for n, v in self.spec.tensors.items()}  # fmt: skip
+        g32 = np.asarray(self.spec.grad_output, dtype=np.float32)
+        r32 = np.asarray(layer.backward(g32, layer.forward(t32, self.spec.options)[1])[name],
+                         dtype=np.float64)  # fmt: skip
+        own = max(float(np.max(np.abs(r32 - R), initial=0.0)) / largest, EPS32)
+        off = float(np.max(np.abs(a - R), initial=0.0))
+        return (off, largest, own) if off <= 16 * own * largest else None
+
+    def _rounds(self, name: str, level: float) -> bool:
+        """Whether the user's backward (--impl) is linear in its upstream gradient to about
+        ``level`` only: d(g + 2 h) - d(g) - 2 d(h) beyond float64's round-off and within 16
+        times ``level`` (a nonlinear slip strays further)."""
+        spec = self.spec
+        if spec.layer.broadcasts or name not in self.given:
+            return False
+        cache = spec.layer.forward(spec.tensors, spec.options)[1]
+        g = np.asarray(spec.grad_output, dtype=np.float64)
+        rms = float(np.sqrt(np.mean(np.square(g)))) if g.size else 0.0
+        h = np.random.default_rng(0x663332).standard_normal(g.shape) * (rms or 1.0)
+        a, b, c = (np.asarray(spec.layer.backward(u, cache)[name], dtype=np.float64)
+                   for u in (g, h, g + 2 * h))  # fmt: skip
+        if not a.shape == b.shape == c.shape:
+            return False
+        dev = float(np.max(np.abs(c - a - 2 * b), initial=0.0))
+        scale = max(float(np.max(np.abs(x), initial=0.0)) for x in (a, b, c))
+        return localize.LINEAR64 * scale < dev <= 16 * 3 * level
+
     def _localize(self, name: str) -> list[Hint]:
         try:
             return _localized(self, name)
@@ -123,8 +200,8 @@ class Session:
                 return []
             rt = 1e-4 if self.spec.dtype == "float32" else 1e-8
             bad = np.flatnonzero(np.abs(a - R) > rt * scale)
-            if bad.size > localize.MAX_NAMED:  # (and most of the tensor: at_elements)
-                return []
+            if bad.size > localize.MAX_NAMED or (bad.size and self._near32(name) is not None):
+                return []  # errors float32 round-off leaves are no slip in a few elements
             mine, right = a.ravel()[bad], R.ravel()[bad]
             notes = [f"{m / r:.6g} x the right value" if r else
                      f"{m:.6g} where the right value is 0" for m, r in zip(mine, right,
@@ -132,7 +209,8 @@ class Session:
             info = layer.tensor(name, self.spec.shapes, self.spec.options)
             own = _factors.letters(info.index, a.ndim)
             return localize.at_elements(name, bad, notes, a.shape, own,
-                                        "every other element is the right one to round-off")
+                                        "every other element is the right one to round-off",
+                                        blocks=layer.blocks)  # fmt: skip
         except Exception:  # noqa: BLE001 - a hint is best effort; the verdict stands
             return []
 
@@ -156,7 +234,7 @@ class Session:
                 self._matches = {}
         found = self._matches.get(name, [])
         if not found:
-            return self._localize(name) or self._elements(name)
+            return self._precision(name) or self._localize(name) or self._elements(name)
         if len(found) == 1:
             return [Hint(f"d{name} {found[0].text}", found[0].cause, True)]
         text = f"d{name} {found[0].text}; or equally {'; or '.join(m.text for m in found[1:])}"
@@ -554,4 +632,5 @@ def _localized(session: Session, name: str) -> list[Hint]:
     return localize.localize(
         name, g, lambda u: spec.layer.backward(u, user_cache),
         lambda u: ours.backward(u, our_cache), session.given[name], letters, own, ours.stacked,
+        1e-7 if spec.dtype == "float32" else localize.LINEAR64, ours.blocks,
     )  # fmt: skip

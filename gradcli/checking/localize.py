@@ -28,6 +28,10 @@ from gradcli.checking.hint import Hint
 MAX_CALLS = 48  # calls into the user's backward one diagnosis may make
 MAX_OUTPUT = 100_000  # output elements beyond which no probing is done
 MAX_NAMED = 3  # wrong elements a hint lists; more are a pattern (a slice), or none
+# how far (relative to the largest answer) the pieces of a float64 check's answer may stray from
+# the whole: float64 round-off is 1e-16 of the terms, a step rounded to float32 leaves 1e-8 at
+# least, and its pieces, each right or wrong by luck of its rounding, show no structure
+LINEAR64 = 1e-11
 
 
 def localize(
@@ -39,18 +43,22 @@ def localize(
     letters: list[str],
     own: list[str] | None = None,
     stacked: tuple[str, tuple[str, ...]] | None = None,
+    linear: float = 1e-7,
+    blocks: tuple[str, tuple[str, ...], str] | None = None,
 ) -> list[Hint]:
     """One sentence on the output indices whose contributions to d``name`` are wrong, along
     the axis that singles them out best; ``whole``: the user's d``name`` for all of ``g``;
     ``letters``: the output's index letters, ``own``: d``name``'s; ``stacked``: the layer's
-    results side by side along one axis (Layer.stacked), named by their own names there."""
+    results side by side along one axis (Layer.stacked), named by their own names there;
+    ``linear``: how far, relative to the largest answer, the pieces may add up to another
+    whole (LINEAR64 for a float64 check); ``blocks``: the layer's (Layer.blocks)."""
     if g.size > MAX_OUTPUT:
         return []
     best: tuple[float, str] | None = None
     calls = 0
     pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (mine, right) for each call
     for axis, size in enumerate(g.shape):
-        if size < 2 or calls + size > MAX_CALLS:
+        if size < 2 or calls + size > MAX_CALLS - 2:  # 2: the last test of linearity
             continue
         calls += size
         parts, wrong, missing = [], [], []
@@ -66,8 +74,9 @@ def localize(
             if np.max(np.abs(a - r)) > tol:
                 wrong.append(t)
                 missing.append(np.max(np.abs(a)) <= tol and np.max(np.abs(r)) > 10 * tol)
-        scale = float(np.max(np.abs(whole), initial=0.0)) or 1.0
-        if np.max(np.abs(sum(parts) - whole)) > 1e-7 * scale:
+        scale = max(float(np.max(np.abs(whole), initial=0.0)),
+                    *(float(np.max(np.abs(a), initial=0.0)) for a in parts)) or 1.0
+        if np.max(np.abs(sum(parts) - whole)) > linear * scale:
             return []  # not linear in the upstream gradient: the pieces say nothing
         if not wrong or len(wrong) == size:
             continue
@@ -96,10 +105,29 @@ def localize(
             best = (share, text)
     if best is None:
         return []
+    if linear < 1e-7 and not _linear(mine, g, whole, name, linear):
+        return []  # linear to float32's precision only: its pieces' errors are its rounding's
     at = _elements(whole, np.asarray(right(g)[name], dtype=np.float64), pieces)
     if at is not None:  # the same slip at the same elements in every answer: not the outputs'
-        return _at_elements(name, at, whole.shape, own or [])
+        return _at_elements(name, at, whole.shape, own or [], blocks)
     return [Hint(best[1], None, True)]
+
+
+def _linear(mine: Callable[[np.ndarray], Mapping[str, Any]], g: np.ndarray, whole: np.ndarray,
+            name: str, linear: float) -> bool:  # fmt: skip
+    """Whether d``name``(g + 2 h) = d``name``(g) + 2 d``name``(h) for a random h, to ``linear``
+    of the largest of them: pieces along an axis that never share an element (dgamma[d] from
+    output column d alone) each round as the whole does and add up exactly, where a step
+    rounded to float32 still shows in another direction."""
+    rng = np.random.default_rng(0x6C696E)
+    rms = float(np.sqrt(np.mean(np.square(g)))) if g.size else 0.0
+    h = rng.standard_normal(g.shape) * (rms or 1.0)
+    b = np.asarray(mine(h)[name], dtype=np.float64)
+    c = np.asarray(mine(g + 2 * h)[name], dtype=np.float64)
+    if b.shape != whole.shape or c.shape != whole.shape:
+        return False
+    scale = max(float(np.max(np.abs(x), initial=0.0)) for x in (whole, b, c)) or 1.0
+    return bool(np.max(np.abs(c - whole - 2 * b), initial=0.0) <= linear * scale)
 
 
 def _elements(
@@ -126,23 +154,26 @@ def _elements(
 
 
 def _at_elements(
-    name: str, at: tuple[np.ndarray, np.ndarray], shape: tuple[int, ...], own: list[str]
-) -> list[Hint]:
+    name: str, at: tuple[np.ndarray, np.ndarray], shape: tuple[int, ...], own: list[str],
+    blocks: tuple[str, tuple[str, ...], str] | None = None,
+) -> list[Hint]:  # fmt: skip
     """A few elements named; more are a pattern the comparison's hints read (a slice)."""
     flat, factor = at
     notes = [f"{f:.6g} x the right value" for f in factor]
     return at_elements(name, flat, notes, shape, own, "whichever output contributes (every "
-                       "other element is right)", "not at how the backward treats some outputs")
+                       "other element is right)", "not at how the backward treats some outputs",
+                       blocks)  # fmt: skip
 
 
 def at_elements(
     name: str, flat: np.ndarray, notes: list[str], shape: tuple[int, ...], own: list[str],
-    seen: str, not_at: str = "",
+    seen: str, not_at: str = "", blocks: tuple[str, tuple[str, ...], str] | None = None,
 ) -> list[Hint]:  # fmt: skip
     """d``name`` wrong at the few elements ``flat`` (each with its note: how far off), ``seen``
     saying what showed it; more than MAX_NAMED are a pattern, not named here, and so is most
     of the tensor (a dgamma of 3 elements, all of them wrong: the formula, not a statement
-    writing those elements alone)."""
+    writing those elements alone). Elements all in one of the layer's ``blocks``
+    (Layer.blocks) are said to lie there, and the look-out is that block's."""
     if not 0 < flat.size <= MAX_NAMED or 2 * flat.size > int(np.prod(shape)):
         return []
     names = own if len(own) <= len(shape) else []
@@ -154,11 +185,35 @@ def at_elements(
     )
     many, it = ("one element", "that element") if flat.size == 1 else (
         f"{flat.size} elements", "those elements")  # fmt: skip
+    block = _block(name, flat, shape, names, blocks)
+    if block:  # a block's elements come from one computation: where they lie says which
+        lie = "it lies" if flat.size == 1 else "both lie" if flat.size == 2 else "all lie"
+        return [Hint(f"d{name} is wrong at {many} only, {where}, {seen}; {lie} in {block}",
+                     None, True)]  # fmt: skip
     return [Hint(
         f"d{name} is wrong at {many} only, {where}, {seen}: look at a statement that writes "
         f"{it} alone (an index, a slice){', ' + not_at if not_at else ''}",
         None, True,
     )]  # fmt: skip
+
+
+def _block(
+    name: str, flat: np.ndarray, shape: tuple[int, ...], names: list[str],
+    blocks: tuple[str, tuple[str, ...], str] | None,
+) -> str:  # fmt: skip
+    """The words of the one block (Layer.blocks) every element of ``flat`` lies in, or ""."""
+    if blocks is None or blocks[0] not in names:
+        return ""
+    letter, which, words = blocks
+    axis = names.index(letter)
+    size = shape[axis] // len(which)
+    if not size or shape[axis] % len(which):
+        return ""
+    at = {int(i) // size for i in np.unravel_index(flat, shape)[axis]}
+    if len(at) != 1:
+        return ""
+    k = at.pop()
+    return words.format(block=which[k], lo=k * size, hi=(k + 1) * size - 1, tensor=name)
 
 
 def _indices(picked: list[int], size: int) -> str:

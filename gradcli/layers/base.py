@@ -281,6 +281,11 @@ class Layer:
     # (lstm_step's s: next_h, next_c), so a backward that ignores one's upstream gradient is
     # named by it (dnext_c ignored), not as a loop or a sum over that axis, which no code has
     stacked: tuple[str, tuple[str, ...]] | None = None
+    # (letter, names, words): the axis of that letter, in any tensor that has it, is split into
+    # equal blocks, one per name (lstm_step's j: the gates i, f, o, g), so a gradient wrong at a
+    # few elements all in one block is named by it: ``words`` formatted with block (its name),
+    # lo, hi (its first and last index) and tensor completes "both lie in ..."
+    blocks: tuple[str, tuple[str, ...], str] | None = None
     # the index letters of the axes this layer averages over (a loss's mean over its examples,
     # a normalization's statistics): a backward that leaves out the 1/size of any set of them
     # is named from the gradient's shape (checking/factors.py)

@@ -257,7 +257,7 @@ LAYER = Layer(
     backward=backward,
     output_shape=output_shape,
     default_shapes={
-        "x": (2, 3), "prev_h": (2, 2), "prev_c": (2, 2), "Wx": (3, 8), "Wh": (2, 8), "b": (8,),
+        "x": (3, 4), "prev_h": (3, 5), "prev_c": (3, 5), "Wx": (4, 20), "Wh": (5, 20), "b": (20,),
     },  # fmt: skip
     footprint=footprint,
     working=working_elements,
@@ -265,6 +265,8 @@ LAYER = Layer(
     skeleton=SKELETON,
     variants=variants,
     stacked=("s", ("next_h", "next_c")),
+    blocks=("j", tuple(GATES), "the {block} gate's block of d{tensor} (j = {lo} to {hi}, "
+            "da_{block}'s columns): look at how the backward computes da_{block}"),
     cs231n=(
         Form("lstm_step_forward", "lstm_step_backward",
              {"x": ROWS, "prev_h": ROWS, "prev_c": ROWS}, lstm_out(), outputs=2,

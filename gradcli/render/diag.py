@@ -18,7 +18,7 @@ from gradcli.checking.contract import Finding
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.render.fit import Col, fitted, paragraph
-from gradcli.render.values import letters, natural_index, slices, yours
+from gradcli.render.values import apart, letters, natural_index, slices, yours
 
 # error / tolerance -> a character (legible without colour: pipes, NO_COLOR, CI logs) and its
 # colour on a terminal; "-" marks a coordinate a sampled check did not evaluate
@@ -133,9 +133,9 @@ def backward_where(
     drawn = ", ".join(b.drawn)
     if not long:
         return f" (max abs error {errs}, at {drawn} drawn at random; the spec's tensors hide it)"
+    mine, ours = apart(worst.analytic, worst.numeric)
     text = (f" (max abs error {errs}; worst d{worst.name}{list(worst.worst_index)}: yours "
-            f"{worst.analytic:.6g}, ours {worst.numeric:.6g}; at {drawn} drawn at random from "
-            f"seed {report.seed}")  # fmt: skip
+            f"{mine}, ours {ours}; at {drawn} drawn at random from seed {report.seed}")
     if report.results and all(r.passed for r in report.results.values()):
         text += ("; at the spec's tensors your backward matches the numerical gradient, so the "
                  "spec's values hide the difference")  # fmt: skip

@@ -16,7 +16,7 @@ from gradcli.inputs.network import NetSpec
 from gradcli.render.diag import forward_where
 from gradcli.render.fit import Col, fitted, paragraph
 from gradcli.render.text import kinks_line, refined_line, summary_line
-from gradcli.render.values import natural_index, num
+from gradcli.render.values import apart, natural_index, num
 
 FLOW_COLUMNS = (
     Col("boundary"), Col("layer", priority=5), Col("shape"),
@@ -220,8 +220,9 @@ def _blame(report: NetReport, w: FirstWrong) -> str:
     if w.wrong == ("backward",) and r is not None and r.unresolved and not r.nonfinite:
         return f"{_who(w)}, {r.unresolved}"  # its errors are round-off: no worst element
     if w.wrong == ("backward",) and r is not None and not r.passed:
+        mine, numeric = apart(r.analytic, r.numeric)
         return (f"{_who(w)}, d{w.tensor} (worst element {_worst(lc.spec, r)}: analytic "
-                f"{r.analytic:.6g}, numeric {r.numeric:.6g})")  # fmt: skip
+                f"{mine}, numeric {numeric})")  # fmt: skip
     said = summary_line(lc.spec, lc.report).plain.split(": ", 1)[-1]
     f = lc.report.forward
     if w.wrong == ("forward",) and f is not None and not f.passed:

@@ -22,7 +22,7 @@ from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
 from gradcli.render.fit import Col, fitted, paragraph
-from gradcli.render.values import natural_index, num, print_values, yours
+from gradcli.render.values import apart, natural_index, num, print_values, yours
 
 
 def _rows(
@@ -114,9 +114,12 @@ def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
         where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
         own = r.worst[0] if r.worst else {"abs_error": r.max_abs_error,
                                           "rel_error": r.max_rel_error}  # a probe's own
+        # a failing pair read apart: the same 7 digits would hide the failure
+        pair = (f"{r.analytic:.7g}", f"{r.numeric:.7g}") if r.passed else apart(
+            r.analytic, r.numeric, 7)  # fmt: skip
         rows.append((
-            Text("d" + name, style="bold"), checked, where, f"{r.analytic:.7g}",
-            f"{r.numeric:.7g}", f"{own['abs_error']:.3g}", f"{own['rel_error']:.3g}",
+            Text("d" + name, style="bold"), checked, where, *pair, f"{own['abs_error']:.3g}",
+            f"{own['rel_error']:.3g}",
             f"{r.atol:.2g}" if r.mode != "probe" else "", verdict, r.band,  # the title's rule
         ))  # fmt: skip
     title = Text(
@@ -266,9 +269,10 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
                 "the gradient does not" if n == 1
                 else f"{len(off)} of {n} gradients {'does' if len(off) == 1 else 'do'} not"
             )  # fmt: skip
+            mine, numeric = apart(worst.analytic, worst.numeric)
             parts.insert(0, (
                 f"{count} match ({', '.join('d' + r.name for r in off)}); worst {where}: "
-                f"{_label(report).lower()} {worst.analytic:.6g}, numeric {worst.numeric:.6g}"
+                f"{_label(report).lower()} {mine}, numeric {numeric}"
             ))  # fmt: skip
         return "; ".join(parts)
     if kind == "forward" and report.forward is not None:

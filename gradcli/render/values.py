@@ -46,6 +46,17 @@ def num(v: float) -> str:
     return f"{v:.4g}"
 
 
+def apart(a: float, b: float, digits: int = 6) -> tuple[str, str]:
+    """``a`` and ``b`` to ``digits`` significant digits, or as many more (up to 17, every
+    digit a float64 has) as it takes for two different numbers to read differently: yours
+    1.11938, ours 1.11938 said nothing of a difference of 1e-6."""
+    for d in range(digits, 18):
+        x, y = f"{a:.{d}g}", f"{b:.{d}g}"
+        if x != y or a == b:
+            break
+    return x, y
+
+
 def _colored(v: float, scale: float) -> Text:
     """Red for positive, blue for negative; brighter the closer |v| is to the tensor's max."""
     if v == 0 or scale == 0:
