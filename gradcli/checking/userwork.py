@@ -27,7 +27,10 @@ from gradcli.records import record
 
 # the points besides the spec's where a user's forward of a built-in layer must agree with ours
 DRAWN_POINTS = 2
-SAFE_PICKS = 3  # coordinates of each tensor the complex step is compared on with central
+# a tensor of at most SAFE_ALL elements is compared with central differences at every one (a
+# forward complex-unsafe at one element of 1000: y[0] = x0 |x0|); a larger one at SAFE_PICKS
+SAFE_ALL = 1024
+SAFE_PICKS = 64  # coordinates of each tensor the complex step is compared on with central
 # a forward drawing its own mask: the calls at one point telling a mask drawn per call from a
 # fixed one, missing it at most once in REDRAW_MISSED draws, at most REDRAWS calls
 REDRAW_MISSED = 1e-6
@@ -307,16 +310,26 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
         if name in spec.layer.constants(engine.shapes, spec.options):
             continue
         _along_a_line(engine, central, name, rng)
-        picks = rng.choice(a.size, size=min(SAFE_PICKS, a.size), replace=False)
+        picks = (np.arange(a.size) if a.size <= SAFE_ALL else
+                 rng.choice(a.size, size=SAFE_PICKS, replace=False))  # fmt: skip
         c = engine.gradient(name, coords=picks)[0].ravel()[picks]
-        r = central.gradient(name, coords=picks)[0].ravel()[picks]
-        bad = np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), 1.0)
+        r, info = central.gradient(name, coords=picks)
+        r = r.ravel()[picks]
+        noise = _noise(info, picks)
+        # held to the picks' own size, not to 1: an L1 term of 1e-6 beside gradients of 4e-4,
+        # which np.abs drops from the complex step, hid under an absolute 1e-5 (t21 F4)
+        floor = 1e-3 * float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0))
+        # a central difference of exactly 0 saw no move of the loss: no evidence (a saturated
+        # tanh's 5e-18, below the loss's last bit, that the complex step alone sees)
+        bad = (np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), floor) + noise) & (r != 0)
         if bad.any():  # the central step's own truncation is no evidence either: its step
             # grows with |x| (a layernorm at 1e4 + N(0, 1): 0.06, 1e-4 off); 1/64 of it
             finer = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
                            eps=central.eps / 64)  # fmt: skip
-            r2 = finer.gradient(name, coords=picks[bad])[0].ravel()[picks[bad]]
-            ok = np.abs(c[bad] - r2) <= 1e-5 * np.maximum(np.abs(r2), 1.0)
+            r2, fine = finer.gradient(name, coords=picks[bad])
+            r2 = r2.ravel()[picks[bad]]
+            noise2 = _noise(fine, picks[bad])
+            ok = np.abs(c[bad] - r2) <= 1e-5 * np.maximum(np.abs(r2), floor) + noise2
             bad[np.flatnonzero(bad)[ok]] = False
         if bad.any():  # a central difference across a kink (relu at 0) is no evidence
             bad &= ~_at_kink(spec, name, picks, c, central.eps)
@@ -328,6 +341,17 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
                 f"use another {mention('method')}",
                 param="method",
             )
+
+
+def _noise(info: Any, picks: np.ndarray) -> np.ndarray | float:
+    """4x the round-off a central difference reads at ``picks``: the tensor's largest, modelled
+    (an element's own misses what an output moved by less than its last bit loses: a confident
+    softmax's top output at 1 read 3.7e-17 where its model said 4e-27)."""
+    out = np.full(picks.size, float(info.noise) if np.isfinite(info.noise) else 0.0)
+    for at in (info.noise_at, info.noise_reach):
+        if at is not None:
+            out = np.maximum(out, np.asarray(at).ravel()[picks])
+    return 4 * out
 
 
 def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Generator) -> None:

@@ -1,0 +1,67 @@
+"""A small complex-unsafe term (np.abs of an L1 penalty, x |x| at one element) under
+--method complex: the complex step drops it, so the backward without it passed and the right
+one failed (outside test t21 F4). Refused now; twins: a complex-safe forward is checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.errors import OptionError
+
+RNG = np.random.default_rng(0)
+PRED, TARGET = RNG.standard_normal((8, 4)), RNG.standard_normal((8, 4))
+
+
+def _l1(lam, with_term):
+    def forward(pred, target):
+        return np.mean((pred - target) ** 2) + lam * np.sum(np.abs(pred))
+
+    def backward(grad_output, pred, target):
+        d = 2 * (pred - target) / pred.size + (lam * np.sign(pred) if with_term else 0)
+        return {"pred": grad_output * d}
+
+    return forward, backward
+
+
+@pytest.mark.parametrize("with_term", [True, False])
+def test_a_small_l1_term_is_refused_under_complex(with_term):
+    forward, backward = _l1(1e-6, with_term)
+    with pytest.raises(OptionError, match="not complex-safe"):
+        gradcli.check(forward=forward, backward=backward, data=["target"],
+                      tensors={"pred": PRED, "target": TARGET}, method="complex")
+
+
+def test_one_unsafe_element_of_many_is_refused():
+    x = RNG.standard_normal(500)
+    x[0] = 1e-4
+
+    def forward(x):
+        y = np.tanh(x)
+        y[0] = x[0] * abs(x[0])
+        return y
+
+    def backward(grad_output, x):
+        d = 1 - np.tanh(x) ** 2
+        d[0] = 2 * abs(x[0])
+        return {"x": grad_output * d}
+
+    with pytest.raises(OptionError, match="not complex-safe"):
+        gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
+
+
+@pytest.mark.parametrize(("with_term", "passed"), [(True, True), (False, False)])
+def test_twin_a_safe_l2_term_is_checked(with_term, passed):
+    lam = 1e-6
+
+    def forward(pred, target):
+        return np.mean((pred - target) ** 2) + lam * np.sum(pred * pred)
+
+    def backward(grad_output, pred, target):
+        d = 2 * (pred - target) / pred.size + (2 * lam * pred if with_term else 0)
+        return {"pred": grad_output * d}
+
+    r = gradcli.check(forward=forward, backward=backward, data=["target"],
+                      tensors={"pred": PRED, "target": TARGET}, method="complex")
+    assert r.passed is passed
