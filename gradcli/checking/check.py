@@ -500,6 +500,7 @@ def _rechecked(
         np.zeros(led.size), refined.led_values)))  # fmt: skip
     explained = refined.cleared.size > 0 or moved
     if declared or not failing.size or p.random_forward:
+        said += _unsettled(name, refined, None)
         return _led(grad, refined, fix), info, fix, refined, explained
     # unpredictable before the comparison, so bounded by what is left of --budget (a forced
     # mode has none to keep)
@@ -520,6 +521,7 @@ def _rechecked(
             f"{max(left, 0.0):.1f} s of {mention('budget')} was left): they fail as "
             f"computed, unexamined ({mention('mode', 'full')} examines every one)"
         )
+    said += _unsettled(name, refined, fix)
     grad, info = _put(grad, info, fix)
     return _led(grad, refined, fix), info, fix, refined, explained or fix.coords.size > 0
 
@@ -586,18 +588,29 @@ def _refine(
             f"left): they fail as computed unless a kink explains them "
             f"({mention('mode', 'full')} refines every one)"
         )
-    unsettled = mine.unsettled + theirs.unsettled
-    if unsettled:
-        said.append(
-            f"d{name}: the finite differences of {unsettled:,} failing coordinate"
-            f"{'s were' if unsettled > 1 else ' was'} still moving after {refine.HALVINGS} "
-            f"halvings of the step, neither settling nor at the rate of truncation (a layer "
-            f"varying on a scale far below the step, eps * max(1, |x|), or round-off): they "
-            f"fail as computed "
-            f"({mention('method', 'complex')} has no step to shrink)"
-        )
-    return dataclasses.replace(mine, cleared=tried[ok],
+    return dataclasses.replace(mine, cleared=tried[ok], unsettled=mine.unsettled + theirs.unsettled,
+                               moving=np.union1d(mine.moving, theirs.moving),
                                halvings=max(mine.halvings, theirs.halvings))  # fmt: skip
+
+
+def _unsettled(name: str, refined: refine.Refined, fix: Any) -> list[str]:
+    """The note on the coordinates still moving at the smallest step, but for those a kink
+    explained since (it said 'they fail as computed' of coordinates that then passed at
+    kinks)."""
+    moving = refined.moving
+    if fix is not None and fix.coords.size:
+        moving = moving[~np.isin(moving, fix.coords)]
+    count = moving.size
+    if not count:
+        return []
+    return [
+        f"d{name}: the finite differences of {count:,} failing coordinate"
+        f"{'s were' if count > 1 else ' was'} still moving after {refine.HALVINGS} "
+        f"halvings of the step, neither settling nor at the rate of truncation (a layer "
+        f"varying on a scale far below the step, eps * max(1, |x|), or round-off): they "
+        f"fail as computed "
+        f"({mention('method', 'complex')} has no step to shrink)"
+    ]
 
 
 def _put(grad: np.ndarray, info: TensorNumerics, fix: Any) -> tuple[np.ndarray, TensorNumerics]:
@@ -670,7 +683,7 @@ def compare_tensor(
         **_extra(p, name),
     )  # fmt: skip
     if not result.passed and not unresolved and refined is not None and refined.noisy.size:
-        why = _noisy(p, name, grad, refined, atol, rtol, noise, coords)
+        why = _noisy(p, name, grad, refined, atol, rtol, noise, coords, fix)
         if why:
             result = dataclasses.replace(result, unresolved=why)
     if p.random_forward and result.hints:  # differences of noise: no hint reads a cause there
@@ -716,10 +729,12 @@ def _chained(
 
 
 def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, atol: float,
-           rtol: float, noise: np.ndarray | None, coords: np.ndarray | None) -> str:  # fmt: skip
+           rtol: float, noise: np.ndarray | None, coords: np.ndarray | None,
+           fix: Any = None) -> str:  # fmt: skip
     """Why the step cannot resolve ``name`` ("" when it can): every element that fails is one
     whose measured round-off kept the smaller steps from deciding it (refine.Refined.noisy),
-    so the failure says nothing of the gradient."""
+    so the failure says nothing of the gradient. Not one a kink's one-sided reading decided
+    since (a sign-flipped |x| at 1e-15 read 'cannot resolve' where its sides read -1 and 1)."""
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
     floor = atol if noise is None else np.maximum(atol, noise.ravel())
@@ -727,7 +742,10 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
     if coords is not None:
         bad &= np.isin(np.arange(n.size), coords)
     at = np.flatnonzero(bad)
-    if not at.size or not np.isin(at, refined.noisy).all():
+    undecided = refined.noisy
+    if fix is not None and fix.coords.size:
+        undecided = undecided[~np.isin(undecided, fix.coords)]
+    if not at.size or not np.isin(at, undecided).all():
         return ""
     return (
         f"cannot resolve d{name} at any step: the round-off of {at.size:,} failing "

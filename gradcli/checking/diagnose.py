@@ -188,6 +188,15 @@ def _at_kinks(
             "two sides (a subgradient), and yours takes one the forward has on neither side",
             "kink-slope", True,
         )  # fmt: skip
+    itself = set(np.asarray(coords, dtype=np.int64).tolist())
+    if not failing & itself:  # each read on one side, clear of its kink: that piece's slope
+        return Hint(
+            f"d{name} fails only near kinks{where}: each failing element's stencil met one, so "
+            "it was read one-sidedly, at a step that meets none (closer to x than the kink, "
+            "where one is that close): the gradient there is the slope of the piece x lies "
+            "on, not a choice between two",
+            "near-kink",
+        )  # fmt: skip
     return Hint(
         f"d{name} fails only at kinks{where}, where any value between the two one-sided slopes "
         "passes but the members of a tie (in this tensor, or in another whose moves reach "

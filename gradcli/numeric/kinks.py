@@ -496,11 +496,8 @@ def detected(
     spent = moves_seconds(engine, name, idx, coloring, points=DETECTOR_POINTS)
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     H = one_sided_step(engine, name)[idx]
-    right, left, lo, hi, noise = both_sides(engine, name, idx, H / 4, coloring)
-    half = {}
-    for side in (1, -1):
-        half[side], nz = one_sided(engine, name, idx, H / 2, side, coloring)
-        noise = np.maximum(noise, nz)
+    right, left, lo, hi, noise, half = _read(engine, name, idx, H, coloring)
+    model = noise * H / 4  # the modelled round-off of L (times the step: the step's own)
     at_kink, one = _verdicts(right, left, half, lo, hi, tol(noise, right))
     # the round-off model (a few eps of each output moved) misses outputs computed from far
     # larger numbers: a confident classifier's loss of 1e-9 is log(1 + 1e-9), rounded at the
@@ -517,6 +514,10 @@ def detected(
             right[cand], left[cand], {s: half[s][cand] for s in (1, -1)}, lo[cand], hi[cand],
             tol(noise[cand], right[cand]),
         )  # fmt: skip
+    # both sides stable at H/4 and H/2 place a kink within H/2 of x, not at x (README "Kinks")
+    settled, lost, seconds_closer = _closer(engine, name, idx, H, model, noise, right, left,
+                                            lo, hi, half, at_kink, one, tol, coloring)  # fmt: skip
+    spent += seconds_closer
     pick = between(a, lo, hi)
     record = None
     same = np.zeros_like(at_kink)
@@ -536,9 +537,102 @@ def detected(
         spent += record.seconds
     sr = np.abs(half[1] - right) <= tol(noise, right)  # the side whose value one puts in
     value = np.where(at_kink, pick, np.where(sr, right, left))
-    kink = at_kink | one
+    kink = (at_kink | one | settled) & ~lost
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
                    at=record, chained=tuple(accepted.tolist()))  # fmt: skip
+
+
+def _read(engine, name: str, idx: np.ndarray, H: np.ndarray, coloring: bool):
+    """(right, left, lo, hi, noise, half): both sides' slopes and the output-wise interval at
+    H/4, and each side's slope at H/2 (``half[side]``), with their modelled round-off."""
+    right, left, lo, hi, noise = both_sides(engine, name, idx, H / 4, coloring)
+    half = {}
+    for side in (1, -1):
+        half[side], nz = one_sided(engine, name, idx, H / 2, side, coloring)
+        noise = np.maximum(noise, nz)
+    return right, left, lo, hi, noise, half
+
+
+# the closest step a kink is read at, relative to the default one: a kink at x = 0 itself has
+# no float between it and x, so some floor stops the halving there (2^-80 of 6e-6 is 5e-30)
+CLOSEST = 2.0**-80
+# the closer reading is taken only this much closer than the detector's (H/4): less gains
+# little, and a forward of unit outputs has its round-off at about that step already
+CLOSER = 16.0
+
+
+def _closer(engine, name: str, idx: np.ndarray, H: np.ndarray, model: np.ndarray,
+            noise: np.ndarray, right: np.ndarray, left: np.ndarray, lo: np.ndarray,
+            hi: np.ndarray, half: dict, at_kink: np.ndarray, one: np.ndarray, tol,
+            coloring: bool) -> tuple[np.ndarray, np.ndarray, float]:  # fmt: skip
+    """The candidate kinks (``at_kink``, ``one``) whose slopes moved as the step halved read
+    again as close to x as the round-off allows, the readings updated in place: (settled, no
+    kink within that step, both sides agree there; lost, neither agreeing nor a kink there:
+    not verified; predicted seconds).
+
+    Two stable sides place a kink within H/2 of x, not at x: one at 0 read from x = 1e-13
+    moves the crossing side's slope by 3 gap x / H between H/2 and H/4, 1e-7 of it, within
+    the tolerance, and a sign-flipped |x| and an inverted relu passed between the two sides.
+    A kink at x itself moves neither side (the pieces are lines: only round-off), so only the
+    candidates whose slopes moved beyond 4 times their modelled round-off are read again. The closer
+    step is the smallest where x + h keeps SMALLEST_ULPS of h's bits (CLOSEST of H at x = 0)
+    and the modelled round-off (``model``: the slopes' times the step) takes a sixteenth of
+    the tolerance; the model misses outputs computed from far larger numbers, so the
+    round-off is measured along the line at that step (``_measured``) and the step raised to
+    where that fits too (``noise``, the detector's at H/4, where the line did not move). A
+    coordinate whose step is then not CLOSER than H/4 keeps the detector's reading (nothing
+    closer is resolved: a near-tie), as does one read at a kink again (the kink is at x as
+    far as any step resolves: its ties are read at H/4)."""
+    settled = np.zeros(idx.size, dtype=bool)
+    lost = np.zeros(idx.size, dtype=bool)
+    # beyond the modelled round-off, not the measured: at x = 1e-20 the kink at 0 moves the
+    # slope by 5e-15, below what the lines 6 H/4 long measured (their values' own rounding)
+    model_noise = model / (H / 4)
+    moved = (np.abs(half[1] - right) > 4 * model_noise) | (np.abs(half[-1] - left)
+                                                            > 4 * model_noise)  # fmt: skip
+    cand = np.flatnonzero((at_kink | one) & moved)
+    if not cand.size:
+        return settled, lost, 0.0
+    x = np.abs(engine.t64[name].ravel()[idx[cand]])
+    t0 = tol(np.zeros(cand.size), right[cand])
+    floor = np.maximum(SMALLEST_ULPS * np.spacing(x), CLOSEST * H[cand])
+    h = np.maximum(floor, 16 * model[cand] / t0)
+    near = CLOSER * h <= H[cand] / 4
+    cand, h, t0 = cand[near], h[near], t0[near]
+    if not cand.size:
+        return settled, lost, 0.0
+    spent = moves_seconds(engine, name, idx[cand], coloring, points=2 * LINE_POINTS)
+    sigma = _measured(engine, name, idx[cand], h, coloring)
+    # a line that never moved: a flat piece (relu below 0), or a step below the rounding of
+    # larger numbers inside the forward ((x + 1e3) - 1e3); the round-off measured at H/4 (of
+    # lines 6 H/4 long, so larger than at the closer step) tells: the step where that fits
+    flat = ~np.isfinite(sigma)
+    sigma[flat] = (noise[cand] * H[cand] / 4)[flat] / methods.one_sided_noise(1.0, 1.0, 1.0)
+    h = np.maximum(h, 16 * methods.one_sided_noise(sigma, 1.0, 1.0) / t0)
+    near = CLOSER * h <= H[cand] / 4
+    rows, h, sigma = cand[near], h[near], sigma[near]
+    if not rows.size:
+        return settled, lost, spent
+    spent += moves_seconds(engine, name, idx[rows], coloring, points=DETECTOR_POINTS - 2)
+    # a power of two, as every step: x + s h exact for the stencil's small integers s
+    Hc = 4 * np.exp2(np.ceil(np.log2(h)))
+    r, lf, low, high, nz, fine = _read(engine, name, idx[rows], Hc, coloring)
+    nz = np.maximum(nz, methods.one_sided_noise(sigma, Hc / 4, 1.0))
+    t = tol(nz, r)
+    kink, side = _verdicts(r, lf, fine, low, high, t)
+    agree = ((np.abs(fine[1] - r) <= t) & (np.abs(fine[-1] - lf) <= t)
+             & (np.abs(r - lf) <= t) & (np.abs(fine[1] - fine[-1]) <= t))  # fmt: skip
+    settled[rows] = agree & ~kink & ~side
+    lost[rows] = ~(agree | kink | side)
+    new = rows[~kink]  # at a kink again: the detector's reading stands
+    keep = ~kink
+    right[new], left[new], lo[new], hi[new], noise[new] = r[keep], lf[keep], low[keep], \
+        high[keep], nz[keep]
+    for s in (1, -1):
+        half[s][new] = fine[s][keep]
+    H[new] = Hc[keep]
+    at_kink[new], one[new] = False, side[keep]
+    return settled, lost, spent
 
 
 def _verdicts(right, left, half, lo, hi, t):  # fmt: skip

@@ -56,6 +56,7 @@ class Refined:
     cleared: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # still moving, neither towards a at the rate nor away from it, at the smallest step tried
     unsettled: int = 0
+    moving: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # theirs
     # failing coordinates whose values led away from a, and where they led (the extrapolated
     # derivative): what a FAIL quotes as numeric, not the default step's truncation (0.40 for
     # a slope of 1.57 at tanh(t - 1e6))
@@ -154,6 +155,7 @@ def refine(
     away = ~confirmed & np.isfinite(led)
     return Refined(idx[confirmed], got.values[confirmed], got.noise_at[confirmed], got.most,
                    int((cut & ~confirmed).sum()), got.spent, unsettled=int((~got.done).sum()),
+                   moving=idx[~got.done],
                    led=idx[away], led_values=led[away], noisy=idx[noisy])  # fmt: skip
 
 
