@@ -11,12 +11,12 @@ a kink of every tensor at once: those whose moves reach a common output, joined 
 (each tensor's support is the one its own tie groups used). A group holding coordinates of
 two tensors or more is moved as a whole, one copy per stencil point for all such groups (one
 copy per group when an output no such group owns moved), and its gradient's sum must lie
-between the two one-sided slopes of that move. The values compared are the point nearest the
-analytical gradient within every coordinate's interval, every tie group's sum within one
-tensor, the group's sum across tensors and the links between its members (numeric/links.py:
-each tensor's own, and a link joining each member to the tree where they do not): the
-analytical values themselves when they are consistent, so a correct backward is never moved
-(numeric/nearest.py).
+between the two one-sided slopes of that move, output by output (ties.hull). The values
+compared are the point nearest the analytical gradient within every coordinate's interval,
+every tie group's sum within one tensor, the group's sum across tensors and the links between
+its members (numeric/links.py: each tensor's own, and a link joining each member to the tree
+where they do not): the analytical values themselves when they are consistent, so a correct
+backward is never moved (numeric/nearest.py).
 """
 
 from __future__ import annotations
@@ -97,9 +97,11 @@ def enforce(
     np.minimum.at(step, gid[moving], h[moving])
     mine = {n: (records[n].coords, gid[start[t] : start[t + 1]]) for t, n in enumerate(names)}
     owner = ties.owners(int(np.prod(engine.out_shape)), pos, out, gid)
-    D, scale, unexamined, extra = _moves(engine, mine, step, owner, budget - spent)
+    D, scale, unexamined, extra, low, high = _moves(engine, mine, step, owner, budget - spent)
     right = one_sided(D[0], D[1], step, 1)
     left = one_sided(D[2], D[3], step, -1)
+    low = np.minimum(low, np.minimum(right, left))  # the outputs' hull (ties.hull), widened
+    high = np.maximum(high, np.maximum(right, left))
     noise = one_sided_noise(scale, step, engine.unit)
     a = np.concatenate([np.asarray(analytic[n], dtype=np.float64).ravel()[records[n].coords]
                         for n in names])  # fmt: skip
@@ -132,7 +134,7 @@ def enforce(
                        every.hi[both], every.noise[both])  # fmt: skip
     layers = [
         (np.where(inner[sub] >= 0, inner[sub], -1), *np.array(bounds or [(0.0, 0.0)]).T),
-        (gid[sub], np.minimum(right, left), np.maximum(right, left)),
+        (gid[sub], low, high),
     ]
     value = np.full(a.size, np.nan)
     value[sub] = nearest.nearest(a[sub], lo[sub], hi[sub], layers, kept)
@@ -203,12 +205,14 @@ def _rows(engine, mine, step, chosen: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _moves(engine, mine, step, owner, left: float):
-    """(D (4, groups), scale, unexamined, extra seconds): the loss difference of each group's
-    move at each offset, all groups in the same copies when their outputs are their own."""
+    """(D (4, groups), scale, unexamined, extra seconds, low, high): the loss difference of
+    each group's move at each offset, all groups in the same copies when their outputs are
+    their own, and the sums over its outputs of each one's smaller and larger one-sided slope
+    (ties.hull)."""
     n = step.size
     g = engine.g.ravel()
     D = np.full((len(OFFSETS), n), np.nan)
-    scale = np.zeros(n)
+    scale, low, high = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
     d = engine.moved_jointly(_rows(engine, mine, step, None))
     if not np.any(d[:, owner < 0] != 0):
         keep = owner >= 0
@@ -216,7 +220,10 @@ def _moves(engine, mine, step, owner, left: float):
             D[k] = np.bincount(owner[keep], weights=(d[k] * g)[keep], minlength=n)
         moved = (d != 0).any(axis=0) * engine.gy
         scale = np.bincount(owner[keep], weights=moved[keep], minlength=n)
-        return D, scale, 0, 0.0
+        lo, hi = ties.hull(d[:, keep] * g[keep], step[owner[keep]])
+        low = np.bincount(owner[keep], weights=lo, minlength=n)
+        high = np.bincount(owner[keep], weights=hi, minlength=n)
+        return D, scale, 0, 0.0, low, high
     # an output no group owns moved: one copy per group and offset, as many as the budget
     # allows (at least FLOOR groups)
     each = cost.copies_seconds(engine, len(OFFSETS), real=True)
@@ -228,4 +235,6 @@ def _moves(engine, mine, step, owner, left: float):
         d = d.reshape(len(OFFSETS), chosen.size, -1)
         D[:, chosen] = d @ g
         scale[chosen] = ((d != 0).any(axis=0) * engine.gy).sum(axis=1)
-    return D, scale, n - count, each * count
+        lo, hi = ties.hull(d * g, step[chosen, None])
+        low[chosen], high[chosen] = lo.sum(axis=1), hi.sum(axis=1)
+    return D, scale, n - count, each * count, low, high

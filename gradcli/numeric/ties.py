@@ -4,9 +4,10 @@ At a tie (a max-pool window whose maximum is held by several elements, an svm sc
 its margin, a user's maximum(a, b) at a == b) each coordinate alone may take any slope between
 its two one-sided ones, but not independently of the others: moving the whole group together
 is a direction of its own (for a max, a smooth one: max(x+t, ..., x+t) = max + t), and the
-gradient's sum over the group must lie between that direction's two one-sided slopes. A
-backward that gives the full gradient to every tied element (CS231n's ``win == win.max()``
-mask), or to none, meets each coordinate's interval and misses the group's.
+gradient's sum over the group must lie between that direction's two one-sided slopes, taken
+output by output (``hull``). A backward that gives the full gradient to every tied element
+(CS231n's ``win == win.max()`` mask), or to none, meets each coordinate's interval and misses
+the group's.
 
 A group is found without knowing the layer: the coordinates at a kink whose moves reach a
 common output (through the layer's verified footprint where it has one, else by moving each
@@ -150,12 +151,13 @@ def owners(out_size: int, pos: np.ndarray, out: np.ndarray, gid: np.ndarray) -> 
 
 def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
            pos: np.ndarray, out: np.ndarray, past=None):  # fmt: skip
-    """For each group of at least two (its label): (right, left, noise) of the loss along the
-    group's sum direction, second-order one-sided differences with the group's smallest step
-    (beyond the kinks within it, ``methods.beyond``, for a group holding a near-tie: ``past``
-    per coordinate). ``pos``, ``out``: the outputs each coordinate moves, None for groups
-    known apart whose moves share the outputs (a user's loss, whose ties ``structure`` told
-    apart): each group then takes copies of its own."""
+    """For each group of at least two (its label): (low, high, noise), the interval of the
+    group's sum along its sum direction, from second-order one-sided differences with the
+    group's smallest step (beyond the kinks within it, ``methods.beyond``, for a group holding
+    a near-tie: ``past`` per coordinate), taken output by output (``hull``). ``pos``, ``out``:
+    the outputs each coordinate moves, None for groups known apart whose moves share the
+    outputs (a user's loss, whose ties ``structure`` told apart): each group then takes copies
+    of its own."""
     keys, inverse, count = np.unique(label, return_inverse=True, return_counts=True)
     big = count >= 2
     if not big.any():
@@ -187,14 +189,17 @@ def slopes(engine, name: str, idx: np.ndarray, h: np.ndarray, label: np.ndarray,
         D[k] = np.bincount(owner[keep], weights=(d[k] * g)[keep], minlength=keys.size)
     moved = (d != 0).any(axis=0) * engine.gy
     scale = np.bincount(owner[keep], weights=moved[keep], minlength=keys.size)
-    return _finish(keys, many, D, scale, step, beyond)
+    lo, hi = hull(d[:, keep] * g[keep], step[owner[keep]], beyond[owner[keep]])
+    low = np.bincount(owner[keep], weights=lo, minlength=keys.size)
+    high = np.bincount(owner[keep], weights=hi, minlength=keys.size)
+    return _finish(keys, many, D, scale, step, beyond, low, high)
 
 
 def _separately(engine, name, idx, gid, many, step, offsets, beyond):
     """Each group of ``many`` moved in copies of its own, the groups' copies stacked."""
     x = engine.t64[name].ravel()
     D = np.zeros((len(offsets), step.size))  # one per group, as step (a group alone: unused)
-    scale = np.zeros(D.shape[1])
+    scale, low, high = np.zeros(D.shape[1]), np.zeros(D.shape[1]), np.zeros(D.shape[1])
     order = np.argsort(gid, kind="stable")
     cut = np.searchsorted(gid[order], np.r_[many, many + 1])
     per = max(1, engine._chunk(name, many.size) * len(engine.method.offsets) // len(offsets))
@@ -209,14 +214,34 @@ def _separately(engine, name, idx, gid, many, step, offsets, beyond):
         d = engine.moved(name, rows).reshape(len(offsets), c, -1)
         D[:, part] = d @ engine.g.ravel()
         scale[part] = ((d != 0).any(axis=0) * engine.gy).sum(axis=1)
-    return _finish(np.arange(step.size), many, D, scale, step, beyond)
+        lo, hi = hull(d * engine.g.ravel(), step[part, None], beyond[part, None])
+        low[part], high[part] = lo.sum(axis=1), hi.sum(axis=1)
+    return _finish(np.arange(step.size), many, D, scale, step, beyond, low, high)
 
 
-def _finish(keys, many, D, scale, step, beyond):
+def hull(c: np.ndarray, step, past=False) -> tuple[np.ndarray, np.ndarray]:
+    """Per output: the smaller and the larger of its two one-sided slopes along a move, from
+    ``c`` (4, ...) = g * (the output moved by steps 1, 2, -1, -2 minus the output). Each output
+    may take either side's piece whatever the others take (each is its own relu, its own
+    window), so a group's sum lies between the sums of these, as a coordinate's own value
+    does (kinks.py): the loss's two slopes bound it only where every output bends the same
+    way. relu(x W) at integer x has rows whose tied units a move of the row sends to pieces
+    of opposite signs of g: torch's value (relu'(0) = 0) lay outside the loss's slopes there,
+    and the sum's projection made a blend of pieces the reference."""
+    right = side_slope(c[0], c[1], step, 1, past)
+    left = side_slope(c[2], c[3], step, -1, past)
+    return np.minimum(right, left), np.maximum(right, left)
+
+
+def _finish(keys, many, D, scale, step, beyond, low, high):
+    """Each group's (low, high, noise): the outputs' hull widened to the loss's own two
+    slopes (the same interval up to the order of the sums' round-off)."""
     right = side_slope(D[0], D[1], step, 1, beyond)
     left = side_slope(D[2], D[3], step, -1, beyond)
     noise = one_sided_noise(scale, step)
-    return {int(G): (right[G], left[G], noise[G]) for G in many}
+    low = np.minimum(low, np.minimum(right, left))
+    high = np.maximum(high, np.maximum(right, left))
+    return {int(G): (low[G], high[G], noise[G]) for G in many}
 
 
 @record
