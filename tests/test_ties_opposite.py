@@ -203,3 +203,18 @@ def test_a_maxout_at_integer_ties_passes_any_split_and_fails_both_or_none():
         forward, backward = _maxout(rule)
         r = gradcli.check("custom", t, forward=forward, backward=backward)
         assert r.passed is valid, (rule, str(r))
+
+
+def test_the_backward_there_is_torchs_own():
+    """Optional cross-check: torch.relu's autograd gives the backward above, bit for bit."""
+    torch = pytest.importorskip("torch")
+    seen = []
+    forward, backward = _affine_relu("torch", seen)
+    gradcli.check("custom", {"x": _X, "W": _W}, forward=forward, backward=backward)
+    g = seen[0]
+    x = torch.tensor(_X, requires_grad=True)
+    W = torch.tensor(_W, requires_grad=True)
+    torch.relu(x @ W).backward(torch.tensor(g))
+    ours = backward(g, _X, _W)
+    assert np.array_equal(x.grad.numpy(), ours["x"])
+    assert np.array_equal(W.grad.numpy(), ours["W"])
