@@ -70,8 +70,20 @@ def get_layer(name: str) -> Layer:
     try:
         return REGISTRY[name]
     except KeyError:
+        from gradcli.layers.base import did_you_mean
+
         known = ", ".join(REGISTRY)
-        raise GradcliError(f"unknown layer {name!r} (known layers: {known})") from None
+        near = did_you_mean(str(name), list(REGISTRY), LAYER_ALIASES)
+        raise GradcliError(f"unknown layer {name!r}{near} (known layers: {known})") from None
+
+
+# CS231n's and torch's names for gradcli's layers, read as a "did you mean"
+LAYER_ALIASES = {"lstm": "lstm_step", "rnn": "rnn_step", "affine": "linear", "fc": "linear",
+                 "conv": "conv2d", "spatial_batchnorm": "batchnorm", "bn": "batchnorm",
+                 "spatial_groupnorm": "groupnorm", "max_pool": "maxpool2d",
+                 "softmax_loss": "softmax_cross_entropy", "cross_entropy": "softmax_cross_entropy",
+                 "svm_loss": "svm", "word_embedding": "embedding", "sdpa": "attention",
+                 "temporal_affine": "linear"}  # fmt: skip
 
 
 __all__ = ["REGISTRY", "Layer", "TensorInfo", "get_layer"]

@@ -376,11 +376,32 @@ class Layer:
         unknown = sorted(str(k) for k in set(raw) - fields)
         if unknown:
             known = ", ".join(sorted(fields)) or "none"
+            near = did_you_mean(unknown[0], sorted(fields), OPTION_ALIASES)
             raise OptionError(
-                f"unknown option {brief(unknown[0])} for {self.name} (known options: {known})",
+                f"unknown option {brief(unknown[0])} for {self.name}{near} (known options: "
+                f"{known})",
                 key=f"options.{unknown[0][:40]}",
             )
         return self.options(**{k: _plain(v) for k, v in raw.items()})
+
+
+# CS231n's and torch's names for gradcli's options (conv_param's pad, pool_param's
+# pool_height), read as a "did you mean"
+OPTION_ALIASES = {"pad": "padding", "pool_height": "size", "pool_width": "size",
+                  "kernel_size": "size", "negative_slope": "alpha", "num_groups": "groups",
+                  "G": "groups", "dim": "axis", "mode": "spatial"}  # fmt: skip
+
+
+def did_you_mean(name: str, known: list[str], aliases: Mapping[str, str]) -> str:
+    """' (did you mean X?)' for a name close to one of ``known`` (a spelling, or another
+    library's name for it), else ""."""
+    import difflib  # only on an error
+
+    guess = aliases.get(name)
+    if guess not in known:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    return f" (did you mean {guess!r}?)" if guess else ""
 
 
 def _plain(value: Any) -> Any:
