@@ -71,3 +71,30 @@ def test_output_suffix_in_any_case_and_format_with_npz(cli, tmp_path):
     assert out.read_bytes()[:2] == b"PK"  # an archive, not a table
     r = cli("check", "linear", "--format", "json", "-o", tmp_path / "o.npz")
     assert r.exit_code == 2 and "--format" in r.stderr and not (tmp_path / "o.npz").exists()
+
+
+_TANH_SCALED = """
+import numpy as np
+
+
+def forward(x):
+    return np.tanh(1e12 * x)
+
+
+def backward(grad_output, x):
+    return {"x": grad_output * 1e12 * (1 - np.tanh(1e12 * x) ** 2)}
+"""
+
+
+def test_inputs_far_below_the_step_advise_a_smaller_eps(cli, tmp_path, write_spec):
+    """t21 F9: at |x| ~ 1e-12 'use a larger --eps' was the wrong way; a smaller one passes.
+    The twin: a smaller eps indeed passes, and inputs of size 1 keep the old advice."""
+    impl = tmp_path / "t.py"
+    impl.write_text(_TANH_SCALED)
+    x = np.random.default_rng(0).standard_normal((3, 4)) * 1e-12
+    np.save(tmp_path / "x.npy", x)
+    spec = write_spec("layer: custom\ntensors:\n  x: x.npy\n")
+    r = cli("check", "custom", spec, "--impl", impl)
+    text = " ".join(r.stdout.split())
+    assert r.exit_code == 1 and "use a smaller --eps" in text and "larger --eps" not in text
+    assert cli("check", "custom", spec, "--impl", impl, "--eps", "1e-15").exit_code == 0

@@ -12,6 +12,7 @@ from gradcli.checking.contract import lower_precision
 from gradcli.checking.prepared import Prepared
 from gradcli.checking.report import FLOAT32_FALLBACK, FLOAT32_FORWARD_MARGIN
 from gradcli.checking.soundness import SWALLOWED, advice, largest, resolvable
+from gradcli.errors import mention
 from gradcli.layers import REGISTRY
 from gradcli.numeric.engine import TensorNumerics
 from gradcli.numeric.methods import EPS, RESOLVE_MARGIN, steps
@@ -125,7 +126,28 @@ def tolerances(
     elif opts.atol is None:
         noise = _last_bits(p, name, grad, atol, rtol, noise)
     atol = atol if opts.atol is None else opts.atol
-    return atol, rtol, unresolved, noise
+    return atol, rtol, _tiny_inputs(p, name, unresolved), noise
+
+
+def _tiny_inputs(p: Prepared, name: str, why: str) -> str:
+    """``why`` with its advice turned where every input of ``name`` lies far below the step
+    (eps x max(1, |x|)): tanh(1e12 x) at |x| = 1e-12 varies on a scale a millionth of the
+    step, and 'a larger --eps' was the wrong way (a smaller one passed)."""
+    if not why or p.opts.method == "complex" or name not in p.engines[name].t64:
+        return why
+    x = np.abs(p.engines[name].t64[name])
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return why
+    h = float(steps(np.zeros(1), p.engines[name].eps)[0])  # the step at |x| <= 1
+    top = float(x.max())
+    if top * 1e3 > h:
+        return why
+    said = advice(p.opts.method)
+    turned = (f"every |{name}| is far below the step ({top:.2g} against {h:.2g}, eps x "
+              f"max(1, |x|)), where a layer of that scale may vary: use a smaller "
+              f"{mention('eps')}, or {mention('method', 'complex')}")
+    return why.replace(said, turned) if said in why else why
 
 
 def _natural(p: Prepared, name: str) -> float:
