@@ -292,3 +292,25 @@ def test_an_lstm_contribution_localized_along_s_is_named_by_its_result():
                            backward=lstm_step_backward)  # fmt: skip
     (hint,) = report.results["b"].hints
     assert "wrong only for the contributions of output s=1 (next_c), the others are right" in hint
+
+
+def test_a_dropout_reading_p_as_the_drop_rate_is_named_on_a_large_spec_too():
+    """Outside test t20 F4: on 600 elements the count alone decided, and the sentence that
+    dropout_param's p is the probability of keeping was missing where the evidence is
+    strongest. The twin: the right dropout says nothing of it."""
+    x = np.random.default_rng(3).standard_normal((20, 30))
+    report = gradcli.check("dropout", {"x": x}, options={"p": 0.3},
+                           forward=_dropout_forward(True),
+                           backward=lambda dout, cache: dout * cache)  # fmt: skip
+    (hint,) = report.forward.hints
+    assert "reads dropout_param's p (0.7) as the probability of dropping" in hint, hint
+
+    def right(x, dropout_param):
+        p = dropout_param["p"]
+        np.random.seed(dropout_param["seed"])
+        mask = (np.random.rand(*x.shape) < p) / p
+        return x * mask, mask
+
+    ok = gradcli.check("dropout", {"x": x}, options={"p": 0.3}, forward=right,
+                       backward=lambda dout, cache: dout * cache)  # fmt: skip
+    assert ok.forward.passed and not ok.forward.hints

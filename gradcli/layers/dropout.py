@@ -129,6 +129,11 @@ def expected(t: Arrays, options: Any, theirs: np.ndarray) -> tuple[np.ndarray, s
     said = (f"it keeps {kept} of {n} nonzero elements ({kept / n:.0%}); keeping each with "
             f"probability 1 - p = {1.0 - o.p:g} keeps {n * (1.0 - o.p):.0f} +- {spread:.0f}")
     if abs(kept - n * (1.0 - o.p)) > 6.0 * spread + 1.0:  # six standard deviations of a draw
+        if abs(kept - n * o.p) <= 6.0 * spread + 1.0 and abs(o.p - 0.5) > 1e-9:
+            # the count is the drop rate's: CS231n's p read as the probability of dropping
+            said += (f"; {kept / n:.0%} is about p = {o.p:g}, the drop rate: your code reads "
+                     f"dropout_param's p ({1.0 - o.p:g}) as the probability of dropping, where "
+                     f"it is the probability of keeping")
         return out, said
     # too few elements for the count alone: the kept ones' scale names the probability the
     # forward keeps with (inverted dropout scales by 1 / it), when the count fits that one

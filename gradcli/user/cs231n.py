@@ -293,6 +293,18 @@ class Call:
     def _loss(self, value: Any, names: list[str]) -> tuple[Any, Any]:
         named = [n for n in names if n not in self.constants]
         want = ", ".join(f"d{n}" for n in named)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+            # CS231n's model.loss: (loss, grads) with grads keyed by the parameters' names
+            grads = value[1]
+            missing = [n for n in named if n not in grads]
+            if missing:
+                raise UserCodeError(
+                    f"{self.fwd} returns (loss, grads) with grads a dict, whose keys must be "
+                    f"the spec's tensor names: it has no {', '.join(repr(n) for n in missing)} "
+                    f"(its keys: {', '.join(repr(str(k)) for k in list(grads)[:8])})",
+                    source=str(self.path),
+                )
+            value = (value[0], *(grads[n] for n in named))
         if not (isinstance(value, tuple) and len(value) == len(named) + 1):
             got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
             raise UserCodeError(
