@@ -145,14 +145,14 @@ def test_an_answer_in_their_shape_is_refused_naming_their_layout(layer, form, na
     assert "\n" not in text
 
 
-def test_conv2d_answer_file_in_nchw_is_refused_with_the_transposes(cli, tmp_path,
-                                                                   assert_usage_error):  # fmt: skip
-    """t20 F1's non-square repro: dX (N, C, H, W) and dW (F, C, HH, WW) from CS231n's
-    conv_backward_naive, saved as it returns them; both calls named in the one line, and the
-    file fixed by exactly those calls passes."""
+def _their_conv_answers(cli, tmp_path, x_shape, filters):
+    """(a conv2d spec of X ``x_shape``, padding 1, and CS231n's conv_backward_naive's dx, dw,
+    db at its tensors, in their layout), their forward checked to be ours."""
+    n, h, w, c = x_shape
     spec = tmp_path / "conv.yaml"
-    spec.write_text("layer: conv2d\noptions: {stride: 1, padding: 1}\ntensors:\n"
-                    "  X: {shape: [2, 5, 5, 3]}\n  W: {shape: [3, 3, 3, 4]}\n  b: {shape: [4]}\n")
+    spec.write_text(f"layer: conv2d\noptions: {{stride: 1, padding: 1}}\ntensors:\n"
+                    f"  X: {{shape: [{n}, {h}, {w}, {c}]}}\n"
+                    f"  W: {{shape: [3, 3, {c}, {filters}]}}\n  b: {{shape: [{filters}]}}\n")
     dump = tmp_path / "c.npz"
     assert cli("compute", "conv2d", spec, "-o", dump).exit_code == 0
     d = np.load(dump)
@@ -160,7 +160,15 @@ def test_conv2d_answer_file_in_nchw_is_refused_with_the_transposes(cli, tmp_path
                                             d["W"].transpose(3, 2, 0, 1), d["b"],
                                             {"stride": 1, "pad": 1})  # fmt: skip
     assert np.allclose(out.transpose(0, 2, 3, 1), d["output"])  # their forward is ours
-    dx, dw, db = STUDENT.conv_backward_naive(d["grad_output"].transpose(0, 3, 1, 2), cache)
+    return spec, STUDENT.conv_backward_naive(d["grad_output"].transpose(0, 3, 1, 2), cache)
+
+
+def test_conv2d_answer_file_in_nchw_is_refused_with_the_transposes(cli, tmp_path,
+                                                                   assert_usage_error):  # fmt: skip
+    """t20 F1's non-square repro: dX (N, C, H, W) and dW (F, C, HH, WW) from CS231n's
+    conv_backward_naive, saved as it returns them; both calls named in the one line, and the
+    file fixed by exactly those calls passes."""
+    spec, (dx, dw, db) = _their_conv_answers(cli, tmp_path, (2, 5, 5, 3), 4)
     theirs = tmp_path / "theirs.npz"
     np.savez(theirs, dX=dx, dW=dw, db=db)
     result = cli("check", "conv2d", spec, "--grads", theirs)
@@ -260,16 +268,7 @@ def test_a_wrong_answer_in_their_layout_gets_no_layout_hint(layer, form, name, a
 def test_conv2d_square_answer_file_in_nchw_names_the_layout(cli, tmp_path):
     """t20 F1's square repro (C == H == W == 3): shapes agree, values tell: the hint for dX and
     dW names CS231n's layouts and the transposes, from CS231n's own conv_backward_naive."""
-    spec = tmp_path / "sq.yaml"
-    spec.write_text("layer: conv2d\noptions: {stride: 1, padding: 1}\ntensors:\n"
-                    "  X: {shape: [2, 3, 3, 3]}\n  W: {shape: [3, 3, 3, 3]}\n  b: {shape: [3]}\n")
-    dump = tmp_path / "c.npz"
-    assert cli("compute", "conv2d", spec, "-o", dump).exit_code == 0
-    d = np.load(dump)
-    _, cache = STUDENT.conv_forward_naive(d["X"].transpose(0, 3, 1, 2),
-                                          d["W"].transpose(3, 2, 0, 1), d["b"],
-                                          {"stride": 1, "pad": 1})  # fmt: skip
-    dx, dw, db = STUDENT.conv_backward_naive(d["grad_output"].transpose(0, 3, 1, 2), cache)
+    spec, (dx, dw, db) = _their_conv_answers(cli, tmp_path, (2, 3, 3, 3), 3)
     np.savez(tmp_path / "theirs.npz", dX=dx, dW=dw, db=db)
     result = cli("check", "conv2d", spec, "--grads", tmp_path / "theirs.npz")
     assert result.exit_code == 1, result.stderr
