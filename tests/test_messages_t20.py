@@ -88,3 +88,38 @@ def test_a_passing_row_with_a_large_rel_err_says_why(cli, tmp_path):
     assert "a relative error of values this small says nothing" in text
     plain = " ".join(cli("check", "softmax_cross_entropy").stdout.split())
     assert "says nothing" not in plain
+
+
+def _attention_forward(X, W_Q, W_K, W_V):
+    S = (X @ W_Q) @ (X @ W_K).T / np.sqrt(W_K.shape[-1])
+    A = np.exp(S - S.max(-1, keepdims=True))
+    return (A / A.sum(-1, keepdims=True)) @ (X @ W_V)
+
+
+def test_the_one_example_note_speaks_of_the_layer_own_parameters():
+    """t20 F16: attention, which has no b, was told of db = dout.mean(axis=0). The twin:
+    linear, which has, still is."""
+    import gradcli
+
+    def back(name):
+        return lambda g, **t: gradcli.compute(name, t, grad_output=g).gradients
+
+    att = gradcli.check("attention", None, backward=back("attention"),
+                        forward=lambda **t: _attention_forward(**t))  # fmt: skip
+    said = [n for n in att.check.notes if "one example" in n]
+    assert said and "db" not in said[0] and "dW_Q" in said[0]
+    lin = gradcli.check("linear", None, forward=lambda x, W, b: W @ x + b,
+                        backward=back("linear"))  # fmt: skip
+    assert any("db = dout.mean(axis=0)" in n for n in lin.check.notes)
+
+
+def test_a_flatten_in_the_wrong_order_is_not_wrong_only_for_most_outputs():
+    """t20 F16: 'dx is wrong only for the contributions of output f=1, 2, 3, 4, 5, 6, ...'
+    for nearly all of them. The twin: a slip at one output of many is still localized."""
+    import gradcli
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    r = gradcli.check("flatten", {"x": x}, forward=lambda x: x.reshape(x.shape[0], -1),
+                      backward=lambda g, x: {"x": g.reshape(x.shape, order="F")})  # fmt: skip
+    assert not r.passed
+    assert not any("wrong only for" in str(h) for h in r.results["x"].hints)

@@ -304,10 +304,18 @@ def one_example(spec: Spec) -> str | None:
         if math.prod(shape[:lead]) * math.prod(shape[lead + k] for k in rows) > 1:
             return None
     names = " and ".join(i.name for i in inputs)
+    # the example in the layer's own words: its bias, else its first weight, else a loss's 1/N
+    # (attention, which has no b, was told of db = dout.mean(axis=0))
+    param = next((i.name for i in infos if i.role == "bias"), None) or next(
+        (i.name for i in infos if i.role == "weight"), None)  # fmt: skip
+    example = ("a loss's 1/N left out" if not spec.output_info.axes else
+               f"d{param} = dout.mean(axis=0)" if param and any(
+                   i.role == "bias" and i.name == param for i in infos) else
+               f"d{param} averaged over the examples")  # fmt: skip
     return (
         f"the spec holds one example: a sum over a batch and a mean over it agree on it, so a "
-        f"backward that averages where it should sum (db = dout.mean(axis=0), a loss's 1/N "
-        f"left out) passes here; give {names} a batch of several examples to tell them apart"
+        f"backward that averages where it should sum ({example}) passes here; give {names} a "
+        f"batch of several examples to tell them apart"
     )
 
 
