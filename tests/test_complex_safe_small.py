@@ -65,3 +65,16 @@ def test_twin_a_safe_l2_term_is_checked(with_term, passed):
     r = gradcli.check(forward=forward, backward=backward, data=["target"],
                       tensors={"pred": PRED, "target": TARGET}, method="complex")
     assert r.passed is passed
+
+
+@pytest.mark.parametrize("lam", [1e-8])
+@pytest.mark.parametrize("shape", [(8, 4), (64, 64)])
+def test_an_l1_term_of_1e_8_is_refused_too(lam, shape):
+    """t22 N8: at lam 1e-8 the finer step's own larger round-off 'explained' the gap; it
+    explains it only if the real reading moved towards the complex step's."""
+    rng = np.random.default_rng(1)
+    pred, target = rng.standard_normal(shape), rng.standard_normal(shape)
+    forward, backward = _l1(lam, True)
+    with pytest.raises(OptionError, match="not complex-safe"):
+        gradcli.check(forward=forward, backward=backward, data=["target"],
+                      tensors={"pred": pred, "target": target}, method="complex")

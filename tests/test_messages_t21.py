@@ -98,3 +98,8 @@ def test_inputs_far_below_the_step_advise_a_smaller_eps(cli, tmp_path, write_spe
     text = " ".join(r.stdout.split())
     assert r.exit_code == 1 and "use a smaller --eps" in text and "larger --eps" not in text
     assert cli("check", "custom", spec, "--impl", impl, "--eps", "1e-15").exit_code == 0
+
+
+def test_format_with_an_npz_output_names_the_format_plainly(cli, tmp_path):
+    r = cli("check", "linear", "--format", "json", "-o", tmp_path / "o.npz")
+    assert r.exit_code == 2 and "Format." not in r.stderr and "is json" in r.stderr

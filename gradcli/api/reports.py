@@ -130,6 +130,18 @@ class NetworkReport:
     def end_to_end(self) -> Mapping[str, TensorResult]:
         return self.check.end_to_end.results
 
+    @property
+    def zeros_only(self) -> tuple[str, ...]:
+        """The layers whose local check compared 0 with 0 at every element (JSON's
+        ``"zeros_only"``): a dead relu, a dropout keeping nothing."""
+        return self.check.vacuous
+
+    def verdict(self) -> str:
+        """The summary line, as the CLI's last line."""
+        from gradcli.render import network
+
+        return network.verdict_line(self.net, self.check).plain
+
     def to_json(self) -> str:
         from gradcli.render import netdoc
 

@@ -200,9 +200,10 @@ def _fewer(full: Mapping[str, Estimate], sampled: Mapping[str, Estimate], cheape
     fixed = before + sum(full[n].seconds for n in full if n not in cheaper)
     each = sum(sampled[n].seconds for n in cheaper) / samples  # seconds a coordinate a tensor
     k = int((budget - fixed) / each) if each > 0 and budget > fixed else 0
-    if 1 <= k < samples:
-        return (f"; over {mention('budget')} still: {mention('samples', k)} would take "
-                f"about {cost.shown(fixed + k * each)} s")
+    if 1 <= k < samples:  # a straight line through the model: ties and rechecks add to it
+        return (f"; over {mention('budget')} still: each sampled coordinate costs about "
+                f"{each:.2g} s beyond {cost.shown(fixed)} s of calls made whatever is sampled "
+                f"(fewer {mention('samples')}, {k} or less, come nearer it)")
     return (f"; over {mention('budget')} still: the calls made whatever is sampled take about "
             f"{cost.shown(fixed)} s")
 

@@ -78,7 +78,7 @@ def wants_json(fmt: str | None, output: Path | None) -> bool:
     if fmt is not None and output is not None and output.suffix.lower() == ".npz":
         raise GradcliError(
             f"{output} ends in .npz, which holds arrays whatever --format says, but --format is "
-            f"{fmt}; drop --format or use another name",
+            f"{getattr(fmt, 'value', fmt)}; drop --format or use another name",
             source="--output",
         )
     if fmt == "table" and json_file:

@@ -68,9 +68,9 @@ def _sweep_body(
                            "so any step works"))
     elif all(r["regime"] == "flat" for r in rows):
         console.print(Text(f"the same error at every step ({rows[0]['error']:.2e}): the "
-                           "differences are exact (the layer is linear between its kinks "
-                           "here), what is left is the analytical side's round-off; any step "
-                           "works"))
+                           "differences read the same whatever the step (a layer linear "
+                           "between its kinks, or a loss whose terms are differenced on their "
+                           "own), what is left is round-off; any step works"))
     else:
         console.print(Text(_plot(rows)))
         exact = [r["eps"] for r in rows if r["regime"] == "exact"]

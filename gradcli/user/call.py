@@ -294,6 +294,10 @@ class _Guard:
         # forward's sys.stdout.close() closed the caller's stderr: exit 3 with nothing said)
         err = _Kept(sys.stderr) if sys.stderr is not None else _Null()
         sys.stdout, sys.stderr = err, err if sys.stderr is not None else None
+        # and the interpreter's own (sys.__stdout__.close() closed the caller's too)
+        self.originals = sys.__stdout__, sys.__stderr__
+        sys.__stdout__ = _Kept(sys.__stdout__) if sys.__stdout__ is not None else None
+        sys.__stderr__ = _Kept(sys.__stderr__) if sys.__stderr__ is not None else None
         self.log = warnings.catch_warnings(record=True)
         self.caught: list[warnings.WarningMessage] = self.log.__enter__()
         warnings.simplefilter("always")
@@ -321,6 +325,7 @@ class _Guard:
                 os.close(self.fd)
         os._exit = self.exit
         sys.stdout, sys.stderr = self.stdout, self.stderr
+        sys.__stdout__, sys.__stderr__ = self.originals
         if sys.getrecursionlimit() != self.limit:
             sys.setrecursionlimit(self.limit)
         self.errstate.__exit__(None, None, None)
@@ -364,7 +369,9 @@ def _fd1_to_stderr() -> int | None:
 
 
 class _Kept:
-    """A stream as the user's code sees it: everything it does, but closing (a no-op)."""
+    """A stream as the user's code sees it: everything it does, but closing (a no-op) and
+    detaching (its buffer, kept open: the 'force UTF-8' rewrap, TextIOWrapper(sys.stdout.
+    detach()), detached the caller's stderr)."""
 
     __slots__ = ("_stream",)
 
@@ -373,6 +380,9 @@ class _Kept:
 
     def close(self) -> None:
         pass
+
+    def detach(self) -> Any:
+        return _Kept(self._stream.buffer)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
