@@ -103,3 +103,28 @@ def test_inputs_far_below_the_step_advise_a_smaller_eps(cli, tmp_path, write_spe
 def test_format_with_an_npz_output_names_the_format_plainly(cli, tmp_path):
     r = cli("check", "linear", "--format", "json", "-o", tmp_path / "o.npz")
     assert r.exit_code == 2 and "Format." not in r.stderr and "is json" in r.stderr
+
+
+def test_a_float32_copy_of_a_weight_is_named():
+    """t22 N4: dx = g @ W.astype(np.float32) in a float64 check got 'dx is wrong only at i=14
+    (one slice)'; the right backward with W rounded to float32 rebuilds it exactly. Twin: a
+    float64 slip of the same size is not called a float32 copy."""
+    rng = np.random.default_rng(0)
+    t = {"x": rng.standard_normal((16, 32)), "W": rng.standard_normal((24, 32)),
+         "b": rng.standard_normal(24)}  # fmt: skip
+
+    def forward(x, W, b):
+        return x @ W.T + b
+
+    def backward(k):
+        def back(grad_output, x, W, b):
+            dx = grad_output @ (W.astype(np.float32) if k == "cast" else W * (1 + 3e-7))
+            return {"x": dx, "W": grad_output.T @ x, "b": grad_output.sum(0)}
+
+        return back
+
+    r = gradcli.check("linear", t, forward=forward, backward=backward("cast"))
+    hints = [str(h) for h in r.results["x"].hints]
+    assert not r.passed and any("with W rounded to float32" in h for h in hints), hints
+    r = gradcli.check("linear", t, forward=forward, backward=backward("scaled"))
+    assert not any("rounded to float32" in str(h) for h in r.results["x"].hints)
