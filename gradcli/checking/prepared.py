@@ -135,6 +135,8 @@ class Prepared:
     natural: dict[str, float] | None = None
 
     def note(self, text: str) -> None:
+        if text in self.notes:  # said once (a sample's tie note came twice: t22 N6)
+            return
         self.notes.append(text)
         self.opts.notify(text)
 
