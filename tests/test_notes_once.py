@@ -3,6 +3,7 @@ printed a max-pool's tie note twice on stderr). Twin: a full check says it too."
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +11,12 @@ import pytest
 
 import gradcli
 
-X = np.load(Path(__file__).parent / "fixtures" / "t22" / "pool_X.npy")  # integer-valued ties
-
-
-def max_pool_forward_naive(x, pool_param):
-    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    n, c, h, w = x.shape
-    out = np.zeros((n, c, 1 + (h - ph) // s, 1 + (w - pw) // s), dtype=x.dtype)
-    for i in range(out.shape[2]):
-        for j in range(out.shape[3]):
-            out[:, :, i, j] = x[:, :, i * s:i * s + ph, j * s:j * s + pw].max(axis=(2, 3))
-    return out, (x, pool_param)
+FIXTURES = Path(__file__).parent / "fixtures"
+X = np.load(FIXTURES / "t22" / "pool_X.npy")  # integer-valued: ties in most windows
+_spec = importlib.util.spec_from_file_location("student_layers_notes",
+                                               FIXTURES / "cs231n" / "layers.py")  # fmt: skip
+STUDENT = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(STUDENT)
 
 
 def max_pool_backward_naive(dout, cache):  # every tied maximum gets the gradient: wrong
@@ -39,7 +35,8 @@ def max_pool_backward_naive(dout, cache):  # every tied maximum gets the gradien
 @pytest.mark.parametrize("mode", ["sample", "full"])
 def test_each_note_once(mode):
     r = gradcli.check("maxpool2d", {"X": X}, mode=mode,
-                      forward=max_pool_forward_naive, backward=max_pool_backward_naive)  # fmt: skip
+                      forward=STUDENT.max_pool_forward_naive,
+                      backward=max_pool_backward_naive)  # fmt: skip
     assert not r.passed
     notes = list(r.check.notes)
     assert notes and len(notes) == len(set(notes)), notes
