@@ -52,7 +52,7 @@ def tolerances(
     # a loss that stays where it is out to 4096 steps has a slope below 1/4096 of the
     # round-off a step could not see past: where that is below atol, its derivative is 0
     far = info.noise / FLAT_MOVES[-2] <= atol
-    if unresolved and largest(grad, info.kink_slopes) == 0 and far and _invariant(p, name, grad):
+    if unresolved and largest(grad, info.kink_slopes) == 0 and far and invariant(p, name, grad):
         unresolved = ""
     # the scale the gradient is held against: its own, or where that is too small to resolve,
     # the size of its terms (a softmax under an upstream gradient of ones, y.sum(): 0 in
@@ -191,11 +191,11 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
     return own if noise is None else np.maximum(noise, own)
 
 
-# the moves, in steps, of _invariant: from 1 to 4096 steps each way
+# the moves, in steps, of invariant: from 1 to 4096 steps each way
 FLAT_MOVES = (1, -1, 3, -3, 16, -16, 256, -256, 4096, -4096)
 
 
-def _invariant(p: Prepared, name: str, grad: np.ndarray) -> bool:
+def invariant(p: Prepared, name: str, grad: np.ndarray, coloring: bool | None = None) -> bool:
     """Whether the loss stays exactly where it is when any compared coordinate of ``name``
     moves by 1 to 4096 steps either way (FLAT_MOVES): then its slope is below 1/4096 of what
     the step's round-off hides, not merely below the differences' last bit (a bias beside
@@ -203,8 +203,11 @@ def _invariant(p: Prepared, name: str, grad: np.ndarray) -> bool:
     weight rows before an svm leave every margin where it was (dx exactly 0, read exactly 0,
     and a correct layer 'could not be resolved');
     a confident classifier's loss, which the default step moves by less than its last bit,
-    moves further out. Once per tensor, counted against --budget."""
-    if name not in p.flat:
+    moves further out. Once per tensor (and path: ``coloring``, default the check's), counted
+    against --budget."""
+    coloring = p.opts.coloring if coloring is None else coloring
+    key = name if coloring == p.opts.coloring else f"{name}\0plain"
+    if key not in p.flat:
         from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
 
         engine = p.engines[name]
@@ -212,11 +215,11 @@ def _invariant(p: Prepared, name: str, grad: np.ndarray) -> bool:
         flat = False
         if idx.size:
             h = steps(engine.t64[name].ravel()[idx], engine.eps)
-            p.spent += kinks.moves_seconds(engine, name, idx, p.opts.coloring, len(FLAT_MOVES))
-            D = kinks.moves(engine, name, idx, h, FLAT_MOVES, p.opts.coloring)[0]
+            p.spent += kinks.moves_seconds(engine, name, idx, coloring, len(FLAT_MOVES))
+            D = kinks.moves(engine, name, idx, h, FLAT_MOVES, coloring)[0]
             flat = bool(np.all(D == 0))
-        p.flat[name] = flat
-    return p.flat[name]
+        p.flat[key] = flat
+    return p.flat[key]
 
 
 MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), per tensor
@@ -232,7 +235,7 @@ def _measured_within(p: Prepared, name: str, info: TensorNumerics, atol: float) 
     identical weight rows round every output alike and their weighted sum cancels it: a
     linear's dx with W = ones before a centred upstream gradient, 0 in theory, reads 4e-16
     beside a modelled 1.5e-7 and 'could not be resolved' (t18 R-F8). A line that
-    does not move over 8 steps must stay where it is out to 4096 (as _invariant asks)."""
+    does not move over 8 steps must stay where it is out to 4096 (as invariant asks)."""
     at = info.noise_at
     if at is None:
         return False
@@ -246,7 +249,7 @@ def _measured_within(p: Prepared, name: str, info: TensorNumerics, atol: float) 
         p.spent += kinks.moves_seconds(engine, name, idx, p.opts.coloring, 16)
         measured = engine.coordinate_noise(name, idx, p.opts.coloring)
         still = idx[~np.isfinite(measured)]
-        if still.size:  # lines that never move over 8 steps: flat out to 4096 (_invariant)
+        if still.size:  # lines that never move over 8 steps: flat out to 4096 (invariant)
             if info.noise / FLAT_MOVES[-2] > atol:
                 return False
             h = steps(engine.t64[name].ravel()[still], engine.eps)
