@@ -123,3 +123,34 @@ def test_a_flatten_in_the_wrong_order_is_not_wrong_only_for_most_outputs():
                       backward=lambda g, x: {"x": g.reshape(x.shape, order="F")})  # fmt: skip
     assert not r.passed
     assert not any("wrong only for" in str(h) for h in r.results["x"].hints)
+
+
+def _lstm(order="ifog", g_act=np.tanh):
+    def sig(a):
+        return 0.5 * (1 + np.tanh(0.5 * a))
+
+    def forward(x, prev_h, prev_c, Wx, Wh, b):
+        a = x @ Wx + prev_h @ Wh + b
+        H = a.shape[-1] // 4
+        blk = {gate: a[..., k * H:(k + 1) * H] for k, gate in enumerate(order)}
+        i, f, o, g = sig(blk["i"]), sig(blk["f"]), sig(blk["o"]), g_act(blk["g"])
+        c = f * prev_c + i * g
+        return np.stack([o * np.tanh(c), c], axis=-2)
+
+    return forward
+
+
+@pytest.mark.parametrize(("order", "g_act", "named"), [
+    ("ifgo", np.tanh, True), ("ifog", np.tanh, False), ("ifog", np.sin, False),
+])  # fmt: skip
+def test_an_lstm_in_torch_gate_order_is_named(order, g_act, named):
+    """t20 F1b: an LSTM in i, f, g, o order (torch's) got 'max abs error 0.794' and no cause.
+    Twins: ours passes, another wrong forward is not called a gate order."""
+    import gradcli
+
+    r = gradcli.check("lstm_step", None, forward=_lstm(order, g_act),
+                      backward=lambda g, **t: gradcli.compute("lstm_step", t,
+                                                              grad_output=g).gradients)
+    said = " ".join(r.forward.hints) if r.forward is not None else ""
+    assert ("torch's nn.LSTM order" in said) is named, said
+    assert r.forward.passed is (order == "ifog" and g_act is np.tanh)

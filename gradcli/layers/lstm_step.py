@@ -47,6 +47,26 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     return out, cache
 
 
+def forms(t: Arrays, options: Any = None) -> dict[str, tuple[str, np.ndarray]]:
+    """A forward reading a's blocks in another gate order (torch's nn.LSTM: i, f, g, o): ours
+    with the columns of Wx, Wh and b reordered to match."""
+    H = np.shape(t["Wx"])[-1] // 4
+    out = {}
+    for order in itertools.permutations(GATES):
+        if "".join(order) == GATES:
+            continue
+        # our gate G's block is where their order puts it
+        cols = np.concatenate([np.arange(k * H, (k + 1) * H)
+                               for k in (order.index(gate) for gate in GATES)])  # fmt: skip
+        moved = {**t, **{n: np.asarray(t[n])[..., cols] for n in ("Wx", "Wh", "b")}}
+        torch = " (torch's nn.LSTM order)" if "".join(order) == "ifgo" else ""
+        out["".join(order)] = (
+            f"your forward reads a's blocks as the gates {', '.join(order)}{torch}, where "
+            f"lstm_step takes {', '.join(GATES)} (CS231n's order): reorder the blocks of Wx, Wh "
+            f"and b, or check yours as a custom layer", forward(moved)[0])
+    return out
+
+
 # dnext_h = dout[..., 0, :]   dnext_c = dout[..., 1, :]
 # do = dnext_h * tanh(next_c)   dc = dnext_c + dnext_h * o * (1 - tanh(next_c)^2)
 # df = dc * prev_c   di = dc * g   dg = dc * i   dprev_c = dc * f
@@ -264,6 +284,7 @@ LAYER = Layer(
     explain=explain,
     skeleton=SKELETON,
     variants=variants,
+    forms=forms,
     stacked=("s", ("next_h", "next_c")),
     blocks=("j", tuple(GATES), "the {block} gate's block of d{tensor} (j = {lo} to {hi}, "
             "da_{block}'s columns): look at how the backward computes da_{block}"),
