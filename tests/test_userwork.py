@@ -239,7 +239,8 @@ def test_init_names_the_file_it_writes(cli, tmp_path):
         path = tmp_path / name
         assert cli("init", "linear", "--impl", "-o", path).exit_code == 0
         doc = ast.get_docstring(ast.parse(path.read_text()))
-        assert doc.splitlines()[0].endswith(f"gradcli check linear --impl {shlex.quote(str(path))}")
+        run = f"gradcli check linear --impl {shlex.quote(str(path))}"
+        assert doc.splitlines()[1].strip() == run
         assert "my_linear.py" not in doc
     for layer in ("linear", "custom", "net"):
         path = tmp_path / f"{layer} spec.yaml"

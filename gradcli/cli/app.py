@@ -330,6 +330,10 @@ def init(
         text = skeleton.CUSTOM_SPEC
     else:
         text = jsondoc.init_template(get_layer(layer))
+    from gradcli.render.comments import fit_comments
+
+    # an 80-column terminal shows it whole; the run line then names the file written, whole
+    text = fit_comments(text, inline=not impl)
     if output is not None and not impl:  # the template's own run line names the file written
         text = text.replace("THIS_FILE.yaml", skeleton.command_word(str(output)))
     # a device or a folder is refused by emit, for what it is: --force would not help

@@ -249,7 +249,7 @@ def init_template(layer: Layer) -> str:
         f"# run: gradcli check {layer.name} THIS_FILE.yaml",
         f"layer: {layer.name}",
         "dtype: float64          # float64 or float32",
-        "seed: 0                 # seeds every generated tensor and the default grad_output",
+        "seed: 0                 # seeds generated tensors and the default grad_output",
     ]
     table = option_table(layer.options)
     if table:
@@ -259,8 +259,8 @@ def init_template(layer: Layer) -> str:
         lines.append("options: {}             # this layer has no hyper-parameters")
     lines += [
         "tensors:",
-        "  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number",
-        "  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
+        "  # each tensor: a .npy path (relative to this file), file.npz:key, a number, a",
+        "  # nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
     ]
     if any(t.role == "index" for t in layer.tensors):
         lines.append("  # labels and indices (integers, no gradient): {shape: [...], init: labels}")

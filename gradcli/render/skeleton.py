@@ -8,11 +8,13 @@ import textwrap
 from gradcli.layers import get_layer
 from gradcli.layers.words import skeleton_for
 
-_HEADER = '''"""My {layer} layer, checked by: gradcli check {layer}{spec} --impl {file}
+_HEADER = '''"""My {layer} layer. Check it with
+    gradcli check {layer}{spec} --impl {file}
 {on}
-gradcli calls forward(**tensors, **options) and backward(grad_output, **tensors, **options),
-with the tensors by name (NumPy arrays) and only the options your spec sets. backward returns
-a dict of gradients keyed by tensor name, each of that tensor's shape.
+gradcli calls forward(**tensors, **options) and
+backward(grad_output, **tensors, **options), with the tensors by name (NumPy
+arrays) and only the options your spec sets. backward returns a dict of
+gradients keyed by tensor name, each of that tensor's shape.
 """
 
 import numpy as np
@@ -59,7 +61,7 @@ def module(layer: str, file: str | None = None) -> str:
     if layer == "custom":
         spec, on = " SPEC", "(SPEC: a spec naming your tensors; gradcli init custom writes one)\n"
     else:
-        spec, on = "", f"(on {layer}'s default tensors; a SPEC file after {layer} gives your own)\n"
+        spec, on = "", f"(on {layer}'s default tensors; add a SPEC file for your own)\n"
     head = _HEADER.format(layer=layer, file=word, spec=spec, on=on)
     if layer != "custom" and get_layer(layer).cs231n:
         head = head.replace('"""\n\nimport', _cs231n(layer) + '"""\n\nimport', 1)
@@ -78,7 +80,7 @@ def _cs231n(layer: str) -> str:
         found.append(text + (f" (CS231n's layout: {form.layout})" if form.layout else ""))
     text = (f"A CS231n file works as it is (gradcli check {layer} SPEC --impl layers.py): "
             f"gradcli finds {'; or '.join(found)}.")  # fmt: skip
-    return "\n" + textwrap.fill(text, 95) + "\n"
+    return "\n" + textwrap.fill(text, 79) + "\n"
 
 
 # `gradcli init custom`: a spec for the custom skeleton above, so the two run as they are
@@ -88,12 +90,12 @@ CUSTOM_SPEC = """\
 #      gradcli check custom THIS_FILE.yaml --impl my_custom.py
 layer: custom
 dtype: float64          # float64 or float32
-seed: 0                 # seeds every generated tensor and the default grad_output
+seed: 0                 # seeds generated tensors and the default grad_output
 options:                # any keywords; your functions receive exactly these
   scale: 2.0
 tensors:                # any names (Python identifiers, your functions' keywords), any shapes
-  # each tensor: a .npy path (relative to this file), file.npz:key, an inline number
-  # or nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}
+  # each tensor: a .npy path (relative to this file), file.npz:key, a number, a
+  # nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}
   x: {shape: [3, 4], init: normal}
   # an integer array (.npy, numpy) is labels or indices: passed, never differentiated
 # data: [target]        # float tensors never differentiated either (a loss's target)
