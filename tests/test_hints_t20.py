@@ -161,14 +161,15 @@ def _gn_tensors():
     return {n: rng.standard_normal(s) for n, s in GN_T.items()}
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])  # float32: outside retest t22 N12
 @pytest.mark.parametrize(("mistake", "cause", "words"), [
     ("no_mean_term", "norm:no-mean-term", "without the mean term of dX"),
     ("constants", "norm:statistics-constant", "mean and the variance treated as constants"),
 ])  # fmt: skip
-def test_groupnorm_gets_the_normalizations_slips(mistake, cause, words):
+def test_groupnorm_gets_the_normalizations_slips(mistake, cause, words, dtype):
     fwd, bwd = _gn(mistake)
     report = gradcli.check("groupnorm", _gn_tensors(), options={"groups": 3}, forward=fwd,
-                           backward=bwd)  # fmt: skip
+                           backward=bwd, dtype=dtype)  # fmt: skip
     assert _failed(report) == ["X"]
     (hint,) = report.results["X"].hints
     assert hint.cause == cause and words in hint and "per example and group" in hint, hint
@@ -374,3 +375,4 @@ def test_wrong_elements_in_two_gate_blocks_or_another_layer_name_no_gate():
                            grads={"x": g @ t["W"], "W": g.T @ t["x"], "b": db})  # fmt: skip
     (hint,) = report.results["b"].hints
     assert "db[o=1]" in hint and "block" not in hint, hint
+
