@@ -82,5 +82,6 @@ def test_rechecks_counted_far_beyond_the_estimate_are_said(monkeypatch):
     said = [n for n in doc["notes"] if "beyond the estimate" in n]
     assert beyond > doc["cost"]["estimated_seconds"] and len(said) == 1, doc["notes"]
     assert "from what was left of" in said[0]
+    assert "not timed" in said[0]  # outside retest t22 N15: model seconds, said so
     _, doc, _ = _check(1.0)
     assert not any("beyond the estimate" in n for n in doc["notes"])

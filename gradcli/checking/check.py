@@ -125,7 +125,8 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         p.note(
             f"the work the comparison decided (failing coordinates rechecked at smaller steps "
             f"and for kinks, ties, a failed probe's recheck) counted about "
-            f"{cost.shown(beyond)} s beyond the estimate of {cost.shown(p.estimated)} s{left}"
+            f"{cost.shown(beyond)} s beyond the estimate of {cost.shown(p.estimated)} s{left} "
+            f"(seconds the cost model predicts, as {mention('budget')} counts them, not timed)"
         )
     if (blind := sensitivity_note(results, p.under_test, p.atol, p.rtol)) is not None:
         p.notes.append(blind)
