@@ -154,3 +154,11 @@ def test_an_lstm_in_torch_gate_order_is_named(order, g_act, named):
     said = " ".join(r.forward.hints) if r.forward is not None else ""
     assert ("torch's nn.LSTM order" in said) is named, said
     assert r.forward.passed is (order == "ifog" and g_act is np.tanh)
+
+
+def test_user_text_speaks_of_no_unexplained_notes_or_seed(cli):
+    """t20 F14: 'no formula in the notes', 'indices are 1-based as in the notes' and 'the
+    seed's form' spoke of documents a user has never seen."""
+    for args in (("explain", "conv1d"), ("layers",)):
+        text = cli(*args).stdout
+        assert "the notes" not in text and "seed's form" not in text, args

@@ -53,7 +53,7 @@ def convolution(
     fwd = [f"{nm.z}[{ix(*nm.out, nm.cout)}] = {sigma(*nm.taps, nm.cin)} {w_ix} · "
            f"{src}[{ix(*reads, nm.cin)}] + {b}", XCORR]  # fmt: skip
     if seed_1based:
-        fwd.append("indices are 0-based (the notes' z_i = Σ_j w_j · x_{i+j-1} + b is 1-based)")
+        fwd.append("indices are 0-based (the textbook's z_i = Σ_j w_j · x_{i+j-1} + b is 1-based)")
 
     def per_axis(sym: str, val: Any) -> str:
         return ", ".join(f"{sym}{x} = {val(g)}" for x, g in zip(nm.sfx, geo, strict=True))

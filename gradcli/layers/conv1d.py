@@ -38,7 +38,7 @@ class Options:
     padding: int | str = option(0, "zeros on both ends of x: int >= 0, 'valid' or 'same'")
     dilation: int = option(1, "spacing of the kernel taps: int >= 1")
     channels: bool | None = option(
-        None, "set from w's rank: 3-D w (k, C_in, C_out) has channels, 1-D w is the seed's form"
+        None, "set from w's rank: 3-D w (k, C_in, C_out) has channels, 1-D w is one channel"
     )
 
     def __post_init__(self) -> None:
@@ -242,7 +242,7 @@ def _explain_seed(v: Shown) -> Formulas:
     sh, m = v.shapes, v.out_shape[-1]
     n, k = sh["x"][-1], sh["w"][0]
     fwd = ["z_i = Σ_{j=1}^{k} w_j · x_{i+j-1} + b,   i ∈ {1, …, m}", XCORR,
-           "indices are 1-based as in the notes (gradcli's tables are 0-based)"]  # fmt: skip
+           "indices are 1-based, the textbook's (gradcli's tables are 0-based)"]  # fmt: skip
     grads = {
         "b": ([f"∂L/∂b {shape(sh['b'])} = Σ_{{i=1}}^{{m}} δ_i,   δ = ∂L/∂z"], WHY["b"]),
         "w": ([f"∂L/∂w {shape(sh['w'])} = x ⋆ δ   (a valid cross-correlation)",

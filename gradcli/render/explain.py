@@ -75,7 +75,8 @@ def _assemble(
 def _generic(spec: Spec) -> list[Section]:
     """A layer the notes do not cover (e.g. a user's): its summary and each gradient's shape."""
     grads = {
-        n: ([f"∂L/∂{n} {_s(s)}"], "no formula in the notes") for n, s in spec.grad_shapes.items()
+        n: ([f"∂L/∂{n} {_s(s)}"], "no formula known: a layer of your own")
+        for n, s in spec.grad_shapes.items()
     }
     return _assemble(spec, [spec.layer.summary], grads, spec.output_info.axes, [])
 
