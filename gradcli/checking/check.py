@@ -347,15 +347,15 @@ def numerical(
     # footprint for what the determinism finding already names
     if info.note and not p.random_forward:
         p.note(info.note)
+    size = engine.t64[name].size if coords is None else len(coords)
     if info.unseen and tolerances(p, name, grad, info)[2]:
         # every output's round-off, counted where the footprints are unknown, would leave the
         # tensor unresolved: read which outputs each coordinate can move at all (and never
         # count fewer than it moved at its own step)
         info.noise = max(engine.reach_noise(name, coords), float(np.max(info.noise_at)))
-        size = engine.t64[name].size if coords is None else len(coords)
         p.spent += cost.copies_seconds(engine, size + 1, real=True)
-    size = engine.t64[name].size if coords is None else len(coords)
-    if (p.opts.coloring and size <= PLAIN_RETRY and p.opts.method != "complex"
+    other_path = info.coloring or info.incremental  # else whole passes are the path taken
+    if (other_path and size <= PLAIN_RETRY and p.opts.method != "complex"
             and tolerances(p, name, grad, info)[2]):
         # the colored or incremental path rounds at what it adds up: attention with one key
         # at |X| ~ 1000 has dW_Q exactly 0, which it read as 1.2e-7 and 'could not resolve'

@@ -69,12 +69,12 @@ def spread(spec: Spec, names: tuple[str, ...], unit: float) -> dict[str, np.ndar
 
     def nudge(c: Any) -> Any:
         if layer.nudged is not None:
-            return layer.nudged(c, lambda v: _nudged(v, rng, unit))
-        return c if kinked else _nudged(c, rng, unit)
+            return layer.nudged(c, lambda v: nudged(v, rng, unit))
+        return c if kinked else nudged(c, rng, unit)
 
     moved = {n: np.zeros(np.shape(base[n])) for n in wanted}
     for _ in range(TRIALS):
-        got = layer.backward(_nudged(g, rng, unit), nudge(cache))
+        got = layer.backward(nudged(g, rng, unit), nudge(cache))
         for n in wanted:
             with np.errstate(invalid="ignore", over="ignore"):
                 change = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])
@@ -114,17 +114,18 @@ def natural_scale(spec: Spec, names: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def _nudged(value: Any, rng: np.random.Generator, unit: float) -> Any:
-    """``value`` with every float in it moved by 1 to 2 last bits, up or down at random; other
-    values (masks, labels, shapes) as they are. Relative: a 0 stays 0, no sign changes."""
+def nudged(value: Any, rng: np.random.Generator, unit: float) -> Any:
+    """``value`` with every float in it moved by 1 to 2 ``unit``s (its last bits), up or down
+    at random, in its own dtype; other values (masks, labels, shapes) as they are. Relative: a
+    0 stays 0, no sign changes."""
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        return value * (1 + _bits(rng, value.shape, unit))
+        return (value * (1 + _bits(rng, value.shape, unit))).astype(value.dtype)
     if isinstance(value, float):
         return value * (1 + float(_bits(rng, (), unit)))
     if isinstance(value, Mapping):
-        return {k: _nudged(v, rng, unit) for k, v in value.items()}
+        return {k: nudged(v, rng, unit) for k, v in value.items()}
     if isinstance(value, tuple | list) and not _shape(value):
-        return type(value)(_nudged(v, rng, unit) for v in value)
+        return type(value)(nudged(v, rng, unit) for v in value)
     return value
 
 

@@ -192,9 +192,10 @@ def _measure(
         # upstream gradient is nudged (checking/lastbit.py, the same for float64)
         kinked = layer.kinks is not None or layer.maxima is not None
         for _ in range(nudged):
-            moved = {k: v if kinked else _nudged32(v, rng) for k, v in spec.tensors.items()}
+            moved = {k: v if kinked else _float32_nudged(v, rng)
+                     for k, v in spec.tensors.items()}  # fmt: skip
             _, cache = layer.forward(moved, spec.options)
-            runs.append(layer.backward(_nudged32(spec.grad_output, rng), cache))
+            runs.append(layer.backward(_float32_nudged(spec.grad_output, rng), cache))
     else:
         runs = [{**comp.gradients, **{k[1:]: v for k, v in comp.intermediates.items()
                                       if k.startswith("d") and k[1:] in spec.layer.intermediates}}]
@@ -218,11 +219,8 @@ def _measure(
     return out
 
 
-def _nudged32(value: Any, rng: np.random.Generator) -> Any:
-    """A float32 array (or scalar) moved by 1 to 2 float32 last bits per entry, up or down at
-    random; anything else (labels, indices) as it is."""
-    a = np.asarray(value)
-    if a.dtype != np.float32:
-        return value
-    bits = EPS32 * rng.uniform(1.0, 2.0, a.shape) * rng.choice((-1.0, 1.0), a.shape)
-    return (a * (1 + bits)).astype(np.float32)
+def _float32_nudged(value: Any, rng: np.random.Generator) -> Any:
+    """A float32 array moved by 1 to 2 float32 last bits per entry (lastbit.nudged); anything
+    else (labels, indices) as it is."""
+    is32 = isinstance(value, np.ndarray) and value.dtype == np.float32
+    return lastbit.nudged(value, rng, EPS32) if is32 else value

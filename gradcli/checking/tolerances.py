@@ -68,8 +68,7 @@ def tolerances(
             said = (f"d{name}: its terms cancel here (at most {top:.2g} read, beside terms of "
                     f"about {natural:.2g}: an upstream gradient of ones through a softmax or "
                     f"a normalization gives 0); it is judged at the size of its terms")
-            if said not in p.notes:
-                p.note(said)
+            p.note(said)  # once: Prepared.note
     if each is not None:
         atol = resolvable(floor + shared, info.noise, grad, margin, info.kink_slopes)[0]
     # each element is also held to its own round-off, unless the user set --atol
