@@ -78,3 +78,39 @@ def test_an_l1_term_of_1e_8_is_refused_too(lam, shape):
     with pytest.raises(OptionError, match="not complex-safe"):
         gradcli.check(forward=forward, backward=backward, data=["target"],
                       tensors={"pred": pred, "target": target}, method="complex")
+
+
+def _one_element(square_by_abs, factor):
+    def forward(x):
+        y = np.tanh(x)
+        y[0] = x[0] * (abs(x[0]) if square_by_abs else x[0])
+        return y
+
+    def backward(grad_output, x):
+        d = 1 - np.tanh(x) ** 2
+        d[0] = factor * (abs(x[0]) if square_by_abs else x[0])
+        return {"x": grad_output * d}
+
+    return forward, backward
+
+
+@pytest.mark.parametrize("factor", [2, 1])  # the right derivative, and one without the 2
+def test_one_unsafe_element_past_1024_is_refused(factor):
+    """t22 N8: past the 1024 elements compared one by one before the check, 64 random picks
+    and a line through every element missed y[0] = x0 |x0|; the right backward failed, the
+    one without the 2 passed. Every coordinate the complex step reads is held to central
+    differences now (2000 elements here, for time)."""
+    x = np.random.default_rng(2).standard_normal(2000)
+    x[0] = 1e-4
+    forward, backward = _one_element(True, factor)
+    with pytest.raises(OptionError, match="not complex-safe"):
+        gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
+
+
+@pytest.mark.parametrize(("factor", "passed"), [(2, True), (1, False)])
+def test_twin_a_safe_element_past_1024_is_checked(factor, passed):
+    x = np.random.default_rng(2).standard_normal(2000)
+    x[0] = 1e-2
+    forward, backward = _one_element(False, factor)
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
+    assert r.passed is passed

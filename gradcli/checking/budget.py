@@ -83,6 +83,11 @@ def estimate(
     seconds += extra
     if method in MIRRORS and not declared and not smooth(engine):  # the other side's
         seconds *= 2
+    if method == "complex" and not engine.layer.broadcasts and name in engine.t64:
+        # a user's forward held to central differences where the complex step read it
+        # (userwork.complex_agrees)
+        size = engine.t64[name].size if coords is None else len(coords)
+        seconds += cost.copies_seconds(engine, 2 * size, real=True)
     return Estimate(seconds, groups, extra, met, partners)
 
 

@@ -46,6 +46,7 @@ from gradcli.checking.soundness import (
 from gradcli.checking.tolerances import FLAT_MOVES, invariant, roundoff, tolerance, tolerances
 from gradcli.checking.userwork import (
     backward_against_builtin,
+    complex_agrees,
     complex_safe,
     forward_against_builtin,
     forward_calls,
@@ -348,6 +349,10 @@ def numerical(
     if info.note and not p.random_forward:
         p.note(info.note)
     size = engine.t64[name].size if coords is None else len(coords)
+    if p.opts.method == "complex" and name in p.spec.tensors and engine.layer is p.spec.layer:
+        # every coordinate the complex step read, held to central differences (raises)
+        complex_agrees(p.spec, name, grad, coords)
+        p.spent += cost.copies_seconds(engine, 2 * size, real=True)
     if info.unseen and tolerances(p, name, grad, info)[2]:
         # every output's round-off, counted where the footprints are unknown, would leave the
         # tensor unresolved: read which outputs each coordinate can move at all (and never

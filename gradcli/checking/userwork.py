@@ -360,37 +360,81 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
         picks = (np.arange(a.size) if a.size <= SAFE_ALL else
                  rng.choice(a.size, size=SAFE_PICKS, replace=False))  # fmt: skip
         c = engine.gradient(name, coords=picks)[0].ravel()[picks]
-        r, info = central.gradient(name, coords=picks)
-        r = r.ravel()[picks]
-        noise = _noise(info, picks)
-        # held to the picks' own size, not to 1: an L1 term of 1e-6 beside gradients of 4e-4,
-        # which np.abs drops from the complex step, hid under an absolute 1e-5 (t21 F4)
-        floor = 1e-3 * float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0))
-        # a central difference of exactly 0 saw no move of the loss: no evidence (a saturated
-        # tanh's 5e-18, below the loss's last bit, that the complex step alone sees)
+        _refuse_disagreement(spec, name, picks, c, central)
+
+
+def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray | None) -> int:
+    """After the complex step read ``name`` at ``coords`` (None: every coordinate), a user's
+    forward is held to central differences at each of them, as complex_safe holds it at a
+    few: a forward unsafe at one element of 20000 (y[0] = x0 |x0|, an L1 term of 1e-4) read
+    half that element's derivative, failing the right backward and passing one without the 2
+    (t22 N8). Raises as complex_safe does; returns the coordinates read (for the cost)."""
+    if spec.layer.broadcasts:
+        return 0
+    picks = np.arange(grad.size) if coords is None else np.asarray(coords, dtype=np.int64)
+    central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    _refuse_disagreement(spec, name, picks, grad.ravel()[picks], central, coloring=True)
+    return int(picks.size)
+
+
+def _refuse_disagreement(
+    spec: Spec, name: str, picks: np.ndarray, c: np.ndarray, central: Engine,
+    coloring: bool = False,
+) -> None:
+    """Raise where the complex step's readings ``c`` at flat ``picks`` disagree with central
+    differences beyond their noise, their truncation (read again at a finer step) and kinks."""
+    r, info = central.gradient(name, coloring=coloring, coords=picks)
+    r = r.ravel()[picks]
+    noise = _noise(info, picks)
+    # held to the picks' own size, not to 1: an L1 term of 1e-6 beside gradients of 4e-4,
+    # which np.abs drops from the complex step, hid under an absolute 1e-5 (t21 F4)
+    floor = 1e-3 * float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0))
+    # a central difference of exactly 0 saw no move of the loss: no evidence (a saturated
+    # tanh's 5e-18, below the loss's last bit, that the complex step alone sees)
+    with np.errstate(invalid="ignore"):
         bad = (np.abs(c - r) > 1e-5 * np.maximum(np.abs(r), floor) + noise) & (r != 0)
-        if bad.any():  # the central step's own truncation is no evidence either: its step
-            # grows with |x| (a layernorm at 1e4 + N(0, 1): 0.06, 1e-4 off); 1/64 of it
+    if bad.any():  # the central step's own truncation is no evidence either: its step grows
+        # with |x| (a layernorm at 1e4 + N(0, 1): 0.06, 1e-4 off); read again at a finer
+        # step, up to 1/64 of it, no finer than its noise allows (_finer)
+        at = np.flatnonzero(bad)
+        gaps = np.abs(c[at] - r[at])
+        noise_at = np.broadcast_to(noise, picks.shape)[at] / 4
+        factors = np.array([_finer(g, n) for g, n in zip(gaps, noise_at, strict=True)])
+        ok = np.zeros(at.size, dtype=bool)
+        for factor in np.unique(factors):
+            group = factors == factor
             finer = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
-                           eps=central.eps / 64)  # fmt: skip
-            r2, fine = finer.gradient(name, coords=picks[bad])
-            r2 = r2.ravel()[picks[bad]]
-            noise2 = _noise(fine, picks[bad])
-            ok = np.abs(c[bad] - r2) <= 1e-5 * np.maximum(np.abs(r2), floor) + noise2
+                           eps=central.eps / factor)  # fmt: skip
+            where = picks[at[group]]
+            r2, fine = finer.gradient(name, coloring=coloring, coords=where)
+            r2 = r2.ravel()[where]
+            noise2 = _noise(fine, where)
+            c1, r1 = c[at[group]], r[at[group]]
+            good = np.abs(c1 - r2) <= 1e-5 * np.maximum(np.abs(r2), floor) + noise2
             # truncation only where the finer step moved the reading towards the complex
             # step's: its larger round-off alone covered an L1 term of 1e-8 (t22 N8)
-            ok &= np.abs(r2 - r[bad]) >= 0.5 * np.abs(c[bad] - r[bad])
-            bad[np.flatnonzero(bad)[ok]] = False
-        if bad.any():  # a central difference across a kink (relu at 0) is no evidence
-            bad &= ~_at_kink(spec, name, picks, c, central.eps)
-        if np.any(bad):
-            j = int(np.argmax(np.where(bad, np.abs(c - r), -1.0)))
-            raise OptionError(
-                f"your forward is not complex-safe: the complex step and central differences "
-                f"disagree on d{name} (flat index {int(picks[j])}: {c[j]:.6g} vs {r[j]:.6g}); "
-                f"use another {mention('method')}",
-                param="method",
-            )
+            good &= np.abs(r2 - r1) >= 0.5 * np.abs(c1 - r1)
+            ok[group] = good
+        bad[at[ok]] = False
+    if bad.any():  # a central difference across a kink (relu at 0) is no evidence
+        bad &= ~_at_kink(spec, name, picks, c, central.eps)
+    if np.any(bad):
+        j = int(np.argmax(np.where(bad, np.abs(c - r), -1.0)))
+        raise OptionError(
+            f"your forward is not complex-safe: the complex step and central differences "
+            f"disagree on d{name} (flat index {int(picks[j])}: {c[j]:.6g} vs {r[j]:.6g}); "
+            f"use another {mention('method')}",
+            param="method",
+        )
+
+
+def _finer(gap: float, noise: float) -> float:
+    """How many times finer a real step may be read again to tell its truncation from a gap
+    of ``gap`` at round-off ``noise`` (which grows as the step shrinks): 64 where the noise
+    allows, else the power of 2 keeping 4x its noise under a quarter of the gap, at least 2."""
+    if not noise > 0:
+        return 64.0
+    return float(2.0 ** np.clip(np.floor(np.log2(gap / (16 * noise))), 1, 6))
 
 
 def _noise(info: Any, picks: np.ndarray) -> np.ndarray | float:
@@ -424,10 +468,13 @@ def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Gen
     moved = True
     if abs(c - r) > 1e-5 * max(abs(r), abs(c)) + 4 * noise + 1e-300:
         # the real slopes' own truncation first: their step grows with |x| (a batchnorm at
-        # 1000 + N(0, 1) varies on a scale of 1: 1.2e-5 apart); again at 1/64 of it, which
-        # explains the gap only if the real slope moved towards the complex one
+        # 1000 + N(0, 1) varies on a scale of 1: 1.2e-5 apart); again at a finer step, which
+        # explains the gap only if the real slope moved towards the complex one. Up to 1/64,
+        # but no finer than keeps its round-off (the step's inverse) under a quarter of the
+        # gap: at 1/64 a term of 1e-2 in 20000 (y[0] = x0 |x0|) drowned in it (t22 N8)
         gap = abs(c - r)
-        c, step = engine.directional(name, direction, h / 64)
+        finer = _finer(gap, noise)
+        c, step = engine.directional(name, direction, h / finer)
         right, left, noise = central.line_slopes(name, step, unmoved=True)
         moved = abs((right + left) / 2 - r) >= 0.5 * gap
         r = (right + left) / 2
