@@ -162,7 +162,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     own_mask = spec.layer.reference is not None
     if opts.refuse_constant and not own_mask:
         refuse_zero_output(spec, comp)
-    levels = precision.levels(spec, comp, answers=opts.grads is not None)
+    # float32 numbers in a float64 check are held to float32's round-off (precision.py)
+    levels = (precision.levels(spec, comp, answers=opts.grads is not None)
+              or precision.float32_work(spec, tested(spec, comp, opts.grads)))
     roundoff = {n: v.relative for n, v in levels.items()}
     run_contract = opts.grads is None and opts.contract
     first = {**comp.gradients, **{n: comp.intermediates["d" + n] for n in spec.layer.intermediates

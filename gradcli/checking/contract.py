@@ -62,6 +62,39 @@ def lower_precision(spec_dtype: str, a: np.ndarray) -> bool:
     return a.dtype.kind == "f" and np.finfo(a.dtype).eps > np.finfo(spec_dtype).eps
 
 
+def float32_valued(spec_dtype: str, a: Any) -> bool:
+    """Whether ``a``, a float64 gradient under a float64 spec, holds only float32 numbers
+    (torch's float32 results returned as .double(), numpy code computing in float32 and
+    casting back): computed in float32, as a float32 array is. Numbers float16 holds too (0,
+    1, counts, halves) are on every grid and say nothing of the precision."""
+    a = np.asarray(a)
+    if spec_dtype != "float64" or a.dtype != np.float64:
+        return False
+    v = a[np.isfinite(a)]
+    with np.errstate(all="ignore"):
+        return bool(v.size and np.array_equal(v, v.astype(np.float32))
+                    and not np.array_equal(v, v.astype(np.float16)))
+
+
+def float32_code(spec_dtype: str, grads: Mapping[str, Any]) -> bool:
+    """Whether every gradient in ``grads`` holds only float32 numbers (float32_valued), but
+    those holding only numbers float16 holds too, which say nothing, and at least one does:
+    float32 code's, where one float32 sum among float64 gradients is a slip in float64 code."""
+    seen = False
+    for a in grads.values():
+        if float32_valued(spec_dtype, a):
+            seen = True
+            continue
+        v = np.asarray(a)
+        if v.dtype.kind != "f":
+            return False
+        v = v[np.isfinite(v)].astype(np.float64)
+        with np.errstate(all="ignore"):
+            if not np.array_equal(v, v.astype(np.float16)):
+                return False
+    return seen
+
+
 # the calls the contract makes of the layer: one forward, and the backward at g1 twice, g2,
 # g1 + 2 g2 and zeros (what the check's estimate counts: checking/budget.py)
 CALLS = (1, 5)

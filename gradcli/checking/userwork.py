@@ -14,7 +14,7 @@ import numpy as np
 
 from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation
-from gradcli.checking.contract import lower_precision, roundoff_tolerance
+from gradcli.checking.contract import float32_code, lower_precision, roundoff_tolerance
 from gradcli.checking.report import FLOAT32_FALLBACK, BackwardAgreement
 from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
@@ -217,6 +217,8 @@ def backward_against_builtin(
             a = np.asarray(theirs[n])
             low = lower_precision(spec.dtype, a)
             eps = float(np.finfo(a.dtype if low else spec.dtype).eps)
+            if float32_code(spec.dtype, theirs):  # float32 code: its round-off, as checked
+                eps = float(np.finfo(np.float32).eps)
             floor = roundoff_tolerance(eps, scale, max(g.size, 1))
             a_tol, r_tol = atol, rtol
             if low:  # a float32 gradient under a float64 spec: float32's tolerances, as checked
