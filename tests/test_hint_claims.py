@@ -227,7 +227,33 @@ def test_two_sampled_failures_in_one_channel_claim_no_slice():
 def test_a_full_check_still_names_its_one_slice():
     everywhere = [(i, c, k) for i in range(4) for c in range(3) for k in range(8)]
     hints = _pattern_hints([(i, 1, 5) for i in range(4)], everywhere)
-    assert hints == ["dx is wrong only at b1=1 (one slice along that axis)"], hints
+    # all at c=1 and at k=5: the one that chance could not give (8 rows, not 3 channels)
+    assert hints == ["dx is wrong only at b2=5 (one slice along that axis)"], hints
+
+
+def _zeros_at(cells, shape=(5, 10)):
+    from gradcli.checking import diagnose
+
+    n = np.random.default_rng(1).standard_normal(shape) + 3.0
+    a = n.copy()
+    for k in cells:
+        a[k] = 0.0
+    tol = 1e-6 + 1e-4 * np.abs(n)
+    fail = np.abs(a - n) > tol
+    return diagnose.hints("x", a, n, fail, tol, ["n", "c"], {"recomputed": True})
+
+
+def test_two_zeros_in_the_last_row_name_no_loop_bound():
+    """t24 F2: a loss zeroing its tiny entries failed 2 elements of its last example, read as
+    'all at n=4, the last along n: look at the loop bounds'; 1 row in 5 twice is chance."""
+    (hint,) = _zeros_at([(4, 2), (4, 7)])
+    assert "is zero at every failing element" in hint
+    assert "loop bounds" not in hint and "n=4" not in hint
+
+
+def test_twin_a_whole_last_row_of_zeros_names_it():
+    (hint,) = _zeros_at([(4, c) for c in range(10)])
+    assert "all at n=4, the last along n" in hint and "loop bounds" in hint
 
 
 def test_many_sampled_failures_in_one_slice_say_what_the_sample_shows():

@@ -11,7 +11,7 @@ from gradcli.checking import lastbit
 from gradcli.checking.contract import lower_precision
 from gradcli.checking.prepared import Prepared
 from gradcli.checking.report import FLOAT32_FALLBACK, FLOAT32_FORWARD_MARGIN
-from gradcli.checking.soundness import SWALLOWED, advice, largest, resolvable
+from gradcli.checking.soundness import SWALLOWED, advice, beside, largest, resolvable
 from gradcli.errors import mention
 from gradcli.layers import REGISTRY
 from gradcli.numeric.engine import TensorNumerics
@@ -117,8 +117,8 @@ def tolerances(
         reach = float(np.max(info.noise_reach[read], initial=0.0))
         if reach * SWALLOWED > scale:
             unresolved = (f"the round-off of its finite differences over every output a "
-                          f"coordinate moves (about {reach:.2g}) is not far below the largest "
-                          f"numerical gradient ({scale:.2g}); {advice(opts.method)}")
+                          f"coordinate moves (about {reach:.2g}) is {beside(reach, scale)} the "
+                          f"largest numerical gradient ({scale:.2g}); {advice(opts.method)}")
     if small and not unresolved:
         noise = _last_bits(p, name, grad, capped, rtol, noise)
         atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)

@@ -132,14 +132,31 @@ def backward_where(
     errs = ", ".join(f"d{n} {b.results[n].max_abs_error:.3g}" for n in names)
     drawn = ", ".join(b.drawn)
     if not long:
-        return f" (max abs error {errs}, at {drawn} drawn at random; the spec's tensors hide it)"
+        return f" (max abs error {errs}, at {drawn} drawn at random; {_hidden(report, names)})"
     mine, ours = apart(worst.analytic, worst.numeric)
     text = (f" (max abs error {errs}; worst d{worst.name}{list(worst.worst_index)}: yours "
             f"{mine}, ours {ours}; at {drawn} drawn at random from seed {report.seed}")
     if report.results and all(r.passed for r in report.results.values()):
-        text += ("; at the spec's tensors your backward matches the numerical gradient, so the "
-                 "spec's values hide the difference")  # fmt: skip
+        if _hidden(report, names) == HIDDEN:
+            text += ("; at the spec's tensors your backward matches the numerical gradient, so "
+                     "the spec's values hide the difference")  # fmt: skip
+        else:
+            text += f"; {_hidden(report, names)}"
     return text + ")"
+
+
+HIDDEN = "the spec's tensors hide it"
+
+
+def _hidden(report: CheckReport, names: tuple[str, ...]) -> str:
+    """Why the check at the spec's tensors passed what a drawn point fails: the spec's values,
+    where every coordinate of those gradients was compared; else possibly the sample, which a
+    student read as 'change the spec' (outside test t24 F5: one element 1.0001x, sampled out)."""
+    modes = {report.results[n].mode for n in names if n in report.results}
+    if modes <= {"full"}:
+        return HIDDEN
+    return ("the spec's tensors hide it, or the compared coordinates missed it "
+            f"({'/'.join(sorted(modes - {'full'}))} mode): --mode full compares every one")
 
 
 def _gradient_label(spec: Spec, f: Finding) -> str:
