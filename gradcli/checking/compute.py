@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from gradcli.inputs.spec import Spec
+from gradcli.layers import REGISTRY
 from gradcli.records import record
 
 
@@ -42,6 +43,8 @@ def compute(spec: Spec, tick: Callable[[], float] | None = None) -> Computation:
         layer.backward(spec.grad_output, cache)
         seconds = min(seconds, tick() - started)  # type: ignore[misc]
     inter = {name: cache[name] for name in layer.intermediates if name in cache}  # --impl: none
+    if layer.shown is not None and REGISTRY.get(layer.name) is layer:  # a cache of ours
+        inter.update({k: v for k, v in layer.shown(cache).items() if k not in inter})
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
     gradients = {n: np.asarray(grads[n]) for n in spec.grad_shapes}  # labels have none
     return Computation(output=output, gradients=gradients, intermediates=inter,

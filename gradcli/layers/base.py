@@ -171,6 +171,10 @@ class Layer:
     default_shapes: Mapping[str, tuple[int, ...]]
     options: type = NoOptions
     intermediates: tuple[str, ...] = ()  # cache entries worth showing (e.g. Q, K, V, S, A)
+    # shown(cache) -> {name: array}: more values compute shows beside them, what a student
+    # compares their own forward with (lstm's gates, batchnorm's mean, var and xhat); read
+    # from the built-in's cache, never checked
+    shown: Callable[[dict[str, Any]], dict[str, np.ndarray]] | None = None
     footprint: Callable[[str, Shapes, Any], Footprint] | None = None  # None: all dense
     # sources(name, tensors, options) -> for a tensor of which each output element reads one
     # coordinate at most (a lookup, a reshape), an int array of the output's shape: the flat

@@ -49,6 +49,12 @@ def _axes(spatial: int) -> tuple[int, ...]:
 
 # mu[d] = mean_n x[n, d]   var[d] = mean_n (x[n, d] - mu[d])^2   (also over H, W with spatial)
 # xhat[n, d] = (x[n, d] - mu[d]) / sqrt(var[d] + eps)     y[n, d] = gamma[d] xhat[n, d] + beta[d]
+def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """mu (..., D), var (..., D), xhat (..., N, [H, W,] D): what compute shows."""
+    x, axes = cache["x"], _axes(cache["spatial"])
+    return {"mu": x.mean(axis=axes), "var": x.var(axis=axes), "xhat": cache["xhat"]}
+
+
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., N, [H, W,] D), gamma (..., D), beta (..., D) -> y (..., N, [H, W,] D)."""
     options = options or Options()
@@ -175,6 +181,7 @@ HINT = "x (N, D) with spatial: 0, or images (N, H, W, C) with spatial: 2"
 
 LAYER = Layer(
     name="batchnorm",
+    shown=shown,
     means=("n", *_norm.SPATIAL_INDEX[1], *_norm.SPATIAL_INDEX[2]),  # the statistics' axes
     factors=factors,
     summary="y = gamma (x - mean_n x) / sqrt(var_n x + eps) + beta,  mean, var over the N examples",

@@ -28,6 +28,12 @@ class Options:
 
 # mu = mean_d x[d]   var = mean_d (x[d] - mu)^2   xhat[d] = (x[d] - mu) / sqrt(var + eps)
 # y[d] = gamma[d] xhat[d] + beta[d]
+def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """mu (...), var (...), xhat (..., D): what compute shows."""
+    x = cache["x"]
+    return {"mu": x.mean(axis=-1), "var": x.var(axis=-1), "xhat": cache["xhat"]}
+
+
 def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., D), gamma (..., D), beta (..., D) -> y (..., D)."""
     options = options or Options()
@@ -114,6 +120,7 @@ def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
 
 LAYER = Layer(
     name="layernorm",
+    shown=shown,
     means=("d",),
     factors=factors,
     summary="y = gamma (x - mean(x)) / sqrt(var(x) + eps) + beta,  over the last axis",

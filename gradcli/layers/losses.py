@@ -236,6 +236,11 @@ def softmax_ce_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[s
     return -logp_y / x.shape[-2], {"e": e, "total": total, "y": y, "shape": x.shape}
 
 
+def softmax_ce_shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """p = softmax(x) (..., N, C), the probabilities: what compute shows."""
+    return {"p": cache["e"] / cache["total"]}
+
+
 SOFTMAX_CE_TERMS = Terms(softmax_ce_terms, 1, _rows_footprint(per_element=False))
 
 
@@ -281,6 +286,7 @@ def backward(grad_output, x, y):
 
 SOFTMAX_CROSS_ENTROPY = Layer(
     name="softmax_cross_entropy",
+    shown=softmax_ce_shown,
     means=("n",),
     summary="loss = -mean_n log softmax(x_n)[y_n]",
     tensors=(
@@ -345,6 +351,11 @@ def svm_moved(
         r[np.arange(true.size), label[true] % C] = 0.0
         T[true] = r.sum(axis=-1) / N
     return row, T
+
+
+def svm_shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """margins (..., N, C), max(0, x_c - x_y + 1) off the labels, 0 at them: compute shows it."""
+    return {"margins": cache["margins"]}
 
 
 SVM_TERMS = Terms(svm_terms, 1, _rows_footprint(per_element=False), moved=svm_moved)
@@ -421,6 +432,7 @@ def backward(grad_output, x, y):
 
 SVM = Layer(
     name="svm",
+    shown=svm_shown,
     means=("n",),
     summary="loss = mean_n sum_{c != y_n} max(0, x_nc - x_ny_n + 1)",
     tensors=SOFTMAX_CROSS_ENTROPY.tensors,

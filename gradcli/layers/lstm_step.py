@@ -47,6 +47,11 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     return out, cache
 
 
+def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The gates i, f, o, g and tanh(next_c), each (..., H): what compute shows."""
+    return {**{k: cache[k] for k in ("i", "f", "o", "g")}, "tanh_next_c": cache["tc"]}
+
+
 def forms(t: Arrays, options: Any = None) -> dict[str, tuple[str, np.ndarray]]:
     """A forward reading a's blocks in another gate order (torch's nn.LSTM: i, f, g, o): ours
     with the columns of Wx, Wh and b reordered to match."""
@@ -261,6 +266,7 @@ def backward(grad_output, x, prev_h, prev_c, Wx, Wh, b):
 
 LAYER = Layer(
     name="lstm_step",
+    shown=shown,
     summary="out = [next_h, next_c]: next_c = f*prev_c + i*g, next_h = o*tanh(next_c)",
     tensors=(
         TensorInfo("x", ("D",), ("d",), "input", "input at this time step"),

@@ -22,8 +22,14 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
     """x (..., D), prev_h (..., H), Wx (..., D, H), Wh (..., H, H), b (..., H)
     -> next_h (..., H)."""
     x, h, Wx, Wh = t["x"], t["prev_h"], t["Wx"], t["Wh"]
-    next_h = np.tanh(_recurrent.affine(x, h, Wx, Wh, t["b"]))  # complex-safe
-    return next_h, {"x": x, "prev_h": h, "Wx": Wx, "Wh": Wh, "next_h": next_h}
+    a = _recurrent.affine(x, h, Wx, Wh, t["b"])
+    next_h = np.tanh(a)  # complex-safe
+    return next_h, {"x": x, "prev_h": h, "Wx": Wx, "Wh": Wh, "next_h": next_h, "a": a}
+
+
+def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """a = x Wx + prev_h Wh + b (..., H), the pre-activation: what compute shows."""
+    return {"a": cache["a"]}
 
 
 # da = dnext_h * (1 - next_h^2)
@@ -121,6 +127,7 @@ def backward(grad_output, x, prev_h, Wx, Wh, b):
 
 LAYER = Layer(
     name="rnn_step",
+    shown=shown,
     summary="next_h = tanh(x Wx + prev_h Wh + b)",
     tensors=(
         TensorInfo("x", ("D",), ("d",), "input", "input at this time step"),
