@@ -31,7 +31,7 @@ def test_lstm_gates():
     g = np.tanh(a[:, 3 * H:])
     shown = gradcli.compute("lstm_step", t).intermediates
     for name, want in [("i", i), ("f", f), ("o", o), ("g", g),
-                       ("tanh_next_c", np.tanh(f * t["prev_c"] + i * g))]:
+                       ("tanh_c", np.tanh(f * t["prev_c"] + i * g))]:
         np.testing.assert_allclose(shown[name], want, rtol=1e-12, atol=1e-15)
 
 

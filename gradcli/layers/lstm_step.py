@@ -48,8 +48,8 @@ def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]
 
 
 def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The gates i, f, o, g and tanh(next_c), each (..., H): what compute shows."""
-    return {**{k: cache[k] for k in ("i", "f", "o", "g")}, "tanh_next_c": cache["tc"]}
+    """The gates i, f, o, g and tanh_c = tanh(next_c), each (..., H): what compute shows."""
+    return {**{k: cache[k] for k in ("i", "f", "o", "g")}, "tanh_c": cache["tc"]}
 
 
 def forms(t: Arrays, options: Any = None) -> dict[str, tuple[str, np.ndarray]]:

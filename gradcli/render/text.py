@@ -35,7 +35,9 @@ def _rows(
     ]
     rows.append((out.name, "output", comp.output, out))
     rows.append(("d" + out.name, "upstream", spec.grad_output, out))
-    rows += [(n, "intermediate", a, _intermediate(spec, n)) for n, a in comp.intermediates.items()]
+    # a value the forward went through, shown only (Layer.shown), is no checkable intermediate
+    rows += [(n, "intermediate" if n.removeprefix("d") in spec.layer.intermediates else "forward",
+              a, _intermediate(spec, n)) for n, a in comp.intermediates.items()]  # fmt: skip
     if answers is None:
         rows += [("d" + n, "gradient", g, spec.info(n)) for n, g in comp.gradients.items()]
     else:
