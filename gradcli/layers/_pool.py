@@ -17,6 +17,7 @@ import numpy as np
 from gradcli.errors import OptionError, ShapeError
 from gradcli.layers import _conv
 from gradcli.layers.base import Footprint, Shapes, TensorInfo, batch_maps, option, same
+from gradcli.layers.cs231n import one, refuse
 from gradcli.records import record
 
 
@@ -148,3 +149,16 @@ def words(v: Any, op: str, back: list[str], why: str, per: str = "") -> Any:
     ]
     grads = {"X": ([f"∂L/∂X {shape(v.shapes['X'])}: " + back[0], *back[1:]], why)}
     return Formulas(fwd, grads, ("Ho", "Wo", "C"), extra)
+
+
+def pool_param(fn: str) -> Any:
+    """CS231n's pool_param for their function ``fn``: the window and one stride, no padding
+    (an options -> (pool_param,) for cs231n.Form)."""
+    def params(options: Any, s: Shapes) -> tuple[dict[str, int]]:
+        geo = geometry(s["X"], options or Options())
+        if any(g.lo for g in geo):
+            refuse("padding", options.padding, fn, "has no padding")
+        stride = one("stride", tuple(g.s for g in geo), fn, "stride")
+        return ({"pool_height": geo[0].k, "pool_width": geo[1].k, "stride": stride},)
+
+    return params

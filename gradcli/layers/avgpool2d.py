@@ -14,6 +14,7 @@ import numpy as np
 from gradcli.errors import OptionError, brief
 from gradcli.layers import _conv, _pool
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo, option
+from gradcli.layers.cs231n import NCHW, Form, out
 from gradcli.records import record
 
 
@@ -157,4 +158,11 @@ LAYER = Layer(
     forward_elements=forward_elements,
     explain=explain,
     skeleton=SKELETON,
+    # no assignment has one; written as max-pool's is (NCHW, pool_param), a student's is
+    # read, and NCHW answers are named as such (outside test t22 N1)
+    cs231n=(
+        Form("avg_pool_forward_naive", "avg_pool_backward_naive", {"X": NCHW}, out(NCHW),
+             _pool.pool_param("avg_pool_forward_naive"),
+             layout="X as (N, C, H, W), pool_param {pool_height, pool_width, stride}"),
+    ),  # fmt: skip
 )

@@ -13,7 +13,7 @@ import numpy as np
 
 from gradcli.layers import _conv, _pool
 from gradcli.layers.base import Arrays, Footprint, Layer, Shapes, TensorInfo
-from gradcli.layers.cs231n import NCHW, Form, one, out, refuse
+from gradcli.layers.cs231n import NCHW, Form, out
 
 Options = _pool.Options
 
@@ -151,16 +151,6 @@ def backward(grad_output, X, size=2, stride=None, padding=0):
 """
 
 
-def pool_param(options: Any, s: Shapes) -> tuple[dict[str, int]]:
-    """CS231n's pool_param: the window and one stride, no padding."""
-    fn = "max_pool_forward_naive"
-    geo = _pool.geometry(s["X"], options or Options())
-    if any(g.lo for g in geo):
-        refuse("padding", options.padding, fn, "has no padding")
-    stride = one("stride", tuple(g.s for g in geo), fn, "stride")
-    return ({"pool_height": geo[0].k, "pool_width": geo[1].k, "stride": stride},)
-
-
 LAYER = Layer(
     name="maxpool2d",
     summary="Z[i,j,c] = max_{m,n} X[i*s+m, j*s+n, c]",
@@ -181,6 +171,7 @@ LAYER = Layer(
     skeleton=SKELETON,
     cs231n=(
         Form("max_pool_forward_naive", "max_pool_backward_naive", {"X": NCHW}, out(NCHW),
-             pool_param, layout="X as (N, C, H, W), pool_param {pool_height, pool_width, stride}"),
+             _pool.pool_param("max_pool_forward_naive"),
+             layout="X as (N, C, H, W), pool_param {pool_height, pool_width, stride}"),
     ),  # fmt: skip
 )
