@@ -10,7 +10,7 @@ from rich.text import Text
 
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
-from gradcli.render.fit import Col, fitted
+from gradcli.render.fit import EDGE, PER_COLUMN, Col, fitted, paragraph
 from gradcli.render.text import summary_line
 
 
@@ -47,30 +47,33 @@ def _sweep_body(
     wrong: list[str],
 ) -> None:
     names = list(rows[0]["errors"])
-    # every column stays whole (render_fit): a table wider than the console wraps on the
-    # terminal instead of rich squeezing its numbers to nothing
-    columns = [Col("eps", justify="right"), *(Col("d" + n, justify="right") for n in names),
-               Col("regime")]  # fmt: skip
-    cells = [
-        [f"{row['eps']:.0e}", *(f"{row['errors'][n]:.2e}" for n in names),
-         Text(row["regime"], style="bold green" if row["regime"] == "best" else "")]
-        for row in rows
-    ]  # fmt: skip
+    cells = {
+        "eps": [f"{row['eps']:.0e}" for row in rows],
+        **{"d" + n: [f"{row['errors'][n]:.2e}" for row in rows] for n in names},
+        "regime": [Text(row["regime"], style="bold green" if row["regime"] == "best" else "")
+                   for row in rows],
+    }  # fmt: skip
     title = Text(f"{spec.layer.name}: {method} differences, error = max|a-n| / max|a|")
-    console.print(fitted(columns, cells, console.width, title=title, title_justify="left"),
-                  crop=False)  # fmt: skip
+    # every column stays whole (render_fit); a table wider than the console is split into
+    # blocks of gradient columns, each beside the steps, numpy style (lstm_step's six
+    # gradients took 88 columns, and the terminal wrapped every row)
+    for k, block in enumerate(_blocks(cells, ["d" + n for n in names], console.width)):
+        columns = [Col(h, justify="left" if h == "regime" else "right") for h in block]
+        table = fitted(columns, [list(r) for r in zip(*(cells[h] for h in block), strict=True)],
+                       console.width, title=title if k == 0 else None, title_justify="left")
+        console.print(table, crop=False)
     if all(r["regime"] == "off" for r in rows):
-        console.print(Text("no step brings any gradient within the check's tolerance: the "
-                           "error is the gradient's, not the step's, and the curve says "
-                           "nothing of truncation or round-off"))
+        paragraph(console, Text("no step brings any gradient within the check's tolerance: "
+                                "the error is the gradient's, not the step's, and the curve "
+                                "says nothing of truncation or round-off"))
     elif all(r["regime"] == "exact" for r in rows):
-        console.print(Text("exact at every step: the layer is linear between its kinks here, "
-                           "so any step works"))
+        paragraph(console, Text("exact at every step: the layer is linear between its kinks "
+                                "here, so any step works"))
     elif all(r["regime"] == "flat" for r in rows):
-        console.print(Text(f"the same error at every step ({rows[0]['error']:.2e}): the "
-                           "differences read the same whatever the step (a layer linear "
-                           "between its kinks, or a loss whose terms are differenced on their "
-                           "own), what is left is round-off; any step works"))
+        paragraph(console, Text(f"the same error at every step ({rows[0]['error']:.2e}): the "
+                                "differences read the same whatever the step (a layer linear "
+                                "between its kinks, or a loss whose terms are differenced on "
+                                "their own), what is left is round-off; any step works"))
     else:
         console.print(Text(_plot(rows)))
         exact = [r["eps"] for r in rows if r["regime"] == "exact"]
@@ -79,11 +82,26 @@ def _sweep_body(
         console.print(Text(said, style="bold"))
     for n in wrong:
         low = min(r["errors"][n] for r in rows)
-        console.print(Text(
+        paragraph(console, Text(
             f"d{n}: no step brings the error within the check's tolerance (at best {low:.1e}): "
             "the gradient is off, not the step; 'gradcli check' without --sweep shows where",
             style="bold red",
-        ), soft_wrap=True)  # fmt: skip
+        ))  # fmt: skip
+
+
+def _blocks(cells: dict[str, list[Any]], grads: list[str], width: int) -> list[list[str]]:
+    """The columns of each block: the steps, an even share of the gradients, and the regime in
+    the last block; one block when the whole table fits, as few as fit otherwise (a block
+    wider than the width, one gradient's at most, is wrapped by the terminal)."""
+    size = {h: max([len(h)] + [Text(c).cell_len if isinstance(c, str) else c.cell_len
+                               for c in col]) + PER_COLUMN for h, col in cells.items()}
+    for k in range(1, len(grads) + 1):
+        share = -(-len(grads) // k)
+        blocks = [["eps", *grads[i:i + share]] for i in range(0, len(grads), share)]
+        blocks[-1].append("regime")
+        if all(EDGE + sum(size[h] for h in block) <= width for block in blocks):
+            return blocks
+    return [["eps", g] for g in grads[:-1]] + [["eps", *grads[-1:], "regime"]]
 
 
 def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
