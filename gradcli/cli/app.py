@@ -30,8 +30,8 @@ from gradcli.cli.args import (
     load_net,
     parse_eps,
 )
-from gradcli.cli.emit import emit, input_files, ready, same_terminal, wants_json
-from gradcli.cli.exits import GradcliGroup, diagnostic
+from gradcli.cli.emit import emit, input_files, ready, same_stream, wants_json
+from gradcli.cli.exits import GradcliGroup, note
 from gradcli.cli.network import check_net
 from gradcli.errors import EXIT_MISMATCH, GradcliError
 
@@ -178,7 +178,7 @@ def check(
     opts = CheckOptions(
         method=method.value, eps=parse_eps(eps), atol=atol, rtol=rtol,
         mode=mode.value if mode else "auto", samples=samples, coloring=coloring,
-        max_memory=max_memory * 2**20, budget=budget, notify=diagnostic, top=top,
+        max_memory=max_memory * 2**20, budget=budget, notify=note, top=top,
     )  # fmt: skip
     as_json = wants_json(fmt, output)
     if grads is not None and impl is not None:
@@ -218,7 +218,7 @@ def check(
         report = run_check(s, opts)
         rows, best, wrong = run_sweep(
             s, opts.method, coloring, opts.grads, opts.max_memory,
-            budget=opts.budget, samples=opts.samples, notify=diagnostic,
+            budget=opts.budget, samples=opts.samples, notify=note,
             skip={n: r.kink_at for n, r in report.results.items()},
         )  # fmt: skip
         passed = report.passed and not wrong
@@ -243,7 +243,7 @@ def check(
         text = lambda c: render.render_check(  # noqa: E731
             c, s, comp, numeric, report, opts.grads, values=values, quiet=quiet,
             elsewhere="use --format json --values or --output FILE.npz",
-            streamed=output is None and same_terminal(),
+            streamed=output is None and same_stream(),
         )  # fmt: skip
     inputs = input_files(s, impl, grads)
     emit(output, inputs, text=text, npz=lambda: _npz(s, comp, numeric))

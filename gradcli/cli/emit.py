@@ -21,14 +21,21 @@ from gradcli.errors import ClosedPipeError, GradcliError, printable
 from gradcli.files import files_read
 
 
-def same_terminal() -> bool:
-    """Whether stdout and stderr are one terminal: the notes said on stderr as the check went
-    are then not said again in the report (t20 F8: a 334-character line, then the same note
-    wrapped); a file, a pipe or a separate stderr keeps both."""
-    try:
-        return os.isatty(1) and os.isatty(2) and os.ttyname(1) == os.ttyname(2)
-    except OSError:
+def same_stream() -> bool:
+    """Whether stdout and stderr are one terminal, or one pipe or file (``2>&1 | less``): the
+    notes said on stderr as the check went are then not said again in the report (t20 F8: a
+    334-character line, then the same note wrapped; t24 F6: twice in ``2>&1``); a separate
+    stderr keeps both."""
+    try:  # the streams' own descriptors: a test's in-memory streams have none
+        one, two = sys.stdout.fileno(), sys.stderr.fileno()
+        if os.isatty(one) or os.isatty(two):
+            return os.isatty(one) and os.isatty(two) and os.ttyname(one) == os.ttyname(two)
+        out, err = os.fstat(one), os.fstat(two)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return False
+    if stat.S_ISCHR(out.st_mode):  # /dev/null for both: nobody reads either
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
 
 
 def emit(

@@ -106,15 +106,54 @@ def diagnostic(message: str) -> None:
     """One line on stderr: control characters from the input escaped (a path holding
     "\\ngradcli: error: ..." cannot forge a second line, ESC cannot clear the terminal), at
     most MAX_MESSAGE characters; never on stdout, whatever state stderr is in."""
+    _to_stderr(f"gradcli: {shorten(printable(message))}\n")
+
+
+def note(message: str) -> None:
+    """A note said as the work goes (--notify): as ``diagnostic``, but on a terminal wrapped
+    between words at its width, the continuation lines indented two spaces (t23 F7, t24 F6:
+    330-character lines that the terminal cut mid-word). A pipe or a file keeps one line a
+    note, for the scripts that grep them."""
+    width = _stderr_width()
+    if width is None:
+        diagnostic(message)
+        return
+    import textwrap
+
+    line = f"gradcli: {shorten(printable(message))}"
+    lines = textwrap.wrap(line, max(width, 20), subsequent_indent="  ",
+                          break_on_hyphens=False)  # fmt: skip
+    _to_stderr("\n".join(lines) + "\n")
+
+
+def _stderr_width() -> int | None:
+    """The width of the terminal stderr is, COLUMNS first as for stdout's tables; None when
+    stderr is no terminal."""
+    stream = sys.stderr
+    try:
+        if stream is None or not stream.isatty():
+            return None
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(fd).columns or 80
+    except OSError:
+        return 80
+
+
+def _to_stderr(text: str) -> None:
     stream = sys.stderr
     if stream is None:
         return
-    line = f"gradcli: {shorten(printable(message))}\n"
     try:
         try:
-            stream.write(line)
+            stream.write(text)
         except UnicodeEncodeError:  # PYTHONIOENCODING=ascii:strict
-            stream.write(line.encode("ascii", "backslashreplace").decode("ascii"))
+            stream.write(text.encode("ascii", "backslashreplace").decode("ascii"))
         stream.flush()
     except (OSError, ValueError):  # a closed or full stderr: nowhere left to say it
         pass

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from gradcli.cli.args import DType, Format, load_net
-from gradcli.cli.emit import emit, input_files, ready, same_terminal, wants_json
+from gradcli.cli.emit import emit, input_files, ready, same_stream, wants_json
 from gradcli.errors import EXIT_MISMATCH, GradcliError
 
 
@@ -43,7 +43,7 @@ def check_net(
     emit(output, inputs,
          text=jsondoc.to_json(netdoc.check_doc(net, report)) if as_json
          else lambda c: network.render_check(c, net, report, quiet=quiet,
-                                             streamed=output is None and same_terminal()),
+                                             streamed=output is None and same_stream()),
          npz=lambda: jsondoc.npz_bytes(net.spec, report.computation,
                                        dict(report.end_to_end.numeric)))  # fmt: skip
     if not report.passed:
