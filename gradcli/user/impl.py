@@ -366,6 +366,8 @@ def user_layer(
         grads = _by_name(grads, (*t, *inter), impl.path, bwd)
         if base is None:
             labels.no_gradient(grads, constants, impl.path, bwd, data)
+        else:
+            labels.no_builtin_gradient(grads, base, constants, tuple(t), impl.path, bwd)
         missing = [n for n in t if n not in grads and n not in constants]
         if missing:
             # a custom layer's float tensor is differentiated unless the spec says otherwise

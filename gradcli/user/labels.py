@@ -79,3 +79,21 @@ def no_gradient(grads: Mapping[str, Any], constants: tuple[str, ...], path: Path
                 f"{n} as floats to check its gradient)",
                 source=str(path),
             )
+
+
+def no_builtin_gradient(grads: Mapping[str, Any], layer: Any, constants: tuple[str, ...],
+                        tensors: tuple[str, ...], path: Path, what: str) -> None:  # fmt: skip
+    """A backward of a built-in loss returning a gradient for its labels, indices or target:
+    refused as a custom layer's is and as --grads is (t23 F9, t24 F3: it was dropped without a
+    word, so a student who differentiated the labels learnt nothing of it)."""
+    for n in grads:
+        if n in constants:
+            info = layer.tensor(n)
+            wanted = [m for m in tensors if m not in constants]
+            kind = ("target, which is" if info.role == "target" else
+                    "indices, which are" if "indices" in info.doc else "labels, which are")
+            raise UserCodeError(
+                f"{what} returned a gradient for {n}, {layer.name}'s {kind} never "
+                f"differentiated: return gradients for {', '.join(wanted)} only",
+                source=str(path),
+            )
