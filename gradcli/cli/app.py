@@ -23,8 +23,11 @@ from gradcli.cli.args import (
     MethodChoice,
     ModeChoice,
     OutputOpt,
+    PrintFormatOpt,
     SeedOpt,
     SpecArg,
+    TemplateOutputOpt,
+    TextOutputOpt,
     TracebackOpt,
     load,
     load_net,
@@ -258,7 +261,7 @@ def _npz(*args: Any) -> bytes:
 
 
 @app.command()
-def layers(fmt: FormatOpt = None, traceback: TracebackOpt = False) -> None:
+def layers(fmt: PrintFormatOpt = None, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
     from gradcli.render import jsondoc
     from gradcli.render.docs import render_layers
@@ -274,7 +277,7 @@ def explain(
     layer: LayerArg,
     spec: SpecArg = None,
     fmt: FormatOpt = None,
-    output: OutputOpt = None,
+    output: TextOutputOpt = None,
     impl: ImplOpt = None,
     traceback: TracebackOpt = False,
 ) -> None:
@@ -305,7 +308,7 @@ def explain(
 @app.command()
 def init(
     layer: LayerArg,
-    output: OutputOpt = None,
+    output: TemplateOutputOpt = None,
     impl: Annotated[
         bool, typer.Option("--impl", help="A skeleton module to implement LAYER yourself.")
     ] = False,

@@ -42,6 +42,20 @@ OutputOpt = Annotated[
         "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
     ),
 ]
+# commands whose result is text only: their -o refuses .npz, and their help says so (t23 F2)
+TextOutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o",
+                 help="Write the result to FILE (atomically); FILE.json writes JSON; no .npz."),
+]  # fmt: skip
+TemplateOutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write it to FILE (atomically) instead of printing it."),
+]
+PrintFormatOpt = Annotated[
+    Format | None,
+    typer.Option("--format", "-f", case_sensitive=False, help="table or json; default: table."),
+]
 DTypeOpt = Annotated[
     DType | None, typer.Option(case_sensitive=False, help="Override the spec's dtype.")
 ]
