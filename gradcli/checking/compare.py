@@ -150,9 +150,10 @@ def compare(
     bad_at = next((p["bad_at"] for p in parts if p["bad_at"] >= 0), -1)
     nonfinite_at = ""
     if bad_at >= 0:
-        num = f"{n_flat[bad_at]:.6g}" if seen is None or seen[bad_at] else "not evaluated"
+        # + 0.0: a negative zero reads 0 (t23 F13: 'numeric -0')
+        num = f"{n_flat[bad_at] + 0.0:.6g}" if seen is None or seen[bad_at] else "not evaluated"
         nonfinite_at = (f"d{name}{_index(letters or [], np.unravel_index(bad_at, shape))}: "
-                        f"analytic {a_flat[bad_at]:.6g}, numeric {num}")  # fmt: skip
+                        f"analytic {a_flat[bad_at] + 0.0:.6g}, numeric {num}")  # fmt: skip
     found: list[str] = []
     if fail_any and not unresolved:  # the layer facts cost work: only for a failing tensor
         facts = {**(context() if context else {}), "kink_at": extra.get("kink_at", ())}

@@ -277,6 +277,19 @@ def _amount(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else "a non-finite value (NaN or inf)"
 
 
+def versus(x: float, tol: float) -> tuple[str, str]:
+    """``x`` and its tolerance, with the digits it takes for the printed numbers to compare
+    as the values do: 1.19e-07 beyond a tolerance of 1.15e-07 was printed 'tolerance 1.2e-07'
+    (outside test t24 F1), a failure that read as within."""
+    if not math.isfinite(x):
+        return _amount(x), f"{tol:.2g}"
+    for digits in range(3, 18):
+        shown, limit = f"{x:.{digits}g}", f"{tol:.{digits}g}"
+        if (float(shown) > float(limit)) == (x > tol):
+            return shown, limit
+    return repr(x), repr(tol)
+
+
 def _determinism(n: str, det: float, tol: float, wrote: list[str] | None = None) -> Finding:
     if det == 0:
         return Finding("determinism", n, True, "three calls return the same d" + n, 0.0, tol)
@@ -291,9 +304,10 @@ def _determinism(n: str, det: float, tol: float, wrote: list[str] | None = None)
             f"cache reads other values: compute into new arrays (np.tanh(c), not "
             f"np.tanh(c, out=c); c = c * f, not c *= f)"
         )
+    shown, limit = versus(det, tol)
     detail = (
-        f"calls with the same grad_output return d{n} differing by up to {_amount(det)} "
-        f"(round-off allows {tol:.2g}): {why}"
+        f"calls with the same grad_output return d{n} differing by up to {shown} "
+        f"(round-off allows {limit}): {why}"
     )
     return Finding("determinism", n, False, detail, det, tol)
 
@@ -349,9 +363,10 @@ def _linearity(
         if rounded
         else "a nonlinear function of grad_output"
     )
+    shown, limit = versus(lin, tol)
     detail = (
-        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {_amount(lin)} (tolerance "
-        f"{tol:.2g}): not linear in grad_output; {why}"
+        f"d{n}(g1 + 2 g2) differs from d{n}(g1) + 2 d{n}(g2) by up to {shown} (tolerance "
+        f"{limit}): not linear in grad_output; {why}"
     )
     return Finding("linearity", n, False, detail, lin, tol)
 

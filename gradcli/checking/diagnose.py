@@ -183,9 +183,10 @@ def _at_kinks(
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         return Hint(
             f"d{name} fails only at kinks{where}: at {len(outside)} of them it lies outside "
-            f"the two one-sided slopes, {at} = {flat[c]:.6g} where the slopes are {low:.6g} "
-            f"and {high:.6g}{more}: at a kink the backward must take a slope between the "
-            "two sides (a subgradient), and yours takes one the forward has on neither side",
+            f"the two one-sided slopes, {at} = {flat[c] + 0.0:.6g} where the slopes are "
+            f"{low + 0.0:.6g} and {high + 0.0:.6g}{more}: at a kink the backward must take a "
+            "slope between the two sides (a subgradient), and yours takes one the forward has "
+            "on neither side",
             "kink-slope", True,
         )  # fmt: skip
     itself = set(np.asarray(coords, dtype=np.int64).tolist())

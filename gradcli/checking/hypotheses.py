@@ -243,8 +243,9 @@ class Session:
             if bad.size > localize.MAX_NAMED or (bad.size and self._near32(name) is not None):
                 return []  # errors float32 round-off leaves are no slip in a few elements
             mine, right = a.ravel()[bad], R.ravel()[bad]
-            notes = [f"{m / r:.6g} x the right value" if r else
-                     f"{m:.6g} where the right value is 0" for m, r in zip(mine, right,
+            # + 0.0: a negative zero reads 0, not '-0 x the right value' (t24 F9)
+            notes = [f"{m / r + 0.0:.6g} x the right value" if r else
+                     f"{m + 0.0:.6g} where the right value is 0" for m, r in zip(mine, right,
                                                                           strict=True)]  # fmt: skip
             info = layer.tensor(name, self.spec.shapes, self.spec.options)
             own = _factors.letters(info.index, a.ndim)

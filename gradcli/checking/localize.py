@@ -161,7 +161,7 @@ def _at_elements(
 ) -> list[Hint]:  # fmt: skip
     """A few elements named; more are a pattern the comparison's hints read (a slice)."""
     flat, factor = at
-    notes = [f"{f:.6g} x the right value" for f in factor]
+    notes = [f"{f + 0.0:.6g} x the right value" for f in factor]  # + 0.0: never "-0 x"
     return at_elements(name, flat, notes, shape, own, "whichever output contributes (every "
                        "other element is right)", "not at how the backward treats some outputs",
                        blocks)  # fmt: skip

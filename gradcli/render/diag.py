@@ -222,7 +222,7 @@ def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
     for digits, fold in ((8, False), (6, False), (6, True)):
         rows = [
             ("d" + r.name + natural_index(info, tuple(w["index"])), *([t] if own else []),
-             f"{w['analytic']:.{digits}g}", f"{w['numeric']:.{digits}g}",
+             f"{w['analytic'] + 0.0:.{digits}g}", f"{w['numeric'] + 0.0:.{digits}g}",
              f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}")
             for w, t in zip(r.worst, theirs, strict=True)
         ]  # fmt: skip

@@ -117,7 +117,7 @@ def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
         own = r.worst[0] if r.worst else {"abs_error": r.max_abs_error,
                                           "rel_error": r.max_rel_error}  # a probe's own
         # a failing pair read apart: the same 7 digits would hide the failure
-        pair = (f"{r.analytic:.7g}", f"{r.numeric:.7g}") if r.passed else apart(
+        pair = (f"{r.analytic + 0.0:.7g}", f"{r.numeric + 0.0:.7g}") if r.passed else apart(
             r.analytic, r.numeric, 7)  # fmt: skip
         rows.append((
             Text("d" + name, style="bold"), checked, where, *pair, f"{own['abs_error']:.3g}",
@@ -143,7 +143,7 @@ def _tiny_relative(report: CheckReport) -> list[str]:
         if max(abs(own["analytic"]), abs(own["numeric"])) > r.atol:  # no tiny element's
             continue
         out.append(f"d{name}: its rel err {own['rel_error']:.3g} is an element of "
-                   f"{abs(own['analytic']):.2g} (numeric {own['numeric']:.2g}), below the "
+                   f"{abs(own['analytic']):.2g} (numeric {own['numeric'] + 0.0:.2g}), below the "
                    f"absolute tolerance ({r.atol:.2g}): a relative error of values this small "
                    f"says nothing")
     return out

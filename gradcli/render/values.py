@@ -43,13 +43,14 @@ def letters(info: TensorInfo | None, ndim: int) -> list[str]:
 
 
 def num(v: float) -> str:
-    return f"{v:.4g}"
+    return f"{v + 0.0:.4g}"  # + 0.0: a negative zero reads 0, not -0 (t23 F13, t24 F9)
 
 
 def apart(a: float, b: float, digits: int = 6) -> tuple[str, str]:
     """``a`` and ``b`` to ``digits`` significant digits, or as many more (up to 17, every
     digit a float64 has) as it takes for two different numbers to read differently: yours
-    1.11938, ours 1.11938 said nothing of a difference of 1e-6."""
+    1.11938, ours 1.11938 said nothing of a difference of 1e-6. A negative zero reads 0."""
+    a, b = a + 0.0, b + 0.0
     for d in range(digits, 18):
         x, y = f"{a:.{d}g}", f"{b:.{d}g}"
         if x != y or a == b:
