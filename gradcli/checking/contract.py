@@ -379,8 +379,10 @@ def _dtype(n: str, fn: str, got: np.dtype, want: np.dtype) -> Finding:
     # the classic cause: np.zeros(shape) or a Python float making float64 of float32 inputs
     wider = got.kind == "f" and want.kind == "f" and got.itemsize > want.itemsize
     how = ("; allocate it like its inputs (np.zeros_like(x), or dtype=x.dtype: np.zeros(shape) "
-           "is float64), and keep NumPy float64 scalars out of its arithmetic (np.sqrt(d) is "
-           "one: NumPy 2 promotes float32 arrays by it; math.sqrt(d) does not)"
+           "and np.empty(shape) are float64), keep NumPy float64 scalars out of its arithmetic "
+           "(np.sqrt(d) is one: NumPy 2 promotes float32 arrays by it; math.sqrt(d) does not), "
+           "and cast masks to x.dtype ((x > 0).astype(x.dtype), not .astype(float), which is "
+           "float64, as np.where(x > 0, 1.0, alpha) is: np.where(x > 0, 1, alpha).astype(x.dtype))"
            if wider else "")
     detail = f"{fn} returns {what} in {got} under a {want} spec{note}{how}"
     return Finding("dtype", n, False, detail)

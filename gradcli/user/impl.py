@@ -413,13 +413,24 @@ def user_layer(
         # labels are in the range the user's code expects
         probe |= {n: arrays[n] for n in constants if base is None and arrays
                   and n in arrays and np.shape(arrays[n]) == tuple(s[n])}  # fmt: skip
-        return tuple(run(probe, options, probe=True)[0].shape)
+        shape = tuple(run(probe, options, probe=True)[0].shape)
+        want = tuple(base.output_shape(s, options)) if base is not None else shape
+        if shape != want:  # before a backward is given an upstream gradient of the wrong shape
+            # (a loss's per-row values, [N]: 'backward raised ValueError: operands could not
+            # be broadcast', outside test t23 F13)
+            scalar = ": a loss is one number, the mean over the batch" if not want else ""
+            raise UserCodeError(
+                f"your forward returns shape {list(shape)}, the built-in {base.name} returns "
+                f"{list(want)}{scalar}",
+                source=str(impl.path),
+            )
+        return shape
 
     infos = base.tensors if base else tuple(
         TensorInfo(n, (), (), "target", "data (the spec's data:): never differentiated")
         if n in data else
         TensorInfo(n, (), (), "index", "given as integers: never differentiated")
-        if n in constants else TensorInfo(n, (), (), "weight", "")
+        if n in constants else TensorInfo(n, (), (), "input", "")
         for n in names
     )  # fmt: skip
     form = how.form if how else None
