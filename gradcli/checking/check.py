@@ -823,7 +823,7 @@ def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
     spec = p.spec
     if name in spec.layer.intermediates:
         return intermediates.context(spec, name)
-    ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name)
+    ctx = diagnose.context(spec.layer, spec.shapes, spec.options, name, spec.grad_output)
     if p.session is None:  # imported here: a passing check never needs the hypotheses
         from gradcli.checking.hypotheses import Session
 

@@ -265,22 +265,27 @@ def _rearranged(
 
 
 
-def scales(layer: Any, shapes: dict, options: Any, name: str | None) -> dict[str, tuple]:
+def scales(
+    layer: Any, shapes: dict, options: Any, name: str | None, upstream: Any = None
+) -> dict[str, tuple]:
     """The constants the layer names (checking/factors.py), for a ratio to the numerical
-    gradient: {words: (factor, cause)}; the sign has a hint of its own."""
+    gradient: {words: (factor, cause)}; the sign has a hint of its own. ``upstream``: the
+    check's grad_output (one number of it is a factor a backward may leave out)."""
     if not layer.broadcasts:  # a user's layer: the built-in of its name knows its constants
         layer = REGISTRY.get(layer.name, layer)
     try:
         out_shape = tuple(layer.output_shape(shapes, options))
-        found = factors.named(layer, shapes, options, name, out_shape)
+        found = factors.named(layer, shapes, options, name, out_shape, upstream)
     except Exception:  # noqa: BLE001 - hints are best effort; the check itself stands
         found = []
     return {words: (value, cause) for value, cause, words, _ in found if cause != "sign"}
 
 
-def context(layer: Any, shapes: dict, options: Any, name: str) -> dict[str, Any]:
+def context(
+    layer: Any, shapes: dict, options: Any, name: str, upstream: Any = None
+) -> dict[str, Any]:
     """What the hints may use about tensor ``name`` of this layer at these shapes."""
-    ctx: dict[str, Any] = {"scales": scales(layer, shapes, options, name)}
+    ctx: dict[str, Any] = {"scales": scales(layer, shapes, options, name, upstream)}
     own = layer if layer.broadcasts else REGISTRY.get(layer.name, layer)
     ctx["kink_words"], ctx["layer"] = own.kink_words, own.name
     info = layer.tensor(name, shapes, options)

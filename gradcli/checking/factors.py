@@ -25,6 +25,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from gradcli.layers import Layer
 
 Factor = tuple[float, str, str, frozenset]
@@ -33,9 +35,11 @@ MAX_AXES = 8  # subsets of at most this many letters (2^8 products): the hints s
 
 
 def named(
-    layer: Layer, shapes: Any, options: Any, name: str | None, out_shape: tuple[int, ...]
+    layer: Layer, shapes: Any, options: Any, name: str | None, out_shape: tuple[int, ...],
+    upstream: Any = None,
 ) -> list[Factor]:
-    """Every factor the layer names for gradient ``name`` (None: the output's alone)."""
+    """Every factor the layer names for gradient ``name`` (None: the output's alone);
+    ``upstream``: the check's grad_output, whose value is a factor where it is one number."""
     out_info = layer.output_info(shapes, options)
     out_letters = letters(out_info.index, len(out_shape))
     nbatch = len(out_shape) - len(out_info.axes)
@@ -47,6 +51,7 @@ def named(
     found += option_values(options)
     if layer.factors is not None:
         found += [(v, c, w, frozenset()) for v, c, w in layer.factors(shapes, options)]
+    found += upstream_left_out(upstream)
     found += [(2.0, "scale:2", "an extra factor 2", frozenset()),
               (0.5, "scale:1/2", "a missing factor 2", frozenset())]  # fmt: skip
     found += [(-v, f"{c} and sign", f"{w}, and the sign flipped", s) for v, c, w, s in found[1:]]
@@ -156,9 +161,11 @@ def option_values(options: Any) -> list[Factor]:
         out.append(
             (value, f"scale:{what}", f"multiplied by {value_is}: a 1/({what}) left out", none)
         )
-        out.append(
-            (1 / value, f"scale:1/({what})", f"divided by {value_is}: a 1/({what}) too many", none)
-        )
+        # the usual slip behind it is the factor forgotten (CS231n's L2 term without its
+        # reg), not a division written: say that first (t24 F12)
+        out.append((1 / value, f"scale:1/({what})",
+                    f"a factor {value_is} missing, or a 1/({what}) too many",
+                    none))  # fmt: skip
 
     for key, v in items:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -167,3 +174,22 @@ def option_values(options: Any) -> list[Factor]:
             both(v, f"{key}")
             both(1 - v, f"1 - {key}", f" ({key} = {v:.6g})")
     return out
+
+
+def upstream_left_out(upstream: Any) -> list[Factor]:
+    """1/g for an upstream gradient that is one number g (a loss's grad_output, or one value
+    everywhere) other than 0 and 1: a backward that never multiplies by it gives the right
+    gradient divided by g (t24 F11: 'a constant factor this layer does not name')."""
+    if upstream is None:
+        return []
+    g = np.asarray(upstream)
+    if g.size == 0 or g.dtype.kind not in "fiu":
+        return []
+    v = float(g.flat[0])
+    if not math.isfinite(v) or v == 0 or abs(v) == 1 or not np.all(g == g.flat[0]):
+        return []
+    what = "grad_output" if g.size == 1 else "the upstream gradient"
+    value = f"{what} = {v:.6g}" + ("" if g.size == 1 else " everywhere")
+    return [(1 / v, "upstream-left-out",
+             f"{value} left out: the backward never multiplies by the upstream gradient",
+             frozenset())]  # fmt: skip

@@ -10,12 +10,14 @@ mechanism rather than a case:
 - the right backward with an option at its default (stride, dilation, padding, causal, heads
   ignored by the backward), the upstream gradient fitted to that output's shape;
 - the right backward with a tensor transposed or its kernel flipped (``W`` for ``W^T``, a
-  convolution where the layer correlates);
+  convolution where the layer correlates), or a square tensor transposed in the backward alone
+  (checking/mechanisms.py: rnn_step's ``dprev_h = da @ Wh``);
 - the layer's own named variants (``Layer.variants``: attention's softmax Jacobian without its
   rowsum term, a path of dX left out; conv's ``=`` where ``+=`` belongs ...);
 - the right gradient itself transposed, flipped, shifted by one, or times a constant the layer
   names (checking/factors.py: 1/batch, a mean over the output positions or over the axes a loss
-  reduces, an option's value, 2, -1), and any candidate times such a constant (a cheap pair).
+  reduces, an option's value, a one-number grad_output left out, 2, -1), and any candidate
+  times such a constant (a cheap pair).
 
 A cause that explains more of the failing tensors wins over one that explains fewer (the same
 bug shows in dX, dW_Q and dW_K); causes that reproduce the values equally are all named.
@@ -317,7 +319,8 @@ class Session:
         spec = self.spec
         matches = {
             n: self._match(
-                n, a, R, tol, cands, _factors.named(layer, spec.shapes, spec.options, n, out_shape)
+                n, a, R, tol, cands,
+                _factors.named(layer, spec.shapes, spec.options, n, out_shape, g),
             )
             for n, (a, R, tol) in wrong.items()
         }
@@ -518,9 +521,12 @@ class Session:
                     "or the other way round)",
                     lambda f=flipped: layer.backward(g, layer.forward(f, options)[1]),
                 )
-        if layer.variants is not None:
-            for cause, (text, grads) in layer.variants(t, options, g).items():
-                add(cause, text, lambda v=grads: v)
+        try:  # a layer's variants that do not apply here leave the other candidates standing
+            variants = layer.variants(t, options, g) if layer.variants is not None else {}
+        except Exception:  # noqa: BLE001 - a hint is best effort; the verdict stands
+            variants = {}
+        for cause, (text, grads) in variants.items():
+            add(cause, text, lambda v=grads: v)
         named = len(out)
         for cause, text, grads in self._mechanisms(layer, t, g, cache, letters, failing):
             if not any(_same(grads, c.grads) for c in out[:named]):  # a variant said it already
@@ -550,6 +556,8 @@ class Session:
             lambda: mechanisms.wrong_axis_sum(
                 backward, g, shapes, own, letters, sum(a.size for a in t.values()) + g.size),
             lambda: mechanisms.read_for_another(lambda c: layer.backward(g, c), cache, list(t)),
+            lambda: mechanisms.transposed_in_cache(
+                lambda c: layer.backward(g, c), cache, list(t)),
         ):
             try:
                 found += make()

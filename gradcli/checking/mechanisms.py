@@ -12,6 +12,10 @@ hypotheses verifies each against the values under test, to round-off).
 - One tensor read where another of the same shape belongs: the forward's cache, where it keeps
   the tensors by name, given one in the other's place (rnn_step's dx = da Wh^T where da Wx^T
   belongs, when D = H: nothing refuses the shapes).
+- A square tensor transposed in the backward alone: the forward's cache given W^T where it
+  keeps W by name (rnn_step's dprev_h = da Wh where da Wh^T belongs). Transposing W in the
+  forward too, as hypotheses' tensor-transposed does, changes next_h and so da: that names the
+  slip only in a layer whose backward reads nothing the forward computed (linear's).
 """
 
 from __future__ import annotations
@@ -141,6 +145,29 @@ def read_for_another(
             f"with {v} read where {u} belongs (the two have one shape, so nothing refused it: "
             f"a product with {v} where the one with {u} belongs)",
             dict(backward({**cache, u: cache[v]})),
+        ))  # fmt: skip
+    return found
+
+
+def transposed_in_cache(
+    backward: Callable[[Mapping[str, Any]], Mapping[str, Any]], cache: Any, names: list[str]
+) -> list[Found]:
+    """The right backward with each square 2-D tensor of ``names`` that the cache keeps by
+    name transposed there, the forward's own results left as they are (one call each)."""
+    if not isinstance(cache, Mapping):
+        return []
+    found: list[Found] = []
+    for n in names:
+        W = cache.get(n)
+        if not isinstance(W, np.ndarray) or W.ndim != 2 or W.shape[0] != W.shape[1]:
+            continue
+        if W.shape[0] < 2 or np.array_equal(W, W.T):
+            continue  # a symmetric W is its own transpose: no slip to tell apart
+        found.append((
+            f"tensor-transposed:{n}",
+            f"with {n} transposed in the backward ({n}^T where {n} belongs, or the other way "
+            f"round: e.g. a product with {n} where the one with {n}.T belongs)",
+            dict(backward({**cache, n: W.T})),
         ))  # fmt: skip
     return found
 

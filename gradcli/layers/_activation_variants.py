@@ -4,6 +4,7 @@ when it is exactly what that mistake gives."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -76,3 +77,30 @@ def softmax(t: Any, options: Any, dy: np.ndarray) -> Variants:
             {"x": y * (dy - np.sum(dy * y, axis=0, keepdims=True))},
         )
     return out
+
+
+def gelu(t: Any, options: Any, dy: np.ndarray) -> Variants:
+    """The tanh form's derivative with the cubic term's 3 or its whole derivative left out,
+    and the exact (erf) GELU's derivative under the tanh form's forward."""
+    x = np.real(np.asarray(t["x"], dtype=np.float64))
+    c, a = math.sqrt(2 / math.pi), 0.044715
+    th = np.tanh(c * (x + a * x**3))
+
+    def with_du(du: np.ndarray) -> np.ndarray:
+        return dy * (0.5 * (1 + th) + 0.5 * x * (1 - th**2) * du)
+
+    erf = np.vectorize(math.erf, otypes=[np.float64])(x / math.sqrt(2)) if x.size else x
+    exact = 0.5 * (1 + erf) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    right = "du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)"
+    return {
+        "gelu:cubic-without-3": (
+            f"with du/dx = sqrt(2/pi) (1 + 0.044715 x^2) where {right} belongs: the 3 of "
+            "d(x^3)/dx = 3 x^2 left out", {"x": with_du(c * (1 + a * x**2))}),
+        "gelu:cubic-derivative-missing": (
+            f"with du/dx = sqrt(2/pi) where {right} belongs: the cubic term's derivative "
+            "left out", {"x": with_du(c + 0.0 * x)}),
+        "gelu:erf-derivative": (
+            "with the exact GELU's derivative, 1/2 (1 + erf(x/sqrt 2)) + x exp(-x^2/2) / "
+            "sqrt(2 pi), where the forward is the tanh approximation: differentiate the tanh "
+            "form the forward computes", {"x": dy * exact}),
+    }  # fmt: skip

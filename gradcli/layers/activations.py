@@ -280,4 +280,5 @@ GELU = dataclasses.replace(_layer(
     "y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (tanh approximation)",
     gelu_forward,
     gelu_backward,
+    variants=classic.gelu,
 ), forms=gelu_forms)

@@ -85,6 +85,17 @@ def backward(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"x": dy.reshape(cache["shape"])}
 
 
+def variants(t: Arrays, options: Any, dy: np.ndarray) -> dict[str, tuple[str, dict]]:
+    """The classic slip, for the diagnosis: dy reshaped back in Fortran order. The whole
+    array's (``dy.reshape(x.shape, order="F")``) is each example's too: the batch axes lead
+    on both sides, and in Fortran order the first runs fastest in both."""
+    x = np.asarray(t["x"])
+    return {"flatten:order-F": (
+        'with dx = dy.reshape(x.shape, order="F") where dy.reshape(x.shape) belongs: the '
+        "forward joins the axes in C order (numpy's default): reshape back the same way",
+        {"x": np.asarray(dy, dtype=np.float64).reshape(x.shape, order="F")})}
+
+
 def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
     x, start = s["x"], (options or Options()).start
     if not -len(x) <= start < len(x):
@@ -187,4 +198,5 @@ LAYER = Layer(
     layout=layout,
     explain=explain,
     skeleton=SKELETON,
+    variants=variants,
 )

@@ -252,6 +252,27 @@ def softmax_ce_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, n
     return {"x": _to_shape(grad, cache["shape"])}
 
 
+def softmax_ce_variants(t: Arrays, options: Any, dloss: np.ndarray) -> dict[str, tuple]:
+    """The classic slips, for the diagnosis: the one-hot labels left out of p - onehot(y), or
+    subtracted through dx[:, y] (every row's labelled columns)."""
+    cache = softmax_ce_terms(t)[1]
+    p, y = cache["e"] / cache["total"], cache["y"]
+    N, C = p.shape[-2:]
+    out = {"softmax_cross_entropy:no-onehot": (
+        "with dx = p / N where dx = (p - onehot(y)) / N belongs: the - onehot(y) left out "
+        "(each row's true class takes p - 1, the others p)",
+        {"x": _to_shape(_per_batch(dloss) * p / N, cache["shape"])})}
+    if y.ndim == 1:
+        # dx[:, y] -= 1: every row's every labelled column, once per column (numpy's fancy
+        # assignment does not accumulate a repeated label)
+        labelled = np.isin(np.arange(C), y).astype(np.float64)
+        out["softmax_cross_entropy:column-index"] = (
+            "with dx[:, y] -= 1 where dx[np.arange(N), y] -= 1 belongs: 1 taken from every "
+            "row at every class some label names, not from each row's own label",
+            {"x": _to_shape(_per_batch(dloss) * (p - labelled) / N, cache["shape"])})
+    return out
+
+
 def _classifier_shape(layer: str) -> Any:
     def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
         N, _ = _matrix(layer, s, "x", "N, C", "N rows of C class scores with integer labels y (N,)")
@@ -302,6 +323,7 @@ SOFTMAX_CROSS_ENTROPY = Layer(
     check_values=check_labels,
     terms=SOFTMAX_CE_TERMS,
     explain=softmax_ce_explain,
+    variants=softmax_ce_variants,
     skeleton=SOFTMAX_CE_SKELETON,
     cs231n=(Form("softmax_loss", ndim={"x": 2}, hint="x (N, C) scores, y (N,) integer labels"),),
 )
@@ -369,6 +391,30 @@ def svm_backward(dloss: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarr
     active, y = (cache["margins"].real > 0).astype(cache["dtype"]), cache["y"]
     dx = active - _onehot(y, active.shape[-1], active.dtype) * active.sum(axis=-1, keepdims=True)
     return {"x": _to_shape(_per_batch(dloss) * dx / active.shape[-2], cache["shape"])}
+
+
+def svm_variants(t: Arrays, options: Any, dloss: np.ndarray) -> dict[str, tuple]:
+    """The classic slips, for the diagnosis: the true class's term left out (each violated
+    margin pushes its class up, and nothing pulls the correct class down), or the correct
+    class counted among the violated margins."""
+    cache = svm_terms(t)[1]
+    active = (cache["margins"].real > 0).astype(np.float64)
+    onehot = _onehot(cache["y"], active.shape[-1], np.float64)
+    right = "dx[n, y_n] = -#{c : margin[n, c] > 0} / N belongs"
+    return {
+        "svm:true-class-left-out": (
+            f"with dx[n, y_n] = 0 where {right}: the correct class's term left out (each "
+            "violated margin pulls its row's correct class down)",
+            {"x": _to_shape(_per_batch(dloss) * active / active.shape[-2], cache["shape"])}),
+        # margins taken with the correct class's own, 1 > 0 at c = y_n, counted with them
+        "svm:true-class-counted": (
+            f"with the correct class counted among the violated margins (its own margin, "
+            f"x[n, y_n] - x[n, y_n] + 1 = 1, not zeroed): dx[n, y_n] one 1/N lower where "
+            f"{right}",
+            {"x": _to_shape(_per_batch(dloss) * (active - onehot * (active.sum(-1, keepdims=True)
+                                                                    + 1)) / active.shape[-2],
+                            cache["shape"])}),
+    }  # fmt: skip
 
 
 def _crosses(m: np.ndarray, end: np.ndarray, step: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -448,6 +494,7 @@ SVM = Layer(
     "in [0, 1]",
     terms=SVM_TERMS,
     explain=svm_explain,
+    variants=svm_variants,
     skeleton=SVM_SKELETON,
     cs231n=(Form("svm_loss", ndim={"x": 2}, hint="x (N, C) scores, y (N,) integer labels"),),
 )

@@ -88,11 +88,12 @@ GATES = "ifog"  # CS231n's order of the blocks of a, da and the columns of Wx, W
 
 def _grads(
     dout: np.ndarray, cache: dict[str, Any], slip: dict[str, Any] | None = None,
-    d_from: str = GATES, local_from: str = GATES,
+    d_from: str = GATES, local_from: str = GATES, forget: bool = True,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """The gradients with block k of da = d<d_from[k]> * <local_from[k]>'s derivative, and a
-    local derivative (``slip``: {gate or "c": factor}) put in place of the right one: the
-    right backward by default, the diagnosis's variants otherwise."""
+    local derivative (``slip``: {gate or "c": factor}) put in place of the right one, and
+    dprev_c = dc * f (without ``forget``: dc): the right backward by default, the diagnosis's
+    variants otherwise."""
     i, f, o, g, tc, c = (cache[k] for k in ("i", "f", "o", "g", "tc", "prev_c"))
     dh, dnc = dout[..., 0, :], dout[..., 1, :]
     local = {"i": i * (1 - i), "f": f * (1 - f), "o": o * (1 - o), "g": 1 - g**2, "c": 1 - tc**2}
@@ -105,7 +106,7 @@ def _grads(
     return {
         "x": grads["x"],
         "prev_h": grads["h"],
-        "prev_c": _recurrent.unbroadcast(dc * f, c.shape),
+        "prev_c": _recurrent.unbroadcast(dc * f if forget else dc + 0 * f, c.shape),
         "Wx": grads["Wx"],
         "Wh": grads["Wh"],
         "b": grads["b"],
@@ -119,7 +120,7 @@ DC = "dc = dnext_c + dnext_h * o * (1 - tanh(next_c)^2)"
 def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, dict]]:
     """The classic slips, for the diagnosis: a gate's or the cell's tanh derivative slipped
     (layers/_slips.py), two gates' gradients or two blocks of da exchanged, dc without its
-    path through next_h."""
+    path through next_h, dprev_c without the forget gate."""
     cache = forward(t)[1]
     out: dict[str, tuple[str, dict]] = {}
 
@@ -142,6 +143,8 @@ def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, 
             f"where {DC} belongs: {why}", slip={"c": factor})  # fmt: skip
     add("dc-without-next_h", f"with dc = dnext_c where {DC} belongs: the path from next_h to "
         "the cell left out", slip={"c": np.zeros_like(tc)})  # fmt: skip
+    add("dprev_c-without-f", "with dprev_c = dc where dprev_c = dc * f belongs: the forget "
+        "gate left out (next_c = f * prev_c + i * g)", forget=False)  # fmt: skip
     for a, b in itertools.combinations(GATES, 2):
         swapped = GATES.translate(str.maketrans(a + b, b + a))
         add(f"gates-swapped:{a},{b}", f"with d{a} and d{b} exchanged (d{a} = {D_OF[b]} and "

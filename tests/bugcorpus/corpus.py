@@ -38,10 +38,10 @@ def bug(
 
 
 def _all() -> tuple[list[Bug], list[Bug]]:
-    from bugcorpus import attention, conv1d, conv2d, library, linear
+    from bugcorpus import attention, classic, conv1d, conv2d, library, linear
 
     bugs, twins = [], []
-    for module in (linear, conv1d, conv2d, attention, library):
+    for module in (linear, conv1d, conv2d, attention, library, classic):
         for b in module.bugs():
             (bugs if b.wrong else twins).append(b)
     return bugs, twins
