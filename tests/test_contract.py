@@ -449,4 +449,5 @@ def test_a_float64_gradient_under_float32_says_how_to_allocate(cli, tmp_path):
         assert r.exit_code == code, r.output
         if code:
             said = " ".join(r.stdout.split())
-            assert "np.zeros_like" in said and "np.zeros(shape) and np.empty(shape) are float64" in said
+            assert "np.zeros_like" in said
+            assert "np.zeros(shape) and np.empty(shape) are float64" in said

@@ -71,3 +71,12 @@ def test_float32_dtype_advice_names_the_usual_casts(cli, tmp_path):
                  env={"COLUMNS": "400"})  # fmt: skip
     assert result.exit_code == 1
     assert ".astype(float)" in result.stdout and "np.where(x > 0, 1.0, alpha)" in result.stdout
+
+
+def test_explain_shows_the_options_it_writes_as_letters(cli, tmp_path):
+    """t23 F13: alpha 0 was read nowhere in leaky_relu's explain, dropout's p kept its letter."""
+    spec = tmp_path / "lr.yaml"
+    spec.write_text("layer: leaky_relu\noptions: {alpha: 0}\ntensors:\n  x: {shape: [3]}\n")
+    assert "α = 0" in cli("explain", "leaky_relu", str(spec)).stdout
+    spec.write_text("layer: dropout\noptions: {p: 0.3, seed: 1}\ntensors:\n  x: {shape: [4]}\n")
+    assert "p = 0.3" in cli("explain", "dropout", str(spec)).stdout

@@ -149,8 +149,11 @@ def working_elements(s: Shapes, options: Any = None) -> int:
 def _words(forward: str, grad: str, intuition: str) -> Callable[[Shown], Formulas]:
     def explain(v: Shown) -> Formulas:
         sh = _s(v.shapes["x"])
+        # the spec's option beside its letter (alpha 0 read nowhere: outside test t23 F13)
+        alpha = getattr(v.options, "alpha", None)
+        said = forward if alpha is None else f"{forward},  α = {alpha:g}"
         return Formulas(
-            [forward, f"y {sh} = f(x {sh}), element by element"],
+            [said, f"y {sh} = f(x {sh}), element by element"],
             {"x": ([f"∂L/∂x {sh} = {grad}"], intuition)},
             ("n",),
         )

@@ -87,7 +87,7 @@ def working_elements(s: Shapes, options: Any = None) -> int:
 def explain(v: Shown) -> Formulas:
     sh, o = _s(v.shapes["x"]), v.options or Options()
     return Formulas(
-        [f"y = x ⊙ keep / (1 - p),  keep = default_rng({o.seed}).random({sh}) >= {o.p}",
+        [f"y = x ⊙ keep / (1 - p),  p = {o.p:g},  keep = default_rng({o.seed}).random({sh}) >= p",
          "a fixed mask: the forward is deterministic"],
         {"x": ([f"∂L/∂x {sh} = ∂L/∂y ⊙ keep / (1 - p)"],
                "the gradient flows through the kept elements, scaled like them")},
