@@ -1,0 +1,35 @@
+"""A column dropped for room that a wider column dropped after it left back comes back
+(outside test t22 N5: at 105 columns rel err went for a long worst element, which went too,
+so a wider terminal showed less than an 80-column one). Twin: where the worst element and rel
+err fit together, both stay."""
+
+from __future__ import annotations
+
+import pytest
+
+SPEC = """layer: custom
+tensors:
+  previous_hidden_state_vector: {shape: [3, 4]}
+  recurrent_weight_matrix_for_hidden: {shape: [4, 4]}
+"""
+IMPL = """import numpy as np
+def forward(previous_hidden_state_vector, recurrent_weight_matrix_for_hidden):
+    return np.tanh(previous_hidden_state_vector @ recurrent_weight_matrix_for_hidden)
+def backward(grad_output, previous_hidden_state_vector, recurrent_weight_matrix_for_hidden):
+    y = np.tanh(previous_hidden_state_vector @ recurrent_weight_matrix_for_hidden)
+    da = grad_output * (1 - y)  # not squared: fails
+    return {"previous_hidden_state_vector": da @ recurrent_weight_matrix_for_hidden.T,
+            "recurrent_weight_matrix_for_hidden": previous_hidden_state_vector.T @ da}
+"""
+
+
+@pytest.mark.parametrize("columns", [80, 100, 105, 110, 130])
+def test_rel_err_at_every_width_where_it_fits(cli, tmp_path, columns):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    (tmp_path / "l.py").write_text(IMPL)
+    result = cli("check", "custom", str(tmp_path / "s.yaml"), "--impl", str(tmp_path / "l.py"),
+                 env={"COLUMNS": str(columns), "NO_COLOR": "1"})  # fmt: skip
+    header = next(x for x in result.stdout.splitlines() if x.startswith("┃ gradient"))
+    assert "rel err" in header or "worst element" in header, header
+    if columns == 130:
+        assert "rel err" in header and "worst element" in header
