@@ -99,11 +99,15 @@ def test_float32_at_c1_points(name, method):
 
 
 @pytest.mark.parametrize("method", ["central", "central4"])
-@pytest.mark.parametrize("name", ["relu^2 / 2", "squared hinge", "smoothed relu"])
-def test_more_than_1024_elements(name, method):
+@pytest.mark.parametrize(("name", "side"), [("relu^2 / 2", 40), ("squared hinge", 40),
+                                            ("smoothed relu", 40), ("squared hinge", 64)])
+def test_more_than_1024_elements(name, side, method):
     """1600 elements, about 500 at C1 points: beyond the 128 failing coordinates rechecked
-    first (refine.screen), and a loss of ~1000 whose round-off is 1000x an element's."""
-    x = point(name, (40, 40), seed=2)
+    first (refine.screen), and a loss of ~1000 whose round-off is 1000x an element's. At
+    64 x 64 the squared hinge's loss is 2e4: the smaller steps' round-off, raised by the
+    extrapolation, excused a slope 5.5e-6 off (about the default step's truncation) until a
+    lower rate's R was held to the default step's round-off."""
+    x = point(name, (side, side), seed=5 if side == 64 else 2)
     good = run(name, x, method=method)
     assert good.passed, str(good)
     assert good.results["x"].refined > 128
@@ -201,3 +205,20 @@ def test_cli_the_testers_relu2_loss(cli, tmp_path, method):
     bad = cli("check", "custom", tmp_path / "k.yaml", "--impl", tmp_path / "bad.py",
               "--method", method, "-q")  # fmt: skip
     assert bad.exit_code == 1, bad.stdout
+
+
+def test_a_c1_point_within_the_step_under_central():
+    """Margins 1e-7 and 3e-6 from a squared hinge's C1 point, inside central's step (6e-6):
+    the stencil straddles the jump of the curvature, its error again O(h) (failed before as a
+    correct backward); a slip of 1e-3 at those coordinates still fails. (central4's step, 5e-4,
+    also straddles margins of 1e-4 that a halving then leaves on a flat piece: undecided.)"""
+    near = np.array([1e-7, -1e-7, 3e-6, -3e-6, 0.0, 0.0])
+    x = np.concatenate([1 + near, [-1.0, -2.0, 0.5, 3.0]]).reshape(2, 5)
+    good = run("squared hinge", x)
+    assert good.passed, str(good)
+    forward, backward = layer("squared hinge")
+
+    def slipped(grad_output, x):
+        return {"x": backward(grad_output, x)["x"] + grad_output * 1e-3 * (np.abs(x - 1) < 1e-5)}
+
+    assert not gradcli.check("custom", {"x": x}, forward=forward, backward=slipped).passed
