@@ -120,6 +120,9 @@ class Prepared:
     # left in one group, where a wrong backward's sums of opposite signs cancel; members of a
     # tie not searched for): such a tensor cannot PASS
     unverified: dict[str, str] = field(default_factory=dict)
+    # name -> coordinates of ties across tensors that a move holding every tie still showed
+    # wrong (numeric/balance.py): no mix of pieces read along a few directions keeps them
+    pinned: dict[str, np.ndarray] = field(default_factory=dict)
     # name -> the predicted seconds of its sample's ties' members outside it, held in the
     # estimate (budget.Estimate.partners): checking/across.py runs them on that, not on what
     # is left of --budget

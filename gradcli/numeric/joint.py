@@ -27,7 +27,7 @@ from dataclasses import field, replace
 
 import numpy as np
 
-from gradcli.numeric import blocks, cost, links, nearest, ties
+from gradcli.numeric import balance, blocks, cost, links, nearest, ties
 from gradcli.numeric.methods import one_sided, one_sided_noise
 from gradcli.records import record
 
@@ -46,6 +46,8 @@ class Joint:
     seconds: float = 0.0  # predicted cost
     whole: int = 0  # coordinates of a loss's ties the budget left in one group (blocks.py)
     unlinked: int = 0  # links of their members (numeric/links.py) the budget left out
+    unbalanced: int = 0  # pairs held still against each other (balance.py) the budget left out
+    pinned: dict[str, np.ndarray] = field(default_factory=dict)  # what balance.py showed wrong
 
 
 def seconds(engine, at: Mapping[str, ties.AtKink | None]) -> float:
@@ -142,6 +144,11 @@ def enforce(
     nz[sub] = noise[gid[sub]]
     np.maximum.at(nz, sub[kept.i], kept.noise)
     np.maximum.at(nz, sub[kept.j], kept.noise)
+    held, shown, examined, unbalanced, more = balance.check(
+        engine, names, [records[n].coords for n in names], h, pos, out, np.where(ok, gid, -1),
+        value, budget - spent - extra - linked.seconds)  # fmt: skip
+    nz = np.maximum(nz, held)
+    pinned = {n: records[n].coords[shown[start[t] : start[t + 1]]] for t, n in enumerate(names)}
     values = {}
     for t, n in enumerate(names):
         mine = slice(start[t], start[t + 1])
@@ -149,8 +156,8 @@ def enforce(
         if keep.any():
             values[n] = (records[n].coords[keep], value[mine][keep], nz[mine][keep])
     checked = int(across.size - unexamined)
-    return Joint(values, checked, unexamined, spent + extra + linked.seconds, whole,
-                 linked.left_out)  # fmt: skip
+    return Joint(values, checked, unexamined, spent + extra + linked.seconds + more, whole,
+                 linked.left_out, unbalanced, pinned)  # fmt: skip
 
 
 def _whole(label: np.ndarray, inner: list[np.ndarray]) -> np.ndarray:

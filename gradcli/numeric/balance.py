@@ -1,0 +1,286 @@
+"""Ties across tensors held still: one coordinate moved against another so that no tie moves.
+
+``relu(x @ W + b)`` with a unit at 0: moving ``b_j`` up by 1 and ``x_0`` by ``-W_j / |W_j|^2``
+leaves the unit's pre-activation where it is (to first order), so the loss is linear along
+that move, its two one-sided slopes equal. Every valid gradient (one slope ``s`` in [0, 1] per
+tied unit, shared by every tensor) gives that move exactly that slope: the tied unit's part,
+``s * (its pre-activation's move)``, is 0 whatever ``s`` is. A backward taking ``db`` from
+``a >= 0`` and ``dx`` from ``a > 0`` gives it ``g`` more, and meets each coordinate's interval,
+each tie group's sum and every link (which move one tensor, or every member by the same step)
+all the same. So does a maxout routing a tie to one branch for ``dx`` and to the other for
+``dW``: moving ``x_0`` and ``W2``'s column so that ``x_0 @ W1`` and ``x_0 @ W2`` move together
+leaves the tie in place, and the answer's ``G . v`` is the sum of two branches' parts.
+
+The claim needs each output to be regular (or its negative: ``max`` of smooth pieces, a convex
+function of smooth ones): there the two one-sided slopes along a move are the largest and the
+smallest value any valid gradient gives it, so equal slopes pin it down. Where an output sums
+kinks of both orientations (``relu(a) - relu(b)``), two tied units could move in opposite
+directions whose slopes cancel, and a valid gradient may not give the common slope. So a move
+counts only where every output is linear along it at the point and at points nudged around it
+in the plane of the two coordinates (each a piece touching the point, as numeric/pieces.py
+reads them), each with the same slope: a pair of tied units moving against each other shows
+there as a slope that changes from one piece to the next, and the pair is left alone.
+
+The moves are found two ways. Where every tied output is a hinge, flat on one side of each
+coordinate's move (``relu``, a max against a constant), the two one-sided slopes of each
+coordinate alone give its tie's move signed (``g * delta``: the side that is not flat), and the
+moves holding every tie still are the null space of those rows over the coordinates at them:
+``relu(x @ W + b)`` with zero rows of ``x`` and ``b = 0`` moves every zero row by ``u`` and
+``b`` by ``-W.T u``; a few random such moves are read. Elsewhere (``maximum(x @ W1, x @ W2)``,
+whose two sides both slope) a coordinate is moved against one partner of another tensor.
+For a pair (p, q) sharing an output at a kink of both, each output's jump (its right slope less
+its left) along ``e_p`` and ``e_q`` gives the weight: a single tie's jump along ``e_p + mu e_q``
+is ``|delta_p + mu delta_q|``, 0 for ``mu = -delta_p / delta_q``, so ``mu = +-J_p / J_q`` are
+the candidates, and the move must show it (every output linear) before anything is judged.
+The value compared is then the point nearest the values the other checks compare whose
+``G_p + mu G_q`` is that slope: the analytical values themselves, up to round-off, for a valid
+gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradcli.numeric import cost
+from gradcli.numeric.methods import one_sided, one_sided_noise
+
+OFFSETS = (1, 2, -1, -2)  # the second-order one-sided stencil, right then left
+ANGLES = 8  # the nudged points around a move (pieces touching the point)
+NUDGE = 8  # how far they lie, in steps of the move (their stencils stay in their piece)
+PAIR_COPIES = (2 + 2 + ANGLES) * len(OFFSETS)  # a pair's, at most
+FLOOR = 16  # pairs examined whatever the budget
+MOVES = 4  # random moves read in a null space
+SIGN_MOVES = 8  # random moves that tell the signs of a tie's coordinates (a max of two)
+MOST_SIGNS = 12  # coordinates of one tie whose signs are sought (2 ** 11 patterns)
+MOST = 1024  # coordinates of ties across tensors whose null space is sought
+CLEAR = 1e-4  # a miss beyond this share of the move's values is no round-off: shown wrong
+SLACK = 1e-3  # a piece's slope may differ from the point's by the curvature over a nudge
+
+
+class _Reader:
+    """Moves of the positions of a tie across tensors (global positions over ``names``' coords)
+    read output by output: the loss's part (g times the output), right and left slopes."""
+
+    def __init__(self, engine, names, coords, h):
+        self.engine, self.names, self.coords, self.h = engine, names, coords, h
+        self.start = np.r_[0, np.cumsum([c.size for c in coords])]
+        self.tensor = np.repeat(np.arange(len(names)), [c.size for c in coords])
+        self.copies = 0
+
+    def read(self, moves: list[np.ndarray], steps, base: np.ndarray | None = None):
+        """``moves``: dense weight vectors over the positions, each read with its step from
+        the point (plus ``base``, offsets over the positions): (right, left, noise), each
+        (len(moves), outputs), and the loss's round-off along each move."""
+        engine, m = self.engine, len(moves)
+        rows = {}
+        for t, n in enumerate(self.names):
+            mine = slice(self.start[t], self.start[t + 1])
+            r = np.repeat(engine.t64[n].ravel()[None, :], 1 + len(OFFSETS) * m, axis=0)
+            if base is not None:
+                r[:, self.coords[t]] += base[mine]
+            for c, w in enumerate(moves):
+                for k, s in enumerate(OFFSETS):
+                    r[1 + k * m + c, self.coords[t]] += s * steps[c] * w[mine]
+            rows[n] = r
+        self.copies += len(OFFSETS) * m + (base is not None)
+        d = engine.moved_jointly(rows) * engine.g.ravel()
+        d = d.reshape(len(OFFSETS), m, -1)
+        steps = np.asarray(steps, dtype=np.float64)[:, None]
+        right = one_sided(d[0], d[1], steps, 1)
+        left = one_sided(d[2], d[3], steps, -1)
+        # each output's round-off, and the loss's largest term's: a tied relu's output is 0
+        big = engine.gy.max(initial=0.0) + np.abs(d).max(initial=0.0)
+        noise = 4 * one_sided_noise(engine.gy[None, :] + np.abs(d).max(axis=0) + big, steps,
+                                    engine.unit)  # fmt: skip
+        # the loss's own, along each move: what a sum over its outputs carries
+        total = 4 * one_sided_noise(engine.gy.sum() + np.abs(d).sum(axis=(0, 2)), steps[:, 0],
+                                    engine.unit)  # fmt: skip
+        return right, left, noise, total
+
+    def step(self, w: np.ndarray) -> float:
+        """The step along ``w`` that moves no position by more than its own step."""
+        on = w != 0
+        return float(np.min(self.h[on] / np.abs(w[on])))
+
+
+def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.inf):
+    """``values``: the values the other checks compare at the positions (the analytical ones
+    where they meet every interval), changed in place where a move holding every tie still pins
+    their sum down and they miss it. Returns (noise per position, the positions it showed
+    wrong beyond doubt, moves examined, moves the budget left out, predicted seconds)."""
+    reader = _Reader(engine, names, coords, np.asarray(h, dtype=np.float64))
+    noise = np.zeros(values.size)
+    shown = np.zeros(values.size, dtype=bool)
+    at = np.flatnonzero((gid >= 0) & np.isfinite(values))
+    if at.size < 2 or np.unique(reader.tensor[at]).size < 2:
+        return noise, shown, 0, 0, 0.0
+    one = cost.copies_seconds(engine, 1, real=True)
+    if at.size > MOST or one * len(OFFSETS) * at.size > budget:
+        return noise, shown, 0, 1, 0.0
+    right, left, nz = [], [], []
+    for lo in range(0, at.size, 32):
+        part = at[lo : lo + 32]
+        moves = [np.where(np.arange(values.size) == i, 1.0, 0.0) for i in part]
+        r, le, n, _ = reader.read(moves, reader.h[part])
+        right.append(r)
+        left.append(le)
+        nz.append(n)
+    right, left, nz = np.concatenate(right), np.concatenate(left), np.concatenate(nz)
+    reader.at, reader.reach = at, np.abs(right) + np.abs(left)
+    jump = np.abs(right - left) > 16 * nz  # (positions at, outputs)
+    examined = _null(reader, at, right, left, nz, jump, values, noise, shown)
+    pairs_left = budget - one * reader.copies
+    done, undone = _pairs(reader, at, right, left, nz, jump, values, noise, shown, pairs_left)
+    return noise, shown, examined + done, undone, one * reader.copies
+
+
+def _judge(reader, w, values, noise, shown) -> int:
+    """Move along ``w`` (weights over the positions): where every output is linear along it,
+    at the point and at the pieces around it, the answer's ``G . w`` must be the loss's slope.
+    ``values`` is moved to the nearest point that gives it. Returns 1 when it was judged."""
+    step = reader.step(w)
+    right, left, nz, total = reader.read([w], [step])
+    right, left, nz = right[0], left[0], nz[0]
+    # each output's own size of slope along w, from each coordinate's alone: a tied unit's
+    # output is 0 and its slope along w too, up to the curvature over a nudge
+    scale = np.abs(right) + np.abs(left) + np.abs(w[reader.at]) @ reader.reach
+    if np.any(np.abs(right - left) > 16 * nz + 1e-9 * scale):
+        return 0  # a tie moves: its pieces give different slopes
+    on = np.flatnonzero(w)
+    rng = np.random.default_rng(on.size)
+    for k in range(ANGLES):
+        d = np.zeros(w.size)
+        if on.size == 2:
+            theta = 2 * math.pi * k / ANGLES + 0.3
+            d[on] = (math.cos(theta), math.sin(theta))
+        else:
+            d[on] = rng.choice((-1.0, 1.0), on.size)
+        base = NUDGE * d * reader.h  # each position by NUDGE of its own steps
+        r, le, n, _ = reader.read([w], [step], base)
+        tol = 16 * n[0] + SLACK * scale
+        if np.any(np.abs(r[0] - le[0]) > tol) or np.any(np.abs(r[0] - right) > tol):
+            return 0  # ties moving against each other: no slope is pinned down
+    slope = float(right.sum())
+    wiggle = float(total[0])
+    miss = float(values[on] @ w[on]) - slope
+    size = float(np.abs(values[on] * w[on]).sum()) + abs(slope)
+    if abs(miss) <= 16 * wiggle:
+        return 1  # the values meet it already: left as they are
+    norm = float(w @ w)
+    values[on] -= miss / norm * w[on]
+    noise[on] = np.maximum(noise[on], 16 * wiggle * np.abs(w[on]) / norm)
+    if abs(miss) > CLEAR * size + 16 * wiggle:
+        shown[on] = True
+    return 1
+
+
+def _null(reader, at, right, left, nz, jump, values, noise, shown) -> int:
+    """Moves holding every tie still: the null space of each tied output's move (``g *
+    delta``, signed up to the output's own sign) over the positions. A hinge's is ``right +
+    left`` (one of them 0); elsewhere each coordinate gives its size, ``|right - left|``, and
+    a few random moves of them all its signs (``_signs``). An output neither gives holds
+    still by not moving its coordinates at all."""
+    tied = np.flatnonzero(jump.any(axis=0))
+    if not tied.size:
+        return 0
+    size = (np.abs(right - left)[:, tied] * jump[:, tied]).T  # (tied outputs, positions at)
+    # a hinge's move (one side flat) is signed already: right + left, its one sloping side
+    guess = np.sign((right + left)[:, tied]).T
+    signs = _signs(reader, at, size, tied, np.where(guess == 0, 1.0, guess))
+    unknown = ~np.isfinite(signs).all(axis=1)
+    free = ~jump[:, tied[unknown]].any(axis=1)  # positions that may move
+    rows = np.where(np.isfinite(signs), size * signs, 0.0)
+    if not free.any():
+        return 0
+    rows = rows[:, free] / np.maximum(np.abs(rows[:, free]).max(axis=1, keepdims=True), 1e-300)
+    rows = rows * reader.h[at][free][None, :]  # in steps: each position's own scale
+    _, sv, vt = np.linalg.svd(rows, full_matrices=True)
+    rank = int(np.sum(sv > 1e-9 * (sv[0] if sv.size else 1.0)))
+    basis = vt[rank:]
+    if not basis.shape[0]:
+        return 0
+    rng = np.random.default_rng(at.size)
+    judged = 0
+    for _ in range(MOVES):
+        u = np.zeros(at.size)
+        u[free] = rng.standard_normal(basis.shape[0]) @ basis
+        u[np.abs(u) < 1e-9 * np.abs(u).max()] = 0.0
+        if np.unique(reader.tensor[at[u != 0]]).size < 2:
+            continue  # one tensor's moves: its own ties' links and sums see them
+        w = np.zeros(values.size)
+        w[at] = u * reader.h[at]
+        judged += _judge(reader, w, values, noise, shown)
+    return judged
+
+
+def _signs(reader, at, size, outputs, guess) -> np.ndarray:
+    """Each output's coordinates' signs (+-1; NaN where unknown) that make its jumps along
+    SIGN_MOVES random moves of every position ``|sum_i v_i s_i size_i|``: a single tie's (a
+    max of two pieces). ``size``: (outputs, positions at), 0 off it; ``guess``: the signs
+    tried first (a hinge's), else every pattern of up to MOST_SIGNS coordinates. A wrong
+    pattern costs nothing but the move: a move that does not hold a tie still is not judged."""
+    rng = np.random.default_rng(at.size + 1)
+    rho = rng.standard_normal((SIGN_MOVES, at.size))
+    moves, steps = [], []
+    for r in rho:
+        w = np.zeros(reader.tensor.size)
+        w[at] = r * reader.h[at]
+        moves.append(w)
+        steps.append(reader.step(w))
+    right, left, nz, _ = reader.read(moves, steps)
+    seen = np.abs(right - left)[:, outputs].T  # (outputs, moves)
+    slack = 16 * nz[:, outputs].T
+    out = np.where(size != 0, np.nan, 0.0)
+    for k in range(size.shape[0]):
+        on = np.flatnonzero(size[k])
+        if not on.size:
+            continue
+        terms = size[k, on][None, :] * (rho[:, on] * reader.h[at][on][None, :])  # (moves, on)
+        tol = 1e-5 * np.abs(terms).sum(axis=1).max() + slack[k].max()
+        if np.abs(np.abs(terms @ guess[k, on]) - seen[k]).max() <= tol:
+            out[k, on] = guess[k, on]
+            continue
+        if on.size > MOST_SIGNS:
+            continue
+        bits = (np.arange(2 ** (on.size - 1))[:, None] >> np.arange(on.size - 1)) & 1
+        pattern = np.c_[np.ones(bits.shape[0]), 1 - 2 * bits]  # (patterns, on)
+        fit = np.abs(pattern @ terms.T)  # (patterns, moves)
+        err = np.abs(fit - seen[k][None, :]).max(axis=1)
+        best = np.argsort(err)[:2]
+        if err[best[0]] <= tol and (best.size < 2 or err[best[1]] > 100 * tol):
+            out[k, on] = pattern[best[0]]
+    return out
+
+
+def _pairs(reader, at, right, left, nz, jump, values, noise, shown, budget: float):
+    """Each position moved against one partner of another tensor sharing its tied outputs,
+    weighted by the ratio of their jumps there (both signs tried): (judged, left out)."""
+    tensor = reader.tensor[at]
+    chosen = []
+    for a in range(at.size):
+        others = [b for b in range(at.size) if tensor[b] != tensor[a]
+                  and np.array_equal(jump[a], jump[b]) and jump[a].any()]  # fmt: skip
+        if others:
+            b = min(others, key=lambda b: (tensor[b], b))
+            key = (min(a, b), max(a, b))
+            if key not in chosen:
+                chosen.append(key)
+    each = cost.copies_seconds(reader.engine, PAIR_COPIES, real=True)
+    count = len(chosen) if each * len(chosen) <= budget else int(
+        min(len(chosen), max(FLOOR, max(budget, 0.0) / each)))  # fmt: skip
+    judged = 0
+    for a, b in chosen[:count]:
+        k = jump[a]
+        ja, jb = (right[a] - left[a])[k], (right[b] - left[b])[k]
+        ratio = np.abs(ja / jb)
+        if np.ptp(ratio) > 1e-6 * ratio.max():
+            continue  # no one weight holds every shared tie still
+        for mu in (-float(ratio[0]), float(ratio[0])):
+            w = np.zeros(values.size)
+            w[at[a]], w[at[b]] = 1.0, mu
+            if _judge(reader, w, values, noise, shown):
+                judged += 1
+                break
+    return judged, len(chosen) - count
