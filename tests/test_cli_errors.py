@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ptyread import read_all
 
 from gradcli.checking import check as core
 from gradcli.checking import compute as compute_module
@@ -233,16 +234,7 @@ def _run_on_tty(*args, **env):
         cwd=REPO,
     )
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_all(master)
     err = proc.stderr.read()
     proc.stderr.close()
     assert proc.wait(timeout=60) == 0, err

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ptyread import read_all
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,16 +158,7 @@ def test_a_note_on_an_80_column_terminal_is_wrapped_and_said_once(tmp_path):
         env=_env(TERM="xterm-256color", NO_COLOR="1"),
     )  # fmt: skip
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_all(master)
     assert proc.wait(timeout=120) == 0, out
     text = out.decode().replace("\r\n", "\n")
     assert text.count(PROBE_NOTE) == 1, text

@@ -59,25 +59,13 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
     for _, window in _pool.taps(geo):
         dXp[window] += dZ
     spread, k = _pool.unpad(dXp, geo), geo[0].k * geo[1].k
-    # the argmax's code with argmin in its place: the first smallest element of each window
-    # (the padding, -inf, is the smallest where a window holds some: its share is cut off)
-    Xp = _conv.pad(np.real(X).astype(np.float64), geo, -np.inf)
-    low = arg = None
-    for tap, window in _pool.taps(geo):
-        v = Xp[window]
-        if low is None:
-            low, arg = v.copy(), np.zeros(v.shape, np.intp)
-            continue
-        wins = v < low
-        np.copyto(low, v, where=wins)
-        np.copyto(arg, tap, where=wins)
-    dXp = np.zeros(shape)
-    for tap, window in _pool.taps(geo):
-        dXp[window] += np.where(arg == tap, dZ, 0)
+    # the argmax's code with argmin in its place: the argmax of -X (its padding, -inf, never
+    # the smallest), the first smallest element of each window
+    routed = backward(np.asarray(dZ), forward({"X": -np.real(X)}, options)[1])["X"]
     return {
         "maxpool:argmin": ("with each window's gradient routed to its smallest element, not "
                            "its largest (argmin where argmax belongs)",
-                           {"X": _pool.unpad(dXp, geo)}),
+                           {"X": routed}),
         "maxpool:no-argmax": ("with every element of a window given the window's gradient, "
                               "not its maximum alone (the argmax's mask left out)",
                               {"X": spread}),
