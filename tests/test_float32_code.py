@@ -121,3 +121,24 @@ def test_float32_custom_layer_in_a_float64_check(slip, passed):
                       tensors={"x": rng.standard_normal((6, 5)), "w": rng.standard_normal((5, 4))})
     assert r.passed is passed, r.verdict()
     assert r.results["w"].roundoff_source == "estimated"
+
+
+@pytest.mark.parametrize(("slip", "passed"), [(1.0, True), (-1.0, False), (2.0, False)])
+def test_a_small_element_of_float32_code_is_judged(slip, passed):
+    """t25 F6: gradients spanning 1e-5 ... 1 from float32 code, estimated for the whole tensor
+    at 256 ulps of the largest: an element of 2e-6 sign-flipped or doubled passed 'within noise'.
+    Each element is now estimated from its own size (at least 16 ulps of the largest)."""
+    s = np.logspace(-5, 0, 24).reshape(4, 6)
+
+    def forward(x, s):  # in float64: only the backward is float32 code
+        return s * np.tanh(x)
+
+    def backward(grad_output, x, s):
+        d = grad_output.astype(F32) * s.astype(F32) * (1 - np.tanh(x.astype(F32)) ** 2)
+        d[0, 0] *= F32(slip)  # 3.9e-6 beside 0.92: 2.2x float32's 16 ulps of the largest
+        return {"x": d.astype(np.float64)}
+
+    x = np.random.default_rng(6).standard_normal((4, 6))
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x, "s": s},
+                      grad_output=np.ones((4, 6)), data=["s"])  # fmt: skip
+    assert r.passed is passed, r.verdict()
