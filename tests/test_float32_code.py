@@ -142,3 +142,16 @@ def test_a_small_element_of_float32_code_is_judged(slip, passed):
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x, "s": s},
                       grad_output=np.ones((4, 6)), data=["s"])  # fmt: skip
     assert r.passed is passed, r.verdict()
+
+
+def test_a_float32_step_at_drawn_points_is_named_as_such(cli):
+    """t25 F4: float32 work finished in float64 failed the comparison with the built-in
+    backward at drawn points as 'the spec's tensors hide it'; it is float32's round-off."""
+    from pathlib import Path
+
+    impl = Path(__file__).parent / "fixtures" / "ln32_mixed.py"
+    result = cli("check", "layernorm", "--impl", str(impl), "--seed", "1",
+                 env={"COLUMNS": "400"})  # fmt: skip
+    assert result.exit_code == 1
+    assert "within float32's round-off of ours" in result.stdout
+    assert "hide" not in result.stdout

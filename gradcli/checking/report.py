@@ -56,6 +56,9 @@ class BackwardAgreement:
     drawn: tuple[str, ...]
     point: Mapping[str, np.ndarray] | None = None
     grad_output: np.ndarray | None = None
+    # every failing gradient within float32's round-off of ours there: a float32 step of a
+    # float64 backward, not values the spec's tensors hide (outside test t25 F4)
+    float32: bool = False
 
     @property
     def passed(self) -> bool:

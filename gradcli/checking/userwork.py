@@ -180,14 +180,16 @@ def builtin_roundoff(spec: Spec, builtin: Layer) -> float:
 
 
 def backward_against_builtin(
-    spec: Spec, agreement: ForwardAgreement | None, atol: float, rtol: float
+    spec: Spec, agreement: ForwardAgreement | None, atol: float, rtol: float,
+    rounded: bool = False,
 ) -> BackwardAgreement | None:
     """Where the forwards agree at the drawn points, the user's backward against ours there,
     with an upstream gradient drawn on the spec's scale (a loss keeps its own): the numerical
     check at the spec's point cannot see a backward wrong only where the spec's values are
     not (gamma = 1 hides batchnorm's dx without gamma, an x >= 0 relu's missing mask). The
     points are generic, so no kink or tie is met; ``atol``, ``rtol``: the check's tolerances,
-    at least the round-off of two formulas (contract.roundoff_tolerance)."""
+    at least the round-off of two formulas (contract.roundoff_tolerance); ``rounded``: the
+    contract found the backward linear to float32's round-off only (a float32 step in it)."""
     if agreement is None or not agreement.result.passed or not agreement.points:
         return None
     if spec.layer.reference is not None:  # theirs draws its own mask: our backward is not theirs
@@ -225,7 +227,9 @@ def backward_against_builtin(
                 a_tol, r_tol = max(atol, FLOAT32_FALLBACK[0]), max(rtol, FLOAT32_FALLBACK[1])
             results[n] = compare(n, a, np.asarray(ours[n]), max(a_tol, floor), r_tol)
         if not all(r.passed for r in results.values()):
-            return BackwardAgreement(results, drawn, point, g)
+            single = roundoff_tolerance(float(np.finfo(np.float32).eps), scale, max(g.size, 1))
+            within = all(r.passed or r.max_abs_error <= single for r in results.values())
+            return BackwardAgreement(results, drawn, point, g, float32=rounded and within)
     return BackwardAgreement(results, drawn)
 
 

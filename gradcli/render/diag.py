@@ -152,6 +152,9 @@ def _hidden(report: CheckReport, names: tuple[str, ...]) -> str:
     """Why the check at the spec's tensors passed what a drawn point fails: the spec's values,
     where every coordinate of those gradients was compared; else possibly the sample, which a
     student read as 'change the spec' (outside test t24 F5: one element 1.0001x, sampled out)."""
+    if report.backward is not None and report.backward.float32:
+        return ("within float32's round-off of ours: your backward rounds to float32 somewhere "
+                "(an .astype(np.float32), a float32 array or constant), keep it in float64")
     modes = {report.results[n].mode for n in names if n in report.results}
     if modes <= {"full"}:
         return HIDDEN
