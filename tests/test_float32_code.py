@@ -155,3 +155,31 @@ def test_a_float32_step_at_drawn_points_is_named_as_such(cli):
     assert result.exit_code == 1
     assert "within float32's round-off of ours" in result.stdout
     assert "hide" not in result.stdout
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("slip", "passed"), [(1.0, True), (1.001, False)])
+def test_float32_code_at_large_inputs_is_held_to_its_own_rounding(seed, slip, passed):
+    """t25 F9: a layernorm computing in float32 at x ~ 1000 rounds x - mean at 6e-5: each
+    element allowed 256 ulps of itself alone failed it; what the result moves by when the
+    inputs move by a float32 last bit is allowed too. A 1e-3 slip still fails."""
+
+    def parts(x):
+        x = x.astype(F32)
+        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        inv = F32(1) / np.sqrt(var + F32(1e-5))
+        return (x - mu) * inv, inv
+
+    def forward(x):  # in float64: the backward is the float32 code
+        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-5)
+
+    def backward(grad_output, x):
+        xhat, inv = parts(x)
+        g, d = grad_output.astype(F32), x.shape[-1]
+        dx = inv / d * (d * g - g.sum(-1, keepdims=True) - xhat * (g * xhat).sum(-1, keepdims=True))
+        return {"x": (dx * F32(slip)).astype(np.float64)}
+
+    x = 1000 + 3 * np.random.default_rng(seed).standard_normal((4, 16))
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x})
+    assert r.passed is passed, r.verdict()

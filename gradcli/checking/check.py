@@ -164,7 +164,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         refuse_zero_output(spec, comp)
     # float32 numbers in a float64 check are held to float32's round-off (precision.py)
     levels = (precision.levels(spec, comp, answers=opts.grads is not None)
-              or precision.float32_work(spec, tested(spec, comp, opts.grads)))
+              or precision.float32_work(spec, tested(spec, comp, opts.grads),
+                                        answers=opts.grads is not None))
     roundoff = {n: v.relative for n, v in levels.items()}
     run_contract = opts.grads is None and opts.contract
     first = {**comp.gradients, **{n: comp.intermediates["d" + n] for n in spec.layer.intermediates

@@ -106,6 +106,7 @@ def levels(spec: Spec, comp: Computation, answers: bool = False) -> dict[str, Le
             seen = _repeated(spec.layer, spec, tuple(own))
         return seen
 
+    own_spread: dict[str, np.ndarray] | None = None
     out = {}
     for n in names:
         if n in own and (ours or own[n][2]) and not answers:
@@ -127,24 +128,65 @@ def levels(spec: Spec, comp: Computation, answers: bool = False) -> dict[str, Le
             absolute, relative, _, each = standing_in()[n]
             out[n] = Level(absolute, relative, "built-in", each)
             continue
-        out[n] = _estimated(spec, np.asarray(_gradient(comp, n), dtype=np.float64))
+        if own_spread is None:
+            own_spread = _own_spread(spec, names) if builtin is None else {}
+        a = np.asarray(_gradient(comp, n), dtype=np.float64)
+        out[n] = _estimated(spec, a, own_spread.get(n))
     return out
 
 
-def _estimated(spec: Spec, a: np.ndarray) -> Level:
+def _estimated(spec: Spec, a: np.ndarray, spread: np.ndarray | None = None) -> Level:
     """No float64 run and no built-in to stand in: each element allowed 256 float32 ulps of
-    itself (more for long reductions), never less than FLOOR_ULPS of the largest entry. Of
-    the largest for the whole tensor, every element below 2e-5 of it took any value, a sign
-    flipped among gradients spanning 1e-5 ... 1 passed 'within noise' (outside test t25 F6)."""
+    itself (more for long reductions), never less than FLOOR_ULPS of the largest entry, and
+    at least MOVED times what the code's own result moves by when its inputs move by a
+    float32 last bit (``spread``, _own_spread). Of the largest for the whole tensor, every
+    element below 2e-5 of it took any value: a sign flipped among gradients spanning 1e-5
+    ... 1 passed 'within noise' (outside test t25 F6); of itself alone, x - mean at |x| ~ 1000
+    rounds at 6e-5 in float32, and a correct layernorm failed (t25 F9)."""
     largest = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
     size = int(np.size(spec.grad_output))
     est = roundoff_tolerance(EPS32, largest, size)
     with np.errstate(invalid="ignore"):
         each = np.where(np.isfinite(a), roundoff_tolerance(EPS32, 1.0, size) * np.abs(a), 0.0)
+    if spread is not None and spread.shape == each.shape:
+        # a move beyond CAPPED_MOVE of the largest is no rounding: the code's result jumped
+        # (a slope read off exact input values, x == 1 at a Huber's knee, a kink crossed)
+        each = np.fmax(each, MOVED * np.minimum(spread, CAPPED_MOVE * largest))
     return Level(est, est / (largest or 1.0), "estimated", each)
 
 
-def float32_work(spec: Spec, under_test: dict[str, np.ndarray]) -> dict[str, Level]:
+MOVED = 4.0  # the moves of float32 code's result a last bit of its inputs makes, as allowed
+CAPPED_MOVE = 2.0**-12  # of the largest entry: 2048 float32 ulps
+
+
+def _own_spread(spec: Spec, names: Any) -> dict[str, np.ndarray]:
+    """Float32 code of the user's own, which no float64 run measures: each element's largest
+    change over NUDGED runs with every float input moved by 1-2 float32 last bits (relative:
+    0 stays 0, a sign never changes), which re-rounds what it computes from them (x - mean at
+    |x| ~ 1000). {} where the code refuses a call."""
+    layer, g = spec.layer, spec.grad_output
+    rng = np.random.default_rng(0x6F776E73)
+    try:
+        base = layer.backward(g, layer.forward(spec.tensors, spec.options)[1])
+        moved = {n: np.zeros(np.shape(base[n])) for n in names if n in base}
+        for _ in range(NUDGED):
+            tensors = {k: lastbit.nudged(v, rng, EPS32)
+                       if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+                       for k, v in spec.tensors.items()}  # fmt: skip
+            got = layer.backward(g, layer.forward(tensors, spec.options)[1])
+            for n in moved:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    change = np.abs(np.asarray(got[n], dtype=np.float64)
+                                    - np.asarray(base[n], dtype=np.float64))  # fmt: skip
+                moved[n] = np.fmax(moved[n], change)
+    except Exception:  # noqa: BLE001 - the user's code at a point of ours: nothing measured
+        return {}
+    return moved
+
+
+def float32_work(
+    spec: Spec, under_test: dict[str, np.ndarray], answers: bool = False
+) -> dict[str, Level]:
     """float64 spec: the round-off of each gradient under test that holds only float32 numbers
     (contract.float32_valued: a backward computing in float32, answers stored in float32),
     what a float32 spec's answers get: the built-in layer's float32 round-off at the spec's
@@ -164,6 +206,7 @@ def float32_work(spec: Spec, under_test: dict[str, np.ndarray]) -> dict[str, Lev
             spec, dtype="float32", tensors=_float32_copies(spec.tensors),
             grad_output=np.asarray(spec.grad_output, dtype=np.float32))  # fmt: skip
         stand_in = _built_in(builtin, spec32)
+    own_spread: dict[str, np.ndarray] | None = None
     out = {}
     for n in names:
         a = np.asarray(under_test[n], dtype=np.float64)
@@ -171,7 +214,9 @@ def float32_work(spec: Spec, under_test: dict[str, np.ndarray]) -> dict[str, Lev
             absolute, relative, _, each = stand_in[n]
             out[n] = Level(absolute, relative, "built-in", each)
             continue
-        out[n] = _estimated(spec, a)
+        if own_spread is None:  # answers have no code to move
+            own_spread = _own_spread(spec, names) if builtin is None and not answers else {}
+        out[n] = _estimated(spec, a, own_spread.get(n))
     first = names[0]
     grads = ", ".join("d" + n for n in names)
     out[first] = dataclasses.replace(out[first], note=(
