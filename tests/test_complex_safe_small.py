@@ -114,3 +114,21 @@ def test_twin_a_safe_element_past_1024_is_checked(factor, passed):
     forward, backward = _one_element(False, factor)
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
     assert r.passed is passed
+
+
+def test_a_forward_refusing_complex_input_is_named_not_complex_safe():
+    """t25 F5: np.hypot raises TypeError on complex input: a bare 'forward raised TypeError'
+    gave no advice; it is a forward the complex step cannot use."""
+
+    def forward(x):
+        y = x * x
+        y[0] = np.hypot(x[0], 0.0) ** 2
+        return y
+
+    def backward(grad_output, x):
+        return {"x": grad_output * 2 * x}
+
+    x = np.random.default_rng(3).standard_normal(6)
+    with pytest.raises(OptionError, match="not complex-safe: on complex input forward raised"):
+        gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
+    assert gradcli.check(forward=forward, backward=backward, tensors={"x": x}).passed

@@ -16,7 +16,7 @@ from gradcli.checking.compare import TensorResult, compare
 from gradcli.checking.compute import Computation
 from gradcli.checking.contract import float32_code, lower_precision, roundoff_tolerance
 from gradcli.checking.report import FLOAT32_FALLBACK, BackwardAgreement
-from gradcli.errors import OptionError, mention
+from gradcli.errors import OptionError, UserCodeError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import Layer, float64_copies
@@ -362,10 +362,19 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
     for name, a in spec.tensors.items():
         if name in spec.layer.constants(engine.shapes, spec.options):
             continue
-        _along_a_line(engine, central, name, rng)
-        picks = (np.arange(a.size) if a.size <= SAFE_ALL else
-                 rng.choice(a.size, size=SAFE_PICKS, replace=False))  # fmt: skip
-        c = engine.gradient(name, coords=picks)[0].ravel()[picks]
+        try:
+            _along_a_line(engine, central, name, rng)
+            picks = (np.arange(a.size) if a.size <= SAFE_ALL else
+                     rng.choice(a.size, size=SAFE_PICKS, replace=False))  # fmt: skip
+            c = engine.gradient(name, coords=picks)[0].ravel()[picks]
+        except UserCodeError as e:
+            # it ran on the spec's real tensors: what it refuses is the complex input (np.hypot,
+            # math.sqrt), which a bare TypeError did not say (outside test t25 F5)
+            raise OptionError(
+                f"your forward is not complex-safe: on complex input {e.message}; use another "
+                f"{mention('method')}",
+                param="method",
+            ) from None
         _refuse_disagreement(spec, name, picks, c, central)
 
 
