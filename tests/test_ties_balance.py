@@ -193,3 +193,41 @@ def test_maxout_of_integer_matmuls_with_seven_tied_units(dx_rule, dw_rule):
     r = _check(forward, backward, {"x": x, "W1": W1, "W2": W2}, g)
     assert r.passed == valid, str(r)
     assert not any(res.ties_unverified for res in r.results.values()), str(r)
+
+
+DEAD_X = np.array([[-2.711162, -1.889013, -0.174772], [-0.42219, 0.213643, 0.217322],
+                   [2.117839, -1.112021, -0.377605], [2.042772, 0.646703, 0.663063],
+                   [-0.514006, -1.648075, 0.167465]])  # fmt: skip
+DEAD_W = np.array([[0.0, -1.227352, -0.683227], [0.0, -0.944752, -0.09827],
+                   [0.0, 0.035586, -0.506292]])  # fmt: skip
+
+
+def _dead_unit(dw_ge, db_ge):
+    def forward(x, W, b):
+        return np.maximum(x @ W + b, 0)
+
+    def backward(grad_output, x, W, b):
+        a = x @ W + b
+        m_w = grad_output * ((a >= 0) if dw_ge else (a > 0))
+        m_b = grad_output * ((a >= 0) if db_ge else (a > 0))
+        return {"x": (grad_output * (a > 0)) @ W.T, "W": x.T @ m_w, "b": m_b.sum(0)}
+
+    return forward, backward
+
+
+@pytest.mark.parametrize(("dw_ge", "db_ge", "passed"), [
+    (False, False, True), (True, True, True),    # one rule for W and b: valid
+    (False, True, False), (True, False, False),  # dW and db from different masks
+])  # fmt: skip
+def test_a_dead_unit_s_mixed_masks_fail(dw_ge, db_ge, passed):
+    """t25 F2: a unit whose column of W is zero (b = 0) has every pre-activation tied and no
+    move holding them all still; dW from a > 0 with db from a >= 0 passed with no flag.
+    Random moves of every tied position, each output's share held between its one-sided
+    slopes, fail it at this upstream gradient (random moves find such a direction at 3 of 8
+    upstream gradients drawn for the tester's point, 2 before: a partial check); one rule for
+    both passes."""
+    forward, backward = _dead_unit(dw_ge, db_ge)
+    g = np.random.default_rng(5).standard_normal((5, 3))
+    r = gradcli.check(forward=forward, backward=backward, grad_output=g,
+                      tensors={"x": DEAD_X, "W": DEAD_W, "b": np.zeros(3)})  # fmt: skip
+    assert r.passed is passed, r.verdict()

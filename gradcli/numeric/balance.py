@@ -133,7 +133,57 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
     examined = _null(reader, at, right, left, nz, jump, values, noise, shown)
     pairs_left = budget - one * reader.copies
     done, undone = _pairs(reader, at, right, left, nz, jump, values, noise, shown, pairs_left)
+    if not examined + done and one * (reader.copies + len(OFFSETS) * HULL_MOVES) <= budget:
+        done = _hull(reader, at, right, left, jump, values, shown)
     return noise, shown, examined + done, undone, one * reader.copies
+
+
+HULL_MOVES = 32  # random moves of every tied position, where no move holds every tie still
+
+
+def _hull(reader, at, right, left, jump, values, shown) -> int:
+    """Where no move holds every tie still (every pre-activation of a dead unit tied: a zero
+    column of W with b = 0, or W = 0, and dW from a > 0 with db from a >= 0 passed, t25 F2):
+    random moves of every tied position, along each of which a valid gradient gives each
+    output a slope between its two one-sided ones (a hinge's share s in [0, 1] of its move,
+    a max's convex mix: the whole range for a single hinge or a sum of same-facing ones). Only
+    where every tied output's jumps face one way, coordinate by coordinate (relu(a) - relu(b)
+    faces both, and its valid gradients leave that range). Returns the moves judged."""
+    tied = np.flatnonzero(jump.any(axis=0))
+    if not tied.size:
+        return 0
+    facing = (right - left)[:, tied] * jump[:, tied]
+    if np.any((facing > 0).any(axis=0) & (facing < 0).any(axis=0)):
+        return 0
+    rng = np.random.default_rng(at.size + 1)
+    moves = []
+    for k in range(HULL_MOVES):
+        w = np.zeros(values.size)
+        # every other move about one tie: the positions sharing a tied output with one of
+        # them (a unit's W column and bias), where a mix shows against fewer other outputs
+        near = np.ones(at.size, dtype=bool)
+        if k % 2:
+            seed = int(rng.integers(at.size))
+            near = (jump[:, tied] & jump[seed, tied]).any(axis=1)
+        w[at[near]] = rng.standard_normal(int(near.sum()))
+        if np.unique(reader.tensor[at[w[at] != 0]]).size >= 2:
+            moves.append(w)
+    if not moves:
+        return 0
+    steps = [reader.step(w) for w in moves]
+    r, le, _, total = reader.read(moves, steps)
+    judged = 0
+    for k, w in enumerate(moves):
+        lo = float(np.minimum(r[k], le[k]).sum())
+        hi = float(np.maximum(r[k], le[k]).sum())
+        given = float(values[at] @ w[at])
+        size = float(np.abs(values[at] * w[at]).sum()) + abs(lo) + abs(hi)
+        miss = given - min(max(given, lo), hi)
+        judged += 1
+        if abs(miss) > CLEAR * size + 16 * float(total[k]):
+            values[at] -= miss / float(w[at] @ w[at]) * w[at]
+            shown[at] = True
+    return judged
 
 
 def _judge(reader, w, values, noise, shown) -> int:
