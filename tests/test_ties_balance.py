@@ -231,3 +231,22 @@ def test_a_dead_unit_s_mixed_masks_fail(dw_ge, db_ge, passed):
     r = gradcli.check(forward=forward, backward=backward, grad_output=g,
                       tensors={"x": DEAD_X, "W": DEAD_W, "b": np.zeros(3)})  # fmt: skip
     assert r.passed is passed, r.verdict()
+
+
+@pytest.mark.parametrize(("dw_ge", "db_ge", "passed"), [
+    (False, False, True), (True, True, True), (False, True, False), (True, False, False),
+])  # fmt: skip
+@pytest.mark.parametrize("seed", range(3))
+def test_zero_weights_mixed_masks_fail(seed, dw_ge, db_ge, passed):
+    """t25 F2 at W = 0, b = 0 (every unit dead, every pre-activation tied): no move holds
+    them still and random moves rarely separate a mix; each tied hinge's share s in [0, 1],
+    shared by W and b, is solved for (bounded least squares): dW from a > 0 asks s = 0 and
+    db from a >= 0 asks s = 1, which no shares reproduce."""
+    rng = np.random.default_rng(seed)
+    forward, backward = _dead_unit(dw_ge, db_ge)
+    r = gradcli.check(forward=forward, backward=backward,
+                      grad_output=rng.standard_normal((4, 2)),
+                      tensors={"x": rng.standard_normal((4, 3)), "W": np.zeros((3, 2)),
+                               "b": np.zeros(2)})  # fmt: skip
+    assert r.passed is passed, r.verdict()
+

@@ -133,9 +133,82 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
     examined = _null(reader, at, right, left, nz, jump, values, noise, shown)
     pairs_left = budget - one * reader.copies
     done, undone = _pairs(reader, at, right, left, nz, jump, values, noise, shown, pairs_left)
+    if not examined + done and _single_hinges(reader, at, right, left, nz, jump, budget):
+        done = _shares(at, right, left, nz, jump, values, shown)
     if not examined + done and one * (reader.copies + len(OFFSETS) * HULL_MOVES) <= budget:
         done = _hull(reader, at, right, left, jump, values, shown)
     return noise, shown, examined + done, undone, one * reader.copies
+
+
+SHARE_STEPS = 4000  # iterations of the shares' bounded least squares (accelerated)
+SHARE_WORK = 4e8  # multiply-adds the shares may take
+SHARE_MARGIN = 10.0  # a residual this many times its tolerance is no solver's shortfall
+
+
+def _single_hinges(reader, at, right, left, nz, jump, budget: float) -> bool:
+    """Whether each tied output is a hinge of one pre-activation (relu(a)), which two of its
+    coordinates moved against each other by their moves of it hold still, and not a max of
+    several inputs (max(a, b, c), whose tie splits among them: a's share and b's differ), which
+    no such move holds: one move per tied output, read once."""
+    tied = np.flatnonzero(jump.any(axis=0))
+    m = (right + left)[:, tied]
+    moves, outs = [], []
+    for k, o in enumerate(tied):
+        on = np.flatnonzero(jump[:, o] & (m[:, k] != 0))
+        if on.size < 2:
+            continue
+        p, q = on[0], on[1]
+        w = np.zeros(reader.tensor.size)
+        w[at[p]], w[at[q]] = 1.0 / m[p, k], -1.0 / m[q, k]
+        moves.append(w * (reader.h[at[p]] * abs(m[p, k])))
+        outs.append(o)
+    if not moves:
+        return False
+    one = cost.copies_seconds(reader.engine, 1, real=True)
+    if one * (reader.copies + len(OFFSETS) * len(moves)) > budget:
+        return False
+    r, le, n, _ = reader.read(moves, [reader.step(w) for w in moves])
+    k = np.arange(len(moves))
+    o = np.asarray(outs)
+    scale = np.abs(r[k, o]) + np.abs(le[k, o])
+    return bool(np.all(np.abs(r[k, o] - le[k, o]) <= 16 * n[k, o] + 1e-6 * scale))
+
+
+def _shares(at, right, left, nz, jump, values, shown) -> int:
+    """Where every tied output is a hinge (flat on one side of each coordinate's move: relu of
+    a smooth pre-activation), a valid gradient gives each tied output one share s in [0, 1] of
+    its move, the same in every tensor: at each tied position p, the answer is its smooth
+    outputs' slopes plus sum_o s_o (right + left)[p, o]. The shares nearest the answer (a
+    bounded least squares, numpy's own) must reproduce it: a dead unit's dW from a > 0 with db
+    from a >= 0 asks s = 0 of W and 1 of b (t25 F2, where no move holds every tie still).
+    Returns 1 when it judged."""
+    tied = np.flatnonzero(jump.any(axis=0))
+    if not tied.size:
+        return 0
+    r, le, n = right[:, tied], left[:, tied], nz[:, tied]
+    on = jump[:, tied]
+    if np.any(on & (np.minimum(np.abs(r), np.abs(le)) > 16 * n + 1e-12 * np.abs(r - le))):
+        return 0  # a side of some tied output slopes both ways: no hinge
+    m = r + le  # (positions, tied outputs): g times each tied pre-activation's move
+    if m.size * SHARE_STEPS > SHARE_WORK:
+        return 0  # a second or more of it: the random moves below read what they can
+    base = right.sum(axis=1) - r.sum(axis=1)  # the smooth outputs' slopes
+    target = values[at] - base
+    s = np.full(tied.size, 0.5)
+    lip = float(np.linalg.norm(m, 2) ** 2) or 1.0
+    y, t = s.copy(), 1.0
+    for _ in range(SHARE_STEPS):  # FISTA on 0.5 |m s - target|^2 over the box [0, 1]
+        nxt = np.clip(y - (m.T @ (m @ y - target)) / lip, 0.0, 1.0)
+        t2 = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        y, s, t = nxt + (t - 1) / t2 * (nxt - s), nxt, t2
+    resid = m @ s - target
+    tol = (16 * nz.sum(axis=1) + CLEAR * (np.abs(values[at]) + np.abs(m).sum(axis=1)
+                                          + np.abs(base)) + 1e-300)  # fmt: skip
+    bad = np.abs(resid) > SHARE_MARGIN * tol
+    if bad.any():
+        values[at] = m @ s + base
+        shown[at[bad]] = True
+    return 1
 
 
 HULL_MOVES = 32  # random moves of every tied position, where no move holds every tie still
