@@ -357,9 +357,9 @@ def numerical(
         p.note(info.note)
     size = engine.t64[name].size if coords is None else len(coords)
     if p.opts.method == "complex" and name in p.spec.tensors and engine.layer is p.spec.layer:
-        # every coordinate the complex step read, held to central differences (raises)
+        # every coordinate the complex step read, held to central differences (raises; its
+        # cost is in the tensor's estimate: budget.estimate)
         complex_agrees(p.spec, name, grad, coords)
-        p.spent += cost.copies_seconds(engine, 2 * size, real=True)
     if info.unseen and tolerances(p, name, grad, info)[2]:
         # every output's round-off, counted where the footprints are unknown, would leave the
         # tensor unresolved: read which outputs each coordinate can move at all (and never

@@ -71,9 +71,13 @@ def float32_valued(spec_dtype: str, a: Any) -> bool:
     if spec_dtype != "float64" or a.dtype != np.float64:
         return False
     v = a[np.isfinite(a)]
+    return bool(v.size) and _on_grid(v, np.float32) and not _on_grid(v, np.float16)
+
+
+def _on_grid(v: np.ndarray, dtype: Any) -> bool:
+    """Whether every (finite) number of ``v`` is one of ``dtype``'s."""
     with np.errstate(all="ignore"):
-        return bool(v.size and np.array_equal(v, v.astype(np.float32))
-                    and not np.array_equal(v, v.astype(np.float16)))
+        return bool(np.array_equal(v, v.astype(dtype)))
 
 
 def float32_code(spec_dtype: str, grads: Mapping[str, Any]) -> bool:
@@ -86,12 +90,8 @@ def float32_code(spec_dtype: str, grads: Mapping[str, Any]) -> bool:
             seen = True
             continue
         v = np.asarray(a)
-        if v.dtype.kind != "f":
+        if v.dtype.kind != "f" or not _on_grid(v[np.isfinite(v)].astype(np.float64), np.float16):
             return False
-        v = v[np.isfinite(v)].astype(np.float64)
-        with np.errstate(all="ignore"):
-            if not np.array_equal(v, v.astype(np.float16)):
-                return False
     return seen
 
 

@@ -143,7 +143,7 @@ def _estimated(spec: Spec, a: np.ndarray, spread: np.ndarray | None = None) -> L
     element below 2e-5 of it took any value: a sign flipped among gradients spanning 1e-5
     ... 1 passed 'within noise' (outside test t25 F6); of itself alone, x - mean at |x| ~ 1000
     rounds at 6e-5 in float32, and a correct layernorm failed (t25 F9)."""
-    largest = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+    largest = _largest(a)
     size = int(np.size(spec.grad_output))
     est = roundoff_tolerance(EPS32, largest, size)
     with np.errstate(invalid="ignore"):
@@ -170,9 +170,7 @@ def _own_spread(spec: Spec, names: Any) -> dict[str, np.ndarray]:
         base = layer.backward(g, layer.forward(spec.tensors, spec.options)[1])
         moved = {n: np.zeros(np.shape(base[n])) for n in names if n in base}
         for _ in range(NUDGED):
-            tensors = {k: lastbit.nudged(v, rng, EPS32)
-                       if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
-                       for k, v in spec.tensors.items()}  # fmt: skip
+            tensors = lastbit.nudged(spec.tensors, rng, EPS32)
             got = layer.backward(g, layer.forward(tensors, spec.options)[1])
             for n in moved:
                 with np.errstate(invalid="ignore", over="ignore"):
@@ -251,7 +249,7 @@ def _unexcused(
     the user's own scales with the gradient (d[0, 0] * 1.5 in float32 only passed on a
     'round-off' of 33%, a factor 1.001 everywhere on one of 1e-3: t22 N7)."""
     a = np.asarray(_gradient(comp, name), dtype=np.float64)
-    top = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+    top = _largest(a)
     if not (each > FLOOR_ULPS * EPS32 * top).any():
         return each, ""  # nothing beyond what every element gets: nothing to withhold
     varying = repeated().get(name)

@@ -378,18 +378,17 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
         _refuse_disagreement(spec, name, picks, c, central)
 
 
-def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray | None) -> int:
+def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray | None) -> None:
     """After the complex step read ``name`` at ``coords`` (None: every coordinate), a user's
     forward is held to central differences at each of them, as complex_safe holds it at a
     few: a forward unsafe at one element of 20000 (y[0] = x0 |x0|, an L1 term of 1e-4) read
     half that element's derivative, failing the right backward and passing one without the 2
-    (t22 N8). Raises as complex_safe does; returns the coordinates read (for the cost)."""
+    (t22 N8). Raises as complex_safe does."""
     if spec.layer.broadcasts:
-        return 0
+        return
     picks = np.arange(grad.size) if coords is None else np.asarray(coords, dtype=np.int64)
     central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
     _refuse_disagreement(spec, name, picks, grad.ravel()[picks], central, coloring=True)
-    return int(picks.size)
 
 
 def _refuse_disagreement(
