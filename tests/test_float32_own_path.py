@@ -69,7 +69,7 @@ def test_custom_confident_classifier_in_float32_passes():
     assert r.passed, r.results["x"]
 
 
-def _custom(backward_factor, x):
+def _custom(backward_factor, x, **kw):
     def forward(x):
         return np.tanh(x)
 
@@ -79,7 +79,8 @@ def _custom(backward_factor, x):
             d = backward_factor(d.copy())
         return {"x": d}
 
-    return gradcli.check(forward=forward, backward=backward, tensors={"x": x}, dtype="float32")
+    return gradcli.check(forward=forward, backward=backward, tensors={"x": x}, dtype="float32",
+                         **kw)  # fmt: skip
 
 
 def _scaled(where, factor):
@@ -163,3 +164,13 @@ def test_custom_one_pass_variance_at_1000_in_float32(slip, passed):
     forward, backward = _one_pass_layernorm(slip)
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x}, dtype="float32")
     assert r.passed is passed
+
+
+def test_the_nearby_readings_are_held_to_max_memory_and_said():
+    """The 12 float32 and float64 readings of a custom layer's float32 path are held to half
+    of --max-memory; where they do not fit, a note says the slip is not looked for (a silent
+    PASS is no verdict to trust). Twin: at the default the same slip fails."""
+    x = np.random.default_rng(0).standard_normal((40, 100)).astype(np.float32)
+    small = _custom(_scaled((0, 0), 1.5), x, max_memory=1.0)
+    assert any("was not read at 11 nearby points" in n for n in small.check.notes)
+    assert not _custom(_scaled((0, 0), 1.5), x).passed

@@ -163,7 +163,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     if opts.refuse_constant and not own_mask:
         refuse_zero_output(spec, comp)
     # float32 numbers in a float64 check are held to float32's round-off (precision.py)
-    levels = (precision.levels(spec, comp, answers=opts.grads is not None)
+    levels = (precision.levels(spec, comp, answers=opts.grads is not None,
+                               max_memory=opts.max_memory)
               or precision.float32_work(spec, tested(spec, comp, opts.grads),
                                         answers=opts.grads is not None))
     roundoff = {n: v.relative for n, v in levels.items()}

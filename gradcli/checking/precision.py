@@ -22,6 +22,7 @@ round-off is estimated from the gradient's size (contract.roundoff_tolerance).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from gradcli.checking import lastbit
 from gradcli.checking.contract import float32_code, float32_valued, roundoff_tolerance
+from gradcli.errors import mention
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import float64_copies
 from gradcli.records import record
@@ -79,10 +81,14 @@ class Level:
         return np.maximum(FACTORS[self.source] * self.elements, self.floor(largest))
 
 
-def levels(spec: Spec, comp: Computation, answers: bool = False) -> dict[str, Level]:
+def levels(
+    spec: Spec, comp: Computation, answers: bool = False, max_memory: float = math.inf
+) -> dict[str, Level]:
     """float32 only: the round-off of each float32 gradient the check may compare (the
     tensors', the intermediates' the backward returns); ``answers``: the gradients under test
-    are the user's (--grads), which no backward here computed."""
+    are the user's (--grads), which no backward here computed; ``max_memory``: the bytes a
+    custom layer's float32 and float64 readings at REPEATS nearby points may hold, at most
+    half of it (else nothing is withheld as repeating: _unexcused)."""
     if spec.dtype != "float32":
         return {}
     inter = comp.intermediates
@@ -99,11 +105,18 @@ def levels(spec: Spec, comp: Computation, answers: bool = False) -> dict[str, Le
         return stand_in
 
     seen: dict[str, np.ndarray] | None = None
+    held = 2 * (REPEATS + 1) * 8 * sum(int(np.size(v[3])) for v in own.values())
+    unread = ""  # said once, where the readings would not fit
 
     def repeated() -> dict[str, np.ndarray]:
-        nonlocal seen
+        nonlocal seen, unread
         if seen is None:
-            seen = _repeated(spec.layer, spec, tuple(own))
+            seen = _repeated(spec.layer, spec, tuple(own)) if held <= max_memory / 2 else {}
+            if held > max_memory / 2:
+                unread = (f"your backward's float32 path was not read at {REPEATS} nearby "
+                          f"points (their readings need {held / 2**20:.2g} MB, more than half "
+                          f"of {mention('max_memory')}): a float32-only slip is not told "
+                          "from round-off here")
         return seen
 
     own_spread: dict[str, np.ndarray] | None = None
@@ -119,6 +132,7 @@ def levels(spec: Spec, comp: Computation, answers: bool = False) -> dict[str, Le
                 each = np.minimum(each, CAPPED * standing_in()[n][3])
             elif builtin is None:
                 each, note = _unexcused(spec, n, each, comp, repeated)
+                note, unread = note or unread, ""
             top = absolute / relative if relative else 0.0
             absolute = float(each.max(initial=0.0))
             out[n] = Level(absolute, absolute / top if top else relative, "measured", each,
