@@ -24,6 +24,7 @@ their saved arrays nudged, the others keep theirs (Layer.nudged).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,6 +84,52 @@ def spread(spec: Spec, names: tuple[str, ...], unit: float) -> dict[str, np.ndar
 
 
 SIGNS = 4  # upstream gradients with random signs that natural_scale draws
+# the ufuncs that round their result (comparisons, max/min, abs, sign, negation are exact and
+# left alone: a mask read off them routes as it did)
+_ROUNDING = frozenset({
+    np.add, np.subtract, np.multiply, np.divide, np.true_divide, np.power, np.float_power,
+    np.square, np.sqrt, np.cbrt, np.reciprocal, np.matmul, np.exp, np.exp2, np.expm1, np.log,
+    np.log2, np.log10, np.log1p, np.logaddexp, np.logaddexp2, np.tanh, np.sinh, np.cosh,
+    np.arctanh, np.arcsinh, np.arccosh, np.sin, np.cos, np.tan, np.arctan, np.arctan2,
+    np.arcsin, np.arccos, np.hypot,
+})  # fmt: skip
+# the smaller unit's changes must be this much below the unit's: rounding scales with it
+# (by 16), a route that flips at a tie does not (the same jump at either unit)
+SCALES = 16.0
+RUNS = 3  # rounded runs at float64's unit, each repeated at 1/SCALES of it
+# a backward slower than this over its 2 RUNS rounded runs (a loop-by-loop convolution) is not
+# measured: its elements keep the floor they had
+SECONDS = 3.0
+
+
+class _Rounded(np.ndarray):
+    """An array whose every rounding ufunc's result is moved by 1-2 ``unit``s (relative,
+    random sign): Monte Carlo arithmetic, run in long double so that float64's last bits are
+    themselves representable."""
+
+    unit = 0.0
+    rng = np.random.default_rng(0)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):  # noqa: ANN001, ANN204
+        args = [a.view(np.ndarray) if isinstance(a, _Rounded) else a for a in inputs]
+        outs = kwargs.get("out")
+        if outs:
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, _Rounded) else o
+                                  for o in outs)  # fmt: skip
+        got = getattr(ufunc, method)(*args, **kwargs)
+        rounds = ufunc in _ROUNDING and method in ("__call__", "reduce", "accumulate", "at")
+        if method == "at":
+            return got
+        many = isinstance(got, tuple)
+        res = []
+        for r in got if many else (got,):
+            if rounds and np.asarray(r).dtype.kind == "f":
+                if isinstance(r, np.ndarray):
+                    r *= 1 + _bits(_Rounded.rng, r.shape, _Rounded.unit).astype(r.dtype)
+                else:
+                    r = r * (1 + r.dtype.type(_bits(_Rounded.rng, (), _Rounded.unit)))
+            res.append(r.view(_Rounded) if isinstance(r, np.ndarray) else r)
+        return tuple(res) if many else res[0]
 
 
 def natural_scale(spec: Spec, names: tuple[str, ...]) -> dict[str, float]:
@@ -112,6 +159,60 @@ def natural_scale(spec: Spec, names: tuple[str, ...]) -> dict[str, float]:
                 a = a[np.isfinite(a)]
                 out[n] = max(out.get(n, 0.0), float(a.max(initial=0.0)))
     return out
+
+
+def rounded_floor(spec: Spec, under_test: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{name: FACTOR times how far each element moves when every rounding operation of the
+    backward (and of the forward it recomputes) is moved by float64's last bits}, for code of
+    the user's own, whose formula no nudge of its inputs reaches: the round-off its float64
+    run cannot avoid, measured on the formula itself (Monte Carlo arithmetic, run in long
+    double). A textbook sigmoid's ``y * (1 - y)`` at ``y = 1.0`` reads 0 for a derivative of
+    1e-16 (the complex step sees it); a saturated softmax's ``y * (g - (g * y).sum())`` reads
+    0 at its top output for -1.4e-28, beside terms of 2. A wrong formula is as wrong rounded
+    or not. Only moves that scale with the unit count (at 1/SCALES of it they are SCALES
+    times smaller): a mask that flips at a tie moves an element by the same jump at any unit.
+    Code that leaves long double (a cast to float64, torch) measures 0, as before; {} where
+    the code refuses it or no finer type exists."""
+    if float(np.finfo(np.longdouble).eps) * SCALES * 4 > EPS:
+        return {}
+    layer = spec.layer
+
+    def run(unit: float) -> dict[str, np.ndarray]:
+        _Rounded.unit = unit
+
+        def wrap(v: Any) -> Any:
+            a = np.asarray(v)
+            return a.astype(np.longdouble).view(_Rounded) if a.dtype == np.float64 else v
+
+        tensors = {n: wrap(v) for n, v in spec.tensors.items()}
+        with np.errstate(all="ignore"):
+            got = layer.backward(wrap(spec.grad_output), layer.forward(tensors, spec.options)[1])
+        return {n: np.asarray(b).view(np.ndarray) for n, b in got.items()}
+
+    try:
+        start = time.perf_counter()
+        base = run(0.0)
+        if (time.perf_counter() - start) * 2 * RUNS > SECONDS:
+            return {}
+        wanted = {n: b for n, b in base.items() if n in under_test
+                  and b.shape == np.shape(under_test[n]) and b.dtype == np.longdouble}
+        moved = {n: np.zeros(b.shape) for n, b in wanted.items()}
+        for trial in range(RUNS):
+            pair = []
+            for unit in (EPS, EPS / SCALES):  # the same draws in the same order at both units
+                _Rounded.rng = np.random.default_rng((0x6D6361, trial))
+                pair.append(run(unit))
+            for n, b in wanted.items():
+                with np.errstate(all="ignore"):
+                    big = np.abs(pair[0][n] - b).astype(np.float64)
+                    small = np.abs(pair[1][n] - b).astype(np.float64)
+                scaled = np.isfinite(big) & (big > 0) & (small * SCALES / 4 <= big)
+                moved[n] = np.maximum(moved[n], np.where(scaled, big, 0.0))
+    except Exception:  # noqa: BLE001 - the user's code refusing long double: nothing measured
+        return {}
+    finally:
+        _Rounded.unit = 0.0
+    return {n: FACTOR * m for n, m in moved.items()}
 
 
 def nudged(value: Any, rng: np.random.Generator, unit: float) -> Any:

@@ -105,7 +105,7 @@ def tolerances(
     # nothing to scale to (a float32 network's bias before a batchnorm: 0 read, 1e-8 of
     # round-off answered), the float32 allowance of its own 1e-8 is no atol: the default is
     small = opts.atol is None and scale > 0 and capped < atol
-    if small and not unresolved and info.noise_reach is not None:
+    if small and not unresolved and (info.noise_reach is not None or info.unseen):
         # whether the step resolves the tensor is asked whatever the answer: the round-off
         # over every output a coordinate may move (a confident softmax's top output, at 1,
         # moved by less than its last bit reads 0) against the gradient, where both sides do
@@ -114,7 +114,13 @@ def tolerances(
         # be resolved
         a = np.asarray(analytic, dtype=np.float64)
         read = ~((grad == 0) & (a == 0)) & np.isfinite(grad)
-        reach = float(np.max(info.noise_reach[read], initial=0.0))
+        # footprints unknown (a layer of the user's own): the outputs each coordinate can
+        # move at all (Engine.reach_noise, which info.noise holds once the tensor was found
+        # unresolved), over the coordinates read: a saturated softmax's top output, pinned at
+        # 1, is moved by every logit of its row and by none by a last bit
+        at = (np.full(grad.shape, info.noise) if info.noise_reach is None
+              else info.noise_reach)
+        reach = float(np.max(at[read], initial=0.0))
         if reach * SWALLOWED > scale:
             unresolved = (f"the round-off of its finite differences over every output a "
                           f"coordinate moves (about {reach:.2g}) is {beside(reach, scale)} the "
@@ -179,7 +185,9 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
     if not failing.any():
         return noise
     if p.floors is None:
-        p.floors = lastbit.backward_floor(p.spec, tuple(p.under_test)) if _ours(p) else {}
+        p.floors = (lastbit.backward_floor(p.spec, tuple(p.under_test)) if _ours(p)
+                    else {} if p.opts.grads is not None  # answers: no formula of theirs to run
+                    else lastbit.rounded_floor(p.spec, p.under_test))
     own = p.floors.get(name)
     terms = 64 * EPS * _natural(p, name)
     if own is None or own.shape != a.shape:
@@ -187,7 +195,26 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
             return noise
         own = np.zeros(a.shape)
     own = np.maximum(own, terms)
+    if not _ours(p) and p.opts.grads is None:
+        _rounded_note(p, name, failing & (np.abs(a - grad) <= np.maximum(floor, own)
+                                          + rtol * np.abs(grad)), own)  # fmt: skip
     return own if noise is None else np.maximum(noise, own)
+
+
+def _rounded_note(p: Prepared, name: str, rescued: np.ndarray, own: np.ndarray) -> None:
+    """A note, once per gradient, where the user's backward's own round-off (measured by
+    lastbit.rounded_floor) is what lets elements pass: their float64 values are that far off,
+    which a user asking for accurate gradients should know (a formula adding and taking away
+    1e20 passes its rounding, and says so)."""
+    mark = f"d{name}: at "
+    if not rescued.any() or any(n.startswith(mark) and "own round-off" in n for n in p.notes):
+        return
+    k = int(rescued.sum())
+    p.note(f"{mark}{k:,} element{'s' if k > 1 else ''} only your backward's own round-off "
+           f"explains the difference: rounding each of its operations by float64's last bits "
+           f"moves {'it' if k == 1 else 'them'} by up to {float(own[rescued].max()):.2g}, more "
+           "than the difference; its formula cannot hold them in float64 (1 - y at y = 1.0 "
+           "reads 0 for a slope of 1e-16), so they pass at that")
 
 
 # the moves, in steps, of invariant: from 1 to 4096 steps each way

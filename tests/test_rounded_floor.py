@@ -1,0 +1,191 @@
+"""A user's own formula rounding what float64 cannot hold (t25 F3): a textbook sigmoid's
+``y * (1 - y)`` at ``y = 1.0`` reads 0 for a slope of 1e-16, a saturated softmax's
+``y * (g - (g * y).sum())`` reads 0 at its top output for -1.4e-28 beside terms of 2. No nudge
+of the inputs reaches that rounding, and the complex step, which has none, read them "wrong"
+with a missing-term hint. Each element is now held to how far its backward moves when every
+rounding operation is moved by float64's last bits (checking/lastbit.rounded_floor, run in
+long double). The twins: wrong formulas at the same points still fail, a mask that flips at a
+tie counts nothing, and code that leaves long double measures nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.checking import lastbit
+
+pytestmark = pytest.mark.skipif(
+    float(np.finfo(np.longdouble).eps) * 64 > float(np.finfo(np.float64).eps),
+    reason="no long double finer than float64 on this platform",
+)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def sigmoid_textbook(grad_output, x):
+    y = sigmoid(x)
+    return {"x": grad_output * y * (1 - y)}
+
+
+def softmax(x):
+    e = np.exp(x - x.real.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def softmax_textbook(grad_output, x):
+    y = softmax(x)
+    return {"x": y * (grad_output - (grad_output * y).sum(-1, keepdims=True))}
+
+
+def softmax_exact(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The oracle: dx_i = y_i sum_j y_j (g_i - g_j), in which nothing cancels."""
+    y = softmax(x)
+    return y * (y[..., None, :] * (g[..., :, None] - g[..., None, :])).sum(-1)
+
+
+def saturated_logits(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row confident by far more than float64 holds: scale 200."""
+    rng = np.random.default_rng(seed)
+    return 200 * rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+
+
+SATURATED_X = np.array([[40.0, 41.0, 39.0, 38.5], [36.5, 45.0, 37.0, 42.0]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_saturated_custom_softmax_passes_the_complex_step(seed):
+    x, g = saturated_logits(seed)
+    r = gradcli.check(forward=softmax, backward=softmax_textbook, tensors={"x": x},
+                      grad_output=g, method="complex")  # fmt: skip
+    assert r.passed, r.verdict()
+    # the backward's float64 answer really is off (the oracle), and a note says where
+    a = softmax_textbook(g, x)["x"]
+    exact = softmax_exact(x, g)
+    assert np.any(np.abs(a - exact) > 0.5 * np.abs(exact))  # the top output's element
+    assert any("own round-off" in n for n in r.notes), r.notes
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("wrong", ["flip", "diagonal"])
+def test_wrong_softmax_formulas_at_the_same_points_fail(seed, wrong):
+    def backward(grad_output, x):
+        y = softmax(x)
+        if wrong == "flip":
+            return {"x": y * ((grad_output * y).sum(-1, keepdims=True) - grad_output)}
+        return {"x": y * (1 - y) * grad_output}  # the Jacobian's diagonal alone
+
+    x, g = saturated_logits(seed)
+    r = gradcli.check(forward=softmax, backward=backward, tensors={"x": x}, grad_output=g,
+                      method="complex")  # fmt: skip
+    assert not r.passed
+
+
+def test_central_differences_cannot_resolve_the_saturated_softmax():
+    """Its top output, pinned at 1, moves at no step: as the built-in, 'cannot resolve' (it
+    read "does not match", analytic right at an element the differences could not see)."""
+    x, g = saturated_logits(0)
+    r = gradcli.check(forward=softmax, backward=softmax_textbook, tensors={"x": x},
+                      grad_output=g)  # fmt: skip
+    assert not r.passed
+    assert r.results["x"].unresolved, r.verdict()
+
+
+def test_the_textbook_sigmoid_passes_the_complex_step_where_every_output_is_1():
+    r = gradcli.check(forward=sigmoid, backward=sigmoid_textbook, tensors={"x": SATURATED_X},
+                      method="complex")  # fmt: skip
+    assert r.passed, r.verdict()
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda g, y: g * y,  # (1 - y) dropped: 1 against 1e-16
+    lambda g, y: -g * y,
+    lambda g, y: g * y * (1 - y) + 1e-12 * np.abs(g),  # beyond what its rounding moves
+])  # fmt: skip
+def test_wrong_sigmoid_formulas_where_every_output_is_1_fail(wrong):
+    def backward(grad_output, x):
+        return {"x": wrong(grad_output, sigmoid(x))}
+
+    r = gradcli.check(forward=sigmoid, backward=backward, tensors={"x": SATURATED_X},
+                      method="complex")  # fmt: skip
+    assert not r.passed
+
+
+def test_a_wrong_sigmoid_among_unsaturated_elements_fails():
+    x = np.array([[0.3, -1.2, 38.0, 2.0], [36.5, 0.0, -0.7, 45.0]])
+
+    def backward(grad_output, x):
+        y = sigmoid(x)
+        return {"x": 1.5 * grad_output * y * (1 - y)}
+
+    for method in ("complex", "central"):
+        r = gradcli.check(forward=sigmoid, backward=backward, tensors={"x": x}, method=method)
+        assert not r.passed, method
+
+
+def _floor(forward, backward, tensors, g):
+    """rounded_floor of the user's code through the API's own layer (as a check builds it)."""
+    captured = {}
+    original = lastbit.rounded_floor
+
+    def spy(spec, under_test):
+        captured.update(original(spec, under_test))
+        return captured
+
+    lastbit.rounded_floor = spy
+    try:
+        gradcli.check(forward=forward, backward=backward, tensors=tensors, grad_output=g,
+                      method="complex")  # fmt: skip
+    finally:
+        lastbit.rounded_floor = original
+    return captured
+
+
+def test_the_floor_covers_the_formulas_own_error():
+    """Independent oracle: the textbook softmax's float64 error at each element (against the
+    cancellation-free formula) is within the floor measured for it."""
+    for seed in range(3):
+        x, g = saturated_logits(seed)
+        floor = _floor(softmax, softmax_textbook, {"x": x}, g)["x"]
+        error = np.abs(softmax_textbook(g, x)["x"] - softmax_exact(x, g))
+        assert np.all(error <= floor), seed
+        # and it is rounding, of the size of the terms (|g| ~ 1), not the gradient's size
+        assert floor.max() < 1e-13
+
+
+def test_a_mask_flipping_at_a_tie_counts_nothing():
+    """A route read off a recomputed product: each rounding of ``x * w`` breaks the tie another
+    way, the element jumps by the whole upstream gradient at either unit: not rounding."""
+
+    def forward(x, w):
+        return (x * w).max(axis=1)
+
+    def backward(grad_output, x, w):  # wrong: every tied maximum takes the whole gradient
+        m = ((x * w) == (x * w).max(axis=1, keepdims=True)).astype(float)
+        return {"x": m * w * grad_output[:, None], "w": m * x * grad_output[:, None]}
+
+    x = np.array([[1.0, 1.0, 0.3], [2.0, 2.0, 2.0], [0.5, 0.1, 0.5]])
+    t = {"x": x, "w": np.ones((3, 3))}
+    g = np.array([0.7, -1.3, 0.4])
+    floor = _floor(forward, backward, t, g)
+    assert all(np.all(f <= 1e-14) for f in floor.values()), floor
+    r = gradcli.check(forward=forward, backward=backward, tensors=t, grad_output=g,
+                      method="complex")  # fmt: skip
+    assert not r.passed
+
+
+def test_code_leaving_long_double_measures_nothing():
+    """A backward casting to float64 (torch does the same) rounds in float64 whatever is moved
+    in long double: no floor, the saturated sigmoid fails under the complex step as before."""
+
+    def backward(grad_output, x):
+        y = sigmoid(np.asarray(x, dtype=np.float64))
+        return {"x": np.asarray(grad_output, dtype=np.float64) * y * (1 - y)}
+
+    floor = _floor(sigmoid, backward, {"x": SATURATED_X}, np.ones(SATURATED_X.shape))
+    assert all(not np.any(f) for f in floor.values())
+    r = gradcli.check(forward=sigmoid, backward=backward, tensors={"x": SATURATED_X},
+                      method="complex")  # fmt: skip
+    assert not r.passed
