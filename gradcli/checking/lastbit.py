@@ -100,6 +100,9 @@ RUNS = 3  # rounded runs at float64's unit, each repeated at 1/SCALES of it
 # a backward slower than this over its 2 RUNS rounded runs (a loop-by-loop convolution) is not
 # measured: its elements keep the floor they had
 SECONDS = 3.0
+# tensors larger than this in all are not measured: long double copies take twice float64's
+# room, which --max-memory kept for float64 (32 MB here)
+ELEMENTS = 2**21
 
 
 class _Rounded(np.ndarray):
@@ -174,6 +177,8 @@ def rounded_floor(spec: Spec, under_test: Mapping[str, np.ndarray]) -> dict[str,
     Code that leaves long double (a cast to float64, torch) measures 0, as before; {} where
     the code refuses it or no finer type exists."""
     if float(np.finfo(np.longdouble).eps) * SCALES * 4 > EPS:
+        return {}
+    if sum(np.size(v) for v in (*spec.tensors.values(), spec.grad_output)) > ELEMENTS:
         return {}
     layer = spec.layer
 
