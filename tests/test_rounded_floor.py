@@ -189,3 +189,24 @@ def test_code_leaving_long_double_measures_nothing():
     r = gradcli.check(forward=sigmoid, backward=backward, tensors={"x": SATURATED_X},
                       method="complex")  # fmt: skip
     assert not r.passed
+
+
+@pytest.mark.parametrize("pad", [
+    lambda g, d: d + (1e20 * g - 1e20 * g),  # exactly 0 in float64, moved a lot by rounding
+    lambda g, d: (d + 1e20) - 1e20,  # every element 0 in float64 (and in long double)
+])  # fmt: skip
+@pytest.mark.parametrize("method", ["central", "complex"])
+def test_rounding_float64_does_not_suffer_sets_no_tolerance(pad, method):
+    """Outside test t26 F9: twice the gradient plus a float64-exact zero term passed, its
+    floor measured on rounding that only the long double run had; so did a shift by 1e20
+    that leaves 0. The floor is never beyond the float64 answer's distance from long double's."""
+
+    def backward(grad_output, x):
+        return {"x": pad(grad_output, 2 * grad_output * (1 - np.tanh(x) ** 2))}
+
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    def forward(x):
+        return np.tanh(x)
+
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method=method)
+    assert not r.passed  # (an element whose slope is below 64 units of the terms may pass 0)
