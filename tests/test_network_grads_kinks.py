@@ -156,8 +156,12 @@ def test_a_layer_of_yours_in_the_chain_keeps_the_slopes_verdict() -> None:
     assert {n for n, r in report.end_to_end.items() if not r.passed} >= {"X", "conv1.W"}
     assert all(r.kinks_chained == 0 for r in report.end_to_end.values())
     for name in ("X", "conv1.W"):
-        hints = report.end_to_end[name].hints
-        assert [getattr(h, "cause", None) for h in hints] == ["kink-slope"], hints
+        # held to the slopes (a hint), or, where the budget leaves a large tie unread, not
+        # verified: never accepted (a coordinate's own slopes bound no Clarke gradient of a
+        # loss that is not regular, so a large tie contradicts only once read at every rank)
+        r = report.end_to_end[name]
+        causes = [getattr(h, "cause", None) for h in r.hints]
+        assert causes == ["kink-slope"] or "not verified" in r.reason, (causes, r.reason)
 
 
 def test_check_net_grads_of_compute_net_s_archive_exits_0(tmp_path: Path, cli: Any) -> None:

@@ -124,7 +124,7 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     if p.random_forward or declares(p.engine) or builtin:
         return taken
     own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
-    failing, silent, floors, rtol = {}, {}, {}, math.inf
+    failing, silent, kinked, floors, rtol = {}, {}, {}, {}, math.inf
     for n in own:
         _, _, grad, info, fix, _ = taken[n]
         tol = tolerance(p, n, grad, info)
@@ -142,18 +142,26 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
         # (one at a kink, whose 0 may be a tie's share put in place, moves something: its
         # group is found from its silent member, if any)
         quiet = ((v == 0) & ~bad).ravel()
+        kinked[n] = np.zeros(0, dtype=np.int64)
         if fix is not None:
             quiet[fix.coords] = False
+            # one that passed at a kink took a slope between its two sides, alone; tied values
+            # that each move something alone may still share out more than their tie gives
+            # (every tied maximum given half the gradient: outside test t26 F7)
+            kinked[n] = np.asarray(fix.coords, dtype=np.int64)[~bad.ravel()[fix.coords]]
         silent[n] = np.flatnonzero(quiet)
     whole = [n for n in own if chained_answer(p, n)]
+    for n in whole:  # a network of built-ins: its kinks' values are its layers' own choices
+        kinked[n] = np.zeros(0, dtype=np.int64)
     accepted = _chained_ties(p, whole, failing, floors, rtol) if whole else {}
-    if not any(f.size for f in (*failing.values(), *silent.values(), *accepted.values())):
+    if not any(f.size for f in (*failing.values(), *silent.values(), *kinked.values(),
+                                *accepted.values())):  # fmt: skip
         return taken
     from gradcli.numeric import kinks, pieces  # LAZY
 
     left = _left(p)
     found = pieces.verify(p.engine, failing, silent, {n: p.under_test[n] for n in own}, floors,
-                          rtol, left, large=p.opts.large_ties)  # fmt: skip
+                          rtol, left, large=p.opts.large_ties, kinked=kinked)  # fmt: skip
     p.spent += found.seconds
     if found.unexamined:
         p.note(
