@@ -89,7 +89,7 @@ def tolerances(
         # read, beside a dW of 1, 'could not be resolved'): held to it, not to their own size
         scale, atol = 0.0, max(atol, 64 * unit * others)
         if info.noise <= atol or (unresolved and opts.atol is None
-                                  and _measured_within(p, name, info, atol)):
+                                  and _measured_within(p, name, grad, info, atol)):
             unresolved = ""
     elif scale == 0:  # the differences read 0 everywhere: an answer of 0 agrees with them
         # (a dead relu, a perfect fit, every margin met); any other is judged at its own size
@@ -252,7 +252,8 @@ MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), pe
 AT_ROUNDOFF = 256  # coordinates whose round-off _measured_within measures, at most
 
 
-def _measured_within(p: Prepared, name: str, info: TensorNumerics, atol: float) -> bool:
+def _measured_within(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
+                     atol: float) -> bool:  # fmt: skip
     """Whether the round-off of the differences, measured (Engine.coordinate_noise) at every
     coordinate whose modelled round-off is above ``atol`` (AT_ROUNDOFF of them at most), stays
     a tenth of it (SWALLOWED: both sides are judged at ``atol``, not at their own size), the
@@ -261,11 +262,23 @@ def _measured_within(p: Prepared, name: str, info: TensorNumerics, atol: float) 
     identical weight rows round every output alike and their weighted sum cancels it: a
     linear's dx with W = ones before a centred upstream gradient, 0 in theory, reads 4e-16
     beside a modelled 1.5e-7 and 'could not be resolved' (t18 R-F8). A line that
-    does not move over 8 steps must stay where it is out to 4096 (as invariant asks)."""
+    does not move over 8 steps must stay where it is out to 4096 (as invariant asks).
+    A coordinate whose difference reads exactly 0 moved no output at the step, so the model
+    counts it no round-off; where the outputs it can move carry round-off above ``atol``
+    (noise_reach, or info.noise where footprints are unknown: Engine.reach_noise), its line
+    must stay where it is out to 4096 steps too, on the path its difference took: outputs
+    [1e3 tanh(x), 1e12 + w] read dw exactly 0 at the step, the right dw 'could not be
+    resolved' while dw = 0 passed, and w's lines move at 4096 steps (t26 F3)."""
     at = info.noise_at
     if at is None:
         return False
-    idx = np.flatnonzero(np.asarray(at).ravel() > atol)
+    chosen = np.asarray(at).ravel() > atol
+    reach = (np.full(chosen.shape, info.noise) if info.noise_reach is None
+             else np.asarray(info.noise_reach).ravel())  # fmt: skip
+    if grad.size == chosen.size and not _zeros_flat(
+            p, name, info, atol, np.flatnonzero((grad.ravel() == 0) & ~chosen & (reach > atol))):
+        return False
+    idx = np.flatnonzero(chosen)
     if idx.size > AT_ROUNDOFF:
         return False
     engine = p.engines[name]
@@ -290,6 +303,26 @@ def _measured_within(p: Prepared, name: str, info: TensorNumerics, atol: float) 
         if measured.max() * SWALLOWED > atol:
             return False
     return True
+
+
+def _zeros_flat(p: Prepared, name: str, info: TensorNumerics, atol: float,
+                idx: np.ndarray) -> bool:  # fmt: skip
+    """Whether the loss stays exactly where it is along each coordinate of ``idx`` (which read
+    exactly 0) out to 4096 steps either way (FLAT_MOVES), with 1/4096 of the tensor's round-off
+    below ``atol`` (invariant's rule), on the path the differences took (whole passes, where
+    the colored or incremental one was left: check.py's retry); AT_ROUNDOFF of them at most."""
+    if not idx.size:
+        return True
+    if idx.size > AT_ROUNDOFF or info.noise / FLAT_MOVES[-2] > atol:
+        return False
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    engine = p.engines[name]
+    path = p.opts.coloring and (info.coloring or info.incremental)
+    h = steps(engine.t64[name].ravel()[idx], engine.eps)
+    p.spent += kinks.moves_seconds(engine, name, idx, path, len(FLAT_MOVES))
+    D = kinks.moves(engine, name, idx, h, FLAT_MOVES, path)[0]
+    return not np.any(D != 0)
 
 
 def _small(
