@@ -103,7 +103,8 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         # b's elements alone lay within their kinks; where another tensor met kinks, the ones
         # its probe passed are checked element by element too, for the ties between them
         if p.mode == "probe" and any(_kinked(t[4]) for t in taken.values()):
-            for name in [n for n in results if n in spec.tensors and p.engines[n] is p.engine]:
+            for name in [n for n in results if n in spec.tensors
+                         and p.engines[n].layer is p.engine.layer]:  # fmt: skip
                 del results[name], numeric[name]
                 why = "passed, but another tensor's elements met kinks (ties across tensors)"
                 mode, seconds = recheck(p, name, why, spent, rng)
@@ -210,6 +211,11 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"gradcli predicts for numpy at these sizes: time estimates and {mention('budget')} "
             f"use the time measured"
         )
+    # a forward computing in float32 somewhere: the tensors whose differences carry none of
+    # its round-off, their engine (float64 steps) and tolerances (checking/mixed.py)
+    engine64: Engine | None = None
+    float64_paths: dict[str, tuple[float, float]] = {}
+    float64_seconds = 0.0
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
         # or float16, whose results it returns: named as what it is
         low = "float16" if engine.unit >= float(np.finfo(np.float16).eps) else "float32"
@@ -231,13 +237,31 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 "difference the built-in forward, in float64"
             )
         else:
+            from gradcli.checking import mixed  # LAZY: see ARCHITECTURE.md, "Start-up"
+
             default_atol, own_rtol = FLOAT32_FORWARD[opts.method]
             atol = default_atol if opts.atol is None else opts.atol
             rtol = own_rtol if opts.rtol is None else opts.rtol
+            # the allowance only where float32 rounds: a bias added in float64 after a float32
+            # matmul is exact at any step, and its sign flipped passed 'within noise' (t26 F4)
+            engine64, exact, lines, float64_seconds = mixed.float64_paths(spec, opts, engine,
+                                                                          copies)  # fmt: skip
+            said = ""
+            if engine64 is not None:
+                own_atol, own_rtol64 = default_tolerances(spec.dtype, opts.method)
+                own_rtol64 = own_rtol64 if opts.rtol is None else opts.rtol
+                float64_paths = {n: (own_atol, own_rtol64) for n in exact}
+                them = "it" if len(exact) == 1 else "each"
+                said = (f"; the differences of {', '.join(f'd{n}' for n in exact)} carry none "
+                        f"(the output follows {them} below {low}'s resolution, and the loss "
+                        f"along up to {lines} of {'its' if len(exact) == 1 else 'their'} lines "
+                        f"is smooth to float64's rounding): they take float64 steps (eps "
+                        f"{engine64.eps:.2g}) and are held to atol "
+                        f"{own_atol if opts.atol is None else opts.atol:g}, rtol {own_rtol64:g}")
             notes.append(
                 f"your forward computes in {low} ({seen}): its "
                 f"differences take {low} steps (eps {engine.eps:.2g}) and carry {low} "
-                f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}"
+                f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}{said}"
             )
     if (agreement is not None and agreement.rounds and forward is not None and forward.passed
             and builtin is not None and engine.unit <= EPS):
@@ -280,16 +304,19 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             param="grads",
         )
     engines = engines_for(spec, names, engine, method=opts.method, eps=opts.eps, max_memory=copies)
+    engines.update({n: engine64 for n in float64_paths if n in engines and engine64 is not None})
     full = {n: estimate(engines[n], n, opts.method, opts.coloring) for n in names}
     full = ties_across_tensors(full, engine, spec.tensors)
     # the whole calls already made: part of the check whatever its mode
     before = calls_before(spec, engine, opts.method, run_contract, agreement, backward)
+    before += float64_seconds
     p = Prepared(
         spec, opts, comp, under_test, engine, engines, {n: e.groups for n, e in full.items()},
         {n: e.seconds for n, e in full.items()}, opts.mode, default_atol, atol, rtol, levels,
         contract,
     )  # fmt: skip
     p.forward, p.backward = agreement, backward
+    p.float64_paths = {n: v for n, v in float64_paths.items() if n in engines}
     for text in notes:
         p.note(text)
     seconds = before + sum(p.estimates.values())
@@ -379,7 +406,8 @@ def numerical(
         p.spent += cost.copies_seconds(engine, 2 * size, real=True)
         read = plain.ravel() if coords is None else plain.ravel()[coords]
         read = read[np.isfinite(read)]
-        if (read.size and not np.any(read) and seen.noise / FLAT_MOVES[-2] <= p.default_atol
+        flat_atol = p.tolerances_of(name)[0]
+        if (read.size and not np.any(read) and seen.noise / FLAT_MOVES[-2] <= flat_atol
                 and invariant(p, name, plain, coloring=False)):
             return coords, plain, seen
     return coords, grad, info

@@ -136,6 +136,14 @@ class Prepared:
     # name -> the size its gradient has where the upstream gradient's terms do not cancel
     # (checking/lastbit.py), asked where the gradient is small; None: no built-in backward
     natural: dict[str, float] | None = None
+    # name -> (the default atol, rtol) of a tensor a forward computing in float32 elsewhere
+    # reaches through float64 alone (checking/mixed.py): the layer's float32 allowance is not
+    # its own
+    float64_paths: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def tolerances_of(self, name: str) -> tuple[float, float]:
+        """(the default atol, the rtol) ``name`` is held to before its own round-off."""
+        return self.float64_paths.get(name, (self.default_atol, self.rtol))
 
     def note(self, text: str) -> None:
         if text in self.notes:  # said once (a sample's tie note came twice: t22 N6)

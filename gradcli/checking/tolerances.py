@@ -40,7 +40,8 @@ def tolerances(
     # whether the step resolves the tensor is the numbers' business, whatever --atol says;
     # a gradient returned in a less precise dtype is a dtype finding, not the values' fault
     low = lower_precision(spec.dtype, analytic)
-    floor = max(p.default_atol, FLOAT32_FALLBACK[0]) if low else p.default_atol
+    default_atol, own_rtol = p.tolerances_of(name)
+    floor = max(default_atol, FLOAT32_FALLBACK[0]) if low else default_atol
     # a forward computing in float32 cannot do better than 1% of the largest entry where its
     # round-off is largest (the tolerances say so: FLOAT32_FORWARD)
     margin = FLOAT32_FORWARD_MARGIN if p.engines[name].unit > EPS else RESOLVE_MARGIN
@@ -75,7 +76,7 @@ def tolerances(
     noise = info.noise_at if opts.atol is None else None
     if each is not None and opts.atol is None:
         noise = each if noise is None else noise + each
-    rtol = max(p.rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else p.rtol
+    rtol = max(own_rtol, FLOAT32_FALLBACK[1]) if low and opts.rtol is None else own_rtol
     scale = largest(grad, slopes)
     # the round-off of the backward's other gradients, in the precision they were computed in
     # (a bias before a batchnorm, whose gradient is 0 in theory, is a sum of them: 4e-16 next

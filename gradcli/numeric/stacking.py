@@ -87,31 +87,59 @@ def _float32_steps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     forward calls per tensor)."""
     if out.dtype != np.float64:
         return False
+    return any(_blind(layer, t64, options, out))  # the first blind tensor says it
+
+
+def sees_below_float32(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
+                       out: Any) -> set[str]:  # fmt: skip
+    """The float tensors whose moves below float32's resolution move most of the outputs they
+    move at all (the test of ``_float32_steps``, every tensor read): a forward computing in
+    float32 elsewhere reaches the output from them through float64 (a bias added after a
+    float32 matmul), or partly so. Three forward calls per tensor."""
+    out = np.asarray(out)
+    if out.dtype != np.float64:
+        return set()
+    names = [n for n, a in t64.items() if a.dtype.kind == "f"]
+    return {n for n, seen in zip(names, _blind(layer, t64, options, out, every=True),
+                                 strict=True) if seen is False}  # fmt: skip
+
+
+def _blind(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out: np.ndarray,
+           every: bool = False):  # fmt: skip
+    """For each float tensor in turn: True where the output is blind to its moves below
+    float32's resolution, False where it is not, None where it says nothing (no output moves,
+    the tensor lies beyond float32's range). Stops at a wrong shape or dtype unless ``every``
+    (then None for the rest)."""
     rng = np.random.default_rng(0)
+    broken = False
     for name in [n for n, a in t64.items() if a.dtype.kind == "f"]:
         # each element up or down: a move of the whole tensor by one factor leaves a
         # normalization's output where it was (layernorm is scale-invariant), round-off only
         signs = rng.choice([-1.0, 1.0], size=t64[name].shape)
         with np.errstate(all="ignore"):
             grid = t64[name].astype(np.float32).astype(np.float64)
-        if not np.all(np.isfinite(grid[np.isfinite(t64[name])])):
-            continue  # beyond float32's range: not float32 work's input
+        if broken or not np.all(np.isfinite(grid[np.isfinite(t64[name])])):
+            yield None  # beyond float32's range: not float32 work's input
+            continue
         on = {**t64, name: grid}
         base, inside, beyond = (
             np.asarray(layer.forward({**on, name: grid * (1 + by * signs)}, options)[0])
             for by in (0.0, 2.0**-27, 2.0**-22)
         )
         if any(y.shape != out.shape or y.dtype.kind != "f" for y in (base, inside, beyond)):
-            return False
+            if not every:
+                yield False
+                return
+            broken = True
+            yield None
+            continue
         # an output that moved by a few of its last bits at 2^-22 would not move at 2^-27 in
         # float64 either (a saturated tanh, 1 - 1e-22, rounded at 1: read as float32 work):
         # only those whose move predicts a few last bits at the eighth say anything
         with np.errstate(all="ignore"):
             moves = (np.isfinite(base) & np.isfinite(beyond)
                      & (np.abs(beyond - base) > 128 * np.spacing(np.abs(base))))  # fmt: skip
-        if moves.any() and np.mean(inside[moves] == base[moves]) > 0.5:
-            return True
-    return False
+        yield None if not moves.any() else bool(np.mean(inside[moves] == base[moves]) > 0.5)
 
 
 def _call_seconds(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
@@ -146,6 +174,7 @@ class StackedForward:
         max_memory: int = DEFAULT_MAX_MEMORY,
         progress: Callable[[int], None] | None = None,
         deterministic: bool = True,
+        unit: float | None = None,
     ):
         self.layer, self.options = layer, options
         self.method = get_method(method)
@@ -183,7 +212,10 @@ class StackedForward:
         # from a forward that returned another output at a second call (checking/contract.py):
         # its calls differ by its randomness, which no precision explains (a dropout drawing a
         # new mask read as float32 work)
-        self.unit = forward_unit(layer, self.t64, options, out) if deterministic else EPS
+        # ``unit`` given: the tensors this engine differences were read apart (a float64 path
+        # of a forward computing in float32 elsewhere: checking/mixed.py)
+        self.unit = (unit if unit is not None
+                     else forward_unit(layer, self.t64, options, out) if deterministic else EPS)
         if eps is None:
             self.eps = auto_eps(self.method, self.unit)
         self.cache = cache
