@@ -83,16 +83,6 @@ def test_wrong_softmax_formulas_at_the_same_points_fail(seed, wrong):
     assert not r.passed
 
 
-def test_central_differences_cannot_resolve_the_saturated_softmax():
-    """Its top output, pinned at 1, moves at no step: as the built-in, 'cannot resolve' (it
-    read "does not match", analytic right at an element the differences could not see)."""
-    x, g = saturated_logits(0)
-    r = gradcli.check(forward=softmax, backward=softmax_textbook, tensors={"x": x},
-                      grad_output=g)  # fmt: skip
-    assert not r.passed
-    assert r.results["x"].unresolved, r.verdict()
-
-
 def test_the_textbook_sigmoid_passes_the_complex_step_where_every_output_is_1():
     r = gradcli.check(forward=sigmoid, backward=sigmoid_textbook, tensors={"x": SATURATED_X},
                       method="complex")  # fmt: skip
@@ -170,7 +160,7 @@ def test_a_mask_flipping_at_a_tie_counts_nothing():
     t = {"x": x, "w": np.ones((3, 3))}
     g = np.array([0.7, -1.3, 0.4])
     floor = _floor(forward, backward, t, g)
-    assert all(np.all(f <= 1e-14) for f in floor.values()), floor
+    assert all(np.all(f <= 1e-10) for f in floor.values()), floor  # rounding, not g's jumps
     r = gradcli.check(forward=forward, backward=backward, tensors=t, grad_output=g,
                       method="complex")  # fmt: skip
     assert not r.passed
@@ -210,3 +200,45 @@ def test_rounding_float64_does_not_suffer_sets_no_tolerance(pad, method):
 
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method=method)
     assert not r.passed  # (an element whose slope is below 64 units of the terms may pass 0)
+
+
+def test_an_assert_on_float64_keeps_the_floor():
+    """Outside test t27 N10: the floor was measured on long double copies, which a backward
+    asserting float64 refused, and the same numbers failed "wrong"; it runs in float64 now."""
+
+    def backward(grad_output, x):
+        assert x.dtype == np.float64 and grad_output.dtype == np.float64
+        return softmax_textbook(grad_output, x)
+
+    x, g = saturated_logits(0)
+    r = gradcli.check(forward=softmax, backward=backward, tensors={"x": x}, grad_output=g,
+                      method="complex")  # fmt: skip
+    assert r.passed, r.verdict()
+
+
+@pytest.mark.parametrize("make", ["softmax", "layernorm"])
+def test_an_upstream_gradient_of_ones_through_a_custom_normalization_passes(make):
+    """Outside test t27 N8: L = sum(softmax(x)) is constant, dx = 0 in theory and 1e-17 of
+    round-off either side; a custom softmax or layernorm under it read 'cannot resolve' for a
+    while (the outputs' reach held against a gradient of round-off). Twin: a missing term."""
+    x = np.random.default_rng(1).normal(size=(8, 10)) * 2
+
+    def ln_forward(x):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+    def ln_backward(grad_output, x, wrong=False):
+        inv = 1 / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+        xhat = (x - x.mean(-1, keepdims=True)) * inv
+        d = grad_output
+        mean_term = 0 if wrong else d.mean(-1, keepdims=True)
+        return {"x": inv * (d - mean_term - xhat * (d * xhat).mean(-1, keepdims=True))}
+
+    forward, backward = (softmax, softmax_textbook) if make == "softmax" else (
+        ln_forward, ln_backward)  # fmt: skip
+    ones = np.ones_like(x)
+    assert gradcli.check(forward=forward, backward=backward, tensors={"x": x},
+                         grad_output=ones).passed  # fmt: skip
+    if make == "layernorm":  # the twin: the mean's term dropped, at the same point
+        wrong = gradcli.check(forward=forward, tensors={"x": x}, grad_output=ones,
+                              backward=lambda grad_output, x: ln_backward(grad_output, x, True))
+        assert not wrong.passed

@@ -96,12 +96,16 @@ _ROUNDING = frozenset({
 # the smaller unit's changes must be this much below the unit's: rounding scales with it
 # (by 16), a route that flips at a tie does not (the same jump at either unit)
 SCALES = 16.0
-RUNS = 3  # rounded runs at float64's unit, each repeated at 1/SCALES of it
+RUNS = 3  # rounded runs at COARSE units, each repeated at 1/SCALES of it
+# the runs' unit, in float64 units: float64 itself holds a change of 64 and of 4 of its last
+# bits (long double held 1/16 of one, but an assert or a cast to float64 refused it: outside
+# test t27 N10); a change scales back by 1/COARSE
+COARSE = 64.0
 # a backward slower than this over its 2 RUNS rounded runs (a loop-by-loop convolution) is not
 # measured: its elements keep the floor they had
 SECONDS = 3.0
-# tensors larger than this in all are not measured: long double copies take twice float64's
-# room, which --max-memory kept for float64 (32 MB here)
+# tensors larger than this in all are not measured: the runs hold copies beside the check's
+# (a long double one takes twice float64's room), which --max-memory did not count
 ELEMENTS = 2**21
 # float64 units of the layer's terms (upstream gradient x output / tensor) a rounded floor may
 # reach where the float64 answer is no further from long double's (a saturated sigmoid's
@@ -111,8 +115,7 @@ TERMS = 64
 
 class _Rounded(np.ndarray):
     """An array whose every rounding ufunc's result is moved by 1-2 ``unit``s (relative,
-    random sign): Monte Carlo arithmetic, run in long double so that float64's last bits are
-    themselves representable."""
+    random sign): Monte Carlo arithmetic."""
 
     unit = 0.0
     rng = np.random.default_rng(0)
@@ -172,29 +175,30 @@ def rounded_floor(spec: Spec, under_test: Mapping[str, np.ndarray]) -> dict[str,
     """{name: FACTOR times how far each element moves when every rounding operation of the
     backward (and of the forward it recomputes) is moved by float64's last bits}, for code of
     the user's own, whose formula no nudge of its inputs reaches: the round-off its float64
-    run cannot avoid, measured on the formula itself (Monte Carlo arithmetic, run in long
-    double). A textbook sigmoid's ``y * (1 - y)`` at ``y = 1.0`` reads 0 for a derivative of
-    1e-16 (the complex step sees it); a saturated softmax's ``y * (g - (g * y).sum())`` reads
-    0 at its top output for -1.4e-28, beside terms of 2. A wrong formula is as wrong rounded
-    or not. Only moves that scale with the unit count (at 1/SCALES of it they are SCALES
-    times smaller): a mask that flips at a tie moves an element by the same jump at any unit.
-    Nor beyond TERMS float64 units of the layer's terms (max |g| max |y| / max |tensor|), unless
-    the float64 answer is that far from the unrounded long double run's: rounding of a user's
-    own constants (1e20 added and taken away) is none of a right formula's error. Code that
-    leaves long double (a cast to float64, torch) measures 0, as before; {} where the code
-    refuses it or no finer type exists."""
-    if float(np.finfo(np.longdouble).eps) * SCALES * 4 > EPS:
-        return {}
+    run cannot avoid, measured on the formula itself (Monte Carlo arithmetic: COARSE last bits
+    at each operation, scaled back). A textbook sigmoid's ``y * (1 - y)`` at ``y = 1.0``
+    reads 0 for a derivative of 1e-16 (the complex step sees it); a saturated softmax's
+    ``y * (g - (g * y).sum())`` reads 0 at its top output for -1.4e-28, beside terms of 2. A
+    wrong formula is as wrong rounded or not. Only moves that scale with the unit count (at
+    1/SCALES of it they are SCALES times smaller): a mask that flips at a tie moves an element
+    by the same jump at any unit. Nor beyond TERMS float64 units of the layer's terms (max |g|
+    max |y| / max |tensor|), unless the float64 answer is that far from the same code's run on
+    long double copies: rounding of a user's own constants (1e20 added and taken away) is none
+    of a right formula's error. Operations outside NumPy's ufuncs (a cast to a new array,
+    torch) are not moved, and measure nothing; {} where the code refuses the run."""
     if sum(np.size(v) for v in (*spec.tensors.values(), spec.grad_output)) > ELEMENTS:
         return {}
     layer = spec.layer
 
-    def run(unit: float) -> dict[str, np.ndarray]:
+    def run(unit: float, finer: bool = False) -> dict[str, np.ndarray]:
+        """The backward on rounded float64 views (``unit``), or on plain long double copies."""
         _Rounded.unit = unit
 
         def wrap(v: Any) -> Any:
             a = np.asarray(v)
-            return a.astype(np.longdouble).view(_Rounded) if a.dtype == np.float64 else v
+            if a.dtype != np.float64:
+                return v
+            return a.astype(np.longdouble) if finer else a.view(_Rounded)
 
         tensors = {n: wrap(v) for n, v in spec.tensors.items()}
         with np.errstate(all="ignore"):
@@ -212,23 +216,27 @@ def rounded_floor(spec: Spec, under_test: Mapping[str, np.ndarray]) -> dict[str,
         if (time.perf_counter() - start) * 2 * RUNS > SECONDS:
             return {}
         wanted = {n: b for n, b in base.items() if n in under_test
-                  and b.shape == np.shape(under_test[n]) and b.dtype == np.longdouble}
+                  and b.shape == np.shape(under_test[n]) and b.dtype == np.float64}
         moved = {n: np.zeros(b.shape) for n, b in wanted.items()}
         for trial in range(RUNS):
             pair = []
-            for unit in (EPS, EPS / SCALES):  # the same draws in the same order at both units
+            for unit in (COARSE, COARSE / SCALES):  # the same draws in the same order at both
                 _Rounded.rng = np.random.default_rng((0x6D6361, trial))
-                pair.append(run(unit))
+                pair.append(run(unit * EPS))
             for n, b in wanted.items():
                 with np.errstate(all="ignore"):
-                    big = np.abs(pair[0][n] - b).astype(np.float64)
-                    small = np.abs(pair[1][n] - b).astype(np.float64)
+                    big = np.abs(pair[0][n] - b)
+                    small = np.abs(pair[1][n] - b)
                 scaled = np.isfinite(big) & (big > 0) & (small * SCALES / 4 <= big)
-                moved[n] = np.maximum(moved[n], np.where(scaled, big, 0.0))
-    except Exception:  # noqa: BLE001 - the user's code refusing long double: nothing measured
+                moved[n] = np.maximum(moved[n], np.where(scaled, big / COARSE, 0.0))
+    except Exception:  # noqa: BLE001 - the user's code at a point of ours: nothing measured
         return {}
     finally:
         _Rounded.unit = 0.0
+    try:  # how far float64 is from long double, where the code runs in it (not torch's)
+        finer = run(0.0, finer=True) if float(np.finfo(np.longdouble).eps) < EPS / 64 else {}
+    except Exception:  # noqa: BLE001 - an assert on float64, a cast: measured as 0
+        finer = {}
     # never beyond TERMS float64 units of the layer's own terms (upstream gradient times
     # output, per unit of the tensor), unless the float64 answer really is further from the
     # long double one: a term exactly 0 in float64 (``1e20 * g - 1e20 * g``), which rounding
@@ -240,9 +248,12 @@ def rounded_floor(spec: Spec, under_test: Mapping[str, np.ndarray]) -> dict[str,
         t = np.abs(np.asarray(spec.tensors[n], dtype=np.float64)) if n in spec.tensors else 0
         size = float(np.max(t, initial=0.0))
         terms = TERMS * EPS * g * top[0] / (size if np.isfinite(size) and size > 0 else 1.0)
-        with np.errstate(all="ignore"):
-            off = np.abs(wanted[n] - np.asarray(under_test[n], dtype=np.longdouble))
-        off = np.where(np.isfinite(off), off, 0).astype(np.float64)
+        b = finer.get(n)
+        off = np.zeros(m.shape)
+        if b is not None and b.shape == m.shape and b.dtype == np.longdouble:
+            with np.errstate(all="ignore"):
+                d = np.abs(b - np.asarray(under_test[n], dtype=np.longdouble)).astype(np.float64)
+            off = np.where(np.isfinite(d), d, 0.0)
         out[n] = FACTOR * np.minimum(m, np.maximum(off, terms if np.isfinite(terms) else 0.0))
     return out
 

@@ -106,7 +106,7 @@ def tolerances(
     # nothing to scale to (a float32 network's bias before a batchnorm: 0 read, 1e-8 of
     # round-off answered), the float32 allowance of its own 1e-8 is no atol: the default is
     small = opts.atol is None and scale > 0 and capped < atol
-    if small and not unresolved and (info.noise_reach is not None or info.unseen):
+    if small and not unresolved and info.noise_reach is not None:
         # whether the step resolves the tensor is asked whatever the answer: the round-off
         # over every output a coordinate may move (a confident softmax's top output, at 1,
         # moved by less than its last bit reads 0) against the gradient, where both sides do
@@ -115,13 +115,7 @@ def tolerances(
         # be resolved
         a = np.asarray(analytic, dtype=np.float64)
         read = ~((grad == 0) & (a == 0)) & np.isfinite(grad)
-        # footprints unknown (a layer of the user's own): the outputs each coordinate can
-        # move at all (Engine.reach_noise, which info.noise holds once the tensor was found
-        # unresolved), over the coordinates read: a saturated softmax's top output, pinned at
-        # 1, is moved by every logit of its row and by none by a last bit
-        at = (np.full(grad.shape, info.noise) if info.noise_reach is None
-              else info.noise_reach)
-        reach = float(np.max(at[read], initial=0.0))
+        reach = float(np.max(info.noise_reach[read], initial=0.0))
         if reach * SWALLOWED > scale:
             unresolved = (f"the round-off of its finite differences over every output a "
                           f"coordinate moves (about {reach:.2g}) is {beside(reach, scale)} the "
