@@ -178,13 +178,16 @@ def test_float32_right_layers_pass_at_the_drawn_points():
 
 
 def test_labels_keep_their_values():
-    """Only differentiated tensors are drawn: a loss's labels stay integers in range."""
+    """Only differentiated tensors are drawn: a loss's labels stay integers in range (the
+    spec's at the first point, drawn from its values at the second, one repeated)."""
     from gradcli.checking.userwork import drawn_points
     from gradcli.inputs.spec import load_spec
 
     spec = load_spec("softmax_cross_entropy", None)
-    for point, drawn in drawn_points(spec):
-        assert "y" not in drawn and point["y"] is spec.tensors["y"]
+    for k, (point, drawn) in enumerate(drawn_points(spec)):
+        assert "y" not in drawn and point["y"].dtype == spec.tensors["y"].dtype
+        assert set(point["y"].tolist()) <= set(spec.tensors["y"].tolist())
+        assert (point["y"] is spec.tensors["y"]) == (k % 2 == 0)
         assert not np.allclose(point["x"], spec.tensors["x"])
         assert abs(point["x"].mean()) > 0.1 * np.sqrt(np.mean(point["x"] ** 2))
 

@@ -330,14 +330,26 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
     on its own scale (its root mean square, 1 for zeros) around an offset of half to one of
     that scale, positive at the first point and negative at the second (a nonzero mean along
     every axis, both signs of a scalar); ties and kinks have probability zero. Labels and
-    indices keep the spec's values, so they stay in range; dropout's mask is its seed's."""
+    indices keep the spec's values at the first point, so they stay in range, and at the
+    second are drawn from those values with at least one repeated: ``dW[idx] += dout`` loses
+    a repeated index's share and passed wherever the spec's indices were distinct (outside
+    test t26 F6); dropout's mask is its seed's."""
     constants = spec.layer.constants(spec.shapes, spec.options)
     rng = np.random.default_rng([spec.seed, 0x64726177])
     names = tuple(n for n, a in spec.tensors.items()
                   if n not in constants and np.asarray(a).dtype.kind == "f")  # fmt: skip
+    counts = tuple(n for n, a in spec.tensors.items()
+                   if np.asarray(a).dtype.kind in "iu" and np.size(a) > 1)  # fmt: skip
     points = []
     for k in range(DRAWN_POINTS):
         point = dict(spec.tensors)
+        for n in counts if k % 2 else ():
+            a = np.asarray(spec.tensors[n])
+            v = rng.choice(np.unique(a), size=a.shape).astype(a.dtype)
+            if np.unique(v).size == v.size:
+                v.flat[1] = v.flat[0]
+            v.flags.writeable = False
+            point[n] = v
         for n in names:
             a = np.asarray(spec.tensors[n])
             shift = (1.0 if k % 2 == 0 else -1.0) * rng.uniform(0.5, 1.0)
