@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.checking import lastbit
 from gradcli.checking.budget import Estimate, draw, over_budget
 from gradcli.checking.check import engines_for, tested
 from gradcli.checking.compute import compute
@@ -75,6 +76,7 @@ def _sweep(
     memory.require_measured(spec, method, max_memory, engine)  # a forward of yours
     engines = engines_for(spec, names, engine, **kw)
     coords = _coordinates(engines, under_test, coloring, budget, samples, notify, spec.seed)
+    scales = _scales(spec, under_test)
     rows = []
     measured = dict.fromkeys(engines, False)  # some coordinate off every kink at some step
     for eps in SWEEP_STEPS:
@@ -97,8 +99,7 @@ def _sweep(
             d = np.abs(a - n)
             # NaN compares False: a non-finite gradient's error is inf, off at every step
             err = float(np.max(d, initial=0.0)) if np.isfinite(d).all() else math.inf
-            scale = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) or 1.0
-            errors[name] = err / scale
+            errors[name] = err / scales[name]
         rows.append({"eps": eps, "errors": errors})
     if not any(measured.values()):
         raise OptionError(
@@ -134,6 +135,26 @@ def _sweep(
         for row in rows:
             row["regime"] = "off"
     return rows, rows[best]["eps"], wrong
+
+
+def _scales(spec: Spec, under_test: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """What each gradient's error is relative to: its largest entry, or, for a gradient 0 in
+    theory, the size of its terms (a built-in softmax or layernorm under an upstream gradient
+    of ones: lastbit.natural_scale) or of the other gradients, where it is within 64 last bits
+    of those (a bias before a batchnorm), as the check judges them: against 1e-17 of round-off
+    every step read 'off', 'the gradient is off, not the step' (outside test t27 N9)."""
+    own = {n: float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+           for n, a in ((n, np.asarray(v, dtype=np.float64)) for n, v in under_test.items())}
+    unit = float(np.finfo(np.float32 if spec.dtype == "float32" else np.float64).eps)
+    natural = lastbit.natural_scale(spec, tuple(under_test))
+    out = {}
+    for n, v in own.items():
+        scale = v
+        for size in (natural.get(n, 0.0), max((w for m, w in own.items() if m != n), default=0)):
+            if v <= 64 * unit * size:  # round-off beside terms (or gradients) of that size
+                scale = max(scale, size)
+        out[n] = scale or 1.0
+    return out
 
 
 def _coordinates(
