@@ -150,3 +150,27 @@ def test_a_sort_routing_no_order_gives_fails_with_numbers():
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": _relu_rows()})
     assert not r.passed
     assert "not verified" not in r.verdict(), r.verdict()
+
+
+def _top6(route):
+    def forward(x):
+        return -np.sort(-x, axis=-1, kind="stable")[..., :6]
+
+    def backward(grad_output, x):
+        dx = np.zeros_like(x)
+        np.put_along_axis(dx, route(x)[..., :6], grad_output, axis=-1)
+        return {"x": dx}
+
+    return forward, backward
+
+
+def test_top6_of_relu_rows_passes_and_a_wrong_pick_fails():
+    """More than 256 zeros, each row's zeros below six larger values moving nothing alone and
+    interacting with none (t27 N6: 'not verified at 27 coordinates'). Twin: the six smallest
+    picked instead."""
+    x = _relu_rows()
+    right = _top6(lambda x: np.argsort(-x, axis=-1, kind="stable"))
+    wrong = _top6(lambda x: np.argsort(x, axis=-1, kind="stable"))
+    for (forward, backward), passed in ((right, True), (wrong, False)):
+        r = gradcli.check(forward=forward, backward=backward, tensors={"x": x})
+        assert r.passed is passed, str(r)
