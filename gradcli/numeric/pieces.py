@@ -218,7 +218,7 @@ def verify(
         (the zeros of 64 relu rows, each row sorted alone: 548 values, no two rows touching)
         read group by group; False where some coordinate moves nothing alone (its group
         unknown), or where a group is itself too large."""
-        nonlocal spent, groups, refuted
+        nonlocal spent, groups, refuted, contradicted
         if v.silent.any():
             # those that move nothing alone may interact (a median's) or not at all (a top-6's
             # zeros below six larger values of their row: outside test t27 N6); flipped in the
@@ -244,7 +244,10 @@ def verify(
                 unread(group[is_todo[group]])
                 continue
             if group.size > MAX_TIED:
+                had = contradicted
                 spent += crowd(group)
+                if contradicted > had:
+                    break  # its tensor fails whatever the other groups give
                 continue
             before = space.copies
             mix = _mix(space, group, a[group], floor[group], rtol)
@@ -256,6 +259,8 @@ def verify(
             refuted += int(not mix.inside)
             for m, w, z in zip(group, mix.values, mix.noise, strict=True):
                 found[int(m)] = (float(w), float(z))
+            if not mix.inside:
+                break  # (the others fail as computed, as in the loop below)
         return True
 
     def crowd(members: np.ndarray) -> float:
