@@ -51,11 +51,12 @@ def _check(forward, rule, dtype="float64", b=B, **kw):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_tie_across_tensors_must_sum_to_the_joint_slope(layer, dtype):
     forward, slope, right, wrong = LAYERS[layer]
-    for i, rule in enumerate(right):
+    for rule in right:
         r = _check(forward, rule, dtype)
         assert r.passed, str(r)
-        # the half each agrees with the central difference: nothing to examine
-        assert r.results["a"].kinks == (len(TIES) if i < 2 else 0)
+        # the half each agrees with the central difference, but the one-sided differences
+        # disagree there (numeric/bends.py): every rule's ties are examined and lie within
+        assert r.results["a"].kinks == len(TIES)
     for rule in wrong:  # the twins: each coordinate within its own interval, the pair's sum not
         r = _check(forward, rule, dtype)
         assert not r.passed, layer

@@ -378,6 +378,7 @@ def numerical(
     """(the coordinates compared (None: all), the numerical gradient, how it was taken)."""
     coords = p.sampled.get(name) if mode == "sample" else None
     engine = p.engines[name]
+    engine.screen_bends = _screens_bends(p, name)
     grad, info = engine.gradient(name, coloring=p.opts.coloring, coords=coords, rng=rng)
     # a forward's randomness moves outputs outside any footprint: its note would blame the
     # footprint for what the determinism finding already names
@@ -414,6 +415,16 @@ def numerical(
 
 
 PLAIN_RETRY = 1024  # coordinates of an unresolved tensor differenced again by whole passes
+
+
+def _screens_bends(p: Prepared, name: str) -> bool:
+    """Whether central differences of ``name`` also read where their two one-sided halves
+    disagree (numeric/bends.py): a layer whose kinks nothing declares, whose forward gives the
+    same output at every call, checked layer by layer (a network's end to end leaves its
+    kinks to its layers)."""
+    engine = p.engines[name]
+    return not (declares_kinks(engine) or smooth(engine) or p.random_forward
+                or p.opts.composite_kinks)  # fmt: skip
 
 
 def _crosses_kinks(p: Prepared, name: str) -> str:
@@ -518,6 +529,10 @@ def kinks_stage(
     # t14 B2); its verdict needs one failure confirmed and its hints a sample. So a few are
     # rechecked first, and when none of them is explained (confirmed at a smaller step, or at
     # a kink) the others fail as computed, as they would have
+    # a coordinate that passes where its one-sided differences disagree as a kink's do, not
+    # as curvature's (numeric/bends.py): examined for kinks as a failing one is
+    bent, unscreened = _bent(p, name, info, seen & ~failing & ~other,
+                             floor + rtol * np.abs(n))  # fmt: skip
     union = np.flatnonzero(failing | other)
     ways = [w for w, runs in (("at a smaller step", p.opts.method != "complex"),
                               ("at a kink", not (declared or nowhere))) if runs]  # fmt: skip
@@ -532,7 +547,7 @@ def kinks_stage(
         only = np.zeros_like(failing)
         only[first] = True
         *got, explained = _rechecked(p, name, grad, info, fix, failing & only, other & only, n,
-                                     mirror, tol, declared or nowhere, said)  # fmt: skip
+                                     mirror, tol, declared or nowhere, said, bent[:0])  # fmt: skip
         if not explained:
             for text in said:
                 p.note(text)
@@ -546,20 +561,44 @@ def kinks_stage(
             return tuple(got)  # type: ignore[return-value]
     said = []
     *got, _ = _rechecked(p, name, grad, info, fix, failing, other, n, mirror, tol,
-                         declared or nowhere, said)  # fmt: skip
+                         declared or nowhere, said, bent)  # fmt: skip
     for text in said:
         p.note(text)
+    if unscreened:
+        p.note(
+            f"d{name}: {unscreened:,} coordinates that passed, whose one-sided differences "
+            f"disagreed, were not differenced at half the step to tell a kink from curvature "
+            f"(what was left of {mention('budget')} did not fit them): they were not examined "
+            f"for kinks their central differences may straddle ({mention('mode', 'full')} "
+            f"examines every one)"
+        )
     return tuple(got)  # type: ignore[return-value]
+
+
+def _bent(p: Prepared, name: str, info: TensorNumerics, passing: np.ndarray,
+          tol: np.ndarray) -> tuple[np.ndarray, int]:  # fmt: skip
+    """(flat indices, how many were left out for the budget) of the coordinates among
+    ``passing`` whose one-sided differences disagree as across a kink (numeric/bends.py)."""
+    if info.bends is None or not passing.any():
+        return np.zeros(0, dtype=np.int64), 0
+    from gradcli.numeric import bends  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    found, left_out, seconds = bends.candidates(p.engines[name], name, info.bends, passing,
+                                                np.broadcast_to(tol, passing.shape), _left(p))
+    p.spent += seconds
+    return found, left_out
 
 
 def _rechecked(
     p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, fix: Any,
     failing: np.ndarray, other: np.ndarray, n: np.ndarray, mirror: np.ndarray | None,
     tol: Callable[[np.ndarray, np.ndarray], np.ndarray], declared: bool, said: list[str],
+    bent: np.ndarray,
 ) -> tuple[np.ndarray, TensorNumerics, Any, refine.Refined, bool]:  # fmt: skip
     """The failing coordinates (``failing``; ``other``: those a one-sided method's other side
     fails) differenced at smaller steps, then, for a layer that declares no kinks, those still
-    failing examined for kinks: (grad, info, fix, refined, whether any was explained, or its
+    failing examined for kinks, and after them those that passed but bend (``bent``, flat
+    indices: numeric/bends.py): (grad, info, fix, refined, whether any was explained, or its
     value moved at smaller steps). The notes go to ``said``."""
     engine, analytic = p.engines[name], p.under_test[name]
     refined = _refine(p, name, np.flatnonzero(failing), np.flatnonzero(other), n, mirror, tol,
@@ -574,7 +613,8 @@ def _rechecked(
     moved = led.size > 0 and bool(np.any(np.abs(refined.led_values - n[led]) > tol(
         np.zeros(led.size), refined.led_values)))  # fmt: skip
     explained = refined.cleared.size > 0 or moved
-    if declared or not failing.size or p.random_forward:
+    bent = bent[~np.isin(bent, failing)]
+    if declared or not (failing.size or bent.size) or p.random_forward:
         said += _unsettled(name, refined, None)
         return _led(grad, refined, fix), info, fix, refined, explained
     # unpredictable before the comparison, so bounded by what is left of --budget (a forced
@@ -585,17 +625,31 @@ def _rechecked(
     chained = None
     if across.chained_answer(p, name):
         chained = intermediates.builtin(p.comp, name)
-    fix = kinks.detected(engine, name, analytic, grad, failing, tol, p.opts.coloring,
+    # the failing first: a budget that fits only some leaves out those that passed
+    examined = np.concatenate([failing, bent])
+    fix = kinks.detected(engine, name, analytic, grad, examined, tol, p.opts.coloring,
                          left, any_slope=p.opts.composite_kinks, chained=chained)  # fmt: skip
     p.spent += fix.seconds
-    if fix.unexamined:  # only a budget leaves some out
-        whole = kinks.examine_seconds(engine, name, failing, p.opts.coloring)
+    passed_out = min(fix.unexamined, bent.size)
+    failed_out = fix.unexamined - passed_out
+    whole = kinks.examine_seconds(engine, name, examined, p.opts.coloring) if fix.unexamined \
+        else 0.0
+    if failed_out:  # only a budget leaves some out
         said.append(
-            f"d{name}: {fix.unexamined:,} of {failing.size:,} failing coordinates were not "
+            f"d{name}: {failed_out:,} of {failing.size:,} failing coordinates were not "
             f"examined for kinks (examining all would take about {whole:.1f} s, "
             f"{max(left, 0.0):.1f} s of {mention('budget')} was left): they fail as "
             f"computed, unexamined ({mention('mode', 'full')} examines every one)"
         )
+    if passed_out:
+        said.append(
+            f"d{name}: {passed_out:,} of {bent.size:,} coordinates that passed, whose "
+            f"one-sided differences disagreed as across a kink, were not examined for kinks "
+            f"(examining all would take about {whole:.1f} s, {max(left, 0.0):.1f} s of "
+            f"{mention('budget')} was left): their central differences stand "
+            f"({mention('mode', 'full')} examines every one)"
+        )
+    fix = dataclasses.replace(fix, unexamined=failed_out)
     said += _unsettled(name, refined, fix)
     grad, info = _put(grad, info, fix)
     return _led(grad, refined, fix), info, fix, refined, explained or fix.coords.size > 0

@@ -43,7 +43,7 @@ from gradcli.numeric.incremental import (
 )
 from gradcli.numeric.methods import EPS, offgrid_noise, one_sided, one_sided_noise, steps
 from gradcli.numeric.stacking import StackedForward
-from gradcli.records import mutable_record
+from gradcli.records import mutable_record, record
 
 # the moves of a coordinate_noise line, in steps: 16 points half a step apart from 1/2 to 8, each
 # a fraction of that off the grid, fixed (the same tolerances on every run; methods.
@@ -61,6 +61,21 @@ NOISE_OFFSETS = tuple(k / 2 + 0.25 * (math.sqrt(p) % 1.0) for k, p in enumerate(
 # how far beyond its step a coordinate is moved to tell the outputs it cannot move
 # (Engine.reach_noise): a share still invisible there is below 1/1024 of a last bit a step
 REACH_FACTOR = 1024.0
+
+
+@record
+class Bends:
+    """What the kink screen (numeric/bends.py) reads from central differences' own points and
+    the output at x, per coordinate (flat; 0 where not read): ``sums[k]``, the sum over the
+    outputs of |g (y(x + s h) + y(x - s h) - 2 y(x))| for the stencil's k-th step s (1, and 2
+    for central4), the two one-sided differences' disagreement output by output, times s h;
+    ``span`` (central's), |sum g (y(x + h) - y(x - h))|, the loss's move across the stencil
+    (no more than the sum of each output's: read off the central difference, free); ``moved``,
+    the sum of |g y| over the outputs the coordinate moved (their round-off's scale)."""
+
+    sums: np.ndarray
+    span: np.ndarray
+    moved: np.ndarray
 
 
 @mutable_record
@@ -88,6 +103,8 @@ class TensorNumerics:
     # (known footprints only: coloring, terms): an output a coordinate moves by less than its
     # last bit reads exactly 0 there, its share of the gradient lost in its rounding
     noise_reach: np.ndarray | None = field(default=None, repr=False)
+    # central differences of a layer whose kinks are not known: the kink screen's readings
+    bends: Bends | None = field(default=None, repr=False)
 
 
 class Engine(StackedForward):
@@ -112,6 +129,9 @@ class Engine(StackedForward):
         self.declared_terms: Any = None
         self._structure: dict[str, Engine | None] = {}
         self._coordinate_noise: dict[str, dict[int, float]] = {}  # per tensor, per index
+        # set by the check for a layer whose kinks are not known: central differences also
+        # read where their two one-sided halves disagree (``Bends``)
+        self.screen_bends = False
 
     def kink_map(self) -> Any:
         """Where the layer's kinks are (``Layer.kinks``), or the built-in's it implements
@@ -360,7 +380,12 @@ class Engine(StackedForward):
             # an array, not a list: a list of a million numpy integers was converted back on
             # every chunk (a third of an incremental check of linear's W)
             colors = np.arange(x.size) if coords is None else np.asarray(coords, np.int64)
-        chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors))
+        screen = (self.screen_bends and self.method.name in ("central", "central4")
+                  and not per_coordinate)  # fmt: skip
+        steps_read = sum(1 for s in self.method.offsets if s > 0)
+        bend = np.zeros((steps_read, x.size)) if screen else None
+        gabs = np.abs(self.g).ravel()
+        chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors), screen)
         chunk = termwise.TERMWISE_CHUNK if by_term else chunk
         passes, unseen = 0, False
         for start in range(0, len(colors), chunk):
@@ -374,14 +399,20 @@ class Engine(StackedForward):
                 sums[part] += loss_differences(self, name, np.asarray(part, dtype=np.int64), h)
                 scale[part] = moved[part] = self.gy.sum()  # differences of whole losses
             elif col is None:
-                d = self._differences(name, np.array(part)[:, None], h).reshape(len(part), -1)
+                read: list | None = [] if screen else None
+                d = self._differences(name, np.array(part)[:, None], h, read)
+                d = d.reshape(len(part), -1)
+                if bend is not None and read is not None:
+                    for k, r in enumerate(read):
+                        bend[k, part] = r.reshape(len(part), -1) @ gabs
                 sums[part] += d @ self.g.ravel()
                 scale[part] = self.gy.sum()
                 moved[part] = _moved(d) @ self.gy
                 unseen = True
             else:
                 together = members[start : start + chunk] if members else None
-                d = self._differences(name, together or [col.coords(r) for r in part], h)
+                read = [] if screen else None
+                d = self._differences(name, together or [col.coords(r) for r in part], h, read)
                 owners = np.stack([col.owner(r) for r in part])
                 if np.any(d.reshape(owners.shape)[owners < 0] != 0):  # moved, owned by no one
                     self._colorings[name] = None
@@ -401,6 +432,10 @@ class Engine(StackedForward):
                 # times a mask, not np.where: an infinite |g * y| unmoved stays NaN, as before
                 gy = gy * (d.reshape(gy.shape) != 0)
                 moved += np.bincount(owners, weights=gy.ravel(), minlength=n)[:-1]
+                if bend is not None and read is not None:
+                    for k, r in enumerate(read):
+                        weights = (r.reshape(len(part), -1) * gabs).ravel()
+                        bend[k] += np.bincount(owners, weights=weights, minlength=n)[:-1]
             passes += self.rows(len(part))
             if self.progress:
                 self.progress(len(part))
@@ -426,6 +461,8 @@ class Engine(StackedForward):
             unseen=unseen,
             noise_reach=noise.reshape(self.t64[name].shape) if col is not None or by_term
             else None,
+            # central's D is (y(x + h) - y(x - h)) / 2: sums, before the division by h
+            bends=None if bend is None else Bends(bend, 2 * np.abs(sums), moved),
         )
         return grad.reshape(self.t64[name].shape), info
 

@@ -186,6 +186,7 @@ class StackedForward:
         self.progress = progress
         # on a layer's terms (Engine.terms): their shortcut, Terms.moved (numeric/termwise.py)
         self.moved_term: Callable[..., Any] | None = None
+        self._base: np.ndarray | None = None  # the output at the point (``base``)
         self.batch = {
             i.name: (self.t64[i.name].ndim - len(i.axes)) if i.role in _EXAMPLES else 0
             for i in layer.infos({n: a.shape for n, a in self.t64.items()}, options)
@@ -293,12 +294,13 @@ class StackedForward:
         the point, with temporaries) and its output."""
         return self.forward_bytes + 2 * self.t64[name].nbytes
 
-    def _chunk(self, name: str, n_groups: int) -> int:
+    def _chunk(self, name: str, n_groups: int, bends: bool = False) -> int:
         rows = len(self.method.offsets)
         # the stacked copies and their forward's arrays, then what the gradient's loop makes
         # of a group's differences per output: d, d * g, the owners twice (int64), |g * y|
-        # and its moved part, in float64
-        per_group = rows * self.copy_bytes(name) + 48 * self.g.size
+        # and its moved part, in float64; the kink screen's readings (``bends``): one more
+        # per step of the stencil
+        per_group = rows * self.copy_bytes(name) + (48 + 8 * (rows // 2) * bends) * self.g.size
         # keep each stacked temporary near 4 MB: it stays in cache across the forward's passes,
         # and below glibc's mmap threshold (exits.tune_allocator) freed blocks are reused instead
         # of page-faulting afresh on every call (measured: 1.5x on attention here)
@@ -310,9 +312,22 @@ class StackedForward:
         m = self.method
         return c * sum(1 for s in m.offsets if s != 0) + (1 if 0 in m.offsets else 0)
 
-    def _differences(self, name: str, groups: Any, h: np.ndarray) -> np.ndarray:
+    def base(self, name: str) -> np.ndarray:
+        """Twice the output at the point (float64), through the path the stacked copies of
+        ``name`` take, once: the centre that central differences leave out."""
+        if self._base is None:
+            y = np.real(self.forward_stack(name, self.t64[name][None])[0])
+            self._base = 2 * y.astype(np.float64)
+        return self._base
+
+    def _differences(self, name: str, groups: Any, h: np.ndarray,
+                     bends: list | None = None) -> np.ndarray:  # fmt: skip
         """D (C, *out_shape): the stencil applied to C groups of coordinates perturbed together
-        (``groups``: C index arrays, or a (C, 1) array); coordinate j moves by h[j]."""
+        (``groups``: C index arrays, or a (C, 1) array); coordinate j moves by h[j].
+        ``bends``: a list that gets, for a central stencil, what the check's kink screen reads
+        from the same points and the output at x (numeric/engine.Bends): |y(x + sh) + y(x -
+        sh) - 2 y(x)| per output for each of the stencil's steps s, each (C, *out_shape), to
+        be weighted by |g| (an output no group moves reads exactly 0, as in D)."""
         x = self.t64[name].ravel()
         m = self.method
         c = len(groups)
@@ -334,4 +349,14 @@ class StackedForward:
         at = {s: y[base + k * c : base + (k + 1) * c] for k, s in enumerate(offsets)}
         if base:
             at[0] = y[:1]
-        return m.apply(at)
+        D = m.apply(at)
+        if bends is not None:  # three passes over the outputs each, in place
+            twice = self.base(name)
+            # the copies' outputs are read: written over where they are ours to write (a new
+            # block is paged in afresh, and cost as much again)
+            mine = y.dtype == np.float64 and y.flags.writeable
+            for s in sorted(o for o in offsets if o > 0):
+                r = np.add(at[s], at[-s], out=at[s] if mine else None, dtype=np.float64)
+                r -= twice
+                bends.append(np.abs(r, out=r))
+        return D
