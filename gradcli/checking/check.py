@@ -584,7 +584,8 @@ def _bent(p: Prepared, name: str, info: TensorNumerics, passing: np.ndarray,
     from gradcli.numeric import bends  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     found, left_out, seconds = bends.candidates(p.engines[name], name, info.bends, passing,
-                                                np.broadcast_to(tol, passing.shape), _left(p))
+                                                np.broadcast_to(tol, passing.shape), _left(p),
+                                                p.opts.coloring)  # fmt: skip
     p.spent += seconds
     return found, left_out
 

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from gradcli.numeric import cost
+from gradcli.numeric.coloring import color_groups
 from gradcli.numeric.methods import steps
 
 # a coordinate's delta(h) against its central difference, |sum g (y(x + h) - y(x - h))| / 2h:
@@ -50,7 +51,8 @@ CONFIRM_FLOOR = 64  # coordinates confirmed at h/2 whatever the budget (a sample
 
 
 def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
-               seconds: float = math.inf) -> tuple[np.ndarray, int, float]:  # fmt: skip
+               seconds: float = math.inf,
+               coloring: bool = True) -> tuple[np.ndarray, int, float]:  # fmt: skip
     """(flat indices whose one-sided differences disagree beyond what curvature and round-off
     explain, how many the budget left unconfirmed, predicted seconds) among ``passing`` (a
     flat mask), ``tol`` the pass rule's tolerance per element (flat); ``bends`` the engine's
@@ -70,15 +72,15 @@ def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
     order = np.argsort(-(bends.sums[0][idx] / np.maximum(bends.span[idx], 1e-300)),
                        kind="stable")  # fmt: skip
     idx = idx[order]
-    whole = confirm_seconds(engine, idx.size)
+    whole = confirm_seconds(engine, name, idx, coloring)
     take = idx.size if whole <= seconds else int(
         min(idx.size, max(CONFIRM_FLOOR, idx.size * max(seconds, 0.0) / whole)))  # fmt: skip
     idx = np.sort(idx[:take])
-    half = halves(engine, name, idx, h[idx] / 2) / (h[idx] / 2)  # delta(h/2)
+    half = halves(engine, name, idx, h[idx] / 2, coloring) / (h[idx] / 2)  # delta(h/2)
     bend = 2 * half - first[idx]
     noise = (2 * 2 * 4 + 4) * unit[idx] / h[idx]
     kept = _stands(bend, first[idx], tol[idx], noise)
-    return idx[kept], int(loud.sum()) - take, confirm_seconds(engine, take)
+    return idx[kept], int(loud.sum()) - take, confirm_seconds(engine, name, idx, coloring)
 
 
 def _stands(bend: np.ndarray, delta: np.ndarray, tol: np.ndarray,
@@ -87,11 +89,16 @@ def _stands(bend: np.ndarray, delta: np.ndarray, tol: np.ndarray,
     return (bend > tol + noise) & (bend > KEPT * delta)
 
 
-def halves(engine, name: str, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+def halves(engine, name: str, idx: np.ndarray, t: np.ndarray,
+           coloring: bool = True) -> np.ndarray:  # fmt: skip
     """sum over the outputs of |g (y(x + t) + y(x - t) - 2 y(x))| for each coordinate of
-    ``idx`` alone (steps ``t``), one copy per coordinate and side."""
+    ``idx`` alone (steps ``t``): the coordinates of one color (a verified footprint: disjoint
+    outputs) in one copy per side, each output read for its owner, else one copy each."""
     x = engine.t64[name].ravel()
-    g = engine.g.ravel()
+    g = np.abs(engine.g.ravel())
+    col = engine.colored(name)[0] if coloring else None
+    if col is not None and hasattr(col, "owner"):
+        return _colored_halves(engine, name, col, idx, t, g)
     out = np.zeros(idx.size)
     per = max(1, engine._chunk(name, idx.size))
     for start in range(0, idx.size, per):
@@ -101,10 +108,41 @@ def halves(engine, name: str, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
         rows[1 + np.arange(c), part] = x[part] + tp
         rows[1 + c + np.arange(c), part] = x[part] - tp
         d = engine.moved(name, rows)  # y(row) - y(x)
-        out[start : start + c] = np.abs((d[:c] + d[c:]) * g).sum(axis=1)
+        out[start : start + c] = np.abs(d[:c] + d[c:]) @ g
     return out
 
 
-def confirm_seconds(engine, count: int) -> float:
-    """Predicted seconds of ``halves`` at ``count`` coordinates."""
-    return cost.copies_seconds(engine, 2 * count, real=True) if count else 0.0
+def _colored_halves(engine, name: str, col, idx: np.ndarray, t: np.ndarray,
+                    g: np.ndarray) -> np.ndarray:  # fmt: skip
+    x, shape = engine.t64[name].ravel(), engine.t64[name].shape
+    position = np.full(x.size + 1, -1, dtype=np.int64)  # flat index -> place in idx; [-1]: none
+    position[idx] = np.arange(idx.size)
+    groups = color_groups(col.periods, shape, idx)
+    out = np.zeros(idx.size)
+    per = max(1, engine._chunk(name, len(groups)))
+    for start in range(0, len(groups), per):
+        part = groups[start : start + per]
+        c = len(part)
+        rows = np.repeat(x[None, :], 1 + 2 * c, axis=0)
+        for i, where in enumerate(part):
+            rows[1 + i, idx[where]] = x[idx[where]] + t[where]
+            rows[1 + c + i, idx[where]] = x[idx[where]] - t[where]
+        d = engine.moved(name, rows)
+        for i, where in enumerate(part):
+            first = np.unravel_index(int(idx[where[0]]), shape)
+            residues = tuple(int(r) % p for r, p in zip(first, col.periods, strict=True))
+            own = position[col.owner(residues)]  # -1 (no owner) reads position[-1] = -1
+            keep = own >= 0
+            bent = np.abs(d[i] + d[c + i]) * g
+            out += np.bincount(own[keep], weights=bent[keep], minlength=idx.size)
+    return out
+
+
+def confirm_seconds(engine, name: str, idx: np.ndarray, coloring: bool = True) -> float:
+    """Predicted seconds of ``halves`` at the coordinates ``idx``."""
+    if not idx.size:
+        return 0.0
+    col = engine.colored(name)[0] if coloring else None
+    groups = len(color_groups(col.periods, engine.t64[name].shape, idx)) \
+        if col is not None and hasattr(col, "owner") else idx.size
+    return cost.copies_seconds(engine, 2 * groups, real=True)

@@ -90,7 +90,9 @@ def _stages(spec: Spec, method: str = "central") -> tuple[int, int]:
     the comparison's chunks and the search for ties no coordinate sees, all results held. A
     one-sided method (and the complex step) on a layer that declares no kinks takes the other
     side's gradient too, from an engine of its own beside the first (checking/check.py
-    _mirror): two points' caches and two gradient loops."""
+    _mirror): two points' caches and two gradient loops. Central differences on a layer
+    whose kinks are not known hold the output at the point too (twice it), and three more
+    arrays per coordinate of the tensor differenced (numeric/bends.py's screen)."""
     floating, labels, out, working = _sizes(spec)
     forward = _forward_working(spec)
     t, item, largest = sum(floating), spec.grad_output.dtype.itemsize, max(floating)
@@ -100,7 +102,11 @@ def _stages(spec: Spec, method: str = "central") -> tuple[int, int]:
     cache = working if forward is None else forward
     engine = 8 * (out + cache) + (0 if item == 8 else 8 * (t + out))
     engines = 2 if method in MIRRORS and spec.layer.kinks is None else 1
-    loop = engines * (engine + 8 * max(2 * (t - f) + GRADIENT_ARRAYS * f for f in floating))
+    screened = (method in ("central", "central4") and spec.layer.kinks is None
+                and not spec.layer.smooth and REGISTRY.get(spec.layer.name) is not spec.layer)
+    engine += 8 * out * screened
+    per = GRADIENT_ARRAYS + 3 * screened
+    loop = engines * (engine + 8 * max(2 * (t - f) + per * f for f in floating))
     after = [2 * t + COMPARE_ARRAYS * min(largest, COMPARE_CHUNK)]
     if REGISTRY.get(spec.layer.name) is not spec.layer:  # a built-in's ties are not searched
         after.append(2 * t + PIECES_ARRAYS * t)
