@@ -174,3 +174,22 @@ def test_top6_of_relu_rows_passes_and_a_wrong_pick_fails():
     for (forward, backward), passed in ((right, True), (wrong, False)):
         r = gradcli.check(forward=forward, backward=backward, tensors={"x": x})
         assert r.passed is passed, str(r)
+
+
+@pytest.mark.parametrize(("share", "passed"), [(1 / 3, True), (1 / 2, False), (1.0, False)])
+def test_three_tied_maxima_share_the_gradient_as_a_mix(share, passed):
+    """Outside test t26 F7: each of three tied maxima given half the gradient passed: each
+    one's central difference (half its two sides) equals its answer, so no kink was read and
+    no tie formed. The kink screen reads them now, and a kink's group is held to the slope of
+    moving it together (a third each is a mix; a half or the whole each is none)."""
+    x = np.array([[1.0, 3.0, 3.0, 3.0, -2.0], [0.5, 0.5, 0.5, -1.0, 0.2]])
+
+    def forward(x):
+        return x.max(axis=1)
+
+    def backward(grad_output, x):
+        tied = (x == x.max(axis=1, keepdims=True)).astype(float)
+        return {"x": tied * share * grad_output[:, None]}
+
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x})
+    assert r.passed is passed, str(r)
