@@ -242,3 +242,26 @@ def test_an_upstream_gradient_of_ones_through_a_custom_normalization_passes(make
         wrong = gradcli.check(forward=forward, tensors={"x": x}, grad_output=ones,
                               backward=lambda grad_output, x: ln_backward(grad_output, x, True))
         assert not wrong.passed
+
+
+def test_a_constant_large_output_sets_no_cap():
+    """Outside test t28 R6: beside an output of 1e12 that no input moves, the cap on the floor
+    (64 units of max|g| max|y| / max|x|) was 0.05 for gradients of 2, and a backward 1% off
+    plus a float64-exact zero term passed under the complex step. The cap takes the outputs
+    the tensor moves. Twin: the right backward passes."""
+
+    def forward(x):
+        return np.stack([np.tanh(x), np.full_like(x, 1e12)])
+
+    def backward_of(scale):
+        def backward(grad_output, x):
+            g = grad_output[0]
+            return {"x": scale * g * (1 - np.tanh(x) ** 2) + (1e20 * g - 1e20 * g)}
+
+        return backward
+
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    for scale, passed in ((1.0, True), (1.01, False)):
+        r = gradcli.check(forward=forward, backward=backward_of(scale), tensors={"x": x},
+                          method="complex")  # fmt: skip
+        assert r.passed is passed, (scale, r.verdict())
