@@ -193,3 +193,20 @@ def test_three_tied_maxima_share_the_gradient_as_a_mix(share, passed):
 
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x})
     assert r.passed is passed, str(r)
+
+
+@pytest.mark.parametrize(("answer", "passed"), [
+    ((0.5, -0.5, 0, 0, 0), True), ((0, 0, 0, 0, -1), True), ((2.0, 0, 0, 0, 0), False)])
+def test_a_max_of_absolute_values_at_zeros_takes_a_sign_either_way(answer, passed):
+    """Outside test t28 R9: max |x| over a zero row has the gradients +-e_i, and their mixes (the
+    l1 ball): (1/2, -1/2, 0, ...) failed once a coordinate beyond the pieces read was read at
+    every rank moving up only. It is read moving down too. Twin: 2 e_0, beyond every piece."""
+
+    def forward(x):
+        return np.abs(x).max(axis=-1)
+
+    def backward(grad_output, x):
+        return {"x": np.array(answer, dtype=float)[None, :] * grad_output[:, None]}
+
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": np.zeros((1, 5))})
+    assert r.passed is passed, str(r)
