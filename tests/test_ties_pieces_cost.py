@@ -65,7 +65,9 @@ def _check_pool(route):
 def test_a_loop_max_pool_at_ties_passes_in_few_forward_calls():
     r, calls = _check_pool(_first)
     assert r.passed, str(r)
-    assert calls < 600, calls  # 1,009 before, 396 now (the check itself: about 150)
+    # 1,009 before, 396, then 598 with each kink's group held to its sum (t26 F7: one call
+    # of 4 copies a group) (the check itself: about 150)
+    assert calls < 700, calls
 
 
 @pytest.mark.parametrize("route", ["every tied", "dropped window"])

@@ -89,15 +89,16 @@ def test_mse_at_a_perfect_fit_passes_with_zero():
     assert r.passed, {n: v.reason for n, v in r.results.items()}
 
 
+@pytest.mark.parametrize("shape", [(4, 5), (20, 20)])
 @pytest.mark.parametrize("used", [False, True])
-def test_a_parameter_no_output_reads_beside_large_outputs_passes_with_0(used):
+def test_a_parameter_no_output_reads_beside_large_outputs_passes_with_0(used, shape):
     """Outside test t27 N13: y = x + where(m, w, 0) with m all False, x ~ 1e8: w's lines
     never move, yet 4096 steps left 1/4096 of the round-off above atol and dw = 0 'could not
     be resolved'. Moved far enough (up to 2^20 steps) they prove it flat. Twin: with m all
     True the same zeros are wrong, and fail."""
     rng = np.random.default_rng(0)
-    x = 1e8 + 1e6 * rng.standard_normal((4, 5))
-    m = np.full((4, 5), used)
+    x = 1e8 + 1e6 * rng.standard_normal(shape)
+    m = np.full(shape, used)
 
     def forward(x, w):
         return x + np.where(m, w, 0.0)
@@ -106,5 +107,5 @@ def test_a_parameter_no_output_reads_beside_large_outputs_passes_with_0(used):
         return {"x": grad_output, "w": np.zeros_like(w)}
 
     r = gradcli.check(forward=forward, backward=backward,
-                      tensors={"x": x, "w": rng.standard_normal((4, 5))})  # fmt: skip
+                      tensors={"x": x, "w": rng.standard_normal(shape)})  # fmt: skip
     assert r.passed is (not used), r.results["w"]
