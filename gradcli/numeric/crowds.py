@@ -19,9 +19,12 @@ Every distinct speed breaks the tie into one strict order, so ``x + tau d`` lies
 piece when the reads on both sides agree (pieces.py's reading: else the direction gives nothing).
 The gradient under test passes as soon as it is a mix of the pieces read (the same sound test
 as a small group's). When it is no mix of them, the pieces read contradict it: a coordinate
-beyond what every piece read gives there (relu's slope 2 at 0, or -1), or a move along which
-every piece read has one slope that the gradient's sum misses (all tied values together: a
-max's tied inputs each given the whole gradient sum to k times its slope; or one tensor's).
+beyond what every piece read gives there (relu's slope 2 at 0, or -1), once it was also read at
+every rank among the others, up and down (a top-k's or a median's tied input takes the rank's
+upstream gradient it is given: torch's order is no piece the first directions read), or a
+move along which every piece read has one slope that the gradient's sum misses (all tied
+values together: a max's tied inputs each given the whole gradient sum to k times its slope;
+or one tensor's).
 One piece read suffices: every direction, down and up, entered it, so the values read as no
 tie at all (``0.5 (sum x)^2`` at zeros), and a gradient off it by 1.5x was kept. Then it
 fails, compared with the nearest mix. Otherwise it is plausible, a mix of pieces not read
@@ -178,10 +181,10 @@ def _distinct(found, noise: np.ndarray) -> int:
 
 
 def _contradicted(space, members, found, noise, v, floor, rtol, swept: np.ndarray) -> bool:
-    """Whether the gradient lies beyond what every piece read gives at some coordinate (relu's
-    slope 2 at 0) read at every rank (``swept``), or some move of
-    all the tied values (or of one tensor's) has one slope in every piece read that the
-    gradient's sum misses, beyond the members' tolerances."""
+    """Whether the gradient lies beyond what every piece read gives at some coordinate that
+    was read at every rank (``swept``: relu's slope 2 at 0), or some move of all the tied
+    values (or of one tensor's) has one slope in every piece read that the gradient's sum
+    misses, beyond the members' tolerances."""
     tensors = space.tensor[members]
     moves = [np.ones(members.size)] + [(tensors == t).astype(float) for t in np.unique(tensors)]
     G = _totals(found)
