@@ -196,6 +196,8 @@ def _outcome(run: Any, *, show_traceback: bool) -> int:
     except Exception as e:
         if _is_usagediagnostic(e):
             return _usage(e)
+        if _signalled(e):
+            return _interrupted()
         return _internal(e, show_traceback)  # a bug: say so in one line
 
 
@@ -220,6 +222,19 @@ def flag(param: str, value: object = NO_VALUE) -> str:
         return name
     shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
     return f"{name} {shown}"
+
+
+def _signalled(e: BaseException) -> bool:
+    """Whether ``e`` wraps Ctrl-C or SIGTERM: Python wraps what a class body's ``__set_name__``
+    raises (a dataclass field, while a module imports) in a RuntimeError, and a SIGTERM there
+    read 'internal error' instead of 'terminated'."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _interrupted() -> int:
