@@ -107,8 +107,7 @@ def local_specs(net: NetSpec, drawn: list[Node] | None = None) -> list[tuple[Nod
         if g.size > 1 and not np.any(g):
             # a dead relu or a dropout keeping nothing above it: 0 everywhere would compare 0
             # with 0 whatever its backward; any upstream gradient shows a VJP (t21 F6)
-            rng = np.random.default_rng([spec.seed or 0, node.index])
-            g = rng.standard_normal(g.shape).astype(spec.dtype)
+            g = _drawn_upstream(spec, node, g.shape)
             drawn.append(node)
         g.flags.writeable = False
         out.append((node, Spec(
@@ -138,8 +137,7 @@ def check_network(
                 # the chain's upstream gradient may hide a term: a softmax cross-entropy's
                 # rows sum to 0, and a custom layernorm without its mean's term passed there
                 # (outside test t26 F1); a backward is a VJP for every upstream gradient
-                rng = np.random.default_rng([spec.seed or 0, node.index, 1])
-                g = rng.standard_normal(spec.grad_output.shape).astype(spec.dtype)
+                g = _drawn_upstream(spec, node, spec.grad_output.shape, again=True)
                 g.flags.writeable = False
                 other = dataclasses.replace(spec, grad_output=g)
                 again = check(other, local)
@@ -173,6 +171,14 @@ def check_network(
     return NetReport(tuple(layers), e2e, wrong[0] if wrong else None,
                      e2e.computation or compute(net.spec), tuple(wrong[1:]),
                      opts.grads, vacuous)  # fmt: skip
+
+
+def _drawn_upstream(spec: Spec, node: Node, shape: tuple[int, ...],
+                    again: bool = False) -> np.ndarray:  # fmt: skip
+    """An upstream gradient drawn at random for ``node`` (from the spec's seed; ``again``: the
+    second draw, checking a custom layer that passed under the chain's)."""
+    rng = np.random.default_rng([spec.seed or 0, node.index, *([1] if again else [])])
+    return rng.standard_normal(shape).astype(spec.dtype)
 
 
 def _own_code(node: Node, spec: Spec) -> bool:

@@ -229,18 +229,21 @@ def invariant(p: Prepared, name: str, grad: np.ndarray, coloring: bool | None = 
     coloring = p.opts.coloring if coloring is None else coloring
     key = name if coloring == p.opts.coloring else f"{name}\0plain"
     if key not in p.flat:
-        from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
-
-        engine = p.engines[name]
         idx = np.flatnonzero(np.isfinite(grad.ravel()))
-        flat = False
-        if idx.size:
-            h = steps(engine.t64[name].ravel()[idx], engine.eps)
-            p.spent += kinks.moves_seconds(engine, name, idx, coloring, len(FLAT_MOVES))
-            D = kinks.moves(engine, name, idx, h, FLAT_MOVES, coloring)[0]
-            flat = bool(np.all(D == 0))
-        p.flat[key] = flat
+        p.flat[key] = bool(idx.size) and _stays(p, name, idx, FLAT_MOVES, coloring)
     return p.flat[key]
+
+
+def _stays(p: Prepared, name: str, idx: np.ndarray, moves: tuple[float, ...],
+           coloring: bool) -> bool:  # fmt: skip
+    """Whether the loss stays exactly where it is when each coordinate of ``idx`` moves by each
+    of ``moves`` steps, on the path ``coloring`` (counted against --budget)."""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    engine = p.engines[name]
+    h = steps(engine.t64[name].ravel()[idx], engine.eps)
+    p.spent += kinks.moves_seconds(engine, name, idx, coloring, len(moves))
+    return bool(np.all(kinks.moves(engine, name, idx, h, moves, coloring)[0] == 0))
 
 
 MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), per tensor
@@ -303,9 +306,10 @@ def _measured_within(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
 def _zeros_flat(p: Prepared, name: str, info: TensorNumerics, atol: float,
                 idx: np.ndarray) -> bool:  # fmt: skip
     """Whether the loss stays exactly where it is along each coordinate of ``idx`` (which read
-    exactly 0) out to 4096 steps either way (FLAT_MOVES), with 1/4096 of the tensor's round-off
-    below ``atol`` (invariant's rule), on the path the differences took (whole passes, where
-    the colored or incremental one was left: check.py's retry); AT_ROUNDOFF of them at most."""
+    exactly 0) out to 4096 steps either way (FLAT_MOVES), and further where 1/4096 of the
+    tensor's round-off is still above ``atol`` (invariant's rule), on the path the differences
+    took (whole passes, where the colored or incremental one was left: check.py's retry);
+    FLAT_MOST of them at most."""
     if not idx.size:
         return True
     # out to as many steps as put 1/moves of the round-off below atol (a parameter no output
@@ -318,15 +322,8 @@ def _zeros_flat(p: Prepared, name: str, info: TensorNumerics, atol: float,
     # 0 'cannot resolve', outside test t28 R8; 12 copies each, counted)
     if idx.size > FLAT_MOST or info.noise / far > atol:
         return False
-    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
-
     moves = (*FLAT_MOVES, far, -far) if far > FLAT_MOVES[-2] else FLAT_MOVES
-    engine = p.engines[name]
-    path = p.opts.coloring and (info.coloring or info.incremental)
-    h = steps(engine.t64[name].ravel()[idx], engine.eps)
-    p.spent += kinks.moves_seconds(engine, name, idx, path, len(moves))
-    D = kinks.moves(engine, name, idx, h, moves, path)[0]
-    return not np.any(D != 0)
+    return _stays(p, name, idx, moves, p.opts.coloring and (info.coloring or info.incremental))
 
 
 FARTHEST = 2.0**20  # steps a zero's line is moved at most (_zeros_flat)

@@ -321,9 +321,8 @@ def verify(
         before = space.copies
         value = float(space.x[q])
         if value not in parts:  # each alone, both sides (a _Value's, without its screen)
-            single = v.single if v is not None else space.moved(cands, np.concatenate(
-                [np.eye(cands.size), -np.eye(cands.size)]) * float(space.h[cands].max()))
-            parts[value] = _components(single.reshape(2, cands.size, -1))
+            parts[value] = _components(v.single if v is not None else _alone(
+                space, cands, float(space.h[cands].max())))
         where = int(np.searchsorted(cands, q))
         members = cands[next(c for c in parts[value] if where in c)]
         done[members] = True
@@ -475,9 +474,7 @@ class _Value:
     def __init__(self, space: _Space, cands: np.ndarray, moves: _Moves | None = None):
         self.moves = moves = moves or _Moves(space, cands)
         self.cands, self.unit, self.h, self.y0 = cands, moves.unit, moves.h, moves.y0
-        m = cands.size
-        d = space.moved(cands, np.concatenate([np.eye(m) * self.h, -np.eye(m) * self.h]))
-        self.single = d.reshape(2, m, -1)
+        self.single = _alone(space, cands, self.h)
         self.alone = np.abs(self.single).sum(axis=(0, 1))
         self.silent = ~np.any(self.single != 0, axis=(0, 2))  # candidates that move nothing alone
         self.excess = moves.rows - self.parts(moves.signs)
@@ -491,6 +488,13 @@ class _Value:
 
     def noise(self, *rows: np.ndarray) -> np.ndarray:
         return self.moves.noise(*rows, alone=self.alone)
+
+
+def _alone(space: _Space, cands: np.ndarray, h: float) -> np.ndarray:
+    """[side, candidate, output]: the output differences of each candidate moved alone by
+    ``h``, up then down."""
+    m = cands.size
+    return space.moved(cands, np.concatenate([np.eye(m) * h, -np.eye(m) * h])).reshape(2, m, -1)
 
 
 def _passed_over(v: _Value, q: int, active: set[int] | None) -> bool:
@@ -530,12 +534,7 @@ def _active(space: _Space, moves: _Moves, mine: np.ndarray, v: _Value | None) ->
     sets = [mine] if mine.size else []
     while sets:
         part = sets.pop()
-        flipped = moves.signs.copy()
-        flipped[:, part] *= -1
-        rows = space.moved(moves.cands, flipped * moves.h)
-        now = rows if alone is None else rows - alone
-        noise = moves.noise(rows, moves.rows) if v is None else v.noise(rows, moves.rows)
-        if not np.any(np.abs(now - base) > noise):
+        if not _flip_shows(space, moves, part, v, alone, base):
             continue
         if part.size == 1:
             found.append(part)
@@ -566,18 +565,24 @@ def _components(single: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(roots == r) for r in np.unique(roots)]
 
 
-def _quiet(space: _Space, v: _Value, mine: np.ndarray) -> bool:
-    """Whether flipping all of ``mine`` (indices into the value's, each moving nothing
-    alone) at once in the value's
-    random-sign moves changes nothing beyond their moves alone: none of them interacts (one
-    set of _active's group test, without its splitting: 4,200 medians' tied values took
-    minutes to tell apart one by one, to leave them unread anyway)."""
-    moves = v.moves
+def _flip_shows(space: _Space, moves: _Moves, part: np.ndarray, v: _Value | None,
+                alone: np.ndarray | None, base: np.ndarray) -> bool:  # fmt: skip
+    """Whether flipping the signs of ``part`` in the value's random-sign ``moves`` changes the
+    outputs by other than ``base`` (beyond their moves alone, ``alone``, with ``v``)."""
     flipped = moves.signs.copy()
-    flipped[:, mine] *= -1
+    flipped[:, part] *= -1
     rows = space.moved(moves.cands, flipped * moves.h)
-    now = rows - v.parts(moves.signs)  # ``mine`` move nothing alone
-    return not np.any(np.abs(now - v.excess) > v.noise(rows, moves.rows))
+    now = rows if alone is None else rows - alone
+    noise = moves.noise(rows, moves.rows) if v is None else v.noise(rows, moves.rows)
+    return bool(np.any(np.abs(now - base) > noise))
+
+
+def _quiet(space: _Space, v: _Value, mine: np.ndarray) -> bool:
+    """Whether flipping all of ``mine`` (indices into the value's, each moving nothing alone)
+    at once in the value's random-sign moves changes nothing beyond their moves alone: none of
+    them interacts (one set of _active's group test, without its splitting: 4,200 medians'
+    tied values took minutes to tell apart one by one, to leave them unread anyway)."""
+    return not _flip_shows(space, v.moves, mine, v, v.parts(v.moves.signs), v.excess)
 
 
 def _worst_rows(k: int) -> int:
@@ -630,13 +635,17 @@ class _Mix:
     complete: bool  # every direction entered a smooth piece (the orders of ties, only)
 
 
+def _together(space: _Space, members: np.ndarray, h: float) -> tuple[float, float]:
+    """The loss's one-sided slopes (up, down) with the whole group moved together."""
+    along = space.moved(members, np.outer(OFFSETS, np.ones(members.size)) * h)
+    along = along @ space.engine.g.ravel()
+    return one_sided(along[0], along[1], h, 1), one_sided(along[2], along[3], h, -1)
+
+
 def _summed(space: _Space, members: np.ndarray, v: np.ndarray, floor: np.ndarray,
             rtol: float) -> bool:  # fmt: skip
     """Whether moving the group together has one slope both ways, which ``v``'s sum gives."""
-    k = members.size
-    h = float(space.h[members].max())
-    along = space.moved(members, np.outer(OFFSETS, np.ones(k)) * h) @ space.engine.g.ravel()
-    up, down = one_sided(along[0], along[1], h, 1), one_sided(along[2], along[3], h, -1)
+    up, down = _together(space, members, float(space.h[members].max()))
     tol = float(np.sum(floor + rtol * np.abs(v)))
     return abs(up - down) <= tol and abs(float(v.sum()) - (up + down) / 2) <= tol
 
@@ -650,8 +659,7 @@ def _mix(space: _Space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, r
     k = members.size
     h = float(space.h[members].max())
     # the whole group up and down: slopes that differ say a constant sits at the tied value
-    along = space.moved(members, np.outer(OFFSETS, np.ones(k)) * h) @ space.engine.g.ravel()
-    up, down = one_sided(along[0], along[1], h, 1), one_sided(along[2], along[3], h, -1)
+    up, down = _together(space, members, h)
     gaps = range(k + 1) if abs(up - down) > k * float(np.max(floor + rtol * np.abs(v))) else (
         [k // 2])  # fmt: skip
     pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (outputs, gradients (k, outputs))
