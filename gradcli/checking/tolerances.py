@@ -182,7 +182,7 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
     if p.floors is None:
         p.floors = (lastbit.backward_floor(p.spec, tuple(p.under_test)) if _ours(p)
                     else {} if p.opts.grads is not None  # answers: no formula of theirs to run
-                    else lastbit.rounded_floor(p.spec, p.under_test))
+                    else lastbit.rounded_floor(p.spec, p.under_test, p.opts.max_memory))
     own = p.floors.get(name)
     terms = 64 * EPS * _natural(p, name)
     if own is None or own.shape != a.shape:
