@@ -210,3 +210,22 @@ def test_a_max_of_absolute_values_at_zeros_takes_a_sign_either_way(answer, passe
 
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": np.zeros((1, 5))})
     assert r.passed is passed, str(r)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_value_at_a_tie_fails_as_not_finite(bad):
+    """A median's backward with a NaN (or an infinity) at a tied element crashed the least
+    squares that fits a mix of pieces ('internal error', exit 3); it fails as not finite, and
+    its twin, the same backward without it, passes (test_a_median_of_many_tied_values_passes)."""
+
+    def forward(x):
+        return np.median(x, axis=-1)
+
+    def backward(grad_output, x):
+        d = np.zeros_like(x)
+        d[:, 2] = grad_output
+        d[0, 0] = bad
+        return {"x": d}
+
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": np.zeros((2, 5))})
+    assert not r.passed and r.results["x"].nonfinite == 1, str(r)

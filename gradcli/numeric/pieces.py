@@ -147,7 +147,11 @@ def verify(
     a piece's gradient or a mix there as a single layer's is. ``large`` off: such groups' failing
     coordinates fail as computed (``crowded``): a network one of whose layers' local checks
     failed already, whose end to end read them at the whole network's cost for no verdict."""
-    names = list(failing)
+    # a gradient with a NaN or an infinity fails as not finite whatever its ties give; no mix
+    # is fitted to it (a median's backward with a NaN at its tie crashed the least squares)
+    names = [n for n in failing if np.all(np.isfinite(np.asarray(analytic[n])))]
+    if not names:
+        return Pieces()
     # no two coordinates of equal value, no tie: nothing to search, and none of the search's
     # arrays of every coordinate (a dozen) made
     xs = np.sort(np.concatenate([np.real(engine.t64[n]).ravel() for n in names]))
