@@ -12,7 +12,7 @@ import pytest
 import gradcli
 from gradcli.checking import written
 from gradcli.layers import REGISTRY
-from gradcli.numeric import cost, stacking
+from gradcli.numeric import cost, jumps, stacking
 from gradcli.numeric.engine import Engine
 
 RNG = np.random.default_rng(0)
@@ -33,14 +33,14 @@ def _counted_layernorm(calls: list):
 @pytest.mark.parametrize("retimed", [False, True])
 def test_the_engines_calls_at_the_point_are_counted(monkeypatch, retimed):
     """Its forward, the timing's two more when the first call is slow, the precision: a move
-    of every tensor, then three of each of the three floating tensors (the estimate counted 2
-    of up to 13). The twin: a forward fast enough is not timed again, and counted at most."""
+    of every tensor, then three of each of the three floating tensors, and a line through
+    them all (the estimate counted 2 of up to 13). The twin: a forward fast enough is not timed again, and counted at most."""
     monkeypatch.setattr(stacking, "RETIME_SECONDS", 0.0 if retimed else 1e9)
     calls: list = []
     layer = _counted_layernorm(calls)
     Engine(layer, TENSORS, layer.options(), RNG.standard_normal((4, 8)))
     expected = stacking.point_calls(layer, TENSORS)
-    assert expected == 1 + 2 + 1 + 3 * 3
+    assert expected == 1 + 2 + 1 + 3 * 3 + jumps.CALLS  # and the first line of jumps
     assert len(calls) == (expected if retimed else expected - stacking.RETIMES)
     assert stacking.point_calls(REGISTRY["layernorm"], TENSORS) == 1  # ours: one call
 

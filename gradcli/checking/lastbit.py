@@ -152,6 +152,13 @@ def natural_scale(spec: Spec, names: tuple[str, ...]) -> dict[str, float]:
     round-off of both sides, is of the size this measures; a confident softmax's gradient is
     small because its Jacobian is, and this is small too. {} where no built-in backward is
     ours to run (a layer of the user's own)."""
+    return {n: float(a.max(initial=0.0)) for n, a in natural_terms(spec, names).items()}
+
+
+def natural_terms(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``natural_scale`` element by element: {name: each element's largest |gradient| over the
+    SIGNS upstream gradients (0 where not finite)}. A linear's dW beside a feature of 1.7e15 is
+    that large in that feature's row only, and 64 eps of it is no round-off of the others."""
     layer = REGISTRY.get(spec.layer.name)
     if spec.layer.builtins_only:
         layer = spec.layer
@@ -162,14 +169,14 @@ def natural_scale(spec: Spec, names: tuple[str, ...]) -> dict[str, float]:
         return {}
     _, cache = layer.forward(float64_copies(spec.tensors), spec.options)
     rng = np.random.default_rng(0x7369676E)
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
     for _ in range(SIGNS):
         got = layer.backward(np.abs(g) * rng.choice((-1.0, 1.0), size=g.shape), cache)
         for n in names:
             if n in got:
                 a = np.abs(np.asarray(got[n], dtype=np.float64))
-                a = a[np.isfinite(a)]
-                out[n] = max(out.get(n, 0.0), float(a.max(initial=0.0)))
+                a = np.where(np.isfinite(a), a, 0.0)
+                out[n] = a if n not in out or out[n].shape != a.shape else np.maximum(out[n], a)
     return out
 
 

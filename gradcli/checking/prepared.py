@@ -133,9 +133,9 @@ class Prepared:
     # name -> whether the loss stays exactly where it is along every coordinate compared
     # (tolerances.py), asked where the differences read 0 everywhere and cannot be resolved
     flat: dict[str, bool] = field(default_factory=dict)
-    # name -> the size its gradient has where the upstream gradient's terms do not cancel
-    # (checking/lastbit.py), asked where the gradient is small; None: no built-in backward
-    natural: dict[str, float] | None = None
+    # name -> the size each element of its gradient has where the upstream gradient's terms
+    # do not cancel (checking/lastbit.natural_terms); None: not asked yet
+    natural: dict[str, np.ndarray] | None = None
     # name -> (the default atol, rtol) of a tensor a forward computing in float32 elsewhere
     # reaches through float64 alone (checking/mixed.py): the layer's float32 allowance is not
     # its own

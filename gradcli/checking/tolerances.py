@@ -85,7 +85,8 @@ def tolerances(
                   if n != name), default=0.0)  # fmt: skip
     unit = float(np.finfo(np.float32).eps) if low or spec.dtype == "float32" else EPS
     own = largest(np.asarray(analytic, dtype=np.float64))
-    if others > 0 and scale <= 64 * unit * others and own <= 64 * unit * others:
+    beside_others = others > 0 and scale <= 64 * unit * others and own <= 64 * unit * others
+    if beside_others:
         # both sides are that round-off (a linear's dx of 0 in theory, 2e-16 against 4e-16
         # read, beside a dW of 1, 'could not be resolved'): held to it, not to their own size
         scale, atol = 0.0, max(atol, 64 * unit * others)
@@ -124,6 +125,9 @@ def tolerances(
         noise = _last_bits(p, name, grad, capped, rtol, noise)
         atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)
     elif opts.atol is None:
+        if not beside_others:
+            atol, noise, hidden = _own_size(p, name, grad, info, floor + whole, atol, rtol, noise)
+            unresolved = unresolved or hidden
         noise = _last_bits(p, name, grad, atol, rtol, noise)
     atol = atol if opts.atol is None else opts.atol
     return atol, rtol, _tiny_inputs(p, name, unresolved), noise
@@ -154,9 +158,15 @@ def _natural(p: Prepared, name: str) -> float:
     """The size of ``name``'s gradient where its upstream gradient's terms do not cancel
     (checking/lastbit.natural_scale), from the built-in backward only (a user's, wrong, could
     make it anything); 0 where there is none."""
+    each = _natural_each(p, name)
+    return 0.0 if each is None else float(each.max(initial=0.0))
+
+
+def _natural_each(p: Prepared, name: str) -> np.ndarray | None:
+    """``_natural`` element by element (lastbit.natural_terms), or None."""
     if p.natural is None:
-        p.natural = lastbit.natural_scale(p.spec, tuple(p.under_test)) if _ours(p) else {}
-    return p.natural.get(name, 0.0)
+        p.natural = lastbit.natural_terms(p.spec, tuple(p.under_test)) if _ours(p) else {}
+    return p.natural.get(name)
 
 
 def _ours(p: Prepared) -> bool:
@@ -179,21 +189,96 @@ def _last_bits(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: floa
         failing = np.abs(a - grad) > floor + rtol * np.abs(grad)
     if not failing.any():
         return noise
+    own = _own_floor(p, name, a.shape)
+    if own is None:
+        return noise
+    if not _ours(p) and p.opts.grads is None:
+        _rounded_note(p, name, failing & (np.abs(a - grad) <= np.maximum(floor, own)
+                                          + rtol * np.abs(grad)), own)  # fmt: skip
+    return own if noise is None else np.maximum(noise, own)
+
+
+def _own_size(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, base: float,
+              atol: float, rtol: float,
+              noise: np.ndarray | None) -> tuple[float, np.ndarray | None, str]:  # fmt: skip
+    """(atol, each element's floor, why the step cannot resolve some elements or ""): where
+    ``atol``, raised above the method's ``base`` to 64 eps of the gradient's largest entry
+    (soundness.resolvable), is what passes some elements, each of those is held to its own
+    floor instead: its backward's round-off and 64 eps of its terms (_own_floor), and the
+    round-off of its differences over every output it may move (noise_reach; measured, as
+    _small does, for MEASURED of them), never above ``atol``. One exp'(30) = 1e13 raised the
+    atol to 0.03 and passed its neighbours, of about 1, 0.5% off; a linear's dW beside a
+    feature of 1.7e15, 2% off (outside tests t26 F11, t28 R3). An element whose outputs'
+    round-off reaches half its own size (that dW: a step of W moves an output of 1e15 by less
+    than its last bit) is not judged: the step cannot resolve it. Where no element's
+    floor is known (answers from a file, a backward too large to round), ``atol`` stays."""
+    if atol <= base:
+        return atol, noise, ""
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    each = np.zeros(n.size) if noise is None else np.broadcast_to(noise, grad.shape).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        err, slack = np.abs(a - n), rtol * np.abs(n)
+        newly = np.flatnonzero(np.isfinite(err) & (err > np.maximum(base, each) + slack))
+    if not newly.size:
+        return atol, noise, ""
+    own = _own_floor(p, name, grad.shape)
+    if own is None:
+        return atol, noise, ""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    engine = p.engines[name]
+    if info.noise_reach is not None:
+        reach = np.asarray(info.noise_reach).ravel()[newly]
+    else:  # footprints unknown: the outputs each can move, read for REACHED of them
+        reach = np.full(newly.size, info.noise)
+        reach[:REACHED] = engine.reach_at(name, newly[:REACHED])
+        p.spent += kinks.moves_seconds(engine, name, newly[:REACHED], False, 1)
+        # an output still where it was at k steps holds a share below 1/k of its last bit a
+        # step: a tighter bound (each is one) where 1024 steps' would pass them (exp's 1e13
+        # beside elements of 1: 0.49), at 2^20 steps or a move of max(1, |x|), the larger,
+        # then 2^40 and 2^80 (beside e^640, elements of e^570)
+        for steps_far in (max(2.0**20, 1 / engine.eps), 2.0**40, 2.0**80):
+            far = np.flatnonzero(reach[:REACHED] >= err[newly[:REACHED]])  # what passes them
+            if not far.size:
+                break
+            reach[far] = np.minimum(reach[far], engine.reach_at(name, newly[far], steps_far))
+            p.spent += kinks.moves_seconds(engine, name, newly[far], False, 1)
+    measured = engine.coordinate_noise(name, newly[:MEASURED], p.opts.coloring)
+    p.spent += kinks.moves_seconds(engine, name, newly[:MEASURED], p.opts.coloring, 16)
+    # (not finite: a line that never moves over 8 steps, which the reach counts, or squares
+    # beyond float64's range, exp at 600: nothing measured)
+    reach[:MEASURED] = np.maximum(reach[:MEASURED], np.where(np.isfinite(measured), measured,
+                                                             0.0))  # fmt: skip
+    floor = np.maximum(each, own.ravel())
+    floor[newly] = np.minimum(np.maximum(floor[newly], reach), atol)
+    # no digit of it readable: it may be anything (elements of e^600 beside one of e^640 keep
+    # a digit or so, and pass at their floor)
+    hidden = 2 * reach > np.maximum(np.abs(a[newly]), np.abs(n[newly]))
+    why = ""
+    if hidden.any():
+        k = int(hidden.sum())
+        why = (f"{k} of its elements (up to {np.abs(a[newly[hidden]]).max():.2g}) lie within "
+               f"the round-off of their finite differences over the outputs they move (about "
+               f"{reach[hidden].max():.2g}: outputs far larger than their share); "
+               f"{advice(p.opts.method)}")
+    return base, floor.reshape(grad.shape), why
+
+
+def _own_floor(p: Prepared, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Each element's floor from the backward's own round-off (``p.floors``: worked out once,
+    at the first tensor that needs it) and 64 eps of the size of its terms (_natural_each), or
+    None where neither is known."""
     if p.floors is None:
         p.floors = (lastbit.backward_floor(p.spec, tuple(p.under_test)) if _ours(p)
                     else {} if p.opts.grads is not None  # answers: no formula of theirs to run
                     else lastbit.rounded_floor(p.spec, p.under_test, p.opts.max_memory))
     own = p.floors.get(name)
-    terms = 64 * EPS * _natural(p, name)
-    if own is None or own.shape != a.shape:
-        if not terms:
-            return noise
-        own = np.zeros(a.shape)
-    own = np.maximum(own, terms)
-    if not _ours(p) and p.opts.grads is None:
-        _rounded_note(p, name, failing & (np.abs(a - grad) <= np.maximum(floor, own)
-                                          + rtol * np.abs(grad)), own)  # fmt: skip
-    return own if noise is None else np.maximum(noise, own)
+    natural = _natural_each(p, name)
+    terms = None if natural is None or natural.shape != shape else 64 * EPS * natural
+    if own is None or own.shape != shape:
+        return terms if terms is not None and terms.any() else None
+    return own if terms is None else np.maximum(own, terms)
 
 
 def _rounded_note(p: Prepared, name: str, rescued: np.ndarray, own: np.ndarray) -> None:
@@ -247,6 +332,7 @@ def _stays(p: Prepared, name: str, idx: np.ndarray, moves: tuple[float, ...],
 
 
 MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), per tensor
+REACHED = 1024  # coordinates whose outputs' reach _own_size reads (one move each), per tensor
 AT_ROUNDOFF = 256  # coordinates whose round-off _measured_within measures, at most
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import OptionError
+from gradcli.errors import OptionError, UserCodeError
 from gradcli.layers import Layer
 from gradcli.numeric import cost, termwise
 from gradcli.numeric.coloring import (
@@ -478,19 +478,37 @@ class Engine(StackedForward):
         A float32 linear of 16 rows counted all 16 rows' outputs for each x coordinate, whose
         row's are all it moves, and could not resolve a correct backward (one copy a
         coordinate, stacked)."""
+        return float(self.reach_at(name, coords, factor).max(initial=0.0))
+
+    def reach_at(
+        self, name: str, coords: np.ndarray | None = None, factor: float = REACH_FACTOR,
+        sign: float = 1.0,
+    ) -> np.ndarray:
+        """``reach_noise`` at each coordinate of ``name`` (or of ``coords``), in their order,
+        moved up (``sign`` 1) or down (-1)."""
         x = self.t64[name].ravel()
         idx = np.arange(x.size) if coords is None else np.asarray(coords, dtype=np.int64)
         h = steps(x, self.eps)
-        total, worst = float(self.gy.sum()), 0.0
+        total, out = float(self.gy.sum()), np.zeros(idx.size)
         per = max(1, self._chunk(name, idx.size))
         for start in range(0, idx.size, per):
             part = idx[start : start + per]
             rows = np.repeat(x[None, :], 1 + part.size, axis=0)
-            rows[1 + np.arange(part.size), part] = x[part] + factor * h[part]
-            d = self.moved(name, rows)
+            rows[1 + np.arange(part.size), part] = x[part] + sign * factor * h[part]
+            try:
+                d = self.moved(name, rows)
+            except UserCodeError:  # beyond the forward's domain (exp at 600 + 1024 steps):
+                # the other way, then fewer steps, down to one (where the differences were)
+                if sign > 0 or factor > 1:
+                    again = (factor, -1.0) if sign > 0 else (max(1.0, factor / 32), 1.0)
+                    out[start : start + part.size] = self.reach_at(name, part, *again)
+                else:  # every output counted
+                    out[start : start + part.size] = self.noise_factor() * total / h[part]
+                continue
             reach = ((d != 0) | ~np.isfinite(d)) @ self.gy  # a NaN may hide a move: counted
-            worst = max(worst, float(((reach + (total - reach) / factor) / h[part]).max()))
-        return self.noise_factor() * worst
+            out[start : start + part.size] = (self.noise_factor() * (reach + (total - reach)
+                                                                     / factor) / h[part])
+        return out
 
     def groups_needed(
         self, name: str, coloring: bool = True, coords: np.ndarray | None = None

@@ -17,7 +17,7 @@ import numpy as np
 from gradcli.errors import OptionError, mention
 from gradcli.layers import Layer
 from gradcli.layers.base import float64_copies
-from gradcli.numeric import clock
+from gradcli.numeric import clock, jumps
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
 from gradcli.user import allocated
 from gradcli.user.allocated import kept_arrays
@@ -31,38 +31,47 @@ RETIMES = 2
 _EXAMPLES = ("input", "target", "index")
 
 
-def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, out: Any) -> float:
-    """The machine epsilon ``layer``'s forward computes in, given float64 tensors ``t64`` and
-    its output ``out`` there: float64's for gradcli's own layers; a user's forward that returns
-    float32 for them, or only float32 numbers at a point float32 cannot hold (every tensor
-    moved by 2^-30 of itself), or whose float64 output moves in float32's steps there (a
-    matmul in float32 under a float64 bias: AMP, a cached float32 weight), computes in float32."""
+def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
+                 out: Any) -> tuple[float, str]:  # fmt: skip
+    """(the machine epsilon ``layer``'s forward computes in, given float64 tensors ``t64`` and
+    its output ``out`` there, and what showed it): float64's for gradcli's own layers (""); a
+    user's forward that returns float32 for them ("returns"), or only float32 numbers at a
+    point float32 cannot hold (every tensor moved by 2^-30 of itself), or whose float64 output
+    moves in float32's steps there (a matmul in float32 under a float64 bias: AMP, a cached
+    float32 weight: "blind"), or whose float64 output jumps by float32's last bits along lines
+    its float64 work would leave smooth (``tanh(x32) + x``: numeric/jumps.py, "jumps"),
+    computes in float32."""
     out = np.asarray(out)
     if out.dtype.kind in "fc" and np.finfo(out.dtype).eps > EPS:
-        return float(np.finfo(out.dtype).eps)
+        return float(np.finfo(out.dtype).eps), "returns"
     if layer.broadcasts:  # gradcli's own layers (and networks of them) compute in float64
-        return EPS
+        return EPS, ""
     y = _moved(layer, t64, options, 2.0**-30)
     single = float(np.finfo(np.float32).eps)
     if y.dtype.kind != "f" or not np.any(y[np.isfinite(y)] != 0):
-        return EPS
+        return EPS, ""
     with np.errstate(all="ignore"):
         # outputs that float16 holds too (a saturated tanh's 1.0s, counts, halves) are on
         # every grid and say nothing of the precision they were computed in
         if np.array_equal(y, y.astype(np.float32)) and not np.array_equal(y, y.astype(np.float16)):
-            return single
-        return single if _float32_steps(layer, t64, options, out) else EPS
+            return single, "blind"
+    if _float32_steps(layer, t64, options, out):
+        return single, "blind"
+    if out.dtype == np.float64 and jumps.float32_jumps(layer, t64, options):
+        return single, "jumps"
+    return EPS, ""
 
 
 def point_calls(layer: Layer, t64: Mapping[str, np.ndarray]) -> int:
     """The forward calls an engine makes at the point, at the most: the forward, and for a
     user's forward its timing (RETIMES more) and the precision it computes in (every tensor
-    moved, then FLOAT32_CALLS for each floating tensor: ``forward_unit``). The estimate counts
-    them (the precision's calls were missing: 12 of an lstm_step's)."""
+    moved, then FLOAT32_CALLS for each floating tensor, and the first line of numeric/jumps.py:
+    ``forward_unit``; where that line jumps, jumps.MORE_CALLS more, uncounted). The estimate
+    counts them (the precision's calls were missing: 12 of an lstm_step's)."""
     if layer.broadcasts:
         return 1
     floating = sum(1 for a in t64.values() if a.dtype.kind == "f")
-    return 1 + RETIMES + 1 + FLOAT32_CALLS * floating
+    return 1 + RETIMES + 1 + FLOAT32_CALLS * floating + jumps.CALLS
 
 
 FLOAT32_CALLS = 3  # _float32_steps's forward calls per tensor: on float32's grid, and moved twice
@@ -215,8 +224,9 @@ class StackedForward:
         # new mask read as float32 work)
         # ``unit`` given: the tensors this engine differences were read apart (a float64 path
         # of a forward computing in float32 elsewhere: checking/mixed.py)
-        self.unit = (unit if unit is not None
-                     else forward_unit(layer, self.t64, options, out) if deterministic else EPS)
+        self.unit, self.unit_seen = ((unit, "") if unit is not None
+                                     else forward_unit(layer, self.t64, options, out)
+                                     if deterministic else (EPS, ""))  # fmt: skip
         if eps is None:
             self.eps = auto_eps(self.method, self.unit)
         self.cache = cache

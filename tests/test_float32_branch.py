@@ -1,0 +1,120 @@
+"""A float64 forward with a float32 branch beside its float64 path (outside test t28 R5):
+``tanh(x32) + x`` is not blind to moves float32 cannot hold, yet its loss jumps by float32's
+last bits; differenced at float64's steps, a correct backward failed (0.20 read for 0.31).
+numeric/jumps.py reads it as float32 work. Oracles: the formulas' own derivatives, and a
+detector run on forwards whose precision is known by construction; every verdict has a twin
+with an injected bug, and float64 forwards that round, vary fast or cancel stay float64."""
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.numeric import jumps
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal((3, 4))
+W = RNG.standard_normal((4, 5))
+
+
+class _Forward:
+    """A forward in the shape jumps.float32_jumps calls: (tensors, options) -> (out, cache)."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def forward(self, t, options):
+        return self.f(**t), None
+
+
+def _branch(x):
+    return np.tanh(x.astype(np.float32)).astype(np.float64) + x
+
+
+def _small_branch(x):
+    return 1e-3 * np.tanh(x.astype(np.float32)) + x
+
+
+def _amp(x, W):
+    return (x.astype(np.float32) @ W.astype(np.float32)).astype(np.float64) + x.sum()
+
+
+def _layernorm_1e8(x):
+    return (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
+
+
+FLOAT32 = {
+    "tanh32 + x": (_branch, {"x": X}),
+    "1e-3 tanh32 + x": (_small_branch, {"x": X}),
+    "x32 @ W32 + sum x": (_amp, {"x": X, "W": W}),
+    "tiny inputs": (_branch, {"x": 1e-6 * X}),
+}
+FLOAT64 = {
+    "tanh": (lambda x: np.tanh(x), {"x": X}),
+    "x @ W": (lambda x, W: x @ W, {"x": X, "W": W}),
+    "sin(1e4 x)": (lambda x: np.sin(1e4 * x), {"x": X}),
+    "sin at 1e7": (lambda x: np.sin(x), {"x": 1e7 * X}),
+    "exp(30 x)": (lambda x: np.exp(30 * x), {"x": X}),
+    "relu at integer ties": (lambda x, W: np.maximum(x @ W, 0),
+                             {"x": np.array([[1.0, -1.0], [0.5, 2.0]]), "W": np.ones((2, 1))}),
+    "layernorm of 1e8 + N(0, 1)": (_layernorm_1e8, {"x": 1e8 + RNG.standard_normal((3, 40))}),
+    "abs": (lambda x: np.abs(x), {"x": X}),
+}
+
+
+@pytest.mark.parametrize("case", list(FLOAT32))
+def test_a_float32_path_beside_float64_work_is_found(case):
+    f, t = FLOAT32[case]
+    assert jumps.float32_jumps(_Forward(f), t, None)
+
+
+@pytest.mark.parametrize("case", list(FLOAT64))
+def test_the_twin_float64_work_is_not_read_as_float32(case):
+    f, t = FLOAT64[case]
+    assert not jumps.float32_jumps(_Forward(f), t, None)
+
+
+def _tanh_back(slope):
+    def backward(grad_output, x):
+        t = np.tanh(x)
+        return {"x": grad_output * (slope(t) + 1.0)}
+
+    return backward
+
+
+RIGHT = _tanh_back(lambda t: 1 - t**2)
+BUGS = {
+    "the branch left out": _tanh_back(lambda t: 0 * t),
+    "its sign flipped": _tanh_back(lambda t: t**2 - 1),
+    "1% off": _tanh_back(lambda t: 1.01 * (1 - t**2)),
+}
+
+
+@pytest.mark.parametrize("method", ["central", "central4", "forward"])
+def test_a_right_backward_of_a_float32_branch_passes_and_says_why(method):
+    report = gradcli.check(forward=_branch, backward=RIGHT, tensors={"x": X}, method=method)
+    assert report.passed, report.verdict()
+    said = " ".join(report.notes)
+    assert "jumps by float32's last bits" in said and "float32 steps" in said, said
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_the_twin_a_wrong_backward_of_it_fails(bug):
+    report = gradcli.check(forward=_branch, backward=BUGS[bug], tensors={"x": X})
+    assert not report.passed and not report.results["x"].unresolved, report.verdict()
+
+
+def test_the_cli_passes_it_and_fails_the_bug(cli, tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "layer: custom\nseed: 0\ntensors:\n  x: {shape: [3, 4], init: normal}\n")
+    (tmp_path / "ok.py").write_text(
+        "import numpy as np\n"
+        "def forward(x):\n"
+        "    return np.tanh(x.astype(np.float32)).astype(np.float64) + x\n"
+        "def backward(grad_output, x):\n"
+        "    return {'x': grad_output * (2 - np.tanh(x) ** 2)}\n")
+    (tmp_path / "bad.py").write_text(
+        (tmp_path / "ok.py").read_text().replace("(2 - np.tanh(x) ** 2)", "1.0"))
+    ok = cli("check", "custom", str(tmp_path / "s.yaml"), "--impl", str(tmp_path / "ok.py"))
+    assert ok.exit_code == 0, ok.output
+    bad = cli("check", "custom", str(tmp_path / "s.yaml"), "--impl", str(tmp_path / "bad.py"))
+    assert bad.exit_code == 1, bad.output
