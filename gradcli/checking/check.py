@@ -223,8 +223,10 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         kind = np.asarray(comp.output).dtype
         seen = (f"it returns {kind} for float64 inputs" if kind != np.float64 else
                 f"it returns float64 but carries {low}-sized round-off here: its output "
-                f"jumps by {low}'s last bits along lines through the point, a path through "
-                f"{low} beside its float64 work" if engine.unit_seen == "jumps" else
+                f"jumps by {low}-sized steps along lines through the point, as a path through "
+                f"{low} beside float64 work does, or float64 work rounding far larger numbers "
+                f"than the output's changes (log(1 - p) at p = 1 - 1e-11)"
+                if engine.unit_seen == "jumps" else
                 f"it returns float64 but carries {low}-sized round-off here: its output is "
                 f"blind to moves of its tensors that {low} cannot hold")  # fmt: skip
         if forward is not None and forward.passed and builtin is not None:
