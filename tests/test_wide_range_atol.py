@@ -80,3 +80,64 @@ def test_under_the_complex_step_the_right_dw_passes_and_the_slip_fails():
                          grad_output=G, method="complex")  # fmt: skip
     assert not slip.passed and not slip.results["W"].unresolved, slip.verdict()
     assert slip.results["W"].worst_index[1] == 1, slip.results["W"].worst
+
+
+# a gradient of its own size beside another tensor's far larger one (outside test t29b F1):
+# held to 64 eps of the other's as if it were round-off, a sign flip passed
+
+
+def _product(a, b):
+    return a * b
+
+
+def _product_back(flip: float):
+    def backward(grad_output, a, b):
+        return {"a": flip * grad_output * b, "b": grad_output * a}
+
+    return backward
+
+
+def _separate(a, c):
+    return np.concatenate([1e15 * a, c])
+
+
+def _separate_back(dc: float | None):
+    def backward(grad_output, a, c):
+        got = grad_output[2:].copy() if dc is None else np.full(2, dc)
+        return {"a": 1e15 * grad_output[:2], "c": got}
+
+    return backward
+
+
+PRODUCT = {"a": np.array([1e8, -2e8, 3e8]), "b": np.array([5e-9, 1e-8, -2e-8])}
+SEPARATE = {"a": np.array([1.0, 2.0]), "c": np.array([0.5, -0.7])}
+
+
+@pytest.mark.parametrize("method", ["central", "central4", "forward", "complex"])
+def test_a_small_tensor_beside_a_large_one_is_judged_at_its_own_size(method):
+    flipped = gradcli.check(forward=_product, backward=_product_back(-1.0), tensors=PRODUCT,
+                            grad_output=np.ones(3), method=method)  # fmt: skip
+    assert not flipped.passed and not flipped.results["a"].passed, flipped.verdict()
+    wrong = gradcli.check(forward=_separate, backward=_separate_back(-3.0), tensors=SEPARATE,
+                          grad_output=np.ones(4), method=method)  # fmt: skip
+    assert not wrong.passed and not wrong.results["c"].passed, wrong.verdict()
+
+
+@pytest.mark.parametrize("method", ["central", "central4", "forward", "complex"])
+def test_the_twin_the_right_small_tensors_pass(method):
+    for forward, backward, tensors, g in ((_product, _product_back(1.0), PRODUCT, np.ones(3)),
+                                          (_separate, _separate_back(None), SEPARATE,
+                                           np.ones(4))):  # fmt: skip
+        report = gradcli.check(forward=forward, backward=backward, tensors=tensors,
+                               grad_output=g, method=method)  # fmt: skip
+        assert report.passed, report.verdict()
+
+
+def test_a_bias_of_zero_in_theory_beside_a_large_gradient_still_passes():
+    """The rule the twin guards: a linear's dx, 0 in theory (identical weight rows before a
+    centred upstream gradient), reads round-off beside a dW of 1, and is held to it."""
+    W = np.ones((3, 4))
+    g = np.array([[1.0, -2.0, 1.0]])
+    report = gradcli.check("linear", {"x": np.random.default_rng(3).normal(size=(1, 4)),
+                                      "W": W, "b": np.zeros(3)}, grad_output=g)  # fmt: skip
+    assert report.passed, report.verdict()

@@ -56,7 +56,7 @@ from gradcli.errors import OptionError, mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.numeric import clock, cost, memory, refine
-from gradcli.numeric.engine import Engine, TensorNumerics
+from gradcli.numeric.engine import FAR_FACTORS, Engine, TensorNumerics
 from gradcli.numeric.methods import (
     CONJUGATE,
     EPS,
@@ -399,7 +399,8 @@ def numerical(
         # tensor unresolved: read which outputs each coordinate can move at all (and never
         # count fewer than it moved at its own step)
         info.noise = max(engine.reach_noise(name, coords), float(np.max(info.noise_at)))
-        p.spent += cost.copies_seconds(engine, size + 1, real=True)
+        # (and again further out where unmoved outputs dominate: Engine.reach_at)
+        p.spent += cost.copies_seconds(engine, (size + 1) * (1 + len(FAR_FACTORS)), real=True)
     other_path = info.coloring or info.incremental  # else whole passes are the path taken
     if (other_path and size <= PLAIN_RETRY and p.opts.method != "complex"
             and tolerances(p, name, grad, info)[2]):
