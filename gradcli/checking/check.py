@@ -68,6 +68,9 @@ from gradcli.numeric.sampling import sample_coordinates
 if TYPE_CHECKING:
     from gradcli.numeric import kinks
 
+EPS32 = float(np.finfo(np.float32).eps)
+
+
 def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckReport:
     """Check ``spec``'s gradients (or ``opts.grads``, the user's answers): the report holds
     the verdict, each name's result, the analytical computation and the numerical gradients."""
@@ -218,14 +221,16 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     float64_seconds = 0.0
     if engine.unit > EPS:  # a user's forward computing in float32 (numeric/stacking.py)
         # or float16, whose results it returns: named as what it is
-        low = "float16" if engine.unit >= float(np.finfo(np.float16).eps) else "float32"
+        low = ("float16" if engine.unit >= float(np.finfo(np.float16).eps)
+               and engine.unit_seen != "jumps" else "float32")  # fmt: skip
         # what was observed: the dtype it returns, or a float64 output blind to small moves
         kind = np.asarray(comp.output).dtype
         seen = (f"it returns {kind} for float64 inputs" if kind != np.float64 else
-                f"it returns float64 but carries {low}-sized round-off here: its output "
-                f"jumps by {low}-sized steps along lines through the point, as a path through "
-                f"{low} beside float64 work does, or float64 work rounding far larger numbers "
-                f"than the output's changes (log(1 - p) at p = 1 - 1e-11)"
+                f"it returns float64 but its output jumps by about "
+                f"{max(engine.unit, EPS32):.2g} of itself along lines through the point, as a "
+                f"path through float32 beside float64 work does, or float64 work rounding far "
+                f"larger numbers than the output's changes (log(1 - p) at p = 1 - 1e-11), or "
+                f"its inputs (np.round(x, 5))"
                 if engine.unit_seen == "jumps" else
                 f"it returns float64 but carries {low}-sized round-off here: its output is "
                 f"blind to moves of its tensors that {low} cannot hold")  # fmt: skip
@@ -263,10 +268,14 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                         f"is smooth to float64's rounding): they take float64 steps (eps "
                         f"{engine64.eps:.2g}) and are held to atol "
                         f"{own_atol if opts.atol is None else opts.atol:g}, rtol {own_rtol64:g}")
+            # coarser than float32's own (an input rounded to 1e-5): steps and round-off
+            # for what was measured
+            coarse = low == "float32" and engine.unit > 2 * EPS32
+            size = f"round-off of about {engine.unit:.2g}" if coarse else f"{low} round-off"
             notes.append(
-                f"your forward computes in {low} ({seen}): its "
-                f"differences take {low} steps (eps {engine.eps:.2g}) and carry {low} "
-                f"round-off, so they are held to atol {atol:g}, rtol {rtol:g}{said}"
+                f"your forward computes in {low} ({seen}): its differences take "
+                f"{'steps for it' if coarse else f'{low} steps'} (eps {engine.eps:.2g}) and "
+                f"carry {size}, so they are held to atol {atol:g}, rtol {rtol:g}{said}"
             )
     if (agreement is not None and agreement.rounds and forward is not None and forward.passed
             and builtin is not None and engine.unit <= EPS):

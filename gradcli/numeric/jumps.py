@@ -56,14 +56,14 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
         with np.errstate(all="ignore"):
             grid[n] = t64[n].astype(np.float32).astype(np.float64)
         if not np.all(np.isfinite(grid[n])):  # beyond float32's range (or not finite)
-            return False
+            return 0.0
     if not grid:
-        return False
+        return 0.0
     signs = {n: rng.choice([-1.0, 1.0], size=a.shape) for n, a in grid.items()}
     base = {**t64, **grid}
     y0 = _output(layer, base, options, None)
     if y0 is None:
-        return False
+        return 0.0
     size = y0.size
     cols = np.arange(size) if size <= COLUMNS else rng.choice(size, COLUMNS, replace=False)
     y0 = y0.ravel()[cols]
@@ -79,7 +79,7 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
             y = _output(layer, {**base, **{n: a + tk * h[n] for n, a in grid.items()}},
                         options, size)  # fmt: skip
             if y is None:
-                return False
+                return 0.0
             D[k] = y.ravel()[cols] - y0
         sigma[rel] = offgrid_noise(t, D)
         if rel == WIDE:
@@ -88,14 +88,20 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
             # cancels to 0 (a relu's tied input, 1 - 1) carries the rounding of its terms
             floor = ABOVE * EPS * float(magnitude.max())
             if not np.any(sigma[WIDE] > floor):  # nothing above float64's rounding: done
-                return False
+                return 0.0
     # float32's rounding of numbers the size of the outputs, or up to 2^10 times larger: a
     # residual of their own size is an output varying within float32's resolution of its
     # inputs, in float64 (sin at x = 1e7: a step of 2^-20 is 10 radians)
     most = LARGER * EPS32 * magnitude
     jumps = ((sigma[WIDE] > floor) & (sigma[WIDE] <= most) & (sigma[NARROW] > sigma[WIDE] / 2)
              & (16 * sigma[INSIDE] < sigma[NARROW]))  # fmt: skip
-    return bool(np.any(jumps))
+    if not jumps.any():
+        return 0.0
+    # the rounding it leaves, relative to each output's size (an output near 0 counted at
+    # 2^-10 of the largest): float32's eps or less for a float32 path, far more where the
+    # inputs are rounded coarser (np.round(x, 5) ** 2: 5e-6)
+    share = np.maximum(magnitude, float(magnitude.max()) / 2**10)
+    return float(np.max(sigma[WIDE][jumps] / share[jumps]))
 
 
 def _own(a: np.ndarray, rel: float) -> np.ndarray:

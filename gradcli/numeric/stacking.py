@@ -56,9 +56,12 @@ def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
         if np.array_equal(y, y.astype(np.float32)) and not np.array_equal(y, y.astype(np.float16)):
             return single, "blind"
     if _float32_steps(layer, t64, options, out):
-        return single, "blind"
-    if out.dtype == np.float64 and jumps.float32_jumps(layer, t64, options):
-        return single, "jumps"
+        # float32's unit at least, more where its steps are coarser (np.round(x, 5) is blind
+        # to moves below float32's resolution too, and jumps by 5e-6 of itself)
+        return max(single, jumps.float32_jumps(layer, t64, options)), "blind"
+    if out.dtype == np.float64 and (rounding := jumps.float32_jumps(layer, t64, options)):
+        # float32's unit at least; more where its jumps are coarser (an input rounded to 1e-5)
+        return max(single, rounding), "jumps"
     return EPS, ""
 
 
