@@ -136,11 +136,12 @@ def test_a_sample_still_over_the_budget_says_how_many_would_fit(monkeypatch):
     """Outside test t20 F3: a naive-loop forward of 0.5 s a call sampled 64 coordinates under
     --budget 5 and ran 77 s, saying nothing of --samples. The twin: a sample within the
     budget says nothing of it."""
-    notes = " ".join(_check(monkeypatch, 0.05, budget=2.0)["notes"])  # 64 x 2 x 0.0625 s
+    # (3 s: the calls made whatever is sampled, the precision's lines among them, take 2)
+    notes = " ".join(_check(monkeypatch, 0.05, budget=3.0)["notes"])  # 64 x 2 x 0.0625 s
     said = re.search(r"each sampled coordinate costs about ([0-9.e-]+) s beyond ([0-9.]+) s "
                      r"of calls made whatever is sampled \(fewer samples, (\d+) or less", notes)
     assert said, notes
     each, fixed, k = float(said.group(1)), float(said.group(2)), int(said.group(3))
-    assert 1 <= k < 64 and fixed + k * each <= 2.0 * 1.1  # a straight line, rounded
+    assert 1 <= k < 64 and fixed + k * each <= 3.0 * 1.1  # a straight line, rounded
     within = " ".join(_check(monkeypatch, 0.05, budget=30.0)["notes"])
     assert "still" not in within

@@ -228,10 +228,10 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         seen = (f"it returns {kind} for float64 inputs" if kind != np.float64 else
                 f"it returns float64 but its output jumps by about "
                 f"{max(engine.unit, EPS32):.2g} of itself along lines through the point, as a "
-                f"path through float32 beside float64 work does, or float64 work rounding far "
+                f"path through {low} beside float64 work does, or float64 work rounding far "
                 f"larger numbers than the output's changes (log(1 - p) at p = 1 - 1e-11), or "
                 f"its inputs (np.round(x, 5))"
-                if engine.unit_seen == "jumps" else
+                if engine.unit_seen in ("jumps", "jumps16") else
                 f"it returns float64 but carries {low}-sized round-off here: its output is "
                 f"blind to moves of its tensors that {low} cannot hold")  # fmt: skip
         if forward is not None and forward.passed and builtin is not None:

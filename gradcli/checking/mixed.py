@@ -56,7 +56,10 @@ def float64_paths(
         if not finite.size:
             continue
         idx = np.sort(rng.choice(finite, size=min(LINES, finite.size), replace=False))
-        h = steps(x[idx], e64.eps)
+        # across 8 of the lower precision's cells at the least: float64's step lies within
+        # one of float16's, whose path then reads flat and smooth (tanh(x16) + x: x was given
+        # float64 steps, and a backward dropping the branch passed, outside test t29a F1)
+        h = np.maximum(steps(x[idx], e64.eps), steps(x[idx], 8 * engine.unit))
         seconds += kinks.moves_seconds(e64, name, idx, opts.coloring, len(NOISE_OFFSETS))
         D, scale = kinks.moves(e64, name, idx, h, NOISE_OFFSETS, opts.coloring)
         # a line that never moves over 8 steps says nothing (a dead relu's input)

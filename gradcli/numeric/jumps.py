@@ -32,34 +32,52 @@ from gradcli.layers import Layer
 from gradcli.numeric.methods import EPS, offgrid_moves, offgrid_noise, steps
 
 MOVES = offgrid_moves((2, 3, 5, 7, 11, 13))  # 6 moves, 1.2 ... 6.3 steps: a cubic keeps 3 free
-WIDE, NARROW, INSIDE = 2.0**-20, 2.0**-22, 2.0**-30
+# the lines' moves, in the lower precision's eps (2^-23 for float32, 2^-10 for float16): 8 and
+# 2 of its cells a step, and 1/128 of one
+WIDE, NARROW, FINE, INSIDE = 2.0**3, 2.0**1, 2.0**-1, 2.0**-7
 # what a cubic leaves of an output along a line, against float64's rounding of it: float64 work
 # leaves a few, a float32 path some 2^29 times its share of the output
 ABOVE = 2.0**12
 EPS32 = float(np.finfo(np.float32).eps)
-LARGER = 2.0**10  # float32's rounding of numbers up to this many times the outputs, at most
+LARGER = 2.0**10  # the lower precision's rounding of numbers up to this many times the outputs
+MOST = 2.0**-8  # and no more than this share of them (float16's 2^10 eps would be all of them)
 COLUMNS = 2**16  # output elements read, at most (a random choice of them)
 # forward calls: the point on float32's grid and the first line, all a float64 forward takes
-# (nothing above its rounding there); the other two lines only where the first says float32
+# (nothing above its rounding there); the other three lines only where the first says float32
 CALLS = 1 + len(MOVES)
-MORE_CALLS = 2 * len(MOVES)
+MORE_CALLS = 3 * len(MOVES)
+# float16's: the test of proportion below (the point, and two moves), its lines where it fails
+HALF_CALLS = 3
+# a float16 path's share of the largest output move, at least, that the test of proportion
+# sees (a smooth output's own curvature over 2^-9 of x: about 0.1% at a curvature of 1)
+PROPORTION = 0.01
+HALF_REACH = 8.0  # the elements a float16 reading moves, |x| at most
 
 
-def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> bool:
-    """Whether some output of ``layer``'s forward at float64 tensors ``t64`` carries float32's
-    rounding on a path its float64 work does not hide (module docstring). ``CALLS`` forward
-    calls, ``MORE_CALLS`` more where the first line says float32; False where the forward returns no finite float output of one shape throughout."""
+def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
+                  dtype: Any = np.float32, fine: bool = True) -> float:  # fmt: skip
+    """The rounding, relative to the outputs, where some output of ``layer``'s forward at
+    float64 tensors ``t64`` jumps as ``dtype`` work does on a path its float64 work does not
+    hide (module docstring), else 0. ``CALLS`` forward calls, ``MORE_CALLS`` more where the
+    first line jumps; 0 where the forward returns no finite float output of one shape
+    throughout, or a tensor lies beyond ``dtype``'s range. ``fine``: the jumps must stay at
+    half a cell a step too, where curvature has shrunk 2^8 times again (a layernorm of 100 +
+    N(0, 1), moved by 0.8 and 0.2 at float16's scale, is far from the rate 2^8 at some
+    outputs); not asked where the forward is known to round (stacking's blind test), and only
+    the size of its rounding is wanted, which may be coarser than float32's cells."""
     rng = np.random.default_rng(1)
-    names = [n for n, a in t64.items() if a.dtype.kind == "f"]
+    unit = float(np.finfo(dtype).eps)
     grid: dict[str, np.ndarray] = {}
-    for n in names:
+    for n in [n for n, a in t64.items() if a.dtype.kind == "f"]:
         with np.errstate(all="ignore"):
-            grid[n] = t64[n].astype(np.float32).astype(np.float64)
-        if not np.all(np.isfinite(grid[n])):  # beyond float32's range (or not finite)
+            grid[n] = t64[n].astype(dtype).astype(np.float64)
+        if not np.all(np.isfinite(grid[n])):  # beyond its range (or not finite)
             return 0.0
     if not grid:
         return 0.0
-    signs = {n: rng.choice([-1.0, 1.0], size=a.shape) for n, a in grid.items()}
+    signs = {n: _signs(rng, a, dtype) for n, a in grid.items()}
+    if not any(v.any() for v in signs.values()):
+        return 0.0
     base = {**t64, **grid}
     y0 = _output(layer, base, options, None)
     if y0 is None:
@@ -69,11 +87,13 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
     y0 = y0.ravel()[cols]
     t = np.array(MOVES)
     sigma = {}
-    for rel in (WIDE, NARROW, INSIDE):
-        # inside a float32 cell: steps of each element's own size (a 0 stays); across cells:
-        # the default step's rule, relative to max(1, |x|)
-        h = {n: (steps(a, rel) if rel != INSIDE else _own(a, rel)) * signs[n]
-             for n, a in grid.items()}  # fmt: skip
+    for rel in (WIDE, NARROW, FINE, INSIDE) if fine else (WIDE, NARROW, INSIDE):
+        # inside a cell: steps of each element's own size (a 0 stays); across cells: the
+        # default step's rule, relative to max(1, |x|), times 1/sqrt(2): power-of-two moves
+        # of an input below 1 land on its float32 grid (x = 1e-6, cells of 1e-13, moved by
+        # multiples of 2^-40) and no rounding shows
+        h = {n: (steps(a, rel * unit) * math.sqrt(0.5) if rel != INSIDE
+                 else _own(a, rel * unit)) * signs[n] for n, a in grid.items()}  # fmt: skip
         D = np.empty((t.size, cols.size))
         for k, tk in enumerate(t):
             y = _output(layer, {**base, **{n: a + tk * h[n] for n, a in grid.items()}},
@@ -87,14 +107,19 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
             # against the largest output's rounding, not each one's own: an output that
             # cancels to 0 (a relu's tied input, 1 - 1) carries the rounding of its terms
             floor = ABOVE * EPS * float(magnitude.max())
-            if not np.any(sigma[WIDE] > floor):  # nothing above float64's rounding: done
+            # the lower precision's rounding of numbers the size of the outputs, or up to
+            # 2^10 times larger: a residual of their own size is an output varying within
+            # its resolution of the inputs, in float64 (sin at x = 1e7: 2^-20 is 10 radians)
+            most = min(LARGER * unit, MOST) * magnitude
+            if not np.any((sigma[WIDE] > floor) & (sigma[WIDE] <= most)):  # nothing: done
                 return 0.0
-    # float32's rounding of numbers the size of the outputs, or up to 2^10 times larger: a
-    # residual of their own size is an output varying within float32's resolution of its
-    # inputs, in float64 (sin at x = 1e7: a step of 2^-20 is 10 radians)
-    most = LARGER * EPS32 * magnitude
+        if rel == NARROW and not np.any(sigma[NARROW] > sigma[WIDE] / 2):  # curvature: done
+            return 0.0
     jumps = ((sigma[WIDE] > floor) & (sigma[WIDE] <= most) & (sigma[NARROW] > sigma[WIDE] / 2)
              & (16 * sigma[INSIDE] < sigma[NARROW]))  # fmt: skip
+    if fine:  # fewer cells crossed, as many jumps: half of them at least (kinks crossed
+        # shrink faster: a relu network at float16's scale read 0.78 and 0.29 of the last)
+        jumps &= sigma[FINE] > sigma[NARROW] / 2
     if not jumps.any():
         return 0.0
     # the rounding it leaves, relative to each output's size (an output near 0 counted at
@@ -102,6 +127,57 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
     # inputs are rounded coarser (np.round(x, 5) ** 2: 5e-6)
     share = np.maximum(magnitude, float(magnitude.max()) / 2**10)
     return float(np.max(sigma[WIDE][jumps] / share[jumps]))
+
+
+def float16_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> float:
+    """``float32_jumps`` for float16 paths, read only where a test of proportion says an
+    output's move at 2^-9 of each element is not 32 times its move at 2^-14 (inside the
+    element's float16 cell: a float16 path does not move there) by PROPORTION of the largest
+    move: a float16
+    branch beside float64 work, ``tanh(x16) + x``, is invisible at float32's moves, and a
+    backward dropping it passed (outside test t29a F1). HALF_CALLS forward calls, and the
+    lines' where it fails (a curved output too: sin(1e4 x))."""
+    rng = np.random.default_rng(2)
+    grid: dict[str, np.ndarray] = {}
+    for n in [n for n, a in t64.items() if a.dtype.kind == "f"]:
+        with np.errstate(all="ignore"):
+            grid[n] = t64[n].astype(np.float16).astype(np.float64)
+        if not np.all(np.isfinite(grid[n])):
+            return 0.0
+    if not grid:
+        return 0.0
+    signs = {n: _signs(rng, a, np.float16) for n, a in grid.items()}
+    if not any(v.any() for v in signs.values()):
+        return 0.0
+    base = {**t64, **grid}
+    y0 = _output(layer, base, options, None)
+    if y0 is None:
+        return 0.0
+    moved = []
+    for rel in (2.0**-14, 2.0**-9):
+        y = _output(layer, {**base, **{n: a + _own(a, rel) * math.sqrt(2) * signs[n]
+                                       for n, a in grid.items()}}, options, y0.size)  # fmt: skip
+        if y is None:
+            return 0.0
+        moved.append(y - y0)
+    inside, beyond = moved
+    # against the largest move, not each output's own: where an output's first-order move
+    # cancels, its curvature is all that is left (a layernorm's)
+    scale = float(np.abs(beyond).max(initial=0.0))
+    if not scale > ABOVE * EPS * float(np.abs(y0).max(initial=0.0)):
+        return 0.0
+    if not np.any(np.abs(beyond - 32 * inside) > PROPORTION * scale):
+        return 0.0
+    return float32_jumps(layer, t64, options, np.float16)
+
+
+def _signs(rng: np.random.Generator, a: np.ndarray, dtype: Any) -> np.ndarray:
+    """Each element's direction, up or down; for float16, 0 (not moved) beyond HALF_REACH:
+    its cells there are a sixteenth and more wide, as wide as the scale a float64 output
+    varies on (a layernorm of 100 + N(0, 1), read as float16 work, passed a forward with
+    another variance)."""
+    signs = rng.choice([-1.0, 1.0], size=a.shape)
+    return signs if dtype != np.float16 else np.where(np.abs(a) <= HALF_REACH, signs, 0.0)
 
 
 def _own(a: np.ndarray, rel: float) -> np.ndarray:

@@ -40,7 +40,8 @@ def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     moves in float32's steps there (a matmul in float32 under a float64 bias: AMP, a cached
     float32 weight: "blind"), or whose float64 output jumps by float32's last bits along lines
     its float64 work would leave smooth (``tanh(x32) + x``: numeric/jumps.py, "jumps"),
-    computes in float32."""
+    computes in float32 (or coarser, as measured); one whose output jumps so at float16's
+    scale (``tanh(x16) + x``: "jumps16"), in float16."""
     out = np.asarray(out)
     if out.dtype.kind in "fc" and np.finfo(out.dtype).eps > EPS:
         return float(np.finfo(out.dtype).eps), "returns"
@@ -58,23 +59,26 @@ def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     if _float32_steps(layer, t64, options, out):
         # float32's unit at least, more where its steps are coarser (np.round(x, 5) is blind
         # to moves below float32's resolution too, and jumps by 5e-6 of itself)
-        return max(single, jumps.float32_jumps(layer, t64, options)), "blind"
+        return max(single, jumps.float32_jumps(layer, t64, options, fine=False)), "blind"
     if out.dtype == np.float64 and (rounding := jumps.float32_jumps(layer, t64, options)):
         # float32's unit at least; more where its jumps are coarser (an input rounded to 1e-5)
         return max(single, rounding), "jumps"
+    if out.dtype == np.float64 and (rounding := jumps.float16_jumps(layer, t64, options)):
+        return max(float(np.finfo(np.float16).eps), rounding), "jumps16"
     return EPS, ""
 
 
 def point_calls(layer: Layer, t64: Mapping[str, np.ndarray]) -> int:
     """The forward calls an engine makes at the point, at the most: the forward, and for a
     user's forward its timing (RETIMES more) and the precision it computes in (every tensor
-    moved, then FLOAT32_CALLS for each floating tensor, and the first line of numeric/jumps.py:
-    ``forward_unit``; where that line jumps, jumps.MORE_CALLS more, uncounted). The estimate
+    moved, then FLOAT32_CALLS for each floating tensor, the first line of numeric/jumps.py and
+    its test of proportion for float16: ``forward_unit``; where those see jumps, the other
+    lines' calls, uncounted). The estimate
     counts them (the precision's calls were missing: 12 of an lstm_step's)."""
     if layer.broadcasts:
         return 1
     floating = sum(1 for a in t64.values() if a.dtype.kind == "f")
-    return 1 + RETIMES + 1 + FLOAT32_CALLS * floating + jumps.CALLS
+    return 1 + RETIMES + 1 + FLOAT32_CALLS * floating + jumps.CALLS + jumps.HALF_CALLS
 
 
 FLOAT32_CALLS = 3  # _float32_steps's forward calls per tensor: on float32's grid, and moved twice
