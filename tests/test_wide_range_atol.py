@@ -141,3 +141,41 @@ def test_a_bias_of_zero_in_theory_beside_a_large_gradient_still_passes():
     report = gradcli.check("linear", {"x": np.random.default_rng(3).normal(size=(1, 4)),
                                       "W": W, "b": np.zeros(3)}, grad_output=g)  # fmt: skip
     assert report.passed, report.verdict()
+
+
+def test_an_element_beside_e_to_the_300_is_read_at_its_own_size():
+    """exp at 300 beside elements of 0.1 (outside test t29b F4): the bound on what an output
+    left unmoved hides, read at 2^80 steps, was 3.7e96, and a 5% slip at an element of 1.1
+    'could not be resolved'; moves out to 2^960 steps (the other way where exp overflows)
+    bound it below 1e-9, and the slip fails."""
+    x = np.array([300.0, 0.1, -0.2, 0.3, 0.05])
+
+    def slip(grad_output, x):
+        g = grad_output * np.exp(x)
+        g[1] *= 1.05
+        return {"x": g}
+
+    wrong = gradcli.check(forward=_exp, backward=slip, tensors={"x": x}, grad_output=np.ones(5))
+    assert not wrong.passed and not wrong.results["x"].unresolved, wrong.verdict()
+    assert wrong.results["x"].worst_index == (1,), wrong.results["x"].worst
+    right = gradcli.check(forward=_exp, backward=lambda grad_output, x: {
+        "x": grad_output * np.exp(x)}, tensors={"x": x}, grad_output=np.ones(5))  # fmt: skip
+    assert right.passed, right.verdict()
+
+
+def test_a_float32_forward_is_never_advised_the_complex_step():
+    """Outside test t29a F6: 'cannot resolve ... or --method complex' for a forward casting
+    to float32, which the complex step refuses (exit 2)."""
+    rng = np.random.default_rng(0)
+    t = {"x": rng.normal(size=(4, 5)), "W": rng.normal(size=(5, 3)),
+         "b": 1e3 * rng.normal(size=3)}  # fmt: skip
+
+    def forward(x, W, b):
+        return (x.astype(np.float32) @ W.astype(np.float32)).astype(np.float64) + b
+
+    def backward(grad_output, x, W, b):
+        return {"x": grad_output @ W.T, "W": x.T @ grad_output, "b": grad_output.sum(0)}
+
+    report = gradcli.check(forward=forward, backward=backward, tensors=t)
+    said = report.verdict() + " ".join(r.unresolved for r in report.results.values())
+    assert "complex" not in said, said

@@ -896,7 +896,8 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
         f"cannot resolve d{name} at any step: the round-off of {at.size:,} failing "
         f"coordinate{'s' if at.size > 1 else ''}, measured, outweighs the truncation left at "
         f"every smaller step (a forward whose outputs carry the rounding of far larger "
-        f"numbers: x - mean at |x| = 1e11); {advice(p.opts.method)}"
+        f"numbers: x - mean at |x| = 1e11); "
+        f"{advice(p.opts.method, p.engines[name].unit <= EPS)}"
     )
 
 

@@ -32,6 +32,7 @@ def resolvable(
     margin: float = RESOLVE_MARGIN,
     kink_slopes: float = 0.0,
     method: str = "central",
+    complex_ok: bool = True,
 ) -> tuple[float, str]:
     """(the automatic absolute tolerance of one tensor, why this step cannot resolve it or "").
 
@@ -48,7 +49,8 @@ def resolvable(
     gradient that is exactly 0 (a zero upstream gradient) stays resolved. ``kink_slopes``: the
     largest one-sided slope read at a kink itself, resolved by the same step although the value
     compared there (any between two slopes) may be 0 (clip's bound tied with x: 0 or g).
-    ``method``: the one in use, never the one the advice names."""
+    ``method``: the one in use, never the one the advice names (nor the complex step where
+    ``complex_ok`` is False)."""
     scale = largest(numeric, kink_slopes)
     raised = 64 * np.finfo(np.float64).eps * scale
     why = ""
@@ -56,7 +58,7 @@ def resolvable(
         why = (
             f"the round-off of its finite differences (about {noise:.2g}) is "
             f"{beside(noise, scale)} the largest numerical gradient ({scale:.2g}); "
-            f"{advice(method)}"
+            f"{advice(method, complex_ok)}"
         )
     return max(atol, raised) if math.isfinite(raised) else atol, why
 
@@ -76,12 +78,16 @@ def largest(numeric: np.ndarray, kink_slopes: float = 0.0) -> float:
     return max(float(seen.max(initial=0.0)), kink_slopes)
 
 
-def advice(method: str) -> str:
+def advice(method: str, complex_ok: bool = True) -> str:
     """What may help, never the method in use: the complex step's own difference has no
     round-off, so its noise is the one-sided rechecks' at kinks, whose step is central
-    differences' (numeric/kinks.one_sided_step) and follows --eps only under central ones."""
+    differences' (numeric/kinks.one_sided_step) and follows --eps only under central ones.
+    ``complex_ok``: False for a forward computing in a lower precision, whose casts drop the
+    imaginary part (the complex step is refused there, exit 2: outside test t29a F6)."""
     if method == "complex":
         return f"use {mention('method', 'central')} with a larger {mention('eps')}"
+    if not complex_ok:
+        return f"use a larger {mention('eps')}"
     return f"use a larger {mention('eps')}, or {mention('method', 'complex')} (no round-off)"
 
 

@@ -49,7 +49,7 @@ def tolerances(
     # asked of the tensor-wide round-off, each element is compared under its own (below)
     whole, each, shared = _float32(p, name)
     atol, unresolved = resolvable(floor + whole, info.noise, grad, margin, info.kink_slopes,
-                                 opts.method)  # fmt: skip
+                                 opts.method, _complex_ok(p, name))  # fmt: skip
     # a loss that stays where it is out to 4096 steps has a slope below 1/4096 of the
     # round-off a step could not see past: where that is below atol, its derivative is 0
     far = info.noise / FLAT_MOVES[-2] <= atol
@@ -125,7 +125,8 @@ def tolerances(
         if reach * SWALLOWED > scale:
             unresolved = (f"the round-off of its finite differences over every output a "
                           f"coordinate moves (about {reach:.2g}) is {beside(reach, scale)} the "
-                          f"largest numerical gradient ({scale:.2g}); {advice(opts.method)}")
+                          f"largest numerical gradient ({scale:.2g}); "
+                          f"{advice(opts.method, _complex_ok(p, name))}")
     if small and not unresolved:
         noise = _last_bits(p, name, grad, capped, rtol, noise)
         atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)
@@ -136,6 +137,12 @@ def tolerances(
         noise = _last_bits(p, name, grad, atol, rtol, noise)
     atol = atol if opts.atol is None else opts.atol
     return atol, rtol, _tiny_inputs(p, name, unresolved), noise
+
+
+def _complex_ok(p: Prepared, name: str) -> bool:
+    """Whether the complex step may be advised: not for a forward computing in float32 or
+    float16 (its casts drop the imaginary part, and it is refused)."""
+    return p.engines[name].unit <= EPS
 
 
 def _tiny_inputs(p: Prepared, name: str, why: str) -> str:
@@ -152,10 +159,11 @@ def _tiny_inputs(p: Prepared, name: str, why: str) -> str:
     top = float(x.max())
     if top * 1e3 > h:
         return why
-    said = advice(p.opts.method)
+    said = advice(p.opts.method, _complex_ok(p, name))
     turned = (f"every |{name}| is far below the step ({top:.2g} against {h:.2g}, eps x "
               f"max(1, |x|)), where a layer of that scale may vary: use a smaller "
-              f"{mention('eps')}, or {mention('method', 'complex')}")
+              f"{mention('eps')}" + (f", or {mention('method', 'complex')}"
+                                      if _complex_ok(p, name) else ""))  # fmt: skip
     return why.replace(said, turned) if said in why else why
 
 
@@ -275,7 +283,7 @@ def _own_size(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, ba
         why = (f"{k} of its elements (up to {np.abs(a[newly[hidden]]).max():.2g}) lie within "
                f"the round-off of their finite differences over the outputs they move (about "
                f"{reach[hidden].max():.2g}: outputs far larger than their share); "
-               f"{advice(p.opts.method)}")
+               f"{advice(p.opts.method, _complex_ok(p, name))}")
     return base, floor.reshape(grad.shape), why
 
 
@@ -469,11 +477,11 @@ def _small(
             why = (f"{flat.size} of its coordinates never move the output over 8 steps (it is "
                    f"rounded at a larger number), so their gradient (up to "
                    f"{np.abs(a[flat]).max():.2g}) is lost in its rounding; "
-                   f"{advice(p.opts.method)}")
+                   f"{advice(p.opts.method, _complex_ok(p, name))}")
         elif worst * SWALLOWED > scale:
             why = (f"the round-off of its finite differences (about {worst:.2g}, measured) is not "
                    f"far below the largest numerical gradient ({scale:.2g}); "
-                   f"{advice(p.opts.method)}")
+                   f"{advice(p.opts.method, _complex_ok(p, name))}")
     return capped, np.maximum(floor, base).reshape(grad.shape), why
 
 

@@ -62,8 +62,9 @@ NOISE_OFFSETS = tuple(k / 2 + 0.25 * (math.sqrt(p) % 1.0) for k, p in enumerate(
 # (Engine.reach_noise): a share still invisible there is below 1/1024 of a last bit a step
 REACH_FACTOR = 1024.0
 # further out, where the outputs a coordinate leaves unmoved at REACH_FACTOR steps dominate
-# its bound (the first: or a move of max(1, |x|), the larger)
-FAR_FACTORS = (2.0**20, 2.0**40, 2.0**80)
+# its bound (the first: or a move of max(1, |x|), the larger): exp at 300 beside elements of
+# 0.1 needs 2^411, a move of 3e118; the last moves x by 1e284
+FAR_FACTORS = (2.0**20, 2.0**40, 2.0**80, 2.0**160, 2.0**320, 2.0**640, 2.0**960)
 
 
 @record
@@ -494,19 +495,24 @@ class Engine(StackedForward):
         x = self.t64[name].ravel()
         idx = np.arange(x.size) if coords is None else np.asarray(coords, dtype=np.int64)
         out, unmoved = self._reach(name, idx, factor)
+        least = factor
         for far in (max(FAR_FACTORS[0], 1 / self.eps), *FAR_FACTORS[1:]):
             loose = np.flatnonzero(unmoved > out - unmoved)
-            if not loose.size or far <= factor:
+            if not loose.size or far <= least:
                 break
-            bound, rest = self._reach(name, idx[loose], far)
+            # (a move that leaves the forward's domain both ways is not shrunk: the last one
+            # read stands)
+            bound, rest = self._reach(name, idx[loose], far, least=far)
+            least = far
             better = bound < out[loose]
             out[loose[better]], unmoved[loose[better]] = bound[better], rest[better]
         return out
 
-    def _reach(self, name: str, idx: np.ndarray, factor: float,
-               sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def _reach(self, name: str, idx: np.ndarray, factor: float, sign: float = 1.0,
+               least: float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """(each coordinate's bound at ``factor`` steps up or down (``sign``), the part of it
-        the outputs left unmoved make)."""
+        the outputs left unmoved make), where the forward fails both ways at ``factor``
+        steps, at fewer, down to ``least`` (below it: every output counted)."""
         x = self.t64[name].ravel()
         h = steps(x, self.eps)
         total, out, unmoved = float(self.gy.sum()), np.zeros(idx.size), np.zeros(idx.size)
@@ -519,9 +525,9 @@ class Engine(StackedForward):
                 d = self.moved(name, rows)
             except UserCodeError:  # beyond the forward's domain (exp at 600 + 1024 steps):
                 # the other way, then fewer steps, down to one (where the differences were)
-                if sign > 0 or factor > 1:
-                    again = (factor, -1.0) if sign > 0 else (max(1.0, factor / 32), 1.0)
-                    out[at], unmoved[at] = self._reach(name, part, *again)
+                if sign > 0 or factor / 32 >= least:
+                    again = (factor, -1.0) if sign > 0 else (factor / 32, 1.0)
+                    out[at], unmoved[at] = self._reach(name, part, *again, least=least)
                 else:  # every output counted
                     out[at], unmoved[at] = self.noise_factor() * total / h[part], 0.0
                 continue
