@@ -67,21 +67,10 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     the size of its rounding is wanted, which may be coarser than float32's cells."""
     rng = np.random.default_rng(1)
     unit = float(np.finfo(dtype).eps)
-    grid: dict[str, np.ndarray] = {}
-    for n in [n for n, a in t64.items() if a.dtype.kind == "f"]:
-        with np.errstate(all="ignore"):
-            grid[n] = t64[n].astype(dtype).astype(np.float64)
-        if not np.all(np.isfinite(grid[n])):  # beyond its range (or not finite)
-            return 0.0
-    if not grid:
+    point = _on_grid(layer, t64, options, dtype, rng)
+    if point is None:
         return 0.0
-    signs = {n: _signs(rng, a, dtype) for n, a in grid.items()}
-    if not any(v.any() for v in signs.values()):
-        return 0.0
-    base = {**t64, **grid}
-    y0 = _output(layer, base, options, None)
-    if y0 is None:
-        return 0.0
+    grid, signs, base, y0 = point
     size = y0.size
     cols = np.arange(size) if size <= COLUMNS else rng.choice(size, COLUMNS, replace=False)
     y0 = y0.ravel()[cols]
@@ -137,22 +126,10 @@ def float16_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
     branch beside float64 work, ``tanh(x16) + x``, is invisible at float32's moves, and a
     backward dropping it passed (outside test t29a F1). HALF_CALLS forward calls, and the
     lines' where it fails (a curved output too: sin(1e4 x))."""
-    rng = np.random.default_rng(2)
-    grid: dict[str, np.ndarray] = {}
-    for n in [n for n, a in t64.items() if a.dtype.kind == "f"]:
-        with np.errstate(all="ignore"):
-            grid[n] = t64[n].astype(np.float16).astype(np.float64)
-        if not np.all(np.isfinite(grid[n])):
-            return 0.0
-    if not grid:
+    point = _on_grid(layer, t64, options, np.float16, np.random.default_rng(2))
+    if point is None:
         return 0.0
-    signs = {n: _signs(rng, a, np.float16) for n, a in grid.items()}
-    if not any(v.any() for v in signs.values()):
-        return 0.0
-    base = {**t64, **grid}
-    y0 = _output(layer, base, options, None)
-    if y0 is None:
-        return 0.0
+    grid, signs, base, y0 = point
     moved = []
     for rel in (2.0**-14, 2.0**-9):
         y = _output(layer, {**base, **{n: a + _own(a, rel) * math.sqrt(2) * signs[n]
@@ -169,6 +146,25 @@ def float16_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
     if not np.any(np.abs(beyond - 32 * inside) > PROPORTION * scale):
         return 0.0
     return float32_jumps(layer, t64, options, np.float16)
+
+
+def _on_grid(layer: Layer, t64: Mapping[str, np.ndarray], options: Any, dtype: Any,
+             rng: np.random.Generator) -> tuple[dict, dict, dict, np.ndarray] | None:  # fmt: skip
+    """(the float tensors put on ``dtype``'s grid, each element's direction (_signs), every
+    tensor at that point, the forward's output there), or None where a tensor lies beyond
+    ``dtype``'s range, nothing would move, or the output is no finite float array."""
+    grid: dict[str, np.ndarray] = {}
+    for n in [n for n, a in t64.items() if a.dtype.kind == "f"]:
+        with np.errstate(all="ignore"):
+            grid[n] = t64[n].astype(dtype).astype(np.float64)
+        if not np.all(np.isfinite(grid[n])):  # beyond its range (or not finite)
+            return None
+    signs = {n: _signs(rng, a, dtype) for n, a in grid.items()}
+    if not any(v.any() for v in signs.values()):
+        return None
+    base = {**t64, **grid}
+    y0 = _output(layer, base, options, None)
+    return None if y0 is None else (grid, signs, base, y0)
 
 
 def _signs(rng: np.random.Generator, a: np.ndarray, dtype: Any) -> np.ndarray:
