@@ -254,3 +254,62 @@ def test_a_backward_dropping_a_float16_branch_never_passes(method):
     assert not drop.passed, drop.verdict()
     right = gradcli.check(forward=_half_branch, backward=RIGHT, tensors={"x": X}, method=method)
     assert right.passed or right.results["x"].unresolved, right.verdict()
+
+
+def _square32(x):
+    x32 = x.astype(np.float32)
+    return (x32 * x32).astype(np.float64)
+
+
+def _log1p_naive(x):
+    return np.log(1 + x)
+
+
+SMALL = {  # a forward read as float32 work, its right backward, its tensors, an upstream
+    "x32 * x32": (_square32, lambda g, x: g * 2 * x, X),
+    "log(1 + x) at 1e-9": (_log1p_naive, lambda g, x: g / (1 + x),
+                           1e-9 * np.random.default_rng(1).uniform(size=(3, 4))),
+}
+
+
+@pytest.mark.parametrize("case", list(SMALL))
+@pytest.mark.parametrize("method", ["central", "central4", "forward", "complex"])
+def test_small_gradients_of_a_float32_forward_do_not_pass_a_one_percent_slip(case, method):
+    """Outside test t30a F2, F3: under an upstream gradient of 1e-4 the atol of a forward read
+    as float32 work was 1/100 of the largest gradient, and a backward 1% off passed with every
+    method (log(1 + x) at 1e-9, blind to moves below float32's cells, was read so too, and the
+    complex step, exact there, was held to float32's allowance)."""
+    f, d, x = SMALL[case]
+    g = 1e-4 * np.random.default_rng(2).normal(size=(3, 4))
+    if method == "complex" and f is _square32:
+        return  # refused: the cast drops the imaginary part
+    slip = gradcli.check(forward=f, backward=lambda grad_output, x: {
+        "x": 1.01 * d(grad_output, x)}, tensors={"x": x}, grad_output=g, method=method)  # fmt: skip
+    assert not slip.passed, slip.verdict()
+    right = gradcli.check(forward=f, backward=lambda grad_output, x: {
+        "x": d(grad_output, x)}, tensors={"x": x}, grad_output=g, method=method)  # fmt: skip
+    assert right.passed or right.results["x"].unresolved, right.verdict()
+    if method == "complex":
+        assert right.passed and not any("float32" in n for n in right.notes), right.notes
+
+
+def _piece(x):
+    c = np.full(x.shape, 0.5)
+    c[0, 0] = 1000.0
+    x32 = x.astype(np.float32)
+    return (x32 * x32).astype(np.float64) + c * x
+
+
+def test_a_slip_on_a_float32_piece_is_not_confirmed_at_smaller_steps():
+    """Outside test t30a F4: float32(x)^2 + c x with c = 1000 at one element; the rounding
+    measured, 2e-7 of the outputs, was taken for float16's, whose cells excused a 2% slip on
+    the float32 piece as 'confirmed at smaller steps'."""
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    c = np.full(x.shape, 0.5)
+    c[0, 0] = 1000.0
+    slip = gradcli.check(forward=_piece, backward=lambda grad_output, x: {
+        "x": grad_output * (2.04 * x + c)}, tensors={"x": x})  # fmt: skip
+    assert not slip.passed, slip.verdict()
+    right = gradcli.check(forward=_piece, backward=lambda grad_output, x: {
+        "x": grad_output * (2 * x + c)}, tensors={"x": x})  # fmt: skip
+    assert right.passed, right.verdict()

@@ -804,7 +804,7 @@ def compare_tensor(
     """(the result under the pass rule, and with --grads our own backward's against the same
     numerical gradient)."""
     spec, opts, analytic = p.spec, p.opts, p.under_test[name]
-    atol, rtol, unresolved, noise = tolerances(p, name, grad, info)
+    atol, rtol, unresolved, noise = tolerances(p, name, grad, info, final=True)
     unresolved = step_underflows(p.engines[name], name, opts.method) or unresolved
     if unresolved:
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"

@@ -165,12 +165,12 @@ def natural_terms(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if layer is None or spec.layer.reference is not None:
         return {}
     g = np.asarray(spec.grad_output, dtype=np.float64)
-    if g.size <= 1:  # a loss: one upstream value, no terms to cancel
-        return {}
     _, cache = layer.forward(float64_copies(spec.tensors), spec.options)
     rng = np.random.default_rng(0x7369676E)
     out: dict[str, np.ndarray] = {}
-    for _ in range(SIGNS):
+    # one upstream value (a loss, a linear of one output): no terms to cancel, the gradient
+    # itself is their size
+    for _ in range(SIGNS if g.size > 1 else 1):
         got = layer.backward(np.abs(g) * rng.choice((-1.0, 1.0), size=g.shape), cache)
         for n in names:
             if n in got:
