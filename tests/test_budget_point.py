@@ -34,7 +34,8 @@ def _counted_layernorm(calls: list):
 def test_the_engines_calls_at_the_point_are_counted(monkeypatch, retimed):
     """Its forward, the timing's two more when the first call is slow, the precision: a move
     of every tensor, then three of each of the three floating tensors, and a line through
-    them all (the estimate counted 2 of up to 13). The twin: a forward fast enough is not timed again, and counted at most."""
+    them all (the estimate counted 2 of up to 13). The twin: a forward fast enough is not timed
+    again, and counted at most."""
     monkeypatch.setattr(stacking, "RETIME_SECONDS", 0.0 if retimed else 1e9)
     calls: list = []
     layer = _counted_layernorm(calls)

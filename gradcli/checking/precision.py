@@ -81,8 +81,8 @@ class Level:
         error of 0.02, and one 5% off passed (outside test t30b F3b)."""
         if self.elements is None:
             return None
-        floor = (FLOOR_ULPS * EPS32 * terms if terms is not None
-                 and np.shape(terms) == np.shape(self.elements) else self.floor(largest))  # fmt: skip
+        known = terms is not None and np.shape(terms) == np.shape(self.elements)
+        floor = FLOOR_ULPS * EPS32 * terms if known else self.floor(largest)
         return np.maximum(FACTORS[self.source] * self.elements, floor)
 
 
