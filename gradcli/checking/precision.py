@@ -73,17 +73,12 @@ class Level:
         """The part of ``atol`` every element gets (16 float32 ulps of the largest entry)."""
         return FLOOR_ULPS * EPS32 * largest
 
-    def each(self, largest: float, terms: np.ndarray | None = None) -> np.ndarray | None:
+    def each(self, largest: float) -> np.ndarray | None:
         """Each element's allowance (of the gradient's shape), or None where only the
-        tensor-wide one is known (an estimate). ``terms``: the size of each element's terms
-        (checking/lastbit.natural_terms), whose 16 float32 ulps are its floor in place of the
-        largest entry's: a linear's dW beside a feature of 1e4 allowed its elements of 1 an
-        error of 0.02, and one 5% off passed (outside test t30b F3b)."""
+        tensor-wide one is known (an estimate)."""
         if self.elements is None:
             return None
-        known = terms is not None and np.shape(terms) == np.shape(self.elements)
-        floor = FLOOR_ULPS * EPS32 * terms if known else self.floor(largest)
-        return np.maximum(FACTORS[self.source] * self.elements, floor)
+        return np.maximum(FACTORS[self.source] * self.elements, self.floor(largest))
 
 
 def levels(
