@@ -356,3 +356,23 @@ def test_every_layers_explain_has_ascii_stand_ins_for_every_character():
 def test_ascii_stand_ins_are_by_what_the_character_is():
     """Characters no layer uses yet: a new formula needs no table entry to read right."""
     assert _ascii("λ ω Δ ȳ x²³ 10⁻⁵ 3¾ x₁") == "lambda omega Delta ybar x^23 10^-5 3 3/4 x_1"
+
+
+
+def test_explain_custom_claims_no_batch_axes(cli, tmp_path):
+    """Outside test t31a L1: a custom layer names no axes of its input, and an MLP's features
+    were called 'batch axes (4, 3), the leading axes of the input'. Twin: a batched linear's
+    leading axes are its batch."""
+    mod = tmp_path / "mlp.py"
+    mod.write_text("import numpy as np\n"
+                   "def forward(x, W):\n    return np.tanh(x @ W)\n"
+                   "def backward(grad_output, x, W):\n"
+                   "    d = grad_output * (1 - np.tanh(x @ W) ** 2)\n"
+                   "    return {'x': d @ W.T, 'W': x.T @ d}\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("layer: custom\ntensors:\n  x: {shape: [4, 3], init: normal}\n"
+                    "  W: {shape: [3, 2], init: normal}\n")
+    custom = cli("explain", "custom", str(spec), "--impl", str(mod))
+    assert custom.exit_code == 0 and "batch axes" not in custom.stdout, custom.stdout
+    batched = cli("explain", "linear", str(Path(__file__).parents[1] / "specs/linear_batched.yaml"))
+    assert batched.exit_code == 0 and "batch axes" in batched.stdout, batched.stdout

@@ -29,9 +29,14 @@ class Section:
 
 
 def _batch(spec: Spec) -> tuple[int, ...]:
-    """The input's leading axes beyond its core axes: the batch."""
+    """The input's leading axes beyond its core axes: the batch. None for a layer that names
+    no core axes of its input (a custom layer's): its axes may be anything, and an MLP's
+    features were called 'batch axes (4, 3), the leading axes of the input' (outside test
+    t31a L1)."""
     for info in spec.layer.infos(spec.shapes, spec.options):
         if info.role == "input" and info.name in spec.shapes:
+            if not info.axes:
+                return ()
             shape = spec.shapes[info.name]
             return tuple(shape[: len(shape) - len(info.axes)])
     return ()
