@@ -68,9 +68,6 @@ from gradcli.numeric.sampling import sample_coordinates
 if TYPE_CHECKING:
     from gradcli.numeric import kinks
 
-EPS32 = float(np.finfo(np.float32).eps)
-
-
 def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckReport:
     """Check ``spec``'s gradients (or ``opts.grads``, the user's answers): the report holds
     the verdict, each name's result, the analytical computation and the numerical gradients."""
@@ -227,10 +224,10 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         kind = np.asarray(comp.output).dtype
         seen = (f"it returns {kind} for float64 inputs" if kind != np.float64 else
                 f"it returns float64 but its output jumps by about "
-                f"{max(engine.unit, EPS32):.2g} of itself along lines through the point, as a "
-                f"path through {low} beside float64 work does, or float64 work rounding far "
-                f"larger numbers than the output's changes (log(1 - p) at p = 1 - 1e-11), or "
-                f"its inputs (np.round(x, 5))"
+                f"{max(engine.unit, precision.EPS32):.2g} of itself along lines through the "
+                f"point, as a path through {low} beside float64 work does, or float64 work "
+                f"rounding far larger numbers than the output's changes (log(1 - p) at p = "
+                f"1 - 1e-11), or its inputs (np.round(x, 5))"
                 if engine.unit_seen in ("jumps", "jumps16") else
                 f"it returns float64 but carries {low}-sized round-off here: its output is "
                 f"blind to moves of its tensors that {low} cannot hold")  # fmt: skip
@@ -270,7 +267,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                         f"{own_atol if opts.atol is None else opts.atol:g}, rtol {own_rtol64:g}")
             # coarser than float32's own (an input rounded to 1e-5): steps and round-off
             # for what was measured
-            coarse = low == "float32" and engine.unit > 2 * EPS32
+            coarse = low == "float32" and engine.unit > 2 * precision.EPS32
             size = f"round-off of about {engine.unit:.2g}" if coarse else f"{low} round-off"
             notes.append(
                 f"your forward computes in {low} ({seen}): its differences take "
@@ -783,8 +780,9 @@ def _mirror(p: Prepared, name: str, coords: np.ndarray | None) -> np.ndarray | N
     if other is None:
         return None
     e = p.engines[name]
+    # (the same forward at the same point: its precision, read once, is the main engine's)
     mirror = Engine(e.layer, e.t64, e.options, e.g, method=other, eps=p.opts.eps,
-                    max_memory=e.max_memory)  # fmt: skip
+                    max_memory=e.max_memory, unit=e.unit)  # fmt: skip
     if other == "complex":
         mirror.method = CONJUGATE
     return mirror.gradient(name, coloring=p.opts.coloring, coords=coords)[0]

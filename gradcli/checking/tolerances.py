@@ -142,7 +142,6 @@ def tolerances(
         noise = _last_bits(p, name, grad, atol, rtol, noise)
         if final:
             noise = _measured_failing(p, name, grad, atol, rtol, noise)
-
     atol = atol if opts.atol is None else opts.atol
     return atol, rtol, _tiny_inputs(p, name, unresolved), noise
 
@@ -230,17 +229,29 @@ def _reads_beyond(p: Prepared, name: str, grad: np.ndarray) -> bool:
     top = top[n[top] > 0]
     if not top.size:
         return False
-    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
-
-    engine = p.engines[name]
     if p.opts.method == "complex":
         # the complex step subtracts nothing: what it reads is its gradient (its rounding at
         # the size of its terms, a structural 0 read as 1e-17, is no noise a probe tells
         # apart: reading it again under a moved upstream gradient moves it as a gradient)
         return True
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    engine = p.engines[name]
     measured = engine.coordinate_noise(name, top, p.opts.coloring)
     p.spent += kinks.moves_seconds(engine, name, top, p.opts.coloring, 16)
     return bool(np.any(n[top] > SWALLOWED * measured))
+
+
+def _failing(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
+             noise: np.ndarray | None) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """(the answer, the numerical gradient and each element's round-off, flat, and the flat
+    indices failing under ``atol``, ``rtol`` and that round-off)."""
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    each = np.zeros(n.size) if noise is None else np.broadcast_to(noise, grad.shape).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        over = np.abs(a - n) - (np.maximum(atol, each) + rtol * np.abs(n))
+    return a, n, each, np.flatnonzero(np.isfinite(over) & (over > 0))
 
 
 def _measured_failing(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
@@ -256,12 +267,7 @@ def _measured_failing(p: Prepared, name: str, grad: np.ndarray, atol: float, rto
     engine = p.engines[name]
     if engine.layer.broadcasts or p.opts.method == "complex" or name not in engine.t64:
         return noise
-    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
-    n = grad.ravel()
-    each = np.zeros(n.size) if noise is None else np.broadcast_to(noise, grad.shape).ravel()
-    with np.errstate(invalid="ignore", over="ignore"):
-        over = np.abs(a - n) - (np.maximum(atol, each) + rtol * np.abs(n))
-    failing = np.flatnonzero(np.isfinite(over) & (over > 0))
+    a, n, each, failing = _failing(p, name, grad, atol, rtol, noise)
     if not failing.size or failing.size > FAILING_MEASURED:  # more: the verdict stands
         return noise
     from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
@@ -309,12 +315,7 @@ def _own_size(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, ba
     floor is known (answers from a file, a backward too large to round), ``atol`` stays."""
     if atol <= base:
         return atol, noise, ""
-    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
-    n = grad.ravel()
-    each = np.zeros(n.size) if noise is None else np.broadcast_to(noise, grad.shape).ravel()
-    with np.errstate(invalid="ignore", over="ignore"):
-        err, slack = np.abs(a - n), rtol * np.abs(n)
-        newly = np.flatnonzero(np.isfinite(err) & (err > np.maximum(base, each) + slack))
+    a, n, each, newly = _failing(p, name, grad, base, rtol, noise)
     if not newly.size:
         return atol, noise, ""
     own = _own_floor(p, name, grad.shape)

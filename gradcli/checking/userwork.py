@@ -431,7 +431,7 @@ def _refuse_disagreement(
         for factor in np.unique(factors):
             group = factors == factor
             finer = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
-                           eps=central.eps / factor)  # fmt: skip
+                           eps=central.eps / factor, unit=central.unit)  # fmt: skip
             where = picks[at[group]]
             r2, fine = finer.gradient(name, coloring=coloring, coords=where)
             r2 = r2.ravel()[where]

@@ -122,10 +122,9 @@ def float16_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> 
     """``float32_jumps`` for float16 paths, read only where a test of proportion says an
     output's move at 2^-9 of each element is not 32 times its move at 2^-14 (inside the
     element's float16 cell: a float16 path does not move there) by PROPORTION of the largest
-    move: a float16
-    branch beside float64 work, ``tanh(x16) + x``, is invisible at float32's moves, and a
-    backward dropping it passed (outside test t29a F1). HALF_CALLS forward calls, and the
-    lines' where it fails (a curved output too: sin(1e4 x))."""
+    move: a float16 branch beside float64 work, ``tanh(x16) + x``, is invisible at float32's
+    moves, and a backward dropping it passed (outside test t29a F1). HALF_CALLS forward calls,
+    and the lines' where it fails (a curved output too: sin(1e4 x))."""
     point = _on_grid(layer, t64, options, np.float16, np.random.default_rng(2))
     if point is None:
         return 0.0

@@ -73,8 +73,8 @@ def point_calls(layer: Layer, t64: Mapping[str, np.ndarray]) -> int:
     user's forward its timing (RETIMES more) and the precision it computes in (every tensor
     moved, then FLOAT32_CALLS for each floating tensor, the first line of numeric/jumps.py and
     its test of proportion for float16: ``forward_unit``; where those see jumps, the other
-    lines' calls, uncounted). The estimate
-    counts them (the precision's calls were missing: 12 of an lstm_step's)."""
+    lines' calls, uncounted). The estimate counts them (the precision's calls were missing: 12
+    of an lstm_step's)."""
     if layer.broadcasts:
         return 1
     floating = sum(1 for a in t64.values() if a.dtype.kind == "f")
