@@ -41,7 +41,7 @@ ABOVE = 2.0**12
 EPS32 = float(np.finfo(np.float32).eps)
 LARGER = 2.0**10  # the lower precision's rounding of numbers up to this many times the outputs
 MOST = 2.0**-8  # and no more than this share of them (float16's 2^10 eps would be all of them)
-COLUMNS = 2**16  # output elements read, at most (a random choice of them)
+COLUMNS = 2**14  # output elements read, at most (a random choice of them): 6 x 2^14 floats a line
 # forward calls: the point on float32's grid and the first line, all a float64 forward takes
 # (nothing above its rounding there); the other three lines only where the first says float32
 CALLS = 1 + len(MOVES)
