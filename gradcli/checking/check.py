@@ -39,6 +39,7 @@ from gradcli.checking.report import (
 )
 from gradcli.checking.soundness import (
     advice,
+    largest,
     refuse_overflow,
     refuse_zero_output,
     step_underflows,
@@ -61,6 +62,7 @@ from gradcli.numeric.methods import (
     CONJUGATE,
     EPS,
     MIRRORS,
+    RESOLVE_MARGIN,
     get_method,
 )
 from gradcli.numeric.sampling import sample_coordinates
@@ -828,13 +830,18 @@ def compare_tensor(
     if not result.passed and not unresolved and refined is not None and refined.noisy.size:
         why = _noisy(p, name, grad, refined, atol, rtol, noise, coords, fix)
         if why:
-            result = dataclasses.replace(result, unresolved=why)
+            result = _unresolved(result, why)
+    if result.passed and opts.method != "complex" and not p.random_forward:
+        why = _within_own_noise(p, name, grad, info, atol, rtol, coords) or _zeros_swallowed(
+            p, name, grad, info, np.maximum(atol, 0.0 if noise is None else noise), coords)
+        if why:
+            result = _unresolved(result, f"cannot resolve d{name} at this step: {why}")
     if p.random_forward and result.hints:  # differences of noise: no hint reads a cause there
         result = dataclasses.replace(result, hints=(result.reason,) if result.reason else ())
     if p.mode == "probe":
         result = unlocated(result, p.probed.get(name))
     if name in p.unverified and result.passed:  # a PASS must not rest on what was not checked
-        result = dataclasses.replace(result, unresolved=p.unverified[name])
+        result = _unresolved(result, p.unverified[name])
     ours = None
     if opts.grads is not None:
         ours = compare(name, intermediates.builtin(p.comp, name), theirs, atol, p.rtol,
@@ -871,6 +878,16 @@ def _chained(
     return mine, theirs, at[accepted]
 
 
+def _unresolved(result: TensorResult, why: str) -> TensorResult:
+    """``result`` unresolved for ``why``, its reading and first hint saying so (as compare's
+    own: a reading of errors that are round-off, 'good' or 'wrong', would mislead)."""
+    if result.nonfinite:  # not finite says more, and first
+        return dataclasses.replace(result, unresolved=why)
+    hints = tuple(h for h in result.hints if getattr(h, "text", h) != result.reason)
+    return dataclasses.replace(result, unresolved=why, band="cannot resolve",
+                               hints=(why, *hints))  # fmt: skip
+
+
 def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, atol: float,
            rtol: float, noise: np.ndarray | None, coords: np.ndarray | None,
            fix: Any = None) -> str:  # fmt: skip
@@ -890,6 +907,14 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
         undecided = undecided[~np.isin(undecided, fix.coords)]
     if not at.size or not np.isin(at, undecided).all():
         return ""
+    if np.isin(at, refined.swallowed).all():
+        return (
+            f"cannot resolve d{name} at this step: every difference of {at.size:,} failing "
+            f"coordinate{'s' if at.size > 1 else ''} read exactly 0, the step moving the "
+            f"outputs by less than their last bit, while they move further out (outputs far "
+            f"larger than the elements' share: a loss of 1e11); "
+            f"{advice(p.opts.method, p.engines[name].unit <= EPS)}"
+        )
     return (
         f"cannot resolve d{name} at any step: the round-off of {at.size:,} failing "
         f"coordinate{'s' if at.size > 1 else ''}, measured, outweighs the truncation left at "
@@ -897,6 +922,80 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
         f"numbers: x - mean at |x| = 1e11); "
         f"{advice(p.opts.method, p.engines[name].unit <= EPS)}"
     )
+
+
+def _within_own_noise(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
+                      atol: float, rtol: float, coords: np.ndarray | None) -> str:
+    """Why a passing tensor's elements are not verified ("" when they are): elements that pass
+    only under their finite differences' own round-off (info.noise_at), where that round-off
+    reaches half their size and is 64 times ``atol`` (what the tolerance calls negligible:
+    an element of a few atol says little by its size; a squared hinge's mean over 1600
+    elements reads those of 6e-7 to 2e-6). central4's step moves an mse of 1.7e11 (one
+    prediction of 1e6) in jumps of its last bit, 3e-5, which read the other predictions'
+    slopes to about 0.45: an answer twice the right one at each passed (outside test t31a
+    F1). Asked of float64 forwards only: a forward computing in float32 rounds every small
+    element so, and its tolerances allow for that (FLOAT32_FORWARD)."""
+    at = info.noise_at
+    if at is None or p.engines[name].unit > EPS or p.spec.dtype != "float64":
+        return ""
+    # (a tensor the step does not resolve as a whole was decided by the rules that said so:
+    # an upstream gradient of ones through a softmax, 0 in theory, is judged at its terms)
+    if not info.noise * RESOLVE_MARGIN <= largest(grad, info.kink_slopes):
+        return ""
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n, own = grad.ravel(), np.asarray(at, dtype=np.float64).ravel()
+    base = atol + rtol * np.abs(n)
+    with np.errstate(invalid="ignore"):
+        # (where that round-off is what passes them: not the answer's own last bits)
+        off = np.abs(a - n)
+        only = (off > base) & (off <= base + own) & (own > 64 * atol) & (2 * own >= np.abs(n))
+    if coords is not None:
+        only &= np.isin(np.arange(n.size), coords)
+    k = int(only.sum())
+    if not k:
+        return ""
+    return (f"{k:,} element{'s' if k > 1 else ''} pass{'' if k > 1 else 'es'} only under "
+            f"the round-off of {'their' if k > 1 else 'its'} finite differences (up to "
+            f"{float(own[only].max()):.2g}, half {'their' if k > 1 else 'its'} size or more: "
+            f"the step moves outputs far larger than {'their' if k > 1 else 'its'} share); "
+            f"{advice(p.opts.method, p.engines[name].unit <= EPS)}")
+
+
+SWALLOWED_MOST = 1024  # elements read exactly 0 that _zeros_swallowed examines, at most
+
+
+def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
+                     floor: np.ndarray | float, coords: np.ndarray | None) -> str:  # fmt: skip
+    """Why a passing tensor's 0 readings are no reading ("" when they are): elements both
+    sides put at 0 whose outputs round beyond their tolerance (info.noise_reach) and whose
+    stencils moved L by less than its last bit, where it moves further out at a slope beyond
+    that tolerance (refine.swallowed). An mse with one prediction of 1e6, a loss of 1.7e11,
+    reads 0 at the other predictions, and an answer of zeros there passed where the right one
+    cannot be resolved (outside test t31a F1)."""
+    # (where footprints are unknown, the round-off of every output: Engine.reach_noise)
+    reach = np.full(grad.shape, info.noise) if info.noise_reach is None else info.noise_reach
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    t = np.broadcast_to(floor, grad.shape).ravel()
+    zero = (n == 0) & (a == 0) & (np.asarray(reach).ravel() > t)
+    if coords is not None:
+        zero &= np.isin(np.arange(n.size), coords)
+    idx = np.flatnonzero(zero)
+    if not idx.size:
+        return ""
+    idx = idx[np.argsort(-np.asarray(reach).ravel()[idx], kind="stable")[:SWALLOWED_MOST]]
+    engine = p.engines[name]
+    got, seconds = refine.swallowed(engine, name, idx, engine.method, p.opts.coloring, t[idx],
+                                    _left(p), zero=True)  # fmt: skip
+    p.spent += seconds
+    if not got.any():
+        return ""
+    k = int(got.sum())
+    return (f"{k:,} element{'s' if k > 1 else ''} read exactly 0 where the step moves the "
+            f"outputs by less than their last bit, while they move further out at a slope "
+            f"beyond the tolerance (outputs far larger than the elements' share: a loss of "
+            f"1e11); an answer of 0 there is not verified; "
+            f"{advice(p.opts.method, p.engines[name].unit <= EPS)}")
 
 
 def _dtype_of(p: Prepared, name: str) -> str:

@@ -39,6 +39,7 @@ SCREEN = 64
 # the smallest step, relative to max(1, |x|): x + h keeps 10 bits of h
 SMALLEST = 2.0**10 * EPS
 LINE_POINTS = 8  # points (beside x) on the line where a coordinate's round-off is measured
+STILL = 256  # how far (in steps) L must stay constant on one side to read a flat piece
 
 
 @record
@@ -65,6 +66,8 @@ class Refined:
     # failing coordinates whose measured round-off kept every step from deciding them: the
     # step cannot resolve them (a verdict of "cannot resolve", never a FAIL of the gradient)
     noisy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # of them, those every difference of the default step read exactly 0 (``swallowed``)
+    swallowed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def noise(self) -> float:
@@ -119,8 +122,11 @@ def refine(
     x = e.t64[name].ravel()[idx]
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     n = np.asarray(numeric, dtype=np.float64).ravel()[idx]
-    got = _halve(e, name, idx, x, a, n, m, tol, coloring, seconds,
-                 _input_rounding(e, x, np.maximum(np.abs(a), np.abs(n)), m))
+    swallowed, spent = _swallowed(e, name, idx, x, a, n, m, coloring, seconds)
+    got = _halve(e, name, idx, x, a, n, m, tol, coloring, seconds - spent,
+                 _input_rounding(e, x, np.maximum(np.abs(a), np.abs(n)), m),
+                 skip=swallowed)  # fmt: skip
+    got.spent += spent
     # the model's round-off (a few eps of each output moved) misses an output computed from
     # far larger numbers (a layernorm of x = 1e8 + N(0, 1): x - mean carries 1e-8, which the
     # model reads as 1e-16): its differences jitter as 1/h and neither settle nor keep a rate,
@@ -132,7 +138,7 @@ def refine(
     # the default step's value stands (a zero answer where the default step read 1e-9 with a
     # round-off of 1e-11 fails)
     implied = 4 * got.flat * m.spread / steps(x, e.eps)
-    noisy = (got.flat > 0) & (np.abs(a - n) <= tol(implied, n))
+    noisy = ((got.flat > 0) & (np.abs(a - n) <= tol(implied, n))) | swallowed
     if doubt.size:
         unit = measured(e, name, idx[doubt], x[doubt], m, coloring)
         got.spent += kinks.moves_seconds(e, name, idx[doubt], coloring, LINE_POINTS)
@@ -157,7 +163,57 @@ def refine(
     return Refined(idx[confirmed], got.values[confirmed], got.noise_at[confirmed], got.most,
                    int((cut & ~confirmed).sum()), got.spent, unsettled=int((~got.done).sum()),
                    moving=idx[~got.done],
-                   led=idx[away], led_values=led[away], noisy=idx[noisy])  # fmt: skip
+                   led=idx[away], led_values=led[away], noisy=idx[noisy],
+                   swallowed=idx[swallowed])  # fmt: skip
+
+
+def _swallowed(e: Engine, name: str, idx: np.ndarray, x: np.ndarray, a: np.ndarray,
+               n: np.ndarray, m: Method, coloring: bool,
+               seconds: float) -> tuple[np.ndarray, float]:  # fmt: skip
+    """(which coordinates the default step cannot read, predicted seconds): those read exactly
+    0 against a nonzero answer because L's rounding swallowed every move of the stencil. An
+    mse with one prediction of 1e6 is a loss of 1.7e11, whose last bit (3e-5) is more than a
+    step of 6e-6 moves it at a slope of 0.5 (outside test t31a F3): 0 is no reading, and a
+    smaller step reads less (``swallowed``)."""
+    out = np.zeros(idx.size, dtype=bool)
+    ask = np.flatnonzero((n == 0) & (a != 0) & np.isfinite(a))
+    if ask.size:
+        out[ask], spent = swallowed(e, name, idx[ask], m, coloring, np.abs(a[ask]), seconds)
+        return out, spent
+    return out, 0.0
+
+
+def swallowed(e: Engine, name: str, idx: np.ndarray, m: Method, coloring: bool,
+              slope: np.ndarray, seconds: float = math.inf,
+              zero: bool = False) -> tuple[np.ndarray, float]:  # fmt: skip
+    """(which of the flat indices ``idx`` the default step cannot read, predicted seconds):
+    every difference of the method's stencil exactly 0, while L moves on both sides further
+    out, where a slope of ``slope`` (each coordinate's: an answer's, or a tolerance) moves it
+    by 64 times the rounding of all its outputs, and the move of the slope read there at the
+    default step (``zero``: that slope, beyond ``slope``; else ``slope``) is within the
+    modelled rounding of the outputs that moved: the step moved L by less than its last bit.
+    A flat piece (a relu below 0, a max beside a larger element) stays flat on one side at
+    least; nothing is asked where the budget has no room (none swallowed)."""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    offsets = tuple(s for s in m.offsets if s)
+    cost = kinks.moves_seconds(e, name, idx, coloring, points=len(offsets) + 2)
+    if not idx.size or cost > seconds:
+        return np.zeros(idx.size, dtype=bool), 0.0
+    H = steps(e.t64[name].ravel()[idx], e.eps)
+    D = kinks.moves(e, name, idx, H, offsets, coloring)[0]
+    unit = max(e.unit, EPS)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        far = np.clip(64 * unit * float(np.sum(e.gy)) / (slope * H), STILL, 2.0**40)
+    far = H * np.exp2(np.ceil(np.log2(np.nan_to_num(far, nan=STILL))))
+    F, scale = kinks.moves(e, name, idx, far, (-1, 1), coloring)
+    read = np.abs(F[1] - F[0]) / (2 * far)
+    at = read if zero else slope
+    out = (~np.any(D, axis=0) & np.all(F != 0, axis=0)
+           & (at * H * max(map(abs, offsets)) <= 4 * unit * scale))  # fmt: skip
+    if zero:
+        out &= read > slope
+    return out, cost
 
 
 def _input_rounding(e: Engine, x: np.ndarray, n: np.ndarray, m: Method) -> np.ndarray:
@@ -211,9 +267,10 @@ class _Halved:
 
 
 def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
-           halvings: int = HALVINGS) -> _Halved:  # fmt: skip
+           halvings: int = HALVINGS, skip: np.ndarray | None = None) -> _Halved:  # fmt: skip
     """The halvings of ``refine`` at the flat indices ``idx`` (x, a, numeric: theirs), each
-    step's round-off the larger of the model's and ``floor`` / h (a measured one, or 0)."""
+    step's round-off the larger of the model's and ``floor`` / h (a measured one, or 0);
+    ``skip``: those not halved (done, undecided)."""
     from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     offsets = tuple(s for s in m.offsets if s)
@@ -225,10 +282,11 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
     led = np.full(idx.size, np.nan)
     model = np.zeros(idx.size)
     flat_unit = np.zeros(idx.size)
-    done = np.zeros(idx.size, dtype=bool)  # confirmed, or stopped
+    done = np.zeros(idx.size, dtype=bool) if skip is None else skip.copy()  # or stopped
     confirmed = np.zeros(idx.size, dtype=bool)
     cut = np.zeros(idx.size, dtype=bool)  # stopped by the budget
     on_rate = np.zeros(idx.size, dtype=bool)  # the previous step's differences kept the rate
+    still = np.zeros(idx.size, dtype=bool)  # L read constant on the stencil at a step taken
     spent, most = 0.0, 0
     for k in range(1, halvings + 1):
         h = H / 2.0**k
@@ -249,6 +307,22 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
         # coordinate stops undecided, no smaller step reads more
         flat = ~np.any(D, axis=0) & (numeric[todo] != 0)
         last = seq[1][todo] if k >= 2 else seq[0][todo]
+        # unless L is constant there: a piece the default step's stencil left by crossing a
+        # kink (max(x) at 1.0 beside 1.0001, relu at -5e-5: central4's 2h crossed them,
+        # outside test t31a F4), where 0 is the reading, as at every smaller step. The slope
+        # read before (or claimed) must move L far beyond its modelled rounding at this step,
+        # and L must not move on one side at least as far as STILL steps: a rounding at a
+        # larger number inside the forward (the confident loss's 1) leaves no side flat there
+        if (new := flat & ~still[todo]).any():
+            reach = np.maximum(np.abs(a[todo]), np.abs(last)) * h[todo] * max(map(abs, offsets))
+            rounding = 64 * max(e.unit, EPS) * float(np.sum(e.gy)) + 16 * floor[todo]
+            ask = np.flatnonzero(new & (reach > rounding))
+            if ask.size:
+                spent += kinks.moves_seconds(e, name, idx[todo[ask]], coloring, points=2)
+                far = kinks.moves(e, name, idx[todo[ask]], h[todo[ask]], (-STILL, STILL),
+                                  coloring)[0]  # fmt: skip
+                still[todo[ask]] = np.any(far == 0, axis=0)
+        flat &= ~still[todo]
         flat_unit[todo[flat]] = np.abs(last[flat]) * h[todo[flat]]
         done[todo[flat]] = True
         todo, D, scale = todo[~flat], D[:, ~flat], scale[~flat]
