@@ -251,3 +251,18 @@ def test_json_forward_names_the_two_outputs(cli_json, tmp_path):
     assert not fwd["passed"]
     assert fwd["yours"] == fwd["analytic"] and fwd["builtin"] == fwd["numeric"]
     assert fwd["yours"] != fwd["builtin"]
+
+
+def test_answers_show_the_dtype_they_were_given_in(cli, tmp_path):
+    """Outside test t31b F5: float32 answers read 'float64' in the shapes table (they are
+    compared as float64, which holds them exactly). A float64 file still reads float64."""
+    full = tmp_path / "answers.npz"
+    assert cli("compute", "linear", "--dtype", "float32", "-o", full).exit_code == 0
+    with np.load(full) as z:
+        kept = {k: z[k] for k in z.files if k.startswith("d")}
+    for dtype in ("float32", "float64"):
+        answers = tmp_path / f"a_{dtype}.npz"
+        np.savez(answers, **{k: v.astype(dtype) for k, v in kept.items()})
+        r = cli("check", "linear", "--dtype", "float32", "--grads", answers)
+        rows = [line for line in r.stdout.splitlines() if "(yours)" in line]
+        assert rows and all(dtype in line for line in rows), (dtype, r.stdout)

@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from gradcli.layers import cs231n, get_layer
 from gradcli.user.call import forget_warnings
 from gradcli.user.given import impl_of, is_name
 from gradcli.user.impl import user_layer
+
+if TYPE_CHECKING:
+    from gradcli.inputs.answers import Answers
 
 
 def spec_from(
@@ -112,13 +115,14 @@ def check_options(
     )  # fmt: skip
 
 
-def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
+def answers_of(grads: Mapping[str, Any], spec: Spec) -> Answers:
     """The caller's gradients to check (as ``--grads``), keyed NAME or dNAME."""
     from gradcli.checking import intermediates
+    from gradcli.inputs.answers import Answers
 
     shapes = {**intermediates.shapes(spec), **spec.grad_shapes}
     constants = spec.layer.constants(spec.shapes, spec.options)
-    out: dict[str, np.ndarray] = {}
+    out = Answers()
     for key, value in grads.items():
         name = key if key in shapes else key[1:] if key[1:] in shapes else None
         if name is None and (key in constants or key[1:] in constants):
@@ -160,6 +164,9 @@ def answers_of(grads: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
                 param=where,
             )
         out[name] = a
+        given = getattr(value, "dtype", None)
+        if isinstance(given, np.dtype) and given.kind == "f":
+            out.dtypes[name] = given
     return out
 
 

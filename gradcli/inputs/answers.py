@@ -15,6 +15,22 @@ from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS, load_source
 from gradcli.layers import cs231n
 
 
+class Answers(dict):
+    """name -> gradient (float64, as every check compares them), and ``dtypes``: the dtype each
+    was given in, what the tables show (float32 answers read 'float64' there: outside test t31b
+    F5)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dtypes: dict[str, np.dtype] = {}
+
+    def given(self, name: str) -> np.ndarray:
+        """The gradient of ``name`` in the dtype it was given in (exact: float64 held it)."""
+        a = self[name]
+        dtype = self.dtypes.get(name)
+        return a if dtype is None or dtype == a.dtype else a.astype(dtype)
+
+
 def load_answers(
     target: str,
     wrt: str | None,
@@ -26,7 +42,7 @@ def load_answers(
     constants: tuple[str, ...] = (),
     layer: Any = None,
     options: Any = None,
-) -> dict[str, np.ndarray]:
+) -> Answers:
     """The user's gradients to check, keyed by tensor name: an .npz (keys NAME or dNAME; in an
     archive written by ``compute -o``, edited or not, only its dNAME arrays), an .npy with
     --wrt NAME, or a YAML mapping NAME: source (inline values, .npy paths ...).
@@ -83,7 +99,7 @@ def load_answers(
             keys = [k for k in keys if (k[:1] == "d" and (k[1:] in shapes or k[1:] in no_grad))
                     or not (k in ("output", "grad_output") or k in shapes or k in no_grad)]
         raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
-    answers = {}
+    answers = Answers()
     for key, a in raw.items():
         name = (
             key if key in shapes else key[1:] if key.startswith("d") and key[1:] in shapes else None
@@ -118,6 +134,8 @@ def load_answers(
                 source=target, key=key,
             )  # fmt: skip
         answers[name] = a.astype(np.float64)
+        if a.dtype.kind == "f":  # (an integer answer is shown as the float64 it is read as)
+            answers.dtypes[name] = a.dtype
     return answers
 
 
