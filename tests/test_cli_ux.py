@@ -266,3 +266,24 @@ def test_answers_show_the_dtype_they_were_given_in(cli, tmp_path):
         r = cli("check", "linear", "--dtype", "float32", "--grads", answers)
         rows = [line for line in r.stdout.splitlines() if "(yours)" in line]
         assert rows and all(dtype in line for line in rows), (dtype, r.stdout)
+
+
+def test_a_custom_layers_elements_read_as_plain_indices(cli, tmp_path):
+    """Outside test t31a L1: a custom layer names no axes, and its elements read dW[b0=1,
+    b1=2], as if both were batch axes. Twin: a built-in layer keeps its letters."""
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n"
+        "def forward(x, W):\n    return np.tanh(x @ W)\n"
+        "def backward(grad_output, x, W):\n"
+        "    d = grad_output * (1 - np.tanh(x @ W) ** 2)\n"
+        "    dW = x.T @ d\n    dW[1, :] *= 2\n"
+        "    return {'x': d @ W.T, 'W': dW}\n"
+    )
+    (tmp_path / "spec.yaml").write_text(
+        "layer: custom\ntensors:\n  x: {shape: [4, 3], init: normal}\n"
+        "  W: {shape: [3, 5], init: normal}\n"
+    )
+    r = cli("check", "custom", tmp_path / "spec.yaml", "--impl", tmp_path / "mine.py")
+    assert r.exit_code == 1
+    assert "b0=" not in r.stdout and "worst dW[1, " in r.stdout, r.stdout
+    assert "dW[o=" in cli("check", "linear").stdout

@@ -247,6 +247,8 @@ def _whole(a, n, seen, noise, atol, rtol):
 
 def _index(letters: list[str], idx: tuple[int, ...]) -> str:
     """``[o=1, i=0]`` in the seed's letters (leading batch axes b0, b1, ...), as tables show."""
+    if not letters:  # a tensor of your own layer names no axes: plain indices
+        return "[" + ", ".join(str(int(i)) for i in idx) + "]"
     names = letters if len(letters) <= len(idx) else []
     names = [f"b{k}" for k in range(len(idx) - len(names))] + list(names)
     return "[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"

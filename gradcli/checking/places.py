@@ -18,6 +18,8 @@ def only(subject: str, place: str, sampled: int) -> str:
 
 def element(name: str, letters: list[str], idx: tuple) -> str:
     """d``name``[b0=0, i=3]: an element in the report's letters."""
+    if not letters:  # a tensor of your own layer names no axes: plain indices
+        return f"d{name}[" + ", ".join(str(int(i)) for i in idx) + "]"
     names = list(letters) if len(letters) <= len(idx) else []
     names = [f"b{k}" for k in range(len(idx) - len(names))] + names
     return f"d{name}[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"

@@ -21,6 +21,8 @@ def natural_index(info: TensorInfo | None, idx: tuple[int, ...]) -> str:
     """``[m=1, n=2, d=0, c=2]`` in the seed's index letters (batch axes as b0, b1, ...)."""
     if not idx:
         return ""
+    if info is None or not info.index:  # a tensor of your own layer names no axes: no letters
+        return "[" + ", ".join(str(int(i)) for i in idx) + "]"
     names = letters(info, len(idx))
     return "[" + ", ".join(f"{name}={i}" for name, i in zip(names, idx, strict=True)) + "]"
 
