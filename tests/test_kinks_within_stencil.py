@@ -42,7 +42,7 @@ def relu_backward(threshold: float):
 
 
 METHODS = ["central", "central4", "forward", "backward"]
-GAPS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
+GAPS = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])

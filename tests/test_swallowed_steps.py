@@ -39,13 +39,18 @@ def run(p, backward, method):
                          method=method)  # fmt: skip
 
 
+RIGHT, ZEROS, DOUBLED = mse_backward(), mse_backward(keep_small=False), mse_backward(factor=2.0)
+
+
 @pytest.mark.parametrize("method", ["central", "central4", "forward"])
-@pytest.mark.parametrize("backward", [mse_backward(), mse_backward(keep_small=False),
-                                      mse_backward(factor=2.0)], ids=["right", "zeros", "x2"])
+@pytest.mark.parametrize("backward", [RIGHT, ZEROS, DOUBLED], ids=["right", "zeros", "x2"])
 def test_an_outlier_leaves_the_others_unread(method, backward):
+    """central4's step (7e-4) moves the loss by 20 of its last bits there: it reads them to
+    about 0.05, and the zeros and the doubled answer are mismatches, the right one not."""
     report = run(P, backward, method)
     assert report.passed is False, report.verdict()
-    assert report.results["p"].unresolved, report.verdict()
+    if method != "central4" or backward is RIGHT:
+        assert report.results["p"].unresolved, report.verdict()
 
 
 def test_the_complex_step_reads_them():

@@ -106,11 +106,13 @@ def forward(X, size=2, stride=None, padding=0, count_include_pad=True):
     # Z[i, j, c] = mean over the window (m, n) of X[i*stride + m, j*stride + n, c]
     # stride None means stride = size; padding adds zeros around X, counted in the mean unless
     # count_include_pad is False (then each window divides by X's own elements in it)
-    # X (N, H, W, C) -> Z (N, Ho, Wo, C),  Ho = (H + 2*padding - size) // stride + 1
+    # X ([N,] H, W, C) -> Z ([N,] Ho, Wo, C),  Ho = (H + 2*padding - size) // stride + 1
+    # (the leading batch axes optional: the default spec has none)
     raise NotImplementedError
 
 
-def backward(grad_output, X, size=2, stride=None, padding=0, count_include_pad=True):
+def backward(grad_output, X, size=2, stride=None, padding=0,
+             count_include_pad=True):
     # each window shares dZ[i, j, c] equally among the positions it averaged
     dZ = grad_output
     raise NotImplementedError

@@ -268,13 +268,15 @@ def explain(v: Shown) -> Formulas:
 
 
 SKELETON = """
-def forward(x, w, b):
+def forward(x, w, b, stride=1, padding=0, dilation=1, channels=None):
     # z_i = sum_{j=1..k} w_j x_{i+j-1} + b,  i = 1..m,  m = n - k + 1   (1-based, as the seed)
+    # (at stride 1, padding 0, dilation 1, one channel; the others: gradcli explain conv1d)
     # x (n,), w (k,), b scalar -> z (m,)
     raise NotImplementedError
 
 
-def backward(grad_output, x, w, b):
+def backward(grad_output, x, w, b, stride=1, padding=0, dilation=1,
+             channels=None):
     # dL/db = sum_i d_i
     # dL/dw_j = sum_i d_i x_{i+j-1}
     # dL/dx_p = sum_{i=max(1, p-k+1)..min(m, p)} d_i w_{p-i+1}

@@ -135,13 +135,14 @@ def explain(v: Shown) -> Formulas:
 
 
 SKELETON = """
-def forward(X, W, b):
+def forward(X, W, b, stride=1, padding=0, dilation=1):
     # Z[i, j, c] = sum_{m, n, d} W[m, n, d, c] X[i+m, j+n, d] + b[c]      (channel-last)
+    # (at stride 1, padding 0, dilation 1; the others: gradcli explain conv2d)
     # X (H, W, C_in), W (kh, kw, C_in, C_out), b (C_out,) -> Z (H-kh+1, W-kw+1, C_out)
     raise NotImplementedError
 
 
-def backward(grad_output, X, W, b):
+def backward(grad_output, X, W, b, stride=1, padding=0, dilation=1):
     # dL/dW[m, n, d, c] = sum_{i, j} dZ[i, j, c] X[i+m, j+n, d]   (correlate X with dZ)
     # dL/dX[i, j, d] = sum_{m, n, c} dZ[i-m, j-n, c] W[m, n, d, c]  (full conv, rotated kernel)
     # dL/db[c] = sum_{i, j} dZ[i, j, c]

@@ -152,7 +152,8 @@ def forward(X, gamma, beta, groups=2, eps=1e-5, spatial=2):
     # channels split into `groups` runs of C/groups; per example and group g:
     # mu = mean of X over the group's channels and every position, var = mean((X - mu)**2)
     # Xhat = (X - mu) / sqrt(var + eps);   Y = gamma * Xhat + beta   (gamma, beta per channel)
-    # X (N, H, W, C), gamma (C,), beta (C,) -> Y (N, H, W, C)
+    # X ([N,] H, W, C), gamma (C,), beta (C,) -> Y of X's shape
+    # (the leading batch axes optional: the default spec has none)
     raise NotImplementedError
 
 

@@ -263,7 +263,8 @@ def backward(grad_output, x, prev_h, prev_c, Wx, Wh, b):
     # da = [dc g i(1-i), dc prev_c f(1-f), dnext_h tanh(next_c) o(1-o), dc i (1-g^2)]
     # dx = da Wx^T   dprev_h = da Wh^T   dWx = x^T da   dWh = prev_h^T da   db = sum_N da
     raise NotImplementedError
-    return {"x": ..., "prev_h": ..., "prev_c": ..., "Wx": ..., "Wh": ..., "b": ...}
+    return {"x": ..., "prev_h": ..., "prev_c": ...,
+            "Wx": ..., "Wh": ..., "b": ...}
 """
 
 

@@ -145,7 +145,8 @@ SKELETON = """
 def forward(X, size=2, stride=None, padding=0):
     # Z[i, j, c] = max over the window (m, n) of X[i*stride + m, j*stride + n, c]
     # stride None means stride = size; padding adds -inf around X (it never wins)
-    # X (N, H, W, C) -> Z (N, Ho, Wo, C),  Ho = (H + 2*padding - size) // stride + 1
+    # X ([N,] H, W, C) -> Z ([N,] Ho, Wo, C),  Ho = (H + 2*padding - size) // stride + 1
+    # (the leading batch axes optional: the default spec has none)
     raise NotImplementedError
 
 

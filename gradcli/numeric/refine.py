@@ -287,6 +287,7 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
     cut = np.zeros(idx.size, dtype=bool)  # stopped by the budget
     on_rate = np.zeros(idx.size, dtype=bool)  # the previous step's differences kept the rate
     still = np.zeros(idx.size, dtype=bool)  # L read constant on the stencil at a step taken
+    past = np.zeros(idx.size, dtype=bool)  # halved on past the round-off's stop (below)
     spent, most = 0.0, 0
     for k in range(1, halvings + 1):
         h = H / 2.0**k
@@ -338,7 +339,8 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
             stop = _settled(a[todo], n0, n, tol(noise, n))
         else:
             ok, R, noise_r, stop, rated = decide(a[todo], n0, n1, n, noise, r, tol,
-                                                  on_rate[todo], noise / 2.0**k)  # fmt: skip
+                                                  on_rate[todo], noise / 2.0**k,
+                                                  past[todo])  # fmt: skip
             hit = todo[ok]
             values[hit], noise_at[hit] = R[ok], noise_r[ok]
             away = stop & ~ok
@@ -353,6 +355,18 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
         spent_noise = 16 * noise > tol(np.zeros(todo.size), n)
         spent_noise &= ~((floor[todo] > 0) & (2 * noise < np.abs(n - seq[1][todo] if k >= 2
                                                                      else n - n0)))
+        # nor while the values move far beyond the round-off and shrink at less than half
+        # the rate: truncation's changes shrink at the rate, a kink the stencil still
+        # crosses makes them grow, or shrink slower (max at 1.0 beside 1.00001 under
+        # central4, whose 2h reached past it at h/32: outside test t32a F2); the smaller
+        # steps that leave it read the piece beyond
+        if k >= 2:
+            change, before = np.abs(n - seq[1][todo]), np.abs(seq[1][todo] - n0)
+            going = spent_noise & (change * r / 2 > before) & (change > 16 * noise)
+            # (where only values exact to the last bit confirm: the round-off now loosens
+            # the tolerance as far as truncation was)
+            past[todo[going]] = True
+            spent_noise &= ~going
         if k == 1 and (back := spent_noise & ~stop).any():
             # one halving gives no rate, and the round-off forbids the next: the third value
             # is read at twice the default step instead, where it is smaller (a summed loss's
@@ -398,9 +412,11 @@ def _settled(a: np.ndarray, n0: np.ndarray, n1: np.ndarray, t: np.ndarray) -> np
     return (16 * moved <= np.minimum(t, np.abs(n1) / 16)) & (t + 4 * moved < np.abs(a - n1))
 
 
-def decide(a, n0, n1, n2, noise, r, tol, on_rate, base=None):  # fmt: skip
+def decide(a, n0, n1, n2, noise, r, tol, on_rate, base=None, exact_only=None):  # fmt: skip
     """(confirmed, R, R's round-off, stop, rated) from three successive values; ``base``: the
-    default step's round-off (None: ``noise``), what a lower rate's R is held to."""
+    default step's round-off (None: ``noise``), what a lower rate's R is held to;
+    ``exact_only``: where only two values the same to the last bit confirm (``_halve``: its
+    round-off would have stopped the halvings there)."""
     d1, d2 = n0 - n1, n1 - n2
     mu = np.abs(d2 - d1 / r)  # how far from the rate: bounds R's own error
     R = n2 - d2 / (r - 1)
@@ -414,6 +430,12 @@ def decide(a, n0, n1, n2, noise, r, tol, on_rate, base=None):  # fmt: skip
     # Not on one step's rate: far from the asymptotic regime (central4's step 8 on a spread
     # of 1) it may hold by chance, and a stop there would be a false failure
     rated = mu <= np.abs(d2) / 4
+    # two values the same to the last bit: the stencil's truncation is below its rounding
+    # there (or L is a polynomial of its order, exact): the value read, not a sequence at a
+    # rate (the piece beyond a kink the larger steps crossed: 0.88, 1.06, 1, 1)
+    # (to the tolerance without round-off: the two read none)
+    exact = (d2 == 0) & (d1 != 0) & (np.abs(a - n2) <= tol(np.zeros(np.shape(n2)), n2))
+    ok = ok | exact  # (R is n2 there)
     # (settled relative to the values too: a step far beyond the function's scale saturates
     # it, and its small values move as 1/h, by half of themselves per halving)
     settled = np.abs(d1) + np.abs(d2) <= np.minimum(t / 2, np.abs(n2) / 64)
@@ -439,4 +461,7 @@ def decide(a, n0, n1, n2, noise, r, tol, on_rate, base=None):  # fmt: skip
                              <= tol(np.minimum(noise_q, held_to), R_q))  # fmt: skip
         R, noise_r = np.where(fits, R_q, R), np.where(fits, noise_q, noise_r)
         ok, stop = ok | fits, stop | fits
+    if exact_only is not None:
+        loose = exact_only & ok & ~exact
+        ok, stop = ok & ~loose, stop & ~loose
     return ok, R, noise_r, stop, rated

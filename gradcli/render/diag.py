@@ -76,7 +76,10 @@ def render_diagnosis(
             backward_where(report, long=True),
         ))  # fmt: skip
     for name, b in report.builtin.items():
-        verdict = ("matches", "green") if b.passed else ("does not match", "red")
+        verdict = ("matches", "green") if b.passed else (
+            # (its errors are round-off the step cannot resolve: no mismatch to speak of)
+            ("cannot be resolved", "yellow") if b.unresolved and b.within else (
+                "does not match", "red"))  # fmt: skip
         paragraph(console, Text.assemble(f"{ours} d{name} ", verdict,
                                          f" (max rel error {b.max_rel_error:.3g})"))  # fmt: skip
     if report.not_checked:

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import platform
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -257,25 +258,41 @@ def init_template(layer: Layer) -> str:
     table = option_table(layer.options)
     if table:
         lines.append("options:                # layer hyper-parameters; the defaults are shown")
-        lines += [f"  # {n}: {_yaml(d)}  # {h}" for n, d, h in table]
+        for n, d, h in table:
+            line = f"  # {n}: {_yaml(d)}  # {h}"
+            if len(line) <= 80:
+                lines.append(line)
+                continue
+            # its meaning on comment lines of their own above it: uncommenting the option's
+            # line then leaves valid YAML (a folded tail read '# # step between windows')
+            lines += textwrap.wrap(f"{n}: {h}", 80, initial_indent="  # ",
+                                   subsequent_indent="  #   ")  # fmt: skip
+            lines.append(f"  # {n}: {_yaml(d)}")
     else:
         lines.append("options: {}             # this layer has no hyper-parameters")
     lines += [
         "tensors:",
-        "  # each tensor: a .npy path (relative to this file), file.npz:key, a number, a",
-        "  # nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
+        "  # each tensor: a .npy path (relative to this file), file.npz:key, a number,",
+        "  # a nested list, or a generated one:",
+        "  # {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}",
     ]
     if any(t.role == "index" for t in layer.tensors):
         lines.append("  # labels and indices (integers, no gradient): {shape: [...], init: labels}")
     for t in layer.tensors:
-        note = f"{t.shape_str} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
+        # (indices name no axes of their own: all of theirs are the batch's, any shape)
+        shape = t.shape_str if t.axes or t.role != "index" else "(any shape)"
+        note = f"{shape} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
         note += "; no gradient" if not t.differentiable else ""
         init = "labels" if t.role == "index" else "normal"
         if t.name in layer.default_shapes:
             shape = list(layer.default_shapes[t.name])
             lines.append(f"  {t.name}: {{shape: {shape}, init: {init}}}  # {note}")
-        else:
-            lines.append(f"  # {t.name}: {{shape: [...], init: {init}}}  # {note}")
+        elif len(line := f"  # {t.name}: {{shape: [...], init: {init}}}  # {note}") <= 80:
+            lines.append(line)
+        else:  # (its note above it, as an option's)
+            lines += textwrap.wrap(f"{t.name}: {note}", 80, initial_indent="  # ",
+                                   subsequent_indent="  #   ")  # fmt: skip
+            lines.append(f"  # {t.name}: {{shape: [...], init: {init}}}")
     if layer.output_shape(layer.default_shapes, layer.make_options({})) == ():
         lines += [
             f"# upstream gradient dL/d{layer.output.name}: the output is a loss (a scalar),",

@@ -77,13 +77,14 @@ def explain(v: Shown) -> Formulas:
 
 
 SKELETON = """
-def forward(X, W_Q, W_K, W_V):
+def forward(X, W_Q, W_K, W_V, causal=False, heads=1):
+    # (one head, no mask; causal and heads: gradcli explain attention)
     # Q = X W_Q, K = X W_K, V = X W_V, S = Q K^T / sqrt(d_k), A = softmax(S) (rows), out = A V
     # X (T, d), W_Q (d, d_k), W_K (d, d_k), W_V (d, d_v) -> out (T, d_v)
     raise NotImplementedError
 
 
-def backward(grad_output, X, W_Q, W_K, W_V):
+def backward(grad_output, X, W_Q, W_K, W_V, causal=False, heads=1):
     # dV = A^T dout          dA = dout V^T
     # dS = A * (dA - rowsum(dA * A))           (the softmax Jacobian)
     # dQ = dS K / sqrt(d_k)  dK = dS^T Q / sqrt(d_k)

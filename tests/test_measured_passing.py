@@ -1,0 +1,48 @@
+"""An element that passes only under its modelled round-off has that round-off measured.
+
+An mse of 1.7e7 (one prediction of 1e4 among six) reads the slope 0.0667 of another
+prediction with a modelled round-off of 0.012 (a few eps of the loss, over the step, raised
+by the smaller steps' extrapolation), where what its line shows is 0.7%: a 10% slip passed
+'within noise' (outside test t32b F1). Measured, it fails; the right backward still passes,
+and so does one inside what the step reads (0.1%)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+
+P = np.array([[0.3, -1.2, 10000.0], [0.7, 2.1, -0.4]])
+T = np.array([[0.1, 0.5, 0.2], [-0.3, 1.0, 0.6]])
+
+
+def mse(p, t):
+    return np.mean((p - t) ** 2)
+
+
+def backward(factor: float):
+    def run(grad_output, p, t):
+        g = grad_output * 2 * (p - t) / p.size
+        g[0, 0] *= factor
+        return {"p": g}
+
+    return run
+
+
+def check(factor, method="central"):
+    return gradcli.check(forward=mse, backward=backward(factor), tensors={"p": P, "t": T},
+                         data=["t"], method=method)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["central", "central4"])
+def test_a_slip_beyond_the_measured_round_off_fails(method):
+    for factor in (1.1, 1.2, 0.9):
+        report = check(factor, method)
+        assert not report.passed and not report.results["p"].unresolved, report.verdict()
+
+
+@pytest.mark.parametrize("method", ["central", "central4"])
+def test_the_right_backward_passes(method):
+    assert check(1.0, method).passed
+    assert check(1.001, "central").passed  # within what the step reads: no verdict on it
