@@ -46,3 +46,27 @@ def test_a_slip_beyond_the_measured_round_off_fails(method):
 def test_the_right_backward_passes(method):
     assert check(1.0, method).passed
     assert check(1.001, "central").passed  # within what the step reads: no verdict on it
+
+
+# a layernorm with one feature about 1e6 (outside test t32b F2): forward differences at a step of
+# 1.5e-8 model the round-off of dx at 1.2e-6 for elements of 5e-6, which their lines show at
+# 0.2%: the built-in layer's answers with dx[2, 4] 10% off, or dx[2, 3] sign-flipped, passed
+LN_X = np.array([[-0.463, -0.097, 1257014.98, 0.689, -0.327],
+                 [-0.369, -0.250, 1523529.40, -0.428, -0.304],
+                 [0.353, -0.121, -197284.23, -1.114, -0.012]])  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["forward", "backward", "central"])
+def test_a_layernorm_beside_a_large_feature_reads_its_small_elements(method):
+    rng = np.random.default_rng(0)
+    t = {"x": LN_X, "gamma": rng.normal(size=5), "beta": rng.normal(size=5)}
+    g = rng.normal(size=(3, 5))
+    right = gradcli.check("layernorm", tensors=t, grad_output=g).computation.gradients["x"]
+    assert gradcli.check("layernorm", tensors=t, grad_output=g, grads={"x": right},
+                         method=method).passed  # fmt: skip
+    for at, factor in (((2, 4), 1.1), ((2, 3), -1.0)):
+        wrong = right.copy()
+        wrong[at] *= factor
+        report = gradcli.check("layernorm", tensors=t, grad_output=g, grads={"x": wrong},
+                               method=method)  # fmt: skip
+        assert not report.passed, (at, factor, report.verdict())
