@@ -132,3 +132,22 @@ def test_a_forward_refusing_complex_input_is_named_not_complex_safe():
     with pytest.raises(OptionError, match="not complex-safe: on complex input forward raised"):
         gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
     assert gradcli.check(forward=forward, backward=backward, tensors={"x": x}).passed
+
+
+@pytest.mark.parametrize("scale", [10.0, 1e-4])
+def test_a_cast_of_complex_values_to_real_is_not_complex_safe(scale):
+    """Outside test t33a F4: 3 * x.astype(np.float16) + x at |x| = 10 drops the imaginary part
+    of the float16 branch, flat inside its cells at float64's steps too, so the complex step
+    and central differences agreed on the branch's 0, and a backward without it passed. numpy
+    says so (ComplexWarning): refused. Twin: a real cast-free forward is still accepted."""
+    x = np.random.default_rng(0).normal(size=(2, 3)) * scale
+
+    def forward(x):
+        return 3 * x.astype(np.float16).astype(np.float64) + x
+
+    with pytest.raises(gradcli.GradcliError, match="casts complex values to real"):
+        gradcli.check(forward=forward, backward=lambda grad_output, x: {"x": grad_output * 1.0},
+                      tensors={"x": x}, method="complex")  # fmt: skip
+    ok = gradcli.check(forward=lambda x: 3 * x + x, tensors={"x": x}, method="complex",
+                       backward=lambda grad_output, x: {"x": grad_output * 4.0})
+    assert ok.passed

@@ -371,6 +371,9 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
         engine = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output, method=method)
     central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
     rng = np.random.default_rng(0)
+    from gradcli.user.call import complex_cast
+
+    complex_cast()  # (from here on)
     for name, a in spec.tensors.items():
         if name in spec.layer.constants(engine.shapes, spec.options):
             continue
@@ -379,6 +382,17 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
             picks = (np.arange(a.size) if a.size <= SAFE_ALL else
                      rng.choice(a.size, size=SAFE_PICKS, replace=False))  # fmt: skip
             c = engine.gradient(name, coords=picks)[0].ravel()[picks]
+            # a cast of complex values to real discards the imaginary part: where that part
+            # is flat at float64's steps too (x.astype(np.float16) at |x| = 10, inside its
+            # cells), the two agree and the branch's derivative was read as 0, passing a
+            # backward that drops it (outside test t33a F4)
+            if complex_cast():
+                raise OptionError(
+                    "your forward is not complex-safe: it casts complex values to real "
+                    "(numpy's ComplexWarning: the imaginary part, the derivative, is "
+                    f"discarded); use another {mention('method')}",
+                    param="method",
+                )
         except UserCodeError as e:
             # it ran on the spec's real tensors: what it refuses is the complex input (np.hypot,
             # math.sqrt), which a bare TypeError did not say (outside test t25 F5)

@@ -52,7 +52,6 @@ HALF_CALLS = 3
 # sees (a smooth output's own curvature over 2^-9 of x: about 0.1% at a curvature of 1)
 PROPORTION = 0.01
 HALF_REACH = 8.0  # the elements a float16 reading moves, |x| at most
-HALF_LEAST = 2.0**-6  # and at least
 
 
 def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
@@ -194,12 +193,7 @@ def _signs(rng: np.random.Generator, a: np.ndarray, dtype: Any) -> np.ndarray:
     varies on (a layernorm of 100 + N(0, 1), read as float16 work, passed a forward with
     another variance)."""
     signs = rng.choice([-1.0, 1.0], size=a.shape)
-    if dtype != np.float16:
-        return signs
-    # nor below HALF_LEAST: its lines move by cells of 1 (2^-7 and more), far beyond inputs of
-    # 1e-3, where a kink at their own scale is crossed at every move and reads as jumps there
-    # (a max of 0.0003 beside 0.0001, clip(x, -1e-3, 1e-3): outside test t32a F1, F4)
-    return np.where((np.abs(a) <= HALF_REACH) & (np.abs(a) >= HALF_LEAST), signs, 0.0)
+    return signs if dtype != np.float16 else np.where(np.abs(a) <= HALF_REACH, signs, 0.0)
 
 
 def _own(a: np.ndarray, rel: float) -> np.ndarray:

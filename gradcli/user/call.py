@@ -57,6 +57,18 @@ class _Exited(BaseException):
 _shown: dict[tuple[str, ...], None] = {}  # the warnings already shown, in order
 
 
+# whether the user's code cast complex values to real (numpy's ComplexWarning) since the last
+# ``complex_cast()``: under the complex step that discards the imaginary part, a derivative
+_cast = [False]
+_COMPLEX_WARNING = getattr(getattr(np, "exceptions", np), "ComplexWarning", Warning)
+
+
+def complex_cast() -> bool:
+    """Whether the user's code cast complex values to real since the last call (reset)."""
+    seen, _cast[0] = _cast[0], False
+    return seen
+
+
 def forget_warnings() -> None:
     """A new run (one API call) shows its own warnings again, up to WARNINGS_SHOWN, and its
     user code starts from numpy's own functions (it imports the user's modules afresh)."""
@@ -96,6 +108,8 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
     finally:
         guard.close()
         _depth -= 1
+        if any(issubclass(w.category, _COMPLEX_WARNING) for w in guard.caught):
+            _cast[0] = True
         if os.getpid() != pid:  # a child the user's code forked came back here: it must not
             os._exit(0)  # run the rest of gradcli (a second verdict on stdout); no flush
     if not quiet:  # where gradcli silenced numpy (the numerics' perturbed inputs overflow on
