@@ -48,3 +48,20 @@ def test_a_slip_only_at_the_unresolved_element_stays_unresolved():
     wrong[2] *= 1 + 1e-9  # within what the step reads of it
     r = gradcli.check("batchnorm", tensors=t, seed=0, grads={"beta": wrong})
     assert not r.passed and r.results["beta"].unresolved, r.verdict()
+
+
+def test_an_incremental_path_rereads_what_it_rounds_at_the_largest_terms():
+    """Outside test t33b F4: a batchnorm with gamma [1, 1e8, 1] differenced dx by whole
+    losses of 1e8, reading the first feature's dx (outputs of 1) to 0.05, and its own
+    backward 'could not be resolved'; read again output by output, dx passes, and a 10% slip
+    at dx[0, 0] is a mismatch. dbeta[1] (outputs of 1e8) truly cannot be resolved, and its
+    advice is no smaller step (beta = 0 is no input far below the step)."""
+    rng = np.random.default_rng(0)
+    t = {"x": rng.normal(size=(4, 3)), "gamma": np.array([1.0, 1e8, 1.0])}
+    r = gradcli.check("batchnorm", tensors=t)
+    assert r.results["x"].passed, r.verdict()
+    assert r.results["beta"].unresolved and "smaller" not in r.results["beta"].unresolved
+    wrong = r.computation.gradients["x"].copy()
+    wrong[0, 0] *= 1.1
+    bad = gradcli.check("batchnorm", tensors=t, grads={"x": wrong})
+    assert not bad.results["x"].passed and not bad.results["x"].unresolved, bad.verdict()
