@@ -163,10 +163,7 @@ def answers_of(grads: Mapping[str, Any], spec: Spec) -> Answers:
                 f"{a[first]}, at index {list(first)})",
                 param=where,
             )
-        out[name] = a
-        given = getattr(value, "dtype", None)
-        if isinstance(given, np.dtype) and given.kind == "f":
-            out.dtypes[name] = given
+        out.put(name, a, getattr(value, "dtype", None))
     return out
 
 

@@ -339,7 +339,7 @@ def _whole_note(p: Any, count: str, given: float) -> None:
 def _left(p: Any, planned: float = 0.0) -> float:
     """What is left of --budget, and of ``planned`` seconds the estimate holds already (the
     planner chose them, over the budget or not: they run whole)."""
-    left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
+    left = p.left()
     return left if planned <= 0 else max(left, 0.0) + planned
 
 

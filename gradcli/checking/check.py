@@ -38,7 +38,6 @@ from gradcli.checking.report import (
     default_tolerances,
 )
 from gradcli.checking.soundness import (
-    advice,
     largest,
     refuse_overflow,
     refuse_zero_output,
@@ -46,6 +45,8 @@ from gradcli.checking.soundness import (
 )
 from gradcli.checking.tolerances import (
     FLAT_MOVES,
+    advice_for,
+    float64_work,
     invariant,
     roundoff,
     tiny_inputs,
@@ -132,7 +133,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
     results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
     beyond = p.spent - p.estimated
     if beyond > max(1.0, p.estimated):  # "estimated 4.9 s" must not become 33 s in silence
-        left = f", from what was left of {mention('budget')}" if _left(p) < math.inf else ""
+        left = f", from what was left of {mention('budget')}" if p.left() < math.inf else ""
         p.note(
             f"the work the comparison decided (failing coordinates rechecked at smaller steps "
             f"and for kinks, ties, a failed probe's recheck) counted about "
@@ -458,14 +459,13 @@ def _own_outputs(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
     floor = 16 * p.tolerances_of(name)[0]
     with np.errstate(invalid="ignore"):
         coarse = np.isfinite(n) & (COARSE * own > np.abs(n)) & (own > floor)
-    if coords is not None:
-        coarse &= np.isin(np.arange(n.size), coords)
+    coarse &= _compared(n.size, coords)
     idx = np.flatnonzero(coarse)
     if not idx.size or idx.size > OWN_OUTPUTS:
         return grad, info
     engine = p.engines[name]
     seconds = cost.copies_seconds(engine, 2 * idx.size, real=True)
-    if seconds > _left(p):
+    if seconds > p.left():
         return grad, info
     p.spent += seconds
     plain, seen = engine.gradient(name, coloring=False, coords=idx, rng=rng)
@@ -560,7 +560,7 @@ def kinks_stage(
     if declared:  # its rechecks are in the estimate, within --budget
         from gradcli.numeric import kinkplan, kinks  # LAZY
 
-        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring, _left(p),
+        fix = kinks.declared(engine, name, analytic, coords, p.opts.coloring, p.left(),
                              tolerance(p, name, grad, info))  # fmt: skip
         # but for the search for a loss's ties' partners, and near-ties the round-off of a
         # clean side sent to be read as ties: counted once known
@@ -649,7 +649,7 @@ def _bent(p: Prepared, name: str, info: TensorNumerics, passing: np.ndarray,
     from gradcli.numeric import bends  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     found, left_out, seconds = bends.candidates(p.engines[name], name, info.bends, passing,
-                                                np.broadcast_to(tol, passing.shape), _left(p),
+                                                np.broadcast_to(tol, passing.shape), p.left(),
                                                 p.opts.coloring)  # fmt: skip
     p.spent += seconds
     return found, left_out
@@ -685,7 +685,7 @@ def _rechecked(
         return _led(grad, refined, fix), info, fix, refined, explained
     # unpredictable before the comparison, so bounded by what is left of --budget (a forced
     # mode has none to keep)
-    left = _left(p)
+    left = p.left()
     from gradcli.numeric import kinks  # LAZY
 
     chained = None
@@ -748,11 +748,6 @@ def settle(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, at) -
                           floor, p.note)[0]  # fmt: skip
 
 
-def _left(p: Prepared) -> float:
-    """Seconds of --budget left for the work decided by the comparison (a forced mode: all)."""
-    return p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else math.inf
-
-
 def _refine(
     p: Prepared, name: str, failing: np.ndarray, other: np.ndarray, n: np.ndarray,
     mirror: np.ndarray | None, tol: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -763,7 +758,7 @@ def _refine(
     confirmed on each side it failed on."""
     if not (failing.size or other.size) or p.random_forward:  # np.union1d: numpy.ma, 10 ms
         return refine.Refined(failing[:0], np.zeros(0), np.zeros(0))
-    engine, analytic, left = p.engines[name], p.under_test[name], _left(p)
+    engine, analytic, left = p.engines[name], p.under_test[name], p.left()
     mine = refine.refine(engine, name, failing, analytic, n, tol,
                          coloring=p.opts.coloring, seconds=left)  # fmt: skip
     theirs = refine.Refined(other[:0], np.zeros(0), np.zeros(0))
@@ -945,8 +940,7 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
     round-off is the whole story: a float64 forward (no coarser rounding measured), inputs
     not far below the step, and no element the smaller steps left undecided."""
     own = info.noise_at
-    if (own is None or p.engines[name].unit > EPS or p.spec.dtype != "float64"
-            or tiny_inputs(p, name)):  # fmt: skip
+    if own is None or not float64_work(p, name) or tiny_inputs(p, name):
         return False
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n, own = grad.ravel(), np.asarray(own, dtype=np.float64).ravel()
@@ -959,8 +953,7 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
     with np.errstate(invalid="ignore", over="ignore"):
         clear = (np.abs(a - n) > floor + rtol * np.abs(n)) & np.isfinite(n) & np.isfinite(a)
         clear &= own * RESOLVE_MARGIN <= np.abs(n)
-    if coords is not None:
-        clear &= np.isin(np.arange(n.size), coords)
+    clear &= _compared(n.size, coords)
     if refined is not None:
         clear[np.union1d(refined.noisy, refined.moving).astype(np.int64)] = False
     k = int(clear.sum())
@@ -970,6 +963,11 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
                f"step resolves, fail{'' if k > 1 else 's'} beyond {'their' if k > 1 else 'its'}"
                f" tolerance: a mismatch")  # fmt: skip
     return bool(k)
+
+
+def _compared(size: int, coords: np.ndarray | None) -> np.ndarray | bool:
+    """Which of ``size`` flat elements were compared: all (True), or those in ``coords``."""
+    return True if coords is None else np.isin(np.arange(size), coords)
 
 
 def _unresolved(result: TensorResult, why: str) -> TensorResult:
@@ -993,8 +991,7 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
     n = grad.ravel()
     floor = atol if noise is None else np.maximum(atol, noise.ravel())
     bad = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
-    if coords is not None:
-        bad &= np.isin(np.arange(n.size), coords)
+    bad &= _compared(n.size, coords)
     at = np.flatnonzero(bad)
     undecided = refined.noisy
     if fix is not None and fix.coords.size:
@@ -1007,14 +1004,14 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
             f"coordinate{'s' if at.size > 1 else ''} read exactly 0, the step moving the "
             f"outputs by less than their last bit, while they move further out (outputs far "
             f"larger than the elements' share: a loss of 1e11); "
-            f"{advice(p.opts.method, p.engines[name].unit <= EPS)}"
+            f"{advice_for(p, name)}"
         )
     return (
         f"cannot resolve d{name} at any step: the round-off of {at.size:,} failing "
         f"coordinate{'s' if at.size > 1 else ''}, measured, outweighs the truncation left at "
         f"every smaller step (a forward whose outputs carry the rounding of far larger "
         f"numbers: x - mean at |x| = 1e11); "
-        f"{advice(p.opts.method, p.engines[name].unit <= EPS)}"
+        f"{advice_for(p, name)}"
     )
 
 
@@ -1030,7 +1027,7 @@ def _within_own_noise(p: Prepared, name: str, grad: np.ndarray, info: TensorNume
     F1). Asked of float64 forwards only: a forward computing in float32 rounds every small
     element so, and its tolerances allow for that (FLOAT32_FORWARD)."""
     at = info.noise_at
-    if at is None or p.engines[name].unit > EPS or p.spec.dtype != "float64":
+    if at is None or not float64_work(p, name):
         return ""
     # (a tensor the step does not resolve as a whole was decided by the rules that said so:
     # an upstream gradient of ones through a softmax, 0 in theory, is judged at its terms)
@@ -1043,8 +1040,7 @@ def _within_own_noise(p: Prepared, name: str, grad: np.ndarray, info: TensorNume
         # (where that round-off is what passes them: not the answer's own last bits)
         off = np.abs(a - n)
         only = (off > base) & (off <= base + own) & (own > 64 * atol) & (2 * own >= np.abs(n))
-    if coords is not None:
-        only &= np.isin(np.arange(n.size), coords)
+    only &= _compared(n.size, coords)
     k = int(only.sum())
     if not k:
         return ""
@@ -1052,7 +1048,7 @@ def _within_own_noise(p: Prepared, name: str, grad: np.ndarray, info: TensorNume
             f"the round-off of {'their' if k > 1 else 'its'} finite differences (up to "
             f"{float(own[only].max()):.2g}, half {'their' if k > 1 else 'its'} size or more: "
             f"the step moves outputs far larger than {'their' if k > 1 else 'its'} share); "
-            f"{advice(p.opts.method, p.engines[name].unit <= EPS)}")
+            f"{advice_for(p, name)}")
 
 
 SWALLOWED_MOST = 1024  # elements read exactly 0 that _zeros_swallowed examines, at most
@@ -1072,15 +1068,14 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     n = grad.ravel()
     t = np.broadcast_to(floor, grad.shape).ravel()
     zero = (n == 0) & (a == 0) & (np.asarray(reach).ravel() > t)
-    if coords is not None:
-        zero &= np.isin(np.arange(n.size), coords)
+    zero &= _compared(n.size, coords)
     idx = np.flatnonzero(zero)
     if not idx.size:
         return ""
     idx = idx[np.argsort(-np.asarray(reach).ravel()[idx], kind="stable")[:SWALLOWED_MOST]]
     engine = p.engines[name]
     got, seconds = refine.swallowed(engine, name, idx, engine.method, p.opts.coloring, t[idx],
-                                    _left(p), zero=True)  # fmt: skip
+                                    p.left(), zero=True)  # fmt: skip
     p.spent += seconds
     if not got.any():
         return ""
@@ -1089,7 +1084,7 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
             f"outputs by less than their last bit, while they move further out at a slope "
             f"beyond the tolerance (outputs far larger than the elements' share: a loss of "
             f"1e11); an answer of 0 there is not verified; "
-            f"{advice(p.opts.method, p.engines[name].unit <= EPS)}")
+            f"{advice_for(p, name)}")
 
 
 def _dtype_of(p: Prepared, name: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 
 from gradcli.checking import diagnose
 from gradcli.checking.hint import Hint
+from gradcli.checking.places import index_text
 from gradcli.numeric.engine import TensorNumerics
 from gradcli.records import record
 
@@ -152,7 +153,7 @@ def compare(
     if bad_at >= 0:
         # + 0.0: a negative zero reads 0 (t23 F13: 'numeric -0')
         num = f"{n_flat[bad_at] + 0.0:.6g}" if seen is None or seen[bad_at] else "not evaluated"
-        nonfinite_at = (f"d{name}{_index(letters or [], np.unravel_index(bad_at, shape))}: "
+        nonfinite_at = (f"d{name}{index_text(letters or [], np.unravel_index(bad_at, shape))}: "
                         f"analytic {a_flat[bad_at] + 0.0:.6g}, numeric {num}")  # fmt: skip
     found: list[str] = []
     if fail_any and not unresolved:  # the layer facts cost work: only for a failing tensor
@@ -243,12 +244,3 @@ def _whole(a, n, seen, noise, atol, rtol):
     read of a failing tensor."""
     _, _, ok, a0, n_, err, _, _, tol = _elements(a, n, seen, noise, atol, rtol)
     return a0, np.where(ok, n_, np.nan), ok & (err > tol), tol
-
-
-def _index(letters: list[str], idx: tuple[int, ...]) -> str:
-    """``[o=1, i=0]`` in the seed's letters (leading batch axes b0, b1, ...), as tables show."""
-    if not letters:  # a tensor of your own layer names no axes: plain indices
-        return "[" + ", ".join(str(int(i)) for i in idx) + "]"
-    names = letters if len(letters) <= len(idx) else []
-    names = [f"b{k}" for k in range(len(idx) - len(names))] + list(names)
-    return "[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"

@@ -18,11 +18,18 @@ def only(subject: str, place: str, sampled: int) -> str:
 
 def element(name: str, letters: list[str], idx: tuple) -> str:
     """d``name``[b0=0, i=3]: an element in the report's letters."""
-    if not letters:  # a tensor of your own layer names no axes: plain indices
-        return f"d{name}[" + ", ".join(str(int(i)) for i in idx) + "]"
+    return f"d{name}{index_text(letters, idx)}"
+
+
+def index_text(letters: list[str] | tuple[str, ...], idx: tuple) -> str:
+    """``[o=1, i=0]`` in the seed's letters (leading batch axes b0, b1, ...), as tables show;
+    ``[1, 0]`` for a tensor that names no axes (a custom layer's: every axis a batch axis
+    read as if it were one, ``dW[b0=1, b1=2]``: outside test t31a L1)."""
+    if not letters:
+        return "[" + ", ".join(str(int(i)) for i in idx) + "]"
     names = list(letters) if len(letters) <= len(idx) else []
     names = [f"b{k}" for k in range(len(idx) - len(names))] + names
-    return f"d{name}[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"
+    return "[" + ", ".join(f"{c}={int(i)}" for c, i in zip(names, idx, strict=True)) + "]"
 
 
 def confined(fail: np.ndarray, region: np.ndarray, ok: np.ndarray, choices: int = 1) -> bool:

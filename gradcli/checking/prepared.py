@@ -145,6 +145,11 @@ class Prepared:
         """(the default atol, the rtol) ``name`` is held to before its own round-off."""
         return self.float64_paths.get(name, (self.default_atol, self.rtol))
 
+    def left(self) -> float:
+        """Seconds of --budget left for the work decided by the comparison (a forced mode:
+        all)."""
+        return self.opts.budget - self.spent if self.opts.mode in ("auto", "probe") else math.inf
+
     def note(self, text: str) -> None:
         if text in self.notes:  # said once (a sample's tie note came twice: t22 N6)
             return

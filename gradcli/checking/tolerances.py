@@ -133,7 +133,7 @@ def tolerances(
             unresolved = (f"the round-off of its finite differences over every output a "
                           f"coordinate moves (about {reach:.2g}) is {beside(reach, scale)} the "
                           f"largest numerical gradient ({scale:.2g}); "
-                          f"{advice(opts.method, _complex_ok(p, name))}")
+                          f"{advice_for(p, name)}")
     if small and not unresolved:
         noise = _last_bits(p, name, grad, capped, rtol, noise)
         atol, noise, unresolved = _small(p, name, grad, info, noise, atol, capped, rtol, scale)
@@ -157,6 +157,19 @@ def _complex_ok(p: Prepared, name: str) -> bool:
     return p.engines[name].unit <= EPS
 
 
+def advice_for(p: Prepared, name: str) -> str:
+    """What may help resolve ``name`` (soundness.advice): no complex step for a forward
+    computing in a lower precision."""
+    return advice(p.opts.method, _complex_ok(p, name))
+
+
+def float64_work(p: Prepared, name: str) -> bool:
+    """Whether ``name``'s differences are float64 work: a float64 spec, and a forward no
+    coarser rounding was read in (the rules that read an element's own round-off hold only
+    there; a float32 forward rounds every small element, as its tolerances allow)."""
+    return p.engines[name].unit <= EPS and p.spec.dtype == "float64"
+
+
 def tiny_inputs(p: Prepared, name: str) -> bool:
     """Whether every input of ``name`` lies a thousand times below the step at |x| <= 1."""
     if name not in p.engines[name].t64:
@@ -177,7 +190,7 @@ def _tiny_inputs(p: Prepared, name: str, why: str) -> str:
         return why
     top = float(np.abs(p.engines[name].t64[name])[np.isfinite(p.engines[name].t64[name])].max())
     h = float(steps(np.zeros(1), p.engines[name].eps)[0])  # the step at |x| <= 1
-    said = advice(p.opts.method, _complex_ok(p, name))
+    said = advice_for(p, name)
     turned = (f"every |{name}| is far below the step ({top:.2g} against {h:.2g}, eps x "
               f"max(1, |x|)), where a layer of that scale may vary: use a smaller "
               f"{mention('eps')}" + (f", or {mention('method', 'complex')}"
@@ -286,8 +299,7 @@ def _measured_failing(p: Prepared, name: str, grad: np.ndarray, atol: float, rto
 
     idx = failing
     cost = 3 * kinks.moves_seconds(engine, name, idx, p.opts.coloring, len(NOISE_OFFSETS))
-    left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else np.inf
-    if cost > left:  # the budget has no room for it: the failures stand, as computed
+    if cost > p.left():  # the budget has no room for it: the failures stand, as computed
         return noise
     h = steps(engine.t64[name].ravel()[idx], engine.eps)
     # a rounding of L is as large at any step that moves its terms, a curvature's residual
@@ -331,18 +343,17 @@ def _measured_passing(p: Prepared, name: str, grad: np.ndarray, atol: float, rto
                       noise: np.ndarray | None) -> np.ndarray | None:  # fmt: skip
     """``noise`` lowered to the round-off measured along their own lines, at the elements that
     pass only under it where it is a share of them that matters (a 1024th and more;
-    FAILING_MEASURED at most, those it lets furthest off first): the model counts a few eps of
-    every output
-    moved, and an mse of 1.7e7 (one prediction of 1e4) was allowed 8% at a slope of 0.067,
-    where its rounding reads 0.7%: a 10% slip passed (outside test t32b F1), and a linear's
-    dW beside a feature of 1e8 was allowed 1.3% under central4 (t33b F2). Measured at
-    1/16 and 1/256 of the default step (the larger reading where both lines moved), times 2
-    for the extrapolation of smaller steps; never raised. Float64 forwards only (a float32 one's
-    rounding is every element's, as its tolerances say)."""
+    FAILING_MEASURED at most, those it lets furthest off first): the model counts a few eps
+    of every output moved, and an mse of 1.7e7 (one prediction of 1e4) was allowed 8% at a
+    slope of 0.067, where its rounding reads 0.7%: a 10% slip passed (outside test t32b F1),
+    and a linear's dW beside a feature of 1e8 was allowed 1.3% under central4 (t33b F2).
+    Measured at 1/16 and 1/256 of the default step (the larger reading where both lines
+    moved), times 2 for the extrapolation of smaller steps; never raised. Float64 work only
+    (float64_work)."""
     engine = p.engines[name]
     # (a built-in layer's too: the model is an upper bound for it as well)
     if (noise is None or p.opts.method == "complex" or name not in engine.t64
-            or engine.unit > EPS or p.spec.dtype != "float64"):
+            or not float64_work(p, name)):
         return noise
     a, n, each, _ = _failing(p, name, grad, atol, rtol, noise)
     base = atol + rtol * np.abs(n)
@@ -357,8 +368,7 @@ def _measured_passing(p: Prepared, name: str, grad: np.ndarray, atol: float, rto
     from gradcli.numeric.engine import NOISE_OFFSETS
 
     cost = 2 * kinks.moves_seconds(engine, name, idx, p.opts.coloring, len(NOISE_OFFSETS))
-    left = p.opts.budget - p.spent if p.opts.mode in ("auto", "probe") else np.inf
-    if cost > left:  # no room: the model's round-off stands
+    if cost > p.left():  # no room: the model's round-off stands
         return noise
     p.spent += cost
     # (the larger of what two steps read, where their lines moved: at a loss of 1.7e7 a
@@ -426,7 +436,7 @@ def _own_size(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, ba
         why = (f"{k} of its elements (up to {np.abs(a[newly[hidden]]).max():.2g}) lie within "
                f"the round-off of their finite differences over the outputs they move (about "
                f"{reach[hidden].max():.2g}: outputs far larger than their share); "
-               f"{advice(p.opts.method, _complex_ok(p, name))}")
+               f"{advice_for(p, name)}")
     return base, floor.reshape(grad.shape), why
 
 
@@ -621,11 +631,11 @@ def _small(
             why = (f"{flat.size} of its coordinates never move the output over 8 steps (it is "
                    f"rounded at a larger number), so their gradient (up to "
                    f"{np.abs(a[flat]).max():.2g}) is lost in its rounding; "
-                   f"{advice(p.opts.method, _complex_ok(p, name))}")
+                   f"{advice_for(p, name)}")
         elif worst * SWALLOWED > scale:
             why = (f"the round-off of its finite differences (about {worst:.2g}, measured) is not "
                    f"far below the largest numerical gradient ({scale:.2g}); "
-                   f"{advice(p.opts.method, _complex_ok(p, name))}")
+                   f"{advice_for(p, name)}")
     return capped, np.maximum(floor, base).reshape(grad.shape), why
 
 

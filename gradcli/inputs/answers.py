@@ -24,6 +24,15 @@ class Answers(dict):
         super().__init__(*args, **kwargs)
         self.dtypes: dict[str, np.dtype] = {}
 
+    def put(self, name: str, a: np.ndarray, given: Any = None) -> None:
+        """``a`` as the gradient of ``name``, in float64; the dtype it was given in (``given``,
+        else ``a``'s) kept where it is a float (an integer answer is shown as the float64 it
+        is read as)."""
+        given = a.dtype if given is None else given
+        self[name] = a.astype(np.float64)
+        if isinstance(given, np.dtype) and given.kind == "f":
+            self.dtypes[name] = given
+
     def given(self, name: str) -> np.ndarray:
         """The gradient of ``name`` in the dtype it was given in (exact: float64 held it)."""
         a = self[name]
@@ -133,9 +142,7 @@ def load_answers(
                 f"both {name!r} and {'d' + name!r} answer the gradient of {name}; keep one",
                 source=target, key=key,
             )  # fmt: skip
-        answers[name] = a.astype(np.float64)
-        if a.dtype.kind == "f":  # (an integer answer is shown as the float64 it is read as)
-            answers.dtypes[name] = a.dtype
+        answers.put(name, a)
     return answers
 
 

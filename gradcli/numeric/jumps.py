@@ -91,7 +91,7 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
                 return 0.0
             D[k] = y.ravel()[cols] - y0
         sigma[rel] = offgrid_noise(t, D)
-        beyond[rel] = _past_the_point(t, D)
+        beyond[rel] = offgrid_noise(t, D, through_point=False)
         if rel == WIDE:
             magnitude = np.abs(y0) + np.max(np.abs(D), axis=0)
             # against the largest output's rounding, not each one's own: an output that
@@ -129,14 +129,6 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     # inputs are rounded coarser (np.round(x, 5) ** 2: 5e-6)
     share = np.maximum(magnitude, float(magnitude.max()) / 2**10)
     return float(np.max(sigma[WIDE][jumps] / share[jumps]))
-
-
-def _past_the_point(t: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """What a least-squares cubic leaves of each column's moves ``D`` at ``t``, the point
-    itself left out (offgrid_noise's fit, through the moves alone)."""
-    V = np.vander(np.asarray(t, dtype=np.float64), 4)
-    fit, *_ = np.linalg.lstsq(V, D, rcond=None)
-    return np.sqrt(np.sum((D - V @ fit) ** 2, axis=0) / (t.size - 4))
 
 
 def float16_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> float:

@@ -112,17 +112,21 @@ def line_noise(D: np.ndarray) -> np.ndarray:
     return sigma
 
 
-def offgrid_noise(t: np.ndarray, D: np.ndarray) -> np.ndarray:
+def offgrid_noise(t: np.ndarray, D: np.ndarray, through_point: bool = True) -> np.ndarray:
     """The round-off (one standard deviation) of L along each column's line from ``D[k - 1] =
     L(x + t[k - 1] h e_j) - L(x)`` at moves ``t`` off the step grid: what a least-squares
     cubic leaves (a smooth L is a cubic to far below its rounding over a few steps; a curved
     one raises it). ``line_noise``'s equally spaced points read a rounding that drifts evenly
     from step to step as smooth (a confident cross-entropy's term, 1e-9 computed at 1 + 1e-9,
     moved by 21.1 of its last bits a step and read 21 every time: 1e-19 for an error of
-    1e-11); points a fraction of a step off the grid break that drift."""
-    t = np.concatenate([[0.0], np.asarray(t, dtype=np.float64)])
+    1e-11); points a fraction of a step off the grid break that drift. ``through_point``:
+    False fits the moves alone, leaving the point out (numeric/jumps.py: a kink crossed
+    before the first move offsets the point, not the moves)."""
+    t = np.asarray(t, dtype=np.float64)
+    y = D
+    if through_point:
+        t, y = np.concatenate([[0.0], t]), np.vstack([np.zeros((1, D.shape[1])), D])
     V = np.vander(t, 4)
-    y = np.vstack([np.zeros((1, D.shape[1])), D])
     fit, *_ = np.linalg.lstsq(V, y, rcond=None)
     return np.sqrt(np.sum((y - V @ fit) ** 2, axis=0) / (t.size - 4))
 

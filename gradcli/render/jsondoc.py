@@ -259,15 +259,7 @@ def init_template(layer: Layer) -> str:
     if table:
         lines.append("options:                # layer hyper-parameters; the defaults are shown")
         for n, d, h in table:
-            line = f"  # {n}: {_yaml(d)}  # {h}"
-            if len(line) <= 80:
-                lines.append(line)
-                continue
-            # its meaning on comment lines of their own above it: uncommenting the option's
-            # line then leaves valid YAML (a folded tail read '# # step between windows')
-            lines += textwrap.wrap(f"{n}: {h}", 80, initial_indent="  # ",
-                                   subsequent_indent="  #   ")  # fmt: skip
-            lines.append(f"  # {n}: {_yaml(d)}")
+            lines += _commented(f"{n}: {_yaml(d)}", n, h)
     else:
         lines.append("options: {}             # this layer has no hyper-parameters")
     lines += [
@@ -287,12 +279,8 @@ def init_template(layer: Layer) -> str:
         if t.name in layer.default_shapes:
             shape = list(layer.default_shapes[t.name])
             lines.append(f"  {t.name}: {{shape: {shape}, init: {init}}}  # {note}")
-        elif len(line := f"  # {t.name}: {{shape: [...], init: {init}}}  # {note}") <= 80:
-            lines.append(line)
-        else:  # (its note above it, as an option's)
-            lines += textwrap.wrap(f"{t.name}: {note}", 80, initial_indent="  # ",
-                                   subsequent_indent="  #   ")  # fmt: skip
-            lines.append(f"  # {t.name}: {{shape: [...], init: {init}}}")
+        else:
+            lines += _commented(f"{t.name}: {{shape: [...], init: {init}}}", t.name, note)
     if layer.output_shape(layer.default_shapes, layer.make_options({})) == ():
         lines += [
             f"# upstream gradient dL/d{layer.output.name}: the output is a loss (a scalar),",
@@ -306,6 +294,17 @@ def init_template(layer: Layer) -> str:
         "grad_output: {init: normal}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _commented(entry: str, name: str, meaning: str) -> list[str]:
+    """A commented-out YAML ``entry`` with its ``meaning`` beside it, or on comment lines of
+    their own above it where the two pass 80 columns: uncommenting the entry's line then
+    leaves valid YAML (a folded tail read '# # step between windows')."""
+    line = f"  # {entry}  # {meaning}"
+    if len(line) <= 80:
+        return [line]
+    return [*textwrap.wrap(f"{name}: {meaning}", 80, initial_indent="  # ",
+                           subsequent_indent="  #   "), f"  # {entry}"]  # fmt: skip
 
 
 def _yaml(value: Any) -> str:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gradcli.checking.places import index_text
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
 
@@ -19,12 +20,7 @@ MAX_SHOWN = 100  # tensors with at most this many elements get their values prin
 
 def natural_index(info: TensorInfo | None, idx: tuple[int, ...]) -> str:
     """``[m=1, n=2, d=0, c=2]`` in the seed's index letters (batch axes as b0, b1, ...)."""
-    if not idx:
-        return ""
-    if info is None or not info.index:  # a tensor of your own layer names no axes: no letters
-        return "[" + ", ".join(str(int(i)) for i in idx) + "]"
-    names = letters(info, len(idx))
-    return "[" + ", ".join(f"{name}={i}" for name, i in zip(names, idx, strict=True)) + "]"
+    return index_text(info.index if info else (), idx) if idx else ""
 
 
 def yours(spec: Spec, name: str, idx: tuple[int, ...]) -> str:
