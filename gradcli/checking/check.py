@@ -40,12 +40,15 @@ from gradcli.checking.report import (
 from gradcli.checking.soundness import (
     largest,
     refuse_overflow,
+    refuse_step_overflow,
     refuse_zero_output,
     step_underflows,
 )
 from gradcli.checking.tolerances import (
     FLAT_MOVES,
     advice_for,
+    below_atol,
+    compared,
     float64_work,
     invariant,
     roundoff,
@@ -168,6 +171,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     user = REGISTRY.get(spec.layer.name) is not spec.layer  # code of yours: its calls timed
     comp = compute(spec, clock.for_calls() if user else None)
     refuse_overflow(spec, comp)
+    refuse_step_overflow(spec, [n for n in comp.gradients if n in spec.tensors], opts.method,
+                         opts.eps)  # fmt: skip
     # a forward of the user's drawing its own mask is refused for keeping none only once it
     # is known to draw it once: drawn anew at each call, that is the verdict (the contract's)
     own_mask = spec.layer.reference is not None
@@ -210,9 +215,10 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     slow = cost.user_call_seconds(engine)
     if slow is not None:  # timed, the one part of the estimate that is: said so
         notes.append(
-            f"your forward takes about {slow:.3g} s a call, more than 3 times what gradcli "
-            f"predicts for numpy at these sizes (loops in Python?): time estimates and "
-            f"{mention('budget')} use the time measured"
+            f"your forward takes about {slow:.3g} s a call, more than 3 times what gradcli's "
+            f"cost model predicts for numpy at these sizes (a loop in Python, or costly "
+            f"functions such as tanh and powers): time estimates and {mention('budget')} use "
+            f"the time measured"
         )
     slow_back = cost.user_backward_seconds(engine)
     if slow_back is not None:
@@ -459,7 +465,7 @@ def _own_outputs(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
     floor = 16 * p.tolerances_of(name)[0]
     with np.errstate(invalid="ignore"):
         coarse = np.isfinite(n) & (COARSE * own > np.abs(n)) & (own > floor)
-    coarse &= _compared(n.size, coords)
+    coarse &= compared(n.size, coords)
     idx = np.flatnonzero(coarse)
     if not idx.size or idx.size > OWN_OUTPUTS:
         return grad, info
@@ -856,6 +862,11 @@ def compare_tensor(
                                                             noise, coords, refined):  # fmt: skip
         unresolved = ""
     unresolved = underflows or unresolved
+    if not unresolved:
+        settled = [np.zeros(0, dtype=np.int64)] + [np.asarray(d.coords, dtype=np.int64)
+                                                   for d in (fix, refined) if d is not None]
+        atol, noise = below_atol(p, name, grad, info, atol, rtol, noise, coords,
+                                 np.concatenate(settled))  # fmt: skip
     if unresolved:
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
     promised = analytic.size if coords is None else min(opts.samples, analytic.size)
@@ -953,7 +964,7 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
     with np.errstate(invalid="ignore", over="ignore"):
         clear = (np.abs(a - n) > floor + rtol * np.abs(n)) & np.isfinite(n) & np.isfinite(a)
         clear &= own * RESOLVE_MARGIN <= np.abs(n)
-    clear &= _compared(n.size, coords)
+    clear &= compared(n.size, coords)
     if refined is not None:
         clear[np.union1d(refined.noisy, refined.moving).astype(np.int64)] = False
     k = int(clear.sum())
@@ -963,11 +974,6 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
                f"step resolves, fail{'' if k > 1 else 's'} beyond {'their' if k > 1 else 'its'}"
                f" tolerance: a mismatch")  # fmt: skip
     return bool(k)
-
-
-def _compared(size: int, coords: np.ndarray | None) -> np.ndarray | bool:
-    """Which of ``size`` flat elements were compared: all (True), or those in ``coords``."""
-    return True if coords is None else np.isin(np.arange(size), coords)
 
 
 def _unresolved(result: TensorResult, why: str) -> TensorResult:
@@ -991,7 +997,7 @@ def _noisy(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, at
     n = grad.ravel()
     floor = atol if noise is None else np.maximum(atol, noise.ravel())
     bad = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
-    bad &= _compared(n.size, coords)
+    bad &= compared(n.size, coords)
     at = np.flatnonzero(bad)
     undecided = refined.noisy
     if fix is not None and fix.coords.size:
@@ -1040,7 +1046,7 @@ def _within_own_noise(p: Prepared, name: str, grad: np.ndarray, info: TensorNume
         # (where that round-off is what passes them: not the answer's own last bits)
         off = np.abs(a - n)
         only = (off > base) & (off <= base + own) & (own > 64 * atol) & (2 * own >= np.abs(n))
-    only &= _compared(n.size, coords)
+    only &= compared(n.size, coords)
     k = int(only.sum())
     if not k:
         return ""
@@ -1068,7 +1074,7 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     n = grad.ravel()
     t = np.broadcast_to(floor, grad.shape).ravel()
     zero = (n == 0) & (a == 0) & (np.asarray(reach).ravel() > t)
-    zero &= _compared(n.size, coords)
+    zero &= compared(n.size, coords)
     idx = np.flatnonzero(zero)
     if not idx.size:
         return ""

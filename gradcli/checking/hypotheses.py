@@ -180,14 +180,24 @@ class Session:
         a = np.asarray(a, dtype=np.float64)
         g = np.asarray(self.spec.grad_output, dtype=np.float64)
         t64 = self._t64()
+        right = np.asarray(self._right(layer)[name], dtype=np.float64)
+
+        def near(r: np.ndarray, b: np.ndarray) -> bool:
+            scale = float(np.max(np.abs(r), initial=0.0)) or 1.0
+            return r.shape == b.shape and float(np.max(np.abs(r - b), initial=0.0)) <= 1e-12 * scale
+
+        # (an answer the right one already is has nothing to explain: layernorm's dx, which
+        # beta never enters, was 'exactly the right backward with beta rounded to float32'
+        # where the differences failed it: outside test t34a F2)
+        if near(right, a):
+            return ""
         for n, v in t64.items():
             if np.asarray(v).dtype.kind != "f" or np.array_equal(v, np.float32(v)):
                 continue
             t = {**t64, n: np.asarray(v, dtype=np.float32).astype(np.float64)}
             r = np.asarray(layer.backward(g, layer.forward(t, self.spec.options)[1])[name],
                            dtype=np.float64)  # fmt: skip
-            scale = float(np.max(np.abs(r), initial=0.0)) or 1.0
-            if r.shape == a.shape and float(np.max(np.abs(r - a), initial=0.0)) <= 1e-12 * scale:
+            if near(r, a) and not near(r, right):  # (n's rounding moves d``name``)
                 return n
         return ""
 

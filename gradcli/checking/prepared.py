@@ -24,6 +24,7 @@ from gradcli.records import mutable_record, record
 MODES = ("auto", "full", "sample", "probe")
 DEFAULT_BUDGET_SECONDS = 60.0
 DEFAULT_SAMPLES = 64
+MAX_EPS = 1.0  # --eps: the step, relative to max(1, |x|), is at most x's own size
 
 
 @record
@@ -76,6 +77,11 @@ class CheckOptions:
             if v is not None and (not math.isfinite(v) or v < 0 or (opt == "eps" and v == 0)):
                 sign = "positive" if opt == "eps" else "non-negative"
                 raise OptionError(f"expected a finite {sign} number, got {v}", param=opt)
+        if self.eps is not None and self.eps > MAX_EPS:
+            # a step beyond |x| itself differences nothing near x: at --eps 1e5 the smaller
+            # steps never reached a sane one, and a right tanh failed (outside test t34b F6)
+            raise OptionError(f"expected a step of at most {MAX_EPS:g} (relative to "
+                              f"max(1, |x|)), got {self.eps:g}", param="eps")  # fmt: skip
         if self.samples < 1:
             raise OptionError(
                 f"expected a positive integer, got {self.samples}", param="samples"

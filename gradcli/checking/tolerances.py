@@ -665,3 +665,108 @@ def roundoff(p: Prepared, name: str) -> float | None:
         return None
     a = np.abs(np.asarray(p.under_test[name], dtype=np.float64))
     return level.atol(float(a[np.isfinite(a)].max(initial=0.0)))
+
+
+BELOW_READ = 64  # elements passing only under the atol that below_atol rereads, at most
+REREADS = (4.0, 16.0)  # ... at central's default step divided by these
+AGREE = 8.0  # the two rereads agree: their difference this far below the error they read
+SLIP = 1e-4  # of the element: smaller errors below the atol are no bug's (and not reread)
+
+
+def compared(size: int, coords: np.ndarray | None) -> np.ndarray | bool:
+    """Which of ``size`` flat elements were compared: all (True), or those in ``coords``."""
+    return True if coords is None else np.isin(np.arange(size), coords)
+
+
+def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, atol: float,
+               rtol: float, noise: np.ndarray | None, coords: np.ndarray | None,
+               settled: np.ndarray) -> tuple[float, np.ndarray | None]:  # fmt: skip
+    """(atol, noise) holding the elements that pass only under ``atol`` (or a floor as coarse:
+    _small's) to the answer's own rounding (its backward's last bits, float32's ulps) where the
+    step reads them far more finely: their error over 64 times their stencil's round-off, over
+    that rounding and over SLIP of the element, confirmed by central differences at 1/4 and
+    1/16 of central's default step that agree with each other AGREE times closer than with the
+    answer (a curvature's residual shrinks 16-fold between them, so none is left), the answer
+    AGREE times beyond their round-off, measured along each line. The atol is a floor for what
+    the step cannot read; where it reads an element to 1e-12 of itself, 1e-7 is no licence: a
+    layernorm's dx of 1e-8 beside one of 3e-4 passed zeroed (outside test t31b F3), and a layer
+    scaled by 1e-10 passed 1.5% slips below 1/1000 of its largest gradient (t29b F2, t32b F3).
+    ``settled``: flat indices a kink's sides or the smaller steps decided (a near tie's rereads
+    straddle it). A forward read in float64 only (a float32 spec's too: its answers keep their
+    float32 round-off); not under --atol."""
+    engine = p.engines[name]
+    if (p.opts.atol is not None or p.random_forward or p.mode == "probe" or info.noise_at is None
+            or name not in engine.t64 or engine.unit > EPS or tiny_inputs(p, name)):
+        return atol, noise  # fmt: skip
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    # far beyond each element's own stencil's round-off (the tensor-wide one is its largest
+    # element's, which the rereads' agreement stands in for); the few such elements first,
+    # without full-size temporaries beyond two (a check's peak is bounded: --max-memory)
+    with np.errstate(invalid="ignore", over="ignore"):
+        off = np.abs(a - n)
+        idx = np.flatnonzero(off > 64 * np.ravel(info.noise_at))
+    idx = idx[np.isfinite(a[idx]) & np.isfinite(n[idx])]
+    if coords is not None:
+        idx = idx[np.isin(idx, coords)]
+    idx = idx[~np.isin(idx, settled)]  # (at kinks, or by the smaller steps: decided there)
+    if info.noise_reach is not None:
+        idx = idx[off[idx] > 64 * np.broadcast_to(info.noise_reach, grad.shape).ravel()[idx]]
+    each = np.zeros(idx.size) if noise is None else \
+        np.broadcast_to(noise, grad.shape).ravel()[idx]
+    off, slack = off[idx], np.abs(n[idx])
+    # passing, under the atol or as coarse, and a slip of the size bugs make (a forward
+    # rounding at 1000, x - mean, reads layernorm's dx 1e-8 off: the rereads would only
+    # measure it, at hundreds of calls)
+    keep = (off <= np.maximum(atol, each) + rtol * slack) & (off > SLIP * slack)
+    idx, off = idx[keep], off[keep]
+    if not idx.size:
+        return atol, noise
+    with np.errstate(divide="ignore", invalid="ignore"):
+        worst = np.argsort(-(off / np.abs(n[idx])), kind="stable")[:BELOW_READ]
+    idx, off = idx[worst], off[worst]
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+    from gradcli.numeric.engine import NOISE_OFFSETS
+    from gradcli.numeric.methods import METHODS
+
+    points = 2 * len(REREADS) + len(NOISE_OFFSETS)
+    cost = kinks.moves_seconds(engine, name, idx, p.opts.coloring, points)
+    if cost > p.left():  # no room: the atol stands
+        return atol, noise
+    p.spent += cost
+    h = steps(engine.t64[name].ravel()[idx], METHODS["central"].auto_eps)
+    r1, r2 = ((lambda D: (D[0] - D[1]) / (2 * h / k))(
+        kinks.moves(engine, name, idx, h / k, (1, -1), p.opts.coloring)[0]) for k in REREADS)
+    # the rereads' own round-off, measured along each line off the step grid: a loss rounded
+    # at its log-sum-exp of 15 reads a confident class's 1.1e-8 7e-5 off, the same at both
+    # steps on the grid (and torch's float32 answer right there failed)
+    sigma = _line_rounding(p, name, idx, (lambda x, _: steps(x, METHODS["central"].auto_eps)
+                                          / REREADS[0],), np.minimum)  # fmt: skip
+    n1 = 4 * sigma / (h / REREADS[0])
+    n2 = n1 * REREADS[1] / REREADS[0]
+    with np.errstate(invalid="ignore", over="ignore"):
+        d1, d2 = np.abs(a[idx] - r1), np.abs(a[idx] - r2)
+        wrong = ((d1 > AGREE * n1) & (d2 > AGREE * n2)
+                 & (AGREE * np.abs(r1 - r2) <= np.minimum(d1, d2)) & (r1 != 0) & (r2 != 0)
+                 & (np.minimum(d1, d2) >= off / 2))  # fmt: skip
+    if not wrong.any():
+        return atol, noise
+    idx, d1, d2, r1, r2 = idx[wrong], d1[wrong], d2[wrong], r1[wrong], r2[wrong]
+    # and beyond the answer's own rounding (not ``noise``: it may hold the atol itself, _small)
+    floor = np.zeros(idx.size)
+    _, f32, shared = _float32(p, name)
+    for mine in (_own_floor(p, name, grad.shape), f32, shared):
+        if mine is not None:
+            floor = np.maximum(floor, np.broadcast_to(mine, grad.shape).ravel()[idx])
+    wrong = (d1 > floor + rtol * np.abs(r1)) & (d2 > floor + rtol * np.abs(r2))
+    if not wrong.any():
+        return atol, noise
+    held = idx[wrong]
+    out = np.full(grad.shape, atol) if noise is None else \
+        np.maximum(np.broadcast_to(noise, grad.shape), atol)
+    out.flat[held] = floor[wrong]
+    k = held.size
+    p.note(f"d{name}: {k:,} element{'s' * (k > 1)} smaller than the atol ({atol:.2g}) "
+           f"{'are' if k > 1 else 'is'} read far more finely than that (two smaller steps "
+           f"agree): held to {'their' if k > 1 else 'its'} own round-off, not to the atol")
+    return 0.0, out
