@@ -110,7 +110,7 @@ def test_a_custom_layer_s_data_in_a_spec(cli: Any, tmp_path: Path, assert_usage_
         spec.write_text(body + f"data: {data}\n")
         assert_usage_error(cli("check", "custom", spec, *impl), said)
     spec.write_text("tensors:\n  x: [1.0, 2.0]\ndata: [x]\n")
-    assert_usage_error(cli("check", "relu", spec), "data: lists a custom layer's tensors")
+    assert_usage_error(cli("check", "relu", spec), "data: it lists a custom layer's tensors")
 
 
 def _layernorm(eps_default: float, wrong: float = 0.0) -> tuple[Any, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 from typing import BinaryIO
 
@@ -52,9 +53,14 @@ class Header:
 
 def read_header(stream: BinaryIO, kinds: str = NUMBERS) -> Header:
     """The header at the stream's position (at most MAX_HEADER bytes are read)."""
-    magic = _read(stream, 8, "the NUMPY magic")
-    if magic[:6] != _MAGIC:  # else numpy would try to read it as a pickle
+    magic = stream.read(8)
+    # (else numpy would try to read it as a pickle; a 5-byte text file has no header either)
+    if not magic:
+        raise NpyError("is empty")
+    if magic[:6] != _MAGIC[: len(magic)]:
         raise NpyError("is not a .npy file (no NUMPY header)")
+    if len(magic) < 8:
+        raise NpyError("is truncated in its NUMPY header")
     major = magic[6]
     if major not in (1, 2, 3):
         raise NpyError(f"has an unknown .npy format version {major}.{magic[7]}")
@@ -71,7 +77,9 @@ def read_header(stream: BinaryIO, kinds: str = NUMBERS) -> Header:
         # encoding only, and the dtypes gradcli reads are ASCII)
         shape, fortran, dtype = reader(io.BytesIO(raw_len + text))
     except Exception as e:  # noqa: BLE001 - numpy's header parser raises all kinds
-        raise NpyError(f"has an invalid .npy header ({' '.join(str(e).split())[:80]})") from None
+        # (without the parser's own objects: '<ast.BinOp object at 0x7f...>', t34b F4)
+        said = re.sub(r"<[^<>]* at 0x[0-9a-f]+>", "an expression", " ".join(str(e).split()))
+        raise NpyError(f"has an invalid .npy header ({said[:80]})") from None
     if dtype.hasobject:
         raise NpyError("holds pickled (object) data, which gradcli never loads")
     if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:

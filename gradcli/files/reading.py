@@ -156,7 +156,7 @@ def load_array(
     reserve = reserve or (lambda n: None)
 
     def fail(msg: str) -> TensorFileError:
-        return TensorFileError(f"{shown(path)} {msg}", source=source, key=key)
+        return TensorFileError(_about(path, source, msg), source=source, key=key)
 
     with open_input(path, source=source, key=key) as f:
         try:
@@ -224,11 +224,17 @@ def npz_names(path: Path, *, source: str) -> list[str]:
             with _zip(f) as archive:
                 return _npy_names(archive)
         except npyformat.NpyError as e:
-            raise TensorFileError(f"{shown(path)} {e}", source=source) from None
+            raise TensorFileError(_about(path, source, str(e)), source=source) from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
             raise TensorFileError(
                 f"not a valid .npz file ({one_line(str(e))[:80]})", source=source
             ) from None
+
+
+def _about(path: Path, source: str, msg: str) -> str:
+    """``msg`` about the file ``path``, named unless the message's source already is it (an
+    answers file: 'a.npz: a.npz holds ...')."""
+    return msg if source in (str(path), shown(path)) else f"{shown(path)} {msg}"
 
 
 def _zip(f: BinaryIO) -> zipfile.ZipFile:
@@ -244,7 +250,20 @@ def _zip(f: BinaryIO) -> zipfile.ZipFile:
             f"is an .npz of {members:,} members; gradcli reads archives of at most {MAX_MEMBERS:,}"
         )
     f.seek(0)
-    return zipfile.ZipFile(f)
+    archive = zipfile.ZipFile(f)
+    # a name twice (appended with zip -u, or 'dW' beside 'dW.npy') is two answers to one key:
+    # np.load's archive['dW'] reads one, this reader the other (outside test t34b F1)
+    seen: set[str] = set()
+    for n in archive.namelist():
+        key = n[: -len(".npy")] if n.endswith(".npy") else n
+        if key in seen:
+            archive.close()
+            raise npyformat.NpyError(
+                f"holds the array {shown(repr(key), 60)} twice, so which one is meant is "
+                "ambiguous (np.load reads one of them); write each array once"
+            )
+        seen.add(key)
+    return archive
 
 
 def _npy_names(archive: zipfile.ZipFile) -> list[str]:

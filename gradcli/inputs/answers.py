@@ -88,6 +88,8 @@ def load_answers(
         doc = parse_yaml(text, source=source, max_elements=budget.max_elements)
         if not isinstance(doc, dict):
             raise GradcliError("expected a mapping of tensor names to gradients", source=target)
+        for k in doc:  # named before any is read (a 'dq: foo.npy' said 'file not found')
+            _name_of(str(k), shapes, no_grad, known, target)
         raw = {
             str(k): load_source(v, str(k), base=base, source=source, budget=budget)
             for k, v in doc.items()
@@ -108,22 +110,11 @@ def load_answers(
             keys = [k for k in keys if (k[:1] == "d" and (k[1:] in shapes or k[1:] in no_grad))
                     or not (k in ("output", "grad_output") or k in shapes or k in no_grad)]
         raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
+    if not raw:  # (an empty archive: the refusal named no file)
+        raise GradcliError(f"holds no answer (expected the gradients of {known})", source=target)
     answers = Answers()
     for key, a in raw.items():
-        name = (
-            key if key in shapes else key[1:] if key.startswith("d") and key[1:] in shapes else None
-        )
-        if name is None and key in no_grad:
-            raise GradcliError(
-                f"{no_grad[key]} is not differentiated (labels, indices and targets have no "
-                f"gradient; {known})",
-                source=target, key=key,
-            )  # fmt: skip
-        if name is None:
-            raise GradcliError(
-                f"{key!r} is not a tensor of this spec{_near(key, shapes)} ({known})",
-                source=target, key=key,
-            )  # fmt: skip
+        name = _name_of(key, shapes, no_grad, known, target)
         a = np.asarray(a)
         if a.dtype.kind == "c":  # its values may well be finite: the kind is what is wrong
             raise GradcliError(f"expected real numbers, got {a.dtype} (complex)", source=target,
@@ -144,6 +135,23 @@ def load_answers(
             )  # fmt: skip
         answers.put(name, a)
     return answers
+
+
+def _name_of(key: str, shapes: Mapping[str, Any], no_grad: Mapping[str, str], known: str,
+             target: str) -> str:  # fmt: skip
+    """The tensor an answer's ``key`` (NAME or dNAME) answers, or a refusal naming it."""
+    if key in shapes:
+        return key
+    if key.startswith("d") and key[1:] in shapes:
+        return key[1:]
+    if key in no_grad:
+        raise GradcliError(
+            f"{no_grad[key]} is not differentiated (labels, indices and targets have no "
+            f"gradient; {known})",
+            source=target, key=key,
+        )  # fmt: skip
+    raise GradcliError(f"{key!r} is not a tensor of this spec{_near(key, shapes)} ({known})",
+                       source=target, key=key)  # fmt: skip
 
 
 def _theirs(

@@ -248,8 +248,9 @@ def _heatmap(
     terminal; a pattern (borders, one channel, a diagonal) shows."""
     a = np.asarray(a, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
-    err, tol = np.abs(a - n), r.atol + rtol * np.abs(n)
-    excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, shown as such
+        err, tol = np.abs(a - n), r.atol + rtol * np.abs(n)
+        excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
     excess[np.isnan(excess)] = np.inf  # a NaN in the gradient under test is as far off as it gets
     excess[np.isnan(n)] = np.nan
     info = spec.info(r.name)

@@ -111,12 +111,15 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["kinks_chained"] = r.kinks_chained
     if r.refined:
         doc["refined_halvings"] = r.refined_halvings
-    if r.numerics is not None:
-        info = r.numerics
-        doc.update(
-            colors=info.colors, forward_passes=info.forward_passes, coloring=info.coloring,
-            incremental=info.incremental,
-        )  # fmt: skip
+    # the same keys in every mode: null where no coordinate was differenced (a probe's
+    # directions: a script reading .forward_passes broke there only, outside test t34b F5)
+    info = r.numerics
+    doc.update(
+        colors=None if info is None else info.colors,
+        forward_passes=None if info is None else info.forward_passes,
+        coloring=None if info is None else info.coloring,
+        incremental=None if info is None else info.incremental,
+    )
     if r.roundoff is not None:
         doc["float32_roundoff"] = r.roundoff
         doc["float32_roundoff_source"] = r.roundoff_source
