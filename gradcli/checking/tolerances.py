@@ -720,6 +720,13 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     # measure it, at hundreds of calls)
     keep = (off <= np.maximum(atol, each) + rtol * slack) & (off > SLIP * slack)
     idx, off = idx[keep], off[keep]
+    # beyond a float32 answer's own rounding, known already (the backward's last bits, below,
+    # take runs of it)
+    _, f32, shared = _float32(p, name)
+    for mine in (f32, shared):
+        if mine is not None and idx.size:
+            keep = off > np.broadcast_to(mine, grad.shape).ravel()[idx] + rtol * np.abs(n[idx])
+            idx, off = idx[keep], off[keep]
     if not idx.size:
         return atol, noise
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -754,7 +761,6 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     idx, d1, d2, r1, r2 = idx[wrong], d1[wrong], d2[wrong], r1[wrong], r2[wrong]
     # and beyond the answer's own rounding (not ``noise``: it may hold the atol itself, _small)
     floor = np.zeros(idx.size)
-    _, f32, shared = _float32(p, name)
     for mine in (_own_floor(p, name, grad.shape), f32, shared):
         if mine is not None:
             floor = np.maximum(floor, np.broadcast_to(mine, grad.shape).ravel()[idx])

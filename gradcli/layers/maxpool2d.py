@@ -19,11 +19,14 @@ Options = _pool.Options
 
 
 # Z[i, j, c] = max_{m, n} Xp[i*s_h + m, j*s_w + n, c]      (Xp: X padded with -inf)
-def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """X (..., H, W, C) -> Z (..., Ho, Wo, C)."""
+def forward(
+    t: Arrays, options: Any = None, fill: float = -np.inf
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """X (..., H, W, C) -> Z (..., Ho, Wo, C); ``fill``: the padding's value (-inf: never a
+    window's maximum; 0 only for the diagnosis of a padding of zeros)."""
     X = t["X"]
     geo = _pool.geometry(X.shape, options or Options())
-    Xp = _conv.pad(X, geo, -np.inf)
+    Xp = _conv.pad(X, geo, fill)
     Z = arg = None
     for tap, window in _pool.taps(geo):
         v = Xp[window]
@@ -62,7 +65,16 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
     # the argmax's code with argmin in its place: the argmax of -X (its padding, -inf, never
     # the smallest), the first smallest element of each window
     routed = backward(np.asarray(dZ), forward({"X": -np.real(X)}, options)[1])["X"]
-    return {
+    # padded with zeros, which win the border windows of negative values: their gradient
+    # goes to the padding and is lost (outside test t34a F5 was sent to 'a statement that
+    # writes those elements alone')
+    zeros = {}
+    if any(g.lo or g.hi for g in geo):
+        zeros["maxpool:zero-padding"] = (
+            "with X padded with 0, not -inf: a border window whose elements are all negative "
+            "gives its gradient to the padding, and it is lost",
+            {"X": backward(np.asarray(dZ), forward({"X": np.real(X)}, options, 0.0)[1])["X"]})
+    return {**zeros,
         "maxpool:argmin": ("with each window's gradient routed to its smallest element, not "
                            "its largest (argmin where argmax belongs)",
                            {"X": routed}),
