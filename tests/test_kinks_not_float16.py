@@ -74,6 +74,27 @@ def test_clip_at_1e_3_is_no_float16_path(method):
     assert not wrong.passed, wrong.verdict()
 
 
+@pytest.mark.parametrize("method", ["central", "forward", "backward", "central4"])
+def test_clip_crossed_among_the_moves_is_no_float16_path(method):
+    """1e-6 from its bounds, clip's lines cross one bound among the moves, or both: the
+    output lies on straight pieces that meet, which no rounding leaves, and the right
+    backward failed with 'does not match' (t32a F4). Twin: a mask dropping the middle
+    element fails."""
+    x = np.array([0.001001, 0.000999, -0.000999, -0.001001, 0.0003])
+    g = np.array([1.3, 0.8, 0.3, -0.2, -0.7])
+    right = gradcli.check(forward=clip, backward=clip_backward(0.0), tensors={"x": x},
+                          grad_output=g, method=method)  # fmt: skip
+    assert right.passed, right.verdict()
+    assert not any("float16" in n for n in right.notes), right.notes
+
+    def dropped(grad_output, x):
+        return {"x": grad_output * ((x > -C) & (x < C) & (np.abs(x) > 1e-3 / 2))}
+
+    wrong = gradcli.check(forward=clip, backward=dropped, tensors={"x": x}, grad_output=g,
+                          method=method)  # fmt: skip
+    assert not wrong.passed, wrong.verdict()
+
+
 def test_a_float16_path_beside_float64_work_is_still_found():
     x = np.random.default_rng(0).normal(size=(3, 4))
 

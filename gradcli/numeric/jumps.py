@@ -75,7 +75,7 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     cols = np.arange(size) if size <= COLUMNS else rng.choice(size, COLUMNS, replace=False)
     y0 = y0.ravel()[cols]
     t = np.array(MOVES)
-    sigma, beyond = {}, {}
+    sigma, beyond, lines = {}, {}, {}
     for rel in (WIDE, NARROW, FINE, INSIDE) if fine else (WIDE, NARROW, INSIDE):
         # inside a cell: steps of each element's own size (a 0 stays); across cells: the
         # default step's rule, relative to max(1, |x|), times 1/sqrt(2): power-of-two moves
@@ -103,6 +103,7 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
             most = min(LARGER * unit, MOST) * magnitude
             if not np.any((sigma[WIDE] > floor) & (sigma[WIDE] <= most)):  # nothing: done
                 return 0.0
+        lines[rel] = D
         if rel == NARROW and not np.any(sigma[NARROW] > sigma[WIDE] / 2):  # curvature: done
             return 0.0
     jumps = ((sigma[WIDE] > floor) & (sigma[WIDE] <= most) & (sigma[NARROW] > sigma[WIDE] / 2)
@@ -120,15 +121,67 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     # the cells, np.round(x, 5), at either line, where its quanta fall among the moves)
     # (at some output: where they all jump only at the point, it is a kink's bend there)
     among = (FINE,) if fine else (WIDE, NARROW)
-    if not any(np.any((4 * beyond[rel] > sigma[rel]) & (sigma[rel] > floor)) for rel in among):
-        return 0.0
+    # (nor a line on two straight pieces, continuous: a kink crossed among the moves, which a
+    # rounding's cells never leave: clip(x, -1e-3, 1e-3) at 0.0003, moved by 4e-4 .. 2e-3,
+    # was float16 work, and its right backward did not match: outside test t32a F4)
     if not jumps.any():
+        return 0.0
+    for rel in among:
+        seen = (4 * beyond[rel] > sigma[rel]) & (sigma[rel] > floor)
+        if seen.any() and not _one_bend(t, lines[rel][:, seen], floor).all():
+            break
+    else:
         return 0.0
     # the rounding it leaves, relative to each output's size (an output near 0 counted at
     # 2^-10 of the largest): float32's eps or less for a float32 path, far more where the
     # inputs are rounded coarser (np.round(x, 5) ** 2: 5e-6)
     share = np.maximum(magnitude, float(magnitude.max()) / 2**10)
     return float(np.max(sigma[WIDE][jumps] / share[jumps]))
+
+
+def _one_bend(t: np.ndarray, D: np.ndarray, tol: float) -> np.ndarray:
+    """Per column of ``D`` (an output's moves at ``t``, from 0 at the point): whether the
+    points, the point included, lie on straight pieces that meet between two of them, to
+    ``tol``: one piece, two, or three whose middle one holds 3 points at least (a clip's
+    both bounds crossed along a line of 2e-3). A rounding's cells, off the moves' grid, leave
+    no such line, and a jump between two flat pieces (np.round(x, 5)) is no meeting."""
+    x = np.r_[0.0, t]
+    Y = np.vstack([np.zeros((1, D.shape[1])), D])
+    pieces = {(a, b): _line(x[a:b], Y[a:b], tol) for a in range(x.size)
+              for b in range(a + 1, x.size + 1)}  # fmt: skip
+    n = x.size
+    out = pieces[0, n][1].copy()
+    for i in range(1, n):
+        out |= _meets(x, pieces[0, i], pieces[i, n], i, tol)
+        for j in range(i + 3, n):  # (a middle piece of 3 points at least)
+            out |= (_meets(x, pieces[0, i], pieces[i, j], i, tol)
+                    & _meets(x, pieces[i, j], pieces[j, n], j, tol))  # fmt: skip
+    return out
+
+
+def _meets(x: np.ndarray, left: tuple[Any, np.ndarray], right: tuple[Any, np.ndarray],
+           at: int, tol: float) -> np.ndarray:  # fmt: skip
+    """Per column: both pieces straight, and their lines meeting between x[at - 1] and x[at]
+    (a point alone meets any line)."""
+    (lc, lok), (rc, rok) = left, right
+    ok = lok & rok
+    if lc is None or rc is None:
+        return ok
+    a, b = x[at - 1], x[at]
+    lo = lc[0] * a + lc[1] - (rc[0] * a + rc[1])
+    hi = lc[0] * b + lc[1] - (rc[0] * b + rc[1])
+    return ok & ((lo * hi <= 0) | (np.minimum(np.abs(lo), np.abs(hi)) <= tol))
+
+
+def _line(x: np.ndarray, Y: np.ndarray, tol: float) -> tuple[Any, np.ndarray]:
+    """((slope, intercept) per column, or None for a point alone; whether each column's
+    points at ``x`` lie on its line, to ``tol``)."""
+    if x.size < 2:
+        return None, np.ones(Y.shape[1], dtype=bool)
+    A = np.stack([x, np.ones(x.size)], axis=1)
+    with np.errstate(all="ignore"):
+        coef = np.linalg.lstsq(A, Y, rcond=None)[0]
+        return coef, np.all(np.abs(A @ coef - Y) <= tol, axis=0)
 
 
 def float16_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any) -> float:
