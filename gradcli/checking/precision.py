@@ -414,9 +414,11 @@ def _measure(
     kept). A run that comes back in float32, or with every entry a float32 number, computed in
     float32 whatever it was given: it measures nothing (an exact gradient, relu's g * mask,
     loses nothing to a stand-in)."""
+    _, cache = layer.forward(float64_copies(spec.tensors), spec.options)
+    g64 = layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
     if comp is None:
         _, cache = layer.forward(spec.tensors, spec.options)
-        runs = [layer.backward(spec.grad_output, cache)]
+        runs = [(layer.backward(spec.grad_output, cache), g64)]
         rng = np.random.default_rng(0x663332)
         # a layer with kinks routes by its inputs, which a nudge may tie or untie: only its
         # upstream gradient is nudged (checking/lastbit.py, the same for float64)
@@ -424,15 +426,20 @@ def _measure(
         for _ in range(nudged):
             moved = {k: v if kinked else _float32_nudged(v, rng)
                      for k, v in spec.tensors.items()}  # fmt: skip
+            g = _float32_nudged(spec.grad_output, rng)
             _, cache = layer.forward(moved, spec.options)
-            runs.append(layer.backward(_float32_nudged(spec.grad_output, rng), cache))
+            # against float64 at the moved point itself: the gradient's own change over a
+            # float32 last bit of x is no round-off (a softmax at x = 1e6 + N(0, 1) moves 6%
+            # over one, and a negated float32 answer passed as its 'round-off': t35b F5)
+            _, cache64 = layer.forward(float64_copies(moved), spec.options)
+            runs.append((layer.backward(g, cache),
+                         layer.backward(np.asarray(g, dtype=np.float64), cache64)))
     else:
-        runs = [{**comp.gradients, **{k[1:]: v for k, v in comp.intermediates.items()
-                                      if k.startswith("d") and k[1:] in spec.layer.intermediates}}]
-    _, cache = layer.forward(float64_copies(spec.tensors), spec.options)
-    g64 = layer.backward(np.asarray(spec.grad_output, dtype=np.float64), cache)
+        runs = [({**comp.gradients,
+                  **{k[1:]: v for k, v in comp.intermediates.items()
+                     if k.startswith("d") and k[1:] in spec.layer.intermediates}}, g64)]
     out = {}
-    for n, a in runs[0].items():
+    for n, a in runs[0][0].items():
         if n not in g64 or np.shape(g64[n]) != np.shape(a):
             continue
         b = np.asarray(g64[n])
@@ -441,9 +448,10 @@ def _measure(
         scale = float(np.max(np.abs(b), initial=0.0)) or 1.0
         each = np.zeros(b.shape)
         with np.errstate(invalid="ignore", over="ignore"):
-            for run in runs:
-                if n in run and np.shape(run[n]) == b.shape:
-                    each = np.fmax(each, np.abs(np.asarray(run[n], dtype=np.float64) - b))
+            for run, ref in runs:
+                if n in run and n in ref and np.shape(run[n]) == np.shape(ref[n]) == b.shape:
+                    each = np.fmax(each, np.abs(np.asarray(run[n], dtype=np.float64)
+                                                - np.asarray(ref[n], dtype=np.float64)))
         diff = float(np.max(each, initial=0.0))
         out[n] = (diff, diff / scale, real, each)
     return out

@@ -69,6 +69,13 @@ class GradcliGroup(TyperGroup):
             named()
             if restore is not None:
                 restore()
+        # a signal raised where an exception is ignored (a module lock's weakref callback,
+        # run at any moment) after the policy read none: the run still stops with its code
+        late = interrupt.received()
+        if late is not None and code != 128 + late:
+            if code != EXIT_INTERRUPTED:
+                diagnostic(interrupt.WORDS[late])
+            code = 128 + late
         if standalone_mode:
             sys.exit(code)
         return code
