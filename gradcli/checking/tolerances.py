@@ -164,10 +164,12 @@ def advice_for(p: Prepared, name: str) -> str:
 
 
 def float64_work(p: Prepared, name: str) -> bool:
-    """Whether ``name``'s differences are float64 work: a float64 spec, and a forward no
-    coarser rounding was read in (the rules that read an element's own round-off hold only
-    there; a float32 forward rounds every small element, as its tolerances allow)."""
-    return p.engines[name].unit <= EPS and p.spec.dtype == "float64"
+    """Whether ``name``'s differences are float64 work: a forward no coarser rounding was
+    read in, a float32 spec's too (its reference is the forward on float64 copies: a
+    sign-flipped dW of 7.5e-6 within its stencil's own round-off passed there only, outside
+    test t35a F3). The rules that read an element's own round-off hold only there; a forward
+    computing in float32 rounds every small element, as its tolerances allow."""
+    return p.engines[name].unit <= EPS
 
 
 def tiny_inputs(p: Prepared, name: str) -> bool:
