@@ -57,3 +57,41 @@ def test_saturated_attention_far_from_zero():
     right = r.computation.gradients
     wrong = {**right, "W_V": right["W_V"] * 1.01}
     assert not gradcli.check("attention", t, grad_output=g, grads=wrong).passed
+
+
+# X = 100 + 0.01 N(0, 1): dW_Q of 0.3 summed from terms of 1e4 (outside test t35b F7)
+X100 = [[100.0132257270092, 100.00578187942571, 99.97977689899619, 100.00784341414604],
+        [100.01553016362139, 99.99209476288385, 100.0098525221289, 99.98201618268298],
+        [100.00252156611646, 99.98338610638314, 100.00482390989649, 99.98212037249917]]
+WQ100 = [[-2.6328702074086703, 0.3960931685849598], [2.287889768374534, -0.5956695756416828],
+         [0.830165546635623, 0.11071109639467032], [-0.32350473962469367, 0.6153842851040173]]
+WK100 = [[1.6424053792567757, -1.2351279871889438], [0.5638969440170685, 0.3451354299335683],
+         [-1.4243456706601318, 1.6147108672323978], [1.9493587108638235, -0.952771988683857]]
+WV100 = [[1.737900495331739, 0.056146118138976554], [-0.1632483388444223, 1.5034489452647608],
+         [0.22743285521144363, 0.3231759063686238], [1.5176749746362916, 1.2882199194979769]]
+G100 = [[0.893149417916258, -1.400549883940593], [-1.5723903412447418, 1.1261412366905617],
+        [-0.9267195256430032, 0.14848354558181387]]
+
+
+def test_attention_at_100_under_central4_keeps_its_contract():
+    t = {"X": np.array(X100), "W_Q": np.array(WQ100), "W_K": np.array(WK100),
+         "W_V": np.array(WV100)}
+    r = gradcli.check("attention", t, grad_output=np.array(G100), method="central4")
+    assert r.passed, r.verdict()
+    # the twin: a backward squaring part of its upstream gradient is still not linear
+    from gradcli.layers import REGISTRY
+
+    ours = REGISTRY["attention"]
+
+    def forward(X, W_Q, W_K, W_V):
+        return ours.forward({"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V})[0]
+
+    def backward(grad_output, X, W_Q, W_K, W_V):
+        out = ours.backward(grad_output + 1e-3 * grad_output**2,
+                            ours.forward({"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V})[1])
+        return {k: out[k] for k in ("X", "W_Q", "W_K", "W_V")}
+
+    bad = gradcli.check("attention", t, grad_output=np.array(G100), method="central4",
+                        forward=forward, backward=backward)
+    assert not bad.passed
+    assert any(f.name == "linearity" and not f.passed for f in bad.check.contract)

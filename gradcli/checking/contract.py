@@ -211,6 +211,24 @@ def check_contract(
     zero = backward(np.zeros_like(g1))
     size = max(g1.size, 1)
     findings: dict[str, list[Finding]] = {c: [] for c in CONTRACTS}
+    floors: dict[str, np.ndarray] | None = None
+
+    def floor_of(n: str) -> float:
+        """The built-in layer's own float64 round-off of d``n`` (lastbit.backward_floor), read
+        only where linearity fails without it: attention at X = 100 + 0.01 N(0, 1) sums
+        terms of 1e4 into a dW_Q of 0.3, its built-in backward 'not linear' by 3.8e-9 against
+        2.6e-10 under central4's tighter tolerances (outside test t35b F7)."""
+        nonlocal floors
+        if floors is None:
+            from gradcli.checking import lastbit  # LAZY: only where linearity fails
+
+            try:
+                floors = lastbit.backward_floor(spec, tuple(names))
+            except Exception:  # noqa: BLE001 - a layer refusing its nudged cache: no floor
+                floors = {}
+        f = floors.get(n)
+        return 0.0 if f is None else float(np.max(f, initial=0.0))
+
     for n in names:
         eps = float(np.finfo(spec.dtype).eps)
         if dtypes[n].kind == "f":
@@ -226,6 +244,10 @@ def check_contract(
         lin_tol = max(
             slack, 0.1 * (atol + rtol * largest[n]), 16 * (roundoff or {}).get(n, 0) * largest[n]
         )
+        if lin[n] > lin_tol and dtype == np.float64:
+            # (the deviation of g1 + 2 g2 against g1 and g2: four calls' round-off, at up to
+            # three times the spec's upstream gradient)
+            lin_tol = max(lin_tol, 16 * floor_of(n))
         constant = apart[n] <= slack < big1[n]
         # a float64 backward linear to float32's round-off only rounds to float32 somewhere
         rounded = dtype == np.float64 and lin[n] <= roundoff_tolerance(EPS32, scale, size)

@@ -454,6 +454,11 @@ def _measure(
                                                 - np.asarray(ref[n], dtype=np.float64)))
         diff = float(np.max(each, initial=0.0))
         out[n] = (diff, diff / scale, real, each)
+    # one gradient beyond float32's numbers says the run was float64 for all: a bias before
+    # a batchnorm reads 2^-53 there, a float32 number, and its float32 round-off of 2e-4 was
+    # 'estimated' as if no float64 run existed, and failed (outside test t35a F6)
+    if any(v[2] for v in out.values()):
+        out = {k: (v[0], v[1], True, v[3]) for k, v in out.items()}
     return out
 
 
