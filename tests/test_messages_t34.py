@@ -66,6 +66,10 @@ def test_an_input_at_the_largest_float_is_refused(cli, tmp_path, assert_usage_er
 def test_a_step_beyond_x_is_refused(cli, assert_usage_error):
     assert_usage_error(cli("check", "tanh", "--eps", "1e5"), "--eps", "at most 1")
     assert cli("check", "tanh", "--eps", "1", "-q").exit_code == 0
+    # the complex step's truncation is never refined: a step of 1e-3 failed a right tanh
+    assert_usage_error(cli("check", "tanh", "--method", "complex", "--eps", "1e-3"),
+                       "--eps", "complex step of at most")
+    assert cli("check", "tanh", "--method", "complex", "--eps", "1e-7", "-q").exit_code == 0
     with pytest.raises(gradcli.GradcliError):
         gradcli.check("tanh", eps=2.0)
 

@@ -55,6 +55,7 @@ from gradcli.checking.tolerances import (
     tiny_inputs,
     tolerance,
     tolerances,
+    within_terms,
 )
 from gradcli.checking.userwork import (
     backward_against_builtin,
@@ -888,6 +889,8 @@ def compare_tensor(
         refined_halvings=0 if refined is None else refined.halvings, kinks_chained=chained,
         **_extra(p, name),
     )  # fmt: skip
+    if not result.passed and not unresolved and (why := within_terms(p, name, grad)):
+        result = _unresolved(result, f"cannot resolve d{name} at this step: {why}")
     if not result.passed and not unresolved and refined is not None and refined.noisy.size:
         why = _noisy(p, name, grad, refined, atol, rtol, noise, coords, fix)
         if why:

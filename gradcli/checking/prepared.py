@@ -25,6 +25,7 @@ MODES = ("auto", "full", "sample", "probe")
 DEFAULT_BUDGET_SECONDS = 60.0
 DEFAULT_SAMPLES = 64
 MAX_EPS = 1.0  # --eps: the step, relative to max(1, |x|), is at most x's own size
+MAX_COMPLEX_EPS = 1e-6  # and the complex step's, whose truncation eps^2 is not refined
 
 
 @record
@@ -77,6 +78,12 @@ class CheckOptions:
             if v is not None and (not math.isfinite(v) or v < 0 or (opt == "eps" and v == 0)):
                 sign = "positive" if opt == "eps" else "non-negative"
                 raise OptionError(f"expected a finite {sign} number, got {v}", param=opt)
+        if self.eps is not None and self.method == "complex" and self.eps > MAX_COMPLEX_EPS:
+            # its truncation, h^2 of the slope's scale, is held to a billionth of the gradient
+            # and is never refined: at 1e-3 a right tanh failed (outside test t35b F6)
+            raise OptionError(f"expected a complex step of at most {MAX_COMPLEX_EPS:g} (its "
+                              f"truncation, about eps^2, is held to 1e-9 of the gradient), "
+                              f"got {self.eps:g}; leave it auto (1e-20)", param="eps")
         if self.eps is not None and self.eps > MAX_EPS:
             # a step beyond |x| itself differences nothing near x: at --eps 1e5 the smaller
             # steps never reached a sane one, and a right tanh failed (outside test t34b F6)

@@ -20,6 +20,7 @@ from gradcli.numeric.engine import TensorNumerics
 from gradcli.numeric.methods import EPS, RESOLVE_MARGIN, steps
 
 COMPLEX_MARGIN = 1e9  # the complex step's atol lies this far below the tensor's largest value
+ROUNDED_TERMS = 1024  # eps of sum |g y|: a user's gradient this small is its terms' rounding
 
 
 def tolerance(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics):
@@ -155,6 +156,25 @@ def _complex_ok(p: Prepared, name: str) -> bool:
     """Whether the complex step may be advised: not for a forward computing in float32 or
     float16 (its casts drop the imaginary part, and it is refused)."""
     return p.engines[name].unit <= EPS
+
+
+def within_terms(p: Prepared, name: str, grad: np.ndarray) -> str:
+    """Why a user's tensor failing under the complex step is not judged ("" when it is): both
+    sides lie within the rounding of the forward's terms, about eps of sum |g y|, as a
+    gradient that cancels to 0 does (a layer norm of yours under an upstream gradient of
+    ones): the complex step reads that rounding, and a right answer of exactly 0 failed
+    against 5.6e-17 (outside test t35a F8, F9). A built-in's terms are known (_natural)."""
+    if (p.opts.method != "complex" or p.engines[name].unit > EPS or p.opts.atol is not None
+            or _ours(p)):
+        return ""  # fmt: skip
+    terms = EPS * float(np.sum(p.engines[name].gy))
+    both = max(largest(grad), largest(np.asarray(p.under_test[name], dtype=np.float64)))
+    if not 0 < both <= ROUNDED_TERMS * terms:
+        return ""
+    return (f"its values (at most {both:.2g}) lie within the round-off of the forward's terms "
+            f"(about {terms:.2g}): a gradient that cancels to 0 (an upstream gradient of ones "
+            f"through a normalization or a softmax) is not told from its rounding; check it "
+            f"under another grad_output")
 
 
 def advice_for(p: Prepared, name: str) -> str:
