@@ -60,18 +60,26 @@ def clip_backward(widen: float):
     return backward
 
 
-@pytest.mark.parametrize("method", ["central", "forward", "backward"])
-def test_clip_at_1e_3_is_no_float16_path(method):
-    x = np.array([0.00100001, 0.00099999, -0.00099999, -0.00100001, 0.0003])
-    g = np.array([1.3, 0.8, 0.3, -0.2, -0.7])
+G5 = np.array([1.3, 0.8, 0.3, -0.2, -0.7])
+
+
+def _clip_twins(x: np.ndarray, wrong_backward, method: str) -> None:
+    """The right clip backward passes at ``x``, read as float64 work; ``wrong_backward``
+    fails."""
     right = gradcli.check(forward=clip, backward=clip_backward(0.0), tensors={"x": x},
-                          grad_output=g, method=method)  # fmt: skip
+                          grad_output=G5, method=method)  # fmt: skip
     assert right.passed, right.verdict()
     assert not any("float16" in n for n in right.notes), right.notes
-    # the mask widened by 2e-8: slope 1 at +-1.00001e-3, which are clipped
-    wrong = gradcli.check(forward=clip, backward=clip_backward(2e-8), tensors={"x": x},
-                          grad_output=g, method=method)  # fmt: skip
+    wrong = gradcli.check(forward=clip, backward=wrong_backward, tensors={"x": x},
+                          grad_output=G5, method=method)  # fmt: skip
     assert not wrong.passed, wrong.verdict()
+
+
+@pytest.mark.parametrize("method", ["central", "forward", "backward"])
+def test_clip_at_1e_3_is_no_float16_path(method):
+    # the wrong one: the mask widened by 2e-8, slope 1 at +-1.00001e-3, which are clipped
+    x = np.array([0.00100001, 0.00099999, -0.00099999, -0.00100001, 0.0003])
+    _clip_twins(x, clip_backward(2e-8), method)
 
 
 @pytest.mark.parametrize("method", ["central", "forward", "backward", "central4"])
@@ -80,19 +88,11 @@ def test_clip_crossed_among_the_moves_is_no_float16_path(method):
     output lies on straight pieces that meet, which no rounding leaves, and the right
     backward failed with 'does not match' (t32a F4). Twin: a mask dropping the middle
     element fails."""
-    x = np.array([0.001001, 0.000999, -0.000999, -0.001001, 0.0003])
-    g = np.array([1.3, 0.8, 0.3, -0.2, -0.7])
-    right = gradcli.check(forward=clip, backward=clip_backward(0.0), tensors={"x": x},
-                          grad_output=g, method=method)  # fmt: skip
-    assert right.passed, right.verdict()
-    assert not any("float16" in n for n in right.notes), right.notes
 
     def dropped(grad_output, x):
         return {"x": grad_output * ((x > -C) & (x < C) & (np.abs(x) > 1e-3 / 2))}
 
-    wrong = gradcli.check(forward=clip, backward=dropped, tensors={"x": x}, grad_output=g,
-                          method=method)  # fmt: skip
-    assert not wrong.passed, wrong.verdict()
+    _clip_twins(np.array([0.001001, 0.000999, -0.000999, -0.001001, 0.0003]), dropped, method)
 
 
 def test_a_float16_path_beside_float64_work_is_still_found():
