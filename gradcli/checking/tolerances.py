@@ -691,7 +691,7 @@ def roundoff(p: Prepared, name: str) -> float | None:
 
 BELOW_READ = 64  # elements passing only under the atol that below_atol rereads, at most
 REREADS = (1.0, 4.0, 16.0)  # ... at central's default step divided by these
-AGREE = 8.0  # the two rereads agree: their difference this far below the error they read
+AGREE = 8.0  # two rereads agree: their difference this far below the error they read
 SLIP = 1e-4  # of the element: smaller errors below the atol are no bug's (and not reread)
 
 
@@ -705,24 +705,24 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
                settled: np.ndarray) -> tuple[float, np.ndarray | None]:  # fmt: skip
     """(atol, noise) holding the elements that pass only under ``atol`` (or a floor as coarse:
     _small's) to the answer's own rounding (its backward's last bits, float32's ulps) where the
-    step reads them far more finely: their error over 64 times their stencil's round-off, over
-    that rounding and over SLIP of the element, confirmed by central differences at 1/4 and
-    1/16 of central's default step that agree with each other AGREE times closer than with the
-    answer (a curvature's residual shrinks 16-fold between them, so none is left), the answer
-    AGREE times beyond their round-off, measured along each line. The atol is a floor for what
-    the step cannot read; where it reads an element to 1e-12 of itself, 1e-7 is no licence: a
-    layernorm's dx of 1e-8 beside one of 3e-4 passed zeroed (outside test t31b F3), and a layer
-    scaled by 1e-10 passed 1.5% slips below 1/1000 of its largest gradient (t29b F2, t32b F3).
-    ``settled``: flat indices a kink's sides or the smaller steps decided (a near tie's rereads
-    straddle it). A forward read in float64 only (a float32 spec's too: its answers keep their
-    float32 round-off); not under --atol."""
+    step reads them far more finely: their error beyond their stencil's modelled round-off,
+    over that rounding and over SLIP of the element, confirmed by two successive central
+    differences of REREADS (central's default step, 1/4 and 1/16 of it) that agree with each
+    other AGREE times closer than with the answer (a curvature's residual shrinks 16-fold from
+    one to the next, so none is left), the answer AGREE times beyond their round-off, measured
+    along each line. The atol is a floor for what the step cannot read; where it reads an
+    element to 1e-12 of itself, 1e-7 is no licence: a layernorm's dx of 1e-8 beside one of 3e-4
+    passed zeroed (outside test t31b F3), and a layer scaled by 1e-10 passed 1.5% slips below
+    1/1000 of its largest gradient (t29b F2, t32b F3). ``settled``: flat indices a kink's sides
+    or the smaller steps decided (a near tie's rereads straddle it). A forward read in float64
+    only (a float32 spec's too: its answers keep their float32 round-off); not under --atol."""
     engine = p.engines[name]
     if (p.opts.atol is not None or p.random_forward or p.mode == "probe" or info.noise_at is None
             or name not in engine.t64 or engine.unit > EPS or tiny_inputs(p, name)):
         return atol, noise  # fmt: skip
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
-    # far beyond each element's own stencil's round-off (the tensor-wide one is its largest
+    # beyond each element's own stencil's round-off (the tensor-wide one is its largest
     # element's, which the rereads' agreement stands in for); the few such elements first,
     # without full-size temporaries beyond two (a check's peak is bounded: --max-memory)
     with np.errstate(invalid="ignore", over="ignore"):
