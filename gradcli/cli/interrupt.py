@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,7 +138,26 @@ def during_run() -> Callable[[], None]:
     """A fresh run: forget earlier signals (in-process callers run several)."""
     global _state
     _state = _State()
+    _quiet_unraisable()
     return _install(_on_signal)
+
+
+def _quiet_unraisable() -> None:
+    """A signal raised where Python cannot raise (a module lock's weakref callback, run at any
+    moment) is 'ignored' with a traceback on stderr; the run still stops by the exit policy,
+    which reads the signal received (cli/exits.py), so it is ignored quietly (a SIGTERM at
+    that moment, under load, printed 'Exception ignored in ... Traceback': test_output)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_gradcli", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _state.received is not None:
+            return
+        previous(unraisable)
+
+    hook._gradcli = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def ignore() -> None:
