@@ -960,9 +960,7 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
     n, own = grad.ravel(), np.asarray(own, dtype=np.float64).ravel()
     # (and the outputs it may move, which a step below their last bit leaves where they are:
     # a linear's dW beside a feature of 1.7e15 reads 0.72 for -0.26 there, moving nothing)
-    reach = info.noise if info.noise_reach is None else info.noise_reach
-    own = np.maximum(own, np.broadcast_to(np.asarray(reach, dtype=np.float64),
-                                          grad.shape).ravel())  # fmt: skip
+    own = np.maximum(own, _reach(info, grad.shape).ravel())
     floor = np.maximum(atol, 0.0 if noise is None else np.asarray(noise).ravel())
     with np.errstate(invalid="ignore", over="ignore"):
         clear = (np.abs(a - n) > floor + rtol * np.abs(n)) & np.isfinite(n) & np.isfinite(a)
@@ -977,6 +975,13 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
                f"step resolves, fail{'' if k > 1 else 's'} beyond {'their' if k > 1 else 'its'}"
                f" tolerance: a mismatch")  # fmt: skip
     return bool(k)
+
+
+def _reach(info: TensorNumerics, shape: tuple[int, ...]) -> np.ndarray:
+    """Each element's round-off over every output it may move (info.noise_reach); where
+    footprints are unknown, the tensor's, over every output (Engine.reach_noise)."""
+    reach = info.noise if info.noise_reach is None else info.noise_reach
+    return np.broadcast_to(np.asarray(reach, dtype=np.float64), shape)
 
 
 def _unresolved(result: TensorResult, why: str) -> TensorResult:
@@ -1028,7 +1033,7 @@ def _within_own_noise(p: Prepared, name: str, grad: np.ndarray, info: TensorNume
                       atol: float, rtol: float, coords: np.ndarray | None) -> str:
     """Why a passing tensor's elements are not verified ("" when they are): elements that pass
     only under their finite differences' own round-off (info.noise_at), where that round-off
-    reaches half their size and is 64 times ``atol`` (what the tolerance calls negligible:
+    reaches half their size and is 64 times central's atol (what the tolerance calls negligible:
     an element of a few atol says little by its size; a squared hinge's mean over 1600
     elements reads those of 6e-7 to 2e-6). central4's step moves an mse of 1.7e11 (one
     prediction of 1e6) in jumps of its last bit, 3e-5, which read the other predictions'
@@ -1075,17 +1080,16 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     that tolerance (refine.swallowed). An mse with one prediction of 1e6, a loss of 1.7e11,
     reads 0 at the other predictions, and an answer of zeros there passed where the right one
     cannot be resolved (outside test t31a F1)."""
-    # (where footprints are unknown, the round-off of every output: Engine.reach_noise)
-    reach = np.full(grad.shape, info.noise) if info.noise_reach is None else info.noise_reach
+    reach = _reach(info, grad.shape).ravel()
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
     t = np.broadcast_to(floor, grad.shape).ravel()
-    zero = (n == 0) & (a == 0) & (np.asarray(reach).ravel() > t)
+    zero = (n == 0) & (a == 0) & (reach > t)
     zero &= compared(n.size, coords)
     idx = np.flatnonzero(zero)
     if not idx.size:
         return ""
-    idx = idx[np.argsort(-np.asarray(reach).ravel()[idx], kind="stable")[:SWALLOWED_MOST]]
+    idx = idx[np.argsort(-reach[idx], kind="stable")[:SWALLOWED_MOST]]
     engine = p.engines[name]
     got, seconds = refine.swallowed(engine, name, idx, engine.method, p.opts.coloring, t[idx],
                                     p.left(), zero=True)  # fmt: skip

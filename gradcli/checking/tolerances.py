@@ -182,7 +182,9 @@ def within_terms(p: Prepared, name: str, grad: np.ndarray) -> str:
     if (p.opts.method != "complex" or p.engines[name].unit > EPS or p.opts.atol is not None
             or _ours(p)):
         return ""  # fmt: skip
-    terms = EPS * float(np.sum(p.engines[name].gy))
+    from gradcli.numeric.refine import all_rounding  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    terms = all_rounding(p.engines[name])
     both = max(largest(grad), largest(np.asarray(p.under_test[name], dtype=np.float64)))
     if not 0 < both <= ROUNDED_TERMS * terms:
         return ""
@@ -416,13 +418,23 @@ def _measured_passing(p: Prepared, name: str, grad: np.ndarray, atol: float, rto
     h = steps(engine.t64[name].ravel()[idx], engine.eps)
     measured = 2 * 4 * sigma * engine.method.spread / h
     # (the answer's own rounding stays: float32 code's ulps, the backward's last bits)
-    _, f32, shared = _float32(p, name)
-    for own in (_own_floor(p, name, grad.shape), f32, shared):
-        if own is not None:
-            measured = np.maximum(measured, np.broadcast_to(own, grad.shape).ravel()[idx])
+    measured = np.maximum(measured, _answer_rounding(p, name, grad.shape, idx))
     out = each.copy()
     out[idx] = np.where(np.isfinite(measured), np.minimum(out[idx], measured), out[idx])
     return out.reshape(grad.shape)
+
+
+def _answer_rounding(p: Prepared, name: str, shape: tuple[int, ...], idx: np.ndarray,
+                     backward: bool = True) -> np.ndarray:  # fmt: skip
+    """The answer's own rounding at the flat elements ``idx``: float32's ulps (its round-off
+    allowance, each element's and the part every one gets) and, with ``backward``, its
+    backward's last bits (_own_floor: runs of the backward, worked out once)."""
+    _, f32, shared = _float32(p, name)
+    floor = np.zeros(idx.size)
+    for own in ((_own_floor(p, name, shape),) if backward else ()) + (f32, shared):
+        if own is not None:
+            floor = np.maximum(floor, np.broadcast_to(own, shape).ravel()[idx])
+    return floor
 
 
 def _own_size(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, base: float,
@@ -733,7 +745,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     only (a float32 spec's too: its answers keep their float32 round-off); not under --atol."""
     engine = p.engines[name]
     if (p.opts.atol is not None or p.random_forward or p.mode == "probe" or info.noise_at is None
-            or name not in engine.t64 or engine.unit > EPS or tiny_inputs(p, name)):
+            or name not in engine.t64 or not float64_work(p, name) or tiny_inputs(p, name)):
         return atol, noise  # fmt: skip
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
@@ -759,11 +771,9 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     idx, off = idx[keep], off[keep]
     # beyond a float32 answer's own rounding, known already (the backward's last bits, below,
     # take runs of it)
-    _, f32, shared = _float32(p, name)
-    for mine in (f32, shared):
-        if mine is not None and idx.size:
-            keep = off > np.broadcast_to(mine, grad.shape).ravel()[idx] + rtol * np.abs(n[idx])
-            idx, off = idx[keep], off[keep]
+    keep = off > _answer_rounding(p, name, grad.shape, idx, backward=False) \
+        + rtol * np.abs(n[idx])
+    idx, off = idx[keep], off[keep]
     if not idx.size:
         return atol, noise
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -784,8 +794,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     # the rereads' own round-off, measured along each line off the step grid: a loss rounded
     # at its log-sum-exp of 15 reads a confident class's 1.1e-8 7e-5 off, the same at both
     # steps on the grid (and torch's float32 answer right there failed)
-    sigma = _line_rounding(p, name, idx, (lambda x, _: steps(x, METHODS["central"].auto_eps)
-                                          / REREADS[1],), np.minimum)  # fmt: skip
+    sigma = _line_rounding(p, name, idx, (lambda x, _: h / REREADS[1],), np.minimum)
     ai = a[idx]
     wrong = np.zeros(idx.size, dtype=bool)
     d = [np.abs(ai - r) for r in reads]
@@ -806,10 +815,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     r1 = np.stack(reads)[np.argmin(np.stack(d), axis=0), np.arange(idx.size)][wrong]
     idx = idx[wrong]
     # and beyond the answer's own rounding (not ``noise``: it may hold the atol itself, _small)
-    floor = np.zeros(idx.size)
-    for mine in (_own_floor(p, name, grad.shape), f32, shared):
-        if mine is not None:
-            floor = np.maximum(floor, np.broadcast_to(mine, grad.shape).ravel()[idx])
+    floor = _answer_rounding(p, name, grad.shape, idx)
     wrong = d1 > floor + rtol * np.abs(r1)
     if not wrong.any():
         return atol, noise

@@ -208,7 +208,7 @@ def swallowed(e: Engine, name: str, idx: np.ndarray, m: Method, coloring: bool,
     H = steps(e.t64[name].ravel()[idx], e.eps)
     D = kinks.moves(e, name, idx, H, offsets, coloring)[0]
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        far = np.clip(64 * _all_rounding(e) / (slope * H), STILL, 2.0**40)
+        far = np.clip(64 * all_rounding(e) / (slope * H), STILL, 2.0**40)
     far = H * np.exp2(np.ceil(np.log2(np.nan_to_num(far, nan=STILL))))
     F, scale = kinks.moves(e, name, idx, far, (-1, 1), coloring)
     read = np.abs(F[1] - F[0]) / (2 * far)
@@ -220,7 +220,7 @@ def swallowed(e: Engine, name: str, idx: np.ndarray, m: Method, coloring: bool,
     return out, cost
 
 
-def _all_rounding(e: Engine) -> float:
+def all_rounding(e: Engine) -> float:
     """The modelled rounding of L over all its outputs (a unit of each |g y|)."""
     return max(e.unit, EPS) * float(np.sum(e.gy))
 
@@ -332,7 +332,7 @@ def _halve(e, name, idx, x, a, numeric, m, tol, coloring, seconds, floor,
         # larger number inside the forward (the confident loss's 1) leaves no side flat there
         if (new := flat & ~still[todo]).any():
             reach = np.maximum(np.abs(a[todo]), np.abs(last)) * h[todo] * max(map(abs, offsets))
-            rounding = 64 * _all_rounding(e) + 16 * floor[todo]
+            rounding = 64 * all_rounding(e) + 16 * floor[todo]
             ask = np.flatnonzero(new & (reach > rounding))
             if ask.size:
                 spent += kinks.moves_seconds(e, name, idx[todo[ask]], coloring, points=2)
