@@ -216,11 +216,15 @@ def test_an_assert_on_float64_keeps_the_floor():
     assert r.passed, r.verdict()
 
 
+@pytest.mark.parametrize("method", ["central", "forward", "central4"])
 @pytest.mark.parametrize("make", ["softmax", "layernorm"])
-def test_an_upstream_gradient_of_ones_through_a_custom_normalization_passes(make):
+def test_an_upstream_gradient_of_ones_through_a_custom_normalization_passes(make, method):
     """Outside test t27 N8: L = sum(softmax(x)) is constant, dx = 0 in theory and 1e-17 of
     round-off either side; a custom softmax or layernorm under it read 'cannot resolve' for a
-    while (the outputs' reach held against a gradient of round-off). Twin: a missing term."""
+    while (the outputs' reach held against a gradient of round-off). It is judged at the size
+    of its terms, read from the same differences under upstream gradients of random signs
+    (the reach is no longer asked only where an element fails: t36b F1). Twin: a missing
+    term."""
     x = np.random.default_rng(1).normal(size=(8, 10)) * 2
 
     def ln_forward(x):
@@ -237,9 +241,9 @@ def test_an_upstream_gradient_of_ones_through_a_custom_normalization_passes(make
         ln_forward, ln_backward)  # fmt: skip
     ones = np.ones_like(x)
     assert gradcli.check(forward=forward, backward=backward, tensors={"x": x},
-                         grad_output=ones).passed  # fmt: skip
+                         grad_output=ones, method=method).passed  # fmt: skip
     if make == "layernorm":  # the twin: the mean's term dropped, at the same point
-        wrong = gradcli.check(forward=forward, tensors={"x": x}, grad_output=ones,
+        wrong = gradcli.check(forward=forward, tensors={"x": x}, grad_output=ones, method=method,
                               backward=lambda grad_output, x: ln_backward(grad_output, x, True))
         assert not wrong.passed
 

@@ -180,3 +180,46 @@ def test_a_float32_forward_is_never_advised_the_complex_step():
     said = report.verdict() + " ".join(r.unresolved for r in report.results.values())
     assert "complex" not in said, said
 
+
+
+def _tiny_share(a, b):
+    return a * 1e-8 + b
+
+
+def _tiny_share_back(slip: str):
+    def backward(grad_output, a, b):
+        da = 1e-8 * grad_output
+        if slip == "negated":
+            da[0, 1] = -da[0, 1]
+        elif slip == "zeroed":
+            da[0, 1] = 0.0
+        elif slip == "10%":
+            da = 1.1 * da
+        return {"a": da, "b": grad_output.copy()}
+
+    return backward
+
+
+TINY = {"a": np.random.default_rng(0).normal(size=(3, 4)),
+        "b": np.random.default_rng(1).normal(size=(3, 4))}
+
+
+@pytest.mark.parametrize("slip", ["negated", "zeroed", "10%", "none"])
+@pytest.mark.parametrize("method", ["forward", "backward"])
+def test_a_share_below_the_outputs_last_bit_is_never_passed(method, slip):
+    """Outside test t36b F1: y = 1e-8 a + b under a one-sided step of 1.5e-8 moves y by 1.5e-16,
+    below its last bit: every difference is round-off of the size of da itself, none failing
+    under it, and a negated, zeroed or 10% slip passed 'within noise'. It cannot be resolved
+    at that step, whatever the answer."""
+    report = gradcli.check(forward=_tiny_share, backward=_tiny_share_back(slip), tensors=TINY,
+                           method=method)  # fmt: skip
+    result = report.results["a"]
+    assert not report.passed and result.unresolved, report.verdict()
+    assert report.results["b"].passed
+
+
+@pytest.mark.parametrize("slip", ["negated", "zeroed", "10%", "none"])
+def test_the_twin_central_differences_read_it(slip):
+    report = gradcli.check(forward=_tiny_share, backward=_tiny_share_back(slip), tensors=TINY)
+    assert report.passed is (slip == "none"), report.verdict()
+    assert not report.results["a"].unresolved

@@ -67,7 +67,7 @@ def tolerances(
     slopes = info.kink_slopes
     top = largest(grad, slopes)
     if opts.atol is None and np.isfinite(info.noise) and info.noise * margin > top:
-        natural = _natural(p, name)
+        natural = _natural(p, name, info)
         reach = 0.0 if info.noise_reach is None else float(np.max(info.noise_reach, initial=0))
         if natural > top and max(info.noise * margin, reach * SWALLOWED) <= natural:
             unresolved, slopes = "", natural
@@ -124,8 +124,10 @@ def tolerances(
     # round-off is each element's reach: a softmax of your own at a top logit of 30 read its
     # dx of 1e-13 with the top output's share lost in the rounding of 1, and the right one
     # was called wrong, outside test t36b F4)
-    # asked where some element fails under the lowered atol: a right one that passes there
-    # (a custom softmax under ones, 0 on both sides to round-off) stays passed, t27 N8)
+    # whether or not an element fails there: under forward differences y = 1e-8 a + b reads
+    # da to 1.5e-16 of y, its own size, and a sign-flipped da passed, none failing (t36b F1);
+    # where the terms cancel (a custom softmax under ones, 0 on both sides to round-off) they
+    # are read under other upstream gradients, and the tensor judged at their size (t27 N8)
     # (and an error far beyond that round-off is a mismatch whatever it is: a softmax without
     # its rowsum term answers 0.7 there)
     reaches = info.noise_reach
@@ -133,7 +135,7 @@ def tolerances(
         a, n, _, failing = _failing(p, name, grad, capped, rtol, noise)
         with np.errstate(invalid="ignore", over="ignore"):
             clear = np.abs(a[failing] - n[failing]) > RESOLVE_MARGIN * info.noise
-        if failing.size and not clear.any():
+        if not clear.any():
             reaches = np.full(grad.shape, info.noise)
     if small and not unresolved and reaches is not None:
         # whether the step resolves the tensor is asked whatever the answer: the round-off
@@ -237,11 +239,15 @@ def _tiny_inputs(p: Prepared, name: str, why: str) -> str:
     return why.replace(said, turned) if said in why else why
 
 
-def _natural(p: Prepared, name: str) -> float:
+def _natural(p: Prepared, name: str, info: TensorNumerics | None = None) -> float:
     """The size of ``name``'s gradient where its upstream gradient's terms do not cancel
     (checking/lastbit.natural_scale), from the built-in backward only (a user's, wrong, could
-    make it anything); 0 where there is none."""
+    make it anything), else from the differences themselves under upstream gradients of
+    random signs (``info.natural``: a softmax of your own under ones, whose dx of 0 in theory
+    reads 2e-11 beside terms of 0.5); 0 where there is none."""
     each = _natural_each(p, name)
+    if each is None and info is not None and info.natural is not None:
+        each = np.where(np.isfinite(info.natural), info.natural, 0.0)
     return 0.0 if each is None else float(each.max(initial=0.0))
 
 

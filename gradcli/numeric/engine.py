@@ -109,6 +109,10 @@ class TensorNumerics:
     noise_reach: np.ndarray | None = field(default=None, repr=False)
     # central differences of a layer whose kinks are not known: the kink screen's readings
     bends: Bends | None = field(default=None, repr=False)
+    # where the footprints are unknown (``unseen``): each element's largest |gradient| read
+    # from the same differences under NATURAL_SIGNS upstream gradients of |g| with random signs,
+    # the size of its terms where they cancel under g (a softmax of your own under ones)
+    natural: np.ndarray | None = field(default=None, repr=False)
 
 
 class Engine(StackedForward):
@@ -392,6 +396,7 @@ class Engine(StackedForward):
         chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors), screen)
         chunk = termwise.TERMWISE_CHUNK if by_term else chunk
         passes, unseen = 0, False
+        natural: np.ndarray | None = None  # made where read (whole passes)
         for start in range(0, len(colors), chunk):
             part = colors[start : start + chunk]
             if by_term:  # each coordinate's one term
@@ -413,6 +418,9 @@ class Engine(StackedForward):
                 scale[part] = self.gy.sum()
                 moved[part] = _moved(d) @ self.gy
                 unseen = True
+                if self.g.size > 1:
+                    natural = np.zeros(x.size) if natural is None else natural
+                    natural[part] = np.abs(d @ _signed(self.g)).max(axis=1)
             else:
                 together = members[start : start + chunk] if members else None
                 read = [] if screen else None
@@ -467,6 +475,7 @@ class Engine(StackedForward):
             else None,
             # central's D is (y(x + h) - y(x - h)) / 2: sums, before the division by h
             bends=None if bend is None else Bends(bend, 2 * np.abs(sums), moved),
+            natural=None if natural is None else (natural / h).reshape(self.t64[name].shape),
         )
         return grad.reshape(self.t64[name].shape), info
 
@@ -622,6 +631,16 @@ class Engine(StackedForward):
         moved = np.ones(d.shape[1], dtype=bool) if unmoved else (d != 0).any(axis=0)
         scale = float((moved * self.gy).sum())
         return float(right), float(left), 2 * one_sided_noise(scale, 1.0, self.unit)
+
+
+NATURAL_SIGNS = 4  # upstream gradients with random signs that TensorNumerics.natural reads under
+
+
+def _signed(g: np.ndarray) -> np.ndarray:
+    """(outputs, NATURAL_SIGNS): |g| with fixed random signs (made per chunk: a layer's colored
+    or incremental path never holds them)."""
+    rng = np.random.default_rng(0x7465726D)
+    return np.abs(g).reshape(-1, 1) * rng.choice((-1.0, 1.0), size=(g.size, NATURAL_SIGNS))
 
 
 def _moved(d: np.ndarray) -> np.ndarray:
