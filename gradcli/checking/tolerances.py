@@ -131,6 +131,12 @@ def tolerances(
     # (and an error far beyond that round-off is a mismatch whatever it is: a softmax without
     # its rowsum term answers 0.7 there)
     reaches = info.noise_reach
+    if reaches is None and small and info.incremental:
+        # (the incremental path's round-off is the whole loss's, each output's its own where
+        # whole passes read it again: softmax([0, 40]) under [1, 2] moves y1 = 1 by less than
+        # its last bit, its share of dx lost, and read the dx of 4e-18 with its sign flipped,
+        # a negated answer passing: outside test t36a F2)
+        reaches = _unmoved(p, name, grad, info, largest(grad, info.kink_slopes))
     if reaches is None and small and not info.coloring and not info.incremental:
         a, n, _, failing = _failing(p, name, grad, capped, rtol, noise)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -167,6 +173,35 @@ def tolerances(
             noise = _measured_passing(p, name, grad, atol, rtol, noise)
     atol = atol if opts.atol is None else opts.atol
     return atol, rtol, _tiny_inputs(p, name, unresolved), noise
+
+
+UNMOVED_READ = 256  # coordinates _unmoved differences again, at most
+
+
+def _unmoved(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
+             scale: float) -> np.ndarray | None:  # fmt: skip
+    """Each element's round-off over the outputs of its declared footprint that its step
+    leaves where they are, for a tensor the incremental path read (whole losses, whose
+    round-off says nothing of which outputs moved), or None (no footprint). Where the whole
+    footprint's would swallow ``scale`` (UNMOVED_READ at most, the largest first, within
+    --budget), the outputs that moved are read by whole passes and theirs taken away: a
+    layernorm's dx beside a feature of 1e6 moves every output of its row, and reads it."""
+    engine = p.engines[name]
+    full = engine.footprint_reach(name)
+    if full is None:
+        return None
+    flat = full.ravel()
+    idx = np.flatnonzero(flat * SWALLOWED > scale) if scale > 0 else np.zeros(0, np.int64)
+    idx = idx[np.argsort(-flat[idx], kind="stable")[:UNMOVED_READ]]
+    from gradcli.numeric import cost  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    if not idx.size or cost.copies_seconds(engine, 2 * idx.size, real=True) > p.left():
+        return full
+    left, done = engine.unmoved_reach(name, idx, full)
+    p.spent += cost.copies_seconds(engine, 2 * done, real=True)
+    out = flat.copy()
+    out[idx] = left
+    return out.reshape(full.shape)
 
 
 def _complex_ok(p: Prepared, name: str) -> bool:

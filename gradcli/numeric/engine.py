@@ -61,6 +61,7 @@ NOISE_OFFSETS = tuple(k / 2 + 0.25 * (math.sqrt(p) % 1.0) for k, p in enumerate(
 # how far beyond its step a coordinate is moved to tell the outputs it cannot move
 # (Engine.reach_noise): a share still invisible there is below 1/1024 of a last bit a step
 REACH_FACTOR = 1024.0
+FOOTPRINT_REACH_MOST = 2**25  # colors times outputs that Engine.footprint_reach adds up
 # further out, where the outputs a coordinate leaves unmoved at REACH_FACTOR steps dominate
 # its bound (the first: or a move of max(1, |x|), the larger): exp at 300 beside elements of
 # 0.1 needs 2^411, a move of 3e118; the last moves x by 1e284
@@ -137,6 +138,7 @@ class Engine(StackedForward):
         self.declared_terms: Any = None
         self._structure: dict[str, Engine | None] = {}
         self._coordinate_noise: dict[str, dict[int, float]] = {}  # per tensor, per index
+        self._unmoved: dict[str, dict[int, float]] = {}  # Engine.unmoved_reach's, likewise
         # set by the check for a layer whose kinks are not known: central differences also
         # read where their two one-sided halves disagree (``Bends``)
         self.screen_bends = False
@@ -516,6 +518,40 @@ class Engine(StackedForward):
             better = bound < out[loose]
             out[loose[better]], unmoved[loose[better]] = bound[better], rest[better]
         return out
+
+    def footprint_reach(self, name: str) -> np.ndarray | None:
+        """``TensorNumerics.noise_reach`` from the declared footprint, for a path that read
+        whole losses (the incremental one, whose round-off is the loss's): each coordinate's
+        round-off over every output it may move, moved or not; None where no footprint is
+        declared or adding it up would cost more than FOOTPRINT_REACH_MOST outputs' worth."""
+        col = self._coloring(name)
+        x = self.t64[name].ravel()
+        if col is None or math.prod(col.periods) * self.gy.size > FOOTPRINT_REACH_MOST:
+            return None
+        gy, total = self.gy.ravel(), np.zeros(x.size + 1)
+        for r in np.ndindex(*col.periods):
+            owners = col.owner(r)
+            total += np.bincount(np.where(owners >= 0, owners, x.size), weights=gy,
+                                 minlength=x.size + 1)  # fmt: skip
+        reach = self.noise_factor() * total[:-1] / steps(x, self.eps)
+        return reach.reshape(self.t64[name].shape)
+
+    def unmoved_reach(self, name: str, idx: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, int]:
+        """(at the flat indices ``idx``, the share of the gradient the outputs of ``full``'s
+        footprint (footprint_reach's) that their step leaves where they are may hide, read by
+        whole passes output by output; how many coordinates were differenced for it). An
+        output moved by less than its last bit reads exactly 0: its share, below half that
+        bit over the step (a unit of |g y| over h, not the model's 4 spread units), is lost;
+        one that moved is read, its round-off its element's own."""
+        known = self._unmoved.setdefault(name, {})
+        idx = np.asarray(idx, dtype=np.int64)
+        todo = np.array([i for i in idx.tolist() if i not in known], dtype=np.int64)
+        if todo.size:
+            seen = self.gradient(name, coloring=False, coords=todo)[1]
+            moved = np.asarray(seen.noise_at, dtype=np.float64).ravel()[todo]
+            left = np.maximum(full.ravel()[todo] - moved, 0.0) / (4 * self.method.spread)
+            known.update(zip(todo.tolist(), left.tolist(), strict=True))
+        return np.array([known[i] for i in idx.tolist()]), int(todo.size)
 
     def _reach(self, name: str, idx: np.ndarray, factor: float, sign: float = 1.0,
                least: float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
