@@ -102,6 +102,7 @@ def line_noise(D: np.ndarray) -> np.ndarray:
     ``D[k - 1] = L(x + k h e_j) - L(x)``, k = 1 .. 8 (or fewer): the largest estimate of the
     differences of orders 4 to 6 (Moré and Wild's ECnoise; gamma_k = (k!)^2 / (2k)! scales
     each)."""
+    D, scale = _unit_columns(D)
     seq = np.vstack([np.zeros((1, D.shape[1])), D])
     sigma = np.zeros(D.shape[1])
     for k in range(1, min(7, D.shape[0] - 1)):
@@ -109,7 +110,17 @@ def line_noise(D: np.ndarray) -> np.ndarray:
         if k >= 4:
             gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
             sigma = np.maximum(sigma, np.sqrt(gamma * np.mean(seq**2, axis=0)))
-    return sigma
+    return scale * sigma
+
+
+def _unit_columns(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``D`` with each column divided by its largest |move|, those divisors): the noise
+    estimates square their differences, and exp(400) moves L by 1e166, whose squares
+    overflowed to a round-off of inf (outside test t35b F4). Powers of two: exact."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        top = np.max(np.abs(D), axis=0, initial=0.0)
+        scale = np.where(np.isfinite(top) & (top > 0), np.exp2(np.floor(np.log2(top))), 1.0)
+        return D / scale, scale
 
 
 def offgrid_noise(t: np.ndarray, D: np.ndarray, through_point: bool = True) -> np.ndarray:
@@ -126,9 +137,10 @@ def offgrid_noise(t: np.ndarray, D: np.ndarray, through_point: bool = True) -> n
     y = D
     if through_point:
         t, y = np.concatenate([[0.0], t]), np.vstack([np.zeros((1, D.shape[1])), D])
+    y, scale = _unit_columns(y)
     V = np.vander(t, 4)
     fit, *_ = np.linalg.lstsq(V, y, rcond=None)
-    return np.sqrt(np.sum((y - V @ fit) ** 2, axis=0) / (t.size - 4))
+    return scale * np.sqrt(np.sum((y - V @ fit) ** 2, axis=0) / (t.size - 4))
 
 
 def offgrid_moves(primes: tuple[int, ...]) -> tuple[float, ...]:
