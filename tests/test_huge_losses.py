@@ -45,3 +45,15 @@ def test_the_line_estimates_scale_with_the_line():
         assert np.allclose(offgrid_noise(t, D * big), big * offgrid_noise(t, D), rtol=1e-12)
         assert np.allclose(line_noise(D * big), big * line_noise(D), rtol=1e-12)
     assert np.all(np.isfinite(offgrid_noise(t, D * 1e300)))
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.01, 1.0001])
+def test_elements_failing_only_under_their_measured_round_off_are_refined(factor):
+    """exp at 600 + 30 N(0, 1) under central4 (a step of 0.44 there) reads 1.3e-4 off at a dozen
+    elements whose modelled round-off passed them at the kinks stage; measured on their own
+    lines it is far smaller, and they failed, unrefined, once it stopped overflowing. They are
+    refined now; a backward 1% or 0.01% off still fails."""
+    x = 600 + 30 * np.random.default_rng(5).normal(size=(4, 5))
+    r = gradcli.check(forward=_exp, backward=_exp_backward(factor), tensors={"x": x},
+                      method="central4")  # fmt: skip
+    assert r.passed is (factor == 1.0), r.verdict()

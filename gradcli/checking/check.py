@@ -630,6 +630,8 @@ def kinks_stage(
                 f"the tensor) was explained {' or '.join(ways)}, so the others fail as "
                 f"computed ({mention('mode', 'full')} rechecks every one)"
             )
+            # (every one counts as tried: none is refined late, _late)
+            got[3] = dataclasses.replace(got[3], tried=np.union1d(got[3].tried, union))
             return tuple(got)  # type: ignore[return-value]
     said = []
     *got, _ = _rechecked(p, name, grad, info, fix, failing, other, n, mirror, tol,
@@ -787,7 +789,8 @@ def _refine(
         )
     return dataclasses.replace(mine, cleared=tried[ok], unsettled=mine.unsettled + theirs.unsettled,
                                moving=np.union1d(mine.moving, theirs.moving),
-                               halvings=max(mine.halvings, theirs.halvings))  # fmt: skip
+                               halvings=max(mine.halvings, theirs.halvings),
+                               tried=tried)  # fmt: skip
 
 
 def _unsettled(name: str, refined: refine.Refined, fix: Any) -> list[str]:
@@ -864,6 +867,7 @@ def compare_tensor(
         unresolved = ""
     unresolved = underflows or unresolved
     if not unresolved:
+        grad, noise, refined = _late(p, name, grad, atol, rtol, noise, coords, fix, refined)
         settled = [np.zeros(0, dtype=np.int64)] + [np.asarray(d.coords, dtype=np.int64)
                                                    for d in (fix, refined) if d is not None]
         atol, noise = below_atol(p, name, grad, info, atol, rtol, noise, coords,
@@ -911,6 +915,60 @@ def compare_tensor(
         ours = compare(name, intermediates.builtin(p.comp, name), theirs, atol, p.rtol,
                        coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
+
+
+def _late(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
+          noise: np.ndarray | None, coords: np.ndarray | None, fix: kinks.KinkFix | None,
+          refined: refine.Refined | None,
+          ) -> tuple[np.ndarray, np.ndarray | None, refine.Refined | None]:  # fmt: skip
+    """(grad, noise, refined) with the coordinates that fail only under the final round-off
+    differenced at smaller steps too: the round-off measured on their own lines
+    (tolerances._measured_passing) is below the model's that passed them at the kinks stage,
+    and their truncation was never examined. exp at 600 + 30 N(0, 1) under central4, whose
+    step is 0.44 there, read 1.3e-4 off at 12 elements of its right backward, which failed
+    once the measured round-off stopped overflowing (outside test t35b F4)."""
+    if p.opts.method == "complex" or p.random_forward or noise is None:
+        return grad, noise, refined
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = grad.ravel()
+    floor = np.maximum(atol, np.broadcast_to(noise, grad.shape).ravel())
+    with np.errstate(invalid="ignore", over="ignore"):
+        late = ~(np.abs(a - n) <= floor + rtol * np.abs(n)) & np.isfinite(a) & np.isfinite(n)
+    late &= compared(n.size, coords)
+    for done in (None if fix is None else fix.coords, None if refined is None else refined.tried):
+        if done is not None:
+            late[np.asarray(done, dtype=np.int64)] = False
+    idx = np.flatnonzero(late)
+    if not idx.size:
+        return grad, noise, refined
+
+    def tol(nz: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return np.maximum(atol, nz) + rtol * np.abs(ref)
+
+    got = refine.refine(p.engines[name], name, idx, p.under_test[name], n, tol,
+                        coloring=p.opts.coloring, seconds=p.left())  # fmt: skip
+    p.spent += got.seconds
+    # held to the round-off that failed them, not to the model's that confirms at smaller
+    # steps (a layernorm's dx beside a feature of 1e6 10% off was confirmed under it)
+    with np.errstate(invalid="ignore", over="ignore"):
+        held = (np.abs(a[got.coords] - got.values)
+                <= floor[got.coords] + rtol * np.abs(got.values))  # fmt: skip
+    got = dataclasses.replace(got, coords=got.coords[held], values=got.values[held],
+                              noise_at=got.noise_at[held])  # fmt: skip
+    if not got.coords.size:
+        return grad, noise, refined
+    grad = grad.copy()
+    grad.flat[got.coords] = got.values
+    if refined is None:
+        return grad, noise, dataclasses.replace(got, cleared=got.coords, tried=idx)
+    join = {f: np.union1d(getattr(refined, f), getattr(got, f))
+            for f in ("cleared", "moving", "noisy", "swallowed", "tried")}
+    join["cleared"] = np.union1d(join["cleared"], got.coords)
+    return grad, noise, dataclasses.replace(
+        refined, coords=np.concatenate([refined.coords, got.coords]),
+        values=np.concatenate([refined.values, got.values]),
+        noise_at=np.concatenate([refined.noise_at, got.noise_at]),
+        halvings=max(refined.halvings, got.halvings), **join)
 
 
 def _chained(

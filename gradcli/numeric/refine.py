@@ -68,6 +68,8 @@ class Refined:
     noisy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # of them, those every difference of the default step read exactly 0 (``swallowed``)
     swallowed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # every coordinate differenced at smaller steps, on either side (checking/check.py)
+    tried: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def noise(self) -> float:
