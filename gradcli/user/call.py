@@ -23,6 +23,7 @@ crash gradcli, end it, or write into its result:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import os
@@ -338,6 +339,10 @@ class _Guard:
                 os.dup2(self.fd, 1)
                 os.close(self.fd)
         os._exit = self.exit
+        # the streams put in stay alive a while: CPython 3.11's print holds sys.stdout by a
+        # borrowed reference, and another thread's print in flight wrote to the freed stream
+        # once it was put back (AttributeError: 'cell' object has no attribute 'write')
+        _RETIRED.append((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
         sys.stdout, sys.stderr = self.stdout, self.stderr
         sys.__stdout__, sys.__stderr__ = self.originals
         if sys.getrecursionlimit() != self.limit:
@@ -352,6 +357,7 @@ class _Guard:
                     signal.signal(n, handler)
 
 
+_RETIRED: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=64)
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, n))
 try:  # the C function: signal.getsignal turns its result into an enum, 14 us a signal a call
     from _signal import getsignal as _handler
