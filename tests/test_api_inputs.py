@@ -450,3 +450,52 @@ def test_a_backward_handing_builtin_work_to_threads_does_not_wait_for_its_own_ch
     t.join(120)
     pool.shutdown(wait=False)
     assert not t.is_alive() and verdict == [True]
+
+
+def test_a_numpy_function_as_the_forward():
+    """forward=np.tanh: a ufunc takes no keywords, and failed with 'tanh() takes from 1 to 2
+    positional arguments but 0 were given'; it gets the tensors by position, in their order.
+    Twin: a wrong backward still fails."""
+    x = np.random.default_rng(0).normal(size=(3, 4))
+
+    def right(grad_output, x):
+        return {"x": grad_output * (1 - np.tanh(x) ** 2)}
+
+    def wrong(grad_output, x):
+        return {"x": grad_output * (1 - np.tanh(x))}
+
+    assert gradcli.check(forward=np.tanh, backward=right, tensors={"x": x}).passed
+    assert not gradcli.check(forward=np.tanh, backward=wrong, tensors={"x": x}).passed
+    both = gradcli.check(forward=np.subtract, tensors={"a": x, "b": 2 * x},
+                         backward=lambda grad_output, a, b: {"a": grad_output, "b": -grad_output})
+    assert both.passed, both.verdict()
+
+
+def test_other_threads_printing_while_checks_put_the_streams_back_lose_nothing():
+    """CPython 3.11's print holds sys.stdout by a borrowed reference: a stream gradcli put in
+    for the user's code and put back was freed under another thread's print in flight, which
+    wrote to whatever took its memory ("'cell' object has no attribute 'write'": 2 in 150
+    checks here). The streams put in stay alive a while."""
+    import threading
+
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def ticker() -> None:
+        try:
+            while not stop.is_set():
+                print("tick", flush=True)
+        except Exception as e:  # noqa: BLE001 - the failure under test
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=ticker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(300):
+            gradcli.check(Chatty(), {"x": np.ones(3)}, coloring=False)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors

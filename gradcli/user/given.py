@@ -9,6 +9,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gradcli.errors import OptionError
 from gradcli.user.impl import Impl, instance, load_impl
 
@@ -81,7 +83,21 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
         path = Path(inspect.getsourcefile(forward) or f"<{holder or 'forward'}>")
     except TypeError:  # a builtin or a C function
         path = Path(f"<{holder or 'forward'}>")
+    forward = _positional(forward)
     if single:
         name = getattr(forward, "__name__", "forward")
         return Impl(path, forward, None, labels=(name, name))
     return Impl(path, forward, backward, "" if inspect.ismodule(layer) else holder)
+
+
+def _positional(fn: Any) -> Any:
+    """``fn``, or for a NumPy ufunc (``forward=np.tanh``), which takes no keywords, a forward
+    that gives it the tensors by position, in the order they were given."""
+    if not isinstance(fn, np.ufunc):
+        return fn
+
+    def forward(**tensors: Any) -> Any:
+        return fn(*tensors.values())
+
+    forward.__name__ = forward.__qualname__ = fn.__name__
+    return forward
