@@ -130,3 +130,44 @@ def test_under_a_given_atol_the_atol_decides():
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": X, "w": W},
                       grad_output=G, atol=1e-13)
     assert r.passed
+
+
+C = np.array([1e-2, 1e-2, 1e-8, 1e-10])
+
+
+def test_an_element_held_below_the_atol_is_shown_beside_the_tensors_atol(tmp_path):
+    """Outside test t35a N1: with one element held to its own round-off, the table's atol
+    column, the rule's header and JSON's "atol" read 0 for the whole tensor. They show the
+    tensor's atol, and "held_below_atol" counts the element (the heatmap marks it failing)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gradcli.cli.app import app
+
+    (tmp_path / "spec.yaml").write_text(
+        "layer: custom\ntensors:\n  x: [0.3, -1.2, 0.7, 2.5]\ngrad_output: [1.0, -0.5, 0.8, 1.3]\n")
+    (tmp_path / "tanhc.py").write_text(
+        "import numpy as np\nC = np.array([1e-2, 1e-2, 1e-8, 1e-10])\n"
+        "def forward(x):\n    return C * np.tanh(x)\n"
+        "def backward(grad_output, x):\n    d = grad_output * C * (1 - np.tanh(x) ** 2)\n"
+        "    d[2] *= 1.001\n    return {'x': d}\n")  # fmt: skip
+    args = ["check", "custom", str(tmp_path / "spec.yaml"), "--impl", str(tmp_path / "tanhc.py")]
+    run = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert run.exit_code == 1, run.output
+    doc = json.loads(run.stdout)["results"]["x"]
+    assert doc["atol"] == 1e-7 and doc["held_below_atol"] == 1 and not doc["passed"]
+    text = CliRunner().invoke(app, args, env={"NO_COLOR": "1", "COLUMNS": "80"}).stdout
+    assert "pass if |a-n| <= 1e-07" in text and ". . # ." in text, text
+
+
+def test_the_twin_the_right_backward_holds_nothing():
+    def forward(x):
+        return C * np.tanh(x)
+
+    def backward(grad_output, x):
+        return {"x": grad_output * C * (1 - np.tanh(x) ** 2)}
+
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": [0.3, -1.2, 0.7, 2.5]},
+                      grad_output=np.array([1.0, -0.5, 0.8, 1.3]))  # fmt: skip
+    assert r.passed and r.results["x"].held_at == () and r.results["x"].atol == 1e-7

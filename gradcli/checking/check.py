@@ -866,12 +866,15 @@ def compare_tensor(
                                                             noise, coords, refined):  # fmt: skip
         unresolved = ""
     unresolved = underflows or unresolved
+    shown, held = atol, np.zeros(0, dtype=np.int64)
     if not unresolved:
         grad, noise, refined = _late(p, name, grad, atol, rtol, noise, coords, fix, refined)
         settled = [np.zeros(0, dtype=np.int64)] + [np.asarray(d.coords, dtype=np.int64)
                                                    for d in (fix, refined) if d is not None]
-        atol, noise = below_atol(p, name, grad, info, atol, rtol, noise, coords,
-                                 np.concatenate(settled))  # fmt: skip
+        # (the table and JSON show the tensor's atol: those held below it are counted apart)
+        shown = atol
+        atol, noise, held = below_atol(p, name, grad, info, atol, rtol, noise, coords,
+                                       np.concatenate(settled))  # fmt: skip
     if unresolved:
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
     promised = analytic.size if coords is None else min(opts.samples, analytic.size)
@@ -893,6 +896,7 @@ def compare_tensor(
         refined_halvings=0 if refined is None else refined.halvings, kinks_chained=chained,
         **_extra(p, name),
     )  # fmt: skip
+    result = dataclasses.replace(result, atol=shown, held_at=tuple(held.tolist()))
     if not result.passed and not unresolved and (why := within_terms(p, name, grad)):
         result = _unresolved(result, f"cannot resolve d{name} at this step: {why}")
     if not result.passed and not unresolved and refined is not None and refined.noisy.size:

@@ -39,6 +39,9 @@ class TensorResult:
     roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
     roundoff_source: str = ""  # float32: measured | built-in | estimated (checking/precision.py)
     atol: float = 0.0  # the absolute tolerance this tensor was held to
+    # elements below it that the step reads far more finely, held to their own round-off
+    # instead (flat indices: checking/tolerances.below_atol)
+    held_at: tuple[int, ...] = ()
     worst: tuple[dict[str, Any], ...] = ()  # the top elements by how far beyond tolerance
     band: str = ""  # CS231n's reading of the relative error of the elements that count
     hints: tuple[Hint, ...] = ()  # why it may be wrong (failing tensors only)

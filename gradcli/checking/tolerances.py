@@ -768,26 +768,29 @@ def compared(size: int, coords: np.ndarray | None) -> np.ndarray | bool:
     return True if coords is None else np.isin(np.arange(size), coords)
 
 
+_NONE = np.zeros(0, dtype=np.int64)
+
+
 def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, atol: float,
                rtol: float, noise: np.ndarray | None, coords: np.ndarray | None,
-               settled: np.ndarray) -> tuple[float, np.ndarray | None]:  # fmt: skip
-    """(atol, noise) holding the elements that pass only under ``atol`` (or a floor as coarse:
-    _small's) to the answer's own rounding (its backward's last bits, float32's ulps) where the
-    step reads them far more finely: their error beyond their stencil's modelled round-off,
-    over that rounding and over SLIP of the element, confirmed by two successive central
-    differences of REREADS (central's default step, 1/4 and 1/16 of it) that agree with each
-    other AGREE times closer than with the answer (a curvature's residual shrinks 16-fold from
-    one to the next, so none is left), the answer AGREE times beyond their round-off, measured
-    along each line. The atol is a floor for what the step cannot read; where it reads an
-    element to 1e-12 of itself, 1e-7 is no licence: a layernorm's dx of 1e-8 beside one of 3e-4
-    passed zeroed (outside test t31b F3), and a layer scaled by 1e-10 passed 1.5% slips below
-    1/1000 of its largest gradient (t29b F2, t32b F3). ``settled``: flat indices a kink's sides
-    or the smaller steps decided (a near tie's rereads straddle it). A forward read in float64
-    only (a float32 spec's too: its answers keep their float32 round-off); not under --atol."""
+               settled: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray]:  # fmt: skip
+    """(atol, noise, the flat indices held) holding the elements that pass only under ``atol`` (or a
+    floor as coarse: _small's) to the answer's own rounding (its backward's last bits, float32's
+    ulps) where the step reads them far more finely: their error beyond their stencil's modelled
+    round-off, over that rounding and over SLIP of the element, confirmed by two successive central
+    differences of REREADS (central's default step, 1/4 and 1/16 of it) that agree with each other
+    AGREE times closer than with the answer (a curvature's residual shrinks 16-fold from one to the
+    next, so none is left), the answer AGREE times beyond their round-off, measured along each line.
+    The atol is a floor for what the step cannot read; where it reads an element to 1e-12 of itself,
+    1e-7 is no licence: a layernorm's dx of 1e-8 beside one of 3e-4 passed zeroed (outside test t31b
+    F3), and a layer scaled by 1e-10 passed 1.5% slips below 1/1000 of its largest gradient (t29b
+    F2, t32b F3). ``settled``: flat indices a kink's sides or the smaller steps decided (a near
+    tie's rereads straddle it). A forward read in float64 only (a float32 spec's too: its answers
+    keep their float32 round-off); not under --atol."""
     engine = p.engines[name]
     if (p.opts.atol is not None or p.random_forward or p.mode == "probe" or info.noise_at is None
             or name not in engine.t64 or not float64_work(p, name) or tiny_inputs(p, name)):
-        return atol, noise  # fmt: skip
+        return atol, noise, _NONE  # fmt: skip
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
     # beyond each element's own stencil's round-off (the tensor-wide one is its largest
@@ -816,7 +819,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
         + rtol * np.abs(n[idx])
     idx, off = idx[keep], off[keep]
     if not idx.size:
-        return atol, noise
+        return atol, noise, _NONE
     with np.errstate(divide="ignore", invalid="ignore"):
         worst = np.argsort(-(off / np.abs(n[idx])), kind="stable")[:BELOW_READ]
     idx, off = idx[worst], off[worst]
@@ -827,7 +830,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     points = 2 * len(REREADS) + len(NOISE_OFFSETS)
     cost = kinks.moves_seconds(engine, name, idx, p.opts.coloring, points)
     if cost > p.left():  # no room: the atol stands
-        return atol, noise
+        return atol, noise, _NONE
     p.spent += cost
     h = steps(engine.t64[name].ravel()[idx], METHODS["central"].auto_eps)
     reads = [(lambda D: (D[0] - D[1]) / (2 * h / k))(
@@ -850,7 +853,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
                       & (reads[j] != 0) & (reads[j + 1] != 0)
                       & (np.minimum(d[j], d[j + 1]) >= off / 2))  # fmt: skip
     if not wrong.any():
-        return atol, noise
+        return atol, noise, _NONE
     # (the pair's nearer reading stands for the slope)
     d1 = np.min(np.stack(d), axis=0)[wrong]
     r1 = np.stack(reads)[np.argmin(np.stack(d), axis=0), np.arange(idx.size)][wrong]
@@ -859,7 +862,7 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     floor = _answer_rounding(p, name, grad.shape, idx)
     wrong = d1 > floor + rtol * np.abs(r1)
     if not wrong.any():
-        return atol, noise
+        return atol, noise, _NONE
     held = idx[wrong]
     out = np.full(grad.shape, atol) if noise is None else \
         np.maximum(np.broadcast_to(noise, grad.shape), atol)
@@ -868,4 +871,4 @@ def below_atol(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, a
     p.note(f"d{name}: {k:,} element{'s' * (k > 1)} smaller than the atol ({atol:.2g}) "
            f"{'are' if k > 1 else 'is'} read far more finely than that (two steps agree): "
            f"held to {'their' if k > 1 else 'its'} own round-off, not to the atol")
-    return 0.0, out
+    return 0.0, out, held

@@ -111,6 +111,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["kinks_chained"] = r.kinks_chained
     if r.refined:
         doc["refined_halvings"] = r.refined_halvings
+    if r.held_at:  # below the atol, held to their own round-off (its note says why)
+        doc["held_below_atol"] = len(r.held_at)
     # the same keys in every mode: null where no coordinate was differenced (a probe's
     # directions: a script reading .forward_passes broke there only, outside test t34b F5)
     info = r.numerics
