@@ -23,7 +23,6 @@ crash gradcli, end it, or write into its result:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import os
@@ -307,12 +306,12 @@ class _Guard:
         self.fd = _fd1_to_stderr()
         # their print goes to stderr; neither stream can be closed from their code (a
         # forward's sys.stdout.close() closed the caller's stderr: exit 3 with nothing said)
-        err = _Kept(sys.stderr) if sys.stderr is not None else _Null()
+        err = _kept(sys.stderr) if sys.stderr is not None else _NULL
         sys.stdout, sys.stderr = err, err if sys.stderr is not None else None
         # and the interpreter's own (sys.__stdout__.close() closed the caller's too)
         self.originals = sys.__stdout__, sys.__stderr__
-        sys.__stdout__ = _Kept(sys.__stdout__) if sys.__stdout__ is not None else None
-        sys.__stderr__ = _Kept(sys.__stderr__) if sys.__stderr__ is not None else None
+        sys.__stdout__ = _kept(sys.__stdout__) if sys.__stdout__ is not None else None
+        sys.__stderr__ = _kept(sys.__stderr__) if sys.__stderr__ is not None else None
         self.log = warnings.catch_warnings(record=True)
         self.caught: list[warnings.WarningMessage] = self.log.__enter__()
         warnings.simplefilter("always")
@@ -339,10 +338,6 @@ class _Guard:
                 os.dup2(self.fd, 1)
                 os.close(self.fd)
         os._exit = self.exit
-        # the streams put in stay alive a while: CPython 3.11's print holds sys.stdout by a
-        # borrowed reference, and another thread's print in flight wrote to the freed stream
-        # once it was put back (AttributeError: 'cell' object has no attribute 'write')
-        _RETIRED.append((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
         sys.stdout, sys.stderr = self.stdout, self.stderr
         sys.__stdout__, sys.__stderr__ = self.originals
         if sys.getrecursionlimit() != self.limit:
@@ -357,7 +352,6 @@ class _Guard:
                     signal.signal(n, handler)
 
 
-_RETIRED: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=64)
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, n))
 try:  # the C function: signal.getsignal turns its result into an enum, 14 us a signal a call
     from _signal import getsignal as _handler
@@ -408,6 +402,23 @@ class _Kept:
         return getattr(self._stream, name)
 
 
+_KEPT: dict[int, _Kept] = {}  # by id of the stream each wraps (and keeps alive)
+
+
+def _kept(stream: Any) -> _Kept:
+    """The one _Kept of ``stream``, made once and never freed: CPython 3.11's print holds
+    sys.stdout by a borrowed reference, and a wrapper made per call and dropped when the
+    caller's stream was put back was freed under another thread's print in flight, which
+    wrote to whatever took its memory (AttributeError: 'cell' object has no attribute
+    'write': 2 in 150 checks)."""
+    got = _KEPT.get(id(stream))
+    if got is None or got._stream is not stream:
+        if len(_KEPT) >= 256:  # streams made and dropped by the caller: keep the newest
+            _KEPT.pop(next(iter(_KEPT)))
+        got = _KEPT[id(stream)] = _Kept(stream)
+    return got
+
+
 class _Null:
     """Where the user's print goes when there is no stderr at all."""
 
@@ -416,3 +427,6 @@ class _Null:
 
     def flush(self) -> None:
         pass
+
+
+_NULL = _Null()
