@@ -60,6 +60,8 @@ def tolerances(
     far = info.noise / FLAT_MOVES[-2] <= atol
     if unresolved and largest(grad, info.kink_slopes) == 0 and far and invariant(p, name, grad):
         unresolved = ""
+    if unresolved and opts.atol is None and _measured_resolves(p, name, grad, info, margin):
+        unresolved = ""
     # the scale the gradient is held against: its own, or where that is too small to resolve,
     # the size of its terms (a softmax under an upstream gradient of ones, y.sum(): 0 in
     # theory, 3e-11 read, its terms and their round-off of 0.1): resolved against those, it is
@@ -600,6 +602,38 @@ MEASURED = 16  # coordinates whose round-off _small measures (16 moves each), pe
 FAILING_MEASURED = 64  # failing elements of a user's forward whose round-off is measured
 REACHED = 1024  # coordinates whose outputs' reach _own_size reads (one move each), per tensor
 AT_ROUNDOFF = 256  # coordinates whose round-off _measured_within measures, at most
+
+
+def _measured_resolves(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
+                       margin: float) -> bool:  # fmt: skip
+    """Whether the round-off of the differences, measured along each line (Engine.
+    coordinate_noise) where the model's would leave the tensor unresolved (AT_ROUNDOFF such
+    coordinates at most), stays ``margin`` below the largest gradient, with the share the
+    outputs a coordinate leaves unmoved may hide (noise_reach beyond noise_at, at half a last
+    bit each). The model counts a few eps of every output moved: a linear's db beside outputs
+    of 1.3e6 moves them by its step exactly, their sum rounding at 2e-5 where the model said
+    0.0035, and forward differences 'could not resolve' a db of 1 (outside test t36a F3).
+    Float64 work, real steps, inputs not far below the step, every line moving."""
+    at = info.noise_at
+    scale = largest(grad, info.kink_slopes)
+    if (at is None or scale == 0 or p.opts.method == "complex" or not float64_work(p, name)
+            or tiny_inputs(p, name) or name not in p.engines[name].t64):
+        return False
+    flat = np.asarray(at, dtype=np.float64).ravel()
+    reach = (np.full(flat.shape, info.noise) if info.noise_reach is None
+             else np.asarray(info.noise_reach, dtype=np.float64).ravel())  # fmt: skip
+    idx = np.flatnonzero((np.maximum(flat, reach) * margin > scale) & compared(flat.size, None))
+    if not idx.size or idx.size > AT_ROUNDOFF:
+        return False
+    engine = p.engines[name]
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    p.spent += kinks.moves_seconds(engine, name, idx, p.opts.coloring, 16)
+    measured = engine.coordinate_noise(name, idx, p.opts.coloring)
+    if not np.all(np.isfinite(measured)):  # a line that never moved: nothing read
+        return False
+    hidden = np.maximum(reach[idx] - flat[idx], 0.0) / (4 * engine.method.spread)
+    return bool(np.all((measured + hidden) * margin <= scale))
 
 
 def _measured_within(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
