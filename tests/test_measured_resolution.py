@@ -55,3 +55,29 @@ def test_the_twin_a_share_below_the_last_bit_stays_unresolved():
                            tensors={"a": rng.normal(size=(3, 4)), "b": rng.normal(size=(3, 4))},
                            method="forward")  # fmt: skip
     assert not report.passed and report.results["a"].unresolved, report.verdict()
+
+
+def _big_a_back(flip: bool):
+    def backward(grad_output, a, b):
+        db = grad_output.copy()
+        if flip:
+            db[0, 1] = -db[0, 1]
+        return {"a": 1e8 * grad_output, "b": db}
+
+    return backward
+
+
+def test_an_error_far_beyond_its_measured_round_off_is_a_mismatch():
+    """y = 1e8 a + b: central reads db to 0.007 where the model says 0.07, not a thousand times
+    below the gradient, and a negated db of 1.6, off by 3.2, was only 'cannot resolve' (outside
+    test t36b F2). An error 64 times its measured round-off is a mismatch. Twin: the right
+    backward is not called one."""
+    t = {"a": np.random.default_rng(0).normal(size=(3, 4)),
+         "b": np.random.default_rng(1).normal(size=(3, 4))}  # fmt: skip
+    wrong = gradcli.check(forward=lambda a, b: 1e8 * a + b, backward=_big_a_back(True), tensors=t)
+    result = wrong.results["b"]
+    assert not result.passed and not result.unresolved, wrong.verdict()
+    assert result.worst_index == (0, 1)
+    right = gradcli.check(forward=lambda a, b: 1e8 * a + b, backward=_big_a_back(False),
+                          tensors=t)  # fmt: skip
+    assert right.passed or right.results["b"].unresolved, right.verdict()
