@@ -50,6 +50,7 @@ from gradcli.checking.tolerances import (
     advice_for,
     below_atol,
     compared,
+    float32_swallows,
     float64_work,
     invariant,
     roundoff,
@@ -906,6 +907,8 @@ def compare_tensor(
         why = _noisy(p, name, grad, refined, atol, rtol, noise, coords, fix)
         if why:
             result = _unresolved(result, why)
+    if result.passed and (why := float32_swallows(p, name, grad, coords)):
+        result = _unresolved(result, f"cannot resolve d{name} in float32: {why}")
     if result.passed and opts.method != "complex" and not p.random_forward:
         why = _within_own_noise(p, name, grad, info, atol, rtol, coords) or _zeros_swallowed(
             p, name, grad, info, np.maximum(atol, 0.0 if noise is None else noise), coords)
@@ -1074,7 +1077,7 @@ def _far_beyond(p: Prepared, name: str, a: np.ndarray, n: np.ndarray, floor: np.
     p.spent += seconds
     measured = engine.coordinate_noise(name, idx, p.opts.coloring)
     at = np.asarray(info.noise_at, dtype=np.float64).ravel()[idx]
-    hidden = np.maximum(_reach(info, n.shape if n.ndim else (n.size,)).ravel()[idx] - at, 0.0)
+    hidden = np.maximum(_reach(info, np.shape(info.noise_at)).ravel()[idx] - at, 0.0)
     hidden = hidden / (4 * engine.method.spread)
     out[idx] = np.isfinite(measured) & (off[idx] > FAR_BEYOND * (measured + hidden))
     return out
