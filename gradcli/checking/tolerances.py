@@ -794,30 +794,6 @@ def _float32(p: Prepared, name: str) -> tuple[float, np.ndarray | None, float]:
     return whole, each, whole if each is None else level.floor(top)
 
 
-def float32_swallows(p: Prepared, name: str, grad: np.ndarray,
-                     coords: np.ndarray | None) -> str:  # fmt: skip
-    """Why a passing float32 gradient is not verified ("" when it is): at its largest
-    compared element the float32 allowance (_float32) covers the gradient itself, so no sign
-    or size below it is checked. A tanh at x = [-10, -9, 8, 10] has a dx of at most
-    3.4e-7 beside float32 round-off of 1e-6 (1 - tanh^2 rounds to 0), and dx negated in full
-    passed; so did a confident cross-entropy's largest element negated (outside test t37a
-    F3)."""
-    _, each, shared = _float32(p, name)
-    if each is None and not shared:
-        return ""
-    n = np.abs(grad.ravel())
-    seen = np.isfinite(n) & compared(n.size, coords)
-    if not seen.any():
-        return ""
-    top = int(np.flatnonzero(seen)[np.argmax(n[seen])])
-    allowed = max(shared, 0.0 if each is None else float(np.ravel(each)[top]))
-    if not allowed >= n[top] > 0:
-        return ""
-    return (f"its float32 round-off (about {allowed:.2g} at its largest element, {n[top]:.2g})"
-            f" covers the gradient there, so an answer of 0 would pass: float32 cannot "
-            f"compute it; check it in float64 ({mention('dtype', 'float64')})")
-
-
 def roundoff(p: Prepared, name: str) -> float | None:
     """float32: the round-off ``name``'s gradient is allowed per element (precision.py)."""
     level = p.levels.get(name)
