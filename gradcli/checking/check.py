@@ -924,6 +924,9 @@ def compare_tensor(
     return result, ours
 
 
+LATE_NEAR = 256  # coordinates passing only under their round-off that _late refines, at most
+
+
 def _late(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
           noise: np.ndarray | None, coords: np.ndarray | None, fix: kinks.KinkFix | None,
           refined: refine.Refined | None,
@@ -940,7 +943,20 @@ def _late(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
     n = grad.ravel()
     floor = np.maximum(atol, np.broadcast_to(noise, grad.shape).ravel())
     with np.errstate(invalid="ignore", over="ignore"):
-        late = ~(np.abs(a - n) <= floor + rtol * np.abs(n)) & np.isfinite(a) & np.isfinite(n)
+        off = np.abs(a - n)
+        late = ~(off <= floor + rtol * np.abs(n)) & np.isfinite(a) & np.isfinite(n)
+        # and where the smaller steps confirmed a quarter of the tensor or more (the default
+        # step's truncation rules it), those passing only under their round-off, which it may
+        # have brought near a wrong answer: a groupnorm at 1e4 under central4 (a step of 7 on
+        # a spread of 1) read its dX of 8.94 as 0.25, and an answer of 0 passed there (outside
+        # test t37a F7)
+        seen = n.size if coords is None else len(coords)
+        if refined is not None and 4 * refined.cleared.size >= max(seen, 2):
+            near = (off > atol + rtol * np.abs(n)) & ~late & np.isfinite(a) & np.isfinite(n)
+            near[np.flatnonzero(near)[LATE_NEAR:]] = False
+        else:
+            near = np.zeros(n.size, dtype=bool)
+        late |= near
     late &= compared(n.size, coords)
     for done in (None if fix is None else fix.coords, None if refined is None else refined.tried):
         if done is not None:
@@ -955,6 +971,11 @@ def _late(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
     got = refine.refine(p.engines[name], name, idx, p.under_test[name], n, tol,
                         coloring=p.opts.coloring, seconds=p.left())  # fmt: skip
     p.spent += got.seconds
+    # led away from the answer, of those that passed: the values the smaller steps read stand
+    led = near[got.led] if got.led.size else np.zeros(0, dtype=bool)
+    if led.any():
+        grad = grad.copy()
+        grad.flat[got.led[led]] = got.led_values[led]
     # held to the round-off that failed them, not to the model's that confirms at smaller
     # steps (a layernorm's dx beside a feature of 1e6 10% off was confirmed under it)
     with np.errstate(invalid="ignore", over="ignore"):
