@@ -52,6 +52,7 @@ from gradcli.checking.tolerances import (
     compared,
     float64_work,
     invariant,
+    reach_of,
     roundoff,
     tiny_inputs,
     tolerance,
@@ -1046,7 +1047,7 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
     n, own = grad.ravel(), np.asarray(own, dtype=np.float64).ravel()
     # (and the outputs it may move, which a step below their last bit leaves where they are:
     # a linear's dW beside a feature of 1.7e15 reads 0.72 for -0.26 there, moving nothing)
-    own = np.maximum(own, _reach(info, grad.shape).ravel())
+    own = np.maximum(own, reach_of(info, grad.shape).ravel())
     floor = np.maximum(atol, 0.0 if noise is None else np.asarray(noise).ravel())
     with np.errstate(invalid="ignore", over="ignore"):
         clear = (np.abs(a - n) > floor + rtol * np.abs(n)) & np.isfinite(n) & np.isfinite(a)
@@ -1095,17 +1096,9 @@ def _far_beyond(p: Prepared, name: str, a: np.ndarray, n: np.ndarray, floor: np.
     p.spent += seconds
     measured = engine.coordinate_noise(name, idx, p.opts.coloring)
     at = np.asarray(info.noise_at, dtype=np.float64).ravel()[idx]
-    hidden = np.maximum(_reach(info, np.shape(info.noise_at)).ravel()[idx] - at, 0.0)
-    hidden = hidden / (4 * engine.method.spread)
+    hidden = engine.unmoved_share(reach_of(info, np.shape(info.noise_at)).ravel()[idx], at)
     out[idx] = np.isfinite(measured) & (off[idx] > FAR_BEYOND * (measured + hidden))
     return out
-
-
-def _reach(info: TensorNumerics, shape: tuple[int, ...]) -> np.ndarray:
-    """Each element's round-off over every output it may move (info.noise_reach); where
-    footprints are unknown, the tensor's, over every output (Engine.reach_noise)."""
-    reach = info.noise if info.noise_reach is None else info.noise_reach
-    return np.broadcast_to(np.asarray(reach, dtype=np.float64), shape)
 
 
 def _unresolved(result: TensorResult, why: str) -> TensorResult:
@@ -1204,7 +1197,7 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     that tolerance (refine.swallowed). An mse with one prediction of 1e6, a loss of 1.7e11,
     reads 0 at the other predictions, and an answer of zeros there passed where the right one
     cannot be resolved (outside test t31a F1)."""
-    reach = _reach(info, grad.shape).ravel()
+    reach = reach_of(info, grad.shape).ravel()
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
     t = np.broadcast_to(floor, grad.shape).ravel()

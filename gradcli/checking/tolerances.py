@@ -155,7 +155,7 @@ def tolerances(
         with np.errstate(invalid="ignore", over="ignore"):
             clear = np.abs(a[failing] - n[failing]) > RESOLVE_MARGIN * info.noise
         if not clear.any():
-            reaches = np.full(grad.shape, info.noise)
+            reaches = reach_of(info, grad.shape)
     if small and not unresolved and reaches is not None:
         # whether the step resolves the tensor is asked whatever the answer: the round-off
         # over every output a coordinate may move (a confident softmax's top output, at 1,
@@ -616,6 +616,13 @@ REACHED = 1024  # coordinates whose outputs' reach _own_size reads (one move eac
 AT_ROUNDOFF = 256  # coordinates whose round-off _measured_within measures, at most
 
 
+def reach_of(info: TensorNumerics, shape: tuple[int, ...]) -> np.ndarray:
+    """Each element's round-off over every output it may move (info.noise_reach); where
+    footprints are unknown, the tensor's, over every output (Engine.reach_noise)."""
+    reach = info.noise if info.noise_reach is None else info.noise_reach
+    return np.broadcast_to(np.asarray(reach, dtype=np.float64), shape)
+
+
 def _measured_resolves(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
                        margin: float) -> bool:  # fmt: skip
     """Whether the round-off of the differences, measured along each line (Engine.
@@ -632,8 +639,7 @@ def _measured_resolves(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
             or tiny_inputs(p, name) or name not in p.engines[name].t64):
         return False
     flat = np.asarray(at, dtype=np.float64).ravel()
-    reach = (np.full(flat.shape, info.noise) if info.noise_reach is None
-             else np.asarray(info.noise_reach, dtype=np.float64).ravel())  # fmt: skip
+    reach = reach_of(info, np.shape(at)).ravel()
     idx = np.flatnonzero((np.maximum(flat, reach) * margin > scale) & compared(flat.size, None))
     if not idx.size or idx.size > AT_ROUNDOFF:
         return False
@@ -644,7 +650,7 @@ def _measured_resolves(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
     measured = engine.coordinate_noise(name, idx, p.opts.coloring)
     if not np.all(np.isfinite(measured)):  # a line that never moved: nothing read
         return False
-    hidden = np.maximum(reach[idx] - flat[idx], 0.0) / (4 * engine.method.spread)
+    hidden = engine.unmoved_share(reach[idx], flat[idx])
     return bool(np.all((measured + hidden) * margin <= scale))
 
 
@@ -669,8 +675,7 @@ def _measured_within(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     if at is None:
         return False
     chosen = np.asarray(at).ravel() > atol
-    reach = (np.full(chosen.shape, info.noise) if info.noise_reach is None
-             else np.asarray(info.noise_reach).ravel())  # fmt: skip
+    reach = reach_of(info, np.shape(at)).ravel()
     if grad.size == chosen.size and not _zeros_flat(
             p, name, info, atol, np.flatnonzero((grad.ravel() == 0) & ~chosen & (reach > atol))):
         return False

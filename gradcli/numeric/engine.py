@@ -398,7 +398,8 @@ class Engine(StackedForward):
         chunk = INCREMENTAL_CHUNK if incremental else self._chunk(name, len(colors), screen)
         chunk = termwise.TERMWISE_CHUNK if by_term else chunk
         passes, unseen = 0, False
-        natural: np.ndarray | None = None  # made where read (whole passes)
+        natural: np.ndarray | None = None  # made where read (whole passes), with its signs
+        signed: np.ndarray | None = None
         for start in range(0, len(colors), chunk):
             part = colors[start : start + chunk]
             if by_term:  # each coordinate's one term
@@ -421,8 +422,9 @@ class Engine(StackedForward):
                 moved[part] = _moved(d) @ self.gy
                 unseen = True
                 if self.g.size > 1:
-                    natural = np.zeros(x.size) if natural is None else natural
-                    natural[part] = np.abs(d @ _signed(self.g)).max(axis=1)
+                    if natural is None or signed is None:
+                        natural, signed = np.zeros(x.size), _signed(self.g)
+                    natural[part] = np.abs(d @ signed).max(axis=1)
             else:
                 together = members[start : start + chunk] if members else None
                 read = [] if screen else None
@@ -549,9 +551,16 @@ class Engine(StackedForward):
         if todo.size:
             seen = self.gradient(name, coloring=False, coords=todo)[1]
             moved = np.asarray(seen.noise_at, dtype=np.float64).ravel()[todo]
-            left = np.maximum(full.ravel()[todo] - moved, 0.0) / (4 * self.method.spread)
+            left = self.unmoved_share(full.ravel()[todo], moved)
             known.update(zip(todo.tolist(), left.tolist(), strict=True))
         return np.array([known[i] for i in idx.tolist()]), int(todo.size)
+
+    def unmoved_share(self, reach: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        """The share of a gradient its coordinate's unmoved outputs may hide, from the modelled
+        round-off over every output it may move (``reach``) and over those it moved
+        (``moved``): half a last bit over the step each, a unit of |g y| over h, not the
+        model's 4 spread units."""
+        return np.maximum(np.asarray(reach) - np.asarray(moved), 0.0) / (4 * self.method.spread)
 
     def _reach(self, name: str, idx: np.ndarray, factor: float, sign: float = 1.0,
                least: float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
@@ -673,8 +682,8 @@ NATURAL_SIGNS = 4  # upstream gradients with random signs that TensorNumerics.na
 
 
 def _signed(g: np.ndarray) -> np.ndarray:
-    """(outputs, NATURAL_SIGNS): |g| with fixed random signs (made per chunk: a layer's colored
-    or incremental path never holds them)."""
+    """(outputs, NATURAL_SIGNS): |g| with fixed random signs (made where whole passes read
+    them: a layer's colored or incremental path never holds them)."""
     rng = np.random.default_rng(0x7465726D)
     return np.abs(g).reshape(-1, 1) * rng.choice((-1.0, 1.0), size=(g.size, NATURAL_SIGNS))
 
