@@ -461,6 +461,12 @@ class Engine(StackedForward):
         # resolves the tensor at all asks about every output it may move (one it moved by less
         # than a last bit reads exactly 0: its share of the gradient is invisible)
         noise_at = self.noise_factor() * moved / h
+        if self.method.name == "complex":
+            # the complex step's own floor: a step times a slope below float64's smallest
+            # normal number keeps few bits or none (softmax([0, 700]) read its y0's h e^-700
+            # as 0, and a right dx of 1e-304 'did not match'); |g| of every output, at most
+            under = np.finfo(np.float64).tiny * float(gabs.sum()) / h
+            noise, noise_at = np.maximum(noise, under), np.maximum(noise_at, under)
         if coords is not None:
             mask = np.zeros(x.size, dtype=bool)
             mask[np.asarray(coords, dtype=np.int64)] = True
