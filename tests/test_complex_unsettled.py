@@ -15,22 +15,34 @@ import gradcli
 from gradcli.errors import OptionError
 
 
-def _tanh(scale):
+def _tanh(scale, at=0.0):
     def forward(x):
-        return np.tanh(scale * x)
+        return np.tanh(scale * (x - at))
 
     def backward(grad_output, x):
-        return {"x": grad_output * scale * (1 - np.tanh(scale * x) ** 2)}
+        return {"x": grad_output * scale * (1 - np.tanh(scale * (x - at)) ** 2)}
 
     return forward, backward
 
 
 def test_a_steep_forward_is_not_called_unsafe():
-    forward, backward = _tanh(1e12)
-    x = np.random.default_rng(0).standard_normal((4, 5)) / 1e12
+    # away from 0, where no step of eps x max(1, |x|) reads its rise
+    forward, backward = _tanh(1e13, 1.0)
+    x = 1 + np.random.default_rng(0).standard_normal((4, 5)) / 1e13
     with pytest.raises(OptionError) as e:
         gradcli.check(forward=forward, backward=backward, tensors={"x": x}, method="complex")
     assert "do not settle" in str(e.value) and "not complex-safe" not in str(e.value)
+
+
+def test_inputs_far_below_the_step_are_compared_at_their_own_scale():
+    # at |x| ~ 1e-12 the real differences are read at a step scaled to the inputs (t37b F6)
+    forward, backward = _tanh(1e12)
+    x = np.random.default_rng(0).standard_normal((4, 5)) / 1e12
+    assert gradcli.check(forward=forward, backward=backward, tensors={"x": x},
+                         method="complex").passed  # fmt: skip
+    wrong = gradcli.check(forward=forward, backward=lambda grad_output, x: {
+        "x": -backward(grad_output, x)["x"]}, tensors={"x": x}, method="complex")
+    assert not wrong.passed
 
 
 def test_a_forward_dropping_the_imaginary_part_is_still_refused():

@@ -377,8 +377,9 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
     for name, a in spec.tensors.items():
         if name in spec.layer.constants(engine.shapes, spec.options):
             continue
+        real = _scaled(spec, name, central)
         try:
-            _along_a_line(engine, central, name, rng)
+            _along_a_line(engine, real, name, rng)
             picks = (np.arange(a.size) if a.size <= SAFE_ALL else
                      rng.choice(a.size, size=SAFE_PICKS, replace=False))  # fmt: skip
             c = engine.gradient(name, coords=picks)[0].ravel()[picks]
@@ -401,7 +402,19 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
                 f"{mention('method')}",
                 param="method",
             ) from None
-        _refuse_disagreement(spec, name, picks, c, central)
+        _refuse_disagreement(spec, name, picks, c, real)
+
+
+def _scaled(spec: Spec, name: str, central: Engine) -> Engine:
+    """``central``, or where every input of ``name`` lies a thousand times below its step
+    (eps x max(1, |x|)), central differences at a step scaled to the largest of them: x**3 at
+    |x| = 1e-100 read h^2 at every step from 6e-6 down, and was called not complex-safe."""
+    x = np.abs(central.t64[name])
+    top = float(x[np.isfinite(x)].max(initial=0.0))
+    if not 0 < top * 1e3 <= float(steps(np.zeros(1), central.eps)[0]):
+        return central
+    return Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
+                  eps=central.eps * top, unit=central.unit)  # fmt: skip
 
 
 def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray | None) -> None:
@@ -413,7 +426,8 @@ def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray |
     if spec.layer.broadcasts:
         return
     picks = np.arange(grad.size) if coords is None else np.asarray(coords, dtype=np.int64)
-    central = Engine(spec.layer, spec.tensors, spec.options, spec.grad_output)
+    central = _scaled(spec, name, Engine(spec.layer, spec.tensors, spec.options,
+                                         spec.grad_output))  # fmt: skip
     _refuse_disagreement(spec, name, picks, grad.ravel()[picks], central, coloring=True)
 
 
@@ -471,13 +485,7 @@ def _refuse_disagreement(
         # was called not complex-safe: outside test t35a F8)
         bad &= ~_measured_mask(central, name, picks, bad, c, r, coloring)
     if np.any(bad) and np.all(unsettled[bad]):
-        raise OptionError(
-            f"the complex step cannot be checked against central differences on d{name} "
-            f"here: their readings do not settle as the step shrinks (the forward varies on a "
-            f"scale finer than the step): this says nothing of your forward; rescale the "
-            f"inputs, or use another {mention('method')}",
-            param="method",
-        )
+        raise _unsettled(name)
     if np.any(bad):
         j = int(np.argmax(np.where(bad, np.abs(c - r), -1.0)))
         raise OptionError(
@@ -486,6 +494,17 @@ def _refuse_disagreement(
             f"use another {mention('method')}",
             param="method",
         )
+
+
+def _unsettled(name: str) -> OptionError:
+    """The complex step could not be compared with real differences: theirs never settle."""
+    return OptionError(
+        f"the complex step cannot be checked against central differences on d{name} here: "
+        f"their readings do not settle as the step shrinks (the forward varies on a scale "
+        f"finer than the step): this says nothing of your forward; rescale the inputs, or "
+        f"use another {mention('method')}",
+        param="method",
+    )
 
 
 def _measured_mask(central: Engine, name: str, picks: np.ndarray, bad: np.ndarray,
@@ -546,6 +565,9 @@ def _noise(info: Any, picks: np.ndarray) -> np.ndarray | float:
     return 4 * out
 
 
+FINER_ROUNDS = 4  # _along_a_line's readings at finer steps: 64^-4 of the step at most
+
+
 def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Generator) -> None:
     """Every coordinate of ``name`` moved at once along a random +-1 direction, by the central
     difference's steps: where the loss is smooth along that line (its two one-sided slopes
@@ -563,20 +585,35 @@ def _along_a_line(engine: Engine, central: Engine, name: str, rng: np.random.Gen
     if abs(right - left) > 4 * noise + 1e-6 * max(abs(right), abs(left)):
         return  # a kink on the line: the coordinates' own readings decide
     r = (right + left) / 2
-    moved = True
-    if abs(c - r) > 1e-5 * max(abs(r), abs(c)) + 4 * noise + 1e-300:
-        # the real slopes' own truncation first: their step grows with |x| (a batchnorm at
-        # 1000 + N(0, 1) varies on a scale of 1: 1.2e-5 apart); again at a finer step, which
-        # explains the gap only if the real slope moved towards the complex one. Up to 1/64,
-        # but no finer than keeps its round-off (the step's inverse) under a quarter of the
-        # gap: at 1/64 a term of 1e-2 in 20000 (y[0] = x0 |x0|) drowned in it (t22 N8)
+
+    def apart(c: float, r: float, noise: float) -> bool:
+        return abs(c - r) > 1e-5 * max(abs(r), abs(c)) + 4 * noise + 1e-300
+
+    # the real slopes' own truncation first: their step grows with |x| (a batchnorm at
+    # 1000 + N(0, 1) varies on a scale of 1: 1.2e-5 apart); again at finer steps while the
+    # real slope moves towards the complex one at least halfway each time (x**3 at 1e-5
+    # needs two of 1/64; a forward dropping the imaginary part stays as far). Each up to
+    # 1/64, but no finer than keeps its round-off (the step's inverse) under a quarter of the
+    # gap: at 1/64 a term of 1e-2 in 20000 (y[0] = x0 |x0|) drowned in it (t22 N8). A reading
+    # along p = direction * h is a slope times h: at h / k, k times it
+    toward, total = False, 1.0
+    for _ in range(FINER_ROUNDS):
+        if not apart(c, r, noise):
+            break
         gap = abs(c - r)
         finer = _finer(gap, noise)
-        c, step = engine.directional(name, direction, h / finer)
-        right, left, noise = central.line_slopes(name, step, unmoved=True)
-        moved = abs((right + left) / 2 - r) >= 0.5 * gap
-        r = (right + left) / 2
-    if not moved or abs(c - r) > 1e-5 * max(abs(r), abs(c)) + 4 * noise + 1e-300:
+        c2, step = engine.directional(name, direction, h / (total * finer))
+        right, left, noise2 = central.line_slopes(name, step, unmoved=True)
+        r2 = (right + left) / 2
+        toward = abs(r2 * finer - r) >= 0.5 * gap and abs(c2 - r2) * finer < gap
+        c, r, noise, total = c2, r2, noise2, total * finer
+        if not toward:
+            break
+    if toward and apart(c, r, noise):
+        # still moving towards the complex step's reading: the step spans the forward's
+        # whole rise (x**3 at |x| = 1e-100 reads h^2 at every step), no evidence
+        raise _unsettled(name)
+    if apart(c, r, noise):
         raise OptionError(
             f"your forward is not complex-safe: the complex step and real differences "
             f"disagree on d{name} along a random direction through every element ({c:.6g} "
