@@ -264,17 +264,20 @@ def test_a_user_forward_far_slower_than_the_model_is_costed_as_measured(tmp_path
     """Loop code ran 0.66 s a call against the model's 2e-4 s, and a check estimated within
     --budget ran 260 s in silence (the outside tester's T5); a loop max-pool of 0.5 ms a call
     (3.3 times the model's) was counted at the model's, 10 s of CPU as 2.7. The twin: a fast
-    forward keeps the model's figure (and the JSON stays the same between runs)."""
+    forward keeps the model's figure (and the JSON stays the same between runs). A call under
+    10 ms is counted as measured without a note: a millisecond is the clock's grain, and
+    loop-free numpy was told it looked like a loop (outside test t38a N3)."""
     mine = tmp_path / "mine.py"
     mine.write_text("import numpy as np\n" + BUSY.replace("SECONDS", repr(seconds)))
     x = np.array([[0.5, -1.0, 2.0], [1.5, -0.3, 0.7]])
     doc = json.loads(gradcli.check(str(mine), {"x": x}).to_json())
     calls = 2 * x.size  # central differences: two calls a coordinate, at least
     said = [n for n in doc["notes"] if "your forward takes about" in n]
-    assert bool(said) == (slow is not None), said
-    if slow is not None:
+    assert bool(said) == (slow is not None and slow >= 0.01), said
+    if said:
         # rounded up to a power of 2: a loaded machine may read the next one
         assert any(f"takes about {s:.3g} s a call" in said[0] for s in (slow, 2 * slow)), said
+    if slow is not None:
         assert doc["cost"]["estimated_seconds"] > calls * slow
     else:
         assert doc["cost"]["estimated_seconds"] - cost.CHECK_SECONDS < calls * 1e-3

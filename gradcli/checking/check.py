@@ -63,6 +63,7 @@ from gradcli.checking.userwork import (
     backward_against_builtin,
     complex_agrees,
     complex_safe,
+    even_dropout,
     forward_against_builtin,
     forward_calls,
     one_example,
@@ -163,6 +164,9 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
 
 
 # ---------------------------------------------------------------------------- prepare
+SLOW_CALL = 0.01  # seconds a call of yours must take before its timing is a note
+
+
 def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     """The analytical side, its contract, the engines, the mode within the budget and the
     tolerances; refusals (memory, overflow, a check of nothing) happen here, before any
@@ -215,8 +219,12 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"(about {agreement.roundoff / 8:.2g}, measured against extended precision): the "
             f"two agree to it"
         )
+    # timed, the one part of the estimate that is: said so where a call is long enough to
+    # matter (a millisecond is the clock's grain here: 2^-10 s was read of np.maximum, and
+    # loop-free numpy was told it looked like a loop in Python, outside test t38a N3)
     slow = cost.user_call_seconds(engine)
-    if slow is not None:  # timed, the one part of the estimate that is: said so
+    slow = slow if slow is not None and slow >= SLOW_CALL else None
+    if slow is not None:
         notes.append(
             f"your forward takes about {slow:.3g} s a call, more than 3 times what gradcli's "
             f"cost model predicts for numpy at these sizes (a loop in Python, or costly "
@@ -224,7 +232,7 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
             f"the time measured"
         )
     slow_back = cost.user_backward_seconds(engine)
-    if slow_back is not None:
+    if slow_back is not None and slow_back >= SLOW_CALL:
         notes.append(
             f"your backward takes about {slow_back:.3g} s a call, more than 3 times what "
             f"gradcli predicts for numpy at these sizes: time estimates and {mention('budget')} "
@@ -325,6 +333,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
                 if run_contract else None)  # fmt: skip
     if (single := one_example(spec)) is not None:
         notes.append(single)
+    if (even := even_dropout(spec)) is not None:
+        notes.append(even)
     under_test = tested(spec, comp, opts.grads)
     names = tuple(under_test)
     if not names:  # a check of nothing must not pass

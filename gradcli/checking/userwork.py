@@ -325,6 +325,20 @@ def one_example(spec: Spec) -> str | None:
     )
 
 
+def even_dropout(spec: Spec) -> str | None:
+    """A note for --impl of dropout at p = 0.5 (its default): 1 / p and 1 / (1 - p) agree
+    there, so a dropout scaling by the keep rate's inverse where the drop rate's belongs (CS231n's
+    p is the keep probability) passes (outside test t38a N6). None elsewhere."""
+    builtin = REGISTRY.get("dropout")
+    if builtin is None or spec.layer is builtin or spec.layer.name != "dropout":
+        return None
+    if getattr(spec.options, "p", None) != 0.5:
+        return None
+    return ("at p = 0.5, 1 / p and 1 / (1 - p) agree, so a dropout scaling by 1 / p where "
+            "1 / (1 - p) belongs passes here; check at another p too (options: {p: 0.3}, as "
+            "specs/dropout_p03.yaml)")
+
+
 def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...]]]:
     """DRAWN_POINTS generic points from the spec's seed: each differentiated tensor drawn anew
     on its own scale (its root mean square, 1 for zeros) around an offset of half to one of
