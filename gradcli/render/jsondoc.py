@@ -302,14 +302,14 @@ def init_template(layer: Layer) -> str:
 
 
 def _commented(entry: str, name: str, meaning: str) -> list[str]:
-    """A commented-out YAML ``entry`` with its ``meaning`` beside it, or on comment lines of
-    their own above it where the two pass 80 columns: uncommenting the entry's line then
-    leaves valid YAML (a folded tail read '# # step between windows')."""
-    line = f"  # {entry}  # {meaning}"
-    if len(line) <= 80:
-        return [line]
-    return [*textwrap.wrap(f"{name}: {meaning}", 80, initial_indent="  # ",
-                           subsequent_indent="  #   "), f"  # {entry}"]  # fmt: skip
+    """A commented-out YAML ``entry`` with its ``meaning`` beside it, continued on comment
+    lines of its own where the two pass 80 columns: uncommenting the entry's line leaves valid
+    YAML (a folded tail read '# # step between windows'), and it is the one line that starts
+    with the key (a meaning above it, '# padding: zeros around X', was uncommented first and
+    was no YAML: outside test t38a N8)."""
+    del name  # the entry names it
+    return textwrap.wrap(meaning, 80, initial_indent=f"  # {entry}  # ",
+                         subsequent_indent="  #     ", break_on_hyphens=False)  # fmt: skip
 
 
 def _yaml(value: Any) -> str:

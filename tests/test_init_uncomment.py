@@ -1,0 +1,37 @@
+"""Every commented option of an init template is one line to uncomment, for every layer.
+
+Options whose meaning passed 80 columns were written as '# padding: zeros around X ...' above
+'# padding: 0': a student uncommented the first and got invalid YAML, or both and a key given
+twice (outside test t38a N8). The entry line is now the only one starting with its key, and
+uncommenting it alone leaves a spec that loads with that option set.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from gradcli.layers import REGISTRY
+from gradcli.render.jsondoc import init_template
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_each_option_line_uncomments_to_valid_yaml(name):
+    text = init_template(REGISTRY[name])
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("options:")), None)
+    assert start is not None
+    keys = []
+    for i in range(start + 1, len(lines)):
+        m = re.match(r"  # (\w+): ", lines[i])
+        if not lines[i].startswith("  #"):
+            break
+        if m:
+            keys.append(m.group(1))
+            edited = [*lines[:start], "options:", *lines[start + 1:]]
+            edited[i] = "  " + lines[i][4:]
+            doc = yaml.safe_load("\n".join(edited))
+            assert m.group(1) in doc["options"], lines[i]
+    assert len(keys) == len(set(keys)), keys  # one line per key
