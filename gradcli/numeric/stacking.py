@@ -274,8 +274,9 @@ class StackedForward:
             # broadcasts), even one standing for a built-in's name
             whose = f"{self.layer.name}'s" if self.layer.broadcasts else "your"
             raise OptionError(
-                f"{whose} forward is not complex-safe (it returned real values for "
-                f"complex inputs); use another {mention('method')}",
+                f"{whose} forward is not complex-safe (it returned real values when {name} "
+                f"was complex: an output allocated with another input's dtype, or a cast, "
+                f"drops the imaginary part); use another {mention('method')}",
                 param="method",
             )
         return y.reshape((len(probes),) + self.out_shape)
