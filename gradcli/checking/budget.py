@@ -53,7 +53,7 @@ def smooth(engine: Engine) -> bool:
     is ours: a kink read there is round-off, a confident loss's staircase), or a network of
     them (Layer.smooth). No detector, no other side's differences."""
     layer = engine.layer
-    if layer.smooth:
+    if layer.smooth or engine.declared_smooth:
         return True
     return (REGISTRY.get(layer.name) is layer and layer.kinks is None
             and layer.maxima is None)  # fmt: skip

@@ -134,6 +134,8 @@ class Engine(StackedForward):
         self.declared_footprint: Any = None
         self.declared_kinks: Any = None
         self.declared_maxima: Any = None  # and its windows of maxima (numeric/routes.py)
+        # a user's forward that agreed with a built-in declaring no kink: none to look for
+        self.declared_smooth = False
         # and a loss's terms (Layer.terms), for which of its ties interact only (``structure``)
         self.declared_terms: Any = None
         self._structure: dict[str, Engine | None] = {}
