@@ -180,6 +180,7 @@ def assert_gradients(
 ) -> Report:
     """``check(...)`` for tests: returns the report when every gradient matches, else raises
     AssertionError whose first line is the verdict (the FAIL summary line), then the table."""
+    __tracebackhide__ = True  # pytest shows the caller's line and the verdict, not this body
     report = check(
         layer, tensors, options=options, grad_output=grad_output, forward=forward,
         backward=backward, data=data, method=method, eps=eps, atol=atol, rtol=rtol, mode=mode,

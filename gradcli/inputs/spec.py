@@ -212,6 +212,7 @@ def build_spec(
             f"the spec is for layer {brief(doc['layer'])}, not {layer.name!r}",
             key="layer",
         )
+    overridden = dtype is not None  # said as such: the spec may say nothing (t38b N3)
     dtype = parse_dtype(doc.get("dtype", "float64") if dtype is None else dtype)
     seed = parse_seed(doc.get("seed", 0) if seed is None else seed)
     raw_options = doc.get("options")
@@ -262,7 +263,8 @@ def build_spec(
         files=tuple(loader.files),
         elements=loader.used,
         max_elements=loader.max_elements,
-        notes=_cast_notes(loader.cast, dtype),
+        notes=_cast_notes(loader.cast, dtype, mention("dtype", dtype) if overridden
+                          else "the spec's dtype"),
     )
 
 
@@ -361,16 +363,17 @@ def _load(
     return layer, arrays, options, out_shape, grad_output
 
 
-def _cast_notes(cast: dict[str, str], dtype: str) -> tuple[str, ...]:
-    """One note per dtype the arrays were given in that is not the spec's."""
+def _cast_notes(cast: dict[str, str], dtype: str, whose: str) -> tuple[str, ...]:
+    """One note per dtype the arrays were given in that is not the one checked in (``whose``:
+    the spec's, or --dtype's)."""
     by_dtype: dict[str, list[str]] = {}
     for name, given in cast.items():
         by_dtype.setdefault(given, []).append(name)
     return tuple(
-        f"{', '.join(names)} given as {given}, checked in {dtype} (the spec's dtype; "
+        f"{', '.join(names)} given as {given}, checked in {dtype} ({whose}; "
         f"{mention('dtype', given)} checks in {given})"
         if given in DTYPES
-        else f"{', '.join(names)} given as {given}, checked in {dtype} (the spec's dtype)"
+        else f"{', '.join(names)} given as {given}, checked in {dtype} ({whose})"
         for given, names in by_dtype.items()
     )
 
