@@ -16,7 +16,8 @@ class Computation:
     """Forward and analytical backward of one spec.
 
     output: the layer output; gradients: {tensor name: dL/dname}, each of that tensor's shape;
-    intermediates: {name: array}, e.g. attention's Q, K, V, S, A and their gradients dQ ... dA.
+    intermediates: {name: array}, e.g. attention's Q, K, V, S, A and their gradients dQ ... dA;
+    grad_output: the upstream gradient dL/doutput they were computed for.
     """
 
     output: np.ndarray
@@ -25,6 +26,9 @@ class Computation:
     # the backward's call in the clock given to compute (0 with none): a user's loop backward
     # may take far longer than the cost model's call (numeric/cost.py user_backward_seconds)
     backward_seconds: float = 0.0
+    # the upstream gradient the backward was given (the spec's, or drawn from its seed): what
+    # answers for --grads must be computed for (outside test t38b N4)
+    grad_output: np.ndarray | None = None
 
 
 RETIME = (1e-4, 0.01)  # seconds: a backward's first call between these is timed twice more
@@ -52,4 +56,5 @@ def compute(spec: Spec, tick: Callable[[], float] | None = None) -> Computation:
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
     gradients = {n: np.asarray(grads[n]) for n in spec.grad_shapes}  # labels have none
     return Computation(output=output, gradients=gradients, intermediates=inter,
-                       backward_seconds=seconds)  # fmt: skip
+                       backward_seconds=seconds,
+                       grad_output=np.asarray(spec.grad_output))  # fmt: skip

@@ -492,6 +492,17 @@ class Session:
                     text,
                     lambda k=keep: layer.backward(np.where(k, 0.0, g), cache),
                 )
+        if g.size > 1 and not np.all(g == 1):
+            # answers computed for y.sum(), the usual hand derivation, read as 'wrong at a few
+            # elements' (an index, a slice) where the drawn upstream gradient was not used
+            # (outside test t38b N4)
+            add(
+                "upstream-ones",
+                "for an upstream gradient of ones (the gradient of the output's sum), not for "
+                "the check's grad_output (drawn from the spec's seed: gradcli compute shows "
+                "it; compute your gradients for it, or give grad_output)",
+                lambda: layer.backward(np.ones_like(g), cache),
+            )
         if dataclasses.is_dataclass(options):
             for f in dataclasses.fields(options):
                 value = getattr(options, f.name)
