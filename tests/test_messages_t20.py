@@ -140,15 +140,17 @@ def _lstm(order="ifog", g_act=np.tanh):
     return forward
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(("order", "g_act", "named"), [
     ("ifgo", np.tanh, True), ("ifog", np.tanh, False), ("ifog", np.sin, False),
 ])  # fmt: skip
-def test_an_lstm_in_torch_gate_order_is_named(order, g_act, named):
-    """t20 F1b: an LSTM in i, f, g, o order (torch's) got 'max abs error 0.794' and no cause.
+def test_an_lstm_in_torch_gate_order_is_named(order, g_act, named, dtype):
+    """t20 F1b: an LSTM in i, f, g, o order (torch's) got 'max abs error 0.794' and no cause;
+    in float32 too (t38a N4: held to float64's 1e-9, it went unnamed there).
     Twins: ours passes, another wrong forward is not called a gate order."""
     import gradcli
 
-    r = gradcli.check("lstm_step", None, forward=_lstm(order, g_act),
+    r = gradcli.check("lstm_step", None, forward=_lstm(order, g_act), dtype=dtype,
                       backward=lambda g, **t: gradcli.compute("lstm_step", t,
                                                               grad_output=g).gradients)
     said = " ".join(r.forward.hints) if r.forward is not None else ""
