@@ -150,7 +150,11 @@ def test_an_lstm_in_torch_gate_order_is_named(order, g_act, named, dtype):
     Twins: ours passes, another wrong forward is not called a gate order."""
     import gradcli
 
-    r = gradcli.check("lstm_step", None, forward=_lstm(order, g_act), dtype=dtype,
+    rng = np.random.default_rng(7)  # a batch of 16 (float32 rounds more than at one row)
+    t = {"x": rng.normal(size=(16, 10)), "prev_h": 0.5 * rng.normal(size=(16, 8)),
+         "prev_c": 0.5 * rng.normal(size=(16, 8)), "Wx": 0.3 * rng.normal(size=(10, 32)),
+         "Wh": 0.3 * rng.normal(size=(8, 32)), "b": 0.1 * rng.normal(size=32)}
+    r = gradcli.check("lstm_step", t, forward=_lstm(order, g_act), dtype=dtype,
                       backward=lambda g, **t: gradcli.compute("lstm_step", t,
                                                               grad_output=g).gradients)
     said = " ".join(r.forward.hints) if r.forward is not None else ""
