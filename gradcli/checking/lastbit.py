@@ -45,13 +45,17 @@ EPS = float(np.finfo(np.float64).eps)
 def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """{name: each element's floor, of the gradient's shape} for ``names`` among the built-in
     layer's gradients; {} for a layer of the user's own or one with kinks."""
-    return {n: FACTOR * s for n, s in spread(spec, names, EPS).items()}
+    return {n: FACTOR * s for n, s in spread(spec, names, EPS, inputs=True).items()}
 
 
-def spread(spec: Spec, names: tuple[str, ...], unit: float) -> dict[str, np.ndarray]:
+def spread(spec: Spec, names: tuple[str, ...], unit: float,
+           inputs: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
     """{name: the largest change of each element over TRIALS nudges of 1-2 ``unit``s}
     (float64's last bits for backward_floor; float32's for what a float32 backward computing
-    from the same saved arrays rounds to: checking/precision.py)."""
+    from the same saved arrays rounds to: checking/precision.py). ``inputs``: the tensors'
+    last bits too, through the forward, for a single layer without kinks: a layer norm at
+    1e7 + N(0, 1) rounds its x - mean at 1e-9, which its saved arrays' last bits (at 1) never
+    show, and the complex step failed its right dx 1e-8 off (outside test t35b F3)."""
     layer = REGISTRY.get(spec.layer.name)
     if spec.layer.builtins_only:  # a network of built-in layers: its cache is theirs, nested
         layer = spec.layer
@@ -75,12 +79,18 @@ def spread(spec: Spec, names: tuple[str, ...], unit: float) -> dict[str, np.ndar
         return c if kinked else nudged(c, rng, unit)
 
     moved = {n: np.zeros(np.shape(base[n])) for n in wanted}
+    through = inputs and not kinked and not spec.layer.builtins_only
     for _ in range(TRIALS):
         got = layer.backward(nudged(g, rng, unit), nudge(cache))
-        for n in wanted:
-            with np.errstate(invalid="ignore", over="ignore"):
-                change = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])
-            moved[n] = np.fmax(moved[n], change)  # a NaN reading (inf - inf) is no reading
+        runs = [got]
+        if through:
+            runs.append(layer.backward(g, layer.forward(nudged(tensors, rng, unit),
+                                                        spec.options)[1]))  # fmt: skip
+        for got in runs:
+            for n in wanted:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    change = np.abs(np.asarray(got[n], dtype=np.float64) - base[n])
+                moved[n] = np.fmax(moved[n], change)  # a NaN reading (inf - inf) is no reading
     return moved
 
 
