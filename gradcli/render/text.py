@@ -214,7 +214,8 @@ def refined_line(r: TensorResult) -> str:
     return (
         f"d{r.name}: {n} coordinate{'s' if n > 1 else ''} confirmed at smaller steps (down to "
         f"h/{2**r.refined_halvings}): the discrepancy at the default step went away as the "
-        "step shrank (truncation, or a kink that step crossed), to within tolerance"
+        "step shrank, to within tolerance: that step's error (its truncation, or a bend it "
+        "straddled), not the gradient's"
     )
 
 
