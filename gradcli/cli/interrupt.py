@@ -83,7 +83,7 @@ def _at_startup(signum: int, frame: Any) -> None:
         os.write(2, f"gradcli: {WORDS.get(signum, 'stopped')}\n".encode())
     except OSError:
         pass
-    os._exit(128 + signum)
+    _exit(128 + signum)
 
 
 def _install(handler: Any) -> Callable[[], None]:
