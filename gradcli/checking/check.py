@@ -79,6 +79,7 @@ from gradcli.numeric.methods import (
     MIRRORS,
     RESOLVE_MARGIN,
     get_method,
+    steps,
 )
 from gradcli.numeric.sampling import sample_coordinates
 
@@ -1230,8 +1231,10 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = grad.ravel()
     t = np.broadcast_to(floor, grad.shape).ravel()
-    zero = (n == 0) & (a == 0) & (reach > t)
-    zero &= compared(n.size, coords)
+    both = (n == 0) & (a == 0) & compared(n.size, coords)
+    if (why := _far_slope(p, name, both, n, coords)):
+        return why
+    zero = both & (reach > t)
     idx = np.flatnonzero(zero)
     if not idx.size:
         return ""
@@ -1248,6 +1251,50 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
             f"beyond the tolerance (outputs far larger than the elements' share: a loss of "
             f"1e11); an answer of 0 there is not verified; "
             f"{advice_for(p, name)}")
+
+
+FAR_STEPS = 4096  # steps out at which _far_slope reads a tensor whose differences all read 0
+FAR_READ = 64  # coordinates it reads, at most (the largest first)
+
+
+def _far_slope(p: Prepared, name: str, both: np.ndarray, n: np.ndarray,
+               coords: np.ndarray | None) -> str:  # fmt: skip
+    """Why a tensor whose every compared element reads 0 on both sides is not verified ("" when
+    it is): central differences FAR_STEPS steps out read a slope far beyond their own rounding,
+    so the default step moved its outputs by less than their last bit. A linear at x ~ 1e-12
+    moves z by 6e-18 at W's step: its dW of 4e-12 read 0 everywhere, and an answer of zeros
+    passed where the right one could not be resolved (outside test t39a F2). A flat loss (a
+    dead relu) or one even about the point (mse at a perfect fit) reads 0 out there too."""
+    seen = np.broadcast_to(compared(n.size, coords), n.shape)
+    idx = np.flatnonzero(both)
+    if not idx.size or not np.array_equal(both, seen):  # every compared element
+        return ""
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+    from gradcli.numeric.refine import all_rounding
+
+    engine = p.engines[name]
+    if name not in engine.t64 or p.opts.method == "complex":
+        return ""
+    idx = idx[:FAR_READ]
+    cost = kinks.moves_seconds(engine, name, idx, p.opts.coloring, 2)
+    if cost > p.left():
+        return ""
+    p.spent += cost
+    x = engine.t64[name].ravel()[idx]
+    h = FAR_STEPS * steps(x, engine.eps)
+    D, _ = kinks.moves(engine, name, idx, h, (-1, 1), p.opts.coloring)
+    read = np.abs(D[1] - D[0]) / (2 * h)
+    # the loss's rounding at x and out there, and x +- h's own (x's last bits at the slope
+    # read out there: mse at a perfect fit reads 1e-17 of it, its gradient 0)
+    moved = (np.abs(D[0]) + np.abs(D[1])) * (1 + np.abs(x) / h)
+    rounding = 16 * (all_rounding(engine) + max(engine.unit, EPS) * moved) / (2 * h)
+    far = read > rounding
+    if not far.any():
+        return ""
+    top = float(read[far].max())
+    return (f"every element reads exactly 0 at this step, while {FAR_STEPS} steps out a "
+            f"slope of up to {top:.2g} is read: the step moves the outputs by less than their "
+            f"last bit, and an answer of 0 there is not verified; {advice_for(p, name)}")
 
 
 def _dtype_of(p: Prepared, name: str) -> str:
