@@ -936,7 +936,8 @@ def compare_tensor(
             result = _unresolved(result, why)
     if result.passed and opts.method != "complex" and not p.random_forward:
         why = _within_own_noise(p, name, grad, info, atol, rtol, coords) or _zeros_swallowed(
-            p, name, grad, info, np.maximum(atol, 0.0 if noise is None else noise), coords)
+            p, name, grad, info, np.maximum(atol, 0.0 if noise is None else noise), coords,
+            kinked=fix is not None and bool(fix.coords.size) or info.kink_slopes > 0)
         if why:
             result = _unresolved(result, f"cannot resolve d{name} at this step: {why}")
     if p.random_forward:  # differences of noise: no hint reads a cause there, and nothing
@@ -1220,7 +1221,8 @@ SWALLOWED_MOST = 1024  # elements read exactly 0 that _zeros_swallowed examines,
 
 
 def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
-                     floor: np.ndarray | float, coords: np.ndarray | None) -> str:  # fmt: skip
+                     floor: np.ndarray | float, coords: np.ndarray | None,
+                     kinked: bool = False) -> str:  # fmt: skip
     """Why a passing tensor's 0 readings are no reading ("" when they are): elements both
     sides put at 0 whose outputs round beyond their tolerance (info.noise_reach) and whose
     stencils moved L by less than its last bit, where it moves further out at a slope beyond
@@ -1232,7 +1234,8 @@ def _zeros_swallowed(p: Prepared, name: str, grad: np.ndarray, info: TensorNumer
     n = grad.ravel()
     t = np.broadcast_to(floor, grad.shape).ravel()
     both = (n == 0) & (a == 0) & compared(n.size, coords)
-    if (why := _far_slope(p, name, both, n, coords)):
+    # (not where the point itself is a kink: relu at W = 0 moves on one side only, out there)
+    if not kinked and (why := _far_slope(p, name, both, n, coords)):
         return why
     zero = both & (reach > t)
     idx = np.flatnonzero(zero)
@@ -1288,7 +1291,10 @@ def _far_slope(p: Prepared, name: str, both: np.ndarray, n: np.ndarray,
     # read out there: mse at a perfect fit reads 1e-17 of it, its gradient 0)
     moved = (np.abs(D[0]) + np.abs(D[1])) * (1 + np.abs(x) / h)
     rounding = 16 * (all_rounding(engine) + max(engine.unit, EPS) * moved) / (2 * h)
-    far = read > rounding
+    # and the two sides agree: a slope, not a kink or a tie out there (clip at its bounds)
+    right, left = D[1] / h, -D[0] / h
+    sided = np.abs(right - left) <= 0.25 * np.maximum(np.abs(right), np.abs(left))
+    far = (read > rounding) & sided
     if not far.any():
         return ""
     top = float(read[far].max())
