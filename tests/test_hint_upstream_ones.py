@@ -50,3 +50,18 @@ def test_compute_says_which_upstream_gradient_it_drew():
     g = gradcli.compute("relu", {"x": x}).grad_output
     assert g.shape == x.shape and not np.all(g == 1)
     assert gradcli.check("relu", {"x": x}, grads={"x": g * (x > 0)}).passed
+
+
+@pytest.mark.parametrize("layer", ["softmax", "layernorm"])
+def test_through_a_normalization_answers_for_ones_are_zero_and_said_so(layer):
+    # the sum of a softmax's outputs is constant: torch's y.sum().backward() gives 1e-16s, and
+    # exact zeros were hinted as 'a missing term or path' (outside test t39a N1)
+    rng = np.random.default_rng(5)
+    t = ({"x": rng.normal(size=(3, 5))} if layer == "softmax" else
+         {"x": rng.normal(size=(3, 5)), "gamma": np.ones(5), "beta": np.zeros(5)})
+    ones = dict(gradcli.compute(layer, t, grad_output=np.ones((3, 5))).gradients)
+    for answer in (ones["x"], np.zeros((3, 5))):
+        r = gradcli.check(layer, t, grads={**ones, "x": answer})
+        assert not r.results["x"].passed
+        said = " ".join(str(getattr(h, "text", h)) for h in r.results["x"].hints)
+        assert "upstream gradient of ones" in said, said

@@ -369,6 +369,17 @@ class Session:
             v = c.grads.get(name)
             if v is None or v.shape != a.shape or not np.all(np.isfinite(v)):
                 continue
+            if (c.cause == "upstream-ones" and not np.any(np.abs(v) > tol)
+                    and np.max(np.abs(a), initial=0.0) <= tol):
+                # the sum of a softmax's (a normalization's) outputs is constant: answers for
+                # it are 0, said as what they are, not as a missing term (t39a N1)
+                exact.append(Match(c.cause, (
+                    "is 0 to round-off, as the gradient of the output's sum is through a "
+                    "softmax or a normalization (its outputs' sum is constant): worked out for "
+                    "an upstream gradient of ones, not for the check's grad_output (drawn from "
+                    "the spec's seed: gradcli compute shows it)? Else a term or a path is "
+                    "missing")))
+                continue
             if not np.any(np.abs(v) > tol) or np.max(np.abs(v - R)) <= 10 * tol:
                 continue  # a zero or a right candidate explains no failure
             if np.max(np.abs(a - v)) <= tol:
@@ -498,7 +509,8 @@ class Session:
             # (outside test t38b N4)
             add(
                 "upstream-ones",
-                "for an upstream gradient of ones (the gradient of the output's sum), not for "
+                "for an upstream gradient of ones (the gradient of the output's sum; 0 "
+                "through a softmax or a normalization, whose outputs' sum is constant), not for "
                 "the check's grad_output (drawn from the spec's seed: gradcli compute shows "
                 "it; compute your gradients for it, or give grad_output)",
                 lambda: layer.backward(np.ones_like(g), cache),
