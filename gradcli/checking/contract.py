@@ -359,6 +359,27 @@ def random_forward(findings: tuple[Finding, ...], output: str) -> Finding | None
                  and not f.passed), None)  # fmt: skip
 
 
+AFTER_CALLS = 8  # forward calls at the spec's point once the differences are read
+
+
+def still_deterministic(spec: Any, output: Any) -> Finding | None:
+    """A failed determinism finding when the forward, called AFTER_CALLS times at the spec's
+    point once the check's thousands of calls are made, no longer returns ``output`` (its
+    first call's) to round-off; None when it does. State that changes every few calls (noise
+    on every 7th, a cache refreshed now and then) passed the first calls, and its jumps were
+    read as kinks: a backward 1e-5 off passed (outside test t39a F1)."""
+    o = _f64(np.asarray(output))
+    tol = roundoff_tolerance(float(np.finfo(np.dtype(spec.dtype)).eps), _largest(o),
+                             max(o.size, 1))  # fmt: skip
+    dev = 0.0
+    for _ in range(AFTER_CALLS):
+        dev = max(dev, _deviation(o, _f64(np.asarray(spec.layer.forward(spec.tensors,
+                                                                        spec.options)[0]))))
+        if dev > tol:
+            return _forward_determinism(spec.output_info.name, dev, tol)
+    return None
+
+
 def _forward_determinism(n: str, det: float, tol: float) -> Finding:
     if det <= tol:
         return Finding("determinism", n, True, f"two forward calls return the same {n}", det, tol)
