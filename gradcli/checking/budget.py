@@ -110,6 +110,8 @@ def calls_before(
     digests = 0.0
     if run_contract:
         forwards, backwards = forwards + contract.CALLS[0], backwards + contract.CALLS[1]
+        if user:  # and once the differences are read (contract.still_deterministic)
+            forwards += contract.AFTER_CALLS
         if REGISTRY.get(spec.layer.name) is not spec.layer:  # a user's cache, digested twice
             digests = cost.digest_seconds(engine, contract.DIGESTS)
     ours = 0.0  # the built-in's own calls beside a user's: no guard around them

@@ -142,7 +142,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         if (not p.random_forward and not spec.layer.broadcasts and opts.grads is None
                 and opts.contract):
             # state that changes every few calls shows only over many (t39a F1)
-            late = still_deterministic(spec, p.comp.output)
+            late = still_deterministic(spec, p.comp.output)  # counted: calls_before
             if late is not None:
                 p.contract = (*p.contract, late)
         taken = across.ties_across(p, taken, tolerance, declares_kinks, settle)

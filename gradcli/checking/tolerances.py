@@ -209,6 +209,9 @@ def _complex_truncated(p: Prepared, name: str, grad: np.ndarray, failing: np.nda
         return False
     engine = p.engines[name]
     idx = failing[:TRUNCATED_READ]
+    from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    p.spent += kinks.moves_seconds(engine, name, idx, p.opts.coloring, 1)
     finer = Engine(engine.layer, p.spec.tensors, p.spec.options, p.spec.grad_output,
                    method="complex", eps=engine.eps * FINER_COMPLEX)  # fmt: skip
     again = finer.gradient(name, coloring=p.opts.coloring, coords=idx)[0].ravel()[idx]
