@@ -42,10 +42,12 @@ FACTOR = 2
 EPS = float(np.finfo(np.float64).eps)
 
 
-def backward_floor(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def backward_floor(spec: Spec, names: tuple[str, ...],
+                   inputs: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
     """{name: each element's floor, of the gradient's shape} for ``names`` among the built-in
-    layer's gradients; {} for a layer of the user's own or one with kinks."""
-    return {n: FACTOR * s for n, s in spread(spec, names, EPS, inputs=True).items()}
+    layer's gradients; {} for a layer of the user's own or one with kinks. ``inputs``: the
+    input tensors' last bits too (``spread``)."""
+    return {n: FACTOR * s for n, s in spread(spec, names, EPS, inputs=inputs).items()}
 
 
 def spread(spec: Spec, names: tuple[str, ...], unit: float,

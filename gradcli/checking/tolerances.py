@@ -586,7 +586,11 @@ def _own_floor(p: Prepared, name: str, shape: tuple[int, ...]) -> np.ndarray | N
     at the first tensor that needs it) and 64 eps of the size of its terms (_natural_each), or
     None where neither is known."""
     if p.floors is None:
-        p.floors = (lastbit.backward_floor(p.spec, tuple(p.under_test)) if _ours(p)
+        # (the inputs' last bits, through the forward, where the step is exact: the complex
+        # step's; real steps' tolerances lie far above them, and their cost is an attention's
+        # forward and backward four times more)
+        inputs = p.opts.method == "complex"
+        p.floors = (lastbit.backward_floor(p.spec, tuple(p.under_test), inputs) if _ours(p)
                     else {} if p.opts.grads is not None  # answers: no formula of theirs to run
                     else lastbit.rounded_floor(p.spec, p.under_test, p.opts.max_memory))
     own = p.floors.get(name)
