@@ -17,7 +17,7 @@ from gradcli.checking.soundness import SWALLOWED, advice, beside, largest, resol
 from gradcli.errors import mention
 from gradcli.layers import REGISTRY
 from gradcli.numeric.engine import Engine, TensorNumerics
-from gradcli.numeric.methods import EPS, RESOLVE_MARGIN, steps
+from gradcli.numeric.methods import EPS, RESOLVE_MARGIN, below_step, steps
 
 COMPLEX_MARGIN = 1e9  # the complex step's atol lies this far below the tensor's largest value
 ROUNDED_TERMS = 1024  # eps of sum |g y|: a user's gradient this small is its terms' rounding
@@ -296,14 +296,8 @@ def float64_work(p: Prepared, name: str) -> bool:
 
 def tiny_inputs(p: Prepared, name: str) -> bool:
     """Whether every input of ``name`` lies a thousand times below the step at |x| <= 1."""
-    if name not in p.engines[name].t64:
-        return False
-    x = np.abs(p.engines[name].t64[name])
-    x = x[np.isfinite(x)]
-    # (inputs all 0 say nothing of the scale the layer varies on: a bias of zeros beside a
-    # gamma of 1e8 was told 'use a smaller --eps' for a round-off a smaller step makes worse)
-    return bool(x.size) and 0 < float(x.max()) * 1e3 <= float(steps(np.zeros(1),
-                                                                     p.engines[name].eps)[0])
+    engine = p.engines[name]
+    return name in engine.t64 and below_step(engine.t64[name], engine.eps) > 0
 
 
 def _tiny_inputs(p: Prepared, name: str, why: str) -> str:

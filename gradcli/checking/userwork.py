@@ -21,7 +21,7 @@ from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import Layer, float64_copies
 from gradcli.numeric.engine import Engine
-from gradcli.numeric.methods import steps
+from gradcli.numeric.methods import below_step, steps
 from gradcli.numeric.sampling import rademacher
 from gradcli.records import record
 
@@ -425,9 +425,8 @@ def _scaled(spec: Spec, name: str, central: Engine) -> Engine:
     """``central``, or where every input of ``name`` lies a thousand times below its step
     (eps x max(1, |x|)), central differences at a step scaled to the largest of them: x**3 at
     |x| = 1e-100 read h^2 at every step from 6e-6 down, and was called not complex-safe."""
-    x = np.abs(central.t64[name])
-    top = float(x[np.isfinite(x)].max(initial=0.0))
-    if not 0 < top * 1e3 <= float(steps(np.zeros(1), central.eps)[0]):
+    top = below_step(central.t64[name], central.eps)
+    if not top:
         return central
     return Engine(spec.layer, spec.tensors, spec.options, spec.grad_output,
                   eps=central.eps * top, unit=central.unit)  # fmt: skip

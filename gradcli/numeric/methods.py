@@ -171,6 +171,16 @@ def get_method(name: str) -> Method:
         ) from None
 
 
+def below_step(x: np.ndarray, eps: float) -> float:
+    """The largest finite |x| where every one lies a thousand times below the step at
+    |x| <= 1 (a layer may vary on a scale far below the step there), else 0.0. Inputs all 0
+    say nothing of the scale the layer varies on: 0.0 (a bias of zeros beside a gamma of 1e8
+    was told 'use a smaller --eps' for a round-off a smaller step makes worse)."""
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    top = float(a[np.isfinite(a)].max(initial=0.0))
+    return top if 0 < top * 1e3 <= float(steps(np.zeros(1), eps)[0]) else 0.0
+
+
 def steps(x: np.ndarray, eps: float) -> np.ndarray:
     """Per-coordinate steps: the power of two nearest below eps * max(1, |x|), so x + s*h is
     exact for the stencil's small integers s (barring a binade crossing)."""
