@@ -2,8 +2,10 @@
 
 The failing coordinates the budget left unexamined failed 'at ties of more than 4
 interacting equal values' (outside test t38b F1): an elementwise relu's zeros do not
-interact, and the cause was the budget. The verdict now says so. Twin: with the budget to
-examine them all, the same layer passes.
+interact, and the cause was the budget. An automatic check now leaves them out as a sample
+does (tests/test_budget_sampled_kinks.py); a failed probe's recheck, whose sample cannot pass,
+still fails them, and its verdict names the budget. Twin: with the budget to examine them
+all, the same layer passes.
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ def _x():
     return x
 
 
-def test_the_budget_is_named_as_the_cause():
+def test_an_automatic_check_passes_them_as_a_sample():
     r = gradcli.check(Relu(), {"x": _x()}, budget=2)
+    assert r.passed and "sample mode" in r.verdict(), r.verdict()
+
+
+def test_the_budget_is_named_as_the_cause():
+    r = gradcli.check(Relu(), {"x": _x()}, budget=2, mode="probe")
     assert not r.passed
     assert "left unexamined for kinks" in r.verdict(), r.verdict()
     assert "interacting equal values" not in r.verdict()

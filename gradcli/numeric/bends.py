@@ -83,6 +83,14 @@ def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
     return idx[kept], int(loud.sum()) - take, confirm_seconds(engine, name, idx, coloring)
 
 
+def spread(engine, name: str, bends) -> np.ndarray:
+    """delta(h) per coordinate (flat): how far apart its two one-sided differences lie,
+    summed over the outputs (a kink's jump of slope; curvature times the step where smooth).
+    A failing value farther than that from the central difference lies between no two slopes
+    of the coordinate's sides: no kink at x explains it."""
+    return bends.sums[0] / steps(engine.t64[name].ravel(), engine.eps)
+
+
 def _stands(bend: np.ndarray, delta: np.ndarray, tol: np.ndarray,
             noise: np.ndarray) -> np.ndarray:  # fmt: skip
     """Where the part of the disagreement that does not shrink with the step is a kink's."""

@@ -29,6 +29,7 @@ Who says where the kinks are:
 from __future__ import annotations
 
 import math
+from dataclasses import field
 
 import numpy as np
 
@@ -60,6 +61,8 @@ class KinkFix:
     # (numeric/crowds.py)
     unverified: int = 0
     unexamined: int = 0  # failing coordinates the detector had no budget for: they still fail
+    # their flat indices (the tail of the order it was given)
+    left: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
     at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors
     unplanned: float = 0.0  # predicted seconds of near-ties the estimate could not foresee
@@ -482,17 +485,19 @@ def detected(
     chained: np.ndarray | None = None,
 ) -> KinkFix:  # fmt: skip
     """The detector for a layer that declares no kinks, at the ``failing`` flat indices: as
-    many of them as ``seconds`` allow (predicted), at least ``DETECTOR_FLOOR``; the others
-    keep their failure (``unexamined``). ``any_slope``: at a kink (both sides stable, apart)
-    the analytic value stands, whatever it is (a network's end to end, where kinks of several
-    layers meet and the layers' local checks decide). ``chained``: the chained backward of a
-    network of built-in layers (the user's answers are checked): at a kink, an analytic value
-    equal to it stands, and only the others are held to the slopes and their ties."""
+    many of them as ``seconds`` allow (predicted), at least ``DETECTOR_FLOOR``, in the order
+    given; the others (``left``) keep their failure (``unexamined``). ``any_slope``: at a
+    kink (both sides stable, apart) the analytic value stands, whatever it is (a network's
+    end to end, where kinks of several layers meet and the layers' local checks decide).
+    ``chained``: the chained backward of a network of built-in layers (the user's answers are
+    checked): at a kink, an analytic value equal to it stands, and only the others are held
+    to the slopes and their ties."""
     failing = np.asarray(failing, dtype=np.int64)
-    idx = failing[: affordable(engine, name, failing, coloring, seconds)]
-    unexamined = int(failing.size - idx.size)
+    k = affordable(engine, name, failing, coloring, seconds)
+    idx, rest = np.sort(failing[:k]), failing[k:]
+    unexamined = int(rest.size)
     if not idx.size:
-        return KinkFix(idx, np.zeros(0), np.zeros(0), unexamined=unexamined)
+        return KinkFix(idx, np.zeros(0), np.zeros(0), unexamined=unexamined, left=rest)
     spent = moves_seconds(engine, name, idx, coloring, points=DETECTOR_POINTS)
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     H = one_sided_step(engine, name)[idx]
@@ -539,7 +544,7 @@ def detected(
     value = np.where(at_kink, pick, np.where(sr, right, left))
     kink = (at_kink | one | settled) & ~lost
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
-                   at=record, chained=tuple(accepted.tolist()))  # fmt: skip
+                   at=record, chained=tuple(accepted.tolist()), left=rest)  # fmt: skip
 
 
 def _read(engine, name: str, idx: np.ndarray, H: np.ndarray, coloring: bool):
