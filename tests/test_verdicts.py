@@ -410,3 +410,31 @@ def test_failing_prose_and_worst_tables_fit_the_width(cli, columns):
     for k, line in enumerate(lines[:-1]):
         if line.startswith(("hint:", "your backward vs")) and len(line) > columns - 25:
             assert lines[k + 1].startswith("  ")  # its continuation, indented
+
+
+def test_the_worst_elements_show_what_they_are_ranked_by():
+    """The worst elements are sorted by error / tolerance, which no column showed: a student
+    read the first row, with the smallest errors of the five, as misranked (outside test
+    t38a N1). Twin: the ranking follows that column, and JSON has it for every element."""
+    import gradcli
+
+    x = np.array([1e-5, 8.0, 2.0])
+
+    def forward(x):
+        return x**2
+
+    def backward(grad_output, x):
+        g = 2 * x * grad_output
+        return {"x": g * np.array([2.0, 1.0 + 2.5e-6, 1.0 + 2e-6])}
+
+    r = gradcli.check("custom", {"x": x}, forward=forward, backward=backward,
+                      grad_output=np.ones(3))  # fmt: skip
+    worst = r.results["x"].worst
+    over = [w["error_over_tolerance"] for w in worst]
+    assert over == sorted(over, reverse=True) and over[0] > 1
+    # the first row has the smallest absolute error, and still ranks first
+    assert worst[0]["index"] == [0] and worst[0]["abs_error"] < worst[1]["abs_error"]
+    table = r.table(width=80)
+    assert "err/tol" in table and "(by error / tolerance)" in table
+    doc = json.loads(r.to_json())
+    assert all("error_over_tolerance" in w for w in doc["results"]["x"]["worst"])

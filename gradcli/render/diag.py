@@ -221,15 +221,17 @@ def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
     columns = (
         Col("element"), *where, Col(label, justify="right"), Col("numeric", justify="right"),
         Col("abs err", priority=1, justify="right"), Col("rel err", priority=2, justify="right"),
+        Col("err/tol", priority=3, justify="right"),  # what they are ranked by
     )  # fmt: skip
-    title = Text(f"d{r.name}: the {len(r.worst)} worst elements")
+    title = Text(f"d{r.name}: the {len(r.worst)} worst elements (by error / tolerance)")
     if own:
         title.append(f", and where each is in your {own} (CS231n's layout)")
     for digits, fold in ((8, False), (6, False), (6, True)):
         rows = [
             ("d" + r.name + natural_index(info, tuple(w["index"])), *([t] if own else []),
              f"{w['analytic'] + 0.0:.{digits}g}", f"{w['numeric'] + 0.0:.{digits}g}",
-             f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}")
+             f"{w['abs_error']:.3g}", f"{w['rel_error']:.3g}",
+             _over(w))
             for w, t in zip(r.worst, theirs, strict=True)
         ]  # fmt: skip
         if fold:
@@ -239,6 +241,13 @@ def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
         if (table.width or 0) <= width:
             break
     return table
+
+
+def _over(w: Mapping[str, Any]) -> str:
+    """An element's error / tolerance as the table shows it ("inf": not a number, or past any
+    tolerance)."""
+    over = w.get("error_over_tolerance")
+    return "" if over is None else f"{over:.3g}"
 
 
 def _heatmap(
