@@ -285,7 +285,8 @@ def init_template(layer: Layer) -> str:
             shape = list(layer.default_shapes[t.name])
             lines.append(f"  {t.name}: {{shape: {shape}, init: {init}}}  # {note}")
         else:
-            lines += _commented(f"{t.name}: {{shape: [...], init: {init}}}", t.name, note)
+            lines += _commented(f"{t.name}: {{shape: {_example_shape(layer, t)}, init: {init}}}",
+                                t.name, note)  # fmt: skip
     if layer.output_shape(layer.default_shapes, layer.make_options({})) == ():
         lines += [
             f"# upstream gradient dL/d{layer.output.name}: the output is a loss (a scalar),",
@@ -299,6 +300,21 @@ def init_template(layer: Layer) -> str:
         "grad_output: {init: normal}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _example_shape(layer: Layer, t: Any) -> str:
+    """A shape for an optional tensor the default spec omits that runs once uncommented: each
+    axis as long as the default tensors' axis of its name, a free one (an output projection's
+    d_out) 3 long ('[...]' was no shape: outside test t39a N2); '[...]' for a tensor whose
+    axes depend on the shapes given (none named)."""
+    if not t.axes:
+        return "[...]"
+    sizes: dict[str, int] = {}
+    for other in layer.tensors:
+        shape = layer.default_shapes.get(other.name)
+        if shape is not None and len(shape) == len(other.axes):
+            sizes.update({a: int(n) for a, n in zip(other.axes, shape, strict=True)})
+    return str([sizes.get(a, 3) for a in t.axes])
 
 
 def _commented(entry: str, name: str, meaning: str) -> list[str]:

@@ -31,7 +31,8 @@ from gradcli.records import record
 @record
 class Options:
     causal: bool = option(False, "mask position j > i before the softmax (S = -inf, A = 0 there)")
-    heads: int = option(1, "split d_k and d_v into this many heads, each scaled by 1/sqrt(d_k/h)")
+    heads: int = option(1, "split d_k and d_v into this many heads (it must divide both), each "
+                           "scaled by 1/sqrt(d_k/h)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.causal, bool):
