@@ -376,7 +376,7 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
     ties), else by the detector. A sample's share of this is in its estimate
     (``p.partners``, numeric/kinkplan.py): not taken from what is left of --budget, and only
     what exceeds it is counted beyond."""
-    from gradcli.numeric import joint, kinkplan, kinks, partners  # LAZY
+    from gradcli.numeric import blocks, joint, kinkplan, kinks, partners, ties  # LAZY
 
     engine, coloring = p.engine, p.opts.coloring
     reach = []
@@ -403,6 +403,10 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
             found = kinkplan.members(engine, n, candidates, at, coloring, outputs)
         if found is not None:
             spent, complete = 0.0, True
+        elif ties.single_output(engine, n, coloring):  # a loss: those that interact
+            at = {m: r.coords for m, r in records.items() if r is not None and r.coords.size}
+            found, spent, complete = blocks.partners(engine, at, n, candidates,
+                                                     float(np.min(h)), given)  # fmt: skip
         else:
             found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, given)
         used += spent

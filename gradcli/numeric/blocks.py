@@ -77,6 +77,50 @@ def split(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, label: np.nda
     return np.unique(out, return_inverse=True)[1].ravel(), spent, whole
 
 
+def partners(engine, known: Mapping[str, np.ndarray], name: str, candidates: np.ndarray,
+             t: float, budget: float = math.inf) -> tuple[np.ndarray, float, bool]:  # fmt: skip
+    """(the ``candidates`` of ``name`` (flat indices) whose moves interact with those of the
+    ``known`` coordinates at a kink (each tensor's flat indices), predicted seconds, whether
+    the search finished within ``budget``), for a loss: its one output is every coordinate's,
+    so what reaches it says nothing (every exact zero of an L1 term did, and was searched
+    for, one by one: 4 copies each, far past --budget: outside tests t38b F1, t39a F4). A set
+    of candidates moved together that is additive with the known ones holds none, and is
+    dropped whole; one that is not is halved (about P log2 N tests for P partners among N).
+    Sets of one that interact are returned, to be examined as failing coordinates are."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    names = list(dict.fromkeys([*known, name]))
+    sizes = [engine.t64[n].size for n in names]
+    start = dict(zip(names, np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))
+    tensor = np.repeat(np.arange(len(names)), sizes)
+    idx = np.concatenate([np.arange(k, dtype=np.int64) for k in sizes])
+    anchor = np.concatenate([start[n] + np.asarray(c, dtype=np.int64) for n, c in known.items()])
+    if not candidates.size or not anchor.size:
+        return candidates[:0], 0.0, True
+    sign = np.random.default_rng(0).choice([-1.0, 1.0], size=idx.size)
+    probe = _Probe(engine, names, tensor, idx, sign, t)
+    each = cost.copies_seconds(engine, ROWS, real=True)
+    level, found, tests = [start[name] + candidates], [], 0
+    while level:
+        if tests >= FLOOR and (tests + len(level)) * each > budget:
+            return _flat(found, start[name]), tests * each, False
+        tests += len(level)
+        chunks = np.array_split(np.arange(len(level)), -(-len(level) // AGAINST_REST))
+        hit = np.concatenate([probe.interacts([(level[i], anchor) for i in part])
+                              for part in chunks])  # fmt: skip
+        nxt = []
+        for s, yes in zip(level, hit, strict=True):
+            if yes and s.size == 1:
+                found.append(s)
+            elif yes:
+                nxt += np.array_split(s, 2)
+        level = nxt
+    return _flat(found, start[name]), tests * each, True
+
+
+def _flat(found: list[np.ndarray], start: int) -> np.ndarray:
+    return (np.concatenate(found) - start) if found else np.zeros(0, dtype=np.int64)
+
+
 def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
     """(a component number per member or None when the budget ran out, tests run)."""
     m = members.size
