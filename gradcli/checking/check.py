@@ -1395,9 +1395,10 @@ def _kink_sides(fix: kinks.KinkFix | None) -> dict[str, Any]:
     """The coordinates at a kink itself, for a hint: their flat indices, the two one-sided
     slopes read there and their tie groups."""
     at = None if fix is None else fix.at
+    jumps = {} if fix is None or not fix.jumps else {"jumps": fix.jumps}
     if at is None or not at.coords.size:
-        return {}
-    return {"kink_sides": (at.coords, at.lo, at.hi, at.label)}
+        return jumps
+    return {"kink_sides": (at.coords, at.lo, at.hi, at.label), **jumps}
 
 
 def diagnosis(p: Prepared, name: str) -> dict[str, Any]:

@@ -63,6 +63,10 @@ def hints(
     masked = context.get("masked")
     if name in MASKED and masked is not None and masked.shape == a.shape and masked[fail].all():
         return [MASKED[name]]  # before "zero where the numeric is not": a zeroed dA is this
+    jump = _jumps(name, n, fail, letters, context)
+    if jump is not None and jump[1]:  # every failing element: no derivative to compare
+        return [jump[0]]
+    out += [jump[0]] if jump is not None else []
     verified = context.get("verified") or []
     kinked = np.zeros(a.size, dtype=bool)
     kinked[np.asarray(context.get("kink_at", ()), dtype=np.int64)] = True
@@ -157,6 +161,31 @@ def hints(
         )
     out += places.one_slice(mine, fail, ok, letters, sampled)
     return out
+
+
+def _jumps(name: str, n: np.ndarray, fail: np.ndarray, letters: list[str],
+           context: dict[str, Any]) -> tuple[Hint, bool] | None:
+    """(the hint, whether it covers every failing element) where failing elements sit where
+    the forward jumps (numeric/kinks._jumps), else None."""
+    jumps = {c: (j, t) for c, j, t in context.get("jumps") or ()}
+    failing = np.flatnonzero(fail.reshape(-1))
+    there = [int(c) for c in failing if int(c) in jumps]
+    if not there:
+        return None
+    c = there[0]
+    at = name + places.index_text(letters, np.unravel_index(c, n.shape))
+    value = n.reshape(-1)[c]
+    quoted = f"the numeric {value + 0.0:.6g} there is" if np.isfinite(value) else "its values are"
+    more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
+    return Hint(
+        f"your forward jumps at {at}{more}: a move of it changes the loss (the upstream "
+        f"gradient times the output) by about {jumps[c][0] + 0.0:.3g} whether the move is "
+        f"{4 * jumps[c][1]:.2g} or {jumps[c][1]:.2g}, so it is not continuous there (or "
+        f"changes faster than any step resolves) and has no derivative; {quoted} that jump "
+        f"over the step, not a slope (a floor, a round or a sign: a straight-through backward "
+        f"there is a choice, not the forward's derivative)",
+        "jump", True,
+    ), len(there) == failing.size  # fmt: skip
 
 
 def _at_kinks(

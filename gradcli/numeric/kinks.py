@@ -69,6 +69,10 @@ class KinkFix:
     # flat indices at a kink itself whose value, off the one-sided slopes, is the chained
     # backward's (``detected``'s ``chained``): kept as given
     chained: tuple[int, ...] = ()
+    # (flat index, the loss's jump, the smallest move that read it) where the forward is not
+    # continuous: a side whose change stays as its step halves (a floor at an integer), for a
+    # hint (``detected``)
+    jumps: tuple[tuple[int, float, float], ...] = ()
 
     @property
     def slopes(self) -> float:
@@ -502,6 +506,7 @@ def detected(
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     H = one_sided_step(engine, name)[idx]
     right, left, lo, hi, noise, half = _read(engine, name, idx, H, coloring)
+    jumps = _jumps(idx, H, right, left, half, noise)
     model = noise * H / 4  # the modelled round-off of L (times the step: the step's own)
     at_kink, one = _verdicts(right, left, half, lo, hi, tol(noise, right))
     # the round-off model (a few eps of each output moved) misses outputs computed from far
@@ -544,7 +549,28 @@ def detected(
     value = np.where(at_kink, pick, np.where(sr, right, left))
     kink = (at_kink | one | settled) & ~lost
     return KinkFix(idx[kink], value[kink], noise[kink], unexamined=unexamined, seconds=spent,
-                   at=record, chained=tuple(accepted.tolist()), left=rest)  # fmt: skip
+                   at=record, chained=tuple(accepted.tolist()), left=rest,
+                   jumps=jumps)  # fmt: skip
+
+
+def _jumps(idx: np.ndarray, H: np.ndarray, right: np.ndarray, left: np.ndarray, half: dict,
+           noise: np.ndarray) -> tuple[tuple[int, float, float], ...]:  # fmt: skip
+    """(flat index, jump, the smallest move that read it) where a side's one-sided slope
+    doubles as its step halves, far beyond its round-off: the loss moves by the same J at H/4
+    and H/2 (the slope (4 D(t) - D(2 t)) / 2t of a step D = J is 3 J / 2t), which is no
+    slope at all but a forward that is not continuous there (a floor at an integer read
+    'numeric 209884': a jump of 1 over 2h, outside test t38b N6)."""
+    out = []
+    for side, at4 in ((1, right), (-1, left)):
+        at2 = half[side]
+        jump = (np.abs(at4) > 1e3 * np.maximum(noise, 1e-300)) & (
+            np.abs(at4 - 2 * at2) <= 1e-3 * np.abs(at4))  # fmt: skip
+        for k in np.flatnonzero(jump):
+            out.append((int(idx[k]), float(side * at4[k] * 2 * (H[k] / 4) / 3), H[k] / 4))
+    seen: dict[int, tuple[int, float, float]] = {}
+    for c in out:
+        seen.setdefault(c[0], c)
+    return tuple(seen.values())
 
 
 def _read(engine, name: str, idx: np.ndarray, H: np.ndarray, coloring: bool):

@@ -1,0 +1,64 @@
+"""A forward that jumps (a floor at an integer) has no derivative there: its central
+difference, the jump over 2h, was quoted as a gradient ('numeric 209884') with the hint of a
+missing term (outside test t38b N6). The kink detector reads a side whose change stays as its
+step halves, and the hint says the forward jumps there. Twins: a kink (relu's slope 2 at 0)
+and a smooth bug get no such hint; a backward wrong away from the jumps still fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import gradcli
+
+
+def _x():
+    x = np.random.default_rng(0).normal(size=(4, 5)) * 3
+    x[0, 1], x[2, 3] = 2.0, -1.0
+    return x
+
+
+def _hints(r, name="x"):
+    return [h for h in json.loads(r.to_json())["results"][name]["hints"]]
+
+
+def test_a_floor_at_integers_is_said_to_jump_there():
+    r = gradcli.check("custom", {"x": _x()}, forward=np.floor,
+                      backward=lambda grad_output, x: {"x": np.zeros_like(x)})  # fmt: skip
+    assert not r.passed
+    hints = _hints(r)
+    assert [h["cause"] for h in hints] == ["jump"], hints
+    assert "your forward jumps at x[0, 1] (and 1 more)" in hints[0]["text"]
+    assert "missing" not in hints[0]["text"]
+
+
+def test_twin_a_wrong_backward_away_from_the_jumps_still_fails_and_is_named():
+    def backward(grad_output, x):
+        d = np.zeros_like(x)
+        d[3, 4] = 1.0
+        return {"x": grad_output * d}
+
+    r = gradcli.check("custom", {"x": _x()}, forward=np.floor, backward=backward)
+    assert not r.passed
+    causes = [h["cause"] for h in _hints(r)]
+    assert "jump" in causes  # said, beside what else fails
+    assert tuple(r.results["x"].worst_index) == (3, 4), r.verdict()
+
+
+def test_twin_a_kink_is_no_jump():
+    x = _x()
+    x[1, 2] = 0.0
+    r = gradcli.check("custom", {"x": x}, forward=lambda x: np.maximum(x, 0),
+                      backward=lambda grad_output, x: {"x": grad_output * (
+                          (x > 0) + 2.0 * (x == 0))})  # fmt: skip
+    assert not r.passed
+    assert all(h["cause"] != "jump" for h in _hints(r)), _hints(r)
+
+
+def test_twin_a_smooth_bug_is_no_jump():
+    r = gradcli.check("custom", {"x": _x()}, forward=np.tanh,
+                      backward=lambda grad_output, x: {"x": grad_output * (1 - np.tanh(x))})
+    assert not r.passed
+    assert all(h["cause"] != "jump" for h in _hints(r))
