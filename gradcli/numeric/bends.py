@@ -86,8 +86,8 @@ def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
 def spread(engine, name: str, bends) -> np.ndarray:
     """delta(h) per coordinate (flat): how far apart its two one-sided differences lie,
     summed over the outputs (a kink's jump of slope; curvature times the step where smooth).
-    A failing value farther than that from the central difference lies between no two slopes
-    of the coordinate's sides: no kink at x explains it."""
+    A failing value farther than half of it from the central difference (their mean) lies
+    between no two slopes of the coordinate's sides: no kink at x explains it."""
     return bends.sums[0] / steps(engine.t64[name].ravel(), engine.eps)
 
 
