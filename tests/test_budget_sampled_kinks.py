@@ -139,3 +139,32 @@ def test_without_both_sides_read_the_left_out_still_fail(tight):
     r = _check(right, _x(), method="forward")
     assert not r.passed and r.results["x"].mode == "full"
     assert any("they fail as computed, unexamined" in n for n in r.notes), r.notes
+
+
+def test_a_wrong_slope_at_every_zero_with_no_budget_left_is_a_mismatch(tight, monkeypatch):
+    """relu'(0) = -1 at every zero, nothing of --budget left for the ties' search: its zeros,
+    more than 256 of one value, were never tried for not interacting, and the verdict was 'not
+    verified ... at ties of more than 4 interacting equal values' with a right element quoted
+    as the worst (outside test t40a N1). The first such value is screened whatever the budget:
+    its zeros do not interact, and each fails as computed."""
+    from gradcli.checking import across
+
+    monkeypatch.setattr(across, "_left", lambda p, *a: 0.0)
+    x = _x(shape=(32, 64))
+
+    def backward(grad_output, x):
+        return {"x": grad_output * ((x > 0) - 1.0 * (x == 0))}
+
+    r = _check(backward, x)
+    assert not r.passed
+    assert "does not match" in r.verdict(), r.verdict()
+    worst = r.results["x"].worst_index
+    assert x[tuple(worst)] == 0.0
+
+
+def test_twin_the_right_relu_with_no_budget_left_passes(tight, monkeypatch):
+    from gradcli.checking import across
+
+    monkeypatch.setattr(across, "_left", lambda p, *a: 0.0)
+    r = _check(right, _x(shape=(32, 64)))
+    assert r.passed, r.verdict()
