@@ -63,6 +63,7 @@ class KinkFix:
     unexamined: int = 0  # failing coordinates the detector had no budget for: they still fail
     # their flat indices (the tail of the order it was given)
     left: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sampled: bool = False  # ``left`` left out of the comparison, as a sample's (else failing)
     seconds: float = 0.0  # the detector's predicted cost (what it took of --budget)
     at: ties.AtKink | None = None  # those at a kink itself, for the ties across tensors
     unplanned: float = 0.0  # predicted seconds of near-ties the estimate could not foresee
