@@ -690,23 +690,53 @@ def kinks_stage(
                          declared or nowhere, said, bent)  # fmt: skip
     for text in said:
         p.note(text)
-    if unscreened:
+    out = _unscreened_out(p, name, info, got[2], unscreened)
+    if out is not None:
+        got[2] = out
         p.note(
-            f"d{name}: {unscreened:,} coordinates that passed, whose one-sided differences "
-            f"disagreed, were not differenced at half the step to tell a kink from curvature "
-            f"(what was left of {mention('budget')} did not fit them): they were not examined "
-            f"for kinks their central differences may straddle ({mention('mode', 'full')} "
-            f"examines every one)"
+            f"d{name}: {unscreened.size:,} coordinates that passed, whose one-sided "
+            f"differences disagreed, were not differenced at half the step to tell a kink from "
+            f"curvature (what was left of {mention('budget')} did not fit them): left out as "
+            f"a sample leaves them, their central differences no evidence there "
+            f"({mention('mode', 'full')} examines every one)"
+        )
+    elif unscreened.size:
+        p.note(
+            f"d{name}: {unscreened.size:,} coordinates that passed, whose one-sided "
+            f"differences disagreed, were not differenced at half the step to tell a kink from "
+            f"curvature (what was left of {mention('budget')} did not fit them): they were not "
+            f"examined for kinks their central differences may straddle "
+            f"({mention('mode', 'full')} examines every one)"
         )
     return tuple(got)  # type: ignore[return-value]
 
 
+def _unscreened_out(p: Prepared, name: str, info: TensorNumerics, fix: Any,
+                    unscreened: np.ndarray) -> Any:
+    """The kink fix with ``unscreened`` (flat indices that passed, bending, the budget left
+    unconfirmed) left out of an automatic check's comparison as a sample's, or None where
+    they stand: another mode, or failing coordinates left over that fail as computed (the
+    tensor cannot pass then). A central difference across a kink within the step reads the
+    two pieces' mean, which a wrong rule gives (relu's np.isclose(x, 0) at x = 1e-13 passed a
+    full check at --budget 1: outside test t40a F10)."""
+    if not unscreened.size or p.opts.mode != "auto" or info.bends is None:
+        return None
+    from gradcli.numeric import kinks  # LAZY
+
+    if fix is None:
+        empty = np.zeros(0, dtype=np.int64)
+        return kinks.KinkFix(empty, np.zeros(0), np.zeros(0), left=unscreened, sampled=True)
+    if fix.left.size and not fix.sampled:
+        return None
+    return dataclasses.replace(fix, left=np.union1d(fix.left, unscreened), sampled=True)
+
+
 def _bent(p: Prepared, name: str, info: TensorNumerics, passing: np.ndarray,
-          tol: np.ndarray) -> tuple[np.ndarray, int]:  # fmt: skip
-    """(flat indices, how many were left out for the budget) of the coordinates among
+          tol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(flat indices, those left unconfirmed for the budget) of the coordinates among
     ``passing`` whose one-sided differences disagree as across a kink (numeric/bends.py)."""
     if info.bends is None or not passing.any():
-        return np.zeros(0, dtype=np.int64), 0
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     from gradcli.numeric import bends  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     found, left_out, seconds = bends.candidates(p.engines[name], name, info.bends, passing,
@@ -762,6 +792,8 @@ def _rechecked(
     lookalike = failing[:0]
     if sampling:
         failing, lookalike = _budget_order(p, name, info, failing, n, tol)
+        # and those that passed but bend in an order drawn, not the tensor's first rows
+        bent = np.random.default_rng(p.spec.seed).permutation(bent)
     examined = np.concatenate([failing, bent])
     fix = kinks.detected(engine, name, analytic, grad, examined, tol, p.opts.coloring,
                          left, any_slope=p.opts.composite_kinks, chained=chained)  # fmt: skip
@@ -771,7 +803,8 @@ def _rechecked(
     whole = kinks.examine_seconds(engine, name, examined, p.opts.coloring) if fix.unexamined \
         else 0.0
     out = fix.left[np.isin(fix.left, lookalike)]
-    if out.size and out.size == failed_out:
+    sampled = sampling and out.size == failed_out
+    if failed_out and sampled:
         # an automatic check samples what --budget does not fit, as it samples a tensor too
         # large for it: the ones left out are a random share of those whose values a kink
         # explains as well as a bug, and are not compared (a right relu of yours at 4,852
@@ -801,7 +834,19 @@ def _rechecked(
             f"d{name} is not verified at {failed_out:,} failing coordinate"
             f"{'s' if failed_out > 1 else ''} that {mention('budget')} left unexamined for "
             f"kinks ({mention('mode', 'full')} examines every one)"))  # fmt: skip
-    if passed_out:
+    bent_out = fix.left[np.isin(fix.left, bent)] if sampled else fix.left[:0]
+    if passed_out and sampled:
+        # a central difference across a kink within the step reads the two pieces' mean,
+        # which a wrong rule gives (np.isclose(x, 0) taken for relu's tie): it is no evidence,
+        # and they are left out as a sample's (they passed 'as computed': t40a F9, F10)
+        said.append(
+            f"d{name}: {passed_out:,} of {bent.size:,} coordinates that passed, whose "
+            f"one-sided differences disagreed as across a kink, were not examined for kinks "
+            f"(examining all would take about {whole:.1f} s, {max(left, 0.0):.1f} s of "
+            f"{mention('budget')} was left): left out as a sample leaves them, their central "
+            f"differences no evidence there ({mention('mode', 'full')} examines every one)"
+        )
+    elif passed_out:
         said.append(
             f"d{name}: {passed_out:,} of {bent.size:,} coordinates that passed, whose "
             f"one-sided differences disagreed as across a kink, were not examined for kinks "
@@ -809,8 +854,9 @@ def _rechecked(
             f"{mention('budget')} was left): their central differences stand "
             f"({mention('mode', 'full')} examines every one)"
         )
-    fix = dataclasses.replace(fix, unexamined=failed_out, left=out,
-                              sampled=bool(out.size) and out.size == failed_out and sampling)
+    fix = dataclasses.replace(fix, unexamined=failed_out,
+                              left=np.concatenate([out, bent_out]) if sampled else out,
+                              sampled=sampled and bool(out.size + bent_out.size))
     said += _unsettled(name, refined, fix)
     grad, info = _put(grad, info, fix)
     return _led(grad, refined, fix), info, fix, refined, explained or fix.coords.size > 0

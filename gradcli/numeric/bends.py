@@ -54,7 +54,7 @@ def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
                seconds: float = math.inf,
                coloring: bool = True) -> tuple[np.ndarray, int, float]:  # fmt: skip
     """(flat indices whose one-sided differences disagree beyond what curvature and round-off
-    explain, how many the budget left unconfirmed, predicted seconds) among ``passing`` (a
+    explain, those the budget left unconfirmed, predicted seconds) among ``passing`` (a
     flat mask), ``tol`` the pass rule's tolerance per element (flat); ``bends`` the engine's
     readings (engine.Bends)."""
     h = steps(engine.t64[name].ravel(), engine.eps)
@@ -63,24 +63,25 @@ def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
     if bends.sums.shape[0] > 1:  # central4: delta(2h) from its own points
         bend = 2 * first - bends.sums[1] / (2 * h)
         noise = (2 * 4 + 2) * unit / h
-        return np.flatnonzero(passing & _stands(bend, first, tol, noise)), 0, 0.0
+        return (np.flatnonzero(passing & _stands(bend, first, tol, noise)),
+                np.zeros(0, dtype=np.int64), 0.0)
     # below a thousandth of the central difference: a smooth output's curvature times the step
     loud = passing & (first > tol + 4 * unit / h) & (bends.sums[0] > RELATIVE * bends.span / 2)
     idx = np.flatnonzero(loud)
     if not idx.size:
-        return idx, 0, 0.0
+        return idx, idx, 0.0
     order = np.argsort(-(bends.sums[0][idx] / np.maximum(bends.span[idx], 1e-300)),
                        kind="stable")  # fmt: skip
     idx = idx[order]
     whole = confirm_seconds(engine, name, idx, coloring)
     take = idx.size if whole <= seconds else int(
         min(idx.size, max(CONFIRM_FLOOR, idx.size * max(seconds, 0.0) / whole)))  # fmt: skip
-    idx = np.sort(idx[:take])
+    idx, unconfirmed = np.sort(idx[:take]), np.sort(idx[take:])
     half = halves(engine, name, idx, h[idx] / 2, coloring) / (h[idx] / 2)  # delta(h/2)
     bend = 2 * half - first[idx]
     noise = (2 * 2 * 4 + 4) * unit[idx] / h[idx]
     kept = _stands(bend, first[idx], tol[idx], noise)
-    return idx[kept], int(loud.sum()) - take, confirm_seconds(engine, name, idx, coloring)
+    return idx[kept], unconfirmed, confirm_seconds(engine, name, idx, coloring)
 
 
 def spread(engine, name: str, bends) -> np.ndarray:
