@@ -273,12 +273,15 @@ def test_a_constant_large_output_sets_no_cap():
 
 def test_the_floor_keeps_within_max_memory():
     """Its arrays (six of the tensors' size, x and the upstream gradient) are held to a quarter
-    of --max-memory: at 3 MB a 10,000-element saturated sigmoid is not measured, and fails as
-    before under the complex step; at the default it is, and passes (one element of it, read
-    3e-18 by three random runs for an error of 1.2e-17, is held to its float64 answer's own
-    distance from the long double run)."""
-    x = np.random.default_rng(3).uniform(37, 45, size=(100, 100))
-    for max_memory, passed in ((3, False), (None, True)):  # MB
+    of --max-memory: at 1 MB (the least accepted) a 2,732-element saturated sigmoid, just past
+    the 2,730 that fit, is not measured, and fails as before under the complex step; at the
+    default it is, and passes (its elements held to their float64 answer's own distance from
+    the long double run)."""
+    x = np.random.default_rng(3).uniform(37, 45, size=(2, 1366))
+    # 6 float64 arrays of x's and the upstream gradient's elements: 262,272 bytes, just past
+    # a quarter of 1 MB (262,144)
+    assert 2**20 / 4 < 8 * lastbit.HELD * 2 * x.size <= 2**20 / 4 + 8 * lastbit.HELD * 4
+    for max_memory, passed in ((1, False), (None, True)):  # MB
         kw = {} if max_memory is None else {"max_memory": max_memory}
         r = gradcli.check(forward=sigmoid, backward=sigmoid_textbook, tensors={"x": x},
                           method="complex", **kw)  # fmt: skip
