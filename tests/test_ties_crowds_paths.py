@@ -56,9 +56,11 @@ _U = _RNG.normal(size=65)
 
 @pytest.mark.parametrize("gain", [1.0, 1.5])
 def test_a_tie_whose_directions_all_enter_one_piece_is_held_to_it(gain: float) -> None:
+    # --budget 10: the twin is contradicted by the first directions read; at the default 60
+    # the rank-by-rank sweep first spent 30 s to the same verdict (not this test's point)
     r = gradcli.check(forward=lambda x: 0.5 * x.sum() ** 2 + _U @ x,
                       backward=lambda grad_output, x: {"x": grad_output * (x.sum() + gain * _U)},
-                      tensors={"x": np.zeros(65)}, grad_output=1.0)  # fmt: skip
+                      tensors={"x": np.zeros(65)}, grad_output=1.0, budget=10)  # fmt: skip
     assert r.passed == (gain == 1.0) and not r.results["x"].ties_unverified, str(r)
     if gain != 1.0:
         assert any("pieces read along a few directions contradict" in n for n in r.notes)
