@@ -147,8 +147,8 @@ def test_a_layer_of_yours_in_the_chain_keeps_the_slopes_verdict() -> None:
     answers pass the network of built-in layers. (A smaller network: the user's relu runs one
     copy a call, and this check reads thousands.)"""
     rng = np.random.default_rng(0)
-    small = {"X": rng.integers(-1, 2, (1, 5, 5, 2)).astype(float),
-             "W": rng.integers(-1, 2, (3, 3, 2, 2)).astype(float),
+    small = {"X": rng.integers(-1, 2, (1, 5, 5, 1)).astype(float),
+             "W": rng.integers(-1, 2, (3, 3, 1, 2)).astype(float),
              "fcW": rng.normal(size=(5, 32)).round(1), "y": np.array([1])}  # fmt: skip
     answers = dict(gradcli.compute_network(_model(**small)).gradients)
     model = _model(relu=RELU, **small)
