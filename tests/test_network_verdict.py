@@ -202,7 +202,10 @@ def test_kinks_of_several_layers_meeting_end_to_end_are_not_a_failure(
         "  - {layer: linear, name: fc, tensors: {W: netfcW.npy}}\n"
         "loss: {layer: softmax_cross_entropy, target: y}\n"
     )
-    result = cli("check", "net", tmp_path / "m.yaml", "--format", "json")
+    # the twin under --budget 2: its pool's local check fails as under 60 (the same worst
+    # element and hint), and the end to end reads fewer of its other kinks
+    budget = ("--budget", "2") if pool else ()
+    result = cli("check", "net", tmp_path / "m.yaml", "--format", "json", *budget)
     doc = json.loads(result.stdout)
     if not pool:
         assert (result.exit_code, doc["passed"], doc["first_wrong"]) == (0, True, None)
