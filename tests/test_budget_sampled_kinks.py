@@ -78,6 +78,13 @@ def test_a_right_relu_passes_as_a_sample_of_its_kinks(tight):
     assert res.checked == x.size - zeros + EXAMINED and res.kinks == EXAMINED
     assert "sample mode" in r.verdict() and "of 960 coordinates" in r.verdict()
     assert any("left out as a sample leaves them" in n for n in r.notes), r.notes
+    # how the examined were taken, in numbers; the notes agree with the verdict; a test that
+    # prints the report sees it sampled (outside test t40a N3)
+    assert any(f"the {EXAMINED} examined (0 no kink explains, " in n and "drawn at random)"
+               in n for n in r.notes), r.notes  # fmt: skip
+    assert not any("fail as computed unless a kink explains them" in n
+                   and "a sample leaves them out" not in n for n in r.notes)  # fmt: skip
+    assert repr(r) == "<gradcli.Report custom: PASS (sample mode), x>"
 
 
 def test_full_mode_examines_every_kink(tight):
@@ -233,3 +240,25 @@ def test_a_central_difference_across_a_kink_near_x_is_no_evidence(starved):
         assert left_out >= len(spots)
     full = _check(backward, x, mode="full")
     assert not full.passed
+
+
+def test_one_wrong_slope_among_thousands_of_zeros_is_a_mismatch(tight):
+    """relu'(0) = 1.4 at one of more than 2,048 zeros (too many to move each alone): it was
+    'not verified at 1 coordinate at ties of more than 4 interacting equal values' (outside
+    test t40a F1, at the default budget); moved against all the other zeros at once, it adds
+    up with them, so it has no tie, and it fails as computed, the element named."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 128))
+    x[rng.random(x.shape) < 0.45] = 0.0
+    assert (x == 0).sum() > 2048
+    where = int(np.flatnonzero(x.ravel() == 0)[-1])
+
+    def backward(grad_output, x):
+        m = (x > 0).astype(float)
+        m.flat[where] = 1.4
+        return {"x": grad_output * m}
+
+    r = _check(backward, x)
+    assert not r.passed
+    assert "does not match" in r.verdict(), r.verdict()
+    assert np.ravel_multi_index(r.results["x"].worst_index, x.shape) == where

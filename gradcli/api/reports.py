@@ -97,7 +97,10 @@ class Report:
 
     def __repr__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return f"<gradcli.Report {self.spec.layer.name}: {verdict}, {', '.join(self.results)}>"
+        # a sample's or a probe's PASS is not every element's: said where a test prints it
+        how = f" ({self.check.mode} mode)" if self.check.mode in ("sample", "probe") else ""
+        return (f"<gradcli.Report {self.spec.layer.name}: {verdict}{how}, "
+                f"{', '.join(self.results)}>")
 
 
 class NetworkReport:

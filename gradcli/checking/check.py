@@ -764,8 +764,8 @@ def _rechecked(
     order = np.flatnonzero(failing)
     if sampling:  # the smaller steps' budget, too, goes to those a bug shows at first
         order = _budget_order(p, name, info, order, n, tol)[0]
-    refined = _refine(p, name, order, np.flatnonzero(other), n, mirror, tol,
-                      said)  # fmt: skip
+    refined = _refine(p, name, order, np.flatnonzero(other), n, mirror, tol, said,
+                      sampling)  # fmt: skip
     grad, info = _put(grad, info, refined)
     failing = failing | other
     failing[refined.cleared] = False
@@ -789,9 +789,9 @@ def _rechecked(
     if across.chained_answer(p, name):
         chained = intermediates.builtin(p.comp, name)
     # the failing first: a budget that fits only some leaves out those that passed
-    lookalike = failing[:0]
+    lookalike, drawn = failing[:0], np.zeros(failing.size, dtype=bool)
     if sampling:
-        failing, lookalike = _budget_order(p, name, info, failing, n, tol)
+        failing, lookalike, drawn = _budget_order(p, name, info, failing, n, tol)
         # and those that passed but bend in an order drawn, not the tensor's first rows
         bent = np.random.default_rng(p.spec.seed).permutation(bent)
     examined = np.concatenate([failing, bent])
@@ -805,6 +805,7 @@ def _rechecked(
     out = fix.left[np.isin(fix.left, lookalike)]
     sampled = sampling and out.size == failed_out
     if failed_out and sampled:
+        shares = _shares(failing.size - failed_out, failing.size - lookalike.size, drawn)
         # an automatic check samples what --budget does not fit, as it samples a tensor too
         # large for it: the ones left out are a random share of those whose values a kink
         # explains as well as a bug, and are not compared (a right relu of yours at 4,852
@@ -815,9 +816,8 @@ def _rechecked(
             f"examined for kinks (examining all would take about {whole:.1f} s, "
             f"{max(left, 0.0):.1f} s of {mention('budget')} was left): each lies between "
             f"its two one-sided differences, as a slope at a kink may; the "
-            f"{failing.size - failed_out:,} examined (those no kink explains, the worst, and "
-            f"others drawn at random) are compared, those left out as a sample leaves them "
-            f"({mention('mode', 'full')} examines every one)"
+            f"{failing.size - failed_out:,} examined ({shares}) are compared, those left out "
+            f"as a sample leaves them ({mention('mode', 'full')} examines every one)"
         )
     elif failed_out:  # only a budget leaves some out
         out = fix.left[np.isin(fix.left, failing)]
@@ -864,9 +864,10 @@ def _rechecked(
 
 def _budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarray,
                   n: np.ndarray, tol: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(``failing``, flat indices, in the order the rechecks take them while --budget lasts
-    (the smaller steps, then the kink detector); those of them a sample may leave out). First
+    (the smaller steps, then the kink detector); those of them a sample may leave out; in
+    that order, whether each was drawn at random rather than taken for failing most). First
     those no kink at x explains (their value farther from the central difference than half
     the spread of its two one-sided differences, numeric/bends.py: a bug's), then by turns
     the one that fails by most tolerances and one drawn from the spec's seed: what the budget
@@ -888,8 +889,19 @@ def _budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndar
     drawn = np.random.default_rng(p.spec.seed).permutation(rest.size)
     # each one's first turn: 2k as the k-th worst, 2k + 1 as the k-th drawn
     turn = np.minimum(2 * np.arange(rest.size), 2 * np.argsort(drawn) + 1)
-    rest = rest[np.argsort(turn, kind="stable")]
-    return failing[np.concatenate([order[:head], rest])], failing[~sure]
+    by = np.argsort(turn, kind="stable")
+    rest, drawn = rest[by], (turn % 2 == 1)[by]
+    return (failing[np.concatenate([order[:head], rest])], failing[~sure],
+            np.concatenate([np.zeros(head, dtype=bool), drawn]))
+
+
+def _shares(examined: int, sure: int, drawn: np.ndarray) -> str:
+    """How the ``examined`` first of ``_budget_order``'s order were taken, in words."""
+    first = min(sure, examined)
+    at_random = int(drawn[:examined].sum())
+    worst = examined - first - at_random
+    return (f"{first:,} no kink explains, {worst:,} failing most, {at_random:,} drawn at "
+            f"random")
 
 
 def _led(grad: np.ndarray, refined: refine.Refined, fix: Any) -> np.ndarray:
@@ -922,7 +934,7 @@ def settle(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, at) -
 def _refine(
     p: Prepared, name: str, failing: np.ndarray, other: np.ndarray, n: np.ndarray,
     mirror: np.ndarray | None, tol: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    said: list[str],
+    said: list[str], sampling: bool = False,
 ) -> refine.Refined:  # fmt: skip
     """The failing coordinates confirmed at smaller steps, on the method's side and, for a
     one-sided method, on the other side's where that disagreed; ``cleared``: every coordinate
@@ -946,7 +958,8 @@ def _refine(
         said.append(
             f"d{name}: {unexamined:,} of {tried.size:,} failing coordinates were not "
             f"differenced at smaller steps ({max(left, 0.0):.1f} s of {mention('budget')} was "
-            f"left): they fail as computed unless a kink explains them "
+            f"left): they fail as computed unless a kink explains them"
+            f"{', or a sample leaves them out (see below)' if sampling else ''} "
             f"({mention('mode', 'full')} refines every one)"
         )
     return dataclasses.replace(mine, cleared=tried[ok], unsettled=mine.unsettled + theirs.unsettled,

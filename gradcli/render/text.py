@@ -221,9 +221,9 @@ def refined_line(r: TensorResult) -> str:
 
 def _kinks(report: CheckReport) -> str:
     n = sum(r.kinks for r in report.results.values())
-    line = f"; {n} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
+    line = f"; {n:,} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
     m = sum(r.refined for r in report.results.values())
-    return line + (f"; {m} confirmed at smaller steps" if m else "")
+    return line + (f"; {m:,} confirmed at smaller steps" if m else "")
 
 
 def _how(report: CheckReport) -> str:
