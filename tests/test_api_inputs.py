@@ -4,6 +4,7 @@ documented error family is public. Each refusal has a twin: the accepted value r
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -156,13 +157,20 @@ BAD = [
     ("eps", [1e-5]), ("eps", True), ("eps", "1e-5"), ("atol", "1e-3"),
     ("rtol", "x"), ("samples", 2.5), ("samples", "3"), ("samples", True), ("samples", 0),
     ("top", 1.5), ("top", 0), ("max_memory", "512"), ("max_memory", float("nan")),
-    ("max_memory", 0.5), ("budget", "60"), ("budget", float("inf")), ("coloring", "false"),
+    ("max_memory", 0.5), ("budget", "60"), ("budget", float("nan")), ("coloring", "false"),
     ("coloring", 0), ("method", 3), ("method", "newton"), ("mode", "fast"), ("mode", 1),
     ("options", "stride"), ("options", 5), ("options", {1: 2}), ("grads", [1, 2]),
     ("seed", -1), ("seed", 1.0), ("seed", 2**63), ("dtype", "float16"), ("dtype", 64),
     ("max_elements", 0), ("max_elements", "100"), ("max_elements", 10), ("tensors", [1.0]),
     ("grad_output", "nope"),
 ]  # fmt: skip
+
+
+def test_a_budget_of_inf_is_no_limit():
+    """--budget inf was refused as no number of seconds (outside test t40a N6): it is the
+    automatic mode with no limit."""
+    r = gradcli.check("linear", budget=float("inf"))
+    assert r.passed and json.loads(r.to_json())["mode"] == "full"
 
 
 @pytest.mark.parametrize(("param", "value"), BAD, ids=[f"{p}={v!r}" for p, v in BAD])

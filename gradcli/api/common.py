@@ -111,7 +111,7 @@ def check_options(
         mode=mode, samples=arg.integer(samples, "samples"),
         coloring=arg.boolean(coloring, "coloring"),
         max_memory=round(arg.number(max_memory, "max_memory") * 2**20),
-        budget=arg.number(budget, "budget"), top=arg.integer(top, "top"),
+        budget=arg.number(budget, "budget", infinite=True), top=arg.integer(top, "top"),
     )  # fmt: skip
 
 

@@ -95,9 +95,10 @@ class CheckOptions:
             )
         if self.max_memory < 2**20:
             raise OptionError("expected at least 1 MB", param="max_memory")
-        if not math.isfinite(self.budget) or self.budget < 0:
+        if math.isnan(self.budget) or self.budget < 0:  # inf: no limit (t40a N6)
             raise OptionError(
-                f"expected a number of seconds >= 0, got {self.budget}", param="budget"
+                f"expected a number of seconds >= 0 (inf: no limit), got {self.budget}",
+                param="budget",
             )
         if self.top < 1:
             raise OptionError(f"expected a positive integer, got {self.top}", param="top")

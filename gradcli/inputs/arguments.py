@@ -22,12 +22,12 @@ def got(value: Any) -> str:
     return f"{brief(value)} ({type(value).__name__})" if isinstance(value, str) else brief(value)
 
 
-def number(value: Any, param: str) -> float:
-    """A finite real number (not a bool, not a numeric string)."""
+def number(value: Any, param: str, infinite: bool = False) -> float:
+    """A finite real number (not a bool, not a numeric string); ``infinite``: +inf too."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise OptionError(f"expected a number, got {got(value)}", param=param)
     v = float(value)
-    if not math.isfinite(v):
+    if not math.isfinite(v) and not (infinite and v == math.inf):
         raise OptionError(f"expected a finite number, got {v}", param=param)
     return v
 
