@@ -63,6 +63,17 @@ def starved(monkeypatch):
     monkeypatch.setattr(kinks, "DETECTOR_FLOOR", EXAMINED)
 
 
+def _relu_with(where, slope):
+    """relu's backward with ``slope`` at the flat index ``where``."""
+
+    def backward(grad_output, x):
+        m = (x > 0).astype(float)
+        m.flat[where] = slope
+        return {"x": grad_output * m}
+
+    return backward
+
+
 def _check(backward, x, **kw):
     return gradcli.check("custom", {"x": x}, forward=forward, backward=backward, **kw)
 
@@ -99,12 +110,7 @@ def test_one_wrong_element_away_from_the_kinks_still_fails(tight, where):
     x = _x()
     x.flat[where] = 0.75  # a smooth point, in the first, a middle, the last row
 
-    def backward(grad_output, x):
-        m = (x > 0).astype(float)
-        m.flat[where] = 0.0
-        return {"x": grad_output * m}
-
-    r = _check(backward, x)
+    r = _check(_relu_with(where, 0.0), x)
     assert not r.passed
     worst = r.results["x"].worst_index
     assert np.ravel_multi_index(worst, x.shape) == where, r.verdict()
@@ -119,12 +125,7 @@ def test_one_wrong_slope_at_a_single_zero_still_fails(tight, where, slope):
     x = _x()
     x.flat[where] = 0.0
 
-    def backward(grad_output, x):
-        m = (x > 0).astype(float)
-        m.flat[where] = slope
-        return {"x": grad_output * m}
-
-    r = _check(backward, x)
+    r = _check(_relu_with(where, slope), x)
     assert not r.passed, r.verdict()
 
 
@@ -253,12 +254,7 @@ def test_one_wrong_slope_among_thousands_of_zeros_is_a_mismatch(tight):
     assert (x == 0).sum() > 2048
     where = int(np.flatnonzero(x.ravel() == 0)[-1])
 
-    def backward(grad_output, x):
-        m = (x > 0).astype(float)
-        m.flat[where] = 1.4
-        return {"x": grad_output * m}
-
-    r = _check(backward, x)
+    r = _check(_relu_with(where, 1.4), x)
     assert not r.passed
     assert "does not match" in r.verdict(), r.verdict()
     assert np.ravel_multi_index(r.results["x"].worst_index, x.shape) == where
