@@ -96,6 +96,11 @@ def test_a_right_relu_passes_as_a_sample_of_its_kinks(tight):
     assert not any("fail as computed unless a kink explains them" in n
                    and "a sample leaves them out" not in n for n in r.notes)  # fmt: skip
     assert repr(r) == "<gradcli.Report custom: PASS (sample mode), x>"
+    left_out = zeros - EXAMINED
+    assert res.kinks_left_out == left_out
+    assert json.loads(r.to_json())["results"]["x"]["kinks_left_out"] == left_out
+    assert f"{left_out:,} more, which budget left unexamined, were left out" in " ".join(
+        r.table(width=80).split())
 
 
 def test_full_mode_examines_every_kink(tight):

@@ -1075,7 +1075,9 @@ def compare_tensor(
         refined_halvings=0 if refined is None else refined.halvings, kinks_chained=chained,
         **_extra(p, name),
     )  # fmt: skip
-    result = dataclasses.replace(result, atol=shown, held_at=tuple(held.tolist()))
+    result = dataclasses.replace(result, atol=shown, held_at=tuple(held.tolist()),
+                                 kinks_left_out=int(fix.left.size) if fix is not None
+                                 and fix.sampled else 0)  # fmt: skip
     if not result.passed and not unresolved and (why := within_terms(p, name, grad)):
         result = _unresolved(result, f"cannot resolve d{name} at this step: {why}")
     if not result.passed and not unresolved and refined is not None and refined.noisy.size:

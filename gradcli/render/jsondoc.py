@@ -105,6 +105,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["nonfinite"] = r.nonfinite
     if r.kinks_unchecked:
         doc["kinks_unchecked"] = r.kinks_unchecked
+    if r.kinks_left_out:
+        doc["kinks_left_out"] = r.kinks_left_out
     if r.ties_unverified:
         doc["ties_unverified"] = r.ties_unverified
     if r.kinks_chained:
