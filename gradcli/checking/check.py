@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradcli.checking import across, diagnose, intermediates, precision
+from gradcli.checking import across, diagnose, intermediates, leftover, precision
 from gradcli.checking.budget import (
     calls_before,
     declares_kinks,
@@ -124,8 +124,8 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 spent += seconds
                 p.spent += seconds
             coords, grad, info = numerical(p, name, mode, rng)
-            taken[name] = _sampled_kinks(p, name, mode, coords, *kinks_stage(p, name, coords,
-                                                                             grad, info))
+            taken[name] = leftover.sampled_kinks(p, name, mode, coords,
+                                                 *kinks_stage(p, name, coords, grad, info))
         # a probe reads each tensor of a tie across tensors alone: at maximum(a, b)'s a == b,
         # a backward giving a half (a's central difference) and b all passed a's probe, and
         # b's elements alone lay within their kinks; where another tensor met kinks, the ones
@@ -139,7 +139,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 spent += seconds
                 p.spent += seconds
                 coords, grad, info = numerical(p, name, mode, rng)
-                taken[name] = _sampled_kinks(p, name, mode, coords,
+                taken[name] = leftover.sampled_kinks(p, name, mode, coords,
                                              *kinks_stage(p, name, coords, grad, info))
         if (not p.random_forward and not spec.layer.broadcasts and opts.grads is None
                 and opts.contract):
@@ -179,23 +179,6 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
         estimated_seconds=p.estimated, counted_seconds=p.spent,
     )  # fmt: skip
-
-
-def _sampled_kinks(p: Prepared, name: str, mode: str, coords: np.ndarray | None,
-                   grad: np.ndarray, info: TensorNumerics, fix: Any, refined: Any) -> tuple:
-    """(mode, coords, grad, info, fix, refined): the failing coordinates an automatic
-    check's --budget left unexamined for kinks (``fix.left``) left out of the comparison,
-    as a sample leaves out the coordinates it did not draw (their values not a number, as
-    a sample's are), and the check's mode a sample's."""
-    left = np.zeros(0, dtype=np.int64) if fix is None or not fix.sampled else fix.left
-    if not left.size:
-        return mode, coords, grad, info, fix, refined
-    size = p.under_test[name].size
-    coords = np.setdiff1d(np.arange(size) if coords is None else coords, left)
-    grad = np.array(grad, dtype=np.float64)
-    grad.flat[left] = np.nan
-    p.mode = "sample"
-    return "sample", coords, grad, info, fix, refined
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -690,7 +673,7 @@ def kinks_stage(
                          declared or nowhere, said, bent)  # fmt: skip
     for text in said:
         p.note(text)
-    out = _unscreened_out(p, name, info, got[2], unscreened)
+    out = leftover.unscreened_out(p, name, info, got[2], unscreened)
     if out is not None:
         got[2] = out
         p.note(
@@ -709,26 +692,6 @@ def kinks_stage(
             f"({mention('mode', 'full')} examines every one)"
         )
     return tuple(got)  # type: ignore[return-value]
-
-
-def _unscreened_out(p: Prepared, name: str, info: TensorNumerics, fix: Any,
-                    unscreened: np.ndarray) -> Any:
-    """The kink fix with ``unscreened`` (flat indices that passed, bending, the budget left
-    unconfirmed) left out of an automatic check's comparison as a sample's, or None where
-    they stand: another mode, or failing coordinates left over that fail as computed (the
-    tensor cannot pass then). A central difference across a kink within the step reads the
-    two pieces' mean, which a wrong rule gives (relu's np.isclose(x, 0) at x = 1e-13 passed a
-    full check at --budget 1: outside test t40a F10)."""
-    if not unscreened.size or p.opts.mode != "auto" or info.bends is None:
-        return None
-    from gradcli.numeric import kinks  # LAZY
-
-    if fix is None:
-        empty = np.zeros(0, dtype=np.int64)
-        return kinks.KinkFix(empty, np.zeros(0), np.zeros(0), left=unscreened, sampled=True)
-    if fix.left.size and not fix.sampled:
-        return None
-    return dataclasses.replace(fix, left=np.union1d(fix.left, unscreened), sampled=True)
 
 
 def _bent(p: Prepared, name: str, info: TensorNumerics, passing: np.ndarray,
@@ -763,7 +726,7 @@ def _rechecked(
     sampling = p.opts.mode == "auto" and info.bends is not None
     order = np.flatnonzero(failing)
     if sampling:  # the smaller steps' budget, too, goes to those a bug shows at first
-        order = _budget_order(p, name, info, order, n, tol)[0]
+        order = leftover.budget_order(p, name, info, order, n, tol)[0]
     refined = _refine(p, name, order, np.flatnonzero(other), n, mirror, tol, said,
                       sampling)  # fmt: skip
     grad, info = _put(grad, info, refined)
@@ -791,7 +754,7 @@ def _rechecked(
     # the failing first: a budget that fits only some leaves out those that passed
     lookalike, drawn = failing[:0], np.zeros(failing.size, dtype=bool)
     if sampling:
-        failing, lookalike, drawn = _budget_order(p, name, info, failing, n, tol)
+        failing, lookalike, drawn = leftover.budget_order(p, name, info, failing, n, tol)
         # and those that passed but bend in an order drawn, not the tensor's first rows
         bent = np.random.default_rng(p.spec.seed).permutation(bent)
     examined = np.concatenate([failing, bent])
@@ -805,7 +768,7 @@ def _rechecked(
     out = fix.left[np.isin(fix.left, lookalike)]
     sampled = sampling and out.size == failed_out
     if failed_out and sampled:
-        shares = _shares(failing.size - failed_out, failing.size - lookalike.size, drawn)
+        shares = leftover.shares(failing.size - failed_out, failing.size - lookalike.size, drawn)
         # an automatic check samples what --budget does not fit, as it samples a tensor too
         # large for it: the ones left out are a random share of those whose values a kink
         # explains as well as a bug, and are not compared (a right relu of yours at 4,852
@@ -860,48 +823,6 @@ def _rechecked(
     said += _unsettled(name, refined, fix)
     grad, info = _put(grad, info, fix)
     return _led(grad, refined, fix), info, fix, refined, explained or fix.coords.size > 0
-
-
-def _budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarray,
-                  n: np.ndarray, tol: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """(``failing``, flat indices, in the order the rechecks take them while --budget lasts
-    (the smaller steps, then the kink detector); those of them a sample may leave out; in
-    that order, whether each was drawn at random rather than taken for failing most). First
-    those no kink at x explains (their value farther from the central difference than half
-    the spread of its two one-sided differences, numeric/bends.py: a bug's), then by turns
-    the one that fails by most tolerances and one drawn from the spec's seed: what the budget
-    leaves out holds no bug that shows on its own, and as many of the others were drawn at
-    random as were taken for failing most (a threshold mask x > 1e-7, wrong at 5 of 787, was
-    left out whole when the worst alone were examined: outside test t40a F2)."""
-    from gradcli.numeric import bends  # LAZY: see ARCHITECTURE.md, "Start-up"
-
-    off = np.abs(np.asarray(p.under_test[name], dtype=np.float64).ravel()[failing]
-                 - n[failing])  # fmt: skip
-    allowed = tol(np.zeros(failing.size), n[failing])
-    excess = np.nan_to_num(off / allowed, nan=np.inf)
-    # a slope between the two sides lies within half their spread of the central difference
-    # (relu'(0) = 1.4 lay within the spread, and was left out: outside test t40a F1)
-    sure = ~(off <= 0.5 * bends.spread(p.engines[name], name, info.bends)[failing] + allowed)
-    order = np.lexsort((-excess, ~sure))  # the sure first, each part by excess
-    head = int(sure.sum())
-    rest = order[head:]
-    drawn = np.random.default_rng(p.spec.seed).permutation(rest.size)
-    # each one's first turn: 2k as the k-th worst, 2k + 1 as the k-th drawn
-    turn = np.minimum(2 * np.arange(rest.size), 2 * np.argsort(drawn) + 1)
-    by = np.argsort(turn, kind="stable")
-    rest, drawn = rest[by], (turn % 2 == 1)[by]
-    return (failing[np.concatenate([order[:head], rest])], failing[~sure],
-            np.concatenate([np.zeros(head, dtype=bool), drawn]))
-
-
-def _shares(examined: int, sure: int, drawn: np.ndarray) -> str:
-    """How the ``examined`` first of ``_budget_order``'s order were taken, in words."""
-    first = min(sure, examined)
-    at_random = int(drawn[:examined].sum())
-    worst = examined - first - at_random
-    return (f"{first:,} no kink explains, {worst:,} failing most, {at_random:,} drawn at "
-            f"random")
 
 
 def _led(grad: np.ndarray, refined: refine.Refined, fix: Any) -> np.ndarray:
@@ -1055,7 +976,7 @@ def compare_tensor(
     if unresolved:
         unresolved = f"cannot resolve d{name} at this step: {unresolved}"
     promised = (analytic.size if coords is None
-                else coords.size if fix is not None and fix.sampled  # (_sampled_kinks)
+                else coords.size if fix is not None and fix.sampled  # (leftover.sampled_kinks)
                 else min(opts.samples, analytic.size))  # fmt: skip
     theirs, chained = grad, 0
     if across.chained_answer(p, name) and fix is not None and fix.coords.size:
@@ -1100,8 +1021,8 @@ def compare_tensor(
     if name in p.unverified and result.passed:  # a PASS must not rest on what was not checked
         result = _unresolved(result, p.unverified[name])
     elif (name in p.unverified and not result.passed and not unresolved and fix is not None
-          and not fix.sampled and fix.left.size and _only_at(p, name, grad, atol, rtol, noise,
-                                                             coords, fix.left)):  # fmt: skip
+          and not fix.sampled and fix.left.size
+          and leftover.only_at(p, name, grad, atol, rtol, noise, coords, fix.left)):  # fmt: skip
         # failing only where --budget left the kinks unexamined: not verified, no mismatch (a
         # right relu of yours was 'does not match' at a kink's central difference)
         result = _unresolved(result, p.unverified[name])
@@ -1286,20 +1207,6 @@ def _far_beyond(p: Prepared, name: str, a: np.ndarray, n: np.ndarray, floor: np.
     hidden = engine.unmoved_share(reach_of(info, np.shape(info.noise_at)).ravel()[idx], at)
     out[idx] = np.isfinite(measured) & (off[idx] > FAR_BEYOND * (measured + hidden))
     return out
-
-
-def _only_at(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
-             noise: np.ndarray | None, coords: np.ndarray | None, at: np.ndarray) -> bool:
-    """Whether every coordinate of ``name`` that fails the pass rule is among ``at``."""
-    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
-    n = np.asarray(grad, dtype=np.float64).ravel()
-    floor = atol if noise is None else np.maximum(atol, np.asarray(noise).ravel())
-    bad = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
-    if coords is not None:
-        keep = np.zeros(bad.size, dtype=bool)
-        keep[np.asarray(coords, dtype=np.int64)] = True
-        bad &= keep
-    return bool(bad.any()) and bool(np.isin(np.flatnonzero(bad), at).all())
 
 
 def _unresolved(result: TensorResult, why: str) -> TensorResult:

@@ -48,7 +48,7 @@ class TensorResult:
     intermediate: bool = False  # an intermediate's gradient (attention's dS ...), not a tensor's
     kinks: int = 0  # coordinates whose stencil met a kink: checked one-sidedly (numeric/kinks.py)
     # coordinates an automatic check's --budget left unexamined for kinks, left out of the
-    # comparison as a sample's (checking/check.py, _sampled_kinks)
+    # comparison as a sample's (checking/leftover.py)
     kinks_left_out: int = 0
     kinks_unchecked: int = 0  # of them, with kinks on both sides at every step: the stencil's
     ties_unverified: int = 0  # of them, at ties too large to read every piece: not contradicted
