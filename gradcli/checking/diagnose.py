@@ -179,11 +179,11 @@ def _jumps(name: str, n: np.ndarray, fail: np.ndarray, letters: list[str],
     more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
     return Hint(
         f"your forward jumps at {at}{more}: a move of it changes the loss (the upstream "
-        f"gradient times the output) by about {jumps[c][0] + 0.0:.3g} whether the move is "
-        f"{4 * jumps[c][1]:.2g} or {jumps[c][1]:.2g}, so it is not continuous there (or "
-        f"changes faster than any step resolves) and has no derivative; {quoted} that jump "
-        f"over the step, not a slope (a floor, a round or a sign: a straight-through backward "
-        f"there is a choice, not the forward's derivative)",
+        f"gradient times the output) by about {jumps[c][0] + 0.0:.3g} for moves from the "
+        f"step down to {jumps[c][1]:.2g}, so it is not continuous there and has no "
+        f"derivative; {quoted} that jump over the step, not a slope (a floor, a round or a "
+        f"sign: a straight-through backward there is a choice, not the forward's "
+        f"derivative)",
         "jump", True,
     ), len(there) == failing.size  # fmt: skip
 

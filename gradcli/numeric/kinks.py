@@ -47,6 +47,7 @@ HALVINGS = 30  # a built-in's step shrinks at most this often to find a clean si
 NEAR_ULPS = 2**20  # a side read beyond this many of x's last bits from x: no near-tie
 SMALLEST_ULPS = 2.0**10  # nor below this many of x's last bits (x + h keeps 10 bits of h)
 NEAR_HALVINGS = 10  # a tie's runner-up clean only this many halvings down: a near-tie
+JUMP_SHRINK = 2.0**16  # a jump is read again this much closer to x (no continuous rise is)
 
 
 @record
@@ -507,7 +508,7 @@ def detected(
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     H = one_sided_step(engine, name)[idx]
     right, left, lo, hi, noise, half = _read(engine, name, idx, H, coloring)
-    jumps = _jumps(idx, H, right, left, half, noise)
+    jumps = _jumps(engine, name, idx, H, right, left, half, noise, coloring)
     model = noise * H / 4  # the modelled round-off of L (times the step: the step's own)
     at_kink, one = _verdicts(right, left, half, lo, hi, tol(noise, right))
     # the round-off model (a few eps of each output moved) misses outputs computed from far
@@ -554,24 +555,39 @@ def detected(
                    jumps=jumps)  # fmt: skip
 
 
-def _jumps(idx: np.ndarray, H: np.ndarray, right: np.ndarray, left: np.ndarray, half: dict,
-           noise: np.ndarray) -> tuple[tuple[int, float, float], ...]:  # fmt: skip
+def _jumps(engine, name: str, idx: np.ndarray, H: np.ndarray, right: np.ndarray,
+           left: np.ndarray, half: dict, noise: np.ndarray,
+           coloring: bool) -> tuple[tuple[int, float, float], ...]:  # fmt: skip
     """(flat index, jump, the smallest move that read it) where a side's one-sided slope
-    doubles as its step halves, far beyond its round-off: the loss moves by the same J at H/4
-    and H/2 (the slope (4 D(t) - D(2 t)) / 2t of a step D = J is 3 J / 2t), which is no
-    slope at all but a forward that is not continuous there (a floor at an integer read
-    'numeric 209884': a jump of 1 over 2h, outside test t38b N6)."""
-    out = []
+    doubles as its step halves, far beyond its round-off, and the loss moves by the same J
+    again at a step JUMP_SHRINK times smaller (the slope (4 D(t) - D(2 t)) / 2t of a step D = J
+    is 3 J / 2t): no slope at all but a forward that is not continuous there (a floor at an
+    integer read 'numeric 209884': a jump of 1 over 2h, outside test t38b N6). A continuous
+    forward steeper than the step (tanh(1e7 x)) moves alike at H/4 and H/2, and far less at
+    the smaller step: no jump (it was called one: outside test t41a F1)."""
+    x = np.abs(engine.t64[name].ravel()[idx])
+    cands = []
     for side, at4 in ((1, right), (-1, left)):
         at2 = half[side]
         jump = (np.abs(at4) > 1e3 * np.maximum(noise, 1e-300)) & (
             np.abs(at4 - 2 * at2) <= 1e-3 * np.abs(at4))  # fmt: skip
         for k in np.flatnonzero(jump):
-            out.append((int(idx[k]), float(side * at4[k] * 2 * (H[k] / 4) / 3), H[k] / 4))
-    seen: dict[int, tuple[int, float, float]] = {}
-    for c in out:
-        seen.setdefault(c[0], c)
-    return tuple(seen.values())
+            cands.append((k, side, float(at4[k] * (H[k] / 4))))
+    out: dict[int, tuple[int, float, float]] = {}
+    for side in (1, -1):
+        ks = np.array([k for k, s, _ in cands if s == side], dtype=np.int64)
+        if not ks.size:
+            continue
+        t = np.maximum(H[ks] / 4 / JUMP_SHRINK,
+                       SMALLEST_ULPS * np.finfo(np.float64).eps * np.maximum(x[ks], 1.0))
+        slope, _ = one_sided(engine, name, idx[ks], t, side, coloring)
+        moved = {k: m for k, s, m in cands if s == side}
+        for j, k in enumerate(ks):
+            m = moved[int(k)]
+            if abs(slope[j] * t[j] - m) <= 1e-2 * abs(m):  # the same jump, far closer in
+                out.setdefault(int(idx[k]), (int(idx[k]), float(side * m * 2 / 3),
+                                             float(t[j])))  # fmt: skip
+    return tuple(out.values())
 
 
 def _read(engine, name: str, idx: np.ndarray, H: np.ndarray, coloring: bool):
