@@ -752,7 +752,7 @@ def _rechecked(
     if across.chained_answer(p, name):
         chained = intermediates.builtin(p.comp, name)
     # the failing first: a budget that fits only some leaves out those that passed
-    lookalike, drawn = failing[:0], np.zeros(failing.size, dtype=bool)
+    lookalike, drawn = failing[:0], np.zeros(failing.size, dtype=np.int64)
     if sampling:
         failing, lookalike, drawn = leftover.budget_order(p, name, info, failing, n, tol)
         # and those that passed but bend in an order drawn, not the tensor's first rows
@@ -768,7 +768,7 @@ def _rechecked(
     out = fix.left[np.isin(fix.left, lookalike)]
     sampled = sampling and out.size == failed_out
     if failed_out and sampled:
-        shares = leftover.shares(failing.size - failed_out, failing.size - lookalike.size, drawn)
+        shares = leftover.shares(failing.size - failed_out, drawn)
         # an automatic check samples what --budget does not fit, as it samples a tensor too
         # large for it: the ones left out are a random share of those whose values a kink
         # explains as well as a bug, and are not compared (a right relu of yours at 4,852

@@ -29,7 +29,7 @@ def budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarr
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(``failing``, flat indices, in the order the rechecks take them while --budget lasts
     (the smaller steps, then the kink detector); those of them a sample may leave out; in
-    that order, whether each was drawn at random rather than taken for failing most). First
+    that order, how each was taken: 0 first, 1 for failing most, 2 drawn at random). First
     those no kink at x explains (their value farther from the central difference than half
     the spread of its two one-sided differences, numeric/bends.py: a bug's), then by turns
     the one that fails by most tolerances and one drawn from the spec's seed: what the budget
@@ -45,25 +45,42 @@ def budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarr
     # a slope between the two sides lies within half their spread of the central difference
     # (relu'(0) = 1.4 lay within the spread, and was left out: outside test t40a F1)
     sure = ~(off <= 0.5 * bends.spread(p.engines[name], name, info.bends)[failing] + allowed)
-    order = np.lexsort((-excess, ~sure))  # the sure first, each part by excess
-    head = int(sure.sum())
+    # then those whose value is none a kink sits on at x (0, a value another coordinate holds,
+    # a whole number of 1/256ths): between their sides, a kink a step away is as likely as
+    # one at x (relu's x > 1e-8 mask at 8 inputs of 1e-13 was left out with 1,390 exact
+    # zeros: outside test t41a F2)
+    odd = ~sure & ~_on_kink_values(p, name, failing)
+    order = np.lexsort((-excess, ~odd, ~sure))  # the sure, then the odd, each by excess
+    head = int(sure.sum() + odd.sum())
     rest = order[head:]
     drawn = np.random.default_rng(p.spec.seed).permutation(rest.size)
     # each one's first turn: 2k as the k-th worst, 2k + 1 as the k-th drawn
     turn = np.minimum(2 * np.arange(rest.size), 2 * np.argsort(drawn) + 1)
     by = np.argsort(turn, kind="stable")
-    rest, drawn = rest[by], (turn % 2 == 1)[by]
+    rest, how = rest[by], 1 + (turn % 2)[by]
     return (failing[np.concatenate([order[:head], rest])], failing[~sure],
-            np.concatenate([np.zeros(head, dtype=bool), drawn]))
+            np.concatenate([np.zeros(head, dtype=np.int64), how]))
 
 
-def shares(examined: int, sure: int, drawn: np.ndarray) -> str:
-    """How the ``examined`` first of ``budget_order``'s order were taken, in words."""
-    first = min(sure, examined)
-    at_random = int(drawn[:examined].sum())
-    worst = examined - first - at_random
-    return (f"{first:,} no kink explains, {worst:,} failing most, {at_random:,} drawn at "
-            f"random")
+def _on_kink_values(p: Prepared, name: str, idx: np.ndarray) -> np.ndarray:
+    """Whether each coordinate's value (flat indices ``idx`` of ``name``) is one a kink at x
+    sits on: 0, a value another coordinate of the layer's float tensors holds (a tie, a
+    maximum's), or a whole number of 1/256ths (integer and quantized data: a hinge's margin)."""
+    x = np.real(p.engines[name].t64[name]).ravel()[idx]
+    values = np.sort(np.concatenate([np.real(a).ravel() for n, a in p.engines[name].t64.items()
+                                     if np.issubdtype(a.dtype, np.inexact)]))  # fmt: skip
+    at = np.searchsorted(values, x)
+    shared = (np.searchsorted(values, x, side="right") - at) > 1
+    return (x == 0) | shared | (x * 256 == np.round(x * 256))
+
+
+def shares(examined: int, how: np.ndarray) -> str:
+    """How the ``examined`` first of ``budget_order``'s order were taken (``how``: 0 first,
+    1 for failing most, 2 drawn), in words."""
+    counts = np.bincount(how[:examined], minlength=3)
+    first, worst, at_random = (int(c) for c in counts[:3])
+    return (f"{first:,} no kink at x explains or off any value a kink sits on, {worst:,} "
+            f"failing most, {at_random:,} drawn at random")
 
 
 def sampled_kinks(p: Prepared, name: str, mode: str, coords: np.ndarray | None,
