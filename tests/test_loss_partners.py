@@ -126,3 +126,32 @@ def test_the_search_finds_the_interacting_members_and_only_them():
     zeros = np.flatnonzero((W == 0).ravel())
     found, _, complete = blocks.partners(e, {"W": zeros[:1]}, "W", zeros[1:], 1e-6)
     assert complete and found.size == 0
+
+
+def _l1_near_zero(seed=4):
+    W = 0.2 * np.random.default_rng(seed).normal(size=(64, 32))
+    spots = [319, 457, 617, 640, 1304, 1307, 1442, 1598, 1760, 2008]
+    W.flat[spots] = np.where(np.arange(len(spots)) % 2, 1e-12, -1e-12)
+    return W, spots
+
+
+def test_an_l1_loss_zeroing_the_sign_of_tiny_weights_fails():
+    """lam * |W|.sum() whose backward zeroes sign(W) at ten weights of +-1e-12 (a 'treat tiny
+    as pruned' rule): the kink at 0 lies a step away from each, below what the loss's round-off
+    resolves, and any slope between the two sides passed, in a full check (outside test t41a
+    F4). At a value no kink sits on, the slope must be one side's. Twin: sign(W) passes."""
+    W, spots = _l1_near_zero()
+
+    def forward(W):
+        return 0.01 * np.abs(W).sum()
+
+    def thresh(grad_output, W):
+        return {"W": grad_output * 0.01 * np.sign(W) * (np.abs(W) > 1e-8)}
+
+    def right(grad_output, W):
+        return {"W": grad_output * 0.01 * np.sign(W)}
+
+    r = gradcli.check("custom", {"W": W}, forward=forward, backward=thresh)
+    assert not r.passed, r.verdict()
+    assert np.ravel_multi_index(r.results["W"].worst_index, W.shape) in spots
+    assert gradcli.check("custom", {"W": W}, forward=forward, backward=right).passed

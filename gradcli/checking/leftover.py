@@ -36,7 +36,7 @@ def budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarr
     leaves out holds no bug that shows on its own, and as many of the others were drawn at
     random as were taken for failing most (a threshold mask x > 1e-7, wrong at 5 of 787, was
     left out whole when the worst alone were examined: outside test t40a F2)."""
-    from gradcli.numeric import bends  # LAZY: see ARCHITECTURE.md, "Start-up"
+    from gradcli.numeric import bends, kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     off = np.abs(np.asarray(p.under_test[name], dtype=np.float64).ravel()[failing]
                  - n[failing])  # fmt: skip
@@ -49,7 +49,7 @@ def budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarr
     # a whole number of 1/256ths): between their sides, a kink a step away is as likely as
     # one at x (relu's x > 1e-8 mask at 8 inputs of 1e-13 was left out with 1,390 exact
     # zeros: outside test t41a F2)
-    odd = ~sure & ~_on_kink_values(p, name, failing)
+    odd = ~sure & ~kinks.on_kink_values(p.engines[name], name, failing)
     order = np.lexsort((-excess, ~odd, ~sure))  # the sure, then the odd, each by excess
     head = int(sure.sum() + odd.sum())
     rest = order[head:]
@@ -60,18 +60,6 @@ def budget_order(p: Prepared, name: str, info: TensorNumerics, failing: np.ndarr
     rest, how = rest[by], 1 + (turn % 2)[by]
     return (failing[np.concatenate([order[:head], rest])], failing[~sure],
             np.concatenate([np.zeros(head, dtype=np.int64), how]))
-
-
-def _on_kink_values(p: Prepared, name: str, idx: np.ndarray) -> np.ndarray:
-    """Whether each coordinate's value (flat indices ``idx`` of ``name``) is one a kink at x
-    sits on: 0, a value another coordinate of the layer's float tensors holds (a tie, a
-    maximum's), or a whole number of 1/256ths (integer and quantized data: a hinge's margin)."""
-    x = np.real(p.engines[name].t64[name]).ravel()[idx]
-    values = np.sort(np.concatenate([np.real(a).ravel() for n, a in p.engines[name].t64.items()
-                                     if np.issubdtype(a.dtype, np.inexact)]))  # fmt: skip
-    at = np.searchsorted(values, x)
-    shared = (np.searchsorted(values, x, side="right") - at) > 1
-    return (x == 0) | shared | (x * 256 == np.round(x * 256))
 
 
 def shares(examined: int, how: np.ndarray) -> str:
