@@ -58,3 +58,17 @@ def test_each_omitted_tensor_line_uncomments_to_a_spec_that_checks(name, tmp_pat
         report = check_spec(str(path))
         tensor = re.match(r"  (\w+):", edited[i]).group(1)
         assert report.passed and tensor in report.results, report.verdict()
+
+
+def test_the_attention_skeleton_takes_the_optional_w_o():
+    """init attention's W_O line uncommented reached a skeleton whose forward had no W_O
+    parameter (outside test t41a N8): both functions take it, None where the spec omits it."""
+    import inspect
+
+    from gradcli.render.skeleton import module
+
+    namespace: dict = {}
+    exec(compile(module("attention"), "my_attention.py", "exec"), namespace)
+    for fn in ("forward", "backward"):
+        params = inspect.signature(namespace[fn]).parameters
+        assert "W_O" in params and params["W_O"].default is None, fn

@@ -28,7 +28,8 @@ def number(value: Any, param: str, infinite: bool = False) -> float:
         raise OptionError(f"expected a number, got {got(value)}", param=param)
     v = float(value)
     if not math.isfinite(v) and not (infinite and v == math.inf):
-        raise OptionError(f"expected a finite number, got {v}", param=param)
+        what = "a number (inf: no limit)" if infinite else "a finite number"
+        raise OptionError(f"expected {what}, got {v}", param=param)
     return v
 
 

@@ -77,14 +77,15 @@ def explain(v: Shown) -> Formulas:
 
 
 SKELETON = """
-def forward(X, W_Q, W_K, W_V, causal=False, heads=1):
+def forward(X, W_Q, W_K, W_V, W_O=None, causal=False, heads=1):
     # (one head, no mask; causal and heads: gradcli explain attention)
     # Q = X W_Q, K = X W_K, V = X W_V, S = Q K^T / sqrt(d_k), A = softmax(S) (rows), out = A V
     # X (T, d), W_Q (d, d_k), W_K (d, d_k), W_V (d, d_v) -> out (T, d_v)
+    # W_O (d_v, d_out), only where the spec gives it: out = (A V) W_O
     raise NotImplementedError
 
 
-def backward(grad_output, X, W_Q, W_K, W_V, causal=False, heads=1):
+def backward(grad_output, X, W_Q, W_K, W_V, W_O=None, causal=False, heads=1):
     # dV = A^T dout          dA = dout V^T
     # dS = A * (dA - rowsum(dA * A))           (the softmax Jacobian)
     # dQ = dS K / sqrt(d_k)  dK = dS^T Q / sqrt(d_k)
@@ -92,6 +93,7 @@ def backward(grad_output, X, W_Q, W_K, W_V, causal=False, heads=1):
     # dX = dQ W_Q^T + dK W_K^T + dV W_V^T      (the seed leaves this one out)
     dout = grad_output
     raise NotImplementedError
-    # optional: add "Q", "K", "V", "S", "A" (dQ ... dA) to have those checked too
+    # optional: add "Q", "K", "V", "S", "A" (dQ ... dA) to have those checked too; with W_O,
+    # "W_O" too (dW_O = (A V)^T dout, and dout W_O^T flows back to A V)
     return {"X": ..., "W_Q": ..., "W_K": ..., "W_V": ...}
 """
