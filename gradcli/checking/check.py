@@ -140,7 +140,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
                 p.spent += seconds
                 coords, grad, info = numerical(p, name, mode, rng)
                 taken[name] = leftover.sampled_kinks(p, name, mode, coords,
-                                             *kinks_stage(p, name, coords, grad, info))
+                                                     *kinks_stage(p, name, coords, grad, info))
         if (not p.random_forward and not spec.layer.broadcasts and opts.grads is None
                 and opts.contract):
             # state that changes every few calls shows only over many (t39a F1)
@@ -674,21 +674,15 @@ def kinks_stage(
     for text in said:
         p.note(text)
     out = leftover.unscreened_out(p, name, info, got[2], unscreened)
-    if out is not None:
-        got[2] = out
+    if unscreened.size:
+        got[2] = got[2] if out is None else out
+        fate = ("left out as a sample leaves them, their central differences no evidence "
+                "there" if out is not None else "they were not examined for kinks their "
+                "central differences may straddle")
         p.note(
             f"d{name}: {unscreened.size:,} coordinates that passed, whose one-sided "
             f"differences disagreed, were not differenced at half the step to tell a kink from "
-            f"curvature (what was left of {mention('budget')} did not fit them): left out as "
-            f"a sample leaves them, their central differences no evidence there "
-            f"({mention('mode', 'full')} examines every one)"
-        )
-    elif unscreened.size:
-        p.note(
-            f"d{name}: {unscreened.size:,} coordinates that passed, whose one-sided "
-            f"differences disagreed, were not differenced at half the step to tell a kink from "
-            f"curvature (what was left of {mention('budget')} did not fit them): they were not "
-            f"examined for kinks their central differences may straddle "
+            f"curvature (what was left of {mention('budget')} did not fit them): {fate} "
             f"({mention('mode', 'full')} examines every one)"
         )
     return tuple(got)  # type: ignore[return-value]
@@ -767,6 +761,12 @@ def _rechecked(
         else 0.0
     out = fix.left[np.isin(fix.left, lookalike)]
     sampled = sampling and out.size == failed_out
+    budget_left = (f"(examining all would take about {whole:.1f} s, {max(left, 0.0):.1f} s of "
+                   f"{mention('budget')} was left)")
+    full = f"({mention('mode', 'full')} examines every one)"
+    if failed_out:
+        head = (f"d{name}: {failed_out:,} of {failing.size:,} failing coordinates were not "
+                f"examined for kinks {budget_left}")
     if failed_out and sampled:
         shares = leftover.shares(failing.size - failed_out, drawn)
         # an automatic check samples what --budget does not fit, as it samples a tensor too
@@ -775,47 +775,32 @@ def _rechecked(
         # exact zeros failed as 'not verified' where --budget cut the examination: outside
         # test t38b F1)
         said.append(
-            f"d{name}: {failed_out:,} of {failing.size:,} failing coordinates were not "
-            f"examined for kinks (examining all would take about {whole:.1f} s, "
-            f"{max(left, 0.0):.1f} s of {mention('budget')} was left): each lies between "
-            f"its two one-sided differences, as a slope at a kink may; the "
-            f"{failing.size - failed_out:,} examined ({shares}) are compared, those left out "
-            f"as a sample leaves them ({mention('mode', 'full')} examines every one)"
+            f"{head}: each lies between its two one-sided differences, as a slope at a kink "
+            f"may; the {failing.size - failed_out:,} examined ({shares}) are compared, those "
+            f"left out as a sample leaves them {full}"
         )
     elif failed_out:  # only a budget leaves some out
         out = fix.left[np.isin(fix.left, failing)]
-        said.append(
-            f"d{name}: {failed_out:,} of {failing.size:,} failing coordinates were not "
-            f"examined for kinks (examining all would take about {whole:.1f} s, "
-            f"{max(left, 0.0):.1f} s of {mention('budget')} was left): they fail as "
-            f"computed, unexamined ({mention('mode', 'full')} examines every one)"
-        )
+        said.append(f"{head}: they fail as computed, unexamined {full}")
         # where nothing else fails them, the budget is why they are not verified (a relu of
         # yours at 4,852 exact zeros was said to fail at 'ties of more than 4 interacting
         # equal values': outside test t38b F1)
         p.unverified.setdefault(name, (
             f"d{name} is not verified at {failed_out:,} failing coordinate"
             f"{'s' if failed_out > 1 else ''} that {mention('budget')} left unexamined for "
-            f"kinks ({mention('mode', 'full')} examines every one)"))  # fmt: skip
+            f"kinks {full}"))  # fmt: skip
     bent_out = fix.left[np.isin(fix.left, bent)] if sampled else fix.left[:0]
-    if passed_out and sampled:
+    if passed_out:
         # a central difference across a kink within the step reads the two pieces' mean,
-        # which a wrong rule gives (np.isclose(x, 0) taken for relu's tie): it is no evidence,
-        # and they are left out as a sample's (they passed 'as computed': t40a F9, F10)
+        # which a wrong rule gives (np.isclose(x, 0) taken for relu's tie): no evidence in an
+        # automatic check, which leaves them out as a sample's (they passed 'as computed':
+        # t40a F9, F10)
+        fate = ("left out as a sample leaves them, their central differences no evidence "
+                "there" if sampled else "their central differences stand")
         said.append(
             f"d{name}: {passed_out:,} of {bent.size:,} coordinates that passed, whose "
             f"one-sided differences disagreed as across a kink, were not examined for kinks "
-            f"(examining all would take about {whole:.1f} s, {max(left, 0.0):.1f} s of "
-            f"{mention('budget')} was left): left out as a sample leaves them, their central "
-            f"differences no evidence there ({mention('mode', 'full')} examines every one)"
-        )
-    elif passed_out:
-        said.append(
-            f"d{name}: {passed_out:,} of {bent.size:,} coordinates that passed, whose "
-            f"one-sided differences disagreed as across a kink, were not examined for kinks "
-            f"(examining all would take about {whole:.1f} s, {max(left, 0.0):.1f} s of "
-            f"{mention('budget')} was left): their central differences stand "
-            f"({mention('mode', 'full')} examines every one)"
+            f"{budget_left}: {fate} {full}"
         )
     fix = dataclasses.replace(fix, unexamined=failed_out,
                               left=np.concatenate([out, bent_out]) if sampled else out,

@@ -52,7 +52,7 @@ CONFIRM_FLOOR = 64  # coordinates confirmed at h/2 whatever the budget (a sample
 
 def candidates(engine, name: str, bends, passing: np.ndarray, tol: np.ndarray,
                seconds: float = math.inf,
-               coloring: bool = True) -> tuple[np.ndarray, int, float]:  # fmt: skip
+               coloring: bool = True) -> tuple[np.ndarray, np.ndarray, float]:  # fmt: skip
     """(flat indices whose one-sided differences disagree beyond what curvature and round-off
     explain, those the budget left unconfirmed, predicted seconds) among ``passing`` (a
     flat mask), ``tol`` the pass rule's tolerance per element (flat); ``bends`` the engine's

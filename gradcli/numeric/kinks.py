@@ -595,27 +595,19 @@ def _jumps(engine, name: str, idx: np.ndarray, H: np.ndarray, right: np.ndarray,
     forward steeper than the step (tanh(1e7 x)) moves alike at H/4 and H/2, and far less at
     the smaller step: no jump (it was called one: outside test t41a F1)."""
     x = np.abs(engine.t64[name].ravel()[idx])
-    cands = []
-    for side, at4 in ((1, right), (-1, left)):
-        at2 = half[side]
-        jump = (np.abs(at4) > 1e3 * np.maximum(noise, 1e-300)) & (
-            np.abs(at4 - 2 * at2) <= 1e-3 * np.abs(at4))  # fmt: skip
-        for k in np.flatnonzero(jump):
-            cands.append((k, side, float(at4[k] * (H[k] / 4))))
     out: dict[int, tuple[int, float, float]] = {}
-    for side in (1, -1):
-        ks = np.array([k for k, s, _ in cands if s == side], dtype=np.int64)
+    for side, at4 in ((1, right), (-1, left)):
+        ks = np.flatnonzero((np.abs(at4) > 1e3 * np.maximum(noise, 1e-300))
+                            & (np.abs(at4 - 2 * half[side]) <= 1e-3 * np.abs(at4)))  # fmt: skip
         if not ks.size:
             continue
+        moved = at4[ks] * (H[ks] / 4)  # 3 J / 2, at H/4 and H/2 alike
         t = np.maximum(H[ks] / 4 / JUMP_SHRINK,
                        SMALLEST_ULPS * np.finfo(np.float64).eps * np.maximum(x[ks], 1.0))
         slope, _ = one_sided(engine, name, idx[ks], t, side, coloring)
-        moved = {k: m for k, s, m in cands if s == side}
-        for j, k in enumerate(ks):
-            m = moved[int(k)]
-            if abs(slope[j] * t[j] - m) <= 1e-2 * abs(m):  # the same jump, far closer in
-                out.setdefault(int(idx[k]), (int(idx[k]), float(side * m * 2 / 3),
-                                             float(t[j])))  # fmt: skip
+        same = np.abs(slope * t - moved) <= 1e-2 * np.abs(moved)  # the same jump, far closer
+        for k, m, tk in zip(ks[same], moved[same], t[same], strict=True):
+            out.setdefault(int(idx[k]), (int(idx[k]), float(side * m * 2 / 3), float(tk)))
     return tuple(out.values())
 
 
