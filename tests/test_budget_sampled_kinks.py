@@ -11,6 +11,7 @@ anywhere in the tensor still fail under the same budget; --mode full examines ev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -268,3 +269,15 @@ def test_one_wrong_slope_among_thousands_of_zeros_is_a_mismatch(tight):
     assert not r.passed
     assert "does not match" in r.verdict(), r.verdict()
     assert np.ravel_multi_index(r.results["x"].worst_index, x.shape) == where
+
+
+def test_the_kinks_line_of_left_out_kinks_alone_says_no_zero():
+    """Where --budget examined none (every kink left out), the line under the table said
+    'dx: 0 coordinates at a kink ... checked one-sidedly; 12 more ...'."""
+    from gradcli.render.text import kinks_line
+
+    r = _check(right, _x())
+    line = kinks_line(dataclasses.replace(r.results["x"], kinks=0, kinks_left_out=12))
+    assert line.startswith("dx: 12 coordinates at kinks, which budget left unexamined, were "
+                           "left out as a sample"), line
+    assert "0 coordinates" not in line

@@ -508,7 +508,8 @@ def detected(
     a = np.asarray(analytic, dtype=np.float64).ravel()[idx]
     H = one_sided_step(engine, name)[idx]
     right, left, lo, hi, noise, half = _read(engine, name, idx, H, coloring)
-    jumps = _jumps(engine, name, idx, H, right, left, half, noise, coloring)
+    jumps, seconds_jumps = _jumps(engine, name, idx, H, right, left, half, noise, coloring)
+    spent += seconds_jumps
     model = noise * H / 4  # the modelled round-off of L (times the step: the step's own)
     at_kink, one = _verdicts(right, left, half, lo, hi, tol(noise, right))
     # the round-off model (a few eps of each output moved) misses outputs computed from far
@@ -586,16 +587,18 @@ def near_zero(engine, name: str, idx: np.ndarray) -> np.ndarray:
 
 def _jumps(engine, name: str, idx: np.ndarray, H: np.ndarray, right: np.ndarray,
            left: np.ndarray, half: dict, noise: np.ndarray,
-           coloring: bool) -> tuple[tuple[int, float, float], ...]:  # fmt: skip
-    """(flat index, jump, the smallest move that read it) where a side's one-sided slope
-    doubles as its step halves, far beyond its round-off, and the loss moves by the same J
-    again at a step JUMP_SHRINK times smaller (the slope (4 D(t) - D(2 t)) / 2t of a step D = J
-    is 3 J / 2t): no slope at all but a forward that is not continuous there (a floor at an
-    integer read 'numeric 209884': a jump of 1 over 2h, outside test t38b N6). A continuous
-    forward steeper than the step (tanh(1e7 x)) moves alike at H/4 and H/2, and far less at
-    the smaller step: no jump (it was called one: outside test t41a F1)."""
+           coloring: bool) -> tuple[tuple[tuple[int, float, float], ...], float]:  # fmt: skip
+    """((flat index, jump, the smallest move that read it), ...; predicted seconds) where a
+    side's one-sided slope doubles as its step halves, far beyond its round-off, and the loss
+    moves by the same J again at a step JUMP_SHRINK times smaller (the slope
+    (4 D(t) - D(2 t)) / 2t of a step D = J is 3 J / 2t): no slope at all but a forward that is
+    not continuous there (a floor at an integer read 'numeric 209884': a jump of 1 over 2h,
+    outside test t38b N6). A continuous forward steeper than the step (tanh(1e7 x)) moves alike
+    at H/4 and H/2, and far less at the smaller step: no jump (it was called one: outside test
+    t41a F1)."""
     x = np.abs(engine.t64[name].ravel()[idx])
     out: dict[int, tuple[int, float, float]] = {}
+    seconds = 0.0
     for side, at4 in ((1, right), (-1, left)):
         ks = np.flatnonzero((np.abs(at4) > 1e3 * np.maximum(noise, 1e-300))
                             & (np.abs(at4 - 2 * half[side]) <= 1e-3 * np.abs(at4)))  # fmt: skip
@@ -605,10 +608,11 @@ def _jumps(engine, name: str, idx: np.ndarray, H: np.ndarray, right: np.ndarray,
         t = np.maximum(H[ks] / 4 / JUMP_SHRINK,
                        SMALLEST_ULPS * np.finfo(np.float64).eps * np.maximum(x[ks], 1.0))
         slope, _ = one_sided(engine, name, idx[ks], t, side, coloring)
+        seconds += moves_seconds(engine, name, idx[ks], coloring, points=2)
         same = np.abs(slope * t - moved) <= 1e-2 * np.abs(moved)  # the same jump, far closer
         for k, m, tk in zip(ks[same], moved[same], t[same], strict=True):
             out.setdefault(int(idx[k]), (int(idx[k]), float(side * m * 2 / 3), float(tk)))
-    return tuple(out.values())
+    return tuple(out.values()), seconds
 
 
 def _read(engine, name: str, idx: np.ndarray, H: np.ndarray, coloring: bool):

@@ -196,9 +196,12 @@ def kinks_line(r: TensorResult) -> str:
         "where the forward has no derivative): checked one-sidedly, on a side that meets none"
     )
     if r.kinks_left_out:  # on stdout beside the verdict's "sample mode" (outside test t40a N3)
-        line += (f"; {r.kinks_left_out:,} more, which {mention('budget')} left unexamined, "
-                 f"were left out as a sample leaves coordinates out "
-                 f"({mention('mode', 'full')} examines every one)")
+        left = (f"which {mention('budget')} left unexamined, were left out as a sample leaves "
+                f"coordinates out ({mention('mode', 'full')} examines every one)")
+        # none examined: no "0 coordinates at a kink ... checked" before them
+        line = (f"{line}; {r.kinks_left_out:,} more, {left}" if n else
+                f"d{r.name}: {r.kinks_left_out:,} coordinates at kinks, {left}")
+
     if r.kinks_unchecked:
         line += f"; {r.kinks_unchecked} with kinks on both sides kept the stencil's value"
     if r.kinks_chained:
