@@ -15,29 +15,32 @@ from gradcli.numeric import blocks
 
 
 class _Probe:
-    """Interacts where a set holds both members of a pair (2k, 2k + 1) for k < 5."""
+    """Interacts where a set holds both members of a pair (k, k + m // 2) for k < 5: far apart
+    in flat order, so that no cut near the middle parts them, and each member is tested against
+    the rest."""
 
-    def __init__(self):
+    def __init__(self, m):
         self.largest = 0
         self.alone = {}
+        self.idx, self.tensor, self.half = np.arange(m), np.zeros(m, dtype=np.int64), m // 2
 
     def interacts(self, tests):
         self.largest = max(self.largest, len(tests))
         out = []
         for x, y in tests:
             xs, ys = set(x.tolist()), set(y.tolist())
-            out.append(any((2 * k in xs and 2 * k + 1 in ys) or (2 * k + 1 in xs and 2 * k in ys)
+            out.append(any((k in xs and k + self.half in ys) or (k + self.half in xs and k in ys)
                            for k in range(5)))
         return np.array(out)
 
 
 def test_members_against_the_rest_go_a_chunk_at_a_time():
     m = 3 * blocks.AGAINST_REST + 7
-    probe = _Probe()
+    probe = _Probe(m)
     labels, tests = blocks._components(np.arange(m), probe, each=0.0, budget=np.inf)
     assert probe.largest <= blocks.AGAINST_REST
     for k in range(5):  # the pairs found, and nothing else joined
-        assert labels[2 * k] == labels[2 * k + 1]
+        assert labels[k] == labels[k + m // 2]
     assert len(np.unique(labels)) == m - 5
     assert tests >= m
 

@@ -55,7 +55,8 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     whole = [(n, r.whole, r.given) for n, r in records.items() if r is not None and r.whole]
     for n, count, given in whole:
         _whole_note(p, f"d{n}: {count:,}", given)
-        _unverified(p, n, count)
+        if out[n][1] is None:  # a sample's ties are held as far as it went (its note says so)
+            _unverified(p, n, count)
     for n, r in records.items():
         if r is not None and r.links.left_out:
             _unlinked(p, [n], r.links.left_out, r.links.given)
@@ -76,7 +77,7 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     if found.whole and not whole:  # else one tensor's one group holds them together already
         _whole_note(p, f"{found.whole:,}", left)
         for n, r in records.items():  # the groups span the tensors at the kinks
-            if r is not None and r.coords.size:
+            if r is not None and r.coords.size and out[n][1] is None:
                 _unverified(p, n, int(r.coords.size))
     if found.unlinked:
         _unlinked(p, [n for n, r in records.items() if r is not None and r.coords.size],
@@ -407,6 +408,15 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
             at = {m: r.coords for m, r in records.items() if r is not None and r.coords.size}
             found, spent, complete = blocks.partners(engine, at, n, candidates,
                                                      float(np.min(h)), given)  # fmt: skip
+            if not complete and coords is not None:  # a sample's ties: on the members found
+                _searched_part(p, n, given)
+                complete = True
+        elif coords is not None:  # a sample: a few ties complete, the rest on those examined
+            found, spent, done, total = partners.find_by_tie(engine, n, candidates, records, h,
+                                                             tol, given)  # fmt: skip
+            complete = True
+            if done < total:
+                _searched_part(p, n, given, f"{total - done:,} of {total:,} ")
         else:
             found, spent, complete = partners.find(engine, n, candidates, outputs, h, tol, given)
         used += spent
@@ -435,6 +445,17 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         if more is not None and more.at is not None and more.at.coords.size:
             used += _merge(p, out, records, n, more.at, settle, _left(p, planned - used))
         p.spent += max(0.0, used - planned)
+
+
+def _searched_part(p: Any, n: str, given: float, ties: str = "") -> None:
+    """A sample's search for its ties' members stopped: a note, not a failure (a sample leaves
+    coordinates out; its ties are held on the members it found)."""
+    p.note(
+        f"d{n}: the members of {ties or 'some '}ties outside those examined were not all "
+        f"searched for (the search needed more than the {max(given, 0.0):.1f} s of "
+        f"{mention('budget')} it had): those ties were checked on the members found, as a "
+        f"sample checks what it drew ({mention('mode', 'full')} searches them all)"
+    )
 
 
 def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink,

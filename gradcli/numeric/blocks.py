@@ -39,6 +39,7 @@ FLOOR = 32  # tests run whatever the budget
 PAIRWISE = 6  # up to this many members every pair is tested (15 tests), the search beyond
 SIGNS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 AGAINST_REST = 256  # members tested against the rest at once (each holds a set of m - 1)
+CUT_TRIES = 4  # points near a part's middle tried for a cut, one a round
 ROWS = 12  # per test: 4 joint directions, 2 of one set alone (the other's read once), 2 points
 
 
@@ -125,7 +126,6 @@ def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
     """(a component number per member or None when the budget ran out, tests run)."""
     m = members.size
     sets = Union(m)
-
     tests = 0
 
     def run(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
@@ -133,27 +133,114 @@ def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
         if tests >= FLOOR and (tests + len(pairs)) * each > budget:
             return None
         tests += len(pairs)
-        return probe.interacts([(members[x], members[y]) for x, y in pairs])
+        # a chunk at a time: m sets of m - 1 at once held 16 m^2 bytes (an L1 term on 8,103
+        # zeros of a pruned weight took 2.1 GB, past --max-memory: outside test t38b F2)
+        return np.concatenate([
+            probe.interacts([(members[pairs[i][0]], members[pairs[i][1]]) for i in part])
+            for part in np.array_split(np.arange(len(pairs)), -(-len(pairs) // AGAINST_REST))
+        ])  # fmt: skip
 
-    everyone = np.arange(m)
+    # in the order of their flat indices (a tensor's ties side by side: a row's, a window's;
+    # equal flat indices of several tensors next to each other: maximum(a, b)'s pairs)
+    order = np.lexsort((probe.tensor[members], probe.idx[members]))
+    pieces = _cut(order, probe.idx[members[order]], run)
+    if pieces is None:
+        return None, tests
+    # the small parts' tests in one call: every pair of three, each of a few against the rest
+    # of its part (those coupled form one tie: no point near its middle cut it, and a tie too
+    # large only weakens its check), each of many by _join
+    asked, joins = [], []
+    for piece in pieces:
+        piece = np.sort(piece)
+        if piece.size <= 3:
+            for i in range(piece.size):
+                for j in range(i + 1, piece.size):
+                    asked.append((piece[[i]], piece[[j]]))
+                    joins.append((piece[i], piece[[j]]))
+        elif piece.size <= PAIRWISE:
+            for i in range(piece.size):
+                asked.append((piece[[i]], np.delete(piece, i)))
+                joins.append((piece[i], piece))
+        elif not _join(piece, run, sets):
+            return None, tests
+    hit = run(asked) if asked else np.zeros(0, dtype=bool)
+    if hit is None:
+        return None, tests
+    coupled = {}
+    for (i, piece), yes in zip(joins, hit, strict=True):
+        if yes and piece.size == 1:
+            sets.join(int(i), int(piece[0]))
+        elif yes:
+            coupled.setdefault(int(piece[0]), []).append(int(i))
+    for many in coupled.values():
+        for i in many[1:]:
+            sets.join(many[0], i)
+    return sets.labels(), tests
+
+
+def _cut(order: np.ndarray, flat: np.ndarray, run) -> list[np.ndarray] | None:
+    """The members (positions, ``order``ed) cut where the part before a point and the part
+    after it are additive, again within each part, a cut near the middle first (CUT_TRIES
+    points): separate ties side by side in the order come apart in about two tests each,
+    where each member against the rest and a partner's halving took log2 m (CS231n's svm loss
+    at 312 margins of 0 was not told apart within 3 s: outside test t40a F3). A part no point
+    cuts is left whole for ``_join``. ``flat``: their flat indices, in that order: the points
+    of the middle half tried first where the next index is farthest (a row's ties lie
+    together; a middle inside a row of five blocked four points beside it). None: the budget
+    ran out."""
+    done, todo = [], [(order, flat, 0)]
+    while todo:
+        # a part is whole when it is small (its pairs cost less than tries) or no point
+        # tried cut it: every point of a few, CUT_TRIES of many
+        whole = [t.size <= 3 or tries >= _points(t.size).size
+                 or (t.size > PAIRWISE and tries >= CUT_TRIES) for t, _, tries in todo]
+        done += [t for (t, _, _), w in zip(todo, whole, strict=True) if w]
+        todo = [x for x, w in zip(todo, whole, strict=True) if not w]
+        if not todo:
+            break
+        at = [_point(f, tries) for _, f, tries in todo]
+        hit = run([(t[:k], t[k:]) for (t, _, _), k in zip(todo, at, strict=True)])
+        if hit is None:
+            return None
+        nxt = []
+        for (t, f, tries), k, yes in zip(todo, at, hit, strict=True):
+            nxt += [(t, f, tries + 1)] if yes else [(t[:k], f[:k], 0), (t[k:], f[k:], 0)]
+        todo = nxt
+    return done
+
+
+def _points(size: int) -> np.ndarray:
+    """The points tried for a cut of a part of ``size`` members (a cut at k: the first k
+    against the rest): its middle half."""
+    return np.arange(1, size) if size <= 3 else np.arange(size // 4, size - size // 4 + 1)
+
+
+def _point(flat: np.ndarray, tries: int) -> int:
+    """The ``tries``-th point tried for a cut of a part whose members have the flat indices
+    ``flat``: the largest gap in ``flat`` first, then the nearest the middle."""
+    points = _points(flat.size)
+    gap = flat[points] - flat[points - 1]
+    return int(points[np.lexsort((np.abs(points - flat.size / 2), -gap))[tries]])
+
+
+def _join(everyone: np.ndarray, run, sets: Union) -> bool:
+    """Join in ``sets`` the members (positions) of one part that interact: every pair of a few,
+    else each against the rest and a partner found by halving. False: the budget ran out."""
+    m = everyone.size
+    if m < 2:
+        return True
     if m <= PAIRWISE:  # every pair at once costs less than searching
         pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
         hit = run([(everyone[[i]], everyone[[j]]) for i, j in pairs])
         if hit is None:
-            return None, tests
+            return False
         for (i, j), yes in zip(pairs, hit, strict=True):
             if yes:
-                sets.join(i, j)
-        return sets.labels(), tests
-    # each member against the rest, a chunk of members at a time: m sets of m - 1 at once
-    # held 16 m^2 bytes (an L1 term on 8,103 zeros of a pruned weight took 2.1 GB, past
-    # --max-memory: outside test t38b F2)
-    if tests >= FLOOR and (tests + m) * each > budget:
-        return None, tests
-    tests += m
-    hit = np.concatenate([
-        probe.interacts([(members[[i]], members[np.arange(m) != i]) for i in part])
-        for part in np.array_split(everyone, -(-m // AGAINST_REST))])  # fmt: skip
+                sets.join(int(everyone[i]), int(everyone[j]))
+        return True
+    hit = run([(everyone[[i]], everyone[np.arange(m) != i]) for i in range(m)])
+    if hit is None:
+        return False
     coupled = everyone[hit]  # the others are ties of their own (a lone kink)
     pending = [coupled[[i]] for i in range(coupled.size)]
     while pending:
@@ -180,23 +267,23 @@ def _components(members: np.ndarray, probe: _Probe, each: float, budget: float):
                 break
             hit = run(asked)
             if hit is None:
-                return None, tests
+                return False
             for (k, yes_span, no_span), yes in zip(moves, hit, strict=True):
                 span[k] = yes_span if yes else no_span
         for c, (lo, _) in zip(pending, span, strict=True):
             q = int(coupled[lo])
             # q in c itself: no half answered (noise, cancelling interactions): all together
             for r in ([q] if q not in c else coupled):
-                sets.join(c[0], r)
+                sets.join(int(c[0]), int(r))
         roots = np.array([sets.find(int(i)) for i in coupled])
         parts = [coupled[roots == r] for r in np.unique(roots)]
         if len(parts) < 2:
             break
         hit = run([(c, np.setdiff1d(coupled, c)) for c in parts])
         if hit is None:
-            return None, tests
+            return False
         pending = [c for c, yes in zip(parts, hit, strict=True) if yes]
-    return sets.labels(), tests
+    return True
 
 
 def _key(members: np.ndarray) -> bytes:

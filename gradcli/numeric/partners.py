@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from gradcli.numeric import cost
+from gradcli.numeric import cost, ties
 from gradcli.numeric.methods import one_sided, one_sided_noise
 
 OFFSETS = (1, 2, -1, -2)
@@ -30,10 +30,12 @@ FLOOR = 64  # sets tested whatever the budget
 
 
 def find(engine, name: str, candidates: np.ndarray, outputs: np.ndarray, h: np.ndarray, tol,
-         budget: float = math.inf) -> tuple[np.ndarray, float, bool]:  # fmt: skip
+         budget: float = math.inf, floor: int = FLOOR
+         ) -> tuple[np.ndarray, float, bool]:  # fmt: skip
     """(the ``candidates`` of ``name`` at a kink whose move reaches ``outputs`` (flat output
     indices), predicted seconds, whether the search finished within ``budget``). ``h``: the
-    step of every coordinate of ``name``; ``tol(noise, slope)``: the tensor's tolerance."""
+    step of every coordinate of ``name``; ``tol(noise, slope)``: the tensor's tolerance;
+    ``floor``: sets tested whatever the budget."""
     candidates = np.asarray(candidates, dtype=np.int64)
     if not candidates.size or not outputs.size:
         return np.zeros(0, dtype=np.int64), 0.0, True
@@ -45,7 +47,7 @@ def find(engine, name: str, candidates: np.ndarray, outputs: np.ndarray, h: np.n
     each = set_seconds(engine)
     level, found, tested = [candidates], [], 0
     while level:
-        if tested >= FLOOR and (tested + len(level)) * each > budget:
+        if tested >= floor and (tested + len(level)) * each > budget:
             return _joined(found), tested * each, False
         tested += len(level)
         nxt = []
@@ -110,3 +112,50 @@ def _kinked(engine, name: str, sets: list[np.ndarray], h, sign, g, mask, tol) ->
         left[lo : lo + c] = one_sided(D[2], D[3], hp, -1)
         noise[lo : lo + c] = one_sided_noise(((d != 0).any(axis=0) * gy).sum(axis=1), hp)
     return np.abs(right - left) > tol(noise, right)
+
+
+def find_by_tie(engine, name: str, candidates: np.ndarray, records: dict, h: np.ndarray, tol,
+                budget: float = math.inf) -> tuple[np.ndarray, float, int, int]:  # fmt: skip
+    """``find`` one tie at a time (a sample's: the outputs of the known ties' groups, in a
+    seeded order), until ``budget`` stops it: (partners found, predicted seconds, ties whose
+    search finished, ties). A sample holds a few members of each of many ties: isolating every
+    member outside it cost more than the check, and stopping part way left no tie complete,
+    where a few complete ties catch a rule wrong at every tie. ``records``: name -> AtKink
+    with its support (numeric/joint.supported), or None."""
+    outputs = _tie_outputs(records)
+    found, spent, done = [], 0.0, 0
+    left = np.asarray(candidates, dtype=np.int64)
+    for out in outputs:  # the floor's sets for the first tie only
+        part, seconds, complete = find(engine, name, left, out, h, tol, budget - spent,
+                                       0 if done else FLOOR)  # fmt: skip
+        spent += seconds
+        if not complete:
+            break
+        done += 1
+        found.append(part)
+        left = np.setdiff1d(left, part)
+    return _joined(found), spent, done, len(outputs)
+
+
+def _tie_outputs(records: dict) -> list[np.ndarray]:
+    """Each tie's outputs (coordinates of any tensor sharing an output, transitively, are one
+    tie): those holding the most known members first (a rule wrong at ties of three or four
+    of a max-pool, right at ties of two, passed when the first searched was of two), then in
+    an order drawn from a fixed seed."""
+    pos, out, start = [], [], 0
+    for r in records.values():
+        if r is None or not r.coords.size or r.support is None:
+            continue
+        pos.append(start + r.support[0])
+        out.append(r.support[1])
+        start += r.coords.size
+    if not pos:
+        return []
+    pos, out = np.concatenate(pos), np.concatenate(out)
+    label = ties.groups(start, pos, out)[pos]
+    order = np.argsort(label, kind="stable")
+    cut = np.flatnonzero(np.diff(label[order])) + 1
+    ties_ = [np.unique(part) for part in np.split(out[order], cut)]
+    held = [np.unique(part).size for part in np.split(pos[order], cut)]
+    drawn = np.random.default_rng(0).permutation(len(ties_))
+    return [ties_[i] for i in drawn[np.argsort(-np.asarray(held)[drawn], kind="stable")]]
