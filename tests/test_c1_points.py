@@ -112,8 +112,9 @@ def test_more_than_1024_elements(name, side, method):
     good = run(name, x, method=method)
     assert good.passed, str(good)
     assert good.results["x"].refined > 128
-    for slip in slips(method, "float64"):
-        assert not run(name, x, slip, method=method).passed, slip
+    # the twin that needs the size (the plain and sign errors fail at 3 x 4 above)
+    slip = slips(method, "float64")[-1]
+    assert not run(name, x, slip, method=method).passed, slip
 
 
 def test_the_smaller_steps_values_stand_in_for_the_default_steps():

@@ -105,12 +105,18 @@ def _trials():
     return out
 
 
+# the twins where they cost least: a wrong slope at a tie is searched through every piece
+# touching it before it fails (5 s a check at trial 3's 8 zeros)
+_TWINS = {0: ("two", "minus", "inverted"), 1: ("inverted",), 2: ("two", "inverted"),
+          3: ()}  # fmt: skip
+
+
 @pytest.mark.parametrize("trial", range(4))
 def test_any_slope_in_0_1_at_the_ties_passes_and_others_fail(trial):
     x, W = _trials()[trial]
     assert np.any(x @ W == 0)
-    for kind, valid in (("torch", True), (">=", True), ("half", True), ("two", False),
-                        ("minus", False), ("inverted", False)):  # fmt: skip
+    for kind, valid in (("torch", True), (">=", True), ("half", True),
+                        *((k, False) for k in _TWINS[trial])):  # fmt: skip
         forward, backward = _affine_relu(kind)
         r = gradcli.check("custom", {"x": x, "W": W}, forward=forward, backward=backward)
         assert r.passed is valid, (kind, str(r))
