@@ -75,3 +75,35 @@ def test_twin_a_steep_continuous_forward_is_no_jump():
                           backward=backward)  # fmt: skip
         if not r.passed:
             assert all(h["cause"] != "jump" for h in _hints(r)), _hints(r)
+
+
+def test_a_jump_beside_a_slope_is_said_to_jump_not_read_as_round_off():
+    """0.5 sign(x) + x at exact zeros: each side moves by the jump, and the round-off measured
+    on the line through x read the jump as rounding ('cannot resolve ... round-off', outside
+    test t41a N1). Rounding is no larger at x than beside it: the line beside x decides."""
+    x = _x()
+    x[1, 2] = x[3, 0] = 0.0
+    r = gradcli.check("custom", {"x": x}, forward=lambda x: 0.5 * np.sign(x) + x,
+                      backward=lambda grad_output, x: {"x": grad_output})  # fmt: skip
+    assert not r.passed and not r.results["x"].unresolved, r.verdict()
+    hints = _hints(r)
+    assert hints[0]["cause"] == "jump", hints
+    assert "your forward jumps at x[1, 2] (and 1 more)" in hints[0]["text"]
+
+
+def test_twin_rounding_of_far_larger_numbers_still_cannot_be_resolved():
+    """The measured round-off it was made for: x - mean at |x| = 1e11, whose outputs carry
+    the rounding of the 1e11 at every point of the line, beside x as through it."""
+    x = 1e11 + np.random.default_rng(3).normal(size=(3, 4))
+
+    def forward(x):
+        return (x - x.mean(axis=-1, keepdims=True)) ** 2
+
+    def backward(grad_output, x):
+        d = x - x.mean(axis=-1, keepdims=True)
+        gd = 2 * d * grad_output
+        return {"x": gd - gd.mean(axis=-1, keepdims=True)}
+
+    r = gradcli.check("custom", {"x": x}, forward=forward, backward=backward)
+    assert all(h["cause"] != "jump" for h in _hints(r)), _hints(r)
+    assert r.passed or r.results["x"].unresolved, r.verdict()

@@ -97,13 +97,13 @@ CONJUGATE = Method("complex", (-1,), (1.0,), 1.0, 2, 1e-20)
 MIRRORS = {"forward": "backward", "backward": "forward", "complex": "complex"}
 
 
-def line_noise(D: np.ndarray) -> np.ndarray:
+def line_noise(D: np.ndarray, through_point: bool = True) -> np.ndarray:
     """The round-off (one standard deviation) of L along each column's line from
     ``D[k - 1] = L(x + k h e_j) - L(x)``, k = 1 .. 8 (or fewer): the largest estimate of the
     differences of orders 4 to 6 (Moré and Wild's ECnoise; gamma_k = (k!)^2 / (2k)! scales
-    each)."""
+    each); ``through_point``: with L(x) itself as the line's first point, else without."""
     D, scale = _unit_columns(D)
-    seq = np.vstack([np.zeros((1, D.shape[1])), D])
+    seq = np.vstack([np.zeros((1, D.shape[1])), D]) if through_point else D
     sigma = np.zeros(D.shape[1])
     for k in range(1, min(7, D.shape[0] - 1)):
         seq = np.diff(seq, axis=0)
