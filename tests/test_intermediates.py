@@ -216,7 +216,7 @@ def test_no_masked_hint_without_the_causal_mask(tmp_path):
 def test_table_names_intermediate_elements_and_draws_their_T_by_T_heatmap(cli, tmp_path):
     args = _write(tmp_path, _answers(_one_off), "npz")
     out = cli("check", "attention", MULTI, "--grads", *args).stdout
-    assert "dS[b0=1, a=0, i=2, j=1]" in out and "dS: the 5 worst elements" in out
+    assert "dS[b0=1, a=0, i=2, j=1]" in out and "dS: the failing element" in out
     heat = out.split("dS: error / tolerance")[1]
     rows = heat.splitlines()[1:7]
     assert rows[0] == "[b0=1, a=0]" and rows[1] == ". . . . ."  # T x T, one character each

@@ -254,7 +254,7 @@ def test_init_names_the_file_it_writes(cli, tmp_path):
 def test_table_shows_worst_k_heatmap_hints_and_band(cli, tmp_path):
     path, _ = _answers(tmp_path, "conv2d", bad=("X", (0, 0, 1)))
     out = cli("check", "conv2d", "--grads", path, "--top", "3").stdout
-    assert "the 3 worst elements" in out and "error / tolerance" in out and "#" in out
+    assert "dX: the failing element" in out and "error / tolerance" in out and "#" in out
     assert "good" in out and "dX[i=0, j=0, d=1]" in out
 
 
@@ -385,3 +385,20 @@ def test_a_compute_archive_is_an_answer_file(cli, tmp_path, offset):
     assert set(doc["results"]) == {"X", "W_Q", "W_K", "W_V", "Q", "K", "V", "S", "A"}
     failing = [n for n, r in doc["results"].items() if not r["passed"]]
     assert failing == (["S"] if offset else [])
+
+
+def test_the_worst_table_lists_the_failing_ones_and_keeps_its_ranking_when_narrow(cli, tmp_path):
+    """Rows of no error under a 'worst' title said nothing (outside test t41a N7), and at 50
+    columns every error column went, err/tol (the ranking) too, while the values kept 8
+    digits (N6). Twin: where more fail than --top shows, the top ones, titled worst."""
+    path, _ = _answers(tmp_path, "conv2d", bad=("X", (0, 0, 1)))
+    out = cli("check", "conv2d", "--grads", path, env={"COLUMNS": "50"}).stdout
+    table = out.split("dX: the failing element (by error / tolerance)")[1].split("error / tol")[0]
+    assert "err/tol" in table and table.count("dX[") == 1, out
+    bad = tmp_path / "bad.npz"
+    with np.load(path) as z:
+        answers = {k: z[k] for k in z.files}
+    answers["X"] = answers["X"] * 2 + 1
+    np.savez(bad, **answers)
+    out = cli("check", "conv2d", "--grads", bad, "--top", "3").stdout
+    assert "dX: the 3 worst elements (by error / tolerance)" in out, out
