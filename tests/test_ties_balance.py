@@ -233,10 +233,13 @@ def test_a_dead_unit_s_mixed_masks_fail(dw_ge, db_ge, passed):
     assert r.passed is passed, r.verdict()
 
 
-@pytest.mark.parametrize(("dw_ge", "db_ge", "passed"), [
-    (False, False, True), (True, True, True), (False, True, False), (True, False, False),
+@pytest.mark.parametrize(("seed", "dw_ge", "db_ge", "passed"), [
+    *((seed, False, False, True) for seed in range(3)),
+    *((seed, True, True, True) for seed in range(3)),
+    # the mixed masks at two of the draws: each reads every tied hinge's share (9 s a check)
+    *((seed, False, True, False) for seed in range(2)),
+    *((seed, True, False, False) for seed in range(2)),
 ])  # fmt: skip
-@pytest.mark.parametrize("seed", range(3))
 def test_zero_weights_mixed_masks_fail(seed, dw_ge, db_ge, passed):
     """t25 F2 at W = 0, b = 0 (every unit dead, every pre-activation tied): no move holds
     them still and random moves rarely separate a mix; each tied hinge's share s in [0, 1],
