@@ -648,7 +648,7 @@ def kinks_stage(
     if union.size > 2 * refine.SCREEN and ways and not (p.random_forward or forced):
         off = np.abs(a[union] - n[union])
         first = refine.screen(union, off / (np.broadcast_to(floor, n.shape)[union]
-                                            + rtol * np.abs(n[union])))  # fmt: skip
+                                            + rtol * np.abs(n[union])), n[union])  # fmt: skip
     if first is not None:
         said: list[str] = []
         only = np.zeros_like(failing)
