@@ -171,6 +171,9 @@ def test_gradients_from_two_tie_rules_are_kept_unverified_as_documented(
         assert (f"{n}: " in flat and "4 at ties too large to read every piece kept your value "
                 "(not verified: no piece read contradicts it)" in flat), text.stdout
     assert 'not verified, not failed ("ties_unverified")' in text.stderr
+    # and in the verdict line, all a -q user reads (outside test t42a N2)
+    last = text.stdout.strip().splitlines()[-1]
+    assert "(8 of them at ties too large to read every piece: not verified" in last, last
 
 
 @pytest.mark.parametrize(("tied", "gain"), [(0, 1.0), (1, 1.0), (1, 0.5)])
