@@ -447,11 +447,11 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
         p.spent += max(0.0, used - planned)
 
 
-def _searched_part(p: Any, n: str, given: float, ties: str = "") -> None:
+def _searched_part(p: Any, n: str, given: float, which: str = "") -> None:
     """A sample's search for its ties' members stopped: a note, not a failure (a sample leaves
     coordinates out; its ties are held on the members it found)."""
     p.note(
-        f"d{n}: the members of {ties or 'some '}ties outside those examined were not all "
+        f"d{n}: the members of {which or 'some '}ties outside those examined were not all "
         f"searched for (the search needed more than the {max(given, 0.0):.1f} s of "
         f"{mention('budget')} it had): those ties were checked on the members found, as a "
         f"sample checks what it drew ({mention('mode', 'full')} searches them all)"

@@ -10,14 +10,17 @@ first order, a positively homogeneous function of the move; a part X of the coor
 independent of a part Y when that function is additive across them: L'(s X + t Y) =
 L'(s X) + L'(t Y) for the four signs s, t (each set moved with a fixed random sign per
 coordinate, one-sided second-order slopes at a common step). ``maximum(a, b)`` at ``a == b``
-is not (1 moving both, 2 for the two alone), two separate ties are. Up to PAIRWISE members,
-every pair is tested; beyond, every member is tested against the rest of its group, and one
+is not (1 moving both, 2 for the two alone), two separate ties are. The members are first cut
+apart where the ones before a point in flat-index order are additive with the ones after it
+(``_cut``: ties side by side, a row's, come apart in a few tests each). A part of three then
+has every pair tested; of up to PAIRWISE, each member against the rest of its part (those
+coupled form one group); beyond, every member is tested against the rest of its part, and one
 that interacts finds a partner by halving the others (the half that interacts, else the
 other), every member's search in the same stacked calls, until no group found interacts with
-the rest. The groups are the members joined by the interactions found; a member whose partner
-could not be found joins every coupled member (a group too large only weakens its check).
-About m + P log2 m tests of 8 to 16 copies for P coupled members among m, bounded by
-``budget``: a group the budget leaves unsplit is checked whole.
+the rest (``_join``). The groups are the members joined by the interactions found; a member
+whose partner could not be found joins every coupled member (a group too large only weakens
+its check). At most about m + P log2 m tests of 8 to 16 copies for P coupled members among m,
+bounded by ``budget``: a group the budget leaves unsplit is checked whole.
 """
 
 from __future__ import annotations
@@ -224,20 +227,10 @@ def _point(flat: np.ndarray, tries: int) -> int:
 
 
 def _join(everyone: np.ndarray, run, sets: Union) -> bool:
-    """Join in ``sets`` the members (positions) of one part that interact: every pair of a few,
-    else each against the rest and a partner found by halving. False: the budget ran out."""
+    """Join in ``sets`` the members (positions) of one part no cut split, more than PAIRWISE
+    of them, that interact: each against the rest, and a partner found by halving. False: the
+    budget ran out."""
     m = everyone.size
-    if m < 2:
-        return True
-    if m <= PAIRWISE:  # every pair at once costs less than searching
-        pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
-        hit = run([(everyone[[i]], everyone[[j]]) for i, j in pairs])
-        if hit is None:
-            return False
-        for (i, j), yes in zip(pairs, hit, strict=True):
-            if yes:
-                sets.join(int(everyone[i]), int(everyone[j]))
-        return True
     hit = run([(everyone[[i]], everyone[np.arange(m) != i]) for i in range(m)])
     if hit is None:
         return False

@@ -211,12 +211,13 @@ def broken_contracts(spec: Spec, report: CheckReport) -> str:
 
 
 def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
-    """The worst elements, each index whole (a folded index is hard to read): narrower than
-    the table, the errors' columns give way first, then the values keep 6 digits instead of
-    8, and only then do the indices fold at their commas."""
+    """The worst elements (only the failing ones where fewer fail than it holds), each index
+    whole (a folded index is hard to read): narrower than the table, the values keep 6, then 4
+    digits instead of 8 before err/tol, the ranking, gives way (abs err and rel err first), and
+    only then do the indices fold at their commas."""
     info = spec.info(r.name)
     worst = list(r.worst)
-    failing = [w for w in worst if (_ratio(w) or 0.0) > 1.0]
+    failing = [w for w in worst if (w.get("error_over_tolerance") or 0.0) > 1.0]
     if failing and not r.passed:  # a 'worst' row of no error says nothing (outside test t41a N7)
         worst = failing
     theirs = [yours(spec, r.name, tuple(w["index"])) for w in worst]
@@ -254,11 +255,6 @@ def _worst_table(spec: Spec, r: TensorResult, label: str, width: int) -> Table:
                 return table
             first = first or table
     return first or table
-
-
-def _ratio(w: Mapping[str, Any]) -> float | None:
-    over = w.get("error_over_tolerance")
-    return None if over is None else float(over)
 
 
 def _over(w: Mapping[str, Any]) -> str:

@@ -201,7 +201,6 @@ def kinks_line(r: TensorResult) -> str:
         # none examined: no "0 coordinates at a kink ... checked" before them
         line = (f"{line}; {r.kinks_left_out:,} more, {left}" if n else
                 f"d{r.name}: {r.kinks_left_out:,} coordinates at kinks, {left}")
-
     if r.kinks_unchecked:
         line += f"; {r.kinks_unchecked} with kinks on both sides kept the stencil's value"
     if r.kinks_chained:
@@ -230,12 +229,13 @@ def refined_line(r: TensorResult) -> str:
 def _kinks(report: CheckReport) -> str:
     n = sum(r.kinks for r in report.results.values())
     line = f"; {n:,} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
-    m = sum(r.refined for r in report.results.values())
-    line += f"; {m:,} confirmed at smaller steps" if m else ""
-    # in the verdict line itself: a -q user sees nothing else (outside test t42a N2)
+    # in the verdict line itself, beside the kinks they are among: a -q user sees nothing else
+    # (outside test t42a N2)
     u = sum(r.ties_unverified for r in report.results.values())
-    return line + (f" ({u:,} of them at ties too large to read every piece: not verified, your "
-                   f"values kept)" if u and n else "")
+    line += (f" ({u:,} of them at ties too large to read every piece: not verified, your "
+             f"values kept)" if u and n else "")
+    m = sum(r.refined for r in report.results.values())
+    return line + (f"; {m:,} confirmed at smaller steps" if m else "")
 
 
 def _how(report: CheckReport) -> str:
