@@ -28,10 +28,13 @@ or one tensor's).
 One piece read suffices: every direction, down and up, entered it, so the values read as no
 tie at all (``0.5 (sum x)^2`` at zeros), and a gradient off it by 1.5x was kept. Then it
 fails, compared with the nearest mix. Otherwise it is plausible, a mix of pieces not read
-perhaps, and left unverified: a documented class that does not fail (JSON
-``"ties_unverified"``), and no proof either (a backward taking one tensor's gradient from one
-piece and another's from another is no mix, and may go uncontradicted). With no piece entered
-at all it cannot pass (not verified)."""
+perhaps, and left unverified (JSON ``"ties_unverified"``): its tensor does not pass, as no
+proof was made (a backward taking one tensor's gradient from one piece and another's from
+another is no mix, and may go uncontradicted). With no piece entered at all it cannot pass
+either. The pieces read need not be all there are where the equal values are no order tie
+(relu(x @ W)'s zeros of x and W, whose kinks are the hyperplanes z = 0): a move's slope or a
+coordinate's value beyond them contradicts the gradient only where the loss's own slopes,
+read along that move, agree."""
 
 from __future__ import annotations
 
@@ -77,11 +80,13 @@ def _directions(space, members: np.ndarray):
 
 
 def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float,
-            seconds: float, each: float, read_piece, inside, offsets: int) -> Crowd:  # fmt: skip
+            seconds: float, each: float, read_piece, inside, offsets: int,
+            together) -> Crowd:  # fmt: skip
     """The verdict on the gradient ``v`` at the tied ``members`` (positions in ``space``),
     reading directions while ``seconds`` last (at least LEAST; ``each``: a copy's seconds).
-    ``read_piece``, ``inside``: numeric/pieces.py's reading of the piece a direction enters and
-    its nearest mix (passed in: pieces.py calls this); ``offsets``: its stencils' points."""
+    ``read_piece``, ``inside``, ``together``: numeric/pieces.py's reading of the piece a
+    direction enters, its nearest mix and the loss's one-sided slopes along a move of the
+    members (passed in: pieces.py calls this); ``offsets``: its stencils' points."""
     k = members.size
     h = float(space.h[members].max())
     worst = 3 * (1 + offsets * k)  # a direction's copies: three nudged reads
@@ -136,13 +141,36 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
                 return Crowd("mix", last.values, last.noise, read, _distinct(found, noise))
         swept[j] = True
         beyond = _beyond(found, noise, v, floor, rtol)
-    distinct = _distinct(found, noise)
-    if _contradicted(space, members, found, noise, v, floor, rtol, swept):
-        return Crowd("contradicted", last.values, last.noise, read, distinct)
-    return Crowd("unverified", v.copy(), np.zeros(k), read, distinct)
+    if _contradicted(space, members, found, noise, v, floor, rtol, swept, together):
+        return Crowd("contradicted", last.values, last.noise, read, _distinct(found, noise))
+    # no mix yet, and none contradicted: before the gradient is left unverified (its tensor
+    # cannot pass), the coordinates farthest from the nearest mix are read at every rank too,
+    # while ``seconds`` last: torch's median and top-k of rows of tied zeros give each row's
+    # pick a piece of its own, which no direction moving every row alike enters
+    tol = np.maximum(floor, noise) + rtol * np.abs(v)
+    off = np.abs(v - last.values) - tol
+    for j in np.argsort(-off)[:RESWEPT]:
+        if off[j] <= 0 or swept[j]:
+            continue
+        if (space.copies - start + 2 * k * worst) * each > seconds:
+            break
+        for d in _ranks(k, int(j)):
+            read += 1
+            piece = read_piece(space, members, d, h, floor, rtol)
+            if piece is None:
+                continue
+            found.append(piece[:2])
+            noise = np.maximum(noise, piece[2])
+            last = inside(found, noise, v, floor, rtol)
+            if last.inside:
+                return Crowd("mix", last.values, last.noise, read, _distinct(found, noise))
+            if abs(float(piece[1][j].sum()) - v[j]) <= tol[j]:
+                break  # the rank that gives it its value: the next coordinate's turn
+    return Crowd("unverified", v.copy(), np.zeros(k), read, _distinct(found, noise))
 
 
 SWEPT = 2  # coordinates beyond every piece read that are read at every rank, at most
+RESWEPT = 8  # ... and farthest from the nearest mix, before a gradient is left unverified
 
 
 def _ranks(k: int, j: int):
@@ -180,21 +208,40 @@ def _distinct(found, noise: np.ndarray) -> int:
     return len(seen)
 
 
-def _contradicted(space, members, found, noise, v, floor, rtol, swept: np.ndarray) -> bool:
+def _contradicted(space, members, found, noise, v, floor, rtol, swept: np.ndarray,
+                  together) -> bool:  # fmt: skip
     """Whether the gradient lies beyond what every piece read gives at some coordinate that
     was read at every rank (``swept``: relu's slope 2 at 0), or some move of all the tied
-    values (or of one tensor's) has one slope in every piece read that the gradient's sum
-    misses, beyond the members' tolerances."""
+    values (or of one tensor's) has one slope in every piece read, and in the loss itself
+    both ways along that move, that the gradient's sum misses, beyond the members'
+    tolerances."""
     tensors = space.tensor[members]
     moves = [np.ones(members.size)] + [(tensors == t).astype(float) for t in np.unique(tensors)]
     G = _totals(found)
     tol = np.maximum(floor, noise) + rtol * np.abs(v)
-    if np.any(_beyond(found, noise, v, floor, rtol)[swept] > 0):
-        return True
+    beyond = _beyond(found, noise, v, floor, rtol)
+    for j in np.flatnonzero(swept & (beyond > 0)):
+        # its own move, up and down, enters two pieces touching the point too, which the
+        # ranks need not: x[0, 1] of sum relu(x @ W) + sum_n max_j x[n, j], the first of its
+        # row's four tied maxima, given the max's g and the relu units its move alone turns
+        # off, lay beyond every rank read, each of which turned one of them on (outside test
+        # t42a F2's kind)
+        up, down = together(space, members[[j]], float(space.h[members[j]]))
+        if not min(up, down) - tol[j] <= v[j] <= max(up, down) + tol[j]:
+            return True
     for e in moves:
         vals = G @ e
         spread = float(vals.max() - vals.min())
         te = float(e @ tol) + rtol * float(np.abs(vals).max())
-        if spread <= te and abs(float(v @ e) - float(vals.mean())) > te + spread:
+        if spread > te or abs(float(v @ e) - float(vals.mean())) <= te + spread:
+            continue
+        # the pieces read may all lie on one side of a kink the move crosses: equal values
+        # that are no order tie (the zeros of x feeding relu(x @ W) at z = 0, where the
+        # first of three directions alone entered a piece: the right backward failed at
+        # --budget 1, outside test t42a F2). The move itself, up and down, enters two pieces
+        # touching the point: the sum must lie beyond them too (between them on a convex loss)
+        up, down = together(space, members, float(space.h[members].max()), e)
+        ve = float(v @ e)
+        if ve < min(float(vals.min()), up, down) - te or ve > max(float(vals.max()), up, down) + te:
             return True
     return False

@@ -302,7 +302,7 @@ def verify(
         before = space.copies
         done[members] = True
         c = _crowds.examine(space, members, a[members], floor[members], rtol, budget - spent,
-                            each, _piece, _inside, len(OFFSETS))  # fmt: skip
+                            each, _piece, _inside, len(OFFSETS), _together)  # fmt: skip
         failed = members[is_todo[members]]
         if c.verdict in ("mix", "contradicted"):
             crowds += int(c.verdict == "mix")
@@ -681,9 +681,12 @@ class _Mix:
     complete: bool  # every direction entered a smooth piece (the orders of ties, only)
 
 
-def _together(space: _Space, members: np.ndarray, h: float) -> tuple[float, float]:
-    """The loss's one-sided slopes (up, down) with the whole group moved together."""
-    along = space.moved(members, np.outer(OFFSETS, np.ones(members.size)) * h)
+def _together(space: _Space, members: np.ndarray, h: float,
+              e: np.ndarray | None = None) -> tuple[float, float]:  # fmt: skip
+    """The loss's one-sided slopes (up, down) with the whole group moved together (along
+    ``e``, (members,), where given)."""
+    e = np.ones(members.size) if e is None else e
+    along = space.moved(members, np.outer(OFFSETS, e) * h)
     along = along @ space.engine.g.ravel()
     return one_sided(along[0], along[1], h, 1), one_sided(along[2], along[3], h, -1)
 
