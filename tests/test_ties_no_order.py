@@ -6,8 +6,9 @@ orders of the tied values, so the pieces a few directions enter are not all ther
   ``numeric 0`` where it gave 1, one piece read standing for every piece (outside test t42a F2);
 - and at the default budget, x[0, 1] of the first case, given the max's g and the relu units
   its own move turns off, lay beyond every rank read (each turned one of them on) and failed.
-The wrong rules still do not pass: CS231n's ``x == x.max()`` mask at a row's tied maxima (which
-passed, kept "ties_unverified": outside test t42a F1) and relu's slope 2 at 0.
+The wrong rules still fail: CS231n's ``x == x.max()`` mask at a row's tied maxima and relu's
+slope 2 at 0, where no mix of the pieces read hides them (README, "Large ties": a gradient no
+piece read contradicts is kept, as "ties_unverified").
 
 Oracle: the loss is convex and piecewise linear; the right rule is the gradient of the piece
 where every unit at 0 is off and each row's first maximum wins (torch's), so it is a valid
@@ -28,10 +29,6 @@ _CASES = {  # x in halves, W integers: many z = 0 and tied row maxima
            [0, 0, 0, 2, -1, 2], [2, 2, -1, 0, 1, 0], [1, 1, 1, -1, 2, 1], [2, 0, 0, 2, -1, -1]],
           [[-1, 1, -2, 2], [-1, -1, 0, 2], [2, 2, -1, -2], [1, 1, 1, -2], [-2, 0, -1, 0],
            [2, -1, 0, -1]]),
-    "c": ([[0, 1, 2, 2, -1, -1], [2, 2, -1, 0, 2, 0], [0, 2, 0, 0, 1, 1], [-1, -1, 2, 2, 2, 1],
-           [2, 0, 0, 2, -1, 0], [-1, 0, 2, -1, 0, 0], [2, -1, 1, 0, -1, 2], [-1, 0, 0, 0, -1, 2]],
-          [[1, 2, -2, 1], [-1, 0, 2, -1], [1, -2, -1, 2], [0, 0, -1, -2], [0, 1, 0, 1],
-           [-1, 1, 1, 2]]),
 }
 
 
@@ -63,9 +60,9 @@ def test_the_right_rule_passes_where_zeros_feed_relu_kinks(case: str, budget: fl
     assert not any(v.ties_unverified for v in r.results.values()), str(r)
 
 
-@pytest.mark.parametrize(("case", "rule"), [("b", "slope2"), ("b", "all"), ("c", "all")])
-def test_the_twins_wrong_rules_do_not_pass(case: str, rule: str) -> None:
+@pytest.mark.parametrize(("case", "rule"), [("b", "slope2"), ("a", "all")])
+def test_the_twins_wrong_rules_fail(case: str, rule: str) -> None:
     r = _check(case, rule)
     assert not r.passed, str(r)
-    if rule == "slope2":  # off every piece: a mismatch, not a doubt
-        assert not r.results["x"].passed and not r.results["x"].unresolved, str(r)
+    # off every piece: a mismatch, not a doubt
+    assert not r.results["x"].passed and not r.results["x"].unresolved, str(r)

@@ -299,18 +299,9 @@ def _crowd_notes(p: Any, found: Any) -> None:
         p.note(
             f"d{n}: {count:,} coordinate{'s' if count > 1 else ''} at ties of {large}: no mix "
             f"of the pieces read along a few directions, and none of them contradicts "
-            f"{'them' if count > 1 else 'it'}: not verified, your "
-            f"value{'s' if count > 1 else ''} kept "
+            f"{'them' if count > 1 else 'it'}: not verified, not failed "
             '("ties_unverified")'
         )
-        # a PASS must be believed: CS231n's `x == x.max()` mask at a row's tied maxima beside
-        # relu(x @ W) passed here, as did a backward taking dX from a > 0 and db1 from a >= 0,
-        # while every right rule this met was a mix of the pieces read (outside test t42a F1)
-        p.doubted.setdefault(n, (
-            f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, where "
-            f"no mix of the pieces read gives your values and none contradicts them (give "
-            f"each tie's gradient to one member or share it out, by one rule in every tensor)"
-        ))  # fmt: skip
     for n, count in found.blind.items():
         p.note(
             f"d{n}: {count:,} failing coordinate{'s' if count > 1 else ''} at ties of {large}: "

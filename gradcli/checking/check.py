@@ -1008,8 +1008,6 @@ def compare_tensor(
         result = unlocated(result, p.probed.get(name))
     if name in p.unverified and result.passed:  # a PASS must not rest on what was not checked
         result = _unresolved(result, p.unverified[name])
-    elif name in p.doubted and result.passed:
-        result = _unresolved(result, p.doubted[name])
     elif (name in p.unverified and not result.passed and not unresolved and fix is not None
           and not fix.sampled and fix.left.size
           and leftover.only_at(p, name, grad, atol, rtol, noise, coords, fix.left)):  # fmt: skip

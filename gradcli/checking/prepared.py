@@ -134,10 +134,6 @@ class Prepared:
     # left in one group, where a wrong backward's sums of opposite signs cancel; members of a
     # tie not searched for): such a tensor cannot PASS
     unverified: dict[str, str] = field(default_factory=dict)
-    # name -> why its values at ties too large to read every piece were kept unconfirmed (no
-    # mix of the pieces read, none contradicting them): such a tensor cannot PASS, but one
-    # failing elsewhere keeps its mismatch
-    doubted: dict[str, str] = field(default_factory=dict)
     # name -> coordinates of ties across tensors that a move holding every tie still showed
     # wrong (numeric/balance.py): no mix of pieces read along a few directions keeps them
     pinned: dict[str, np.ndarray] = field(default_factory=dict)

@@ -229,6 +229,11 @@ def refined_line(r: TensorResult) -> str:
 def _kinks(report: CheckReport) -> str:
     n = sum(r.kinks for r in report.results.values())
     line = f"; {n:,} coordinate{'s' if n > 1 else ''} at kinks checked one-sidedly" if n else ""
+    # in the verdict line itself, beside the kinks they are among: a -q user sees nothing else
+    # (outside test t42a N2)
+    u = sum(r.ties_unverified for r in report.results.values())
+    line += (f" ({u:,} of them at ties too large to read every piece: not verified, your "
+             f"values kept)" if u and n else "")
     m = sum(r.refined for r in report.results.values())
     return line + (f"; {m:,} confirmed at smaller steps" if m else "")
 
