@@ -320,6 +320,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _unverified(p: Any, n: str, count: int) -> None:
+    p.untold.add(n)
     p.unverified.setdefault(n, (
         f"d{n} is not verified at {_count(count, 'coordinate')} at a kink of a single output, "
         f"whose "

@@ -1014,6 +1014,13 @@ def compare_tensor(
         # failing only where --budget left the kinks unexamined: not verified, no mismatch (a
         # right relu of yours was 'does not match' at a kink's central difference)
         result = _unresolved(result, p.unverified[name])
+    elif (name in p.untold and not result.passed and not unresolved and fix is not None
+          and fix.coords.size
+          and leftover.only_at(p, name, grad, atol, rtol, noise, coords, fix.coords)):  # fmt: skip
+        # failing only at kinks whose ties were checked as one group: torch's own backward of
+        # CS231n's two-layer net at zeros of quantized inputs failed 'does not match' at
+        # --budget 1, its group's sum taken across ties of both signs (outside test t43a F1)
+        result = _unresolved(result, p.unverified[name])
     ours = None
     if opts.grads is not None:
         ours = compare(name, intermediates.builtin(p.comp, name), theirs, atol, p.rtol,

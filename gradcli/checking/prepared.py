@@ -134,6 +134,10 @@ class Prepared:
     # left in one group, where a wrong backward's sums of opposite signs cancel; members of a
     # tie not searched for): such a tensor cannot PASS
     unverified: dict[str, str] = field(default_factory=dict)
+    # ... of them, those whose ties at a single output were not told apart: their tie groups'
+    # sums, moved together across several ties, bound no valid gradient (a loss of mixed
+    # signs), so a mismatch only at their kinks is not verified either
+    untold: set[str] = field(default_factory=set)
     # name -> coordinates of ties across tensors that a move holding every tie still showed
     # wrong (numeric/balance.py): no mix of pieces read along a few directions keeps them
     pinned: dict[str, np.ndarray] = field(default_factory=dict)

@@ -68,6 +68,7 @@ class _Reader:
         self.start = np.r_[0, np.cumsum([c.size for c in coords])]
         self.tensor = np.repeat(np.arange(len(names)), [c.size for c in coords])
         self.copies = 0
+        self.analytic: np.ndarray | None = None
 
     def read(self, moves: list[np.ndarray], steps, base: np.ndarray | None = None):
         """``moves``: dense weight vectors over the positions, each read with its step from
@@ -105,12 +106,16 @@ class _Reader:
         return float(np.min(self.h[on] / np.abs(w[on])))
 
 
-def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.inf):
+def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.inf,
+          analytic: np.ndarray | None = None):  # fmt: skip
     """``values``: the values the other checks compare at the positions (the analytical ones
     where they meet every interval), changed in place where a move holding every tie still pins
-    their sum down and they miss it. Returns (noise per position, the positions it showed
-    wrong beyond doubt, moves examined, moves the budget left out, predicted seconds)."""
+    their sum down and they miss it. ``analytic``: the gradient under test at the positions,
+    where given: a move it meets shows nothing wrong. Returns (noise per position, the
+    positions it showed wrong beyond doubt, moves examined, moves the budget left out,
+    predicted seconds)."""
     reader = _Reader(engine, names, coords, np.asarray(h, dtype=np.float64))
+    reader.analytic = analytic
     noise = np.zeros(values.size)
     shown = np.zeros(values.size, dtype=bool)
     at = np.flatnonzero((gid >= 0) & np.isfinite(values))
@@ -291,6 +296,12 @@ def _judge(reader, w, values, noise, shown) -> int:
     size = float(np.abs(values[on] * w[on]).sum()) + abs(slope)
     if abs(miss) <= 16 * wiggle:
         return 1  # the values meet it already: left as they are
+    given = reader.analytic
+    if given is not None and abs(float(given[on] @ w[on]) - slope) <= CLEAR * size + 16 * wiggle:
+        # the answer meets it: what missed is the values the intervals and sums moved it to,
+        # which assume one kink a coordinate (torch's own backward of CS231n's two-layer net,
+        # a coordinate of x at two tied units: outside test t43a F1); the pieces judge them
+        return 1
     norm = float(w @ w)
     values[on] -= miss / norm * w[on]
     noise[on] = np.maximum(noise[on], 16 * wiggle * np.abs(w[on]) / norm)

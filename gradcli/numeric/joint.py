@@ -146,7 +146,7 @@ def enforce(
     np.maximum.at(nz, sub[kept.j], kept.noise)
     held, shown, examined, unbalanced, more = balance.check(
         engine, names, [records[n].coords for n in names], h, pos, out, np.where(ok, gid, -1),
-        value, budget - spent - extra - linked.seconds)  # fmt: skip
+        value, budget - spent - extra - linked.seconds, a)  # fmt: skip
     nz = np.maximum(nz, held)
     pinned = {n: records[n].coords[shown[start[t] : start[t + 1]]] for t, n in enumerate(names)}
     values = {}
