@@ -40,6 +40,8 @@ point)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from gradcli.records import record
@@ -218,7 +220,12 @@ def _contradicted(space, members, found, noise, v, floor, rtol, swept: np.ndarra
     both ways along that move, that the gradient's sum misses, beyond the members'
     tolerances."""
     tensors = space.tensor[members]
-    moves = [np.ones(members.size)] + [(tensors == t).astype(float) for t in np.unique(tensors)]
+    kinds = np.unique(tensors)
+    moves = [np.ones(members.size)] + [(tensors == t).astype(float) for t in kinds]
+    if kinds.size > 2:  # two tensors' together: maximum(z, c) at z == c with z = x @ W + b
+        # moves as b and c move (smooth, slope sum g), which x's and W's tied values cross
+        moves += [np.isin(tensors, pair).astype(float) for pair in itertools.combinations(
+            kinds.tolist(), 2)]
     G = _totals(found)
     tol = np.maximum(floor, noise) + rtol * np.abs(v)
     beyond = _beyond(found, noise, v, floor, rtol)
