@@ -166,8 +166,8 @@ def test_maxout_at_one_tied_unit(dx_rule, dw_rule):
 
 @pytest.mark.parametrize(("dx_rule", "dw_rule"), [
     ("first", "first"), ("second", "second"), ("half", "half"),
-    ("first", "half"), ("half", "first"), ("first", "second"), ("both", "both"),
-])  # fmt: skip
+    ("first", "half"), ("first", "second"), ("both", "both"),
+])  # fmt: skip  # ("half", "first"), first-half's mirror, took 11 s
 def test_maxout_of_integer_matmuls_with_seven_tied_units(dx_rule, dw_rule):
     """Integer x, W1, W2 in {-1, 0, 1}: 7 tied units, some sharing a row or a column (each
     coordinate moves several ties, which a move must hold still together)."""
@@ -236,9 +236,8 @@ def test_a_dead_unit_s_mixed_masks_fail(dw_ge, db_ge, passed):
 @pytest.mark.parametrize(("seed", "dw_ge", "db_ge", "passed"), [
     *((seed, False, False, True) for seed in range(3)),
     *((seed, True, True, True) for seed in range(3)),
-    # the mixed masks at two of the draws: each reads every tied hinge's share (9 s a check)
-    *((seed, False, True, False) for seed in range(2)),
-    *((seed, True, False, False) for seed in range(2)),
+    # the mixed masks, each at one of two draws: each reads every tied hinge's share
+    (1, False, True, False), (0, True, False, False),
 ])  # fmt: skip
 def test_zero_weights_mixed_masks_fail(seed, dw_ge, db_ge, passed):
     """t25 F2 at W = 0, b = 0 (every unit dead, every pre-activation tied): no move holds

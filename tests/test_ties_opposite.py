@@ -203,12 +203,16 @@ def test_a_maxout_at_integer_ties_passes_any_split_and_fails_both_or_none():
         W1 = rng.integers(-1, 2, size=(3, 4)).astype(float)
         W2 = rng.integers(-1, 2, size=(3, 4)).astype(float)
     assert np.count_nonzero(x @ W1 == x @ W2) == 10
-    t = {"x": x, "W1": W1, "W2": W2}
-    for rule, valid in (("first", True), ("last", True), ("half", True), ("both", False),
-                        ("none", False)):  # fmt: skip
+    for rule, valid, rows in (("first", True, slice(None)), ("last", True, slice(None)),
+                              ("half", True, slice(None)), ("both", False, slice(3, None)),
+                              ("none", False, slice(3, None))):  # fmt: skip
+        # the twins on rows 3 and 4 alone (5 of the 10 ties: a row of 4 tied units and one
+        # of 1): 3 s, not 27 s, each reading its crowds of ties; row 2 has none
+        t = {"x": x[rows], "W1": W1, "W2": W2}
         forward, backward = _maxout(rule)
         r = gradcli.check("custom", t, forward=forward, backward=backward)
         assert r.passed is valid, (rule, str(r))
+    assert np.count_nonzero(x[3:] @ W1 == x[3:] @ W2) == 5
 
 
 def test_the_backward_there_is_torchs_own():

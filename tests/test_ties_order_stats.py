@@ -51,7 +51,7 @@ def _first_tied_with_middle(order, row):
 
 
 @pytest.mark.parametrize("pick", [_middle, _first_tied_with_middle], ids=["stable", "first"])
-@pytest.mark.parametrize("shape", [(1, 5), (1, 7), (4, 5)])
+@pytest.mark.parametrize("shape", [(1, 5), (1, 7), (2, 5)])  # (4, 5): 5 to 11 s at "first"
 def test_a_median_of_many_tied_values_passes(pick, shape):
     forward, backward = _median_to(pick)
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": np.zeros(shape)})
