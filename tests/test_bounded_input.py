@@ -8,6 +8,7 @@ a FIFO between checks. Each must end in one line on stderr and exit 2.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import resource
@@ -96,15 +97,23 @@ def test_npz_void_member_of_a_gib_per_item_is_refused_before_decompressing(tmp_p
     refused(proc, "v.npz holds a void array")
 
 
-def _bomb(path: Path, declared: int | None = None) -> None:
-    """A member whose header declares 2 floats, followed by 512 MB of deflated zeros (~500 KB);
-    with ``declared`` the central directory lies about the uncompressed size."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+@functools.cache
+def _bomb_bytes() -> bytes:
+    """The archive _bomb writes, deflated once for the module (about a second)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         with z.open("x.npy", "w") as m:
             m.write(header((2,)) + bytes(16))
             zeros = bytes(2**25)
             for _ in range(16):
                 m.write(zeros)
+    return buf.getvalue()
+
+
+def _bomb(path: Path, declared: int | None = None) -> None:
+    """A member whose header declares 2 floats, followed by 512 MB of deflated zeros (~500 KB);
+    with ``declared`` the central directory lies about the uncompressed size."""
+    path.write_bytes(_bomb_bytes())
     if declared is not None:
         data = bytearray(path.read_bytes())
         central = data.rfind(b"PK\x01\x02")  # the central directory's one entry

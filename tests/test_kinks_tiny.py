@@ -38,7 +38,7 @@ def _check(forward, backward, x, g):
 
 
 @pytest.mark.parametrize("scale", [1e-11, 1e-13, 1e-15, 1e-20])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])  # 7 of 12 elements positive (seed 1: 10), one draw is enough
 def test_relu_at_tiny_inputs_reads_the_piece_x_lies_on(scale, seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(3, 4)) * scale

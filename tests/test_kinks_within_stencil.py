@@ -43,11 +43,15 @@ def relu_backward(threshold: float):
 
 METHODS = ["central", "central4", "forward", "backward"]
 GAPS = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
+# forward's and backward's step (1.5e-8 of max(1, |x|)) lies below every gap at scales 1 and
+# 1e3, and above 1e-9 to 1e-8 at 1e-3: the half-decades between add no case for them
+ONE_SIDED_GAPS = [1e-6, 1e-5, 1e-4, 1e-3]
+METHOD_GAPS = [(m, g) for m in METHODS
+               for g in (ONE_SIDED_GAPS if m in ("forward", "backward") else GAPS)]  # fmt: skip
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
-@pytest.mark.parametrize("gap", GAPS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("method", "gap"), METHOD_GAPS)
 def test_a_max_beside_a_near_runner_up(method, gap, scale):
     x = np.array([[1.0, 1.0 + gap, 0.3], [0.2, 0.2 - gap, -1.0]]) * scale
     right = gradcli.check(forward=row_max, backward=routed(False), tensors={"x": x},
@@ -59,8 +63,7 @@ def test_a_max_beside_a_near_runner_up(method, gap, scale):
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
-@pytest.mark.parametrize("gap", GAPS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("method", "gap"), METHOD_GAPS)
 def test_a_relu_just_off_its_kink(method, gap, scale):
     x = np.array([-gap, gap, 0.5, -0.3, -gap / 3]) * scale
     right = gradcli.check(forward=relu, backward=relu_backward(0.0), tensors={"x": x},

@@ -210,8 +210,9 @@ GOLDEN = tuple(k + 0.5 * ((k * 0.6180339887498949) % 1.0) for k in range(1, 9))
 @pytest.mark.parametrize("method", ["central", "forward", "central4"])
 def test_the_measured_roundoff_of_a_staircase_covers_the_stencils_error(method):
     assert staircase_shortfall(NOISE_OFFSETS, 3000, method) == 0
-    # the twin: the 8 golden-ratio points fell short on one staircase in a few dozen
-    assert staircase_shortfall(GOLDEN, 3000, method) > 0.01
+    # the twin: the 8 golden-ratio points fell short on one staircase in a few dozen (2.3 to
+    # 4.4% of 3000, 2.8 to 5.3% of the first 600: 600 tell it)
+    assert staircase_shortfall(GOLDEN, 600, method) > 0.01
 
 
 def test_the_floor_is_a_few_last_bits():

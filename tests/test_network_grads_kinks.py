@@ -194,8 +194,9 @@ SCALED = types.SimpleNamespace(forward=lambda x: np.maximum(x, 0.0),
                                backward=lambda grad_output, x: {"x": 1.5 * grad_output * (x > 0)})
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("relu", [None, SCALED], ids=["builtin", "scaled"])
+# the twin at one of the seeds (the seed changes nothing of a 1.5 times too large backward)
+@pytest.mark.parametrize(("seed", "relu"), [(1, None), (2, None), (1, SCALED)],
+                         ids=["builtin-1", "builtin-2", "scaled-1"])
 def test_check_net_accepts_its_chained_backward_at_the_ties_the_pieces_read(
     seed: int, relu: Any
 ) -> None:
@@ -207,7 +208,8 @@ def test_check_net_accepts_its_chained_backward_at_the_ties_the_pieces_read(
     arrays = {"X": rng.integers(-1, 2, (2, 6, 6, 2)).astype(float),
               "W": rng.integers(-1, 2, (3, 3, 2, 3)).astype(float),
               "fcW": rng.normal(size=(5, 75)).round(1)}  # fmt: skip
-    report = gradcli.check_network(_model(relu=relu, **arrays), budget=10)
+    # the twin is named by its local check, which any budget reads: 1 (10 took 8 s there)
+    report = gradcli.check_network(_model(relu=relu, **arrays), budget=10 if relu is None else 1)
     if relu is None:
         assert report.passed, report.table(width=100)
         assert all(lc.passed for lc in report.layers)
