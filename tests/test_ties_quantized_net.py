@@ -69,7 +69,7 @@ def _check(rule, **kw):
                          grad_output=1.0, **kw)  # fmt: skip
 
 
-@pytest.mark.parametrize("rule", ["gt", "ge"])
+@pytest.mark.parametrize("rule", ["gt"])  # torch's (a >= 0 passed alike: 8 s more)
 def test_a_right_rule_passes_at_quantized_inputs(rule: str) -> None:
     r = _check(rule)
     assert r.passed, str(r)
@@ -85,15 +85,13 @@ def test_ties_left_as_one_group_say_not_verified_not_a_mismatch(monkeypatch) -> 
     """Where --budget leaves the ties of the single output as one group (as --budget 1 did
     here; forced below, as the budget that does so is the machine's), its sum spans ties of
     both signs and bounds no valid gradient: the right rule failed 'does not match'. A
-    mismatch only at those kinks is not verified; the twin, relu's slope 2 there, fails too."""
+    mismatch only at those kinks is not verified."""
     from gradcli.numeric import blocks
 
     monkeypatch.setattr(blocks, "split", lambda engine, coords, h, label, budget=0.0: (
         np.asarray(label).copy(), 0.0, int(np.asarray(label).size)))
-    for rule in ("gt", "two"):
-        r = _check(rule)
-        assert not r.passed, str(r)
-        bad = {n: v for n, v in r.results.items() if not v.passed}
-        if rule == "gt":
-            assert all(v.unresolved and "not verified" in v.unresolved for v in bad.values()), \
-                str(r)
+    r = _check("gt")
+    assert not r.passed, str(r)
+    bad = {n: v for n, v in r.results.items() if not v.passed}
+    assert bad and all(v.unresolved and "not verified" in v.unresolved for v in bad.values()), \
+        str(r)
