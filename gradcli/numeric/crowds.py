@@ -126,6 +126,24 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
     # rank it is given, and torch ranks ties in an order of its own (outside test t27 N5: its
     # topk and median failed "wrong"). Before that contradicts the gradient, the coordinate
     # is read at every rank among the others (row-major), within what is left of ``seconds``
+    def sweep(j: int, settle: float = -1.0) -> Crowd | None:
+        """Member ``j`` read at every rank: the mix once the pieces read hold one; a rank whose
+        piece gives it its value within ``settle`` (>= 0) ends its turn."""
+        nonlocal read, noise, last
+        for d in _ranks(k, j):
+            read += 1
+            piece = read_piece(space, members, d, h, floor, rtol)
+            if piece is None:
+                continue
+            found.append(piece[:2])
+            noise = np.maximum(noise, piece[2])
+            last = inside(found, noise, v, floor, rtol)
+            if last.inside:
+                return Crowd("mix", last.values, last.noise, read, _distinct(found, noise))
+            if abs(float(piece[1][j].sum()) - v[j]) <= settle:
+                break
+        return None
+
     beyond = _beyond(found, noise, v, floor, rtol)
     swept = np.zeros(k, dtype=bool)
     for j in np.argsort(-beyond)[: SWEPT if beyond.max() > 0 else 0]:
@@ -133,24 +151,17 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
             break
         if (space.copies - start + 2 * k * worst) * each > seconds:
             break
-        for d in _ranks(k, int(j)):
-            read += 1
-            piece = read_piece(space, members, d, h, floor, rtol)
-            if piece is None:
-                continue
-            found.append(piece[:2])
-            noise = np.maximum(noise, piece[2])
-            last = inside(found, noise, v, floor, rtol)
-            if last.inside:
-                return Crowd("mix", last.values, last.noise, read, _distinct(found, noise))
+        if (mixed := sweep(int(j))) is not None:
+            return mixed
         swept[j] = True
         beyond = _beyond(found, noise, v, floor, rtol)
     if _contradicted(space, members, found, noise, v, floor, rtol, swept, together):
         return Crowd("contradicted", last.values, last.noise, read, _distinct(found, noise))
-    # no mix yet, and none contradicted: before the gradient is left unverified (its tensor
-    # cannot pass), the coordinates farthest from the nearest mix are read at every rank too,
-    # while ``seconds`` last: torch's median and top-k of rows of tied zeros give each row's
-    # pick a piece of its own, which no direction moving every row alike enters
+    # no mix yet, and none contradicted: before the gradient is left unverified, the
+    # coordinates farthest from the nearest mix are read at every rank too, while ``seconds``
+    # last, each until a rank gives it its value: torch's median and top-k of rows of tied
+    # zeros give each row's pick a piece of its own, which no direction moving every row alike
+    # enters
     tol = np.maximum(floor, noise) + rtol * np.abs(v)
     off = np.abs(v - last.values) - tol
     for j in np.argsort(-off)[:RESWEPT]:
@@ -158,18 +169,8 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
             continue
         if (space.copies - start + 2 * k * worst) * each > seconds:
             break
-        for d in _ranks(k, int(j)):
-            read += 1
-            piece = read_piece(space, members, d, h, floor, rtol)
-            if piece is None:
-                continue
-            found.append(piece[:2])
-            noise = np.maximum(noise, piece[2])
-            last = inside(found, noise, v, floor, rtol)
-            if last.inside:
-                return Crowd("mix", last.values, last.noise, read, _distinct(found, noise))
-            if abs(float(piece[1][j].sum()) - v[j]) <= tol[j]:
-                break  # the rank that gives it its value: the next coordinate's turn
+        if (mixed := sweep(int(j), float(tol[j]))) is not None:
+            return mixed
     return Crowd("unverified", v.copy(), np.zeros(k), read, _distinct(found, noise))
 
 
