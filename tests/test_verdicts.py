@@ -240,7 +240,7 @@ def _table_rows_whole(out, width, layer="conv2d"):
     assert _last("\n".join(lines)).startswith(f"PASS  {layer}: all 3 gradients match")
 
 
-@pytest.mark.parametrize("width", [60, 80])
+@pytest.mark.parametrize("width", [60])  # not 80 too: the width a pipe falls back to
 def test_real_terminal_width(width):
     if shutil.which("script") is None:
         pytest.skip("no script(1) for a pseudo-terminal")
