@@ -27,13 +27,13 @@ def backward(grad_output, x):
 
 def _model(tmp_path, mine, scale=""):
     rng = np.random.default_rng(3)
-    np.save(tmp_path / "X.npy", rng.integers(-1, 2, (2, 5, 5, 2)).astype(float))
+    np.save(tmp_path / "X.npy", rng.integers(-1, 2, (1, 5, 5, 2)).astype(float))
     np.save(tmp_path / "W.npy", rng.integers(-1, 2, (2, 2, 2, 3)).astype(float))
     (tmp_path / "myrelu.py").write_text(RELU.replace("(x > 0)", f"(x > 0){scale}"))
     relu = {"layer": "relu", "impl": "myrelu.py"} if mine else {"layer": "relu"}
     model = {
         "seed": 0,
-        "inputs": {"X": "X.npy", "y": {"shape": [2], "init": "labels", "classes": 4}},
+        "inputs": {"X": "X.npy", "y": {"shape": [1], "init": "labels", "classes": 4}},
         "network": [
             {"layer": "conv2d", "name": "c1", "tensors": {"W": "W.npy"}},
             relu,

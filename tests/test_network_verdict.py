@@ -44,11 +44,11 @@ def _impl(tmp_path: Path, name: str, text: str, **values: Any) -> str:
     return name
 
 
-def _run(tmp_path: Path, entries: str) -> Any:
+def _run(tmp_path: Path, entries: str, options: CheckOptions = QUICK) -> Any:
     model = tmp_path / "model.yaml"
     model.write_text(f"seed: 1\ninputs:\n  X: {{shape: [4, 5]}}\nnetwork:\n{entries}")
     net = load_network(str(model))
-    return net, check_network(net, QUICK)
+    return net, check_network(net, options)
 
 
 def _two(tmp_path: Path, low_bug: float) -> tuple[Any, Any]:
@@ -57,7 +57,7 @@ def _two(tmp_path: Path, low_bug: float) -> tuple[Any, Any]:
     return _run(tmp_path, f"""\
   - {{layer: linear, name: fc1, impl: {low}, tensors: {{W: {{shape: [5, 5]}}}}}}
   - {{layer: linear, name: fc2, impl: {top}, tensors: {{W: {{shape: [3, 5]}}}}}}
-""")
+""", CheckOptions(budget=1.0))  # the failing coordinates' rechecks: half the time of 5
 
 
 @pytest.mark.parametrize("low_bug", [1.5, 1.0])
@@ -98,7 +98,7 @@ def test_a_wrong_forward_is_blamed_as_a_forward(
   - {{layer: linear, name: fc1, tensors: {{W: {{shape: [5, 5]}}}}}}
   - {{layer: relu, name: act, impl: {relu}}}
   - {{layer: linear, name: fc2, tensors: {{W: {{shape: [3, 5]}}}}}}
-""")
+""", CheckOptions(budget=1.0))
     line = verdict_line(net, report).plain
     if wrong is None:
         assert report.passed and report.first_wrong is None, line

@@ -240,7 +240,7 @@ def _table_rows_whole(out, width, layer="conv2d"):
     assert _last("\n".join(lines)).startswith(f"PASS  {layer}: all 3 gradients match")
 
 
-@pytest.mark.parametrize("width", [60, 80])
+@pytest.mark.parametrize("width", [60])  # not 80 too: the width a pipe falls back to
 def test_real_terminal_width(width):
     if shutil.which("script") is None:
         pytest.skip("no script(1) for a pseudo-terminal")
@@ -251,7 +251,8 @@ def test_real_terminal_width(width):
 
 
 def test_piped_output_follows_columns_else_80():
-    for env, width in (({"COLUMNS": "60"}, 60), ({"COLUMNS": "80"}, 80), ({}, 80)):
+    # COLUMNS=80 would show nothing more: 60 shows COLUMNS followed, {} the 80 without it
+    for env, width in (({"COLUMNS": "60"}, 60), ({}, 80)):
         out = subprocess.run(
             [sys.executable, "-m", "gradcli", "check", "conv2d"], capture_output=True,
             text=True, env=_subprocess_env(**env), timeout=120,
