@@ -121,11 +121,7 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
                 queue += [r, -r]
     if last is None:
         return Crowd("blind", v.copy(), np.zeros(k), read, 0)
-    # a coordinate beyond what every piece read gives there may take, in a piece not read,
-    # the value it has: a top-k's or a median's tied input takes the upstream gradient of the
-    # rank it is given, and torch ranks ties in an order of its own (outside test t27 N5: its
-    # topk and median failed "wrong"). Before that contradicts the gradient, the coordinate
-    # is read at every rank among the others (row-major), within what is left of ``seconds``
+
     def sweep(j: int, settle: float = -1.0) -> Crowd | None:
         """Member ``j`` read at every rank: the mix once the pieces read hold one; a rank whose
         piece gives it its value within ``settle`` (>= 0) ends its turn."""
@@ -144,6 +140,11 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
                 break
         return None
 
+    # a coordinate beyond what every piece read gives there may take, in a piece not read,
+    # the value it has: a top-k's or a median's tied input takes the upstream gradient of the
+    # rank it is given, and torch ranks ties in an order of its own (outside test t27 N5: its
+    # topk and median failed "wrong"). Before that contradicts the gradient, the coordinate
+    # is read at every rank among the others (row-major), within what is left of ``seconds``
     beyond = _beyond(found, noise, v, floor, rtol)
     swept = np.zeros(k, dtype=bool)
     for j in np.argsort(-beyond)[: SWEPT if beyond.max() > 0 else 0]:
