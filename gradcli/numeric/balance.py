@@ -63,12 +63,12 @@ class _Reader:
     """Moves of the positions of a tie across tensors (global positions over ``names``' coords)
     read output by output: the loss's part (g times the output), right and left slopes."""
 
-    def __init__(self, engine, names, coords, h):
+    def __init__(self, engine, names, coords, h, analytic=None):
         self.engine, self.names, self.coords, self.h = engine, names, coords, h
+        self.analytic = analytic  # the gradient under test at the positions, where given
         self.start = np.r_[0, np.cumsum([c.size for c in coords])]
         self.tensor = np.repeat(np.arange(len(names)), [c.size for c in coords])
         self.copies = 0
-        self.analytic: np.ndarray | None = None
 
     def read(self, moves: list[np.ndarray], steps, base: np.ndarray | None = None):
         """``moves``: dense weight vectors over the positions, each read with its step from
@@ -114,8 +114,7 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
     where given: a move it meets shows nothing wrong. Returns (noise per position, the
     positions it showed wrong beyond doubt, moves examined, moves the budget left out,
     predicted seconds)."""
-    reader = _Reader(engine, names, coords, np.asarray(h, dtype=np.float64))
-    reader.analytic = analytic
+    reader = _Reader(engine, names, coords, np.asarray(h, dtype=np.float64), analytic)
     noise = np.zeros(values.size)
     shown = np.zeros(values.size, dtype=bool)
     at = np.flatnonzero((gid >= 0) & np.isfinite(values))

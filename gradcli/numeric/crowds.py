@@ -218,9 +218,9 @@ def _contradicted(space, members, found, noise, v, floor, rtol, swept: np.ndarra
                   together) -> bool:  # fmt: skip
     """Whether the gradient lies beyond what every piece read gives at some coordinate that
     was read at every rank (``swept``: relu's slope 2 at 0), or some move of all the tied
-    values (or of one tensor's) has one slope in every piece read, and in the loss itself
-    both ways along that move, that the gradient's sum misses, beyond the members'
-    tolerances."""
+    values (or of one tensor's, or of two tensors') has one slope in every piece read that
+    the gradient's sum misses beyond the loss's own slopes both ways along that move too,
+    beyond the members' tolerances."""
     tensors = space.tensor[members]
     kinds = np.unique(tensors)
     moves = [np.ones(members.size)] + [(tensors == t).astype(float) for t in kinds]
