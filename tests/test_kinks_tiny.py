@@ -109,7 +109,7 @@ def test_t21_f1_repro_exits_1_and_its_twin_0_without_a_stray_note(tmp_path):
 
 def test_the_still_moving_note_counts_only_what_no_kink_explained():
     # the twin: coordinates left moving that no kink explains keep the note, and its count
-    from gradcli.checking.check import _unsettled
+    from gradcli.checking.kinkstage import _unsettled
     from gradcli.numeric.kinks import KinkFix
     from gradcli.numeric.refine import Refined
 

@@ -89,7 +89,7 @@ def _stages(spec: Spec, method: str = "central") -> tuple[int, int]:
     loop (the tensors before it holding their numerical gradient and round-off per element),
     the comparison's chunks and the search for ties no coordinate sees, all results held. A
     one-sided method (and the complex step) on a layer that declares no kinks takes the other
-    side's gradient too, from an engine of its own beside the first (checking/check.py
+    side's gradient too, from an engine of its own beside the first (checking/kinkstage.py
     _mirror): two points' caches and two gradient loops. Central differences on a layer
     whose kinks are not known hold the output at the point too (twice it), and three more
     arrays per coordinate of the tensor differenced (numeric/bends.py's screen)."""

@@ -92,7 +92,7 @@ METHODS: dict[str, Method] = {
 # one side, which a backward wrong at a tie may match exactly); never a user's method
 CONJUGATE = Method("complex", (-1,), (1.0,), 1.0, 2, 1e-20)
 
-# a one-sided method also takes the other side where no kink is declared (checking/check.py),
+# a one-sided method also takes the other side where no kink is declared (checking/kinkstage.py),
 # the complex step included: Im L(x - ih) / -h (CONJUGATE)
 MIRRORS = {"forward": "backward", "backward": "forward", "complex": "complex"}
 

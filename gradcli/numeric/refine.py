@@ -54,7 +54,7 @@ class Refined:
     unexamined: int = 0  # failing coordinates the budget left out at some step: they still fail
     seconds: float = 0.0  # predicted cost (what it took of --budget)
     # the failing coordinates confirmed on every side they failed on (a one-sided method's
-    # other side too: checking/check.py), what the report counts
+    # other side too: checking/kinkstage.py), what the report counts
     cleared: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # still moving, neither towards a at the rate nor away from it, at the smallest step tried
     unsettled: int = 0
@@ -69,7 +69,7 @@ class Refined:
     noisy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # of them, those every difference of the default step read exactly 0 (``swallowed``)
     swallowed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    # every coordinate differenced at smaller steps, on either side (checking/check.py)
+    # every coordinate differenced at smaller steps, on either side (checking/kinkstage.py)
     tried: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
