@@ -29,7 +29,7 @@ from gradcli.checking.tolerances import (
     tolerances,
     within_terms,
 )
-from gradcli.numeric import refine
+from gradcli.numeric import cost, refine
 from gradcli.numeric.engine import TensorNumerics
 from gradcli.numeric.methods import EPS, RESOLVE_MARGIN, steps
 
@@ -127,6 +127,10 @@ def compare_tensor(
         # CS231n's two-layer net at zeros of quantized inputs failed 'does not match' at
         # --budget 1, its group's sum taken across ties of both signs (outside test t43a F1)
         result = _unresolved(result, p.unverified[name])
+    elif (not result.passed and not unresolved and fix is not None and fix.coords.size
+          and (why := _bends_both_ways(p, name, grad, atol, rtol, noise, coords, fix))):
+        # the kink-slope hints read the bounds this found unsound: none of them stands
+        result = dataclasses.replace(_unresolved(result, why), hints=(why,))
     ours = None
     if opts.grads is not None:
         ours = compare(name, intermediates.builtin(p.comp, name), theirs, atol, p.rtol,
@@ -308,6 +312,63 @@ def _far_beyond(p: Prepared, name: str, a: np.ndarray, n: np.ndarray, floor: np.
     hidden = engine.unmoved_share(reach_of(info, np.shape(info.noise_at)).ravel()[idx], at)
     out[idx] = np.isfinite(measured) & (off[idx] > FAR_BEYOND * (measured + hidden))
     return out
+
+
+BOTH_WAYS_MOST = 64  # failing coordinates read on nudged lines (numeric/nudged.py), at most
+
+
+def _bends_both_ways(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
+                     noise: np.ndarray | None, coords: np.ndarray | None, fix: Any) -> str:
+    """Why a failure of a loss's gradient (one output) is not verified rather than a mismatch:
+    every coordinate failing lies at a kink (``fix.coords``) and within what the pieces
+    touching the point may give it, as does its tie group's sum (numeric/nudged.py), and kinks
+    bending both ways meet along it or its group's move. There the loss's one-sided slopes,
+    which the kinks stage held the coordinate and the group's sum to, bound nothing. "" where
+    a value leaves even that range, or every kink read bends one way (a regular loss: relu's
+    slope 2 at a unit alone, a max's tied inputs each given the whole gradient, still fail)."""
+    engine = p.engines[name]
+    if engine.g.size != 1 or p.random_forward:
+        return ""
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = np.asarray(grad, dtype=np.float64).ravel()
+    floor = atol if noise is None else np.maximum(atol, np.asarray(noise).ravel())
+    bad = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
+    if coords is not None:
+        bad &= np.isin(np.arange(bad.size), np.asarray(coords, dtype=np.int64))
+    failing = np.flatnonzero(bad)
+    if not failing.size or not np.isin(failing, fix.coords).all():
+        return ""
+    if failing.size > BOTH_WAYS_MOST:
+        worst = np.argsort(-np.abs(a - n)[failing], kind="stable")[:BOTH_WAYS_MOST]
+        failing = np.sort(failing[worst])
+    moves = [np.array([j]) for j in failing] + _groups_of(fix.at, failing)
+    from gradcli.numeric import kinks, nudged  # LAZY: see ARCHITECTURE.md, "Start-up"
+
+    step = kinks.one_sided_step(engine, name)
+    h = np.array([step[m].min() / 4 for m in moves])
+    lo, hi, both = nudged.box(engine, name, moves, h)
+    p.spent += cost.copies_seconds(engine, nudged.calls(len(moves)), real=True)
+    sums = np.array([a[m].sum() for m in moves])
+    ref = np.maximum(np.abs(lo), np.abs(hi))
+    # (read a step off x in every tensor: its slopes move by about as much, relatively)
+    inside = np.abs(sums - np.clip(sums, lo, hi)) <= np.max(floor) + (rtol + nudged.DRIFT) * ref
+    if not (inside.all() and both.any()):
+        return ""
+    return (f"d{name} is not verified at {int(bad.sum()):,} coordinates at kinks of a single "
+            f"output where kinks bending both ways meet: there the loss's one-sided slopes "
+            f"(and those of moving tied values together) do not bound a right value, and each "
+            f"of yours lies within what the pieces touching the point may give")
+
+
+def _groups_of(at: Any, failing: np.ndarray) -> list[np.ndarray]:
+    """The tie groups (of two or more, ``AtKink.label``) holding a failing coordinate: flat
+    indices of each."""
+    if at is None or not at.coords.size:
+        return []
+    coords, label = np.asarray(at.coords, dtype=np.int64), np.asarray(at.label)
+    held = np.unique(label[np.isin(coords, failing)])
+    groups = [coords[label == g] for g in held]
+    return [m for m in groups if m.size >= 2]
 
 
 def _unresolved(result: TensorResult, why: str) -> TensorResult:
