@@ -28,6 +28,7 @@ from dataclasses import field
 
 import numpy as np
 
+from gradcli.errors import UserCodeError
 from gradcli.numeric.engine import Engine
 from gradcli.numeric.methods import EPS, Method, line_noise, steps
 from gradcli.records import mutable_record, record
@@ -41,6 +42,10 @@ SMALLEST = 2.0**10 * EPS
 LINE_POINTS = 8  # points (beside x) on the line where a coordinate's round-off is measured
 JUMPED = 64.0  # how much noisier the line through x reads than the one beside it at a jump
 STILL = 256  # how far (in steps) L must stay constant on one side to read a flat piece
+# ... and at most this far (in steps: about 0.4 of max(1, |x|)): exp(x) @ W at x = -26, its
+# slope 5e-12 under a loss rounded at 3e-5, was moved 2^40 steps to x = 1.7e8, where it
+# overflowed, and a right layer was refused as returning -inf (outside test t44b F4)
+FARTHEST = 2.0**16
 
 
 @record
@@ -218,9 +223,12 @@ def swallowed(e: Engine, name: str, idx: np.ndarray, m: Method, coloring: bool,
     H = steps(e.t64[name].ravel()[idx], e.eps)
     D = kinks.moves(e, name, idx, H, offsets, coloring)[0]
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        far = np.clip(64 * all_rounding(e) / (slope * H), STILL, 2.0**40)
+        far = np.clip(64 * all_rounding(e) / (slope * H), STILL, FARTHEST)
     far = H * np.exp2(np.ceil(np.log2(np.nan_to_num(far, nan=STILL))))
-    F, scale = kinks.moves(e, name, idx, far, (-1, 1), coloring)
+    try:
+        F, scale = kinks.moves(e, name, idx, far, (-1, 1), coloring)
+    except UserCodeError:  # a forward of yours not finite that far off: nothing read there
+        return np.zeros(idx.size, dtype=bool), cost
     read = np.abs(F[1] - F[0]) / (2 * far)
     at = read if zero else slope
     out = (~np.any(D, axis=0) & np.all(F != 0, axis=0)
