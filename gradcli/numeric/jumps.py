@@ -66,13 +66,30 @@ def float32_jumps(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,
     outputs); not asked where the forward is known to round (stacking's blind test), and only
     the size of its rounding is wanted, which may be coarser than float32's cells."""
     rng = np.random.default_rng(1)
-    unit = float(np.finfo(dtype).eps)
     point = _on_grid(layer, t64, options, dtype, rng)
     if point is None:
         return 0.0
     grid, signs, base, y0 = point
     size = y0.size
     cols = np.arange(size) if size <= COLUMNS else rng.choice(size, COLUMNS, replace=False)
+    found = _jumps(layer, options, grid, signs, base, y0, cols, dtype, fine)
+    moved = [n for n, v in signs.items() if v.any()]
+    if found and len(moved) > 1:
+        # and along lines moving one tensor at a time: moving two tensors of a product at once
+        # makes each output a parabola in the move, and a relu of it crossed among the moves
+        # is no straight piece (a conv of a zero background with b = 0, read as float16 work:
+        # its steps became 0.099 and no gradient resolved, outside test t44a F3); a path of the
+        # lower precision jumps along its own inputs' lines
+        found = max(_jumps(layer, options, grid, {m: v * (m == n) for m, v in signs.items()},
+                           base, y0, cols, dtype, fine) for n in moved)  # fmt: skip
+    return found
+
+
+def _jumps(layer: Layer, options: Any, grid: dict, signs: dict, base: dict, y0: np.ndarray,
+           cols: np.ndarray, dtype: Any, fine: bool) -> float:  # fmt: skip
+    """``float32_jumps`` along lines moving each element of ``grid`` by ``signs``."""
+    unit = float(np.finfo(dtype).eps)
+    size = y0.size
     y0 = y0.ravel()[cols]
     t = np.array(MOVES)
     sigma, beyond, lines = {}, {}, {}
