@@ -95,6 +95,16 @@ class Report:
     def __str__(self) -> str:
         return self.table()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a report crosses processes (a ProcessPoolExecutor's result) and deep-copies as what
+        # it says, not as the layer's functions it was computed with, which need not pickle
+        return DetachedReport, ({
+            "passed": self.passed, "results": dict(self.results), "notes": self.notes,
+            "forward": self.forward, "forward_point": self.forward_point,
+            "_verdict": self.verdict(), "_json": {v: self.to_json(values=v) for v in (False, True)},
+            "_table": {v: self.table(values=v) for v in (False, True)}, "_repr": repr(self),
+        },)  # fmt: skip
+
     def __repr__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         # a sample's or a probe's PASS is not every element's: said where a test prints it
@@ -163,6 +173,39 @@ class NetworkReport:
     def __str__(self) -> str:
         return self.table()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DetachedReport, ({
+            "passed": self.passed, "first_wrong": self.first_wrong,
+            "also_wrong": self.also_wrong, "end_to_end": dict(self.end_to_end),
+            "zeros_only": self.zeros_only, "_verdict": self.verdict(),
+            "_json": {False: self.to_json()}, "_table": {False: self.table()},
+            "_repr": repr(self),
+        },)  # fmt: skip
+
     def __repr__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         return f"<gradcli.NetworkReport {len(self.layers)} layers: {verdict}>"
+
+
+class DetachedReport:
+    """A report pickled (a ProcessPoolExecutor's result) or deep-copied: its verdict, results,
+    notes, JSON and text as they were, without the layer's functions, which need not pickle.
+    ``table()`` is the text at the width it was made at (``COLUMNS``, else 80)."""
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def verdict(self) -> str:
+        return self._verdict
+
+    def to_json(self, *, values: bool = False) -> str:
+        return self._json[values] if values in self._json else self._json[False]
+
+    def table(self, *, width: int | None = None, values: bool = False) -> str:
+        return self._table[values] if values in self._table else self._table[False]
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return self._repr
