@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from gradcli.errors import SpecError, brief
 
 MAX_VALUES = 100_000  # values in a custom layer's options, aliases expanded
@@ -72,6 +74,14 @@ def _json(value: Any, key: str, budget: list[int], inside: set[int]) -> Any:
         raise SpecError(
             f"more than {MAX_VALUES:,} values in the options (aliases expanded)", key=key
         )
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        # numpy's scalars are numbers (np.prod of a shape, np.argmax), as for a built-in
+        # layer's options: a custom layer's refused np.int64 (outside test t44b N7)
+        value = value.item()
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        if value.size > MAX_VALUES:
+            raise SpecError(f"more than {MAX_VALUES:,} values in the options", key=key)
+        value = value.tolist()  # (its items counted against MAX_VALUES below, as a list's)
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
