@@ -110,7 +110,7 @@ def compare_tensor(
         result = dataclasses.replace(result, hints=())
         result = _unresolved(result, f"cannot check d{name}: your forward is not "
                                      f"deterministic, and its finite differences are noise")
-    if p.mode == "probe":
+    if p.mode == "probe" or name in p.probed:  # (an automatic sample's probe too)
         result = unlocated(result, p.probed.get(name))
     if name in p.unverified and result.passed:  # a PASS must not rest on what was not checked
         result = _unresolved(result, p.unverified[name])
