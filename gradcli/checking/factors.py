@@ -44,13 +44,15 @@ def named(
     out_letters = letters(out_info.index, len(out_shape))
     nbatch = len(out_shape) - len(out_info.axes)
     found = [(-1.0, "sign", "the sign is flipped", frozenset())]
+    # the layer's own first: where one of them equals a size (a 2x2 window's 4 at a batch of 4)
+    # the layer's is the likelier slip (a max-pool has no mean over the batch to slip on)
+    if layer.factors is not None:
+        found += [(v, c, w, frozenset()) for v, c, w in layer.factors(shapes, options)]
     found += output_means(out_shape, out_letters, nbatch)
     if name is not None and name in shapes:
         info = layer.tensor(name, shapes, options)
         found += axis_sizes(tuple(shapes[name]), info, set(out_letters), set(layer.means))
     found += option_values(options)
-    if layer.factors is not None:
-        found += [(v, c, w, frozenset()) for v, c, w in layer.factors(shapes, options)]
     found += upstream_left_out(upstream)
     found += [(2.0, "scale:2", "an extra factor 2", frozenset()),
               (0.5, "scale:1/2", "a missing factor 2", frozenset())]  # fmt: skip

@@ -171,6 +171,18 @@ def backward(grad_output, X, size=2, stride=None, padding=0):
 """
 
 
+def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
+    """The window's size (Layer.factors): a maximum's gradient shared out over its window as an
+    average pool's is 1/(k_h k_w) of the right one, which at a batch of k_h k_w was read as a
+    mean over the batch, which a max-pool has none of (outside test t44a F1)."""
+    size = (options or Options()).size
+    kh, kw = (size, size) if isinstance(size, int) else size
+    if kh * kw < 2:
+        return []
+    return [(1.0 / (kh * kw), "scale:1/window", f"divided by {kh * kw}, the window's size "
+             f"{kh}x{kw}, as an average pool's gradient is")]  # fmt: skip
+
+
 LAYER = Layer(
     name="maxpool2d",
     summary="Z[i,j,c] = max_{m,n} X[i*s+m, j*s+n, c]",
@@ -187,6 +199,7 @@ LAYER = Layer(
     kinks=kinks,
     maxima=maxima,
     variants=variants,
+    factors=factors,
     explain=explain,
     skeleton=SKELETON,
     cs231n=(

@@ -1,0 +1,46 @@
+"""A max-pool's gradient shared out as an average pool's is named for its window (outside test
+t44a F1): divided by 4 at a batch of 4 read 'divided by the batch size 4 (a mean over the batch
+where the loss sums)', which a max-pool has none of, and at a batch of 2 no cause at all. Twin:
+a linear layer's db taken as a mean over the batch is still the batch size's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+
+
+def _pool(X):
+    n, H, W, C = X.shape
+    return X.reshape(n, H // 2, 2, W // 2, 2, C).max(axis=(2, 4))
+
+
+def _pool_avg_back(grad_output, X):  # the slip: each window's gradient over its 4 elements
+    n, H, W, C = X.shape
+    win = X.reshape(n, H // 2, 2, W // 2, 2, C)
+    mask = win == win.max(axis=(2, 4), keepdims=True)
+    return {"X": (mask * grad_output[:, :, None, :, None, :] / 4).reshape(X.shape)}
+
+
+@pytest.mark.parametrize("batch", [2, 4])
+def test_a_max_pool_divided_by_its_window_is_named_for_it(batch):
+    X = np.random.default_rng(0).standard_normal((batch, 4, 4, 3))
+    r = gradcli.check("maxpool2d", {"X": X}, forward=_pool, backward=_pool_avg_back)
+    hint = str(r.results["X"].hints[0])
+    assert not r.passed and "the window's size 2x2" in hint, hint
+    assert hint.index("window") < hint.find("batch") or "batch" not in hint
+
+
+def test_the_twin_a_mean_over_the_batch_is_still_the_batch_size_s():
+    def forward(x, W, b):
+        return x @ W.T + b
+
+    def backward(grad_output, x, W, b):
+        return {"x": grad_output @ W, "W": grad_output.T @ x, "b": grad_output.mean(0)}
+
+    rng = np.random.default_rng(1)
+    t = {"x": rng.standard_normal((4, 3)), "W": rng.standard_normal((2, 3)),
+         "b": rng.standard_normal(2)}
+    r = gradcli.check("linear", t, forward=forward, backward=backward)
+    assert not r.results["b"].passed and "batch size 4" in str(r.results["b"].hints[0])
