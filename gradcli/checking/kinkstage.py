@@ -103,7 +103,7 @@ def kinks_stage(
                 f"d{name}: {rest:,} of {union.size:,} failing coordinates were not rechecked: "
                 f"none of the {first.size} rechecked first (the worst, and others spread over "
                 f"the tensor) was explained {' or '.join(ways)}, so the others fail as "
-                f"computed ({mention('mode', 'full')}, given explicitly, rechecks every one)"
+                f"computed (an explicit {mention('mode', 'full')} rechecks every one)"
             )
             # (every one counts as tried: none is refined late, _late)
             got[3] = dataclasses.replace(got[3], tried=np.union1d(got[3].tried, union))
