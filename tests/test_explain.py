@@ -376,3 +376,23 @@ def test_explain_custom_claims_no_batch_axes(cli, tmp_path):
     assert custom.exit_code == 0 and "batch axes" not in custom.stdout, custom.stdout
     batched = cli("explain", "linear", str(Path(__file__).parents[1] / "specs/linear_batched.yaml"))
     assert batched.exit_code == 0 and "batch axes" in batched.stdout, batched.stdout
+
+
+def test_your_implementation_of_a_built_in_gets_its_formulas(cli, tmp_path):
+    """explain --impl of a built-in layer printed 'no formula known: a layer of your own' for
+    every gradient (outside test t44a N11); a custom layer of yours still has none."""
+    (tmp_path / "mine.py").write_text(
+        "def forward(x, W, b):\n    return x @ W.T + b\n\n"
+        "def backward(grad_output, x, W, b):\n"
+        "    return {'x': grad_output @ W, 'W': grad_output.T @ x, 'b': grad_output.sum(0)}\n")
+    r = cli("explain", "linear", "--impl", str(tmp_path / "mine.py"))
+    assert r.exit_code == 0, r.output
+    assert "no formula known" not in r.output and "∂L/∂W" in r.output
+    assert "outer product" in r.output
+    (tmp_path / "c.yaml").write_text("layer: custom\ntensors:\n  x: {shape: [3]}\n")
+    (tmp_path / "sq.py").write_text("def forward(x):\n    return x * x\n\n"
+                                    "def backward(grad_output, x):\n"
+                                    "    return {'x': 2 * x * grad_output}\n")
+    r = cli("explain", "custom", str(tmp_path / "c.yaml"), "--impl", str(tmp_path / "sq.py"))
+    assert r.exit_code == 0, r.output
+    assert "no formula known" in r.output

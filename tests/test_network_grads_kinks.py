@@ -104,7 +104,9 @@ def test_the_chained_backward_read_from_a_file_passes_as_check_net_passes_it(
     assert "equal the chained backward" in mine.table(width=100)
 
 
-@pytest.mark.parametrize("name, flat, by", [("conv1.W", 3, 5.0), ("X", 2, 10.0)])
+# (one tensor: X through the same mechanism took 12 s more; its chained value outside the slopes
+# is the premise of the test above)
+@pytest.mark.parametrize("name, flat, by", [("conv1.W", 3, 5.0)])
 def test_an_answer_neither_between_the_slopes_nor_the_chained_one_fails_at_its_kink(
     chained: dict[str, np.ndarray], name: str, flat: int, by: float
 ) -> None:
