@@ -44,3 +44,28 @@ def test_the_twin_a_mean_over_the_batch_is_still_the_batch_size_s():
          "b": rng.standard_normal(2)}
     r = gradcli.check("linear", t, forward=forward, backward=backward)
     assert not r.results["b"].passed and "batch size 4" in str(r.results["b"].hints[0])
+
+
+def test_dropout_scaled_by_1_over_p_is_named():
+    """CS231n's p keeps, ours drops: 1/p where 1/(1 - p) belongs was 'a constant factor this
+    layer does not name' (outside test t44a N2). Twin: a right dropout passes."""
+    from gradcli.layers import REGISTRY
+
+    layer, p = REGISTRY["dropout"], 0.3
+    x = np.random.default_rng(2).standard_normal((8, 16))
+    opts = {"p": p, "seed": 1}
+    mask = layer.forward({"x": x}, layer.options(**opts))[0] != 0
+
+    def forward(x, p, seed):
+        return x * mask / (1 - p)
+
+    def wrong(grad_output, x, p, seed):
+        return {"x": grad_output * mask / p}
+
+    def right(grad_output, x, p, seed):
+        return {"x": grad_output * mask / (1 - p)}
+
+    r = gradcli.check("dropout", {"x": x}, options=opts, forward=forward, backward=wrong)
+    assert not r.passed and "1/p where 1/(1 - p) belongs" in str(r.results["x"].hints[0])
+    assert gradcli.check("dropout", {"x": x}, options=opts, forward=forward,
+                         backward=right).passed  # fmt: skip

@@ -147,8 +147,9 @@ def axis_sizes(shape: tuple[int, ...], info: Any, kept: set[str], means: set[str
 
 def option_values(options: Any) -> list[Factor]:
     """The options' probabilities: a number p in (0, 1) as p and 1 - p (dropout's p and keep
-    probability, leaky_relu's slope), each multiplied or divided. Integers (a stride, groups,
-    a seed) are no scale of themselves: a layer names those it has (Layer.factors)."""
+    probability, leaky_relu's slope), each multiplied or divided, and each taken for the
+    other. Integers (a stride, groups, a seed) are no scale of themselves: a layer names those
+    it has (Layer.factors)."""
     if dataclasses.is_dataclass(options) and not isinstance(options, type):
         items = [(f.name, getattr(options, f.name)) for f in dataclasses.fields(options)]
     elif isinstance(options, Mapping):
@@ -175,6 +176,14 @@ def option_values(options: Any) -> list[Factor]:
         if isinstance(v, float) and 0 < v < 1:
             both(v, f"{key}")
             both(1 - v, f"1 - {key}", f" ({key} = {v:.6g})")
+            if abs(v - 0.5) > 1e-9:  # (at 0.5 the two are 1: no factor)
+                # the one taken for the other: dropout scaled by 1/p where 1/(1 - p) belongs
+                # (CS231n's p keeps, ours drops) was 'a constant factor this layer does not
+                # name' (outside test t44a N2)
+                out.append(((1 - v) / v, f"scale:1/{key} for 1/(1 - {key})",
+                            f"1/{key} where 1/(1 - {key}) belongs ({key} = {v:.6g})", none))
+                out.append((v / (1 - v), f"scale:1/(1 - {key}) for 1/{key}",
+                            f"1/(1 - {key}) where 1/{key} belongs ({key} = {v:.6g})", none))
     return out
 
 
