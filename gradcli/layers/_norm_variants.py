@@ -39,7 +39,9 @@ def slips(
     var = r * xhat * np.mean(dxhat * xhat, axis=axes, keepdims=True)
     direct = r * dxhat
     hat = f"{x}hat"
-    how = f"d{x} = r (d{hat} - mean(d{hat}) - {hat} mean(d{hat} {hat})), d{hat} = d{y} gamma{per}"
+    # (r named: a hint quoting it undefined sent a student to `explain`: outside test t44a N6)
+    how = (f"d{x} = r (d{hat} - mean(d{hat}) - {hat} mean(d{hat} {hat})), d{hat} = d{y} gamma, "
+           f"r = 1/sqrt(var + eps){per}")
     return {
         "norm:no-mean-term": (f"without the mean term of d{x} ({how})", direct - var),
         "norm:no-variance-term": (f"without the variance term of d{x} ({how})", direct - mean),

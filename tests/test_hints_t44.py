@@ -1,7 +1,12 @@
-"""A max-pool's gradient shared out as an average pool's is named for its window (outside test
-t44a F1): divided by 4 at a batch of 4 read 'divided by the batch size 4 (a mean over the batch
-where the loss sums)', which a max-pool has none of, and at a batch of 2 no cause at all. Twin:
-a linear layer's db taken as a mean over the batch is still the batch size's."""
+"""Hints that named a cause the layer does not have, or none, or a symbol left undefined
+(outside test t44a F1, N2, N6):
+- a max-pool's gradient shared out as an average pool's is named for its window: divided by 4
+  at a batch of 4 read 'divided by the batch size 4 (a mean over the batch where the loss
+  sums)', which a max-pool has none of, and at a batch of 2 no cause at all. Twin: a linear
+  layer's db taken as a mean over the batch is still the batch size's;
+- dropout scaled by 1/p where 1/(1 - p) belongs (CS231n's p keeps, ours drops) is named;
+- a normalization's hint says what its r is.
+"""
 
 from __future__ import annotations
 
@@ -69,3 +74,22 @@ def test_dropout_scaled_by_1_over_p_is_named():
     assert not r.passed and "1/p where 1/(1 - p) belongs" in str(r.results["x"].hints[0])
     assert gradcli.check("dropout", {"x": x}, options=opts, forward=forward,
                          backward=right).passed  # fmt: skip
+
+
+def test_a_normalization_hint_says_what_r_is():
+    """The hints quoted r = 1/sqrt(var + eps) undefined (outside test t44a N6)."""
+    def forward(x, gamma, beta):
+        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-5) * gamma + beta
+
+    def constants(grad_output, x, gamma, beta):  # the statistics' paths left out
+        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        xhat = (x - mu) / np.sqrt(var + 1e-5)
+        return {"x": grad_output * gamma / np.sqrt(var + 1e-5),
+                "gamma": (grad_output * xhat).sum(0), "beta": grad_output.sum(0)}
+
+    rng = np.random.default_rng(3)
+    t = {"x": rng.standard_normal((4, 6)), "gamma": rng.standard_normal(6),
+         "beta": rng.standard_normal(6)}
+    r = gradcli.check("layernorm", t, forward=forward, backward=constants)
+    assert not r.passed and "r = 1/sqrt(var + eps)" in str(r.results["x"].hints[0])
