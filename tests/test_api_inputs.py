@@ -509,3 +509,13 @@ def test_other_threads_printing_while_checks_put_the_streams_back_lose_nothing()
         for t in threads:
             t.join()
     assert not errors, errors
+
+
+def test_a_numpy_function_alone_is_no_loss():
+    """forward=np.tanh without backward= is read as one loss function, (loss, dx): its error
+    was 'tanh raised TypeError: tanh() takes 0 positional arguments but 1 was given', a call
+    numpy never saw (outside test t44b N1). Twin: with backward= it is checked."""
+    with pytest.raises(gradcli.OptionError, match="give backward= too"):
+        gradcli.check("tanh", forward=np.tanh)
+    assert gradcli.check("tanh", forward=np.tanh, backward=lambda grad_output, x: {
+        "x": grad_output * (1 - np.tanh(x) ** 2)}).passed

@@ -83,6 +83,14 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
         path = Path(inspect.getsourcefile(forward) or f"<{holder or 'forward'}>")
     except TypeError:  # a builtin or a C function
         path = Path(f"<{holder or 'forward'}>")
+    if single and isinstance(forward, np.ufunc):
+        # (read as a loss, it was called as one, and its wrapper's TypeError blamed np.tanh:
+        # outside test t44b N1)
+        raise OptionError(
+            f"forward=np.{forward.__name__} alone is read as one loss function returning (loss, "
+            f"dx), which a NumPy ufunc is not: give backward= too (backward(grad_output, x))",
+            param="backward",
+        )
     forward = _positional(forward)
     if single:
         name = getattr(forward, "__name__", "forward")
