@@ -519,3 +519,24 @@ def test_a_numpy_function_alone_is_no_loss():
         gradcli.check("tanh", forward=np.tanh)
     assert gradcli.check("tanh", forward=np.tanh, backward=lambda grad_output, x: {
         "x": grad_output * (1 - np.tanh(x) ** 2)}).passed
+
+
+def test_a_transposed_gradient_is_named_in_the_shape_error():
+    """A forgotten transpose on a non-square weight was an input error without the word
+    (outside test t44a N16). Twin: another wrong shape says nothing of a transpose."""
+    x, W, b = np.ones((4, 3)), np.ones((2, 3)), np.zeros(2)
+
+    def forward(x, W, b):
+        return x @ W.T + b
+
+    def transposed(grad_output, x, W, b):
+        return {"x": grad_output @ W, "W": x.T @ grad_output, "b": grad_output.sum(0)}
+
+    def other(grad_output, x, W, b):
+        return {"x": grad_output @ W, "W": np.zeros((3, 3)), "b": grad_output.sum(0)}
+
+    with pytest.raises(gradcli.UserCodeError, match=r"its transpose: did you return dW\.T\?"):
+        gradcli.check("linear", {"x": x, "W": W, "b": b}, forward=forward, backward=transposed)
+    with pytest.raises(gradcli.UserCodeError) as e:
+        gradcli.check("linear", {"x": x, "W": W, "b": b}, forward=forward, backward=other)
+    assert "transpose" not in str(e.value)
