@@ -5,7 +5,8 @@
   sums)', which a max-pool has none of, and at a batch of 2 no cause at all. Twin: a linear
   layer's db taken as a mean over the batch is still the batch size's;
 - dropout scaled by 1/p where 1/(1 - p) belongs (CS231n's p keeps, ours drops) is named;
-- a normalization's hint says what its r is.
+- a normalization's hint says what its r is;
+- a loss of a 3-D prediction says why it gives no scalar (N10).
 """
 
 from __future__ import annotations
@@ -93,3 +94,18 @@ def test_a_normalization_hint_says_what_r_is():
          "beta": rng.standard_normal(6)}
     r = gradcli.check("layernorm", t, forward=forward, backward=constants)
     assert not r.passed and "r = 1/sqrt(var + eps)" in str(r.results["x"].hints[0])
+
+
+def test_a_loss_of_a_3d_prediction_says_why_it_is_no_scalar():
+    """'the loss must give a scalar, got shape [4]' did not say that the axes in front of the
+    loss's own are separate losses (outside test t44a N10). Twin: flattened, it checks."""
+    rng = np.random.default_rng(4)
+    model = {"inputs": {"X": rng.standard_normal((4, 5, 3)), "t": rng.standard_normal((4, 5, 2))},
+             "network": [{"layer": "linear", "name": "fc",
+                          "tensors": {"W": rng.standard_normal((2, 3))}}],
+             "loss": {"layer": "mse", "target": "t"}}  # fmt: skip
+    with pytest.raises(gradcli.SpecError, match=r"as separate losses; reshape it to \(N, D\)"):
+        gradcli.check_network(model)
+    model["network"].append({"layer": "flatten"})
+    model["inputs"]["t"] = model["inputs"]["t"].reshape(4, 10)
+    assert gradcli.check_network(model).passed

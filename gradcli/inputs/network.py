@@ -175,7 +175,13 @@ def _build(
             raise SpecError("a network with a loss has no grad_output: the loss is the output",
                             key="grad_output")  # fmt: skip
         if out_shape != ():
-            raise SpecError(f"the loss must give a scalar, got shape {list(out_shape)}",
+            # (why: a 3-D prediction's leading axes are separate losses, which a student
+            # reading 'mse is a mean over everything' did not see: outside test t44a N10)
+            prev = acts[net.boundaries()[-2]] if len(net.boundaries()) > 1 else ()
+            why = (f": the loss layer takes its input {list(prev)}'s axes in front of its own "
+                   f"as separate losses; reshape it to (N, D) first (a flatten layer) for one"
+                   if len(prev) > 2 else "")
+            raise SpecError(f"the loss must give a scalar, got shape {list(out_shape)}{why}",
                             key="loss")  # fmt: skip
         grad_output = np.ones((), dtype=dtype)
     else:
