@@ -14,8 +14,8 @@ WHY = {  # one line of intuition per gradient
     "w": "the kernel gradient correlates the input with the upstream gradient",
     "x": f"the input gradient is {ROTATED}: each input collects every window that read it",
     "x.strided": "the input gradient is a transposed convolution: each output's upstream "
-    "gradient flows back through the kernel to the inputs its window read (stride 1, "
-    f"dilation 1: {ROTATED})",
+    "gradient flows back through the kernel to the inputs its window read (at stride 1 "
+    f"and dilation 1 it would be {ROTATED})",
     "b": "the bias gradient sums the upstream gradient over every position",
 }
 
