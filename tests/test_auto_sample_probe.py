@@ -48,3 +48,24 @@ def test_one_wrong_element_among_60000_fails_the_automatic_sample():
 def test_the_twins_right_backwards_pass_as_samples(forward, backward):
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": X})
     assert r.results["x"].mode == "sample" and r.passed, r.verdict()
+
+
+def _pool(x):
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _pool_back(grad_output, x):
+    n, h, w, c = x.shape
+    xr = (x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4)
+          .reshape(n, h // 2, w // 2, c, 4))  # fmt: skip
+    d = np.zeros_like(xr)
+    np.put_along_axis(d, xr.argmax(-1)[..., None], grad_output[..., None], -1)
+    return {"x": d.reshape(n, h // 2, w // 2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
+            .reshape(n, h, w, c)}  # fmt: skip
+
+
+def test_a_right_max_pool_of_many_windows_passes_as_a_sample():
+    x = np.random.default_rng(0).standard_normal((16, 32, 32, 8))
+    r = gradcli.check(forward=_pool, backward=_pool_back, tensors={"x": x}, budget=2.0, seed=0)
+    assert r.results["x"].mode == "sample" and r.passed, r.verdict()
