@@ -101,3 +101,18 @@ def test_our_gelu_does_not_cancel_where_the_skeleton_s_forward_does():
         pytest.skip("no extended precision here")
     # (longdouble cancels too, at 1e-4 of these: its 64 bits against the 1 of 1 + t)
     assert np.allclose(ours, exact.astype(np.float64), rtol=1e-3, atol=0)
+
+
+def test_the_twin_a_sign_flipped_small_element_beside_a_huge_one_fails():
+    """exp's dx of 4e-8 sign-flipped beside one of 4.9e8 (exp(20)): the element's own output is
+    read exactly, and it must fail (outside test t45a F1, against a rule since dropped that
+    excused errors within 64 ulps of the tensor's largest gradient)."""
+    x = np.array([[-17.0, 0.5, 1.0, 2.0], [3.0, -1.0, 0.2, 20.0]])
+
+    def backward(grad_output, x):
+        d = grad_output * np.exp(x)
+        return {"x": np.where(x < -10, -d, d)}
+
+    r = gradcli.check(forward=np.exp, backward=backward, tensors={"x": x},
+                      grad_output=np.ones((2, 4)))  # fmt: skip
+    assert not r.passed and r.results["x"].worst_index == (0, 0), r.verdict()
