@@ -69,3 +69,22 @@ def test_a_right_max_pool_of_many_windows_passes_as_a_sample():
     x = np.random.default_rng(0).standard_normal((16, 32, 32, 8))
     r = gradcli.check(forward=_pool, backward=_pool_back, tensors={"x": x}, budget=2.0, seed=0)
     assert r.results["x"].mode == "sample" and r.passed, r.verdict()
+
+
+def test_a_right_float32_forward_passes_as_a_sample():
+    """A forward computing in float32 (a student's accidental cast) has a probe's round-off far
+    above float64's: its right backward failed the automatic sample's probe at every seed
+    (outside test t45a F6); the probe is not taken for it."""
+    rng = np.random.default_rng(0)
+    x, W = rng.standard_normal((200, 300)), rng.standard_normal((300, 20)) * 0.1
+
+    def forward(x, W):
+        return np.tanh(x.astype(np.float32) @ W.astype(np.float32)).astype(np.float64)
+
+    def backward(grad_output, x, W):
+        d = grad_output * (1 - np.tanh(x @ W) ** 2)
+        return {"x": d @ W.T, "W": x.T @ d}
+
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x, "W": W}, budget=2.0,
+                      seed=0)  # fmt: skip
+    assert r.passed, r.verdict()

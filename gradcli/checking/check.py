@@ -547,6 +547,9 @@ def _probe_beside(p: Prepared, name: str, rng: np.random.Generator) -> None:
     coordinates, where such a probe saw it (outside test t44b F1). Another reason the probe
     gives (a kink it crossed, a direction it cannot read) leaves the sample as it was."""
     engine = p.engines[name]
+    if engine.unit > EPS or p.random_forward:  # (its round-off is not a probe's: a right
+        # tanh(x32 @ W32) failed its sample on it, outside test t45a F6)
+        return
     found = probe(engine, name, p.under_test[name], dtype_of(p, name), p.opts.method,
                   np.random.default_rng([p.spec.seed, 0x70726F62]), extras(p, name),
                   roundoff(p, name), _kinks_unknown(p, name))  # fmt: skip
