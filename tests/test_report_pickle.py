@@ -53,3 +53,16 @@ def test_a_network_report_pickles():
     twin = pickle.loads(pickle.dumps(r))
     assert twin.passed == r.passed and twin.verdict() == r.verdict()
     assert twin.to_json() == r.to_json() and set(twin.end_to_end) == set(r.end_to_end)
+
+
+def test_a_pickled_report_keeps_your_backward_against_ours():
+    """report.backward was lost in the copy (outside test t45a N3)."""
+    def forward(x, W, b):
+        return W @ x + b
+
+    def backward(grad_output, x, W, b):
+        return {"x": W.T @ grad_output, "W": np.outer(grad_output, x), "b": grad_output}
+
+    r = gradcli.check("linear", forward=forward, backward=backward)
+    twin = pickle.loads(pickle.dumps(r))
+    assert r.backward is not None and twin.backward.passed == r.backward.passed

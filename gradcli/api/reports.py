@@ -4,6 +4,7 @@ CLI's own text and JSON."""
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,6 +102,7 @@ class Report:
         return DetachedReport, ({
             "passed": self.passed, "results": dict(self.results), "notes": self.notes,
             "forward": self.forward, "forward_point": self.forward_point,
+            "backward": _picklable(self.backward),
             "_verdict": self.verdict(), "_json": {v: self.to_json(values=v) for v in (False, True)},
             "_table": {v: self.table(values=v) for v in (False, True)}, "_repr": repr(self),
         },)  # fmt: skip
@@ -185,6 +187,15 @@ class NetworkReport:
     def __repr__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         return f"<gradcli.NetworkReport {len(self.layers)} layers: {verdict}>"
+
+
+def _picklable(value: Any) -> Any:
+    """``value`` where it pickles, else None (a report's parts holding your functions)."""
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - what does not pickle is left out, not raised
+        return None
+    return value
 
 
 class DetachedReport:
