@@ -287,3 +287,15 @@ def test_a_custom_layers_elements_read_as_plain_indices(cli, tmp_path):
     assert r.exit_code == 1
     assert "b0=" not in r.stdout and "worst dW[1, " in r.stdout, r.stdout
     assert "dW[o=" in cli("check", "linear").stdout
+
+
+def test_a_long_note_is_said_whole_on_stderr(capsys):
+    """A precision note of 690 characters was cut inside a word at 500, its last clause (the
+    other tensor's steps) the one the table needed (outside test t45a N4). An error's line is
+    still bounded (tests/test_output.py)."""
+    from gradcli.cli import exits
+
+    text = "the forward computes in float32 " + "and so on " * 60 + "the end"
+    exits.note(text)
+    err = capsys.readouterr().err
+    assert "the end" in err and "more characters" not in err

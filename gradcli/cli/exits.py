@@ -109,6 +109,9 @@ def standard_streams() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
 
 
+NOTE_MOST = 2000  # characters of a note (its input-made parts are bounded where made)
+
+
 def diagnostic(message: str) -> None:
     """One line on stderr: control characters from the input escaped (a path holding
     "\\ngradcli: error: ..." cannot forge a second line, ESC cannot clear the terminal), at
@@ -121,13 +124,15 @@ def note(message: str) -> None:
     between words at its width, the continuation lines indented two spaces (t23 F7, t24 F6:
     330-character lines that the terminal cut mid-word). A pipe or a file keeps one line a
     note, for the scripts that grep them."""
+    # (gradcli's own sentences, longer than an error's line: a precision note was cut inside a
+    # word at 500 characters, its last clause the one the table needed: outside test t45a N4)
+    line = f"gradcli: {shorten(printable(message), NOTE_MOST)}"
     width = _stderr_width()
     if width is None:
-        diagnostic(message)
+        _to_stderr(line + "\n")
         return
     import textwrap
 
-    line = f"gradcli: {shorten(printable(message))}"
     lines = textwrap.wrap(line, max(width, 20), subsequent_indent="  ",
                           break_on_hyphens=False)  # fmt: skip
     _to_stderr("\n".join(lines) + "\n")
