@@ -19,7 +19,7 @@ import gradcli
 LAM = 0.01
 
 
-def _l1_inputs(n=96, seed=3):
+def _l1_inputs(n=64, seed=3):  # 64: still sampled at budget 0.5 and 3,300 zeros (96: 3 s)
     rng = np.random.default_rng(seed)
     W = 0.1 * rng.normal(size=(n, n))
     W[rng.random(W.shape) < 0.8] = 0.0
@@ -129,8 +129,8 @@ def test_the_search_finds_the_interacting_members_and_only_them():
 
 
 def _l1_near_zero(seed=4):
-    W = 0.2 * np.random.default_rng(seed).normal(size=(64, 32))
-    spots = [319, 457, 617, 640, 1304, 1307, 1442, 1598, 1760, 2008]
+    W = 0.2 * np.random.default_rng(seed).normal(size=(32, 32))  # a full check (64x32: 2 s)
+    spots = [104, 107, 319, 442, 457, 598, 617, 640, 760, 1008]
     W.flat[spots] = np.where(np.arange(len(spots)) % 2, 1e-12, -1e-12)
     return W, spots
 

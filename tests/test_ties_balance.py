@@ -190,7 +190,9 @@ def test_maxout_of_integer_matmuls_with_seven_tied_units(dx_rule, dw_rule):
     valid = dx_rule == dw_rule and dx_rule in ("first", "second", "half")
     residual = _off_span(backward(g, x, W1, W2), grads, tied, a1.shape)
     assert (residual < 1e-9) == valid, residual
-    r = _check(forward, backward, {"x": x, "W1": W1, "W2": W2}, g)
+    # budget=1 (not the claim): the mixes still fail on contradicting pieces, 1 s, not 6
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": x, "W1": W1, "W2": W2},
+                      grad_output=g, budget=1)  # fmt: skip
     assert r.passed == valid, str(r)
     assert not any(res.ties_unverified for res in r.results.values()), str(r)
 
@@ -234,8 +236,9 @@ def test_a_dead_unit_s_mixed_masks_fail(dw_ge, db_ge, passed):
 
 
 @pytest.mark.parametrize(("seed", "dw_ge", "db_ge", "passed"), [
-    *((seed, False, False, True) for seed in range(3)),
-    *((seed, True, True, True) for seed in range(3)),
+    # one rule at the two draws the mixes use (a third draw went through the same path: 2 s)
+    *((seed, False, False, True) for seed in range(2)),
+    *((seed, True, True, True) for seed in range(2)),
     # the mixed masks, each at one of two draws: each reads every tied hinge's share
     (1, False, True, False), (0, True, False, False),
 ])  # fmt: skip
