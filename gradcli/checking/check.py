@@ -552,7 +552,7 @@ def _probe_beside(p: Prepared, name: str, rng: np.random.Generator) -> None:
         return
     found = probe(engine, name, p.under_test[name], dtype_of(p, name), p.opts.method,
                   np.random.default_rng([p.spec.seed, 0x70726F62]), extras(p, name),
-                  roundoff(p, name), _kinks_unknown(p, name))  # fmt: skip
+                  roundoff(p, name), _kinks_unknown(p, name), kink_undecided=True)  # fmt: skip
     p.spent += cost.copies_seconds(engine, 4 * PROBE_POINTS * len(engine.method.offsets))
     if found == DISAGREED:
         p.probed[name] = found

@@ -42,7 +42,7 @@ def probe_rtol(dtype: str, method: str) -> float:
 def probe(
     engine: Engine, name: str, analytic: np.ndarray, dtype: str, method: str,
     rng: np.random.Generator, extra: dict[str, Any], roundoff: float | None = None,
-    unknown_kinks: bool = False,
+    unknown_kinks: bool = False, kink_undecided: bool = False,
 ) -> TensorResult | str:  # fmt: skip
     """Two random directional derivatives; when they cannot PASS the tensor, why not (the
     words of ``fallback``'s note): then every element is checked. ``roundoff``: a float32
@@ -51,7 +51,9 @@ def probe(
     gradient beyond that only costs the element-wise check. ``unknown_kinks``: a layer that
     does not say where its kinks are (a user's): a direction that agreed is also read on its
     two sides, and one that crossed a kink is no PASS (across a tie a difference reads what a
-    wrong backward gives: a row max's all-ties mask passed 2 seeds in 12)."""
+    wrong backward gives: a row max's all-ties mask passed 2 seeds in 12). ``kink_undecided``:
+    a direction that disagrees across such a kink is inconclusive, not a disagreement (an
+    automatic sample's probe, whose disagreement alone fails a tensor)."""
     a = np.asarray(analytic, dtype=np.float64)
     slack = 0.0 if roundoff is None else roundoff * math.sqrt(a.size)
     rtol = probe_rtol(dtype, method) if roundoff is None else PROBE_RTOL[method]
@@ -79,7 +81,7 @@ def probe(
                 # a kink on the line is no evidence either way: a right max-pool of 32,768
                 # windows, one of whose top two values lay within the step, failed its
                 # automatic sample on it (outside test t45a F3)
-                if unknown_kinks and _crossed(engine, name, p):
+                if kink_undecided and unknown_kinks and _crossed(engine, name, p):
                     return INCONCLUSIVE + " (its direction crossed a kink)"
                 return DISAGREED
             (num, k), refined = limit, refined + 1
