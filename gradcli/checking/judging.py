@@ -357,7 +357,8 @@ def _bends_both_ways(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol
     return (f"d{name} is not verified at {int(bad.sum()):,} coordinates at kinks of a single "
             f"output where kinks bending both ways meet: there the loss's one-sided slopes "
             f"(and those of moving tied values together) do not bound a right value, and each "
-            f"of yours lies within what the pieces touching the point may give")
+            f"of yours lies within what the pieces touching the point may give (its parts "
+            f"checked as layers with outputs of their own are judged output by output)")
 
 
 def _groups_of(at: Any, failing: np.ndarray) -> list[np.ndarray]:
