@@ -329,15 +329,12 @@ def _bends_both_ways(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol
     engine = p.engines[name]
     if engine.g.size != 1 or p.random_forward:
         return ""
-    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
-    n = np.asarray(grad, dtype=np.float64).ravel()
-    floor = atol if noise is None else np.maximum(atol, np.asarray(noise).ravel())
-    bad = ~(np.abs(a - n) <= floor + rtol * np.abs(n))
-    if coords is not None:
-        bad &= np.isin(np.arange(bad.size), np.asarray(coords, dtype=np.int64))
-    failing = np.flatnonzero(bad)
+    failing = leftover.failing(p, name, grad, atol, rtol, noise, coords)
     if not failing.size or not np.isin(failing, fix.coords).all():
         return ""
+    count = failing.size
+    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    n = np.asarray(grad, dtype=np.float64).ravel()
     if failing.size > BOTH_WAYS_MOST:
         worst = np.argsort(-np.abs(a - n)[failing], kind="stable")[:BOTH_WAYS_MOST]
         failing = np.sort(failing[worst])
@@ -351,10 +348,11 @@ def _bends_both_ways(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol
     sums = np.array([a[m].sum() for m in moves])
     ref = np.maximum(np.abs(lo), np.abs(hi))
     # (read a step off x in every tensor: its slopes move by about as much, relatively)
-    inside = np.abs(sums - np.clip(sums, lo, hi)) <= np.max(floor) + (rtol + nudged.DRIFT) * ref
+    floor = atol if noise is None else max(atol, float(np.max(noise)))
+    inside = np.abs(sums - np.clip(sums, lo, hi)) <= floor + (rtol + nudged.DRIFT) * ref
     if not (inside.all() and both.any()):
         return ""
-    return (f"d{name} is not verified at {int(bad.sum()):,} coordinates at kinks of a single "
+    return (f"d{name} is not verified at {count:,} coordinates at kinks of a single "
             f"output where kinks bending both ways meet: there the loss's one-sided slopes "
             f"(and those of moving tied values together) do not bound a right value, and each "
             f"of yours lies within what the pieces touching the point may give (its parts "

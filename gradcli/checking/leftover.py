@@ -110,9 +110,9 @@ def unscreened_out(p: Prepared, name: str, info: TensorNumerics, fix: Any,
     return dataclasses.replace(fix, left=np.union1d(fix.left, unscreened), sampled=True)
 
 
-def only_at(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
-            noise: np.ndarray | None, coords: np.ndarray | None, at: np.ndarray) -> bool:
-    """Whether every coordinate of ``name`` that fails the pass rule is among ``at``."""
+def failing(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
+            noise: np.ndarray | None, coords: np.ndarray | None) -> np.ndarray:
+    """The flat indices of ``name`` (among ``coords``) that fail the pass rule."""
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
     n = np.asarray(grad, dtype=np.float64).ravel()
     floor = atol if noise is None else np.maximum(atol, np.asarray(noise).ravel())
@@ -121,4 +121,11 @@ def only_at(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
         keep = np.zeros(bad.size, dtype=bool)
         keep[np.asarray(coords, dtype=np.int64)] = True
         bad &= keep
-    return bool(bad.any()) and bool(np.isin(np.flatnonzero(bad), at).all())
+    return np.flatnonzero(bad)
+
+
+def only_at(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
+            noise: np.ndarray | None, coords: np.ndarray | None, at: np.ndarray) -> bool:
+    """Whether every coordinate of ``name`` that fails the pass rule is among ``at``."""
+    bad = failing(p, name, grad, atol, rtol, noise, coords)
+    return bool(bad.size) and bool(np.isin(bad, at).all())

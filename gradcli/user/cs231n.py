@@ -230,11 +230,9 @@ class Call:
             if a.shape != want and _squeezed(a.shape) == _squeezed(want):
                 a = a.reshape(want)  # dgamma as (1, D): CS231n's notebooks compare by broadcasting
             if a.shape != want:
-                flipped = a.ndim == 2 and a.shape[::-1] == tuple(want) != a.shape
                 self._refuse(f"{self.bwd}'s gradient {k + 1} of {len(named)} (d{n}) has shape "
                              f"{list(a.shape)}, expected {list(want)}"
-                             + (f" (its transpose: did you return d{n}.T?)" if flipped
-                                else ""))  # fmt: skip
+                             f"{result.transposed(a.shape, want, n)}")  # fmt: skip
             out[n] = arg.back(a, np.shape(t[n]))
         return out
 

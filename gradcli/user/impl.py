@@ -387,13 +387,9 @@ def user_layer(
     def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str) -> np.ndarray:
         a = _array(grads[n], impl.path, f"backward's {n!r}")
         if a.shape != shape:
-            # (its transpose: the classic slip, named: outside test t44a N16)
-            flipped = (a.ndim == 2 and a.shape[::-1] == tuple(shape)
-                       and a.shape != tuple(shape))  # fmt: skip
             raise UserCodeError(
                 f"backward's gradient {n!r} has shape {list(a.shape)}, but {what} has shape "
-                f"{list(shape)}" + (f" (its transpose: did you return d{n}.T?)" if flipped
-                                    else ""),
+                f"{list(shape)}{result.transposed(a.shape, shape, n)}",
                 source=str(impl.path),
             )
         return a

@@ -69,6 +69,14 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
 MAX_AXES = 32  # as for every input array
 
 
+def transposed(got: tuple[int, ...], want: tuple[int, ...], name: str) -> str:
+    """The words a shape error adds where a 2-D gradient came back transposed, the classic
+    slip (outside test t44a N16), else ""."""
+    got, want = tuple(got), tuple(want)
+    flipped = len(got) == 2 and got[::-1] == want and got != want
+    return f" (its transpose: did you return d{name}.T?)" if flipped else ""
+
+
 def checkable(a: np.ndarray, path: Path, what: str) -> None:
     """A forward's output has something to check and axes to name: not empty, at most
     MAX_AXES axes (else the upstream gradient drawn from its shape would be refused, blaming
