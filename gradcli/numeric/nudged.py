@@ -41,20 +41,27 @@ def box(engine, name: str, moves: list[np.ndarray], h: np.ndarray,
     g = engine.g.ravel()
     lo, hi = np.full(len(moves), np.inf), np.full(len(moves), -np.inf)
     both = np.zeros(len(moves), dtype=bool)
+    # the line's points in stacked calls within --max-memory: the engine's chunk of copies of
+    # ``name``, shared out over the copies of every tensor a point moves
+    share = engine.t64[name].nbytes / max(1, sum(a.nbytes for a in nudgeable.values()))
+    per = max(1, int(engine._chunk(name, POINTS) * len(engine.method.offsets) * share))
     for k, members in enumerate(moves):
         members = np.asarray(members, dtype=np.int64)
         for _ in range(LINES):
-            rows = {}
-            for n, a in nudgeable.items():
-                x = a.ravel()
-                base = x + methods.steps(x, engine.eps) * rng.standard_normal(x.size)
-                r = np.repeat(base[None, :], 1 + POINTS, axis=0)
-                r[0] = x  # the unmoved point, which moved_jointly differences against
-                rows[n] = r
+            base = {n: a.ravel() + methods.steps(a.ravel(), engine.eps)
+                    * rng.standard_normal(a.size) for n, a in nudgeable.items()}  # fmt: skip
             # the members keep their common offset from x (a tie stays a tie along the line)
             start = engine.t64[name].ravel()[members]
-            rows[name][1:, members] = start[None, :] + t[:, None] * h[k]
-            L = np.real(engine.moved_jointly(rows)) @ g
+            L = np.empty(POINTS)
+            for lo_t in range(0, POINTS, per):
+                part = t[lo_t : lo_t + per]
+                rows = {}
+                for n, b in base.items():
+                    r = np.repeat(b[None, :], 1 + part.size, axis=0)
+                    r[0] = engine.t64[n].ravel()  # the unmoved point, differenced against
+                    rows[n] = r
+                rows[name][1:, members] = start[None, :] + part[:, None] * h[k]
+                L[lo_t : lo_t + part.size] = np.real(engine.moved_jointly(rows)) @ g
             slope = np.diff(L) / (dt * h[k])
             noise = 2 * methods.one_sided_noise(engine.gy.sum() + np.abs(L).max(), dt * h[k],
                                                 engine.unit)  # fmt: skip
