@@ -120,7 +120,7 @@ def enforce(
     known = links.Links.joined([records[n].links.shifted(int(start[t]))
                                 for t, n in enumerate(names)])  # fmt: skip
     i, j = links.chain(np.where(ok, gid, -1), links.first_outputs(a.size, pos, out), tensor,
-                       (known.i, known.j))  # fmt: skip
+                       (known.i, known.j), hi - lo)  # fmt: skip
     single = any(ties.single_output(engine, n, coloring) for n in names)
     coords = {n: records[n].coords for n in names}
     past = np.concatenate([np.zeros(records[n].coords.size, dtype=bool)

@@ -77,17 +77,23 @@ def first_outputs(n: int, pos: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def chain(label: np.ndarray, first: np.ndarray, tensor: np.ndarray | None = None,
-          known: tuple[np.ndarray, np.ndarray] | None = None):  # fmt: skip
+          known: tuple[np.ndarray, np.ndarray] | None = None,
+          jump: np.ndarray | None = None):  # fmt: skip
     """(i, j): each member of a group (``label``; -1: in none) linked to the next in the order
-    of its first output (then its tensor, then its position), unless ``known`` links join the
-    two already."""
+    of its first output, then of ``jump`` (its right slope less its left, in size), then its
+    tensor and its position, unless ``known`` links join the two already. Members of one kink
+    jump alike (``relu(a + b) @ W`` at ``a + b == 0``: both by the unit's weight times its
+    upstream gradient), so they are linked to each other: moving one up and the other down
+    leaves their unit where it is, a straight line whose slope pins their difference. Linked
+    across units, the two kinks bend opposite ways and bound little (nudged.loosened)."""
     n = label.size
     sets = Union(n)
     if known is not None:
         for a, b in zip(*known, strict=True):
             sets.join(a, b)
     t = np.zeros(n, dtype=np.int64) if tensor is None else tensor
-    order = np.lexsort((np.arange(n), t, first, label))
+    size = np.zeros(n) if jump is None else np.nan_to_num(np.abs(jump), nan=np.inf)
+    order = np.lexsort((np.arange(n), t, size, first, label))
     order = order[label[order] >= 0]
     same = label[order[1:]] == label[order[:-1]]
     i, j = [], []

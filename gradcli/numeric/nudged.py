@@ -1,4 +1,4 @@
-"""Kinks of a loss that bend both ways at one point: where its one-sided slopes bound nothing.
+"""Kinks that bend both ways at one point: where its one-sided slopes bound nothing.
 
 At a kink of a single output (a loss of yours), a right gradient's coordinate lies between the
 loss's two one-sided slopes only where the kinks meeting there all bend one way. Where a term
@@ -12,19 +12,33 @@ kinks that met at x are crossed one at a time, each changing the slope by its ow
 Clarke's sum rule bounds what the pieces touching x give: the first slope plus any of those
 shares, from the sum of the negative shares to the sum of the positive ones (a superset).
 Where the shares have both signs, the two one-sided slopes at x are no bound on a right value.
+
+The same holds for a tie's moves in a layer with outputs of its own (``loosened``): a link
+moving two zeros of a row of ``relu(x) @ W`` apart crosses two units' kinks, bending opposite
+ways where their weights times the upstream gradient differ in sign, and its one-sided slopes
+are no bound either (outside test t45a F7). Where they bend one way (a max's tie, a relu's
+inputs moved against each other) the one-sided slopes stay the bound.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from gradcli.numeric import methods
+from gradcli.numeric.links import Links
 
 LINES = 3  # nudged lines read per coordinate
 POINTS = 49  # points read along each
 REACH = 24.0  # each spans this many steps on either side of the nudged point
 SEED = 0x6E75646765
+SPAN = 4.0  # nudges (standard deviations) the line reaches either way, at least
 DRIFT = 1e-4  # relative: a slope read at the nudged point, a step off x in every tensor
+ROUNDS = 4  # reads of LINES lines a binding move may take
+MOST = 64  # binding moves of a tensor's ties read on nudged lines, at most
+FLOOR = 16  # ... whatever the budget
+SHARE = 1e-7  # relative: a miss below this share of a move's slopes is round-off, not binding
 
 
 def box(engine, name: str, moves: list[np.ndarray], h: np.ndarray,
@@ -32,47 +46,154 @@ def box(engine, name: str, moves: list[np.ndarray], h: np.ndarray,
     """(lo, hi, both_ways) for each move of ``moves`` (flat indices of ``name`` moved together
     by steps ``h``, one each): the range the pieces touching x may give to its slope (Clarke's
     superset, read on LINES nudged lines), and whether kinks bending both ways were crossed
-    on one of them. Costs LINES * (1 + POINTS) forward calls per move (``calls``)."""
-    rng = np.random.default_rng(SEED)
+    on one of them. The members keep their common offset from x (a tie stays a tie along the
+    line). Costs LINES * (1 + POINTS) forward calls per move (``calls``)."""
+    each = [{name: (np.asarray(m, dtype=np.int64), np.ones(len(m)))} for m in moves]
+    return read(engine, each, h, name, nudge_members=False)
+
+
+def read(engine, moves: list[dict[str, tuple[np.ndarray, np.ndarray]]], h: np.ndarray,
+         name: str, again: int = 0, nudge_members: bool = True,
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``box`` for moves that may weigh their members and span tensors (each move: tensor ->
+    (flat indices, weights)), ``name`` the tensor whose chunk sizes the stacked calls.
+    ``nudge_members``: the members are nudged too, so that kinks between them (a link's two
+    ends, each its own relu at 0) are crossed one at a time. ``again``: reads of these moves
+    before this one (each reads new lines)."""
+    rng = np.random.default_rng((SEED, again) if again else SEED)
     nudgeable = {n: t for n, t in engine.t64.items()
                  if np.issubdtype(t.dtype, np.floating) and t.size}  # fmt: skip
     t = np.linspace(-REACH, REACH, POINTS)
     dt = t[1] - t[0]
     g = engine.g.ravel()
-    lo, hi = np.full(len(moves), np.inf), np.full(len(moves), -np.inf)
-    both = np.zeros(len(moves), dtype=bool)
-    # the line's points in stacked calls within --max-memory: the engine's chunk of copies of
-    # ``name``, shared out over the copies of every tensor a point moves
+    # the lines' points in stacked calls within --max-memory, several lines a call: the
+    # engine's chunk of copies of ``name``, shared out over the copies of every tensor moved
     share = engine.t64[name].nbytes / max(1, sum(a.nbytes for a in nudgeable.values()))
     per = max(1, int(engine._chunk(name, POINTS) * len(engine.method.offsets) * share))
-    for k, members in enumerate(moves):
-        members = np.asarray(members, dtype=np.int64)
-        for _ in range(LINES):
+    L = np.empty((len(moves), LINES, POINTS))
+    steps = np.empty(len(moves))
+    rows: dict[str, list[np.ndarray]] = {n: [] for n in nudgeable}
+    where: list[tuple[int, int, int, int]] = []  # (move, line, first point, points) per part
+    held = 0
+
+    def flush():
+        nonlocal held
+        if not held:
+            return
+        stacked = {n: np.concatenate([engine.t64[n].ravel()[None, :], *r]) for n, r in rows.items()}
+        d = np.real(engine.moved_jointly(stacked)) @ g  # row 0: x, differenced against
+        at = 0
+        for k, line, first, count in where:
+            L[k, line, first : first + count] = d[at : at + count]
+            at += count
+        for r in rows.values():
+            r.clear()
+        where.clear()
+        held = 0
+
+    for k, move in enumerate(moves):
+        # the line reaches SPAN of the nudges off the members' own point: the kinks that meet
+        # at x lie about a nudge away along it, however small the move's step
+        nudge = max(float(np.max(methods.steps(engine.t64[n].ravel()[m], engine.eps) / np.abs(w)))
+                    for n, (m, w) in move.items())  # fmt: skip
+        steps[k] = max(float(h[k]), SPAN * nudge / REACH)
+        for line in range(LINES):
             base = {n: a.ravel() + methods.steps(a.ravel(), engine.eps)
                     * rng.standard_normal(a.size) for n, a in nudgeable.items()}  # fmt: skip
-            # the members keep their common offset from x (a tie stays a tie along the line)
-            start = engine.t64[name].ravel()[members]
-            L = np.empty(POINTS)
-            for lo_t in range(0, POINTS, per):
-                part = t[lo_t : lo_t + per]
-                rows = {}
+            start = {n: (base[n] if nudge_members else engine.t64[n].ravel())[m]
+                     for n, (m, _) in move.items()}  # fmt: skip
+            first = 0
+            while first < POINTS:
+                part = t[first : first + min(per - held, POINTS - first)]
                 for n, b in base.items():
-                    r = np.repeat(b[None, :], 1 + part.size, axis=0)
-                    r[0] = engine.t64[n].ravel()  # the unmoved point, differenced against
-                    rows[n] = r
-                rows[name][1:, members] = start[None, :] + part[:, None] * h[k]
-                L[lo_t : lo_t + part.size] = np.real(engine.moved_jointly(rows)) @ g
-            slope = np.diff(L) / (dt * h[k])
-            noise = 2 * methods.one_sided_noise(engine.gy.sum() + np.abs(L).max(), dt * h[k],
-                                                engine.unit)  # fmt: skip
-            jumps = np.diff(slope)
-            jumps = jumps[np.abs(jumps) > 4 * noise]
-            lo[k] = min(lo[k], slope[0] + jumps[jumps < 0].sum())
-            hi[k] = max(hi[k], slope[0] + jumps[jumps > 0].sum())
-            both[k] |= bool((jumps < 0).any() and (jumps > 0).any())
+                    r = np.repeat(b[None, :], part.size, axis=0)
+                    if n in move:
+                        m, w = move[n]
+                        r[:, m] = start[n][None, :] + part[:, None] * (steps[k] * w)[None, :]
+                    rows[n].append(r)
+                where.append((k, line, first, part.size))
+                held += part.size
+                first += part.size
+                if held >= per:
+                    flush()
+    flush()
+    slope = np.diff(L, axis=2) / (dt * steps)[:, None, None]
+    noise = 2 * methods.one_sided_noise(engine.gy.sum() + np.abs(L).max(axis=2),
+                                        dt * steps[:, None], engine.unit)  # fmt: skip
+    jumps = np.diff(slope, axis=2)
+    jumps = np.where(np.abs(jumps) > 4 * noise[:, :, None], jumps, 0.0)
+    lo = (slope[:, :, 0] + np.minimum(jumps, 0).sum(axis=2)).min(axis=1)
+    hi = (slope[:, :, 0] + np.maximum(jumps, 0).sum(axis=2)).max(axis=1)
+    both = ((jumps < 0).any(axis=2) & (jumps > 0).any(axis=2)).any(axis=1)
     return lo, hi, both
 
 
 def calls(count: int) -> int:
     """Forward calls ``box`` makes for ``count`` moves."""
     return count * LINES * (1 + POINTS)
+
+
+def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
+             lo_each: np.ndarray, hi_each: np.ndarray, label: np.ndarray,
+             sums: dict[int, tuple[float, float]], pairs: Links, most: int = MOST,
+             ) -> tuple[dict[int, tuple[float, float]], Links, int]:  # fmt: skip
+    """The tie groups' sums and the links (numeric/ties.py, links.py) of ``name``'s
+    coordinates at a kink ``idx`` (steps ``h``, interval [``lo_each``, ``hi_each``] and group
+    ``label`` each): each interval the analytical ``a`` misses widened to what the pieces
+    touching x may give its move, where kinks bending both ways meet along it. Two zeros of one
+    row of ``relu(x) @ W``, one moved up and the other down, may give a slope of one sign on
+    both sides (each unit's weight times its upstream gradient, of opposite signs): yet
+    relu'(0) = 0 for both, a right value, gives the move 0. Reads the ``most`` moves (at most
+    MOST) ``a`` misses by most. Returns (sums, links, moves read: ``calls`` each)."""
+    groups = sorted(sums)
+    members = [np.flatnonzero(label == G) for G in groups]
+    per_group = lambda f: np.array([f(G, m) for G, m in zip(groups, members, strict=True)],  # noqa: E731
+                                   dtype=np.float64)  # fmt: skip
+    value = np.r_[per_group(lambda G, m: a[m].sum()), a[pairs.i] - a[pairs.j]]
+    low = np.r_[per_group(lambda G, m: sums[G][0]), pairs.lo]
+    high = np.r_[per_group(lambda G, m: sums[G][1]), pairs.hi]
+    noise = np.r_[np.zeros(len(groups)), pairs.noise]
+    binding = np.flatnonzero(_miss(value, low, high, noise) > 0)
+    # a move holding a value outside its own interval: that coordinate fails whatever its ties
+    out = _miss(a, lo_each, hi_each, 0.0) > 0
+    stray = np.r_[per_group(lambda G, m: out[m].any()) > 0, out[pairs.i] | out[pairs.j]]
+    binding = binding[~stray[binding]]
+    if not binding.size:
+        return sums, pairs, 0
+    binding = binding[np.argsort(-_miss(value, low, high, noise)[binding],
+                                  kind="stable")[: min(most, MOST)]]
+    moves, steps = [], []
+    for k in binding:
+        if k < len(groups):
+            m, w = members[k], np.ones(members[k].size)
+        else:
+            q = k - len(groups)
+            m, w = np.array([pairs.i[q], pairs.j[q]]), np.array([1.0, -1.0])
+        moves.append({name: (idx[m], w)})
+        steps.append(h[m].min() / 4)
+    steps = np.array(steps)
+    wide_lo, wide_hi = low[binding].copy(), high[binding].copy()
+    bent = np.zeros(binding.size, dtype=bool)
+    todo, count = np.arange(binding.size), 0
+    for r in range(ROUNDS):  # kinks a line crosses within one of its points blur: read again
+        lo, hi, both = read(engine, [moves[q] for q in todo], steps[todo], name, r)
+        count += todo.size
+        bent[todo] |= both
+        wide_lo[todo] = np.minimum(wide_lo[todo], lo)
+        wide_hi[todo] = np.maximum(wide_hi[todo], hi)
+        # kinks bending one way: the one-sided slopes are the bound (a max's tie)
+        now_lo = np.where(bent, wide_lo, low[binding])
+        now_hi = np.where(bent, wide_hi, high[binding])
+        # read again only where kinks bent both ways: one-way lines stay one way
+        todo = np.flatnonzero(bent & (_miss(value[binding], now_lo, now_hi, noise[binding]) > 0))
+        if not todo.size:
+            break
+    low[binding], high[binding] = now_lo, now_hi
+    sums = {G: (float(low[k]), float(high[k])) for k, G in enumerate(groups)}
+    return sums, replace(pairs, lo=low[len(groups):], hi=high[len(groups):]), count
+
+
+def _miss(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, noise) -> np.ndarray:
+    """How far each value lies beyond its interval, less its noise and SHARE of its size."""
+    ref = np.maximum(np.abs(lo), np.abs(hi))
+    return np.abs(v - np.clip(v, lo, hi)) - noise - SHARE * ref

@@ -27,7 +27,7 @@ from dataclasses import field
 
 import numpy as np
 
-from gradcli.numeric import blocks, links, nearest
+from gradcli.numeric import blocks, cost, links, nearest, nudged
 from gradcli.numeric.links import Links
 from gradcli.numeric.methods import one_sided_noise, side_slope
 from gradcli.records import record
@@ -301,7 +301,8 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     for G, (_, _, nz) in found.items():
         noise[label == G] = np.maximum(noise[label == G], nz)
     tied = np.isin(label, list(found)) & linked
-    i, j = links.chain(np.where(tied, label, -1), links.first_outputs(idx.size, pos, out))
+    i, j = links.chain(np.where(tied, label, -1), links.first_outputs(idx.size, pos, out),
+                       jump=hi - lo)  # fmt: skip
     if shape is not None:  # the links' moves reach the loss's one output
         pos, out = support(mine, name, idx, h, coloring)
     # the links of a loss told apart by search are counted once run (kinkplan.unplanned)
@@ -312,6 +313,13 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     np.maximum.at(noise, pairs.i, pairs.noise)
     np.maximum.at(noise, pairs.j, pairs.noise)
     values = nearest.nearest(a, lo, hi, [layer(label, sums)], pairs)
+    if np.any(values != a):  # a move's one slope binds: it must hold at nudged points too
+        each = cost.copies_seconds(mine, nudged.calls(1), real=True)
+        most = int(min(nudged.MOST, max(nudged.FLOOR, (budget - spent) / max(each, 1e-12))))
+        sums, pairs, read = nudged.loosened(mine, name, idx, h, a, lo, hi, label, sums, pairs,
+                                            most)  # fmt: skip
+        spent += each * read
+        values = nearest.nearest(a, lo, hi, [layer(label, sums)], pairs)
     # the terms' outputs are not the layer's: the ties across tensors find their own
     found_support = (pos, out) if mine is engine else None
     return values, noise, AtKink(idx, h, lo, hi, label, sums, found_support, spent, whole,
