@@ -90,9 +90,9 @@ def _jumps(layer: Layer, options: Any, grid: dict, signs: dict, base: dict, y0: 
     """``float32_jumps`` along lines moving each element of ``grid`` by ``signs``."""
     unit = float(np.finfo(dtype).eps)
     size = y0.size
-    y0 = y0.ravel()[cols]
+    point, y0 = y0, y0.ravel()[cols]
     t = np.array(MOVES)
-    sigma, beyond, lines = {}, {}, {}
+    sigma, beyond, lines, moves = {}, {}, {}, {}
     for rel in (WIDE, NARROW, FINE, INSIDE) if fine else (WIDE, NARROW, INSIDE):
         # inside a cell: steps of each element's own size (a 0 stays); across cells: the
         # default step's rule, relative to max(1, |x|), times 1/sqrt(2): power-of-two moves
@@ -100,6 +100,7 @@ def _jumps(layer: Layer, options: Any, grid: dict, signs: dict, base: dict, y0: 
         # multiples of 2^-40) and no rounding shows
         h = {n: (steps(a, rel * unit) * math.sqrt(0.5) if rel != INSIDE
                  else _own(a, rel * unit)) * signs[n] for n, a in grid.items()}  # fmt: skip
+        moves[rel] = h
         D = np.empty((t.size, cols.size))
         for k, tk in enumerate(t):
             y = _output(layer, {**base, **{n: a + tk * h[n] for n, a in grid.items()}},
@@ -149,11 +150,82 @@ def _jumps(layer: Layer, options: Any, grid: dict, signs: dict, base: dict, y0: 
             break
     else:
         return 0.0
+    # and the jumps are jumps: a continuous output with many kinks (a sort of 200 values a
+    # row, whose ranks swap all along the line) is no straight piece either, yet read densely
+    # its steps shrink with the spacing, where a rounding's cells jump by their whole size
+    # (outside test t45a F2: a right np.sort read as float16 work could not resolve)
+    order = np.flatnonzero(jumps)[np.argsort(-sigma[WIDE][jumps], kind="stable")]
+    if not _discontinuous(layer, options, grid, base, point, cols[order], moves[NARROW], dtype):
+        return 0.0
     # the rounding it leaves, relative to each output's size (an output near 0 counted at
     # 2^-10 of the largest): float32's eps or less for a float32 path, far more where the
     # inputs are rounded coarser (np.round(x, 5) ** 2: 5e-6)
     share = np.maximum(magnitude, float(magnitude.max()) / 2**10)
     return float(np.max(sigma[WIDE][jumps] / share[jumps]))
+
+
+DENSE = 16  # points along a line read for where each output changes most
+EXAMINED = 4  # outputs whose largest change is followed down
+HALVINGS = 16  # ... by halving the interval that holds it, at least
+MOST_HALVINGS = 48
+KEPT = 0.5  # a jump keeps this share of its change over two more halvings (a slope: 1/4)
+
+
+def _discontinuous(layer: Layer, options: Any, grid: dict, base: dict, y0: np.ndarray,
+                   cols: np.ndarray, h: dict, dtype: Any) -> bool:  # fmt: skip
+    """Whether an output of ``cols`` (the EXAMINED that jump most) jumps along the line ``h``:
+    read at DENSE points up to the widest move, its largest change between two of them is
+    followed into the half that changes most, HALVINGS times or until no element crosses a
+    quarter of its ``dtype`` cell there. A rounding's cell boundary keeps its whole jump
+    however short the interval; a continuous output (a sort's ranks swapping, however many
+    times, an abs crossing 0 between two points) changes in proportion to it once the
+    interval lies within one of its pieces. DENSE + EXAMINED * (HALVINGS to MOST_HALVINGS)
+    forward calls; True where the forward fails on the line (no reading against the jumps)."""
+    size = y0.size
+    base_y = y0.ravel()
+
+    def at(t: float) -> np.ndarray | None:
+        y = _output(layer, {**base, **{n: a + t * h[n] for n, a in grid.items()}}, options,
+                    size)  # fmt: skip
+        return None if y is None else y.ravel()[cols] - base_y[cols]
+
+    t = np.arange(DENSE + 1) * (MOVES[-1] / DENSE)
+    # halvings until no element crosses more than a quarter of its cell in the interval (the
+    # lower precision's: an input of 1e-6 has cells 1e-13 wide, under moves of 1e-7)
+    rate = max((float(np.max(np.abs(h[n])[a != 0] / _cells(a[a != 0], dtype)))
+                for n, a in grid.items() if np.any(a != 0)), default=1.0)  # fmt: skip
+    halvings = int(np.clip(np.ceil(np.log2(max(t[1] * rate, 1.0))) + 2, HALVINGS, MOST_HALVINGS))
+    Y = np.zeros((t.size, cols.size))
+    for k in range(1, t.size):
+        y = at(float(t[k]))
+        if y is None:
+            return True
+        Y[k] = y
+    step = np.abs(np.diff(Y, axis=0))
+    for c in np.argsort(-step.max(axis=0), kind="stable")[:EXAMINED]:
+        k = int(np.argmax(step[:, c]))
+        lo, hi, y_lo, y_hi = float(t[k]), float(t[k + 1]), Y[k, c], Y[k + 1, c]
+        change = []
+        for _ in range(halvings):
+            mid = 0.5 * (lo + hi)
+            y = at(mid)
+            if y is None:
+                return True
+            if abs(y[c] - y_lo) >= abs(y_hi - y[c]):
+                hi, y_hi = mid, y[c]
+            else:
+                lo, y_lo = mid, y[c]
+            change.append(abs(y_hi - y_lo))
+        # two halvings more: a continuous output's change falls to a quarter, a jump's stays
+        if change[-1] > 0 and change[-1] > KEPT * change[-3]:
+            return True
+    return False
+
+
+def _cells(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """The width of each (nonzero) element's cell in ``dtype``, as float64."""
+    with np.errstate(all="ignore"):
+        return np.spacing(np.abs(a).astype(dtype)).astype(np.float64)
 
 
 def _one_bend(t: np.ndarray, D: np.ndarray, tol: float) -> np.ndarray:
