@@ -213,7 +213,9 @@ def swallowed(e: Engine, name: str, idx: np.ndarray, m: Method, coloring: bool,
     default step (``zero``: that slope, beyond ``slope``; else ``slope``) is within the
     modelled rounding of the outputs that moved: the step moved L by less than its last bit.
     A flat piece (a relu below 0, a max beside a larger element) stays flat on one side at
-    least; nothing is asked where the budget has no room (none swallowed)."""
+    least. For an answer's slope (not ``zero``) a side that moved nothing out there counts as
+    moving where that slope moves L by less than the rounding of all its outputs. Nothing is
+    asked where the budget has no room (none swallowed)."""
     from gradcli.numeric import kinks  # LAZY: see ARCHITECTURE.md, "Start-up"
 
     offsets = tuple(s for s in m.offsets if s)
@@ -231,11 +233,19 @@ def swallowed(e: Engine, name: str, idx: np.ndarray, m: Method, coloring: bool,
         return np.zeros(idx.size, dtype=bool), cost
     read = np.abs(F[1] - F[0]) / (2 * far)
     at = read if zero else slope
-    out = (~np.any(D, axis=0) & np.all(F != 0, axis=0)
-           & (at * H * max(map(abs, offsets)) <= 4 * max(e.unit, EPS) * scale))  # fmt: skip
+    under = at * H * max(map(abs, offsets)) <= 4 * max(e.unit, EPS) * scale
     if zero:
-        out &= read > slope
-    return out, cost
+        return ~np.any(D, axis=0) & np.all(F != 0, axis=0) & under & (read > slope), cost
+    # a side that moved nothing that far tells of a flat piece (relu's left, where a slope of
+    # 1e-3 beside a loss of 1e11 fails) unless the answer's slope moves L by less than the
+    # rounding of all its outputs there: then they are too large to show the coordinate at
+    # all (exp(x) @ W, a row of e^117 beside a term of e^50, read 0 for 2e21 on both sides,
+    # or on its lower one, and called wrong: outside test t45a F4). A side that moved says
+    # how large the outputs it reaches are (``under``)
+    moved = F != 0
+    mute = (~moved) & (slope * far <= all_rounding(e))[None, :]
+    told = np.all(moved | mute, axis=0) & (~np.any(moved, axis=0) | under)
+    return ~np.any(D, axis=0) & told, cost
 
 
 def all_rounding(e: Engine) -> float:
