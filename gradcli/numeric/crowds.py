@@ -172,7 +172,66 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
             break
         if (mixed := sweep(int(j), float(tol[j]))) is not None:
             return mixed
+    # and before that, the range Clarke's sum rule leaves the tied values' sum, each row's and
+    # the farthest coordinates', read on lines nudged off the point (numeric/nudged.py): a
+    # row max's tied inputs each given the whole gradient beside relu(x @ W)'s zeros left it
+    # in every row, a superset of every right value, and passed unverified (t43a F3)
+    boxed = _boxed(space, members, v, floor, rtol, np.argsort(-off, kind="stable"),
+                   seconds - (space.copies - start) * each, each)  # fmt: skip
+    if boxed is not None:
+        return Crowd("contradicted", boxed, np.zeros(k), read, _distinct(found, noise))
     return Crowd("unverified", v.copy(), np.zeros(k), read, _distinct(found, noise))
+
+
+BOXED = 16  # rows and members read on nudged lines before a crowd is left unverified, at most
+
+
+def _boxed(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float,
+           order: np.ndarray, seconds: float, each: float) -> np.ndarray | None:  # fmt: skip
+    """The gradient ``v`` at ``members`` brought within the range the pieces touching the
+    point may give the members' sum, each row's (the members of one tensor sharing a first
+    index: a row max's tied inputs), and each of the first of ``order`` alone (up to BOXED
+    moves beyond the sum, as ``seconds`` allow; the sum whatever they are), or None where it
+    lies within every one. Sound: that range holds every right value (Clarke's sum rule, a
+    superset). A miss is shared out by how far each member lies from ``order``'s first."""
+    from gradcli.numeric import nudged  # LAZY: only at a crowd left unverified
+
+    def move(ms: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for t in np.unique(space.tensor[ms]):
+            mine = ms[space.tensor[ms] == t]
+            out[space.names[t]] = (space.flat(mine), np.ones(mine.size))
+        return out
+
+    k = members.size
+    rows = []
+    for t in np.unique(space.tensor[members]):
+        mine = np.flatnonzero(space.tensor[members] == t)
+        shape = space.engine.t64[space.names[t]].shape
+        first = np.unravel_index(space.flat(members[mine]), shape)[0] if shape else mine * 0
+        rows += [mine[first == r] for r in np.unique(first)]
+    rows = [r for r in rows if 1 < r.size < k]
+    afford = max(0, int(seconds / max(each * nudged.calls(1), 1e-12)) - 1)
+    groups = [np.arange(k)] + (rows + [np.array([j]) for j in order])[: min(BOXED, afford)]
+    moves = [move(members[g]) for g in groups]
+    h = np.array([float(space.h[members[g]].min()) / 4 for g in groups])
+    lo, hi, _ = nudged.read(space.engine, moves, h, next(iter(moves[0])))
+    space.copies += nudged.calls(len(groups))
+    values = v.astype(np.float64).copy()
+    # (the members whose values the pieces read explain least take a miss first)
+    weight = np.zeros(k)
+    weight[order] = np.linspace(1.0, 0.0, order.size, endpoint=False)
+    outside = False
+    for g, low, high in zip(groups, lo, hi, strict=True):
+        total = float(values[g].sum())
+        ref = max(abs(low), abs(high))
+        tol = float(floor[g].sum()) + rtol * abs(total) + nudged.DRIFT * ref
+        miss = min(max(total, low), high) - total
+        if abs(miss) > tol:
+            outside = True
+            w = weight[g] if weight[g].sum() > 0 else np.ones(g.size)
+            values[g] += miss * w / w.sum()
+    return values if outside else None
 
 
 SWEPT = 2  # coordinates beyond every piece read that are read at every rank, at most

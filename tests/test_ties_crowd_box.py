@@ -1,0 +1,53 @@
+"""Ties too large for every order, left "not verified" (numeric/crowds.py), are first held to
+the range Clarke's sum rule leaves them (outside test t43a F3).
+
+``L = sum_n G_n max_j x[n, j] + sum(relu(x @ W))`` at x in {0, 0.5, 1} with a zero row: each
+row's maximum is tied 2 to 8 ways, beside relu's zeros. CS231n's mask (every tied maximum
+given G_n) and "half to each" passed at --budget 3, exit 0, "not verified, your values kept".
+Oracle: for each row, the sum of dx over its tied maxima must lie in G_n plus what relu's
+pieces at its zeros may add (a superset of every right value, read on lines nudged off the
+point): both rules leave it; the right rules (any one winner, an even split) stay within and
+still pass."""
+
+import numpy as np
+import pytest
+
+import gradcli
+
+RNG = np.random.default_rng(7)
+N, M = 6, 8
+X = RNG.integers(0, 3, size=(N, M)).astype(float) * 0.5  # 2-6 tied maxima a row
+X[-1] = 0.0  # a padding row: 8 tied maxima
+W = RNG.integers(-2, 3, size=(M, 5)).astype(float) * 0.5
+G = RNG.normal(size=N)
+
+
+def _max_part(x, g, rule):
+    tied = x == x.max(axis=1, keepdims=True)
+    if rule == "first":
+        d = np.zeros_like(x)
+        d[np.arange(len(x)), x.argmax(1)] = g
+        return d
+    k = tied.sum(1, keepdims=True)
+    share = {"even": 1.0 / k, "all": 1.0, "half": np.where(k > 1, 0.5, 1.0)}[rule]
+    return tied * g[:, None] * share
+
+
+def _layer(rule):
+    def forward(x, W):
+        return float((G * x.max(axis=1)).sum() + np.maximum(x @ W, 0).sum())
+
+    def backward(grad_output, x, W):
+        dz = (x @ W > 0) * float(grad_output)
+        return {"x": _max_part(x, float(grad_output) * G, rule) + dz @ W.T, "W": x.T @ dz}
+
+    return forward, backward
+
+
+@pytest.mark.parametrize(("rule", "right"), [("all", False), ("half", False), ("first", True)])
+def test_a_crowds_rule_outside_its_range_fails_at_a_small_budget(rule, right):
+    forward, backward = _layer(rule)
+    r = gradcli.check(forward=forward, backward=backward, tensors={"x": X, "W": W}, budget=3)
+    assert r.passed is right, r.verdict()
+    if not right:
+        assert "not match (dx" in r.verdict()
