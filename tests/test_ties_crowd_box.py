@@ -51,3 +51,31 @@ def test_a_crowds_rule_outside_its_range_fails_at_a_small_budget(rule, right):
     assert r.passed is right, r.verdict()
     if not right:
         assert "not match (dx" in r.verdict()
+
+
+def _padded():
+    rng = np.random.default_rng(2)
+    x = np.round(rng.standard_normal((4, 12, 6)), 2)
+    for n, length in enumerate((12, 9, 5, 3)):
+        x[n, length:] = 0.0  # zero-padded sequences: 19 all-zero rows
+    return {"x": x, "W": np.round(rng.standard_normal((6, 8)), 2), "b": np.zeros(8)}, \
+        rng.standard_normal((4, 12, 8))
+
+
+@pytest.mark.parametrize(("at_zero", "right"), [(2.0, False), (0.0, True)])
+def test_relus_slope_2_at_zero_padding_fails(at_zero, right):
+    """relu(x @ W + b) with CS231n's zero bias on zero-padded sequences: every unit of a
+    padded row at relu's kink, one crowd across x, W and b. relu'(0) = 2 passed unverified
+    (outside test t46a F2); b_j alone moves every padded row's unit j, [0, sum g] both ways."""
+    t, g = _padded()
+
+    def forward(x, W, b):
+        return np.maximum(x @ W + b, 0)
+
+    def backward(grad_output, x, W, b):
+        a = x @ W + b
+        da = grad_output * np.where(a == 0, at_zero, a > 0)
+        return {"x": da @ W.T, "W": np.einsum("nti,ntj->ij", x, da), "b": da.sum((0, 1))}
+
+    r = gradcli.check("custom", t, forward=forward, backward=backward, grad_output=g)
+    assert r.passed is right, r.verdict()
