@@ -99,8 +99,8 @@ def test_float32_at_c1_points(name, method):
 
 
 @pytest.mark.parametrize(("name", "method", "scale"), [
-    ("relu^2 / 2", "central", 1), ("smoothed relu", "central4", 1),
-    ("squared hinge", "central", 2), ("squared hinge", "central4", 2),
+    ("smoothed relu", "central4", 1), ("squared hinge", "central", 2),
+    ("squared hinge", "central4", 2),
 ])  # fmt: skip
 def test_more_than_1024_elements(name, method, scale):
     """1025 elements (41 x 25), 340 to 580 at C1 points: beyond the 128 failing coordinates
@@ -109,7 +109,9 @@ def test_more_than_1024_elements(name, method, scale):
     point doubled; 64 x 64 elements of a loss 2e4 before) the smaller steps' round-off, raised
     by the extrapolation, excused a slope 5.5e-6 off (about the default step's truncation)
     under both methods until a lower rate's R was held to the default step's round-off (these
-    two stand for the squared hinge's plain 1025 too)."""
+    two stand for the squared hinge's plain 1025 too, and the central one for relu^2's 1025
+    under central: its C1 points have slope 0 as relu^2's do, at a loss 15 times larger; that
+    case spent 4 s on the ties screen of its 342 zeros)."""
     x = point(name, (41, 25), seed=5 if scale > 1 else 2)  # just past 1024 (was 40 x 40)
     x = np.where(np.isin(x, FUNCTIONS[name][2]), x, scale * x)
     good = run(name, x, method=method)
@@ -184,9 +186,10 @@ def test_cli_a_squared_svm_on_integer_scores(cli, tmp_path, method):
     (tmp_path / "s.yaml").write_text("layer: custom\ntensors: {x: x.npy, y: y.npy}\n")
     for sign, code in (("1", 0), ("-1", 1)):
         (tmp_path / f"svm{sign}.py").write_text(SQUARED_SVM.replace("SIGN", sign))
-        # the twin under --budget 5: it fails at the same worst element, without reading its
-        # crowd of tied scores for 20 s first (the right one keeps the default budget)
-        budget = ["--budget", "5"] if code else []
+        # the twin under --budget 1: it fails at the same worst element (as at 5, each method),
+        # without reading its crowd of tied scores for 20 s first (the right one keeps the
+        # default budget)
+        budget = ["--budget", "1"] if code else []
         result = cli("check", "custom", tmp_path / "s.yaml", "--impl", tmp_path / f"svm{sign}.py",
                      "--method", method, "-q", *budget)  # fmt: skip
         assert result.exit_code == code, (sign, result.stdout, result.stderr)

@@ -80,5 +80,7 @@ def test_a_right_cnn_of_yours_passes_where_the_budget_cuts_the_end_to_end_kinks(
 
 
 def test_the_twin_a_wrong_relu_mask_fails(modelled):
-    r = gradcli.check_network(_model(_Relu(0.05)), budget=4.0)
+    # named by relu1's local check, which reads its kinks at any budget: 1 (4 took 7 s to the
+    # same verdict; the end to end is sampled at both)
+    r = gradcli.check_network(_model(_Relu(0.05)), budget=1.0)
     assert not r.passed and r.first_wrong is not None and r.first_wrong.name == "relu1"
