@@ -105,3 +105,21 @@ def test_a_max_tie_given_whole_to_each_still_fails():
     r = gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=forward,
                       backward=backward)  # fmt: skip
     assert not r.passed and "does not match (dx)" in r.verdict()
+
+
+@pytest.mark.parametrize(("at_zero", "right"), [(0.0, True), (2.0, False)])
+def test_a_digit_batchs_thousand_zeros_are_no_tie(at_zero, right):
+    """Two flattened digits' background: ~1,250 zeros (outside test t46a F1). Moved all
+    together their moves add up, to the rounding of 1,250 differences (sqrt(1,250) of one's:
+    the zeros were read as interacting, "not verified"), and a link's two slopes are its ends'
+    own added: two units of their own, bounding nothing beyond each one's interval."""
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal((2, 784)))
+    x[:, rng.random(784) < 0.8] = 0.0
+    W, g = 0.05 * rng.standard_normal((784, 10)), rng.standard_normal((2, 10))
+    forward, backward = _relu_mm(at_zero)
+    r = gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=forward,
+                      backward=backward, budget=60.0 if right else 2.0)  # fmt: skip
+    assert r.passed is right, r.verdict()
+    if not right:
+        assert "does not match (dx)" in r.verdict()

@@ -476,10 +476,14 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     # near-ties (numeric/kinks.gapped) read beyond the kinks within their step
     near = np.concatenate([np.zeros(r.coords.size) if r.near is None else r.near for r in parts])
     a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[idx]
+    sides = None  # the loss's own two slopes, where every part read them
+    if all(r.sides is not None for r in parts):
+        sides = tuple(np.concatenate([r.sides[k] for r in parts]) for k in (0, 1))
     seconds = kinkplan.merge_seconds(engine, n, idx.size, p.opts.coloring)
     values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring,
                                              budget - seconds, near > 0,
-                                             not routes.routed(engine, n))  # fmt: skip
+                                             not routes.routed(engine, n),
+                                             sides=sides)  # fmt: skip
     seconds += records[n].seconds
     fix = out[n][4]
     if fix is None:

@@ -402,6 +402,7 @@ def declared(
     todo = np.ones(idx.size, dtype=bool)
     at = np.zeros(idx.size, dtype=bool)  # at the kink itself: both sides clean
     lo, hi, hk = (np.zeros(idx.size) for _ in range(3))  # hk: the step each was read at
+    sr, sl = np.full(idx.size, np.nan), np.full(idx.size, np.nan)  # the loss's own two slopes
     for h, right, left, both in tries(engine, name, idx):
         for side, clean in ((1, right), (-1, left)):
             if clean.any():
@@ -410,8 +411,8 @@ def declared(
                 hk[clean] = h[clean]
         if both.any():  # at the kink itself: any slope between the two sides', per output
             at |= both
-            _, _, lo[both], hi[both], noise[both] = both_sides(engine, name, idx[both],
-                                                               h[both], coloring)  # fmt: skip
+            sr[both], sl[both], lo[both], hi[both], noise[both] = both_sides(
+                engine, name, idx[both], h[both], coloring)  # fmt: skip
             hk[both] = h[both]
         todo &= ~(right | left | both)
     past, unplanned = _near_ties(engine, name, idx, tol, coloring, todo, at, values, noise,
@@ -422,7 +423,7 @@ def declared(
         values[at], nz, record = ties.enforce(engine, name, idx[at], hk[at], a[at], lo[at],
                                               hi[at], coloring, seconds, past[at],
                                               not routes.routed(engine, name),
-                                              planned=True)  # fmt: skip
+                                              planned=True, sides=(sr[at], sl[at]))  # fmt: skip
         noise[at] = np.maximum(noise[at], nz)
     return KinkFix(idx[~todo], values[~todo], noise[~todo], int(todo.sum()), at=record,
                    unplanned=unplanned)  # fmt: skip
@@ -552,7 +553,7 @@ def detected(
     if held.any():  # each tie group's sum within its own interval too
         pick[held], nz, record = ties.enforce(
             engine, name, idx[held], H[held] / 4, a[held], lo[held], hi[held],
-            coloring, seconds - spent,
+            coloring, seconds - spent, sides=(right[held], left[held]),
         )  # fmt: skip
         noise[held] = np.maximum(noise[held], nz)
         spent += record.seconds

@@ -33,6 +33,7 @@ from gradcli.records import record
 
 OFFSETS = (1, 2, -1, -2)
 FLOOR = 64  # sets of links measured whatever the budget
+ADDED = 1e-6  # relative: a link's slopes this close to its ends' own, added, join no tie
 
 
 @record
@@ -132,14 +133,18 @@ def seconds(engine, sets: int) -> float:
 def measure(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, i: np.ndarray,
             j: np.ndarray, pos: np.ndarray, out: np.ndarray, single: bool,
             budget: float = math.inf, past: np.ndarray | None = None,
-            planned: bool = False) -> Links:  # fmt: skip
+            planned: bool = False,
+            alone: tuple[np.ndarray, np.ndarray] | None = None) -> Links:  # fmt: skip
     """The interval of each link's difference: ``coords`` each tensor's flat indices, in the
     mapping's order (the positions number their concatenation), ``h`` their steps, (``pos``,
     ``out``) the outputs each position moves, ``single``: a loss (every link apart), ``past``:
     the near-ties, read beyond the kinks within their step (``methods.beyond``). ``planned``:
     the links are in the caller's estimate already (numeric/kinkplan.py), so ``budget`` is
     what is left beyond them (charged to it again, a user's svm's 49 links were left out at
-    --budget 0.3 and the check could not pass)."""
+    --budget 0.3 and the check could not pass). ``alone``: each position's own (right, left)
+    slopes: a link whose move's two slopes are its ends' own, added (``right_i - left_j``,
+    ``left_i - right_j``), joins two kinks that do not interact (two zeros of a row of
+    ``relu(x) @ W``, two units of their own), and bounds nothing beyond its ends' intervals."""
     if not i.size:
         return Links.none()
     names = list(coords)
@@ -154,7 +159,7 @@ def measure(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, i: np.ndarr
     budget += seconds(engine, count) if planned else 0.0
     if seconds(engine, count) > budget:
         count = int(min(count, max(FLOOR, max(budget, 0.0) / each)))
-    lo, hi, noise = (np.full(i.size, np.nan) for _ in range(3))
+    lo, hi, noise, R, L = (np.full(i.size, np.nan) for _ in range(5))
     go = sets[:count]
     per = max(1, engine._chunk(names[0], len(go)) // len(OFFSETS))
     stray: list[np.ndarray] = []
@@ -163,16 +168,30 @@ def measure(engine, coords: Mapping[str, np.ndarray], h: np.ndarray, i: np.ndarr
         d = engine.moved_jointly(_rows(engine, names, tensor, idx, i, j, t, part))
         d = d.reshape(len(OFFSETS), len(part), -1)
         for s, links in enumerate(part):
-            if not _attribute(engine, d[:, s], links, outs, t, beyond, lo, hi, noise):
+            if not _attribute(engine, d[:, s], links, outs, t, beyond, lo, hi, noise, R, L):
                 stray.append(links)
     for links in stray:  # an output none of the set's links reaches moved: one link a copy
         for k in links:
             d = engine.moved_jointly(_rows(engine, names, tensor, idx, i, j, t, [np.array([k])]))
-            _attribute(engine, d, np.array([k]), None, t, beyond, lo, hi, noise)
+            _attribute(engine, d, np.array([k]), None, t, beyond, lo, hi, noise, R, L)
     left_out = sum(s.size for s in sets[count:])
     spent = seconds(engine, count) + seconds(engine, sum(s.size for s in stray))
     keep = np.isfinite(lo)
+    if alone is not None:
+        _widen_added(lo, hi, noise, R, L, i, j, keep, *alone)
     return Links(i[keep], j[keep], lo[keep], hi[keep], noise[keep], left_out, spent, budget)
+
+
+def _widen_added(lo, hi, noise, R, L, i, j, keep, right, left) -> None:
+    """``measure``'s links whose slopes (``R``, ``L``) are their ends' own added, widened in
+    place to what their ends' intervals allow."""
+    own_lo, own_hi = np.minimum(right, left), np.maximum(right, left)
+    with np.errstate(invalid="ignore"):
+        scale = np.abs(right[i]) + np.abs(left[i]) + np.abs(right[j]) + np.abs(left[j])
+        near = lambda u, v: np.abs(u - v) <= 4 * noise + ADDED * scale  # noqa: E731
+        added = keep & near(R, right[i] - left[j]) & near(L, left[i] - right[j])
+    lo[added] = np.minimum(lo[added], own_lo[i[added]] - own_hi[j[added]])
+    hi[added] = np.maximum(hi[added], own_hi[i[added]] - own_lo[j[added]])
 
 
 def reach(i, j, pos, out) -> list[np.ndarray]:
@@ -202,7 +221,7 @@ def _rows(engine, names, tensor, idx, i, j, t, sets) -> dict[str, np.ndarray]:
     return rows
 
 
-def _attribute(engine, d, links, outs, t, beyond, lo, hi, noise) -> bool:
+def _attribute(engine, d, links, outs, t, beyond, lo, hi, noise, R=None, L=None) -> bool:
     """Each link's interval from ``d`` (4, out): output by output, each output's two slopes
     (times its upstream gradient) summed, widened to the whole move's. False when an output
     no link of the set reaches moved (the support missed it)."""
@@ -226,6 +245,8 @@ def _attribute(engine, d, links, outs, t, beyond, lo, hi, noise) -> bool:
     l_ = np.bincount(owner[keep], weights=left, minlength=n)
     lo[links] = np.minimum(low, np.minimum(r, l_))
     hi[links] = np.maximum(high, np.maximum(r, l_))
+    if R is not None:  # the move's own two slopes
+        R[links], L[links] = r, l_
     moved = (d[:, keep] != 0).any(axis=0) * engine.gy[keep]
     scale = np.bincount(owner[keep], weights=moved, minlength=n)
     noise[links] = one_sided_noise(scale, t[links], engine.unit)

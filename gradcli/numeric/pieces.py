@@ -533,7 +533,12 @@ class _Value:
         return self.single[side, np.arange(signs.shape[1])].sum(axis=1)
 
     def noise(self, *rows: np.ndarray) -> np.ndarray:
-        return self.moves.noise(*rows, alone=self.alone)
+        # each move alone is a difference of two outputs of the point's size, rounded apart:
+        # their sum over the candidates carries sqrt(count) of that rounding (1,312 zeros of
+        # two flattened digits under relu(x) @ W read 5 times the model's one, "interacting",
+        # and a right backward was not verified: outside test t46a F1)
+        spread = 64 * self.unit * self.y0 * np.sqrt(self.cands.size)
+        return self.moves.noise(*rows, alone=self.alone) + spread
 
 
 def _alone(space: _Space, cands: np.ndarray, h: float) -> np.ndarray:

@@ -263,12 +263,14 @@ class AtKink:
     near: np.ndarray | None = None
     links: Links = field(default_factory=Links.none)  # its members against each other
     given: float = math.inf  # the seconds telling a loss's ties apart had (the notes say it)
+    sides: tuple[np.ndarray, np.ndarray] | None = None  # each one's (right, left) loss slopes
 
 
 def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             right: np.ndarray, left: np.ndarray, coloring: bool = True,
             budget: float = math.inf, past: np.ndarray | None = None,
-            linked: bool = True, planned: bool = False):  # fmt: skip
+            linked: bool = True, planned: bool = False,
+            sides: tuple[np.ndarray, np.ndarray] | None = None):  # fmt: skip
     """The values to compare at ``idx``, coordinates at a kink itself (both sides clean): each
     in its own interval [right, left], each tie group's sum in the group's and each link
     between two members in its own. Returns (values, noise per coordinate, the AtKink record).
@@ -277,13 +279,17 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     are needed; ``planned``: what the caller's estimate holds already, numeric/kinkplan.py,
     the first tests that tell a loss's ties apart and the links it plans, is not charged to
     ``budget``: the search stopped at its planned share, with the whole of ``budget`` still
-    left). ``past``: the near-ties among them, read beyond the kinks within their step."""
+    left). ``past``: the near-ties among them, read beyond the kinks within their step.
+    ``sides``: each one's (right, left) slopes of the loss, where known (``right`` and
+    ``left`` above may be an interval's two ends): links whose slopes are their ends' own,
+    added, bound nothing more (numeric/links.py)."""
     lo, hi = np.minimum(right, left), np.maximum(right, left)
     values = np.clip(a, lo, hi)
     noise = np.zeros(idx.size)
     near = None if past is None else np.where(past, h, 0.0)
     if idx.size < 2:
-        return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size), near=near)
+        return values, noise, AtKink(idx, h, lo, hi, np.arange(idx.size), near=near,
+                                     sides=sides)  # fmt: skip
     mine = on_terms(engine, name, coloring)
     shape = structure(engine, name, coloring)
     pos, out = support(shape or mine, name, idx, h, coloring)
@@ -308,7 +314,7 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     # the links of a loss told apart by search are counted once run (kinkplan.unplanned)
     ahead = planned and (shape is not None or not single)
     pairs = links.measure(mine, {name: idx}, h, i, j, pos, out, single, budget - spent, past,
-                          ahead)  # fmt: skip
+                          ahead, sides)  # fmt: skip
     spent += pairs.seconds
     np.maximum.at(noise, pairs.i, pairs.noise)
     np.maximum.at(noise, pairs.j, pairs.noise)
@@ -323,7 +329,7 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     # the terms' outputs are not the layer's: the ties across tensors find their own
     found_support = (pos, out) if mine is engine else None
     return values, noise, AtKink(idx, h, lo, hi, label, sums, found_support, spent, whole,
-                                 near=near, links=pairs, given=budget)  # fmt: skip
+                                 near=near, links=pairs, given=budget, sides=sides)  # fmt: skip
 
 
 def layer(label: np.ndarray, sums: dict[int, tuple[float, float]]):
