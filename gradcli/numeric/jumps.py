@@ -164,6 +164,7 @@ def _jumps(layer: Layer, options: Any, grid: dict, signs: dict, base: dict, y0: 
     return float(np.max(sigma[WIDE][jumps] / share[jumps]))
 
 
+# (_discontinuous's calls come only where a line jumped, beyond CALLS and MORE_CALLS)
 DENSE = 16  # points along a line read for where each output changes most
 EXAMINED = 4  # outputs whose largest change is followed down
 HALVINGS = 16  # ... by halving the interval that holds it, at least

@@ -157,17 +157,15 @@ def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     MOST) ``a`` misses by most. Returns (sums, links, moves read: ``calls`` each)."""
     groups = sorted(sums)
     members = [np.flatnonzero(label == G) for G in groups]
-    per_group = lambda f: np.array([f(G, m) for G, m in zip(groups, members, strict=True)],  # noqa: E731
-                                   dtype=np.float64)  # fmt: skip
-    value = np.r_[per_group(lambda G, m: a[m].sum()), a[pairs.i] - a[pairs.j]]
-    low = np.r_[per_group(lambda G, m: sums[G][0]), pairs.lo]
-    high = np.r_[per_group(lambda G, m: sums[G][1]), pairs.hi]
+    bounds = np.array([sums[G] for G in groups], dtype=np.float64).reshape(-1, 2)
+    value = np.r_[np.array([a[m].sum() for m in members]), a[pairs.i] - a[pairs.j]]
+    low, high = np.r_[bounds[:, 0], pairs.lo], np.r_[bounds[:, 1], pairs.hi]
     noise = np.r_[np.zeros(len(groups)), pairs.noise]
-    binding = np.flatnonzero(_miss(value, low, high, noise) > 0)
     # a move holding a value outside its own interval: that coordinate fails whatever its ties
     out = _miss(a, lo_each, hi_each, 0.0) > 0
-    stray = np.r_[per_group(lambda G, m: out[m].any()) > 0, out[pairs.i] | out[pairs.j]]
-    binding = binding[~stray[binding]]
+    stray = np.r_[np.array([out[m].any() for m in members], dtype=bool),
+                  out[pairs.i] | out[pairs.j]]  # fmt: skip
+    binding = np.flatnonzero((_miss(value, low, high, noise) > 0) & ~stray)
     if not binding.size:
         return sums, pairs, 0
     binding = binding[np.argsort(-_miss(value, low, high, noise)[binding],
