@@ -444,7 +444,8 @@ def _partners(p: Any, out: dict[str, tuple], records: dict, names: list[str],
                                   _left(p, planned - used))  # fmt: skip
             used += more.seconds
         if more is not None and more.at is not None and more.at.coords.size:
-            used += _merge(p, out, records, n, more.at, settle, _left(p, planned - used))
+            used += _merge(p, out, records, n, more.at, settle, _left(p, planned - used),
+                           read=not declares(p.engines[n]))  # fmt: skip
         p.spent += max(0.0, used - planned)
 
 
@@ -460,10 +461,12 @@ def _searched_part(p: Any, n: str, given: float, which: str = "") -> None:
 
 
 def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKink,
-           settle: Callable | None = None, budget: float = math.inf) -> float:  # fmt: skip
+           settle: Callable | None = None, budget: float = math.inf,
+           read: bool = False) -> float:  # fmt: skip
     """Tensor ``n``'s coordinates at a kink with ``new`` ones: tie groups found again over
-    all of them, their values put in place. ``budget``: the seconds its links may take.
-    Returns its predicted seconds."""
+    all of them, their values put in place. ``budget``: the seconds its links may take
+    (``read``: the detector read every one, and their links are measured whatever the budget,
+    numeric/ties.enforce). Returns its predicted seconds."""
     from gradcli.numeric import kinkplan, kinks, routes, ties  # LAZY
 
     engine = p.engine
@@ -483,7 +486,7 @@ def _merge(p: Any, out: dict[str, tuple], records: dict, n: str, new: ties.AtKin
     values, noise, records[n] = ties.enforce(engine, n, idx, h, a, lo, hi, p.opts.coloring,
                                              budget - seconds, near > 0,
                                              not routes.routed(engine, n),
-                                             sides=sides)  # fmt: skip
+                                             sides=sides, read=read)  # fmt: skip
     seconds += records[n].seconds
     fix = out[n][4]
     if fix is None:

@@ -553,7 +553,7 @@ def detected(
     if held.any():  # each tie group's sum within its own interval too
         pick[held], nz, record = ties.enforce(
             engine, name, idx[held], H[held] / 4, a[held], lo[held], hi[held],
-            coloring, seconds - spent, sides=(right[held], left[held]),
+            coloring, seconds - spent, sides=(right[held], left[held]), read=True,
         )  # fmt: skip
         noise[held] = np.maximum(noise[held], nz)
         spent += record.seconds

@@ -1,0 +1,79 @@
+"""``relu(x) @ W`` of your own on a zero background: what --budget leaves its zeros' ties.
+
+Each zero of a row reaches every output of the row, so the zeros form one tie group whose
+members are linked (moved against each other) before the group passes. Finding the kinks (ten
+points and a line per zero) took the budget, and the links, a fraction of that, were left
+out: a right backward was "not verified at N pairs of tied coordinates", exit 1, at the
+default budget on 8 digits (outside test t47a F2) and sampled at --budget 5 on one (t46a F6).
+And relu'(0) = 2 at more zeros than are screened one by one failed only as "not verified at
+ties of more than 4 interacting equal values" with a relative error of 4e-9 shown, where each
+zero moved alone against all the others shows it is no tie (t47a N1).
+
+Oracle: relu is separable, so torch's relu'(0) = 0 is a valid gradient at every zero (and any
+value in [0, c] chosen per zero, c = (g W^T) at it); 2 c lies outside it wherever c != 0."""
+
+import numpy as np
+import pytest
+
+import gradcli
+
+
+def _case():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 200))
+    x[rng.random(x.shape) < 0.75] = 0.0  # 587 zeros: a digit's background
+    return x, 0.2 * rng.standard_normal((200, 8)), rng.standard_normal((4, 8))
+
+
+def _forward(x, W):
+    return np.maximum(x, 0) @ W
+
+
+def _backward(at_zero):
+    def backward(grad_output, x, W):
+        piece = np.where(x > 0, 1.0, np.where(x == 0, at_zero, 0.0))
+        return {"x": (grad_output @ W.T) * piece, "W": np.maximum(x, 0).T @ grad_output}
+
+    return backward
+
+
+def _check(at_zero, **kw):
+    x, W, g = _case()
+    return gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=_forward,
+                         backward=_backward(at_zero), **kw)  # fmt: skip
+
+
+# 3: a full check whose kinks' reading overran the budget; 2: a sample, its ties' members
+# found outside it and merged (checking/across.py), the links then counted against the budget
+@pytest.mark.parametrize("budget", [3.0, 2.0])
+def test_a_right_relu_passes_where_reading_its_kinks_took_the_budget(budget):
+    r = _check(0.0, budget=budget)
+    assert r.passed, r.verdict()
+    assert "pairs of tied" not in r.verdict()
+
+
+@pytest.mark.parametrize("budget", [3.0, 2.0])
+def test_twin_a_slope_of_2_at_the_zeros_fails_there(budget):
+    r = _check(2.0, budget=budget)
+    assert not r.passed
+    assert "does not match (dx)" in r.verdict(), r.verdict()
+
+
+def test_a_slope_of_2_at_a_crowd_too_large_to_screen_is_a_mismatch_with_numbers():
+    # 16 MB: moving each of 587 zeros alone beside every output no longer fits (pieces.py's
+    # screen), as 2,049 zeros and more never do
+    r = _check(2.0, max_memory=16)
+    assert not r.passed
+    assert "does not match (dx)" in r.verdict(), r.verdict()
+    assert "not verified" not in r.verdict()
+    x, W, g = _case()
+    c = (g @ W.T).ravel()
+    top = r.results["x"].worst[0]
+    worst = np.ravel_multi_index(tuple(top["index"]), x.shape)
+    assert x.ravel()[worst] == 0.0
+    assert abs(top["analytic"] - 2 * c[worst]) <= 1e-12 * abs(c[worst])
+
+
+def test_twin_the_right_relu_passes_at_that_crowd():
+    r = _check(0.0, max_memory=16)
+    assert r.passed, r.verdict()
