@@ -63,3 +63,44 @@ def test_twin_a_slip_at_moderate_inputs_and_a_flat_piece_given_a_slope_still_fai
 
     r = gradcli.check("custom", {"x": x, "W": W}, forward=forward, backward=no_mask)
     assert "does not match (dx)" in r.verdict(), r.verdict()
+
+
+def _some_rows_huge(seed=0):
+    """Half the rows hold e^60 ... e^100 in their first three columns, the rest N(0, 1): an
+    ordinary element of a huge row moves its outputs 29 orders below their last bit, and an
+    element of 64 beside one of 94 moves them by a fifth of it (outside test t47a F3)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((6, 8))
+    x[:3, :3] = rng.uniform(60, 100, size=(3, 3))
+    return {"x": x, "W": rng.standard_normal((8, 5))}
+
+
+def _rows_from(row, scale=2.0):
+    def backward(grad_output, x, W):
+        dx = (grad_output @ W.T) * np.exp(x)
+        dx[row:] *= scale
+        return {"x": dx, "W": np.exp(x).T @ grad_output}
+
+    return _exp_mm()[0], backward
+
+
+def test_only_some_huge_rows_leave_a_right_dx_unresolved_not_wrong():
+    for seed in (6, 0):  # 6: dx[0, 5] 'numeric 0', and an element of 64 'confirmed' 2x off
+        r = _check(_some_rows_huge(seed), _exp_mm())
+        assert "does not match" not in r.verdict(), (seed, r.verdict())
+        assert "cannot resolve dx" in r.verdict(), (seed, r.verdict())
+
+
+def test_twin_a_wrong_dx_in_ordinary_rows_fails_and_is_shown_there():
+    # (seed 0's ordinary rows are 'cannot resolve' as a whole: a forward of yours may move
+    # the huge rows' outputs below their last bit from anywhere, and there a wrong value of
+    # 1e29 would hide; seed 1's are read clear of it)
+    t = _some_rows_huge(1)
+    r = _check(t, _rows_from(3))
+    assert "does not match (dx)" in r.verdict(), r.verdict()
+    worst = r.results["x"].worst_index
+    assert worst[0] >= 3, worst  # not an element of a huge row read at its round-off
+    assert any("left out of the comparison" in n for n in r.notes), r.notes
+    # a wrong value where the outputs do show it: the huge rows' own largest elements
+    r = _check(t, _rows_from(0, 1.01))
+    assert "does not match (dx)" in r.verdict(), r.verdict()
