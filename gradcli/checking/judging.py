@@ -396,8 +396,6 @@ def _undecided(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined
     undecided = refined.noisy
     if fix is not None and fix.coords.size:
         undecided = undecided[~np.isin(undecided, fix.coords)]
-    if fix is not None and fix.jumps:  # a jump read there decides it (the hint says so)
-        undecided = undecided[~np.isin(undecided, [j[0] for j in fix.jumps])]
     return np.flatnonzero(bad), undecided
 
 
@@ -409,6 +407,8 @@ def _set_aside(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined
     wrong dx in rows of ordinary outputs was shown as 'dx[0, 5]: numeric 0' in a row of 1e39,
     an element read at round-off: outside test t47a F3). A note counts them."""
     at, undecided = _undecided(p, name, grad, refined, atol, rtol, noise, coords, fix)
+    if fix is not None and fix.jumps:  # a jump read there decides it (a hint names it)
+        undecided = undecided[~np.isin(undecided, [j[0] for j in fix.jumps])]
     aside = at[np.isin(at, undecided)]
     if not aside.size or aside.size == at.size:
         return grad

@@ -19,7 +19,7 @@ from gradcli.layers import Layer
 from gradcli.layers.base import float64_copies
 from gradcli.numeric import clock, jumps
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
-from gradcli.user import allocated
+from gradcli.user import allocated, readonly
 from gradcli.user.allocated import kept_arrays
 
 _HEAP_BLOCK = 2**22
@@ -265,7 +265,9 @@ class StackedForward:
         """Outputs (P, *out_shape) for P values (P, *shape) of tensor ``name``."""
         shape = self.t64[name].shape
         if not self.layer.broadcasts:  # one forward call per copy
-            ys = [self.layer.forward({**self.t64, name: p}, self.options)[0] for p in probes]
+            with readonly.deferred(self.t64.values(), (probes,)):
+                ys = [self.layer.forward({**self.t64, name: p}, self.options)[0]
+                      for p in probes]  # fmt: skip
             y = np.stack([np.asarray(v) for v in ys])
         else:
             others = {
@@ -301,13 +303,15 @@ class StackedForward:
         members together)."""
         r = len(next(iter(rows.values())))
         if not self.layer.broadcasts:  # one forward call per copy
-            ys = [
-                self.layer.forward(
-                    {**self.t64, **{n: v[i].reshape(self.t64[n].shape) for n, v in rows.items()}},
-                    self.options,
-                )[0]
-                for i in range(r)
-            ]
+            with readonly.deferred(self.t64.values(), rows.values()):
+                ys = [
+                    self.layer.forward(
+                        {**self.t64,
+                         **{n: v[i].reshape(self.t64[n].shape) for n, v in rows.items()}},
+                        self.options,
+                    )[0]
+                    for i in range(r)
+                ]  # fmt: skip
             y = np.stack([np.asarray(v) for v in ys])
         else:
             stacked = {
