@@ -38,7 +38,7 @@ def _relu_mm(scale_at_zero=0.0):
     return forward, backward
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])  # seed 1 failed before the fix exactly as seed 0 did
 def test_relu_then_a_matrix_passes_on_zero_rows(seed):
     x, W, g = _data(seed)
     for at_zero in (0.0, 1.0, 0.5):  # relu'(0): torch's 0, a mask >= 0, a half
@@ -82,8 +82,11 @@ def test_the_two_inputs_of_one_unit_still_take_one_piece(seed):
     right = gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=forward,
                           backward=backward(lambda s: s > 0, lambda s: s > 0))  # fmt: skip
     assert right.passed, right.verdict()
+    # budget 3: the zero rows' crowd (86 zeros) is left unverified within it as within 60 s,
+    # and rows 2 and 4 fail alike, at half the cost
     mixed = gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=forward,
-                          backward=backward(lambda s: s > 0, lambda s: s >= 0))  # fmt: skip
+                          backward=backward(lambda s: s > 0, lambda s: s >= 0),
+                          budget=3.0)  # fmt: skip
     assert not mixed.passed
     assert "does not match (dx)" in mixed.verdict()
 
@@ -112,14 +115,17 @@ def test_a_digit_batchs_thousand_zeros_are_no_tie(at_zero, right):
     """Two flattened digits' background: ~1,250 zeros (outside test t46a F1). Moved all
     together their moves add up, to the rounding of 1,250 differences (sqrt(1,250) of one's:
     the zeros were read as interacting, "not verified"), and a link's two slopes are its ends'
-    own added: two units of their own, bounding nothing beyond each one's interval."""
+    own added: two units of their own, bounding nothing beyond each one's interval. Three
+    outputs rather than ten classes: every zero still reaches several outputs of its row, and
+    the code before the fix still left these 1,278 zeros "not verified". The twin samples 128
+    coordinates at budget 1, as it did at budget 2 with ten outputs."""
     rng = np.random.default_rng(0)
     x = np.abs(rng.standard_normal((2, 784)))
     x[:, rng.random(784) < 0.8] = 0.0
-    W, g = 0.05 * rng.standard_normal((784, 10)), rng.standard_normal((2, 10))
+    W, g = 0.05 * rng.standard_normal((784, 3)), rng.standard_normal((2, 3))
     forward, backward = _relu_mm(at_zero)
     r = gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=forward,
-                      backward=backward, budget=60.0 if right else 2.0)  # fmt: skip
+                      backward=backward, budget=60.0 if right else 1.0)  # fmt: skip
     assert r.passed is right, r.verdict()
     if not right:
         assert "does not match (dx)" in r.verdict()
