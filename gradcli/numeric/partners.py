@@ -115,24 +115,29 @@ def _kinked(engine, name: str, sets: list[np.ndarray], h, sign, g, mask, tol) ->
 
 
 def find_by_tie(engine, name: str, candidates: np.ndarray, records: dict, h: np.ndarray, tol,
-                budget: float = math.inf) -> tuple[np.ndarray, float, int, int]:  # fmt: skip
+                budget: float = math.inf,
+                after: float = 0.0) -> tuple[np.ndarray, float, int, int]:  # fmt: skip
     """``find`` one tie at a time (a sample's: the outputs of the known ties' groups, in a
     seeded order), until ``budget`` stops it: (partners found, predicted seconds, ties whose
     search finished, ties). A sample holds a few members of each of many ties: isolating every
     member outside it cost more than the check, and stopping part way left no tie complete,
     where a few complete ties catch a rule wrong at every tie. ``records``: name -> AtKink
-    with its support (numeric/joint.supported), or None."""
+    with its support (numeric/joint.supported), or None. ``after``: the predicted seconds of
+    what each member found costs the caller next (its kink examined): a tie of 244 members
+    costs that too, and the next tie is searched only where both fit (not in the seconds
+    returned)."""
     outputs = _tie_outputs(records)
-    found, spent, done = [], 0.0, 0
+    found, spent, ahead, done = [], 0.0, 0.0, 0
     left = np.asarray(candidates, dtype=np.int64)
     for out in outputs:  # the floor's sets for the first tie only
-        part, seconds, complete = find(engine, name, left, out, h, tol, budget - spent,
-                                       0 if done else FLOOR)  # fmt: skip
+        part, seconds, complete = find(engine, name, left, out, h, tol,
+                                       budget - spent - ahead, 0 if done else FLOOR)  # fmt: skip
         spent += seconds
         if not complete:
             break
         done += 1
         found.append(part)
+        ahead += after * part.size
         left = np.setdiff1d(left, part)
     return _joined(found), spent, done, len(outputs)
 
