@@ -18,12 +18,15 @@ def _raw(a):
 
 
 def _writer(where):
-    seen = []
+    seen, moved = [], []
 
     def forward(x, W):
         key = float(x.sum())
         if seen and key != seen[0] and where == "W":  # only at a perturbed copy of x
             _raw(W)[0, 0] += 1e-3
+        moved.append(bool(seen) and key != seen[0])
+        if where == "x" and moved[-1] and sum(moved) == 40:  # one perturbed copy of x
+            _raw(x)[0, 0] += 1e-3
         seen.append(key)
         return np.tanh(x) @ W
 
@@ -42,6 +45,13 @@ def _tensors():
 def test_a_write_into_a_shared_tensor_at_a_perturbed_copy_is_refused():
     with pytest.raises(InPlaceWriteError, match="forward changed W in place"):
         gradcli.check("custom", _tensors(), forward=_writer("W"), backward=_backward)
+
+
+def test_a_write_into_one_perturbed_copy_is_refused_too():
+    # the copies are rows of the engine's stack, compared once after the run (outside test
+    # t48a F2: a write at one perturbed call passed)
+    with pytest.raises(InPlaceWriteError, match="forward changed x in place"):
+        gradcli.check("custom", _tensors(), forward=_writer("x"), backward=_backward)
 
 
 def test_twin_the_same_forward_without_the_write_passes():

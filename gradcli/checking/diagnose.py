@@ -214,6 +214,10 @@ def _at_kinks(
             outside.append((c, low + 0.0, high + 0.0))  # + 0.0: no "-0" said
     if outside:
         c, low, high = outside[0]
+        sides = context.get("kink_slopes")
+        if sides is not None:  # the slopes themselves, where read (the interval may be wider)
+            k = int(np.flatnonzero(np.asarray(coords, dtype=np.int64) == c)[0])
+            low, high = sorted((float(sides[0][k]) + 0.0, float(sides[1][k]) + 0.0))
         at = places.element(name, letters, np.unravel_index(c, a.shape))
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         return Hint(

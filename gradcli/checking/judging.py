@@ -603,7 +603,10 @@ def _kink_sides(fix: kinks.KinkFix | None) -> dict[str, Any]:
     jumps = {} if fix is None or not fix.jumps else {"jumps": fix.jumps}
     if at is None or not at.coords.size:
         return jumps
-    return {"kink_sides": (at.coords, at.lo, at.hi, at.label), **jumps}
+    # the loss's own two slopes where read (a tie's interval sums each output's: wider, and
+    # no slope the forward has, though a value beyond it lies beyond them too)
+    slopes = {} if at.sides is None else {"kink_slopes": at.sides}
+    return {"kink_sides": (at.coords, at.lo, at.hi, at.label), **slopes, **jumps}
 
 
 def diagnosis(p: Prepared, name: str) -> dict[str, Any]:

@@ -61,21 +61,24 @@ class _Deferred:
     def __init__(self, shared: Iterable[np.ndarray], scratch: Iterable[np.ndarray]) -> None:
         self.shared = {id(a): a for a in shared if isinstance(a, np.ndarray)}
         self.kept = _kept(self.shared)  # by id, as strings
-        self.scratch = [a for a in scratch if isinstance(a, np.ndarray)]
+        self.scratch = {id(a): a for a in scratch if isinstance(a, np.ndarray)}
+        self.kept_scratch = _kept(self.scratch)
         self.seen: dict[int, tuple[Path, str, str]] = {}  # id -> (path, function, its label)
 
-    def covers(self, a: Any) -> bool:
-        """Whether ``a`` is verified after the run, or is the caller's scratch (a perturbed
-        copy the engine made for this one call and drops after it)."""
+    def covers(self, a: Any) -> int | None:
+        """The id of what verifies ``a`` after the run (itself, shared, or the caller's stack
+        of perturbed copies it is a row of), or None."""
         if not isinstance(a, np.ndarray):
-            return False
+            return None
         if self.shared.get(id(a)) is a:
-            return True
-        return any(np.may_share_memory(a, s) for s in self.scratch)
+            return id(a)
+        return next((i for i, s in self.scratch.items() if np.may_share_memory(a, s)), None)
 
     def verify(self) -> None:
         changed = [i for i, a in self.shared.items() if i in self.seen
                    and not _same(a, self.kept[i])]  # fmt: skip
+        changed += [i for i, a in self.scratch.items() if i in self.seen
+                    and not _same(a, self.kept_scratch[i])]  # fmt: skip
         if changed:
             path, fn_name, _ = self.seen[changed[0]]
             shown, first = _named([self.seen[i][2] for i in changed], {})
@@ -93,11 +96,10 @@ _deferred: list[_Deferred] = []
 @contextlib.contextmanager
 def deferred(shared: Iterable[np.ndarray], scratch: Iterable[np.ndarray] = ()) -> Iterator[None]:
     """The user's calls inside compare ``shared`` (the point's tensors, passed to every call)
-    once, after the last, not before and after each: a perturbed copy's forward compared the
-    bytes of every tensor twice a call, 240 us of a 26 us relu(x) @ W on a digit batch's 250
-    KB (what a write there does to the calls after it, the error raised after them says).
-    ``scratch``: the stacks of perturbed copies the calls get rows of, which the caller drops
-    after them: a write into one changes nothing another call reads."""
+    and ``scratch`` (the stacks of perturbed copies the calls get rows of) once, after the
+    last, not before and after each: a perturbed copy's forward compared the bytes of every
+    tensor twice a call, 240 us of a 26 us relu(x) @ W on a digit batch's 250 KB (what a write
+    there does to the calls after it, the error raised after them says)."""
     run = _Deferred(shared, scratch)
     _deferred.append(run)
     try:
@@ -122,14 +124,13 @@ def read_only_call(
     # (torch.from_numpy(x).relu_(), numba, ctypes): the arrays are compared after the call
     # too (byte for byte up to VERIFIED_BYTES in all, by CRC-32 past it)
     run = _deferred[-1] if _deferred else None
-    if run is not None:  # verified after the run, or scratch
-        covered = {n for n, a in arrays.items() if run.covers(a)}
-        for n in covered:
-            a = arrays[n]
-            if run.shared.get(id(a)) is a:
-                run.seen.setdefault(id(a), (path, fn_name, n if labels is None
-                                            else labels.get(n, n)))  # fmt: skip
-        kept = _kept({n: a for n, a in arrays.items() if n not in covered})
+    if run is not None:  # verified after the run
+        covered = {n: run.covers(a) for n, a in arrays.items()}
+        for n, by in covered.items():
+            if by is not None:
+                run.seen.setdefault(by, (path, fn_name, n if labels is None
+                                         else labels.get(n, n)))  # fmt: skip
+        kept = _kept({n: a for n, a in arrays.items() if covered[n] is None})
     else:
         kept = _kept(arrays)
     try:

@@ -1,0 +1,55 @@
+"""``relu(x + b) @ W`` with ``b`` still at its zero start on zero-background inputs: the two
+inputs of each unit, ``x[n, j]`` and ``b[j]``, must take one piece, the same in both tensors.
+
+Past 1,024 tied coordinates the moves that hold every tie still were not sought at all, and dx
+from a mask ``>= 0`` with db from ``> 0`` passed on 8 digits' 5,196 zeros (outside test t48a
+F1). Now ``x[:, j]`` is moved against ``b[j]`` (numeric/balance.py ``_aligned``). Oracle: along
+(+1 on every x[:, j], -1 on b[j]) ``x + b`` does not move, so the loss is constant there and a
+valid gradient's sum along it is that of the smooth parts, 0 here; the mixed masks give sum_n
+c[n, j] (c = g W^T), torch's own rule (0 for both) 0."""
+
+import numpy as np
+import pytest
+
+import gradcli
+
+
+def _case():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 200))
+    x[rng.random(x.shape) < 0.9] = 0.0  # about 1,080 zeros, with b's 200: past 1,024
+    return {"x": x, "b": np.zeros(200), "W": 0.2 * rng.standard_normal((200, 4))}
+
+
+def _forward(x, b, W):
+    return np.maximum(x + b, 0) @ W
+
+
+def _backward(mask_x, mask_b):
+    def backward(grad_output, x, b, W):
+        z = x + b
+        c = grad_output @ W.T
+        return {"x": c * mask_x(z), "b": (c * mask_b(z)).sum(axis=0),
+                "W": np.maximum(z, 0).T @ grad_output}
+
+    return backward
+
+
+def _gt(z):
+    return z > 0
+
+
+def _ge(z):
+    return z >= 0
+
+
+@pytest.mark.parametrize("masks", [(_gt, _gt), (_ge, _ge)], ids=["torch", "ge"])
+def test_one_piece_for_both_inputs_passes(masks):
+    r = gradcli.check("custom", _case(), forward=_forward, backward=_backward(*masks))
+    assert r.passed, r.verdict()
+
+
+def test_twin_the_two_inputs_of_a_unit_given_different_masks_fail():
+    r = gradcli.check("custom", _case(), forward=_forward, backward=_backward(_ge, _gt))
+    assert not r.passed
+    assert "not match (dx, db)" in r.verdict(), r.verdict()
