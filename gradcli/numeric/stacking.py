@@ -20,6 +20,7 @@ from gradcli.layers.base import float64_copies
 from gradcli.numeric import clock, jumps
 from gradcli.numeric.methods import DEFAULT_MAX_MEMORY, EPS, auto_eps, get_method
 from gradcli.user import allocated, readonly
+from gradcli.user import call as usercall
 from gradcli.user.allocated import kept_arrays
 
 _HEAP_BLOCK = 2**22
@@ -265,7 +266,7 @@ class StackedForward:
         """Outputs (P, *out_shape) for P values (P, *shape) of tensor ``name``."""
         shape = self.t64[name].shape
         if not self.layer.broadcasts:  # one forward call per copy
-            with readonly.deferred(self.t64.values(), (probes,)):
+            with readonly.deferred(self.t64.values(), (probes,)), usercall.batch():
                 ys = [self.layer.forward({**self.t64, name: p}, self.options)[0]
                       for p in probes]  # fmt: skip
             y = np.stack([np.asarray(v) for v in ys])
@@ -303,7 +304,7 @@ class StackedForward:
         members together)."""
         r = len(next(iter(rows.values())))
         if not self.layer.broadcasts:  # one forward call per copy
-            with readonly.deferred(self.t64.values(), rows.values()):
+            with readonly.deferred(self.t64.values(), rows.values()), usercall.batch():
                 ys = [
                     self.layer.forward(
                         {**self.t64,

@@ -31,7 +31,7 @@ import sys
 import traceback
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,6 +81,29 @@ except OSError:  # pragma: no cover - no C library to flush
     _libc = None
 
 
+_batch: list[_Guard] = []  # the guard a run of calls shares (``batch``), innermost last
+
+
+@contextlib.contextmanager
+def batch() -> Iterator[None]:
+    """The calls inside share one guard, entered once and left once, the process state put
+    back after the last (numeric/stacking.py: the engine's run of a forward of yours over its
+    perturbed copies, where nothing of gradcli's runs between the calls but their results'
+    checks, inside the guard already). Each call still has its own warnings, errors and fork
+    check: the guard's setting up and putting back, syscalls among them, was a quarter of
+    what a call of a 30 us forward cost."""
+    if _depth:  # inside a call: covered by it
+        yield
+        return
+    guard = _Guard()
+    _batch.append(guard)
+    try:
+        yield
+    finally:
+        _batch.pop()
+        guard.close()
+
+
 def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> T:
     """``fn()`` (which runs the user's code) under the guard described in the module doc;
     ``what`` names the user's function in messages ("forward", "Mine.backward", "import");
@@ -88,15 +111,17 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
     global _depth
     if _depth:
         return fn()
-    guard = _Guard()
+    shared = _batch[-1] if _batch else None
+    guard = shared if shared is not None else _Guard()
+    start = len(guard.caught)  # this call's warnings follow (a batch's earlier ones: shown)
     _depth += 1
     pid = os.getpid()
     try:
         result = fn()
     except UserCodeError as e:  # a result refused: the call's first warning often says why
-        if not guard.caught:
+        if len(guard.caught) <= start:
             raise
-        first = _warning_text(guard.caught[0])
+        first = _warning_text(guard.caught[start])
         raise UserCodeError(
             f"{e.message}; it warned: {first}", source=e.source, param=e.param
         ) from None
@@ -104,17 +129,22 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
         raise
     except BaseException as e:  # noqa: BLE001 - whatever the user's code raises, even exits
         # described inside the guard: the exception's __str__ is the user's code too
-        raise UserCodeError(describe(e, path, what, guard.caught), source=str(path)) from None
+        raise UserCodeError(describe(e, path, what, guard.caught[start:]),
+                            source=str(path)) from None  # fmt: skip
     finally:
-        guard.close()
+        if shared is None:
+            guard.close()
         _depth -= 1
-        if any(issubclass(w.category, _COMPLEX_WARNING) for w in guard.caught):
+        caught = guard.caught[start:]
+        if shared is not None:
+            del guard.caught[start:]  # a run of 100,000 calls warning at each keeps none
+        if any(issubclass(w.category, _COMPLEX_WARNING) for w in caught):
             _cast[0] = True
         if os.getpid() != pid:  # a child the user's code forked came back here: it must not
             os._exit(0)  # run the rest of gradcli (a second verdict on stdout); no flush
     if not quiet:  # where gradcli silenced numpy (the numerics' perturbed inputs overflow on
         # purpose), the floating-point warnings say nothing; the user's own warnings still do
-        _show([w for w in guard.caught if not (guard.silenced and _numeric(w))], path, what)
+        _show([w for w in caught if not (guard.silenced and _numeric(w))], path, what)
     return result
 
 
