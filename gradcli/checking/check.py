@@ -133,6 +133,10 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
     beyond = p.spent - p.estimated
     if beyond > max(1.0, p.estimated):  # "estimated 4.9 s" must not become 33 s in silence
         left = f", from what was left of {mention('budget')}" if p.left() < math.inf else ""
+        if p.left() < 0:  # its floors run whatever is left: say by how much it went over
+            left = (f", over {mention('budget')} ({cost.shown(p.opts.budget)} s) by "
+                    f"{cost.shown(-p.left())} s: each kind of that work runs a floor of it "
+                    f"whatever is left")  # fmt: skip
         p.note(
             f"the work the comparison decided (failing coordinates rechecked at smaller steps "
             f"and for kinks, ties, a failed probe's recheck) counted about "

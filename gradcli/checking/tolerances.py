@@ -568,7 +568,8 @@ def _own_size(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics, ba
     why = ""
     if hidden.any():
         k = int(hidden.sum())
-        why = (f"{k} of its elements (up to {np.abs(a[newly[hidden]]).max():.2g}) lie within "
+        size = np.abs(a[newly[hidden]]).max()
+        why = (f"{k} of its elements (of sizes up to {size:.2g}) lie within "
                f"the round-off of their finite differences over the outputs they move (about "
                f"{reach[hidden].max():.2g}: outputs far larger than their share); "
                f"{advice_for(p, name)}")
