@@ -163,17 +163,19 @@ def test_gradients_from_two_tie_rules_are_kept_unverified_as_documented(
         return
     assert result.exit_code == 0 and doc["passed"], result.stdout
     kept = {n: r.get("ties_unverified", 0) for n, r in doc["results"].items()}
-    assert kept == {"X": 4, "W1": 0, "b1": 4, "W2": 0, "b2": 0}, kept
+    # (one of db1's 4 lies within its own interval read on nudged lines, where the zero row's
+    # units bend both ways: numeric/nudged.loosened, since trimE's repro of t43a F1)
+    assert kept == {"X": 4, "W1": 0, "b1": 3, "W2": 0, "b2": 0}, kept
     text = cli("check", "custom", spec, "--impl", net)
     assert text.exit_code == 0
     flat = " ".join(text.stdout.split())
-    for n in ("dX", "db1"):
-        assert (f"{n}: " in flat and "4 at ties too large to read every piece kept your value "
-                "(not verified: no piece read contradicts it)" in flat), text.stdout
+    for n, k in (("dX", 4), ("db1", 3)):
+        assert (f"{n}: " in flat and f"{k} at ties too large to read every piece kept your "
+                "value (not verified: no piece read contradicts it)" in flat), text.stdout
     assert 'not verified, not failed ("ties_unverified")' in text.stderr
     # and in the verdict line, all a -q user reads (outside test t42a N2)
     last = text.stdout.strip().splitlines()[-1]
-    assert "(8 of them at ties too large to read every piece: not verified" in last, last
+    assert "(7 of them at ties too large to read every piece: not verified" in last, last
 
 
 @pytest.mark.parametrize(("tied", "gain"), [(0, 1.0), (1, 1.0), (1, 0.5)])

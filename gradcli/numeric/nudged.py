@@ -146,7 +146,8 @@ def calls(count: int) -> int:
 def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
              lo_each: np.ndarray, hi_each: np.ndarray, label: np.ndarray,
              sums: dict[int, tuple[float, float]], pairs: Links, most: int = MOST,
-             ) -> tuple[dict[int, tuple[float, float]], Links, int]:  # fmt: skip
+             ) -> tuple[dict[int, tuple[float, float]], Links, int,
+                        tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """The tie groups' sums and the links (numeric/ties.py, links.py) of ``name``'s
     coordinates at a kink ``idx`` (steps ``h``, interval [``lo_each``, ``hi_each``] and group
     ``label`` each): each interval the analytical ``a`` misses widened to what the pieces
@@ -154,29 +155,34 @@ def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     row of ``relu(x) @ W``, one moved up and the other down, may give a slope of one sign on
     both sides (each unit's weight times its upstream gradient, of opposite signs): yet
     relu'(0) = 0 for both, a right value, gives the move 0. Reads the ``most`` moves (at most
-    MOST) ``a`` misses by most. Returns (sums, links, moves read: ``calls`` each)."""
+    MOST) ``a`` misses by most. A coordinate's own interval is one such move too: a coordinate
+    of x meeting two tied units, one moved up and one down, lies beyond its own one-sided
+    slopes when right (torch's backward of CS231n's two-layer net at quantized inputs, hidden
+    units [2, 3, 8], failed 'does not match': trimE's repro of t43a F1). Returns (sums, links,
+    moves read: ``calls`` each, each coordinate's (lo, hi))."""
     groups = sorted(sums)
     members = [np.flatnonzero(label == G) for G in groups]
     bounds = np.array([sums[G] for G in groups], dtype=np.float64).reshape(-1, 2)
-    value = np.r_[np.array([a[m].sum() for m in members]), a[pairs.i] - a[pairs.j]]
-    low, high = np.r_[bounds[:, 0], pairs.lo], np.r_[bounds[:, 1], pairs.hi]
-    noise = np.r_[np.zeros(len(groups)), pairs.noise]
-    # a move holding a value outside its own interval: that coordinate fails whatever its ties
-    out = _miss(a, lo_each, hi_each, 0.0) > 0
-    stray = np.r_[np.array([out[m].any() for m in members], dtype=bool),
-                  out[pairs.i] | out[pairs.j]]  # fmt: skip
-    binding = np.flatnonzero((_miss(value, low, high, noise) > 0) & ~stray)
+    single = np.arange(idx.size)
+    value = np.r_[np.array([a[m].sum() for m in members]), a[pairs.i] - a[pairs.j], a]
+    low = np.r_[bounds[:, 0], pairs.lo, lo_each]
+    high = np.r_[bounds[:, 1], pairs.hi, hi_each]
+    noise = np.r_[np.zeros(len(groups)), pairs.noise, np.zeros(idx.size)]
+    first_single = len(groups) + pairs.i.size
+    binding = np.flatnonzero(_miss(value, low, high, noise) > 0)
     if not binding.size:
-        return sums, pairs, 0
+        return sums, pairs, 0, (lo_each, hi_each)
     binding = binding[np.argsort(-_miss(value, low, high, noise)[binding],
                                   kind="stable")[: min(most, MOST)]]
     moves, steps = [], []
     for k in binding:
         if k < len(groups):
             m, w = members[k], np.ones(members[k].size)
-        else:
+        elif k < first_single:
             q = k - len(groups)
             m, w = np.array([pairs.i[q], pairs.j[q]]), np.array([1.0, -1.0])
+        else:
+            m, w = single[k - first_single : k - first_single + 1], np.ones(1)
         moves.append({name: (idx[m], w)})
         steps.append(h[m].min() / 4)
     steps = np.array(steps)
@@ -198,7 +204,8 @@ def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             break
     low[binding], high[binding] = now_lo, now_hi
     sums = {G: (float(low[k]), float(high[k])) for k, G in enumerate(groups)}
-    return sums, replace(pairs, lo=low[len(groups):], hi=high[len(groups):]), count
+    links = replace(pairs, lo=low[len(groups):first_single], hi=high[len(groups):first_single])
+    return sums, links, count, (low[first_single:], high[first_single:])
 
 
 def _miss(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, noise) -> np.ndarray:
