@@ -51,3 +51,19 @@ def test_twin_the_two_inputs_of_a_unit_given_different_masks_fail():
     r = gradcli.check("custom", _case(), forward=_forward, backward=_backward(_ge, _gt))
     assert not r.passed
     assert "not match (dx, db)" in r.verdict(), r.verdict()
+
+
+_SMALL = {"x": np.array([[0.5, 0.0, 0.0], [0.5, 0.0, 0.0]]), "b": np.zeros(3),
+          "W": np.array([[0.5, -1.0], [1.5, 0.7], [-0.8, 1.2]])}  # fmt: skip
+
+
+def test_two_rows_of_a_small_layer_are_moved_against_the_bias_too():
+    """Below 1,024 tied coordinates the null space's random moves missed it: x of two rows
+    each zero at units 1 and 2, b = 0, dx from ``> 0`` and db from ``>= 0`` passed (outside
+    test t49a F3: db[1] -5.34 along b[1] up, x[:, 1] down, where the loss is flat)."""
+    wrong = gradcli.check("custom", _SMALL, forward=_forward, backward=_backward(_gt, _ge),
+                          seed=3)  # the tester's upstream gradient
+    assert "not match (dx, db)" in wrong.verdict(), wrong.verdict()
+    right = gradcli.check("custom", _SMALL, forward=_forward, backward=_backward(_gt, _gt),
+                          seed=3)
+    assert right.passed, right.verdict()

@@ -69,6 +69,8 @@ class _Reader:
         self.start = np.r_[0, np.cumsum([c.size for c in coords])]
         self.tensor = np.repeat(np.arange(len(names)), [c.size for c in coords])
         self.copies = 0
+        self.at: np.ndarray | None = None  # the positions at ties, and what each alone
+        self.reach: np.ndarray | None = None  # moves output by output (check sets them)
 
     def read(self, moves: list[np.ndarray], steps, base: np.ndarray | None = None):
         """``moves``: dense weight vectors over the positions, each read with its step from
@@ -144,6 +146,10 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
         done = _shares(at, right, left, nz, jump, values, shown)
     if not examined + done and one * (reader.copies + len(OFFSETS) * HULL_MOVES) <= budget:
         done = _hull(reader, at, right, left, jump, values, shown)
+    # and a tensor against one broadcast against it, index by index: a bias at its zero start
+    # added to two zero rows of x moves both rows' units, and the null space's few random
+    # moves of every position missed the rows' masks apart from b's (outside test t49a F3)
+    done += _aligned(reader, at, values, noise, shown, max(budget / one - reader.copies, 0.0))
     return noise, shown, examined + done, undone, one * reader.copies
 
 
@@ -280,8 +286,8 @@ def _aligned(reader, at, values, noise, shown, copies: float) -> int:
     digits' 5,196 zeros with dx from ``>= 0`` and db from ``> 0`` passed, the tie rule across
     tensors unchecked (outside test t48a F1). Up to ALIGNED indices a pair, spread over them,
     within ``copies`` (at least ALIGNED_FLOOR). Returns the moves judged."""
-    reader.at = at
-    reader.reach = np.zeros((at.size, reader.engine.g.size))  # no single reads: no slack
+    if reader.reach is None:  # no single reads: no slack from them
+        reader.at, reader.reach = at, np.zeros((at.size, reader.engine.g.size))
     shapes = [reader.engine.t64[n].shape for n in reader.names]
     tied = np.zeros(reader.tensor.size, dtype=bool)
     tied[at] = True

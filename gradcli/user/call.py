@@ -134,6 +134,8 @@ def call(path: Path, what: str, fn: Callable[[], T], *, quiet: bool = False) -> 
     finally:
         if shared is None:
             guard.close()
+        else:  # what a Ctrl-C needs back at once (a SIG_IGN set at one call lost it for the
+            guard.settle()  # rest of the run: outside test t49a F5)
         _depth -= 1
         caught = guard.caught[start:]
         if shared is not None:
@@ -354,6 +356,14 @@ class _Guard:
             self.exit(code)
         raise _Exited(code)
 
+    def settle(self) -> None:
+        """Between the calls of a run (``batch``): the signal handlers put back, a few C
+        calls (the rest waits for the run's end)."""
+        for n, handler in self.handlers.items():
+            if _handler(n) is not handler and handler is not None:
+                with contextlib.suppress(ValueError, OSError):  # not the main thread
+                    signal.signal(n, handler)
+
     def close(self) -> None:
         if not self.open:
             return
@@ -376,10 +386,7 @@ class _Guard:
         if self.cwd is not None and _cwd() != self.cwd:  # relative paths (-o, the spec) hold
             with contextlib.suppress(OSError):
                 os.chdir(self.cwd)
-        for n, handler in self.handlers.items():  # Ctrl-C, SIGTERM, a closed pipe: gradcli's
-            if _handler(n) is not handler and handler is not None:
-                with contextlib.suppress(ValueError, OSError):  # not the main thread
-                    signal.signal(n, handler)
+        self.settle()  # Ctrl-C, SIGTERM, a closed pipe: gradcli's
 
 
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, n))
