@@ -81,13 +81,7 @@ class _Deferred:
                     and not _same(a, self.kept_scratch[i])]  # fmt: skip
         if changed:
             path, fn_name, _ = self.seen[changed[0]]
-            shown, first = _named([self.seen[i][2] for i in changed], {})
-            raise InPlaceWriteError(
-                f"{fn_name} changed {shown} in place, past numpy's read-only flag "
-                f"(torch.from_numpy, numba or ctypes ignore it); copy first ({first} = "
-                f"{first}.copy()): gradcli differences the values it passed",
-                source=str(path),
-            )
+            raise _changed(path, fn_name, [self.seen[i][2] for i in changed], {})
 
 
 _deferred: list[_Deferred] = []
@@ -154,14 +148,20 @@ def read_only_call(
         ) from None
     changed = [n for n, b in kept.items() if not _same(arrays[n], b)]
     if changed:
-        shown, first = _named(changed, labels or {})
-        raise InPlaceWriteError(
-            f"{fn_name} changed {shown} in place, past numpy's read-only flag "
-            f"(torch.from_numpy, numba or ctypes ignore it); copy first ({first} = "
-            f"{first}.copy()): gradcli differences the values it passed",
-            source=str(path),
-        )
+        raise _changed(path, fn_name, changed, labels or {})
     return out
+
+
+def _changed(path: Path, fn_name: str, changed: list[str],
+             labels: Mapping[str, str]) -> InPlaceWriteError:  # fmt: skip
+    """The error for arrays changed past numpy's read-only flag (after a call, or a run)."""
+    shown, first = _named(changed, labels)
+    return InPlaceWriteError(
+        f"{fn_name} changed {shown} in place, past numpy's read-only flag "
+        f"(torch.from_numpy, numba or ctypes ignore it); copy first ({first} = "
+        f"{first}.copy()): gradcli differences the values it passed",
+        source=str(path),
+    )
 
 
 def _named(written: list[str], labels: Mapping[str, str]) -> tuple[str, str]:
