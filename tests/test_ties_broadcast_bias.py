@@ -9,6 +9,7 @@ valid gradient's sum along it is that of the smooth parts, 0 here; the mixed mas
 c[n, j] (c = g W^T), torch's own rule (0 for both) 0."""
 
 import numpy as np
+import pytest
 
 import gradcli
 
@@ -67,3 +68,55 @@ def test_two_rows_of_a_small_layer_are_moved_against_the_bias_too():
     right = gradcli.check("custom", _SMALL, forward=_forward, backward=_backward(_gt, _gt),
                           seed=3)
     assert right.passed, right.verdict()
+
+
+def _sampled_case(shape=(8, 300)):
+    """Quantized inputs with 80% zeros: at ``budget=1`` the check samples 64 coordinates per
+    tensor, and the sample's ties through ``b[j]`` span rows it did not draw."""
+    rng = np.random.default_rng(0)
+    x = np.round(rng.random(shape) * 4) / 4
+    x[rng.random(x.shape) < 0.8] = 0.0
+    return {"x": x, "b": np.zeros(shape[-1]), "W": 0.05 * rng.standard_normal((shape[-1], 10))}
+
+
+@pytest.mark.parametrize("mask_x, mask_b", [(_ge, _gt), (_gt, _ge)], ids=["dx>=", "db>="])
+def test_a_sample_moves_every_row_of_a_column_against_the_bias(mask_x, mask_b):
+    """Sampled, the ties' other rows lay outside the sample: ``b[j]`` moved against the drawn
+    ``x[n, j]`` alone crossed their kinks, nothing was judged, and the mixed masks passed with a
+    note (t48a F1 at ``--budget 1``). Every ``x[:, j]`` now moves, drawn or not
+    (numeric/balance.py ``_whole``); oracle as above."""
+    r = gradcli.check("custom", _sampled_case(), forward=_forward,
+                      backward=_backward(mask_x, mask_b), budget=1)  # fmt: skip
+    assert r.check.mode == "sample"
+    assert not r.passed
+    assert "not match (dx, db)" in r.verdict(), r.verdict()
+
+
+def test_twin_a_sample_of_one_piece_for_both_inputs_passes():
+    r = gradcli.check("custom", _sampled_case(), forward=_forward,
+                      backward=_backward(_gt, _gt), budget=1)  # fmt: skip
+    assert r.check.mode == "sample"
+    assert r.passed, r.verdict()
+
+
+_U = np.random.default_rng(5).standard_normal((4, 5, 5, 16))
+
+
+def _channels(X, b):  # a conv's bias, channel-last: relu(X + b) weighed by _U
+    return np.maximum(X + b, 0) * _U
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_sampled_channel_last_bias_takes_the_rule_of_its_input(mixed):
+    rng = np.random.default_rng(1)
+    X = np.round(rng.random((4, 5, 5, 16)) * 4) / 4
+    X[rng.random(X.shape) < 0.7] = 0.0
+
+    def backward(grad_output, X, b):
+        z, c = X + b, grad_output * _U
+        return {"X": c * (z > 0), "b": (c * ((z >= 0) if mixed else (z > 0))).sum((0, 1, 2))}
+
+    r = gradcli.check("custom", {"X": X, "b": np.zeros(16)}, forward=_channels,
+                      backward=backward, budget=1)  # fmt: skip
+    assert r.check.mode == "sample"
+    assert r.passed is not mixed, r.verdict()

@@ -63,7 +63,8 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     if sum(r is not None and r.coords.size > 0 for r in records.values()) < 2:
         return out
     left = _left(p)
-    found = joint.enforce(p.engine, records, p.under_test, p.opts.coloring, left)
+    sampled = frozenset(n for n in own if out[n][1] is not None)
+    found = joint.enforce(p.engine, records, p.under_test, p.opts.coloring, left, sampled)
     if not any(declares(p.engines[n]) for n in own):  # else in the estimate already
         p.spent += found.seconds
     if found.unexamined:

@@ -109,13 +109,16 @@ class _Reader:
 
 
 def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.inf,
-          analytic: np.ndarray | None = None):  # fmt: skip
+          analytic: np.ndarray | None = None,
+          whole: dict[int, np.ndarray] | None = None):  # fmt: skip
     """``values``: the values the other checks compare at the positions (the analytical ones
     where they meet every interval), changed in place where a move holding every tie still pins
     their sum down and they miss it. ``analytic``: the gradient under test at the positions,
-    where given: a move it meets shows nothing wrong. Returns (noise per position, the
-    positions it showed wrong beyond doubt, moves examined, moves the budget left out,
-    predicted seconds)."""
+    where given: a move it meets shows nothing wrong. ``whole``: tensor (its index in
+    ``names``) -> its whole gradient under test, for the tensors a sample drew from (their
+    broadcast-aligned moves take every coordinate of an index, in the sample or not). Returns
+    (noise per position, the positions it showed wrong beyond doubt, moves examined, moves the
+    budget left out, predicted seconds)."""
     reader = _Reader(engine, names, coords, np.asarray(h, dtype=np.float64), analytic)
     noise = np.zeros(values.size)
     shown = np.zeros(values.size, dtype=bool)
@@ -126,7 +129,7 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
     if at.size > MOST or one * len(OFFSETS) * at.size > budget:
         # too many to read each alone: the moves of broadcast-aligned coordinates against each
         # other only (x[:, j] against the bias b[j] of relu(x + b))
-        judged = _aligned(reader, at, values, noise, shown, max(budget, 0.0) / one)
+        judged = _aligned(reader, at, values, noise, shown, max(budget, 0.0) / one, whole)
         return noise, shown, judged, int(not judged), one * reader.copies
     right, left, nz = [], [], []
     for lo in range(0, at.size, 32):
@@ -149,7 +152,8 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
     # and a tensor against one broadcast against it, index by index: a bias at its zero start
     # added to two zero rows of x moves both rows' units, and the null space's few random
     # moves of every position missed the rows' masks apart from b's (outside test t49a F3)
-    done += _aligned(reader, at, values, noise, shown, max(budget / one - reader.copies, 0.0))
+    done += _aligned(reader, at, values, noise, shown, max(budget / one - reader.copies, 0.0),
+                     whole)  # fmt: skip
     return noise, shown, examined + done, undone, one * reader.copies
 
 
@@ -276,7 +280,8 @@ ALIGNED = 16  # indices of a broadcast-aligned pair of tensors moved against eac
 ALIGNED_FLOOR = 4  # ... whatever the budget
 
 
-def _aligned(reader, at, values, noise, shown, copies: float) -> int:
+def _aligned(reader, at, values, noise, shown, copies: float,
+             whole: dict[int, np.ndarray] | None = None) -> int:  # fmt: skip
     """Where the tied coordinates are too many to read each alone (MOST): for each pair of
     tensors one of which broadcasts against the other's last axes (a bias ``b`` of shape
     ``(D,)`` added to ``x`` of shape ``(N, D)``; equal shapes too), every tied ``x[..., j]`` moved
@@ -285,7 +290,13 @@ def _aligned(reader, at, values, noise, shown, copies: float) -> int:
     along it, at the point and around it (else nothing is judged). ``relu(x + b) @ W`` on 8
     digits' 5,196 zeros with dx from ``>= 0`` and db from ``> 0`` passed, the tie rule across
     tensors unchecked (outside test t48a F1). Up to ALIGNED indices a pair, spread over them,
-    within ``copies`` (at least ALIGNED_FLOOR). Returns the moves judged."""
+    within ``copies`` (at least ALIGNED_FLOOR). Returns the moves judged.
+
+    A tensor in ``whole`` was sampled: the members of an index's ties outside the sample are
+    unknown, and moving ``b[j]`` against the sampled ``x[n, j]`` alone crossed the others'
+    kinks, so nothing was judged and the mixed masks passed sampled at ``--budget 1`` (t48a
+    F1). There every ``x[..., j]`` moves, tied or not: ``x + b`` still does not (``_whole``)."""
+    whole = whole or {}
     if reader.reach is None:  # no single reads: no slack from them
         reader.at, reader.reach = at, np.zeros((at.size, reader.engine.g.size))
     shapes = [reader.engine.t64[n].shape for n in reader.names]
@@ -304,7 +315,11 @@ def _aligned(reader, at, values, noise, shown, copies: float) -> int:
             b_pos = np.arange(reader.start[tb], reader.start[tb + 1])
             a_idx = reader.coords[ta] % size
             b_idx = reader.coords[tb]
-            both = np.intersect1d(a_idx[tied[a_pos]], b_idx[tied[b_pos]])
+            a_tied, b_tied = a_idx[tied[a_pos]], b_idx[tied[b_pos]]
+            if ta in whole or tb in whole:  # a sample's: an index tied on either side
+                both = np.union1d(a_tied, b_tied)
+            else:
+                both = np.intersect1d(a_tied, b_tied)
             if not both.size:
                 continue
             pick = both[np.linspace(0, both.size - 1, min(ALIGNED, both.size)).astype(int)]
@@ -313,11 +328,68 @@ def _aligned(reader, at, values, noise, shown, copies: float) -> int:
                     if tried >= ALIGNED_FLOOR and (tried + 1) * per > copies:
                         return judged
                     tried += 1
+                    if ta in whole or tb in whole:
+                        judged += _whole(reader, values, noise, shown, {
+                            ta: (np.arange(j, int(np.prod(sa)), size) if ta in whole
+                                 else reader.coords[ta][(a_idx == j) & tied[a_pos]], 1.0),
+                            tb: (np.array([j]) if tb in whole
+                                 else b_idx[(b_idx == j) & tied[b_pos]], sign),
+                        }, whole)  # fmt: skip
+                        continue
                     w = np.zeros(values.size)
                     w[a_pos[(a_idx == j) & tied[a_pos]]] = 1.0
                     w[b_pos[(b_idx == j) & tied[b_pos]]] = sign
                     judged += _judge(reader, w, values, noise, shown)
     return judged
+
+
+def _whole(reader, values, noise, shown, move: dict[int, tuple[np.ndarray, float]],
+           whole: dict[int, np.ndarray]) -> int:  # fmt: skip
+    """``_judge`` along a move of coordinates some of which lie outside the positions (``move``:
+    tensor -> (its flat indices, their weight)), read by a reader of their own: those outside
+    start at the gradient under test (``whole``, a sampled tensor's), and what the move shows
+    is put back at the positions it shares with ``reader``."""
+    from gradcli.numeric.kinks import one_sided_step  # LAZY: kinks reads far more than this
+
+    engine = reader.engine
+    coords, h, back, given, weight = [], [], [], [], []
+    for t, n in enumerate(reader.names):
+        idx, wt = move.get(t, (np.zeros(0, dtype=np.int64), 0.0))
+        idx = np.unique(np.asarray(idx, dtype=np.int64))
+        mine = reader.coords[t]
+        at = np.full(idx.size, -1, dtype=np.int64)  # its position in reader, if it has one
+        if mine.size:
+            order = np.argsort(mine, kind="stable")
+            k = np.searchsorted(mine[order], idx).clip(max=mine.size - 1)
+            at = np.where(mine[order][k] == idx, reader.start[t] + order[k], -1)
+        step = one_sided_step(engine, n)[idx] / 4  # the detector's (across.py's) at a kink
+        h.append(np.where(at >= 0, reader.h[np.maximum(at, 0)], step))
+        if t in whole:
+            given.append(whole[t].ravel()[idx])
+        else:  # every coordinate a position of reader's
+            inner = reader.analytic if reader.analytic is not None else values
+            given.append(inner[np.maximum(at, 0)])
+        coords.append(idx)
+        back.append(at)
+        weight.append(np.full(idx.size, wt))
+    back = np.concatenate(back)
+    ana = np.concatenate(given)
+    sub = _Reader(engine, reader.names, coords, np.concatenate(h),
+                  ana if reader.analytic is not None else None)  # fmt: skip
+    sub.at = np.arange(back.size)
+    rows = np.searchsorted(reader.at, np.maximum(back, 0)).clip(max=reader.at.size - 1)
+    known = (back >= 0) & (reader.at[rows] == back)
+    sub.reach = np.where(known[:, None], reader.reach[rows], 0.0)
+    put = np.where(back >= 0, values[np.maximum(back, 0)], np.nan)
+    ok = (back >= 0) & np.isfinite(put)
+    vals = np.where(ok, put, ana)
+    nz, sh = np.zeros(back.size), np.zeros(back.size, dtype=bool)
+    done = _judge(sub, np.concatenate(weight), vals, nz, sh)
+    reader.copies += sub.copies
+    values[back[ok]] = vals[ok]
+    noise[back[ok]] = np.maximum(noise[back[ok]], nz[ok])
+    shown[back[ok]] |= sh[ok]
+    return done
 
 
 def _judge(reader, w, values, noise, shown) -> int:

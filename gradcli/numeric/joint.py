@@ -62,11 +62,13 @@ def seconds(engine, at: Mapping[str, ties.AtKink | None]) -> float:
 
 def enforce(
     engine, at: Mapping[str, ties.AtKink | None], analytic: Mapping[str, np.ndarray],
-    coloring: bool = True, budget: float = math.inf,
+    coloring: bool = True, budget: float = math.inf, sampled: frozenset[str] = frozenset(),
 ) -> Joint:  # fmt: skip
     """The values to compare at the coordinates of ties across tensors (``at``: each tensor's
     coordinates at a kink, ``analytic``: its gradient under test). ``budget``: seconds left
-    for groups that must be moved one at a time (at least ``FLOOR`` of them are)."""
+    for groups that must be moved one at a time (at least ``FLOOR`` of them are).
+    ``sampled``: the tensors a sample drew from, whose ties' other members may lie outside
+    ``at`` (numeric/balance.py moves them whole)."""
     names = [n for n, r in at.items() if r is not None and r.coords.size]
     if len(names) < 2:
         return Joint()
@@ -146,7 +148,8 @@ def enforce(
     np.maximum.at(nz, sub[kept.j], kept.noise)
     held, shown, examined, unbalanced, more = balance.check(
         engine, names, [records[n].coords for n in names], h, pos, out, np.where(ok, gid, -1),
-        value, budget - spent - extra - linked.seconds, a)  # fmt: skip
+        value, budget - spent - extra - linked.seconds, a,
+        {t: analytic[n] for t, n in enumerate(names) if n in sampled})  # fmt: skip
     nz = np.maximum(nz, held)
     pinned = {n: records[n].coords[shown[start[t] : start[t + 1]]] for t, n in enumerate(names)}
     values = {}
