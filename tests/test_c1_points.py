@@ -233,3 +233,27 @@ def test_a_c1_point_within_the_step_under_central():
         return {"x": backward(grad_output, x)["x"] + grad_output * 1e-3 * (np.abs(x - 1) < 1e-5)}
 
     assert not gradcli.check("custom", {"x": x}, forward=forward, backward=slipped).passed
+
+
+@pytest.mark.parametrize("method", ["central", "central4"])
+def test_a_wrong_slope_at_a_c1_point_whose_differences_never_settle_is_a_mismatch(method):
+    """``x |x|`` at 0: central's differences read h, h/2, h/4 exactly (central4's at its own
+    lower rate), never settling, and a backward giving 1 there (2 |x| elsewhere, 0 at 0 as
+    torch's) was 'cannot resolve dx at any step: the round-off ... outweighs the truncation',
+    advising a larger --eps (outside test t50a F1). The lower rate held exactly leads to 0: a
+    mismatch. The twin: 2 |x| everywhere passes."""
+    x = np.array([[0.0, 1.0, -2.0], [0.0, 0.0, 3.0]])
+
+    def forward(x):
+        return x * np.abs(x)
+
+    def backward(at_zero):
+        return lambda g, x: {"x": g * np.where(x == 0, at_zero, 2 * np.abs(x))}
+
+    wrong = gradcli.check("custom", {"x": x}, forward=forward, backward=backward(1.0),
+                          method=method, seed=0)  # fmt: skip
+    assert "does not match (dx)" in wrong.verdict(), wrong.verdict()
+    assert wrong.results["x"].numeric == pytest.approx(0.0, abs=1e-6)
+    right = gradcli.check("custom", {"x": x}, forward=forward, backward=backward(0.0),
+                          method=method, seed=0)  # fmt: skip
+    assert right.passed, right.verdict()

@@ -313,6 +313,16 @@ def _crowd_notes(p: Any, found: Any) -> None:
             f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, where no "
             f"piece touching the point was read (your tie rule was not judged)"
         ))  # fmt: skip
+    for n, count in found.short.items():
+        p.note(
+            f"d{n}: {_count(count, 'coordinate')} at ties of {large}: no mix of the pieces "
+            f"read along a few directions, and {mention('budget')} ran out before the moves "
+            f"that bound every right value were read, so nothing was compared there"
+        )
+        p.unverified.setdefault(n, (
+            f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, whose "
+            f"examination {mention('budget')} cut short (your tie rule was not judged)"
+        ))  # fmt: skip
 
 
 def _count(n: int, noun: str) -> str:

@@ -153,7 +153,8 @@ def _shrinks(
         seq.append(np.array([engine.directional(name, direction / 2.0**k)[0] * 2.0**k]))
         nz = np.array([noise * 2.0**k])
         if k >= 2:
-            ok, R, _, stop, on_rate = refine.decide(a, *seq[-3:], nz, 2.0**m.order, tol, on_rate)
+            ok, R, _, stop, on_rate, _ = refine.decide(a, *seq[-3:], nz, 2.0**m.order, tol,
+                                                       on_rate)  # fmt: skip
             if ok[0]:
                 return float(R[0]), k
             if stop[0]:

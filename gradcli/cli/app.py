@@ -340,6 +340,11 @@ def init(
     text = fit_comments(text, inline=not impl)
     if output is not None and not impl:  # the template's own run line names the file written
         text = text.replace("THIS_FILE.yaml", skeleton.command_word(str(output)))
+    # compute's and check's -o FILE.json writes JSON: a commented YAML template there would be
+    # neither (outside test t50b F5)
+    if output is not None and not impl and output.suffix.lower() == ".json":
+        raise GradcliError(f"{output}: a template is commented YAML; name it .yaml",
+                           param="output")  # fmt: skip
     # a device or a folder is refused by emit, for what it is: --force would not help
     if output is not None and not force and (output.is_file() or output.is_symlink()):
         raise GradcliError(f"{output} already exists; --force overwrites it", param="output")

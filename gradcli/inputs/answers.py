@@ -96,6 +96,12 @@ def load_answers(
             for k, v in doc.items()
         }
     elif path.suffix == ".npy" or wrt is not None:
+        if wrt is not None and path.suffix == ".npz":  # an archive names its own arrays
+            raise GradcliError(
+                f"{target} is an .npz archive, whose keys (dNAME or NAME) say which gradient "
+                f"each array is: drop {mention('wrt')}, or give one array as a .npy file",
+                param="wrt",
+            )
         if wrt is None:
             raise GradcliError(
                 f"{target} holds one array: say which tensor's gradient it is with "
@@ -107,9 +113,11 @@ def load_answers(
         keys = npz_names(path, source=target)
         if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
             # and what compute never writes (a d<label>, a misspelled dw), refused as in any
-            # answer file; its tensors', output's and intermediates' values are no answers
+            # answer file; its tensors', output's and intermediates' values are no answers, nor
+            # a `check -o` archive's numerical gradients (numeric_dX: outside test t50b F4)
             keys = [k for k in keys if (k[:1] == "d" and (k[1:] in shapes or k[1:] in no_grad))
-                    or not (k in ("output", "grad_output") or k in shapes or k in no_grad)]
+                    or not (k in ("output", "grad_output") or k in shapes or k in no_grad
+                            or (k.startswith("numeric_d") and k[9:] in shapes))]
         raw = {k: load_array(path, k, source=target, key=k, reserve=reserve(k)) for k in keys}
     if not raw:  # (an empty archive: the refusal named no file)
         raise GradcliError(f"holds no answer (expected the gradients of {known})", source=target)
@@ -120,7 +128,10 @@ def load_answers(
         if a.dtype.kind == "c":  # its values may well be finite: the kind is what is wrong
             raise GradcliError(f"expected real numbers, got {a.dtype} (complex)", source=target,
                                key=key)  # fmt: skip
-        if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+        if a.dtype.kind not in "fiu":  # a bool mask's values are finite: its kind is wrong
+            raise GradcliError(f"expected numbers, got an array of {a.dtype}", source=target,
+                               key=key)  # fmt: skip
+        if not np.isfinite(a).all():
             raise GradcliError("expected finite numbers", source=target, key=key)
         if a.shape != tuple(shapes[name]):
             what = "the intermediate " + name if name in inter else name

@@ -59,7 +59,38 @@ def read(engine, moves: list[dict[str, tuple[np.ndarray, np.ndarray]]], h: np.nd
     (flat indices, weights)), ``name`` the tensor whose chunk sizes the stacked calls.
     ``nudge_members``: the members are nudged too, so that kinks between them (a link's two
     ends, each its own relu at 0) are crossed one at a time. ``again``: reads of these moves
-    before this one (each reads new lines)."""
+    before this one (each reads new lines).
+
+    A kink the line does not reach keeps the state the nudge gave it, and its share is
+    missing from the range: a zero row of x fed to ``relu(x @ W + b)`` with ``b = 0`` and
+    weights of 0.05 puts unit k's kink about ``|nudge of x @ W + b| / |W[i, k]|``, twenty
+    nudges along x[0, i]'s line, beyond its SPAN, and torch's 0 for x[0, i] fell outside the
+    range read. The two lines nudged opposite ways end in opposite states of such a kink, so
+    where their end slopes differ the line is read again REACHES times as long, up to LONGER
+    times (``calls`` counts the first read only), and the ranges read are joined."""
+    lo, hi, both, short = _read(engine, moves, h, name, again, nudge_members)
+    h = np.asarray(h, dtype=np.float64)
+    for r in range(1, LONGER + 1):
+        todo = np.flatnonzero(short)
+        if not todo.size:
+            break
+        l2, h2, b2, s2 = _read(engine, [moves[k] for k in todo], h[todo], name, again + r,
+                               nudge_members, REACHES**r)  # fmt: skip
+        lo[todo], hi[todo] = np.minimum(lo[todo], l2), np.maximum(hi[todo], h2)
+        both[todo] |= b2
+        short[:] = False
+        short[todo] = s2
+    return lo, hi, both
+
+
+REACHES = 16  # a line read again where it fell short is this many times as long
+LONGER = 1  # ... at most this many times
+
+
+def _read(engine, moves, h: np.ndarray, name: str, again: int, nudge_members: bool,
+          longer: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``read``'s lines once, ``longer`` times SPAN at least: (lo, hi, both, short), ``short``
+    where the lines nudged opposite ways end in different slopes (a kink not reached)."""
     rng = np.random.default_rng((SEED, again) if again else SEED)
     nudgeable = {n: t for n, t in engine.t64.items()
                  if np.issubdtype(t.dtype, np.floating) and t.size}  # fmt: skip
@@ -96,7 +127,7 @@ def read(engine, moves: list[dict[str, tuple[np.ndarray, np.ndarray]]], h: np.nd
         # at x lie about a nudge away along it, however small the move's step
         nudge = max(float(np.max(methods.steps(engine.t64[n].ravel()[m], engine.eps) / np.abs(w)))
                     for n, (m, w) in move.items())  # fmt: skip
-        steps[k] = max(float(h[k]), SPAN * nudge / REACH)
+        steps[k] = max(float(h[k]), longer * SPAN * nudge / REACH)
         for line in range(LINES):
             # the second line nudged the opposite way: a curved loss's slopes drift with the
             # nudge (its Hessian times it), and the two lines' ranges hold the point's
@@ -135,7 +166,12 @@ def read(engine, moves: list[dict[str, tuple[np.ndarray, np.ndarray]]], h: np.nd
     lo = (slope[:, :, mid] + np.minimum(shares, 0).sum(axis=2)).min(axis=1)
     hi = (slope[:, :, mid] + np.maximum(shares, 0).sum(axis=2)).max(axis=1)
     both = ((jumps < 0).any(axis=2) & (jumps > 0).any(axis=2)).any(axis=1)
-    return lo, hi, both
+    # the two lines nudged opposite ways: their end slopes differ by the curvature over two
+    # nudges (DRIFT) where every kink at x was crossed, by a share where one was not
+    ends = slope[:, :2][:, :, [0, -1]]
+    tol = 8 * noise[:, :2].max(axis=1)[:, None] + DRIFT * np.abs(ends).max(axis=1)
+    short = (np.abs(ends[:, 0] - ends[:, 1]) > tol).any(axis=1) if LINES > 1 else both & False
+    return lo, hi, both, short
 
 
 def calls(count: int) -> int:

@@ -93,6 +93,7 @@ class Pieces:
     contradicted: int = 0
     unverified: dict[str, int] = field(default_factory=dict)
     blind: dict[str, int] = field(default_factory=dict)
+    short: dict[str, int] = field(default_factory=dict)  # crowds the budget cut short
 
 
 ALONE_MOST = 64  # failing members of a value too large to screen, each tested against the rest
@@ -234,6 +235,7 @@ def verify(
     groups = examined = unexamined = refuted = unsearched = crowds = contradicted = 0
     unverified: dict[str, int] = {}
     blind: dict[str, int] = {}
+    short: dict[str, int] = {}
     spent = 0.0
 
     def unread(failed: np.ndarray) -> None:
@@ -309,10 +311,11 @@ def verify(
             contradicted += int(c.verdict == "contradicted")
             for m, w, z in zip(members, c.values, c.noise, strict=True):
                 found[int(m)] = (float(w), float(z))
-        elif c.verdict == "unverified":
+        elif c.verdict in ("unverified", "short"):
+            kept = unverified if c.verdict == "unverified" else short
             for m in failed:
                 found[int(m)] = (float(a[m]), 0.0)
-                unverified[names[space.tensor[m]]] = unverified.get(names[space.tensor[m]], 0) + 1
+                kept[names[space.tensor[m]]] = kept.get(names[space.tensor[m]], 0) + 1
         else:
             unread(failed)
         return (space.copies - before) * each
@@ -496,7 +499,7 @@ def verify(
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
     return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
-                  crowds, contradicted, unverified, blind)  # fmt: skip
+                  crowds, contradicted, unverified, blind, short)  # fmt: skip
 
 
 class _Moves:

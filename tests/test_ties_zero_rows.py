@@ -1,0 +1,57 @@
+"""Zero rows of x fed to ``relu(x @ W1 + b) @ V`` with ``b`` at CS231n's zero start: every unit
+of those rows sits at relu's kink, 60 of them a row, and one ``x[0, i]`` turns on the units
+with ``W1[i, k] > 0`` one way and those with ``W1[i, k] < 0`` the other.
+
+torch's backward (relu'(0) = 0: dx of a zero row is 0) failed 'does not match' (dx[0, 59]:
+analytic 0, numeric 0.0073) at weights of 0.05: the nudged lines that bound what the pieces
+may give (numeric/nudged.py) ended about twenty nudges short of the units' kinks, each at
+``|nudge of x @ W1 + b| / |W1[i, k]|``, so the range read missed every unit off. Lines whose
+two opposite nudges end in different slopes are now read again, longer. The crowds' directions
+(numeric/crowds.py) crossed a kink of another row (|a| = 1.4e-3 at a move of 1.9e-3) and
+entered no piece; one whose speeds span far is read again closer.
+
+Oracle: for one x[0, i] the values right rules give are sum_k s_k c[0, k] W1[i, k] for s_k in
+[0, 1] (c = g V^T), 0 among them (torch's, every s_k = 0); relu'(0) = -1 gives s_k outside
+[0, 1] and fails."""
+
+import numpy as np
+
+import gradcli
+
+
+def _case():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 60))
+    x[:2] = 0.0
+    return {"x": x, "W1": 0.05 * rng.standard_normal((60, 60)), "b": np.zeros(60),
+            "V": 0.1 * rng.standard_normal((60, 3))}  # fmt: skip
+
+
+def _forward(x, W1, b, V):
+    return np.maximum(x @ W1 + b, 0) @ V
+
+
+def _backward(at_zero):
+    def backward(grad_output, x, W1, b, V):
+        a = x @ W1 + b
+        d = (grad_output @ V.T) * np.where(a == 0, at_zero, a > 0)
+        return {"x": d @ W1.T, "W1": x.T @ d, "b": d.sum(0), "V": np.maximum(a, 0).T @ grad_output}
+
+    return backward
+
+
+def test_torchs_relu_passes_at_zero_rows_beside_a_zero_bias():
+    r = gradcli.check("custom", _case(), forward=_forward, backward=_backward(0.0))
+    assert r.passed, r.verdict()
+
+
+def test_twin_a_slope_outside_the_pieces_cannot_pass_where_the_budget_cuts_its_crowd():
+    """relu'(0) = -1: at ``--budget 5`` the crowd's pieces read neither hold nor contradict it,
+    and the moves that bound every right value (numeric/crowds.py ``_boxed``) were cut to
+    their sum, within which it lies: 'not verified, your values kept', a PASS (it was 'not
+    verified' before only because no direction entered a piece). A crowd the budget cut
+    short cannot pass now; at the default budget it fails as a mismatch."""
+    r = gradcli.check("custom", _case(), forward=_forward, backward=_backward(-1.0), budget=5)
+    assert not r.passed
+    assert "dx is not verified" in r.verdict(), r.verdict()
+    assert any("cut short" in n or "ran out before the moves" in n for n in r.notes), r.notes
