@@ -16,8 +16,9 @@ import gradcli
 
 def _case():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((6, 200))
-    x[rng.random(x.shape) < 0.9] = 0.0  # about 1,080 zeros, with b's 200: past 1,024
+    x = rng.standard_normal((5, 200))
+    x[rng.random(x.shape) < 0.9] = 0.0  # 895 zeros, with b's 200: past 1,024 (6 rows: 1,272)
+    assert (x == 0).sum() + (x == 0).any(axis=0).sum() == 1095  # b[j] tied where x[:, j] is 0
     return {"x": x, "b": np.zeros(200), "W": 0.2 * rng.standard_normal((200, 4))}
 
 

@@ -26,11 +26,11 @@ import pytest
 import gradcli
 
 
-def _case():
+def _case(columns=200):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 200))
-    x[rng.random(x.shape) < 0.75] = 0.0  # 587 zeros: a digit's background
-    return x, 0.2 * rng.standard_normal((200, 8)), rng.standard_normal((4, 8))
+    x = rng.standard_normal((4, columns))
+    x[rng.random(x.shape) < 0.75] = 0.0  # 587 zeros of 200 columns: a digit's background
+    return x, 0.2 * rng.standard_normal((columns, 8)), rng.standard_normal((4, 8))
 
 
 def _forward(x, W):
@@ -45,8 +45,8 @@ def _backward(at_zero):
     return backward
 
 
-def _check(at_zero, **kw):
-    x, W, g = _case()
+def _check(at_zero, columns=200, **kw):
+    x, W, g = _case(columns)
     return gradcli.check("custom", {"x": x, "W": W}, grad_output=g, forward=_forward,
                          backward=_backward(at_zero), **kw)  # fmt: skip
 
@@ -60,21 +60,34 @@ def test_a_right_relu_passes_where_reading_its_kinks_took_the_budget(budget):
     assert "pairs of tied" not in r.verdict()
 
 
-# (a full check's twin is the crowd's below: a slope of 2, at the default budget)
+# (a full check's twin is the crowd's below: a slope of 2, at the default budget, on 100 of
+# the columns)
 def test_twin_a_slope_of_2_at_the_zeros_fails_there():
     r = _check(2.0, budget=2.0)
     assert not r.passed
     assert "does not match (dx)" in r.verdict(), r.verdict()
 
 
-def test_a_slope_of_2_at_a_crowd_too_large_to_screen_is_a_mismatch_with_numbers():
-    # 16 MB: moving each of 587 zeros alone beside every output no longer fits (pieces.py's
-    # screen), as 2,049 zeros and more never do
-    r = _check(2.0, max_memory=16)
+# 4 MB: moving each of the 304 zeros of 100 columns alone beside every output no longer fits
+# (pieces.py's screen: 16 k^2 bytes within a quarter of max_memory, k <= 256 here; 587 zeros
+# at 16 MB took twice the seconds), as 2,049 zeros and more never do
+_CROWD = {"columns": 100, "max_memory": 4}
+
+
+def test_a_slope_of_2_at_a_crowd_too_large_to_screen_is_a_mismatch_with_numbers(monkeypatch):
+    from gradcli.numeric import pieces
+
+    crowds = []  # the crowd's path: its failing members, past ALONE_MOST, each tested alone
+    alone = pieces._alone_in_crowd
+    monkeypatch.setattr(pieces, "_alone_in_crowd", lambda space, members, cands, budget: (
+        crowds.append((members.size, cands.size)) or alone(space, members, cands, budget)))
+    r = _check(2.0, **_CROWD)
+    assert crowds == [(pieces.ALONE_MOST, 304)], crowds
     assert not r.passed
     assert "does not match (dx)" in r.verdict(), r.verdict()
     assert "not verified" not in r.verdict()
-    x, W, g = _case()
+    x, W, g = _case(_CROWD["columns"])
+    assert (x == 0).sum() == 304
     c = (g @ W.T).ravel()
     top = r.results["x"].worst[0]
     worst = np.ravel_multi_index(tuple(top["index"]), x.shape)
@@ -83,7 +96,7 @@ def test_a_slope_of_2_at_a_crowd_too_large_to_screen_is_a_mismatch_with_numbers(
 
 
 def test_twin_the_right_relu_passes_at_that_crowd():
-    r = _check(0.0, max_memory=16)
+    r = _check(0.0, **_CROWD)
     assert r.passed, r.verdict()
 
 
