@@ -96,10 +96,11 @@ def test_ties_left_as_one_group_say_not_verified_not_a_mismatch(monkeypatch) -> 
 
     monkeypatch.setattr(blocks, "split", lambda engine, coords, h, label, budget=0.0: (
         np.asarray(label).copy(), 0.0, int(np.asarray(label).size)))
-    # hidden units 2, 3 and 8 (as below): dW1[0, 2] is off what its one group gives it by 8,000
-    # tolerances there. On the five units every tensor now meets its comparison, not verified
-    # only for resting on the group, and a mismatch so excused went untried
-    r = _check("gt", units=[0, 1, 4])
+    # hidden units 2, 7 and 8: a value off what its one group gives it by 6,600 tolerances. On
+    # the five units every tensor now meets its comparison, not verified only for resting on
+    # the group, and a mismatch so excused went untried; so did units 2, 3 and 8 once the
+    # nudged lines reached every kink (numeric/nudged.py)
+    r = _check("gt", units=[0, 3, 4])
     assert not r.passed, str(r)
     bad = {n: v for n, v in r.results.items() if not v.passed}
     assert bad and all(v.unresolved and "not verified" in v.unresolved for v in bad.values()), \
