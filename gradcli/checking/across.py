@@ -303,26 +303,21 @@ def _crowd_notes(p: Any, found: Any) -> None:
             f"{'them' if count > 1 else 'it'}: not verified, not failed "
             '("ties_unverified")'
         )
-    for n, count in found.blind.items():
-        p.note(
-            f"d{n}: {count:,} failing coordinate{'s' if count > 1 else ''} at ties of {large}: "
-            f"no piece touching the point was read (no direction entered one, or too many "
-            f"equal values), so nothing was compared there"
-        )
-        p.unverified.setdefault(n, (
-            f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, where no "
-            f"piece touching the point was read (your tie rule was not judged)"
-        ))  # fmt: skip
-    for n, count in found.short.items():
-        p.note(
-            f"d{n}: {_count(count, 'coordinate')} at ties of {large}: no mix of the pieces "
-            f"read along a few directions, and {mention('budget')} ran out before the moves "
-            f"that bound every right value were read, so nothing was compared there"
-        )
-        p.unverified.setdefault(n, (
-            f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, whose "
-            f"examination {mention('budget')} cut short (your tie rule was not judged)"
-        ))  # fmt: skip
+    unread = (  # nothing compared: the tensor cannot pass
+        (found.blind, "failing coordinate", "no piece touching the point was read (no direction "
+         "entered one, or too many equal values)", "where no piece touching the point was read"),
+        (found.short, "coordinate", f"no mix of the pieces read along a few directions, and "
+         f"{mention('budget')} ran out before the moves that bound every right value were read",
+         f"whose examination {mention('budget')} cut short"),
+    )  # fmt: skip
+    for counts, noun, why, where in unread:
+        for n, count in counts.items():
+            p.note(f"d{n}: {_count(count, noun)} at ties of {large}: {why}, so nothing was "
+                   f"compared there")  # fmt: skip
+            p.unverified.setdefault(n, (
+                f"d{n} is not verified at {_count(count, 'coordinate')} at ties of {large}, "
+                f"{where} (your tie rule was not judged)"
+            ))  # fmt: skip
 
 
 def _count(n: int, noun: str) -> str:
