@@ -109,11 +109,10 @@ def test_a_piece_no_direction_reads_is_kept_unverified(tmp_path: Path, cli: Any)
     result = cli("check", "custom", spec, "--impl", tmp_path / "net.py", "--format", "json")
     assert result.exit_code == 0, result.stdout
     doc = json.loads(result.stdout)
-    kept = {n: r.get("ties_unverified", 0) for n, r in doc["results"].items()}
-    assert kept["X"] == 4 and kept["b1"] > 0 and doc["passed"], kept
-    assert any(n.startswith("dX: 4 coordinates at ties of more than 4 interacting equal values")
-               and "none of them contradicts them: not verified, not failed "
-               '("ties_unverified")' in n for n in doc["notes"]), doc["notes"]  # fmt: skip
+    # (kept unverified until the sums and links across X, W1 and b1 were read on nudged lines
+    # too, numeric/joint.py: its values now meet every one, and it passes; the path itself is
+    # pinned by tests/test_ties_zero_rows.py's mixed masks)
+    assert doc["passed"] and all(r["passed"] for r in doc["results"].values()), doc
 
 
 _XJ = _RNG.normal(size=10)
@@ -163,19 +162,11 @@ def test_gradients_from_two_tie_rules_are_kept_unverified_as_documented(
         return
     assert result.exit_code == 0 and doc["passed"], result.stdout
     kept = {n: r.get("ties_unverified", 0) for n, r in doc["results"].items()}
-    # (one of db1's 4 lies within its own interval read on nudged lines, where the zero row's
-    # units bend both ways: numeric/nudged.loosened, since trimE's repro of t43a F1)
-    assert kept == {"X": 4, "W1": 0, "b1": 3, "W2": 0, "b2": 0}, kept
-    text = cli("check", "custom", spec, "--impl", net)
-    assert text.exit_code == 0
-    flat = " ".join(text.stdout.split())
-    for n, k in (("dX", 4), ("db1", 3)):
-        assert (f"{n}: " in flat and f"{k} at ties too large to read every piece kept your "
-                "value (not verified: no piece read contradicts it)" in flat), text.stdout
-    assert 'not verified, not failed ("ties_unverified")' in text.stderr
-    # and in the verdict line, all a -q user reads (outside test t42a N2)
-    last = text.stdout.strip().splitlines()[-1]
-    assert "(7 of them at ties too large to read every piece: not verified" in last, last
+    # (kept unverified, dX 4 and db1 3, until the sums and links across X, W1 and b1 were read
+    # on nudged lines too, numeric/joint.py: the zero row's units bend both ways, and what the
+    # pieces may give them holds these values: it passes as any value within them would. The
+    # README says so; the unverified path is pinned by tests/test_ties_zero_rows.py)
+    assert kept == {"X": 0, "W1": 0, "b1": 0, "W2": 0, "b2": 0}, kept
 
 
 @pytest.mark.parametrize(("tied", "gain"), [(0, 1.0), (1, 1.0), (1, 0.5)])

@@ -96,16 +96,15 @@ def test_ties_left_as_one_group_say_not_verified_not_a_mismatch(monkeypatch) -> 
 
     monkeypatch.setattr(blocks, "split", lambda engine, coords, h, label, budget=0.0: (
         np.asarray(label).copy(), 0.0, int(np.asarray(label).size)))
-    # hidden units 2, 7 and 8: a value off what its one group gives it by 6,600 tolerances. On
-    # the five units every tensor now meets its comparison, not verified only for resting on
-    # the group, and a mismatch so excused went untried; so did units 2, 3 and 8 once the
-    # nudged lines reached every kink (numeric/nudged.py)
+    # hidden units 2, 7 and 8. Since the nudged lines reach every kink (numeric/nudged.py) and
+    # the sums and links across tensors are read on them too (numeric/joint.py), the one group
+    # bounds every subset of the five units' values: none is a mismatch any more, and each
+    # tensor resting on the group is not verified, never passed
     r = _check("gt", units=[0, 3, 4])
     assert not r.passed, str(r)
     bad = {n: v for n, v in r.results.items() if not v.passed}
     assert bad and all(v.unresolved and "not verified" in v.unresolved for v in bad.values()), \
         str(r)
-    assert any(v.worst[0]["error_over_tolerance"] > 1 for v in bad.values()), str(r)
 
 
 # hidden units 2, 3 and 8 of the ten: X[0, 3] meets unit 8's tie alone, and X[3, 0] moves
@@ -116,4 +115,14 @@ def test_ties_left_as_one_group_say_not_verified_not_a_mismatch(monkeypatch) -> 
 @pytest.mark.parametrize("rule", ["gt", "two"])
 def test_a_coordinate_meeting_two_tied_units_passes_the_right_rule_only(rule: str) -> None:
     r = _check(rule, units=[0, 1, 4])
+    assert r.passed == (rule == "gt"), str(r)
+
+
+# hidden units 2, 3 and 4 (and six more of the subsets of the five): a link moving W1[2, 2] up
+# and X[4, 3] down, and a tie's sum across X, W1 and b1, crossed tied units bending opposite
+# ways, and torch's rule missed their one-sided slopes and failed 'does not match' (trimH's
+# repro); read on nudged lines as a tensor's own links are (numeric/joint.py ``_loosened``)
+@pytest.mark.parametrize("rule", ["gt", "mixed"])
+def test_links_and_sums_across_tensors_are_read_where_kinks_bend_both_ways(rule: str) -> None:
+    r = _check(rule, units=[0, 1, 2])
     assert r.passed == (rule == "gt"), str(r)

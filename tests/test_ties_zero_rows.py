@@ -55,3 +55,22 @@ def test_twin_a_slope_outside_the_pieces_cannot_pass_where_the_budget_cuts_its_c
     assert not r.passed
     assert "dx is not verified" in r.verdict(), r.verdict()
     assert any("cut short" in n or "ran out before the moves" in n for n in r.notes), r.notes
+
+
+def test_masks_mixed_across_tensors_at_zero_rows_are_kept_unverified_as_documented():
+    """README ("Large ties"): dx and dW1 from ``a > 0`` with db from ``a >= 0`` is no mix of
+    pieces, and no piece read contradicts it (nor does a move holding every tie still: the
+    units' ties lie inside the output's sum): kept unverified, exit 0, said in the verdict.
+    Pinned so that a change to it is seen; a slope outside the pieces fails (above)."""
+
+    def backward(grad_output, x, W1, b, V):
+        a = x @ W1 + b
+        c = grad_output @ V.T
+        d = c * (a > 0)
+        return {"x": d @ W1.T, "W1": x.T @ d, "b": (c * (a >= 0)).sum(0),
+                "V": np.maximum(a, 0).T @ grad_output}  # fmt: skip
+
+    r = gradcli.check("custom", _case(), forward=_forward, backward=backward)
+    assert r.passed, r.verdict()
+    assert "not verified, your values kept" in r.verdict(), r.verdict()
+

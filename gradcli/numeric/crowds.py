@@ -221,7 +221,8 @@ def _boxed(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: f
         first = np.unravel_index(space.flat(members[mine]), shape)[0] if shape else mine * 0
         rows += [mine[first == r] for r in np.unique(first)]
     rows = [(r, np.ones(r.size)) for r in rows if 1 < r.size < k]
-    afford = max(0, int(seconds / max(each * nudged.calls(1), 1e-12)) - 1)
+    # (--budget inf and a forced sample give infinite seconds: every move, not int(inf))
+    afford = max(0, int(min(seconds / max(each * nudged.calls(1), 1e-12), 2**31)) - 1)
     alone = [(np.array([j]), np.ones(1)) for j in order]
     wanted = _twins(space, members, v) + rows + alone
     groups = [(np.arange(k), np.ones(k))] + wanted[: min(BOXED, afford)]
