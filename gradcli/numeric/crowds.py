@@ -368,9 +368,9 @@ def _within_clarke(space, members: np.ndarray, e: np.ndarray, ve: float, te: flo
     zero start puts every unit of the row at its kink, and moving one ``x[0, i]`` turns on the
     units with ``W[i, k] > 0`` one way and those with ``W[i, k] < 0`` the other; torch's 0
     (every unit off) lies beyond both slopes when those units' weights times their upstream
-    gradients have one sign in sum on either side, and the right backward failed 'does not
-    match' at 60 units (D = H = 60, two zero rows). Where they bend one way, False: the
-    one-sided slopes are the bound."""
+    gradients have one sign in sum on either side. A value beyond that range still contradicts;
+    one within it is left to the bounding moves (``_boxed``). Where the kinks bend one way,
+    False: the one-sided slopes are the bound."""
     from gradcli.numeric import nudged  # LAZY: only at a crowd a move contradicts
 
     on = np.flatnonzero(e)
