@@ -217,3 +217,6 @@ def test_kinks_of_several_layers_meeting_end_to_end_are_not_a_failure(
         # the verdict is decided: the end to end's large ties are not read (it took 2.5x as long)
         notes = " ".join(doc["end_to_end"]["notes"])
         assert "not read end to end, as a layer's local check fails already" in notes, notes
+        # and that equal values need not be ties: a smooth network's zero biases and unit
+        # gammas drew the same note (outside test t51b F2)
+        assert "equal values, as zero biases and unit gammas are, are a tie only" in notes

@@ -199,8 +199,10 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
             f"{found.crowded:,} failing coordinate{'s are' if found.crowded > 1 else ' is'} "
             f"tied with more than {pieces.MAX_TIED} interacting equal values (or share "
             f"{'their' if found.crowded > 1 else 'its'} value with more than "
-            f"{pieces.CANDIDATES}): not read end to end, as a layer's local check fails "
-            f"already: {'they fail' if found.crowded > 1 else 'it fails'} as computed"
+            f"{pieces.CANDIDATES}; equal values, as zero biases and unit gammas are, are a "
+            f"tie only where a max, a sort or a kink takes them): not read end to end, as a "
+            f"layer's local check fails already: "
+            f"{'they fail' if found.crowded > 1 else 'it fails'} as computed"
         )
     _crowd_notes(p, found)
     if found.refuted:
