@@ -186,35 +186,25 @@ def _loosened(engine, names, records, tensor, sub, a, h, kept: links.Links, gid:
     av = a[sub]
     groups = np.flatnonzero(np.bincount(gid[gid >= 0], minlength=low.size) > 0)
     total = np.bincount(gid[gid >= 0], weights=av[gid >= 0], minlength=low.size)[groups]
-    d = av[kept.i] - av[kept.j]
-    value = np.r_[d, total]
-    lo_all, hi_all = np.r_[kept.lo, low[groups]], np.r_[kept.hi, high[groups]]
-    size = np.maximum(np.abs(lo_all), np.abs(hi_all))
-    noise = np.r_[kept.noise, np.zeros(groups.size)]
-    miss = np.abs(value - np.clip(value, lo_all, hi_all)) - noise - nudged.SHARE * size
-    binding = np.flatnonzero(miss > 0)
-    if not binding.size:
-        return kept, low, high, 0
-    each = cost.copies_seconds(engine, nudged.calls(1), real=True)
-    most = int(min(nudged.MOST, max(nudged.FLOOR, budget / max(each, 1e-12))))
-    binding = binding[np.argsort(-miss[binding], kind="stable")[:most]]
-    moves, steps = [], []
-    for q in binding:
-        if q < kept.i.size:
+    links_n = kept.i.size
+
+    def move_of(q: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+        if q < links_n:
             at, w = np.array([sub[kept.i[q]], sub[kept.j[q]]]), np.array([1.0, -1.0])
         else:
-            at = sub[np.flatnonzero(gid == groups[q - kept.i.size])]
+            at = sub[np.flatnonzero(gid == groups[q - links_n])]
             w = np.ones(at.size)
-        moves.append({names[t]: (coords[at[tensor[at] == t]], w[tensor[at] == t])
-                      for t in np.unique(tensor[at])})  # fmt: skip
-        steps.append(float(h[at].min()) / 4)
-    lo, hi, both = nudged.read(engine, moves, np.array(steps), next(iter(moves[0])))
-    lo_all[binding] = np.where(both, np.minimum(lo_all[binding], lo), lo_all[binding])
-    hi_all[binding] = np.where(both, np.maximum(hi_all[binding], hi), hi_all[binding])
-    n = kept.i.size
+        move = {names[t]: (coords[at[tensor[at] == t]], w[tensor[at] == t])
+                for t in np.unique(tensor[at])}  # fmt: skip
+        return move, float(h[at].min()) / 4
+
+    lo_all, hi_all, read = nudged.widened(
+        engine, np.r_[av[kept.i] - av[kept.j], total], np.r_[kept.lo, low[groups]],
+        np.r_[kept.hi, high[groups]], np.r_[kept.noise, np.zeros(groups.size)], move_of,
+        nudged.affordable(engine, budget), rounds=1)  # fmt: skip
     low, high = low.copy(), high.copy()
-    low[groups], high[groups] = lo_all[n:], hi_all[n:]
-    return replace(kept, lo=lo_all[:n], hi=hi_all[:n]), low, high, len(moves)
+    low[groups], high[groups] = lo_all[links_n:], hi_all[links_n:]
+    return replace(kept, lo=lo_all[:links_n], hi=hi_all[:links_n]), low, high, read
 
 
 def _whole(label: np.ndarray, inner: list[np.ndarray]) -> np.ndarray:

@@ -22,11 +22,12 @@ inputs moved against each other) the one-sided slopes stay the bound.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
-from gradcli.numeric import methods
+from gradcli.numeric import cost, methods
 from gradcli.numeric.links import Links
 
 LINES = 3  # nudged lines read per coordinate
@@ -205,13 +206,8 @@ def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     high = np.r_[bounds[:, 1], pairs.hi, hi_each]
     noise = np.r_[np.zeros(len(groups)), pairs.noise, np.zeros(idx.size)]
     first_single = len(groups) + pairs.i.size
-    binding = np.flatnonzero(_miss(value, low, high, noise) > 0)
-    if not binding.size:
-        return sums, pairs, 0, (lo_each, hi_each)
-    binding = binding[np.argsort(-_miss(value, low, high, noise)[binding],
-                                  kind="stable")[: min(most, MOST)]]
-    moves, steps = [], []
-    for k in binding:
+
+    def move_of(k: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
         if k < len(groups):
             m, w = members[k], np.ones(members[k].size)
         elif k < first_single:
@@ -219,13 +215,38 @@ def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
             m, w = np.array([pairs.i[q], pairs.j[q]]), np.array([1.0, -1.0])
         else:
             m, w = single[k - first_single : k - first_single + 1], np.ones(1)
-        moves.append({name: (idx[m], w)})
-        steps.append(h[m].min() / 4)
-    steps = np.array(steps)
+        return {name: (idx[m], w)}, float(h[m].min()) / 4
+
+    low, high, count = widened(engine, value, low, high, noise, move_of, most)
+    if not count:
+        return sums, pairs, 0, (lo_each, hi_each)
+    sums = {G: (float(low[k]), float(high[k])) for k, G in enumerate(groups)}
+    links = replace(pairs, lo=low[len(groups):first_single], hi=high[len(groups):first_single])
+    return sums, links, count, (low[first_single:], high[first_single:])
+
+
+def widened(engine, value: np.ndarray, low: np.ndarray, high: np.ndarray, noise: np.ndarray,
+            move_of: Callable[[int], tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]],
+            most: int = MOST, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray, int]:
+    """[``low``, ``high``] (copies) with each interval ``value`` misses (beyond ``noise``)
+    widened to what the pieces touching x may give its move (``move_of(k)``: the move and its
+    step), where kinks bending both ways meet along it; the ``most`` (at most MOST) that miss
+    by most, each read again up to ``rounds`` times while it still misses. Returns (low, high,
+    moves read: ``calls`` each)."""
+    low, high = np.array(low, dtype=np.float64), np.array(high, dtype=np.float64)
+    miss = _miss(value, low, high, noise)
+    binding = np.flatnonzero(miss > 0)
+    if not binding.size:
+        return low, high, 0
+    binding = binding[np.argsort(-miss[binding], kind="stable")[: min(most, MOST)]]
+    moves, steps = zip(*(move_of(int(k)) for k in binding), strict=True)
+    moves, steps = list(moves), np.array(steps)
+    name = next(iter(moves[0]))  # the tensor whose chunk sizes the stacked calls
     wide_lo, wide_hi = low[binding].copy(), high[binding].copy()
+    now_lo, now_hi = wide_lo.copy(), wide_hi.copy()
     bent = np.zeros(binding.size, dtype=bool)
     todo, count = np.arange(binding.size), 0
-    for r in range(ROUNDS):  # kinks a line crosses within one of its points blur: read again
+    for r in range(rounds):  # kinks a line crosses within one of its points blur: read again
         lo, hi, both = read(engine, [moves[q] for q in todo], steps[todo], name, r)
         count += todo.size
         bent[todo] |= both
@@ -239,9 +260,13 @@ def loosened(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
         if not todo.size:
             break
     low[binding], high[binding] = now_lo, now_hi
-    sums = {G: (float(low[k]), float(high[k])) for k, G in enumerate(groups)}
-    links = replace(pairs, lo=low[len(groups):first_single], hi=high[len(groups):first_single])
-    return sums, links, count, (low[first_single:], high[first_single:])
+    return low, high, count
+
+
+def affordable(engine, budget: float) -> int:
+    """The binding moves ``widened`` may read within ``budget`` seconds (FLOOR to MOST)."""
+    each = cost.copies_seconds(engine, calls(1), real=True)
+    return int(min(MOST, max(FLOOR, budget / max(each, 1e-12))))
 
 
 def _miss(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, noise) -> np.ndarray:

@@ -324,11 +324,10 @@ def enforce(engine, name: str, idx: np.ndarray, h: np.ndarray, a: np.ndarray,
     np.maximum.at(noise, pairs.j, pairs.noise)
     values = nearest.nearest(a, lo, hi, [layer(label, sums)], pairs)
     if np.any(values != a):  # a move's one slope binds: it must hold at nudged points too
-        each = cost.copies_seconds(mine, nudged.calls(1), real=True)
-        most = int(min(nudged.MOST, max(nudged.FLOOR, (budget - spent) / max(each, 1e-12))))
-        sums, pairs, read, (lo, hi) = nudged.loosened(mine, name, idx, h, a, lo, hi, label,
-                                                      sums, pairs, most)  # fmt: skip
-        spent += each * read
+        most = nudged.affordable(mine, budget - spent)
+        sums, pairs, lines, (lo, hi) = nudged.loosened(mine, name, idx, h, a, lo, hi, label,
+                                                       sums, pairs, most)  # fmt: skip
+        spent += cost.copies_seconds(mine, nudged.calls(lines), real=True)
         values = nearest.nearest(a, lo, hi, [layer(label, sums)], pairs)
     # the terms' outputs are not the layer's: the ties across tensors find their own
     found_support = (pos, out) if mine is engine else None
