@@ -286,3 +286,19 @@ def test_inline_labels_reach_a_users_loss_as_integers(tmp_path, cli):
     f.write_text(yaml.safe_dump(model))
     fixed = json.loads(cli("compute", "net", f, "--format", "json").stdout)["fixed"]["y"]
     assert fixed["values"] == [0, 3, 1, 4]
+
+
+def test_a_spec_file_alone_is_checked_as_the_layer_it_names(
+    cli: Any, write_spec: Any, assert_usage_error: Any
+) -> None:
+    """gradcli check spec.yaml asked for the layer's name the file holds (outside test t52a F4):
+    now read as gradcli check LAYER spec.yaml. Twins: a file naming an unknown layer, or none,
+    is still a one-line usage error naming the file."""
+    spec = write_spec("layer: linear\nseed: 1\ntensors: {x: {shape: [2, 3]}, W: {shape: [4, 3]}}\n")
+    alone, named = cli("check", spec, "-q"), cli("check", "linear", spec, "-q")
+    assert alone.exit_code == named.exit_code == 0, alone.stderr
+    assert alone.stdout == named.stdout and alone.stdout.startswith("PASS  linear"), alone.stdout
+    unknown = write_spec("layer: lineer\n", "unknown.yaml")
+    assert_usage_error(cli("check", unknown), f"{unknown}: layer: unknown layer 'lineer'")
+    none = write_spec("seed: 1\n", "none.yaml")
+    assert_usage_error(cli("compute", none), "expected a layer's name first")

@@ -436,7 +436,7 @@ def numerical(
     if p.opts.method == "complex" and name in p.spec.tensors and engine.layer is p.spec.layer:
         # every coordinate the complex step read, held to central differences (raises; its
         # cost is in the tensor's estimate: budget.estimate)
-        complex_agrees(p.spec, name, grad, coords)
+        complex_agrees(p.spec, name, grad, coords, engine)
     if info.unseen and tolerances(p, name, grad, info)[2]:
         # every output's round-off, counted where the footprints are unknown, would leave the
         # tensor unresolved: read which outputs each coordinate can move at all (and never

@@ -35,6 +35,9 @@ class TensorResult:
     nonfinite: int = 0  # compared elements where the analytic or numeric value is NaN or inf
     nonfinite_at: str = ""  # the first of them, e.g. "dW[1, 0]: analytic nan, numeric 0.5"
     unresolved: str = ""  # why this step cannot resolve the tensor ("" when it can)
+    # why a sample that matched fails: a probe over every coordinate disagreed, and none of
+    # the sampled ones did (checking/probe.py ``unlocated``)
+    unlocated: str = ""
     numerics: TensorNumerics | None = None
     roundoff: float | None = None  # float32 only: max |a32 - a64| / max |a64|
     roundoff_source: str = ""  # float32: measured | built-in | estimated (checking/precision.py)
@@ -91,6 +94,8 @@ class TensorResult:
             return self.unresolved
         if self.checked == 0:
             return f"no coordinate of d{self.name} was compared, so nothing was checked"
+        if self.unlocated:
+            return self.unlocated
         if self.checked != self.promised:
             return f"only {self.checked} of the {self.promised} coordinates promised were compared"
         return ""

@@ -195,16 +195,21 @@ def unlocated(result: TensorResult, why: str | None) -> TensorResult:
     if not result.passed or result.mode != "sample" or why is None:  # None: never probed
         return result
     if why == DISAGREED:
-        hint = (
-            "a random direction disagreed, but none of the sampled coordinates did: "
-            f"{mention('mode', 'full')} (or more {mention('samples')}) finds the wrong elements"
+        said = (
+            f"a random direction disagreed, but none of the {result.checked} sampled "
+            f"coordinates did: {mention('mode', 'full')} (or more {mention('samples')}) finds "
+            "the wrong elements"
         )
+        band = "not located"
     else:
-        hint = (
+        said = (
             f"the probe {why} and only a sample of the coordinates was compared: "
             f"{mention('mode', 'full')} compares every one"
         )
+        band = "not checked"
     # every coordinate is what a probe that did not pass owes: the result fails as not fully
-    # compared (its reason), not as a mismatch of a worst element that matched
+    # compared (its reason), not as a mismatch of a worst element that matched, and its reading
+    # is no "good" (outside test t52a F1: "FAIL | good")
     size = int(np.prod(result.shape, dtype=np.int64))
-    return dataclasses.replace(result, promised=size, hints=(*result.hints, hint))
+    return dataclasses.replace(result, promised=size, unlocated=said, band=band,
+                               hints=(said, *result.hints))  # fmt: skip

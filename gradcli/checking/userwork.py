@@ -432,7 +432,8 @@ def _scaled(spec: Spec, name: str, central: Engine) -> Engine:
                   eps=central.eps * top, unit=central.unit)  # fmt: skip
 
 
-def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray | None) -> None:
+def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray | None,
+                   engine: Engine | None = None) -> None:
     """After the complex step read ``name`` at ``coords`` (None: every coordinate), a user's
     forward is held to central differences at each of them, as complex_safe holds it at a
     few: a forward unsafe at one element of 20000 (y[0] = x0 |x0|, an L1 term of 1e-4) read
@@ -443,16 +444,21 @@ def complex_agrees(spec: Spec, name: str, grad: np.ndarray, coords: np.ndarray |
     picks = np.arange(grad.size) if coords is None else np.asarray(coords, dtype=np.int64)
     central = _scaled(spec, name, Engine(spec.layer, spec.tensors, spec.options,
                                          spec.grad_output))  # fmt: skip
-    _refuse_disagreement(spec, name, picks, grad.ravel()[picks], central, coloring=True)
+    if engine is not None:  # the footprint the built-in lent the complex step's engine
+        central.declared_footprint = engine.declared_footprint
+    _refuse_disagreement(spec, name, picks, grad.ravel()[picks], central, coloring=True,
+                         every=coords is None)  # fmt: skip
 
 
 def _refuse_disagreement(
     spec: Spec, name: str, picks: np.ndarray, c: np.ndarray, central: Engine,
-    coloring: bool = False,
+    coloring: bool = False, every: bool = False,
 ) -> None:
     """Raise where the complex step's readings ``c`` at flat ``picks`` disagree with central
     differences beyond their noise, their truncation (read again at a finer step) and kinks."""
-    r, info = central.gradient(name, coloring=coloring, coords=picks)
+    # every coordinate: the whole gradient, colored (a sample's groups are colored only
+    # where they save copies)
+    r, info = central.gradient(name, coloring=coloring, coords=None if every else picks)
     r = r.ravel()[picks]
     noise = _noise(info, picks)
     # held to the picks' own size, not to 1: an L1 term of 1e-6 beside gradients of 4e-4,

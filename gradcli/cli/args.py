@@ -108,7 +108,7 @@ def load(
     if seed is not None:  # the library's own checks and messages
         arguments.integer(seed, "seed", 0, MAX_SEED)
     arguments.integer(max_elements, "max_elements", 1)
-    _not_a_file(layer, spec, command)
+    layer, spec = _named_by_file(layer, spec, command)
     code = None
     if impl:
         from gradcli.user.impl import load_impl
@@ -120,21 +120,43 @@ def load(
     )  # fmt: skip
 
 
-def _not_a_file(layer: str, spec: str | None, command: str) -> None:
-    """A file given where the layer's name goes (``gradcli check model.yaml``): say the
+def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str | None]:
+    """(layer, spec): a spec file given alone (``gradcli check spec.yaml``) whose ``layer:``
+    names a layer is read as ``gradcli check LAYER spec.yaml`` (outside test t52a F4: every
+    CI call repeated the name the file holds). A model file, or one naming no layer: say the
     command that reads it, rather than "unknown layer 'model.yaml'"."""
     from gradcli.layers import REGISTRY
 
     if layer in REGISTRY or layer == "custom" or spec is not None:
-        return
+        return layer, spec
     from gradcli.api.network import is_model
 
     if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") and not Path(layer).is_file():
-        return
+        return layer, spec
     if Path(layer).is_file() and is_model(layer, None):
         raise GradcliError(f"{layer} is a model file (network:): gradcli {command} net {layer}")
+    named = _spec_layer(layer) if Path(layer).is_file() else None
+    if named in REGISTRY or named == "custom":
+        return str(named), layer
+    if named is not None:
+        raise GradcliError(f"{layer}: layer: unknown layer {named!r} (gradcli layers lists "
+                           "them)")  # fmt: skip
     raise GradcliError(f"expected a layer's name first, got the file {layer}: gradcli {command} "
                        f"LAYER {layer} (gradcli layers lists them)")  # fmt: skip
+
+
+def _spec_layer(path: str) -> str | None:
+    """The ``layer:`` a spec file names, or None (unreadable: load_spec says why)."""
+    from gradcli.files.reading import parse_yaml, read_spec_text
+    from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS
+
+    try:
+        text, source, _ = read_spec_text(path)
+        doc = parse_yaml(text, source=source, max_elements=DEFAULT_MAX_ELEMENTS)
+    except GradcliError:
+        return None
+    named = doc.get("layer") if isinstance(doc, dict) else None
+    return named if isinstance(named, str) else None
 
 
 def load_net(
