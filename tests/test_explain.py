@@ -396,3 +396,16 @@ def test_your_implementation_of_a_built_in_gets_its_formulas(cli, tmp_path):
     r = cli("explain", "custom", str(tmp_path / "c.yaml"), "--impl", str(tmp_path / "sq.py"))
     assert r.exit_code == 0, r.output
     assert "no formula known" in r.output
+
+
+@pytest.mark.parametrize(("layer", "doc"), [("conv1d", None), ("conv2d", None)])
+def test_a_convs_dx_is_named_as_the_index_formula_computes_it(layer: str, doc: Any) -> None:
+    """dx correlates the upstream gradient with the rotated kernel, which is a true convolution
+    with the kernel as it is: "δ ∗ rot180(w) (a full convolution)", beside a forward whose
+    convolutions are cross-correlations, sent a student to np.convolve(d, w[::-1]), which is
+    wrong (outside test t52b F3)."""
+    spec = make(layer, doc)
+    dx = next(s for s in explain(spec) if s.title == f"dL/d{spec.layer.tensors[0].name}")
+    text = "\n".join(dx.lines)
+    assert "⋆ rot180(" in text and "(a full cross-correlation)" in text, text
+    assert "∗ rot180" not in text and "a true (flipping) full convolution" in text, text

@@ -518,15 +518,26 @@ class Session:
         if dataclasses.is_dataclass(options):
             for f in dataclasses.fields(options):
                 value = getattr(options, f.name)
-                if f.name == "channels" or value == f.default:
+                if f.name == "channels":
                     continue
-                plain = dataclasses.replace(options, **{f.name: f.default})
-                add(
-                    f"option:{f.name}",
-                    f"with {f.name} at its default, {f.default!r} (the forward uses "
-                    f"{value!r}): the backward ignores {f.name}",
-                    lambda p=plain: _with_options(layer, t, p, g, self.spec.shapes),
-                )
+                if value != f.default:
+                    plain = dataclasses.replace(options, **{f.name: f.default})
+                    add(
+                        f"option:{f.name}",
+                        f"with {f.name} at its default, {_default(f, options)} (the forward "
+                        f"uses {value!r}): the backward ignores {f.name}",
+                        lambda p=plain: _with_options(layer, t, p, g, self.spec.shapes),
+                    )
+                if f.name in UNIT_OPTIONS and value not in (1, [1, 1], (1, 1)):
+                    # a pool's stride defaults to its window, not 1: a backward walking the
+                    # windows one step apart is the classic slip (outside test t52b F1)
+                    ones = dataclasses.replace(options, **{f.name: 1})
+                    add(
+                        f"option-one:{f.name}",
+                        f"with {f.name} 1 (the forward uses {_effective(value, options)}): "
+                        "the backward steps its windows 1 apart",
+                        lambda p=ones: _with_options(layer, t, p, g, self.spec.shapes),
+                    )
         for name, a in t.items():
             info = layer.tensor(name, self.spec.shapes, options)
             axes = [f"b{k}" for k in range(a.ndim - len(info.axes))] + list(info.axes)
@@ -689,16 +700,51 @@ def _shift(R: np.ndarray, axis: int, step: int) -> np.ndarray:
     return out
 
 
+UNIT_OPTIONS = ("stride",)  # options a backward may take as 1 where the forward does not
+PADDED = 64  # rows and columns a short output's input is padded by, at most
+
+
+def _default(f: Any, options: Any) -> str:
+    """An option's default as the forward takes it: a pool's omitted stride is its window."""
+    if f.default is None and f.name == "stride" and hasattr(options, "size"):
+        return f"the window's size, {options.size!r}"
+    return repr(f.default)
+
+
+def _effective(value: Any, options: Any) -> Any:
+    """An option's value as the forward takes it: a pool's omitted stride is its window."""
+    return getattr(options, "size", value) if value is None else value
+
+
 def _with_options(layer: Layer, t: dict, options: Any, g: np.ndarray, shapes: Any) -> dict:
     """The backward at other options, the upstream gradient fitted to that output's shape: cut
     at, or padded with zeros past, the high end of each axis (the first outputs keep their
-    place, as a backward that ignores the option places them)."""
+    place, as a backward that ignores the option places them). Where that output is shorter
+    than the upstream gradient (a pool's stride taken as its window, 3 where the forward steps
+    2), the first input is padded past its high end, with values that never win a max (else
+    zeros), until it covers every upstream element: a backward looping over the forward's
+    outputs reads windows clipped at the input's end there (outside test t52b F1)."""
     options = layer.resolve_options(options, shapes)
     out, cache = layer.forward(t, options)
+    first = next(iter(t))
+    x = t[first]
+    pad = [0] * x.ndim
+    fill = -np.inf if layer.maxima is not None else 0.0
+    for _ in range(PADDED):
+        short = [k for k in range(min(out.ndim, x.ndim)) if out.shape[k] < g.shape[k]]
+        if out.ndim != g.ndim or not short or x.ndim != out.ndim:
+            break
+        for k in short:
+            pad[k] += 1
+        padded = np.pad(x, [(0, p) for p in pad], constant_values=fill)
+        out, cache = layer.forward({**t, first: padded}, options)
     fitted = np.zeros(out.shape)
     common = tuple(slice(0, min(a, b)) for a, b in zip(out.shape, g.shape, strict=True))
     fitted[common] = g[common]
-    return layer.backward(fitted, cache)
+    grads = layer.backward(fitted, cache)
+    if any(pad) and first in grads:
+        grads = {**grads, first: grads[first][tuple(slice(0, n) for n in x.shape)]}
+    return grads
 
 
 def _localized(session: Session, name: str) -> list[Hint]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.layers import _slips
+
 Variants = dict[str, tuple[str, dict[str, np.ndarray]]]
 
 
@@ -46,6 +48,11 @@ def sigmoid(t: Any, options: Any, dy: np.ndarray) -> Variants:
         "sigmoid:no-upstream": ("without the upstream gradient: y (1 - y) alone",
                                 {"x": s * (1 - s) + 0.0 * dy}),
         "sigmoid:half-derivative": ("with dy y instead of dy y (1 - y)", {"x": dy * s}),
+        # x in one of the two factors only (outside test t52b: s (1 - x) went without a hint)
+        "sigmoid:x-in-second": ("with dy y (1 - x) instead of dy y (1 - y): x where the "
+                                "output belongs in the second factor", {"x": dy * s * (1 - x)}),
+        "sigmoid:x-in-first": ("with dy x (1 - y) instead of dy y (1 - y): x where the "
+                               "output belongs in the first factor", {"x": dy * x * (1 - s)}),
     }  # fmt: skip
 
 
@@ -89,6 +96,16 @@ def gelu(t: Any, options: Any, dy: np.ndarray) -> Variants:
     def with_du(du: np.ndarray) -> np.ndarray:
         return dy * (0.5 * (1 + th) + 0.5 * x * (1 - th**2) * du)
 
+    du = c * (1 + 3 * a * x**2)
+    # the tanh inside, slipped as every layer's tanh is (layers/_slips.py): 1 - t where
+    # 1 - t^2 belongs went without a hint (outside test t52b F2)
+    slipped = {
+        f"gelu:tanh-{key}": (
+            f"with 0.5 x {_slips.wrapped(used)}du/dx where 0.5 x (1 - t^2) du/dx "
+            f"belongs (t = tanh(u)): {why}",
+            {"x": dy * (0.5 * (1 + th) + 0.5 * x * factor * du)})
+        for key, used, why, factor in _slips.tanh(th, "t")
+    }  # fmt: skip
     erf = np.vectorize(math.erf, otypes=[np.float64])(x / math.sqrt(2)) if x.size else x
     exact = 0.5 * (1 + erf) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     right = "du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)"
@@ -103,4 +120,5 @@ def gelu(t: Any, options: Any, dy: np.ndarray) -> Variants:
             "with the exact GELU's derivative, 1/2 (1 + erf(x/sqrt 2)) + x exp(-x^2/2) / "
             "sqrt(2 pi), where the forward is the tanh approximation: differentiate the tanh "
             "form the forward computes", {"x": dy * exact}),
+        **slipped,
     }  # fmt: skip

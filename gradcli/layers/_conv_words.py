@@ -9,7 +9,8 @@ from gradcli.layers._conv import Axis
 from gradcli.layers.words import XCORR, Formulas, Shown, ix, shape, sigma
 from gradcli.records import record
 
-ROTATED = "the full convolution of the upstream gradient with the 180-degree-rotated kernel"
+ROTATED = ("the full cross-correlation of the upstream gradient with the 180-degree-rotated "
+           "kernel, that is a true (flipping) full convolution with the kernel as it is")
 WHY = {  # one line of intuition per gradient
     "w": "the kernel gradient correlates the input with the upstream gradient",
     "x": f"the input gradient is {ROTATED}: each input collects every window that read it",
@@ -82,7 +83,8 @@ def convolution(
               f"{up} · {w_ix}   for every {', '.join((*nm.out, *nm.taps))}"]  # fmt: skip
     else:
         back = [f"{p}-{t}" for p, t in zip(nm.pos, nm.taps, strict=True)]
-        dx = [f"∂L/∂{nm.x} {shape(sh[nm.x])} = {nm.dz} ∗ rot180({nm.w})   (a full convolution)",
+        dx = [f"∂L/∂{nm.x} {shape(sh[nm.x])} = {nm.dz} ⋆ rot180({nm.w})   "
+              "(a full cross-correlation)",
               f"∂L/∂{src}[{ix(*nm.pos, nm.cin)}] = {sigma(*nm.taps, nm.cout)} "
               f"{nm.dz}[{ix(*back, nm.cout)}] · {w_ix}   (0 outside {nm.z})"]  # fmt: skip
     if padded:  # the padding is constant zeros: its share of the gradient goes nowhere

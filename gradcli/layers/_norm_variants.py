@@ -43,8 +43,12 @@ def slips(
     how = (f"d{x} = r (d{hat} - mean(d{hat}) - {hat} mean(d{hat} {hat})), d{hat} = d{y} gamma, "
            f"r = 1/sqrt(var + eps){per}")
     return {
-        "norm:no-mean-term": (f"without the mean term of d{x} ({how})", direct - var),
-        "norm:no-variance-term": (f"without the variance term of d{x} ({how})", direct - mean),
+        # each term named as the formula writes it: "the mean term" of a formula with two
+        # means left a student guessing which (outside test t52b F5)
+        "norm:no-mean-term": (f"without the mean term of d{x}, - mean(d{hat}) ({how})",
+                              direct - var),
+        "norm:no-variance-term": (f"without the variance term of d{x}, - {hat} mean(d{hat} "
+                                  f"{hat}) ({how})", direct - mean),
         "norm:statistics-constant": (
             f"with the mean and the variance treated as constants (d{x} = r d{hat}: both terms "
             f"through them left out; {how})", direct),

@@ -41,7 +41,16 @@ def sigmoid(s: np.ndarray, name: str, others: dict[str, np.ndarray] | None = Non
     for other, v in (others or {}).items():
         out.append((f"derivative-at:{other}", f"{other} (1 - {other})",
                     f"sigmoid's derivative taken at {other}, not at {name}", v * (1 - v)))
+        out.append((f"second-at:{other}", f"{name} (1 - {other})",
+                    f"sigmoid's second factor taken at {other}, not at {name}", s * (1 - v)))
     return out
+
+
+def wrapped(used: str) -> str:
+    """``used`` as a factor before more of a product ("(1 - t) "; "" for no factor)."""
+    if not used:
+        return ""
+    return f"{used} " if used.startswith("(") and used.endswith(")") else f"({used}) "
 
 
 def times(upstream: str, used: str) -> str:

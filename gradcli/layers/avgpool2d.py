@@ -130,9 +130,8 @@ def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
     found = [(float(kh * kw), "scale:window", f"multiplied by {kh * kw}, the window's size "
               "(the average's 1/count left out)")]  # fmt: skip
     for side in sorted({kh, kw} - {1, kh * kw}):
-        found.append((float(kh * kw / side), f"scale:window/{side}", f"multiplied by "
-                      f"{kh * kw // side}: divided by {side}, one side of the window, where its "
-                      f"{kh * kw} elements belong"))  # fmt: skip
+        found.append((float(kh * kw / side), f"scale:window/{side}", f"divided by {side}, one "
+                      f"side of the window, where its {kh * kw} elements belong"))  # fmt: skip
     # the stride's area where the window's belongs: the two agree in the default pool only
     stride = (options or Options()).stride
     sh, sw = (kh, kw) if stride is None else (stride, stride) if isinstance(stride, int) else (

@@ -247,7 +247,7 @@ def _explain_seed(v: Shown) -> Formulas:
         "b": ([f"∂L/∂b {shape(sh['b'])} = Σ_{{i=1}}^{{m}} δ_i,   δ = ∂L/∂z"], WHY["b"]),
         "w": ([f"∂L/∂w {shape(sh['w'])} = x ⋆ δ   (a valid cross-correlation)",
                "∂L/∂w_j = Σ_{i=1}^{m} δ_i · x_{i+j-1},   j ∈ {1, …, k}"], WHY["w"]),
-        "x": ([f"∂L/∂x {shape(sh['x'])} = δ ∗ rot180(w)   (a full convolution)",
+        "x": ([f"∂L/∂x {shape(sh['x'])} = δ ⋆ rot180(w)   (a full cross-correlation)",
                "∂L/∂x_p = Σ_{i=max(1, p-k+1)}^{min(m, p)} δ_i · w_{p-i+1},   p ∈ {1, …, n}"],
               WHY["x"]),
     }  # fmt: skip

@@ -82,6 +82,15 @@ def variants(t: Arrays, options: Any, dY: np.ndarray) -> dict[str, tuple[str, di
         _grouped(dY * cache["gamma"], g), _axes(options.spatial), "X", "Y",
         ", the means per example and group", other=False,
     )  # fmt: skip
+    if g > 1:  # the means of dX over every channel, not per group (outside test t52b F6)
+        xh, dxh, r = _grouped(cache["xhat"], g), _grouped(dY * cache["gamma"], g), cache["r"]
+        every = (*_axes(options.spatial), -2)
+        found["norm:means-over-channels"] = (
+            "with the means of dX over every channel of the example, not over each group's "
+            "(dX = r (dXhat - mean(dXhat) - Xhat mean(dXhat Xhat)), each mean per example and "
+            "group)",
+            r * (dxh - dxh.mean(axis=every, keepdims=True)
+                 - xh * (dxh * xh).mean(axis=every, keepdims=True)))  # fmt: skip
     return {cause: (text, {"X": dX.reshape(dY.shape)}) for cause, (text, dX) in found.items()}
 
 

@@ -30,10 +30,11 @@ def variants(cache: dict[str, Any], g: np.ndarray, split: Any, merge: Any, rows:
     rowsum = A * np.einsum("...ij,...ij->...i", dA, A)[..., None]
     X2 = X.reshape(-1, X.shape[-1])
 
-    def grads(dS: np.ndarray, scale: float = s, dK: Any = None, paths: str = "QKV") -> dict:
+    def grads(dS: np.ndarray, scale: float = s, dK: Any = None, paths: str = "QKV",
+              dv: Any = None) -> dict:  # fmt: skip
         dQ = dS @ K * scale
         dK = dS.swapaxes(-1, -2) @ Q * scale if dK is None else dK * scale
-        d = {"Q": _merge(dQ, h), "K": _merge(dK, h), "V": _merge(dV, h)}
+        d = {"Q": _merge(dQ, h), "K": _merge(dK, h), "V": _merge(dV if dv is None else dv, h)}
         W = {"Q": W_Q, "K": W_K, "V": W_V}
         out = {f"W_{p}": X2.T @ d[p].reshape(len(X2), -1) for p in PATHS}
         out["X"] = sum(d[p] @ W[p].T for p in paths) if paths else np.zeros_like(X)
@@ -69,6 +70,12 @@ def variants(cache: dict[str, Any], g: np.ndarray, split: Any, merge: Any, rows:
             grads(right, dK=right @ Q),
         ),
     }
+    if A.shape[-1] == A.shape[-2] == dH.shape[-2]:  # A dH only where the shapes allow it
+        # (outside test t52b F6: dV = A @ dout went without a hint)
+        out["dV:A-not-transposed"] = (
+            "with dV = A dout (the right one is A^T dout: A is not transposed)",
+            grads(right, dv=A @ dH),
+        )
     if h > 1:
         whole = 1 / math.sqrt(W_Q.shape[-1])
         out["scale:1/sqrt(d_k)-whole"] = (
