@@ -140,15 +140,15 @@ def test_a_tie_no_piece_is_read_at_cannot_pass(gain: float) -> None:
 
 
 @pytest.mark.parametrize(("x_mask", "culprit"), [("(a > 0)", None), ("(a != 0)", "X")])
-def test_gradients_from_two_tie_rules_are_kept_unverified_as_documented(
+def test_gradients_from_two_tie_rules_fail(
     tmp_path: Path, cli: Any, x_mask: str, culprit: Any
 ) -> None:
-    """README ("Large ties"): a backward taking dX from ``a > 0`` and db1 from ``a >= 0`` is
-    no mix of pieces and no piece read contradicts it: kept unverified, counted in JSON, said
-    on the kinks line, exit 0 (not a proof: it is pinned here so that a change to it is seen).
-    The twin, dX's mask ``a != 0``, is the same at the tie (0 at a = 0) and wrong off it (1
-    where a < 0): a real bug beside the same large tie still fails, at a coordinate off it.
-    Oracle: the masks by hand (a > 0 and a >= 0 differ only at the zero row's units)."""
+    """A backward taking dX from ``a > 0`` and db1 from ``a >= 0`` is no mix of pieces and no
+    piece read contradicts it; it passed, kept unverified, until a move holding every tie
+    still was found from the pieces' gradients: now it fails. The twin, dX's mask ``a != 0``,
+    is the same at the tie (0 at a = 0) and wrong off it (1 where a < 0): a real bug beside the
+    same large tie still fails, at a coordinate off it. Oracle: the masks by hand (a > 0 and
+    a >= 0 differ only at the zero row's units)."""
     spec = _two_layer(tmp_path, x_mask)
     net = tmp_path / "net.py"
     db1 = '"b1": (ds @ W2.T * (a >= 0)).sum(0)'  # db1 from the rule a >= 0
@@ -160,13 +160,11 @@ def test_gradients_from_two_tie_rules_are_kept_unverified_as_documented(
         x = doc["results"]["X"]
         assert not x["passed"] and x["worst_index"][0] != 1, x  # row 1 is the tie's
         return
-    assert result.exit_code == 0 and doc["passed"], result.stdout
-    kept = {n: r.get("ties_unverified", 0) for n, r in doc["results"].items()}
     # (kept unverified, dX 4 and db1 3, until the sums and links across X, W1 and b1 were read
-    # on nudged lines too, numeric/joint.py: the zero row's units bend both ways, and what the
-    # pieces may give them holds these values: it passes as any value within them would. The
-    # README says so; the unverified path is pinned by tests/test_ties_zero_rows.py)
-    assert kept == {"X": 0, "W1": 0, "b1": 0, "W2": 0, "b2": 0}, kept
+    # on nudged lines, numeric/joint.py, which passed it as any value within them; now a move
+    # holding every tie still, found from the pieces' gradients (numeric/balance.py), shows
+    # the two rules apart: outside test t51a F1)
+    assert result.exit_code == 1 and not doc["passed"], result.stdout
 
 
 @pytest.mark.parametrize(("tied", "gain"), [(0, 1.0), (1, 1.0), (1, 0.5)])

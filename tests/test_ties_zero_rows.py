@@ -57,20 +57,25 @@ def test_twin_a_slope_outside_the_pieces_cannot_pass_where_the_budget_cuts_its_c
     assert any("cut short" in n or "ran out before the moves" in n for n in r.notes), r.notes
 
 
-def test_masks_mixed_across_tensors_at_zero_rows_are_kept_unverified_as_documented():
-    """README ("Large ties"): dx and dW1 from ``a > 0`` with db from ``a >= 0`` is no mix of
-    pieces, and no piece read contradicts it (nor does a move holding every tie still: the
-    units' ties lie inside the output's sum): kept unverified, exit 0, said in the verdict.
-    Pinned so that a change to it is seen; a slope outside the pieces fails (above)."""
+def test_masks_mixed_across_tensors_at_zero_rows_fail():
+    """dx and dW1 from ``a > 0`` with db from ``a >= 0`` is no mix of pieces, and no piece read
+    contradicts it; it was kept unverified (exit 0) because no move holding every tie still was
+    found: the units' ties lie inside each output's sum. Those moves are now found from the
+    gradients of the pieces around the point (numeric/balance.py ``_pieced``), and it fails
+    (outside test t51a F1); relu'(0) = 1 everywhere, a valid rule, passes."""
 
-    def backward(grad_output, x, W1, b, V):
-        a = x @ W1 + b
-        c = grad_output @ V.T
-        d = c * (a > 0)
-        return {"x": d @ W1.T, "W1": x.T @ d, "b": (c * (a >= 0)).sum(0),
-                "V": np.maximum(a, 0).T @ grad_output}  # fmt: skip
+    def backward(rule):
+        def b(grad_output, x, W1, b, V):
+            a = x @ W1 + b
+            c = grad_output @ V.T
+            d = c * (a > 0)
+            return {"x": d @ W1.T, "W1": x.T @ d, "b": (c * rule(a)).sum(0),
+                    "V": np.maximum(a, 0).T @ grad_output}  # fmt: skip
 
-    r = gradcli.check("custom", _case(), forward=_forward, backward=backward)
-    assert r.passed, r.verdict()
-    assert "not verified, your values kept" in r.verdict(), r.verdict()
+        return b
+
+    r = gradcli.check("custom", _case(), forward=_forward, backward=backward(lambda a: a >= 0))
+    assert not r.passed, r.verdict()
+    right = gradcli.check("custom", _case(), forward=_forward, backward=backward(lambda a: a > 0))
+    assert right.passed, right.verdict()
 
