@@ -84,6 +84,7 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
         _unlinked(p, [n for n, r in records.items() if r is not None and r.coords.size],
                   found.unlinked, left)  # fmt: skip
     if found.unbalanced:
+        p.rules_unchecked += found.unbalanced
         p.note(
             f"{found.unbalanced:,} set{'s' if found.unbalanced > 1 else ''} of coordinates "
             f"at ties across tensors {'were' if found.unbalanced > 1 else 'was'} not moved "

@@ -161,6 +161,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         forward_point=p.forward.point if p.forward else None, backward=p.backward,
         answers=opts.grads is not None, contract=p.contract, computation=p.comp, numeric=numeric,
         estimated_seconds=p.estimated, counted_seconds=p.spent,
+        rules_unchecked=p.rules_unchecked,
     )  # fmt: skip
 
 

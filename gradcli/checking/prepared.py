@@ -141,6 +141,9 @@ class Prepared:
     # name -> coordinates of ties across tensors that a move holding every tie still showed
     # wrong (numeric/balance.py): no mix of pieces read along a few directions keeps them
     pinned: dict[str, np.ndarray] = field(default_factory=dict)
+    # sets of coordinates at ties across tensors whose one rule the budget left unchecked
+    # (numeric/balance.py's moves): the verdict line says so, not a note alone (t53a F1)
+    rules_unchecked: int = 0
     # name -> the predicted seconds of its sample's ties' members outside it, held in the
     # estimate (budget.Estimate.partners): checking/across.py runs them on that, not on what
     # is left of --budget

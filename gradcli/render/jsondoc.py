@@ -155,6 +155,8 @@ def check_doc(
     }  # fmt: skip
     if report.not_checked:
         doc["not_checked"] = list(report.not_checked)
+    if report.rules_unchecked:
+        doc["tie_rules_unchecked"] = report.rules_unchecked
     if report.builtin:
         doc["builtin"] = {
             n: {"max_abs_error": _num(r.max_abs_error), "max_rel_error": _num(r.max_rel_error),

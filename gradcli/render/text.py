@@ -234,6 +234,11 @@ def _kinks(report: CheckReport) -> str:
     u = sum(r.ties_unverified for r in report.results.values())
     line += (f" ({u:,} of them at ties too large to read every piece: not verified, your "
              f"values kept)" if u and n else "")
+    if report.rules_unchecked:  # a -q user sees nothing else (outside test t53a F1)
+        k = report.rules_unchecked
+        line += (f"; not checked: one tie rule for every tensor at {k:,} set{'s' if k > 1 else ''} "
+                 f"of ties across tensors (past {mention('budget')}, or more than 1,024 "
+                 f"coordinates)")
     m = sum(r.refined for r in report.results.values())
     return line + (f"; {m:,} confirmed at smaller steps" if m else "")
 
