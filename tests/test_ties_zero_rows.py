@@ -55,6 +55,8 @@ def test_twin_a_slope_outside_the_pieces_cannot_pass_where_the_budget_cuts_its_c
     assert not r.passed
     assert "dx is not verified" in r.verdict(), r.verdict()
     assert any("cut short" in n or "ran out before the moves" in n for n in r.notes), r.notes
+    # its reading says so, not "cannot resolve", which is the step's (outside test t54a F3)
+    assert r.results["x"].band == "not verified", r.results["x"].band
 
 
 def test_masks_mixed_across_tensors_at_zero_rows_fail():

@@ -200,7 +200,9 @@ def compare(
         **extra,
     )
     if result.reason:  # the reading of the errors would mislead: say what went wrong instead
-        band = "not finite" if bad_at >= 0 else "cannot resolve" if unresolved else "not checked"
+        # (a tie no piece was read at is not verified, not beyond the step's resolution: t54a)
+        band = ("not finite" if bad_at >= 0 else "not verified" if " is not verified" in unresolved
+                else "cannot resolve" if unresolved else "not checked")  # fmt: skip
         result = dataclasses.replace(result, band=band, hints=(result.reason, *found))
     return result
 

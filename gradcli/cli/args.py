@@ -139,8 +139,12 @@ def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str
     if named in REGISTRY or named == "custom":
         return str(named), layer
     if named is not None:
-        raise GradcliError(f"{layer}: layer: unknown layer {named!r} (gradcli layers lists "
-                           "them)")  # fmt: skip
+        from gradcli.layers import LAYER_ALIASES
+        from gradcli.layers.base import did_you_mean
+
+        near = did_you_mean(named, list(REGISTRY), LAYER_ALIASES)
+        raise GradcliError(f"{layer}: layer: unknown layer {named!r}{near} (gradcli layers "
+                           "lists them)")  # fmt: skip
     raise GradcliError(f"expected a layer's name first, got the file {layer}: gradcli {command} "
                        f"LAYER {layer} (gradcli layers lists them)")  # fmt: skip
 

@@ -86,7 +86,7 @@ def variants(t: Arrays, options: Any, dY: np.ndarray) -> dict[str, tuple[str, di
         xh, dxh, r = _grouped(cache["xhat"], g), _grouped(dY * cache["gamma"], g), cache["r"]
         every = (*_axes(options.spatial), -2)
         found["norm:means-over-channels"] = (
-            "with the means of dX over every channel of the example, not over each group's "
+            "with the means of dXhat over every channel of the example, not over each group's "
             "(dX = r (dXhat - mean(dXhat) - Xhat mean(dXhat Xhat)), each mean per example and "
             "group)",
             r * (dxh - dxh.mean(axis=every, keepdims=True)
