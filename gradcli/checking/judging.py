@@ -379,8 +379,9 @@ def _unresolved(result: TensorResult, why: str) -> TensorResult:
     if result.nonfinite:  # not finite says more, and first
         return dataclasses.replace(result, unresolved=why)
     hints = tuple(h for h in result.hints if getattr(h, "text", h) != result.reason)
-    return dataclasses.replace(result, unresolved=why, band="cannot resolve",
-                               hints=(why, *hints))  # fmt: skip
+    # (a tie no piece was read at is not verified, not beyond the step's resolution: t54a F3)
+    band = "not verified" if " is not verified" in why else "cannot resolve"
+    return dataclasses.replace(result, unresolved=why, band=band, hints=(why, *hints))
 
 
 def _undecided(p: Prepared, name: str, grad: np.ndarray, refined: refine.Refined, atol: float,
