@@ -73,7 +73,8 @@ def compare_tensor(
         grad = _set_aside(p, name, grad, refined, atol, rtol, noise, coords, fix)
     promised = (analytic.size if coords is None
                 else coords.size if fix is not None and fix.sampled  # (leftover.sampled_kinks)
-                else min(opts.samples, analytic.size))  # fmt: skip
+                else max(min(opts.samples, analytic.size),  # (and the built-in's worst)
+                         p.sampled[name].size if name in p.sampled else 0))  # fmt: skip
     theirs, chained = grad, 0
     if across.chained_answer(p, name) and fix is not None and fix.coords.size:
         grad, theirs, late = _chained(p, name, grad, fix.coords, atol, rtol, noise)
