@@ -40,13 +40,16 @@ def _linear_slip(tmp_path, factor):
     return impl, spec
 
 
-def test_a_sample_that_missed_the_element_is_named(cli, tmp_path):
+def test_a_sample_takes_the_element_the_drawn_points_named(cli, tmp_path):
+    """A sample of 4 missed dW[3, 5] 1e-4 off, and the drawn point's failure said so ("or the
+    compared coordinates missed it"); the element where the built-in comparison found it worst
+    now joins the sample (outside test t54a F1): it is compared, and named."""
     impl, spec = _linear_slip(tmp_path, 1.0001)
     result = cli("check", "linear", str(spec), "--impl", str(impl), "--mode", "sample",
                  "--samples", "4", env={"COLUMNS": "400"})  # fmt: skip
     assert result.exit_code == 1
-    assert "or the compared coordinates missed it (sample mode)" in result.stdout
-    assert "--mode full" in result.stdout
+    assert "worst dW[o=3, i=5]" in result.stdout, result.stdout
+    assert "compared coordinates missed it" not in result.stdout
 
 
 def test_twin_a_full_check_blames_no_sample(cli, tmp_path):

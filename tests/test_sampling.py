@@ -102,7 +102,8 @@ def test_a_sampled_check_catches_a_bug_at_a_few_coordinates_of_X():
     bad = gradcli.check("conv2d", tensors(), forward=conv_forward,
                         backward=conv_backward_last_row, mode="sample", samples=32)  # fmt: skip
     x = bad.results["X"]
-    assert not bad.passed and not x.passed and x.checked == 32
+    # (32 drawn, and where the built-in comparison found the backward worst: t54a F1)
+    assert not bad.passed and not x.passed and x.checked in (32, 33)
     assert x.worst_index[0] == 15  # named on the wrong row
     assert bad.results["W"].passed and bad.results["b"].passed
 
