@@ -352,3 +352,10 @@ def test_layers_fits_the_width_and_keeps_shapes_whole_at_80(cli, columns):
         for t in (*layer.tensors, layer.output):
             # (kh, kw, C_in, C_out) broken after C_in, at 80 columns, read as two shapes
             assert columns < 80 or t.shape_str in shown, (layer.name, t.shape_str)
+
+
+def test_layers_says_its_shapes_are_one_examples(cli):
+    """rnn_step's x (D,) beside a default spec and skeleton of (N, D) sent a student writing
+    1-D code astray (outside test t52b F7): the table says its shapes are one example's."""
+    out = cli("layers", env={"COLUMNS": "80"}).stdout
+    assert out.startswith("Shapes are one example's. Any leading batch axes"), out[:200]

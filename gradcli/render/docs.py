@@ -12,8 +12,16 @@ from gradcli.layers import REGISTRY, TensorInfo
 from gradcli.layers.base import option_table
 from gradcli.render.fit import EDGE, PER_COLUMN, Col, fitted
 
+BATCHES = ("Shapes are one example's. Any leading batch axes (N, ...) may come first on the "
+           "inputs, and the output keeps them, as several default specs do (rnn_step's x "
+           "(D,) is (N, D) there). Layers that mix a batch (batchnorm, the losses) show N.")
+
 
 def render_layers(console: Console) -> None:
+    # (a student wrote 1-D code from x (D,) and met the default spec's (N, D): outside test
+    # t52b F7)
+    console.print(Text(BATCHES, style="dim"))
+    console.print()
     for name, layer in REGISTRY.items():
         rows = [(Text(t.name, style="bold"), t.shape_str, t.role + _optional(t), t.doc)
                 for t in (*layer.tensors, layer.output)]  # fmt: skip
