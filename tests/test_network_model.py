@@ -167,13 +167,16 @@ def test_an_embedding_s_indices_are_the_network_s_input_alone(model: str, key: s
     assert message.startswith(f"{key}: ") and said in message, message
 
 
-def test_a_model_file_where_the_layer_goes_names_the_command(
+def test_a_model_file_where_the_layer_goes_is_checked_as_a_network(
     cli: Any, write_spec: Any, assert_usage_error: Any
 ) -> None:
-    """gradcli check model.yaml said "unknown layer 'model.yaml'"."""
+    """gradcli check model.yaml said "unknown layer 'model.yaml'", then named the command it
+    would run (gradcli check net model.yaml); now it runs it (outside test t54a F6), as a spec
+    file alone runs the layer it names."""
     model = write_spec(f"{X}{NET}", "model.yaml")
-    said = f"is a model file (network:): gradcli check net {model}"
-    assert_usage_error(cli("check", model), said)
+    alone, named = cli("check", model, "-q"), cli("check", "net", model, "-q")
+    assert alone.exit_code == named.exit_code == 0, alone.stderr
+    assert alone.stdout == named.stdout and alone.stdout.startswith("PASS  net"), alone.stdout
     assert_usage_error(cli("compute", "lineer"), "unknown layer 'lineer'")  # the twin: a name
 
 

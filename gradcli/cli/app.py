@@ -32,6 +32,7 @@ from gradcli.cli.args import (
     TracebackOpt,
     load,
     load_net,
+    model_first,
     parse_eps,
 )
 from gradcli.cli.emit import emit, input_files, ready, same_stream, wants_json
@@ -87,6 +88,7 @@ def compute(
     from gradcli.render import text as render
 
     as_json = wants_json(fmt, output)
+    layer, spec = model_first(layer, spec)
     if layer == "net":
         from gradcli.render import netdoc, network
 
@@ -191,6 +193,7 @@ def check(
             "own forward and backward; give one of them",
             param="impl",
         )
+    layer, spec = model_first(layer, spec)
     if layer == "net":
         check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
                    impl=impl, sweep=sweep, values=values)  # fmt: skip
@@ -289,6 +292,7 @@ def explain(
     from gradcli.render.docs import render_explain
 
     as_json = wants_json(fmt, output)
+    layer, spec = model_first(layer, spec)
     if layer == "net":
         net = load_net(spec, None, None, MAX_ELEMENTS, impl=impl)
         inputs = input_files(net.spec)

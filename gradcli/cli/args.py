@@ -120,6 +120,21 @@ def load(
     )  # fmt: skip
 
 
+def model_first(layer: str, spec: str | None) -> tuple[str, str | None]:
+    """(layer, spec): a model file given alone (``gradcli check model.yaml``) is read as
+    ``gradcli check net model.yaml``, as a spec file alone is read as the layer it names
+    (outside test t54a F6: the refusal named the command it would have run)."""
+    from gradcli.layers import REGISTRY
+
+    if spec is not None or layer in REGISTRY or layer in ("custom", "net"):
+        return layer, spec
+    if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") or not Path(layer).is_file():
+        return layer, spec
+    from gradcli.api.network import is_model
+
+    return ("net", layer) if is_model(layer, None) else (layer, spec)
+
+
 def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str | None]:
     """(layer, spec): a spec file given alone (``gradcli check spec.yaml``) whose ``layer:``
     names a layer is read as ``gradcli check LAYER spec.yaml`` (outside test t52a F4: every
