@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-from gradcli.numeric import cost
+from gradcli.numeric import cost, nearest
 from gradcli.numeric.methods import one_sided, one_sided_noise
 
 OFFSETS = (1, 2, -1, -2)  # the second-order one-sided stencil, right then left
@@ -102,6 +102,27 @@ class _Reader:
                                     engine.unit)  # fmt: skip
         return right, left, noise, total
 
+    def alone(self, at: np.ndarray, steps: np.ndarray, base: np.ndarray | None = None):
+        """Each position of ``at`` moved alone by its step (``steps``, one each), from
+        ``base``: (right, left, noise), each (positions, outputs), 32 moves a read (a read
+        copies every tensor once per move)."""
+        right, left, nz = [], [], []
+        each = 32 if not at.size else min(32, max(1, self.per_copy() // len(OFFSETS)))
+        for lo in range(0, at.size, each):
+            part = slice(lo, lo + each)
+            moves = [np.where(np.arange(self.tensor.size) == i, 1.0, 0.0) for i in at[part]]
+            r, le, n, _ = self.read(moves, steps[part], base)
+            right.append(r)
+            left.append(le)
+            nz.append(n)
+        return np.concatenate(right), np.concatenate(left), np.concatenate(nz)
+
+    def per_copy(self) -> int:
+        """Copies of the tied tensors one call may stack within --max-memory."""
+        e = self.engine
+        one = e.forward_bytes + 2 * sum(e.t64[n].nbytes for n in self.names)
+        return int(max(1, e.max_memory // max(1, one)))
+
     def step(self, w: np.ndarray) -> float:
         """The step along ``w`` that moves no position by more than its own step."""
         on = w != 0
@@ -131,7 +152,7 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
         # other only (x[:, j] against the bias b[j] of relu(x + b))
         judged = _aligned(reader, at, values, noise, shown, max(budget, 0.0) / one, whole)
         return noise, shown, judged, int(not judged), one * reader.copies
-    right, left, nz = _chunked(reader, at)
+    right, left, nz = reader.alone(at, reader.h[at])
     reader.at, reader.reach = at, np.abs(right) + np.abs(left)
     jump = np.abs(right - left) > 16 * nz  # (positions at, outputs)
     examined = _null(reader, at, right, left, nz, jump, values, noise, shown)
@@ -157,14 +178,14 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
         # cut short: counted as left out, so that a note says so (mixed masks passed at
         # --budget 1 with nothing said: outside test t53a F1)
         undone += int(cut and not shown.any())
-    if not shown.any() and not aligned:
-        from gradcli.numeric import crossings  # LAZY: only at ties across tensors
+        if not shown.any():
+            from gradcli.numeric import crossings  # LAZY: only at ties across tensors
 
-        done += crossings.judge(reader, at, values, shown, max(budget / one - reader.copies, 0.0))
+            done += crossings.judge(reader, at, values, shown,
+                                    max(budget / one - reader.copies, 0.0))  # fmt: skip
     return noise, shown, examined + done, undone, one * reader.copies
 
 
-SHARE_STEPS = 4000  # iterations of the shares' bounded least squares (accelerated)
 SHARE_WORK = 4e8  # multiply-adds the shares may take
 SHARE_MARGIN = 10.0  # a residual this many times its tolerance is no solver's shortfall
 
@@ -214,17 +235,11 @@ def _shares(at, right, left, nz, jump, values, shown) -> int:
     if np.any(on & (np.minimum(np.abs(r), np.abs(le)) > 16 * n + 1e-12 * np.abs(r - le))):
         return 0  # a side of some tied output slopes both ways: no hinge
     m = r + le  # (positions, tied outputs): g times each tied pre-activation's move
-    if m.size * SHARE_STEPS > SHARE_WORK:
+    if m.size * nearest.SHARE_STEPS > SHARE_WORK:
         return 0  # a second or more of it: the random moves below read what they can
     base = right.sum(axis=1) - r.sum(axis=1)  # the smooth outputs' slopes
     target = values[at] - base
-    s = np.full(tied.size, 0.5)
-    lip = float(np.linalg.norm(m, 2) ** 2) or 1.0
-    y, t = s.copy(), 1.0
-    for _ in range(SHARE_STEPS):  # FISTA on 0.5 |m s - target|^2 over the box [0, 1]
-        nxt = np.clip(y - (m.T @ (m @ y - target)) / lip, 0.0, 1.0)
-        t2 = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        y, s, t = nxt + (t - 1) / t2 * (nxt - s), nxt, t2
+    s = nearest.shares(m, target)
     resid = m @ s - target
     tol = (16 * nz.sum(axis=1) + CLEAR * (np.abs(values[at]) + np.abs(m).sum(axis=1)
                                           + np.abs(base)) + 1e-300)  # fmt: skip
@@ -541,8 +556,8 @@ def _pieced(reader, at, values, noise, shown, copies: float) -> tuple[int, bool]
             base[at] = PIECE_NUDGE * rng.standard_normal(at.size) * h
             # at tau and 2 tau: a piece's gradient moves with its curvature, the extrapolation
             # to the point does not (exactly, on a piece of a quadratic: relu(x @ W1 + b1))
-            r, le, n = _chunked(reader, at, base, PIECE_SHRINK)
-            r2, le2, n2 = _chunked(reader, at, 2 * base, PIECE_SHRINK)
+            r, le, n = reader.alone(at, h / PIECE_SHRINK, base)
+            r2, le2, n2 = reader.alone(at, h / PIECE_SHRINK, 2 * base)
             read += 1
             inside = np.all((np.abs(r - le) <= 16 * n + SLACK * (np.abs(r) + np.abs(le)))
                             & (np.abs(r2 - le2) <= 16 * n2 + SLACK * (np.abs(r2) + np.abs(le2))),
@@ -569,7 +584,6 @@ def _pieced(reader, at, values, noise, shown, copies: float) -> tuple[int, bool]
             break
     if not gram.any() or rank >= at.size:
         return 0, cut
-    vals, vecs = np.linalg.eigh(gram)
     basis = vecs[:, vals <= RANK**2 * max(vals[-1], 1e-300)].T
     judged = 0
     for _ in range(MOVES):
@@ -586,21 +600,6 @@ def _pieced(reader, at, values, noise, shown, copies: float) -> tuple[int, bool]
 def _pieces_floor(at: np.ndarray) -> int:
     """The copies ``_pieced`` needs at least: two batches of pieces and the moves' reads."""
     return 2 * len(OFFSETS) * at.size * 2 * PIECES + MOVES * (2 + 2 * ANGLES) * len(OFFSETS)
-
-
-def _chunked(reader, at, base=None, shrink: float = 1.0):
-    """Each position at ``at`` moved alone (from ``base``, by its step over ``shrink``):
-    (right, left, noise), each (positions, outputs), read 32 at a time (a read copies every
-    tensor once per move)."""
-    right, left, nz = [], [], []
-    for lo in range(0, at.size, 32):
-        part = at[lo : lo + 32]
-        moves = [np.where(np.arange(reader.tensor.size) == i, 1.0, 0.0) for i in part]
-        r, le, n, _ = reader.read(moves, reader.h[part] / shrink, base)
-        right.append(r)
-        left.append(le)
-        nz.append(n)
-    return np.concatenate(right), np.concatenate(left), np.concatenate(nz)
 
 
 def _signs(reader, at, size, outputs, guess) -> np.ndarray:

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from gradcli.numeric import nearest
+
 GRID = 129  # loss values along the line, first pass
 SPAN = 64.0  # the line reaches this many offsets (nu's size) either way
 NU = 1 / 8  # the offset's size, in steps
@@ -36,7 +38,6 @@ BENT = 1e-4  # a slope change below this share of the slopes is curvature, not a
 SHRINK = 8  # a gradient's stencil, this much shorter than the gap it is read in (in s)
 REL = 1e-3  # the fit's tolerance, relative to the values it adds (curvature over the line)
 MARGIN = 10.0  # a residual this many times its tolerance is no solver's shortfall
-STEPS = 4000  # iterations of the bounded least squares (accelerated)
 MOST = 64  # bends judged at most
 LINES = 4  # lines read, at most, for two that judge
 
@@ -139,7 +140,7 @@ def _line(reader, at: np.ndarray, given: np.ndarray, seed: int, copies: float):
     g0 = grads[0]
     D = np.diff(np.array(grads), axis=0).T  # (positions, bends)
     target = given - g0
-    u = _bounded(D, target)
+    u = nearest.shares(D, target)
     fit = g0 + D @ u
     read = 16 * np.max(np.array(nz), axis=0)
     tol = read + REL * (np.abs(given) + np.abs(D).sum(axis=1) + np.abs(g0))
@@ -148,11 +149,13 @@ def _line(reader, at: np.ndarray, given: np.ndarray, seed: int, copies: float):
 
 def _losses(reader, at: np.ndarray, points: list[np.ndarray]) -> np.ndarray:
     """The loss (every output's part summed) at each of ``points`` (offsets over the
-    positions ``at``), less the loss at the point, 64 points a call."""
+    positions ``at``), less the loss at the point, 64 points a call at most (within
+    --max-memory)."""
     engine = reader.engine
     out = []
-    for lo in range(0, len(points), 64):
-        part = points[lo : lo + 64]
+    each = min(64, reader.per_copy())
+    for lo in range(0, len(points), each):
+        part = points[lo : lo + each]
         rows = {}
         for t, n in enumerate(reader.names):
             mine = (at >= reader.start[t]) & (at < reader.start[t + 1])
@@ -208,27 +211,7 @@ RETRIES = 3
 def _read(reader, at: np.ndarray, point: np.ndarray, step: np.ndarray):
     base = np.zeros(reader.tensor.size)
     base[at] = point
-    right, left, nz = [], [], []
-    for lo in range(0, at.size, 32):
-        part = np.arange(lo, min(lo + 32, at.size))
-        moves = [np.where(np.arange(reader.tensor.size) == at[i], 1.0, 0.0) for i in part]
-        r, le, n, _ = reader.read(moves, step[part], base)
-        right.append(r.sum(axis=1))
-        left.append(le.sum(axis=1))
-        nz.append(n.sum(axis=1))
-    r, le, n = np.concatenate(right), np.concatenate(left), np.concatenate(nz)
+    r, le, n = (v.sum(axis=1) for v in reader.alone(at, step, base))
     if np.any(np.abs(r - le) > 16 * n + 1e-6 * (np.abs(r) + np.abs(le))):
         return None
     return 0.5 * (r + le), n
-
-
-def _bounded(D: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The shares u in [0, 1] nearest ``D u = target`` (FISTA on the box)."""
-    u = y = np.full(D.shape[1], 0.5)
-    lip = float(np.linalg.norm(D, 2) ** 2) or 1.0
-    k = 1.0
-    for _ in range(STEPS):
-        nxt = np.clip(y - (D.T @ (D @ y - target)) / lip, 0.0, 1.0)
-        k2 = (1 + math.sqrt(1 + 4 * k * k)) / 2
-        y, u, k = nxt + (k - 1) / k2 * (nxt - u), nxt, k2
-    return u

@@ -14,6 +14,8 @@ moved.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gradcli.numeric.links import Links
@@ -103,3 +105,20 @@ def _matchings(links: Links) -> list[np.ndarray]:
         used[a].add(c)
         used[b].add(c)
     return [np.flatnonzero(color == c) for c in range(int(color.max(initial=-1)) + 1)]
+
+
+SHARE_STEPS = 4000  # iterations of ``shares``' bounded least squares (accelerated)
+
+
+def shares(m: np.ndarray, target: np.ndarray, steps: int = SHARE_STEPS) -> np.ndarray:
+    """The shares ``s`` in [0, 1] nearest ``m s = target`` (FISTA on the box, from 1/2 each):
+    one share per tie of a valid gradient (numeric/balance.py's hinges, numeric/crossings.py's
+    ties crossed on a line)."""
+    s = y = np.full(m.shape[1], 0.5)
+    lip = float(np.linalg.norm(m, 2) ** 2) or 1.0
+    t = 1.0
+    for _ in range(steps):
+        nxt = np.clip(y - (m.T @ (m @ y - target)) / lip, 0.0, 1.0)
+        t2 = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        y, s, t = nxt + (t - 1) / t2 * (nxt - s), nxt, t2
+    return s
