@@ -109,6 +109,8 @@ def _lstm_backward(bug):
         tc = np.tanh(next_c)
         dc = dnext_c + dnext_h * o * (1 if bug == "no-dtanh-c" else 1 - tc**2)
         do, di, df, dg = dnext_h * tc, dc * g, dc * prev_c, dc * i
+        if bug == "do-no-tanh":  # next_c where tanh(next_c) belongs (outside test t52b F6)
+            do = dnext_h * next_c
         if bug == "di<->df":
             di, df = df, di
         if bug == "do<->dg":
@@ -143,6 +145,7 @@ def _lstm_tensors():
      "dc = dnext_c + dnext_h * o where"),
     ("no-dsigmoid-f", "lstm_step:derivative-missing:f", "da_f = df where"),
     ("dsigmoid-at-a_o", "lstm_step:derivative-at:a_o:o", "da_o = do * a_o (1 - a_o) where"),
+    ("do-no-tanh", "lstm_step:do-without-tanh", "the o gate's columns"),
 ])  # fmt: skip
 def test_lstm_gate_swaps_and_derivative_slips_are_named(bug, cause, words):
     # as answers (--grads): the same diagnosis as --impl, without the kink search a failing
@@ -262,6 +265,35 @@ def test_a_max_pool_routing_to_the_wrong_element_is_not_a_spread():
 
     report = _answers("maxpool2d", {"X": POOL}, first, {"size": 2})
     assert not any("no-argmax" in str(c) for c in _causes(report, "X"))
+
+
+def _repeat_trick(g, X, size, stride):
+    """CS231n's fast max pool for stride == size, used at another stride: Z and dZ repeated
+    by the window, each input routed to window p // size (outside test t54a F6)."""
+    Z = np.zeros_like(g)
+    for i in range(g.shape[1]):
+        for j in range(g.shape[2]):
+            rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
+            Z[:, i, j] = X[:, rows, cols].max((1, 2))
+    Zu, gu = _spread(Z, size), _spread(g, size)
+    h, w = min(X.shape[1], Zu.shape[1]), min(X.shape[2], Zu.shape[2])
+    dX = np.zeros_like(X)
+    dX[:, :h, :w] = gu[:, :h, :w] * (X[:, :h, :w] == Zu[:, :h, :w])
+    return {"X": dX}
+
+
+@pytest.mark.parametrize(("size", "stride"), [(3, 2), (2, 1)])
+def test_a_max_pool_repeating_its_gradient_at_another_stride_is_named(size, stride):
+    X9 = np.random.default_rng(5).standard_normal((2, 9, 9, 3))
+    report = _answers("maxpool2d", {"X": X9}, _repeat_trick, {"size": size, "stride": stride})
+    assert _causes(report, "X") == ["maxpool:repeat"]
+    assert f"window p // {size}" in str(report.results["X"].hints[0])
+
+
+def test_twin_the_repeat_trick_is_right_where_the_windows_step_by_their_size():
+    X8 = np.random.default_rng(5).standard_normal((2, 8, 8, 3))
+    report = _answers("maxpool2d", {"X": X8}, _repeat_trick, {"size": 2, "stride": 2})
+    assert report.passed, report.verdict()
 
 
 def test_an_average_pool_divided_by_its_side_is_named():

@@ -99,7 +99,7 @@ def test_grammar_of_one_gradient(cli, tmp_path):
 def test_band_rule():
     assert band(1e-9, passed=True) == "good" and band(1e-5, passed=True) == "within noise"
     assert band(0.9, passed=True) == "within noise"  # a pass never reads worse
-    assert band(1e-9, passed=False) == "ok only if the function has kinks"  # never "good"
+    assert band(1e-9, passed=False) == "slightly off"  # never "good"
     assert band(1e-3, passed=False) == "suspicious" and band(0.3, passed=False) == "wrong"
     assert band(float("nan"), passed=False) == "wrong"
     assert [b for _, b in BANDS][0] == "good"
@@ -134,7 +134,7 @@ def test_attention_long_sequence_pass_reads_within_noise(write_spec):
     assert report.results["X"].band == "within noise"
 
 
-KINKS = "ok only if the function has kinks"
+KINKS = "slightly off"
 
 
 @pytest.mark.parametrize(

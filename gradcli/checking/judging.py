@@ -624,4 +624,6 @@ def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
         p.session = Session(spec, p.under_test, p.comp.output)
     ctx["verified"] = p.session.explain(name)
     ctx["recomputed"] = p.session.builtin_ok
+    if name in p.pinned:  # moves of these tensors together, holding every tie still, missed
+        ctx["tie_rule_with"] = sorted(n for n in p.pinned if n != name)
     return ctx

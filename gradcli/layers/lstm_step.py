@@ -88,18 +88,18 @@ GATES = "ifog"  # CS231n's order of the blocks of a, da and the columns of Wx, W
 
 def _grads(
     dout: np.ndarray, cache: dict[str, Any], slip: dict[str, Any] | None = None,
-    d_from: str = GATES, local_from: str = GATES, forget: bool = True,
+    d_from: str = GATES, local_from: str = GATES, forget: bool = True, untanhed: bool = False,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """The gradients with block k of da = d<d_from[k]> * <local_from[k]>'s derivative, and a
     local derivative (``slip``: {gate or "c": factor}) put in place of the right one, and
-    dprev_c = dc * f (without ``forget``: dc): the right backward by default, the diagnosis's
-    variants otherwise."""
+    dprev_c = dc * f (without ``forget``: dc), do = dnext_h * next_c (``untanhed``): the right
+    backward by default, the diagnosis's variants otherwise."""
     i, f, o, g, tc, c = (cache[k] for k in ("i", "f", "o", "g", "tc", "prev_c"))
     dh, dnc = dout[..., 0, :], dout[..., 1, :]
     local = {"i": i * (1 - i), "f": f * (1 - f), "o": o * (1 - o), "g": 1 - g**2, "c": 1 - tc**2}
     local.update(slip or {})
     dc = dnc + dh * o * local["c"]
-    d = {"i": dc * g, "f": dc * c, "o": dh * tc, "g": dc * i}
+    d = {"i": dc * g, "f": dc * c, "o": dh * (f * c + i * g if untanhed else tc), "g": dc * i}
     blocks = [d[a] * local[b] for a, b in zip(d_from, local_from, strict=True)]
     da = np.concatenate(np.broadcast_arrays(*blocks), axis=-1)
     grads = _recurrent.affine_backward(da, cache["x"], cache["prev_h"], cache["Wx"], cache["Wh"])
@@ -143,6 +143,9 @@ def variants(t: Arrays, options: Any, dout: np.ndarray) -> dict[str, tuple[str, 
             f"where {DC} belongs: {why}", slip={"c": factor})  # fmt: skip
     add("dc-without-next_h", f"with dc = dnext_c where {DC} belongs: the path from next_h to "
         "the cell left out", slip={"c": np.zeros_like(tc)})  # fmt: skip
+    add("do-without-tanh", "with do = dnext_h * next_c where do = dnext_h * tanh(next_c) "
+        "belongs: the o gate's columns (j = 2H ... 3H - 1 of Wx, Wh and b) take the cell "
+        "itself, not its tanh (next_h = o * tanh(next_c))", untanhed=True)  # fmt: skip
     add("dprev_c-without-f", "with dprev_c = dc where dprev_c = dc * f belongs: the forget "
         "gate left out (next_c = f * prev_c + i * g)", forget=False)  # fmt: skip
     for a, b in itertools.combinations(GATES, 2):

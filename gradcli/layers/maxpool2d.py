@@ -69,6 +69,24 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
     # goes to the padding and is lost (outside test t34a F5 was sent to 'a statement that
     # writes those elements alone')
     zeros = {}
+    gh, gw = geo
+    if (gh.s, gw.s) != (gh.k, gw.k):
+        # the reshape trick of non-overlapping pools (CS231n's fast max pool): Z and dZ
+        # repeated by the window, each input routed to window p // size and kept where it
+        # equals that window's maximum; right only when the windows step by their size
+        # (outside test t54a F6: size 3, stride 2, a failure with no hint)
+        Z = forward({"X": np.real(X)}, options)[0]
+        r, c = (np.arange(gh.n) + gh.lo) // gh.k, (np.arange(gw.n) + gw.lo) // gw.k
+        inside = ((r < gh.out)[:, None] & (c < gw.out)[None, :])[..., None]
+        r, c = np.minimum(r, gh.out - 1)[:, None], np.minimum(c, gw.out - 1)[None, :]
+        hit = inside & (np.real(X) == Z[..., r, c, :])
+        zeros["maxpool:repeat"] = (
+            f"with Z and dZ repeated by the window (np.repeat, the reshape trick): each input "
+            f"routed to window p // {gh.k if gh.k == gw.k else (gh.k, gw.k)}, which holds only "
+            f"where the windows step by their size; at stride "
+            f"{gh.s if gh.s == gw.s else (gh.s, gw.s)} an input belongs to the windows that "
+            f"read it, and each window's gradient goes to its own argmax",
+            {"X": np.where(hit, np.asarray(dZ)[..., r, c, :], 0.0)})
     if any(g.lo or g.hi for g in geo):
         zeros["maxpool:zero-padding"] = (
             "with X padded with 0, not -inf: a border window whose elements are all negative "
