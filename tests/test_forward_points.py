@@ -274,3 +274,19 @@ def test_a_forward_computing_in_float32_is_held_to_float32s_round_off(scale, agr
     assert report.forward.passed == agrees
     kinds = [k for k, _ in report.check.failures]
     assert ("forward" in kinds) != agrees and "contract" in kinds  # float32 under float64
+
+
+def test_the_built_in_backward_comparison_names_its_element_as_the_tables_do(cli, tmp_path):
+    """`worst dW[137, 301]` beside tables saying `dW[o=137, i=301]` (outside test t54a F6)."""
+    (tmp_path / "lin.py").write_text(
+        "def forward(x, W, b):\n    return x @ W.T + b\n"
+        "def backward(grad_output, x, W, b):\n"
+        "    dW = grad_output.T @ x\n    dW[1, 2] += 0.5 * b[0]  # 0 at the spec's b\n"
+        "    return {'x': grad_output @ W, 'W': dW, 'b': grad_output.sum(0)}\n"
+    )  # fmt: skip
+    (tmp_path / "s.yaml").write_text(
+        "tensors:\n  x: {shape: [4, 3]}\n  W: {shape: [5, 3]}\n  b: {shape: [5], init: zeros}\n"
+    )  # fmt: skip
+    text = cli("check", "linear", tmp_path / "s.yaml", "--impl", tmp_path / "lin.py").stdout
+    line = " ".join(text.split("your backward vs the built-in backward")[1].split()[:20])
+    assert "worst dW[o=1, i=2]" in line, line

@@ -24,7 +24,17 @@ def fit_comments(text: str, width: int = WIDTH, inline: bool = True) -> str:
         stripped = line.lstrip()
         if stripped.startswith("#"):  # a comment line: wrapped under its own '# '
             body = stripped[1:].strip()
-            out += [f"{indent}# {part}" for part in wrap(body, width - len(indent) - 2)]
+            code, sep, comment = body.partition("  # ")
+            if sep and inline:
+                # a commented-out line with its own comment ('# data: [target]  # ...'):
+                # the comment above it, as for code ('# # float tensors ...' was its wrap)
+                out += [f"{indent}# {part}" for part in wrap(comment, width - len(indent) - 2)]
+                out.append(f"{indent}# {code.rstrip()}")
+                continue
+            # a comment's own indentation after '#' ('#   a sub-item') carries to its lines
+            lead = stripped[1:][: len(stripped[1:]) - len(stripped[1:].lstrip())] or " "
+            out += [f"{indent}#{lead}{part}"
+                    for part in wrap(body, width - len(indent) - 1 - len(lead))]
             continue
         code, sep, comment = line.partition("  # ")
         if not sep or not inline:

@@ -63,7 +63,8 @@ def render_diagnosis(
         f = report.forward
         verdict = ("PASS", "bold green") if f.passed else ("FAIL", "bold red")
         how = f.hints[0] if f.hints else (  # right values, a wrong number of them
-            f"max abs error {f.max_abs_error:.3g} at {list(f.worst_index)}")  # fmt: skip
+            f"max abs error {f.max_abs_error:.3g} at "
+            f"{spec.output_info.name}{natural_index(spec.output_info, f.worst_index)}")
         paragraph(console, Text.assemble(
             "your forward vs the built-in forward: ", verdict,
             f" ({how}{forward_where(report, long=True)})",
@@ -73,7 +74,7 @@ def render_diagnosis(
         verdict = ("PASS", "bold green") if b.passed else ("FAIL", "bold red")
         paragraph(console, Text.assemble(
             "your backward vs the built-in backward at the points gradcli drew: ", verdict,
-            backward_where(report, long=True),
+            backward_where(report, long=True, spec=spec),
         ))  # fmt: skip
     for name, b in report.builtin.items():
         verdict = ("matches", "green") if b.passed else (
@@ -123,10 +124,12 @@ def forward_where(report: CheckReport, long: bool = False) -> str:
 
 
 def backward_where(
-    report: CheckReport, names: tuple[str, ...] | None = None, long: bool = False
+    report: CheckReport, names: tuple[str, ...] | None = None, long: bool = False,
+    spec: Spec | None = None,
 ) -> str:
     """How the user's backward disagreed with ours at a drawn point, for its gradients
-    ``names`` (None: every failing one); "" when it did not."""
+    ``names`` (None: every failing one); "" when it did not. With ``spec``, the worst element
+    in the tables' index letters (``dW[o=137, i=301]``, not ``dW[137, 301]``)."""
     b = report.backward
     if b is None or b.passed:
         return ""
@@ -137,7 +140,9 @@ def backward_where(
     if not long:
         return f" (max abs error {errs}, at {drawn} drawn at random; {_hidden(report, names)})"
     mine, ours = apart(worst.analytic, worst.numeric)
-    text = (f" (max abs error {errs}; worst d{worst.name}{list(worst.worst_index)}: yours "
+    where = (natural_index(spec.info(worst.name), worst.worst_index) if spec is not None
+             else str(list(worst.worst_index)))  # fmt: skip
+    text = (f" (max abs error {errs}; worst d{worst.name}{where}: yours "
             f"{mine}, ours {ours}; at {drawn} drawn at random from seed {report.seed}")
     if report.results and all(r.passed for r in report.results.values()):
         if _hidden(report, names) == HIDDEN:

@@ -63,28 +63,34 @@ def check_doc(net: NetSpec, report: NetReport) -> dict[str, Any]:
 
 # `gradcli init net`: a small CNN in CS231n's order, every key commented; it runs as written
 NET_TEMPLATE = """\
-# gradcli model: a small CNN (conv2d, relu, maxpool2d, flatten, linear, softmax cross-entropy)
-# run: gradcli check net THIS_FILE.yaml   (compute net: the forward and backward flow;
-#      explain net: the chain and every layer's formulas at its place)
+# gradcli model: a small CNN
+#   (conv2d, relu, maxpool2d, flatten, linear, softmax cross-entropy)
+# run: gradcli check net THIS_FILE.yaml
+#   (compute net: the forward and backward flow;
+#    explain net: the chain and every layer's formulas at its place)
 dtype: float64          # float64 or float32
 seed: 0                 # seeds every generated tensor and parameter
 inputs:
-  # one input the network is differentiated at; the others are targets a loss names
+  # one input the network is differentiated at; the others: targets a loss names
   X: {shape: [2, 8, 8, 3]}                       # (N, H, W, C), channel-last
   y: {shape: [2], init: labels, classes: 10}     # integer class labels
 network:
-  # an entry: {layer: NAME, name: ..., options: {...}, tensors: {parameter: source}}
-  #   parameters are named <name>.<tensor> (conv1.W); default names <layer><k> (relu2)
-  #   a parameter given by its shape alone is drawn with He's scale; a bias may be omitted
-  #   impl: mylayer.py runs your own forward and backward of that layer at its place
-  #   {layer: custom, impl: mine.py, tensors: {...}} puts a layer of your own there;
-  #   its integer tensors are labels, data: [target] lists float ones never differentiated
+  # an entry: {layer: NAME, name: ..., options: {...}, tensors: {param: source}}
+  #   parameters are named <name>.<tensor> (conv1.W); default names <layer><k>
+  #   (relu2); a parameter given by its shape alone is drawn with He's scale;
+  #   a bias may be omitted
+  #   impl: mylayer.py runs your own forward and backward of that layer there
+  #   {layer: custom, impl: mine.py, tensors: {...}}: a layer of your own;
+  #   its integer tensors are labels; data: [target] lists float tensors
+  #   never differentiated
   #   {residual: [entries]} adds the block's input to its output: y = x + f(x)
-  - {layer: conv2d, name: conv1, tensors: {W: {shape: [3, 3, 3, 4]}}, options: {padding: 1}}
+  - {layer: conv2d, name: conv1, options: {padding: 1},
+     tensors: {W: {shape: [3, 3, 3, 4]}}}
   - {layer: relu}
   - {layer: maxpool2d, name: pool1, options: {size: 2}}
   - {layer: flatten}
   - {layer: linear, name: fc, tensors: {W: {shape: [10, 64]}}}
-# the loss closes the chain (its output is the scalar L); without one, give grad_output
+# the loss closes the chain (its output is the scalar L);
+# without one, give grad_output
 loss: {layer: softmax_cross_entropy, target: y}
 """

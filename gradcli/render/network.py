@@ -146,7 +146,7 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
         rows = []
         for n, r in e2e.results.items():
             size = int(np.prod(r.shape, dtype=np.int64))
-            checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
+            checked = f"{r.checked:,} probes" if r.mode == "probe" else f"{r.checked:,}/{size:,}"
             rows.append([Text("d" + n, style="bold"), checked, _worst(spec, r),
                          f"{_own(r):.3g}", _verdict(r)])  # fmt: skip
         label = "your gradients" if e2e.answers else "the chained backward"

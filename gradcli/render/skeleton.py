@@ -93,11 +93,16 @@ dtype: float64          # float64 or float32
 seed: 0                 # seeds generated tensors and the default grad_output
 options:                # any keywords; your functions receive exactly these
   scale: 2.0
-tensors:                # any names (Python identifiers, your functions' keywords), any shapes
-  # each tensor: a .npy path (relative to this file), file.npz:key, a number, a
-  # nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange, scale: 1}
+# any names (Python identifiers, your functions' keywords), any shapes
+tensors:
+  # each tensor: a .npy path (relative to this file), file.npz:key, a number,
+  # a nested list, or {shape: [...], init: normal|uniform|zeros|ones|arange,
+  # scale: 1}
   x: {shape: [3, 4], init: normal}
-  # an integer array (.npy, numpy) is labels or indices: passed, never differentiated
-# data: [target]        # float tensors never differentiated either (a loss's target)
-# grad_output (the upstream gradient dL/d(output)): omitted, drawn with your output's shape
+  # an integer array (.npy, numpy) is labels or indices: passed, never
+  # differentiated
+# float tensors never differentiated either (a loss's target):
+# data: [target]
+# grad_output (the upstream gradient dL/d(output)): omitted, drawn with your
+# output's shape
 """

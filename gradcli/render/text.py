@@ -115,7 +115,7 @@ def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
         info = spec.info(name)
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
         size = int(np.prod(r.shape, dtype=np.int64))
-        checked = f"{r.checked} probes" if r.mode == "probe" else f"{r.checked}/{size}"
+        checked = f"{r.checked:,} probes" if r.mode == "probe" else f"{r.checked:,}/{size:,}"
         where = "d" + name + natural_index(info, r.worst_index) if r.mode != "probe" else "(probe)"
         own = r.worst[0] if r.worst else {"abs_error": r.max_abs_error,
                                           "rel_error": r.max_rel_error}  # a probe's own
