@@ -119,7 +119,7 @@ def test_a_waiting_forward_is_sampled_within_the_budget_and_said(monkeypatch):
     doc = _check(monkeypatch, 0.05)
     assert doc["mode"] == "sample"
     notes = " ".join(doc["notes"])
-    assert "your forward takes about 0.0625 s a call" in notes
+    assert "your forward takes up to 0.0625 s a call" in notes
     assert "a full check would take about" in notes and "(budget 2 s)" in notes
     assert doc["cost"]["estimated_seconds"] > 64 * 0.0625  # every sampled call at its time
     for other in (0.04, 0.06):
@@ -129,7 +129,7 @@ def test_a_waiting_forward_is_sampled_within_the_budget_and_said(monkeypatch):
 def test_the_twin_a_forward_timed_at_nothing_is_checked_in_full(monkeypatch):
     doc = _check(monkeypatch, 0.0)
     assert doc["mode"] == "full"
-    assert not any("your forward takes about" in n for n in doc["notes"])
+    assert not any("your forward takes up to" in n for n in doc["notes"])
 
 
 def test_a_sample_still_over_the_budget_says_how_many_would_fit(monkeypatch):

@@ -124,6 +124,8 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     # (embedding's and conv's search held a dozen arrays of every coordinate, for nothing);
     # so has a network of built-ins none of which has kinks (Layer.smooth)
     builtin = REGISTRY.get(p.engine.layer.name) is p.engine.layer or p.engine.layer.smooth
+    if not p.random_forward and not builtin:
+        taken = _chained_boundaries(p, taken, tolerance)
     if p.random_forward or declares(p.engine) or builtin:
         return taken
     own = [n for n, t in taken.items() if n in p.spec.tensors and p.engines[n] is p.engine]
@@ -285,6 +287,47 @@ def _chained_ties(p: Any, own: list[str], failing: dict[str, np.ndarray],
         with np.errstate(invalid="ignore", over="ignore"):
             same = tied & (np.abs(a - ours) <= floors[n].ravel()[at] + rtol * np.abs(ours))
         out[n], failing[n] = at[same], at[~same]
+    return out
+
+
+def _chained_boundaries(p: Any, taken: dict[str, tuple], tolerance: Callable
+                        ) -> dict[str, tuple]:  # fmt: skip
+    """The boundary gradients of a network's answer (--grads: dL/d of a layer's output) that
+    are the chained backward's (CheckOptions.chained_kinks), accepted where they fail at a
+    value another coordinate of that output shares, as _chained_ties accepts the inputs' and
+    parameters': `compute net -o`'s own archive failed at drelu2.out[0, 0, 0, 0], a relu's 0
+    tied in a stride-1 max-pool's window beside an svm margin at 0, both one-sided slopes 0
+    and autodiff's -0.5 (the layers' own choices), while `check net` passes (outside test
+    t55b F1)."""
+    from gradcli.numeric import kinks  # LAZY
+
+    out = dict(taken)
+    for n, (_, c, grad, info, fix, _) in taken.items():
+        if n in p.spec.tensors or not chained_answer(p, n):
+            continue
+        values = np.real(p.engines[n].t64[n]).ravel()  # the layer's output there
+        tol = tolerance(p, n, grad, info)
+        noise = info.noise_at if p.opts.atol is None and info.noise_at is not None else 0.0
+        a = np.asarray(p.under_test[n], dtype=np.float64)
+        v = np.asarray(grad)
+        bad = (np.isfinite(v) & ~(np.abs(a - v) <= tol(noise, v))).ravel()
+        if c is not None:
+            keep = np.zeros(bad.size, dtype=bool)
+            keep[c] = True
+            bad &= keep
+        order = np.argsort(values, kind="stable")
+        equal = values[order][1:] == values[order][:-1]
+        shared = np.zeros(values.size, dtype=bool)
+        shared[order[1:][equal]] = shared[order[:-1][equal]] = True
+        at = np.flatnonzero(bad & shared)
+        if not at.size:
+            continue
+        # (the answer is the chained backward everywhere: chained_answer)
+        got = a.ravel()[at]
+        chained = (*(() if fix is None else fix.chained), *at.tolist())
+        fix = (kinks.KinkFix(at, got, np.zeros(at.size), chained=chained) if fix is None
+               else dataclasses.replace(fix, coords=np.union1d(fix.coords, at), chained=chained))
+        _put(out, n, at, got, np.zeros(at.size), fix)
     return out
 
 

@@ -62,6 +62,11 @@ from gradcli.numeric.engine import FAR_FACTORS, Engine, TensorNumerics
 from gradcli.numeric.methods import EPS
 from gradcli.numeric.sampling import sample_coordinates
 
+# a user's call is counted at the power of 2 above its measured time: a note saying "about 2 s"
+# of a backward sleeping 1.0 s read as the time measured (outside test t55a F3); the measured
+# figure itself would make two runs' JSON differ
+ROUNDED = "its measured time rounded up to a power of 2, so that runs decide alike"
+
 
 def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckReport:
     """Check ``spec``'s gradients (or ``opts.grads``, the user's answers): the report holds
@@ -249,17 +254,17 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     slow = slow if slow is not None and slow >= SLOW_CALL else None
     if slow is not None:
         notes.append(
-            f"your forward takes about {slow:.3g} s a call, more than 3 times what gradcli's "
-            f"cost model predicts for numpy at these sizes (a loop in Python, or costly "
-            f"functions such as tanh and powers): time estimates and {mention('budget')} use "
-            f"the time measured"
+            f"your forward takes up to {slow:.3g} s a call ({ROUNDED}), more than 3 times "
+            f"what gradcli's cost model predicts for numpy at these sizes (a loop in Python, "
+            f"or costly functions such as tanh and powers): time estimates and "
+            f"{mention('budget')} use the time measured"
         )
     slow_back = cost.user_backward_seconds(engine)
     if slow_back is not None and slow_back >= SLOW_CALL:
         notes.append(
-            f"your backward takes about {slow_back:.3g} s a call, more than 3 times what "
-            f"gradcli predicts for numpy at these sizes: time estimates and {mention('budget')} "
-            f"use the time measured"
+            f"your backward takes up to {slow_back:.3g} s a call ({ROUNDED}), more than 3 "
+            f"times what gradcli predicts for numpy at these sizes: time estimates and "
+            f"{mention('budget')} use the time measured"
         )
     # a forward computing in float32 somewhere: the tensors whose differences carry none of
     # its round-off, their engine (float64 steps) and tolerances (checking/mixed.py)
@@ -607,3 +612,4 @@ def recheck(
     mode, note = fallback(name, why, whole, spent, p.opts.budget, p.opts.samples, sample)
     p.note(note)
     return mode, whole if sample is None else sample
+

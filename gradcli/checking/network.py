@@ -22,7 +22,14 @@ import numpy as np
 from gradcli.checking.check import CheckOptions, check
 from gradcli.checking.compute import Computation, compute
 from gradcli.checking.report import CheckReport
-from gradcli.errors import mention
+from gradcli.errors import (
+    GradcliError,
+    InPlaceWriteError,
+    OptionError,
+    UserCodeError,
+    in_layer,
+    mention,
+)
 from gradcli.inputs.network import NetSpec
 from gradcli.inputs.spec import Spec
 from gradcli.layers import REGISTRY
@@ -132,7 +139,10 @@ def check_network(
     if opts.grads is None:
         for node, spec in local_specs(net, drawn):
             local = dataclasses.replace(opts, notify=_prefixed(opts, node), refuse_constant=False)
-            report = check(spec, local)
+            try:
+                report = check(spec, local)
+            except GradcliError as e:
+                raise _of_layer(e, node, net) from e.__cause__
             if report.passed and node not in drawn and _own_code(node, spec):
                 # the chain's upstream gradient may hide a term: a softmax cross-entropy's
                 # rows sum to 0, and a custom layernorm without its mean's term passed there
@@ -164,13 +174,26 @@ def check_network(
         opts.notify(text)
     e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
     e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers))
-    e2e = check(net.spec, e2e_opts)
+    try:
+        e2e = check(net.spec, e2e_opts)
+    except GradcliError as e:  # the chain said which layer (layers/chain.py)
+        if getattr(e, "layer", None) is None:
+            raise
+        raise in_layer(e, 0, "", net.spec.source) from e.__cause__
     if note or said:
         e2e = dataclasses.replace(e2e, notes=(*((note,) if note else ()), *said, *e2e.notes))
     wrong = wrong_layers(layers)
     return NetReport(tuple(layers), e2e, wrong[0] if wrong else None,
                      e2e.computation or compute(net.spec), tuple(wrong[1:]),
                      opts.grads, vacuous)  # fmt: skip
+
+
+def _of_layer(e: GradcliError, node: Node, net: NetSpec) -> GradcliError:
+    """An error of a layer's own code (its impl: raised, wrote into its input, refused the
+    complex step) said of that layer and the model file; others as they were."""
+    ours = isinstance(e, (UserCodeError, InPlaceWriteError)) or (
+        isinstance(e, OptionError) and e.param == "method" and e.message.startswith("your "))
+    return in_layer(e, node.index, node.name, net.spec.source) if ours else e
 
 
 def _drawn_upstream(spec: Spec, node: Node, shape: tuple[int, ...],

@@ -157,7 +157,7 @@ def _build(
     if loss is not None:
         ops.append(b.entry(loss, "loss"))
     net = Network(tuple(ops), x_name, MappingProxyType({n: a.shape for n, a in arrays.items()}),
-                  MappingProxyType(fixed))  # fmt: skip
+                  MappingProxyType(fixed), source)  # fmt: skip
     try:
         acts = net.walk(net.shapes)
     except ShapeError as e:

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, OptionError, ShapeError, SpecError
+from gradcli.errors import (
+    GradcliError,
+    InPlaceWriteError,
+    OptionError,
+    ShapeError,
+    SpecError,
+    UserCodeError,
+    in_layer,
+)
 from gradcli.layers import REGISTRY
 from gradcli.layers.base import Layer, Shapes, TensorInfo
 from gradcli.records import record
@@ -87,6 +95,7 @@ class Network:
     input: str
     shapes: Mapping[str, tuple[int, ...]]  # the network's tensors: input and parameters
     fixed: Mapping[str, np.ndarray]  # network inputs never differentiated (a loss's target)
+    source: str | None = None  # the model file, which errors of its layers' code name
 
     @property
     def nodes(self) -> list[Node]:
@@ -173,7 +182,10 @@ class Network:
             else:
                 t = {op.input: a} | {p: self._lead(op, p, params) for p in op.params}
                 t |= {p: self.fixed[i] for p, i in op.fixed.items()}
-                a, c = op.layer.forward(t, op.options)
+                try:
+                    a, c = op.layer.forward(t, op.options)
+                except (UserCodeError, InPlaceWriteError) as e:
+                    raise in_layer(e, op.index, op.name, self.source) from e.__cause__
                 a = np.asarray(a)
                 if cache is not None:
                     cache["layers"][op.name] = (t, c)
@@ -218,7 +230,10 @@ class Network:
                 g = g + to_skip.pop(op.name)
             else:
                 grads[op.out] = g
-                lg = op.layer.backward(g, cache["layers"][op.name][1])
+                try:
+                    lg = op.layer.backward(g, cache["layers"][op.name][1])
+                except (UserCodeError, InPlaceWriteError) as e:
+                    raise in_layer(e, op.index, op.name, self.source) from e.__cause__
                 grads |= {op.param(p): np.asarray(lg[p]) for p in op.params}
                 if op.input not in lg:  # integer indices (embedding's): the chain starts here
                     return grads

@@ -1,0 +1,71 @@
+"""An error of a network layer's own code names the model file and the layer (outside tests
+t55a F2 and t55b F4): two relu layers sharing one impl file, whose backward raises only at the
+second, said `myrelu.py: backward raised ...`, and a layer's forward that refuses the complex
+step said `--method: your forward is not complex-safe ... dx`, in a network of four impl
+layers. Twins: a layer spec's error (no network) reads as before; a model without user code
+errors in its keys as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RELU = """import numpy as np
+def forward(x):
+    return np.maximum(x, 0)
+def backward(grad_output, x):
+    if x.shape[-1] == 3:
+        raise ValueError("shapes not aligned")
+    return {"x": grad_output * (x > 0)}
+"""
+
+MODEL = """inputs:
+  X: {shape: [4, 6]}
+  y: {shape: [4], init: labels, classes: 3}
+network:
+  - {layer: linear, name: fc1, tensors: {W: {shape: [5, 6]}}}
+  - {layer: relu, name: act1, impl: myrelu.py}
+  - {layer: linear, name: fc2, tensors: {W: {shape: [3, 5]}}}
+  - {layer: relu, name: act2, impl: myrelu.py}
+loss: {layer: softmax_cross_entropy, target: y}
+"""
+
+ABS = """import numpy as np
+def forward(x):
+    return np.sqrt(x * np.conj(x)).real  # |x|, not complex-safe
+def backward(grad_output, x):
+    return {"x": grad_output * np.sign(x)}
+"""
+
+
+def _write(tmp: Path, model: str, **files: str) -> Path:
+    for name, text in files.items():
+        (tmp / f"{name}.py").write_text(text)
+    (tmp / "m.yaml").write_text(model)
+    return tmp / "m.yaml"
+
+
+def test_a_layers_raising_backward_names_the_model_and_the_layer(cli, tmp_path):
+    model = _write(tmp_path, MODEL, myrelu=RELU)
+    for command in ("check", "compute"):
+        r = cli(command, "net", model)
+        assert r.exit_code == 2
+        assert "m.yaml: layer 4 'act2' (" in r.stderr, r.stderr
+        assert "myrelu.py): backward raised ValueError" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+
+
+def test_a_layer_refusing_the_complex_step_is_named(cli, tmp_path):
+    model = _write(tmp_path, MODEL.replace("myrelu.py}", "myabs.py}", 1)
+                   .replace("impl: myrelu.py", "impl: ok.py"),
+                   myabs=ABS, ok=RELU.replace("== 3", "== -1"))  # fmt: skip
+    r = cli("check", "net", model, "--method", "complex")
+    assert r.exit_code == 2
+    assert "m.yaml: layer 2 'act1'" in r.stderr and "not complex-safe" in r.stderr, r.stderr
+
+
+def test_twin_a_layer_specs_error_reads_as_before(cli, tmp_path):
+    (tmp_path / "myrelu.py").write_text(RELU)
+    (tmp_path / "s.yaml").write_text("tensors:\n  x: {shape: [2, 3]}\n")
+    r = cli("check", "relu", tmp_path / "s.yaml", "--impl", tmp_path / "myrelu.py")
+    assert r.exit_code == 2
+    assert "layer " not in r.stderr and "myrelu.py: backward raised ValueError" in r.stderr
