@@ -305,3 +305,13 @@ def test_a_spec_file_alone_is_checked_as_the_layer_it_names(
     assert_usage_error(cli("check", unknown), f"{unknown}: layer: unknown layer 'lineer'")
     none = write_spec("seed: 1\n", "none.yaml")
     assert_usage_error(cli("compute", none), "expected a layer's name first")
+
+
+def test_a_missing_spec_file_alone_is_said_missing(cli, tmp_path):
+    """`gradcli check typo_spec.yaml` read "expected a layer's name first, got the file ...":
+    the file is not there, and that is what it says now (outside test t55a F6)."""
+    for command in ("check", "compute", "explain"):
+        r = cli(command, tmp_path / "typo_spec.yaml")
+        assert r.exit_code == 2
+        assert "typo_spec.yaml: file not found" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1

@@ -148,6 +148,9 @@ def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str
 
     if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") and not Path(layer).is_file():
         return layer, spec
+    if not Path(layer).exists():  # a mistyped path is no layer either (outside test t55a F6)
+        raise GradcliError(f"{layer}: file not found (expected a spec file, or a layer's name: "
+                           f"gradcli layers lists them)")  # fmt: skip
     if Path(layer).is_file() and is_model(layer, None):
         raise GradcliError(f"{layer} is a model file (network:): gradcli {command} net {layer}")
     named = _spec_layer(layer) if Path(layer).is_file() else None
