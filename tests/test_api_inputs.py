@@ -276,9 +276,9 @@ def test_messages_and_notes_name_parameters_and_the_cli_its_flags(cli):
     assert "more than --max-elements 10" in result.stderr, result.stderr
     # after the CLI ran in this process, the library speaks parameter names again
     note = gradcli.check("linear", budget=0).notes[0]
-    assert "(mode='sample' forces a sample)" in note and "--" not in note
+    assert "(mode='sample' to force a sample)" in note and "--" not in note
     result = cli("check", "linear", "--budget", "0")
-    assert "(--mode sample forces a sample)" in " ".join(result.stdout.split())
+    assert "(--mode sample to force a sample)" in " ".join(result.stdout.split())
     with pytest.raises(GradcliError, match=r"more than max_memory=1 MB"):
         gradcli.check("conv2d", {"X": {"shape": [64, 64, 8]}, "W": {"shape": [3, 3, 8, 8]}},
                       max_memory=1)  # fmt: skip

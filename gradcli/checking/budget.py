@@ -184,7 +184,7 @@ def over_budget(
     if not cheaper:
         return cheaper, (
             f"{said}, and a sample of {samples} coordinates per tensor as long: {done} every "
-            f"coordinate ({mention('mode', 'sample')} forces a sample)" if what == "check" else
+            f"coordinate ({mention('mode', 'sample')} to force a sample)" if what == "check" else
             f"{said}, and a sample of {samples} coordinates per tensor as long: {done} every "
             "coordinate"
         )  # fmt: skip
@@ -194,7 +194,7 @@ def over_budget(
         how = (f"{samples} sampled coordinates of {_names(n for n in full if n in cheaper)} and "
                f"every coordinate of {_names(n for n in full if n not in cheaper)}, which a "
                "sample would not make cheaper")  # fmt: skip
-    forced = f" ({mention('mode', 'full')} forces it)" if what == "check" else ""
+    forced = f" ({mention('mode', 'full')} to force it)" if what == "check" else ""
     return cheaper, f"{said}: {done} {how}, about {cost.shown(run)} s{forced}" + _fewer(
         full, sampled, cheaper, budget, samples, before, run)
 

@@ -265,7 +265,7 @@ def end_to_end_options(
         + (f"the local checks sampled too, of {sampled}: coordinates neither check compared "
            "are unchecked" if sampled else
            "every coordinate is checked by the layers' local checks")
-        + f" ({mention('mode', 'full')} forces it)"
+        + f" ({mention('mode', 'full')} to force it)"
     )  # fmt: skip
     opts.notify(note)
     return dataclasses.replace(opts, mode="sample", samples=k), note

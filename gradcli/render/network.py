@@ -28,7 +28,7 @@ BACK_COLUMNS = (
     Col("x previous", priority=3, justify="right"),
 )
 LOCAL_COLUMNS = (
-    Col("#", justify="right"), Col("layer"), Col("name"), Col("checked", priority=3, fold=True),
+    Col("#", justify="right"), Col("layer"), Col("name"), Col("gradients", priority=3, fold=True),
     Col("worst element", priority=2, fold=True, min_width=10),
     Col("rel err", priority=4, justify="right"), Col("result"),
 )  # fmt: skip
@@ -207,7 +207,7 @@ def _kinks(report: NetReport) -> str:
     same coordinate may meet a kink in both)."""
     local = sum(r.kinks for lc in report.layers for r in lc.report.results.values())
     e2e = sum(r.kinks for r in report.end_to_end.results.values())
-    parts = [f"{n} {where}" for n, where in ((local, "locally"), (e2e, "end to end")) if n]
+    parts = [f"{n:,} {where}" for n, where in ((local, "locally"), (e2e, "end to end")) if n]
     return f"; coordinates at kinks checked one-sidedly: {', '.join(parts)}" if parts else ""
 
 
@@ -249,7 +249,10 @@ def _blame(report: NetReport, w: FirstWrong) -> str:
 
 def verdict_line(net: NetSpec, report: NetReport) -> Text:
     e2e, n = report.end_to_end, len(report.layers)
-    how = "" if e2e.mode == "full" else f" ({e2e.mode} mode)"
+    # said beside the end-to-end verdict it qualifies: trailing the kinks' count, "(sample
+    # mode)" read as if only the kinks were sampled (outside test t55b F6)
+    how = "" if e2e.mode == "full" else (
+        " (on a sample of coordinates)" if e2e.mode == "sample" else f" ({e2e.mode} mode)")
     at_kinks = _kinks(report)
     if report.passed:
         sampled = sampled_locally(list(report.layers))
@@ -265,7 +268,7 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
         if report.vacuous:  # a PASS that says nothing of those layers says so
             names = ", ".join(repr(n) for n in report.vacuous)
             zeros = f"; {names} compared only zeros (see the note)"
-        said = f"  net: {local}end to end {e2e_says}{at_kinks}{how}{zeros}"
+        said = f"  net: {local}end to end {e2e_says}{how}{at_kinks}{zeros}"
         return Text.assemble(("PASS", "bold green"), said)
     wrong = report.first_wrong
     if wrong is None:
