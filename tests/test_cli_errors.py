@@ -283,3 +283,20 @@ def test_no_color_on_a_tty_has_no_colors(tty_no_color):
 
 def test_no_color_on_a_tty_has_no_ansi_at_all(tty_no_color):
     assert b"\x1b[" not in tty_no_color
+
+
+def test_a_non_finite_value_is_placed(cli, tmp_path, assert_usage_error):
+    """A scalar NaN read 'at index []', and a NaN in an answer file was not placed at all,
+    where a tensor's is (outside test t55a F8)."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("layer: tanh\ntensors: {x: {shape: [2, 2]}}\ngrad_output: .nan\n")
+    assert_usage_error(cli("check", spec), "grad_output: non-finite value (nan); expected finite")
+    lin = tmp_path / "l.yaml"
+    lin.write_text("tensors: {x: {shape: [2, 3]}, W: {shape: [4, 3]}}\n")
+    comp = tmp_path / "g.npz"
+    assert cli("compute", "linear", lin, "-o", comp).exit_code == 0
+    answers = dict(np.load(comp))
+    answers["dW"][1, 2] = np.inf
+    np.savez(tmp_path / "bad.npz", **answers)
+    assert_usage_error(cli("check", "linear", lin, "--grads", tmp_path / "bad.npz"),
+                       "dW: inf at index [1, 2]; expected finite numbers")  # fmt: skip

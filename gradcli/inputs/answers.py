@@ -24,6 +24,8 @@ class Answers(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dtypes: dict[str, np.dtype] = {}
+        # given in a dtype too coarse for a gradient (float16, integers): a failure says so
+        self.coarse: dict[str, np.dtype] = {}
 
     def put(self, name: str, a: np.ndarray, given: Any = None) -> None:
         """``a`` as the gradient of ``name``, in float64; the dtype it was given in (``given``,
@@ -33,6 +35,8 @@ class Answers(dict):
         self[name] = a.astype(np.float64)
         if isinstance(given, np.dtype) and given.kind == "f":
             self.dtypes[name] = given
+        if isinstance(given, np.dtype) and (given.kind in "iu" or given == np.float16):
+            self.coarse[name] = given
 
     def given(self, name: str) -> np.ndarray:
         """The gradient of ``name`` in the dtype it was given in (exact: float64 held it)."""
@@ -131,8 +135,11 @@ def load_answers(
         if a.dtype.kind not in "fiu":  # a bool mask's values are finite: its kind is wrong
             raise GradcliError(f"expected numbers, got an array of {a.dtype}", source=target,
                                key=key)  # fmt: skip
-        if not np.isfinite(a).all():
-            raise GradcliError("expected finite numbers", source=target, key=key)
+        if not np.isfinite(a).all():  # where, as a tensor's is said (outside test t55a F8)
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            at = f" at index {list(bad)}" if bad else ""
+            raise GradcliError(f"{a[bad]}{at}; expected finite numbers", source=target,
+                               key=key)  # fmt: skip
         if a.shape != tuple(shapes[name]):
             what = "the intermediate " + name if name in inter else name
             raise GradcliError(

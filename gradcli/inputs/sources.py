@@ -113,7 +113,8 @@ class Loader:
         if not np.isfinite(arr).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             what = "non-finite" if not np.isfinite(raw[bad]) else f"too large for {self.dtype}"
-            raise SpecError(f"{what} value at index {list(bad)}; expected finite numbers", key=key)
+            at = f" at index {list(bad)}" if bad else f" ({raw[bad]})"  # a scalar: its value
+            raise SpecError(f"{what} value{at}; expected finite numbers", key=key)
         return arr
 
     def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
