@@ -300,3 +300,24 @@ def test_a_non_finite_value_is_placed(cli, tmp_path, assert_usage_error):
     np.savez(tmp_path / "bad.npz", **answers)
     assert_usage_error(cli("check", "linear", lin, "--grads", tmp_path / "bad.npz"),
                        "dW: inf at index [1, 2]; expected finite numbers")  # fmt: skip
+
+
+def test_a_scalar_flattened_blames_the_tensor(cli, tmp_path, assert_usage_error):
+    """`options.start: start: x is a scalar` where no option was given (outside test t55a F8)."""
+    spec = tmp_path / "f.yaml"
+    spec.write_text("layer: flatten\ntensors: {x: 1.5}\n")
+    assert_usage_error(cli("check", spec), "tensors.x: x is a scalar; flatten needs at least 1")
+
+
+def test_a_cs231n_loss_returning_a_list_is_read_as_its_tuple(cli, tmp_path):
+    """`return [loss, dx]` was refused as 'got list' (outside test t55a F8)."""
+    (tmp_path / "sm.py").write_text(
+        "import numpy as np\n"
+        "def softmax_loss(x, y):\n"
+        "    s = x - x.max(1, keepdims=True); p = np.exp(s); p /= p.sum(1, keepdims=True)\n"
+        "    N = x.shape[0]; loss = -np.log(p[np.arange(N), y]).mean()\n"
+        "    dx = p.copy(); dx[np.arange(N), y] -= 1; dx /= N\n"
+        "    return [loss, dx]\n"
+    )  # fmt: skip
+    r = cli("check", "softmax_cross_entropy", "--impl", tmp_path / "sm.py", "-q")
+    assert r.exit_code == 0, r.stderr

@@ -53,11 +53,11 @@ def _count(start: int, rank: int) -> int:
 
 def resolve(options: Options, s: Shapes) -> Options:
     rank = len(s["x"])
+    if not rank:  # the tensor's fault, not an option given or not (outside test t55a F8)
+        raise ShapeError("x is a scalar; flatten needs at least 1 axis", key="tensors.x")
     if not -rank <= options.start < rank:
         raise OptionError(
-            f"start must lie in [{-rank}, {rank - 1}] for x of {rank} axes, got {options.start}"
-            if rank
-            else "start: x is a scalar; flatten needs at least 1 axis",
+            f"start must lie in [{-rank}, {rank - 1}] for x of {rank} axes, got {options.start}",
             key="options.start",
         )
     resolved = dataclasses.replace(options)
