@@ -315,3 +315,17 @@ def test_a_missing_spec_file_alone_is_said_missing(cli, tmp_path):
         assert r.exit_code == 2
         assert "typo_spec.yaml: file not found" in r.stderr, r.stderr
         assert r.stderr.count("\n") == 1
+
+
+def test_a_spec_or_a_model_on_stdin_alone_is_read_by_what_it_names(cli):
+    """`cat spec.yaml | gradcli check -` said "unknown layer '-'" though the spec names its
+    layer (outside test t56b F3): stdin is read once, its layer: (or network:) decides."""
+    spec = "layer: linear\ntensors: {x: {shape: [2, 3]}, W: {shape: [4, 3]}}\n"
+    r = cli("check", "-", "-q", input=spec)
+    assert r.exit_code == 0 and r.stdout.startswith("PASS  linear"), r.stderr
+    assert cli("compute", "-", input=spec).exit_code == 0
+    model = cli("init", "net").stdout
+    r = cli("check", "-", "-q", input=model)
+    assert r.exit_code == 0 and r.stdout.startswith("PASS  net"), r.stderr
+    r = cli("check", "-", input="seed: 1\n")
+    assert r.exit_code == 2 and "<stdin>: expected a spec naming its layer" in r.stderr

@@ -110,7 +110,7 @@ def compute_network(
 
 
 def is_model(spec: str | os.PathLike[str], layer: str | None) -> bool:
-    if layer is not None or os.fspath(spec) == "-":
+    if layer is not None:  # (stdin, "-", is read once and kept: files/reading.py)
         return layer == "net"
     from gradcli.files.reading import parse_yaml, read_spec_text
 

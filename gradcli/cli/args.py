@@ -128,7 +128,8 @@ def model_first(layer: str, spec: str | None) -> tuple[str, str | None]:
 
     if spec is not None or layer in REGISTRY or layer in ("custom", "net"):
         return layer, spec
-    if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") or not Path(layer).is_file():
+    if layer != "-" and (Path(layer).suffix.lower() not in (".yaml", ".yml", ".json")
+                         or not Path(layer).is_file()):  # fmt: skip
         return layer, spec
     from gradcli.api.network import is_model
 
@@ -146,6 +147,12 @@ def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str
         return layer, spec
     from gradcli.api.network import is_model
 
+    if layer == "-":  # a spec on stdin naming its layer (outside test t56b F3)
+        named = _spec_layer(layer)
+        if named in REGISTRY or named == "custom":
+            return str(named), layer
+        raise GradcliError("<stdin>: expected a spec naming its layer (layer: NAME), or a "
+                           f"model (network:): or give the layer, gradcli {command} LAYER -")
     if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") and not Path(layer).is_file():
         return layer, spec
     if not Path(layer).exists():  # a mistyped path is no layer either (outside test t55a F6)

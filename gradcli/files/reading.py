@@ -105,16 +105,26 @@ def _bounded(f: Any, limit: int, name: str, *, source: str, hint: str = "") -> b
     return data
 
 
+# stdin's spec, once read, with the stream it came from: `gradcli check -` peeks at its
+# layer: before the spec is loaded (a new stream, another run in the same process, reads anew)
+_STDIN: list = []
+
+
 def read_spec_text(spec: str) -> tuple[str, str, Path]:
     """(text, source name, folder that relative tensor paths start from) for a spec argument
     (a file or ``-``: stdin, which may be a terminal or a pipe; its bytes are bounded too)."""
     if spec == "-":
         if sys.stdin is None:  # started with stdin closed
             raise SpecError("stdin is closed; give the spec as a file", source="<stdin>")
-        stdin = getattr(sys.stdin, "buffer", None)
-        if stdin is None:  # a text stream without bytes beneath (tests): bound the characters
-            stdin = io.BytesIO(sys.stdin.read(SPEC_BYTES + 1).encode("utf-8", "surrogateescape"))
-        data = _bounded(stdin, SPEC_BYTES, "stdin", source="<stdin>", hint=_YAML_HINT)
+        if _STDIN and _STDIN[0] is sys.stdin:  # read once, its layer: peeked at (cli/args.py)
+            data = _STDIN[1]
+        else:
+            stdin = getattr(sys.stdin, "buffer", None)
+            if stdin is None:  # a text stream without bytes beneath (tests): bound its characters
+                stdin = io.BytesIO(
+                    sys.stdin.read(SPEC_BYTES + 1).encode("utf-8", "surrogateescape"))
+            data = _bounded(stdin, SPEC_BYTES, "stdin", source="<stdin>", hint=_YAML_HINT)
+            _STDIN[:] = [sys.stdin, data]
         source, base = "<stdin>", Path.cwd()
     else:
         path = Path(spec)
