@@ -33,3 +33,16 @@ def test_rel_err_at_every_width_where_it_fits(cli, tmp_path, columns):
     assert "rel err" in header or "worst element" in header, header
     if columns == 130:
         assert "rel err" in header and "worst element" in header
+
+
+@pytest.mark.parametrize("layer", ["maxpool2d", "lstm_step", "conv2d"])
+def test_columns_give_way_in_the_readmes_order_at_every_width(cli, layer):
+    """atol came back at 80 columns where abs err could not (maxpool2d, lstm_step), and 90
+    columns showed what 100 did not (outside test t56b F2): a column shown means every column
+    that gives way after it is shown too (atol, abs err, analytic and numeric, rel err)."""
+    order = ["atol", "abs err", "analytic", "rel err"]
+    for columns in range(70, 150, 6):
+        out = cli("check", layer, env={"COLUMNS": str(columns), "NO_COLOR": "1"}).stdout
+        header = next(x for x in out.splitlines() if x.startswith("┃ gradient"))
+        shown = [c in header for c in order]
+        assert shown == sorted(shown), (columns, header)  # False ... False, True ... True
