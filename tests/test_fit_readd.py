@@ -46,3 +46,24 @@ def test_columns_give_way_in_the_readmes_order_at_every_width(cli, layer):
         header = next(x for x in out.splitlines() if x.startswith("┃ gradient"))
         shown = [c in header for c in order]
         assert shown == sorted(shown), (columns, header)  # False ... False, True ... True
+
+
+def test_prose_never_breaks_inside_an_index_or_after_a_lone_operator():
+    """'... at Z[i=3,' / 'j=0, c=0])' and 'term of dx, -' / 'xhat mean(...)' (outside test
+    t56b F10): the spaces there are held when a paragraph wraps, and come back as spaces."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from gradcli.render.fit import paragraph
+
+    for width in range(40, 90, 3):
+        buf = io.StringIO()
+        paragraph(Console(file=buf, width=width, color_system=None), Text(
+            "hint: dx is exactly what the backward gives without the variance term of dx, - "
+            "xhat mean(dxhat xhat) at Z[i=3, j=0, c=0] and dW[m=1, n=2, d=0, c=1] - more"))
+        lines = buf.getvalue().splitlines()
+        assert not any(line.rstrip().endswith((" -", "[i=3,", "j=0,")) for line in lines), lines
+        assert "Z[i=3, j=0, c=0]" in " ".join(x.strip() for x in lines), lines
+        assert "\ue000" not in buf.getvalue()

@@ -10,6 +10,7 @@ priority first (columns of equal priority go together: analytic with numeric).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 
 from rich import box as boxes
@@ -239,7 +240,28 @@ def paragraph(console: Console, text: Text, indent: int = 2) -> None:
     if text.cell_len <= width:
         console.print(text, soft_wrap=True)
         return
-    lines = text.wrap(console, max(width - indent, 20), overflow="fold")
+    lines = _held(text).wrap(console, max(width - indent, 20), overflow="fold")
     for k, line in enumerate(lines):
+        line.plain = line.plain.replace(HELD, " ")
         line.rstrip()
         console.print(Text(" " * indent) + line if k else line, soft_wrap=True)
+
+
+HELD = "\ue000"  # a space no line breaks at (one cell, as the space it stands for)
+
+
+def _held(text: Text) -> Text:
+    """``text`` with the spaces a break would cut a thing at held: inside an index's brackets
+    (``Z[i=3,`` / ``j=0, c=0]``) and after an operator standing alone (``dx, -`` / ``xhat
+    mean(...)``: outside test t56b F10)."""
+    plain = text.plain
+    chars = list(plain)
+    for m in re.finditer(r"\[[^\[\]]{0,40}\]", plain):
+        for k in range(m.start(), m.end()):
+            if chars[k] == " ":
+                chars[k] = HELD
+    for m in re.finditer(r"(?:(?<=\s)|^)[-+*/=](?= \S)", plain):
+        chars[m.end()] = HELD
+    held = text.copy()
+    held.plain = "".join(chars)
+    return held
