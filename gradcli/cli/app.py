@@ -70,7 +70,7 @@ def _main(
     pass
 
 
-@app.command()
+@app.command(short_help="Forward and backward pass: shapes, values, gradients.")
 def compute(
     layer: LayerArg,
     spec: SpecArg = None,
@@ -117,7 +117,7 @@ def compute(
     )
 
 
-@app.command()
+@app.command(short_help="Gradients against numerical ones; exit 1 on a mismatch.")
 def check(
     layer: LayerArg,
     spec: SpecArg = None,
@@ -264,7 +264,7 @@ def _npz(*args: Any) -> bytes:
     return jsondoc.npz_bytes(*args)
 
 
-@app.command()
+@app.command(short_help="The built-in layers: tensors, shapes, options.")
 def layers(fmt: PrintFormatOpt = None, traceback: TracebackOpt = False) -> None:
     """List the built-in layers: tensors, shape conventions, output, options."""
     from gradcli.render import jsondoc
@@ -276,7 +276,7 @@ def layers(fmt: PrintFormatOpt = None, traceback: TracebackOpt = False) -> None:
         emit(None, (), text=render_layers)
 
 
-@app.command()
+@app.command(short_help="A layer's forward and gradient formulas.")
 def explain(
     layer: LayerArg,
     spec: SpecArg = None,
@@ -310,7 +310,7 @@ def explain(
         emit(output, inputs, text=lambda c: render_explain(c, sections or explain_mod.explain(s)))
 
 
-@app.command()
+@app.command(short_help="A template spec (LAYER, net, custom); --impl: a skeleton.")
 def init(
     layer: LayerArg,
     output: TemplateOutputOpt = None,
@@ -320,8 +320,9 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing -o FILE.")] = False,
     traceback: TracebackOpt = False,
 ) -> None:
-    """Print a commented template spec for LAYER (or write it with -o FILE); with --impl a
-    skeleton module with the seed's formulas in comments."""
+    """Print a commented template spec for LAYER (or write it with -o FILE): a built-in
+    layer, `net` (a model file) or `custom` (your own layer); with --impl a skeleton module with
+    the layer's formulas (the notes gradcli started from) in comments."""
     from gradcli.layers import get_layer
     from gradcli.render import jsondoc, skeleton
 

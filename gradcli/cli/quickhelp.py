@@ -18,11 +18,11 @@ Options:
   -h, --help  Show this message and exit.
 
 Commands:
-  compute  Forward pass and analytical backward pass: shapes, values,...
-  check    Compare the analytical gradients (or yours: --grads, --impl)...
-  layers   List the built-in layers: tensors, shape conventions, output,...
-  explain  The layer's forward and gradient formulas, with the spec's...
-  init     Print a commented template spec for LAYER (or write it with -o...
+  compute  Forward and backward pass: shapes, values, gradients.
+  check    Gradients against numerical ones; exit 1 on a mismatch.
+  layers   The built-in layers: tensors, shapes, options.
+  explain  A layer's forward and gradient formulas.
+  init     A template spec (LAYER, net, custom); --impl: a skeleton.
 """
 
 

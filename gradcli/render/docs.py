@@ -41,7 +41,10 @@ def render_layers(console: Console) -> None:
             for col in ("option", "default", "meaning"):
                 opts.add_column(col, style="dim")
             for n, d, h in options:
-                opts.add_row(n, "null" if d is None else str(d), h)
+                # as a spec writes it (YAML): true, false, null (causal False read as Python:
+                # outside test t56b F8)
+                said = "null" if d is None else str(d).lower() if isinstance(d, bool) else str(d)
+                opts.add_row(n, said, h)
             console.print(opts)
         else:
             console.print(Text("options: none", style="dim"))
