@@ -1,0 +1,66 @@
+"""A small MLP as one custom loss on integers, two zero rows, zero biases (outside test t56a
+F1): torch's backward 1e-3 off at dx[1, 0] (a zero row: every hidden unit of the row tied) or
+at db1[2] passed in every mode. The moves that hold every tie still (x's zero rows by u, b1 by
+-W1.T u) take it in, but among the terms such a move sums, most cancelling, a miss of 1e-4 of
+their sum was taken for round-off; a judged move now holds the answer to a millionth of it,
+beside the slope's own noise and slack.
+
+Oracle: every valid gradient is one slope s in [0, 1] per tied unit shared by dx, dW1 and db1
+(an LP puts the shifted answers 1e-3 off the nearest); torch's (s = 0), s = 1 and s = 0.3 pass."""
+
+import types
+
+import numpy as np
+import pytest
+
+import gradcli
+
+
+def _case(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(6, 5)).astype(float)
+    x[1] = x[4] = 0.0
+    return {"x": x, "W1": rng.integers(-1, 2, size=(5, 7)).astype(float), "b1": np.zeros(7),
+            "W2": rng.integers(-1, 2, size=(7, 4)).astype(float), "b2": np.zeros(4),
+            "y": rng.integers(0, 4, size=6)}  # fmt: skip
+
+
+def _layer(at_zero=0.0, shift=None):
+    def parts(x, W1, b1, W2, b2, y):
+        a = x @ W1 + b1
+        h = np.maximum(a, 0)
+        s = h @ W2 + b2
+        s = s - s.max(1, keepdims=True)
+        p = np.exp(s) / np.exp(s).sum(1, keepdims=True)
+        return a, h, p
+
+    def forward(x, W1, b1, W2, b2, y):
+        p = parts(x, W1, b1, W2, b2, y)[2]
+        return -np.log(p[np.arange(x.shape[0]), y]).mean()
+
+    def backward(grad_output, x, W1, b1, W2, b2, y):
+        a, h, p = parts(x, W1, b1, W2, b2, y)
+        ds = p.copy()
+        ds[np.arange(x.shape[0]), y] -= 1
+        ds *= grad_output / x.shape[0]
+        da = (ds @ W2.T) * np.where(a == 0, at_zero, a > 0)
+        out = {"x": da @ W1.T, "W1": x.T @ da, "b1": da.sum(0), "W2": h.T @ ds, "b2": ds.sum(0)}
+        if shift is not None:
+            name, at = shift
+            out[name] = out[name].copy()
+            out[name][at] += 1e-3 * grad_output
+        return out
+
+    return types.SimpleNamespace(forward=forward, backward=backward)
+
+
+@pytest.mark.parametrize("at_zero", [0.0, 1.0, 0.3], ids=["torch", "one", "share"])
+def test_valid_slopes_pass(at_zero):
+    r = gradcli.check(_layer(at_zero), _case(), grad_output=1.0, budget=5)
+    assert r.passed, r.verdict()
+
+
+@pytest.mark.parametrize("shift", [("x", (1, 0)), ("b1", (2,))], ids=["dx[1,0]", "db1[2]"])
+def test_twin_a_1e_3_slip_at_a_fully_tied_coordinate_fails(shift):
+    r = gradcli.check(_layer(0.0, shift), _case(), grad_output=1.0, budget=5)
+    assert not r.passed, r.verdict()
