@@ -186,12 +186,11 @@ class GradcliError(Exception):
 def in_layer(err: GradcliError, index: int, name: str, source: str | None = None
              ) -> GradcliError:  # fmt: skip
     """``err``, raised by the code of a network's layer ``index`` (``name``), said of that
-    layer: ``layer 4 'act2' (myrelu.py): backward raised ...``; the CLI adds the model file
-    (two layers sharing one impl file were told apart by nothing: outside test t55b F4, t55a
-    F2). ``source``: the model file. Said once: an error already said of a layer gets the
-    model file only."""
+    layer and the model file ``source``: ``model.yaml: layer 4 'act2' (myrelu.py): backward
+    raised ...`` (two layers sharing one impl file were told apart by nothing: outside tests
+    t55b F4, t55a F2). Said once: an error already said of a layer is kept as it is."""
     if getattr(err, "layer", None) is not None:
-        return err if err.source or source is None else err.at(source=source)
+        return err
     where = f"layer {index} {name!r}" + (f" ({err.source})" if err.source else "")
     new = type(err)(f"{where}: {err.message}", source=source, key=err.key, param=err.param)
     new.layer = index  # type: ignore[attr-defined]

@@ -110,11 +110,11 @@ def compare_tensor(
     jumped = any(getattr(h, "cause", None) == "jump" for h in result.hints)
     if (not result.passed and not unresolved and moving.size and not jumped
             and leftover.only_at(p, name, grad, atol, rtol, noise, coords, moving)):
-        # (a forward that jumps there moves as the step halves too: the jump is its cause)
         # every failure still moving as the step halved, neither settling nor at the rate of
         # truncation: no value was read to compare, so no mismatch either (a layernorm of eps
         # 1e-60 at a constant row, right as torch's, read 'wrong' at slopes of 1e30 that its
-        # steps of 1e-12 could never approach: outside test t55a F1)
+        # steps of 1e-12 could never approach: outside test t55a F1); a forward that jumps
+        # there moves so too, and the jump is its cause
         result = _unresolved(result, (
             f"cannot resolve d{name} at any step: at every failing coordinate the finite "
             f"differences were still moving after {refine.HALVINGS} halvings, neither settling "

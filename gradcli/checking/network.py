@@ -174,12 +174,7 @@ def check_network(
         opts.notify(text)
     e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
     e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers))
-    try:
-        e2e = check(net.spec, e2e_opts)
-    except GradcliError as e:  # the chain said which layer (layers/chain.py)
-        if getattr(e, "layer", None) is None:
-            raise
-        raise in_layer(e, 0, "", net.spec.source) from e.__cause__
+    e2e = check(net.spec, e2e_opts)  # (errors of a layer's code: the chain names it)
     if note or said:
         e2e = dataclasses.replace(e2e, notes=(*((note,) if note else ()), *said, *e2e.notes))
     wrong = wrong_layers(layers)
