@@ -32,3 +32,16 @@ def test_an_integer_answer_says_its_fractions_are_lost():
     grads["W"] = grads["W"].astype(np.int64)
     r = gradcli.check("linear", T, grads=grads, grad_output=g)
     assert not r.passed and "given as int64: its fractions are lost" in r.results["W"].hints[0]
+
+
+def test_twin_an_answer_wrong_beyond_its_dtype_is_not_told_only_of_the_dtype():
+    """2x the right gradient saved as float16 was told only of float16's rounding (outside
+    test t57a F4): the dtype is said only where it explains every failing element."""
+    grads, g = _answers()
+    grads = {n: (2 * a).astype(np.float16) for n, a in grads.items()}
+    r = gradcli.check("linear", T, grads=grads, grad_output=g)
+    assert not r.passed
+    assert not any(h.cause == "answer-dtype" for res in r.results.values() for h in res.hints)
+    ints = {n: np.zeros(a.shape, dtype=np.int64) for n, a in _answers()[0].items()}
+    r = gradcli.check("linear", T, grads=ints, grad_output=g)
+    assert not any(h.cause == "answer-dtype" for res in r.results.values() for h in res.hints)

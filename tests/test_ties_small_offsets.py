@@ -64,3 +64,14 @@ def test_valid_slopes_pass(at_zero):
 def test_twin_a_1e_3_slip_at_a_fully_tied_coordinate_fails(shift):
     r = gradcli.check(_layer(0.0, shift), _case(), grad_output=1.0, budget=5)
     assert not r.passed, r.verdict()
+
+
+def test_right_rules_pass_where_the_null_moves_read_4e_6_off():
+    """The other side (outside test t57a F2): an integer MLP whose null-space and aligned moves
+    read a right answer 4e-6 of their terms off; held there to a millionth, torch's rule failed
+    dW1 and db1 (with a false tie-rule hint). Those moves keep the ten-thousandth."""
+    d = np.load(__file__.rsplit("/", 1)[0] + "/fixtures/mlp_int_ties_t57a.npz")
+    t = {"x": d["X"], "W1": d["W1"], "b1": d["b1"], "W2": d["W2"], "b2": d["b2"], "y": d["y"]}
+    for at_zero in (0.0, 1.0):
+        r = gradcli.check(_layer(at_zero), t, grad_output=1.0)
+        assert r.passed, r.verdict()
