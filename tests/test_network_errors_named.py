@@ -69,3 +69,13 @@ def test_twin_a_layer_specs_error_reads_as_before(cli, tmp_path):
     r = cli("check", "relu", tmp_path / "s.yaml", "--impl", tmp_path / "myrelu.py")
     assert r.exit_code == 2
     assert "layer " not in r.stderr and "myrelu.py: backward raised ValueError" in r.stderr
+
+
+def test_a_layers_raising_forward_is_named_too(cli, tmp_path):
+    """The forward ran for the layer's output shape while the model loads: its error named
+    only the impl file (outside test t57a F8)."""
+    raising = RELU.replace("return np.maximum(x, 0)", "raise RuntimeError('boom')")
+    model = _write(tmp_path, MODEL, myrelu=raising)
+    r = cli("check", "net", model)
+    assert r.exit_code == 2
+    assert "m.yaml: layer 2 'act1' (" in r.stderr and "forward raised RuntimeError" in r.stderr

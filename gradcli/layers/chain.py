@@ -150,6 +150,8 @@ class Network:
             self._check_fixed(op, sh)
             try:
                 a = tuple(op.layer.output_shape(sh, op.options))
+            except (UserCodeError, InPlaceWriteError) as e:  # your forward, run for its shape
+                raise in_layer(e, op.index, op.name, self.source) from e.__cause__
             except (ShapeError, OptionError) as e:
                 params = ", ".join(f"{t} {list(sh[t])}" for t in op.params)
                 raise ShapeError(
