@@ -402,10 +402,15 @@ class Session:
         if exact:
             return exact
         k = float(np.vdot(R, a) / np.vdot(R, R))
+        # elements right to their last bits are no factor's: one row of a layernorm 1.5x off,
+        # its gradient 1e10 beside rows of 1, read "= 1.5 x the right gradient everywhere",
+        # the right rows within a tolerance the large row set (outside test t57a F5)
+        untouched = bool(np.any((np.abs(a - R) <= 1e-9 * np.abs(R)) & (R != 0)))
         if (
             np.isfinite(k)
             and abs(k - 1) > 1e-6
             and abs(k) > 1e-6
+            and not untouched
             and np.max(np.abs(a - k * R)) <= tol
         ):
             named = [
