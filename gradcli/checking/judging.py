@@ -404,11 +404,15 @@ def _bends_both_ways(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol
     inside = np.abs(sums - np.clip(sums, lo, hi)) <= floor + (rtol + nudged.DRIFT) * ref
     if not (inside.all() and both.any()):
         return ""
-    return (f"d{name} is not verified at {count:,} coordinates at kinks of a single "
-            f"output where kinks bending both ways meet: there the loss's one-sided slopes "
-            f"(and those of moving tied values together) do not bound a right value, and each "
-            f"of yours lies within what the pieces touching the point may give (its parts "
-            f"checked as layers with outputs of their own are judged output by output)")
+    # (not "your values are plausible": a tie rule mixed across tensors lands here too, and
+    # nothing here says yours is right: outside test t56a F3)
+    return (f"d{name} is not verified at {count:,} coordinate{'s' if count != 1 else ''} at "
+            f"kinks of a single output where kinks bending both ways meet: there the loss's "
+            f"one-sided slopes (and those of moving tied values together) bound no right value, "
+            f"so neither yours nor any other could be confirmed or refuted (a tie rule that "
+            f"differs between tensors, relu's a > 0 in one and a >= 0 in another, is one "
+            f"cause to rule out; parts checked as layers with outputs of their own are judged "
+            f"output by output)")
 
 
 def _groups_of(at: Any, failing: np.ndarray) -> list[np.ndarray]:

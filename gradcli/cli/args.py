@@ -153,9 +153,11 @@ def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str
             return str(named), layer
         raise GradcliError("<stdin>: expected a spec naming its layer (layer: NAME), or a "
                            f"model (network:): or give the layer, gradcli {command} LAYER -")
-    if Path(layer).suffix.lower() not in (".yaml", ".yml", ".json") and not Path(layer).is_file():
+    pathlike = "/" in layer or Path(layer).suffix.lower() in (".yaml", ".yml", ".json")
+    if not pathlike and not Path(layer).is_file():
         return layer, spec
-    if not Path(layer).exists():  # a mistyped path is no layer either (outside test t55a F6)
+    if not Path(layer).exists():  # a mistyped path is no layer either (outside tests t55a F6,
+        # t57a F11: 'nonexist/' read as an unknown layer)
         raise GradcliError(f"{layer}: file not found (expected a spec file, or a layer's name: "
                            f"gradcli layers lists them)")  # fmt: skip
     if Path(layer).is_file() and is_model(layer, None):

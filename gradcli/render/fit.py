@@ -260,7 +260,8 @@ def _held(text: Text) -> Text:
         for k in range(m.start(), m.end()):
             if chars[k] == " ":
                 chars[k] = HELD
-    for m in re.finditer(r"(?:(?<=\s)|^)[-+*/=](?= \S)", plain):
+    # (a heatmap legend's grades, "# more", and comparisons, "a >= 0", hold their word too)
+    for m in re.finditer(r"(?:(?<=\s)|^)(?:>=|<=|==|!=|[-+*/=#.<>])(?= \S)", plain):
         chars[m.end()] = HELD
     held = text.copy()
     held.plain = "".join(chars)
