@@ -79,14 +79,18 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
         r, c = (np.arange(gh.n) + gh.lo) // gh.k, (np.arange(gw.n) + gw.lo) // gw.k
         inside = ((r < gh.out)[:, None] & (c < gw.out)[None, :])[..., None]
         r, c = np.minimum(r, gh.out - 1)[:, None], np.minimum(c, gw.out - 1)[None, :]
-        hit = inside & (np.real(X) == Z[..., r, c, :])
-        zeros["maxpool:repeat"] = (
-            f"with Z and dZ repeated by the window (np.repeat, the reshape trick): each input "
-            f"routed to window p // {gh.k if gh.k == gw.k else (gh.k, gw.k)}, which holds only "
-            f"where the windows step by their size; at stride "
-            f"{gh.s if gh.s == gw.s else (gh.s, gw.s)} an input belongs to the windows that "
-            f"read it, and each window's gradient goes to its own argmax",
-            {"X": np.where(hit, np.asarray(dZ)[..., r, c, :], 0.0)})
+        hit = np.real(X) == Z[..., r, c, :]
+        text = (f"with Z and dZ repeated by the window (np.repeat, the reshape trick): each "
+                f"input routed to window p // {gh.k if gh.k == gw.k else (gh.k, gw.k)}, which "
+                f"holds only where the windows step by their size; at stride "
+                f"{gh.s if gh.s == gw.s else (gh.s, gw.s)} an input belongs to the windows "
+                f"that read it, and each window's gradient goes to its own argmax")
+        repeated = np.where(hit, np.asarray(dZ)[..., r, c, :], 0.0)
+        zeros["maxpool:repeat"] = (text, {"X": np.where(inside, repeated, 0.0)})
+        # ... the rows past the last window cut, or clamped to it (np.minimum of the index:
+        # a stride past the window, outside test t57a F9)
+        if not inside.all():
+            zeros["maxpool:repeat:clamped"] = (text, {"X": repeated})
     if any(g.lo or g.hi for g in geo):
         zeros["maxpool:zero-padding"] = (
             "with X padded with 0, not -inf: a border window whose elements are all negative "
