@@ -299,3 +299,17 @@ def test_a_long_note_is_said_whole_on_stderr(capsys):
     exits.note(text)
     err = capsys.readouterr().err
     assert "the end" in err and "more characters" not in err
+
+
+def test_layers_spells_defaults_as_a_spec_does(cli):
+    """`causal False` beside `stride null` (outside test t56b F8): a spec takes true/false."""
+    out = cli("layers").stdout
+    assert "False" not in out and "True" not in out
+    assert any(line.split()[:2] == ["causal", "false"] for line in out.splitlines())
+
+
+def test_top_help_lists_one_short_line_a_command(cli):
+    """The commands' descriptions were cut with '...' (outside test t56b F9)."""
+    out = cli("--help").stdout
+    commands = out.split("Commands:")[1].splitlines()
+    assert not any(line.rstrip().endswith("...") for line in commands), commands
