@@ -6,10 +6,9 @@ two sides, at every step alike: the right answer was held to 3e-14 and failed. A
 whose two one-sided slopes stay apart as the step shrinks, the answer between them, is left
 to the kinks' rule. Twin: an answer beyond both sides there still fails."""
 
-import types
-
 import numpy as np
 import pytest
+from tiny_mlp import relu_mlp
 
 import gradcli
 
@@ -19,37 +18,12 @@ def _case():
     return {"x": d["X"], "W1": d["W1"], "b1": d["b1"], "W2": d["W2"], "b2": d["b2"], "y": d["y"]}
 
 
-def _layer(at_zero, shift=0.0):
-    def parts(x, W1, b1, W2, b2, y):
-        a = x @ W1 + b1
-        h = np.maximum(a, 0)
-        s = h @ W2 + b2
-        s = s - s.max(1, keepdims=True)
-        return a, h, np.exp(s) / np.exp(s).sum(1, keepdims=True)
-
-    def forward(x, W1, b1, W2, b2, y):
-        p = parts(x, W1, b1, W2, b2, y)[2]
-        return -np.log(p[np.arange(x.shape[0]), y]).mean()
-
-    def backward(grad_output, x, W1, b1, W2, b2, y):
-        a, h, p = parts(x, W1, b1, W2, b2, y)
-        ds = p.copy()
-        ds[np.arange(x.shape[0]), y] -= 1
-        ds *= grad_output / x.shape[0]
-        da = (ds @ W2.T) * np.where(a == 0, at_zero, a > 0)
-        dx = da @ W1.T
-        dx[3, 1] += shift * grad_output
-        return {"x": dx, "W1": x.T @ da, "b1": da.sum(0), "W2": h.T @ ds, "b2": ds.sum(0)}
-
-    return types.SimpleNamespace(forward=forward, backward=backward)
-
-
 @pytest.mark.parametrize("at_zero", [0.0, 1.0], ids=["torch", "a>=0"])
 def test_a_side_of_a_tiny_kink_passes(at_zero):
-    r = gradcli.check(_layer(at_zero), _case(), grad_output=1.0)
+    r = gradcli.check(relu_mlp(at_zero), _case(), grad_output=1.0)
     assert r.passed, r.verdict()
 
 
 def test_twin_beyond_both_sides_of_it_fails():
-    r = gradcli.check(_layer(0.0, shift=-6e-8), _case(), grad_output=1.0)  # -1.1e-7: no side
+    r = gradcli.check(relu_mlp(0.0, ("x", (3, 1), -6e-8)), _case(), grad_output=1.0)
     assert not r.passed and not r.results["x"].passed, r.verdict()

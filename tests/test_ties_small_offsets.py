@@ -8,10 +8,9 @@ beside the slope's own noise and slack.
 Oracle: every valid gradient is one slope s in [0, 1] per tied unit shared by dx, dW1 and db1
 (an LP puts the shifted answers 1e-3 off the nearest); torch's (s = 0), s = 1 and s = 0.3 pass."""
 
-import types
-
 import numpy as np
 import pytest
+from tiny_mlp import relu_mlp
 
 import gradcli
 
@@ -25,44 +24,15 @@ def _case(seed=0):
             "y": rng.integers(0, 4, size=6)}  # fmt: skip
 
 
-def _layer(at_zero=0.0, shift=None):
-    def parts(x, W1, b1, W2, b2, y):
-        a = x @ W1 + b1
-        h = np.maximum(a, 0)
-        s = h @ W2 + b2
-        s = s - s.max(1, keepdims=True)
-        p = np.exp(s) / np.exp(s).sum(1, keepdims=True)
-        return a, h, p
-
-    def forward(x, W1, b1, W2, b2, y):
-        p = parts(x, W1, b1, W2, b2, y)[2]
-        return -np.log(p[np.arange(x.shape[0]), y]).mean()
-
-    def backward(grad_output, x, W1, b1, W2, b2, y):
-        a, h, p = parts(x, W1, b1, W2, b2, y)
-        ds = p.copy()
-        ds[np.arange(x.shape[0]), y] -= 1
-        ds *= grad_output / x.shape[0]
-        da = (ds @ W2.T) * np.where(a == 0, at_zero, a > 0)
-        out = {"x": da @ W1.T, "W1": x.T @ da, "b1": da.sum(0), "W2": h.T @ ds, "b2": ds.sum(0)}
-        if shift is not None:
-            name, at = shift
-            out[name] = out[name].copy()
-            out[name][at] += 1e-3 * grad_output
-        return out
-
-    return types.SimpleNamespace(forward=forward, backward=backward)
-
-
 @pytest.mark.parametrize("at_zero", [0.0, 1.0, 0.3], ids=["torch", "one", "share"])
 def test_valid_slopes_pass(at_zero):
-    r = gradcli.check(_layer(at_zero), _case(), grad_output=1.0, budget=5)
+    r = gradcli.check(relu_mlp(at_zero), _case(), grad_output=1.0, budget=5)
     assert r.passed, r.verdict()
 
 
 @pytest.mark.parametrize("shift", [("x", (1, 0)), ("b1", (2,))], ids=["dx[1,0]", "db1[2]"])
 def test_twin_a_1e_3_slip_at_a_fully_tied_coordinate_fails(shift):
-    r = gradcli.check(_layer(0.0, shift), _case(), grad_output=1.0, budget=5)
+    r = gradcli.check(relu_mlp(0.0, (*shift, 1e-3)), _case(), grad_output=1.0, budget=5)
     assert not r.passed, r.verdict()
 
 
@@ -73,5 +43,5 @@ def test_right_rules_pass_where_the_null_moves_read_4e_6_off():
     d = np.load(__file__.rsplit("/", 1)[0] + "/fixtures/mlp_int_ties_t57a.npz")
     t = {"x": d["X"], "W1": d["W1"], "b1": d["b1"], "W2": d["W2"], "b2": d["b2"], "y": d["y"]}
     for at_zero in (0.0, 1.0):
-        r = gradcli.check(_layer(at_zero), t, grad_output=1.0)
+        r = gradcli.check(relu_mlp(at_zero), t, grad_output=1.0)
         assert r.passed, r.verdict()

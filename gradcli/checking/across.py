@@ -271,11 +271,7 @@ def _chained_ties(p: Any, own: list[str], failing: dict[str, np.ndarray],
     chained backward's, each tensor's flat indices. The pieces read at a tie of a whole network
     need not hold autodiff's value (a crowd of them, no piece read: 'not verified'), which
     `check net` accepts of its chained backward as the layers' local checks decide."""
-    values = np.concatenate([np.real(p.engine.t64[n]).ravel() for n in own])
-    order = np.argsort(values, kind="stable")  # np.unique would import numpy.ma (start-up)
-    equal = values[order][1:] == values[order][:-1]
-    shared = np.zeros(values.size, dtype=bool)
-    shared[order[1:][equal]] = shared[order[:-1][equal]] = True
+    shared = _shared(np.concatenate([np.real(p.engine.t64[n]).ravel() for n in own]))
     start, out = 0, {}
     for n in own:
         size = p.engine.t64[n].size
@@ -288,6 +284,16 @@ def _chained_ties(p: Any, own: list[str], failing: dict[str, np.ndarray],
             same = tied & (np.abs(a - ours) <= floors[n].ravel()[at] + rtol * np.abs(ours))
         out[n], failing[n] = at[same], at[~same]
     return out
+
+
+def _shared(values: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is held by another of them too (a tie, as numeric/pieces.py
+    reads them)."""
+    order = np.argsort(values, kind="stable")  # np.unique would import numpy.ma (start-up)
+    equal = values[order][1:] == values[order][:-1]
+    shared = np.zeros(values.size, dtype=bool)
+    shared[order[1:][equal]] = shared[order[:-1][equal]] = True
+    return shared
 
 
 def _chained_boundaries(p: Any, taken: dict[str, tuple], tolerance: Callable
@@ -315,11 +321,7 @@ def _chained_boundaries(p: Any, taken: dict[str, tuple], tolerance: Callable
             keep = np.zeros(bad.size, dtype=bool)
             keep[c] = True
             bad &= keep
-        order = np.argsort(values, kind="stable")
-        equal = values[order][1:] == values[order][:-1]
-        shared = np.zeros(values.size, dtype=bool)
-        shared[order[1:][equal]] = shared[order[:-1][equal]] = True
-        at = np.flatnonzero(bad & shared)
+        at = np.flatnonzero(bad & _shared(values))
         if not at.size:
             continue
         # (the answer is the chained backward everywhere: chained_answer)

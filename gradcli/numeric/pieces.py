@@ -606,17 +606,27 @@ def _active(space: _Space, moves: _Moves, mine: np.ndarray, v: _Value | None) ->
     # the flipped move nothing alone: the moves alone sum as before (recomputing them for
     # every set took 76 of 100 s at 600 medians' tied values)
     alone = None if v is None else v.parts(moves.signs)
-    found: list[np.ndarray] = []
+    found = _singled(space, moves, mine, v, alone, base)
+    return np.array(sorted(found), dtype=np.int64)
+
+
+def _singled(space: _Space, moves: _Moves, mine: np.ndarray, v: _Value | None,
+             alone: np.ndarray | None, base: np.ndarray) -> dict[int, np.ndarray]:  # fmt: skip
+    """Group testing: the members of ``mine`` whose sign flipped alone in ``moves`` changes the
+    outputs by other than ``base`` (_flip_changes), each with the outputs it changes. A set is
+    flipped at once and split where it shows a change."""
+    found: dict[int, np.ndarray] = {}
     sets = [mine] if mine.size else []
     while sets:
         part = sets.pop()
-        if not _flip_shows(space, moves, part, v, alone, base):
+        changed = _flip_changes(space, moves, part, v, alone, base)
+        if not changed.any():
             continue
         if part.size == 1:
-            found.append(part)
+            found[int(part[0])] = changed
         else:
             sets += [part[: part.size // 2], part[part.size // 2 :]]
-    return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    return found
 
 
 def _components(touched: np.ndarray) -> list[np.ndarray]:
@@ -640,17 +650,11 @@ def _components(touched: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(roots == r) for r in np.unique(roots)]
 
 
-def _flip_shows(space: _Space, moves: _Moves, part: np.ndarray, v: _Value | None,
-                alone: np.ndarray | None, base: np.ndarray) -> bool:  # fmt: skip
-    """Whether flipping the signs of ``part`` in the value's random-sign ``moves`` changes the
-    outputs by other than ``base`` (beyond their moves alone, ``alone``, with ``v``)."""
-    return bool(_flip_changes(space, moves, part, v, alone, base).any())
-
-
 def _flip_changes(space: _Space, moves: _Moves, part: np.ndarray, v: _Value | None,
                   alone: np.ndarray | None, base: np.ndarray) -> np.ndarray:  # fmt: skip
     """The outputs (a mask) that flipping the signs of ``part`` in ``moves`` changes by other
-    than ``base``, in any of its sign patterns (_flip_shows)."""
+    than ``base``, in any of its sign patterns (beyond their moves alone, ``alone``, with
+    ``v``)."""
     flipped = moves.signs.copy()
     flipped[:, part] *= -1
     rows = space.moved(moves.cands, flipped * moves.h)
@@ -662,32 +666,21 @@ def _flip_changes(space: _Space, moves: _Moves, part: np.ndarray, v: _Value | No
 def _flipped_outputs(space: _Space, v: _Value, mute: np.ndarray) -> np.ndarray:
     """(mute, outputs): the outputs each of ``mute`` (indices into the value's, each moving
     nothing alone) changes when its sign alone is flipped in the value's random-sign moves,
-    found by splitting the sets whose flips change something (_active's group test, keeping
-    the outputs). A tie's middle shows in a quarter of the patterns (clip(x, lo, hi) at
-    x == lo == hi: x matters only where lo moves down and hi up), so those the SCREEN patterns
-    never showed are flipped again in 2 SCREEN fresh ones: a member missed by both, (3/4)^48,
-    would count as interacting with none."""
+    found by _singled's group test. A tie's middle shows in a quarter of the patterns
+    (clip(x, lo, hi) at x == lo == hi: x matters only where lo moves down and hi up), so those
+    the SCREEN patterns never showed are flipped again in 2 SCREEN fresh ones: a member missed
+    by both, (3/4)^48, would count as interacting with none."""
     found = np.zeros((mute.size, v.single.shape[2]), dtype=bool)
-    rounds = [v.moves, None]
-    left = np.arange(mute.size)
-    for moves in rounds:
+    place = {int(c): k for k, c in enumerate(mute)}
+    for moves in (v.moves, None):
+        left = mute[~found.any(axis=1)]
         if moves is None:
-            left = np.flatnonzero(~found.any(axis=1))
             if not left.size:
                 break
             moves = _Moves(space, v.cands, seed=1, count=2 * SCREEN)
         alone = v.parts(moves.signs)
-        base = moves.rows - alone
-        sets = [left]
-        while sets:
-            part = sets.pop()
-            changed = _flip_changes(space, moves, mute[part], v, alone, base)
-            if not changed.any():
-                continue
-            if part.size == 1:
-                found[part[0]] |= changed
-            else:
-                sets += [part[: part.size // 2], part[part.size // 2 :]]
+        for c, changed in _singled(space, moves, left, v, alone, moves.rows - alone).items():
+            found[place[c]] |= changed
     return found
 
 
@@ -696,7 +689,7 @@ def _quiet(space: _Space, v: _Value, mine: np.ndarray) -> bool:
     at once in the value's random-sign moves changes nothing beyond their moves alone: none of
     them interacts (one set of _active's group test, without its splitting: 4,200 medians'
     tied values took minutes to tell apart one by one, to leave them unread anyway)."""
-    return not _flip_shows(space, v.moves, mine, v, v.parts(v.moves.signs), v.excess)
+    return not _flip_changes(space, v.moves, mine, v, v.parts(v.moves.signs), v.excess).any()
 
 
 def _worst_rows(k: int) -> int:
