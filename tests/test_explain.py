@@ -180,7 +180,7 @@ def test_conv2d_dilation_same_padding_and_batch() -> None:
         assert any("summed over the batch" in line for line in secs[f"dL/d{name}"])
     assert not any("summed over the batch" in line for line in secs["dL/dX"])
     assert any("batch axes (2,)" in line for line in secs["shapes"])
-    assert "X (2, 7, 7, 2) = (batch, H, W, C_in)" in secs["shapes"]
+    assert "X (2, 7, 7, 2) = (batch, H, W, C_in), indexed [b0, i, j, d]" in secs["shapes"]
 
 
 def test_conv1d_seed_keeps_the_notes_notation() -> None:
@@ -247,7 +247,7 @@ def test_linear_formulas_and_batch() -> None:
     batched = sections(spec_for("linear", LINEAR_BATCHED))
     assert "∂L/∂W (3, 5) = Σ_batch ∂L/∂z · xᵀ" in batched["dL/dW"]
     assert any("parameter gradients are summed over the batch" in x for x in batched["dL/db"])
-    assert "x (6, 5) = (batch, in)" in batched["shapes"]
+    assert "x (6, 5) = (batch, in), indexed [b0, i]" in batched["shapes"]
 
 
 def test_unknown_layer_falls_back_to_shapes() -> None:
@@ -409,3 +409,18 @@ def test_a_convs_dx_is_named_as_the_index_formula_computes_it(layer: str, doc: A
     text = "\n".join(dx.lines)
     assert "⋆ rot180(" in text and "(a full cross-correlation)" in text, text
     assert "∗ rot180" not in text and "a true (flipping) full convolution" in text, text
+
+
+def test_the_shapes_name_each_tensors_index_letters_and_each_leading_axis() -> None:
+    """The tables index lstm_step's prev_h by k and prev_c by u (one H axis), and relu's
+    leading axes by b0, b1, b2: explain says so, where a relu at (2, 8, 8, 4) read
+    (batch, batch, batch, n) and the letters were never said (outside test t56b F6); conv2d's
+    sizes say which W they mean (t56b F7)."""
+    lstm = sections(make("lstm_step", None))["shapes"]
+    assert any(line.startswith("prev_h ") and line.endswith("indexed [b0, k]") for line in lstm)
+    assert any(line.startswith("prev_c ") and line.endswith("indexed [b0, u]") for line in lstm)
+    relu = sections(spec_for("relu", {"tensors": {"x": {"shape": [2, 8, 8, 4]}}}))["shapes"]
+    assert "x (2, 8, 8, 4) = (b0, b1, b2, n), indexed [b0, b1, b2, i]" in relu, relu
+    assert any("(b0, b1, b2 in the tables' indices)" in line for line in relu), relu
+    conv = sections(make("conv2d", None))["shapes"]
+    assert "H, W in these sizes: X's height and width (not the weight W)" in conv

@@ -239,9 +239,10 @@ def _at_kinks(
         return Hint(
             f"d{name} fails at ties{where} that a move of {name} and {', '.join(others)} "
             f"together holds still: the loss is linear along it, but d{name} and {them} give "
-            "it another slope. They take different rules at the same ties (relu's a > 0 in "
-            "one, a >= 0 in another; a tied max routed to different members), though each "
-            "may look right alone: use one rule for every tensor",
+            "it another slope. Where each looks right alone, the usual cause is a rule that "
+            "differs between them at the same ties (relu's a > 0 in one, a >= 0 in another; "
+            "a tied max routed to different members): use one rule for every tensor. Else a "
+            "value at one of those ties is off (the move reads their sum, not which one)",
             "tie-rule",
         )  # fmt: skip
     itself = set(np.asarray(coords, dtype=np.int64).tolist())

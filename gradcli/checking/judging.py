@@ -173,7 +173,41 @@ def compare_tensor(
             theirs.flat[fix.coords] = np.asarray(own).flat[fix.coords]
         ours = compare(name, own, theirs, atol, p.rtol,
                        coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
+        if not ours.passed and not unresolved and not p.random_forward:
+            theirs = _refined_for(p, name, own, theirs, atol, noise, coords)
+            ours = compare(name, own, theirs, atol, p.rtol,
+                           coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
     return result, ours
+
+
+def _refined_for(p: Prepared, name: str, own: np.ndarray, grad: np.ndarray, atol: float,
+                 noise: np.ndarray | None, coords: np.ndarray | None) -> np.ndarray:
+    """``grad`` with the coordinates where our own backward ``own`` fails it confirmed at
+    smaller steps against ``own``, as an answer's failures are against the answer: the
+    numerical values were refined only as far as your answer needed, and a layernorm at eps
+    1e-12 read 'built-in dx does not match' (5.65e-05) where your dx was 1.5x off and ours is
+    torch's (outside test t57a F7)."""
+    a = np.asarray(own, dtype=np.float64).ravel()
+    n = np.asarray(grad, dtype=np.float64).ravel()
+    floor = np.maximum(atol, np.broadcast_to(0.0 if noise is None else noise, grad.shape).ravel())
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~(np.abs(a - n) <= floor + p.rtol * np.abs(n)) & np.isfinite(a) & np.isfinite(n)
+    bad &= compared(n.size, coords)
+    idx = np.flatnonzero(bad)
+    if not idx.size:
+        return grad
+
+    def tol(nz: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return np.maximum(atol, nz) + p.rtol * np.abs(ref)
+
+    got = refine.refine(p.engines[name], name, idx, own, n, tol, coloring=p.opts.coloring,
+                        seconds=p.left())  # fmt: skip
+    p.spent += got.seconds
+    if not got.coords.size:
+        return grad
+    out = np.array(grad, dtype=np.float64, copy=True)
+    out.flat[got.coords] = got.values
+    return out
 
 
 def _coarse_explains(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
@@ -383,6 +417,11 @@ def _bends_both_ways(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol
         return ""
     failing = leftover.failing(p, name, grad, atol, rtol, noise, coords)
     if not failing.size or not np.isin(failing, fix.coords).all():
+        return ""
+    if np.isin(failing, p.pinned.get(name, ())).any():
+        # a move holding every tie still pinned its slope down and the answer missed it:
+        # shown wrong, whatever the kinks along other moves bound (a relu rule mixed across
+        # tensors at 4 ties passed, then read "not verified": outside test t57a F3)
         return ""
     count = failing.size
     a = np.asarray(p.under_test[name], dtype=np.float64).ravel()

@@ -131,7 +131,10 @@ def explain(v: Shown) -> Formulas:
     nm = ConvNames("X", "W", "Z", "∂L/∂Z", ("i", "j"), ("m", "n"), ("i", "j"), "d", "c",
                 ("_h", "_w"), (("H", "kh", "Ho"), ("W", "kw", "Wo")))  # fmt: skip
     geo = geometry(v.options, tuple(X[-3:-1]), tuple(W[:2]))
-    return convolution(v, nm, geo, OUTPUT.axes, seed_1based=False)
+    f = convolution(v, nm, geo, OUTPUT.axes, seed_1based=False)
+    # (W is the weight too: "Wo = W - kw + 1" read as the weight's: outside test t56b F7)
+    f.extra.append("H, W in these sizes: X's height and width (not the weight W)")
+    return f
 
 
 SKELETON = """

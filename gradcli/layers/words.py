@@ -13,8 +13,8 @@ from typing import Any
 from gradcli.records import record
 
 XCORR = (
-    "convolutions here are cross-correlations (the kernel slides unflipped), as in the seed "
-    "notes and every DL framework"
+    "convolutions here are cross-correlations (the kernel slides unflipped), as in every DL "
+    "framework"
 )
 
 

@@ -175,17 +175,22 @@ def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.
     aligned = _aligned(reader, at, values, noise, shown,
                        max(budget / one - reader.copies, 0.0), whole)  # fmt: skip
     done += aligned
-    if not shown.any() and not aligned:
+    if not shown.any():
         # outputs that sum several tied units (relu(x @ W1 + b1) @ W2): the moves holding every
-        # tie still, from the pieces' gradients (the broadcast-aligned ones did without them,
-        # at a fraction of the cost); and where none exists, each tie's part
+        # tie still, from the pieces' gradients, even where a broadcast-aligned move was judged:
+        # one such move of x[:, j] against b[j] left a zero row's other moves unread, and a
+        # backward 1e-3 off at x[1, 0] passed, as did dX, dW1 from a > 0 beside db1 from a >= 0
+        # at 4 ties (outside test t57a F3)
         judged, cut = _pieced(reader, at, values, noise, shown,
                               max(budget / one - reader.copies, 0.0))  # fmt: skip
         examined += judged
         # cut short: counted as left out, so that a note says so (mixed masks passed at
         # --budget 1 with nothing said: outside test t53a F1)
         undone += int(cut and not shown.any())
-        if not shown.any():
+        # where no move at all was judged, each tie's part (crossings.py: one share per tie; a
+        # max of three tied values split evenly, right, is no share on a line crossing two of
+        # its ties: so, as before, not where an aligned move was judged)
+        if not shown.any() and not aligned:
             from gradcli.numeric import crossings  # LAZY: only at ties across tensors
 
             done += crossings.judge(reader, at, values, shown,

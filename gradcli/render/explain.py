@@ -43,6 +43,21 @@ def _batch(spec: Spec) -> tuple[int, ...]:
     return ()
 
 
+def _leading(count: int) -> tuple[str, ...]:
+    """The names of ``count`` leading batch axes: ``batch`` alone, else the tables' letters
+    (a relu at (2, 8, 8, 4) read ``(batch, batch, batch, n)``: outside test t56b F6)."""
+    return ("batch",) if count == 1 else tuple(f"b{k}" for k in range(count))
+
+
+def _indexed(lead: int, index: tuple[str, ...], axes: tuple[str, ...]) -> str:
+    """``, indexed [b0, k]``: the letters the tables and hints index a tensor by (lstm_step's
+    prev_h[b0=1, k=0] and prev_c[b0=1, u=1] on one H axis were never said: outside test t56b
+    F6); "" where its letters do not name every core axis."""
+    if len(index) != len(axes) or lead < 0:
+        return ""
+    return f", indexed [{', '.join([f'b{k}' for k in range(lead)] + list(index))}]"
+
+
 def _assemble(
     spec: Spec,
     fwd: list[str],
@@ -66,15 +81,25 @@ def _assemble(
             shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = "
                           f"{_named(('positions',) * positions)}")  # fmt: skip
         if info.name in spec.shapes and info.axes:  # a user's layer names no axes
-            axes = ("batch",) * (len(spec.shapes[info.name]) - len(info.axes)) + info.axes
-            shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = {_named(axes)}")
+            lead = len(spec.shapes[info.name]) - len(info.axes)
+            axes = _leading(lead) + info.axes
+            # the letters the tables and hints index it by (lstm_step's prev_h[b0=1, k=0] and
+            # prev_c[b0=1, u=1] on one H axis were never said: outside test t56b F6)
+            letters = _indexed(lead, info.index, info.axes)
+            shapes.append(f"{info.name} {_s(spec.shapes[info.name])} = {_named(axes)}{letters}")
     if out_axes:
-        lead = ("batch",) * len(batch) + ("positions",) * positions
-        shapes.append(f"{out} {_s(out_shape)} = {_named(lead + out_axes)}")
-    shapes.append(f"∂L/∂{out} {_s(out_shape)} is the upstream gradient; each ∂L/∂T has T's shape")
+        lead = _leading(len(batch)) + ("positions",) * positions
+        letters = ""
+        if tuple(out_axes) == tuple(spec.output_info.axes):  # (attention's d_out: no letter)
+            letters = _indexed(len(out_shape) - len(out_axes), spec.output_info.index, out_axes)
+        shapes.append(f"{out} {_s(out_shape)} = {_named(lead + out_axes)}{letters}")
+    shapes.append(f"∂L/∂{out} {_s(out_shape)} is the upstream gradient; every gradient has its "
+                  f"tensor's shape")  # fmt: skip
     if batch:
-        shapes.append(f"batch axes {_s(batch)}, the leading axes of the input: every formula "
-                      f"holds per example and {BATCH_SUM}")  # fmt: skip
+        letters = ", ".join(f"b{k}" for k in range(len(batch)))
+        shapes.append(f"batch axes {_s(batch)}, the leading axes of the input ({letters} in "
+                      f"the tables' indices): every formula holds per example and "
+                      f"{BATCH_SUM}")  # fmt: skip
     return [*secs, Section("shapes", shapes + extra)]
 
 

@@ -71,7 +71,7 @@ def explain(v: Shown) -> Formulas:
         heads = [cat.format(P)] if h > 1 else []
         grads[name] = (heads + [f"∂L/∂{name} {shape(sh[name])} = Xᵀ · ∂L/∂{P}"], WHY["W"])
     grads["X"] = ([f"∂L/∂X {shape(X)} = ∂L/∂Q · W_Qᵀ + ∂L/∂K · W_Kᵀ + ∂L/∂V · W_Vᵀ",
-                   "(the seed notes stop at the weights; X feeds all three projections)"],
+                   "(X feeds all three projections: its gradient sums their three paths)"],
                   WHY["X"])  # fmt: skip
     return Formulas(fwd, grads, ("T", "d_out" if W_O else "d_v"))
 

@@ -1,0 +1,58 @@
+"""The moves holding every tie still found from the pieces' gradients (numeric/balance.py
+_pieced) are read even where a broadcast-aligned move (W1[:, j] against b1[j]) was judged:
+that one move left a zero row's own moves unread, and two wrong backwards of CS231n's net on
+integers passed with exit 0: dX, dW1 from a > 0 beside db1 from a >= 0 at 4 ties (outside test
+t57a F3), and torch's backward 1e-3 off at x[1, 0] of a zero row (the integer MLP sweep, seed
+3). Each beside its twins, right tie rules that pass."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_mlp import relu_mlp
+
+import gradcli
+
+MIXED = Path(__file__).parent / "fixtures" / "mlp_int_mixed_t57a.npz"
+
+
+def _run(tensors, impl):
+    return gradcli.check(impl, dict(tensors), grad_output=1.0)
+
+
+def _sweep_net(seed=3):
+    """The sweep's integer MLP: rows 1 and 4 of x zero, b1 = 0 (every hidden unit of those
+    rows at relu's kink)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(6, 5)).astype(float)
+    x[1] = x[4] = 0
+    W1 = rng.integers(-1, 2, size=(5, 7)).astype(float)
+    W2 = rng.integers(-1, 2, size=(7, 4)).astype(float)
+    return dict(x=x, W1=W1, b1=np.zeros(7), W2=W2, b2=np.zeros(4),
+                y=rng.integers(0, 4, size=6))  # fmt: skip
+
+
+def test_a_tie_rule_mixed_across_tensors_fails_with_its_hint():
+    t = dict(np.load(MIXED))
+    r = _run(t, relu_mlp({"b1": 1.0}))
+    assert not r.passed and "not match" in r.verdict() and "not verified" not in r.verdict(), str(r)
+    failing = [n for n, res in r.results.items() if not res.passed]
+    assert "b1" in failing, failing
+    assert any(h.cause == "tie-rule" for h in r.results["b1"].hints), r.results["b1"].hints
+
+
+@pytest.mark.parametrize("at_zero", [0.0, 1.0])
+def test_one_rule_in_every_tensor_passes_there(at_zero):
+    r = _run(dict(np.load(MIXED)), relu_mlp(at_zero))
+    assert r.passed, str(r)
+
+
+@pytest.mark.parametrize("shift", [("x", (1, 0), 1e-3), ("b1", (2,), 1e-3)])
+def test_a_value_off_at_a_zero_rows_tie_fails(shift):
+    r = _run(_sweep_net(), relu_mlp(0.0, shift))
+    assert not r.passed, str(r)
+    assert not r.results[shift[0]].passed, str(r)
+
+
+def test_the_right_backward_passes_at_the_same_ties():
+    assert _run(_sweep_net(), relu_mlp(0.0)).passed
