@@ -127,6 +127,23 @@ def test_output_never_overwrites_an_input(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+@pytest.mark.parametrize("command", ["compute", "check"])
+def test_an_output_in_a_missing_folder_is_refused_before_the_work(
+    cli, tmp_path, monkeypatch, assert_usage_error, command
+):
+    """A typo in -o's folder ran the whole check, then exit 2 (outside test t58b F4)."""
+    monkeypatch.chdir(tmp_path)
+    Path("file.yaml").write_text("tensors: {}\n")
+    monkeypatch.setattr(core, "check", _boom)
+    monkeypatch.setattr(compute_module, "compute", _boom)
+    for target, why in [("nodir/out.json", "no such directory"),
+                        ("file.yaml/out.json", "not a directory")]:  # fmt: skip
+        result = cli(command, "linear", "-o", target)
+        assert_usage_error(result, "--output")
+        assert why in result.stderr and "boom" not in result.stderr, result.stderr
+    assert not Path("nodir").exists()
+
+
 def _boom(*args, **kwargs):
     raise RuntimeError("boom")
 

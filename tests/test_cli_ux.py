@@ -313,3 +313,18 @@ def test_top_help_lists_one_short_line_a_command(cli):
     out = cli("--help").stdout
     commands = out.split("Commands:")[1].splitlines()
     assert not any(line.rstrip().endswith("...") for line in commands), commands
+
+
+def test_a_partial_answers_summary_line_names_what_was_not_checked(cli, tmp_path):
+    """-q keeps the summary line alone: a --grads file without dX and db passed as "the
+    gradient matches", naming none (outside test t58b F5)."""
+    import gradcli
+
+    dW = gradcli.compute("linear").gradients["W"]
+    np.save(tmp_path / "dW.npy", dW)
+    result = cli("check", "linear", "--grads", tmp_path / "dW.npy", "--wrt", "W", "-q")
+    assert result.exit_code == 0, result.output
+    assert "dW matches the numerical one; not checked (no answer given): dx, db" in result.stdout
+    np.save(tmp_path / "dW.npy", dW + 1e-3)
+    result = cli("check", "linear", "--grads", tmp_path / "dW.npy", "--wrt", "W", "-q")
+    assert result.exit_code == 1 and "not checked (no answer given): dx, db" in result.stdout

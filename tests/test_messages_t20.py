@@ -70,7 +70,7 @@ def test_notes_are_rendered_unless_streamed_on_the_same_terminal():
 def test_explain_embedding_legend_has_the_output_rank():
     secs = {s.title: s.lines for s in explain(load_spec("embedding", None))}
     out = next(line for line in secs["shapes"] if line.startswith("out ("))
-    assert out.endswith("= (positions, D)"), out
+    assert out.endswith("= (positions, D), indexed [b0, d]"), out
     assert any(line.startswith("idx (") and "positions" in line for line in secs["shapes"])
 
 

@@ -237,6 +237,25 @@ def test_grads_keyed_by_parameter_and_boundary(cli: Any, write_spec: Any, tmp_pa
     assert res["inner.out"]["worst_index"] == [1, 2]
 
 
+def test_boundary_answers_with_a_layer_of_your_own(cli: Any, write_spec: Any,
+                                                  tmp_path: Path) -> None:
+    """One impl: layer in the chain refused every boundary answer, `compute net -o`'s archive
+    too ('dinner.out' is not a tensor of this spec: outside test t58b F1); the twin: one
+    element 0.01 off still fails there."""
+    (tmp_path / "mylinear.py").write_text(MY_LINEAR % "")
+    path = write_spec(MODEL.replace("name: inner,", "name: inner, impl: mylinear.py,"))
+    out = tmp_path / "c.npz"
+    assert cli("compute", "net", path, "-o", out).exit_code == 0
+    r = cli("check", "net", path, "--grads", out, "-q")
+    assert r.exit_code == 0, r.stderr + r.stdout
+    bad = {"dinner.out": np.load(out)["dinner.out"].copy()}
+    bad["dinner.out"][1, 2] += 0.01
+    np.savez(tmp_path / "bad.npz", **bad)
+    r = cli("check", "net", path, "--grads", tmp_path / "bad.npz", "-f", "json")
+    assert r.exit_code == 1, r.stderr
+    assert json.loads(r.stdout)["end_to_end"]["results"]["inner.out"]["worst_index"] == [1, 2]
+
+
 MY_LINEAR = '''
 import numpy as np
 

@@ -24,9 +24,21 @@ from gradcli.numeric.engine import Engine
 
 def source(spec: Spec) -> Layer | None:
     """The built-in layer whose tails apply: with --impl a user's forward was already checked
-    against the built-in one, so the built-in's cache stands in for the user's upstream."""
-    layer = spec.layer if spec.layer.broadcasts else REGISTRY.get(spec.layer.name)
+    against the built-in one, so the built-in's cache stands in for the user's upstream. A
+    network's own chain (``Network.layer``) is its tails' source whatever its layers are: one
+    layer of your own in it refused every boundary answer (``dact.out``), `compute net -o`'s
+    archive too (outside test t58b F1)."""
+    own = spec.layer.broadcasts or _network(spec.layer)
+    layer = spec.layer if own else REGISTRY.get(spec.layer.name)
     return layer if layer is not None and layer.tail is not None else None
+
+
+def _network(layer: Layer) -> bool:
+    """Whether ``layer`` is a network's chain (layers/chain.py): its tail runs its own layers,
+    yours included, from a boundary on."""
+    from gradcli.layers.chain import Network  # LAZY: only a network's
+
+    return isinstance(getattr(layer.tail, "__self__", None), Network)
 
 
 def _cache(layer: Layer, spec: Spec) -> dict[str, Any]:
@@ -47,8 +59,8 @@ def shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
 def from_impl(spec: Spec, comp: Any) -> dict[str, np.ndarray]:
     """The intermediates' gradients a user's backward returned beside its tensors' ones (their
     shapes were checked against the built-in's when it returned them)."""
-    if spec.layer.broadcasts or source(spec) is None:  # the built-in's own: not under test
-        return {}
+    if spec.layer.broadcasts or _network(spec.layer) or source(spec) is None:
+        return {}  # the built-in's own, or a network's chain: not under test
     inter = comp.intermediates
     return {n: inter["d" + n] for n in spec.layer.intermediates if "d" + n in inter}
 
@@ -86,6 +98,7 @@ def _engine(
         output_shape=lambda s, o=None: out_shape,
         default_shapes={},
         footprint=lambda n, s, o=None: fp,
+        broadcasts=layer.broadcasts,  # (a network with a layer of yours: copy by copy)
     )
     return Engine(derived, {name: start}, spec.options, spec.grad_output, **engine_kw)
 

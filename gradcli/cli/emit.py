@@ -359,6 +359,16 @@ def _target(output: Path, inputs: tuple[Path, ...]) -> Path:
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) else "invalid file name"
         raise GradcliError(f"cannot write {output}: {why}", source="--output") from None
+    if st is None:
+        # its folder before the work, not after it: a typo in a CI artifact's path cost a
+        # whole check, then exit 2 (outside test t58b F4)
+        folder = os.path.dirname(os.path.realpath(output)) or "."
+        if not os.path.isdir(folder):
+            why = "no such directory" if not os.path.exists(folder) else "not a directory"
+            raise GradcliError(f"cannot write to {folder}: {why}", source="--output")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise GradcliError(f"cannot write to {folder}: permission denied",
+                               source="--output")  # fmt: skip
     if st is not None and not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         raise GradcliError(

@@ -172,9 +172,14 @@ def summary_line(spec: Spec, report: CheckReport) -> Text:
     """PASS or FAIL from ``report.passed`` (what the exit code uses), naming every failure."""
     n = len(report.results)
     how = _how(report)
+    if report.not_checked:  # a -q user of a partial --grads file sees nothing else (t58b F5)
+        how += f"; not checked (no answer given): {', '.join('d' + k for k in report.not_checked)}"
     if report.passed:
+        match = _all_match(n)
+        if report.not_checked and n == 1:  # which one, beside those not checked
+            match = f"d{next(iter(report.results))} matches the numerical one"
         return Text.assemble(
-            ("PASS", "bold green"), f"  {report.layer}: {_all_match(n)}{_kinks(report)}{how}"
+            ("PASS", "bold green"), f"  {report.layer}: {match}{_kinks(report)}{how}"
         )
     # a forward that is not deterministic is the cause of every other finding: first, alone
     # of the contract's
