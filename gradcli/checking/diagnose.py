@@ -247,7 +247,9 @@ def _at_kinks(
             "it another slope. Where each looks right alone, the usual cause is a rule that "
             "differs between them at the same ties (relu's a > 0 in one, a >= 0 in another; "
             "a tied max routed to different members): use one rule for every tensor. Else a "
-            "value at one of those ties is off (the move reads their sum, not which one)",
+            "value at one of those ties is off (the move reads their sum, not which one; the "
+            "numeric values shown there are the nearest ones the moves allow, not slopes read "
+            "at the point)",
             "tie-rule",
         )  # fmt: skip
     itself = set(np.asarray(coords, dtype=np.int64).tolist())
