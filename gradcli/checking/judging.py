@@ -180,6 +180,11 @@ def compare_tensor(
     return result, ours
 
 
+def _tolerance(atol: float, rtol: float) -> Any:
+    """tol(noise, ref): a coordinate's tolerance given its stencil's round-off, for refine."""
+    return lambda nz, ref: np.maximum(atol, nz) + rtol * np.abs(ref)
+
+
 def _refined_for(p: Prepared, name: str, own: np.ndarray, grad: np.ndarray, atol: float,
                  noise: np.ndarray | None, coords: np.ndarray | None) -> np.ndarray:
     """``grad`` with the coordinates where our own backward ``own`` fails it confirmed at
@@ -196,12 +201,8 @@ def _refined_for(p: Prepared, name: str, own: np.ndarray, grad: np.ndarray, atol
     idx = np.flatnonzero(bad)
     if not idx.size:
         return grad
-
-    def tol(nz: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        return np.maximum(atol, nz) + p.rtol * np.abs(ref)
-
-    got = refine.refine(p.engines[name], name, idx, own, n, tol, coloring=p.opts.coloring,
-                        seconds=p.left())  # fmt: skip
+    got = refine.refine(p.engines[name], name, idx, own, n, _tolerance(atol, p.rtol),
+                        coloring=p.opts.coloring, seconds=p.left())  # fmt: skip
     p.spent += got.seconds
     if not got.coords.size:
         return grad
@@ -263,11 +264,7 @@ def _late(p: Prepared, name: str, grad: np.ndarray, atol: float, rtol: float,
     idx = np.flatnonzero(late)
     if not idx.size:
         return grad, noise, refined
-
-    def tol(nz: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        return np.maximum(atol, nz) + rtol * np.abs(ref)
-
-    got = refine.refine(p.engines[name], name, idx, p.under_test[name], n, tol,
+    got = refine.refine(p.engines[name], name, idx, p.under_test[name], n, _tolerance(atol, rtol),
                         coloring=p.opts.coloring, seconds=p.left())  # fmt: skip
     p.spent += got.seconds
     # led away from the answer, of those that passed: the values the smaller steps read stand
