@@ -69,11 +69,16 @@ def convolution(
         )
         pads = per_axis("p", lambda g: g.lo if g.lo == g.hi else (g.lo, g.hi))
         fwd.append(f"padding {pads}{same}: {src} = {nm.x} zero-padded on both sides")
+    # the padding in the symbols the forward line names (p_h = 1): "pad" was named nowhere
+    # (outside test t59a F6)
+    def both(g: Any, x: str) -> str:
+        return f"2·p{x}" if g.lo == g.hi else f"p{x}(before) + p{x}(after)"
+
     geom = [
-        f"{o} = ⌊({n} + pad - d·({k} - 1) - 1) / s⌋ + 1 = ⌊({g.n} + {g.lo + g.hi} - "
+        f"{o} = ⌊({n} + {both(g, x)} - d·({k} - 1) - 1) / s⌋ + 1 = ⌊({g.n} + {g.lo + g.hi} - "
         f"{g.d}·({g.k} - 1) - 1) / {g.s}⌋ + 1 = {g.out}" if strided or dilated or padded
         else f"{o} = {n} - {k} + 1 = {g.n} - {g.k} + 1 = {g.out}"
-        for g, (n, k, o) in zip(geo, nm.sizes, strict=True)
+        for g, x, (n, k, o) in zip(geo, nm.sfx, nm.sizes, strict=True)
     ]  # fmt: skip
     dw = [f"∂L/∂{nm.w} {shape(sh[nm.w])} = {src} ⋆ {nm.dz}   (a valid cross-correlation)",
           f"∂L/∂{w_ix} = {sigma(*nm.out)} {up} · {src}[{ix(*reads, nm.cin)}]"]  # fmt: skip

@@ -29,9 +29,10 @@ One piece read suffices: every direction, down and up, entered it, so the values
 tie at all (``0.5 (sum x)^2`` at zeros), and a gradient off it by 1.5x was kept. Then it
 fails, compared with the nearest mix. Otherwise it is plausible, a mix of pieces not read
 perhaps (a piece no move of the members alone enters: torch's of sum(G * relu(X @ W + b)) at
-zeros of quantized X and W), and left unverified: a documented class that does not fail (JSON
-``"ties_unverified"``), and no proof either (a backward taking one tensor's gradient from one
-piece and another's from another is no mix, and may go uncontradicted). With no piece entered
+zeros of quantized X and W), and left unverified: its tensor cannot pass (JSON
+``"ties_unverified"``; checking/across.py), and no proof either (a backward taking one
+tensor's gradient from one piece and another's from another is no mix, and may go
+uncontradicted). With no piece entered
 at all it cannot pass (not verified). The pieces read need not be all there are where the
 equal values are no order tie (relu(x @ W)'s zeros of x and W, whose kinks are the hyperplanes
 z = 0): a move's slope or a coordinate's value beyond them contradicts the gradient only
