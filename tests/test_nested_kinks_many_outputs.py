@@ -12,10 +12,13 @@ import numpy as np
 import gradcli
 
 DATA = Path(__file__).parent / "fixtures" / "double_relu_t58a.npz"
+NESTED = Path(__file__).parent / "fixtures" / "nested_relu_t59a.npz"
 
 
-def _check(inner, outer):
-    t = dict(np.load(DATA))
+def _check(inner, outer, data=DATA, dW1_outer=None, shift=0.0):
+    """relu'(0) = ``inner``, ``outer`` at the two relus; dW1's outer one ``dW1_outer`` where
+    given; dx[0, 0] + ``shift`` at the upstream gradient G (linear in it)."""
+    t = dict(np.load(data))
     G = t.pop("G")
 
     def forward(x, W1, W2):
@@ -25,9 +28,15 @@ def _check(inner, outer):
         a = x @ W1
         h = np.maximum(a, 0)
         z = h @ W2
-        dz = grad_output * np.where(z > 0, 1.0, np.where(z < 0, 0.0, outer))
-        da = (dz @ W2.T) * np.where(a > 0, 1.0, np.where(a < 0, 0.0, inner))
-        return {"x": da @ W1.T, "W1": x.T @ da, "W2": h.T @ dz}
+        def da(slope):
+            dz = grad_output * np.where(z > 0, 1.0, np.where(z < 0, 0.0, slope))
+            return dz, (dz @ W2.T) * np.where(a > 0, 1.0, np.where(a < 0, 0.0, inner))
+
+        dz, d = da(outer)
+        dx = d @ W1.T
+        dx[0, 0] += shift * float((grad_output * G).sum() / (G * G).sum())  # linear in it
+        dW1 = x.T @ (d if dW1_outer is None else da(dW1_outer)[1])
+        return {"x": dx, "W1": dW1, "W2": h.T @ dz}
 
     return gradcli.check("custom", t, grad_output=G, forward=forward, backward=backward)
 
@@ -43,3 +52,15 @@ def test_torchs_rule_passes_and_a_slope_of_two_still_fails():
     assert _check(0.0, 0.0).passed
     r = _check(2.0, 0.0)
     assert not r.passed and "not match" in r.verdict(), str(r)
+
+
+def test_ties_no_piece_read_explains_are_no_pass():
+    """A tie the directions read neither holds as a mix nor contradicts ("ties_unverified")
+    passed with exit 0: a dW1 taking relu'(0) = -1 at the outer relu, 2.69 off every valid
+    gradient (outside test t59a F1), and torch's dx 1e-3 off at a zero row (t58a F1). Not
+    verified now; torch's rule on the same data passes (the twin)."""
+    wrong = _check(1.0, 0.0, NESTED, dW1_outer=-1.0)
+    assert not wrong.passed and not wrong.results["W1"].passed, str(wrong)
+    shifted = _check(0.0, 0.0, shift=1e-3)
+    assert not shifted.passed and not shifted.results["x"].passed, str(shifted)
+    assert _check(0.0, 0.0, NESTED).passed and _check(1.0, 0.0, NESTED).passed

@@ -265,15 +265,15 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
                         if m == 2 else f"all {m} of your gradients match")  # fmt: skip
         else:
             e2e_says = "the gradient matches" if m == 1 else f"all {m} gradients match"
-        zeros = ""
+        tail = ""
         if report.vacuous:  # a PASS that says nothing of those layers says so
             names = ", ".join(repr(n) for n in report.vacuous)
-            zeros = f"; {names} compared only zeros (see the note)"
+            tail = f"; {names} compared only zeros (see the note)"
         if e2e.answers and e2e.not_checked:  # a -q user of a partial answer file sees only
             # this line (outside test t59a F4)
             names = ", ".join("d" + k for k in e2e.not_checked)
-            zeros += f"; not checked (no answer given): {names}"
-        said = f"  net: {local}end to end {e2e_says}{how}{at_kinks}{zeros}"
+            tail += f"; not checked (no answer given): {names}"
+        said = f"  net: {local}end to end {e2e_says}{how}{at_kinks}{tail}"
         return Text.assemble(("PASS", "bold green"), said)
     wrong = report.first_wrong
     if wrong is None:
