@@ -141,6 +141,11 @@ def test_an_output_in_a_missing_folder_is_refused_before_the_work(
         result = cli(command, "linear", "-o", target)
         assert_usage_error(result, "--output")
         assert why in result.stderr and "boom" not in result.stderr, result.stderr
+    # before an --impl module is imported too (an `import torch` there costs seconds: t59a F6)
+    Path("mine.py").write_text("raise RuntimeError('imported')\n")
+    result = cli(command, "linear", "--impl", "mine.py", "-o", "nodir/out.json")
+    assert_usage_error(result, "--output")
+    assert "imported" not in result.stderr, result.stderr
     assert not Path("nodir").exists()
 
 

@@ -88,6 +88,7 @@ def compute(
     from gradcli.render import text as render
 
     as_json = wants_json(fmt, output)
+    ready(output, ())  # (a missing folder before an --impl module's imports: t59a F6)
     layer, spec = model_first(layer, spec)
     if layer == "net":
         from gradcli.render import netdoc, network
@@ -193,6 +194,7 @@ def check(
             "own forward and backward; give one of them",
             param="impl",
         )
+    ready(output, ())  # (a missing folder before an --impl module's imports: t59a F6)
     layer, spec = model_first(layer, spec)
     if layer == "net":
         check_net(spec, opts, dtype, seed, max_elements, grads, wrt, fmt, output, quiet,
