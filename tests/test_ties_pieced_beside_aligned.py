@@ -56,3 +56,21 @@ def test_a_value_off_at_a_zero_rows_tie_fails(shift):
 
 def test_the_right_backward_passes_at_the_same_ties():
     assert _run(_sweep_net(), relu_mlp(0.0)).passed
+
+
+def test_the_tie_rule_hint_is_said_once_for_the_moves_tensors(cli, tmp_path):
+    """Worded alike for each tensor of the move, the hint is printed once for them all (it was
+    printed three times word for word at 80 columns: outside test t59a F5)."""
+    here = str(Path(__file__).parent)
+    (tmp_path / "net.py").write_text(
+        f"import sys\nsys.path.insert(0, {here!r})\nfrom tiny_mlp import relu_mlp\n"
+        "_net = relu_mlp({'b1': 1.0})\nforward, backward = _net.forward, _net.backward\n")
+    (tmp_path / "spec.yaml").write_text(
+        "layer: custom\ntensors:\n" + "".join(f"  {k}: {MIXED}:{k}\n"
+                                              for k in ("x", "W1", "b1", "W2", "b2", "y")))
+    result = cli("check", "custom", tmp_path / "spec.yaml", "--impl", tmp_path / "net.py",
+                 env={"COLUMNS": "80"})  # fmt: skip
+    assert result.exit_code == 1, result.output
+    hints = [line for line in result.stdout.splitlines() if line.startswith("hint:")]
+    rule = [h for h in hints if "failing at ties that a move of" in h]
+    assert len(rule) == 1 and rule[0].startswith("hint: dx, dW1 and db1 are failing"), hints

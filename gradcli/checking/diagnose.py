@@ -240,11 +240,15 @@ def _at_kinks(
         # the move ran through this tensor and the others together: either may be the one off
         # (dX from a > 0 beside db1 from a >= 0 blamed a dX torch's own backward gives:
         # outside test t54a F2)
-        them = ", ".join(f"d{n}" for n in others)
+        # worded alike for every tensor of the move, so that it is said once for them all
+        # (render/diag.py _shared_hints: it was printed three times word for word, t59a F5)
+        every = context.get("tie_rule_all") or [name, *others]
+        moved = ", ".join(every[:-1]) + f" and {every[-1]}"
+        grads = ", ".join(f"d{n}" for n in every[:-1]) + f" and d{every[-1]}"
         return Hint(
-            f"d{name} fails at ties{where} that a move of {name} and {', '.join(others)} "
-            f"together holds still: the loss is linear along it, but d{name} and {them} give "
-            "it another slope. Where each looks right alone, the usual cause is a rule that "
+            f"d{name} is failing at ties{where} that a move of {moved} together holds still: "
+            f"the loss is linear along it, but {grads} give it another slope. Where each looks "
+            "right alone, the usual cause is a rule that "
             "differs between them at the same ties (relu's a > 0 in one, a >= 0 in another; "
             "a tied max routed to different members): use one rule for every tensor. Else a "
             "value at one of those ties is off (the move reads their sum, not which one; the "
