@@ -468,14 +468,16 @@ def _judge(reader, w, values, noise, shown, loose: bool = False,
     # pair's move crosses (their jumps cancelling at the point) sat on opposite sides at all
     # eight points, one unit on, never both off, and torch's backward of a relu net on
     # integers failed at a slope no piece of its own gives (t57a's gen.py, seed 2)
-    for k in range(2 * ANGLES if rest.size else ANGLES):
+    # (a pair's own plane: a move of more positions nudges them at random signs anyway)
+    plane = ANGLES if on.size == 2 and rest.size else 0
+    for k in range(plane + ANGLES):
         d = np.zeros(w.size)
         if on.size == 2:
             theta = 2 * math.pi * k / ANGLES + 0.3
             d[on] = (math.cos(theta), math.sin(theta))
         else:
             d[on] = rng.choice((-1.0, 1.0), on.size)
-        if k >= ANGLES:
+        if k >= plane:
             d[rest] = rng.choice((-1.0, 1.0), rest.size)
         base = NUDGE * d * reader.h  # each position by NUDGE of its own steps
         r, le, n, _ = reader.read([w], [step], base)
