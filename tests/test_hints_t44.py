@@ -38,6 +38,29 @@ def test_a_max_pool_divided_by_its_window_is_named_for_it(batch):
     assert hint.index("window") < hint.find("batch") or "batch" not in hint
 
 
+@pytest.mark.parametrize(("batch", "size"), [(2, 2), (3, 3)])
+def test_a_max_pool_divided_by_one_side_of_its_window_is_named_for_it(batch, size):
+    """`/ size` (the README's own example slip) at a batch of the same size was 'divided by the
+    batch size', which a max-pool has no mean over (outside test t59b F2)."""
+    X = np.random.default_rng(0).standard_normal((batch, 2 * size, 2 * size, 3))
+
+    def forward(X, **options):
+        n, H, W, C = X.shape
+        return X.reshape(n, H // size, size, W // size, size, C).max(axis=(2, 4))
+
+    def backward(grad_output, X, **options):
+        n, H, W, C = X.shape
+        win = X.reshape(n, H // size, size, W // size, size, C)
+        mask = win == win.max(axis=(2, 4), keepdims=True)
+        return {"X": (mask * grad_output[:, :, None, :, None, :] / size).reshape(X.shape)}
+
+    r = gradcli.check("maxpool2d", {"X": X}, options={"size": size}, forward=forward,
+                      backward=backward)  # fmt: skip
+    hint = str(r.results["X"].hints[0])
+    assert not r.passed and f"divided by {size}, one side of the window" in hint, hint
+    assert hint.index("window") < hint.find("batch") or "batch" not in hint
+
+
 def test_the_twin_a_mean_over_the_batch_is_still_the_batch_size_s():
     def forward(x, W, b):
         return x @ W.T + b

@@ -201,8 +201,15 @@ def factors(s: Shapes, options: Any = None) -> list[tuple[float, str, str]]:
     kh, kw = (size, size) if isinstance(size, int) else size
     if kh * kw < 2:
         return []
-    return [(1.0 / (kh * kw), "scale:1/window", f"divided by {kh * kw}, the window's size "
-             f"{kh}x{kw}, as an average pool's gradient is")]  # fmt: skip
+    found = [(1.0 / (kh * kw), "scale:1/window", f"divided by {kh * kw}, the window's size "
+              f"{kh}x{kw}, as an average pool's gradient is")]  # fmt: skip
+    # and by one side of it (`/ size`): at a batch of 2 a 2x2 pool's was read as a mean over
+    # the batch, and at a batch of 3 a 3x3 one's too (outside test t59b F2)
+    for side in sorted({kh, kw} - {1, kh * kw}):
+        found.append((1.0 / side, f"scale:1/{side}", f"divided by {side}, one side of the "
+                      f"window {kh}x{kw} (the size option), which a max's gradient has none "
+                      "of"))  # fmt: skip
+    return found
 
 
 LAYER = Layer(
