@@ -235,14 +235,13 @@ def _at_kinks(
             "on neither side",
             "kink-slope", True,
         )  # fmt: skip
-    others = context.get("tie_rule_with") or []
-    if others:
+    every = context.get("tie_rule") or []  # the tensors the moves ran through, this one too
+    if len(every) > 1:
         # the move ran through this tensor and the others together: either may be the one off
         # (dX from a > 0 beside db1 from a >= 0 blamed a dX torch's own backward gives:
         # outside test t54a F2)
         # worded alike for every tensor of the move, so that it is said once for them all
         # (render/diag.py _shared_hints: it was printed three times word for word, t59a F5)
-        every = context.get("tie_rule_all") or [name, *others]
         moved = ", ".join(every[:-1]) + f" and {every[-1]}"
         grads = ", ".join(f"d{n}" for n in every[:-1]) + f" and d{every[-1]}"
         return Hint(

@@ -718,6 +718,5 @@ def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
     ctx["verified"] = p.session.explain(name)
     ctx["recomputed"] = p.session.builtin_ok
     if name in p.pinned:  # moves of these tensors together, holding every tie still, missed
-        ctx["tie_rule_with"] = [n for n in p.under_test if n in p.pinned and n != name]
-        ctx["tie_rule_all"] = [n for n in p.under_test if n in p.pinned]  # (the spec's order)
+        ctx["tie_rule"] = [n for n in p.under_test if n in p.pinned]  # (the spec's order)
     return ctx

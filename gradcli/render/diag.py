@@ -18,7 +18,7 @@ from gradcli.checking.contract import Finding
 from gradcli.checking.report import CheckReport
 from gradcli.inputs.spec import Spec
 from gradcli.render.fit import Col, fitted, paragraph
-from gradcli.render.values import apart, letters, natural_index, slices, yours
+from gradcli.render.values import apart, letters, natural_index, slices, unanswered, yours
 
 # error / tolerance -> a character (legible without colour: pipes, NO_COLOR, CI logs) and its
 # colour on a terminal; "-" marks a coordinate a sampled check did not evaluate
@@ -84,8 +84,7 @@ def render_diagnosis(
         paragraph(console, Text.assemble(f"{ours} d{name} ", verdict,
                                          f" (max rel error {b.max_rel_error:.3g})"))  # fmt: skip
     if report.not_checked:
-        names = ", ".join("d" + n for n in report.not_checked)
-        paragraph(console, Text(f"not checked (no answer given): {names}", style="dim"))
+        paragraph(console, Text(unanswered(report.not_checked), style="dim"))
 
 
 def _shared_hints(report: CheckReport) -> dict[tuple[str, str], str]:

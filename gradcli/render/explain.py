@@ -43,10 +43,15 @@ def _batch(spec: Spec) -> tuple[int, ...]:
     return ()
 
 
+def _bs(count: int) -> list[str]:
+    """The tables' letters of ``count`` leading batch axes: b0, b1, ..."""
+    return [f"b{k}" for k in range(count)]
+
+
 def _leading(count: int) -> tuple[str, ...]:
     """The names of ``count`` leading batch axes: ``batch`` alone, else the tables' letters
     (a relu at (2, 8, 8, 4) read ``(batch, batch, batch, n)``: outside test t56b F6)."""
-    return ("batch",) if count == 1 else tuple(f"b{k}" for k in range(count))
+    return ("batch",) if count == 1 else tuple(_bs(count))
 
 
 def _indexed(lead: int, index: tuple[str, ...], axes: tuple[str, ...]) -> str:
@@ -55,7 +60,7 @@ def _indexed(lead: int, index: tuple[str, ...], axes: tuple[str, ...]) -> str:
     F6); "" where its letters do not name every core axis."""
     if len(index) != len(axes) or lead < 0:
         return ""
-    return f", indexed [{', '.join([f'b{k}' for k in range(lead)] + list(index))}]"
+    return f", indexed [{', '.join(_bs(lead) + list(index))}]"
 
 
 def _assemble(
@@ -96,7 +101,7 @@ def _assemble(
     shapes.append(f"∂L/∂{out} {_s(out_shape)} is the upstream gradient; every gradient has its "
                   f"tensor's shape")  # fmt: skip
     if batch:
-        letters = ", ".join(f"b{k}" for k in range(len(batch)))
+        letters = ", ".join(_bs(len(batch)))
         shapes.append(f"batch axes {_s(batch)}, the leading axes of the input ({letters} in "
                       f"the tables' indices): every formula holds per example and "
                       f"{BATCH_SUM}")  # fmt: skip

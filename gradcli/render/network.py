@@ -16,7 +16,7 @@ from gradcli.inputs.network import NetSpec
 from gradcli.render.diag import forward_where
 from gradcli.render.fit import Col, fitted, paragraph
 from gradcli.render.text import kinks_line, refined_line, summary_line
-from gradcli.render.values import apart, natural_index, num
+from gradcli.render.values import apart, natural_index, num, unanswered
 
 FLOW_COLUMNS = (
     Col("boundary"), Col("layer", priority=5), Col("shape"),
@@ -161,8 +161,7 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             tested = report.answers or {n: intermediates.builtin(comp, n) for n in e2e.results}
             render_diagnosis(console, spec, e2e, tested, e2e.numeric, "the chained backward's")
         elif e2e.not_checked:
-            names = ", ".join("d" + n for n in e2e.not_checked)
-            paragraph(console, Text(f"not checked (no answer given): {names}", style="dim"))
+            paragraph(console, Text(unanswered(e2e.not_checked), style="dim"))
         for k, wrong in enumerate(_blamed(report)):
             lc = _check_of(report, wrong.index)
             head = _first(wrong) if not k else (
@@ -270,9 +269,7 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
             names = ", ".join(repr(n) for n in report.vacuous)
             tail = f"; {names} compared only zeros (see the note)"
         if e2e.answers and e2e.not_checked:  # a -q user of a partial answer file sees only
-            # this line (outside test t59a F4)
-            names = ", ".join("d" + k for k in e2e.not_checked)
-            tail += f"; not checked (no answer given): {names}"
+            tail += f"; {unanswered(e2e.not_checked)}"  # this line (outside test t59a F4)
         said = f"  net: {local}end to end {e2e_says}{how}{at_kinks}{tail}"
         return Text.assemble(("PASS", "bold green"), said)
     wrong = report.first_wrong

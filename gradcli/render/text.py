@@ -23,7 +23,7 @@ from gradcli.errors import mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
 from gradcli.render.fit import Col, fitted, paragraph
-from gradcli.render.values import apart, natural_index, num, print_values, yours
+from gradcli.render.values import apart, natural_index, num, print_values, unanswered, yours
 
 
 def _rows(
@@ -173,7 +173,7 @@ def summary_line(spec: Spec, report: CheckReport) -> Text:
     n = len(report.results)
     how = _how(report)
     if report.not_checked:  # a -q user of a partial --grads file sees nothing else (t58b F5)
-        how += f"; not checked (no answer given): {', '.join('d' + k for k in report.not_checked)}"
+        how += f"; {unanswered(report.not_checked)}"
     if report.passed:
         match = _all_match(n)
         if report.not_checked and n == 1:  # which one, beside those not checked

@@ -40,6 +40,12 @@ def letters(info: TensorInfo | None, ndim: int) -> list[str]:
     return [f"b{k}" for k in range(ndim - len(own))] + own
 
 
+def unanswered(names: tuple[str, ...] | list[str]) -> str:
+    """``not checked (no answer given): dX, db``: the gradients a --grads file left out, as
+    the diagnosis and the verdict lines say them."""
+    return f"not checked (no answer given): {', '.join('d' + n for n in names)}"
+
+
 def num(v: float) -> str:
     return f"{v + 0.0:.4g}"  # + 0.0: a negative zero reads 0, not -0 (t23 F13, t24 F9)
 
