@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,25 @@ def test_boundary_answers_with_a_layer_of_your_own(cli: Any, write_spec: Any,
     r = cli("check", "net", path, "--grads", tmp_path / "bad.npz", "-f", "json")
     assert r.exit_code == 1, r.stderr
     assert json.loads(r.stdout)["end_to_end"]["results"]["inner.out"]["worst_index"] == [1, 2]
+
+
+def test_network_tensors_take_their_layers_letters(cli: Any, write_spec: Any,
+                                                   tmp_path: Path) -> None:
+    """The end-to-end table read dX[i=3, j=1] with i the batch, where explain and the local
+    checks say [b0, i] with i an input feature (outside test t59b F1): the network's input,
+    its boundaries and its output take the letters of the layer reading or writing them."""
+    path = write_spec(MODEL)
+    r = cli("explain", "net", path)
+    assert "X (4, 6), indexed [b0, i]" in r.stdout, r.stdout
+    table = cli("check", "net", path).stdout
+    assert re.search(r"│ dX +│ +24/24 │ dX\[b0=\d, i=\d\] ", table), table
+    out = tmp_path / "c.npz"
+    assert cli("compute", "net", path, "-o", out).exit_code == 0
+    bad = {"dinner.out": np.load(out)["dinner.out"].copy()}
+    bad["dinner.out"][1, 2] += 0.01
+    np.savez(tmp_path / "bad.npz", **bad)
+    r = cli("check", "net", path, "--grads", tmp_path / "bad.npz")
+    assert r.exit_code == 1 and "dinner.out[b0=1, o=2]" in r.stdout, r.stdout
 
 
 MY_LINEAR = '''

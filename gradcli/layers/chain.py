@@ -260,8 +260,15 @@ class Network:
         x_shape = self.shapes[self.input]
         first = self.nodes[0] if self.nodes else None
         indices = first is not None and not first.layer.tensor(first.input).differentiable
-        tensors = [TensorInfo(self.input, _axes(x_shape), _letters(x_shape),
-                              "index" if indices else "input",
+        # the network's input, its output and every boundary take the letters of the layer
+        # that reads (or writes) them, as explain and the local checks say them: dX[b0, i, j, d]
+        # at a conv, not generic dX[i, j, k, l] with i the batch (t59b F1)
+        x_axes, x_index = _axes(x_shape), _letters(x_shape)
+        if first is not None:
+            own = first.layer.tensor(first.input, self.node_shapes(first, x_shape, self.shapes),
+                                     first.options)  # fmt: skip
+            x_axes, x_index = _own(own, x_shape)
+        tensors = [TensorInfo(self.input, x_axes, x_index, "index" if indices else "input",
                               "the network's input" + (" (integer indices)" if indices else ""))]
         for n in self.nodes:
             sh = self.node_shapes(n, (1,) * len(self.shapes[self.input]), self.shapes)
@@ -298,18 +305,31 @@ class Network:
             if kind != "push":
                 a = acts[op.out]
 
-        def tail_info(n: str, s: Shapes, options: Any = None) -> tuple[TensorInfo, tuple]:
-            shape = acts[n]
-            info = TensorInfo(n, _axes(shape), _letters(shape), "intermediate",
-                              f"the output of {n[:-4]}")  # fmt: skip
-            return info, (None,) * len(shape)
+        def written(n: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+            """Boundary ``n``'s axes and letters: its layer's output's (an add's are its
+            block's last layer's)."""
+            shape, writer = acts[n], None
+            for kind, op in self.program:
+                if kind == "layer":
+                    writer = op
+                if kind != "push" and op.out == n:
+                    break
+            if writer is None:
+                return _axes(shape), _letters(shape)
+            sh = self.node_shapes(writer, acts_in[writer.name], self.shapes)
+            return _own(writer.layer.output_info(sh, writer.options), shape)
 
+        def tail_info(n: str, s: Shapes, options: Any = None) -> tuple[TensorInfo, tuple]:
+            axes, index = written(n)
+            info = TensorInfo(n, axes, index, "intermediate", f"the output of {n[:-4]}")
+            return info, (None,) * len(acts[n])
+
+        out_axes, out_index = written(bounds[-1]) if bounds else (x_axes, x_index)
         return Layer(
             name=name,
             summary=" -> ".join(n.layer.name for n in self.nodes) or "identity",
             tensors=tuple(tensors),
-            output=TensorInfo("out", _axes(out_shape), _letters(out_shape), "output",
-                              "the network's output"),  # fmt: skip
+            output=TensorInfo("out", out_axes, out_index, "output", "the network's output"),
             forward=self.forward,
             backward=self.backward,
             output_shape=output_shape,
@@ -328,6 +348,18 @@ class Network:
 
 def _axes(shape: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(f"d{k}" for k in range(len(shape)))
+
+
+def _own(info: TensorInfo, shape: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A layer's axes and letters for one of its tensors at ``shape``, every axis named (the
+    network's own tensors have no batch axes of their own: the engine must not read them so):
+    the leading batch axes b0, b1 as a layer's own check says them; generic where they do not
+    fit."""
+    lead = len(shape) - len(info.index)
+    if lead < 0 or len(info.axes) != len(info.index):
+        return _axes(shape), _letters(shape)
+    bs = tuple(f"b{k}" for k in range(lead))
+    return ("batch",) * (lead == 1) + bs * (lead > 1) + info.axes, bs + info.index
 
 
 def _letters(shape: tuple[int, ...]) -> tuple[str, ...]:

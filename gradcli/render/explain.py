@@ -194,7 +194,9 @@ def explain_net(net: Any) -> list[Section]:
 
     acts = net.net.walk(net.net.shapes)
     x = net.net.input
-    flow = [f"{x} {_s(net.net.shapes[x])}"]
+    info = net.spec.layer.tensor(x)
+    shape = net.net.shapes[x]
+    flow = [f"{x} {_s(shape)}{_indexed(len(shape) - len(info.index), info.index, info.axes)}"]
     for kind, op in net.net.program:
         if kind == "push":
             flow.append(f"residual block {op.name!r} begins: keep its input")
