@@ -311,6 +311,32 @@ network:
     return path
 
 
+def test_end_to_end_notes_say_they_are_end_to_end(cli: Any, tmp_path: Path) -> None:
+    """ "dX: 306 of 384 failing coordinates were not rechecked" named neither the network's
+    X nor a layer's (outside test t59b F3): the end-to-end check's notes begin "end to end:",
+    and what the screen left is said as what it is (all were compared; the twin: the right
+    layer has no such note)."""
+    (tmp_path / "mylinear.py").write_text(MY_LINEAR.replace('"x": grad_output @ W',
+                                                            '"x": 1.01 * grad_output @ W') % "")
+    path = tmp_path / "model.yaml"
+    path.write_text("""
+seed: 2
+inputs: {X: {shape: [40, 6]}}
+network:
+  - {layer: linear, name: mine, impl: mylinear.py, tensors: {W: {shape: [5, 6]}}}
+  - {layer: linear, name: fc2, tensors: {W: {shape: [2, 5]}}}
+""")
+    r = cli("check", "net", path)
+    assert r.exit_code == 1
+    said = [line for line in r.stderr.splitlines() if "fail as computed" in line]
+    assert [x.split(": ")[1:3] for x in said] == [["layer 1 'mine'", "dx"],
+                                                   ["end to end", "dX"]], r.stderr
+    assert all("of its 240 failing coordinates were rechecked" in x for x in said), said
+    (tmp_path / "mylinear.py").write_text(MY_LINEAR % "")
+    r = cli("check", "net", path)
+    assert r.exit_code == 0 and "fail as computed" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize(("lin_bug", "scale_bug", "culprit", "tensor"), [
     ("", "", None, None),
     (" * 0 + 1", "", "mine", "b"),  # db of the user's linear

@@ -173,7 +173,10 @@ def check_network(
     for text in said:
         opts.notify(text)
     e2e_opts, note = end_to_end_options(net, opts, e2e_budget, sampled_locally(layers))
-    e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers))
+    # its notes said which check they are of, as a layer's are: "dX: 306 of 384 ..." named
+    # neither the network's X nor a layer's (outside test t59b F3)
+    e2e_opts = dataclasses.replace(e2e_opts, large_ties=all(lc.passed for lc in layers),
+                                   notify=lambda m: opts.notify(f"end to end: {m}"))  # fmt: skip
     e2e = check(net.spec, e2e_opts)  # (errors of a layer's code: the chain names it)
     if note or said:
         e2e = dataclasses.replace(e2e, notes=(*((note,) if note else ()), *said, *e2e.notes))
