@@ -53,3 +53,33 @@ def test_a_wrong_gradient_in_the_dict_fails(cli, tmp_path, write_spec):
 def test_a_dict_missing_a_tensor_names_it(cli, tmp_path, write_spec):
     r = _run(cli, tmp_path, write_spec, keys="")
     assert r.exit_code == 2 and "no 'X'" in r.stderr
+    # X left out of the dict as data is: the spec must say so, and the message says how (a
+    # forward/backward module's said it; this form did not: outside test t59b F4)
+    assert "list it in the spec as data: [X]" in r.stderr, r.stderr
+    r = cli("check", "custom", write_spec(SPEC + "data: [X]\n"), "--impl",
+            f"{tmp_path / 'net.py'}:two_layer_loss", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+
+
+_TUPLE_LOSS = """
+import numpy as np
+
+
+def mse_loss(X, W, target):
+    d = X @ W - target
+    return (d ** 2).sum(), 2 * X.T @ d
+"""
+
+
+def test_a_tuple_one_short_says_how_data_is_listed(cli, tmp_path, write_spec):
+    """(loss, dW) where the spec has X, W and target: a tensor the user means as data."""
+    impl = tmp_path / "mse.py"
+    impl.write_text(_TUPLE_LOSS)
+    spec = "layer: custom\nseed: 1\ntensors:\n  X: {shape: [5, 4]}\n  W: {shape: [4, 2]}\n" \
+           "  target: {shape: [5, 2]}\n"
+    r = cli("check", "custom", write_spec(spec), "--impl", f"{impl}:mse_loss", "-q")
+    assert r.exit_code == 2 and "got a tuple of 2" in r.stderr, r.stderr
+    assert "is listed in the spec as data: [NAME]" in r.stderr
+    r = cli("check", "custom", write_spec(spec + "data: [X, target]\n"), "--impl",
+            f"{impl}:mse_loss", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.stderr

@@ -37,6 +37,7 @@ from gradcli.layers.base import Layer, options_dict
 from gradcli.layers.cs231n import Form
 from gradcli.records import record
 from gradcli.user import result
+from gradcli.user.labels import as_data
 from gradcli.user.readonly import read_only_call
 
 CONVENTION = "the CS231n convention: forward(x, w, ...) -> (out, cache), backward(dout, cache)"
@@ -164,6 +165,7 @@ class Call:
     form: Form | None  # the layer's declared form; None: gradcli's layout, options as keywords
     constants: tuple[str, ...]  # labels, indices, targets: passed, never given a gradient
     why: str = ""  # why gradcli calls them so, in words: "your backward takes (dout, cache)"
+    custom: bool = False  # a layer of the user's own: a float tensor may be data (a target)
 
     def run(
         self, t: Mapping[str, np.ndarray], names: list[str], kwargs: Mapping[str, Any],
@@ -304,15 +306,18 @@ class Call:
                 raise UserCodeError(
                     f"{self.fwd} returns (loss, grads) with grads a dict, whose keys must be "
                     f"the spec's tensor names: it has no {', '.join(repr(n) for n in missing)} "
-                    f"(its keys: {', '.join(repr(str(k)) for k in list(grads)[:8])})",
+                    f"(its keys: {', '.join(repr(str(k)) for k in list(grads)[:8])})"
+                    + (as_data(missing) if self.custom else ""),
                     source=str(self.path),
                 )
             value = (value[0], *(grads[n] for n in named))
         if not (isinstance(value, tuple) and len(value) == len(named) + 1):
             got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+            short = self.custom and isinstance(value, tuple) and 1 < len(value) <= len(named)
             raise UserCodeError(
                 f"{self.fwd} is one function, read as a loss: it must return (loss, {want}); "
-                f"got {got}",
+                f"got {got}" + ("; a tensor that is data, never differentiated (a loss's "
+                                "target), is listed in the spec as data: [NAME]" if short else ""),
                 source=str(self.path),
             )
         loss = self._array(value[0], f"{self.fwd}'s loss")

@@ -371,11 +371,7 @@ def user_layer(
         missing = [n for n in t if n not in grads and n not in constants]
         if missing:
             # a custom layer's float tensor is differentiated unless the spec says otherwise
-            one = len(missing) == 1
-            way = "" if base else (
-                f"; if {' and '.join(missing)} {'is' if one else 'are'} data, never "
-                f"differentiated (a loss's target), list {'it' if one else 'them'} in the spec "
-                f"as data: [{', '.join(missing)}] (the API's data={list(missing)!r})")  # fmt: skip
+            way = "" if base else labels.as_data(missing)
             raise UserCodeError(
                 f"backward returned no gradient for {', '.join(missing)} (it returned "
                 f"{', '.join(map(str, grads)) or 'an empty dict'}){way}",
@@ -513,7 +509,8 @@ def _convention(
     else:
         why = (f"your {cs231n.named(impl.backward, bwd)} takes "
                f"({', '.join(_parameters(impl.backward))})")
-    return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants, why)
+    return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants, why,
+                       custom=base is None)  # fmt: skip
 
 
 def _parameters(fn: Any) -> list[str]:

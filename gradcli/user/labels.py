@@ -81,6 +81,15 @@ def no_gradient(grads: Mapping[str, Any], constants: tuple[str, ...], path: Path
             )
 
 
+def as_data(missing: list[str]) -> str:
+    """The way out where a custom layer's backward gives no gradient for a float tensor: it
+    may be data (a loss's target), which the spec must say, as floats are differentiated."""
+    one = len(missing) == 1
+    return (f"; if {' and '.join(missing)} {'is' if one else 'are'} data, never differentiated "
+            f"(a loss's target), list {'it' if one else 'them'} in the spec as data: "
+            f"[{', '.join(missing)}] (the API's data={list(missing)!r})")
+
+
 def no_builtin_gradient(grads: Mapping[str, Any], layer: Any, constants: tuple[str, ...],
                         tensors: tuple[str, ...], path: Path, what: str) -> None:  # fmt: skip
     """A backward of a built-in loss returning a gradient for its labels, indices or target:
