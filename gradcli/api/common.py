@@ -24,7 +24,7 @@ from gradcli.inputs.spec import (
 from gradcli.layers import cs231n, get_layer
 from gradcli.user.call import forget_warnings
 from gradcli.user.given import impl_of, is_name
-from gradcli.user.impl import user_layer
+from gradcli.user.impl import for_answers, user_layer
 
 if TYPE_CHECKING:
     from gradcli.inputs.answers import Answers
@@ -33,15 +33,20 @@ if TYPE_CHECKING:
 def spec_from(
     layer: Any, tensors: Mapping[str, Any] | None, *, options: Mapping[str, Any] | None,
     grad_output: Any, forward: Any, backward: Any, seed: int | None, dtype: str | None,
-    max_elements: int, data: Any = None,
+    max_elements: int, data: Any = None, answers: dict[str, Any] | None = None,
 ) -> Spec:  # fmt: skip
+    """``answers``: your own layer checked on saved answers (grads=): the dict its gradients
+    are read from once read; a forward alone is then a forward, not a loss returning (loss,
+    dx)."""
     seed, dtype, max_elements = spec_args(seed, dtype, max_elements)
     if options is not None:
         arg.mapping(options, "options")
     if tensors is not None:
         arg.mapping(tensors, "tensors")
-    impl = impl_of(layer, forward, backward)
+    impl = impl_of(layer, forward, backward, forward_only=answers is not None)
     name = layer if is_name(layer) else "custom"
+    if impl is not None and answers is not None:
+        impl = for_answers(impl, answers)
     if impl is None and name == "custom":
         raise OptionError(
             f"expected a layer name, or your forward and backward, got {arg.got(layer)}",

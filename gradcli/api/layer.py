@@ -24,6 +24,7 @@ from gradcli.inputs.spec import (
 )  # fmt: skip
 from gradcli.layers import get_layer
 from gradcli.user.given import impl_of, is_name, runs_user_code
+from gradcli.user.impl import for_answers
 
 
 def check(
@@ -60,26 +61,45 @@ def check(
     options (``max_memory`` in MB); ``grad_output`` defaults to one drawn from ``seed``."""
     opts = check_options(method, eps, atol, rtol, mode, samples, coloring, max_memory, budget, top,
                     grads)  # fmt: skip
-    if grads is not None and runs_user_code(layer, forward, backward):
-        raise OptionError(GRADS_AND_IMPL, param="grads")
+    held = _answered(grads, None if runs_user_code(layer, None, None) else layer, layer,
+                     forward, backward)  # fmt: skip
     with api_call(runs_user_code(layer, forward, backward)):
         spec = spec_from(
             layer, tensors, options=options, grad_output=grad_output, forward=forward,
             backward=backward, seed=seed, dtype=dtype, max_elements=max_elements, data=data,
+            answers=held,
         )  # fmt: skip
-        return run_check(spec, opts, grads)
+        return run_check(spec, opts, grads, held)
+
+
+def _answered(grads: Any, name: Any, layer: Any, forward: Any,
+              backward: Any) -> dict[str, Any] | None:  # fmt: skip
+    """Your own layer with answers (grads=): its forward yours, the gradients checked the
+    answers (a forward alone could not be checked against a hand-computed file: outside test
+    t59b F5); a dict filled once they are read. None where no answers are checked on code of
+    yours; refused for a built-in layer's name with code of yours."""
+    if grads is None or not runs_user_code(layer, forward, backward):
+        return None
+    if name not in (None, "custom"):
+        raise OptionError(GRADS_AND_IMPL, param="grads")
+    return {}
 
 
 GRADS_AND_IMPL = (
-    "checks your gradients for a built-in layer, your own layer checks its own backward; "
-    "give one of them"
+    "checks your gradients for a built-in layer, your implementation of it its own backward; "
+    "give one of them (your own layer takes both: its forward yours, the gradients checked "
+    "grads=)"
 )
 
 
-def run_check(spec: Spec, opts: CheckOptions, grads: Mapping[str, Any] | None) -> Report:
+def run_check(spec: Spec, opts: CheckOptions, grads: Mapping[str, Any] | None,
+              held: dict[str, Any] | None = None) -> Report:  # fmt: skip
+    """``held``: where your own layer checked on answers reads its gradients from."""
     refuse_zero_upstream(spec)
     if grads is not None:
         opts = dataclasses.replace(opts, grads=answers_of(grads, spec))
+        if held is not None:
+            held.update(opts.grads)
     report = _run_check(spec, opts)
     return Report(spec, report.computation, report.numeric, report, opts.grads)
 
@@ -129,8 +149,7 @@ def check_spec(
     opts = check_options(method, eps, atol, rtol, mode, samples, coloring, max_memory, budget, top,
                     grads)  # fmt: skip
     seed, dtype, max_elements = spec_args(seed, dtype, max_elements)
-    if grads is not None and runs_user_code(impl, forward, backward):
-        raise OptionError(GRADS_AND_IMPL, param="grads")
+    held = _answered(grads, layer, impl, forward, backward)
     if layer == "custom" and not runs_user_code(impl, forward, backward):
         raise OptionError(
             "the layer 'custom' needs your forward and backward (impl=, or forward= and "
@@ -138,7 +157,9 @@ def check_spec(
             param="impl",
         )
     with api_call():
-        code = impl_of(impl, forward, backward, param="impl")
+        code = impl_of(impl, forward, backward, param="impl", forward_only=held is not None)
+        if code is not None and held is not None:
+            code = for_answers(code, held)
         if layer not in (None, "custom"):
             try:
                 get_layer(layer)
@@ -151,7 +172,9 @@ def check_spec(
             )  # fmt: skip
         except GradcliError as e:  # the spec file (named as its source) is at fault
             raise e.at(param="spec") from None
-        return run_check(s, opts, grads)
+        if held is not None and s.layer.name != "custom":  # the spec named a built-in
+            raise OptionError(GRADS_AND_IMPL, param="grads")
+        return run_check(s, opts, grads, held)
 
 
 def assert_gradients(

@@ -54,7 +54,9 @@ def compute(spec: Spec, tick: Callable[[], float] | None = None) -> Computation:
     if layer.shown is not None and REGISTRY.get(layer.name) is layer:  # a cache of ours
         inter.update({k: v for k, v in layer.shown(cache).items() if k not in inter})
     inter.update({"d" + n: grads[n] for n in layer.intermediates if n in grads})
-    gradients = {n: np.asarray(grads[n]) for n in spec.grad_shapes}  # labels have none
+    # labels have none; a custom layer checked on a partial answer file (--grads) has the
+    # answers alone (its forward's, no backward of its own)
+    gradients = {n: np.asarray(grads[n]) for n in spec.grad_shapes if n in grads}
     return Computation(output=output, gradients=gradients, intermediates=inter,
                        backward_seconds=seconds,
                        grad_output=np.asarray(spec.grad_output))  # fmt: skip

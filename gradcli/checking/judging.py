@@ -162,7 +162,8 @@ def compare_tensor(
                f"under a float32 spec)")  # fmt: skip
         result = dataclasses.replace(result, hints=(Hint(why, "answer-dtype"), *result.hints))
     ours = None
-    if opts.grads is not None:
+    # (a custom layer's answers have no backward of ours beside them: its gradients are they)
+    if opts.grads is not None and spec.layer.name != "custom":
         own = intermediates.builtin(p.comp, name)
         if opts.chained_kinks and theirs is grad and fix is not None and fix.coords.size:
             # the values at kinks were read for your answer (the pieces' nearest to it), not

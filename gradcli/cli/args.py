@@ -101,7 +101,10 @@ def load(
     max_elements: int = MAX_ELEMENTS,
     *,
     command: str = "check",
+    answers: dict[str, Any] | None = None,
 ) -> Any:
+    """The spec; ``answers`` (a custom layer checked on --grads): the dict its gradients are
+    read from once the file is read, --impl giving its forward alone."""
     from gradcli.inputs import arguments
     from gradcli.inputs.spec import MAX_SEED, load_spec
 
@@ -109,11 +112,22 @@ def load(
         arguments.integer(seed, "seed", 0, MAX_SEED)
     arguments.integer(max_elements, "max_elements", 1)
     layer, spec = _named_by_file(layer, spec, command)
+    if answers is not None and layer != "custom":
+        raise GradcliError(
+            "goes without --grads for a built-in layer: --grads checks your gradients for our "
+            "layer, --impl your own forward and backward; give one of them (a custom layer "
+            "takes both: its forward from --impl, the gradients checked from --grads)",
+            param="impl",
+        )
     code = None
     if impl:
         from gradcli.user.impl import load_impl
 
-        code = load_impl(impl)
+        code = load_impl(impl, forward_only=answers is not None)
+        if answers is not None:
+            from gradcli.user.impl import for_answers
+
+            code = for_answers(code, answers)
     return load_spec(
         layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
         max_elements=max_elements,

@@ -281,8 +281,6 @@ class Network:
                 role = i.role if i is not None else "weight"
                 doc = f"{n.layer.name} {n.name!r}: " + (i.doc if i is not None else p)
                 tensors.append(TensorInfo(n.param(p), axes, index, role, doc))
-        out_shape = acts[bounds[-1]] if bounds else x_shape
-
         def output_shape(s: Shapes, options: Any = None) -> tuple[int, ...]:
             walked = self.walk(s)
             return walked[bounds[-1]] if bounds else tuple(s[self.input])

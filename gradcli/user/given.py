@@ -30,10 +30,12 @@ def runs_user_code(layer: Any, forward: Any, backward: Any) -> bool:
     return forward is not None or backward is not None or not (layer is None or is_name(layer))
 
 
-def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Impl | None:
+def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer",
+            forward_only: bool = False) -> Impl | None:  # fmt: skip
     """The user's functions: ``forward=``/``backward=`` callables, or an object or module
     holding both (what ``--impl FILE.py[:NAME]`` accepts; a class is made with no arguments),
-    or a path to such a file."""
+    or a path to such a file; ``forward_only``: a backward is not needed (answers are
+    checked)."""
     given = forward is not None or backward is not None
     if given and not (layer is None or is_name(layer)):
         raise OptionError(
@@ -42,7 +44,7 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
             param=param,
         )
     if is_path(layer):
-        return load_impl(str(layer), param=param)
+        return load_impl(str(layer), param=param, forward_only=forward_only)
     if not given:
         if layer is None or isinstance(layer, str):
             return None
@@ -70,7 +72,8 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
             )
     else:
         holder = ""
-    single = given and backward is None  # forward= alone: one loss function, (loss, dx)
+    # forward= alone: one loss function, (loss, dx); or, answers checked, a forward
+    single = (given or forward_only) and backward is None
     for what, fn in (("forward", forward), ("backward", backward)):
         if single and what == "backward":
             continue
@@ -83,7 +86,7 @@ def impl_of(layer: Any, forward: Any, backward: Any, param: str = "layer") -> Im
         path = Path(inspect.getsourcefile(forward) or f"<{holder or 'forward'}>")
     except TypeError:  # a builtin or a C function
         path = Path(f"<{holder or 'forward'}>")
-    if single and isinstance(forward, np.ufunc):
+    if single and not forward_only and isinstance(forward, np.ufunc):
         # (read as a loss, it was called as one, and its wrapper's TypeError blamed np.tanh:
         # outside test t44b N1)
         raise OptionError(

@@ -11,6 +11,7 @@ never a gradcli crash.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.machinery
 import inspect
@@ -48,6 +49,9 @@ class Impl:
     # a module without forward and backward: its functions by name, for the layer's CS231n
     # names (affine_forward ...) once the layer is known
     lookup: Callable[[str], Any] | None = None
+    # a custom layer checked on saved answers (--grads): its forward runs, its backward (if
+    # any) never does; the layer's gradients are these, filled once the file is read
+    answers: dict[str, np.ndarray] | None = None
 
     def what(self, fn: str) -> str:
         if self.labels:
@@ -58,12 +62,12 @@ class Impl:
 _MISSING = object()
 
 
-def load_impl(target: str, param: str = "impl") -> Impl:
+def load_impl(target: str, param: str = "impl", forward_only: bool = False) -> Impl:
     """Import FILE.py (or FILE.py:NAME, an object holding forward and backward, or a class
     made with no arguments), as Python imports a module: registered in sys.modules while it runs
     (dataclasses and typing look their module up there), its folder searchable for its own
     helper modules; but only while its code runs (gradcli/user/local.py), so one file's helpers
-    never serve another's."""
+    never serve another's. ``forward_only``: a backward is not needed (answers are checked)."""
     file, _, name = target.partition(":") if ".py:" in target else (target, "", "")
     path = Path(file)
     code = read_module(path, source=str(path))  # opened as every input is (never blocks)
@@ -79,7 +83,7 @@ def load_impl(target: str, param: str = "impl") -> Impl:
     try:
         if package:
             _in_package(path, module, folder)
-        return _load(path, code, module, name, folder, param)
+        return _load(path, code, module, name, folder, param, forward_only)
     finally:
         folder.exit()
 
@@ -133,7 +137,8 @@ def _script_name(path: Path, n: int) -> str:
 
 
 def _load(
-    path: Path, code: Any, module: types.ModuleType, name: str, folder: Folder, param: str
+    path: Path, code: Any, module: types.ModuleType, name: str, folder: Folder, param: str,
+    forward_only: bool = False,
 ) -> Impl:
     _call(path, "import", lambda: exec(compile(code, str(path), "exec"), module.__dict__))
 
@@ -144,16 +149,16 @@ def _load(
     if name:
         holder = _call(path, "import", lambda: getattr(module, name, _MISSING))
         if holder is _MISSING or (callable(holder) and not _holds_functions(holder, get)):
-            return _named(path, name, holder, get, folder, param)
+            return _named(path, name, holder, get, folder, param, forward_only)
         holder = instance(holder, path, f"{path}:{name}", param)
     fns = {fn: get(fn, holder) for fn in ("forward", "backward")}
     if not name and not any(callable(f) for f in fns.values()):  # CS231n's names, later
         return Impl(path, None, None, lookup=lambda n: _callable(get(n), folder))
     for fn, f in fns.items():
-        if not callable(f):
+        if not callable(f) and not (forward_only and fn == "backward"):
             where = f"{path}:{name}" if name else str(path)
             raise UserCodeError(f"{printable(where)} has no function {fn}(...)", param=param)
-    return Impl(path, folder.scoped(fns["forward"]), folder.scoped(fns["backward"]), name)
+    return Impl(path, folder.scoped(fns["forward"]), _callable(fns["backward"], folder), name)
 
 
 def _holds_functions(holder: Any, get: Callable[..., Any]) -> bool:
@@ -166,7 +171,8 @@ def _callable(f: Any, folder: Folder) -> Any:
 
 
 def _named(
-    path: Path, name: str, holder: Any, get: Callable[..., Any], folder: Folder, param: str
+    path: Path, name: str, holder: Any, get: Callable[..., Any], folder: Folder, param: str,
+    forward_only: bool = False,
 ) -> Impl:
     """FILE.py:NAME naming functions: a pair by CS231n's names (NAME_forward, NAME_backward),
     or one function, a loss returning (loss, dx)."""
@@ -190,7 +196,7 @@ def _named(
             f"{name}_backward)",
             param=param,
         )
-    if "forward" in name:  # half of a pair, never a loss function
+    if "forward" in name and not forward_only:  # half of a pair, never a loss function
         raise UserCodeError(
             f"{printable(str(path))} defines {name} but no "
             f"{name.replace('forward', 'backward')}(...) to pair it with",
@@ -232,6 +238,20 @@ def _has_methods(cls: type) -> bool:
 
 _call = call  # every call into the user's code: see gradcli.usercall
 _array = result.array
+
+
+def for_answers(impl: Impl, answers: dict[str, np.ndarray]) -> Impl:
+    """``impl`` as the forward of a custom layer whose gradients are the user's saved answers
+    (``answers``, filled once read): a file with a forward alone is a forward, not one loss
+    function returning (loss, dx)."""
+    if impl.forward is not None and impl.backward is None:
+        # (a function named alone, FILE.py:NAME or forward=, is CS231n's loss by its labels)
+        impl = dataclasses.replace(impl, backward=_not_called, labels=None)
+    return dataclasses.replace(impl, answers=answers)
+
+
+def _not_called(grad_output: Any, **tensors: Any) -> Any:  # gradcli's layout: read as such
+    raise AssertionError("a checked answer file's layer has no backward to call")
 
 
 def user_layer(
@@ -332,6 +352,8 @@ def user_layer(
         return run(t, options, probe=False)
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+        if impl.answers is not None:  # the answers are at the spec's point and upstream only
+            return dict(impl.answers)
         t, options = cache["tensors"], cache["options"]
         kwargs = {k: fresh(v) for k, v in cache["kwargs"].items()}
         if how is not None:
@@ -536,6 +558,9 @@ def _by_parameters(forward: Any, names: tuple[str, ...]) -> tuple[str, ...]:
 
 def _summary(impl: Impl, how: cs231n.Call | None) -> str:
     """The check's first line: whose functions, and CS231n's layout when it is not gradcli's."""
+    if impl.answers is not None:
+        return (f"your {impl.what('forward')} ({impl.path.name}) with your answers (--grads)"
+                + (", not your backward" if impl.backward is not _not_called else ""))
     if how is None or impl.labels is None and impl.lookup is None:
         text = f"your implementation in {impl.path.name}"
     else:

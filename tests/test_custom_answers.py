@@ -1,0 +1,100 @@
+"""A custom layer checked on saved answers: its forward from --impl (or forward=), the
+gradients checked from --grads (grads=). Refused before (a forward and a hand-computed answer
+file had no path but writing a backward: outside test t59b F5). The oracle: the gradients of
+y = sum(tanh(x W) * t) written out by hand below; the twins: one element off fails there."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import gradcli
+
+FORWARD = """
+import numpy as np
+
+def forward(x, W, t):
+    return np.sum(np.tanh(x @ W) * t)
+"""
+WITH_BACKWARD = FORWARD + """
+def backward(grad_output, x, W, t):
+    raise RuntimeError("never called: the answers are checked")
+"""
+SPEC = """layer: custom
+seed: 4
+tensors:
+  x: {shape: [3, 4]}
+  W: {shape: [4, 2]}
+  t: {shape: [3, 2]}
+data: [t]
+"""
+
+
+def _right(x: np.ndarray, W: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """By hand: y = sum(tanh(z) t), z = x W: dz = (1 - tanh(z)^2) t."""
+    dz = (1 - np.tanh(x @ W) ** 2) * t
+    return {"x": dz @ W.T, "W": x.T @ dz}
+
+
+def test_answers_of_a_custom_layer_pass_and_one_element_off_fails(cli, tmp_path, write_spec):
+    spec = write_spec(SPEC)
+    (tmp_path / "fwd.py").write_text(FORWARD)
+    (tmp_path / "both.py").write_text(WITH_BACKWARD)
+    drawn = gradcli.check_spec(spec, "custom", impl=tmp_path / "fwd.py",
+                               grads={"x": np.zeros((3, 4))})  # fmt: skip
+    x, W, t = (np.asarray(drawn.spec.tensors[n]) for n in ("x", "W", "t"))
+    right = _right(x, W, t)
+    np.savez(tmp_path / "right.npz", dx=right["x"], dW=right["W"])
+    for impl in ("fwd.py", "both.py"):  # a backward of the file's is never called
+        r = cli("check", "custom", spec, "--impl", tmp_path / impl, "--grads",
+                tmp_path / "right.npz")  # fmt: skip
+        assert r.exit_code == 0, r.stderr + r.stdout
+        head = r.stdout.splitlines()[0]
+        assert "with your answers (--grads)" in head and (
+            ("not your backward" in head) == (impl == "both.py")), head
+        assert "built-in" not in r.stdout  # no backward of ours beside the answers
+    bad = dict(right)
+    bad["W"] = right["W"].copy()
+    bad["W"][2, 1] += 0.01
+    np.savez(tmp_path / "bad.npz", dx=bad["x"], dW=bad["W"])
+    r = cli("check", "custom", spec, "--impl", tmp_path / "fwd.py", "--grads",
+            tmp_path / "bad.npz", "-f", "json")  # fmt: skip
+    assert r.exit_code == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["results"]["x"]["passed"] and not doc["results"]["W"]["passed"]
+    assert doc["results"]["W"]["worst_index"] == [2, 1]
+    # a partial file: what it gives is checked, the rest named unchecked
+    np.savez(tmp_path / "part.npz", dW=right["W"])
+    r = cli("check", "custom", spec, "--impl", tmp_path / "fwd.py", "--grads",
+            tmp_path / "part.npz")  # fmt: skip
+    assert r.exit_code == 0 and "not checked (no answer given): dx" in r.stdout, r.stdout
+
+
+def test_the_api_checks_answers_of_your_forward(tmp_path, write_spec):
+    spec = write_spec(SPEC)
+    (tmp_path / "fwd.py").write_text(FORWARD)
+    drawn = gradcli.check_spec(spec, "custom", impl=tmp_path / "fwd.py",
+                               grads={"x": np.zeros((3, 4))})  # fmt: skip
+    assert not drawn.passed  # zeros are not dx
+    t = {n: np.asarray(drawn.spec.tensors[n]) for n in ("x", "W", "t")}
+    right = _right(*t.values())
+
+    def forward(x, W, t):
+        return np.sum(np.tanh(x @ W) * t)
+
+    assert gradcli.check(forward=forward, tensors=t, data=["t"], grads=right).passed
+    off = {**right, "x": right["x"] * 1.001}
+    report = gradcli.check(forward=forward, tensors=t, data=["t"], grads=off)
+    assert not report.passed and report.results["W"].passed
+
+
+def test_a_built_in_layer_still_takes_one_of_them(cli, tmp_path):
+    (tmp_path / "fwd.py").write_text(FORWARD)
+    np.savez(tmp_path / "g.npz", dx=np.zeros((2, 3)))
+    r = cli("check", "linear", "--impl", tmp_path / "fwd.py", "--grads", tmp_path / "g.npz")
+    assert r.exit_code == 2 and "a custom layer takes both" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "raised" not in r.stderr  # refused before it ran
+    with pytest.raises(gradcli.GradcliError, match="your own layer takes both"):
+        gradcli.check("linear", forward=lambda x, W, b: x @ W.T + b, grads={"x": 0})
