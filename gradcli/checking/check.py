@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import across, intermediates, leftover, precision
+from gradcli.checking import across, intermediates, larger, leftover, precision
 from gradcli.checking.budget import (
     calls_before,
     declares_kinks,
@@ -135,6 +135,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             if builtin_result is not None:
                 builtin[name] = builtin_result
     results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
+    larger.at_larger_steps(p, results, numeric, builtin, check)
     beyond = p.spent - p.estimated
     # "estimated 4.9 s" must not become 33 s in silence; an estimate not said (2 s or less)
     # within the budget says nothing (4 lines on a passing relu of yours that ran 3 s: outside
