@@ -96,6 +96,23 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
             "with X padded with 0, not -inf: a border window whose elements are all negative "
             "gives its gradient to the padding, and it is lost",
             {"X": backward(np.asarray(dZ), forward({"X": np.real(X)}, options, 0.0)[1])["X"]})
+    cache = forward({"X": np.real(X)}, options)[1]
+    if _pool_overlaps(geo):
+        # `=` where `+=` belongs, windows in row-major order: an element two windows picked
+        # keeps the later one's gradient (outside test t60a F1: no hint, where an unverified
+        # 'where windows overlap' went to a misrouting that adds right)
+        zeros["maxpool:overwrite"] = (
+            "with = where += belongs: an element that several windows pick as their maximum "
+            "keeps only the last window's gradient (row-major order), not their sum",
+            {"X": _overwritten(np.asarray(dZ), cache)})
+    if gh.k == gw.k:
+        # the winner's row and column within its window swapped (unravel_index's results, or
+        # a mask's axes, mixed up): right on the diagonal alone (outside test t60a F1)
+        zeros["maxpool:transposed"] = (
+            "with each window's gradient routed to the element at its maximum's column and "
+            "row swapped (m and n mixed up, as in an unravel_index's pair or a mask's axes)",
+            {"X": backward(np.asarray(dZ), {**cache, "arg": (cache["arg"] % gw.k) * gw.k
+                                                  + cache["arg"] // gw.k})["X"]})  # fmt: skip
     return {**zeros,
         "maxpool:argmin": ("with each window's gradient routed to its smallest element, not "
                            "its largest (argmin where argmax belongs)",
@@ -107,6 +124,29 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
                                        "average pool's backward, not the maximum dZ alone "
                                        "(the argmax's mask left out)", {"X": spread / k}),
     }  # fmt: skip
+
+
+def _pool_overlaps(geo: list[_conv.Axis]) -> bool:
+    return any(g.s < g.k and g.out > 1 for g in geo)
+
+
+def _overwritten(dZ: np.ndarray, cache: dict[str, Any]) -> np.ndarray:
+    """The backward with `=` in place of `+=`, windows in row-major order (a loop over i, j):
+    an element picked by several windows holds the last one's gradient."""
+    arg, geo = cache["arg"], cache["geo"]
+    gh, gw = geo
+    lead = cache["X_shape"][:-3]
+    C = dZ.shape[-1]
+    flat_arg = arg.reshape(-1, gh.out, gw.out, C)
+    flat_dZ = dZ.reshape(-1, gh.out, gw.out, C)
+    B = flat_arg.shape[0]
+    dXp = np.zeros((B, gh.n + gh.lo + gh.hi, gw.n + gw.lo + gw.hi, C), dZ.dtype)
+    b, c = np.arange(B)[:, None], np.arange(C)[None, :]
+    for i in range(gh.out):
+        for j in range(gw.out):
+            a = flat_arg[:, i, j, :]
+            dXp[b, i * gh.s + a // gw.k, j * gw.s + a % gw.k, c] = flat_dZ[:, i, j, :]
+    return np.ascontiguousarray(_pool.unpad(dXp.reshape(lead + dXp.shape[1:]), geo))
 
 
 def kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
