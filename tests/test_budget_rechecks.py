@@ -51,7 +51,8 @@ def test_a_wrong_backward_rechecks_a_screen_of_its_failing_coordinates():
         assert doc["results"]["x"][key] == full_doc["results"]["x"][key], key
     said = [n for n in doc["notes"] if "failing coordinates were rechecked" in n]
     assert len(said) == 1 and said[0].startswith("dx: 7 of its 25 failing"), said
-    assert "the other 18 fail as computed (add mode='full' to recheck every one)" in said[0]
+    assert ("the other 18 fail as computed (every coordinate was compared; mode='full' given "
+            "explicitly rechecks every failing one too)") in said[0], said
     assert not any("fail as computed" in n for n in full_doc["notes"])
     # the twin examined each of the 25 for kinks; the screen at most 7 (6, and the worst)
     assert full_calls >= X.size * DETECTOR_POINTS

@@ -99,14 +99,17 @@ def kinks_stage(
             for text in said:
                 p.note(text)
             rest = union.size - first.size
-            # every coordinate was compared; what the default skips is only the recheck
-            # ("an explicit --mode full" read as a mode not in use, where the table showed
-            # 384/384 checked: outside test t59b F3)
+            # every coordinate was compared; what the automatic mode skips is only the
+            # recheck ("an explicit --mode full" read as a mode not in use where the table
+            # showed 384/384 checked, outside test t59b F3; "add --mode full" read as wrong
+            # beside the JSON's "mode": "full", outside test t60a F4)
             p.note(
                 f"d{name}: {first.size} of its {union.size:,} failing coordinates were "
                 f"rechecked (the worst, and others spread over the tensor) and none was "
                 f"explained {' or '.join(ways)}, so the other {rest:,} fail as computed "
-                f"(add {mention('mode', 'full')} to recheck every one)"
+                f"(every {'sampled ' if p.mode == 'sample' else ''}coordinate was compared; "
+                f"{mention('mode', 'full')} given explicitly "
+                f"rechecks every failing one too)"
             )
             # (every one counts as tried: none is refined late, _late)
             got[3] = dataclasses.replace(got[3], tried=np.union1d(got[3].tried, union))
