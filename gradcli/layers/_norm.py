@@ -94,7 +94,11 @@ def unbiased(m: int) -> list[tuple[float, str, str]]:
         return []
     return [(m / (m - 1), "scale:unbiased", f"multiplied by {m}/{m - 1}: the variance's "
              f"1/{m - 1} (N - 1: an unbiased estimate, Bessel's correction) where the layer's "
-             f"is biased, 1/{m}")]  # fmt: skip
+             f"is biased, 1/{m}"),
+            # xhat from the unbiased std: dgamma = sum(dy xhat) shrinks by its square root
+            (math.sqrt((m - 1) / m), "scale:unbiased-std", f"multiplied by sqrt({m - 1}/{m}): "
+             f"xhat divided by the unbiased std (np.var(ddof=1), over {m - 1}) where the "
+             f"layer's is biased, over {m}")]  # fmt: skip
 
 
 def param_footprint(out_axis: int, c: int) -> tuple[AxisMap, ...]:

@@ -24,7 +24,29 @@ def variants(cache: dict[str, Any], dy: np.ndarray, axes: tuple[int, ...], k: in
     xhat, r = cache["xhat"], cache["r"]
     dxhat = dy * _norm.expand(cache["gamma"], k)
     found = slips(xhat, r, dy, dxhat, axes)
-    return {cause: (text, {"x": dx}) for cause, (text, dx) in found.items()}
+    out = {cause: (text, {"x": dx}) for cause, (text, dx) in found.items()}
+    m = int(np.prod([xhat.shape[a] for a in axes]))
+    if m > 2:
+        # the backward's own statistics recomputed with the unbiased variance (np.var(ddof=1),
+        # Bessel's m - 1) where the forward's are biased: dgamma sqrt((m-1)/m) times the right
+        # one, and dx from that xhat and r (outside test t60a F2: no hint, or 'a constant
+        # factor this layer does not name')
+        var = np.mean((xhat / r) ** 2, axis=axes, keepdims=True)
+        eps = 1.0 / r**2 - var
+        r_u = 1.0 / np.sqrt(var * m / (m - 1) + eps)
+        xhat_u = xhat / r * r_u
+        dx = r_u * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                    - xhat_u * np.mean(dxhat * xhat_u, axis=axes, keepdims=True))  # fmt: skip
+        grads = {"x": dx}
+        gamma = np.shape(cache["gamma"])
+        dgamma = (dy * xhat_u).reshape(-1, dy.shape[-1]).sum(axis=0)
+        if dgamma.shape == gamma:
+            grads["gamma"] = dgamma
+        out["norm:unbiased-statistics"] = (
+            f"with its statistics recomputed using the unbiased variance (over m - 1 = "
+            f"{m - 1}, np.var(ddof=1)) where the forward's is biased (over m = {m})",
+            grads)
+    return out
 
 
 def slips(
