@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import UserCodeError
+from gradcli.errors import UserCodeError, mention
 from gradcli.layers.base import Shapes, masked_count
 from gradcli.user.call import call, describe_value
 
@@ -92,17 +92,25 @@ def checkable(a: np.ndarray, path: Path, what: str) -> None:
         )
 
 
-def finite(a: np.ndarray, path: Path, what: str) -> None:
+def finite(a: np.ndarray, path: Path, what: str, stepped: bool = False) -> None:
     """A forward's output must be finite: no finite difference can be taken across a NaN or
-    an inf, so the check could say nothing true about that tensor."""
+    an inf, so the check could say nothing true about that tensor. ``stepped``: the output at
+    the spec's tensors was finite, so this is a step from them (a sqrt at x = 1e-7 whose
+    step of 6e-6 crosses 0: its forward is right on its domain, outside test t60b F2)."""
     bad = ~np.isfinite(a)
     if bad.any():
         at = [int(i) for i in np.argwhere(bad)[0]]
         value = a[tuple(at)]
+        where = (
+            f"a finite-difference step from the spec's tensors, where its output is finite: "
+            f"a value within a step of the edge of the forward's domain (a sqrt or a log near "
+            f"0) crosses it; use {mention('method', 'forward')} or {mention('method', 'backward')} "
+            f"(steps one way only: up, or down) or a smaller {mention('eps')}, or move the "
+            f"spec's values from the edge"
+            if stepped else "at the spec's tensors; gradcli needs a finite output there")
         raise UserCodeError(
             f"{what} returned {value} at index {at} ({int(bad.sum()):,} of {a.size:,} values "
-            "not finite), at the spec's tensors or a finite-difference step from them; gradcli "
-            "needs a finite output there",
+            f"not finite), {where}",
             source=str(path),
         )
 

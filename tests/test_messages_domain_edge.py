@@ -1,0 +1,40 @@
+"""A forward right on its domain whose finite-difference step crosses the domain's edge (sqrt at
+x = 1e-7, a central step of 6e-6) is told so, with what to change: it read 'at the spec's
+tensors or a finite-difference step from them', blaming the forward without a remedy
+(outside test t60b F2). A NaN at the spec's own tensors is said to be there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.errors import UserCodeError
+
+
+def forward(x):
+    return np.sqrt(x)
+
+
+def backward(grad_output, x):
+    return {"x": grad_output * 0.5 / np.sqrt(x)}
+
+
+def test_a_step_across_the_edge_says_so_and_what_to_change(cli, tmp_path, write_spec):
+    (tmp_path / "mysqrt.py").write_text(
+        "import numpy as np\ndef forward(x): return np.sqrt(x)\n"
+        "def backward(grad_output, x): return {'x': grad_output * 0.5 / np.sqrt(x)}\n")
+    spec = write_spec("layer: custom\ntensors:\n  x: [[1.0e-7, 1.0, 4.0]]\n")
+    r = cli("check", "custom", spec, "--impl", tmp_path / "mysqrt.py")
+    assert r.exit_code == 2 and r.stdout == ""
+    line = r.stderr.strip().splitlines()[0]
+    assert "a finite-difference step from the spec's tensors, where its output is finite" in line
+    assert "--method forward or --method backward" in line and "smaller --eps" in line
+    # what it advises works
+    r = cli("check", "custom", spec, "--impl", tmp_path / "mysqrt.py", "--method", "forward")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_nan_at_the_spec_itself_is_said_to_be_there():
+    with pytest.raises(UserCodeError, match="at the spec's tensors; gradcli needs a finite"):
+        gradcli.check(forward=forward, backward=backward, tensors={"x": np.array([-1.0, 1.0])})
