@@ -100,7 +100,7 @@ def test_a_gradient_returned_for_an_integer_tensor_is_refused_not_dropped(tmp_pa
     with pytest.raises(UserCodeError, match=r"gradient for idx, which was given as integers.*"
                                              r"give idx as floats"):  # fmt: skip
         gradcli.check(str(both), tensors)
-    with pytest.raises(GradcliError, match=r"every tensor was given as integers \(x\)"):
+    with pytest.raises(GradcliError, match=r"every tensor was given as integers or booleans \(x\)"):
         gradcli.check(forward=lambda x: x**2, backward=lambda grad_output, x: {"x": 2 * x},
                       tensors={"x": np.array([1, 2, 3])})  # fmt: skip
     # twin: the same values as floats are checked
@@ -185,3 +185,19 @@ def test_a_boolean_mask_is_a_constant_kept_boolean(tmp_path, cli):
     result = cli("check", "linear", spec)
     assert result.exit_code == 2 and "holds a bool array; expected floating-point" in result.stderr
 
+
+
+def test_a_gradient_for_a_boolean_mask_calls_it_a_mask():
+    """A bool mask was called 'given as integers ... labels or indices' (outside test t60b
+    F3)."""
+
+    def forward(x, m):
+        return x * m
+
+    def backward(grad_output, x, m):
+        return {"x": grad_output * m, "m": np.zeros(m.shape)}
+
+    t = {"x": np.ones((1, 3)), "m": np.array([[True, False, True]])}
+    with pytest.raises(UserCodeError, match=r"gradient for m, which was given as booleans: a "
+                                            r"custom layer's boolean tensors are masks"):
+        gradcli.check(forward=forward, backward=backward, tensors=t)

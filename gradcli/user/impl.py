@@ -389,7 +389,7 @@ def user_layer(
         inter = base.intermediates if base else ()
         grads = _by_name(grads, (*t, *inter), impl.path, bwd)
         if base is None:
-            labels.no_gradient(grads, constants, impl.path, bwd, data)
+            labels.no_gradient(grads, constants, impl.path, bwd, data, t)
         else:
             labels.no_builtin_gradient(grads, base, constants, tuple(t), impl.path, bwd)
         missing = [n for n in t if n not in grads and n not in constants]

@@ -28,7 +28,8 @@ def integer_tensors(
             (f"every tensor is data ({', '.join(found)}; {', '.join(listed)} listed under "
              f"data:): nothing is left to differentiate; list only the tensors never "
              f"differentiated" if listed else
-             f"every tensor was given as integers ({', '.join(found)}): a custom layer's "
+             f"every tensor was given as integers or booleans ({', '.join(found)}): a custom "
+             f"layer's "
              f"integer (and boolean) tensors are labels, indices or masks, never "
              f"differentiated; give the ones to check as floats"),
             key="data" if listed else "tensors",
@@ -62,7 +63,8 @@ def floats_as_indices(e: UserCodeError, whole: tuple[str, ...]) -> UserCodeError
 
 
 def no_gradient(grads: Mapping[str, Any], constants: tuple[str, ...], path: Path,
-                what: str, data: tuple[str, ...] = ()) -> None:  # fmt: skip
+                what: str, data: tuple[str, ...] = (),
+                arrays: Mapping[str, Any] | None = None) -> None:  # fmt: skip
     """A backward returning a gradient for an integer tensor meant it as floats (one listed
     as data, as differentiated): refused, as dropping it would leave that gradient unchecked."""
     for n in grads:
@@ -73,10 +75,13 @@ def no_gradient(grads: Mapping[str, Any], constants: tuple[str, ...], path: Path
                 source=str(path),
             )
         if n in constants:
+            # (a bool mask was called "integers": outside test t60b F3)
+            mask = arrays is not None and n in arrays and np.asarray(arrays[n]).dtype == bool
+            kind = ("booleans: a custom layer's boolean tensors are masks" if mask else
+                    "integers: a custom layer's integer tensors are labels or indices")
             raise UserCodeError(
-                f"{what} returned a gradient for {n}, which was given as integers: a custom "
-                f"layer's integer tensors are labels or indices, never differentiated (give "
-                f"{n} as floats to check its gradient)",
+                f"{what} returned a gradient for {n}, which was given as {kind}, never "
+                f"differentiated (give {n} as floats to check its gradient)",
                 source=str(path),
             )
 
