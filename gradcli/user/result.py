@@ -54,6 +54,14 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
         cs = (" (a backward(dout, cache) in CS231n's form returns its gradients by position, "
               "dx, dw, ...; a dict is what a backward(grad_output, x, ...) returns)"
               if isinstance(value, dict) else "")  # fmt: skip
+        if isinstance(value, (tuple, list)) and len(value) > 1:
+            # (same-shape arrays are stacked into one output; ragged ones read 'got tuple'
+            # alone: outside test t60b F5)
+            shapes = [list(np.shape(v)) if hasattr(v, "shape") else type(v).__name__
+                      for v in value[:4]]  # fmt: skip
+            got += (f" of {len(value)} items ({', '.join(map(str, shapes))}"
+                    f"{', ...' if len(value) > 4 else ''}): items of one shape are stacked into "
+                    f"one output, items of different shapes cannot be")
         raise UserCodeError(f"{what} must be numbers (an array), got {got}{cs}",
                             source=str(path))  # fmt: skip
     masked = masked_count(value)

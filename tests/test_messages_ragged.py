@@ -1,0 +1,27 @@
+"""A forward returning a tuple of arrays of different shapes is told why it is refused: items
+of one shape are stacked into one output (outside test t60b F5: 'got tuple' alone, beside a
+same-shape tuple accepted silently). The twin: the same-shape tuple is checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcli
+from gradcli.errors import UserCodeError
+
+X = {"x": np.random.default_rng(1).normal(size=(3, 2))}
+
+
+def test_a_ragged_tuple_says_what_is_stacked():
+    with pytest.raises(UserCodeError, match=r"got tuple of 2 items \(\[3, 2\], \[1, 2\]\): "
+                                            r"items of one shape are stacked"):
+        gradcli.check(forward=lambda x: (x, x[:1]),
+                      backward=lambda grad_output, x: {"x": grad_output}, tensors=X)
+
+
+def test_the_twin_a_same_shape_tuple_is_checked():
+    r = gradcli.check(forward=lambda x: (x, 2 * x),
+                      backward=lambda grad_output, x: {"x": grad_output[0] + 2 * grad_output[1]},
+                      tensors=X)  # fmt: skip
+    assert r.passed, r.verdict()
