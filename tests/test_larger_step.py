@@ -32,6 +32,8 @@ def test_the_right_tiny_gradient_passes_at_a_larger_step():
     r = gradcli.check(forward=f, backward=b, tensors=T)
     assert r.passed, r.verdict()
     assert any(n.startswith("dw: the round-off at the automatic step") for n in r.notes), r.notes
+    doc = json.loads(r.to_json())
+    assert doc["results"]["w"]["eps"] > doc["eps"] and "eps" not in doc["results"]["x"]
     # the step the user gives is theirs: there it cannot be resolved
     mine = gradcli.check(forward=f, backward=b, tensors=T, eps=json.loads(r.to_json())["eps"])
     assert not mine.passed and mine.results["w"].unresolved, mine.verdict()
@@ -43,3 +45,45 @@ def test_a_wrong_tiny_gradient_never_passes(k):
     r = gradcli.check(forward=f, backward=b, tensors=T)
     assert not r.passed and not r.results["w"].passed, r.verdict()
     assert r.results["x"].passed
+
+
+X8 = np.array([0.1257302, -0.1321049, 0.6404227, 0.1049001, -0.5356694, 0.3615951, 1.304, 0.947])
+W5 = np.array([0.31, -0.52, 0.77, 0.12, -0.91])
+G8 = np.array([1.0, -0.5, 0.7, 1.2, -0.3, 0.8, 0.4, -1.1])
+K, S, CENTER, C = 3e-3, 2e-4, 0.3098, 3e-10
+A = 1024 * np.pi
+
+
+def _bump(x, w):
+    return np.sin(x) + C * (np.sin(w).sum() + K * np.exp(-(w[0] - CENTER) ** 2 / (2 * S * S)))
+
+
+def _bump_grad(grad_output, x, w, with_bump=True):
+    dw = np.cos(w)
+    if with_bump:
+        dw[0] += K * np.exp(-(w[0] - CENTER) ** 2 / (2 * S * S)) * (-(w[0] - CENTER) / S**2)
+    return {"x": grad_output * np.cos(x), "w": C * dw * grad_output.sum()}
+
+
+def _waves(x, w):
+    return np.sin(x) + 1e-9 * (np.sin(w).sum() + np.sin(A * w).sum() / A)
+
+
+def _waves_grad(grad_output, x, w, with_waves=True):
+    dw = np.cos(w) + (np.cos(A * w) if with_waves else 0.0)
+    return {"x": grad_output * np.cos(x), "w": 1e-9 * dw * grad_output.sum()}
+
+
+@pytest.mark.parametrize(("forward", "backward"), [(_bump, _bump_grad), (_waves, _waves_grad)])
+def test_a_term_a_larger_step_steps_past_never_passes(forward, backward):
+    """Outside test t61a F1: a bump of width 2e-4 one width from w[0] (its derivative most of
+    dw[0]), and sin(1024 pi w) / (1024 pi), whose central difference is 0 at 256 times the
+    step: a backward leaving that term out passed there, and the right bump failed. The steps
+    climb by 4, each reading held to the one below within their round-off. Oracle: the
+    derivatives written out; the twin: the right backward passes."""
+    t = {"x": X8, "w": W5}
+    wrong = gradcli.check(forward=forward, tensors=t, grad_output=G8,
+                          backward=lambda grad_output, x, w: backward(grad_output, x, w, False))
+    assert not wrong.passed and not wrong.results["w"].passed, wrong.verdict()
+    right = gradcli.check(forward=forward, backward=backward, tensors=t, grad_output=G8)
+    assert right.passed, right.verdict()

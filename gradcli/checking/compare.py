@@ -65,6 +65,9 @@ class TensorResult:
     # a probe's: an error of one element larger than this would have failed a direction,
     # which sums every element: smaller ones drown in its tolerance
     probe_sees: float | None = None
+    # the step it was judged at where it is not the check's (checking/larger.py: the
+    # automatic step's round-off left it unresolved, a larger one passed it)
+    eps: float | None = None
 
     def __post_init__(self) -> None:
         # every hint a Hint (README: each with .cause and .verified), whichever stage wrote it

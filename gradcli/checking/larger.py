@@ -1,8 +1,14 @@
 """A tensor the automatic step cannot resolve for its round-off alone, checked again at larger
-steps: round-off falls as the step grows, and a central difference's truncation grows only
-with its square, so a pass there is one. A right y = sin(x) + 1e-9 sum(sin(w)) read "cannot
-resolve dw" (round-off of 1.6e-9 modelled beside a dw of 2e-9) where eps 1e-4 resolves it
-(outside test t60b F1)."""
+steps: round-off falls as the step grows (1/h), a central difference's truncation grows with
+h^2. A right y = sin(x) + 1e-9 sum(sin(w)) read "cannot resolve dw" (round-off of 1.6e-9
+modelled beside a dw of 2e-9) where eps 1e-4 resolves it (outside test t60b F1).
+
+A larger step can also step past what the gradient is made of: a bump of width 2e-4 in w
+vanished from the differences at 256 times the step, and a backward leaving the bump out
+passed there while the right one failed (outside test t61a F1). So the steps climb by 4, and
+each one's differences must agree with the step's below within the two readings' round-off:
+a term the larger step loses changes the reading by more than the smaller one's round-off
+and stops the climb; a pass counts only at a step all of whose predecessors agree with it."""
 
 from __future__ import annotations
 
@@ -16,28 +22,37 @@ from gradcli.checking.compare import TensorResult
 from gradcli.checking.prepared import Prepared
 
 # the automatic step times these, in turn: each a check of that tensor alone
-LADDER = (16.0, 256.0)
+LADDER = (4.0, 16.0, 64.0, 256.0)
 METHODS = ("central", "central4")  # truncation in h^2 or h^4: a one-sided one's grows in h
 LARGEST = 1e-2  # relative to max(1, |x|): no step beyond (float32's automatic 5e-3 is near)
+AGREE = 3.0  # two readings agree within this many times their round-off, summed
 
 
 def at_larger_steps(
     p: Prepared, results: dict[str, TensorResult], numeric: dict[str, np.ndarray],
-    builtin: dict[str, TensorResult], rerun: Callable[..., Any],
+    builtin: dict[str, TensorResult], noise: dict[str, Any], rerun: Callable[..., Any],
 ) -> None:  # fmt: skip
     """Replace, in ``results``, ``numeric`` and ``builtin``, each tensor left unresolved for
-    its round-off at the automatic step by its check at the first larger step that passes it,
-    saying so; ``rerun``: check() itself. A failure there stays "cannot resolve" (a failure
-    too): the larger step's truncation, not the answer, may be its cause (a saturated
-    attention's right dW_Q failed at 16 times the step)."""
+    its round-off at the automatic step by its check at the first larger step that passes it
+    and whose differences agree with every smaller step's (``noise``: each tensor's round-off
+    at the automatic step, per element or its largest), saying so; ``rerun``: check() itself.
+    A failure there stays "cannot resolve" (a failure too): the larger step's truncation, not
+    the answer, may be its cause (a saturated attention's right dW_Q failed at 16 times the
+    step)."""
     spec, opts = p.spec, p.opts
     if (opts.eps is not None or opts.atol is not None or opts.method not in METHODS
             or p.random_forward or p.mode == "probe"):  # fmt: skip
         return  # (a step the user chose is theirs; noise is no round-off)
     for name, r in list(results.items()):
         why = f"cannot resolve d{name} at this step: the round-off of its finite differences"
-        if name not in spec.tensors or r.kinks or not r.unresolved.startswith(why):
+        if (name not in spec.tensors or r.kinks or not r.unresolved.startswith(why)
+                or name not in numeric or noise.get(name) is None):  # fmt: skip
             continue
+        before = np.asarray(numeric[name], dtype=np.float64)
+        n0 = np.asarray(noise[name], dtype=np.float64)
+        round_off = (n0.reshape(before.shape) if n0.size == before.size
+                     else np.full(before.shape, float(np.max(n0, initial=0.0))))  # fmt: skip
+        below = 1.0  # the step of ``before``, in automatic steps
         for factor in LADDER:
             eps = p.engine.eps * factor
             if eps > LARGEST:
@@ -46,13 +61,32 @@ def at_larger_steps(
                 opts, eps=eps, grads={name: p.under_test[name]}, contract=False,
                 notify=lambda message: None, progress=None))  # fmt: skip
             got = again.results.get(name)
-            if got is None or got.unresolved or not got.passed:
-                continue
-            results[name] = got
-            numeric[name] = again.numeric[name]
-            if name in builtin and name in again.builtin:  # our own backward's line there too
-                builtin[name] = again.builtin[name]
-            p.note(f"d{name}: the round-off at the automatic step (eps {p.engine.eps:.3g}) "
-                   f"was not far below it; it passes at eps {eps:.3g}, where the round-off is "
-                   f"{factor:g} times smaller")
-            break
+            if got is None or got.kinks:
+                break
+            now = np.asarray(again.numeric[name], dtype=np.float64)
+            if not _agree(before, now, round_off / below, round_off / factor, got.atol,
+                          again.rtol):  # fmt: skip
+                break
+            if got.passed and not got.unresolved:
+                results[name] = dataclasses.replace(got, eps=eps)
+                numeric[name] = now
+                if name in builtin and name in again.builtin:  # our backward's line there too
+                    builtin[name] = again.builtin[name]
+                p.note(f"d{name}: the round-off at the automatic step (eps "
+                       f"{p.engine.eps:.3g}) was not far below it; it passes at eps "
+                       f"{eps:.3g}, where the round-off is {factor:g} times smaller and the "
+                       f"differences agree with those of every smaller step tried")
+                break
+            before, below = now, factor
+
+
+def _agree(before: np.ndarray, now: np.ndarray, before_noise: np.ndarray,
+           now_noise: np.ndarray, atol: float, rtol: float) -> bool:  # fmt: skip
+    """Whether two readings of one gradient agree, element by element where both were read,
+    within their round-off (AGREE times its sum) and the tolerance at the larger step."""
+    both = np.isfinite(before) & np.isfinite(now)
+    if not both.any():
+        return False
+    gap = np.abs(now[both] - before[both])
+    allowed = AGREE * (before_noise[both] + now_noise[both]) + atol + rtol * np.abs(now[both])
+    return bool(np.all(gap <= allowed))

@@ -101,6 +101,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
     }
     if r.reason:
         doc["reason"] = r.reason
+    if r.eps is not None:
+        doc["eps"] = _num(r.eps)
     if r.nonfinite:
         doc["nonfinite"] = r.nonfinite
     if r.kinks_unchecked:
