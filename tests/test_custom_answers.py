@@ -98,3 +98,42 @@ def test_a_built_in_layer_still_takes_one_of_them(cli, tmp_path):
     assert "Traceback" not in r.stderr and "raised" not in r.stderr  # refused before it ran
     with pytest.raises(gradcli.GradcliError, match="your own layer takes both"):
         gradcli.check("linear", forward=lambda x, W, b: x @ W.T + b, grads={"x": 0})
+
+
+LOSS = """
+import numpy as np
+
+def my_loss(x, t):
+    d = x - t
+    return 0.5 * np.sum(d * d), d        # CS231n's (loss, dx)
+
+def affine_forward(x, W):
+    return x @ W, (x, W)                 # CS231n's (out, cache), its backward not given
+"""
+
+
+def test_cs231n_forms_take_answers_too(cli, tmp_path, write_spec):
+    """A (loss, dx) function and a forward returning (out, cache) were refused with answers:
+    'a tuple of 2 items' (outside test t61b F1); their first item is the output."""
+    (tmp_path / "cs.py").write_text(LOSS)
+    spec = write_spec("layer: custom\nseed: 2\ntensors:\n  x: {shape: [3, 4]}\n"
+                      "  t: {shape: [3, 4]}\ndata: [t]\n")  # fmt: skip
+    drawn = gradcli.check_spec(spec, "custom", impl=f"{tmp_path / 'cs.py'}:my_loss",
+                               grads={"x": np.zeros((3, 4))})  # fmt: skip
+    x, t = (np.asarray(drawn.spec.tensors[n]) for n in ("x", "t"))
+    np.savez(tmp_path / "right.npz", dx=x - t)
+    np.savez(tmp_path / "wrong.npz", dx=2 * (x - t))
+    for answers, code in (("right.npz", 0), ("wrong.npz", 1)):
+        r = cli("check", "custom", spec, "--impl", f"{tmp_path / 'cs.py'}:my_loss", "--grads",
+                tmp_path / answers, "-q")  # fmt: skip
+        assert r.exit_code == code, r.stderr + r.stdout
+    aspec = write_spec("layer: custom\nseed: 2\ntensors:\n  x: {shape: [3, 4]}\n"
+                       "  W: {shape: [4, 2]}\n", name="a.yaml")  # fmt: skip
+    drawn = gradcli.check_spec(aspec, "custom", impl=f"{tmp_path / 'cs.py'}:affine_forward",
+                               grads={"x": np.zeros((3, 4))})  # fmt: skip
+    xa, W = (np.asarray(drawn.spec.tensors[n]) for n in ("x", "W"))
+    g = np.asarray(drawn.spec.grad_output)
+    np.savez(tmp_path / "a.npz", dx=g @ W.T, dW=xa.T @ g)
+    r = cli("check", "custom", aspec, "--impl", f"{tmp_path / 'cs.py'}:affine_forward",
+            "--grads", tmp_path / "a.npz", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.stderr + r.stdout

@@ -250,6 +250,17 @@ def for_answers(impl: Impl, answers: dict[str, np.ndarray]) -> Impl:
     return dataclasses.replace(impl, answers=answers)
 
 
+def _first_of_pair(out: Any) -> Any:
+    """A forward checked on answers that returns CS231n's (loss, dx) or (out, cache): its
+    output is the first item (refused as 'a tuple of 2 items' where the answers are what is
+    checked: outside test t61b F1). A pair of one shape stays two outputs, stacked."""
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        second = out[1]
+        if isinstance(second, (dict, tuple, list)) or np.shape(second) != np.shape(out[0]):
+            return out[0]
+    return out
+
+
 def _not_called(grad_output: Any, **tensors: Any) -> Any:  # gradcli's layout: read as such
     raise AssertionError("a checked answer file's layer has no backward to call")
 
@@ -324,6 +335,8 @@ def user_layer(
                     out, kept["cache"] = how.run(t, cs231n.order(t, own), kwargs, options, shape)
                 else:
                     out = read_only_forward(impl, t, kwargs)
+                    if impl.answers is not None:
+                        out = _first_of_pair(out)
                 imported = len(sys.modules) > modules
             # an import inside the forward is measured with it (torch's: 250 MB of libraries),
             # which says nothing of its arrays: the engine's call at the spec's point, imports

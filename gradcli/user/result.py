@@ -61,7 +61,7 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
                       for v in value[:4]]  # fmt: skip
             got += (f" of {len(value)} items ({', '.join(map(str, shapes))}"
                     f"{', ...' if len(value) > 4 else ''}): items of one shape are stacked into "
-                    f"one output, items of different shapes cannot be")
+                    f"one output; items of different shapes cannot be stacked")
         raise UserCodeError(f"{what} must be numbers (an array), got {got}{cs}",
                             source=str(path))  # fmt: skip
     masked = masked_count(value)
