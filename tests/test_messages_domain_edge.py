@@ -38,3 +38,21 @@ def test_a_step_across_the_edge_says_so_and_what_to_change(cli, tmp_path, write_
 def test_a_nan_at_the_spec_itself_is_said_to_be_there():
     with pytest.raises(UserCodeError, match="at the spec's tensors; gradcli needs a finite"):
         gradcli.check(forward=forward, backward=backward, tensors={"x": np.array([-1.0, 1.0])})
+
+
+def test_the_complex_step_near_the_edge_is_not_called_unsafe():
+    """Its cross-check against real central differences stepped out of sqrt's domain and
+    called a complex-safe sqrt 'not complex-safe' (outside test t61b F2); the twin: an np.abs
+    beside it, which drops the imaginary part, is still refused at the coordinates the real
+    steps can read."""
+    x = {"x": np.array([1e-7, 0.5, 2.0, 3.0])}
+    assert gradcli.check(forward=forward, backward=backward, tensors=x, method="complex").passed
+
+    def unsafe(x):
+        return np.sqrt(x) + 0.5 * np.abs(x)
+
+    def unsafe_grad(grad_output, x):
+        return {"x": grad_output * (0.5 / np.sqrt(x) + 0.5 * np.sign(x))}
+
+    with pytest.raises(gradcli.GradcliError, match="not complex-safe"):
+        gradcli.check(forward=unsafe, backward=unsafe_grad, tensors=x, method="complex")
