@@ -222,3 +222,37 @@ def test_kinks_of_several_layers_meeting_end_to_end_are_not_a_failure(
         # and that equal values need not be ties: a smooth network's zero biases and unit
         # gammas drew the same note (outside test t51b F2)
         assert "equal values, as zero biases and unit gammas are, are a tie only" in notes
+
+
+MEAN_DB = """import numpy as np
+def forward(x, W, b): return x @ W.T + b
+def backward(grad_output, x, W, b):
+    g = grad_output.reshape(-1, W.shape[0]); xx = x.reshape(-1, W.shape[1])
+    return {"x": grad_output @ W, "W": g.T @ xx, "b": g.%s(0)}
+"""
+
+
+@pytest.mark.parametrize("reduce", ["mean", "sum"])
+def test_end_to_end_notes_are_its_own_and_crowds_stay_off_stderr(cli: Any, tmp_path: Path,
+                                                                   reduce: str) -> None:
+    """A wrong db (a mean where the sum belongs) beside fc2's zero biases: stderr said '5
+    failing coordinates are tied with more than 4 interacting equal values', blaming ties for
+    the db a layer's check had already found, and the table's 'note:' did not say it was the
+    end-to-end check's (outside test t61b F3, F4). The note stays in the JSON; the twin: the
+    right db passes with no such note."""
+    (tmp_path / "lin.py").write_text(MEAN_DB % reduce)
+    model = tmp_path / "m.yaml"
+    model.write_text("seed: 3\ninputs:\n  x: {shape: [2, 3, 6]}\nnetwork:\n"
+                     "  - {layer: linear, name: fc1, tensors: {W: {shape: [8, 6]}}}\n"
+                     "  - {layer: relu}\n"
+                     "  - {layer: linear, name: fc2, impl: lin.py, tensors: {W: {shape: [5, 8]}}}\n"
+                     "  - {layer: tanh}\ngrad_output: {shape: [2, 3, 5]}\n")  # fmt: skip
+    r = cli("check", "net", model)
+    assert r.exit_code == (1 if reduce == "mean" else 0), r.stderr
+    assert "interacting equal values" not in r.stderr, r.stderr
+    if reduce == "sum":
+        return
+    notes = [line for line in r.stdout.splitlines() if line.startswith("note:")]
+    assert notes and all(n.startswith(("note: end to end:", "note: layer ")) for n in notes), notes
+    doc = json.loads(cli("check", "net", model, "-f", "json").stdout)
+    assert any("interacting equal values" in n for n in doc["end_to_end"]["notes"])

@@ -171,7 +171,9 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             tested = {n: intermediates.builtin(comp, n) for n in lc.report.results}
             render_diagnosis(console, lc.spec, lc.report, tested, lc.report.numeric)
         for note in () if streamed else e2e.notes:  # said on this terminal as it went
-            paragraph(console, Text(f"note: {note}", style="yellow"))
+            # the end-to-end check's own said as its, as on stderr (outside test t61b F4)
+            own = not note.startswith(("end to end:", "layer "))
+            paragraph(console, Text(f"note: {'end to end: ' * own}{note}", style="yellow"))
         for line in _kink_lines(report):
             paragraph(console, Text(line, style="dim"))
     console.print(verdict_line(net, report), soft_wrap=True)
