@@ -137,3 +137,15 @@ def test_cs231n_forms_take_answers_too(cli, tmp_path, write_spec):
     r = cli("check", "custom", aspec, "--impl", f"{tmp_path / 'cs.py'}:affine_forward",
             "--grads", tmp_path / "a.npz", "-q")  # fmt: skip
     assert r.exit_code == 0, r.stderr + r.stdout
+
+
+def test_a_forward_alone_is_explained_and_told_how_it_is_checked(cli, tmp_path, write_spec):
+    """explain refused the forward-only file check takes with --grads, and check without
+    --grads said only 'has no function backward' (outside test t61b F5)."""
+    spec = write_spec(SPEC)
+    (tmp_path / "fwd.py").write_text(FORWARD)
+    r = cli("explain", "custom", spec, "--impl", tmp_path / "fwd.py")
+    assert r.exit_code == 0 and "∂L/∂W (4, 2)" in r.stdout, r.stderr + r.stdout
+    r = cli("check", "custom", spec, "--impl", tmp_path / "fwd.py")
+    assert r.exit_code == 2 and "forward alone checks saved answers: give them with --grads" in (
+        r.stderr), r.stderr

@@ -123,11 +123,17 @@ def load(
     if impl:
         from gradcli.user.impl import load_impl
 
-        code = load_impl(impl, forward_only=answers is not None)
+        # explain needs no backward: a custom layer's forward alone (written for --grads)
+        described = command == "explain" and layer == "custom"
+        code = load_impl(impl, forward_only=answers is not None or described)
         if answers is not None:
             from gradcli.user.impl import for_answers
 
             code = for_answers(code, answers)
+        elif described:
+            from gradcli.user.impl import forward_alone
+
+            code = forward_alone(code)
     return load_spec(
         layer, spec, dtype=dtype.value if dtype else None, seed=seed, impl=code,
         max_elements=max_elements,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.errors import GradcliError, UserCodeError, printable
+from gradcli.errors import GradcliError, UserCodeError, mention, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
@@ -157,7 +157,13 @@ def _load(
     for fn, f in fns.items():
         if not callable(f) and not (forward_only and fn == "backward"):
             where = f"{path}:{name}" if name else str(path)
-            raise UserCodeError(f"{printable(where)} has no function {fn}(...)", param=param)
+            # (a forward alone is what a custom layer's saved answers need: outside test
+            # t61b F5)
+            alone = (f" (a custom layer's forward alone checks saved answers: give them with "
+                     f"{mention('grads')})" if fn == "backward" and callable(fns["forward"])
+                     else "")  # fmt: skip
+            raise UserCodeError(f"{printable(where)} has no function {fn}(...){alone}",
+                                param=param)  # fmt: skip
     return Impl(path, folder.scoped(fns["forward"]), _callable(fns["backward"], folder), name)
 
 
@@ -248,6 +254,15 @@ def for_answers(impl: Impl, answers: dict[str, np.ndarray]) -> Impl:
         # (a function named alone, FILE.py:NAME or forward=, is CS231n's loss by its labels)
         impl = dataclasses.replace(impl, backward=_not_called, labels=None)
     return dataclasses.replace(impl, answers=answers)
+
+
+def forward_alone(impl: Impl) -> Impl:
+    """A file with a forward and no backward read as a forward (explain's custom layer), not
+    as one loss function returning (loss, dx); a function named alone (FILE.py:NAME) stays
+    CS231n's loss."""
+    if impl.forward is not None and impl.backward is None and impl.labels is None:
+        return dataclasses.replace(impl, backward=_not_called)
+    return impl
 
 
 def _first_of_pair(out: Any) -> Any:
