@@ -73,7 +73,8 @@ def test_masks_mixed_across_tensors_at_zero_rows_fail():
     contradicts it; it was kept unverified (exit 0) because no move holding every tie still was
     found: the units' ties lie inside each output's sum. Those moves are now found from the
     gradients of the pieces around the point (numeric/balance.py ``_pieced``), and it fails
-    (outside test t51a F1); relu'(0) = 1 everywhere, a valid rule, passes."""
+    (outside test t51a F1); the twin, relu'(0) = 0 in every tensor (``a > 0``: torch's rule),
+    passes."""
 
     def backward(rule):
         def b(grad_output, x, W1, b, V):
