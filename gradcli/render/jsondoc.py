@@ -103,6 +103,9 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
         doc["reason"] = r.reason
     if r.eps is not None:
         doc["eps"] = _num(r.eps)
+    if r.largest is not None:
+        doc["largest_error"] = {k: _num(v) if isinstance(v, float) else v
+                                for k, v in r.largest.items()}  # fmt: skip
     if r.nonfinite:
         doc["nonfinite"] = r.nonfinite
     if r.kinks_unchecked:

@@ -299,9 +299,16 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
                 else f"{len(off)} of {n} gradients {'does' if len(off) == 1 else 'do'} not"
             )  # fmt: skip
             mine, numeric = apart(worst.analytic, worst.numeric)
+            big = ""
+            if worst.largest is not None:  # (by error / tolerance a tail element may lead)
+                at = worst.largest
+                big_mine, big_numeric = apart(at["analytic"], at["numeric"])
+                big = (f" (by error / tolerance; the largest error: d{worst.name}"
+                       f"{natural_index(spec.info(worst.name), tuple(at['index']))}: "
+                       f"{_label(report).lower()} {big_mine}, numeric {big_numeric})")
             parts.insert(0, (
                 f"{count} match ({', '.join('d' + r.name for r in off)}); worst {where}: "
-                f"{_label(report).lower()} {mine}, numeric {numeric}"
+                f"{_label(report).lower()} {mine}, numeric {numeric}{big}"
             ))  # fmt: skip
         return "; ".join(parts)
     if kind == "forward" and report.forward is not None:
