@@ -87,3 +87,51 @@ def test_a_term_a_larger_step_steps_past_never_passes(forward, backward):
     assert not wrong.passed and not wrong.results["w"].passed, wrong.verdict()
     right = gradcli.check(forward=forward, backward=backward, tensors=t, grad_output=G8)
     assert right.passed, right.verdict()
+
+
+@pytest.mark.parametrize("k", [65536.0, 16384.0])
+def test_a_truncated_reading_passed_off_as_the_gradient_never_passes(k):
+    """Outside test t62a F1: y = sin(x) + 1e-9 sum(sin(K w)) / K; at 4 (K = 65536) or 16
+    (K = 16384) times the step, central differences read sinc(K h) dw, 0.84 dw, which agreed
+    with the automatic step's reading within its round-off: an answer 16% off passed there.
+    A step's reading is taken only where the next step's agrees with it to its tolerance (its
+    truncation then a fifteenth of that). Oracle: dw = 1e-9 cos(K w) sum(g)."""
+    rng = np.random.default_rng(0)
+    t = {"x": rng.normal(size=4), "w": rng.normal(size=3) * 0.01}
+    g = rng.normal(size=4)
+
+    def forward(x, w):
+        return np.sin(x) + 1e-9 * np.sum(np.sin(k * w)) / k
+
+    for h in (2.0**-16, 2.0**-14):
+        def backward(grad_output, x, w, h=h):
+            return {"x": grad_output * np.cos(x),
+                    "w": 1e-9 * np.cos(k * w) * grad_output.sum() * np.sin(k * h) / (k * h)}
+
+        r = gradcli.check(forward=forward, backward=backward, tensors=t, grad_output=g)
+        assert not r.results["w"].passed, r.verdict()
+
+
+def test_a_layernorms_coarse_differences_given_as_answers_never_pass(tmp_path):
+    """Outside test t62a F2: layernorm at eps 1e-20, x of 1e-4, gamma 1e-6, beta 1e5: dx
+    computed by central differences at h = 2^-16 (13% off at an element) passed at 4 times
+    the automatic step, the exact answer 'cannot resolve'. Oracle: the exact dx written out."""
+    rng = np.random.default_rng(1)
+    x = 1e-4 * rng.normal(size=(3, 5))
+    gamma, beta, g = 1e-6 * np.ones(5), 1e5 * np.ones(5), rng.normal(size=(3, 5))
+    E = 1e-20
+
+    def loss(x):
+        m = x.mean(-1, keepdims=True)
+        return np.sum(g * gamma * (x - m) / np.sqrt(((x - m) ** 2).mean(-1, keepdims=True) + E))
+
+    coarse = np.zeros_like(x)
+    h = 2.0**-16
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        coarse[i] = (loss(xp) - loss(xm)) / (2 * h)
+    t = {"x": x, "gamma": gamma, "beta": beta}
+    r = gradcli.check("layernorm", t, options={"eps": E}, grad_output=g, grads={"x": coarse})
+    assert not r.passed, r.verdict()

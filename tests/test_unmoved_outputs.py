@@ -43,11 +43,9 @@ def test_a_saturated_attentions_dw_q_is_never_passed_under_real_steps(method, sl
     answer = {**right, "W_Q": SLIPS.get(slip, 1.0) * right["W_Q"]}
     report = gradcli.check("attention", t, grad_output=g, grads=answer, method=method)
     result = report.results["W_Q"]
-    if slip == "none" and method != "forward":  # at a larger step (checking/larger.py),
-        # where the slips still fail
-        assert result.passed and any("passes at eps" in n for n in report.notes), report.notes
-    else:
-        assert not result.passed and result.unresolved, report.verdict()
+    # (nor at a larger step, checking/larger.py: its readings there do not agree with the
+    # next step's to the tolerance, so its truncation is not known to be below it)
+    assert not result.passed and result.unresolved, report.verdict()
     assert report.results["W_V"].passed
 
 

@@ -52,7 +52,8 @@ def at_larger_steps(
         n0 = np.asarray(noise[name], dtype=np.float64)
         round_off = (n0.reshape(before.shape) if n0.size == before.size
                      else np.full(before.shape, float(np.max(n0, initial=0.0))))  # fmt: skip
-        below = 1.0  # the step of ``before``, in automatic steps
+        # (the step in automatic steps, its differences, its check and report), the last read
+        below: tuple[float, np.ndarray, TensorResult | None, Any] = (1.0, before, None, None)
         for factor in LADDER:
             eps = p.engine.eps * factor
             if eps > LARGEST:
@@ -64,20 +65,28 @@ def at_larger_steps(
             if got is None or got.kinks:
                 break
             now = np.asarray(again.numeric[name], dtype=np.float64)
-            if not _agree(before, now, round_off / below, round_off / factor, got.atol,
+            step, then, passed, report = below
+            # held to the smaller step's tolerance: a central difference's truncation grows
+            # 16 times from one step to the next, so readings that agree within it leave the
+            # smaller step's truncation a fifteenth of it; and within their round-off (a term
+            # the larger step steps past changes them by more)
+            judged = passed if passed is not None else got
+            if not _agree(then, now, round_off / step, round_off / factor, judged.atol,
                           again.rtol):  # fmt: skip
                 break
-            if got.passed and not got.unresolved:
-                results[name] = dataclasses.replace(got, eps=eps)
-                numeric[name] = now
-                if name in builtin and name in again.builtin:  # our backward's line there too
-                    builtin[name] = again.builtin[name]
+            if passed is not None and passed.passed and not passed.unresolved:
+                results[name] = dataclasses.replace(passed, eps=p.engine.eps * step)
+                numeric[name] = then
+                if name in builtin and name in report.builtin:  # our backward's line there
+                    builtin[name] = report.builtin[name]
                 p.note(f"d{name}: the round-off at the automatic step (eps "
                        f"{p.engine.eps:.3g}) was not far below it; it passes at eps "
-                       f"{eps:.3g}, where the round-off is {factor:g} times smaller and the "
-                       f"differences agree with those of every smaller step tried")
+                       f"{p.engine.eps * step:.3g}, where the round-off is {step:g} times "
+                       f"smaller, its differences agreeing with those of the steps 4 times "
+                       f"smaller and larger (its truncation, 16 times smaller than the larger "
+                       f"step's, is far below the tolerance)")
                 break
-            before, below = now, factor
+            below = (factor, now, got, again)
 
 
 def _agree(before: np.ndarray, now: np.ndarray, before_noise: np.ndarray,
