@@ -159,6 +159,10 @@ def _rule(report: CheckReport) -> str:
     atols = {r.atol for r in report.results.values() if r.mode != "probe"}
     atol = f"{atols.pop():.2g}" if len(atols) == 1 else "atol"  # shared: legible without its column
     rule = f"pass if |a-n| <= {atol} + {report.rtol:g}|n|"
+    if atol == "atol":  # each one's, as the atol column is the first a narrow table drops
+        # (a dw failing at 3.2e-8 read as within dx's 1e-7: outside test t62b F3)
+        own = [f"d{n} {r.atol:.2g}" for n, r in report.results.items() if r.mode != "probe"]
+        rule += f" (atol: {', '.join(own[:8])}{', ...' if len(own) > 8 else ''})"
     if not probes:
         return rule
     directions = (
