@@ -34,9 +34,10 @@ def test_the_right_tiny_gradient_passes_at_a_larger_step():
     assert any(n.startswith("dw: the round-off at the automatic step") for n in r.notes), r.notes
     doc = json.loads(r.to_json())
     assert doc["results"]["w"]["eps"] > doc["eps"] and "eps" not in doc["results"]["x"]
-    # the step the user gives is theirs: there it cannot be resolved
+    # the step the user gives is theirs: there it cannot be resolved, and no larger one read
     mine = gradcli.check(forward=f, backward=b, tensors=T, eps=json.loads(r.to_json())["eps"])
     assert not mine.passed and mine.results["w"].unresolved, mine.verdict()
+    assert "read again" not in mine.results["w"].unresolved
 
 
 @pytest.mark.parametrize("k", [0.0, -1.0, 1.5])
@@ -110,6 +111,10 @@ def test_a_truncated_reading_passed_off_as_the_gradient_never_passes(k):
 
         r = gradcli.check(forward=forward, backward=backward, tensors=t, grad_output=g)
         assert not r.results["w"].passed, r.verdict()
+        # where no larger step passed it, its reason says what was read (its advice, a larger
+        # --eps, led a user across a kink: outside test t61a F3)
+        assert "; read again at 4, 16 times the step: " in r.results["w"].unresolved, (
+            r.results["w"].unresolved)
 
 
 def test_a_layernorms_coarse_differences_given_as_answers_never_pass(tmp_path):

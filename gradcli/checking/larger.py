@@ -54,15 +54,20 @@ def at_larger_steps(
                      else np.full(before.shape, float(np.max(n0, initial=0.0))))  # fmt: skip
         # (the step in automatic steps, its differences, its check and report), the last read
         below: tuple[float, np.ndarray, TensorResult | None, Any] = (1.0, before, None, None)
+        tried: list[str] = []  # what the climb read, and why it stopped: said where no pass
+        stopped = "it passed at none of them"
         for factor in LADDER:
             eps = p.engine.eps * factor
             if eps > LARGEST:
+                stopped = f"no step past {LARGEST:g} is taken"
                 break
             again = rerun(spec, dataclasses.replace(
                 opts, eps=eps, grads={name: p.under_test[name]}, contract=False,
                 notify=lambda message: None, progress=None))  # fmt: skip
             got = again.results.get(name)
+            tried.append(f"{factor:g}")
             if got is None or got.kinks:
+                stopped = f"at {factor:g} times it a kink lies within the step"
                 break
             now = np.asarray(again.numeric[name], dtype=np.float64)
             step, then, passed, report = below
@@ -73,6 +78,9 @@ def at_larger_steps(
             judged = passed if passed is not None else got
             if not _agree(then, now, round_off / step, round_off / factor, judged.atol,
                           again.rtol):  # fmt: skip
+                stopped = (f"the differences at {step:g} and {factor:g} times it disagree "
+                           f"beyond the tolerance, so the truncation there is not known to be "
+                           f"small")
                 break
             if passed is not None and passed.passed and not passed.unresolved:
                 results[name] = dataclasses.replace(passed, eps=p.engine.eps * step)
@@ -87,6 +95,11 @@ def at_larger_steps(
                        f"step's, is far below the tolerance)")
                 break
             below = (factor, now, got, again)
+        if results[name] is r and tried:  # not passed at a larger step: say what was read
+            # (its advice, a larger --eps, led a user across a kink 5 steps away: outside
+            # test t61a F3)
+            results[name] = dataclasses.replace(r, unresolved=(
+                f"{r.unresolved}; read again at {', '.join(tried)} times the step: {stopped}"))
 
 
 def _agree(before: np.ndarray, now: np.ndarray, before_noise: np.ndarray,
