@@ -311,6 +311,21 @@ network:
     return path
 
 
+def test_a_custom_layers_parameter_is_indexed_as_its_own_check_does(cli: Any,
+                                                                    tmp_path: Path) -> None:
+    """dact.beta[i=0] end to end where the layer's own check said dbeta[0]: a custom layer
+    names no axes, and its parameter takes no letters in the network either (outside test
+    t62b F6)."""
+    (tmp_path / "scale.py").write_text(MY_SCALE % " * 2")
+    path = tmp_path / "model.yaml"
+    path.write_text("seed: 2\ninputs: {X: {shape: [4, 5]}}\nnetwork:\n"
+                    "  - {layer: custom, name: gain, impl: scale.py, tensors: {s: {shape: [5]}}}\n")
+    r = cli("check", "net", path)
+    assert r.exit_code == 1
+    row = next(line for line in r.stdout.splitlines() if line.startswith("│ dgain.s "))
+    assert "dgain.s[" in row and "=" not in row.split("dgain.s[")[1].split("]")[0], row
+
+
 def test_end_to_end_notes_say_they_are_end_to_end(cli: Any, tmp_path: Path) -> None:
     """ "dX: 306 of 384 failing coordinates were not rechecked" named neither the network's
     X nor a layer's (outside test t59b F3): the end-to-end check's notes begin "end to end:",

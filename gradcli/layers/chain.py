@@ -277,7 +277,9 @@ class Network:
                 i = infos.get(p)
                 shape = self.shapes[n.param(p)]
                 axes = i.axes if i is not None and len(i.axes) == len(shape) else _axes(shape)
-                index = i.index if i is not None and len(i.index) == len(shape) else _letters(shape)
+                index = (i.index if i is not None and len(i.index) == len(shape)
+                         else () if i is not None and not i.index  # a custom layer's: plain
+                         else _letters(shape))  # fmt: skip
                 role = i.role if i is not None else "weight"
                 doc = f"{n.layer.name} {n.name!r}: " + (i.doc if i is not None else p)
                 tensors.append(TensorInfo(n.param(p), axes, index, role, doc))
