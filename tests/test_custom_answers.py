@@ -149,3 +149,63 @@ def test_a_forward_alone_is_explained_and_told_how_it_is_checked(cli, tmp_path, 
     r = cli("check", "custom", spec, "--impl", tmp_path / "fwd.py")
     assert r.exit_code == 2 and "forward alone checks saved answers: give them with --grads" in (
         r.stderr), r.stderr
+
+
+SAME_SHAPE = """
+import numpy as np
+
+def relu_forward(x):
+    return np.maximum(x, 0), x           # CS231n's (out, cache): the cache the input itself
+
+def sq_loss(x):
+    return x ** 2, 2 * x                 # (loss, dx) on a 0-d x: two items of one shape
+"""
+
+
+def test_a_named_functions_pair_of_one_shape_is_its_output_and_cache(cli, tmp_path,
+                                                                      write_spec):
+    """relu_forward's (out, x) and a 0-d loss's (loss, dx) were stacked into one output, and
+    the right answers failed or blamed the spec's grad_output (outside test t63b F1)."""
+    (tmp_path / "same.py").write_text(SAME_SHAPE)
+    rng = np.random.default_rng(4)
+    x, g = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "g.npy", g)
+    spec = write_spec(f"layer: custom\ntensors:\n  x: {tmp_path / 'x.npy'}\n"
+                      f"grad_output: {tmp_path / 'g.npy'}\n")  # fmt: skip
+    for answer, code in ((g * (x > 0), 0), (g, 1)):
+        np.savez(tmp_path / "a.npz", dx=answer)
+        r = cli("check", "custom", spec, "--impl", f"{tmp_path / 'same.py'}:relu_forward",
+                "--grads", tmp_path / "a.npz", "-q")  # fmt: skip
+        assert r.exit_code == code, r.stderr + r.stdout
+    scalar = write_spec("layer: custom\ntensors:\n  x: 1.5\n", name="s.yaml")
+    (tmp_path / "ans.yaml").write_text("dx: 3.0\n")
+    r = cli("check", "custom", scalar, "--impl", f"{tmp_path / 'same.py'}:sq_loss", "--grads",
+            tmp_path / "ans.yaml", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.stderr + r.stdout
+
+
+def test_a_module_named_by_its_forward_is_read_as_the_module(cli, tmp_path, write_spec):
+    """FILE.py:forward on a module with forward(x, W) and backward(grad_output, x, W) was read
+    as CS231n's pair and refused ('forward must return (out, cache)'), with or without answers
+    (outside test t63b F2)."""
+    spec = write_spec(SPEC)
+    (tmp_path / "both.py").write_text(FORWARD + """
+def backward(grad_output, x, W, t):
+    dz = (1 - np.tanh(x @ W) ** 2) * t * grad_output
+    return {"x": dz @ W.T, "W": x.T @ dz}
+""")
+    r = cli("check", "custom", spec, "--impl", f"{tmp_path / 'both.py'}:forward", "-q")
+    assert r.exit_code == 0, r.stderr + r.stdout
+
+
+def test_answers_for_a_drawn_upstream_gradient_say_so(cli, tmp_path, write_spec):
+    """Answers for an upstream of ones failed with no word that grad_output was drawn (outside
+    test t63b F6); the twin: a spec giving grad_output says nothing of it."""
+    (tmp_path / "t.py").write_text("import numpy as np\ndef forward(x): return np.tanh(x)\n")
+    np.savez(tmp_path / "a.npz", dx=np.ones((2, 3)))
+    for extra, said in (("", True), ("grad_output: [[1, 1, 1], [1, 1, 1]]\n", False)):
+        spec = write_spec("layer: custom\nseed: 5\ntensors:\n  x: {shape: [2, 3]}\n" + extra)
+        r = cli("check", "custom", spec, "--impl", tmp_path / "t.py", "--grads",
+                tmp_path / "a.npz")  # fmt: skip
+        assert ("grad_output is not in the spec: drawn from its seed (5)" in r.stderr) == said

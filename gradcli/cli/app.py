@@ -212,6 +212,11 @@ def check(
         opts = dataclasses.replace(opts, grads=answers)
         if held is not None:
             held.update(answers)
+            if s.drawn_upstream:  # answers are for one upstream gradient: the user's must be
+                # this one, which they could not see (outside test t63b F6)
+                note(f"grad_output is not in the spec: drawn from its seed ({s.seed}); your "
+                     f"answers must be for that upstream gradient (-o run.npz writes it), or "
+                     f"give the one they are for as grad_output in the spec")
     elif wrt is not None:
         raise GradcliError("--wrt goes with a .npy --grads file", param="wrt")
     ready(output, input_files(s, impl, grads))

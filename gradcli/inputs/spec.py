@@ -44,6 +44,7 @@ class Spec:
     elements: int = 0  # counted against --max-elements (answers to check count on from here)
     max_elements: int = DEFAULT_MAX_ELEMENTS
     notes: tuple[str, ...] = ()  # said with the check's result (arrays cast to the dtype)
+    drawn_upstream: bool = False  # grad_output drawn from the seed, not given (nor a loss's 1)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -263,6 +264,7 @@ def build_spec(
         files=tuple(loader.files),
         elements=loader.used,
         max_elements=loader.max_elements,
+        drawn_upstream=isinstance(doc, dict) and "grad_output" not in doc and grad_output.ndim > 0,
         notes=_cast_notes(loader.cast, dtype, mention("dtype", dtype) if overridden
                           else "the spec's dtype"),
     )
