@@ -35,14 +35,14 @@ def test_a_slip_at_the_resolved_elements_is_a_mismatch(slip):
     assert "does not match" in r.verdict()
 
 
-def test_the_right_answer_passes_at_a_larger_step():
-    """Not at the automatic step, whose round-off at dbeta[2] is 0.08; at 16 times it
-    (checking/larger.py), where dbeta = sum(dZ) has no truncation to grow, with our own
-    backward's line read there too."""
+def test_the_right_answer_passes_by_the_complex_step():
+    """Not at the automatic step, whose round-off at dbeta[2] is 0.08; read again by the
+    complex step (checking/complex_recheck.py), which has none, with our own backward's line
+    read there too."""
     t = tensors()
     r = gradcli.check("batchnorm", tensors=t, seed=0, grads={"beta": right_dbeta(t)})
     assert r.passed, r.verdict()
-    assert any(n.startswith("dbeta: the round-off at the automatic step") and "passes at eps"
+    assert any(n.startswith("dbeta: the round-off at the automatic step") and "complex step"
                in n for n in r.notes), r.notes  # fmt: skip
     assert "built-in dbeta matches" in str(r)
 
@@ -50,9 +50,8 @@ def test_the_right_answer_passes_at_a_larger_step():
 @pytest.mark.parametrize("eps", [None, 6e-6])
 def test_a_slip_only_at_the_unresolved_element_never_passes(eps):
     """10% at dbeta[2] (0.26): three times the automatic step's round-off there (0.08), not
-    resolved, and failed at the larger steps; a step the user gives (--eps) is theirs, and
-    there it cannot be resolved. (A slip of 1e-3, within the round-off of each step tried,
-    passes at a larger step as any element within its own round-off does.)"""
+    resolved, nor passed by the complex step; a step the user gives (--eps) is theirs, and
+    there it cannot be resolved, the right answer either."""
     t = tensors()
     wrong = right_dbeta(t)
     wrong[2] *= 1.1
@@ -68,8 +67,8 @@ def test_an_incremental_path_rereads_what_it_rounds_at_the_largest_terms():
     losses of 1e8, reading the first feature's dx (outputs of 1) to 0.05, and its own
     backward 'could not be resolved'; read again output by output, dx passes, and a 10% slip
     at dx[0, 0] is a mismatch. dbeta[1] (outputs of 1e8) truly cannot be resolved, and its
-    advice is no smaller step (beta = 0 is no input far below the step); a larger one
-    resolves it (checking/larger.py)."""
+    advice is no smaller step (beta = 0 is no input far below the step); the complex step
+    passes it (checking/complex_recheck.py)."""
     rng = np.random.default_rng(0)
     t = {"x": rng.normal(size=(4, 3)), "gamma": np.array([1.0, 1e8, 1.0])}
     r = gradcli.check("batchnorm", tensors=t, eps=6e-6)

@@ -65,9 +65,9 @@ class TensorResult:
     # a probe's: an error of one element larger than this would have failed a direction,
     # which sums every element: smaller ones drown in its tolerance
     probe_sees: float | None = None
-    # the step it was judged at where it is not the check's (checking/larger.py: the
-    # automatic step's round-off left it unresolved, a larger one passed it)
-    eps: float | None = None
+    # the method it was judged by where it is not the check's (checking/larger.py: the
+    # automatic step's round-off left it unresolved, the complex step read it)
+    method: str | None = None
     # the failing element of the largest error, where the worst by error / tolerance is one
     # of a far smaller error (a tail element of 3.5e-11 against 0, held to its round-off,
     # led a GELU whose errors of 3e-4 ranked fifth: outside test t60a F3): {index,

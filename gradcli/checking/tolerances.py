@@ -54,7 +54,7 @@ def tolerances(
     # asked of the tensor-wide round-off, each element is compared under its own (below)
     whole, each, shared = _float32(p, name)
     atol, unresolved = resolvable(floor + whole, info.noise, grad, margin, info.kink_slopes,
-                                 opts.method, _complex_ok(p, name))  # fmt: skip
+                                 opts.method, complex_ok(p, name))  # fmt: skip
     # a loss that stays where it is out to 4096 steps has a slope below 1/4096 of the
     # round-off a step could not see past: where that is below atol, its derivative is 0
     far = info.noise / FLAT_MOVES[-2] <= atol
@@ -253,7 +253,7 @@ def _unmoved(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
     return out.reshape(full.shape)
 
 
-def _complex_ok(p: Prepared, name: str) -> bool:
+def complex_ok(p: Prepared, name: str) -> bool:
     """Whether the complex step may be advised: not for a forward computing in float32 or
     float16 (its casts drop the imaginary part, and it is refused)."""
     return p.engines[name].unit <= EPS
@@ -283,7 +283,7 @@ def within_terms(p: Prepared, name: str, grad: np.ndarray) -> str:
 def advice_for(p: Prepared, name: str) -> str:
     """What may help resolve ``name`` (soundness.advice): no complex step for a forward
     computing in a lower precision."""
-    return advice(p.opts.method, _complex_ok(p, name))
+    return advice(p.opts.method, complex_ok(p, name))
 
 
 def float64_work(p: Prepared, name: str) -> bool:
@@ -314,7 +314,7 @@ def _tiny_inputs(p: Prepared, name: str, why: str) -> str:
     turned = (f"every |{name}| is far below the step ({top:.2g} against {h:.2g}, eps x "
               f"max(1, |x|)), where a layer of that scale may vary: use a smaller "
               f"{mention('eps')}" + (f", or {mention('method', 'complex')}"
-                                      if _complex_ok(p, name) and p.opts.method != "complex"
+                                      if complex_ok(p, name) and p.opts.method != "complex"
                                       else ""))  # fmt: skip
     return why.replace(said, turned) if said in why else why
 

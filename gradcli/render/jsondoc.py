@@ -101,8 +101,8 @@ def result_doc(r: TensorResult) -> dict[str, Any]:
     }
     if r.reason:
         doc["reason"] = r.reason
-    if r.eps is not None:
-        doc["eps"] = _num(r.eps)
+    if r.method is not None:
+        doc["method"] = r.method
     if r.largest is not None:
         doc["largest_error"] = {k: _num(v) if isinstance(v, float) else v
                                 for k, v in r.largest.items()}  # fmt: skip
