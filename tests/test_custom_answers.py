@@ -209,3 +209,27 @@ def test_answers_for_a_drawn_upstream_gradient_say_so(cli, tmp_path, write_spec)
         r = cli("check", "custom", spec, "--impl", tmp_path / "t.py", "--grads",
                 tmp_path / "a.npz")  # fmt: skip
         assert ("grad_output is not in the spec: drawn from its seed (5)" in r.stderr) == said
+
+
+def test_a_forward_adding_noise_is_named_with_answers_too(cli, tmp_path, write_spec):
+    """With a backward, a forward drawing noise anew is named 'not deterministic'; checked on
+    answers it read 'cannot resolve ... use a larger --eps', and at noise 1e-9 passed in one
+    run and failed the next (outside test t63b F3). The twin: the same forward without noise
+    passes."""
+    spec = write_spec(SPEC)
+    drawn = gradcli.check_spec(spec, "custom", impl=_fwd(tmp_path, ""),
+                               grads={"x": np.zeros((3, 4))})  # fmt: skip
+    x, W, t = (np.asarray(drawn.spec.tensors[n]) for n in ("x", "W", "t"))
+    right = _right(x, W, t)
+    np.savez(tmp_path / "right.npz", dx=right["x"], dW=right["W"])
+    for noise, code in ((" + 1e-9 * np.random.randn()", 1), ("", 0)):
+        r = cli("check", "custom", spec, "--impl", _fwd(tmp_path, noise), "--grads",
+                tmp_path / "right.npz", "-q")  # fmt: skip
+        assert r.exit_code == code, r.stdout + r.stderr
+        assert ("your forward is not deterministic" in r.stdout) == (code == 1), r.stdout
+
+
+def _fwd(tmp_path, noise):
+    path = tmp_path / f"noisy{len(noise)}.py"
+    path.write_text(FORWARD.replace("* t)", f"* t){noise}"))
+    return path

@@ -30,7 +30,12 @@ from gradcli.checking.budget import (
 )
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.compute import Computation, compute
-from gradcli.checking.contract import check_contract, random_forward, still_deterministic
+from gradcli.checking.contract import (
+    check_contract,
+    forward_determinism,
+    random_forward,
+    still_deterministic,
+)
 from gradcli.checking.judging import compare_tensor, dtype_of, extras
 from gradcli.checking.kinkstage import kinks_stage, settle
 from gradcli.checking.prepared import CheckOptions, Prepared
@@ -227,6 +232,9 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     contract = (check_contract(spec, atol, rtol, roundoff, first=first, output=comp.output,
                                calls=forward_calls(spec))
                 if run_contract else ())  # fmt: skip
+    if opts.grads is not None and opts.contract and spec.layer.name == "custom":
+        # a custom layer's forward checked on saved answers: its own contract, determinism
+        contract = (forward_determinism(spec, comp.output, forward_calls(spec)),)
     # the perturbed copies get what the check's fixed arrays leave of --max-memory
     copies = memory.copies(spec, opts.max_memory, opts.method)
     random = random_forward(contract, spec.output_info.name) is not None

@@ -396,6 +396,17 @@ def _recalled(spec: Any, reference: np.ndarray, calls: int, tol: float) -> float
     return dev
 
 
+def forward_determinism(spec: Any, output: np.ndarray, calls: int = 1) -> Finding:
+    """The forward's own contract alone: ``calls`` more calls at the spec's point return
+    ``output`` (a custom layer checked on saved answers has no backward of its own to hold
+    to the rest: a forward adding noise passed in one run and failed the next, outside test
+    t63b F3)."""
+    o = _f64(np.asarray(output))
+    tol = roundoff_tolerance(float(np.finfo(np.dtype(spec.dtype)).eps), _largest(o),
+                             max(o.size, 1))  # fmt: skip
+    return _forward_determinism(spec.output_info.name, _recalled(spec, o, calls, tol), tol)
+
+
 def _forward_determinism(n: str, det: float, tol: float) -> Finding:
     if det <= tol:
         return Finding("determinism", n, True, f"two forward calls return the same {n}", det, tol)
