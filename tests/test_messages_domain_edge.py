@@ -56,3 +56,19 @@ def test_the_complex_step_near_the_edge_is_not_called_unsafe():
 
     with pytest.raises(gradcli.GradcliError, match="not complex-safe"):
         gradcli.check(forward=unsafe, backward=unsafe_grad, tensors=x, method="complex")
+
+
+def test_a_wrong_answer_near_the_edge_under_the_complex_step_is_a_mismatch():
+    """Its failing coordinate's kink reads (real one-sided steps) left the domain, and a wrong
+    answer was refused as bad input, exit 2 (outside test t63b F5): it fails now, exit 1; the
+    twin: the right answer passes."""
+    x = {"x": np.array([1e-7, 0.5, 2.0])}
+    g = np.ones(3)
+    right = 0.5 / np.sqrt(x["x"])
+    wrong = right.copy()
+    wrong[0] = 1500.0
+    r = gradcli.check(forward=forward, tensors=x, grad_output=g, grads={"x": wrong},
+                      method="complex")  # fmt: skip
+    assert not r.passed and not r.results["x"].unresolved, r.verdict()
+    assert gradcli.check(forward=forward, tensors=x, grad_output=g, grads={"x": right},
+                         method="complex").passed  # fmt: skip
