@@ -72,3 +72,15 @@ def test_a_wrong_answer_near_the_edge_under_the_complex_step_is_a_mismatch():
     assert not r.passed and not r.results["x"].unresolved, r.verdict()
     assert gradcli.check(forward=forward, tensors=x, grad_output=g, grads={"x": right},
                          method="complex").passed  # fmt: skip
+
+
+def test_a_sweep_step_leaving_the_domain_reads_nothing(cli, tmp_path, write_spec):
+    """--sweep's own step of 0.1 left sqrt's domain at x = 0.05 and ended the run, exit 2
+    (outside test t63b F4): that row reads nothing, the curve is the others'."""
+    (tmp_path / "mysqrt.py").write_text(
+        "import numpy as np\ndef forward(x): return np.sqrt(x)\n"
+        "def backward(grad_output, x): return {'x': grad_output * 0.5 / np.sqrt(x)}\n")
+    spec = write_spec("layer: custom\ntensors:\n  x: [[0.05, 0.5, 2.0]]\n")
+    r = cli("check", "custom", spec, "--impl", tmp_path / "mysqrt.py", "--sweep")
+    assert r.exit_code == 0, r.stderr
+    assert "no reading" in r.stdout and "at eps 0.1 the steps leave" in r.stderr, r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -107,14 +108,18 @@ def _blocks(cells: dict[str, list[Any]], grads: list[str], width: int) -> list[l
 def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     """log10(error) against log10(eps), one column per step, big steps on the left."""
     # inf: off the top; an exact 0 a decade below the smallest error, on the bottom row
-    seen = [r["error"] for r in rows if 0 < r["error"]]
+    seen = [r["error"] for r in rows if 0 < r["error"] < math.inf]
     floor = min(seen, default=1.0) / (10 if len(seen) < len(rows) else 1)
-    logs = [np.log10(min(max(r["error"], floor), 1e300)) for r in rows]
+    # a step that read nothing (inf: it left the forward's domain) sits a decade above the
+    # others, marked so, not at 1e300 squeezing the curve into one row
+    top = max(seen, default=1.0) * 10
+    logs = [np.log10(min(max(r["error"], floor), top)) for r in rows]
     lo, hi = min(logs), max(logs)
     span = (hi - lo) or 1.0
     grid = [[" "] * len(rows) for _ in range(height)]
     for j, (v, r) in enumerate(zip(logs, rows, strict=True)):
-        mark = {"best": "*", "truncation": "t", "round-off": "r", "exact": "0"}[r["regime"]]
+        mark = {"best": "*", "truncation": "t", "round-off": "r", "exact": "0",
+                "no reading": "^"}.get(r["regime"], "^")  # fmt: skip
         grid[int(round((hi - v) / span * (height - 1)))][j] = mark
     lines = []
     for i, row in enumerate(grid):
@@ -127,6 +132,9 @@ def _plot(rows: list[dict[str, Any]], height: int = 12) -> str:
     exps = "".join(f"{-round(np.log10(r['eps'])):^3d}" for r in rows)
     lines.append(" eps 1e-  " + exps)
     exact = any(r["regime"] == "exact" for r in rows)  # the legend fits 80 columns either way
-    lines.append(" " * 10 + ("t: truncation, r: round-off, *: best step, 0: exact" if exact else
-                             "t: truncation-dominated, r: round-off-dominated, *: best step"))
+    off = any(r["error"] == math.inf for r in rows)
+    legend = ("t: truncation, r: round-off, *: best step" + (", 0: exact" if exact else "")
+              + (", ^: read nothing" if off else "")) if exact or off else (
+        "t: truncation-dominated, r: round-off-dominated, *: best step")  # fmt: skip
+    lines.append(" " * 10 + legend)
     return "\n".join(lines)
