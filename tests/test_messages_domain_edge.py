@@ -84,3 +84,17 @@ def test_a_sweep_step_leaving_the_domain_reads_nothing(cli, tmp_path, write_spec
     r = cli("check", "custom", spec, "--impl", tmp_path / "mysqrt.py", "--sweep")
     assert r.exit_code == 0, r.stderr
     assert "no reading" in r.stdout and "at eps 0.1 the steps leave" in r.stderr, r.stderr
+
+
+def test_a_forward_raising_at_a_step_is_told_the_step_left_its_domain():
+    """math.sqrt raising 'math domain error' a step from x = 1e-7 said nothing of the step
+    (outside test t63b F10); the twin: what it advises, forward differences, passes."""
+    import math as m
+
+    def raising(x):
+        return np.array([m.sqrt(v) for v in x])
+
+    x = {"x": np.array([1e-7, 0.5, 2.0])}
+    with pytest.raises(UserCodeError, match="a finite-difference step from them left its"):
+        gradcli.check(forward=raising, backward=backward, tensors=x)
+    assert gradcli.check(forward=raising, backward=backward, tensors=x, method="forward").passed

@@ -382,6 +382,15 @@ def user_layer(
         except UserCodeError as e:
             if how is not None:
                 e = how.in_layout(e, fwd, lambda: how.passed(t, cs231n.order(t, own)))
+            if spec_point and not probe and real and " raised ValueError" in e.message:
+                # it ran at the spec's tensors: a step from them left its domain (math.sqrt
+                # at 1e-7 said only 'math domain error': outside test t63b F10)
+                e = UserCodeError(
+                    f"{e.message}; it ran at the spec's tensors, so a finite-difference step "
+                    f"from them left its domain: use {mention('method', 'forward')} or "
+                    f"{mention('method', 'backward')} (steps one way only) or a smaller "
+                    f"{mention('eps')}, or move the spec's values from the edge",
+                    source=e.source, key=e.key, param=e.param)  # fmt: skip
             raise labels.floats_as_indices(e, whole) from None
         cache = {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}
         if not first:
