@@ -141,7 +141,10 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
             if builtin_result is not None:
                 builtin[name] = builtin_result
     results = {n: results[n] for n in p.under_test if n in results}  # the tensors' order
-    complex_recheck.by_complex_step(p, results, numeric, builtin, lambda n: complex_ok(p, n), check)
+    complex_recheck.by_complex_step(
+        p, results, numeric, builtin, lambda n: complex_ok(p, n),
+        {n: t[3].noise_at if t[3].noise_at is not None else t[3].noise for n, t in taken.items()},
+        check)  # fmt: skip
     beyond = p.spent - p.estimated
     # "estimated 4.9 s" must not become 33 s in silence; an estimate not said (2 s or less)
     # within the budget says nothing (4 lines on a passing relu of yours that ran 3 s: outside

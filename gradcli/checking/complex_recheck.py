@@ -20,6 +20,7 @@ import numpy as np
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.prepared import Prepared
 from gradcli.errors import GradcliError
+from gradcli.layers import REGISTRY
 
 REAL = ("central", "central4", "forward", "backward")  # the methods that subtract
 
@@ -27,13 +28,14 @@ REAL = ("central", "central4", "forward", "backward")  # the methods that subtra
 def by_complex_step(
     p: Prepared, results: dict[str, TensorResult], numeric: dict[str, np.ndarray],
     builtin: dict[str, TensorResult], complex_ok: Callable[[str], bool],
-    rerun: Callable[..., Any],
+    noise: dict[str, Any], rerun: Callable[..., Any],
 ) -> None:  # fmt: skip
     """Replace, in ``results``, ``numeric`` and ``builtin``, each tensor left unresolved for
     its round-off at the automatic step by its check under the complex step, where the
     forward takes complex input (``complex_ok``: not a forward computing in float32) and
-    that check passes it, saying so; ``rerun``: check() itself. Where it does not, the
-    tensor stays "cannot resolve", its reason saying why."""
+    that check passes it, saying so; ``noise``: each tensor's round-off at the automatic
+    step; ``rerun``: check() itself. Where it does not, the tensor stays "cannot resolve",
+    its reason saying why."""
     spec, opts = p.spec, p.opts
     if (opts.eps is not None or opts.atol is not None or opts.method not in REAL
             or p.random_forward or p.mode == "probe"):  # fmt: skip
@@ -63,6 +65,12 @@ def by_complex_step(
                     f"either (worst d{name}{list(got.worst_index)}: {got.analytic:.6g} "
                     f"against {got.numeric:.6g})"))  # fmt: skip
             continue
+        if REGISTRY.get(spec.layer.name) is not spec.layer:  # code of yours: complex-safe?
+            unsafe = _unsafe(p, name, np.asarray(again.numeric[name], dtype=np.float64),
+                             noise.get(name), rerun)  # fmt: skip
+            if unsafe:
+                results[name] = dataclasses.replace(r, unresolved=f"{r.unresolved}; {unsafe}")
+                continue
         results[name] = dataclasses.replace(got, method="complex")
         numeric[name] = again.numeric[name]
         if name in builtin and name in again.builtin:  # our own backward's line there too
@@ -70,3 +78,49 @@ def by_complex_step(
         p.note(f"d{name}: the round-off at the automatic step (eps {p.engine.eps:.3g}) was "
                f"not far below it; read again by the complex step, which has none: it passes "
                f"there")
+
+
+# the real steps the complex step's reading is held to, in automatic steps (their round-off
+# this many times smaller than the automatic step's), and no larger than LARGEST
+FAR = 256.0
+LARGEST = 1e-2
+
+
+def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
+            rerun: Callable[..., Any]) -> str:  # fmt: skip
+    """Why the complex step's reading of a forward of yours is not to be trusted ("" when it
+    is): it must agree with real central differences at steps far larger than the automatic
+    one (round-off FAR times smaller), within their round-off and the truncation the two
+    real steps show. The forward's own cross-check (userwork.complex_safe) held it to the
+    automatic step's differences, which the round-off that left the tensor unresolved
+    swallows: an np.abs(w) term, whose imaginary part np.abs drops, was read as 0 by the
+    complex step and a backward leaving it out passed."""
+    if noise is None:
+        return ""
+    big = min(LARGEST, p.engine.eps * FAR)
+    readings = []
+    for step in (big, big / 2):
+        try:
+            again = rerun(p.spec, dataclasses.replace(
+                p.opts, method="central", eps=step, grads={name: p.under_test[name]},
+                contract=False, notify=lambda message: None, progress=None))  # fmt: skip
+        except GradcliError:
+            return "real differences at larger steps could not be taken to confirm it"
+        got = again.results.get(name)
+        if got is None or got.kinks:
+            return "real differences at larger steps meet a kink, and cannot confirm it"
+        readings.append(np.asarray(again.numeric[name], dtype=np.float64))
+    wide, near = readings
+    n0 = np.asarray(noise, dtype=np.float64)
+    n0 = n0.reshape(near.shape) if n0.size == near.size else np.full(near.shape, n0.max())
+    round_off = n0 * (p.engine.eps / (big / 2))  # the nearer real step's, round-off ~ 1/h
+    both = np.isfinite(read) & np.isfinite(near) & np.isfinite(wide)
+    allowed = 2 * np.abs(wide - near) + 3 * (round_off + round_off / 2)  # truncation, noise
+    off = both & (np.abs(read - near) > allowed)
+    if not off.any():
+        return ""
+    k = int(np.flatnonzero(off.ravel())[0])
+    return (f"the complex step's reading of your forward disagrees with real differences at "
+            f"larger steps (at flat index {k}: {read.ravel()[k]:.6g} against "
+            f"{near.ravel()[k]:.6g}), so it is not trusted: a part of your forward may drop "
+            f"the imaginary part (np.abs, np.real, a cast)")
