@@ -175,3 +175,24 @@ def test_a_term_the_complex_step_cannot_read_never_passes_left_out():
     assert not wrong.passed, wrong.verdict()
     right = gradcli.check(forward=forward, backward=backward, tensors=T)
     assert right.passed or right.results["w"].unresolved, right.verdict()
+
+
+@pytest.mark.parametrize(("k", "method"), [(3000.0, "central"), (30000.0, "central"),
+                                           (1.0, "forward"), (300.0, "backward")])
+def test_a_real_part_term_the_confirming_steps_miss_never_passes_left_out(k, method):
+    """sin(K Re(w)) / K: the complex step reads it flat. At K = 3000 and 30000 the two real
+    steps confirming the complex reading read it apart, and their gap taken for truncation let
+    a backward leaving it out pass; under forward and backward differences 256 times their own
+    automatic step of 7.5e-9 read round-off as large as the gradient (outside test t64a F1,
+    F2). Oracle: the term's derivative cos(K w), left out."""
+    rng = np.random.default_rng(0)
+    t = {"x": rng.normal(size=(3, 4)), "w": rng.uniform(-1, 1, size=5)}
+
+    def forward(x, w):
+        return np.sin(x) + 1e-9 * (np.sin(w).sum() + np.sum(np.sin(k * np.real(w))) / k)
+
+    def backward(grad_output, x, w):
+        return {"x": grad_output * np.cos(x), "w": 1e-9 * grad_output.sum() * np.cos(w)}
+
+    r = gradcli.check(forward=forward, backward=backward, tensors=t, method=method)
+    assert not r.passed, r.verdict()

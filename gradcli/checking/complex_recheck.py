@@ -21,6 +21,7 @@ from gradcli.checking.compare import TensorResult
 from gradcli.checking.prepared import Prepared
 from gradcli.errors import GradcliError
 from gradcli.layers import REGISTRY
+from gradcli.numeric.methods import EPS
 
 REAL = ("central", "central4", "forward", "backward")  # the methods that subtract
 
@@ -84,6 +85,8 @@ def by_complex_step(
 # this many times smaller than the automatic step's), and no larger than LARGEST
 FAR = 256.0
 LARGEST = 1e-2
+SETTLED = 1e-3  # the real readings' truncation, at most this much of the gradient's scale
+NEAR = 2**0.5  # the second real step: the first over this
 
 
 def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
@@ -97,9 +100,15 @@ def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
     complex step and a backward leaving it out passed."""
     if noise is None:
         return ""
-    big = min(LARGEST, p.engine.eps * FAR)
+    # FAR times central differences' own automatic step, whatever the method: forward
+    # differences' is 7.5e-9, and 256 times it left the round-off as large as the gradient
+    # (outside test t64a F2)
+    central = p.engine.eps if p.opts.method == "central" else EPS ** (1 / 3)
+    big = min(LARGEST, central * FAR)
     readings = []
-    for step in (big, big / 2):
+    # two steps no power of 2 apart: a term repeating with both (K = 2 pi 2048 read exactly 0
+    # at 256 and 128 times the step: outside test t64a F1) cannot hide from the pair
+    for step in (big, big / NEAR):
         try:
             again = rerun(p.spec, dataclasses.replace(
                 p.opts, method="central", eps=step, grads={name: p.under_test[name]},
@@ -113,9 +122,17 @@ def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
     wide, near = readings
     n0 = np.asarray(noise, dtype=np.float64)
     n0 = n0.reshape(near.shape) if n0.size == near.size else np.full(near.shape, n0.max())
-    round_off = n0 * (p.engine.eps / (big / 2))  # the nearer real step's, round-off ~ 1/h
+    round_off = n0 * (p.engine.eps / (big / NEAR))  # the nearer real step's, round-off ~ 1/h
     both = np.isfinite(read) & np.isfinite(near) & np.isfinite(wide)
-    allowed = 2 * np.abs(wide - near) + 3 * (round_off + round_off / 2)  # truncation, noise
+    scale = float(np.max(np.abs(near[both]), initial=0.0))
+    # the two real readings must settle first: a term varying on the scale of those steps
+    # (sin(3000 w).real) reads apart at each, and their gap taken for truncation let any
+    # complex reading through (outside test t64a F1)
+    settled = 2 * np.abs(wide - near) <= SETTLED * scale + 3 * (round_off + 2 * round_off)
+    if not np.all(settled[both]):
+        return ("real differences at larger steps do not settle (the forward varies on the "
+                "scale of those steps), and cannot confirm the complex step's reading")
+    allowed = 2 * np.abs(wide - near) + 3 * (round_off + 2 * round_off)  # truncation, noise
     off = both & (np.abs(read - near) > allowed)
     if not off.any():
         return ""
