@@ -233,3 +233,12 @@ def _fwd(tmp_path, noise):
     path = tmp_path / f"noisy{len(noise)}.py"
     path.write_text(FORWARD.replace("* t)", f"* t){noise}"))
     return path
+
+
+def test_explain_reads_a_named_cs231n_forward_as_a_forward(cli, tmp_path, write_spec):
+    """explain custom FILE.py:relu_forward read it as a loss, 'its loss must be a scalar'
+    (outside test t63b F8)."""
+    (tmp_path / "same.py").write_text(SAME_SHAPE)
+    spec = write_spec("layer: custom\nseed: 1\ntensors:\n  x: {shape: [4, 5]}\n")
+    r = cli("explain", "custom", spec, "--impl", f"{tmp_path / 'same.py'}:relu_forward")
+    assert r.exit_code == 0 and "∂L/∂x (4, 5)" in r.stdout, r.stderr + r.stdout

@@ -25,3 +25,15 @@ def test_the_twin_a_same_shape_tuple_is_checked():
                       backward=lambda grad_output, x: {"x": grad_output[0] + 2 * grad_output[1]},
                       tensors=X)  # fmt: skip
     assert r.passed, r.verdict()
+
+
+def test_a_grad_output_beside_a_forward_of_yours_says_what_the_forward_returned():
+    """A forward returning a tuple of 3 arrays, stacked to (3, ...), read as the spec's
+    grad_output at fault alone (outside test t63b F7); the built-in's message is unchanged."""
+    g = np.ones((3, 2))
+    with pytest.raises(gradcli.GradcliError, match=r"shape \[3, 3, 2\] \(what your forward "
+                                                   r"returns: an array, or a tuple"):
+        gradcli.check(forward=lambda x: (x, x, x), backward=lambda grad_output, x: {"x": x},
+                      tensors=X, grad_output=g)  # fmt: skip
+    with pytest.raises(gradcli.GradcliError, match=r"output's shape \[2, 5\], got \[3, 2\]$"):
+        gradcli.check("linear", {"x": np.ones((2, 4)), "W": np.ones((5, 4))}, grad_output=g)

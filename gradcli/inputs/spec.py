@@ -361,7 +361,13 @@ def _load(
 
     # a loss (a scalar output) ends the chain: its upstream gradient is dL/dL = 1
     g_doc = doc.get("grad_output", 1.0 if out_shape == () else {"init": "normal"})
-    grad_output = load_grad_output(loader, g_doc, out_shape, "the output's")
+    # a layer of yours: the shape is what its forward returned (a tuple of 3 arrays stacked,
+    # a scalar), which the message says rather than blaming the spec alone (outside test
+    # t63b F7)
+    about = ("" if REGISTRY.get(layer.name) is layer else
+             " (what your forward returns: an array, or a tuple or list of arrays of one "
+             "shape, stacked)")  # fmt: skip
+    grad_output = load_grad_output(loader, g_doc, out_shape, "the output's", about)
     return layer, arrays, options, out_shape, grad_output
 
 
@@ -431,7 +437,7 @@ def parse_seed(value: Any) -> int:
 
 
 def load_grad_output(
-    loader: Loader, g_doc: Any, out_shape: tuple[int, ...], whose: str
+    loader: Loader, g_doc: Any, out_shape: tuple[int, ...], whose: str, about: str = ""
 ) -> np.ndarray:
     """The upstream gradient: drawn with the output's shape unless the spec gives one, which
     must have that shape."""
@@ -440,7 +446,7 @@ def load_grad_output(
     grad_output = loader.load(g_doc, "grad_output", "grad_output")
     if grad_output.shape != out_shape:
         raise SpecError(
-            f"the upstream gradient must have {whose} shape {list(out_shape)}, "
+            f"the upstream gradient must have {whose} shape {list(out_shape)}{about}, "
             f"got {list(grad_output.shape)}",
             key="grad_output",
         )
