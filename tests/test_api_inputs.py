@@ -541,3 +541,16 @@ def test_a_transposed_gradient_is_named_in_the_shape_error():
     with pytest.raises(gradcli.UserCodeError) as e:
         gradcli.check("linear", {"x": x, "W": W, "b": b}, forward=forward, backward=other)
     assert "transpose" not in str(e.value)
+
+
+def test_an_answer_of_none_or_masked_values_is_refused_as_such():
+    """grads={'dx': None} read 'expected shape [2, 2], got shape []', and a masked array's
+    hidden values were checked (outside test t63b F9); the twin: the plain array is checked."""
+    t = {"x": np.ones((2, 2)), "W": np.ones((3, 2))}
+    with pytest.raises(OptionError, match="expected an array of numbers, got None"):
+        gradcli.check("linear", t, grads={"dx": None})
+    masked = np.ma.array(np.ones((2, 2)), mask=[[0, 1], [0, 0]])
+    with pytest.raises(OptionError, match="masked array with 1 masked value"):
+        gradcli.check("linear", t, grads={"dx": masked})
+    right = gradcli.compute("linear", t).gradients["x"]
+    assert gradcli.check("linear", t, grads={"dx": np.ma.array(right)}).passed
