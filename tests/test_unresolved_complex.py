@@ -196,3 +196,23 @@ def test_a_real_part_term_the_confirming_steps_miss_never_passes_left_out(k, met
 
     r = gradcli.check(forward=forward, backward=backward, tensors=t, method=method)
     assert not r.passed, r.verdict()
+
+
+@pytest.mark.parametrize("with_term", [True, False], ids=["right", "wrong"])
+def test_method_complex_refuses_a_forward_dropping_a_small_terms_imaginary_part(with_term):
+    """--method complex chosen: a forward taking the real part of a term of 1e-9 beside
+    outputs of 1 passed its complex-safety cross-check, whose central differences' round-off
+    swallowed the term; a backward leaving it out passed and the right one failed as a
+    mismatch (outside test t64a F3). Both are refused now: 'not complex-safe'."""
+    rng = np.random.default_rng(0)
+    t = {"x": rng.normal(size=(3, 4)), "w": rng.uniform(-1, 1, size=5)}
+
+    def forward(x, w):
+        return np.sin(x) + 1e-9 * (np.sin(w).sum() + np.sum(np.sin(np.real(w))))
+
+    def backward(grad_output, x, w):
+        dw = np.cos(w) * (2.0 if with_term else 1.0)
+        return {"x": grad_output * np.cos(x), "w": 1e-9 * grad_output.sum() * dw}
+
+    with pytest.raises(gradcli.GradcliError, match="not complex-safe"):
+        gradcli.check(forward=forward, backward=backward, tensors=t, method="complex")
