@@ -39,6 +39,7 @@ def test_the_right_tiny_gradient_passes_by_the_complex_step():
                for n in r.notes), r.notes  # fmt: skip
     doc = json.loads(r.to_json())
     assert doc["results"]["w"]["method"] == "complex" and "method" not in doc["results"]["x"]
+    assert "eps 6.06e-06; dw by the complex step)" in " ".join(str(r).split()), str(r)
     # the step the user gives is theirs: there it cannot be resolved, and nothing else read
     mine = gradcli.check(forward=f, backward=b, tensors=T, eps=doc["eps"])
     assert not mine.passed and mine.results["w"].unresolved, mine.verdict()

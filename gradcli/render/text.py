@@ -127,9 +127,13 @@ def _check_table(spec: Spec, report: CheckReport, width: int) -> Table:
             f"{own['rel_error']:.3g}",
             f"{r.atol:.2g}" if r.mode != "probe" else "", verdict, r.band,  # the title's rule
         ))  # fmt: skip
+    # a tensor the automatic step could not resolve, read again by the complex step
+    # (checking/complex_recheck.py): said where the method is, not only on stderr
+    again = [f"d{n}" for n, r in report.results.items() if r.method]
+    by = f"; {', '.join(again)} by the complex step" if again else ""
     title = Text(
         f"gradient check: {label} vs numeric ({report.method} differences, "
-        f"eps {report.eps:.3g})\n{_rule(report)}"  # the rule whole on a line of its own
+        f"eps {report.eps:.3g}{by})\n{_rule(report)}"  # the rule whole on a line of its own
     )
     return fitted(columns, rows, width, title=title, title_justify="left")
 
