@@ -432,6 +432,9 @@ def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:
                                      every=picks.size == a.size)  # fmt: skip
             except UserCodeError:  # its steps leave the forward's domain: no reading there
                 pass
+            except OptionError as e:  # readings that never settle at those steps say nothing
+                if not e.message.startswith("the complex step cannot be checked"):
+                    raise
 
 
 FAR = 256.0  # complex_safe's second reading, in automatic central steps
