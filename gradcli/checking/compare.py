@@ -65,7 +65,7 @@ class TensorResult:
     # a probe's: an error of one element larger than this would have failed a direction,
     # which sums every element: smaller ones drown in its tolerance
     probe_sees: float | None = None
-    # the method it was judged by where it is not the check's (checking/larger.py: the
+    # the method it was judged by where it is not the check's (checking/complex_recheck.py: the
     # automatic step's round-off left it unresolved, the complex step read it)
     method: str | None = None
     # the failing element of the largest error, where the worst by error / tolerance is one

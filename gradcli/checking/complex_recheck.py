@@ -19,6 +19,7 @@ import numpy as np
 
 from gradcli.checking.compare import TensorResult
 from gradcli.checking.prepared import Prepared
+from gradcli.checking.userwork import FAR, FAR_LARGEST
 from gradcli.errors import GradcliError
 from gradcli.layers import REGISTRY
 from gradcli.numeric.methods import EPS
@@ -81,10 +82,8 @@ def by_complex_step(
                f"there")
 
 
-# the real steps the complex step's reading is held to, in automatic steps (their round-off
-# this many times smaller than the automatic step's), and no larger than LARGEST
-FAR = 256.0
-LARGEST = 1e-2
+# the real steps the complex step's reading is held to: FAR automatic central steps (their
+# round-off that many times smaller), no larger than FAR_LARGEST, as complex_safe's (userwork)
 SETTLED = 1e-3  # the real readings' truncation, at most this much of the gradient's scale
 NEAR = 2.0  # the second real step: the first over this
 
@@ -104,7 +103,7 @@ def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
     # differences' is 7.5e-9, and 256 times it left the round-off as large as the gradient
     # (outside test t64a F2)
     central = p.engine.eps if p.opts.method == "central" else EPS ** (1 / 3)
-    big = min(LARGEST, central * FAR)
+    big = min(FAR_LARGEST, central * FAR)
     readings = []
     # (steps are powers of 2, numeric/methods.steps: a term repeating with both, K = 2 pi 2048
     # under the real part, reads 0 at each: outside test t64a F1, left open)
@@ -125,15 +124,15 @@ def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
     round_off = n0 * (p.engine.eps / (big / NEAR))  # the nearer real step's, round-off ~ 1/h
     both = np.isfinite(read) & np.isfinite(near) & np.isfinite(wide)
     scale = float(np.max(np.abs(near[both]), initial=0.0))
+    truncation = 2 * np.abs(wide - near)
+    slack = 9 * round_off  # the two readings' round-off, generously
     # the two real readings must settle first: a term varying on the scale of those steps
     # (sin(3000 w).real) reads apart at each, and their gap taken for truncation let any
     # complex reading through (outside test t64a F1)
-    settled = 2 * np.abs(wide - near) <= SETTLED * scale + 3 * (round_off + 2 * round_off)
-    if not np.all(settled[both]):
+    if not np.all((truncation <= SETTLED * scale + slack)[both]):
         return ("real differences at larger steps do not settle (the forward varies on the "
                 "scale of those steps), and cannot confirm the complex step's reading")
-    allowed = 2 * np.abs(wide - near) + 3 * (round_off + 2 * round_off)  # truncation, noise
-    off = both & (np.abs(read - near) > allowed)
+    off = both & (np.abs(read - near) > truncation + slack)
     if not off.any():
         return ""
     k = int(np.flatnonzero(off.ravel())[0])

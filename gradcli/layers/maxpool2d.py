@@ -65,6 +65,7 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
     # the argmax's code with argmin in its place: the argmax of -X (its padding, -inf, never
     # the smallest), the first smallest element of each window
     routed = backward(np.asarray(dZ), forward({"X": -np.real(X)}, options)[1])["X"]
+    Z, cache = forward({"X": np.real(X)}, options)  # the right routing's, read by the slips
     # padded with zeros, which win the border windows of negative values: their gradient
     # goes to the padding and is lost (outside test t34a F5 was sent to 'a statement that
     # writes those elements alone')
@@ -75,7 +76,6 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
         # repeated by the window, each input routed to window p // size and kept where it
         # equals that window's maximum; right only when the windows step by their size
         # (outside test t54a F6: size 3, stride 2, a failure with no hint)
-        Z = forward({"X": np.real(X)}, options)[0]
         r, c = (np.arange(gh.n) + gh.lo) // gh.k, (np.arange(gw.n) + gw.lo) // gw.k
         inside = ((r < gh.out)[:, None] & (c < gw.out)[None, :])[..., None]
         r, c = np.minimum(r, gh.out - 1)[:, None], np.minimum(c, gw.out - 1)[None, :]
@@ -96,7 +96,6 @@ def variants(t: Arrays, options: Any, dZ: np.ndarray) -> dict[str, tuple[str, di
             "with X padded with 0, not -inf: a border window whose elements are all negative "
             "gives its gradient to the padding, and it is lost",
             {"X": backward(np.asarray(dZ), forward({"X": np.real(X)}, options, 0.0)[1])["X"]})
-    cache = forward({"X": np.real(X)}, options)[1]
     if _pool_overlaps(geo):
         # `=` where `+=` belongs, windows in row-major order: an element two windows picked
         # keeps the later one's gradient (outside test t60a F1: no hint, where an unverified

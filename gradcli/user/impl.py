@@ -267,10 +267,12 @@ def for_answers(impl: Impl, answers: dict[str, np.ndarray]) -> Impl:
 def forward_alone(impl: Impl) -> Impl:
     """A file with a forward and no backward read as a forward (explain's custom layer), not
     as one loss function returning (loss, dx); a function named alone (FILE.py:NAME) stays
-    CS231n's loss."""
-    if impl.forward is not None and impl.backward is None and impl.labels is None:
+    CS231n's loss unless its name says it is a forward."""
+    if impl.forward is None or impl.backward is not None:
+        return impl
+    if impl.labels is None:
         return dataclasses.replace(impl, backward=_not_called)
-    if impl.forward is not None and impl.backward is None and "forward" in impl.labels[0]:
+    if "forward" in impl.labels[0]:
         # CS231n's half, relu_forward: its (out, cache)'s first item is the output (read as
         # a loss, 'its loss must be a scalar': outside test t63b F8)
         return dataclasses.replace(impl, backward=_not_called, labels=None, pair_first=True)
@@ -391,9 +393,7 @@ def user_layer(
                 # at 1e-7 said only 'math domain error': outside test t63b F10)
                 e = UserCodeError(
                     f"{e.message}; it ran at the spec's tensors, so a finite-difference step "
-                    f"from them left its domain: use {mention('method', 'forward')} or "
-                    f"{mention('method', 'backward')} (steps one way only) or a smaller "
-                    f"{mention('eps')}, or move the spec's values from the edge",
+                    f"from them left its domain: {result.off_domain()}",
                     source=e.source, key=e.key, param=e.param)  # fmt: skip
             raise labels.floats_as_indices(e, whole) from None
         cache = {"tensors": dict(t), "kwargs": kwargs, "options": options, **kept}

@@ -112,15 +112,20 @@ def finite(a: np.ndarray, path: Path, what: str, stepped: bool = False) -> None:
         where = (
             f"a finite-difference step from the spec's tensors, where its output is finite: "
             f"a value within a step of the edge of the forward's domain (a sqrt or a log near "
-            f"0) crosses it; use {mention('method', 'forward')} or {mention('method', 'backward')} "
-            f"(steps one way only: up, or down) or a smaller {mention('eps')}, or move the "
-            f"spec's values from the edge"
+            f"0) crosses it; {off_domain()}"
             if stepped else "at the spec's tensors; gradcli needs a finite output there")
         raise UserCodeError(
             f"{what} returned {value} at index {at} ({int(bad.sum()):,} of {a.size:,} values "
             f"not finite), {where}",
             source=str(path),
         )
+
+
+def off_domain() -> str:
+    """What to change where a step from the spec's tensors leaves the forward's domain."""
+    return (f"use {mention('method', 'forward')} or {mention('method', 'backward')} (steps one "
+            f"way only: up, or down) or a smaller {mention('eps')}, or move the spec's values "
+            f"from the edge")
 
 
 class Steady:
