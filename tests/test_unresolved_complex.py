@@ -217,3 +217,13 @@ def test_method_complex_refuses_a_forward_dropping_a_small_terms_imaginary_part(
 
     with pytest.raises(gradcli.GradcliError, match="not complex-safe"):
         gradcli.check(forward=forward, backward=backward, tensors=t, method="complex")
+
+
+def test_the_twin_a_complex_safe_forward_with_a_tiny_term_passes_under_the_complex_step():
+    """The same forward without np.real: its readings at 256 times the step agree, and the
+    right backward passes under --method complex, a 1% slip of dw fails."""
+    f, b = _layer(1.0)
+    assert gradcli.check(forward=f, backward=b, tensors=T, method="complex").passed
+    f, b = _layer(1.01)
+    r = gradcli.check(forward=f, backward=b, tensors=T, method="complex")
+    assert not r.passed and not r.results["w"].passed, r.verdict()
