@@ -58,3 +58,18 @@ def test_a_sample_the_budget_chose_says_how_many_coordinates_it_compared():
     assert report.passed and report.results["W"].mode == "sample"
     words = report.verdict()
     assert "(sample mode: " in words and "dx, dW, db at 15 of 86 coordinates)" in words, words
+
+
+class _Scaled:  # y = tanh(x) w: two gradients
+    def forward(self, x, w):
+        return np.tanh(x) * w
+
+    def backward(self, grad_output, x, w):
+        return {"x": grad_output * w * (1 - np.tanh(x) ** 2), "w": grad_output * np.tanh(x)}
+
+
+def test_two_gradients_are_both():
+    """"all 2 gradients" read oddly (t62b F6): two are both, one is the gradient, three all 3."""
+    x, w = np.linspace(-1, 1, 6), np.linspace(0.5, 2, 6)
+    report = gradcli.check(_Scaled(), {"x": x, "w": w})
+    assert report.verdict() == "PASS  custom: both gradients match the numerical ones"

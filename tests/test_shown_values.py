@@ -72,3 +72,17 @@ def test_an_archive_of_compute_reads_back_as_answers(cli, tmp_path, name):
     assert "i" not in np.load(out) and "mu" not in np.load(out)
     result = cli("check", name, "--grads", str(out))
     assert result.exit_code == 0, result.stderr
+
+
+def test_shapes_table_reads_past_a_nan():
+    """One NaN among twelve gradients left every statistic nan (t61b F6): min and max are those
+    of the other elements and the mean cell counts the NaNs; an array without NaN reads as
+    before, one of NaN alone reads nan."""
+    from gradcli.render.values import stat_cells
+
+    a = np.array([[-1.0, 2.0, np.nan], [0.5, np.nan, 3.0]])
+    assert stat_cells(a) == ["-1", "3", "2 NaN", "nan"]
+    assert stat_cells(np.array([1.0, 3.0])) == ["1", "3", "2", "3.162"]
+    assert stat_cells(np.full(3, np.nan))[:3] == ["nan", "nan", "3 NaN"]
+    assert stat_cells(np.array([1, 2])) == ["1", "2", "1.5", "2.236"]
+    assert stat_cells(np.zeros((0, 3))) == []

@@ -307,6 +307,22 @@ def test_heatmap_grades_by_characters_with_a_legend(cli, tmp_path):
     assert ". within tolerance, + up to 10x beyond, * up to 100x, # more" in heat[4]
 
 
+def test_heatmap_of_one_character_everywhere_is_one_line(cli, tmp_path):
+    """A dW off by 1.001 everywhere drew 90 '#' over 40 lines (t62b F5): one line says it; one
+    element within tolerance brings the map back."""
+    spec = load_spec("conv2d", None)
+    grads = {n: np.array(g) for n, g in compute(spec).gradients.items()}
+    grads["W"] = grads["W"] * 1.001
+    np.savez(tmp_path / "g.npz", **grads)
+    out = cli("check", "conv2d", "--grads", tmp_path / "g.npz", env={"NO_COLOR": "1"}).stdout
+    assert "dW: error / tolerance is over 100x at all 90 elements: no pattern to draw" in out
+    assert "dW: error / tolerance\n" not in out and "# # #" not in out
+    grads["W"].flat[0] = compute(spec).gradients["W"].flat[0]  # the twin: a pattern again
+    np.savez(tmp_path / "g.npz", **grads)
+    out = cli("check", "conv2d", "--grads", tmp_path / "g.npz", env={"NO_COLOR": "1"}).stdout
+    assert "dW: error / tolerance\n" in out and "no pattern" not in out
+
+
 # ---------------------------------------------------------------- --grads: the arrays are yours
 def test_grads_mode_labels_the_users_arrays_as_yours(cli, tmp_path):
     spec = load_spec("linear", None)

@@ -281,6 +281,17 @@ def _heatmap(
         excess = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
     excess[np.isnan(excess)] = np.inf  # a NaN in the gradient under test is as far off as it gets
     excess[np.isnan(n)] = np.nan
+    seen = excess[~np.isnan(excess)]
+    classes = {_heat(float(v))[0] for v in seen} if seen.size else set()
+    if len(classes) == 1 and "." not in classes and seen.size > 1:
+        # one character everywhere is no pattern: 90 '#' over 40 lines said what one line says
+        # (t62b F5)
+        level = {"+": "up to 10x", "*": "10x to 100x", "#": "over 100x"}[classes.pop()]
+        where = f"all {seen.size} elements"
+        if seen.size < excess.size:
+            where = f"all {seen.size} compared elements (of {excess.size})"
+        return [Text(f"d{r.name}: error / tolerance is {level} at {where}: no pattern to draw",
+                     style="bold")]  # fmt: skip
     info = spec.info(r.name)
     names = letters(info, a.ndim)
     out: list = [Text(f"d{r.name}: error / tolerance", style="bold")]

@@ -16,7 +16,7 @@ from gradcli.inputs.network import NetSpec
 from gradcli.render.diag import forward_where
 from gradcli.render.fit import Col, fitted, paragraph
 from gradcli.render.text import kinks_line, refined_line, summary_line
-from gradcli.render.values import apart, natural_index, num, unanswered
+from gradcli.render.values import apart, natural_index, num, stat_cells, unanswered
 
 FLOW_COLUMNS = (
     Col("boundary"), Col("layer", priority=5), Col("shape"),
@@ -37,13 +37,6 @@ E2E_COLUMNS = (
     Col("worst element", priority=2, fold=True, min_width=10),
     Col("rel err", priority=4, justify="right"), Col("result"),
 )  # fmt: skip
-
-
-def _stats(a: np.ndarray) -> list[str]:
-    a = np.asarray(a)
-    with np.errstate(all="ignore"):
-        return [num(float(a.min())), num(float(a.max())), num(float(a.mean())),
-                num(float(np.linalg.norm(a.ravel())))]  # fmt: skip
 
 
 def _producer(net: NetSpec) -> dict[str, str]:
@@ -72,11 +65,11 @@ def render_compute(console: Console, net: NetSpec, comp: Computation) -> None:
     by = _producer(net)
     x = spec.tensors[net.net.input]
     role = "input" if spec.info(net.net.input).differentiable else "input (indices)"
-    rows = [[Text(net.net.input, style="bold"), role, str(list(x.shape)), *_stats(x)]]
+    rows = [[Text(net.net.input, style="bold"), role, str(list(x.shape)), *stat_cells(x)]]
     # the data a layer takes beside its input (a loss's labels), never differentiated
-    rows += [[Text(n, style="bold"), _fixed_role(net, n), str(list(a.shape)), *_stats(a)]
+    rows += [[Text(n, style="bold"), _fixed_role(net, n), str(list(a.shape)), *stat_cells(a)]
              for n, a in net.net.fixed.items()]  # fmt: skip
-    rows += [[Text(n, style="bold"), by[n], str(list(np.shape(a))), *_stats(a)]
+    rows += [[Text(n, style="bold"), by[n], str(list(np.shape(a))), *stat_cells(a)]
              for n, a in f["forward"].items()]  # fmt: skip
     title = f"forward: {spec.layer.summary}"
     console.print(fitted(FLOW_COLUMNS, rows, console.width, title=title, title_justify="left"),
@@ -265,7 +258,8 @@ def verdict_line(net: NetSpec, report: NetReport) -> Text:
             e2e_says = ("your gradient matches" if m == 1 else "both of your gradients match"
                         if m == 2 else f"all {m} of your gradients match")  # fmt: skip
         else:
-            e2e_says = "the gradient matches" if m == 1 else f"all {m} gradients match"
+            e2e_says = ("the gradient matches" if m == 1 else "both gradients match" if m == 2
+                        else f"all {m} gradients match")  # fmt: skip
         tail = ""
         if report.vacuous:  # a PASS that says nothing of those layers says so
             names = ", ".join(repr(n) for n in report.vacuous)

@@ -23,7 +23,14 @@ from gradcli.errors import mention
 from gradcli.inputs.spec import Spec
 from gradcli.layers import TensorInfo
 from gradcli.render.fit import Col, fitted, paragraph
-from gradcli.render.values import apart, natural_index, num, print_values, unanswered, yours
+from gradcli.render.values import (
+    apart,
+    natural_index,
+    print_values,
+    stat_cells,
+    unanswered,
+    yours,
+)
 
 
 def _rows(
@@ -70,11 +77,10 @@ def _shapes_table(spec: Spec, rows: list, width: int) -> Table:
     cells = []
     for name, role, a, _ in rows:
         a = np.asarray(a)
-        with np.errstate(all="ignore"):  # an overflowing norm shows as inf, no warning
-            stats = (a.min(), a.max(), a.mean(), np.linalg.norm(a.ravel())) if a.size else ()
+        stats = stat_cells(a)
         cells.append([
             Text(name, style="bold"), role, str(list(a.shape)), str(a.dtype),
-            *(num(float(v)) for v in stats), *[""] * (4 - len(stats)),
+            *stats, *[""] * (4 - len(stats)),
         ])  # fmt: skip
     title = f"{spec.layer.name}: {spec.layer.summary}"
     return fitted(SHAPE_COLUMNS, cells, width, title=title, title_justify="left")
@@ -285,7 +291,7 @@ def _how(report: CheckReport) -> str:
 def _all_match(n: int) -> str:
     if n == 1:
         return "the gradient matches the numerical one"
-    return f"all {n} gradients match the numerical ones"
+    return f"{'both' if n == 2 else f'all {n}'} gradients match the numerical ones"
 
 
 def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) -> str:

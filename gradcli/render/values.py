@@ -50,6 +50,24 @@ def num(v: float) -> str:
     return f"{v + 0.0:.4g}"  # + 0.0: a negative zero reads 0, not -0 (t23 F13, t24 F9)
 
 
+def stat_cells(a: np.ndarray) -> list[str]:
+    """min, max, mean and norm of ``a`` (any shape) as table cells, ``[]`` for an empty array.
+    A NaN would make all four read nan, hiding the eleven finite values beside one NaN
+    (t61b F6): min and max are then those of the other elements and the mean cell counts
+    the NaNs, where the table's eye goes next."""
+    a = np.asarray(a)
+    if not a.size:
+        return []
+    with np.errstate(all="ignore"):  # an overflowing norm shows as inf, no warning
+        bad = int(np.count_nonzero(np.isnan(a))) if a.dtype.kind in "fc" else 0
+        if not bad:
+            return [num(float(a.min())), num(float(a.max())), num(float(a.mean())),
+                    num(float(np.linalg.norm(a.ravel())))]  # fmt: skip
+        rest = a[~np.isnan(a)]
+        ends = [num(float(rest.min())), num(float(rest.max()))] if rest.size else ["nan"] * 2
+        return [*ends, f"{bad} NaN", "nan"]
+
+
 def apart(a: float, b: float, digits: int = 6) -> tuple[str, str]:
     """``a`` and ``b`` to ``digits`` significant digits, or as many more (up to 17, every
     digit a float64 has) as it takes for two different numbers to read differently: yours
