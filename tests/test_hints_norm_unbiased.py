@@ -55,3 +55,53 @@ def test_dgamma_alone_from_the_unbiased_std_names_its_factor():
                       grads={"gamma": right["gamma"] * np.sqrt(9 / 10)})  # fmt: skip
     hints = r.results["gamma"].hints
     assert not r.passed and any(h.cause == "scale:unbiased-std" for h in hints), hints
+
+
+def _norm_forward(axes, groups=None):
+    """A user's normalization forward with np.var's ddof as a module global (DDOF)."""
+    def forward(x=None, gamma=None, beta=None, X=None, eps=EPS, spatial=0, groups_=groups,
+                **_):
+        v = x if x is not None else X
+        g = v.reshape(v.shape[:-1] + (groups_, -1)) if groups_ else v
+        mu = g.mean(axis=axes, keepdims=True)
+        h = ((g - mu) / np.sqrt(g.var(axis=axes, ddof=DDOF[0], keepdims=True) + eps))
+        return h.reshape(v.shape) * gamma + beta
+    return forward
+
+
+DDOF = [0]
+
+
+@pytest.mark.parametrize(("layer", "shapes", "options", "axes", "groups"), [
+    ("batchnorm", {"x": (6, 4)}, {}, (0,), None),
+    ("batchnorm", {"x": (2, 3, 3, 4)}, {"spatial": 2}, (0, 1, 2), None),
+    ("layernorm", {"x": (3, 7)}, {}, (-1,), None),
+    ("groupnorm", {"X": (2, 3, 3, 6)}, {"groups": 2, "spatial": 2}, (1, 2, 4), 2),
+])  # fmt: skip
+@pytest.mark.parametrize("ddof", [1, 0])
+def test_unbiased_variance_in_the_forward_is_named(layer, shapes, options, axes, groups, ddof):
+    """np.var(ddof=1) in a user's forward got 'max abs error 0.174' and no name (t61b F7); the
+    twin: the biased forward agrees with ours."""
+    rng = np.random.default_rng(7)
+    (xname, shape), = shapes.items()
+    c = shape[-1]
+    t = {xname: rng.normal(size=shape), "gamma": rng.normal(size=c), "beta": rng.normal(size=c)}
+    DDOF[0] = ddof
+    try:
+        forward = _norm_forward(axes, groups)
+        r = gradcli.check(layer, t, options={"eps": EPS, **options}, forward=forward,
+                          backward=lambda grad_output, **kw: gradcli.compute(
+                              layer, {k: v for k, v in kw.items() if k in t},
+                              options={"eps": EPS, **options}, grad_output=grad_output,
+                          ).gradients)  # fmt: skip
+    finally:
+        DDOF[0] = 0
+    f = r.forward
+    if ddof == 0:
+        assert f.passed, f
+        return
+    m = int(np.prod([shape[a] for a in axes])) if groups is None else (
+        shape[1] * shape[2] * c // groups)
+    assert not f.passed and not r.passed
+    assert f"by m - 1 = {m - 1} (np.var(ddof=1)" in str(f.hints[0]), f.hints
+    assert f"divides by m = {m}" in str(f.hints[0])

@@ -15,12 +15,13 @@ anywhere: the formulas continue analytically, so the complex step runs through t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from gradcli.errors import OptionError, ShapeError, brief
-from gradcli.layers.base import AxisMap, same
+from gradcli.layers.base import Arrays, AxisMap, same
 
 SPATIAL_AXES = {0: (), 1: ("L",), 2: ("H", "W")}
 SPATIAL_INDEX = {0: (), 1: ("l",), 2: ("i", "j")}
@@ -49,10 +50,15 @@ def expand(p: np.ndarray, k: int) -> np.ndarray:
     return p.reshape(p.shape[:-1] + (1,) * k + p.shape[-1:])
 
 
-def normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """xhat and r = 1 / sqrt(var + eps) (keepdims) over ``axes``."""
+def normalize(
+    x: np.ndarray, axes: tuple[int, ...], eps: float, ddof: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """xhat and r = 1 / sqrt(var + eps) (keepdims) over ``axes``; ``ddof`` 1 is the unbiased
+    variance a user's forward may take by mistake (forms)."""
     xc = x - x.mean(axis=axes, keepdims=True)
     var = np.mean(xc * xc, axis=axes, keepdims=True)  # xc * xc, not |xc|^2: complex-safe
+    if ddof:
+        var *= xc.size // var.size / (xc.size // var.size - ddof)
     r = 1.0 / np.sqrt(var + float(eps))  # a Python float keeps float32 in float32
     xc *= r
     return xc, r
@@ -99,6 +105,25 @@ def unbiased(m: int) -> list[tuple[float, str, str]]:
             (math.sqrt((m - 1) / m), "scale:unbiased-std", f"multiplied by sqrt({m - 1}/{m}): "
              f"xhat divided by the unbiased std (np.var(ddof=1), over {m - 1}) where the "
              f"layer's is biased, over {m}")]  # fmt: skip
+
+
+def forms(name: str, forward: Callable[..., Any]) -> Callable[[Arrays, Any], dict]:
+    """Layer.forms of a normalization whose ``forward(t, options, ddof=)`` normalizes by the
+    variance of ``ddof``: a forward written with np.var(ddof=1) (torch.var's default) got no
+    hint where the same slip in a backward did (t61b F7)."""
+
+    def unbiased(t: Arrays, options: Any = None) -> dict[str, tuple[str, np.ndarray]]:
+        _, cache = forward(t, options)
+        m = cache["xhat"].size // cache["r"].size
+        if m < 2:
+            return {}
+        with np.errstate(all="ignore"):
+            y, _ = forward(t, options, ddof=1)
+        return {"unbiased": (
+            f"your forward divides the variance by m - 1 = {m - 1} (np.var(ddof=1), torch.var's "
+            f"default); the built-in {name} divides by m = {m}, as torch's does: drop ddof=1", y)}
+
+    return unbiased
 
 
 def param_footprint(out_axis: int, c: int) -> tuple[AxisMap, ...]:

@@ -55,11 +55,13 @@ def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"mu": x.mean(axis=axes), "var": x.var(axis=axes), "xhat": cache["xhat"]}
 
 
-def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+def forward(
+    t: Arrays, options: Any = None, ddof: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., N, [H, W,] D), gamma (..., D), beta (..., D) -> y (..., N, [H, W,] D)."""
     options = options or Options()
     x, gamma, beta, k = t["x"], t["gamma"], t["beta"], options.spatial + 1
-    xhat, r = _norm.normalize(x, _axes(options.spatial), options.eps)
+    xhat, r = _norm.normalize(x, _axes(options.spatial), options.eps, ddof)
     cache = {"xhat": xhat, "r": r, "gamma": gamma, "beta": beta, "x": x, "spatial": options.spatial}
     return _norm.affine(xhat, gamma, beta, k), cache
 
@@ -211,4 +213,5 @@ LAYER = Layer(
              bn_param, ndim={"x": 4}, applies=lambda o: _spatial(o) == 2,
              layout="x as (N, C, H, W)", hint=HINT),
     ),  # fmt: skip
+    forms=_norm.forms("batchnorm", forward),
 )

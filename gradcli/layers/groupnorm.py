@@ -51,11 +51,13 @@ def _axes(spatial: int) -> tuple[int, ...]:
 # per example and group a (channels c in a):  mu_a = mean_{i,j,c} X[i,j,c]
 # var_a = mean_{i,j,c} (X[i,j,c] - mu_a)^2    Xhat[i,j,c] = (X[i,j,c] - mu_a) / sqrt(var_a + eps)
 # Y[i,j,c] = gamma[c] Xhat[i,j,c] + beta[c]
-def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+def forward(
+    t: Arrays, options: Any = None, ddof: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
     """X (..., [H, W,] C), gamma (..., C), beta (..., C) -> Y (..., [H, W,] C)."""
     options = options or Options()
     X, gamma, beta, sp = t["X"], t["gamma"], t["beta"], options.spatial
-    xhat, r = _norm.normalize(_grouped(X, options.groups), _axes(sp), options.eps)
+    xhat, r = _norm.normalize(_grouped(X, options.groups), _axes(sp), options.eps, ddof)
     xhat = xhat.reshape(X.shape)
     cache = {"xhat": xhat, "r": r, "gamma": gamma, "beta": beta, "x": X, "spatial": sp}
     cache["groups"] = options.groups
@@ -242,4 +244,5 @@ LAYER = Layer(
              layout="X as (N, C, H, W), gamma and beta as (1, C, 1, 1)",
              hint="images (N, H, W, C) with spatial: 2"),
     ),  # fmt: skip
+    forms=_norm.forms("groupnorm", forward),
 )

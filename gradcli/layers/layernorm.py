@@ -34,11 +34,13 @@ def shown(cache: dict[str, Any]) -> dict[str, np.ndarray]:
     return {"mu": x.mean(axis=-1), "var": x.var(axis=-1), "xhat": cache["xhat"]}
 
 
-def forward(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+def forward(
+    t: Arrays, options: Any = None, ddof: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
     """x (..., D), gamma (..., D), beta (..., D) -> y (..., D)."""
     options = options or Options()
     x, gamma, beta = t["x"], t["gamma"], t["beta"]
-    xhat, r = _norm.normalize(x, (-1,), options.eps)
+    xhat, r = _norm.normalize(x, (-1,), options.eps, ddof)
     cache = {"xhat": xhat, "r": r, "gamma": gamma, "beta": beta, "x": x}
     return _norm.affine(xhat, gamma, beta, 0), cache
 
@@ -146,4 +148,5 @@ LAYER = Layer(
         Form("layernorm_forward", "layernorm_backward", {"x": ROWS}, out(ROWS),
              lambda o, s: ({"eps": (o or Options()).eps},)),
     ),  # fmt: skip
+    forms=_norm.forms("layernorm", forward),
 )
