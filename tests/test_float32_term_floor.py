@@ -109,3 +109,52 @@ def test_gelu_float32_answers_reading_0_pass(scale):
     wrong[0, 4] *= np.float32(1.05)  # an element of ~0.05 * scale beside ones of ~2 * scale
     r = gradcli.check("gelu", tensors, grad_output=g.astype(np.float64), grads={"x": wrong})
     assert not r.passed
+
+
+def _kinked(layer: str):
+    """A relu's x with exact zeros, or a max-pool's X with tied windows, and a float64 grad
+    output that float32 rounds."""
+    rng = np.random.default_rng(1)
+    if layer == "relu":
+        x = rng.integers(-2, 3, (4, 6)).astype(np.float64)
+        return {"x": x}, rng.standard_normal((4, 6)), "x"
+    X = rng.integers(0, 2, (1, 4, 4, 2)).astype(np.float64)
+    return {"X": X}, rng.standard_normal((1, 2, 2, 2)), "X"
+
+
+def _other_side(layer: str, t, g):
+    """The right gradient by the other valid rule at the kinks, from float64 g: relu'(0) = 1;
+    max-pool: each window's gradient to its last maximum, not its first."""
+    if layer == "relu":
+        return g * (t["x"] >= 0)
+    X, d = t["X"], np.zeros_like(t["X"])
+    for i in range(2):
+        for j in range(2):
+            for c in range(2):
+                w = X[0, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c].ravel()
+                k = len(w) - 1 - int(np.argmax(w[::-1]))
+                d[0, 2 * i + k // 2, 2 * j + k % 2, c] += g[0, i, j, c]
+    return d
+
+
+@pytest.mark.parametrize("method", ["central4", "complex"])
+@pytest.mark.parametrize("layer", ["relu", "maxpool2d"])
+def test_the_other_side_of_a_kink_keeps_its_float32_allowance(layer, method):
+    """A float32 check of float64 answers from a float64 upstream gradient: relu's g (x >= 0)
+    failed at its zeros only, by g's float32 rounding (3e-8 relative), under central4 and the
+    complex step, whose rule is 1e-8 relative (outside test t65b F4): the built-in's dx there
+    is 0, whose terms allowed nothing. The twin: 1e-5 of one such element more fails."""
+    t, g, name = _kinked(layer)
+    right = _other_side(layer, t, g)
+    ours = gradcli.compute(layer, t, grad_output=g).gradients[name]
+    at = np.flatnonzero(((right != ours) & (right != 0)).ravel())
+    assert at.size >= 3  # kinks where the two rules differ, and the other one is not 0
+    r = gradcli.check(layer, t, grad_output=g, grads={name: right}, dtype="float32",
+                      method=method)  # fmt: skip
+    assert r.passed, r.verdict()
+    wrong = right.copy()
+    wrong.flat[at[0]] *= 1 + 1e-5
+    r = gradcli.check(layer, t, grad_output=g, grads={name: wrong}, dtype="float32",
+                      method=method)  # fmt: skip
+    assert not r.passed and tuple(r.results[name].worst_index) == np.unravel_index(
+        at[0], right.shape), r.verdict()
