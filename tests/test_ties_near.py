@@ -268,3 +268,51 @@ def test_a_margin_far_beyond_round_off_is_no_near_tie(method, d):
     right = gradcli.check("svm", {"x": x, "y": y}, method=method, grads={"x": _svm_dx(x, y, 0)})
     assert not wrong.passed
     assert right.passed, str(right)
+
+
+def _grid_scores(dtype):
+    """Scores on a 0.1 grid with x_j = x_y - 1 in exact arithmetic: ours, x - (x_y - 1), rounds
+    some margins to +-1e-17 (float64) or +-6e-8 (float32 scores, differenced in float64), and
+    CS231n's x - x_y + 1 in the scores' own dtype to exactly 0 at every one."""
+    rng = np.random.default_rng(4)
+    n, c = 12, 4
+    y = rng.integers(0, c, n)
+    x = np.round(rng.uniform(-2, 2, (n, c)), 1)
+    for i in range(n):
+        x[i, (y[i] + 1) % c] = float(f"{x[i, y[i]] - 1:.1f}")  # the decimal, rounded once
+    return x.astype(dtype), y
+
+
+def _cs231n_dx(x, y, ge, ge_true=None):
+    """CS231n's dx with its margins in the scores' dtype, masks > 0 or >= 0 (``ge``), the true
+    class counted by the same mask or (``ge_true`` not None) by the other."""
+    n = x.shape[0]
+    r = np.arange(n)
+    m = x - x[r, y][:, None] + x.dtype.type(1)
+    m[r, y] = -1
+    a = (m >= 0) if ge else (m > 0)
+    b = a if ge_true is None else ((m >= 0) if ge_true else (m > 0))
+    dx = a.astype(np.float64)
+    dx[r, y] = -b.sum(axis=1)
+    return dx / n
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_svm_margins_rounding_to_zero_in_another_order_are_near_ties(dtype):
+    """CS231n's svm rounds margins of x_j = x_y - 1 to exactly 0; ours, in another order, to a
+    hair either side, and whichever mask CS231n's code took failed where ours was on the other
+    side (outside test t65b F1). A margin within the rounding of its sum is a near-tie: both
+    masks pass; a true class counting those margins otherwise than its columns still fails."""
+    x, y = _grid_scores(dtype)
+    x64 = x.astype(np.float64)
+    ours = x64 - (x64[np.arange(len(y)), y][:, None] - 1.0)
+    ours[np.arange(len(y)), y] = 1.0
+    assert np.any((ours != 0) & (np.abs(ours) < 1e-6)), "no margin a hair from zero"
+    check = {"dtype": "float32"} if dtype == np.float32 else {}
+    for ge in (False, True):
+        r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": _cs231n_dx(x, y, ge)}, **check)
+        assert r.passed, (ge, r.verdict())
+    for ge in (False, True):  # the twins: columns by one mask, the true class by the other
+        wrong = _cs231n_dx(x, y, ge, ge_true=not ge)
+        r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong}, **check)
+        assert not r.passed, (ge, r.verdict())

@@ -424,8 +424,16 @@ def _crosses(m: np.ndarray, end: np.ndarray, step: np.ndarray, at: np.ndarray) -
     return ((m < 0) & (end >= 0)) | ((m > 0) & (end <= 0)) | ((step == 0) & (at == 0))
 
 
+def _meets(start: np.ndarray, step: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Whether a score moving from ``start`` to ``step`` (offsets from the point) comes within
+    ``reach`` of it, or sits at it (a zero step)."""
+    lo, hi = np.minimum(start, step), np.maximum(start, step)
+    return ((lo <= reach) & (hi >= -reach) & (hi > lo)) | ((start == 0) & (step == 0))
+
+
 def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
-              start: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
+              start: np.ndarray | None = None,
+              unit: float | None = None) -> np.ndarray | None:  # fmt: skip
     """Where moving one score changes the hinge's active set: x[n, c] (c != y_n) moves its own
     margin by the step; x[n, y_n] moves every margin of row n by minus the step. The margins
     in svm_terms' own arithmetic, x - (x_y - 1): what the forward rounds to 0 is the corner
@@ -438,14 +446,28 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
     step = np.broadcast_to(step, x.shape)
     start = np.zeros(x.shape) if start is None else np.broadcast_to(start, x.shape)
     true = np.arange(x.shape[-1]) == y[..., None]
-    base = _pick(x, y)[..., None] - 1.0
+    y_at = _pick(x, y)[..., None]
+    base = y_at - 1.0
     own = _crosses((x + start) - base, (x + step) - base, step, x - base) & ~true
     s_true = _pick(step, y)[..., None]  # the true class's step, against every margin
     a_true = _pick(start, y)[..., None]
-    y_at = _pick(x, y)[..., None]
     begin, moved = x - ((y_at + a_true) - 1.0), x - ((y_at + s_true) - 1.0)
-    row = (_crosses(begin, moved, s_true, x - base) & ~true).any(axis=-1)
-    out = own | (true & row[..., None])
+    crossed = _crosses(begin, moved, s_true, x - base) & ~true
+    # a margin not 0 but within the rounding of x - x_y + 1 (2 units of its largest term) is a
+    # near-tie whatever side ours is on: another order of the same sum gives 0, and a mask
+    # taken from it (CS231n's x - x_y + 1 > 0, or >= 0) is as right as ours, whose clean side
+    # failed it (outside test t65b F1: -2.8e-17 in float64, 6e-8 in float32). Its corner is
+    # anywhere within that rounding: a segment meeting it crosses, and the slopes are read
+    # beyond it (numeric/kinks.py)
+    if unit is None:  # the epsilon the code under test computes in (numeric/engine.kink_map)
+        unit = float(np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps)
+    reach = 2 * unit * np.maximum(np.maximum(np.abs(x), np.abs(y_at)), 1.0)
+    m = x - base
+    near = (np.abs(m) <= reach) & (m != 0) & ~true
+    if near.any():
+        own |= near & _meets(start, step, reach)
+        crossed |= near & _meets(a_true, s_true, reach)
+    out = own | (true & crossed.any(axis=-1)[..., None])
     return _to_shape(out.astype(np.int64), t["x"].shape) > 0
 
 

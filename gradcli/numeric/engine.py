@@ -18,6 +18,8 @@ never touched. Three ideas make it fast while staying an honest finite differenc
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import field
@@ -147,8 +149,12 @@ class Engine(StackedForward):
 
     def kink_map(self) -> Any:
         """Where the layer's kinks are (``Layer.kinks``), or the built-in's it implements
-        (``declared_kinks``, set by the check once the user's forward agreed with it)."""
-        return self.declared_kinks or self.layer.kinks
+        (``declared_kinks``, set by the check once the user's forward agreed with it); one
+        that rounds as the forward does (svm's margins) is told the forward's epsilon."""
+        kinks = self.declared_kinks or self.layer.kinks
+        if kinks is not None and "unit" in inspect.signature(kinks).parameters:
+            return functools.partial(kinks, unit=max(self.unit, self.rounding))
+        return kinks
 
     # ------------------------------------------------------------ terms
     def terms(self, name: str) -> Engine | str | None:

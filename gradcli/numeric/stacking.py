@@ -212,6 +212,10 @@ class StackedForward:
         self.method = get_method(method)
         self.eps = self.method.auto_eps if eps is None else float(eps)
         self.t64 = float64_copies(tensors)  # labels and indices stay integers
+        # the coarsest epsilon the tensors were given in (a float32 check's): what a kink map
+        # that rounds as the code under test does is told (engine.kink_map)
+        self.rounding = max((float(np.finfo(a.dtype).eps) for a in tensors.values()
+                             if isinstance(a, np.ndarray) and a.dtype.kind == "f"), default=EPS)
         self.shapes = {n: a.shape for n, a in self.t64.items()}
         self.g = np.asarray(grad_output, dtype=np.float64)
         self.max_memory = max_memory
