@@ -316,3 +316,14 @@ def test_svm_margins_rounding_to_zero_in_another_order_are_near_ties(dtype):
         wrong = _cs231n_dx(x, y, ge, ge_true=not ge)
         r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong}, **check)
         assert not r.passed, (ge, r.verdict())
+
+
+def test_an_svm_answer_of_eighths_is_not_called_float32_work():
+    """A wrong svm dx of multiples of 1/8 (every element a float32 number, as the right one's
+    are) beside a float32 run of the built-in whose near-ties flipped (0.5 off): the hint said
+    it was computed or stored in float32 (outside test t65b F5)."""
+    x, y = _grid_scores(np.float64)
+    wrong = 1.5 * _cs231n_dx(x, y, False)
+    r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong})
+    assert not r.passed
+    assert all(h.cause != "precision:float32" for h in r.results["x"].hints), r.results["x"].hints
