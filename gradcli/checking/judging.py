@@ -165,11 +165,13 @@ def compare_tensor(
     # (a custom layer's answers have no backward of ours beside them: its gradients are they)
     if opts.grads is not None and spec.layer.name != "custom":
         own = intermediates.builtin(p.comp, name)
-        if opts.chained_kinks and theirs is grad and fix is not None and fix.coords.size:
+        if theirs is grad and fix is not None and fix.coords.size:
             # the values at kinks were read for your answer (the pieces' nearest to it), not
-            # for ours: the chained backward is held there as `check net` holds it (torch's
-            # answers read 'the chained backward's dc.W does not match' beside a check net
-            # that passes it: outside test t55b F3)
+            # for ours, which takes its own side there: the chained backward is held there as
+            # `check net` holds it (torch's answers read 'the chained backward's dc.W does not
+            # match' beside a check net that passes it: outside test t55b F3), and the built-in
+            # as its own check holds it (relu's x >= 0 answers read 'built-in dx does not
+            # match': outside test t65b F3)
             theirs = grad.copy()
             theirs.flat[fix.coords] = np.asarray(own).flat[fix.coords]
         ours = compare(name, own, theirs, atol, p.rtol,

@@ -269,16 +269,15 @@ def _agreement(
     result = compare(spec.output_info.name, theirs, ours, max(tol * scale, floor), 64 * eps,
                      context=lambda: {"forward": True, "padded_max": padded})
     if problem:  # right values, a wrong number of them: a wrong forward all the same
-        result = dataclasses.replace(result, within=False, hints=(problem,))
-    elif not result.passed and builtin.forms is not None:  # another formula, by name
+        return dataclasses.replace(result, within=False, hints=(problem,))
+    if not result.passed and builtin.forms is not None:  # another formula, by name
         for words, y in builtin.forms(tensors, spec.options).values():
             # to the forward's own precision (a float32 one's gate order went unnamed: outside
             # test t38a N4)
             if np.shape(y) == np.shape(theirs) and np.allclose(
                     theirs, y, rtol=max(1e-9, 64 * eps), atol=max(1e-12 * scale, floor)):
-                result = dataclasses.replace(result, hints=(words,))
-                break
-    elif not result.passed and spec.layer.own_defaults is not None:
+                return dataclasses.replace(result, hints=(words,))
+    if not result.passed and spec.layer.own_defaults is not None:
         own = spec.layer.own_defaults(spec.options)
         if own:
             result = dataclasses.replace(result, hints=(
