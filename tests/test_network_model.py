@@ -307,6 +307,25 @@ def test_a_spec_file_alone_is_checked_as_the_layer_it_names(
     assert_usage_error(cli("compute", none), "expected a layer's name first")
 
 
+def test_an_unreadable_spec_file_alone_says_why(cli, write_spec, assert_usage_error):
+    """A spec file alone with a key given twice, a tab or a second document read "expected a
+    layer's name first" though it said `layer: linear` (outside test t65c F1): it says what
+    it says with the layer given. The twin: a file that is no YAML spec (x.npy) still asks
+    for the layer's name."""
+    twice = write_spec("layer: linear\ntensors:\n  x: [1, 2]\n  x: [1, 3]\n", "twice.yaml")
+    for command in ("check", "compute", "explain"):
+        alone = cli(command, twice)
+        assert_usage_error(alone, "line 4: the key 'x' is given twice")
+        assert "layer's name first" not in alone.stderr
+    tab = write_spec("layer: linear\ntensors:\n\tx: [1, 2]\n", "tab.yaml")
+    assert_usage_error(cli("check", tab), f"{tab}: invalid YAML: line 3")
+    model = write_spec("network:\n  - {layer: relu}\n  - {layer: relu}\nnetwork: []\n",
+                       "model.yaml")
+    assert_usage_error(cli("check", model), "the key 'network' is given twice")
+    npy = write_spec("not a spec", "dir/x.npy")
+    assert_usage_error(cli("check", npy), "expected a layer's name first")
+
+
 def test_a_missing_spec_file_alone_is_said_missing(cli, tmp_path):
     """`gradcli check typo_spec.yaml` read "expected a layer's name first, got the file ...":
     the file is not there, and that is what it says now (outside test t55a F6)."""

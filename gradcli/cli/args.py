@@ -197,7 +197,10 @@ def _named_by_file(layer: str, spec: str | None, command: str) -> tuple[str, str
 
 
 def _spec_layer(path: str) -> str | None:
-    """The ``layer:`` a spec file names, or None (unreadable: load_spec says why)."""
+    """The ``layer:`` a spec file names, or None. A YAML or JSON file (or stdin) that does not
+    parse says why, as it would with its layer given: 'expected a layer's name first' sent
+    the user to fix a `layer: linear` that was right, beside a key given twice (outside test
+    t65c F1); another file (./x.npy) is no spec, and that is said instead."""
     from gradcli.files.reading import parse_yaml, read_spec_text
     from gradcli.inputs.spec import DEFAULT_MAX_ELEMENTS
 
@@ -205,6 +208,8 @@ def _spec_layer(path: str) -> str | None:
         text, source, _ = read_spec_text(path)
         doc = parse_yaml(text, source=source, max_elements=DEFAULT_MAX_ELEMENTS)
     except GradcliError:
+        if path == "-" or Path(path).suffix.lower() in (".yaml", ".yml", ".json"):
+            raise
         return None
     named = doc.get("layer") if isinstance(doc, dict) else None
     return named if isinstance(named, str) else None
