@@ -438,3 +438,30 @@ def test_coloring_owners_match_a_plain_table_and_stay_small():
     finally:
         tracemalloc.stop()
     assert time.perf_counter() - start < 2 and peak < 10 * 2**20, peak
+
+
+@pytest.mark.parametrize(("layer", "shapes"), [
+    ("linear", {"x": [20_000_000], "W": [2, 3]}),
+    ("conv2d", {"X": [1000, 2000, 10], "W": [3, 3, 2, 4]}),
+])  # fmt: skip
+def test_shapes_that_do_not_fit_are_refused_before_any_tensor_is_made(layer, shapes):
+    """x [45e6] beside W [2, 3] was generated in full (0.8 GB) before 'W has in=3 but x has
+    45000000 features' (outside test t65c F2): the shapes are held to the layer first. The
+    twin: shapes that fit are made."""
+    from gradcli.errors import ShapeError
+
+    doc = {"tensors": {n: {"shape": s} for n, s in shapes.items()}}
+    tracemalloc.start()
+    try:
+        with pytest.raises(ShapeError, match="tensors.W"):
+            build_spec(get_layer(layer), doc, base=Path("."), source="<test>",
+                       max_elements=10**12)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, peak  # bytes: no 160 MB tensor was made
+    fits = {"x": [2_000_000], "W": [2, 2_000_000]} if layer == "linear" else None
+    if fits:
+        doc = {"tensors": {n: {"shape": s} for n, s in fits.items()}}
+        spec = build_spec(get_layer(layer), doc, base=Path("."), source="<test>")
+        assert spec.tensors["x"].size == 2_000_000

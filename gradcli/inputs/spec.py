@@ -243,6 +243,10 @@ def build_spec(
     try:
         _load(layer, doc, tensors_doc, options, raw_options,
               Loader(base, source, seed, dtype, limit, shapes_only=True))  # fmt: skip
+    except (ShapeError, OptionError):
+        # shapes that do not fit the layer are said before any tensor is made: a linear of
+        # x [45e6] beside W [2, 3] took 0.8 GB to be refused (outside test t65c F2)
+        raise
     except GradcliError as e:
         if e.param == "max_elements":
             raise
