@@ -79,3 +79,15 @@ def test_a_layers_raising_forward_is_named_too(cli, tmp_path):
     r = cli("check", "net", model)
     assert r.exit_code == 2
     assert "m.yaml: layer 2 'act1' (" in r.stderr and "forward raised RuntimeError" in r.stderr
+
+
+def test_a_target_naming_no_input_is_said_at_its_key(cli, tmp_path, assert_usage_error):
+    """`target: Y` where the input is y read "inputs: expected exactly one input the network
+    is differentiated at ..., got X, y" (outside test t65c F4): the target's own key says it,
+    with the input it nearly names. The twin: `target: y` runs."""
+    plain = MODEL.replace("impl: myrelu.py", "").replace(", }", "}")
+    model = _write(tmp_path, plain.replace("target: y", "target: Y"))
+    assert_usage_error(cli("check", "net", model),
+                       "loss.target: expected the name of one of the inputs (X, y)")
+    assert "did you mean 'y'?" in cli("check", "net", model).stderr
+    assert cli("check", "net", _write(tmp_path, plain), "-q").exit_code == 0

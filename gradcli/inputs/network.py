@@ -130,6 +130,17 @@ def _build(
         raise SpecError(f"expected a mapping {{layer: ..., target: ...}}, got {kind(loss)}",
                         key="loss")  # fmt: skip
     targets, labels = _targets(entries, loss)
+    # a target naming no input is said as such, before the inputs are counted without it:
+    # 'target: Y' read "expected exactly one input ..., got X, y" (outside test t65c F4)
+    for where, n in targets.items():
+        if not isinstance(n, str) or n not in inputs:
+            names = ", ".join(map(str, inputs))
+            near = "" if not isinstance(n, str) else next(
+                (f" (did you mean {i!r}?)" for i in map(str, inputs) if i.lower() == n.lower()),
+                suggest(n, [str(i) for i in inputs]))  # fmt: skip
+            raise SpecError(f"expected the name of one of the inputs ({names}) holding the "
+                            f"labels or targets, got {brief(n)}{near}",
+                            key=f"{where}.target")  # fmt: skip
     free = [n for n in inputs if n not in targets.values()]
     if len(free) != 1:
         raise SpecError(
@@ -144,12 +155,6 @@ def _build(
     indices = _takes_indices(entries[0])
     if indices is None:
         arrays[x_name] = loader.load(inputs[x_name], f"inputs.{x_name}", x_name)
-    for where, n in targets.items():
-        if not isinstance(n, str) or n not in inputs:
-            names = ", ".join(map(str, inputs))
-            raise SpecError(f"expected the name of one of the inputs ({names}) holding the "
-                            f"labels or targets, got {brief(n)}",
-                            key=f"{where}.target")  # fmt: skip
     fixed = {str(n): _fixed(loader, inputs[n], f"inputs.{n}", str(n), n in labels)
              for n in dict.fromkeys(targets.values())}  # fmt: skip
     b = _Builder(loader, arrays, fixed, base, x_name, inputs[x_name] if indices else None)
