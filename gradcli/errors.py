@@ -6,6 +6,7 @@ does not match is a *result* (see :mod:`gradcli.check`), never an exception.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 
@@ -36,6 +37,9 @@ def brief(value: object, limit: int = 60) -> str:
         return {True: "true", False: "false", None: "null"}[value]
     if isinstance(value, int) and abs(value) > 10**15:
         return "a very large integer"
+    if isinstance(value, (datetime.date, datetime.time)):  # YAML reads 2020-01-01 as a date
+        return f"the date {value.isoformat()}" if isinstance(value, datetime.date) else (
+            f"the time {value.isoformat()}")  # (t65c F9: 'datetime.date(2020, 1, 1)')
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -154,3 +154,19 @@ def test_piped_output_has_no_trailing_spaces(cli, args):
     assert result.exit_code == 0, result.stderr
     padded = [line for line in result.stdout.splitlines() if re.search(r" +$", line)]
     assert not padded, padded[:3]
+
+
+def test_compute_says_a_cast_and_a_big_endian_float64_is_none(cli, tmp_path):
+    """compute cast a float16 x to float64 in silence, and check called a big-endian float64
+    '>f8' and 'checked in float64' (outside test t65c F6)."""
+    t = _linear()
+    np.save(tmp_path / "x16.npy", t["x"].astype(np.float16))
+    np.save(tmp_path / "xbe.npy", t["x"].astype(">f8"))
+    np.save(tmp_path / "W.npy", t["W"])
+    for name in ("x16", "xbe"):
+        (tmp_path / f"{name}.yaml").write_text(f"tensors:\n  x: {name}.npy\n  W: W.npy\n")
+    r = cli("compute", "linear", tmp_path / "x16.yaml")
+    assert r.exit_code == 0 and "x given as float16, computed in float64" in r.stderr, r.stderr
+    for command in ("compute", "check"):
+        r = cli(command, "linear", tmp_path / "xbe.yaml")
+        assert r.exit_code == 0 and "given as" not in r.stderr, r.stderr

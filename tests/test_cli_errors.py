@@ -343,3 +343,24 @@ def test_a_cs231n_loss_returning_a_list_is_read_as_its_tuple(cli, tmp_path):
     )  # fmt: skip
     r = cli("check", "softmax_cross_entropy", "--impl", tmp_path / "sm.py", "-q")
     assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("command", [["check", "linear"], ["compute", "linear"],
+                                     ["init", "linear"], ["explain", "linear"]])
+def test_an_output_naming_a_folder_is_refused(cli, tmp_path, assert_usage_error, command):
+    """-o newdir/ wrote a file named newdir (outside test t65c F7): a trailing slash names a
+    folder, refused before anything runs. The twin: -o newdir/out.json writes it."""
+    folder = f"{tmp_path}/newdir/"
+    r = cli(*command, "-o", folder)
+    assert_usage_error(r, "names a folder; name the file to write in it")
+    assert not (tmp_path / "newdir").exists()
+    (tmp_path / "newdir").mkdir()
+    name = "out.yaml" if command[0] == "init" else "out.json"
+    r = cli(*command, "-o", folder + name)
+    assert r.exit_code in (0, 1) and (tmp_path / "newdir" / name).is_file(), r.stderr
+
+
+def test_grads_from_stdin_is_said_unsupported(cli, assert_usage_error):
+    """--grads - read '-: file not found: -' (outside test t65c F9)."""
+    assert_usage_error(cli("check", "linear", "--grads", "-"),
+                       "--grads: answers are not read from stdin")

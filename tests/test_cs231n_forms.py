@@ -367,3 +367,23 @@ def test_a_custom_layers_tensors_named_after_its_parameters_go_by_name():
     assert gradcli.check(tensors={"w": w, "x": x, "b": b}, **pair).passed
     report = gradcli.check(tensors={"p": x, "q": w, "r": b}, **pair)  # by position: x, w, b
     assert report.passed and list(report.results) == ["p", "q", "r"]
+
+
+def test_a_pair_by_cs231n_names_in_gradclis_own_form(tmp_path):
+    """abs_forward(x) and abs_backward(grad_output, x) named as FILE.py:abs were read as
+    CS231n's (out, cache) pair and refused (outside test t65b F7): a backward taking the
+    layer's tensors by name is gradcli's form. The twins: a wrong one fails, and a pair in
+    CS231n's form (dout, cache) is still read as CS231n's."""
+    own = ("import numpy as np\n"
+           "def abs_forward(x):\n    return np.abs(x)\n"
+           "def abs_backward(grad_output, x):\n    return {'x': grad_output * np.sign(x) * K}\n")
+    x = np.linspace(-1, 1, 8).reshape(2, 4) + 0.05
+    for k, passes in ((1, True), (2, False)):
+        (tmp_path / f"own{k}.py").write_text(own.replace("K}", f"{k}}}"))
+        r = gradcli.check(f"{tmp_path}/own{k}.py:abs", {"x": x})
+        assert r.passed == passes, r.verdict()
+    (tmp_path / "theirs.py").write_text(
+        "import numpy as np\n"
+        "def relu_forward(x):\n    return np.maximum(x, 0), x\n"
+        "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
+    assert gradcli.check(f"{tmp_path}/theirs.py:relu", {"x": x}).passed

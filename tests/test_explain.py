@@ -424,3 +424,19 @@ def test_the_shapes_name_each_tensors_index_letters_and_each_leading_axis() -> N
     assert any("(b0, b1, b2 in the tables' indices)" in line for line in relu), relu
     conv = sections(make("conv2d", None))["shapes"]
     assert "H, W in these sizes: X's height and width (not the weight W)" in conv
+
+
+def test_an_input_shared_by_the_batch_says_its_gradient_is_summed():
+    """lstm_step's default spec gives prev_h (5,) beside x (3, 4): 'dL/dprev_h (5,) = dL/da
+    Whᵀ' is (3, 5) as written and said nothing of the sum (outside test t65c F5); the twin: a
+    batched prev_h (3, 5) is per example, and says no sum."""
+    shared = {s.title: s.lines for s in explain(load_spec("lstm_step", "specs/lstm_step.yaml"))}
+    for name in ("prev_h", "prev_c"):
+        assert any("summed over the batch axes (3,)" in x for x in shared[f"dL/d{name}"]), shared
+    assert not any("summed" in x for x in shared["dL/dx"])
+    doc = {"tensors": {"x": {"shape": [3, 4]}, "prev_h": {"shape": [3, 5]},
+                       "prev_c": {"shape": [3, 5]}, "Wx": {"shape": [4, 20]},
+                       "Wh": {"shape": [5, 20]}}}  # fmt: skip
+    batched = build_spec(get_layer("lstm_step"), doc, base=Path("."), source="<test>")
+    own = {s.title: s.lines for s in explain(batched)}
+    assert not any("summed" in x for x in own["dL/dprev_h"]), own["dL/dprev_h"]

@@ -348,3 +348,19 @@ def test_a_spec_or_a_model_on_stdin_alone_is_read_by_what_it_names(cli):
     assert r.exit_code == 0 and r.stdout.startswith("PASS  net"), r.stderr
     r = cli("check", "-", input="seed: 1\n")
     assert r.exit_code == 2 and "<stdin>: expected a spec naming its layer" in r.stderr
+
+
+def test_papercuts_of_odd_input(cli, write_spec, assert_usage_error):
+    """(outside test t65c F9) A layer's spec given to `check net` says what it is; a date
+    where the seed goes reads as a date, not datetime.date(...); a spec's dtype Float32 is
+    float32, as --dtype FLOAT32 is. The twins: a model runs, a seed runs."""
+    spec = write_spec("layer: linear\ntensors: {x: {shape: [2, 3]}, W: {shape: [4, 3]}}\n")
+    assert_usage_error(cli("check", "net", spec), f"this is a layer's spec (layer: linear), "
+                       f"not a model (network: [...]): gradcli check linear {spec}")
+    dated = write_spec("layer: linear\nseed: 2020-01-01\n", "dated.yaml")
+    assert_usage_error(cli("check", dated), "seed: expected an integer from 0 to 2**63-1, got "
+                       "the date 2020-01-01")
+    cased = write_spec("layer: linear\ndtype: Float32\nseed: 3\n"
+                       "tensors: {x: {shape: [2, 3]}, W: {shape: [4, 3]}}\n", "cased.yaml")
+    r = cli("check", cased, "--format", "json")
+    assert r.exit_code == 0 and '"dtype": "float32"' in r.stdout, r.stderr

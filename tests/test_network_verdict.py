@@ -256,3 +256,16 @@ def test_end_to_end_notes_are_its_own_and_crowds_stay_off_stderr(cli: Any, tmp_p
     assert notes and all(n.startswith(("note: end to end:", "note: layer ")) for n in notes), notes
     doc = json.loads(cli("check", "net", model, "-f", "json").stdout)
     assert any("interacting equal values" in n for n in doc["end_to_end"]["notes"])
+
+
+def test_the_end_to_end_table_says_each_reading(tmp_path: Path, cli: Any) -> None:
+    """'rel err 0 FAIL' stood in the end-to-end table for a tie no piece was read at (outside
+    test t65b F8): it has the reading column of a layer's check table ('good' when right)."""
+    model = tmp_path / "model.yaml"
+    model.write_text("inputs:\n  X: [[[[2.0], [3.0], [1.0], [0.5]]]]\nnetwork:\n"
+                     "  - {layer: maxpool2d, name: pool, options: {size: [1, 2]}}\n")  # fmt: skip
+    out = cli("check", "net", model, env={"COLUMNS": "120", "NO_COLOR": "1"}).stdout
+    table = out.split("end to end:")[1]
+    header = next(x for x in table.splitlines() if x.startswith("┃ gradient"))
+    assert "reading" in header, header
+    assert any(x.startswith("│ dX") and "│ good" in x for x in table.splitlines()), table

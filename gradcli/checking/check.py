@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcli.checking import across, complex_recheck, intermediates, leftover, precision
+from gradcli.checking import across, blame, complex_recheck, intermediates, leftover, precision
 from gradcli.checking.budget import (
     calls_before,
     declares_kinks,
@@ -145,6 +145,7 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         p, results, numeric, builtin, lambda n: complex_ok(p, n),
         {n: t[3].noise_at if t[3].noise_at is not None else t[3].noise for n, t in taken.items()},
         check)  # fmt: skip
+    blame.at_ties(p, results, numeric, builtin, check)
     beyond = p.spent - p.estimated
     # "estimated 4.9 s" must not become 33 s in silence; an estimate not said (2 s or less)
     # within the budget says nothing (4 lines on a passing relu of yours that ran 3 s: outside

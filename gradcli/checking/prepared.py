@@ -62,6 +62,9 @@ class CheckOptions:
     # refused; a network's layer takes the point the network gives
     refuse_constant: bool = True
     grads: Mapping[str, np.ndarray] | None = None  # the user's answers (--grads) to check
+    # tensors failing together at ties checked again apart (checking/blame.py); not again
+    # within those checks
+    blame: bool = True
     notify: Callable[[str], None] = field(default=lambda message: None)  # to stderr
     progress: Callable[[int], Callable[[int], None]] | None = None  # total -> advance(n)
 

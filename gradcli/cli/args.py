@@ -3,6 +3,7 @@ name (a spec, a model file), with the checks only the command line needs."""
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,21 +37,34 @@ FormatOpt = Annotated[
         help="table or json; default: json for an --output FILE.json, else table.",
     ),
 ]
+
+
+def _output_path(value: str) -> Path:
+    """-o FILE as a path; a trailing slash names a folder, which is no file to write (it wrote
+    a file named after the folder: outside test t65c F7)."""
+    if value.endswith(("/", os.sep)):
+        raise typer.BadParameter(f"{value} names a folder; name the file to write in it "
+                                 f"({value}out.json, say)")  # fmt: skip
+    return Path(value)
+
+
 OutputOpt = Annotated[
     Path | None,
     typer.Option(
-        "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays."
+        "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays.",
+        parser=_output_path,
     ),
 ]
 # commands whose result is text only: their -o refuses .npz, and their help says so (t23 F2)
 TextOutputOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o",
+    typer.Option("--output", "-o", parser=_output_path,
                  help="Write the result to FILE (atomically); FILE.json writes JSON; no .npz."),
 ]  # fmt: skip
 TemplateOutputOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write it to FILE (atomically) instead of printing it."),
+    typer.Option("--output", "-o", parser=_output_path,
+                 help="Write it to FILE (atomically) instead of printing it."),
 ]
 PrintFormatOpt = Annotated[
     Format | None,

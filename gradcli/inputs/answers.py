@@ -65,6 +65,9 @@ def load_answers(
     ``counted`` elements, from headers and YAML before it is read. An array of the wrong shape
     that is its tensor in CS231n's layout (``layer``'s forms at ``options``) is refused saying
     so, with the numpy call that turns it into gradcli's."""
+    if target == "-":  # ('-: file not found: -': outside test t65c F9)
+        raise GradcliError("answers are not read from stdin: give --grads a file (.npz, .npy "
+                           "with --wrt, or YAML)", param="grads")  # fmt: skip
     budget = Loader(Path.cwd(), target, 0, "float64", max_elements or DEFAULT_MAX_ELEMENTS)
     budget.used, budget.what = counted, "the answers and the spec's arrays"
 

@@ -100,6 +100,11 @@ def _build(
 ) -> NetSpec:  # fmt: skip
     if not isinstance(doc, dict):
         raise SpecError(f"expected a mapping with 'inputs' and 'network', got {kind(doc)}")
+    if "layer" in doc and "network" not in doc:  # a layer's spec given as a model (t65c F9)
+        named = doc["layer"] if isinstance(doc["layer"], str) else "LAYER"
+        raise SpecError(f"this is a layer's spec (layer: {printable(named)}), not a model "
+                        f"(network: [...]): gradcli check {printable(named)} {source}",
+                        key="layer")  # fmt: skip
     for k in doc:
         if k not in NET_KEYS:
             raise SpecError(

@@ -104,8 +104,10 @@ class Loader:
             what = "integer or floating-point" if labels else "floating-point"
             raise SpecError(f"holds {a_or_an(str(raw.dtype))} array; expected {what} values",
                             key=key)  # fmt: skip
-        if raw.dtype != self.dtype and _given_array(value):
-            self.cast[name] = str(raw.dtype)
+        # (by its numbers: a big-endian float64 is float64, and '>f8' in a note was noise:
+        # outside test t65c F6)
+        if raw.dtype.newbyteorder("=") != np.dtype(self.dtype) and _given_array(value):
+            self.cast[name] = raw.dtype.name
         if raw.size == 0:
             raise SpecError(f"expected at least one element, got shape {list(raw.shape)}", key=key)
         with np.errstate(over="ignore"):  # an overflow to inf in the cast is refused below

@@ -429,6 +429,8 @@ def _infer_shape(
 
 
 def parse_dtype(value: Any) -> str:
+    if isinstance(value, str) and value.lower() in DTYPES:  # as --dtype FLOAT32 is (t65c F9)
+        return value.lower()
     if value not in DTYPES:
         raise SpecError(f"expected one of {', '.join(DTYPES)}, got {brief(value)}", key="dtype")
     return value

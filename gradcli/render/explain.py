@@ -76,6 +76,12 @@ def _assemble(
     for name, (lines, why) in grads.items():
         if batch and name in spec.shapes and spec.info(name).role != "input":
             lines = [*lines, f"summed over the batch axes {_s(batch)}: {BATCH_SUM}"]
+        elif batch and name in spec.shapes and spec.info(name).axes and (
+                len(spec.shapes[name]) - len(spec.info(name).axes) < len(batch)):
+            # an input given once for the whole batch (lstm_step's prev_h (H,) beside x
+            # (3, D)): 'dL/dprev_h (5,) = dL/da Whᵀ' is (3, 5) as written (outside test t65c F5)
+            lines = [*lines, f"summed over the batch axes {_s(batch)}: {name} is shared by "
+                             f"every example, so its gradient is their sum"]
         secs.append(Section(f"dL/d{name}", [*lines, f"intuition: {why}"]))
     shapes = ["  ".join(f"{n}: {_s(s)}" for n, s in {**spec.shapes, out: out_shape}.items())]
     # indices whose every axis is a position (an embedding's idx): the output has them too

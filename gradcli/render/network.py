@@ -36,6 +36,9 @@ E2E_COLUMNS = (
     Col("gradient"), Col("checked", justify="right"),
     Col("worst element", priority=2, fold=True, min_width=10),
     Col("rel err", priority=4, justify="right"), Col("result"),
+    # 'rel err 0 FAIL' beside a tie no piece was read at reads as a mismatch: the reading says
+    # 'not verified' (outside test t65b F8), as the layer check's table does
+    Col("reading", priority=6, fold=True, min_width=10),
 )  # fmt: skip
 
 
@@ -141,7 +144,7 @@ def render_check(console: Console, net: NetSpec, report: NetReport, *, quiet: bo
             size = int(np.prod(r.shape, dtype=np.int64))
             checked = f"{r.checked:,} probes" if r.mode == "probe" else f"{r.checked:,}/{size:,}"
             rows.append([Text("d" + n, style="bold"), checked, _worst(spec, r),
-                         f"{_own(r):.3g}", _verdict(r)])  # fmt: skip
+                         f"{_own(r):.3g}", _verdict(r), r.band])  # fmt: skip
         label = "your gradients" if e2e.answers else "the chained backward"
         how = "" if e2e.mode == "full" else f", {e2e.mode} mode"
         console.print(fitted(E2E_COLUMNS, rows, console.width, title_justify="left",

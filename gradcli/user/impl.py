@@ -576,6 +576,10 @@ def _convention(
         outputs = fitting or sorted({f.outputs for f in pairs}) or [1]
         if not any(cs231n.detect(impl.backward, own, n) for n in outputs):  # type: ignore[arg-type]
             return None
+    elif not single and _own_form(impl.backward, own):
+        # a pair by CS231n's names written in gradcli's form, abs_backward(grad_output, x):
+        # its tensors named in the backward's parameters say so (outside test t65b F7)
+        return None
     form = cs231n.for_options(base, options, single, impl.path)
     fwd, bwd = impl.what("forward"), impl.what("backward")
     if single:
@@ -587,6 +591,13 @@ def _convention(
                f"({', '.join(_parameters(impl.backward))})")
     return cs231n.Call(impl.path, impl.forward, impl.backward, fwd, bwd, form, constants, why,
                        custom=base is None)  # fmt: skip
+
+
+def _own_form(backward: Any, tensors: Any) -> bool:
+    """Whether ``backward`` takes the layer's tensors by name after its upstream gradient
+    (gradcli's form), not (dout, cache)."""
+    params = _parameters(backward)
+    return len(params) >= 2 and params[1] in tensors
 
 
 def _parameters(fn: Any) -> list[str]:

@@ -1,0 +1,98 @@
+"""Which gradients a failure at ties is theirs: a move holding a tie still moves several
+tensors at once, and a wrong answer in one of them failed them all.
+
+A relu(x W + b) on integer data with dx twice too large read '3 of 3 gradients do not match'
+beside made-up numbers for a dW and a db that torch computes (outside test t65b F2): the
+moves through the zero rows carried dx's error into them. A tensor failing where no kink is
+met is wrong; else, where the checks so far were cheap, each failing tensor is checked again
+alone (answers of it only, as a partial --grads file is). The others are then checked again
+together, and if they pass there, theirs is that verdict. Rules mixed across tensors (dx from
+a > 0, db from a >= 0) pass one by one and fail together: every tensor keeps its failure
+then, as it does when none fails alone, or when the checks would cost too much."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradcli.checking.compare import TensorResult
+from gradcli.checking.prepared import Prepared
+from gradcli.errors import GradcliError
+
+# the counted seconds of the checks so far, times the tensors checked again alone plus one, that
+# the alone checks may take
+ALONE_SECONDS = 10.0
+
+
+def _plain(r: TensorResult) -> bool:
+    """Whether ``r`` fails at an element no kink is at (among its worst)."""
+    kinks = set(r.kink_at)
+    for w in r.worst:
+        over = w.get("error_over_tolerance")
+        if over is not None and over <= 1:
+            continue
+        flat = int(np.ravel_multi_index(tuple(w["index"]), r.shape)) if r.shape else 0
+        if flat not in kinks:
+            return True
+    return False
+
+
+def at_ties(
+    p: Prepared, results: dict[str, TensorResult], numeric: dict[str, np.ndarray],
+    builtin: dict[str, TensorResult], rerun: Callable[..., Any],
+) -> None:  # fmt: skip
+    """Replace, in ``results``, ``numeric`` and ``builtin``, the failures of tensors that pass
+    checked without the tensors that fail alone (``rerun``: check() itself)."""
+    opts = p.opts
+    failing = [n for n, r in results.items() if not r.passed and n in p.spec.tensors]
+    if (len(failing) < 2 or not opts.blame or p.random_forward or p.mode == "probe"
+            or opts.chained_kinks or opts.composite_kinks
+            or not any(results[n].kinks for n in failing)
+            or any(results[n].unresolved or results[n].nonfinite for n in failing)):
+        return  # fmt: skip
+
+    def again(names: list[str]) -> Any:
+        try:
+            return rerun(p.spec, dataclasses.replace(
+                opts, grads={n: p.under_test[n] for n in names}, contract=False, blame=False,
+                notify=lambda message: None, progress=None))  # fmt: skip
+        except GradcliError:
+            return None
+
+    # a tensor failing where no kink is met is wrong as any mismatch is: the others are
+    # checked again together, once
+    wrong = [n for n in failing if _plain(results[n])]
+    rest = [n for n in failing if n not in wrong]
+    sources: dict[str, Any] = {}
+    if not wrong:  # each alone, where that is cheap: the checks so far, once per tensor
+        if p.spent * (len(failing) + 1) > ALONE_SECONDS:
+            return
+        for n in failing:
+            r = again([n])
+            if r is None or n not in r.results:
+                return
+            sources[n] = r
+        wrong = [n for n in failing if not sources[n].results[n].passed]
+        rest = [n for n in failing if sources[n].results[n].passed]
+    if not wrong or not rest:
+        return  # none fails alone (rules mixed across tensors), or each does
+    if len(rest) > 1 or rest[0] not in sources:
+        joint = again(rest)
+        if joint is None or not all(n in joint.results and joint.results[n].passed
+                                    for n in rest):  # fmt: skip
+            return
+        sources = {n: joint for n in rest}
+    for n in rest:
+        source = sources[n]
+        results[n] = source.results[n]
+        numeric[n] = source.numeric[n]
+        if n in builtin and n in source.builtin:
+            builtin[n] = source.builtin[n]
+    named = ", ".join("d" + n for n in rest)
+    wrongs = ", ".join("d" + n for n in wrong)
+    p.note(f"{named} {'pass' if len(rest) > 1 else 'passes'} when checked without {wrongs}, "
+           f"which {'fails' if len(wrong) == 1 else 'fail'} alone: the moves that hold ties "
+           f"still move them together, and carried the error of {wrongs} into them")
