@@ -86,6 +86,10 @@ def default_document(layer: Layer) -> dict[str, Any]:
     return doc
 
 
+# elements beyond which shapes that do not fit the layer are refused before any is made
+EARLY_ELEMENTS = 1_000_000
+
+
 def load_spec(
     layer_name: str | None,
     spec: str | None,
@@ -240,13 +244,16 @@ def build_spec(
     # counted from the shapes first (generators' shapes, files' headers, and the output's and
     # working arrays' that follow from them): a spec whose tensors fit but not with the output
     # was generated and read in full before the refusal (outside test t15 MAXEL1: 650 MB)
+    dry = Loader(base, source, seed, dtype, limit, shapes_only=True)
     try:
-        _load(layer, doc, tensors_doc, options, raw_options,
-              Loader(base, source, seed, dtype, limit, shapes_only=True))  # fmt: skip
+        _load(layer, doc, tensors_doc, options, raw_options, dry)
     except (ShapeError, OptionError):
-        # shapes that do not fit the layer are said before any tensor is made: a linear of
-        # x [45e6] beside W [2, 3] took 0.8 GB to be refused (outside test t65c F2)
-        raise
+        # shapes that do not fit the layer are said before large tensors are made: a linear of
+        # x [45e6] beside W [2, 3] took 0.8 GB to be refused (outside test t65c F2); small
+        # ones are loaded first, whose values' own errors (an empty axis, float labels) come
+        # first
+        if dry.used > EARLY_ELEMENTS:
+            raise
     except GradcliError as e:
         if e.param == "max_elements":
             raise
