@@ -269,3 +269,19 @@ def test_the_end_to_end_table_says_each_reading(tmp_path: Path, cli: Any) -> Non
     header = next(x for x in table.splitlines() if x.startswith("┃ gradient"))
     assert "reading" in header, header
     assert any(x.startswith("│ dX") and "│ good" in x for x in table.splitlines()), table
+
+
+def test_network_tables_fit_and_give_way_as_a_layers_does(tmp_path: Path, cli: Any) -> None:
+    """At 60 columns the local checks' table stayed 63 wide, and the end-to-end table dropped
+    the worst element before rel err, the other way round from a layer's check table (outside
+    test t66b F3)."""
+    model = tmp_path / "model.yaml"
+    assert cli("init", "net", "-o", model).exit_code == 0
+    for width in (50, 60, 80, 100):
+        out = cli("check", "net", model, env={"COLUMNS": str(width), "NO_COLOR": "1"}).stdout
+        tables = [x for x in out.splitlines() if x[:1] in "┏┃┡│└"]
+        assert all(len(x) <= width for x in tables), (width, max(map(len, tables)))
+        for header in (x for x in tables if x.startswith(("┃ #", "┃ gradient"))):
+            # (at 50 no worst element fits at all, and a column that wraps blocks none)
+            assert width == 50 or "rel err" not in header or "element" in header, (
+                width, header)

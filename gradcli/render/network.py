@@ -27,14 +27,18 @@ BACK_COLUMNS = (
     Col("gradient"), Col("shape", priority=2), Col("norm", justify="right"),
     Col("x previous", priority=3, justify="right"),
 )
+# the columns give way as a layer's check table's do: rel err before the worst element (t66b
+# F3); and the layer's kind first, which its default name repeats (softmax_cross_entropy6),
+# so that 60 columns hold the table
 LOCAL_COLUMNS = (
-    Col("#", justify="right"), Col("layer"), Col("name"), Col("gradients", priority=3, fold=True),
-    Col("worst element", priority=2, fold=True, min_width=10),
+    Col("#", justify="right"), Col("layer", priority=1), Col("name"),
+    Col("gradients", priority=3, fold=True),
+    Col("worst element", priority=5, fold=True, min_width=10),
     Col("rel err", priority=4, justify="right"), Col("result"),
 )  # fmt: skip
 E2E_COLUMNS = (
     Col("gradient"), Col("checked", justify="right"),
-    Col("worst element", priority=2, fold=True, min_width=10),
+    Col("worst element", priority=5, fold=True, min_width=10),
     Col("rel err", priority=4, justify="right"), Col("result"),
     # 'rel err 0 FAIL' beside a tie no piece was read at reads as a mismatch: the reading says
     # 'not verified' (outside test t65b F8), as the layer check's table does
