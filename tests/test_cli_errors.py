@@ -352,7 +352,7 @@ def test_an_output_naming_a_folder_is_refused(cli, tmp_path, assert_usage_error,
     folder, refused before anything runs. The twin: -o newdir/out.json writes it."""
     folder = f"{tmp_path}/newdir/"
     r = cli(*command, "-o", folder)
-    assert_usage_error(r, "names a folder; name the file to write in it")
+    assert_usage_error(r, "ends in '/', a folder's name; name the file to write")
     assert not (tmp_path / "newdir").exists()
     (tmp_path / "newdir").mkdir()
     name = "out.yaml" if command[0] == "init" else "out.json"

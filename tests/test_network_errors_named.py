@@ -91,3 +91,15 @@ def test_a_target_naming_no_input_is_said_at_its_key(cli, tmp_path, assert_usage
                        "loss.target: expected the name of one of the inputs (X, y)")
     assert "did you mean 'y'?" in cli("check", "net", model).stderr
     assert cli("check", "net", _write(tmp_path, plain), "-q").exit_code == 0
+
+
+def test_a_mistyped_loss_key_and_a_target_naming_the_data(cli, tmp_path, assert_usage_error):
+    """`targt: y` read as an inputs problem, and `target: X` (the data) as 'inputs.y: unknown
+    key classes' (outside test t66b F5): each is said at the loss's own key."""
+    plain = MODEL.replace("impl: myrelu.py", "").replace(", }", "}")
+    typo = _write(tmp_path, plain.replace("target: y", "targt: y"))
+    assert_usage_error(cli("check", "net", typo), "loss.targt: unknown key (did you mean "
+                       "'target'?)")
+    data = _write(tmp_path, plain.replace("target: y", "target: X"))
+    assert_usage_error(cli("check", "net", data), "loss.target: names 'X', which leaves y, "
+                       "drawn as labels, as the input the network is differentiated at")

@@ -319,6 +319,9 @@ def test_an_unreadable_spec_file_alone_says_why(cli, write_spec, assert_usage_er
         assert "layer's name first" not in alone.stderr
     tab = write_spec("layer: linear\ntensors:\n\tx: [1, 2]\n", "tab.yaml")
     assert_usage_error(cli("check", tab), f"{tab}: invalid YAML: line 3")
+    assert "(a tab: YAML indents with spaces)" in cli("check", tab).stderr  # (t66b F7)
+    unclosed = write_spec("layer: linear\noptions: {a: [1, 2}\n", "unclosed.yaml")
+    assert "a tab" not in cli("check", unclosed).stderr
     model = write_spec("network:\n  - {layer: relu}\n  - {layer: relu}\nnetwork: []\n",
                        "model.yaml")
     assert_usage_error(cli("check", model), "the key 'network' is given twice")
@@ -355,8 +358,9 @@ def test_papercuts_of_odd_input(cli, write_spec, assert_usage_error):
     where the seed goes reads as a date, not datetime.date(...); a spec's dtype Float32 is
     float32, as --dtype FLOAT32 is. The twins: a model runs, a seed runs."""
     spec = write_spec("layer: linear\ntensors: {x: {shape: [2, 3]}, W: {shape: [4, 3]}}\n")
-    assert_usage_error(cli("check", "net", spec), f"this is a layer's spec (layer: linear), "
-                       f"not a model (network: [...]): gradcli check linear {spec}")
+    for command in ("check", "compute", "explain"):  # (t66b F6: compute said 'gradcli check')
+        assert_usage_error(cli(command, "net", spec), "this is a layer's spec (layer: linear), "
+                           "not a model (network: [...]): give its layer, linear, in place of net")
     dated = write_spec("layer: linear\nseed: 2020-01-01\n", "dated.yaml")
     assert_usage_error(cli("check", dated), "seed: expected an integer from 0 to 2**63-1, got "
                        "the date 2020-01-01")

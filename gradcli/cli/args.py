@@ -43,8 +43,8 @@ def _output_path(value: str) -> Path:
     """-o FILE as a path; a trailing slash names a folder, which is no file to write (it wrote
     a file named after the folder: outside test t65c F7)."""
     if value.endswith(("/", os.sep)):
-        raise typer.BadParameter(f"{value} names a folder; name the file to write in it "
-                                 f"({value}out.json, say)")  # fmt: skip
+        raise typer.BadParameter(f"{value} ends in '/', a folder's name; name the file to "
+                                 f"write ({value}FILE)")  # fmt: skip
     return Path(value)
 
 

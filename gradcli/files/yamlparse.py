@@ -220,7 +220,11 @@ def parse_yaml(text: str, *, source: str, max_elements: int | None = None) -> An
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(one_line(f"invalid YAML: {where}{e.problem or e}"), source=source) from None
+        problem = e.problem or str(e)
+        if mark is not None and "\t" in (text.splitlines()[mark.line:mark.line + 1] or [""])[0][
+                :mark.column + 1]:  # an invisible character, named (outside test t66b F7)
+            problem += " (a tab: YAML indents with spaces)"
+        raise SpecError(one_line(f"invalid YAML: {where}{problem}"), source=source) from None
     except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of > 4300 digits
         raise SpecError(one_line(f"invalid YAML: {e}"), source=source) from None
     finally:

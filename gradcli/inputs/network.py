@@ -103,8 +103,8 @@ def _build(
     if "layer" in doc and "network" not in doc:  # a layer's spec given as a model (t65c F9)
         named = doc["layer"] if isinstance(doc["layer"], str) else "LAYER"
         raise SpecError(f"this is a layer's spec (layer: {printable(named)}), not a model "
-                        f"(network: [...]): gradcli check {printable(named)} {source}",
-                        key="layer")  # fmt: skip
+                        f"(network: [...]): give its layer, {printable(named)}, in place of "
+                        f"net", key="layer")  # fmt: skip
     for k in doc:
         if k not in NET_KEYS:
             raise SpecError(
@@ -134,6 +134,10 @@ def _build(
     if loss is not None and not isinstance(loss, dict):
         raise SpecError(f"expected a mapping {{layer: ..., target: ...}}, got {kind(loss)}",
                         key="loss")  # fmt: skip
+    for k in loss or {}:  # a mistyped key is said first: 'targt: y' read as an inputs
+        if k not in ENTRY_KEYS:  # problem, 'exactly one input ..., got X, y' (t66b F5)
+            raise SpecError(f"unknown key{suggest(str(k), ENTRY_KEYS)}; expected one of "
+                            f"{', '.join(ENTRY_KEYS)}", key=f"loss.{k}")  # fmt: skip
     targets, labels = _targets(entries, loss)
     # a target naming no input is said as such, before the inputs are counted without it:
     # 'target: Y' read "expected exactly one input ..., got X, y" (outside test t65c F4)
@@ -154,6 +158,13 @@ def _build(
             key="inputs",
         )
     x_name = str(free[0])
+    if _drawn_labels(inputs[x_name]):
+        # the labels left as the input differentiated at: a target names the data (t66b F5)
+        where, named = next(((w, n) for w, n in targets.items()
+                             if not _drawn_labels(inputs[n])), ("loss", None))  # fmt: skip
+        raise SpecError(f"names {named!r}, which leaves {x_name}, drawn as labels, as the "
+                        f"input the network is differentiated at; name {x_name} here",
+                        key=f"{where}.target")  # fmt: skip
     arrays: dict[str, np.ndarray] = {}
     # a first layer taking integer indices (embedding): the input is data, loaded once the
     # layer's table says how many rows there are
@@ -205,6 +216,10 @@ def _build(
         files=tuple(loader.files), elements=loader.used, max_elements=loader.max_elements,
     )  # fmt: skip
     return NetSpec(spec, net)
+
+
+def _drawn_labels(value: Any) -> bool:
+    return isinstance(value, dict) and (value.get("init") == "labels" or "classes" in value)
 
 
 def _targets(entries: Any, loss: Any) -> tuple[dict[str, Any], set[Any]]:

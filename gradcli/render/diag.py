@@ -283,10 +283,14 @@ def _heatmap(
     excess[np.isnan(n)] = np.nan
     seen = excess[~np.isnan(excess)]
     classes = {_heat(float(v))[0] for v in seen} if seen.size else set()
-    if len(classes) == 1 and "." not in classes and seen.size > 1:
+    lo, hi = (float(seen.min()), float(seen.max())) if seen.size else (0.0, 0.0)
+    even = "." not in classes and seen.size > 1 and 0 < lo and hi <= 10 * lo
+    if (len(classes) == 1 and "." not in classes and seen.size > 1) or even:
         # one character everywhere is no pattern: 90 '#' over 40 lines said what one line says
-        # (t62b F5)
-        level = {"+": "up to 10x", "*": "10x to 100x", "#": "over 100x"}[classes.pop()]
+        # (t62b F5); nor are two beside each other where every element is within 10x of the
+        # others (1.00002 x right: '*' and '+' by each element's size, t66b F9)
+        level = ({"+": "up to 10x", "*": "10x to 100x", "#": "over 100x"}[classes.pop()]
+                 if len(classes) == 1 else f"{lo:.2g}x to {hi:.2g}x")  # fmt: skip
         where = f"all {seen.size} elements"
         if seen.size < excess.size:
             where = f"all {seen.size} compared elements (of {excess.size})"
