@@ -327,3 +327,47 @@ def test_an_svm_answer_of_eighths_is_not_called_float32_work():
     r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong})
     assert not r.passed
     assert all(h.cause != "precision:float32" for h in r.results["x"].hints), r.results["x"].hints
+
+
+def _svm_dx32(x, y):
+    """CS231n's dx in float32 (margins x - x_y + 1 > 0), as float64."""
+    n = x.shape[0]
+    m = x - x[np.arange(n), y][:, None] + np.float32(1)
+    m[np.arange(n), y] = -1
+    dx = (m > 0).astype(np.float64)
+    dx[np.arange(n), y] = -(m > 0).sum(axis=1)
+    return dx / n
+
+
+def test_a_float32_route_flip_is_no_round_off_to_allow_16_times():
+    """float32 scores on a 0.1 grid: a margin of 2.2e-8 rounds to 0 in float32, the built-in's
+    float32 run takes the other route there, and 16 times that 'round-off' (a whole 1/N) let
+    dx[0, 1] = 3 where 1/3 is right pass (outside test t66a F1). The twin: the right answer
+    passes."""
+    x = np.array([[0.1, -0.9, -2.0, 0.3], [0.7, -0.3, -0.5, 0.2], [-0.4, 0.6, 0.6, -1.4]],
+                 dtype=np.float32)  # fmt: skip
+    y = np.array([0, 0, 1])
+    right = _svm_dx32(x, y)
+    assert gradcli.check("svm", {"x": x, "y": y}, grads={"x": right}, dtype="float32").passed
+    wrong = right.copy()
+    wrong[0, 0], wrong[0, 1] = -4.0, 3.0
+    for dtype in ("float32", "float64"):
+        r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong.astype(np.float32)},
+                          dtype=dtype)  # fmt: skip
+        assert not r.passed, (dtype, r.verdict())
+
+
+def test_a_margin_no_order_rounds_to_zero_is_a_margin():
+    """float32 scores 10 (the true class) and the float after 9: a margin of 1 ulp, 9.5e-7 in
+    every order of x - x_y + 1, was taken for a near-tie and an answer leaving it out passed
+    (outside test t66a F3). The twin: the answer counting it passes."""
+    x = np.array([[10.0, np.nextafter(np.float32(9), np.float32(10)), 3.5, 7.25],
+                  [0.5, -1.0, 2.0, 1.25], [1.0, -2.0, 4.0, 0.0]], dtype=np.float32)
+    y = np.array([0, 1, 3])
+    right = _svm_dx32(x, y)
+    assert right[0, 1] > 0  # counted: the margin is positive
+    assert gradcli.check("svm", {"x": x, "y": y}, grads={"x": right}, dtype="float32").passed
+    wrong = right.copy()
+    wrong[0] = 0.0
+    r = gradcli.check("svm", {"x": x, "y": y}, grads={"x": wrong}, dtype="float32")
+    assert not r.passed, r.verdict()

@@ -48,6 +48,8 @@ FACTORS = {"measured": 4.0, "built-in": 16.0, "estimated": 1.0}
 # where those are not known, of the largest entry
 FLOOR_ULPS = 16
 NUDGED = 3  # float32 runs, inputs moved by a last bit, beside the plain one, for a stand-in
+# no element's float32 round-off is more than this share of its own terms (Level.each)
+OF_TERMS = 2.0**-10
 # a user's own measured round-off is capped at this many times the built-in's, element by
 # element: with FACTORS, no more than answers from a file are allowed (16 / 4)
 CAPPED = 4.0
@@ -66,6 +68,7 @@ class Level:
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)
     note: str = field(default="", compare=False)  # what the report says of it, if anything
     terms: np.ndarray | None = field(default=None, repr=False, compare=False)  # _terms
+    routed: bool = field(default=False, compare=False)  # a built-in layer with kinks
 
     def atol(self, largest: float) -> float:
         """What this round-off adds to the absolute tolerance of a gradient whose largest
@@ -84,7 +87,15 @@ class Level:
             return None
         terms = self._terms()
         floor = self.floor(largest) if terms is None else FLOOR_ULPS * EPS32 * terms
-        return np.maximum(FACTORS[self.source] * self.elements, floor)
+        allowed = FACTORS[self.source] * self.elements
+        if terms is not None and self.routed:
+            # a layer with kinks routes its upstream gradient, and no rounding moves an element
+            # by a share of its own terms: a route float32 took otherwise did (an svm margin of
+            # 2e-8 rounded to 0, a whole hinge of 1/N apart), and 16 times it let answers 16/N
+            # off pass (outside test t66a F1). (A saturated tanh's 1 - y^2 rounds far beyond
+            # its terms: no cap for a smooth layer)
+            allowed = np.minimum(allowed, OF_TERMS * terms)
+        return np.maximum(allowed, floor)
 
     def _terms(self) -> np.ndarray | None:
         ok = (self.terms is not None and self.elements is not None
@@ -158,7 +169,14 @@ def levels(
             own_spread = _own_spread(spec, names) if builtin is None else {}
         a = np.asarray(_gradient(comp, n), dtype=np.float64)
         out[n] = dataclasses.replace(_estimated(spec, a, own_spread.get(n)), terms=terms.get(n))
-    return out
+    return _routed(out, builtin)
+
+
+def _routed(out: dict[str, Level], builtin: Any) -> dict[str, Level]:
+    """``out``, its levels marked as a layer's whose kinks route its gradient (Level.each)."""
+    if builtin is None or builtin.kinks is None:
+        return out
+    return {n: dataclasses.replace(lv, routed=True) for n, lv in out.items()}
 
 
 def _terms(layer: Any, spec: Spec, names: Any) -> dict[str, np.ndarray]:
@@ -285,7 +303,7 @@ def float32_work(
         f"{grads}: every element is a float32 number (computed or stored in float32) in this "
         "float64 check: held to float32's round-off, as under dtype: float32 (the round-off "
         "lines below)"))
-    return out
+    return _routed(out, builtin)
 
 
 def _float32_copies(tensors: Any) -> dict[str, Any]:

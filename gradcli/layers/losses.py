@@ -424,6 +424,16 @@ def _crosses(m: np.ndarray, end: np.ndarray, step: np.ndarray, at: np.ndarray) -
     return ((m < 0) & (end >= 0)) | ((m > 0) & (end <= 0)) | ((step == 0) & (at == 0))
 
 
+def _zero_in_another_order(x: np.ndarray, y_at: np.ndarray, unit: float) -> np.ndarray:
+    """Where x - x_y + 1, summed in any order in the dtype of epsilon ``unit`` (float32 or
+    float64), is exactly 0."""
+    dtype = np.float32 if unit >= float(np.finfo(np.float32).eps) else np.float64
+    with np.errstate(all="ignore"):
+        a, b, one = x.astype(dtype), np.broadcast_to(y_at, x.shape).astype(dtype), dtype(1)
+        orders = ((a - b) + one, (a + one) - b, a - (b - one), (one - b) + a)
+    return np.logical_or.reduce([o == 0 for o in orders])
+
+
 def _meets(start: np.ndarray, step: np.ndarray, reach: np.ndarray) -> np.ndarray:
     """Whether a score moving from ``start`` to ``step`` (offsets from the point) comes within
     ``reach`` of it, or sits at it (a zero step)."""
@@ -453,18 +463,19 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
     a_true = _pick(start, y)[..., None]
     begin, moved = x - ((y_at + a_true) - 1.0), x - ((y_at + s_true) - 1.0)
     crossed = _crosses(begin, moved, s_true, x - base) & ~true
-    # a margin not 0 but within the rounding of x - x_y + 1 (2 units of its largest term) is a
-    # near-tie whatever side ours is on: another order of the same sum gives 0, and a mask
-    # taken from it (CS231n's x - x_y + 1 > 0, or >= 0) is as right as ours, whose clean side
-    # failed it (outside test t65b F1: -2.8e-17 in float64, 6e-8 in float32). Its corner is
-    # anywhere within that rounding: a segment meeting it crosses, and the slopes are read
+    # a margin not 0 that another order of the same sum, in the dtype the code under test
+    # computes in, rounds to 0 is a near-tie whatever side ours is on: a mask taken from it
+    # (CS231n's x - x_y + 1 > 0, or >= 0) is as right as ours, whose clean side failed it
+    # (outside test t65b F1: -2.8e-17 in float64, 6e-8 in float32); one no order rounds to 0
+    # is a margin (t66a F3: 1 float32 ulp at 10). Its corner is anywhere within the rounding
+    # (2 units of its largest term): a segment meeting it crosses, and the slopes are read
     # beyond it (numeric/kinks.py)
     if unit is None:  # the epsilon the code under test computes in (numeric/engine.kink_map)
         unit = float(np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps)
-    reach = 2 * unit * np.maximum(np.maximum(np.abs(x), np.abs(y_at)), 1.0)
     m = x - base
-    near = (np.abs(m) <= reach) & (m != 0) & ~true
+    near = (m != 0) & ~true & _zero_in_another_order(x, y_at, unit)
     if near.any():
+        reach = 2 * unit * np.maximum(np.maximum(np.abs(x), np.abs(y_at)), 1.0)
         own |= near & _meets(start, step, reach)
         crossed |= near & _meets(a_true, s_true, reach)
     out = own | (true & crossed.any(axis=-1)[..., None])
