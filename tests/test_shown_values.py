@@ -75,14 +75,15 @@ def test_an_archive_of_compute_reads_back_as_answers(cli, tmp_path, name):
 
 
 def test_shapes_table_reads_past_a_nan():
-    """One NaN among twelve gradients left every statistic nan (t61b F6): min and max are those
-    of the other elements and the mean cell counts the NaNs; an array without NaN reads as
-    before, one of NaN alone reads nan."""
+    """One NaN among twelve gradients left every statistic nan (t61b F6), then a count in the
+    mean column and infs uncounted (t66b F8): min, max and mean are those of the finite
+    values and the norm cell counts the others; an array of finite values reads as before."""
     from gradcli.render.values import stat_cells
 
     a = np.array([[-1.0, 2.0, np.nan], [0.5, np.nan, 3.0]])
-    assert stat_cells(a) == ["-1", "3", "2 NaN", "nan"]
+    assert stat_cells(a) == ["-1", "3", "1.125", "2 NaN"]
+    assert stat_cells(np.array([1.0, np.inf, -np.inf, np.nan])) == ["1", "1", "1", "1 NaN, 2 inf"]
     assert stat_cells(np.array([1.0, 3.0])) == ["1", "3", "2", "3.162"]
-    assert stat_cells(np.full(3, np.nan))[:3] == ["nan", "nan", "3 NaN"]
+    assert stat_cells(np.full(3, np.nan)) == ["", "", "", "3 NaN"]
     assert stat_cells(np.array([1, 2])) == ["1", "2", "1.5", "2.236"]
     assert stat_cells(np.zeros((0, 3))) == []

@@ -52,20 +52,25 @@ def num(v: float) -> str:
 
 def stat_cells(a: np.ndarray) -> list[str]:
     """min, max, mean and norm of ``a`` (any shape) as table cells, ``[]`` for an empty array.
-    A NaN would make all four read nan, hiding the eleven finite values beside one NaN
-    (t61b F6): min and max are then those of the other elements and the mean cell counts
-    the NaNs, where the table's eye goes next."""
+    A NaN made all four read nan, hiding the eleven finite values beside one NaN (t61b F6):
+    with values that are not finite, min, max and mean are those of the finite ones and the
+    norm cell, the column that stays longest at narrow widths, counts the others (``1 NaN,
+    2 inf``: t66b F8)."""
     a = np.asarray(a)
     if not a.size:
         return []
     with np.errstate(all="ignore"):  # an overflowing norm shows as inf, no warning
-        bad = int(np.count_nonzero(np.isnan(a))) if a.dtype.kind in "fc" else 0
-        if not bad:
+        finite = np.isfinite(a) if a.dtype.kind in "fc" else np.ones(a.shape, dtype=bool)
+        if finite.all():
             return [num(float(a.min())), num(float(a.max())), num(float(a.mean())),
                     num(float(np.linalg.norm(a.ravel())))]  # fmt: skip
-        rest = a[~np.isnan(a)]
-        ends = [num(float(rest.min())), num(float(rest.max()))] if rest.size else ["nan"] * 2
-        return [*ends, f"{bad} NaN", "nan"]
+        rest = a[finite]
+        nan = int(np.count_nonzero(np.isnan(a)))
+        inf = int(a.size - rest.size - nan)
+        counted = ", ".join(f"{k} {what}" for k, what in ((nan, "NaN"), (inf, "inf")) if k)
+        if not rest.size:
+            return ["", "", "", counted]
+        return [num(float(rest.min())), num(float(rest.max())), num(float(rest.mean())), counted]
 
 
 def apart(a: float, b: float, digits: int = 6) -> tuple[str, str]:
