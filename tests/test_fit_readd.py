@@ -5,6 +5,7 @@ err fit together, both stay."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 SPEC = """layer: custom
@@ -68,3 +69,21 @@ def test_prose_never_breaks_inside_an_index_or_after_a_lone_operator():
         assert not any(line.rstrip().endswith((" -", "[i=3,", "j=0,")) for line in lines), lines
         assert "Z[i=3, j=0, c=0]" in " ".join(x.strip() for x in lines), lines
         assert "\ue000" not in buf.getvalue()
+
+
+def test_atol_goes_before_the_worst_element_folds_past_two_lines(cli, tmp_path):
+    """At 110 columns atol (which the pass rule names) and abs err stayed while the worst
+    element folded over three lines (outside test t66b F10): the first column to give way
+    goes first. The twin: at 130 atol and the whole element both fit."""
+    archive = tmp_path / "c.npz"
+    assert cli("compute", "conv2d", "-o", archive).exit_code == 0
+    grads = dict(np.load(archive))
+    grads["dX"], grads["dW"] = grads["dX"] * 1.5, grads["dW"] * (1 + 1e-6)
+    np.savez(tmp_path / "g.npz", **grads)
+    for width, atol in ((110, False), (130, True)):
+        out = cli("check", "conv2d", "--grads", tmp_path / "g.npz",
+                  env={"COLUMNS": str(width), "NO_COLOR": "1"}).stdout  # fmt: skip
+        table = out.split("┏")[2].split("└")[0]  # the check table
+        assert ("atol" in table) == atol, (width, table)
+        rows = [x for x in table.splitlines() if x.startswith("│")]
+        assert len(rows) <= 3 * 2, (width, table)  # three gradients, two lines each at most

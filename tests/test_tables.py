@@ -129,3 +129,4 @@ def test_a_column_too_wide_to_ever_fit_does_not_take_the_next_with_it():
     assert "rel err" in at80 and "worst element" not in at80
     at100 = _headers(cols, rows, 100)  # the worst element fits: atol goes first, as ever
     assert "worst element" in at100 and "rel err" in at100 and "atol" not in at100
+
