@@ -387,3 +387,16 @@ def test_a_pair_by_cs231n_names_in_gradclis_own_form(tmp_path):
         "def relu_forward(x):\n    return np.maximum(x, 0), x\n"
         "def relu_backward(dout, cache):\n    return dout * (cache > 0)\n")
     assert gradcli.check(f"{tmp_path}/theirs.py:relu", {"x": x}).passed
+
+
+def test_a_custom_pair_with_two_outputs_is_refused_for_what_it_is(tmp_path, cli):
+    """twoout_forward -> (h, c, cache) with twoout_backward(dnext_h, dnext_c, cache) read
+    'its backward takes 2 arguments' beside one taking 3 (outside test t67b F2)."""
+    (tmp_path / "two.py").write_text(
+        "import numpy as np\n"
+        "def twoout_forward(x):\n    return np.tanh(x), x * 2, x\n"
+        "def twoout_backward(dnext_h, dnext_c, cache):\n    return dnext_h, dnext_c\n")
+    (tmp_path / "s.yaml").write_text("layer: custom\ntensors:\n  x: {shape: [2, 3]}\n")
+    r = cli("check", "custom", tmp_path / "s.yaml", "--impl", f"{tmp_path}/two.py:twoout")
+    assert r.exit_code == 2 and "twoout_backward takes 3 arguments: a custom layer in " \
+        "CS231n's form has one output" in r.stderr, r.stderr

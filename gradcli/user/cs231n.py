@@ -190,6 +190,18 @@ class Call:
         if not (isinstance(value, tuple) and len(value) == outputs + 1):
             got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
             want = ", ".join(f"out{k + 1}" for k in range(outputs)) if outputs > 1 else "out"
+            takes = _arguments(self.backward)
+            if form is None and takes is not None and takes != outputs + 1:
+                # several outputs in a custom layer's pair: 'its backward takes 2 arguments'
+                # beside one taking 3 (outside test t67b F2)
+                raise UserCodeError(
+                    f"{self.fwd} returns {got} and {self.bwd} takes {takes} arguments: a custom "
+                    f"layer in CS231n's form has one output, forward(...) -> (out, cache), "
+                    f"backward(dout, cache) (several outputs are a built-in layer's, "
+                    f"lstm_step's); write forward and backward in gradcli's form, returning "
+                    f"the outputs as one array",
+                    source=str(self.path),
+                )
             raise UserCodeError(
                 f"{self.fwd} must return ({want}, cache) under {CONVENTION} (its backward "
                 f"takes {outputs + 1} arguments); got {got}",
@@ -372,3 +384,13 @@ def gradients(value: Any, names: list[str], path: Path, what: str) -> list[Any]:
             source=str(path),
         )
     return list(value)
+
+
+def _arguments(fn: Any) -> int | None:
+    """How many plain positional parameters ``fn`` takes, or None (no signature, *args)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return len(params) if all(p.kind in plain for p in params) else None
