@@ -183,3 +183,28 @@ def test_float32_code_at_large_inputs_is_held_to_its_own_rounding(seed, slip, pa
     x = 1000 + 3 * np.random.default_rng(seed).standard_normal((4, 16))
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x})
     assert r.passed is passed, r.verdict()
+
+
+def test_a_single_output_cancelled_to_a_power_of_two_is_no_float32_work():
+    """relu(x @ W) at x @ W = 0, its one output moved to 2^-50 by cancellation in float64: on
+    float32's grid by chance, read as 'your forward computes in float32', and held to atol
+    1e-5 (outside test t67a F2). The twin: the same layer computing in float32 is read so."""
+    import gradcli
+
+    t = {"x": np.array([[2.0, 2.0, 1.0]]), "W": np.array([[1.0], [-2.0], [2.0]])}
+
+    def fwd64(x, W):  # noqa: N803
+        return np.maximum(x @ W, 0)
+
+    def fwd32(x, W):  # noqa: N803
+        return np.maximum(x.astype(np.float32) @ W.astype(np.float32), 0).astype(np.float64)
+
+    def bwd(grad_output, x, W):  # noqa: N803
+        return {"x": (grad_output * (x @ W > 0)) @ W.T}
+
+    r = gradcli.check("custom", t, forward=fwd64, backward=bwd, data=["W"],
+                      grad_output=np.ones((1, 1)))  # fmt: skip
+    assert r.passed and not any("computes in float32" in n for n in r.notes), r.notes
+    t2 = {"x": np.array([[2.0, 2.5, 1.0], [0.3, 1.7, 2.2]]), "W": np.array([[1.1], [-2.0], [2.3]])}
+    r = gradcli.check("custom", t2, forward=fwd32, backward=bwd, data=["W"])
+    assert any("computes in float32" in n for n in r.notes), r.notes
