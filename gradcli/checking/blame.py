@@ -25,6 +25,7 @@ from gradcli.errors import GradcliError
 # the counted seconds of the checks so far, times the tensors checked again alone plus one, that
 # the alone checks may take
 ALONE_SECONDS = 10.0
+ODD_SECONDS = 6.0  # ... and those that look for the odd rule out among them too
 
 
 def _plain(r: TensorResult) -> bool:
@@ -81,7 +82,7 @@ def at_ties(
             # each right alone: rules mixed across them. Where all but one agree (dx and dW
             # from a > 0, db from a >= 0), that one is the odd one out (t67b F1); two, or
             # several ways to split them, name none
-            if p.spent * (2 * len(failing) + 1) > ALONE_SECONDS:
+            if p.spent * (2 * len(failing) + 1) > ODD_SECONDS:
                 return
             odd = []
             for n in failing:
