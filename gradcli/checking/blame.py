@@ -7,8 +7,9 @@ moves through the zero rows carried dx's error into them. A tensor failing where
 met is wrong; else, where the checks so far were cheap, each failing tensor is checked again
 alone (answers of it only, as a partial --grads file is). The others are then checked again
 together, and if they pass there, theirs is that verdict. Rules mixed across tensors (dx from
-a > 0, db from a >= 0) pass one by one and fail together: every tensor keeps its failure
-then, as it does when none fails alone, or when the checks would cost too much."""
+a > 0, db from a >= 0) pass one by one and fail together: where all but one pass together,
+that one is the odd rule out; else every tensor keeps its failure, as it does when the checks
+would cost too much. The verdict is FAIL whichever tensors keep it."""
 
 from __future__ import annotations
 
