@@ -142,10 +142,19 @@ def hints(
         why = (f"; the {k:.6g}: {' or '.join(known.values())}" if known else
                f"; the {k:.6g}: a missing or extra scale") if abs(k - 1) >= 1e-4 else ""
         cause = " + ".join(["mask-left-out", *(list(known)[:1] if abs(k - 1) >= 1e-4 else [])])
+        # far smaller there than elsewhere: a slope left where the mask gives 0 (a leaky
+        # relu's 0.01 g read as 'a mask left out': outside test t67b F5), not a missing mask
+        zero = ok & (np.abs(n) <= tol)
+        small = float(np.median(np.abs(a[zero]))) / max(
+            float(np.median(np.abs(n[ok & ~zero]))), 1e-300)  # fmt: skip
+        what = (f"a small slope left in d{name} where the mask gives 0 (about {small:.2g} "
+                f"of the other elements' size: a leaky slope, 0.01 x the upstream gradient, "
+                f"where relu's mask belongs?)" if small < 0.1 else
+                f"a mask left out of d{name} (the elements the forward zeroes, drops or does "
+                f"not pick must get 0)")  # fmt: skip
         return [Hint(
             f"d{name} {times} wherever the numerical gradient is not 0, and is not 0 at the "
-            f"{zeros} elements where it is: a mask left out of d{name} (the elements the "
-            f"forward zeroes, drops or does not pick must get 0){why}",
+            f"{zeros} elements where it is: {what}{why}",
             cause, True,
         )]  # fmt: skip
     moved = None if context.get("recomputed") else _rearranged(
