@@ -364,3 +364,23 @@ def test_grads_from_stdin_is_said_unsupported(cli, assert_usage_error):
     """--grads - read '-: file not found: -' (outside test t65c F9)."""
     assert_usage_error(cli("check", "linear", "--grads", "-"),
                        "--grads: answers are not read from stdin")
+
+
+def test_a_read_only_mount_is_said_so(tmp_path, monkeypatch):
+    """-o into a read-only file system read 'permission denied' (outside test t65c F9)."""
+    import os
+    from pathlib import Path
+
+    from gradcli.cli import emit
+    from gradcli.errors import GradcliError
+
+    class Ro:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(os, "statvfs", lambda *a, **k: Ro())
+    with pytest.raises(GradcliError, match="read-only file system"):
+        emit.ready(Path(tmp_path / "x.json"), ())
+    monkeypatch.setattr(os, "statvfs", lambda *a, **k: type("Rw", (), {"f_flag": 0})())
+    with pytest.raises(GradcliError, match="permission denied"):  # the twin
+        emit.ready(Path(tmp_path / "x.json"), ())

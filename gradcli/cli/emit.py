@@ -367,8 +367,13 @@ def _target(output: Path, inputs: tuple[Path, ...]) -> Path:
             why = "no such directory" if not os.path.exists(folder) else "not a directory"
             raise GradcliError(f"cannot write to {folder}: {why}", source="--output")
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise GradcliError(f"cannot write to {folder}: permission denied",
-                               source="--output")  # fmt: skip
+            why = "permission denied"
+            try:  # (a read-only mount was called 'permission denied': outside test t65c F9)
+                if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                    why = "read-only file system"
+            except (OSError, AttributeError):
+                pass
+            raise GradcliError(f"cannot write to {folder}: {why}", source="--output")
     if st is not None and not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         raise GradcliError(
