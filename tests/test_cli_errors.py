@@ -384,3 +384,18 @@ def test_a_read_only_mount_is_said_so(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "statvfs", lambda *a, **k: type("Rw", (), {"f_flag": 0})())
     with pytest.raises(GradcliError, match="permission denied"):  # the twin
         emit.ready(Path(tmp_path / "x.json"), ())
+
+
+def test_an_atol_above_every_value_is_said_even_with_q(cli, tmp_path):
+    """--atol 10 on gradients of about 2 passed a sign-flipped dW, and -q said nothing of it
+    (outside test t65c F9): each gradient it swallows is named on stderr. The twin: a small
+    --atol says nothing."""
+    archive = tmp_path / "a.npz"
+    assert cli("compute", "linear", "-o", archive).exit_code == 0
+    grads = dict(np.load(archive))
+    grads["dW"] = -grads["dW"]
+    np.savez(tmp_path / "neg.npz", **grads)
+    r = cli("check", "linear", "--grads", tmp_path / "neg.npz", "--atol", "10", "-q")
+    assert "dW: every numerical value" in r.stderr and "its PASS compares nothing" in r.stderr
+    r = cli("check", "linear", "--atol", "1e-7", "-q")
+    assert r.exit_code == 0 and "compares nothing" not in r.stderr, r.stderr
