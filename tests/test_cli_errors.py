@@ -399,3 +399,13 @@ def test_an_atol_above_every_value_is_said_even_with_q(cli, tmp_path):
     assert "dW: every numerical value" in r.stderr and "its PASS compares nothing" in r.stderr
     r = cli("check", "linear", "--atol", "1e-7", "-q")
     assert r.exit_code == 0 and "compares nothing" not in r.stderr, r.stderr
+
+
+def test_another_layers_archive_is_said_to_be_one(cli, tmp_path, assert_usage_error):
+    """conv2d's `compute -o` archive given to a linear check read "'X' is not a tensor of this
+    spec (did you mean 'x'?)" (outside test t65c F9). The twin: conv2d's own reads back."""
+    archive = tmp_path / "c.npz"
+    assert cli("compute", "conv2d", "-o", archive).exit_code == 0
+    assert_usage_error(cli("check", "linear", "--grads", archive),
+                       "an archive `compute -o` wrote for another layer (its tensors X, W, b)")
+    assert cli("check", "conv2d", "--grads", archive, "-q").exit_code == 0

@@ -118,6 +118,16 @@ def load_answers(
         raw = {wrt: load_array(path, None, source=target, key=wrt, reserve=reserve(wrt))}
     else:
         keys = npz_names(path, source=target)
+        values = [k for k in keys if k[:1] != "d" and k not in ("output", "grad_output")
+                  and not k.startswith("numeric_d")]  # fmt: skip
+        foreign = [k for k in values if k not in shapes and k not in no_grad]
+        if {"output", "grad_output"} <= set(keys) and foreign:
+            # another layer's archive: 'X' is not a tensor of this spec (did you mean 'x'?)
+            # read as a typo (outside test t65c F9)
+            raise GradcliError(
+                f"an archive `compute -o` wrote for another layer (its tensors "
+                f"{', '.join(values)}); this check's tensors are {', '.join(shapes)}",
+                source=target)  # fmt: skip
         if {"output", "grad_output"} <= set(keys):  # a `compute -o` archive: its d<NAME> arrays
             # and what compute never writes (a d<label>, a misspelled dw), refused as in any
             # answer file; its tensors', output's and intermediates' values are no answers, nor
