@@ -13,7 +13,6 @@ would cost too much. The verdict is FAIL whichever tensors keep it."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -58,9 +57,8 @@ def at_ties(
 
     def again(names: list[str]) -> Any:
         try:
-            return rerun(p.spec, dataclasses.replace(
-                opts, grads={n: p.under_test[n] for n in names}, contract=False, blame=False,
-                notify=lambda message: None, progress=None))  # fmt: skip
+            return rerun(p.spec, opts.within(grads={n: p.under_test[n] for n in names},
+                                             blame=False))  # fmt: skip
         except GradcliError:
             return None
 
@@ -104,7 +102,7 @@ def at_ties(
             return
     if not wrong or not rest:
         return  # none fails alone (rules mixed across tensors), or each does
-    if rest[0] not in sources or (len(rest) > 1 and sources[rest[0]] is not sources[rest[-1]]):
+    if len(rest) > 1 or rest[0] not in sources:  # (one alone: its own check decided it)
         joint = again(rest)
         if joint is None or not all(n in joint.results and joint.results[n].passed
                                     for n in rest):  # fmt: skip

@@ -166,6 +166,14 @@ def check(spec: Spec, opts: CheckOptions | None = None, **kw: Any) -> CheckRepor
         )
     if (blind := sensitivity_note(results, p.under_test, p.atol, p.rtol)) is not None:
         p.notes.append(blind)
+    if opts.atol is not None:  # an --atol above every value: its PASS compares nothing, and
+        # -q printed it with no word (a sign-flipped dW of 2 under --atol 10: outside test t65c
+        # F9); said as it is found, to stderr, -q too
+        for name, r in results.items():
+            top = float(np.max(np.abs(numeric.get(name, 0.0)), initial=0.0))
+            if r.passed and name in numeric and top <= opts.atol:
+                p.note(f"d{name}: every numerical value (up to {top:.3g}) is below "
+                       f"{mention('atol')} {opts.atol:g}: its PASS compares nothing")
     numeric = {n: numeric[n] for n in p.under_test if n in numeric}
     return CheckReport(
         layer=spec.layer.name, dtype=spec.dtype, seed=spec.seed, method=opts.method,

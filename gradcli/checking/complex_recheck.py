@@ -49,9 +49,8 @@ def by_complex_step(
         if not complex_ok(name):
             continue
         try:
-            again = rerun(spec, dataclasses.replace(
-                opts, method="complex", grads={name: p.under_test[name]}, contract=False,
-                notify=lambda message: None, progress=None))  # fmt: skip
+            again = rerun(spec, opts.within(method="complex",
+                                            grads={name: p.under_test[name]}))  # fmt: skip
         except GradcliError as e:  # not complex-safe, or refused there: the step's verdict
             results[name] = dataclasses.replace(r, unresolved=(
                 f"{r.unresolved}; the complex step could not read it: {e.message}"))
@@ -109,9 +108,8 @@ def _unsafe(p: Prepared, name: str, read: np.ndarray, noise: Any,
     # under the real part, reads 0 at each: outside test t64a F1, left open)
     for step in (big, big / NEAR):
         try:
-            again = rerun(p.spec, dataclasses.replace(
-                p.opts, method="central", eps=step, grads={name: p.under_test[name]},
-                contract=False, notify=lambda message: None, progress=None))  # fmt: skip
+            again = rerun(p.spec, p.opts.within(method="central", eps=step,
+                                                grads={name: p.under_test[name]}))  # fmt: skip
         except GradcliError:
             return "real differences at larger steps could not be taken to confirm it"
         got = again.results.get(name)

@@ -134,7 +134,8 @@ def hints(
     gradient = "scales" in context and not context.get("recomputed")
     masked = _masked_ratio(a, n, tol, ok) if gradient else None
     if masked is not None:
-        k, zeros = masked
+        k, zero = masked
+        zeros = int(zero.sum())
         known = {cause: label for label, (v, cause) in context.get("scales", {}).items()
                  if abs(k / v - 1) < 1e-3}  # fmt: skip
         times = "equals the numerical gradient" if abs(k - 1) < 1e-4 else (
@@ -144,7 +145,6 @@ def hints(
         cause = " + ".join(["mask-left-out", *(list(known)[:1] if abs(k - 1) >= 1e-4 else [])])
         # far smaller there than elsewhere: a slope left where the mask gives 0 (a leaky
         # relu's 0.01 g read as 'a mask left out': outside test t67b F5), not a missing mask
-        zero = ok & (np.abs(n) <= tol)
         small = float(np.median(np.abs(a[zero]))) / max(
             float(np.median(np.abs(n[ok & ~zero]))), 1e-300)  # fmt: skip
         what = (f"a small slope left in d{name} where the mask gives 0 (about {small:.2g} "
@@ -302,9 +302,9 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarra
 
 def _masked_ratio(
     a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray
-) -> tuple[float, int] | None:
-    """(k, zeros) when a = k n at every compared element where n is not 0 and a is not 0 at
-    every one (``zeros`` of them) where it is: the mask of a relu, a dropout or a max-pool's
+) -> tuple[float, np.ndarray] | None:
+    """(k, zero) when a = k n at every compared element where n is not 0 and a is not 0 at
+    every one (the mask ``zero``) where it is: the mask of a relu, a dropout or a max-pool's
     argmax left out (against the numerical gradient, within the check's tolerance)."""
     zero = ok & (np.abs(n) <= tol)
     big = ok & (np.abs(n) > 10 * tol)
@@ -317,7 +317,7 @@ def _masked_ratio(
     rest = ok & ~zero
     if np.any(np.abs(a - mid * n)[rest] > (1 + abs(mid)) * tol[rest]):
         return None
-    return mid, int(zero.sum())
+    return mid, zero
 
 
 def _rearranged(

@@ -3,6 +3,7 @@ records the stages below read, apart from the stages themselves."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import field
@@ -70,6 +71,12 @@ class CheckOptions:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def within(self, **changes: Any) -> CheckOptions:
+        """These options for a check run inside this one (complex_recheck, blame): ``changes``
+        applied, the contract not held again, nothing said, no progress of its own."""
+        return dataclasses.replace(self, contract=False, notify=lambda message: None,
+                                   progress=None, **changes)  # fmt: skip
 
     def validate(self) -> None:
         get_method(self.method)

@@ -248,15 +248,6 @@ def check(
     with render.ProgressBar(sys.stderr) as bar:
         report = run_check(s, dataclasses.replace(opts, progress=bar))
     comp, numeric = report.computation, report.numeric
-    if opts.atol is not None:  # an --atol above every value: its PASS compares nothing, and
-        # -q printed it with no word (a sign-flipped dW of 2 under --atol 10: t65c F9)
-        import numpy as np  # (loaded by the check already; --help imports none)
-
-        for name, r in report.results.items():
-            top = float(np.max(np.abs(numeric.get(name, 0.0)), initial=0.0))
-            if r.passed and name in numeric and top <= opts.atol:
-                note(f"d{name}: every numerical value (up to {top:.3g}) is below --atol "
-                     f"{opts.atol:g}: its PASS compares nothing")
     if as_json:
         from gradcli.render import jsondoc
 

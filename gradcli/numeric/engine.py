@@ -118,6 +118,13 @@ class TensorNumerics:
     natural: np.ndarray | None = field(default=None, repr=False)
 
 
+@functools.cache
+def _takes_unit(kinks: Any) -> bool:
+    """Whether a layer's kink map takes the forward's epsilon (svm's, which rounds as the
+    forward does): read once per map, not at every call of the kink stages."""
+    return "unit" in inspect.signature(kinks).parameters
+
+
 class Engine(StackedForward):
     """Finite differences of one layer at one point. ``tensors`` are copied to float64."""
 
@@ -152,7 +159,7 @@ class Engine(StackedForward):
         (``declared_kinks``, set by the check once the user's forward agreed with it); one
         that rounds as the forward does (svm's margins) is told the forward's epsilon."""
         kinks = self.declared_kinks or self.layer.kinks
-        if kinks is not None and "unit" in inspect.signature(kinks).parameters:
+        if kinks is not None and _takes_unit(kinks):
             return functools.partial(kinks, unit=max(self.unit, self.rounding))
         return kinks
 
