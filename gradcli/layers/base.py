@@ -203,6 +203,11 @@ class Layer:
     resolve: Callable[[Any, Shapes], Any] | None = None
     # whether forward accepts leading axes on every tensor (a user's layer need not)
     broadcasts: bool = True
+    # for a layer that does not broadcast: rows(t, stacks, options) -> (R, *out) its output
+    # at each of R copies of ``t``, copy i with row i of each ``stacks[n]`` (R, *t[n].shape)
+    # in place of t[n], one forward call per copy (a user's layer: its checks made once for
+    # the copies, not once a call); None: ``forward`` called once per copy
+    rows: Callable[[Arrays, Arrays, Any], np.ndarray] | None = None
     # differentiable everywhere, though not a built-in (a network of built-in layers none of
     # which has kinks): no kink is looked for. The detector for a user's layer reads a kink
     # where the two one-sided differences disagree beyond their round-off, and a confident

@@ -287,9 +287,7 @@ class StackedForward:
         shape = self.t64[name].shape
         if not self.layer.broadcasts:  # one forward call per copy
             with _run_of_calls(self.t64.values(), (probes,)):
-                ys = [self.layer.forward({**self.t64, name: p}, self.options)[0]
-                      for p in probes]  # fmt: skip
-            y = np.stack([np.asarray(v) for v in ys])
+                y = self._copies({name: probes})
         else:
             others = {
                 n: a.reshape((1,) * (1 + self.n_batch - self.batch[n]) + a.shape)
@@ -311,6 +309,16 @@ class StackedForward:
             )
         return y.reshape((len(probes),) + self.out_shape)
 
+    def _copies(self, stacks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(R, *out_shape): the forward of a layer that does not broadcast at each of R
+        copies, copy i with row i of each ``stacks[n]`` (R, *shape of n) in place of n."""
+        if self.layer.rows is not None:
+            return np.asarray(self.layer.rows(self.t64, stacks, self.options))
+        r = len(next(iter(stacks.values())))
+        ys = [self.layer.forward({**self.t64, **{n: v[i] for n, v in stacks.items()}},
+                                 self.options)[0] for i in range(r)]  # fmt: skip
+        return np.stack([np.asarray(v) for v in ys])
+
     def moved(self, name: str, rows: np.ndarray) -> np.ndarray:
         """d (R, out_size): the (real) output at each of ``rows[1:]`` (R flat values of
         ``name``) minus the output at ``rows[0]``, the unmoved point."""
@@ -325,15 +333,8 @@ class StackedForward:
         r = len(next(iter(rows.values())))
         if not self.layer.broadcasts:  # one forward call per copy
             with _run_of_calls(self.t64.values(), rows.values()):
-                ys = [
-                    self.layer.forward(
-                        {**self.t64,
-                         **{n: v[i].reshape(self.t64[n].shape) for n, v in rows.items()}},
-                        self.options,
-                    )[0]
-                    for i in range(r)
-                ]  # fmt: skip
-            y = np.stack([np.asarray(v) for v in ys])
+                y = self._copies({n: v.reshape((r,) + self.t64[n].shape)
+                                  for n, v in rows.items()})  # fmt: skip
         else:
             stacked = {
                 n: (rows[n] if n in rows else a[None])

@@ -12,6 +12,7 @@ never a gradcli crash.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.machinery
 import inspect
@@ -30,7 +31,7 @@ from gradcli.errors import GradcliError, UserCodeError, mention, printable
 from gradcli.files.reading import read_module
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
-from gradcli.user import allocated, children, cs231n, labels, result
+from gradcli.user import allocated, children, cs231n, labels, readonly, result
 from gradcli.user.call import call
 from gradcli.user.defaults import own_defaults
 from gradcli.user.local import Folder, package_of, shadowable
@@ -351,7 +352,8 @@ def user_layer(
         # one (running statistics in bn_param) must not hand the next call other options, or
         # the numbers would depend on the order of the calls
         kwargs = {k: fresh(v) for k, v in kwargs.items()}
-        real = not any(np.iscomplexobj(a) for a in t.values())
+        real = not any(a.dtype.kind == "c" if type(a) is np.ndarray else np.iscomplexobj(a)
+                       for a in t.values())  # fmt: skip
         kept: dict[str, Any] = {}  # the CS231n convention's cache
 
         def checked() -> np.ndarray:  # in the guard: a refusal carries the call's warnings
@@ -404,6 +406,63 @@ def user_layer(
 
     def forward(t: Mapping[str, np.ndarray], options: Any = None) -> tuple[np.ndarray, dict]:
         return run(t, options, probe=False)
+
+    def one(t: Mapping[str, np.ndarray], kwargs: dict[str, Any], real: bool) -> np.ndarray:
+        out = impl.forward(**t, **kwargs)
+        if impl.answers is not None or impl.pair_first:
+            out = _first_of_pair(out, impl.pair_first)
+        return _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
+
+    def rows(t: Mapping[str, np.ndarray], stacks: Mapping[str, np.ndarray],
+             options: Any = None) -> np.ndarray:  # fmt: skip
+        """(R, *out): the forward at R copies of ``t``, copy i with row i of each
+        ``stacks[n]`` (R, *shape of n) in place of n, inside a run of calls (its guard and
+        its arrays verified after it: numeric/stacking.py). Past the first call, what
+        ``run`` checks of each call is checked once for the copies where it cannot differ
+        between them (the read-only views, the options, the shape and dtype kept), in the
+        order ``run`` would have refused them: its 40 us a call around a 5 us forward were
+        most of a check at many ties."""
+        r = len(next(iter(stacks.values())))
+
+        def copy(i: int) -> Mapping[str, np.ndarray]:
+            return {**t, **{n: s[i] for n, s in stacks.items()}}
+
+        views = (readonly.read_only_rows(impl.path, impl.what("forward"), t, stacks)
+                 if first and how is None and r else None)  # fmt: skip
+        if views is None:
+            return np.stack([run(copy(i), options, False)[0] for i in range(r)])
+        shared, stacked = views
+        held = spec_set.get(id(options))
+        kwargs = held[1] if held and held[0] is options else kwargs_of(options)
+        real = not any(np.iscomplexobj(a) for a in (*t.values(), *stacks.values()))
+        outs = []
+        for i in range(r):
+            # in t's order (a ufunc's forward takes them by position)
+            seen = {**shared, **{n: s[i] for n, s in stacked.items()}}
+            kw = {k: fresh(v) for k, v in kwargs.items()}  # as in run: each call its own
+            try:
+                outs.append(_call(impl.path, fwd, functools.partial(one, seen, kw, real)))
+            except GradcliError:  # the whole path of one call says what was wrong, where
+                outs.append(run(copy(i), options, False)[0])
+        # the first copy refused by run's checks of each call, those checks again on it
+        a0 = outs[0]
+        same = next((i for i, a in enumerate(outs)
+                     if a.shape != a0.shape or a.dtype != a0.dtype), r)  # fmt: skip
+        y = np.stack(outs[:same])
+        finite = np.isfinite(y.reshape(same, -1)).all(axis=1)
+        bad = min(int(np.argmin(finite)) if not finite.all() else r, same)
+        for i in sorted({0, bad} - {r}):
+            try:
+                result.checkable(outs[i], impl.path, fwd)
+                steady.check(copy(i), outs[i])
+                result.finite(outs[i], impl.path, fwd, stepped=bool(spec_point))
+            except GradcliError:
+                run(copy(i), options, False)  # the whole path's error (with the call's warning)
+                raise
+        assert same == r, "a copy's shape or dtype not refused"
+        if not spec_point:
+            spec_point.append(True)
+        return y
 
     def backward(g: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
         if impl.answers is not None:  # the answers are at the spec's point and upstream only
@@ -523,6 +582,7 @@ def user_layer(
         tensors=infos,
         output=base.output if base else TensorInfo("out", (), (), "output", "your output"),
         forward=forward,
+        rows=rows,
         backward=backward,
         output_shape=output_shape,
         default_shapes=dict(base.default_shapes) if base else {},

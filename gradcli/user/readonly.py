@@ -19,12 +19,17 @@ _READ_ONLY = ("read-only", "not writeable")
 VERIFIED_BYTES = 1 << 24
 
 
-def _read_only(arrays: Mapping[str, Any]) -> dict[str, Any]:
+def _read_only(arrays: Mapping[str, Any], run: _Deferred | None = None) -> dict[str, Any]:
     out = {}
     for n, a in arrays.items():
         if isinstance(a, np.ndarray):
-            a = a.view()  # the caller's array keeps its own flags
-            a.flags.writeable = False
+            view = run.views.get(id(a)) if run is not None else None
+            if view is None or view.flags.writeable:  # a call may have set it writable
+                view = a.view()  # the caller's array keeps its own flags
+                view.flags.writeable = False
+                if run is not None and run.shared.get(id(a)) is a:
+                    run.views[id(a)] = view  # a run's shared tensors: one view for its calls
+            a = view
         out[n] = a
     return out
 
@@ -63,7 +68,12 @@ class _Deferred:
         self.kept = _kept(self.shared)  # by id, as strings
         self.scratch = {id(a): a for a in scratch if isinstance(a, np.ndarray)}
         self.kept_scratch = _kept(self.scratch)
+        # the stacks owning their memory: a row of one is a view whose base is the stack
+        # (numpy collapses a view's chain of bases), found in a lookup where
+        # np.may_share_memory against every stack was a third of a small forward's overhead
+        self.owners = {i: s for i, s in self.scratch.items() if s.base is None}
         self.seen: dict[int, tuple[Path, str, str]] = {}  # id -> (path, function, its label)
+        self.views: dict[int, np.ndarray] = {}  # id of a shared array -> its read-only view
 
     def covers(self, a: Any) -> int | None:
         """The id of what verifies ``a`` after the run (itself, shared, or the caller's stack
@@ -72,6 +82,8 @@ class _Deferred:
             return None
         if self.shared.get(id(a)) is a:
             return id(a)
+        if a.base is not None and self.owners.get(id(a.base)) is a.base:
+            return id(a.base)
         return next((i for i, s in self.scratch.items() if np.may_share_memory(a, s)), None)
 
     def verify(self) -> None:
@@ -103,6 +115,24 @@ def deferred(shared: Iterable[np.ndarray], scratch: Iterable[np.ndarray] = ()) -
     run.verify()
 
 
+def read_only_rows(
+    path: Path, fn_name: str, shared: Mapping[str, Any], stacks: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """Read-only views of the tensors a run of calls shares and of its stacks of copies (a
+    row of a read-only view is read-only: one view a stack, not one a row and call), each
+    registered to be verified after the run; None where the run (``deferred``) does not
+    cover them all, and each call must go through ``read_only_call``."""
+    run = _deferred[-1] if _deferred else None
+    if run is None:
+        return None
+    covered = [(n, run.covers(a)) for arrays in (shared, stacks) for n, a in arrays.items()]
+    if any(by is None for _, by in covered):
+        return None
+    for n, by in covered:
+        run.seen.setdefault(by, (path, fn_name, n))
+    return _read_only(shared, run), _read_only(stacks, run)
+
+
 def read_only_call(
     path: Path,
     fn_name: str,
@@ -121,14 +151,14 @@ def read_only_call(
     if run is not None:  # verified after the run
         covered = {n: run.covers(a) for n, a in arrays.items()}
         for n, by in covered.items():
-            if by is not None:
-                run.seen.setdefault(by, (path, fn_name, n if labels is None
-                                         else labels.get(n, n)))  # fmt: skip
-        kept = _kept({n: a for n, a in arrays.items() if covered[n] is None})
+            if by is not None and by not in run.seen:
+                run.seen[by] = (path, fn_name, n if labels is None else labels.get(n, n))
+        alone = {n: a for n, a in arrays.items() if covered[n] is None}
+        kept = _kept(alone) if alone else {}
     else:
         kept = _kept(arrays)
     try:
-        out = call(_read_only(arrays))
+        out = call(_read_only(arrays, run))
     except ValueError as e:
         if not any(s in str(e) for s in _READ_ONLY):
             raise
@@ -146,7 +176,7 @@ def read_only_call(
             f"({first} = {first}.copy()): the arrays gradcli passes are read-only",
             source=str(path),
         ) from None
-    changed = [n for n, b in kept.items() if not _same(arrays[n], b)]
+    changed = [n for n, b in kept.items() if not _same(arrays[n], b)] if kept else None
     if changed:
         raise _changed(path, fn_name, changed, labels or {})
     return out

@@ -40,7 +40,12 @@ def array(value: Any, path: Path, what: str, *, complex_ok: bool = False) -> np.
             return np.asarray(None, dtype=object)
 
     # a plain ndarray runs none of the user's code: copied without the guard (the hot path)
-    a = value.copy() if type(value) is np.ndarray else call(path, what, convert)
+    if type(value) is np.ndarray:
+        a = value.copy()
+    elif isinstance(value, np.generic) and type(value).__module__ == "numpy":  # a .sum()'s
+        a = np.asarray(value)
+    else:
+        a = call(path, what, convert)
     if a.dtype.kind == "c" and not complex_ok:
         raise UserCodeError(
             f"{what} is complex ({a.dtype}) for real inputs; return a real array (its real "
@@ -105,8 +110,8 @@ def finite(a: np.ndarray, path: Path, what: str, stepped: bool = False) -> None:
     an inf, so the check could say nothing true about that tensor. ``stepped``: the output at
     the spec's tensors was finite, so this is a step from them (a sqrt at x = 1e-7 whose
     step of 6e-6 crosses 0: its forward is right on its domain, outside test t60b F2)."""
-    bad = ~np.isfinite(a)
-    if bad.any():
+    if not np.isfinite(a).all():
+        bad = ~np.isfinite(a)
         at = [int(i) for i in np.argwhere(bad)[0]]
         value = a[tuple(at)]
         where = (
@@ -138,7 +143,9 @@ class Steady:
         self.seen: dict[tuple, tuple[tuple[int, ...], str]] = {}
 
     def check(self, tensors: Mapping[str, Any], out: np.ndarray) -> None:
-        key = tuple((n, np.shape(a), np.asarray(a).dtype.str) for n, a in tensors.items())
+        key = tuple((n, a.shape, a.dtype.str) if type(a) is np.ndarray
+                    else (n, np.shape(a), np.asarray(a).dtype.str)
+                    for n, a in tensors.items())  # fmt: skip
         first = self.seen.setdefault(key, (out.shape, out.dtype.str))
         if first != (out.shape, out.dtype.str):
             (shape, dtype), now = first, (list(out.shape), str(out.dtype))
