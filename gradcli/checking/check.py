@@ -266,8 +266,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
         notes.append(
             f"your forward and the built-in {spec.layer.name} differ here by more than 64 eps of "
             f"{spec.output_info.name}, but within the built-in's own round-off at these values "
-            f"(about {agreement.roundoff / 8:.2g}, measured against extended precision): the "
-            f"two agree to it"
+            f"(about {agreement.roundoff / 8:.2g}, measured against extended precision and "
+            f"with its inputs moved by one unit in their last place): the two agree to it"
         )
     # timed, the one part of the estimate that is: said so where a call is long enough to
     # matter (a millisecond is the clock's grain here: 2^-10 s was read of np.maximum, and

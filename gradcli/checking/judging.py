@@ -186,6 +186,10 @@ def compare_tensor(
             theirs = _refined_for(p, name, own, theirs, atol, noise, coords)
             ours = compare(name, own, theirs, atol, p.rtol,
                            coords=coords, unresolved=unresolved, noise=noise, top=1)  # fmt: skip
+        if (not ours.passed and unresolved and _resolved_failures(
+                p, name, theirs, info, atol, rtol, noise, coords, refined, answer=own)):
+            # ours fails where the step resolves it: a mismatch, as an answer's would be
+            ours = dataclasses.replace(ours, unresolved="")
     return result, ours
 
 
@@ -336,19 +340,20 @@ def _chained(
 
 def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNumerics,
                        atol: float, rtol: float, noise: np.ndarray | None,
-                       coords: np.ndarray | None,
-                       refined: refine.Refined | None) -> bool:  # fmt: skip
+                       coords: np.ndarray | None, refined: refine.Refined | None,
+                       answer: np.ndarray | None = None) -> bool:  # fmt: skip
     """Whether a tensor the step cannot resolve as a whole fails at elements it resolves: each
     one's own round-off (info.noise_at) RESOLVE_MARGIN below its size, its error beyond its
     tolerance. A batchnorm with gamma[2] = 1e8 reads dbeta[2] to 0.08 and the others to 1e-10,
     and a sign-flipped dbeta was only 'cannot resolve' (outside test t30b F4): a failure there
     is a mismatch, said so (and the others' round-off in a note). Only where the model's
     round-off is the whole story: a float64 forward (no coarser rounding measured), inputs
-    not far below the step, and no element the smaller steps left undecided."""
+    not far below the step, and no element the smaller steps left undecided. ``answer``:
+    another answer than the one under test (our own backward's, beside --grads), not noted."""
     own = info.noise_at
     if own is None or not float64_work(p, name) or tiny_inputs(p, name):
         return False
-    a = np.asarray(p.under_test[name], dtype=np.float64).ravel()
+    a = np.asarray(p.under_test[name] if answer is None else answer, dtype=np.float64).ravel()
     n, own = grad.ravel(), np.asarray(own, dtype=np.float64).ravel()
     # (and the outputs it may move, which a step below their last bit leaves where they are:
     # a linear's dW beside a feature of 1.7e15 reads 0.72 for -0.26 there, moving nothing)
@@ -362,7 +367,7 @@ def _resolved_failures(p: Prepared, name: str, grad: np.ndarray, info: TensorNum
         clear[np.union1d(refined.noisy, refined.moving).astype(np.int64)] = False
     clear |= _far_beyond(p, name, a, n, floor, rtol, coords, refined, info) & ~clear
     k = int(clear.sum())
-    if k:
+    if k and answer is None:
         p.note(f"d{name}: the round-off of its finite differences is not far below its largest "
                f"gradient at some elements, but {k:,} other{'s' if k > 1 else ''}, which the "
                f"step resolves, fail{'' if k > 1 else 's'} beyond {'their' if k > 1 else 'its'}"

@@ -163,20 +163,58 @@ def builtin_roundoff(spec: Spec, builtin: Layer) -> float:
     it): a loss of a confident classifier carries eps of its probabilities near 1 (1e-17),
     not of the loss (1e-8), in ours and in a student's -log(softmax) alike, and 64 eps of the
     loss (2e-22) failed the student's. Ours only: a user's forward is called no more."""
+    t = float64_copies(spec.tensors)  # labels and indices stay integers
+    with np.errstate(all="ignore"):
+        ours = np.asarray(builtin.forward(t, spec.options)[0])
+    return 8 * max(_finer_off(spec, builtin, t, ours), _ulp_moves(spec, builtin, t, ours))
+
+
+def _finer_off(spec: Spec, builtin: Layer, t: Mapping[str, np.ndarray], ours: np.ndarray) -> float:
+    """Our forward at ``t`` against itself in extended precision (0.0 where that is float64,
+    or where ours does not keep it)."""
     if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
         return 0.0
-    t = float64_copies(spec.tensors)  # labels and indices stay integers
     fine = {n: a.astype(np.longdouble) if a.dtype.kind == "f" else a for n, a in t.items()}
     try:
         with np.errstate(all="ignore"):
-            ours = np.asarray(builtin.forward(t, spec.options)[0])
             exact = np.asarray(builtin.forward(fine, spec.options)[0])
     except Exception:  # noqa: BLE001 - a layer that refuses longdouble measures nothing
         return 0.0
     if exact.dtype != np.longdouble or exact.shape != ours.shape:
         return 0.0
     err = np.abs(ours.astype(np.longdouble) - exact).astype(np.float64)
-    return 8 * float(err.max(initial=0.0)) if np.all(np.isfinite(err)) else 0.0
+    return float(err.max(initial=0.0)) if np.all(np.isfinite(err)) else 0.0
+
+
+def _ulp_moves(spec: Spec, builtin: Layer, t: Mapping[str, np.ndarray], ours: np.ndarray) -> float:
+    """How far our forward moves where every float tensor moves by one unit in the last place
+    of the spec's dtype, each element up or down (two draws): what a forward summing in
+    another order may differ by, where the output cancels terms far larger than itself
+    (svm's margin of 1 between scores of 1e17: x - (x_y - 1), torch's order, rounds it to 0,
+    and its loss of 0 against our 2 was 'your forward does not match')."""
+    dtype = np.dtype(spec.dtype) if np.dtype(spec.dtype).kind == "f" else np.dtype(np.float64)
+    rng = np.random.default_rng(0)
+    most = 0.0
+    for _ in range(2):
+        moved = {}
+        for n, a in t.items():
+            if a.dtype.kind != "f":
+                moved[n] = a
+                continue
+            low = a.astype(dtype)
+            way = np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(dtype)
+            moved[n] = np.nextafter(low, way).astype(np.float64)
+        try:
+            with np.errstate(all="ignore"):
+                y = np.asarray(builtin.forward(moved, spec.options)[0], dtype=np.float64)
+        except Exception:  # noqa: BLE001 - a move that leaves the layer's domain measures nothing
+            return most
+        if y.shape != ours.shape:
+            return most
+        err = np.abs(y - ours.astype(np.float64))
+        if np.all(np.isfinite(err)):
+            most = max(most, float(err.max(initial=0.0)))
+    return most
 
 
 def backward_against_builtin(

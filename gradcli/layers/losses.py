@@ -338,7 +338,9 @@ def svm_terms(t: Arrays, options: Any = None) -> tuple[np.ndarray, dict[str, Any
     x, y = t["x"], as_indices(t["y"])
     # in place, and the active set left to the backward: the numerical engine runs this once
     # per perturbed copy
-    m = x - (_pick(x, y)[..., None] - 1.0)  # the 1 added to the small side
+    # (x - x_y) + 1, CS231n's order: exact where the scores are equal, whatever their size
+    # (x - (x_y - 1) rounded a margin of 1 to 0 at scores of 1e16: outside test t67a F1)
+    m = (x - _pick(x, y)[..., None]) + 1.0
     m *= m.real > 0  # the hinge, its mask from the real part: complex-safe
     true = np.broadcast_to(y[..., None], m.shape[:-1] + (1,))
     np.put_along_axis(m, true, 0.0, axis=-1)  # the correct class adds no margin
@@ -363,12 +365,12 @@ def svm_moved(
     row = idx // C
     label = row * C + np.broadcast_to(cache["y"], x.shape[:-1]).ravel()[row]  # x[n, y_n], flat
     x = x.ravel()
-    new = values - (x[label] - 1.0)  # the forward's rounding: x - (x_y - 1)
+    new = (values - x[label]) + 1.0  # the forward's rounding: (x - x_y) + 1
     new = new * (new.real > 0)
     T = ((cache["sums"].ravel()[row] - m.ravel()[idx]) + new) / N
     true = np.flatnonzero(idx == label)
     if true.size:
-        r = x.reshape(-1, C)[row[true]] - (values[true][:, None] - 1.0)
+        r = (x.reshape(-1, C)[row[true]] - values[true][:, None]) + 1.0
         r = r * (r.real > 0)
         r[np.arange(true.size), label[true] % C] = 0.0
         T[true] = r.sum(axis=-1) / N
@@ -446,8 +448,8 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
               unit: float | None = None) -> np.ndarray | None:  # fmt: skip
     """Where moving one score changes the hinge's active set: x[n, c] (c != y_n) moves its own
     margin by the step; x[n, y_n] moves every margin of row n by minus the step. The margins
-    in svm_terms' own arithmetic, x - (x_y - 1): what the forward rounds to 0 is the corner
-    (at scores of 1e17 every margin is 0 there, and 1 in another order)."""
+    in svm_terms' own arithmetic, (x - x_y) + 1: what the forward rounds to 0 is the corner
+    (x_y + 1e-17 beside x_y - 1 in float64, where x - (x_y - 1) is not 0)."""
     if name != "x":
         return None
     x, y = t["x"], as_indices(t["y"])
@@ -457,12 +459,12 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
     start = np.zeros(x.shape) if start is None else np.broadcast_to(start, x.shape)
     true = np.arange(x.shape[-1]) == y[..., None]
     y_at = _pick(x, y)[..., None]
-    base = y_at - 1.0
-    own = _crosses((x + start) - base, (x + step) - base, step, x - base) & ~true
+    m = (x - y_at) + 1.0
+    own = _crosses(((x + start) - y_at) + 1.0, ((x + step) - y_at) + 1.0, step, m) & ~true
     s_true = _pick(step, y)[..., None]  # the true class's step, against every margin
     a_true = _pick(start, y)[..., None]
-    begin, moved = x - ((y_at + a_true) - 1.0), x - ((y_at + s_true) - 1.0)
-    crossed = _crosses(begin, moved, s_true, x - base) & ~true
+    begin, moved = (x - (y_at + a_true)) + 1.0, (x - (y_at + s_true)) + 1.0
+    crossed = _crosses(begin, moved, s_true, m) & ~true
     # a margin not 0 that another order of the same sum, in the dtype the code under test
     # computes in, rounds to 0 is a near-tie whatever side ours is on: a mask taken from it
     # (CS231n's x - x_y + 1 > 0, or >= 0) is as right as ours, whose clean side failed it
@@ -472,7 +474,6 @@ def svm_kinks(name: str, t: Arrays, options: Any, step: np.ndarray,
     # beyond it (numeric/kinks.py)
     if unit is None:  # the epsilon the code under test computes in (numeric/engine.kink_map)
         unit = float(np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps)
-    m = x - base
     near = (m != 0) & ~true & _zero_in_another_order(x, y_at, unit)
     if near.any():
         reach = 2 * unit * np.maximum(np.maximum(np.abs(x), np.abs(y_at)), 1.0)

@@ -78,8 +78,9 @@ def render_diagnosis(
         ))  # fmt: skip
     for name, b in report.builtin.items():
         verdict = ("matches", "green") if b.passed else (
-            # (its errors are round-off the step cannot resolve: no mismatch to speak of)
-            ("cannot be resolved", "yellow") if b.unresolved and b.within else (
+            # (failing only where the step cannot resolve it: no mismatch to speak of; a
+            # failure where it resolves cleared the flag, as for the answer under test)
+            ("cannot be resolved", "yellow") if b.unresolved else (
                 "does not match", "red"))  # fmt: skip
         paragraph(console, Text.assemble(f"{ours} d{name} ", verdict,
                                          f" (max rel error {b.max_rel_error:.3g})"))  # fmt: skip
