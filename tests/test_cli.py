@@ -359,3 +359,15 @@ def test_layers_says_its_shapes_are_one_examples(cli):
     1-D code astray (outside test t52b F7): the table says its shapes are one example's."""
     out = cli("layers", env={"COLUMNS": "80"}).stdout
     assert out.startswith("Shapes are one example's. Any leading batch axes"), out[:200]
+
+
+@pytest.mark.parametrize("columns", ["1", "5"])
+def test_a_width_below_any_table_is_read_as_20_columns(cli, columns):
+    """COLUMNS=1 printed the title one letter per line, 263 lines (outside test t65c): a
+    width narrower than any table reads as 20 columns. Twin: 20 itself is kept."""
+    out = cli("check", "linear", env={"COLUMNS": columns, "NO_COLOR": "1"}).stdout
+    same = cli("check", "linear", env={"COLUMNS": "20", "NO_COLOR": "1"}).stdout
+    assert out == same
+    assert len(out.splitlines()) < 60, len(out.splitlines())
+    wider = cli("check", "linear", env={"COLUMNS": "21", "NO_COLOR": "1"}).stdout
+    assert wider != same

@@ -82,7 +82,9 @@ def test_shapes_table_reads_past_a_nan():
 
     a = np.array([[-1.0, 2.0, np.nan], [0.5, np.nan, 3.0]])
     assert stat_cells(a) == ["-1", "3", "1.125", "2 NaN"]
-    assert stat_cells(np.array([1.0, np.inf, -np.inf, np.nan])) == ["1", "1", "1", "1 NaN, 2 inf"]
+    assert stat_cells(np.array([1.0, np.inf, -np.inf, np.nan])) == ["1", "1", "1",
+                                                                "1 NaN, 1 -inf, 1 inf"]
+    assert stat_cells(np.array([1.0, -np.inf, -np.inf])) == ["1", "1", "1", "2 -inf"]
     assert stat_cells(np.array([1.0, 3.0])) == ["1", "3", "2", "3.162"]
     assert stat_cells(np.full(3, np.nan)) == ["", "", "", "3 NaN"]
     assert stat_cells(np.array([1, 2])) == ["1", "2", "1.5", "2.236"]

@@ -428,6 +428,8 @@ def render_check(
 
 
 MAX_WIDTH = 10_000  # columns: COLUMNS beyond it is read as this many
+# and below this many as this many: at COLUMNS=1 the title took 263 lines, a letter each
+MIN_WIDTH = 20
 PLAIN_WIDTH = 80  # a pipe, a file or a CI log without COLUMNS: what any viewer shows unwrapped
 
 
@@ -440,13 +442,17 @@ def console(file: Any, plain: bool = False) -> Console:
     wide = MAX_WIDTH if columns.isdigit() and int(columns) > MAX_WIDTH else None
     if plain or not file.isatty() or os.environ.get("NO_COLOR"):
         given = columns.isdigit() and int(columns) > 0
-        width = min(int(columns), MAX_WIDTH) if given else PLAIN_WIDTH
+        width = min(max(int(columns), MIN_WIDTH), MAX_WIDTH) if given else PLAIN_WIDTH
         tty = not plain and file.isatty()
-        return Console(
+        out = Console(
             file=file if tty else Trimmed(file), width=wide if tty else width,
             color_system=None, force_terminal=False, highlight=False, markup=False, emoji=False,
         )  # fmt: skip
-    return Console(file=file, width=wide, highlight=False, markup=False, emoji=False)
+    else:
+        out = Console(file=file, width=wide, highlight=False, markup=False, emoji=False)
+    if out.width < MIN_WIDTH:  # a terminal (or its COLUMNS) narrower than any table
+        out.width = MIN_WIDTH
+    return out
 
 
 class Trimmed:

@@ -55,7 +55,7 @@ def stat_cells(a: np.ndarray) -> list[str]:
     A NaN made all four read nan, hiding the eleven finite values beside one NaN (t61b F6):
     with values that are not finite, min, max and mean are those of the finite ones and the
     norm cell, the column that stays longest at narrow widths, counts the others (``1 NaN,
-    2 inf``: t66b F8)."""
+    2 inf``: t66b F8; a causal attention's masked scores: ``40 -inf``)."""
     a = np.asarray(a)
     if not a.size:
         return []
@@ -66,8 +66,11 @@ def stat_cells(a: np.ndarray) -> list[str]:
                     num(float(np.linalg.norm(a.ravel())))]  # fmt: skip
         rest = a[finite]
         nan = int(np.count_nonzero(np.isnan(a)))
-        inf = int(a.size - rest.size - nan)
-        counted = ", ".join(f"{k} {what}" for k, what in ((nan, "NaN"), (inf, "inf")) if k)
+        # -inf apart: a causal attention's masked scores are -inf, not an overflow
+        low = int(np.count_nonzero(np.isneginf(a))) if a.dtype.kind == "f" else 0
+        inf = int(a.size - rest.size - nan - low)
+        counted = ", ".join(f"{k} {what}" for k, what in ((nan, "NaN"), (low, "-inf"),
+                                                           (inf, "inf")) if k)  # fmt: skip
         if not rest.size:
             return ["", "", "", counted]
         return [num(float(rest.min())), num(float(rest.max())), num(float(rest.mean())), counted]
