@@ -84,15 +84,16 @@ class _Reader:
         the point (plus ``base``, offsets over the positions): (right, left, noise), each
         (len(moves), outputs), and the loss's round-off along each move."""
         engine, m = self.engine, len(moves)
+        # each move times its step, (m, positions): one offset's m copies moved at once
+        scaled = np.asarray(steps, dtype=np.float64)[:, None] * np.stack(moves)
         rows = {}
         for t, n in enumerate(self.names):
             mine = slice(self.start[t], self.start[t + 1])
             r = np.repeat(engine.t64[n].ravel()[None, :], 1 + len(OFFSETS) * m, axis=0)
             if base is not None:
                 r[:, self.coords[t]] += base[mine]
-            for c, w in enumerate(moves):
-                for k, s in enumerate(OFFSETS):
-                    r[1 + k * m + c, self.coords[t]] += s * steps[c] * w[mine]
+            for k, s in enumerate(OFFSETS):
+                r[1 + k * m:1 + (k + 1) * m, self.coords[t]] += s * scaled[:, mine]
             rows[n] = r
         self.copies += len(OFFSETS) * m + (base is not None)
         d = engine.moved_jointly(rows) * engine.g.ravel()
