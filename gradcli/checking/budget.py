@@ -118,7 +118,8 @@ def calls_before(
     ours = 0.0  # the built-in's own calls beside a user's: no guard around them
     if agreement is not None:
         # all of them, or up to the first that disagreed (at most all)
-        points = len(agreement.points) or (0 if agreement.point is None else userwork.DRAWN_POINTS)
+        points = len(agreement.points) or (
+            0 if agreement.point is None else len(userwork.drawn_points(spec)))
         forwards += points
         # and the built-in's own round-off, where measured (userwork.builtin_roundoff)
         ours = cost.calls_seconds(engine, 1 + points + agreement.roundoff_calls, overhead=False)

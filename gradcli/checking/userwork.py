@@ -440,7 +440,32 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
             v.flags.writeable = False  # as the spec's: a forward writing into it is refused
             point[n] = v
         points.append((point, names))
+    far = tuple(n for n in names if _far_from_unit(np.asarray(spec.tensors[n])))
+    if far:
+        # and one on the unit scale: at its own, a tensor of 1e17 swallows what a forward adds
+        # to it (a linear without its bias at x ~ 1e17: `your forward ... PASS`, and db = 0
+        # passed), and one score of 1e8 sets the whole row's scale (an svm without its + 1
+        # passed: outside test t68b F1, F2)
+        point = dict(spec.tensors)
+        for n in far:
+            a = np.asarray(spec.tensors[n])
+            v = np.array(rng.standard_normal(a.shape) + rng.uniform(0.5, 1.0), dtype=a.dtype)
+            v.flags.writeable = False
+            point[n] = v
+        points.append((point, far))
     return points
+
+
+def _far_from_unit(a: np.ndarray) -> bool:
+    """Whether a tensor's own scale is far from 1, or set by a few elements far above the rest
+    (its root mean square 64 times the median of its nonzero magnitudes)."""
+    scale = _scale(a)
+    nonzero = np.abs(a[np.isfinite(a) & (a != 0)])
+    typical = float(np.median(nonzero)) if nonzero.size else 1.0
+    return not (1 / UNIT_SPREAD <= scale <= UNIT_SPREAD) or scale > UNIT_SPREAD * typical
+
+
+UNIT_SPREAD = 64.0
 
 
 def complex_safe(spec: Spec, method: str, engine: Engine | None = None) -> None:

@@ -185,7 +185,7 @@ class Call:
 
         value = read_only_call(self.path, self.fwd, go, t)
         if self.backward is None:
-            return self._loss(value, names)
+            return self._loss(value, names, t)
         outputs = form.outputs if form else 1
         if not (isinstance(value, tuple) and len(value) == outputs + 1):
             got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
@@ -305,7 +305,7 @@ class Call:
         k = names.index(name) if name in names else len(params)
         return params[k] if k < len(params) else name
 
-    def _loss(self, value: Any, names: list[str]) -> tuple[Any, Any]:
+    def _loss(self, value: Any, names: list[str], t: Mapping[str, Any]) -> tuple[Any, Any]:
         named = [n for n in names if n not in self.constants]
         want = ", ".join(f"d{n}" for n in named)
         if isinstance(value, list):  # [loss, dx] as (loss, dx), as a backward's list is read
@@ -332,7 +332,7 @@ class Call:
                                 "target), is listed in the spec as data: [NAME]" if short else ""),
                 source=str(self.path),
             )
-        loss = self._array(value[0], f"{self.fwd}'s loss")
+        loss = self._array(result.scalar_in(value[0], t), f"{self.fwd}'s loss")
         if loss.size != 1:
             raise UserCodeError(
                 f"{self.fwd} is one function, read as a loss: its loss must be a scalar, got "

@@ -376,7 +376,7 @@ def user_layer(
             # which says nothing of its arrays: the engine's call at the spec's point, imports
             # done, is the one measured
             measured[0] = -1 if imported else seen[0]
-            a = _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
+            a = _array(result.scalar_in(out, t), impl.path, f"{fwd}'s result", complex_ok=not real)
             result.checkable(a, impl.path, fwd)
             steady.check(t, a)
             if not probe:
@@ -411,7 +411,7 @@ def user_layer(
         out = impl.forward(**t, **kwargs)
         if impl.answers is not None or impl.pair_first:
             out = _first_of_pair(out, impl.pair_first)
-        return _array(out, impl.path, f"{fwd}'s result", complex_ok=not real)
+        return _array(result.scalar_in(out, t), impl.path, f"{fwd}'s result", complex_ok=not real)
 
     def rows(t: Mapping[str, np.ndarray], stacks: Mapping[str, np.ndarray],
              options: Any = None) -> np.ndarray:  # fmt: skip
