@@ -371,3 +371,12 @@ def test_a_width_below_any_table_is_read_as_20_columns(cli, columns):
     assert len(out.splitlines()) < 60, len(out.splitlines())
     wider = cli("check", "linear", env={"COLUMNS": "21", "NO_COLOR": "1"}).stdout
     assert wider != same
+
+
+@pytest.mark.parametrize("command", ["check", "compute", "explain", "init"])
+def test_the_output_option_is_shown_as_file_in_help(cli, command):
+    """`-o, --output <_output_path>`: a parser's name, not the README's FILE (t68c F5)."""
+    out = cli(command, "--help", env={"COLUMNS": "120"}).stdout
+    assert "_output_path" not in out
+    assert any("--output" in line and "FILE" in line.split("--output", 1)[1][:12]
+               for line in out.splitlines()), out

@@ -25,7 +25,7 @@ def _writer(where):
         if seen and key != seen[0] and where == "W":  # only at a perturbed copy of x
             _raw(W)[0, 0] += 1e-3
         moved.append(bool(seen) and key != seen[0])
-        if where == "x" and moved[-1] and sum(moved) == 40:  # one perturbed copy of x
+        if where == "x" and moved[-1] and sum(moved) == 20:  # one perturbed copy of x (of 38)
             _raw(x)[0, 0] += 1e-3
         seen.append(key)
         return np.tanh(x) @ W

@@ -262,6 +262,15 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     forward = agreement.result if agreement is not None else None
     builtin = REGISTRY.get(spec.layer.name)
     notes = list(spec.notes) + [lv.note for lv in levels.values() if lv.note]
+    if agreement is not None and agreement.refused:
+        k = len(agreement.refused)
+        where = ("at the spec's tensors and the other points drawn" if agreement.points
+                 else "at the spec's tensors alone")  # fmt: skip
+        notes.append(
+            f"your forward refused {'a point' if k == 1 else f'{k} points'} gradcli drew to "
+            f"compare it with the built-in {spec.layer.name}'s away from the spec's tensors "
+            f"(values outside its own domain: {agreement.refused[0]}); it was compared {where}"
+        )
     if agreement is not None and agreement.roundoff:  # what was observed, not a precision
         notes.append(
             f"your forward and the built-in {spec.layer.name} differ here by more than 64 eps of "

@@ -58,6 +58,9 @@ class ForwardAgreement:
     # the user's forward rounds more than ours at the spec's point (a one-pass variance at
     # x ~ 100): the two disagree in float64 by this much and agree in extended precision
     rounds: float = 0.0
+    # the drawn points the user's forward refused (an error of its own at their values: a
+    # forward of a domain narrower than ours), compared nowhere, said in a note
+    refused: tuple[str, ...] = ()
 
 
 def forward_against_builtin(
@@ -94,9 +97,16 @@ def forward_against_builtin(
                 "roundoff_calls": calls, "rounds": rounds}  # fmt: skip
     if not first.passed:
         return ForwardAgreement(first, **measured)
-    points = []
+    points, refused = [], []
     for point, drawn in drawn_points(spec):
-        theirs, _ = spec.layer.forward(point, spec.options)
+        try:
+            theirs, _ = spec.layer.forward(point, spec.options)
+        except UserCodeError as e:
+            # values outside the forward's own domain (a tanh of yours raising unless x < 0,
+            # on a spec of negative x, was refused: 'a finite-difference step left its
+            # domain'): that point compares nothing, and is said so
+            refused.append(e.message.split("; it ran at the spec's tensors")[0])
+            continue
         points.append(point)
         size = max((np.size(a) for a in (*point.values(), theirs)), default=1)
         # two formulas of one function differ by round-off growing with the reductions they
@@ -104,9 +114,10 @@ def forward_against_builtin(
         r = _agreement(spec, builtin, point, np.asarray(theirs), roundoff_tolerance(eps, 1, size),
                        eps)  # fmt: skip
         if not r.passed:
-            return ForwardAgreement(r, drawn, point, **measured)
+            return ForwardAgreement(r, drawn, point, refused=tuple(refused), **measured)
     names = drawn if points else ()
-    return ForwardAgreement(first, points=tuple(points), names=names, **measured)
+    return ForwardAgreement(first, points=tuple(points), names=names, refused=tuple(refused),
+                            **measured)  # fmt: skip
 
 
 def forward_calls(spec: Spec) -> int:

@@ -52,18 +52,18 @@ OutputOpt = Annotated[
     Path | None,
     typer.Option(
         "--output", "-o", help="Write the result to FILE (atomically); .npz writes arrays.",
-        parser=_output_path,
+        parser=_output_path, metavar="FILE",
     ),
 ]
 # commands whose result is text only: their -o refuses .npz, and their help says so (t23 F2)
 TextOutputOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o", parser=_output_path,
+    typer.Option("--output", "-o", parser=_output_path, metavar="FILE",
                  help="Write the result to FILE (atomically); FILE.json writes JSON; no .npz."),
 ]  # fmt: skip
 TemplateOutputOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o", parser=_output_path,
+    typer.Option("--output", "-o", parser=_output_path, metavar="FILE",
                  help="Write it to FILE (atomically) instead of printing it."),
 ]
 PrintFormatOpt = Annotated[
