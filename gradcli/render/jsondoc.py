@@ -287,6 +287,8 @@ def init_template(layer: Layer) -> str:
     for t in layer.tensors:
         # (indices name no axes of their own: all of theirs are the batch's, any shape)
         shape = t.shape_str if t.axes or t.role != "index" else "(any shape)"
+        if t.axes and t.name in layer.default_shapes:  # the batch axes the default gives it
+            shape = _batched(t.axes, len(layer.default_shapes[t.name]) - len(t.axes), shape)
         note = f"{shape} {t.doc}" + ("; may be omitted (zeros)" if t.optional else "")
         note += "; no gradient" if not t.differentiable else ""
         init = "labels" if t.role == "index" else "normal"
@@ -303,12 +305,27 @@ def init_template(layer: Layer) -> str:
             "grad_output: 1.0",
         ]
         return "\n".join(lines) + "\n"
+    o = layer.output
+    shape = _batched(o.axes, len(layer.output_shape(layer.default_shapes,
+                                                    layer.make_options({}))) - len(o.axes),
+                     o.shape_str)  # fmt: skip
     lines += [
-        f"# upstream gradient dL/d{layer.output.name}, shape {layer.output.shape_str};",
+        f"# upstream gradient dL/d{o.name}, shape {shape};",
         "# without a shape it takes the output's",
         "grad_output: {init: normal}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _batched(axes: tuple[str, ...], lead: int, plain: str) -> str:
+    """A shape comment with the leading batch axes the default spec gives (``(N, D)`` beside
+    ``shape: [3, 4]``, where ``(D,)`` alone, one example's, read as a contradiction, and a
+    grad_output shaped as the comment said was refused: outside test t68c F2); ``plain``
+    where there are none."""
+    if lead <= 0 or not axes:
+        return plain
+    batch = ["N"] if lead == 1 else [f"N{k + 1}" for k in range(lead)]
+    return "(" + ", ".join((*batch, *axes)) + ")"
 
 
 def _example_shape(layer: Layer, t: Any) -> str:
