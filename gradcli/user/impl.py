@@ -29,6 +29,7 @@ import numpy as np
 
 from gradcli.errors import GradcliError, UserCodeError, mention, printable
 from gradcli.files.reading import read_module
+from gradcli.layers import cs231n as cs231n_layout
 from gradcli.layers.base import Layer, Shapes, TensorInfo, options_dict
 from gradcli.records import record
 from gradcli.user import allocated, children, cs231n, labels, readonly, result
@@ -515,15 +516,22 @@ def user_layer(
                 f"{', '.join(map(str, grads)) or 'an empty dict'}){way}",
                 source=str(impl.path),
             )
-        out = {n: _shaped(grads, n, np.shape(t[n]), n) for n in t if n not in constants}
+        out = {n: _shaped(grads, n, np.shape(t[n]), n, options) for n in t
+               if n not in constants}  # fmt: skip
         return out | _intermediates(grads, t, options)
 
-    def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    def _shaped(grads: Mapping, n: str, shape: tuple[int, ...], what: str,
+                options: Any = None) -> np.ndarray:  # fmt: skip
         a = _array(grads[n], impl.path, f"backward's {n!r}")
         if a.shape != shape:
+            # a gradient in CS231n's layout (dW as (F, C, HH, WW)) said as --grads says it
+            # (it was a bare shape error: outside test t68c F3)
+            layout = "" if base is None else cs231n_layout.answer_words(
+                base, options, n, shape, a.shape, f"d{n}", verb="return")
             raise UserCodeError(
                 f"backward's gradient {n!r} has shape {list(a.shape)}, but {what} has shape "
-                f"{list(shape)}{result.transposed(a.shape, shape, n)}",
+                f"{list(shape)}" + (f": {layout}" if layout else
+                                    result.transposed(a.shape, shape, n)),
                 source=str(impl.path),
             )
         return a
