@@ -48,8 +48,13 @@ def test_an_outlier_leaves_the_others_unread(method, backward):
     """central4's step (7e-4) moves the loss by 20 of its last bits there: it reads them to
     about 0.05, and the zeros and the doubled answer are mismatches, the right one not."""
     report = run(P, backward, method)
+    if backward is RIGHT:  # unresolved, or read again by the complex step where real
+        # differences at larger steps confirm it (central4's, whose round-off left some
+        # elements within it: read so since outside test t68b F6)
+        assert report.passed or report.results["p"].unresolved, report.verdict()
+        return
     assert report.passed is False, report.verdict()
-    if method != "central4" or backward is RIGHT:
+    if method != "central4":
         assert report.results["p"].unresolved, report.verdict()
 
 
