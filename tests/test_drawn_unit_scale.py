@@ -9,6 +9,7 @@ import numpy as np
 
 import gradcli
 from gradcli.checking.userwork import _far_from_unit
+from gradcli.layers import REGISTRY
 
 
 def _linear_inputs():
@@ -141,3 +142,31 @@ def test_a_network_of_built_in_layers_is_read_again_by_the_complex_step():
 
     r = gradcli.check_network(_net("float64", 1e17, impl=Wrong()))
     assert not r.passed, str(r).splitlines()[-1]
+
+
+def test_a_saturated_attention_without_its_scale_fails_its_forward():
+    """X, W_Q, W_K of 4 times the unit scale saturate the softmax at every point drawn on
+    their scales: attention without 1 / sqrt(d_k) matched ours there (outside test t69a F2).
+    Oracle: the formula by hand; twin: with the scale, it matches."""
+    rng = np.random.default_rng(0)
+    t = {"X": 4 * rng.standard_normal((2, 5, 6)), "W_Q": 4 * rng.standard_normal((6, 4)),
+         "W_K": 4 * rng.standard_normal((6, 4)), "W_V": rng.standard_normal((6, 3))}  # fmt: skip
+
+    def attention(scaled):
+        def forward(X, W_Q, W_K, W_V):
+            S = (X @ W_Q) @ np.swapaxes(X @ W_K, -1, -2)
+            S = S / (np.sqrt(W_Q.shape[1]) if scaled else 1.0)
+            A = np.exp(S - S.max(axis=-1, keepdims=True))
+            return (A / A.sum(axis=-1, keepdims=True)) @ (X @ W_V)
+
+        return forward
+
+    def backward(grad_output, X, W_Q, W_K, W_V):  # the built-in's
+        layer = REGISTRY["attention"]
+        return layer.backward(grad_output, layer.forward(
+            {"X": X, "W_Q": W_Q, "W_K": W_K, "W_V": W_V}, None)[1])
+
+    wrong = gradcli.check("attention", t, forward=attention(False), backward=backward)
+    assert not wrong.forward.passed, wrong.verdict()
+    right = gradcli.check("attention", t, forward=attention(True), backward=backward)
+    assert right.forward.passed, right.verdict()

@@ -219,8 +219,8 @@ def test_table_names_intermediate_elements_and_draws_their_T_by_T_heatmap(cli, t
     assert "dS[b0=1, a=0, i=2, j=1]" in out and "dS: the failing element" in out
     heat = out.split("dS: error / tolerance")[1]
     rows = heat.splitlines()[1:7]
-    assert rows[0] == "[b0=1, a=0]" and rows[1] == ". . . . ."  # T x T, one character each
-    assert rows[3] == ". # . . ."  # dS[i=2, j=1], readable without colour
+    assert rows[0] == "[b0=1, a=0]" and rows[1] == "0 . . . . ."  # T x T, one character each
+    assert rows[3] == "2 . # . . ."  # dS[i=2, j=1], readable without colour
 
 
 @pytest.mark.parametrize("mode", ["sample", "probe"])

@@ -303,7 +303,7 @@ def test_heatmap_grades_by_characters_with_a_legend(cli, tmp_path):
     np.savez(tmp_path / "g.npz", **grads)
     out = cli("check", "linear", "--grads", tmp_path / "g.npz", env={"NO_COLOR": "1"}).stdout
     heat = out.split("dW: error / tolerance\n")[1].splitlines()
-    assert heat[:3] == ["+ . . .", ". * . .", ". . # ."], heat
+    assert heat[:3] == ["0 + . . .", "1 . * . .", "2 . . # ."], heat  # each row's index first
     assert ". within tolerance, + up to 10x beyond, * up to 100x, # more" in heat[4]
 
 

@@ -43,3 +43,19 @@ def test_twin_an_answer_wrong_only_at_a_tie_is_worst_there():
     assert not r.passed
     assert tuple(r.results["x"].worst_index) == tie, r.results["x"].worst_index
     assert r.results["x"].band == "wrong"
+
+
+def test_a_tie_far_outside_its_slopes_stays_worst_beside_small_errors_elsewhere():
+    """relu's dx 1.0001 times the right one away from the ties and 5 dy at them, outside both
+    one-sided slopes [0, dy]: the ties' errors, thousands of times the others', read 'slightly
+    off' with no tie in the table (outside test t69b F1). Oracle: relu's derivative by hand."""
+    rng = np.random.default_rng(0)
+    x = np.round(rng.standard_normal((4, 10)), 1)
+    x[rng.random(x.shape) < 0.3] = 0.0
+    g = rng.standard_normal(x.shape)
+    dx = np.where(x > 0, 1.0001 * g, np.where(x == 0, 5 * g, 0.0))
+    r = gradcli.check("relu", {"x": x}, grad_output=g, grads={"x": dx})
+    res = r.results["x"]
+    assert not r.passed
+    assert x[tuple(res.worst_index)] == 0, res.worst_index  # a tie
+    assert res.band == "wrong", res.band

@@ -264,7 +264,8 @@ def prepare(spec: Spec, opts: CheckOptions) -> Prepared:
     notes = list(spec.notes) + [lv.note for lv in levels.values() if lv.note]
     if agreement is not None and agreement.refused:
         k = len(agreement.refused)
-        where = ("at the spec's tensors and the other points drawn" if agreement.points
+        where = ("at the spec's tensors and the other points drawn"
+                 if agreement.points or agreement.point is not None
                  else "at the spec's tensors alone")  # fmt: skip
         notes.append(
             f"your forward refused {'a point' if k == 1 else f'{k} points'} gradcli drew to "

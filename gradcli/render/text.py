@@ -329,6 +329,8 @@ def _reason(spec: Spec, report: CheckReport, kind: str, names: tuple[str, ...]) 
         from gradcli.render.diag import forward_where
 
         f = report.forward
+        if f.unresolved and f.within:  # compared nowhere but at the spec's tensors
+            return f"your forward is not verified against the built-in forward ({f.unresolved})"
         how = f"max abs error {f.max_abs_error:.3g} in {', '.join(names)}"
         how = f.hints[0] if f.hints else how  # right values, a wrong number of them
         return f"your forward does not match the built-in forward ({how}{forward_where(report)})"

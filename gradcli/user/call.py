@@ -196,7 +196,10 @@ def _text(get: Callable[[], str], limit: int) -> str:
     # one line all the same: a newline of the message is shown escaped, as the README says
     text = printable(text.strip())
     if len(text) > limit:
-        text = f"{text[: limit - 30]}... ({len(text):,} characters)"
+        cut = text[: limit - 30]
+        space = cut.rfind(" ")
+        cut = cut[:space] if space > len(cut) - 40 else cut  # at a word's end where near
+        text = f"{cut}... ({len(text):,} characters)"
     return text
 
 
@@ -222,9 +225,15 @@ def _where(e: BaseException, path: Path) -> str:
     return text
 
 
-def _warning_text(w: warnings.WarningMessage) -> str:
+def _warning_text(w: warnings.WarningMessage, limit: int = 0) -> str:
     where = f"{Path(str(w.filename)).name}:{w.lineno}"
-    return f"{w.category.__name__}: {_text(lambda: str(w.message), MESSAGE)} ({where})"
+    text = _text(lambda: str(w.message), limit or MESSAGE)
+    return f"{w.category.__name__}: {text} ({where})"
+
+
+# a warning said on its own line keeps more of itself than one quoted in an error: torch's
+# 'not writable' warning, 419 characters, lost its advice at 'You may wan...' (t69b F8)
+SHOWN_WARNING = 640
 
 
 def _show(caught: list[warnings.WarningMessage], path: Path, what: str) -> None:
@@ -235,7 +244,7 @@ def _show(caught: list[warnings.WarningMessage], path: Path, what: str) -> None:
             continue
         _shown[key] = None
         if len(_shown) <= WARNINGS_SHOWN:
-            line = f"{path.name}: {what} warned: {_warning_text(w)}"
+            line = f"{path.name}: {what} warned: {_warning_text(w, SHOWN_WARNING)}"
         elif len(_shown) == WARNINGS_SHOWN + 1:
             line = f"{path.name}: {what} warned more; further warnings are not shown"
         else:
