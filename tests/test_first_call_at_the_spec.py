@@ -36,10 +36,11 @@ def test_a_forward_asserting_its_domain_is_checked(factor, right):
     assert r.passed is right, r.verdict()
 
 
-@pytest.mark.parametrize(("factor", "right"), [(1.0, True), (0.5, False)])
-def test_a_built_ins_forward_of_yours_raising_outside_the_specs_domain(factor, right):
-    """tanh of yours that raises unless x < 0, on a spec of negative x."""
-    x = -np.random.default_rng(2).uniform(0.5, 2.0, (3, 4))
+NEGATIVE = -np.random.default_rng(2).uniform(0.5, 2.0, (3, 4))
+
+
+def _negative_tanh(factor=1.0):
+    """tanh of yours that raises unless x < 0, its backward ``factor`` times the right one."""
 
     def forward(x):
         if np.any(x >= 0):
@@ -48,6 +49,15 @@ def test_a_built_ins_forward_of_yours_raising_outside_the_specs_domain(factor, r
 
     def backward(grad_output, x):
         return {"x": factor * grad_output * (1 - np.tanh(x) ** 2)}
+
+    return forward, backward
+
+
+@pytest.mark.parametrize(("factor", "right"), [(1.0, True), (0.5, False)])
+def test_a_built_ins_forward_of_yours_raising_outside_the_specs_domain(factor, right):
+    """tanh of yours that raises unless x < 0, on a spec of negative x."""
+    x = NEGATIVE
+    forward, backward = _negative_tanh(factor)
 
     r = gradcli.check("tanh", {"x": x}, forward=forward, backward=backward)
     assert r.passed is right, r.verdict()
@@ -85,15 +95,8 @@ def test_a_forward_returning_float32_away_from_the_spec_blames_that_call():
 
 
 def test_the_drawn_points_a_forward_refuses_are_said():
-    x = -np.random.default_rng(2).uniform(0.5, 2.0, (3, 4))
-
-    def forward(x):
-        if np.any(x >= 0):
-            raise ValueError("x must be negative")
-        return np.tanh(x)
-
-    def backward(grad_output, x):
-        return {"x": grad_output * (1 - np.tanh(x) ** 2)}
+    x = NEGATIVE
+    forward, backward = _negative_tanh()
 
     r = gradcli.check("tanh", {"x": x}, forward=forward, backward=backward)
     # (the first refused, the last drawn within the spec's ranges instead: compared there)
