@@ -197,3 +197,28 @@ def test_a_long_warning_is_shown_whole_up_to_640_characters(capsys):
     assert gradcli.check("custom", {"x": P}, forward=longer, backward=backward).passed
     err = capsys.readouterr().err
     assert "word word... (1,499 characters)" in err, err[-200:]
+
+
+def _softmax_loss(column_slip):
+    def softmax_loss(x, y):
+        n = x.shape[0]
+        s = x - x.max(axis=1, keepdims=True)
+        logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+        rows = slice(None) if column_slip else np.arange(n)
+        loss = -logp[rows, y].mean() if column_slip else -logp[rows, y].sum() / n
+        dx = np.exp(logp)
+        dx[rows, y] -= 1
+        return loss, dx / n
+
+    return softmax_loss
+
+
+@pytest.mark.parametrize(("slip", "right"), [(False, True), (True, False)])
+def test_labels_of_one_class_are_drawn_as_several(slip, right):
+    """y = [2, 2, 2, 2]: the labels drawn at the second point came from the spec's own values,
+    all 2, and CS231n's x[:, y] slip (where x[np.arange(N), y] belongs) was right at every
+    point (outside test t70a F2). Oracle: the slip's loss with mixed labels is another."""
+    x = np.random.default_rng(4).standard_normal((4, 5))
+    r = gradcli.check("softmax_cross_entropy", {"x": x, "y": np.array([2, 2, 2, 2])},
+                      forward=_softmax_loss(slip))  # fmt: skip
+    assert r.passed is right, r.verdict()

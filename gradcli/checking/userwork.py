@@ -451,7 +451,14 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
         point = dict(spec.tensors)
         for n in counts if k % 2 else ():
             a = np.asarray(spec.tensors[n])
-            v = rng.choice(np.unique(a), size=a.shape).astype(a.dtype)
+            values, bound = np.unique(a), _classes(spec, n)
+            if values.size < 2 and bound is not None and bound >= 2:
+                # labels of one class drawn as labels of several: with y all 2, CS231n's
+                # dx[:, y] -= 1 slip is right at every point (outside test t70a F2)
+                values = np.arange(min(bound, 64))
+            v = rng.choice(values, size=a.shape).astype(a.dtype)
+            if values.size >= 2 and np.unique(v).size < 2:
+                v.flat[0] = values[values != v.flat[0]][0]
             if np.unique(v).size == v.size:
                 v.flat[1] = v.flat[0]
             v.flags.writeable = False
@@ -477,6 +484,21 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
             point[n] = v
         points.append((point, far))
     return points
+
+
+def _classes(spec: Spec, name: str) -> int | None:
+    """The bound of a label or index tensor's values (the size of the axis it indexes), or
+    None where the layer names none (a custom layer's integers)."""
+    infos = {i.name: i for i in spec.layer.infos(spec.shapes, spec.options)}
+    info = infos.get(name)
+    if info is None or info.role != "index" or not info.classes:
+        return None
+    for other in infos.values():
+        if info.classes in other.axes and other.name in spec.tensors:
+            shape = np.shape(spec.tensors[other.name])
+            k = other.axes.index(info.classes) - len(other.axes)
+            return int(shape[k]) if len(shape) >= len(other.axes) else None
+    return None
 
 
 def _in_range(spec: Spec, names: tuple[str, ...]) -> dict[str, np.ndarray]:
