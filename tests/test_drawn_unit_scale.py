@@ -64,9 +64,13 @@ def test_an_svm_without_its_plus_one_beside_a_score_of_1e8_fails():
     assert not r.passed and not r.forward.passed, r.verdict()
 
 
-def test_twin_cs231n_svm_there_passes():
+def test_twin_cs231n_svm_there_matches_our_forward_and_is_no_mismatch():
+    """(its dx, unresolved for the 1e8 score's round-off, is read by the complex step, which
+    real differences confirm only to 5e-4 there: 'cannot resolve', never a mismatch)"""
     r = gradcli.check("svm", {"x": MIX, "y": Y}, forward=_svm_loss(1), dtype="float32")
-    assert r.passed, r.verdict()
+    assert r.forward.passed, r.verdict()
+    assert r.passed or r.results["x"].unresolved, r.verdict()
+    assert "does not match" not in r.verdict()
 
 
 def test_which_tensors_are_far_from_the_unit_scale():
