@@ -222,3 +222,19 @@ def test_labels_of_one_class_are_drawn_as_several(slip, right):
     r = gradcli.check("softmax_cross_entropy", {"x": x, "y": np.array([2, 2, 2, 2])},
                       forward=_softmax_loss(slip))  # fmt: skip
     assert r.passed is right, r.verdict()
+
+
+def test_a_not_writable_warning_says_how_to_copy(capsys):
+    """torch.from_numpy on gradcli's read-only arrays warns 'not writable' at every CLI run;
+    the line says how to copy (outside test t70b F4)."""
+
+    def forward(x):
+        warnings.warn("The given NumPy array is not writable, and PyTorch does not support "
+                      "non-writable tensors.", UserWarning, stacklevel=1)  # fmt: skip
+        return np.tanh(x)
+
+    def backward(grad_output, x):
+        return {"x": grad_output * (1 - np.tanh(x) ** 2)}
+
+    assert gradcli.check("custom", {"x": P}, forward=forward, backward=backward).passed
+    assert "torch.from_numpy(x.copy()) copies" in capsys.readouterr().err

@@ -245,6 +245,10 @@ def _show(caught: list[warnings.WarningMessage], path: Path, what: str) -> None:
         _shown[key] = None
         if len(_shown) <= WARNINGS_SHOWN:
             line = f"{path.name}: {what} warned: {_warning_text(w, SHOWN_WARNING)}"
+            if "not writable" in str(w.message) or "non-writable" in str(w.message):
+                # torch.from_numpy on gradcli's read-only arrays (outside test t70b F4)
+                line += ("; gradcli passes read-only arrays: torch.tensor(x) or "
+                         "torch.from_numpy(x.copy()) copies, and the warning goes")
         elif len(_shown) == WARNINGS_SHOWN + 1:
             line = f"{path.name}: {what} warned more; further warnings are not shown"
         else:
