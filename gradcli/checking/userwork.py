@@ -126,7 +126,7 @@ def forward_against_builtin(
         why = (f"your forward refused every point gradcli drew (values outside its own "
                f"domain: {refused[0]}), even one within the spec's own ranges: compared at "
                f"the spec's tensors alone, whose values may hide a wrong forward; give the "
-               f"spec values that do not (b != 0, x not all ones)")
+               f"spec values that do not (no tensor all zeros or all equal)")
         first = dataclasses.replace(first, unresolved=why, hints=(why,))
     return ForwardAgreement(first, points=tuple(points), names=names, refused=tuple(refused),
                             **measured)  # fmt: skip
