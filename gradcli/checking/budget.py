@@ -119,7 +119,7 @@ def calls_before(
     if agreement is not None:
         # all of them, or up to the first that disagreed (at most all)
         points = len(agreement.points) or (
-            0 if agreement.point is None else len(userwork.drawn_points(spec)))
+            0 if agreement.point is None else userwork.drawn_count(spec))
         forwards += points
         # and the built-in's own round-off, where measured (userwork.builtin_roundoff)
         ours = cost.calls_seconds(engine, 1 + points + agreement.roundoff_calls, overhead=False)

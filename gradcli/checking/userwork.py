@@ -440,10 +440,8 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
     second are drawn from those values with at least one repeated: ``dW[idx] += dout`` loses
     a repeated index's share and passed wherever the spec's indices were distinct (outside
     test t26 F6); dropout's mask is its seed's."""
-    constants = spec.layer.constants(spec.shapes, spec.options)
     rng = np.random.default_rng([spec.seed, 0x64726177])
-    names = tuple(n for n, a in spec.tensors.items()
-                  if n not in constants and np.asarray(a).dtype.kind == "f")  # fmt: skip
+    names = _drawn(spec)
     counts = tuple(n for n, a in spec.tensors.items()
                    if np.asarray(a).dtype.kind in "iu" and np.size(a) > 1)  # fmt: skip
     points = []
@@ -470,7 +468,7 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
             v.flags.writeable = False  # as the spec's: a forward writing into it is refused
             point[n] = v
         points.append((point, names))
-    far = tuple(n for n in names if _far_from_unit(np.asarray(spec.tensors[n])))
+    far = _far(spec, names)
     if far:
         # and one on the unit scale: at its own, a tensor of 1e17 swallows what a forward adds
         # to it (a linear without its bias at x ~ 1e17: `your forward ... PASS`, and db = 0
@@ -484,6 +482,23 @@ def drawn_points(spec: Spec) -> list[tuple[dict[str, np.ndarray], tuple[str, ...
             point[n] = v
         points.append((point, far))
     return points
+
+
+def drawn_count(spec: Spec) -> int:
+    """How many points ``drawn_points`` draws, none of them drawn (the cost model's count)."""
+    return DRAWN_POINTS + bool(_far(spec, _drawn(spec)))
+
+
+def _drawn(spec: Spec) -> tuple[str, ...]:
+    """The tensors drawn anew at each point: the differentiated float ones."""
+    constants = spec.layer.constants(spec.shapes, spec.options)
+    return tuple(n for n, a in spec.tensors.items()
+                 if n not in constants and np.asarray(a).dtype.kind == "f")  # fmt: skip
+
+
+def _far(spec: Spec, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``names`` drawn once more on the unit scale (_far_from_unit)."""
+    return tuple(n for n in names if _far_from_unit(np.asarray(spec.tensors[n])))
 
 
 def _classes(spec: Spec, name: str) -> int | None:

@@ -4,7 +4,8 @@ wide rows split into blocks of columns that fit the console."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -62,11 +63,8 @@ def stat_cells(a: np.ndarray) -> list[str]:
     with np.errstate(all="ignore"):  # an overflowing norm shows as inf, no warning
         finite = np.isfinite(a) if a.dtype.kind in "fc" else np.ones(a.shape, dtype=bool)
         if finite.all():
-            mean = float(a.mean())
-            if not np.isfinite(mean):  # a sum past float64's range, of values within it
-                top = float(np.max(np.abs(a)))
-                mean = top * float(np.mean(a / top))
-            return [num(float(a.min())), num(float(a.max())), num(mean), num(_norm(a))]
+            return [num(float(a.min())), num(float(a.max())), num(_scaled(np.mean, a)),
+                    num(_scaled(np.linalg.norm, a))]  # fmt: skip
         rest = a[finite]
         nan = int(np.count_nonzero(np.isnan(a)))
         # -inf apart: a causal attention's masked scores are -inf, not an overflow
@@ -76,16 +74,19 @@ def stat_cells(a: np.ndarray) -> list[str]:
                                                            (inf, "inf")) if k)  # fmt: skip
         if not rest.size:
             return ["", "", "", counted]
-        return [num(float(rest.min())), num(float(rest.max())), num(float(rest.mean())), counted]
+        return [num(float(rest.min())), num(float(rest.max())), num(_scaled(np.mean, rest)),
+                counted]
 
 
-def _norm(a: np.ndarray) -> float:
-    """The 2-norm of finite ``a``, scaled by its largest magnitude first: squares of 1.4e308
-    overflowed, and an x float64 holds read norm inf (outside test t68b F7)."""
-    top = float(np.max(np.abs(a))) if a.size else 0.0
-    if top == 0.0 or not np.isfinite(top):
-        return float(np.linalg.norm(a.ravel()))
-    return top * float(np.linalg.norm((a / top).ravel()))
+def _scaled(stat: Callable[[np.ndarray], Any], a: np.ndarray) -> float:
+    """``stat`` (a mean, a 2-norm) of finite ``a``; where its sum or squares overflow, of
+    ``a`` scaled by its largest magnitude, scaled back: an x float64 holds read norm inf
+    (values of 1.4e308: outside test t68b F7)."""
+    value = float(stat(a.ravel()))
+    top = float(np.max(np.abs(a)))
+    if np.isfinite(value) or top == 0.0:
+        return value
+    return top * float(stat((a / top).ravel()))
 
 
 def apart(a: float, b: float, digits: int = 6) -> tuple[str, str]:

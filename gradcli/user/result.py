@@ -112,7 +112,8 @@ def scalar_in(out: Any, t: Mapping[str, Any]) -> Any:
     (outside test t68b F5). Anything else as it is."""
     if type(out) is not float:
         return out
-    kinds = {np.asarray(a).dtype for a in t.values() if np.asarray(a).dtype.kind in "fc"}
+    kinds = {d for d in (a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype
+                         for a in t.values()) if d.kind in "fc"}  # fmt: skip
     return np.float32(out) if kinds == {np.dtype(np.float32)} else out
 
 
