@@ -58,13 +58,13 @@ def test_past_the_cap_no_least_squares_runs_and_the_wrong_rule_fails(monkeypatch
         assert A.shape[1] <= pieces.MIX_COLUMNS, A.shape
         return _nnls(A, b)
 
-    _nnls, inside, capped = pieces._nnls, pieces._inside, []
+    _nnls, inside, capped = pieces.nnls, pieces._inside, []
 
     def counted(found, *args):
         capped.append(len(found))
         return inside(found, *args)
 
-    monkeypatch.setattr(pieces, "_nnls", refused)
+    monkeypatch.setattr(pieces, "nnls", refused)
     monkeypatch.setattr(pieces, "_inside", counted)
     wrong = gradcli.check("custom", {"x": _x()}, forward=_pool, backward=_backward(True))
     assert not wrong.passed, wrong.verdict()
@@ -82,7 +82,7 @@ def test_twin_the_right_rule_still_passes(monkeypatch, cap):
 def test_the_even_mix_stands_in_past_the_cap(monkeypatch):
     """_inside over more distinct pieces than MIX_COLUMNS: the pieces' even mix, no fit."""
     monkeypatch.setattr(pieces, "MIX_COLUMNS", 3)
-    monkeypatch.setattr(pieces, "_nnls", lambda A, b: pytest.fail("a fit past the cap"))
+    monkeypatch.setattr(pieces, "nnls", lambda A, b: pytest.fail("a fit past the cap"))
     k = 2
     found = [(np.array([0]), np.array([[float(i)], [1.0]])) for i in range(5)]  # 5 distinct
     mix = pieces._inside(found, np.zeros(k), np.array([2.0, 1.0]), np.full(k, 1e-9), 1e-6)

@@ -167,20 +167,26 @@ def test_gradients_from_two_tie_rules_fail(
     assert result.exit_code == 1 and not doc["passed"], result.stdout
 
 
-@pytest.mark.parametrize(("tied", "gain"), [(0, 1.0), (1, 1.0), (1, 0.5)])
-def test_more_than_large_equal_values_are_not_read(tied: int, gain: float, monkeypatch) -> None:
+@pytest.mark.parametrize(("tied", "gain", "apart"),
+                         [(0, 1.0, False), (1, 1.0, False), (1, 1.0, True), (1, 0.5, True)])
+def test_more_than_large_equal_values_are_not_read(tied: int, gain: float, apart: bool,
+                                                   monkeypatch) -> None:  # fmt: skip
     """``relu(w1 . t) - relu(w2 . t)`` at t = 0 (``tied`` zeros) beside 8 smooth coordinates:
     the rule ``> 0`` gives 0 at the tie, a mix of its pieces (both units off is one). At
     pieces.LARGE tied values the directions read it (a mix: passes); one more and no piece is
-    read (pieces.py's ``huge``): not verified, the tensor cannot pass, its rule not judged;
-    the twin, wrong by half off the tie, fails as a mismatch there. Oracle: the gradient by
-    hand (w1 where w1 . t > 0, minus w2 where w2 . t > 0; 2 c x off the tie). At a LARGE of
-    80 (``tied``: how many beyond it), which the code reads where it runs: 256 took 30 s."""
+    read by the tie search (pieces.py's ``huge``). Moving the whole of x down then enters a
+    piece (numeric/shifts.py): where w1 and w2 sum to the same sign it is both units off, the
+    rule's own (it passes); where ``apart`` (opposite signs) the two pieces it enters, one
+    unit on each, mix to no 0: not verified, the tensor cannot pass, its rule not judged; the
+    twin, wrong by half off the tie, fails as a mismatch there. Oracle: the gradient by hand
+    (w1 where w1 . t > 0, minus w2 where w2 . t > 0; 2 c x off the tie). At a LARGE of 80
+    (``tied``: how many beyond it), which the code reads where it runs: 256 took 30 s."""
     monkeypatch.setattr(pieces, "LARGE", 80)
     large = pieces.LARGE
     tied += large
     rng = np.random.default_rng(1)
     w1, w2, c = rng.normal(size=tied), rng.normal(size=tied), rng.normal(size=8)
+    w2 *= np.sign(w1.sum()) * np.sign(w2.sum()) * (-1 if apart else 1)
     x = np.concatenate([np.zeros(tied), rng.normal(size=8)])
 
     def forward(x):
@@ -199,6 +205,9 @@ def test_more_than_large_equal_values_are_not_read(tied: int, gain: float, monke
         assert r.passed, str(r)
         assert any(n.startswith("at 1 tie of more than 4") and "is a mix of the gradients of "
                    "pieces" in n for n in r.notes), r.notes  # fmt: skip
+        return
+    if not apart:  # the whole of x moved down: both units off
+        assert r.passed, str(r)
         return
     assert not r.passed
     assert any(n.startswith("dx: ") and "failing coordinates at ties of more than 4" in n

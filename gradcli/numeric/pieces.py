@@ -37,8 +37,9 @@ from dataclasses import field
 import numpy as np
 
 from gradcli.numeric import cost
-from gradcli.numeric.kinks import one_sided_step
+from gradcli.numeric.kinks import on_kink_values, one_sided_step
 from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.numeric.nnls import nnls
 from gradcli.records import record
 
 MAX_TIED = 4  # members of a group: its orders grow as k! (k + 1)
@@ -94,6 +95,9 @@ class Pieces:
     unverified: dict[str, int] = field(default_factory=dict)
     blind: dict[str, int] = field(default_factory=dict)
     short: dict[str, int] = field(default_factory=dict)  # crowds the budget cut short
+    # failing coordinates that one mix of the pieces whole-tensor moves enter explains (a
+    # tie no equal values show: numeric/shifts.py)
+    shifted: int = 0
 
 
 ALONE_MOST = 64  # failing members of a value too large to screen, each tested against the rest
@@ -141,20 +145,27 @@ class _Space:
     def flat(self, pos: np.ndarray) -> np.ndarray:
         return pos - self.start[self.tensor[pos]]
 
-    def moved(self, members: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def moved(self, members: np.ndarray, delta: np.ndarray,
+              whole: tuple[int, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
         """d (R, out): the output at x moved by each row of ``delta`` (R, members) minus the
-        output at x."""
+        output at x; ``whole``: (tensor, (R,)): that tensor's every coordinate moved too, by
+        row (numeric/shifts.py)."""
         out = []
+        moves = self.tensor[members]
+        if whole is not None:
+            moves = np.r_[moves, whole[0]]
         moved = sum(self.engine.t64[n].nbytes for t, n in enumerate(self.names)
-                    if np.any(self.tensor[members] == t))  # fmt: skip
+                    if np.any(moves == t))  # fmt: skip
         chunk = int(max(1, min(CHUNK, self.engine.max_memory // (8 * max(1, moved)))))
         for lo in range(0, len(delta), chunk):
             part = delta[lo : lo + chunk]
             rows = {}
             for t, n in enumerate(self.names):
                 sel = self.tensor[members] == t
-                if sel.any():
+                if sel.any() or (whole is not None and whole[0] == t):
                     r = np.repeat(self.engine.t64[n].ravel()[None, :], 1 + len(part), axis=0)
+                    if whole is not None and whole[0] == t:
+                        r[1:] += whole[1][lo : lo + chunk, None]
                     r[1:, self.flat(members[sel])] += part[:, sel]
                     rows[n] = r
             out.append(self.engine.moved_jointly(rows))
@@ -201,6 +212,7 @@ def verify(
                                for t, n in enumerate(names)])  # fmt: skip
 
     todo, strict = positions(failing), positions(silent)
+    every = todo  # (the tie search below leaves out those of no equal value)
     asked = np.zeros(space.x.size, dtype=bool)  # the coordinates whose values were asked for
     asked[todo] = asked[strict] = True
     # ``kinked``: coordinates that passed at a kink, each moving something alone: searched as
@@ -243,17 +255,29 @@ def verify(
     singles: dict[float, _Value] = {}  # each value's moves alone, interacting
     active: dict[float, set[int]] = {}  # each value's passing coordinates that may interact
     groups = examined = unexamined = refuted = unsearched = crowds = contradicted = 0
-    unverified: dict[str, int] = {}
-    blind: dict[str, int] = {}
-    short: dict[str, int] = {}
+    held: dict[int, str] = {}  # failing positions left blind, unverified or short
+    # each refuted or contradicted group's failing positions (a count each: undone where whole
+    # tensors' moves explain them all)
+    against: list[tuple[str, np.ndarray]] = []
+    unexamined_at = np.zeros(0, dtype=np.int64)
     spent = 0.0
+
+    def explained(m: int) -> bool:
+        """Whether a mix of pieces read put failing position ``m`` in place."""
+        f = found.get(m)
+        return (m not in held and f is not None
+                and abs(f[0] - a[m]) <= max(floor[m], f[1]) + rtol * abs(f[0]))  # fmt: skip
+
+    def _off(members: np.ndarray) -> np.ndarray:
+        """Those of ``members`` a mix put off their gradient."""
+        return np.array([m for m in members.tolist() if not explained(m)], dtype=np.int64)
 
     def unread(failed: np.ndarray) -> None:
         """Failing coordinates whose ties no piece was read at: not verified, so their tensor
         cannot pass, but not a mismatch either (nothing was compared): their own value."""
         for m in failed:
             found[int(m)] = (float(a[m]), 0.0)
-            blind[names[space.tensor[m]]] = blind.get(names[space.tensor[m]], 0) + 1
+            held[int(m)] = "blind"
 
     def _split(v: _Value, cands: np.ndarray, failing_here: np.ndarray) -> bool:
         """A large value whose coordinates interact only within groups that share outputs
@@ -311,6 +335,7 @@ def verify(
             for m, w, z in zip(group, mix.values, mix.noise, strict=True):
                 found[int(m)] = (float(w), float(z))
             if not mix.inside:
+                against.append(("refuted", _off(group)))
                 break  # (the others fail as computed, as in the loop below)
         return True
 
@@ -330,11 +355,12 @@ def verify(
             contradicted += int(c.verdict == "contradicted")
             for m, w, z in zip(members, c.values, c.noise, strict=True):
                 found[int(m)] = (float(w), float(z))
+            if c.verdict == "contradicted":
+                against.append(("contradicted", _off(members)))
         elif c.verdict in ("unverified", "short"):
-            kept = unverified if c.verdict == "unverified" else short
             for m in failed:
                 found[int(m)] = (float(a[m]), 0.0)
-                kept[names[space.tensor[m]]] = kept.get(names[space.tensor[m]], 0) + 1
+                held[int(m)] = c.verdict
         else:
             unread(failed)
         return (space.copies - before) * each
@@ -409,6 +435,7 @@ def verify(
             refuted += 1
             for m, w, z in zip(members, mix.values, mix.noise, strict=True):
                 found[int(m)] = (float(w), float(z))
+            against.append(("refuted", _off(members)))
         return (space.copies - before) * each
 
     queue = [(int(q), True) for q in todo] + [(int(q), False) for q in strict]
@@ -451,7 +478,7 @@ def verify(
             worst += 2 * SCREEN * cands.size
         # FLOOR: the groups of up to CANDIDATES equal values, whatever the budget
         if (examined >= FLOOR or cands.size > CANDIDATES) and spent + worst * each > budget:
-            unexamined += int((is_todo & ~done).sum())
+            unexamined_at = np.flatnonzero(is_todo & ~done)
             unsearched += _unsearched(space, [p for p, e in queue[at:]
                                               if not e and not is_kinked[p]], done, singles)
             break
@@ -506,10 +533,60 @@ def verify(
                 refuted += int(not lenient)
                 for m, w, z in zip(members, mix.values, mix.noise, strict=True):
                     found[int(m)] = (float(w), float(z))
+                if not lenient:
+                    against.append(("refuted", _off(members)))
             elif lenient:
                 spent += (space.copies - before) * each
                 break  # no piece's: its tensor fails whatever the others give
         spent += (space.copies - before) * each
+    shifted = 0
+    if large:
+        # failing coordinates that no mix of their equal values' pieces explained may sit on
+        # a tie of a hyperplane, which no equal values show: relu's pre-activation summing
+        # to 0 at whole numbers (numeric/shifts.py). Only those of a value a kink sits on (0,
+        # a tie, a whole number): relu's x > 1e-7 mask at an input of 1e-13 reads as the
+        # piece below the kink, a step's millionth away
+        # (and coordinates that passed, put off their value by a group no mix of whose orders
+        # gives: those orders are every piece of a tie of equal values, not of a hyperplane's)
+        refused = [m for m in found if m not in held and not explained(m)]
+        left = np.union1d(np.array([m for m in every.tolist() if ok[m] and not explained(m)],
+                                   dtype=np.int64), np.array(refused, dtype=np.int64))
+        on = np.zeros(left.size, dtype=bool)
+        for t, n in enumerate(names):
+            sel = space.tensor[left] == t
+            if sel.any():
+                on[sel] = on_kink_values(engine, n, space.flat(left[sel]))
+        left = left[on]
+        if left.size:
+            from gradcli.numeric import shifts  # LAZY: failing coordinates at ties only
+
+            # held to the mix with them: the coordinates that passed at a kink, and every
+            # equal value of theirs where there are few (a tie of maximum(a, b) across a and b:
+            # a giving a's full gradient, the piece a moved up, passed, b giving its own too)
+            few = sizes[run[left]] <= CANDIDATES
+            near = np.concatenate([order[starts[r] : starts[r] + sizes[r]]
+                                   for r in np.unique(run[left[few]])] or [left[:0]])
+            near = np.setdiff1d(near, left)
+            before = space.copies
+            s = shifts.explain(space, left, near, np.setdiff1d(at_kink, np.r_[left, near]), a,
+                               floor, rtol, budget - spent, each)  # fmt: skip
+            spent += (space.copies - before) * each
+            for m, w, z in zip(s.explained.tolist(), s.values, s.noise, strict=True):
+                found[m] = (float(w), float(z))
+                held.pop(m, None)
+            shifted = int(s.explained.size)
+            unexamined_at = np.setdiff1d(unexamined_at, s.explained)
+            for kind, group in against:
+                if group.size and np.isin(group, s.explained).all():
+                    refuted -= int(kind == "refuted")
+                    contradicted -= int(kind == "contradicted")
+    unexamined = int(unexamined_at.size)
+    unverified: dict[str, int] = {}
+    blind: dict[str, int] = {}
+    short: dict[str, int] = {}
+    for m, kind in held.items():
+        kept = {"blind": blind, "unverified": unverified, "short": short}[kind]
+        kept[names[space.tensor[m]]] = kept.get(names[space.tensor[m]], 0) + 1
     values = {}
     # a group's other members that passed alone and pass at the pieces' value too are no
     # coordinates at a kink: a softmax loss's zero b2, tied in value with the zero rows of X
@@ -526,7 +603,7 @@ def verify(
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
     return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
-                  crowds, contradicted, unverified, blind, short)  # fmt: skip
+                  crowds, contradicted, unverified, blind, short, shifted)  # fmt: skip
 
 
 class _Moves:
@@ -905,7 +982,7 @@ def _inside(pieces, Z: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float
     sums[outputs, np.arange(len(V))] = 1e3
     A = np.vstack([(V / scale).T, sums])
     b = np.r_[v / scale, np.full(len(sums), 1e3)]
-    w = _nnls(A, b)
+    w = nnls(A, b)
     total = np.bincount(outputs, weights=w, minlength=len(sums))
     count = np.bincount(outputs, minlength=len(sums))
     w = np.where(total[outputs] > 0, w / np.where(total[outputs] > 0, total[outputs], 1.0),
@@ -913,29 +990,3 @@ def _inside(pieces, Z: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float
     p = w @ V
     inside = bool(np.all(np.abs(v - p) <= np.maximum(floor, Z) + rtol * np.abs(p)))
     return _Mix(p, Z.copy(), inside, True)
-
-
-def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """argmin ||A x - b|| over x >= 0 (Lawson and Hanson's active set)."""
-    n = A.shape[1]
-    x = np.zeros(n)
-    free = np.zeros(n, dtype=bool)
-    tiny = 1e-12 * max(1.0, float(np.abs(A).max()))
-    for _ in range(3 * n + 3):
-        w = A.T @ (b - A @ x)
-        if free.all() or np.max(np.where(free, -np.inf, w)) <= tiny:
-            break
-        free[int(np.argmax(np.where(free, -np.inf, w)))] = True
-        for _ in range(3 * n + 3):
-            z = np.zeros(n)
-            z[free] = np.linalg.lstsq(A[:, free], b, rcond=None)[0]
-            if np.all(z[free] > 0):
-                x = z
-                break
-            neg = free & (z <= 0)
-            gap = x[neg] - z[neg]  # 0 for a variable just freed at 0: it leaves again
-            alpha = float(np.min(np.divide(x[neg], gap, out=np.zeros(gap.size), where=gap > 0)))
-            x = x + alpha * (z - x)
-            free &= x > tiny
-            x[~free] = 0.0
-    return x

@@ -1,0 +1,241 @@
+"""Ties on hyperplanes that no equal values show: pieces entered by moving a whole tensor.
+
+``relu(x W1ᵀ + b1) W2ᵀ`` at whole-number x, W1 and b1: a hidden unit whose pre-activation sums
+to exactly 0 sits at relu's kink, though x, W1 and b1 hold no tie of values there (its zero is
+``1 * 2 + 1 * (-1) + (-1)``). Moving one coordinate of x moves every tied unit of its row, some
+up and some down, so each side of it switches some of them on. Torch's value (every tied unit
+off) then lies on neither side, or the two sides agree by coincidence and the value reads as a
+mismatch. Yet that piece touches the point: moving the whole bias down by tau puts every tied
+unit below its kink at once, and CS231n's ``x >= 0`` is the bias moved up. The equal values
+the tie search groups (numeric/pieces.py) are no proxy here: x's zeros share their value with
+W1's and b1's, one group of thousands that no order of theirs describes.
+
+So the failing coordinates the tie search left unexplained (or put off their value by a small
+group's orders, which are every piece of a tie of equal values but not of a hyperplane's) are
+read at ``x + tau d``, d each tensor under test moved whole (every coordinate by the same
+amount, so its own order ties stay), down then up, the tensor with fewest coordinates first
+(the bias), where the move has a kink along it at all (its two one-sided slopes differ: an
+output's bias has none). A direction gives a piece when both one-sided slopes of every
+coordinate read agree there (no kink within the stencils), extrapolated to tau -> 0 from tau
+and 2 tau (4 tau too where they differ: they must then change as a smooth piece's do), and when
+the loss's slope along d from x is that piece's slope along d extrapolated to x (a move that
+crossed another kink before tau, or a jump at x, reads no piece touching the point).
+
+The gradient passes there when one mix of the pieces read (weights >= 0 adding up to 1, the
+same for every coordinate) gives every coordinate read within tolerance: the failing ones,
+their equal values where there are few (a tie of ``maximum(a, b)`` across a and b: the piece a
+moved up gives a the whole gradient, and a backward giving b its own too must not pass on a's
+reading), and a spread of the coordinates that passed alone at a kink (each with a value
+between its sides, which a tie's crowd would have held with the rest: torch's dx 0.1 off at a
+zero row's coordinate passed as soon as its tie's failing coordinate was explained apart). A
+mix of pieces touching the point is a valid gradient there (Clarke's), so a pass is sound; no
+mix proves nothing, and the coordinates stay as the tie search left them. A few coordinates
+are read first, along every direction; only the directions the mix found there takes are read
+at the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcli.numeric import nnls
+from gradcli.numeric.methods import one_sided, one_sided_noise
+from gradcli.records import record
+
+SAMPLE = 8  # failing coordinates read along every direction before the rest are
+# coordinates that passed at a kink read with them, at most: a tie's crowd reads up to 256 of
+# its members together (numeric/pieces.py's LARGE)
+KINKED = 256
+GROUP = 256  # coordinates read in one stencil's copies at most (each one four copies)
+LEAST = 2  # directions read at the sample whatever the budget: the bias down, then up
+# coordinates read whatever the budget along the directions that explained the sample (the tie
+# search before this may have spent it all: a ReLU MLP's 584 failing coordinates, on 10,000
+# copies, after its 60 s)
+FLOOR = 1024 + KINKED
+OFFSETS = (1, 2, -1, -2)  # one-sided stencils, right then left
+NUDGE = 16  # tau in steps (numeric/pieces.py's): the stencils stay clear of the point's ties
+
+
+@record
+class Shifted:
+    """What whole-tensor moves explained: the failing positions one mix gives, the mix's value
+    at each (compared in place of the central difference) and its uncertainty."""
+
+    explained: np.ndarray  # positions whose gradient one mix of the pieces read gives
+    values: np.ndarray
+    noise: np.ndarray
+    directions: int = 0  # directions read
+    seconds: float = 0.0  # predicted
+
+
+def _directions(space, h: float, rtol: float) -> list[tuple[int, float, float]]:
+    """(tensor, sign, the loss's slope that way from x): each tensor with a kink along its
+    whole move (its two one-sided slopes differ: some tie switches), down then up, the
+    fewest coordinates first. A move with none enters no other piece (an output's bias)."""
+    sizes = np.diff(space.start)
+    unit = space.engine.unit
+    out = []
+    for t in np.argsort(sizes, kind="stable").tolist():
+        down, up = _entered(space, t, -1.0, h), _entered(space, t, 1.0, h)
+        noise = 4 * one_sided_noise(float(space.engine.gy.sum()), h, unit)
+        if abs(up + down) > noise + rtol * max(abs(up), abs(down)):
+            out += [(t, -1.0, down), (t, 1.0, up)]
+    return out
+
+
+def _read(space, members: np.ndarray, t: int, sign: float, tau: float, h: float,
+          floor: np.ndarray, rtol: float):  # fmt: skip
+    """At x with tensor ``t`` moved whole by ``sign * tau``: (each member's gradient (k,), its
+    round-off (k,), the loss's slope along the move, its tolerance), or None where a member's
+    two one-sided slopes, or the move's own, disagree (a kink within a stencil)."""
+    k = members.size
+    steps = np.asarray(OFFSETS, dtype=np.float64) * h
+    # rows: the moved point, each member's stencil there, the whole move's stencil there
+    along = np.r_[tau, np.full(len(OFFSETS) * k, tau), tau + steps] * sign
+    delta = np.zeros((along.size, k))
+    for j in range(k):
+        delta[1 + len(OFFSETS) * j + np.arange(len(OFFSETS)), j] = steps
+    d = space.moved(members, delta, whole=(t, along))
+    g = space.engine.g.ravel()
+    dd = d @ g
+    D = (dd[1 : 1 + len(OFFSETS) * k] - dd[0]).reshape(k, len(OFFSETS))
+    right, left = one_sided(D[:, 0], D[:, 1], h, 1), one_sided(D[:, 2], D[:, 3], h, -1)
+    scale = float(space.engine.gy.sum()) + float(np.abs(dd).max(initial=0.0))
+    noise = np.full(k, one_sided_noise(scale, h, space.engine.unit))
+    grad = (right + left) / 2
+    if np.any(np.abs(right - left) > np.maximum(floor, noise) + rtol * np.abs(grad)):
+        return None
+    E = dd[1 + len(OFFSETS) * k :] - dd[0]
+    up, down = one_sided(E[0], E[1], h, 1), one_sided(E[2], E[3], h, -1)
+    dnoise = one_sided_noise(scale, h, space.engine.unit)
+    slope = (up + down) / 2
+    if abs(up - down) > dnoise + rtol * abs(slope):
+        return None
+    return grad, noise, slope, dnoise
+
+
+def _piece(space, members: np.ndarray, t: int, sign: float, entered: float, h: float,
+           floor: np.ndarray, rtol: float):  # fmt: skip
+    """(members' gradients (k,), uncertainty (k,)) of the piece that moving tensor ``t``
+    whole by ``sign`` enters from x (the loss's slope that way: ``entered``), extrapolated to
+    the point, or None."""
+    tau = NUDGE * h
+    reads = []
+    for s in (1, 2, 4):
+        if s == 4 and np.all(np.abs(reads[1][0] - reads[0][0]) <= reads[0][1]) and abs(
+                reads[1][2] - reads[0][2]) <= reads[0][3]:
+            break  # one linear piece (to tolerance) along the ray
+        read = _read(space, members, t, sign, s * tau, h, floor, rtol)
+        if read is None:
+            return None
+        reads.append(read)
+    (g1, n1, s1, e1), (g2, _, s2, _) = reads[:2]
+    grads, unc = 2 * g1 - g2, n1 + np.abs(g2 - g1)
+    slope, sunc = 2 * s1 - s2, e1 + abs(s2 - s1)
+    if len(reads) == 3:
+        g4, s4 = reads[2][0], reads[2][2]
+        # a smooth piece's reads change linearly in tau (to tolerance)
+        if np.any(np.abs(g4 - g2 - 2 * (g2 - g1)) > np.maximum(floor, n1) + rtol * np.abs(g2)):
+            return None
+        if abs(s4 - s2 - 2 * (s2 - s1)) > e1 + rtol * abs(s2):
+            return None
+    # the move's own slope just off x: the piece read is the one entered from x (a ray that
+    # crossed another kink before tau, or a jump at x, has another)
+    if abs(entered - slope) > 2 * sunc + rtol * abs(slope):
+        return None
+    return grads, unc
+
+
+def _entered(space, t: int, sign: float, h: float) -> float:
+    """The loss's one-sided slope along tensor ``t`` moved whole by ``sign``, from x: the
+    piece the move enters (the other side may be another)."""
+    along = np.array([h, 2 * h]) * sign
+    dd = space.moved(np.zeros(0, dtype=np.int64), np.zeros((2, 0)), whole=(t, along))
+    near, far = dd @ space.engine.g.ravel()
+    return float(one_sided(near, far, h, 1))
+
+
+
+def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray,
+            a: np.ndarray, floor: np.ndarray, rtol: float, seconds: float,
+            each: float) -> Shifted:  # fmt: skip
+    """Which of the failing ``members`` (positions in ``space``) one mix of the pieces
+    whole-tensor moves enter gives, a mix that gives ``partners`` too (their equal values,
+    which a tie of theirs may share its gradient with) and the ``kinked`` (coordinates that
+    passed one-sidedly at a kink, each with a value between its two sides alone; KINKED of
+    them, spread): the crowd of a tie holds its members together so. ``a``, ``floor``: every
+    position's gradient and absolute tolerance. Reads while ``seconds`` last (LEAST
+    directions at the sample whatever; ``each``: a copy's seconds)."""
+    fails = members.size
+    members = np.r_[members, partners, kinked[_spread(kinked.size, KINKED)]].astype(np.int64)
+    v, floor = a[members], floor[members]
+    k = members.size
+    h = float(space.h[members].max())
+    start = space.copies
+    pick = np.r_[_spread(fails, SAMPLE), fails + _spread(k - fails, SAMPLE)]
+    read = 0
+    nothing = members[:0], v[:0], v[:0]
+
+    def spent() -> float:
+        return (space.copies - start) * each
+
+    def cost(n: int) -> float:  # a direction's reads: up to three, and the move's own
+        return (3 * (2 + len(OFFSETS) * (n + 1)) + 1 + len(OFFSETS)) * each
+
+    def fitted(grads: list[np.ndarray], noise: np.ndarray, sel: np.ndarray):
+        """(the nearest mix's values, whether each lies within tolerance of v)."""
+        P = np.array(grads)
+        scale = np.maximum(floor[sel], noise) + rtol * np.abs(v[sel])
+        near = nnls.mix(P, v[sel], scale) @ P
+        return near, np.abs(v[sel] - near) <= np.maximum(floor[sel], noise) + rtol * np.abs(
+            near)  # fmt: skip
+
+    # the sample, along every direction until one mix explains it
+    found: list[tuple[tuple[int, float, float], np.ndarray]] = []
+    noise = np.zeros(pick.size)
+    explained = False
+    for t, sign, entered in _directions(space, h, rtol):
+        if read >= LEAST and spent() + cost(pick.size) > seconds:
+            break
+        read += 1
+        piece = _piece(space, members[pick], t, sign, entered, h, floor[pick], rtol)
+        if piece is None:
+            continue
+        found.append(((t, sign, entered), piece[0]))
+        noise = np.maximum(noise, piece[1])
+        if fitted([g for _, g in found], noise, pick)[1].all():
+            explained = True
+            break
+    if not explained:
+        return Shifted(*nothing, read, spent())
+    if pick.size < k:  # the rest read along the directions the sample's mix takes
+        P = np.array([g for _, g in found])
+        w = nnls.mix(P, v[pick], np.maximum(floor[pick], noise) + rtol * np.abs(v[pick]))
+        found = [f for f, x in zip(found, w, strict=True) if x > 1e-9]
+    grads = [np.zeros(k) for _ in found]
+    unc = np.zeros(k)
+    for g, (_, at) in zip(grads, found, strict=True):
+        g[pick] = at
+    unc[pick] = noise
+    rest = np.setdiff1d(np.arange(k), pick)
+    floor_ok = k <= FLOOR  # (a sample explained: the rest read whatever the budget)
+    for part in np.array_split(rest, -(-rest.size // GROUP)) if rest.size else []:
+        if not floor_ok and spent() + len(found) * cost(part.size) > seconds:
+            return Shifted(*nothing, read, spent())  # (none partly read)
+        for g, ((t, sign, entered), _) in zip(grads, found, strict=True):
+            read += 1
+            piece = _piece(space, members[part], t, sign, entered, h, floor[part], rtol)
+            if piece is None:  # a kink within a stencil at the rest: no mix of the whole
+                return Shifted(*nothing, read, spent())
+            g[part] = piece[0]
+            unc[part] = np.maximum(unc[part], piece[1])
+    near, ok = fitted(grads, unc, np.arange(k))
+    if not ok[fails:].all():
+        return Shifted(*nothing, read, spent())
+    ok[fails:] = False
+    return Shifted(members[ok], near[ok], unc[ok], read, spent())
+
+
+def _spread(n: int, most: int) -> np.ndarray:
+    """Up to ``most`` of ``range(n)``, evenly spread."""
+    return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(np.int64))
