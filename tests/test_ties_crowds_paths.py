@@ -129,11 +129,15 @@ def test_a_tie_no_piece_is_read_at_cannot_pass(gain: float) -> None:
                       backward=lambda grad_output, x: {"x": grad_output * gain * _UJ * x},
                       tensors={"x": _XJ}, grad_output=1.0)  # fmt: skip
     res = r.results["x"]
-    assert not r.passed and not res.ties_unverified
+    # counted as kept unverified, whatever fails away from the tie (none was before 2026-12-05,
+    # the README's "ties_unverified" not kept: outside test t70b F1)
+    assert not r.passed and res.ties_unverified == 6
     assert any("dx: 6 failing coordinates at ties of more than 4" in n
                and "no piece touching the point was read" in n for n in r.notes), r.notes
     if gain == 2.0:
-        assert res.unresolved.startswith("dx is not verified at 6 coordinates at ties"), res
+        # (the first such coordinate named: the table's worst element passed)
+        assert res.unresolved.startswith("dx is not verified at 6 coordinates, the first "
+                                         "dx[0], at ties"), res
         assert "your tie rule was not judged" in res.unresolved
     else:
         assert not res.unresolved and res.worst_index[0] >= 6, res.worst_index  # away from the tie
@@ -200,7 +204,7 @@ def test_more_than_large_equal_values_are_not_read(tied: int, gain: float, apart
 
     r = gradcli.check(forward=forward, backward=backward, tensors={"x": x}, grad_output=1.0)
     res = r.results["x"]
-    assert not res.ties_unverified, str(r)
+    assert bool(res.ties_unverified) == (tied > large and apart), str(r)
     if tied <= large:
         assert r.passed, str(r)
         assert any(n.startswith("at 1 tie of more than 4") and "is a mix of the gradients of "

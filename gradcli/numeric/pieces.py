@@ -98,6 +98,9 @@ class Pieces:
     # failing coordinates that one mix of the pieces whole-tensor moves enter explains (a
     # tie no equal values show: numeric/shifts.py)
     shifted: int = 0
+    # per tensor, the flat indices of the failing coordinates left unverified, blind or short
+    # (sorted): a verdict names the first
+    held_at: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 ALONE_MOST = 64  # failing members of a value too large to screen, each tested against the rest
@@ -584,9 +587,15 @@ def verify(
     unverified: dict[str, int] = {}
     blind: dict[str, int] = {}
     short: dict[str, int] = {}
+    held_at: dict[str, np.ndarray] = {}
     for m, kind in held.items():
         kept = {"blind": blind, "unverified": unverified, "short": short}[kind]
         kept[names[space.tensor[m]]] = kept.get(names[space.tensor[m]], 0) + 1
+    if held:
+        pos = np.array(sorted(held), dtype=np.int64)
+        for t, n in enumerate(names):
+            if np.any(space.tensor[pos] == t):
+                held_at[n] = space.flat(pos[space.tensor[pos] == t])
     values = {}
     # a group's other members that passed alone and pass at the pieces' value too are no
     # coordinates at a kink: a softmax loss's zero b2, tied in value with the zero rows of X
@@ -603,7 +612,7 @@ def verify(
             if sel.any():
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
     return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
-                  crowds, contradicted, unverified, blind, short, shifted)  # fmt: skip
+                  crowds, contradicted, unverified, blind, short, shifted, held_at)  # fmt: skip
 
 
 class _Moves:
