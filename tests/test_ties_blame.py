@@ -52,8 +52,10 @@ def test_a_failure_at_ties_is_the_wrong_tensors_own(rule, wrong):
     r = gradcli.check("custom", T, forward=forward, grads=answers(rule), grad_output=G)
     failed = {n for n, res in r.results.items() if not res.passed}
     assert failed == wrong, (rule, r.verdict())
+    # (the note of the moves checked without the failing tensor, where they carried its error:
+    # a crowd that blames its failing members itself, numeric/crowds.py, leaves none to carry)
     blamed = any("when checked without" in n or "pass together without" in n for n in r.notes)
-    assert blamed == (0 < len(wrong) < 3), r.notes
+    assert not blamed or 0 < len(wrong) < 3, r.notes
 
 
 def test_two_tensors_on_mixed_rules_are_both_kept_failing():

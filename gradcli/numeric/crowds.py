@@ -87,12 +87,14 @@ def _directions(space, members: np.ndarray):
 
 def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float,
             seconds: float, each: float, read_piece, inside, offsets: int,
-            together) -> Crowd:  # fmt: skip
+            together, failing: np.ndarray | None = None) -> Crowd:  # fmt: skip
     """The verdict on the gradient ``v`` at the tied ``members`` (positions in ``space``),
     reading directions while ``seconds`` last (at least LEAST; ``each``: a copy's seconds).
     ``read_piece``, ``inside``, ``together``: numeric/pieces.py's reading of the piece a
     direction enters, its nearest mix and the loss's one-sided slopes along a move of the
-    members (passed in: pieces.py calls this); ``offsets``: its stencils' points."""
+    members (passed in: pieces.py calls this); ``offsets``: its stencils' points;
+    ``failing``: which members failed before (a contradiction is theirs where the others
+    alone are a mix of the pieces read)."""
     k = members.size
     h = float(space.h[members].max())
     worst = 3 * (1 + offsets * k)  # a direction's copies: three nudged reads
@@ -166,7 +168,9 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
         swept[j] = True
         beyond = _beyond(found, noise, v, floor, rtol)
     if _contradicted(space, members, found, noise, v, floor, rtol, swept, together):
-        return Crowd("contradicted", last.values, last.noise, read, _distinct(found, noise))
+        return Crowd("contradicted", _blamed(found, noise, v, floor, rtol, failing, inside,
+                                             last.values), last.noise, read,
+                     _distinct(found, noise))  # fmt: skip
     # no mix yet, and none contradicted: before the gradient is left unverified, the
     # coordinates farthest from the nearest mix are read at every rank too, while ``seconds``
     # last, each until a rank gives it its value: torch's median and top-k of rows of tied
@@ -188,13 +192,33 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
     boxed, complete = _boxed(space, members, v, floor, rtol, np.argsort(-off, kind="stable"),
                              seconds - (space.copies - start) * each, each)  # fmt: skip
     if boxed is not None:
-        return Crowd("contradicted", boxed, np.zeros(k), read, _distinct(found, noise))
+        return Crowd("contradicted", _blamed(found, noise, v, floor, rtol, failing, inside,
+                                             boxed), np.zeros(k), read,
+                     _distinct(found, noise))  # fmt: skip
     if not complete:
         # the budget left out the moves that bound every right value: a relu'(0) of 2 or -1 at
         # two zero rows beside a zero bias passed at --budget 5 (its sum alone within them),
         # where no piece read before had made it 'not verified': no PASS on less than these
         return Crowd("short", v.copy(), np.zeros(k), read, _distinct(found, noise))
     return Crowd("unverified", v.copy(), np.zeros(k), read, _distinct(found, noise))
+
+
+def _blamed(found, noise: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: float,
+            failing: np.ndarray | None, inside, values: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``values`` (a contradiction's, for every member) with the members that had not failed
+    given back their own gradient where, without the failing ones, a mix of the pieces read
+    gives them: the contradiction is the failing members' (a CS231n net whose db2 alone was
+    wrong failed its right dW1 and db1 too, their values the nearest mix of a crowd of zeros
+    with b2's: outside test t71b F1)."""
+    if failing is None or not failing.any() or failing.all():
+        return values
+    rest = ~failing
+    mixed = inside([(c, g[rest]) for c, g in found], noise[rest], v[rest], floor[rest], rtol)
+    if not mixed.inside:
+        return values
+    out = values.copy()
+    out[rest] = v[rest]
+    return out
 
 
 BOXED = 16  # rows and members read on nudged lines before a crowd is left unverified, at most

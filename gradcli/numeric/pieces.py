@@ -351,7 +351,8 @@ def verify(
         before = space.copies
         done[members] = True
         c = _crowds.examine(space, members, a[members], floor[members], rtol, budget - spent,
-                            each, _piece, _inside, len(OFFSETS), _together)  # fmt: skip
+                            each, _piece, _inside, len(OFFSETS), _together,
+                            is_todo[members])  # fmt: skip
         failed = members[is_todo[members]]
         if c.verdict in ("mix", "contradicted"):
             crowds += int(c.verdict == "mix")
