@@ -58,3 +58,15 @@ def test_only_the_wrong_tensor_fails():
 def test_twin_a_wrong_element_in_the_crowd_still_fails():
     r = _check(_net("axis", off=0.3))
     assert not r.results["b2"].passed and not r.results["W1"].passed, str(r)
+
+
+def test_a_smooth_coordinate_in_a_crowd_fails_on_its_own_with_no_kink():
+    """db2 is smooth (the loss along b2 has one slope each way), tied in value with the zero
+    biases: its failure read '3 coordinates at a kink' with the hint 'db2 fails only near
+    kinks' (outside test t71b F2). Every piece its crowd read gives it one value: it fails
+    on its central difference, and no kink is counted. The twin: the nested relu's dx at a
+    zero row, which the pieces read give different values, stays a kink (test_nested_kinks_
+    many_outputs.py)."""
+    res = _check(_net("axis")).results["b2"]
+    assert not res.passed and res.kinks == 0, res
+    assert not any("kink" in h.text for h in res.hints), res.hints

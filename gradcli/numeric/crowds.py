@@ -64,6 +64,9 @@ class Crowd:
     noise: np.ndarray
     directions: int = 0  # read
     pieces: int = 0  # distinct pieces entered
+    # contradicted: the members every piece read gives one value, which their gradient is off
+    # (smooth there: no tie of theirs; their failure is their own)
+    alone: np.ndarray | None = None
 
 
 def _directions(space, members: np.ndarray):
@@ -170,7 +173,7 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
     if _contradicted(space, members, found, noise, v, floor, rtol, swept, together):
         return Crowd("contradicted", _blamed(found, noise, v, floor, rtol, failing, inside,
                                              last.values), last.noise, read,
-                     _distinct(found, noise))  # fmt: skip
+                     _distinct(found, noise), _alone(found, noise, v, floor, rtol))  # fmt: skip
     # no mix yet, and none contradicted: before the gradient is left unverified, the
     # coordinates farthest from the nearest mix are read at every rank too, while ``seconds``
     # last, each until a rank gives it its value: torch's median and top-k of rows of tied
@@ -194,7 +197,7 @@ def examine(space, members: np.ndarray, v: np.ndarray, floor: np.ndarray, rtol: 
     if boxed is not None:
         return Crowd("contradicted", _blamed(found, noise, v, floor, rtol, failing, inside,
                                              boxed), np.zeros(k), read,
-                     _distinct(found, noise))  # fmt: skip
+                     _distinct(found, noise), _alone(found, noise, v, floor, rtol))  # fmt: skip
     if not complete:
         # the budget left out the moves that bound every right value: a relu'(0) of 2 or -1 at
         # two zero rows beside a zero bias passed at --budget 5 (its sum alone within them),
@@ -353,6 +356,15 @@ def _beyond(found, noise: np.ndarray, v: np.ndarray, floor: np.ndarray,
     G = _totals(found)
     tol = np.maximum(floor, noise) + rtol * np.abs(v)
     return np.maximum(G.min(axis=0) - tol - v, v - G.max(axis=0) - tol)
+
+
+def _alone(found, noise: np.ndarray, v: np.ndarray, floor: np.ndarray,
+           rtol: float) -> np.ndarray:  # fmt: skip
+    """The members every piece read gives one value (within tolerance), beyond which their
+    gradient lies."""
+    G = _totals(found)
+    tol = np.maximum(floor, noise) + rtol * np.abs(v)
+    return (G.max(axis=0) - G.min(axis=0) <= tol) & (_beyond(found, noise, v, floor, rtol) > 0)
 
 
 def _totals(found) -> np.ndarray:
