@@ -124,3 +124,30 @@ def test_pieces_counts_what_the_moves_explained(monkeypatch):
     monkeypatch.setattr(pieces, "verify", spy)
     assert _check("torch", 9).passed
     assert counts and counts[-1] > 0, counts
+
+
+def _grid_tensors() -> dict[str, np.ndarray]:
+    """x and b1 whole multiples of 2^-13 (exact in binary): the units off the tie lie 1.2e-4
+    from it, where a move of 16 steps reaches."""
+    rng = np.random.default_rng(0)
+    q = 2.0**-13
+    x = rng.integers(-2, 3, (16, 12)).astype(float) * q
+    x[0] = 0
+    W1 = rng.integers(-1, 2, (12, 32)).astype(float)  # noqa: N806
+    b1 = rng.integers(-1, 2, 32).astype(float) * q
+    b1[:4] = 0
+    return {"x": x, "W1": W1, "b1": b1, "W2": rng.normal(size=(32, 5)), "b2": rng.normal(size=5)}
+
+
+@pytest.mark.parametrize(("rule", "passed"), [("torch", True), ("two_at_0", False)])
+def test_a_tie_among_values_a_step_apart_is_read_closer(rule, passed):
+    """On a grid of 2^-13 the bias moved 16 steps (1e-4) crossed the units next to the tie
+    and read no piece, and torch's rule failed 'does not match' at dW1[0, 28] (outside test
+    t71a F1: the piece b1 - 1e-6 gives torch's dW1 to 3e-8). The move is read again 16 and
+    256 times closer, its stencils shrunk with it. The twin: relu'(0) = 2 still fails."""
+    t = _grid_tensors()
+    assert np.count_nonzero(t["x"] @ t["W1"] + t["b1"] == 0) >= 50
+    # (the twin at --budget 1: it fails as it does at 60, a third of the time)
+    r = gradcli.check("custom", t, forward=_forward, backward=_backward(RULES[rule]),
+                      budget=60 if passed else 1)  # fmt: skip
+    assert r.passed == passed, str(r)

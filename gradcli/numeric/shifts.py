@@ -54,6 +54,9 @@ LEAST = 2  # directions read at the sample whatever the budget: the bias down, t
 FLOOR = 1024 + KINKED
 OFFSETS = (1, 2, -1, -2)  # one-sided stencils, right then left
 NUDGE = 16  # tau in steps (numeric/pieces.py's): the stencils stay clear of the point's ties
+# ... then this much closer, and closer again, where the move crossed another kink first: data
+# on a grid of 2^-13 put other units 1.2e-4 from the tie, tau 1e-4 (outside test t71a F1)
+NEARER = (1.0, 1 / 16, 1 / 256)
 
 
 @record
@@ -87,7 +90,8 @@ def _read(space, members: np.ndarray, t: int, sign: float, tau: float, h: float,
           floor: np.ndarray, rtol: float):  # fmt: skip
     """At x with tensor ``t`` moved whole by ``sign * tau``: (each member's gradient (k,), its
     round-off (k,), the loss's slope along the move, its tolerance), or None where a member's
-    two one-sided slopes, or the move's own, disagree (a kink within a stencil)."""
+    two one-sided slopes, or the move's own, disagree (a kink within a stencil). ``h``: the
+    stencils' step, the members' and the move's own."""
     k = members.size
     steps = np.asarray(OFFSETS, dtype=np.float64) * h
     # rows: the moved point, each member's stencil there, the whole move's stencil there
@@ -115,17 +119,18 @@ def _read(space, members: np.ndarray, t: int, sign: float, tau: float, h: float,
 
 
 def _piece(space, members: np.ndarray, t: int, sign: float, entered: float, h: float,
-           floor: np.ndarray, rtol: float):  # fmt: skip
+           floor: np.ndarray, rtol: float, near: float = 1.0):  # fmt: skip
     """(members' gradients (k,), uncertainty (k,)) of the piece that moving tensor ``t``
-    whole by ``sign`` enters from x (the loss's slope that way: ``entered``), extrapolated to
-    the point, or None."""
-    tau = NUDGE * h
+    whole by ``sign`` enters from x (the loss's slope that way, read at steps ``near`` h:
+    ``entered``), extrapolated to the point, or None; ``near``: tau's scale."""
+    tau = NUDGE * h * near
     reads = []
     for s in (1, 2, 4):
         if s == 4 and np.all(np.abs(reads[1][0] - reads[0][0]) <= reads[0][1]) and abs(
                 reads[1][2] - reads[0][2]) <= reads[0][3]:
             break  # one linear piece (to tolerance) along the ray
-        read = _read(space, members, t, sign, s * tau, h, floor, rtol)
+        # (the whole stencil shrinks with tau: a member's reach must stay within it)
+        read = _read(space, members, t, sign, s * tau, h * near, floor, rtol)
         if read is None:
             return None
         reads.append(read)
@@ -191,17 +196,22 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
             near)  # fmt: skip
 
     # the sample, along every direction until one mix explains it
-    found: list[tuple[tuple[int, float, float], np.ndarray]] = []
+    found: list[tuple[tuple[int, float, float, float], np.ndarray]] = []
     noise = np.zeros(pick.size)
     explained = False
     for t, sign, entered in _directions(space, h, rtol):
         if read >= LEAST and spent() + cost(pick.size) > seconds:
             break
         read += 1
-        piece = _piece(space, members[pick], t, sign, entered, h, floor[pick], rtol)
+        for near in NEARER:
+            if near != 1.0:
+                entered = _entered(space, t, sign, h * near)
+            piece = _piece(space, members[pick], t, sign, entered, h, floor[pick], rtol, near)
+            if piece is not None:
+                break
         if piece is None:
             continue
-        found.append(((t, sign, entered), piece[0]))
+        found.append(((t, sign, entered, near), piece[0]))
         noise = np.maximum(noise, piece[1])
         if fitted([g for _, g in found], noise, pick)[1].all():
             explained = True
@@ -222,9 +232,9 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
     for part in np.array_split(rest, -(-rest.size // GROUP)) if rest.size else []:
         if not floor_ok and spent() + len(found) * cost(part.size) > seconds:
             return Shifted(*nothing, read, spent())  # (none partly read)
-        for g, ((t, sign, entered), _) in zip(grads, found, strict=True):
+        for g, ((t, sign, entered, near), _) in zip(grads, found, strict=True):
             read += 1
-            piece = _piece(space, members[part], t, sign, entered, h, floor[part], rtol)
+            piece = _piece(space, members[part], t, sign, entered, h, floor[part], rtol, near)
             if piece is None:  # a kink within a stencil at the rest: no mix of the whole
                 return Shifted(*nothing, read, spent())
             g[part] = piece[0]
