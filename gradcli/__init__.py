@@ -19,7 +19,7 @@ _API = (
 # the one exception family (gradcli/errors.py): bad input raises one of these
 _ERRORS = (
     "GradcliError", "SpecError", "ShapeError", "OptionError", "TensorFileError", "UserCodeError",
-    "InPlaceWriteError",
+    "InPlaceWriteError", "SampledWarning",
 )  # fmt: skip
 __all__ = [*_API, *_ERRORS, "__version__"]
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from gradcli.errors import GradcliError as GradcliError
     from gradcli.errors import InPlaceWriteError as InPlaceWriteError
     from gradcli.errors import OptionError as OptionError
+    from gradcli.errors import SampledWarning as SampledWarning
     from gradcli.errors import ShapeError as ShapeError
     from gradcli.errors import SpecError as SpecError
     from gradcli.errors import TensorFileError as TensorFileError

@@ -232,3 +232,10 @@ class ClosedPipeError(GradcliError):
     input, nothing to say; the exit status tells a closed pipe, as Unix tools do."""
 
     exit_code = EXIT_PIPE
+
+
+class SampledWarning(UserWarning):
+    """``assert_gradients`` passed on a sample of coordinates that the budget chose, not on
+    every one: a gradient wrong at a single element may have passed (``mode="full"`` checks
+    every coordinate). A warning, not an error: pytest lists it, and
+    ``-W error::gradcli.SampledWarning`` makes it fail."""

@@ -213,6 +213,20 @@ def assert_gradients(
     if not report.passed:
         table = "".join(line.rstrip() + "\n" for line in str(report).splitlines())
         raise AssertionError(f"{report.verdict()}\n\n{table}")
+    if mode is None and report.check.mode == "sample":
+        # a PASS of the coordinates the budget left, said: a CI's assert_gradients passed a
+        # dW1 wrong at one element of 16,384, 64 of them sampled, with nothing to see
+        # (outside test t70b F2)
+        import warnings
+
+        from gradcli.errors import SampledWarning
+
+        why = next((n for n in report.notes if n.startswith("a full check would take")), "")
+        warnings.warn(
+            f"gradcli: {report.spec.layer.name} passed on a sample of coordinates, not every "
+            f"one: {why or 'mode=' + repr('full') + ' checks every coordinate'}",
+            SampledWarning, stacklevel=2,
+        )  # fmt: skip
     return report
 
 
