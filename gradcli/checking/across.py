@@ -240,15 +240,15 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
         fix = out[n][4]
         # a failing coordinate whose sides agreed (no kink read), to which every piece of its
         # tie read gives one value that it is off, is smooth there: it fails on its own central
-        # difference, and is no kink (a CS231n net's
-        # db2 summed over the wrong axis, tied in value with the zero biases, read '3
-        # coordinates at a kink' and the hint 'db2 fails only near kinks': outside test t71b
-        # F2); one the pieces explain, or left unverified, keeps what they gave
+        # difference, and is no kink (a CS231n net's db2 summed over the wrong axis, tied in
+        # value with the zero biases, read '3 coordinates at a kink' and the hint 'db2 fails
+        # only near kinks': outside test t71b F2); one the pieces explain, or left
+        # unverified, keeps what they gave
         _, _, grad, info, _, _ = out[n]
         tol = tolerance(p, n, grad, info)
         a = np.asarray(p.under_test[n], dtype=np.float64).ravel()[coords]
-        own = (np.isin(coords, found.beyond.get(n, ())) & ~np.isin(coords, () if fix is None
-                                                                   else fix.coords)
+        own = (np.isin(coords, found.smooth.get(n, ()))
+               & ~np.isin(coords, () if fix is None else fix.coords)
                & ~(np.abs(a - values) <= tol(noise, values)))  # fmt: skip
         coords, values, noise = coords[~own], values[~own], noise[~own]
         if not coords.size:
@@ -373,6 +373,7 @@ def _crowd_notes(p: Any, found: Any) -> None:
             f"every one gives at a coordinate, or off the one slope all give to moving the "
             f"tied values together): compared with the nearest mix of those pieces"
         )
+
     def first(n: str) -> str:
         """The first coordinate left so, as tables name it (the check table's worst element
         is one that passed: nothing was compared at these)."""

@@ -103,7 +103,7 @@ class Pieces:
     held_at: dict[str, np.ndarray] = field(default_factory=dict)
     # ... the failing coordinates every piece a contradicted crowd read gives one value, which
     # they are off: smooth there, their failure their own
-    beyond: dict[str, np.ndarray] = field(default_factory=dict)
+    smooth: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 ALONE_MOST = 64  # failing members of a value too large to screen, each tested against the rest
@@ -265,7 +265,7 @@ def verify(
     # each refuted or contradicted group's failing positions (a count each: undone where whole
     # tensors' moves explain them all)
     against: list[tuple[str, np.ndarray]] = []
-    beyond: set[int] = set()  # failing positions off the one value every piece read gives
+    alone: set[int] = set()  # failing positions off the one value every piece read gives
     unexamined_at = np.zeros(0, dtype=np.int64)
     spent = 0.0
 
@@ -365,7 +365,7 @@ def verify(
                 found[int(m)] = (float(w), float(z))
             if c.verdict == "contradicted":
                 against.append(("contradicted", _off(members)))
-                beyond.update(members[c.alone & is_todo[members]].tolist())
+                alone.update(members[c.alone & is_todo[members]].tolist())
         elif c.verdict in ("unverified", "short"):
             for m in failed:
                 found[int(m)] = (float(a[m]), 0.0)
@@ -602,11 +602,11 @@ def verify(
         for t, n in enumerate(names):
             if np.any(space.tensor[pos] == t):
                 held_at[n] = space.flat(pos[space.tensor[pos] == t])
-    far: dict[str, np.ndarray] = {}
-    pos = np.array(sorted(m for m in beyond if not explained(m)), dtype=np.int64)
+    smooth: dict[str, np.ndarray] = {}
+    pos = np.array(sorted(m for m in alone if not explained(m)), dtype=np.int64)
     for t, n in enumerate(names):
         if np.any(space.tensor[pos] == t):
-            far[n] = space.flat(pos[space.tensor[pos] == t])
+            smooth[n] = space.flat(pos[space.tensor[pos] == t])
     values = {}
     # a group's other members that passed alone and pass at the pieces' value too are no
     # coordinates at a kink: a softmax loss's zero b2, tied in value with the zero rows of X
@@ -624,7 +624,7 @@ def verify(
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
     return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
                   crowds, contradicted, unverified, blind, short, shifted, held_at,
-                  far)  # fmt: skip
+                  smooth)  # fmt: skip
 
 
 class _Moves:

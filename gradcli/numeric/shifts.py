@@ -160,7 +160,6 @@ def _entered(space, t: int, sign: float, h: float) -> float:
     return float(one_sided(near, far, h, 1))
 
 
-
 def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray,
             a: np.ndarray, floor: np.ndarray, rtol: float, seconds: float,
             each: float) -> Shifted:  # fmt: skip
