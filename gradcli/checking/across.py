@@ -425,9 +425,9 @@ def _unverified(p: Any, n: str, count: int) -> None:
     p.untold.add(n)
     p.unverified.setdefault(n, (
         f"d{n} is not verified at {_count(count, 'coordinate')} at a kink of a single output, "
-        f"whose "
-        f"ties were not told apart within {mention('budget')} ({mention('mode', 'full')} "
-        "tells them apart)"
+        f"whose ties were not told apart within {mention('budget')} ({mention('mode', 'full')}, "
+        f"given, tells them apart whatever {mention('budget')}, and may take far longer: the "
+        f"check's own mode reads full when it sampled nothing)"
     ))  # fmt: skip
 
 
@@ -436,7 +436,8 @@ def _whole_note(p: Any, count: str, given: float) -> None:
         f"{count} coordinates at a kink of a single output were not told apart into separate "
         f"ties (telling them apart needed more than the {max(given, 0.0):.1f} s of "
         f"{mention('budget')} it had): their ties were checked as one group, where wrong sums "
-        f"of opposite signs at two ties cancel ({mention('mode', 'full')} tells them all apart)"
+        f"of opposite signs at two ties cancel ({mention('mode', 'full')}, given, tells them all "
+        f"apart whatever {mention('budget')})"
     )
 
 
