@@ -232,6 +232,22 @@ def _at_kinks(
         if c in failing and np.isfinite(low) and np.isfinite(high) and not (
                 low - margin <= flat[c] <= high + margin):  # fmt: skip
             outside.append((c, low + 0.0, high + 0.0))  # + 0.0: no "-0" said
+    passing = np.ones(flat.size, dtype=bool)
+    passing[list(failing)] = False
+    slopes = context.get("kink_slopes") or (lo, hi)  # the slopes themselves, where read
+    if outside and not np.any(np.abs(flat[passing]) > room[passing]) and _negated_inside(
+            flat, coords, slopes[0], slopes[1], failing, room):  # fmt: skip
+        # every failing value, negated, a slope between its sides, and no other value but 0:
+        # a sign flip, which the values compared at kinks (the side nearest yours) hide; said
+        # as a kink's slope it sent a student whose db1 = -db1 beside zero rows to the relu
+        # mask (outside test t72b F3). (relu'(0) = -1 elementwise negates the tied elements
+        # only: the others pass with their values, and it stays a kink's slope)
+        return Hint(
+            f"d{name} = -1 x a valid slope at every failing element: each lies at a kink{where}"
+            f", outside its two one-sided slopes, and its negative lies between them: the "
+            f"sign is flipped",
+            "sign", True,
+        )  # fmt: skip
     if outside:
         c, low, high = outside[0]
         sides = context.get("kink_slopes")
@@ -285,6 +301,24 @@ def _at_kinks(
         "or to none",
         "ties",
     )  # fmt: skip
+
+
+def _negated_inside(flat: np.ndarray, coords: Any, lo: Any, hi: Any, failing: set[int],
+                    room: np.ndarray) -> bool:  # fmt: skip
+    """Whether every failing element has its kink's sides read and, negated, lies between
+    them, some of them beyond 0 (a slope of 0 negated is itself)."""
+    where = {int(c): k for k, c in enumerate(np.asarray(coords, dtype=np.int64).tolist())}
+    if not failing or not failing <= where.keys():
+        return False
+    zero = True  # (every value 0: its negative is itself, no flip to see)
+    for c in failing:
+        low, high = sorted((float(lo[where[c]]), float(hi[where[c]])))
+        margin = max(1e-6 * (abs(low) + abs(high)), float(room[c]))
+        if not (np.isfinite(low) and np.isfinite(high)
+                and low - margin <= -flat[c] <= high + margin):  # fmt: skip
+            return False
+        zero = zero and abs(flat[c]) <= margin
+    return not zero
 
 
 def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray) -> Any:
