@@ -70,3 +70,16 @@ def test_a_smooth_coordinate_in_a_crowd_fails_on_its_own_with_no_kink():
     res = _check(_net("axis")).results["b2"]
     assert not res.passed and res.kinks == 0, res
     assert not any("kink" in h.text for h in res.hints), res.hints
+
+
+def test_a_crowd_contradicted_beside_a_value_too_large_to_screen(monkeypatch):
+    """Both paths in one check: a value of more than LARGE equal values, too many to screen
+    (each failing one moved against the rest), and a contradicted crowd. The name of the
+    first's result once shadowed the second's set, and the check crashed (a review's rename;
+    found on t68a's MLP with CS231n's rule). Small constants reach both here."""
+    from gradcli.numeric import pieces
+
+    monkeypatch.setattr(pieces, "LARGE", 8)
+    monkeypatch.setattr(pieces, "SCREEN_MOST", 1)
+    r = _check(_net("axis"))
+    assert not r.results["b2"].passed, str(r)

@@ -265,7 +265,9 @@ def verify(
     # each refuted or contradicted group's failing positions (a count each: undone where whole
     # tensors' moves explain them all)
     against: list[tuple[str, np.ndarray]] = []
-    alone: set[int] = set()  # failing positions off the one value every piece read gives
+    # failing positions off the one value every piece read gives (not ``alone``: the huge
+    # values' loop names its own so)
+    smooth_at: set[int] = set()
     unexamined_at = np.zeros(0, dtype=np.int64)
     spent = 0.0
 
@@ -365,7 +367,7 @@ def verify(
                 found[int(m)] = (float(w), float(z))
             if c.verdict == "contradicted":
                 against.append(("contradicted", _off(members)))
-                alone.update(members[c.alone & is_todo[members]].tolist())
+                smooth_at.update(members[c.alone & is_todo[members]].tolist())
         elif c.verdict in ("unverified", "short"):
             for m in failed:
                 found[int(m)] = (float(a[m]), 0.0)
@@ -603,7 +605,7 @@ def verify(
             if np.any(space.tensor[pos] == t):
                 held_at[n] = space.flat(pos[space.tensor[pos] == t])
     smooth: dict[str, np.ndarray] = {}
-    pos = np.array(sorted(m for m in alone if not explained(m)), dtype=np.int64)
+    pos = np.array(sorted(m for m in smooth_at if not explained(m)), dtype=np.int64)
     for t, n in enumerate(names):
         if np.any(space.tensor[pos] == t):
             smooth[n] = space.flat(pos[space.tensor[pos] == t])
