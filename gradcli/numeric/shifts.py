@@ -187,17 +187,18 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
         return (3 * (2 + len(OFFSETS) * (n + 1)) + 1 + len(OFFSETS)) * each
 
     def fitted(grads: list[np.ndarray], noise: np.ndarray, sel: np.ndarray):
-        """(the nearest mix's values, whether each lies within tolerance of v)."""
+        """(the nearest mix's values, whether each lies within tolerance of v, its weights)."""
         P = np.array(grads)
         scale = np.maximum(floor[sel], noise) + rtol * np.abs(v[sel])
-        near = nnls.mix(P, v[sel], scale) @ P
+        w = nnls.mix(P, v[sel], scale)
+        near = w @ P
         return near, np.abs(v[sel] - near) <= np.maximum(floor[sel], noise) + rtol * np.abs(
-            near)  # fmt: skip
+            near), w  # fmt: skip
 
     # the sample, along every direction until one mix explains it
     found: list[tuple[tuple[int, float, float, float], np.ndarray]] = []
     noise = np.zeros(pick.size)
-    explained = False
+    weights = None  # the sample's mix, once it explains the sample
     for t, sign, entered in _directions(space, h, rtol):
         if read >= LEAST and spent() + cost(pick.size) > seconds:
             break
@@ -212,15 +213,14 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
             continue
         found.append(((t, sign, entered, near), piece[0]))
         noise = np.maximum(noise, piece[1])
-        if fitted([g for _, g in found], noise, pick)[1].all():
-            explained = True
+        _, inside, w = fitted([g for _, g in found], noise, pick)
+        if inside.all():
+            weights = w
             break
-    if not explained:
+    if weights is None:
         return Shifted(*nothing, read, spent())
     if pick.size < k:  # the rest read along the directions the sample's mix takes
-        P = np.array([g for _, g in found])
-        w = nnls.mix(P, v[pick], np.maximum(floor[pick], noise) + rtol * np.abs(v[pick]))
-        found = [f for f, x in zip(found, w, strict=True) if x > 1e-9]
+        found = [f for f, x in zip(found, weights, strict=True) if x > 1e-9]
     grads = [np.zeros(k) for _ in found]
     unc = np.zeros(k)
     for g, (_, at) in zip(grads, found, strict=True):
@@ -238,7 +238,7 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
                 return Shifted(*nothing, read, spent())
             g[part] = piece[0]
             unc[part] = np.maximum(unc[part], piece[1])
-    near, ok = fitted(grads, unc, np.arange(k))
+    near, ok, _ = fitted(grads, unc, np.arange(k))
     if not ok[fails:].all():
         return Shifted(*nothing, read, spent())
     ok[fails:] = False
