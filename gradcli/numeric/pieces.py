@@ -152,14 +152,13 @@ class _Space:
         return pos - self.start[self.tensor[pos]]
 
     def moved(self, members: np.ndarray, delta: np.ndarray,
-              whole: tuple[int, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
+              whole: tuple[dict[int, float], np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
         """d (R, out): the output at x moved by each row of ``delta`` (R, members) minus the
-        output at x; ``whole``: (tensor, (R,)): that tensor's every coordinate moved too, by
-        row (numeric/shifts.py)."""
+        output at x; ``whole``: ({tensor: weight}, (R,)): those tensors' every coordinate moved
+        too, by weight times row (numeric/shifts.py)."""
         out = []
-        moves = self.tensor[members]
-        if whole is not None:
-            moves = np.r_[moves, whole[0]]
+        weights = {} if whole is None else whole[0]
+        moves = np.r_[self.tensor[members], list(weights)].astype(np.int64)
         moved = sum(self.engine.t64[n].nbytes for t, n in enumerate(self.names)
                     if np.any(moves == t))  # fmt: skip
         chunk = int(max(1, min(CHUNK, self.engine.max_memory // (8 * max(1, moved)))))
@@ -168,10 +167,10 @@ class _Space:
             rows = {}
             for t, n in enumerate(self.names):
                 sel = self.tensor[members] == t
-                if sel.any() or (whole is not None and whole[0] == t):
+                if sel.any() or t in weights:
                     r = np.repeat(self.engine.t64[n].ravel()[None, :], 1 + len(part), axis=0)
-                    if whole is not None and whole[0] == t:
-                        r[1:] += whole[1][lo : lo + chunk, None]
+                    if t in weights:
+                        r[1:] += weights[t] * whole[1][lo : lo + chunk, None]
                     r[1:, self.flat(members[sel])] += part[:, sel]
                     rows[n] = r
             out.append(self.engine.moved_jointly(rows))

@@ -21,6 +21,14 @@ and 2 tau (4 tau too where they differ: they must then change as a smooth piece'
 the loss's slope along d from x is that piece's slope along d extrapolated to x (a move that
 crossed another kink before tau, or a jump at x, reads no piece touching the point).
 
+Two relu layers tie units in both (zero rows and zero biases tie every unit of their rows):
+the first's bias moved alone leaves the second's tied units moved by sums of weights either
+way, the second's alone leaves the first's tied, so no one tensor's move enters the piece of
+a rule used in both. Two tensors moved together do, the far one RATIO times as far (both down:
+torch's piece of both layers; both up: CS231n's ``x >= 0``; opposite ways: one of each, outside
+test t71a F2). A direction that the rest of the coordinates cannot be read along (a kink within
+a stencil there) leaves the mix; the others may still give it.
+
 The gradient passes there when one mix of the pieces read (weights >= 0 adding up to 1, the
 same for every coordinate) gives every coordinate read within tolerance: the failing ones,
 their equal values where there are few (a tie of ``maximum(a, b)`` across a and b: the piece a
@@ -57,6 +65,7 @@ NUDGE = 16  # tau in steps (numeric/pieces.py's): the stencils stay clear of the
 # ... then this much closer, and closer again, where the move crossed another kink first: data
 # on a grid of 2^-13 put other units 1.2e-4 from the tie, tau 1e-4 (outside test t71a F1)
 NEARER = (1.0, 1 / 16, 1 / 256)
+RATIO = 256  # two tensors moved together: the far one this many times as far as the near one
 
 
 @record
@@ -71,35 +80,48 @@ class Shifted:
     seconds: float = 0.0  # predicted
 
 
-def _directions(space, h: float, rtol: float) -> list[tuple[int, float, float]]:
-    """(tensor, sign, the loss's slope that way from x): each tensor with a kink along its
-    whole move (its two one-sided slopes differ: some tie switches), down then up, the
-    fewest coordinates first. A move with none enters no other piece (an output's bias)."""
+def _directions(space, h: float, rtol: float) -> list[tuple[dict[int, float], float]]:
+    """(move {tensor: weight}, the loss's slope that way from x): each tensor with a kink
+    along its whole move (its two one-sided slopes differ: some tie switches), down then up,
+    the fewest coordinates first; then two of them moved the same way, one RATIO times the
+    other. A move with no kink enters no other piece (an output's bias)."""
     sizes = np.diff(space.start)
     unit = space.engine.unit
-    out = []
+    noise = 4 * one_sided_noise(float(space.engine.gy.sum()), h, unit)
+    out, kinked = [], []
     for t in np.argsort(sizes, kind="stable").tolist():
-        down, up = _entered(space, t, -1.0, h), _entered(space, t, 1.0, h)
-        noise = 4 * one_sided_noise(float(space.engine.gy.sum()), h, unit)
+        down, up = _entered(space, {t: -1.0}, h), _entered(space, {t: 1.0}, h)
         if abs(up + down) > noise + rtol * max(abs(up), abs(down)):
-            out += [(t, -1.0, down), (t, 1.0, up)]
+            out += [({t: -1.0}, down), ({t: 1.0}, up)]
+            kinked.append(t)
+    # ties in two layers: the first layer's bias down turns its tied units off, and moves the
+    # next layer's by sums of weights either way; that layer's bias moved RATIO times as far
+    # turns those off too (torch's piece of both, or CS231n's, up)
+    # (the same way first: every tied unit off, then on; then one layer's off, the other's on)
+    for same in (1.0, -1.0):
+        for far in kinked:
+            for near in kinked:
+                for sign in (-1.0, 1.0):
+                    if near != far:
+                        move = {near: sign, far: same * sign * RATIO}
+                        out.append((move, _entered(space, move, h)))
     return out
 
 
-def _read(space, members: np.ndarray, t: int, sign: float, tau: float, h: float,
+def _read(space, members: np.ndarray, move: dict[int, float], tau: float, h: float,
           floor: np.ndarray, rtol: float):  # fmt: skip
-    """At x with tensor ``t`` moved whole by ``sign * tau``: (each member's gradient (k,), its
+    """At x with tensors moved whole by ``move`` times ``tau``: (each member's gradient (k,), its
     round-off (k,), the loss's slope along the move, its tolerance), or None where a member's
     two one-sided slopes, or the move's own, disagree (a kink within a stencil). ``h``: the
     stencils' step, the members' and the move's own."""
     k = members.size
     steps = np.asarray(OFFSETS, dtype=np.float64) * h
     # rows: the moved point, each member's stencil there, the whole move's stencil there
-    along = np.r_[tau, np.full(len(OFFSETS) * k, tau), tau + steps] * sign
+    along = np.r_[tau, np.full(len(OFFSETS) * k, tau), tau + steps]
     delta = np.zeros((along.size, k))
     for j in range(k):
         delta[1 + len(OFFSETS) * j + np.arange(len(OFFSETS)), j] = steps
-    d = space.moved(members, delta, whole=(t, along))
+    d = space.moved(members, delta, whole=(move, along))
     g = space.engine.g.ravel()
     dd = d @ g
     D = (dd[1 : 1 + len(OFFSETS) * k] - dd[0]).reshape(k, len(OFFSETS))
@@ -118,10 +140,10 @@ def _read(space, members: np.ndarray, t: int, sign: float, tau: float, h: float,
     return grad, noise, slope, dnoise
 
 
-def _piece(space, members: np.ndarray, t: int, sign: float, entered: float, h: float,
+def _piece(space, members: np.ndarray, move: dict[int, float], entered: float, h: float,
            floor: np.ndarray, rtol: float, near: float = 1.0):  # fmt: skip
-    """(members' gradients (k,), uncertainty (k,)) of the piece that moving tensor ``t``
-    whole by ``sign`` enters from x (the loss's slope that way, read at steps ``near`` h:
+    """(members' gradients (k,), uncertainty (k,)) of the piece that moving tensors whole by
+    ``move`` enters from x (the loss's slope that way, read at steps ``near`` h:
     ``entered``), extrapolated to the point, or None; ``near``: tau's scale."""
     tau = NUDGE * h * near
     reads = []
@@ -130,7 +152,7 @@ def _piece(space, members: np.ndarray, t: int, sign: float, entered: float, h: f
                 reads[1][2] - reads[0][2]) <= reads[0][3]:
             break  # one linear piece (to tolerance) along the ray
         # (the whole stencil shrinks with tau: a member's reach must stay within it)
-        read = _read(space, members, t, sign, s * tau, h * near, floor, rtol)
+        read = _read(space, members, move, s * tau, h * near, floor, rtol)
         if read is None:
             return None
         reads.append(read)
@@ -151,11 +173,11 @@ def _piece(space, members: np.ndarray, t: int, sign: float, entered: float, h: f
     return grads, unc
 
 
-def _entered(space, t: int, sign: float, h: float) -> float:
-    """The loss's one-sided slope along tensor ``t`` moved whole by ``sign``, from x: the
-    piece the move enters (the other side may be another)."""
-    along = np.array([h, 2 * h]) * sign
-    dd = space.moved(np.zeros(0, dtype=np.int64), np.zeros((2, 0)), whole=(t, along))
+def _entered(space, move: dict[int, float], h: float) -> float:
+    """The loss's one-sided slope along tensors moved whole by ``move``, from x: the piece
+    the move enters (the other side may be another)."""
+    along = np.array([h, 2 * h])
+    dd = space.moved(np.zeros(0, dtype=np.int64), np.zeros((2, 0)), whole=(move, along))
     near, far = dd @ space.engine.g.ravel()
     return float(one_sided(near, far, h, 1))
 
@@ -196,24 +218,24 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
             near), w  # fmt: skip
 
     # the sample, along every direction until one mix explains it
-    found: list[tuple[tuple[int, float, float, float], np.ndarray]] = []
+    found: list[tuple[tuple[dict[int, float], float, float], np.ndarray, np.ndarray]] = []
     noise = np.zeros(pick.size)
     weights = None  # the sample's mix, once it explains the sample
-    for t, sign, entered in _directions(space, h, rtol):
+    for move, entered in _directions(space, h, rtol):
         if read >= LEAST and spent() + cost(pick.size) > seconds:
             break
         read += 1
         for near in NEARER:
             if near != 1.0:
-                entered = _entered(space, t, sign, h * near)
-            piece = _piece(space, members[pick], t, sign, entered, h, floor[pick], rtol, near)
+                entered = _entered(space, move, h * near)
+            piece = _piece(space, members[pick], move, entered, h, floor[pick], rtol, near)
             if piece is not None:
                 break
         if piece is None:
             continue
-        found.append(((t, sign, entered, near), piece[0]))
+        found.append(((move, entered, near), *piece))
         noise = np.maximum(noise, piece[1])
-        _, inside, w = fitted([g for _, g in found], noise, pick)
+        _, inside, w = fitted([f[1] for f in found], noise, pick)
         if inside.all():
             weights = w
             break
@@ -222,22 +244,25 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
     if pick.size < k:  # the rest read along the directions the sample's mix takes
         found = [f for f, x in zip(found, weights, strict=True) if x > 1e-9]
     grads = [np.zeros(k) for _ in found]
-    unc = np.zeros(k)
-    for g, (_, at) in zip(grads, found, strict=True):
-        g[pick] = at
-    unc[pick] = noise
+    uncs = [np.zeros(k) for _ in found]
+    for g, u, (_, at, z) in zip(grads, uncs, found, strict=True):
+        g[pick], u[pick] = at, z
     rest = np.setdiff1d(np.arange(k), pick)
     floor_ok = k <= FLOOR  # (a sample explained: the rest read whatever the budget)
     for part in np.array_split(rest, -(-rest.size // GROUP)) if rest.size else []:
         if not floor_ok and spent() + len(found) * cost(part.size) > seconds:
             return Shifted(*nothing, read, spent())  # (none partly read)
-        for g, ((t, sign, entered, near), _) in zip(grads, found, strict=True):
+        kept = []
+        for i, (move, entered, near) in enumerate(f[0] for f in found):
             read += 1
-            piece = _piece(space, members[part], t, sign, entered, h, floor[part], rtol, near)
-            if piece is None:  # a kink within a stencil at the rest: no mix of the whole
-                return Shifted(*nothing, read, spent())
-            g[part] = piece[0]
-            unc[part] = np.maximum(unc[part], piece[1])
+            piece = _piece(space, members[part], move, entered, h, floor[part], rtol, near)
+            if piece is not None:  # (a kink within a stencil at the rest: a piece of no mix)
+                grads[i][part], uncs[i][part] = piece
+                kept.append(i)
+        found, grads, uncs = ([v[i] for i in kept] for v in (found, grads, uncs))
+        if not found:
+            return Shifted(*nothing, read, spent())
+    unc = np.max(uncs, axis=0)
     near, ok, _ = fitted(grads, unc, np.arange(k))
     if not ok[fails:].all():
         return Shifted(*nothing, read, spent())
