@@ -729,6 +729,8 @@ def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
         from gradcli.checking.hypotheses import Session
 
         p.session = Session(spec, p.under_test, p.comp.output)
+    if name in spec.tensors:  # (an L2 term's gradient is a multiple of its own value)
+        ctx["value"] = spec.tensors[name]
     ctx["verified"] = p.session.explain(name)
     ctx["recomputed"] = p.session.builtin_ok
     if name in p.pinned:  # moves of these tensors together, holding every tie still, missed
