@@ -208,3 +208,19 @@ def test_a_boolean_mask_selects(tmp_path: Path, cli: Any, mask: str) -> None:
         comp = cli("compute", "net", path)
         assert any(line.split()[1:3] == ["m.mask", "│"] and "mask" in line.split()[3]
                    for line in comp.stdout.splitlines() if "m.mask" in line), comp.stdout
+
+
+def test_a_custom_layer_s_data_reads_role_data(cli: Any, tmp_path: Path) -> None:
+    """A tensor under data: is shown as data, not as a target: a net's input X read role
+    'target' in the shapes table (outside test t72b F6). Twin: the other tensors keep theirs."""
+    (tmp_path / "lin.py").write_text(
+        "def forward(X, W):\n    return X @ W\n"
+        "def backward(grad_output, X, W):\n    return {'W': X.T @ grad_output}\n")
+    (tmp_path / "s.yaml").write_text(
+        "layer: custom\ntensors:\n  X: {shape: [3, 2]}\n  W: {shape: [2, 4]}\ndata: [X]\n")
+    r = cli("compute", "custom", str(tmp_path / "s.yaml"), "--impl", str(tmp_path / "lin.py"))
+    assert r.exit_code == 0, r.stderr
+    roles = {cells[0]: cells[1] for cells in (
+        [c.strip() for c in line.strip("│ ").split("│")] for line in r.stdout.splitlines()
+        if line.count("│") > 3)}  # fmt: skip
+    assert roles["X"] == "data" and roles["W"] == "input", roles

@@ -68,7 +68,7 @@ def rows_matmul(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     return z.reshape(np.broadcast_shapes(lead_x[:k], lead_w[:k]) + lead_x[k:] + z.shape[-1:])
 
 
-CONSTANT_ROLES = frozenset({"target", "index"})
+CONSTANT_ROLES = frozenset({"target", "index", "data"})
 
 
 @record
@@ -79,7 +79,8 @@ class TensorInfo:
     axes: tuple[str, ...]  # dimension names, e.g. ("kh", "kw", "C_in", "C_out")
     index: tuple[str, ...]  # index letters of the seed formulas, e.g. ("m", "n", "d", "c")
     # "input" (may carry batch axes), "weight" or "bias"; never differentiated: "target" (a
-    # float target, e.g. mse's) and "index" (integers: labels, embedding indices)
+    # float target, e.g. mse's), "index" (integers: labels, embedding indices) and "data" (a
+    # custom layer's tensor under the spec's data:, its input X as often as a target)
     role: str
     doc: str
     optional: bool = False  # may be omitted from a spec: zeros

@@ -37,7 +37,7 @@ def _run_of_calls(shared: Iterable[np.ndarray], scratch: Iterable[np.ndarray]) -
 RETIME_SECONDS = 1e-4
 RETIMES = 2
 # roles whose leading axes are the batch (inputs, and the labels and targets that go with them)
-_EXAMPLES = ("input", "target", "index")
+_EXAMPLES = ("input", "target", "index", "data")
 
 
 def forward_unit(layer: Layer, t64: Mapping[str, np.ndarray], options: Any,

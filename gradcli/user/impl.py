@@ -608,7 +608,7 @@ def user_layer(
         return shape
 
     infos = base.tensors if base else tuple(
-        TensorInfo(n, (), (), "target", "data (the spec's data:): never differentiated")
+        TensorInfo(n, (), (), "data", "data (the spec's data:): never differentiated")
         if n in data else
         TensorInfo(n, (), (), "index", "given as integers: never differentiated")
         if n in constants else TensorInfo(n, (), (), "input", "")
