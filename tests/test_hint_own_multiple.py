@@ -1,6 +1,7 @@
 """A gradient off by a multiple of its own tensor is named: CS231n's most common slip, the
-regularization's ``reg * W`` left out of dW (or ``2 reg W`` for ``0.5 reg sum(W^2)``), was caught
-on the right tensor with no word of why (outside tests t71b F5, t72b F6). The hint says
+regularization's ``reg * W`` left out of dW (or ``2 reg W`` for ``0.5 reg sum(W^2)``; an L1
+penalty's ``reg * sign(W)``), was caught on the right tensor with no word of why (outside
+tests t71b F5, t72b F6). The hint says
 ``numeric - dW = c x W``, with c the missing (c > 0) or extra (c < 0) factor; in a net with
 ties it is read away from the kinks, whose numeric is a side's slope. Twins: an error that is no
 multiple of W (a constant, a transpose's), the right gradient, and a W of one value (a multiple
@@ -20,7 +21,7 @@ def _softmax_loss(s, y):
     return p, -np.log(p[np.arange(len(y)), y]).mean()
 
 
-def _check(extra, W=None, relu=False, seed=0):
+def _check(extra, W=None, relu=False, seed=0, l1=False):
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, (6, 5)).astype(float) if relu else rng.normal(size=(6, 5))
     y = rng.integers(0, 3, 6)
@@ -30,7 +31,8 @@ def _check(extra, W=None, relu=False, seed=0):
 
     def forward(x, y, W, b):
         a = x @ W + b
-        return _softmax_loss(np.maximum(a, 0) if relu else a, y)[1] + 0.5 * REG * (W**2).sum()
+        penalty = REG * np.abs(W).sum() if l1 else 0.5 * REG * (W**2).sum()
+        return _softmax_loss(np.maximum(a, 0) if relu else a, y)[1] + penalty
 
     def backward(grad_output, x, y, W, b):
         a = x @ W + b
@@ -38,7 +40,7 @@ def _check(extra, W=None, relu=False, seed=0):
         ds = p.copy()
         ds[np.arange(len(y)), y] -= 1
         da = ds / len(y) * ((a > 0) if relu else 1)
-        dW = x.T @ da + REG * W + extra(W)
+        dW = x.T @ da + REG * (np.sign(W) if l1 else W) + extra(W)
         return {"x": da @ W.T * grad_output, "W": dW * grad_output, "b": da.sum(0) * grad_output}
 
     return gradcli.check("custom", {"x": x, "y": y, "W": W, "b": b}, forward=forward,
@@ -74,3 +76,10 @@ def test_twins_the_right_gradient_and_a_constant_tensor():
     res = _check(lambda W: -REG * W, W=np.full((5, 3), 0.5)).results["W"]
     assert not res.passed
     assert not any(str(h.cause).startswith("own-multiple") for h in res.hints), res.hints
+
+
+def test_a_missing_l1_term_is_named_by_its_sign():
+    res = _check(lambda W: -REG * np.sign(W), l1=True).results["W"]
+    assert [h.cause for h in res.hints] == ["own-sign:0.1"], res.hints
+    assert "a term 0.1 x sign(W) is missing from dW" in str(res.hints[0])
+    assert _check(lambda W: 0 * W, l1=True).passed

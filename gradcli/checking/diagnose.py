@@ -160,22 +160,28 @@ def hints(
     own = context.get("value")
     # (the numeric at a kink is a side's slope or a mix of pieces': compared away from them)
     away = ok & ~kinked.reshape(a.shape)
-    c = None if context.get("recomputed") or own is None else _own_multiple(a, n, tol, away, own)
     spread = every
     if away.sum() < ok.sum():
         spread = (f"at all {int(away.sum())} compared elements away from kinks" if sampled else
                  "at every element away from kinks")  # fmt: skip
-    if c is not None:
+    for term, least, words, why in [] if context.get("recomputed") or own is None else [
+        (own, 3, f"{name} (the tensor's own value)",
+         f"reg x {name} for 0.5 x reg x sum({name}^2)"),
+        (np.sign(own), 2, f"sign({name})", f"reg x sign({name}) for reg x sum(|{name}|)"),
+    ]:  # fmt: skip
         # CS231n's most common slip: the regularization's reg * W left out of dW (or doubled:
         # 2 reg W for 0.5 reg sum(W^2)), caught on the right tensor without a word of why
-        # (outside tests t71b F5, t72b F6)
-        what = (f"a term {c:.6g} x {name} is missing from d{name}" if c > 0 else
-                f"d{name} has {-c:.6g} x {name} too much")  # fmt: skip
+        # (outside tests t71b F5, t72b F6); an L1 penalty's reg * sign(W) likewise
+        c = _own_multiple(a, n, tol, away, term, least)
+        if c is None:
+            continue
+        what = (f"a term {c:.6g} x {words.split(' (')[0]} is missing from d{name}" if c > 0
+                else f"d{name} has {-c:.6g} x {words.split(' (')[0]} too much")  # fmt: skip
+        kind = "own-multiple" if least == 3 else "own-sign"
         return [Hint(
-            f"numeric - d{name} = {c:.6g} x {name} (the tensor's own value) {spread}: {what} "
-            f"(a regularization's gradient, reg x {name} for 0.5 x reg x sum({name}^2), left "
-            f"out or counted with the wrong factor?)",
-            f"own-multiple:{c:.6g}", True,
+            f"numeric - d{name} = {c:.6g} x {words} {spread}: {what} (a regularization's "
+            f"gradient, {why}, left out or counted with the wrong factor?)",
+            f"{kind}:{c:.6g}", True,
         )]  # fmt: skip
     moved = None if context.get("recomputed") else _rearranged(
         a, n, tol, ok, context.get("spatial", 0))  # fmt: skip
@@ -355,16 +361,17 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarra
 
 
 def _own_multiple(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray,
-                  w: np.ndarray) -> float | None:  # fmt: skip
+                  w: np.ndarray, least: int = 3) -> float | None:  # fmt: skip
     """c where n - a = c w at every compared element (within the check's tolerance) and c w
-    is beyond it at every failing one: a term of the tensor's own value ``w`` (same shape)
-    missing or extra, an L2 penalty's. None where w has too few distinct values to tell a
-    multiple of it from a constant (a zero or constant tensor), or the fit misses."""
+    is beyond it at every failing one: a term ``w`` (same shape: the tensor's own value, an
+    L2 penalty's, or its sign, an L1's) missing or extra. None where w has fewer than
+    ``least`` distinct values there (a multiple of a constant is a constant), or the fit
+    misses."""
     w = np.asarray(w, dtype=np.float64)
     if w.shape != a.shape or ok.sum() < 2:
         return None
     r, v = (n - a)[ok], w[ok]
-    if np.unique(v).size < 3 or not np.all(np.isfinite(v)):
+    if np.unique(v).size < least or not np.all(np.isfinite(v)):
         return None
     c = float(r @ v / (v @ v))
     if c == 0 or not np.isfinite(c):
