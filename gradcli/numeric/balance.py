@@ -76,6 +76,9 @@ class _Reader:
         self.start = np.r_[0, np.cumsum([c.size for c in coords])]
         self.tensor = np.repeat(np.arange(len(names)), [c.size for c in coords])
         self.copies = 0
+        # the positions whose answer lies off its own interval (check's ``failing``): a line's
+        # miss one tensor of those explains is that tensor's alone (crossings._blamed)
+        self.failing: np.ndarray | None = None
         self.at: np.ndarray | None = None  # the positions at ties, and what each alone
         self.reach: np.ndarray | None = None  # moves output by output (check sets them)
 
@@ -139,16 +142,19 @@ class _Reader:
 
 def check(engine, names, coords, h, pos, out, gid, values, budget: float = math.inf,
           analytic: np.ndarray | None = None,
-          whole: dict[int, np.ndarray] | None = None):  # fmt: skip
+          whole: dict[int, np.ndarray] | None = None,
+          failing: np.ndarray | None = None):  # fmt: skip
     """``values``: the values the other checks compare at the positions (the analytical ones
     where they meet every interval), changed in place where a move holding every tie still pins
     their sum down and they miss it. ``analytic``: the gradient under test at the positions,
     where given: a move it meets shows nothing wrong. ``whole``: tensor (its index in
     ``names``) -> its whole gradient under test, for the tensors a sample drew from (their
-    broadcast-aligned moves take every coordinate of an index, in the sample or not). Returns
-    (noise per position, the positions it showed wrong beyond doubt, moves examined, moves the
-    budget left out, predicted seconds)."""
+    broadcast-aligned moves take every coordinate of an index, in the sample or not).
+    ``failing``: the positions whose answer lies off its own interval (crossings.py's blame).
+    Returns (noise per position, the positions it showed wrong beyond doubt, moves examined,
+    moves the budget left out, predicted seconds)."""
     reader = _Reader(engine, names, coords, np.asarray(h, dtype=np.float64), analytic)
+    reader.failing = failing
     noise = np.zeros(values.size)
     shown = np.zeros(values.size, dtype=bool)
     at = np.flatnonzero((gid >= 0) & np.isfinite(values))

@@ -144,7 +144,31 @@ def _line(reader, at: np.ndarray, given: np.ndarray, seed: int, copies: float):
     fit = g0 + D @ u
     read = 16 * np.max(np.array(nz), axis=0)
     tol = read + REL * (np.abs(given) + np.abs(D).sum(axis=1) + np.abs(g0))
-    return fit, np.abs(given - fit) > MARGIN * tol
+    bad = np.abs(given - fit) > MARGIN * tol
+    return _blamed(reader, at, given, g0, D, tol, fit, bad)
+
+
+def _blamed(reader, at, given, g0, D, tol, fit, bad):
+    """(fit, bad) with the blame put on one tensor where the answer's other tensors alone are
+    one valid gradient and that one fails on its own (``reader.failing``: its answer off what
+    the other checks allow). A sign flipped db in a conv net missed every share, and the least
+    squares spread its residual over the right dWc too, which failed with it, its tie rule
+    blamed (outside test t72b F1). Sound as blame: no valid gradient gives the whole answer,
+    one gives all but that tensor's part, so its part is wrong."""
+    failing = reader.failing
+    tensor = reader.tensor[at]
+    if failing is None or not bad.any() or np.unique(tensor[bad]).size < 2:
+        return fit, bad
+    for u in np.unique(tensor[failing[at]]).tolist():
+        keep = tensor != u
+        if not keep.any():
+            continue
+        share = nearest.shares(D[keep], given[keep] - g0[keep])
+        refit = g0 + D @ share
+        off = np.abs(given - refit) > MARGIN * tol
+        if not off[keep].any() and off[~keep].any():
+            return refit, off
+    return fit, bad
 
 
 def _losses(reader, at: np.ndarray, points: list[np.ndarray]) -> np.ndarray:
