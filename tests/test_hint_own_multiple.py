@@ -26,7 +26,7 @@ def _check(extra, W=None, relu=False, seed=0, l1=False):
     x = rng.integers(-2, 3, (6, 5)).astype(float) if relu else rng.normal(size=(6, 5))
     y = rng.integers(0, 3, 6)
     if W is None:  # whole numbers under a relu: scores summing to exactly 0, at its kink
-        W = rng.integers(-1, 2, (5, 3)).astype(float) if relu else rng.normal(size=(5, 3))
+        W = rng.integers(-2, 3, (5, 3)).astype(float) if relu else rng.normal(size=(5, 3))
     b = np.zeros(3)
 
     def forward(x, y, W, b):
@@ -58,7 +58,7 @@ def test_a_missing_or_doubled_l2_term_is_named(extra, c, words):
 
 
 def test_it_is_read_away_from_kinks():
-    r = _check(lambda W: -REG * W, relu=True, seed=4)
+    r = _check(lambda W: -REG * W, relu=True, seed=0)
     res = r.results["W"]
     assert [h.cause for h in res.hints] == ["own-multiple:0.1"], (r.verdict(), res.hints)
     assert "away from kinks" in str(res.hints[0])
@@ -83,3 +83,32 @@ def test_a_missing_l1_term_is_named_by_its_sign():
     assert [h.cause for h in res.hints] == ["own-sign:0.1"], res.hints
     assert "a term 0.1 x sign(W) is missing from dW" in str(res.hints[0])
     assert _check(lambda W: 0 * W, l1=True).passed
+
+
+def test_a_tensor_of_one_magnitude_names_both_readings():
+    """W of only ±0.5 (sign-initialised weights): 0.1 W is 0.05 sign(W), and an L2 slip read
+    as an L1 penalty alone sent a student after an abs the loss does not have (outside test
+    t73b F1)."""
+    W = np.where(np.random.default_rng(1).normal(size=(5, 3)) > 0, 0.5, -0.5)
+    res = _check(lambda W: -REG * W, W=W).results["W"]
+    assert [h.cause for h in res.hints] == ["own-multiple:0.1 or own-sign:0.05"], res.hints
+    assert "W holds only ±0.5" in str(res.hints[0])
+
+
+def test_the_factor_is_said_in_the_spec_s_reg():
+    """CS231n's linear classifiers' ``reg * sum(W * W)``: its 2 reg W left out reads
+    ``0.2 (= 2 x reg)`` (outside test t73b F2)."""
+    rng = np.random.default_rng(2)
+    x, t, W = rng.normal(size=(6, 4)), rng.normal(size=(6, 3)), rng.normal(size=(4, 3))
+
+    def forward(x, t, W, reg):
+        return 0.5 * ((x @ W - t) ** 2).sum() + reg * (W * W).sum()
+
+    def backward(grad_output, x, t, W, reg):
+        return {"W": grad_output * (x.T @ (x @ W - t))}  # 2 reg W left out
+
+    r = gradcli.check("custom", {"x": x, "t": t, "W": W}, options={"reg": 0.1},
+                      forward=forward, backward=backward, data=["x", "t"])  # fmt: skip
+    res = r.results["W"]
+    assert [h.cause for h in res.hints] == ["own-multiple:0.2"], res.hints
+    assert "a term 0.2 (= 2 x reg) x W is missing from dW" in str(res.hints[0])

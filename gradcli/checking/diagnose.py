@@ -164,25 +164,14 @@ def hints(
     if away.sum() < ok.sum():
         spread = (f"at all {int(away.sum())} compared elements away from kinks" if sampled else
                  "at every element away from kinks")  # fmt: skip
-    for term, least, words, why in [] if context.get("recomputed") or own is None else [
-        (own, 3, f"{name} (the tensor's own value)",
-         f"reg x {name} for 0.5 x reg x sum({name}^2)"),
-        (np.sign(own), 2, f"sign({name})", f"reg x sign({name}) for reg x sum(|{name}|)"),
-    ]:  # fmt: skip
+    reg = _own_term(name, a, n, tol, away, own, context.get("reg")) if (
+        own is not None and not context.get("recomputed")) else None  # fmt: skip
+    if reg is not None:
         # CS231n's most common slip: the regularization's reg * W left out of dW (or doubled:
         # 2 reg W for 0.5 reg sum(W^2)), caught on the right tensor without a word of why
         # (outside tests t71b F5, t72b F6); an L1 penalty's reg * sign(W) likewise
-        c = _own_multiple(a, n, tol, away, term, least)
-        if c is None:
-            continue
-        what = (f"a term {c:.6g} x {words.split(' (')[0]} is missing from d{name}" if c > 0
-                else f"d{name} has {-c:.6g} x {words.split(' (')[0]} too much")  # fmt: skip
-        kind = "own-multiple" if least == 3 else "own-sign"
-        return [Hint(
-            f"numeric - d{name} = {c:.6g} x {words} {spread}: {what} (a regularization's "
-            f"gradient, {why}, left out or counted with the wrong factor?)",
-            f"{kind}:{c:.6g}", True,
-        )]  # fmt: skip
+        text, cause = reg
+        return [Hint(f"numeric - d{name} = {text.replace('{where}', spread)}", cause, True)]
     moved = None if context.get("recomputed") else _rearranged(
         a, n, tol, ok, context.get("spatial", 0))  # fmt: skip
     if moved:
@@ -358,6 +347,56 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarra
     if np.any(np.abs(a - mid * n)[ok] > (1 + abs(mid)) * tol[ok]):
         return None  # not everywhere: where the numerical gradient is small (0) it differs
     return mid if abs(mid - 1) > 1e-4 else None
+
+
+def _own_term(name: str, a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray,
+              own: Any, reg: Any) -> tuple[str, str] | None:  # fmt: skip
+    """(the hint's text after "numeric - dW = ", with ``{where}`` to fill; its cause) where
+    your gradient is off by a multiple of the tensor's own value (an L2 penalty's term) or of
+    its sign (an L1's), at the compared elements ``ok``; ``reg``: the spec's option of that
+    name, if any, which the factor is said in terms of. Where the tensor's nonzero values share
+    one magnitude (±a), the two read alike and both are named."""
+    own = np.asarray(own, dtype=np.float64)
+    c = _own_multiple(a, n, tol, ok, own, 2)
+    sign = _own_multiple(a, n, tol, ok, np.sign(own), 2) if c is None else None
+    if c is None and sign is None:
+        return None
+    mags = np.unique(np.abs(own[ok & (own != 0)]))
+    both = mags.size == 1
+    k = c if c is not None else sign
+    term = f"{name}" if c is not None else f"sign({name})"
+    said = f"{_factor(k, reg)} x {term}"
+    if both:  # W = a sign(W): a multiple of one is a multiple of the other
+        other = k * mags[0] if c is not None else k / mags[0]
+        alt = f"{_factor(other, reg)} x sign({name})" if c is not None else (
+            f"{_factor(other, reg)} x {name}")  # fmt: skip
+        said += (f" = {alt} ({name} holds only ±{mags[0]:.4g} there, so an L2 term and an L1 "
+                 f"term read alike)")  # fmt: skip
+    what = (f"a term {_factor(k, reg)} x {term} is missing from d{name}" if k > 0 else
+            f"d{name} has {_factor(-k, reg)} x {term} too much")  # fmt: skip
+    text = (f"{said} {{where}}: {what} (a penalty's gradient left out, counted twice or with "
+            f"its sign flipped? 0.5 x r x sum({name}^2) gives r x {name}, r x sum({name}^2) "
+            f"gives 2 x r x {name}, r x sum(|{name}|) gives r x sign({name}); or the forward "
+            f"penalizes {name} where it should not)")  # fmt: skip
+    kinds = [f"own-multiple:{_num(k if c is not None else other)}",
+             f"own-sign:{_num(k if c is None else other)}"] if both else [
+        f"{'own-multiple' if c is not None else 'own-sign'}:{_num(k)}"]  # fmt: skip
+    return text, " or ".join(kinds)
+
+
+def _num(v: float) -> str:
+    """A factor as said: four digits (the fit's 9.99997e-06 is the spec's 1e-05)."""
+    return f"{v:.4g}"
+
+
+def _factor(k: float, reg: Any) -> str:
+    """``k`` said as a multiple of the spec's ``reg`` where it is one (0.5, 1, 2 or 3 times,
+    either sign): 0.2 with reg 0.1 is ``0.2 (= 2 x reg)``."""
+    if isinstance(reg, (int, float)) and not isinstance(reg, bool) and reg > 0:
+        for m in (1, 2, 0.5, 3, 4):
+            if abs(abs(k) / (m * reg) - 1) < 1e-3:
+                return f"{_num(k)} (= {_num(m)} x reg)" if m != 1 else f"{_num(k)} (= reg)"
+    return _num(k)
 
 
 def _own_multiple(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray,

@@ -30,6 +30,7 @@ from gradcli.checking.tolerances import (
     tolerances,
     within_terms,
 )
+from gradcli.layers.base import options_dict
 from gradcli.numeric import cost, refine
 from gradcli.numeric.engine import TensorNumerics
 from gradcli.numeric.methods import EPS, RESOLVE_MARGIN, steps
@@ -731,6 +732,7 @@ def diagnosis(p: Prepared, name: str) -> dict[str, Any]:
         p.session = Session(spec, p.under_test, p.comp.output)
     if name in spec.tensors:  # (an L2 term's gradient is a multiple of its own value)
         ctx["value"] = spec.tensors[name]
+        ctx["reg"] = options_dict(spec.options).get("reg")
     ctx["verified"] = p.session.explain(name)
     ctx["recomputed"] = p.session.builtin_ok
     if name in p.pinned:  # moves of these tensors together, holding every tie still, missed
