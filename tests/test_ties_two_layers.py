@@ -9,7 +9,16 @@ by 256 tau enters it, b1 down with b2 up that of ``a >= 0`` inside and ``a > 0``
 Oracle: the rule's gradient equals the forward's central differences at a point just off the
 ties (b1 and b2 moved by 1e-9 and 1e-6 the rule's way: no unit within 1e-9 of its kink, every
 other a whole number away). The twins: relu'(0) = 2 in the outer layer, or -1 in the inner,
-pass nowhere."""
+pass nowhere.
+
+A rule that differs between tensors (dx from ``a > 0`` beside dW1 and db1 from ``a >= 0``) gives
+each tensor values between its own one-sided slopes, and no move holds both layers' ties still
+(each output sums kinks of both orientations), so it passed at seeds 0 and 7 (outside test
+t73a F1). Where no move held the ties together, the coordinates at a kink of every tensor are
+now held to one mix of the pieces read (numeric/shifts.consistent): none gives them, and the
+tensors are "not verified". Oracle: a move keeping every tied unit of both layers tied (the
+null space of their pre-activations' gradients), along which every piece touching the point
+has one slope, the forward's central difference: the mixed backward gives it another."""
 
 from __future__ import annotations
 
@@ -94,3 +103,62 @@ def test_right_rules_in_both_layers_pass(inner, outer, seed):
 def test_wrong_rules_in_either_layer_fail(inner, outer):
     r = _check(inner, outer, 0, budget=3)
     assert not r.passed, r.verdict()
+
+
+def _mixed(grad_output, x, W1, b1, W2, b2, W3):
+    """dx from a > 0 beside dW1 and db1 from a >= 0 in the inner layer: no gradient."""
+    got = _backward("gt", "gt")(grad_output, x, W1, b1, W2, b2, W3)
+    a1 = x @ W1 + b1
+    a2 = np.maximum(a1, 0) @ W2 + b2
+    da1 = (((grad_output @ W3.T) * (a2 > 0)) @ W2.T) * (a1 >= 0)
+    return {**got, "W1": x.T @ da1, "b1": da1.sum(0)}
+
+
+def _held_still(t):
+    """A unit move of (x, W1, b1, W2, b2) keeping every tied unit of both layers tied."""
+    keys = ["x", "W1", "b1", "W2", "b2"]
+    off = np.cumsum([0] + [t[k].size for k in keys])
+    x, W1, W2 = t["x"], t["W1"], t["W2"]
+    a1 = x @ W1 + t["b1"]
+    h1 = np.maximum(a1, 0)
+    a2 = h1 @ W2 + t["b2"]
+
+    def unit(i, j):  # the gradient of a1[i, j]
+        v = np.zeros(off[-1])
+        v[off[0] + i * x.shape[1] : off[0] + (i + 1) * x.shape[1]] = W1[:, j]
+        v[off[1] + np.arange(x.shape[1]) * W1.shape[1] + j] = x[i]
+        v[off[2] + j] = 1.0
+        return v
+
+    rows = [unit(i, j) for i, j in zip(*np.nonzero(a1 == 0), strict=True)]
+    for i, m in zip(*np.nonzero(a2 == 0), strict=True):
+        v = sum(W2[j, m] * unit(i, j) for j in np.flatnonzero(a1[i] > 0))
+        v = v + np.zeros(off[-1])
+        v[off[3] + np.arange(W2.shape[0]) * W2.shape[1] + m] = h1[i]
+        v[off[4] + m] = 1.0
+        rows.append(v)
+    _, sv, vt = np.linalg.svd(np.array(rows))
+    null = vt[(sv > 1e-9 * sv[0]).sum() :]
+    return null, keys, off
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_a_rule_that_differs_between_tensors_is_not_verified(seed):
+    t = _tensors(seed)
+    gy = np.random.default_rng(5).normal(size=(12, 3))
+    null, keys, off = _held_still(t)
+    wrong = np.concatenate([_mixed(gy, **t)[k].ravel() for k in keys])
+    right = np.concatenate([_backward("gt", "gt")(gy, **t)[k].ravel() for k in keys])
+    c = null.T @ (null @ (wrong - right))
+    c /= np.linalg.norm(c)
+
+    def loss(s):
+        moved = {k: t[k] + s * c[a:b].reshape(t[k].shape)
+                 for k, a, b in zip(keys, off[:-1], off[1:], strict=True)}  # fmt: skip
+        return (_forward(**{**t, **moved}) * gy).sum()
+
+    slope = (loss(1e-6) - loss(-1e-6)) / 2e-6
+    assert abs(right @ c - slope) < 1e-6 < 1e-2 < abs(wrong @ c - slope)
+    r = gradcli.check("custom", t, forward=_forward, backward=_mixed, seed=seed)
+    assert not r.passed and "at ties across tensors" in r.verdict(), r.verdict()
+    assert all(res.passed or res.unresolved for res in r.results.values()), r.verdict()

@@ -95,6 +95,7 @@ def ties_across(p: Any, taken: dict[str, tuple], tolerance: Callable, declares: 
     for n, (coords, values, noise) in found.values.items():
         _put(out, n, coords, values, noise)
     p.pinned = {n: c for n, c in found.pinned.items() if c.size}
+    p.unjudged = found.groups > 0 and found.judged == 0
     return out
 
 
@@ -180,7 +181,7 @@ def pieces_at_ties(p: Any, taken: dict[str, tuple], tolerance: Callable, declare
     left = _left(p)
     found = pieces.verify(p.engine, failing, silent, {n: p.under_test[n] for n in own}, floors,
                           rtol, left, large=p.opts.large_ties, kinked=kinked,
-                          composite=p.opts.composite_kinks)  # fmt: skip
+                          composite=p.opts.composite_kinks, across=p.unjudged)  # fmt: skip
     p.spent += found.seconds
     if found.unexamined:
         p.note(
@@ -406,6 +407,21 @@ def _crowd_notes(p: Any, found: Any) -> None:
          f"{mention('budget')} ran out before the moves that bound every right value were read",
          f"whose examination {mention('budget')} cut short"),
     )  # fmt: skip
+    for n, at in found.mixed.items():
+        # no PASS on a tie rule nothing checked across tensors: dx from a > 0 beside dW1 from
+        # a >= 0 in a two-layer relu net passed (outside test t73a F1)
+        p.unverified.setdefault(n, (
+            f"d{n} is not verified at {_count(at.size, 'coordinate')} at ties across tensors "
+            f"(one tie rule for every tensor was not read there)"
+        ))  # fmt: skip
+    if found.mixed:
+        p.note(
+            f"at ties across {', '.join('d' + n for n in found.mixed)}, which no move held "
+            f"together, no one mix of the pieces read (whole tensors moved, one or two at a "
+            f"time) gives every tensor's values, as one tie rule for every tensor does: a rule "
+            f"that differs between tensors (a > 0 for one, a >= 0 for another)? Each tensor's "
+            f"values lie between their own one-sided slopes, so none fails alone"
+        )
     for counts, noun, why, where in unread:
         for n, count in counts.items():
             p.note(f"d{n}: {_count(count, noun)} at ties of {large}: {why}, so nothing was "

@@ -151,6 +151,9 @@ class Prepared:
     # name -> coordinates of ties across tensors that a move holding every tie still showed
     # wrong (numeric/balance.py): no mix of pieces read along a few directions keeps them
     pinned: dict[str, np.ndarray] = field(default_factory=dict)
+    # ties across tensors that no move held together (numeric/balance.py judged none): the
+    # pieces' one mix across tensors is asked for (numeric/shifts.consistent)
+    unjudged: bool = False
     # sets of coordinates at ties across tensors whose one rule the budget left unchecked
     # (numeric/balance.py's moves): the verdict line says so, not a note alone (t53a F1)
     rules_unchecked: int = 0

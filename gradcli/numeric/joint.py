@@ -48,6 +48,7 @@ class Joint:
     unlinked: int = 0  # links of their members (numeric/links.py) the budget left out
     unbalanced: int = 0  # pairs held still against each other (balance.py) the budget left out
     pinned: dict[str, np.ndarray] = field(default_factory=dict)  # what balance.py showed wrong
+    judged: int = 0  # moves balance.py judged (none: nothing held the tensors' ties together)
 
 
 def seconds(engine, at: Mapping[str, ties.AtKink | None]) -> float:
@@ -171,7 +172,7 @@ def enforce(
             values[n] = (records[n].coords[keep], value[mine][keep], nz[mine][keep])
     checked = int(across.size - unexamined)
     return Joint(values, checked, unexamined, spent + extra + linked.seconds + more, whole,
-                 linked.left_out, unbalanced, pinned)  # fmt: skip
+                 linked.left_out, unbalanced, pinned, examined)  # fmt: skip
 
 
 def _loosened(engine, names, records, tensor, sub, a, h, kept: links.Links, gid: np.ndarray,

@@ -104,6 +104,10 @@ class Pieces:
     # ... the failing coordinates every piece a contradicted crowd read gives one value, which
     # they are off: smooth there, their failure their own
     smooth: dict[str, np.ndarray] = field(default_factory=dict)
+    # per tensor, the coordinates at a kink (that passed) no one mix of the pieces whole-tensor
+    # moves enter gives across tensors, where nothing else held their ties together
+    # (numeric/shifts.consistent): not verified
+    mixed: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 ALONE_MOST = 64  # failing members of a value too large to screen, each tested against the rest
@@ -183,6 +187,7 @@ def verify(
     analytic: Mapping[str, np.ndarray], atol: Mapping[str, np.ndarray], rtol: float,
     budget: float = math.inf, large: bool = True,
     kinked: Mapping[str, np.ndarray] | None = None, composite: bool = False,
+    across: bool = False,
 ) -> Pieces:  # fmt: skip
     """The values to compare at groups of equal values. A group holding ``failing``
     coordinates (each tensor's flat indices) whose gradient (``analytic``) is a mix of the
@@ -196,7 +201,10 @@ def verify(
     directions (numeric/crowds.py), a network's end to end included: its chained backward is
     a piece's gradient or a mix there as a single layer's is. ``large`` off: such groups' failing
     coordinates fail as computed (``crowded``): a network one of whose layers' local checks
-    failed already, whose end to end read them at the whole network's cost for no verdict."""
+    failed already, whose end to end read them at the whole network's cost for no verdict.
+    ``across``: the ties across tensors were held together by no move (numeric/balance.py
+    judged none): where nothing fails, the ``kinked`` of every tensor are held to one mix of
+    the pieces whole-tensor moves enter (``mixed``)."""
     # a gradient with a NaN or an infinity fails as not finite whatever its ties give; no mix
     # is fitted to it (a median's backward with a NaN at its tie crashed the least squares)
     names = [n for n in failing if np.all(np.isfinite(np.asarray(analytic[n])))]
@@ -590,6 +598,18 @@ def verify(
                 if group.size and np.isin(group, s.explained).all():
                     refuted -= int(kind == "refuted")
                     contradicted -= int(kind == "contradicted")
+    mixed: dict[str, np.ndarray] = {}
+    if (large and across and not positions(failing).size
+            and np.unique(space.tensor[at_kink]).size >= 2):  # fmt: skip
+        from gradcli.numeric import shifts  # LAZY: ties across tensors only
+
+        before = space.copies
+        s = shifts.consistent(space, at_kink, a, floor, rtol, budget - spent, each)
+        spent += (space.copies - before) * each
+        if s.mixed is False:
+            for t, n in enumerate(names):
+                if np.any(space.tensor[at_kink] == t):
+                    mixed[n] = space.flat(at_kink[space.tensor[at_kink] == t])
     unexamined = int(unexamined_at.size)
     unverified: dict[str, int] = {}
     blind: dict[str, int] = {}
@@ -625,7 +645,7 @@ def verify(
                 values[n] = (space.flat(pos[sel]), val[sel], nz[sel])
     return Pieces(values, groups, unexamined, crowded, refuted, unsearched, thronged, spent,
                   crowds, contradicted, unverified, blind, short, shifted, held_at,
-                  smooth)  # fmt: skip
+                  smooth, mixed)  # fmt: skip
 
 
 class _Moves:

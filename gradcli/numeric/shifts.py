@@ -78,6 +78,9 @@ class Shifted:
     noise: np.ndarray
     directions: int = 0  # directions read
     seconds: float = 0.0  # predicted
+    # whether one mix gave every coordinate read (None: no piece read, or the budget ended
+    # the reading first): ``consistent``'s answer
+    mixed: bool | None = None
 
 
 def _directions(space, h: float, rtol: float) -> list[tuple[dict[int, float], float]]:
@@ -221,8 +224,10 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
     found: list[tuple[tuple[dict[int, float], float, float], np.ndarray, np.ndarray]] = []
     noise = np.zeros(pick.size)
     weights = None  # the sample's mix, once it explains the sample
+    cut = False
     for move, entered in _directions(space, h, rtol):
         if read >= LEAST and spent() + cost(pick.size) > seconds:
+            cut = True
             break
         read += 1
         for near in NEARER:
@@ -239,8 +244,8 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
         if inside.all():
             weights = w
             break
-    if weights is None:
-        return Shifted(*nothing, read, spent())
+    if weights is None:  # (pieces read, none of whose mixes gives the sample: no mix)
+        return Shifted(*nothing, read, spent(), None if cut or not found else False)
     if pick.size < k:  # the rest read along the directions the sample's mix takes
         found = [f for f, x in zip(found, weights, strict=True) if x > 1e-9]
     grads = [np.zeros(k) for _ in found]
@@ -265,9 +270,24 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
     unc = np.max(uncs, axis=0)
     near, ok, _ = fitted(grads, unc, np.arange(k))
     if not ok[fails:].all():
-        return Shifted(*nothing, read, spent())
+        return Shifted(*nothing, read, spent(), False)
+    mixed = bool(ok.all())
     ok[fails:] = False
-    return Shifted(members[ok], near[ok], unc[ok], read, spent())
+    return Shifted(members[ok], near[ok], unc[ok], read, spent(), mixed)
+
+
+def consistent(space, kinked: np.ndarray, a: np.ndarray, floor: np.ndarray, rtol: float,
+               seconds: float, each: float) -> Shifted:  # fmt: skip
+    """Whether one mix of the pieces whole-tensor moves enter gives every tensor's gradient
+    at the coordinates that passed at a kink (``kinked``, positions in ``space``: up to KINKED
+    of them, spread), where nothing held the tensors' ties together (numeric/balance.py judged
+    no move: two relu layers, each output summing kinks of both orientations). Each tensor's
+    values may lie between their own sides while taking different rules: dx from ``a > 0``
+    beside dW1 and db1 from ``a >= 0``, no gradient of the function, passed (outside test t73a
+    F1). A mix is one tie rule for every tensor; pieces read and no mix of them (``mixed``
+    False) proves nothing wrong, but nothing verified the rule either."""
+    none = np.zeros(0, dtype=np.int64)
+    return explain(space, none, none, kinked, a, floor, rtol, seconds, each)
 
 
 def _spread(n: int, most: int) -> np.ndarray:
