@@ -111,9 +111,13 @@ def at_ties(
     _take(rest, sources, results, numeric, builtin)
     named = ", ".join("d" + n for n in rest)
     wrongs = ", ".join("d" + n for n in wrong)
-    p.note(f"{named} {'pass' if len(rest) > 1 else 'passes'} when checked without {wrongs}, "
-           f"which {'fails' if len(wrong) == 1 else 'fail'} alone: the moves that hold ties "
-           f"still move them together, and carried the error of {wrongs} into them")
+    # said so a student can act on it (the moves' mechanics read as an internal trace:
+    # outside test t73b F3)
+    one = len(rest) == 1
+    p.note(f"{named} {'is' if one else 'are'} right: {'it passes' if one else 'they pass'} when "
+           f"checked with {wrongs} left out. {wrongs} {'is' if len(wrong) == 1 else 'are'} "
+           f"wrong on {'its' if len(wrong) == 1 else 'their'} own, and at ties shared across "
+           f"tensors that error showed in {named} too; fix {wrongs} first")
 
 
 def _take(names: list[str], sources: dict[str, Any], results: dict[str, TensorResult],
