@@ -246,29 +246,47 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
             break
     if weights is None:  # (pieces read, none of whose mixes gives the sample: no mix)
         return Shifted(*nothing, read, spent(), None if cut or not found else False)
-    if pick.size < k:  # the rest read along the directions the sample's mix takes
-        found = [f for f, x in zip(found, weights, strict=True) if x > 1e-9]
-    grads = [np.zeros(k) for _ in found]
-    uncs = [np.zeros(k) for _ in found]
-    for g, u, (_, at, z) in zip(grads, uncs, found, strict=True):
-        g[pick], u[pick] = at, z
+    every = found
     rest = np.setdiff1d(np.arange(k), pick)
     floor_ok = k <= FLOOR  # (a sample explained: the rest read whatever the budget)
-    for part in np.array_split(rest, -(-rest.size // GROUP)) if rest.size else []:
-        if not floor_ok and spent() + len(found) * cost(part.size) > seconds:
-            return Shifted(*nothing, read, spent())  # (none partly read)
-        kept = []
-        for i, (move, entered, near) in enumerate(f[0] for f in found):
-            read += 1
-            piece = _piece(space, members[part], move, entered, h, floor[part], rtol, near)
-            if piece is not None:  # (a kink within a stencil at the rest: a piece of no mix)
-                grads[i][part], uncs[i][part] = piece
-                kept.append(i)
-        found, grads, uncs = ([v[i] for i in kept] for v in (found, grads, uncs))
-        if not found:
+
+    def at_rest(found: list) -> tuple[list, list, list] | None:
+        """The pieces of ``found`` read at every member (those a kink within a stencil stops
+        at the rest leave, a piece of no mix), or None where none is left or the budget
+        ended first."""
+        nonlocal read
+        grads = [np.zeros(k) for _ in found]
+        uncs = [np.zeros(k) for _ in found]
+        for g, u, (_, at, z) in zip(grads, uncs, found, strict=True):
+            g[pick], u[pick] = at, z
+        for part in np.array_split(rest, -(-rest.size // GROUP)) if rest.size else []:
+            if not floor_ok and spent() + len(found) * cost(part.size) > seconds:
+                return None  # (none partly read)
+            kept = []
+            for i, (move, entered, near) in enumerate(f[0] for f in found):
+                read += 1
+                piece = _piece(space, members[part], move, entered, h, floor[part], rtol, near)
+                if piece is not None:
+                    grads[i][part], uncs[i][part] = piece
+                    kept.append(i)
+            found, grads, uncs = ([v[i] for i in kept] for v in (found, grads, uncs))
+            if not found:
+                return None
+        return found, grads, uncs
+
+    # the rest read along the directions the sample's mix takes, then (where those give no mix
+    # of the whole: a sample of 8 fitted by other weights than the rest's) along every one read
+    taken = [f for f, x in zip(found, weights, strict=True) if x > 1e-9] if pick.size < k else (
+        found)  # fmt: skip
+    for along in (taken, every) if len(taken) < len(every) else (taken,):
+        got = at_rest(along)
+        if got is None:
             return Shifted(*nothing, read, spent())
-    unc = np.max(uncs, axis=0)
-    near, ok, _ = fitted(grads, unc, np.arange(k))
+        _, grads, uncs = got
+        unc = np.max(uncs, axis=0)
+        near, ok, _ = fitted(grads, unc, np.arange(k))
+        if ok[fails:].all():
+            break
     if not ok[fails:].all():
         return Shifted(*nothing, read, spent(), False)
     mixed = bool(ok.all())
