@@ -278,15 +278,17 @@ def explain(space, members: np.ndarray, partners: np.ndarray, kinked: np.ndarray
     # of the whole: a sample of 8 fitted by other weights than the rest's) along every one read
     taken = [f for f, x in zip(found, weights, strict=True) if x > 1e-9] if pick.size < k else (
         found)  # fmt: skip
+    missed = None  # (a pass read to its end gave no mix: a later one cut short stays so)
     for along in (taken, every) if len(taken) < len(every) else (taken,):
         got = at_rest(along)
         if got is None:
-            return Shifted(*nothing, read, spent())
+            return Shifted(*nothing, read, spent(), missed)
         _, grads, uncs = got
         unc = np.max(uncs, axis=0)
         near, ok, _ = fitted(grads, unc, np.arange(k))
         if ok[fails:].all():
             break
+        missed = False
     if not ok[fails:].all():
         return Shifted(*nothing, read, spent(), False)
     mixed = bool(ok.all())
