@@ -99,7 +99,7 @@ def test_an_output_bias_gives_no_direction():
     real = shifts._directions
 
     def spy(space, h, rtol):
-        out = real(space, h, rtol)
+        out = list(real(space, h, rtol))
         seen.append([space.names[t] for move, _ in out for t in move])
         return out
 

@@ -357,8 +357,8 @@ def _own_term(name: str, a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.n
     name, if any, which the factor is said in terms of. Where the tensor's nonzero values share
     one magnitude (±a), the two read alike and both are named."""
     own = np.asarray(own, dtype=np.float64)
-    c = _own_multiple(a, n, tol, ok, own, 2)
-    sign = _own_multiple(a, n, tol, ok, np.sign(own), 2) if c is None else None
+    c = _own_multiple(a, n, tol, ok, own)
+    sign = _own_multiple(a, n, tol, ok, np.sign(own)) if c is None else None
     if c is None and sign is None:
         return None
     mags = np.unique(np.abs(own[ok & (own != 0)]))
@@ -390,8 +390,8 @@ def _num(v: float) -> str:
 
 
 def _factor(k: float, reg: Any) -> str:
-    """``k`` said as a multiple of the spec's ``reg`` where it is one (0.5, 1, 2 or 3 times,
-    either sign): 0.2 with reg 0.1 is ``0.2 (= 2 x reg)``."""
+    """``k`` said as a multiple of the spec's ``reg`` where it is one (0.5, 1, 2, 3 or 4
+    times, either sign): 0.2 with reg 0.1 is ``0.2 (= 2 x reg)``."""
     if isinstance(reg, (int, float)) and not isinstance(reg, bool) and reg > 0:
         for m in (1, 2, 0.5, 3, 4):
             if abs(abs(k) / (m * reg) - 1) < 1e-3:
@@ -400,17 +400,16 @@ def _factor(k: float, reg: Any) -> str:
 
 
 def _own_multiple(a: np.ndarray, n: np.ndarray, tol: np.ndarray, ok: np.ndarray,
-                  w: np.ndarray, least: int = 3) -> float | None:  # fmt: skip
+                  w: np.ndarray) -> float | None:  # fmt: skip
     """c where n - a = c w at every compared element (within the check's tolerance) and c w
     is beyond it at every failing one: a term ``w`` (same shape: the tensor's own value, an
-    L2 penalty's, or its sign, an L1's) missing or extra. None where w has fewer than
-    ``least`` distinct values there (a multiple of a constant is a constant), or the fit
-    misses."""
+    L2 penalty's, or its sign, an L1's) missing or extra. None where w holds one value there
+    (a multiple of a constant is a constant), or the fit misses."""
     w = np.asarray(w, dtype=np.float64)
     if w.shape != a.shape or ok.sum() < 2:
         return None
     r, v = (n - a)[ok], w[ok]
-    if np.unique(v).size < least or not np.all(np.isfinite(v)):
+    if np.unique(v).size < 2 or not np.all(np.isfinite(v)):
         return None
     c = float(r @ v / (v @ v))
     if c == 0 or not np.isfinite(c):

@@ -160,9 +160,7 @@ def _blamed(reader, at, given, g0, D, tol, fit, bad):
     if failing is None or not bad.any() or np.unique(tensor[bad]).size < 2:
         return fit, bad
     for u in np.unique(tensor[failing[at]]).tolist():
-        keep = tensor != u
-        if not keep.any():
-            continue
+        keep = tensor != u  # (never empty: the bad span two tensors)
         share = nearest.shares(D[keep], given[keep] - g0[keep])
         refit = g0 + D @ share
         off = np.abs(given - refit) > MARGIN * tol

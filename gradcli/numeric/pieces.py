@@ -155,6 +155,12 @@ class _Space:
     def flat(self, pos: np.ndarray) -> np.ndarray:
         return pos - self.start[self.tensor[pos]]
 
+    def by_tensor(self, pos: np.ndarray) -> dict[str, np.ndarray]:
+        """Positions ``pos`` as each tensor's flat indices (only the tensors they touch)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        return {n: self.flat(pos[self.tensor[pos] == t]) for t, n in enumerate(self.names)
+                if np.any(self.tensor[pos] == t)}  # fmt: skip
+
     def moved(self, members: np.ndarray, delta: np.ndarray,
               whole: tuple[dict[int, float], np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
         """d (R, out): the output at x moved by each row of ``delta`` (R, members) minus the
@@ -599,35 +605,23 @@ def verify(
                     refuted -= int(kind == "refuted")
                     contradicted -= int(kind == "contradicted")
     mixed: dict[str, np.ndarray] = {}
-    if (large and across and not positions(failing).size
-            and np.unique(space.tensor[at_kink]).size >= 2):  # fmt: skip
+    if large and across and not every.size and np.unique(space.tensor[at_kink]).size >= 2:
         from gradcli.numeric import shifts  # LAZY: ties across tensors only
 
         before = space.copies
         s = shifts.consistent(space, at_kink, a, floor, rtol, budget - spent, each)
         spent += (space.copies - before) * each
         if s.mixed is False:
-            for t, n in enumerate(names):
-                if np.any(space.tensor[at_kink] == t):
-                    mixed[n] = space.flat(at_kink[space.tensor[at_kink] == t])
+            mixed = space.by_tensor(at_kink)
     unexamined = int(unexamined_at.size)
     unverified: dict[str, int] = {}
     blind: dict[str, int] = {}
     short: dict[str, int] = {}
-    held_at: dict[str, np.ndarray] = {}
     for m, kind in held.items():
         kept = {"blind": blind, "unverified": unverified, "short": short}[kind]
         kept[names[space.tensor[m]]] = kept.get(names[space.tensor[m]], 0) + 1
-    if held:
-        pos = np.array(sorted(held), dtype=np.int64)
-        for t, n in enumerate(names):
-            if np.any(space.tensor[pos] == t):
-                held_at[n] = space.flat(pos[space.tensor[pos] == t])
-    smooth: dict[str, np.ndarray] = {}
-    pos = np.array(sorted(m for m in smooth_at if not explained(m)), dtype=np.int64)
-    for t, n in enumerate(names):
-        if np.any(space.tensor[pos] == t):
-            smooth[n] = space.flat(pos[space.tensor[pos] == t])
+    held_at = space.by_tensor(sorted(held))
+    smooth = space.by_tensor(sorted(m for m in smooth_at if not explained(m)))
     values = {}
     # a group's other members that passed alone and pass at the pieces' value too are no
     # coordinates at a kink: a softmax loss's zero b2, tied in value with the zero rows of X

@@ -83,19 +83,21 @@ class Shifted:
     mixed: bool | None = None
 
 
-def _directions(space, h: float, rtol: float) -> list[tuple[dict[int, float], float]]:
-    """(move {tensor: weight}, the loss's slope that way from x): each tensor with a kink
-    along its whole move (its two one-sided slopes differ: some tie switches), down then up,
-    the fewest coordinates first; then two of them moved the same way, one RATIO times the
-    other. A move with no kink enters no other piece (an output's bias)."""
+def _directions(space, h: float, rtol: float):
+    """(move {tensor: weight}, the loss's slope that way from x), yielded as they are needed
+    (a sample the first explains reads no other's slope): each tensor with a kink along its
+    whole move (its two one-sided slopes differ: some tie switches), down then up, the fewest
+    coordinates first; then two of them moved together, one RATIO times as far as the other,
+    the same way, then opposite ways. A move with no kink enters no other piece (an output's
+    bias)."""
     sizes = np.diff(space.start)
-    unit = space.engine.unit
-    noise = 4 * one_sided_noise(float(space.engine.gy.sum()), h, unit)
-    out, kinked = [], []
+    noise = 4 * one_sided_noise(float(space.engine.gy.sum()), h, space.engine.unit)
+    kinked = []
     for t in np.argsort(sizes, kind="stable").tolist():
         down, up = _entered(space, {t: -1.0}, h), _entered(space, {t: 1.0}, h)
         if abs(up + down) > noise + rtol * max(abs(up), abs(down)):
-            out += [({t: -1.0}, down), ({t: 1.0}, up)]
+            yield {t: -1.0}, down
+            yield {t: 1.0}, up
             kinked.append(t)
     # ties in two layers: the first layer's bias down turns its tied units off, and moves the
     # next layer's by sums of weights either way; that layer's bias moved RATIO times as far
@@ -107,8 +109,7 @@ def _directions(space, h: float, rtol: float) -> list[tuple[dict[int, float], fl
                 for sign in (-1.0, 1.0):
                     if near != far:
                         move = {near: sign, far: same * sign * RATIO}
-                        out.append((move, _entered(space, move, h)))
-    return out
+                        yield move, _entered(space, move, h)
 
 
 def _read(space, members: np.ndarray, move: dict[int, float], tau: float, h: float,
